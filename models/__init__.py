@@ -1,0 +1,1 @@
+"""Stage 2: tidy frame -> tidy coefficient tables (statsmodels)."""

@@ -1,0 +1,1 @@
+"""Stage 3: frame + tables -> seaborn figures, HTML and Markdown reports."""
