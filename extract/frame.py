@@ -42,25 +42,21 @@ def tidy_frame(
     token id to its text.
     """
     layers = np.asarray(layers, dtype=np.int64)
-    n_layers = len(layers)
     order = np.argsort(np.asarray(sequences, dtype=np.int64), kind="stable")
-    lengths = np.array([len(token_ids[i]) for i in order], dtype=np.int64)
-    rows = lengths * n_layers
-    seq_col = np.repeat(np.asarray(sequences, dtype=np.int64)[order], rows)
-    layer_col = np.concatenate([np.repeat(layers, n) for n in lengths]) if len(order) else []
-    pos_col = np.concatenate([np.tile(np.arange(n), n_layers) for n in lengths]) if len(order) else []
     ids = [np.asarray(token_ids[i], dtype=np.int64) for i in order]
-    id_col = np.concatenate([np.tile(a, n_layers) for a in ids]) if ids else np.array([], np.int64)
-    norm_col = (
-        np.concatenate([np.asarray(norms[i], dtype=np.float32).reshape(-1) for i in order])
-        if len(order)
-        else np.array([], np.float32)
+    lengths = [len(a) for a in ids]
+    seq_col = np.repeat(
+        np.asarray(sequences, dtype=np.int64)[order], np.multiply(lengths, len(layers))
     )
+    layer_col = np.concatenate([np.repeat(layers, n) for n in lengths])
+    pos_col = np.concatenate([np.tile(np.arange(n), len(layers)) for n in lengths])
+    id_col = np.concatenate([np.tile(a, len(layers)) for a in ids])
+    norm_col = np.concatenate([np.asarray(norms[i], dtype=np.float32).reshape(-1) for i in order])
     frame = pd.DataFrame(
         {
-            "sequence": np.asarray(seq_col, dtype=np.int64),
-            "layer": np.asarray(layer_col, dtype=np.int64),
-            "position": np.asarray(pos_col, dtype=np.int64),
+            "sequence": seq_col,
+            "layer": layer_col.astype(np.int64),
+            "position": pos_col.astype(np.int64),
             "token_id": id_col,
             "token": _token_categorical(id_col, token_text),
             "norm": norm_col,

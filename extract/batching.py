@@ -1,0 +1,61 @@
+"""Length-sorted batches under a token budget, and their padded tensors.
+
+Holds:
+- ``length_batches``: text indices, longest first, grouped under a count and a token budget;
+- ``pad_batch``: token id lists -> ``input_ids``, ``attention_mask``, ``position_ids`` on
+  either padding side, with positions counted over real tokens only.
+
+Usage::
+
+    for batch in length_batches([len(ids) for ids in encoded], batch_size=64, max_tokens=8192):
+        inputs = pad_batch([encoded[i] for i in batch], pad_id=0, side="left")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def length_batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices sorted longest first, cut so a batch has at most ``batch_size`` texts and at most
+    ``max_tokens`` tokens once padded to its longest text (a text longer than that is alone).
+
+    >>> length_batches([3, 9, 5, 4], batch_size=2, max_tokens=100)
+    [[1, 2], [3, 0]]
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        # Longest first: the batch's first text sets its padded length.
+        if (
+            current
+            and len(current) < batch_size
+            and (len(current) + 1) * lengths[current[0]] <= max_tokens
+        ):
+            current.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def pad_batch(
+    token_ids: Sequence[Sequence[int]], *, pad_id: int, side: str
+) -> dict[str, torch.Tensor]:
+    """Pad token id lists to one length on ``side`` ("left" or "right").
+
+    ``position_ids`` count real tokens from 0 whatever the side, so a left-padded text
+    sees the same positions as when run alone.
+    """
+    width = max(len(ids) for ids in token_ids)
+    input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+    for row, ids in enumerate(token_ids):
+        cols = slice(width - len(ids), width) if side == "left" else slice(0, len(ids))
+        input_ids[row, cols] = torch.as_tensor(ids, dtype=torch.long)
+        mask[row, cols] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}

@@ -1,0 +1,74 @@
+"""Forward hooks that keep only the per-token L2 norm of each attention update.
+
+Holds:
+- ``NormRecorder``: a context manager that hooks the attention modules of a model,
+  stores a float32 ``(batch, seq)`` norm tensor per layer, optionally stops the
+  forward pass after the last hooked layer, and always removes its hooks;
+- ``StopForward``: raised inside the last hook to end the forward pass early.
+
+Usage::
+
+    with NormRecorder(modules, stop_after=max(modules)) as recorder:
+        recorder.run(lambda: base(input_ids=ids, attention_mask=mask))
+    norms = recorder.norms        # {layer: tensor(batch, seq), float32, on the model's device}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+class StopForward(Exception):
+    """Ends a forward pass once the last requested layer has been measured."""
+
+
+class NormRecorder:
+    """Hooks ``modules`` ({layer: module}) and records ``||output||_2`` per token in float32."""
+
+    def __init__(self, modules: dict[int, nn.Module], *, stop_after: int | None = None) -> None:
+        self.modules = modules
+        self.stop_after = stop_after
+        self.norms: dict[int, torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, layer: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor | tuple) -> None:
+            update = output[0] if isinstance(output, tuple) else output
+            self.norms[layer] = torch.linalg.vector_norm(update, dim=-1, dtype=torch.float32)
+            if layer == self.stop_after:
+                raise StopForward
+
+        return hook
+
+    def __enter__(self) -> NormRecorder:
+        try:
+            for layer, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(layer)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove every hook this recorder added."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def run(self, forward: Callable[[], object]) -> dict[int, torch.Tensor]:
+        """Call ``forward`` (a closure over the model call); return the norms it recorded."""
+        self.norms = {}
+        try:
+            forward()
+        except StopForward:
+            pass
+        missing = set(self.modules) - set(self.norms)
+        if missing:
+            raise RuntimeError(f"the forward pass never reached layers {sorted(missing)}")
+        return self.norms

@@ -1,0 +1,68 @@
+"""The run's provenance, kept in ``frame.attrs`` and so in the Parquet file.
+
+Holds ``provenance``: model id and revision, family, dtype, device, layers, corpus,
+counts of texts (measured, skipped empty, truncated) and tokens, and package versions.
+Every value is JSON-serialisable, as Parquet metadata needs.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from attnmag.extract.adapters import adapter_for, blocks
+from torch import nn
+
+if TYPE_CHECKING:
+    from attnmag.extract.norms import Encoded
+
+PACKAGES = ("attnmag", "torch", "transformers", "datasets", "pandas", "numpy", "statsmodels")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the numbers."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    found["python"] = platform.python_version()
+    return found
+
+
+def provenance(
+    model: nn.Module,
+    encoded: Encoded,
+    *,
+    layers: list[int],
+    corpus: dict,
+    batch_size: int,
+    seconds: float,
+) -> dict:
+    """The run's provenance as a flat, JSON-serialisable dict."""
+    config = model.config
+    parameter = next(model.parameters())
+    return {
+        "model": getattr(model, "attnmag_source", None) or config.name_or_path or "unnamed",
+        "model_revision": getattr(config, "_commit_hash", None),
+        "model_type": config.model_type,
+        "family": adapter_for(model).family,
+        "dtype": str(parameter.dtype).removeprefix("torch."),
+        "device": str(parameter.device),
+        "n_model_layers": len(blocks(model)),
+        "layers": list(layers),
+        "corpus": corpus.get("corpus", "texts given"),
+        "split": corpus.get("split"),
+        "corpus_sample": {k: v for k, v in corpus.items() if k not in ("corpus", "split")},
+        "n_texts": encoded.n_texts,
+        "n_sequences": len(encoded.token_ids),
+        "n_skipped_empty": encoded.skipped_empty,
+        "n_truncated": encoded.truncated,
+        "max_length": encoded.max_length,
+        "n_tokens": sum(len(x) for x in encoded.token_ids),
+        "batch_size": batch_size,
+        "seconds_extract": round(seconds, 3),
+        "versions": package_versions(),
+    }

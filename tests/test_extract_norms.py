@@ -1,0 +1,136 @@
+"""Extraction: padding invariance, agreement with a plain hook, layers, order, lags, hygiene."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from attnmag.extract.adapters import adapter_for, base_model
+
+from attnmag import AttnmagError, extract
+
+TEXTS = [
+    "Short.",
+    "A considerably longer text that runs on and on, so that padding really matters "
+    "for the shorter ones in the same batch, and positions differ widely.",
+    "Mid-length text with a few words.",
+    "",
+    "Another one, of a length somewhere in between the others.",
+]
+MODELS = ["tiny_gpt2", "tiny_llama", "tiny_gemma3"]
+
+
+def alone(model, tokenizer, text: str, layer_count: int) -> np.ndarray:
+    """Norms of one unpadded text from plain forward hooks on the module DESIGN.md names."""
+    adapter = adapter_for(model)
+    blocks = getattr(base_model(model), adapter.blocks)
+    seen = {}
+    handles = [
+        getattr(blocks[i], adapter.module).register_forward_hook(
+            lambda m, a, out, i=i: seen.__setitem__(i, out[0] if isinstance(out, tuple) else out)
+        )
+        for i in range(layer_count)
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.tensor([tokenizer(text)["input_ids"]]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return np.stack([seen[i][0].double().norm(dim=-1).numpy() for i in range(layer_count)])
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_batched_norms_equal_each_text_alone(name, side, gpt2_tokenizer, request):
+    model = request.getfixturevalue(name)
+    gpt2_tokenizer.padding_side = side
+    frame = extract.attention_norms(model, gpt2_tokenizer, TEXTS, batch_size=8, progress=False)
+    assert np.isfinite(frame["norm"]).all()
+    for sequence, text in enumerate(TEXTS):
+        if not text:
+            assert sequence not in set(frame["sequence"])
+            continue
+        expected = alone(model, gpt2_tokenizer, text, 3)
+        got = (
+            frame[frame["sequence"] == sequence]
+            .pivot(index="layer", columns="position", values="norm")
+            .to_numpy()
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_sequence_ids_follow_corpus_order_and_layers_select(tiny_llama, gpt2_tokenizer):
+    frame = extract.attention_norms(
+        tiny_llama, gpt2_tokenizer, TEXTS, batch_size=2, layers=[0, 1], progress=False
+    )
+    assert sorted(frame["layer"].unique()) == [0, 1]
+    lengths = frame[frame["layer"] == 0].groupby("sequence")["position"].size()
+    expected = {i: len(gpt2_tokenizer(t)["input_ids"]) for i, t in enumerate(TEXTS) if t}
+    assert lengths.to_dict() == expected
+    first = frame[(frame["sequence"] == 4) & (frame["layer"] == 0)]
+    assert first["token_id"].tolist() == gpt2_tokenizer(TEXTS[4])["input_ids"]
+    assert "".join(first["token"].astype(str)) == TEXTS[4]
+    assert list(frame.columns) == extract.COLUMNS
+    assert frame.attrs["n_skipped_empty"] == 1 and frame.attrs["layers"] == [0, 1]
+
+
+def test_lags_are_log_norm_shifted_within_sequence_and_layer(tiny_gpt2, gpt2_tokenizer):
+    frame = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, progress=False)
+    for _, group in frame.groupby(["sequence", "layer"]):
+        y = group["log_norm"].to_numpy()
+        np.testing.assert_array_equal(group["lag1"].to_numpy()[1:], y[:-1])
+        np.testing.assert_array_equal(group["lag2"].to_numpy()[2:], y[:-2])
+        assert np.isnan(group["lag1"].iloc[0]) and group["lag2"].iloc[:2].isna().all()
+    np.testing.assert_allclose(frame["log_norm"], np.log(frame["norm"].astype(np.float64)))
+
+
+def test_long_texts_are_truncated_and_counted(tiny_gpt2, gpt2_tokenizer):
+    texts = ["word " * 300, "short text"]
+    frame = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, texts, progress=False)
+    assert frame.attrs["n_truncated"] == 1
+    assert frame.groupby("sequence")["position"].max().to_dict() == {0: 127, 1: 1}
+
+
+def test_simulated_out_of_memory_halves_the_batch(tiny_llama, gpt2_tokenizer, monkeypatch):
+    base = base_model(tiny_llama)
+    original, sizes = base.forward, []
+
+    def flaky(*args, **kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(base, "forward", flaky)
+    frame = extract.attention_norms(tiny_llama, gpt2_tokenizer, TEXTS, batch_size=4, progress=False)
+    monkeypatch.undo()
+    assert sizes[:3] == [4, 2, 1] and max(sizes[3:]) == 1
+    reference = extract.attention_norms(tiny_llama, gpt2_tokenizer, TEXTS, progress=False)
+    pd.testing.assert_frame_equal(frame[extract.COLUMNS], reference[extract.COLUMNS])
+
+
+def test_nothing_of_the_callers_changes(tiny_gpt2, gpt2_tokenizer):
+    gpt2_tokenizer.padding_side = "right"
+    implementation = tiny_gpt2.config._attn_implementation
+    extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, progress=False)
+    with pytest.raises(AttnmagError, match="list of str"):
+        extract.attention_norms(tiny_gpt2, gpt2_tokenizer, [1, 2], progress=False)
+    with pytest.raises(RuntimeError):
+        with_failing_block(tiny_gpt2, gpt2_tokenizer)
+    for module in tiny_gpt2.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+    assert tiny_gpt2.config._attn_implementation == implementation
+    assert gpt2_tokenizer.padding_side == "right" and gpt2_tokenizer.pad_token is None
+
+
+def with_failing_block(model, tokenizer):
+    """A run that raises inside the forward pass, after the hooks are in place."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    handle = model.transformer.h[1].mlp.register_forward_pre_hook(fail)
+    try:
+        extract.attention_norms(model, tokenizer, TEXTS, progress=False)
+    finally:
+        handle.remove()
