@@ -2,11 +2,15 @@
 
 ``simulated_frame`` draws, for each sequence s, layer l and position t >= 1::
 
-    log_norm = intercept + slope * t + u_s + lag1 * y[t-1] + lag2 * y[t-2] + e,
-    u_s ~ N(0, sd_sequence**2),  e ~ N(0, sd_noise**2)
+    log_norm = intercept + (slope + v_s) * t + u_s + lag1 * y[t-1] + lag2 * y[t-2] + e,
+    u_s ~ N(0, sd_sequence**2),  v_s ~ N(0, sd_slope**2),  e ~ N(0, sd_noise**2)
 
 (lags enter from t >= 3, so that both lags come from positions >= 1); position 0, the
-attention sink, sits ``sink`` above the rest. The result has the extract stage's schema.
+attention sink, sits ``sink`` above the rest. ``u_s`` and ``v_s`` are shared by the
+layers of a sequence. The result has the extract stage's schema.
+
+The draws are vectorised over sequences and layers; with ``sd_slope=0`` (the default) a
+seed gives the same frame as the original per-token loop did.
 """
 
 from __future__ import annotations
@@ -27,31 +31,39 @@ def simulated_frame(
     lag1: float = 0.0,
     lag2: float = 0.0,
     sd_sequence: float = 0.3,
+    sd_slope: float = 0.0,
     sd_noise: float = 0.2,
     sink: float = 2.0,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """A tidy frame drawn from the model in the module docstring (same parameters per layer)."""
+    """A tidy frame drawn from the model in the module docstring (same parameters per layer).
+
+    >>> frame = simulated_frame(50, 2, slope=-0.03, sd_sequence=0.2, seed=1)
+    """
     rng = np.random.default_rng(seed)
     lengths = rng.integers(length[0], length[1] + 1, size=n_sequences)
-    token_ids, norms = [], []
-    for n in lengths:
+    longest = int(lengths.max())
+    token_ids = []
+    u = np.empty(n_sequences)
+    noise = np.zeros((n_sequences, n_layers, longest))
+    for s, n in enumerate(lengths):
         token_ids.append(rng.integers(0, 50, size=n))
-        u = rng.normal(0.0, sd_sequence)
-        per_layer = np.empty((n_layers, n))
-        for layer in range(n_layers):
-            y = np.empty(n)
-            y[0] = intercept + sink + u + rng.normal(0.0, sd_noise)
-            for t in range(1, n):
-                y[t] = intercept + slope * t + u + rng.normal(0.0, sd_noise)
-                if t >= 3:
-                    y[t] += lag1 * y[t - 1] + lag2 * y[t - 2]
-            per_layer[layer] = y
-        norms.append(np.exp(per_layer).astype(np.float32))
+        u[s] = rng.normal(0.0, sd_sequence)
+        noise[s, :, :n] = rng.normal(0.0, sd_noise, size=(n_layers, n))
+    # A separate stream for the random slopes keeps the frames of sd_slope=0 as they were.
+    v = np.random.default_rng([seed, 1]).normal(0.0, sd_slope, size=n_sequences) if sd_slope else 0
+    slopes = np.broadcast_to(slope + v, (n_sequences,))[:, None]
+    u = u[:, None]
+    y = np.empty_like(noise)
+    y[:, :, 0] = intercept + sink + u + noise[:, :, 0]
+    for t in range(1, longest):
+        y[:, :, t] = intercept + slopes * t + u + noise[:, :, t]
+        if t >= 3:
+            y[:, :, t] += lag1 * y[:, :, t - 1] + lag2 * y[:, :, t - 2]
     frame = tidy_frame(
         sequences=list(range(n_sequences)),
         token_ids=token_ids,
-        norms=norms,
+        norms=[np.exp(y[s, :, :n]).astype(np.float32) for s, n in enumerate(lengths)],
         layers=list(range(n_layers)),
         token_text={i: f"t{i}" for i in range(50)},
     )
