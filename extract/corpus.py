@@ -115,16 +115,35 @@ def load_corpus(
     return _with_info(dataset, {**info, "text_column": text_column, "limit": limit})
 
 
+def _read_local(path: Path) -> pd.DataFrame:
+    """A local corpus file as a DataFrame (a .txt file is one text per line)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, keep_default_na=False)
+    if suffix in (".json", ".jsonl"):
+        return pd.read_json(path, lines=suffix == ".jsonl" or _is_json_lines(path))
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    lines = path.read_text().splitlines()
+    return pd.DataFrame({"text": pd.Series([line for line in lines if line.strip()], dtype=str)})
+
+
+def _is_json_lines(path: Path) -> bool:
+    with path.open() as handle:
+        return handle.read(1).lstrip() not in ("[", "")
+
+
 def _load_source(source: str, *, split: str) -> tuple[datasets.Dataset, dict]:
     path = Path(source)
     if path.suffix.lower() in LOCAL_FORMATS:
         if not path.is_file():
             raise AttnmagError(f"unknown corpus {source!r}: no such file")
-        builder = LOCAL_FORMATS[path.suffix.lower()]
         try:
-            dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
-        except Exception as error:  # datasets raises many types for a malformed file
-            raise AttnmagError(f"cannot read corpus {source!r} as {builder}: {error}") from None
+            table = _read_local(path)
+        except (ValueError, OSError, UnicodeDecodeError) as error:
+            kind = path.suffix.lower().lstrip(".")
+            raise AttnmagError(f"cannot read corpus {source!r} as {kind}: {error}") from None
+        dataset = datasets.Dataset.from_pandas(table, preserve_index=False)
         return dataset, {"corpus": str(path.resolve()), "split": None}
     try:
         dataset = datasets.load_dataset(source, split=split)

@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, attention_modules, base_model, blocks
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import tidy_frame
 from attnmag.extract.hooks import NormRecorder
 from attnmag.extract.provenance import provenance
-from torch import nn
-from tqdm.auto import tqdm
-
-from attnmag.errors import AttnmagError
 
 
 @dataclass

@@ -11,8 +11,9 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from attnmag.extract.adapters import adapter_for, blocks
 from torch import nn
+
+from attnmag.extract.adapters import adapter_for, blocks
 
 if TYPE_CHECKING:
     from attnmag.extract.norms import Encoded

