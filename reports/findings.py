@@ -1,0 +1,310 @@
+"""The report's findings: numbers computed from the frame and tables, and sentences from them.
+
+Holds:
+- ``Finding``: one section's numbers, sentences and warnings;
+- ``findings``: every section's ``Finding``, keyed ``data``, ``layers``, ``positions``,
+  ``trend`` and ``lags``;
+- ``data_finding``, ``layer_finding``, ``position_finding``, ``trend_finding``,
+  ``lag_finding``: one section each;
+- ``METHOD_WORDS``: what each fitting method is, in words.
+
+Counts of significant layers use ``p_adjusted`` (Holm across layers, per term and method)
+at level ``alpha``; every sentence is built from the ``numbers`` beside it, so a test can
+check the one against the other and both against the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from attnmag.reports.summaries import layer_means, position_means, sequence_lengths
+
+METHOD_WORDS = {
+    "aggregate": "OLS of the log of the mean norm on position, one point per position",
+    "ols": "pooled OLS on every token, standard errors cluster-robust (CR1) by text",
+    "mixed": "a linear mixed model (statsmodels MixedLM) with a random intercept per text",
+}
+SHORT_SEQUENCE = 50
+TERM_WORDS = {"lag1": "lag-1", "lag2": "lag-2", "position": "slope", "intercept": "intercept"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One section's findings: the numbers, the sentences made from them, and warnings."""
+
+    numbers: dict[str, Any]
+    sentences: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The sentences as one paragraph."""
+        return " ".join(self.sentences)
+
+
+def _count(value: int, noun: str) -> str:
+    return f"{value:,} {noun}{'' if value == 1 else 's'}"
+
+
+def _layer_list(layers: Sequence[int]) -> str:
+    return ", ".join(str(int(x)) for x in layers)
+
+
+def data_finding(frame: pd.DataFrame) -> Finding:
+    """How many texts, tokens and layers, and how long the texts are."""
+    lengths = sequence_lengths(frame)
+    attrs = frame.attrs
+    numbers = {
+        "n_sequences": int(len(lengths)),
+        "n_tokens": int(lengths.sum()),
+        "n_layers": int(frame["layer"].nunique()),
+        "n_rows": int(len(frame)),
+        "median_length": float(lengths.median()),
+        "min_length": int(lengths.min()),
+        "max_length": int(lengths.max()),
+        "n_skipped_empty": attrs.get("n_skipped_empty"),
+        "n_truncated": attrs.get("n_truncated"),
+    }
+    sentences = [
+        f"The frame holds {_count(numbers['n_tokens'], 'real token')} from "
+        f"{_count(numbers['n_sequences'], 'text')}, measured at "
+        f"{_count(numbers['n_layers'], 'layer')} ({numbers['n_rows']:,} rows).",
+        f"Texts are {numbers['min_length']} to {numbers['max_length']} tokens long "
+        f"(median {numbers['median_length']:g}).",
+    ]
+    if numbers["n_skipped_empty"] is not None or numbers["n_truncated"] is not None:
+        sentences.append(
+            f"{_count(int(numbers['n_skipped_empty'] or 0), 'empty text')} skipped and "
+            f"{_count(int(numbers['n_truncated'] or 0), 'text')} truncated to the model's "
+            "context before measuring."
+        )
+    return Finding(numbers, sentences)
+
+
+def layer_finding(frame: pd.DataFrame, *, conf_level: float = 0.95) -> Finding:
+    """Which layers have the largest and smallest mean norm (first token left out)."""
+    means = layer_means(frame, value="norm", conf_level=conf_level)
+    top, bottom = int(means["mean"].idxmax()), int(means["mean"].idxmin())
+    numbers = {
+        "layer_largest_mean_norm": top,
+        "largest_mean_norm": float(means.loc[top, "mean"]),
+        "largest_conf": (float(means.loc[top, "conf_low"]), float(means.loc[top, "conf_high"])),
+        "layer_smallest_mean_norm": bottom,
+        "smallest_mean_norm": float(means.loc[bottom, "mean"]),
+        "smallest_conf": (float(means.loc[bottom, "conf_low"]),
+                          float(means.loc[bottom, "conf_high"])),
+        "ratio": float(means.loc[top, "mean"] / means.loc[bottom, "mean"]),
+    }
+    level = f"{conf_level:.0%} CI"
+    sentences = [
+        f"Leaving out the first token, layer {top} has the largest mean norm "
+        f"({numbers['largest_mean_norm']:.3g}, {level} {numbers['largest_conf'][0]:.3g} to "
+        f"{numbers['largest_conf'][1]:.3g}) and layer {bottom} the smallest "
+        f"({numbers['smallest_mean_norm']:.3g}, {level} {numbers['smallest_conf'][0]:.3g} to "
+        f"{numbers['smallest_conf'][1]:.3g}); the largest is {numbers['ratio']:.3g} times "
+        "the smallest."
+    ]
+    return Finding(numbers, sentences)
+
+
+def position_finding(frame: pd.DataFrame, *, max_position: int = 30) -> Finding:
+    """The first token against the rest, and how many texts reach the last position shown."""
+    cells = position_means(frame, max_position=max_position)["mean"].unstack("position")
+    first = cells[0]
+    rest = layer_means(frame.loc[frame["position"] <= max_position], value="norm")["mean"]
+    ratio = first / rest
+    lengths = sequence_lengths(frame)
+    reach = int((lengths > max_position).sum())
+    numbers = {
+        "n_layers": int(len(ratio)),
+        "n_layers_first_larger": int((ratio > 1).sum()),
+        "median_first_ratio": float(ratio.median()),
+        "max_position": max_position,
+        "n_sequences_reaching_max": reach,
+        "n_sequences": int(len(lengths)),
+    }
+    sentences = [
+        f"The first token's mean norm exceeds the mean of positions 1 to {max_position} in "
+        f"{numbers['n_layers_first_larger']} of {_count(numbers['n_layers'], 'layer')} "
+        f"(median ratio {numbers['median_first_ratio']:.3g}); the models leave it out.",
+        f"Position {max_position} exists in {reach:,} of {len(lengths):,} texts, so means at "
+        "late positions rest on fewer, longer texts.",
+    ]
+    return Finding(numbers, sentences)
+
+
+def _significance(table: pd.DataFrame, *, term: str, alpha: float) -> pd.DataFrame:
+    """Per method and layer, the sign of ``term``: ``-``/``+`` significantly below/above zero,
+    ``0`` neither, ``?`` no estimate (a failed fit)."""
+    rows = table[table["term"] == term]
+    below = (rows["p_adjusted"] < alpha) & (rows["estimate"] < 0)
+    above = (rows["p_adjusted"] < alpha) & (rows["estimate"] > 0)
+    sign = np.select([rows["estimate"].isna(), below, above], ["?", "-", "+"], default="0")
+    return rows.assign(sign=sign)[["method", "layer", "estimate", "sign"]]
+
+
+def _not_converged(table: pd.DataFrame) -> dict[str, list[int]]:
+    """Layers whose fit did not converge, per method."""
+    bad = table[~table["converged"].astype(bool)]
+    return {m: sorted(set(part["layer"].astype(int))) for m, part in bad.groupby("method")}
+
+
+def _fit_warnings(
+    table: pd.DataFrame, glance: pd.DataFrame | None, *, model: str
+) -> list[str]:
+    """Non-convergence from the table, and the glance table's warnings for ``model``."""
+    out = [
+        f"The {method} fit did not converge in {_count(len(layers), 'layer')} "
+        f"({_layer_list(layers)}); its estimates there are shown but flagged "
+        "(converged = False in the table)."
+        for method, layers in _not_converged(table).items()
+    ]
+    if glance is not None and "warnings" in glance:
+        part = glance if "model" not in glance else glance[glance["model"] == model]
+        messages: dict[str, list[str]] = {}
+        for _, row in part.iterrows():
+            for text in _warning_texts(row["warnings"]):
+                messages.setdefault(text, []).append(f"{row['method']} layer {int(row['layer'])}")
+        out += [f"{text} ({'; '.join(where[:6])}{', …' if len(where) > 6 else ''})"
+                for text, where in messages.items()]
+    return out
+
+
+def _warning_texts(value: object) -> list[str]:
+    """A glance ``warnings`` cell (a string joined by '; ', a list, or empty) as texts."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    items = value.split("; ") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def trend_finding(
+    trend: pd.DataFrame,
+    *,
+    glance: pd.DataFrame | None = None,
+    alpha: float = 0.05,
+) -> Finding:
+    """Per method: how many layers have a slope below, above or not distinguishable from zero."""
+    signs = _significance(trend, term="position", alpha=alpha)
+    numbers: dict[str, Any] = {"alpha": alpha}
+    clauses = []
+    for method, part in signs.groupby("method", sort=False):
+        counts = part["sign"].value_counts()
+        median = float(part["estimate"].median())
+        numbers[method] = {
+            "n_layers": int(len(part)),
+            "n_below_zero": int(counts.get("-", 0)),
+            "n_above_zero": int(counts.get("+", 0)),
+            "n_not_significant": int(counts.get("0", 0)),
+            "n_no_estimate": int(counts.get("?", 0)),
+            "median_slope": median,
+            "median_percent_per_position": float(100 * np.expm1(median)),
+        }
+        n = numbers[method]
+        clauses.append(
+            f"below zero in {n['n_below_zero']} of {_count(n['n_layers'], 'layer')} with "
+            f"{method}, above zero in {n['n_above_zero']} and indistinguishable from zero in "
+            f"{n['n_not_significant']} (median slope "
+            f"{median:.3g} per position, {n['median_percent_per_position']:+.2f}% of the norm "
+            "per position)"
+            + (f", with no estimate in {n['n_no_estimate']}" if n["n_no_estimate"] else "")
+        )
+    sentences = [f"After Holm correction across layers (alpha = {alpha:g}), the slope is "
+                 "significantly "
+                 + "; ".join(clauses) + "."]
+    warnings = _fit_warnings(trend, glance, model="position_trend")
+    aggregate = trend.loc[trend["method"] == "aggregate", "n_obs"]
+    if len(aggregate):
+        warnings.append(
+            f"The aggregate fit has one point per position ({int(aggregate.median())} per "
+            "layer); its "
+            "standard errors treat those means as independent, though the same texts stand "
+            "behind every point, and ignore how many texts each mean rests on."
+        )
+    return Finding(numbers, sentences, warnings)
+
+
+def lag_finding(
+    lags: pd.DataFrame,
+    frame: pd.DataFrame,
+    *,
+    glance: pd.DataFrame | None = None,
+    alpha: float = 0.05,
+) -> Finding:
+    """Per method: the sign pattern of the lag-1 and lag-2 coefficients across layers."""
+    numbers: dict[str, Any] = {"alpha": alpha}
+    sentences = [f"Significance is after Holm correction across layers (alpha = {alpha:g})."]
+    by_term = {t: _significance(lags, term=t, alpha=alpha) for t in ("lag1", "lag2")}
+    words = {"+": "positive", "-": "negative", "0": "not significant", "?": "not estimated"}
+    for method in lags["method"].drop_duplicates():
+        entry: dict[str, Any] = {}
+        per_layer = {}
+        for term, signs in by_term.items():
+            part = signs[signs["method"] == method]
+            counts = part["sign"].value_counts()
+            entry[term] = {
+                "n_positive": int(counts.get("+", 0)),
+                "n_negative": int(counts.get("-", 0)),
+                "n_not_significant": int(counts.get("0", 0)),
+                "n_no_estimate": int(counts.get("?", 0)),
+                "median": float(part["estimate"].median()),
+            }
+            per_layer[term] = part.set_index("layer")["sign"]
+        patterns = (per_layer["lag1"] + per_layer["lag2"]).value_counts()
+        pattern = str(patterns.index[0])
+        entry.update(n_layers=int(len(per_layer["lag1"])), pattern=pattern,
+                     n_layers_pattern=int(patterns.iloc[0]))
+        numbers[method] = entry
+        one, two = entry["lag1"], entry["lag2"]
+        sentences.append(
+            f"With {method}, the lag-1 coefficient is significantly positive in "
+            f"{one['n_positive']} of {_count(entry['n_layers'], 'layer')} and negative in "
+            f"{one['n_negative']} (median {one['median']:.3g}), the lag-2 coefficient "
+            f"positive in {two['n_positive']} and negative in {two['n_negative']} "
+            f"(median {two['median']:.3g}); the commonest pattern is lag-1 "
+            f"{words[pattern[0]]} and lag-2 {words[pattern[1]]} "
+            f"({entry['n_layers_pattern']} of {entry['n_layers']} layers)."
+        )
+    warnings = _fit_warnings(lags, glance, model="lag_effects")
+    rows = lags[lags["term"] == "lag1"]
+    rows_per_text = float((rows["n_obs"] / rows["n_groups"]).median())
+    median_length = float(sequence_lengths(frame).median())
+    numbers.update(median_length=median_length, rows_per_text=rows_per_text)
+    if rows_per_text < SHORT_SEQUENCE:
+        used = "; ".join(f"{m}: {METHOD_WORDS.get(m, m)}" for m in lags["method"].unique())
+        warnings.append(
+            f"Estimators used: {used}. The texts are short (median {median_length:g} tokens, "
+            f"{rows_per_text:.3g} rows per text in the lag fit), and with short sequences a "
+            "regression on lagged outcomes is biased: pooled OLS lets lasting differences "
+            "between texts pass for persistence (lag coefficients too large), a random "
+            "intercept per text is assumed independent of the lagged outcomes, which carry "
+            "it, and a "
+            "fixed-effects fit would be pulled down by about (1 + lag-1)/(T - 1) (Nickell "
+            "bias). Read the lag coefficients as associations, not as dynamics."
+        )
+    return Finding(numbers, sentences, warnings)
+
+
+def findings(
+    frame: pd.DataFrame,
+    *,
+    trend: pd.DataFrame,
+    lags: pd.DataFrame,
+    glance: pd.DataFrame | None = None,
+    alpha: float = 0.05,
+    max_position: int = 30,
+    conf_level: float = 0.95,
+) -> Mapping[str, Finding]:
+    """Every section's findings, keyed data, layers, positions, trend and lags."""
+    return {
+        "data": data_finding(frame),
+        "layers": layer_finding(frame, conf_level=conf_level),
+        "positions": position_finding(frame, max_position=max_position),
+        "trend": trend_finding(trend, glance=glance, alpha=alpha),
+        "lags": lag_finding(lags, frame, glance=glance, alpha=alpha),
+    }

@@ -1,0 +1,157 @@
+"""Tables for the reports: what they show, as text, and as Markdown.
+
+Holds:
+- ``coefficient_display``: a coefficient table as one row per layer and term, one column per
+  method, cells ``estimate [low, high]`` marked where significant after Holm correction;
+- ``glance_display``: a ``glance`` table summarised per model and method;
+- ``provenance_rows``: ``frame.attrs`` and stage timings as (label, value) rows;
+- ``markdown_table``: a DataFrame as a GitHub Markdown table (no ``tabulate`` needed).
+
+HTML tables are drawn by the ``table`` macro of ``templates/report.html.j2`` from the same
+DataFrames; CSV files are the full tables as ``models`` returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METHODS = ("aggregate", "ols", "mixed")
+TERM_LABELS = {"intercept": "intercept", "position": "slope", "lag1": "lag-1", "lag2": "lag-2"}
+PROVENANCE_LABELS = {
+    "model": "model",
+    "model_revision": "model revision",
+    "model_type": "model type",
+    "family": "architecture family",
+    "dtype": "weights dtype",
+    "device": "device",
+    "n_model_layers": "layers in the model",
+    "layers": "layers measured",
+    "corpus": "corpus",
+    "split": "split",
+    "corpus_sample": "corpus sample",
+    "n_texts": "texts given",
+    "n_sequences": "texts measured",
+    "n_skipped_empty": "empty texts skipped",
+    "n_truncated": "texts truncated",
+    "max_length": "maximum length (tokens)",
+    "n_tokens": "tokens measured",
+    "batch_size": "batch size",
+}
+
+
+def _format(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.3g}"
+
+
+def coefficient_display(
+    table: pd.DataFrame, *, alpha: float = 0.05, conf_level: float = 0.95
+) -> pd.DataFrame:
+    """One row per layer and term, one column per method: ``estimate [low, high]``.
+
+    A ``*`` marks ``p_adjusted < alpha``; a ``†`` marks a fit that did not converge.
+    """
+    cells = table.assign(
+        cell=[
+            ("no estimate" if pd.isna(e) else f"{_format(e)} [{_format(lo)}, {_format(hi)}]")
+            + ("*" if p < alpha else "") + ("" if ok else "†")
+            for e, lo, hi, p, ok in zip(table["estimate"], table["conf_low"],
+                                        table["conf_high"], table["p_adjusted"],
+                                        table["converged"].astype(bool), strict=True)
+        ],
+        term_order=table["term"].map(list(TERM_LABELS).index),
+    )
+    wide = cells.pivot(index=["layer", "term_order", "term"], columns="method", values="cell")
+    methods = [m for m in METHODS if m in wide.columns]
+    wide = wide[methods + sorted(set(wide.columns) - set(methods))].sort_index()
+    wide = wide.reset_index().drop(columns="term_order")
+    wide["term"] = wide["term"].map(TERM_LABELS).fillna(wide["term"])
+    wide.columns = ["layer", "term"] + [f"{m} ({conf_level:.0%} CI)" for m in wide.columns[2:]]
+    return wide.fillna("")
+
+
+def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and method: layers, converged, median sizes and fit, total seconds."""
+    rows = []
+    order = {name: i for i, name in enumerate(("position_trend", "lag_effects", *METHODS))}
+    glance = glance.sort_values(["model", "method"], key=lambda c: c.map(order), kind="stable")
+    for (model, method), part in glance.groupby(["model", "method"], sort=False):
+        row: dict[str, Any] = {
+            "model": model,
+            "method": method,
+            "layers": len(part),
+            "converged": f"{int(part['converged'].astype(bool).sum())} of {len(part)}",
+            "median n_obs": f"{part['n_obs'].median():,.0f}",
+            "median n_groups": _format(part["n_groups"].median()),
+        }
+        for column in ("r2", "sigma"):
+            if column in part:
+                row[f"median {column}"] = _format(part[column].median())
+        if "seconds" in part:
+            row["seconds (all layers)"] = f"{part['seconds'].sum():.2f}"
+        if "warnings" in part:
+            row["layers with warnings"] = int(part["warnings"].map(_has_text).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _has_text(value: object) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list | tuple | np.ndarray):
+        return len(value) > 0
+    return False
+
+
+def _provenance_value(value: object) -> str:
+    """A provenance value as short text (lists of layers as ranges, mappings as k=v)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int) for v in value):
+        if list(value) == list(range(value[0], value[0] + len(value))) and len(value) > 2:
+            return f"{value[0]} to {value[-1]} ({len(value)})"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def provenance_rows(
+    attrs: Mapping[str, Any], *, timings: Mapping[str, float] | None = None
+) -> list[tuple[str, str]]:
+    """The run's provenance as (label, value) rows: known keys first, then the rest.
+
+    ``versions`` becomes one row of package versions; ``seconds_<stage>`` keys and
+    ``timings`` (stage -> seconds; they win) become one row of wall times.
+    """
+    rows = [(label, _provenance_value(attrs[key])) for key, label in PROVENANCE_LABELS.items()
+            if attrs.get(key) not in (None, "", [], {})]
+    seconds = {k.removeprefix("seconds_"): v for k, v in attrs.items()
+               if k.startswith("seconds_") and isinstance(v, int | float)}
+    seconds.update(timings or {})
+    skip = set(PROVENANCE_LABELS) | {"versions"} | {f"seconds_{k}" for k in seconds}
+    rows += [(key.replace("_", " "), _provenance_value(value)) for key, value in attrs.items()
+             if key not in skip and value not in (None, "", [], {})]
+    if isinstance(attrs.get("versions"), Mapping):
+        rows.append(("package versions", _provenance_value(attrs["versions"])))
+    if seconds:
+        rows.append(("wall time", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())))
+    return rows
+
+
+def _markdown_cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a GitHub Markdown table, numbers right-aligned."""
+    header = [_markdown_cell(c) for c in table.columns]
+    align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |"
+              for row in table.itertuples(index=False)]
+    return "\n".join(lines)
