@@ -1,0 +1,133 @@
+"""Sharded extraction: shards read back as the uninterrupted frame, resume, refusal, kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from attnmag import AttnmagError, extract
+from attnmag.extract.shards import read_shards, shard_ranges, write_shards
+
+TEXTS = [
+    "",
+    "  ",
+    "Short.",
+    "A considerably longer text that runs on, so that padding matters for the others.",
+    "Mid-length text with a few words.",
+    "Another one, of a length somewhere in between.",
+    "The seventh text.",
+]
+
+# Writes shards of TEXTS from a saved model, slowed down so that it can be killed midway.
+WORKER = """
+import sys, time
+from transformers import AutoModelForCausalLM, GPT2Tokenizer
+from attnmag.extract.shards import write_shards
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+tokenizer = GPT2Tokenizer.from_pretrained(sys.argv[2])
+model.model.layers[0].register_forward_pre_hook(lambda *args: time.sleep(0.4))
+print("ready", flush=True)
+write_shards(model, tokenizer, {texts!r}, sys.argv[3], batch_size=1, shard_texts=2,
+             progress=False)
+"""
+
+
+def assert_same_frame(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Same rows, columns, dtypes and token categories; norms equal to float32 precision."""
+    pd.testing.assert_frame_equal(got, expected, rtol=1e-5)
+
+
+def test_shard_ranges_cover_the_corpus_once_across_ranks():
+    ranges = [r for rank in range(3) for r in shard_ranges(10, 3, rank=rank, world_size=3)]
+    assert sorted(ranges) == [(0, 0, 3), (1, 3, 6), (2, 6, 9), (3, 9, 10)]
+    assert shard_ranges(10, 3, rank=1, world_size=3) == [(1, 3, 6)]
+
+
+def test_shards_read_back_as_the_uninterrupted_frame(tiny_gpt2, gpt2_tokenizer, tmp_path):
+    paths = write_shards(
+        tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path, batch_size=2, shard_texts=2, progress=False
+    )
+    assert [p.name for p in paths] == [f"shard-0000{k}.parquet" for k in range(4)]
+    first = pd.read_parquet(paths[0])
+    assert first.empty and first.attrs["n_skipped_empty"] == 2  # two blank texts: no rows
+    assert pd.read_parquet(paths[1])["sequence"].unique().tolist() == [2, 3]
+    frame = read_shards(tmp_path)
+    expected = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, progress=False)
+    assert_same_frame(frame, expected)
+    assert_same_frame(extract.read_frame(tmp_path), expected)
+    for key in ("n_texts", "n_sequences", "n_skipped_empty", "n_tokens", "layers", "model"):
+        assert frame.attrs[key] == expected.attrs[key], key
+    assert frame.attrs["n_shards"] == 4 and "shard" not in frame.attrs
+
+
+def test_rerun_resumes_and_other_arguments_are_refused(tiny_llama, gpt2_tokenizer, tmp_path):
+    def run(model=tiny_llama, texts=TEXTS, **options):
+        options = {"batch_size": 4, "shard_texts": 3, "progress": False, **options}
+        return write_shards(model, gpt2_tokenizer, texts, tmp_path, **options)
+
+    paths = run()
+    written = {p: p.stat().st_mtime_ns for p in paths}
+    paths[1].unlink()
+    with pytest.raises(AttnmagError, match="unfinished: 1 of 3 shards"):
+        read_shards(tmp_path)
+    assert set(read_shards(tmp_path, partial=True)["sequence"]) == {2, 6}  # shard 1: texts 3-5
+    time.sleep(0.01)
+    run(batch_size=1)  # batch size only changes speed: resuming with another is fine
+    assert paths[1].is_file()
+    assert [p.stat().st_mtime_ns == written[p] for p in paths] == [True, False, True]
+    with pytest.raises(AttnmagError, match="layers: \\[0, 1, 2\\] then, \\[0\\] now"):
+        run(layers=[0])
+    with pytest.raises(AttnmagError, match="texts"):
+        run(texts=[*TEXTS[:-1], "A different last text."])
+    with pytest.raises(AttnmagError, match="shard_texts"):
+        run(shard_texts=2)
+    with torch.no_grad():
+        tiny_llama.model.norm.weight.add_(1.0)
+    with pytest.raises(AttnmagError, match="weights"):
+        run()
+    assert json.loads((tmp_path / "run.json").read_text())["arguments"]["layers"] == [0, 1, 2]
+
+
+def test_a_killed_run_resumes_where_it_stopped(tiny_llama, gpt2_tokenizer, tmp_path):
+    model_dir, out = tmp_path / "model", tmp_path / "shards"
+    tiny_llama.save_pretrained(model_dir)
+    gpt2_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(texts=TEXTS))
+    worker = subprocess.Popen(
+        [sys.executable, script, model_dir, tmp_path / "tokenizer", out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "shard-00001.parquet").exists():
+            assert worker.poll() is None, worker.stderr.read().decode()
+            assert time.monotonic() < deadline, "no shard appeared"
+            time.sleep(0.05)
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    done = sorted(p.name for p in out.glob("shard-*.parquet"))
+    assert done[:2] == ["shard-00000.parquet", "shard-00001.parquet"] and len(done) < 4
+    kept = {name: (out / name).stat().st_mtime_ns for name in done}
+    with pytest.raises(AttnmagError, match="unfinished"):
+        read_shards(out)
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    write_shards(model, gpt2_tokenizer, TEXTS, out, batch_size=1, shard_texts=2, progress=False)
+    assert {name: (out / name).stat().st_mtime_ns for name in done} == kept
+    assert not list(out.glob(".*.tmp"))
+    expected = extract.attention_norms(model, gpt2_tokenizer, TEXTS, progress=False)
+    frame = read_shards(out)
+    assert_same_frame(frame, expected)
+    assert np.isfinite(frame["norm"]).all() and frame.attrs["n_texts"] == len(TEXTS)
