@@ -166,12 +166,16 @@ def _fit_warnings(
     ]
     if glance is not None and "warnings" in glance:
         part = glance if "model" not in glance else glance[glance["model"] == model]
-        messages: dict[str, list[str]] = {}
-        for _, row in part.iterrows():
-            for text in _warning_texts(row["warnings"]):
-                messages.setdefault(text, []).append(f"{row['method']} layer {int(row['layer'])}")
-        out += [f"{text} ({'; '.join(where[:6])}{', …' if len(where) > 6 else ''})"
-                for text, where in messages.items()]
+        for method, rows in part.groupby("method", sort=False):
+            messages: dict[str, list[int]] = {}
+            for layer, value in zip(rows["layer"], rows["warnings"], strict=True):
+                for text in _warning_texts(value):
+                    messages.setdefault(text, []).append(int(layer))
+            if messages:
+                listed = "; ".join(
+                    f"{text} ({'layer' if len(layers) == 1 else 'layers'} "
+                    f"{_layer_list(layers)})" for text, layers in messages.items())
+                out.append(f"The {method} fits warned: {listed}.")
     return out
 
 

@@ -1,0 +1,100 @@
+"""The five figures: Figures returned, nothing printed or left behind, labelled, and fast."""
+
+from __future__ import annotations
+
+import time
+
+import matplotlib as mpl
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from attnmag.reports import figures
+from tests.simulate import simulated_frame
+from tests.test_reports_support import fake_tables
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return simulated_frame(80, 4, lag1=0.3, seed=2)
+
+
+@pytest.fixture(scope="module")
+def tables(frame) -> dict[str, pd.DataFrame]:
+    return fake_tables(frame)
+
+
+def _draw_all(frame, tables, *, max_position=30) -> dict[str, Figure]:
+    return {
+        "valid_tokens": figures.plot_valid_tokens(frame),
+        "layer_norms": figures.plot_layer_norms(frame),
+        "position_norms": figures.plot_position_norms(frame, max_position=max_position),
+        "position_trend": figures.plot_position_trend(frame, tables["position_trend"],
+                                                      max_position=max_position),
+        "lag_effects": figures.plot_lag_effects(tables["lag_effects"]),
+    }
+
+
+def test_figures_are_returned_and_leave_no_trace(frame, tables, capsys):
+    import matplotlib.pyplot as plt
+
+    rc_before = dict(mpl.rcParams)
+    backend = mpl.get_backend()
+    drawn = _draw_all(frame, tables)
+    assert all(isinstance(fig, Figure) for fig in drawn.values())
+    assert capsys.readouterr() == ("", "")
+    assert plt.get_fignums() == []
+    assert mpl.get_backend() == backend
+    assert dict(mpl.rcParams) == rc_before
+
+
+def test_axis_labels_say_what_and_in_which_units(frame, tables):
+    drawn = _draw_all(frame, tables)
+    labels = {name: " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in fig.axes)
+              for name, fig in drawn.items()}
+    assert "log of the L2 norm of the attention update" in labels["layer_norms"]
+    assert "mean L2 norm of the attention update" in labels["position_norms"]
+    assert "log of the mean L2 norm" in labels["position_trend"]
+    assert "slope (change in log norm per position)" in labels["position_trend"]
+    assert "one position earlier" in labels["lag_effects"]
+    assert "sequence length (real tokens)" in labels["valid_tokens"]
+
+
+def test_coefficient_panels_show_every_method_with_intervals(frame, tables):
+    fig = figures.plot_position_trend(frame, tables["position_trend"])
+    slope = next(ax for ax in fig.axes if ax.get_ylabel().startswith("slope"))
+    assert [t.get_text() for t in slope.get_legend().get_texts()] == ["aggregate", "ols", "mixed"]
+    assert len(slope.containers) == 3  # one errorbar container per method
+    lags = figures.plot_lag_effects(tables["lag_effects"])
+    assert all(any(line.get_ydata()[0] == 0 for line in ax.get_lines()) for ax in lags.axes)
+
+
+def test_the_trend_figure_fits_lines_of_another_method(frame, tables):
+    fig = figures.plot_position_trend(frame, tables["position_trend"], fit_method="ols")
+    assert "mean log of the L2 norm" in fig.axes[0].get_ylabel()
+    trend = tables["position_trend"][tables["position_trend"]["method"] == "ols"]
+    fig = figures.plot_position_trend(frame, trend)
+    assert "'ols'" in fig.axes[0].get_title()
+
+
+def test_layer_colours_follow_one_sequential_palette():
+    colours = figures.layer_colours(range(30))
+    lightness = [sum(c[:3]) for c in colours.values()]
+    assert lightness == sorted(lightness, reverse=True)
+    assert figures.layer_colours([0, 29])[29] == colours[29]
+
+
+def test_png_and_svg_bytes(frame):
+    fig = figures.plot_valid_tokens(frame)
+    assert figures.figure_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in figures.figure_bytes(fig, fmt="svg")[:400]
+
+
+def test_a_full_size_frame_draws_well_under_30_seconds():
+    frame = simulated_frame(1066, 30, length=(5, 60), lag1=0.2, seed=7)
+    assert len(frame) > 900_000
+    tables = fake_tables(frame)
+    start = time.perf_counter()
+    for fig in _draw_all(frame, tables).values():
+        figures.figure_bytes(fig)
+    assert time.perf_counter() - start < 30

@@ -1,0 +1,161 @@
+"""Findings agree with the tables and the frame they summarise; the shared aggregates are right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+from attnmag.reports.findings import findings
+from attnmag.reports.summaries import mean_ci, position_means, sequence_lengths
+from attnmag.reports.tables import coefficient_display, markdown_table, provenance_rows
+from tests.simulate import simulated_frame
+from tests.test_reports_support import fake_tables
+
+ALPHA = 0.05
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    """Layers 0-1 fall over positions and carry lags; layer 2 is flat with none.
+
+    Both simulations share a seed, so their texts have the same lengths.
+    """
+    falling = simulated_frame(120, 2, slope=-0.03, lag1=0.4, seed=5)
+    flat = simulated_frame(120, 1, slope=0.0, seed=5, intercept=1.5)
+    flat["layer"] = 2
+    frame = pd.concat([falling, flat], ignore_index=True)
+    frame = frame.sort_values(["sequence", "layer", "position"], ignore_index=True)
+    frame.attrs.update(falling.attrs, n_skipped_empty=3, n_truncated=0)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def tables(frame) -> dict[str, pd.DataFrame]:
+    return fake_tables(frame, unconverged=(1,))
+
+
+@pytest.fixture(scope="module")
+def found(frame, tables):
+    return findings(frame, trend=tables["position_trend"], lags=tables["lag_effects"],
+                    glance=tables["glance"], alpha=ALPHA)
+
+
+def _count(table, *, method, term, sign):
+    rows = table[(table["method"] == method) & (table["term"] == term)]
+    significant = rows["p_adjusted"] < ALPHA
+    side = rows["estimate"] < 0 if sign == "-" else rows["estimate"] > 0
+    return int((significant & side).sum())
+
+
+def test_trend_counts_match_the_table(found, tables):
+    trend = tables["position_trend"]
+    numbers = found["trend"].numbers
+    for method in ("aggregate", "ols", "mixed"):
+        entry = numbers[method]
+        assert entry["n_below_zero"] == _count(trend, method=method, term="position", sign="-")
+        assert entry["n_above_zero"] == _count(trend, method=method, term="position", sign="+")
+        assert entry["n_below_zero"] + entry["n_above_zero"] + entry["n_not_significant"] == 3
+        slopes = trend[(trend["method"] == method) & (trend["term"] == "position")]
+        assert entry["median_slope"] == pytest.approx(slopes["estimate"].median())
+        assert f"below zero in {entry['n_below_zero']} of 3 layers with {method}" in (
+            found["trend"].text)
+    assert numbers["ols"]["n_below_zero"] == 2 and numbers["ols"]["n_not_significant"] == 1
+
+
+def test_lag_counts_and_pattern_match_the_table(found, tables):
+    lags = tables["lag_effects"]
+    for method in ("ols", "mixed"):
+        entry = found["lags"].numbers[method]
+        for term in ("lag1", "lag2"):
+            assert entry[term]["n_positive"] == _count(lags, method=method, term=term, sign="+")
+            assert entry[term]["n_negative"] == _count(lags, method=method, term=term, sign="-")
+        rows = lags[lags["method"] == method].pivot(index="layer", columns="term",
+                                                    values="estimate")
+        assert entry["lag1"]["median"] == pytest.approx(rows["lag1"].median())
+        assert entry["n_layers_pattern"] <= entry["n_layers"] == 3
+        assert f"lag-1 coefficient is significantly positive in {entry['lag1']['n_positive']}" \
+            in found["lags"].text
+    assert found["lags"].numbers["ols"]["lag1"]["n_positive"] >= 2
+
+
+def test_layer_and_position_numbers_match_the_frame(found, frame):
+    rest = frame[frame["position"] >= 1].groupby("layer")["norm"].mean()
+    numbers = found["layers"].numbers
+    assert numbers["layer_largest_mean_norm"] == rest.idxmax() == 2
+    assert numbers["largest_mean_norm"] == pytest.approx(rest.max(), rel=1e-6)
+    assert numbers["layer_smallest_mean_norm"] == rest.idxmin()
+    assert f"layer {rest.idxmax()} has the largest mean norm" in found["layers"].text
+    lengths = frame[frame["layer"] == 0].groupby("sequence").size()
+    data = found["data"].numbers
+    assert data["n_tokens"] == lengths.sum() and data["n_sequences"] == 120
+    assert data["median_length"] == lengths.median()
+    assert "3 empty texts skipped" in found["data"].text
+    positions = found["positions"].numbers
+    assert positions["n_sequences_reaching_max"] == int((lengths > 30).sum())
+    first = frame[frame["position"] == 0].groupby("layer")["norm"].mean()
+    window = frame[frame["position"].between(1, 30)].groupby("layer")["norm"].mean()
+    assert positions["n_layers_first_larger"] == int((first > window).sum())
+
+
+def test_warnings_say_where_they_apply(found, frame):
+    assert any("mixed fit did not converge in 1 layer (1)" in w for w in found["trend"].warnings)
+    assert any(w.startswith("The mixed fits warned: ConvergenceWarning") and "(layer 1)" in w
+               for w in found["lags"].warnings)
+    nickell = [w for w in found["lags"].warnings if "Nickell" in w]
+    median = sequence_lengths(frame).median()
+    assert len(nickell) == 1 and f"median {median:g} tokens" in nickell[0]
+    assert "ols: pooled OLS" in nickell[0] and "mixed: a linear mixed model" in nickell[0]
+    assert not found["layers"].warnings and not found["data"].warnings
+
+
+def test_no_convergence_warning_when_every_fit_converged(frame):
+    tables = fake_tables(frame)
+    found = findings(frame, trend=tables["position_trend"], lags=tables["lag_effects"],
+                     glance=tables["glance"])
+    assert not any("converge" in w for w in found["trend"].warnings + found["lags"].warnings)
+
+
+def test_a_failed_fit_is_counted_apart(frame, tables):
+    trend = tables["position_trend"].copy()
+    failed = (trend["method"] == "mixed") & (trend["layer"] == 0)
+    trend.loc[failed, ["estimate", "conf_low", "conf_high", "p_value", "p_adjusted"]] = np.nan
+    trend.loc[failed, "converged"] = False
+    found = findings(frame, trend=trend, lags=tables["lag_effects"])
+    assert found["trend"].numbers["mixed"]["n_no_estimate"] == 1
+    assert "with no estimate in 1" in found["trend"].text
+    display = coefficient_display(trend)
+    assert display.loc[display["layer"] == 0, "mixed (95% CI)"].str.startswith(
+        "no estimate").all()
+
+
+def test_mean_ci_is_the_cluster_robust_intercept_of_statsmodels(frame):
+    rows = frame[(frame["layer"] == 1) & (frame["position"] >= 1)]
+    ours = mean_ci(rows, value="log_norm", by="layer").iloc[0]
+    fit = smf.ols("log_norm ~ 1", data=rows).fit(
+        cov_type="cluster", cov_kwds={"groups": rows["sequence"]}, use_t=True)
+    low, high = fit.conf_int().iloc[0]
+    assert ours["mean"] == pytest.approx(fit.params.iloc[0])
+    assert ours["std_error"] == pytest.approx(fit.bse.iloc[0], rel=1e-9)
+    assert (ours["conf_low"], ours["conf_high"]) == pytest.approx((low, high), rel=1e-9)
+
+
+def test_position_means_log_interval(frame):
+    cells = position_means(frame, max_position=5)
+    assert list(cells.index.names) == ["layer", "position"]
+    assert (cells["log_low"] <= cells["log_mean"]).all()
+    assert np.allclose(np.exp(cells["log_high"]), cells["conf_high"])
+
+
+def test_markdown_table_and_provenance_rows():
+    table = pd.DataFrame({"layer": [0, 1], "cell": ["a|b", "c"]})
+    assert markdown_table(table).splitlines() == [
+        "| layer | cell |", "| ---: | --- |", "| 0 | a\\|b |", "| 1 | c |"]
+    rows = dict(provenance_rows(
+        {"model": "gpt2", "layers": list(range(12)), "n_tokens": 12345, "seconds_extract": 3.0,
+         "versions": {"torch": "2.13.0"}, "custom_key": "x"}, timings={"fit": 2.0}))
+    assert rows["layers measured"] == "0 to 11 (12)"
+    assert rows["tokens measured"] == "12,345"
+    assert rows["wall time"] == "extract 3.0 s, fit 2.0 s"
+    assert rows["package versions"] == "torch 2.13.0" and rows["custom key"] == "x"
