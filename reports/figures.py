@@ -232,7 +232,10 @@ def _dodged(
     methods: Sequence[str],
     zero_line: bool = True,
 ) -> None:
-    """Estimates of ``term`` per layer with their intervals, one colour per method, dodged."""
+    """Estimates of ``term`` per layer with their intervals, one colour per method, dodged.
+
+    Fits that did not converge get an open marker.
+    """
     width = 0.6 / max(len(methods), 1)
     for i, method in enumerate(methods):
         part = table[(table["term"] == term) & (table["method"] == method)].sort_values("layer")
@@ -241,8 +244,14 @@ def _dodged(
         x = part["layer"].to_numpy() + (i - (len(methods) - 1) / 2) * width
         y = part["estimate"].to_numpy()
         err = np.vstack([y - part["conf_low"].to_numpy(), part["conf_high"].to_numpy() - y])
-        ax.errorbar(x, y, yerr=err, fmt="o", markersize=4, capsize=2, linewidth=1,
-                    color=METHOD_COLOURS.get(method, "grey"), label=method)
+        colour = METHOD_COLOURS.get(method, "grey")
+        bad = ~part["converged"].astype(bool).to_numpy()
+        ax.errorbar(x[~bad], y[~bad], yerr=err[:, ~bad], fmt="o", markersize=4, capsize=2,
+                    linewidth=1, color=colour, label=method)
+        if bad.any():
+            ax.errorbar(x[bad], y[bad], yerr=err[:, bad], fmt="o", markersize=5, capsize=2,
+                        linewidth=1, color=colour, markerfacecolor="white",
+                        label=f"{method}: not converged")
     if zero_line:
         ax.axhline(0, color="black", linewidth=0.8)
 

@@ -125,11 +125,13 @@ def render_figures(
          "and the line the aggregate method fits to them, one colour per layer. Bottom: "
          "intercept and slope per layer with 95% CIs, one colour per method. The aggregate "
          "method models the log of the mean norm, ols and mixed the mean of the log norm, "
-         "so their intercepts differ by about half the variance of the log norm.",
+         "so their intercepts differ by about half the variance of the log norm. Open "
+         "markers: fits that did not converge.",
          lambda: figures.plot_position_trend(frame, trend, max_position=max_position)),
         ("lags", "Lag effects",
          "Coefficients of log_norm ~ lag1 + lag2 per layer with 95% CIs, one colour per "
-         "method, on rows whose outcome and both lags come from positions 1 and later.",
+         "method, on rows whose outcome and both lags come from positions 1 and later. Open "
+         "markers: fits that did not converge.",
          lambda: figures.plot_lag_effects(lags)),
     ]
     out = {}

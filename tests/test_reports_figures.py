@@ -69,6 +69,16 @@ def test_coefficient_panels_show_every_method_with_intervals(frame, tables):
     assert all(any(line.get_ydata()[0] == 0 for line in ax.get_lines()) for ax in lags.axes)
 
 
+def test_fits_that_did_not_converge_get_their_own_open_markers(frame):
+    lags = fake_tables(frame, unconverged=(1, 3))["lag_effects"]
+    ax = figures.plot_lag_effects(lags).axes[1]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["ols", "mixed", "mixed: not converged"]
+    open_markers = ax.containers[-1].lines[0]
+    assert open_markers.get_markerfacecolor() == "white"
+    assert sorted(round(x) for x in open_markers.get_xdata()) == [1, 3]
+
+
 def test_the_trend_figure_fits_lines_of_another_method(frame, tables):
     fig = figures.plot_position_trend(frame, tables["position_trend"], fit_method="ols")
     assert "mean log of the L2 norm" in fig.axes[0].get_ylabel()
