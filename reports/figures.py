@@ -288,7 +288,9 @@ def plot_position_trend(
         points = points.rename(columns={"log_mean": "y", "log_low": "low", "log_high": "high"})
         y_label = "log of the mean L2 norm\nof the attention update"
     else:
-        points = layer_position_log_means(rows, conf_level=conf_level)
+        points = mean_ci(rows, value="log_norm", by=["layer", "position"],
+                         conf_level=conf_level)
+        points = points.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
         y_label = "mean log of the L2 norm\nof the attention update"
     fitted = trend[trend["method"] == fit_method].pivot(
         index="layer", columns="term", values="estimate"
@@ -322,12 +324,6 @@ def plot_position_trend(
             _layer_ticks(axes[term], layers)
         axes["position"].legend(title="method", loc="best")
     return fig
-
-
-def layer_position_log_means(rows: pd.DataFrame, *, conf_level: float = 0.95) -> pd.DataFrame:
-    """Mean log norm per layer and position with its interval, as columns y, low, high."""
-    out = mean_ci(rows, value="log_norm", by=["layer", "position"], conf_level=conf_level)
-    return out.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
 
 
 def plot_lag_effects(lags: pd.DataFrame, *, conf_level: float = 0.95) -> Figure:

@@ -30,7 +30,6 @@ METHOD_WORDS = {
     "mixed": "a linear mixed model (statsmodels MixedLM) with a random intercept per text",
 }
 SHORT_SEQUENCE = 50
-TERM_WORDS = {"lag1": "lag-1", "lag2": "lag-2", "position": "slope", "intercept": "intercept"}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from attnmag import __version__
+from attnmag import __version__, models
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
 from attnmag.reports import figures
@@ -70,8 +70,6 @@ def fit_tables(
     A missing ``glance`` comes from the fit details the ``models`` tables carry in
     ``attrs["glance"]``; it is None where neither table carries them.
     """
-    from attnmag import models
-
     out = dict(tables or {})
     if "position_trend" not in out:
         out["position_trend"] = _stack(
