@@ -4,8 +4,9 @@ A copy of ``index.html`` gets a small inline probe script at the top of ``<head>
 Content-Security-Policy that lets inline scripts run but still forbids every fetch); it
 records ``console.error`` calls, error events (failed resource loads included) and CSP
 violations, and on ``load`` writes them with each image's natural size into the DOM,
-which ``--dump-dom`` prints. The report itself is left as written. A screenshot of the
-report proper is taken as well.
+which ``--dump-dom`` prints. The report itself is left as written; opened as it is, with
+Chromium's console logged to stderr, it must log nothing at all (it has no script, so any
+console line is the browser's own complaint), and a screenshot of it is taken.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ CHROMIUM = next(
 )
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-quic", "--hide-scrollbars", "--virtual-time-budget=10000"]
+         "--disable-quic", "--hide-scrollbars", "--virtual-time-budget=10000",
+         "--enable-logging=stderr", "--v=0"]
 PROBE = """<script>
 (function () {
   var errors = [];
@@ -101,6 +103,10 @@ def test_report_opens_in_chromium_with_every_image_and_no_error(report, tmp_path
         assert image["complete"] and image["width"] > 0 and image["height"] > 0
 
 
+def _console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
 def test_probe_catches_a_broken_image_and_an_external_fetch(report, tmp_path):
     broken = report.with_name("broken.html")
     text = report.read_text(encoding="utf-8").replace(
@@ -111,13 +117,16 @@ def test_probe_catches_a_broken_image_and_an_external_fetch(report, tmp_path):
     assert [i["width"] for i in probe["images"][-2:]] == [0, 0]
     assert any(e.startswith("csp:") and "example.org" in e for e in probe["errors"])
     assert any(e.startswith("error:") for e in probe["errors"])
+    result = _chromium(["--dump-dom", broken.as_uri()], profile=tmp_path / "profile-log")
+    assert any("example.org" in line for line in _console_lines(result.stderr))
 
 
-def test_screenshot_of_the_report(report, tmp_path):
+def test_report_as_written_logs_nothing_and_screenshots(report, tmp_path):
     shot = tmp_path / "report.png"
     result = _chromium([f"--screenshot={shot}", "--window-size=1200,4000", report.as_uri()],
                        profile=tmp_path / "profile-shot")
     assert shot.exists(), result.stderr[-2000:]
+    assert _console_lines(result.stderr) == []
     header = shot.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1200, 4000)
