@@ -1,0 +1,5 @@
+import sys
+
+from attnmag.cli import main
+
+sys.exit(main())

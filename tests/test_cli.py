@@ -1,0 +1,112 @@
+"""The command line: a whole run on a tiny model, the stage commands, and one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from attnmag import extract
+from attnmag.cli import main, parse_layers
+
+TEXTS = [f"Review number {i}: " + "quite good, " * (i % 7) + "the end." for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, gpt2_tokenizer_dir) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=3,
+                               n_head=4)).save_pretrained(folder)
+    GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "reviews.csv"
+    pd.DataFrame({"review": TEXTS, "label": [i % 2 for i in range(16)]}).to_csv(path, index=False)
+    return path
+
+
+def test_run_writes_report_frame_and_tables(tiny_model_dir, corpus_csv, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [Path(sys.executable).parent / "attnmag", "--quiet", "run", "--model", tiny_model_dir,
+         "--dataset", corpus_csv, "--text-column", "review", "--out", out, "--n-jobs", "1"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out / "index.html")
+    names = {p.name for p in out.iterdir()}
+    assert {"index.html", "report.md", "figures", "norms.parquet", "position_trend.csv",
+            "lag_effects.csv", "glance.csv"} <= names
+    assert len(list((out / "figures").glob("*.png"))) == 5
+    frame = extract.read_frame(out / "norms.parquet")
+    assert frame["sequence"].nunique() == 16 and frame.attrs["n_model_layers"] == 3
+    trend = pd.read_csv(out / "position_trend.csv")
+    assert set(trend["method"]) == {"aggregate", "ols", "mixed"}
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_stage_commands_chain(tiny_model_dir, corpus_csv, tmp_path, capsys):
+    common = ["--model", str(tiny_model_dir), "--dataset", str(corpus_csv),
+              "--text-column", "review", "--layers", "0,2"]
+    assert main(["--quiet", "extract", *common, "--out", str(tmp_path / "norms")]) == 0
+    frame = extract.read_frame(tmp_path / "norms")
+    assert sorted(frame["layer"].unique()) == [0, 2]
+    assert main(["--quiet", "fit", str(tmp_path / "norms"), "--methods", "aggregate,ols",
+                 "--out", str(tmp_path / "tables")]) == 0
+    trend = pd.read_csv(tmp_path / "tables" / "position_trend.csv")
+    lags = pd.read_csv(tmp_path / "tables" / "lag_effects.csv")
+    assert set(trend["method"]) == {"aggregate", "ols"} and set(lags["method"]) == {"ols"}
+    assert main(["--quiet", "report", str(tmp_path / "norms"), "--tables",
+                 str(tmp_path / "tables"), "--format", "md", "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.md").is_file()
+    assert not (tmp_path / "r" / "index.html").exists()
+
+
+def error_of(argv: list[str], capsys) -> str:
+    """Run the CLI; assert a non-zero exit with one line on stderr; return that line."""
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--model", "no-such-org/no-such-model"], "unknown model 'no-such-org/no-such-model'"),
+        (["--dataset", "no-such-org/no-such-dataset"], "unknown corpus"),
+        (["--text-column", "body"], "has no text column 'body'"),
+    ],
+)
+def test_bad_input_is_one_line_and_keeps_the_existing_output(
+    options, message, tiny_model_dir, corpus_csv, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier results")
+    argv = ["--quiet", "run", "--model", str(tiny_model_dir), "--dataset", str(corpus_csv),
+            "--text-column", "review", *options, "--out", str(out), "--force"]
+    assert message in error_of(argv, capsys)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "earlier results"
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_existing_output_needs_force(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier results")
+    assert "pass --force" in error_of(["run", "--out", str(out)], capsys)
+    assert (out / "keep.txt").read_text() == "earlier results"
+
+
+def test_layers_option():
+    assert parse_layers("0,2,5-7") == [0, 2, 5, 6, 7]
