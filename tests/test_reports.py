@@ -114,12 +114,15 @@ def test_markdown_report_links_its_figures_and_holds_the_tables(written):
     assert "| layer | term | aggregate (95% CI) | ols (95% CI) | mixed (95% CI) |" in text
 
 
-def test_formats_pick_the_files(frame, tmp_path):
-    tables = fake_tables(frame)
+def test_formats_pick_the_files(tmp_path):
+    frame = simulated_frame(30, 2, seed=2)
+    tables = {k: v for k, v in fake_tables(frame).items() if k != "glance"}
     written = write_report(frame, tmp_path / "md", formats=("md",), tables=tables)
     assert "index.html" not in written and "report.md" in written
     written = write_report(frame, tmp_path / "html", formats=("html",), tables=tables)
     assert "report.md" not in written and not (tmp_path / "html" / "figures").exists()
+    assert "glance.csv" not in written  # no glance given, none carried by the tables
+    assert "Fits" not in written["index.html"].read_text(encoding="utf-8")
 
 
 def test_bad_input_is_a_clear_error(frame, tmp_path):
