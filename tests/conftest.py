@@ -92,3 +92,36 @@ def tiny_gemma3() -> torch.nn.Module:
         max_position_embeddings=128,
         sliding_window=4,
     )
+
+
+@pytest.fixture
+def tiny_neox() -> torch.nn.Module:
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    return _tiny(
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        vocab_size=50257,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+    )
+
+
+@pytest.fixture
+def tiny_opt() -> torch.nn.Module:
+    from transformers import OPTConfig, OPTForCausalLM
+
+    return _tiny(
+        OPTConfig,
+        OPTForCausalLM,
+        vocab_size=50257,
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        word_embed_proj_dim=32,
+        max_position_embeddings=128,
+    )

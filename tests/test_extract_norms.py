@@ -16,13 +16,15 @@ TEXTS = [
     "",
     "Another one, of a length somewhere in between the others.",
 ]
-MODELS = ["tiny_gpt2", "tiny_llama", "tiny_gemma3"]
+MODELS = ["tiny_gpt2", "tiny_llama", "tiny_gemma3", "tiny_neox", "tiny_opt"]
 
 
 def alone(model, tokenizer, text: str, layer_count: int) -> np.ndarray:
     """Norms of one unpadded text from plain forward hooks on the module DESIGN.md names."""
     adapter = adapter_for(model)
-    blocks = getattr(base_model(model), adapter.blocks)
+    blocks = base_model(model)
+    for name in adapter.blocks.split("."):
+        blocks = getattr(blocks, name)
     seen = {}
     handles = [
         getattr(blocks[i], adapter.module).register_forward_hook(
