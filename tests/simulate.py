@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from attnmag.extract.frame import tidy_frame
 
 

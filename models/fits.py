@@ -1,0 +1,252 @@
+"""The models stage's public fits: one statsmodels fit per layer, gathered into a tidy table.
+
+Holds:
+- ``position_trend``: ``log_norm ~ position`` per layer (``aggregate``, ``ols``, ``mixed``);
+- ``lag_effects``: ``log_norm ~ lag1 + lag2`` per layer (``ols``, ``mixed``);
+- ``METHODS``: the methods each model accepts; ``PARALLEL_METHODS``: those fitted in
+  worker processes.
+
+Both return the table described in ``attnmag.models.tidy``; ``glance(table)`` gives the
+per-fit details. Layers are fitted in worker processes where that pays (``mixed``; an
+``ols`` or ``aggregate`` layer is quicker than handing it to a worker, so those stay in
+this process); the table does not depend on ``n_jobs``.
+
+Workers are forked where the platform can (Linux): a forked worker starts in ~50 ms,
+while ``forkserver``/``spawn`` re-run the caller's ``__main__`` imports in every worker
+(torch, after the extract stage: seconds each) and fail in a script without a
+``if __name__ == "__main__"`` guard. Workers run only numpy, pandas and statsmodels.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from attnmag.errors import AttnmagError
+from attnmag.models.mixed import fit_mixed
+from attnmag.models.ols import fit_aggregate, fit_cluster_ols
+from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
+
+METHODS = {"position_trend": ("aggregate", "ols", "mixed"), "lag_effects": ("ols", "mixed")}
+_FORMULAS = {"position_trend": "log_norm ~ position", "lag_effects": "log_norm ~ lag1 + lag2"}
+_TERMS = {"position_trend": ["intercept", "position"], "lag_effects": ["intercept", "lag1", "lag2"]}
+#: Methods for which worker processes pay (measured with benchmarks/fit.py on 2 cores):
+#: an ``ols`` or ``aggregate`` layer takes less time than handing it to a worker.
+PARALLEL_METHODS = frozenset({"mixed"})
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What to fit to each layer's rows."""
+
+    model: str
+    method: str
+    conf_level: float
+    random_slope: bool = False
+
+
+def position_trend(
+    frame: pd.DataFrame,
+    *,
+    method: str = "ols",
+    max_position: int = 30,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    random_slope: bool = False,
+    conf_level: float = 0.95,
+    n_jobs: int | None = None,
+) -> pd.DataFrame:
+    """Fit ``log_norm ~ position`` per layer on positions 1 (0 with ``exclude_first=False``)
+    to ``max_position``; one row per layer and term (``intercept``, ``position``).
+
+    ``method``: ``"aggregate"`` (log of the mean norm per position on position, the
+    notebook's fit), ``"ols"`` (token level, CR1 errors clustered by sequence, t on G - 1
+    df) or ``"mixed"`` (REML, random intercept per sequence; ``random_slope=True`` adds a
+    random slope on position; Wald z). ``layers=None`` fits every layer; ``n_jobs=None``
+    uses all cores.
+
+    >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
+    >>> glance(trend)  # doctest: +SKIP
+    """
+    _check_options("position_trend", method, conf_level)
+    if random_slope and method != "mixed":
+        raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
+    first = 1 if exclude_first else 0
+    columns = ["sequence", "position", "log_norm"] + (["norm"] if method == "aggregate" else [])
+    parts = _layer_rows(
+        frame, columns, first=first, last=max_position, layers=layers, n_terms=2, n_positions=3
+    )
+    spec = _Spec("position_trend", method, conf_level, random_slope)
+    return _fit_layers(spec, parts, n_jobs=n_jobs)
+
+
+def lag_effects(
+    frame: pd.DataFrame,
+    *,
+    method: str = "ols",
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    conf_level: float = 0.95,
+    n_jobs: int | None = None,
+) -> pd.DataFrame:
+    """Fit ``log_norm ~ lag1 + lag2`` per layer; one row per layer and term.
+
+    Rows are those whose outcome and both lags come from positions >= 1 (position >= 3);
+    with ``exclude_first=False``, every row that has both lags (position >= 2).
+    ``method``: ``"ols"`` or ``"mixed"``, as in ``position_trend``.
+
+    >>> lags = lag_effects(frame, method="ols")  # doctest: +SKIP
+    """
+    _check_options("lag_effects", method, conf_level)
+    first = 3 if exclude_first else 2
+    columns = ["sequence", "position", "log_norm", "lag1", "lag2"]
+    parts = _layer_rows(
+        frame, columns, first=first, last=None, layers=layers, n_terms=3, n_positions=1
+    )
+    return _fit_layers(_Spec("lag_effects", method, conf_level), parts, n_jobs=n_jobs)
+
+
+def _check_options(model: str, method: str, conf_level: float) -> None:
+    """Reject an unknown method or a confidence level outside (0, 1)."""
+    if method not in METHODS[model]:
+        raise AttnmagError(f"{model} has no method {method!r}; choose one of {METHODS[model]}")
+    if not 0 < conf_level < 1:
+        raise AttnmagError(f"conf_level must lie strictly between 0 and 1, not {conf_level}")
+
+
+def _layer_rows(
+    frame: pd.DataFrame,
+    columns: list[str],
+    *,
+    first: int,
+    last: int | None,
+    layers: Iterable[int] | None,
+    n_terms: int,
+    n_positions: int,
+) -> list[tuple[int, pd.DataFrame]]:
+    """The rows at positions ``first``..``last`` of each requested layer, checked for fitting.
+
+    Each layer needs ``n_terms + 2`` rows from 2 sequences covering ``n_positions`` positions
+    (so that every method has a residual degree of freedom and two clusters); otherwise this
+    raises ``AttnmagError`` naming the layer, before anything is fitted.
+    """
+    missing = [c for c in ["layer", *columns] if c not in frame.columns]
+    if missing:
+        raise AttnmagError(f"the frame lacks the columns {missing} that the models stage needs")
+    available = np.unique(frame["layer"].to_numpy())
+    wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
+    absent = np.setdiff1d(wanted, available)
+    if len(wanted) == 0 or len(absent):
+        raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
+    position = frame["position"]
+    keep = (position >= first) & frame["layer"].isin(wanted)
+    if last is not None:
+        keep &= position <= last
+    rows = frame.loc[keep, ["layer", *columns]]
+    values = rows[[c for c in columns if c not in ("sequence", "position")]]
+    if not np.isfinite(values.to_numpy(np.float64)).all():
+        raise AttnmagError(
+            f"the frame has missing or infinite values in {list(values.columns)} at positions "
+            f"{first} and beyond (a zero norm, or positions missing from a sequence)"
+        )
+    parts = {int(layer): part.drop(columns="layer") for layer, part in rows.groupby("layer")}
+    span = f"positions {first}..{last}" if last is not None else f"positions >= {first}"
+    for layer in wanted.tolist():
+        part = parts.get(layer, rows.iloc[:0])
+        n_sequences = part["sequence"].nunique()
+        n_covered = part["position"].nunique()
+        if len(part) < n_terms + 2 or n_sequences < 2 or n_covered < n_positions:
+            raise AttnmagError(
+                f"layer {layer} has {len(part)} rows from {n_sequences} sequences covering "
+                f"{n_covered} positions at {span}; this fit needs at least {n_terms + 2} rows "
+                f"from 2 sequences covering {n_positions} positions"
+            )
+    return [(layer, parts[layer]) for layer in wanted.tolist()]
+
+
+def _fit_layers(
+    spec: _Spec, parts: list[tuple[int, pd.DataFrame]], *, n_jobs: int | None
+) -> pd.DataFrame:
+    """Fit every layer, in worker processes where the method pays for them; gather the table."""
+    requested = _workers(n_jobs)
+    workers = min(requested, len(parts)) if spec.method in PARALLEL_METHODS else 1
+    layers = [layer for layer, _ in parts]
+    data = [part for _, part in parts]
+    if workers == 1:
+        results = [_fit_layer(spec, layer, part) for layer, part in parts]
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_fit_layer, [spec] * len(parts), layers, data))
+    return build_table([rows for rows, _ in results], [summary for _, summary in results])
+
+
+def _workers(n_jobs: int | None) -> int:
+    """``n_jobs`` -> a number of processes (``None`` or -1: one per available core)."""
+    if n_jobs is None or n_jobs == -1:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if n_jobs < 1:
+        raise AttnmagError(
+            f"n_jobs must be a positive number of processes, None or -1, not {n_jobs}"
+        )
+    return n_jobs
+
+
+def _fit_layer(spec: _Spec, layer: int, data: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """One layer's fit -> its table rows and glance record; warnings captured, not shown."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = _run(spec, data)
+    seconds = time.perf_counter() - start
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    keys = {"model": spec.model, "method": spec.method, "layer": layer}
+    rows = tidy_rows(fit, conf_level=spec.conf_level, **keys)
+    return rows, glance_row(fit, seconds=seconds, warnings=messages, **keys)
+
+
+def _run(spec: _Spec, data: pd.DataFrame) -> Fit:
+    """Dispatch to the method; a mixed fit that statsmodels cannot finish becomes a failed Fit."""
+    formula = _FORMULAS[spec.model]
+    if spec.method == "aggregate":
+        return fit_aggregate(data)
+    if spec.method == "ols":
+        return fit_cluster_ols(data, formula)
+    try:
+        return fit_mixed(data, formula, random_slope=spec.random_slope)
+    except (np.linalg.LinAlgError, ValueError) as error:
+        return _failed(spec, data, f"MixedLM failed: {type(error).__name__}: {error}")
+
+
+def _failed(spec: _Spec, data: pd.DataFrame, message: str) -> Fit:
+    """A fit that produced no estimates: NaN rows, ``converged=False``, the reason noted."""
+    missing = pd.Series(np.nan, index=_TERMS[spec.model])
+    return Fit(
+        estimate=missing,
+        std_error=missing,
+        df=np.inf,
+        n_obs=len(data),
+        n_groups=int(data["sequence"].nunique()),
+        converged=False,
+        stats={
+            "r2": np.nan,
+            "loglik": np.nan,
+            "aic": np.nan,
+            "bic": np.nan,
+            "sigma": np.nan,
+            "boundary": False,
+            "var_intercept": np.nan,
+            "var_position": np.nan,
+            "cov_intercept_position": np.nan,
+        },
+        notes=[message],
+    )

@@ -1,0 +1,208 @@
+"""Linear mixed models per layer: statsmodels ``MixedLM`` (REML), with lme4's standard errors.
+
+Holds:
+- ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
+  slope on position) per sequence -> a ``Fit``;
+- ``gls_at``: the GLS quantities at given variance components, vectorised over groups
+  (fixed effects, their covariance, residual variance, REML log-likelihood);
+- ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance, for a relative
+  random-effects covariance.
+
+statsmodels finds the variance components. The fixed effects are its ``fe_params`` and
+their covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted components,
+as lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that, and is far
+off when a variance is near zero). Two boundary cases, where lme4 lands on the boundary:
+
+- where the REML criterion is at least as high with no random-effect variance (the OLS
+  fit) as at statsmodels' optimum, which stopped short of that boundary, the boundary fit
+  is reported;
+- where the fitted random-effects covariance is singular to statsmodels' tolerance, its
+  ``fe_params``, ``scale`` and ``llf`` are the limit of an infinite, not a zero, variance
+  (statsmodels issue #10239); the GLS values at the fitted components are reported.
+
+Either way a note says so in the glance ``warnings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import statsmodels.formula.api as smf
+
+from attnmag.models.tidy import Fit, term_names
+
+#: statsmodels pseudo-inverts a relative random-effects covariance below this eigenvalue.
+STATSMODELS_SINGULAR_TOL = 1e-10
+#: A diagonal element of the relative Cholesky factor below this is "on or near the boundary".
+BOUNDARY_TOL = 1e-2
+#: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
+OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
+
+
+@dataclass(frozen=True)
+class GLS:
+    """GLS quantities of a linear mixed model at fixed relative variance components."""
+
+    fe_params: np.ndarray
+    xwx_inv: np.ndarray  # (sum_i X_i' W_i X_i)^-1; the covariance of fe_params is scale * this
+    scale: float
+    llf_reml: float
+
+
+def gls_at(
+    exog: np.ndarray,
+    exog_re: np.ndarray,
+    endog: np.ndarray,
+    groups: np.ndarray,
+    cov_rel: np.ndarray,
+) -> GLS:
+    """GLS fit of ``endog`` on ``exog`` with V_i = scale * (I + Z_i cov_rel Z_i') per group.
+
+    ``cov_rel`` is the random-effects covariance relative to the residual variance
+    (statsmodels' ``cov_re_unscaled``); it may be singular. With W_i = (I + Z_i P Z_i')^-1,
+    W_i = I - Z_i (I + P Z_i'Z_i)^-1 P Z_i', so only per-group cross products are needed.
+    """
+    n, p = exog.shape
+    q = exog_re.shape[1]
+    data = np.column_stack([exog, exog_re, endog])
+    m = data.shape[1]
+    codes, n_groups = _codes(groups)
+    indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+    cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
+    cross = cross.reshape(n_groups, m, m)
+    x_rows, z_rows = slice(0, p), slice(p, p + q)
+    xty = cross[:, x_rows][:, :, np.r_[x_rows, m - 1]]  # [X'X | X'y]
+    zty = cross[:, z_rows][:, :, np.r_[x_rows, m - 1]]  # [Z'X | Z'y]
+    ztz = cross[:, z_rows, z_rows]
+    inner = np.eye(q) + cov_rel @ ztz
+    k = np.linalg.solve(inner, cov_rel @ zty)
+    xwxy = (xty - np.swapaxes(cross[:, z_rows, x_rows], 1, 2) @ k).sum(axis=0)
+    ywy = (
+        cross[:, m - 1, m - 1] - np.einsum("gq,gq->g", cross[:, z_rows, m - 1], k[:, :, p])
+    ).sum()
+    xwx, xwy = xwxy[:, :p], xwxy[:, p]
+    fe_params = np.linalg.solve(xwx, xwy)
+    dof = n - p
+    scale = float((ywy - xwy @ fe_params) / dof)
+    logdet_inner = np.linalg.slogdet(inner)[1].sum()
+    logdet_xwx = np.linalg.slogdet(xwx)[1]
+    llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdet_inner + logdet_xwx + dof)
+    return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
+
+
+def _codes(groups: np.ndarray) -> tuple[np.ndarray, int]:
+    """Group labels -> 0-based codes and the number of groups."""
+    labels, codes = np.unique(groups, return_inverse=True)
+    return codes, len(labels)
+
+
+def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
+    """Whether a diagonal element of the relative Cholesky factor is below ``tol``.
+
+    This is lme4's ``isSingular`` rule. Its tolerance there is 1e-4, for lme4's optimiser,
+    which lands on the boundary; statsmodels' stops a little short of it, so "near" is
+    taken as 1e-2: a random-effect direction whose standard deviation is under 1% of the
+    residual one (for a slope, over one standard deviation of position), i.e. under 0.01%
+    of the variance. Perfectly correlated random effects count too.
+
+    >>> is_boundary(np.array([[1e-10]])), is_boundary(np.array([[0.25]]))
+    (True, False)
+    """
+    try:
+        factor = np.linalg.cholesky(cov_rel)
+    except np.linalg.LinAlgError:
+        return True
+    return bool(np.min(np.diag(factor)) < tol)
+
+
+def _start(model, groups: np.ndarray, *, random_slope: bool) -> np.ndarray:
+    """Starting relative Cholesky factor (packed) from a moment estimate on OLS residuals.
+
+    Starting at statsmodels' default (the identity) can make L-BFGS step onto an exactly
+    singular covariance in its first iteration, where statsmodels' likelihood is wrong.
+    The random slope, on position in units of its standard deviation, starts at 0.1.
+    """
+    resid = model.endog - model.exog @ np.linalg.lstsq(model.exog, model.endog, rcond=None)[0]
+    codes, n_groups = _codes(groups)
+    sizes = np.bincount(codes, minlength=n_groups)
+    means = np.bincount(codes, weights=resid, minlength=n_groups) / sizes
+    within = np.sum((resid - means[codes]) ** 2) / max(len(resid) - n_groups, 1)
+    between = max(np.var(means) - within * np.mean(1 / sizes), 0.0)
+    theta = max(np.sqrt(between / within), 0.05)
+    return np.array([theta, 0.0, 0.1]) if random_slope else np.array([theta])
+
+
+def fit_mixed(data: pd.DataFrame, formula: str, *, random_slope: bool = False) -> Fit:
+    """REML fit of ``formula`` with a random intercept per ``sequence`` (and a slope on position).
+
+    >>> fit = fit_mixed(layer_rows, "log_norm ~ position")  # doctest: +SKIP
+    """
+    groups = data["sequence"].to_numpy()
+    # The random slope is on position / sd(position): the same model, but L-BFGS reaches
+    # lme4's optimum from it where on raw positions it stops short. Reported unscaled.
+    spread = float(data["position"].std()) if random_slope else 1.0
+    if random_slope:
+        data = data.assign(position_sd=data["position"] / spread)
+    model = smf.mixedlm(
+        formula, data, groups=groups, re_formula="~position_sd" if random_slope else None
+    )
+    start = _start(model, groups, random_slope=random_slope)
+    result = model.fit(reml=True, method=OPTIMIZERS, start_params=start)
+    cov_rel, point, notes = _settle(model, result, groups)
+    unscale = np.diag([1.0, 1.0 / spread][: len(cov_rel)])
+    cov_re = point.scale * unscale @ cov_rel @ unscale
+    n_obs, k_fe = model.exog.shape
+    n_params = k_fe + len(start) + 1
+    std_errors = np.sqrt(point.scale * np.diag(point.xwx_inv))
+    finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
+    return Fit(
+        estimate=pd.Series(point.fe_params, index=term_names(model.exog_names)),
+        std_error=pd.Series(std_errors, index=term_names(model.exog_names)),
+        df=np.inf,
+        n_obs=n_obs,
+        n_groups=len(model.group_labels),
+        converged=bool(result.converged) and bool(finite),
+        stats={
+            "r2": np.nan,
+            "loglik": point.llf_reml,
+            "aic": -2 * point.llf_reml + 2 * n_params,
+            "bic": -2 * point.llf_reml + np.log(n_obs) * n_params,
+            "sigma": float(np.sqrt(point.scale)),
+            "boundary": is_boundary(cov_rel),
+            "var_intercept": float(cov_re[0, 0]),
+            "var_position": float(cov_re[1, 1]) if random_slope else np.nan,
+            "cov_intercept_position": float(cov_re[0, 1]) if random_slope else np.nan,
+        },
+        notes=notes,
+    )
+
+
+def _settle(model, result, groups: np.ndarray) -> tuple[np.ndarray, GLS, list[str]]:
+    """The point to report: relative random-effects covariance, GLS quantities there, notes.
+
+    statsmodels' optimum, with its ``fe_params``, ``scale`` and ``llf``; but the boundary
+    of zero random-effect variance (where the model is OLS) where REML is at least as high
+    there (L-BFGS on the Cholesky factor stops short of it, the gradient vanishing on the
+    way), and the GLS values where statsmodels' covariance is singular (see the module).
+    """
+    design = (model.exog, model.exog_re, model.endog, groups)
+    fitted_rel = np.asarray(result.cov_re_unscaled, dtype=np.float64)
+    at_fit = gls_at(*design, fitted_rel)
+    at_zero = gls_at(*design, np.zeros_like(fitted_rel))
+    if at_zero.llf_reml >= at_fit.llf_reml:
+        note = (
+            "REML is higher with zero random-effect variance than at statsmodels' optimum: "
+            "the boundary fit (GLS at zero variance) is reported"
+        )
+        return np.zeros_like(fitted_rel), at_zero, [note]
+    if np.linalg.eigvalsh(fitted_rel).min() < STATSMODELS_SINGULAR_TOL:
+        note = (
+            "the random-effects covariance is singular: fixed effects, scale and "
+            "log-likelihood are the GLS values at the fitted components (statsmodels #10239)"
+        )
+        return fitted_rel, at_fit, [note]
+    point = GLS(np.asarray(result.fe_params), at_fit.xwx_inv, float(result.scale), result.llf)
+    return fitted_rel, point, []

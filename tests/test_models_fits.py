@@ -1,0 +1,182 @@
+"""The models stage's least-squares fits, tables and checks, against numpy written out here."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from attnmag import models
+from attnmag.errors import AttnmagError
+from attnmag.models.tidy import GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS, TIDY_COLUMNS
+from tests.simulate import simulated_frame
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    """Three layers, lags present, a modest slope (p-values away from 0 and 1)."""
+    return simulated_frame(
+        60, 3, length=(6, 40), slope=-0.004, lag1=0.2, lag2=0.1, sd_noise=0.3, seed=11
+    )
+
+
+def _trend_rows(frame: pd.DataFrame, layer: int, *, first: int = 1, last: int = 30):
+    rows = frame[(frame.layer == layer) & (frame.position >= first) & (frame.position <= last)]
+    return rows, np.column_stack([np.ones(len(rows)), rows.position.to_numpy(np.float64)])
+
+
+def _lag_rows(frame: pd.DataFrame, layer: int, *, first: int = 3):
+    rows = frame[(frame.layer == layer) & (frame.position >= first)]
+    return rows, np.column_stack([np.ones(len(rows)), rows.lag1, rows.lag2])
+
+
+def _cr1(x: np.ndarray, y: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OLS coefficients and CR1 cluster-robust standard errors, written out."""
+    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    resid = y - x @ beta
+    bread = np.linalg.inv(x.T @ x)
+    meat = np.zeros_like(bread)
+    labels = np.unique(clusters)
+    for label in labels:
+        score = x[clusters == label].T @ resid[clusters == label]
+        meat += np.outer(score, score)
+    n, k = x.shape
+    g = len(labels)
+    factor = g / (g - 1) * (n - 1) / (n - k)
+    return beta, np.sqrt(np.diag(factor * bread @ meat @ bread))
+
+
+def _by_layer(table: pd.DataFrame, layer: int) -> pd.DataFrame:
+    return table[table.layer == layer].set_index("term")
+
+
+def test_aggregate_equals_lstsq_of_log_mean_norm(frame):
+    table = models.position_trend(frame, method="aggregate")
+    for layer in range(3):
+        rows, _ = _trend_rows(frame, layer)
+        means = rows.groupby("position")["norm"].apply(lambda s: s.to_numpy(np.float64).mean())
+        x = np.column_stack([np.ones(len(means)), means.index.to_numpy(np.float64)])
+        beta = np.linalg.lstsq(x, np.log(means.to_numpy()), rcond=None)[0]
+        got = _by_layer(table, layer)
+        np.testing.assert_allclose(got.loc[["intercept", "position"], "estimate"], beta, rtol=1e-8)
+        assert (got.n_obs == 30).all() and (got.df == 28).all()
+
+
+@pytest.mark.parametrize("model", ["position_trend", "lag_effects"])
+def test_ols_equals_lstsq_with_cr1_sandwich_errors_and_t_on_g_minus_1(frame, model):
+    fit = getattr(models, model)
+    table = fit(frame, method="ols")
+    for layer in range(3):
+        rows, x = (_trend_rows if model == "position_trend" else _lag_rows)(frame, layer)
+        beta, std_error = _cr1(x, rows.log_norm.to_numpy(), rows.sequence.to_numpy())
+        got = _by_layer(table, layer)
+        terms = (
+            ["intercept", "position"]
+            if model == "position_trend"
+            else ["intercept", "lag1", "lag2"]
+        )
+        assert list(got.index) == terms
+        np.testing.assert_allclose(got.estimate, beta, rtol=1e-8)
+        np.testing.assert_allclose(got.std_error, std_error, rtol=1e-8)
+        g = rows.sequence.nunique()
+        assert (
+            (got.df == g - 1).all() and (got.n_groups == g).all() and (got.n_obs == len(rows)).all()
+        )
+        t = stats.t(g - 1)
+        np.testing.assert_allclose(got.p_value, 2 * t.sf(np.abs(beta / std_error)), rtol=1e-8)
+        np.testing.assert_allclose(got.conf_low, beta - t.ppf(0.975) * std_error, rtol=1e-8)
+
+
+def test_table_columns_terms_and_holm_across_layers(frame):
+    table = models.position_trend(frame, method="ols")
+    assert list(table.columns) == TIDY_COLUMNS
+    assert (table.model == "position_trend").all() and (table.method == "ols").all()
+    assert table.converged.all()
+    for _, rows in table.groupby("term"):
+        p = rows.p_value.to_numpy()
+        order = np.argsort(p)
+        holm = np.minimum(np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1)), 1)
+        expected = np.empty_like(p)
+        expected[order] = holm
+        np.testing.assert_allclose(rows.p_adjusted, expected, rtol=1e-12)
+    assert (table.p_adjusted >= table.p_value).all()
+
+
+def test_conf_level_sets_the_interval(frame):
+    wide = models.lag_effects(frame, method="ols")
+    narrow = models.lag_effects(frame, method="ols", conf_level=0.8)
+    quantile = stats.t(narrow.df.to_numpy()).ppf(0.9)
+    np.testing.assert_allclose(narrow.conf_high - narrow.estimate, quantile * narrow.std_error)
+    assert ((narrow.conf_high - narrow.conf_low) < (wide.conf_high - wide.conf_low)).all()
+
+
+def test_row_selection_rules(frame):
+    trend = models.position_trend(frame, method="ols", max_position=10, exclude_first=False)
+    assert (trend.n_obs == (frame[frame.layer == 0].position <= 10).sum()).all()
+    lags = models.lag_effects(frame, method="ols", layers=[2])
+    assert lags.layer.unique().tolist() == [2]
+    assert (lags.n_obs == (frame[frame.layer == 2].position >= 3).sum()).all()
+    lags0 = models.lag_effects(frame, method="ols", exclude_first=False, layers=[2])
+    assert (lags0.n_obs == (frame[frame.layer == 2].position >= 2).sum()).all()
+
+
+def test_glance_rows_columns_and_round_trip(frame, tmp_path):
+    trend = models.position_trend(frame, method="ols")
+    summary = models.glance(trend)
+    assert list(summary.columns) == GLANCE_COLUMNS
+    assert summary.layer.tolist() == [0, 1, 2]
+    assert ((summary.r2 > 0) & (summary.r2 < 1) & (summary.seconds > 0)).all()
+    rows, x = _trend_rows(frame, 1)
+    resid = rows.log_norm - x @ np.linalg.lstsq(x, rows.log_norm.to_numpy(), rcond=None)[0]
+    np.testing.assert_allclose(summary.sigma[1], np.sqrt(resid @ resid / (len(rows) - 2)))
+    assert models.glance(trend[trend.layer == 2]).layer.tolist() == [2]
+    trend.to_parquet(tmp_path / "trend.parquet")
+    pd.testing.assert_frame_equal(
+        models.glance(pd.read_parquet(tmp_path / "trend.parquet")), summary
+    )
+    mixed = models.position_trend(frame, method="mixed", layers=[0], n_jobs=1)
+    assert list(models.glance(mixed).columns) == MIXED_GLANCE_COLUMNS
+    with pytest.raises(AttnmagError, match="no fit details"):
+        models.glance(pd.DataFrame(trend))
+
+
+def test_n_jobs_does_not_change_the_tables():
+    frame = simulated_frame(40, 4, length=(8, 30), lag1=0.2, seed=5)
+    for fit in (models.position_trend, models.lag_effects):
+        for method in ("ols", "mixed"):
+            one, two = (fit(frame, method=method, n_jobs=n) for n in (1, 2))
+            pd.testing.assert_frame_equal(one, two, check_exact=True)
+            pd.testing.assert_frame_equal(
+                models.glance(one).drop(columns="seconds"),
+                models.glance(two).drop(columns="seconds"),
+                check_exact=True,
+            )
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda f: models.position_trend(f, method="lstsq"), "no method 'lstsq'"),
+        (lambda f: models.lag_effects(f, method="aggregate"), "no method 'aggregate'"),
+        (lambda f: models.position_trend(f, random_slope=True), "random_slope needs"),
+        (lambda f: models.position_trend(f, conf_level=95), "conf_level"),
+        (lambda f: models.position_trend(f, layers=[7]), r"no layers \[7\]"),
+        (lambda f: models.position_trend(f, n_jobs=0), "n_jobs"),
+        (lambda f: models.lag_effects(f.drop(columns="lag2")), r"lacks the columns \['lag2'\]"),
+        (lambda f: models.position_trend(f, max_position=2), "layer 0 has .* covering 2 positions"),
+        (lambda f: models.lag_effects(f[f.sequence == 0]), "layer 0 has .* from 1 sequences"),
+    ],
+)
+def test_bad_input_is_one_clear_error(frame, call, message):
+    with pytest.raises(AttnmagError, match=message):
+        call(frame)
+
+
+def test_non_finite_outcome_is_a_clear_error(frame):
+    broken = frame.copy()
+    broken.loc[broken.index[5], "log_norm"] = -np.inf
+    with pytest.raises(AttnmagError, match="infinite values"):
+        models.position_trend(broken, method="ols")

@@ -1,0 +1,136 @@
+"""The mixed models: GLS algebra, recovery of known parameters, boundary and failed fits."""
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+from attnmag import models
+from attnmag.models import fits
+from attnmag.models.mixed import gls_at, is_boundary
+from tests.simulate import simulated_frame
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _dense_gls(x, z, y, groups, cov_rel):
+    """sum_i X_i' W_i X_i and X_i' W_i y with W_i = (I + Z_i P Z_i')^-1 inverted per group."""
+    xwx, xwy = 0.0, 0.0
+    for label in np.unique(groups):
+        rows = groups == label
+        w = np.linalg.inv(np.eye(rows.sum()) + z[rows] @ cov_rel @ z[rows].T)
+        xwx = xwx + x[rows].T @ w @ x[rows]
+        xwy = xwy + x[rows].T @ w @ y[rows]
+    return xwx, xwy
+
+
+@pytest.mark.parametrize(
+    "cov_rel", [np.array([[0.8]]), np.array([[0.0]]), np.array([[0.5, 0.02], [0.02, 0.003]])]
+)
+def test_vectorised_gls_equals_per_group_inverse(cov_rel):
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 15, size=200)
+    x = np.column_stack([np.ones(200), rng.normal(size=200), rng.normal(size=200)])
+    z = np.column_stack([np.ones(200), rng.normal(size=200)])[:, : len(cov_rel)]
+    y = rng.normal(size=200)
+    gls = gls_at(x, z, y, groups, cov_rel)
+    xwx, xwy = _dense_gls(x, z, y, groups, cov_rel)
+    beta = np.linalg.solve(xwx, xwy)
+    np.testing.assert_allclose(gls.fe_params, beta, rtol=1e-10)
+    np.testing.assert_allclose(gls.xwx_inv, np.linalg.inv(xwx), rtol=1e-10)
+
+
+def test_gls_matches_statsmodels_away_from_the_boundary():
+    frame = simulated_frame(80, 1, seed=2)
+    data = frame[(frame.position >= 1) & (frame.position <= 30)]
+    model = smf.mixedlm("log_norm ~ position", data, groups=data["sequence"])
+    result = model.fit(reml=True)
+    gls = gls_at(
+        model.exog,
+        model.exog_re,
+        model.endog,
+        data["sequence"].to_numpy(),
+        np.asarray(result.cov_re_unscaled),
+    )
+    np.testing.assert_allclose(gls.fe_params, result.fe_params, rtol=1e-8)
+    np.testing.assert_allclose(gls.scale, result.scale, rtol=1e-8)
+    np.testing.assert_allclose(gls.llf_reml, result.llf, rtol=1e-10)
+    table = models.position_trend(frame, method="mixed", n_jobs=1)
+    np.testing.assert_allclose(table.estimate, result.fe_params, rtol=1e-6)
+
+
+def test_mixed_recovers_slope_and_random_intercept_variance():
+    frame = simulated_frame(2500, 1, length=(10, 40), slope=-0.02, sd_sequence=0.3, seed=7)
+    table = models.position_trend(frame, method="mixed").set_index("term")
+    summary = models.glance(table.reset_index())
+    slope = table.loc["position"]
+    assert abs(slope.estimate + 0.02) < 3 * slope.std_error
+    assert slope.std_error < 2e-4 and slope.conf_low < -0.02 < slope.conf_high
+    assert abs(table.loc["intercept", "estimate"] - 1.0) < 0.03
+    assert summary.var_intercept[0] == pytest.approx(0.09, rel=0.1)
+    assert summary.sigma[0] == pytest.approx(0.2, rel=0.02)
+    assert summary.converged[0] and not summary.boundary[0]
+    assert np.isnan(summary.var_position[0])
+
+
+def test_mixed_random_slope_recovers_its_variance():
+    frame = simulated_frame(1500, 1, length=(10, 40), sd_slope=0.01, seed=8)
+    table = models.position_trend(frame, method="mixed", random_slope=True)
+    summary = models.glance(table)
+    assert summary.var_position[0] == pytest.approx(1e-4, rel=0.2)
+    assert summary.var_intercept[0] == pytest.approx(0.09, rel=0.15)
+    slope = table.set_index("term").loc["position"]
+    assert abs(slope.estimate + 0.02) < 3 * slope.std_error
+    assert summary.converged[0] and not summary.boundary[0]
+
+
+def test_zero_random_intercept_variance_is_a_boundary_fit_equal_to_gls_ols():
+    frame = simulated_frame(150, 1, lag1=0.3, lag2=0.1, sd_sequence=0.0, seed=3)
+    mixed = models.lag_effects(frame, method="mixed")
+    summary = models.glance(mixed)
+    assert summary.boundary[0] and summary.converged[0]
+    assert summary.var_intercept[0] < 1e-6
+    rows = frame[frame.position >= 3]
+    x = np.column_stack([np.ones(len(rows)), rows.lag1, rows.lag2])
+    beta, rss = np.linalg.lstsq(x, rows.log_norm.to_numpy(), rcond=None)[:2]
+    classical = np.sqrt(np.diag(np.linalg.inv(x.T @ x)) * rss[0] / (len(rows) - 3))
+    np.testing.assert_allclose(mixed.estimate, beta, rtol=1e-5)
+    np.testing.assert_allclose(mixed.std_error, classical, rtol=1e-3)
+
+
+def test_boundary_rule():
+    assert is_boundary(np.array([[0.0]])) and is_boundary(np.array([[1e-6]]))
+    assert not is_boundary(np.array([[0.04]]))
+    assert is_boundary(np.array([[1.0, 0.1], [0.1, 0.01]]))  # perfectly correlated
+    assert not is_boundary(np.array([[1.0, 0.05], [0.05, 0.01]]))
+
+
+def test_a_fit_mixedlm_cannot_converge_is_recorded_not_raised():
+    # Log norms an exact function of position (up to float32 rounding): no variance to fit.
+    frame = simulated_frame(40, 2, sd_noise=0.0, sd_sequence=0.0, seed=0)
+    for fit in (models.lag_effects, models.position_trend):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            table = fit(frame, method="mixed", n_jobs=1)
+        summary = models.glance(table)
+        assert not table.converged.any() and not summary.converged.any()
+        assert summary.warnings.str.contains("failed to converge").all()
+        assert np.isfinite(table.estimate).all()
+
+
+def test_an_exception_inside_mixedlm_becomes_a_failed_layer(monkeypatch):
+    def singular(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(fits, "fit_mixed", singular)
+    frame = simulated_frame(30, 2, seed=1)
+    table = models.position_trend(frame, method="mixed", n_jobs=1)
+    assert table.estimate.isna().all() and not table.converged.any()
+    assert table.term.tolist() == ["intercept", "position"] * 2
+    assert table.p_adjusted.isna().all()
+    summary = models.glance(table)
+    assert summary.warnings.str.contains("LinAlgError: Singular matrix").all()
+    assert isinstance(summary, pd.DataFrame) and len(summary) == 2
