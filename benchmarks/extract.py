@@ -1,0 +1,339 @@
+"""Benchmark: attnmag's extraction against a bare forward pass and its peers.
+
+Methods, each in a fresh process per repeat (interleaved, order rotated each repeat), timed
+from the texts to per-token norms and with the peak growth of the resident set:
+
+- ``bare``: the base model's forward pass over attnmag's batches, no hooks (the floor);
+- ``attnmag``: ``extract.attention_norms`` (tokenizing, batching, the tidy frame included);
+- ``notebook``: the teaching notebook's way: the full causal-LM forward, batches of 64 in
+  corpus order padded to the longest, hooks that keep every layer's whole attention output,
+  norms taken afterwards in numpy;
+- ``transformer_lens``: TransformerLens' ``TransformerBridge.run_with_cache`` with a names
+  filter on ``hook_attn_out`` and ``return_type=None``, over attnmag's length-sorted batches;
+- ``nnsight``, ``nnsight_stop``: an nnsight trace saving each layer's norm, and the same
+  stopping after the last attention module (nnsight's best usage).
+
+Peers that are not installed are skipped with the reason printed.
+
+Usage::
+
+    python -m benchmarks.extract                       # 1,066 texts, 3 repeats, both models
+    python -m benchmarks.extract --texts 256 --repeats 2 --models gpt2-small
+    python -m benchmarks.extract --methods bare,attnmag --threads 1,2 --max-tokens 4096,16384
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from benchmarks.common import MODELS, bundled_or_gpt2, emit, run_worker, table, timed, warm_up
+
+MB = 2**20
+METHODS = ("bare", "attnmag", "notebook", "transformer_lens", "nnsight", "nnsight_stop")
+PEERS = {"transformer_lens": "transformer_lens", "nnsight": "nnsight", "nnsight_stop": "nnsight"}
+INSTALL = {
+    "transformer_lens": "pip install --no-deps transformer-lens einops fancy-einsum jaxtyping "
+    "wadler-lindig beartype typeguard",
+    "nnsight": "pip install --no-deps nnsight cloudpickle greenlet zstandard websocket-client",
+}
+
+
+def _batches(model: object, tokenizer: object, texts: list[str], options: dict) -> list[dict]:
+    """attnmag's batches (length-sorted, token budget), right-padded, with their text indices."""
+    from attnmag.extract.batching import length_batches, pad_batch
+    from attnmag.extract.norms import context_length, encode
+
+    encoded = encode(tokenizer, texts, max_length=context_length(model))
+    lengths = [len(ids) for ids in encoded.token_ids]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return [
+        pad_batch([encoded.token_ids[i] for i in batch], pad_id=pad, side="right")
+        for batch in length_batches(lengths, **options)
+    ]
+
+
+def _masked(norms: list[torch.Tensor], mask: torch.Tensor) -> list[np.ndarray]:
+    """Per text of a batch: the ``(layers, tokens)`` norms at its real tokens."""
+    stacked = torch.stack(norms).float().numpy()
+    keep = mask.bool().numpy()
+    return [stacked[:, row, keep[row]] for row in range(keep.shape[0])]
+
+
+def bare(model: object, tokenizer: object) -> Callable:
+    """Tokenize, batch as attnmag does, and run the base model: no hooks, every layer."""
+    from attnmag.extract.adapters import base_model
+
+    base = base_model(model)
+
+    def run(texts: list[str], options: dict) -> None:
+        with torch.inference_mode():
+            for inputs in _batches(model, tokenizer, texts, options):
+                inputs.pop("position_ids")
+                base(**inputs, use_cache=False)
+
+    return run
+
+
+def attnmag(model: object, tokenizer: object) -> Callable:
+    """``extract.attention_norms``: the tidy frame."""
+    from attnmag import extract
+
+    def run(texts: list[str], options: dict) -> list[np.ndarray]:
+        frame = extract.attention_norms(model, tokenizer, texts, progress=False, **options)
+        return [frame["norm"].to_numpy()]
+
+    return run
+
+
+def notebook(model: object, tokenizer: object) -> Callable:
+    """The notebook's way: whole attention outputs kept for every batch, norms at the end."""
+    from attnmag.extract.adapters import attention_modules, blocks
+
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    layers = list(range(len(blocks(model))))
+
+    def run(texts: list[str], options: dict) -> list[np.ndarray]:
+        outputs: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+        handles = [
+            module.register_forward_hook(
+                lambda m, a, out, layer=layer: outputs[layer].append(
+                    (out[0] if isinstance(out, tuple) else out).detach()
+                )
+            )
+            for layer, module in attention_modules(model, layers).items()
+        ]
+        masks = []
+        try:
+            with torch.no_grad():
+                for start in range(0, len(texts), 64):
+                    batch = tokenizer(texts[start : start + 64], padding=True, return_tensors="pt")
+                    model(**batch)
+                    masks.append(batch["attention_mask"].bool().numpy())
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [
+            np.linalg.norm(outputs[layer][b].numpy(), axis=-1)[masks[b]]
+            for b in range(len(masks))
+            for layer in layers
+        ]
+
+    return run
+
+
+def transformer_lens(model: object, tokenizer: object) -> Callable:
+    """TransformerLens' ``run_with_cache``, caching only the attention outputs."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(
+        model.config.name_or_path, hf_model=model, tokenizer=tokenizer
+    )
+    names = [f"blocks.{i}.hook_attn_out" for i in range(bridge.cfg.n_layers)]
+
+    def run(texts: list[str], options: dict) -> list[np.ndarray]:
+        results: list[np.ndarray] = []
+        with torch.inference_mode():
+            for inputs in _batches(model, tokenizer, texts, options):
+                _, cache = bridge.run_with_cache(
+                    inputs["input_ids"],
+                    attention_mask=inputs["attention_mask"],
+                    names_filter=lambda name: name.endswith("hook_attn_out"),
+                    return_type=None,
+                )
+                norms = [cache[name].norm(dim=-1) for name in names]
+                results += _masked(norms, inputs["attention_mask"])
+        return results
+
+    return run
+
+
+def _nnsight(model: object, tokenizer: object, *, stop: bool) -> Callable:
+    from nnsight import NNsight
+
+    from attnmag.extract.adapters import adapter_for, base_model
+
+    traced = NNsight(base_model(model))
+    adapter = adapter_for(model)
+
+    def trace(inputs: dict) -> list[torch.Tensor]:
+        with traced.trace(**inputs, use_cache=False) as tracer:
+            saved = list().save()
+            container = traced
+            for name in adapter.blocks.split("."):
+                container = getattr(container, name)
+            for block in container:
+                saved.append(getattr(block, adapter.module).output[0].norm(dim=-1))
+            if stop:
+                tracer.stop()
+        return saved
+
+    def run(texts: list[str], options: dict) -> list[np.ndarray]:
+        results: list[np.ndarray] = []
+        with torch.inference_mode():
+            for inputs in _batches(model, tokenizer, texts, options):
+                inputs.pop("position_ids")
+                results += _masked(trace(inputs), inputs["attention_mask"])
+        return results
+
+    return run
+
+
+def nnsight(model: object, tokenizer: object) -> Callable:
+    """An nnsight trace saving each layer's norm; the whole forward pass runs."""
+    return _nnsight(model, tokenizer, stop=False)
+
+
+def nnsight_stop(model: object, tokenizer: object) -> Callable:
+    """The same, stopping the trace after the last attention module."""
+    return _nnsight(model, tokenizer, stop=True)
+
+
+SETUPS: dict[str, Callable] = {
+    "bare": bare,
+    "attnmag": attnmag,
+    "notebook": notebook,
+    "transformer_lens": transformer_lens,
+    "nnsight": nnsight,
+    "nnsight_stop": nnsight_stop,
+}
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Measure one method once, in this fresh process, and emit the result."""
+    from attnmag import extract
+    from attnmag.extract.norms import context_length, encode
+
+    torch.set_num_threads(args.threads[0])
+    model, tokenizer = bundled_or_gpt2(args.models[0])
+    texts = list(extract.load_corpus(limit=args.texts)["text"])
+    encoded = encode(tokenizer, texts, max_length=context_length(model))
+    options = {"batch_size": args.batch_size[0], "max_tokens": args.max_tokens[0]}
+    warm_up(model)
+    run = SETUPS[args.methods[0]](model, tokenizer)
+    seconds, growth, norms = timed(run, texts, options)
+    emit(
+        {
+            "seconds": seconds,
+            "rss_growth": growth,
+            "tokens": sum(len(ids) for ids in encoded.token_ids),
+            "norm_sum": None
+            if norms is None
+            else sum(float(n.sum(dtype=np.float64)) for n in norms),
+        }
+    )
+
+
+def variants(args: argparse.Namespace) -> list[dict]:
+    """Every (method, threads, batch size, token budget) to measure; the batch options vary
+    only for ``bare`` and ``attnmag``, peers use the first ones."""
+    found = []
+    for method in args.methods:
+        sizes = args.batch_size if method in ("bare", "attnmag") else args.batch_size[:1]
+        budgets = args.max_tokens if method in ("bare", "attnmag") else args.max_tokens[:1]
+        for threads in args.threads:
+            for size in sizes:
+                for budget in budgets:
+                    found.append(
+                        {"method": method, "threads": threads, "batch": size, "budget": budget}
+                    )
+    return found
+
+
+def _worker_args(model: str, variant: dict, texts: int) -> list[str]:
+    return [
+        f"--models={model}",
+        f"--methods={variant['method']}",
+        f"--threads={variant['threads']}",
+        f"--batch-size={variant['batch']}",
+        f"--max-tokens={variant['budget']}",
+        f"--texts={texts}",
+    ]
+
+
+def paired_ratio(results: list[dict], base: list[dict] | None, key: str) -> str:
+    """The median over repeats of ``result[key] / base[key]`` (runs of one repeat paired)."""
+    if not base:
+        return "-"
+    ratios = [r[key] / max(b[key], 1e-9) for r, b in zip(results, base, strict=True)]
+    return f"{statistics.median(ratios):.3f}"
+
+
+def summarise(model: str, runs: dict[tuple, list[dict]], args: argparse.Namespace) -> str:
+    """The table of one model: medians over repeats, and paired ratios to the bare pass with
+    the same threads and the first batch options."""
+    rows = []
+    for (method, threads, size, budget), results in runs.items():
+        base = runs.get(("bare", threads, args.batch_size[0], args.max_tokens[0]))
+        ref = runs.get(("attnmag", threads, args.batch_size[0], args.max_tokens[0]))
+        seconds = statistics.median(r["seconds"] for r in results)
+        total = results[0]["norm_sum"]
+        rows.append(
+            {
+                "method": method,
+                "threads": threads,
+                "batch": size,
+                "max_tokens": budget,
+                "median s": f"{seconds:.2f}",
+                "tokens/s": f"{results[0]['tokens'] / seconds:.0f}",
+                "x bare": paired_ratio(results, base, "seconds"),
+                "RSS growth MB": f"{statistics.median(r['rss_growth'] for r in results) / MB:.0f}",
+                "x bare RSS": paired_ratio(results, base, "rss_growth"),
+                "runs s": " ".join(f"{r['seconds']:.1f}" for r in results),
+                "norm sum vs attnmag": f"{total / ref[0]['norm_sum'] - 1:+.1e}"
+                if total is not None and ref
+                else "-",
+            }
+        )
+    tokens = next(iter(runs.values()))[0]["tokens"]
+    return f"\n{model}: {args.texts} texts, {tokens} tokens, {args.repeats} repeats\n" + table(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    listed = lambda kind: lambda text: [kind(x) for x in text.split(",")]  # noqa: E731
+    parser.add_argument("--texts", type=int, default=1066, help="bundled texts (default 1066)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each method (default 3)")
+    parser.add_argument("--models", type=listed(str), default=list(MODELS), help="comma-separated")
+    parser.add_argument("--methods", type=listed(str), default=list(METHODS))
+    parser.add_argument("--threads", type=listed(int), default=[torch.get_num_threads()])
+    parser.add_argument("--batch-size", type=listed(int), default=[64])
+    parser.add_argument("--max-tokens", type=listed(int), default=[16384])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+    for method in [m for m in args.methods if m in PEERS]:
+        if importlib.util.find_spec(PEERS[method]) is None:
+            print(
+                f"skipping {method}: {PEERS[method]} is not installed "
+                f"({INSTALL[PEERS[method]] if PEERS[method] in INSTALL else ''})"
+            )
+            args.methods.remove(method)
+    for model in args.models:
+        plan = variants(args)
+        runs: dict[tuple, list[dict]] = {tuple(v.values()): [] for v in plan}
+        for repeat in range(args.repeats):
+            shift = repeat % len(plan)
+            for variant in plan[shift:] + plan[:shift]:
+                result = run_worker("benchmarks.extract", _worker_args(model, variant, args.texts))
+                runs[tuple(variant.values())].append(result)
+                print(
+                    f"  {model} {variant} run {repeat + 1}: {result['seconds']:.2f} s, "
+                    f"{result['rss_growth'] / MB:.0f} MB",
+                    flush=True,
+                )
+        print(summarise(model, runs, args), flush=True)
+
+
+if __name__ == "__main__":
+    main()
