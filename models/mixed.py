@@ -3,24 +3,28 @@
 Holds:
 - ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
   slope on position) per sequence -> a ``Fit``;
-- ``gls_at``: the GLS quantities at given variance components, vectorised over groups
-  (fixed effects, their covariance, residual variance, REML log-likelihood);
+- ``GroupedDesign``: per-sequence cross products of a model's design, and ``.gls(cov_rel)``,
+  the GLS quantities at given variance components, vectorised over groups (fixed effects,
+  their covariance, residual variance, REML log-likelihood);
 - ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance, for a relative
   random-effects covariance.
 
 statsmodels finds the variance components. The fixed effects are its ``fe_params`` and
 their covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted components,
 as lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that, and is far
-off when a variance is near zero). Two boundary cases, where lme4 lands on the boundary:
+off when a variance is near zero). At the boundary, where lme4 lands, statsmodels'
+gradient optimisers do not (on the Cholesky factor the gradient vanishes there): they
+stop short, by up to a unit of REML, or fail after seconds of iterations. So:
 
-- where the REML criterion is at least as high with no random-effect variance (the OLS
-  fit) as at statsmodels' optimum, which stopped short of that boundary, the boundary fit
-  is reported;
+- where REML falls from zero random-effect variance in every direction (zero is a
+  constrained maximum; checked with directional differences), the boundary fit, GLS at
+  zero variance (which is OLS), is reported without running the optimiser;
+- where REML at zero variance is at least as high as at statsmodels' optimum, likewise;
 - where the fitted random-effects covariance is singular to statsmodels' tolerance, its
   ``fe_params``, ``scale`` and ``llf`` are the limit of an infinite, not a zero, variance
   (statsmodels issue #10239); the GLS values at the fitted components are reported.
 
-Either way a note says so in the glance ``warnings``.
+Each case leaves a note in the glance ``warnings``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ STATSMODELS_SINGULAR_TOL = 1e-10
 BOUNDARY_TOL = 1e-2
 #: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
+#: Step (in relative variance) of the directional differences of REML at zero variance.
+BOUNDARY_STEP = 1e-6
 
 
 @dataclass(frozen=True)
@@ -52,45 +58,72 @@ class GLS:
     llf_reml: float
 
 
-def gls_at(
-    exog: np.ndarray,
-    exog_re: np.ndarray,
-    endog: np.ndarray,
-    groups: np.ndarray,
-    cov_rel: np.ndarray,
-) -> GLS:
-    """GLS fit of ``endog`` on ``exog`` with V_i = scale * (I + Z_i cov_rel Z_i') per group.
+@dataclass(frozen=True)
+class GroupedDesign:
+    """Per-group cross products of ``[X | Z | y]``: all the GLS algebra needs.
 
-    ``cov_rel`` is the random-effects covariance relative to the residual variance
-    (statsmodels' ``cov_re_unscaled``); it may be singular. With W_i = (I + Z_i P Z_i')^-1,
-    W_i = I - Z_i (I + P Z_i'Z_i)^-1 P Z_i', so only per-group cross products are needed.
+    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)  # doctest: +SKIP
+    >>> design.gls(np.array([[0.5]])).fe_params  # doctest: +SKIP
     """
-    n, p = exog.shape
-    q = exog_re.shape[1]
-    data = np.column_stack([exog, exog_re, endog])
-    m = data.shape[1]
-    codes, n_groups = _codes(groups)
-    indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
-    cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
-    cross = cross.reshape(n_groups, m, m)
-    x_rows, z_rows = slice(0, p), slice(p, p + q)
-    xty = cross[:, x_rows][:, :, np.r_[x_rows, m - 1]]  # [X'X | X'y]
-    zty = cross[:, z_rows][:, :, np.r_[x_rows, m - 1]]  # [Z'X | Z'y]
-    ztz = cross[:, z_rows, z_rows]
-    inner = np.eye(q) + cov_rel @ ztz
-    k = np.linalg.solve(inner, cov_rel @ zty)
-    xwxy = (xty - np.swapaxes(cross[:, z_rows, x_rows], 1, 2) @ k).sum(axis=0)
-    ywy = (
-        cross[:, m - 1, m - 1] - np.einsum("gq,gq->g", cross[:, z_rows, m - 1], k[:, :, p])
-    ).sum()
-    xwx, xwy = xwxy[:, :p], xwxy[:, p]
-    fe_params = np.linalg.solve(xwx, xwy)
-    dof = n - p
-    scale = float((ywy - xwy @ fe_params) / dof)
-    logdet_inner = np.linalg.slogdet(inner)[1].sum()
-    logdet_xwx = np.linalg.slogdet(xwx)[1]
-    llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdet_inner + logdet_xwx + dof)
-    return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
+
+    cross: np.ndarray  # (groups, m, m), m = k_fe + k_re + 1
+    n_obs: int
+    k_fe: int
+    k_re: int
+
+    @classmethod
+    def of(
+        cls, exog: np.ndarray, exog_re: np.ndarray, endog: np.ndarray, groups: np.ndarray
+    ) -> GroupedDesign:
+        """The cross products of each group's rows (``groups`` labels the rows)."""
+        data = np.column_stack([exog, exog_re, endog])
+        n, m = data.shape
+        codes, n_groups = _codes(groups)
+        indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+        cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
+        return cls(cross.reshape(n_groups, m, m), n, exog.shape[1], exog_re.shape[1])
+
+    def gls(self, cov_rel: np.ndarray) -> GLS:
+        """GLS with V_i = scale * (I + Z_i P Z_i') per group, P = ``cov_rel``.
+
+        ``cov_rel`` is the random-effects covariance relative to the residual variance
+        (statsmodels' ``cov_re_unscaled``); it may be singular. With W_i = (I + Z_i P Z_i')^-1
+        = I - Z_i (I + P Z_i'Z_i)^-1 P Z_i', only per-group cross products are needed.
+        """
+        p, q, cross = self.k_fe, self.k_re, self.cross
+        x, z, y = slice(0, p), slice(p, p + q), p + q
+        xy = np.r_[x, y]
+        inner = np.eye(q) + cov_rel @ cross[:, z, z]
+        k = np.linalg.solve(inner, cov_rel @ cross[:, z][:, :, xy])  # (G, q, p + 1)
+        xwxy = (cross[:, x][:, :, xy] - cross[:, x, z] @ k).sum(axis=0)  # [X'WX | X'Wy]
+        ywy = (cross[:, y, y] - np.einsum("gq,gq->g", cross[:, z, y], k[:, :, p])).sum()
+        xwx, xwy = xwxy[:, :p], xwxy[:, p]
+        fe_params = np.linalg.solve(xwx, xwy)
+        dof = self.n_obs - p
+        scale = float((ywy - xwy @ fe_params) / dof)
+        logdets = np.linalg.slogdet(inner)[1].sum() + np.linalg.slogdet(xwx)[1]
+        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+        return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
+
+    def zero_is_optimal(self, *, step: float = BOUNDARY_STEP) -> bool:
+        """Whether REML falls from zero random-effect covariance in every direction.
+
+        The derivative at zero along a covariance D is tr(G D); G is found from differences
+        along e_i e_i' and (e_i + e_j)(e_i + e_j)', and zero is a constrained maximum when
+        G is negative definite.
+        """
+        q = self.k_re
+        base = self.gls(np.zeros((q, q))).llf_reml
+        slope = np.empty((q, q))
+        for i in range(q):
+            for j in range(i, q):
+                e = np.zeros(q)
+                e[[i, j]] = 1.0
+                slope[i, j] = (self.gls(step * np.outer(e, e)).llf_reml - base) / step
+        diagonal = np.diag(slope)
+        gradient = (slope - diagonal[:, None] - diagonal[None, :]) / 2
+        gradient = np.triu(gradient, 1) + np.triu(gradient, 1).T + np.diag(diagonal)
+        return bool(np.linalg.eigvalsh(gradient).max() < 0)
 
 
 def _codes(groups: np.ndarray) -> tuple[np.ndarray, int]:
@@ -149,27 +182,26 @@ def fit_mixed(data: pd.DataFrame, formula: str, *, random_slope: bool = False) -
     model = smf.mixedlm(
         formula, data, groups=groups, re_formula="~position_sd" if random_slope else None
     )
-    start = _start(model, groups, random_slope=random_slope)
-    result = model.fit(reml=True, method=OPTIMIZERS, start_params=start)
-    cov_rel, point, notes = _settle(model, result, groups)
-    unscale = np.diag([1.0, 1.0 / spread][: len(cov_rel)])
+    design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
+    cov_rel, point, converged, notes = _reml(model, design, groups)
+    unscale = np.diag([1.0, 1.0 / spread][: design.k_re])
     cov_re = point.scale * unscale @ cov_rel @ unscale
-    n_obs, k_fe = model.exog.shape
-    n_params = k_fe + len(start) + 1
+    n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
     std_errors = np.sqrt(point.scale * np.diag(point.xwx_inv))
     finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
+    llf = point.llf_reml
     return Fit(
         estimate=pd.Series(point.fe_params, index=term_names(model.exog_names)),
         std_error=pd.Series(std_errors, index=term_names(model.exog_names)),
         df=np.inf,
-        n_obs=n_obs,
+        n_obs=design.n_obs,
         n_groups=len(model.group_labels),
-        converged=bool(result.converged) and bool(finite),
+        converged=converged and bool(finite),
         stats={
             "r2": np.nan,
-            "loglik": point.llf_reml,
-            "aic": -2 * point.llf_reml + 2 * n_params,
-            "bic": -2 * point.llf_reml + np.log(n_obs) * n_params,
+            "loglik": llf,
+            "aic": -2 * llf + 2 * n_params,
+            "bic": -2 * llf + np.log(design.n_obs) * n_params,
             "sigma": float(np.sqrt(point.scale)),
             "boundary": is_boundary(cov_rel),
             "var_intercept": float(cov_re[0, 0]),
@@ -180,29 +212,34 @@ def fit_mixed(data: pd.DataFrame, formula: str, *, random_slope: bool = False) -
     )
 
 
-def _settle(model, result, groups: np.ndarray) -> tuple[np.ndarray, GLS, list[str]]:
-    """The point to report: relative random-effects covariance, GLS quantities there, notes.
-
-    statsmodels' optimum, with its ``fe_params``, ``scale`` and ``llf``; but the boundary
-    of zero random-effect variance (where the model is OLS) where REML is at least as high
-    there (L-BFGS on the Cholesky factor stops short of it, the gradient vanishing on the
-    way), and the GLS values where statsmodels' covariance is singular (see the module).
+def _reml(
+    model, design: GroupedDesign, groups: np.ndarray
+) -> tuple[np.ndarray, GLS, bool, list[str]]:
+    """The REML point to report: relative random-effects covariance, GLS quantities there,
+    whether the fit converged, and notes (see the module docstring for the boundary cases).
     """
-    design = (model.exog, model.exog_re, model.endog, groups)
+    zero = np.zeros((design.k_re, design.k_re))
+    if design.zero_is_optimal():
+        note = (
+            "REML falls from zero random-effect variance in every direction: the boundary "
+            "fit (GLS at zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
+        )
+        return zero, design.gls(zero), True, [note]
+    start = _start(model, groups, random_slope=design.k_re > 1)
+    result = model.fit(reml=True, method=OPTIMIZERS, start_params=start)
     fitted_rel = np.asarray(result.cov_re_unscaled, dtype=np.float64)
-    at_fit = gls_at(*design, fitted_rel)
-    at_zero = gls_at(*design, np.zeros_like(fitted_rel))
+    at_fit, at_zero = design.gls(fitted_rel), design.gls(zero)
     if at_zero.llf_reml >= at_fit.llf_reml:
         note = (
-            "REML is higher with zero random-effect variance than at statsmodels' optimum: "
-            "the boundary fit (GLS at zero variance) is reported"
+            "REML is higher with zero random-effect variance than at MixedLM's optimum: "
+            "the boundary fit (GLS at zero variance, i.e. OLS) is reported"
         )
-        return np.zeros_like(fitted_rel), at_zero, [note]
+        return zero, at_zero, bool(result.converged), [note]
     if np.linalg.eigvalsh(fitted_rel).min() < STATSMODELS_SINGULAR_TOL:
         note = (
             "the random-effects covariance is singular: fixed effects, scale and "
             "log-likelihood are the GLS values at the fitted components (statsmodels #10239)"
         )
-        return fitted_rel, at_fit, [note]
+        return fitted_rel, at_fit, bool(result.converged), [note]
     point = GLS(np.asarray(result.fe_params), at_fit.xwx_inv, float(result.scale), result.llf)
-    return fitted_rel, point, []
+    return fitted_rel, point, bool(result.converged), []

@@ -2,6 +2,7 @@
 
 import os
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -9,8 +10,8 @@ import pytest
 import statsmodels.formula.api as smf
 
 from attnmag import models
-from attnmag.models import fits
-from attnmag.models.mixed import gls_at, is_boundary
+from attnmag.models import fits, mixed
+from attnmag.models.mixed import GroupedDesign, is_boundary
 from tests.simulate import simulated_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,7 +37,7 @@ def test_vectorised_gls_equals_per_group_inverse(cov_rel):
     x = np.column_stack([np.ones(200), rng.normal(size=200), rng.normal(size=200)])
     z = np.column_stack([np.ones(200), rng.normal(size=200)])[:, : len(cov_rel)]
     y = rng.normal(size=200)
-    gls = gls_at(x, z, y, groups, cov_rel)
+    gls = GroupedDesign.of(x, z, y, groups).gls(cov_rel)
     xwx, xwy = _dense_gls(x, z, y, groups, cov_rel)
     beta = np.linalg.solve(xwx, xwy)
     np.testing.assert_allclose(gls.fe_params, beta, rtol=1e-10)
@@ -48,13 +49,8 @@ def test_gls_matches_statsmodels_away_from_the_boundary():
     data = frame[(frame.position >= 1) & (frame.position <= 30)]
     model = smf.mixedlm("log_norm ~ position", data, groups=data["sequence"])
     result = model.fit(reml=True)
-    gls = gls_at(
-        model.exog,
-        model.exog_re,
-        model.endog,
-        data["sequence"].to_numpy(),
-        np.asarray(result.cov_re_unscaled),
-    )
+    design = GroupedDesign.of(model.exog, model.exog_re, model.endog, data["sequence"])
+    gls = design.gls(np.asarray(result.cov_re_unscaled))
     np.testing.assert_allclose(gls.fe_params, result.fe_params, rtol=1e-8)
     np.testing.assert_allclose(gls.scale, result.scale, rtol=1e-8)
     np.testing.assert_allclose(gls.llf_reml, result.llf, rtol=1e-10)
@@ -87,18 +83,55 @@ def test_mixed_random_slope_recovers_its_variance():
     assert summary.converged[0] and not summary.boundary[0]
 
 
-def test_zero_random_intercept_variance_is_a_boundary_fit_equal_to_gls_ols():
-    frame = simulated_frame(150, 1, lag1=0.3, lag2=0.1, sd_sequence=0.0, seed=3)
-    mixed = models.lag_effects(frame, method="mixed")
-    summary = models.glance(mixed)
-    assert summary.boundary[0] and summary.converged[0]
-    assert summary.var_intercept[0] < 1e-6
+def _ols(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Lag-effects OLS estimates and classical standard errors, written out."""
     rows = frame[frame.position >= 3]
     x = np.column_stack([np.ones(len(rows)), rows.lag1, rows.lag2])
     beta, rss = np.linalg.lstsq(x, rows.log_norm.to_numpy(), rcond=None)[:2]
-    classical = np.sqrt(np.diag(np.linalg.inv(x.T @ x)) * rss[0] / (len(rows) - 3))
-    np.testing.assert_allclose(mixed.estimate, beta, rtol=1e-5)
-    np.testing.assert_allclose(mixed.std_error, classical, rtol=1e-3)
+    return beta, np.sqrt(np.diag(np.linalg.inv(x.T @ x)) * rss[0] / (len(rows) - 3))
+
+
+@pytest.fixture(scope="module")
+def no_sequence_effect() -> pd.DataFrame:
+    return simulated_frame(150, 1, lag1=0.3, lag2=0.1, sd_sequence=0.0, seed=3)
+
+
+def test_zero_random_intercept_variance_is_a_boundary_fit_equal_to_ols(no_sequence_effect):
+    mixed_fit = models.lag_effects(no_sequence_effect, method="mixed")
+    summary = models.glance(mixed_fit)
+    assert summary.boundary[0] and summary.converged[0]
+    assert summary.var_intercept[0] == 0
+    assert "optimiser not run" in summary.warnings[0]
+    beta, classical = _ols(no_sequence_effect)
+    np.testing.assert_allclose(mixed_fit.estimate, beta, rtol=1e-10)
+    np.testing.assert_allclose(mixed_fit.std_error, classical, rtol=1e-10)
+
+
+def test_a_mixedlm_optimum_short_of_the_boundary_is_replaced_by_it(no_sequence_effect, monkeypatch):
+    monkeypatch.setattr(GroupedDesign, "zero_is_optimal", lambda self: False)
+    mixed_fit = models.lag_effects(no_sequence_effect, method="mixed", n_jobs=1)
+    summary = models.glance(mixed_fit)
+    assert summary.boundary[0] and summary.var_intercept[0] == 0
+    assert "higher with zero random-effect variance" in summary.warnings[0]
+    np.testing.assert_allclose(mixed_fit.estimate, _ols(no_sequence_effect)[0], rtol=1e-10)
+
+
+def test_a_singular_statsmodels_covariance_gives_the_gls_values(monkeypatch):
+    frame = simulated_frame(60, 1, sd_slope=0.01, seed=4)
+    data = frame[(frame.position >= 1) & (frame.position <= 30)]
+    groups = data["sequence"].to_numpy()
+    model = smf.mixedlm("log_norm ~ position", data, groups=groups, re_formula="~position")
+    design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
+    rank_one = np.array([[2.0, 0.1], [0.1, 0.005]])  # a perfectly correlated pair
+    fitted = SimpleNamespace(
+        cov_re_unscaled=rank_one, fe_params=np.zeros(2), scale=1.0, llf=np.inf, converged=True
+    )
+    monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
+    cov_rel, point, converged, notes = mixed._reml(model, design, groups)
+    expected = design.gls(rank_one)
+    np.testing.assert_array_equal(cov_rel, rank_one)
+    np.testing.assert_allclose(point.fe_params, expected.fe_params, rtol=1e-12)
+    assert np.isfinite(point.llf_reml) and converged and "statsmodels #10239" in notes[0]
 
 
 def test_boundary_rule():
