@@ -1,7 +1,9 @@
 """Benchmark: attnmag's extraction against a bare forward pass and its peers.
 
-Methods, each in a fresh process per repeat (interleaved, order rotated each repeat), timed
-from the texts to per-token norms and with the peak growth of the resident set:
+Each method is timed from the texts to per-token norms, ``--repeats`` times in one process
+(runs interleaved, order rotated each repeat, so that the load of a shared machine falls on
+all alike; ratios to ``bare`` are medians of the ratios within a repeat); its peak growth of
+the resident set is measured in a fresh process per run (``--memory-repeats``). Methods:
 
 - ``bare``: the base model's forward pass over attnmag's batches, no hooks (the floor);
 - ``attnmag``: ``extract.attention_norms`` (tokenizing, batching, the tidy frame included);
@@ -25,8 +27,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
+import gc
 import importlib.util
 import statistics
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -205,29 +210,78 @@ SETUPS: dict[str, Callable] = {
 }
 
 
-def worker(args: argparse.Namespace) -> None:
-    """Measure one method once, in this fresh process, and emit the result."""
+def _setup(method: str, model: object, tokenizer: object) -> Callable:
+    """``method``'s run function, on copies where the method changes the model or tokenizer
+    (TransformerLens forces eager attention, nnsight wraps modules, the notebook sets a pad
+    token), so that methods measured in one process do not affect each other."""
+    if method in PEERS or method == "notebook":
+        model, tokenizer = copy.deepcopy(model), copy.deepcopy(tokenizer)
+    return SETUPS[method](model, tokenizer)
+
+
+def _checksum(norms: list[np.ndarray] | None) -> float | None:
+    return None if norms is None else sum(float(n.sum(dtype=np.float64)) for n in norms)
+
+
+def _inputs(args: argparse.Namespace, model_name: str) -> tuple[object, object, list[str], int]:
+    """The model (warmed up), its tokenizer, the texts and their token count."""
     from attnmag import extract
     from attnmag.extract.norms import context_length, encode
 
-    torch.set_num_threads(args.threads[0])
-    model, tokenizer = bundled_or_gpt2(args.models[0])
+    model, tokenizer = bundled_or_gpt2(model_name)
+    warm_up(model)
     texts = list(extract.load_corpus(limit=args.texts)["text"])
     encoded = encode(tokenizer, texts, max_length=context_length(model))
-    options = {"batch_size": args.batch_size[0], "max_tokens": args.max_tokens[0]}
-    warm_up(model)
-    run = SETUPS[args.methods[0]](model, tokenizer)
-    seconds, growth, norms = timed(run, texts, options)
-    emit(
-        {
-            "seconds": seconds,
-            "rss_growth": growth,
-            "tokens": sum(len(ids) for ids in encoded.token_ids),
-            "norm_sum": None
-            if norms is None
-            else sum(float(n.sum(dtype=np.float64)) for n in norms),
-        }
-    )
+    return model, tokenizer, texts, sum(len(ids) for ids in encoded.token_ids)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Measure one variant's peak memory growth (and time) once, in this fresh process."""
+    variant = variants(args)[0]
+    torch.set_num_threads(variant["threads"])
+    model, tokenizer, texts, tokens = _inputs(args, args.models[0])
+    run = SETUPS[variant["method"]](model, tokenizer)
+    seconds, growth, norms = timed(run, texts, _options(variant))
+    emit({"seconds": seconds, "rss_growth": growth, "tokens": tokens, "norm_sum": _checksum(norms)})
+
+
+def _options(variant: dict) -> dict:
+    return {"batch_size": variant["batch"], "max_tokens": variant["budget"]}
+
+
+def time_in_process(args: argparse.Namespace, model_name: str, plan: list[dict]) -> dict:
+    """Seconds of every variant, ``args.repeats`` times, in this process: runs of a repeat
+    follow each other closely (order rotated per repeat), so that a changing load on the
+    machine falls on all of them alike. Returns ``{key: [result, ...]}``."""
+    model, tokenizer, texts, tokens = _inputs(args, model_name)
+    setups = {v["method"]: _setup(v["method"], model, tokenizer) for v in plan}
+    bare(model, tokenizer)(texts, _options(plan[0]))  # untimed: one-time costs of each shape
+    runs: dict[tuple, list[dict]] = {tuple(v.values()): [] for v in plan}
+    for repeat in range(args.repeats):
+        shift = repeat % len(plan)
+        for variant in plan[shift:] + plan[:shift]:
+            torch.set_num_threads(variant["threads"])
+            start = time.perf_counter()
+            norms = setups[variant["method"]](texts, _options(variant))
+            seconds = time.perf_counter() - start
+            runs[tuple(variant.values())].append(
+                {"seconds": seconds, "tokens": tokens, "norm_sum": _checksum(norms)}
+            )
+            del norms
+            gc.collect()
+            print(f"  {model_name} {variant} run {repeat + 1}: {seconds:.2f} s", flush=True)
+    return runs
+
+
+def measure_memory(args: argparse.Namespace, model_name: str, plan: list[dict]) -> dict:
+    """Peak RSS growth of each variant: a fresh process per run. ``{key: [bytes, ...]}``."""
+    growth: dict[tuple, list[int]] = {tuple(v.values()): [] for v in plan}
+    for _ in range(args.memory_repeats):
+        for variant in plan:
+            result = run_worker("benchmarks.extract", _worker_args(model_name, variant, args.texts))
+            growth[tuple(variant.values())].append(result["rss_growth"])
+            print(f"  {model_name} {variant}: {result['rss_growth'] / MB:.0f} MB", flush=True)
+    return growth
 
 
 def variants(args: argparse.Namespace) -> list[dict]:
@@ -257,22 +311,34 @@ def _worker_args(model: str, variant: dict, texts: int) -> list[str]:
     ]
 
 
-def paired_ratio(results: list[dict], base: list[dict] | None, key: str) -> str:
-    """The median over repeats of ``result[key] / base[key]`` (runs of one repeat paired)."""
+def paired_ratio(values: list[float], base: list[float] | None) -> str:
+    """The median over repeats of ``value / base value`` (the runs of one repeat paired)."""
     if not base:
         return "-"
-    ratios = [r[key] / max(b[key], 1e-9) for r, b in zip(results, base, strict=True)]
+    ratios = [v / max(b, 1e-9) for v, b in zip(values, base, strict=True)]
     return f"{statistics.median(ratios):.3f}"
 
 
-def summarise(model: str, runs: dict[tuple, list[dict]], args: argparse.Namespace) -> str:
+def _ratio_of_medians(values: list[int] | None, base: list[int] | None) -> str:
+    if not values or not base:
+        return "-"
+    return f"{statistics.median(values) / max(statistics.median(base), 1):.2f}"
+
+
+def summarise(
+    model: str,
+    runs: dict[tuple, list[dict]],
+    growth: dict[tuple, list[int]],
+    args: argparse.Namespace,
+) -> str:
     """The table of one model: medians over repeats, and paired ratios to the bare pass with
     the same threads and the first batch options."""
     rows = []
-    for (method, threads, size, budget), results in runs.items():
-        base = runs.get(("bare", threads, args.batch_size[0], args.max_tokens[0]))
+    for key, results in runs.items():
+        method, threads, size, budget = key
+        base_key = ("bare", threads, args.batch_size[0], args.max_tokens[0])
         ref = runs.get(("attnmag", threads, args.batch_size[0], args.max_tokens[0]))
-        seconds = statistics.median(r["seconds"] for r in results)
+        seconds = [r["seconds"] for r in results]
         total = results[0]["norm_sum"]
         rows.append(
             {
@@ -280,19 +346,26 @@ def summarise(model: str, runs: dict[tuple, list[dict]], args: argparse.Namespac
                 "threads": threads,
                 "batch": size,
                 "max_tokens": budget,
-                "median s": f"{seconds:.2f}",
-                "tokens/s": f"{results[0]['tokens'] / seconds:.0f}",
-                "x bare": paired_ratio(results, base, "seconds"),
-                "RSS growth MB": f"{statistics.median(r['rss_growth'] for r in results) / MB:.0f}",
-                "x bare RSS": paired_ratio(results, base, "rss_growth"),
-                "runs s": " ".join(f"{r['seconds']:.1f}" for r in results),
+                "median s": f"{statistics.median(seconds):.2f}",
+                "tokens/s": f"{results[0]['tokens'] / statistics.median(seconds):.0f}",
+                "x bare": paired_ratio(
+                    seconds, [r["seconds"] for r in runs[base_key]] if base_key in runs else None
+                ),
+                "RSS growth MB": f"{statistics.median(growth[key]) / MB:.0f}"
+                if growth.get(key)
+                else "-",
+                "x bare RSS": _ratio_of_medians(growth.get(key), growth.get(base_key)),
+                "runs s": " ".join(f"{s:.1f}" for s in seconds),
                 "norm sum vs attnmag": f"{total / ref[0]['norm_sum'] - 1:+.1e}"
                 if total is not None and ref
                 else "-",
             }
         )
     tokens = next(iter(runs.values()))[0]["tokens"]
-    return f"\n{model}: {args.texts} texts, {tokens} tokens, {args.repeats} repeats\n" + table(rows)
+    return (
+        f"\n{model}: {args.texts} texts, {tokens} tokens; time: {args.repeats} repeats in one "
+        f"process; memory: {args.memory_repeats} fresh process(es) per method\n{table(rows)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -305,6 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=listed(int), default=[torch.get_num_threads()])
     parser.add_argument("--batch-size", type=listed(int), default=[64])
     parser.add_argument("--max-tokens", type=listed(int), default=[16384])
+    parser.add_argument(
+        "--memory-repeats", type=int, default=1, help="fresh processes per method for memory"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -319,20 +395,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"({INSTALL[PEERS[method]] if PEERS[method] in INSTALL else ''})"
             )
             args.methods.remove(method)
+    plan = variants(args)
     for model in args.models:
-        plan = variants(args)
-        runs: dict[tuple, list[dict]] = {tuple(v.values()): [] for v in plan}
-        for repeat in range(args.repeats):
-            shift = repeat % len(plan)
-            for variant in plan[shift:] + plan[:shift]:
-                result = run_worker("benchmarks.extract", _worker_args(model, variant, args.texts))
-                runs[tuple(variant.values())].append(result)
-                print(
-                    f"  {model} {variant} run {repeat + 1}: {result['seconds']:.2f} s, "
-                    f"{result['rss_growth'] / MB:.0f} MB",
-                    flush=True,
-                )
-        print(summarise(model, runs, args), flush=True)
+        growth = measure_memory(args, model, plan)
+        runs = time_in_process(args, model, plan)
+        print(summarise(model, runs, growth, args), flush=True)
 
 
 if __name__ == "__main__":
