@@ -274,14 +274,19 @@ def time_in_process(args: argparse.Namespace, model_name: str, plan: list[dict])
 
 
 def measure_memory(args: argparse.Namespace, model_name: str, plan: list[dict]) -> dict:
-    """Peak RSS growth of each variant: a fresh process per run. ``{key: [bytes, ...]}``."""
-    growth: dict[tuple, list[int]] = {tuple(v.values()): [] for v in plan}
+    """Each variant run in a fresh process per repeat, for its peak RSS growth (and its
+    time). ``{key: [result, ...]}``."""
+    results: dict[tuple, list[dict]] = {tuple(v.values()): [] for v in plan}
     for _ in range(args.memory_repeats):
         for variant in plan:
             result = run_worker("benchmarks.extract", _worker_args(model_name, variant, args.texts))
-            growth[tuple(variant.values())].append(result["rss_growth"])
-            print(f"  {model_name} {variant}: {result['rss_growth'] / MB:.0f} MB", flush=True)
-    return growth
+            results[tuple(variant.values())].append(result)
+            print(
+                f"  {model_name} {variant}: {result['rss_growth'] / MB:.0f} MB, "
+                f"{result['seconds']:.1f} s (fresh process)",
+                flush=True,
+            )
+    return results
 
 
 def variants(args: argparse.Namespace) -> list[dict]:
@@ -363,8 +368,9 @@ def summarise(
         )
     tokens = next(iter(runs.values()))[0]["tokens"]
     return (
-        f"\n{model}: {args.texts} texts, {tokens} tokens; time: {args.repeats} repeats in one "
-        f"process; memory: {args.memory_repeats} fresh process(es) per method\n{table(rows)}"
+        f"\n{model}: {args.texts} texts, {tokens} tokens; time: "
+        + (f"{args.repeats} repeats in one process" if args.repeats else "the fresh processes")
+        + f"; memory: {args.memory_repeats} fresh process(es) per method\n{table(rows)}"
     )
 
 
@@ -372,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     listed = lambda kind: lambda text: [kind(x) for x in text.split(",")]  # noqa: E731
     parser.add_argument("--texts", type=int, default=1066, help="bundled texts (default 1066)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each method (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs in one process (default 3; 0: none)"
+    )
     parser.add_argument("--models", type=listed(str), default=list(MODELS), help="comma-separated")
     parser.add_argument("--methods", type=listed(str), default=list(METHODS))
     parser.add_argument("--threads", type=listed(int), default=[torch.get_num_threads()])
@@ -397,8 +405,9 @@ def main(argv: list[str] | None = None) -> None:
             args.methods.remove(method)
     plan = variants(args)
     for model in args.models:
-        growth = measure_memory(args, model, plan)
-        runs = time_in_process(args, model, plan)
+        fresh = measure_memory(args, model, plan)
+        growth = {key: [r["rss_growth"] for r in results] for key, results in fresh.items()}
+        runs = time_in_process(args, model, plan) if args.repeats else fresh
         print(summarise(model, runs, growth, args), flush=True)
 
 
