@@ -132,6 +132,14 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _recorded_arguments(run_file: Path) -> dict:
+    """The arguments a ``run.json`` records."""
+    try:
+        return dict(json.loads(run_file.read_text())["arguments"])
+    except (ValueError, KeyError, TypeError):
+        raise AttnmagError(f"{run_file} is not a run record of write_shards") from None
+
+
 def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> None:
     """Record ``arguments`` in ``folder/run.json``, or check they equal those recorded."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,7 +153,7 @@ def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> None:
         record = json.dumps({"arguments": arguments, "corpus": corpus}, indent=1)
         _write_atomically(run_file, lambda path: path.write_text(record))
         return
-    recorded = json.loads(run_file.read_text())["arguments"]
+    recorded = _recorded_arguments(run_file)
     changed = [k for k in sorted({*recorded, *arguments}) if recorded.get(k) != arguments.get(k)]
     if changed:
         details = "; ".join(
@@ -300,7 +308,7 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     paths = sorted(folder.glob(SHARD_GLOB))
     run_file = folder / RUN_FILE
     if run_file.is_file() and not partial:
-        arguments = json.loads(run_file.read_text())["arguments"]
+        arguments = _recorded_arguments(run_file)
         n_shards = -(-arguments["n_texts"] // arguments["shard_texts"])
         missing = sorted({shard_name(k) for k in range(n_shards)} - {p.name for p in paths})
         if missing:
