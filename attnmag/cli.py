@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -107,7 +108,9 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         choices=("float32", "bfloat16", "float16"),
         help="weights' dtype (norms are float32 whatever it is)",
     )
-    parser.add_argument("--device", help="e.g. cuda, cuda:1, cpu (default: the model's)")
+    parser.add_argument(
+        "--device", help="e.g. cuda:1, cpu (default: cuda:LOCAL_RANK if there is a GPU, else cpu)"
+    )
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -177,8 +180,19 @@ def _load_inputs(args: argparse.Namespace) -> tuple[object, object, object]:
     texts = extract.load_corpus(
         args.dataset, split=args.split, text_column=args.text_column, limit=args.limit or None
     )
-    model, tokenizer = extract.load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tokenizer = extract.load_model(
+        args.model, dtype=args.dtype, device=args.device or default_device()
+    )
     return model, tokenizer, texts
+
+
+def default_device() -> str:
+    """``cuda:LOCAL_RANK`` where a GPU is present (one per process under torchrun), else cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+    return "cpu"
 
 
 def _timed(seconds: dict[str, float], stage: str, work: Callable[[], object]) -> object:
