@@ -33,11 +33,17 @@ class NormRecorder:
         self.stop_after = stop_after
         self.norms: dict[int, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._buffer: torch.Tensor | None = None
 
-    def _hook(self, layer: int) -> Callable:
+    def _hook(self, layer: int, slot: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor | tuple) -> None:
             update = output[0] if isinstance(output, tuple) else output
-            self.norms[layer] = torch.linalg.vector_norm(update, dim=-1, dtype=torch.float32)
+            out = self._buffer[slot] if self._buffer is not None else None
+            if out is not None and (out.device != update.device or out.shape != update.shape[:-1]):
+                out = None  # a layer on another device (device_map), or an unexpected shape
+            self.norms[layer] = torch.linalg.vector_norm(
+                update, dim=-1, dtype=torch.float32, out=out
+            )
             if layer == self.stop_after:
                 raise StopForward
 
@@ -45,8 +51,8 @@ class NormRecorder:
 
     def __enter__(self) -> NormRecorder:
         try:
-            for layer, module in self.modules.items():
-                self._handles.append(module.register_forward_hook(self._hook(layer)))
+            for slot, (layer, module) in enumerate(self.modules.items()):
+                self._handles.append(module.register_forward_hook(self._hook(layer, slot)))
         except BaseException:
             self.remove()
             raise
@@ -61,13 +67,30 @@ class NormRecorder:
             handle.remove()
         self._handles.clear()
 
-    def run(self, forward: Callable[[], object]) -> dict[int, torch.Tensor]:
-        """Call ``forward`` (a closure over the model call); return the norms it recorded."""
+    def run(
+        self,
+        forward: Callable[[], object],
+        *,
+        shape: tuple[int, int] | None = None,
+        device: torch.device | str | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """Call ``forward`` (a closure over the model call); return the norms it recorded.
+
+        With ``shape`` (batch, tokens), the norms are written into one float32 buffer on
+        ``device``, allocated before the forward pass: small tensors left among the
+        activations would fragment the CPU heap (the resident set then grows well past
+        a bare forward pass's)."""
         self.norms = {}
+        if shape is not None:
+            self._buffer = torch.empty(
+                (len(self.modules), *shape), dtype=torch.float32, device=device
+            )
         try:
             forward()
         except StopForward:
             pass
+        finally:
+            self._buffer = None
         missing = set(self.modules) - set(self.norms)
         if missing:
             raise RuntimeError(f"the forward pass never reached layers {sorted(missing)}")

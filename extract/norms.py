@@ -148,7 +148,11 @@ def measure(
                 inputs.pop("position_ids")
             inputs = {k: v.to(device) for k, v in inputs.items()}
             try:
-                norms = recorder.run(lambda inputs=inputs: base(**inputs, use_cache=False))
+                norms = recorder.run(
+                    lambda inputs=inputs: base(**inputs, use_cache=False),
+                    shape=tuple(inputs["input_ids"].shape),
+                    device=device,
+                )
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not _is_oom(error) or len(batch) == 1:
                     raise
