@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from reference import attention_updates
 
 from attnmag import AttnmagError, extract
-from attnmag.extract.adapters import adapter_for, base_model
+from attnmag.extract.adapters import base_model
 
 TEXTS = [
     "Short.",
@@ -19,26 +20,11 @@ TEXTS = [
 MODELS = ["tiny_gpt2", "tiny_llama", "tiny_gemma3", "tiny_neox", "tiny_opt"]
 
 
-def alone(model, tokenizer, text: str, layer_count: int) -> np.ndarray:
-    """Norms of one unpadded text from plain forward hooks on the module DESIGN.md names."""
-    adapter = adapter_for(model)
-    blocks = base_model(model)
-    for name in adapter.blocks.split("."):
-        blocks = getattr(blocks, name)
-    seen = {}
-    handles = [
-        getattr(blocks[i], adapter.module).register_forward_hook(
-            lambda m, a, out, i=i: seen.__setitem__(i, out[0] if isinstance(out, tuple) else out)
-        )
-        for i in range(layer_count)
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.tensor([tokenizer(text)["input_ids"]]))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return np.stack([seen[i][0].double().norm(dim=-1).numpy() for i in range(layer_count)])
+def alone(model, tokenizer, text: str) -> np.ndarray:
+    """Norms of one unpadded text from plain forward hooks (float64 sums)."""
+    return np.stack(
+        [u.double().norm(dim=-1).numpy() for u in attention_updates(model, tokenizer, text)]
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -52,7 +38,7 @@ def test_batched_norms_equal_each_text_alone(name, side, gpt2_tokenizer, request
         if not text:
             assert sequence not in set(frame["sequence"])
             continue
-        expected = alone(model, gpt2_tokenizer, text, 3)
+        expected = alone(model, gpt2_tokenizer, text)
         got = (
             frame[frame["sequence"] == sequence]
             .pivot(index="layer", columns="position", values="norm")

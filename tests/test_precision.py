@@ -3,30 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from reference import attention_updates
 
 from attnmag import extract
-from attnmag.extract.adapters import attention_modules
 
 TEXTS = ["A short text.", "Another, somewhat longer text with a few more words in it."]
-
-
-def updates(model, tokenizer, text: str) -> list[torch.Tensor]:
-    """Each layer's attention update for ``text`` alone, as the model computes it."""
-    seen = {}
-    modules = attention_modules(model, [0, 1, 2])
-    handles = [
-        module.register_forward_hook(
-            lambda m, a, out, i=i: seen.__setitem__(i, out[0] if isinstance(out, tuple) else out)
-        )
-        for i, module in modules.items()
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.tensor([tokenizer(text)["input_ids"]]))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [seen[i][0] for i in range(3)]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -38,7 +19,7 @@ def test_half_weights_give_float32_norms_of_their_updates(dtype, tiny_llama, gpt
     relative = np.abs(frame["norm"] / reference["norm"] - 1)
     assert np.median(relative) < 0.02 and relative.max() > 1e-5  # close, yet not float32's
     for sequence, text in enumerate(TEXTS):
-        half = updates(model, gpt2_tokenizer, text)
+        half = attention_updates(model, gpt2_tokenizer, text)
         assert half[0].dtype == dtype
         # The norm of the half-precision update, summed in float64: float32 accumulation
         # matches it to float32 precision; accumulating in half precision would not.
