@@ -37,6 +37,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from attnmag.extract.norms import default_max_tokens
 from benchmarks.common import MODELS, bundled_or_gpt2, emit, run_worker, table, timed, warm_up
 
 MB = 2**20
@@ -385,7 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", type=listed(str), default=list(METHODS))
     parser.add_argument("--threads", type=listed(int), default=[torch.get_num_threads()])
     parser.add_argument("--batch-size", type=listed(int), default=[64])
-    parser.add_argument("--max-tokens", type=listed(int), default=[16384])
+    parser.add_argument(
+        "--max-tokens", type=listed(int), default=[default_max_tokens("cpu")], help="token budgets"
+    )
     parser.add_argument(
         "--memory-repeats", type=int, default=1, help="fresh processes per method for memory"
     )

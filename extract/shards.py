@@ -213,7 +213,7 @@ def write_shards(
     shard_texts: int = 1024,
     rank: int | None = None,
     world_size: int | None = None,
-    max_tokens: int = 16384,
+    max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
 ) -> list[Path]:
