@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -58,7 +59,7 @@ def as_texts(texts: object) -> tuple[list[str], dict]:
             raise AttnmagError(
                 f"the dataset has no 'text' column; its columns are {texts.column_names}"
             )
-        info = dict(getattr(texts.info, "attnmag", None) or _corpus_info(texts))
+        info = _corpus_info(texts)
         texts = texts["text"]
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
         raise AttnmagError("texts must be a datasets.Dataset with a 'text' column or a list of str")
@@ -67,8 +68,6 @@ def as_texts(texts: object) -> tuple[list[str], dict]:
 
 def _corpus_info(dataset: object) -> dict:
     """The provenance ``load_corpus`` left in ``dataset.info.description`` (JSON), if any."""
-    import json
-
     try:
         return json.loads(dataset.info.description or "{}")
     except (TypeError, ValueError):
