@@ -3,7 +3,6 @@
 Holds:
 - ``COLUMNS``: the frame's columns in order;
 - ``tidy_frame``: per-sequence norm arrays -> the tidy frame (lags included);
-- ``add_lags``: ``lag1``/``lag2`` from ``log_norm`` within (sequence, layer);
 - ``read_frame``: a Parquet file, or a folder of Parquet shards, -> the frame with provenance.
 
 Usage::
@@ -39,52 +38,68 @@ def tidy_frame(
 
     ``norms[i]`` is a float32 array of shape ``(len(layers), len(token_ids[i]))``
     for the text whose corpus index is ``sequences[i]``; ``token_text`` maps each
-    token id to its text.
+    token id to its text. Each column is allocated once, in its final dtype, and
+    filled text by text (the frame is the largest thing an extraction keeps).
     """
     layers = np.asarray(layers, dtype=np.int64)
     order = np.argsort(np.asarray(sequences, dtype=np.int64), kind="stable")
-    ids = [np.asarray(token_ids[i], dtype=np.int64) for i in order]
-    lengths = [len(a) for a in ids]
-    seq_col = np.repeat(
-        np.asarray(sequences, dtype=np.int64)[order], np.multiply(lengths, len(layers))
-    )
-    layer_col = np.concatenate([np.repeat(layers, n) for n in lengths])
-    pos_col = np.concatenate([np.tile(np.arange(n), len(layers)) for n in lengths])
-    id_col = np.concatenate([np.tile(a, len(layers)) for a in ids])
-    norm_col = np.concatenate([np.asarray(norms[i], dtype=np.float32).reshape(-1) for i in order])
-    frame = pd.DataFrame(
-        {
-            "sequence": seq_col,
-            "layer": layer_col.astype(np.int64),
-            "position": pos_col.astype(np.int64),
-            "token_id": id_col,
-            "token": _token_categorical(id_col, token_text),
-            "norm": norm_col,
-        }
-    )
-    frame["log_norm"] = np.log(frame["norm"].to_numpy(np.float64))
-    return add_lags(frame)
+    lengths = np.array([len(token_ids[i]) for i in order], dtype=np.int64)
+    rows = lengths * len(layers)
+    ends = np.cumsum(rows)
+    total = int(ends[-1]) if len(ends) else 0
+    codes, categories = _token_codes([token_ids[i] for i in order], token_text)
+    columns = {
+        "sequence": np.repeat(np.asarray(sequences, dtype=np.int64)[order], rows),
+        "layer": np.empty(total, dtype=np.int64),
+        "position": np.empty(total, dtype=np.int64),
+        "token_id": np.empty(total, dtype=np.int64),
+        "token": np.empty(total, dtype=codes[0].dtype if codes else np.int8),
+        "norm": np.empty(total, dtype=np.float32),
+    }
+    for k, i in enumerate(order):
+        block = slice(int(ends[k] - rows[k]), int(ends[k]))
+        shape = (len(layers), int(lengths[k]))
+        columns["layer"][block].reshape(shape)[:] = layers[:, None]
+        columns["position"][block].reshape(shape)[:] = np.arange(shape[1])
+        columns["token_id"][block].reshape(shape)[:] = token_ids[i]
+        columns["token"][block].reshape(shape)[:] = codes[k]
+        columns["norm"][block] = np.asarray(norms[i], dtype=np.float32).reshape(-1)
+    columns["token"] = pd.Categorical.from_codes(columns["token"], categories=categories)
+    log_norm = columns["norm"].astype(np.float64)
+    np.log(log_norm, out=log_norm)
+    columns["log_norm"] = log_norm
+    columns["lag1"] = _lag(log_norm, columns["position"], 1)
+    columns["lag2"] = _lag(log_norm, columns["position"], 2)
+    return pd.DataFrame(columns, copy=False)
+
+
+def _token_codes(
+    token_ids: Sequence[np.ndarray], token_text: Mapping[int, str]
+) -> tuple[list[np.ndarray], pd.Index]:
+    """Per text, the codes of its tokens' texts among the categories (ids may share a text)."""
+    flat = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in token_ids] or [[]])
+    vocab, inverse = np.unique(flat, return_inverse=True)
+    texts = pd.Index([token_text[int(i)] for i in vocab])
+    categories = texts.unique()
+    dtype = np.min_scalar_type(-max(len(categories), 1))  # signed, as pandas keeps codes
+    codes = categories.get_indexer(texts).astype(dtype)[inverse]
+    return np.split(codes, np.cumsum([len(ids) for ids in token_ids])[:-1]), categories
 
 
 def _token_categorical(ids: np.ndarray, token_text: Mapping[int, str]) -> pd.Categorical:
-    """Token texts as a categorical, built per distinct id (ids may share a text)."""
-    vocab, inverse = np.unique(ids, return_inverse=True)
-    texts = pd.Index([token_text[int(i)] for i in vocab])
-    categories = texts.unique()
-    codes = categories.get_indexer(texts)[inverse]
-    return pd.Categorical.from_codes(codes, categories=categories)
+    """Token texts of ``ids`` as a categorical (ids may share a text)."""
+    codes, categories = _token_codes([ids], token_text)
+    return pd.Categorical.from_codes(codes[0], categories=categories)
 
 
-def add_lags(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``lag1``/``lag2``: ``log_norm`` one and two positions earlier, same sequence and layer.
-
-    Expects every position of each (sequence, layer) to be present and sorted, as
-    ``tidy_frame`` makes them; NaN where the earlier position does not exist.
-    """
-    grouped = frame.groupby(["sequence", "layer"], sort=False)["log_norm"]
-    frame["lag1"] = grouped.shift(1).astype(np.float64)
-    frame["lag2"] = grouped.shift(2).astype(np.float64)
-    return frame
+def _lag(values: np.ndarray, position: np.ndarray, k: int) -> np.ndarray:
+    """``values`` ``k`` rows earlier, NaN where ``position < k`` (rows sorted by sequence,
+    layer and position, every position present)."""
+    lagged = np.empty_like(values)
+    lagged[:k] = np.nan
+    lagged[k:] = values[:-k]
+    lagged[position < k] = np.nan
+    return lagged
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:

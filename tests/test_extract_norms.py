@@ -72,6 +72,38 @@ def test_lags_are_log_norm_shifted_within_sequence_and_layer(tiny_gpt2, gpt2_tok
     np.testing.assert_allclose(frame["log_norm"], np.log(frame["norm"].astype(np.float64)))
 
 
+def test_tidy_frame_matches_a_pandas_construction_for_short_and_shuffled_texts():
+    """Texts of 1, 2 and 4 tokens given out of order; two ids share a text."""
+    from attnmag.extract.frame import tidy_frame
+
+    rng = np.random.default_rng(0)
+    sequences, ids = [7, 2, 5], [np.array([3]), np.array([1, 2, 3, 4]), np.array([4, 1])]
+    layers = [0, 3]
+    norms = [rng.uniform(0.1, 2, (2, len(x))).astype(np.float32) for x in ids]
+    text = {1: "a", 2: "b", 3: "a", 4: "c"}
+    frame = tidy_frame(
+        sequences=sequences, token_ids=ids, norms=norms, layers=layers, token_text=text
+    )
+    expected = pd.DataFrame(
+        [
+            (s, layer, p, x[p], text[x[p]], n[j, p])
+            for s, x, n in sorted(zip(sequences, ids, norms, strict=True), key=lambda t: t[0])
+            for j, layer in enumerate(layers)
+            for p in range(len(x))
+        ],
+        columns=["sequence", "layer", "position", "token_id", "token", "norm"],
+    )
+    expected["log_norm"] = np.log(expected["norm"].astype(np.float64))
+    shifted = expected.groupby(["sequence", "layer"])["log_norm"]
+    expected["lag1"], expected["lag2"] = shifted.shift(1), shifted.shift(2)
+    assert list(frame.columns) == extract.COLUMNS
+    assert frame["token"].dtype == "category" and frame["norm"].dtype == np.float32
+    pd.testing.assert_frame_equal(
+        frame.assign(token=frame["token"].astype(str)),
+        expected.astype({"norm": np.float32, "token": str}),
+    )
+
+
 def test_long_texts_are_truncated_and_counted(tiny_gpt2, gpt2_tokenizer):
     texts = ["word " * 300, "short text"]
     frame = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, texts, progress=False)
