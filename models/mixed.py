@@ -29,12 +29,14 @@ Each case leaves a note in the glance ``warnings``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import statsmodels.formula.api as smf
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.models.tidy import Fit, term_names
 
@@ -226,7 +228,12 @@ def _reml(
         )
         return zero, design.gls(zero), True, [note]
     start = _start(model, groups, random_slope=design.k_re > 1)
-    result = model.fit(reml=True, method=OPTIMIZERS, start_params=start)
+    with warnings.catch_warnings():
+        # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
+        # units, whatever the residual variance: not a boundary test. The glance column
+        # ``boundary`` (``is_boundary``, lme4's rule) says it instead.
+        warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
+        result = model.fit(reml=True, method=OPTIMIZERS, start_params=start)
     fitted_rel = np.asarray(result.cov_re_unscaled, dtype=np.float64)
     at_fit, at_zero = design.gls(fitted_rel), design.gls(zero)
     if at_zero.llf_reml >= at_fit.llf_reml:
