@@ -1,7 +1,10 @@
 """The run's provenance, kept in ``frame.attrs`` and so in the Parquet file.
 
-Holds ``provenance``: model id and revision, family, dtype, device, layers, corpus,
-counts of texts (measured, skipped empty, truncated) and tokens, and package versions.
+Holds:
+- ``provenance``: model id and revision, family, dtype, device, layers, corpus, counts of
+  texts (measured, skipped empty, truncated) and tokens, and package versions;
+- ``corpus_provenance``: its corpus part (corpus id, split, how it was sampled).
+
 Every value is JSON-serialisable, as Parquet metadata needs.
 """
 
@@ -33,6 +36,15 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+def corpus_provenance(corpus: dict) -> dict:
+    """The corpus part of the provenance, from the info ``load_corpus`` recorded (or none)."""
+    return {
+        "corpus": corpus.get("corpus", "texts given"),
+        "split": corpus.get("split"),
+        "corpus_sample": {k: v for k, v in corpus.items() if k not in ("corpus", "split")},
+    }
+
+
 def provenance(
     model: nn.Module,
     encoded: Encoded,
@@ -54,9 +66,7 @@ def provenance(
         "device": str(parameter.device),
         "n_model_layers": len(blocks(model)),
         "layers": list(layers),
-        "corpus": corpus.get("corpus", "texts given"),
-        "split": corpus.get("split"),
-        "corpus_sample": {k: v for k, v in corpus.items() if k not in ("corpus", "split")},
+        **corpus_provenance(corpus),
         "n_texts": encoded.n_texts,
         "n_sequences": len(encoded.token_ids),
         "n_skipped_empty": encoded.skipped_empty,

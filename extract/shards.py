@@ -37,7 +37,7 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, blocks
 from attnmag.extract.frame import COLUMNS, _token_categorical
 from attnmag.extract.norms import Encoded, as_texts, attention_norms, context_length
-from attnmag.extract.provenance import provenance
+from attnmag.extract.provenance import corpus_provenance, provenance
 
 RUN_FILE = "run.json"
 SHARD_GLOB = "shard-*.parquet"
@@ -267,9 +267,7 @@ def write_shards(
                     },
                 )
                 frame.attrs.update(
-                    corpus=corpus.get("corpus", "texts given"),
-                    split=corpus.get("split"),
-                    corpus_sample={k: v for k, v in corpus.items() if k not in ("corpus", "split")},
+                    **corpus_provenance(corpus),
                     shard=k,
                     shard_start=start,
                     shard_stop=stop,
