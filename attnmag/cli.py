@@ -222,6 +222,7 @@ def command_run(args: argparse.Namespace) -> Path:
     seconds: dict[str, float] = {}
     with output_folder(args.out, force=args.force) as folder:
         model, tokenizer, texts = _timed(seconds, "load", lambda: _load_inputs(args))
+        _say(args, f"load: {seconds['load']:.1f} s, {len(texts):,} texts")
         frame = _timed(
             seconds,
             "extract",
@@ -238,14 +239,19 @@ def command_run(args: argparse.Namespace) -> Path:
         _say(args, f"extract: {seconds['extract']:.1f} s, {len(frame):,} rows")
         tables = _timed(seconds, "fit", lambda: _fit_tables(frame, args))
         _say(args, f"fit: {seconds['fit']:.1f} s")
-        paths = reports.write_report(
-            frame,
-            folder,
-            formats=args.format,
-            tables=tables,
-            max_position=args.max_position,
-            timings=seconds,
+        paths = _timed(
+            seconds,
+            "report",
+            lambda: reports.write_report(
+                frame,
+                folder,
+                formats=args.format,
+                tables=tables,
+                max_position=args.max_position,
+                timings=seconds,
+            ),
         )
+        _say(args, f"report: {seconds['report']:.1f} s")
     main_file = "index.html" if "html" in args.format else "report.md"
     return args.out / Path(paths[main_file]).relative_to(folder)
 
