@@ -3,7 +3,9 @@
 Each method is timed from the texts to per-token norms, ``--repeats`` times in one process
 (runs interleaved, order rotated each repeat, so that the load of a shared machine falls on
 all alike; ratios to ``bare`` are medians of the ratios within a repeat); its peak growth of
-the resident set is measured in a fresh process per run (``--memory-repeats``). Methods:
+the resident set is measured in a fresh process per run (``--memory-repeats``), beside the
+size of what the method returns (``result MB``: attnmag's tidy frame, the peers' norm
+arrays), which its growth includes. Methods:
 
 - ``bare``: the base model's forward pass over attnmag's batches, no hooks (the floor);
 - ``attnmag``: ``extract.attention_norms`` (tokenizing, batching, the tidy frame included);
@@ -35,6 +37,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from attnmag.extract.norms import default_max_tokens
@@ -90,9 +93,8 @@ def attnmag(model: object, tokenizer: object) -> Callable:
     """``extract.attention_norms``: the tidy frame."""
     from attnmag import extract
 
-    def run(texts: list[str], options: dict) -> list[np.ndarray]:
-        frame = extract.attention_norms(model, tokenizer, texts, progress=False, **options)
-        return [frame["norm"].to_numpy()]
+    def run(texts: list[str], options: dict) -> pd.DataFrame:
+        return extract.attention_norms(model, tokenizer, texts, progress=False, **options)
 
     return run
 
@@ -220,8 +222,18 @@ def _setup(method: str, model: object, tokenizer: object) -> Callable:
     return SETUPS[method](model, tokenizer)
 
 
-def _checksum(norms: list[np.ndarray] | None) -> float | None:
-    return None if norms is None else sum(float(n.sum(dtype=np.float64)) for n in norms)
+def _checksum(result: list[np.ndarray] | pd.DataFrame | None) -> float | None:
+    """The sum of every norm a method returned (the frame's ``norm`` column for attnmag)."""
+    if isinstance(result, pd.DataFrame):
+        result = [result["norm"].to_numpy()]
+    return None if result is None else sum(float(n.sum(dtype=np.float64)) for n in result)
+
+
+def _result_bytes(result: list[np.ndarray] | pd.DataFrame | None) -> int:
+    """The size of what a method returned: the tidy frame, or the norm arrays."""
+    if isinstance(result, pd.DataFrame):
+        return int(result.memory_usage(deep=True).sum())
+    return 0 if result is None else sum(a.nbytes for a in result)
 
 
 def _inputs(args: argparse.Namespace, model_name: str) -> tuple[object, object, list[str], int]:
@@ -243,7 +255,15 @@ def worker(args: argparse.Namespace) -> None:
     model, tokenizer, texts, tokens = _inputs(args, args.models[0])
     run = SETUPS[variant["method"]](model, tokenizer)
     seconds, growth, norms = timed(run, texts, _options(variant))
-    emit({"seconds": seconds, "rss_growth": growth, "tokens": tokens, "norm_sum": _checksum(norms)})
+    emit(
+        {
+            "seconds": seconds,
+            "rss_growth": growth,
+            "result_bytes": _result_bytes(norms),
+            "tokens": tokens,
+            "norm_sum": _checksum(norms),
+        }
+    )
 
 
 def _options(variant: dict) -> dict:
@@ -334,11 +354,12 @@ def _ratio_of_medians(values: list[int] | None, base: list[int] | None) -> str:
 def summarise(
     model: str,
     runs: dict[tuple, list[dict]],
-    growth: dict[tuple, list[int]],
+    fresh: dict[tuple, list[dict]],
     args: argparse.Namespace,
 ) -> str:
     """The table of one model: medians over repeats, and paired ratios to the bare pass with
     the same threads and the first batch options."""
+    growth = {key: [r["rss_growth"] for r in results] for key, results in fresh.items()}
     rows = []
     for key, results in runs.items():
         method, threads, size, budget = key
@@ -361,6 +382,7 @@ def summarise(
                 if growth.get(key)
                 else "-",
                 "x bare RSS": _ratio_of_medians(growth.get(key), growth.get(base_key)),
+                "result MB": f"{fresh[key][0]['result_bytes'] / MB:.0f}" if fresh.get(key) else "-",
                 "runs s": " ".join(f"{s:.1f}" for s in seconds),
                 "norm sum vs attnmag": f"{total / ref[0]['norm_sum'] - 1:+.1e}"
                 if total is not None and ref
@@ -409,9 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     plan = variants(args)
     for model in args.models:
         fresh = measure_memory(args, model, plan)
-        growth = {key: [r["rss_growth"] for r in results] for key, results in fresh.items()}
         runs = time_in_process(args, model, plan) if args.repeats else fresh
-        print(summarise(model, runs, growth, args), flush=True)
+        print(summarise(model, runs, fresh, args), flush=True)
 
 
 if __name__ == "__main__":
