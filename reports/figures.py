@@ -92,7 +92,10 @@ def plot_valid_tokens(frame: pd.DataFrame) -> Figure:
         left, right = fig.subplots(1, 2, width_ratios=(1.3, 1))
         colours = ["#e8e8e8", sns.color_palette(LAYER_PALETTE)[3]]
         left.imshow(
-            mask, aspect="auto", interpolation="nearest", cmap=ListedColormap(colours),
+            mask,
+            aspect="auto",
+            interpolation="nearest",
+            cmap=ListedColormap(colours),
             extent=(-0.5, width - 0.5, len(lengths), 0),
         )
         left.grid(False)
@@ -102,19 +105,31 @@ def plot_valid_tokens(frame: pd.DataFrame) -> Figure:
             title="Real tokens by text and position",
         )
         left.legend(
-            handles=[Patch(color=colours[1], label="real token"),
-                     Patch(color=colours[0], label="no token")],
-            loc="lower right", frameon=True,
+            handles=[
+                Patch(color=colours[1], label="real token"),
+                Patch(color=colours[0], label="no token"),
+            ],
+            loc="lower right",
+            frameon=True,
         )
         sns.histplot(
             x=lengths.to_numpy(), discrete=True, ax=right, color=colours[1], edgecolor="white"
         )
         median = float(lengths.median())
         right.axvline(median, color="black", linestyle="--", linewidth=1)
-        right.text(median, 0.97, f" median {median:g}", transform=right.get_xaxis_transform(),
-                   va="top", ha="left")
-        right.set(xlabel="sequence length (real tokens)", ylabel="number of texts",
-                  title="Sequence lengths")
+        right.text(
+            median,
+            0.97,
+            f" median {median:g}",
+            transform=right.get_xaxis_transform(),
+            va="top",
+            ha="left",
+        )
+        right.set(
+            xlabel="sequence length (real tokens)",
+            ylabel="number of texts",
+            title="Sequence lengths",
+        )
     return fig
 
 
@@ -136,30 +151,50 @@ def plot_layer_norms(
     colours = layer_colours(layers)
     n_draw = min(len(rows), sample * len(layers))
     drawn = rows[["layer", "log_norm"]].sample(n=n_draw, random_state=seed)
-    drawn_words = (f"a random {n_draw / len(rows):.0%} of the tokens" if n_draw < len(rows)
-                   else "every token")
+    drawn_words = (
+        f"a random {n_draw / len(rows):.0%} of the tokens" if n_draw < len(rows) else "every token"
+    )
     means = layer_means(frame, exclude_first=exclude_first, conf_level=conf_level)
     which = "positions 1 and later" if exclude_first else "all positions"
     with _style():
         fig = Figure(figsize=(11, 7.5), layout="constrained")
         top, bottom = fig.subplots(2, 1, sharex=True)
         sns.violinplot(
-            data=drawn, x="layer", y="log_norm", hue="layer", palette=colours, order=layers,
-            hue_order=layers, legend=False, cut=0, inner="quart", linewidth=0.6,
-            density_norm="width", native_scale=True, ax=top,
+            data=drawn,
+            x="layer",
+            y="log_norm",
+            hue="layer",
+            palette=colours,
+            order=layers,
+            hue_order=layers,
+            legend=False,
+            cut=0,
+            inner="quart",
+            linewidth=0.6,
+            density_norm="width",
+            native_scale=True,
+            ax=top,
         )
-        top.set(xlabel="", ylabel=LOG_NORM_LABEL,
-                title=f"Distribution per layer ({which}; violins drawn from {drawn_words})")
+        top.set(
+            xlabel="",
+            ylabel=LOG_NORM_LABEL,
+            title=f"Distribution per layer ({which}; violins drawn from {drawn_words})",
+        )
         x = means.index.to_numpy()
         for layer, row in means.iterrows():
             bottom.errorbar(
-                layer, row["mean"], yerr=[[row["mean"] - row["conf_low"]],
-                                          [row["conf_high"] - row["mean"]]],
-                fmt="o", color=colours[layer], markersize=5, capsize=3,
+                layer,
+                row["mean"],
+                yerr=[[row["mean"] - row["conf_low"]], [row["conf_high"] - row["mean"]]],
+                fmt="o",
+                color=colours[layer],
+                markersize=5,
+                capsize=3,
             )
         bottom.plot(x, means["mean"], color="grey", linewidth=0.8, zorder=0)
         bottom.set(
-            xlabel="layer", ylabel="mean log of the L2 norm\nof the attention update",
+            xlabel="layer",
+            ylabel="mean log of the L2 norm\nof the attention update",
             title=f"Mean per layer with {conf_level:.0%} CI (all tokens, clustered by text)",
         )
         _layer_ticks(bottom, layers)
@@ -190,35 +225,55 @@ def plot_position_norms(
     cells = position_means(frame, max_position=max_position, conf_level=conf_level)
     grid = cells["mean"].unstack("position")
     vmin, vmax = np.nanpercentile(grid.loc[:, grid.columns >= 1].to_numpy(), percentiles)
-    overall = position_means_across_layers(frame, max_position=max_position,
-                                           conf_level=conf_level)
+    overall = position_means_across_layers(frame, max_position=max_position, conf_level=conf_level)
     layers = grid.index.tolist()
     colours = layer_colours(layers)
     with _style():
         fig = Figure(figsize=(11, 9), layout="constrained")
         top, bottom = fig.subplots(2, 1, height_ratios=(1.1, 1))
         sns.heatmap(
-            grid, ax=top, cmap="rocket_r", vmin=vmin, vmax=vmax, xticklabels=2,
+            grid,
+            ax=top,
+            cmap="rocket_r",
+            vmin=vmin,
+            vmax=vmax,
+            xticklabels=2,
             yticklabels=max(1, len(layers) // 16),
             cbar_kws={"label": NORM_LABEL, "extend": "both", "fraction": 0.04, "pad": 0.02},
         )
-        top.set(xlabel="position", ylabel="layer",
-                title=f"Mean norm by layer and position (colour limits: percentiles "
-                      f"{percentiles[0]:g} and {percentiles[1]:g} of the cells at positions >= 1)")
+        top.set(
+            xlabel="position",
+            ylabel="layer",
+            title=f"Mean norm by layer and position (colour limits: percentiles "
+            f"{percentiles[0]:g} and {percentiles[1]:g} of the cells at positions >= 1)",
+        )
         for layer in layers:
             part = cells.loc[layer]
-            bottom.plot(part.index, part["mean"], color=colours[layer], linewidth=0.8,
-                        alpha=0.8)
-        bottom.fill_between(overall.index, overall["conf_low"], overall["conf_high"],
-                            color="black", alpha=0.25, linewidth=0)
-        bottom.plot(overall.index, overall["mean"], color="black", linewidth=2,
-                    label=f"mean over layers ({conf_level:.0%} CI)")
+            bottom.plot(part.index, part["mean"], color=colours[layer], linewidth=0.8, alpha=0.8)
+        bottom.fill_between(
+            overall.index,
+            overall["conf_low"],
+            overall["conf_high"],
+            color="black",
+            alpha=0.25,
+            linewidth=0,
+        )
+        bottom.plot(
+            overall.index,
+            overall["mean"],
+            color="black",
+            linewidth=2,
+            label=f"mean over layers ({conf_level:.0%} CI)",
+        )
         bottom.set_yscale("log")
         bottom.yaxis.set_major_formatter(mpl.ticker.LogFormatter())
         bottom.yaxis.set_minor_formatter(mpl.ticker.LogFormatter(minor_thresholds=(2, 0.5)))
-        bottom.set(xlabel="position", ylabel=f"{NORM_LABEL}\n(log scale)",
-                   title="Mean norm by position: each layer, and the mean over layers",
-                   xlim=(-0.5, max_position + 0.5))
+        bottom.set(
+            xlabel="position",
+            ylabel=f"{NORM_LABEL}\n(log scale)",
+            title="Mean norm by position: each layer, and the mean over layers",
+            xlim=(-0.5, max_position + 0.5),
+        )
         bottom.legend(loc="upper right")
         _layer_colourbar(fig, bottom, layers)
     return fig
@@ -246,12 +301,30 @@ def _dodged(
         err = np.vstack([y - part["conf_low"].to_numpy(), part["conf_high"].to_numpy() - y])
         colour = METHOD_COLOURS.get(method, "grey")
         bad = ~part["converged"].astype(bool).to_numpy()
-        ax.errorbar(x[~bad], y[~bad], yerr=err[:, ~bad], fmt="o", markersize=4, capsize=2,
-                    linewidth=1, color=colour, label=method)
+        ax.errorbar(
+            x[~bad],
+            y[~bad],
+            yerr=err[:, ~bad],
+            fmt="o",
+            markersize=4,
+            capsize=2,
+            linewidth=1,
+            color=colour,
+            label=method,
+        )
         if bad.any():
-            ax.errorbar(x[bad], y[bad], yerr=err[:, bad], fmt="o", markersize=5, capsize=2,
-                        linewidth=1, color=colour, markerfacecolor="white",
-                        label=f"{method}: not converged")
+            ax.errorbar(
+                x[bad],
+                y[bad],
+                yerr=err[:, bad],
+                fmt="o",
+                markersize=5,
+                capsize=2,
+                linewidth=1,
+                color=colour,
+                markerfacecolor="white",
+                label=f"{method}: not converged",
+            )
     if zero_line:
         ax.axhline(0, color="black", linewidth=0.8)
 
@@ -288,8 +361,7 @@ def plot_position_trend(
         points = points.rename(columns={"log_mean": "y", "log_low": "low", "log_high": "high"})
         y_label = "log of the mean L2 norm\nof the attention update"
     else:
-        points = mean_ci(rows, value="log_norm", by=["layer", "position"],
-                         conf_level=conf_level)
+        points = mean_ci(rows, value="log_norm", by=["layer", "position"], conf_level=conf_level)
         points = points.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
         y_label = "mean log of the L2 norm\nof the attention update"
     fitted = trend[trend["method"] == fit_method].pivot(
@@ -300,27 +372,44 @@ def plot_position_trend(
     t = np.arange(first, max_position + 1)
     with _style():
         fig = Figure(figsize=(11, 10), layout="constrained")
-        axes = fig.subplot_mosaic([["trend", "trend"], ["intercept", "position"]],
-                                  height_ratios=(1.2, 1))
+        axes = fig.subplot_mosaic(
+            [["trend", "trend"], ["intercept", "position"]], height_ratios=(1.2, 1)
+        )
         ax = axes["trend"]
         for layer, part in points.groupby(level="layer"):
             part = part.droplevel("layer")
             err = np.vstack([part["y"] - part["low"], part["high"] - part["y"]])
-            ax.errorbar(part.index, part["y"], yerr=err, fmt="o", markersize=2.5,
-                        linewidth=0.7, color=colours[layer], alpha=0.8)
+            ax.errorbar(
+                part.index,
+                part["y"],
+                yerr=err,
+                fmt="o",
+                markersize=2.5,
+                linewidth=0.7,
+                color=colours[layer],
+                alpha=0.8,
+            )
             if layer in fitted.index:
                 line = fitted.loc[layer, "intercept"] + fitted.loc[layer, "position"] * t
                 ax.plot(t, line, color=colours[layer], linewidth=1.2)
-        ax.set(xlabel="position", ylabel=y_label, xlim=(first - 0.7, max_position + 0.7),
-               title=f"By position, with {conf_level:.0%} CIs and the lines fitted by "
-                     f"'{fit_method}'")
+        ax.set(
+            xlabel="position",
+            ylabel=y_label,
+            xlim=(first - 0.7, max_position + 0.7),
+            title=f"By position, with {conf_level:.0%} CIs and the lines fitted by '{fit_method}'",
+        )
         _layer_colourbar(fig, ax, layers)
-        for term, label in (("intercept", "intercept (log norm at position 0)"),
-                            ("position", "slope (change in log norm per position)")):
+        for term, label in (
+            ("intercept", "intercept (log norm at position 0)"),
+            ("position", "slope (change in log norm per position)"),
+        ):
             _dodged(axes[term], trend, term=term, methods=methods, zero_line=term != "intercept")
-            axes[term].set(xlabel="layer", ylabel=label,
-                           title=f"{term.replace('position', 'slope').capitalize()} per layer "
-                                 f"with {conf_level:.0%} CI")
+            axes[term].set(
+                xlabel="layer",
+                ylabel=label,
+                title=f"{term.replace('position', 'slope').capitalize()} per layer "
+                f"with {conf_level:.0%} CI",
+            )
             _layer_ticks(axes[term], layers)
         axes["position"].legend(title="method", loc="best")
     return fig
@@ -335,9 +424,11 @@ def plot_lag_effects(lags: pd.DataFrame, *, conf_level: float = 0.95) -> Figure:
         axes = fig.subplots(1, 2, sharey=True)
         for ax, term in zip(axes, ("lag1", "lag2"), strict=True):
             _dodged(ax, lags, term=term, methods=methods)
-            ax.set(xlabel="layer",
-                   ylabel=f"coefficient on the log norm\n{LAG_WORDS[term]} earlier",
-                   title=f"{term.replace('lag', 'Lag-')} coefficient with {conf_level:.0%} CI")
+            ax.set(
+                xlabel="layer",
+                ylabel=f"coefficient on the log norm\n{LAG_WORDS[term]} earlier",
+                title=f"{term.replace('lag', 'Lag-')} coefficient with {conf_level:.0%} CI",
+            )
             _layer_ticks(ax, layers)
         axes[1].legend(title="method", loc="best")
     return fig

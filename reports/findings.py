@@ -95,8 +95,10 @@ def layer_finding(frame: pd.DataFrame, *, conf_level: float = 0.95) -> Finding:
         "largest_conf": (float(means.loc[top, "conf_low"]), float(means.loc[top, "conf_high"])),
         "layer_smallest_mean_norm": bottom,
         "smallest_mean_norm": float(means.loc[bottom, "mean"]),
-        "smallest_conf": (float(means.loc[bottom, "conf_low"]),
-                          float(means.loc[bottom, "conf_high"])),
+        "smallest_conf": (
+            float(means.loc[bottom, "conf_low"]),
+            float(means.loc[bottom, "conf_high"]),
+        ),
         "ratio": float(means.loc[top, "mean"] / means.loc[bottom, "mean"]),
     }
     level = f"{conf_level:.0%} CI"
@@ -153,9 +155,7 @@ def _not_converged(table: pd.DataFrame) -> dict[str, list[int]]:
     return {m: sorted(set(part["layer"].astype(int))) for m, part in bad.groupby("method")}
 
 
-def _fit_warnings(
-    table: pd.DataFrame, glance: pd.DataFrame | None, *, model: str
-) -> list[str]:
+def _fit_warnings(table: pd.DataFrame, glance: pd.DataFrame | None, *, model: str) -> list[str]:
     """Non-convergence from the table, and the glance table's warnings for ``model``."""
     out = [
         f"The {method} fit did not converge in {_count(len(layers), 'layer')} "
@@ -172,8 +172,9 @@ def _fit_warnings(
                     messages.setdefault(text, []).append(int(layer))
             if messages:
                 listed = "; ".join(
-                    f"{text} ({'layer' if len(layers) == 1 else 'layers'} "
-                    f"{_layer_list(layers)})" for text, layers in messages.items())
+                    f"{text} ({'layer' if len(layers) == 1 else 'layers'} {_layer_list(layers)})"
+                    for text, layers in messages.items()
+                )
                 out.append(f"The {method} fits warned: {listed}.")
     return out
 
@@ -217,9 +218,10 @@ def trend_finding(
             "per position)"
             + (f", with no estimate in {n['n_no_estimate']}" if n["n_no_estimate"] else "")
         )
-    sentences = [f"After Holm correction across layers (alpha = {alpha:g}), the slope is "
-                 "significantly "
-                 + "; ".join(clauses) + "."]
+    sentences = [
+        f"After Holm correction across layers (alpha = {alpha:g}), the slope is "
+        "significantly " + "; ".join(clauses) + "."
+    ]
     warnings = _fit_warnings(trend, glance, model="position_trend")
     aggregate = trend.loc[trend["method"] == "aggregate", "n_obs"]
     if len(aggregate):
@@ -260,8 +262,11 @@ def lag_finding(
             per_layer[term] = part.set_index("layer")["sign"]
         patterns = (per_layer["lag1"] + per_layer["lag2"]).value_counts()
         pattern = str(patterns.index[0])
-        entry.update(n_layers=int(len(per_layer["lag1"])), pattern=pattern,
-                     n_layers_pattern=int(patterns.iloc[0]))
+        entry.update(
+            n_layers=int(len(per_layer["lag1"])),
+            pattern=pattern,
+            n_layers_pattern=int(patterns.iloc[0]),
+        )
         numbers[method] = entry
         one, two = entry["lag1"], entry["lag2"]
         sentences.append(

@@ -52,8 +52,14 @@ def mean_ci(
         se = np.where(g > 1, np.sqrt(meat / n**2 * g / (g - 1)), np.nan)
         half = stats.t.ppf(0.5 + conf_level / 2, g - 1) * se
     return pd.DataFrame(
-        {"n": n, "n_groups": g.astype(np.int64), "mean": mean, "std_error": se,
-         "conf_low": mean - half, "conf_high": mean + half},
+        {
+            "n": n,
+            "n_groups": g.astype(np.int64),
+            "mean": mean,
+            "std_error": se,
+            "conf_low": mean - half,
+            "conf_high": mean + half,
+        },
         index=grouper.size().index,
     )
 

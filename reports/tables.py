@@ -57,10 +57,16 @@ def coefficient_display(
     cells = table.assign(
         cell=[
             ("no estimate" if pd.isna(e) else f"{_format(e)} [{_format(lo)}, {_format(hi)}]")
-            + ("*" if p < alpha else "") + ("" if ok else "†")
-            for e, lo, hi, p, ok in zip(table["estimate"], table["conf_low"],
-                                        table["conf_high"], table["p_adjusted"],
-                                        table["converged"].astype(bool), strict=True)
+            + ("*" if p < alpha else "")
+            + ("" if ok else "†")
+            for e, lo, hi, p, ok in zip(
+                table["estimate"],
+                table["conf_low"],
+                table["conf_high"],
+                table["p_adjusted"],
+                table["converged"].astype(bool),
+                strict=True,
+            )
         ],
         term_order=table["term"].map(list(TERM_LABELS).index),
     )
@@ -128,14 +134,23 @@ def provenance_rows(
     ``versions`` becomes one row of package versions; ``seconds_<stage>`` keys and
     ``timings`` (stage -> seconds; they win) become one row of wall times.
     """
-    rows = [(label, _provenance_value(attrs[key])) for key, label in PROVENANCE_LABELS.items()
-            if attrs.get(key) not in (None, "", [], {})]
-    seconds = {k.removeprefix("seconds_"): v for k, v in attrs.items()
-               if k.startswith("seconds_") and isinstance(v, int | float)}
+    rows = [
+        (label, _provenance_value(attrs[key]))
+        for key, label in PROVENANCE_LABELS.items()
+        if attrs.get(key) not in (None, "", [], {})
+    ]
+    seconds = {
+        k.removeprefix("seconds_"): v
+        for k, v in attrs.items()
+        if k.startswith("seconds_") and isinstance(v, int | float)
+    }
     seconds.update(timings or {})
     skip = set(PROVENANCE_LABELS) | {"versions"} | {f"seconds_{k}" for k in seconds}
-    rows += [(key.replace("_", " "), _provenance_value(value)) for key, value in attrs.items()
-             if key not in skip and value not in (None, "", [], {})]
+    rows += [
+        (key.replace("_", " "), _provenance_value(value))
+        for key, value in attrs.items()
+        if key not in skip and value not in (None, "", [], {})
+    ]
     if isinstance(attrs.get("versions"), Mapping):
         rows.append(("package versions", _provenance_value(attrs["versions"])))
     if seconds:
@@ -152,6 +167,8 @@ def markdown_table(table: pd.DataFrame) -> str:
     header = [_markdown_cell(c) for c in table.columns]
     align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |"
-              for row in table.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(_markdown_cell(v) for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join(lines)

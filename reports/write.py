@@ -73,14 +73,21 @@ def fit_tables(
     out = dict(tables or {})
     if "position_trend" not in out:
         out["position_trend"] = _stack(
-            [models.position_trend(frame, method=m, max_position=max_position, n_jobs=n_jobs)
-             for m in trend_methods])
+            [
+                models.position_trend(frame, method=m, max_position=max_position, n_jobs=n_jobs)
+                for m in trend_methods
+            ]
+        )
     if "lag_effects" not in out:
         out["lag_effects"] = _stack(
-            [models.lag_effects(frame, method=m, n_jobs=n_jobs) for m in lag_methods])
+            [models.lag_effects(frame, method=m, n_jobs=n_jobs) for m in lag_methods]
+        )
     if out.get("glance") is None:
-        parts = [models.glance(out[name]) for name in ("position_trend", "lag_effects")
-                 if out[name].attrs.get("glance")]
+        parts = [
+            models.glance(out[name])
+            for name in ("position_trend", "lag_effects")
+            if out[name].attrs.get("glance")
+        ]
         out["glance"] = pd.concat(parts, ignore_index=True) if parts else None
     return out
 
@@ -102,41 +109,57 @@ def render_figures(
 ) -> dict[str, Rendered]:
     """The report's five figures, rendered, keyed by section."""
     specs = [
-        ("data", "Real tokens per text",
-         "Left: which positions hold a real token, one row per text, longest first. "
-         "Right: how many real tokens each text has.",
-         lambda: figures.plot_valid_tokens(frame)),
-        ("layers", "Log norms by layer",
-         "Top: distribution of the log norm per layer (violins with quartiles, drawn from a "
-         "seeded random sample of tokens; positions 1 and later). Bottom: mean log norm per "
-         "layer over all those tokens with its 95% CI; the tokens of one text are not "
-         "independent, so the intervals are cluster-robust by text.",
-         lambda: figures.plot_layer_norms(frame)),
-        ("positions", "Mean norm by layer and position",
-         f"Top: mean norm at each layer and position 0 to {max_position}; the colour scale "
-         "stops at the 2nd and 98th percentiles of the cells at positions 1 and later, so the "
-         "first token (the attention sink) may run off it. Bottom: the same means, one thin "
-         "line per layer, and their mean over layers with its 95% CI (black), on a log scale.",
-         lambda: figures.plot_position_norms(frame, max_position=max_position)),
-        ("trend", "Trend over positions",
-         f"Top: log of the mean norm at positions 1 to {max_position} (points with 95% CIs) "
-         "and the line the aggregate method fits to them, one colour per layer. Bottom: "
-         "intercept and slope per layer with 95% CIs, one colour per method. The aggregate "
-         "method models the log of the mean norm, ols and mixed the mean of the log norm, "
-         "so their intercepts differ by about half the variance of the log norm. Open "
-         "markers: fits that did not converge.",
-         lambda: figures.plot_position_trend(frame, trend, max_position=max_position)),
-        ("lags", "Lag effects",
-         "Coefficients of log_norm ~ lag1 + lag2 per layer with 95% CIs, one colour per "
-         "method, on rows whose outcome and both lags come from positions 1 and later. Open "
-         "markers: fits that did not converge.",
-         lambda: figures.plot_lag_effects(lags)),
+        (
+            "data",
+            "Real tokens per text",
+            "Left: which positions hold a real token, one row per text, longest first. "
+            "Right: how many real tokens each text has.",
+            lambda: figures.plot_valid_tokens(frame),
+        ),
+        (
+            "layers",
+            "Log norms by layer",
+            "Top: distribution of the log norm per layer (violins with quartiles, drawn from a "
+            "seeded random sample of tokens; positions 1 and later). Bottom: mean log norm per "
+            "layer over all those tokens with its 95% CI; the tokens of one text are not "
+            "independent, so the intervals are cluster-robust by text.",
+            lambda: figures.plot_layer_norms(frame),
+        ),
+        (
+            "positions",
+            "Mean norm by layer and position",
+            f"Top: mean norm at each layer and position 0 to {max_position}; the colour scale "
+            "stops at the 2nd and 98th percentiles of the cells at positions 1 and later, so the "
+            "first token (the attention sink) may run off it. Bottom: the same means, one thin "
+            "line per layer, and their mean over layers with its 95% CI (black), on a log scale.",
+            lambda: figures.plot_position_norms(frame, max_position=max_position),
+        ),
+        (
+            "trend",
+            "Trend over positions",
+            f"Top: log of the mean norm at positions 1 to {max_position} (points with 95% CIs) "
+            "and the line the aggregate method fits to them, one colour per layer. Bottom: "
+            "intercept and slope per layer with 95% CIs, one colour per method. The aggregate "
+            "method models the log of the mean norm, ols and mixed the mean of the log norm, "
+            "so their intercepts differ by about half the variance of the log norm. Open "
+            "markers: fits that did not converge.",
+            lambda: figures.plot_position_trend(frame, trend, max_position=max_position),
+        ),
+        (
+            "lags",
+            "Lag effects",
+            "Coefficients of log_norm ~ lag1 + lag2 per layer with 95% CIs, one colour per "
+            "method, on rows whose outcome and both lags come from positions 1 and later. Open "
+            "markers: fits that did not converge.",
+            lambda: figures.plot_lag_effects(lags),
+        ),
     ]
     out = {}
     for number, (key, title, caption, draw) in enumerate(specs, start=1):
         png = figures.figure_bytes(draw(), dpi=dpi)
-        out[key] = Rendered(key, f"figure{number}-{key}.png", f"Figure {number}. {title}",
-                            caption, png)
+        out[key] = Rendered(
+            key, f"figure{number}-{key}.png", f"Figure {number}. {title}", caption, png
+        )
     return out
 
 
@@ -174,16 +197,19 @@ def _sections(
     out = []
     for key, title in SECTIONS.items():
         name = coefficient.get(key)
-        out.append({
-            "id": key,
-            "title": title,
-            "finding": found[key],
-            "figure": rendered[key],
-            "table": coefficient_display(tables[name], alpha=alpha) if name else None,
-            "csv": f"{name}.csv" if name else None,
-            "methods": {m: METHOD_WORDS.get(m, m) for m in tables[name]["method"].unique()}
-            if name else {},
-        })
+        out.append(
+            {
+                "id": key,
+                "title": title,
+                "finding": found[key],
+                "figure": rendered[key],
+                "table": coefficient_display(tables[name], alpha=alpha) if name else None,
+                "csv": f"{name}.csv" if name else None,
+                "methods": {m: METHOD_WORDS.get(m, m) for m in tables[name]["method"].unique()}
+                if name
+                else {},
+            }
+        )
     return out
 
 
@@ -214,20 +240,28 @@ def write_report(
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
-        raise AttnmagError(f"unknown report formats {unknown or list(formats)}: "
-                           f"expected some of {list(FORMATS)}")
+        raise AttnmagError(
+            f"unknown report formats {unknown or list(formats)}: expected some of {list(FORMATS)}"
+        )
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise AttnmagError(f"the frame lacks the columns {missing}: expected an attnmag frame")
     seconds = dict(timings or {})
     start = time.perf_counter()
-    fitted = fit_tables(frame, tables=tables, trend_methods=trend_methods,
-                        lag_methods=lag_methods, max_position=max_position, n_jobs=n_jobs)
+    fitted = fit_tables(
+        frame,
+        tables=tables,
+        trend_methods=trend_methods,
+        lag_methods=lag_methods,
+        max_position=max_position,
+        n_jobs=n_jobs,
+    )
     if tables is None or set(fitted) - set(tables):
         seconds["fit"] = time.perf_counter() - start
     trend, lags, glance = fitted["position_trend"], fitted["lag_effects"], fitted["glance"]
-    found = findings(frame, trend=trend, lags=lags, glance=glance, alpha=alpha,
-                     max_position=max_position)
+    found = findings(
+        frame, trend=trend, lags=lags, glance=glance, alpha=alpha, max_position=max_position
+    )
     start = time.perf_counter()
     rendered = render_figures(frame, trend=trend, lags=lags, max_position=max_position)
     seconds["figures"] = time.perf_counter() - start

@@ -20,8 +20,9 @@ def tiny_model_dir(tmp_path_factory, gpt2_tokenizer_dir) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-gpt2")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=3,
-                               n_head=4)).save_pretrained(folder)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=3, n_head=4)
+    ).save_pretrained(folder)
     GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir).save_pretrained(folder)
     return folder
 
@@ -36,15 +37,36 @@ def corpus_csv(tmp_path_factory) -> Path:
 def test_run_writes_report_frame_and_tables(tiny_model_dir, corpus_csv, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
-        [Path(sys.executable).parent / "attnmag", "--quiet", "run", "--model", tiny_model_dir,
-         "--dataset", corpus_csv, "--text-column", "review", "--out", out, "--n-jobs", "1"],
-        capture_output=True, text=True,
+        [
+            Path(sys.executable).parent / "attnmag",
+            "--quiet",
+            "run",
+            "--model",
+            tiny_model_dir,
+            "--dataset",
+            corpus_csv,
+            "--text-column",
+            "review",
+            "--out",
+            out,
+            "--n-jobs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out / "index.html")
     names = {p.name for p in out.iterdir()}
-    assert {"index.html", "report.md", "figures", "norms.parquet", "position_trend.csv",
-            "lag_effects.csv", "glance.csv"} <= names
+    assert {
+        "index.html",
+        "report.md",
+        "figures",
+        "norms.parquet",
+        "position_trend.csv",
+        "lag_effects.csv",
+        "glance.csv",
+    } <= names
     assert len(list((out / "figures").glob("*.png"))) == 5
     frame = extract.read_frame(out / "norms.parquet")
     assert frame["sequence"].nunique() == 16 and frame.attrs["n_model_layers"] == 3
@@ -54,18 +76,52 @@ def test_run_writes_report_frame_and_tables(tiny_model_dir, corpus_csv, tmp_path
 
 
 def test_stage_commands_chain(tiny_model_dir, corpus_csv, tmp_path, capsys):
-    common = ["--model", str(tiny_model_dir), "--dataset", str(corpus_csv),
-              "--text-column", "review", "--layers", "0,2"]
+    common = [
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        str(corpus_csv),
+        "--text-column",
+        "review",
+        "--layers",
+        "0,2",
+    ]
     assert main(["--quiet", "extract", *common, "--out", str(tmp_path / "norms")]) == 0
     frame = extract.read_frame(tmp_path / "norms")
     assert sorted(frame["layer"].unique()) == [0, 2]
-    assert main(["--quiet", "fit", str(tmp_path / "norms"), "--methods", "aggregate,ols",
-                 "--out", str(tmp_path / "tables")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "fit",
+                str(tmp_path / "norms"),
+                "--methods",
+                "aggregate,ols",
+                "--out",
+                str(tmp_path / "tables"),
+            ]
+        )
+        == 0
+    )
     trend = pd.read_csv(tmp_path / "tables" / "position_trend.csv")
     lags = pd.read_csv(tmp_path / "tables" / "lag_effects.csv")
     assert set(trend["method"]) == {"aggregate", "ols"} and set(lags["method"]) == {"ols"}
-    assert main(["--quiet", "report", str(tmp_path / "norms"), "--tables",
-                 str(tmp_path / "tables"), "--format", "md", "--out", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "report",
+                str(tmp_path / "norms"),
+                "--tables",
+                str(tmp_path / "tables"),
+                "--format",
+                "md",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "r" / "report.md").is_file()
     assert not (tmp_path / "r" / "index.html").exists()
 
@@ -92,8 +148,20 @@ def test_bad_input_is_one_line_and_keeps_the_existing_output(
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("earlier results")
-    argv = ["--quiet", "run", "--model", str(tiny_model_dir), "--dataset", str(corpus_csv),
-            "--text-column", "review", *options, "--out", str(out), "--force"]
+    argv = [
+        "--quiet",
+        "run",
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        str(corpus_csv),
+        "--text-column",
+        "review",
+        *options,
+        "--out",
+        str(out),
+        "--force",
+    ]
     assert message in error_of(argv, capsys)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "earlier results"

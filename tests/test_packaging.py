@@ -9,8 +9,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_wheel_installs_the_three_stages_under_attnmag_only(tmp_path):
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist",
-                    ROOT], check=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", ROOT],
+        check=True,
+    )
     wheel = next((tmp_path / "dist").glob("attnmag-*.whl"))
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
@@ -22,6 +24,12 @@ def test_wheel_installs_the_three_stages_under_attnmag_only(tmp_path):
         "for m in (attnmag, attnmag.extract, attnmag.models, attnmag.reports, attnmag.cli):\n"
         "    print(m.__file__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, check=True, env={"PYTHONPATH": str(site)}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(site)},
+    ).stdout.split()
     assert len(out) == 5 and all(Path(f).is_relative_to(site) for f in out)

@@ -14,8 +14,10 @@ from attnmag.reports import write_report
 from tests.simulate import simulated_frame
 from tests.test_reports_support import COLUMNS, fake_tables
 
-FIGURES = [f"figures/figure{i}-{key}.png"
-           for i, key in enumerate(("data", "layers", "positions", "trend", "lags"), start=1)]
+FIGURES = [
+    f"figures/figure{i}-{key}.png"
+    for i, key in enumerate(("data", "layers", "positions", "trend", "lags"), start=1)
+]
 CSVS = ["position_trend.csv", "lag_effects.csv", "glance.csv"]
 
 
@@ -43,8 +45,13 @@ class _Resources(HTMLParser):
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     frame = simulated_frame(150, 3, lag1=0.3, seed=1)
-    frame.attrs.update(n_skipped_empty=2, n_truncated=1, device="cpu",
-                       versions={"pandas": pd.__version__}, seconds_extract=12.5)
+    frame.attrs.update(
+        n_skipped_empty=2,
+        n_truncated=1,
+        device="cpu",
+        versions={"pandas": pd.__version__},
+        seconds_extract=12.5,
+    )
     return frame
 
 
@@ -68,8 +75,7 @@ def test_csv_tables_are_the_full_tables(written, frame):
     for name in ("position_trend", "lag_effects"):
         read = pd.read_csv(written[f"{name}.csv"])
         assert list(read.columns) == COLUMNS
-        pd.testing.assert_frame_equal(read, tables[name].reset_index(drop=True),
-                                      check_dtype=False)
+        pd.testing.assert_frame_equal(read, tables[name].reset_index(drop=True), check_dtype=False)
     assert len(pd.read_csv(written["glance.csv"])) == len(tables["glance"])
 
 
@@ -96,9 +102,20 @@ def test_html_is_self_contained(written):
 
 def test_html_holds_provenance_findings_warnings_and_tables(written):
     text = written["index.html"].read_text(encoding="utf-8")
-    for needle in ("simulated", "empty texts skipped", "texts truncated", "extract 12.5 s",
-                   "load 1.5 s", "figures", "After Holm correction", "did not converge",
-                   "Nickell", "median 26 tokens", "Coefficient table", "lag-2"):
+    for needle in (
+        "simulated",
+        "empty texts skipped",
+        "texts truncated",
+        "extract 12.5 s",
+        "load 1.5 s",
+        "figures",
+        "After Holm correction",
+        "did not converge",
+        "Nickell",
+        "median 26 tokens",
+        "Coefficient table",
+        "lag-2",
+    ):
         assert needle in text, needle
 
 
@@ -132,10 +149,10 @@ def test_bad_input_is_a_clear_error(frame, tmp_path):
         write_report(frame.drop(columns="lag2"), tmp_path)
 
 
-@pytest.mark.skipif(not all(hasattr(models, f) for f in ("position_trend", "lag_effects",
-                                                            "glance")),
-                    reason="the models stage (position_trend, lag_effects, glance) has not "
-                           "landed yet")
+@pytest.mark.skipif(
+    not all(hasattr(models, f) for f in ("position_trend", "lag_effects", "glance")),
+    reason="the models stage (position_trend, lag_effects, glance) has not landed yet",
+)
 def test_write_report_fits_what_it_needs(tmp_path):
     frame = simulated_frame(60, 2, lag1=0.3, seed=3)
     written = write_report(frame, tmp_path, max_position=20)

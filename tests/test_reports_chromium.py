@@ -28,10 +28,20 @@ from tests.test_reports_support import fake_tables
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).exists()), None
 )
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-quic", "--hide-scrollbars", "--virtual-time-budget=10000",
-         "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--hide-scrollbars",
+    "--virtual-time-budget=10000",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 PROBE = """<script>
 (function () {
   var errors = [];
@@ -61,16 +71,24 @@ PROBE = """<script>
   });
 })();
 </script>"""
-PROBE_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-             "script-src 'unsafe-inline'")
+PROBE_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+)
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on this machine "
-                                "(apt-get install chromium to run the browser check)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium binary on this machine (apt-get install chromium to run the browser check)",
+)
 
 
 def _chromium(args: list[str], *, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _probe(page: Path, tmp_path: Path) -> dict:
@@ -110,8 +128,10 @@ def _console_lines(stderr: str) -> list[str]:
 def test_probe_catches_a_broken_image_and_an_external_fetch(report, tmp_path):
     broken = report.with_name("broken.html")
     text = report.read_text(encoding="utf-8").replace(
-        "</main>", '<img src="data:image/png;base64,AAAA" alt="broken">'
-                   '<img src="https://example.org/x.png" alt="remote"></main>')
+        "</main>",
+        '<img src="data:image/png;base64,AAAA" alt="broken">'
+        '<img src="https://example.org/x.png" alt="remote"></main>',
+    )
     broken.write_text(text, encoding="utf-8")
     probe = _probe(broken, tmp_path)
     assert [i["width"] for i in probe["images"][-2:]] == [0, 0]
@@ -123,8 +143,10 @@ def test_probe_catches_a_broken_image_and_an_external_fetch(report, tmp_path):
 
 def test_report_as_written_logs_nothing_and_screenshots(report, tmp_path):
     shot = tmp_path / "report.png"
-    result = _chromium([f"--screenshot={shot}", "--window-size=1200,4000", report.as_uri()],
-                       profile=tmp_path / "profile-shot")
+    result = _chromium(
+        [f"--screenshot={shot}", "--window-size=1200,4000", report.as_uri()],
+        profile=tmp_path / "profile-shot",
+    )
     assert shot.exists(), result.stderr[-2000:]
     assert _console_lines(result.stderr) == []
     header = shot.read_bytes()[:24]

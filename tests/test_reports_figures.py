@@ -27,8 +27,9 @@ def _draw_all(frame, tables, *, max_position=30) -> dict[str, Figure]:
         "valid_tokens": figures.plot_valid_tokens(frame),
         "layer_norms": figures.plot_layer_norms(frame),
         "position_norms": figures.plot_position_norms(frame, max_position=max_position),
-        "position_trend": figures.plot_position_trend(frame, tables["position_trend"],
-                                                      max_position=max_position),
+        "position_trend": figures.plot_position_trend(
+            frame, tables["position_trend"], max_position=max_position
+        ),
         "lag_effects": figures.plot_lag_effects(tables["lag_effects"]),
     }
 
@@ -48,8 +49,10 @@ def test_figures_are_returned_and_leave_no_trace(frame, tables, capsys):
 
 def test_axis_labels_say_what_and_in_which_units(frame, tables):
     drawn = _draw_all(frame, tables)
-    labels = {name: " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in fig.axes)
-              for name, fig in drawn.items()}
+    labels = {
+        name: " ".join(ax.get_xlabel() + " " + ax.get_ylabel() for ax in fig.axes)
+        for name, fig in drawn.items()
+    }
     assert "log of the L2 norm of the attention update" in labels["layer_norms"]
     assert "mean L2 norm of the attention update" in labels["position_norms"]
     assert "log of the mean L2 norm" in labels["position_trend"]

@@ -38,8 +38,13 @@ def tables(frame) -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def found(frame, tables):
-    return findings(frame, trend=tables["position_trend"], lags=tables["lag_effects"],
-                    glance=tables["glance"], alpha=ALPHA)
+    return findings(
+        frame,
+        trend=tables["position_trend"],
+        lags=tables["lag_effects"],
+        glance=tables["glance"],
+        alpha=ALPHA,
+    )
 
 
 def _count(table, *, method, term, sign):
@@ -60,7 +65,8 @@ def test_trend_counts_match_the_table(found, tables):
         slopes = trend[(trend["method"] == method) & (trend["term"] == "position")]
         assert entry["median_slope"] == pytest.approx(slopes["estimate"].median())
         assert f"below zero in {entry['n_below_zero']} of 3 layers with {method}" in (
-            found["trend"].text)
+            found["trend"].text
+        )
     assert numbers["ols"]["n_below_zero"] == 2 and numbers["ols"]["n_not_significant"] == 1
 
 
@@ -71,12 +77,15 @@ def test_lag_counts_and_pattern_match_the_table(found, tables):
         for term in ("lag1", "lag2"):
             assert entry[term]["n_positive"] == _count(lags, method=method, term=term, sign="+")
             assert entry[term]["n_negative"] == _count(lags, method=method, term=term, sign="-")
-        rows = lags[lags["method"] == method].pivot(index="layer", columns="term",
-                                                    values="estimate")
+        rows = lags[lags["method"] == method].pivot(
+            index="layer", columns="term", values="estimate"
+        )
         assert entry["lag1"]["median"] == pytest.approx(rows["lag1"].median())
         assert entry["n_layers_pattern"] <= entry["n_layers"] == 3
-        assert f"lag-1 coefficient is significantly positive in {entry['lag1']['n_positive']}" \
+        assert (
+            f"lag-1 coefficient is significantly positive in {entry['lag1']['n_positive']}"
             in found["lags"].text
+        )
     assert found["lags"].numbers["ols"]["lag1"]["n_positive"] >= 2
 
 
@@ -101,8 +110,10 @@ def test_layer_and_position_numbers_match_the_frame(found, frame):
 
 def test_warnings_say_where_they_apply(found, frame):
     assert any("mixed fit did not converge in 1 layer (1)" in w for w in found["trend"].warnings)
-    assert any(w.startswith("The mixed fits warned: ConvergenceWarning") and "(layer 1)" in w
-               for w in found["lags"].warnings)
+    assert any(
+        w.startswith("The mixed fits warned: ConvergenceWarning") and "(layer 1)" in w
+        for w in found["lags"].warnings
+    )
     nickell = [w for w in found["lags"].warnings if "Nickell" in w]
     median = sequence_lengths(frame).median()
     assert len(nickell) == 1 and f"median {median:g} tokens" in nickell[0]
@@ -112,8 +123,9 @@ def test_warnings_say_where_they_apply(found, frame):
 
 def test_no_convergence_warning_when_every_fit_converged(frame):
     tables = fake_tables(frame)
-    found = findings(frame, trend=tables["position_trend"], lags=tables["lag_effects"],
-                     glance=tables["glance"])
+    found = findings(
+        frame, trend=tables["position_trend"], lags=tables["lag_effects"], glance=tables["glance"]
+    )
     assert not any("converge" in w for w in found["trend"].warnings + found["lags"].warnings)
 
 
@@ -126,15 +138,15 @@ def test_a_failed_fit_is_counted_apart(frame, tables):
     assert found["trend"].numbers["mixed"]["n_no_estimate"] == 1
     assert "with no estimate in 1" in found["trend"].text
     display = coefficient_display(trend)
-    assert display.loc[display["layer"] == 0, "mixed (95% CI)"].str.startswith(
-        "no estimate").all()
+    assert display.loc[display["layer"] == 0, "mixed (95% CI)"].str.startswith("no estimate").all()
 
 
 def test_mean_ci_is_the_cluster_robust_intercept_of_statsmodels(frame):
     rows = frame[(frame["layer"] == 1) & (frame["position"] >= 1)]
     ours = mean_ci(rows, value="log_norm", by="layer").iloc[0]
     fit = smf.ols("log_norm ~ 1", data=rows).fit(
-        cov_type="cluster", cov_kwds={"groups": rows["sequence"]}, use_t=True)
+        cov_type="cluster", cov_kwds={"groups": rows["sequence"]}, use_t=True
+    )
     low, high = fit.conf_int().iloc[0]
     assert ours["mean"] == pytest.approx(fit.params.iloc[0])
     assert ours["std_error"] == pytest.approx(fit.bse.iloc[0], rel=1e-9)
@@ -151,10 +163,24 @@ def test_position_means_log_interval(frame):
 def test_markdown_table_and_provenance_rows():
     table = pd.DataFrame({"layer": [0, 1], "cell": ["a|b", "c"]})
     assert markdown_table(table).splitlines() == [
-        "| layer | cell |", "| ---: | --- |", "| 0 | a\\|b |", "| 1 | c |"]
-    rows = dict(provenance_rows(
-        {"model": "gpt2", "layers": list(range(12)), "n_tokens": 12345, "seconds_extract": 3.0,
-         "versions": {"torch": "2.13.0"}, "custom_key": "x"}, timings={"fit": 2.0}))
+        "| layer | cell |",
+        "| ---: | --- |",
+        "| 0 | a\\|b |",
+        "| 1 | c |",
+    ]
+    rows = dict(
+        provenance_rows(
+            {
+                "model": "gpt2",
+                "layers": list(range(12)),
+                "n_tokens": 12345,
+                "seconds_extract": 3.0,
+                "versions": {"torch": "2.13.0"},
+                "custom_key": "x",
+            },
+            timings={"fit": 2.0},
+        )
+    )
     assert rows["layers measured"] == "0 to 11 (12)"
     assert rows["tokens measured"] == "12,345"
     assert rows["wall time"] == "extract 3.0 s, fit 2.0 s"

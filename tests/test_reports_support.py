@@ -12,8 +12,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-COLUMNS = ["model", "method", "layer", "term", "estimate", "std_error", "statistic", "p_value",
-           "conf_low", "conf_high", "df", "n_obs", "n_groups", "converged", "p_adjusted"]
+COLUMNS = [
+    "model",
+    "method",
+    "layer",
+    "term",
+    "estimate",
+    "std_error",
+    "statistic",
+    "p_value",
+    "conf_low",
+    "conf_high",
+    "df",
+    "n_obs",
+    "n_groups",
+    "converged",
+    "p_adjusted",
+]
 
 
 def _holm(p: np.ndarray) -> np.ndarray:
@@ -43,10 +58,21 @@ def _fit(y, x, groups, names, *, clustered):
     half = stats.t.ppf(0.975, df) * se
     t = beta / se
     r2 = 1 - resid @ resid / ((y - y.mean()) @ (y - y.mean()))
-    rows = [dict(term=name, estimate=b, std_error=s, statistic=z,
-                 p_value=2 * stats.t.sf(abs(z), df), conf_low=b - h, conf_high=b + h, df=df,
-                 n_obs=len(y), n_groups=g)
-            for name, b, s, z, h in zip(names, beta, se, t, half, strict=True)]
+    rows = [
+        dict(
+            term=name,
+            estimate=b,
+            std_error=s,
+            statistic=z,
+            p_value=2 * stats.t.sf(abs(z), df),
+            conf_low=b - h,
+            conf_high=b + h,
+            df=df,
+            n_obs=len(y),
+            n_groups=g,
+        )
+        for name, b, s, z, h in zip(names, beta, se, t, half, strict=True)
+    ]
     return rows, r2
 
 
@@ -66,14 +92,26 @@ def fake_tables(
         fits = {}
         means = window.groupby("position")["norm"].mean()
         fits[("position_trend", "aggregate")] = _fit(
-            np.log(means.to_numpy(np.float64)), [means.index.to_numpy(float)], None,
-            ["intercept", "position"], clustered=False)
+            np.log(means.to_numpy(np.float64)),
+            [means.index.to_numpy(float)],
+            None,
+            ["intercept", "position"],
+            clustered=False,
+        )
         fits[("position_trend", "ols")] = _fit(
-            window["log_norm"].to_numpy(), [window["position"].to_numpy(float)],
-            window["sequence"].to_numpy(), ["intercept", "position"], clustered=True)
+            window["log_norm"].to_numpy(),
+            [window["position"].to_numpy(float)],
+            window["sequence"].to_numpy(),
+            ["intercept", "position"],
+            clustered=True,
+        )
         fits[("lag_effects", "ols")] = _fit(
-            lagged["log_norm"].to_numpy(), [lagged["lag1"].to_numpy(), lagged["lag2"].to_numpy()],
-            lagged["sequence"].to_numpy(), ["intercept", "lag1", "lag2"], clustered=True)
+            lagged["log_norm"].to_numpy(),
+            [lagged["lag1"].to_numpy(), lagged["lag2"].to_numpy()],
+            lagged["sequence"].to_numpy(),
+            ["intercept", "lag1", "lag2"],
+            clustered=True,
+        )
         fits[("position_trend", "mixed")] = fits[("position_trend", "ols")]
         fits[("lag_effects", "mixed")] = fits[("lag_effects", "ols")]
         for (model, method), (rows, r2) in fits.items():
@@ -82,18 +120,29 @@ def fake_tables(
                 continue
             converged = not (method == "mixed" and layer in unconverged)
             target = trend_rows if model == "position_trend" else lag_rows
-            target += [dict(row, model=model, method=method, layer=layer, converged=converged)
-                       for row in rows]
-            glance_rows.append(dict(
-                model=model, method=method, layer=layer, n_obs=rows[0]["n_obs"],
-                n_groups=rows[0]["n_groups"], r2=r2 if method != "mixed" else np.nan,
-                converged=converged, seconds=0.01,
-                warnings="" if converged else "ConvergenceWarning: MLE may be on the boundary"))
+            target += [
+                dict(row, model=model, method=method, layer=layer, converged=converged)
+                for row in rows
+            ]
+            glance_rows.append(
+                dict(
+                    model=model,
+                    method=method,
+                    layer=layer,
+                    n_obs=rows[0]["n_obs"],
+                    n_groups=rows[0]["n_groups"],
+                    r2=r2 if method != "mixed" else np.nan,
+                    converged=converged,
+                    seconds=0.01,
+                    warnings="" if converged else "ConvergenceWarning: MLE may be on the boundary",
+                )
+            )
     out = {}
     for name, rows in (("position_trend", trend_rows), ("lag_effects", lag_rows)):
         table = pd.DataFrame(rows)
         table["p_adjusted"] = table.groupby(["method", "term"])["p_value"].transform(
-            lambda p: _holm(p.to_numpy()))
+            lambda p: _holm(p.to_numpy())
+        )
         out[name] = table[COLUMNS]
     out["glance"] = pd.DataFrame(glance_rows)
     return out
