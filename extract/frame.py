@@ -53,7 +53,7 @@ def tidy_frame(
         "layer": np.empty(total, dtype=np.int64),
         "position": np.empty(total, dtype=np.int64),
         "token_id": np.empty(total, dtype=np.int64),
-        "token": np.empty(total, dtype=codes[0].dtype if codes else np.int8),
+        "token": np.empty(total, dtype=codes[0].dtype),
         "norm": np.empty(total, dtype=np.float32),
     }
     for k, i in enumerate(order):
