@@ -34,19 +34,20 @@ def corpus_csv(tmp_path_factory) -> Path:
     return path
 
 
-def test_run_writes_report_frame_and_tables(tiny_model_dir, corpus_csv, tmp_path):
+@pytest.fixture(scope="module")
+def source_args(tiny_model_dir, corpus_csv) -> list[str]:
+    """The options that point a command at the tiny model and the csv corpus."""
+    return ["--model", str(tiny_model_dir), "--dataset", str(corpus_csv), "--text-column", "review"]
+
+
+def test_run_writes_report_frame_and_tables(source_args, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [
             Path(sys.executable).parent / "attnmag",
             "--quiet",
             "run",
-            "--model",
-            tiny_model_dir,
-            "--dataset",
-            corpus_csv,
-            "--text-column",
-            "review",
+            *source_args,
             "--out",
             out,
             "--n-jobs",
@@ -75,17 +76,8 @@ def test_run_writes_report_frame_and_tables(tiny_model_dir, corpus_csv, tmp_path
     assert not list(tmp_path.glob(".out.partial-*"))
 
 
-def test_stage_commands_chain(tiny_model_dir, corpus_csv, tmp_path, capsys):
-    common = [
-        "--model",
-        str(tiny_model_dir),
-        "--dataset",
-        str(corpus_csv),
-        "--text-column",
-        "review",
-        "--layers",
-        "0,2",
-    ]
+def test_stage_commands_chain(source_args, tmp_path, capsys):
+    common = [*source_args, "--layers", "0,2"]
     assert main(["--quiet", "extract", *common, "--out", str(tmp_path / "norms")]) == 0
     frame = extract.read_frame(tmp_path / "norms")
     assert sorted(frame["layer"].unique()) == [0, 2]
@@ -143,7 +135,7 @@ def error_of(argv: list[str], capsys) -> str:
     ],
 )
 def test_bad_input_is_one_line_and_keeps_the_existing_output(
-    options, message, tiny_model_dir, corpus_csv, tmp_path, capsys
+    options, message, source_args, tmp_path, capsys
 ):
     out = tmp_path / "out"
     out.mkdir()
@@ -151,12 +143,7 @@ def test_bad_input_is_one_line_and_keeps_the_existing_output(
     argv = [
         "--quiet",
         "run",
-        "--model",
-        str(tiny_model_dir),
-        "--dataset",
-        str(corpus_csv),
-        "--text-column",
-        "review",
+        *source_args,
         *options,
         "--out",
         str(out),
