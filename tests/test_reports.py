@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from attnmag import AttnmagError, models
+from attnmag.models.tidy import TIDY_COLUMNS
 from attnmag.reports import write_report
 from tests.simulate import simulated_frame
-from tests.test_reports_support import COLUMNS, fake_tables
+from tests.test_reports_support import fake_tables
 
 FIGURES = [
     f"figures/figure{i}-{key}.png"
@@ -74,7 +75,7 @@ def test_csv_tables_are_the_full_tables(written, frame):
     tables = fake_tables(frame, unconverged=(2,))
     for name in ("position_trend", "lag_effects"):
         read = pd.read_csv(written[f"{name}.csv"])
-        assert list(read.columns) == COLUMNS
+        assert list(read.columns) == TIDY_COLUMNS
         pd.testing.assert_frame_equal(read, tables[name].reset_index(drop=True), check_dtype=False)
     assert len(pd.read_csv(written["glance.csv"])) == len(tables["glance"])
 

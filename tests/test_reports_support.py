@@ -12,23 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-COLUMNS = [
-    "model",
-    "method",
-    "layer",
-    "term",
-    "estimate",
-    "std_error",
-    "statistic",
-    "p_value",
-    "conf_low",
-    "conf_high",
-    "df",
-    "n_obs",
-    "n_groups",
-    "converged",
-    "p_adjusted",
-]
+from attnmag.models.tidy import TIDY_COLUMNS
 
 
 def _holm(p: np.ndarray) -> np.ndarray:
@@ -143,6 +127,6 @@ def fake_tables(
         table["p_adjusted"] = table.groupby(["method", "term"])["p_value"].transform(
             lambda p: _holm(p.to_numpy())
         )
-        out[name] = table[COLUMNS]
+        out[name] = table[TIDY_COLUMNS]
     out["glance"] = pd.DataFrame(glance_rows)
     return out
