@@ -10,7 +10,9 @@ Holds:
 - ``glance``: a table -> one row per layer and fit.
 
 Intervals and p-values are Wald: ``estimate ± q * std_error`` with q from Student's t on
-``df`` degrees of freedom, or from the normal distribution where ``df`` is infinite.
+``df`` degrees of freedom, or from the normal distribution where ``df`` is infinite. Each
+row carries its interval's level in ``conf_level``, so that the level survives ``pd.concat``
+and CSV files, and whatever shows the interval can say which it is.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ TIDY_COLUMNS = [
     "n_groups",
     "converged",
     "p_adjusted",
+    "conf_level",
 ]
 GLANCE_COLUMNS = [
     "model",
@@ -117,6 +120,7 @@ def tidy_rows(fit: Fit, *, model: str, method: str, layer: int, conf_level: floa
             "n_obs": fit.n_obs,
             "n_groups": fit.n_groups,
             "converged": fit.converged,
+            "conf_level": float(conf_level),
         }
     )
 
