@@ -60,27 +60,56 @@ def fit_tables(
     frame: pd.DataFrame,
     *,
     tables: Mapping[str, pd.DataFrame] | None = None,
-    trend_methods: Sequence[str] = ("aggregate", "ols", "mixed"),
-    lag_methods: Sequence[str] = ("ols", "mixed"),
+    trend_methods: Sequence[str] | None = None,
+    lag_methods: Sequence[str] | None = None,
     max_position: int = 30,
+    conf_level: float = 0.95,
     n_jobs: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The ``position_trend``, ``lag_effects`` and ``glance`` tables: given ones, else fitted.
 
-    A missing ``glance`` comes from the fit details the ``models`` tables carry in
-    ``attrs["glance"]``; it is None where neither table carries them.
+    Parameters
+    ----------
+    frame
+        The tidy frame of ``extract``.
+    tables
+        Tables already fitted (keys ``position_trend``, ``lag_effects``, ``glance``); only
+        the missing ones are fitted.
+    trend_methods, lag_methods
+        Methods to fit; None means every method of ``models.METHODS``.
+    max_position
+        Last position of the trend fits.
+    conf_level
+        Level of the fitted tables' intervals (carried in their ``conf_level`` column).
+    n_jobs
+        Worker processes for the fits that use them.
+
+    Returns
+    -------
+    dict
+        The three tables. A missing ``glance`` comes from the fit details the ``models``
+        tables carry in ``attrs["glance"]``; it is None where neither table carries them.
+
+    Examples
+    --------
+    >>> fitted = fit_tables(frame, conf_level=0.9)  # doctest: +SKIP
     """
     out = dict(tables or {})
     if "position_trend" not in out:
         out["position_trend"] = _stack(
             [
-                models.position_trend(frame, method=m, max_position=max_position, n_jobs=n_jobs)
-                for m in trend_methods
+                models.position_trend(
+                    frame, method=m, max_position=max_position, conf_level=conf_level, n_jobs=n_jobs
+                )
+                for m in trend_methods or models.METHODS["position_trend"]
             ]
         )
     if "lag_effects" not in out:
         out["lag_effects"] = _stack(
-            [models.lag_effects(frame, method=m, n_jobs=n_jobs) for m in lag_methods]
+            [
+                models.lag_effects(frame, method=m, conf_level=conf_level, n_jobs=n_jobs)
+                for m in lag_methods or models.METHODS["lag_effects"]
+            ]
         )
     if out.get("glance") is None:
         parts = [
@@ -218,13 +247,14 @@ def write_report(
     out_dir: str | Path,
     *,
     formats: Sequence[str] = FORMATS,
-    trend_methods: Sequence[str] = ("aggregate", "ols", "mixed"),
-    lag_methods: Sequence[str] = ("ols", "mixed"),
+    trend_methods: Sequence[str] | None = None,
+    lag_methods: Sequence[str] | None = None,
     max_position: int = 30,
     tables: Mapping[str, pd.DataFrame] | None = None,
     timings: Mapping[str, float] | None = None,
     n_jobs: int | None = None,
     alpha: float = 0.05,
+    conf_level: float = 0.95,
 ) -> dict[str, Path]:
     """Write the report on ``frame`` into ``out_dir``; return the paths written, by name.
 
@@ -233,7 +263,10 @@ def write_report(
     ``position_trend.csv``, ``lag_effects.csv`` and ``glance.csv`` (where there are fit
     details). ``tables`` gives tables already fitted (keys ``position_trend``,
     ``lag_effects``, ``glance``); the missing ones are fitted with
-    ``trend_methods``/``lag_methods``. ``timings`` (stage ->
+    ``trend_methods``/``lag_methods`` (None: every method of ``models.METHODS``) at
+    ``conf_level``. Each table's intervals are labelled with the level the table carries in
+    its ``conf_level`` column; the means with intervals that the report computes from the
+    frame itself use ``conf_level``. ``timings`` (stage ->
     seconds) joins the provenance; the fitting and drawing done here are timed and added.
     Keys of the result are paths relative to ``out_dir`` (``index.html``, ``report.md``,
     ``figures/figure1-data.png``, ``position_trend.csv``, ...).
@@ -254,6 +287,7 @@ def write_report(
         trend_methods=trend_methods,
         lag_methods=lag_methods,
         max_position=max_position,
+        conf_level=conf_level,
         n_jobs=n_jobs,
     )
     if tables is None or set(fitted) - set(tables):

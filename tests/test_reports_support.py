@@ -23,7 +23,7 @@ def _holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fit(y, x, groups, names, *, clustered):
+def _fit(y, x, groups, names, *, clustered, conf_level):
     design = np.column_stack([np.ones(len(y)), *x])
     beta, *_ = np.linalg.lstsq(design, y, rcond=None)
     resid = y - design @ beta
@@ -39,7 +39,7 @@ def _fit(y, x, groups, names, *, clustered):
         df, g = len(y) - design.shape[1], np.nan
         cov = bread * (resid @ resid) / df
     se = np.sqrt(np.diag(cov))
-    half = stats.t.ppf(0.975, df) * se
+    half = stats.t.ppf(0.5 + conf_level / 2, df) * se
     t = beta / se
     r2 = 1 - resid @ resid / ((y - y.mean()) @ (y - y.mean()))
     rows = [
@@ -54,6 +54,7 @@ def _fit(y, x, groups, names, *, clustered):
             df=df,
             n_obs=len(y),
             n_groups=g,
+            conf_level=conf_level,
         )
         for name, b, s, z, h in zip(names, beta, se, t, half, strict=True)
     ]
@@ -67,6 +68,7 @@ def fake_tables(
     lag_methods=("ols", "mixed"),
     max_position: int = 30,
     unconverged: tuple[int, ...] = (),
+    conf_level: float = 0.95,
 ) -> dict[str, pd.DataFrame]:
     """``position_trend``, ``lag_effects`` and ``glance`` tables for ``frame``."""
     trend_rows, lag_rows, glance_rows = [], [], []
@@ -81,6 +83,7 @@ def fake_tables(
             None,
             ["intercept", "position"],
             clustered=False,
+            conf_level=conf_level,
         )
         fits[("position_trend", "ols")] = _fit(
             window["log_norm"].to_numpy(),
@@ -88,6 +91,7 @@ def fake_tables(
             window["sequence"].to_numpy(),
             ["intercept", "position"],
             clustered=True,
+            conf_level=conf_level,
         )
         fits[("lag_effects", "ols")] = _fit(
             lagged["log_norm"].to_numpy(),
@@ -95,6 +99,7 @@ def fake_tables(
             lagged["sequence"].to_numpy(),
             ["intercept", "lag1", "lag2"],
             clustered=True,
+            conf_level=conf_level,
         )
         fits[("position_trend", "mixed")] = fits[("position_trend", "ols")]
         fits[("lag_effects", "mixed")] = fits[("lag_effects", "ols")]
