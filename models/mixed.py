@@ -1,18 +1,24 @@
-"""Linear mixed models per layer: statsmodels ``MixedLM`` (REML), with lme4's standard errors.
+"""Linear mixed models per layer: statsmodels ``MixedLM`` (REML), with cluster-robust or lme4's
+standard errors.
 
 Holds:
 - ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
-  slope on position) per sequence -> a ``Fit``;
-- ``GroupedDesign``: per-sequence cross products of a model's design, and ``.gls(cov_rel)``,
+  slope on position) per sequence -> a ``Fit``; ``cov_type="cluster"`` (the default) gives
+  the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="model"``
+  lme4's GLS covariance with the normal distribution;
+- ``cluster_covariance``: that CR1 sandwich;
+- ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
-  their covariance, residual variance, REML log-likelihood);
+  their covariance, residual variance, REML log-likelihood), and ``.scores``, the
+  per-group X_i' W_i e_i the sandwich needs;
 - ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance, for a relative
   random-effects covariance.
 
-statsmodels finds the variance components. The fixed effects are its ``fe_params`` and
-their covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted components,
-as lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that, and is far
-off when a variance is near zero). At the boundary, where lme4 lands, statsmodels'
+statsmodels finds the variance components. The fixed effects are its ``fe_params``; their
+model-based covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted
+components, as lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that,
+and is far off when a variance is near zero), and the cluster-robust one wraps the same
+bread around the per-sequence GLS scores. At the boundary, where lme4 lands, statsmodels'
 gradient optimisers do not (on the Cholesky factor the gradient vanishes there): they
 stop short, by up to a unit of REML, or fail after seconds of iterations. So:
 
@@ -39,12 +45,15 @@ import statsmodels.formula.api as smf
 from scipy.optimize import minimize_scalar
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from attnmag.errors import AttnmagError
 from attnmag.models.tidy import Fit, term_names
 
 #: statsmodels pseudo-inverts a relative random-effects covariance below this eigenvalue.
 STATSMODELS_SINGULAR_TOL = 1e-10
 #: A diagonal element of the relative Cholesky factor below this is "on or near the boundary".
 BOUNDARY_TOL = 1e-2
+#: The fixed effects' covariances ``fit_mixed`` offers (see its ``cov_type``).
+COV_TYPES = ("cluster", "model")
 #: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
 #: Step (in relative variance) of the directional differences of REML at zero variance.
@@ -93,20 +102,33 @@ class GroupedDesign:
         (statsmodels' ``cov_re_unscaled``); it may be singular. With W_i = (I + Z_i P Z_i')^-1
         = I - Z_i (I + P Z_i'Z_i)^-1 P Z_i', only per-group cross products are needed.
         """
+        p = self.k_fe
+        logdet_inner, xwxy_groups, ywy = self._weighted(cov_rel)
+        xwxy = xwxy_groups.sum(axis=0)  # [X'WX | X'Wy]
+        xwx, xwy = xwxy[:, :p], xwxy[:, p]
+        fe_params = np.linalg.solve(xwx, xwy)
+        dof = self.n_obs - p
+        scale = float((ywy - xwy @ fe_params) / dof)
+        logdets = logdet_inner + np.linalg.slogdet(xwx)[1]
+        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+        return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
+
+    def scores(self, cov_rel: np.ndarray, fe_params: np.ndarray) -> np.ndarray:
+        """Per-group X_i' W_i e_i, e_i = y_i - X_i b the GLS residuals: shape (groups, k_fe)."""
+        p = self.k_fe
+        xwxy_groups = self._weighted(cov_rel)[1]
+        return xwxy_groups[:, :, p] - xwxy_groups[:, :, :p] @ fe_params
+
+    def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """sum_i log det(I + P Z_i'Z_i), per-group [X_i'W_i X_i | X_i'W_i y_i], sum y_i'W_i y_i."""
         p, q, cross = self.k_fe, self.k_re, self.cross
         x, z, y = slice(0, p), slice(p, p + q), p + q
         xy = np.r_[x, y]
         inner = np.eye(q) + cov_rel @ cross[:, z, z]
         k = np.linalg.solve(inner, cov_rel @ cross[:, z][:, :, xy])  # (G, q, p + 1)
-        xwxy = (cross[:, x][:, :, xy] - cross[:, x, z] @ k).sum(axis=0)  # [X'WX | X'Wy]
+        xwxy_groups = cross[:, x][:, :, xy] - cross[:, x, z] @ k
         ywy = (cross[:, y, y] - np.einsum("gq,gq->g", cross[:, z, y], k[:, :, p])).sum()
-        xwx, xwy = xwxy[:, :p], xwxy[:, p]
-        fe_params = np.linalg.solve(xwx, xwy)
-        dof = self.n_obs - p
-        scale = float((ywy - xwy @ fe_params) / dof)
-        logdets = np.linalg.slogdet(inner)[1].sum() + np.linalg.slogdet(xwx)[1]
-        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
-        return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
+        return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups, float(ywy)
 
     def zero_is_optimal(self, *, step: float = BOUNDARY_STEP) -> bool:
         """Whether REML falls from zero random-effect covariance in every direction.
@@ -188,11 +210,33 @@ def _moment_start(model, groups: np.ndarray) -> float:
     return max(np.sqrt(between / within), 0.05)
 
 
-def fit_mixed(data: pd.DataFrame, formula: str, *, random_slope: bool = False) -> Fit:
+def fit_mixed(
+    data: pd.DataFrame, formula: str, *, random_slope: bool = False, cov_type: str = "cluster"
+) -> Fit:
     """REML fit of ``formula`` with a random intercept per ``sequence`` (and a slope on position).
 
-    >>> fit = fit_mixed(layer_rows, "log_norm ~ position")  # doctest: +SKIP
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One layer's rows, with ``sequence``, ``position`` and the formula's columns.
+    formula : str
+        The fixed effects, e.g. ``"log_norm ~ position"``.
+    random_slope : bool
+        Add a random slope on ``position`` (correlated with the intercept).
+    cov_type : {"cluster", "model"}
+        ``"cluster"``: the fixed effects' CR1 sandwich by ``sequence`` (``cluster_covariance``),
+        with Student's t on G - 1 degrees of freedom; ``"model"``: their GLS covariance at the
+        fitted variance components, as lme4's ``vcov`` gives it, with the normal distribution.
+
+    Returns
+    -------
+    Fit
+        Estimates, standard errors, reference df and the glance fields of a mixed fit.
+
+    >>> fit = fit_mixed(layer_rows, "log_norm ~ position", cov_type="model")  # doctest: +SKIP
     """
+    if cov_type not in COV_TYPES:
+        raise AttnmagError(f"cov_type must be one of {list(COV_TYPES)}, not {cov_type!r}")
     groups = data["sequence"].to_numpy()
     # The random slope is on position / sd(position): the same model, but L-BFGS reaches
     # lme4's optimum from it where on raw positions it stops short. Reported unscaled.
@@ -207,15 +251,20 @@ def fit_mixed(data: pd.DataFrame, formula: str, *, random_slope: bool = False) -
     unscale = np.diag([1.0, 1.0 / spread][: design.k_re])
     cov_re = point.scale * unscale @ cov_rel @ unscale
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
-    std_errors = np.sqrt(point.scale * np.diag(point.xwx_inv))
+    n_groups = len(model.group_labels)
+    if cov_type == "cluster":
+        covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+    else:
+        covariance = point.scale * point.xwx_inv
+    std_errors = np.sqrt(np.diag(covariance))
     finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
     llf = point.llf_reml
     return Fit(
         estimate=pd.Series(point.fe_params, index=term_names(model.exog_names)),
         std_error=pd.Series(std_errors, index=term_names(model.exog_names)),
-        df=np.inf,
+        df=float(n_groups - 1) if cov_type == "cluster" else np.inf,
         n_obs=design.n_obs,
-        n_groups=len(model.group_labels),
+        n_groups=n_groups,
         converged=converged and bool(finite),
         stats={
             "r2": np.nan,
@@ -230,6 +279,43 @@ def fit_mixed(data: pd.DataFrame, formula: str, *, random_slope: bool = False) -
         },
         notes=notes,
     )
+
+
+def cluster_covariance(
+    design: GroupedDesign, cov_rel: np.ndarray, fe_params: np.ndarray, xwx_inv: np.ndarray
+) -> np.ndarray:
+    """The CR1 sandwich of GLS fixed effects, clustered by the design's groups.
+
+    (X'WX)^-1 (sum_g X_g' W_g e_g e_g' W_g X_g) (X'WX)^-1 * G/(G-1) * (N-1)/(N-K), with
+    W_g the inverse of V_g / scale at ``cov_rel`` (the scale cancels) and e_g the GLS
+    residuals. The small-sample factor is Stata's, clubSandwich's ``"CR1S"``
+    (``vcovCR(lmer_fit, cluster, type = "CR1S")`` gives the same matrix): it is the one the
+    package's ``ols`` uses, so a mixed fit at zero random-effect variance (W = I, GLS = OLS)
+    has exactly the ``ols`` fit's standard errors.
+
+    Parameters
+    ----------
+    design : GroupedDesign
+        The model's per-group cross products.
+    cov_rel : numpy.ndarray
+        The fitted random-effects covariance relative to the residual variance.
+    fe_params : numpy.ndarray
+        The fixed effects (GLS at ``cov_rel``).
+    xwx_inv : numpy.ndarray
+        (sum_g X_g' W_g X_g)^-1 at ``cov_rel``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The (k_fe, k_fe) covariance of the fixed effects.
+
+    >>> point = design.gls(cov_rel)  # doctest: +SKIP
+    >>> cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)  # doctest: +SKIP
+    """
+    scores = design.scores(cov_rel, fe_params)
+    n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
+    factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
+    return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
 
 def _reml(

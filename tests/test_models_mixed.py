@@ -1,6 +1,5 @@
 """The mixed models: GLS algebra, recovery of known parameters, boundary and failed fits."""
 
-import os
 import warnings
 from types import SimpleNamespace
 
@@ -10,11 +9,10 @@ import pytest
 import statsmodels.formula.api as smf
 
 from attnmag import models
+from attnmag.errors import AttnmagError
 from attnmag.models import fits, mixed
-from attnmag.models.mixed import GroupedDesign, is_boundary
+from attnmag.models.mixed import GroupedDesign, fit_mixed, is_boundary
 from tests.simulate import simulated_frame
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _dense_gls(x, z, y, groups, cov_rel):
@@ -99,15 +97,78 @@ def no_sequence_effect() -> pd.DataFrame:
     return simulated_frame(150, 1, lag1=0.3, lag2=0.1, sd_sequence=0.0, seed=3)
 
 
+def _lag_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows ``lag_effects`` fits: outcome and both lags from positions >= 1."""
+    return frame[frame.position >= 3]
+
+
 def test_zero_random_intercept_variance_is_a_boundary_fit_equal_to_ols(no_sequence_effect):
-    mixed_fit = models.lag_effects(no_sequence_effect, method="mixed")
-    summary = models.glance(mixed_fit)
-    assert summary.boundary[0] and summary.converged[0]
-    assert summary.var_intercept[0] == 0
-    assert "optimiser not run" in summary.warnings[0]
+    rows = _lag_rows(no_sequence_effect)
+    fit = fit_mixed(rows, "log_norm ~ lag1 + lag2", cov_type="model")
+    assert fit.stats["boundary"] and fit.converged and fit.stats["var_intercept"] == 0
+    assert "optimiser not run" in fit.notes[0] and np.isinf(fit.df)
     beta, classical = _ols(no_sequence_effect)
-    np.testing.assert_allclose(mixed_fit.estimate, beta, rtol=1e-10)
-    np.testing.assert_allclose(mixed_fit.std_error, classical, rtol=1e-10)
+    np.testing.assert_allclose(fit.estimate, beta, rtol=1e-10)
+    np.testing.assert_allclose(fit.std_error, classical, rtol=1e-10)
+    # At zero variance W = I and the CR1 sandwich is the ols method's, factor included.
+    robust = fit_mixed(rows, "log_norm ~ lag1 + lag2", cov_type="cluster")
+    ols = models.lag_effects(no_sequence_effect, method="ols")
+    np.testing.assert_allclose(robust.std_error, ols.std_error, rtol=1e-10)
+    assert robust.df == ols.df[0] == rows.sequence.nunique() - 1
+
+
+def test_an_unknown_cov_type_is_one_clear_error():
+    rows = _lag_rows(simulated_frame(20, 1, seed=0))
+    with pytest.raises(AttnmagError, match="cov_type must be one of"):
+        fit_mixed(rows, "log_norm ~ lag1 + lag2", cov_type="robust")
+
+
+def _dense_errors(rows, formula_terms, fit, random_slope):
+    """Model-based and CR1 (Stata factor) standard errors with V_i built densely per sequence."""
+    sigma2 = fit.stats["sigma"] ** 2
+    if random_slope:
+        cov = fit.stats["cov_intercept_position"]
+        cov_re = np.array([[fit.stats["var_intercept"], cov], [cov, fit.stats["var_position"]]])
+    else:
+        cov_re = np.array([[fit.stats["var_intercept"]]])
+    x = np.column_stack([np.ones(len(rows))] + [rows[t].to_numpy() for t in formula_terms])
+    z = np.column_stack([np.ones(len(rows)), rows.position.to_numpy()])[:, : len(cov_re)]
+    y, groups = rows.log_norm.to_numpy(), rows.sequence.to_numpy()
+    blocks = []
+    for label in np.unique(groups):
+        at = groups == label
+        v = sigma2 * np.eye(at.sum()) + z[at] @ cov_re @ z[at].T
+        blocks.append((x[at], y[at], np.linalg.inv(v)))
+    bread = np.linalg.inv(sum(xi.T @ vi @ xi for xi, _, vi in blocks))
+    beta = bread @ sum(xi.T @ vi @ yi for xi, yi, vi in blocks)
+    scores = np.array([xi.T @ vi @ (yi - xi @ beta) for xi, yi, vi in blocks])
+    g, n, k = len(blocks), len(y), x.shape[1]
+    sandwich = g / (g - 1) * (n - 1) / (n - k) * bread @ scores.T @ scores @ bread
+    return beta, np.sqrt(np.diag(bread)), np.sqrt(np.diag(sandwich))
+
+
+@pytest.mark.parametrize(
+    ("params", "formula_terms", "random_slope"),
+    [
+        ({"sd_sequence": 0.3, "seed": 11}, ["position"], False),
+        ({"sd_sequence": 0.3, "lag1": 0.3, "lag2": 0.1, "seed": 3}, ["lag1", "lag2"], False),
+        ({"sd_slope": 0.01, "seed": 11}, ["position"], True),
+    ],
+)
+def test_standard_errors_equal_the_written_out_formulas(params, formula_terms, random_slope):
+    frame = simulated_frame(120, 1, length=(8, 30), **params)
+    first = 3 if "lag1" in formula_terms else 1
+    rows = frame[(frame.position >= first) & (frame.position <= 30)]
+    formula = "log_norm ~ " + " + ".join(formula_terms)
+    model = fit_mixed(rows, formula, random_slope=random_slope, cov_type="model")
+    cluster = fit_mixed(rows, formula, random_slope=random_slope, cov_type="cluster")
+    beta, model_se, cluster_se = _dense_errors(rows, formula_terms, model, random_slope)
+    assert not model.stats["boundary"]
+    np.testing.assert_allclose(model.estimate, beta, rtol=1e-6)
+    np.testing.assert_allclose(cluster.estimate, beta, rtol=1e-6)
+    np.testing.assert_allclose(model.std_error, model_se, rtol=1e-6)
+    np.testing.assert_allclose(cluster.std_error, cluster_se, rtol=1e-6)
+    assert np.isinf(model.df) and cluster.df == rows.sequence.nunique() - 1
 
 
 def test_a_mixedlm_optimum_short_of_the_boundary_is_replaced_by_it(no_sequence_effect, monkeypatch):
@@ -131,9 +192,10 @@ def test_a_singular_statsmodels_covariance_gives_the_gls_values(monkeypatch):
     )
     monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
     cov_rel, point, converged, notes = mixed._reml(model, design, groups)
-    expected = design.gls(rank_one)
+    # Independently: GLS with each sequence's (I + Z_i P Z_i') inverted densely.
+    xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
     np.testing.assert_array_equal(cov_rel, rank_one)
-    np.testing.assert_allclose(point.fe_params, expected.fe_params, rtol=1e-12)
+    np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
     assert np.isfinite(point.llf_reml) and converged and "statsmodels #10239" in notes[0]
 
 

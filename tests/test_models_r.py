@@ -1,9 +1,9 @@
-"""The models stage against R: ``lm`` with ``sandwich::vcovCL`` for ``ols``, ``lmer`` for ``mixed``.
+"""The models stage against R: ``lm`` with ``sandwich::vcovCL`` for ``ols``; ``lmer`` for ``mixed``,
+with ``clubSandwich::vcovCR`` for its cluster-robust errors.
 
 Skipped, with the reason shown, only where ``Rscript`` is absent (CI installs R first).
 """
 
-import os
 import shutil
 import subprocess
 
@@ -12,15 +12,14 @@ import pandas as pd
 import pytest
 
 from attnmag import models
+from attnmag.models.mixed import GroupedDesign, cluster_covariance, fit_mixed
 from tests.simulate import simulated_frame
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RSCRIPT = shutil.which("Rscript")
 pytestmark = pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
 
 R_CODE = r"""
-suppressMessages({library(lme4); library(sandwich)})
+suppressMessages({library(lme4); library(sandwich); library(clubSandwich)})
 args <- commandArgs(trailingOnly = TRUE)
 cases <- read.csv(args[1], stringsAsFactors = FALSE)
 out <- list()
@@ -31,6 +30,7 @@ for (i in seq_len(nrow(cases))) {
   rhs <- if (case$model == "position_trend") "position" else "lag1 + lag2"
   terms <- if (case$model == "position_trend") c("intercept", "position") else
     c("intercept", "lag1", "lag2")
+  theta <- c(NA, NA, NA); cluster_se <- NA
   if (case$method == "ols") {
     fit <- lm(as.formula(paste("log_norm ~", rhs)), data = d)
     se <- sqrt(diag(vcovCL(fit, cluster = ~sequence, type = "HC1")))
@@ -39,14 +39,17 @@ for (i in seq_len(nrow(cases))) {
     re <- if (case$random_slope) "(position | sequence)" else "(1 | sequence)"
     fit <- lmer(as.formula(paste("log_norm ~", rhs, "+", re)), data = d, REML = TRUE)
     est <- fixef(fit); se <- sqrt(diag(as.matrix(vcov(fit))))
+    cluster_se <- sqrt(diag(as.matrix(vcovCR(fit, cluster = d$sequence, type = "CR1S"))))
+    theta[seq_along(getME(fit, "theta"))] <- getME(fit, "theta")
     vc <- as.data.frame(VarCorr(fit))
     extra <- c(vc$vcov[1], if (case$random_slope) vc$vcov[2] else NA,
                sigma(fit), as.numeric(logLik(fit)), isSingular(fit))
   }
   out[[i]] <- data.frame(case = case$case, term = terms, estimate = unname(est),
-                         std_error = unname(se), var_intercept = extra[1],
-                         var_position = extra[2], sigma = extra[3], loglik = extra[4],
-                         singular = as.logical(extra[5]))
+                         std_error = unname(se), cluster_se = unname(cluster_se),
+                         var_intercept = extra[1], var_position = extra[2], sigma = extra[3],
+                         loglik = extra[4], singular = as.logical(extra[5]),
+                         theta1 = theta[1], theta2 = theta[2], theta3 = theta[3])
 }
 write.csv(do.call(rbind, out), args[2], row.names = FALSE)
 """
@@ -67,25 +70,41 @@ CASES = [
         False,
     ),
 ]
+FORMULAS = {"position_trend": "log_norm ~ position", "lag_effects": "log_norm ~ lag1 + lag2"}
+SPANS = {"position_trend": (1, 30), "lag_effects": (3, 10**6)}
+
+
+class Case:
+    """One case: its rows, attnmag's fits (both ``cov_type``s for mixed) and R's rows."""
+
+    def __init__(self, key, model, method, random_slope, rows, fitted):
+        self.key, self.model, self.method, self.random_slope = key, model, method, random_slope
+        self.rows, self.fitted, self.r = rows, fitted, None
 
 
 @pytest.fixture(scope="module")
-def fits(tmp_path_factory) -> list[tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
-    """(case, attnmag table, attnmag glance, R's rows) for every case, R run once."""
+def cases(tmp_path_factory) -> list[Case]:
+    """Every case fitted by attnmag and by R (R run once)."""
     folder = tmp_path_factory.mktemp("r")
-    cases, ours = [], []
+    listed, out = [], []
     for index, (name, params, model, method, random_slope) in enumerate(CASES):
         frame = simulated_frame(300, 1, length=(8, 40), seed=index, **params)
         path = folder / f"{index}.csv"
         frame.drop(columns=["token"]).to_csv(path, index=False, float_format="%.17g")
-        first, last = (1, 30) if model == "position_trend" else (3, 10**6)
+        first, last = SPANS[model]
         key = f"{index}-{name}-{method}"
-        cases.append((key, str(path), model, method, random_slope, first, last))
-        options = {"random_slope": True} if random_slope else {}
-        table = getattr(models, model)(frame, method=method, n_jobs=1, **options)
-        ours.append((key, table))
+        listed.append((key, str(path), model, method, random_slope, first, last))
+        rows = frame[(frame.position >= first) & (frame.position <= last)]
+        if method == "ols":
+            fitted = {"ols": getattr(models, model)(frame, method="ols", n_jobs=1)}
+        else:
+            fitted = {
+                cov: fit_mixed(rows, FORMULAS[model], random_slope=random_slope, cov_type=cov)
+                for cov in ("model", "cluster")
+            }
+        out.append(Case(key, model, method, random_slope, rows, fitted))
     columns = ["case", "file", "model", "method", "random_slope", "first", "last"]
-    pd.DataFrame(cases, columns=columns).to_csv(folder / "cases.csv", index=False)
+    pd.DataFrame(listed, columns=columns).to_csv(folder / "cases.csv", index=False)
     (folder / "fit.R").write_text(R_CODE)
     run = subprocess.run(
         [RSCRIPT, folder / "fit.R", folder / "cases.csv", folder / "r.csv"],
@@ -95,41 +114,80 @@ def fits(tmp_path_factory) -> list[tuple[str, pd.DataFrame, pd.DataFrame, pd.Dat
     )
     assert run.returncode == 0, run.stderr
     reference = pd.read_csv(folder / "r.csv")
-    return [(key, t, models.glance(t), reference[reference.case == key]) for key, t in ours]
+    for case in out:
+        case.r = reference[reference.case == case.key].reset_index(drop=True)
+    return out
 
 
-def test_ols_matches_lm_with_vcovcl_hc1(fits):
+def test_ols_matches_lm_with_vcovcl_hc1(cases):
     checked = 0
-    for key, table, _, r in fits:
-        if key.endswith("-ols"):
+    for case in cases:
+        if case.method == "ols":
+            table, r = case.fitted["ols"], case.r
             assert table.term.tolist() == r.term.tolist()
-            np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-8, err_msg=key)
-            np.testing.assert_allclose(table.std_error, r.std_error, rtol=1e-8, err_msg=key)
+            np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-8, err_msg=case.key)
+            np.testing.assert_allclose(table.std_error, r.std_error, rtol=1e-8, err_msg=case.key)
             checked += 1
     assert checked == 3
 
 
-def test_mixed_matches_lmer_reml(fits):
+def test_mixed_matches_lmer_reml(cases):
     checked = 0
-    for key, table, summary, r in fits:
-        if key.endswith("-mixed"):
-            assert table.term.tolist() == r.term.tolist()
-            np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-5, err_msg=key)
-            np.testing.assert_allclose(table.std_error, r.std_error, rtol=1e-3, err_msg=key)
-            np.testing.assert_allclose(summary.sigma, r.sigma.iloc[0], rtol=1e-3, err_msg=key)
-            np.testing.assert_allclose(summary.loglik, r.loglik.iloc[0], rtol=1e-6, err_msg=key)
+    for case in cases:
+        if case.method != "mixed":
+            continue
+        fit, r, key = case.fitted["model"], case.r, case.key
+        assert fit.estimate.index.tolist() == r.term.tolist()
+        assert np.isinf(fit.df) and case.fitted["cluster"].df == case.rows.sequence.nunique() - 1
+        np.testing.assert_allclose(fit.estimate, r.estimate, rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(fit.std_error, r.std_error, rtol=1e-3, err_msg=key)
+        np.testing.assert_allclose(
+            case.fitted["cluster"].std_error, r.cluster_se, rtol=1e-3, err_msg=key
+        )
+        stats = fit.stats
+        np.testing.assert_allclose(stats["sigma"], r.sigma[0], rtol=1e-3, err_msg=key)
+        np.testing.assert_allclose(stats["loglik"], r.loglik[0], rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose(
+            stats["var_intercept"], r.var_intercept[0], rtol=1e-2, atol=1e-6, err_msg=key
+        )
+        if case.random_slope:
             np.testing.assert_allclose(
-                summary.var_intercept, r.var_intercept.iloc[0], rtol=1e-2, atol=1e-6, err_msg=key
+                stats["var_position"], r.var_position[0], rtol=1e-2, err_msg=key
             )
-            if "slopes" in key:
-                np.testing.assert_allclose(
-                    summary.var_position, r.var_position.iloc[0], rtol=1e-2, err_msg=key
-                )
-            assert bool(summary.boundary[0]) == bool(r.singular.iloc[0]), key
-            checked += 1
+        assert bool(stats["boundary"]) == bool(r.singular[0]), key
+        checked += 1
     assert checked == 4
 
 
-def test_the_near_boundary_lag_fit_is_one(fits):
-    (summary,) = [s for key, _, s, _ in fits if key.endswith("lags_boundary-mixed")]
-    assert summary.boundary[0] and summary.var_intercept[0] < 1e-6
+def test_the_cluster_sandwich_equals_clubsandwich_cr1s_at_lmers_fit(cases):
+    """At lme4's variance components, attnmag's sandwich is clubSandwich's CR1S to 1e-6."""
+    checked = 0
+    for case in cases:
+        if case.method != "mixed":
+            continue
+        rows, r = case.rows, case.r
+        exog = np.column_stack([np.ones(len(rows))] + [rows[term] for term in r.term.tolist()[1:]])
+        exog_re = np.column_stack([np.ones(len(rows)), rows.position])
+        theta = r.loc[0, ["theta1", "theta2", "theta3"]].to_numpy(np.float64)
+        if case.random_slope:
+            factor = np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+        else:
+            factor, exog_re = np.array([[theta[0]]]), exog_re[:, :1]
+        cov_rel = factor @ factor.T
+        design = GroupedDesign.of(exog, exog_re, rows.log_norm.to_numpy(), rows.sequence)
+        point = design.gls(cov_rel)
+        np.testing.assert_allclose(point.fe_params, r.estimate, rtol=1e-6, err_msg=case.key)
+        covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+        np.testing.assert_allclose(
+            np.sqrt(np.diag(covariance)), r.cluster_se, rtol=1e-6, err_msg=case.key
+        )
+        checked += 1
+    assert checked == 4
+
+
+def test_the_near_boundary_lag_fit_is_one(cases):
+    (case,) = [c for c in cases if c.key.endswith("lags_boundary-mixed")]
+    assert (
+        case.fitted["model"].stats["boundary"]
+        and case.fitted["model"].stats["var_intercept"] < 1e-6
+    )
