@@ -1,9 +1,10 @@
 """The ``attnmag`` command line: ``run`` does every stage; ``extract``, ``fit``, ``report``
 one each.
 
-Holds ``main`` (the console script) and one small function per sub-command. Bad input is
-one line on stderr and a non-zero exit, never a traceback; an existing output is never
-overwritten without ``--force``, and is replaced only once the new one is complete.
+Holds ``main`` (the console script), ``build_parser`` and one small function per
+sub-command, with the option parsers they share. Every option is checked before any work
+(bad input is one line on stderr and exit status 2, never a traceback); outputs are written
+beside their final name and swapped in complete (see ``attnmag.outputs``).
 
 Usage::
 
@@ -18,30 +19,78 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from attnmag.errors import AttnmagError
+from attnmag.outputs import check_output, check_target, replacing
 
-TREND_METHODS = ("aggregate", "ols", "mixed")
-LAG_METHODS = ("ols", "mixed")
 FRAME_FILE = "norms.parquet"
+FORMATS = ("html", "md")
+DESCRIPTION = (
+    "Measure how strongly each attention sub-layer of a causal language model adjusts the "
+    "residual stream, token by token, fit statistical models to those magnitudes, and "
+    "write the tables and an HTML/Markdown report."
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ``AttnmagError`` (one line, exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise the message instead of printing the usage and exiting."""
+        raise AttnmagError(message)
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text!r}")
+    return value
+
+
+def conf_level(text: str) -> float:
+    """A confidence level strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, not {text!r}")
+    return value
 
 
 def parse_layers(text: str) -> list[int]:
-    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``."""
+    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``: layer indices (0 or more) and ascending ranges."""
     layers: list[int] = []
     try:
         for part in text.split(","):
-            low, _, high = part.partition("-")
-            layers.extend(range(int(low), int(high or low) + 1))
+            low, _, high = part.strip().partition("-")
+            first, last = int(low), int(high or low)
+            if first < 0 or last < first:
+                raise ValueError
+            layers.extend(range(first, last + 1))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"layers must look like 0,2,5-7, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be layer indices (0 or more) and ascending ranges such as 0,2,5-7, not {text!r}"
+        ) from None
     return layers
 
 
@@ -53,37 +102,24 @@ def parse_choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
         unknown = [item for item in chosen if item not in allowed]
         if unknown or not chosen:
             raise argparse.ArgumentTypeError(
-                f"choose from {', '.join(allowed)} (comma-separated), not {text!r}"
+                f"choose from {','.join(allowed)} (comma-separated), not {text!r}"
             )
         return chosen
 
     return parse
 
 
-@contextmanager
-def output_folder(out: Path, *, force: bool) -> Iterator[Path]:
-    """A temporary folder beside ``out`` that replaces ``out`` once the block succeeds.
-
-    Without ``force`` an existing ``out`` is refused before any work starts. If the block
-    fails, ``out`` is untouched and what was written so far stays in the temporary folder.
-    """
-    if out.exists() and not force:
-        raise AttnmagError(f"{out} exists; pass --force to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield partial
-    except BaseException:
-        if not any(partial.iterdir()):
-            partial.rmdir()
-        else:
-            print(f"attnmag: what was computed so far is kept in {partial}", file=sys.stderr)
-        raise
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
-    partial.rename(out)
+def _add_common_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """``--quiet`` and ``--debug``, accepted before and after the sub-command."""
+    parser.add_argument(
+        "--quiet", action="store_true", default=default, help="no progress bars or stage lines"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the traceback of an unexpected error",
+    )
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -97,16 +133,23 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         "(default: bundled Rotten Tomatoes snippets)",
     )
     parser.add_argument("--split", default="test", help="dataset split (default: test)")
-    parser.add_argument("--text-column", default="text", help="column holding the texts")
     parser.add_argument(
-        "--limit", type=int, default=1066, help="number of texts (default 1066; 0 means all)"
+        "--text-column", default="text", help="column holding the texts (default: text)"
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="texts per batch at most")
+    parser.add_argument(
+        "--limit",
+        type=non_negative_int,
+        default=1066,
+        help="number of texts (default: 1066; 0 means all)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="texts per batch at most (default: 64)"
+    )
     parser.add_argument("--layers", type=parse_layers, help="e.g. 0,2,5-7 (default: all)")
     parser.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16"),
-        help="weights' dtype (norms are float32 whatever it is)",
+        help="weights' dtype (default: as saved; norms are float32 whatever it is)",
     )
     parser.add_argument(
         "--device", help="e.g. cuda:1, cpu (default: cuda:LOCAL_RANK if there is a GPU, else cpu)"
@@ -114,58 +157,165 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    from attnmag.models import METHODS
+
+    trend, lags = METHODS["position_trend"], METHODS["lag_effects"]
     parser.add_argument(
         "--max-position",
-        type=int,
+        type=positive_int,
         default=30,
-        help="last position of the position-trend fits (default 30)",
+        help="last position of the position-trend fits (default: 30)",
     )
     parser.add_argument(
         "--methods",
-        type=parse_choices(TREND_METHODS),
-        default=list(TREND_METHODS),
-        help="aggregate,ols,mixed (lag fits use ols and mixed among them)",
+        type=parse_choices(trend),
+        default=list(trend),
+        help=f"position-trend methods, comma-separated (default: {','.join(trend)})",
     )
-    parser.add_argument("--n-jobs", type=int, help="processes for fitting layers (default: all)")
+    parser.add_argument(
+        "--lag-methods",
+        type=parse_choices(lags),
+        default=list(lags),
+        help=f"lag-effect methods, comma-separated (default: {','.join(lags)})",
+    )
+    parser.add_argument(
+        "--conf-level",
+        type=conf_level,
+        default=0.95,
+        help="confidence level of the intervals, strictly between 0 and 1 (default: 0.95)",
+    )
+    parser.add_argument(
+        "--n-jobs", type=positive_int, help="processes for fitting layers (default: all cores)"
+    )
+
+
+def _add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        type=parse_choices(FORMATS),
+        default=list(FORMATS),
+        help="report formats, comma-separated (default: html,md)",
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, what: str, default: str | None):
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None if default is None else Path(default),
+        required=default is None,
+        help=f"{what}" + ("" if default is None else f" (default: {default})"),
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing output folder written by attnmag (never anything else)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``attnmag`` and its sub-commands."""
-    parser = argparse.ArgumentParser(prog="attnmag", description=__doc__.split("\n")[0])
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="attnmag", description=DESCRIPTION)
+    _add_common_options(parser, default=False)
+    common = Parser(add_help=False)
+    _add_common_options(common, default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="extract, fit and report in one go")
+    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}. {details}",
+            parents=[common],
+        )
+
+    run = command(
+        "run",
+        "extract, fit and report in one go",
+        "Writes a folder with the report (index.html, report.md, figures), the frame "
+        f"({FRAME_FILE}) and the coefficient tables (CSV).",
+    )
     _add_source_options(run)
     _add_fit_options(run)
-    run.add_argument(
-        "--format",
-        type=parse_choices(("html", "md")),
-        default=["html", "md"],
-        help="report formats: html,md",
+    _add_format_option(run)
+    _add_output_options(run, what="output folder", default="out")
+
+    extract = command(
+        "extract",
+        "measure the norms into resumable Parquet shards",
+        "Each shard holds --shard-texts texts and is recorded with its checksum in the "
+        "folder's run.json as it completes. Rerunning the same command resumes: finished "
+        "shards are verified and skipped. A folder written with other arguments is refused.",
     )
-    run.add_argument("--out", type=Path, default=Path("out"), help="output folder (default out)")
-    run.add_argument("--force", action="store_true", help="replace an existing output folder")
-
-    extract = commands.add_parser("extract", help="norms -> resumable Parquet shards")
     _add_source_options(extract)
-    extract.add_argument("--out", type=Path, required=True, help="shard folder")
+    extract.add_argument(
+        "--shard-texts",
+        type=positive_int,
+        default=1024,
+        help="texts per shard (default: 1024)",
+    )
+    extract.add_argument("--out", type=Path, required=True, help="shard folder (new or resumed)")
 
-    fit = commands.add_parser("fit", help="frame -> coefficient tables (CSV)")
+    fit = command(
+        "fit",
+        "fit the position-trend and lag-effect models to a frame",
+        "Writes position_trend.csv, lag_effects.csv and glance.csv.",
+    )
     fit.add_argument("frame", type=Path, help="Parquet file or shard folder")
     _add_fit_options(fit)
-    fit.add_argument("--out", type=Path, required=True, help="folder for the CSV tables")
-    fit.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _add_output_options(fit, what="folder for the CSV tables", default=None)
 
-    report = commands.add_parser("report", help="frame (+ tables) -> HTML and Markdown report")
+    report = command(
+        "report",
+        "write the HTML and Markdown report on a frame",
+        "Uses the tables of `attnmag fit` where --tables gives them, else fits them.",
+    )
     report.add_argument("frame", type=Path, help="Parquet file or shard folder")
     report.add_argument("--tables", type=Path, help="folder written by `attnmag fit`")
     _add_fit_options(report)
-    report.add_argument("--format", type=parse_choices(("html", "md")), default=["html", "md"])
-    report.add_argument("--out", type=Path, required=True, help="report folder")
-    report.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _add_format_option(report)
+    _add_output_options(report, what="report folder", default=None)
     return parser
+
+
+def _local_inputs(args: argparse.Namespace) -> list[Path]:
+    """The input files and folders of a command that exist on disk."""
+    given = [getattr(args, name, None) for name in ("model", "dataset", "frame", "tables")]
+    return [Path(path) for path in given if path is not None and Path(path).exists()]
+
+
+def _check_frame_path(path: Path) -> None:
+    """A frame argument must be a Parquet file or a folder (of shards)."""
+    if not path.exists():
+        raise AttnmagError(f"frame {path}: no such file or folder (a Parquet file or shard folder)")
+    if path.is_file():
+        with path.open("rb") as handle:
+            if handle.read(4) != b"PAR1":
+                raise AttnmagError(
+                    f"frame {path} is not a Parquet file; give the {FRAME_FILE} of `attnmag run` "
+                    "or the folder of `attnmag extract`"
+                )
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every check that needs no model or data, done before any work."""
+    inputs = _local_inputs(args)
+    if args.command == "extract":
+        from attnmag.extract.shards import RUN_FILE, _rank_and_size
+
+        _rank_and_size(None, None)
+        check_target(args.out, inputs=inputs)
+        if args.out.is_dir() and not (args.out / RUN_FILE).is_file() and any(args.out.iterdir()):
+            raise AttnmagError(
+                f"--out {args.out} holds files but no {RUN_FILE}: it is not a shard folder of "
+                "`attnmag extract`; choose a new folder"
+            )
+        return
+    if args.command in ("fit", "report"):
+        _check_frame_path(args.frame)
+    if getattr(args, "tables", None) is not None and not args.tables.is_dir():
+        raise AttnmagError(f"--tables {args.tables} is not a folder (written by `attnmag fit`)")
+    check_output(args.out, force=args.force, inputs=inputs)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -209,10 +359,21 @@ def _fit_tables(frame: object, args: argparse.Namespace, tables: dict | None = N
         frame,
         tables=tables,
         trend_methods=args.methods,
-        lag_methods=[m for m in args.methods if m in LAG_METHODS],
+        lag_methods=args.lag_methods,
         max_position=args.max_position,
+        conf_level=args.conf_level,
         n_jobs=args.n_jobs,
     )
+
+
+def _checked_layers(model: object, args: argparse.Namespace) -> None:
+    """``--layers`` must name layers the model has (checked once it is loaded)."""
+    from attnmag.extract.shards import _checked_layers
+
+    try:
+        _checked_layers(model, args.layers)
+    except AttnmagError as error:
+        raise AttnmagError(f"--layers {','.join(map(str, args.layers or []))}: {error}") from None
 
 
 def command_run(args: argparse.Namespace) -> Path:
@@ -220,8 +381,9 @@ def command_run(args: argparse.Namespace) -> Path:
     from attnmag import extract, reports
 
     seconds: dict[str, float] = {}
-    with output_folder(args.out, force=args.force) as folder:
+    with replacing(args.out, force=args.force, kind="run") as folder:
         model, tokenizer, texts = _timed(seconds, "load", lambda: _load_inputs(args))
+        _checked_layers(model, args)
         _say(args, f"load: {seconds['load']:.1f} s, {len(texts):,} texts")
         frame = _timed(
             seconds,
@@ -248,6 +410,7 @@ def command_run(args: argparse.Namespace) -> Path:
                 formats=args.format,
                 tables=tables,
                 max_position=args.max_position,
+                conf_level=args.conf_level,
                 timings=seconds,
             ),
         )
@@ -261,6 +424,7 @@ def command_extract(args: argparse.Namespace) -> Path:
     from attnmag.extract.shards import write_shards
 
     model, tokenizer, texts = _load_inputs(args)
+    _checked_layers(model, args)
     write_shards(
         model,
         tokenizer,
@@ -268,6 +432,7 @@ def command_extract(args: argparse.Namespace) -> Path:
         args.out,
         batch_size=args.batch_size,
         layers=args.layers,
+        shard_texts=args.shard_texts,
         progress=False if args.quiet else None,
     )
     return args.out
@@ -277,8 +442,8 @@ def command_fit(args: argparse.Namespace) -> Path:
     """Fit the frame at ``args.frame``; write the tables as CSV into ``args.out``."""
     from attnmag import extract
 
-    frame = extract.read_frame(args.frame)
-    with output_folder(args.out, force=args.force) as folder:
+    with replacing(args.out, force=args.force, kind="tables") as folder:
+        frame = extract.read_frame(args.frame)
         for name, table in _fit_tables(frame, args).items():
             if table is not None:
                 table.to_csv(folder / f"{name}.csv", index=False)
@@ -291,23 +456,24 @@ def command_report(args: argparse.Namespace) -> Path:
 
     from attnmag import extract, reports
 
-    frame = extract.read_frame(args.frame)
     tables = None
     if args.tables is not None:
         files = {p.stem: p for p in args.tables.glob("*.csv")}
         if not {"position_trend", "lag_effects"} <= set(files):
             raise AttnmagError(
-                f"{args.tables} lacks position_trend.csv and lag_effects.csv "
+                f"--tables {args.tables} lacks position_trend.csv and lag_effects.csv "
                 "(written by `attnmag fit`)"
             )
         tables = {name: pd.read_csv(path) for name, path in files.items()}
-    with output_folder(args.out, force=args.force) as folder:
+    with replacing(args.out, force=args.force, kind="report") as folder:
+        frame = extract.read_frame(args.frame)
         paths = reports.write_report(
             frame,
             folder,
             formats=args.format,
             tables=_fit_tables(frame, args, tables),
             max_position=args.max_position,
+            conf_level=args.conf_level,
         )
     main_file = "index.html" if "html" in args.format else "report.md"
     return args.out / Path(paths[main_file]).relative_to(folder)
@@ -322,14 +488,17 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``attnmag`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if args.quiet:
-        import transformers
-
-        transformers.logging.disable_progress_bar()
-        transformers.logging.set_verbosity_error()
+    """The ``attnmag`` console script; returns the exit status (2 for bad input)."""
+    debug = False
     try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
+        check_args(args)
+        if args.quiet:
+            import transformers
+
+            transformers.logging.disable_progress_bar()
+            transformers.logging.set_verbosity_error()
         path = COMMANDS[args.command](args)
     except AttnmagError as error:
         print(f"attnmag: error: {error}", file=sys.stderr)
@@ -338,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("attnmag: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 — one line, not a traceback, unless --debug
-        if args.debug:
+        if debug:
             raise
         print(
             f"attnmag: unexpected error: {type(error).__name__}: {error} "

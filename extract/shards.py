@@ -6,12 +6,20 @@ Holds:
   arguments skips the finished shards, one with other arguments is refused; under
   ``torchrun``/``accelerate launch`` each rank writes its own share of the shards;
 - ``read_shards``: such a folder -> one tidy frame, provenance merged (counts summed);
-- ``shard_ranges``: which texts each shard holds, and which shards a rank writes.
+- ``verified_shards``: the folder's shard files, checked against its manifest;
+- ``shard_ranges``: which texts each shard holds, and which shards a rank writes;
+- ``weights_fingerprint``: a streaming hash of every weight's bytes.
 
-A shard is complete or absent: it is written under a temporary name and renamed. The
-folder's ``run.json`` records what defines the run (model, weights' fingerprint, dtype,
-texts' hash, layers, maximum length, shard size); batch size, padding side and device
-only change speed, so they may differ between a run and its resumption.
+The folder's ``run.json`` is a manifest. It records what defines the run (model, weights'
+fingerprint, dtype, texts' hash, layers, maximum length, shard size; batch size, padding
+side and device only change speed, so they may differ between a run and its resumption)
+and, per completed shard, its file name, rows, sequence range and sha256. The folder is
+claimed by creating ``run.json`` exclusively; each shard is claimed (an ``fcntl`` lock)
+before it is measured, so identical concurrent runs never measure one shard twice; a shard
+is recorded in the manifest, then renamed into place, so it is complete or absent. Resuming
+verifies each existing shard's checksum before skipping it, and reading verifies that the
+shards are exactly the manifest's, each with its checksum; anything else is a one-line
+error naming the shard.
 
 Usage::
 
@@ -21,15 +29,19 @@ Usage::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -38,10 +50,23 @@ from attnmag.extract.adapters import adapter_for, blocks
 from attnmag.extract.frame import COLUMNS, _token_categorical
 from attnmag.extract.norms import Encoded, as_texts, attention_norms, context_length
 from attnmag.extract.provenance import corpus_provenance, provenance
+from attnmag.outputs import folder_lock, mark
 
 RUN_FILE = "run.json"
 SHARD_GLOB = "shard-*.parquet"
-FORMAT = 1
+FORMAT = 2
+ARGUMENT_KEYS = (
+    "format",
+    "model",
+    "model_type",
+    "dtype",
+    "weights",
+    "n_texts",
+    "texts",
+    "layers",
+    "max_length",
+    "shard_texts",
+)
 # Provenance counts that add up over shards; every other key is kept where the shards agree.
 COUNTS = ("n_texts", "n_sequences", "n_skipped_empty", "n_truncated", "n_tokens")
 PER_SHARD = ("shard", "shard_start", "shard_stop", "rank", "world_size", "seconds_extract")
@@ -70,24 +95,46 @@ def shard_ranges(
     ]
 
 
+def _environment_int(name: str, default: int) -> int:
+    """The integer in environment variable ``name`` (``default`` where it is unset)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise AttnmagError(
+            f"the environment variable {name}={text!r} must be a whole number "
+            "(as torchrun and accelerate launch set it)"
+        ) from None
+
+
 def _rank_and_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """``rank`` and ``world_size``, from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate) when
     not given."""
-    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    rank = _environment_int("RANK", 0) if rank is None else rank
+    world_size = _environment_int("WORLD_SIZE", 1) if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:
         raise AttnmagError(f"rank {rank} is not within a world of {world_size} processes")
     return rank, world_size
 
 
 def weights_fingerprint(model: nn.Module) -> str:
-    """A short hash of every parameter's name, shape and first values (device-independent)."""
+    """A hash of every parameter's name, shape, dtype and bytes, one tensor at a time.
+
+    Each tensor is copied to the CPU alone, so memory stays at one tensor's size; the bytes
+    are the same on every device, so the fingerprint is device-independent. Weights on the
+    ``meta`` device (offloaded by ``device_map``) contribute their name and shape only.
+
+    >>> weights_fingerprint(torch.nn.Linear(2, 2))  # doctest: +SKIP
+    '5d0c…'
+    """
     digest = hashlib.sha256()
     for name, parameter in model.named_parameters():
-        digest.update(f"{name}{tuple(parameter.shape)}".encode())
+        digest.update(f"{name}{tuple(parameter.shape)}{parameter.dtype}".encode())
         if parameter.device.type != "meta":
-            head = parameter.detach().reshape(-1)[:16].float().cpu().numpy()
-            digest.update(head.tobytes())
+            flat = parameter.detach().reshape(-1).contiguous().cpu()
+            digest.update(flat.view(torch.uint8).numpy().data)
     return digest.hexdigest()[:16]
 
 
@@ -132,28 +179,93 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _recorded_arguments(run_file: Path) -> dict:
-    """The arguments a ``run.json`` records."""
+def _create_exclusively(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless it exists (atomically: a complete file or
+    none); return whether this call created it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        return dict(json.loads(run_file.read_text())["arguments"])
+        partial.write_text(text)
+        os.link(partial, path)
+    except FileExistsError:
+        return False
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict:
+    """``folder/run.json``, checked: the run's arguments (all of them) and its shards.
+
+    >>> read_manifest(Path("norms"))["shards"]  # doctest: +SKIP
+    {'shard-00000.parquet': {'rows': 1234, 'start': 0, 'stop': 1024, 'sha256': '…'}}
+    """
+    run_file = folder / RUN_FILE
+    if not run_file.is_file():
+        raise AttnmagError(
+            f"{folder} has no {RUN_FILE}: it is not a shard folder written by attnmag "
+            "(or its manifest was removed)"
+        )
+    try:
+        record = json.loads(run_file.read_text())
+        arguments, shards = dict(record["arguments"]), dict(record.get("shards", {}))
     except (ValueError, KeyError, TypeError):
         raise AttnmagError(f"{run_file} is not a run record of write_shards") from None
+    missing = [key for key in ARGUMENT_KEYS if key not in arguments]
+    if missing:
+        raise AttnmagError(f"{run_file} is not a run record of write_shards: it lacks {missing}")
+    if arguments["format"] != FORMAT:
+        raise AttnmagError(
+            f"{run_file} was written by another attnmag version (format "
+            f"{arguments['format']}, this one reads {FORMAT}); extract again into a new folder"
+        )
+    return {**record, "arguments": arguments, "shards": shards}
+
+
+@contextmanager
+def _manifest_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s own ``fcntl`` lock (waiting for it) while the manifest changes."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _record_shard(folder: Path, name: str, entry: dict) -> None:
+    """Add shard ``name``'s entry to the manifest (atomically, one writer at a time)."""
+    with _manifest_lock(folder):
+        record = read_manifest(folder)
+        record["shards"] = {**record["shards"], name: entry}
+        text = json.dumps(record, indent=1)
+        _write_atomically(folder / RUN_FILE, lambda path: path.write_text(text))
 
 
 def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> None:
-    """Record ``arguments`` in ``folder/run.json``, or check they equal those recorded."""
+    """Create ``folder/run.json`` recording ``arguments`` (exclusively), or check that the one
+    there records the same."""
     folder.mkdir(parents=True, exist_ok=True)
     run_file = folder / RUN_FILE
-    if not run_file.is_file():
-        if any(folder.glob(SHARD_GLOB)):
-            raise AttnmagError(
-                f"{folder} holds shards but no {RUN_FILE}: it was not written by write_shards; "
-                "use another folder"
-            )
-        record = json.dumps({"arguments": arguments, "corpus": corpus}, indent=1)
-        _write_atomically(run_file, lambda path: path.write_text(record))
+    others = [p for p in folder.iterdir() if not p.name.startswith(f".{RUN_FILE}.")]
+    if not run_file.exists() and others:
+        raise AttnmagError(
+            f"{folder} holds files but no {RUN_FILE}: it was not written by write_shards; "
+            "use another folder"
+        )
+    record = json.dumps({"arguments": arguments, "corpus": corpus, "shards": {}}, indent=1)
+    if _create_exclusively(run_file, record):
+        mark(folder, "shards")
         return
-    recorded = _recorded_arguments(run_file)
+    recorded = read_manifest(folder)["arguments"]
     changed = [k for k in sorted({*recorded, *arguments}) if recorded.get(k) != arguments.get(k)]
     if changed:
         details = "; ".join(
@@ -202,6 +314,72 @@ def _measure_shard(
     return frame
 
 
+@contextmanager
+def _shard_claim(path: Path, *, wait: bool) -> Iterator[bool]:
+    """Lock shard ``path`` against other writers for the block; yield whether it is held
+    (with ``wait`` false, False at once when another process holds it)."""
+    lock = path.with_name(f".{path.name}.lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink()  # a killed writer's; nobody else writes this shard now
+        yield True
+        lock.unlink(missing_ok=True)  # who holds it next checks the manifest first
+
+
+def _verify_shard(path: Path, entry: dict | None) -> bool:
+    """Whether shard ``path`` is complete: its file's sha256 is the manifest's. A file the
+    manifest does not list, or whose checksum differs, is an error naming it."""
+    if entry is None:
+        if path.exists():
+            raise AttnmagError(
+                f"{path} is not in {RUN_FILE}: it was not written by this run; remove it"
+            )
+        return False
+    if not path.is_file():
+        return False
+    if file_sha256(path) != entry["sha256"]:
+        raise AttnmagError(_damaged(path))
+    return True
+
+
+def _damaged(path: Path) -> str:
+    """The message for a shard whose checksum is not the manifest's."""
+    return (
+        f"{path} is damaged: its sha256 differs from the one {RUN_FILE} recorded; "
+        "remove it and rerun the extraction to measure it again"
+    )
+
+
+def _check_options(batch_size: int, max_tokens: int | None, shard_texts: int) -> None:
+    """Refuse sizes that are not positive whole numbers."""
+    for name, value in (
+        ("batch_size", batch_size),
+        ("max_tokens", max_tokens),
+        ("shard_texts", shard_texts),
+    ):
+        if value is None and name == "max_tokens":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AttnmagError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
+def _checked_layers(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
+    """``layers`` sorted and deduplicated (all where None); each must be a block index."""
+    n_blocks = len(blocks(model))
+    chosen = sorted(set(range(n_blocks) if layers is None else layers))
+    if not chosen or chosen[0] < 0 or chosen[-1] >= n_blocks:
+        raise AttnmagError(
+            f"layers must be a non-empty list of layer indices 0 to {n_blocks - 1}, "
+            f"not {list(layers or [])}"
+        )
+    return chosen
+
+
 def write_shards(
     model: nn.Module,
     tokenizer: object,
@@ -223,61 +401,75 @@ def write_shards(
     Shard ``k`` holds texts ``[k * shard_texts, (k + 1) * shard_texts)`` (``sequence`` is the
     corpus index) and is written by rank ``k % world_size``; ``rank`` and ``world_size``
     default to the ``RANK`` and ``WORLD_SIZE`` environment variables (torchrun, accelerate
-    launch), else 0 and 1. Finished shards are skipped, so a rerun resumes; a folder written
-    with other arguments (see ``run.json``) is refused. Other arguments as for
-    ``attention_norms``.
+    launch), else 0 and 1. Finished shards are verified and skipped, so a rerun resumes; a
+    folder written with other arguments (see ``run.json``) is refused. Every argument is
+    checked before the folder is touched. Other arguments as for ``attention_norms``.
 
     >>> write_shards(model, tokenizer, texts, "norms/")  # doctest: +SKIP
     """
     rank, world_size = _rank_and_size(rank, world_size)
-    if shard_texts < 1:
-        raise AttnmagError(f"shard_texts must be at least 1, not {shard_texts}")
+    _check_options(batch_size, max_tokens, shard_texts)
     text_list, corpus = as_texts(texts)
     if not any(text.strip() for text in text_list):
         raise AttnmagError("the corpus is empty: there are no texts to measure")
     adapter_for(model)
-    layers = sorted(set(range(len(blocks(model))) if layers is None else layers))
+    layers = _checked_layers(model, layers)
     max_length = max_length or context_length(model)
     folder = Path(out_dir)
     arguments = run_arguments(
         model, text_list, layers=layers, max_length=max_length, shard_texts=shard_texts
     )
-    _claim_folder(folder, arguments, corpus)
     plan = shard_ranges(len(text_list), shard_texts, rank=rank, world_size=world_size)
-    paths = [folder / shard_name(k) for k, _, _ in plan]
-    with tqdm(
-        total=sum(stop - start for _, start, stop in plan),
-        unit="text",
-        desc=f"attention norms (rank {rank})" if world_size > 1 else "attention norms",
-        disable=None if progress is None else not progress,
-    ) as bar:
-        for (k, start, stop), path in zip(plan, paths, strict=True):
-            if not path.is_file():
-                began = time.perf_counter()
-                frame = _measure_shard(
-                    model,
-                    tokenizer,
-                    text_list[start:stop],
-                    start=start,
-                    layers=layers,
-                    options={
-                        "batch_size": batch_size,
-                        "max_tokens": max_tokens,
-                        "max_length": max_length,
-                    },
-                )
-                frame.attrs.update(
-                    **corpus_provenance(corpus),
-                    shard=k,
-                    shard_start=start,
-                    shard_stop=stop,
-                    rank=rank,
-                    world_size=world_size,
-                    seconds_extract=round(time.perf_counter() - began, 3),
-                )
-                _write_atomically(path, lambda partial, frame=frame: frame.to_parquet(partial))
+    options = {"batch_size": batch_size, "max_tokens": max_tokens, "max_length": max_length}
+
+    def complete(k: int, start: int, stop: int, *, wait: bool) -> bool:
+        """Shard ``k`` verified or measured now; False where another process holds it."""
+        path = folder / shard_name(k)
+        with _shard_claim(path, wait=wait) as held:
+            if not held:
+                return False
+            if _verify_shard(path, read_manifest(folder)["shards"].get(path.name)):
+                return True
+            began = time.perf_counter()
+            frame = _measure_shard(
+                model, tokenizer, text_list[start:stop], start=start, layers=layers, options=options
+            )
+            frame.attrs.update(
+                **corpus_provenance(corpus),
+                shard=k,
+                shard_start=start,
+                shard_stop=stop,
+                rank=rank,
+                world_size=world_size,
+                seconds_extract=round(time.perf_counter() - began, 3),
+            )
+            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            frame.to_parquet(partial)
+            entry = {"rows": len(frame), "start": start, "stop": stop}
+            _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)})
+            os.replace(partial, path)
+            return True
+
+    with (
+        folder_lock(folder, shared=True),
+        tqdm(
+            total=sum(stop - start for _, start, stop in plan),
+            unit="text",
+            desc=f"attention norms (rank {rank})" if world_size > 1 else "attention norms",
+            disable=None if progress is None else not progress,
+        ) as bar,
+    ):
+        _claim_folder(folder, arguments, corpus)
+        waiting = []
+        for k, start, stop in plan:
+            if complete(k, start, stop, wait=False):
+                bar.update(stop - start)
+            else:
+                waiting.append((k, start, stop))
+        for k, start, stop in waiting:  # shards another process was measuring
+            complete(k, start, stop, wait=True)
             bar.update(stop - start)
-    return paths
+    return [folder / shard_name(k) for k, _, _ in plan]
 
 
 def _merged_provenance(attrs: list[dict]) -> dict:
@@ -294,35 +486,90 @@ def _merged_provenance(attrs: list[dict]) -> dict:
     return merged
 
 
+def _listed_shards(folder: Path, *, partial: bool) -> tuple[list[Path], dict]:
+    """The shard files of ``folder`` in order, and the manifest's entries, once the set of
+    files is checked against the manifest (not yet their checksums)."""
+    if not folder.is_dir():
+        raise AttnmagError(f"no shard folder at {folder}")
+    record = read_manifest(folder)
+    arguments, shards = record["arguments"], record["shards"]
+    n_shards = -(-arguments["n_texts"] // arguments["shard_texts"])
+    expected = [shard_name(k) for k in range(n_shards)]
+    on_disk = {p.name for p in folder.glob(SHARD_GLOB)}
+    for name in sorted(on_disk - set(shards)) + sorted(set(shards) - set(expected)):
+        raise AttnmagError(
+            f"{folder / name} is not in this run's {RUN_FILE} (a shard of another run, or "
+            "an extra file); remove it"
+        )
+    missing = [name for name in expected if name not in on_disk]
+    if missing and not partial:
+        raise AttnmagError(
+            f"{folder} is unfinished: {len(missing)} of {n_shards} shards are missing "
+            f"(first {missing[0]}); rerun the same extraction to finish it"
+        )
+    paths = [folder / name for name in expected if name in on_disk]
+    if not paths:
+        raise AttnmagError(f"{folder} holds no Parquet shards ({SHARD_GLOB})")
+    return paths, shards
+
+
+def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
+    """The shard files of ``folder``, checked against its manifest (``run.json``).
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder written by ``write_shards``.
+    partial : bool
+        Accept an unfinished run (the shards written so far).
+
+    Returns
+    -------
+    list of Path
+        The shards, in order. Raises ``AttnmagError`` naming the shard when a file is not in
+        the manifest, a recorded shard is missing (unless ``partial``) or a checksum differs.
+
+    Examples
+    --------
+    >>> paths = verified_shards("norms/")  # doctest: +SKIP
+    """
+    paths, entries = _listed_shards(Path(folder), partial=partial)
+    for path in paths:
+        _verify_shard(path, entries[path.name])
+    return paths
+
+
+def _read_shard(path: Path, entry: dict) -> pd.DataFrame:
+    """One shard, read from the bytes its checksum was verified on, and checked against
+    the manifest's entry (columns, rows, sequence range)."""
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise AttnmagError(_damaged(path))
+    shard = pd.read_parquet(io.BytesIO(data))
+    if list(shard.columns) != COLUMNS:
+        raise AttnmagError(f"{path} is not an attnmag shard: its columns are {list(shard.columns)}")
+    sequences = shard["sequence"].to_numpy()
+    outside = len(sequences) and (
+        sequences.min() < entry["start"] or sequences.max() >= entry["stop"]
+    )
+    if len(shard) != entry["rows"] or outside:
+        raise AttnmagError(f"{path} does not hold the rows {RUN_FILE} recorded for it")
+    return shard
+
+
 def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     """Read a folder written by ``write_shards`` as one tidy frame, in (sequence, layer,
     position) order, with ``tidy_frame``'s dtypes and the shards' provenance merged.
 
-    A folder whose run is unfinished is refused unless ``partial`` is true.
+    The shards must be exactly those of the manifest, each with its recorded checksum (see
+    ``verified_shards``); a folder whose run is unfinished is refused unless ``partial``.
 
     >>> frame = read_shards("norms/")  # doctest: +SKIP
     """
-    folder = Path(folder)
-    paths = sorted(folder.glob(SHARD_GLOB))
-    run_file = folder / RUN_FILE
-    if run_file.is_file() and not partial:
-        arguments = _recorded_arguments(run_file)
-        n_shards = -(-arguments["n_texts"] // arguments["shard_texts"])
-        missing = sorted({shard_name(k) for k in range(n_shards)} - {p.name for p in paths})
-        if missing:
-            raise AttnmagError(
-                f"{folder} is unfinished: {len(missing)} of {n_shards} shards are missing "
-                f"(first {missing[0]}); rerun the same extraction to finish it"
-            )
-    if not paths:
-        raise AttnmagError(f"{folder} holds no Parquet shards ({SHARD_GLOB})")
-    shards = [pd.read_parquet(path) for path in paths]
+    paths, entries = _listed_shards(Path(folder), partial=partial)
+    shards = [_read_shard(path, entries[path.name]) for path in paths]
     token_text: dict[int, str] = {}
-    for path, shard in zip(paths, shards, strict=True):
-        if list(shard.columns) != COLUMNS:
-            raise AttnmagError(
-                f"{path} is not an attnmag shard: its columns are {list(shard.columns)}"
-            )
+    for shard in shards:
         ids, first = np.unique(shard["token_id"].to_numpy(), return_index=True)
         token_text.update(zip(ids.tolist(), shard["token"].iloc[first].astype(str), strict=True))
     # Shard k holds texts before shard k + 1's, each in (sequence, layer, position) order.

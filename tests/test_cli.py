@@ -9,6 +9,7 @@ import pytest
 
 from attnmag import extract
 from attnmag.cli import main, parse_layers
+from attnmag.outputs import MARKER, mark
 
 TEXTS = [f"Review number {i}: " + "quite good, " * (i % 7) + "the end." for i in range(16)]
 
@@ -89,6 +90,8 @@ def test_stage_commands_chain(source_args, tmp_path, capsys):
                 str(tmp_path / "norms"),
                 "--methods",
                 "aggregate,ols",
+                "--lag-methods",
+                "ols",
                 "--out",
                 str(tmp_path / "tables"),
             ]
@@ -119,11 +122,15 @@ def test_stage_commands_chain(source_args, tmp_path, capsys):
 
 
 def error_of(argv: list[str], capsys) -> str:
-    """Run the CLI; assert a non-zero exit with one line on stderr; return that line."""
-    assert main(argv) != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
+    """Run the CLI; assert exit status 2 and exactly one stderr line ``attnmag: error: ...``
+    (no traceback, not an unexpected error); return the message."""
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and err == lines[0] + "\n", err
+    assert lines[0].startswith("attnmag: error: ") and "unexpected" not in lines[0], err
+    return lines[0].removeprefix("attnmag: error: ")
 
 
 @pytest.mark.parametrize(
@@ -139,6 +146,7 @@ def test_bad_input_is_one_line_and_keeps_the_existing_output(
 ):
     out = tmp_path / "out"
     out.mkdir()
+    mark(out, "run")
     (out / "keep.txt").write_text("earlier results")
     argv = [
         "--quiet",
@@ -150,7 +158,7 @@ def test_bad_input_is_one_line_and_keeps_the_existing_output(
         "--force",
     ]
     assert message in error_of(argv, capsys)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"]
     assert (out / "keep.txt").read_text() == "earlier results"
     assert not list(tmp_path.glob(".out.partial-*"))
 
