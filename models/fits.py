@@ -2,14 +2,15 @@
 
 Holds:
 - ``position_trend``: ``log_norm ~ position`` per layer (``aggregate``, ``ols``, ``mixed``);
-- ``lag_effects``: ``log_norm ~ lag1 + lag2`` per layer (``ols``, ``mixed``);
+- ``lag_effects``: the lag-1 and lag-2 effects per layer (``ols``, ``initial_conditions``,
+  ``gmm``);
 - ``METHODS``: the methods each model accepts; ``PARALLEL_METHODS``: those fitted in
   worker processes.
 
 Both return the table described in ``attnmag.models.tidy``; ``glance(table)`` gives the
-per-fit details. Layers are fitted in worker processes where that pays (``mixed``; an
-``ols`` or ``aggregate`` layer is quicker than handing it to a worker, so those stay in
-this process); the table does not depend on ``n_jobs``.
+per-fit details. Layers are fitted in worker processes where that pays (the mixed models;
+an ``ols``, ``aggregate`` or ``gmm`` layer is quicker than handing it to a worker, so those
+stay in this process); the table does not depend on ``n_jobs``.
 
 Workers are forked where the platform can (Linux): a forked worker starts in ~50 ms,
 while ``forkserver``/``spawn`` re-run the caller's ``__main__`` imports in every worker
@@ -31,26 +32,50 @@ import numpy as np
 import pandas as pd
 
 from attnmag.errors import AttnmagError
-from attnmag.models.mixed import fit_mixed
+from attnmag.models.gmm import fit_gmm, gmm_stats
+from attnmag.models.lags import GMM_LAGS, with_initial_conditions
+from attnmag.models.mixed import COV_TYPES, fit_mixed
 from attnmag.models.ols import fit_aggregate, fit_cluster_ols
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
 
-METHODS = {"position_trend": ("aggregate", "ols", "mixed"), "lag_effects": ("ols", "mixed")}
-_FORMULAS = {"position_trend": "log_norm ~ position", "lag_effects": "log_norm ~ lag1 + lag2"}
-_TERMS = {"position_trend": ["intercept", "position"], "lag_effects": ["intercept", "lag1", "lag2"]}
+METHODS = {
+    "position_trend": ("aggregate", "ols", "mixed"),
+    "lag_effects": ("ols", "initial_conditions", "gmm"),
+}
+#: Methods fitted as linear mixed models (REML), which take ``cov_type``.
+MIXED_METHODS = frozenset({"mixed", "initial_conditions"})
+_FORMULAS = {
+    ("position_trend", "ols"): "log_norm ~ position",
+    ("position_trend", "mixed"): "log_norm ~ position",
+    ("lag_effects", "ols"): "log_norm ~ lag1 + lag2",
+    ("lag_effects", "initial_conditions"): "log_norm ~ lag1 + lag2 + position + y1 + y2",
+}
+_TERMS = {
+    **{
+        ("position_trend", method): ["intercept", "position"]
+        for method in METHODS["position_trend"]
+    },
+    ("lag_effects", "initial_conditions"): ["intercept", "lag1", "lag2", "position", "y1", "y2"],
+    ("lag_effects", "gmm"): ["lag1", "lag2", "position"],
+    ("lag_effects", "ols"): ["intercept", "lag1", "lag2"],
+}
+#: Instruments of the Arellano-Bond fit: the collapsed level lags and the constant.
+_GMM_INSTRUMENTS = GMM_LAGS[1] - GMM_LAGS[0] + 2
 #: Methods for which worker processes pay (measured with benchmarks/fit.py on 2 cores):
-#: an ``ols`` or ``aggregate`` layer takes less time than handing it to a worker.
-PARALLEL_METHODS = frozenset({"mixed"})
+#: an ``ols``, ``aggregate`` or ``gmm`` layer takes less time than handing it to a worker.
+PARALLEL_METHODS = MIXED_METHODS
 
 
 @dataclass(frozen=True)
 class _Spec:
-    """What to fit to each layer's rows."""
+    """What to fit to each layer's rows (``first``: the first used position)."""
 
     model: str
     method: str
     conf_level: float
     random_slope: bool = False
+    cov_type: str = "cluster"
+    first: int = 1
 
 
 def position_trend(
@@ -61,6 +86,7 @@ def position_trend(
     exclude_first: bool = True,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
+    cov_type: str = "cluster",
     conf_level: float = 0.95,
     n_jobs: int | None = None,
 ) -> pd.DataFrame:
@@ -70,13 +96,14 @@ def position_trend(
     ``method``: ``"aggregate"`` (log of the mean norm per position on position, the
     notebook's fit), ``"ols"`` (token level, CR1 errors clustered by sequence, t on G - 1
     df) or ``"mixed"`` (REML, random intercept per sequence; ``random_slope=True`` adds a
-    random slope on position; Wald z). ``layers=None`` fits every layer; ``n_jobs=None``
-    uses all cores.
+    random slope on position). ``cov_type`` is the mixed fit's covariance of the fixed
+    effects: ``"cluster"`` (CR1 by sequence, t on G - 1 df) or ``"model"`` (lme4's, Wald
+    z). ``layers=None`` fits every layer; ``n_jobs=None`` uses all cores.
 
     >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
     >>> glance(trend)  # doctest: +SKIP
     """
-    _check_options("position_trend", method, conf_level)
+    _check_options("position_trend", method, conf_level, cov_type)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
     first = 1 if exclude_first else 0
@@ -84,42 +111,117 @@ def position_trend(
     parts = _layer_rows(
         frame, columns, first=first, last=max_position, layers=layers, n_terms=2, n_positions=3
     )
-    spec = _Spec("position_trend", method, conf_level, random_slope)
+    spec = _Spec("position_trend", method, conf_level, random_slope, cov_type, first)
     return _fit_layers(spec, parts, n_jobs=n_jobs)
 
 
 def lag_effects(
     frame: pd.DataFrame,
     *,
-    method: str = "ols",
+    method: str = "initial_conditions",
     exclude_first: bool = True,
     layers: Iterable[int] | None = None,
+    cov_type: str = "cluster",
     conf_level: float = 0.95,
     n_jobs: int | None = None,
 ) -> pd.DataFrame:
-    """Fit ``log_norm ~ lag1 + lag2`` per layer; one row per layer and term.
+    """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
 
-    Rows are those whose outcome and both lags come from positions >= 1 (position >= 3);
-    with ``exclude_first=False``, every row that has both lags (position >= 2).
-    ``method``: ``"ols"`` or ``"mixed"``, as in ``position_trend``.
+    The first used position is 1 (0 with ``exclude_first=False``); outcome rows are those
+    two positions later and beyond, so that both lags are used positions.
 
-    >>> lags = lag_effects(frame, method="ols")  # doctest: +SKIP
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``, ``lag1``,
+        ``lag2``); each text's positions must be consecutive.
+    method : {"initial_conditions", "gmm", "ols"}
+        What to estimate:
+
+        - ``"initial_conditions"`` (the default): within-text persistence, by a random
+          intercept per text with initial conditions (Wooldridge 2005), REML:
+          ``log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence)``, where ``y1`` and
+          ``y2`` are the text's ``log_norm`` at the first two used positions. Conditioning
+          on them is what makes the text's level independent of the random intercept;
+        - ``"gmm"``: the same persistence by Arellano-Bond difference GMM (two-step,
+          Windmeijer standard errors, collapsed instruments from the levels 2-6 positions
+          back, a position trend that is a constant in differences; terms ``lag1``,
+          ``lag2``, ``position``), with fewer assumptions and wider intervals; texts with
+          fewer than 5 tokens (4 with ``exclude_first=False``) have no differenced equation
+          and drop out. ``glance`` gives Hansen's J and the AR(2) test;
+        - ``"ols"``: the notebook's pooled ``log_norm ~ lag1 + lag2`` (CR1 errors by
+          sequence, t on G - 1 df): a description of how tokens' magnitudes co-vary across
+          the corpus, not within-text persistence (texts that differ in level make it
+          larger than that).
+    exclude_first : bool
+        Leave out the first token (the attention sink).
+    layers : iterable of int, optional
+        The layers to fit; every layer by default.
+    cov_type : {"cluster", "model"}
+        For ``initial_conditions``: the fixed effects' CR1 sandwich by sequence (t on
+        G - 1 df), or lme4's model-based covariance (Wald z). The other methods' errors are
+        fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only ``"cluster"``.
+    conf_level : float
+        The intervals' level.
+    n_jobs : int, optional
+        Worker processes for the mixed fits (``None`` or -1: one per core).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy table; ``glance(table)`` gives each fit's details, including the rows
+        (``n_obs``) and texts (``n_groups``) it used.
+
+    >>> lags = lag_effects(frame)  # doctest: +SKIP
+    >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
+    >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
     """
-    _check_options("lag_effects", method, conf_level)
-    first = 3 if exclude_first else 2
+    _check_options("lag_effects", method, conf_level, cov_type)
+    first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm", "lag1", "lag2"]
+    n_terms = len(_TERMS[("lag_effects", method)])
     parts = _layer_rows(
-        frame, columns, first=first, last=None, layers=layers, n_terms=3, n_positions=1
+        frame,
+        columns,
+        first=first + 2,
+        last=None,
+        layers=layers,
+        n_terms=n_terms,
+        n_positions=2 if method == "initial_conditions" else 1,
     )
-    return _fit_layers(_Spec("lag_effects", method, conf_level), parts, n_jobs=n_jobs)
+    if method == "initial_conditions":
+        parts = [(layer, with_initial_conditions(part, first=first)) for layer, part in parts]
+    if method == "gmm":
+        _check_gmm_texts(parts, first=first)
+    spec = _Spec("lag_effects", method, conf_level, cov_type=cov_type, first=first)
+    return _fit_layers(spec, parts, n_jobs=n_jobs)
 
 
-def _check_options(model: str, method: str, conf_level: float) -> None:
-    """Reject an unknown method or a confidence level outside (0, 1)."""
+def _check_options(model: str, method: str, conf_level: float, cov_type: str) -> None:
+    """Reject an unknown method, a level outside (0, 1), or a cov_type the method lacks."""
     if method not in METHODS[model]:
         raise AttnmagError(f"{model} has no method {method!r}; choose one of {METHODS[model]}")
     if not 0 < conf_level < 1:
         raise AttnmagError(f"conf_level must lie strictly between 0 and 1, not {conf_level}")
+    if cov_type not in COV_TYPES:
+        raise AttnmagError(f"cov_type must be one of {list(COV_TYPES)}, not {cov_type!r}")
+    if cov_type != "cluster" and method not in MIXED_METHODS:
+        raise AttnmagError(
+            f"cov_type={cov_type!r} needs a mixed method {sorted(MIXED_METHODS)}, "
+            f"not method={method!r}"
+        )
+
+
+def _check_gmm_texts(parts: list[tuple[int, pd.DataFrame]], *, first: int) -> None:
+    """Each layer needs more texts with a differenced equation than the GMM has instruments."""
+    for layer, part in parts:
+        n_texts = part.loc[part["position"] >= first + 3, "sequence"].nunique()
+        if n_texts <= _GMM_INSTRUMENTS:
+            raise AttnmagError(
+                f"layer {layer} has {n_texts} texts of at least {first + 4} tokens; method "
+                f"'gmm' needs at least {_GMM_INSTRUMENTS + 1} (more than its "
+                f"{_GMM_INSTRUMENTS} instruments)"
+            )
 
 
 def _layer_rows(
@@ -215,29 +317,30 @@ def _fit_layer(spec: _Spec, layer: int, data: pd.DataFrame) -> tuple[pd.DataFram
 
 
 def _run(spec: _Spec, data: pd.DataFrame) -> Fit:
-    """Dispatch to the method; a mixed fit that statsmodels cannot finish becomes a failed Fit."""
-    formula = _FORMULAS[spec.model]
+    """Dispatch to the method; a fit whose linear algebra fails becomes a failed Fit."""
     if spec.method == "aggregate":
         return fit_aggregate(data)
+    if spec.method == "gmm":
+        try:
+            return fit_gmm(data, first=spec.first)
+        except np.linalg.LinAlgError as error:
+            return _failed(spec, data, f"GMM failed: {type(error).__name__}: {error}")
+    formula = _FORMULAS[(spec.model, spec.method)]
     if spec.method == "ols":
         return fit_cluster_ols(data, formula)
     try:
-        return fit_mixed(data, formula, random_slope=spec.random_slope)
+        return fit_mixed(data, formula, random_slope=spec.random_slope, cov_type=spec.cov_type)
     except (np.linalg.LinAlgError, ValueError) as error:
         return _failed(spec, data, f"MixedLM failed: {type(error).__name__}: {error}")
 
 
 def _failed(spec: _Spec, data: pd.DataFrame, message: str) -> Fit:
     """A fit that produced no estimates: NaN rows, ``converged=False``, the reason noted."""
-    missing = pd.Series(np.nan, index=_TERMS[spec.model])
-    return Fit(
-        estimate=missing,
-        std_error=missing,
-        df=np.inf,
-        n_obs=len(data),
-        n_groups=int(data["sequence"].nunique()),
-        converged=False,
-        stats={
+    missing = pd.Series(np.nan, index=_TERMS[(spec.model, spec.method)])
+    if spec.method == "gmm":
+        stats = gmm_stats(None)
+    else:
+        stats = {
             "r2": np.nan,
             "loglik": np.nan,
             "aic": np.nan,
@@ -247,6 +350,14 @@ def _failed(spec: _Spec, data: pd.DataFrame, message: str) -> Fit:
             "var_intercept": np.nan,
             "var_position": np.nan,
             "cov_intercept_position": np.nan,
-        },
+        }
+    return Fit(
+        estimate=missing,
+        std_error=missing,
+        df=np.inf,
+        n_obs=len(data),
+        n_groups=int(data["sequence"].nunique()),
+        converged=False,
+        stats=stats,
         notes=[message],
     )

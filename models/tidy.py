@@ -3,7 +3,9 @@
 Holds:
 - ``Fit``: what one layer's fit returns (estimates, standard errors, reference df, fit stats);
 - ``term_names``: statsmodels' parameter names -> attnmag's (``Intercept`` -> ``intercept``);
-- ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``: the tables' columns in order;
+- ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``GMM_GLANCE_COLUMNS``: the
+  tables' columns in order (glance: every fit's, a mixed fit's, an Arellano-Bond fit's);
+- ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
 - ``tidy_rows`` / ``glance_row``: one layer's ``Fit`` -> its table rows / its glance record;
 - ``build_table``: all layers' rows -> the table, with Holm-adjusted p-values across layers
   and the glance records kept in ``table.attrs["glance"]``;
@@ -70,6 +72,16 @@ MIXED_GLANCE_COLUMNS = [
     "cov_intercept_position",
     *GLANCE_COLUMNS[-2:],
 ]
+GMM_GLANCE_COLUMNS = [
+    *GLANCE_COLUMNS[:-2],
+    "hansen_j",
+    "hansen_df",
+    "hansen_p",
+    "ar2_statistic",
+    "ar2_p",
+    "n_instruments",
+    *GLANCE_COLUMNS[-2:],
+]
 
 
 @dataclass
@@ -77,8 +89,9 @@ class Fit:
     """One layer's fit: estimates and standard errors by term, and the fit's summary stats.
 
     ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal);
-    ``stats`` holds the glance fields the method defines (r2, loglik, aic, bic, sigma, and
-    for mixed models boundary and the variance components); ``notes`` are messages about
+    ``stats`` holds the glance fields the method defines (r2, loglik, aic, bic, sigma; for
+    mixed models boundary and the variance components; for Arellano-Bond GMM Hansen's J and
+    the AR(2) test, ``GMM_GLANCE_COLUMNS``); ``notes`` are messages about
     the fit that are not Python warnings.
     """
 
@@ -95,6 +108,19 @@ class Fit:
 def term_names(names: Sequence[str]) -> list[str]:
     """statsmodels' parameter names with its ``Intercept`` renamed ``intercept``."""
     return ["intercept" if name == "Intercept" else name for name in names]
+
+
+def glance_columns(stats: dict[str, float | bool]) -> list[str]:
+    """The glance columns of a fit whose ``Fit.stats`` are ``stats``: mixed, GMM or the common.
+
+    >>> glance_columns({"r2": 0.5}) == GLANCE_COLUMNS
+    True
+    """
+    if "hansen_j" in stats:
+        return GMM_GLANCE_COLUMNS
+    if "var_intercept" in stats:
+        return MIXED_GLANCE_COLUMNS
+    return GLANCE_COLUMNS
 
 
 def tidy_rows(fit: Fit, *, model: str, method: str, layer: int, conf_level: float) -> pd.DataFrame:
@@ -141,8 +167,7 @@ def glance_row(
         row[key] = bool(value) if isinstance(value, bool | np.bool_) else float(value)
     row["seconds"] = float(seconds)
     row["warnings"] = "; ".join(dict.fromkeys([*warnings, *fit.notes]))
-    columns = MIXED_GLANCE_COLUMNS if method == "mixed" else GLANCE_COLUMNS
-    return {column: row[column] for column in columns}
+    return {column: row[column] for column in glance_columns(fit.stats)}
 
 
 def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object]]) -> pd.DataFrame:
