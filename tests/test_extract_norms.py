@@ -1,4 +1,5 @@
-"""Extraction: padding invariance, agreement with a plain hook, layers, order, lags, hygiene."""
+"""Extraction: padding invariance, agreement with a plain hook, layers, order, lags, hygiene,
+eval mode, and options checked before any work."""
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,20 @@ TEXTS = [
     "Mid-length text with a few words.",
     "",
     "Another one, of a length somewhere in between the others.",
+    # GPT-2's pad id stands in for padding (it is also eos and bos): inside a text, first
+    # and last, these tokens are real, so only the attention mask can tell them from padding.
+    "Hello <|endoftext|> world",
+    "<|endoftext|>Starts with the pad id.",
+    "Ends with the pad id<|endoftext|>",
 ]
+PAD_ID = 50256
 MODELS = ["tiny_gpt2", "tiny_llama", "tiny_gemma3", "tiny_neox", "tiny_opt"]
+
+
+def test_some_texts_hold_the_pad_id_first_inside_and_last(gpt2_tokenizer):
+    ids = [gpt2_tokenizer(text)["input_ids"] for text in TEXTS[-3:]]
+    assert gpt2_tokenizer.eos_token_id == PAD_ID and gpt2_tokenizer.pad_token_id is None
+    assert PAD_ID in ids[0][1:-1] and ids[1][0] == PAD_ID and ids[2][-1] == PAD_ID
 
 
 def alone(model, tokenizer, text: str) -> np.ndarray:
@@ -154,3 +167,103 @@ def with_failing_block(model, tokenizer):
         extract.attention_norms(model, tokenizer, TEXTS, progress=False)
     finally:
         handle.remove()
+
+
+def dropout_gpt2() -> torch.nn.Module:
+    """A tiny GPT-2 with heavy dropout, left in training mode, one block in eval mode."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=50257,
+        n_positions=128,
+        n_embd=32,
+        n_layer=3,
+        n_head=4,
+        resid_pdrop=0.5,
+        embd_pdrop=0.5,
+        attn_pdrop=0.5,
+    )
+    model = GPT2LMHeadModel(config).train()
+    model.transformer.h[2].eval()
+    return model
+
+
+def flags(model: torch.nn.Module) -> dict[str, bool]:
+    return {name: module.training for name, module in model.named_modules()}
+
+
+def test_measured_in_eval_mode_and_the_callers_training_flags_come_back(gpt2_tokenizer):
+    model = dropout_gpt2()
+    before = flags(model)
+    assert before[""] and not before["transformer.h.2"]
+    first = extract.attention_norms(model, gpt2_tokenizer, TEXTS, progress=False)
+    assert flags(model) == before
+    second = extract.attention_norms(model, gpt2_tokenizer, TEXTS, progress=False)
+    assert flags(model) == before
+    pd.testing.assert_frame_equal(first[extract.COLUMNS], second[extract.COLUMNS])
+    evaluated = extract.attention_norms(
+        dropout_gpt2().eval(), gpt2_tokenizer, TEXTS, progress=False
+    )
+    pd.testing.assert_frame_equal(first[extract.COLUMNS], evaluated[extract.COLUMNS])
+    with pytest.raises(RuntimeError, match="boom"):
+        with_failing_block(model, gpt2_tokenizer)
+    assert flags(model) == before
+    with torch.no_grad():  # the dropout is real: training mode is noisy
+        ids = torch.tensor([gpt2_tokenizer(TEXTS[1])["input_ids"]])
+        assert not torch.equal(model(ids).logits, model(ids).logits)
+
+
+class Untouchable:
+    """A tokenizer that fails the test if the run gets as far as tokenizing."""
+
+    padding_side = "right"
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the texts were tokenized before the options were checked")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a whole number of at least 1, not 0"),
+        ({"batch_size": -3}, "batch_size must be a whole number of at least 1, not -3"),
+        ({"batch_size": 2.5}, "batch_size must be a whole number of at least 1, not 2.5"),
+        ({"batch_size": True}, "batch_size must be a whole number of at least 1, not True"),
+        ({"max_tokens": 0}, r"max_tokens must be a whole number of at least 1 or None \("),
+        ({"max_tokens": -1}, "max_tokens must be .* not -1"),
+        ({"max_length": 0}, "max_length must be .* not 0"),
+        ({"layers": []}, "layers is empty: name at least one layer index, or None for all"),
+        ({"layers": iter([])}, "layers is empty"),
+        ({"layers": [0, 3]}, r"layers \[3\] do not exist: the model has layers 0..2"),
+        ({"layers": [-1]}, r"layers \[-1\] do not exist: the model has layers 0..2"),
+        ({"layers": "0"}, "layers must be a list of layer indices"),
+        ({"layers": [0.5]}, "layers must be a list of layer indices"),
+        ({"texts": "one string"}, "texts must be .* or a list of str"),
+        ({"texts": 7}, "texts must be .* or a list of str"),
+        ({"texts": [b"bytes"]}, "texts must be .* or a list of str"),
+    ],
+)
+def test_bad_options_get_one_line_before_any_work(tiny_gpt2, options, message):
+    options = {"texts": TEXTS, **options}
+    texts = options.pop("texts")
+    with pytest.raises(AttnmagError, match=message) as info:
+        extract.attention_norms(tiny_gpt2, Untouchable(), texts, progress=False, **options)
+    assert "\n" not in str(info.value)
+
+
+def test_any_iterable_of_str_is_a_corpus(tiny_gpt2, gpt2_tokenizer):
+    expected = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, progress=False)
+    for texts in ((t for t in TEXTS), tuple(TEXTS), pd.Series(TEXTS), iter(TEXTS)):
+        frame = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, texts, progress=False)
+        pd.testing.assert_frame_equal(frame[extract.COLUMNS], expected[extract.COLUMNS])
+        assert frame.attrs["n_texts"] == len(TEXTS)
+    with pytest.raises(AttnmagError, match="the corpus is empty"):
+        extract.attention_norms(tiny_gpt2, gpt2_tokenizer, (t for t in []), progress=False)
+
+
+def test_layers_given_as_any_iterable_of_ints(tiny_gpt2, gpt2_tokenizer):
+    frame = extract.attention_norms(
+        tiny_gpt2, gpt2_tokenizer, TEXTS[:2], layers=np.array([2, 0, 2]), progress=False
+    )
+    assert sorted(frame["layer"].unique()) == [0, 2] and frame.attrs["layers"] == [0, 2]

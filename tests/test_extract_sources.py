@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import socket
+import time
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -120,3 +123,53 @@ def test_empty_texts_and_unknown_family(tiny_gpt2, gpt2_tokenizer):
     )
     with pytest.raises(AttnmagError, match="model family 'bert'; known families: gemma"):
         extract.attention_norms(bert, gpt2_tokenizer, ["text"])
+
+
+@pytest.fixture
+def online_without_network(monkeypatch):
+    """Offline mode off, but no connection can be made: each address look-up is counted and
+    refused at once, so nothing reaches the real hub."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts
+
+
+def test_an_unknown_hub_name_without_network_fails_at_once(online_without_network):
+    """Without offline mode the hub client retries each file for ~25 s; the one look-up
+    fails fast, and then only the local cache is asked."""
+    began = time.perf_counter()
+    with pytest.raises(AttnmagError, match="unknown model 'no-such-org/no-such-model'") as info:
+        extract.load_model("no-such-org/no-such-model")
+    assert time.perf_counter() - began < 5
+    assert len(online_without_network) == 1  # one look-up, no retries
+    assert "\n" not in str(info.value)
+
+
+def test_a_name_the_hub_does_not_know_is_one_line(online_without_network, monkeypatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    calls = []
+
+    def not_found(repo_id, **kwargs):
+        calls.append(repo_id)
+        raise RepositoryNotFoundError("404", response=mock.Mock(headers={}, request=None))
+
+    monkeypatch.setattr(sources, "model_info", not_found)
+    with pytest.raises(AttnmagError, match="the Hugging Face hub has no such model") as info:
+        extract.load_model("no-such-org/no-such-model")
+    assert calls == ["no-such-org/no-such-model"] and not online_without_network
+    assert "\n" not in str(info.value)
+
+
+def test_a_name_that_cannot_be_a_hub_id_is_refused_without_asking(online_without_network):
+    with pytest.raises(AttnmagError, match="not a local model folder, a .gguf file or a hub id"):
+        extract.load_model("not a/hub id!")
+    assert not online_without_network
