@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import statsmodels.formula.api as smf
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
@@ -56,8 +56,21 @@ BOUNDARY_TOL = 1e-2
 COV_TYPES = ("cluster", "model")
 #: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
-#: Step (in relative variance) of the directional differences of REML at zero variance.
-BOUNDARY_STEP = 1e-6
+#: The REML profile of a random intercept's relative sd: zero and this many log-spaced
+#: points from ``PROFILE_LOWEST`` to ten times a moment estimate (at least 10), extended up to
+#: ``PROFILE_HIGHEST`` while its top point is the best.
+PROFILE_POINTS = 80
+PROFILE_LOWEST = 1e-4
+PROFILE_HIGHEST = 1e6
+#: Below this fraction of the total sum of squares left by OLS, the outcome is taken as an exact
+#: function of the fixed effects: REML from cross products is then rounding noise.
+EXACT_TOL = 1e-12
+#: Zero variance is reported where REML there is within this of the profile's maximum.
+ZERO_TOL = 1e-9
+#: The least diagonal element of statsmodels' starting relative Cholesky factor.
+START_FLOOR = 0.05
+#: statsmodels' optimum is reported where its REML is within this of the search's maximum.
+CONFIRM_TOL = 1e-7
 
 
 @dataclass(frozen=True)
@@ -130,25 +143,34 @@ class GroupedDesign:
         ywy = (cross[:, y, y] - np.einsum("gq,gq->g", cross[:, z, y], k[:, :, p])).sum()
         return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups, float(ywy)
 
-    def zero_is_optimal(self, *, step: float = BOUNDARY_STEP) -> bool:
-        """Whether REML falls from zero random-effect covariance in every direction.
+    def intercept_only(self) -> GroupedDesign:
+        """The same design with the first random effect (the intercept) alone."""
+        keep = np.r_[0 : self.k_fe + 1, self.k_fe + self.k_re]
+        return GroupedDesign(self.cross[:, keep][:, :, keep], self.n_obs, self.k_fe, 1)
 
-        The derivative at zero along a covariance D is tr(G D); G is found from differences
-        along e_i e_i' and (e_i + e_j)(e_i + e_j)', and zero is a constrained maximum when
-        G is negative definite.
+    def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
+        """REML at each relative standard deviation in ``sds`` of a random intercept alone.
+
+        ``gls`` at cov_rel = t^2 for every t at once: with one random effect, W_i's
+        correction is c_i(t) Z_i Z_i' with c_i(t) = t^2 / (1 + t^2 Z_i'Z_i), so the sums over
+        groups are one matrix product with the (t, group) array c.
         """
-        q = self.k_re
-        base = self.gls(np.zeros((q, q))).llf_reml
-        slope = np.empty((q, q))
-        for i in range(q):
-            for j in range(i, q):
-                e = np.zeros(q)
-                e[[i, j]] = 1.0
-                slope[i, j] = (self.gls(step * np.outer(e, e)).llf_reml - base) / step
-        diagonal = np.diag(slope)
-        gradient = (slope - diagonal[:, None] - diagonal[None, :]) / 2
-        gradient = np.triu(gradient, 1) + np.triu(gradient, 1).T + np.diag(diagonal)
-        return bool(np.linalg.eigvalsh(gradient).max() < 0)
+        if self.k_re != 1:
+            raise ValueError("intercept_profile needs a random intercept alone")
+        p, cross = self.k_fe, self.cross
+        xy = np.r_[0:p, p + 1]
+        zz, zxy = cross[:, p, p], cross[:, p, xy]  # (G,), (G, p + 1)
+        variance = np.asarray(sds, dtype=np.float64)[:, None] ** 2
+        c = variance / (1 + variance * zz)  # (T, G)
+        outer = (zxy[:, :p, None] * zxy[:, None, :]).reshape(len(zz), -1)  # X_i'Z_i Z_i'[X_i y_i]
+        xwxy = cross[:, :p][:, :, xy].sum(axis=0) - (c @ outer).reshape(-1, p, p + 1)
+        ywy = cross[:, p + 1, p + 1].sum() - c @ zxy[:, p] ** 2
+        xwx, xwy = xwxy[:, :, :p], xwxy[:, :, p]
+        fe_params = np.linalg.solve(xwx, xwy[:, :, None])[:, :, 0]
+        dof = self.n_obs - p
+        scale = (ywy - np.einsum("tk,tk->t", xwy, fe_params)) / dof
+        logdets = np.log1p(variance * zz).sum(axis=1) + np.linalg.slogdet(xwx)[1]
+        return -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
 
 
 def _codes(groups: np.ndarray) -> tuple[np.ndarray, int]:
@@ -176,27 +198,92 @@ def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
     return bool(np.min(np.diag(factor)) < tol)
 
 
-def _start(model, design: GroupedDesign, groups: np.ndarray) -> np.ndarray:
-    """Starting relative Cholesky factor (packed) for statsmodels' optimiser.
+def _search(model, design: GroupedDesign, groups: np.ndarray) -> tuple[np.ndarray, bool]:
+    """REML's global maximum over the relative random-effects covariance, on ``design.gls``.
 
-    Starting at statsmodels' default (the identity) can make L-BFGS step onto an exactly
-    singular covariance in its first iteration, where statsmodels' likelihood is wrong.
-    A random intercept alone starts at the maximum of REML over its relative standard
-    deviation, found by a bounded search on ``design.gls`` (vectorised over groups: a few
-    milliseconds, where each of statsmodels' steps loops over the groups in Python), so
-    that statsmodels only confirms it; with a random slope, from a moment estimate, the
-    slope (on position in units of its standard deviation) at 0.1.
+    A random intercept alone: the REML profile over its relative standard deviation t on a
+    grid (zero and log-spaced values up to ten times a moment estimate, extended while the
+    top is best), then a bounded search between the best grid point's neighbours.
+    With a random slope: L-BFGS-B on lme4's parameters (the relative Cholesky factor, its
+    diagonal bounded below by zero) from several starts: the intercept's own maximum with
+    no slope variance (a boundary point), the moment estimate, and spread ones; the best
+    is kept. Returns the covariance and whether the search converged.
     """
     theta = _moment_start(model, groups)
-    if design.k_re > 1:
-        return np.array([theta, 0.0, 0.1])
-    best = minimize_scalar(
-        lambda t: -design.gls(np.array([[t * t]])).llf_reml,
-        bounds=(0.0, max(10.0, 10 * theta)),
-        method="bounded",
-        options={"xatol": 1e-6},
+    if design.k_re == 1:
+        return np.array([[_intercept_maximum(design, theta) ** 2]]), True
+    starts = [
+        [_intercept_maximum(design.intercept_only(), theta), 0.0, 0.0],
+        [theta, 0.0, 0.1],
+        [theta, 0.0, 1.0],
+        [3 * theta, 0.5, 0.3],
+        [theta / 3, -0.5, 0.3],
+    ]
+    best = min(
+        (
+            minimize(
+                lambda packed: -design.gls(_covariance(packed)).llf_reml,
+                start,
+                method="L-BFGS-B",
+                bounds=[(0.0, None), (None, None), (0.0, None)],
+                options={"ftol": 1e-13, "gtol": 1e-9},
+            )
+            for start in starts
+        ),
+        key=lambda result: result.fun,
     )
-    return np.array([max(float(best.x), 0.05)])
+    return _covariance(best.x), bool(best.success)
+
+
+def _start(cov_rel: np.ndarray) -> np.ndarray:
+    """statsmodels' start: the relative Cholesky factor packed by rows, its diagonal >= 0.05.
+
+    On an exactly singular covariance statsmodels' likelihood is wrong (see the module
+    docstring), and L-BFGS may step onto one from a start at or near it.
+    """
+    q = len(cov_rel)
+    factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(q))
+    factor[np.diag_indices(q)] = np.maximum(np.diag(factor), START_FLOOR)
+    return factor[np.tril_indices(q)]
+
+
+def _covariance(packed: np.ndarray) -> np.ndarray:
+    """A 2 x 2 covariance from its Cholesky factor packed by rows (L00, L10, L11)."""
+    factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
+    return factor @ factor.T
+
+
+def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
+    """The random intercept's relative standard deviation at REML's global maximum."""
+    upper = max(10.0, 10 * theta)
+    sds = np.r_[0.0, np.geomspace(PROFILE_LOWEST, upper, PROFILE_POINTS)]
+    profile = design.intercept_profile(sds)
+    while profile.argmax() == len(sds) - 1 and sds[-1] < PROFILE_HIGHEST:
+        more = sds[-1] * np.geomspace(1.2, 100.0, PROFILE_POINTS // 2)
+        sds, profile = np.r_[sds, more], np.r_[profile, design.intercept_profile(more)]
+    best = int(profile.argmax())
+    low, high = sds[max(best - 1, 0)], sds[min(best + 1, len(sds) - 1)]
+    refined = minimize_scalar(
+        lambda t: -design.intercept_profile(np.array([t]))[0],
+        bounds=(low, high),
+        method="bounded",
+        options={"xatol": 1e-10 * max(high, 1e-3)},
+    )
+    sd, llf = (
+        (float(refined.x), -refined.fun)
+        if -refined.fun > profile[best]
+        else (sds[best], profile[best])
+    )
+    # Near zero REML is flat to rounding; zero is the maximum unless clearly beaten.
+    return 0.0 if profile[0] >= llf - ZERO_TOL else float(sd)
+
+
+def _exact(model) -> bool:
+    """Whether OLS leaves a residual sum of squares under ``EXACT_TOL`` of the total."""
+    endog = model.endog - model.endog.mean()
+    beta = np.linalg.lstsq(model.exog, model.endog, rcond=None)[0]
+    resid = model.endog - model.exog @ beta
+    return bool(resid @ resid <= EXACT_TOL * (endog @ endog))
 
 
 def _moment_start(model, groups: np.ndarray) -> float:
@@ -324,14 +411,23 @@ def _reml(
     """The REML point to report: relative random-effects covariance, GLS quantities there,
     whether the fit converged, and notes (see the module docstring for the boundary cases).
     """
-    zero = np.zeros((design.k_re, design.k_re))
-    if design.zero_is_optimal():
+    if _exact(model):
+        zero = np.zeros((design.k_re, design.k_re))
         note = (
-            "REML falls from zero random-effect variance in every direction: the boundary "
-            "fit (GLS at zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
+            "the fixed effects fit the outcome exactly (to rounding), so REML is rounding "
+            "noise: the boundary fit (GLS at zero variance, i.e. OLS) is reported, MixedLM's "
+            "optimiser not run"
         )
         return zero, design.gls(zero), True, [note]
-    start = _start(model, design, groups)
+    best_rel, searched = _search(model, design, groups)
+    best = design.gls(best_rel)
+    if not best_rel.any():
+        note = (
+            "zero random-effect variance is REML's global maximum: the boundary fit (GLS at "
+            "zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
+        )
+        return best_rel, best, searched, [note]
+    start = _start(best_rel)
     with warnings.catch_warnings():
         # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
         # units, whatever the residual variance: not a boundary test. The glance column
@@ -339,13 +435,13 @@ def _reml(
         warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
         result = model.fit(reml=True, method=OPTIMIZERS, start_params=start)
     fitted_rel = np.asarray(result.cov_re_unscaled, dtype=np.float64)
-    at_fit, at_zero = design.gls(fitted_rel), design.gls(zero)
-    if at_zero.llf_reml >= at_fit.llf_reml:
+    at_fit = design.gls(fitted_rel)
+    if best.llf_reml > at_fit.llf_reml + CONFIRM_TOL:
         note = (
-            "REML is higher with zero random-effect variance than at MixedLM's optimum: "
-            "the boundary fit (GLS at zero variance, i.e. OLS) is reported"
+            "REML is higher at the search's maximum than at MixedLM's optimum: the GLS values "
+            "at the search's maximum are reported"
         )
-        return zero, at_zero, bool(result.converged), [note]
+        return best_rel, best, searched, [note]
     if np.linalg.eigvalsh(fitted_rel).min() < STATSMODELS_SINGULAR_TOL:
         note = (
             "the random-effects covariance is singular: fixed effects, scale and "

@@ -171,13 +171,26 @@ def test_standard_errors_equal_the_written_out_formulas(params, formula_terms, r
     assert np.isinf(model.df) and cluster.df == rows.sequence.nunique() - 1
 
 
-def test_a_mixedlm_optimum_short_of_the_boundary_is_replaced_by_it(no_sequence_effect, monkeypatch):
-    monkeypatch.setattr(GroupedDesign, "zero_is_optimal", lambda self: False)
-    mixed_fit = models.lag_effects(no_sequence_effect, method="mixed", n_jobs=1)
-    summary = models.glance(mixed_fit)
-    assert summary.boundary[0] and summary.var_intercept[0] == 0
-    assert "higher with zero random-effect variance" in summary.warnings[0]
-    np.testing.assert_allclose(mixed_fit.estimate, _ols(no_sequence_effect)[0], rtol=1e-10)
+def _intercept_model(rows: pd.DataFrame, formula: str):
+    """statsmodels' random-intercept model of ``rows`` and its grouped design."""
+    groups = rows["sequence"].to_numpy()
+    model = smf.mixedlm(formula, rows, groups=groups)
+    return model, GroupedDesign.of(model.exog, model.exog_re, model.endog, groups), groups
+
+
+def test_a_mixedlm_optimum_below_the_searchs_maximum_is_replaced_by_it(monkeypatch):
+    rows = simulated_frame(80, 1, sd_sequence=0.3, seed=5).query("1 <= position <= 30")
+    model, design, groups = _intercept_model(rows, "log_norm ~ position")
+    short = np.array([[4.0]])  # far above the fitted relative variance (about 2.25)
+    fitted = SimpleNamespace(
+        cov_re_unscaled=short, fe_params=np.zeros(2), scale=1.0, llf=-np.inf, converged=False
+    )
+    monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
+    cov_rel, point, converged, notes = mixed._reml(model, design, groups)
+    assert converged and "higher at the search's maximum" in notes[0]
+    assert 0.5 < cov_rel[0, 0] < 4.0 and point.llf_reml > design.gls(short).llf_reml + 0.1
+    xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, cov_rel)
+    np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
 
 
 def test_a_singular_statsmodels_covariance_gives_the_gls_values(monkeypatch):
@@ -191,6 +204,7 @@ def test_a_singular_statsmodels_covariance_gives_the_gls_values(monkeypatch):
         cov_re_unscaled=rank_one, fe_params=np.zeros(2), scale=1.0, llf=np.inf, converged=True
     )
     monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
+    monkeypatch.setattr(mixed, "_search", lambda *args: (rank_one, True))
     cov_rel, point, converged, notes = mixed._reml(model, design, groups)
     # Independently: GLS with each sequence's (I + Z_i P Z_i') inverted densely.
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
@@ -206,21 +220,34 @@ def test_boundary_rule():
     assert not is_boundary(np.array([[1.0, 0.05], [0.05, 0.01]]))
 
 
-def test_a_fit_mixedlm_cannot_converge_is_recorded_not_raised():
-    # Log norms an exact function of position (up to float32 rounding): no variance to fit.
+def test_an_exact_fit_is_the_boundary_fit():
+    # Log norms an exact function of position (up to float32 rounding): no variance to fit,
+    # and REML from cross products is rounding noise.
     frame = simulated_frame(40, 2, sd_noise=0.0, sd_sequence=0.0, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = models.lag_effects(frame, method="mixed", n_jobs=1)
         trend = models.position_trend(frame, method="mixed", n_jobs=1)
-    summary = models.glance(table)
-    assert not table.converged.any() and not summary.converged.any()
-    assert summary.warnings.str.contains("failed to converge").all()
-    assert np.isfinite(table.estimate).all()
-    # The trend, started at REML's maximum over the intercept variance, lands on the exact
-    # line at the boundary (zero variance) and says so.
+    # The trend lands on the exact line at the boundary (zero variance) and says so.
     np.testing.assert_allclose(trend.estimate, [1.0, -0.02] * 2, atol=1e-6)
-    assert models.glance(trend).boundary.all()
+    summary = models.glance(trend)
+    assert summary.boundary.all() and summary.warnings.str.contains("exactly").all()
+
+
+def test_a_mixedlm_fit_that_did_not_converge_is_recorded(monkeypatch):
+    rows = simulated_frame(80, 1, sd_sequence=0.3, seed=5).query("1 <= position <= 30")
+    model, design, groups = _intercept_model(rows, "log_norm ~ position")
+    best = mixed._search(model, design, groups)[0]
+    at_best = design.gls(best)
+    fitted = SimpleNamespace(
+        cov_re_unscaled=best,
+        fe_params=at_best.fe_params,
+        scale=at_best.scale,
+        llf=at_best.llf_reml,
+        converged=False,
+    )
+    monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
+    cov_rel, point, converged, notes = mixed._reml(model, design, groups)
+    assert not converged and not notes and point.llf_reml == at_best.llf_reml
 
 
 def test_an_exception_inside_mixedlm_becomes_a_failed_layer(monkeypatch):
