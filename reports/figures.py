@@ -2,16 +2,20 @@
 
 Holds:
 - ``plot_valid_tokens``: real tokens per sequence and position, and the length histogram;
-- ``plot_layer_norms``: distribution of log norms per layer, and their mean with 95% CI;
+- ``plot_layer_norms``: distribution of log norms per layer, and their mean with a CI;
 - ``plot_position_norms``: layer x position heatmap of the mean norm, and the mean by position;
 - ``plot_position_trend``: log mean norm by position with fitted lines; intercepts and slopes;
-- ``plot_lag_effects``: lag-1 and lag-2 coefficients per layer with 95% CIs;
-- ``layer_colours``, ``METHOD_COLOURS``: the palettes used throughout;
+- ``plot_lag_effects``: lag-1 and lag-2 coefficients per layer, one colour per method, layers
+  where the two within-text estimators disagree shaded;
+- ``layer_colours``, ``method_colours``: the palettes used throughout;
 - ``figure_bytes``: a Figure rendered to PNG or SVG bytes.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global backend switch)
-under a temporary seaborn style. The frame is aggregated before anything is drawn (see
-``attnmag.reports.summaries``), so a million-row frame draws in about a second per figure.
+under a temporary seaborn style. Intervals the figures compute from the frame use the
+``conf_level`` they are given; intervals from a coefficient table are drawn as the table
+computed them, and labelled with the level it carries. The frame is aggregated before
+anything is drawn (see ``attnmag.reports.summaries``), so a million-row frame draws in
+about a second per figure.
 """
 
 from __future__ import annotations
@@ -28,21 +32,34 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from attnmag import models
 from attnmag.reports.summaries import (
+    COMPARED,
+    GAP_LIMIT,
+    interval_level,
+    lag_comparison,
     layer_means,
     mean_ci,
+    ordered_methods,
+    percent,
     position_means,
     position_means_across_layers,
     sequence_lengths,
 )
 
 LAYER_PALETTE = "crest"
-METHOD_COLOURS = dict(
-    zip(("aggregate", "ols", "mixed"), sns.color_palette("colorblind", 3), strict=True)
-)
+FLAG_COLOUR = "#f4c7c3"
+#: Which colours of seaborn's 10-colour "colorblind" palette the methods take, in turn:
+#: vermillion comes late, as it is hard to tell from orange.
+PALETTE_ORDER = (0, 1, 2, 4, 9, 5, 8, 7, 6, 3)
 LOG_NORM_LABEL = "log of the L2 norm of the attention update"
 NORM_LABEL = "mean L2 norm of the attention update"
 LAG_WORDS = {"lag1": "one position", "lag2": "two positions"}
+LAG_LABELS = {
+    "ols": "pooled: co-variation across texts",
+    "initial_conditions": "within texts",
+    "gmm": "within texts",
+}
 
 
 @contextmanager
@@ -73,6 +90,16 @@ def _layer_colourbar(fig: Figure, ax: mpl.axes.Axes, layers: Iterable[int]) -> N
     bar = fig.colorbar(mappable, ax=ax, label="layer", fraction=0.04, pad=0.02)
     bar.locator = mpl.ticker.MaxNLocator(integer=True)
     bar.update_ticks()
+
+
+def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per method: the methods of ``models.METHODS`` keep theirs in every figure,
+    any other method takes the next colour of the palette."""
+    known = ordered_methods(m for names in models.METHODS.values() for m in names)
+    names = known + [m for m in ordered_methods(methods) if m not in known]
+    palette = sns.color_palette("colorblind", 10)
+    order = [palette[i] for i in PALETTE_ORDER]
+    return {name: order[i % len(order)] for i, name in enumerate(names)}
 
 
 def figure_bytes(fig: Figure, *, fmt: str = "png", dpi: int = 110) -> bytes:
@@ -195,7 +222,7 @@ def plot_layer_norms(
         bottom.set(
             xlabel="layer",
             ylabel="mean log of the L2 norm\nof the attention update",
-            title=f"Mean per layer with {conf_level:.0%} CI (all tokens, clustered by text)",
+            title=f"Mean per layer with {percent(conf_level)} CI (all tokens, clustered by text)",
         )
         _layer_ticks(bottom, layers)
     return fig
@@ -263,7 +290,7 @@ def plot_position_norms(
             overall["mean"],
             color="black",
             linewidth=2,
-            label=f"mean over layers ({conf_level:.0%} CI)",
+            label=f"mean over layers ({percent(conf_level)} CI)",
         )
         bottom.set_yscale("log")
         bottom.yaxis.set_major_formatter(mpl.ticker.LogFormatter())
@@ -286,12 +313,15 @@ def _dodged(
     term: str,
     methods: Sequence[str],
     zero_line: bool = True,
+    labels: dict[str, str] | None = None,
 ) -> None:
     """Estimates of ``term`` per layer with their intervals, one colour per method, dodged.
 
     Fits that did not converge get an open marker.
     """
     width = 0.6 / max(len(methods), 1)
+    colours = method_colours(methods)
+    labels = labels or {}
     for i, method in enumerate(methods):
         part = table[(table["term"] == term) & (table["method"] == method)].sort_values("layer")
         if part.empty:
@@ -299,7 +329,7 @@ def _dodged(
         x = part["layer"].to_numpy() + (i - (len(methods) - 1) / 2) * width
         y = part["estimate"].to_numpy()
         err = np.vstack([y - part["conf_low"].to_numpy(), part["conf_high"].to_numpy() - y])
-        colour = METHOD_COLOURS.get(method, "grey")
+        colour = colours[method]
         bad = ~part["converged"].astype(bool).to_numpy()
         ax.errorbar(
             x[~bad],
@@ -310,7 +340,7 @@ def _dodged(
             capsize=2,
             linewidth=1,
             color=colour,
-            label=method,
+            label=labels.get(method, method),
         )
         if bad.any():
             ax.errorbar(
@@ -329,13 +359,6 @@ def _dodged(
         ax.axhline(0, color="black", linewidth=0.8)
 
 
-def _methods(table: pd.DataFrame) -> list[str]:
-    """The table's methods in the order aggregate, ols, mixed, then any other."""
-    found = table["method"].unique().tolist()
-    known = [m for m in METHOD_COLOURS if m in found]
-    return known + sorted(m for m in found if m not in known)
-
-
 def plot_position_trend(
     frame: pd.DataFrame,
     trend: pd.DataFrame,
@@ -350,9 +373,11 @@ def plot_position_trend(
     ``trend`` is a ``models.position_trend`` table (any mix of methods). The top panel shows
     the fit of ``fit_method`` (default: ``aggregate`` where present): with ``aggregate`` the
     points are the log of the mean norm, otherwise the mean of the log norm, each with its
-    interval. The bottom panels compare the methods' estimates per layer.
+    interval at ``conf_level``. The bottom panels compare the methods' estimates per layer,
+    with the intervals ``trend`` holds (at the level of its ``conf_level`` column).
     """
-    methods = _methods(trend)
+    methods = ordered_methods(trend["method"])
+    level = percent(interval_level(trend, name="position_trend"))
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
     first = 1 if exclude_first else 0
     rows = frame.loc[frame["position"].between(first, max_position)]
@@ -396,7 +421,8 @@ def plot_position_trend(
             xlabel="position",
             ylabel=y_label,
             xlim=(first - 0.7, max_position + 0.7),
-            title=f"By position, with {conf_level:.0%} CIs and the lines fitted by '{fit_method}'",
+            title=f"By position, with {percent(conf_level)} CIs and the lines fitted by "
+            f"'{fit_method}'",
         )
         _layer_colourbar(fig, ax, layers)
         for term, label in (
@@ -407,28 +433,50 @@ def plot_position_trend(
             axes[term].set(
                 xlabel="layer",
                 ylabel=label,
-                title=f"{term.replace('position', 'slope').capitalize()} per layer "
-                f"with {conf_level:.0%} CI",
+                title=f"{term.replace('position', 'slope').capitalize()} per layer with {level} CI",
             )
             _layer_ticks(axes[term], layers)
         axes["position"].legend(title="method", loc="best")
     return fig
 
 
-def plot_lag_effects(lags: pd.DataFrame, *, conf_level: float = 0.95) -> Figure:
-    """Lag-1 and lag-2 coefficients per layer with their intervals, one colour per method."""
-    methods = _methods(lags)
+def plot_lag_effects(lags: pd.DataFrame) -> Figure:
+    """Lag-1 and lag-2 coefficients per layer with their intervals, one colour per method.
+
+    ``lags`` is a ``models.lag_effects`` table (any mix of methods); the intervals are the
+    table's, labelled with the level of its ``conf_level`` column. The legend says which
+    methods describe pooled co-variation and which estimate persistence within texts; where
+    both ``initial_conditions`` and ``gmm`` are present, layers where they differ by more
+    than ``GAP_LIMIT`` of gmm's standard errors are shaded.
+
+    >>> fig = plot_lag_effects(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
+    """
+    methods = ordered_methods(lags["method"])
+    level = percent(interval_level(lags, name="lag_effects"))
     layers = sorted(lags["layer"].unique().tolist())
+    labels = {m: f"{m} ({LAG_LABELS[m]})" for m in methods if m in LAG_LABELS}
+    compared = lag_comparison(lags)
     with _style():
-        fig = Figure(figsize=(11, 4.8), layout="constrained")
+        fig = Figure(figsize=(11, 5.2), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
         for ax, term in zip(axes, ("lag1", "lag2"), strict=True):
-            _dodged(ax, lags, term=term, methods=methods)
+            gap = f"gap_{term}"
+            flagged = (
+                compared.loc[compared[gap].abs() > GAP_LIMIT, "layer"] if gap in compared else []
+            )
+            for layer in flagged:
+                ax.axvspan(layer - 0.45, layer + 0.45, color=FLAG_COLOUR, linewidth=0, zorder=0)
+            _dodged(ax, lags, term=term, methods=methods, labels=labels)
             ax.set(
                 xlabel="layer",
                 ylabel=f"coefficient on the log norm\n{LAG_WORDS[term]} earlier",
-                title=f"{term.replace('lag', 'Lag-')} coefficient with {conf_level:.0%} CI",
+                title=f"{term.replace('lag', 'Lag-')} coefficient with {level} CI",
             )
             _layer_ticks(ax, layers)
-        axes[1].legend(title="method", loc="best")
+        handles, names = axes[1].get_legend_handles_labels()
+        if set(COMPARED) <= set(methods):
+            default, check = COMPARED
+            handles.append(Patch(color=FLAG_COLOUR))
+            names.append(f"{default} and {check} > {GAP_LIMIT:g} {check} SEs apart")
+        fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3))
     return fig

@@ -6,7 +6,8 @@ Holds:
   ``trend`` and ``lags``;
 - ``data_finding``, ``layer_finding``, ``position_finding``, ``trend_finding``,
   ``lag_finding``: one section each;
-- ``METHOD_WORDS``: what each fitting method is, in words.
+- ``METHOD_WORDS``: what each fitting method is, in words, per model (``position_trend``,
+  ``lag_effects``); ``LAG_ROLES``: what each lag method estimates, in a few words.
 
 Counts of significant layers use ``p_adjusted`` (Holm across layers, per term and method)
 at level ``alpha``; every sentence is built from the ``numbers`` beside it, so a test can
@@ -22,14 +23,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from attnmag.reports.summaries import layer_means, position_means, sequence_lengths
+from attnmag.reports.summaries import (
+    COMPARED,
+    GAP_LIMIT,
+    lag_comparison,
+    layer_means,
+    ordered_methods,
+    position_means,
+    sequence_lengths,
+)
 
 METHOD_WORDS = {
-    "aggregate": "OLS of the log of the mean norm on position, one point per position",
-    "ols": "pooled OLS on every token, standard errors cluster-robust (CR1) by text",
-    "mixed": "a linear mixed model (statsmodels MixedLM) with a random intercept per text",
+    "position_trend": {
+        "aggregate": "OLS of the log of the mean norm on position, one point per position",
+        "ols": "pooled OLS on every token, standard errors cluster-robust (CR1) by text",
+        "mixed": "a linear mixed model (REML, statsmodels MixedLM) with a random intercept "
+        "per text",
+    },
+    "lag_effects": {
+        "ols": "pooled OLS of log_norm on lag1 and lag2 over every text (standard errors "
+        "cluster-robust by text): a description of how tokens' magnitudes co-vary, not of "
+        "persistence within a text, since lasting differences between texts enter the lags",
+        "initial_conditions": "within-text persistence: a linear mixed model with a random "
+        "intercept per text and the text's first two log norms (y1, y2) and position as "
+        "covariates (Wooldridge's initial conditions), standard errors cluster-robust (CR1) "
+        "by text",
+        "gmm": "within-text persistence: Arellano-Bond difference GMM (two-step, Windmeijer's "
+        "standard errors, collapsed lags 2-6 as instruments, a position term), the check with "
+        "fewer assumptions and wider intervals",
+    },
 }
-SHORT_SEQUENCE = 50
+#: What each lag method estimates, in a few words (the findings' sentences open with it).
+LAG_ROLES = {
+    "ols": "a pooled description",
+    "initial_conditions": "within texts",
+    "gmm": "within texts",
+}
+#: Texts shorter than this have no lagged differences for ``gmm`` to instrument.
+GMM_MIN_TOKENS = 5
 
 
 @dataclass(frozen=True)
@@ -234,6 +265,78 @@ def trend_finding(
     return Finding(numbers, sentences, warnings)
 
 
+def _lag_signs(lags: pd.DataFrame, method: str, *, alpha: float) -> dict[str, Any]:
+    """One lag method's sign counts per term, medians, sizes and commonest sign pattern."""
+    entry: dict[str, Any] = {}
+    per_layer = {}
+    rows = lags[lags["method"] == method]
+    for term in ("lag1", "lag2"):
+        part = _significance(rows, term=term, alpha=alpha)
+        counts = part["sign"].value_counts()
+        entry[term] = {
+            "n_positive": int(counts.get("+", 0)),
+            "n_negative": int(counts.get("-", 0)),
+            "n_not_significant": int(counts.get("0", 0)),
+            "n_no_estimate": int(counts.get("?", 0)),
+            "median": float(part["estimate"].median()),
+        }
+        per_layer[term] = part.set_index("layer")["sign"]
+    patterns = (per_layer["lag1"] + per_layer["lag2"]).value_counts()
+    sizes = rows.drop_duplicates("layer")
+    entry.update(
+        n_layers=int(len(per_layer["lag1"])),
+        pattern=str(patterns.index[0]),
+        n_layers_pattern=int(patterns.iloc[0]),
+        median_texts=float(sizes["n_groups"].median()),
+        median_rows=float(sizes["n_obs"].median()),
+    )
+    return entry
+
+
+def _lag_sentence(method: str, entry: Mapping[str, Any]) -> str:
+    """One method's lag coefficients in words, with what the method estimates."""
+    words = {"+": "positive", "-": "negative", "0": "not significant", "?": "not estimated"}
+    one, two, pattern = entry["lag1"], entry["lag2"], entry["pattern"]
+    role = f" ({LAG_ROLES[method]})" if method in LAG_ROLES else ""
+    return (
+        f"With {method}{role}, the lag-1 "
+        f"coefficient is significantly positive in {one['n_positive']} of "
+        f"{_count(entry['n_layers'], 'layer')} and negative in {one['n_negative']} (median "
+        f"{one['median']:.3g}), the lag-2 coefficient positive in {two['n_positive']} and "
+        f"negative in {two['n_negative']} (median {two['median']:.3g}); the commonest "
+        f"pattern is lag-1 {words[pattern[0]]} and lag-2 {words[pattern[1]]} "
+        f"({entry['n_layers_pattern']} of {entry['n_layers']} layers)."
+    )
+
+
+def _pooled_against_within(lags: pd.DataFrame) -> dict[str, Any] | None:
+    """How the pooled lag-1 compares with the default within-text one, layer by layer."""
+    default = COMPARED[0]
+    if not {"ols", default} <= set(lags["method"]):
+        return None
+    rows = lags[lags["term"] == "lag1"].pivot(index="layer", columns="method", values="estimate")
+    gap = (rows["ols"] - rows[default]).dropna()
+    return {
+        "against": default,
+        "n_layers": int(len(gap)),
+        "n_layers_pooled_larger": int((gap > 0).sum()),
+        "median_difference": float(gap.median()),
+    }
+
+
+def _gmm_tests(compared: pd.DataFrame, *, alpha: float) -> dict[str, Any]:
+    """Layers where gmm's Hansen J or AR(2) test rejects at ``alpha``."""
+    out: dict[str, Any] = {}
+    for name, column in (("hansen", "hansen_p"), ("ar2", "ar2_p")):
+        if column in compared:
+            tested = compared.dropna(subset=[column])
+            out[f"n_layers_{name}_tested"] = int(len(tested))
+            out[f"{name}_rejects"] = (
+                tested.loc[tested[column] < alpha, "layer"].astype(int).tolist()
+            )
+    return out
+
+
 def lag_finding(
     lags: pd.DataFrame,
     frame: pd.DataFrame,
@@ -241,59 +344,114 @@ def lag_finding(
     glance: pd.DataFrame | None = None,
     alpha: float = 0.05,
 ) -> Finding:
-    """Per method: the sign pattern of the lag-1 and lag-2 coefficients across layers."""
-    numbers: dict[str, Any] = {"alpha": alpha}
+    """The lag coefficients of each method, the pooled fit against the within-text ones, the
+    layers where the within-text estimators disagree, gmm's tests, and what each fit used.
+
+    ``numbers`` holds one entry per method (sign counts per term, medians, median texts and
+    rows per layer), ``pooled_vs_within`` (ols' lag-1 against ``initial_conditions``'),
+    ``flagged_layers`` (where ``initial_conditions`` and ``gmm`` differ by more than
+    ``GAP_LIMIT`` of gmm's standard errors in lag-1 or lag-2), ``hansen_rejects`` and
+    ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``).
+
+    >>> lag_finding(lags, frame, glance=models.glance(lags)).text  # doctest: +SKIP
+    """
+    numbers: dict[str, Any] = {
+        "alpha": alpha,
+        "median_length": float(sequence_lengths(frame).median()),
+    }
     sentences = [f"Significance is after Holm correction across layers (alpha = {alpha:g})."]
-    by_term = {t: _significance(lags, term=t, alpha=alpha) for t in ("lag1", "lag2")}
-    words = {"+": "positive", "-": "negative", "0": "not significant", "?": "not estimated"}
-    for method in lags["method"].drop_duplicates():
-        entry: dict[str, Any] = {}
-        per_layer = {}
-        for term, signs in by_term.items():
-            part = signs[signs["method"] == method]
-            counts = part["sign"].value_counts()
-            entry[term] = {
-                "n_positive": int(counts.get("+", 0)),
-                "n_negative": int(counts.get("-", 0)),
-                "n_not_significant": int(counts.get("0", 0)),
-                "n_no_estimate": int(counts.get("?", 0)),
-                "median": float(part["estimate"].median()),
-            }
-            per_layer[term] = part.set_index("layer")["sign"]
-        patterns = (per_layer["lag1"] + per_layer["lag2"]).value_counts()
-        pattern = str(patterns.index[0])
-        entry.update(
-            n_layers=int(len(per_layer["lag1"])),
-            pattern=pattern,
-            n_layers_pattern=int(patterns.iloc[0]),
-        )
-        numbers[method] = entry
-        one, two = entry["lag1"], entry["lag2"]
-        sentences.append(
-            f"With {method}, the lag-1 coefficient is significantly positive in "
-            f"{one['n_positive']} of {_count(entry['n_layers'], 'layer')} and negative in "
-            f"{one['n_negative']} (median {one['median']:.3g}), the lag-2 coefficient "
-            f"positive in {two['n_positive']} and negative in {two['n_negative']} "
-            f"(median {two['median']:.3g}); the commonest pattern is lag-1 "
-            f"{words[pattern[0]]} and lag-2 {words[pattern[1]]} "
-            f"({entry['n_layers_pattern']} of {entry['n_layers']} layers)."
-        )
+    methods = ordered_methods(lags["method"])
+    for method in methods:
+        numbers[method] = _lag_signs(lags, method, alpha=alpha)
+        sentences.append(_lag_sentence(method, numbers[method]))
     warnings = _fit_warnings(lags, glance, model="lag_effects")
-    rows = lags[lags["term"] == "lag1"]
-    rows_per_text = float((rows["n_obs"] / rows["n_groups"]).median())
-    median_length = float(sequence_lengths(frame).median())
-    numbers.update(median_length=median_length, rows_per_text=rows_per_text)
-    if rows_per_text < SHORT_SEQUENCE:
-        used = "; ".join(f"{m}: {METHOD_WORDS.get(m, m)}" for m in lags["method"].unique())
+    pooled = _pooled_against_within(lags)
+    numbers["pooled_vs_within"] = pooled
+    if pooled is not None:
+        sentences.append(
+            f"The pooled lag-1 exceeds the {pooled['against']} lag-1 in "
+            f"{pooled['n_layers_pooled_larger']} of {_count(pooled['n_layers'], 'layer')} "
+            f"(median difference {pooled['median_difference']:+.3g}): a pooled fit lets lasting "
+            "differences between texts pass for persistence."
+        )
+    elif not set(methods) & set(COMPARED):
         warnings.append(
-            f"Estimators used: {used}. The texts are short (median {median_length:g} tokens, "
-            f"{rows_per_text:.3g} rows per text in the lag fit), and with short sequences a "
-            "regression on lagged outcomes is biased: pooled OLS lets lasting differences "
-            "between texts pass for persistence (lag coefficients too large), a random "
-            "intercept per text is assumed independent of the lagged outcomes, which carry "
-            "it, and a "
-            "fixed-effects fit would be pulled down by about (1 + lag-1)/(T - 1) (Nickell "
-            "bias). Read the lag coefficients as associations, not as dynamics."
+            "No within-text estimator was fitted: the pooled coefficients describe how tokens' "
+            "magnitudes co-vary across all texts, and are biased as measures of persistence "
+            "within a text wherever texts differ in their level."
+        )
+    compared = lag_comparison(lags, glance)
+    if "flagged" in compared:
+        default, check = COMPARED
+        flagged = compared.loc[compared["flagged"], "layer"].astype(int).tolist()
+        numbers["flagged_layers"] = flagged
+        numbers["n_layers_compared"] = int(len(compared))
+        for term in ("lag1", "lag2"):
+            apart = compared[f"gap_{term}"].abs() > GAP_LIMIT
+            numbers[f"flagged_{term}"] = compared.loc[apart, "layer"].astype(int).tolist()
+        if flagged:
+            detail = "; ".join(
+                f"{term.replace('lag', 'lag-')} in {_layer_list(numbers[f'flagged_{term}'])}"
+                for term in ("lag1", "lag2")
+                if numbers[f"flagged_{term}"]
+            )
+            sentences.append(
+                f"{default} and {check} differ by more than {GAP_LIMIT:g} of {check}'s "
+                f"standard errors in {len(flagged)} of {_count(len(compared), 'layer')} "
+                f"({detail})."
+            )
+            warnings.append(
+                f"In {'layer' if len(flagged) == 1 else 'layers'} {_layer_list(flagged)} the "
+                f"two within-text estimators disagree: {default} assumes that a text's "
+                "lasting level depends on the text only through its first two log norms, "
+                f"which {check} does not; read {check}'s wider intervals there."
+            )
+        else:
+            sentences.append(
+                f"{default} and {check} agree within {GAP_LIMIT:g} of {check}'s standard "
+                f"errors in every one of the {_count(len(compared), 'layer')}."
+            )
+        tests = _gmm_tests(compared, alpha=alpha)
+        numbers.update(tests)
+        if tests:
+            parts = [
+                f"{label} rejects in {len(tests[f'{name}_rejects'])} of "
+                f"{tests[f'n_layers_{name}_tested']}"
+                + (
+                    f" ({_layer_list(tests[f'{name}_rejects'])})"
+                    if tests[f"{name}_rejects"]
+                    else ""
+                )
+                for name, label in (
+                    ("hansen", "Hansen's J test of the instruments"),
+                    ("ar2", "the AR(2) test of the differenced residuals"),
+                )
+                if f"{name}_rejects" in tests
+            ]
+            sentences.append(f"At alpha = {alpha:g}, " + ", and ".join(parts) + ".")
+            doubtful = sorted(
+                set(tests.get("hansen_rejects", [])) | set(tests.get("ar2_rejects", []))
+            )
+            if doubtful:
+                warnings.append(
+                    f"{check}'s instruments are in doubt in "
+                    f"{'layer' if len(doubtful) == 1 else 'layers'} {_layer_list(doubtful)}: "
+                    "Hansen's J rejects their validity or the AR(2) test finds serial "
+                    "correlation that makes the lagged levels invalid instruments."
+                )
+    used = "; ".join(
+        f"{method} {numbers[method]['median_texts']:,.0f} texts and "
+        f"{numbers[method]['median_rows']:,.0f} rows"
+        for method in methods
+    )
+    sentences.append(f"Per layer (median), the fits used {used}.")
+    default, check = COMPARED
+    if {default, check} <= set(methods):
+        dropped = numbers[default]["median_texts"] - numbers[check]["median_texts"]
+        numbers["texts_left_out_of_gmm"] = dropped
+        sentences.append(
+            f"{check} leaves out texts under {GMM_MIN_TOKENS} tokens ({dropped:,.0f} fewer "
+            f"than {default} uses)."
         )
     return Finding(numbers, sentences, warnings)
 

@@ -2,7 +2,9 @@
 
 Holds:
 - ``coefficient_display``: a coefficient table as one row per layer and term, one column per
-  method, cells ``estimate [low, high]`` marked where significant after Holm correction;
+  method, cells ``estimate [low, high]`` marked where significant after Holm correction,
+  each header naming the level of that method's intervals;
+- ``lag_check_display``: ``summaries.lag_comparison`` as a table to read;
 - ``glance_display``: a ``glance`` table summarised per model and method;
 - ``provenance_rows``: ``frame.attrs`` and stage timings as (label, value) rows;
 - ``markdown_table``: a DataFrame as a GitHub Markdown table (no ``tabulate`` needed).
@@ -19,8 +21,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-METHODS = ("aggregate", "ols", "mixed")
-TERM_LABELS = {"intercept": "intercept", "position": "slope", "lag1": "lag-1", "lag2": "lag-2"}
+from attnmag.reports.summaries import (
+    COMPARED,
+    GAP_LIMIT,
+    interval_level,
+    ordered_methods,
+    percent,
+)
+
+TERM_LABELS = {
+    "intercept": "intercept",
+    "lag1": "lag-1",
+    "lag2": "lag-2",
+    "position": "slope (position)",
+    "y1": "y1 (log norm at position 1)",
+    "y2": "y2 (log norm at position 2)",
+}
 PROVENANCE_LABELS = {
     "model": "model",
     "model_revision": "model revision",
@@ -47,13 +63,21 @@ def _format(value: float) -> str:
     return "" if pd.isna(value) else f"{value:.3g}"
 
 
-def coefficient_display(
-    table: pd.DataFrame, *, alpha: float = 0.05, conf_level: float = 0.95
-) -> pd.DataFrame:
+def coefficient_display(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     """One row per layer and term, one column per method: ``estimate [low, high]``.
 
-    A ``*`` marks ``p_adjusted < alpha``; a ``†`` marks a fit that did not converge.
+    A ``*`` marks ``p_adjusted < alpha``; a ``†`` marks a fit that did not converge. Each
+    method's header says the level of its intervals, read from the table's ``conf_level``
+    (``AttnmagError`` where a method's rows hold several levels, or none).
+
+    >>> trend = models.position_trend(frame, conf_level=0.9)  # doctest: +SKIP
+    >>> coefficient_display(trend).columns[2]  # doctest: +SKIP
+    'ols (90% CI)'
     """
+    levels = {
+        method: percent(interval_level(part, name=f"coefficient ({method})"))
+        for method, part in table.groupby("method", sort=False)
+    }
     cells = table.assign(
         cell=[
             ("no estimate" if pd.isna(e) else f"{_format(e)} [{_format(lo)}, {_format(hi)}]")
@@ -68,21 +92,66 @@ def coefficient_display(
                 strict=True,
             )
         ],
-        term_order=table["term"].map(list(TERM_LABELS).index),
+        term_order=table["term"]
+        .map({t: i for i, t in enumerate(TERM_LABELS)})
+        .fillna(len(TERM_LABELS)),
     )
     wide = cells.pivot(index=["layer", "term_order", "term"], columns="method", values="cell")
-    methods = [m for m in METHODS if m in wide.columns]
-    wide = wide[methods + sorted(set(wide.columns) - set(methods))].sort_index()
+    wide = wide[ordered_methods(wide.columns)].sort_index()
     wide = wide.reset_index().drop(columns="term_order")
     wide["term"] = wide["term"].map(TERM_LABELS).fillna(wide["term"])
-    wide.columns = ["layer", "term"] + [f"{m} ({conf_level:.0%} CI)" for m in wide.columns[2:]]
+    wide.columns = ["layer", "term"] + [f"{m} ({levels[m]} CI)" for m in wide.columns[2:]]
     return wide.fillna("")
+
+
+def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
+    """``summaries.lag_comparison`` to read: one row per layer, gaps, tests, texts and rows.
+
+    Gaps are ``initial_conditions`` minus ``gmm`` in ``gmm``'s standard errors, with a
+    ``!`` where beyond ``GAP_LIMIT``; tests are ``statistic (p)``; texts / rows per method.
+
+    >>> lag_check_display(lag_comparison(lags, models.glance(lags)))  # doctest: +SKIP
+    """
+    out = pd.DataFrame({"layer": compared["layer"].astype(int)})
+    default, check = COMPARED
+    for term in ("lag1", "lag2"):
+        column = f"gap_{term}"
+        if column in compared:
+            out[f"{term.replace('lag', 'lag-')} gap ({check} SEs)"] = [
+                "" if pd.isna(g) else f"{g:+.2f}" + ("!" if abs(g) > GAP_LIMIT else "")
+                for g in compared[column]
+            ]
+    if "hansen_j" in compared:
+        out["Hansen J (df; p)"] = [
+            "" if pd.isna(j) else f"{j:.3g} ({df:g}; {_format(p)})"
+            for j, df, p in zip(
+                compared["hansen_j"],
+                compared.get("hansen_df", np.nan),
+                compared.get("hansen_p", np.nan),
+                strict=True,
+            )
+        ]
+    if "ar2_statistic" in compared:
+        out["AR(2) z (p)"] = [
+            "" if pd.isna(z) else f"{z:.3g} ({_format(p)})"
+            for z, p in zip(compared["ar2_statistic"], compared.get("ar2_p", np.nan), strict=True)
+        ]
+    if "n_instruments" in compared:
+        out["instruments"] = compared["n_instruments"].map(_format)
+    methods = [c.removeprefix("texts_") for c in compared.columns if c.startswith("texts_")]
+    for method in methods:
+        out[f"{method} texts / rows"] = [
+            f"{t:,.0f} / {r:,.0f}"
+            for t, r in zip(compared[f"texts_{method}"], compared[f"rows_{method}"], strict=True)
+        ]
+    return out
 
 
 def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
     """One row per model and method: layers, converged, median sizes and fit, total seconds."""
     rows = []
-    order = {name: i for i, name in enumerate(("position_trend", "lag_effects", *METHODS))}
+    names = ("position_trend", "lag_effects", *ordered_methods(glance["method"]))
+    order = {name: i for i, name in enumerate(names)}
     glance = glance.sort_values(["model", "method"], key=lambda c: c.map(order), kind="stable")
     for (model, method), part in glance.groupby(["model", "method"], sort=False):
         row: dict[str, Any] = {

@@ -28,10 +28,19 @@ from attnmag import __version__, models
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
 from attnmag.reports import figures
-from attnmag.reports.findings import METHOD_WORDS, Finding, findings
+from attnmag.reports.findings import GMM_MIN_TOKENS, LAG_ROLES, METHOD_WORDS, Finding, findings
+from attnmag.reports.summaries import (
+    COMPARED,
+    GAP_LIMIT,
+    interval_level,
+    lag_comparison,
+    ordered_methods,
+    percent,
+)
 from attnmag.reports.tables import (
     coefficient_display,
     glance_display,
+    lag_check_display,
     markdown_table,
     provenance_rows,
 )
@@ -128,15 +137,51 @@ def _stack(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
+def _lag_caption(lags: pd.DataFrame) -> str:
+    """The lag figure's caption: its level, and what each method present estimates."""
+    methods = ordered_methods(lags["method"])
+    within = [m for m in methods if LAG_ROLES.get(m) == "within texts"]
+    parts = [
+        f"Coefficients on the log norm one (left) and two (right) positions earlier, per "
+        f"layer, with {percent(interval_level(lags, name='lag_effects'))} CIs, one colour per "
+        "method; the first token is left out."
+    ]
+    if "ols" in methods:
+        parts.append(
+            "ols is the pooled regression log_norm ~ lag1 + lag2: it describes how tokens' "
+            "magnitudes co-vary across all texts, not persistence within a text."
+        )
+    if within:
+        parts.append(
+            f"{' and '.join(within)} estimate persistence within texts (see the methods "
+            "below the figure)."
+        )
+    if set(COMPARED) <= set(methods):
+        default, check = COMPARED
+        parts.append(
+            f"Shaded: layers where {default} and {check} differ by more than {GAP_LIMIT:g} of "
+            f"{check}'s standard errors."
+        )
+    parts.append("Open markers: fits that did not converge.")
+    return " ".join(parts)
+
+
 def render_figures(
     frame: pd.DataFrame,
     *,
     trend: pd.DataFrame,
     lags: pd.DataFrame,
     max_position: int = 30,
+    conf_level: float = 0.95,
     dpi: int = 110,
 ) -> dict[str, Rendered]:
-    """The report's five figures, rendered, keyed by section."""
+    """The report's five figures, rendered, keyed by section.
+
+    Means computed here from ``frame`` get ``conf_level`` intervals; the coefficients'
+    intervals are those of ``trend`` and ``lags``, and the captions say each one's level.
+    """
+    level = percent(conf_level)
+    trend_level = percent(interval_level(trend, name="position_trend"))
     specs = [
         (
             "data",
@@ -150,9 +195,9 @@ def render_figures(
             "Log norms by layer",
             "Top: distribution of the log norm per layer (violins with quartiles, drawn from a "
             "seeded random sample of tokens; positions 1 and later). Bottom: mean log norm per "
-            "layer over all those tokens with its 95% CI; the tokens of one text are not "
+            f"layer over all those tokens with its {level} CI; the tokens of one text are not "
             "independent, so the intervals are cluster-robust by text.",
-            lambda: figures.plot_layer_norms(frame),
+            lambda: figures.plot_layer_norms(frame, conf_level=conf_level),
         ),
         (
             "positions",
@@ -160,28 +205,26 @@ def render_figures(
             f"Top: mean norm at each layer and position 0 to {max_position}; the colour scale "
             "stops at the 2nd and 98th percentiles of the cells at positions 1 and later, so the "
             "first token (the attention sink) may run off it. Bottom: the same means, one thin "
-            "line per layer, and their mean over layers with its 95% CI (black), on a log scale.",
-            lambda: figures.plot_position_norms(frame, max_position=max_position),
+            f"line per layer, and their mean over layers with its {level} CI (black), on a log "
+            "scale.",
+            lambda: figures.plot_position_norms(
+                frame, max_position=max_position, conf_level=conf_level
+            ),
         ),
         (
             "trend",
             "Trend over positions",
-            f"Top: log of the mean norm at positions 1 to {max_position} (points with 95% CIs) "
-            "and the line the aggregate method fits to them, one colour per layer. Bottom: "
-            "intercept and slope per layer with 95% CIs, one colour per method. The aggregate "
-            "method models the log of the mean norm, ols and mixed the mean of the log norm, "
-            "so their intercepts differ by about half the variance of the log norm. Open "
-            "markers: fits that did not converge.",
-            lambda: figures.plot_position_trend(frame, trend, max_position=max_position),
+            f"Top: log of the mean norm at positions 1 to {max_position} (points with {level} "
+            "CIs) and the line the aggregate method fits to them, one colour per layer. Bottom: "
+            f"intercept and slope per layer with {trend_level} CIs, one colour per method. The "
+            "aggregate method models the log of the mean norm, ols and mixed the mean of the "
+            "log norm, so their intercepts differ by about half the variance of the log norm. "
+            "Open markers: fits that did not converge.",
+            lambda: figures.plot_position_trend(
+                frame, trend, max_position=max_position, conf_level=conf_level
+            ),
         ),
-        (
-            "lags",
-            "Lag effects",
-            "Coefficients of log_norm ~ lag1 + lag2 per layer with 95% CIs, one colour per "
-            "method, on rows whose outcome and both lags come from positions 1 and later. Open "
-            "markers: fits that did not converge.",
-            lambda: figures.plot_lag_effects(lags),
-        ),
+        ("lags", "Lag effects", _lag_caption(lags), lambda: figures.plot_lag_effects(lags)),
     ]
     out = {}
     for number, (key, title, caption, draw) in enumerate(specs, start=1):
@@ -214,6 +257,32 @@ SECTIONS = {
 }
 
 
+def _checks_note(compared: pd.DataFrame) -> str:
+    """What the columns of the lag checks table mean (those it has)."""
+    default, check = COMPARED
+    notes = []
+    if "flagged" in compared:
+        notes.append(
+            f"Gap: {default} minus {check}, in {check}'s standard errors (! beyond "
+            f"{GAP_LIMIT:g}: the layer is flagged)."
+        )
+    if "hansen_j" in compared or "ar2_statistic" in compared:
+        notes.append(
+            f"Hansen J tests {check}'s overidentifying restrictions; AR(2) tests its "
+            "differenced residuals for second-order serial correlation (small p: the "
+            "instruments are in doubt)."
+        )
+    notes.append(
+        "Texts / rows: what each estimator used"
+        + (
+            f"; texts under {GMM_MIN_TOKENS} tokens drop out of {check}."
+            if check in compared.columns.str.removeprefix("texts_")
+            else "."
+        )
+    )
+    return " ".join(notes)
+
+
 def _sections(
     found: Mapping[str, Finding],
     rendered: Mapping[str, Rendered],
@@ -221,24 +290,32 @@ def _sections(
     *,
     alpha: float,
 ) -> list[dict]:
-    """What the templates draw per section: title, finding, figure, table and its CSV."""
+    """What the templates draw per section: title, finding, figure, tables and their CSV."""
     coefficient = {"trend": "position_trend", "lags": "lag_effects"}
     out = []
     for key, title in SECTIONS.items():
         name = coefficient.get(key)
-        out.append(
-            {
-                "id": key,
-                "title": title,
-                "finding": found[key],
-                "figure": rendered[key],
-                "table": coefficient_display(tables[name], alpha=alpha) if name else None,
-                "csv": f"{name}.csv" if name else None,
-                "methods": {m: METHOD_WORDS.get(m, m) for m in tables[name]["method"].unique()}
-                if name
-                else {},
-            }
-        )
+        section = {
+            "id": key,
+            "title": title,
+            "finding": found[key],
+            "figure": rendered[key],
+            "table": None,
+            "checks": None,
+        }
+        if name:
+            table = tables[name]
+            words = METHOD_WORDS[name]
+            section.update(
+                table=coefficient_display(table, alpha=alpha),
+                level=percent(interval_level(table, name=name)),
+                csv=f"{name}.csv",
+                methods={m: words.get(m, m) for m in ordered_methods(table["method"])},
+            )
+        if key == "lags":
+            compared = lag_comparison(tables[name], tables["glance"])
+            section.update(checks=lag_check_display(compared), checks_note=_checks_note(compared))
+        out.append(section)
     return out
 
 
@@ -294,10 +371,18 @@ def write_report(
         seconds["fit"] = time.perf_counter() - start
     trend, lags, glance = fitted["position_trend"], fitted["lag_effects"], fitted["glance"]
     found = findings(
-        frame, trend=trend, lags=lags, glance=glance, alpha=alpha, max_position=max_position
+        frame,
+        trend=trend,
+        lags=lags,
+        glance=glance,
+        alpha=alpha,
+        max_position=max_position,
+        conf_level=conf_level,
     )
     start = time.perf_counter()
-    rendered = render_figures(frame, trend=trend, lags=lags, max_position=max_position)
+    rendered = render_figures(
+        frame, trend=trend, lags=lags, max_position=max_position, conf_level=conf_level
+    )
     seconds["figures"] = time.perf_counter() - start
 
     out = Path(out_dir)

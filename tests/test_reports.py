@@ -6,12 +6,14 @@ import base64
 import re
 from html.parser import HTMLParser
 
+import matplotlib.text
 import pandas as pd
 import pytest
 
 from attnmag import AttnmagError, models
 from attnmag.models.tidy import TIDY_COLUMNS
-from attnmag.reports import write_report
+from attnmag.reports import figures, write_report
+from attnmag.reports.summaries import ordered_methods
 from tests.simulate import simulated_frame
 from tests.test_reports_support import fake_tables
 
@@ -57,8 +59,12 @@ def frame() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def written(frame, tmp_path_factory) -> dict:
-    tables = fake_tables(frame, unconverged=(2,))
+def tables(frame) -> dict:
+    return fake_tables(frame, unconverged=(2,), gmm_apart=(1,), gmm_rejects=(0,))
+
+
+@pytest.fixture(scope="module")
+def written(frame, tables, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("report")
     return write_report(frame, out, tables=tables, timings={"load": 1.5})
 
@@ -71,8 +77,7 @@ def test_writes_the_report_figures_and_tables(written):
         assert written[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_csv_tables_are_the_full_tables(written, frame):
-    tables = fake_tables(frame, unconverged=(2,))
+def test_csv_tables_are_the_full_tables(written, tables):
     for name in ("position_trend", "lag_effects"):
         read = pd.read_csv(written[f"{name}.csv"])
         assert list(read.columns) == TIDY_COLUMNS
@@ -112,10 +117,14 @@ def test_html_holds_provenance_findings_warnings_and_tables(written):
         "figures",
         "After Holm correction",
         "did not converge",
-        "Nickell",
-        "median 26 tokens",
         "Coefficient table",
         "lag-2",
+        "initial_conditions and gmm differ by more than 2 of gmm&#39;s standard errors in 1 of "
+        "3 layers (lag-1 in 1)",
+        "Hansen&#39;s J test of the instruments rejects in 1 of 3 (0)",
+        "gmm texts / rows",
+        "<td>-5.00!</td>",
+        "not persistence within a text",
     ):
         assert needle in text, needle
 
@@ -125,11 +134,14 @@ def test_markdown_report_links_its_figures_and_holds_the_tables(written):
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert linked == FIGURES
     assert "http" not in text
-    assert "did not converge" in text and "Nickell" in text
+    assert "did not converge" in text and "differ by more than 2 of gmm's standard errors" in text
     for block in re.findall(r"((?:^\|.*\|\n)+)", text, re.M):
         widths = {line.count(" | ") for line in block.splitlines()}
         assert len(widths) == 1, block
     assert "| layer | term | aggregate (95% CI) | ols (95% CI) | mixed (95% CI) |" in text
+    lag_methods = ordered_methods(["gmm", "initial_conditions", "ols"])
+    assert "| layer | term | " + " | ".join(f"{m} (95% CI)" for m in lag_methods) + " |" in text
+    assert "Hansen J (df; p)" in text and "| 0 | " in text.split("Hansen J (df; p)")[1]
 
 
 def test_formats_pick_the_files(tmp_path):
@@ -150,17 +162,83 @@ def test_bad_input_is_a_clear_error(frame, tmp_path):
         write_report(frame.drop(columns="lag2"), tmp_path)
 
 
-@pytest.mark.skipif(
-    not all(hasattr(models, f) for f in ("position_trend", "lag_effects", "glance")),
-    reason="the models stage (position_trend, lag_effects, glance) has not landed yet",
-)
-def test_write_report_fits_what_it_needs(tmp_path):
+def _figure_texts(monkeypatch) -> list[list[str]]:
+    """Record every text drawn in each figure that ``write_report`` renders."""
+    drawn: list[list[str]] = []
+    render = figures.figure_bytes
+
+    def recording(fig, **kwargs):
+        drawn.append([t.get_text() for t in fig.findobj(matplotlib.text.Text)])
+        return render(fig, **kwargs)
+
+    monkeypatch.setattr(figures, "figure_bytes", recording)
+    return drawn
+
+
+def _says_80_never_95(written: dict, drawn: list[list[str]]) -> None:
+    for name in ("index.html", "report.md"):
+        text = written[name].read_text(encoding="utf-8")
+        assert "95%" not in text and "95 %" not in text, name
+        assert text.count("80% CI") >= 9, name  # 3 captions, 2 notes, 6 table headers
+    assert len(drawn) == 5
+    for number, texts in enumerate(drawn[1:], start=2):  # figure 1 shows no interval
+        joined = " ".join(texts)
+        assert "80% CI" in joined and "95%" not in joined, number
+
+
+def test_a_report_at_80_percent_says_80_everywhere_and_never_95(frame, tmp_path, monkeypatch):
+    drawn = _figure_texts(monkeypatch)
+    tables = fake_tables(frame, conf_level=0.8)
+    written = write_report(frame, tmp_path, tables=tables, conf_level=0.8)
+    _says_80_never_95(written, drawn)
+    html = written["index.html"].read_text(encoding="utf-8")
+    for caption in (
+        "mean log norm per layer over all those tokens with its 80% CI",
+        "(points with 80% CIs)",
+        "intercept and slope per layer with 80% CIs",
+        "per layer, with 80% CIs",
+    ):
+        assert caption in html, caption
+
+
+def test_captions_take_each_level_from_where_its_intervals_come_from(frame, tmp_path, monkeypatch):
+    """Tables at 80%, means from the frame at 90%: each caption says its own level."""
+    drawn = _figure_texts(monkeypatch)
+    written = write_report(
+        frame, tmp_path, tables=fake_tables(frame, conf_level=0.8), conf_level=0.9
+    )
+    html = written["index.html"].read_text(encoding="utf-8")
+    assert "(points with 90% CIs)" in html and "intercept and slope per layer with 80% CIs" in html
+    assert "over layers with its 90% CI" in html and "ols (80% CI)" in html
+    trend_titles = " ".join(drawn[3])
+    assert (
+        "By position, with 90% CIs" in trend_titles
+        and "Slope per layer with 80% CI" in trend_titles
+    )
+    assert "Lag-1 coefficient with 80% CI" in drawn[4]
+
+
+def test_a_table_without_one_level_is_a_clear_error(frame, tmp_path):
+    tables = fake_tables(frame)
+    mixed = tables["lag_effects"].copy()
+    mixed.loc[mixed["method"] == "gmm", "conf_level"] = 0.9
+    with pytest.raises(AttnmagError, match=r"lag_effects table holds intervals at 2 levels"):
+        write_report(frame, tmp_path, tables={**tables, "lag_effects": mixed})
+    bare = tables["position_trend"].drop(columns="conf_level")
+    with pytest.raises(AttnmagError, match=r"position_trend table has no conf_level column"):
+        write_report(frame, tmp_path, tables={**tables, "position_trend": bare})
+
+
+def test_write_report_fits_what_it_needs(tmp_path, monkeypatch):
+    drawn = _figure_texts(monkeypatch)
     frame = simulated_frame(60, 2, lag1=0.3, seed=3)
-    written = write_report(frame, tmp_path, max_position=20)
+    written = write_report(frame, tmp_path, max_position=20, conf_level=0.8)
     trend = pd.read_csv(written["position_trend.csv"])
     lags = pd.read_csv(written["lag_effects.csv"])
-    assert set(trend["method"]) == {"aggregate", "ols", "mixed"}
-    assert set(lags["method"]) == {"ols", "mixed"}
+    assert set(trend["method"]) == set(models.METHODS["position_trend"])
+    assert set(lags["method"]) == set(models.METHODS["lag_effects"])
     assert set(trend["term"]) == {"intercept", "position"}
     assert {"lag1", "lag2"} <= set(lags["term"])
+    assert (trend["conf_level"] == 0.8).all() and (lags["conf_level"] == 0.8).all()
     assert "fit " in written["index.html"].read_text(encoding="utf-8")
+    _says_80_never_95(written, drawn)

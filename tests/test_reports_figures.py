@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from attnmag import models
 from attnmag.reports import figures
 from tests.simulate import simulated_frame
 from tests.test_reports_support import fake_tables
@@ -72,12 +73,42 @@ def test_coefficient_panels_show_every_method_with_intervals(frame, tables):
 
 def test_fits_that_did_not_converge_get_their_own_open_markers(frame):
     lags = fake_tables(frame, unconverged=(1, 3))["lag_effects"]
-    ax = figures.plot_lag_effects(lags).axes[1]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["ols", "mixed", "mixed: not converged"]
-    open_markers = ax.containers[-1].lines[0]
+    fig = figures.plot_lag_effects(lags)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:3] == [
+        "ols (pooled: co-variation across texts)",
+        "initial_conditions (within texts)",
+        "initial_conditions: not converged",
+    ]
+    open_markers = fig.axes[1].containers[2].lines[0]
     assert open_markers.get_markerfacecolor() == "white"
     assert sorted(round(x) for x in open_markers.get_xdata()) == [1, 3]
+
+
+def test_the_lag_figure_shades_the_layers_where_the_estimators_disagree(frame):
+    lags = fake_tables(frame, gmm_apart=(2,))["lag_effects"]
+    fig = figures.plot_lag_effects(lags)
+    lag1, lag2 = fig.axes
+    spans = [
+        p for p in lag1.patches if p.get_facecolor()[:3] == mpl.colors.to_rgb(figures.FLAG_COLOUR)
+    ]
+    assert len(spans) == 1 and spans[0].get_x() < 2 < spans[0].get_x() + spans[0].get_width()
+    assert not lag2.patches  # the lag-2 estimates agree in every layer
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[-1] == "initial_conditions and gmm > 2 gmm SEs apart"
+    assert [c.get_label() for c in lag1.containers] == [
+        "ols (pooled: co-variation across texts)",
+        "initial_conditions (within texts)",
+        "gmm (within texts)",
+    ]
+
+
+def test_every_method_keeps_one_colour_across_figures():
+    colours = figures.method_colours(["gmm"])
+    names = [m for methods in models.METHODS.values() for m in methods]
+    assert set(names) <= set(colours)
+    assert len({colours[m] for m in names}) == len(set(names))
+    assert figures.method_colours(["ols", "other"])["ols"] == colours["ols"]
 
 
 def test_the_trend_figure_fits_lines_of_another_method(frame, tables):

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from attnmag.reports.findings import findings
+from attnmag import models
+from attnmag.reports.findings import LAG_ROLES, METHOD_WORDS, findings
 from attnmag.reports.summaries import mean_ci, position_means, sequence_lengths
 from attnmag.reports.tables import coefficient_display, markdown_table, provenance_rows
 from tests.simulate import simulated_frame
@@ -22,8 +23,8 @@ def frame() -> pd.DataFrame:
 
     Both simulations share a seed, so their texts have the same lengths.
     """
-    falling = simulated_frame(120, 2, slope=-0.03, lag1=0.4, seed=5)
-    flat = simulated_frame(120, 1, slope=0.0, seed=5, intercept=1.5)
+    falling = simulated_frame(120, 2, length=(3, 40), slope=-0.03, lag1=0.4, seed=5)
+    flat = simulated_frame(120, 1, length=(3, 40), slope=0.0, seed=5, intercept=1.5)
     flat["layer"] = 2
     frame = pd.concat([falling, flat], ignore_index=True)
     frame = frame.sort_values(["sequence", "layer", "position"], ignore_index=True)
@@ -33,7 +34,7 @@ def frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tables(frame) -> dict[str, pd.DataFrame]:
-    return fake_tables(frame, unconverged=(1,))
+    return fake_tables(frame, unconverged=(1,), gmm_apart=(2,), gmm_rejects=(0,))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_trend_counts_match_the_table(found, tables):
 
 def test_lag_counts_and_pattern_match_the_table(found, tables):
     lags = tables["lag_effects"]
-    for method in ("ols", "mixed"):
+    for method in ("ols", "initial_conditions", "gmm"):
         entry = found["lags"].numbers[method]
         for term in ("lag1", "lag2"):
             assert entry[term]["n_positive"] == _count(lags, method=method, term=term, sign="+")
@@ -83,10 +84,86 @@ def test_lag_counts_and_pattern_match_the_table(found, tables):
         assert entry["lag1"]["median"] == pytest.approx(rows["lag1"].median())
         assert entry["n_layers_pattern"] <= entry["n_layers"] == 3
         assert (
-            f"lag-1 coefficient is significantly positive in {entry['lag1']['n_positive']}"
-            in found["lags"].text
+            f"With {method} ({LAG_ROLES[method]}), the lag-1 coefficient is significantly "
+            f"positive in {entry['lag1']['n_positive']}" in found["lags"].text
         )
     assert found["lags"].numbers["ols"]["lag1"]["n_positive"] >= 2
+
+
+def _by_hand(lags: pd.DataFrame, layer: int, method: str, term: str) -> pd.Series:
+    rows = lags[(lags["layer"] == layer) & (lags["method"] == method) & (lags["term"] == term)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_lag_section_flags_the_layers_where_the_within_text_estimators_disagree(found, tables):
+    lags, numbers = tables["lag_effects"], found["lags"].numbers
+    flagged = {"lag1": [], "lag2": []}
+    for layer in range(3):
+        for term in flagged:
+            default = _by_hand(lags, layer, "initial_conditions", term)
+            check = _by_hand(lags, layer, "gmm", term)
+            if abs(default["estimate"] - check["estimate"]) > 2 * check["std_error"]:
+                flagged[term].append(layer)
+    assert flagged["lag1"] == [2]  # the layer fake_tables moved gmm's lag-1 in
+    assert numbers["flagged_lag1"] == flagged["lag1"]
+    assert numbers["flagged_lag2"] == flagged["lag2"]
+    assert numbers["flagged_layers"] == sorted(set(flagged["lag1"]) | set(flagged["lag2"]))
+    assert (
+        "initial_conditions and gmm differ by more than 2 of gmm's standard errors in 1 of "
+        "3 layers (lag-1 in 2)" in found["lags"].text
+    )
+    assert any(w.startswith("In layer 2 the two within-text") for w in found["lags"].warnings)
+
+
+def test_lag_section_reports_gmm_tests_and_what_each_estimator_used(found, tables, frame):
+    glance, numbers = tables["glance"], found["lags"].numbers
+    gmm = glance[glance["method"] == "gmm"]
+    assert numbers["hansen_rejects"] == gmm.loc[gmm["hansen_p"] < ALPHA, "layer"].tolist() == [0]
+    assert numbers["ar2_rejects"] == gmm.loc[gmm["ar2_p"] < ALPHA, "layer"].tolist()
+    assert "Hansen's J test of the instruments rejects in 1 of 3 (0)" in found["lags"].text
+    assert any(
+        w.startswith("gmm's instruments are in doubt in layer 0") for w in (found["lags"].warnings)
+    )
+    lags = tables["lag_effects"]
+    for method in ("ols", "initial_conditions", "gmm"):
+        sizes = lags[lags["method"] == method].drop_duplicates("layer")
+        entry = numbers[method]
+        assert entry["median_texts"] == sizes["n_groups"].median()
+        assert entry["median_rows"] == sizes["n_obs"].median()
+        assert (
+            f"{method} {entry['median_texts']:,.0f} texts and {entry['median_rows']:,.0f} rows"
+            in (found["lags"].text)
+        )
+    lengths = sequence_lengths(frame)
+    assert numbers["gmm"]["median_texts"] == (lengths >= 5).sum()
+    assert numbers["initial_conditions"]["median_texts"] == (lengths >= 4).sum()
+
+
+def test_the_pooled_fit_is_described_against_the_within_text_one(found, tables):
+    lags = tables["lag_effects"]
+    one = lags[lags["term"] == "lag1"].pivot(index="layer", columns="method", values="estimate")
+    gap = one["ols"] - one["initial_conditions"]
+    pooled = found["lags"].numbers["pooled_vs_within"]
+    # every layer: the texts' lasting levels (sd 0.3) pass for persistence in a pooled fit
+    assert pooled["n_layers_pooled_larger"] == int((gap > 0).sum()) == 3
+    assert pooled["median_difference"] == pytest.approx(gap.median())
+    assert "The pooled lag-1 exceeds the initial_conditions lag-1 in 3 of 3 layers" in (
+        found["lags"].text
+    )
+
+
+def test_a_pooled_fit_alone_is_called_a_description(frame):
+    tables = fake_tables(frame, lag_methods=("ols",))
+    found = findings(frame, trend=tables["position_trend"], lags=tables["lag_effects"])
+    assert "flagged_layers" not in found["lags"].numbers
+    assert any("No within-text estimator was fitted" in w for w in found["lags"].warnings)
+    assert "With ols (a pooled description)" in found["lags"].text
+
+
+def test_method_words_cover_every_method_of_the_models_stage():
+    for model, methods in models.METHODS.items():
+        assert set(methods) <= set(METHOD_WORDS[model]), model
 
 
 def test_layer_and_position_numbers_match_the_frame(found, frame):
@@ -108,16 +185,12 @@ def test_layer_and_position_numbers_match_the_frame(found, frame):
     assert positions["n_layers_first_larger"] == int((first > window).sum())
 
 
-def test_warnings_say_where_they_apply(found, frame):
+def test_warnings_say_where_they_apply(found):
     assert any("mixed fit did not converge in 1 layer (1)" in w for w in found["trend"].warnings)
     assert any(
-        w.startswith("The mixed fits warned: ConvergenceWarning") and "(layer 1)" in w
+        w.startswith("The initial_conditions fits warned: ConvergenceWarning") and "(layer 1)" in w
         for w in found["lags"].warnings
     )
-    nickell = [w for w in found["lags"].warnings if "Nickell" in w]
-    median = sequence_lengths(frame).median()
-    assert len(nickell) == 1 and f"median {median:g} tokens" in nickell[0]
-    assert "ols: pooled OLS" in nickell[0] and "mixed: a linear mixed model" in nickell[0]
     assert not found["layers"].warnings and not found["data"].warnings
 
 
