@@ -451,7 +451,7 @@ def lag_finding(
         numbers["texts_left_out_of_gmm"] = dropped
         sentences.append(
             f"{check} leaves out texts under {GMM_MIN_TOKENS} tokens ({dropped:,.0f} fewer "
-            f"than {default} uses)."
+            f"texts than {default})."
         )
     return Finding(numbers, sentences, warnings)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from scipy import stats
 
 from attnmag import models
 from attnmag.reports.findings import LAG_ROLES, METHOD_WORDS, findings
@@ -227,10 +228,32 @@ def test_mean_ci_is_the_cluster_robust_intercept_of_statsmodels(frame):
 
 
 def test_position_means_log_interval(frame):
-    cells = position_means(frame, max_position=5)
+    """Each cell against statsmodels' cluster-robust t interval of the cell's mean, logged."""
+    cells = position_means(frame, max_position=5, conf_level=0.9)
     assert list(cells.index.names) == ["layer", "position"]
-    assert (cells["log_low"] <= cells["log_mean"]).all()
-    assert np.allclose(np.exp(cells["log_high"]), cells["conf_high"])
+    assert len(cells) == 3 * 6
+    for (layer, position), cell in cells.iterrows():
+        rows = frame[(frame["layer"] == layer) & (frame["position"] == position)]
+        fit = smf.ols("norm ~ 1", data=rows).fit(
+            cov_type="cluster", cov_kwds={"groups": rows["sequence"]}, use_t=True
+        )
+        low, high = fit.conf_int(alpha=0.1).iloc[0]
+        assert cell["log_mean"] == pytest.approx(
+            np.log(rows["norm"].astype(float).mean()), rel=1e-12
+        )
+        assert cell["log_low"] == pytest.approx(np.log(low), rel=1e-9)
+        assert cell["log_high"] == pytest.approx(np.log(high), rel=1e-9)
+
+
+def test_position_means_log_interval_is_missing_where_the_interval_reaches_zero():
+    """Two texts of norms 0.01 and 10: t on 1 df puts the low end below zero."""
+    tiny = pd.DataFrame({"sequence": [0, 1], "layer": 0, "position": 0, "norm": [0.01, 10.0]})
+    cell = position_means(tiny, max_position=0).iloc[0]
+    # CR1 with two one-token texts: the standard error is half their distance, t on 1 df
+    half = stats.t.ppf(0.975, 1) * (10.0 - 0.01) / 2
+    assert cell["conf_low"] == pytest.approx(5.005 - half) and cell["conf_low"] < 0
+    assert np.isnan(cell["log_low"])
+    assert cell["log_high"] == pytest.approx(np.log(5.005 + half))
 
 
 def test_markdown_table_and_provenance_rows():
