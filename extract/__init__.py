@@ -13,9 +13,16 @@ Usage::
     frame = extract.attention_norms(model, tokenizer, extract.load_corpus(limit=64))
 """
 
-from attnmag.extract.corpus import load_corpus
-from attnmag.extract.frame import COLUMNS, read_frame
-from attnmag.extract.norms import attention_norms
-from attnmag.extract.sources import load_model
+import warnings
+
+with warnings.catch_warnings():
+    # datasets and transformers import tqdm.auto, which in a notebook without ipywidgets
+    # warns "IProgress not found" and falls back to text bars; attnmag's own bars choose
+    # text there themselves, so importing the stage prints nothing.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from attnmag.extract.corpus import load_corpus
+    from attnmag.extract.frame import COLUMNS, read_frame
+    from attnmag.extract.norms import attention_norms
+    from attnmag.extract.sources import load_model
 
 __all__ = ["COLUMNS", "attention_norms", "load_corpus", "load_model", "read_frame"]
