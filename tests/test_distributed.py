@@ -1,4 +1,5 @@
-"""Several processes: ranks split the shards by RANK/WORLD_SIZE; merged, they equal one run."""
+"""Several processes: ranks split the shards by RANK/WORLD_SIZE; merged, they equal one run;
+identical runs started together share the work without measuring a shard twice."""
 
 import os
 import subprocess
@@ -20,6 +21,27 @@ from attnmag.extract.shards import write_shards
 model, tokenizer = extract.load_model(sys.argv[1])
 write_shards(model, tokenizer, {texts!r}, sys.argv[2], batch_size=2, shard_texts=3,
              progress=False)
+"""
+
+
+# The same run, started together with others (a barrier file), printing each shard it measures.
+SAME_RUN = """
+import sys, time
+from pathlib import Path
+from attnmag import extract
+from attnmag.extract import shards
+model, tokenizer = extract.load_model(sys.argv[1])
+model.transformer.h[0].register_forward_pre_hook(lambda *args: time.sleep(0.2))
+measure = shards._measure_shard
+def announced(*args, start, **kwargs):
+    print(start, flush=True)
+    return measure(*args, start=start, **kwargs)
+shards._measure_shard = announced
+print("ready", flush=True)
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.01)
+shards.write_shards(model, tokenizer, {texts!r}, sys.argv[2], batch_size=2, shard_texts=2,
+                    progress=False)
 """
 
 
@@ -62,3 +84,32 @@ def test_rank_comes_from_the_environment(model_dir, tmp_path, monkeypatch):
     assert set(pd.read_parquet(paths[1])["sequence"]) == {8, 9}
     with pytest.raises(AttnmagError, match="rank 3 is not within a world of 3"):
         write_shards(model, tokenizer, TEXTS, tmp_path / "out", rank=3, progress=False)
+
+
+def test_identical_runs_started_together_measure_each_shard_once(model_dir, tmp_path):
+    script, out, go = tmp_path / "same_run.py", tmp_path / "shards", tmp_path / "go"
+    script.write_text(SAME_RUN.format(texts=TEXTS))
+    environment = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, script, model_dir, out, go],
+            env={**environment, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.stdout.readline() == "ready\n", run.stderr.read()
+    go.touch()
+    measured = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
+        measured.append([int(line) for line in stdout.split()])
+    assert sorted(measured[0] + measured[1]) == list(range(0, len(TEXTS), 2))  # each once
+    model, tokenizer = extract.load_model(model_dir)
+    expected = extract.attention_norms(model, tokenizer, TEXTS, progress=False)
+    pd.testing.assert_frame_equal(read_shards(out), expected, rtol=1e-5)
+    assert not [p.name for p in out.iterdir() if p.name.endswith((".lock", ".tmp"))]
