@@ -1,0 +1,162 @@
+"""The lag estimators: their rows, their checks, lme4 for the default, and simulation coverage.
+
+The coverage test draws data sets from the dynamic model of ``tests/simulate_lags.py``
+(AR(2) within texts, lag-1 0.4 and lag-2 0.1, a text effect with sd equal to the residual
+sd, a position trend, unbalanced lengths) and counts how often the 95% intervals of lag1
+and lag2 cover the truth.
+"""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnmag import models
+from attnmag.errors import AttnmagError
+from attnmag.models.lags import difference_equations, levels, with_initial_conditions
+from attnmag.models.tidy import GMM_GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS
+from tests.simulate_lags import dynamic_frame
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+RSCRIPT = shutil.which("Rscript")
+TRUTH = {"lag1": 0.4, "lag2": 0.1}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    """Two layers of 60 texts, a fifth of them 4-6 tokens long."""
+    return dynamic_frame(60, 2, short_share=0.2, seed=5)
+
+
+def test_methods_and_the_default():
+    assert models.METHODS["lag_effects"] == ("ols", "initial_conditions", "gmm")
+    assert "initial_conditions" in models.PARALLEL_METHODS
+
+
+@pytest.mark.parametrize("exclude_first", [True, False])
+def test_initial_conditions_are_the_texts_first_two_used_levels(frame, exclude_first):
+    first = 1 if exclude_first else 0
+    layer = frame[frame.layer == 1]
+    rows = layer.loc[layer.position >= first + 2, ["sequence", "position", "log_norm"]]
+    rows = rows.assign(
+        lag1=layer.loc[rows.index, "lag1"], lag2=layer.loc[rows.index, "lag2"]
+    ).sample(frac=1, random_state=0)  # any row order
+    out = with_initial_conditions(rows, first=first)
+    level = layer.set_index(["sequence", "position"]).log_norm
+    for column, position in (("y1", first), ("y2", first + 1)):
+        at = pd.MultiIndex.from_arrays([out.sequence, np.full(len(out), position)])
+        np.testing.assert_array_equal(out[column], level.loc[at])
+    assert out.position.min() == first + 2 and len(out) == len(rows)
+    table = models.lag_effects(frame, exclude_first=exclude_first, layers=[1], n_jobs=1)
+    assert table.term.tolist() == ["intercept", "lag1", "lag2", "position", "y1", "y2"]
+    assert table.n_obs.iloc[0] == len(rows)
+
+
+def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame):
+    table = models.lag_effects(frame, method="gmm")
+    summary = models.glance(table)
+    lengths = frame[frame.layer == 0].groupby("sequence").size()
+    assert (lengths < 5).any()
+    assert (summary.n_groups == (lengths >= 5).sum()).all()
+    assert (summary.n_obs == (lengths[lengths >= 5] - 4).sum()).all()
+    assert list(summary.columns) == GMM_GLANCE_COLUMNS
+    assert summary.hansen_df.eq(3).all() and summary.n_instruments.eq(6).all()
+    assert summary[["hansen_p", "ar2_p"]].apply(lambda p: p.between(0, 1)).all().all()
+    assert table.term.tolist() == ["lag1", "lag2", "position"] * 2
+
+
+def test_difference_equations_are_those_of_the_levels():
+    y = np.array([[1.0, 2.0, 4.0, 7.0, 11.0, 16.0], [3.0, 1.0, 4.0, 1.0, np.nan, np.nan]])
+    data = difference_equations(y, np.array([7, 9]))
+    assert data.sequences.tolist() == [7, 9] and data.groups.tolist() == [0, 0, 0, 1]
+    np.testing.assert_array_equal(data.y, [3, 4, 5, -3])  # y[t] - y[t-1], t = 3..
+    np.testing.assert_array_equal(data.x[:, 0], [2, 3, 4, 3])  # y[t-1] - y[t-2]
+    np.testing.assert_array_equal(data.x[:, 1], [1, 2, 3, -2])  # y[t-2] - y[t-3]
+    np.testing.assert_array_equal(data.z[0], [2, 1, 0, 0, 0, 1])  # y[1], y[0], 0, ..., constant
+    np.testing.assert_array_equal(data.z[2], [7, 4, 2, 1, 0, 1])  # t = 5: y[3], ..., y[0], 0
+
+
+def test_levels_rebuild_each_text_from_its_outcome_rows(frame):
+    layer = frame[frame.layer == 0]
+    rows = layer[layer.position >= 3]
+    y, sequences = levels(rows, first=1)
+    for s in (0, 17, 59):
+        expected = layer.loc[(layer.sequence == s) & (layer.position >= 1), "log_norm"]
+        row = y[np.flatnonzero(sequences == s)[0]]
+        np.testing.assert_array_equal(row[: len(expected)], expected)
+        assert np.isnan(row[len(expected) :]).all()
+
+
+def test_glance_of_initial_conditions_is_a_mixed_glance(frame):
+    table = models.lag_effects(frame, layers=[0], n_jobs=1)
+    assert list(models.glance(table).columns) == MIXED_GLANCE_COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda f: models.lag_effects(f, method="gmm", cov_type="model"), "needs a mixed method"),
+        (lambda f: models.lag_effects(f, method="ols", cov_type="model"), "needs a mixed method"),
+        (lambda f: models.lag_effects(f, cov_type="hc3"), "cov_type must be one of"),
+        (lambda f: models.position_trend(f, cov_type="hc3"), "cov_type must be one of"),
+        (lambda f: models.lag_effects(f, method="mixed"), "has no method 'mixed'"),
+        (
+            lambda f: models.lag_effects(f[f.sequence < 6], method="gmm"),
+            "layer 0 has 6 texts of at least 5 tokens; method 'gmm' needs at least 7",
+        ),
+        (
+            lambda f: models.lag_effects(f[(f.sequence != 3) | (f.position != 5)]),
+            "sequence 3 does not have every position from 3 on",
+        ),
+        (
+            lambda f: models.lag_effects(f[(f.sequence != 3) | (f.position != 5)], method="gmm"),
+            "sequence 3 does not have every position from 3 on",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_error(frame, call, message):
+    shorts = frame.groupby("sequence").position.max() < 4
+    assert not shorts[:6].any()  # the first six texts all have 5 tokens or more
+    with pytest.raises(AttnmagError, match=message):
+        call(frame)
+
+
+R_CODE = r"""
+suppressMessages({library(lme4); library(clubSandwich)})
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+fit <- lmer(log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence), data = d, REML = TRUE)
+cluster <- sqrt(diag(as.matrix(vcovCR(fit, cluster = d$sequence, type = "CR1S"))))
+out <- data.frame(estimate = sprintf("%.17g", fixef(fit)),
+                  model = sprintf("%.17g", sqrt(diag(as.matrix(vcov(fit))))),
+                  cluster = sprintf("%.17g", cluster))
+write.csv(out, args[2], row.names = FALSE)
+"""
+
+
+@pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
+def test_initial_conditions_match_lmer_with_model_and_cr1s_errors(tmp_path):
+    frame = dynamic_frame(120, 1, seed=8)
+    rows = frame.loc[frame.position >= 3, ["sequence", "position", "log_norm", "lag1", "lag2"]]
+    with_initial_conditions(rows, first=1).to_csv(
+        tmp_path / "d.csv", index=False, float_format="%.17g"
+    )
+    (tmp_path / "fit.R").write_text(R_CODE)
+    run = subprocess.run(
+        [RSCRIPT, tmp_path / "fit.R", tmp_path / "d.csv", tmp_path / "r.csv"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    r = pd.read_csv(tmp_path / "r.csv")
+    for cov_type in ("model", "cluster"):
+        table = models.lag_effects(frame, cov_type=cov_type, n_jobs=1)
+        np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-5, err_msg=cov_type)
+        np.testing.assert_allclose(table.std_error, r[cov_type], rtol=1e-3, err_msg=cov_type)
+        expected_df = 119.0 if cov_type == "cluster" else np.inf
+        assert (table.df == expected_df).all()
