@@ -11,6 +11,16 @@ layers of a sequence. The result has the extract stage's schema.
 
 The draws are vectorised over sequences and layers; with ``sd_slope=0`` (the default) a
 seed gives the same frame as the original per-token loop did.
+
+``simulated_trends`` draws many independent simulations of the position trend at once, one
+per ``layer`` (for coverage tests: one ``position_trend`` call fits them all)::
+
+    log_norm = intercept + (slope + v_s) * t + u_s + s_s * z,   z ~ N(0, 1),
+    s_s = sd_noise * exp(noise_spread * w_s),  w_s ~ N(0, 1),
+
+with fresh u_s, v_s, w_s for every sequence of every simulation, at t = 1..max_position for
+every sequence, or ``shortest``..``max_position`` positions (uniform) where ``shortest``
+is given; position 0 sits ``sink`` above the line.
 """
 
 from __future__ import annotations
@@ -69,3 +79,51 @@ def simulated_frame(
     )
     frame.attrs.update({"model": "simulated", "corpus": "simulated", "seed": seed})
     return frame
+
+
+def simulated_trends(
+    n_simulations: int,
+    *,
+    n_sequences: int = 40,
+    max_position: int = 10,
+    shortest: int | None = None,
+    intercept: float = 1.0,
+    slope: float = -0.02,
+    sd_sequence: float = 0.0,
+    sd_slope: float = 0.0,
+    sd_noise: float = 0.2,
+    noise_spread: float = 0.0,
+    sink: float = 2.0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Independent simulations of the trend model in the module docstring, one per ``layer``.
+
+    The frame has the columns the models stage reads: ``layer`` (the simulation),
+    ``sequence``, ``position``, ``norm`` (float32) and ``log_norm`` (its log).
+
+    >>> frame = simulated_trends(100, sd_sequence=0.3, shortest=5, seed=1)
+    """
+    rng = np.random.default_rng(seed)
+    shape = (n_simulations, n_sequences, 1)
+    u = rng.normal(0.0, sd_sequence, size=shape)
+    v = rng.normal(0.0, sd_slope, size=shape)
+    spread = sd_noise * np.exp(noise_spread * rng.normal(size=shape))
+    noise = spread * rng.normal(size=(n_simulations, n_sequences, max_position + 1))
+    position = np.arange(max_position + 1)
+    y = intercept + (slope + v) * position + u + noise
+    y[:, :, 0] += sink
+    last = rng.integers(shortest or max_position, max_position + 1, size=shape)
+    real = np.broadcast_to(position <= last, y.shape)
+    layer, sequence, position = np.meshgrid(
+        np.arange(n_simulations), np.arange(n_sequences), position, indexing="ij"
+    )
+    norm = np.exp(y[real]).astype(np.float32)
+    return pd.DataFrame(
+        {
+            "layer": layer[real],
+            "sequence": sequence[real],
+            "position": position[real],
+            "norm": norm,
+            "log_norm": np.log(norm.astype(np.float64)),
+        }
+    )

@@ -1,6 +1,9 @@
-"""The models stage's least-squares fits, tables and checks, against numpy written out here."""
+"""The models stage's least-squares fits, tables and checks, against numpy written out here.
 
-import os
+``aggregate`` against the classical OLS formula (sigma^2 (X'X)^-1, t on n - 2 df), ``ols``
+against the CR1 sandwich by sequence (t on G - 1 df). ``tests/conftest.py`` sets
+``HF_HUB_OFFLINE`` before any test module is imported.
+"""
 
 import numpy as np
 import pandas as pd
@@ -11,8 +14,6 @@ from attnmag import models
 from attnmag.errors import AttnmagError
 from attnmag.models.tidy import GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS, TIDY_COLUMNS
 from tests.simulate import simulated_frame
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +54,35 @@ def _by_layer(table: pd.DataFrame, layer: int) -> pd.DataFrame:
     return table[table.layer == layer].set_index("term")
 
 
-def test_aggregate_equals_lstsq_of_log_mean_norm(frame):
-    table = models.position_trend(frame, method="aggregate")
+def _classical(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OLS coefficients and classical standard errors, sqrt(diag(s^2 (X'X)^-1)), written out."""
+    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    resid = y - x @ beta
+    n, k = x.shape
+    s2 = resid @ resid / (n - k)
+    return beta, np.sqrt(np.diag(s2 * np.linalg.inv(x.T @ x)))
+
+
+@pytest.mark.parametrize("conf_level", [0.95, 0.8])
+def test_aggregate_is_classical_ols_of_log_mean_norm_with_t_on_n_minus_2(frame, conf_level):
+    table = models.position_trend(frame, method="aggregate", conf_level=conf_level)
     for layer in range(3):
         rows, _ = _trend_rows(frame, layer)
         means = rows.groupby("position")["norm"].apply(lambda s: s.to_numpy(np.float64).mean())
         x = np.column_stack([np.ones(len(means)), means.index.to_numpy(np.float64)])
-        beta = np.linalg.lstsq(x, np.log(means.to_numpy()), rcond=None)[0]
+        beta, std_error = _classical(x, np.log(means.to_numpy()))
         got = _by_layer(table, layer)
-        np.testing.assert_allclose(got.loc[["intercept", "position"], "estimate"], beta, rtol=1e-8)
+        assert list(got.index) == ["intercept", "position"]
+        np.testing.assert_allclose(got.estimate, beta, rtol=1e-8)
+        np.testing.assert_allclose(got.std_error, std_error, rtol=1e-8)
+        t = stats.t(len(means) - 2)
+        np.testing.assert_allclose(got.statistic, beta / std_error, rtol=1e-8)
+        np.testing.assert_allclose(got.p_value, 2 * t.sf(np.abs(beta / std_error)), rtol=1e-8)
+        half = t.ppf(0.5 + conf_level / 2) * std_error
+        np.testing.assert_allclose(got.conf_low, beta - half, rtol=1e-8)
+        np.testing.assert_allclose(got.conf_high, beta + half, rtol=1e-8)
         assert (got.n_obs == 30).all() and (got.df == 28).all()
+        assert (got.n_groups == rows.sequence.nunique()).all()
 
 
 @pytest.mark.parametrize("model", ["position_trend", "lag_effects"])
@@ -86,8 +106,10 @@ def test_ols_equals_lstsq_with_cr1_sandwich_errors_and_t_on_g_minus_1(frame, mod
             (got.df == g - 1).all() and (got.n_groups == g).all() and (got.n_obs == len(rows)).all()
         )
         t = stats.t(g - 1)
+        np.testing.assert_allclose(got.statistic, beta / std_error, rtol=1e-8)
         np.testing.assert_allclose(got.p_value, 2 * t.sf(np.abs(beta / std_error)), rtol=1e-8)
         np.testing.assert_allclose(got.conf_low, beta - t.ppf(0.975) * std_error, rtol=1e-8)
+        np.testing.assert_allclose(got.conf_high, beta + t.ppf(0.975) * std_error, rtol=1e-8)
 
 
 def test_table_columns_terms_and_holm_across_layers(frame):
@@ -145,9 +167,9 @@ def test_glance_rows_columns_and_round_trip(frame, tmp_path):
 
 def test_n_jobs_does_not_change_the_tables():
     frame = simulated_frame(40, 4, length=(8, 30), lag1=0.2, seed=5)
-    for fit in (models.position_trend, models.lag_effects):
-        for method in ("ols", "mixed"):
-            one, two = (fit(frame, method=method, n_jobs=n) for n in (1, 2))
+    for model, methods in models.METHODS.items():
+        for method in methods:
+            one, two = (getattr(models, model)(frame, method=method, n_jobs=n) for n in (1, 2))
             pd.testing.assert_frame_equal(one, two, check_exact=True)
             pd.testing.assert_frame_equal(
                 models.glance(one).drop(columns="seconds"),
