@@ -46,7 +46,24 @@ def _fit(result: RegressionResults, *, df: float, n_groups: int) -> Fit:
 def fit_aggregate(data: pd.DataFrame) -> Fit:
     """``log(mean norm at t) ~ t``, one point per position of ``data`` (the notebook's fit).
 
-    ``n_obs`` is the number of positions, ``n_groups`` the sequences the means come from.
+    It estimates the line through the log of the expected mean norm at each position, with
+    the classical errors sigma^2 (X'X)^-1 of OLS on the position means (t on n - 2 df). Those
+    treat the means as independent points: right when tokens are independent and every
+    position has the same texts, too narrow when texts differ in level (the means then share
+    the texts' levels).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One layer's rows, with ``sequence``, ``position`` and ``norm``.
+
+    Returns
+    -------
+    Fit
+        ``n_obs`` is the number of positions, ``n_groups`` the sequences the means come from.
+
+    >>> fit = fit_aggregate(layer_rows)  # doctest: +SKIP
+    >>> fit.std_error["position"]  # doctest: +SKIP
     """
     means = data["norm"].astype(np.float64).groupby(data["position"], sort=True).mean()
     points = pd.DataFrame(
@@ -62,7 +79,21 @@ def fit_aggregate(data: pd.DataFrame) -> Fit:
 def fit_cluster_ols(data: pd.DataFrame, formula: str) -> Fit:
     """Token-level OLS of ``formula`` with CR1 standard errors clustered by ``sequence``.
 
-    CR1 scales the sandwich by G/(G-1) * (N-1)/(N-K); inference is t on G - 1 df.
+    CR1 scales the sandwich (X'X)^-1 (sum_g X_g' e_g e_g' X_g) (X'X)^-1 by
+    G/(G-1) * (N-1)/(N-K); inference is t on G - 1 df. The errors hold whatever the
+    dependence within a sequence, provided sequences are independent.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One layer's rows, with ``sequence`` and the formula's columns.
+    formula : str
+        A statsmodels formula, e.g. ``"log_norm ~ position"``.
+
+    Returns
+    -------
+    Fit
+        ``n_obs`` rows, ``n_groups`` sequences, ``df`` = G - 1.
 
     >>> fit = fit_cluster_ols(layer_rows, "log_norm ~ lag1 + lag2")  # doctest: +SKIP
     """
