@@ -6,10 +6,12 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.fit --sizes 1066 --repeats 1         # a quick run
 
 Frames are simulated (``tests/simulate.py``): 30 layers, 10-40 tokens per sequence
-(about 25), a random intercept per sequence and lag effects. Each fit runs ``--repeats``
+(about 25), a random intercept per sequence and lag effects. Every method of each model
+is timed (``position_trend``: aggregate, ols, mixed; ``lag_effects``: ols,
+initial_conditions, gmm), or those named by ``--methods``. Each fit runs ``--repeats``
 times; the table gives the median seconds, the seconds per 1,000 sequences and the
 exponent b of time ~ size**b against the previous size. Methods fitted in worker
-processes (``mixed``) are timed with ``n_jobs=1`` and with every ``--n-jobs`` value.
+processes (the mixed models) are timed with ``n_jobs=1`` and with every ``--n-jobs`` value.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ FITS: dict[str, Callable[..., pd.DataFrame]] = {
     "position_trend": models.position_trend,
     "lag_effects": models.lag_effects,
 }
+ALL_METHODS = list(dict.fromkeys(m for methods in models.METHODS.values() for m in methods))
 
 
 def _arguments() -> argparse.Namespace:
@@ -42,8 +45,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=["aggregate", "ols", "mixed"],
-        choices=models.METHODS["position_trend"],
+        default=ALL_METHODS,
+        choices=ALL_METHODS,
     )
     parser.add_argument(
         "--n-jobs",
