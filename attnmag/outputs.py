@@ -107,9 +107,9 @@ def check_target(out: Path, *, inputs: Iterable[Path] = (), option: str = "--out
             )
     if out.exists() and not out.is_dir():
         raise AttnmagError(f"{option} {out} is a file; it must be a folder")
-    parent = _existing_ancestor(target if out.is_dir() else target.parent)
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise AttnmagError(f"{option} {out}: cannot write in {parent} (permission denied)")
+    for folder in (_existing_ancestor(target.parent), *([target] if out.is_dir() else [])):
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise AttnmagError(f"{option} {out}: cannot write in {folder} (permission denied)")
 
 
 def check_output(
@@ -298,6 +298,10 @@ def replacing(out: Path, *, force: bool, kind: str) -> Iterator[Path]:
             if [p.name for p in partial.iterdir()] == [MARKER]:
                 shutil.rmtree(partial)
             else:
-                print(f"attnmag: what was computed so far is kept in {partial}", file=sys.stderr)
+                print(
+                    f"attnmag: what was computed so far is kept in {partial} until the next "
+                    f"run on {out}",
+                    file=sys.stderr,
+                )
             raise
         _swap(partial, out, force=force)

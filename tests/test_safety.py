@@ -257,7 +257,8 @@ def test_other_weights_under_the_same_name_do_not_resume(shards, tiny_gpt2, gpt2
 # 9. A failed extraction leaves no claim behind.
 def test_a_failed_extract_does_not_block_the_corrected_one(source_args, tmp_path, capsys):
     out = tmp_path / "norms"
-    message = error_of(["extract", *source_args, "--layers", "99", "--out", str(out)], capsys)
+    argv = ["--quiet", "extract", *source_args, "--layers", "99", "--out", str(out)]
+    message = error_of(argv, capsys)
     assert message.startswith("--layers 99:") and "0 to 2" in message
     assert not out.exists()
     assert main(["--quiet", "extract", *source_args, "--layers", "2", "--out", str(out)]) == 0
