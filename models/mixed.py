@@ -14,21 +14,39 @@ Holds:
 - ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance, for a relative
   random-effects covariance.
 
-statsmodels finds the variance components. The fixed effects are its ``fe_params``; their
+The variance components are REML's global maximum. The REML profile over a random
+intercept's relative standard deviation can be bimodal (it falls from zero, dips, then rises
+to a higher interior maximum), so a search that starts at, or looks only near, zero can
+report the lower maximum. ``_search`` finds the global one on the vectorised GLS (``GroupedDesign``,
+milliseconds, where each of statsmodels' steps loops over the groups in Python):
+
+- a random intercept alone: the profile on a grid (zero and log-spaced values up to ten
+  times a moment estimate, extended upwards while its top point is the best), then a
+  bounded search between the best grid point's neighbours;
+- with a random slope: L-BFGS-B on lme4's parameters (the relative Cholesky factor, its
+  diagonal bounded below by zero) from several starts: the random intercept's own maximum
+  with no slope variance (a boundary point), the moment estimate and spread ones; the best
+  is kept.
+
+statsmodels then confirms from there. The fixed effects are its ``fe_params``; their
 model-based covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted
 components, as lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that,
 and is far off when a variance is near zero), and the cluster-robust one wraps the same
 bread around the per-sequence GLS scores. At the boundary, where lme4 lands, statsmodels'
 gradient optimisers do not (on the Cholesky factor the gradient vanishes there): they
-stop short, by up to a unit of REML, or fail after seconds of iterations. So:
+stop short, by up to a unit of REML, or fail after seconds of iterations. So the GLS
+values at the search's maximum (GLS is REML's solution at given components) are reported
+without running statsmodels' optimiser where that maximum
 
-- where REML falls from zero random-effect variance in every direction (zero is a
-  constrained maximum; checked with directional differences), the boundary fit, GLS at
-  zero variance (which is OLS), is reported without running the optimiser;
-- where REML at zero variance is at least as high as at statsmodels' optimum, likewise;
-- where the fitted random-effects covariance is singular to statsmodels' tolerance, its
-  ``fe_params``, ``scale`` and ``llf`` are the limit of an infinite, not a zero, variance
-  (statsmodels issue #10239); the GLS values at the fitted components are reported.
+- has zero random-effect variance (the boundary fit, GLS at zero variance, i.e. OLS),
+- or a singular random-effects covariance (e.g. a slope variance of zero),
+
+and where REML at statsmodels' optimum is below the search's maximum. Where the fitted
+random-effects covariance is singular to statsmodels' tolerance, its ``fe_params``,
+``scale`` and ``llf`` are the limit of an infinite, not a zero, variance (statsmodels issue
+#10239); the GLS values at the fitted components are reported. Where OLS fits the outcome
+exactly (to rounding), REML computed from cross products is rounding noise, and the
+boundary fit is reported.
 
 Each case leaves a note in the glance ``warnings``.
 """
@@ -198,18 +216,14 @@ def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
     return bool(np.min(np.diag(factor)) < tol)
 
 
-def _search(model, design: GroupedDesign, groups: np.ndarray) -> tuple[np.ndarray, bool]:
-    """REML's global maximum over the relative random-effects covariance, on ``design.gls``.
-
-    A random intercept alone: the REML profile over its relative standard deviation t on a
-    grid (zero and log-spaced values up to ten times a moment estimate, extended while the
-    top is best), then a bounded search between the best grid point's neighbours.
-    With a random slope: L-BFGS-B on lme4's parameters (the relative Cholesky factor, its
-    diagonal bounded below by zero) from several starts: the intercept's own maximum with
-    no slope variance (a boundary point), the moment estimate, and spread ones; the best
-    is kept. Returns the covariance and whether the search converged.
+def _search(
+    design: GroupedDesign, groups: np.ndarray, resid: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """REML's global maximum over the relative random-effects covariance, on ``design.gls``
+    (see the module docstring); ``resid`` are the OLS residuals, for the moment estimate.
+    Returns the covariance and whether the search converged.
     """
-    theta = _moment_start(model, groups)
+    theta = _moment_start(resid, groups)
     if design.k_re == 1:
         return np.array([[_intercept_maximum(design, theta) ** 2]]), True
     starts = [
@@ -226,7 +240,7 @@ def _search(model, design: GroupedDesign, groups: np.ndarray) -> tuple[np.ndarra
                 start,
                 method="L-BFGS-B",
                 bounds=[(0.0, None), (None, None), (0.0, None)],
-                options={"ftol": 1e-13, "gtol": 1e-9},
+                options={"ftol": 1e-10},
             )
             for start in starts
         ),
@@ -278,17 +292,19 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     return 0.0 if profile[0] >= llf - ZERO_TOL else float(sd)
 
 
-def _exact(model) -> bool:
+def _ols_residuals(model) -> np.ndarray:
+    """The residuals of OLS of the model's outcome on its fixed effects."""
+    return model.endog - model.exog @ np.linalg.lstsq(model.exog, model.endog, rcond=None)[0]
+
+
+def _exact(endog: np.ndarray, resid: np.ndarray) -> bool:
     """Whether OLS leaves a residual sum of squares under ``EXACT_TOL`` of the total."""
-    endog = model.endog - model.endog.mean()
-    beta = np.linalg.lstsq(model.exog, model.endog, rcond=None)[0]
-    resid = model.endog - model.exog @ beta
-    return bool(resid @ resid <= EXACT_TOL * (endog @ endog))
+    centred = endog - endog.mean()
+    return bool(resid @ resid <= EXACT_TOL * (centred @ centred))
 
 
-def _moment_start(model, groups: np.ndarray) -> float:
+def _moment_start(resid: np.ndarray, groups: np.ndarray) -> float:
     """The random intercept's relative standard deviation by moments on OLS residuals."""
-    resid = model.endog - model.exog @ np.linalg.lstsq(model.exog, model.endog, rcond=None)[0]
     codes, n_groups = _codes(groups)
     sizes = np.bincount(codes, minlength=n_groups)
     means = np.bincount(codes, weights=resid, minlength=n_groups) / sizes
@@ -411,7 +427,8 @@ def _reml(
     """The REML point to report: relative random-effects covariance, GLS quantities there,
     whether the fit converged, and notes (see the module docstring for the boundary cases).
     """
-    if _exact(model):
+    resid = _ols_residuals(model)
+    if _exact(model.endog, resid):
         zero = np.zeros((design.k_re, design.k_re))
         note = (
             "the fixed effects fit the outcome exactly (to rounding), so REML is rounding "
@@ -419,12 +436,19 @@ def _reml(
             "optimiser not run"
         )
         return zero, design.gls(zero), True, [note]
-    best_rel, searched = _search(model, design, groups)
+    best_rel, searched = _search(design, groups, resid)
     best = design.gls(best_rel)
     if not best_rel.any():
         note = (
             "zero random-effect variance is REML's global maximum: the boundary fit (GLS at "
             "zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
+        )
+        return best_rel, best, searched, [note]
+    if np.linalg.eigvalsh(best_rel).min() < STATSMODELS_SINGULAR_TOL:
+        note = (
+            "REML's maximum has a singular random-effects covariance (on the boundary), where "
+            "MixedLM's optimiser does not land: the GLS values there are reported, MixedLM's "
+            "optimiser not run"
         )
         return best_rel, best, searched, [note]
     start = _start(best_rel)

@@ -204,13 +204,34 @@ def test_a_singular_statsmodels_covariance_gives_the_gls_values(monkeypatch):
         cov_re_unscaled=rank_one, fe_params=np.zeros(2), scale=1.0, llf=np.inf, converged=True
     )
     monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
-    monkeypatch.setattr(mixed, "_search", lambda *args: (rank_one, True))
+    worse = np.array([[50.0, 0.0], [0.0, 1.0]])  # a search's point below the fitted one
+    assert design.gls(worse).llf_reml < design.gls(rank_one).llf_reml
+    monkeypatch.setattr(mixed, "_search", lambda *args: (worse, True))
     cov_rel, point, converged, notes = mixed._reml(model, design, groups)
     # Independently: GLS with each sequence's (I + Z_i P Z_i') inverted densely.
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
     np.testing.assert_array_equal(cov_rel, rank_one)
     np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
     assert np.isfinite(point.llf_reml) and converged and "statsmodels #10239" in notes[0]
+
+
+def test_a_singular_maximum_of_the_search_is_reported_without_mixedlm(monkeypatch):
+    frame = simulated_frame(60, 1, sd_slope=0.01, seed=4)
+    data = frame[(frame.position >= 1) & (frame.position <= 30)]
+    groups = data["sequence"].to_numpy()
+    model = smf.mixedlm("log_norm ~ position", data, groups=groups, re_formula="~position")
+    design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
+    rank_one = np.array([[2.0, 0.1], [0.1, 0.005]])
+
+    def not_called(**kwargs):
+        raise AssertionError("MixedLM's optimiser ran")
+
+    monkeypatch.setattr(model, "fit", not_called)
+    monkeypatch.setattr(mixed, "_search", lambda *args: (rank_one, True))
+    cov_rel, point, converged, notes = mixed._reml(model, design, groups)
+    xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
+    np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
+    assert converged and "singular random-effects covariance" in notes[0]
 
 
 def test_boundary_rule():
@@ -236,7 +257,7 @@ def test_an_exact_fit_is_the_boundary_fit():
 def test_a_mixedlm_fit_that_did_not_converge_is_recorded(monkeypatch):
     rows = simulated_frame(80, 1, sd_sequence=0.3, seed=5).query("1 <= position <= 30")
     model, design, groups = _intercept_model(rows, "log_norm ~ position")
-    best = mixed._search(model, design, groups)[0]
+    best = mixed._search(design, groups, mixed._ols_residuals(model))[0]
     at_best = design.gls(best)
     fitted = SimpleNamespace(
         cov_re_unscaled=best,

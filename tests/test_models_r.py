@@ -54,21 +54,48 @@ for (i in seq_len(nrow(cases))) {
 write.csv(do.call(rbind, out), args[2], row.names = FALSE)
 """
 
-#: (case, frame parameters, model, method, random_slope)
+#: The issue's bimodal design: the lag model's REML profile over the random intercept's sd
+#: falls from zero, dips, then rises to a higher interior maximum, where lme4 lands.
+BIMODAL = {"n": 300, "length": (5, 35), "sink": 3.0, "sd_sequence": 0.3}
+#: (case, frame parameters, model, method, random_slope, lme4 reaches the same maximum)
 CASES = [
-    ("trend", {"sd_sequence": 0.3}, "position_trend", "ols", False),
-    ("trend", {"sd_sequence": 0.3}, "position_trend", "mixed", False),
-    ("trend_slopes", {"sd_slope": 0.01}, "position_trend", "mixed", True),
-    ("lags", {"lag1": 0.3, "lag2": 0.1, "sd_sequence": 0.3}, "lag_effects", "ols", False),
-    ("lags", {"lag1": 0.3, "lag2": 0.1, "sd_sequence": 0.3}, "lag_effects", "mixed", False),
-    ("lags_boundary", {"lag1": 0.3, "lag2": 0.1, "sd_sequence": 0.0}, "lag_effects", "ols", False),
+    ("trend", {"sd_sequence": 0.3}, "position_trend", "ols", False, True),
+    ("trend", {"sd_sequence": 0.3}, "position_trend", "mixed", False, True),
+    ("trend_slopes", {"sd_slope": 0.01}, "position_trend", "mixed", True, True),
+    ("lags", {"lag1": 0.3, "lag2": 0.1, "sd_sequence": 0.3}, "lag_effects", "ols", False, True),
+    ("lags", {"lag1": 0.3, "lag2": 0.1, "sd_sequence": 0.3}, "lag_effects", "mixed", False, True),
+    (
+        "lags_boundary",
+        {"lag1": 0.3, "lag2": 0.1, "sd_sequence": 0.0},
+        "lag_effects",
+        "ols",
+        False,
+        True,
+    ),
     (
         "lags_boundary",
         {"lag1": 0.3, "lag2": 0.1, "sd_sequence": 0.0},
         "lag_effects",
         "mixed",
         False,
+        True,
     ),
+    *[
+        (f"bimodal_{seed}", {**BIMODAL, "seed": seed}, "lag_effects", "mixed", False, True)
+        for seed in (1, 2, 3, 9)
+    ],
+    # Random slopes where lme4's optimiser stops short of the maximum (by up to 0.01).
+    *[
+        (
+            f"slopes_short_{seed}",
+            {"sd_slope": sd, "seed": seed},
+            "position_trend",
+            "mixed",
+            True,
+            False,
+        )
+        for seed, sd in ((0, 0.0), (3, 0.006))
+    ],
 ]
 FORMULAS = {"position_trend": "log_norm ~ position", "lag_effects": "log_norm ~ lag1 + lag2"}
 SPANS = {"position_trend": (1, 30), "lag_effects": (3, 10**6)}
@@ -77,9 +104,9 @@ SPANS = {"position_trend": (1, 30), "lag_effects": (3, 10**6)}
 class Case:
     """One case: its rows, attnmag's fits (both ``cov_type``s for mixed) and R's rows."""
 
-    def __init__(self, key, model, method, random_slope, rows, fitted):
+    def __init__(self, key, model, method, random_slope, rows, fitted, same):
         self.key, self.model, self.method, self.random_slope = key, model, method, random_slope
-        self.rows, self.fitted, self.r = rows, fitted, None
+        self.rows, self.fitted, self.same, self.r = rows, fitted, same, None
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +114,9 @@ def cases(tmp_path_factory) -> list[Case]:
     """Every case fitted by attnmag and by R (R run once)."""
     folder = tmp_path_factory.mktemp("r")
     listed, out = [], []
-    for index, (name, params, model, method, random_slope) in enumerate(CASES):
-        frame = simulated_frame(300, 1, length=(8, 40), seed=index, **params)
+    for index, (name, params, model, method, random_slope, same) in enumerate(CASES):
+        options = {"n": 300, "length": (8, 40), "seed": index, **params}
+        frame = simulated_frame(options.pop("n"), 1, **options)
         path = folder / f"{index}.csv"
         frame.drop(columns=["token"]).to_csv(path, index=False, float_format="%.17g")
         first, last = SPANS[model]
@@ -102,7 +130,7 @@ def cases(tmp_path_factory) -> list[Case]:
                 cov: fit_mixed(rows, FORMULAS[model], random_slope=random_slope, cov_type=cov)
                 for cov in ("model", "cluster")
             }
-        out.append(Case(key, model, method, random_slope, rows, fitted))
+        out.append(Case(key, model, method, random_slope, rows, fitted, same))
     columns = ["case", "file", "model", "method", "random_slope", "first", "last"]
     pd.DataFrame(listed, columns=columns).to_csv(folder / "cases.csv", index=False)
     (folder / "fit.R").write_text(R_CODE)
@@ -134,7 +162,7 @@ def test_ols_matches_lm_with_vcovcl_hc1(cases):
 def test_mixed_matches_lmer_reml(cases):
     checked = 0
     for case in cases:
-        if case.method != "mixed":
+        if case.method != "mixed" or not case.same:
             continue
         fit, r, key = case.fitted["model"], case.r, case.key
         assert fit.estimate.index.tolist() == r.term.tolist()
@@ -156,7 +184,32 @@ def test_mixed_matches_lmer_reml(cases):
             )
         assert bool(stats["boundary"]) == bool(r.singular[0]), key
         checked += 1
-    assert checked == 4
+    assert checked == 8
+
+
+def test_mixed_reml_is_at_least_lme4s(cases):
+    """attnmag's REML is never below lme4's; where lme4 stops short, attnmag is higher."""
+    higher = {}
+    for case in cases:
+        if case.method == "mixed":
+            for fit in case.fitted.values():
+                assert fit.stats["loglik"] >= case.r.loglik[0] - 1e-6, case.key
+            higher[case.key] = case.fitted["model"].stats["loglik"] - case.r.loglik[0]
+    assert len(higher) == 10
+    assert all(higher[c.key] > 1e-3 for c in cases if c.method == "mixed" and not c.same), higher
+
+
+def test_bimodal_lag_fits_land_on_lme4s_interior_maximum(cases):
+    bimodal = [case for case in cases if case.key.split("-")[1].startswith("bimodal")]
+    assert len(bimodal) == 4
+    for case in bimodal:
+        rows, stats = case.rows, case.fitted["model"].stats
+        exog = np.column_stack([np.ones(len(rows)), rows.lag1, rows.lag2])
+        design = GroupedDesign.of(exog, exog[:, :1], rows.log_norm.to_numpy(), rows.sequence)
+        at_zero, near_zero = design.intercept_profile(np.array([0.0, 0.01]))
+        # Zero variance is a local maximum, the interior one (lme4's) is higher.
+        assert at_zero > near_zero and stats["loglik"] > at_zero + 0.05, case.key
+        assert not stats["boundary"] and not case.r.singular[0], case.key
 
 
 def test_the_cluster_sandwich_equals_clubsandwich_cr1s_at_lmers_fit(cases):
@@ -182,7 +235,7 @@ def test_the_cluster_sandwich_equals_clubsandwich_cr1s_at_lmers_fit(cases):
             np.sqrt(np.diag(covariance)), r.cluster_se, rtol=1e-6, err_msg=case.key
         )
         checked += 1
-    assert checked == 4
+    assert checked == 10
 
 
 def test_the_near_boundary_lag_fit_is_one(cases):
