@@ -1,4 +1,4 @@
-"""Least-squares fits per layer with statsmodels' formula API.
+"""Least-squares fits per layer with statsmodels (OLS, and its formula API for ``ols``).
 
 Holds:
 - ``fit_aggregate``: the notebook's fit, log of the mean norm at each position on position,
