@@ -1,0 +1,262 @@
+"""Mutation score: mutmut 3 over the extraction and model modules, killed and survived per module.
+
+Holds:
+- ``MODULES``: each mutated module and the test files that exercise it;
+- ``build_tree``: a scratch copy of the repository in the package's installed layout;
+- ``mutant_names``: every mutant mutmut makes of one module, in mutmut's naming;
+- ``run_mutmut``: ``mutmut run`` over some mutants, stopped cleanly at a time limit;
+- ``verdicts``: each mutant's status read back from mutmut's results;
+- ``main``: the command line; prints one row per module and the survivors' names.
+
+Why a scratch tree: mutmut 3 writes every mutant of a file into one copy under ``mutants/``
+(a trampoline picks the active one from ``MUTANT_UNDER_TEST``), names a mutant after the
+file's path (``extract/norms.py`` -> ``extract.norms.x_fn__mutmut_3``), and activates it only
+where the function's ``__module__`` equals that name. pyproject maps folders onto the package
+(``attnmag.extract`` is the folder ``extract/``), so in the repository itself the mutated copy
+is never imported (the editable install's finder resolves ``attnmag.extract`` to the
+unmutated folder) and the names could not match anyway. The script therefore copies the
+repository into a scratch folder with the installed layout (``attnmag/extract/norms.py``),
+where the names are ``attnmag.extract.norms...`` and ``mutants/`` on ``PYTHONPATH`` is found
+before the editable finder, in pytest and in any subprocess a test starts. The repository's
+own files are never touched.
+
+Each mutant runs only the tests that call its function (mutmut records which test calls which
+function in one instrumented run of the selected test files), stopping at the first failure.
+A sample (``--sample N``) is a seeded random choice of N mutants per module.
+
+Usage::
+
+    python -m benchmarks.mutation                                  # all seven modules
+    python -m benchmarks.mutation --modules models/tidy.py --sample 40 --seed 1
+    python -m benchmarks.mutation --time-limit 2400 --workdir /tmp/mut/work
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from contextlib import contextmanager
+from pathlib import Path
+
+from benchmarks.common import table
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIRS = {"attnmag": "attnmag", "extract": "attnmag/extract", "models": "attnmag/models"}
+PACKAGE_DIRS["reports"] = "attnmag/reports"
+KILL_TESTS = "tests/test_mutants_killed.py"
+MODULES = {
+    "extract/norms.py": ["tests/test_extract_norms.py", "tests/test_precision.py"],
+    "extract/batching.py": ["tests/test_extract_norms.py"],
+    "extract/frame.py": ["tests/test_extract_norms.py", "tests/test_shards.py"],
+    "extract/shards.py": ["tests/test_shards.py"],
+    "models/ols.py": ["tests/test_models_fits.py", "tests/test_models_r.py"],
+    "models/mixed.py": [
+        "tests/test_models_mixed.py",
+        "tests/test_models_fits.py",
+        "tests/test_models_r.py",
+    ],
+    "models/tidy.py": ["tests/test_models_fits.py", "tests/test_models_mixed.py"],
+}
+KILLED = {1, 3}
+SURVIVED = {0}
+TIMEOUT = {36, -24, 24, 152}
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def installed_path(module: str) -> str:
+    """``extract/norms.py`` -> ``attnmag/extract/norms.py``, the module's place once installed."""
+    folder, _, name = module.partition("/")
+    return f"{PACKAGE_DIRS[folder]}/{name}"
+
+
+def test_files(modules: list[str]) -> list[str]:
+    """The test files the modules' mutants are checked against, in a stable order."""
+    files = [f for module in modules for f in MODULES[module]]
+    if (ROOT / KILL_TESTS).exists():
+        files.append(KILL_TESTS)
+    return list(dict.fromkeys(files))
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def build_tree(work: Path, modules: list[str]) -> None:
+    """Copy the package, tests and pytest settings into ``work`` in the installed layout.
+
+    Parameters
+    ----------
+    work : Path
+        An empty or absent folder.
+    modules : list of str
+        Repository paths of the modules to mutate (keys of ``MODULES``).
+
+    Example
+    -------
+    >>> build_tree(Path("/tmp/mut/work"), ["models/tidy.py"])  # doctest: +SKIP
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for source, target in PACKAGE_DIRS.items():
+        shutil.copytree(ROOT / source, work / target, ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore, dirs_exist_ok=True)
+    pytest_options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    addopts = pytest_options["ini_options"].get("addopts", "")
+    (work / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n"
+        f"addopts = {json.dumps(addopts)}\n\n"
+        "[tool.mutmut]\n"
+        'source_paths = ["attnmag"]\n'
+        f"only_mutate = {_toml_list([installed_path(m) for m in modules])}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(test_files(modules))}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider"]\n'
+    )
+
+
+@contextmanager
+def _inside(folder: Path):
+    """Run the block with ``folder`` as the working directory and mutmut's config read there."""
+    from mutmut.configuration import reset_config
+
+    before = Path.cwd()
+    os.chdir(folder)
+    reset_config()
+    try:
+        yield
+    finally:
+        os.chdir(before)
+        reset_config()
+
+
+def mutant_names(work: Path, module: str) -> list[str]:
+    """Every mutant mutmut makes of ``module`` in the tree at ``work``, by its mutmut name.
+
+    >>> mutant_names(Path("/tmp/mut/work"), "models/tidy.py")[:1]  # doctest: +SKIP
+    ['attnmag.models.tidy.x_term_names__mutmut_1']
+    """
+    from mutmut.mutation.file_mutation import mutate_file_contents
+    from mutmut.utils.format_utils import get_mutant_name
+
+    path = Path(installed_path(module))
+    with _inside(work):
+        mutated = mutate_file_contents(str(path), path.read_text())
+    return [get_mutant_name(path, name) for name in mutated.mutant_names]
+
+
+def _environment(work: Path) -> dict[str, str]:
+    """mutmut's environment: ``mutants/`` first on the path, one thread per numeric library.
+
+    ``mutants/`` must exist before Python starts: a path entry missing at start-up is cached as
+    unimportable and never searched again."""
+    (work / "mutants").mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(work / "mutants"))
+    env.update({var: "1" for var in THREAD_VARS})
+    return env
+
+
+def run_mutmut(work: Path, names: list[str], max_children: int, limit: float | None) -> bool:
+    """``mutmut run`` over ``names`` in ``work``; interrupted (as Ctrl-C) after ``limit`` seconds.
+
+    Returns whether it finished. mutmut saves each verdict as it comes, so an interrupted run
+    keeps the verdicts it reached; the rest read as not checked.
+    """
+    command = [sys.executable, "-c", "from mutmut.__main__ import cli; cli()", "run"]
+    command += ["--max-children", str(max_children), *names]
+    log = (work / "mutmut.log").open("a")
+    process = subprocess.Popen(command, cwd=work, env=_environment(work), stdout=log, stderr=log)
+    try:
+        process.wait(timeout=limit)
+        return True
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return False
+    finally:
+        log.close()
+
+
+def verdicts(work: Path, module: str) -> dict[str, int | None]:
+    """mutmut's exit code for each mutant of ``module`` (None: not checked)."""
+    meta = work / "mutants" / (installed_path(module) + ".meta")
+    if not meta.exists():
+        return {}
+    return json.loads(meta.read_text())["exit_code_by_key"]
+
+
+def tally(codes: list[int | None]) -> dict[str, int]:
+    """Counts of killed, survived, timed-out and other verdicts (no tests, not checked, ...)."""
+    killed = sum(code in KILLED for code in codes)
+    survived = sum(code in SURVIVED for code in codes)
+    timeout = sum(code in TIMEOUT for code in codes)
+    return {
+        "killed": killed,
+        "survived": survived,
+        "timeout": timeout,
+        "other": len(codes) - killed - survived - timeout,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line's options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
+    parser.add_argument("--sample", type=int, help="mutants per module (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants checked at once")
+    parser.add_argument("--time-limit", type=float, help="seconds for all modules together")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temp one)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Mutate each module, run its tests against each mutant, print the counts per module."""
+    args = parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="attnmag-mutation-"))
+    if work.resolve().is_relative_to(ROOT):
+        raise SystemExit("mutation: --workdir must lie outside the repository")
+    build_tree(work, args.modules)
+    print(f"scratch tree: {work}; tests: {' '.join(test_files(args.modules))}", flush=True)
+    deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
+    rows, survivors = [], []
+    for module in args.modules:
+        names = mutant_names(work, module)
+        total = len(names)
+        if args.sample is not None and args.sample < total:
+            names = sorted(random.Random(args.seed).sample(names, args.sample))
+        limit = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        start = time.monotonic()
+        finished = run_mutmut(work, names, args.max_children, limit)
+        seconds = time.monotonic() - start
+        codes = verdicts(work, module)
+        ran = [codes.get(name) for name in names]
+        survivors += [name for name in names if codes.get(name) in SURVIVED]
+        rows.append(
+            {
+                "module": module,
+                "mutants": f"{len(names)}/{total}",
+                **tally(ran),
+                "seconds": round(seconds),
+                "finished": "yes" if finished else "cut off",
+            }
+        )
+        print(table(rows[-1:]), flush=True)
+    print()
+    print(table(rows))
+    print("\nsurvivors (show one with `mutmut show NAME` in the scratch tree):")
+    print("\n".join(survivors) or "none")
+
+
+if __name__ == "__main__":
+    main()

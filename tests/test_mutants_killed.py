@@ -1,0 +1,56 @@
+"""Tests written for mutants that survived ``python -m benchmarks.mutation``.
+
+Each test guards a behaviour the rest of the suite reaches only through results that do not
+depend on it (norms equal on either padding side whatever ``pad_batch`` does with ``side``;
+batches are put back in corpus order whatever their make-up).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from attnmag.extract.batching import length_batches, pad_batch
+
+
+def test_length_batches_go_longest_first_under_the_count() -> None:
+    assert length_batches([3, 9, 5, 4], batch_size=2, max_tokens=100) == [[1, 2], [3, 0]]
+    assert length_batches([1] * 5, batch_size=2, max_tokens=100) == [[0, 1], [2, 3], [4]]
+
+
+def test_length_batches_fill_the_token_budget_exactly_and_no_further() -> None:
+    # Padded to its longest text (10): two texts take 20 tokens, three would take 30.
+    assert length_batches([10, 10, 10], batch_size=8, max_tokens=20) == [[0, 1], [2]]
+    assert length_batches([10, 10, 10], batch_size=8, max_tokens=29) == [[0, 1], [2]]
+    assert length_batches([10, 10, 10], batch_size=8, max_tokens=30) == [[0, 1, 2]]
+    assert length_batches([10, 4, 3], batch_size=8, max_tokens=19) == [[0], [1, 2]]
+
+
+def test_length_batches_keep_corpus_order_among_equal_lengths() -> None:
+    lengths = np.random.default_rng(0).integers(1, 4, size=60).tolist()
+    order = [
+        index
+        for batch in length_batches(lengths, batch_size=7, max_tokens=10**6)
+        for index in batch
+    ]
+    assert order == sorted(range(60), key=lambda i: (-lengths[i], i))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_pad_batch_pads_the_side_asked_and_counts_positions_over_real_tokens(side: str) -> None:
+    batch = pad_batch([[5, 6, 7], [8]], pad_id=0, side=side)
+    if side == "left":
+        ids, mask, positions = (
+            [[5, 6, 7], [0, 0, 8]],
+            [[1, 1, 1], [0, 0, 1]],
+            [[0, 1, 2], [0, 0, 0]],
+        )
+    else:
+        ids, mask, positions = (
+            [[5, 6, 7], [8, 0, 0]],
+            [[1, 1, 1], [1, 0, 0]],
+            [[0, 1, 2], [0, 0, 0]],
+        )
+    assert batch["input_ids"].tolist() == ids
+    assert batch["attention_mask"].tolist() == mask
+    assert batch["position_ids"].tolist() == positions
+    assert all(tensor.dtype == torch.long for tensor in batch.values())
