@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import statsmodels.formula.api as smf
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import minimize
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
@@ -80,6 +80,10 @@ OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
 PROFILE_POINTS = 80
 PROFILE_LOWEST = 1e-4
 PROFILE_HIGHEST = 1e6
+#: The refinement: this many points between the best grid point's neighbours, zoomed in
+#: until they are ``ZOOM_TOL`` times the upper neighbour apart.
+ZOOM_POINTS = 17
+ZOOM_TOL = 1e-9
 #: Below this fraction of the total sum of squares left by OLS, the outcome is taken as an exact
 #: function of the fixed effects: REML from cross products is then rounding noise.
 EXACT_TOL = 1e-12
@@ -216,14 +220,11 @@ def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
     return bool(np.min(np.diag(factor)) < tol)
 
 
-def _search(
-    design: GroupedDesign, groups: np.ndarray, resid: np.ndarray
-) -> tuple[np.ndarray, bool]:
+def _search(design: GroupedDesign) -> tuple[np.ndarray, bool]:
     """REML's global maximum over the relative random-effects covariance, on ``design.gls``
-    (see the module docstring); ``resid`` are the OLS residuals, for the moment estimate.
-    Returns the covariance and whether the search converged.
+    (see the module docstring): the covariance and whether the search converged.
     """
-    theta = _moment_start(resid, groups)
+    theta = _moment_start(design)
     if design.k_re == 1:
         return np.array([[_intercept_maximum(design, theta) ** 2]]), True
     starts = [
@@ -277,39 +278,52 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
         sds, profile = np.r_[sds, more], np.r_[profile, design.intercept_profile(more)]
     best = int(profile.argmax())
     low, high = sds[max(best - 1, 0)], sds[min(best + 1, len(sds) - 1)]
-    refined = minimize_scalar(
-        lambda t: -design.intercept_profile(np.array([t]))[0],
-        bounds=(low, high),
-        method="bounded",
-        options={"xatol": 1e-10 * max(high, 1e-3)},
-    )
-    sd, llf = (
-        (float(refined.x), -refined.fun)
-        if -refined.fun > profile[best]
-        else (sds[best], profile[best])
-    )
+    sd, llf, width = sds[best], profile[best], ZOOM_TOL * high
+    while high - low > width:
+        points = np.linspace(low, high, ZOOM_POINTS)
+        values = design.intercept_profile(points)
+        at = int(values.argmax())
+        if values[at] > llf:
+            sd, llf = points[at], values[at]
+        low, high = points[max(at - 1, 0)], points[min(at + 1, ZOOM_POINTS - 1)]
     # Near zero REML is flat to rounding; zero is the maximum unless clearly beaten.
     return 0.0 if profile[0] >= llf - ZERO_TOL else float(sd)
 
 
-def _ols_residuals(model) -> np.ndarray:
-    """The residuals of OLS of the model's outcome on its fixed effects."""
-    return model.endog - model.exog @ np.linalg.lstsq(model.exog, model.endog, rcond=None)[0]
+def _ols(design: GroupedDesign) -> tuple[np.ndarray, float, float]:
+    """OLS from the cross products: coefficients, residual and total sum of squares.
+
+    The design's first random effect is the intercept, a column of ones.
+    """
+    p = design.k_fe
+    total = design.cross.sum(axis=0)
+    x, z, y = slice(0, p), p, p + design.k_re
+    beta = np.linalg.solve(total[x, x], total[x, y])
+    rss = total[y, y] - total[x, y] @ beta
+    return beta, float(rss), float(total[y, y] - total[z, y] ** 2 / design.n_obs)
 
 
-def _exact(endog: np.ndarray, resid: np.ndarray) -> bool:
+def _exact(design: GroupedDesign) -> bool:
     """Whether OLS leaves a residual sum of squares under ``EXACT_TOL`` of the total."""
-    centred = endog - endog.mean()
-    return bool(resid @ resid <= EXACT_TOL * (centred @ centred))
+    _, rss, tss = _ols(design)
+    return rss <= EXACT_TOL * tss
 
 
-def _moment_start(resid: np.ndarray, groups: np.ndarray) -> float:
+def _moment_start(design: GroupedDesign) -> float:
     """The random intercept's relative standard deviation by moments on OLS residuals."""
-    codes, n_groups = _codes(groups)
-    sizes = np.bincount(codes, minlength=n_groups)
-    means = np.bincount(codes, weights=resid, minlength=n_groups) / sizes
-    within = np.sum((resid - means[codes]) ** 2) / max(len(resid) - n_groups, 1)
-    between = max(np.var(means) - within * np.mean(1 / sizes), 0.0)
+    p, cross = design.k_fe, design.cross
+    x, z, y = slice(0, p), p, p + design.k_re
+    beta = _ols(design)[0]
+    sizes = cross[:, z, z]
+    sums = cross[:, z, y] - cross[:, z, x] @ beta
+    squares = (
+        cross[:, y, y]
+        - 2 * cross[:, x, y] @ beta
+        + np.einsum("j,gjk,k->g", beta, cross[:, x, x], beta)
+    )
+    n_groups = len(sizes)
+    within = np.sum(squares - sums**2 / sizes) / max(design.n_obs - n_groups, 1)
+    between = max(np.var(sums / sizes) - within * np.mean(1 / sizes), 0.0)
     return max(np.sqrt(between / within), 0.05)
 
 
@@ -350,7 +364,7 @@ def fit_mixed(
         formula, data, groups=groups, re_formula="~position_sd" if random_slope else None
     )
     design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
-    cov_rel, point, converged, notes = _reml(model, design, groups)
+    cov_rel, point, converged, notes = _reml(model, design)
     unscale = np.diag([1.0, 1.0 / spread][: design.k_re])
     cov_re = point.scale * unscale @ cov_rel @ unscale
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
@@ -421,14 +435,11 @@ def cluster_covariance(
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
 
-def _reml(
-    model, design: GroupedDesign, groups: np.ndarray
-) -> tuple[np.ndarray, GLS, bool, list[str]]:
+def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str]]:
     """The REML point to report: relative random-effects covariance, GLS quantities there,
     whether the fit converged, and notes (see the module docstring for the boundary cases).
     """
-    resid = _ols_residuals(model)
-    if _exact(model.endog, resid):
+    if _exact(design):
         zero = np.zeros((design.k_re, design.k_re))
         note = (
             "the fixed effects fit the outcome exactly (to rounding), so REML is rounding "
@@ -436,7 +447,7 @@ def _reml(
             "optimiser not run"
         )
         return zero, design.gls(zero), True, [note]
-    best_rel, searched = _search(design, groups, resid)
+    best_rel, searched = _search(design)
     best = design.gls(best_rel)
     if not best_rel.any():
         note = (
