@@ -1,4 +1,4 @@
-"""Aggregates of the tidy frame that the figures and the findings share.
+"""Aggregates of the tidy frame and of the coefficient tables that the report's parts share.
 
 Holds:
 - ``mean_ci``: token-weighted means with cluster-robust (CR1, by sequence) t intervals;
@@ -7,13 +7,13 @@ Holds:
 - ``position_means``: mean norm per layer and position, and its log with the logged interval;
 - ``position_means_across_layers``: mean norm per position over all layers;
 - ``interval_level`` and ``percent``: the level a coefficient table's intervals carry, and
-  that level as text ("95%");
+  that level as text (0.95 -> "95%");
 - ``ordered_methods``: methods in the order of ``models.METHODS``;
 - ``lag_comparison``: per layer, the within-text lag estimators side by side (their gap in
   ``gmm``'s standard errors), ``gmm``'s specification tests, and the texts and rows each
   lag estimator used.
 
-Every interval treats the sequence as the unit that was sampled: tokens of one text are
+Every interval of a mean treats the sequence as the unit that was sampled: tokens of one text are
 not independent, so the standard error of a mean is the cluster-robust one of an
 intercept-only regression (what ``models``' ``ols`` method uses), with G - 1 degrees of
 freedom for G sequences.
@@ -94,7 +94,7 @@ def layer_means(
     exclude_first: bool = True,
     conf_level: float = 0.95,
 ) -> pd.DataFrame:
-    """Mean of ``value`` per layer with its 95% (``conf_level``) interval, see ``mean_ci``."""
+    """Mean of ``value`` per layer with its ``conf_level`` interval, see ``mean_ci``."""
     rows = frame.loc[frame["position"] >= 1] if exclude_first else frame
     return mean_ci(rows, value=value, by="layer", conf_level=conf_level)
 
