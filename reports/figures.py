@@ -48,7 +48,7 @@ from attnmag.reports.summaries import (
 )
 
 LAYER_PALETTE = "crest"
-FLAG_COLOUR = "#f4c7c3"
+FLAG_COLOUR = "#fadbd8"
 #: Which colours of seaborn's 10-colour "colorblind" palette the methods take, in turn:
 #: vermillion comes late, as it is hard to tell from orange.
 PALETTE_ORDER = (0, 1, 2, 4, 9, 5, 8, 7, 6, 3)

@@ -337,6 +337,34 @@ def _gmm_tests(compared: pd.DataFrame, *, alpha: float) -> dict[str, Any]:
     return out
 
 
+def _layers(layers: Sequence[int]) -> str:
+    return f"{'layer' if len(layers) == 1 else 'layers'} {_layer_list(layers)}"
+
+
+def _disagreement(flagged: Sequence[int], tests: Mapping[str, Any]) -> str:
+    """The warning for layers where the two within-text estimators disagree: what each
+    assumes, and which of them to read in each of those layers (by gmm's own tests)."""
+    default, check = COMPARED
+    text = (
+        f"In {_layers(flagged)} the two within-text estimators disagree: {default} assumes "
+        "that a text's lasting level depends on the text only through its first two log "
+        f"norms, which {check} does not."
+    )
+    if not tests:
+        return text + f" Read {check}'s wider intervals there."
+    doubtful = set(tests.get("hansen_rejects", [])) | set(tests.get("ar2_rejects", []))
+    passed = [layer for layer in flagged if layer not in doubtful]
+    failed = [layer for layer in flagged if layer in doubtful]
+    if passed:
+        text += f" {check}'s own tests pass in {_layers(passed)}: read its wider intervals there."
+    if failed:
+        text += (
+            f" In {_layers(failed)} {check}'s tests reject too: neither estimate should be "
+            "read as the text's dynamics there."
+        )
+    return text
+
+
 def lag_finding(
     lags: pd.DataFrame,
     frame: pd.DataFrame,
@@ -400,12 +428,7 @@ def lag_finding(
                 f"standard errors in {len(flagged)} of {_count(len(compared), 'layer')} "
                 f"({detail})."
             )
-            warnings.append(
-                f"In {'layer' if len(flagged) == 1 else 'layers'} {_layer_list(flagged)} the "
-                f"two within-text estimators disagree: {default} assumes that a text's "
-                "lasting level depends on the text only through its first two log norms, "
-                f"which {check} does not; read {check}'s wider intervals there."
-            )
+            warnings.append(_disagreement(flagged, _gmm_tests(compared, alpha=alpha)))
         else:
             sentences.append(
                 f"{default} and {check} agree within {GAP_LIMIT:g} of {check}'s standard "
@@ -434,8 +457,7 @@ def lag_finding(
             )
             if doubtful:
                 warnings.append(
-                    f"{check}'s instruments are in doubt in "
-                    f"{'layer' if len(doubtful) == 1 else 'layers'} {_layer_list(doubtful)}: "
+                    f"{check}'s instruments are in doubt in {_layers(doubtful)}: "
                     "Hansen's J rejects their validity or the AR(2) test finds serial "
                     "correlation that makes the lagged levels invalid instruments."
                 )

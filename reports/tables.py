@@ -63,6 +63,10 @@ def _format(value: float) -> str:
     return "" if pd.isna(value) else f"{value:.3g}"
 
 
+def _whole(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:,.0f}"
+
+
 def coefficient_display(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     """One row per layer and term, one column per method: ``estimate [low, high]``.
 
@@ -159,8 +163,8 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
             "method": method,
             "layers": len(part),
             "converged": f"{int(part['converged'].astype(bool).sum())} of {len(part)}",
-            "median n_obs": f"{part['n_obs'].median():,.0f}",
-            "median n_groups": _format(part["n_groups"].median()),
+            "median n_obs": _whole(part["n_obs"].median()),
+            "median n_groups": _whole(part["n_groups"].median()),
         }
         for column in ("r2", "sigma"):
             if column in part:

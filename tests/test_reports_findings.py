@@ -114,7 +114,19 @@ def test_lag_section_flags_the_layers_where_the_within_text_estimators_disagree(
         "initial_conditions and gmm differ by more than 2 of gmm's standard errors in 1 of "
         "3 layers (lag-1 in 2)" in found["lags"].text
     )
-    assert any(w.startswith("In layer 2 the two within-text") for w in found["lags"].warnings)
+    warning = next(w for w in found["lags"].warnings if w.startswith("In layer 2 the two within"))
+    assert "gmm's own tests pass in layer 2: read its wider intervals there." in warning
+    assert "reject too" not in warning
+
+
+def test_where_gmm_fails_its_own_tests_neither_estimate_is_recommended(frame):
+    tables = fake_tables(frame, gmm_apart=(1, 2), gmm_rejects=(1,))
+    found = findings(
+        frame, trend=tables["position_trend"], lags=tables["lag_effects"], glance=tables["glance"]
+    )
+    warning = next(w for w in found["lags"].warnings if w.startswith("In layers 1, 2 the two"))
+    assert "gmm's own tests pass in layer 2: read its wider intervals there." in warning
+    assert "In layer 1 gmm's tests reject too: neither estimate" in warning
 
 
 def test_lag_section_reports_gmm_tests_and_what_each_estimator_used(found, tables, frame):
