@@ -21,9 +21,10 @@ estimator with CR1 errors, which Nickell's bias makes too small in short texts.
 
 For each: the bias (mean estimate - truth), the coverage of the 95% intervals, the ratio of
 the estimates' standard deviation across replicates to the mean standard error (1 when the
-errors are right), and the median seconds per fit (one layer, one process; the fits' own
-``glance`` seconds). Replicates are the layers of simulated frames of ``--per-frame``
-layers, each frame with its own seed.
+errors are right), the median wall-clock seconds per fit (one layer, one process; the
+fits' own ``glance`` seconds) and the CPU seconds per fit (this process's CPU time over a
+frame's fits, per layer: the fairer figure on a shared machine). Replicates are the layers
+of simulated frames of ``--per-frame`` layers, each frame with its own seed.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def within_fit(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _within(frame: pd.DataFrame) -> pd.DataFrame:
     """The within estimator on every layer of ``frame``: the tidy columns the summary needs."""
     rows, seconds = [], []
+    cpu = time.process_time()
     for layer, part in frame[frame.position >= 3].groupby("layer"):
         start = time.perf_counter()
         estimate, std_error = within_fit(part)
@@ -100,6 +102,7 @@ def _within(frame: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["layer", "term", "estimate", "std_error", "conf_low"])
     table["conf_high"] = 2 * table.estimate - table.conf_low
     table["seconds"] = np.repeat(seconds, len(TRUTH))
+    table["cpu_seconds"] = (time.process_time() - cpu) / len(seconds)
     return table
 
 
@@ -107,10 +110,13 @@ def _fits(frame: pd.DataFrame, *, within: bool) -> dict[str, pd.DataFrame]:
     """Every estimator's lag1/lag2 rows on every layer of ``frame``, with seconds per fit."""
     out = {}
     for label, method, cov_type in ESTIMATORS:
+        cpu = time.process_time()
         table = models.lag_effects(frame, method=method, cov_type=cov_type, n_jobs=1)
+        cpu = (time.process_time() - cpu) / frame["layer"].nunique()
         seconds = models.glance(table).set_index("layer")["seconds"]
         table = table[table.term.isin(list(TRUTH))].copy()
         table["seconds"] = table.layer.map(seconds)
+        table["cpu_seconds"] = cpu
         out[label] = table
     if within:
         out["within (reference)"] = _within(frame)
@@ -125,8 +131,10 @@ def _summary(label: str, scenario: str, table: pd.DataFrame) -> dict[str, object
         row[f"bias_{term}"] = part.estimate.mean() - truth
         row[f"coverage_{term}"] = ((part.conf_low <= truth) & (truth <= part.conf_high)).mean()
         row[f"sd/se_{term}"] = part.estimate.std() / part.std_error.mean()
-    row["s_per_fit"] = table.drop_duplicates("layer").seconds.median()
-    row["replicates"] = table.drop_duplicates("layer").shape[0]
+    fits = table.drop_duplicates("layer")
+    row["s_per_fit"] = fits.seconds.median()
+    row["cpu_s_per_fit"] = fits.cpu_seconds.mean()
+    row["replicates"] = len(fits)
     return row
 
 
