@@ -6,7 +6,8 @@ Holds:
 - ``mutant_names``: every mutant mutmut makes of one module, in mutmut's naming;
 - ``run_mutmut``: ``mutmut run`` over some mutants, stopped cleanly at a time limit;
 - ``verdicts``: each mutant's status read back from mutmut's results;
-- ``main``: the command line; prints one row per module and the survivors' names.
+- ``changed_lines``: the lines a mutant changes, as ``-``/``+`` diff lines;
+- ``main``: the command line; prints one row per module, and each survivor with its change.
 
 Why a scratch tree: mutmut 3 writes every mutant of a file into one copy under ``mutants/``
 (a trampoline picks the active one from ``MUTANT_UNDER_TEST``), names a mutant after the
@@ -195,17 +196,35 @@ def verdicts(work: Path, module: str) -> dict[str, int | None]:
     return json.loads(meta.read_text())["exit_code_by_key"]
 
 
+def changed_lines(work: Path, module: str, name: str) -> list[str]:
+    """The ``-`` and ``+`` lines of mutant ``name``'s diff against the unmutated function."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    with _inside(work):
+        diff = get_diff_for_mutant(name, path=installed_path(module))
+    return [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "-+" and not line.startswith(("---", "+++"))
+    ]
+
+
 def tally(codes: list[int | None]) -> dict[str, int]:
-    """Counts of killed, survived, timed-out and other verdicts (no tests, not checked, ...)."""
-    killed = sum(code in KILLED for code in codes)
-    survived = sum(code in SURVIVED for code in codes)
-    timeout = sum(code in TIMEOUT for code in codes)
-    return {
-        "killed": killed,
-        "survived": survived,
-        "timeout": timeout,
-        "other": len(codes) - killed - survived - timeout,
-    }
+    """Counts of killed, survived, timed-out, unchecked (run cut off) and other verdicts
+    (no test reaches the mutant, or mutmut calls the result suspicious)."""
+    counts = {"killed": 0, "survived": 0, "timeout": 0, "unchecked": 0, "other": 0}
+    for code in codes:
+        if code in KILLED:
+            counts["killed"] += 1
+        elif code in SURVIVED:
+            counts["survived"] += 1
+        elif code in TIMEOUT:
+            counts["timeout"] += 1
+        elif code is None:
+            counts["unchecked"] += 1
+        else:
+            counts["other"] += 1
+    return counts
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -215,8 +234,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample", type=int, help="mutants per module (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--max-children", type=int, default=1, help="mutants checked at once")
-    parser.add_argument("--time-limit", type=float, help="seconds for all modules together")
-    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temp one)")
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds for all modules, shared out evenly as they go"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="new or empty scratch folder (default: a new temp one)"
+    )
     return parser.parse_args(argv)
 
 
@@ -226,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="attnmag-mutation-"))
     if work.resolve().is_relative_to(ROOT):
         raise SystemExit("mutation: --workdir must lie outside the repository")
+    if work.exists() and any(work.iterdir()):
+        raise SystemExit(f"mutation: {work} is not empty (an earlier run's verdicts would mix in)")
     build_tree(work, args.modules)
     print(f"scratch tree: {work}; tests: {' '.join(test_files(args.modules))}", flush=True)
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
@@ -235,13 +260,15 @@ def main(argv: list[str] | None = None) -> None:
         total = len(names)
         if args.sample is not None and args.sample < total:
             names = sorted(random.Random(args.seed).sample(names, args.sample))
-        limit = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        left = len(args.modules) - len(rows)
+        limit = None if deadline is None else max((deadline - time.monotonic()) / left, 1.0)
         start = time.monotonic()
         finished = run_mutmut(work, names, args.max_children, limit)
         seconds = time.monotonic() - start
         codes = verdicts(work, module)
         ran = [codes.get(name) for name in names]
-        survivors += [name for name in names if codes.get(name) in SURVIVED]
+        finished = finished or None not in ran
+        survivors += [(module, name) for name in names if codes.get(name) in SURVIVED]
         rows.append(
             {
                 "module": module,
@@ -251,11 +278,13 @@ def main(argv: list[str] | None = None) -> None:
                 "finished": "yes" if finished else "cut off",
             }
         )
-        print(table(rows[-1:]), flush=True)
+        print(", ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
     print()
     print(table(rows))
-    print("\nsurvivors (show one with `mutmut show NAME` in the scratch tree):")
-    print("\n".join(survivors) or "none")
+    print(f"\nsurvivors ({len(survivors)}):")
+    for module, name in survivors:
+        lines = changed_lines(work, module, name)
+        print(name, *(f"    {line[0]} {line[1:].strip()}" for line in lines), sep="\n")
 
 
 if __name__ == "__main__":
