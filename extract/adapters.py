@@ -1,15 +1,21 @@
-"""Which module's output is the attention sub-layer's update of the residual stream, per family.
+"""Which modules add each sub-layer's update to the residual stream, per model family.
 
 Holds:
-- ``Adapter``: a family's blocks (a path from the base model) and the module in each block;
+- ``Adapter``: a family's blocks (a path from the base model) and, in each block, the module
+  whose output is the attention update, the MLP's update, the attention's output projection
+  and the norm applied after that projection (Gemma 2/3), if any;
 - ``ADAPTERS``: ``config.model_type`` -> ``Adapter``;
 - ``adapter_for``: the adapter of a loaded model, or a clear error naming the families known;
-- ``base_model``, ``attention_modules``: the base model (no LM head) and the hooked modules.
+- ``base_model``, ``blocks``: the base model (no LM head) and its list of blocks;
+- ``attention_modules``, ``site_modules``: the hooked modules per layer;
+- ``output_projection``, ``post_norm``: the attention's output projection of a layer and the
+  norm applied to its output before the residual sum (None for most families).
 
 Usage::
 
-    adapter = adapter_for(model)       # Adapter(family="GPT-2", blocks="h", module="attn")
+    adapter = adapter_for(model)       # Adapter(family="GPT-2", blocks="h", module="attn", ...)
     modules = attention_modules(model, layers=[0, 5])
+    mlps = site_modules(model, [0, 5], "mlp")
 """
 
 from __future__ import annotations
@@ -23,17 +29,31 @@ from attnmag.errors import AttnmagError
 
 @dataclass(frozen=True)
 class Adapter:
-    """Where a family keeps its blocks, and which module's output each block adds to the
-    residual stream."""
+    """Where a family keeps its blocks, and which modules of a block produce its updates.
+
+    ``module`` and ``mlp`` name the modules whose outputs each block adds to the residual
+    stream (attention's and the MLP's); ``projection`` the attention's output projection
+    (its input holds one slice per query head); ``post_norm`` the norm between that
+    projection and the residual sum, where the family has one."""
 
     family: str
     blocks: str
     module: str
+    mlp: str
+    projection: str
+    post_norm: str | None = None
 
 
-_GPT2 = Adapter("GPT-2", "h", "attn")
-_LLAMA = Adapter("Llama-style", "layers", "self_attn")
-_GEMMA2 = Adapter("Gemma 2/3 (post-attention norm)", "layers", "post_attention_layernorm")
+_GPT2 = Adapter("GPT-2", "h", "attn", "mlp", "attn.c_proj")
+_LLAMA = Adapter("Llama-style", "layers", "self_attn", "mlp", "self_attn.o_proj")
+_GEMMA2 = Adapter(
+    "Gemma 2/3 (post-attention norm)",
+    "layers",
+    "post_attention_layernorm",
+    "post_feedforward_layernorm",
+    "self_attn.o_proj",
+    post_norm="post_attention_layernorm",
+)
 
 ADAPTERS: dict[str, Adapter] = {
     "gpt2": _GPT2,
@@ -44,8 +64,10 @@ ADAPTERS: dict[str, Adapter] = {
     "gemma2": _GEMMA2,
     "gemma3": _GEMMA2,
     "gemma3_text": _GEMMA2,
-    "gpt_neox": Adapter("GPT-NeoX / Pythia", "layers", "attention"),
-    "opt": Adapter("OPT", "decoder.layers", "self_attn"),
+    "gpt_neox": Adapter("GPT-NeoX / Pythia", "layers", "attention", "mlp", "attention.dense"),
+    # OPT's MLP is no module of its own: fc2's output (flattened to (batch * tokens, hidden))
+    # is what the block adds to the residual.
+    "opt": Adapter("OPT", "decoder.layers", "self_attn", "fc2", "self_attn.out_proj"),
 }
 
 
@@ -65,21 +87,52 @@ def base_model(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
 
-def blocks(model: nn.Module) -> nn.ModuleList:
-    """The model's list of transformer blocks."""
-    module = base_model(model)
-    for name in adapter_for(model).blocks.split("."):
+def _submodule(module: nn.Module, path: str) -> nn.Module:
+    for name in path.split("."):
         module = getattr(module, name)
     return module
 
 
-def attention_modules(model: nn.Module, layers: list[int]) -> dict[int, nn.Module]:
-    """The module whose output is the attention update, for each requested layer index."""
+def blocks(model: nn.Module) -> nn.ModuleList:
+    """The model's list of transformer blocks."""
+    return _submodule(base_model(model), adapter_for(model).blocks)
+
+
+def _chosen_blocks(model: nn.Module, layers: list[int]) -> dict[int, nn.Module]:
     all_blocks = blocks(model)
-    name = adapter_for(model).module
     bad = [i for i in layers if not 0 <= i < len(all_blocks)]
     if bad:
         raise AttnmagError(
             f"layers {bad} do not exist: the model has layers 0..{len(all_blocks) - 1}"
         )
-    return {i: getattr(all_blocks[i], name) for i in layers}
+    return {i: all_blocks[i] for i in layers}
+
+
+def attention_modules(model: nn.Module, layers: list[int]) -> dict[int, nn.Module]:
+    """The module whose output is the attention update, for each requested layer index."""
+    return site_modules(model, layers, "attn")
+
+
+def site_modules(model: nn.Module, layers: list[int], site: str) -> dict[int, nn.Module]:
+    """Per requested layer, the module a site is measured at: ``attn`` and ``mlp`` the
+    module whose output is that sub-layer's update, ``resid`` the block itself (its input is
+    the residual stream entering it)."""
+    adapter = adapter_for(model)
+    chosen = _chosen_blocks(model, layers)
+    if site == "resid":
+        return chosen
+    name = {"attn": adapter.module, "mlp": adapter.mlp}[site]
+    return {i: _submodule(block, name) for i, block in chosen.items()}
+
+
+def output_projection(model: nn.Module, layer: int) -> nn.Module:
+    """The attention's output projection of ``layer`` (``c_proj``, ``o_proj``, ``dense``,
+    ``out_proj``): its input is the heads' outputs concatenated, head by head."""
+    return _submodule(_chosen_blocks(model, [layer])[layer], adapter_for(model).projection)
+
+
+def post_norm(model: nn.Module, layer: int) -> nn.Module | None:
+    """The norm between ``layer``'s output projection and the residual sum (Gemma 2/3's
+    ``post_attention_layernorm``), or None where the projection's output is the update."""
+    name = adapter_for(model).post_norm
+    return None if name is None else _submodule(_chosen_blocks(model, [layer])[layer], name)

@@ -1,7 +1,11 @@
-"""The tidy long frame of per-token attention norms, and its Parquet round trip.
+"""The tidy long frame of per-token norms, and its Parquet round trip.
 
 Holds:
-- ``COLUMNS``: the frame's columns in order;
+- ``COLUMNS``: the columns of a plain frame (one model, the attention update), in order;
+- ``GROUP_COLUMNS``: the grouping columns a frame may have (``layer`` always; ``model``,
+  ``site`` and ``head`` when asked for); lags, fits and figures run within each group;
+- ``group_columns``, ``frame_columns``: the grouping columns a frame has, and the columns in
+  order of a frame with given optional grouping columns;
 - ``tidy_frame``: per-sequence norm arrays -> the tidy frame (lags included);
 - ``read_frame``: a Parquet file, or a folder of Parquet shards, -> the frame with provenance.
 
@@ -24,6 +28,28 @@ import pandas as pd
 from attnmag.errors import AttnmagError
 
 COLUMNS = ["sequence", "layer", "position", "token_id", "token", "norm", "log_norm", "lag1", "lag2"]
+GROUP_COLUMNS = ("model", "site", "layer", "head")
+GROUP_DTYPES = {"model": "category", "site": "category", "layer": "int64", "head": "int16"}
+
+
+def group_columns(frame: pd.DataFrame) -> list[str]:
+    """The grouping columns ``frame`` has, in ``GROUP_COLUMNS`` order.
+
+    >>> group_columns(pd.DataFrame(columns=["sequence", "site", "layer", "position"]))
+    ['site', 'layer']
+    """
+    return [column for column in GROUP_COLUMNS if column in frame.columns]
+
+
+def frame_columns(groups: Sequence[str] = ()) -> list[str]:
+    """The frame's columns in order, with the optional grouping columns ``groups`` (of
+    ``model``, ``site``, ``head``) placed as ``GROUP_COLUMNS`` orders them.
+
+    >>> frame_columns(["head"])[:4]
+    ['sequence', 'layer', 'head', 'position']
+    """
+    present = [c for c in GROUP_COLUMNS if c == "layer" or c in groups]
+    return ["sequence", *present, *COLUMNS[2:]]
 
 
 def tidy_frame(
@@ -33,15 +59,20 @@ def tidy_frame(
     norms: Sequence[np.ndarray],
     layers: Sequence[int],
     token_text: Mapping[int, str],
+    groups: Mapping[str, Sequence] | None = None,
 ) -> pd.DataFrame:
-    """Build the tidy frame: one row per sequence x layer x real token, sorted that way.
+    """Build the tidy frame: one row per sequence x series x real token, sorted that way.
 
-    ``norms[i]`` is a float32 array of shape ``(len(layers), len(token_ids[i]))``
-    for the text whose corpus index is ``sequences[i]``; ``token_text`` maps each
-    token id to its text. Each column is allocated once, in its final dtype, and
-    filled text by text (the frame is the largest thing an extraction keeps).
+    A series is one row of ``norms[i]``: a float32 array of shape ``(len(layers),
+    len(token_ids[i]))`` for the text whose corpus index is ``sequences[i]``; ``layers``
+    gives each series' layer and ``groups`` its other grouping columns (``site``: names, or
+    a ``pd.Categorical`` whose categories the column keeps; ``head``: ints), one value per
+    series. ``token_text`` maps each token id to its text. Lags run within sequence x
+    series. Each column is allocated once, in its final dtype, and filled text by text
+    (the frame is the largest thing an extraction keeps).
     """
     layers = np.asarray(layers, dtype=np.int64)
+    series = _series_codes(groups or {}, len(layers))
     order = np.argsort(np.asarray(sequences, dtype=np.int64), kind="stable")
     lengths = np.array([len(token_ids[i]) for i in order], dtype=np.int64)
     rows = lengths * len(layers)
@@ -55,11 +86,14 @@ def tidy_frame(
         "token_id": np.empty(total, dtype=np.int64),
         "token": np.empty(total, dtype=codes[0].dtype),
         "norm": np.empty(total, dtype=np.float32),
+        **{name: np.empty(total, dtype=values.dtype) for name, (values, _) in series.items()},
     }
     for k, i in enumerate(order):
         block = slice(int(ends[k] - rows[k]), int(ends[k]))
         shape = (len(layers), int(lengths[k]))
         columns["layer"][block].reshape(shape)[:] = layers[:, None]
+        for name, (values, _) in series.items():
+            columns[name][block].reshape(shape)[:] = values[:, None]
         columns["position"][block].reshape(shape)[:] = np.arange(shape[1])
         columns["token_id"][block].reshape(shape)[:] = token_ids[i]
         columns["token"][block].reshape(shape)[:] = codes[k]
@@ -70,7 +104,30 @@ def tidy_frame(
     columns["log_norm"] = log_norm
     columns["lag1"] = _lag(log_norm, columns["position"], 1)
     columns["lag2"] = _lag(log_norm, columns["position"], 2)
-    return pd.DataFrame(columns, copy=False)
+    for name, (_, levels) in series.items():
+        if levels is not None:
+            columns[name] = pd.Categorical.from_codes(columns[name], categories=levels)
+    return pd.DataFrame({c: columns[c] for c in frame_columns(list(series))}, copy=False)
+
+
+def _series_codes(
+    groups: Mapping[str, Sequence], n_series: int
+) -> dict[str, tuple[np.ndarray, pd.Index | None]]:
+    """Per grouping column, its per-series values in the column's dtype (codes, with the
+    categories, for a category column)."""
+    unknown = sorted(set(groups) - {"site", "head"})
+    if unknown:
+        raise ValueError(f"tidy_frame's groups are site and head, not {unknown}")
+    found = {}
+    for name, values in groups.items():
+        if len(values) != n_series:
+            raise ValueError(f"{name} has {len(values)} values for {n_series} series")
+        if GROUP_DTYPES[name] == "category":
+            values = pd.Categorical(values)
+            found[name] = (values.codes.astype(np.int8), values.categories)
+        else:
+            found[name] = (np.asarray(values, dtype=GROUP_DTYPES[name]), None)
+    return found
 
 
 def _token_codes(
@@ -94,7 +151,7 @@ def _token_categorical(ids: np.ndarray, token_text: Mapping[int, str]) -> pd.Cat
 
 def _lag(values: np.ndarray, position: np.ndarray, k: int) -> np.ndarray:
     """``values`` ``k`` rows earlier, NaN where ``position < k`` (rows sorted by sequence,
-    layer and position, every position present)."""
+    series and position, every position present)."""
     lagged = np.empty_like(values)
     lagged[:k] = np.nan
     lagged[k:] = values[:-k]

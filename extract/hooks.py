@@ -1,18 +1,23 @@
-"""Forward hooks that keep only the per-token L2 norm of each attention update.
+"""Hooks that keep only per-token L2 norms of what a model adds to its residual stream.
 
 Holds:
-- ``NormRecorder``: a context manager that hooks the attention modules of a model,
-  stores a float32 ``(batch, seq)`` norm tensor per layer, optionally stops the
-  forward pass after the last hooked layer, and always removes its hooks;
-- ``StopForward``: raised inside the last hook to end the forward pass early;
+- ``Probe``: one hooked module and how its call becomes rows of norms (a forward hook, or a
+  forward pre-hook for the stream entering a block);
+- ``update_norm``, ``input_norm``: a probe's measurement of a module's output (the update it
+  adds) or of its first input (the residual stream), float32 on the device;
+- ``NormRecorder``: a context manager that installs the probes, writes their norms into one
+  float32 ``(rows, batch, tokens)`` buffer per forward pass, stops the pass after the last
+  probe, and always removes its hooks;
+- ``StopForward``: raised inside the last probe to end the forward pass early;
 - ``eval_mode``: a context manager that puts a model in eval mode (no dropout) and gives
   the model and every submodule back its own ``training`` flag, however the block ends.
 
 Usage::
 
-    with NormRecorder(modules, stop_after=max(modules)) as recorder:
-        recorder.run(lambda: base(input_ids=ids, attention_mask=mask))
-    norms = recorder.norms        # {layer: tensor(batch, seq), float32, on the model's device}
+    probes = [Probe(module, row=i, measure=update_norm) for i, module in enumerate(modules)]
+    with NormRecorder(probes, stop=probes[-1]) as recorder:
+        norms = recorder.run(lambda: base(input_ids=ids), shape=ids.shape, device="cpu")
+    # norms: tensor(rows, batch, tokens), float32
 
     with eval_mode(model):
         model(input_ids)          # dropout off; the caller's flags come back afterwards
@@ -22,43 +27,85 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+Measure = Callable[[tuple, dict, object, torch.Tensor], None]
+
 
 class StopForward(Exception):
-    """Ends a forward pass once the last requested layer has been measured."""
+    """Ends a forward pass once the last requested measurement has been taken."""
+
+
+def norm_into(vectors: torch.Tensor, out: torch.Tensor) -> None:
+    """Write ``||vectors||_2`` over the last axis, in float32, into ``out`` (batch, tokens).
+
+    ``vectors`` may be flattened to ``(batch * tokens, hidden)`` (OPT's MLP) or live on
+    another device than ``out`` (a model spread by ``device_map``)."""
+    target = out if vectors.shape[:-1] == out.shape else out.view(vectors.shape[:-1])
+    if vectors.device == out.device:
+        torch.linalg.vector_norm(vectors, dim=-1, dtype=torch.float32, out=target)
+    else:
+        target.copy_(torch.linalg.vector_norm(vectors, dim=-1, dtype=torch.float32))
+
+
+def update_norm(args: tuple, kwargs: dict, output: object, out: torch.Tensor) -> None:
+    """A module's output (a tensor, or a tuple whose first item is one): its norm per token."""
+    norm_into(output[0] if isinstance(output, tuple) else output, out[0])
+
+
+def input_norm(args: tuple, kwargs: dict, output: object, out: torch.Tensor) -> None:
+    """A block's input hidden state (first positional argument or ``hidden_states``)."""
+    norm_into(args[0] if args else kwargs["hidden_states"], out[0])
+
+
+@dataclass(eq=False)
+class Probe:
+    """A hooked ``module`` filling rows ``row .. row + width - 1`` of the recorder's buffer.
+
+    ``measure(args, kwargs, output, out)`` writes into ``out``, a ``(width, batch, tokens)``
+    float32 view; ``pre`` hooks the module's input (before it runs), else its output."""
+
+    module: nn.Module
+    row: int
+    measure: Measure
+    width: int = 1
+    pre: bool = False
 
 
 class NormRecorder:
-    """Hooks ``modules`` ({layer: module}) and records ``||output||_2`` per token in float32."""
+    """Installs ``probes`` and records their norms; ``stop`` ends the pass once measured."""
 
-    def __init__(self, modules: dict[int, nn.Module], *, stop_after: int | None = None) -> None:
-        self.modules = modules
-        self.stop_after = stop_after
-        self.norms: dict[int, torch.Tensor] = {}
+    def __init__(self, probes: list[Probe], *, stop: Probe | None = None) -> None:
+        self.probes = probes
+        self.stop = stop
+        self.rows = max(p.row + p.width for p in probes)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._buffer: torch.Tensor | None = None
+        self._seen: set[int] = set()
 
-    def _hook(self, layer: int, slot: int) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor | tuple) -> None:
-            update = output[0] if isinstance(output, tuple) else output
-            out = self._buffer[slot] if self._buffer is not None else None
-            if out is not None and (out.device != update.device or out.shape != update.shape[:-1]):
-                out = None  # a layer on another device (device_map), or an unexpected shape
-            self.norms[layer] = torch.linalg.vector_norm(
-                update, dim=-1, dtype=torch.float32, out=out
-            )
-            if layer == self.stop_after:
+    def _hook(self, index: int, probe: Probe) -> Callable:
+        def record(args: tuple, kwargs: dict, output: object) -> None:
+            probe.measure(args, kwargs, output, self._buffer[probe.row : probe.row + probe.width])
+            self._seen.add(index)
+            if probe is self.stop:
                 raise StopForward
 
-        return hook
+        if probe.pre:
+            return lambda module, args, kwargs: record(args, kwargs, None)
+        return lambda module, args, kwargs, output: record(args, kwargs, output)
 
     def __enter__(self) -> NormRecorder:
         try:
-            for slot, (layer, module) in enumerate(self.modules.items()):
-                self._handles.append(module.register_forward_hook(self._hook(layer, slot)))
+            for index, probe in enumerate(self.probes):
+                register = (
+                    probe.module.register_forward_pre_hook
+                    if probe.pre
+                    else probe.module.register_forward_hook
+                )
+                self._handles.append(register(self._hook(index, probe), with_kwargs=True))
         except BaseException:
             self.remove()
             raise
@@ -77,30 +124,27 @@ class NormRecorder:
         self,
         forward: Callable[[], object],
         *,
-        shape: tuple[int, int] | None = None,
-        device: torch.device | str | None = None,
-    ) -> dict[int, torch.Tensor]:
-        """Call ``forward`` (a closure over the model call); return the norms it recorded.
+        shape: tuple[int, int],
+        device: torch.device | str,
+    ) -> torch.Tensor:
+        """Call ``forward`` (a closure over the model call); return the ``(rows, batch,
+        tokens)`` float32 norms it recorded on ``device``.
 
-        With ``shape`` (batch, tokens), the norms are written into one float32 buffer on
-        ``device``, allocated before the forward pass: small tensors left among the
-        activations would fragment the CPU heap (the resident set then grows well past
-        a bare forward pass's)."""
-        self.norms = {}
-        if shape is not None:
-            self._buffer = torch.empty(
-                (len(self.modules), *shape), dtype=torch.float32, device=device
-            )
+        The buffer is allocated once before the forward pass: small tensors left among the
+        activations would fragment the CPU heap (the resident set then grows well past a
+        bare forward pass's)."""
+        buffer = torch.empty((self.rows, *shape), dtype=torch.float32, device=device)
+        self._buffer, self._seen = buffer, set()
         try:
             forward()
         except StopForward:
             pass
         finally:
             self._buffer = None
-        missing = set(self.modules) - set(self.norms)
+        missing = [i for i in range(len(self.probes)) if i not in self._seen]
         if missing:
-            raise RuntimeError(f"the forward pass never reached layers {sorted(missing)}")
-        return self.norms
+            raise RuntimeError(f"the forward pass never reached {len(missing)} hooked modules")
+        return buffer
 
 
 @contextmanager

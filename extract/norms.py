@@ -1,12 +1,15 @@
-"""Per-token L2 norms of every attention update, for a corpus, as the tidy frame.
+"""Per-token L2 norms of what each layer adds to the residual stream, as the tidy frame.
 
 Holds:
-- ``attention_norms``: model + tokenizer + texts -> the tidy frame (see ``attention_norms``);
+- ``attention_norms``: model + tokenizer + texts -> the tidy frame of attention updates
+  (see ``attention_norms``), optionally one row per head;
+- ``update_norms``: the same for several sites of each layer (attention's update, the MLP's,
+  the residual stream entering the block), with a ``site`` column;
 - ``Run``, ``prepare_run``: a run's texts, corpus info, layers and limits, every option
   checked before any work (shared with the sharded runs);
 - ``as_texts``: a Dataset or any iterable of str -> a list of texts and the corpus info;
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
-- ``measure``: encoded texts -> per-text ``(layers, tokens)`` float32 norm arrays, batch by
+- ``measure``: encoded texts -> per-text ``(rows, tokens)`` float32 norm arrays, batch by
   batch (length-sorted, token budget, halving a batch that runs out of memory), in eval mode;
 - ``progress_bar``: a progress bar on stderr that shows in a terminal and in a notebook;
 - ``default_max_tokens``: the token budget per batch for a device.
@@ -14,6 +17,7 @@ Holds:
 Usage::
 
     frame = attention_norms(model, tokenizer, ["a first text", "a second one"], layers=[0, 1])
+    sites = update_norms(model, tokenizer, ["a first text"], sites=("attn", "mlp", "resid"))
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ import torch
 from torch import nn
 
 from attnmag.errors import AttnmagError
-from attnmag.extract.adapters import adapter_for, attention_modules, base_model, blocks
+from attnmag.extract.adapters import adapter_for, base_model, blocks
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import tidy_frame
 from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.provenance import provenance
+from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
 
 CPU_MAX_TOKENS = 512
 GPU_MAX_TOKENS = 16384
@@ -277,6 +282,12 @@ def _is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
+def _description(sites: tuple[str, ...], heads: bool) -> str:
+    """The progress bar's label: what is measured."""
+    measured = "attention" if sites == ("attn",) else "/".join(sites)
+    return f"{measured} norms" + (" by head" if heads else "")
+
+
 def measure(
     model: nn.Module,
     encoded: Encoded,
@@ -287,13 +298,15 @@ def measure(
     batch_size: int,
     max_tokens: int | None = None,
     progress: bool | None = None,
+    sites: tuple[str, ...] = ("attn",),
+    heads: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(i, norms)`` for each encoded text ``i``: a float32 ``(len(layers), tokens)``
-    array. The model runs in eval mode (its own ``training`` flags come back afterwards).
-    Batches run longest first; a batch that runs out of memory is halved and retried, and
-    later batches keep the smaller size."""
+    """Yield ``(i, norms)`` for each encoded text ``i``: a float32 ``(rows, tokens)`` array,
+    its rows those of ``plan(model, layers, sites, heads).rows`` (one per layer for the
+    attention update alone). The model runs in eval mode (its own ``training`` flags come
+    back afterwards). Batches run longest first; a batch that runs out of memory is halved
+    and retried, and later batches keep the smaller size."""
     base = base_model(model)
-    modules = attention_modules(model, layers)
     device = getattr(model, "device", None) or next(model.parameters()).device
     takes_positions = "position_ids" in inspect.signature(base.forward).parameters
     budget = max_tokens or default_max_tokens(device)
@@ -303,10 +316,13 @@ def measure(
         )
     )
     total = sum(len(x) for x in encoded.token_ids)
+    run_plan = plan(model, layers, sites, heads)
     with (
-        progress_bar(progress, total=total, unit="tok", desc="attention norms", leave=False) as bar,
+        progress_bar(
+            progress, total=total, unit="tok", desc=_description(sites, heads), leave=False
+        ) as bar,
         eval_mode(model),
-        NormRecorder(modules, stop_after=max(layers)) as recorder,
+        NormRecorder(run_plan.probes, stop=run_plan.stop) as recorder,
         torch.inference_mode(),
     ):
         while queue:
@@ -333,7 +349,7 @@ def measure(
                     b[i : i + half] for b in [batch, *queue] for i in range(0, len(b), half)
                 )
                 continue
-            stacked = torch.stack([norms[layer] for layer in layers]).float().cpu().numpy()
+            stacked = norms.cpu().numpy()
             mask = inputs["attention_mask"].bool().cpu().numpy()
             for row, i in enumerate(batch):
                 yield i, stacked[:, row, mask[row]]
@@ -347,6 +363,7 @@ def attention_norms(
     batch_size: int = 64,
     layers: Sequence[int] | None = None,
     *,
+    heads: bool = False,
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
@@ -375,6 +392,11 @@ def attention_norms(
         Texts per forward pass at most (a whole number of at least 1).
     layers
         0-based block indices, at least one; None means all.
+    heads
+        Also measure each head's own contribution ``W_O^h z_h`` (the output projection's
+        bias, which no head owns, left out; under a Gemma 2/3 post-attention norm, each
+        head's share scaled as the whole update is, so the shares add up to it). Adds an
+        int16 ``head`` column: 0..H-1 for the heads, -1 for the whole update's rows.
     max_tokens
         Padded tokens per batch at most; None: ``default_max_tokens`` of the model's device.
     max_length
@@ -385,17 +407,113 @@ def attention_norms(
     Returns
     -------
     pandas.DataFrame
-        Columns ``sequence`` (the text's index in ``texts``), ``layer``, ``position``
-        (0-based among the text's real tokens), ``token_id``, ``token`` (category),
-        ``norm`` (float32), ``log_norm``, ``lag1`` and ``lag2`` (``log_norm`` one and two
-        positions earlier in the same sequence and layer, else NaN). ``frame.attrs``
-        holds the run's provenance (model, dtype, device, corpus, counts, versions).
+        Columns ``sequence`` (the text's index in ``texts``), ``layer``, [``head``,]
+        ``position`` (0-based among the text's real tokens), ``token_id``, ``token``
+        (category), ``norm`` (float32), ``log_norm``, ``lag1`` and ``lag2`` (``log_norm``
+        one and two positions earlier in the same sequence, layer [and head], else NaN).
+        ``frame.attrs`` holds the run's provenance (model, dtype, device, corpus and its
+        fingerprint, counts, versions).
 
     Examples
     --------
     >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0])  # doctest: +SKIP
+    >>> by_head = attention_norms(model, tokenizer, ["Hello."], heads=True)  # doctest: +SKIP
     """
+    return _norms_frame(
+        model,
+        tokenizer,
+        texts,
+        sites=("attn",),
+        heads=heads,
+        site_column=False,
+        batch_size=batch_size,
+        layers=layers,
+        max_tokens=max_tokens,
+        max_length=max_length,
+        progress=progress,
+    )
+
+
+def update_norms(
+    model: nn.Module,
+    tokenizer: object,
+    texts: object,
+    sites: Sequence[str] | str = SITES,
+    heads: bool = False,
+    batch_size: int = 64,
+    layers: Sequence[int] | None = None,
+    *,
+    max_tokens: int | None = None,
+    max_length: int | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """The tidy frame of per-token norms at several sites of each layer, with a ``site``
+    column.
+
+    The sites: ``attn``, the attention sub-layer's update (as ``attention_norms``
+    measures it); ``mlp``, the MLP sub-layer's output as the block adds it to the residual
+    stream (GPT-2, Llama-style and GPT-NeoX ``mlp``, Gemma 2/3
+    ``post_feedforward_layernorm``, OPT ``fc2``); ``resid``, the residual stream entering
+    the block (its input hidden state). The forward pass stops after the last requested
+    layer's last requested site. Padding, eval mode and hooks as in ``attention_norms``.
+
+    Parameters
+    ----------
+    model, tokenizer, texts, batch_size, layers, max_tokens, max_length, progress
+        As for ``attention_norms``.
+    sites
+        Names from ``("attn", "mlp", "resid")`` (or one comma-separated string), at least
+        one; rows follow that order whatever order they are given in.
+    heads
+        Also each attention head's contribution (needs ``attn``); adds an int16 ``head``
+        column, -1 on the rows of whole sub-layers and of the stream.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``attention_norms``' columns with a ``site`` category after ``sequence`` (and
+        ``head`` after ``layer`` with ``heads``); lags run within sequence x site x layer
+        [x head]; ``frame.attrs`` as for ``attention_norms``.
+
+    Examples
+    --------
+    >>> frame = update_norms(model, tokenizer, ["Hi."], sites=("attn", "resid"))  # doctest: +SKIP
+    >>> sorted(frame["site"].cat.categories)  # doctest: +SKIP
+    ['attn', 'resid']
+    """
+    return _norms_frame(
+        model,
+        tokenizer,
+        texts,
+        sites=sites,
+        heads=heads,
+        site_column=True,
+        batch_size=batch_size,
+        layers=layers,
+        max_tokens=max_tokens,
+        max_length=max_length,
+        progress=progress,
+    )
+
+
+def _norms_frame(
+    model: nn.Module,
+    tokenizer: object,
+    texts: object,
+    *,
+    sites: object,
+    heads: object,
+    site_column: bool,
+    batch_size: int,
+    layers: Sequence[int] | None,
+    max_tokens: int | None,
+    max_length: int | None,
+    progress: bool | None,
+) -> pd.DataFrame:
+    """The frame of ``attention_norms`` and ``update_norms``: checks, tokenizing, measuring,
+    the tidy frame and its provenance."""
     start = time.perf_counter()
+    sites = check_sites(sites, heads)
     run = prepare_run(
         model,
         texts,
@@ -409,7 +527,8 @@ def attention_norms(
         raise AttnmagError(f"all {len(run.texts)} texts are empty: there is nothing to measure")
     # Any id will do (padding is masked); GPT-2 has no pad token, so its eos stands in.
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
-    norms = _preallocated(len(run.layers), [len(x) for x in encoded.token_ids])
+    rows = plan_rows(run.layers, sites, heads, n_heads(model))
+    norms = _preallocated(len(rows), [len(x) for x in encoded.token_ids])
     for i, values in measure(
         model,
         encoded,
@@ -419,14 +538,22 @@ def attention_norms(
         batch_size=run.batch_size,
         max_tokens=run.max_tokens,
         progress=progress,
+        sites=sites,
+        heads=heads,
     ):
         norms[i][:] = values
+    groups: dict[str, object] = {}
+    if site_column:
+        groups["site"] = pd.Categorical([r[0] for r in rows], categories=list(sites))
+    if heads:
+        groups["head"] = [r[2] for r in rows]
     frame = tidy_frame(
         sequences=encoded.sequences,
         token_ids=[np.asarray(x) for x in encoded.token_ids],
         norms=norms,
-        layers=run.layers,
+        layers=[r[1] for r in rows],
         token_text=token_texts(tokenizer, encoded.token_ids),
+        groups=groups,
     )
     frame.attrs.update(
         provenance(
@@ -436,6 +563,9 @@ def attention_norms(
             corpus=run.corpus,
             batch_size=run.batch_size,
             seconds=time.perf_counter() - start,
+            texts=run.texts,
+            sites=list(sites),
+            heads=heads,
         )
     )
     return frame

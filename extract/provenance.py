@@ -3,14 +3,18 @@
 Holds:
 - ``provenance``: model id and revision, family, dtype, device, layers, corpus, counts of
   texts (measured, skipped empty, truncated) and tokens, and package versions;
-- ``corpus_provenance``: its corpus part (corpus id, split, how it was sampled).
+- ``corpus_provenance``: its corpus part (corpus id, split, how it was sampled);
+- ``texts_fingerprint``: the sha256 of the texts as given, in order (frames of one corpus
+  share it, so that their ``sequence`` numbers name the same texts).
 
 Every value is JSON-serialisable, as Parquet metadata needs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import platform
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -45,6 +49,20 @@ def corpus_provenance(corpus: dict) -> dict:
     }
 
 
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    """The sha256 of ``texts`` in order (each text's UTF-8 bytes after its length).
+
+    >>> texts_fingerprint(["a", "b"]) == texts_fingerprint(["a", "b"]) != texts_fingerprint(["ab"])
+    True
+    """
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
 def provenance(
     model: nn.Module,
     encoded: Encoded,
@@ -53,8 +71,12 @@ def provenance(
     corpus: dict,
     batch_size: int,
     seconds: float,
+    texts: Sequence[str] | None = None,
+    sites: list[str] | None = None,
+    heads: bool | None = None,
 ) -> dict:
-    """The run's provenance as a flat, JSON-serialisable dict."""
+    """The run's provenance as a flat, JSON-serialisable dict (with ``texts``, their
+    fingerprint; with ``sites`` and ``heads``, what was measured)."""
     config = model.config
     parameter = next(model.parameters())
     return {
@@ -76,4 +98,7 @@ def provenance(
         "batch_size": batch_size,
         "seconds_extract": round(seconds, 3),
         "versions": package_versions(),
+        **({} if texts is None else {"texts_sha256": texts_fingerprint(texts)}),
+        **({} if sites is None else {"sites": list(sites)}),
+        **({} if heads is None else {"heads": heads}),
     }

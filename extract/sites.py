@@ -1,0 +1,125 @@
+"""What an extraction measures: the sites of each layer, their heads, and their hooks.
+
+Holds:
+- ``SITES``: the sites known, in the frame's order: ``attn`` (the attention sub-layer's
+  update), ``mlp`` (the MLP sub-layer's update), ``resid`` (the residual stream entering the
+  block);
+- ``WHOLE``: the ``head`` of a row that is a whole sub-layer's (or the stream's), not a head's;
+- ``check_sites``: a user's ``sites`` and ``heads`` checked, sites in ``SITES`` order;
+- ``Plan``, ``plan``: the rows measured per token (site, layer, head), their probes, and the
+  probe after which the forward pass can stop.
+
+Usage::
+
+    run_plan = plan(model, layers=[0, 1], sites=("attn", "resid"), heads=True)
+    run_plan.rows     # [("attn", 0, -1), ("attn", 0, 0), ..., ("resid", 1, -1)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from torch import nn
+
+from attnmag.errors import AttnmagError
+from attnmag.extract.adapters import output_projection, post_norm, site_modules
+from attnmag.extract.heads import HeadNorms
+from attnmag.extract.hooks import Probe, input_norm, update_norm
+
+SITES = ("attn", "mlp", "resid")
+WHOLE = -1
+# Order of the hooks within one block's forward pass: the stream entering it, the heads
+# (the output projection's call), the attention's update, the MLP's.
+_EXECUTION = {"resid": 0, "heads": 1, "attn": 2, "mlp": 3}
+
+
+def check_sites(sites: object, heads: object) -> tuple[str, ...]:
+    """``sites`` (names from ``SITES``, or one comma-separated string) in ``SITES`` order,
+    once checked with ``heads`` (a bool; heads need the ``attn`` site).
+
+    >>> check_sites("resid,attn", heads=False)
+    ('attn', 'resid')
+    """
+    if not isinstance(heads, bool):
+        raise AttnmagError(f"heads must be True or False, not {heads!r}")
+    if isinstance(sites, str):
+        sites = [s.strip() for s in sites.split(",")]
+    listed = list(sites) if isinstance(sites, Iterable) else None
+    if listed is None or not all(isinstance(s, str) for s in listed):
+        raise AttnmagError(f"sites must be a list of site names from {SITES}, not {sites!r}")
+    unknown = [s for s in listed if s not in SITES]
+    if unknown:
+        raise AttnmagError(f"unknown sites {unknown}; the sites are {', '.join(SITES)}")
+    if not listed:
+        raise AttnmagError(f"sites is empty: name at least one of {', '.join(SITES)}")
+    if heads and "attn" not in listed:
+        raise AttnmagError("heads=True splits the attention update: add 'attn' to the sites")
+    return tuple(s for s in SITES if s in listed)
+
+
+def n_heads(model: nn.Module) -> int:
+    """The model's query heads per layer (``num_attention_heads``)."""
+    return int(model.config.num_attention_heads)
+
+
+def plan_rows(
+    layers: list[int], sites: tuple[str, ...], heads: bool, count: int
+) -> list[tuple[str, int, int]]:
+    """``(site, layer, head)`` of each row measured per token, in the frame's order: site by
+    site, layer by layer; with ``heads``, each layer's attention rows are the whole update
+    (head ``WHOLE``) then heads ``0..count-1``.
+
+    >>> plan_rows([0, 1], ("attn", "resid"), heads=False, count=4)
+    [('attn', 0, -1), ('attn', 1, -1), ('resid', 0, -1), ('resid', 1, -1)]
+    """
+    split = lambda site: heads and site == "attn"  # noqa: E731
+    return [
+        (site, layer, head)
+        for site in sites
+        for layer in layers
+        for head in [WHOLE, *(range(count) if split(site) else ())]
+    ]
+
+
+@dataclass
+class Plan:
+    """Rows measured per token (``plan_rows``), the probes that fill them, and the last
+    probe to run in the forward pass."""
+
+    rows: list[tuple[str, int, int]]
+    probes: list[Probe]
+    stop: Probe
+
+
+def plan(model: nn.Module, layers: list[int], sites: tuple[str, ...], heads: bool) -> Plan:
+    """The rows, probes and stopping probe for ``layers`` x ``sites`` (x heads).
+
+    The stopping probe is the last requested layer's last requested site in the forward
+    pass: the stream entering a block comes before the heads (the output projection's
+    call), which come before the attention's update, which comes before the MLP's."""
+    count = n_heads(model)
+    rows = plan_rows(layers, sites, heads, count)
+    modules = {site: site_modules(model, layers, site) for site in sites}
+    probes: list[Probe] = []
+    when: dict[int, tuple[int, int]] = {}
+    for row, (site, layer, head) in enumerate(rows):
+        if head == WHOLE:
+            probe = Probe(
+                modules[site][layer],
+                row=row,
+                measure=input_norm if site == "resid" else update_norm,
+                pre=site == "resid",
+            )
+            stage = site
+        elif head == 0:
+            projection = output_projection(model, layer)
+            measure = HeadNorms(projection, count, post_norm(model, layer))
+            probe = Probe(projection, row=row, measure=measure, width=count)
+            stage = "heads"
+        else:
+            continue
+        when[id(probe)] = (layer, _EXECUTION[stage])
+        probes.append(probe)
+    stop = max(probes, key=lambda p: when[id(p)])
+    return Plan(rows=rows, probes=probes, stop=stop)
