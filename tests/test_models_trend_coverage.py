@@ -16,7 +16,8 @@ What each method estimates (t = position):
   log E[norm | t] (for log-normal norms, E[log_norm | t] + var / 2), with classical errors
   that treat the position means as independent points. That holds when tokens are
   independent and every position has the same texts; text levels make the position means
-  share those levels, and its intervals then miss (the last scenario).
+  share those levels, and its intervals then miss (the last two scenarios): the intercept's
+  always, the slope's where texts end at different positions.
 
 ``python -m tests.test_models_trend_coverage [repeats]`` prints each scenario's coverage at
 the seeds the tests use, and over ``repeats`` further seeds.
@@ -37,6 +38,8 @@ LINE = {"intercept": INTERCEPT, "position": SLOPE}
 #: Texts as a corpus has them: levels, slopes and noise differ by text; lengths 6 to 11
 #: tokens (5 to 10 fitted positions).
 TEXTS = {"sd_sequence": SD_SEQUENCE, "sd_slope": 0.01, "noise_spread": 0.5, "shortest": 5}
+#: log E[norm | t] where texts differ in level (log-normal norms).
+LOG_MEAN_LINE = {"intercept": INTERCEPT + (SD_SEQUENCE**2 + SD_NOISE**2) / 2, "position": SLOPE}
 #: name -> (simulations, seed, simulated_trends options, {method: true value per term}).
 SCENARIOS = {
     "texts": (N_SIMULATIONS, 1, TEXTS, {"ols": LINE, "mixed": LINE}),
@@ -50,13 +53,13 @@ SCENARIOS = {
         N_SIMULATIONS // 2,
         3,
         {"sd_sequence": SD_SEQUENCE, "shortest": 5},
-        {
-            "aggregate": {
-                "intercept": INTERCEPT + (SD_SEQUENCE**2 + SD_NOISE**2) / 2,
-                "position": SLOPE,
-            },
-            "ols": LINE,
-        },
+        {"aggregate": LOG_MEAN_LINE, "ols": LINE},
+    ),
+    "text levels, equal lengths": (
+        N_SIMULATIONS,
+        4,
+        {"sd_sequence": SD_SEQUENCE},
+        {"aggregate": LOG_MEAN_LINE},
     ),
 }
 
@@ -94,10 +97,14 @@ def test_intervals_cover_93_to_97_percent(scenario):
 
 
 def test_aggregate_misses_when_texts_differ_in_level():
-    """Text levels (sd 0.3) and unequal lengths: aggregate's intervals miss, ols's hold."""
-    shares = coverage("text levels")
+    """Text levels (sd 0.3): every position mean shares them, so aggregate's intercept misses;
+    with unequal lengths the texts behind each mean change, and its slope misses too. ols,
+    on the same texts, covers."""
+    equal = coverage("text levels, equal lengths")["aggregate"]
+    assert equal["intercept"] < 0.85 and 0.93 <= equal["position"] <= 0.97, equal
+    unequal = coverage("text levels")
     for term in LINE:
-        assert shares["aggregate"][term] < 0.85 and shares["ols"][term] > 0.92, shares
+        assert unequal["aggregate"][term] < 0.85 and unequal["ols"][term] > 0.92, unequal
 
 
 def main(repeats: int = 0) -> None:
