@@ -1,10 +1,14 @@
-"""Stage 1: texts + model -> tidy long DataFrame of per-token attention norms.
+"""Stage 1: texts + model -> tidy long DataFrame of per-token norms.
 
 Holds the stage's public functions:
 - ``load_model``: the bundled SmolLM2, a hub id, a local folder or a GGUF file;
 - ``load_corpus``: the bundled Rotten Tomatoes snippets, a hub dataset or a local file;
-- ``attention_norms``: the tidy frame (one row per sequence x layer x real token);
-- ``read_frame``: a saved frame (Parquet file or folder of shards), provenance kept.
+- ``attention_norms``: the tidy frame (one row per sequence x layer [x head] x real token);
+- ``update_norms``: the same at several sites per layer (attention, MLP, residual stream);
+- ``combine``: frames of several models on one corpus -> one frame with a ``model`` column;
+- ``read_frame``: a saved frame (Parquet file or folder of shards), provenance kept;
+- ``COLUMNS``, ``GROUP_COLUMNS``: the plain frame's columns, and the grouping columns
+  (``model``, ``site``, ``layer``, ``head``) that lags and fits run within.
 
 Usage::
 
@@ -20,9 +24,19 @@ with warnings.catch_warnings():
     # warns "IProgress not found" and falls back to text bars; attnmag's own bars choose
     # text there themselves, so importing the stage prints nothing.
     warnings.filterwarnings("ignore", message="IProgress not found")
+    from attnmag.extract.combine import combine
     from attnmag.extract.corpus import load_corpus
-    from attnmag.extract.frame import COLUMNS, read_frame
-    from attnmag.extract.norms import attention_norms
+    from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, read_frame
+    from attnmag.extract.norms import attention_norms, update_norms
     from attnmag.extract.sources import load_model
 
-__all__ = ["COLUMNS", "attention_norms", "load_corpus", "load_model", "read_frame"]
+__all__ = [
+    "COLUMNS",
+    "GROUP_COLUMNS",
+    "attention_norms",
+    "combine",
+    "load_corpus",
+    "load_model",
+    "read_frame",
+    "update_norms",
+]

@@ -125,3 +125,21 @@ def tiny_opt() -> torch.nn.Module:
         word_embed_proj_dim=32,
         max_position_embeddings=128,
     )
+
+
+@pytest.fixture
+def roughen():
+    """A function that gives a tiny model's biases and norm weights seeded random values in
+    place (random init leaves them at zero or one, which would hide a bias or a norm gain
+    applied wrongly); returns the model."""
+
+    def apply(model: torch.nn.Module) -> torch.nn.Module:
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name.endswith("bias") or "norm" in name:
+                    noise = torch.randn(parameter.shape, generator=generator)
+                    parameter.add_(0.5 * noise.to(parameter.dtype))
+        return model
+
+    return apply
