@@ -366,16 +366,6 @@ def _fit_tables(frame: object, args: argparse.Namespace, tables: dict | None = N
     )
 
 
-def _checked_layers(model: object, args: argparse.Namespace) -> None:
-    """``--layers`` must name layers the model has (checked once it is loaded)."""
-    from attnmag.extract.shards import _checked_layers
-
-    try:
-        _checked_layers(model, args.layers)
-    except AttnmagError as error:
-        raise AttnmagError(f"--layers {','.join(map(str, args.layers or []))}: {error}") from None
-
-
 def command_run(args: argparse.Namespace) -> Path:
     """Extract, fit and report into ``args.out``; return the path of the main report."""
     from attnmag import extract, reports
@@ -383,7 +373,6 @@ def command_run(args: argparse.Namespace) -> Path:
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="run") as folder:
         model, tokenizer, texts = _timed(seconds, "load", lambda: _load_inputs(args))
-        _checked_layers(model, args)
         _say(args, f"load: {seconds['load']:.1f} s, {len(texts):,} texts")
         frame = _timed(
             seconds,
@@ -424,7 +413,6 @@ def command_extract(args: argparse.Namespace) -> Path:
     from attnmag.extract.shards import write_shards
 
     model, tokenizer, texts = _load_inputs(args)
-    _checked_layers(model, args)
     write_shards(
         model,
         tokenizer,

@@ -46,9 +46,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from attnmag.errors import AttnmagError
-from attnmag.extract.adapters import adapter_for, blocks
 from attnmag.extract.frame import COLUMNS, _token_categorical
-from attnmag.extract.norms import Encoded, as_texts, attention_norms, context_length
+from attnmag.extract.norms import Encoded, attention_norms, prepare_run
 from attnmag.extract.provenance import corpus_provenance, provenance
 from attnmag.outputs import folder_lock, mark
 
@@ -355,31 +354,6 @@ def _damaged(path: Path) -> str:
     )
 
 
-def _check_options(batch_size: int, max_tokens: int | None, shard_texts: int) -> None:
-    """Refuse sizes that are not positive whole numbers."""
-    for name, value in (
-        ("batch_size", batch_size),
-        ("max_tokens", max_tokens),
-        ("shard_texts", shard_texts),
-    ):
-        if value is None and name == "max_tokens":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise AttnmagError(f"{name} must be a whole number of at least 1, not {value!r}")
-
-
-def _checked_layers(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
-    """``layers`` sorted and deduplicated (all where None); each must be a block index."""
-    n_blocks = len(blocks(model))
-    chosen = sorted(set(range(n_blocks) if layers is None else layers))
-    if not chosen or chosen[0] < 0 or chosen[-1] >= n_blocks:
-        raise AttnmagError(
-            f"layers must be a non-empty list of layer indices 0 to {n_blocks - 1}, "
-            f"not {list(layers or [])}"
-        )
-    return chosen
-
-
 def write_shards(
     model: nn.Module,
     tokenizer: object,
@@ -408,19 +382,23 @@ def write_shards(
     >>> write_shards(model, tokenizer, texts, "norms/")  # doctest: +SKIP
     """
     rank, world_size = _rank_and_size(rank, world_size)
-    _check_options(batch_size, max_tokens, shard_texts)
-    text_list, corpus = as_texts(texts)
-    if not any(text.strip() for text in text_list):
-        raise AttnmagError("the corpus is empty: there are no texts to measure")
-    adapter_for(model)
-    layers = _checked_layers(model, layers)
-    max_length = max_length or context_length(model)
+    if isinstance(shard_texts, bool) or not isinstance(shard_texts, int) or shard_texts < 1:
+        raise AttnmagError(f"shard_texts must be a whole number of at least 1, not {shard_texts!r}")
+    run = prepare_run(
+        model,
+        texts,
+        batch_size=batch_size,
+        layers=layers,
+        max_tokens=max_tokens,
+        max_length=max_length,
+    )
+    text_list, corpus, layers = run.texts, run.corpus, run.layers
     folder = Path(out_dir)
     arguments = run_arguments(
-        model, text_list, layers=layers, max_length=max_length, shard_texts=shard_texts
+        model, text_list, layers=layers, max_length=run.max_length, shard_texts=shard_texts
     )
     plan = shard_ranges(len(text_list), shard_texts, rank=rank, world_size=world_size)
-    options = {"batch_size": batch_size, "max_tokens": max_tokens, "max_length": max_length}
+    options = {"batch_size": batch_size, "max_tokens": max_tokens, "max_length": run.max_length}
 
     def complete(k: int, start: int, stop: int, *, wait: bool) -> bool:
         """Shard ``k`` verified or measured now; False where another process holds it."""
