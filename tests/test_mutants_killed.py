@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from attnmag.extract.batching import length_batches, pad_batch
+from attnmag.extract.frame import COLUMNS, tidy_frame
 
 
 def test_length_batches_go_longest_first_under_the_count() -> None:
@@ -54,3 +55,10 @@ def test_pad_batch_pads_the_side_asked_and_counts_positions_over_real_tokens(sid
     assert batch["attention_mask"].tolist() == mask
     assert batch["position_ids"].tolist() == positions
     assert all(tensor.dtype == torch.long for tensor in batch.values())
+
+
+def test_tidy_frame_of_no_texts_is_empty_with_every_column() -> None:
+    frame = tidy_frame(sequences=[], token_ids=[], norms=[], layers=[0, 1], token_text={})
+    assert list(frame.columns) == COLUMNS
+    assert len(frame) == 0
+    assert frame["norm"].dtype == np.float32 and frame["position"].dtype == np.int64
