@@ -131,15 +131,17 @@ def check_output(
     Returns
     -------
     None
-        Raises ``AttnmagError`` for anything ``check_target`` refuses, an existing ``out``
-        without ``force``, and (even with ``force``) an ``out`` that holds files but no
-        attnmag marker.
+        Raises ``AttnmagError`` for anything ``check_target`` refuses, a symbolic link (it
+        would be replaced, not what it points to), an existing ``out`` without ``force``, and
+        (even with ``force``) an ``out`` that holds files but no attnmag marker.
 
     Examples
     --------
     >>> check_output(Path("/tmp/fresh-output"), force=False)
     """
     check_target(out, inputs=inputs, option=option)
+    if out.is_symlink():
+        raise AttnmagError(f"{option} {out} is a symbolic link; give the folder it points to")
     if out.exists():
         if not force:
             raise AttnmagError(f"{option} {out} exists; pass --force to replace it")

@@ -99,6 +99,11 @@ def test_force_replaces_only_attnmag_outputs(frame_file, tmp_path, capsys):
     assert main(["fit", str(frame_file), *FIT, "--out", str(tmp_path / "t2")]) == 0
     assert (tmp_path / "t2" / MARKER).is_file()
     assert main(["fit", str(frame_file), *FIT, "--out", str(tmp_path / "t2"), "--force"]) == 0
+    (tmp_path / "link").symlink_to(tmp_path / "t2")
+    message = error_of(
+        ["fit", str(frame_file), *FIT, "--out", str(tmp_path / "link"), "--force"], capsys
+    )
+    assert message.endswith("is a symbolic link; give the folder it points to")
 
 
 # 3. Replacement by two renames: an interruption leaves the old or the new output whole.
