@@ -92,6 +92,8 @@ def test_stage_commands_chain(source_args, tmp_path, capsys):
                 "aggregate,ols",
                 "--lag-methods",
                 "ols",
+                "--conf-level",
+                "0.9",
                 "--out",
                 str(tmp_path / "tables"),
             ]
@@ -101,6 +103,7 @@ def test_stage_commands_chain(source_args, tmp_path, capsys):
     trend = pd.read_csv(tmp_path / "tables" / "position_trend.csv")
     lags = pd.read_csv(tmp_path / "tables" / "lag_effects.csv")
     assert set(trend["method"]) == {"aggregate", "ols"} and set(lags["method"]) == {"ols"}
+    assert (trend["conf_level"] == 0.9).all() and (lags["conf_level"] == 0.9).all()
     assert (
         main(
             [
