@@ -2,33 +2,77 @@
 
 Holds:
 - ``write_report``: frame (+ tables) -> ``index.html``, ``report.md``, figures and CSV tables;
-- ``findings`` and ``Finding``: the numbers each section reports, and its sentences;
-- ``plot_valid_tokens``, ``plot_layer_norms``, ``plot_position_norms``,
-  ``plot_position_trend``, ``plot_lag_effects``: the five figures (matplotlib Figures).
+  ``fit_tables``: the coefficient tables a report shows, given or fitted;
+- the report's five figures, each a Figure that shows itself in a notebook:
+  ``plot_valid_tokens``, ``plot_layer_norms``, ``plot_position_norms``,
+  ``plot_position_trend``, ``plot_lag_effects``;
+- the panels they are made of, seaborn-style axes-level plots (``ax=`` in, the Axes out):
+  ``plot_token_grid``, ``plot_sequence_lengths``, ``plot_norm_violins``,
+  ``plot_layer_means``, ``plot_position_heatmap``, ``plot_position_means``,
+  ``plot_trend_fits``, ``plot_coefficients``;
+- the aggregates they draw, as tidy frames for drawing your own: ``mean_ci``,
+  ``layer_means``, ``position_means``, ``position_means_across_layers``,
+  ``sequence_lengths``, ``select_layers``;
+- ``findings`` and ``Finding``: the numbers each section reports, and its sentences.
 
 Usage::
 
     from attnmag import reports
-    paths = reports.write_report(frame, "out/")   # fits what it needs
+    paths = reports.write_report(frame, "out/")          # fits what it needs
+    reports.plot_layer_norms(frame, layers=range(0, 30, 3))   # a cell's value: drawn inline
+    reports.plot_coefficients(trend, term="position", hue="method", ax=ax)
 """
 
 from attnmag.reports.figures import (
+    NotebookFigure,
+    plot_coefficients,
     plot_lag_effects,
+    plot_layer_means,
     plot_layer_norms,
+    plot_norm_violins,
+    plot_position_heatmap,
+    plot_position_means,
     plot_position_norms,
     plot_position_trend,
+    plot_sequence_lengths,
+    plot_token_grid,
+    plot_trend_fits,
     plot_valid_tokens,
 )
 from attnmag.reports.findings import Finding, findings
-from attnmag.reports.write import write_report
+from attnmag.reports.summaries import (
+    layer_means,
+    mean_ci,
+    position_means,
+    position_means_across_layers,
+    select_layers,
+    sequence_lengths,
+)
+from attnmag.reports.write import fit_tables, write_report
 
 __all__ = [
     "Finding",
+    "NotebookFigure",
     "findings",
+    "fit_tables",
+    "layer_means",
+    "mean_ci",
+    "plot_coefficients",
     "plot_lag_effects",
+    "plot_layer_means",
     "plot_layer_norms",
+    "plot_norm_violins",
+    "plot_position_heatmap",
+    "plot_position_means",
     "plot_position_norms",
     "plot_position_trend",
+    "plot_sequence_lengths",
+    "plot_token_grid",
+    "plot_trend_fits",
     "plot_valid_tokens",
+    "position_means",
+    "position_means_across_layers",
+    "select_layers",
+    "sequence_lengths",
     "write_report",
 ]

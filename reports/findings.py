@@ -24,11 +24,15 @@ import numpy as np
 import pandas as pd
 
 from attnmag.reports.summaries import (
+    ALPHA,
     COMPARED,
+    CONF_LEVEL,
     GAP_LIMIT,
+    MAX_POSITION,
     lag_comparison,
     layer_means,
     ordered_methods,
+    percent,
     position_means,
     sequence_lengths,
 )
@@ -87,7 +91,7 @@ def _layer_list(layers: Sequence[int]) -> str:
 
 def data_finding(frame: pd.DataFrame) -> Finding:
     """How many texts, tokens and layers, and how long the texts are."""
-    lengths = sequence_lengths(frame)
+    lengths = sequence_lengths(frame)["length"]
     attrs = frame.attrs
     numbers = {
         "n_sequences": int(len(lengths)),
@@ -116,9 +120,9 @@ def data_finding(frame: pd.DataFrame) -> Finding:
     return Finding(numbers, sentences)
 
 
-def layer_finding(frame: pd.DataFrame, *, conf_level: float = 0.95) -> Finding:
+def layer_finding(frame: pd.DataFrame, *, conf_level: float = CONF_LEVEL) -> Finding:
     """Which layers have the largest and smallest mean norm (first token left out)."""
-    means = layer_means(frame, value="norm", conf_level=conf_level)
+    means = layer_means(frame, value="norm", conf_level=conf_level).set_index("layer")
     top, bottom = int(means["mean"].idxmax()), int(means["mean"].idxmin())
     numbers = {
         "layer_largest_mean_norm": top,
@@ -132,7 +136,7 @@ def layer_finding(frame: pd.DataFrame, *, conf_level: float = 0.95) -> Finding:
         ),
         "ratio": float(means.loc[top, "mean"] / means.loc[bottom, "mean"]),
     }
-    level = f"{conf_level:.0%} CI"
+    level = f"{percent(conf_level)} CI"
     sentences = [
         f"Leaving out the first token, layer {top} has the largest mean norm "
         f"({numbers['largest_mean_norm']:.3g}, {level} {numbers['largest_conf'][0]:.3g} to "
@@ -144,13 +148,13 @@ def layer_finding(frame: pd.DataFrame, *, conf_level: float = 0.95) -> Finding:
     return Finding(numbers, sentences)
 
 
-def position_finding(frame: pd.DataFrame, *, max_position: int = 30) -> Finding:
+def position_finding(frame: pd.DataFrame, *, max_position: int = MAX_POSITION) -> Finding:
     """The first token against the rest, and how many texts reach the last position shown."""
-    cells = position_means(frame, max_position=max_position)["mean"].unstack("position")
-    first = cells[0]
-    rest = layer_means(frame.loc[frame["position"] <= max_position], value="norm")["mean"]
-    ratio = first / rest
-    lengths = sequence_lengths(frame)
+    cells = position_means(frame, max_position=max_position).set_index(["layer", "position"])
+    first = cells["mean"].unstack("position")[0]
+    rest = layer_means(frame.loc[frame["position"] <= max_position], value="norm")
+    ratio = first / rest.set_index("layer")["mean"]
+    lengths = sequence_lengths(frame)["length"]
     reach = int((lengths > max_position).sum())
     numbers = {
         "n_layers": int(len(ratio)),
@@ -211,18 +215,17 @@ def _fit_warnings(table: pd.DataFrame, glance: pd.DataFrame | None, *, model: st
 
 
 def _warning_texts(value: object) -> list[str]:
-    """A glance ``warnings`` cell (a string joined by '; ', a list, or empty) as texts."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    """A glance ``warnings`` cell (messages joined by '; ', or empty) as texts."""
+    if not isinstance(value, str):
         return []
-    items = value.split("; ") if isinstance(value, str) else list(value)
-    return [str(item).strip() for item in items if str(item).strip()]
+    return [item.strip() for item in value.split("; ") if item.strip()]
 
 
 def trend_finding(
     trend: pd.DataFrame,
     *,
     glance: pd.DataFrame | None = None,
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
 ) -> Finding:
     """Per method: how many layers have a slope below, above or not distinguishable from zero."""
     signs = _significance(trend, term="position", alpha=alpha)
@@ -370,7 +373,7 @@ def lag_finding(
     frame: pd.DataFrame,
     *,
     glance: pd.DataFrame | None = None,
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
 ) -> Finding:
     """The lag coefficients of each method, the pooled fit against the within-text ones, the
     layers where the within-text estimators disagree, gmm's tests, and what each fit used.
@@ -385,7 +388,7 @@ def lag_finding(
     """
     numbers: dict[str, Any] = {
         "alpha": alpha,
-        "median_length": float(sequence_lengths(frame).median()),
+        "median_length": float(sequence_lengths(frame)["length"].median()),
     }
     sentences = [f"Significance is after Holm correction across layers (alpha = {alpha:g})."]
     methods = ordered_methods(lags["method"])
@@ -484,9 +487,9 @@ def findings(
     trend: pd.DataFrame,
     lags: pd.DataFrame,
     glance: pd.DataFrame | None = None,
-    alpha: float = 0.05,
-    max_position: int = 30,
-    conf_level: float = 0.95,
+    alpha: float = ALPHA,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
 ) -> Mapping[str, Finding]:
     """Every section's findings, keyed data, layers, positions, trend and lags."""
     return {

@@ -1,11 +1,17 @@
-"""Aggregates of the tidy frame and of the coefficient tables that the report's parts share.
+"""Aggregates of the tidy frame and of the coefficient tables: what the figures draw.
 
 Holds:
+- ``MAX_POSITION``, ``CONF_LEVEL``, ``ALPHA``: the defaults of the last position shown, of
+  the level of intervals, and of the significance level of the reports;
+- ``SERIES_COLUMNS``: the grouping columns other than ``layer`` (``model``, ``site``,
+  ``head``); every aggregate keeps the ones a frame has;
+- ``select_layers``: the rows of some layers of a frame or table;
 - ``mean_ci``: token-weighted means with cluster-robust (CR1, by sequence) t intervals;
-- ``sequence_lengths``: real tokens per sequence;
-- ``layer_means``: mean of a column per layer (first token left out by default);
-- ``position_means``: mean norm per layer and position, and its log with the logged interval;
-- ``position_means_across_layers``: mean norm per position over all layers;
+- ``sequence_lengths``: real tokens per sequence (per model where there are several);
+- ``layer_means``: mean of a column per layer;
+- ``position_means``: mean per layer and position, with the log of the mean and of its
+  interval;
+- ``position_means_across_layers``: mean per position over all layers;
 - ``interval_level`` and ``percent``: the level a coefficient table's intervals carry, and
   that level as text (0.95 -> "95%");
 - ``ordered_methods``: methods in the order of ``models.METHODS``;
@@ -13,10 +19,11 @@ Holds:
   ``gmm``'s standard errors), ``gmm``'s specification tests, and the texts and rows each
   lag estimator used.
 
-Every interval of a mean treats the sequence as the unit that was sampled: tokens of one text are
-not independent, so the standard error of a mean is the cluster-robust one of an
+Every interval of a mean treats the sequence as the unit that was sampled: tokens of one
+text are not independent, so the standard error of a mean is the cluster-robust one of an
 intercept-only regression (what ``models``' ``ols`` method uses), with G - 1 degrees of
-freedom for G sequences.
+freedom for G sequences. The aggregates return tidy frames (the grouping columns as
+columns), ready for ``seaborn``'s ``data=``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,36 @@ from scipy import stats
 
 from attnmag import models
 from attnmag.errors import AttnmagError
+from attnmag.extract.frame import GROUP_COLUMNS
 
+__all__ = [
+    "ALPHA",
+    "COMPARED",
+    "CONF_LEVEL",
+    "GAP_LIMIT",
+    "GMM_TESTS",
+    "MAX_POSITION",
+    "SERIES_COLUMNS",
+    "interval_level",
+    "lag_comparison",
+    "layer_means",
+    "mean_ci",
+    "ordered_methods",
+    "percent",
+    "position_means",
+    "position_means_across_layers",
+    "select_layers",
+    "sequence_lengths",
+]
+
+#: The last position the figures and the trend fits show (positions 1 to it are fitted).
+MAX_POSITION = 30
+#: The level of every interval unless one is asked for.
+CONF_LEVEL = 0.95
+#: The significance level of the reports' counts and marks (on Holm-adjusted p-values).
+ALPHA = 0.05
+#: The grouping columns a frame may have besides ``layer``: one series per combination.
+SERIES_COLUMNS = tuple(column for column in GROUP_COLUMNS if column != "layer")
 #: The lag estimators compared layer by layer: the default, and the check with fewer
 #: assumptions whose standard errors measure the gap.
 COMPARED = ("initial_conditions", "gmm")
@@ -39,21 +75,92 @@ GAP_LIMIT = 2.0
 GMM_TESTS = ("hansen_j", "hansen_df", "hansen_p", "ar2_statistic", "ar2_p", "n_instruments")
 
 
+def _series(data: pd.DataFrame) -> list[str]:
+    """The columns of ``SERIES_COLUMNS`` that ``data`` has."""
+    return [column for column in SERIES_COLUMNS if column in data.columns]
+
+
+def select_layers(data: pd.DataFrame, layers: int | Iterable[int] | None) -> pd.DataFrame:
+    """The rows of ``data`` (a frame or a coefficient table) at ``layers``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Anything with a ``layer`` column.
+    layers : int, iterable of int or None
+        The layers to keep; None keeps every layer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows at those layers (``data`` itself when ``layers`` is None).
+
+    Raises
+    ------
+    AttnmagError
+        Where a layer asked for is not in ``data``.
+
+    Examples
+    --------
+    >>> select_layers(frame, range(0, 36, 5))  # doctest: +SKIP
+    """
+    if layers is None:
+        return data
+    wanted = [layers] if isinstance(layers, int | np.integer) else list(layers)
+    present = set(data["layer"].unique().tolist())
+    missing = sorted(set(wanted) - present)
+    if missing or not wanted:
+        raise AttnmagError(
+            f"layers {missing or wanted} are not in the data, which holds layers "
+            f"{min(present)} to {max(present)}"
+            if present
+            else "the data hold no layers"
+        )
+    return data.loc[data["layer"].isin(wanted)]
+
+
 def mean_ci(
     data: pd.DataFrame,
     *,
     value: str,
     by: str | Sequence[str],
     cluster: str = "sequence",
-    conf_level: float = 0.95,
+    conf_level: float = CONF_LEVEL,
 ) -> pd.DataFrame:
     """Mean of ``value`` per ``by`` group with a t interval, clustered by ``cluster``.
 
-    Returns one row per group (index ``by``) with ``n``, ``n_groups`` (clusters), ``mean``,
-    ``std_error``, ``conf_low`` and ``conf_high``; intervals are NaN for a single cluster.
+    The standard error is the CR1 cluster-robust one of an intercept-only regression on the
+    group's rows (statsmodels' ``cov_type="cluster"``), the interval a t interval on G - 1
+    degrees of freedom for G clusters.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Rows with the columns ``value``, ``by`` and ``cluster``.
+    value : str
+        The column averaged.
+    by : str or sequence of str
+        The grouping columns.
+    cluster : str
+        The column whose values are the sampled units (a text by default).
+    conf_level : float
+        The level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group: the ``by`` columns, ``n`` (rows), ``n_groups`` (clusters),
+        ``mean``, ``std_error``, ``conf_low``, ``conf_high`` and ``conf_level``. Intervals
+        are NaN for a group with a single cluster.
+
+    Examples
+    --------
+    >>> mean_ci(frame, value="log_norm", by=["layer"])  # doctest: +SKIP
     """
     keys = [by] if isinstance(by, str) else list(by)
-    grouper = data.groupby(keys, sort=True)
+    if data.empty:
+        raise AttnmagError(f"no rows to average {value} over (by {keys})")
+    grouper = data.groupby(keys, sort=True, observed=True)
     group = grouper.ngroup().to_numpy()
     y = data[value].to_numpy(np.float64)
     n = np.bincount(group)
@@ -68,68 +175,193 @@ def mean_ci(
     with np.errstate(divide="ignore", invalid="ignore"):
         se = np.where(g > 1, np.sqrt(meat / n**2 * g / (g - 1)), np.nan)
         half = stats.t.ppf(0.5 + conf_level / 2, g - 1) * se
-    return pd.DataFrame(
-        {
-            "n": n,
-            "n_groups": g.astype(np.int64),
-            "mean": mean,
-            "std_error": se,
-            "conf_low": mean - half,
-            "conf_high": mean + half,
-        },
-        index=grouper.size().index,
+    out = grouper.size().index.to_frame(index=False)
+    return out.assign(
+        n=n,
+        n_groups=g.astype(np.int64),
+        mean=mean,
+        std_error=se,
+        conf_low=mean - half,
+        conf_high=mean + half,
+        conf_level=conf_level,
     )
 
 
-def sequence_lengths(frame: pd.DataFrame) -> pd.Series:
-    """Number of real tokens per sequence (index ``sequence``), read off the first layer."""
-    first = frame["layer"].to_numpy() == frame["layer"].min()
-    return frame.loc[first].groupby("sequence")["position"].size().rename("length")
+def sequence_lengths(frame: pd.DataFrame) -> pd.DataFrame:
+    """Number of real tokens per sequence, per model where the frame has several.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model`` (where the frame has it), ``sequence`` and ``length``, read off one
+        series (the first layer, site and head) per model.
+
+    Examples
+    --------
+    >>> sequence_lengths(frame)["length"].median()  # doctest: +SKIP
+    """
+    keep = frame["layer"].to_numpy() == frame["layer"].min()
+    for column in ("site", "head"):
+        if column in frame.columns:
+            keep &= (frame[column] == frame[column].iloc[0]).to_numpy()
+    keys = [*(["model"] if "model" in frame.columns else []), "sequence"]
+    rows = frame.loc[keep]
+    return rows.groupby(keys, sort=True, observed=True).size().rename("length").reset_index()
 
 
 def layer_means(
     frame: pd.DataFrame,
     *,
     value: str = "log_norm",
+    layers: int | Iterable[int] | None = None,
     exclude_first: bool = True,
-    conf_level: float = 0.95,
+    conf_level: float = CONF_LEVEL,
 ) -> pd.DataFrame:
-    """Mean of ``value`` per layer with its ``conf_level`` interval, see ``mean_ci``."""
-    rows = frame.loc[frame["position"] >= 1] if exclude_first else frame
-    return mean_ci(rows, value=value, by="layer", conf_level=conf_level)
+    """Mean of ``value`` per layer (and per model, site and head) with its interval.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    value : str
+        The column averaged (``log_norm`` or ``norm``).
+    layers : int, iterable of int or None
+        The layers to keep; None keeps every layer.
+    exclude_first : bool
+        Leave out the first token of each text (the attention sink).
+    conf_level : float
+        The level of the intervals, cluster-robust by text (see ``mean_ci``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The grouping columns the frame has (``model``, ``site``, ``layer``, ``head``) and the
+        columns of ``mean_ci``.
+
+    Examples
+    --------
+    >>> means = layer_means(frame, value="norm")  # doctest: +SKIP
+    >>> sns.pointplot(means, x="layer", y="mean")  # doctest: +SKIP
+    """
+    rows = select_layers(frame, layers)
+    rows = rows.loc[rows["position"] >= 1] if exclude_first else rows
+    by = [c for c in GROUP_COLUMNS if c in frame.columns]
+    return mean_ci(rows, value=value, by=by, conf_level=conf_level)
 
 
 def position_means(
-    frame: pd.DataFrame, *, max_position: int = 30, conf_level: float = 0.95
+    frame: pd.DataFrame,
+    *,
+    value: str = "norm",
+    layers: int | Iterable[int] | None = None,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
 ) -> pd.DataFrame:
-    """Mean norm per layer and position (0 to ``max_position``) with interval and logs.
+    """Mean of ``value`` per layer and position (0 to ``max_position``) with its interval.
 
-    Adds ``log_mean``, ``log_low`` and ``log_high``: the log of the mean and of the
-    interval's ends (an interval for the log of the mean; NaN where the low end is <= 0).
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    value : str
+        The column averaged; for ``norm`` the logs of the mean and of its interval are added.
+    layers : int, iterable of int or None
+        The layers to keep; None keeps every layer.
+    max_position : int
+        The last position averaged.
+    conf_level : float
+        The level of the intervals, cluster-robust by text (see ``mean_ci``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The grouping columns the frame has, ``position``, the columns of ``mean_ci`` and,
+        for ``norm``, ``log_mean``, ``log_low`` and ``log_high``: an interval for the log of
+        the mean (``log_low`` NaN where the interval reaches zero).
+
+    Examples
+    --------
+    >>> cells = position_means(frame, layers=[0, 5], max_position=20)  # doctest: +SKIP
+    >>> sns.lineplot(cells, x="position", y="mean", hue="layer")  # doctest: +SKIP
     """
-    rows = frame.loc[frame["position"] <= max_position]
-    out = mean_ci(rows, value="norm", by=["layer", "position"], conf_level=conf_level)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["log_mean"] = np.log(out["mean"])
-        out["log_low"] = np.log(out["conf_low"].where(out["conf_low"] > 0))
-        out["log_high"] = np.log(out["conf_high"])
+    rows = select_layers(frame, layers)
+    rows = rows.loc[rows["position"] <= max_position]
+    by = [*(c for c in GROUP_COLUMNS if c in frame.columns), "position"]
+    out = mean_ci(rows, value=value, by=by, conf_level=conf_level)
+    if value == "norm":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["log_mean"] = np.log(out["mean"])
+            out["log_low"] = np.log(out["conf_low"].where(out["conf_low"] > 0))
+            out["log_high"] = np.log(out["conf_high"])
     return out
 
 
 def position_means_across_layers(
-    frame: pd.DataFrame, *, max_position: int = 30, conf_level: float = 0.95
+    frame: pd.DataFrame,
+    *,
+    value: str = "norm",
+    layers: int | Iterable[int] | None = None,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
 ) -> pd.DataFrame:
-    """Mean norm per position (0 to ``max_position``) over all layers, clustered by sequence."""
-    rows = frame.loc[frame["position"] <= max_position]
-    return mean_ci(rows, value="norm", by="position", conf_level=conf_level)
+    """Mean of ``value`` per position (0 to ``max_position``) over layers, per series.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    value : str
+        The column averaged.
+    layers : int, iterable of int or None
+        The layers averaged over; None means every layer.
+    max_position : int
+        The last position averaged.
+    conf_level : float
+        The level of the intervals, cluster-robust by text (see ``mean_ci``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frame's ``model``, ``site`` and ``head`` columns where it has them,
+        ``position`` and the columns of ``mean_ci``.
+
+    Examples
+    --------
+    >>> position_means_across_layers(frame, layers=range(10, 20))  # doctest: +SKIP
+    """
+    rows = select_layers(frame, layers)
+    rows = rows.loc[rows["position"] <= max_position]
+    return mean_ci(rows, value=value, by=[*_series(frame), "position"], conf_level=conf_level)
 
 
 def interval_level(table: pd.DataFrame, *, name: str = "table") -> float:
     """The level of ``table``'s intervals, from its ``conf_level`` column.
 
-    Raises ``AttnmagError`` where the column is missing or holds more than one level, so
-    that no caption can print a level the intervals were not computed at.
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A coefficient table of ``models``.
+    name : str
+        The table's name in the error message.
 
+    Returns
+    -------
+    float
+        The one level the table's intervals were computed at.
+
+    Raises
+    ------
+    AttnmagError
+        Where the column is missing or holds more than one level, so that no caption can
+        print a level the intervals were not computed at.
+
+    Examples
+    --------
     >>> interval_level(models.position_trend(frame, conf_level=0.8))  # doctest: +SKIP
     0.8
     """
@@ -148,12 +380,44 @@ def interval_level(table: pd.DataFrame, *, name: str = "table") -> float:
 
 
 def percent(level: float) -> str:
-    """A level as a percentage: 0.95 -> '95%', 0.975 -> '97.5%'."""
+    """A level as a percentage.
+
+    Parameters
+    ----------
+    level : float
+        A level between 0 and 1.
+
+    Returns
+    -------
+    str
+        The percentage without trailing zeros.
+
+    Examples
+    --------
+    >>> percent(0.95), percent(0.975)
+    ('95%', '97.5%')
+    """
     return f"{round(100 * level, 6):g}%"
 
 
 def ordered_methods(methods: Iterable[str]) -> list[str]:
-    """``methods`` without repeats, in the order ``models.METHODS`` lists them, unknown last."""
+    """``methods`` without repeats, in the order ``models.METHODS`` lists them, unknown last.
+
+    Parameters
+    ----------
+    methods : iterable of str
+        Method names, e.g. a table's ``method`` column.
+
+    Returns
+    -------
+    list of str
+        The distinct methods in a stable order.
+
+    Examples
+    --------
+    >>> ordered_methods(["gmm", "ols", "gmm"])
+    ['ols', 'gmm']
+    """
     known = list(dict.fromkeys(m for names in models.METHODS.values() for m in names))
     found = list(dict.fromkeys(methods))
     return [m for m in known if m in found] + sorted(m for m in found if m not in known)
@@ -162,12 +426,24 @@ def ordered_methods(methods: Iterable[str]) -> list[str]:
 def lag_comparison(lags: pd.DataFrame, glance: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per layer: the lag estimators side by side, ``gmm``'s tests, and what each one used.
 
-    Columns: ``layer``; ``texts_<method>`` and ``rows_<method>`` for each method in
-    ``lags``; where both ``initial_conditions`` and ``gmm`` are present, ``gap_lag1`` and
-    ``gap_lag2`` (their difference in ``gmm``'s standard errors) and ``flagged`` (either gap
-    beyond ``GAP_LIMIT``); and the ``gmm`` rows' Hansen J and AR(2) tests from ``glance``
-    where it carries them.
+    Parameters
+    ----------
+    lags : pandas.DataFrame
+        A ``models.lag_effects`` table of one series (any mix of methods).
+    glance : pandas.DataFrame, optional
+        Its glance rows, for ``gmm``'s specification tests.
 
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer``; ``texts_<method>`` and ``rows_<method>`` for each method in
+        ``lags``; where both ``initial_conditions`` and ``gmm`` are present, ``gap_lag1``
+        and ``gap_lag2`` (their difference in ``gmm``'s standard errors) and ``flagged``
+        (either gap beyond ``GAP_LIMIT``); and the ``gmm`` rows' Hansen J and AR(2) tests
+        from ``glance`` where it carries them.
+
+    Examples
+    --------
     >>> lag_comparison(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
     """
     keys = ["layer", "method"]

@@ -1,16 +1,14 @@
-"""Findings agree with the tables and the frame they summarise; the shared aggregates are right."""
+"""Findings agree with the tables and the frame they summarise."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.formula.api as smf
-from scipy import stats
 
 from attnmag import models
 from attnmag.reports.findings import LAG_ROLES, METHOD_WORDS, findings
-from attnmag.reports.summaries import mean_ci, position_means, sequence_lengths
+from attnmag.reports.summaries import sequence_lengths
 from attnmag.reports.tables import coefficient_display, markdown_table, provenance_rows
 from tests.simulate import simulated_frame
 from tests.test_reports_support import fake_tables
@@ -148,7 +146,7 @@ def test_lag_section_reports_gmm_tests_and_what_each_estimator_used(found, table
             f"{method} {entry['median_texts']:,.0f} texts and {entry['median_rows']:,.0f} rows"
             in (found["lags"].text)
         )
-    lengths = sequence_lengths(frame)
+    lengths = sequence_lengths(frame)["length"]
     assert numbers["gmm"]["median_texts"] == (lengths >= 5).sum()
     assert numbers["initial_conditions"]["median_texts"] == (lengths >= 4).sum()
 
@@ -225,47 +223,6 @@ def test_a_failed_fit_is_counted_apart(frame, tables):
     assert "with no estimate in 1" in found["trend"].text
     display = coefficient_display(trend)
     assert display.loc[display["layer"] == 0, "mixed (95% CI)"].str.startswith("no estimate").all()
-
-
-def test_mean_ci_is_the_cluster_robust_intercept_of_statsmodels(frame):
-    rows = frame[(frame["layer"] == 1) & (frame["position"] >= 1)]
-    ours = mean_ci(rows, value="log_norm", by="layer").iloc[0]
-    fit = smf.ols("log_norm ~ 1", data=rows).fit(
-        cov_type="cluster", cov_kwds={"groups": rows["sequence"]}, use_t=True
-    )
-    low, high = fit.conf_int().iloc[0]
-    assert ours["mean"] == pytest.approx(fit.params.iloc[0])
-    assert ours["std_error"] == pytest.approx(fit.bse.iloc[0], rel=1e-9)
-    assert (ours["conf_low"], ours["conf_high"]) == pytest.approx((low, high), rel=1e-9)
-
-
-def test_position_means_log_interval(frame):
-    """Each cell against statsmodels' cluster-robust t interval of the cell's mean, logged."""
-    cells = position_means(frame, max_position=5, conf_level=0.9)
-    assert list(cells.index.names) == ["layer", "position"]
-    assert len(cells) == 3 * 6
-    for (layer, position), cell in cells.iterrows():
-        rows = frame[(frame["layer"] == layer) & (frame["position"] == position)]
-        fit = smf.ols("norm ~ 1", data=rows).fit(
-            cov_type="cluster", cov_kwds={"groups": rows["sequence"]}, use_t=True
-        )
-        low, high = fit.conf_int(alpha=0.1).iloc[0]
-        assert cell["log_mean"] == pytest.approx(
-            np.log(rows["norm"].astype(float).mean()), rel=1e-12
-        )
-        assert cell["log_low"] == pytest.approx(np.log(low), rel=1e-9)
-        assert cell["log_high"] == pytest.approx(np.log(high), rel=1e-9)
-
-
-def test_position_means_log_interval_is_missing_where_the_interval_reaches_zero():
-    """Two texts of norms 0.01 and 10: t on 1 df puts the low end below zero."""
-    tiny = pd.DataFrame({"sequence": [0, 1], "layer": 0, "position": 0, "norm": [0.01, 10.0]})
-    cell = position_means(tiny, max_position=0).iloc[0]
-    # CR1 with two one-token texts: the standard error is half their distance, t on 1 df
-    half = stats.t.ppf(0.975, 1) * (10.0 - 0.01) / 2
-    assert cell["conf_low"] == pytest.approx(5.005 - half) and cell["conf_low"] < 0
-    assert np.isnan(cell["log_low"])
-    assert cell["log_high"] == pytest.approx(np.log(5.005 + half))
 
 
 def test_markdown_table_and_provenance_rows():

@@ -1,0 +1,168 @@
+"""The public aggregates behind the figures, against statsmodels called on the same rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+
+from attnmag import AttnmagError, reports
+from attnmag.reports.summaries import (
+    layer_means,
+    mean_ci,
+    position_means,
+    position_means_across_layers,
+    select_layers,
+    sequence_lengths,
+)
+from tests.simulate import simulated_frame
+
+
+def _cluster_fit(rows: pd.DataFrame, value: str):
+    """statsmodels' intercept-only OLS, CR1 by sequence, t on G - 1 degrees of freedom."""
+    return smf.ols(f"{value} ~ 1", data=rows).fit(
+        cov_type="cluster", cov_kwds={"groups": rows["sequence"].to_numpy()}, use_t=True
+    )
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return simulated_frame(40, 3, length=(3, 12), lag1=0.3, seed=4)
+
+
+@pytest.fixture(scope="module")
+def grouped() -> pd.DataFrame:
+    """Two models x two sites, by hand: the second model's texts are one token shorter."""
+    parts = []
+    for model, shift in (("small", 0.0), ("large", 0.5)):
+        for site, scale in (("attn", 1.0), ("mlp", 3.0)):
+            part = simulated_frame(30, 2, length=(3, 10), seed=7 if model == "small" else 8)
+            part["norm"] = (part["norm"] * scale + shift).astype(np.float32)
+            part["log_norm"] = np.log(part["norm"].astype(np.float64))
+            parts.append(part.assign(model=model, site=site))
+    out = pd.concat(parts, ignore_index=True)
+    out["model"] = pd.Categorical(out["model"], categories=["small", "large"])
+    out["site"] = pd.Categorical(out["site"], categories=["attn", "mlp"])
+    return out
+
+
+def test_the_aggregates_are_exported_for_users():
+    for name in (
+        "mean_ci",
+        "layer_means",
+        "position_means",
+        "position_means_across_layers",
+        "sequence_lengths",
+        "select_layers",
+    ):
+        assert name in reports.__all__
+        assert getattr(reports, name).__doc__.count("Parameters\n    ----------") == 1
+
+
+@pytest.mark.parametrize("level", [0.8, 0.95])
+def test_mean_ci_is_the_cluster_robust_intercept_of_statsmodels(frame, level):
+    rows = frame[frame["position"] >= 1]
+    ours = mean_ci(rows, value="log_norm", by="layer", conf_level=level)
+    assert list(ours["layer"]) == [0, 1, 2] and (ours["conf_level"] == level).all()
+    for row in ours.itertuples(index=False):
+        part = rows[rows["layer"] == row.layer]
+        fit = _cluster_fit(part, "log_norm")
+        low, high = fit.conf_int(alpha=1 - level).iloc[0]
+        assert row.mean == pytest.approx(fit.params.iloc[0], rel=1e-12)
+        assert row.std_error == pytest.approx(fit.bse.iloc[0], rel=1e-9)
+        assert (row.conf_low, row.conf_high) == pytest.approx((low, high), rel=1e-9)
+        assert row.n == len(part) and row.n_groups == part["sequence"].nunique()
+
+
+def test_layer_means_keep_each_model_and_site_apart(grouped):
+    means = layer_means(grouped, value="norm", conf_level=0.9)
+    assert list(means.columns[:3]) == ["model", "site", "layer"]
+    assert len(means) == 2 * 2 * 2
+    for row in means.itertuples(index=False):
+        part = grouped[
+            (grouped["model"] == row.model)
+            & (grouped["site"] == row.site)
+            & (grouped["layer"] == row.layer)
+            & (grouped["position"] >= 1)
+        ]
+        fit = _cluster_fit(part, "norm")
+        low, high = fit.conf_int(alpha=0.1).iloc[0]
+        assert row.mean == pytest.approx(fit.params.iloc[0], rel=1e-12)
+        assert (row.conf_low, row.conf_high) == pytest.approx((low, high), rel=1e-9)
+
+
+def test_position_means_and_their_logged_interval(grouped):
+    """Each cell against statsmodels' cluster-robust t interval of the cell's mean, logged."""
+    small = grouped[grouped["model"] == "small"]
+    cells = position_means(small, layers=[1], max_position=5, conf_level=0.9)
+    assert list(cells.columns[:4]) == ["model", "site", "layer", "position"]
+    assert set(cells["layer"]) == {1} and len(cells) == 2 * 6
+    for cell in cells.itertuples(index=False):
+        rows = small[
+            (small["site"] == cell.site)
+            & (small["layer"] == 1)
+            & (small["position"] == cell.position)
+        ]
+        fit = _cluster_fit(rows, "norm")
+        low, high = fit.conf_int(alpha=0.1).iloc[0]
+        assert cell.log_mean == pytest.approx(np.log(rows["norm"].astype(float).mean()), 1e-12)
+        assert cell.log_low == pytest.approx(np.log(low), rel=1e-9)
+        assert cell.log_high == pytest.approx(np.log(high), rel=1e-9)
+
+
+def test_position_means_of_the_log_norm_have_no_logged_columns(frame):
+    cells = position_means(frame, value="log_norm", max_position=3)
+    assert "log_mean" not in cells
+    rows = frame[(frame["layer"] == 2) & (frame["position"] == 3)]
+    cell = cells[(cells["layer"] == 2) & (cells["position"] == 3)].iloc[0]
+    assert cell["std_error"] == pytest.approx(_cluster_fit(rows, "log_norm").bse.iloc[0], 1e-9)
+
+
+def test_the_log_interval_is_missing_where_the_interval_reaches_zero():
+    """Two texts of norms 0.01 and 10: t on 1 df puts the low end below zero."""
+    tiny = pd.DataFrame({"sequence": [0, 1], "layer": 0, "position": 0, "norm": [0.01, 10.0]})
+    cell = position_means(tiny, max_position=0).iloc[0]
+    # CR1 with two one-token texts: the standard error is half their distance, t on 1 df
+    half = stats.t.ppf(0.975, 1) * (10.0 - 0.01) / 2
+    assert cell["conf_low"] == pytest.approx(5.005 - half) and cell["conf_low"] < 0
+    assert np.isnan(cell["log_low"])
+    assert cell["log_high"] == pytest.approx(np.log(5.005 + half))
+
+
+def test_means_across_layers_pool_the_layers_of_each_series(grouped):
+    means = position_means_across_layers(grouped, max_position=4, conf_level=0.8)
+    assert list(means.columns[:3]) == ["model", "site", "position"] and len(means) == 2 * 2 * 5
+    row = means[(means["model"] == "large") & (means["site"] == "mlp")].iloc[2]
+    rows = grouped[
+        (grouped["model"] == "large") & (grouped["site"] == "mlp") & (grouped["position"] == 2)
+    ]
+    fit = _cluster_fit(rows, "norm")
+    assert row["mean"] == pytest.approx(fit.params.iloc[0], rel=1e-12)
+    assert (row["conf_low"], row["conf_high"]) == pytest.approx(
+        tuple(fit.conf_int(alpha=0.2).iloc[0]), rel=1e-9
+    )
+
+
+def test_sequence_lengths_per_model(grouped, frame):
+    lengths = sequence_lengths(grouped)
+    assert list(lengths.columns) == ["model", "sequence", "length"]
+    for model in ("small", "large"):
+        rows = grouped[
+            (grouped["model"] == model) & (grouped["site"] == "attn") & (grouped["layer"] == 0)
+        ]
+        expected = rows.groupby("sequence").size()
+        got = lengths[lengths["model"] == model].set_index("sequence")["length"]
+        pd.testing.assert_series_equal(got, expected, check_names=False)
+    plain = sequence_lengths(frame)
+    assert list(plain.columns) == ["sequence", "length"] and len(plain) == 40
+
+
+def test_a_layer_selection_that_is_not_there_is_a_clear_error(frame):
+    assert set(select_layers(frame, 2)["layer"]) == {2}
+    assert set(select_layers(frame, range(2))["layer"]) == {0, 1}
+    with pytest.raises(AttnmagError, match=r"layers \[7\] are not in the data.*0 to 2"):
+        layer_means(frame, layers=[1, 7])
+    with pytest.raises(AttnmagError, match="no rows to average"):
+        mean_ci(frame.iloc[:0], value="norm", by="layer")
