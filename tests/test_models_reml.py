@@ -107,3 +107,20 @@ def test_random_slope_fits_are_at_least_the_grids_maximum(seed, sd_slope):
     rows = frame.query("1 <= position <= 30")
     fit = fit_mixed(rows, "log_norm ~ position", random_slope=True, cov_type="model")
     assert fit.stats["loglik"] >= _slope_grid(_design(rows, "log_norm ~ position", True)) - 1e-6
+
+
+@pytest.mark.parametrize(
+    "cov_rel", [np.array([[0.5, 0.1], [0.1, 0.2]]), np.array([[0.3, 0.0], [0.0, 0.0]])]
+)
+def test_the_reml_gradient_equals_central_differences(cov_rel):
+    frame = simulated_frame(40, 1, length=(5, 30), sd_slope=0.01, seed=2)
+    design = _design(frame.query("1 <= position <= 30"), "log_norm ~ position", True)
+    step, numeric = 1e-6, np.empty((2, 2))
+    for i in range(2):
+        for j in range(2):
+            e = np.zeros((2, 2))
+            e[i, j] += 0.5
+            e[j, i] += 0.5  # a symmetric direction: tr(G e) is G[i, j]
+            up, down = design.gls(cov_rel + step * e), design.gls(cov_rel - step * e)
+            numeric[i, j] = (up.llf_reml - down.llf_reml) / (2 * step)
+    np.testing.assert_allclose(design.reml_gradient(cov_rel), numeric, rtol=1e-5, atol=1e-3)
