@@ -9,24 +9,27 @@ Holds:
 - ``cluster_covariance``: that CR1 sandwich;
 - ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
-  their covariance, residual variance, REML log-likelihood), and ``.scores``, the
-  per-group X_i' W_i e_i the sandwich needs;
+  their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
+  over a random intercept's relative sd, vectorised over the sds too; ``.reml_gradient``,
+  REML's derivative in the relative covariance; ``.scores``, the per-group X_i' W_i e_i the
+  sandwich needs;
 - ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance, for a relative
   random-effects covariance.
 
 The variance components are REML's global maximum. The REML profile over a random
 intercept's relative standard deviation can be bimodal (it falls from zero, dips, then rises
 to a higher interior maximum), so a search that starts at, or looks only near, zero can
-report the lower maximum. ``_search`` finds the global one on the vectorised GLS (``GroupedDesign``,
-milliseconds, where each of statsmodels' steps loops over the groups in Python):
+report the lower maximum. ``_search`` finds the global one on the vectorised GLS
+(milliseconds, where each of statsmodels' steps loops over the groups in Python):
 
 - a random intercept alone: the profile on a grid (zero and log-spaced values up to ten
   times a moment estimate, extended upwards while its top point is the best), then a
-  bounded search between the best grid point's neighbours;
-- with a random slope: L-BFGS-B on lme4's parameters (the relative Cholesky factor, its
-  diagonal bounded below by zero) from several starts: the random intercept's own maximum
-  with no slope variance (a boundary point), the moment estimate and spread ones; the best
-  is kept.
+  finer grid between the best point's neighbours, zoomed in until the points are 1e-9
+  (relative) apart;
+- with a random slope: L-BFGS-B with the exact gradient on lme4's parameters (the relative
+  Cholesky factor, its diagonal bounded below by zero) from several starts: the random
+  intercept's own maximum with no slope variance (a boundary point), the moment estimate
+  and spread ones; the best is kept.
 
 statsmodels then confirms from there. The fixed effects are its ``fe_params``; their
 model-based covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted
