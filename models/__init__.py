@@ -11,7 +11,9 @@ Holds:
 - ``glance(table)``: one row per layer and fit (n_obs, n_groups, r2, log-likelihood,
   AIC/BIC, sigma, converged, seconds, warnings; variance components and ``boundary`` for
   mixed fits; Hansen's J and the AR(2) test for ``gmm``);
-- ``METHODS``, ``PARALLEL_METHODS``: the methods of each model, those fitted in workers.
+- ``METHODS``, ``PARALLEL_METHODS``: the methods of each model, those fitted in workers;
+- ``MAX_POSITION``, ``CONF_LEVEL``: the defaults of the trend's last position and of the
+  intervals' level.
 
 Usage::
 
@@ -27,7 +29,16 @@ The modules: ``fits`` (the public fits and the layer loop), ``ols``, ``mixed`` a
 equations), ``tidy`` (broom-style tables, Holm adjustment, glance).
 """
 
+from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import METHODS, PARALLEL_METHODS, lag_effects, position_trend
 from attnmag.models.tidy import glance
 
-__all__ = ["METHODS", "PARALLEL_METHODS", "glance", "lag_effects", "position_trend"]
+__all__ = [
+    "CONF_LEVEL",
+    "MAX_POSITION",
+    "METHODS",
+    "PARALLEL_METHODS",
+    "glance",
+    "lag_effects",
+    "position_trend",
+]
