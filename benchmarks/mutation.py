@@ -4,8 +4,10 @@ Holds:
 - ``MODULES``: each mutated module and the test files that exercise it;
 - ``build_tree``: a scratch copy of the repository in the package's installed layout;
 - ``mutant_names``: every mutant mutmut makes of one module, in mutmut's naming;
+- ``sample``: a seeded random choice of mutants;
 - ``run_mutmut``: ``mutmut run`` over some mutants, stopped cleanly at a time limit;
-- ``verdicts``: each mutant's status read back from mutmut's results;
+- ``results``: each mutant's exit code and test seconds read back from mutmut's files;
+- ``tally``: exit codes -> killed, survived, timeout, unchecked, other;
 - ``changed_lines``: the lines a mutant changes, as ``-``/``+`` diff lines;
 - ``main``: the command line; prints one row per module, and each survivor with its change.
 
@@ -21,9 +23,12 @@ where the names are ``attnmag.extract.norms...`` and ``mutants/`` on ``PYTHONPAT
 before the editable finder, in pytest and in any subprocess a test starts. The repository's
 own files are never touched.
 
-Each mutant runs only the tests that call its function (mutmut records which test calls which
-function in one instrumented run of the selected test files), stopping at the first failure.
-A sample (``--sample N``) is a seeded random choice of N mutants per module.
+One ``mutmut run`` checks the mutants of every module asked for. Each mutant runs only the
+tests that call its function (mutmut records which test calls which function in one
+instrumented run of the selected test files, ``MODULES``' union), stopping at the first
+failure. A sample (``--sample N``) is a seeded random choice of N mutants per module. With
+``--time-limit`` mutmut is interrupted as by Ctrl-C: the verdicts reached are kept and the
+rest are counted as unchecked (mutmut checks the mutants with the fastest tests first).
 
 Usage::
 
@@ -55,13 +60,27 @@ PACKAGE_DIRS = {"attnmag": "attnmag", "extract": "attnmag/extract", "models": "a
 PACKAGE_DIRS["reports"] = "attnmag/reports"
 KILL_TESTS = "tests/test_mutants_killed.py"
 MODULES = {
-    "extract/norms.py": ["tests/test_extract_norms.py", "tests/test_precision.py"],
+    "extract/norms.py": [
+        "tests/test_extract_norms.py",
+        "tests/test_extract_sites.py",
+        "tests/test_precision.py",
+    ],
     "extract/batching.py": ["tests/test_extract_norms.py"],
-    "extract/frame.py": ["tests/test_extract_norms.py", "tests/test_shards.py"],
-    "extract/shards.py": ["tests/test_shards.py"],
-    "models/ols.py": ["tests/test_models_fits.py", "tests/test_models_r.py"],
+    "extract/frame.py": [
+        "tests/test_extract_norms.py",
+        "tests/test_frame_properties.py",
+        "tests/test_extract_sites.py",
+        "tests/test_shards.py",
+    ],
+    "extract/shards.py": ["tests/test_shards.py", "tests/test_safety.py"],
+    "models/ols.py": [
+        "tests/test_models_fits.py",
+        "tests/test_models_ols_r.py",
+        "tests/test_models_r.py",
+    ],
     "models/mixed.py": [
         "tests/test_models_mixed.py",
+        "tests/test_models_reml.py",
         "tests/test_models_fits.py",
         "tests/test_models_r.py",
     ],
@@ -80,11 +99,9 @@ def installed_path(module: str) -> str:
 
 
 def test_files(modules: list[str]) -> list[str]:
-    """The test files the modules' mutants are checked against, in a stable order."""
-    files = [f for module in modules for f in MODULES[module]]
-    if (ROOT / KILL_TESTS).exists():
-        files.append(KILL_TESTS)
-    return list(dict.fromkeys(files))
+    """The test files (those present) the modules' mutants are checked against, in order."""
+    files = [f for module in modules for f in MODULES[module]] + [KILL_TESTS]
+    return [f for f in dict.fromkeys(files) if (ROOT / f).exists()]
 
 
 def _toml_list(values: list[str]) -> str:
@@ -152,6 +169,13 @@ def mutant_names(work: Path, module: str) -> list[str]:
     return [get_mutant_name(path, name) for name in mutated.mutant_names]
 
 
+def sample(names: list[str], size: int | None, seed: int) -> list[str]:
+    """A seeded random choice of ``size`` of ``names`` (all of them where ``size`` is None)."""
+    if size is None or size >= len(names):
+        return names
+    return sorted(random.Random(seed).sample(names, size))
+
+
 def _environment(work: Path) -> dict[str, str]:
     """mutmut's environment: ``mutants/`` first on the path, one thread per numeric library.
 
@@ -188,12 +212,13 @@ def run_mutmut(work: Path, names: list[str], max_children: int, limit: float | N
         log.close()
 
 
-def verdicts(work: Path, module: str) -> dict[str, int | None]:
-    """mutmut's exit code for each mutant of ``module`` (None: not checked)."""
+def results(work: Path, module: str) -> tuple[dict[str, int | None], dict[str, float]]:
+    """mutmut's exit code (None: not checked) and test seconds for each mutant of ``module``."""
     meta = work / "mutants" / (installed_path(module) + ".meta")
     if not meta.exists():
-        return {}
-    return json.loads(meta.read_text())["exit_code_by_key"]
+        return {}, {}
+    data = json.loads(meta.read_text())
+    return data["exit_code_by_key"], data["durations_by_key"]
 
 
 def changed_lines(work: Path, module: str, name: str) -> list[str]:
@@ -234,9 +259,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample", type=int, help="mutants per module (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--max-children", type=int, default=1, help="mutants checked at once")
-    parser.add_argument(
-        "--time-limit", type=float, help="seconds for all modules, shared out evenly as they go"
-    )
+    parser.add_argument("--time-limit", type=float, help="stop mutmut after this many seconds")
     parser.add_argument(
         "--workdir", type=Path, help="new or empty scratch folder (default: a new temp one)"
     )
@@ -253,34 +276,32 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"mutation: {work} is not empty (an earlier run's verdicts would mix in)")
     build_tree(work, args.modules)
     print(f"scratch tree: {work}; tests: {' '.join(test_files(args.modules))}", flush=True)
-    deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
-    rows, survivors = [], []
+    chosen: dict[str, tuple[list[str], int]] = {}
     for module in args.modules:
         names = mutant_names(work, module)
-        total = len(names)
-        if args.sample is not None and args.sample < total:
-            names = sorted(random.Random(args.seed).sample(names, args.sample))
-        left = len(args.modules) - len(rows)
-        limit = None if deadline is None else max((deadline - time.monotonic()) / left, 1.0)
-        start = time.monotonic()
-        finished = run_mutmut(work, names, args.max_children, limit)
-        seconds = time.monotonic() - start
-        codes = verdicts(work, module)
-        ran = [codes.get(name) for name in names]
-        finished = finished or None not in ran
+        chosen[module] = (sample(names, args.sample, args.seed), len(names))
+    start = time.monotonic()
+    every = [name for names, _ in chosen.values() for name in names]
+    finished = run_mutmut(work, every, args.max_children, args.time_limit)
+    wall = time.monotonic() - start
+    rows, survivors = [], []
+    for module, (names, total) in chosen.items():
+        codes, seconds = results(work, module)
         survivors += [(module, name) for name in names if codes.get(name) in SURVIVED]
         rows.append(
             {
                 "module": module,
                 "mutants": f"{len(names)}/{total}",
-                **tally(ran),
-                "seconds": round(seconds),
-                "finished": "yes" if finished else "cut off",
+                **tally([codes.get(name) for name in names]),
+                "seconds": round(sum(seconds.get(name, 0.0) for name in names)),
             }
         )
-        print(", ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
-    print()
     print(table(rows))
+    state = "finished" if finished else f"stopped at the time limit ({args.time_limit:.0f} s)"
+    print(
+        f"\nmutmut {state} after {wall:.0f} s wall-clock, with --max-children {args.max_children}"
+    )
+    print("seconds: test time spent on the module's mutants (mutmut's durations, summed)")
     print(f"\nsurvivors ({len(survivors)}):")
     for module, name in survivors:
         lines = changed_lines(work, module, name)
