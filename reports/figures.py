@@ -100,8 +100,6 @@ LAG_LABELS = {
     "initial_conditions": "within texts",
     "gmm": "within texts",
 }
-#: The columns a coefficient table may be coloured by.
-TABLE_HUES = ("method", *SERIES_COLUMNS)
 
 
 class NotebookFigure(Figure):
@@ -330,13 +328,15 @@ def figure_bytes(fig: Figure, *, fmt: str = "png", dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def plot_token_grid(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+def plot_token_grid(frame: pd.DataFrame, *, layers: Layers = None, ax: Axes | None = None) -> Axes:
     """Which positions of each text hold a real token, one row per text, longest first.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         The tidy frame, of one model (select one where it holds several).
+    layers : int, iterable of int or None
+        The layers read (every layer holds the same tokens); None reads every layer.
     ax : matplotlib.axes.Axes, optional
         Where to draw; pyplot's current Axes when None.
 
@@ -352,7 +352,9 @@ def plot_token_grid(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """
     _one_series(frame, ("model",))
     ax = _axes(ax)
-    lengths = sequence_lengths(frame)["length"].sort_values(ascending=False, kind="stable")
+    lengths = sequence_lengths(select_layers(frame, layers))["length"].sort_values(
+        ascending=False, kind="stable"
+    )
     width = int(lengths.max())
     mask = np.arange(width)[None, :] < lengths.to_numpy()[:, None]
     colours = ["#e8e8e8", sns.color_palette(LAYER_PALETTE)[3]]
@@ -381,7 +383,11 @@ def plot_token_grid(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
 
 
 def plot_sequence_lengths(
-    frame: pd.DataFrame, *, hue: str | None = None, ax: Axes | None = None
+    frame: pd.DataFrame,
+    *,
+    layers: Layers = None,
+    hue: str | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
     """Histogram of real tokens per text, with the median marked (per model with ``hue``).
 
@@ -389,6 +395,8 @@ def plot_sequence_lengths(
     ----------
     frame : pandas.DataFrame
         The tidy frame.
+    layers : int, iterable of int or None
+        The layers read (every layer holds the same tokens); None reads every layer.
     hue : {"model"}, optional
         Colour by model; None does so where the frame holds several models.
     ax : matplotlib.axes.Axes, optional
@@ -405,7 +413,7 @@ def plot_sequence_lengths(
     """
     hue = _hue(frame, hue, choices=("model",))
     ax = _axes(ax)
-    lengths = sequence_lengths(frame)
+    lengths = sequence_lengths(select_layers(frame, layers))
     if hue is None:
         colour = sns.color_palette(LAYER_PALETTE)[3]
         sns.histplot(lengths, x="length", discrete=True, ax=ax, color=colour, edgecolor="white")
@@ -754,10 +762,23 @@ def plot_position_means(
     return ax
 
 
+def _table_series(table: pd.DataFrame) -> list[str]:
+    """The grouping columns of a coefficient table: ``model``, ``site`` and ``head`` where it
+    has them, but not a ``model`` column that names the statistical model fitted
+    (``position_trend``, ``lag_effects``)."""
+    fitted = set(models.METHODS)
+    return [
+        column
+        for column in SERIES_COLUMNS
+        if column in table.columns
+        and not (column == "model" and set(table[column].unique().tolist()) <= fitted)
+    ]
+
+
 def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` for the series ``frame`` holds (its models, sites and heads)."""
-    for column in SERIES_COLUMNS:
-        if column in table.columns and column in frame.columns:
+    for column in _table_series(table):
+        if column in frame.columns:
             table = table[table[column].isin(frame[column].unique())]
     return table
 
@@ -917,7 +938,8 @@ def plot_coefficients(
     if rows.empty:
         terms = sorted(table["term"].unique().tolist())
         raise AttnmagError(f"the table has no {term!r} rows: its terms are {terms}")
-    hue = _hue(rows, hue, choices=TABLE_HUES) or ("method" if "method" in rows else None)
+    choices = ("method", *_table_series(rows))
+    hue = _hue(rows, hue, choices=choices) or ("method" if "method" in rows else None)
     ax = _axes(ax)
     level = percent(interval_level(rows, name=f"{term} coefficient"))
     levels = _levels(rows, hue) if hue else [None]
@@ -949,13 +971,17 @@ def plot_coefficients(
     return ax
 
 
-def plot_valid_tokens(frame: pd.DataFrame, *, hue: str | None = None) -> NotebookFigure:
+def plot_valid_tokens(
+    frame: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
+) -> NotebookFigure:
     """Real tokens of each text by position, and the length histogram.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         The tidy frame.
+    layers : int, iterable of int or None
+        The layers read (every layer holds the same tokens); None reads every layer.
     hue : {"model"}, optional
         Where the frame holds several models: one grid per model, the histogram coloured by
         model (the default when it holds several).
@@ -980,10 +1006,10 @@ def plot_valid_tokens(frame: pd.DataFrame, *, hue: str | None = None) -> Noteboo
         mosaic = [[f"grid{i}", "lengths"] for i in range(len(parts))]
         axes = fig.subplot_mosaic(mosaic, width_ratios=(1.3, 1))
         for i, (level, part) in enumerate(parts.items()):
-            grid = plot_token_grid(part, ax=axes[f"grid{i}"])
+            grid = plot_token_grid(part, layers=layers, ax=axes[f"grid{i}"])
             if level is not None:
                 grid.set_title(f"Real tokens by text and position: {level}")
-        plot_sequence_lengths(frame, hue=hue, ax=axes["lengths"])
+        plot_sequence_lengths(frame, layers=layers, hue=hue, ax=axes["lengths"])
     return fig
 
 
@@ -1227,7 +1253,7 @@ def plot_lag_effects(
     >>> plot_lag_effects(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
     """
     rows = select_layers(lags, layers)
-    hue = _hue(rows, hue, choices=TABLE_HUES)
+    hue = _hue(rows, hue, choices=("method", *_table_series(rows)))
     methods = ordered_methods(rows["method"])
     labels = {m: f"{m} ({LAG_LABELS[m]})" for m in methods if m in LAG_LABELS}
     shade = hue == "method" and set(COMPARED) <= set(methods)

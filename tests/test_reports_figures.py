@@ -1,16 +1,24 @@
-"""The five figures: Figures returned, nothing printed or left behind, labelled, and fast."""
+"""The figures: composites return a Figure that shows itself in a notebook, axes-level plots
+draw on the Axes they are given; layers= selects, hue= colours by model, site or method;
+nothing printed or left behind; labelled; fast."""
 
 from __future__ import annotations
 
+import inspect
+import struct
+
 import matplotlib as mpl
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from attnmag import models
+from attnmag import AttnmagError, models, reports
 from attnmag.reports import figures
 from tests.simulate import simulated_frame
-from tests.test_reports_support import fake_tables
+from tests.test_reports_support import fake_tables, grouped_frame
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +149,188 @@ def test_a_full_size_frame_draws_every_figure():
     assert len(drawn) == 5
     for fig in drawn.values():
         assert figures.figure_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def grouped() -> pd.DataFrame:
+    return grouped_frame(n_sequences=30, n_layers=3)
+
+
+@pytest.fixture(scope="module")
+def site_tables(grouped) -> dict[str, pd.DataFrame]:
+    """Tables of the small model fitted per site, carrying the ``site`` column."""
+    small = grouped[grouped["model"] == "small"]
+    out: dict[str, list] = {"position_trend": [], "lag_effects": []}
+    for site in ("attn", "mlp"):
+        fitted = fake_tables(small[small["site"] == site].drop(columns=["model", "site"]))
+        for name in out:
+            out[name].append(fitted[name].assign(site=site))
+    return {name: pd.concat(parts, ignore_index=True) for name, parts in out.items()}
+
+
+def _axes_level(frame, tables) -> dict:
+    """Each axes-level plot as a call taking ``ax`` (and any keywords)."""
+    trend, lags = tables["position_trend"], tables["lag_effects"]
+    return {
+        "plot_token_grid": lambda **kw: figures.plot_token_grid(frame, **kw),
+        "plot_sequence_lengths": lambda **kw: figures.plot_sequence_lengths(frame, **kw),
+        "plot_norm_violins": lambda **kw: figures.plot_norm_violins(frame, **kw),
+        "plot_layer_means": lambda **kw: figures.plot_layer_means(frame, **kw),
+        "plot_position_heatmap": lambda **kw: figures.plot_position_heatmap(frame, **kw),
+        "plot_position_means": lambda **kw: figures.plot_position_means(frame, **kw),
+        "plot_trend_fits": lambda **kw: figures.plot_trend_fits(frame, trend, **kw),
+        "plot_coefficients": lambda **kw: figures.plot_coefficients(lags, term="lag1", **kw),
+    }
+
+
+def test_every_public_plot_takes_its_data_first_and_layers_by_keyword():
+    plots = [name for name in reports.__all__ if name.startswith("plot_")]
+    assert len(plots) == 13
+    for name in plots:
+        parameters = inspect.signature(getattr(reports, name)).parameters
+        first = next(iter(parameters.values()))
+        assert (
+            first.name in ("frame", "table", "lags") and first.kind is first.POSITIONAL_OR_KEYWORD
+        )
+        assert parameters["layers"].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert "Parameters\n    ----------" in getattr(reports, name).__doc__, name
+
+
+def test_axes_level_plots_draw_on_the_axes_given_and_return_it(frame, tables, capsys):
+    import matplotlib.pyplot as plt
+
+    calls = _axes_level(frame, tables)
+    assert set(calls) == {
+        name
+        for name in reports.__all__
+        if name.startswith("plot_") and "ax" in inspect.signature(getattr(reports, name)).parameters
+    }
+    for name, call in calls.items():
+        fig = Figure()
+        ax = fig.add_subplot()
+        assert call(ax=ax) is ax, name
+        assert ax.has_data() or ax.images or ax.collections, name
+    assert capsys.readouterr() == ("", "")
+    assert plt.get_fignums() == []
+
+
+def test_without_ax_they_draw_on_pyplots_current_axes(frame, tables):
+    import matplotlib.pyplot as plt
+
+    try:
+        fig, ax = plt.subplots()
+        assert figures.plot_layer_means(frame) is ax
+        assert len(ax.containers) == frame["layer"].nunique()
+    finally:
+        plt.close("all")
+
+
+def test_composites_show_themselves_in_a_notebook(frame, tables):
+    for name, fig in _draw_all(frame, tables).items():
+        assert isinstance(fig, figures.NotebookFigure), name
+        png = fig._repr_png_()
+        assert png[:8] == PNG, name
+        width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk: the whole figure
+        assert (width, height) == tuple(round(x * 110) for x in fig.get_size_inches()), name
+
+
+def test_layers_select_what_is_drawn(frame, tables):
+    ax = figures.plot_layer_means(frame, layers=[0, 2], ax=Figure().add_subplot())
+    assert sorted(round(c.lines[0].get_xdata()[0]) for c in ax.containers) == [0, 2]
+    ax = figures.plot_position_heatmap(frame, layers=1, ax=Figure().add_subplot())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1"]
+    ax = figures.plot_coefficients(
+        tables["position_trend"], term="position", layers=[3], ax=Figure().add_subplot()
+    )
+    assert all(np.round(c.lines[0].get_xdata()).tolist() == [3] for c in ax.containers)
+    fig = figures.plot_lag_effects(tables["lag_effects"], layers=range(2))
+    xs = np.concatenate([c.lines[0].get_xdata() for c in fig.axes[0].containers])
+    assert sorted(set(np.round(xs).astype(int))) == [0, 1]
+    fig = figures.plot_position_trend(frame, tables["position_trend"], layers=[0, 1])
+    assert len(fig.axes[0].containers) == 2  # one errorbar series per layer
+    assert sum(line.get_linestyle() == "-" for line in fig.axes[0].get_lines()) == 2  # fits
+    with pytest.raises(AttnmagError, match=r"layers \[9\] are not in the data"):
+        figures.plot_layer_norms(frame, layers=[9])
+
+
+def test_hue_colours_by_model_and_site(grouped):
+    small = grouped[grouped["model"] == "small"]
+    ax = figures.plot_layer_means(small, ax=Figure().add_subplot())  # the one column with two
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["attn", "mlp"]
+    colours = [mpl.colors.to_rgb(c.lines[0].get_color()) for c in ax.containers]
+    assert colours[0] != colours[1]
+    mlp = np.asarray(ax.containers[1].lines[0].get_ydata(), dtype=float)
+    expected = reports.layer_means(small[small["site"] == "mlp"])["mean"].to_numpy()
+    np.testing.assert_allclose(mlp, expected)
+    attn = grouped[grouped["site"] == "attn"]
+    ax = figures.plot_position_means(attn, hue="model", ax=Figure().add_subplot())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "small (95% CI)",
+        "large (95% CI)",
+    ]
+    ax = figures.plot_sequence_lengths(attn, ax=Figure().add_subplot())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["small", "large"]
+    fig = figures.plot_valid_tokens(attn)
+    assert len(fig.axes) == 3 and fig.axes[0].get_title().endswith(": small")
+    fig = figures.plot_position_norms(small, hue="site")
+    assert [ax.get_title().split(":")[0] for ax in fig.axes[:2]] == ["site attn", "site mlp"]
+    fig = figures.plot_layer_norms(attn, layers=[1, 2])
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["small", "large"]
+
+
+def test_hue_colours_tables_by_site_or_method(grouped, site_tables):
+    trend = site_tables["position_trend"]
+    ols = trend[trend["method"] == "ols"]
+    ax = figures.plot_coefficients(ols, term="position", ax=Figure().add_subplot())
+    assert [c.get_label() for c in ax.containers] == ["attn", "mlp"]
+    ax = figures.plot_coefficients(
+        trend[trend["site"] == "mlp"], term="position", ax=Figure().add_subplot()
+    )
+    assert [c.get_label() for c in ax.containers] == ["aggregate", "ols", "mixed"]
+    small = grouped[grouped["model"] == "small"]
+    fig = figures.plot_position_trend(small, trend, hue="site", fit_method="ols")
+    slope = next(ax for ax in fig.axes if ax.get_ylabel().startswith("slope"))
+    assert [t.get_text() for t in slope.get_legend().get_texts()] == ["attn", "mlp"]
+    top = fig.axes[0]
+    assert [t.get_text() for t in top.get_legend().get_texts()] == ["attn", "mlp"]
+    lags = site_tables["lag_effects"]
+    fig = figures.plot_lag_effects(lags[lags["method"] == "gmm"], hue="site")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["attn", "mlp"]
+
+
+def test_the_fitted_lines_are_the_tables_per_series(grouped, site_tables):
+    small = grouped[grouped["model"] == "small"]
+    trend = site_tables["position_trend"]
+    ax = figures.plot_trend_fits(
+        small, trend, hue="site", fit_method="ols", layers=[2], ax=Figure().add_subplot()
+    )
+    lines = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert len(lines) == 2
+    for site, line in zip(("attn", "mlp"), lines, strict=True):
+        row = trend[(trend["site"] == site) & (trend["method"] == "ols") & (trend["layer"] == 2)]
+        estimate = row.set_index("term")["estimate"]
+        expected = estimate["intercept"] + estimate["position"] * np.arange(1, 31)
+        np.testing.assert_allclose(line.get_ydata(), expected)
+
+
+def test_several_series_without_a_hue_for_them_is_a_clear_error(grouped, site_tables):
+    with pytest.raises(AttnmagError, match=r"several values of \['site'\] and hue='model'"):
+        figures.plot_layer_means(grouped, ax=Figure().add_subplot())
+    with pytest.raises(AttnmagError, match=r"this plot draws one series.*\['model', 'site'\]"):
+        figures.plot_position_heatmap(grouped, ax=Figure().add_subplot())
+    with pytest.raises(AttnmagError, match="hue='head' is not a column to colour by"):
+        figures.plot_layer_means(grouped, hue="head", ax=Figure().add_subplot())
+    with pytest.raises(AttnmagError, match=r"several values of \['site'\] and hue='method'"):
+        figures.plot_coefficients(
+            site_tables["position_trend"], term="position", ax=Figure().add_subplot()
+        )
+    with pytest.raises(AttnmagError, match="no 'slope' rows"):
+        figures.plot_coefficients(site_tables["position_trend"], term="slope")
+
+
+def test_heads_take_a_hue_of_their_own(frame):
+    heads = pd.concat([frame.assign(head=h) for h in range(3)], ignore_index=True)
+    heads["head"] = heads["head"].astype(np.int16)
+    ax = figures.plot_layer_means(heads, layers=[0], ax=Figure().add_subplot())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
+    assert figures.sequence_lengths(heads).equals(figures.sequence_lengths(frame))

@@ -18,6 +18,7 @@ from attnmag.reports.summaries import (
     sequence_lengths,
 )
 from tests.simulate import simulated_frame
+from tests.test_reports_support import grouped_frame
 
 
 def _cluster_fit(rows: pd.DataFrame, value: str):
@@ -34,18 +35,7 @@ def frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def grouped() -> pd.DataFrame:
-    """Two models x two sites, by hand: the second model's texts are one token shorter."""
-    parts = []
-    for model, shift in (("small", 0.0), ("large", 0.5)):
-        for site, scale in (("attn", 1.0), ("mlp", 3.0)):
-            part = simulated_frame(30, 2, length=(3, 10), seed=7 if model == "small" else 8)
-            part["norm"] = (part["norm"] * scale + shift).astype(np.float32)
-            part["log_norm"] = np.log(part["norm"].astype(np.float64))
-            parts.append(part.assign(model=model, site=site))
-    out = pd.concat(parts, ignore_index=True)
-    out["model"] = pd.Categorical(out["model"], categories=["small", "large"])
-    out["site"] = pd.Categorical(out["site"], categories=["attn", "mlp"])
-    return out
+    return grouped_frame()
 
 
 def test_the_aggregates_are_exported_for_users():

@@ -1,6 +1,8 @@
 """Hand-made tables in the ``models`` stage's schema, for testing reports without it.
 
-Holds ``fake_tables``: per-layer numpy least-squares fits of a simulated frame, laid out as
+Holds ``grouped_frame``: simulated frames of two models x two sites, with their ``model``
+and ``site`` category columns, and ``fake_tables``: per-layer numpy least-squares fits of a
+simulated frame, laid out as
 ``models.position_trend``/``models.lag_effects``/``models.glance`` lay theirs out (standard
 errors cluster-robust by sequence). The trend's ``mixed`` rows copy ``ols``; the lag
 methods are ``ols`` (pooled), ``initial_conditions`` (the pooled regression with
@@ -18,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from attnmag.models.tidy import TIDY_COLUMNS
+from tests.simulate import simulated_frame
 
 GMM_MIN_LENGTH = 5
 
@@ -216,4 +219,24 @@ def fake_tables(
         )
         out[name] = table[TIDY_COLUMNS]
     out["glance"] = pd.DataFrame(glance_rows)
+    return out
+
+
+def grouped_frame(n_sequences: int = 30, n_layers: int = 2) -> pd.DataFrame:
+    """Models ``small`` and ``large`` x sites ``attn`` and ``mlp``, as category columns.
+
+    Each model's texts come from its own seed (so the models' lengths differ, as their
+    tokenisers would make them); the ``mlp`` norms are three times the ``attn`` ones and the
+    ``large`` model's are 0.5 larger.
+    """
+    parts = []
+    for model, shift, seed in (("small", 0.0, 7), ("large", 0.5, 8)):
+        for site, scale in (("attn", 1.0), ("mlp", 3.0)):
+            part = simulated_frame(n_sequences, n_layers, length=(3, 10), lag1=0.3, seed=seed)
+            part["norm"] = (part["norm"] * scale + shift).astype(np.float32)
+            part["log_norm"] = np.log(part["norm"].astype(np.float64))
+            parts.append(part.assign(model=model, site=site))
+    out = pd.concat(parts, ignore_index=True)
+    out["model"] = pd.Categorical(out["model"], categories=["small", "large"])
+    out["site"] = pd.Categorical(out["site"], categories=["attn", "mlp"])
     return out
