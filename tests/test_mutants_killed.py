@@ -6,11 +6,13 @@ batches are put back in corpus order whatever their make-up).
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, tidy_frame
+from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Fit, glance_row
 
 
 def test_length_batches_go_longest_first_under_the_count() -> None:
@@ -62,3 +64,15 @@ def test_tidy_frame_of_no_texts_is_empty_with_every_column() -> None:
     assert list(frame.columns) == COLUMNS
     assert len(frame) == 0
     assert frame["norm"].dtype == np.float32 and frame["position"].dtype == np.int64
+
+
+def test_glance_row_keeps_booleans_and_the_mixed_columns() -> None:
+    stats = {"r2": 0.5, "loglik": -1.0, "aic": 6.0, "bic": 7.0, "sigma": 0.3}
+    stats |= {"boundary": np.bool_(True), "var_intercept": 0.0, "var_position": np.nan}
+    stats |= {"cov_intercept_position": np.nan}
+    fit = Fit(pd.Series([1.0]), pd.Series([0.1]), 9.0, 10, 3, True, stats, notes=["note"])
+    row = glance_row(fit, model="m", method="mixed", layer=2, seconds=1.5, warnings=["w", "note"])
+    assert list(row) == MIXED_GLANCE_COLUMNS
+    assert row["boundary"] is True and row["converged"] is True
+    assert type(row["var_intercept"]) is float and row["layer"] == 2
+    assert row["warnings"] == "w; note"
