@@ -7,7 +7,7 @@ Holds:
 - ``sample``: a seeded random choice of mutants;
 - ``run_mutmut``: ``mutmut run`` over some mutants, stopped cleanly at a time limit;
 - ``results``: each mutant's exit code and test seconds read back from mutmut's files;
-- ``tally``: exit codes -> killed, survived, timeout, unchecked, other;
+- ``tally``: exit codes -> killed, survived, timeout, untested, unchecked, other;
 - ``changed_lines``: the lines a mutant changes, as ``-``/``+`` diff lines;
 - ``main``: the command line; prints one row per module, and each survivor with its change.
 
@@ -89,6 +89,7 @@ MODULES = {
 KILLED = {1, 3}
 SURVIVED = {0}
 TIMEOUT = {36, -24, 24, 152}
+UNTESTED = {5, 33}
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -235,9 +236,9 @@ def changed_lines(work: Path, module: str, name: str) -> list[str]:
 
 
 def tally(codes: list[int | None]) -> dict[str, int]:
-    """Counts of killed, survived, timed-out, unchecked (run cut off) and other verdicts
-    (no test reaches the mutant, or mutmut calls the result suspicious)."""
-    counts = {"killed": 0, "survived": 0, "timeout": 0, "unchecked": 0, "other": 0}
+    """Counts of killed, survived, timed-out, untested (no selected test calls the mutated
+    function), unchecked (the run was stopped first) and other (suspicious) verdicts."""
+    counts = dict.fromkeys(["killed", "survived", "timeout", "untested", "unchecked", "other"], 0)
     for code in codes:
         if code in KILLED:
             counts["killed"] += 1
@@ -245,6 +246,8 @@ def tally(codes: list[int | None]) -> dict[str, int]:
             counts["survived"] += 1
         elif code in TIMEOUT:
             counts["timeout"] += 1
+        elif code in UNTESTED:
+            counts["untested"] += 1
         elif code is None:
             counts["unchecked"] += 1
         else:
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, survivors = [], []
     for module, (names, total) in chosen.items():
         codes, seconds = results(work, module)
-        survivors += [(module, name) for name in names if codes.get(name) in SURVIVED]
+        survivors += [(module, name) for name in names if codes.get(name) in SURVIVED | UNTESTED]
         rows.append(
             {
                 "module": module,
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\nmutmut {state} after {wall:.0f} s wall-clock, with --max-children {args.max_children}"
     )
     print("seconds: test time spent on the module's mutants (mutmut's durations, summed)")
-    print(f"\nsurvivors ({len(survivors)}):")
+    print(f"\nsurvivors and untested mutants ({len(survivors)}):")
     for module, name in survivors:
         lines = changed_lines(work, module, name)
         print(name, *(f"    {line[0]} {line[1:].strip()}" for line in lines), sep="\n")
