@@ -37,6 +37,19 @@ from attnmag.reports.summaries import (
     sequence_lengths,
 )
 
+__all__ = [
+    "GMM_MIN_TOKENS",
+    "LAG_ROLES",
+    "METHOD_WORDS",
+    "Finding",
+    "data_finding",
+    "findings",
+    "lag_finding",
+    "layer_finding",
+    "position_finding",
+    "trend_finding",
+]
+
 METHOD_WORDS = {
     "position_trend": {
         "aggregate": "OLS of the log of the mean norm on position, one point per position",
@@ -90,7 +103,23 @@ def _layer_list(layers: Sequence[int]) -> str:
 
 
 def data_finding(frame: pd.DataFrame) -> Finding:
-    """How many texts, tokens and layers, and how long the texts are."""
+    """How many texts, tokens and layers, and how long the texts are.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame (its ``attrs`` give the texts skipped and truncated).
+
+    Returns
+    -------
+    Finding
+        ``numbers`` and the ``sentences`` made from them.
+
+    Examples
+    --------
+    >>> data_finding(frame).numbers["n_sequences"]  # doctest: +SKIP
+    1066
+    """
     lengths = sequence_lengths(frame)["length"]
     attrs = frame.attrs
     numbers = {
@@ -121,7 +150,24 @@ def data_finding(frame: pd.DataFrame) -> Finding:
 
 
 def layer_finding(frame: pd.DataFrame, *, conf_level: float = CONF_LEVEL) -> Finding:
-    """Which layers have the largest and smallest mean norm (first token left out)."""
+    """Which layers have the largest and smallest mean norm (first token left out).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    conf_level : float
+        The level of the means' intervals (cluster-robust by text).
+
+    Returns
+    -------
+    Finding
+        ``numbers`` and the ``sentences`` made from them.
+
+    Examples
+    --------
+    >>> layer_finding(frame, conf_level=0.9).text  # doctest: +SKIP
+    """
     means = layer_means(frame, value="norm", conf_level=conf_level).set_index("layer")
     top, bottom = int(means["mean"].idxmax()), int(means["mean"].idxmin())
     numbers = {
@@ -149,7 +195,24 @@ def layer_finding(frame: pd.DataFrame, *, conf_level: float = CONF_LEVEL) -> Fin
 
 
 def position_finding(frame: pd.DataFrame, *, max_position: int = MAX_POSITION) -> Finding:
-    """The first token against the rest, and how many texts reach the last position shown."""
+    """The first token against the rest, and how many texts reach the last position shown.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    max_position : int
+        The last position shown.
+
+    Returns
+    -------
+    Finding
+        ``numbers`` and the ``sentences`` made from them.
+
+    Examples
+    --------
+    >>> position_finding(frame).numbers["n_layers_first_larger"]  # doctest: +SKIP
+    """
     cells = position_means(frame, max_position=max_position).set_index(["layer", "position"])
     first = cells["mean"].unstack("position")[0]
     rest = layer_means(frame.loc[frame["position"] <= max_position], value="norm")
@@ -227,7 +290,27 @@ def trend_finding(
     glance: pd.DataFrame | None = None,
     alpha: float = ALPHA,
 ) -> Finding:
-    """Per method: how many layers have a slope below, above or not distinguishable from zero."""
+    """Per method: how many layers have a slope below, above or not distinguishable from zero.
+
+    Parameters
+    ----------
+    trend : pandas.DataFrame
+        A ``models.position_trend`` table.
+    glance : pandas.DataFrame, optional
+        Its glance rows, whose warnings become the finding's warnings.
+    alpha : float
+        The significance level, on Holm-adjusted p-values.
+
+    Returns
+    -------
+    Finding
+        ``numbers`` and the ``sentences`` made from them, and warnings (fits that did not
+        converge or warned).
+
+    Examples
+    --------
+    >>> trend_finding(models.position_trend(frame)).text  # doctest: +SKIP
+    """
     signs = _significance(trend, term="position", alpha=alpha)
     numbers: dict[str, Any] = {"alpha": alpha}
     clauses = []
@@ -384,6 +467,24 @@ def lag_finding(
     ``GAP_LIMIT`` of gmm's standard errors in lag-1 or lag-2), ``hansen_rejects`` and
     ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``).
 
+    Parameters
+    ----------
+    lags : pandas.DataFrame
+        A ``models.lag_effects`` table (any mix of methods).
+    frame : pandas.DataFrame
+        The tidy frame the lags were fitted on.
+    glance : pandas.DataFrame, optional
+        Its glance rows (warnings, and gmm's tests).
+    alpha : float
+        The significance level, on Holm-adjusted p-values.
+
+    Returns
+    -------
+    Finding
+        ``numbers`` and the ``sentences`` made from them, and warnings.
+
+    Examples
+    --------
     >>> lag_finding(lags, frame, glance=models.glance(lags)).text  # doctest: +SKIP
     """
     numbers: dict[str, Any] = {
@@ -491,7 +592,32 @@ def findings(
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
 ) -> Mapping[str, Finding]:
-    """Every section's findings, keyed data, layers, positions, trend and lags."""
+    """Every section's findings, keyed data, layers, positions, trend and lags.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    trend, lags : pandas.DataFrame
+        The ``position_trend`` and ``lag_effects`` tables fitted on it.
+    glance : pandas.DataFrame, optional
+        Their glance rows.
+    alpha : float
+        The significance level, on Holm-adjusted p-values.
+    max_position : int
+        The last position shown.
+    conf_level : float
+        The level of the means' intervals computed from the frame.
+
+    Returns
+    -------
+    mapping
+        Section key -> ``Finding``.
+
+    Examples
+    --------
+    >>> findings(frame, trend=trend, lags=lags)["trend"].text  # doctest: +SKIP
+    """
     return {
         "data": data_finding(frame),
         "layers": layer_finding(frame, conf_level=conf_level),

@@ -22,12 +22,21 @@ import numpy as np
 import pandas as pd
 
 from attnmag.reports.summaries import (
+    ALPHA,
     COMPARED,
     GAP_LIMIT,
     interval_level,
     ordered_methods,
     percent,
 )
+
+__all__ = [
+    "coefficient_display",
+    "glance_display",
+    "lag_check_display",
+    "markdown_table",
+    "provenance_rows",
+]
 
 TERM_LABELS = {
     "intercept": "intercept",
@@ -67,13 +76,29 @@ def _whole(value: float) -> str:
     return "" if pd.isna(value) else f"{value:,.0f}"
 
 
-def coefficient_display(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+def coefficient_display(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
     """One row per layer and term, one column per method: ``estimate [low, high]``.
 
-    A ``*`` marks ``p_adjusted < alpha``; a ``†`` marks a fit that did not converge. Each
-    method's header says the level of its intervals, read from the table's ``conf_level``
-    (``AttnmagError`` where a method's rows hold several levels, or none).
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A coefficient table of ``models``.
+    alpha : float
+        A ``*`` marks ``p_adjusted < alpha``; a ``†`` marks a fit that did not converge.
 
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer``, ``term`` and one per method, each header saying the level of that
+        method's intervals, read from the table's ``conf_level``.
+
+    Raises
+    ------
+    AttnmagError
+        Where a method's rows hold several levels, or none.
+
+    Examples
+    --------
     >>> trend = models.position_trend(frame, conf_level=0.9)  # doctest: +SKIP
     >>> coefficient_display(trend).columns[2]  # doctest: +SKIP
     'ols (90% CI)'
@@ -111,9 +136,20 @@ def coefficient_display(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataF
 def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
     """``summaries.lag_comparison`` to read: one row per layer, gaps, tests, texts and rows.
 
-    Gaps are ``initial_conditions`` minus ``gmm`` in ``gmm``'s standard errors, with a
-    ``!`` where beyond ``GAP_LIMIT``; tests are ``statistic (p)``; texts / rows per method.
+    Parameters
+    ----------
+    compared : pandas.DataFrame
+        What ``summaries.lag_comparison`` returns.
 
+    Returns
+    -------
+    pandas.DataFrame
+        Gaps (``initial_conditions`` minus ``gmm`` in ``gmm``'s standard errors, with a
+        ``!`` where beyond ``GAP_LIMIT``), tests as ``statistic (p)``, and texts / rows per
+        method, as text.
+
+    Examples
+    --------
     >>> lag_check_display(lag_comparison(lags, models.glance(lags)))  # doctest: +SKIP
     """
     out = pd.DataFrame({"layer": compared["layer"].astype(int)})
@@ -152,7 +188,22 @@ def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
 
 
 def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and method: layers, converged, median sizes and fit, total seconds."""
+    """One row per model and method: layers, converged, median sizes and fit, total seconds.
+
+    Parameters
+    ----------
+    glance : pandas.DataFrame
+        A ``models.glance`` table (one row per fit).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The summary, as text where it is formatted.
+
+    Examples
+    --------
+    >>> glance_display(models.glance(trend))  # doctest: +SKIP
+    """
     rows = []
     names = ("position_trend", "lag_effects", *ordered_methods(glance["method"]))
     order = {name: i for i, name in enumerate(names)}
@@ -178,11 +229,8 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
 
 
 def _has_text(value: object) -> bool:
-    if isinstance(value, str):
-        return bool(value.strip())
-    if isinstance(value, list | tuple | np.ndarray):
-        return len(value) > 0
-    return False
+    """Whether a glance ``warnings`` cell holds a message."""
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _provenance_value(value: object) -> str:
@@ -204,8 +252,23 @@ def provenance_rows(
 ) -> list[tuple[str, str]]:
     """The run's provenance as (label, value) rows: known keys first, then the rest.
 
-    ``versions`` becomes one row of package versions; ``seconds_<stage>`` keys and
-    ``timings`` (stage -> seconds; they win) become one row of wall times.
+    Parameters
+    ----------
+    attrs : mapping
+        A frame's ``attrs``.
+    timings : mapping, optional
+        Stage -> seconds; they win over the ``seconds_<stage>`` keys of ``attrs``.
+
+    Returns
+    -------
+    list of tuple
+        (label, value) pairs as text: ``versions`` becomes one row of package versions, the
+        stage seconds one row of wall times.
+
+    Examples
+    --------
+    >>> provenance_rows({"model": "gpt2", "n_truncated": 3})
+    [('model', 'gpt2'), ('texts truncated', '3')]
     """
     rows = [
         (label, _provenance_value(attrs[key]))
@@ -236,7 +299,25 @@ def _markdown_cell(value: object) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """``table`` as a GitHub Markdown table, numbers right-aligned."""
+    """``table`` as a GitHub Markdown table, numbers right-aligned.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Any table; ``|`` and line breaks in cells are escaped.
+
+    Returns
+    -------
+    str
+        The Markdown table.
+
+    Examples
+    --------
+    >>> print(markdown_table(pd.DataFrame({"layer": [0], "term": ["lag1"]})))
+    | layer | term |
+    | ---: | --- |
+    | 0 | lag1 |
+    """
     header = [_markdown_cell(c) for c in table.columns]
     align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]

@@ -1,10 +1,17 @@
 """The report writer: frame (+ tables) -> ``index.html``, ``report.md``, figures and CSV tables.
 
-Holds:
-- ``write_report``: the public entry point; fits what it needs, writes what was asked for;
-- ``fit_tables``: the ``position_trend``, ``lag_effects`` and ``glance`` tables a report shows;
-- ``render_figures``: the five figures as PNG bytes with titles and captions;
-- ``Rendered``: one rendered figure.
+Holds ``write_report``, the public entry point, and its steps, one job each:
+- ``check_inputs``: refuse unknown formats and frames that are not attnmag's;
+- ``fit_tables``: the ``position_trend``, ``lag_effects`` and ``glance`` tables a report
+  shows, given or fitted;
+- ``render_figures``: the five figures as PNG bytes with titles and captions (``Rendered``);
+- ``write_tables``: the tables as CSV;
+- ``report_context``: what the templates draw;
+- ``write_documents``: ``report.md`` with its figure files, and the self-contained
+  ``index.html``;
+
+and ``FORMATS`` and ``TABLES``, the formats and tables there are. The findings come from
+``findings.findings``.
 
 Usage::
 
@@ -30,8 +37,11 @@ from attnmag.extract.frame import COLUMNS
 from attnmag.reports import figures
 from attnmag.reports.findings import GMM_MIN_TOKENS, LAG_ROLES, METHOD_WORDS, Finding, findings
 from attnmag.reports.summaries import (
+    ALPHA,
     COMPARED,
+    CONF_LEVEL,
     GAP_LIMIT,
+    MAX_POSITION,
     interval_level,
     lag_comparison,
     ordered_methods,
@@ -45,7 +55,22 @@ from attnmag.reports.tables import (
     provenance_rows,
 )
 
+__all__ = [
+    "FORMATS",
+    "TABLES",
+    "Rendered",
+    "check_inputs",
+    "fit_tables",
+    "render_figures",
+    "report_context",
+    "write_documents",
+    "write_report",
+    "write_tables",
+]
+
 FORMATS = ("html", "md")
+#: The tables a report shows and writes as CSV.
+TABLES = ("position_trend", "lag_effects", "glance")
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -71,26 +96,26 @@ def fit_tables(
     tables: Mapping[str, pd.DataFrame] | None = None,
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
-    max_position: int = 30,
-    conf_level: float = 0.95,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The ``position_trend``, ``lag_effects`` and ``glance`` tables: given ones, else fitted.
 
     Parameters
     ----------
-    frame
+    frame : pandas.DataFrame
         The tidy frame of ``extract``.
-    tables
+    tables : mapping, optional
         Tables already fitted (keys ``position_trend``, ``lag_effects``, ``glance``); only
         the missing ones are fitted.
-    trend_methods, lag_methods
+    trend_methods, lag_methods : sequence of str, optional
         Methods to fit; None means every method of ``models.METHODS``.
-    max_position
+    max_position : int
         Last position of the trend fits.
-    conf_level
+    conf_level : float
         Level of the fitted tables' intervals (carried in their ``conf_level`` column).
-    n_jobs
+    n_jobs : int, optional
         Worker processes for the fits that use them.
 
     Returns
@@ -171,14 +196,35 @@ def render_figures(
     *,
     trend: pd.DataFrame,
     lags: pd.DataFrame,
-    max_position: int = 30,
-    conf_level: float = 0.95,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
     dpi: int = 110,
 ) -> dict[str, Rendered]:
     """The report's five figures, rendered, keyed by section.
 
-    Means computed here from ``frame`` get ``conf_level`` intervals; the coefficients'
-    intervals are those of ``trend`` and ``lags``, and the captions say each one's level.
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    trend, lags : pandas.DataFrame
+        The ``position_trend`` and ``lag_effects`` tables.
+    max_position : int
+        The last position drawn.
+    conf_level : float
+        The level of the means' intervals computed here from ``frame``; the coefficients'
+        intervals are those of ``trend`` and ``lags``, and the captions say each one's level.
+    dpi : int
+        Resolution of the PNGs.
+
+    Returns
+    -------
+    dict
+        Section key (``data``, ``layers``, ``positions``, ``trend``, ``lags``) -> ``Rendered``.
+
+    Examples
+    --------
+    >>> render_figures(frame, trend=trend, lags=lags)["trend"].title  # doctest: +SKIP
+    'Figure 4. Trend over positions'
     """
     level = percent(conf_level)
     trend_level = percent(interval_level(trend, name="position_trend"))
@@ -319,34 +365,24 @@ def _sections(
     return out
 
 
-def write_report(
-    frame: pd.DataFrame,
-    out_dir: str | Path,
-    *,
-    formats: Sequence[str] = FORMATS,
-    trend_methods: Sequence[str] | None = None,
-    lag_methods: Sequence[str] | None = None,
-    max_position: int = 30,
-    tables: Mapping[str, pd.DataFrame] | None = None,
-    timings: Mapping[str, float] | None = None,
-    n_jobs: int | None = None,
-    alpha: float = 0.05,
-    conf_level: float = 0.95,
-) -> dict[str, Path]:
-    """Write the report on ``frame`` into ``out_dir``; return the paths written, by name.
+def check_inputs(frame: pd.DataFrame, formats: Sequence[str]) -> None:
+    """Refuse an unknown report format or a frame that is not an attnmag frame.
 
-    ``formats`` picks ``html`` (one self-contained ``index.html``) and/or ``md``
-    (``report.md`` with ``figures/*.png``). The coefficient tables are always written as
-    ``position_trend.csv``, ``lag_effects.csv`` and ``glance.csv`` (where there are fit
-    details). ``tables`` gives tables already fitted (keys ``position_trend``,
-    ``lag_effects``, ``glance``); the missing ones are fitted with
-    ``trend_methods``/``lag_methods`` (None: every method of ``models.METHODS``) at
-    ``conf_level``. Each table's intervals are labelled with the level the table carries in
-    its ``conf_level`` column; the means with intervals that the report computes from the
-    frame itself use ``conf_level``. ``timings`` (stage ->
-    seconds) joins the provenance; the fitting and drawing done here are timed and added.
-    Keys of the result are paths relative to ``out_dir`` (``index.html``, ``report.md``,
-    ``figures/figure1-data.png``, ``position_trend.csv``, ...).
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame to report on.
+    formats : sequence of str
+        The formats asked for, some of ``FORMATS``.
+
+    Raises
+    ------
+    AttnmagError
+        One line naming what is wrong.
+
+    Examples
+    --------
+    >>> check_inputs(frame, ("html",))  # doctest: +SKIP
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -356,53 +392,67 @@ def write_report(
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise AttnmagError(f"the frame lacks the columns {missing}: expected an attnmag frame")
-    seconds = dict(timings or {})
-    start = time.perf_counter()
-    fitted = fit_tables(
-        frame,
-        tables=tables,
-        trend_methods=trend_methods,
-        lag_methods=lag_methods,
-        max_position=max_position,
-        conf_level=conf_level,
-        n_jobs=n_jobs,
-    )
-    if tables is None or set(fitted) - set(tables):
-        seconds["fit"] = time.perf_counter() - start
-    trend, lags, glance = fitted["position_trend"], fitted["lag_effects"], fitted["glance"]
-    found = findings(
-        frame,
-        trend=trend,
-        lags=lags,
-        glance=glance,
-        alpha=alpha,
-        max_position=max_position,
-        conf_level=conf_level,
-    )
-    start = time.perf_counter()
-    rendered = render_figures(
-        frame, trend=trend, lags=lags, max_position=max_position, conf_level=conf_level
-    )
-    seconds["figures"] = time.perf_counter() - start
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    for name in ("position_trend", "lag_effects", "glance"):
-        if fitted[name] is None:
-            continue
-        path = out / f"{name}.csv"
-        fitted[name].to_csv(path, index=False)
-        written[path.name] = path
-    context = {
-        "title": f"Attention update magnitudes: {frame.attrs.get('model', 'unnamed model')}",
-        "version": __version__,
-        "provenance": provenance_rows(frame.attrs, timings=seconds),
-        "sections": _sections(found, rendered, fitted, alpha=alpha),
-        "glance": None if glance is None else glance_display(glance),
-        "alpha": alpha,
-    }
+
+def write_tables(tables: Mapping[str, pd.DataFrame | None], out: Path) -> dict[str, Path]:
+    """Write each table that is there as ``<name>.csv`` in ``out``.
+
+    Parameters
+    ----------
+    tables : mapping
+        Name -> table; None is skipped (a ``glance`` no fit provided).
+    out : pathlib.Path
+        An existing folder.
+
+    Returns
+    -------
+    dict
+        File name -> path written.
+
+    Examples
+    --------
+    >>> write_tables({"position_trend": trend, "glance": None}, Path("out"))  # doctest: +SKIP
+    """
+    written = {}
+    for name, table in tables.items():
+        if table is not None:
+            path = out / f"{name}.csv"
+            table.to_csv(path, index=False)
+            written[path.name] = path
+    return written
+
+
+def write_documents(
+    context: Mapping[str, object],
+    rendered: Mapping[str, Rendered],
+    out: Path,
+    *,
+    formats: Sequence[str],
+) -> dict[str, Path]:
+    """Write ``report.md`` with its figure files and/or the self-contained ``index.html``.
+
+    Parameters
+    ----------
+    context : mapping
+        What the templates draw (see ``report_context``).
+    rendered : mapping
+        The rendered figures (see ``render_figures``).
+    out : pathlib.Path
+        An existing folder.
+    formats : sequence of str
+        Some of ``FORMATS``.
+
+    Returns
+    -------
+    dict
+        Path relative to ``out`` -> path written.
+
+    Examples
+    --------
+    >>> write_documents(context, rendered, Path("out"), formats=("md",))  # doctest: +SKIP
+    """
     env = _environment()
+    written: dict[str, Path] = {}
     if "md" in formats:
         (out / "figures").mkdir(exist_ok=True)
         for figure in rendered.values():
@@ -416,4 +466,149 @@ def write_report(
         path = out / "index.html"
         path.write_text(env.get_template("report.html.j2").render(context), encoding="utf-8")
         written[path.name] = path
+    return written
+
+
+def report_context(
+    frame: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame | None],
+    found: Mapping[str, Finding],
+    rendered: Mapping[str, Rendered],
+    *,
+    timings: Mapping[str, float],
+    alpha: float = ALPHA,
+) -> dict[str, object]:
+    """What the templates draw: title, provenance, sections, fit summary and ``alpha``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame reported on (its ``attrs`` give the provenance).
+    tables : mapping
+        ``position_trend``, ``lag_effects`` and ``glance`` (None where there is none).
+    found : mapping
+        The sections' findings (see ``findings``).
+    rendered : mapping
+        The rendered figures (see ``render_figures``).
+    timings : mapping
+        Stage -> seconds, shown with the provenance.
+    alpha : float
+        The level significance marks are at.
+
+    Returns
+    -------
+    dict
+        The templates' context.
+
+    Examples
+    --------
+    >>> report_context(frame, tables, found, rendered, timings={})["title"]  # doctest: +SKIP
+    'Attention update magnitudes: gpt2'
+    """
+    glance = tables["glance"]
+    return {
+        "title": f"Attention update magnitudes: {frame.attrs.get('model', 'unnamed model')}",
+        "version": __version__,
+        "provenance": provenance_rows(frame.attrs, timings=timings),
+        "sections": _sections(found, rendered, tables, alpha=alpha),
+        "glance": None if glance is None else glance_display(glance),
+        "alpha": alpha,
+    }
+
+
+def write_report(
+    frame: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    formats: Sequence[str] = FORMATS,
+    trend_methods: Sequence[str] | None = None,
+    lag_methods: Sequence[str] | None = None,
+    max_position: int = MAX_POSITION,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    timings: Mapping[str, float] | None = None,
+    n_jobs: int | None = None,
+    alpha: float = ALPHA,
+    conf_level: float = CONF_LEVEL,
+) -> dict[str, Path]:
+    """Write the report on ``frame`` into ``out_dir``; return the paths written, by name.
+
+    The steps, each a function of this module: ``check_inputs``, ``fit_tables`` (only the
+    tables not given), ``findings``, ``render_figures``, ``write_tables``,
+    ``report_context`` and ``write_documents``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame of ``extract``.
+    out_dir : str or pathlib.Path
+        The folder written into (created where missing).
+    formats : sequence of str
+        ``html`` (one self-contained ``index.html``) and/or ``md`` (``report.md`` with
+        ``figures/*.png``).
+    trend_methods, lag_methods : sequence of str, optional
+        The methods fitted where ``tables`` lacks a table; None means every method of
+        ``models.METHODS``.
+    max_position : int
+        The last position of the trend fits and of the figures.
+    tables : mapping, optional
+        Tables already fitted (keys ``position_trend``, ``lag_effects``, ``glance``).
+    timings : mapping, optional
+        Stage -> seconds, shown with the provenance; the fitting and drawing done here are
+        timed and added.
+    n_jobs : int, optional
+        Worker processes for the fits.
+    alpha : float
+        The level of the significance marks and counts (on Holm-adjusted p-values).
+    conf_level : float
+        The level of the intervals of the tables fitted here and of the means the report
+        computes from the frame; a given table's intervals keep the level in its
+        ``conf_level`` column, and every caption says its own level.
+
+    Returns
+    -------
+    dict
+        Path relative to ``out_dir`` (``index.html``, ``report.md``,
+        ``figures/figure1-data.png``, ``position_trend.csv``, ``lag_effects.csv``,
+        ``glance.csv`` where there are fit details) -> path written.
+
+    Examples
+    --------
+    >>> paths = write_report(frame, "out/")  # doctest: +SKIP
+    >>> fitted = {"position_trend": trend, "lag_effects": lags}
+    >>> paths = write_report(frame, "out/", tables=fitted)  # doctest: +SKIP
+    """
+    check_inputs(frame, formats)
+    seconds = dict(timings or {})
+    start = time.perf_counter()
+    fitted = fit_tables(
+        frame,
+        tables=tables,
+        trend_methods=trend_methods,
+        lag_methods=lag_methods,
+        max_position=max_position,
+        conf_level=conf_level,
+        n_jobs=n_jobs,
+    )
+    if tables is None or set(fitted) - set(tables):
+        seconds["fit"] = time.perf_counter() - start
+    trend, lags = fitted["position_trend"], fitted["lag_effects"]
+    found = findings(
+        frame,
+        trend=trend,
+        lags=lags,
+        glance=fitted["glance"],
+        alpha=alpha,
+        max_position=max_position,
+        conf_level=conf_level,
+    )
+    start = time.perf_counter()
+    rendered = render_figures(
+        frame, trend=trend, lags=lags, max_position=max_position, conf_level=conf_level
+    )
+    seconds["figures"] = time.perf_counter() - start
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_tables({name: fitted[name] for name in TABLES}, out)
+    context = report_context(frame, fitted, found, rendered, timings=seconds, alpha=alpha)
+    written.update(write_documents(context, rendered, out, formats=formats))
     return written
