@@ -106,7 +106,19 @@ def arellano_bond(data: GMMData) -> GMMResult:
     )
 
 
-def _windmeijer(x, z, by_text, g1, ze2, zx, a1, a2, b1, b2, omega) -> np.ndarray:
+def _windmeijer(
+    x: np.ndarray,
+    z: np.ndarray,
+    by_text: sp.csr_matrix,
+    g1: np.ndarray,
+    ze2: np.ndarray,
+    zx: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    b1: np.ndarray,
+    b2: np.ndarray,
+    omega: np.ndarray,
+) -> np.ndarray:
     """Windmeijer's (2005) corrected covariance of the two-step estimates.
 
     The two-step weight depends on the one-step estimates; D holds the derivative of the
@@ -124,12 +136,21 @@ def _windmeijer(x, z, by_text, g1, ze2, zx, a1, a2, b1, b2, omega) -> np.ndarray
     return b2 + d @ b2 + b2 @ d.T + d @ one_step_cov @ d.T
 
 
-def _ar2(e, x, groups, by_text, g2, zx, a2, covariance) -> float:
+def _ar2(
+    e: np.ndarray,
+    x: np.ndarray,
+    groups: np.ndarray,
+    by_text: sp.csr_matrix,
+    g2: np.ndarray,
+    zx: np.ndarray,
+    a2: np.ndarray,
+    covariance: np.ndarray,
+) -> float:
     """Arellano and Bond's m2: second-order correlation of the differenced residuals.
 
     m2 = sum_i e_i' l_i / sqrt(sum_i (e_i' l_i)^2 - 2 l'X V X'Z A2 sum_i Z_i' e_i e_i' l_i
-    + l'X V X' l), l the residuals two positions back within the text (0 before its second
-    equation) and V the estimates' corrected covariance in both places, as in plm's
+    + l'X V X' l), l the residuals two positions back within the text (0 for its first two
+    equations) and V the estimates' corrected covariance in both places, as in plm's
     ``mtest(fit, order = 2, vcov = vcovHC)``.
     """
     lagged = np.zeros_like(e)
