@@ -46,11 +46,10 @@ from matplotlib.patches import Patch
 
 from attnmag import models
 from attnmag.errors import AttnmagError
+from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.summaries import (
     COMPARED,
-    CONF_LEVEL,
     GAP_LIMIT,
-    MAX_POSITION,
     SERIES_COLUMNS,
     interval_level,
     lag_comparison,

@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
-    CONF_LEVEL,
     GAP_LIMIT,
-    MAX_POSITION,
     lag_comparison,
     layer_means,
     ordered_methods,

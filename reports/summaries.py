@@ -1,8 +1,9 @@
 """Aggregates of the tidy frame and of the coefficient tables: what the figures draw.
 
 Holds:
-- ``MAX_POSITION``, ``CONF_LEVEL``, ``ALPHA``: the defaults of the last position shown, of
-  the level of intervals, and of the significance level of the reports;
+- ``ALPHA``: the significance level of the reports' counts and marks (the last position
+  shown and the level of intervals default to ``models.MAX_POSITION`` and
+  ``models.CONF_LEVEL``);
 - ``SERIES_COLUMNS``: the grouping columns other than ``layer`` (``model``, ``site``,
   ``head``); every aggregate keeps the ones a frame has;
 - ``select_layers``: the rows of some layers of a frame or table;
@@ -37,14 +38,13 @@ from scipy import stats
 from attnmag import models
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
+from attnmag.models import CONF_LEVEL, MAX_POSITION
 
 __all__ = [
     "ALPHA",
     "COMPARED",
-    "CONF_LEVEL",
     "GAP_LIMIT",
     "GMM_TESTS",
-    "MAX_POSITION",
     "SERIES_COLUMNS",
     "interval_level",
     "lag_comparison",
@@ -58,10 +58,6 @@ __all__ = [
     "sequence_lengths",
 ]
 
-#: The last position the figures and the trend fits show (positions 1 to it are fitted).
-MAX_POSITION = 30
-#: The level of every interval unless one is asked for.
-CONF_LEVEL = 0.95
 #: The significance level of the reports' counts and marks (on Holm-adjusted p-values).
 ALPHA = 0.05
 #: The grouping columns a frame may have besides ``layer``: one series per combination.

@@ -34,14 +34,13 @@ import pandas as pd
 from attnmag import __version__, models
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
+from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports import figures
 from attnmag.reports.findings import GMM_MIN_TOKENS, LAG_ROLES, METHOD_WORDS, Finding, findings
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
-    CONF_LEVEL,
     GAP_LIMIT,
-    MAX_POSITION,
     interval_level,
     lag_comparison,
     ordered_methods,

@@ -242,3 +242,39 @@ def test_write_report_fits_what_it_needs(tmp_path, monkeypatch):
     assert (trend["conf_level"] == 0.8).all() and (lags["conf_level"] == 0.8).all()
     assert "fit " in written["index.html"].read_text(encoding="utf-8")
     _says_80_never_95(written, drawn)
+
+
+@pytest.mark.parametrize("module", ["figures", "findings", "summaries", "tables", "write"])
+def test_every_public_function_of_the_reports_modules_is_declared_and_documented(module):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"attnmag.reports.{module}")
+    defined = {
+        name
+        for name, value in vars(mod).items()
+        if not name.startswith("_")
+        and (inspect.isfunction(value) or inspect.isclass(value))
+        and value.__module__ == mod.__name__
+    }
+    assert defined <= set(mod.__all__), defined - set(mod.__all__)
+    assert all(hasattr(mod, name) for name in mod.__all__)
+    for name in sorted(defined):
+        value = getattr(mod, name)
+        if inspect.isfunction(value):
+            doc = inspect.getdoc(value)
+            returns = inspect.signature(value).return_annotation not in (None, "None")
+            assert "Parameters\n----------" in doc, name
+            assert "Returns\n-------" in doc or not returns, name
+            assert "Examples\n--------" in doc, name
+
+
+def test_report_defaults_come_from_the_models_stage():
+    import inspect
+
+    for function in (write_report, figures.plot_position_trend, figures.plot_layer_means):
+        parameters = inspect.signature(function).parameters
+        assert parameters["conf_level"].default is models.CONF_LEVEL
+    assert inspect.signature(write_report).parameters["max_position"].default is (
+        models.MAX_POSITION
+    )
