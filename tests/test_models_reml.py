@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
+from attnmag.models import mixed
 from attnmag.models.mixed import GroupedDesign, fit_mixed
 from tests.simulate import simulated_frame
 
@@ -47,30 +48,33 @@ def _profile(design: GroupedDesign, sds: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def searched() -> list[tuple[str, float, np.ndarray, float]]:
-    """(label, reported REML, the fine grid's profile, reported intercept variance) per fit."""
+def searched() -> list[tuple[str, float, np.ndarray, float, float]]:
+    """(label, reported REML, the fine grid's profile, reported intercept variance, REML at
+    the search's maximum, before statsmodels) per fit."""
     out = []
     for model, params, n_seeds in SETTINGS:
         for seed in range(n_seeds):
             rows = _rows(model, params, seed)
             fit = fit_mixed(rows, FORMULAS[model], cov_type="model")
-            profile = _profile(_design(rows, FORMULAS[model]), FINE)
+            design = _design(rows, FORMULAS[model])
+            profile = _profile(design, FINE)
+            search = design.gls(mixed._search(design)[0]).llf_reml
             label = f"{model} {params} seed {seed}"
-            out.append((label, fit.stats["loglik"], profile, fit.stats["var_intercept"]))
+            out.append((label, fit.stats["loglik"], profile, fit.stats["var_intercept"], search))
     return out
 
 
 def test_the_reported_reml_is_the_fine_grids_maximum(searched):
     assert len(searched) >= 100
-    for label, reml, profile, _ in searched:
+    for label, reml, profile, _, search in searched:
         assert reml >= profile.max() - 1e-6, label
-        assert np.isfinite(reml), label
+        assert search >= profile.max() - 1e-6, label
 
 
 def test_bimodal_profiles_are_among_them_and_land_on_the_interior_maximum(searched):
     bimodal = [
         (label, variance)
-        for label, _, profile, variance in searched
+        for label, _, profile, variance, _ in searched
         if profile[0] > profile[1] and profile.argmax() > 0  # zero is a local maximum only
     ]
     assert len(bimodal) >= 10
@@ -78,7 +82,7 @@ def test_bimodal_profiles_are_among_them_and_land_on_the_interior_maximum(search
 
 
 def test_zero_variance_is_reported_where_it_is_the_global_maximum(searched):
-    at_zero = [variance for _, _, profile, variance in searched if profile.argmax() == 0]
+    at_zero = [variance for _, _, profile, variance, _ in searched if profile.argmax() == 0]
     assert len(at_zero) >= 10 and all(variance == 0 for variance in at_zero)
 
 
@@ -124,3 +128,14 @@ def test_the_reml_gradient_equals_central_differences(cov_rel):
             up, down = design.gls(cov_rel + step * e), design.gls(cov_rel - step * e)
             numeric[i, j] = (up.llf_reml - down.llf_reml) / (2 * step)
     np.testing.assert_allclose(design.reml_gradient(cov_rel), numeric, rtol=1e-5, atol=1e-3)
+
+
+def test_the_grid_extends_upwards_while_its_top_is_the_best(monkeypatch):
+    # Relative sd about 100 (sequence sd 1, residual sd 0.01), the grid's top set at 10.
+    rows = _rows("trend", SETTINGS[-1][1], 0)
+    monkeypatch.setattr(mixed, "_moment_start", lambda design: 0.05)
+    design = _design(rows, FORMULAS["trend"])
+    profile = _profile(design, FINE)
+    found = mixed._search(design)[0]
+    assert FINE[profile.argmax()] > 20
+    assert design.gls(found).llf_reml >= profile.max() - 1e-6
