@@ -5,7 +5,9 @@
 - positions are 0..n-1 per sequence and layer, n being the text's token count;
 - ``sequence`` is the text's index in the corpus as given, and each text's rows equal the
   text run alone, whatever the batch size, token budget, padding side or order of texts;
-- ``read_frame(frame.to_parquet(...))`` gives the frame back: values, dtypes and attrs.
+- ``read_frame(frame.to_parquet(...))`` gives the frame back: values, dtypes and attrs;
+- with grouping columns (``site``, ``head``) for its series, lags are shifts within
+  (sequence, site, layer, head) and the columns keep their order and dtypes.
 
 One tiny GPT-2 (and the real GPT-2 tokenizer) serves every example; texts are drawn from
 words that include GPT-2's pad id ``<|endoftext|>`` and blank texts, which are skipped.
@@ -104,6 +106,43 @@ def test_tidy_frame_lags_and_positions_for_any_lengths_and_order(lengths, layers
         assert rows["layer"].tolist() == np.repeat(layers, len(x)).tolist()
         np.testing.assert_array_equal(rows["token_id"], np.tile(x, len(layers)))
         np.testing.assert_array_equal(rows["norm"], n.reshape(-1))
+
+
+@MANY
+@given(
+    lengths=st.dictionaries(st.integers(0, 10_000), st.integers(1, 5), min_size=1, max_size=5),
+    series=st.lists(
+        st.tuples(st.sampled_from(["attn", "mlp", "resid"]), st.integers(0, 3), st.integers(-1, 3)),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    ).map(sorted),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_tidy_frame_lags_run_within_every_group(lengths, series, seed):
+    rng = np.random.default_rng(seed)
+    sequences = list(lengths)
+    ids = [rng.integers(0, 5, lengths[s]) for s in sequences]
+    norms = [rng.uniform(0.01, 5, (len(series), lengths[s])).astype(np.float32) for s in sequences]
+    frame = tidy_frame(
+        sequences=sequences,
+        token_ids=ids,
+        norms=norms,
+        layers=[layer for _, layer, _ in series],
+        token_text={i: f"t{i % 3}" for i in range(5)},
+        groups={"site": [site for site, _, _ in series], "head": [h for _, _, h in series]},
+    )
+    assert list(frame.columns) == ["sequence", "site", "layer", "head", *extract.COLUMNS[2:]]
+    assert frame["site"].dtype == "category" and frame["head"].dtype == np.int16
+    keys = ["sequence", "site", "layer", "head"]
+    groups = frame.groupby(keys, sort=False, observed=True)
+    assert groups.ngroups == len(lengths) * len(series)
+    for k in (1, 2):
+        expected = groups["log_norm"].shift(k)
+        pd.testing.assert_series_equal(frame[f"lag{k}"], expected, check_names=False)
+    np.testing.assert_array_equal(groups["position"].max(), groups.size() - 1)
+    for s, n in zip(sequences, norms, strict=True):
+        np.testing.assert_array_equal(frame.loc[frame["sequence"] == s, "norm"], n.reshape(-1))
 
 
 @FEW
