@@ -43,8 +43,10 @@ def setup(folder: Path, *, texts: int) -> list[str]:
     """A tiny model folder and a csv corpus under ``folder``; the ``run`` options using them."""
     import pandas as pd
     import torch
+    import transformers
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    transformers.logging.disable_progress_bar()
     torch.manual_seed(0)
     model = GPT2LMHeadModel(
         GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=3, n_head=4)
