@@ -900,6 +900,7 @@ def plot_coefficients(
     hue: str | None = None,
     labels: Mapping[str, str] | None = None,
     zero_line: bool = True,
+    legend: bool = True,
     ax: Axes | None = None,
 ) -> Axes:
     """One term's estimates per layer with the table's intervals, one colour per hue level.
@@ -921,6 +922,8 @@ def plot_coefficients(
         Legend labels of hue levels, where they should say more than the level's name.
     zero_line : bool
         Draw a line at zero.
+    legend : bool
+        Add a legend of the hue levels.
     ax : matplotlib.axes.Axes, optional
         Where to draw; pyplot's current Axes when None.
 
@@ -965,7 +968,13 @@ def plot_coefficients(
             )
     if zero_line:
         ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(xlabel="layer", ylabel=term, title=f"{term} per layer with {level} CI")
+    ax.set(
+        xlabel="layer",
+        ylabel=f"coefficient on {term}",
+        title=f"Coefficient on {term} per layer with {level} CI",
+    )
+    if legend and hue is not None:
+        ax.legend(title=hue, loc="best")
     _layer_ticks(ax, rows["layer"].unique().tolist())
     return ax
 
@@ -1214,12 +1223,12 @@ def plot_position_trend(
                 layers=layers,
                 hue=series_hue or "method",
                 zero_line=term != "intercept",
+                legend=term == "position",
                 ax=axes[term],
             )
             level = percent(interval_level(table, name="position_trend"))
             name = "Intercept" if term == "intercept" else "Slope"
             ax.set(ylabel=label, title=f"{name} per layer with {level} CI")
-        axes["position"].legend(title=series_hue or "method", loc="best")
     return fig
 
 
@@ -1265,7 +1274,7 @@ def plot_lag_effects(
             flagged = compared.loc[compared[gap].abs() > GAP_LIMIT, "layer"] if shade else []
             for layer in flagged:
                 ax.axvspan(layer - 0.45, layer + 0.45, color=FLAG_COLOUR, linewidth=0, zorder=0)
-            plot_coefficients(rows, term=term, hue=hue, labels=labels, ax=ax)
+            plot_coefficients(rows, term=term, hue=hue, labels=labels, legend=False, ax=ax)
             ax.set(
                 ylabel=f"coefficient on the log norm\n{LAG_WORDS[term]} earlier",
                 title=f"{term.replace('lag', 'Lag-')} coefficient with "

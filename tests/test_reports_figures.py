@@ -283,6 +283,10 @@ def test_hue_colours_tables_by_site_or_method(grouped, site_tables):
     ols = trend[trend["method"] == "ols"]
     ax = figures.plot_coefficients(ols, term="position", ax=Figure().add_subplot())
     assert [c.get_label() for c in ax.containers] == ["attn", "mlp"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["attn", "mlp"]
+    assert ax.get_legend().get_title().get_text() == "site"
+    bare = figures.plot_coefficients(ols, term="position", legend=False, ax=Figure().add_subplot())
+    assert bare.get_legend() is None
     ax = figures.plot_coefficients(
         trend[trend["site"] == "mlp"], term="position", ax=Figure().add_subplot()
     )
