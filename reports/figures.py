@@ -435,11 +435,11 @@ def plot_sequence_lengths(
             level: (float(part["length"].median()), colours[level])
             for level, part in lengths.groupby(hue, observed=True)
         }
-    for level, (median, colour) in medians.items():
+    for i, (level, (median, colour)) in enumerate(medians.items()):
         ax.axvline(median, color=colour, linestyle="--", linewidth=1)
         ax.text(
             median,
-            0.97,
+            0.97 - 0.06 * i,
             f" median {median:g}" if level is None else f" {level}: median {median:g}",
             transform=ax.get_xaxis_transform(),
             va="top",
