@@ -25,21 +25,23 @@ Usage::
 
 from attnmag.reports.figures import (
     NotebookFigure,
-    plot_coefficients,
     plot_lag_effects,
-    plot_layer_means,
     plot_layer_norms,
-    plot_norm_violins,
-    plot_position_heatmap,
-    plot_position_means,
     plot_position_norms,
     plot_position_trend,
-    plot_sequence_lengths,
-    plot_token_grid,
-    plot_trend_fits,
     plot_valid_tokens,
 )
 from attnmag.reports.findings import Finding, findings
+from attnmag.reports.panels import (
+    plot_coefficients,
+    plot_layer_means,
+    plot_norm_violins,
+    plot_position_heatmap,
+    plot_position_means,
+    plot_sequence_lengths,
+    plot_token_grid,
+    plot_trend_fits,
+)
 from attnmag.reports.summaries import (
     layer_means,
     mean_ci,

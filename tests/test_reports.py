@@ -10,7 +10,7 @@ import matplotlib.text
 import pandas as pd
 import pytest
 
-from attnmag import AttnmagError, models
+from attnmag import AttnmagError, models, reports
 from attnmag.models.tidy import TIDY_COLUMNS
 from attnmag.reports import figures, write_report
 from attnmag.reports.summaries import ordered_methods
@@ -244,7 +244,9 @@ def test_write_report_fits_what_it_needs(tmp_path, monkeypatch):
     _says_80_never_95(written, drawn)
 
 
-@pytest.mark.parametrize("module", ["figures", "findings", "summaries", "tables", "write"])
+@pytest.mark.parametrize(
+    "module", ["figures", "findings", "panels", "summaries", "tables", "write"]
+)
 def test_every_public_function_of_the_reports_modules_is_declared_and_documented(module):
     import importlib
     import inspect
@@ -272,7 +274,7 @@ def test_every_public_function_of_the_reports_modules_is_declared_and_documented
 def test_report_defaults_come_from_the_models_stage():
     import inspect
 
-    for function in (write_report, figures.plot_position_trend, figures.plot_layer_means):
+    for function in (write_report, figures.plot_position_trend, reports.plot_layer_means):
         parameters = inspect.signature(function).parameters
         assert parameters["conf_level"].default is models.CONF_LEVEL
     assert inspect.signature(write_report).parameters["max_position"].default is (

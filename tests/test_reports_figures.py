@@ -1,4 +1,4 @@
-"""The figures: composites return a Figure that shows itself in a notebook, axes-level plots
+"""The figures: composites return a Figure that shows itself in a notebook, the panels
 draw on the Axes they are given; layers= selects, hue= colours by model, site or method;
 nothing printed or left behind; labelled; fast."""
 
@@ -14,7 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from attnmag import AttnmagError, models, reports
-from attnmag.reports import figures
+from attnmag.reports import figures, panels
 from tests.simulate import simulated_frame
 from tests.test_reports_support import fake_tables, grouped_frame
 
@@ -112,11 +112,11 @@ def test_the_lag_figure_shades_the_layers_where_the_estimators_disagree(frame):
 
 
 def test_every_method_keeps_one_colour_across_figures():
-    colours = figures.method_colours(["gmm"])
+    colours = panels.method_colours(["gmm"])
     names = [m for methods in models.METHODS.values() for m in methods]
     assert set(names) <= set(colours)
     assert len({colours[m] for m in names}) == len(set(names))
-    assert figures.method_colours(["ols", "other"])["ols"] == colours["ols"]
+    assert panels.method_colours(["ols", "other"])["ols"] == colours["ols"]
 
 
 def test_the_trend_figure_fits_lines_of_another_method(frame, tables):
@@ -128,10 +128,10 @@ def test_the_trend_figure_fits_lines_of_another_method(frame, tables):
 
 
 def test_layer_colours_follow_one_sequential_palette():
-    colours = figures.layer_colours(range(30))
+    colours = panels.layer_colours(range(30))
     lightness = [sum(c[:3]) for c in colours.values()]
     assert lightness == sorted(lightness, reverse=True)
-    assert figures.layer_colours([0, 29])[29] == colours[29]
+    assert panels.layer_colours([0, 29])[29] == colours[29]
 
 
 def test_png_and_svg_bytes(frame):
@@ -172,14 +172,14 @@ def _axes_level(frame, tables) -> dict:
     """Each axes-level plot as a call taking ``ax`` (and any keywords)."""
     trend, lags = tables["position_trend"], tables["lag_effects"]
     return {
-        "plot_token_grid": lambda **kw: figures.plot_token_grid(frame, **kw),
-        "plot_sequence_lengths": lambda **kw: figures.plot_sequence_lengths(frame, **kw),
-        "plot_norm_violins": lambda **kw: figures.plot_norm_violins(frame, **kw),
-        "plot_layer_means": lambda **kw: figures.plot_layer_means(frame, **kw),
-        "plot_position_heatmap": lambda **kw: figures.plot_position_heatmap(frame, **kw),
-        "plot_position_means": lambda **kw: figures.plot_position_means(frame, **kw),
-        "plot_trend_fits": lambda **kw: figures.plot_trend_fits(frame, trend, **kw),
-        "plot_coefficients": lambda **kw: figures.plot_coefficients(lags, term="lag1", **kw),
+        "plot_token_grid": lambda **kw: panels.plot_token_grid(frame, **kw),
+        "plot_sequence_lengths": lambda **kw: panels.plot_sequence_lengths(frame, **kw),
+        "plot_norm_violins": lambda **kw: panels.plot_norm_violins(frame, **kw),
+        "plot_layer_means": lambda **kw: panels.plot_layer_means(frame, **kw),
+        "plot_position_heatmap": lambda **kw: panels.plot_position_heatmap(frame, **kw),
+        "plot_position_means": lambda **kw: panels.plot_position_means(frame, **kw),
+        "plot_trend_fits": lambda **kw: panels.plot_trend_fits(frame, trend, **kw),
+        "plot_coefficients": lambda **kw: panels.plot_coefficients(lags, term="lag1", **kw),
     }
 
 
@@ -219,7 +219,7 @@ def test_without_ax_they_draw_on_pyplots_current_axes(frame, tables):
 
     try:
         fig, ax = plt.subplots()
-        assert figures.plot_layer_means(frame) is ax
+        assert panels.plot_layer_means(frame) is ax
         assert len(ax.containers) == frame["layer"].nunique()
     finally:
         plt.close("all")
@@ -235,11 +235,11 @@ def test_composites_show_themselves_in_a_notebook(frame, tables):
 
 
 def test_layers_select_what_is_drawn(frame, tables):
-    ax = figures.plot_layer_means(frame, layers=[0, 2], ax=Figure().add_subplot())
+    ax = panels.plot_layer_means(frame, layers=[0, 2], ax=Figure().add_subplot())
     assert sorted(round(c.lines[0].get_xdata()[0]) for c in ax.containers) == [0, 2]
-    ax = figures.plot_position_heatmap(frame, layers=1, ax=Figure().add_subplot())
+    ax = panels.plot_position_heatmap(frame, layers=1, ax=Figure().add_subplot())
     assert [t.get_text() for t in ax.get_yticklabels()] == ["1"]
-    ax = figures.plot_coefficients(
+    ax = panels.plot_coefficients(
         tables["position_trend"], term="position", layers=[3], ax=Figure().add_subplot()
     )
     assert all(np.round(c.lines[0].get_xdata()).tolist() == [3] for c in ax.containers)
@@ -255,7 +255,7 @@ def test_layers_select_what_is_drawn(frame, tables):
 
 def test_hue_colours_by_model_and_site(grouped):
     small = grouped[grouped["model"] == "small"]
-    ax = figures.plot_layer_means(small, ax=Figure().add_subplot())  # the one column with two
+    ax = panels.plot_layer_means(small, ax=Figure().add_subplot())  # the one column with two
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["attn", "mlp"]
     colours = [mpl.colors.to_rgb(c.lines[0].get_color()) for c in ax.containers]
     assert colours[0] != colours[1]
@@ -263,12 +263,12 @@ def test_hue_colours_by_model_and_site(grouped):
     expected = reports.layer_means(small[small["site"] == "mlp"])["mean"].to_numpy()
     np.testing.assert_allclose(mlp, expected)
     attn = grouped[grouped["site"] == "attn"]
-    ax = figures.plot_position_means(attn, hue="model", ax=Figure().add_subplot())
+    ax = panels.plot_position_means(attn, hue="model", ax=Figure().add_subplot())
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "small (95% CI)",
         "large (95% CI)",
     ]
-    ax = figures.plot_sequence_lengths(attn, ax=Figure().add_subplot())
+    ax = panels.plot_sequence_lengths(attn, ax=Figure().add_subplot())
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["small", "large"]
     fig = figures.plot_valid_tokens(attn)
     assert len(fig.axes) == 3 and fig.axes[0].get_title().endswith(": small")
@@ -281,13 +281,13 @@ def test_hue_colours_by_model_and_site(grouped):
 def test_hue_colours_tables_by_site_or_method(grouped, site_tables):
     trend = site_tables["position_trend"]
     ols = trend[trend["method"] == "ols"]
-    ax = figures.plot_coefficients(ols, term="position", ax=Figure().add_subplot())
+    ax = panels.plot_coefficients(ols, term="position", ax=Figure().add_subplot())
     assert [c.get_label() for c in ax.containers] == ["attn", "mlp"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["attn", "mlp"]
     assert ax.get_legend().get_title().get_text() == "site"
-    bare = figures.plot_coefficients(ols, term="position", legend=False, ax=Figure().add_subplot())
+    bare = panels.plot_coefficients(ols, term="position", legend=False, ax=Figure().add_subplot())
     assert bare.get_legend() is None
-    ax = figures.plot_coefficients(
+    ax = panels.plot_coefficients(
         trend[trend["site"] == "mlp"], term="position", ax=Figure().add_subplot()
     )
     assert [c.get_label() for c in ax.containers] == ["aggregate", "ols", "mixed"]
@@ -305,7 +305,7 @@ def test_hue_colours_tables_by_site_or_method(grouped, site_tables):
 def test_the_fitted_lines_are_the_tables_per_series(grouped, site_tables):
     small = grouped[grouped["model"] == "small"]
     trend = site_tables["position_trend"]
-    ax = figures.plot_trend_fits(
+    ax = panels.plot_trend_fits(
         small, trend, hue="site", fit_method="ols", layers=[2], ax=Figure().add_subplot()
     )
     lines = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
@@ -319,22 +319,22 @@ def test_the_fitted_lines_are_the_tables_per_series(grouped, site_tables):
 
 def test_several_series_without_a_hue_for_them_is_a_clear_error(grouped, site_tables):
     with pytest.raises(AttnmagError, match=r"several values of \['site'\] and hue='model'"):
-        figures.plot_layer_means(grouped, ax=Figure().add_subplot())
+        panels.plot_layer_means(grouped, ax=Figure().add_subplot())
     with pytest.raises(AttnmagError, match=r"this plot draws one series.*\['model', 'site'\]"):
-        figures.plot_position_heatmap(grouped, ax=Figure().add_subplot())
+        panels.plot_position_heatmap(grouped, ax=Figure().add_subplot())
     with pytest.raises(AttnmagError, match="hue='head' is not a column to colour by"):
-        figures.plot_layer_means(grouped, hue="head", ax=Figure().add_subplot())
+        panels.plot_layer_means(grouped, hue="head", ax=Figure().add_subplot())
     with pytest.raises(AttnmagError, match=r"several values of \['site'\] and hue='method'"):
-        figures.plot_coefficients(
+        panels.plot_coefficients(
             site_tables["position_trend"], term="position", ax=Figure().add_subplot()
         )
     with pytest.raises(AttnmagError, match="no 'slope' rows"):
-        figures.plot_coefficients(site_tables["position_trend"], term="slope")
+        panels.plot_coefficients(site_tables["position_trend"], term="slope")
 
 
 def test_heads_take_a_hue_of_their_own(frame):
     heads = pd.concat([frame.assign(head=h) for h in range(3)], ignore_index=True)
     heads["head"] = heads["head"].astype(np.int16)
-    ax = figures.plot_layer_means(heads, layers=[0], ax=Figure().add_subplot())
+    ax = panels.plot_layer_means(heads, layers=[0], ax=Figure().add_subplot())
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
-    assert figures.sequence_lengths(heads).equals(figures.sequence_lengths(frame))
+    assert reports.sequence_lengths(heads).equals(reports.sequence_lengths(frame))

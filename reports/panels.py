@@ -1,0 +1,900 @@
+"""Axes-level plots, seaborn-style: each draws one panel on the Axes it is given.
+
+Holds:
+- ``plot_token_grid``: which positions of each text hold a real token;
+- ``plot_sequence_lengths``: histogram of real tokens per text;
+- ``plot_norm_violins``: distribution of log norms per layer (a seeded sample of tokens);
+- ``plot_layer_means``: mean per layer with its cluster-robust interval;
+- ``plot_position_heatmap``: layer x position heatmap of the mean norm;
+- ``plot_position_means``: mean norm by position, per layer and over layers;
+- ``plot_trend_fits``: log mean norm by position with the fitted lines of a trend table;
+- ``plot_coefficients``: one term's estimates per layer with their intervals;
+- ``layer_colours``, ``method_colours``, ``hue_colours``: the palettes used throughout.
+
+Every plot takes the frame (or a coefficient table) first, ``layers=`` to draw some layers
+only, ``hue=`` to colour by ``model``, ``site``, ``head`` or ``method`` (left as None, it
+colours by the one of those columns that holds several values; any other grouping column
+must hold one value), and ``ax=`` (pyplot's current Axes when None, as seaborn does); it
+returns the Axes. Intervals computed from the frame use the ``conf_level`` given;
+intervals from a coefficient table are drawn as the table computed them and labelled with
+the level it carries. The frame is aggregated before anything is drawn (see
+``attnmag.reports.summaries``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.patches import Patch
+
+from attnmag import models
+from attnmag.errors import AttnmagError
+from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.reports.summaries import (
+    SERIES_COLUMNS,
+    interval_level,
+    layer_means,
+    mean_ci,
+    ordered_methods,
+    percent,
+    position_means,
+    position_means_across_layers,
+    select_layers,
+    sequence_lengths,
+)
+
+__all__ = [
+    "hue_colours",
+    "layer_colours",
+    "method_colours",
+    "plot_coefficients",
+    "plot_layer_means",
+    "plot_norm_violins",
+    "plot_position_heatmap",
+    "plot_position_means",
+    "plot_sequence_lengths",
+    "plot_token_grid",
+    "plot_trend_fits",
+]
+
+Layers = int | Iterable[int] | None
+
+LAYER_PALETTE = "crest"
+#: Which colours of seaborn's 10-colour "colorblind" palette the methods (and the levels of
+#: other hues) take, in turn: vermillion comes late, as it is hard to tell from orange.
+PALETTE_ORDER = (0, 1, 2, 4, 9, 5, 8, 7, 6, 3)
+#: What each site's norm measures, for axis labels.
+SITE_WORDS = {"attn": "attention update", "mlp": "MLP update", "resid": "residual stream"}
+
+
+def _axes(ax: Axes | None) -> Axes:
+    """``ax``, or pyplot's current Axes as seaborn's axes-level functions use."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.gca()
+
+
+def _layer_norm(layers: Iterable[int]) -> Normalize:
+    values = list(layers)
+    return Normalize(vmin=min(values), vmax=max(max(values), min(values) + 1))
+
+
+def layer_colours(layers: Iterable[int]) -> dict[int, tuple[float, float, float, float]]:
+    """One colour per layer from the sequential layer palette (by layer index).
+
+    Parameters
+    ----------
+    layers : iterable of int
+        The layers drawn.
+
+    Returns
+    -------
+    dict
+        Layer -> RGBA colour; light for early layers, dark for late ones.
+
+    Examples
+    --------
+    >>> len(layer_colours(range(12)))
+    12
+    """
+    layers = sorted(set(int(x) for x in layers))
+    cmap = sns.color_palette(LAYER_PALETTE, as_cmap=True)
+    norm = _layer_norm(layers)
+    return {layer: cmap(norm(layer)) for layer in layers}
+
+
+def _layer_colourbar(ax: Axes, layers: Iterable[int]) -> None:
+    """A colour bar that keys the layer palette, in place of a 30-entry legend."""
+    mappable = mpl.cm.ScalarMappable(
+        norm=_layer_norm(layers), cmap=sns.color_palette(LAYER_PALETTE, as_cmap=True)
+    )
+    bar = ax.figure.colorbar(mappable, ax=ax, label="layer", fraction=0.04, pad=0.02)
+    bar.locator = mpl.ticker.MaxNLocator(integer=True)
+    bar.update_ticks()
+
+
+def _palette(n: int) -> list[tuple[float, float, float]]:
+    if n > len(PALETTE_ORDER):
+        return sns.color_palette("husl", n)
+    palette = sns.color_palette("colorblind", 10)
+    return [palette[i] for i in PALETTE_ORDER]
+
+
+def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per method: the methods of ``models.METHODS`` keep theirs in every figure.
+
+    Parameters
+    ----------
+    methods : iterable of str
+        The methods drawn; any not in ``models.METHODS`` takes the next colour.
+
+    Returns
+    -------
+    dict
+        Method -> RGB colour, for every method of ``models.METHODS`` and of ``methods``.
+
+    Examples
+    --------
+    >>> method_colours(["ols"])["ols"] == method_colours(["gmm", "ols"])["ols"]
+    True
+    """
+    known = ordered_methods(m for names in models.METHODS.values() for m in names)
+    names = known + [m for m in ordered_methods(methods) if m not in known]
+    order = _palette(10)
+    return {name: order[i % len(order)] for i, name in enumerate(names)}
+
+
+def _levels(data: pd.DataFrame, column: str) -> list:
+    """The values of ``column`` in their order: methods as ``models.METHODS``, categories as
+    their categories, anything else sorted."""
+    values = data[column]
+    if column == "method":
+        return ordered_methods(values)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return [c for c in values.cat.categories if c in set(values)]
+    return sorted(values.unique().tolist())
+
+
+def hue_colours(column: str, levels: Sequence) -> dict:
+    """One colour per level of a hue column (``method``, ``model``, ``site`` or ``head``).
+
+    Parameters
+    ----------
+    column : str
+        The column coloured by; methods keep ``method_colours``' colours.
+    levels : sequence
+        Its values, in the order they take the palette's colours.
+
+    Returns
+    -------
+    dict
+        Level -> RGB colour.
+
+    Examples
+    --------
+    >>> list(hue_colours("site", ["attn", "mlp"]))
+    ['attn', 'mlp']
+    """
+    if column == "method":
+        return method_colours(levels)
+    palette = _palette(len(levels))
+    return {level: palette[i] for i, level in enumerate(levels)}
+
+
+def _hue(data: pd.DataFrame, hue: str | None, *, choices: Sequence[str]) -> str | None:
+    """The column to colour by: ``hue``, else the one of ``choices`` holding several values.
+
+    Raises ``AttnmagError`` where another of ``choices`` holds several values, as its
+    series would be drawn over one another.
+    """
+    present = [c for c in choices if c in data.columns]
+    several = [c for c in present if data[c].nunique() > 1]
+    if hue is not None and hue not in present:
+        raise AttnmagError(
+            f"hue={hue!r} is not a column to colour by here: choose one of {present or None}"
+        )
+    if hue is None and several:
+        hue = several[0]
+    others = [c for c in several if c != hue]
+    if others:
+        column = others[0]
+        value = _levels(data, column)[0]
+        raise AttnmagError(
+            f"the data hold several values of {others} and hue={hue!r}; colour by one with "
+            f"hue= and select rows of the others, e.g. data[data[{column!r}] == {value!r}]"
+        )
+    return hue
+
+
+def _one_series(data: pd.DataFrame, choices: Sequence[str] = SERIES_COLUMNS) -> None:
+    """Raise ``AttnmagError`` where one of ``choices`` holds several values of ``data``."""
+    several = [c for c in choices if c in data.columns and data[c].nunique() > 1]
+    if several:
+        column = several[0]
+        value = _levels(data, column)[0]
+        raise AttnmagError(
+            f"this plot draws one series, and the data hold several values of {several}: "
+            f"select rows first, e.g. data[data[{column!r}] == {value!r}]"
+        )
+
+
+def _quantity(data: pd.DataFrame) -> str:
+    """What the norms measure, for labels: the attention update unless sites say otherwise."""
+    if "site" not in data.columns:
+        return SITE_WORDS["attn"]
+    sites = data["site"].unique().tolist()
+    return SITE_WORDS.get(sites[0], sites[0]) if len(sites) == 1 else "update or stream"
+
+
+def _layer_ticks(ax: Axes, layers: Sequence[int]) -> None:
+    """Integer layer ticks, thinned so that 30+ layers stay legible."""
+    layers = sorted(layers)
+    step = max(1, int(np.ceil(len(layers) / 16)))
+    ax.set_xticks(layers[::step])
+    ax.set_xlim(min(layers) - 0.7, max(layers) + 0.7)
+
+
+def _offsets(n: int, width: float = 0.6) -> np.ndarray:
+    """Dodge offsets for ``n`` series around each layer."""
+    step = width / max(n, 1)
+    return (np.arange(n) - (n - 1) / 2) * step
+
+
+def plot_token_grid(frame: pd.DataFrame, *, layers: Layers = None, ax: Axes | None = None) -> Axes:
+    """Which positions of each text hold a real token, one row per text, longest first.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame, of one model (select one where it holds several).
+    layers : int, iterable of int or None
+        The layers read (every layer holds the same tokens); None reads every layer.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> fig, ax = plt.subplots()  # doctest: +SKIP
+    >>> plot_token_grid(frame, ax=ax)  # doctest: +SKIP
+    """
+    _one_series(frame, ("model",))
+    ax = _axes(ax)
+    lengths = sequence_lengths(select_layers(frame, layers))["length"].sort_values(
+        ascending=False, kind="stable"
+    )
+    width = int(lengths.max())
+    mask = np.arange(width)[None, :] < lengths.to_numpy()[:, None]
+    colours = ["#e8e8e8", sns.color_palette(LAYER_PALETTE)[3]]
+    ax.imshow(
+        mask,
+        aspect="auto",
+        interpolation="nearest",
+        cmap=ListedColormap(colours),
+        extent=(-0.5, width - 0.5, len(lengths), 0),
+    )
+    ax.grid(False)
+    ax.set(
+        xlabel="position (0-based index among the text's real tokens)",
+        ylabel=f"text (n = {len(lengths):,}, longest first)",
+        title="Real tokens by text and position",
+    )
+    ax.legend(
+        handles=[
+            Patch(color=colours[1], label="real token"),
+            Patch(color=colours[0], label="no token"),
+        ],
+        loc="lower right",
+        frameon=True,
+    )
+    return ax
+
+
+def plot_sequence_lengths(
+    frame: pd.DataFrame,
+    *,
+    layers: Layers = None,
+    hue: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Histogram of real tokens per text, with the median marked (per model with ``hue``).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    layers : int, iterable of int or None
+        The layers read (every layer holds the same tokens); None reads every layer.
+    hue : {"model"}, optional
+        Colour by model; None does so where the frame holds several models.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> plot_sequence_lengths(both, hue="model")  # doctest: +SKIP
+    """
+    hue = _hue(frame, hue, choices=("model",))
+    ax = _axes(ax)
+    lengths = sequence_lengths(select_layers(frame, layers))
+    if hue is None:
+        colour = sns.color_palette(LAYER_PALETTE)[3]
+        sns.histplot(lengths, x="length", discrete=True, ax=ax, color=colour, edgecolor="white")
+        medians = {None: (float(lengths["length"].median()), "black")}
+    else:
+        levels = _levels(frame, hue)
+        colours = hue_colours(hue, levels)
+        lengths[hue] = pd.Categorical(lengths[hue].astype(object), categories=levels)
+        sns.histplot(
+            lengths,
+            x="length",
+            hue=hue,
+            hue_order=levels,
+            palette=colours,
+            discrete=True,
+            element="step",
+            ax=ax,
+        )
+        medians = {
+            level: (float(part["length"].median()), colours[level])
+            for level, part in lengths.groupby(hue, observed=True)
+        }
+    for i, (level, (median, colour)) in enumerate(medians.items()):
+        ax.axvline(median, color=colour, linestyle="--", linewidth=1)
+        ax.text(
+            median,
+            0.97 - 0.06 * i,
+            f" median {median:g}" if level is None else f" {level}: median {median:g}",
+            transform=ax.get_xaxis_transform(),
+            va="top",
+            ha="left",
+            color=colour,
+        )
+    ax.set(
+        xlabel="sequence length (real tokens)", ylabel="number of texts", title="Sequence lengths"
+    )
+    return ax
+
+
+def plot_norm_violins(
+    frame: pd.DataFrame,
+    *,
+    layers: Layers = None,
+    hue: str | None = None,
+    exclude_first: bool = True,
+    sample: int = 1000,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> Axes:
+    """Violins of the log norm per layer, drawn from a seeded sample of tokens.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    layers : int, iterable of int or None
+        The layers drawn; None draws every layer.
+    hue : {"model", "site", "head"}, optional
+        Split each layer's violin by this column; None does so by the one holding several
+        values, else colours by layer.
+    exclude_first : bool
+        Leave out the first token of each text.
+    sample : int
+        About how many tokens per layer (and hue level) the violins draw on.
+    seed : int
+        Seed of the sample.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> plot_norm_violins(frame, layers=[0, 10, 20])  # doctest: +SKIP
+    """
+    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    ax = _axes(ax)
+    rows = select_layers(frame, layers)
+    rows = rows.loc[rows["position"] >= 1] if exclude_first else rows
+    shown = sorted(rows["layer"].unique().tolist())
+    series = len(_levels(rows, hue)) if hue else 1
+    n_draw = min(len(rows), sample * len(shown) * series)
+    drawn = rows[["layer", "log_norm", *([hue] if hue else [])]].sample(n=n_draw, random_state=seed)
+    share = (
+        f"a random {n_draw / len(rows):.0%} of the tokens" if n_draw < len(rows) else "every token"
+    )
+    which = "positions 1 and later" if exclude_first else "all positions"
+    common = dict(
+        data=drawn,
+        x="layer",
+        y="log_norm",
+        order=shown,
+        cut=0,
+        inner="quart",
+        linewidth=0.6,
+        density_norm="width",
+        native_scale=True,
+        ax=ax,
+    )
+    if hue is None:
+        sns.violinplot(
+            **common, hue="layer", palette=layer_colours(shown), hue_order=shown, legend=False
+        )
+    else:
+        levels = _levels(rows, hue)
+        drawn[hue] = pd.Categorical(drawn[hue].astype(object), categories=levels)
+        sns.violinplot(**common, hue=hue, hue_order=levels, palette=hue_colours(hue, levels))
+        ax.legend(title=hue, loc="best")
+    ax.set(
+        xlabel="layer",
+        ylabel=f"log of the L2 norm of the {_quantity(rows)}",
+        title=f"Distribution per layer ({which}; violins drawn from {share})",
+    )
+    _layer_ticks(ax, shown)
+    return ax
+
+
+def plot_layer_means(
+    frame: pd.DataFrame,
+    *,
+    layers: Layers = None,
+    hue: str | None = None,
+    value: str = "log_norm",
+    exclude_first: bool = True,
+    conf_level: float = CONF_LEVEL,
+    ax: Axes | None = None,
+) -> Axes:
+    """Mean per layer with its interval (every token, cluster-robust by text).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    layers : int, iterable of int or None
+        The layers drawn; None draws every layer.
+    hue : {"model", "site", "head"}, optional
+        One colour per value of this column, dodged; None colours by the one holding
+        several values, else by layer.
+    value : str
+        The column averaged (``log_norm`` or ``norm``).
+    exclude_first : bool
+        Leave out the first token of each text.
+    conf_level : float
+        The level of the intervals (see ``summaries.layer_means``).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> plot_layer_means(both, hue="model", conf_level=0.9)  # doctest: +SKIP
+    """
+    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    ax = _axes(ax)
+    means = layer_means(
+        frame, value=value, layers=layers, exclude_first=exclude_first, conf_level=conf_level
+    )
+    shown = sorted(means["layer"].unique().tolist())
+    if hue is None:
+        colours = layer_colours(shown)
+        for row in means.itertuples(index=False):
+            ax.errorbar(
+                row.layer,
+                row.mean,
+                yerr=[[row.mean - row.conf_low], [row.conf_high - row.mean]],
+                fmt="o",
+                color=colours[row.layer],
+                markersize=5,
+                capsize=3,
+            )
+        ax.plot(means["layer"], means["mean"], color="grey", linewidth=0.8, zorder=0)
+    else:
+        levels = _levels(frame, hue)
+        colours = hue_colours(hue, levels)
+        for level, offset in zip(levels, _offsets(len(levels)), strict=True):
+            part = means[means[hue] == level]
+            err = np.vstack([part["mean"] - part["conf_low"], part["conf_high"] - part["mean"]])
+            ax.errorbar(
+                part["layer"] + offset,
+                part["mean"],
+                yerr=err,
+                fmt="o-",
+                color=colours[level],
+                markersize=4,
+                capsize=2,
+                linewidth=0.8,
+                label=str(level),
+            )
+        ax.legend(title=hue, loc="best")
+    scale = "log of the L2 norm" if value == "log_norm" else "L2 norm"
+    ax.set(
+        xlabel="layer",
+        ylabel=f"mean {scale}\nof the {_quantity(frame)}",
+        title=f"Mean per layer with {percent(conf_level)} CI (all tokens, clustered by text)",
+    )
+    _layer_ticks(ax, shown)
+    return ax
+
+
+def plot_position_heatmap(
+    frame: pd.DataFrame,
+    *,
+    layers: Layers = None,
+    max_position: int = MAX_POSITION,
+    percentiles: tuple[float, float] = (2, 98),
+    ax: Axes | None = None,
+) -> Axes:
+    """Heatmap of the mean norm per layer and position.
+
+    The colour limits are the given percentiles of the cells at positions 1 and later, so
+    that the first token (the attention sink) does not wash out the rest.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame, of one series (select one model, site and head where it has several).
+    layers : int, iterable of int or None
+        The layers drawn; None draws every layer.
+    max_position : int
+        The last position drawn.
+    percentiles : tuple of float
+        The percentiles of the cells that bound the colour scale.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> plot_position_heatmap(frame[frame["site"] == "mlp"], max_position=50)  # doctest: +SKIP
+    """
+    _one_series(frame)
+    ax = _axes(ax)
+    cells = position_means(frame, layers=layers, max_position=max_position, conf_level=CONF_LEVEL)
+    grid = cells.pivot(index="layer", columns="position", values="mean")
+    rest = grid.loc[:, grid.columns >= 1].to_numpy()
+    vmin, vmax = np.nanpercentile(rest if rest.size else grid.to_numpy(), percentiles)
+    sns.heatmap(
+        grid,
+        ax=ax,
+        cmap="rocket_r",
+        vmin=vmin,
+        vmax=vmax,
+        xticklabels=2,
+        yticklabels=max(1, len(grid) // 16),
+        cbar_kws={
+            "label": f"mean L2 norm of the {_quantity(frame)}",
+            "extend": "both",
+            "fraction": 0.04,
+            "pad": 0.02,
+        },
+    )
+    ax.set(
+        xlabel="position",
+        ylabel="layer",
+        title=f"Mean norm by layer and position (colour limits: percentiles "
+        f"{percentiles[0]:g} and {percentiles[1]:g} of the cells at positions >= 1)",
+    )
+    return ax
+
+
+def plot_position_means(
+    frame: pd.DataFrame,
+    *,
+    layers: Layers = None,
+    hue: str | None = None,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
+    ax: Axes | None = None,
+) -> Axes:
+    """Mean norm by position on a log scale: each layer, and the mean over layers with its CI.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    layers : int, iterable of int or None
+        The layers drawn and averaged over; None means every layer.
+    hue : {"model", "site", "head"}, optional
+        One mean over layers per value of this column, in its colour (the layers' own lines
+        are then left out); None does so by the one holding several values.
+    max_position : int
+        The last position drawn.
+    conf_level : float
+        The level of the intervals of the mean over layers (cluster-robust by text).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> plot_position_means(sites, hue="site", layers=range(6, 12))  # doctest: +SKIP
+    """
+    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    ax = _axes(ax)
+    overall = position_means_across_layers(
+        frame, layers=layers, max_position=max_position, conf_level=conf_level
+    )
+    if hue is None:
+        cells = position_means(frame, layers=layers, max_position=max_position)
+        shown = sorted(cells["layer"].unique().tolist())
+        colours = layer_colours(shown)
+        for layer, part in cells.groupby("layer"):
+            ax.plot(part["position"], part["mean"], color=colours[layer], linewidth=0.8, alpha=0.8)
+        series = {f"mean over layers ({percent(conf_level)} CI)": (overall, "black")}
+    else:
+        levels = _levels(frame, hue)
+        colours = hue_colours(hue, levels)
+        series = {
+            f"{level} ({percent(conf_level)} CI)": (overall[overall[hue] == level], colours[level])
+            for level in levels
+        }
+    for label, (part, colour) in series.items():
+        ax.fill_between(
+            part["position"], part["conf_low"], part["conf_high"], color=colour, alpha=0.25, lw=0
+        )
+        ax.plot(part["position"], part["mean"], color=colour, linewidth=2, label=label)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(mpl.ticker.LogFormatter())
+    ax.yaxis.set_minor_formatter(mpl.ticker.LogFormatter(minor_thresholds=(2, 0.5)))
+    ax.set(
+        xlabel="position",
+        ylabel=f"mean L2 norm of the {_quantity(frame)}\n(log scale)",
+        title="Mean norm by position: each layer, and the mean over layers"
+        if hue is None
+        else f"Mean norm by position over layers, per {hue}",
+        xlim=(-0.5, max_position + 0.5),
+    )
+    ax.legend(loc="upper right", title=hue)
+    if hue is None:
+        _layer_colourbar(ax, shown)
+    return ax
+
+
+def _table_series(table: pd.DataFrame) -> list[str]:
+    """The grouping columns of a coefficient table: ``model``, ``site`` and ``head`` where it
+    has them, but not a ``model`` column that names the statistical model fitted
+    (``position_trend``, ``lag_effects``)."""
+    fitted = set(models.METHODS)
+    return [
+        column
+        for column in SERIES_COLUMNS
+        if column in table.columns
+        and not (column == "model" and set(table[column].unique().tolist()) <= fitted)
+    ]
+
+
+def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` for the series ``frame`` holds (its models, sites and heads)."""
+    for column in _table_series(table):
+        if column in frame.columns:
+            table = table[table[column].isin(frame[column].unique())]
+    return table
+
+
+def plot_trend_fits(
+    frame: pd.DataFrame,
+    trend: pd.DataFrame,
+    *,
+    layers: Layers = None,
+    hue: str | None = None,
+    fit_method: str | None = None,
+    max_position: int = MAX_POSITION,
+    exclude_first: bool = True,
+    conf_level: float = CONF_LEVEL,
+    ax: Axes | None = None,
+) -> Axes:
+    """Log norm by position per layer, with the lines one method of ``trend`` fitted.
+
+    With ``aggregate`` the points are the log of the mean norm, otherwise the mean of the log
+    norm, each with its interval at ``conf_level`` (cluster-robust by text).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    trend : pandas.DataFrame
+        A ``models.position_trend`` table (any mix of methods).
+    layers : int, iterable of int or None
+        The layers drawn; None draws every layer.
+    hue : {"model", "site", "head"}, optional
+        Colour by this column instead of by layer; None does so by the one holding several
+        values.
+    fit_method : str, optional
+        The method whose lines are drawn (default: ``aggregate`` where present).
+    max_position : int
+        The last position drawn.
+    exclude_first : bool
+        Start at position 1, as the fits do.
+    conf_level : float
+        The level of the points' intervals.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> plot_trend_fits(frame, trend, layers=[0, 15, 29], fit_method="ols")  # doctest: +SKIP
+    """
+    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    ax = _axes(ax)
+    methods = ordered_methods(trend["method"])
+    fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
+    if fit_method not in methods:
+        raise AttnmagError(f"fit_method={fit_method!r} is not in the trend table: {methods}")
+    first = 1 if exclude_first else 0
+    rows = select_layers(frame, layers)
+    rows = rows.loc[rows["position"].between(first, max_position)]
+    keys = [*([hue] if hue else []), "layer"]
+    if fit_method == "aggregate":
+        points = position_means(rows, max_position=max_position, conf_level=conf_level)
+        points = points.rename(columns={"log_mean": "y", "log_low": "low", "log_high": "high"})
+        y_label = f"log of the mean L2 norm\nof the {_quantity(frame)}"
+    else:
+        points = mean_ci(rows, value="log_norm", by=[*keys, "position"], conf_level=conf_level)
+        points = points.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
+        y_label = f"mean log of the L2 norm\nof the {_quantity(frame)}"
+    fitted = _matching(trend[trend["method"] == fit_method], rows)
+    fitted = fitted.pivot_table(index=keys, columns="term", values="estimate", observed=True)
+    shown = sorted(points["layer"].unique().tolist())
+    if hue is None:
+        colours = layer_colours(shown)
+    else:
+        levels = _levels(frame, hue)
+        by_level = hue_colours(hue, levels)
+    t = np.arange(first, max_position + 1)
+    for key, part in points.groupby(keys, observed=True):
+        key = key if isinstance(key, tuple) else (key,)
+        colour = colours[key[-1]] if hue is None else by_level[key[0]]
+        err = np.vstack([part["y"] - part["low"], part["high"] - part["y"]])
+        ax.errorbar(
+            part["position"],
+            part["y"],
+            yerr=err,
+            fmt="o",
+            markersize=2.5,
+            linewidth=0.7,
+            color=colour,
+            alpha=0.8,
+        )
+        index = key if hue else key[0]
+        if index in fitted.index:
+            line = fitted.loc[index, "intercept"] + fitted.loc[index, "position"] * t
+            ax.plot(t, line, color=colour, linewidth=1.2)
+    ax.set(
+        xlabel="position",
+        ylabel=y_label,
+        xlim=(first - 0.7, max_position + 0.7),
+        title=f"By position, with {percent(conf_level)} CIs and the lines fitted by '{fit_method}'",
+    )
+    if hue is None:
+        _layer_colourbar(ax, shown)
+    else:
+        ax.legend(
+            handles=[Patch(color=by_level[level], label=str(level)) for level in levels],
+            title=hue,
+            loc="best",
+        )
+    return ax
+
+
+def plot_coefficients(
+    table: pd.DataFrame,
+    *,
+    term: str,
+    layers: Layers = None,
+    hue: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    zero_line: bool = True,
+    legend: bool = True,
+    ax: Axes | None = None,
+) -> Axes:
+    """One term's estimates per layer with the table's intervals, one colour per hue level.
+
+    Fits that did not converge get an open marker.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A coefficient table of ``models`` (``position_trend``, ``lag_effects``, ``fit``).
+    term : str
+        The term drawn (``intercept``, ``position``, ``lag1``, ...).
+    layers : int, iterable of int or None
+        The layers drawn; None draws every layer.
+    hue : {"method", "model", "site", "head"}, optional
+        One colour per value of this column, dodged; None colours by the one holding
+        several values (``method`` first).
+    labels : mapping, optional
+        Legend labels of hue levels, where they should say more than the level's name.
+    zero_line : bool
+        Draw a line at zero.
+    legend : bool
+        Add a legend of the hue levels.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; pyplot's current Axes when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Examples
+    --------
+    >>> plot_coefficients(trend, term="position", hue="method")  # doctest: +SKIP
+    """
+    rows = select_layers(table[table["term"] == term], layers)
+    if rows.empty:
+        terms = sorted(table["term"].unique().tolist())
+        raise AttnmagError(f"the table has no {term!r} rows: its terms are {terms}")
+    choices = ("method", *_table_series(rows))
+    hue = _hue(rows, hue, choices=choices) or ("method" if "method" in rows else None)
+    ax = _axes(ax)
+    level = percent(interval_level(rows, name=f"{term} coefficient"))
+    levels = _levels(rows, hue) if hue else [None]
+    colours = hue_colours(hue, levels) if hue else {None: sns.color_palette("colorblind")[0]}
+    labels = labels or {}
+    for value, offset in zip(levels, _offsets(len(levels)), strict=True):
+        part = (rows if hue is None else rows[rows[hue] == value]).sort_values("layer")
+        x = part["layer"].to_numpy() + offset
+        y = part["estimate"].to_numpy()
+        err = np.vstack([y - part["conf_low"].to_numpy(), part["conf_high"].to_numpy() - y])
+        bad = ~part["converged"].astype(bool).to_numpy()
+        name = labels.get(value, str(value)) if hue else term
+        style = dict(capsize=2, linewidth=1, color=colours[value], fmt="o")
+        ax.errorbar(x[~bad], y[~bad], yerr=err[:, ~bad], markersize=4, label=name, **style)
+        if bad.any():
+            ax.errorbar(
+                x[bad],
+                y[bad],
+                yerr=err[:, bad],
+                markersize=5,
+                markerfacecolor="white",
+                label=f"{value if hue else term}: not converged",
+                **style,
+            )
+    if zero_line:
+        ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(
+        xlabel="layer",
+        ylabel=f"coefficient on {term}",
+        title=f"Coefficient on {term} per layer with {level} CI",
+    )
+    if legend and hue is not None:
+        ax.legend(title=hue, loc="best")
+    _layer_ticks(ax, rows["layer"].unique().tolist())
+    return ax
