@@ -11,8 +11,7 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 import torch
 from test_cli import corpus_csv, error_of, source_args, tiny_model_dir  # noqa: F401
 
-from attnmag import AttnmagError, extract
+from attnmag import AttnmagError, cli, extract
 from attnmag.cli import build_parser, main
 from attnmag.extract.shards import read_shards, write_shards
 from attnmag.models import METHODS
@@ -158,32 +157,33 @@ def test_outputs_are_created_with_the_users_umask(frame_file, tmp_path):
     assert stat.S_IMODE((tmp_path / "t").stat().st_mode) == 0o755
 
 
-# 4. A second process on one output is refused while the first writes it.
-SLOW_FIT = """
-import sys, time
-from attnmag import cli
-fit_tables = cli._fit_tables
-cli._fit_tables = lambda *args: (time.sleep(2), fit_tables(*args))[1]
-sys.exit(cli.main(sys.argv[1:]))
-"""
+# 4. A second writer on one output is refused while the first writes it. The lock is an
+# fcntl lock on an open file, so a thread holding it stands for another process.
+def test_a_second_run_on_the_same_output_is_refused(frame_file, tmp_path, monkeypatch, capsys):
+    out, release = tmp_path / "tables", threading.Event()
+    fit_tables = cli._fit_tables
 
+    def waiting_fit(*args):
+        release.wait(timeout=60)
+        return fit_tables(*args)
 
-def test_a_second_run_on_the_same_output_is_refused(frame_file, tmp_path, capsys):
-    script, out = tmp_path / "slow_fit.py", tmp_path / "tables"
-    script.write_text(SLOW_FIT)
-    first = subprocess.Popen(
-        [sys.executable, script, "--quiet", "fit", frame_file, *FIT, "--out", out],
-        stderr=subprocess.PIPE,
-        text=True,
+    monkeypatch.setattr(cli, "_fit_tables", waiting_fit)
+    statuses = []
+    first = threading.Thread(
+        target=lambda: statuses.append(main(["fit", str(frame_file), *FIT, "--out", str(out)]))
     )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".tables.partial-*")):
-        assert first.poll() is None, first.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    message = error_of(["fit", str(frame_file), *FIT, "--out", str(out)], capsys)
-    assert "being written by another attnmag process" in message
-    assert first.wait(timeout=60) == 0, first.stderr.read()
+    first.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".tables.partial-*")):
+            assert first.is_alive() and time.monotonic() < deadline
+            time.sleep(0.01)
+        message = error_of(["fit", str(frame_file), *FIT, "--out", str(out)], capsys)
+    finally:
+        release.set()
+        first.join()
+    assert message.startswith(f"{out} is being written by another attnmag process; wait")
+    assert statuses == [0]
     assert (out / "position_trend.csv").is_file() and (out / MARKER).is_file()
 
 
