@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from attnmag.errors import AttnmagError
+from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import fit_gmm, gmm_stats
 from attnmag.models.lags import GMM_LAGS, with_initial_conditions
 from attnmag.models.mixed import COV_TYPES, fit_mixed
@@ -82,12 +83,12 @@ def position_trend(
     frame: pd.DataFrame,
     *,
     method: str = "ols",
-    max_position: int = 30,
+    max_position: int = MAX_POSITION,
     exclude_first: bool = True,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
     cov_type: str = "cluster",
-    conf_level: float = 0.95,
+    conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Fit ``log_norm ~ position`` per layer on positions 1 (0 with ``exclude_first=False``)
@@ -122,7 +123,7 @@ def lag_effects(
     exclude_first: bool = True,
     layers: Iterable[int] | None = None,
     cov_type: str = "cluster",
-    conf_level: float = 0.95,
+    conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
