@@ -1,7 +1,8 @@
 """The report writer: frame (+ tables) -> ``index.html``, ``report.md``, figures and CSV tables.
 
 Holds ``write_report``, the public entry point, and its steps, one job each:
-- ``check_inputs``: refuse unknown formats and frames that are not attnmag's;
+- ``check_inputs``: refuse unknown formats, frames that are not attnmag's, and frames of
+  several series;
 - ``fit_tables``: the ``position_trend``, ``lag_effects`` and ``glance`` tables a report
   shows, given or fitted;
 - ``render_figures``: the five figures as PNG bytes with titles and captions (``Rendered``);
@@ -41,6 +42,7 @@ from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
     GAP_LIMIT,
+    SERIES_COLUMNS,
     interval_level,
     lag_comparison,
     ordered_methods,
@@ -365,7 +367,8 @@ def _sections(
 
 
 def check_inputs(frame: pd.DataFrame, formats: Sequence[str]) -> None:
-    """Refuse an unknown report format or a frame that is not an attnmag frame.
+    """Refuse an unknown report format, a frame that is not an attnmag frame, or one that
+    holds several series (models, sites or heads).
 
     Parameters
     ----------
@@ -391,6 +394,15 @@ def check_inputs(frame: pd.DataFrame, formats: Sequence[str]) -> None:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise AttnmagError(f"the frame lacks the columns {missing}: expected an attnmag frame")
+    several = [c for c in SERIES_COLUMNS if c in frame.columns and frame[c].nunique() > 1]
+    if several:
+        column = several[0]
+        first = frame[column].unique()[0]
+        raise AttnmagError(
+            f"a report shows one series, and this frame holds several values of {several}: "
+            f"write one report per value (frame[frame[{column!r}] == {first!r}]), or draw "
+            f"them side by side with the reports.plot_* functions' hue={column!r}"
+        )
 
 
 def write_tables(tables: Mapping[str, pd.DataFrame | None], out: Path) -> dict[str, Path]:

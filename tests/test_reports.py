@@ -15,7 +15,7 @@ from attnmag.models.tidy import TIDY_COLUMNS
 from attnmag.reports import figures, write_report
 from attnmag.reports.summaries import ordered_methods
 from tests.simulate import simulated_frame
-from tests.test_reports_support import fake_tables
+from tests.test_reports_support import fake_tables, grouped_frame
 
 FIGURES = [
     f"figures/figure{i}-{key}.png"
@@ -280,3 +280,16 @@ def test_report_defaults_come_from_the_models_stage():
     assert inspect.signature(write_report).parameters["max_position"].default is (
         models.MAX_POSITION
     )
+
+
+def test_a_frame_of_several_series_is_refused_and_one_of_them_is_reported(tmp_path, monkeypatch):
+    grouped = grouped_frame(40, 2)
+    with pytest.raises(AttnmagError, match=r"several values of \['model', 'site'\].*hue='model'"):
+        write_report(grouped, tmp_path / "all")
+    assert not (tmp_path / "all").exists()
+    drawn = _figure_texts(monkeypatch)
+    one = grouped[(grouped["model"] == "small") & (grouped["site"] == "mlp")]
+    tables = fake_tables(one.drop(columns=["model", "site"]))
+    written = write_report(one, tmp_path / "one", tables=tables)
+    assert {"index.html", "report.md", *FIGURES, *CSVS} <= set(written)
+    assert "mean log of the L2 norm\nof the MLP update" in drawn[1]
