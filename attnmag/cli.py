@@ -157,14 +157,14 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
-    from attnmag.models import METHODS
+    from attnmag.models import CONF_LEVEL, MAX_POSITION, METHODS
 
     trend, lags = METHODS["position_trend"], METHODS["lag_effects"]
     parser.add_argument(
         "--max-position",
         type=positive_int,
-        default=30,
-        help="last position of the position-trend fits (default: 30)",
+        default=MAX_POSITION,
+        help=f"last position of the position-trend fits (default: {MAX_POSITION})",
     )
     parser.add_argument(
         "--methods",
@@ -181,8 +181,8 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--conf-level",
         type=conf_level,
-        default=0.95,
-        help="confidence level of the intervals, strictly between 0 and 1 (default: 0.95)",
+        default=CONF_LEVEL,
+        help=f"confidence level of the intervals, strictly between 0 and 1 (default: {CONF_LEVEL})",
     )
     parser.add_argument(
         "--n-jobs", type=positive_int, help="processes for fitting layers (default: all cores)"
