@@ -127,13 +127,13 @@ def figure_bytes(fig: Figure, *, fmt: str = "png", dpi: int = 110) -> bytes:
 
 
 def plot_valid_tokens(
-    frame: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
+    data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
 ) -> NotebookFigure:
     """Real tokens of each text by position, and the length histogram.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     layers : int, iterable of int or None
         The layers read (every layer holds the same tokens); None reads every layer.
@@ -150,11 +150,11 @@ def plot_valid_tokens(
     --------
     >>> plot_valid_tokens(frame)  # doctest: +SKIP
     """
-    hue = _hue(frame, hue, choices=("model",))
+    hue = _hue(data, hue, choices=("model",))
     parts = (
-        {None: frame}
+        {None: data}
         if hue is None
-        else {level: frame[frame[hue] == level] for level in _levels(frame, hue)}
+        else {level: data[data[hue] == level] for level in _levels(data, hue)}
     )
     with _style():
         fig = NotebookFigure(figsize=(11, 4.2 * max(1, len(parts) * 0.8)), layout="constrained")
@@ -164,12 +164,12 @@ def plot_valid_tokens(
             grid = plot_token_grid(part, layers=layers, ax=axes[f"grid{i}"])
             if level is not None:
                 grid.set_title(f"Real tokens by text and position: {level}")
-        plot_sequence_lengths(frame, layers=layers, hue=hue, ax=axes["lengths"])
+        plot_sequence_lengths(data, layers=layers, hue=hue, ax=axes["lengths"])
     return fig
 
 
 def plot_layer_norms(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -185,7 +185,7 @@ def plot_layer_norms(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     layers : int, iterable of int or None
         The layers drawn; None draws every layer.
@@ -211,7 +211,7 @@ def plot_layer_norms(
         fig = NotebookFigure(figsize=(11, 7.5), layout="constrained")
         top, bottom = fig.subplots(2, 1, sharex=True)
         plot_norm_violins(
-            frame,
+            data,
             layers=layers,
             hue=hue,
             exclude_first=exclude_first,
@@ -221,7 +221,7 @@ def plot_layer_norms(
         )
         top.set_xlabel("")
         plot_layer_means(
-            frame,
+            data,
             layers=layers,
             hue=hue,
             exclude_first=exclude_first,
@@ -232,7 +232,7 @@ def plot_layer_norms(
 
 
 def plot_position_norms(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -244,7 +244,7 @@ def plot_position_norms(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     layers : int, iterable of int or None
         The layers drawn; None draws every layer.
@@ -267,11 +267,11 @@ def plot_position_norms(
     --------
     >>> plot_position_norms(frame, max_position=60)  # doctest: +SKIP
     """
-    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     parts = (
-        {None: frame}
+        {None: data}
         if hue is None
-        else {level: frame[frame[hue] == level] for level in _levels(frame, hue)}
+        else {level: data[data[hue] == level] for level in _levels(data, hue)}
     )
     with _style():
         fig = NotebookFigure(figsize=(11, 4.5 * len(parts) + 4.5), layout="constrained")
@@ -283,7 +283,7 @@ def plot_position_norms(
             if level is not None:
                 ax.set_title(f"{hue} {level}: " + ax.get_title())
         plot_position_means(
-            frame,
+            data,
             layers=layers,
             hue=hue,
             max_position=max_position,
@@ -294,7 +294,7 @@ def plot_position_norms(
 
 
 def plot_position_trend(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     trend: pd.DataFrame,
     *,
     layers: Layers = None,
@@ -308,7 +308,7 @@ def plot_position_trend(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     trend : pandas.DataFrame
         A ``models.position_trend`` table (any mix of methods).
@@ -339,9 +339,9 @@ def plot_position_trend(
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
     if hue == "method":
-        _one_series(frame)
-    series_hue = None if hue == "method" else _hue(frame, hue, choices=SERIES_COLUMNS)
-    table = _matching(trend, frame)
+        _one_series(data)
+    series_hue = None if hue == "method" else _hue(data, hue, choices=SERIES_COLUMNS)
+    table = _matching(trend, data)
     if series_hue is not None:
         table = table[table["method"] == fit_method]
     with _style():
@@ -350,7 +350,7 @@ def plot_position_trend(
             [["trend", "trend"], ["intercept", "position"]], height_ratios=(1.2, 1)
         )
         plot_trend_fits(
-            frame,
+            data,
             trend,
             layers=layers,
             hue=series_hue,
@@ -380,7 +380,7 @@ def plot_position_trend(
 
 
 def plot_lag_effects(
-    lags: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
+    data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
 ) -> NotebookFigure:
     """Lag-1 and lag-2 coefficients per layer with their intervals, one colour per method.
 
@@ -391,7 +391,7 @@ def plot_lag_effects(
 
     Parameters
     ----------
-    lags : pandas.DataFrame
+    data : pandas.DataFrame
         A ``models.lag_effects`` table (any mix of methods).
     layers : int, iterable of int or None
         The layers drawn; None draws every layer.
@@ -407,7 +407,7 @@ def plot_lag_effects(
     --------
     >>> plot_lag_effects(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
     """
-    rows = select_layers(lags, layers)
+    rows = select_layers(data, layers)
     hue = _hue(rows, hue, choices=("method", *_table_series(rows)))
     methods = ordered_methods(rows["method"])
     labels = {m: f"{m} ({LAG_LABELS[m]})" for m in methods if m in LAG_LABELS}

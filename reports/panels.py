@@ -248,12 +248,12 @@ def _offsets(n: int, width: float = 0.6) -> np.ndarray:
     return (np.arange(n) - (n - 1) / 2) * step
 
 
-def plot_token_grid(frame: pd.DataFrame, *, layers: Layers = None, ax: Axes | None = None) -> Axes:
+def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | None = None) -> Axes:
     """Which positions of each text hold a real token, one row per text, longest first.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame, of one model (select one where it holds several).
     layers : int, iterable of int or None
         The layers read (every layer holds the same tokens); None reads every layer.
@@ -270,9 +270,9 @@ def plot_token_grid(frame: pd.DataFrame, *, layers: Layers = None, ax: Axes | No
     >>> fig, ax = plt.subplots()  # doctest: +SKIP
     >>> plot_token_grid(frame, ax=ax)  # doctest: +SKIP
     """
-    _one_series(frame, ("model",))
+    _one_series(data, ("model",))
     ax = _axes(ax)
-    lengths = sequence_lengths(select_layers(frame, layers))["length"].sort_values(
+    lengths = sequence_lengths(select_layers(data, layers))["length"].sort_values(
         ascending=False, kind="stable"
     )
     width = int(lengths.max())
@@ -303,7 +303,7 @@ def plot_token_grid(frame: pd.DataFrame, *, layers: Layers = None, ax: Axes | No
 
 
 def plot_sequence_lengths(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -313,7 +313,7 @@ def plot_sequence_lengths(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     layers : int, iterable of int or None
         The layers read (every layer holds the same tokens); None reads every layer.
@@ -331,15 +331,15 @@ def plot_sequence_lengths(
     --------
     >>> plot_sequence_lengths(both, hue="model")  # doctest: +SKIP
     """
-    hue = _hue(frame, hue, choices=("model",))
+    hue = _hue(data, hue, choices=("model",))
     ax = _axes(ax)
-    lengths = sequence_lengths(select_layers(frame, layers))
+    lengths = sequence_lengths(select_layers(data, layers))
     if hue is None:
         colour = sns.color_palette(LAYER_PALETTE)[3]
         sns.histplot(lengths, x="length", discrete=True, ax=ax, color=colour, edgecolor="white")
         medians = {None: (float(lengths["length"].median()), "black")}
     else:
-        levels = _levels(frame, hue)
+        levels = _levels(data, hue)
         colours = hue_colours(hue, levels)
         lengths[hue] = pd.Categorical(lengths[hue].astype(object), categories=levels)
         sns.histplot(
@@ -374,7 +374,7 @@ def plot_sequence_lengths(
 
 
 def plot_norm_violins(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -387,7 +387,7 @@ def plot_norm_violins(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     layers : int, iterable of int or None
         The layers drawn; None draws every layer.
@@ -412,9 +412,9 @@ def plot_norm_violins(
     --------
     >>> plot_norm_violins(frame, layers=[0, 10, 20])  # doctest: +SKIP
     """
-    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
-    rows = select_layers(frame, layers)
+    rows = select_layers(data, layers)
     rows = rows.loc[rows["position"] >= 1] if exclude_first else rows
     shown = sorted(rows["layer"].unique().tolist())
     series = len(_levels(rows, hue)) if hue else 1
@@ -455,7 +455,7 @@ def plot_norm_violins(
 
 
 def plot_layer_means(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -468,7 +468,7 @@ def plot_layer_means(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     layers : int, iterable of int or None
         The layers drawn; None draws every layer.
@@ -493,10 +493,10 @@ def plot_layer_means(
     --------
     >>> plot_layer_means(both, hue="model", conf_level=0.9)  # doctest: +SKIP
     """
-    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     means = layer_means(
-        frame, value=value, layers=layers, exclude_first=exclude_first, conf_level=conf_level
+        data, value=value, layers=layers, exclude_first=exclude_first, conf_level=conf_level
     )
     shown = sorted(means["layer"].unique().tolist())
     if hue is None:
@@ -513,7 +513,7 @@ def plot_layer_means(
             )
         ax.plot(means["layer"], means["mean"], color="grey", linewidth=0.8, zorder=0)
     else:
-        levels = _levels(frame, hue)
+        levels = _levels(data, hue)
         colours = hue_colours(hue, levels)
         for level, offset in zip(levels, _offsets(len(levels)), strict=True):
             part = means[means[hue] == level]
@@ -533,7 +533,7 @@ def plot_layer_means(
     scale = "log of the L2 norm" if value == "log_norm" else "L2 norm"
     ax.set(
         xlabel="layer",
-        ylabel=f"mean {scale}\nof the {_quantity(frame)}",
+        ylabel=f"mean {scale}\nof the {_quantity(data)}",
         title=f"Mean per layer with {percent(conf_level)} CI (all tokens, clustered by text)",
     )
     _layer_ticks(ax, shown)
@@ -541,7 +541,7 @@ def plot_layer_means(
 
 
 def plot_position_heatmap(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     layers: Layers = None,
     max_position: int = MAX_POSITION,
@@ -555,7 +555,7 @@ def plot_position_heatmap(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame, of one series (select one model, site and head where it has several).
     layers : int, iterable of int or None
         The layers drawn; None draws every layer.
@@ -575,9 +575,9 @@ def plot_position_heatmap(
     --------
     >>> plot_position_heatmap(frame[frame["site"] == "mlp"], max_position=50)  # doctest: +SKIP
     """
-    _one_series(frame)
+    _one_series(data)
     ax = _axes(ax)
-    cells = position_means(frame, layers=layers, max_position=max_position, conf_level=CONF_LEVEL)
+    cells = position_means(data, layers=layers, max_position=max_position, conf_level=CONF_LEVEL)
     grid = cells.pivot(index="layer", columns="position", values="mean")
     rest = grid.loc[:, grid.columns >= 1].to_numpy()
     vmin, vmax = np.nanpercentile(rest if rest.size else grid.to_numpy(), percentiles)
@@ -590,7 +590,7 @@ def plot_position_heatmap(
         xticklabels=2,
         yticklabels=max(1, len(grid) // 16),
         cbar_kws={
-            "label": f"mean L2 norm of the {_quantity(frame)}",
+            "label": f"mean L2 norm of the {_quantity(data)}",
             "extend": "both",
             "fraction": 0.04,
             "pad": 0.02,
@@ -606,7 +606,7 @@ def plot_position_heatmap(
 
 
 def plot_position_means(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -618,7 +618,7 @@ def plot_position_means(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     layers : int, iterable of int or None
         The layers drawn and averaged over; None means every layer.
@@ -641,20 +641,20 @@ def plot_position_means(
     --------
     >>> plot_position_means(sites, hue="site", layers=range(6, 12))  # doctest: +SKIP
     """
-    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     overall = position_means_across_layers(
-        frame, layers=layers, max_position=max_position, conf_level=conf_level
+        data, layers=layers, max_position=max_position, conf_level=conf_level
     )
     if hue is None:
-        cells = position_means(frame, layers=layers, max_position=max_position)
+        cells = position_means(data, layers=layers, max_position=max_position)
         shown = sorted(cells["layer"].unique().tolist())
         colours = layer_colours(shown)
         for layer, part in cells.groupby("layer"):
             ax.plot(part["position"], part["mean"], color=colours[layer], linewidth=0.8, alpha=0.8)
         series = {f"mean over layers ({percent(conf_level)} CI)": (overall, "black")}
     else:
-        levels = _levels(frame, hue)
+        levels = _levels(data, hue)
         colours = hue_colours(hue, levels)
         series = {
             f"{level} ({percent(conf_level)} CI)": (overall[overall[hue] == level], colours[level])
@@ -670,7 +670,7 @@ def plot_position_means(
     ax.yaxis.set_minor_formatter(mpl.ticker.LogFormatter(minor_thresholds=(2, 0.5)))
     ax.set(
         xlabel="position",
-        ylabel=f"mean L2 norm of the {_quantity(frame)}\n(log scale)",
+        ylabel=f"mean L2 norm of the {_quantity(data)}\n(log scale)",
         title="Mean norm by position: each layer, and the mean over layers"
         if hue is None
         else f"Mean norm by position over layers, per {hue}",
@@ -704,7 +704,7 @@ def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_trend_fits(
-    frame: pd.DataFrame,
+    data: pd.DataFrame,
     trend: pd.DataFrame,
     *,
     layers: Layers = None,
@@ -722,7 +722,7 @@ def plot_trend_fits(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    data : pandas.DataFrame
         The tidy frame.
     trend : pandas.DataFrame
         A ``models.position_trend`` table (any mix of methods).
@@ -751,31 +751,31 @@ def plot_trend_fits(
     --------
     >>> plot_trend_fits(frame, trend, layers=[0, 15, 29], fit_method="ols")  # doctest: +SKIP
     """
-    hue = _hue(frame, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
     if fit_method not in methods:
         raise AttnmagError(f"fit_method={fit_method!r} is not in the trend table: {methods}")
     first = 1 if exclude_first else 0
-    rows = select_layers(frame, layers)
+    rows = select_layers(data, layers)
     rows = rows.loc[rows["position"].between(first, max_position)]
     keys = [*([hue] if hue else []), "layer"]
     if fit_method == "aggregate":
         points = position_means(rows, max_position=max_position, conf_level=conf_level)
         points = points.rename(columns={"log_mean": "y", "log_low": "low", "log_high": "high"})
-        y_label = f"log of the mean L2 norm\nof the {_quantity(frame)}"
+        y_label = f"log of the mean L2 norm\nof the {_quantity(data)}"
     else:
         points = mean_ci(rows, value="log_norm", by=[*keys, "position"], conf_level=conf_level)
         points = points.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
-        y_label = f"mean log of the L2 norm\nof the {_quantity(frame)}"
+        y_label = f"mean log of the L2 norm\nof the {_quantity(data)}"
     fitted = _matching(trend[trend["method"] == fit_method], rows)
     fitted = fitted.pivot_table(index=keys, columns="term", values="estimate", observed=True)
     shown = sorted(points["layer"].unique().tolist())
     if hue is None:
         colours = layer_colours(shown)
     else:
-        levels = _levels(frame, hue)
+        levels = _levels(data, hue)
         by_level = hue_colours(hue, levels)
     t = np.arange(first, max_position + 1)
     for key, part in points.groupby(keys, observed=True):
@@ -814,7 +814,7 @@ def plot_trend_fits(
 
 
 def plot_coefficients(
-    table: pd.DataFrame,
+    data: pd.DataFrame,
     *,
     term: str,
     layers: Layers = None,
@@ -830,7 +830,7 @@ def plot_coefficients(
 
     Parameters
     ----------
-    table : pandas.DataFrame
+    data : pandas.DataFrame
         A coefficient table of ``models`` (``position_trend``, ``lag_effects``, ``fit``).
     term : str
         The term drawn (``intercept``, ``position``, ``lag1``, ...).
@@ -857,10 +857,10 @@ def plot_coefficients(
     --------
     >>> plot_coefficients(trend, term="position", hue="method")  # doctest: +SKIP
     """
-    rows = select_layers(table[table["term"] == term], layers)
+    rows = select_layers(data[data["term"] == term], layers)
     if rows.empty:
-        terms = sorted(table["term"].unique().tolist())
-        raise AttnmagError(f"the table has no {term!r} rows: its terms are {terms}")
+        terms = sorted(data["term"].unique().tolist())
+        raise AttnmagError(f"the data has no {term!r} rows: its terms are {terms}")
     choices = ("method", *_table_series(rows))
     hue = _hue(rows, hue, choices=choices) or ("method" if "method" in rows else None)
     ax = _axes(ax)

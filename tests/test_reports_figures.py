@@ -189,9 +189,7 @@ def test_every_public_plot_takes_its_data_first_and_layers_by_keyword():
     for name in plots:
         parameters = inspect.signature(getattr(reports, name)).parameters
         first = next(iter(parameters.values()))
-        assert (
-            first.name in ("frame", "table", "lags") and first.kind is first.POSITIONAL_OR_KEYWORD
-        )
+        assert first.name == "data" and first.kind is first.POSITIONAL_OR_KEYWORD
         assert parameters["layers"].kind is inspect.Parameter.KEYWORD_ONLY, name
         assert "Parameters\n    ----------" in getattr(reports, name).__doc__, name
 
@@ -210,6 +208,8 @@ def test_axes_level_plots_draw_on_the_axes_given_and_return_it(frame, tables, ca
         ax = fig.add_subplot()
         assert call(ax=ax) is ax, name
         assert ax.has_data() or ax.images or ax.collections, name
+    ax = Figure().add_subplot()
+    assert reports.plot_layer_means(data=frame, ax=ax) is ax  # data= as seaborn names it
     assert capsys.readouterr() == ("", "")
     assert plt.get_fignums() == []
 
