@@ -2,13 +2,17 @@
 
 Each method is timed from the texts to per-token norms, ``--repeats`` times in one process
 (runs interleaved, order rotated each repeat, so that the load of a shared machine falls on
-all alike; ratios to ``bare`` are medians of the ratios within a repeat); its peak growth of
-the resident set is measured in a fresh process per run (``--memory-repeats``), beside the
-size of what the method returns (``result MB``: attnmag's tidy frame, the peers' norm
-arrays), which its growth includes. Methods:
+all alike; ratios to ``bare`` and to ``attnmag`` are medians of the ratios within a
+repeat; ``CPU x`` columns are the same ratios of the process's CPU seconds, steadier on a
+loaded machine); its peak growth of the resident set is measured in a fresh process per run
+(``--memory-repeats``), beside the size of what the method returns (``result MB``:
+attnmag's tidy frame, the peers' norm arrays), which its growth includes. Methods:
 
 - ``bare``: the base model's forward pass over attnmag's batches, no hooks (the floor);
 - ``attnmag``: ``extract.attention_norms`` (tokenizing, batching, the tidy frame included);
+- ``attnmag_heads``: ``extract.attention_norms(heads=True)``: each head's contribution too;
+- ``attnmag_sites``: ``extract.update_norms`` at the sites ``attn``, ``mlp`` and ``resid``;
+- ``attnmag_all``: ``extract.update_norms`` at every site with ``heads=True``;
 - ``notebook``: the teaching notebook's way: the full causal-LM forward, batches of 64 in
   corpus order padded to the longest, hooks that keep every layer's whole attention output,
   norms taken afterwards in numpy;
@@ -24,6 +28,7 @@ Usage::
     python -m benchmarks.extract                       # 1,066 texts, 3 repeats, both models
     python -m benchmarks.extract --texts 256 --repeats 2 --models gpt2-small
     python -m benchmarks.extract --methods bare,attnmag --threads 1,2 --max-tokens 4096,16384
+    python -m benchmarks.extract --methods bare,attnmag,attnmag_heads,attnmag_sites --models smollm2
 """
 
 from __future__ import annotations
@@ -44,7 +49,19 @@ from attnmag.extract.norms import default_max_tokens
 from benchmarks.common import MODELS, bundled_or_gpt2, emit, run_worker, table, timed, warm_up
 
 MB = 2**20
-METHODS = ("bare", "attnmag", "notebook", "transformer_lens", "nnsight", "nnsight_stop")
+METHODS = (
+    "bare",
+    "attnmag",
+    "attnmag_heads",
+    "attnmag_sites",
+    "attnmag_all",
+    "notebook",
+    "transformer_lens",
+    "nnsight",
+    "nnsight_stop",
+)
+# Methods that measure what ``attnmag`` measures (their norm sums are compared with its).
+SAME_NORMS = ("attnmag", "notebook", "transformer_lens", "nnsight", "nnsight_stop")
 PEERS = {"transformer_lens": "transformer_lens", "nnsight": "nnsight", "nnsight_stop": "nnsight"}
 INSTALL = {
     "transformer_lens": "pip install --no-deps transformer-lens einops fancy-einsum jaxtyping "
@@ -97,6 +114,33 @@ def attnmag(model: object, tokenizer: object) -> Callable:
         return extract.attention_norms(model, tokenizer, texts, progress=False, **options)
 
     return run
+
+
+def attnmag_heads(model: object, tokenizer: object) -> Callable:
+    """``extract.attention_norms(heads=True)``: the whole update and each head's."""
+    from attnmag import extract
+
+    def run(texts: list[str], options: dict) -> pd.DataFrame:
+        return extract.attention_norms(
+            model, tokenizer, texts, heads=True, progress=False, **options
+        )
+
+    return run
+
+
+def attnmag_sites(model: object, tokenizer: object, *, heads: bool = False) -> Callable:
+    """``extract.update_norms`` at the sites attn, mlp and resid (every block runs)."""
+    from attnmag import extract
+
+    def run(texts: list[str], options: dict) -> pd.DataFrame:
+        return extract.update_norms(model, tokenizer, texts, heads=heads, progress=False, **options)
+
+    return run
+
+
+def attnmag_all(model: object, tokenizer: object) -> Callable:
+    """``extract.update_norms`` at every site, with each head's contribution."""
+    return attnmag_sites(model, tokenizer, heads=True)
 
 
 def notebook(model: object, tokenizer: object) -> Callable:
@@ -206,6 +250,9 @@ def nnsight_stop(model: object, tokenizer: object) -> Callable:
 SETUPS: dict[str, Callable] = {
     "bare": bare,
     "attnmag": attnmag,
+    "attnmag_heads": attnmag_heads,
+    "attnmag_sites": attnmag_sites,
+    "attnmag_all": attnmag_all,
     "notebook": notebook,
     "transformer_lens": transformer_lens,
     "nnsight": nnsight,
@@ -282,15 +329,23 @@ def time_in_process(args: argparse.Namespace, model_name: str, plan: list[dict])
         shift = repeat % len(plan)
         for variant in plan[shift:] + plan[:shift]:
             torch.set_num_threads(variant["threads"])
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             norms = setups[variant["method"]](texts, _options(variant))
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             runs[tuple(variant.values())].append(
-                {"seconds": seconds, "tokens": tokens, "norm_sum": _checksum(norms)}
+                {
+                    "seconds": seconds,
+                    "cpu_seconds": cpu,
+                    "tokens": tokens,
+                    "norm_sum": _checksum(norms),
+                }
             )
             del norms
             gc.collect()
-            print(f"  {model_name} {variant} run {repeat + 1}: {seconds:.2f} s", flush=True)
+            print(
+                f"  {model_name} {variant} run {repeat + 1}: {seconds:.2f} s ({cpu:.2f} s CPU)",
+                flush=True,
+            )
     return runs
 
 
@@ -345,6 +400,14 @@ def paired_ratio(values: list[float], base: list[float] | None) -> str:
     return f"{statistics.median(ratios):.3f}"
 
 
+def _cpu_ratio(results: list[dict], base: list[dict] | None) -> str:
+    """``paired_ratio`` of the processes' CPU seconds (steadier than wall time where other
+    work shares the cores), where the runs recorded them."""
+    if not base or "cpu_seconds" not in results[0]:
+        return "-"
+    return paired_ratio([r["cpu_seconds"] for r in results], [r["cpu_seconds"] for r in base])
+
+
 def _ratio_of_medians(values: list[int] | None, base: list[int] | None) -> str:
     if not values or not base:
         return "-"
@@ -378,6 +441,9 @@ def summarise(
                 "x bare": paired_ratio(
                     seconds, [r["seconds"] for r in runs[base_key]] if base_key in runs else None
                 ),
+                "x attnmag": paired_ratio(seconds, [r["seconds"] for r in ref] if ref else None),
+                "CPU x bare": _cpu_ratio(results, runs.get(base_key)),
+                "CPU x attnmag": _cpu_ratio(results, ref),
                 "RSS growth MB": f"{statistics.median(growth[key]) / MB:.0f}"
                 if growth.get(key)
                 else "-",
@@ -385,7 +451,7 @@ def summarise(
                 "result MB": f"{fresh[key][0]['result_bytes'] / MB:.0f}" if fresh.get(key) else "-",
                 "runs s": " ".join(f"{s:.1f}" for s in seconds),
                 "norm sum vs attnmag": f"{total / ref[0]['norm_sum'] - 1:+.1e}"
-                if total is not None and ref
+                if total is not None and ref and method in SAME_NORMS
                 else "-",
             }
         )
