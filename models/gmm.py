@@ -35,6 +35,12 @@ from scipy import stats
 from attnmag.models.lags import GMMData, difference_equations, levels
 from attnmag.models.tidy import Fit
 
+#: The glance note of a fit whose AR(2) statistic could not be computed.
+AR2_UNDEFINED = (
+    "AR(2) test not computed: its variance estimate is not positive in this sample "
+    "(R's plm::mtest gives NaN there too)"
+)
+
 
 @dataclass(frozen=True)
 class GMMResult:
@@ -151,7 +157,8 @@ def _ar2(
     m2 = sum_i e_i' l_i / sqrt(sum_i (e_i' l_i)^2 - 2 l'X V X'Z A2 sum_i Z_i' e_i e_i' l_i
     + l'X V X' l), l the residuals two positions back within the text (0 for its first two
     equations) and V the estimates' corrected covariance in both places, as in plm's
-    ``mtest(fit, order = 2, vcov = vcovHC)``.
+    ``mtest(fit, order = 2, vcov = vcovHC)``. The variance estimate can come out negative in
+    a finite sample (plm's ``sqrt`` then gives NaN with a warning); m2 is NaN there too.
     """
     lagged = np.zeros_like(e)
     same = np.flatnonzero(groups[2:] == groups[:-2])
@@ -160,6 +167,8 @@ def _ar2(
     lx = lagged @ x
     zve = g2.T @ products
     variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ zve + lx @ covariance @ lx
+    if not variance > 0:
+        return float("nan")
     return float(products.sum() / np.sqrt(variance))
 
 
@@ -196,6 +205,7 @@ def fit_gmm(data: pd.DataFrame, *, first: int) -> Fit:
         n_groups=equations.n_groups,
         converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
         stats=gmm_stats(result),
+        notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
     )
 
 

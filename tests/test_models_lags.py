@@ -12,10 +12,12 @@ away. Each of 8 seeded frames holds 50 independent data sets as its layers.
 import os
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from attnmag import models
 from attnmag.errors import AttnmagError
@@ -190,3 +192,35 @@ def test_within_text_intervals_cover_the_truth_92_to_98_percent_of_the_time(cove
 def test_pooled_ols_intervals_miss_the_within_text_lag1(coverage):
     """Texts differ in level, so the pooled lag-1 slope is far above the within-text one."""
     assert coverage["ols"]["lag1"] <= 0.5, coverage["ols"]
+
+
+def test_ar2_is_nan_with_a_note_where_its_variance_estimate_is_not_positive():
+    """m2's variance is a difference of terms and can be negative in a finite sample."""
+    from attnmag.models import gmm
+
+    e = np.array([1.0, 1.0, 1.0, 1.0])
+    x = np.ones((4, 1))
+    groups = np.zeros(4, dtype=np.int64)
+    by_text = sp.csr_matrix(np.ones((1, 4)))
+    g2 = np.ones((1, 1))
+    zx = np.ones((1, 1))
+    a2 = np.array([[100.0]])
+    covariance = np.array([[1.0]])
+    lagged = np.r_[0.0, 0.0, e[:2]]
+    products = by_text @ (e * lagged)
+    lx = lagged @ x
+    variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ (g2.T @ products)
+    assert variance + lx @ covariance @ lx < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(gmm._ar2(e, x, groups, by_text, g2, zx, a2, covariance))
+
+
+def test_a_gmm_fit_without_ar2_says_why_in_glance(monkeypatch):
+    from attnmag.models import gmm
+
+    monkeypatch.setattr(gmm, "_ar2", lambda *args: float("nan"))
+    summary = models.glance(models.lag_effects(dynamic_frame(60, 1, seed=3), method="gmm"))
+    assert summary["ar2_statistic"].isna().all() and summary["ar2_p"].isna().all()
+    assert summary["hansen_p"].between(0, 1).all()
+    assert (summary["warnings"] == gmm.AR2_UNDEFINED).all()
