@@ -1,21 +1,26 @@
-"""The models stage's public fits: one statsmodels fit per layer, gathered into a tidy table.
+"""The models stage's fits: one statsmodels fit per group, gathered into tidy tables.
 
 Holds:
-- ``position_trend``: ``log_norm ~ position`` per layer (``aggregate``, ``ols``, ``mixed``);
-- ``lag_effects``: the lag-1 and lag-2 effects per layer (``ols``, ``initial_conditions``,
+- ``position_trend``: ``log_norm ~ position`` per group (``aggregate``, ``ols``, ``mixed``);
+- ``lag_effects``: the lag-1 and lag-2 effects per group (``ols``, ``initial_conditions``,
   ``gmm``);
 - ``METHODS``: the methods each model accepts; ``PARALLEL_METHODS``: those fitted in
-  worker processes.
+  worker processes; ``MIXED_METHODS``: those fitted by REML, which take ``cov_type``;
+- ``check_options``, ``FitSpec``, ``group_rows``, ``fit_groups``: the per-group loop every
+  fit goes through (``models.fit``'s formulas too): the options checked, what to fit, each
+  group's checked rows, the fits gathered into a ``Fits``.
 
-Both return the table described in ``attnmag.models.tidy``; ``glance(table)`` gives the
-per-fit details. Layers are fitted in worker processes where that pays (the mixed models;
-an ``ols``, ``aggregate`` or ``gmm`` layer is quicker than handing it to a worker, so those
-stay in this process); the table does not depend on ``n_jobs``.
+A group is a layer, or a (site, layer, head) combination where the frame has those
+columns (``attnmag.models.groups``). Both functions return the table described in
+``attnmag.models.tidy``; ``glance(table)`` gives the per-fit details. Groups are fitted in
+worker processes where that pays (the mixed models; an ``ols``, ``aggregate`` or ``gmm``
+group is quicker than handing it to a worker, so those stay in this process); the table
+does not depend on ``n_jobs``.
 
-Workers are forked where the platform can (Linux): a forked worker starts in ~50 ms,
-while ``forkserver``/``spawn`` re-run the caller's ``__main__`` imports in every worker
-(torch, after the extract stage: seconds each) and fail in a script without a
-``if __name__ == "__main__"`` guard. Workers run only numpy, pandas and statsmodels.
+Workers are forked where the platform can (Linux): ``forkserver``/``spawn`` re-run the
+caller's ``__main__`` imports in every worker (torch, after the extract stage) and fail in
+a script without a ``if __name__ == "__main__"`` guard. Workers run only numpy, pandas and
+statsmodels.
 """
 
 from __future__ import annotations
@@ -24,19 +29,24 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
+import statsmodels.formula.api as smf
+from statsmodels.regression.linear_model import RegressionResults
 
 from attnmag.errors import AttnmagError
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import fit_gmm, gmm_stats
+from attnmag.models.groups import describe, group_columns, key_values, split
 from attnmag.models.lags import GMM_LAGS, with_initial_conditions
 from attnmag.models.mixed import COV_TYPES, fit_mixed
 from attnmag.models.ols import fit_aggregate, fit_cluster_ols
+from attnmag.models.results import Fits, GroupFit
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
 
 METHODS = {
@@ -62,21 +72,34 @@ _TERMS = {
 }
 #: Instruments of the Arellano-Bond fit: the collapsed level lags and the constant.
 _GMM_INSTRUMENTS = GMM_LAGS[1] - GMM_LAGS[0] + 2
-#: Methods for which worker processes pay (measured with benchmarks/fit.py on 2 cores):
-#: an ``ols``, ``aggregate`` or ``gmm`` layer takes less time than handing it to a worker.
+#: Methods for which worker processes pay (benchmarks/fit.py measures it): an ``ols``,
+#: ``aggregate`` or ``gmm`` group takes less time than handing it to a worker.
 PARALLEL_METHODS = MIXED_METHODS
 
 
 @dataclass(frozen=True)
-class _Spec:
-    """What to fit to each layer's rows (``first``: the first used position)."""
+class FitSpec:
+    """What to fit to each group's rows.
+
+    ``model`` names the fit in the tables (``position_trend``, ``lag_effects``, a formula);
+    ``formula`` is statsmodels' (``None`` for ``aggregate`` and ``gmm``); ``terms`` name the
+    rows of a fit that fails; ``first`` is the first used position.
+    """
 
     model: str
     method: str
+    formula: str | None
+    terms: tuple[str, ...]
     conf_level: float
     random_slope: bool = False
     cov_type: str = "cluster"
     first: int = 1
+
+
+def _named(model: str, method: str, conf_level: float, **options: object) -> FitSpec:
+    """The spec of ``position_trend``'s or ``lag_effects``' fit by ``method``."""
+    formula = _FORMULAS.get((model, method))
+    return FitSpec(model, method, formula, tuple(_TERMS[(model, method)]), conf_level, **options)
 
 
 def position_trend(
@@ -104,16 +127,23 @@ def position_trend(
     >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
     >>> glance(trend)  # doctest: +SKIP
     """
-    _check_options("position_trend", method, conf_level, cov_type)
+    check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
     first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm"] + (["norm"] if method == "aggregate" else [])
-    parts = _layer_rows(
+    groups, parts = group_rows(
         frame, columns, first=first, last=max_position, layers=layers, n_terms=2, n_positions=3
     )
-    spec = _Spec("position_trend", method, conf_level, random_slope, cov_type, first)
-    return _fit_layers(spec, parts, n_jobs=n_jobs)
+    spec = _named(
+        "position_trend",
+        method,
+        conf_level,
+        random_slope=random_slope,
+        cov_type=cov_type,
+        first=first,
+    )
+    return fit_groups(spec, groups, parts, n_jobs=n_jobs).tidy
 
 
 def lag_effects(
@@ -177,11 +207,11 @@ def lag_effects(
     >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
     >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
     """
-    _check_options("lag_effects", method, conf_level, cov_type)
+    check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
     first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm", "lag1", "lag2"]
     n_terms = len(_TERMS[("lag_effects", method)])
-    parts = _layer_rows(
+    groups, parts = group_rows(
         frame,
         columns,
         first=first + 2,
@@ -191,17 +221,19 @@ def lag_effects(
         n_positions=2 if method == "initial_conditions" else 1,
     )
     if method == "initial_conditions":
-        parts = [(layer, with_initial_conditions(part, first=first)) for layer, part in parts]
+        parts = [(key, with_initial_conditions(part, first=first)) for key, part in parts]
     if method == "gmm":
-        _check_gmm_texts(parts, first=first)
-    spec = _Spec("lag_effects", method, conf_level, cov_type=cov_type, first=first)
-    return _fit_layers(spec, parts, n_jobs=n_jobs)
+        _check_gmm_texts(groups, parts, first=first)
+    spec = _named("lag_effects", method, conf_level, cov_type=cov_type, first=first)
+    return fit_groups(spec, groups, parts, n_jobs=n_jobs).tidy
 
 
-def _check_options(model: str, method: str, conf_level: float, cov_type: str) -> None:
-    """Reject an unknown method, a level outside (0, 1), or a cov_type the method lacks."""
-    if method not in METHODS[model]:
-        raise AttnmagError(f"{model} has no method {method!r}; choose one of {METHODS[model]}")
+def check_options(
+    name: str, method: str, methods: tuple[str, ...], conf_level: float, cov_type: str
+) -> None:
+    """Reject a method not in ``methods``, a level outside (0, 1), or a cov_type it lacks."""
+    if method not in methods:
+        raise AttnmagError(f"{name} has no method {method!r}; choose one of {methods}")
     if not 0 < conf_level < 1:
         raise AttnmagError(f"conf_level must lie strictly between 0 and 1, not {conf_level}")
     if cov_type not in COV_TYPES:
@@ -213,19 +245,21 @@ def _check_options(model: str, method: str, conf_level: float, cov_type: str) ->
         )
 
 
-def _check_gmm_texts(parts: list[tuple[int, pd.DataFrame]], *, first: int) -> None:
-    """Each layer needs more texts with a differenced equation than the GMM has instruments."""
-    for layer, part in parts:
+def _check_gmm_texts(
+    groups: list[str], parts: list[tuple[Hashable, pd.DataFrame]], *, first: int
+) -> None:
+    """Each group needs more texts with a differenced equation than the GMM has instruments."""
+    for key, part in parts:
         n_texts = part.loc[part["position"] >= first + 3, "sequence"].nunique()
         if n_texts <= _GMM_INSTRUMENTS:
             raise AttnmagError(
-                f"layer {layer} has {n_texts} texts of at least {first + 4} tokens; method "
-                f"'gmm' needs at least {_GMM_INSTRUMENTS + 1} (more than its "
+                f"{describe(groups, key)} has {n_texts} texts of at least {first + 4} tokens; "
+                f"method 'gmm' needs at least {_GMM_INSTRUMENTS + 1} (more than its "
                 f"{_GMM_INSTRUMENTS} instruments)"
             )
 
 
-def _layer_rows(
+def group_rows(
     frame: pd.DataFrame,
     columns: list[str],
     *,
@@ -234,63 +268,105 @@ def _layer_rows(
     layers: Iterable[int] | None,
     n_terms: int,
     n_positions: int,
-) -> list[tuple[int, pd.DataFrame]]:
-    """The rows at positions ``first``..``last`` of each requested layer, checked for fitting.
+    drop_missing: bool = False,
+) -> tuple[list[str], list[tuple[Hashable, pd.DataFrame]]]:
+    """The grouping columns, and each group's rows at positions ``first``..``last`` of the
+    requested layers (``columns`` of them), checked for fitting.
 
-    Each layer needs ``n_terms + 2`` rows from 2 sequences covering ``n_positions`` positions
-    (so that every method has a residual degree of freedom and two clusters); otherwise this
-    raises ``AttnmagError`` naming the layer, before anything is fitted.
+    Missing values in ``columns`` are an error, or with ``drop_missing`` drop their rows;
+    infinite values are an error. Each group needs ``n_terms + 2`` rows from 2 sequences
+    covering ``n_positions`` positions (so that every method has a residual degree of
+    freedom and two clusters); otherwise this raises ``AttnmagError`` naming the group,
+    before anything is fitted.
     """
     missing = [c for c in ["layer", *columns] if c not in frame.columns]
     if missing:
         raise AttnmagError(f"the frame lacks the columns {missing} that the models stage needs")
+    groups = group_columns(frame)
     available = np.unique(frame["layer"].to_numpy())
     wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
     absent = np.setdiff1d(wanted, available)
     if len(wanted) == 0 or len(absent):
         raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
+    in_layers = frame["layer"].isin(wanted)
+    expected = list(split(frame.loc[in_layers, groups].drop_duplicates(), groups))
     position = frame["position"]
-    keep = (position >= first) & frame["layer"].isin(wanted)
+    keep = (position >= first) & in_layers
     if last is not None:
         keep &= position <= last
-    rows = frame.loc[keep, ["layer", *columns]]
-    values = rows[[c for c in columns if c not in ("sequence", "position")]]
+    rows = frame.loc[keep, [*groups, *columns]]
+    if drop_missing:
+        rows = rows.dropna(subset=columns)
+    values = rows[[c for c in columns if c not in ("sequence", "position")]].select_dtypes("number")
     if not np.isfinite(values.to_numpy(np.float64)).all():
         raise AttnmagError(
             f"the frame has missing or infinite values in {list(values.columns)} at positions "
             f"{first} and beyond (a zero norm, or positions missing from a sequence)"
         )
-    parts = {int(layer): part.drop(columns="layer") for layer, part in rows.groupby("layer")}
+    parts = split(rows, groups)
     span = f"positions {first}..{last}" if last is not None else f"positions >= {first}"
-    for layer in wanted.tolist():
-        part = parts.get(layer, rows.iloc[:0])
+    for key in expected:
+        part = parts.get(key, rows.iloc[:0])
         n_sequences = part["sequence"].nunique()
         n_covered = part["position"].nunique()
         if len(part) < n_terms + 2 or n_sequences < 2 or n_covered < n_positions:
             raise AttnmagError(
-                f"layer {layer} has {len(part)} rows from {n_sequences} sequences covering "
-                f"{n_covered} positions at {span}; this fit needs at least {n_terms + 2} rows "
-                f"from 2 sequences covering {n_positions} positions"
+                f"{describe(groups, key)} has {len(part)} rows from {n_sequences} sequences "
+                f"covering {n_covered} positions at {span}; this fit needs at least "
+                f"{n_terms + 2} rows from 2 sequences covering {n_positions} positions"
             )
-    return [(layer, parts[layer]) for layer in wanted.tolist()]
+    return groups, [(key, parts[key]) for key in expected]
 
 
-def _fit_layers(
-    spec: _Spec, parts: list[tuple[int, pd.DataFrame]], *, n_jobs: int | None
-) -> pd.DataFrame:
-    """Fit every layer, in worker processes where the method pays for them; gather the table."""
+def fit_groups(
+    spec: FitSpec,
+    groups: list[str],
+    parts: list[tuple[Hashable, pd.DataFrame]],
+    *,
+    n_jobs: int | None,
+) -> Fits:
+    """Fit every group, in worker processes where the method pays for them; gather the fits."""
     requested = _workers(n_jobs)
     workers = min(requested, len(parts)) if spec.method in PARALLEL_METHODS else 1
-    layers = [layer for layer, _ in parts]
+    keys = [key_values(groups, key) for key, _ in parts]
     data = [part for _, part in parts]
     if workers == 1:
-        results = [_fit_layer(spec, layer, part) for layer, part in parts]
+        results = [_fit_group(spec, key, part) for key, part in zip(keys, data, strict=True)]
     else:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = list(pool.map(_fit_layer, [spec] * len(parts), layers, data))
-    return build_table([rows for rows, _ in results], [summary for _, summary in results])
+            results = list(pool.map(_fit_group, [spec] * len(parts), keys, data))
+    table = build_table([rows for rows, _, _ in results], [record for _, record, _ in results])
+    fitted = [
+        GroupFit(
+            names=(spec.model, spec.method),
+            groups=key,
+            formula=spec.formula,
+            data=part,
+            estimate=fit.estimate,
+            result=_result(spec, part, fit),
+        )
+        for key, part, (_, _, fit) in zip(keys, data, results, strict=True)
+    ]
+    return Fits(table, fitted)
+
+
+def _result(spec: FitSpec, data: pd.DataFrame, fit: Fit) -> object:
+    """A fit's statsmodels result: built on first use for ``ols``, else the ``Fit``'s own."""
+    if spec.method == "ols" and fit.converged:
+        return partial(_ols_result, data, spec.formula)
+    return fit.result
+
+
+def _ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
+    """statsmodels' result of ``fit_cluster_ols``'s fit: OLS, CR1 by sequence, t on G - 1."""
+    groups = pd.factorize(data["sequence"])[0]
+    return smf.ols(formula, data).fit(
+        cov_type="cluster",
+        cov_kwds={"groups": groups, "use_correction": True, "df_correction": True},
+        use_t=True,
+    )
 
 
 def _workers(n_jobs: int | None) -> int:
@@ -304,20 +380,20 @@ def _workers(n_jobs: int | None) -> int:
     return n_jobs
 
 
-def _fit_layer(spec: _Spec, layer: int, data: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """One layer's fit -> its table rows and glance record; warnings captured, not shown."""
+def _fit_group(spec: FitSpec, groups: dict[str, object], data: pd.DataFrame) -> tuple:
+    """One group's fit -> its table rows, glance record and ``Fit``; warnings captured."""
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = _run(spec, data)
     seconds = time.perf_counter() - start
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
-    keys = {"model": spec.model, "method": spec.method, "layer": layer}
-    rows = tidy_rows(fit, conf_level=spec.conf_level, **keys)
-    return rows, glance_row(fit, seconds=seconds, warnings=messages, **keys)
+    names = {"model": spec.model, "method": spec.method}
+    rows = tidy_rows(fit, conf_level=spec.conf_level, **names, **groups)
+    return rows, glance_row(fit, seconds=seconds, warnings=messages, **names, **groups), fit
 
 
-def _run(spec: _Spec, data: pd.DataFrame) -> Fit:
+def _run(spec: FitSpec, data: pd.DataFrame) -> Fit:
     """Dispatch to the method; a fit whose linear algebra fails becomes a failed Fit."""
     if spec.method == "aggregate":
         return fit_aggregate(data)
@@ -326,18 +402,17 @@ def _run(spec: _Spec, data: pd.DataFrame) -> Fit:
             return fit_gmm(data, first=spec.first)
         except np.linalg.LinAlgError as error:
             return _failed(spec, data, f"GMM failed: {type(error).__name__}: {error}")
-    formula = _FORMULAS[(spec.model, spec.method)]
     if spec.method == "ols":
-        return fit_cluster_ols(data, formula)
+        return fit_cluster_ols(data, spec.formula)
     try:
-        return fit_mixed(data, formula, random_slope=spec.random_slope, cov_type=spec.cov_type)
+        return fit_mixed(data, spec.formula, random_slope=spec.random_slope, cov_type=spec.cov_type)
     except (np.linalg.LinAlgError, ValueError) as error:
         return _failed(spec, data, f"MixedLM failed: {type(error).__name__}: {error}")
 
 
-def _failed(spec: _Spec, data: pd.DataFrame, message: str) -> Fit:
+def _failed(spec: FitSpec, data: pd.DataFrame, message: str) -> Fit:
     """A fit that produced no estimates: NaN rows, ``converged=False``, the reason noted."""
-    missing = pd.Series(np.nan, index=_TERMS[(spec.model, spec.method)])
+    missing = pd.Series(np.nan, index=list(spec.terms))
     if spec.method == "gmm":
         stats = gmm_stats(None)
     else:

@@ -1,15 +1,21 @@
 """Tidy coefficient tables in the convention of R's broom, and their glance rows.
 
 Holds:
-- ``Fit``: what one layer's fit returns (estimates, standard errors, reference df, fit stats);
+- ``Fit``: what one group's fit returns (estimates, standard errors, reference df, fit stats,
+  and the statsmodels result where one is kept);
 - ``term_names``: statsmodels' parameter names -> attnmag's (``Intercept`` -> ``intercept``);
 - ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``GMM_GLANCE_COLUMNS``: the
   tables' columns in order (glance: every fit's, a mixed fit's, an Arellano-Bond fit's);
+- ``tidy_columns``: the table's columns for given grouping columns;
 - ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
-- ``tidy_rows`` / ``glance_row``: one layer's ``Fit`` -> its table rows / its glance record;
-- ``build_table``: all layers' rows -> the table, with Holm-adjusted p-values across layers
+- ``tidy_rows`` / ``glance_row``: one group's ``Fit`` -> its table rows / its glance record;
+- ``build_table``: all groups' rows -> the table, with Holm-adjusted p-values across groups
   and the glance records kept in ``table.attrs["glance"]``;
-- ``glance``: a table -> one row per layer and fit.
+- ``glance``: a table (or a ``Fits``) -> one row per group and fit.
+
+The tables carry the grouping columns the fits ran by (``site``, ``layer``, ``head``, see
+``attnmag.models.groups``) in place of ``layer``; a frame with ``layer`` alone gives
+``TIDY_COLUMNS`` and ``GLANCE_COLUMNS`` exactly.
 
 Intervals and p-values are Wald: ``estimate ± q * std_error`` with q from Student's t on
 ``df`` degrees of freedom, or from the normal distribution where ``df`` is infinite. Each
@@ -30,6 +36,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from attnmag.errors import AttnmagError
+from attnmag.models.results import Fits
 
 TIDY_COLUMNS = [
     "model",
@@ -86,13 +93,14 @@ GMM_GLANCE_COLUMNS = [
 
 @dataclass
 class Fit:
-    """One layer's fit: estimates and standard errors by term, and the fit's summary stats.
+    """One group's fit: estimates and standard errors by term, and the fit's summary stats.
 
     ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal);
     ``stats`` holds the glance fields the method defines (r2, loglik, aic, bic, sigma; for
     mixed models boundary and the variance components; for Arellano-Bond GMM Hansen's J and
     the AR(2) test, ``GMM_GLANCE_COLUMNS``); ``notes`` are messages about
-    the fit that are not Python warnings.
+    the fit that are not Python warnings; ``result`` is the statsmodels results object the
+    estimates are, where the fit keeps one (else ``None``).
     """
 
     estimate: pd.Series
@@ -103,6 +111,7 @@ class Fit:
     converged: bool
     stats: dict[str, float | bool]
     notes: list[str] = field(default_factory=list)
+    result: object | None = None
 
 
 def term_names(names: Sequence[str]) -> list[str]:
@@ -110,21 +119,41 @@ def term_names(names: Sequence[str]) -> list[str]:
     return ["intercept" if name == "Intercept" else name for name in names]
 
 
-def glance_columns(stats: dict[str, float | bool]) -> list[str]:
+def _grouped(columns: list[str], groups: Sequence[str]) -> list[str]:
+    """``columns`` with ``layer`` replaced by the grouping columns ``groups``."""
+    at = columns.index("layer")
+    return [*columns[:at], *groups, *columns[at + 1 :]]
+
+
+def tidy_columns(groups: Sequence[str] = ("layer",)) -> list[str]:
+    """The tidy table's columns for the grouping columns ``groups``.
+
+    >>> tidy_columns(["site", "layer"])[:5]
+    ['model', 'method', 'site', 'layer', 'term']
+    """
+    return _grouped(TIDY_COLUMNS, groups)
+
+
+def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("layer",)) -> list[str]:
     """The glance columns of a fit whose ``Fit.stats`` are ``stats``: mixed, GMM or the common.
 
     >>> glance_columns({"r2": 0.5}) == GLANCE_COLUMNS
     True
     """
     if "hansen_j" in stats:
-        return GMM_GLANCE_COLUMNS
+        return _grouped(GMM_GLANCE_COLUMNS, groups)
     if "var_intercept" in stats:
-        return MIXED_GLANCE_COLUMNS
-    return GLANCE_COLUMNS
+        return _grouped(MIXED_GLANCE_COLUMNS, groups)
+    return _grouped(GLANCE_COLUMNS, groups)
 
 
-def tidy_rows(fit: Fit, *, model: str, method: str, layer: int, conf_level: float) -> pd.DataFrame:
-    """One row per term of ``fit``: estimate, Wald statistic, p-value and interval."""
+def tidy_rows(
+    fit: Fit, *, model: str, method: str, conf_level: float, **groups: object
+) -> pd.DataFrame:
+    """One row per term of ``fit``: estimate, Wald statistic, p-value and interval.
+
+    ``groups`` are the group's values by grouping column, e.g. ``layer=5``.
+    """
     estimate = fit.estimate.to_numpy(np.float64)
     std_error = fit.std_error.reindex(fit.estimate.index).to_numpy(np.float64)
     reference = stats.norm if np.isinf(fit.df) else stats.t(fit.df)
@@ -134,7 +163,7 @@ def tidy_rows(fit: Fit, *, model: str, method: str, layer: int, conf_level: floa
         {
             "model": model,
             "method": method,
-            "layer": layer,
+            **groups,
             "term": list(fit.estimate.index),
             "estimate": estimate,
             "std_error": std_error,
@@ -152,13 +181,22 @@ def tidy_rows(fit: Fit, *, model: str, method: str, layer: int, conf_level: floa
 
 
 def glance_row(
-    fit: Fit, *, model: str, method: str, layer: int, seconds: float, warnings: Sequence[str]
+    fit: Fit,
+    *,
+    model: str,
+    method: str,
+    seconds: float,
+    warnings: Sequence[str],
+    **groups: object,
 ) -> dict[str, object]:
-    """The glance record of one layer's fit, as plain Python values (JSON-safe for Parquet)."""
+    """The glance record of one group's fit, as plain Python values (JSON-safe for Parquet).
+
+    ``groups`` are the group's values by grouping column, e.g. ``layer=5``.
+    """
     row: dict[str, object] = {
         "model": model,
         "method": method,
-        "layer": int(layer),
+        **{column: _plain(value) for column, value in groups.items()},
         "n_obs": int(fit.n_obs),
         "n_groups": int(fit.n_groups),
         "converged": bool(fit.converged),
@@ -167,11 +205,16 @@ def glance_row(
         row[key] = bool(value) if isinstance(value, bool | np.bool_) else float(value)
     row["seconds"] = float(seconds)
     row["warnings"] = "; ".join(dict.fromkeys([*warnings, *fit.notes]))
-    return {column: row[column] for column in glance_columns(fit.stats)}
+    return {column: row[column] for column in glance_columns(fit.stats, list(groups))}
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds (ints stay ints, strings strings)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object]]) -> pd.DataFrame:
-    """Stack per-layer rows, add Holm-adjusted p-values per (model, method, term) across layers.
+    """Stack per-group rows, add Holm-adjusted p-values per (model, method, term) across groups.
 
     Rows whose p-value is missing (a failed fit) are left out of the adjustment.
     """
@@ -183,7 +226,8 @@ def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object
             with _gc_frozen():
                 adjusted = multipletests(p_values.to_numpy(), method="holm")[1]
             table.loc[p_values.index, "p_adjusted"] = adjusted
-    table = table[TIDY_COLUMNS]
+    groups = [column for column in table.columns[2 : table.columns.get_loc("term")]]
+    table = table[tidy_columns(groups)]
     table.attrs["glance"] = list(glances)
     return table
 
@@ -206,16 +250,27 @@ def _gc_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def glance(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per layer and fit of a table from ``position_trend`` or ``lag_effects``.
+def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
+    """One row per group and fit of a table from ``position_trend`` or ``lag_effects``.
 
-    The per-fit details travel with the table in ``table.attrs["glance"]`` (kept by
-    ``to_parquet``/``read_parquet`` and by row selections); rows are those of the fits
-    still present in ``table``.
+    Parameters
+    ----------
+    table : pandas.DataFrame or Fits
+        A table from ``position_trend`` or ``lag_effects`` (or a selection of its rows),
+        whose per-fit details travel in ``table.attrs["glance"]`` (kept by
+        ``to_parquet``/``read_parquet`` and by row selections, dropped by ``pd.concat``);
+        or the ``Fits`` that ``fit`` returns, which keeps them itself.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The glance rows of the fits still present in ``table``.
 
     >>> trend = position_trend(frame)  # doctest: +SKIP
     >>> glance(trend)[["layer", "r2", "sigma", "seconds"]]  # doctest: +SKIP
     """
+    if isinstance(table, Fits):
+        return table.glance
     records = table.attrs.get("glance")
     if not records:
         raise AttnmagError(
@@ -223,6 +278,6 @@ def glance(table: pd.DataFrame) -> pd.DataFrame:
             "returned by position_trend or lag_effects, or a selection of its rows"
         )
     summary = pd.DataFrame.from_records(records)
-    keys = ["model", "method", "layer"]
+    keys = ["model", "method", *table.columns[2 : table.columns.get_loc("term")]]
     present = table[keys].drop_duplicates()
     return summary.merge(present, on=keys, how="inner").reset_index(drop=True)

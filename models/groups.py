@@ -1,0 +1,104 @@
+"""The groups a fit runs once per: the frame's grouping columns that are present.
+
+Holds:
+- ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order;
+- ``group_columns``: the grouping columns a frame's fits are split by;
+- ``split``: rows -> ``(key, rows)`` per group, in sorted key order;
+- ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages.
+
+A key is the group's value where one column groups (the layer), else the tuple of the
+values in ``GROUP_COLUMNS`` order, e.g. ``("attn", 5, 3)`` for site, layer and head.
+
+A ``model`` column (the language models of a combined frame) is not grouped on: the tidy
+tables' own ``model`` column names the fit (``position_trend``, ``lag_effects``, a formula).
+A frame of several language models is refused with a message saying to fit each model's
+rows in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import pandas as pd
+
+from attnmag.errors import AttnmagError
+
+GROUP_COLUMNS = ("model", "site", "layer", "head")
+
+
+def group_columns(frame: pd.DataFrame) -> list[str]:
+    """The grouping columns ``frame`` is fitted by: ``layer``, and ``site``/``head`` if present.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+
+    Returns
+    -------
+    list of str
+        The columns in ``GROUP_COLUMNS`` order, without ``model``.
+
+    >>> group_columns(pd.DataFrame(columns=["sequence", "layer", "head"]))
+    ['layer', 'head']
+    """
+    if "model" in frame.columns and frame["model"].nunique() > 1:
+        names = sorted(map(str, frame["model"].dropna().unique()))
+        raise AttnmagError(
+            f"the frame holds {len(names)} language models {names}; the fits take one at a "
+            "time: select each model's rows, e.g. frame[frame.model == name]"
+        )
+    return [column for column in GROUP_COLUMNS[1:] if column in frame.columns]
+
+
+def split(rows: pd.DataFrame, columns: list[str]) -> dict[Hashable, pd.DataFrame]:
+    """``rows`` split by ``columns`` (dropped from each part), keyed as the module says.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows holding ``columns``.
+    columns : list of str
+        The grouping columns, from ``group_columns``.
+
+    Returns
+    -------
+    dict
+        Key -> that group's rows, in sorted key order; groups without rows are absent.
+
+    >>> parts = split(rows, ["layer"])  # doctest: +SKIP
+    """
+    by = columns[0] if len(columns) == 1 else columns
+    return {
+        _plain(key): part.drop(columns=columns)
+        for key, part in rows.groupby(by, sort=True, observed=True)
+    }
+
+
+def key_values(columns: list[str], key: Hashable) -> dict[str, object]:
+    """A group's key -> ``{column: value}``.
+
+    >>> key_values(["site", "layer"], ("mlp", 2))
+    {'site': 'mlp', 'layer': 2}
+    """
+    values = (key,) if len(columns) == 1 else key
+    return dict(zip(columns, values, strict=True))
+
+
+def describe(columns: list[str], key: Hashable) -> str:
+    """A group in words, for messages.
+
+    >>> describe(["site", "layer", "head"], ("mlp", 2, 0))
+    "site 'mlp', layer 2, head 0"
+    """
+    return ", ".join(
+        f"{column} {value!r}" if isinstance(value, str) else f"{column} {value}"
+        for column, value in key_values(columns, key).items()
+    )
+
+
+def _plain(key: Hashable) -> Hashable:
+    """A pandas group key with numpy scalars turned into Python values."""
+    if isinstance(key, tuple):
+        return tuple(getattr(value, "item", lambda v=value: v)() for value in key)
+    return getattr(key, "item", lambda: key)()

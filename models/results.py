@@ -1,0 +1,182 @@
+"""Fits that keep their details: the tidy and glance tables, statsmodels' results, the rows.
+
+Holds:
+- ``Fits``: what ``models.fit`` returns, in the manner of R's broom and of statsmodels:
+  ``.tidy`` (one row per group and term), ``.glance`` (one row per group), ``.results``
+  (group key -> the statsmodels results object, with ``.summary()``), ``.augment()`` (the
+  fitted rows with ``fitted`` and ``resid``); ``Fits.concat`` and ``+`` combine fits
+  without losing any of them;
+- ``GroupFit``: one group's part of a ``Fits``.
+
+The details live in an object of their own, not in ``DataFrame.attrs``: pandas documents
+``attrs`` as experimental, and ``pd.concat`` of tables drops it. ``Fits.tidy`` still
+carries its glance records in ``attrs["glance"]``, so that ``models.glance(fits.tidy)``
+works as it does for ``position_trend``'s tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import patsy
+
+from attnmag.errors import AttnmagError
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    """One group's fit inside a ``Fits``.
+
+    ``names``: the fit's ``(model, method)``; ``groups``: the group's values by grouping
+    column; ``formula``: the fit's formula (``None`` for fits without one, which
+    ``augment`` cannot serve); ``data``: the rows fitted; ``estimate``: the coefficients by
+    term; ``result``: the statsmodels result, or a function that builds it on first use.
+    """
+
+    names: tuple[str, str]
+    groups: dict[str, object]
+    formula: str | None
+    data: pd.DataFrame
+    estimate: pd.Series
+    result: object | Callable[[], object] | None
+
+
+class _Results(Mapping):
+    """Key -> statsmodels result, building each from its function on first use."""
+
+    def __init__(self, parts: dict[Hashable, GroupFit]) -> None:
+        self._parts = parts
+        self._built: dict[Hashable, object] = {}
+
+    def __getitem__(self, key: Hashable) -> object:
+        if key not in self._built:
+            try:
+                result = self._parts[key].result
+            except KeyError:
+                raise KeyError(f"no fit for the group {key!r}; the keys are {list(self)}") from None
+            self._built[key] = result() if callable(result) else result
+        return self._built[key]
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def __repr__(self) -> str:
+        return f"<statsmodels results of {len(self)} fits; keys {list(self)}>"
+
+
+class Fits:
+    """Per-group fits of one or more models, with their tables, results and rows.
+
+    Attributes
+    ----------
+    tidy : pandas.DataFrame
+        One row per group and term (``models.tidy.TIDY_COLUMNS``, with the grouping
+        columns in place of ``layer``); ``tidy.attrs["glance"]`` holds the glance records.
+    glance : pandas.DataFrame
+        One row per group and fit: n_obs, n_groups, r2, log-likelihood, AIC/BIC, sigma,
+        converged, seconds, warnings (and variance components for mixed fits).
+    results : Mapping
+        Group key -> the statsmodels results object (``.summary()``, ``.params``, ...).
+        The key is the layer where the frame has no ``site`` or ``head`` column, else the
+        tuple ``(site, layer, head)`` of those present. A combination of several fits is
+        keyed ``(model, method, *key)``. OLS results are built on first use (the same fit
+        again: a result holds a copy of its rows); for mixed fits the value is the MixedLM
+        result ``fit_mixed`` kept, or ``None`` where it reported REML's maximum without
+        one (the glance ``warnings`` say why).
+
+    Examples
+    --------
+    >>> fits = models.fit(frame, "log_norm ~ position + C(label)")  # doctest: +SKIP
+    >>> fits.tidy; fits.glance; fits.results[5].summary()  # doctest: +SKIP
+    >>> both = fits + models.fit(frame, "log_norm ~ position", method="mixed")  # doctest: +SKIP
+    """
+
+    def __init__(self, tidy: pd.DataFrame, parts: Iterable[GroupFit]) -> None:
+        self._parts = list(parts)
+        self.tidy = tidy
+        self.glance = pd.DataFrame.from_records(tidy.attrs.get("glance", []))
+
+    @property
+    def results(self) -> Mapping:
+        """Group key -> the statsmodels result (see the class docstring)."""
+        several = len({part.names for part in self._parts}) > 1
+        keyed = {}
+        for part in self._parts:
+            values = tuple(part.groups.values())
+            key = values[0] if len(values) == 1 else values
+            keyed[(*part.names, *values) if several else key] = part
+        return _Results(keyed)
+
+    def augment(self) -> pd.DataFrame:
+        """The fitted rows with ``fitted`` and ``resid`` (outcome minus fitted), for diagnostics.
+
+        ``fitted`` is the fixed-effects prediction X b (for mixed fits the population
+        level, without the sequences' random effects).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``model``, ``method``, the grouping columns, the fitted rows' columns, the
+            outcome as the formula names it, ``fitted`` and ``resid``.
+
+        >>> rows = fits.augment()  # doctest: +SKIP
+        >>> rows.plot.scatter("fitted", "resid")  # doctest: +SKIP
+        """
+        return pd.concat([_augment(part) for part in self._parts], ignore_index=True)
+
+    @classmethod
+    def concat(cls, fits: Iterable[Fits]) -> Fits:
+        """Several ``Fits`` as one: every tidy row, glance row and result kept.
+
+        >>> both = Fits.concat([trend_fits, label_fits])  # doctest: +SKIP
+        """
+        fits = list(fits)
+        if not fits or not all(isinstance(item, Fits) for item in fits):
+            raise AttnmagError("Fits.concat takes a non-empty list of Fits")
+        tidy = pd.concat([item.tidy for item in fits], ignore_index=True)
+        tidy.attrs["glance"] = [record for item in fits for record in item.tidy.attrs["glance"]]
+        return cls(tidy, [part for item in fits for part in item._parts])
+
+    def __add__(self, other: object) -> Fits:
+        if not isinstance(other, Fits):
+            return NotImplemented
+        return Fits.concat([self, other])
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def __repr__(self) -> str:
+        names = list(dict.fromkeys(f"{model} [{method}]" for model, method in self._names()))
+        groups = list(dict.fromkeys(column for part in self._parts for column in part.groups))
+        return (
+            f"<Fits: {len(self)} fits of {'; '.join(names)} by {', '.join(groups)}; "
+            f"{len(self.tidy)} tidy rows; .tidy .glance .results .augment()>"
+        )
+
+    def _names(self) -> list[tuple[str, str]]:
+        """Each part's ``(model, method)``."""
+        return [part.names for part in self._parts]
+
+
+def _augment(part: GroupFit) -> pd.DataFrame:
+    """One group's rows with ``fitted`` and ``resid``."""
+    model, method = part.names
+    if part.formula is None:
+        raise AttnmagError(f"augment needs a formula fit; {model} by {method!r} has none")
+    outcome, design = patsy.dmatrices(part.formula, part.data, return_type="dataframe")
+    fitted = design.to_numpy(np.float64) @ part.estimate.to_numpy(np.float64)
+    rows = part.data.loc[design.index]
+    out = pd.DataFrame({"model": model, "method": method, **part.groups}, index=rows.index)
+    out = pd.concat([out, rows], axis=1)
+    name = outcome.columns[0]
+    if name not in out.columns:
+        out[name] = outcome.iloc[:, 0]
+    out["fitted"] = fitted
+    out["resid"] = outcome.iloc[:, 0].to_numpy() - fitted
+    return out.reset_index(drop=True)
