@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.reports.docs import shared_docs
 from attnmag.reports.panels import (
     Layers,
     _hue,
@@ -126,6 +127,7 @@ def figure_bytes(fig: Figure, *, fmt: str = "png", dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
+@shared_docs
 def plot_valid_tokens(
     data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
 ) -> NotebookFigure:
@@ -133,10 +135,8 @@ def plot_valid_tokens(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    layers : int, iterable of int or None
-        The layers read (every layer holds the same tokens); None reads every layer.
+    {data}
+    {layers_read}
     hue : {"model"}, optional
         Where the frame holds several models: one grid per model, the histogram coloured by
         model (the default when it holds several).
@@ -168,6 +168,7 @@ def plot_valid_tokens(
     return fig
 
 
+@shared_docs
 def plot_layer_norms(
     data: pd.DataFrame,
     *,
@@ -185,14 +186,11 @@ def plot_layer_norms(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {data}
+    {layers}
     hue : {"model", "site", "head"}, optional
         Colour by this column (see ``plot_layer_means``).
-    exclude_first : bool
-        Leave out the first token of each text.
+    {exclude_first}
     sample, seed : int
         The violins' sample size per layer and its seed.
     conf_level : float
@@ -231,6 +229,7 @@ def plot_layer_norms(
     return fig
 
 
+@shared_docs
 def plot_position_norms(
     data: pd.DataFrame,
     *,
@@ -244,15 +243,12 @@ def plot_position_norms(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {data}
+    {layers}
     hue : {"model", "site", "head"}, optional
         One heatmap per value of this column (each with its own colour limits) and one
         mean line per value; None does so by the one holding several values.
-    max_position : int
-        The last position drawn.
+    {max_position}
     percentiles : tuple of float
         The heatmaps' colour limits (see ``plot_position_heatmap``).
     conf_level : float
@@ -293,6 +289,7 @@ def plot_position_norms(
     return fig
 
 
+@shared_docs
 def plot_position_trend(
     data: pd.DataFrame,
     trend: pd.DataFrame,
@@ -308,19 +305,15 @@ def plot_position_trend(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    trend : pandas.DataFrame
-        A ``models.position_trend`` table (any mix of methods).
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {data}
+    {trend}
+    {layers}
     hue : {"method", "model", "site", "head"}, optional
         The colour of the lower panels (default ``method``); a grouping column colours the
         upper panel too, and the lower ones then show ``fit_method``'s estimates only.
     fit_method : str, optional
         The method whose lines the upper panel draws (see ``plot_trend_fits``).
-    max_position : int
-        The last position drawn.
+    {max_position}
     exclude_first : bool
         Start at position 1, as the fits do.
     conf_level : float
@@ -379,6 +372,7 @@ def plot_position_trend(
     return fig
 
 
+@shared_docs
 def plot_lag_effects(
     data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
 ) -> NotebookFigure:
@@ -393,8 +387,7 @@ def plot_lag_effects(
     ----------
     data : pandas.DataFrame
         A ``models.lag_effects`` table (any mix of methods).
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {layers}
     hue : {"method", "model", "site", "head"}, optional
         The colour (default ``method``); a grouping column needs a table of one method.
 

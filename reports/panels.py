@@ -36,6 +36,7 @@ from matplotlib.patches import Patch
 from attnmag import models
 from attnmag.errors import AttnmagError
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.reports.docs import shared_docs
 from attnmag.reports.summaries import (
     SERIES_COLUMNS,
     interval_level,
@@ -248,6 +249,7 @@ def _offsets(n: int, width: float = 0.6) -> np.ndarray:
     return (np.arange(n) - (n - 1) / 2) * step
 
 
+@shared_docs
 def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | None = None) -> Axes:
     """Which positions of each text hold a real token, one row per text, longest first.
 
@@ -255,15 +257,10 @@ def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | Non
     ----------
     data : pandas.DataFrame
         The tidy frame, of one model (select one where it holds several).
-    layers : int, iterable of int or None
-        The layers read (every layer holds the same tokens); None reads every layer.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {layers_read}
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------
@@ -302,6 +299,7 @@ def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | Non
     return ax
 
 
+@shared_docs
 def plot_sequence_lengths(
     data: pd.DataFrame,
     *,
@@ -313,19 +311,13 @@ def plot_sequence_lengths(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    layers : int, iterable of int or None
-        The layers read (every layer holds the same tokens); None reads every layer.
+    {data}
+    {layers_read}
     hue : {"model"}, optional
         Colour by model; None does so where the frame holds several models.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------
@@ -373,6 +365,7 @@ def plot_sequence_lengths(
     return ax
 
 
+@shared_docs
 def plot_norm_violins(
     data: pd.DataFrame,
     *,
@@ -387,26 +380,19 @@ def plot_norm_violins(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {data}
+    {layers}
     hue : {"model", "site", "head"}, optional
         Split each layer's violin by this column; None does so by the one holding several
         values, else colours by layer.
-    exclude_first : bool
-        Leave out the first token of each text.
+    {exclude_first}
     sample : int
         About how many tokens per layer (and hue level) the violins draw on.
     seed : int
         Seed of the sample.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------
@@ -454,6 +440,7 @@ def plot_norm_violins(
     return ax
 
 
+@shared_docs
 def plot_layer_means(
     data: pd.DataFrame,
     *,
@@ -468,26 +455,19 @@ def plot_layer_means(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {data}
+    {layers}
     hue : {"model", "site", "head"}, optional
         One colour per value of this column, dodged; None colours by the one holding
         several values, else by layer.
     value : str
         The column averaged (``log_norm`` or ``norm``).
-    exclude_first : bool
-        Leave out the first token of each text.
+    {exclude_first}
     conf_level : float
         The level of the intervals (see ``summaries.layer_means``).
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------
@@ -540,6 +520,7 @@ def plot_layer_means(
     return ax
 
 
+@shared_docs
 def plot_position_heatmap(
     data: pd.DataFrame,
     *,
@@ -557,19 +538,13 @@ def plot_position_heatmap(
     ----------
     data : pandas.DataFrame
         The tidy frame, of one series (select one model, site and head where it has several).
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
-    max_position : int
-        The last position drawn.
+    {layers}
+    {max_position}
     percentiles : tuple of float
         The percentiles of the cells that bound the colour scale.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------
@@ -605,6 +580,7 @@ def plot_position_heatmap(
     return ax
 
 
+@shared_docs
 def plot_position_means(
     data: pd.DataFrame,
     *,
@@ -618,24 +594,18 @@ def plot_position_means(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
+    {data}
     layers : int, iterable of int or None
         The layers drawn and averaged over; None means every layer.
     hue : {"model", "site", "head"}, optional
         One mean over layers per value of this column, in its colour (the layers' own lines
         are then left out); None does so by the one holding several values.
-    max_position : int
-        The last position drawn.
+    {max_position}
     conf_level : float
         The level of the intervals of the mean over layers (cluster-robust by text).
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------
@@ -703,6 +673,7 @@ def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+@shared_docs
 def plot_trend_fits(
     data: pd.DataFrame,
     trend: pd.DataFrame,
@@ -722,30 +693,22 @@ def plot_trend_fits(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame.
-    trend : pandas.DataFrame
-        A ``models.position_trend`` table (any mix of methods).
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {data}
+    {trend}
+    {layers}
     hue : {"model", "site", "head"}, optional
         Colour by this column instead of by layer; None does so by the one holding several
         values.
     fit_method : str, optional
         The method whose lines are drawn (default: ``aggregate`` where present).
-    max_position : int
-        The last position drawn.
+    {max_position}
     exclude_first : bool
         Start at position 1, as the fits do.
     conf_level : float
         The level of the points' intervals.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------
@@ -813,6 +776,7 @@ def plot_trend_fits(
     return ax
 
 
+@shared_docs
 def plot_coefficients(
     data: pd.DataFrame,
     *,
@@ -834,8 +798,7 @@ def plot_coefficients(
         A coefficient table of ``models`` (``position_trend``, ``lag_effects``, ``fit``).
     term : str
         The term drawn (``intercept``, ``position``, ``lag1``, ...).
-    layers : int, iterable of int or None
-        The layers drawn; None draws every layer.
+    {layers}
     hue : {"method", "model", "site", "head"}, optional
         One colour per value of this column, dodged; None colours by the one holding
         several values (``method`` first).
@@ -845,13 +808,9 @@ def plot_coefficients(
         Draw a line at zero.
     legend : bool
         Add a legend of the hue levels.
-    ax : matplotlib.axes.Axes, optional
-        Where to draw; pyplot's current Axes when None.
+    {ax}
 
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
+    {returns_ax}
 
     Examples
     --------

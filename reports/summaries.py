@@ -39,6 +39,7 @@ from attnmag import models
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.reports.docs import shared_docs
 
 __all__ = [
     "ALPHA",
@@ -76,6 +77,7 @@ def _series(data: pd.DataFrame) -> list[str]:
     return [column for column in SERIES_COLUMNS if column in data.columns]
 
 
+@shared_docs
 def select_layers(data: pd.DataFrame, layers: int | Iterable[int] | None) -> pd.DataFrame:
     """The rows of ``data`` (a frame or a coefficient table) at ``layers``.
 
@@ -83,8 +85,7 @@ def select_layers(data: pd.DataFrame, layers: int | Iterable[int] | None) -> pd.
     ----------
     data : pandas.DataFrame
         Anything with a ``layer`` column.
-    layers : int, iterable of int or None
-        The layers to keep; None keeps every layer.
+    {layers_kept}
 
     Returns
     -------
@@ -183,13 +184,13 @@ def mean_ci(
     )
 
 
+@shared_docs
 def sequence_lengths(frame: pd.DataFrame) -> pd.DataFrame:
     """Number of real tokens per sequence, per model where the frame has several.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    {frame}
 
     Returns
     -------
@@ -210,6 +211,7 @@ def sequence_lengths(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(keys, sort=True, observed=True).size().rename("length").reset_index()
 
 
+@shared_docs
 def layer_means(
     frame: pd.DataFrame,
     *,
@@ -222,16 +224,13 @@ def layer_means(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    {frame}
     value : str
         The column averaged (``log_norm`` or ``norm``).
-    layers : int, iterable of int or None
-        The layers to keep; None keeps every layer.
+    {layers_kept}
     exclude_first : bool
         Leave out the first token of each text (the attention sink).
-    conf_level : float
-        The level of the intervals, cluster-robust by text (see ``mean_ci``).
+    {conf_level_means}
 
     Returns
     -------
@@ -250,6 +249,7 @@ def layer_means(
     return mean_ci(rows, value=value, by=by, conf_level=conf_level)
 
 
+@shared_docs
 def position_means(
     frame: pd.DataFrame,
     *,
@@ -262,16 +262,13 @@ def position_means(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    {frame}
     value : str
         The column averaged; for ``norm`` the logs of the mean and of its interval are added.
-    layers : int, iterable of int or None
-        The layers to keep; None keeps every layer.
+    {layers_kept}
     max_position : int
         The last position averaged.
-    conf_level : float
-        The level of the intervals, cluster-robust by text (see ``mean_ci``).
+    {conf_level_means}
 
     Returns
     -------
@@ -297,6 +294,7 @@ def position_means(
     return out
 
 
+@shared_docs
 def position_means_across_layers(
     frame: pd.DataFrame,
     *,
@@ -309,16 +307,14 @@ def position_means_across_layers(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    {frame}
     value : str
         The column averaged.
     layers : int, iterable of int or None
         The layers averaged over; None means every layer.
     max_position : int
         The last position averaged.
-    conf_level : float
-        The level of the intervals, cluster-robust by text (see ``mean_ci``).
+    {conf_level_means}
 
     Returns
     -------
