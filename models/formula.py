@@ -25,7 +25,7 @@ import patsy.builtins
 from attnmag.errors import AttnmagError
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import FitSpec, check_options, fit_groups, group_rows
-from attnmag.models.groups import describe
+from attnmag.models.groups import GROUP_COLUMNS, describe
 from attnmag.models.results import Fits
 from attnmag.models.tidy import term_names
 
@@ -188,6 +188,12 @@ def _columns(formula: str, available: Iterable[str]) -> list[str]:
             f"the formula {formula!r} names {unknown}, which the frame has no columns for"
         )
     used = [name for name in dict.fromkeys(names) if name in available]
+    constant = [name for name in used if name in GROUP_COLUMNS]
+    if constant:
+        raise AttnmagError(
+            f"the formula {formula!r} uses the grouping columns {constant}, which are constant "
+            "within each fit (fit runs once per group)"
+        )
     return list(dict.fromkeys(["sequence", "position", *used]))
 
 

@@ -101,6 +101,7 @@ def test_interaction_term_names(frame):
         ({"formula": "log_norm ~ position", "positions": (5, 2)}, "positions must be"),
         ({"formula": "log_norm ~ position", "conf_level": 95}, "conf_level"),
         ({"formula": "log_norm ~ np.log(nothing)"}, r"names \['nothing'\]"),
+        ({"formula": "log_norm ~ position + C(layer)"}, r"grouping columns \['layer'\]"),
     ],
 )
 def test_bad_input_is_one_clear_error(frame, options, message):
