@@ -9,10 +9,10 @@ Holds:
 - the panels they are made of, seaborn-style axes-level plots (``ax=`` in, the Axes out):
   ``plot_token_grid``, ``plot_sequence_lengths``, ``plot_norm_violins``,
   ``plot_layer_means``, ``plot_position_heatmap``, ``plot_position_means``,
-  ``plot_trend_fits``, ``plot_coefficients``;
+  ``plot_site_ratios``, ``plot_trend_fits``, ``plot_coefficients``;
 - the aggregates they draw, as tidy frames for drawing your own: ``mean_ci``,
   ``layer_means``, ``position_means``, ``position_means_across_layers``,
-  ``sequence_lengths``, ``select_layers``;
+  ``sequence_lengths``, ``site_ratios``, ``select_layers``;
 - ``findings`` and ``Finding``: the numbers each section reports, and its sentences.
 
 Usage::
@@ -39,6 +39,7 @@ from attnmag.reports.panels import (
     plot_position_heatmap,
     plot_position_means,
     plot_sequence_lengths,
+    plot_site_ratios,
     plot_token_grid,
     plot_trend_fits,
 )
@@ -49,6 +50,7 @@ from attnmag.reports.summaries import (
     position_means_across_layers,
     select_layers,
     sequence_lengths,
+    site_ratios,
 )
 from attnmag.reports.write import fit_tables, write_report
 
@@ -69,6 +71,7 @@ __all__ = [
     "plot_position_norms",
     "plot_position_trend",
     "plot_sequence_lengths",
+    "plot_site_ratios",
     "plot_token_grid",
     "plot_trend_fits",
     "plot_valid_tokens",
@@ -76,5 +79,6 @@ __all__ = [
     "position_means_across_layers",
     "select_layers",
     "sequence_lengths",
+    "site_ratios",
     "write_report",
 ]

@@ -7,6 +7,7 @@ Holds:
 - ``plot_layer_means``: mean per layer with its cluster-robust interval;
 - ``plot_position_heatmap``: layer x position heatmap of the mean norm;
 - ``plot_position_means``: mean norm by position, per layer and over layers;
+- ``plot_site_ratios``: each site's norm over the residual stream's, per layer;
 - ``plot_trend_fits``: log mean norm by position with the fitted lines of a trend table;
 - ``plot_coefficients``: one term's estimates per layer with their intervals;
 - ``layer_colours``, ``method_colours``, ``hue_colours``: the palettes used throughout.
@@ -48,6 +49,7 @@ from attnmag.reports.summaries import (
     position_means_across_layers,
     select_layers,
     sequence_lengths,
+    site_ratios,
 )
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "plot_position_heatmap",
     "plot_position_means",
     "plot_sequence_lengths",
+    "plot_site_ratios",
     "plot_token_grid",
     "plot_trend_fits",
 ]
@@ -649,6 +652,77 @@ def plot_position_means(
     ax.legend(loc="upper right", title=hue)
     if hue is None:
         _layer_colourbar(ax, shown)
+    return ax
+
+
+@shared_docs
+def plot_site_ratios(
+    data: pd.DataFrame,
+    *,
+    reference: str = "resid",
+    layers: Layers = None,
+    exclude_first: bool = True,
+    conf_level: float = CONF_LEVEL,
+    ax: Axes | None = None,
+) -> Axes:
+    """Each site's norm relative to the ``reference`` site's, per layer, one colour per site.
+
+    The points are ``summaries.site_ratios``: the mean over tokens of the difference of log
+    norms, with its interval (cluster-robust by text); 0 means as large as ``reference``.
+
+    Parameters
+    ----------
+    {data}
+        Of one model and head, with a ``site`` column holding ``reference`` and another
+        site (``extract.update_norms``).
+    reference : str
+        The site the others are compared with.
+    {layers}
+    {exclude_first}
+    conf_level : float
+        The level of the intervals.
+    {ax}
+
+    {returns_ax}
+
+    Examples
+    --------
+    >>> plot_site_ratios(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
+    """
+    _one_series(data, ("model", "head"))
+    ax = _axes(ax)
+    ratios = site_ratios(
+        data,
+        reference=reference,
+        layers=layers,
+        exclude_first=exclude_first,
+        conf_level=conf_level,
+    )
+    levels = _levels(ratios, "site")
+    colours = hue_colours("site", levels)
+    for level, offset in zip(levels, _offsets(len(levels), width=0.4), strict=True):
+        part = ratios[ratios["site"] == level]
+        err = np.vstack([part["mean"] - part["conf_low"], part["conf_high"] - part["mean"]])
+        ax.errorbar(
+            part["layer"] + offset,
+            part["mean"],
+            yerr=err,
+            fmt="o-",
+            color=colours[level],
+            markersize=4,
+            capsize=2,
+            linewidth=0.8,
+            label=SITE_WORDS.get(level, str(level)),
+        )
+    ax.axhline(0, color="black", linewidth=0.8)
+    words = SITE_WORDS.get(reference, reference)
+    ax.set(
+        xlabel="layer",
+        ylabel=f"mean log of the norm over\nthe {words}'s (0: as large)",
+        title=f"Relative to the {words}, token by token ({percent(conf_level)} CI)",
+    )
+    ax.legend(title="site", loc="best")
+    _layer_ticks(ax, ratios["layer"].unique().tolist())
     return ax
 
 

@@ -13,6 +13,8 @@ Holds:
 - ``position_means``: mean per layer and position, with the log of the mean and of its
   interval;
 - ``position_means_across_layers``: mean per position over all layers;
+- ``site_ratios``: each site's norm over the residual stream's at the same token (the
+  difference of log norms), per layer;
 - ``interval_level`` and ``percent``: the level a coefficient table's intervals carry, and
   that level as text (0.95 -> "95%");
 - ``ordered_methods``: methods in the order of ``models.METHODS``;
@@ -57,6 +59,7 @@ __all__ = [
     "position_means_across_layers",
     "select_layers",
     "sequence_lengths",
+    "site_ratios",
 ]
 
 #: The significance level of the reports' counts and marks (on Holm-adjusted p-values).
@@ -329,6 +332,73 @@ def position_means_across_layers(
     rows = select_layers(frame, layers)
     rows = rows.loc[rows["position"] <= max_position]
     return mean_ci(rows, value=value, by=[*_series(frame), "position"], conf_level=conf_level)
+
+
+@shared_docs
+def site_ratios(
+    frame: pd.DataFrame,
+    *,
+    reference: str = "resid",
+    layers: int | Iterable[int] | None = None,
+    exclude_first: bool = True,
+    conf_level: float = CONF_LEVEL,
+) -> pd.DataFrame:
+    """Each site's norm relative to the ``reference`` site's at the same token, per layer.
+
+    The ratio is taken token by token as a difference of log norms (``log_norm`` of the site
+    minus that of ``reference`` at the same text, layer and position) and averaged with a
+    cluster-robust interval (see ``mean_ci``): ``exp(mean)`` is the geometric mean ratio.
+
+    Parameters
+    ----------
+    {frame}
+        It needs a ``site`` column holding ``reference`` and at least one other site.
+    reference : str
+        The site the others are compared with (the residual stream by default).
+    {layers_kept}
+    {exclude_first}
+    {conf_level_means}
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frame's ``model`` column where it has it, ``site`` (the sites other than
+        ``reference``), ``layer``, ``head`` where the frame has it, and the columns of
+        ``mean_ci`` for the log ratio.
+
+    Raises
+    ------
+    AttnmagError
+        Where the frame has no ``site`` column, or lacks ``reference`` or any other site.
+
+    Examples
+    --------
+    >>> ratios = site_ratios(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
+    >>> np.exp(ratios["mean"])  # geometric mean ratios  # doctest: +SKIP
+    """
+    sites = frame["site"].unique().tolist() if "site" in frame.columns else []
+    others = [s for s in sites if s != reference]
+    if reference not in sites or not others:
+        raise AttnmagError(
+            f"site ratios need a site column with {reference!r} and another site; "
+            f"the frame holds sites {sites or None}"
+        )
+    rows = select_layers(frame, layers)
+    rows = rows.loc[rows["position"] >= 1] if exclude_first else rows
+    keys = [c for c in ("model", "sequence", "layer", "head", "position") if c in rows.columns]
+    wide = rows.pivot_table(
+        index=keys, columns="site", values="log_norm", observed=True, aggfunc="first"
+    )
+    long = (
+        wide[others]
+        .sub(wide[reference], axis=0)
+        .rename_axis(columns="site")
+        .stack()
+        .rename("log_ratio")
+        .reset_index()
+    )
+    by = [c for c in ("model", "site", "layer", "head") if c in long.columns]
+    return mean_ci(long, value="log_ratio", by=by, conf_level=conf_level)
 
 
 def interval_level(table: pd.DataFrame, *, name: str = "table") -> float:

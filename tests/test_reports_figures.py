@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from attnmag import AttnmagError, models, reports
 from attnmag.reports import figures, panels
 from tests.simulate import simulated_frame
-from tests.test_reports_support import fake_tables, grouped_frame
+from tests.test_reports_support import fake_tables, grouped_frame, site_frame
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -180,12 +180,13 @@ def _axes_level(frame, tables) -> dict:
         "plot_position_means": lambda **kw: panels.plot_position_means(frame, **kw),
         "plot_trend_fits": lambda **kw: panels.plot_trend_fits(frame, trend, **kw),
         "plot_coefficients": lambda **kw: panels.plot_coefficients(lags, term="lag1", **kw),
+        "plot_site_ratios": lambda **kw: panels.plot_site_ratios(site_frame(20, 2), **kw),
     }
 
 
 def test_every_public_plot_takes_its_data_first_and_layers_by_keyword():
     plots = [name for name in reports.__all__ if name.startswith("plot_")]
-    assert len(plots) == 13
+    assert len(plots) == 14
     for name in plots:
         parameters = inspect.signature(getattr(reports, name)).parameters
         first = next(iter(parameters.values()))
@@ -338,3 +339,20 @@ def test_heads_take_a_hue_of_their_own(frame):
     ax = panels.plot_layer_means(heads, layers=[0], ax=Figure().add_subplot())
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
     assert reports.sequence_lengths(heads).equals(reports.sequence_lengths(frame))
+
+
+def test_site_ratios_draw_one_colour_per_site_against_the_stream():
+    sites = site_frame(30, 3)
+    ax = panels.plot_site_ratios(sites, layers=[0, 2], ax=Figure().add_subplot())
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["attention update", "MLP update"]
+    ratios = reports.site_ratios(sites, layers=[0, 2])
+    for container, site in zip(ax.containers, ("attn", "mlp"), strict=True):
+        y = np.asarray(container.lines[0].get_ydata(), dtype=float)
+        np.testing.assert_allclose(y, ratios.loc[ratios["site"] == site, "mean"])
+        x = np.asarray(container.lines[0].get_xdata(), dtype=float)
+        assert sorted(np.round(x).astype(int)) == [0, 2]
+    assert "residual stream" in ax.get_title() and "95% CI" in ax.get_title()
+    two = pd.concat([sites.assign(model="a"), sites.assign(model="b")], ignore_index=True)
+    with pytest.raises(AttnmagError, match="this plot draws one series"):
+        panels.plot_site_ratios(two, ax=Figure().add_subplot())

@@ -16,9 +16,10 @@ from attnmag.reports.summaries import (
     position_means_across_layers,
     select_layers,
     sequence_lengths,
+    site_ratios,
 )
 from tests.simulate import simulated_frame
-from tests.test_reports_support import grouped_frame
+from tests.test_reports_support import grouped_frame, site_frame
 
 
 def _cluster_fit(rows: pd.DataFrame, value: str):
@@ -46,6 +47,7 @@ def test_the_aggregates_are_exported_for_users():
         "position_means_across_layers",
         "sequence_lengths",
         "select_layers",
+        "site_ratios",
     ):
         assert name in reports.__all__
         assert getattr(reports, name).__doc__.count("Parameters\n    ----------") == 1
@@ -156,3 +158,34 @@ def test_a_layer_selection_that_is_not_there_is_a_clear_error(frame):
         layer_means(frame, layers=[1, 7])
     with pytest.raises(AttnmagError, match="no rows to average"):
         mean_ci(frame.iloc[:0], value="norm", by="layer")
+
+
+def test_site_ratios_are_the_mean_log_difference_at_the_same_token():
+    sites = site_frame(30, 2)
+    ratios = site_ratios(sites, layers=[1], conf_level=0.9)
+    assert list(ratios.columns[:2]) == ["site", "layer"]
+    assert ratios["site"].tolist() == ["attn", "mlp"] and set(ratios["layer"]) == {1}
+    keys = ["sequence", "layer", "position"]
+    rows = sites[(sites["layer"] == 1) & (sites["position"] >= 1)]
+    resid = rows[rows["site"] == "resid"].set_index(keys)["log_norm"]
+    for row in ratios.itertuples(index=False):
+        own = rows[rows["site"] == row.site].set_index(keys)["log_norm"]
+        paired = (own - resid).rename("log_ratio").reset_index()
+        fit = _cluster_fit(paired, "log_ratio")
+        low, high = fit.conf_int(alpha=0.1).iloc[0]
+        assert row.mean == pytest.approx(fit.params.iloc[0], rel=1e-12)
+        assert (row.conf_low, row.conf_high) == pytest.approx((low, high), rel=1e-9)
+        assert row.n == len(paired)
+    scale = {"attn": 0.05, "mlp": 0.2}  # the simulation's ratios, before the noise
+    for row in ratios.itertuples(index=False):
+        assert row.mean == pytest.approx(np.log(scale[row.site]), abs=0.1)
+
+
+def test_site_ratios_need_the_reference_and_another_site(frame):
+    sites = site_frame(10, 1)
+    with pytest.raises(AttnmagError, match="need a site column with 'resid' and another site"):
+        site_ratios(sites[sites["site"] == "resid"])
+    with pytest.raises(AttnmagError, match="the frame holds sites None"):
+        site_ratios(frame)
+    against_mlp = site_ratios(sites, reference="mlp")
+    assert set(against_mlp["site"]) == {"attn", "resid"}

@@ -1,7 +1,8 @@
 """Hand-made tables in the ``models`` stage's schema, for testing reports without it.
 
 Holds ``grouped_frame``: simulated frames of two models x two sites, with their ``model``
-and ``site`` category columns, and ``fake_tables``: per-layer numpy least-squares fits of a
+and ``site`` category columns; ``site_frame``: one model's texts measured at ``attn``, ``mlp``
+and ``resid``, token by token; and ``fake_tables``: per-layer numpy least-squares fits of a
 simulated frame, laid out as
 ``models.position_trend``/``models.lag_effects``/``models.glance`` lay theirs out (standard
 errors cluster-robust by sequence). The trend's ``mixed`` rows copy ``ols``; the lag
@@ -239,4 +240,22 @@ def grouped_frame(n_sequences: int = 30, n_layers: int = 2) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)
     out["model"] = pd.Categorical(out["model"], categories=["small", "large"])
     out["site"] = pd.Categorical(out["site"], categories=["attn", "mlp"])
+    return out
+
+
+def site_frame(n_sequences: int = 30, n_layers: int = 2, *, seed: int = 9) -> pd.DataFrame:
+    """Sites ``attn``, ``mlp`` and ``resid`` at the same tokens of the same texts.
+
+    ``resid`` is ten times the simulated norm, ``attn`` half of it and ``mlp`` twice it, each
+    times its own log-normal noise per token, so ratios vary from token to token.
+    """
+    base = simulated_frame(n_sequences, n_layers, length=(3, 10), lag1=0.3, seed=seed)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for site, scale in (("attn", 0.5), ("mlp", 2.0), ("resid", 10.0)):
+        noise = np.exp(rng.normal(0.0, 0.3, len(base)))
+        norm = (base["norm"].to_numpy(np.float64) * scale * noise).astype(np.float32)
+        parts.append(base.assign(site=site, norm=norm, log_norm=np.log(norm.astype(np.float64))))
+    out = pd.concat(parts, ignore_index=True)
+    out["site"] = pd.Categorical(out["site"], categories=["attn", "mlp", "resid"])
     return out
