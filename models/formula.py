@@ -82,9 +82,10 @@ def fit(
         For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
         lme4's model-based covariance (Wald z). ``"ols"`` takes only ``"cluster"``.
     conf_level : float
-        The intervals' level.
+        The level of ``conf_low``/``conf_high`` (``models.CONF_LEVEL`` by default).
     n_jobs : int, optional
-        Worker processes for the mixed fits (``None`` or -1: one per core).
+        Worker processes for ``"mixed"`` (``None`` or -1: one per core); ``"ols"`` fits
+        in this process, where it is quicker.
 
     Returns
     -------
