@@ -9,7 +9,8 @@ Holds:
 - the panels they are made of, seaborn-style axes-level plots (``ax=`` in, the Axes out):
   ``plot_token_grid``, ``plot_sequence_lengths``, ``plot_norm_violins``,
   ``plot_layer_means``, ``plot_position_heatmap``, ``plot_position_means``,
-  ``plot_site_ratios``, ``plot_trend_fits``, ``plot_coefficients``;
+  ``plot_site_ratios``, ``plot_head_means``, ``plot_head_coefficients``,
+  ``plot_trend_fits``, ``plot_coefficients``;
 - the aggregates they draw, as tidy frames for drawing your own: ``mean_ci``,
   ``layer_means``, ``position_means``, ``position_means_across_layers``,
   ``sequence_lengths``, ``site_ratios``, ``select_layers``;
@@ -34,6 +35,8 @@ from attnmag.reports.figures import (
 from attnmag.reports.findings import Finding, findings
 from attnmag.reports.panels import (
     plot_coefficients,
+    plot_head_coefficients,
+    plot_head_means,
     plot_layer_means,
     plot_norm_violins,
     plot_position_heatmap,
@@ -62,6 +65,8 @@ __all__ = [
     "layer_means",
     "mean_ci",
     "plot_coefficients",
+    "plot_head_coefficients",
+    "plot_head_means",
     "plot_lag_effects",
     "plot_layer_means",
     "plot_layer_norms",

@@ -7,6 +7,8 @@ Holds:
 - ``plot_layer_means``: mean per layer with its cluster-robust interval;
 - ``plot_position_heatmap``: layer x position heatmap of the mean norm;
 - ``plot_position_means``: mean norm by position, per layer and over layers;
+- ``plot_head_means``, ``plot_head_coefficients``: layer x head heatmaps of the mean norm
+  and of a term's estimate, significant cells marked;
 - ``plot_site_ratios``: each site's norm over the residual stream's, per layer;
 - ``plot_trend_fits``: log mean norm by position with the fitted lines of a trend table;
 - ``plot_coefficients``: one term's estimates per layer with their intervals;
@@ -39,6 +41,7 @@ from attnmag.errors import AttnmagError
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
 from attnmag.reports.summaries import (
+    ALPHA,
     SERIES_COLUMNS,
     interval_level,
     layer_means,
@@ -57,6 +60,8 @@ __all__ = [
     "layer_colours",
     "method_colours",
     "plot_coefficients",
+    "plot_head_coefficients",
+    "plot_head_means",
     "plot_layer_means",
     "plot_norm_violins",
     "plot_position_heatmap",
@@ -723,6 +728,113 @@ def plot_site_ratios(
     )
     ax.legend(title="site", loc="best")
     _layer_ticks(ax, ratios["layer"].unique().tolist())
+    return ax
+
+
+@shared_docs
+def plot_head_means(
+    data: pd.DataFrame,
+    *,
+    value: str = "log_norm",
+    layers: Layers = None,
+    exclude_first: bool = True,
+    ax: Axes | None = None,
+) -> Axes:
+    """Heatmap of the mean of ``value`` per layer and head.
+
+    Parameters
+    ----------
+    {data}
+        Of one model and site, with a ``head`` column (``attention_norms(heads=True)``).
+    value : str
+        The column averaged (``log_norm`` or ``norm``).
+    {layers}
+    {exclude_first}
+    {ax}
+
+    {returns_ax}
+
+    Examples
+    --------
+    >>> heads = extract.attention_norms(model, tokenizer, texts, heads=True)  # doctest: +SKIP
+    >>> plot_head_means(heads, layers=range(0, 36, 2))  # doctest: +SKIP
+    """
+    if "head" not in data.columns:
+        raise AttnmagError("plot_head_means needs a head column: measure with heads=True")
+    _one_series(data, ("model", "site"))
+    ax = _axes(ax)
+    means = layer_means(data, value=value, layers=layers, exclude_first=exclude_first)
+    grid = means.pivot(index="layer", columns="head", values="mean")
+    scale = "log of the L2 norm" if value == "log_norm" else "L2 norm"
+    sns.heatmap(
+        grid,
+        ax=ax,
+        cmap="rocket_r",
+        xticklabels=max(1, grid.shape[1] // 16),
+        yticklabels=max(1, len(grid) // 16),
+        cbar_kws={"label": f"mean {scale}", "fraction": 0.04, "pad": 0.02},
+    )
+    ax.set(xlabel="head", ylabel="layer", title=f"Mean {scale} per layer and head")
+    return ax
+
+
+@shared_docs
+def plot_head_coefficients(
+    data: pd.DataFrame,
+    *,
+    term: str = "position",
+    layers: Layers = None,
+    alpha: float = ALPHA,
+    ax: Axes | None = None,
+) -> Axes:
+    """Heatmap of one term's estimate per layer and head, significant cells marked.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        A coefficient table of one method, model and site, with a ``head`` column (fitted
+        on a frame of ``attention_norms(heads=True)``).
+    term : str
+        The term drawn (the position slope by default).
+    {layers}
+    alpha : float
+        A dot marks ``p_adjusted < alpha`` (Holm across the table's groups).
+    {ax}
+
+    {returns_ax}
+
+    Examples
+    --------
+    >>> plot_head_coefficients(models.position_trend(heads, method="ols"))  # doctest: +SKIP
+    """
+    rows = select_layers(data[data["term"] == term], layers)
+    if "head" not in rows.columns or rows.empty:
+        raise AttnmagError(
+            f"plot_head_coefficients needs {term!r} rows with a head column: fit a frame "
+            "measured with heads=True"
+        )
+    _one_series(rows, ("method", *(c for c in _table_series(rows) if c != "head")))
+    ax = _axes(ax)
+    grid = rows.pivot(index="layer", columns="head", values="estimate")
+    marked = rows.pivot(index="layer", columns="head", values="p_adjusted") < alpha
+    limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
+    sns.heatmap(
+        grid,
+        ax=ax,
+        cmap="vlag",
+        vmin=-limit,
+        vmax=limit,
+        xticklabels=max(1, grid.shape[1] // 16),
+        yticklabels=max(1, len(grid) // 16),
+        cbar_kws={"label": f"coefficient on {term}", "fraction": 0.04, "pad": 0.02},
+    )
+    y, x = np.nonzero(marked.to_numpy())
+    ax.scatter(x + 0.5, y + 0.5, s=10, color="black", marker="o", linewidths=0)
+    ax.set(
+        xlabel="head",
+        ylabel="layer",
+        title=f"{rows['method'].iloc[0]}: {term} (dot: p_adjusted < {alpha:g})",
+    )
     return ax
 
 

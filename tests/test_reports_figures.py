@@ -181,12 +181,16 @@ def _axes_level(frame, tables) -> dict:
         "plot_trend_fits": lambda **kw: panels.plot_trend_fits(frame, trend, **kw),
         "plot_coefficients": lambda **kw: panels.plot_coefficients(lags, term="lag1", **kw),
         "plot_site_ratios": lambda **kw: panels.plot_site_ratios(site_frame(20, 2), **kw),
+        "plot_head_means": lambda **kw: panels.plot_head_means(_heads(frame), **kw),
+        "plot_head_coefficients": lambda **kw: panels.plot_head_coefficients(
+            _head_trend(frame), **kw
+        ),
     }
 
 
 def test_every_public_plot_takes_its_data_first_and_layers_by_keyword():
     plots = [name for name in reports.__all__ if name.startswith("plot_")]
-    assert len(plots) == 14
+    assert len(plots) == 16
     for name in plots:
         parameters = inspect.signature(getattr(reports, name)).parameters
         first = next(iter(parameters.values()))
@@ -356,3 +360,49 @@ def test_site_ratios_draw_one_colour_per_site_against_the_stream():
     two = pd.concat([sites.assign(model="a"), sites.assign(model="b")], ignore_index=True)
     with pytest.raises(AttnmagError, match="this plot draws one series"):
         panels.plot_site_ratios(two, ax=Figure().add_subplot())
+
+
+def _heads(frame: pd.DataFrame, n_heads: int = 4) -> pd.DataFrame:
+    """``frame`` as if measured per head: head h's norms are (h + 1) times the frame's."""
+    parts = []
+    for head in range(n_heads):
+        norm = (frame["norm"] * (head + 1)).astype(np.float32)
+        parts.append(frame.assign(head=head, norm=norm, log_norm=np.log(norm.astype(float))))
+    out = pd.concat(parts, ignore_index=True)
+    out["head"] = out["head"].astype(np.int16)
+    return out
+
+
+def _head_trend(frame: pd.DataFrame) -> pd.DataFrame:
+    """A trend table per head: the ols rows of ``fake_tables`` with slopes that grow by head,
+    significant in heads 0 and 1 only."""
+    ols = fake_tables(frame, trend_methods=("ols",))["position_trend"]
+    parts = []
+    for head in range(4):
+        part = ols.assign(head=head)
+        slope = part["term"] == "position"
+        part.loc[slope, "estimate"] = 0.01 * (head - 1.5)
+        part.loc[slope, "p_adjusted"] = 0.001 if head < 2 else 0.5
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_head_heatmaps_hold_the_means_and_mark_significant_slopes(frame):
+    heads = _heads(frame)
+    ax = panels.plot_head_means(heads, layers=[1, 2], ax=Figure().add_subplot())
+    cells = ax.collections[0].get_array().reshape(2, 4)
+    means = reports.layer_means(heads, layers=[1, 2])
+    np.testing.assert_allclose(cells, means.pivot(index="layer", columns="head", values="mean"))
+    np.testing.assert_allclose(cells[:, 1] - cells[:, 0], np.log(2), rtol=1e-5)
+    trend = _head_trend(frame)
+    ax = panels.plot_head_coefficients(trend, ax=Figure().add_subplot())
+    layers = trend["layer"].nunique()
+    grid = ax.collections[0].get_array().reshape(layers, 4)
+    np.testing.assert_allclose(grid[0], [-0.015, -0.005, 0.005, 0.015])
+    dots = ax.collections[1].get_offsets()
+    assert sorted({int(x - 0.5) for x, _ in dots}) == [0, 1] and len(dots) == 2 * layers
+    with pytest.raises(AttnmagError, match="needs a head column"):
+        panels.plot_head_means(frame, ax=Figure().add_subplot())
+    with pytest.raises(AttnmagError, match="this plot draws one series"):
+        two = pd.concat([trend, trend.assign(method="mixed")], ignore_index=True)
+        panels.plot_head_coefficients(two, ax=Figure().add_subplot())
