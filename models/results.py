@@ -101,17 +101,12 @@ class Fits:
         self._parts = list(parts)
         self.tidy = tidy
         self.glance = pd.DataFrame.from_records(tidy.attrs.get("glance", []))
+        self._results = _Results(_keyed(self._parts))
 
     @property
     def results(self) -> Mapping:
         """Group key -> the statsmodels result (see the class docstring)."""
-        several = len({part.names for part in self._parts}) > 1
-        keyed = {}
-        for part in self._parts:
-            values = tuple(part.groups.values())
-            key = values[0] if len(values) == 1 else values
-            keyed[(*part.names, *values) if several else key] = part
-        return _Results(keyed)
+        return self._results
 
     def augment(self) -> pd.DataFrame:
         """The fitted rows with ``fitted`` and ``resid`` (outcome minus fitted), for diagnostics.
@@ -162,6 +157,17 @@ class Fits:
     def _names(self) -> list[tuple[str, str]]:
         """Each part's ``(model, method)``."""
         return [part.names for part in self._parts]
+
+
+def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
+    """The parts by group key, or by ``(model, method, *key)`` where several fits are present."""
+    several = len({part.names for part in parts}) > 1
+    keyed = {}
+    for part in parts:
+        values = tuple(part.groups.values())
+        key = values[0] if len(values) == 1 else values
+        keyed[(*part.names, *values) if several else key] = part
+    return keyed
 
 
 def _augment(part: GroupFit) -> pd.DataFrame:

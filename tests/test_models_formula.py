@@ -54,6 +54,7 @@ def test_ols_equals_statsmodels_on_each_layer(frame):
         np.testing.assert_allclose(result.params, direct.params, rtol=1e-12)
         np.testing.assert_allclose(result.bse, direct.bse, rtol=1e-12)
         assert "C(label)[T.rotten]" in str(result.summary())
+        assert fits.results[layer] is result  # built once
 
 
 @pytest.mark.parametrize(("re_formula", "random_slope"), [(None, False), ("~position", True)])
