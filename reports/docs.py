@@ -47,6 +47,9 @@ PARAMETERS = {
     "        A ``models.position_trend`` table (any mix of methods).",
     "ax": "ax : matplotlib.axes.Axes, optional\n"
     "        Where to draw; pyplot's current Axes when None.",
+    "depth": "depth : bool\n"
+    "        Place each layer at its relative depth, layer / deepest layer of its model, so\n"
+    "        that models of different depths line up.",
     "returns_ax": "Returns\n    -------\n    matplotlib.axes.Axes\n        ``ax``.",
 }
 

@@ -251,6 +251,29 @@ def _layer_ticks(ax: Axes, layers: Sequence[int]) -> None:
     ax.set_xlim(min(layers) - 0.7, max(layers) + 0.7)
 
 
+def _layer_axis(rows: pd.DataFrame, data: pd.DataFrame, *, depth: bool) -> np.ndarray:
+    """The x of each row: its layer, or with ``depth`` its layer over the deepest layer
+    ``data`` holds for its model, so that models of different depths line up."""
+    layer = rows["layer"].to_numpy(np.float64)
+    if not depth:
+        return layer
+    if "model" in rows.columns:
+        deepest = data.groupby("model", observed=True)["layer"].max()
+        last = rows["model"].map(deepest).to_numpy(np.float64)
+    else:
+        last = float(data["layer"].max())
+    return layer / np.maximum(last, 1.0)
+
+
+def _finish_layer_axis(ax: Axes, layers: Sequence[int], *, depth: bool) -> None:
+    """Layer ticks, or the relative depth axis from 0 (first layer) to 1 (deepest)."""
+    if depth:
+        ax.set(xlabel="relative depth (layer / deepest layer)", xlim=(-0.05, 1.05))
+    else:
+        ax.set_xlabel("layer")
+        _layer_ticks(ax, layers)
+
+
 def _offsets(n: int, width: float = 0.6) -> np.ndarray:
     """Dodge offsets for ``n`` series around each layer."""
     step = width / max(n, 1)
@@ -457,6 +480,7 @@ def plot_layer_means(
     value: str = "log_norm",
     exclude_first: bool = True,
     conf_level: float = CONF_LEVEL,
+    depth: bool = False,
     ax: Axes | None = None,
 ) -> Axes:
     """Mean per layer with its interval (every token, cluster-robust by text).
@@ -473,6 +497,7 @@ def plot_layer_means(
     {exclude_first}
     conf_level : float
         The level of the intervals (see ``summaries.layer_means``).
+    {depth}
     {ax}
 
     {returns_ax}
@@ -487,11 +512,13 @@ def plot_layer_means(
         data, value=value, layers=layers, exclude_first=exclude_first, conf_level=conf_level
     )
     shown = sorted(means["layer"].unique().tolist())
+    x = _layer_axis(means, data, depth=depth)
+    step = 1 / max(float(data["layer"].max()), 1.0) if depth else 1.0
     if hue is None:
         colours = layer_colours(shown)
-        for row in means.itertuples(index=False):
+        for row, at in zip(means.itertuples(index=False), x, strict=True):
             ax.errorbar(
-                row.layer,
+                at,
                 row.mean,
                 yerr=[[row.mean - row.conf_low], [row.conf_high - row.mean]],
                 fmt="o",
@@ -499,15 +526,16 @@ def plot_layer_means(
                 markersize=5,
                 capsize=3,
             )
-        ax.plot(means["layer"], means["mean"], color="grey", linewidth=0.8, zorder=0)
+        ax.plot(x, means["mean"], color="grey", linewidth=0.8, zorder=0)
     else:
         levels = _levels(data, hue)
         colours = hue_colours(hue, levels)
-        for level, offset in zip(levels, _offsets(len(levels)), strict=True):
-            part = means[means[hue] == level]
+        for level, offset in zip(levels, _offsets(len(levels)) * step, strict=True):
+            where = (means[hue] == level).to_numpy()
+            part = means[where]
             err = np.vstack([part["mean"] - part["conf_low"], part["conf_high"] - part["mean"]])
             ax.errorbar(
-                part["layer"] + offset,
+                x[where] + offset,
                 part["mean"],
                 yerr=err,
                 fmt="o-",
@@ -520,11 +548,10 @@ def plot_layer_means(
         ax.legend(title=hue, loc="best")
     scale = "log of the L2 norm" if value == "log_norm" else "L2 norm"
     ax.set(
-        xlabel="layer",
         ylabel=f"mean {scale}\nof the {_quantity(data)}",
         title=f"Mean per layer with {percent(conf_level)} CI (all tokens, clustered by text)",
     )
-    _layer_ticks(ax, shown)
+    _finish_layer_axis(ax, shown, depth=depth)
     return ax
 
 
@@ -972,6 +999,7 @@ def plot_coefficients(
     labels: Mapping[str, str] | None = None,
     zero_line: bool = True,
     legend: bool = True,
+    depth: bool = False,
     ax: Axes | None = None,
 ) -> Axes:
     """One term's estimates per layer with the table's intervals, one colour per hue level.
@@ -994,6 +1022,7 @@ def plot_coefficients(
         Draw a line at zero.
     legend : bool
         Add a legend of the hue levels.
+    {depth}
     {ax}
 
     {returns_ax}
@@ -1005,7 +1034,7 @@ def plot_coefficients(
     rows = select_layers(data[data["term"] == term], layers)
     if rows.empty:
         terms = sorted(data["term"].unique().tolist())
-        raise AttnmagError(f"the data has no {term!r} rows: its terms are {terms}")
+        raise AttnmagError(f"the table has no {term!r} rows: its terms are {terms}")
     choices = ("method", *_table_series(rows))
     hue = _hue(rows, hue, choices=choices) or ("method" if "method" in rows else None)
     ax = _axes(ax)
@@ -1013,9 +1042,10 @@ def plot_coefficients(
     levels = _levels(rows, hue) if hue else [None]
     colours = hue_colours(hue, levels) if hue else {None: sns.color_palette("colorblind")[0]}
     labels = labels or {}
-    for value, offset in zip(levels, _offsets(len(levels)), strict=True):
+    step = 1 / max(float(data["layer"].max()), 1.0) if depth else 1.0
+    for value, offset in zip(levels, _offsets(len(levels)) * step, strict=True):
         part = (rows if hue is None else rows[rows[hue] == value]).sort_values("layer")
-        x = part["layer"].to_numpy() + offset
+        x = _layer_axis(part, data, depth=depth) + offset
         y = part["estimate"].to_numpy()
         err = np.vstack([y - part["conf_low"].to_numpy(), part["conf_high"].to_numpy() - y])
         bad = ~part["converged"].astype(bool).to_numpy()
@@ -1035,11 +1065,10 @@ def plot_coefficients(
     if zero_line:
         ax.axhline(0, color="black", linewidth=0.8)
     ax.set(
-        xlabel="layer",
         ylabel=f"coefficient on {term}",
         title=f"Coefficient on {term} per layer with {level} CI",
     )
     if legend and hue is not None:
         ax.legend(title=hue, loc="best")
-    _layer_ticks(ax, rows["layer"].unique().tolist())
+    _finish_layer_axis(ax, rows["layer"].unique().tolist(), depth=depth)
     return ax

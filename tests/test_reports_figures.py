@@ -406,3 +406,24 @@ def test_head_heatmaps_hold_the_means_and_mark_significant_slopes(frame):
     with pytest.raises(AttnmagError, match="this plot draws one series"):
         two = pd.concat([trend, trend.assign(method="mixed")], ignore_index=True)
         panels.plot_head_coefficients(two, ax=Figure().add_subplot())
+
+
+def test_relative_depth_lines_up_models_of_different_depths(frame, tables):
+    deep = frame.assign(model="deep")
+    shallow = frame[frame["layer"] <= 1].assign(model="shallow")
+    both = pd.concat([deep, shallow], ignore_index=True)
+    both["model"] = pd.Categorical(both["model"], categories=["deep", "shallow"])
+    ax = panels.plot_layer_means(both, hue="model", depth=True, ax=Figure().add_subplot())
+    xs = [np.asarray(c.lines[0].get_xdata(), dtype=float) for c in ax.containers]
+    np.testing.assert_allclose(xs[0], np.array([0, 1 / 3, 2 / 3, 1]) - 0.05)
+    np.testing.assert_allclose(xs[1], np.array([0, 1]) + 0.05)
+    assert ax.get_xlabel().startswith("relative depth")
+    ols = tables["position_trend"][tables["position_trend"]["method"] == "ols"]
+    table = pd.concat(
+        [ols.assign(model="deep"), ols[ols["layer"] <= 1].assign(model="shallow")],
+        ignore_index=True,
+    )
+    ax = panels.plot_coefficients(table, term="position", depth=True, ax=Figure().add_subplot())
+    assert [c.get_label() for c in ax.containers] == ["deep", "shallow"]
+    xs = [np.asarray(c.lines[0].get_xdata(), dtype=float) for c in ax.containers]
+    np.testing.assert_allclose(xs[1], np.array([0, 1]) + 0.05)
