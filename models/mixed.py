@@ -405,7 +405,7 @@ def fit_mixed(
         formula, data, groups=groups, re_formula="~position_sd" if random_slope else None
     )
     design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
-    cov_rel, point, converged, notes = _reml(model, design)
+    cov_rel, point, converged, notes, result = _reml(model, design)
     unscale = np.diag([1.0, 1.0 / spread][: design.k_re])
     cov_re = point.scale * unscale @ cov_rel @ unscale
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
@@ -436,6 +436,7 @@ def fit_mixed(
             "cov_intercept_position": float(cov_re[0, 1]) if random_slope else np.nan,
         },
         notes=notes,
+        result=result,
     )
 
 
@@ -476,9 +477,10 @@ def cluster_covariance(
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
 
-def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str]]:
+def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str], object]:
     """The REML point to report: relative random-effects covariance, GLS quantities there,
-    whether the fit converged, and notes (see the module docstring for the boundary cases).
+    whether the fit converged, notes (see the module docstring for the boundary cases), and
+    statsmodels' ``MixedLMResults`` where its point is the one reported (else None).
     """
     if _exact(design):
         zero = np.zeros((design.k_re, design.k_re))
@@ -487,7 +489,7 @@ def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str
             "noise: the boundary fit (GLS at zero variance, i.e. OLS) is reported, MixedLM's "
             "optimiser not run"
         )
-        return zero, design.gls(zero), True, [note]
+        return zero, design.gls(zero), True, [note], None
     best_rel, searched = _search(design)
     best = design.gls(best_rel)
     if not best_rel.any():
@@ -495,14 +497,14 @@ def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str
             "zero random-effect variance is REML's global maximum: the boundary fit (GLS at "
             "zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
         )
-        return best_rel, best, searched, [note]
+        return best_rel, best, searched, [note], None
     if np.linalg.eigvalsh(best_rel).min() < STATSMODELS_SINGULAR_TOL:
         note = (
             "REML's maximum has a singular random-effects covariance (on the boundary), where "
             "MixedLM's optimiser does not land: the GLS values there are reported, MixedLM's "
             "optimiser not run"
         )
-        return best_rel, best, searched, [note]
+        return best_rel, best, searched, [note], None
     start = _start(best_rel)
     with warnings.catch_warnings():
         # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
@@ -517,12 +519,12 @@ def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str
             "REML is higher at the search's maximum than at MixedLM's optimum: the GLS values "
             "at the search's maximum are reported"
         )
-        return best_rel, best, searched, [note]
+        return best_rel, best, searched, [note], None
     if np.linalg.eigvalsh(fitted_rel).min() < STATSMODELS_SINGULAR_TOL:
         note = (
             "the random-effects covariance is singular: fixed effects, scale and "
             "log-likelihood are the GLS values at the fitted components (statsmodels #10239)"
         )
-        return fitted_rel, at_fit, bool(result.converged), [note]
+        return fitted_rel, at_fit, bool(result.converged), [note], None
     point = GLS(np.asarray(result.fe_params), at_fit.xwx_inv, float(result.scale), result.llf)
-    return fitted_rel, point, bool(result.converged), []
+    return fitted_rel, point, bool(result.converged), [], result

@@ -186,8 +186,8 @@ def test_a_mixedlm_optimum_below_the_searchs_maximum_is_replaced_by_it(monkeypat
         cov_re_unscaled=short, fe_params=np.zeros(2), scale=1.0, llf=-np.inf, converged=False
     )
     monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
-    cov_rel, point, converged, notes = mixed._reml(model, design)
-    assert converged and "higher at the search's maximum" in notes[0]
+    cov_rel, point, converged, notes, result = mixed._reml(model, design)
+    assert converged and "higher at the search's maximum" in notes[0] and result is None
     assert 0.5 < cov_rel[0, 0] < 4.0 and point.llf_reml > design.gls(short).llf_reml + 0.1
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, cov_rel)
     np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
@@ -207,12 +207,13 @@ def test_a_singular_statsmodels_covariance_gives_the_gls_values(monkeypatch):
     worse = np.array([[50.0, 0.0], [0.0, 1.0]])  # a search's point below the fitted one
     assert design.gls(worse).llf_reml < design.gls(rank_one).llf_reml
     monkeypatch.setattr(mixed, "_search", lambda *args: (worse, True))
-    cov_rel, point, converged, notes = mixed._reml(model, design)
+    cov_rel, point, converged, notes, result = mixed._reml(model, design)
     # Independently: GLS with each sequence's (I + Z_i P Z_i') inverted densely.
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
     np.testing.assert_array_equal(cov_rel, rank_one)
     np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
     assert np.isfinite(point.llf_reml) and converged and "statsmodels #10239" in notes[0]
+    assert result is None  # its fixed effects are not the ones reported
 
 
 def test_a_singular_maximum_of_the_search_is_reported_without_mixedlm(monkeypatch):
@@ -228,10 +229,10 @@ def test_a_singular_maximum_of_the_search_is_reported_without_mixedlm(monkeypatc
 
     monkeypatch.setattr(model, "fit", not_called)
     monkeypatch.setattr(mixed, "_search", lambda *args: (rank_one, True))
-    cov_rel, point, converged, notes = mixed._reml(model, design)
+    cov_rel, point, converged, notes, result = mixed._reml(model, design)
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
     np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
-    assert converged and "singular random-effects covariance" in notes[0]
+    assert converged and "singular random-effects covariance" in notes[0] and result is None
 
 
 def test_boundary_rule():
@@ -267,8 +268,9 @@ def test_a_mixedlm_fit_that_did_not_converge_is_recorded(monkeypatch):
         converged=False,
     )
     monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
-    cov_rel, point, converged, notes = mixed._reml(model, design)
+    cov_rel, point, converged, notes, result = mixed._reml(model, design)
     assert not converged and not notes and point.llf_reml == at_best.llf_reml
+    assert result is fitted  # statsmodels' point is reported, so its result is kept
 
 
 def test_an_exception_inside_mixedlm_becomes_a_failed_layer(monkeypatch):
