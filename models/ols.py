@@ -66,11 +66,11 @@ def fit_aggregate(data: pd.DataFrame) -> Fit:
     >>> fit = fit_aggregate(layer_rows)  # doctest: +SKIP
     >>> fit.std_error["position"]  # doctest: +SKIP
     """
-    means = data["norm"].astype(np.float64).groupby(data["position"], sort=True).mean()
+    means = data["norm"].astype(np.float64).groupby(data["position"]).mean()
     position = means.index.to_numpy(np.float64)
     # The design written directly: a formula's parsing would take most of this fit's time.
     design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
-    result = sm.OLS(np.log(means.to_numpy(np.float64)), design).fit()
+    result = sm.OLS(np.log(means.to_numpy()), design).fit()
     return _fit(result, df=float(result.df_resid), n_groups=int(data["sequence"].nunique()))
 
 
@@ -96,10 +96,10 @@ def fit_cluster_ols(data: pd.DataFrame, formula: str) -> Fit:
     >>> fit = fit_cluster_ols(layer_rows, "log_norm ~ lag1 + lag2")  # doctest: +SKIP
     """
     groups = pd.factorize(data["sequence"])[0]
+    # Only the standard errors are taken from statsmodels; the reference distribution (t on
+    # G - 1) is set in the Fit, so statsmodels' own df and use_t options do not matter here.
     result = smf.ols(formula, data).fit(
-        cov_type="cluster",
-        cov_kwds={"groups": groups, "use_correction": True, "df_correction": True},
-        use_t=True,
+        cov_type="cluster", cov_kwds={"groups": groups, "use_correction": True}
     )
     n_groups = int(groups.max()) + 1
     return _fit(result, df=float(n_groups - 1), n_groups=n_groups)

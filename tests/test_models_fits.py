@@ -116,7 +116,7 @@ def test_table_columns_terms_and_holm_across_layers(frame):
     table = models.position_trend(frame, method="ols")
     assert list(table.columns) == TIDY_COLUMNS
     assert (table.model == "position_trend").all() and (table.method == "ols").all()
-    assert table.converged.all()
+    assert table.converged.dtype == bool and table.converged.all()
     for _, rows in table.groupby("term"):
         p = rows.p_value.to_numpy()
         order = np.argsort(p)
