@@ -80,7 +80,7 @@ def main() -> None:
             for method in args.methods:
                 if method not in models.METHODS[model]:
                     continue
-                jobs = [1, *args.n_jobs] if method in models.PARALLEL_METHODS else [1]
+                jobs = [1, *args.n_jobs] if method in models.fits.PARALLEL_METHODS else [1]
                 for n_jobs in dict.fromkeys(jobs):
                     seconds = _time(partial(fit, frame, method=method, n_jobs=n_jobs), args.repeats)
                     rows.append((size, model, method, n_jobs, seconds))

@@ -44,12 +44,7 @@ equations), ``tidy`` (broom-style tables, Holm adjustment, glance).
 """
 
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import (
-    METHODS,
-    PARALLEL_METHODS,  # noqa: F401  (not in __all__; importable for the scripts that name it)
-    lag_effects,
-    position_trend,
-)
+from attnmag.models.fits import METHODS, lag_effects, position_trend
 from attnmag.models.formula import fit
 from attnmag.models.results import Fits
 from attnmag.models.tidy import glance

@@ -40,7 +40,7 @@ def frame() -> pd.DataFrame:
 
 def test_methods_and_the_default():
     assert models.METHODS["lag_effects"] == ("ols", "initial_conditions", "gmm")
-    assert "initial_conditions" in models.PARALLEL_METHODS
+    assert "initial_conditions" in models.fits.PARALLEL_METHODS
 
 
 @pytest.mark.parametrize("exclude_first", [True, False])
