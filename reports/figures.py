@@ -36,7 +36,7 @@ from attnmag.reports.panels import (
     _levels,
     _matching,
     _one_series,
-    _table_series,
+    _table_hues,
     plot_coefficients,
     plot_layer_means,
     plot_norm_violins,
@@ -308,9 +308,10 @@ def plot_position_trend(
     {data}
     {trend}
     {layers}
-    hue : {"method", "model", "site", "head"}, optional
+    hue : {"method", "site", "head"}, optional
         The colour of the lower panels (default ``method``); a grouping column colours the
-        upper panel too, and the lower ones then show ``fit_method``'s estimates only.
+        upper panel too, and the lower ones then show ``fit_method``'s estimates only. The
+        frame must hold one model.
     fit_method : str, optional
         The method whose lines the upper panel draws (see ``plot_trend_fits``).
     {max_position}
@@ -333,7 +334,8 @@ def plot_position_trend(
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
     if hue == "method":
         _one_series(data)
-    series_hue = None if hue == "method" else _hue(data, hue, choices=SERIES_COLUMNS)
+    _one_series(data, ("model",))
+    series_hue = None if hue == "method" else _hue(data, hue, choices=("site", "head"))
     table = _matching(trend, data)
     if series_hue is not None:
         table = table[table["method"] == fit_method]
@@ -388,7 +390,7 @@ def plot_lag_effects(
     data : pandas.DataFrame
         A ``models.lag_effects`` table (any mix of methods).
     {layers}
-    hue : {"method", "model", "site", "head"}, optional
+    hue : {"method", "site", "head", "model"}, optional
         The colour (default ``method``); a grouping column needs a table of one method.
 
     Returns
@@ -401,7 +403,7 @@ def plot_lag_effects(
     >>> plot_lag_effects(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
     """
     rows = select_layers(data, layers)
-    hue = _hue(rows, hue, choices=("method", *_table_series(rows)))
+    hue = _hue(rows, hue, choices=_table_hues(rows, hue))
     methods = ordered_methods(rows["method"])
     labels = {m: f"{m} ({LAG_LABELS[m]})" for m in methods if m in LAG_LABELS}
     shade = hue == "method" and set(COMPARED) <= set(methods)

@@ -866,16 +866,15 @@ def plot_head_coefficients(
 
 
 def _table_series(table: pd.DataFrame) -> list[str]:
-    """The grouping columns of a coefficient table: ``model``, ``site`` and ``head`` where it
-    has them, but not a ``model`` column that names the statistical model fitted
-    (``position_trend``, ``lag_effects``)."""
-    fitted = set(models.METHODS)
-    return [
-        column
-        for column in SERIES_COLUMNS
-        if column in table.columns
-        and not (column == "model" and set(table[column].unique().tolist()) <= fitted)
-    ]
+    """The grouping columns of a coefficient table: ``site`` and ``head`` where it has them
+    (its ``model`` column names the fit, not a language model)."""
+    return [column for column in ("site", "head") if column in table.columns]
+
+
+def _table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
+    """What a table's plot may colour by: ``method`` and its grouping columns, and its
+    ``model`` column (the fit's name) where asked for by name."""
+    return ("method", *(["model"] if hue == "model" else []), *_table_series(table))
 
 
 def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -909,9 +908,9 @@ def plot_trend_fits(
     {data}
     {trend}
     {layers}
-    hue : {"model", "site", "head"}, optional
+    hue : {"site", "head"}, optional
         Colour by this column instead of by layer; None does so by the one holding several
-        values.
+        values. The frame must hold one model (fit each model's rows in turn).
     fit_method : str, optional
         The method whose lines are drawn (default: ``aggregate`` where present).
     {max_position}
@@ -927,7 +926,8 @@ def plot_trend_fits(
     --------
     >>> plot_trend_fits(frame, trend, layers=[0, 15, 29], fit_method="ols")  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=SERIES_COLUMNS)
+    _one_series(data, ("model",))  # a table's model column names its fit, not a model
+    hue = _hue(data, hue, choices=("site", "head"))
     ax = _axes(ax)
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
@@ -1013,9 +1013,10 @@ def plot_coefficients(
     term : str
         The term drawn (``intercept``, ``position``, ``lag1``, ...).
     {layers}
-    hue : {"method", "model", "site", "head"}, optional
-        One colour per value of this column, dodged; None colours by the one holding
-        several values (``method`` first).
+    hue : {"method", "site", "head", "model"}, optional
+        One colour per value of this column, dodged; None colours by ``method`` or by the
+        grouping column (``site``, ``head``) holding several values. ``model`` (the fit's
+        name in a ``models`` table) only where asked for.
     labels : mapping, optional
         Legend labels of hue levels, where they should say more than the level's name.
     zero_line : bool
@@ -1035,8 +1036,8 @@ def plot_coefficients(
     if rows.empty:
         terms = sorted(data["term"].unique().tolist())
         raise AttnmagError(f"the table has no {term!r} rows: its terms are {terms}")
-    choices = ("method", *_table_series(rows))
-    hue = _hue(rows, hue, choices=choices) or ("method" if "method" in rows else None)
+    hue = _hue(rows, hue, choices=_table_hues(rows, hue))
+    hue = hue or ("method" if "method" in rows else None)
     ax = _axes(ax)
     level = percent(interval_level(rows, name=f"{term} coefficient"))
     levels = _levels(rows, hue) if hue else [None]

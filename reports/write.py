@@ -11,7 +11,8 @@ Holds ``write_report``, the public entry point, and its steps, one job each:
 - ``write_documents``: ``report.md`` with its figure files, and the self-contained
   ``index.html``;
 
-and ``FORMATS`` and ``TABLES``, the formats and tables there are. The findings come from
+and ``FORMATS`` and ``TABLES``, the formats and tables there are, and ``NO_GLANCE``, what
+the report says where the fits' details are missing. The findings come from
 ``findings.findings``.
 
 Usage::
@@ -58,6 +59,7 @@ from attnmag.reports.tables import (
 
 __all__ = [
     "FORMATS",
+    "NO_GLANCE",
     "TABLES",
     "Rendered",
     "check_inputs",
@@ -73,6 +75,14 @@ FORMATS = ("html", "md")
 #: The tables a report shows and writes as CSV.
 TABLES = ("position_trend", "lag_effects", "glance")
 TEMPLATES = Path(__file__).parent / "templates"
+#: What the report says in place of the fits' summary where no glance rows came with the
+#: tables (``pd.concat`` of tables drops the rows a ``models`` table carries).
+NO_GLANCE = (
+    "The tables came without their fit details (glance rows: sizes, fit statistics, "
+    "convergence, warnings), so none are shown and no glance.csv is written. Pass what "
+    "the fits returned (a models.Fits, or the tables as models returned them), or a glance "
+    "table under the key glance."
+)
 
 
 @dataclass(frozen=True)
@@ -94,13 +104,13 @@ class Rendered:
 def fit_tables(
     frame: pd.DataFrame,
     *,
-    tables: Mapping[str, pd.DataFrame] | None = None,
+    tables: Mapping[str, pd.DataFrame | models.Fits] | None = None,
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
-) -> dict[str, pd.DataFrame]:
+) -> dict[str, pd.DataFrame | None]:
     """The ``position_trend``, ``lag_effects`` and ``glance`` tables: given ones, else fitted.
 
     Parameters
@@ -108,8 +118,8 @@ def fit_tables(
     frame : pandas.DataFrame
         The tidy frame of ``extract``.
     tables : mapping, optional
-        Tables already fitted (keys ``position_trend``, ``lag_effects``, ``glance``); only
-        the missing ones are fitted.
+        What the fits already gave, by key ``position_trend``, ``lag_effects`` or
+        ``glance``: tidy tables, or ``models.Fits``; only the missing ones are fitted.
     trend_methods, lag_methods : sequence of str, optional
         Methods to fit; None means every method of ``models.METHODS``.
     max_position : int
@@ -122,45 +132,55 @@ def fit_tables(
     Returns
     -------
     dict
-        The three tables. A missing ``glance`` comes from the fit details the ``models``
-        tables carry in ``attrs["glance"]``; it is None where neither table carries them.
+        ``position_trend`` and ``lag_effects`` (tidy tables) and ``glance``: the given
+        one, else the glance rows of every fit that has them (a ``Fits``' own, or those a
+        ``models`` table carries), else None.
 
     Examples
     --------
     >>> fitted = fit_tables(frame, conf_level=0.9)  # doctest: +SKIP
+    >>> trend = models.fit(frame, "log_norm ~ position")  # doctest: +SKIP
+    >>> fitted = fit_tables(frame, tables={"position_trend": trend})  # doctest: +SKIP
     """
-    out = dict(tables or {})
-    if "position_trend" not in out:
-        out["position_trend"] = _stack(
-            [
-                models.position_trend(
-                    frame, method=m, max_position=max_position, conf_level=conf_level, n_jobs=n_jobs
-                )
-                for m in trend_methods or models.METHODS["position_trend"]
-            ]
-        )
-    if "lag_effects" not in out:
-        out["lag_effects"] = _stack(
-            [
-                models.lag_effects(frame, method=m, conf_level=conf_level, n_jobs=n_jobs)
-                for m in lag_methods or models.METHODS["lag_effects"]
-            ]
-        )
-    if out.get("glance") is None:
-        parts = [
-            models.glance(out[name])
-            for name in ("position_trend", "lag_effects")
-            if out[name].attrs.get("glance")
-        ]
-        out["glance"] = pd.concat(parts, ignore_index=True) if parts else None
+    given = dict(tables or {})
+    methods = {
+        "position_trend": trend_methods or models.METHODS["position_trend"],
+        "lag_effects": lag_methods or models.METHODS["lag_effects"],
+    }
+    options = {"conf_level": conf_level, "n_jobs": n_jobs}
+    fits = {
+        "position_trend": lambda m: models.position_trend(
+            frame, method=m, max_position=max_position, **options
+        ),
+        "lag_effects": lambda m: models.lag_effects(frame, method=m, **options),
+    }
+    out: dict[str, pd.DataFrame | None] = {}
+    glances = []
+    for name, fit in fits.items():
+        parts = [given[name]] if name in given else [fit(m) for m in methods[name]]
+        out[name] = pd.concat([_tidy(part) for part in parts], ignore_index=True)
+        glances += [g for g in map(_glance, parts) if g is not None]
+    glance = given.get("glance")
+    out["glance"] = _tidy(glance) if glance is not None else _joined(glances)
     return out
 
 
-def _stack(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Tables of several methods as one, their fit details (``attrs["glance"]``) joined."""
-    table = pd.concat(tables, ignore_index=True)
-    table.attrs["glance"] = [record for t in tables for record in t.attrs.get("glance", [])]
-    return table
+def _tidy(fitted: pd.DataFrame | models.Fits) -> pd.DataFrame:
+    """The tidy table of what a fit gave (a table, or a ``Fits``)."""
+    return fitted.tidy if isinstance(fitted, models.Fits) else fitted
+
+
+def _glance(fitted: pd.DataFrame | models.Fits) -> pd.DataFrame | None:
+    """The glance rows of what a fit gave, where it has them."""
+    if isinstance(fitted, models.Fits):
+        return fitted.glance
+    return models.glance(fitted) if fitted.attrs.get("glance") else None
+
+
+def _joined(glances: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
+    """Glance tables as one, or None where there are no rows."""
+    rows = [g for g in glances if len(g)]
+    return pd.concat(rows, ignore_index=True) if rows else None
 
 
 def _lag_caption(lags: pd.DataFrame) -> str:
@@ -523,6 +543,7 @@ def report_context(
         "provenance": provenance_rows(frame.attrs, timings=timings),
         "sections": _sections(found, rendered, tables, alpha=alpha),
         "glance": None if glance is None else glance_display(glance),
+        "no_glance": NO_GLANCE,
         "alpha": alpha,
     }
 
@@ -535,7 +556,7 @@ def write_report(
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
     max_position: int = MAX_POSITION,
-    tables: Mapping[str, pd.DataFrame] | None = None,
+    tables: Mapping[str, pd.DataFrame | models.Fits] | None = None,
     timings: Mapping[str, float] | None = None,
     n_jobs: int | None = None,
     alpha: float = ALPHA,
@@ -562,7 +583,8 @@ def write_report(
     max_position : int
         The last position of the trend fits and of the figures.
     tables : mapping, optional
-        Tables already fitted (keys ``position_trend``, ``lag_effects``, ``glance``).
+        What the fits already gave (keys ``position_trend``, ``lag_effects``,
+        ``glance``): tidy tables or ``models.Fits``; see ``fit_tables``.
     timings : mapping, optional
         Stage -> seconds, shown with the provenance; the fitting and drawing done here are
         timed and added.
@@ -600,7 +622,7 @@ def write_report(
         conf_level=conf_level,
         n_jobs=n_jobs,
     )
-    if tables is None or set(fitted) - set(tables):
+    if tables is None or {"position_trend", "lag_effects"} - set(tables):
         seconds["fit"] = time.perf_counter() - start
     trend, lags = fitted["position_trend"], fitted["lag_effects"]
     found = findings(

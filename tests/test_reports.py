@@ -152,7 +152,8 @@ def test_formats_pick_the_files(tmp_path):
     written = write_report(frame, tmp_path / "html", formats=("html",), tables=tables)
     assert "report.md" not in written and not (tmp_path / "html" / "figures").exists()
     assert "glance.csv" not in written  # no glance given, none carried by the tables
-    assert "Fits" not in written["index.html"].read_text(encoding="utf-8")
+    html = written["index.html"].read_text(encoding="utf-8")
+    assert "came without their fit details" in html and "<table" not in html.split('id="fits"')[1]
 
 
 def test_bad_input_is_a_clear_error(frame, tmp_path):
@@ -293,3 +294,27 @@ def test_a_frame_of_several_series_is_refused_and_one_of_them_is_reported(tmp_pa
     written = write_report(one, tmp_path / "one", tables=tables)
     assert {"index.html", "report.md", *FIGURES, *CSVS} <= set(written)
     assert "mean log of the L2 norm\nof the MLP update" in drawn[1]
+
+
+def test_what_the_fits_return_keeps_its_glance_rows(tmp_path):
+    """A ``models.Fits`` and a table as ``models`` returned it each bring their glance rows;
+    tables whose rows ``pd.concat`` dropped make the report say so."""
+    frame = simulated_frame(40, 2, seed=4)
+    trend = models.fit(frame, "log_norm ~ position", method="ols")
+    lags = models.lag_effects(frame, method="ols")
+    tables = {"position_trend": trend, "lag_effects": lags}
+    written = write_report(frame, tmp_path / "fits", formats=("md",), tables=tables)
+    glance = pd.read_csv(written["glance.csv"])
+    assert sorted(set(glance["model"])) == ["lag_effects", "log_norm ~ position"]
+    assert len(glance) == 2 * 2  # two layers of each fit
+    written_trend = pd.read_csv(written["position_trend.csv"])
+    assert written_trend["estimate"].tolist() == pytest.approx(trend.tidy["estimate"].tolist())
+    aggregate = models.position_trend(frame, method="aggregate")
+    bare = {
+        "position_trend": pd.concat([trend.tidy, aggregate], ignore_index=True),
+        "lag_effects": pd.concat([lags, models.lag_effects(frame, method="gmm")]),
+    }
+    assert not any(table.attrs.get("glance") for table in bare.values())
+    written = write_report(frame, tmp_path / "bare", formats=("md",), tables=bare)
+    assert "glance.csv" not in written
+    assert "came without their fit details" in written["report.md"].read_text(encoding="utf-8")

@@ -423,7 +423,9 @@ def test_relative_depth_lines_up_models_of_different_depths(frame, tables):
         [ols.assign(model="deep"), ols[ols["layer"] <= 1].assign(model="shallow")],
         ignore_index=True,
     )
-    ax = panels.plot_coefficients(table, term="position", depth=True, ax=Figure().add_subplot())
+    ax = panels.plot_coefficients(
+        table, term="position", hue="model", depth=True, ax=Figure().add_subplot()
+    )
     assert [c.get_label() for c in ax.containers] == ["deep", "shallow"]
     xs = [np.asarray(c.lines[0].get_xdata(), dtype=float) for c in ax.containers]
     np.testing.assert_allclose(xs[1], np.array([0, 1]) + 0.05)
