@@ -14,11 +14,12 @@ Holds:
 - ``plot_coefficients``: one term's estimates per layer with their intervals;
 - ``layer_colours``, ``method_colours``, ``hue_colours``: the palettes used throughout.
 
-Every plot takes the frame (or a coefficient table) first, ``layers=`` to draw some layers
-only, ``hue=`` to colour by ``model``, ``site``, ``head`` or ``method`` (left as None, it
-colours by the one of those columns that holds several values; any other grouping column
-must hold one value), and ``ax=`` (pyplot's current Axes when None, as seaborn does); it
-returns the Axes. Intervals computed from the frame use the ``conf_level`` given;
+Every plot takes the frame (or a coefficient table) first as ``data``, ``layers=`` to draw
+some layers only, and ``ax=`` (pyplot's current Axes when None, as seaborn does); it
+returns the Axes. Those that can draw several series take ``hue=``: ``model``, ``site`` or
+``head`` for a frame, ``method``, ``site`` or ``head`` for a table (left as None, the one
+of those columns that holds several values; any other grouping column must hold one
+value). Intervals computed from the frame use the ``conf_level`` given;
 intervals from a coefficient table are drawn as the table computed them and labelled with
 the level it carries. The frame is aggregated before anything is drawn (see
 ``attnmag.reports.summaries``).
