@@ -352,23 +352,20 @@ def _timed(seconds: dict[str, float], stage: str, work: Callable[[], object]) ->
     return result
 
 
-def _fit_tables(frame: object, args: argparse.Namespace, tables: dict | None = None) -> dict:
-    from attnmag.reports.write import fit_tables
-
-    return fit_tables(
-        frame,
-        tables=tables,
-        trend_methods=args.methods,
-        lag_methods=args.lag_methods,
-        max_position=args.max_position,
-        conf_level=args.conf_level,
-        n_jobs=args.n_jobs,
-    )
+def _fit_options(args: argparse.Namespace) -> dict:
+    """The fitting options of ``models.fit_all`` (and ``write_report``) from the command line."""
+    return {
+        "trend_methods": args.methods,
+        "lag_methods": args.lag_methods,
+        "max_position": args.max_position,
+        "conf_level": args.conf_level,
+        "n_jobs": args.n_jobs,
+    }
 
 
 def command_run(args: argparse.Namespace) -> Path:
     """Extract, fit and report into ``args.out``; return the path of the main report."""
-    from attnmag import extract, reports
+    from attnmag import extract, models, reports
 
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="run") as folder:
@@ -388,7 +385,7 @@ def command_run(args: argparse.Namespace) -> Path:
         )
         frame.to_parquet(folder / FRAME_FILE)
         _say(args, f"extract: {seconds['extract']:.1f} s, {len(frame):,} rows")
-        tables = _timed(seconds, "fit", lambda: _fit_tables(frame, args))
+        tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
         paths = _timed(
             seconds,
@@ -428,13 +425,12 @@ def command_extract(args: argparse.Namespace) -> Path:
 
 def command_fit(args: argparse.Namespace) -> Path:
     """Fit the frame at ``args.frame``; write the tables as CSV into ``args.out``."""
-    from attnmag import extract
+    from attnmag import extract, models
 
     with replacing(args.out, force=args.force, kind="tables") as folder:
         frame = extract.read_frame(args.frame)
-        for name, table in _fit_tables(frame, args).items():
-            if table is not None:
-                table.to_csv(folder / f"{name}.csv", index=False)
+        for name, table in models.fit_all(frame, **_fit_options(args)).items():
+            table.to_csv(folder / f"{name}.csv", index=False)
     return args.out
 
 
@@ -456,12 +452,7 @@ def command_report(args: argparse.Namespace) -> Path:
     with replacing(args.out, force=args.force, kind="report") as folder:
         frame = extract.read_frame(args.frame)
         paths = reports.write_report(
-            frame,
-            folder,
-            formats=args.format,
-            tables=_fit_tables(frame, args, tables),
-            max_position=args.max_position,
-            conf_level=args.conf_level,
+            frame, folder, formats=args.format, tables=tables, **_fit_options(args)
         )
     main_file = "index.html" if "html" in args.format else "report.md"
     return args.out / Path(paths[main_file]).relative_to(folder)

@@ -17,6 +17,8 @@ Holds:
 - ``glance(table)``: one row per group and fit (n_obs, n_groups, r2, log-likelihood,
   AIC/BIC, sigma, converged, seconds, warnings; variance components and ``boundary`` for
   mixed fits; Hansen's J and the AR(2) test for ``gmm``), of a table or a ``Fits``;
+- ``fit_all(frame, ...)``: every requested method of both named models, the tables a report
+  shows and ``attnmag fit`` writes (``position_trend``, ``lag_effects``, ``glance``);
 - ``METHODS``: the methods of each named model;
 - ``MAX_POSITION``, ``CONF_LEVEL``: the defaults of the trend's last position and of the
   intervals' level.
@@ -38,15 +40,16 @@ Usage::
     models.glance(check)
 
 The modules: ``formula`` (``fit``), ``fits`` (the named fits and the per-group loop),
-``groups`` (the grouping columns), ``results`` (``Fits``), ``ols``, ``mixed`` and ``gmm``
-(one group's fit), ``lags`` (the lag models' rows: initial conditions, differenced
-equations), ``tidy`` (broom-style tables, Holm adjustment, glance).
+``standard`` (``fit_all``), ``groups`` (the grouping columns), ``results`` (``Fits``),
+``ols``, ``mixed`` and ``gmm`` (one group's fit), ``lags`` (the lag models' rows: initial
+conditions, differenced equations), ``tidy`` (broom-style tables, Holm adjustment, glance).
 """
 
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import METHODS, lag_effects, position_trend
 from attnmag.models.formula import fit
 from attnmag.models.results import Fits
+from attnmag.models.standard import fit_all
 from attnmag.models.tidy import glance
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "METHODS",
     "Fits",
     "fit",
+    "fit_all",
     "glance",
     "lag_effects",
     "position_trend",

@@ -143,23 +143,21 @@ def fit_tables(
     >>> fitted = fit_tables(frame, tables={"position_trend": trend})  # doctest: +SKIP
     """
     given = dict(tables or {})
-    methods = {
-        "position_trend": trend_methods or models.METHODS["position_trend"],
-        "lag_effects": lag_methods or models.METHODS["lag_effects"],
-    }
-    options = {"conf_level": conf_level, "n_jobs": n_jobs}
-    fits = {
-        "position_trend": lambda m: models.position_trend(
-            frame, method=m, max_position=max_position, **options
-        ),
-        "lag_effects": lambda m: models.lag_effects(frame, method=m, **options),
-    }
+    missing = [name for name in ("position_trend", "lag_effects") if name not in given]
+    fitted = models.fit_all(
+        frame,
+        trend_methods=trend_methods if "position_trend" in missing else (),
+        lag_methods=lag_methods if "lag_effects" in missing else (),
+        max_position=max_position,
+        conf_level=conf_level,
+        n_jobs=n_jobs,
+    )
     out: dict[str, pd.DataFrame | None] = {}
     glances = []
-    for name, fit in fits.items():
-        parts = [given[name]] if name in given else [fit(m) for m in methods[name]]
-        out[name] = pd.concat([_tidy(part) for part in parts], ignore_index=True)
-        glances += [g for g in map(_glance, parts) if g is not None]
+    for name in ("position_trend", "lag_effects"):
+        part = given[name] if name in given else fitted[name]
+        out[name] = _tidy(part)
+        glances += [g for g in [_glance(part)] if g is not None]
     glance = given.get("glance")
     out["glance"] = _tidy(glance) if glance is not None else _joined(glances)
     return out

@@ -222,3 +222,23 @@ def test_sites_and_heads_give_one_fit_per_group(frame):
     assert len(models.glance(trend)) == 12 and "head" in trend.columns
     lags = models.lag_effects(grouped, method="ols", layers=[1])
     assert len(lags) == 6 * 3 and set(lags.site) == {"attn", "mlp"}
+
+
+def test_fit_all_stacks_the_named_fits_and_keeps_every_glance_row(frame):
+    tables = models.fit_all(frame, trend_methods=["ols", "aggregate"], lag_methods=["gmm"])
+    alone = [
+        models.position_trend(frame, method="ols"),
+        models.position_trend(frame, method="aggregate"),
+    ]
+    pd.testing.assert_frame_equal(tables["position_trend"], pd.concat(alone, ignore_index=True))
+    pd.testing.assert_frame_equal(tables["lag_effects"], models.lag_effects(frame, method="gmm"))
+    assert tables["glance"][["model", "method"]].value_counts().to_dict() == {
+        ("position_trend", "ols"): 2,
+        ("position_trend", "aggregate"): 2,
+        ("lag_effects", "gmm"): 2,
+    }
+    assert "hansen_p" in tables["glance"] and len(models.glance(tables["position_trend"])) == 4
+    assert set(models.fit_all(frame, trend_methods=["ols"], lag_methods=())) == {
+        "position_trend",
+        "glance",
+    }

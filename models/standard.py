@@ -1,0 +1,75 @@
+"""The standard fits: every requested method of ``position_trend`` and ``lag_effects``.
+
+Holds ``fit_all``, what ``attnmag fit`` writes and what a report shows: the two tidy tables
+(methods stacked) and the glance rows of every fit, as plain DataFrames that CSV keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.fits import METHODS, lag_effects, position_trend
+from attnmag.models.tidy import glance
+
+__all__ = ["fit_all"]
+
+
+def fit_all(
+    frame: pd.DataFrame,
+    *,
+    trend_methods: Sequence[str] | None = None,
+    lag_methods: Sequence[str] | None = None,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
+    n_jobs: int | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Fit every requested method of the position trend and the lag effects.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame of ``extract``.
+    trend_methods, lag_methods : sequence of str, optional
+        Methods to fit; None means every method of ``METHODS``, an empty sequence none
+        (that model's table is then left out).
+    max_position : int
+        Last position of the trend fits.
+    conf_level : float
+        Level of the tables' intervals (carried in their ``conf_level`` column).
+    n_jobs : int, optional
+        Worker processes for the fits that use them.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``position_trend`` and ``lag_effects``, each the tidy tables of its methods stacked
+        (their glance rows in ``attrs["glance"]``), and ``glance``, one row per fit of both;
+        empty where nothing was asked for.
+
+    Examples
+    --------
+    >>> tables = fit_all(frame, lag_methods=["gmm"], conf_level=0.9)  # doctest: +SKIP
+    >>> tables["glance"][["method", "layer", "hansen_p"]]  # doctest: +SKIP
+    """
+    options = {"conf_level": conf_level, "n_jobs": n_jobs}
+    methods = {
+        "position_trend": METHODS["position_trend"] if trend_methods is None else trend_methods,
+        "lag_effects": METHODS["lag_effects"] if lag_methods is None else lag_methods,
+    }
+    fits = {
+        "position_trend": lambda m: position_trend(
+            frame, method=m, max_position=max_position, **options
+        ),
+        "lag_effects": lambda m: lag_effects(frame, method=m, **options),
+    }
+    fitted = {name: [fits[name](m) for m in methods[name]] for name in fits if methods[name]}
+    out: dict[str, pd.DataFrame] = {}
+    for name, tables in fitted.items():
+        out[name] = pd.concat(tables, ignore_index=True)
+        out[name].attrs["glance"] = [row for t in tables for row in t.attrs["glance"]]
+    if fitted:
+        out["glance"] = pd.concat([glance(out[name]) for name in fitted], ignore_index=True)
+    return out
