@@ -34,6 +34,8 @@ LOCAL_FORMATS = {
     ".txt": "text",
 }
 LABELS = {"rotten": 0, "fresh": 1}
+#: The bundled corpus's class names by label, as its ``ClassLabel`` feature names them.
+CLASS_NAMES = sorted(LABELS, key=LABELS.get)
 
 
 def bundled_snippets() -> pd.DataFrame:
@@ -98,7 +100,11 @@ def load_corpus(
             "seed": seed,
             "balanced": True,
         }
-        return _with_info(datasets.Dataset.from_pandas(snippets, preserve_index=False), info)
+        features = datasets.Features(
+            {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=CLASS_NAMES)}
+        )
+        dataset = datasets.Dataset.from_pandas(snippets, features=features, preserve_index=False)
+        return _with_info(dataset, info)
     dataset, info = _load_source(str(source), split=split)
     if text_column not in dataset.column_names:
         raise AttnmagError(

@@ -39,8 +39,9 @@ from torch import nn
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, base_model, blocks
 from attnmag.extract.batching import length_batches, pad_batch
-from attnmag.extract.frame import tidy_frame
+from attnmag.extract.frame import COLUMNS, tidy_frame
 from attnmag.extract.hooks import NormRecorder, eval_mode
+from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
 from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
 
@@ -364,6 +365,7 @@ def attention_norms(
     layers: Sequence[int] | None = None,
     *,
     heads: bool = False,
+    keep: Sequence[str] = (),
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
@@ -397,6 +399,10 @@ def attention_norms(
         bias, which no head owns, left out; under a Gemma 2/3 post-attention norm, each
         head's share scaled as the whole update is, so the shares add up to it). Adds an
         int16 ``head`` column: 0..H-1 for the heads, -1 for the whole update's rows.
+    keep
+        Columns of the ``datasets.Dataset`` ``texts`` to carry into the frame as
+        sequence-level columns (after ``lag2``), for covariates in formulas: categorical
+        for class labels (the bundled corpus's ``label``: rotten, fresh) and strings.
     max_tokens
         Padded tokens per batch at most; None: ``default_max_tokens`` of the model's device.
     max_length
@@ -410,9 +416,9 @@ def attention_norms(
         Columns ``sequence`` (the text's index in ``texts``), ``layer``, [``head``,]
         ``position`` (0-based among the text's real tokens), ``token_id``, ``token``
         (category), ``norm`` (float32), ``log_norm``, ``lag1`` and ``lag2`` (``log_norm``
-        one and two positions earlier in the same sequence, layer [and head], else NaN).
-        ``frame.attrs`` holds the run's provenance (model, dtype, device, corpus and its
-        fingerprint, counts, versions).
+        one and two positions earlier in the same sequence, layer [and head], else NaN),
+        then the ``keep`` columns. ``frame.attrs`` holds the run's provenance (model,
+        dtype, device, corpus and its fingerprint, counts, versions).
 
     Examples
     --------
@@ -425,6 +431,7 @@ def attention_norms(
         texts,
         sites=("attn",),
         heads=heads,
+        keep=keep,
         site_column=False,
         batch_size=batch_size,
         layers=layers,
@@ -443,6 +450,7 @@ def update_norms(
     batch_size: int = 64,
     layers: Sequence[int] | None = None,
     *,
+    keep: Sequence[str] = (),
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
@@ -459,7 +467,7 @@ def update_norms(
 
     Parameters
     ----------
-    model, tokenizer, texts, batch_size, layers, max_tokens, max_length, progress
+    model, tokenizer, texts, batch_size, layers, keep, max_tokens, max_length, progress
         As for ``attention_norms``.
     sites
         Names from ``("attn", "mlp", "resid")`` (or one comma-separated string), at least
@@ -487,6 +495,7 @@ def update_norms(
         texts,
         sites=sites,
         heads=heads,
+        keep=keep,
         site_column=True,
         batch_size=batch_size,
         layers=layers,
@@ -503,6 +512,7 @@ def _norms_frame(
     *,
     sites: object,
     heads: object,
+    keep: Sequence[str],
     site_column: bool,
     batch_size: int,
     layers: Sequence[int] | None,
@@ -522,6 +532,7 @@ def _norms_frame(
         max_tokens=max_tokens,
         max_length=max_length,
     )
+    kept = check_keep(texts, keep, COLUMNS + ["site", "head"])
     encoded = encode(tokenizer, run.texts, max_length=run.max_length)
     if not encoded.token_ids:
         raise AttnmagError(f"all {len(run.texts)} texts are empty: there is nothing to measure")
@@ -555,6 +566,8 @@ def _norms_frame(
         token_text=token_texts(tokenizer, encoded.token_ids),
         groups=groups,
     )
+    for name, values in kept_columns(texts, kept, frame["sequence"].to_numpy()).items():
+        frame[name] = values
     frame.attrs.update(
         provenance(
             model,

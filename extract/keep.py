@@ -1,0 +1,63 @@
+"""Sequence-level corpus columns carried into the tidy frame (``keep=["label", ...]``).
+
+Holds:
+- ``check_keep``: the columns asked for, checked against the corpus before any work;
+- ``kept_columns``: those columns, one value per frame row, taken from each row's text.
+
+A ``datasets`` ``ClassLabel`` column (the bundled corpus's ``label``: rotten, fresh) and a
+column of strings become categoricals, the class names as categories; other columns keep
+their values and dtype.
+
+>>> frame = attention_norms(model, tokenizer, texts, keep=["label"])  # doctest: +SKIP
+>>> frame.groupby("label", observed=True)["log_norm"].mean()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from attnmag.errors import AttnmagError
+
+__all__ = ["check_keep", "kept_columns"]
+
+
+def check_keep(texts: object, keep: Sequence[str] | str, taken: Sequence[str]) -> list[str]:
+    """The names in ``keep``, each a column of the ``datasets.Dataset`` ``texts``.
+
+    ``taken`` are the frame's own column names, which a kept column may not reuse.
+    """
+    names = [keep] if isinstance(keep, str) else list(keep)
+    if not names:
+        return []
+    columns = getattr(texts, "column_names", None)
+    if columns is None:
+        raise AttnmagError(
+            f"keep={names} needs texts as a datasets.Dataset holding those columns, "
+            f"not {type(texts).__name__}"
+        )
+    missing = [name for name in names if name not in columns]
+    clash = [name for name in names if name in taken or name == "text"]
+    if missing or clash:
+        problem = f"has no columns {missing}" if missing else f"would repeat the columns {clash}"
+        raise AttnmagError(f"keep={names}: the corpus {problem}; its columns are {list(columns)}")
+    return names
+
+
+def kept_columns(texts: object, names: Sequence[str], sequence: np.ndarray) -> dict:
+    """``{name: values}`` with one value per frame row: the corpus value of its sequence."""
+    out = {}
+    for name in names:
+        feature = texts.features[name]
+        values = texts[name]
+        class_names = getattr(feature, "names", None)
+        if class_names is not None:
+            codes = np.asarray(values, dtype=np.int64)[sequence]
+            out[name] = pd.Categorical.from_codes(codes, categories=class_names)
+        elif all(isinstance(value, str) for value in values):
+            out[name] = pd.Categorical(np.asarray(values, dtype=object)[sequence])
+        else:
+            out[name] = np.asarray(values)[sequence]
+    return out
