@@ -143,3 +143,38 @@ def roughen():
         return model
 
     return apply
+
+
+CLI_TEXTS = [f"Review number {i}: " + "quite good, " * (i % 7) + "the end." for i in range(16)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, gpt2_tokenizer_dir) -> Path:
+    """A folder holding a tiny random GPT-2 and the real GPT-2 tokenizer (a --model)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=3, n_head=4)
+    ).save_pretrained(folder)
+    GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def corpus_csv(tmp_path_factory) -> Path:
+    """A csv corpus of 16 reviews (column ``review``) with a 0/1 ``label``."""
+    path = tmp_path_factory.mktemp("corpus") / "reviews.csv"
+    import pandas as pd
+
+    labels = [i % 2 for i in range(len(CLI_TEXTS))]
+    pd.DataFrame({"review": CLI_TEXTS, "label": labels}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def source_args(tiny_model_dir, corpus_csv) -> list[str]:
+    """The options that point a command at the tiny model and the csv corpus."""
+    return ["--model", str(tiny_model_dir), "--dataset", str(corpus_csv), "--text-column", "review"]

@@ -11,35 +11,6 @@ from attnmag import extract
 from attnmag.cli import main, parse_layers
 from attnmag.outputs import MARKER, mark
 
-TEXTS = [f"Review number {i}: " + "quite good, " * (i % 7) + "the end." for i in range(16)]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, gpt2_tokenizer_dir) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    torch.manual_seed(0)
-    GPT2LMHeadModel(
-        GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=3, n_head=4)
-    ).save_pretrained(folder)
-    GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def corpus_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "reviews.csv"
-    pd.DataFrame({"review": TEXTS, "label": [i % 2 for i in range(16)]}).to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def source_args(tiny_model_dir, corpus_csv) -> list[str]:
-    """The options that point a command at the tiny model and the csv corpus."""
-    return ["--model", str(tiny_model_dir), "--dataset", str(corpus_csv), "--text-column", "review"]
-
 
 def test_run_writes_report_frame_and_tables(source_args, tmp_path):
     out = tmp_path / "out"

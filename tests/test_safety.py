@@ -1,4 +1,3 @@
-# ruff: noqa: F811 — the command-line fixtures of test_cli are imported by name
 """Nothing lost, nothing mixed: each case of the safety review, on the tiny models.
 
 Outputs: ``--force`` replaces only attnmag's outputs, never the current folder, an ancestor
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import corpus_csv, error_of, source_args, tiny_model_dir  # noqa: F401
+from test_cli import error_of
 
 from attnmag import AttnmagError, cli, extract
 from attnmag.cli import build_parser, main
