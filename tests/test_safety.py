@@ -160,13 +160,13 @@ def test_outputs_are_created_with_the_users_umask(frame_file, tmp_path):
 # fcntl lock on an open file, so a thread holding it stands for another process.
 def test_a_second_run_on_the_same_output_is_refused(frame_file, tmp_path, monkeypatch, capsys):
     out, release = tmp_path / "tables", threading.Event()
-    fit_tables = cli._fit_tables
+    fit_options = cli._fit_options
 
     def waiting_fit(*args):
         release.wait(timeout=60)
-        return fit_tables(*args)
+        return fit_options(*args)
 
-    monkeypatch.setattr(cli, "_fit_tables", waiting_fit)
+    monkeypatch.setattr(cli, "_fit_options", waiting_fit)
     statuses = []
     first = threading.Thread(
         target=lambda: statuses.append(main(["fit", str(frame_file), *FIT, "--out", str(out)]))
