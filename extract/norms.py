@@ -39,7 +39,7 @@ from torch import nn
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, base_model, blocks
 from attnmag.extract.batching import length_batches, pad_batch
-from attnmag.extract.frame import COLUMNS, tidy_frame
+from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, tidy_frame
 from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
@@ -532,7 +532,7 @@ def _norms_frame(
         max_tokens=max_tokens,
         max_length=max_length,
     )
-    kept = check_keep(texts, keep, COLUMNS + ["site", "head"])
+    kept = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS])
     encoded = encode(tokenizer, run.texts, max_length=run.max_length)
     if not encoded.token_ids:
         raise AttnmagError(f"all {len(run.texts)} texts are empty: there is nothing to measure")

@@ -1,7 +1,8 @@
 """The groups a fit runs once per: the frame's grouping columns that are present.
 
 Holds:
-- ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order;
+- ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order (the
+  frame's schema, ``attnmag.extract.frame``, is its one source);
 - ``group_columns``: the grouping columns a frame's fits are split by;
 - ``split``: rows -> ``(key, rows)`` per group, in sorted key order;
 - ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages.
@@ -22,8 +23,7 @@ from collections.abc import Hashable
 import pandas as pd
 
 from attnmag.errors import AttnmagError
-
-GROUP_COLUMNS = ("model", "site", "layer", "head")
+from attnmag.extract.frame import GROUP_COLUMNS
 
 
 def group_columns(frame: pd.DataFrame) -> list[str]:
