@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS, _token_categorical
 from attnmag.extract.norms import Encoded, attention_norms, prepare_run
-from attnmag.extract.provenance import corpus_provenance, provenance
+from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
 from attnmag.outputs import folder_lock, mark
 
 RUN_FILE = "run.json"
@@ -134,14 +134,6 @@ def weights_fingerprint(model: nn.Module) -> str:
         if parameter.device.type != "meta":
             flat = parameter.detach().reshape(-1).contiguous().cpu()
             digest.update(flat.view(torch.uint8).numpy().data)
-    return digest.hexdigest()[:16]
-
-
-def texts_fingerprint(texts: Sequence[str]) -> str:
-    """A hash of the texts, in order."""
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -414,6 +406,7 @@ def write_shards(
             )
             frame.attrs.update(
                 **corpus_provenance(corpus),
+                texts_sha256=arguments["texts"],  # the run's texts, which the folder holds
                 shard=k,
                 shard_start=start,
                 shard_stop=stop,

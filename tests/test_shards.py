@@ -142,3 +142,15 @@ def test_folders_not_written_by_write_shards_are_refused(tiny_gpt2, gpt2_tokeniz
         write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path, progress=False)
     with pytest.raises(AttnmagError, match="no shard folder at"):
         read_shards(tmp_path / "empty")
+
+
+def test_shard_folders_of_one_corpus_carry_its_fingerprint_and_combine(
+    tiny_gpt2, tiny_llama, gpt2_tokenizer, tmp_path
+):
+    whole = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, progress=False)
+    write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path / "a", shard_texts=2, progress=False)
+    write_shards(tiny_llama, gpt2_tokenizer, TEXTS, tmp_path / "b", shard_texts=3, progress=False)
+    a, b = read_shards(tmp_path / "a"), read_shards(tmp_path / "b")
+    assert a.attrs["texts_sha256"] == b.attrs["texts_sha256"] == whole.attrs["texts_sha256"]
+    both = extract.combine({"gpt2": a, "llama": b})
+    assert list(both["model"].cat.categories) == ["gpt2", "llama"] and len(both) == len(a) + len(b)
