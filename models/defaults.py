@@ -5,5 +5,7 @@ Holds:
 - ``CONF_LEVEL``: the level of every interval the fits and reports give (0.95).
 """
 
+__all__ = ["CONF_LEVEL", "MAX_POSITION"]
+
 MAX_POSITION = 30
 CONF_LEVEL = 0.95

@@ -40,6 +40,7 @@ import statsmodels.formula.api as smf
 from statsmodels.regression.linear_model import RegressionResults
 
 from attnmag.errors import AttnmagError
+from attnmag.extract.norms import progress_bar
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import fit_gmm, gmm_stats
 from attnmag.models.groups import describe, group_columns, key_values, split
@@ -48,6 +49,18 @@ from attnmag.models.mixed import COV_TYPES, fit_mixed
 from attnmag.models.ols import fit_aggregate, fit_cluster_ols
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
+
+__all__ = [
+    "METHODS",
+    "MIXED_METHODS",
+    "PARALLEL_METHODS",
+    "FitSpec",
+    "position_trend",
+    "lag_effects",
+    "check_options",
+    "group_rows",
+    "fit_groups",
+]
 
 METHODS = {
     "position_trend": ("aggregate", "ols", "mixed"),
@@ -113,17 +126,47 @@ def position_trend(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Fit ``log_norm ~ position`` per layer on positions 1 (0 with ``exclude_first=False``)
-    to ``max_position``; one row per layer and term (``intercept``, ``position``).
+    """Fit ``log_norm ~ position`` per group; one row per group and term.
 
-    ``method``: ``"aggregate"`` (log of the mean norm per position on position, the
-    notebook's fit), ``"ols"`` (token level, CR1 errors clustered by sequence, t on G - 1
-    df) or ``"mixed"`` (REML, random intercept per sequence; ``random_slope=True`` adds a
-    random slope on position). ``cov_type`` is the mixed fit's covariance of the fixed
-    effects: ``"cluster"`` (CR1 by sequence, t on G - 1 df) or ``"model"`` (lme4's, Wald
-    z). ``layers=None`` fits every layer; ``n_jobs=None`` uses all cores.
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
+        ``"aggregate"``); fitted once per layer, or per (site, layer, head) where present.
+    method : {"ols", "aggregate", "mixed"}
+        ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
+        G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the
+        notebook's fit, classical errors; ``"mixed"``: REML's global maximum of a random
+        intercept per sequence (``random_slope=True`` adds a random slope on position).
+    max_position : int
+        The last position fitted.
+    exclude_first : bool
+        Start at position 1, leaving out the first token (the attention sink).
+    layers : iterable of int, optional
+        The layers to fit; every layer by default.
+    random_slope : bool
+        For ``"mixed"``: a random slope on position besides the intercept.
+    cov_type : {"cluster", "model"}
+        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
+        lme4's model-based covariance (Wald z).
+    conf_level : float
+        The intervals' level.
+    n_jobs : int, optional
+        Worker processes for the mixed fits (``None`` or -1: one per core).
+    progress : bool, optional
+        A progress bar on stderr over the groups: True, False, or None (shown where
+        someone watches, once the fits take more than a second).
 
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy table (``intercept``, ``position``); ``glance(table)`` gives each fit's
+        details.
+
+    Examples
+    --------
     >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
     >>> glance(trend)  # doctest: +SKIP
     """
@@ -143,7 +186,7 @@ def position_trend(
         cov_type=cov_type,
         first=first,
     )
-    return fit_groups(spec, groups, parts, n_jobs=n_jobs).tidy
+    return fit_groups(spec, groups, parts, n_jobs=n_jobs, progress=progress).tidy
 
 
 def lag_effects(
@@ -155,6 +198,7 @@ def lag_effects(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
 
@@ -196,6 +240,8 @@ def lag_effects(
         The intervals' level.
     n_jobs : int, optional
         Worker processes for the mixed fits (``None`` or -1: one per core).
+    progress : bool, optional
+        A progress bar over the groups, as for ``position_trend``.
 
     Returns
     -------
@@ -225,7 +271,7 @@ def lag_effects(
     if method == "gmm":
         _check_gmm_texts(groups, parts, first=first)
     spec = _named("lag_effects", method, conf_level, cov_type=cov_type, first=first)
-    return fit_groups(spec, groups, parts, n_jobs=n_jobs).tidy
+    return fit_groups(spec, groups, parts, n_jobs=n_jobs, progress=progress).tidy
 
 
 def check_options(
@@ -324,19 +370,31 @@ def fit_groups(
     parts: list[tuple[Hashable, pd.DataFrame]],
     *,
     n_jobs: int | None,
+    progress: bool | None = None,
 ) -> Fits:
-    """Fit every group, in worker processes where the method pays for them; gather the fits."""
+    """Fit every group, in worker processes where the method pays for them; gather the fits.
+
+    ``progress`` as ``extract.norms.progress_bar`` takes it; the bar counts finished groups
+    and appears only once the fits take more than a second.
+    """
     requested = _workers(n_jobs)
     workers = min(requested, len(parts)) if spec.method in PARALLEL_METHODS else 1
     keys = [key_values(groups, key) for key, _ in parts]
     data = [part for _, part in parts]
-    if workers == 1:
-        results = [_fit_group(spec, key, part) for key, part in zip(keys, data, strict=True)]
-    else:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = list(pool.map(_fit_group, [spec] * len(parts), keys, data))
+    label = f"{spec.model} {spec.method}" if spec.model in METHODS else f"{spec.method} fit"
+    bar = progress_bar(progress, total=len(parts), unit="fit", desc=label, delay=1.0)
+    with bar:
+        if workers == 1:
+            results = [
+                _advanced(bar, _fit_group(spec, key, part))
+                for key, part in zip(keys, data, strict=True)
+            ]
+        else:
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                fitted = pool.map(_fit_group, [spec] * len(parts), keys, data)
+                results = [_advanced(bar, result) for result in fitted]
     table = build_table([rows for rows, _, _ in results], [record for _, record, _ in results])
     fitted = [
         GroupFit(
@@ -350,6 +408,12 @@ def fit_groups(
         for key, part, (_, _, fit) in zip(keys, data, results, strict=True)
     ]
     return Fits(table, fitted)
+
+
+def _advanced(bar: object, result: tuple) -> tuple:
+    """``result``, after moving ``bar`` on by one finished group."""
+    bar.update(1)
+    return result
 
 
 def _result(spec: FitSpec, data: pd.DataFrame, fit: Fit) -> object:

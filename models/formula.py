@@ -46,6 +46,7 @@ def fit(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
+    progress: bool | None = None,
 ) -> Fits:
     """Fit a statsmodels formula once per group of the frame.
 
@@ -86,6 +87,9 @@ def fit(
     n_jobs : int, optional
         Worker processes for ``"mixed"`` (``None`` or -1: one per core); ``"ols"`` fits
         in this process, where it is quicker.
+    progress : bool, optional
+        A progress bar on stderr over the groups: True, False, or None (shown where
+        someone watches, once the fits take more than a second).
 
     Returns
     -------
@@ -132,7 +136,7 @@ def fit(
         cov_type=cov_type,
         first=first,
     )
-    return fit_groups(spec, groups, parts, n_jobs=n_jobs)
+    return fit_groups(spec, groups, parts, n_jobs=n_jobs, progress=progress)
 
 
 def _random_slope(re_formula: str | None, method: str) -> bool:

@@ -35,6 +35,8 @@ from scipy import stats
 from attnmag.models.lags import GMMData, difference_equations, levels
 from attnmag.models.tidy import Fit
 
+__all__ = ["GMMResult", "AR2_UNDEFINED", "arellano_bond", "fit_gmm", "gmm_stats"]
+
 #: The glance note of a fit whose AR(2) statistic could not be computed.
 AR2_UNDEFINED = (
     "AR(2) test not computed: its variance estimate is not positive in this sample "

@@ -25,6 +25,8 @@ import pandas as pd
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 
+__all__ = ["GROUP_COLUMNS", "group_columns", "split", "key_values", "describe"]
+
 
 def group_columns(frame: pd.DataFrame) -> list[str]:
     """The grouping columns ``frame`` is fitted by: ``layer``, and ``site``/``head`` if present.

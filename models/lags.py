@@ -25,6 +25,8 @@ import pandas as pd
 
 from attnmag.errors import AttnmagError
 
+__all__ = ["GMM_LAGS", "GMMData", "with_initial_conditions", "levels", "difference_equations"]
+
 #: The collapsed instruments' lags of the level (lags 2 to 6).
 GMM_LAGS = (2, 6)
 

@@ -69,6 +69,17 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from attnmag.errors import AttnmagError
 from attnmag.models.tidy import Fit, term_names
 
+__all__ = [
+    "COV_TYPES",
+    "STATSMODELS_SINGULAR_TOL",
+    "BOUNDARY_TOL",
+    "GLS",
+    "GroupedDesign",
+    "is_boundary",
+    "fit_mixed",
+    "cluster_covariance",
+]
+
 #: statsmodels pseudo-inverts a relative random-effects covariance below this eigenvalue.
 STATSMODELS_SINGULAR_TOL = 1e-10
 #: A diagonal element of the relative Cholesky factor below this is "on or near the boundary".

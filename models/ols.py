@@ -18,6 +18,8 @@ from statsmodels.regression.linear_model import RegressionResults
 
 from attnmag.models.tidy import Fit, term_names
 
+__all__ = ["fit_aggregate", "fit_cluster_ols"]
+
 
 def _ols_stats(result: RegressionResults) -> dict[str, float]:
     """The glance fields of a statsmodels OLS result."""

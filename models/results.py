@@ -25,6 +25,8 @@ import patsy
 
 from attnmag.errors import AttnmagError
 
+__all__ = ["Fits", "GroupFit"]
+
 
 @dataclass(frozen=True)
 class GroupFit:

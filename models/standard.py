@@ -25,6 +25,7 @@ def fit_all(
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
+    progress: bool | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Fit every requested method of the position trend and the lag effects.
 
@@ -41,6 +42,8 @@ def fit_all(
         Level of the tables' intervals (carried in their ``conf_level`` column).
     n_jobs : int, optional
         Worker processes for the fits that use them.
+    progress : bool, optional
+        A progress bar per fit that takes more than a second (None: where someone watches).
 
     Returns
     -------
@@ -54,7 +57,7 @@ def fit_all(
     >>> tables = fit_all(frame, lag_methods=["gmm"], conf_level=0.9)  # doctest: +SKIP
     >>> tables["glance"][["method", "layer", "hansen_p"]]  # doctest: +SKIP
     """
-    options = {"conf_level": conf_level, "n_jobs": n_jobs}
+    options = {"conf_level": conf_level, "n_jobs": n_jobs, "progress": progress}
     methods = {
         "position_trend": METHODS["position_trend"] if trend_methods is None else trend_methods,
         "lag_effects": METHODS["lag_effects"] if lag_methods is None else lag_methods,

@@ -38,6 +38,21 @@ from statsmodels.stats.multitest import multipletests
 from attnmag.errors import AttnmagError
 from attnmag.models.results import Fits
 
+__all__ = [
+    "TIDY_COLUMNS",
+    "GLANCE_COLUMNS",
+    "MIXED_GLANCE_COLUMNS",
+    "GMM_GLANCE_COLUMNS",
+    "Fit",
+    "term_names",
+    "tidy_columns",
+    "glance_columns",
+    "tidy_rows",
+    "glance_row",
+    "build_table",
+    "glance",
+]
+
 TIDY_COLUMNS = [
     "model",
     "method",
@@ -236,9 +251,9 @@ def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object
 def _gc_frozen() -> Iterator[None]:
     """Freeze the objects alive now, so that a ``gc.collect()`` need not traverse them.
 
-    statsmodels' Holm adjustment calls ``gc.collect()``, which takes ~0.3 s in a process
-    holding a few hundred thousand objects (pandas, statsmodels, scipy). Left alone where
-    the caller has frozen objects of its own.
+    statsmodels' Holm adjustment calls ``gc.collect()``, whose time grows with the objects
+    alive in the process (pandas, statsmodels and scipy hold a few hundred thousand). Left
+    alone where the caller has frozen objects of its own.
     """
     if gc.get_freeze_count():
         yield

@@ -110,6 +110,7 @@ def fit_tables(
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
+    progress: bool | None = None,
 ) -> dict[str, pd.DataFrame | None]:
     """The ``position_trend``, ``lag_effects`` and ``glance`` tables: given ones, else fitted.
 
@@ -128,6 +129,9 @@ def fit_tables(
         Level of the fitted tables' intervals (carried in their ``conf_level`` column).
     n_jobs : int, optional
         Worker processes for the fits that use them.
+    progress : bool, optional
+        Progress bars of the fits that take more than a second (None: where someone
+        watches).
 
     Returns
     -------
@@ -151,6 +155,7 @@ def fit_tables(
         max_position=max_position,
         conf_level=conf_level,
         n_jobs=n_jobs,
+        progress=progress,
     )
     out: dict[str, pd.DataFrame | None] = {}
     glances = []
@@ -559,6 +564,7 @@ def write_report(
     n_jobs: int | None = None,
     alpha: float = ALPHA,
     conf_level: float = CONF_LEVEL,
+    progress: bool | None = None,
 ) -> dict[str, Path]:
     """Write the report on ``frame`` into ``out_dir``; return the paths written, by name.
 
@@ -594,6 +600,8 @@ def write_report(
         The level of the intervals of the tables fitted here and of the means the report
         computes from the frame; a given table's intervals keep the level in its
         ``conf_level`` column, and every caption says its own level.
+    progress : bool, optional
+        Progress bars of the fits done here, as for ``fit_tables``.
 
     Returns
     -------
@@ -619,6 +627,7 @@ def write_report(
         max_position=max_position,
         conf_level=conf_level,
         n_jobs=n_jobs,
+        progress=progress,
     )
     if tables is None or {"position_trend", "lag_effects"} - set(tables):
         seconds["fit"] = time.perf_counter() - start

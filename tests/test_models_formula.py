@@ -1,6 +1,8 @@
 """``models.fit``: any formula per group, against statsmodels and ``fit_mixed`` called directly;
 the ``Fits`` it returns (tidy, glance, results, augment, concat); groups by site and head."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -242,3 +244,22 @@ def test_fit_all_stacks_the_named_fits_and_keeps_every_glance_row(frame):
         "position_trend",
         "glance",
     }
+
+
+def test_long_fits_show_progress_on_stderr_and_progress_false_silences_it(
+    frame, monkeypatch, capsys
+):
+    from attnmag.models import fits
+
+    fit_group = fits._fit_group
+
+    def slow(*args):
+        time.sleep(0.7)  # two groups: past the bar's one-second delay
+        return fit_group(*args)
+
+    monkeypatch.setattr(fits, "_fit_group", slow)
+    models.position_trend(frame, method="ols", progress=True)
+    shown = capsys.readouterr()
+    assert "position_trend ols" in shown.err and "2/2" in shown.err and shown.out == ""
+    models.position_trend(frame, method="ols", progress=False)
+    assert capsys.readouterr().err == ""
