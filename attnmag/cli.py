@@ -27,6 +27,8 @@ from pathlib import Path
 from attnmag.errors import AttnmagError
 from attnmag.outputs import check_output, check_target, replacing
 
+__all__ = ["build_parser", "main", "parse_layers"]
+
 FRAME_FILE = "norms.parquet"
 FORMATS = ("html", "md")
 DESCRIPTION = (
@@ -360,6 +362,7 @@ def _fit_options(args: argparse.Namespace) -> dict:
         "max_position": args.max_position,
         "conf_level": args.conf_level,
         "n_jobs": args.n_jobs,
+        "progress": False if args.quiet else None,
     }
 
 

@@ -40,6 +40,17 @@ from pathlib import Path
 
 from attnmag.errors import AttnmagError
 
+__all__ = [
+    "MARKER",
+    "check_output",
+    "check_target",
+    "clean_leftovers",
+    "folder_lock",
+    "is_output",
+    "mark",
+    "replacing",
+]
+
 MARKER = ".attnmag-output.json"
 PARTIAL = "partial"
 TRASH = "trash"

@@ -7,6 +7,8 @@ Holds the stage's public functions:
 - ``update_norms``: the same at several sites per layer (attention, MLP, residual stream);
 - ``combine``: frames of several models on one corpus -> one frame with a ``model`` column;
 - ``read_frame``: a saved frame (Parquet file or folder of shards), provenance kept;
+- ``write_shards``, ``read_shards``: a resumable extraction into a folder of Parquet shards,
+  and that folder read back as one frame; ``verified_shards`` checks the folder's files;
 - ``COLUMNS``, ``GROUP_COLUMNS``: the plain frame's columns, and the grouping columns
   (``model``, ``site``, ``layer``, ``head``) that lags and fits run within.
 
@@ -26,8 +28,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="IProgress not found")
     from attnmag.extract.combine import combine
     from attnmag.extract.corpus import load_corpus
-    from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, read_frame
+    from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS
     from attnmag.extract.norms import attention_norms, update_norms
+    from attnmag.extract.shards import read_frame, read_shards, verified_shards, write_shards
     from attnmag.extract.sources import load_model
 
 __all__ = [
@@ -38,5 +41,8 @@ __all__ = [
     "load_corpus",
     "load_model",
     "read_frame",
+    "read_shards",
     "update_norms",
+    "verified_shards",
+    "write_shards",
 ]

@@ -26,6 +26,18 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "adapter_for",
+    "attention_modules",
+    "base_model",
+    "blocks",
+    "output_projection",
+    "post_norm",
+    "site_modules",
+]
+
 
 @dataclass(frozen=True)
 class Adapter:

@@ -1,6 +1,7 @@
-"""Length-sorted batches under a token budget, and their padded tensors.
+"""A corpus as token ids, its length-sorted batches under a token budget, and their tensors.
 
 Holds:
+- ``Encoded``: a corpus as token id lists, with its counts of skipped and truncated texts;
 - ``length_batches``: text indices, longest first, grouped under a count and a token budget;
 - ``pad_batch``: token id lists -> ``input_ids``, ``attention_mask``, ``position_ids`` on
   either padding side, with positions counted over real tokens only.
@@ -14,9 +15,24 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+__all__ = ["Encoded", "length_batches", "pad_batch"]
+
+
+@dataclass
+class Encoded:
+    """A corpus as token ids: ``sequences[i]`` is the corpus index of ``token_ids[i]``."""
+
+    sequences: list[int]
+    token_ids: list[list[int]]
+    n_texts: int
+    skipped_empty: int = 0
+    truncated: int = 0
+    max_length: int | None = None
 
 
 def length_batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int) -> list[list[int]]:

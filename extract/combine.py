@@ -24,6 +24,8 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS, frame_columns, group_columns
 from attnmag.extract.sites import SITES
 
+__all__ = ["CORPUS_KEYS", "combine"]
+
 CORPUS_KEYS = ("corpus", "split", "corpus_sample", "n_texts", "texts_sha256")
 
 

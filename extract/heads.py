@@ -35,6 +35,8 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 
+__all__ = ["HeadNorms", "head_factors", "projection_matrix"]
+
 
 def projection_matrix(projection: nn.Module) -> torch.Tensor:
     """The projection's weight as ``(inputs, outputs)``: ``nn.Linear`` stores it transposed,

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+__all__ = ["NormRecorder", "Probe", "StopForward", "eval_mode", "input_norm", "update_norm"]
+
 Measure = Callable[[tuple, dict, object, torch.Tensor], None]
 
 

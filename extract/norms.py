@@ -38,27 +38,28 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, base_model, blocks
-from attnmag.extract.batching import length_batches, pad_batch
+from attnmag.extract.batching import Encoded, length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, tidy_frame
 from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
 from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
 
+__all__ = [
+    "Run",
+    "as_texts",
+    "attention_norms",
+    "context_length",
+    "default_max_tokens",
+    "encode",
+    "measure",
+    "prepare_run",
+    "progress_bar",
+    "update_norms",
+]
+
 CPU_MAX_TOKENS = 512
 GPU_MAX_TOKENS = 16384
-
-
-@dataclass
-class Encoded:
-    """A corpus as token ids: ``sequences[i]`` is the corpus index of ``token_ids[i]``."""
-
-    sequences: list[int]
-    token_ids: list[list[int]]
-    n_texts: int
-    skipped_empty: int = 0
-    truncated: int = 0
-    max_length: int | None = None
 
 
 def as_texts(texts: object) -> tuple[list[str], dict]:

@@ -16,14 +16,13 @@ import hashlib
 import platform
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
 
 from torch import nn
 
 from attnmag.extract.adapters import adapter_for, blocks
+from attnmag.extract.batching import Encoded
 
-if TYPE_CHECKING:
-    from attnmag.extract.norms import Encoded
+__all__ = ["corpus_provenance", "provenance", "texts_fingerprint"]
 
 PACKAGES = ("attnmag", "torch", "transformers", "datasets", "pandas", "numpy", "statsmodels")
 

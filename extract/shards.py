@@ -6,6 +6,7 @@ Holds:
   arguments skips the finished shards, one with other arguments is refused; under
   ``torchrun``/``accelerate launch`` each rank writes its own share of the shards;
 - ``read_shards``: such a folder -> one tidy frame, provenance merged (counts summed);
+- ``read_frame``: a saved frame (a Parquet file, or such a folder) -> the tidy frame;
 - ``verified_shards``: the folder's shard files, checked against its manifest;
 - ``shard_ranges``: which texts each shard holds, and which shards a rank writes;
 - ``weights_fingerprint``: a streaming hash of every weight's bytes.
@@ -25,6 +26,7 @@ Usage::
 
     write_shards(model, tokenizer, texts, "norms/", batch_size=64)   # again to resume
     frame = read_shards("norms/")
+    same = read_frame("norms/")
 """
 
 from __future__ import annotations
@@ -43,13 +45,23 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from attnmag.errors import AttnmagError
-from attnmag.extract.frame import COLUMNS, _token_categorical
-from attnmag.extract.norms import Encoded, attention_norms, prepare_run
+from attnmag.extract.batching import Encoded
+from attnmag.extract.frame import COLUMNS, _token_categorical, tidy_frame
+from attnmag.extract.norms import attention_norms, prepare_run, progress_bar
 from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
 from attnmag.outputs import folder_lock, mark
+
+__all__ = [
+    "RUN_FILE",
+    "read_frame",
+    "read_shards",
+    "shard_ranges",
+    "verified_shards",
+    "weights_fingerprint",
+    "write_shards",
+]
 
 RUN_FILE = "run.json"
 SHARD_GLOB = "shard-*.parquet"
@@ -148,7 +160,7 @@ def run_arguments(
     """What defines a sharded run: a rerun must give the same to resume."""
     return {
         "format": FORMAT,
-        "model": getattr(model, "attnmag_source", None) or model.config.name_or_path or "unnamed",
+        "model": model.config.name_or_path or "unnamed",
         "model_type": model.config.model_type,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "weights": weights_fingerprint(model),
@@ -283,17 +295,7 @@ def _measure_shard(
         frame = attention_norms(model, tokenizer, texts, layers=layers, progress=False, **options)
         frame["sequence"] += start
         return frame
-    frame = pd.DataFrame(
-        {
-            "sequence": np.empty(0, np.int64),
-            "layer": np.empty(0, np.int64),
-            "position": np.empty(0, np.int64),
-            "token_id": np.empty(0, np.int64),
-            "token": pd.Categorical([]),
-            "norm": np.empty(0, np.float32),
-            **{column: np.empty(0, np.float64) for column in ("log_norm", "lag1", "lag2")},
-        }
-    )
+    frame = tidy_frame(sequences=[], token_ids=[], norms=[], layers=layers, token_text={})
     encoded = Encoded(
         [], [], len(texts), skipped_empty=len(texts), max_length=options["max_length"]
     )
@@ -423,11 +425,11 @@ def write_shards(
 
     with (
         folder_lock(folder, shared=True),
-        tqdm(
+        progress_bar(
+            progress,
             total=sum(stop - start for _, start, stop in plan),
             unit="text",
             desc=f"attention norms (rank {rank})" if world_size > 1 else "attention norms",
-            disable=None if progress is None else not progress,
         ) as bar,
     ):
         _claim_folder(folder, arguments, corpus)
@@ -551,4 +553,36 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
         _token_categorical(frame["token_id"].to_numpy(), token_text),
     )
     frame.attrs = _merged_provenance([shard.attrs for shard in shards])
+    return frame
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read a saved frame back, with its provenance in ``attrs``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A Parquet file written with ``frame.to_parquet(path)``, or a folder of shards
+        written by ``write_shards`` (``attnmag extract --out DIR``), read as ``read_shards``
+        reads it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy frame. A missing path, or a file that lacks the frame's columns, is an
+        ``AttnmagError``.
+
+    Examples
+    --------
+    >>> frame = read_frame("norms.parquet")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AttnmagError(f"no frame at {path}: expected a Parquet file or a folder of shards")
+    if path.is_dir():
+        return read_shards(path)
+    frame = pd.read_parquet(path)
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise AttnmagError(f"{path} is not an attnmag frame: it lacks the columns {missing}")
     return frame

