@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from attnmag import extract
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, tidy_frame
 from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Fit, glance_row
@@ -76,3 +77,13 @@ def test_glance_row_keeps_booleans_and_the_mixed_columns() -> None:
     assert row["boundary"] is True and row["converged"] is True
     assert type(row["var_intercept"]) is float and row["layer"] == 2
     assert row["warnings"] == "w; note"
+
+
+@pytest.mark.parametrize("measure", ["attention_norms", "update_norms"])
+def test_max_length_truncates_each_text_and_counts_it(measure, tiny_gpt2, gpt2_tokenizer) -> None:
+    texts = ["one two three four five six seven", "hi"]
+    frame = getattr(extract, measure)(
+        tiny_gpt2, gpt2_tokenizer, texts, max_length=4, progress=False
+    )
+    assert frame.groupby("sequence")["position"].max().to_dict() == {0: 3, 1: 0}
+    assert frame.attrs["n_truncated"] == 1
