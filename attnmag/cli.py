@@ -48,23 +48,24 @@ class Parser(argparse.ArgumentParser):
 
 def positive_int(text: str) -> int:
     """A whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return value
+    return _whole_number(text, least=1)
 
 
 def non_negative_int(text: str) -> int:
     """A whole number of at least 0."""
+    return _whole_number(text, least=0)
+
+
+def _whole_number(text: str, *, least: int) -> int:
+    """``text`` as a whole number of at least ``least``, else argparse's error."""
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text!r}")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least {least}, not {text!r}"
+        )
     return value
 
 
@@ -80,7 +81,23 @@ def conf_level(text: str) -> float:
 
 
 def parse_layers(text: str) -> list[int]:
-    """``"0,2,5-7"`` -> ``[0, 2, 5, 6, 7]``: layer indices (0 or more) and ascending ranges."""
+    """Layer indices (0 or more) and ascending ranges, as ``--layers`` takes them.
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated indices and ``a-b`` ranges.
+
+    Returns
+    -------
+    list of int
+        The layers; anything else is argparse's error.
+
+    Examples
+    --------
+    >>> parse_layers("0,2,5-7")
+    [0, 2, 5, 6, 7]
+    """
     layers: list[int] = []
     try:
         for part in text.split(","):
@@ -216,7 +233,18 @@ def _add_output_options(parser: argparse.ArgumentParser, *, what: str, default: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``attnmag`` and its sub-commands."""
+    """The argument parser of ``attnmag`` and its sub-commands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser of ``run``, ``extract``, ``fit`` and ``report``.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["extract", "--out", "norms", "--layers", "0-1"]).layers
+    [0, 1]
+    """
     parser = Parser(prog="attnmag", description=DESCRIPTION)
     _add_common_options(parser, default=False)
     common = Parser(add_help=False)
@@ -470,7 +498,25 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``attnmag`` console script; returns the exit status (2 for bad input)."""
+    """The ``attnmag`` console script.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 when done (the output's path printed), 2 for bad input (one
+        ``AttnmagError`` line on stderr), 130 when interrupted, 1 for an unexpected error
+        (one line, or the traceback with ``--debug``).
+
+    Examples
+    --------
+    >>> main(["extract", "--limit", "16", "--out", "norms/"])  # doctest: +SKIP
+    0
+    """
     debug = False
     try:
         args = build_parser().parse_args(argv)

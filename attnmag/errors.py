@@ -8,4 +8,14 @@ __all__ = ["AttnmagError"]
 
 
 class AttnmagError(ValueError):
-    """Bad input: an unknown model or corpus, a missing column, an empty corpus, …"""
+    """Bad input: an unknown model or corpus, a missing column, an empty corpus, …
+
+    Examples
+    --------
+    >>> from attnmag import AttnmagError, extract
+    >>> try:
+    ...     extract.read_frame("/nonexistent.parquet")
+    ... except AttnmagError as error:
+    ...     print(error)
+    no frame at /nonexistent.parquet: expected a Parquet file or a folder of shards
+    """

@@ -58,13 +58,31 @@ DELETING = "deleting"
 
 
 def mark(folder: Path, kind: str) -> None:
-    """Write the marker that says attnmag wrote ``folder`` (``kind``: run, tables, report,
-    shards)."""
+    """Write the marker that says attnmag wrote ``folder``.
+
+    Parameters
+    ----------
+    folder : Path
+        An existing folder attnmag wrote.
+    kind : str
+        What it holds: ``run``, ``tables``, ``report`` or ``shards``.
+    """
     (folder / MARKER).write_text(json.dumps({"attnmag": kind}) + "\n")
 
 
 def is_output(folder: Path) -> bool:
-    """Whether ``folder`` carries attnmag's output marker."""
+    """Whether ``folder`` carries attnmag's output marker.
+
+    Parameters
+    ----------
+    folder : Path
+        Any path.
+
+    Returns
+    -------
+    bool
+        True where ``mark`` wrote its marker there.
+    """
     return (folder / MARKER).is_file()
 
 
@@ -225,6 +243,11 @@ def clean_leftovers(out: Path) -> None:
 
     An old output left under its trash name while ``out`` is missing is moved back; trash
     and partial folders beside ``out`` that carry attnmag's marker are removed.
+
+    Parameters
+    ----------
+    out : Path
+        An output folder (present or not).
     """
     parent = out.parent
     if not parent.is_dir():

@@ -46,7 +46,13 @@ class Adapter:
     ``module`` and ``mlp`` name the modules whose outputs each block adds to the residual
     stream (attention's and the MLP's); ``projection`` the attention's output projection
     (its input holds one slice per query head); ``post_norm`` the norm between that
-    projection and the residual sum, where the family has one."""
+    projection and the residual sum, where the family has one.
+
+    Examples
+    --------
+    >>> ADAPTERS["gpt2"].family
+    'GPT-2'
+    """
 
     family: str
     blocks: str
@@ -84,7 +90,18 @@ ADAPTERS: dict[str, Adapter] = {
 
 
 def adapter_for(model: nn.Module) -> Adapter:
-    """The adapter for ``model``'s architecture (``config.model_type``)."""
+    """The adapter for ``model``'s architecture (``config.model_type``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model.
+
+    Returns
+    -------
+    Adapter
+        Its family's adapter; an unknown family is an ``AttnmagError`` naming those known.
+    """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS))
@@ -95,7 +112,18 @@ def adapter_for(model: nn.Module) -> Adapter:
 
 
 def base_model(model: nn.Module) -> nn.Module:
-    """The transformer without its LM head (``model.base_model``), or ``model`` itself."""
+    """The transformer without its LM head.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model, with or without its head.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model.base_model``, or ``model`` itself.
+    """
     return getattr(model, "base_model", model)
 
 
@@ -106,7 +134,18 @@ def _submodule(module: nn.Module, path: str) -> nn.Module:
 
 
 def blocks(model: nn.Module) -> nn.ModuleList:
-    """The model's list of transformer blocks."""
+    """The model's list of transformer blocks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model of a known family.
+
+    Returns
+    -------
+    torch.nn.ModuleList
+        Its blocks, first to last.
+    """
     return _submodule(base_model(model), adapter_for(model).blocks)
 
 
@@ -121,14 +160,42 @@ def _chosen_blocks(model: nn.Module, layers: list[int]) -> dict[int, nn.Module]:
 
 
 def attention_modules(model: nn.Module, layers: list[int]) -> dict[int, nn.Module]:
-    """The module whose output is the attention update, for each requested layer index."""
+    """The module whose output is the attention update, for each requested layer index.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model of a known family.
+    layers : list of int
+        Block indices.
+
+    Returns
+    -------
+    dict of int to torch.nn.Module
+        Per layer, the module to hook.
+    """
     return site_modules(model, layers, "attn")
 
 
 def site_modules(model: nn.Module, layers: list[int], site: str) -> dict[int, nn.Module]:
     """Per requested layer, the module a site is measured at: ``attn`` and ``mlp`` the
     module whose output is that sub-layer's update, ``resid`` the block itself (its input is
-    the residual stream entering it)."""
+    the residual stream entering it).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model of a known family.
+    layers : list of int
+        Block indices.
+    site : str
+        ``"attn"``, ``"mlp"`` or ``"resid"``.
+
+    Returns
+    -------
+    dict of int to torch.nn.Module
+        Per layer, the module to hook.
+    """
     adapter = adapter_for(model)
     chosen = _chosen_blocks(model, layers)
     if site == "resid":
@@ -139,12 +206,38 @@ def site_modules(model: nn.Module, layers: list[int], site: str) -> dict[int, nn
 
 def output_projection(model: nn.Module, layer: int) -> nn.Module:
     """The attention's output projection of ``layer`` (``c_proj``, ``o_proj``, ``dense``,
-    ``out_proj``): its input is the heads' outputs concatenated, head by head."""
+    ``out_proj``): its input is the heads' outputs concatenated, head by head.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model of a known family.
+    layer : int
+        A block index.
+
+    Returns
+    -------
+    torch.nn.Module
+        The projection.
+    """
     return _submodule(_chosen_blocks(model, [layer])[layer], adapter_for(model).projection)
 
 
 def post_norm(model: nn.Module, layer: int) -> nn.Module | None:
     """The norm between ``layer``'s output projection and the residual sum (Gemma 2/3's
-    ``post_attention_layernorm``), or None where the projection's output is the update."""
+    ``post_attention_layernorm``), or None where the projection's output is the update.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model of a known family.
+    layer : int
+        A block index.
+
+    Returns
+    -------
+    torch.nn.Module or None
+        The norm, where the family has one.
+    """
     name = adapter_for(model).post_norm
     return None if name is None else _submodule(_chosen_blocks(model, [layer])[layer], name)

@@ -25,7 +25,23 @@ __all__ = ["Encoded", "length_batches", "pad_batch"]
 
 @dataclass
 class Encoded:
-    """A corpus as token ids: ``sequences[i]`` is the corpus index of ``token_ids[i]``."""
+    """A corpus as token ids: ``sequences[i]`` is the corpus index of ``token_ids[i]``.
+
+    Attributes
+    ----------
+    sequences : list of int
+        The corpus index of each encoded text (blank texts have none).
+    token_ids : list of list of int
+        Each encoded text's token ids.
+    n_texts : int
+        The texts given, blank ones included.
+    skipped_empty : int
+        Blank texts, skipped.
+    truncated : int
+        Texts cut to ``max_length`` tokens.
+    max_length : int or None
+        The token limit the texts were encoded under.
+    """
 
     sequences: list[int]
     token_ids: list[list[int]]
@@ -39,6 +55,22 @@ def length_batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int) 
     """Indices sorted longest first, cut so a batch has at most ``batch_size`` texts and at most
     ``max_tokens`` tokens once padded to its longest text (a text longer than that is alone).
 
+    Parameters
+    ----------
+    lengths : sequence of int
+        Each text's token count.
+    batch_size : int
+        Texts per batch at most.
+    max_tokens : int
+        Padded tokens per batch at most.
+
+    Returns
+    -------
+    list of list of int
+        The batches of text indices.
+
+    Examples
+    --------
     >>> length_batches([3, 9, 5, 4], batch_size=2, max_tokens=100)
     [[1, 2], [3, 0]]
     """
@@ -65,6 +97,25 @@ def pad_batch(
 
     ``position_ids`` count real tokens from 0 whatever the side, so a left-padded text
     sees the same positions as when run alone.
+
+    Parameters
+    ----------
+    token_ids : sequence of sequence of int
+        The batch's texts as token ids.
+    pad_id : int
+        The padding token's id.
+    side : str
+        ``"left"`` or ``"right"``.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``input_ids``, ``attention_mask`` and ``position_ids``, each ``(texts, longest)``.
+
+    Examples
+    --------
+    >>> pad_batch([[5, 6], [7]], pad_id=0, side="left")["position_ids"].tolist()
+    [[0, 1], [0, 0]]
     """
     width = max(len(ids) for ids in token_ids)
     input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)

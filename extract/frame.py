@@ -34,6 +34,18 @@ GROUP_DTYPES = {"model": "category", "site": "category", "layer": "int64", "head
 def group_columns(frame: pd.DataFrame) -> list[str]:
     """The grouping columns ``frame`` has, in ``GROUP_COLUMNS`` order.
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A tidy frame.
+
+    Returns
+    -------
+    list of str
+        Its columns among ``model``, ``site``, ``layer``, ``head``.
+
+    Examples
+    --------
     >>> group_columns(pd.DataFrame(columns=["sequence", "site", "layer", "position"]))
     ['site', 'layer']
     """
@@ -41,9 +53,21 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def frame_columns(groups: Sequence[str] = ()) -> list[str]:
-    """The frame's columns in order, with the optional grouping columns ``groups`` (of
-    ``model``, ``site``, ``head``) placed as ``GROUP_COLUMNS`` orders them.
+    """The frame's columns in order, with the optional grouping columns ``groups`` placed as
+    ``GROUP_COLUMNS`` orders them.
 
+    Parameters
+    ----------
+    groups : sequence of str
+        Optional grouping columns the frame has (of ``model``, ``site``, ``head``).
+
+    Returns
+    -------
+    list of str
+        The columns, ``sequence`` first.
+
+    Examples
+    --------
     >>> frame_columns(["head"])[:4]
     ['sequence', 'layer', 'head', 'position']
     """
@@ -62,13 +86,38 @@ def tidy_frame(
 ) -> pd.DataFrame:
     """Build the tidy frame: one row per sequence x series x real token, sorted that way.
 
-    A series is one row of ``norms[i]``: a float32 array of shape ``(len(layers),
-    len(token_ids[i]))`` for the text whose corpus index is ``sequences[i]``; ``layers``
-    gives each series' layer and ``groups`` its other grouping columns (``site``: names, or
-    a ``pd.Categorical`` whose categories the column keeps; ``head``: ints), one value per
-    series. ``token_text`` maps each token id to its text. Lags run within sequence x
-    series. Each column is allocated once, in its final dtype, and filled text by text
-    (the frame is the largest thing an extraction keeps).
+    A series is one row of each ``norms[i]``. Lags run within sequence x series. Each column
+    is allocated once, in its final dtype, and filled text by text (the frame is the largest
+    thing an extraction keeps).
+
+    Parameters
+    ----------
+    sequences : sequence of int
+        The corpus index of each text.
+    token_ids : sequence of numpy.ndarray
+        Each text's token ids.
+    norms : sequence of numpy.ndarray
+        Each text's norms: float32, shape ``(len(layers), len(token_ids[i]))``.
+    layers : sequence of int
+        Each series' layer.
+    token_text : mapping of int to str
+        Each token id's text.
+    groups : mapping of str to sequence, optional
+        Each series' other grouping columns, one value per series: ``site`` (names, or a
+        ``pd.Categorical`` whose categories the column keeps) and ``head`` (ints).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of ``frame_columns(groups)``: ``norm`` float32, ``log_norm``, ``lag1``
+        and ``lag2`` float64, ``token`` categorical.
+
+    Examples
+    --------
+    >>> frame = tidy_frame(sequences=[0], token_ids=[np.array([7, 8])],
+    ...                    norms=[np.array([[1.0, 2.0]])], layers=[0], token_text={7: "a", 8: "b"})
+    >>> frame[["position", "token", "norm", "lag1"]].to_dict("list")
+    {'position': [0, 1], 'token': ['a', 'b'], 'norm': [1.0, 2.0], 'lag1': [nan, 0.0]}
     """
     layers = np.asarray(layers, dtype=np.int64)
     series = _series_codes(groups or {}, len(layers))

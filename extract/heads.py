@@ -40,7 +40,18 @@ __all__ = ["HeadNorms", "head_factors", "projection_matrix"]
 
 def projection_matrix(projection: nn.Module) -> torch.Tensor:
     """The projection's weight as ``(inputs, outputs)``: ``nn.Linear`` stores it transposed,
-    GPT-2's ``Conv1D`` (which has ``nf``, its output size) as is."""
+    GPT-2's ``Conv1D`` (which has ``nf``, its output size) as is.
+
+    Parameters
+    ----------
+    projection : torch.nn.Module
+        An attention output projection.
+
+    Returns
+    -------
+    torch.Tensor
+        Its weight, ``(inputs, outputs)``.
+    """
     weight = projection.weight
     if isinstance(projection, nn.Linear):
         return weight.T
@@ -96,7 +107,17 @@ def head_factors(
 
 class HeadNorms:
     """Probe measurement on an output projection: writes ``(n_heads, batch, tokens)`` norms
-    of each head's contribution (scaled like the whole update by a Gemma post-norm)."""
+    of each head's contribution (scaled like the whole update by a Gemma post-norm).
+
+    Parameters
+    ----------
+    projection : torch.nn.Module
+        The attention's output projection (its input: the heads' outputs concatenated).
+    n_heads : int
+        Query heads per layer.
+    norm : torch.nn.Module, optional
+        The norm between the projection and the residual sum, where the family has one.
+    """
 
     def __init__(self, projection: nn.Module, n_heads: int, norm: nn.Module | None = None):
         gain = None if norm is None else 1.0 + norm.weight.detach().float()

@@ -54,12 +54,33 @@ def norm_into(vectors: torch.Tensor, out: torch.Tensor) -> None:
 
 
 def update_norm(args: tuple, kwargs: dict, output: object, out: torch.Tensor) -> None:
-    """A module's output (a tensor, or a tuple whose first item is one): its norm per token."""
+    """A module's output (a tensor, or a tuple whose first item is one): its norm per token.
+
+    Parameters
+    ----------
+    args, kwargs : tuple, dict
+        The module's call arguments (unused).
+    output : torch.Tensor or tuple
+        The module's output, ``(batch, tokens, hidden)``.
+    out : torch.Tensor
+        A ``(1, batch, tokens)`` float32 view the norms are written into.
+    """
     norm_into(output[0] if isinstance(output, tuple) else output, out[0])
 
 
 def input_norm(args: tuple, kwargs: dict, output: object, out: torch.Tensor) -> None:
-    """A block's input hidden state (first positional argument or ``hidden_states``)."""
+    """A block's input hidden state (first positional argument or ``hidden_states``): its
+    norm per token.
+
+    Parameters
+    ----------
+    args, kwargs : tuple, dict
+        The block's call arguments.
+    output : object
+        Unused (the hook runs before the block).
+    out : torch.Tensor
+        A ``(1, batch, tokens)`` float32 view the norms are written into.
+    """
     norm_into(args[0] if args else kwargs["hidden_states"], out[0])
 
 
@@ -67,8 +88,20 @@ def input_norm(args: tuple, kwargs: dict, output: object, out: torch.Tensor) -> 
 class Probe:
     """A hooked ``module`` filling rows ``row .. row + width - 1`` of the recorder's buffer.
 
-    ``measure(args, kwargs, output, out)`` writes into ``out``, a ``(width, batch, tokens)``
-    float32 view; ``pre`` hooks the module's input (before it runs), else its output."""
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The module hooked.
+    row : int
+        Its first row in the buffer.
+    measure : callable
+        ``measure(args, kwargs, output, out)`` writes into ``out``, a ``(width, batch,
+        tokens)`` float32 view (as ``update_norm`` and ``input_norm`` do).
+    width : int
+        Rows filled.
+    pre : bool
+        Hook the module's input (before it runs), else its output.
+    """
 
     module: nn.Module
     row: int
@@ -78,7 +111,20 @@ class Probe:
 
 
 class NormRecorder:
-    """Installs ``probes`` and records their norms; ``stop`` ends the pass once measured."""
+    """Installs ``probes`` and records their norms; ``stop`` ends the pass once measured.
+
+    Parameters
+    ----------
+    probes : list of Probe
+        The hooks, filling rows ``0 .. rows - 1`` of the buffer.
+    stop : Probe, optional
+        A probe after which the forward pass ends (``StopForward``).
+
+    Examples
+    --------
+    >>> with NormRecorder(probes, stop=probes[-1]) as recorder:  # doctest: +SKIP
+    ...     norms = recorder.run(lambda: model(input_ids), shape=(1, 5), device="cpu")
+    """
 
     def __init__(self, probes: list[Probe], *, stop: Probe | None = None) -> None:
         self.probes = probes

@@ -25,9 +25,21 @@ __all__ = ["check_keep", "kept_columns"]
 
 
 def check_keep(texts: object, keep: Sequence[str] | str, taken: Sequence[str]) -> list[str]:
-    """The names in ``keep``, each a column of the ``datasets.Dataset`` ``texts``.
+    """The names in ``keep``, each checked to be a column of ``texts``.
 
-    ``taken`` are the frame's own column names, which a kept column may not reuse.
+    Parameters
+    ----------
+    texts : datasets.Dataset
+        The corpus.
+    keep : sequence of str, or str
+        The corpus columns to carry into the frame.
+    taken : sequence of str
+        The frame's own column names, which a kept column may not reuse.
+
+    Returns
+    -------
+    list of str
+        The names; anything else is an ``AttnmagError``.
     """
     names = [keep] if isinstance(keep, str) else list(keep)
     if not names:
@@ -47,7 +59,22 @@ def check_keep(texts: object, keep: Sequence[str] | str, taken: Sequence[str]) -
 
 
 def kept_columns(texts: object, names: Sequence[str], sequence: np.ndarray) -> dict:
-    """``{name: values}`` with one value per frame row: the corpus value of its sequence."""
+    """The kept corpus columns, one value per frame row: the value of the row's sequence.
+
+    Parameters
+    ----------
+    texts : datasets.Dataset
+        The corpus.
+    names : sequence of str
+        Columns checked by ``check_keep``.
+    sequence : numpy.ndarray
+        The frame's ``sequence`` column (corpus indices).
+
+    Returns
+    -------
+    dict
+        ``{name: values}``.
+    """
     out = {}
     for name in names:
         feature = texts.features[name]

@@ -63,8 +63,25 @@ GPU_MAX_TOKENS = 16384
 
 
 def as_texts(texts: object) -> tuple[list[str], dict]:
-    """A ``datasets.Dataset`` with a ``text`` column, or any iterable of str (a list, a
-    generator, a pandas Series) -> (texts as a list, corpus info)."""
+    """The texts as a list, and the corpus info ``load_corpus`` recorded.
+
+    Parameters
+    ----------
+    texts : datasets.Dataset or iterable of str
+        A dataset with a ``text`` column, or any iterable of str (a list, a generator, a
+        pandas Series).
+
+    Returns
+    -------
+    texts : list of str
+    info : dict
+        The corpus info (empty for texts not loaded by ``load_corpus``).
+
+    Examples
+    --------
+    >>> as_texts(iter(["a", "b"]))
+    (['a', 'b'], {})
+    """
     info: dict = {}
     if hasattr(texts, "column_names") and hasattr(texts, "info"):
         if "text" not in texts.column_names:
@@ -96,7 +113,18 @@ def _corpus_info(dataset: object) -> dict:
 
 
 def context_length(model: nn.Module) -> int | None:
-    """The longest sequence the model's position scheme supports, where the config says."""
+    """The longest sequence the model's position scheme supports, where the config says.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model (its ``config`` is read).
+
+    Returns
+    -------
+    int or None
+        ``max_position_embeddings``, ``n_positions`` or ``n_ctx``; None where none is set.
+    """
     config = model.config
     for name in ("max_position_embeddings", "n_positions", "n_ctx"):
         value = getattr(config, name, None)
@@ -107,7 +135,23 @@ def context_length(model: nn.Module) -> int | None:
 
 @dataclass(frozen=True)
 class Run:
-    """A checked extraction run: what ``prepare_run`` returns."""
+    """A checked extraction run, as ``prepare_run`` returns it.
+
+    Attributes
+    ----------
+    texts : list of str
+        The texts, in corpus order.
+    corpus : dict
+        The corpus info, for the provenance.
+    layers : list of int
+        The sorted distinct layers measured.
+    max_length : int or None
+        Tokens kept per text.
+    batch_size : int
+        Texts per batch at most.
+    max_tokens : int or None
+        Padded tokens per batch at most (None: the device's default).
+    """
 
     texts: list[str]
     corpus: dict
@@ -209,8 +253,23 @@ def _layer_list(layers: object) -> list[int] | None:
 
 
 def encode(tokenizer: object, texts: Sequence[str], *, max_length: int | None) -> Encoded:
-    """Tokenize ``texts`` (the tokenizer's own special tokens), skipping blank texts and
-    truncating those longer than ``max_length`` tokens; both are counted."""
+    """Tokenize ``texts`` with the tokenizer's own special tokens.
+
+    Parameters
+    ----------
+    tokenizer
+        A transformers tokenizer.
+    texts : sequence of str
+        The texts, in corpus order.
+    max_length : int or None
+        Texts longer than this many tokens are truncated (None: none are).
+
+    Returns
+    -------
+    Encoded
+        The token ids of the non-blank texts with their corpus indices; blank texts are
+        skipped, and both skipped and truncated texts are counted.
+    """
     keep = [i for i, text in enumerate(texts) if text.strip()]
     ids = tokenizer([texts[i] for i in keep], verbose=False)["input_ids"] if keep else []
     truncated = sum(max_length is not None and len(x) > max_length for x in ids)
@@ -230,7 +289,23 @@ def encode(tokenizer: object, texts: Sequence[str], *, max_length: int | None) -
 def default_max_tokens(device: torch.device | str) -> int:
     """Padded tokens per batch at most, by device: small batches on a CPU, where they run
     fastest (``python -m benchmarks.extract --max-tokens 256,512,2048,16384`` compares
-    budgets), large ones elsewhere."""
+    budgets), large ones elsewhere.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        Where the model runs.
+
+    Returns
+    -------
+    int
+        ``CPU_MAX_TOKENS`` on a CPU, else ``GPU_MAX_TOKENS``.
+
+    Examples
+    --------
+    >>> default_max_tokens("cpu") == CPU_MAX_TOKENS
+    True
+    """
     return CPU_MAX_TOKENS if torch.device(device).type == "cpu" else GPU_MAX_TOKENS
 
 
@@ -303,11 +378,43 @@ def measure(
     sites: tuple[str, ...] = ("attn",),
     heads: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(i, norms)`` for each encoded text ``i``: a float32 ``(rows, tokens)`` array,
-    its rows those of ``plan(model, layers, sites, heads).rows`` (one per layer for the
-    attention update alone). The model runs in eval mode (its own ``training`` flags come
-    back afterwards). Batches run longest first; a batch that runs out of memory is halved
-    and retried, and later batches keep the smaller size."""
+    """The norms of each encoded text, batch by batch, in eval mode.
+
+    The model's own ``training`` flags come back afterwards. Batches run longest first; a
+    batch that runs out of memory is halved and retried, and later batches keep the
+    smaller size.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A causal LM of a known family.
+    encoded : Encoded
+        The texts as token ids.
+    layers : list of int
+        The layers measured.
+    pad_id : int
+        The padding token's id.
+    padding_side : str
+        ``"left"`` or ``"right"``.
+    batch_size : int
+        Texts per batch at most.
+    max_tokens : int, optional
+        Padded tokens per batch at most (None: ``default_max_tokens`` of the model's device).
+    progress : bool, optional
+        As ``progress_bar`` takes it.
+    sites : tuple of str
+        The sites measured (of ``SITES``).
+    heads : bool
+        One row per head of the attention update.
+
+    Yields
+    ------
+    i : int
+        The index of a text in ``encoded``.
+    norms : numpy.ndarray
+        float32, ``(rows, tokens)``: the rows of ``plan(model, layers, sites, heads).rows``
+        (one per layer for the attention update alone).
+    """
     base = base_model(model)
     device = getattr(model, "device", None) or next(model.parameters()).device
     takes_positions = "position_ids" in inspect.signature(base.forward).parameters
@@ -598,6 +705,19 @@ def _preallocated(n_layers: int, lengths: list[int]) -> list[np.ndarray]:
 
 
 def token_texts(tokenizer: object, token_ids: Sequence[Sequence[int]]) -> dict[int, str]:
-    """Each distinct token id's text, as the tokenizer decodes it alone."""
+    """Each distinct token id's text, as the tokenizer decodes it alone.
+
+    Parameters
+    ----------
+    tokenizer
+        A transformers tokenizer.
+    token_ids : sequence of sequence of int
+        The texts as token ids.
+
+    Returns
+    -------
+    dict of int to str
+        ``{token_id: text}``.
+    """
     vocab = sorted({i for ids in token_ids for i in ids})
     return dict(zip(vocab, tokenizer.batch_decode([[i] for i in vocab]), strict=True))

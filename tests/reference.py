@@ -32,6 +32,8 @@ each head's whole contribution vector ``z_h @ W_h`` in float64 (a (tokens, heads
 tensor: fine for one short text), with Gemma 2/3's post-attention RMS norm applied to each
 share as ``Gemma3RMSNorm.forward`` applies it to the whole: ``(1 + weight) * a /
 sqrt(mean(a^2) + eps)``, ``a`` the projection's output.
+
+``Untouchable`` is a tokenizer that fails a test whose run tokenizes before checking its options.
 """
 
 import torch
@@ -186,3 +188,12 @@ def head_vectors(model, tokenizer, text: str, n_layers: int = 3) -> list[dict[st
             per_head, bias = per_head * scale[:, None, :], bias * scale
         found.append({"heads": per_head, "bias": bias})
     return found
+
+
+class Untouchable:
+    """A tokenizer that fails the test if the run gets as far as tokenizing."""
+
+    padding_side = "right"
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the texts were tokenized before the options were checked")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from reference import attention_updates
+from reference import Untouchable, attention_updates
 
 from attnmag import AttnmagError, extract
 from attnmag.extract.adapters import base_model
@@ -212,15 +212,6 @@ def test_measured_in_eval_mode_and_the_callers_training_flags_come_back(gpt2_tok
     with torch.no_grad():  # the dropout is real: training mode is noisy
         ids = torch.tensor([gpt2_tokenizer(TEXTS[1])["input_ids"]])
         assert not torch.equal(model(ids).logits, model(ids).logits)
-
-
-class Untouchable:
-    """A tokenizer that fails the test if the run gets as far as tokenizing."""
-
-    padding_side = "right"
-
-    def __call__(self, *args, **kwargs):
-        raise AssertionError("the texts were tokenized before the options were checked")
 
 
 @pytest.mark.parametrize(

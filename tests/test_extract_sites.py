@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from reference import head_vectors, model_blocks, site_vectors
+from reference import Untouchable, head_vectors, model_blocks, site_vectors
 
 from attnmag import AttnmagError, extract
 from attnmag.extract.frame import GROUP_COLUMNS, group_columns
@@ -103,15 +103,6 @@ def test_forward_stops_after_the_last_layers_last_site(
             handle.remove()
     assert set(counts) == reached and set(counts.values()) == {1}
     assert set(frame["site"]) == set(sites)
-
-
-class Untouchable:
-    """A tokenizer that fails the test if the run gets as far as tokenizing."""
-
-    padding_side = "right"
-
-    def __call__(self, *args, **kwargs):
-        raise AssertionError("the texts were tokenized before the options were checked")
 
 
 @pytest.mark.parametrize(
