@@ -39,7 +39,14 @@ DESCRIPTION = (
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are ``AttnmagError`` (one line, exit status 2)."""
+    """An argument parser whose errors are ``AttnmagError`` (one line, exit status 2).
+
+    Examples
+    --------
+    >>> Parser(prog="attnmag").parse_args(["--unknown"])
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: unrecognized arguments: --unknown
+    """
 
     def error(self, message: str) -> None:  # type: ignore[override]
         """Raise the message instead of printing the usage and exiting."""
@@ -47,12 +54,44 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive_int(text: str) -> int:
-    """A whole number of at least 1."""
+    """A whole number of at least 1, as an argparse ``type``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    int
+        The number; anything else is argparse's error.
+
+    Examples
+    --------
+    >>> positive_int("3")
+    3
+    """
     return _whole_number(text, least=1)
 
 
 def non_negative_int(text: str) -> int:
-    """A whole number of at least 0."""
+    """A whole number of at least 0, as an argparse ``type``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    int
+        The number; anything else is argparse's error.
+
+    Examples
+    --------
+    >>> non_negative_int("0")
+    0
+    """
     return _whole_number(text, least=0)
 
 
@@ -70,7 +109,23 @@ def _whole_number(text: str, *, least: int) -> int:
 
 
 def conf_level(text: str) -> float:
-    """A confidence level strictly between 0 and 1."""
+    """A confidence level strictly between 0 and 1, as an argparse ``type``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    float
+        The level; anything else is argparse's error.
+
+    Examples
+    --------
+    >>> conf_level("0.9")
+    0.9
+    """
     try:
         value = float(text)
     except ValueError:
@@ -114,7 +169,18 @@ def parse_layers(text: str) -> list[int]:
 
 
 def parse_choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
-    """A parser for a comma-separated subset of ``allowed``."""
+    """A parser for a comma-separated subset of ``allowed``, as an argparse ``type``.
+
+    Parameters
+    ----------
+    allowed : sequence of str
+        The choices.
+
+    Returns
+    -------
+    callable
+        ``text -> list of str``; a name not in ``allowed`` is argparse's error.
+    """
 
     def parse(text: str) -> list[str]:
         chosen = [item.strip() for item in text.split(",") if item.strip()]
@@ -328,7 +394,13 @@ def _check_frame_path(path: Path) -> None:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Every check that needs no model or data, done before any work."""
+    """Every check that needs no model or data, done before any work.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line; what is wrong is one ``AttnmagError``.
+    """
     inputs = _local_inputs(args)
     if args.command == "extract":
         from attnmag.extract.shards import RUN_FILE, _rank_and_size
@@ -367,7 +439,14 @@ def _load_inputs(args: argparse.Namespace) -> tuple[object, object, object]:
 
 
 def default_device() -> str:
-    """``cuda:LOCAL_RANK`` where a GPU is present (one per process under torchrun), else cpu."""
+    """The device a command runs its model on when ``--device`` is not given.
+
+    Returns
+    -------
+    str
+        ``cuda:LOCAL_RANK`` where a GPU is present (one per process under torchrun), else
+        ``cpu``.
+    """
     import torch
 
     if torch.cuda.is_available():
@@ -395,7 +474,18 @@ def _fit_options(args: argparse.Namespace) -> dict:
 
 
 def command_run(args: argparse.Namespace) -> Path:
-    """Extract, fit and report into ``args.out``; return the path of the main report."""
+    """Extract, fit and report into ``args.out``; return the path of the main report.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed, checked command line.
+
+    Returns
+    -------
+    Path
+        The main report.
+    """
     from attnmag import extract, models, reports
 
     seconds: dict[str, float] = {}
@@ -437,7 +527,18 @@ def command_run(args: argparse.Namespace) -> Path:
 
 
 def command_extract(args: argparse.Namespace) -> Path:
-    """Measure into resumable Parquet shards under ``args.out``; return the folder."""
+    """Measure into resumable Parquet shards under ``args.out``; return the folder.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed, checked command line.
+
+    Returns
+    -------
+    Path
+        The shard folder.
+    """
     from attnmag.extract.shards import write_shards
 
     model, tokenizer, texts = _load_inputs(args)
@@ -455,7 +556,18 @@ def command_extract(args: argparse.Namespace) -> Path:
 
 
 def command_fit(args: argparse.Namespace) -> Path:
-    """Fit the frame at ``args.frame``; write the tables as CSV into ``args.out``."""
+    """Fit the frame at ``args.frame``; write the tables as CSV into ``args.out``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed, checked command line.
+
+    Returns
+    -------
+    Path
+        The tables' folder.
+    """
     from attnmag import extract, models
 
     with replacing(args.out, force=args.force, kind="tables") as folder:
@@ -466,7 +578,18 @@ def command_fit(args: argparse.Namespace) -> Path:
 
 
 def command_report(args: argparse.Namespace) -> Path:
-    """Write the report on ``args.frame`` (tables from ``--tables`` or fitted) into ``args.out``."""
+    """Write the report on ``args.frame`` (tables from ``--tables`` or fitted) into ``args.out``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed, checked command line.
+
+    Returns
+    -------
+    Path
+        The main report.
+    """
     import pandas as pd
 
     from attnmag import extract, reports
