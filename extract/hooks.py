@@ -44,8 +44,21 @@ class StopForward(Exception):
 def norm_into(vectors: torch.Tensor, out: torch.Tensor) -> None:
     """Write ``||vectors||_2`` over the last axis, in float32, into ``out`` (batch, tokens).
 
-    ``vectors`` may be flattened to ``(batch * tokens, hidden)`` (OPT's MLP) or live on
-    another device than ``out`` (a model spread by ``device_map``)."""
+    Parameters
+    ----------
+    vectors : torch.Tensor
+        ``(batch, tokens, hidden)``, or flattened to ``(batch * tokens, hidden)`` (OPT's
+        MLP); it may live on another device than ``out`` (a model spread by ``device_map``).
+    out : torch.Tensor
+        A ``(batch, tokens)`` float32 view.
+
+    Examples
+    --------
+    >>> out = torch.empty(1, 2)
+    >>> norm_into(torch.tensor([[[3.0, 4.0], [0.0, 1.0]]]), out)
+    >>> out.tolist()
+    [[5.0, 1.0]]
+    """
     target = out if vectors.shape[:-1] == out.shape else out.view(vectors.shape[:-1])
     if vectors.device == out.device:
         torch.linalg.vector_norm(vectors, dim=-1, dtype=torch.float32, out=target)
