@@ -54,44 +54,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive_int(text: str) -> int:
-    """A whole number of at least 1, as an argparse ``type``.
-
-    Parameters
-    ----------
-    text : str
-        The option's value.
-
-    Returns
-    -------
-    int
-        The number; anything else is argparse's error.
-
-    Examples
-    --------
-    >>> positive_int("3")
-    3
-    """
+    """A whole number of at least 1, as an argparse ``type`` (``"3"`` -> 3)."""
     return _whole_number(text, least=1)
 
 
 def non_negative_int(text: str) -> int:
-    """A whole number of at least 0, as an argparse ``type``.
-
-    Parameters
-    ----------
-    text : str
-        The option's value.
-
-    Returns
-    -------
-    int
-        The number; anything else is argparse's error.
-
-    Examples
-    --------
-    >>> non_negative_int("0")
-    0
-    """
+    """A whole number of at least 0, as an argparse ``type`` (``"0"`` -> 0)."""
     return _whole_number(text, least=0)
 
 
