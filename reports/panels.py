@@ -759,6 +759,19 @@ def plot_site_ratios(
     return ax
 
 
+def _head_heatmap(grid: pd.DataFrame, ax: Axes, *, label: str, **style: object) -> None:
+    """Draw a layer x head grid as a heatmap, ticks on at most 16 heads and layers, the
+    colour bar labelled ``label``; ``style`` goes to ``seaborn.heatmap`` (cmap, limits)."""
+    sns.heatmap(
+        grid,
+        ax=ax,
+        xticklabels=max(1, grid.shape[1] // 16),
+        yticklabels=max(1, len(grid) // 16),
+        cbar_kws={"label": label, "fraction": 0.04, "pad": 0.02},
+        **style,
+    )
+
+
 @shared_docs
 def plot_head_means(
     data: pd.DataFrame,
@@ -794,14 +807,7 @@ def plot_head_means(
     means = layer_means(data, value=value, layers=layers, exclude_first=exclude_first)
     grid = means.pivot(index="layer", columns="head", values="mean")
     scale = "log of the L2 norm" if value == "log_norm" else "L2 norm"
-    sns.heatmap(
-        grid,
-        ax=ax,
-        cmap="rocket_r",
-        xticklabels=max(1, grid.shape[1] // 16),
-        yticklabels=max(1, len(grid) // 16),
-        cbar_kws={"label": f"mean {scale}", "fraction": 0.04, "pad": 0.02},
-    )
+    _head_heatmap(grid, ax, label=f"mean {scale}", cmap="rocket_r")
     ax.set(xlabel="head", ylabel="layer", title=f"Mean {scale} per layer and head")
     return ax
 
@@ -846,16 +852,7 @@ def plot_head_coefficients(
     grid = rows.pivot(index="layer", columns="head", values="estimate")
     marked = rows.pivot(index="layer", columns="head", values="p_adjusted") < alpha
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
-    sns.heatmap(
-        grid,
-        ax=ax,
-        cmap="vlag",
-        vmin=-limit,
-        vmax=limit,
-        xticklabels=max(1, grid.shape[1] // 16),
-        yticklabels=max(1, len(grid) // 16),
-        cbar_kws={"label": f"coefficient on {term}", "fraction": 0.04, "pad": 0.02},
-    )
+    _head_heatmap(grid, ax, label=f"coefficient on {term}", cmap="vlag", vmin=-limit, vmax=limit)
     y, x = np.nonzero(marked.to_numpy())
     ax.scatter(x + 0.5, y + 0.5, s=10, color="black", marker="o", linewidths=0)
     ax.set(
