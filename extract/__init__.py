@@ -9,6 +9,7 @@ Holds the stage's public functions:
 - ``read_frame``: a saved frame (Parquet file or folder of shards), provenance kept;
 - ``write_shards``, ``read_shards``: a resumable extraction into a folder of Parquet shards,
   and that folder read back as one frame; ``verified_shards`` checks the folder's files;
+- ``scan``: a shard folder as a lazily read Arrow dataset, for queries in bounded memory;
 - ``COLUMNS``, ``GROUP_COLUMNS``: the plain frame's columns, and the grouping columns
   (``model``, ``site``, ``layer``, ``head``) that lags and fits run within.
 
@@ -30,7 +31,13 @@ with warnings.catch_warnings():
     from attnmag.extract.corpus import load_corpus
     from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS
     from attnmag.extract.norms import attention_norms, update_norms
-    from attnmag.extract.shards import read_frame, read_shards, verified_shards, write_shards
+    from attnmag.extract.shards import (
+        read_frame,
+        read_shards,
+        scan,
+        verified_shards,
+        write_shards,
+    )
     from attnmag.extract.sources import load_model
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "load_model",
     "read_frame",
     "read_shards",
+    "scan",
     "update_norms",
     "verified_shards",
     "write_shards",

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset
 import torch
 from torch import nn
 
@@ -57,6 +58,7 @@ __all__ = [
     "RUN_FILE",
     "read_frame",
     "read_shards",
+    "scan",
     "shard_ranges",
     "verified_shards",
     "weights_fingerprint",
@@ -616,6 +618,34 @@ def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
     for path in paths:
         _verify_shard(path, entries[path.name])
     return paths
+
+
+def scan(folder: str | Path) -> pyarrow.dataset.Dataset:
+    """A finished shard folder as one Arrow dataset, for queries that need not load it.
+
+    The shards are checked against the manifest first (as ``read_shards`` does); the
+    dataset has the frame's columns and reads them lazily, so filters, column selections
+    and aggregations (``dataset.to_table(columns=..., filter=...)``, DuckDB's
+    ``duckdb.arrow(dataset)``, Polars' ``scan_pyarrow_dataset``) run in bounded memory.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder written by ``write_shards``, complete.
+
+    Returns
+    -------
+    pyarrow.dataset.Dataset
+        The shards' rows, shard by shard (each in (sequence, layer, position) order).
+
+    Examples
+    --------
+    >>> import pyarrow.dataset as ds  # doctest: +SKIP
+    >>> layer5 = scan("norms/").to_table(columns=["sequence", "position", "log_norm"],
+    ...                                  filter=ds.field("layer") == 5)  # doctest: +SKIP
+    """
+    paths = verified_shards(folder)
+    return pyarrow.dataset.dataset([str(path) for path in paths], format="parquet")
 
 
 def _read_shard(path: Path, entry: dict) -> pd.DataFrame:

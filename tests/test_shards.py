@@ -155,3 +155,19 @@ def test_shard_folders_of_one_corpus_carry_its_fingerprint_and_combine(
     assert a.attrs["texts_sha256"] == b.attrs["texts_sha256"] == whole.attrs["texts_sha256"]
     both = extract.combine({"gpt2": a, "llama": b})
     assert list(both["model"].cat.categories) == ["gpt2", "llama"] and len(both) == len(a) + len(b)
+
+
+def test_scan_gives_the_verified_folder_as_an_arrow_dataset(tiny_gpt2, gpt2_tokenizer, tmp_path):
+    import pyarrow.dataset as ds
+
+    write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path, shard_texts=2, progress=False)
+    dataset = extract.scan(tmp_path)
+    frame = read_shards(tmp_path)
+    assert dataset.schema.names == list(frame.columns) and dataset.count_rows() == len(frame)
+    layer = dataset.to_table(columns=["sequence", "norm"], filter=ds.field("layer") == 1)
+    expected = frame.loc[frame.layer == 1, ["sequence", "norm"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(layer.to_pandas(), expected)
+    shard = sorted(tmp_path.glob("shard-*.parquet"))[1]
+    shard.write_bytes(shard.read_bytes()[:-16] + bytes(16))
+    with pytest.raises(AttnmagError, match=f"{shard.name} is damaged"):
+        extract.scan(tmp_path)
