@@ -472,6 +472,23 @@ def plot_norm_violins(
     return ax
 
 
+def _mean_series(ax: Axes, part: pd.DataFrame, x: object, colour: object, label: str) -> None:
+    """Draw one series of means (``mean``, ``conf_low``, ``conf_high`` columns) at ``x`` as
+    points joined by a line, with their intervals as error bars."""
+    err = np.vstack([part["mean"] - part["conf_low"], part["conf_high"] - part["mean"]])
+    ax.errorbar(
+        x,
+        part["mean"],
+        yerr=err,
+        fmt="o-",
+        color=colour,
+        markersize=4,
+        capsize=2,
+        linewidth=0.8,
+        label=label,
+    )
+
+
 @shared_docs
 def plot_layer_means(
     data: pd.DataFrame,
@@ -533,19 +550,7 @@ def plot_layer_means(
         colours = hue_colours(hue, levels)
         for level, offset in zip(levels, _offsets(len(levels)) * step, strict=True):
             where = (means[hue] == level).to_numpy()
-            part = means[where]
-            err = np.vstack([part["mean"] - part["conf_low"], part["conf_high"] - part["mean"]])
-            ax.errorbar(
-                x[where] + offset,
-                part["mean"],
-                yerr=err,
-                fmt="o-",
-                color=colours[level],
-                markersize=4,
-                capsize=2,
-                linewidth=0.8,
-                label=str(level),
-            )
+            _mean_series(ax, means[where], x[where] + offset, colours[level], str(level))
         ax.legend(title=hue, loc="best")
     scale = "log of the L2 norm" if value == "log_norm" else "L2 norm"
     ax.set(
@@ -735,18 +740,8 @@ def plot_site_ratios(
     colours = hue_colours("site", levels)
     for level, offset in zip(levels, _offsets(len(levels), width=0.4), strict=True):
         part = ratios[ratios["site"] == level]
-        err = np.vstack([part["mean"] - part["conf_low"], part["conf_high"] - part["mean"]])
-        ax.errorbar(
-            part["layer"] + offset,
-            part["mean"],
-            yerr=err,
-            fmt="o-",
-            color=colours[level],
-            markersize=4,
-            capsize=2,
-            linewidth=0.8,
-            label=SITE_WORDS.get(level, str(level)),
-        )
+        label = SITE_WORDS.get(level, str(level))
+        _mean_series(ax, part, part["layer"] + offset, colours[level], label)
     ax.axhline(0, color="black", linewidth=0.8)
     words = SITE_WORDS.get(reference, reference)
     ax.set(
