@@ -51,6 +51,8 @@ PARAMETERS = {
     "        Place each layer at its relative depth, layer / deepest layer of its model, so\n"
     "        that models of different depths line up.",
     "returns_ax": "Returns\n    -------\n    matplotlib.axes.Axes\n        ``ax``.",
+    "returns_finding": "Returns\n    -------\n    Finding\n"
+    "        ``numbers`` and the ``sentences`` made from them",
 }
 
 

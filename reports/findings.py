@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.reports.docs import shared_docs
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -101,6 +102,7 @@ def _layer_list(layers: Sequence[int]) -> str:
     return ", ".join(str(int(x)) for x in layers)
 
 
+@shared_docs
 def data_finding(frame: pd.DataFrame) -> Finding:
     """How many texts, tokens and layers, and how long the texts are.
 
@@ -109,10 +111,7 @@ def data_finding(frame: pd.DataFrame) -> Finding:
     frame : pandas.DataFrame
         The tidy frame (its ``attrs`` give the texts skipped and truncated).
 
-    Returns
-    -------
-    Finding
-        ``numbers`` and the ``sentences`` made from them.
+    {returns_finding}.
 
     Examples
     --------
@@ -148,20 +147,17 @@ def data_finding(frame: pd.DataFrame) -> Finding:
     return Finding(numbers, sentences)
 
 
+@shared_docs
 def layer_finding(frame: pd.DataFrame, *, conf_level: float = CONF_LEVEL) -> Finding:
     """Which layers have the largest and smallest mean norm (first token left out).
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    {frame}
     conf_level : float
         The level of the means' intervals (cluster-robust by text).
 
-    Returns
-    -------
-    Finding
-        ``numbers`` and the ``sentences`` made from them.
+    {returns_finding}.
 
     Examples
     --------
@@ -193,20 +189,17 @@ def layer_finding(frame: pd.DataFrame, *, conf_level: float = CONF_LEVEL) -> Fin
     return Finding(numbers, sentences)
 
 
+@shared_docs
 def position_finding(frame: pd.DataFrame, *, max_position: int = MAX_POSITION) -> Finding:
     """The first token against the rest, and how many texts reach the last position shown.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    {frame}
     max_position : int
         The last position shown.
 
-    Returns
-    -------
-    Finding
-        ``numbers`` and the ``sentences`` made from them.
+    {returns_finding}.
 
     Examples
     --------
@@ -283,6 +276,7 @@ def _warning_texts(value: object) -> list[str]:
     return [item.strip() for item in value.split("; ") if item.strip()]
 
 
+@shared_docs
 def trend_finding(
     trend: pd.DataFrame,
     *,
@@ -300,10 +294,7 @@ def trend_finding(
     alpha : float
         The significance level, on Holm-adjusted p-values.
 
-    Returns
-    -------
-    Finding
-        ``numbers`` and the ``sentences`` made from them, and warnings (fits that did not
+    {returns_finding}, and warnings (fits that did not
         converge or warned).
 
     Examples
@@ -450,6 +441,7 @@ def _disagreement(flagged: Sequence[int], tests: Mapping[str, Any]) -> str:
     return text
 
 
+@shared_docs
 def lag_finding(
     lags: pd.DataFrame,
     frame: pd.DataFrame,
@@ -477,10 +469,7 @@ def lag_finding(
     alpha : float
         The significance level, on Holm-adjusted p-values.
 
-    Returns
-    -------
-    Finding
-        ``numbers`` and the ``sentences`` made from them, and warnings.
+    {returns_finding}, and warnings.
 
     Examples
     --------
@@ -595,8 +584,7 @@ def findings(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    {frame}
     trend, lags : pandas.DataFrame
         The ``position_trend`` and ``lag_effects`` tables fitted on it.
     glance : pandas.DataFrame, optional
