@@ -9,15 +9,6 @@ import statsmodels.formula.api as smf
 from scipy import stats
 
 from attnmag import AttnmagError, reports
-from attnmag.reports.summaries import (
-    layer_means,
-    mean_ci,
-    position_means,
-    position_means_across_layers,
-    select_layers,
-    sequence_lengths,
-    site_ratios,
-)
 from tests.simulate import simulated_frame
 from tests.test_reports_support import grouped_frame, site_frame
 
@@ -56,7 +47,7 @@ def test_the_aggregates_are_exported_for_users():
 @pytest.mark.parametrize("level", [0.8, 0.95])
 def test_mean_ci_is_the_cluster_robust_intercept_of_statsmodels(frame, level):
     rows = frame[frame["position"] >= 1]
-    ours = mean_ci(rows, value="log_norm", by="layer", conf_level=level)
+    ours = reports.mean_ci(rows, value="log_norm", by="layer", conf_level=level)
     assert list(ours["layer"]) == [0, 1, 2] and (ours["conf_level"] == level).all()
     for row in ours.itertuples(index=False):
         part = rows[rows["layer"] == row.layer]
@@ -69,7 +60,7 @@ def test_mean_ci_is_the_cluster_robust_intercept_of_statsmodels(frame, level):
 
 
 def test_layer_means_keep_each_model_and_site_apart(grouped):
-    means = layer_means(grouped, value="norm", conf_level=0.9)
+    means = reports.layer_means(grouped, value="norm", conf_level=0.9)
     assert list(means.columns[:3]) == ["model", "site", "layer"]
     assert len(means) == 2 * 2 * 2
     for row in means.itertuples(index=False):
@@ -88,7 +79,7 @@ def test_layer_means_keep_each_model_and_site_apart(grouped):
 def test_position_means_and_their_logged_interval(grouped):
     """Each cell against statsmodels' cluster-robust t interval of the cell's mean, logged."""
     small = grouped[grouped["model"] == "small"]
-    cells = position_means(small, layers=[1], max_position=5, conf_level=0.9)
+    cells = reports.position_means(small, layers=[1], max_position=5, conf_level=0.9)
     assert list(cells.columns[:4]) == ["model", "site", "layer", "position"]
     assert set(cells["layer"]) == {1} and len(cells) == 2 * 6
     for cell in cells.itertuples(index=False):
@@ -105,7 +96,7 @@ def test_position_means_and_their_logged_interval(grouped):
 
 
 def test_position_means_of_the_log_norm_have_no_logged_columns(frame):
-    cells = position_means(frame, value="log_norm", max_position=3)
+    cells = reports.position_means(frame, value="log_norm", max_position=3)
     assert "log_mean" not in cells
     rows = frame[(frame["layer"] == 2) & (frame["position"] == 3)]
     cell = cells[(cells["layer"] == 2) & (cells["position"] == 3)].iloc[0]
@@ -115,7 +106,7 @@ def test_position_means_of_the_log_norm_have_no_logged_columns(frame):
 def test_the_log_interval_is_missing_where_the_interval_reaches_zero():
     """Two texts of norms 0.01 and 10: t on 1 df puts the low end below zero."""
     tiny = pd.DataFrame({"sequence": [0, 1], "layer": 0, "position": 0, "norm": [0.01, 10.0]})
-    cell = position_means(tiny, max_position=0).iloc[0]
+    cell = reports.position_means(tiny, max_position=0).iloc[0]
     # CR1 with two one-token texts: the standard error is half their distance, t on 1 df
     half = stats.t.ppf(0.975, 1) * (10.0 - 0.01) / 2
     assert cell["conf_low"] == pytest.approx(5.005 - half) and cell["conf_low"] < 0
@@ -124,7 +115,7 @@ def test_the_log_interval_is_missing_where_the_interval_reaches_zero():
 
 
 def test_means_across_layers_pool_the_layers_of_each_series(grouped):
-    means = position_means_across_layers(grouped, max_position=4, conf_level=0.8)
+    means = reports.position_means_across_layers(grouped, max_position=4, conf_level=0.8)
     assert list(means.columns[:3]) == ["model", "site", "position"] and len(means) == 2 * 2 * 5
     row = means[(means["model"] == "large") & (means["site"] == "mlp")].iloc[2]
     rows = grouped[
@@ -138,7 +129,7 @@ def test_means_across_layers_pool_the_layers_of_each_series(grouped):
 
 
 def test_sequence_lengths_per_model(grouped, frame):
-    lengths = sequence_lengths(grouped)
+    lengths = reports.sequence_lengths(grouped)
     assert list(lengths.columns) == ["model", "sequence", "length"]
     for model in ("small", "large"):
         rows = grouped[
@@ -147,22 +138,22 @@ def test_sequence_lengths_per_model(grouped, frame):
         expected = rows.groupby("sequence").size()
         got = lengths[lengths["model"] == model].set_index("sequence")["length"]
         pd.testing.assert_series_equal(got, expected, check_names=False)
-    plain = sequence_lengths(frame)
+    plain = reports.sequence_lengths(frame)
     assert list(plain.columns) == ["sequence", "length"] and len(plain) == 40
 
 
 def test_a_layer_selection_that_is_not_there_is_a_clear_error(frame):
-    assert set(select_layers(frame, 2)["layer"]) == {2}
-    assert set(select_layers(frame, range(2))["layer"]) == {0, 1}
+    assert set(reports.select_layers(frame, 2)["layer"]) == {2}
+    assert set(reports.select_layers(frame, range(2))["layer"]) == {0, 1}
     with pytest.raises(AttnmagError, match=r"layers \[7\] are not in the data.*0 to 2"):
-        layer_means(frame, layers=[1, 7])
+        reports.layer_means(frame, layers=[1, 7])
     with pytest.raises(AttnmagError, match="no rows to average"):
-        mean_ci(frame.iloc[:0], value="norm", by="layer")
+        reports.mean_ci(frame.iloc[:0], value="norm", by="layer")
 
 
 def test_site_ratios_are_the_mean_log_difference_at_the_same_token():
     sites = site_frame(30, 2)
-    ratios = site_ratios(sites, layers=[1], conf_level=0.9)
+    ratios = reports.site_ratios(sites, layers=[1], conf_level=0.9)
     assert list(ratios.columns[:2]) == ["site", "layer"]
     assert ratios["site"].tolist() == ["attn", "mlp"] and set(ratios["layer"]) == {1}
     keys = ["sequence", "layer", "position"]
@@ -184,8 +175,8 @@ def test_site_ratios_are_the_mean_log_difference_at_the_same_token():
 def test_site_ratios_need_the_reference_and_another_site(frame):
     sites = site_frame(10, 1)
     with pytest.raises(AttnmagError, match="need a site column with 'resid' and another site"):
-        site_ratios(sites[sites["site"] == "resid"])
+        reports.site_ratios(sites[sites["site"] == "resid"])
     with pytest.raises(AttnmagError, match="the frame holds sites None"):
-        site_ratios(frame)
-    against_mlp = site_ratios(sites, reference="mlp")
+        reports.site_ratios(frame)
+    against_mlp = reports.site_ratios(sites, reference="mlp")
     assert set(against_mlp["site"]) == {"attn", "resid"}
