@@ -13,7 +13,9 @@ import torch
 from attnmag import extract
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, tidy_frame
-from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Fit, glance_row
+from attnmag.models.mixed import fit_mixed
+from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Fit, glance_row, tidy_rows
+from tests.simulate import simulated_frame
 
 
 def test_length_batches_go_longest_first_under_the_count() -> None:
@@ -87,3 +89,38 @@ def test_max_length_truncates_each_text_and_counts_it(measure, tiny_gpt2, gpt2_t
     )
     assert frame.groupby("sequence")["position"].max().to_dict() == {0: 3, 1: 0}
     assert frame.attrs["n_truncated"] == 1
+
+
+def test_tidy_rows_align_standard_errors_by_term_and_are_float64() -> None:
+    estimate = pd.Series([1.0, 2.0], index=["a", "b"], dtype=np.float32)
+    std_error = pd.Series([0.2, 0.1], index=["b", "a"])
+    fit = Fit(estimate, std_error, np.inf, 10, 3, True, {})
+    rows = tidy_rows(fit, model="m", method="ols", layer=0, conf_level=0.95)
+    assert rows["std_error"].tolist() == [0.1, 0.2]
+    assert rows["estimate"].dtype == np.float64 and rows["statistic"].tolist() == [10.0, 10.0]
+
+
+@pytest.mark.parametrize("random_slope, n_params", [(False, 4), (True, 6)])
+def test_mixed_aic_and_bic_count_every_parameter(random_slope: bool, n_params: int) -> None:
+    # lme4's count: fixed effects, the random-effects covariance's free elements, sigma.
+    rows = simulated_frame(40, 1, sd_slope=0.01, seed=5).query("position >= 1")
+    fit = fit_mixed(rows, "log_norm ~ position", random_slope=random_slope, cov_type="model")
+    loglik = fit.stats["loglik"]
+    assert fit.stats["aic"] == pytest.approx(-2 * loglik + 2 * n_params, rel=1e-12)
+    assert fit.stats["bic"] == pytest.approx(-2 * loglik + np.log(len(rows)) * n_params, rel=1e-12)
+
+
+def test_a_mixed_fit_inside_the_space_carries_statsmodels_result() -> None:
+    rows = simulated_frame(40, 1, sd_sequence=0.5, seed=2).query("position >= 1")
+    fit = fit_mixed(rows, "log_norm ~ position", cov_type="model")
+    assert not fit.notes and fit.result is not None
+    np.testing.assert_allclose(fit.result.fe_params, fit.estimate, rtol=1e-6)
+
+
+def test_a_zero_variance_maximum_says_so_in_its_note() -> None:
+    rows = simulated_frame(150, 1, lag1=0.3, lag2=0.1, sd_sequence=0.0, seed=3)
+    fit = fit_mixed(rows[rows.position >= 3], "log_norm ~ lag1 + lag2", cov_type="model")
+    assert fit.notes == [
+        "zero random-effect variance is REML's global maximum: the boundary fit (GLS at "
+        "zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
+    ]
