@@ -215,11 +215,9 @@ def _hue(data: pd.DataFrame, hue: str | None, *, choices: Sequence[str]) -> str 
         hue = several[0]
     others = [c for c in several if c != hue]
     if others:
-        column = others[0]
-        value = _levels(data, column)[0]
         raise AttnmagError(
             f"the data hold several values of {others} and hue={hue!r}; colour by one with "
-            f"hue= and select rows of the others, e.g. data[data[{column!r}] == {value!r}]"
+            f"hue= and select rows of the others, e.g. {_selection(data, others[0])}"
         )
     return hue
 
@@ -228,12 +226,15 @@ def _one_series(data: pd.DataFrame, choices: Sequence[str] = SERIES_COLUMNS) -> 
     """Raise ``AttnmagError`` where one of ``choices`` holds several values of ``data``."""
     several = [c for c in choices if c in data.columns and data[c].nunique() > 1]
     if several:
-        column = several[0]
-        value = _levels(data, column)[0]
         raise AttnmagError(
             f"this plot draws one series, and the data hold several values of {several}: "
-            f"select rows first, e.g. data[data[{column!r}] == {value!r}]"
+            f"select rows first, e.g. {_selection(data, several[0])}"
         )
+
+
+def _selection(data: pd.DataFrame, column: str) -> str:
+    """The code that selects the rows of ``column``'s first value, for error messages."""
+    return f"data[data[{column!r}] == {_levels(data, column)[0]!r}]"
 
 
 def _quantity(data: pd.DataFrame) -> str:
