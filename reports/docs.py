@@ -40,6 +40,7 @@ PARAMETERS = {
     "layers_kept": "layers : int, iterable of int or None\n"
     "        The layers to keep; None keeps every layer.",
     "max_position": "max_position : int\n        The last position drawn.",
+    "max_position_averaged": "max_position : int\n        The last position averaged.",
     "exclude_first": "exclude_first : bool\n        Leave out the first token of each text.",
     "conf_level_means": "conf_level : float\n"
     "        The level of the intervals, cluster-robust by text (see ``mean_ci``).",

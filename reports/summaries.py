@@ -269,8 +269,7 @@ def position_means(
     value : str
         The column averaged; for ``norm`` the logs of the mean and of its interval are added.
     {layers_kept}
-    max_position : int
-        The last position averaged.
+    {max_position_averaged}
     {conf_level_means}
 
     Returns
@@ -285,10 +284,8 @@ def position_means(
     >>> cells = position_means(frame, layers=[0, 5], max_position=20)  # doctest: +SKIP
     >>> sns.lineplot(cells, x="position", y="mean", hue="layer")  # doctest: +SKIP
     """
-    rows = select_layers(frame, layers)
-    rows = rows.loc[rows["position"] <= max_position]
-    by = [*(c for c in GROUP_COLUMNS if c in frame.columns), "position"]
-    out = mean_ci(rows, value=value, by=by, conf_level=conf_level)
+    by = [c for c in GROUP_COLUMNS if c in frame.columns]
+    out = _position_means(frame, value, by, layers, max_position, conf_level)
     if value == "norm":
         with np.errstate(divide="ignore", invalid="ignore"):
             out["log_mean"] = np.log(out["mean"])
@@ -315,8 +312,7 @@ def position_means_across_layers(
         The column averaged.
     layers : int, iterable of int or None
         The layers averaged over; None means every layer.
-    max_position : int
-        The last position averaged.
+    {max_position_averaged}
     {conf_level_means}
 
     Returns
@@ -329,9 +325,22 @@ def position_means_across_layers(
     --------
     >>> position_means_across_layers(frame, layers=range(10, 20))  # doctest: +SKIP
     """
+    return _position_means(frame, value, _series(frame), layers, max_position, conf_level)
+
+
+def _position_means(
+    frame: pd.DataFrame,
+    value: str,
+    by: list[str],
+    layers: int | Iterable[int] | None,
+    max_position: int,
+    conf_level: float,
+) -> pd.DataFrame:
+    """``mean_ci`` of ``value`` by ``by`` and position, over the rows of ``layers`` up to
+    ``max_position``."""
     rows = select_layers(frame, layers)
     rows = rows.loc[rows["position"] <= max_position]
-    return mean_ci(rows, value=value, by=[*_series(frame), "position"], conf_level=conf_level)
+    return mean_ci(rows, value=value, by=[*by, "position"], conf_level=conf_level)
 
 
 @shared_docs
