@@ -5,14 +5,17 @@ depend on it (norms equal on either padding side whatever ``pad_batch`` does wit
 batches are put back in corpus order whatever their make-up).
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from attnmag import extract
+from attnmag import AttnmagError, extract
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, tidy_frame
+from attnmag.extract.shards import read_shards, verified_shards, write_shards
 from attnmag.models.mixed import fit_mixed
 from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Fit, glance_row, tidy_rows
 from tests.simulate import simulated_frame
@@ -124,3 +127,54 @@ def test_a_zero_variance_maximum_says_so_in_its_note() -> None:
         "zero random-effect variance is REML's global maximum: the boundary fit (GLS at "
         "zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
     ]
+
+
+def _write(model, tokenizer, folder, texts, **options):
+    return write_shards(model, tokenizer, texts, folder, shard_texts=2, progress=False, **options)
+
+
+def test_shards_keep_their_range_max_length_and_summed_seconds(
+    tiny_gpt2, gpt2_tokenizer, tmp_path
+) -> None:
+    texts = ["one two three four five", "six", " ", ""]
+    paths = _write(tiny_gpt2, gpt2_tokenizer, tmp_path, texts, max_length=3)
+    attrs = [pd.read_parquet(path).attrs for path in paths]
+    assert [(a["shard_start"], a["shard_stop"]) for a in attrs] == [(0, 2), (2, 4)]
+    assert [a["max_length"] for a in attrs] == [3, 3]  # the blank shard's too
+    frame = read_shards(tmp_path)
+    assert frame.groupby("sequence")["position"].max().to_dict() == {0: 2, 1: 0}
+    assert frame.attrs["n_truncated"] == 1 and frame.attrs["max_length"] == 3
+    assert frame.attrs["seconds_extract"] == round(sum(a["seconds_extract"] for a in attrs), 3)
+
+
+def test_shard_texts_true_is_refused(tiny_gpt2, gpt2_tokenizer, tmp_path) -> None:
+    with pytest.raises(AttnmagError, match="shard_texts must be a whole number"):
+        write_shards(tiny_gpt2, gpt2_tokenizer, ["a"], tmp_path, shard_texts=True)
+
+
+def test_a_rank_that_is_not_a_number_is_one_clear_error(
+    tiny_gpt2, gpt2_tokenizer, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("RANK", "first")
+    with pytest.raises(AttnmagError) as error:
+        _write(tiny_gpt2, gpt2_tokenizer, tmp_path, ["a"])
+    assert str(error.value) == (
+        "the environment variable RANK='first' must be a whole number "
+        "(as torchrun and accelerate launch set it)"
+    )
+
+
+def test_a_manifest_of_another_format_and_a_folder_without_shards_are_refused(
+    tiny_gpt2, gpt2_tokenizer, tmp_path
+) -> None:
+    paths = _write(tiny_gpt2, gpt2_tokenizer, tmp_path, ["a b", "c"])
+    for path in paths:
+        path.unlink()
+    with pytest.raises(AttnmagError, match=r"holds no Parquet shards \(shard-\*\.parquet\)"):
+        verified_shards(tmp_path, partial=True)
+    run_file = tmp_path / "run.json"
+    record = json.loads(run_file.read_text())
+    record["arguments"]["format"] = 99
+    run_file.write_text(json.dumps(record))
+    with pytest.raises(AttnmagError, match="another attnmag version \\(format 99, this one"):
+        read_shards(tmp_path)
