@@ -178,3 +178,11 @@ def test_a_manifest_of_another_format_and_a_folder_without_shards_are_refused(
     run_file.write_text(json.dumps(record))
     with pytest.raises(AttnmagError, match="another attnmag version \\(format 99, this one"):
         read_shards(tmp_path)
+
+
+def test_the_progress_bar_says_what_is_measured(tiny_gpt2, gpt2_tokenizer, capsys) -> None:
+    texts = ["one two three"]
+    extract.update_norms(tiny_gpt2, gpt2_tokenizer, texts, sites="attn", heads=True, progress=True)
+    assert "attention norms by head" in capsys.readouterr().err
+    extract.update_norms(tiny_gpt2, gpt2_tokenizer, texts, sites=("attn", "mlp"), progress=True)
+    assert "attn/mlp norms:" in capsys.readouterr().err
