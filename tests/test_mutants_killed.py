@@ -6,6 +6,7 @@ batches are put back in corpus order whatever their make-up).
 """
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -186,3 +187,11 @@ def test_the_progress_bar_says_what_is_measured(tiny_gpt2, gpt2_tokenizer, capsy
     assert "attention norms by head" in capsys.readouterr().err
     extract.update_norms(tiny_gpt2, gpt2_tokenizer, texts, sites=("attn", "mlp"), progress=True)
     assert "attn/mlp norms:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("measure", ["attention_norms", "update_norms"])
+def test_seconds_extract_is_the_time_the_run_took(measure, tiny_gpt2, gpt2_tokenizer) -> None:
+    began = time.perf_counter()
+    frame = getattr(extract, measure)(tiny_gpt2, gpt2_tokenizer, ["one two"], progress=False)
+    took = time.perf_counter() - began
+    assert 0 < frame.attrs["seconds_extract"] <= round(took, 3) + 1e-3
