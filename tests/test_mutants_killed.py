@@ -1,8 +1,11 @@
 """Tests written for mutants that survived ``python -m benchmarks.mutation``.
 
-Each test guards a behaviour the rest of the suite reaches only through results that do not
-depend on it (norms equal on either padding side whatever ``pad_batch`` does with ``side``;
-batches are put back in corpus order whatever their make-up).
+Each guards a behaviour the rest of the suite reaches only through results that do not depend
+on it (norms are equal on either padding side whatever ``pad_batch`` does with ``side``), or
+does not reach at all (options passed on, provenance fields, the exact text of a refusal).
+Held here: batching (count, token budget, stable order, padding side), the tidy frame of no
+texts, glance and tidy rows, mixed fits' AIC/BIC, statsmodels result and notes, shard
+provenance and refusals, ``max_length``, the progress label and ``seconds_extract``.
 """
 
 import json
