@@ -18,10 +18,11 @@ where the function's ``__module__`` equals that name. pyproject maps folders ont
 (``attnmag.extract`` is the folder ``extract/``), so in the repository itself the mutated copy
 is never imported (the editable install's finder resolves ``attnmag.extract`` to the
 unmutated folder) and the names could not match anyway. The script therefore copies the
-repository into a scratch folder with the installed layout (``attnmag/extract/norms.py``),
-where the names are ``attnmag.extract.norms...`` and ``mutants/`` on ``PYTHONPATH`` is found
-before the editable finder, in pytest and in any subprocess a test starts. The repository's
-own files are never touched.
+repository's working tree (uncommitted edits included) into a scratch folder with the
+installed layout (``attnmag/extract/norms.py``), where the names are
+``attnmag.extract.norms...`` and ``mutants/`` on ``PYTHONPATH`` is found before the editable
+finder, in pytest and in any subprocess a test starts. The repository's own files are never
+touched.
 
 One ``mutmut run`` checks the mutants of every module asked for. Each mutant runs only the
 tests that call its function (mutmut records which test calls which function in one
@@ -34,7 +35,7 @@ Usage::
 
     python -m benchmarks.mutation                                  # all seven modules
     python -m benchmarks.mutation --modules models/tidy.py --sample 40 --seed 1
-    python -m benchmarks.mutation --time-limit 2400 --workdir /tmp/mut/work
+    python -m benchmarks.mutation --sample 40 --seed 14 --max-children 2 --time-limit 2400
 """
 
 from __future__ import annotations
