@@ -49,6 +49,7 @@ __all__ = [
     "Run",
     "as_texts",
     "attention_norms",
+    "check_count",
     "context_length",
     "default_max_tokens",
     "encode",
@@ -197,9 +198,9 @@ def prepare_run(
     >>> run.layers, run.max_length  # doctest: +SKIP
     ([0, 2], 1024)
     """
-    _check_count("batch_size", batch_size)
-    _check_count("max_tokens", max_tokens, optional=True)
-    _check_count("max_length", max_length, optional=True)
+    check_count("batch_size", batch_size)
+    check_count("max_tokens", max_tokens, optional=True)
+    check_count("max_length", max_length, optional=True)
     chosen = _layer_list(layers)
     text_list, corpus = as_texts(texts)
     adapter_for(model)
@@ -226,7 +227,7 @@ def prepare_run(
     )
 
 
-def _check_count(name: str, value: object, *, optional: bool = False) -> None:
+def check_count(name: str, value: object, *, optional: bool = False) -> None:
     """Refuse ``value`` unless it is a whole number of at least 1 (or None where optional)."""
     if optional and value is None:
         return

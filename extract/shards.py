@@ -50,7 +50,7 @@ from torch import nn
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
 from attnmag.extract.frame import COLUMNS, _token_categorical, tidy_frame
-from attnmag.extract.norms import attention_norms, prepare_run, progress_bar
+from attnmag.extract.norms import attention_norms, check_count, prepare_run, progress_bar
 from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
 from attnmag.outputs import folder_lock, mark
 
@@ -484,8 +484,7 @@ def write_shards(
     >>> write_shards(model, tokenizer, texts, "norms/")  # doctest: +SKIP
     """
     rank, world_size = _rank_and_size(rank, world_size)
-    if isinstance(shard_texts, bool) or not isinstance(shard_texts, int) or shard_texts < 1:
-        raise AttnmagError(f"shard_texts must be a whole number of at least 1, not {shard_texts!r}")
+    check_count("shard_texts", shard_texts)
     run = prepare_run(
         model,
         texts,
