@@ -36,8 +36,6 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
-from statsmodels.regression.linear_model import RegressionResults
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.norms import progress_bar
@@ -46,7 +44,7 @@ from attnmag.models.gmm import fit_gmm, gmm_stats
 from attnmag.models.groups import describe, group_columns, key_values, split
 from attnmag.models.lags import GMM_LAGS, with_initial_conditions
 from attnmag.models.mixed import COV_TYPES, fit_mixed
-from attnmag.models.ols import fit_aggregate, fit_cluster_ols
+from attnmag.models.ols import cluster_ols_result, fit_aggregate, fit_cluster_ols
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
 
@@ -419,18 +417,8 @@ def _advanced(bar: object, result: tuple) -> tuple:
 def _result(spec: FitSpec, data: pd.DataFrame, fit: Fit) -> object:
     """A fit's statsmodels result: built on first use for ``ols``, else the ``Fit``'s own."""
     if spec.method == "ols" and fit.converged:
-        return partial(_ols_result, data, spec.formula)
+        return partial(cluster_ols_result, data, spec.formula)
     return fit.result
-
-
-def _ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
-    """statsmodels' result of ``fit_cluster_ols``'s fit: OLS, CR1 by sequence, t on G - 1."""
-    groups = pd.factorize(data["sequence"])[0]
-    return smf.ols(formula, data).fit(
-        cov_type="cluster",
-        cov_kwds={"groups": groups, "use_correction": True, "df_correction": True},
-        use_t=True,
-    )
 
 
 def _workers(n_jobs: int | None) -> int:

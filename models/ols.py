@@ -5,7 +5,8 @@ Holds:
   one point per position, classical OLS standard errors (t on n - 2 df);
 - ``fit_cluster_ols``: token-level OLS with CR1 cluster-robust standard errors by sequence,
   t on G - 1 df (G sequences); the same covariance as R's
-  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``.
+  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``;
+- ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from statsmodels.regression.linear_model import RegressionResults
 
 from attnmag.models.tidy import Fit, term_names
 
-__all__ = ["fit_aggregate", "fit_cluster_ols"]
+__all__ = ["cluster_ols_result", "fit_aggregate", "fit_cluster_ols"]
 
 
 def _ols_stats(result: RegressionResults) -> dict[str, float]:
@@ -97,11 +98,30 @@ def fit_cluster_ols(data: pd.DataFrame, formula: str) -> Fit:
 
     >>> fit = fit_cluster_ols(layer_rows, "log_norm ~ lag1 + lag2")  # doctest: +SKIP
     """
-    groups = pd.factorize(data["sequence"])[0]
-    # Only the standard errors are taken from statsmodels; the reference distribution (t on
-    # G - 1) is set in the Fit, so statsmodels' own df and use_t options do not matter here.
-    result = smf.ols(formula, data).fit(
-        cov_type="cluster", cov_kwds={"groups": groups, "use_correction": True}
-    )
-    n_groups = int(groups.max()) + 1
+    result = cluster_ols_result(data, formula)
+    n_groups = int(data["sequence"].nunique())
     return _fit(result, df=float(n_groups - 1), n_groups=n_groups)
+
+
+def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
+    """statsmodels' result of ``fit_cluster_ols``'s fit: OLS with CR1 errors by ``sequence``
+    and t on G - 1 df, for its ``summary()``, residuals and the like.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One group's rows, with ``sequence`` and the formula's columns.
+    formula : str
+        A statsmodels formula.
+
+    Returns
+    -------
+    statsmodels.regression.linear_model.RegressionResults
+        The fitted result.
+    """
+    groups = pd.factorize(data["sequence"])[0]
+    return smf.ols(formula, data).fit(
+        cov_type="cluster",
+        cov_kwds={"groups": groups, "use_correction": True, "df_correction": True},
+        use_t=True,
+    )
