@@ -24,6 +24,7 @@ import pandas as pd
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
+from attnmag.extract.frame import group_columns as frame_groups
 
 __all__ = ["GROUP_COLUMNS", "group_columns", "split", "key_values", "describe"]
 
@@ -50,7 +51,7 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
             f"the frame holds {len(names)} language models {names}; the fits take one at a "
             "time: select each model's rows, e.g. frame[frame.model == name]"
         )
-    return [column for column in GROUP_COLUMNS[1:] if column in frame.columns]
+    return [column for column in frame_groups(frame) if column != "model"]
 
 
 def split(rows: pd.DataFrame, columns: list[str]) -> dict[Hashable, pd.DataFrame]:
