@@ -25,7 +25,7 @@ Holds:
 
 A group is a layer, or a (site, layer, head) combination where the frame has those
 columns; the tables carry the grouping columns. A ``model`` column naming language models
-is not grouped on (the tables' ``model`` column names the fit): fit each model's rows in
+is not grouped on (the tables' ``fit`` column names the fit): fit each model's rows in
 turn.
 
 Usage::

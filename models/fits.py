@@ -92,12 +92,12 @@ PARALLEL_METHODS = MIXED_METHODS
 class FitSpec:
     """What to fit to each group's rows.
 
-    ``model`` names the fit in the tables (``position_trend``, ``lag_effects``, a formula);
+    ``fit`` names the fit in the tables (``position_trend``, ``lag_effects``, a formula);
     ``formula`` is statsmodels' (``None`` for ``aggregate`` and ``gmm``); ``terms`` name the
     rows of a fit that fails; ``first`` is the first used position.
     """
 
-    model: str
+    fit: str
     method: str
     formula: str | None
     terms: tuple[str, ...]
@@ -107,10 +107,10 @@ class FitSpec:
     first: int = 1
 
 
-def _named(model: str, method: str, conf_level: float, **options: object) -> FitSpec:
+def _named(fit: str, method: str, conf_level: float, **options: object) -> FitSpec:
     """The spec of ``position_trend``'s or ``lag_effects``' fit by ``method``."""
-    formula = _FORMULAS.get((model, method))
-    return FitSpec(model, method, formula, tuple(_TERMS[(model, method)]), conf_level, **options)
+    formula = _FORMULAS.get((fit, method))
+    return FitSpec(fit, method, formula, tuple(_TERMS[(fit, method)]), conf_level, **options)
 
 
 def position_trend(
@@ -379,7 +379,7 @@ def fit_groups(
     workers = min(requested, len(parts)) if spec.method in PARALLEL_METHODS else 1
     keys = [key_values(groups, key) for key, _ in parts]
     data = [part for _, part in parts]
-    label = f"{spec.model} {spec.method}" if spec.model in METHODS else f"{spec.method} fit"
+    label = f"{spec.fit} {spec.method}" if spec.fit in METHODS else f"{spec.method} fit"
     bar = progress_bar(progress, total=len(parts), unit="fit", desc=label, delay=1.0)
     with bar:
         if workers == 1:
@@ -396,7 +396,7 @@ def fit_groups(
     table = build_table([rows for rows, _, _ in results], [record for _, record, _ in results])
     fitted = [
         GroupFit(
-            names=(spec.model, spec.method),
+            names=(spec.fit, spec.method),
             groups=key,
             formula=spec.formula,
             data=part,
@@ -440,7 +440,7 @@ def _fit_group(spec: FitSpec, groups: dict[str, object], data: pd.DataFrame) -> 
         fit = _run(spec, data)
     seconds = time.perf_counter() - start
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
-    names = {"model": spec.model, "method": spec.method}
+    names = {"fit": spec.fit, "method": spec.method}
     rows = tidy_rows(fit, conf_level=spec.conf_level, **names, **groups)
     return rows, glance_row(fit, seconds=seconds, warnings=messages, **names, **groups), fit
 

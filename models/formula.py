@@ -52,7 +52,7 @@ def fit(
 
     The groups are the frame's grouping columns: ``layer``, and ``site`` and ``head`` where
     present (one fit per (site, layer, head)). A ``model`` column of language-model names
-    is not grouped on: the tables' own ``model`` column names the fit (here, the formula);
+    is not grouped on (the tables' ``fit`` column names the fit, here the formula);
     a frame of several language models is an error, so fit each model's rows in turn.
 
     Rows are those at positions ``positions[0]``..``positions[1]`` (inclusive); rows with a
@@ -94,7 +94,7 @@ def fit(
     Returns
     -------
     Fits
-        ``.tidy`` (one row per group and term, ``model`` = the formula), ``.glance`` (one
+        ``.tidy`` (one row per group and term, ``fit`` = the formula), ``.glance`` (one
         row per group), ``.results`` (group key -> statsmodels result), ``.augment()``.
 
     Examples
@@ -127,7 +127,7 @@ def fit(
                 f"{len(terms) + 2}"
             )
     spec = FitSpec(
-        model=formula.strip(),
+        fit=formula.strip(),
         method=method,
         formula=formula,
         terms=tuple(terms),

@@ -10,8 +10,8 @@ Holds:
 A key is the group's value where one column groups (the layer), else the tuple of the
 values in ``GROUP_COLUMNS`` order, e.g. ``("attn", 5, 3)`` for site, layer and head.
 
-A ``model`` column (the language models of a combined frame) is not grouped on: the tidy
-tables' own ``model`` column names the fit (``position_trend``, ``lag_effects``, a formula).
+A ``model`` column (the language models of a combined frame) is not grouped on (the tidy
+tables' ``fit`` column names the fit: ``position_trend``, ``lag_effects``, a formula).
 A frame of several language models is refused with a message saying to fit each model's
 rows in turn.
 """

@@ -32,7 +32,7 @@ __all__ = ["Fits", "GroupFit"]
 class GroupFit:
     """One group's fit inside a ``Fits``.
 
-    ``names``: the fit's ``(model, method)``; ``groups``: the group's values by grouping
+    ``names``: the fit's ``(fit, method)``; ``groups``: the group's values by grouping
     column; ``formula``: the fit's formula (``None`` for fits without one, which
     ``augment`` cannot serve); ``data``: the rows fitted; ``estimate``: the coefficients by
     term; ``result``: the statsmodels result, or a function that builds it on first use.
@@ -87,7 +87,7 @@ class Fits:
         Group key -> the statsmodels results object (``.summary()``, ``.params``, ...).
         The key is the layer where the frame has no ``site`` or ``head`` column, else the
         tuple ``(site, layer, head)`` of those present. A combination of several fits is
-        keyed ``(model, method, *key)``. OLS results are built on first use (the same fit
+        keyed ``(fit, method, *key)``. OLS results are built on first use (the same fit
         again: a result holds a copy of its rows); for mixed fits the value is the MixedLM
         result ``fit_mixed`` kept, or ``None`` where it reported REML's maximum without
         one (the glance ``warnings`` say why).
@@ -119,7 +119,7 @@ class Fits:
         Returns
         -------
         pandas.DataFrame
-            ``model``, ``method``, the grouping columns, the fitted rows' columns, the
+            ``fit``, ``method``, the grouping columns, the fitted rows' columns, the
             outcome as the formula names it, ``fitted`` and ``resid``.
 
         >>> rows = fits.augment()  # doctest: +SKIP
@@ -149,7 +149,7 @@ class Fits:
         return len(self._parts)
 
     def __repr__(self) -> str:
-        names = list(dict.fromkeys(f"{model} [{method}]" for model, method in self._names()))
+        names = list(dict.fromkeys(f"{fit} [{method}]" for fit, method in self._names()))
         groups = list(dict.fromkeys(column for part in self._parts for column in part.groups))
         return (
             f"<Fits: {len(self)} fits of {'; '.join(names)} by {', '.join(groups)}; "
@@ -157,12 +157,12 @@ class Fits:
         )
 
     def _names(self) -> list[tuple[str, str]]:
-        """Each part's ``(model, method)``."""
+        """Each part's ``(fit, method)``."""
         return [part.names for part in self._parts]
 
 
 def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
-    """The parts by group key, or by ``(model, method, *key)`` where several fits are present."""
+    """The parts by group key, or by ``(fit, method, *key)`` where several fits are present."""
     several = len({part.names for part in parts}) > 1
     keyed = {}
     for part in parts:
@@ -174,13 +174,13 @@ def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
 
 def _augment(part: GroupFit) -> pd.DataFrame:
     """One group's rows with ``fitted`` and ``resid``."""
-    model, method = part.names
+    fit, method = part.names
     if part.formula is None:
-        raise AttnmagError(f"augment needs a formula fit; {model} by {method!r} has none")
+        raise AttnmagError(f"augment needs a formula fit; {fit} by {method!r} has none")
     outcome, design = patsy.dmatrices(part.formula, part.data, return_type="dataframe")
     fitted = design.to_numpy(np.float64) @ part.estimate.to_numpy(np.float64)
     rows = part.data.loc[design.index]
-    out = pd.DataFrame({"model": model, "method": method, **part.groups}, index=rows.index)
+    out = pd.DataFrame({"fit": fit, "method": method, **part.groups}, index=rows.index)
     out = pd.concat([out, rows], axis=1)
     name = outcome.columns[0]
     if name not in out.columns:

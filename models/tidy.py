@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 TIDY_COLUMNS = [
-    "model",
+    "fit",
     "method",
     "layer",
     "term",
@@ -72,7 +72,7 @@ TIDY_COLUMNS = [
     "conf_level",
 ]
 GLANCE_COLUMNS = [
-    "model",
+    "fit",
     "method",
     "layer",
     "n_obs",
@@ -144,7 +144,7 @@ def tidy_columns(groups: Sequence[str] = ("layer",)) -> list[str]:
     """The tidy table's columns for the grouping columns ``groups``.
 
     >>> tidy_columns(["site", "layer"])[:5]
-    ['model', 'method', 'site', 'layer', 'term']
+    ['fit', 'method', 'site', 'layer', 'term']
     """
     return _grouped(TIDY_COLUMNS, groups)
 
@@ -163,42 +163,44 @@ def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("lay
 
 
 def tidy_rows(
-    fit: Fit, *, model: str, method: str, conf_level: float, **groups: object
+    fitted: Fit, /, *, fit: str, method: str, conf_level: float, **groups: object
 ) -> pd.DataFrame:
-    """One row per term of ``fit``: estimate, Wald statistic, p-value and interval.
+    """One row per term of ``fitted``: estimate, Wald statistic, p-value and interval.
 
-    ``groups`` are the group's values by grouping column, e.g. ``layer=5``.
+    ``fit`` names the fit (``position_trend``, ``lag_effects``, a formula); ``groups`` are the
+    group's values by grouping column, e.g. ``layer=5`` (or ``model="gpt2"``).
     """
-    estimate = fit.estimate.to_numpy(np.float64)
-    std_error = fit.std_error.reindex(fit.estimate.index).to_numpy(np.float64)
-    reference = stats.norm if np.isinf(fit.df) else stats.t(fit.df)
+    estimate = fitted.estimate.to_numpy(np.float64)
+    std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
+    reference = stats.norm if np.isinf(fitted.df) else stats.t(fitted.df)
     statistic = estimate / std_error
     quantile = reference.ppf(0.5 + conf_level / 2)
     return pd.DataFrame(
         {
-            "model": model,
+            "fit": fit,
             "method": method,
             **groups,
-            "term": list(fit.estimate.index),
+            "term": list(fitted.estimate.index),
             "estimate": estimate,
             "std_error": std_error,
             "statistic": statistic,
             "p_value": 2 * reference.sf(np.abs(statistic)),
             "conf_low": estimate - quantile * std_error,
             "conf_high": estimate + quantile * std_error,
-            "df": float(fit.df),
-            "n_obs": fit.n_obs,
-            "n_groups": fit.n_groups,
-            "converged": fit.converged,
+            "df": float(fitted.df),
+            "n_obs": fitted.n_obs,
+            "n_groups": fitted.n_groups,
+            "converged": fitted.converged,
             "conf_level": float(conf_level),
         }
     )
 
 
 def glance_row(
-    fit: Fit,
+    fitted: Fit,
+    /,
     *,
-    model: str,
+    fit: str,
     method: str,
     seconds: float,
     warnings: Sequence[str],
@@ -206,21 +208,22 @@ def glance_row(
 ) -> dict[str, object]:
     """The glance record of one group's fit, as plain Python values (JSON-safe for Parquet).
 
-    ``groups`` are the group's values by grouping column, e.g. ``layer=5``.
+    ``fit`` names the fit; ``groups`` are the group's values by grouping column, e.g.
+    ``layer=5``.
     """
     row: dict[str, object] = {
-        "model": model,
+        "fit": fit,
         "method": method,
         **{column: _plain(value) for column, value in groups.items()},
-        "n_obs": int(fit.n_obs),
-        "n_groups": int(fit.n_groups),
-        "converged": bool(fit.converged),
+        "n_obs": int(fitted.n_obs),
+        "n_groups": int(fitted.n_groups),
+        "converged": bool(fitted.converged),
     }
-    for key, value in fit.stats.items():
+    for key, value in fitted.stats.items():
         row[key] = bool(value) if isinstance(value, bool | np.bool_) else float(value)
     row["seconds"] = float(seconds)
-    row["warnings"] = "; ".join(dict.fromkeys([*warnings, *fit.notes]))
-    return {column: row[column] for column in glance_columns(fit.stats, list(groups))}
+    row["warnings"] = "; ".join(dict.fromkeys([*warnings, *fitted.notes]))
+    return {column: row[column] for column in glance_columns(fitted.stats, list(groups))}
 
 
 def _plain(value: object) -> object:
@@ -229,13 +232,13 @@ def _plain(value: object) -> object:
 
 
 def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object]]) -> pd.DataFrame:
-    """Stack per-group rows, add Holm-adjusted p-values per (model, method, term) across groups.
+    """Stack per-group rows, add Holm-adjusted p-values per (fit, method, term) across groups.
 
     Rows whose p-value is missing (a failed fit) are left out of the adjustment.
     """
     table = pd.concat(rows, ignore_index=True)
     table["p_adjusted"] = np.nan
-    for _, index in table.groupby(["model", "method", "term"], sort=False).groups.items():
+    for _, index in table.groupby(["fit", "method", "term"], sort=False).groups.items():
         p_values = table.loc[index, "p_value"].dropna()
         if len(p_values):
             with _gc_frozen():
@@ -293,6 +296,6 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
             "returned by position_trend or lag_effects, or a selection of its rows"
         )
     summary = pd.DataFrame.from_records(records)
-    keys = ["model", "method", *table.columns[2 : table.columns.get_loc("term")]]
+    keys = ["fit", "method", *table.columns[2 : table.columns.get_loc("term")]]
     present = table[keys].drop_duplicates()
     return summary.merge(present, on=keys, how="inner").reset_index(drop=True)

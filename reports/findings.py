@@ -245,8 +245,8 @@ def _not_converged(table: pd.DataFrame) -> dict[str, list[int]]:
     return {m: sorted(set(part["layer"].astype(int))) for m, part in bad.groupby("method")}
 
 
-def _fit_warnings(table: pd.DataFrame, glance: pd.DataFrame | None, *, model: str) -> list[str]:
-    """Non-convergence from the table, and the glance table's warnings for ``model``."""
+def _fit_warnings(table: pd.DataFrame, glance: pd.DataFrame | None, *, fit: str) -> list[str]:
+    """Non-convergence from the table, and the glance table's warnings for the fit ``fit``."""
     out = [
         f"The {method} fit did not converge in {_count(len(layers), 'layer')} "
         f"({_layer_list(layers)}); its estimates there are shown but flagged "
@@ -254,7 +254,7 @@ def _fit_warnings(table: pd.DataFrame, glance: pd.DataFrame | None, *, model: st
         for method, layers in _not_converged(table).items()
     ]
     if glance is not None and "warnings" in glance:
-        part = glance if "model" not in glance else glance[glance["model"] == model]
+        part = glance if "fit" not in glance else glance[glance["fit"] == fit]
         for method, rows in part.groupby("method", sort=False):
             messages: dict[str, list[int]] = {}
             for layer, value in zip(rows["layer"], rows["warnings"], strict=True):
@@ -329,7 +329,7 @@ def trend_finding(
         f"After Holm correction across layers (alpha = {alpha:g}), the slope is "
         "significantly " + "; ".join(clauses) + "."
     ]
-    warnings = _fit_warnings(trend, glance, model="position_trend")
+    warnings = _fit_warnings(trend, glance, fit="position_trend")
     aggregate = trend.loc[trend["method"] == "aggregate", "n_obs"]
     if len(aggregate):
         warnings.append(
@@ -484,7 +484,7 @@ def lag_finding(
     for method in methods:
         numbers[method] = _lag_signs(lags, method, alpha=alpha)
         sentences.append(_lag_sentence(method, numbers[method]))
-    warnings = _fit_warnings(lags, glance, model="lag_effects")
+    warnings = _fit_warnings(lags, glance, fit="lag_effects")
     pooled = _pooled_against_within(lags)
     numbers["pooled_vs_within"] = pooled
     if pooled is not None:

@@ -5,7 +5,7 @@ Holds:
   method, cells ``estimate [low, high]`` marked where significant after Holm correction,
   each header naming the level of that method's intervals;
 - ``lag_check_display``: ``summaries.lag_comparison`` as a table to read;
-- ``glance_display``: a ``glance`` table summarised per model and method;
+- ``glance_display``: a ``glance`` table summarised per fit and method;
 - ``provenance_rows``: ``frame.attrs`` and stage timings as (label, value) rows;
 - ``markdown_table``: a DataFrame as a GitHub Markdown table (no ``tabulate`` needed).
 
@@ -188,7 +188,7 @@ def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
 
 
 def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and method: layers, converged, median sizes and fit, total seconds.
+    """One row per fit and method: layers, converged, median sizes and fit, total seconds.
 
     Parameters
     ----------
@@ -207,10 +207,10 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
     rows = []
     names = ("position_trend", "lag_effects", *ordered_methods(glance["method"]))
     order = {name: i for i, name in enumerate(names)}
-    glance = glance.sort_values(["model", "method"], key=lambda c: c.map(order), kind="stable")
-    for (model, method), part in glance.groupby(["model", "method"], sort=False):
+    glance = glance.sort_values(["fit", "method"], key=lambda c: c.map(order), kind="stable")
+    for (fit, method), part in glance.groupby(["fit", "method"], sort=False):
         row: dict[str, Any] = {
-            "model": model,
+            "fit": fit,
             "method": method,
             "layers": len(part),
             "converged": f"{int(part['converged'].astype(bool).sum())} of {len(part)}",

@@ -115,7 +115,7 @@ def test_ols_equals_lstsq_with_cr1_sandwich_errors_and_t_on_g_minus_1(frame, mod
 def test_table_columns_terms_and_holm_across_layers(frame):
     table = models.position_trend(frame, method="ols")
     assert list(table.columns) == TIDY_COLUMNS
-    assert (table.model == "position_trend").all() and (table.method == "ols").all()
+    assert (table.fit == "position_trend").all() and (table.method == "ols").all()
     assert table.converged.dtype == bool and table.converged.all()
     for _, rows in table.groupby("term"):
         p = rows.p_value.to_numpy()

@@ -41,7 +41,7 @@ def _direct_ols(rows: pd.DataFrame, formula: str):
 def test_ols_equals_statsmodels_on_each_layer(frame):
     fits = models.fit(frame, FORMULA, method="ols")
     assert list(fits.tidy.columns) == TIDY_COLUMNS
-    assert (fits.tidy.model == FORMULA).all() and (fits.tidy.method == "ols").all()
+    assert (fits.tidy.fit == FORMULA).all() and (fits.tidy.method == "ols").all()
     for layer in (0, 1):
         rows = _rows(frame, layer)
         direct = _direct_ols(rows, FORMULA)
@@ -135,11 +135,11 @@ def test_missing_values_drop_their_rows(frame):
 
 
 def test_named_fits_are_formula_fits(frame):
-    """position_trend's ols table is fit()'s on its formula, but for the model's name."""
+    """position_trend's ols table is fit()'s on its formula, but for the fit's name."""
     trend = models.position_trend(frame, method="ols")
     fits = models.fit(frame, "log_norm ~ position")
     pd.testing.assert_frame_equal(
-        fits.tidy.drop(columns="model"), trend.drop(columns="model"), check_exact=True
+        fits.tidy.drop(columns="fit"), trend.drop(columns="fit"), check_exact=True
     )
     assert list(models.glance(fits).columns) == GLANCE_COLUMNS
     assert models.glance(fits) is fits.glance
@@ -206,8 +206,8 @@ def test_sites_and_heads_give_one_fit_per_group(frame):
         (site, layer, head) for site in ("attn", "mlp") for layer in (0, 1) for head in (0, 1, 2)
     }
     assert len(fits) == 12 and set(fits.results) == keys
-    assert list(fits.tidy.columns[:5]) == ["model", "method", "site", "layer", "head"]
-    assert list(fits.glance.columns[:5]) == ["model", "method", "site", "layer", "head"]
+    assert list(fits.tidy.columns[:5]) == ["fit", "method", "site", "layer", "head"]
+    assert list(fits.glance.columns[:5]) == ["fit", "method", "site", "layer", "head"]
     for site, layer, head in [("mlp", 1, 2), ("attn", 0, 0)]:
         rows = grouped[(grouped["site"] == site) & (grouped["head"] == head)]
         direct = _direct_ols(_rows(rows, layer), FORMULA)
@@ -234,7 +234,7 @@ def test_fit_all_stacks_the_named_fits_and_keeps_every_glance_row(frame):
     ]
     pd.testing.assert_frame_equal(tables["position_trend"], pd.concat(alone, ignore_index=True))
     pd.testing.assert_frame_equal(tables["lag_effects"], models.lag_effects(frame, method="gmm"))
-    assert tables["glance"][["model", "method"]].value_counts().to_dict() == {
+    assert tables["glance"][["fit", "method"]].value_counts().to_dict() == {
         ("position_trend", "ols"): 2,
         ("position_trend", "aggregate"): 2,
         ("lag_effects", "gmm"): 2,

@@ -305,7 +305,7 @@ def test_what_the_fits_return_keeps_its_glance_rows(tmp_path):
     tables = {"position_trend": trend, "lag_effects": lags}
     written = write_report(frame, tmp_path / "fits", formats=("md",), tables=tables)
     glance = pd.read_csv(written["glance.csv"])
-    assert sorted(set(glance["model"])) == ["lag_effects", "log_norm ~ position"]
+    assert sorted(set(glance["fit"])) == ["lag_effects", "log_norm ~ position"]
     assert len(glance) == 2 * 2  # two layers of each fit
     written_trend = pd.read_csv(written["position_trend.csv"])
     assert written_trend["estimate"].tolist() == pytest.approx(trend.tidy["estimate"].tolist())
