@@ -23,10 +23,10 @@ Holds:
 - ``MAX_POSITION``, ``CONF_LEVEL``: the defaults of the trend's last position and of the
   intervals' level.
 
-A group is a layer, or a (site, layer, head) combination where the frame has those
-columns; the tables carry the grouping columns. A ``model`` column naming language models
-is not grouped on (the tables' ``fit`` column names the fit): fit each model's rows in
-turn.
+A group is a layer, or a (model, site, layer, head) combination where the frame has those
+columns (``model``: the language models of ``extract.combine``); the tables carry the
+grouping columns, and their ``fit`` column names the fit. Holm's correction runs across the
+groups of one fit, method and term.
 
 Usage::
 

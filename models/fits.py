@@ -10,7 +10,7 @@ Holds:
   fit goes through (``models.fit``'s formulas too): the options checked, what to fit, each
   group's checked rows, the fits gathered into a ``Fits``.
 
-A group is a layer, or a (site, layer, head) combination where the frame has those
+A group is a layer, or a (model, site, layer, head) combination where the frame has those
 columns (``attnmag.models.groups``). Both functions return the table described in
 ``attnmag.models.tidy``; ``glance(table)`` gives the per-fit details. Groups are fitted in
 worker processes where that pays (the mixed models; an ``ols``, ``aggregate`` or ``gmm``
@@ -132,7 +132,7 @@ def position_trend(
     ----------
     frame : pandas.DataFrame
         The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
-        ``"aggregate"``); fitted once per layer, or per (site, layer, head) where present.
+        ``"aggregate"``); fitted once per layer, or per (model, site, layer, head) where present.
     method : {"ols", "aggregate", "mixed"}
         ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
         G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the

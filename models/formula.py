@@ -50,10 +50,9 @@ def fit(
 ) -> Fits:
     """Fit a statsmodels formula once per group of the frame.
 
-    The groups are the frame's grouping columns: ``layer``, and ``site`` and ``head`` where
-    present (one fit per (site, layer, head)). A ``model`` column of language-model names
-    is not grouped on (the tables' ``fit`` column names the fit, here the formula);
-    a frame of several language models is an error, so fit each model's rows in turn.
+    The groups are the frame's grouping columns: ``layer``, and ``model`` (the language
+    models of ``extract.combine``), ``site`` and ``head`` where present: one fit per
+    (model, site, layer, head). The tables' ``fit`` column names the fit, here the formula.
 
     Rows are those at positions ``positions[0]``..``positions[1]`` (inclusive); rows with a
     missing value in any column the formula uses are dropped (``lag1`` is missing at a

@@ -8,12 +8,10 @@ Holds:
 - ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages.
 
 A key is the group's value where one column groups (the layer), else the tuple of the
-values in ``GROUP_COLUMNS`` order, e.g. ``("attn", 5, 3)`` for site, layer and head.
-
-A ``model`` column (the language models of a combined frame) is not grouped on (the tidy
-tables' ``fit`` column names the fit: ``position_trend``, ``lag_effects``, a formula).
-A frame of several language models is refused with a message saying to fit each model's
-rows in turn.
+values in ``GROUP_COLUMNS`` order, e.g. ``("attn", 5, 3)`` for site, layer and head, or
+``("gpt2", "attn", 5)`` for model, site and layer. A ``model`` column names the language
+models of a combined frame (``extract.combine``); the tidy tables' ``fit`` column names the
+fit (``position_trend``, ``lag_effects``, a formula).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from collections.abc import Hashable
 
 import pandas as pd
 
-from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.extract.frame import group_columns as frame_groups
 
@@ -30,7 +27,8 @@ __all__ = ["GROUP_COLUMNS", "group_columns", "split", "key_values", "describe"]
 
 
 def group_columns(frame: pd.DataFrame) -> list[str]:
-    """The grouping columns ``frame`` is fitted by: ``layer``, and ``site``/``head`` if present.
+    """The grouping columns ``frame`` is fitted by: ``layer``, and ``model``, ``site`` and
+    ``head`` where present.
 
     Parameters
     ----------
@@ -40,18 +38,12 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
     Returns
     -------
     list of str
-        The columns in ``GROUP_COLUMNS`` order, without ``model``.
+        The columns in ``GROUP_COLUMNS`` order.
 
-    >>> group_columns(pd.DataFrame(columns=["sequence", "layer", "head"]))
-    ['layer', 'head']
+    >>> group_columns(pd.DataFrame(columns=["sequence", "model", "layer", "head"]))
+    ['model', 'layer', 'head']
     """
-    if "model" in frame.columns and frame["model"].nunique() > 1:
-        names = sorted(map(str, frame["model"].dropna().unique()))
-        raise AttnmagError(
-            f"the frame holds {len(names)} language models {names}; the fits take one at a "
-            "time: select each model's rows, e.g. frame[frame.model == name]"
-        )
-    return [column for column in frame_groups(frame) if column != "model"]
+    return frame_groups(frame)
 
 
 def split(rows: pd.DataFrame, columns: list[str]) -> dict[Hashable, pd.DataFrame]:

@@ -85,12 +85,12 @@ class Fits:
         converged, seconds, warnings (and variance components for mixed fits).
     results : Mapping
         Group key -> the statsmodels results object (``.summary()``, ``.params``, ...).
-        The key is the layer where the frame has no ``site`` or ``head`` column, else the
-        tuple ``(site, layer, head)`` of those present. A combination of several fits is
-        keyed ``(fit, method, *key)``. OLS results are built on first use (the same fit
-        again: a result holds a copy of its rows); for mixed fits the value is the MixedLM
-        result ``fit_mixed`` kept, or ``None`` where it reported REML's maximum without
-        one (the glance ``warnings`` say why).
+        The key is the layer where the frame has no ``model``, ``site`` or ``head`` column,
+        else the tuple ``(model, site, layer, head)`` of those present. A combination of
+        several fits is keyed ``(fit, method, *key)``. OLS results are built on first use
+        (the same fit again: a result holds a copy of its rows); for mixed fits the value is
+        the MixedLM result ``fit_mixed`` kept, or ``None`` where it reported REML's maximum
+        without one (the glance ``warnings`` say why).
 
     Examples
     --------

@@ -13,8 +13,9 @@ Holds:
   and the glance records kept in ``table.attrs["glance"]``;
 - ``glance``: a table (or a ``Fits``) -> one row per group and fit.
 
-The tables carry the grouping columns the fits ran by (``site``, ``layer``, ``head``, see
-``attnmag.models.groups``) in place of ``layer``; a frame with ``layer`` alone gives
+The tables carry the grouping columns the fits ran by (``model``, ``site``, ``layer``,
+``head``, see ``attnmag.models.groups``) in place of ``layer``, after the ``fit`` (the fit's
+name) and ``method`` columns; a frame with ``layer`` alone gives
 ``TIDY_COLUMNS`` and ``GLANCE_COLUMNS`` exactly.
 
 Intervals and p-values are Wald: ``estimate ± q * std_error`` with q from Student's t on

@@ -117,14 +117,6 @@ def test_bad_input_is_one_clear_error(frame, options, message):
     assert "\n" not in str(caught.value)
 
 
-def test_several_language_models_are_one_clear_error(frame):
-    both = pd.concat([frame.assign(model="a"), frame.assign(model="b")], ignore_index=True)
-    with pytest.raises(AttnmagError, match=r"2 language models \['a', 'b'\]"):
-        models.fit(both, FORMULA)
-    one = models.fit(frame.assign(model="a"), FORMULA).tidy
-    pd.testing.assert_frame_equal(one, models.fit(frame, FORMULA).tidy)
-
-
 def test_missing_values_drop_their_rows(frame):
     fits = models.fit(frame, "log_norm ~ lag1 + lag2", positions=(1, 12))
     used = frame[(frame.layer == 1) & frame.position.between(1, 12)]
