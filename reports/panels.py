@@ -22,7 +22,9 @@ of those columns that holds several values; any other grouping column must hold 
 value). Intervals computed from the frame use the ``conf_level`` given;
 intervals from a coefficient table are drawn as the table computed them and labelled with
 the level it carries. The frame is aggregated before anything is drawn (see
-``attnmag.reports.summaries``).
+``attnmag.reports.summaries``). Past ``BIN_THRESHOLD`` positions, the position plots draw
+means over bins of positions (equal widths, position 0 alone; see
+``summaries.position_bin_width``), and their x-axis label says so.
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ from attnmag.reports.summaries import (
     SERIES_COLUMNS,
     interval_level,
     layer_means,
-    mean_ci,
+    means_by_position,
     ordered_methods,
     percent,
+    position_bin_width,
     position_means,
     position_means_across_layers,
     select_layers,
@@ -243,6 +246,23 @@ def _quantity(data: pd.DataFrame) -> str:
         return SITE_WORDS["attn"]
     sites = data["site"].unique().tolist()
     return SITE_WORDS.get(sites[0], sites[0]) if len(sites) == 1 else "update or stream"
+
+
+def _bin_width(rows: pd.DataFrame, max_position: int) -> int:
+    """The bin width of the positions of ``rows`` up to ``max_position`` (1: no bins)."""
+    shown = rows["position"].to_numpy()
+    shown = shown[shown <= max_position]
+    return position_bin_width(int(shown.max())) if shown.size else 1
+
+
+def _position_label(width: int, *, points: bool = True, first: int = 0) -> str:
+    """The x-axis label of a position plot from position ``first``, saying how positions
+    are binned (with ``points``, that each bin is drawn at its tokens' mean position)."""
+    if width == 1:
+        return "position"
+    where = ", drawn at the mean position of their tokens" if points else ""
+    alone = "; position 0 alone" if first == 0 else ""
+    return f"position (means over bins of {width} positions{where}{alone})"
 
 
 def _layer_ticks(ax: Axes, layers: Sequence[int]) -> None:
@@ -574,7 +594,8 @@ def plot_position_heatmap(
     """Heatmap of the mean norm per layer and position.
 
     The colour limits are the given percentiles of the cells at positions 1 and later, so
-    that the first token (the attention sink) does not wash out the rest.
+    that the first token (the attention sink) does not wash out the rest. Past
+    ``BIN_THRESHOLD`` positions a cell is a bin of positions, labelled by its first and last.
 
     Parameters
     ----------
@@ -594,17 +615,27 @@ def plot_position_heatmap(
     """
     _one_series(data)
     ax = _axes(ax)
-    cells = position_means(data, layers=layers, max_position=max_position, conf_level=CONF_LEVEL)
-    grid = cells.pivot(index="layer", columns="position", values="mean")
+    width = _bin_width(data, max_position)
+    cells = position_means(
+        data, layers=layers, max_position=max_position, conf_level=CONF_LEVEL, bin_width=width
+    )
+    column = "position" if width == 1 else "first_position"
+    grid = cells.pivot(index="layer", columns=column, values="mean")
     rest = grid.loc[:, grid.columns >= 1].to_numpy()
     vmin, vmax = np.nanpercentile(rest if rest.size else grid.to_numpy(), percentiles)
+    if width > 1:
+        last = cells.groupby("first_position")["last_position"].first()
+        grid.columns = [
+            f"{first}" if first == last[first] else f"{first}-{last[first]}"
+            for first in grid.columns
+        ]
     sns.heatmap(
         grid,
         ax=ax,
         cmap="rocket_r",
         vmin=vmin,
         vmax=vmax,
-        xticklabels=2,
+        xticklabels=max(2, int(np.ceil(grid.shape[1] / 16))),
         yticklabels=max(1, len(grid) // 16),
         cbar_kws={
             "label": f"mean L2 norm of the {_quantity(data)}",
@@ -614,7 +645,7 @@ def plot_position_heatmap(
         },
     )
     ax.set(
-        xlabel="position",
+        xlabel=_position_label(width, points=False),
         ylabel="layer",
         title=f"Mean norm by layer and position (colour limits: percentiles "
         f"{percentiles[0]:g} and {percentiles[1]:g} of the cells at positions >= 1)",
@@ -655,11 +686,12 @@ def plot_position_means(
     """
     hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
+    width = _bin_width(select_layers(data, layers), max_position)
     overall = position_means_across_layers(
-        data, layers=layers, max_position=max_position, conf_level=conf_level
+        data, layers=layers, max_position=max_position, conf_level=conf_level, bin_width=width
     )
     if hue is None:
-        cells = position_means(data, layers=layers, max_position=max_position)
+        cells = position_means(data, layers=layers, max_position=max_position, bin_width=width)
         shown = sorted(cells["layer"].unique().tolist())
         colours = layer_colours(shown)
         for layer, part in cells.groupby("layer"):
@@ -681,7 +713,7 @@ def plot_position_means(
     ax.yaxis.set_major_formatter(mpl.ticker.LogFormatter())
     ax.yaxis.set_minor_formatter(mpl.ticker.LogFormatter(minor_thresholds=(2, 0.5)))
     ax.set(
-        xlabel="position",
+        xlabel=_position_label(width),
         ylabel=f"mean L2 norm of the {_quantity(data)}\n(log scale)",
         title="Mean norm by position: each layer, and the mean over layers"
         if hue is None
@@ -860,15 +892,15 @@ def plot_head_coefficients(
 
 
 def _table_series(table: pd.DataFrame) -> list[str]:
-    """The grouping columns of a coefficient table: ``site`` and ``head`` where it has them
-    (its ``model`` column names the fit, not a language model)."""
-    return [column for column in ("site", "head") if column in table.columns]
+    """The grouping columns of a coefficient table: ``model`` (the language model), ``site``
+    and ``head`` where it has them."""
+    return [column for column in SERIES_COLUMNS if column in table.columns]
 
 
 def _table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
     """What a table's plot may colour by: ``method`` and its grouping columns, and its
-    ``model`` column (the fit's name) where asked for by name."""
-    return ("method", *(["model"] if hue == "model" else []), *_table_series(table))
+    ``fit`` column (the fit's name) where asked for by name."""
+    return ("method", *(["fit"] if hue == "fit" else []), *_table_series(table))
 
 
 def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -920,7 +952,7 @@ def plot_trend_fits(
     --------
     >>> plot_trend_fits(frame, trend, layers=[0, 15, 29], fit_method="ols")  # doctest: +SKIP
     """
-    _one_series(data, ("model",))  # a table's model column names its fit, not a model
+    _one_series(data, ("model",))  # one language model's points and lines
     hue = _hue(data, hue, choices=("site", "head"))
     ax = _axes(ax)
     methods = ordered_methods(trend["method"])
@@ -931,12 +963,17 @@ def plot_trend_fits(
     rows = select_layers(data, layers)
     rows = rows.loc[rows["position"].between(first, max_position)]
     keys = [*([hue] if hue else []), "layer"]
+    width = _bin_width(rows, max_position)
     if fit_method == "aggregate":
-        points = position_means(rows, max_position=max_position, conf_level=conf_level)
+        points = position_means(
+            rows, max_position=max_position, conf_level=conf_level, bin_width=width
+        )
         points = points.rename(columns={"log_mean": "y", "log_low": "low", "log_high": "high"})
         y_label = f"log of the mean L2 norm\nof the {_quantity(data)}"
     else:
-        points = mean_ci(rows, value="log_norm", by=[*keys, "position"], conf_level=conf_level)
+        points = means_by_position(
+            rows, value="log_norm", by=keys, bin_width=width, conf_level=conf_level
+        )
         points = points.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
         y_label = f"mean log of the L2 norm\nof the {_quantity(data)}"
     fitted = _matching(trend[trend["method"] == fit_method], rows)
@@ -967,7 +1004,7 @@ def plot_trend_fits(
             line = fitted.loc[index, "intercept"] + fitted.loc[index, "position"] * t
             ax.plot(t, line, color=colour, linewidth=1.2)
     ax.set(
-        xlabel="position",
+        xlabel=_position_label(width, first=first),
         ylabel=y_label,
         xlim=(first - 0.7, max_position + 0.7),
         title=f"By position, with {percent(conf_level)} CIs and the lines fitted by '{fit_method}'",
@@ -1007,10 +1044,10 @@ def plot_coefficients(
     term : str
         The term drawn (``intercept``, ``position``, ``lag1``, ...).
     {layers}
-    hue : {"method", "site", "head", "model"}, optional
+    hue : {"method", "model", "site", "head", "fit"}, optional
         One colour per value of this column, dodged; None colours by ``method`` or by the
-        grouping column (``site``, ``head``) holding several values. ``model`` (the fit's
-        name in a ``models`` table) only where asked for.
+        grouping column (``model``, ``site``, ``head``) holding several values. ``fit`` (the
+        fit's name in a ``models`` table) only where asked for.
     labels : mapping, optional
         Legend labels of hue levels, where they should say more than the level's name.
     zero_line : bool

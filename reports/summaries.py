@@ -13,6 +13,9 @@ Holds:
 - ``position_means``: mean per layer and position, with the log of the mean and of its
   interval;
 - ``position_means_across_layers``: mean per position over all layers;
+- ``BIN_THRESHOLD``, ``position_bin_width``, ``means_by_position``: past
+  ``BIN_THRESHOLD`` positions, the position aggregates pool positions into bins of equal
+  width (position 0 alone), so that figures of long texts stay readable;
 - ``site_ratios``: each site's norm over the residual stream's at the same token (the
   difference of log norms), per layer;
 - ``interval_level`` and ``percent``: the level a coefficient table's intervals carry, and
@@ -27,10 +30,17 @@ text are not independent, so the standard error of a mean is the cluster-robust 
 intercept-only regression (what ``models``' ``ols`` method uses), with G - 1 degrees of
 freedom for G sequences. The aggregates return tidy frames (the grouping columns as
 columns), ready for ``seaborn``'s ``data=``.
+
+Bins of positions have equal width, a power of two, with position 0 (the attention sink)
+alone: the trend fits are linear in position, and a bin's mean over its tokens is the
+fitted line at the mean position of those tokens, so each bin is drawn there and lines and
+points stay comparable; equal widths give every stretch of the text the same room, as the
+fits do, where log-spaced bins would pool most of a long text into a few wide bins.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -45,6 +55,7 @@ from attnmag.reports.docs import shared_docs
 
 __all__ = [
     "ALPHA",
+    "BIN_THRESHOLD",
     "COMPARED",
     "GAP_LIMIT",
     "GMM_TESTS",
@@ -53,8 +64,10 @@ __all__ = [
     "lag_comparison",
     "layer_means",
     "mean_ci",
+    "means_by_position",
     "ordered_methods",
     "percent",
+    "position_bin_width",
     "position_means",
     "position_means_across_layers",
     "select_layers",
@@ -64,6 +77,9 @@ __all__ = [
 
 #: The significance level of the reports' counts and marks (on Holm-adjusted p-values).
 ALPHA = 0.05
+#: The most positions the position aggregates show one by one; past it they pool them into
+#: at most this many bins (and position 0 alone).
+BIN_THRESHOLD = 64
 #: The grouping columns a frame may have besides ``layer``: one series per combination.
 SERIES_COLUMNS = tuple(column for column in GROUP_COLUMNS if column != "layer")
 #: The lag estimators compared layer by layer: the default, and the check with fewer
@@ -260,6 +276,7 @@ def position_means(
     layers: int | Iterable[int] | None = None,
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
+    bin_width: int | None = None,
 ) -> pd.DataFrame:
     """Mean of ``value`` per layer and position (0 to ``max_position``) with its interval.
 
@@ -271,13 +288,17 @@ def position_means(
     {layers_kept}
     {max_position_averaged}
     {conf_level_means}
+    bin_width : int, optional
+        Positions per bin (see ``means_by_position``); None: one by one up to
+        ``BIN_THRESHOLD`` positions, in bins past that.
 
     Returns
     -------
     pandas.DataFrame
-        The grouping columns the frame has, ``position``, the columns of ``mean_ci`` and,
-        for ``norm``, ``log_mean``, ``log_low`` and ``log_high``: an interval for the log of
-        the mean (``log_low`` NaN where the interval reaches zero).
+        The grouping columns the frame has, ``position`` (see ``means_by_position`` for
+        bins), the columns of ``mean_ci`` and, for ``norm``, ``log_mean``, ``log_low`` and
+        ``log_high``: an interval for the log of the mean (``log_low`` NaN where the interval
+        reaches zero).
 
     Examples
     --------
@@ -285,7 +306,7 @@ def position_means(
     >>> sns.lineplot(cells, x="position", y="mean", hue="layer")  # doctest: +SKIP
     """
     by = [c for c in GROUP_COLUMNS if c in frame.columns]
-    out = _position_means(frame, value, by, layers, max_position, conf_level)
+    out = _position_means(frame, value, by, layers, max_position, conf_level, bin_width)
     if value == "norm":
         with np.errstate(divide="ignore", invalid="ignore"):
             out["log_mean"] = np.log(out["mean"])
@@ -302,6 +323,7 @@ def position_means_across_layers(
     layers: int | Iterable[int] | None = None,
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
+    bin_width: int | None = None,
 ) -> pd.DataFrame:
     """Mean of ``value`` per position (0 to ``max_position``) over layers, per series.
 
@@ -314,18 +336,23 @@ def position_means_across_layers(
         The layers averaged over; None means every layer.
     {max_position_averaged}
     {conf_level_means}
+    bin_width : int, optional
+        Positions per bin (see ``means_by_position``); None: one by one up to
+        ``BIN_THRESHOLD`` positions, in bins past that.
 
     Returns
     -------
     pandas.DataFrame
         The frame's ``model``, ``site`` and ``head`` columns where it has them,
-        ``position`` and the columns of ``mean_ci``.
+        ``position`` (see ``means_by_position`` for bins) and the columns of ``mean_ci``.
 
     Examples
     --------
     >>> position_means_across_layers(frame, layers=range(10, 20))  # doctest: +SKIP
     """
-    return _position_means(frame, value, _series(frame), layers, max_position, conf_level)
+    return _position_means(
+        frame, value, _series(frame), layers, max_position, conf_level, bin_width
+    )
 
 
 def _position_means(
@@ -335,12 +362,98 @@ def _position_means(
     layers: int | Iterable[int] | None,
     max_position: int,
     conf_level: float,
+    bin_width: int | None,
 ) -> pd.DataFrame:
-    """``mean_ci`` of ``value`` by ``by`` and position, over the rows of ``layers`` up to
+    """``means_by_position`` of ``value`` by ``by``, over the rows of ``layers`` up to
     ``max_position``."""
     rows = select_layers(frame, layers)
     rows = rows.loc[rows["position"] <= max_position]
-    return mean_ci(rows, value=value, by=[*by, "position"], conf_level=conf_level)
+    return means_by_position(rows, value=value, by=by, bin_width=bin_width, conf_level=conf_level)
+
+
+def position_bin_width(last_position: int, *, threshold: int = BIN_THRESHOLD) -> int:
+    """The width of the bins that positions 0 to ``last_position`` are pooled into.
+
+    Parameters
+    ----------
+    last_position : int
+        The last position shown.
+    threshold : int
+        The most positions shown one by one, and the most bins of positions 1 and later.
+
+    Returns
+    -------
+    int
+        1 (no bins) where the positions number ``threshold`` or fewer; else the smallest
+        power of two that cuts positions 1 to ``last_position`` into ``threshold`` bins or
+        fewer.
+
+    Examples
+    --------
+    >>> position_bin_width(30), position_bin_width(1023), position_bin_width(4095)
+    (1, 16, 64)
+    """
+    if last_position + 1 <= threshold:
+        return 1
+    return 2 ** math.ceil(math.log2(last_position / threshold))
+
+
+def means_by_position(
+    rows: pd.DataFrame,
+    *,
+    value: str,
+    by: Sequence[str] = (),
+    bin_width: int | None = None,
+    conf_level: float = CONF_LEVEL,
+) -> pd.DataFrame:
+    """``mean_ci`` of ``value`` per ``by`` group and position, or per bin of positions.
+
+    A bin's mean is over all its tokens and its interval cluster-robust by text, as any
+    other mean of ``mean_ci``: the tokens of one text in one bin are one cluster.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows with ``position``, ``sequence``, ``value`` and the ``by`` columns.
+    value : str
+        The column averaged.
+    by : sequence of str
+        The grouping columns besides position.
+    bin_width : int, optional
+        Positions per bin (position 0 is always alone; 1: no bins); None chooses it with
+        ``position_bin_width`` from the last position of ``rows``.
+    conf_level : float
+        The level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``by`` columns, ``position`` and the columns of ``mean_ci``. With bins,
+        ``position`` is the mean position of the bin's tokens (float), and ``first_position``,
+        ``last_position`` and ``bin_width`` say which positions the bin holds.
+
+    Examples
+    --------
+    >>> long = means_by_position(frame, value="log_norm", by=["layer"])  # doctest: +SKIP
+    >>> long[["first_position", "last_position"]].drop_duplicates().head(3)  # doctest: +SKIP
+    """
+    by = list(by)
+    if rows.empty:
+        raise AttnmagError(f"no rows to average {value} over (by {[*by, 'position']})")
+    positions = rows["position"].to_numpy(np.int64)
+    width = position_bin_width(int(positions.max())) if bin_width is None else bin_width
+    if width == 1:
+        return mean_ci(rows, value=value, by=[*by, "position"], conf_level=conf_level)
+    last = int(positions.max())
+    binned = rows.assign(position_bin=np.where(positions > 0, (positions - 1) // width + 1, 0))
+    out = mean_ci(binned, value=value, by=[*by, "position_bin"], conf_level=conf_level)
+    where = binned.groupby([*by, "position_bin"], sort=True, observed=True)["position"].mean()
+    bins = out["position_bin"].to_numpy(np.int64)
+    out.insert(len(by), "position", where.to_numpy(np.float64))
+    out.insert(len(by) + 1, "first_position", np.where(bins > 0, (bins - 1) * width + 1, 0))
+    out.insert(len(by) + 2, "last_position", np.minimum(bins * width, last))
+    out.insert(len(by) + 3, "bin_width", width)
+    return out.drop(columns="position_bin")
 
 
 @shared_docs
@@ -536,8 +649,8 @@ def lag_comparison(lags: pd.DataFrame, glance: pd.DataFrame | None = None) -> pd
         out["flagged"] = (out[["gap_lag1", "gap_lag2"]].abs() > GAP_LIMIT).any(axis=1)
     if glance is not None and "method" in glance:
         tests = glance[(glance["method"] == COMPARED[1])]
-        if "model" in tests:
-            tests = tests[tests["model"] == "lag_effects"]
+        if "fit" in tests:
+            tests = tests[tests["fit"] == "lag_effects"]
         present = [c for c in GMM_TESTS if c in tests]
         if present and len(tests):
             out = out.join(tests.set_index("layer")[present].astype(float))

@@ -180,18 +180,17 @@ def fake_tables(
         fits[("position_trend", "mixed")] = fits[("position_trend", "ols")]
         lag_fits = _lag_fits(part, conf_level=conf_level, shift=5.0 * (layer in gmm_apart))
         fits.update({("lag_effects", m): fit for m, fit in lag_fits.items()})
-        for (model, method), (rows, r2) in fits.items():
-            wanted = trend_methods if model == "position_trend" else lag_methods
+        for (fit, method), (rows, r2) in fits.items():
+            wanted = trend_methods if fit == "position_trend" else lag_methods
             if method not in wanted:
                 continue
             converged = not (method in ("mixed", "initial_conditions") and layer in unconverged)
-            target = trend_rows if model == "position_trend" else lag_rows
+            target = trend_rows if fit == "position_trend" else lag_rows
             target += [
-                dict(row, model=model, method=method, layer=layer, converged=converged)
-                for row in rows
+                dict(row, fit=fit, method=method, layer=layer, converged=converged) for row in rows
             ]
             record = dict(
-                model=model,
+                fit=fit,
                 method=method,
                 layer=layer,
                 n_obs=rows[0]["n_obs"],
