@@ -1,0 +1,217 @@
+"""Tests of fits from a shard folder (``attnmag.models.stream``): equal to the in-memory fits.
+
+Each folder fit is compared with ``models.position_trend`` / ``models.lag_effects`` on the
+same frame: OLS and the aggregate fit to 1e-9 (relative) in estimates and standard errors,
+the REML fits to 1e-6; the tables' columns, dtypes and glance records match. Folders come
+from ``write_shards`` on a tiny random GPT-2, and from simulated frames written through the
+shard writer's own functions (with and without the ``site``/``head`` grouping columns).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from simulate import simulated_frame
+
+from attnmag import AttnmagError, models
+from attnmag.extract.frame import frame_columns
+from attnmag.extract.shards import (
+    FORMAT,
+    _claim_folder,
+    _record_shard,
+    file_sha256,
+    read_shards,
+    shard_name,
+    shard_ranges,
+    write_shards,
+)
+from attnmag.models import stream
+from attnmag.models.stream import lag_effects_folder, position_trend_folder
+
+CASES = [
+    ("position_trend", "ols", {}, 1e-9),
+    ("position_trend", "aggregate", {}, 1e-9),
+    ("position_trend", "mixed", {}, 1e-6),
+    ("position_trend", "mixed", {"cov_type": "model"}, 1e-6),
+    ("position_trend", "mixed", {"random_slope": True}, 1e-6),
+    ("lag_effects", "ols", {}, 1e-9),
+    ("lag_effects", "initial_conditions", {}, 1e-6),
+    ("lag_effects", "initial_conditions", {"cov_type": "model"}, 1e-6),
+]
+FOLDER_FITS = {"position_trend": position_trend_folder, "lag_effects": lag_effects_folder}
+
+
+def write_folder(frame: pd.DataFrame, folder: Path, shard_texts: int) -> None:
+    """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
+    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum."""
+    n_texts = int(frame["sequence"].max()) + 1
+    arguments = {
+        "format": FORMAT,
+        "model": "simulated",
+        "model_type": "simulated",
+        "dtype": "float32",
+        "weights": "simulated",
+        "n_texts": n_texts,
+        "texts": "simulated",
+        "layers": sorted(frame["layer"].unique().tolist()),
+        "max_length": None,
+        "shard_texts": shard_texts,
+    }
+    _claim_folder(folder, arguments, {})
+    for k, start, stop in shard_ranges(n_texts, shard_texts):
+        part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
+        path = folder / shard_name(k)
+        part.to_parquet(path)
+        entry = {"rows": len(part), "start": start, "stop": stop, "sha256": file_sha256(path)}
+        _record_shard(folder, path.name, entry)
+
+
+def with_sites_and_heads(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s layers as four (site, head) series each: the grouping columns of a run
+    with sites and heads, with different values in each series."""
+    rng = np.random.default_rng(5)
+    parts = []
+    for site in ("attn", "mlp"):
+        for head in (0, 1):
+            part = frame.copy()
+            shift = rng.normal(0, 0.3, size=part["sequence"].max() + 1)[part["sequence"]]
+            for column in ("log_norm", "lag1", "lag2"):
+                part[column] = part[column] + shift
+            part["norm"] = np.exp(part["log_norm"]).astype(np.float32)
+            part["site"] = pd.Categorical([site] * len(part), categories=["attn", "mlp"])
+            part["head"] = np.int16(head)
+            parts.append(part)
+    both = pd.concat(parts, ignore_index=True)
+    both = both.sort_values(["sequence", "site", "layer", "head", "position"], kind="stable")
+    return both[frame_columns(["site", "head"])].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    """A simulated frame (random intercepts and slopes, lag effects), as a 4-shard folder."""
+    frame = simulated_frame(48, 2, lag1=0.3, lag2=0.1, sd_slope=0.01, seed=3)
+    folder = tmp_path_factory.mktemp("simulated")
+    write_folder(frame, folder, shard_texts=12)
+    return frame, folder
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    """A frame with ``site`` and ``head`` columns, as a 3-shard folder."""
+    frame = with_sites_and_heads(simulated_frame(30, 2, lag1=0.2, seed=4))
+    folder = tmp_path_factory.mktemp("grouped")
+    write_folder(frame, folder, shard_texts=10)
+    return frame, folder
+
+
+def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, rtol: float) -> None:
+    """Same columns, dtypes, groups and terms; numbers equal to ``rtol`` (relative)."""
+    assert list(got.columns) == list(expected.columns)
+    assert got.dtypes.to_dict() == expected.dtypes.to_dict()
+    numbers = ["estimate", "std_error", "statistic", "conf_low", "conf_high", "df"]
+    exact = [column for column in got.columns if column not in [*numbers, "p_value"]]
+    exact.remove("p_adjusted")
+    pd.testing.assert_frame_equal(got[exact], expected[exact])
+    np.testing.assert_allclose(got[numbers], expected[numbers], rtol=rtol)
+    p_values = ["p_value", "p_adjusted"]
+    np.testing.assert_allclose(got[p_values], expected[p_values], rtol=100 * rtol, atol=1e-12)
+    summary, reference = models.glance(got), models.glance(expected)
+    assert list(summary.columns) == list(reference.columns)
+    fields = ["n_obs", "n_groups", "r2", "loglik", "aic", "bic", "sigma"]
+    np.testing.assert_allclose(summary[fields], reference[fields], rtol=rtol)
+    assert summary["converged"].tolist() == reference["converged"].tolist()
+
+
+def in_memory(model: str, frame: pd.DataFrame, method: str, options: dict) -> pd.DataFrame:
+    """The in-memory fit of ``model`` by ``method`` on ``frame``."""
+    fit = {"position_trend": models.position_trend, "lag_effects": models.lag_effects}[model]
+    return fit(frame, method=method, n_jobs=1, progress=False, **options)
+
+
+@pytest.mark.parametrize(("model", "method", "options", "rtol"), CASES)
+def test_folder_fits_equal_the_in_memory_fits(simulated, model, method, options, rtol):
+    frame, folder = simulated
+    got = FOLDER_FITS[model](folder, method=method, **options)
+    assert_same_table(got, in_memory(model, frame, method, options), rtol)
+
+
+@pytest.mark.parametrize(("model", "method", "options", "rtol"), CASES[:3] + CASES[5:7])
+def test_folder_fits_run_per_site_layer_and_head(grouped, model, method, options, rtol):
+    frame, folder = grouped
+    got = FOLDER_FITS[model](folder, method=method, **options)
+    assert got[["site", "layer", "head"]].drop_duplicates().shape[0] == 8
+    assert_same_table(got, in_memory(model, frame, method, options), rtol)
+
+
+def test_folder_fits_of_an_extraction_equal_the_in_memory_fits(tiny_gpt2, gpt2_tokenizer, tmp_path):
+    texts = [
+        f"Text {i} says " + "rather more, and then some, " * (i % 5) + "the end." for i in range(12)
+    ]
+    write_shards(tiny_gpt2, gpt2_tokenizer, texts, tmp_path, shard_texts=5, progress=False)
+    frame = read_shards(tmp_path)
+    for model, method, options, rtol in CASES[:3] + CASES[5:7]:
+        got = FOLDER_FITS[model](tmp_path, method=method, layers=[0, 2], **options)
+        expected = in_memory(model, frame, method, {"layers": [0, 2], **options})
+        if rtol > 1e-9:
+            # With 12 texts REML is flat along the variance: statsmodels' optimum, which the
+            # in-memory fit reports within 1e-7 of REML's maximum, stops up to 1e-5 away
+            # from the maximum the folder fit reports, whose REML is not lower.
+            got_reml = models.glance(got)["loglik"].to_numpy()
+            assert np.all(got_reml >= models.glance(expected)["loglik"].to_numpy() - 1e-9)
+            rtol = 1e-4
+        assert_same_table(got, expected, rtol)
+
+
+def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypatch):
+    """Four times the rows (texts four times as long) hand Python the same arrays: one row
+    of sums per group and sequence, one group at a time."""
+    received = []
+
+    def recording(batches):
+        columns = original(batches)
+        received.append(sum(values.nbytes for values in columns.values()))
+        return columns
+
+    original = stream._columns
+    monkeypatch.setattr(stream, "_columns", recording)
+    sizes = {}
+    for scale in (1, 4):
+        frame = simulated_frame(40, 3, length=(10 * scale, 20 * scale), lag1=0.3, seed=1)
+        folder = tmp_path / f"x{scale}"
+        write_folder(frame, folder, shard_texts=10)
+        received.clear()
+        lag_effects_folder(folder, method="ols")
+        sizes[scale] = (len(frame), list(received))
+    assert sizes[4][0] > 3 * sizes[1][0]
+    n_columns = 2 + 1 + 9 + 2 + 1  # layer, sequence; n, 9 sums; first, last; n_bad
+    assert sizes[1][1] == sizes[4][1] == [40 * 8 * n_columns] * 3
+
+
+def test_bad_folders_and_options_are_one_clear_error(simulated, tmp_path):
+    frame, folder = simulated
+    with pytest.raises(AttnmagError, match=r"the frame has no layers \[7\]"):
+        position_trend_folder(folder, layers=[7])
+    with pytest.raises(AttnmagError, match="has no method 'lstsq'"):
+        position_trend_folder(folder, method="lstsq")
+    with pytest.raises(AttnmagError, match="for 'gmm' read the frame"):
+        lag_effects_folder(folder, method="gmm")
+    with pytest.raises(AttnmagError, match="layer 0 has 30 rows from 1 sequences covering"):
+        position_trend_folder(write_only(frame[frame.sequence == 0], tmp_path / "one"))
+    broken = frame.copy()
+    broken.loc[broken.index[5], "log_norm"] = -np.inf
+    with pytest.raises(AttnmagError, match="missing or infinite values"):
+        position_trend_folder(write_only(broken, tmp_path / "inf"))
+    gap = frame[~((frame.sequence == 3) & (frame.position == 6))]
+    with pytest.raises(AttnmagError, match="sequence 3 does not have every position from 3 on"):
+        lag_effects_folder(write_only(gap, tmp_path / "gap"))
+    with pytest.raises(AttnmagError, match="lacks the columns"):
+        position_trend_folder(
+            write_only(frame.drop(columns="log_norm"), tmp_path / "cols"), method="ols"
+        )
+
+
+def write_only(frame: pd.DataFrame, folder: Path) -> Path:
+    """``frame`` as a one-shard folder."""
+    write_folder(frame, folder, shard_texts=int(frame["sequence"].max()) + 1)
+    return folder
