@@ -17,6 +17,16 @@ in one batch (a token budget of 10^9), and prints the batch sizes tried as the b
 halved, and the largest relative difference in norms from a run with the default budget
 (batches of other compositions: rounding only).
 
+With ``--assets DIR`` (a folder written by ``benchmarks.gpu_assets``, for a GPU machine without
+network or the bundled model and corpus) the tokenizers and texts come from ``DIR``, and
+SmolLM2 is built from its config with seeded random weights: its shape, not its weights, sets
+the speed, so its rows measure the same work; the output says so.
+
+The out-of-memory check runs first; the timings then run in order (SmolLM2 on ``--texts``
+texts, the GPT-2-large-shaped model on ``--large-texts``), each printed as soon as it is
+done, and those not started within ``--budget`` seconds are skipped, so that the table is
+printed before ``benchmarks/gpu.sh``'s time limit.
+
 Without a CUDA device it stops at once with one line, unless ``--cpu-smoke``: then it runs
 the same code on the CPU with four texts and a GPT-2-large-shaped model cut to two narrow
 layers (20 heads kept), and simulates the out-of-memory error (a hook raises it for any batch
@@ -27,16 +37,20 @@ Usage::
     python -m benchmarks.gpu                      # on a GPU machine; about 2 to 4 minutes
     python -m benchmarks.gpu --texts 256 --models gpt2-large-shape
     python -m benchmarks.gpu --cpu-smoke          # anywhere: the script's CPU-safe parts
+    python -m benchmarks.gpu --assets .gpu        # tokenizers, texts, SmolLM2's shape from .gpu
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from benchmarks.common import gpt2_tokenizer, table
@@ -48,24 +62,52 @@ METHODS = ("bare", "attnmag", "heads", "sites", "sites+heads")
 # GPT-2 large: 36 blocks of width 1280, 20 heads, 1,024 positions.
 GPT2_LARGE = {"n_layer": 36, "n_embd": 1280, "n_head": 20, "n_positions": 1024}
 GPT2_LARGE_SMOKE = {"n_layer": 2, "n_embd": 80, "n_head": 20, "n_positions": 1024}
+GPT2_RANDOM = "random GPT-2 large shape"
+SMOLLM2_RANDOM = "random SmolLM2-135M shape"
 
 
-def load(name: str, dtype: str, device: str, smoke: bool) -> tuple[object, object]:
+def load(
+    name: str, dtype: str, device: str, smoke: bool, assets: Path | None
+) -> tuple[object, object]:
     """The bundled SmolLM2, or a GPT-2-large-shaped model with seeded random weights (built
-    on ``device``), in ``dtype``, in eval mode."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    on ``device``), in ``dtype``, in eval mode. With ``assets``, SmolLM2 too is built from
+    its config with seeded random weights, and both tokenizers come from the folder."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config
 
     from attnmag import extract
 
-    if name == "smollm2":
+    if name == "smollm2" and assets is None:
         model, tokenizer = extract.load_model(dtype=dtype)
         return model.to(device), tokenizer
     torch.manual_seed(0)
-    config = GPT2Config(**(GPT2_LARGE_SMOKE if smoke else GPT2_LARGE))
+    if name == "smollm2":
+        config, label = AutoConfig.from_pretrained(assets / "smollm2"), SMOLLM2_RANDOM
+        tokenizer = AutoTokenizer.from_pretrained(assets / "smollm2")
+    else:
+        config, label = GPT2Config(**(GPT2_LARGE_SMOKE if smoke else GPT2_LARGE)), GPT2_RANDOM
+        tokenizer = (
+            gpt2_tokenizer()
+            if assets is None
+            else AutoTokenizer.from_pretrained(assets / "gpt2-tokenizer")
+        )
     with torch.device(device):
-        model = GPT2LMHeadModel(config).to(getattr(torch, dtype)).eval()
-    model.config.name_or_path = "random GPT-2 large shape"
-    return model, gpt2_tokenizer()
+        model = AutoModelForCausalLM.from_config(config).to(getattr(torch, dtype)).eval()
+    model.config.name_or_path = label
+    return model, tokenizer
+
+
+def bundled_texts(limit: int, assets: Path | None) -> list[str]:
+    """``extract.load_corpus(limit=limit)``'s texts; with ``assets``, the same draw from the
+    snippets in ``assets / "texts.json"`` (the bundled corpus need not be installed)."""
+    from attnmag import extract
+    from attnmag.extract.corpus import balanced_sample
+
+    if assets is None:
+        return list(extract.load_corpus(limit=limit)["text"])
+    snippets = pd.DataFrame(json.loads((assets / "texts.json").read_text()))
+    if limit < len(snippets):
+        snippets = balanced_sample(snippets, limit=limit, seed=0)
+    return snippets["text"].tolist()
 
 
 def methods(model: object, tokenizer: object) -> dict[str, Callable[[list[str], dict], object]]:
@@ -121,7 +163,10 @@ def time_methods(name: str, dtype: str, texts: list[str], args: argparse.Namespa
     ratio to the bare pass, frame rows and peak GPU memory."""
     from attnmag.extract.norms import context_length, encode
 
-    model, tokenizer = load(name, dtype, args.device, args.cpu_smoke)
+    if time.perf_counter() - args.start > args.budget:
+        print(f"  {name} {dtype}: skipped (past the {args.budget:.0f} s budget)", flush=True)
+        return []
+    model, tokenizer = load(name, dtype, args.device, args.cpu_smoke, args.assets)
     tokens = sum(
         len(ids) for ids in encode(tokenizer, texts, max_length=context_length(model)).token_ids
     )
@@ -130,6 +175,9 @@ def time_methods(name: str, dtype: str, texts: list[str], args: argparse.Namespa
     runs["bare"](texts, options)  # warm-up: kernels, allocator, one-time costs
     rows, bare_seconds = [], None
     for method in args.methods:
+        if time.perf_counter() - args.start > args.budget:
+            print(f"  {name} {dtype} {method}: skipped (past the {args.budget:.0f} s budget)")
+            continue
         reset_peak(args.device)
         best, result = float("inf"), None
         for _ in range(args.repeats):
@@ -153,7 +201,7 @@ def time_methods(name: str, dtype: str, texts: list[str], args: argparse.Namespa
                 "peak GPU MB": peak_mb(args.device),
             }
         )
-        print(f"  {name} {dtype} {method}: {best:.2f} s", flush=True)
+        print("  " + "  ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
     del model
     return rows
 
@@ -172,7 +220,7 @@ def out_of_memory_retry(texts: list[str], args: argparse.Namespace) -> str:
     from attnmag import extract
     from attnmag.extract.adapters import base_model
 
-    model, tokenizer = load("smollm2", "float32", args.device, args.cpu_smoke)
+    model, tokenizer = load("smollm2", "float32", args.device, args.cpu_smoke, args.assets)
     batch = long_texts(texts, 8 if args.cpu_smoke else 256, 40 if args.cpu_smoke else 1500)
     sizes: list[int] = []
 
@@ -214,12 +262,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     listed = lambda text: text.split(",")  # noqa: E731
     parser.add_argument("--texts", type=int, default=1066, help="bundled texts (default 1066)")
+    parser.add_argument(
+        "--large-texts",
+        type=int,
+        default=512,
+        help="bundled texts for the GPT-2-large-shaped model, at most --texts (default 512)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=240.0,
+        help="seconds after which the methods not yet timed are skipped (default 240)",
+    )
     parser.add_argument("--models", type=listed, default=list(MODELS))
     parser.add_argument("--dtypes", type=listed, default=list(DTYPES))
     parser.add_argument("--methods", type=listed, default=list(METHODS))
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per method (best)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=16384, help="token budget per batch")
+    parser.add_argument(
+        "--assets",
+        type=Path,
+        help="a folder from benchmarks.gpu_assets: tokenizers, texts, SmolLM2's config",
+    )
     parser.add_argument(
         "--cpu-smoke", action="store_true", help="run the CPU-safe parts on small shapes"
     )
@@ -235,22 +300,29 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    args.device = "cpu" if args.cpu_smoke else "cuda"
+    args.device, args.start = "cpu" if args.cpu_smoke else "cuda", time.perf_counter()
     if args.cpu_smoke:
         args.texts, args.repeats = min(args.texts, 4), 1
-    from attnmag import extract
-
-    texts = list(extract.load_corpus(limit=args.texts)["text"])
+    counts = {"smollm2": args.texts, "gpt2-large-shape": min(args.texts, args.large_texts)}
+    texts = {name: bundled_texts(count, args.assets) for name, count in counts.items()}
     card = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU (smoke run)"
-    print(f"device: {card}; torch {torch.__version__}; {len(texts)} bundled texts", flush=True)
+    print(
+        f"device: {card}; torch {torch.__version__}; bundled texts: {counts['smollm2']} "
+        f"(SmolLM2), {counts['gpt2-large-shape']} (GPT-2 large shape)",
+        flush=True,
+    )
+    if args.assets is not None:
+        print(f"assets {args.assets}: SmolLM2 has seeded random weights ({SMOLLM2_RANDOM})")
+    # The out-of-memory check first: it takes a bounded time, and the budget then cuts only
+    # the timings.
+    print(out_of_memory_retry(texts["smollm2"], args), flush=True)
     rows = [
         row
         for name in args.models
         for dtype in args.dtypes
-        for row in time_methods(name, dtype, texts, args)
+        for row in time_methods(name, dtype, texts[name], args)
     ]
-    print(table(rows), flush=True)
-    print(out_of_memory_retry(texts, args), flush=True)
+    print(table(rows) if rows else "no method timed within the budget", flush=True)
     return 0
 
 
