@@ -385,8 +385,8 @@ def position_bin_width(last_position: int, *, threshold: int = BIN_THRESHOLD) ->
     -------
     int
         1 (no bins) where the positions number ``threshold`` or fewer; else the smallest
-        power of two that cuts positions 1 to ``last_position`` into ``threshold`` bins or
-        fewer.
+        power of two, 2 at least, that cuts positions 1 to ``last_position`` into
+        ``threshold`` bins or fewer.
 
     Examples
     --------
@@ -395,7 +395,7 @@ def position_bin_width(last_position: int, *, threshold: int = BIN_THRESHOLD) ->
     """
     if last_position + 1 <= threshold:
         return 1
-    return 2 ** math.ceil(math.log2(last_position / threshold))
+    return max(2, 2 ** math.ceil(math.log2(last_position / threshold)))
 
 
 def means_by_position(

@@ -1,12 +1,18 @@
 """Long contexts: the bundled long texts (``bundled-long:N``), measured at their full length."""
 
 import json
+import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attnmag import AttnmagError, extract
+from attnmag.extract import norms
+from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.corpus import bundled_snippets
+from attnmag.extract.norms import CPU_MAX_TOKENS, GPU_MAX_TOKENS
 
 
 def _info(dataset) -> dict:
@@ -104,3 +110,102 @@ def test_long_texts_measured_at_max_length_have_every_position(tiny_gpt2, gpt2_t
     np.testing.assert_array_equal(counts["max"], np.minimum(tokens, 96) - 1)
     assert frame.attrs["corpus"].startswith("bundled-long:96 (long texts")
     assert frame.attrs["n_truncated"] == int((tokens > 96).sum()) >= 4
+
+
+@pytest.fixture(scope="module")
+def long_frame():
+    from tests.simulate import simulated_frame
+
+    return simulated_frame(12, 3, length=(900, 1024), seed=2)
+
+
+def _tick_labels(ax) -> list[str]:
+    return [label.get_text() for label in ax.get_xticklabels() if label.get_text()]
+
+
+def test_the_heatmap_at_1024_positions_has_binned_cells_and_few_labels(long_frame):
+    from matplotlib.figure import Figure
+
+    from attnmag.reports import panels
+
+    ax = panels.plot_position_heatmap(long_frame, max_position=1024, ax=Figure().add_subplot())
+    last = int(long_frame["position"].max())
+    assert last > 1000
+    cells = ax.collections[0].get_array()
+    assert cells.size == 3 * (1 + -(-last // 16))  # position 0, then bins of 16
+    labels = _tick_labels(ax)
+    assert 4 <= len(labels) <= 17 and labels[0] == "0"
+    assert all(re.fullmatch(r"(\d+)-(\d+)", label) for label in labels[1:])
+    assert "bins of 16 positions" in ax.get_xlabel() and "position 0 alone" in ax.get_xlabel()
+
+
+def test_64_positions_are_drawn_one_by_one(long_frame):
+    from matplotlib.figure import Figure
+
+    from attnmag.reports import panels
+
+    short = long_frame[long_frame["position"] <= 63]
+    ax = panels.plot_position_heatmap(short, max_position=1024, ax=Figure().add_subplot())
+    assert ax.collections[0].get_array().size == 3 * 64 and ax.get_xlabel() == "position"
+
+
+def test_the_line_plots_at_1024_positions_draw_one_point_per_bin(long_frame):
+    from matplotlib.figure import Figure
+
+    from attnmag import models
+    from attnmag.reports import panels
+
+    ax = panels.plot_position_means(long_frame, max_position=1024, ax=Figure().add_subplot())
+    assert all(len(line.get_xdata()) <= 65 for line in ax.get_lines())
+    assert "bins of 16 positions, drawn at the mean position" in ax.get_xlabel()
+    trend = models.position_trend(long_frame, method="ols", max_position=1024)
+    ax = panels.plot_trend_fits(
+        long_frame, trend, max_position=1024, conf_level=0.9, ax=Figure().add_subplot()
+    )
+    points = [c.lines[0] for c in ax.containers]
+    bins = -(-int(long_frame["position"].max()) // 16)
+    assert len(points) == 3 and all(len(p.get_xdata()) == bins <= 64 for p in points)
+    assert "bins of 16" in ax.get_xlabel() and "position 0" not in ax.get_xlabel()
+    assert len(_tick_labels(ax)) <= 12
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 2048), min_size=1, max_size=60),
+    batch_size=st.integers(1, 64),
+    max_tokens=st.integers(1, 20000),
+)
+def test_no_batch_passes_the_token_budget_unless_one_text_does(lengths, batch_size, max_tokens):
+    batches = length_batches(lengths, batch_size=batch_size, max_tokens=max_tokens)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) <= batch_size
+        assert padded <= max_tokens or len(batch) == 1
+
+
+def test_long_texts_fill_the_budget(gpt2_tokenizer):
+    texts = list(extract.load_corpus("bundled-long:1024", limit=40)["text"])
+    lengths = [min(len(ids), 1024) for ids in gpt2_tokenizer(texts)["input_ids"]]
+    assert set(lengths) == {1024}
+    gpu = length_batches(lengths, batch_size=64, max_tokens=GPU_MAX_TOKENS)
+    assert [len(batch) for batch in gpu] == [16, 16, 8]  # 16 x 1,024 = the GPU budget
+    cpu = length_batches(lengths, batch_size=64, max_tokens=CPU_MAX_TOKENS)
+    assert all(len(batch) == 1 for batch in cpu)  # a text past the budget runs alone
+
+
+def test_extraction_pads_long_texts_within_the_budget(tiny_gpt2, gpt2_tokenizer, monkeypatch):
+    shapes = []
+
+    def recording(token_ids, **options):
+        inputs = pad_batch(token_ids, **options)
+        shapes.append(tuple(inputs["input_ids"].shape))
+        return inputs
+
+    monkeypatch.setattr(norms, "pad_batch", recording)
+    texts = extract.load_corpus("bundled-long:200", limit=7)
+    frame = extract.attention_norms(
+        tiny_gpt2, gpt2_tokenizer, texts, max_length=128, max_tokens=300, progress=False
+    )
+    assert shapes == [(2, 128), (2, 128), (2, 128), (1, 128)]
+    assert frame["sequence"].nunique() == 7

@@ -9,6 +9,7 @@ import statsmodels.formula.api as smf
 from scipy import stats
 
 from attnmag import AttnmagError, reports
+from attnmag.reports import summaries
 from tests.simulate import simulated_frame
 from tests.test_reports_support import grouped_frame, site_frame
 
@@ -180,3 +181,56 @@ def test_site_ratios_need_the_reference_and_another_site(frame):
         reports.site_ratios(frame)
     against_mlp = reports.site_ratios(sites, reference="mlp")
     assert set(against_mlp["site"]) == {"attn", "resid"}
+
+
+@pytest.fixture(scope="module")
+def long_frame() -> pd.DataFrame:
+    return simulated_frame(16, 2, length=(700, 1024), seed=5)
+
+
+@pytest.mark.parametrize("last", [1, 30, 63, 64, 65, 200, 1023, 1024, 4095])
+def test_bins_only_past_the_threshold_and_they_cover_every_position(last):
+    width = summaries.position_bin_width(last)
+    assert (width == 1) == (last + 1 <= summaries.BIN_THRESHOLD)
+    rows = pd.DataFrame(
+        {"sequence": np.arange(last + 1) % 3, "position": np.arange(last + 1), "v": 1.0}
+    )
+    cells = summaries.means_by_position(rows, value="v")
+    if width == 1:
+        assert list(cells["position"]) == list(range(last + 1))
+        return
+    assert len(cells) <= summaries.BIN_THRESHOLD + 1 and (cells["bin_width"] == width).all()
+    bounds = zip(cells["first_position"], cells["last_position"], strict=True)
+    covered = np.concatenate([np.arange(a, b + 1) for a, b in bounds])
+    np.testing.assert_array_equal(covered, np.arange(last + 1))  # each position once, in order
+    assert cells["first_position"].iloc[0] == cells["last_position"].iloc[0] == 0
+    assert (cells["n"] == cells["last_position"] - cells["first_position"] + 1).all()
+
+
+def test_a_bin_mean_is_the_mean_of_its_tokens_with_a_cluster_robust_interval(long_frame):
+    cells = reports.position_means(long_frame, value="norm", max_position=1024, conf_level=0.9)
+    assert summaries.position_bin_width(int(long_frame["position"].max())) == 16
+    assert len(cells) == 2 * (1 + 64) and set(cells["bin_width"]) == {16}
+    several = cells[cells["n_groups"] > 1]
+    assert len(several) > 100
+    for cell in several.iloc[[0, 1, 40, 63, 100, -1]].itertuples(index=False):
+        rows = long_frame[
+            (long_frame["layer"] == cell.layer)
+            & long_frame["position"].between(cell.first_position, cell.last_position)
+        ]
+        fit = _cluster_fit(rows, "norm")
+        low, high = fit.conf_int(alpha=0.1).iloc[0]
+        assert cell.mean == pytest.approx(rows["norm"].astype(float).mean(), rel=1e-12)
+        assert cell.position == pytest.approx(rows["position"].mean(), rel=1e-12)
+        assert cell.std_error == pytest.approx(fit.bse.iloc[0], rel=1e-9)
+        assert (cell.conf_low, cell.conf_high) == pytest.approx((low, high), rel=1e-9)
+        assert cell.n == len(rows) and cell.n_groups == rows["sequence"].nunique()
+        assert cell.log_mean == pytest.approx(np.log(cell.mean))
+
+
+def test_bins_can_be_asked_for_and_switched_off(long_frame):
+    both = long_frame[long_frame["position"] <= 40]
+    wide = reports.position_means_across_layers(both, max_position=40, bin_width=8)
+    assert list(wide["last_position"]) == [0, 8, 16, 24, 32, 40]
+    whole = reports.position_means(long_frame, max_position=1024, bin_width=1)
+    assert len(whole) == 2 * (long_frame["position"].max() + 1) and "bin_width" not in whole
