@@ -1,5 +1,5 @@
-"""The report's five figures: composites of the panels in ``panels``, each a Figure that
-shows itself in a notebook.
+"""The report's figures: composites of the panels in ``panels``, each a Figure that shows
+itself in a notebook.
 
 Holds:
 - ``plot_valid_tokens``: real tokens per text and position, and the length histogram;
@@ -10,6 +10,13 @@ Holds:
   slopes;
 - ``plot_lag_effects``: lag-1 and lag-2 coefficients per layer, one colour per method,
   layers where the two within-text estimators disagree shaded;
+- ``plot_heads``: per model, layer x head heatmaps of the mean log norm and of the position
+  slope, significant cells marked;
+- ``plot_sites``: per model, each site's mean log norm per layer, and attention's and the
+  MLP's update relative to the residual stream;
+- ``plot_models``: models side by side on a relative depth axis: mean log norms, position
+  slopes, lag effects;
+- ``heads_only``: the rows of a frame or table that hold single heads (of ``attn``);
 - ``NotebookFigure``: a Figure that a notebook draws inline when a cell returns it;
 - ``figure_bytes``: a Figure rendered to PNG or SVG bytes.
 
@@ -28,6 +35,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from attnmag.errors import AttnmagError
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
 from attnmag.reports.panels import (
@@ -38,15 +46,19 @@ from attnmag.reports.panels import (
     _one_series,
     _table_hues,
     plot_coefficients,
+    plot_head_coefficients,
+    plot_head_means,
     plot_layer_means,
     plot_norm_violins,
     plot_position_heatmap,
     plot_position_means,
     plot_sequence_lengths,
+    plot_site_ratios,
     plot_token_grid,
     plot_trend_fits,
 )
 from attnmag.reports.summaries import (
+    ALPHA,
     COMPARED,
     GAP_LIMIT,
     SERIES_COLUMNS,
@@ -60,10 +72,14 @@ from attnmag.reports.summaries import (
 __all__ = [
     "NotebookFigure",
     "figure_bytes",
+    "heads_only",
+    "plot_heads",
     "plot_lag_effects",
     "plot_layer_norms",
+    "plot_models",
     "plot_position_norms",
     "plot_position_trend",
+    "plot_sites",
     "plot_valid_tokens",
 ]
 
@@ -428,4 +444,194 @@ def plot_lag_effects(
             handles.append(Patch(color=FLAG_COLOUR))
             names.append(f"{default} and {check} > {GAP_LIMIT:g} {check} SEs apart")
         fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3))
+    return fig
+
+
+def _by_model(data: pd.DataFrame) -> dict[object, pd.DataFrame]:
+    """``data``'s rows per language model (in the column's order), or all under None."""
+    if "model" not in data.columns:
+        return {None: data}
+    return {level: data[data["model"] == level] for level in _levels(data, "model")}
+
+
+def _titled(ax: object, model: object) -> None:
+    """Prefix ``ax``'s title with the model's name, where there is one."""
+    if model is not None:
+        ax.set_title(f"{model}: {ax.get_title()}")
+
+
+@shared_docs
+def plot_heads(
+    data: pd.DataFrame,
+    trend: pd.DataFrame,
+    *,
+    term: str = "position",
+    layers: Layers = None,
+    exclude_first: bool = True,
+    alpha: float = ALPHA,
+) -> NotebookFigure:
+    """Per model, layer x head heatmaps: the mean log norm, and one term's estimate with its
+    significance.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The tidy frame, with a ``head`` column (``heads=True``): the rows of heads 0 and up
+        are drawn, of the ``attn`` site where the frame has sites.
+    trend : pandas.DataFrame
+        A ``models.position_trend`` table of one method fitted on it.
+    term : str
+        The term whose estimates the right-hand heatmaps show (the slope by default).
+    {layers}
+    {exclude_first}
+    alpha : float
+        A dot marks ``p_adjusted < alpha``.
+
+    Returns
+    -------
+    NotebookFigure
+        One row per model: mean log norms on the left, ``term``'s estimates on the right.
+
+    Examples
+    --------
+    >>> plot_heads(heads, models.position_trend(heads, method="ols"))  # doctest: +SKIP
+    """
+    rows = heads_only(data)
+    table = heads_only(trend)
+    parts = _by_model(rows)
+    n_layers = len(select_layers(rows, layers)["layer"].unique())
+    height = max(3.6, 0.17 * n_layers + 1.6)
+    with _style():
+        fig = NotebookFigure(figsize=(12, height * len(parts)), layout="constrained")
+        axes = fig.subplots(len(parts), 2, squeeze=False)
+        for (model, part), (left, right) in zip(parts.items(), axes, strict=True):
+            plot_head_means(part, layers=layers, exclude_first=exclude_first, ax=left)
+            fitted = table if model is None else table[table["model"] == model]
+            plot_head_coefficients(fitted, term=term, layers=layers, alpha=alpha, ax=right)
+            _titled(left, model)
+            _titled(right, model)
+    return fig
+
+
+def heads_only(data: pd.DataFrame) -> pd.DataFrame:
+    """The rows of heads 0 and up (of the ``attn`` site where there are sites).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        A frame or a coefficient table with a ``head`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Its rows of single heads.
+
+    Examples
+    --------
+    >>> heads_only(pd.DataFrame({"head": [-1, 0, 1]}))["head"].tolist()
+    [0, 1]
+    """
+    if "head" not in data.columns:
+        raise AttnmagError("plot_heads needs a head column: measure with heads=True")
+    rows = data[data["head"] >= 0]
+    return rows[rows["site"] == "attn"] if "site" in rows.columns else rows
+
+
+@shared_docs
+def plot_sites(
+    data: pd.DataFrame,
+    *,
+    reference: str = "resid",
+    layers: Layers = None,
+    exclude_first: bool = True,
+    conf_level: float = CONF_LEVEL,
+) -> NotebookFigure:
+    """Per model, the sites side by side: the mean log norm per layer of each site, and each
+    site's norm relative to the ``reference`` site's (the log difference, with its CI).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The tidy frame of ``extract.update_norms``, with ``reference`` and another site; the
+        whole sub-layers' rows (``head`` -1) are drawn where it has heads.
+    reference : str
+        The site the others are compared with.
+    {layers}
+    {exclude_first}
+    conf_level : float
+        The level of the intervals (cluster-robust by text).
+
+    Returns
+    -------
+    NotebookFigure
+        One row per model: means by site on the left, ratios to ``reference`` on the right.
+
+    Examples
+    --------
+    >>> plot_sites(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
+    """
+    rows = data[data["head"] == -1] if "head" in data.columns else data
+    parts = _by_model(rows)
+    with _style():
+        fig = NotebookFigure(figsize=(12, 4.6 * len(parts)), layout="constrained")
+        axes = fig.subplots(len(parts), 2, squeeze=False)
+        for (model, part), (left, right) in zip(parts.items(), axes, strict=True):
+            options = {"layers": layers, "exclude_first": exclude_first, "conf_level": conf_level}
+            plot_layer_means(part, hue="site", **options, ax=left)
+            plot_site_ratios(part, reference=reference, **options, ax=right)
+            _titled(left, model)
+            _titled(right, model)
+    return fig
+
+
+@shared_docs
+def plot_models(
+    data: pd.DataFrame,
+    trend: pd.DataFrame,
+    lags: pd.DataFrame,
+    *,
+    exclude_first: bool = True,
+    conf_level: float = CONF_LEVEL,
+) -> NotebookFigure:
+    """Models side by side on a relative depth axis, one colour per model: the mean log norm
+    per layer, the position slope, and the lag-1 and lag-2 effects.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        A frame of several models (``extract.combine``), one series per model (select one
+        site and head first).
+    trend, lags : pandas.DataFrame
+        ``models.position_trend`` and ``models.lag_effects`` tables of one method each,
+        fitted on ``data``.
+    {exclude_first}
+    conf_level : float
+        The level of the means' intervals; the coefficients' are the tables'.
+
+    Returns
+    -------
+    NotebookFigure
+        Means and slopes above, lag-1 and lag-2 effects below.
+
+    Examples
+    --------
+    >>> ols, gmm = trend[trend.method == "ols"], lags[lags.method == "gmm"]  # doctest: +SKIP
+    >>> plot_models(both, ols, gmm)  # doctest: +SKIP
+    """
+    with _style():
+        fig = NotebookFigure(figsize=(12, 9), layout="constrained")
+        axes = fig.subplot_mosaic([["means", "position"], ["lag1", "lag2"]])
+        plot_layer_means(
+            data,
+            hue="model",
+            depth=True,
+            exclude_first=exclude_first,
+            conf_level=conf_level,
+            ax=axes["means"],
+        )
+        for term, table in (("position", trend), ("lag1", lags), ("lag2", lags)):
+            ax = axes[term]
+            plot_coefficients(table, term=term, hue="model", depth=True, legend=False, ax=ax)
+            ax.set_title(f"{table['method'].iloc[0]}: {ax.get_title()}")
+        axes["means"].set_title(f"Mean log norm per layer ({percent(conf_level)} CI)")
     return fig

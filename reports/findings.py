@@ -6,6 +6,8 @@ Holds:
   ``trend`` and ``lags``;
 - ``data_finding``, ``layer_finding``, ``position_finding``, ``trend_finding``,
   ``lag_finding``: one section each;
+- ``head_finding``, ``site_finding``, ``model_finding``: the sections of a grouped frame
+  (heads, sites, several models), one sentence per model;
 - ``METHOD_WORDS``: what each fitting method is, in words, per model (``position_trend``,
   ``lag_effects``); ``LAG_ROLES``: what each lag method estimates, in a few words.
 
@@ -35,6 +37,7 @@ from attnmag.reports.summaries import (
     percent,
     position_means,
     sequence_lengths,
+    site_ratios,
 )
 
 __all__ = [
@@ -44,9 +47,12 @@ __all__ = [
     "Finding",
     "data_finding",
     "findings",
+    "head_finding",
     "lag_finding",
     "layer_finding",
+    "model_finding",
     "position_finding",
+    "site_finding",
     "trend_finding",
 ]
 
@@ -612,3 +618,172 @@ def findings(
         "trend": trend_finding(trend, glance=glance, alpha=alpha),
         "lags": lag_finding(lags, frame, glance=glance, alpha=alpha),
     }
+
+
+def _model_parts(data: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
+    """``data``'s rows per language model, or all of them under None."""
+    if "model" not in data.columns:
+        return [(None, data)]
+    values = data["model"]
+    names = values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else None
+    order = [n for n in names if n in set(values)] if names is not None else sorted(set(values))
+    return [(name, data[values == name]) for name in order]
+
+
+def _named(model: object, sentence: str) -> str:
+    """``sentence``, opened with the model's name where there is one."""
+    return sentence if model is None else f"{model}: {sentence[0].lower()}{sentence[1:]}"
+
+
+@shared_docs
+def head_finding(
+    frame: pd.DataFrame, trend: pd.DataFrame, *, alpha: float = ALPHA, term: str = "position"
+) -> Finding:
+    """Per model, the heads with the largest and smallest mean log norm, and in how many
+    layer x head cells ``term``'s estimate is significant.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The rows of heads 0 and up (``heads=True``), of one site.
+    trend : pandas.DataFrame
+        A ``position_trend`` table of one method, of the same rows.
+    alpha : float
+        The significance level, on Holm-adjusted p-values (Holm across every group fitted).
+    term : str
+        The term counted.
+
+    {returns_finding}; ``numbers`` is keyed by model (None for a frame of one).
+
+    Examples
+    --------
+    >>> head_finding(heads, trend[trend.method == "ols"]).text  # doctest: +SKIP
+    """
+    numbers: dict[str, Any] = {}
+    sentences = []
+    method = trend["method"].iloc[0]
+    for model, part in _model_parts(frame):
+        means = layer_means(part).set_index(["layer", "head"])["mean"]
+        rows = trend[trend["term"] == term]
+        rows = rows if model is None else rows[rows["model"] == model]
+        significant = rows["p_adjusted"] < alpha
+        entry = {
+            "largest": tuple(int(x) for x in means.idxmax()),
+            "largest_mean": float(means.max()),
+            "smallest": tuple(int(x) for x in means.idxmin()),
+            "smallest_mean": float(means.min()),
+            "n_cells": int(len(rows)),
+            "n_negative": int((significant & (rows["estimate"] < 0)).sum()),
+            "n_positive": int((significant & (rows["estimate"] > 0)).sum()),
+        }
+        numbers[model] = entry
+        (top_layer, top_head), (low_layer, low_head) = entry["largest"], entry["smallest"]
+        sentences.append(
+            _named(
+                model,
+                f"Head {top_head} of layer {top_layer} has the largest mean log norm "
+                f"({entry['largest_mean']:.3g}) and head {low_head} of layer {low_layer} the "
+                f"smallest ({entry['smallest_mean']:.3g}); the {method} estimate on {term} is "
+                f"significantly negative in {entry['n_negative']} and positive in "
+                f"{entry['n_positive']} of {entry['n_cells']} layer-head cells.",
+            )
+        )
+    sentences.append(
+        f"Significance: p < {alpha:g} after Holm's correction across every group fitted."
+    )
+    return Finding(numbers, sentences)
+
+
+@shared_docs
+def site_finding(
+    frame: pd.DataFrame, *, reference: str = "resid", conf_level: float = CONF_LEVEL
+) -> Finding:
+    """Per model and site, how large the site's norm is relative to ``reference``'s: the
+    geometric mean ratio over tokens, its median and range over layers, and the layers where
+    the interval lies below or above 1.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A frame with a ``site`` column holding ``reference`` and another site, one head.
+    reference : str
+        The site compared with.
+    conf_level : float
+        The level of the ratios' intervals (cluster-robust by text).
+
+    {returns_finding}; ``numbers`` is keyed by (model, site).
+
+    Examples
+    --------
+    >>> site_finding(extract.update_norms(model, tokenizer, texts)).text  # doctest: +SKIP
+    """
+    ratios = site_ratios(frame, reference=reference, conf_level=conf_level)
+    numbers: dict[Any, Any] = {}
+    sentences = []
+    for model, part in _model_parts(ratios):
+        described = []
+        for site, rows in part.groupby("site", sort=False, observed=True):
+            rows = rows.set_index("layer")
+            ratio = np.exp(rows["mean"])
+            entry = {
+                "median_ratio": float(ratio.median()),
+                "min_ratio": float(ratio.min()),
+                "layer_min": int(ratio.idxmin()),
+                "max_ratio": float(ratio.max()),
+                "layer_max": int(ratio.idxmax()),
+                "n_layers": int(len(rows)),
+                "n_below": int((rows["conf_high"] < 0).sum()),
+                "n_above": int((rows["conf_low"] > 0).sum()),
+            }
+            numbers[(model, site)] = entry
+            described.append(
+                f"the {site} norm is a median {entry['median_ratio']:.3g} times the {reference} "
+                f"norm over layers ({entry['min_ratio']:.3g} at layer {entry['layer_min']} to "
+                f"{entry['max_ratio']:.3g} at layer {entry['layer_max']}; "
+                f"smaller in {entry['n_below']} and larger in {entry['n_above']} of "
+                f"{entry['n_layers']} layers by its {percent(conf_level)} CI)"
+            )
+        sentences.append(_named(model, "Token by token, " + "; ".join(described) + "."))
+    return Finding(numbers, sentences)
+
+
+@shared_docs
+def model_finding(trend: pd.DataFrame, lags: pd.DataFrame, *, alpha: float = ALPHA) -> Finding:
+    """Per model, how many layers' position slopes are significantly negative or positive,
+    and the median lag-1 and lag-2 effects over layers.
+
+    Parameters
+    ----------
+    trend, lags : pandas.DataFrame
+        ``position_trend`` and ``lag_effects`` tables of one method each, with a ``model``
+        column.
+    alpha : float
+        The significance level, on Holm-adjusted p-values.
+
+    {returns_finding}; ``numbers`` is keyed by model.
+
+    Examples
+    --------
+    >>> model_finding(trend[trend.method == "ols"], lags[lags.method == "gmm"])  # doctest: +SKIP
+    """
+    numbers: dict[Any, Any] = {}
+    sentences = []
+    slope_method, lag_method = trend["method"].iloc[0], lags["method"].iloc[0]
+    for model, part in _model_parts(trend):
+        signs = _significance(part, term="position", alpha=alpha)["sign"]
+        own = lags[lags["model"] == model]
+        entry = {
+            "n_layers": int(len(signs)),
+            "n_negative": int((signs == "-").sum()),
+            "n_positive": int((signs == "+").sum()),
+            "median_lag1": float(own.loc[own["term"] == "lag1", "estimate"].median()),
+            "median_lag2": float(own.loc[own["term"] == "lag2", "estimate"].median()),
+        }
+        numbers[model] = entry
+        sentences.append(
+            f"{model}: the {slope_method} slope on position is significantly negative in "
+            f"{entry['n_negative']} and positive in {entry['n_positive']} of "
+            f"{_count(entry['n_layers'], 'layer')}; the {lag_method} lag-1 effect has a median "
+            f"of {entry['median_lag1']:.3g} over layers, lag-2 {entry['median_lag2']:.3g}."
+        )
+    return Finding(numbers, sentences)

@@ -5,7 +5,7 @@ Holds:
   method, cells ``estimate [low, high]`` marked where significant after Holm correction,
   each header naming the level of that method's intervals;
 - ``lag_check_display``: ``summaries.lag_comparison`` as a table to read;
-- ``glance_display``: a ``glance`` table summarised per fit and method;
+- ``glance_display``: a ``glance`` table summarised per fit and method (and model);
 - ``provenance_rows``: ``frame.attrs`` and stage timings as (label, value) rows;
 - ``markdown_table``: a DataFrame as a GitHub Markdown table (no ``tabulate`` needed).
 
@@ -188,7 +188,7 @@ def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
 
 
 def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
-    """One row per fit and method: layers, converged, median sizes and fit, total seconds.
+    """One row per fit and method (and model): fits, converged, median sizes and fit, seconds.
 
     Parameters
     ----------
@@ -198,7 +198,8 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The summary, as text where it is formatted.
+        The summary, as text where it is formatted; its counts are of layers, or of groups
+        where the fits ran per site or head as well.
 
     Examples
     --------
@@ -207,12 +208,13 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
     rows = []
     names = ("position_trend", "lag_effects", *ordered_methods(glance["method"]))
     order = {name: i for i, name in enumerate(names)}
+    keys = ["fit", "method", *(["model"] if "model" in glance else [])]
+    noun = "groups" if {"site", "head"} & set(glance.columns) else "layers"
     glance = glance.sort_values(["fit", "method"], key=lambda c: c.map(order), kind="stable")
-    for (fit, method), part in glance.groupby(["fit", "method"], sort=False):
+    for values, part in glance.groupby(keys, sort=False):
         row: dict[str, Any] = {
-            "fit": fit,
-            "method": method,
-            "layers": len(part),
+            **dict(zip(keys, values, strict=True)),
+            noun: len(part),
             "converged": f"{int(part['converged'].astype(bool).sum())} of {len(part)}",
             "median n_obs": _whole(part["n_obs"].median()),
             "median n_groups": _whole(part["n_groups"].median()),
@@ -221,9 +223,9 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
             if column in part:
                 row[f"median {column}"] = _format(part[column].median())
         if "seconds" in part:
-            row["seconds (all layers)"] = f"{part['seconds'].sum():.2f}"
+            row[f"seconds (all {noun})"] = f"{part['seconds'].sum():.2f}"
         if "warnings" in part:
-            row["layers with warnings"] = int(part["warnings"].map(_has_text).sum())
+            row[f"{noun} with warnings"] = int(part["warnings"].map(_has_text).sum())
         rows.append(row)
     return pd.DataFrame(rows)
 

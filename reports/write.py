@@ -1,10 +1,13 @@
 """The report writer: frame (+ tables) -> ``index.html``, ``report.md``, figures and CSV tables.
 
 Holds ``write_report``, the public entry point, and its steps, one job each:
-- ``check_inputs``: refuse unknown formats, frames that are not attnmag's, and frames of
-  several series;
+- ``check_inputs``: refuse unknown formats and frames that are not attnmag's;
 - ``fit_tables``: the ``position_trend``, ``lag_effects`` and ``glance`` tables a report
   shows, given or fitted;
+- ``main_series``, ``series_parts`` (``Series``): the whole attention update of each model,
+  which the five plain sections show;
+- ``grouped_specs``: the sections a grouped frame adds (models side by side on a relative
+  depth axis, sites side by side, heads as layer x head heatmaps);
 - ``render_figures``: the five figures as PNG bytes with titles and captions (``Rendered``);
 - ``write_tables``: the tables as CSV;
 - ``report_context``: what the templates draw;
@@ -13,7 +16,9 @@ Holds ``write_report``, the public entry point, and its steps, one job each:
 
 and ``FORMATS`` and ``TABLES``, the formats and tables there are, and ``NO_GLANCE``, what
 the report says where the fits' details are missing. The findings come from
-``findings.findings``.
+``findings``. A frame without ``model``, ``site`` or ``head`` columns gives the plain report
+of five sections; a grouped frame's report opens with the sections comparing its groups, then
+gives the five sections for each model's whole attention update.
 
 Usage::
 
@@ -38,7 +43,16 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports import figures
-from attnmag.reports.findings import GMM_MIN_TOKENS, LAG_ROLES, METHOD_WORDS, Finding, findings
+from attnmag.reports.findings import (
+    GMM_MIN_TOKENS,
+    LAG_ROLES,
+    METHOD_WORDS,
+    Finding,
+    findings,
+    head_finding,
+    model_finding,
+    site_finding,
+)
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -62,10 +76,14 @@ __all__ = [
     "NO_GLANCE",
     "TABLES",
     "Rendered",
+    "Series",
     "check_inputs",
     "fit_tables",
+    "grouped_specs",
+    "main_series",
     "render_figures",
     "report_context",
+    "series_parts",
     "write_documents",
     "write_report",
     "write_tables",
@@ -223,6 +241,8 @@ def render_figures(
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
     dpi: int = 110,
+    start: int = 1,
+    label: str | None = None,
 ) -> dict[str, Rendered]:
     """The report's five figures, rendered, keyed by section.
 
@@ -239,6 +259,10 @@ def render_figures(
         intervals are those of ``trend`` and ``lags``, and the captions say each one's level.
     dpi : int
         Resolution of the PNGs.
+    start : int
+        The number of the first figure.
+    label : str, optional
+        The series drawn (a model's name), added to the titles, keys and file names.
 
     Returns
     -------
@@ -296,13 +320,25 @@ def render_figures(
         ),
         ("lags", "Lag effects", _lag_caption(lags), lambda: figures.plot_lag_effects(lags)),
     ]
+    return _rendered(specs, dpi=dpi, start=start, label=label)
+
+
+def _rendered(specs: list[tuple], *, dpi: int, start: int, label: str | None) -> dict:
+    """Figures drawn from ``(key, title, caption, draw)`` specs, numbered from ``start``; a
+    ``label`` goes into each title, and into each key and file name as a suffix."""
+    suffix = "" if label is None else "-" + _slug(label)
     out = {}
-    for number, (key, title, caption, draw) in enumerate(specs, start=1):
+    for number, (key, title, caption, draw) in enumerate(specs, start=start):
         png = figures.figure_bytes(draw(), dpi=dpi)
-        out[key] = Rendered(
-            key, f"figure{number}-{key}.png", f"Figure {number}. {title}", caption, png
-        )
+        named = title if label is None else f"{title}: {label}"
+        filename = f"figure{number}-{key}{suffix}.png"
+        out[key] = Rendered(key + suffix, filename, f"Figure {number}. {named}", caption, png)
     return out
+
+
+def _slug(text: str) -> str:
+    """``text`` as a file-name part: letters, digits, dots and dashes."""
+    return "".join(c if c.isalnum() or c in ".-" else "-" for c in str(text)).strip("-") or "model"
 
 
 def _environment() -> jinja2.Environment:
@@ -359,15 +395,17 @@ def _sections(
     tables: Mapping[str, pd.DataFrame],
     *,
     alpha: float,
+    label: str | None = None,
 ) -> list[dict]:
-    """What the templates draw per section: title, finding, figure, tables and their CSV."""
+    """What the templates draw per section: title, finding, figure, tables and their CSV
+    (``label``: the series shown, a model's name, added to the titles)."""
     coefficient = {"trend": "position_trend", "lags": "lag_effects"}
     out = []
     for key, title in SECTIONS.items():
         name = coefficient.get(key)
         section = {
-            "id": key,
-            "title": title,
+            "id": rendered[key].key,
+            "title": title if label is None else f"{title}: {label}",
             "finding": found[key],
             "figure": rendered[key],
             "table": None,
@@ -390,8 +428,7 @@ def _sections(
 
 
 def check_inputs(frame: pd.DataFrame, formats: Sequence[str]) -> None:
-    """Refuse an unknown report format, a frame that is not an attnmag frame, or one that
-    holds several series (models, sites or heads).
+    """Refuse an unknown report format, or a frame that is not an attnmag frame.
 
     Parameters
     ----------
@@ -417,15 +454,204 @@ def check_inputs(frame: pd.DataFrame, formats: Sequence[str]) -> None:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise AttnmagError(f"the frame lacks the columns {missing}: expected an attnmag frame")
-    several = [c for c in SERIES_COLUMNS if c in frame.columns and frame[c].nunique() > 1]
-    if several:
-        column = several[0]
-        first = frame[column].unique()[0]
-        raise AttnmagError(
-            f"a report shows one series, and this frame holds several values of {several}: "
-            f"write one report per value (frame[frame[{column!r}] == {first!r}]), or draw "
-            f"them side by side with the reports.plot_* functions' hue={column!r}"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One model's main series, as the plain sections show it: ``label`` (the model's name,
+    None for a frame of one), its rows of the frame and of the tables (the grouping columns
+    other than ``site`` dropped)."""
+
+    label: str | None
+    frame: pd.DataFrame
+    tables: dict[str, pd.DataFrame | None]
+
+
+def main_series(frame: pd.DataFrame) -> dict[str, object]:
+    """The values of ``site`` and ``head`` that the plain sections show: the whole attention
+    update (site ``attn``, else the frame's first site; head -1).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+
+    Returns
+    -------
+    dict
+        Column -> value, for the columns of the two the frame has.
+
+    Examples
+    --------
+    >>> main_series(pd.DataFrame({"site": ["mlp", "attn"], "head": [-1, 0]}))
+    {'site': 'attn', 'head': -1}
+    """
+    out: dict[str, object] = {}
+    if "site" in frame.columns:
+        sites = _levels(frame["site"])
+        out["site"] = "attn" if "attn" in sites else sites[0]
+    if "head" in frame.columns:
+        out["head"] = -1
+    return out
+
+
+def _levels(values: pd.Series) -> list:
+    """The values present, in their categories' order (else sorted)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values)
+        return [c for c in values.cat.categories if c in present]
+    return sorted(set(values))
+
+
+def _select(data: pd.DataFrame | None, values: Mapping[str, object]) -> pd.DataFrame | None:
+    """The rows of ``data`` holding ``values`` (where it has those columns), those columns
+    dropped; ``site`` is kept where it is not the attention update (it names what is drawn)."""
+    if data is None:
+        return None
+    present = {c: v for c, v in values.items() if c in data.columns}
+    keep = pd.Series(True, index=data.index)
+    for column, value in present.items():
+        keep &= data[column] == value
+    drop = [c for c, v in present.items() if not (c == "site" and v != "attn")]
+    return data.loc[keep].drop(columns=drop).reset_index(drop=True)
+
+
+def series_parts(frame: pd.DataFrame, tables: Mapping[str, pd.DataFrame | None]) -> list[Series]:
+    """The main series of each model of ``frame`` (see ``main_series``), with their tables.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    tables : mapping
+        ``position_trend``, ``lag_effects`` and ``glance`` (None where there is none).
+
+    Returns
+    -------
+    list of Series
+        One per model (one, labelled None, for a frame without a ``model`` column or with
+        one model); a plain frame gives itself and its tables.
+
+    Examples
+    --------
+    >>> [part.label for part in series_parts(both, fit_tables(both))]  # doctest: +SKIP
+    ['SmolLM2-135M', 'gpt2-tiny']
+    """
+    main = main_series(frame)
+    names = _levels(frame["model"]) if "model" in frame.columns else [None]
+    parts = []
+    for name in names:
+        values = {**main, **({} if name is None else {"model": name})}
+        label = None if len(names) == 1 else str(name)
+        rows = _select(frame, values)
+        if rows is not None:
+            rows.attrs = _model_attrs(frame.attrs, name)
+        selected = {key: _select(table, values) for key, table in tables.items()}
+        parts.append(Series(label, rows, selected))
+    return parts
+
+
+def _model_attrs(attrs: Mapping[str, object], name: object) -> dict:
+    """The provenance of model ``name`` of a combined frame (its own, over the shared)."""
+    own = attrs.get("models", {}).get(name, {}) if name is not None else {}
+    return {**{k: v for k, v in attrs.items() if k != "models"}, **own}
+
+
+def _default(methods: pd.Series, preferred: str) -> str:
+    """``preferred`` where the table has that method, else its first method."""
+    present = ordered_methods(methods)
+    return preferred if preferred in present else present[0]
+
+
+def grouped_specs(
+    frame: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame | None],
+    *,
+    alpha: float = ALPHA,
+    conf_level: float = CONF_LEVEL,
+) -> list[tuple[str, str, Finding, str, object]]:
+    """The sections a grouped frame adds, where it allows them: several models side by side,
+    the sites side by side, the heads.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The tidy frame.
+    tables : mapping
+        ``position_trend`` and ``lag_effects`` fitted on it.
+    alpha : float
+        The level of the significance marks and counts.
+    conf_level : float
+        The level of the means' and ratios' intervals.
+
+    Returns
+    -------
+    list of tuple
+        ``(key, title, finding, caption, draw)`` per section; ``draw()`` returns the figure.
+
+    Examples
+    --------
+    >>> [spec[0] for spec in grouped_specs(both, fit_tables(both))]  # doctest: +SKIP
+    ['models']
+    """
+    trend, lags = tables["position_trend"], tables["lag_effects"]
+    level = percent(conf_level)
+    specs = []
+    if "model" in frame.columns and frame["model"].nunique() > 1:
+        main = main_series(frame)
+        model_rows = _select(frame, main)
+        slope = _select(trend[trend["method"] == _default(trend["method"], "ols")], main)
+        lag_method = _default(lags["method"], COMPARED[0])
+        lag = _select(lags[lags["method"] == lag_method], main)
+        specs.append(
+            (
+                "models",
+                "Models side by side",
+                model_finding(slope, lag, alpha=alpha),
+                "Each model's layers on a relative depth axis (layer / deepest layer), one "
+                f"colour per model. Top left: mean log norm per layer with its {level} CI "
+                "(positions 1 and later, cluster-robust by text). Top right: the "
+                f"{slope['method'].iloc[0]} slope on position per layer. Bottom: the "
+                f"{lag_method} lag-1 and lag-2 effects per layer. Coefficients with "
+                f"{percent(interval_level(slope, name='position_trend'))} CIs; open markers: "
+                "fits that did not converge.",
+                lambda: figures.plot_models(model_rows, slope, lag, conf_level=conf_level),
+            )
         )
+    if "site" in frame.columns and "resid" in set(frame["site"]) and frame["site"].nunique() > 1:
+        site_rows = frame[frame["head"] == -1] if "head" in frame.columns else frame
+        specs.append(
+            (
+                "sites",
+                "Sites side by side",
+                site_finding(site_rows, conf_level=conf_level),
+                "Left: mean log norm per layer of each site (attn: the attention sub-layer's "
+                "update; mlp: the MLP sub-layer's update; resid: the residual stream entering "
+                f"the block) with its {level} CI. Right: each update's norm relative to the "
+                "residual stream's at the same token, as the mean log difference with its "
+                f"{level} CI (cluster-robust by text); 0 is as large as the stream, -2.3 a "
+                "tenth of it. One row per model.",
+                lambda: figures.plot_sites(site_rows, conf_level=conf_level),
+            )
+        )
+    if "head" in frame.columns and (frame["head"] >= 0).any():
+        heads = figures.heads_only(frame)
+        method = _default(trend["method"], "ols")
+        fitted = figures.heads_only(trend[trend["method"] == method])
+        specs.append(
+            (
+                "heads",
+                "Heads",
+                head_finding(heads, fitted, alpha=alpha),
+                "Left: mean log norm of each head's own contribution W_O^h z_h per layer and "
+                "head (positions 1 and later; the output projection's bias is in no head). "
+                f"Right: the {method} slope on position per layer and head (blue: falling "
+                f"with position, red: rising); a dot marks p < {alpha:g} after Holm's "
+                "correction across every group fitted. One row per model.",
+                lambda: figures.plot_heads(frame, fitted, alpha=alpha),
+            )
+        )
+    return specs
 
 
 def write_tables(tables: Mapping[str, pd.DataFrame | None], out: Path) -> dict[str, Path]:
@@ -506,8 +732,7 @@ def write_documents(
 def report_context(
     frame: pd.DataFrame,
     tables: Mapping[str, pd.DataFrame | None],
-    found: Mapping[str, Finding],
-    rendered: Mapping[str, Rendered],
+    sections: Sequence[Mapping[str, object]],
     *,
     timings: Mapping[str, float],
     alpha: float = ALPHA,
@@ -517,13 +742,12 @@ def report_context(
     Parameters
     ----------
     frame : pandas.DataFrame
-        The frame reported on (its ``attrs`` give the provenance).
+        The frame reported on (its ``attrs`` give the provenance; a combined frame's
+        ``attrs["models"]`` each model's).
     tables : mapping
         ``position_trend``, ``lag_effects`` and ``glance`` (None where there is none).
-    found : mapping
-        The sections' findings (see ``findings``).
-    rendered : mapping
-        The rendered figures (see ``render_figures``).
+    sections : sequence of mapping
+        The sections, as ``_sections`` and ``write_report`` build them.
     timings : mapping
         Stage -> seconds, shown with the provenance.
     alpha : float
@@ -536,19 +760,60 @@ def report_context(
 
     Examples
     --------
-    >>> report_context(frame, tables, found, rendered, timings={})["title"]  # doctest: +SKIP
+    >>> report_context(frame, tables, sections, timings={})["title"]  # doctest: +SKIP
     'Attention update magnitudes: gpt2'
     """
     glance = tables["glance"]
+    names = list(frame.attrs.get("models", {})) or [frame.attrs.get("model", "unnamed model")]
     return {
-        "title": f"Attention update magnitudes: {frame.attrs.get('model', 'unnamed model')}",
+        "title": f"Attention update magnitudes: {', '.join(map(str, names))}",
         "version": __version__,
-        "provenance": provenance_rows(frame.attrs, timings=timings),
-        "sections": _sections(found, rendered, tables, alpha=alpha),
+        "provenance": _provenance(frame.attrs, timings=timings),
+        "scope": _scope(frame),
+        "holm": _holm_scope(frame),
+        "sections": list(sections),
         "glance": None if glance is None else glance_display(glance),
         "no_glance": NO_GLANCE,
         "alpha": alpha,
     }
+
+
+def _provenance(attrs: Mapping[str, object], *, timings: Mapping[str, float]) -> list:
+    """The provenance rows: the run's, then each combined model's, labelled with its name."""
+    models_attrs = attrs.get("models") or {}
+    shared = {k: v for k, v in attrs.items() if k != "models"}
+    rows = provenance_rows(shared, timings=timings)
+    for name, own in models_attrs.items():
+        rows += [
+            (f"{name}: {label}", value)
+            for label, value in provenance_rows({k: v for k, v in own.items() if k not in shared})
+        ]
+    return rows
+
+
+def _scope(frame: pd.DataFrame) -> str | None:
+    """What a grouped frame's report shows where, or None for a plain frame."""
+    groups = [c for c in SERIES_COLUMNS if c in frame.columns]
+    if not groups:
+        return None
+    main = main_series(frame)
+    shown = ", ".join(f"{c} {v!r}" if isinstance(v, str) else f"{c} {v}" for c, v in main.items())
+    several = "model" in frame.columns and frame["model"].nunique() > 1
+    return (
+        f"The frame is grouped by {', '.join(groups)}. The sections comparing them come first; "
+        "then the texts, layers, positions, trend and lags of "
+        + ("each model's " if several else "the ")
+        + (f"main series ({shown}, the whole sub-layer)" if shown else "frame")
+        + ". The CSV tables hold every group's fits."
+    )
+
+
+def _holm_scope(frame: pd.DataFrame) -> str:
+    """The groups Holm's correction ran across, in words."""
+    groups = [c for c in SERIES_COLUMNS if c in frame.columns]
+    if not groups:
+        return "across layers"
+    return f"across every group fitted ({', '.join(groups)}, layer)"
 
 
 def write_report(
@@ -631,24 +896,43 @@ def write_report(
     )
     if tables is None or {"position_trend", "lag_effects"} - set(tables):
         seconds["fit"] = time.perf_counter() - start
-    trend, lags = fitted["position_trend"], fitted["lag_effects"]
-    found = findings(
-        frame,
-        trend=trend,
-        lags=lags,
-        glance=fitted["glance"],
-        alpha=alpha,
-        max_position=max_position,
-        conf_level=conf_level,
-    )
     start = time.perf_counter()
-    rendered = render_figures(
-        frame, trend=trend, lags=lags, max_position=max_position, conf_level=conf_level
-    )
+    sections, rendered = [], {}
+    grouped = grouped_specs(frame, fitted, alpha=alpha, conf_level=conf_level)
+    drawn = _rendered([(k, t, c, d) for k, t, _, c, d in grouped], dpi=110, start=1, label=None)
+    for key, title, finding, _, _ in grouped:
+        figure = drawn[key]
+        sections.append(
+            {"id": key, "title": title, "finding": finding, "figure": figure, "table": None}
+            | {"checks": None}
+        )
+        rendered[figure.filename] = figure
+    for part in series_parts(frame, fitted):
+        trend, lags = part.tables["position_trend"], part.tables["lag_effects"]
+        found = findings(
+            part.frame,
+            trend=trend,
+            lags=lags,
+            glance=part.tables["glance"],
+            alpha=alpha,
+            max_position=max_position,
+            conf_level=conf_level,
+        )
+        figures_drawn = render_figures(
+            part.frame,
+            trend=trend,
+            lags=lags,
+            max_position=max_position,
+            conf_level=conf_level,
+            start=len(rendered) + 1,
+            label=part.label,
+        )
+        sections += _sections(found, figures_drawn, part.tables, alpha=alpha, label=part.label)
+        rendered.update({figure.filename: figure for figure in figures_drawn.values()})
     seconds["figures"] = time.perf_counter() - start
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = write_tables({name: fitted[name] for name in TABLES}, out)
-    context = report_context(frame, fitted, found, rendered, timings=seconds, alpha=alpha)
+    context = report_context(frame, fitted, sections, timings=seconds, alpha=alpha)
     written.update(write_documents(context, rendered, out, formats=formats))
     return written

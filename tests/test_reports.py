@@ -283,11 +283,8 @@ def test_report_defaults_come_from_the_models_stage():
     )
 
 
-def test_a_frame_of_several_series_is_refused_and_one_of_them_is_reported(tmp_path, monkeypatch):
+def test_one_series_of_a_grouped_frame_is_reported_as_a_plain_frame(tmp_path, monkeypatch):
     grouped = grouped_frame(40, 2)
-    with pytest.raises(AttnmagError, match=r"several values of \['model', 'site'\].*hue='model'"):
-        write_report(grouped, tmp_path / "all")
-    assert not (tmp_path / "all").exists()
     drawn = _figure_texts(monkeypatch)
     one = grouped[(grouped["model"] == "small") & (grouped["site"] == "mlp")]
     tables = fake_tables(one.drop(columns=["model", "site"]))
