@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        default=240.0,
-        help="seconds after which the methods not yet timed are skipped (default 240)",
+        default=220.0,
+        help="seconds after which the methods not yet timed are skipped (default 220)",
     )
     parser.add_argument("--models", type=listed, default=list(MODELS))
     parser.add_argument("--dtypes", type=listed, default=list(DTYPES))

@@ -5,6 +5,7 @@
 # stops at once with one line (exit 2). Extra arguments go to benchmarks/gpu.py, e.g.
 #   benchmarks/gpu.sh --cpu-smoke         # the CPU-safe parts, anywhere
 #   benchmarks/gpu.sh --texts 256         # a shorter run
+#   benchmarks/gpu.sh --budget 150        # skip the timings not started within 150 s
 #
 # On a machine without attnmag installed and without network, first write the assets folder
 # here (`python -m benchmarks.gpu_assets .gpu`) and bring .gpu/ along: its wheels are then
