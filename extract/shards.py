@@ -4,7 +4,8 @@ Holds:
 - ``write_shards``: texts -> a folder of Parquet shards (``shard-00000.parquet``, …), each
   holding whole sequences with their corpus ``sequence`` ids; a rerun with the same
   arguments skips the finished shards, one with other arguments is refused; under
-  ``torchrun``/``accelerate launch`` each rank writes its own share of the shards;
+  ``torchrun``/``accelerate launch`` each rank writes its own share of the shards; with
+  ``sites=`` and ``heads=`` the shards hold ``update_norms``' frames (``site``/``head``);
 - ``read_shards``: such a folder -> one tidy frame, provenance merged (counts summed);
 - ``read_frame``: a saved frame (a Parquet file, or such a folder) -> the tidy frame;
 - ``verified_shards``: the folder's shard files, checked against its manifest;
@@ -12,7 +13,8 @@ Holds:
 - ``weights_fingerprint``: a streaming hash of every weight's bytes.
 
 The folder's ``run.json`` is a manifest. It records what defines the run (model, weights'
-fingerprint, dtype, texts' hash, layers, maximum length, shard size; batch size, padding
+fingerprint, dtype, texts' hash, layers, maximum length, shard size, and the sites and heads
+where they are measured; batch size, padding
 side and device only change speed, so they may differ between a run and its resumption)
 and, per completed shard, its file name, rows, sequence range and sha256. The folder is
 claimed by creating ``run.json`` exclusively; each shard is claimed (an ``fcntl`` lock)
@@ -49,9 +51,16 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
-from attnmag.extract.frame import COLUMNS, _token_categorical, tidy_frame
-from attnmag.extract.norms import attention_norms, check_count, prepare_run, progress_bar
+from attnmag.extract.frame import COLUMNS, _token_categorical, frame_columns, tidy_frame
+from attnmag.extract.norms import (
+    attention_norms,
+    check_count,
+    prepare_run,
+    progress_bar,
+    update_norms,
+)
 from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
+from attnmag.extract.sites import check_sites, n_heads, plan_rows
 from attnmag.outputs import folder_lock, mark
 
 __all__ = [
@@ -203,6 +212,8 @@ def run_arguments(
     layers: list[int],
     max_length: int | None,
     shard_texts: int,
+    sites: Sequence[str] | None = None,
+    heads: bool = False,
 ) -> dict:
     """What defines a sharded run: a rerun must give the same to resume.
 
@@ -218,12 +229,22 @@ def run_arguments(
         Tokens kept per text.
     shard_texts : int
         Texts per shard.
+    sites : sequence of str, optional
+        The sites measured (``update_norms``); None for the attention update alone.
+    heads : bool
+        Whether each head is measured too.
 
     Returns
     -------
     dict
-        The values of ``ARGUMENT_KEYS``, as ``run.json`` records them.
+        The values of ``ARGUMENT_KEYS``, as ``run.json`` records them, and ``sites`` and
+        ``heads`` where the run measures them (so that a folder of a plain run stays
+        resumable by a plain run).
     """
+    measured = {
+        **({"sites": list(sites)} if sites is not None else {}),
+        **({"heads": True} if heads else {}),
+    }
     return {
         "format": FORMAT,
         "model": model.config.name_or_path or "unnamed",
@@ -235,6 +256,7 @@ def run_arguments(
         "layers": layers,
         "max_length": max_length,
         "shard_texts": shard_texts,
+        **measured,
     }
 
 
@@ -380,18 +402,58 @@ def _measure_shard(
     options: dict,
 ) -> pd.DataFrame:
     """The tidy frame of ``texts``, whose first is corpus text ``start``; a chunk of blank
-    texts gives a frame with no rows (and its texts counted as skipped)."""
+    texts gives a frame with no rows but every column (and its texts counted as skipped).
+
+    ``options``: ``batch_size``, ``max_tokens``, ``max_length``, and ``sites`` (None: the
+    attention update alone, as ``attention_norms``) and ``heads``.
+    """
+    sites, heads = options["sites"], options["heads"]
+    sizes = {key: options[key] for key in ("batch_size", "max_tokens", "max_length")}
     if any(text.strip() for text in texts):
-        frame = attention_norms(model, tokenizer, texts, layers=layers, progress=False, **options)
+        if sites is None:
+            frame = attention_norms(
+                model, tokenizer, texts, layers=layers, heads=heads, progress=False, **sizes
+            )
+        else:
+            frame = update_norms(
+                model,
+                tokenizer,
+                texts,
+                sites=sites,
+                heads=heads,
+                layers=layers,
+                progress=False,
+                **sizes,
+            )
         frame["sequence"] += start
         return frame
-    frame = tidy_frame(sequences=[], token_ids=[], norms=[], layers=layers, token_text={})
+    rows = plan_rows(layers, sites or ("attn",), heads, n_heads(model))
+    groups: dict[str, object] = {}
+    if sites is not None:
+        groups["site"] = pd.Categorical([row[0] for row in rows], categories=list(sites))
+    if heads:
+        groups["head"] = [row[2] for row in rows]
+    frame = tidy_frame(
+        sequences=[],
+        token_ids=[],
+        norms=[],
+        layers=[row[1] for row in rows],
+        token_text={},
+        groups=groups,
+    )
     encoded = Encoded(
         [], [], len(texts), skipped_empty=len(texts), max_length=options["max_length"]
     )
     frame.attrs.update(
         provenance(
-            model, encoded, layers=layers, corpus={}, batch_size=options["batch_size"], seconds=0.0
+            model,
+            encoded,
+            layers=layers,
+            corpus={},
+            batch_size=options["batch_size"],
+            seconds=0.0,
+            sites=list(sites or ("attn",)),
+            heads=heads,
         )
     )
     return frame
@@ -452,6 +514,8 @@ def write_shards(
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
+    sites: Sequence[str] | str | None = None,
+    heads: bool = False,
 ) -> list[Path]:
     """Measure ``texts`` shard by shard into Parquet files under ``out_dir``.
 
@@ -468,6 +532,11 @@ def write_shards(
         The shard folder (created if absent).
     batch_size, layers, max_tokens, max_length, progress
         As for ``attention_norms``.
+    sites : sequence of str or str, optional
+        Measure these sites, as ``update_norms`` does (a ``site`` column); None measures
+        the attention update alone, as ``attention_norms`` does.
+    heads : bool
+        Each head's contribution as well (a ``head`` column).
     shard_texts : int
         Texts per shard.
     rank, world_size : int, optional
@@ -485,6 +554,8 @@ def write_shards(
     """
     rank, world_size = _rank_and_size(rank, world_size)
     check_count("shard_texts", shard_texts)
+    measured = check_sites("attn" if sites is None else sites, heads)
+    sites = None if sites is None else measured
     run = prepare_run(
         model,
         texts,
@@ -496,10 +567,22 @@ def write_shards(
     text_list, corpus, layers = run.texts, run.corpus, run.layers
     folder = Path(out_dir)
     arguments = run_arguments(
-        model, text_list, layers=layers, max_length=run.max_length, shard_texts=shard_texts
+        model,
+        text_list,
+        layers=layers,
+        max_length=run.max_length,
+        shard_texts=shard_texts,
+        sites=sites,
+        heads=heads,
     )
     plan = shard_ranges(len(text_list), shard_texts, rank=rank, world_size=world_size)
-    options = {"batch_size": batch_size, "max_tokens": max_tokens, "max_length": run.max_length}
+    options = {
+        "batch_size": batch_size,
+        "max_tokens": max_tokens,
+        "max_length": run.max_length,
+        "sites": sites,
+        "heads": heads,
+    }
 
     def complete(k: int, start: int, stop: int, *, wait: bool) -> bool:
         """Shard ``k`` verified or measured now; False where another process holds it."""
@@ -647,14 +730,14 @@ def scan(folder: str | Path) -> pyarrow.dataset.Dataset:
     return pyarrow.dataset.dataset([str(path) for path in paths], format="parquet")
 
 
-def _read_shard(path: Path, entry: dict) -> pd.DataFrame:
+def _read_shard(path: Path, entry: dict, columns: list[str]) -> pd.DataFrame:
     """One shard, read from the bytes its checksum was verified on, and checked against
-    the manifest's entry (columns, rows, sequence range)."""
+    the manifest's entry (rows, sequence range) and the run's ``columns``."""
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise AttnmagError(_damaged(path))
     shard = pd.read_parquet(io.BytesIO(data))
-    if list(shard.columns) != COLUMNS:
+    if list(shard.columns) != columns:
         raise AttnmagError(f"{path} is not an attnmag shard: its columns are {list(shard.columns)}")
     sequences = shard["sequence"].to_numpy()
     outside = len(sequences) and (
@@ -689,7 +772,9 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     >>> frame = read_shards("norms/")  # doctest: +SKIP
     """
     paths, entries = _listed_shards(Path(folder), partial=partial)
-    shards = [_read_shard(path, entries[path.name]) for path in paths]
+    arguments = read_manifest(Path(folder))["arguments"]
+    columns = frame_columns([g for g in ("site", "head") if f"{g}s" in arguments])
+    shards = [_read_shard(path, entries[path.name], columns) for path in paths]
     token_text: dict[int, str] = {}
     for shard in shards:
         ids, first = np.unique(shard["token_id"].to_numpy(), return_index=True)
@@ -697,10 +782,12 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     # Shard k holds texts before shard k + 1's, each in (sequence, layer, position) order.
     frame = pd.concat([shard.drop(columns="token") for shard in shards], ignore_index=True)
     frame.insert(
-        COLUMNS.index("token"),
+        columns.index("token"),
         "token",
         _token_categorical(frame["token_id"].to_numpy(), token_text),
     )
+    if "sites" in arguments:  # an empty shard's Parquet keeps no categories
+        frame["site"] = pd.Categorical(frame["site"].astype(str), categories=arguments["sites"])
     frame.attrs = _merged_provenance([shard.attrs for shard in shards])
     return frame
 

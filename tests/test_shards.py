@@ -171,3 +171,38 @@ def test_scan_gives_the_verified_folder_as_an_arrow_dataset(tiny_gpt2, gpt2_toke
     shard.write_bytes(shard.read_bytes()[:-16] + bytes(16))
     with pytest.raises(AttnmagError, match=f"{shard.name} is damaged"):
         extract.scan(tmp_path)
+
+
+def test_sites_and_heads_shards_read_back_as_the_uninterrupted_frame(
+    tiny_gpt2, gpt2_tokenizer, tmp_path
+):
+    options = {"batch_size": 2, "shard_texts": 2, "progress": False, "heads": True}
+    paths = write_shards(
+        tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path, sites=("resid", "attn"), **options
+    )
+    blank = pd.read_parquet(paths[0])  # two blank texts: no rows, but every column
+    assert blank.empty and list(blank.columns)[:4] == ["sequence", "site", "layer", "head"]
+    frame = read_shards(tmp_path)
+    assert list(frame["site"].cat.categories) == ["attn", "resid"]
+    expected = extract.update_norms(
+        tiny_gpt2, gpt2_tokenizer, TEXTS, sites=("attn", "resid"), heads=True, progress=False
+    )
+    assert_same_frame(frame, expected)
+    arguments = json.loads((tmp_path / "run.json").read_text())["arguments"]
+    assert arguments["sites"] == ["attn", "resid"] and arguments["heads"] is True
+    with pytest.raises(AttnmagError, match="heads: True then, None now"):
+        write_shards(
+            tiny_gpt2,
+            gpt2_tokenizer,
+            TEXTS,
+            tmp_path,
+            sites="attn,resid",
+            **{**options, "heads": False},
+        )
+    heads = tmp_path / "heads"
+    write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, heads, **options)
+    expected = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, heads=True, progress=False)
+    assert_same_frame(read_shards(heads), expected)
+    with pytest.raises(AttnmagError, match="heads must be True or False"):
+        write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path / "bad", heads="yes")
+    assert not (tmp_path / "bad").exists()
