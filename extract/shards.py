@@ -13,16 +13,15 @@ Holds:
 - ``weights_fingerprint``: a streaming hash of every weight's bytes.
 
 The folder's ``run.json`` is a manifest. It records what defines the run (model, weights'
-fingerprint, dtype, texts' hash, layers, maximum length, shard size, and the sites and heads
-where they are measured; batch size, padding
-side and device only change speed, so they may differ between a run and its resumption)
-and, per completed shard, its file name, rows, sequence range and sha256. The folder is
-claimed by creating ``run.json`` exclusively; each shard is claimed (an ``fcntl`` lock)
-before it is measured, so identical concurrent runs never measure one shard twice; a shard
-is recorded in the manifest, then renamed into place, so it is complete or absent. Resuming
-verifies each existing shard's checksum before skipping it, and reading verifies that the
-shards are exactly the manifest's, each with its checksum; anything else is a one-line
-error naming the shard.
+fingerprint, dtype, texts' hash, layers, maximum length, shard size, and the sites and
+heads where they are measured; batch size, padding side and device only change speed, so
+they may differ between a run and its resumption) and, per completed shard, its file name,
+rows, sequence range and sha256. The folder is claimed by creating ``run.json``
+exclusively; each shard is claimed (an ``fcntl`` lock) before it is measured, so identical
+concurrent runs never measure one shard twice; a shard is recorded in the manifest, then
+renamed into place, so it is complete or absent. Resuming verifies each existing shard's
+checksum before skipping it, and reading verifies that the shards are exactly the
+manifest's, each with its checksum; anything else is a one-line error naming the shard.
 
 Usage::
 
