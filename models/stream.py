@@ -3,19 +3,20 @@
 Holds:
 - ``position_trend_folder``: ``position_trend`` on a folder written by
   ``extract.write_shards`` (``aggregate``, ``ols``, ``mixed``);
-- ``lag_effects_folder``: ``lag_effects`` on such a folder (``ols``, ``initial_conditions``);
+- ``lag_effects_folder``: ``lag_effects`` on such a folder (``ols``, ``initial_conditions``,
+  ``gmm``);
 - ``MEMORY_LIMIT``: the most memory DuckDB may hold while it scans a folder.
 
-What is streamed. DuckDB scans the folder's verified shards (``verified_shards``) once
-and sums, per group and sequence, the products of a few base columns (``1``, ``position``,
-``lag1``, ``lag2``, ``log_norm``), with the rows, the positions' range and a count of
-missing or infinite values; for the position trend also per group and position (the
-position means of ``aggregate``, and the positions covered). Python receives these sums
-ordered by group, one group at a time: arrays of sequences x m x m, whatever the number of
-rows. Every column of a model's design ``[X | Z | y]`` is a base column or, for the initial
-conditions ``y1`` and ``y2``, a base column times a per-sequence constant, so each sequence's
-cross products ``X_s'X_s``, ``X_s'Z_s``, ... follow from its base sums
-(``models.mixed.GroupedDesign``).
+What is streamed. DuckDB reads the folder's verified shards (``verified_shards``): their
+grouping columns for the groups present, then the fitted rows, of which it sums, per group
+and sequence, the products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``,
+``log_norm``), with the rows, the positions' range and a count of missing or infinite
+values; for the position trend also per group and position (the position means of
+``aggregate``, and the positions covered). Python receives these sums ordered by group, one
+group at a time: arrays of sequences x m x m, whatever the number of rows. Every column of
+a model's design ``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and
+``y2``, a base column times a per-sequence constant, so each sequence's cross products
+``X_s'X_s``, ``X_s'Z_s``, ... follow from its base sums (``models.mixed.GroupedDesign``).
 
 What is estimated is what the in-memory fits estimate, from those cross products:
 
@@ -23,14 +24,19 @@ What is estimated is what the in-memory fits estimate, from those cross products
   ``X_s'y_s - X_s'X_s b`` (GLS at zero random-effect variance, ``cluster_covariance``);
 - ``mixed`` and ``initial_conditions``: REML's global maximum by ``models.mixed``'s search
   on the vectorised GLS, and the GLS values there. statsmodels' ``MixedLM``, which needs
-  the rows, does not confirm it; the in-memory fit reports statsmodels' optimum only where
-  its REML is within 1e-7 of the search's maximum;
-- ``aggregate``: OLS of the log of each position's mean norm on position.
+  the rows, does not confirm it (the in-memory fit reports statsmodels' optimum where its
+  REML is within 1e-7 of the search's maximum: the two agree to about 1e-6, less closely
+  where REML is flat, as with a handful of texts);
+- ``aggregate``: OLS of the log of each position's mean norm on position;
+- ``gmm``: the two-step Arellano-Bond estimates, Windmeijer's covariance, Hansen's J and
+  AR(2), from per-text sums of the products of each row's levels ``l0`` .. ``l7`` (its own and
+  seven positions back, by a DuckDB window within group and sequence), of which the
+  differenced equations and their instruments are linear maps.
 
 The options are checked, and bad folders refused, as the in-memory fits do: a group
 without enough rows, a missing or infinite value, positions of a text that are not
-consecutive (for ``initial_conditions``) are each an ``AttnmagError`` naming the group or
-the sequence.
+consecutive (for ``initial_conditions`` and ``gmm``) are each an ``AttnmagError`` naming
+the group or the sequence.
 
 Usage::
 
@@ -62,7 +68,9 @@ from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.extract.shards import verified_shards
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import METHODS, check_options
+from attnmag.models.gmm import AR2_UNDEFINED, GMMResult, gmm_stats
 from attnmag.models.groups import describe, group_columns, key_values
+from attnmag.models.lags import GMM_LAGS
 from attnmag.models.mixed import (
     STATSMODELS_SINGULAR_TOL,
     GroupedDesign,
@@ -80,6 +88,8 @@ __all__ = ["MEMORY_LIMIT", "lag_effects_folder", "position_trend_folder"]
 #: most of a shared machine; with a fixed limit DuckDB spills its aggregation to a temporary
 #: folder instead, so the memory of a fit from a folder stays bounded however large it is.
 MEMORY_LIMIT = "1GB"
+#: The levels the Arellano-Bond sums need: ``l0`` to one lag beyond the last instrument's.
+GMM_LEVELS = GMM_LAGS[1] + 2
 #: Rows of the per-sequence sums handed to Python per batch.
 BATCH_ROWS = 1 << 14
 #: The base columns a design is built from (``1`` is implied), as SQL expressions.
@@ -106,7 +116,7 @@ class _Request:
     n_terms: int
     n_positions: int
     by_position: bool  # also sum per group and position (position_trend)
-    initial: int | None  # for initial_conditions: the position carrying y1, y2 as lags
+    consecutive: bool  # each text's positions must run consecutively from ``first``
     fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]
 
 
@@ -169,7 +179,7 @@ def position_trend_folder(
         n_terms=2,
         n_positions=3,
         by_position=True,
-        initial=None,
+        consecutive=False,
         fitter=fitter,
     )
     return _fit_folder(Path(path), request)
@@ -190,7 +200,7 @@ def lag_effects_folder(
     ----------
     path : str or Path
         A finished folder written by ``extract.write_shards``.
-    method : {"initial_conditions", "ols"}
+    method : {"initial_conditions", "gmm", "ols"}
         As for ``lag_effects``; ``"initial_conditions"`` reports the GLS values at REML's
         global maximum (see the module docstring).
     exclude_first, layers, cov_type, conf_level
@@ -206,13 +216,10 @@ def lag_effects_folder(
     >>> lags = lag_effects_folder("norms/")  # doctest: +SKIP
     """
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
-    if method == "gmm":
-        raise AttnmagError(
-            "lag_effects on a shard folder has the methods 'initial_conditions' and 'ols'; "
-            "for 'gmm' read the frame with extract.read_frame"
-        )
     first = 1 if exclude_first else 0
-    if method == "ols":
+    if method == "gmm":
+        terms, base, fitter = ("lag1", "lag2", "position"), (), _gmm
+    elif method == "ols":
         terms = ("intercept", "lag1", "lag2")
         base = ("lag1", "lag2", "log_norm")
         fitter = _per_sequence(_lag_design, lambda design, _, n: _ols(design, terms, n))
@@ -235,7 +242,7 @@ def lag_effects_folder(
         n_terms=len(terms),
         n_positions=2 if method == "initial_conditions" else 1,
         by_position=False,
-        initial=first + 2 if method == "initial_conditions" else None,
+        consecutive=method != "ols",
         fitter=fitter,
     )
     return _fit_folder(Path(path), request)
@@ -318,6 +325,8 @@ def _sums_query(groups: list[str], request: _Request) -> str:
     """The SQL of ``request``'s per-(group, sequence) sums (and per-(group, position) sums),
     ordered by group."""
     keys = ", ".join(f'"{column}"' for column in groups)
+    if request.method == "gmm":
+        return _gmm_query(keys, request)
     base = ["", *request.base]
     sums = [
         f"sum({_product(a, b)}) AS {_pair(a, b)}"
@@ -333,19 +342,14 @@ def _sums_query(groups: list[str], request: _Request) -> str:
         'max("position") AS last_position',
         f"count(*) FILTER (WHERE NOT coalesce({finite}, false)) AS n_bad",
     ]
-    if request.initial is not None:
+    if request.method == "initial_conditions":
         aggregates += [
-            f'max(lag2) FILTER (WHERE "position" = {request.initial}) AS y1',
-            f'max(lag1) FILTER (WHERE "position" = {request.initial}) AS y2',
+            f'max(lag2) FILTER (WHERE "position" = {request.first}) AS y1',
+            f'max(lag1) FILTER (WHERE "position" = {request.first}) AS y2',
         ]
     if "norm" in request.checked:
         aggregates.append("sum(norm::DOUBLE) AS norm_sum")
-    where = [f'"position" >= {int(request.first)}']
-    if request.last is not None:
-        where.append(f'"position" <= {int(request.last)}')
-    if request.layers is not None:
-        layers = sorted({int(layer) for layer in request.layers})
-        where.append(f"layer IN ({', '.join(map(str, layers))})")
+    where = _where(request, request.first)
     select = ", ".join(aggregates)
     if request.by_position:
         grouping = f'GROUPING SETS (({keys}, sequence), ({keys}, "position"))'
@@ -356,6 +360,58 @@ def _sums_query(groups: list[str], request: _Request) -> str:
         )
     return (
         f"SELECT {keys}, sequence, {select} FROM frame WHERE {' AND '.join(where)} "
+        f"GROUP BY {keys}, sequence ORDER BY {keys}, sequence"
+    )
+
+
+def _where(request: _Request, first: int) -> list[str]:
+    """The SQL conditions on the rows to sum: positions ``first``..``request.last``, the
+    requested layers."""
+    where = [f'"position" >= {int(first)}']
+    if request.last is not None:
+        where.append(f'"position" <= {int(request.last)}')
+    if request.layers is not None:
+        layers = sorted({int(layer) for layer in request.layers})
+        where.append(f"layer IN ({', '.join(map(str, layers))})")
+    return where
+
+
+def _gmm_query(keys: str, request: _Request) -> str:
+    """The SQL of the Arellano-Bond sums per (group, sequence), ordered by group.
+
+    A window gives each row the text's levels ``l0`` (its own ``log_norm``) to ``l7``, seven
+    positions back (0 before the text's first used position). Per text, the sums of the
+    products of ``[1, l0, ..., l7]`` over its equations' rows (``all_i_j``: positions
+    ``first + 3`` on), over those whose previous row is an equation too (``next_i_j``), and
+    over those two rows after one (``after_i_j``) give every cross product the estimator
+    needs. The outcome rows' ``lag1``/``lag2`` must be the window's ``l1``/``l2``.
+    """
+    first = request.first - 2
+    lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
+    levels = ["1", *(f"l{k}" for k in range(GMM_LEVELS))]
+    sums = [
+        f"coalesce(sum({' * '.join(v for v in (a, b) if v != '1') or '1'}) "
+        f"FILTER (WHERE t >= {start}), 0) AS {name}_{i}_{j}"
+        for name, start in (("all", 3), ("next", 4), ("after", 5))
+        for i, a in enumerate(levels)
+        for j, b in enumerate(levels[i:], start=i)
+    ]
+    checks = [
+        "count(*) AS n",
+        'min("position") AS first_position',
+        'max("position") AS last_position',
+        f'sum("position"::DOUBLE) AS {_pair("", "position")}',
+        f'sum("position"::DOUBLE * "position") AS {_pair("position", "position")}',
+        "count(*) FILTER (WHERE NOT coalesce(isfinite(l0) AND isfinite(lag1) AND isfinite(lag2),"
+        " false)) AS n_bad",
+        "count(*) FILTER (WHERE l1 IS DISTINCT FROM lag1 OR l2 IS DISTINCT FROM lag2) AS n_off",
+    ]
+    return (
+        f'WITH levels AS (SELECT {keys}, sequence, "position", "position" - {first} AS t, '
+        f"log_norm AS l0, {lags}, lag1, lag2 FROM frame "
+        f"WHERE {' AND '.join(_where(request, first))} "
+        f'WINDOW w AS (PARTITION BY {keys}, sequence ORDER BY "position")) '
+        f"SELECT {keys}, sequence, {', '.join(checks + sums)} FROM levels WHERE t >= 2 "
         f"GROUP BY {keys}, sequence ORDER BY {keys}, sequence"
     )
 
@@ -424,8 +480,10 @@ def _fit_group(
         )
     n_rows, n_sequences = int(sums["n"].sum()), len(sums["n"])
     _check_size(request, groups, key, n_rows=n_rows, n_sequences=n_sequences, n_covered=n_covered)
-    if request.initial is not None:
-        _check_consecutive(sums, request.initial)
+    if request.consecutive:
+        _check_consecutive(sums, request.first)
+    if request.method == "gmm":
+        _check_gmm_texts(groups, key, sums, request.first)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -459,6 +517,21 @@ def _check_size(
         f"{n_covered} positions at {span}; this fit needs at least {request.n_terms + 2} rows "
         f"from 2 sequences covering {request.n_positions} positions"
     )
+
+
+def _check_gmm_texts(
+    groups: list[str], key: Hashable, sums: dict[str, np.ndarray], first: int
+) -> None:
+    """The group needs more texts with a differenced equation (``first + 1`` positions from
+    ``first``, the first outcome row) than the GMM has instruments."""
+    n_texts = int((sums["all_0_0"] > 0).sum())
+    n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
+    if n_texts <= n_instruments:
+        raise AttnmagError(
+            f"{describe(groups, key)} has {n_texts} texts of at least {first + 2} tokens; "
+            f"method 'gmm' needs at least {n_instruments + 1} (more than its {n_instruments} "
+            "instruments)"
+        )
 
 
 def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
@@ -656,3 +729,130 @@ def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | N
     design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
     result = sm.OLS(np.log(means), design).fit()
     return ols_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
+
+
+def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
+    """A row over ``[1, l0, ..., l7]``: ``(k, c)`` adds c times level k (``None``: the 1)."""
+    row = np.zeros(GMM_LEVELS + 1)
+    for k, c in terms:
+        row[0 if k is None else k + 1] += c
+    return row
+
+
+def _level_sums(sums: dict[str, np.ndarray], name: str, texts: np.ndarray) -> np.ndarray:
+    """Per text with an equation, the sums ``name_i_j`` as symmetric matrices."""
+    size = GMM_LEVELS + 1
+    out = np.empty((int(texts.sum()), size, size))
+    for i in range(size):
+        for j in range(i, size):
+            out[:, i, j] = out[:, j, i] = sums[f"{name}_{i}_{j}"][texts]
+    return out
+
+
+def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
+    """``fit_gmm`` from the per-text level sums (``_gmm_query``): the differenced equations'
+    ``x = [Δy[t-1], Δy[t-2], 1]``, ``y = Δy[t]`` and instruments ``z = [y[t-2..t-6], 1]``
+    are linear in the levels, so each text's ``Z'Z``, ``Z'X``, ``Z'y``, its consecutive
+    rows' ``z[t] z[t-1]'`` and its residual vectors two rows apart are maps of its sums."""
+    if sums["n_off"].any():
+        sequence = sums["sequence"][np.argmax(sums["n_off"] > 0)]
+        raise AttnmagError(
+            f"sequence {sequence}'s lag1 and lag2 are not its log_norm one and two positions "
+            "earlier: the lag models need each text's tokens consecutive from its first used "
+            "position"
+        )
+    texts = sums["all_0_0"] > 0
+    low, high = GMM_LAGS
+    one = (None, 1.0)
+    x = np.array([_levels((1, 1), (2, -1)), _levels((2, 1), (3, -1)), _levels(one)])
+    y = _levels((0, 1), (1, -1))
+    z = np.array([*(_levels((k, 1)) for k in range(low, high + 1)), _levels(one)])
+    z_previous = np.array([*(_levels((k + 1, 1)) for k in range(low, high + 1)), _levels(one)])
+    v = np.vstack([x, y])
+    v_back = np.array(
+        [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
+    )
+    every, following, after = (_level_sums(sums, name, texts) for name in ("all", "next", "after"))
+    zm = np.einsum("ik,gkl->gil", z, every)
+    try:
+        result = _arellano_bond(
+            zz=zm @ z.T,
+            zx=zm @ x.T,
+            zy=zm @ y,
+            adjacent=np.einsum("ik,gkl,jl->gij", z, following, z_previous),
+            back=np.einsum("ik,gkl,jl->gij", v, after, v_back),
+        )
+    except np.linalg.LinAlgError as error:
+        return _failed_gmm(sums, texts, f"GMM failed: {type(error).__name__}: {error}")
+    std_error = np.sqrt(np.diag(result.covariance))
+    terms = ["lag1", "lag2", "position"]
+    return Fit(
+        estimate=pd.Series(result.estimate, index=terms),
+        std_error=pd.Series(std_error, index=terms),
+        df=np.inf,
+        n_obs=int(sums["all_0_0"].sum()),
+        n_groups=int(texts.sum()),
+        converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
+        stats=gmm_stats(result),
+        notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
+    )
+
+
+def _failed_gmm(sums: dict[str, np.ndarray], texts: np.ndarray, message: str) -> Fit:
+    """A GMM fit whose linear algebra failed: NaN estimates, ``converged=False``."""
+    missing = pd.Series(np.nan, index=["lag1", "lag2", "position"])
+    return Fit(
+        estimate=missing,
+        std_error=missing,
+        df=np.inf,
+        n_obs=int(sums["all_0_0"].sum()),
+        n_groups=int(texts.sum()),
+        converged=False,
+        stats=gmm_stats(None),
+        notes=[message],
+    )
+
+
+def _arellano_bond(
+    *, zz: np.ndarray, zx: np.ndarray, zy: np.ndarray, adjacent: np.ndarray, back: np.ndarray
+) -> GMMResult:
+    """``models.gmm.arellano_bond`` from per-text sums: ``zz`` Z_i'Z_i, ``zx`` Z_i'X_i,
+    ``zy`` Z_i'y_i, ``adjacent`` sum_t z_t z_{t-1}' over consecutive equations, ``back``
+    sum_t v_t v_{t-2}' with v = [x; y] (equations two apart); the same two-step estimates,
+    Windmeijer covariance, Hansen's J and AR(2) (see that module)."""
+    total_zx, total_zy, total_adjacent = zx.sum(axis=0), zy.sum(axis=0), adjacent.sum(axis=0)
+    a1 = np.linalg.inv(2 * zz.sum(axis=0) - total_adjacent - total_adjacent.T)
+    b1 = np.linalg.inv(total_zx.T @ a1 @ total_zx)
+    one_step = b1 @ total_zx.T @ a1 @ total_zy
+    g1 = zy - zx @ one_step  # per text Z_i' e_i
+    omega = g1.T @ g1
+    a2 = np.linalg.inv(omega)
+    b2 = np.linalg.inv(total_zx.T @ a2 @ total_zx)
+    estimate = b2 @ total_zx.T @ a2 @ total_zy
+    g2 = zy - zx @ estimate
+    ze2 = g2.sum(axis=0)
+    one_step_cov = b1 @ total_zx.T @ a1 @ omega @ a1 @ total_zx @ b1
+    columns = []
+    for k in range(zx.shape[2]):
+        gx = zx[:, :, k]
+        derivative = -(gx.T @ g1 + g1.T @ gx)
+        columns.append(-b2 @ total_zx.T @ a2 @ derivative @ a2 @ ze2)
+    d = np.column_stack(columns)
+    covariance = b2 + d @ b2 + b2 @ d.T + d @ one_step_cov @ d.T
+    residual = np.r_[-estimate, 1.0]  # e = residual @ [x; y]
+    products = np.einsum("i,gij,j->g", residual, back, residual)  # per text e_i' l_i
+    lx = back.sum(axis=0)[: len(estimate)] @ residual
+    zve = g2.T @ products
+    variance = (
+        products @ products - 2 * lx @ covariance @ total_zx.T @ a2 @ zve + lx @ covariance @ lx
+    )
+    ar2 = float(products.sum() / np.sqrt(variance)) if variance > 0 else float("nan")
+    return GMMResult(
+        estimate=estimate,
+        covariance=covariance,
+        one_step=one_step,
+        hansen_j=float(ze2 @ a2 @ ze2),
+        hansen_df=zz.shape[1] - zx.shape[2],
+        ar2_statistic=ar2,
+        n_instruments=zz.shape[1],
+    )
