@@ -1,0 +1,171 @@
+"""Benchmark of fits straight from a shard folder: seconds and peak memory as the rows grow.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.scale                                  # 10M and 100M rows
+    .venv/bin/python -m benchmarks.scale --rows 1000000 10000000          # a quicker run
+
+For each size it writes a synthetic shard folder in the exact format of
+``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, the shards
+recorded in ``run.json`` with their checksums by the shard writer's own functions), then
+runs each fit from the folder (``models.stream``) in a fresh process and reports its
+seconds, that process's peak resident set size (``ru_maxrss``; imports included, and
+the first row gives a process that only imports them), and the growth of its resident set
+during the fit (sampled every 5 ms: the peak minus the size before the fit). The folders
+are simulated: 12 layers, texts of 50-350 tokens (200 on average), log norms with a random
+intercept per text, a trend in position and AR(1) noise. They are written under ``--dir``
+(a temporary folder by default) and removed afterwards unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import lfilter
+
+from benchmarks.common import PeakRSS, emit, run_worker, table
+
+LAYERS = 12
+LENGTHS = (50, 350)
+SHARD_TEXTS = 1024
+FITS = {
+    "imports only": None,
+    "position_trend ols": ("position_trend", {"method": "ols"}),
+    "position_trend mixed": ("position_trend", {"method": "mixed"}),
+    "lag_effects ols": ("lag_effects", {"method": "ols"}),
+    "lag_effects initial_conditions": ("lag_effects", {"method": "initial_conditions"}),
+    "lag_effects gmm": ("lag_effects", {"method": "gmm"}),
+}
+
+
+def write_folder(folder: Path, rows: int, *, seed: int = 0) -> int:
+    """A synthetic shard folder of about ``rows`` rows; returns its exact row count."""
+    from attnmag.extract.frame import tidy_frame
+    from attnmag.extract.shards import (
+        FORMAT,
+        _claim_folder,
+        _record_shard,
+        file_sha256,
+        shard_name,
+        shard_ranges,
+    )
+
+    n_texts = max(2, round(rows / (LAYERS * sum(LENGTHS) / 2)))
+    arguments = {
+        "format": FORMAT,
+        "model": "synthetic",
+        "model_type": "synthetic",
+        "dtype": "float32",
+        "weights": "synthetic",
+        "n_texts": n_texts,
+        "texts": f"synthetic-{seed}",
+        "layers": list(range(LAYERS)),
+        "max_length": None,
+        "shard_texts": SHARD_TEXTS,
+    }
+    _claim_folder(folder, arguments, {})
+    rng = np.random.default_rng(seed)
+    vocabulary = {i: f"t{i}" for i in range(100)}
+    total = 0
+    for k, start, stop in shard_ranges(n_texts, SHARD_TEXTS):
+        lengths = rng.integers(LENGTHS[0], LENGTHS[1] + 1, size=stop - start)
+        norms = []
+        for length in lengths:
+            position = np.arange(length)
+            noise = lfilter([1.0], [1.0, -0.3], rng.normal(0, 0.2, (LAYERS, length)), axis=1)
+            level = 1.0 + rng.normal(0, 0.3) - 0.002 * position + noise
+            norms.append(np.exp(level).astype(np.float32))
+        frame = tidy_frame(
+            sequences=range(start, stop),
+            token_ids=[rng.integers(0, 100, size=length) for length in lengths],
+            norms=norms,
+            layers=range(LAYERS),
+            token_text=vocabulary,
+        )
+        path = folder / shard_name(k)
+        frame.to_parquet(path)
+        entry = {"rows": len(frame), "start": start, "stop": stop, "sha256": file_sha256(path)}
+        _record_shard(folder, path.name, entry)
+        total += len(frame)
+    return total
+
+
+def worker(name: str, folder: str) -> None:
+    """Run fit ``name`` on ``folder``; emit its seconds, this process's peak RSS, and the
+    growth of the RSS during the fit (sampled)."""
+    from attnmag.models import stream
+
+    fits = {
+        "position_trend": stream.position_trend_folder,
+        "lag_effects": stream.lag_effects_folder,
+    }
+    seconds, growth = 0.0, 0
+    if FITS[name] is not None:
+        model, options = FITS[name]
+        with PeakRSS() as sampled:
+            start = time.perf_counter()
+            fits[model](folder, **options)
+            seconds = time.perf_counter() - start
+        growth = sampled.growth
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    emit({"seconds": seconds, "peak_rss": peak, "growth": growth})
+
+
+def main() -> None:
+    """Write a folder per size, time every fit on it, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 100_000_000])
+    parser.add_argument("--fits", nargs="+", default=list(FITS), choices=list(FITS))
+    parser.add_argument("--dir", type=Path, default=None, help="where to write the folders")
+    parser.add_argument("--keep", action="store_true", help="keep the folders")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.name, args.folder)
+        return
+    root = Path(tempfile.mkdtemp(prefix="attnmag-scale-", dir=args.dir))
+    results, first = [], {}
+    try:
+        for rows in args.rows:
+            folder = root / f"rows-{rows}"
+            began = time.perf_counter()
+            n_rows = write_folder(folder, rows)
+            size = sum(p.stat().st_size for p in folder.glob("shard-*.parquet"))
+            print(
+                f"wrote {n_rows:,} rows ({size / 2**30:.2f} GiB) in "
+                f"{time.perf_counter() - began:.0f} s",
+                flush=True,
+            )
+            for name in args.fits:
+                result = run_worker("benchmarks.scale", ["--name", name, "--folder", str(folder)])
+                baseline = first.setdefault(name, (n_rows, result))
+                results.append(
+                    {
+                        "fit": name,
+                        "rows": f"{n_rows:,}",
+                        "seconds": f"{result['seconds']:.1f}",
+                        "s per 10M rows": f"{result['seconds'] / n_rows * 1e7:.2f}",
+                        "peak RSS MiB": f"{result['peak_rss'] / 2**20:.0f}",
+                        "RSS / first size": f"{result['peak_rss'] / baseline[1]['peak_rss']:.2f}",
+                        "growth in fit MiB": f"{result['growth'] / 2**20:.0f}",
+                    }
+                )
+                print(table(results[-1:]), flush=True)
+            if not args.keep:
+                shutil.rmtree(folder)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
