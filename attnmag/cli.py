@@ -10,6 +10,7 @@ Usage::
 
     attnmag run                                   # bundled model and corpus -> out/index.html
     attnmag run --model gpt2-large --dataset cornell-movie-review-data/rotten_tomatoes --out rt
+    attnmag run --model bundled --model gpt2 --sites attn,mlp,resid --heads --out both
     attnmag extract --out norms/                  # resumable Parquet shards
     attnmag fit norms/ --out tables/
     attnmag report norms/ --tables tables/ --out report/
@@ -30,6 +31,9 @@ from attnmag.outputs import check_output, check_target, replacing
 __all__ = ["build_parser", "main", "parse_layers"]
 
 FRAME_FILE = "norms.parquet"
+#: The ``--model`` value naming the bundled model, and that model's name in a combined frame.
+BUNDLED = "bundled"
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
 FORMATS = ("html", "md")
 DESCRIPTION = (
     "Measure how strongly each attention sub-layer of a causal language model adjusts the "
@@ -175,11 +179,22 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: object) -> 
     )
 
 
-def _add_source_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        help="hub id, local folder or .gguf file (default: bundled SmolLM2-135M-Instruct)",
-    )
+def _add_source_options(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    from attnmag.extract.sites import SITES
+
+    if several:
+        parser.add_argument(
+            "--model",
+            action="append",
+            help="hub id, local folder, .gguf file, or 'bundled' (SmolLM2-135M-Instruct, the "
+            "default); give it again for each further model, measured in turn on the same texts",
+        )
+    else:
+        parser.add_argument(
+            "--model",
+            help="hub id, local folder, .gguf file, or 'bundled' (SmolLM2-135M-Instruct, the "
+            "default)",
+        )
     parser.add_argument(
         "--dataset",
         help="hub dataset or local csv/json/jsonl/parquet/txt "
@@ -206,6 +221,18 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device", help="e.g. cuda:1, cpu (default: cuda:LOCAL_RANK if there is a GPU, else cpu)"
+    )
+    parser.add_argument(
+        "--sites",
+        type=parse_choices(SITES),
+        help=f"sites to measure, comma-separated from {','.join(SITES)} (attn: the attention "
+        "update; mlp: the MLP's update; resid: the residual stream entering each block); "
+        "default: the attention update alone, without a site column",
+    )
+    parser.add_argument(
+        "--heads",
+        action="store_true",
+        help="also measure each attention head's own contribution (a head column)",
     )
 
 
@@ -299,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes a folder with the report (index.html, report.md, figures), the frame "
         f"({FRAME_FILE}) and the coefficient tables (CSV).",
     )
-    _add_source_options(run)
+    _add_source_options(run, several=True)
     _add_fit_options(run)
     _add_format_option(run)
     _add_output_options(run, what="output folder", default="out")
@@ -344,8 +371,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _local_inputs(args: argparse.Namespace) -> list[Path]:
     """The input files and folders of a command that exist on disk."""
-    given = [getattr(args, name, None) for name in ("model", "dataset", "frame", "tables")]
+    given = [*_sources(args), *(getattr(args, n, None) for n in ("dataset", "frame", "tables"))]
     return [Path(path) for path in given if path is not None and Path(path).exists()]
+
+
+def _sources(args: argparse.Namespace) -> list[str | None]:
+    """The models asked for, in order (None: the bundled model)."""
+    given = getattr(args, "model", None)
+    listed = given if isinstance(given, list) else [given]
+    return [None if source in (None, BUNDLED) else source for source in listed]
+
+
+def model_names(sources: Sequence[str | None]) -> list[str]:
+    """The names the models of a run of several get in the frame's ``model`` column.
+
+    Parameters
+    ----------
+    sources : sequence of str or None
+        The ``--model`` values (None: the bundled model).
+
+    Returns
+    -------
+    list of str
+        The bundled model's name, a local file's or folder's name (without ``.gguf``), or
+        the hub id; the values as given where two names would be the same.
+
+    Examples
+    --------
+    >>> model_names([None, "models/gpt2-tiny", "gpt2"])
+    ['SmolLM2-135M-Instruct', 'gpt2-tiny', 'gpt2']
+    """
+    names = [
+        BUNDLED_NAME
+        if source is None
+        else Path(source).name.removesuffix(".gguf")
+        if Path(source).exists()
+        else source
+        for source in sources
+    ]
+    if len(set(names)) < len(names):
+        names = [BUNDLED_NAME if source is None else source for source in sources]
+    return names
 
 
 def _check_frame_path(path: Path) -> None:
@@ -370,6 +436,16 @@ def check_args(args: argparse.Namespace) -> None:
         The parsed command line; what is wrong is one ``AttnmagError``.
     """
     inputs = _local_inputs(args)
+    if args.command in ("run", "extract"):
+        if args.heads and args.sites is not None and "attn" not in args.sites:
+            raise AttnmagError(
+                f"--heads splits the attention update into heads: add attn to --sites "
+                f"{','.join(args.sites)}"
+            )
+        sources = _sources(args)
+        repeated = sorted({str(s or BUNDLED) for s in sources if sources.count(s) > 1})
+        if repeated:
+            raise AttnmagError(f"--model {repeated[0]} is given twice: name each model once")
     if args.command == "extract":
         from attnmag.extract.shards import RUN_FILE, _rank_and_size
 
@@ -393,17 +469,69 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _load_inputs(args: argparse.Namespace) -> tuple[object, object, object]:
-    """Corpus first (cheap, and its errors are common), then the model."""
+def _load_corpus(args: argparse.Namespace) -> object:
+    """The corpus of ``--dataset``, ``--split``, ``--text-column`` and ``--limit``."""
     from attnmag import extract
 
-    texts = extract.load_corpus(
+    return extract.load_corpus(
         args.dataset, split=args.split, text_column=args.text_column, limit=args.limit or None
     )
-    model, tokenizer = extract.load_model(
-        args.model, dtype=args.dtype, device=args.device or default_device()
-    )
+
+
+def _load_model(args: argparse.Namespace, source: str | None) -> tuple[object, object]:
+    """The model ``source`` (None: the bundled one) and its tokenizer, on ``--device``."""
+    from attnmag import extract
+
+    return extract.load_model(source, dtype=args.dtype, device=args.device or default_device())
+
+
+def _load_inputs(args: argparse.Namespace) -> tuple[object, object, object]:
+    """Corpus first (cheap, and its errors are common), then the model."""
+    texts = _load_corpus(args)
+    model, tokenizer = _load_model(args, _sources(args)[0])
     return model, tokenizer, texts
+
+
+def _measure(args: argparse.Namespace, model: object, tokenizer: object, texts: object):
+    """The frame of ``texts``: the attention update, or ``--sites`` (and ``--heads``)."""
+    from attnmag import extract
+
+    options = {
+        "batch_size": args.batch_size,
+        "layers": args.layers,
+        "heads": args.heads,
+        "progress": False if args.quiet else None,
+    }
+    if args.sites is None:
+        return extract.attention_norms(model, tokenizer, texts, **options)
+    return extract.update_norms(model, tokenizer, texts, sites=args.sites, **options)
+
+
+def _measure_all(args: argparse.Namespace, seconds: dict[str, float]) -> object:
+    """Every ``--model`` measured in turn on the same texts; several are combined into one
+    frame with a ``model`` column. ``seconds`` gets the load and extract times, summed."""
+    import gc
+
+    from attnmag import extract
+
+    start = time.perf_counter()
+    texts = _load_corpus(args)
+    seconds["load"] = time.perf_counter() - start
+    sources = _sources(args)
+    frames = {}
+    for name, source in zip(model_names(sources), sources, strict=True):
+        start = time.perf_counter()
+        model, tokenizer = _load_model(args, source)
+        loaded = time.perf_counter()
+        seconds["load"] += loaded - start
+        _say(args, f"load {name}: {loaded - start:.1f} s, {len(texts):,} texts")
+        frames[name] = _measure(args, model, tokenizer, texts)
+        del model, tokenizer
+        gc.collect()
+        measured = time.perf_counter() - loaded
+        seconds["extract"] = seconds.get("extract", 0.0) + measured
+        _say(args, f"extract {name}: {measured:.1f} s, {len(frames[name]):,} rows")
+    return next(iter(frames.values())) if len(frames) == 1 else extract.combine(frames)
 
 
 def default_device() -> str:
@@ -454,26 +582,12 @@ def command_run(args: argparse.Namespace) -> Path:
     Path
         The main report.
     """
-    from attnmag import extract, models, reports
+    from attnmag import models, reports
 
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="run") as folder:
-        model, tokenizer, texts = _timed(seconds, "load", lambda: _load_inputs(args))
-        _say(args, f"load: {seconds['load']:.1f} s, {len(texts):,} texts")
-        frame = _timed(
-            seconds,
-            "extract",
-            lambda: extract.attention_norms(
-                model,
-                tokenizer,
-                texts,
-                batch_size=args.batch_size,
-                layers=args.layers,
-                progress=False if args.quiet else None,
-            ),
-        )
+        frame = _measure_all(args, seconds)
         frame.to_parquet(folder / FRAME_FILE)
-        _say(args, f"extract: {seconds['extract']:.1f} s, {len(frame):,} rows")
         tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
         paths = _timed(
@@ -519,6 +633,8 @@ def command_extract(args: argparse.Namespace) -> Path:
         layers=args.layers,
         shard_texts=args.shard_texts,
         progress=False if args.quiet else None,
+        sites=args.sites,
+        heads=args.heads,
     )
     return args.out
 

@@ -3,9 +3,11 @@
 Holds:
 - ``write_report``: frame (+ tables) -> ``index.html``, ``report.md``, figures and CSV tables;
   ``fit_tables``: the coefficient tables a report shows, given or fitted;
-- the report's five figures, each a Figure that shows itself in a notebook:
+- the report's figures, each a Figure that shows itself in a notebook:
   ``plot_valid_tokens``, ``plot_layer_norms``, ``plot_position_norms``,
-  ``plot_position_trend``, ``plot_lag_effects``;
+  ``plot_position_trend``, ``plot_lag_effects``, and for grouped frames ``plot_models``
+  (models on a relative depth axis), ``plot_sites`` (sites side by side) and ``plot_heads``
+  (layer x head heatmaps);
 - the panels they are made of, seaborn-style axes-level plots (``ax=`` in, the Axes out):
   ``plot_token_grid``, ``plot_sequence_lengths``, ``plot_norm_violins``,
   ``plot_layer_means``, ``plot_position_heatmap``, ``plot_position_means``,
@@ -26,10 +28,13 @@ Usage::
 
 from attnmag.reports.figures import (
     NotebookFigure,
+    plot_heads,
     plot_lag_effects,
     plot_layer_norms,
+    plot_models,
     plot_position_norms,
     plot_position_trend,
+    plot_sites,
     plot_valid_tokens,
 )
 from attnmag.reports.findings import Finding, findings
@@ -67,9 +72,11 @@ __all__ = [
     "plot_coefficients",
     "plot_head_coefficients",
     "plot_head_means",
+    "plot_heads",
     "plot_lag_effects",
     "plot_layer_means",
     "plot_layer_norms",
+    "plot_models",
     "plot_norm_violins",
     "plot_position_heatmap",
     "plot_position_means",
@@ -77,6 +84,7 @@ __all__ = [
     "plot_position_trend",
     "plot_sequence_lengths",
     "plot_site_ratios",
+    "plot_sites",
     "plot_token_grid",
     "plot_trend_fits",
     "plot_valid_tokens",

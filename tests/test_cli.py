@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -147,3 +148,86 @@ def test_existing_output_needs_force(tmp_path, capsys):
 
 def test_layers_option():
     assert parse_layers("0,2,5-7") == [0, 2, 5, 6, 7]
+
+
+@pytest.fixture
+def llama_dir(tmp_path, tiny_llama, gpt2_tokenizer) -> Path:
+    """A second tiny model folder: a random Llama of 3 layers and 4 heads (2 key-value)."""
+    folder = tmp_path / "llama-tiny"
+    tiny_llama.save_pretrained(folder)
+    gpt2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_run_measures_several_models_sites_and_heads_into_one_report(
+    source_args, llama_dir, corpus_csv, tmp_path, capsys
+):
+    out = tmp_path / "both"
+    argv = [
+        "--quiet",
+        "run",
+        *source_args,
+        "--model",
+        str(llama_dir),
+        "--sites",
+        "attn,mlp,resid",
+        "--heads",
+        "--methods",
+        "aggregate,ols",
+        "--lag-methods",
+        "ols",
+        "--n-jobs",
+        "1",
+        "--format",
+        "md",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    frame = extract.read_frame(out / "norms.parquet")
+    assert list(frame["model"].cat.categories) == [Path(source_args[1]).name, "llama-tiny"]
+    assert list(frame["site"].cat.categories) == ["attn", "mlp", "resid"]
+    assert sorted(frame["head"].unique()) == [-1, 0, 1, 2, 3]
+    texts = extract.load_corpus(str(corpus_csv), text_column="review")
+    alone = extract.update_norms(
+        *extract.load_model(str(llama_dir)),
+        texts,
+        sites="attn,mlp,resid",
+        heads=True,
+        progress=False,
+    )
+    mine = frame[frame["model"] == "llama-tiny"].drop(columns="model").reset_index(drop=True)
+    np.testing.assert_allclose(mine["norm"], alone["norm"], rtol=1e-5)
+    trend = pd.read_csv(out / "position_trend.csv")
+    assert list(trend.columns[:6]) == ["fit", "method", "model", "site", "layer", "head"]
+    assert len(trend[["model", "site", "layer", "head"]].drop_duplicates()) == 2 * 3 * (5 + 2)
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert {"figure1-models.png", "figure2-sites.png", "figure3-heads.png"} <= set(figures)
+    assert len(figures) == 3 + 2 * 5
+    assert "## 1. Models side by side" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--heads", "--sites", "mlp,resid"], "--heads splits the attention update"),
+        (["--sites", "attn,ffn"], "choose from attn,mlp,resid"),
+        (["--model", "{model}"], "is given twice"),
+    ],
+)
+def test_bad_sites_heads_and_models_are_one_line_before_any_work(
+    options, message, source_args, tmp_path, capsys
+):
+    options = [o.replace("{model}", source_args[1]) for o in options]
+    out = tmp_path / "out"
+    assert message in error_of(["run", *source_args, *options, "--out", str(out)], capsys)
+    assert not out.exists()
+
+
+def test_extract_writes_sites_and_heads_shards(source_args, tmp_path):
+    folder = tmp_path / "norms"
+    argv = ["--quiet", "extract", *source_args, "--sites", "attn,resid", "--heads"]
+    assert main([*argv, "--out", str(folder)]) == 0
+    frame = extract.read_frame(folder)
+    assert list(frame.columns[:4]) == ["sequence", "site", "layer", "head"]
+    assert set(frame["site"]) == {"attn", "resid"}
