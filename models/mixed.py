@@ -31,7 +31,14 @@ report the lower maximum. ``_search`` finds the global one on the vectorised GLS
   intercept's own maximum with no slope variance (a boundary point), the moment estimate
   and spread ones; the best is kept.
 
-statsmodels then confirms from there. The fixed effects are its ``fe_params``; their
+statsmodels then confirms from there. Its optimiser, started at the search's maximum, stops
+before its first step where the gradient of its REML there is below its tolerance; so
+statsmodels' gradient is evaluated there first, once (each of its evaluations is a Python
+loop over the sequences), and its optimiser runs only where that gradient is not small.
+Either way its fixed effects, scale and REML at its optimum are the ones reported. Its
+results object (``MixedLMResults``, whose Hessian is another such loop, for the variance
+components' standard errors in its ``summary()``) is built on first use: the same fit from
+the same start. The fixed effects are its ``fe_params``; their
 model-based covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted
 components, as lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that,
 and is far off when a variance is near zero), and the cluster-robust one wraps the same
@@ -57,13 +64,16 @@ Each case leaves a note in the glance ``warnings``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import statsmodels.formula.api as smf
 from scipy.optimize import minimize
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams, MixedLMResults
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
@@ -110,6 +120,9 @@ SEARCH_GTOL = 1e-5
 START_FLOOR = 0.05
 #: statsmodels' optimum is reported where its REML is within this of the search's maximum.
 CONFIRM_TOL = 1e-7
+#: scipy's L-BFGS-B (statsmodels' first optimiser) stops where no component of the gradient
+#: of its objective, minus REML per observation, exceeds this (its default ``pgtol``).
+LBFGS_PGTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -222,8 +235,11 @@ class GroupedDesign:
         variance = np.asarray(sds, dtype=np.float64)[:, None] ** 2
         c = variance / (1 + variance * zz)  # (T, G)
         outer = (zxy[:, :p, None] * zxy[:, None, :]).reshape(len(zz), -1)  # X_i'Z_i Z_i'[X_i y_i]
-        xwxy = cross[:, :p][:, :, xy].sum(axis=0) - (c @ outer).reshape(-1, p, p + 1)
-        ywy = cross[:, p + 1, p + 1].sum() - c @ zxy[:, p] ** 2
+        # einsum, not BLAS: OpenBLAS splits products of this size over threads, which on a
+        # busy machine wait on each other far longer than the product takes.
+        corrections = np.einsum("tg,gk->tk", c, outer).reshape(-1, p, p + 1)
+        xwxy = cross[:, :p][:, :, xy].sum(axis=0) - corrections
+        ywy = cross[:, p + 1, p + 1].sum() - np.einsum("tg,g->t", c, zxy[:, p] ** 2)
         xwx, xwy = xwxy[:, :, :p], xwxy[:, :, p]
         fe_params = np.linalg.solve(xwx, xwy[:, :, None])[:, :, 0]
         dof = self.n_obs - p
@@ -400,23 +416,21 @@ def fit_mixed(
     Returns
     -------
     Fit
-        Estimates, standard errors, reference df and the glance fields of a mixed fit.
+        Estimates, standard errors, reference df and the glance fields of a mixed fit;
+        ``result`` is None where statsmodels' point is not the one reported, its
+        ``MixedLMResults`` where its optimiser ran, and else a function that builds that
+        object (the same fit from the same start) when called.
 
     >>> fit = fit_mixed(layer_rows, "log_norm ~ position", cov_type="model")  # doctest: +SKIP
+    >>> fit.result().summary()  # doctest: +SKIP
     """
     if cov_type not in COV_TYPES:
         raise AttnmagError(f"cov_type must be one of {list(COV_TYPES)}, not {cov_type!r}")
+    model, spread = _mixedlm(data, formula, random_slope)
     groups = data["sequence"].to_numpy()
-    # The random slope is on position / sd(position): the same model, but L-BFGS reaches
-    # lme4's optimum from it where on raw positions it stops short. Reported unscaled.
-    spread = float(data["position"].std()) if random_slope else 1.0
-    if random_slope:
-        data = data.assign(position_sd=data["position"] / spread)
-    model = smf.mixedlm(
-        formula, data, groups=groups, re_formula="~position_sd" if random_slope else None
-    )
     design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
-    cov_rel, point, converged, notes, result = _reml(model, design)
+    refit = partial(_statsmodels_fit, data, formula, random_slope)
+    cov_rel, point, converged, notes, result = _reml(model, design, refit)
     unscale = np.diag([1.0, 1.0 / spread][: design.k_re])
     cov_re = point.scale * unscale @ cov_rel @ unscale
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
@@ -449,6 +463,75 @@ def fit_mixed(
         notes=notes,
         result=result,
     )
+
+
+def _mixedlm(data: pd.DataFrame, formula: str, random_slope: bool) -> tuple[MixedLM, float]:
+    """statsmodels' model of ``fit_mixed``, and the sd that scales its random slope.
+
+    The random slope is on position / sd(position): the same model, but L-BFGS reaches
+    lme4's optimum from it where on raw positions it stops short. Reported unscaled.
+    """
+    spread = float(data["position"].std()) if random_slope else 1.0
+    if random_slope:
+        data = data.assign(position_sd=data["position"] / spread)
+    groups = data["sequence"].to_numpy()
+    re_formula = "~position_sd" if random_slope else None
+    return smf.mixedlm(formula, data, groups=groups, re_formula=re_formula), spread
+
+
+def _statsmodels_fit(
+    data: pd.DataFrame, formula: str, random_slope: bool, start: np.ndarray
+) -> MixedLMResults:
+    """statsmodels' REML fit of ``fit_mixed``'s model from ``start`` (packed, as ``_start``)."""
+    return _optimised(_mixedlm(data, formula, random_slope)[0], start)
+
+
+def _optimised(model: MixedLM, start: np.ndarray) -> MixedLMResults:
+    """``model.fit`` by REML from ``start``, its optimisers tried in turn."""
+    with warnings.catch_warnings():
+        # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
+        # units, whatever the residual variance: not a boundary test. The glance column
+        # ``boundary`` (``is_boundary``, lme4's rule) says it instead.
+        warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
+        return model.fit(reml=True, method=OPTIMIZERS, start_params=start)
+
+
+@dataclass(frozen=True)
+class _Optimum:
+    """statsmodels' REML optimum: relative covariance, fixed effects, scale, REML."""
+
+    cov_rel: np.ndarray
+    fe_params: np.ndarray
+    scale: float
+    llf: float
+
+
+def _optimum_at(model: MixedLM, start: np.ndarray) -> _Optimum | None:
+    """statsmodels' fixed effects, scale and REML at ``start``, where its optimiser, started
+    there, would stop at once; else None.
+
+    ``MixedLM.fit`` minimises minus REML per observation by L-BFGS, which stops before its
+    first step where every component of the gradient is at most ``LBFGS_PGTOL`` (scipy's
+    ``pgtol``) in size; it then reports ``get_fe_params``, ``get_scale`` and ``loglike``
+    there. These are those calls, without the Hessian that its results object needs (which
+    ``fit_mixed`` defers to first use).
+    """
+    # What MixedLM.fit sets before it evaluates anything: REML, no penalties, no fixed
+    # parameters, no singular covariance met yet.
+    model.reml = True
+    model.cov_pen = model.fe_pen = model._freepat = None
+    model._cov_sing = 0
+    params = MixedLMParams.from_packed(start, model.k_fe, model.k_re, model.use_sqrt, False)
+    params.fe_params = model.get_fe_params(params.cov_re, params.vcomp)[0]
+    # The score with the fixed effects at their GLS values: its random-effect part is that
+    # of the profile REML the optimiser climbs, its fixed-effect part zero.
+    score = model.score(params, profile_fe=False) / model.endog.shape[0]
+    if not np.abs(score).max() <= LBFGS_PGTOL:
+        return None
+    scale = model.get_scale(params.fe_params, params.cov_re, params.vcomp)
+    llf = model.loglike(params, profile_fe=False)
+    cov_rel = np.asarray(params.cov_re, dtype=np.float64)
+    return _Optimum(cov_rel, np.asarray(params.fe_params), float(scale), float(llf))
 
 
 def cluster_covariance(
@@ -488,10 +571,16 @@ def cluster_covariance(
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
 
-def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str], object]:
+def _reml(
+    model: MixedLM, design: GroupedDesign, refit: Callable[[np.ndarray], MixedLMResults]
+) -> tuple[np.ndarray, GLS, bool, list[str], object]:
     """The REML point to report: relative random-effects covariance, GLS quantities there,
     whether the fit converged, notes (see the module docstring for the boundary cases), and
     statsmodels' ``MixedLMResults`` where its point is the one reported (else None).
+
+    ``refit(start)`` is statsmodels' fit from ``start`` on a fresh copy of ``model``: where
+    statsmodels' optimiser stops at the search's maximum at once, the result is that call,
+    deferred to first use.
     """
     if _exact(design):
         zero = np.zeros((design.k_re, design.k_re))
@@ -517,13 +606,20 @@ def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str
         )
         return best_rel, best, searched, [note], None
     start = _start(best_rel)
-    with warnings.catch_warnings():
-        # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
-        # units, whatever the residual variance: not a boundary test. The glance column
-        # ``boundary`` (``is_boundary``, lme4's rule) says it instead.
-        warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
-        result = model.fit(reml=True, method=OPTIMIZERS, start_params=start)
-    fitted_rel = np.asarray(result.cov_re_unscaled, dtype=np.float64)
+    optimum = _optimum_at(model, start)
+    if optimum is None:
+        fitted = _optimised(model, start)
+        result: object = fitted
+        optimum = _Optimum(
+            np.asarray(fitted.cov_re_unscaled, dtype=np.float64),
+            np.asarray(fitted.fe_params),
+            float(fitted.scale),
+            float(fitted.llf),
+        )
+        converged = bool(fitted.converged)
+    else:
+        result, converged = partial(refit, start), True
+    fitted_rel = optimum.cov_rel
     at_fit = design.gls(fitted_rel)
     if best.llf_reml > at_fit.llf_reml + CONFIRM_TOL:
         note = (
@@ -536,6 +632,6 @@ def _reml(model, design: GroupedDesign) -> tuple[np.ndarray, GLS, bool, list[str
             "the random-effects covariance is singular: fixed effects, scale and "
             "log-likelihood are the GLS values at the fitted components (statsmodels #10239)"
         )
-        return fitted_rel, at_fit, bool(result.converged), [note], None
-    point = GLS(np.asarray(result.fe_params), at_fit.xwx_inv, float(result.scale), result.llf)
-    return fitted_rel, point, bool(result.converged), [], result
+        return fitted_rel, at_fit, converged, [note], None
+    point = GLS(optimum.fe_params, at_fit.xwx_inv, optimum.scale, optimum.llf)
+    return fitted_rel, point, converged, [], result

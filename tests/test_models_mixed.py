@@ -178,6 +178,77 @@ def _intercept_model(rows: pd.DataFrame, formula: str):
     return model, GroupedDesign.of(model.exog, model.exog_re, model.endog, groups), groups
 
 
+def _no_refit(start: np.ndarray) -> None:
+    raise AssertionError("the deferred statsmodels fit was built")
+
+
+def _optimiser_runs(monkeypatch, model, fitted: SimpleNamespace) -> None:
+    """statsmodels' optimiser runs (its gradient at the start is not small) and returns
+    ``fitted``."""
+    monkeypatch.setattr(mixed, "_optimum_at", lambda *args: None)
+    monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
+
+
+@pytest.mark.parametrize(
+    ("params", "formula", "first", "random_slope"),
+    [
+        ({"sd_sequence": 0.3, "seed": 2}, "log_norm ~ position", 1, False),
+        ({"sd_slope": 0.01, "seed": 8}, "log_norm ~ position", 1, True),
+        ({"lag1": 0.3, "lag2": 0.1, "seed": 3}, "log_norm ~ lag1 + lag2", 3, False),
+    ],
+)
+def test_statsmodels_confirms_the_maximum_where_it_is_and_its_result_waits(
+    params, formula, first, random_slope
+):
+    rows = simulated_frame(60, 1, length=(8, 30), **params).query(f"{first} <= position <= 30")
+    fit = fit_mixed(rows, formula, random_slope=random_slope, cov_type="model")
+    assert not fit.notes and fit.converged and callable(fit.result)
+    # statsmodels' whole fit from the same start: its optimiser stops there at once, so the
+    # reported values are that fit's, to the last bit.
+    result = fit.result()
+    assert result.converged
+    np.testing.assert_array_equal(fit.estimate, result.fe_params)
+    assert fit.stats["loglik"] == result.llf
+    assert fit.stats["sigma"] ** 2 == pytest.approx(result.scale, rel=1e-14)
+    # From statsmodels' own default start it stops near the same maximum, not above it.
+    groups = rows["sequence"].to_numpy()
+    spread = rows["position"].std() if random_slope else 1.0
+    data = rows.assign(position_sd=rows["position"] / spread)
+    re_formula = "~position_sd" if random_slope else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The MLE may be on the boundary")
+        own = smf.mixedlm(formula, data, groups=groups, re_formula=re_formula).fit(reml=True)
+    np.testing.assert_allclose(fit.estimate, own.fe_params, rtol=1e-4)
+    assert fit.stats["loglik"] >= own.llf - 1e-6
+
+
+def test_statsmodels_optimises_from_a_start_that_is_not_its_maximum(monkeypatch):
+    rows = simulated_frame(80, 1, sd_sequence=0.3, seed=5).query("1 <= position <= 30")
+    model, design, groups = _intercept_model(rows, "log_norm ~ position")
+    best = mixed._search(design)[0]
+    off = 2.0 * best
+    assert mixed._optimum_at(model, mixed._start(off)) is None
+    assert mixed._optimum_at(model, mixed._start(best)) is not None
+    monkeypatch.setattr(mixed, "_search", lambda *args: (off, True))
+    cov_rel, point, converged, notes, result = mixed._reml(model, design, _no_refit)
+    # Its optimiser ran (the result is its own, not deferred) and climbed to the maximum.
+    assert converged and not notes and not callable(result)
+    np.testing.assert_allclose(cov_rel, best, rtol=1e-3)
+    np.testing.assert_array_equal(point.fe_params, result.fe_params)
+    assert point.llf_reml == result.llf > design.gls(off).llf_reml
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_fits_results_of_a_mixed_fit_are_statsmodels_results_built_once(n_jobs):
+    frame = simulated_frame(40, 2, sd_sequence=0.5, seed=2)
+    fits = models.fit(frame, "log_norm ~ position", method="mixed", n_jobs=n_jobs)
+    for layer, part in fits.tidy.groupby("layer"):
+        result = fits.results[layer]
+        assert fits.results[layer] is result
+        np.testing.assert_array_equal(result.fe_params, part["estimate"])
+        assert "Mixed Linear Model Regression Results" in str(result.summary())
+
+
 def test_a_mixedlm_optimum_below_the_searchs_maximum_is_replaced_by_it(monkeypatch):
     rows = simulated_frame(80, 1, sd_sequence=0.3, seed=5).query("1 <= position <= 30")
     model, design, groups = _intercept_model(rows, "log_norm ~ position")
@@ -185,8 +256,8 @@ def test_a_mixedlm_optimum_below_the_searchs_maximum_is_replaced_by_it(monkeypat
     fitted = SimpleNamespace(
         cov_re_unscaled=short, fe_params=np.zeros(2), scale=1.0, llf=-np.inf, converged=False
     )
-    monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
-    cov_rel, point, converged, notes, result = mixed._reml(model, design)
+    _optimiser_runs(monkeypatch, model, fitted)
+    cov_rel, point, converged, notes, result = mixed._reml(model, design, _no_refit)
     assert converged and "higher at the search's maximum" in notes[0] and result is None
     assert 0.5 < cov_rel[0, 0] < 4.0 and point.llf_reml > design.gls(short).llf_reml + 0.1
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, cov_rel)
@@ -203,11 +274,11 @@ def test_a_singular_statsmodels_covariance_gives_the_gls_values(monkeypatch):
     fitted = SimpleNamespace(
         cov_re_unscaled=rank_one, fe_params=np.zeros(2), scale=1.0, llf=np.inf, converged=True
     )
-    monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
+    _optimiser_runs(monkeypatch, model, fitted)
     worse = np.array([[50.0, 0.0], [0.0, 1.0]])  # a search's point below the fitted one
     assert design.gls(worse).llf_reml < design.gls(rank_one).llf_reml
     monkeypatch.setattr(mixed, "_search", lambda *args: (worse, True))
-    cov_rel, point, converged, notes, result = mixed._reml(model, design)
+    cov_rel, point, converged, notes, result = mixed._reml(model, design, _no_refit)
     # Independently: GLS with each sequence's (I + Z_i P Z_i') inverted densely.
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
     np.testing.assert_array_equal(cov_rel, rank_one)
@@ -224,12 +295,13 @@ def test_a_singular_maximum_of_the_search_is_reported_without_mixedlm(monkeypatc
     design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
     rank_one = np.array([[2.0, 0.1], [0.1, 0.005]])
 
-    def not_called(**kwargs):
-        raise AssertionError("MixedLM's optimiser ran")
+    def not_called(*args, **kwargs):
+        raise AssertionError("MixedLM ran")
 
     monkeypatch.setattr(model, "fit", not_called)
+    monkeypatch.setattr(mixed, "_optimum_at", not_called)
     monkeypatch.setattr(mixed, "_search", lambda *args: (rank_one, True))
-    cov_rel, point, converged, notes, result = mixed._reml(model, design)
+    cov_rel, point, converged, notes, result = mixed._reml(model, design, not_called)
     xwx, xwy = _dense_gls(model.exog, model.exog_re, model.endog, groups, rank_one)
     np.testing.assert_allclose(point.fe_params, np.linalg.solve(xwx, xwy), rtol=1e-10)
     assert converged and "singular random-effects covariance" in notes[0] and result is None
@@ -267,8 +339,8 @@ def test_a_mixedlm_fit_that_did_not_converge_is_recorded(monkeypatch):
         llf=at_best.llf_reml,
         converged=False,
     )
-    monkeypatch.setattr(model, "fit", lambda **kwargs: fitted)
-    cov_rel, point, converged, notes, result = mixed._reml(model, design)
+    _optimiser_runs(monkeypatch, model, fitted)
+    cov_rel, point, converged, notes, result = mixed._reml(model, design, _no_refit)
     assert not converged and not notes and point.llf_reml == at_best.llf_reml
     assert result is fitted  # statsmodels' point is reported, so its result is kept
 
