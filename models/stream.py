@@ -284,7 +284,11 @@ def _fit_folder(folder: Path, request: _Request) -> pd.DataFrame:
             )
         groups, expected = _groups(connection, columns, request.layers)
         found = {}
-        reader = connection.sql(_sums_query(groups, request)).to_arrow_reader(BATCH_ROWS)
+        if request.method == "gmm":
+            query = _shard_by_shard(connection, paths, _gmm_query(groups, request), groups)
+        else:
+            query = _sums_query(groups, request)
+        reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for key, sums in _by_group(reader, groups):
             found[key] = _fit_group(request, groups, key, sums)
     for key in expected:
@@ -302,8 +306,7 @@ def _groups(
     judges a frame's (several language models are refused there, for instance).
     """
     present = [column for column in GROUP_COLUMNS if column in columns]
-    names = ", ".join(f'"{column}"' for column in present)
-    distinct = connection.execute(f"SELECT DISTINCT {names} FROM frame").df()
+    distinct = connection.execute(f"SELECT DISTINCT {_keys(present)} FROM frame").df()
     groups = group_columns(distinct)
     available = np.unique(distinct["layer"].to_numpy())
     wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
@@ -324,9 +327,7 @@ def _key(values: Iterable[object]) -> Hashable:
 def _sums_query(groups: list[str], request: _Request) -> str:
     """The SQL of ``request``'s per-(group, sequence) sums (and per-(group, position) sums),
     ordered by group."""
-    keys = ", ".join(f'"{column}"' for column in groups)
-    if request.method == "gmm":
-        return _gmm_query(keys, request)
+    keys = _keys(groups)
     base = ["", *request.base]
     sums = [
         f"sum({_product(a, b)}) AS {_pair(a, b)}"
@@ -376,25 +377,51 @@ def _where(request: _Request, first: int) -> list[str]:
     return where
 
 
-def _gmm_query(keys: str, request: _Request) -> str:
-    """The SQL of the Arellano-Bond sums per (group, sequence), ordered by group.
+def _keys(groups: list[str]) -> str:
+    """The grouping columns as a SQL list."""
+    return ", ".join(f'"{column}"' for column in groups)
+
+
+def _shard_by_shard(
+    connection: duckdb.DuckDBPyConnection, paths: list[str], query: str, groups: list[str]
+) -> str:
+    """Run ``query`` (on the view ``shard``) on each shard in turn into a temporary table;
+    return the SQL that reads that table ordered by group.
+
+    A shard holds whole texts, so each text's sums are complete within its shard, and a
+    window over one shard holds only that shard's rows (over the whole folder DuckDB's
+    window would hold every row).
+    """
+    for k, path in enumerate(paths):
+        connection.read_parquet(path).create_view("shard")
+        verb = "CREATE TEMP TABLE sums AS" if k == 0 else "INSERT INTO sums"
+        connection.execute(f"{verb} {query}")
+    return f"SELECT * FROM sums ORDER BY {_keys(groups)}, sequence"
+
+
+def _gmm_query(groups: list[str], request: _Request) -> str:
+    """The SQL of the Arellano-Bond sums per (group, sequence) of the view ``shard``.
 
     A window gives each row the text's levels ``l0`` (its own ``log_norm``) to ``l7``, seven
-    positions back (0 before the text's first used position). Per text, the sums of the
-    products of ``[1, l0, ..., l7]`` over its equations' rows (``all_i_j``: positions
-    ``first + 3`` on), over those whose previous row is an equation too (``next_i_j``), and
-    over those two rows after one (``after_i_j``) give every cross product the estimator
-    needs. The outcome rows' ``lag1``/``lag2`` must be the window's ``l1``/``l2``.
+    positions back (0 before the text's first used position). Per text: the sums of the
+    products of ``[1, l0, ..., l7]`` over its equations' rows (``all_i_j``: offsets 3 and
+    beyond from the first used position), and that vector at offsets 3 and 4 (``at3_i``,
+    ``at4_i``), whose outer products take the first one or two equations out of those sums.
+    Rows are selected by multiplying with 0/1 indicators, which DuckDB sums far faster than
+    it evaluates a filter per aggregate. The outcome rows' ``lag1``/``lag2`` must be the
+    window's ``l1``/``l2``.
     """
-    first = request.first - 2
+    keys, first = _keys(groups), request.first - 2
     lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
-    levels = ["1", *(f"l{k}" for k in range(GMM_LEVELS))]
+    levels = ["", *(f"l{k}" for k in range(GMM_LEVELS))]
     sums = [
-        f"coalesce(sum({' * '.join(v for v in (a, b) if v != '1') or '1'}) "
-        f"FILTER (WHERE t >= {start}), 0) AS {name}_{i}_{j}"
-        for name, start in (("all", 3), ("next", 4), ("after", 5))
+        f"sum({' * '.join(filter(None, ['e', a, b]))}) AS all_{i}_{j}"
         for i, a in enumerate(levels)
         for j, b in enumerate(levels[i:], start=i)
+    ] + [
+        f"sum({' * '.join(filter(None, [at, a]))}) AS {at}_{i}"
+        for at in ("at3", "at4")
+        for i, a in enumerate(levels)
     ]
     checks = [
         "count(*) AS n",
@@ -406,13 +433,15 @@ def _gmm_query(keys: str, request: _Request) -> str:
         " false)) AS n_bad",
         "count(*) FILTER (WHERE l1 IS DISTINCT FROM lag1 OR l2 IS DISTINCT FROM lag2) AS n_off",
     ]
+    offset = f'"position" - {first}'
     return (
-        f'WITH levels AS (SELECT {keys}, sequence, "position", "position" - {first} AS t, '
-        f"log_norm AS l0, {lags}, lag1, lag2 FROM frame "
+        f'WITH levels AS (SELECT {keys}, sequence, "position", {offset} AS t, '
+        f"({offset} >= 3)::DOUBLE AS e, ({offset} = 3)::DOUBLE AS at3, "
+        f"({offset} = 4)::DOUBLE AS at4, log_norm AS l0, {lags}, lag1, lag2 FROM shard "
         f"WHERE {' AND '.join(_where(request, first))} "
         f'WINDOW w AS (PARTITION BY {keys}, sequence ORDER BY "position")) '
         f"SELECT {keys}, sequence, {', '.join(checks + sums)} FROM levels WHERE t >= 2 "
-        f"GROUP BY {keys}, sequence ORDER BY {keys}, sequence"
+        f"GROUP BY {keys}, sequence"
     )
 
 
@@ -739,13 +768,13 @@ def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
     return row
 
 
-def _level_sums(sums: dict[str, np.ndarray], name: str, texts: np.ndarray) -> np.ndarray:
-    """Per text with an equation, the sums ``name_i_j`` as symmetric matrices."""
+def _level_sums(sums: dict[str, np.ndarray], texts: np.ndarray) -> np.ndarray:
+    """Per text with an equation, the sums ``all_i_j`` as symmetric matrices."""
     size = GMM_LEVELS + 1
     out = np.empty((int(texts.sum()), size, size))
     for i in range(size):
         for j in range(i, size):
-            out[:, i, j] = out[:, j, i] = sums[f"{name}_{i}_{j}"][texts]
+            out[:, i, j] = out[:, j, i] = sums[f"all_{i}_{j}"][texts]
     return out
 
 
@@ -761,7 +790,7 @@ def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
             "earlier: the lag models need each text's tokens consecutive from its first used "
             "position"
         )
-    texts = sums["all_0_0"] > 0
+    texts = sums["all_0_0"] > 0  # texts with an equation
     low, high = GMM_LAGS
     one = (None, 1.0)
     x = np.array([_levels((1, 1), (2, -1)), _levels((2, 1), (3, -1)), _levels(one)])
@@ -772,7 +801,13 @@ def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
     v_back = np.array(
         [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
     )
-    every, following, after = (_level_sums(sums, name, texts) for name in ("all", "next", "after"))
+    every = _level_sums(sums, texts)
+    at3, at4 = (
+        np.column_stack([sums[f"{at}_{i}"][texts] for i in range(GMM_LEVELS + 1)])
+        for at in ("at3", "at4")
+    )
+    following = every - at3[:, :, None] * at3[:, None, :]  # equations after the first
+    after = following - at4[:, :, None] * at4[:, None, :]  # equations after the second
     zm = np.einsum("ik,gkl->gil", z, every)
     try:
         result = _arellano_bond(
