@@ -4,29 +4,35 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.fit                                  # 1,066, 4,000, 12,808
     .venv/bin/python -m benchmarks.fit --sizes 1066 --repeats 1         # a quick run
+    .venv/bin/python -m benchmarks.fit --frame out/norms.parquet        # a saved frame
 
 Frames are simulated (``tests/simulate.py``): 30 layers, 10-40 tokens per sequence
 (about 25), a random intercept per sequence and lag effects. Every method of each model
 is timed (``position_trend``: aggregate, ols, mixed; ``lag_effects``: ols,
 initial_conditions, gmm), or those named by ``--methods``. Each fit runs ``--repeats``
-times; the table gives the median seconds, the seconds per 1,000 sequences and the
+times; the table gives the median wall-clock seconds, the median CPU seconds (this process
+and its worker processes together: on a machine that others share, wall-clock time
+grows with their load, CPU time much less), the seconds per 1,000 sequences and the
 exponent b of time ~ size**b against the previous size. Methods fitted in worker
 processes (the mixed models) are timed with ``n_jobs=1`` and with every ``--n-jobs`` value.
+``--frame`` times the fits on a saved frame (``attnmag run``'s ``norms.parquet``) instead
+of simulated ones. The 1-minute load average is printed at the start and the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from attnmag import models
+from attnmag import extract, models
 from tests.simulate import simulated_frame
 
 FITS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -40,6 +46,7 @@ def _arguments() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fit", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1066, 4000, 12808])
+    parser.add_argument("--frame", help="a saved frame to fit instead of simulated ones")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=30)
     parser.add_argument(
@@ -58,46 +65,66 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _time(fit: Callable[[], pd.DataFrame], repeats: int) -> float:
-    """Median wall-clock seconds of ``repeats`` calls."""
-    seconds = []
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished worker processes so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _time(fit: Callable[[], pd.DataFrame], repeats: int) -> tuple[float, float]:
+    """Median wall-clock and median CPU seconds of ``repeats`` calls."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), _cpu_seconds()
         fit()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+        wall.append(time.perf_counter() - start)
+        cpu.append(_cpu_seconds() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def _frames(args: argparse.Namespace) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(sequences, frame) pairs, one at a time: the saved frame, or a simulated one per size."""
+    if args.frame:
+        frame = extract.read_frame(args.frame)
+        yield int(frame["sequence"].nunique()), frame
+        return
+    for size in args.sizes:
+        options = {"length": (10, 40), "lag1": 0.2, "lag2": 0.1, "sd_sequence": 0.3}
+        yield size, simulated_frame(size, args.layers, seed=size, **options)
 
 
 def main() -> None:
     """Time every (size, model, method, n_jobs) and print the table."""
     args = _arguments()
+    print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     rows = []
-    for size in args.sizes:
-        frame = simulated_frame(
-            size, args.layers, length=(10, 40), lag1=0.2, lag2=0.1, sd_sequence=0.3, seed=size
-        )
+    for size, frame in _frames(args):
         for model, fit in FITS.items():
             for method in args.methods:
                 if method not in models.METHODS[model]:
                     continue
                 jobs = [1, *args.n_jobs] if method in models.fits.PARALLEL_METHODS else [1]
                 for n_jobs in dict.fromkeys(jobs):
-                    seconds = _time(partial(fit, frame, method=method, n_jobs=n_jobs), args.repeats)
-                    rows.append((size, model, method, n_jobs, seconds))
-        print(f"done: {size} sequences x {args.layers} layers ({len(frame):,} rows)", flush=True)
-    table = pd.DataFrame(rows, columns=["sequences", "model", "method", "n_jobs", "seconds"])
+                    call = partial(fit, frame, method=method, n_jobs=n_jobs, progress=False)
+                    rows.append((size, model, method, n_jobs, *_time(call, args.repeats)))
+        layers = frame["layer"].nunique()
+        print(f"done: {size} sequences x {layers} layers ({len(frame):,} rows)", flush=True)
+    columns = ["sequences", "model", "method", "n_jobs", "seconds", "cpu_seconds"]
+    table = pd.DataFrame(rows, columns=columns)
     table["s_per_1000_seq"] = table["seconds"] / table["sequences"] * 1000
     keys = ["model", "method", "n_jobs"]
     previous = table.groupby(keys)[["sequences", "seconds"]].shift(1)
     table["growth_exponent"] = np.log(table["seconds"] / previous["seconds"]) / np.log(
         table["sequences"] / previous["sequences"]
     )
-    print(f"median seconds over {args.repeats} repeat(s), {args.layers} layers, all layers per fit")
+    print(f"median seconds over {args.repeats} repeat(s), all layers per fit")
     print(
         table.sort_values(["model", "method", "n_jobs", "sequences"]).to_string(
             index=False, float_format=lambda x: f"{x:.3g}"
         )
     )
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
