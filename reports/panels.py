@@ -333,6 +333,8 @@ def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | Non
         aspect="auto",
         interpolation="nearest",
         cmap=ListedColormap(colours),
+        vmin=0,
+        vmax=1,  # fixed, or texts all of one length would take the "no token" colour
         extent=(-0.5, width - 0.5, len(lengths), 0),
     )
     ax.grid(False)

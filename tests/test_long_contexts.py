@@ -209,3 +209,19 @@ def test_extraction_pads_long_texts_within_the_budget(tiny_gpt2, gpt2_tokenizer,
     )
     assert shapes == [(2, 128), (2, 128), (2, 128), (1, 128)]
     assert frame["sequence"].nunique() == 7
+
+
+def test_texts_all_of_one_length_show_every_token_as_real():
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from attnmag.reports import panels
+    from tests.simulate import simulated_frame
+
+    frame = simulated_frame(6, 1, length=(80, 80), seed=3)
+    ax = panels.plot_token_grid(frame, ax=Figure().add_subplot())
+    image = ax.images[0]
+    colours = image.to_rgba(image.get_array().astype(float), bytes=False).reshape(-1, 4)
+    real = [h.get_facecolor() for h in ax.get_legend().legend_handles][0]
+    assert colours.shape == (6 * 80, 4)
+    np.testing.assert_allclose(colours, np.tile(to_rgba(real), (480, 1)))
