@@ -39,6 +39,7 @@ from attnmag.errors import AttnmagError
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
 from attnmag.reports.panels import (
+    SITE_WORDS,
     Layers,
     _hue,
     _levels,
@@ -454,10 +455,11 @@ def _by_model(data: pd.DataFrame) -> dict[object, pd.DataFrame]:
     return {level: data[data["model"] == level] for level in _levels(data, "model")}
 
 
-def _titled(ax: object, model: object) -> None:
-    """Prefix ``ax``'s title with the model's name, where there is one."""
+def _titled(ax: object, model: object, title: str) -> None:
+    """Give ``ax`` a short ``title``, after the model's name where there is one (the panels'
+    own titles are too long to share a row with a name)."""
     if model is not None:
-        ax.set_title(f"{model}: {ax.get_title()}")
+        ax.set_title(f"{model}: {title}")
 
 
 @shared_docs
@@ -508,8 +510,9 @@ def plot_heads(
             plot_head_means(part, layers=layers, exclude_first=exclude_first, ax=left)
             fitted = table if model is None else table[table["model"] == model]
             plot_head_coefficients(fitted, term=term, layers=layers, alpha=alpha, ax=right)
-            _titled(left, model)
-            _titled(right, model)
+            _titled(left, model, "mean log norm per layer and head")
+            method = fitted["method"].iloc[0]
+            _titled(right, model, f"{method} {term} estimate (dot: p_adjusted < {alpha:g})")
     return fig
 
 
@@ -579,8 +582,10 @@ def plot_sites(
             options = {"layers": layers, "exclude_first": exclude_first, "conf_level": conf_level}
             plot_layer_means(part, hue="site", **options, ax=left)
             plot_site_ratios(part, reference=reference, **options, ax=right)
-            _titled(left, model)
-            _titled(right, model)
+            level = percent(conf_level)
+            _titled(left, model, f"mean log norm per layer ({level} CI)")
+            words = SITE_WORDS.get(reference, reference)
+            _titled(right, model, f"relative to the {words} ({level} CI)")
     return fig
 
 

@@ -596,8 +596,10 @@ def grouped_specs(
     """
     trend, lags = tables["position_trend"], tables["lag_effects"]
     level = percent(conf_level)
+    several = "model" in frame.columns and frame["model"].nunique() > 1
+    per_model = " One row per model." if several else ""
     specs = []
-    if "model" in frame.columns and frame["model"].nunique() > 1:
+    if several:
         main = main_series(frame)
         model_rows = _select(frame, main)
         slope = _select(trend[trend["method"] == _default(trend["method"], "ols")], main)
@@ -630,7 +632,7 @@ def grouped_specs(
                 f"the block) with its {level} CI. Right: each update's norm relative to the "
                 "residual stream's at the same token, as the mean log difference with its "
                 f"{level} CI (cluster-robust by text); 0 is as large as the stream, -2.3 a "
-                "tenth of it. One row per model.",
+                f"tenth of it.{per_model}",
                 lambda: figures.plot_sites(site_rows, conf_level=conf_level),
             )
         )
@@ -647,7 +649,7 @@ def grouped_specs(
                 "head (positions 1 and later; the output projection's bias is in no head). "
                 f"Right: the {method} slope on position per layer and head (blue: falling "
                 f"with position, red: rising); a dot marks p < {alpha:g} after Holm's "
-                "correction across every group fitted. One row per model.",
+                f"correction across every group fitted.{per_model}",
                 lambda: figures.plot_heads(frame, fitted, alpha=alpha),
             )
         )
