@@ -4,16 +4,19 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.scale                                  # 10M and 100M rows
     .venv/bin/python -m benchmarks.scale --rows 1000000 10000000          # a quicker run
+    .venv/bin/python -m benchmarks.scale --texts 4167                     # longer texts
 
 For each size it writes a synthetic shard folder in the exact format of
 ``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, the shards
 recorded in ``run.json`` with their checksums by the shard writer's own functions), then
-runs each fit from the folder (``models.stream``) in a fresh process and reports its
-seconds, that process's peak resident set size (``ru_maxrss``; imports included, and
-the first row gives a process that only imports them), and the growth of its resident set
-during the fit (sampled every 5 ms: the peak minus the size before the fit). The folders
-are simulated: 12 layers, texts of 50-350 tokens (200 on average), log norms with a random
-intercept per text, a trend in position and AR(1) noise. They are written under ``--dir``
+runs each fit from the folder (``models.stream``) in a fresh process (``--repeats`` times;
+the medians) and reports its seconds, that process's peak resident set size
+(``ru_maxrss``; imports included, and the first row gives a process that only imports
+them), and the growth of its resident set during the fit (sampled every 5 ms: the peak
+minus the size before the fit), each also as a ratio to the first size's. The folders are
+simulated: 12 layers, texts of 50-350 tokens (200 on average; with ``--texts N``, N texts
+whose lengths grow with the rows), log norms with a random intercept per text, a trend in
+position and AR(1) noise, in shards of about 2.5M rows. They are written under ``--dir``
 (a temporary folder by default) and removed afterwards unless ``--keep``.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +36,11 @@ from scipy.signal import lfilter
 from benchmarks.common import PeakRSS, emit, run_worker, table
 
 LAYERS = 12
-LENGTHS = (50, 350)
-SHARD_TEXTS = 1024
+#: Texts' lengths are uniform on this range times their mean length (200 tokens by default).
+SPREAD = (0.25, 1.75)
+MEAN_LENGTH = 200
+#: Rows per shard, about (each shard holds whole texts).
+SHARD_ROWS = 2_500_000
 FITS = {
     "imports only": None,
     "position_trend ols": ("position_trend", {"method": "ols"}),
@@ -44,8 +51,9 @@ FITS = {
 }
 
 
-def write_folder(folder: Path, rows: int, *, seed: int = 0) -> int:
-    """A synthetic shard folder of about ``rows`` rows; returns its exact row count."""
+def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int = 0) -> int:
+    """A synthetic shard folder of about ``rows`` rows: ``texts`` texts (by default as many
+    as give texts of ``MEAN_LENGTH`` tokens on average); returns its exact row count."""
     from attnmag.extract.frame import tidy_frame
     from attnmag.extract.shards import (
         FORMAT,
@@ -56,7 +64,10 @@ def write_folder(folder: Path, rows: int, *, seed: int = 0) -> int:
         shard_ranges,
     )
 
-    n_texts = max(2, round(rows / (LAYERS * sum(LENGTHS) / 2)))
+    n_texts = texts or max(2, round(rows / (LAYERS * MEAN_LENGTH)))
+    mean = rows / (LAYERS * n_texts)
+    low, high = (round(mean * bound) for bound in SPREAD)
+    shard_texts = max(1, round(SHARD_ROWS / (LAYERS * mean)))
     arguments = {
         "format": FORMAT,
         "model": "synthetic",
@@ -67,14 +78,14 @@ def write_folder(folder: Path, rows: int, *, seed: int = 0) -> int:
         "texts": f"synthetic-{seed}",
         "layers": list(range(LAYERS)),
         "max_length": None,
-        "shard_texts": SHARD_TEXTS,
+        "shard_texts": shard_texts,
     }
     _claim_folder(folder, arguments, {})
     rng = np.random.default_rng(seed)
     vocabulary = {i: f"t{i}" for i in range(100)}
     total = 0
-    for k, start, stop in shard_ranges(n_texts, SHARD_TEXTS):
-        lengths = rng.integers(LENGTHS[0], LENGTHS[1] + 1, size=stop - start)
+    for k, start, stop in shard_ranges(n_texts, shard_texts):
+        lengths = rng.integers(low, high + 1, size=stop - start)
         norms = []
         for length in lengths:
             position = np.arange(length)
@@ -117,11 +128,24 @@ def worker(name: str, folder: str) -> None:
     emit({"seconds": seconds, "peak_rss": peak, "growth": growth})
 
 
+def _ratio(result: dict, baseline: dict, key: str) -> str:
+    """``result[key] / baseline[key]`` to two decimals ("-" where the baseline is 0)."""
+    return f"{result[key] / baseline[key]:.2f}" if baseline[key] else "-"
+
+
 def main() -> None:
     """Write a folder per size, time every fit on it, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 100_000_000])
     parser.add_argument("--fits", nargs="+", default=list(FITS), choices=list(FITS))
+    parser.add_argument(
+        "--texts",
+        type=int,
+        default=None,
+        help="texts in every folder (rows then grow with their length); by default texts of "
+        f"{MEAN_LENGTH} tokens on average, their number growing with the rows",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each fit (median)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write the folders")
     parser.add_argument("--keep", action="store_true", help="keep the folders")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -137,7 +161,7 @@ def main() -> None:
         for rows in args.rows:
             folder = root / f"rows-{rows}"
             began = time.perf_counter()
-            n_rows = write_folder(folder, rows)
+            n_rows = write_folder(folder, rows, texts=args.texts)
             size = sum(p.stat().st_size for p in folder.glob("shard-*.parquet"))
             print(
                 f"wrote {n_rows:,} rows ({size / 2**30:.2f} GiB) in "
@@ -145,7 +169,11 @@ def main() -> None:
                 flush=True,
             )
             for name in args.fits:
-                result = run_worker("benchmarks.scale", ["--name", name, "--folder", str(folder)])
+                runs = [
+                    run_worker("benchmarks.scale", ["--name", name, "--folder", str(folder)])
+                    for _ in range(args.repeats)
+                ]
+                result = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                 baseline = first.setdefault(name, (n_rows, result))
                 results.append(
                     {
@@ -154,8 +182,9 @@ def main() -> None:
                         "seconds": f"{result['seconds']:.1f}",
                         "s per 10M rows": f"{result['seconds'] / n_rows * 1e7:.2f}",
                         "peak RSS MiB": f"{result['peak_rss'] / 2**20:.0f}",
-                        "RSS / first size": f"{result['peak_rss'] / baseline[1]['peak_rss']:.2f}",
+                        "RSS / first size": _ratio(result, baseline[1], "peak_rss"),
                         "growth in fit MiB": f"{result['growth'] / 2**20:.0f}",
+                        "growth / first size": _ratio(result, baseline[1], "growth"),
                     }
                 )
                 print(table(results[-1:]), flush=True)

@@ -175,7 +175,7 @@ def position_trend_folder(
         checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
         first=1 if exclude_first else 0,
         last=max_position,
-        layers=layers,
+        layers=None if layers is None else tuple(layers),
         n_terms=2,
         n_positions=3,
         by_position=True,
@@ -238,7 +238,7 @@ def lag_effects_folder(
         checked=("log_norm", "lag1", "lag2"),
         first=first + 2,
         last=None,
-        layers=layers,
+        layers=None if layers is None else tuple(layers),
         n_terms=len(terms),
         n_positions=2 if method == "initial_conditions" else 1,
         by_position=False,
@@ -271,7 +271,7 @@ def _connection() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def _fit_folder(folder: Path, request: _Request) -> pd.DataFrame:
-    """Scan ``folder`` once for ``request``'s sums and fit each group as its sums arrive."""
+    """Sum ``request``'s rows of ``folder`` in DuckDB; fit each group as its sums arrive."""
     paths = [str(path) for path in verified_shards(folder)]
     with _connection() as connection:
         connection.read_parquet(paths).create_view("frame")
@@ -551,8 +551,8 @@ def _check_size(
 def _check_gmm_texts(
     groups: list[str], key: Hashable, sums: dict[str, np.ndarray], first: int
 ) -> None:
-    """The group needs more texts with a differenced equation (``first + 1`` positions from
-    ``first``, the first outcome row) than the GMM has instruments."""
+    """The group needs more texts with a differenced equation (a row at ``first + 1``, where
+    ``first`` is the first outcome row's position) than the GMM has instruments."""
     n_texts = int((sums["all_0_0"] > 0).sum())
     n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
     if n_texts <= n_instruments:
