@@ -448,8 +448,10 @@ def plot_lag_effects(
     return fig
 
 
-def _by_model(data: pd.DataFrame) -> dict[object, pd.DataFrame]:
-    """``data``'s rows per language model (in the column's order), or all under None."""
+def _by_model(data: pd.DataFrame, layers: Layers = None) -> dict[object, pd.DataFrame]:
+    """``data``'s rows at ``layers`` (each model those of them it has) per language model, in
+    the column's order, or all under None; models with none of the layers are left out."""
+    data = select_layers(data, layers)
     if "model" not in data.columns:
         return {None: data}
     return {level: data[data["model"] == level] for level in _levels(data, "model")}
@@ -500,16 +502,17 @@ def plot_heads(
     """
     rows = heads_only(data)
     table = heads_only(trend)
-    parts = _by_model(rows)
-    n_layers = len(select_layers(rows, layers)["layer"].unique())
+    parts = _by_model(rows, layers)
+    n_layers = max(part["layer"].nunique() for part in parts.values())
     height = max(3.6, 0.17 * n_layers + 1.6)
     with _style():
         fig = NotebookFigure(figsize=(12, height * len(parts)), layout="constrained")
         axes = fig.subplots(len(parts), 2, squeeze=False)
         for (model, part), (left, right) in zip(parts.items(), axes, strict=True):
-            plot_head_means(part, layers=layers, exclude_first=exclude_first, ax=left)
+            plot_head_means(part, exclude_first=exclude_first, ax=left)
             fitted = table if model is None else table[table["model"] == model]
-            plot_head_coefficients(fitted, term=term, layers=layers, alpha=alpha, ax=right)
+            fitted = fitted[fitted["layer"].isin(part["layer"].unique())]
+            plot_head_coefficients(fitted, term=term, alpha=alpha, ax=right)
             _titled(left, model, "mean log norm per layer and head")
             method = fitted["method"].iloc[0]
             _titled(right, model, f"{method} {term} estimate (dot: p_adjusted < {alpha:g})")
@@ -574,12 +577,12 @@ def plot_sites(
     >>> plot_sites(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
     """
     rows = data[data["head"] == -1] if "head" in data.columns else data
-    parts = _by_model(rows)
+    parts = _by_model(rows, layers)
     with _style():
         fig = NotebookFigure(figsize=(12, 4.6 * len(parts)), layout="constrained")
         axes = fig.subplots(len(parts), 2, squeeze=False)
         for (model, part), (left, right) in zip(parts.items(), axes, strict=True):
-            options = {"layers": layers, "exclude_first": exclude_first, "conf_level": conf_level}
+            options = {"exclude_first": exclude_first, "conf_level": conf_level}
             plot_layer_means(part, hue="site", **options, ax=left)
             plot_site_ratios(part, reference=reference, **options, ax=right)
             level = percent(conf_level)
@@ -595,6 +598,7 @@ def plot_models(
     trend: pd.DataFrame,
     lags: pd.DataFrame,
     *,
+    layers: Layers = None,
     exclude_first: bool = True,
     conf_level: float = CONF_LEVEL,
 ) -> NotebookFigure:
@@ -609,6 +613,7 @@ def plot_models(
     trend, lags : pandas.DataFrame
         ``models.position_trend`` and ``models.lag_effects`` tables of one method each,
         fitted on ``data``.
+    {layers}
     {exclude_first}
     conf_level : float
         The level of the means' intervals; the coefficients' are the tables'.
@@ -630,13 +635,15 @@ def plot_models(
             data,
             hue="model",
             depth=True,
+            layers=layers,
             exclude_first=exclude_first,
             conf_level=conf_level,
             ax=axes["means"],
         )
         for term, table in (("position", trend), ("lag1", lags), ("lag2", lags)):
             ax = axes[term]
-            plot_coefficients(table, term=term, hue="model", depth=True, legend=False, ax=ax)
+            options = {"hue": "model", "depth": True, "legend": False, "layers": layers}
+            plot_coefficients(table, term=term, **options, ax=ax)
             ax.set_title(f"{table['method'].iloc[0]}: {ax.get_title()}")
         axes["means"].set_title(f"Mean log norm per layer ({percent(conf_level)} CI)")
     return fig

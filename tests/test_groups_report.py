@@ -188,3 +188,16 @@ def test_models_are_drawn_on_a_relative_depth_axis(both):
     with pytest.raises(AttnmagError, match=r"several values of \[.site.\]"):
         figures.plot_models(both[both["head"] == -1], trend, lags, conf_level=0.9)
     assert isinstance(fig, Figure)
+    fig = figures.plot_models(rows, trend, lags, layers=[0, 1])
+    slope = next(ax for ax in fig.axes if "position" in ax.get_title())
+    assert [len(c.lines[0].get_xdata()) for c in slope.containers] == [2, 2]
+
+
+def test_the_grouped_figures_select_layers(both):
+    tables = models.fit_all(both, trend_methods=["ols"], lag_methods=[], progress=False)
+    fig = figures.plot_heads(both, tables["position_trend"], layers=[1, 2])
+    left = fig.axes[0]
+    assert [t.get_text() for t in left.get_yticklabels()] == ["1", "2"]
+    fig = figures.plot_sites(both[both["head"] == -1], layers=[0])
+    xs = {round(float(x)) for c in fig.axes[1].containers for x in c.lines[0].get_xdata()}
+    assert xs == {0}

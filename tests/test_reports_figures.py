@@ -190,7 +190,7 @@ def _axes_level(frame, tables) -> dict:
 
 def test_every_public_plot_takes_its_data_first_and_layers_by_keyword():
     plots = [name for name in reports.__all__ if name.startswith("plot_")]
-    assert len(plots) == 16
+    assert len(plots) == 19
     for name in plots:
         parameters = inspect.signature(getattr(reports, name)).parameters
         first = next(iter(parameters.values()))
