@@ -446,6 +446,9 @@ def check_args(args: argparse.Namespace) -> None:
         repeated = sorted({str(s or BUNDLED) for s in sources if sources.count(s) > 1})
         if repeated:
             raise AttnmagError(f"--model {repeated[0]} is given twice: name each model once")
+        missing = [s for s in sources if s and s.endswith(".gguf") and not Path(s).is_file()]
+        if missing:
+            raise AttnmagError(f"unknown model {missing[0]!r}: no such GGUF file")
     if args.command == "extract":
         from attnmag.extract.shards import RUN_FILE, _rank_and_size
 

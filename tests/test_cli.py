@@ -213,6 +213,7 @@ def test_run_measures_several_models_sites_and_heads_into_one_report(
         (["--heads", "--sites", "mlp,resid"], "--heads splits the attention update"),
         (["--sites", "attn,ffn"], "choose from attn,mlp,resid"),
         (["--model", "{model}"], "is given twice"),
+        (["--model", "not-here.gguf"], "unknown model 'not-here.gguf': no such GGUF file"),
     ],
 )
 def test_bad_sites_heads_and_models_are_one_line_before_any_work(

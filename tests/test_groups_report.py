@@ -85,6 +85,19 @@ def test_a_grouped_report_compares_the_groups_then_shows_each_model(written):
 _PLAIN = ("data", "layers", "positions", "trend", "lags")
 
 
+def test_the_tables_read_back_from_csv_give_the_same_report(both, written, tmp_path):
+    tables = {
+        name: pd.read_csv(written[f"{name}.csv"])
+        for name in ("position_trend", "lag_effects", "glance")
+    }
+    again = write_report(both, tmp_path, formats=("md",), tables=tables)
+
+    def text(path):
+        return [line for line in path.read_text().splitlines() if "wall time" not in line]
+
+    assert text(again["report.md"]) == text(written["report.md"])
+
+
 def test_each_model_section_shows_that_model_s_whole_attention_update(both):
     tables = models.fit_all(both, n_jobs=1, progress=False, **FAST)
     parts = series_parts(both, tables)
