@@ -214,3 +214,23 @@ def test_the_grouped_figures_select_layers(both):
     fig = figures.plot_sites(both[both["head"] == -1], layers=[0])
     xs = {round(float(x)) for c in fig.axes[1].containers for x in c.lines[0].get_xdata()}
     assert xs == {0}
+
+
+def test_three_models_of_different_depths_share_the_relative_depth_axis():
+    from tests.simulate import simulated_frame
+
+    depths = {"large": 36, "medium": 24, "small": 12}
+    both = extract.combine(
+        {name: simulated_frame(12, n, length=(4, 8), seed=n) for name, n in depths.items()},
+        allow_different_corpora=True,
+    )
+    tables = models.fit_all(both, trend_methods=["ols"], lag_methods=["ols"], progress=False)
+    fig = figures.plot_models(both, tables["position_trend"], tables["lag_effects"])
+    for ax in fig.axes:
+        xs = [np.asarray(c.lines[0].get_xdata(), dtype=float) for c in ax.containers]
+        assert [len(x) for x in xs] == list(depths.values()), ax.get_title()
+        low, high = ax.get_xlim()
+        assert all(low < x.min() < 0.02 and 0.98 < x.max() < high for x in xs), ax.get_title()
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == list(depths)
+    assert figures.figure_bytes(fig)[:4] == b"\x89PNG"
