@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.fit                                  # 1,066, 4,000, 12,808
     .venv/bin/python -m benchmarks.fit --sizes 1066 --repeats 1         # a quick run
     .venv/bin/python -m benchmarks.fit --frame out/norms.parquet        # a saved frame
+    .venv/bin/python -m benchmarks.fit --frame out/norms.parquet --against 7815cfa
 
 Frames are simulated (``tests/simulate.py``): 30 layers, 10-40 tokens per sequence
 (about 25), a random intercept per sequence and lag effects. Every method of each model
@@ -17,6 +18,12 @@ exponent b of time ~ size**b against the previous size. Methods fitted in worker
 processes (the mixed models) are timed with ``n_jobs=1`` and with every ``--n-jobs`` value.
 ``--frame`` times the fits on a saved frame (``attnmag run``'s ``norms.parquet``) instead
 of simulated ones. The 1-minute load average is printed at the start and the end.
+
+``--against REVISION`` times the whole models stage instead (``models.fit_all`` with its
+defaults, as ``attnmag run`` calls it) with ``models/mixed.py`` as it was at that git
+revision and as it is now, in turn within each repeat, in this one process, and gives the
+ratio of the medians: a before-and-after comparison that the machine's load shifts far
+less than two separate runs.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ import argparse
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -33,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from attnmag import extract, models
+from attnmag.models import fits
 from tests.simulate import simulated_frame
 
 FITS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -47,6 +58,11 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fit", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1066, 4000, 12808])
     parser.add_argument("--frame", help="a saved frame to fit instead of simulated ones")
+    parser.add_argument(
+        "--against",
+        metavar="REVISION",
+        help="time models.fit_all with models/mixed.py of this git revision and of now",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=30)
     parser.add_argument(
@@ -94,10 +110,52 @@ def _frames(args: argparse.Namespace) -> Iterator[tuple[int, pd.DataFrame]]:
         yield size, simulated_frame(size, args.layers, seed=size, **options)
 
 
+def _mixed_at(revision: str) -> types.ModuleType:
+    """``models/mixed.py`` as it was at git ``revision``, imported as a module of its own."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:models/mixed.py"], capture_output=True, text=True, check=True
+    ).stdout
+    module = types.ModuleType(f"mixed_at_{revision}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(source, f"{revision}:models/mixed.py", "exec"), module.__dict__)
+    return module
+
+
+def _against(args: argparse.Namespace) -> None:
+    """Time ``models.fit_all`` with ``fit_mixed`` of ``args.against`` and of now, in turn."""
+    versions = {args.against: _mixed_at(args.against).fit_mixed, "now": fits.fit_mixed}
+    for size, frame in _frames(args):
+        seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
+        for _ in range(args.repeats):
+            for name, fit_mixed in versions.items():
+                fits.fit_mixed = fit_mixed
+                seconds[name].append(_time(partial(models.fit_all, frame, progress=False), 1))
+                wall, cpu = seconds[name][-1]
+                load = os.getloadavg()[0]
+                print(
+                    f"{name}: {wall:.2f} s, CPU {cpu:.2f} s (load average {load:.2f})", flush=True
+                )
+        fits.fit_mixed = versions["now"]
+        medians = {
+            name: [statistics.median(run[i] for run in runs) for i in (0, 1)]
+            for name, runs in seconds.items()
+        }
+        (wall_then, cpu_then), (wall_now, cpu_now) = medians[args.against], medians["now"]
+        print(
+            f"{size} sequences, models.fit_all, median of {args.repeats}: {args.against} "
+            f"{wall_then:.2f} s (CPU {cpu_then:.2f} s), now {wall_now:.2f} s "
+            f"(CPU {cpu_now:.2f} s); now / {args.against}: {wall_now / wall_then:.3f} "
+            f"(CPU {cpu_now / cpu_then:.3f})"
+        )
+
+
 def main() -> None:
     """Time every (size, model, method, n_jobs) and print the table."""
     args = _arguments()
     print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    if args.against:
+        _against(args)
+        return
     rows = []
     for size, frame in _frames(args):
         for model, fit in FITS.items():
