@@ -197,7 +197,8 @@ def _add_source_options(parser: argparse.ArgumentParser, *, several: bool = Fals
         )
     parser.add_argument(
         "--dataset",
-        help="hub dataset or local csv/json/jsonl/parquet/txt "
+        help="hub dataset, local csv/json/jsonl/parquet/txt, or bundled-long:N (bundled "
+        "snippets concatenated into texts of at most N words) "
         "(default: bundled Rotten Tomatoes snippets)",
     )
     parser.add_argument("--split", default="test", help="dataset split (default: test)")
@@ -212,6 +213,12 @@ def _add_source_options(parser: argparse.ArgumentParser, *, several: bool = Fals
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=64, help="texts per batch at most (default: 64)"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="tokens kept per text; longer texts are truncated and counted "
+        "(default: the model's context)",
     )
     parser.add_argument("--layers", type=parse_layers, help="e.g. 0,2,5-7 (default: all)")
     parser.add_argument(
@@ -501,6 +508,7 @@ def _measure(args: argparse.Namespace, model: object, tokenizer: object, texts: 
 
     options = {
         "batch_size": args.batch_size,
+        "max_length": args.max_length,
         "layers": args.layers,
         "heads": args.heads,
         "progress": False if args.quiet else None,
@@ -633,6 +641,7 @@ def command_extract(args: argparse.Namespace) -> Path:
         texts,
         args.out,
         batch_size=args.batch_size,
+        max_length=args.max_length,
         layers=args.layers,
         shard_texts=args.shard_texts,
         progress=False if args.quiet else None,

@@ -232,3 +232,26 @@ def test_extract_writes_sites_and_heads_shards(source_args, tmp_path):
     frame = extract.read_frame(folder)
     assert list(frame.columns[:4]) == ["sequence", "site", "layer", "head"]
     assert set(frame["site"]) == {"attn", "resid"}
+
+
+@pytest.mark.parametrize("command", ["run", "extract"])
+def test_max_length_truncates_every_text_and_is_recorded(command, source_args, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--quiet", command, *source_args, "--layers", "0", "--max-length", "8"]
+    assert (
+        main(
+            [*argv, "--n-jobs", "1", "--out", str(out)]
+            if command == "run"
+            else [*argv, "--out", str(out)]
+        )
+        == 0
+    )
+    frame = extract.read_frame(out / "norms.parquet" if command == "run" else out)
+    assert frame.groupby("sequence")["position"].max().max() == 7
+    assert frame.attrs["max_length"] == 8 and frame.attrs["n_truncated"] > 0
+
+
+def test_max_length_must_be_a_positive_whole_number(source_args, tmp_path, capsys):
+    argv = ["run", *source_args, "--max-length", "0", "--out", str(tmp_path / "out")]
+    assert "--max-length" in error_of(argv, capsys)
+    assert not (tmp_path / "out").exists()
