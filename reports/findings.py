@@ -147,10 +147,15 @@ def data_finding(frame: pd.DataFrame) -> Finding:
     if numbers["n_skipped_empty"] is not None or numbers["n_truncated"] is not None:
         sentences.append(
             f"{_count(int(numbers['n_skipped_empty'] or 0), 'empty text')} skipped and "
-            f"{_count(int(numbers['n_truncated'] or 0), 'text')} truncated to the model's "
-            "context before measuring."
+            f"{_count(int(numbers['n_truncated'] or 0), 'text')} truncated to "
+            f"{_limit(attrs.get('max_length'))} before measuring."
         )
     return Finding(numbers, sentences)
+
+
+def _limit(max_length: object) -> str:
+    """The length texts were cut to, as the provenance records it."""
+    return f"{int(max_length):,} tokens" if max_length else "the model's context"
 
 
 @shared_docs
@@ -327,7 +332,7 @@ def trend_finding(
             f"below zero in {n['n_below_zero']} of {_count(n['n_layers'], 'layer')} with "
             f"{method}, above zero in {n['n_above_zero']} and indistinguishable from zero in "
             f"{n['n_not_significant']} (median slope "
-            f"{median:.3g} per position, {n['median_percent_per_position']:+.2f}% of the norm "
+            f"{median:.3g} per position, {n['median_percent_per_position']:+.3g}% of the norm "
             "per position)"
             + (f", with no estimate in {n['n_no_estimate']}" if n["n_no_estimate"] else "")
         )

@@ -81,7 +81,7 @@ def test_glance_row_keeps_booleans_and_the_mixed_columns() -> None:
     stats |= {"boundary": np.bool_(True), "var_intercept": 0.0, "var_position": np.nan}
     stats |= {"cov_intercept_position": np.nan}
     fit = Fit(pd.Series([1.0]), pd.Series([0.1]), 9.0, 10, 3, True, stats, notes=["note"])
-    row = glance_row(fit, model="m", method="mixed", layer=2, seconds=1.5, warnings=["w", "note"])
+    row = glance_row(fit, fit="m", method="mixed", layer=2, seconds=1.5, warnings=["w", "note"])
     assert list(row) == MIXED_GLANCE_COLUMNS
     assert row["boundary"] is True and row["converged"] is True
     assert type(row["var_intercept"]) is float and row["layer"] == 2
@@ -102,7 +102,7 @@ def test_tidy_rows_align_standard_errors_by_term_and_are_float64() -> None:
     estimate = pd.Series([1.0, 2.0], index=["a", "b"], dtype=np.float32)
     std_error = pd.Series([0.2, 0.1], index=["b", "a"])
     fit = Fit(estimate, std_error, np.inf, 10, 3, True, {})
-    rows = tidy_rows(fit, model="m", method="ols", layer=0, conf_level=0.95)
+    rows = tidy_rows(fit, fit="m", method="ols", layer=0, conf_level=0.95)
     assert rows["std_error"].tolist() == [0.1, 0.2]
     assert rows["estimate"].dtype == np.float64 and rows["statistic"].tolist() == [10.0, 10.0]
 
