@@ -15,7 +15,8 @@ Holds:
   ``plot_trend_fits``, ``plot_coefficients``;
 - the aggregates they draw, as tidy frames for drawing your own: ``mean_ci``,
   ``layer_means``, ``position_means``, ``position_means_across_layers``,
-  ``sequence_lengths``, ``site_ratios``, ``select_layers``;
+  ``sequence_lengths``, ``site_ratios``, ``select_layers``; ``means_by_position`` and
+  ``position_bin_width``, the position bins used past ``BIN_THRESHOLD`` positions;
 - ``findings`` and ``Finding``: the numbers each section reports, and its sentences.
 
 Usage::
@@ -52,8 +53,11 @@ from attnmag.reports.panels import (
     plot_trend_fits,
 )
 from attnmag.reports.summaries import (
+    BIN_THRESHOLD,
     layer_means,
     mean_ci,
+    means_by_position,
+    position_bin_width,
     position_means,
     position_means_across_layers,
     select_layers,
@@ -63,12 +67,14 @@ from attnmag.reports.summaries import (
 from attnmag.reports.write import fit_tables, write_report
 
 __all__ = [
+    "BIN_THRESHOLD",
     "Finding",
     "NotebookFigure",
     "findings",
     "fit_tables",
     "layer_means",
     "mean_ci",
+    "means_by_position",
     "plot_coefficients",
     "plot_head_coefficients",
     "plot_head_means",
@@ -88,6 +94,7 @@ __all__ = [
     "plot_token_grid",
     "plot_trend_fits",
     "plot_valid_tokens",
+    "position_bin_width",
     "position_means",
     "position_means_across_layers",
     "select_layers",
