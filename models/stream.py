@@ -242,7 +242,7 @@ def lag_effects_folder(
         n_terms=len(terms),
         n_positions=2 if method == "initial_conditions" else 1,
         by_position=False,
-        consecutive=method != "ols",
+        consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         fitter=fitter,
     )
     return _fit_folder(Path(path), request)
@@ -285,11 +285,11 @@ def _fit_folder(folder: Path, request: _Request) -> pd.DataFrame:
         groups, expected = _groups(connection, columns, request.layers)
         found = {}
         if request.method == "gmm":
-            query = _shard_by_shard(connection, paths, _gmm_query(groups, request), groups)
+            chunks = _gmm_by_group(connection, paths, groups, request)
         else:
-            query = _sums_query(groups, request)
-        reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
-        for key, sums in _by_group(reader, groups):
+            reader = connection.sql(_sums_query(groups, request)).to_arrow_reader(BATCH_ROWS)
+            chunks = _by_group(reader, groups)
+        for key, sums in chunks:
             found[key] = _fit_group(request, groups, key, sums)
     for key in expected:
         if key not in found:
@@ -382,21 +382,31 @@ def _keys(groups: list[str]) -> str:
     return ", ".join(f'"{column}"' for column in groups)
 
 
-def _shard_by_shard(
-    connection: duckdb.DuckDBPyConnection, paths: list[str], query: str, groups: list[str]
-) -> str:
-    """Run ``query`` (on the view ``shard``) on each shard in turn into a temporary table;
-    return the SQL that reads that table ordered by group.
+def _gmm_by_group(
+    connection: duckdb.DuckDBPyConnection,
+    paths: list[str],
+    groups: list[str],
+    request: _Request,
+) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
+    """Per group, in key order, its texts' Arellano-Bond cross products (``_gmm_reduced``),
+    summed by DuckDB shard by shard.
 
-    A shard holds whole texts, so each text's sums are complete within its shard, and a
-    window over one shard holds only that shard's rows (over the whole folder DuckDB's
-    window would hold every row).
+    A shard holds whole texts, so each text's sums are complete within its shard, and the
+    window holds one shard's rows at a time (over the whole folder it would hold every row).
+    Each shard's sums are checked (consecutive positions, the frame's lags) and reduced to
+    the few arrays the estimator needs as they arrive.
     """
-    for k, path in enumerate(paths):
+    parts: dict[Hashable, list[dict[str, np.ndarray]]] = {}
+    query = f"{_gmm_query(groups, request)} ORDER BY {_keys(groups)}, sequence"
+    for path in paths:
         connection.read_parquet(path).create_view("shard")
-        verb = "CREATE TEMP TABLE sums AS" if k == 0 else "INSERT INTO sums"
-        connection.execute(f"{verb} {query}")
-    return f"SELECT * FROM sums ORDER BY {_keys(groups)}, sequence"
+        reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+        for key, sums in _by_group(reader, groups):
+            _check_consecutive(sums, request.first)
+            parts.setdefault(key, []).append(_gmm_reduced(sums))
+    for key in sorted(parts):
+        chunks = parts.pop(key)
+        yield key, {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
 
 def _gmm_query(groups: list[str], request: _Request) -> str:
@@ -768,21 +778,27 @@ def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
     return row
 
 
-def _level_sums(sums: dict[str, np.ndarray], texts: np.ndarray) -> np.ndarray:
-    """Per text with an equation, the sums ``all_i_j`` as symmetric matrices."""
+def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
+    """Per text, the sums ``all_i_j`` as symmetric matrices."""
     size = GMM_LEVELS + 1
-    out = np.empty((int(texts.sum()), size, size))
+    out = np.empty((len(sums["n"]), size, size))
     for i in range(size):
         for j in range(i, size):
-            out[:, i, j] = out[:, j, i] = sums[f"all_{i}_{j}"][texts]
+            out[:, i, j] = out[:, j, i] = sums[f"all_{i}_{j}"]
     return out
 
 
-def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
-    """``fit_gmm`` from the per-text level sums (``_gmm_query``): the differenced equations'
-    ``x = [Δy[t-1], Δy[t-2], 1]``, ``y = Δy[t]`` and instruments ``z = [y[t-2..t-6], 1]``
-    are linear in the levels, so each text's ``Z'Z``, ``Z'X``, ``Z'y``, its consecutive
-    rows' ``z[t] z[t-1]'`` and its residual vectors two rows apart are maps of its sums."""
+def _gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Texts' level sums (``_gmm_query``) -> their Arellano-Bond cross products.
+
+    The differenced equations' ``x = [Δy[t-1], Δy[t-2], 1]``, ``y = Δy[t]`` and instruments
+    ``z = [y[t-2..t-6], 1]`` are linear in the levels, so each text's ``Z'X`` (``zx``),
+    ``Z'y`` (``zy``), ``sum v[t] v[t-2]'`` of ``v = [x; y]`` two equations apart (``back``),
+    ``Z'Z`` and ``sum z[t] z[t-1]'`` over consecutive equations are maps of its sums; the last
+    two enter the estimator only summed, so they are kept summed (``zz``, ``adjacent``: one
+    row for these texts). Texts without an equation have zero arrays, which add nothing.
+    ``n``, ``last_position``, ``n_bad`` and ``all_0_0`` (its equations) are kept per text.
+    """
     if sums["n_off"].any():
         sequence = sums["sequence"][np.argmax(sums["n_off"] > 0)]
         raise AttnmagError(
@@ -790,7 +806,6 @@ def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
             "earlier: the lag models need each text's tokens consecutive from its first used "
             "position"
         )
-    texts = sums["all_0_0"] > 0  # texts with an equation
     low, high = GMM_LAGS
     one = (None, 1.0)
     x = np.array([_levels((1, 1), (2, -1)), _levels((2, 1), (3, -1)), _levels(one)])
@@ -801,21 +816,33 @@ def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
     v_back = np.array(
         [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
     )
-    every = _level_sums(sums, texts)
+    every = _level_sums(sums)
     at3, at4 = (
-        np.column_stack([sums[f"{at}_{i}"][texts] for i in range(GMM_LEVELS + 1)])
-        for at in ("at3", "at4")
+        np.column_stack([sums[f"{at}_{i}"] for i in range(GMM_LEVELS + 1)]) for at in ("at3", "at4")
     )
     following = every - at3[:, :, None] * at3[:, None, :]  # equations after the first
     after = following - at4[:, :, None] * at4[:, None, :]  # equations after the second
     zm = np.einsum("ik,gkl->gil", z, every)
+    kept = {name: sums[name] for name in ("n", "last_position", "n_bad", "all_0_0")}
+    return kept | {
+        "zx": zm @ x.T,
+        "zy": zm @ y,
+        "back": np.einsum("ik,gkl,jl->gij", v, after, v_back),
+        "zz": (zm @ z.T).sum(axis=0, keepdims=True),
+        "adjacent": np.einsum("ik,gkl,jl->ij", z, following, z_previous)[None],
+    }
+
+
+def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
+    """``fit_gmm`` from a group's reduced sums (``_gmm_reduced``)."""
+    texts = sums["all_0_0"] > 0  # texts with an equation
     try:
         result = _arellano_bond(
-            zz=zm @ z.T,
-            zx=zm @ x.T,
-            zy=zm @ y,
-            adjacent=np.einsum("ik,gkl,jl->gij", z, following, z_previous),
-            back=np.einsum("ik,gkl,jl->gij", v, after, v_back),
+            zz=sums["zz"].sum(axis=0),
+            zx=sums["zx"],
+            zy=sums["zy"],
+            adjacent=sums["adjacent"].sum(axis=0),
+            back=sums["back"],
         )
     except np.linalg.LinAlgError as error:
         return _failed_gmm(sums, texts, f"GMM failed: {type(error).__name__}: {error}")
@@ -851,12 +878,13 @@ def _failed_gmm(sums: dict[str, np.ndarray], texts: np.ndarray, message: str) ->
 def _arellano_bond(
     *, zz: np.ndarray, zx: np.ndarray, zy: np.ndarray, adjacent: np.ndarray, back: np.ndarray
 ) -> GMMResult:
-    """``models.gmm.arellano_bond`` from per-text sums: ``zz`` Z_i'Z_i, ``zx`` Z_i'X_i,
-    ``zy`` Z_i'y_i, ``adjacent`` sum_t z_t z_{t-1}' over consecutive equations, ``back``
-    sum_t v_t v_{t-2}' with v = [x; y] (equations two apart); the same two-step estimates,
-    Windmeijer covariance, Hansen's J and AR(2) (see that module)."""
-    total_zx, total_zy, total_adjacent = zx.sum(axis=0), zy.sum(axis=0), adjacent.sum(axis=0)
-    a1 = np.linalg.inv(2 * zz.sum(axis=0) - total_adjacent - total_adjacent.T)
+    """``models.gmm.arellano_bond`` from sums: ``zz`` sum_i Z_i'Z_i, ``adjacent``
+    sum_t z_t z_{t-1}' over consecutive equations of a text; per text ``zx`` Z_i'X_i,
+    ``zy`` Z_i'y_i and ``back`` sum_t v_t v_{t-2}' with v = [x; y] (equations two apart):
+    the same two-step estimates, Windmeijer covariance, Hansen's J and AR(2) (see that
+    module)."""
+    total_zx, total_zy = zx.sum(axis=0), zy.sum(axis=0)
+    a1 = np.linalg.inv(2 * zz - adjacent - adjacent.T)
     b1 = np.linalg.inv(total_zx.T @ a1 @ total_zx)
     one_step = b1 @ total_zx.T @ a1 @ total_zy
     g1 = zy - zx @ one_step  # per text Z_i' e_i
@@ -887,7 +915,7 @@ def _arellano_bond(
         covariance=covariance,
         one_step=one_step,
         hansen_j=float(ze2 @ a2 @ ze2),
-        hansen_df=zz.shape[1] - zx.shape[2],
+        hansen_df=zx.shape[1] - zx.shape[2],
         ar2_statistic=ar2,
-        n_instruments=zz.shape[1],
+        n_instruments=zx.shape[1],
     )

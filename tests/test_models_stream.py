@@ -210,8 +210,14 @@ def test_bad_folders_and_options_are_one_clear_error(simulated, tmp_path):
     with pytest.raises(AttnmagError, match="missing or infinite values"):
         position_trend_folder(write_only(broken, tmp_path / "inf"))
     gap = frame[~((frame.sequence == 3) & (frame.position == 6))]
-    with pytest.raises(AttnmagError, match="sequence 3 does not have every position from 3 on"):
-        lag_effects_folder(write_only(gap, tmp_path / "gap"))
+    gap_folder = write_only(gap, tmp_path / "gap")
+    for method in ("initial_conditions", "gmm"):
+        with pytest.raises(AttnmagError, match="sequence 3 does not have every position from 3"):
+            lag_effects_folder(gap_folder, method=method)
+    shifted = frame.copy()
+    shifted.loc[(shifted.sequence == 4) & (shifted.position == 5), "lag1"] += 0.5
+    with pytest.raises(AttnmagError, match="sequence 4's lag1 and lag2 are not its log_norm"):
+        lag_effects_folder(write_only(shifted, tmp_path / "shifted"), method="gmm")
     with pytest.raises(AttnmagError, match="lacks the columns"):
         position_trend_folder(
             write_only(frame.drop(columns="log_norm"), tmp_path / "cols"), method="ols"
