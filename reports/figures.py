@@ -38,6 +38,7 @@ from matplotlib.patches import Patch
 from attnmag.errors import AttnmagError
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
+from attnmag.reports.folder import levels, where_in
 from attnmag.reports.panels import (
     SITE_WORDS,
     Layers,
@@ -171,7 +172,7 @@ def plot_valid_tokens(
     parts = (
         {None: data}
         if hue is None
-        else {level: data[data[hue] == level] for level in _levels(data, hue)}
+        else {level: where_in(data, hue, [level]) for level in _levels(data, hue)}
     )
     with _style():
         fig = NotebookFigure(figsize=(11, 4.2 * max(1, len(parts) * 0.8)), layout="constrained")
@@ -284,7 +285,7 @@ def plot_position_norms(
     parts = (
         {None: data}
         if hue is None
-        else {level: data[data[hue] == level] for level in _levels(data, hue)}
+        else {level: where_in(data, hue, [level]) for level in _levels(data, hue)}
     )
     with _style():
         fig = NotebookFigure(figsize=(11, 4.5 * len(parts) + 4.5), layout="constrained")
@@ -454,7 +455,7 @@ def _by_model(data: pd.DataFrame, layers: Layers = None) -> dict[object, pd.Data
     data = select_layers(data, layers)
     if "model" not in data.columns:
         return {None: data}
-    return {level: data[data["model"] == level] for level in _levels(data, "model")}
+    return {level: where_in(data, "model", [level]) for level in _levels(data, "model")}
 
 
 def _titled(ax: object, model: object, title: str) -> None:
@@ -503,7 +504,7 @@ def plot_heads(
     rows = heads_only(data)
     table = heads_only(trend)
     parts = _by_model(rows, layers)
-    n_layers = max(part["layer"].nunique() for part in parts.values())
+    n_layers = max(len(levels(part, "layer")) for part in parts.values())
     height = max(3.6, 0.17 * n_layers + 1.6)
     with _style():
         fig = NotebookFigure(figsize=(12, height * len(parts)), layout="constrained")
@@ -511,7 +512,7 @@ def plot_heads(
         for (model, part), (left, right) in zip(parts.items(), axes, strict=True):
             plot_head_means(part, exclude_first=exclude_first, ax=left)
             fitted = table if model is None else table[table["model"] == model]
-            fitted = fitted[fitted["layer"].isin(part["layer"].unique())]
+            fitted = fitted[fitted["layer"].isin(levels(part, "layer"))]
             plot_head_coefficients(fitted, term=term, alpha=alpha, ax=right)
             _titled(left, model, "mean log norm per layer and head")
             method = fitted["method"].iloc[0]
@@ -539,8 +540,8 @@ def heads_only(data: pd.DataFrame) -> pd.DataFrame:
     """
     if "head" not in data.columns:
         raise AttnmagError("plot_heads needs a head column: measure with heads=True")
-    rows = data[data["head"] >= 0]
-    return rows[rows["site"] == "attn"] if "site" in rows.columns else rows
+    rows = where_in(data, "head", [h for h in levels(data, "head") if h >= 0])
+    return where_in(rows, "site", ["attn"]) if "site" in rows.columns else rows
 
 
 @shared_docs
@@ -576,7 +577,7 @@ def plot_sites(
     --------
     >>> plot_sites(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
     """
-    rows = data[data["head"] == -1] if "head" in data.columns else data
+    rows = where_in(data, "head", [-1]) if "head" in data.columns else data
     parts = _by_model(rows, layers)
     with _style():
         fig = NotebookFigure(figsize=(12, 4.6 * len(parts)), layout="constrained")

@@ -27,6 +27,7 @@ import pandas as pd
 
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
+from attnmag.reports.folder import levels, positions_between, row_count, where_in
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -129,8 +130,8 @@ def data_finding(frame: pd.DataFrame) -> Finding:
     numbers = {
         "n_sequences": int(len(lengths)),
         "n_tokens": int(lengths.sum()),
-        "n_layers": int(frame["layer"].nunique()),
-        "n_rows": int(len(frame)),
+        "n_layers": len(levels(frame, "layer")),
+        "n_rows": row_count(frame),
         "median_length": float(lengths.median()),
         "min_length": int(lengths.min()),
         "max_length": int(lengths.max()),
@@ -218,7 +219,7 @@ def position_finding(frame: pd.DataFrame, *, max_position: int = MAX_POSITION) -
     """
     cells = position_means(frame, max_position=max_position).set_index(["layer", "position"])
     first = cells["mean"].unstack("position")[0]
-    rest = layer_means(frame.loc[frame["position"] <= max_position], value="norm")
+    rest = layer_means(positions_between(frame, last=max_position), value="norm")
     ratio = first / rest.set_index("layer")["mean"]
     lengths = sequence_lengths(frame)["length"]
     reach = int((lengths > max_position).sum())
@@ -629,10 +630,7 @@ def _model_parts(data: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
     """``data``'s rows per language model, or all of them under None."""
     if "model" not in data.columns:
         return [(None, data)]
-    values = data["model"]
-    names = values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else None
-    order = [n for n in names if n in set(values)] if names is not None else sorted(set(values))
-    return [(name, data[values == name]) for name in order]
+    return [(name, where_in(data, "model", [name])) for name in levels(data, "model")]
 
 
 def _named(model: object, sentence: str) -> str:

@@ -43,6 +43,15 @@ from attnmag import models
 from attnmag.errors import AttnmagError
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
+from attnmag.reports.folder import (
+    Folder,
+    last_position,
+    levels,
+    positions_between,
+    sample_note,
+    sample_rows,
+    where_in,
+)
 from attnmag.reports.summaries import (
     ALPHA,
     SERIES_COLUMNS,
@@ -168,12 +177,9 @@ def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, floa
 def _levels(data: pd.DataFrame, column: str) -> list:
     """The values of ``column`` in their order: methods as ``models.METHODS``, categories as
     their categories, anything else sorted."""
-    values = data[column]
     if column == "method":
-        return ordered_methods(values)
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return [c for c in values.cat.categories if c in set(values)]
-    return sorted(values.unique().tolist())
+        return ordered_methods(data[column])
+    return levels(data, column)
 
 
 def hue_colours(column: str, levels: Sequence) -> dict:
@@ -209,7 +215,7 @@ def _hue(data: pd.DataFrame, hue: str | None, *, choices: Sequence[str]) -> str 
     series would be drawn over one another.
     """
     present = [c for c in choices if c in data.columns]
-    several = [c for c in present if data[c].nunique() > 1]
+    several = [c for c in present if len(_levels(data, c)) > 1]
     if hue is not None and hue not in present:
         raise AttnmagError(
             f"hue={hue!r} is not a column to colour by here: choose one of {present or None}"
@@ -227,7 +233,7 @@ def _hue(data: pd.DataFrame, hue: str | None, *, choices: Sequence[str]) -> str 
 
 def _one_series(data: pd.DataFrame, choices: Sequence[str] = SERIES_COLUMNS) -> None:
     """Raise ``AttnmagError`` where one of ``choices`` holds several values of ``data``."""
-    several = [c for c in choices if c in data.columns and data[c].nunique() > 1]
+    several = [c for c in choices if c in data.columns and len(_levels(data, c)) > 1]
     if several:
         raise AttnmagError(
             f"this plot draws one series, and the data hold several values of {several}: "
@@ -244,15 +250,14 @@ def _quantity(data: pd.DataFrame) -> str:
     """What the norms measure, for labels: the attention update unless sites say otherwise."""
     if "site" not in data.columns:
         return SITE_WORDS["attn"]
-    sites = data["site"].unique().tolist()
+    sites = _levels(data, "site")
     return SITE_WORDS.get(sites[0], sites[0]) if len(sites) == 1 else "update or stream"
 
 
 def _bin_width(rows: pd.DataFrame, max_position: int) -> int:
     """The bin width of the positions of ``rows`` up to ``max_position`` (1: no bins)."""
-    shown = rows["position"].to_numpy()
-    shown = shown[shown <= max_position]
-    return position_bin_width(int(shown.max())) if shown.size else 1
+    last = last_position(positions_between(rows, last=max_position))
+    return 1 if last is None else position_bin_width(last)
 
 
 def _position_label(width: int, *, points: bool = True, first: int = 0) -> str:
@@ -280,10 +285,11 @@ def _layer_axis(rows: pd.DataFrame, data: pd.DataFrame, *, depth: bool) -> np.nd
     if not depth:
         return layer
     if "model" in rows.columns:
-        deepest = data.groupby("model", observed=True)["layer"].max()
+        names = _levels(data, "model")
+        deepest = {m: _levels(where_in(data, "model", [m]), "layer")[-1] for m in names}
         last = rows["model"].map(deepest).to_numpy(np.float64)
     else:
-        last = float(data["layer"].max())
+        last = float(_levels(data, "layer")[-1])
     return layer / np.maximum(last, 1.0)
 
 
@@ -322,9 +328,11 @@ def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | Non
     """
     _one_series(data, ("model",))
     ax = _axes(ax)
-    lengths = sequence_lengths(select_layers(data, layers))["length"].sort_values(
-        ascending=False, kind="stable"
-    )
+    rows = select_layers(data, layers)
+    note = sample_note(rows)
+    if isinstance(rows, Folder) and note:
+        rows = where_in(rows, "sequence", rows.picked())
+    lengths = sequence_lengths(rows)["length"].sort_values(ascending=False, kind="stable")
     width = int(lengths.max())
     mask = np.arange(width)[None, :] < lengths.to_numpy()[:, None]
     colours = ["#e8e8e8", sns.color_palette(LAYER_PALETTE)[3]]
@@ -340,7 +348,7 @@ def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | Non
     ax.grid(False)
     ax.set(
         xlabel="position (0-based index among the text's real tokens)",
-        ylabel=f"text (n = {len(lengths):,}, longest first)",
+        ylabel=f"text (n = {len(lengths):,}{f', {note}' if note else ''}, longest first)",
         title="Real tokens by text and position",
     )
     ax.legend(
@@ -456,14 +464,14 @@ def plot_norm_violins(
     hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     rows = select_layers(data, layers)
-    rows = rows.loc[rows["position"] >= 1] if exclude_first else rows
+    rows, note = sample_rows(positions_between(rows, first=1) if exclude_first else rows)
     shown = sorted(rows["layer"].unique().tolist())
     series = len(_levels(rows, hue)) if hue else 1
     n_draw = min(len(rows), sample * len(shown) * series)
     drawn = rows[["layer", "log_norm", *([hue] if hue else [])]].sample(n=n_draw, random_state=seed)
     share = (
         f"a random {n_draw / len(rows):.0%} of the tokens" if n_draw < len(rows) else "every token"
-    )
+    ) + (f" of {note}" if note else "")
     which = "positions 1 and later" if exclude_first else "all positions"
     common = dict(
         data=drawn,
@@ -554,7 +562,7 @@ def plot_layer_means(
     )
     shown = sorted(means["layer"].unique().tolist())
     x = _layer_axis(means, data, depth=depth)
-    step = 1 / max(float(data["layer"].max()), 1.0) if depth else 1.0
+    step = 1 / max(float(_levels(data, "layer")[-1]), 1.0) if depth else 1.0
     if hue is None:
         colours = layer_colours(shown)
         for row, at in zip(means.itertuples(index=False), x, strict=True):
@@ -909,7 +917,7 @@ def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` for the series ``frame`` holds (its models, sites and heads)."""
     for column in _table_series(table):
         if column in frame.columns:
-            table = table[table[column].isin(frame[column].unique())]
+            table = table[table[column].isin(_levels(frame, column))]
     return table
 
 
@@ -962,8 +970,7 @@ def plot_trend_fits(
     if fit_method not in methods:
         raise AttnmagError(f"fit_method={fit_method!r} is not in the trend table: {methods}")
     first = 1 if exclude_first else 0
-    rows = select_layers(data, layers)
-    rows = rows.loc[rows["position"].between(first, max_position)]
+    rows = positions_between(select_layers(data, layers), first, max_position)
     keys = [*([hue] if hue else []), "layer"]
     width = _bin_width(rows, max_position)
     if fit_method == "aggregate":

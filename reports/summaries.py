@@ -52,6 +52,7 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
+from attnmag.reports.folder import Folder, last_position, levels, positions_between, where_in
 
 __all__ = [
     "ALPHA",
@@ -123,7 +124,7 @@ def select_layers(data: pd.DataFrame, layers: int | Iterable[int] | None) -> pd.
     if layers is None:
         return data
     wanted = [layers] if isinstance(layers, int | np.integer) else list(layers)
-    present = set(data["layer"].unique().tolist())
+    present = set(levels(data, "layer"))
     missing = sorted(set(wanted) - present)
     if missing or not wanted:
         raise AttnmagError(
@@ -132,7 +133,7 @@ def select_layers(data: pd.DataFrame, layers: int | Iterable[int] | None) -> pd.
             if present
             else "the data hold no layers"
         )
-    return data.loc[data["layer"].isin(wanted)]
+    return where_in(data, "layer", wanted)
 
 
 def mean_ci(
@@ -174,6 +175,11 @@ def mean_ci(
     >>> mean_ci(frame, value="log_norm", by=["layer"])  # doctest: +SKIP
     """
     keys = [by] if isinstance(by, str) else list(by)
+    if isinstance(data, Folder):
+        sums = data.cluster_sums(value, keys, cluster=cluster)
+        if sums.empty:
+            raise AttnmagError(f"no rows to average {value} over (by {keys})")
+        return _intervals(sums, keys, conf_level)
     if data.empty:
         raise AttnmagError(f"no rows to average {value} over (by {keys})")
     grouper = data.groupby(keys, sort=True, observed=True)
@@ -187,19 +193,33 @@ def mean_ci(
     cluster_sums = np.bincount(pair_of_row, weights=y - mean[group])
     group_of_pair = pairs // width
     meat = np.bincount(group_of_pair, weights=cluster_sums**2, minlength=len(n))
-    g = np.bincount(group_of_pair, minlength=len(n)).astype(np.float64)
+    g = np.bincount(group_of_pair, minlength=len(n))
+    sums = grouper.size().index.to_frame(index=False).assign(n=n, n_groups=g, mean=mean, meat=meat)
+    return _intervals(sums, keys, conf_level)
+
+
+def _intervals(sums: pd.DataFrame, keys: list[str], conf_level: float) -> pd.DataFrame:
+    """``mean_ci``'s table from per-group sums: the ``keys``, ``n``, ``n_groups``, ``mean`` and
+    ``meat`` (the sum over clusters of the squared sums of deviations from the mean)."""
+    n = sums["n"].to_numpy(np.float64)
+    g = sums["n_groups"].to_numpy(np.float64)
+    mean = sums["mean"].to_numpy(np.float64)
+    meat = sums["meat"].to_numpy(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = np.where(g > 1, np.sqrt(meat / n**2 * g / (g - 1)), np.nan)
         half = stats.t.ppf(0.5 + conf_level / 2, g - 1) * se
-    out = grouper.size().index.to_frame(index=False)
-    return out.assign(
-        n=n,
-        n_groups=g.astype(np.int64),
-        mean=mean,
-        std_error=se,
-        conf_low=mean - half,
-        conf_high=mean + half,
-        conf_level=conf_level,
+    return (
+        sums[keys]
+        .reset_index(drop=True)
+        .assign(
+            n=sums["n"].to_numpy(np.int64),
+            n_groups=g.astype(np.int64),
+            mean=mean,
+            std_error=se,
+            conf_low=mean - half,
+            conf_high=mean + half,
+            conf_level=conf_level,
+        )
     )
 
 
@@ -221,13 +241,31 @@ def sequence_lengths(frame: pd.DataFrame) -> pd.DataFrame:
     --------
     >>> sequence_lengths(frame)["length"].median()  # doctest: +SKIP
     """
+    keys = [*(["model"] if "model" in frame.columns else []), "sequence"]
+    if isinstance(frame, Folder):
+        return _folder_lengths(frame, keys)
     keep = frame["layer"].to_numpy() == frame["layer"].min()
     for column in ("site", "head"):
         if column in frame.columns:
             keep &= (frame[column] == frame[column].iloc[0]).to_numpy()
-    keys = [*(["model"] if "model" in frame.columns else []), "sequence"]
     rows = frame.loc[keep]
     return rows.groupby(keys, sort=True, observed=True).size().rename("length").reset_index()
+
+
+def _folder_lengths(folder: Folder, keys: list[str]) -> pd.DataFrame:
+    """``sequence_lengths`` of a folder: its rows counted per text in one series (every
+    series of a model holds the same tokens)."""
+    one = where_in(folder, "layer", levels(folder, "layer")[:1])
+    for column in ("site", "head"):
+        if column in folder.columns:
+            one = where_in(one, column, levels(one, column)[:1])
+    where, parameters = one.where()
+    names = ", ".join(f'"{c}"' for c in keys)
+    lengths = folder.query(
+        f"SELECT {names}, count(*) AS length FROM frame WHERE {where} GROUP BY ALL", parameters
+    )
+    lengths = lengths.sort_values(keys, kind="stable").reset_index(drop=True)
+    return lengths.astype({"length": np.int64})
 
 
 @shared_docs
@@ -263,7 +301,7 @@ def layer_means(
     >>> sns.pointplot(means, x="layer", y="mean")  # doctest: +SKIP
     """
     rows = select_layers(frame, layers)
-    rows = rows.loc[rows["position"] >= 1] if exclude_first else rows
+    rows = positions_between(rows, first=1) if exclude_first else rows
     by = [c for c in GROUP_COLUMNS if c in frame.columns]
     return mean_ci(rows, value=value, by=by, conf_level=conf_level)
 
@@ -366,8 +404,7 @@ def _position_means(
 ) -> pd.DataFrame:
     """``means_by_position`` of ``value`` by ``by``, over the rows of ``layers`` up to
     ``max_position``."""
-    rows = select_layers(frame, layers)
-    rows = rows.loc[rows["position"] <= max_position]
+    rows = positions_between(select_layers(frame, layers), last=max_position)
     return means_by_position(rows, value=value, by=by, bin_width=bin_width, conf_level=conf_level)
 
 
@@ -438,16 +475,22 @@ def means_by_position(
     >>> long[["first_position", "last_position"]].drop_duplicates().head(3)  # doctest: +SKIP
     """
     by = list(by)
-    if rows.empty:
+    last = last_position(rows)
+    if last is None:
         raise AttnmagError(f"no rows to average {value} over (by {[*by, 'position']})")
-    positions = rows["position"].to_numpy(np.int64)
-    width = position_bin_width(int(positions.max())) if bin_width is None else bin_width
+    width = position_bin_width(last) if bin_width is None else bin_width
     if width == 1:
         return mean_ci(rows, value=value, by=[*by, "position"], conf_level=conf_level)
-    last = int(positions.max())
-    binned = rows.assign(position_bin=np.where(positions > 0, (positions - 1) // width + 1, 0))
-    out = mean_ci(binned, value=value, by=[*by, "position_bin"], conf_level=conf_level)
-    where = binned.groupby([*by, "position_bin"], sort=True, observed=True)["position"].mean()
+    if isinstance(rows, Folder):
+        sums = rows.cluster_sums(value, [*by, "position"], bin_width=width)
+        out = _intervals(sums, [*by, "position_bin"], conf_level)
+        where = sums["at_position"]
+    else:
+        positions = rows["position"].to_numpy(np.int64)
+        binned = rows.assign(position_bin=np.where(positions > 0, (positions - 1) // width + 1, 0))
+        out = mean_ci(binned, value=value, by=[*by, "position_bin"], conf_level=conf_level)
+        group = binned.groupby([*by, "position_bin"], sort=True, observed=True)
+        where = group["position"].mean()
     bins = out["position_bin"].to_numpy(np.int64)
     out.insert(len(by), "position", where.to_numpy(np.float64))
     out.insert(len(by) + 1, "first_position", np.where(bins > 0, (bins - 1) * width + 1, 0))
@@ -498,7 +541,7 @@ def site_ratios(
     >>> ratios = site_ratios(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
     >>> np.exp(ratios["mean"])  # geometric mean ratios  # doctest: +SKIP
     """
-    sites = frame["site"].unique().tolist() if "site" in frame.columns else []
+    sites = levels(frame, "site") if "site" in frame.columns else []
     others = [s for s in sites if s != reference]
     if reference not in sites or not others:
         raise AttnmagError(
@@ -506,7 +549,9 @@ def site_ratios(
             f"the frame holds sites {sites or None}"
         )
     rows = select_layers(frame, layers)
-    rows = rows.loc[rows["position"] >= 1] if exclude_first else rows
+    rows = positions_between(rows, first=1) if exclude_first else rows
+    if isinstance(rows, Folder):
+        return _folder_ratios(rows, reference, conf_level)
     keys = [c for c in ("model", "sequence", "layer", "head", "position") if c in rows.columns]
     wide = rows.pivot_table(
         index=keys, columns="site", values="log_norm", observed=True, aggfunc="first"
@@ -521,6 +566,25 @@ def site_ratios(
     )
     by = [c for c in ("model", "site", "layer", "head") if c in long.columns]
     return mean_ci(long, value="log_ratio", by=by, conf_level=conf_level)
+
+
+def _folder_ratios(folder: Folder, reference: str, conf_level: float) -> pd.DataFrame:
+    """``site_ratios`` of a folder: each site's log norm minus the ``reference`` site's at
+    the same token, joined and averaged in DuckDB."""
+    keys = [c for c in ("model", "sequence", "layer", "head", "position") if c in folder.columns]
+    where, parameters = folder.where()
+    on = " AND ".join(f'o."{c}" = r."{c}"' for c in keys)
+    source = f"""(
+        SELECT {", ".join(f'o."{c}"' for c in keys)}, o."site",
+            o.log_norm::DOUBLE - r.log_norm::DOUBLE AS log_ratio
+        FROM (SELECT * FROM frame WHERE {where} AND "site" <> ?) o
+        JOIN (SELECT * FROM frame WHERE {where} AND "site" = ?) r ON {on}
+    )"""
+    by = [c for c in ("model", "site", "layer", "head") if c in folder.columns]
+    sums = folder.cluster_sums(
+        "log_ratio", by, source=source, parameters=[*parameters, reference, *parameters, reference]
+    )
+    return _intervals(sums, by, conf_level)
 
 
 def interval_level(table: pd.DataFrame, *, name: str = "table") -> float:

@@ -1,6 +1,8 @@
 """The report writer: frame (+ tables) -> ``index.html``, ``report.md``, figures and CSV tables.
 
 Holds ``write_report``, the public entry point, and its steps, one job each:
+- ``report_source``: what a report reads: a frame, a shard folder (a ``folder.Folder``) or a
+  saved frame's file;
 - ``check_inputs``: refuse unknown formats and frames that are not attnmag's;
 - ``fit_tables``: the ``position_trend``, ``lag_effects`` and ``glance`` tables a report
   shows, given or fitted;
@@ -41,7 +43,9 @@ import pandas as pd
 from attnmag import __version__, models
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
+from attnmag.extract.shards import read_frame
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.models.stream import lag_effects_folder, position_trend_folder
 from attnmag.reports import figures
 from attnmag.reports.findings import (
     GMM_MIN_TOKENS,
@@ -52,6 +56,16 @@ from attnmag.reports.findings import (
     head_finding,
     model_finding,
     site_finding,
+)
+from attnmag.reports.folder import (
+    SAMPLE_TEXTS,
+    Folder,
+    drop_columns,
+    levels,
+    open_folder,
+    sample_note,
+    where_in,
+    with_attrs,
 )
 from attnmag.reports.summaries import (
     ALPHA,
@@ -83,6 +97,7 @@ __all__ = [
     "main_series",
     "render_figures",
     "report_context",
+    "report_source",
     "series_parts",
     "write_documents",
     "write_report",
@@ -166,15 +181,16 @@ def fit_tables(
     """
     given = dict(tables or {})
     missing = [name for name in ("position_trend", "lag_effects") if name not in given]
-    fitted = models.fit_all(
-        frame,
-        trend_methods=trend_methods if "position_trend" in missing else (),
-        lag_methods=lag_methods if "lag_effects" in missing else (),
-        max_position=max_position,
-        conf_level=conf_level,
-        n_jobs=n_jobs,
-        progress=progress,
-    )
+    asked = {
+        "trend_methods": trend_methods if "position_trend" in missing else (),
+        "lag_methods": lag_methods if "lag_effects" in missing else (),
+        "max_position": max_position,
+        "conf_level": conf_level,
+    }
+    if isinstance(frame, Folder):
+        fitted = _fit_folder(frame.path, **asked)
+    else:
+        fitted = models.fit_all(frame, **asked, n_jobs=n_jobs, progress=progress)
     out: dict[str, pd.DataFrame | None] = {}
     glances = []
     for name in ("position_trend", "lag_effects"):
@@ -183,6 +199,38 @@ def fit_tables(
         glances += [g for g in [_glance(part)] if g is not None]
     glance = given.get("glance")
     out["glance"] = _tidy(glance) if glance is not None else _joined(glances)
+    return out
+
+
+def _fit_folder(
+    path: Path,
+    *,
+    trend_methods: Sequence[str] | None,
+    lag_methods: Sequence[str] | None,
+    max_position: int,
+    conf_level: float,
+) -> dict[str, pd.DataFrame]:
+    """``models.fit_all``'s tables, fitted on a shard folder by ``models.stream``."""
+    methods = {
+        "position_trend": models.METHODS["position_trend"]
+        if trend_methods is None
+        else trend_methods,
+        "lag_effects": models.METHODS["lag_effects"] if lag_methods is None else lag_methods,
+    }
+    fits = {
+        "position_trend": lambda m: position_trend_folder(
+            path, method=m, max_position=max_position, conf_level=conf_level
+        ),
+        "lag_effects": lambda m: lag_effects_folder(path, method=m, conf_level=conf_level),
+    }
+    out: dict[str, pd.DataFrame] = {}
+    for name, fit in fits.items():
+        if methods[name]:
+            parts = [fit(m) for m in methods[name]]
+            out[name] = pd.concat(parts, ignore_index=True)
+            out[name].attrs["glance"] = [row for t in parts for row in t.attrs["glance"]]
+    if out:
+        out["glance"] = pd.concat([models.glance(out[name]) for name in out], ignore_index=True)
     return out
 
 
@@ -276,21 +324,27 @@ def render_figures(
     """
     level = percent(conf_level)
     trend_level = percent(interval_level(trend, name="position_trend"))
+    note = sample_note(frame)
     specs = [
         (
             "data",
             "Real tokens per text",
-            "Left: which positions hold a real token, one row per text, longest first. "
-            "Right: how many real tokens each text has.",
+            "Left: which positions hold a real token, one row per text, longest first"
+            + (f" ({note})" if note else "")
+            + ". Right: how many real tokens each text has"
+            + (" (every text)." if note else "."),
             lambda: figures.plot_valid_tokens(frame),
         ),
         (
             "layers",
             "Log norms by layer",
             "Top: distribution of the log norm per layer (violins with quartiles, drawn from a "
-            "seeded random sample of tokens; positions 1 and later). Bottom: mean log norm per "
-            f"layer over all those tokens with its {level} CI; the tokens of one text are not "
-            "independent, so the intervals are cluster-robust by text.",
+            "seeded random sample of tokens"
+            + (f" of {note}" if note else "")
+            + "; positions 1 and later). Bottom: mean log norm per layer over all those tokens"
+            + (" of every text" if note else "")
+            + f" with its {level} CI; the tokens of one text are not independent, so the "
+            "intervals are cluster-robust by text.",
             lambda: figures.plot_layer_norms(frame, conf_level=conf_level),
         ),
         (
@@ -427,6 +481,40 @@ def _sections(
     return out
 
 
+def report_source(
+    source: pd.DataFrame | Folder | str | Path, *, sample_texts: int = SAMPLE_TEXTS
+) -> pd.DataFrame | Folder:
+    """What a report reads: a frame as it is, a shard folder as a ``Folder``, a Parquet file
+    as its frame.
+
+    Parameters
+    ----------
+    source : pandas.DataFrame, Folder, str or pathlib.Path
+        A frame, a folder written by ``extract.write_shards``, or a saved frame's file.
+    sample_texts : int
+        The sample of a folder opened here (see ``reports.folder.open_folder``).
+
+    Returns
+    -------
+    pandas.DataFrame or Folder
+        The frame, or the folder's view.
+
+    Examples
+    --------
+    >>> report_source("norms/").columns  # doctest: +SKIP
+    """
+    if isinstance(source, pd.DataFrame | Folder):
+        return source
+    if not isinstance(source, str | Path):
+        raise AttnmagError(
+            f"a report reads a frame or a shard folder, not a {type(source).__name__}"
+        )
+    path = Path(source)
+    if path.is_dir():
+        return open_folder(path, sample_texts=sample_texts)
+    return read_frame(path)
+
+
 def check_inputs(frame: pd.DataFrame, formats: Sequence[str]) -> None:
     """Refuse an unknown report format, or a frame that is not an attnmag frame.
 
@@ -488,19 +576,11 @@ def main_series(frame: pd.DataFrame) -> dict[str, object]:
     """
     out: dict[str, object] = {}
     if "site" in frame.columns:
-        sites = _levels(frame["site"])
+        sites = levels(frame, "site")
         out["site"] = "attn" if "attn" in sites else sites[0]
     if "head" in frame.columns:
         out["head"] = -1
     return out
-
-
-def _levels(values: pd.Series) -> list:
-    """The values present, in their categories' order (else sorted)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        present = set(values)
-        return [c for c in values.cat.categories if c in present]
-    return sorted(set(values))
 
 
 def _select(data: pd.DataFrame | None, values: Mapping[str, object]) -> pd.DataFrame | None:
@@ -509,11 +589,9 @@ def _select(data: pd.DataFrame | None, values: Mapping[str, object]) -> pd.DataF
     if data is None:
         return None
     present = {c: v for c, v in values.items() if c in data.columns}
-    keep = pd.Series(True, index=data.index)
     for column, value in present.items():
-        keep &= data[column] == value
-    drop = [c for c, v in present.items() if not (c == "site" and v != "attn")]
-    return data.loc[keep].drop(columns=drop).reset_index(drop=True)
+        data = where_in(data, column, [value])
+    return drop_columns(data, [c for c, v in present.items() if not (c == "site" and v != "attn")])
 
 
 def series_parts(frame: pd.DataFrame, tables: Mapping[str, pd.DataFrame | None]) -> list[Series]:
@@ -538,14 +616,12 @@ def series_parts(frame: pd.DataFrame, tables: Mapping[str, pd.DataFrame | None])
     ['SmolLM2-135M', 'gpt2-tiny']
     """
     main = main_series(frame)
-    names = _levels(frame["model"]) if "model" in frame.columns else [None]
+    names = levels(frame, "model") if "model" in frame.columns else [None]
     parts = []
     for name in names:
         values = {**main, **({} if name is None else {"model": name})}
         label = None if len(names) == 1 else str(name)
-        rows = _select(frame, values)
-        if rows is not None:
-            rows.attrs = _model_attrs(frame.attrs, name)
+        rows = with_attrs(_select(frame, values), _model_attrs(frame.attrs, name))
         selected = {key: _select(table, values) for key, table in tables.items()}
         parts.append(Series(label, rows, selected))
     return parts
@@ -596,7 +672,7 @@ def grouped_specs(
     """
     trend, lags = tables["position_trend"], tables["lag_effects"]
     level = percent(conf_level)
-    several = "model" in frame.columns and frame["model"].nunique() > 1
+    several = "model" in frame.columns and len(levels(frame, "model")) > 1
     per_model = " One row per model." if several else ""
     specs = []
     if several:
@@ -620,8 +696,9 @@ def grouped_specs(
                 lambda: figures.plot_models(model_rows, slope, lag, conf_level=conf_level),
             )
         )
-    if "site" in frame.columns and "resid" in set(frame["site"]) and frame["site"].nunique() > 1:
-        site_rows = frame[frame["head"] == -1] if "head" in frame.columns else frame
+    sites = levels(frame, "site") if "site" in frame.columns else []
+    if "resid" in sites and len(sites) > 1:
+        site_rows = where_in(frame, "head", [-1]) if "head" in frame.columns else frame
         specs.append(
             (
                 "sites",
@@ -636,7 +713,7 @@ def grouped_specs(
                 lambda: figures.plot_sites(site_rows, conf_level=conf_level),
             )
         )
-    if "head" in frame.columns and (frame["head"] >= 0).any():
+    if "head" in frame.columns and max(levels(frame, "head")) >= 0:
         heads = figures.heads_only(frame)
         method = _default(trend["method"], "ols")
         fitted = figures.heads_only(trend[trend["method"] == method])
@@ -800,7 +877,7 @@ def _scope(frame: pd.DataFrame) -> str | None:
         return None
     main = main_series(frame)
     shown = ", ".join(f"{c} {v!r}" if isinstance(v, str) else f"{c} {v}" for c, v in main.items())
-    several = "model" in frame.columns and frame["model"].nunique() > 1
+    several = "model" in frame.columns and len(levels(frame, "model")) > 1
     return (
         f"The frame is grouped by {', '.join(groups)}. The sections comparing them come first; "
         "then the texts, layers, positions, trend and lags of "
@@ -819,7 +896,7 @@ def _holm_scope(frame: pd.DataFrame) -> str:
 
 
 def write_report(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder | str | Path,
     out_dir: str | Path,
     *,
     formats: Sequence[str] = FORMATS,
@@ -832,6 +909,7 @@ def write_report(
     alpha: float = ALPHA,
     conf_level: float = CONF_LEVEL,
     progress: bool | None = None,
+    sample_texts: int = SAMPLE_TEXTS,
 ) -> dict[str, Path]:
     """Write the report on ``frame`` into ``out_dir``; return the paths written, by name.
 
@@ -839,10 +917,18 @@ def write_report(
     tables not given), ``findings``, ``render_figures``, ``write_tables``,
     ``report_context`` and ``write_documents``.
 
+    A shard folder is reported on without reading its rows into memory: the fits stream
+    per-text sums (``models.stream``), every mean, interval, length and ratio is computed
+    by DuckDB over the shards (``reports.folder``), and only the violins and the token grid
+    read rows, those of a seeded sample of ``sample_texts`` texts (their captions say so
+    where the folder holds more). The report is the one its frame would give.
+
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame of ``extract``.
+    frame : pandas.DataFrame, Folder, str or pathlib.Path
+        The tidy frame of ``extract``; or a shard folder written by
+        ``extract.write_shards`` (its path, or ``reports.folder.open_folder``'s view); a
+        path to a Parquet file is read with ``extract.read_frame``.
     out_dir : str or pathlib.Path
         The folder written into (created where missing).
     formats : sequence of str
@@ -868,7 +954,10 @@ def write_report(
         computes from the frame; a given table's intervals keep the level in its
         ``conf_level`` column, and every caption says its own level.
     progress : bool, optional
-        Progress bars of the fits done here, as for ``fit_tables``.
+        Progress bars of the fits done here, as for ``fit_tables`` (a frame's fits only).
+    sample_texts : int
+        For a shard folder given by its path: the texts whose rows the violins and the token
+        grid draw.
 
     Returns
     -------
@@ -882,7 +971,9 @@ def write_report(
     >>> paths = write_report(frame, "out/")  # doctest: +SKIP
     >>> fitted = {"position_trend": trend, "lag_effects": lags}
     >>> paths = write_report(frame, "out/", tables=fitted)  # doctest: +SKIP
+    >>> paths = write_report("norms/", "out/", sample_texts=512)  # doctest: +SKIP
     """
+    frame = report_source(frame, sample_texts=sample_texts)
     check_inputs(frame, formats)
     seconds = dict(timings or {})
     start = time.perf_counter()

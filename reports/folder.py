@@ -1,0 +1,559 @@
+"""A shard folder as the report reads it: aggregates computed by DuckDB, rows read only for a
+seeded sample of texts.
+
+Holds:
+- ``SAMPLE_TEXTS``: how many texts the figures that draw rows (violins, token grid) read;
+- ``Folder``: a view of a shard folder's rows (some groups, layers, positions, texts) that
+  the report's aggregates (``summaries``), panels, figures and findings accept in place of
+  a frame; its queries return small tables (per cell and sequence sums, lengths per text);
+- ``open_folder``: a finished folder written by ``extract.write_shards`` as a ``Folder``;
+- what the report asks of its rows, for a frame or a ``Folder`` alike: ``levels`` (the values
+  of a column), ``where_in`` (rows holding some values), ``positions_between``,
+  ``row_count``, ``last_position``, ``drop_columns``, ``with_attrs`` and ``sample_rows``
+  (the rows of the sample, a frame's own rows).
+
+What is streamed. DuckDB reads the folder's verified shards (``extract.verified_shards``)
+with a memory limit (``models.stream.MEMORY_LIMIT``; it spills beyond it). Opening a
+folder reads the groups present (one row per group and layer, with its last position and
+rows) and the texts' indices. A mean with its cluster-robust interval needs, per cell (a
+group and layer, with a position or bin of positions), the rows ``n``, the texts ``G``,
+the mean and the sum over texts of ``(S_g - n_g * mean)^2`` (``S_g`` a text's sum in the
+cell, ``n_g`` its rows): DuckDB sums per cell and text, then per cell, and returns one row
+per cell. Lengths are one row per text; site ratios join the sites at the same token inside
+DuckDB. Only the figures that draw rows read rows: those of a seeded sample of
+``SAMPLE_TEXTS`` texts (all of them where the folder holds no more).
+
+Usage::
+
+    folder = open_folder("norms/")
+    summaries.layer_means(folder)                     # as for a frame, without reading it
+    rows, note = sample_rows(folder)                  # the sample's rows, and what it is
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from attnmag.errors import AttnmagError
+from attnmag.extract.frame import GROUP_COLUMNS
+from attnmag.extract.shards import _merged_provenance, read_manifest, verified_shards
+from attnmag.models.stream import MEMORY_LIMIT
+
+__all__ = [
+    "SAMPLE_TEXTS",
+    "Folder",
+    "drop_columns",
+    "last_position",
+    "levels",
+    "open_folder",
+    "positions_between",
+    "row_count",
+    "sample_note",
+    "sample_rows",
+    "where_in",
+    "with_attrs",
+]
+
+#: The texts whose rows the violins and the token grid read from a folder.
+SAMPLE_TEXTS = 256
+#: The columns the sample's rows carry (those of them the folder has).
+SAMPLE_COLUMNS = ("sequence", *GROUP_COLUMNS, "position", "norm", "log_norm")
+
+
+@dataclass(frozen=True, eq=False)
+class Folder:
+    """A view of a shard folder's rows: some values of its grouping columns and layers,
+    positions ``first`` to ``last``, and its visible ``columns``.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The folder.
+    shards : tuple of str
+        Its verified shard files.
+    columns : tuple of str
+        The columns the view shows (those dropped are still filtered on).
+    attrs : dict
+        The provenance, merged over the shards as ``extract.read_shards`` merges it.
+    cells : pandas.DataFrame
+        The folder's groups: one row per value of its grouping columns and layer, with its
+        ``last`` position and ``rows``.
+    texts : numpy.ndarray
+        The folder's texts (``sequence`` values), sorted.
+    dtypes : dict
+        Column -> the frame's dtype (categories as ``extract.read_shards`` sets them).
+    selected : tuple
+        ``(column, values)`` pairs: the rows kept hold one of ``values`` in ``column``.
+    first, last : int or None
+        The positions kept (None: no bound).
+    sample_texts, seed : int
+        The size and seed of the sample that figures drawing rows read.
+
+    Examples
+    --------
+    >>> folder = open_folder("norms/")  # doctest: +SKIP
+    >>> where_in(folder, "layer", [0, 1]).columns  # doctest: +SKIP
+    """
+
+    path: Path
+    shards: tuple[str, ...]
+    columns: tuple[str, ...]
+    attrs: dict
+    cells: pd.DataFrame = field(repr=False)
+    texts: np.ndarray = field(repr=False)
+    dtypes: dict = field(repr=False)
+    selected: tuple[tuple[str, tuple], ...] = ()
+    first: int | None = None
+    last: int | None = None
+    sample_texts: int = SAMPLE_TEXTS
+    seed: int = 0
+
+    def view_cells(self) -> pd.DataFrame:
+        """The cells (group and layer) holding rows of this view, ``last`` its last position
+        in each."""
+        cells = self.cells
+        for column, values in self.selected:
+            if column in cells.columns:
+                cells = cells[cells[column].isin(values)]
+        first = -1 if self.first is None else self.first
+        cells = cells[cells["last"] >= first]
+        if self.last is not None:
+            cells = cells.assign(last=np.minimum(cells["last"], self.last))
+        return cells
+
+    def where(self) -> tuple[str, list]:
+        """The view's filter as SQL, and its parameters."""
+        clauses, parameters = ["TRUE"], []
+        for column, values in self.selected:
+            clauses.append(f'"{column}" IN ({", ".join("?" * len(values))})')
+            parameters += [_plain(v) for v in values]
+        if self.first is not None:
+            clauses.append('"position" >= ?')
+            parameters.append(self.first)
+        if self.last is not None:
+            clauses.append('"position" <= ?')
+            parameters.append(self.last)
+        return " AND ".join(clauses), parameters
+
+    def query(self, sql: str, parameters: Sequence = (), **tables: pd.DataFrame) -> pd.DataFrame:
+        """Run ``sql`` on the folder's rows (the view ``frame``; ``tables`` registered by
+        name) and return its result with the frame's dtypes."""
+        return _with_dtypes(run_query(self.shards, sql, parameters, tables), self.dtypes)
+
+    def picked(self) -> np.ndarray:
+        """The texts of the seeded sample: ``sample_texts`` of them, sorted (every text
+        where there are no more)."""
+        if len(self.texts) <= self.sample_texts:
+            return self.texts
+        rng = np.random.default_rng(self.seed)
+        return np.sort(rng.choice(self.texts, size=self.sample_texts, replace=False))
+
+    def cluster_sums(
+        self,
+        value: str,
+        by: Sequence[str],
+        *,
+        cluster: str = "sequence",
+        bin_width: int = 1,
+        source: str | None = None,
+        parameters: Sequence = (),
+    ) -> pd.DataFrame:
+        """Per ``by`` cell: rows ``n``, clusters ``n_groups``, ``mean`` of ``value`` and
+        ``meat``, the sum over clusters of (cluster sum - cluster rows x mean) squared.
+
+        With ``bin_width`` over 1, ``by`` ends with ``position``, which is pooled into bins
+        (position 0 alone) as ``position_bin``, and ``position`` is the bin's mean position.
+        ``source`` replaces the view's rows (SQL of a relation, with its ``parameters``).
+        """
+        keys = [f'"{c}"' for c in by]
+        extra, at, picked = "", "", ""
+        if bin_width > 1:
+            keys[-1] = (
+                f'CASE WHEN "position" > 0 THEN ("position" - 1) // {int(bin_width)} + 1 '
+                'ELSE 0 END AS "position_bin"'
+            )
+            extra = ', sum("position") AS p_g'
+            at, picked = ", sum(p_g) / sum(n_g) AS at_position", ", c.at_position"
+        names = [*by[:-1], "position_bin"] if bin_width > 1 else list(by)
+        quoted = ", ".join(f'"{c}"' for c in names)
+        if source is None:
+            where, parameters = self.where()
+            source = f"(SELECT * FROM frame WHERE {where})"
+        join = " AND ".join(f'p."{c}" = c."{c}"' for c in names)
+        sql = f"""
+            WITH per AS (
+                SELECT {", ".join(keys)}, "{cluster}", count(*) AS n_g,
+                    sum("{value}"::DOUBLE) AS s_g{extra}
+                FROM {source} GROUP BY ALL
+            ), cell AS (
+                SELECT {quoted}, sum(n_g)::BIGINT AS n, count(*)::BIGINT AS n_groups,
+                    sum(s_g) / sum(n_g) AS mean{at}
+                FROM per GROUP BY ALL
+            )
+            SELECT {", ".join(f'c."{c}"' for c in names)}, c.n, c.n_groups, c.mean{picked},
+                sum((p.s_g - p.n_g * c.mean) ** 2) AS meat
+            FROM per p JOIN cell c ON {join or "TRUE"}
+            GROUP BY ALL
+        """
+        sums = self.query(sql, parameters)
+        return sums.sort_values(names, kind="stable").reset_index(drop=True)
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value DuckDB takes as a parameter."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def run_query(
+    shards: Sequence[str], sql: str, parameters: Sequence, tables: Mapping[str, pd.DataFrame]
+) -> pd.DataFrame:
+    """``sql`` over the view ``frame`` of ``shards`` in a DuckDB connection of bounded memory
+    (rows in the shards' order where the query keeps it), as a pandas frame."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
+        config = {"memory_limit": MEMORY_LIMIT, "threads": cores, "temp_directory": spill}
+        connection = duckdb.connect(":memory:", config=config)
+        try:
+            connection.read_parquet(list(shards)).create_view("frame")
+            for name, table in tables.items():
+                connection.register(name, table)
+            return connection.execute(sql, list(parameters)).df()
+        finally:
+            connection.close()
+
+
+def _with_dtypes(table: pd.DataFrame, dtypes: Mapping[str, object]) -> pd.DataFrame:
+    """``table``'s columns that the frame has, cast to the frame's dtypes."""
+    for column in table.columns:
+        if column in dtypes and table[column].dtype != dtypes[column]:
+            values = table[column]
+            if isinstance(dtypes[column], pd.CategoricalDtype):
+                values = values.astype(object)
+            table[column] = values.astype(dtypes[column])
+    return table
+
+
+def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int = 0) -> Folder:
+    """A finished shard folder as a ``Folder``: its shards verified, its groups and texts read.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder written by ``extract.write_shards``.
+    sample_texts : int
+        The texts the figures that draw rows read.
+    seed : int
+        The seed of that sample.
+
+    Returns
+    -------
+    Folder
+        A view of all its rows.
+
+    Examples
+    --------
+    >>> folder = open_folder("norms/", sample_texts=512)  # doctest: +SKIP
+    """
+    if sample_texts < 1:
+        raise AttnmagError(f"sample_texts must be 1 or more, not {sample_texts}")
+    folder = Path(path)
+    shards = tuple(str(p) for p in verified_shards(folder))
+    schema = pq.read_schema(shards[0])
+    empty = schema.empty_table().to_pandas()
+    groups = [c for c in GROUP_COLUMNS if c in empty.columns]
+    keys = ", ".join(f'"{c}"' for c in groups)
+    cells = run_query(
+        shards,
+        f'SELECT {keys}, max("position") AS last, count(*) AS rows FROM frame GROUP BY ALL',
+        (),
+        {},
+    )
+    dtypes = dict(empty.dtypes)
+    sites = read_manifest(folder)["arguments"].get("sites")
+    for column in ("model", "site"):
+        if column in groups:  # the run's sites in their order, else the values sorted
+            named = sites if column == "site" and sites else None
+            dtypes[column] = pd.CategoricalDtype(
+                named or sorted(cells[column].astype(str).unique())
+            )
+    cells = _with_dtypes(cells, dtypes).sort_values(groups, kind="stable")
+    texts = run_query(shards, "SELECT DISTINCT sequence FROM frame", (), {})["sequence"]
+    return Folder(
+        path=folder,
+        shards=shards,
+        columns=tuple(empty.columns),
+        attrs=_merged_provenance([_shard_attrs(p) for p in shards]),
+        cells=cells.reset_index(drop=True),
+        texts=np.sort(texts.to_numpy()),
+        dtypes=dtypes,
+        sample_texts=sample_texts,
+        seed=seed,
+    )
+
+
+def _shard_attrs(path: str) -> dict:
+    """The provenance a shard carries in its Parquet metadata (what ``attrs`` reads back)."""
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(b"PANDAS_ATTRS")
+    return json.loads(raw) if raw else {}
+
+
+def levels(data: pd.DataFrame | Folder, column: str) -> list:
+    """The values ``column`` holds: a category's in its categories' order, others sorted.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+    column : str
+        A grouping column or ``layer``.
+
+    Returns
+    -------
+    list
+        The distinct values present.
+
+    Examples
+    --------
+    >>> levels(pd.DataFrame({"layer": [2, 0, 2]}), "layer")
+    [0, 2]
+    """
+    if isinstance(data, Folder):
+        values = data.view_cells()[column]
+    else:
+        values = data[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values)
+        return [c for c in values.cat.categories if c in present]
+    return sorted(values.unique().tolist())
+
+
+def where_in(data: pd.DataFrame | Folder, column: str, values: Iterable) -> pd.DataFrame | Folder:
+    """The rows of ``data`` whose ``column`` holds one of ``values``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+    column : str
+        The column compared.
+    values : iterable
+        The values kept.
+
+    Returns
+    -------
+    pandas.DataFrame or Folder
+        The rows kept, as ``data`` is.
+
+    Examples
+    --------
+    >>> len(where_in(pd.DataFrame({"head": [-1, 0, 1]}), "head", [0, 1]))
+    2
+    """
+    values = tuple(values)
+    if isinstance(data, Folder):
+        return replace(data, selected=(*data.selected, (column, values)))
+    return data.loc[data[column].isin(values)]
+
+
+def positions_between(
+    data: pd.DataFrame | Folder, first: int | None = None, last: int | None = None
+) -> pd.DataFrame | Folder:
+    """The rows of ``data`` at positions ``first`` to ``last`` (None: no bound).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+    first, last : int, optional
+        The first and last position kept.
+
+    Returns
+    -------
+    pandas.DataFrame or Folder
+        The rows kept, as ``data`` is.
+
+    Examples
+    --------
+    >>> len(positions_between(pd.DataFrame({"position": [0, 1, 2]}), first=1))
+    2
+    """
+    if isinstance(data, Folder):
+        return replace(
+            data, first=_bound(max, data.first, first), last=_bound(min, data.last, last)
+        )
+    keep = np.ones(len(data), dtype=bool)
+    positions = data["position"].to_numpy()
+    if first is not None:
+        keep &= positions >= first
+    if last is not None:
+        keep &= positions <= last
+    return data.loc[keep]
+
+
+def _bound(tighter: object, old: int | None, new: int | None) -> int | None:
+    """The tighter of two bounds (None: no bound), ``tighter`` being ``max`` or ``min``."""
+    return old if new is None else new if old is None else tighter(old, new)
+
+
+def row_count(data: pd.DataFrame | Folder) -> int:
+    """The rows of ``data``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+
+    Returns
+    -------
+    int
+        Their number (a count in DuckDB for a view of a folder).
+
+    Examples
+    --------
+    >>> row_count(pd.DataFrame({"a": [1, 2]}))
+    2
+    """
+    if not isinstance(data, Folder):
+        return len(data)
+    where, parameters = data.where()
+    return int(data.query(f"SELECT count(*) AS n FROM frame WHERE {where}", parameters)["n"][0])
+
+
+def last_position(data: pd.DataFrame | Folder) -> int | None:
+    """The last position ``data`` holds (None where it holds no rows).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+
+    Returns
+    -------
+    int or None
+        The largest position.
+
+    Examples
+    --------
+    >>> last_position(pd.DataFrame({"position": [0, 3, 1]}))
+    3
+    """
+    if isinstance(data, Folder):
+        cells = data.view_cells()
+        return int(cells["last"].max()) if len(cells) else None
+    return int(data["position"].max()) if len(data) else None
+
+
+def drop_columns(data: pd.DataFrame | Folder, columns: Iterable[str]) -> pd.DataFrame | Folder:
+    """``data`` without ``columns`` (a view of a folder stops showing them).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+    columns : iterable of str
+        The columns left out.
+
+    Returns
+    -------
+    pandas.DataFrame or Folder
+        ``data`` without them (a frame's index reset).
+
+    Examples
+    --------
+    >>> list(drop_columns(pd.DataFrame({"a": [1], "b": [2]}), ["b"]).columns)
+    ['a']
+    """
+    columns = list(columns)
+    if isinstance(data, Folder):
+        return replace(data, columns=tuple(c for c in data.columns if c not in columns))
+    return data.drop(columns=columns).reset_index(drop=True)
+
+
+def with_attrs(data: pd.DataFrame | Folder, attrs: Mapping[str, object]) -> pd.DataFrame | Folder:
+    """``data`` with the provenance ``attrs``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows (a frame is changed in place).
+    attrs : mapping
+        The provenance.
+
+    Returns
+    -------
+    pandas.DataFrame or Folder
+        ``data`` carrying ``attrs``.
+
+    Examples
+    --------
+    >>> with_attrs(pd.DataFrame(), {"model": "gpt2"}).attrs
+    {'model': 'gpt2'}
+    """
+    if isinstance(data, Folder):
+        return replace(data, attrs=dict(attrs))
+    data.attrs = dict(attrs)
+    return data
+
+
+def sample_rows(data: pd.DataFrame | Folder) -> tuple[pd.DataFrame, str | None]:
+    """The rows that figures drawing rows read: a frame's own, a folder's seeded sample.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+
+    Returns
+    -------
+    tuple
+        The rows as a frame (a folder's: those of its sampled texts, in the shards' order,
+        with the columns the figures need), and what they are where they are a sample
+        (e.g. ``"a seeded sample of 256 of the 10,000 texts"``), else None.
+
+    Examples
+    --------
+    >>> rows, note = sample_rows(open_folder("norms/"))  # doctest: +SKIP
+    """
+    if not isinstance(data, Folder):
+        return data, None
+    picked = data.picked()
+    sampled = data if len(picked) == len(data.texts) else where_in(data, "sequence", picked)
+    where, parameters = sampled.where()
+    columns = ", ".join(f'"{c}"' for c in SAMPLE_COLUMNS if c in data.columns)
+    rows = sampled.query(f"SELECT {columns} FROM frame WHERE {where}", parameters)
+    rows.attrs = dict(data.attrs)
+    return rows, sample_note(data)
+
+
+def sample_note(data: pd.DataFrame | Folder) -> str | None:
+    """What a folder's sample is, where it holds fewer texts than the folder; else None.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The rows.
+
+    Returns
+    -------
+    str or None
+        E.g. ``"a seeded sample of 256 of the 10,000 texts"``.
+
+    Examples
+    --------
+    >>> sample_note(pd.DataFrame()) is None
+    True
+    """
+    if not isinstance(data, Folder) or len(data.texts) <= data.sample_texts:
+        return None
+    return f"a seeded sample of {data.sample_texts:,} of the {len(data.texts):,} texts"
