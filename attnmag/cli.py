@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = command(
         "fit",
         "fit the position-trend and lag-effect models to a frame",
-        "Writes position_trend.csv, lag_effects.csv and glance.csv.",
+        "Writes position_trend.csv, lag_effects.csv and glance.csv. A shard folder is "
+        "fitted from sums streamed from its shards, in memory that does not grow with its rows.",
     )
     fit.add_argument("frame", type=Path, help="Parquet file or shard folder")
     _add_fit_options(fit)
@@ -654,6 +655,9 @@ def command_extract(args: argparse.Namespace) -> Path:
 def command_fit(args: argparse.Namespace) -> Path:
     """Fit the frame at ``args.frame``; write the tables as CSV into ``args.out``.
 
+    A shard folder is fitted from sums streamed from its shards, without building the
+    frame (``models.fit_all`` on its path); a Parquet file is read as the frame.
+
     Parameters
     ----------
     args : argparse.Namespace
@@ -667,7 +671,7 @@ def command_fit(args: argparse.Namespace) -> Path:
     from attnmag import extract, models
 
     with replacing(args.out, force=args.force, kind="tables") as folder:
-        frame = extract.read_frame(args.frame)
+        frame = args.frame if args.frame.is_dir() else extract.read_frame(args.frame)
         for name, table in models.fit_all(frame, **_fit_options(args)).items():
             table.to_csv(folder / f"{name}.csv", index=False)
     return args.out

@@ -8,7 +8,15 @@ Holds:
   worker processes; ``MIXED_METHODS``: those fitted by REML, which take ``cov_type``;
 - ``check_options``, ``FitSpec``, ``group_rows``, ``fit_groups``: the per-group loop every
   fit goes through (``models.fit``'s formulas too): the options checked, what to fit, each
-  group's checked rows, the fits gathered into a ``Fits``.
+  group's checked rows, the fits gathered into a ``Fits``;
+- ``frame_or_folder``: what the fits take, a frame or a path, -> the frame, or the shard
+  folder to stream.
+
+Each fit takes the frame, or a path: the folder of Parquet shards that ``extract.write_shards``
+writes is fitted from per-sequence sums streamed by ``attnmag.models.stream`` without
+building the frame (the same tables, in memory that does not grow with the rows; worker
+processes and the progress bar are not used there), and a single Parquet file is read
+with ``extract.read_frame`` and fitted as a frame.
 
 A group is a layer, or a (model, site, layer, head) combination where the frame has those
 columns (``attnmag.models.groups``). Both functions return the table described in
@@ -33,12 +41,14 @@ from collections.abc import Hashable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.norms import progress_bar
+from attnmag.extract.shards import read_frame
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import fit_gmm, gmm_stats
 from attnmag.models.groups import describe, group_columns, key_values, split
@@ -58,6 +68,7 @@ __all__ = [
     "check_options",
     "group_rows",
     "fit_groups",
+    "frame_or_folder",
 ]
 
 METHODS = {
@@ -114,7 +125,7 @@ def _named(fit: str, method: str, conf_level: float, **options: object) -> FitSp
 
 
 def position_trend(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | str | os.PathLike,
     *,
     method: str = "ols",
     max_position: int = MAX_POSITION,
@@ -130,9 +141,13 @@ def position_trend(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame, str or os.PathLike
         The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
-        ``"aggregate"``); fitted once per layer, or per (model, site, layer, head) where present.
+        ``"aggregate"``); fitted once per layer, or per (model, site, layer, head) where
+        present. Or a path: a shard folder of ``extract.write_shards``, fitted from streamed
+        per-sequence sums without building the frame (``models.stream.position_trend_folder``:
+        the same table; ``"mixed"`` reports the GLS values at REML's global maximum, equal to
+        the frame's fit to about 1e-6), or a Parquet file, read as the frame.
     method : {"ols", "aggregate", "mixed"}
         ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
         G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the
@@ -152,10 +167,12 @@ def position_trend(
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
-        Worker processes for the mixed fits (``None`` or -1: one per core).
+        Worker processes for the mixed fits (``None`` or -1: one per core); not used for a
+        shard folder.
     progress : bool, optional
         A progress bar on stderr over the groups: True, False, or None (shown where
-        someone watches, once the fits take more than a second).
+        someone watches, once the fits take more than a second); not used for a shard
+        folder.
 
     Returns
     -------
@@ -167,10 +184,25 @@ def position_trend(
     --------
     >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
     >>> glance(trend)  # doctest: +SKIP
+    >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
     """
     check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
+    frame = frame_or_folder(frame)
+    if isinstance(frame, Path):
+        from attnmag.models.stream import position_trend_folder  # stream imports this module
+
+        return position_trend_folder(
+            frame,
+            method=method,
+            max_position=max_position,
+            exclude_first=exclude_first,
+            layers=layers,
+            random_slope=random_slope,
+            cov_type=cov_type,
+            conf_level=conf_level,
+        )
     first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm"] + (["norm"] if method == "aggregate" else [])
     groups, parts = group_rows(
@@ -188,7 +220,7 @@ def position_trend(
 
 
 def lag_effects(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | str | os.PathLike,
     *,
     method: str = "initial_conditions",
     exclude_first: bool = True,
@@ -205,9 +237,11 @@ def lag_effects(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame, str or os.PathLike
         The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``, ``lag1``,
-        ``lag2``); each text's positions must be consecutive.
+        ``lag2``); each text's positions must be consecutive. Or a path, as for
+        ``position_trend``: a shard folder, fitted without building the frame
+        (``models.stream.lag_effects_folder``), or a Parquet file.
     method : {"initial_conditions", "gmm", "ols"}
         What to estimate:
 
@@ -237,7 +271,8 @@ def lag_effects(
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
-        Worker processes for the mixed fits (``None`` or -1: one per core).
+        Worker processes for the mixed fits (``None`` or -1: one per core); not used for a
+        shard folder.
     progress : bool, optional
         A progress bar over the groups, as for ``position_trend``.
 
@@ -250,8 +285,21 @@ def lag_effects(
     >>> lags = lag_effects(frame)  # doctest: +SKIP
     >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
     >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
+    >>> lags = lag_effects("norms/")  # doctest: +SKIP
     """
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
+    frame = frame_or_folder(frame)
+    if isinstance(frame, Path):
+        from attnmag.models.stream import lag_effects_folder  # stream imports this module
+
+        return lag_effects_folder(
+            frame,
+            method=method,
+            exclude_first=exclude_first,
+            layers=layers,
+            cov_type=cov_type,
+            conf_level=conf_level,
+        )
     first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm", "lag1", "lag2"]
     n_terms = len(_TERMS[("lag_effects", method)])
@@ -270,6 +318,38 @@ def lag_effects(
         _check_gmm_texts(groups, parts, first=first)
     spec = _named("lag_effects", method, conf_level, cov_type=cov_type, first=first)
     return fit_groups(spec, groups, parts, n_jobs=n_jobs, progress=progress).tidy
+
+
+def frame_or_folder(data: object) -> pd.DataFrame | Path:
+    """What a fit is given -> the frame to fit, or the shard folder to stream.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame, str or os.PathLike
+        A tidy frame (returned as it is), a shard folder's path (returned as a ``Path``;
+        ``models.stream`` checks it against its manifest), or a Parquet file's path (read
+        with ``extract.read_frame``).
+
+    Returns
+    -------
+    pandas.DataFrame or Path
+        The frame, or the folder. Anything else, or a path to nothing, is an
+        ``AttnmagError``.
+
+    Examples
+    --------
+    >>> frame_or_folder("norms/")  # doctest: +SKIP
+    PosixPath('norms')
+    """
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        return path if path.is_dir() else read_frame(path)
+    raise AttnmagError(
+        "the models stage takes the tidy frame (a pandas DataFrame) or the path of a shard "
+        f"folder or Parquet file, not {type(data).__name__}"
+    )
 
 
 def check_options(

@@ -3,41 +3,78 @@
 Holds:
 - ``fit``: a formula (``"log_norm ~ position + C(label)"``) fitted once per group by
   cluster-robust OLS or REML mixed model -> a ``Fits`` (tidy, glance, statsmodels results,
-  augment);
-- ``FORMULA_METHODS``: the methods ``fit`` accepts.
+  augment), on a frame or straight from a shard folder;
+- ``FORMULA_METHODS``: the methods ``fit`` accepts;
+- ``BATCH_ROWS``: the rows of a shard read at a time by a fit from a folder.
 
 The formula is patsy's, as statsmodels' formula API takes it: ``C(label)`` for a
 categorical, ``a * b`` for main effects and their interaction, ``I(position ** 2)``,
 ``np.log(norm)``. Term names are statsmodels', with ``Intercept`` named ``intercept``.
+
+From a shard folder (``extract.write_shards``) the frame is never built. pyarrow reads the
+shards' columns the formula uses in batches of ``BATCH_ROWS`` rows, twice at most:
+
+1. patsy's incremental builder (``patsy.incr_dbuilders``) fixes one design for every batch
+   (each categorical's levels, from every batch where they are not a column's categories);
+   it stops reading once it knows them, at once for a formula without categoricals;
+2. each batch's design rows ``v = [X | 1 | position | y]`` (``position`` for a random
+   slope) are summed into per-(group, sequence) cross products ``v'v``.
+
+From these, per group, come what the frame's fit gives (``models.mixed.GroupedDesign``):
+OLS with CR1 errors by sequence (the GLS algebra at zero random-effect variance), or REML's
+global maximum and the GLS values there (``models.stream``'s mixed fit: statsmodels, which
+needs the rows, does not confirm it; the two agree to about 1e-6). Memory is that of a
+batch and of the sums: groups x sequences x (columns + 3)^2 numbers, whatever the number of
+rows. The frame's fit builds each group's design from that group's rows, the folder's one
+design from all of them: they are the same model where each group has every categorical
+level (a group without one is refused, naming the group). Transforms whose values depend on
+all the rows (``center``, ``standardize``, splines) are refused for a folder: the frame's
+fit computes them per group. A ``Fits`` from a folder has tidy and glance tables;
+``.results`` and ``.augment()``, which need the rows, say to fit the frame for them.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterable
+import os
+import time
+import warnings
+from collections.abc import Hashable, Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import patsy
 import patsy.builtins
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
 
 from attnmag.errors import AttnmagError
+from attnmag.extract.norms import progress_bar
+from attnmag.extract.shards import verified_shards
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import FitSpec, check_options, fit_groups, group_rows
-from attnmag.models.groups import GROUP_COLUMNS, describe
-from attnmag.models.results import Fits
-from attnmag.models.tidy import term_names
+from attnmag.models.fits import FitSpec, check_options, fit_groups, frame_or_folder, group_rows
+from attnmag.models.groups import GROUP_COLUMNS, describe, key_values
+from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from attnmag.models.results import Fits, GroupFit
+from attnmag.models.stream import _mixed
+from attnmag.models.tidy import Fit, build_table, glance_row, term_names, tidy_rows
 
 FORMULA_METHODS = ("ols", "mixed")
 #: ``re_formula`` values ``fit`` accepts: a random intercept, or with a slope on position.
 RE_FORMULAS = (None, "~position")
 #: Names a formula may use besides the frame's columns: patsy's functions, numpy, builtins.
 _FUNCTIONS = frozenset({*patsy.builtins.__all__, "np", "numpy", *dir(builtins)})
+#: Rows of a shard read at a time by a fit from a folder.
+BATCH_ROWS = 1 << 16
+#: The environment formulas are evaluated in.
+_ENVIRONMENT = patsy.EvalEnvironment([{"np": np}])
 
 
 def fit(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | str | os.PathLike,
     formula: str,
     *,
     method: str = "ols",
@@ -62,8 +99,11 @@ def fit(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame (``sequence``, ``layer``, ``position`` and the formula's columns).
+    frame : pandas.DataFrame, str or os.PathLike
+        The tidy frame (``sequence``, ``layer``, ``position`` and the formula's columns);
+        or the path of a shard folder of ``extract.write_shards``, fitted from streamed
+        per-sequence cross products without building the frame (see the module
+        docstring), or of a Parquet file, read as the frame.
     formula : str
         A statsmodels (patsy) formula with an outcome, e.g. ``"log_norm ~ position +
         C(label)"`` or ``"log_norm ~ position * C(label)"``.
@@ -71,7 +111,7 @@ def fit(
         ``"ols"``: token-level OLS with CR1 standard errors clustered by sequence, t on
         G - 1 df (G sequences). ``"mixed"``: a REML linear mixed model with a random
         intercept per sequence (``fit_mixed``: REML's global maximum, confirmed by
-        statsmodels' MixedLM).
+        statsmodels' MixedLM on a frame; the GLS values there on a folder).
     re_formula : {None, "~position"}
         For ``"mixed"``: ``None``, a random intercept; ``"~position"``, a random intercept
         and a random slope on position, correlated.
@@ -84,17 +124,19 @@ def fit(
     conf_level : float
         The level of ``conf_low``/``conf_high`` (``models.CONF_LEVEL`` by default).
     n_jobs : int, optional
-        Worker processes for ``"mixed"`` (``None`` or -1: one per core); ``"ols"`` fits
-        in this process, where it is quicker.
+        Worker processes for ``"mixed"`` on a frame (``None`` or -1: one per core);
+        ``"ols"`` fits in this process, where it is quicker, as does a folder.
     progress : bool, optional
-        A progress bar on stderr over the groups: True, False, or None (shown where
-        someone watches, once the fits take more than a second).
+        A progress bar on stderr over the groups (over the shards for a folder): True,
+        False, or None (shown where someone watches, once the fits take more than a
+        second).
 
     Returns
     -------
     Fits
         ``.tidy`` (one row per group and term, ``fit`` = the formula), ``.glance`` (one
-        row per group), ``.results`` (group key -> statsmodels result), ``.augment()``.
+        row per group), ``.results`` (group key -> statsmodels result), ``.augment()``
+        (the last two of a frame's fit only).
 
     Examples
     --------
@@ -102,10 +144,23 @@ def fit(
     >>> fits.tidy.query("term == 'C(label)[T.rotten]'")  # doctest: +SKIP
     >>> fits.results[5].summary()  # doctest: +SKIP
     >>> fits.augment().plot.scatter("fitted", "resid")  # doctest: +SKIP
+    >>> models.fit("norms/", "log_norm ~ position * C(token_id % 2)").tidy  # doctest: +SKIP
     """
     check_options("fit", method, FORMULA_METHODS, conf_level, cov_type)
     random_slope = _random_slope(re_formula, method)
     first, last = _positions(positions)
+    frame = frame_or_folder(frame)
+    if isinstance(frame, Path):
+        options = {"method": method, "random_slope": random_slope, "cov_type": cov_type}
+        return _fit_folder(
+            frame,
+            formula,
+            first=first,
+            last=last,
+            conf_level=conf_level,
+            progress=progress,
+            **options,
+        )
     columns = _columns(formula, frame.columns)
     groups, parts = group_rows(
         frame,
@@ -218,3 +273,355 @@ def _terms(formula: str, rows: pd.DataFrame) -> list[str]:
 def _first_line(error: Exception) -> str:
     """An exception's message, first line only (patsy's add a caret diagram)."""
     return str(error).strip().splitlines()[0]
+
+
+def _fit_folder(
+    folder: Path,
+    formula: str,
+    *,
+    method: str,
+    random_slope: bool,
+    cov_type: str,
+    first: int,
+    last: int,
+    conf_level: float,
+    progress: bool | None,
+) -> Fits:
+    """``fit`` on a shard folder, from per-(group, sequence) cross products (module
+    docstring)."""
+    paths = verified_shards(folder)
+    schema = pq.read_schema(paths[0])
+    columns = _columns(formula, schema.names)
+    missing = [column for column in ["layer", *columns] if column not in schema.names]
+    if missing:
+        raise AttnmagError(
+            f"the shard folder {folder} lacks the columns {missing} that the models stage needs"
+        )
+    _check_stateless(formula)
+    groups = [column for column in GROUP_COLUMNS if column in schema.names]
+    reader = _Reader(paths, schema, [*groups, *columns], first=first, last=last)
+    # With no rows to fit, the groups' checks say so (patsy cannot build a design).
+    designs = _folder_design(formula, reader) if next(reader.rows(), None) is not None else None
+    terms = [] if designs is None else term_names(designs[1].column_names)
+    sums = _Sums(groups, slope=random_slope)
+    bar = progress_bar(progress, total=len(paths), unit="shard", desc=f"{method} fit", delay=1.0)
+    with bar:
+        for chunk, rows in reader.batches(bar):
+            sums.add_groups(chunk)
+            if len(rows):
+                outcome, design = patsy.build_design_matrices(
+                    designs, rows, return_type="dataframe"
+                )
+                sums.add(rows.loc[design.index], design.to_numpy(np.float64), outcome)
+    spec = FitSpec(
+        fit=formula.strip(),
+        method=method,
+        formula=formula,
+        terms=tuple(terms),
+        conf_level=conf_level,
+        random_slope=random_slope,
+        cov_type=cov_type,
+        first=first,
+    )
+    fitted = []
+    for key in sums.keys():
+        cross, n_covered = sums.group(key)
+        _check_folder_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
+        fitted.append(_fit_folder_group(spec, key_values(groups, key), cross, folder))
+    table = build_table([rows for rows, _, _ in fitted], [record for _, record, _ in fitted])
+    return Fits(table, [part for _, _, part in fitted])
+
+
+def _fit_folder_group(
+    spec: FitSpec, values: dict[str, object], cross: np.ndarray, folder: Path
+) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
+    """One group's fit from its cross products: table rows, glance record, ``GroupFit``."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group_fit = _fit_cross(cross, spec)
+    seconds = time.perf_counter() - start
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    names = {"fit": spec.fit, "method": spec.method}
+    rows = tidy_rows(group_fit, conf_level=spec.conf_level, **names, **values)
+    record = glance_row(group_fit, seconds=seconds, warnings=messages, **names, **values)
+    part = GroupFit(
+        names=(spec.fit, spec.method),
+        groups=values,
+        formula=spec.formula,
+        data=None,
+        estimate=group_fit.estimate,
+        result=None,
+        source=folder,
+    )
+    return rows, record, part
+
+
+def _check_stateless(formula: str) -> None:
+    """Refuse transforms whose values depend on all the rows (patsy's stateful ones)."""
+    description = patsy.ModelDesc.from_formula(formula)
+    for term in [*description.lhs_termlist, *description.rhs_termlist]:
+        for factor in term.factors:
+            if factor.memorize_passes_needed({}, _ENVIRONMENT):
+                raise AttnmagError(
+                    f"{factor.code} depends on all of a group's rows (center, standardize, "
+                    "splines): a fit from a shard folder cannot compute it per group; fit "
+                    "extract.read_frame(folder) for it"
+                )
+
+
+class _Reader:
+    """The rows of a folder's shards that a formula uses, in batches of ``BATCH_ROWS``.
+
+    ``columns`` are read (the grouping columns, ``sequence``, ``position`` and the
+    formula's); a dictionary column (a categorical of the frame, such as ``token``) becomes
+    a pandas categorical with the categories the frame has: ``extract.read_frame`` orders
+    ``token`` by ``token_id``, others sorted.
+    """
+
+    def __init__(
+        self, paths: list[Path], schema: pa.Schema, columns: list[str], *, first: int, last: int
+    ) -> None:
+        self.paths, self.columns = paths, list(dict.fromkeys(columns))
+        self.first, self.last = first, last
+        self.used = [column for column in self.columns if column not in GROUP_COLUMNS]
+        dictionary = [
+            column for column in self.used if pa.types.is_dictionary(schema.field(column).type)
+        ]
+        self.categories = self._categories(dictionary)
+
+    def _categories(self, columns: list[str]) -> dict[str, pd.Index]:
+        """Each dictionary column's categories over the whole folder."""
+        if not columns:
+            return {}
+        read = columns + (["token_id"] if "token" in columns else [])
+        seen: dict[str, set] = {column: set() for column in read}
+        pairs: dict[int, str] = {}
+        for batch in self._raw(read):
+            frame = batch.to_pandas()
+            for column in columns:
+                seen[column].update(frame[column].dropna().astype(str).unique())
+            if "token" in columns:
+                first = frame.drop_duplicates("token_id")
+                pairs.update(
+                    zip(first["token_id"].tolist(), first["token"].astype(str), strict=True)
+                )
+        categories = {column: pd.Index(sorted(seen[column])) for column in columns}
+        if "token" in columns:
+            categories["token"] = pd.Index([pairs[i] for i in sorted(pairs)]).unique()
+        return categories
+
+    def _raw(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """``columns`` of every shard, batch by batch."""
+        for path in self.paths:
+            with pq.ParquetFile(path) as shard:
+                yield from shard.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+
+    def batches(self, bar: object | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """Each batch, and its rows the formula fits (``fit``'s rule: positions
+        ``first``..``last``, missing values dropped, infinite ones an error); ``bar`` moves
+        on a shard at a time."""
+        for path in self.paths:
+            with pq.ParquetFile(path) as shard:
+                for batch in shard.iter_batches(batch_size=BATCH_ROWS, columns=self.columns):
+                    chunk = self._frame(batch)
+                    yield chunk, self._rows(chunk)
+            if bar is not None:
+                bar.update(1)
+
+    def rows(self) -> Iterator[pd.DataFrame]:
+        """The fitted rows of each batch that has some (patsy's ``data_iter_maker``)."""
+        return (rows for _, rows in self.batches() if len(rows))
+
+    def _frame(self, batch: pa.RecordBatch) -> pd.DataFrame:
+        """A batch as pandas, its dictionary columns with the folder's categories."""
+        frame = batch.to_pandas()
+        for column, categories in self.categories.items():
+            frame[column] = pd.Categorical(frame[column].astype(object), categories=categories)
+        return frame
+
+    def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """The rows fitted, as ``group_rows`` selects them for a frame."""
+        position = chunk["position"]
+        rows = chunk.loc[(position >= self.first) & (position <= self.last)]
+        rows = rows.dropna(subset=self.used)
+        checked = [column for column in self.used if column not in ("sequence", "position")]
+        values = rows[checked].select_dtypes("number")
+        if not np.isfinite(values.to_numpy(np.float64)).all():
+            raise AttnmagError(
+                f"the frame has missing or infinite values in {list(values.columns)} at "
+                f"positions {self.first} and beyond (a zero norm, or positions missing from a "
+                "sequence)"
+            )
+        return rows
+
+
+def _folder_design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
+    """The outcome's and the design's ``DesignInfo``, fixed over the whole folder."""
+    try:
+        lhs, rhs = patsy.incr_dbuilders(formula, reader.rows, eval_env=_ENVIRONMENT)
+    except patsy.PatsyError as error:
+        raise AttnmagError(f"cannot fit the formula {formula!r}: {_first_line(error)}") from None
+    if len(lhs.column_names) != 1:
+        raise AttnmagError(
+            f"the formula {formula!r} has {len(lhs.column_names)} outcome columns; it needs one"
+        )
+    return lhs, rhs
+
+
+class _Sums:
+    """Per group and sequence, the cross products of ``[X | 1 | position | y]`` of the rows
+    added (``position`` only with ``slope``), and the positions each group covers."""
+
+    def __init__(self, groups: list[str], *, slope: bool) -> None:
+        self.groups, self.slope = groups, slope
+        self.expected: set[Hashable] = set()
+        self.parts: dict[Hashable, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.positions: dict[Hashable, set[int]] = {}
+
+    def add_groups(self, chunk: pd.DataFrame) -> None:
+        """Note the groups present in ``chunk`` (whatever their positions)."""
+        present = chunk[self.groups].drop_duplicates()
+        self.expected.update(_key(row) for row in present.itertuples(index=False))
+
+    def add(self, rows: pd.DataFrame, design: np.ndarray, outcome: pd.DataFrame) -> None:
+        """Add the cross products of ``rows``' design rows to their groups' sequences."""
+        extra = [np.ones(len(rows))]
+        if self.slope:
+            extra.append(rows["position"].to_numpy(np.float64))
+        data = np.column_stack([design, *extra, outcome.to_numpy(np.float64)[:, 0]])
+        n, m = data.shape
+        pairs = rows.groupby([*self.groups, "sequence"], sort=False, observed=True)
+        codes = pairs.ngroup().to_numpy()
+        n_pairs = int(codes.max()) + 1
+        indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_pairs, n))
+        cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
+        cross = cross.reshape(n_pairs, m, m)
+        first_rows = np.unique(codes, return_index=True)[1]
+        keys = rows[[*self.groups, "sequence"]].iloc[first_rows]
+        for key, index in keys.groupby(self.groups, sort=False, observed=True).indices.items():
+            key = _key(key if isinstance(key, tuple) else (key,))
+            sequences = keys["sequence"].to_numpy()[index]
+            self.parts.setdefault(key, []).append((sequences, cross[index]))
+        for key, positions in rows.groupby(self.groups, sort=False, observed=True)["position"]:
+            key = _key(key if isinstance(key, tuple) else (key,))
+            self.positions.setdefault(key, set()).update(np.unique(positions).tolist())
+
+    def keys(self) -> list[Hashable]:
+        """The groups, sorted as ``models.groups.split`` sorts them."""
+        return sorted(self.expected)
+
+    def group(self, key: Hashable) -> tuple[np.ndarray, int]:
+        """A group's per-sequence cross products (sequences x m x m; a sequence's batches
+        summed), and the number of positions it covers; emptied as it is taken."""
+        parts = self.parts.pop(key, [])
+        if not parts:
+            return np.empty((0, 0, 0)), 0
+        sequences = np.concatenate([s for s, _ in parts])
+        cross = np.concatenate([c for _, c in parts])
+        labels, codes = np.unique(sequences, return_inverse=True)
+        if len(labels) < len(sequences):
+            n, m = cross.shape[:2]
+            indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(labels), n))
+            cross = np.asarray(indicator @ cross.reshape(n, m * m)).reshape(len(labels), m, m)
+        return cross, len(self.positions.pop(key, ()))
+
+
+def _key(values: Iterable[object]) -> Hashable:
+    """A group's values -> its key (``models.groups``' form), as Python values."""
+    plain = tuple(value.item() if isinstance(value, np.generic) else value for value in values)
+    return plain[0] if len(plain) == 1 else plain
+
+
+def _check_folder_group(
+    groups: list[str],
+    key: Hashable,
+    cross: np.ndarray,
+    n_covered: int,
+    random_slope: bool,
+    positions: tuple[int, int],
+    terms: list[str],
+) -> None:
+    """A group's sums pass the checks a frame's rows pass (``group_rows`` and ``fit``), and
+    its design is not singular."""
+    n_terms = len(terms)
+    n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
+    n_sequences, n_positions = len(cross), 2 if random_slope else 1
+    span = f"positions {positions[0]}..{positions[1]}"
+    if n_rows < 2 or n_sequences < 2 or n_covered < n_positions:
+        raise AttnmagError(
+            f"{describe(groups, key)} has {n_rows} rows from {n_sequences} sequences "
+            f"covering {n_covered} positions at {span}; this fit needs at least 2 rows "
+            f"from 2 sequences covering {n_positions} positions"
+        )
+    if n_rows < n_terms + 2:
+        raise AttnmagError(
+            f"{describe(groups, key)} has {n_rows} rows at {span} without missing values; "
+            f"the formula's {n_terms} terms need at least {n_terms + 2}"
+        )
+    xx = cross[:, :n_terms, :n_terms].sum(axis=0)
+    scale = np.sqrt(np.diag(xx))
+    if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < n_terms:
+        raise AttnmagError(
+            f"the formula's design is singular in {describe(groups, key)} (a term without "
+            "variation there, such as a categorical level its rows lack); fit "
+            "extract.read_frame(folder) for it"
+        )
+
+
+def _fit_cross(cross: np.ndarray, spec: FitSpec) -> Fit:
+    """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``."""
+    terms = list(spec.terms)
+    k = len(terms)
+    n_obs = int(round(cross[:, k, k].sum()))
+    if spec.method == "ols":
+        keep = np.r_[0 : k + 1, cross.shape[1] - 1]
+        design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
+        return _ols_fit(design, terms)
+    scales = np.ones(1)
+    if spec.random_slope:
+        total = cross.sum(axis=0)
+        spread = np.sqrt((total[k + 1, k + 1] - total[k, k + 1] ** 2 / n_obs) / (n_obs - 1))
+        cross = cross.copy()
+        cross[:, k + 1, :] /= spread
+        cross[:, :, k + 1] /= spread
+        scales = np.array([1.0, 1.0 / spread])
+    design = GroupedDesign(cross, n_obs, k, 2 if spec.random_slope else 1)
+    return _mixed(design, scales, spec.terms, len(cross), cov_type=spec.cov_type)
+
+
+def _ols_fit(design: GroupedDesign, terms: list[str]) -> Fit:
+    """``fit_cluster_ols`` from cross products: OLS, CR1 errors by sequence (t on G - 1
+    df), and statsmodels' OLS glance fields (R2 centred where the design holds a constant,
+    explicit or implicit, as statsmodels judges it)."""
+    zero = np.zeros((1, 1))
+    point = design.gls(zero)
+    covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
+    n, k, n_groups = design.n_obs, design.k_fe, len(design.cross)
+    total = design.cross.sum(axis=0)
+    rss = point.scale * (n - k)
+    tss = total[-1, -1] - (total[k, -1] ** 2 / n if _has_constant(total, k) else 0.0)
+    llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
+    return Fit(
+        estimate=pd.Series(point.fe_params, index=terms),
+        std_error=pd.Series(np.sqrt(np.diag(covariance)), index=terms),
+        df=float(n_groups - 1),
+        n_obs=n,
+        n_groups=n_groups,
+        converged=True,
+        stats={
+            "r2": float(1 - rss / tss),
+            "loglik": float(llf),
+            "aic": float(-2 * llf + 2 * k),
+            "bic": float(-2 * llf + np.log(n) * k),
+            "sigma": float(np.sqrt(point.scale)),
+        },
+    )
+
+
+def _has_constant(total: np.ndarray, k: int) -> bool:
+    """Whether the columns of X span the constant (``total`` is the cross product of
+    ``[X | 1 | y]`` over all rows): the residual of 1 on X is zero."""
+    xx, x1, n = total[:k, :k], total[:k, k], total[k, k]
+    coefficients = np.linalg.lstsq(xx, x1, rcond=None)[0]
+    return bool(n - x1 @ coefficients <= 1e-10 * n)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,15 +36,18 @@ class GroupFit:
     ``names``: the fit's ``(fit, method)``; ``groups``: the group's values by grouping
     column; ``formula``: the fit's formula (``None`` for fits without one, which
     ``augment`` cannot serve); ``data``: the rows fitted; ``estimate``: the coefficients by
-    term; ``result``: the statsmodels result, or a function that builds it on first use.
+    term; ``result``: the statsmodels result, or a function that builds it on first use;
+    ``source``: the shard folder of a fit made from its sums, without the rows (``data``
+    and ``result`` are then ``None``).
     """
 
     names: tuple[str, str]
     groups: dict[str, object]
     formula: str | None
-    data: pd.DataFrame
+    data: pd.DataFrame | None
     estimate: pd.Series
     result: object | Callable[[], object] | None
+    source: Path | None = None
 
 
 class _Results(Mapping):
@@ -56,9 +60,11 @@ class _Results(Mapping):
     def __getitem__(self, key: Hashable) -> object:
         if key not in self._built:
             try:
-                result = self._parts[key].result
+                part = self._parts[key]
             except KeyError:
                 raise KeyError(f"no fit for the group {key!r}; the keys are {list(self)}") from None
+            _check_rows(part, "its statsmodels result")
+            result = part.result
             self._built[key] = result() if callable(result) else result
         return self._built[key]
 
@@ -90,7 +96,8 @@ class Fits:
         several fits is keyed ``(fit, method, *key)``. OLS results are built on first use
         (the same fit again: a result holds a copy of its rows); for mixed fits the value is
         the MixedLM result ``fit_mixed`` kept, or ``None`` where it reported REML's maximum
-        without one (the glance ``warnings`` say why).
+        without one (the glance ``warnings`` say why). A fit from a shard folder has no
+        rows: its results, and ``augment()``, are an ``AttnmagError`` saying so.
 
     Examples
     --------
@@ -172,8 +179,19 @@ def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
     return keyed
 
 
+def _check_rows(part: GroupFit, what: str) -> None:
+    """Refuse, in one line, what needs the rows of a fit made from a folder's sums."""
+    if part.source is not None:
+        raise AttnmagError(
+            f"{part.names[0]} by {part.names[1]!r} was fitted from the shard folder "
+            f"{part.source} without its rows; {what} needs them: fit "
+            f"extract.read_frame({str(part.source)!r}) for it"
+        )
+
+
 def _augment(part: GroupFit) -> pd.DataFrame:
     """One group's rows with ``fitted`` and ``resid``."""
+    _check_rows(part, "augment")
     fit, method = part.names
     if part.formula is None:
         raise AttnmagError(f"augment needs a formula fit; {fit} by {method!r} has none")

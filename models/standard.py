@@ -1,24 +1,27 @@
 """The standard fits: every requested method of ``position_trend`` and ``lag_effects``.
 
 Holds ``fit_all``, what ``attnmag fit`` writes and what a report shows: the two tidy tables
-(methods stacked) and the glance rows of every fit, as plain DataFrames that CSV keeps.
+(methods stacked) and the glance rows of every fit, as plain DataFrames that CSV keeps. It
+takes the frame, or a shard folder's path, whose fits stream from the folder without
+building the frame (see ``models.fits``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import pandas as pd
 
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import METHODS, lag_effects, position_trend
+from attnmag.models.fits import METHODS, frame_or_folder, lag_effects, position_trend
 from attnmag.models.tidy import glance
 
 __all__ = ["fit_all"]
 
 
 def fit_all(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | str | os.PathLike,
     *,
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
@@ -31,8 +34,10 @@ def fit_all(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame of ``extract``.
+    frame : pandas.DataFrame, str or os.PathLike
+        The tidy frame of ``extract``; or the path of a shard folder (``attnmag extract
+        --out``), each fit streamed from it without building the frame, or of a Parquet
+        file, read once as the frame.
     trend_methods, lag_methods : sequence of str, optional
         Methods to fit; None means every method of ``METHODS``, an empty sequence none
         (that model's table is then left out).
@@ -41,9 +46,10 @@ def fit_all(
     conf_level : float
         Level of the tables' intervals (carried in their ``conf_level`` column).
     n_jobs : int, optional
-        Worker processes for the fits that use them.
+        Worker processes for the fits that use them (a frame's mixed fits).
     progress : bool, optional
-        A progress bar per fit that takes more than a second (None: where someone watches).
+        A progress bar per fit of a frame that takes more than a second (None: where
+        someone watches).
 
     Returns
     -------
@@ -56,7 +62,9 @@ def fit_all(
     --------
     >>> tables = fit_all(frame, lag_methods=["gmm"], conf_level=0.9)  # doctest: +SKIP
     >>> tables["glance"][["method", "layer", "hansen_p"]]  # doctest: +SKIP
+    >>> tables = fit_all("norms/")  # doctest: +SKIP
     """
+    frame = frame_or_folder(frame)
     options = {"conf_level": conf_level, "n_jobs": n_jobs, "progress": progress}
     methods = {
         "position_trend": METHODS["position_trend"] if trend_methods is None else trend_methods,
