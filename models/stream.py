@@ -823,7 +823,8 @@ def _gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     following = every - at3[:, :, None] * at3[:, None, :]  # equations after the first
     after = following - at4[:, :, None] * at4[:, None, :]  # equations after the second
     zm = np.einsum("ik,gkl->gil", z, every)
-    kept = {name: sums[name] for name in ("n", "last_position", "n_bad", "all_0_0")}
+    # Copies: a view would keep the whole record batch it came from alive.
+    kept = {name: sums[name].copy() for name in ("n", "last_position", "n_bad", "all_0_0")}
     return kept | {
         "zx": zm @ x.T,
         "zy": zm @ y,
