@@ -23,6 +23,14 @@ Holds:
 - ``MAX_POSITION``, ``CONF_LEVEL``: the defaults of the trend's last position and of the
   intervals' level.
 
+Each fit takes the frame or a path. A shard folder (``extract.write_shards``, ``attnmag extract
+--out``) is fitted without building the frame, from per-sequence sums streamed from its
+shards, in memory that does not grow with its rows: ``position_trend``, ``lag_effects`` and
+``fit_all`` through ``models.stream``, ``fit`` through patsy's incremental design builder and
+per-(group, sequence) cross products (``models.formula``). The tables equal the frame's
+(OLS to rounding; REML's maximum to about 1e-6); a folder's ``Fits`` has no rows, so its
+``.results`` and ``.augment()`` ask for the frame. A Parquet file is read as the frame.
+
 A group is a layer, or a (model, site, layer, head) combination where the frame has those
 columns (``model``: the language models of ``extract.combine``); the tables carry the
 grouping columns, and their ``fit`` column names the fit. Holm's correction runs across the
@@ -34,6 +42,7 @@ Usage::
 
     fits = models.fit(frame, "log_norm ~ position + C(label)")
     fits.results[5].summary()
+    tables = models.fit_all("norms/")                   # a shard folder, streamed
     trend = models.position_trend(frame, method="ols", max_position=30)
     lags = models.lag_effects(frame)                    # within texts, cluster-robust
     check = models.lag_effects(frame, method="gmm")     # Arellano-Bond

@@ -277,3 +277,33 @@ def test_cli_fit_of_a_folder_streams_it(plain, tmp_path, monkeypatch):
         got = pd.read_csv(tmp_path / "b" / f"{name}.csv")
         expected = pd.read_csv(tmp_path / "a" / f"{name}.csv")
         assert_same(got, expected, 1e-6)
+
+
+def test_formula_fit_of_a_folder_holds_a_batch_and_per_sequence_sums(tmp_path, monkeypatch):
+    """Four times the rows (texts four times as long): batches of at most ``BATCH_ROWS``
+    rows, and the same per-(group, sequence) sums, whatever the rows."""
+    batches, sums = [], []
+    reader_rows, group = formula_module._Reader._rows, formula_module._Sums.group
+
+    def recording_rows(self, chunk):
+        batches.append(len(chunk))
+        return reader_rows(self, chunk)
+
+    def recording_group(self, key):
+        cross, n_covered = group(self, key)
+        sums.append(cross.nbytes)
+        return cross, n_covered
+
+    monkeypatch.setattr(formula_module._Reader, "_rows", recording_rows)
+    monkeypatch.setattr(formula_module._Sums, "group", recording_group)
+    seen = {}
+    for scale in (1, 4):
+        frame = simulated_frame(40, 3, length=(10 * scale, 20 * scale), lag1=0.3, seed=1)
+        folder = write_folder(frame, tmp_path / f"x{scale}", shard_texts=10)
+        batches.clear(), sums.clear()
+        fits = models.fit(folder, "log_norm ~ position + lag1", positions=(1, 10**6))
+        assert fits.glance["n_obs"].sum() == frame["lag1"].notna().sum()
+        seen[scale] = (len(frame), max(batches), list(sums))
+    assert seen[4][0] > 3 * seen[1][0]
+    assert seen[1][1] <= seen[4][1] == formula_module.BATCH_ROWS == 300
+    assert seen[1][2] == seen[4][2] == [40 * 5 * 5 * 8] * 3  # sequences x [X | 1 | y]^2
