@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = command(
         "report",
         "write the HTML and Markdown report on a frame",
-        "Uses the tables of `attnmag fit` where --tables gives them, else fits them.",
+        "Uses the tables of `attnmag fit` where --tables gives them, else fits them. A shard "
+        "folder is reported on from sums streamed from its shards, without reading its rows.",
     )
     report.add_argument("frame", type=Path, help="Parquet file or shard folder")
     report.add_argument("--tables", type=Path, help="folder written by `attnmag fit`")
@@ -680,6 +681,9 @@ def command_fit(args: argparse.Namespace) -> Path:
 def command_report(args: argparse.Namespace) -> Path:
     """Write the report on ``args.frame`` (tables from ``--tables`` or fitted) into ``args.out``.
 
+    A shard folder is reported on without reading its rows (``reports.write_report`` on its
+    path: fits and aggregates streamed from the shards); a Parquet file is read as the frame.
+
     Parameters
     ----------
     args : argparse.Namespace
@@ -704,7 +708,7 @@ def command_report(args: argparse.Namespace) -> Path:
             )
         tables = {name: pd.read_csv(path) for name, path in files.items()}
     with replacing(args.out, force=args.force, kind="report") as folder:
-        frame = extract.read_frame(args.frame)
+        frame = args.frame if args.frame.is_dir() else extract.read_frame(args.frame)
         paths = reports.write_report(
             frame, folder, formats=args.format, tables=tables, **_fit_options(args)
         )

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnmag import extract
+from attnmag import extract, models
 from attnmag.cli import main, parse_layers
 from attnmag.outputs import MARKER, mark
 
@@ -49,11 +49,16 @@ def test_run_writes_report_frame_and_tables(source_args, tmp_path):
     assert not list(tmp_path.glob(".out.partial-*"))
 
 
-def test_stage_commands_chain(source_args, tmp_path, capsys):
+def test_stage_commands_chain(source_args, tmp_path, capsys, monkeypatch):
     common = [*source_args, "--layers", "0,2"]
     assert main(["--quiet", "extract", *common, "--out", str(tmp_path / "norms")]) == 0
     frame = extract.read_frame(tmp_path / "norms")
     assert sorted(frame["layer"].unique()) == [0, 2]
+
+    def refused(path: object) -> None:
+        raise AssertionError(f"read_frame({path}): fit and report stream a shard folder")
+
+    monkeypatch.setattr(extract, "read_frame", refused)
     assert (
         main(
             [
@@ -76,6 +81,15 @@ def test_stage_commands_chain(source_args, tmp_path, capsys):
     lags = pd.read_csv(tmp_path / "tables" / "lag_effects.csv")
     assert set(trend["method"]) == {"aggregate", "ols"} and set(lags["method"]) == {"ols"}
     assert (trend["conf_level"] == 0.9).all() and (lags["conf_level"] == 0.9).all()
+    expected = models.fit_all(
+        frame, trend_methods=["aggregate", "ols"], lag_methods=["ols"], conf_level=0.9
+    )
+    for name, table in (("position_trend", trend), ("lag_effects", lags)):
+        assert table[["method", "layer", "term"]].equals(
+            expected[name][["method", "layer", "term"]]
+        )
+        numbers = ["estimate", "std_error", "conf_low", "conf_high"]
+        np.testing.assert_allclose(table[numbers], expected[name][numbers], rtol=1e-9)
     assert (
         main(
             [
