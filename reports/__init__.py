@@ -17,12 +17,16 @@ Holds:
   ``layer_means``, ``position_means``, ``position_means_across_layers``,
   ``sequence_lengths``, ``site_ratios``, ``select_layers``; ``means_by_position`` and
   ``position_bin_width``, the position bins used past ``BIN_THRESHOLD`` positions;
-- ``findings`` and ``Finding``: the numbers each section reports, and its sentences.
+- ``findings`` and ``Finding``: the numbers each section reports, and its sentences;
+- ``open_folder`` and ``Folder``: a shard folder as the report reads it (aggregates by DuckDB,
+  rows only of a seeded sample of texts), accepted wherever a frame is.
 
 Usage::
 
     from attnmag import reports
     paths = reports.write_report(frame, "out/")          # fits what it needs
+    paths = reports.write_report("norms/", "out/")       # a shard folder, in bounded memory
+    reports.layer_means(reports.open_folder("norms/"))   # any aggregate, from a folder
     reports.plot_layer_norms(frame, layers=range(0, 30, 3))   # a cell's value: drawn inline
     reports.plot_coefficients(trend, term="position", hue="method", ax=ax)
 """
@@ -39,6 +43,7 @@ from attnmag.reports.figures import (
     plot_valid_tokens,
 )
 from attnmag.reports.findings import Finding, findings
+from attnmag.reports.folder import Folder, open_folder
 from attnmag.reports.panels import (
     plot_coefficients,
     plot_head_coefficients,
@@ -69,12 +74,14 @@ from attnmag.reports.write import fit_tables, write_report
 __all__ = [
     "BIN_THRESHOLD",
     "Finding",
+    "Folder",
     "NotebookFigure",
     "findings",
     "fit_tables",
     "layer_means",
     "mean_ci",
     "means_by_position",
+    "open_folder",
     "plot_coefficients",
     "plot_head_coefficients",
     "plot_head_means",

@@ -7,6 +7,7 @@ Holds:
   the report's aggregates (``summaries``), panels, figures and findings accept in place of
   a frame; its queries return small tables (per cell and sequence sums, lengths per text);
 - ``open_folder``: a finished folder written by ``extract.write_shards`` as a ``Folder``;
+- ``run_query``: a query over the shards in DuckDB of bounded memory;
 - what the report asks of its rows, for a frame or a ``Folder`` alike: ``levels`` (the values
   of a column), ``where_in`` (rows holding some values), ``positions_between``,
   ``row_count``, ``last_position``, ``drop_columns``, ``with_attrs`` and ``sample_rows``
@@ -58,6 +59,7 @@ __all__ = [
     "open_folder",
     "positions_between",
     "row_count",
+    "run_query",
     "sample_note",
     "sample_rows",
     "where_in",
@@ -145,10 +147,10 @@ class Folder:
             parameters.append(self.last)
         return " AND ".join(clauses), parameters
 
-    def query(self, sql: str, parameters: Sequence = (), **tables: pd.DataFrame) -> pd.DataFrame:
-        """Run ``sql`` on the folder's rows (the view ``frame``; ``tables`` registered by
-        name) and return its result with the frame's dtypes."""
-        return _with_dtypes(run_query(self.shards, sql, parameters, tables), self.dtypes)
+    def query(self, sql: str, parameters: Sequence = ()) -> pd.DataFrame:
+        """Run ``sql`` on the folder's rows (the view ``frame``) and return its result with
+        the frame's dtypes."""
+        return _with_dtypes(run_query(self.shards, sql, parameters), self.dtypes)
 
     def picked(self) -> np.ndarray:
         """The texts of the seeded sample: ``sample_texts`` of them, sorted (every text
@@ -214,19 +216,37 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def run_query(
-    shards: Sequence[str], sql: str, parameters: Sequence, tables: Mapping[str, pd.DataFrame]
-) -> pd.DataFrame:
-    """``sql`` over the view ``frame`` of ``shards`` in a DuckDB connection of bounded memory
-    (rows in the shards' order where the query keeps it), as a pandas frame."""
+def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.DataFrame:
+    """``sql`` over the shards in a DuckDB connection of bounded memory, as a pandas frame.
+
+    Every query of this module runs here: a connection with DuckDB's memory limit (it spills
+    to a temporary folder beyond it) and the threads this process may use, the shards as the
+    view ``frame`` (rows in the shards' order where the query keeps it).
+
+    Parameters
+    ----------
+    shards : sequence of str
+        The Parquet files.
+    sql : str
+        The query, on ``frame``.
+    parameters : sequence
+        Its ``?`` parameters.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The result.
+
+    Examples
+    --------
+    >>> run_query(folder.shards, "SELECT count(*) AS n FROM frame")  # doctest: +SKIP
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
         config = {"memory_limit": MEMORY_LIMIT, "threads": cores, "temp_directory": spill}
         connection = duckdb.connect(":memory:", config=config)
         try:
             connection.read_parquet(list(shards)).create_view("frame")
-            for name, table in tables.items():
-                connection.register(name, table)
             return connection.execute(sql, list(parameters)).df()
         finally:
             connection.close()
@@ -275,8 +295,6 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
     cells = run_query(
         shards,
         f'SELECT {keys}, max("position") AS last, count(*) AS rows FROM frame GROUP BY ALL',
-        (),
-        {},
     )
     dtypes = dict(empty.dtypes)
     sites = read_manifest(folder)["arguments"].get("sites")
@@ -287,7 +305,7 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
                 named or sorted(cells[column].astype(str).unique())
             )
     cells = _with_dtypes(cells, dtypes).sort_values(groups, kind="stable")
-    texts = run_query(shards, "SELECT DISTINCT sequence FROM frame", (), {})["sequence"]
+    texts = run_query(shards, "SELECT DISTINCT sequence FROM frame")["sequence"]
     return Folder(
         path=folder,
         shards=shards,

@@ -20,11 +20,13 @@ and ``FORMATS`` and ``TABLES``, the formats and tables there are, and ``NO_GLANC
 the report says where the fits' details are missing. The findings come from
 ``findings``. A frame without ``model``, ``site`` or ``head`` columns gives the plain report
 of five sections; a grouped frame's report opens with the sections comparing its groups, then
-gives the five sections for each model's whole attention update.
+gives the five sections for each model's whole attention update. A shard folder gives the
+report its frame would give, from DuckDB's aggregates over its shards (see ``folder``).
 
 Usage::
 
     paths = write_report(frame, "out/")            # fits aggregate/ols/mixed trends and lags
+    paths = write_report("norms/", "out/")         # a shard folder, without building its frame
     paths = write_report(frame, "out/", tables={"position_trend": t, "lag_effects": l})
     paths["index.html"], paths["report.md"], paths["position_trend.csv"]
 """
@@ -45,7 +47,6 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
 from attnmag.extract.shards import read_frame
 from attnmag.models import CONF_LEVEL, MAX_POSITION
-from attnmag.models.stream import lag_effects_folder, position_trend_folder
 from attnmag.reports import figures
 from attnmag.reports.findings import (
     GMM_MIN_TOKENS,
@@ -135,7 +136,7 @@ class Rendered:
 
 
 def fit_tables(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     *,
     tables: Mapping[str, pd.DataFrame | models.Fits] | None = None,
     trend_methods: Sequence[str] | None = None,
@@ -149,8 +150,9 @@ def fit_tables(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame of ``extract``.
+    frame : pandas.DataFrame or Folder
+        The tidy frame of ``extract``, or a shard folder's view (``reports.folder``), whose
+        fits ``models.fit_all`` streams from the folder.
     tables : mapping, optional
         What the fits already gave, by key ``position_trend``, ``lag_effects`` or
         ``glance``: tidy tables, or ``models.Fits``; only the missing ones are fitted.
@@ -187,10 +189,8 @@ def fit_tables(
         "max_position": max_position,
         "conf_level": conf_level,
     }
-    if isinstance(frame, Folder):
-        fitted = _fit_folder(frame.path, **asked)
-    else:
-        fitted = models.fit_all(frame, **asked, n_jobs=n_jobs, progress=progress)
+    source = frame.path if isinstance(frame, Folder) else frame  # a folder's fits stream it
+    fitted = models.fit_all(source, **asked, n_jobs=n_jobs, progress=progress)
     out: dict[str, pd.DataFrame | None] = {}
     glances = []
     for name in ("position_trend", "lag_effects"):
@@ -199,38 +199,6 @@ def fit_tables(
         glances += [g for g in [_glance(part)] if g is not None]
     glance = given.get("glance")
     out["glance"] = _tidy(glance) if glance is not None else _joined(glances)
-    return out
-
-
-def _fit_folder(
-    path: Path,
-    *,
-    trend_methods: Sequence[str] | None,
-    lag_methods: Sequence[str] | None,
-    max_position: int,
-    conf_level: float,
-) -> dict[str, pd.DataFrame]:
-    """``models.fit_all``'s tables, fitted on a shard folder by ``models.stream``."""
-    methods = {
-        "position_trend": models.METHODS["position_trend"]
-        if trend_methods is None
-        else trend_methods,
-        "lag_effects": models.METHODS["lag_effects"] if lag_methods is None else lag_methods,
-    }
-    fits = {
-        "position_trend": lambda m: position_trend_folder(
-            path, method=m, max_position=max_position, conf_level=conf_level
-        ),
-        "lag_effects": lambda m: lag_effects_folder(path, method=m, conf_level=conf_level),
-    }
-    out: dict[str, pd.DataFrame] = {}
-    for name, fit in fits.items():
-        if methods[name]:
-            parts = [fit(m) for m in methods[name]]
-            out[name] = pd.concat(parts, ignore_index=True)
-            out[name].attrs["glance"] = [row for t in parts for row in t.attrs["glance"]]
-    if out:
-        out["glance"] = pd.concat([models.glance(out[name]) for name in out], ignore_index=True)
     return out
 
 

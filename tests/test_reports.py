@@ -246,7 +246,7 @@ def test_write_report_fits_what_it_needs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "module", ["docs", "figures", "findings", "panels", "summaries", "tables", "write"]
+    "module", ["docs", "figures", "findings", "folder", "panels", "summaries", "tables", "write"]
 )
 def test_every_public_function_of_the_reports_modules_is_declared_and_documented(module):
     import importlib
