@@ -524,20 +524,25 @@ def with_attrs(data: pd.DataFrame | Folder, attrs: Mapping[str, object]) -> pd.D
     return data
 
 
-def sample_rows(data: pd.DataFrame | Folder) -> tuple[pd.DataFrame, str | None]:
+def sample_rows(
+    data: pd.DataFrame | Folder, columns: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, str | None]:
     """The rows that figures drawing rows read: a frame's own, a folder's seeded sample.
 
     Parameters
     ----------
     data : pandas.DataFrame or Folder
         The rows.
+    columns : sequence of str, optional
+        The columns a folder's rows are read with (those of them it has); None: the
+        sequence, grouping columns, position, norm and log norm.
 
     Returns
     -------
     tuple
-        The rows as a frame (a folder's: those of its sampled texts, in the shards' order,
-        with the columns the figures need), and what they are where they are a sample
-        (e.g. ``"a seeded sample of 256 of the 10,000 texts"``), else None.
+        The rows as a frame (a folder's: those of its sampled texts, in the shards' order),
+        and what they are where they are a sample (e.g. ``"a seeded sample of 256 of the
+        10,000 texts"``), else None.
 
     Examples
     --------
@@ -548,8 +553,9 @@ def sample_rows(data: pd.DataFrame | Folder) -> tuple[pd.DataFrame, str | None]:
     picked = data.picked()
     sampled = data if len(picked) == len(data.texts) else where_in(data, "sequence", picked)
     where, parameters = sampled.where()
-    columns = ", ".join(f'"{c}"' for c in SAMPLE_COLUMNS if c in data.columns)
-    rows = sampled.query(f"SELECT {columns} FROM frame WHERE {where}", parameters)
+    read = [c for c in (columns or SAMPLE_COLUMNS) if c in data.columns]
+    names = ", ".join(f'"{c}"' for c in read)
+    rows = sampled.query(f"SELECT {names} FROM frame WHERE {where}", parameters)
     rows.attrs = dict(data.attrs)
     return rows, sample_note(data)
 

@@ -464,7 +464,9 @@ def plot_norm_violins(
     hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     rows = select_layers(data, layers)
-    rows, note = sample_rows(positions_between(rows, first=1) if exclude_first else rows)
+    rows = positions_between(rows, first=1) if exclude_first else rows
+    read = dict.fromkeys(["layer", "log_norm", "site", *([hue] if hue else [])])
+    rows, note = sample_rows(rows, list(read))  # site: it names what the norms measure
     shown = sorted(rows["layer"].unique().tolist())
     series = len(_levels(rows, hue)) if hue else 1
     n_draw = min(len(rows), sample * len(shown) * series)

@@ -280,8 +280,9 @@ def test_a_large_folders_report_samples_texts_and_reads_no_rows(plain, tmp_path,
     monkeypatch.setattr(write, "read_frame", refused)
     paths = reports.write_report(path, tmp_path, **FAST_FITS, sample_texts=3)
     n_texts, n_layers = frame["sequence"].nunique(), frame["layer"].nunique()
-    sampled = [t for t in results if {"sequence", "position", "log_norm"} <= set(t.columns)]
-    assert sampled and all(t["sequence"].nunique() <= 3 for t in sampled)
+    picked = open_folder(path, sample_texts=3).picked()
+    sampled = [t for t in results if "log_norm" in t.columns]  # rows, not aggregates
+    assert sampled and all(len(t) <= frame["sequence"].isin(picked).sum() for t in sampled)
     others = [len(t) for t in results if not any(t is s for s in sampled)]
     bound = max(n_texts, n_layers * (models.MAX_POSITION + 1))
     assert max(others) <= bound < len(frame) / 10
