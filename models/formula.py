@@ -395,7 +395,7 @@ class _Reader:
         if not columns:
             return {}
         read = columns + (["token_id"] if "token" in columns else [])
-        seen: dict[str, set] = {column: set() for column in read}
+        seen: dict[str, set] = {column: set() for column in columns}
         pairs: dict[int, str] = {}
         for batch in self._raw(read):
             frame = batch.to_pandas()
