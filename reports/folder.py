@@ -7,7 +7,8 @@ Holds:
   the report's aggregates (``summaries``), panels, figures and findings accept in place of
   a frame; its queries return small tables (per cell and sequence sums, lengths per text);
 - ``open_folder``: a finished folder written by ``extract.write_shards`` as a ``Folder``;
-- ``run_query``: a query over the shards in DuckDB of bounded memory;
+- ``run_query``, ``run_by_shard``: a query over the shards in DuckDB of bounded memory, over
+  all of them at once or shard by shard;
 - what the report asks of its rows, for a frame or a ``Folder`` alike: ``levels`` (the values
   of a column), ``where_in`` (rows holding some values), ``positions_between``,
   ``row_count``, ``last_position``, ``drop_columns``, ``with_attrs`` and ``sample_rows``
@@ -19,10 +20,13 @@ folder reads the groups present (one row per group and layer, with its last posi
 rows) and the texts' indices. A mean with its cluster-robust interval needs, per cell (a
 group and layer, with a position or bin of positions), the rows ``n``, the texts ``G``,
 the mean and the sum over texts of ``(S_g - n_g * mean)^2`` (``S_g`` a text's sum in the
-cell, ``n_g`` its rows): DuckDB sums per cell and text, then per cell, and returns one row
-per cell. Lengths are one row per text; site ratios join the sites at the same token inside
-DuckDB. Only the figures that draw rows read rows: those of a seeded sample of
-``SAMPLE_TEXTS`` texts (all of them where the folder holds no more).
+cell, ``n_g`` its rows), the deviations of ``mean_ci``: DuckDB sums each cell's rows and
+values, then, given the means, each text's sums and their squared deviations, shard by
+shard (a text's rows are all in one shard, so it holds one shard's texts at a time), and
+returns one row per cell and shard. Lengths are one row per text; site ratios join the
+sites at the same token inside DuckDB, shard by shard. Only the figures that draw rows read
+rows: those of a seeded sample of ``SAMPLE_TEXTS`` texts (all of them where the folder
+holds no more), and only the columns they draw.
 
 Usage::
 
@@ -36,7 +40,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -59,6 +64,7 @@ __all__ = [
     "open_folder",
     "positions_between",
     "row_count",
+    "run_by_shard",
     "run_query",
     "sample_note",
     "sample_rows",
@@ -174,41 +180,54 @@ class Folder:
         ``meat``, the sum over clusters of (cluster sum - cluster rows x mean) squared.
 
         With ``bin_width`` over 1, ``by`` ends with ``position``, which is pooled into bins
-        (position 0 alone) as ``position_bin``, and ``position`` is the bin's mean position.
-        ``source`` replaces the view's rows (SQL of a relation, with its ``parameters``).
+        (position 0 alone) as ``position_bin``, and ``at_position`` is the bin's mean
+        position. ``source`` replaces the view's rows (SQL of a relation on ``frame``, with
+        its ``parameters``). Both passes run shard by shard (a text's rows are all in one
+        shard): the first sums each cell's rows and values, the second each text's
+        deviations from its cell's mean, so DuckDB holds one shard's texts at a time.
         """
+        names = [*by[:-1], "position_bin"] if bin_width > 1 else list(by)
         keys = [f'"{c}"' for c in by]
-        extra, at, picked = "", "", ""
         if bin_width > 1:
             keys[-1] = (
                 f'CASE WHEN "position" > 0 THEN ("position" - 1) // {int(bin_width)} + 1 '
                 'ELSE 0 END AS "position_bin"'
             )
-            extra = ', sum("position") AS p_g'
-            at, picked = ", sum(p_g) / sum(n_g) AS at_position", ", c.at_position"
-        names = [*by[:-1], "position_bin"] if bin_width > 1 else list(by)
-        quoted = ", ".join(f'"{c}"' for c in names)
         if source is None:
             where, parameters = self.where()
             source = f"(SELECT * FROM frame WHERE {where})"
+        at = ', sum("position")::DOUBLE AS p' if bin_width > 1 else ""
+        totals = run_by_shard(
+            self.shards,
+            f"""SELECT {", ".join(keys)}, count(*)::BIGINT AS n,
+                    sum("{value}"::DOUBLE) AS total{at}
+                FROM {source} GROUP BY ALL""",
+            parameters,
+        )
+        cells = totals.groupby(names, sort=True).sum(numeric_only=True).reset_index()
+        cells["mean"] = cells["total"] / cells["n"]
+        if bin_width > 1:
+            cells["at_position"] = cells["p"] / cells["n"]
+        means = cells[[*names, "mean"]]
         join = " AND ".join(f'p."{c}" = c."{c}"' for c in names)
-        sql = f"""
-            WITH per AS (
-                SELECT {", ".join(keys)}, "{cluster}", count(*) AS n_g,
-                    sum("{value}"::DOUBLE) AS s_g{extra}
-                FROM {source} GROUP BY ALL
-            ), cell AS (
-                SELECT {quoted}, sum(n_g)::BIGINT AS n, count(*)::BIGINT AS n_groups,
-                    sum(s_g) / sum(n_g) AS mean{at}
-                FROM per GROUP BY ALL
-            )
-            SELECT {", ".join(f'c."{c}"' for c in names)}, c.n, c.n_groups, c.mean{picked},
-                sum((p.s_g - p.n_g * c.mean) ** 2) AS meat
-            FROM per p JOIN cell c ON {join or "TRUE"}
-            GROUP BY ALL
-        """
-        sums = self.query(sql, parameters)
-        return sums.sort_values(names, kind="stable").reset_index(drop=True)
+        meats = run_by_shard(
+            self.shards,
+            f"""WITH per AS (
+                    SELECT {", ".join(keys)}, "{cluster}", count(*) AS n_g,
+                        sum("{value}"::DOUBLE) AS s_g
+                    FROM {source} GROUP BY ALL
+                )
+                SELECT {", ".join(f'c."{c}"' for c in names)}, count(*)::BIGINT AS n_groups,
+                    sum((p.s_g - p.n_g * c.mean) ** 2) AS meat
+                FROM per p JOIN means c ON {join or "TRUE"}
+                GROUP BY ALL""",
+            parameters,
+            means=means,
+        )
+        meat = meats.groupby(names, sort=True)[["n_groups", "meat"]].sum().reset_index()
+        out = cells.merge(meat, on=names, how="left", validate="one_to_one")
+        out = _with_dtypes(out, self.dtypes)
+        return out.sort_values(names, kind="stable").reset_index(drop=True)
 
 
 def _plain(value: object) -> object:
@@ -216,12 +235,24 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.DataFrame:
-    """``sql`` over the shards in a DuckDB connection of bounded memory, as a pandas frame.
+@contextmanager
+def _connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection with ``MEMORY_LIMIT`` (it spills to a temporary folder
+    beyond it) and the threads this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
+        config = {"memory_limit": MEMORY_LIMIT, "threads": cores, "temp_directory": spill}
+        connection = duckdb.connect(":memory:", config=config)
+        try:
+            yield connection
+        finally:
+            connection.close()
 
-    Every query of this module runs here: a connection with DuckDB's memory limit (it spills
-    to a temporary folder beyond it) and the threads this process may use, the shards as the
-    view ``frame`` (rows in the shards' order where the query keeps it).
+
+def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.DataFrame:
+    """``sql`` over all the shards in DuckDB of bounded memory, as a pandas frame.
+
+    The shards are the view ``frame`` (rows in the shards' order where the query keeps it).
 
     Parameters
     ----------
@@ -241,15 +272,47 @@ def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.
     --------
     >>> run_query(folder.shards, "SELECT count(*) AS n FROM frame")  # doctest: +SKIP
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
-        config = {"memory_limit": MEMORY_LIMIT, "threads": cores, "temp_directory": spill}
-        connection = duckdb.connect(":memory:", config=config)
-        try:
-            connection.read_parquet(list(shards)).create_view("frame")
-            return connection.execute(sql, list(parameters)).df()
-        finally:
-            connection.close()
+    with _connection() as connection:
+        connection.read_parquet(list(shards)).create_view("frame")
+        return connection.execute(sql, list(parameters)).df()
+
+
+def run_by_shard(
+    shards: Sequence[str], sql: str, parameters: Sequence = (), **tables: pd.DataFrame
+) -> pd.DataFrame:
+    """``sql`` over each shard in turn, in one DuckDB connection; the results stacked.
+
+    For sums per text: every text's rows are in one shard, so DuckDB holds one shard's
+    texts at a time, however many shards there are.
+
+    Parameters
+    ----------
+    shards : sequence of str
+        The Parquet files.
+    sql : str
+        The query, on ``frame`` (one shard) and ``tables``.
+    parameters : sequence
+        Its ``?`` parameters.
+    **tables : pandas.DataFrame
+        Small tables the query joins, by name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Each shard's result, in the shards' order.
+
+    Examples
+    --------
+    >>> run_by_shard(folder.shards, "SELECT count(*) AS n FROM frame")["n"].sum()  # doctest: +SKIP
+    """
+    with _connection() as connection:
+        for name, table in tables.items():
+            connection.register(name, table)
+        parts = []
+        for shard in shards:
+            connection.read_parquet(shard).create_view("frame", replace=True)
+            parts.append(connection.execute(sql, list(parameters)).df())
+    return pd.concat(parts, ignore_index=True)
 
 
 def _with_dtypes(table: pd.DataFrame, dtypes: Mapping[str, object]) -> pd.DataFrame:

@@ -263,29 +263,36 @@ def test_a_folder_reports_tables_are_fitted_from_the_folder(plain):
 
 def test_a_large_folders_report_samples_texts_and_reads_no_rows(plain, tmp_path, monkeypatch):
     frame, path = plain
-    results = []
-    run = folder_module.run_query
+    results = {"run_query": [], "run_by_shard": []}
 
-    def recorded(*args, **kwargs):
-        table = run(*args, **kwargs)
-        results.append(table)
-        return table
+    def recorded(name):
+        run = getattr(folder_module, name)
+
+        def wrapped(*args, **kwargs):
+            table = run(*args, **kwargs)
+            results[name].append(table)
+            return table
+
+        return wrapped
 
     def refused(*args, **kwargs):
         raise AssertionError("the rows were read into pandas")
 
-    monkeypatch.setattr(folder_module, "run_query", recorded)
+    for name in results:
+        monkeypatch.setattr(folder_module, name, recorded(name))
     monkeypatch.setattr(pd, "read_parquet", refused)
     monkeypatch.setattr(pq, "read_table", refused)
     monkeypatch.setattr(write, "read_frame", refused)
     paths = reports.write_report(path, tmp_path, **FAST_FITS, sample_texts=3)
     n_texts, n_layers = frame["sequence"].nunique(), frame["layer"].nunique()
+    n_shards = len(list(path.glob("*.parquet")))
     picked = open_folder(path, sample_texts=3).picked()
-    sampled = [t for t in results if "log_norm" in t.columns]  # rows, not aggregates
+    sampled = [t for t in results["run_query"] if "log_norm" in t.columns]  # rows
     assert sampled and all(len(t) <= frame["sequence"].isin(picked).sum() for t in sampled)
-    others = [len(t) for t in results if not any(t is s for s in sampled)]
-    bound = max(n_texts, n_layers * (models.MAX_POSITION + 1))
-    assert max(others) <= bound < len(frame) / 10
+    whole = [len(t) for t in results["run_query"] if not any(t is s for s in sampled)]
+    assert max(whole) <= max(n_texts, n_layers)  # lengths, texts, groups: no rows
+    cells = n_layers * (models.MAX_POSITION + 1)  # the most cells a report averages
+    assert max(len(t) for t in results["run_by_shard"]) <= cells * n_shards < len(frame)
     text = paths["report.md"].read_text()
     assert "a seeded sample of 3 of the 14 texts" in text
     assert "of every text" in text
