@@ -68,6 +68,9 @@ class _Results(Mapping):
             self._built[key] = result() if callable(result) else result
         return self._built[key]
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._parts
+
     def __iter__(self) -> Iterator[Hashable]:
         return iter(self._parts)
 

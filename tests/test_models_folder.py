@@ -221,7 +221,8 @@ def test_folder_fits_refuse_what_needs_the_rows(plain):
         fits.augment()
     with pytest.raises(AttnmagError, match="statsmodels result needs them: fit extract.read_frame"):
         fits.results[0]
-    assert len(fits.results) == 2 and fits.glance["n_obs"].gt(0).all()
+    assert len(fits.results) == 2 and 0 in fits.results and 2 not in fits.results
+    assert fits.glance["n_obs"].gt(0).all()
 
 
 def test_folder_formula_errors_are_one_line(plain, tmp_path):
