@@ -12,12 +12,14 @@ categorical, ``a * b`` for main effects and their interaction, ``I(position ** 2
 ``np.log(norm)``. Term names are statsmodels', with ``Intercept`` named ``intercept``.
 
 From a shard folder (``extract.write_shards``) the frame is never built. pyarrow reads the
-shards' columns the formula uses in batches of ``BATCH_ROWS`` rows, twice at most:
+shards' columns the formula uses in batches of ``BATCH_ROWS`` rows:
 
-1. patsy's incremental builder (``patsy.incr_dbuilders``) fixes one design for every batch
+1. where the formula uses a column stored as a Parquet dictionary (``token``), its
+   categories over the folder, ordered as ``extract.read_frame`` orders them;
+2. patsy's incremental builder (``patsy.incr_dbuilders``) fixes one design for every batch
    (each categorical's levels, from every batch where they are not a column's categories);
    it stops reading once it knows them, at once for a formula without categoricals;
-2. each batch's design rows ``v = [X | 1 | position | y]`` (``position`` for a random
+3. each batch's design rows ``v = [X | 1 | position | y]`` (``position`` for a random
    slope) are summed into per-(group, sequence) cross products ``v'v``.
 
 From these, per group, come what the frame's fit gives (``models.mixed.GroupedDesign``):
