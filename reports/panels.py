@@ -348,7 +348,9 @@ def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | Non
     ax.grid(False)
     ax.set(
         xlabel="position (0-based index among the text's real tokens)",
-        ylabel=f"text (n = {len(lengths):,}{f', {note}' if note else ''}, longest first)",
+        ylabel=f"text ({len(lengths):,} of {len(data.texts):,} sampled, longest first)"
+        if note
+        else f"text (n = {len(lengths):,}, longest first)",
         title="Real tokens by text and position",
     )
     ax.legend(
@@ -473,7 +475,7 @@ def plot_norm_violins(
     drawn = rows[["layer", "log_norm", *([hue] if hue else [])]].sample(n=n_draw, random_state=seed)
     share = (
         f"a random {n_draw / len(rows):.0%} of the tokens" if n_draw < len(rows) else "every token"
-    ) + (f" of {note}" if note else "")
+    ) + (f" of {data.sample_texts:,} sampled texts" if note else "")
     which = "positions 1 and later" if exclude_first else "all positions"
     common = dict(
         data=drawn,

@@ -307,9 +307,9 @@ def render_figures(
             "layers",
             "Log norms by layer",
             "Top: distribution of the log norm per layer (violins with quartiles, drawn from a "
-            "seeded random sample of tokens"
-            + (f" of {note}" if note else "")
-            + "; positions 1 and later). Bottom: mean log norm per layer over all those tokens"
+            "seeded random sample of tokens; positions 1 and later)"
+            + (f", read from {note}" if note else "")
+            + ". Bottom: mean log norm per layer over all those tokens"
             + (" of every text" if note else "")
             + f" with its {level} CI; the tokens of one text are not independent, so the "
             "intervals are cluster-robust by text.",

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from matplotlib.figure import Figure
 from simulate import simulated_frame
 from test_models_stream import write_folder
 
@@ -197,6 +198,12 @@ def test_the_sample_is_seeded_and_said(plain):
     pd.testing.assert_frame_equal(rows, again)
     other = open_folder(path, sample_texts=4, seed=4).picked().tolist()
     assert other != picked
+    fig = Figure()
+    grid = reports.plot_token_grid(folder, ax=fig.subplots())
+    assert grid.get_ylabel() == "text (4 of 14 sampled, longest first)"
+    assert grid.get_images()[0].get_array().shape[0] == 4
+    violins = reports.plot_norm_violins(folder, ax=Figure().subplots())
+    assert violins.get_title().endswith("drawn from every token of 4 sampled texts)")
     whole, none = sample_rows(open_folder(path))
     assert none is None and len(whole) == len(frame)
     with pytest.raises(AttnmagError, match="sample_texts must be 1 or more"):
