@@ -31,8 +31,10 @@ Function = TypeVar("Function", bound=Callable)
 #: Each entry as it stands in a docstring indented by four spaces: the name and type, then
 #: the description indented by eight.
 PARAMETERS = {
-    "data": "data : pandas.DataFrame\n        The tidy frame.",
-    "frame": "frame : pandas.DataFrame\n        The tidy frame.",
+    "data": "data : pandas.DataFrame or Folder\n        The tidy frame, or a shard folder "
+    "(``reports.open_folder``: aggregated by DuckDB, rows\n        read only of a seeded sample).",
+    "frame": "frame : pandas.DataFrame or Folder\n        The tidy frame, or a shard folder "
+    "(``reports.open_folder``: aggregated by DuckDB, rows\n        read only of a seeded sample).",
     "layers": "layers : int, iterable of int or None\n"
     "        The layers drawn; None draws every layer.",
     "layers_read": "layers : int, iterable of int or None\n"

@@ -38,7 +38,7 @@ from matplotlib.patches import Patch
 from attnmag.errors import AttnmagError
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
-from attnmag.reports.folder import levels, where_in
+from attnmag.reports.folder import Folder, levels, where_in
 from attnmag.reports.panels import (
     SITE_WORDS,
     Layers,
@@ -147,7 +147,7 @@ def figure_bytes(fig: Figure, *, fmt: str = "png", dpi: int = 110) -> bytes:
 
 @shared_docs
 def plot_valid_tokens(
-    data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
+    data: pd.DataFrame | Folder, *, layers: Layers = None, hue: str | None = None
 ) -> NotebookFigure:
     """Real tokens of each text by position, and the length histogram.
 
@@ -188,7 +188,7 @@ def plot_valid_tokens(
 
 @shared_docs
 def plot_layer_norms(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -249,7 +249,7 @@ def plot_layer_norms(
 
 @shared_docs
 def plot_position_norms(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -309,7 +309,7 @@ def plot_position_norms(
 
 @shared_docs
 def plot_position_trend(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     trend: pd.DataFrame,
     *,
     layers: Layers = None,
@@ -449,7 +449,9 @@ def plot_lag_effects(
     return fig
 
 
-def _by_model(data: pd.DataFrame, layers: Layers = None) -> dict[object, pd.DataFrame]:
+def _by_model(
+    data: pd.DataFrame | Folder, layers: Layers = None
+) -> dict[object, pd.DataFrame | Folder]:
     """``data``'s rows at ``layers`` (each model those of them it has) per language model, in
     the column's order, or all under None; models with none of the layers are left out."""
     data = select_layers(data, layers)
@@ -467,7 +469,7 @@ def _titled(ax: object, model: object, title: str) -> None:
 
 @shared_docs
 def plot_heads(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     trend: pd.DataFrame,
     *,
     term: str = "position",
@@ -480,9 +482,9 @@ def plot_heads(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame, with a ``head`` column (``heads=True``): the rows of heads 0 and up
-        are drawn, of the ``attn`` site where the frame has sites.
+    data : pandas.DataFrame or Folder
+        The tidy frame (or a shard folder's view), with a ``head`` column (``heads=True``):
+        the rows of heads 0 and up are drawn, of the ``attn`` site where the frame has sites.
     trend : pandas.DataFrame
         A ``models.position_trend`` table of one method fitted on it.
     term : str
@@ -520,13 +522,13 @@ def plot_heads(
     return fig
 
 
-def heads_only(data: pd.DataFrame) -> pd.DataFrame:
+def heads_only(data: pd.DataFrame | Folder) -> pd.DataFrame | Folder:
     """The rows of heads 0 and up (of the ``attn`` site where there are sites).
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        A frame or a coefficient table with a ``head`` column.
+    data : pandas.DataFrame or Folder
+        A frame (or a shard folder's view) or a coefficient table with a ``head`` column.
 
     Returns
     -------
@@ -546,7 +548,7 @@ def heads_only(data: pd.DataFrame) -> pd.DataFrame:
 
 @shared_docs
 def plot_sites(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     reference: str = "resid",
     layers: Layers = None,
@@ -558,9 +560,10 @@ def plot_sites(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame of ``extract.update_norms``, with ``reference`` and another site; the
-        whole sub-layers' rows (``head`` -1) are drawn where it has heads.
+    data : pandas.DataFrame or Folder
+        The tidy frame (or a shard folder's view) of ``extract.update_norms``, with
+        ``reference`` and another site; the whole sub-layers' rows (``head`` -1) are drawn
+        where it has heads.
     reference : str
         The site the others are compared with.
     {layers}
@@ -595,7 +598,7 @@ def plot_sites(
 
 @shared_docs
 def plot_models(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     trend: pd.DataFrame,
     lags: pd.DataFrame,
     *,
@@ -608,7 +611,7 @@ def plot_models(
 
     Parameters
     ----------
-    data : pandas.DataFrame
+    data : pandas.DataFrame or Folder
         A frame of several models (``extract.combine``), one series per model (select one
         site and head first).
     trend, lags : pandas.DataFrame

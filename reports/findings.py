@@ -27,7 +27,7 @@ import pandas as pd
 
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
-from attnmag.reports.folder import levels, positions_between, row_count, where_in
+from attnmag.reports.folder import Folder, levels, positions_between, row_count, where_in
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -110,13 +110,14 @@ def _layer_list(layers: Sequence[int]) -> str:
 
 
 @shared_docs
-def data_finding(frame: pd.DataFrame) -> Finding:
+def data_finding(frame: pd.DataFrame | Folder) -> Finding:
     """How many texts, tokens and layers, and how long the texts are.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame (its ``attrs`` give the texts skipped and truncated).
+    frame : pandas.DataFrame or Folder
+        The tidy frame or a shard folder's view (its ``attrs`` give the texts skipped and
+        truncated).
 
     {returns_finding}.
 
@@ -160,7 +161,7 @@ def _limit(max_length: object) -> str:
 
 
 @shared_docs
-def layer_finding(frame: pd.DataFrame, *, conf_level: float = CONF_LEVEL) -> Finding:
+def layer_finding(frame: pd.DataFrame | Folder, *, conf_level: float = CONF_LEVEL) -> Finding:
     """Which layers have the largest and smallest mean norm (first token left out).
 
     Parameters
@@ -202,7 +203,7 @@ def layer_finding(frame: pd.DataFrame, *, conf_level: float = CONF_LEVEL) -> Fin
 
 
 @shared_docs
-def position_finding(frame: pd.DataFrame, *, max_position: int = MAX_POSITION) -> Finding:
+def position_finding(frame: pd.DataFrame | Folder, *, max_position: int = MAX_POSITION) -> Finding:
     """The first token against the rest, and how many texts reach the last position shown.
 
     Parameters
@@ -455,7 +456,7 @@ def _disagreement(flagged: Sequence[int], tests: Mapping[str, Any]) -> str:
 
 @shared_docs
 def lag_finding(
-    lags: pd.DataFrame,
+    lags: pd.DataFrame | Folder,
     frame: pd.DataFrame,
     *,
     glance: pd.DataFrame | None = None,
@@ -474,8 +475,8 @@ def lag_finding(
     ----------
     lags : pandas.DataFrame
         A ``models.lag_effects`` table (any mix of methods).
-    frame : pandas.DataFrame
-        The tidy frame the lags were fitted on.
+    frame : pandas.DataFrame or Folder
+        The tidy frame (or shard folder's view) the lags were fitted on.
     glance : pandas.DataFrame, optional
         Its glance rows (warnings, and gmm's tests).
     alpha : float
@@ -583,7 +584,7 @@ def lag_finding(
 
 
 def findings(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     *,
     trend: pd.DataFrame,
     lags: pd.DataFrame,
@@ -626,7 +627,7 @@ def findings(
     }
 
 
-def _model_parts(data: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
+def _model_parts(data: pd.DataFrame | Folder) -> list[tuple[object, pd.DataFrame | Folder]]:
     """``data``'s rows per language model, or all of them under None."""
     if "model" not in data.columns:
         return [(None, data)]
@@ -640,14 +641,18 @@ def _named(model: object, sentence: str) -> str:
 
 @shared_docs
 def head_finding(
-    frame: pd.DataFrame, trend: pd.DataFrame, *, alpha: float = ALPHA, term: str = "position"
+    frame: pd.DataFrame | Folder,
+    trend: pd.DataFrame,
+    *,
+    alpha: float = ALPHA,
+    term: str = "position",
 ) -> Finding:
     """Per model, the heads with the largest and smallest mean log norm, and in how many
     layer x head cells ``term``'s estimate is significant.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame or Folder
         The rows of heads 0 and up (``heads=True``), of one site.
     trend : pandas.DataFrame
         A ``position_trend`` table of one method, of the same rows.
@@ -699,7 +704,7 @@ def head_finding(
 
 @shared_docs
 def site_finding(
-    frame: pd.DataFrame, *, reference: str = "resid", conf_level: float = CONF_LEVEL
+    frame: pd.DataFrame | Folder, *, reference: str = "resid", conf_level: float = CONF_LEVEL
 ) -> Finding:
     """Per model and site, how large the site's norm is relative to ``reference``'s: the
     geometric mean ratio over tokens, its median and range over layers, and the layers where
@@ -707,7 +712,7 @@ def site_finding(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame or Folder
         A frame with a ``site`` column holding ``reference`` and another site, one head.
     reference : str
         The site compared with.

@@ -14,7 +14,8 @@ Holds:
 - ``plot_coefficients``: one term's estimates per layer with their intervals;
 - ``layer_colours``, ``method_colours``, ``hue_colours``: the palettes used throughout.
 
-Every plot takes the frame (or a coefficient table) first as ``data``, ``layers=`` to draw
+Every plot takes the frame (or a shard folder's view, ``folder.Folder``; or a coefficient
+table) first as ``data``, ``layers=`` to draw
 some layers only, and ``ax=`` (pyplot's current Axes when None, as seaborn does); it
 returns the Axes. Those that can draw several series take ``hue=``: ``model``, ``site`` or
 ``head`` for a frame, ``method``, ``site`` or ``head`` for a table (left as None, the one
@@ -174,7 +175,7 @@ def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, floa
     return {name: order[i % len(order)] for i, name in enumerate(names)}
 
 
-def _levels(data: pd.DataFrame, column: str) -> list:
+def _levels(data: pd.DataFrame | Folder, column: str) -> list:
     """The values of ``column`` in their order: methods as ``models.METHODS``, categories as
     their categories, anything else sorted."""
     if column == "method":
@@ -208,7 +209,7 @@ def hue_colours(column: str, levels: Sequence) -> dict:
     return {level: palette[i] for i, level in enumerate(levels)}
 
 
-def _hue(data: pd.DataFrame, hue: str | None, *, choices: Sequence[str]) -> str | None:
+def _hue(data: pd.DataFrame | Folder, hue: str | None, *, choices: Sequence[str]) -> str | None:
     """The column to colour by: ``hue``, else the one of ``choices`` holding several values.
 
     Raises ``AttnmagError`` where another of ``choices`` holds several values, as its
@@ -231,7 +232,7 @@ def _hue(data: pd.DataFrame, hue: str | None, *, choices: Sequence[str]) -> str 
     return hue
 
 
-def _one_series(data: pd.DataFrame, choices: Sequence[str] = SERIES_COLUMNS) -> None:
+def _one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIES_COLUMNS) -> None:
     """Raise ``AttnmagError`` where one of ``choices`` holds several values of ``data``."""
     several = [c for c in choices if c in data.columns and len(_levels(data, c)) > 1]
     if several:
@@ -241,12 +242,12 @@ def _one_series(data: pd.DataFrame, choices: Sequence[str] = SERIES_COLUMNS) -> 
         )
 
 
-def _selection(data: pd.DataFrame, column: str) -> str:
+def _selection(data: pd.DataFrame | Folder, column: str) -> str:
     """The code that selects the rows of ``column``'s first value, for error messages."""
     return f"data[data[{column!r}] == {_levels(data, column)[0]!r}]"
 
 
-def _quantity(data: pd.DataFrame) -> str:
+def _quantity(data: pd.DataFrame | Folder) -> str:
     """What the norms measure, for labels: the attention update unless sites say otherwise."""
     if "site" not in data.columns:
         return SITE_WORDS["attn"]
@@ -254,7 +255,7 @@ def _quantity(data: pd.DataFrame) -> str:
     return SITE_WORDS.get(sites[0], sites[0]) if len(sites) == 1 else "update or stream"
 
 
-def _bin_width(rows: pd.DataFrame, max_position: int) -> int:
+def _bin_width(rows: pd.DataFrame | Folder, max_position: int) -> int:
     """The bin width of the positions of ``rows`` up to ``max_position`` (1: no bins)."""
     last = last_position(positions_between(rows, last=max_position))
     return 1 if last is None else position_bin_width(last)
@@ -278,7 +279,7 @@ def _layer_ticks(ax: Axes, layers: Sequence[int]) -> None:
     ax.set_xlim(min(layers) - 0.7, max(layers) + 0.7)
 
 
-def _layer_axis(rows: pd.DataFrame, data: pd.DataFrame, *, depth: bool) -> np.ndarray:
+def _layer_axis(rows: pd.DataFrame | Folder, data: pd.DataFrame, *, depth: bool) -> np.ndarray:
     """The x of each row: its layer, or with ``depth`` its layer over the deepest layer
     ``data`` holds for its model, so that models of different depths line up."""
     layer = rows["layer"].to_numpy(np.float64)
@@ -309,13 +310,15 @@ def _offsets(n: int, width: float = 0.6) -> np.ndarray:
 
 
 @shared_docs
-def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | None = None) -> Axes:
+def plot_token_grid(
+    data: pd.DataFrame | Folder, *, layers: Layers = None, ax: Axes | None = None
+) -> Axes:
     """Which positions of each text hold a real token, one row per text, longest first.
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame, of one model (select one where it holds several).
+    data : pandas.DataFrame or Folder
+        The tidy frame (or a shard folder's view), of one model (select one where it holds several).
     {layers_read}
     {ax}
 
@@ -366,7 +369,7 @@ def plot_token_grid(data: pd.DataFrame, *, layers: Layers = None, ax: Axes | Non
 
 @shared_docs
 def plot_sequence_lengths(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -432,7 +435,7 @@ def plot_sequence_lengths(
 
 @shared_docs
 def plot_norm_violins(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -526,7 +529,7 @@ def _mean_series(ax: Axes, part: pd.DataFrame, x: object, colour: object, label:
 
 @shared_docs
 def plot_layer_means(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -598,7 +601,7 @@ def plot_layer_means(
 
 @shared_docs
 def plot_position_heatmap(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     layers: Layers = None,
     max_position: int = MAX_POSITION,
@@ -613,8 +616,9 @@ def plot_position_heatmap(
 
     Parameters
     ----------
-    data : pandas.DataFrame
-        The tidy frame, of one series (select one model, site and head where it has several).
+    data : pandas.DataFrame or Folder
+        The tidy frame (or a shard folder's view), of one series (select one model, site and
+        head where it has several).
     {layers}
     {max_position}
     percentiles : tuple of float
@@ -669,7 +673,7 @@ def plot_position_heatmap(
 
 @shared_docs
 def plot_position_means(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     layers: Layers = None,
     hue: str | None = None,
@@ -742,7 +746,7 @@ def plot_position_means(
 
 @shared_docs
 def plot_site_ratios(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     reference: str = "resid",
     layers: Layers = None,
@@ -816,7 +820,7 @@ def _head_heatmap(grid: pd.DataFrame, ax: Axes, *, label: str, **style: object) 
 
 @shared_docs
 def plot_head_means(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     value: str = "log_norm",
     layers: Layers = None,
@@ -917,7 +921,7 @@ def _table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
     return ("method", *(["fit"] if hue == "fit" else []), *_table_series(table))
 
 
-def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+def _matching(table: pd.DataFrame | Folder, frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` for the series ``frame`` holds (its models, sites and heads)."""
     for column in _table_series(table):
         if column in frame.columns:
@@ -927,7 +931,7 @@ def _matching(table: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
 
 @shared_docs
 def plot_trend_fits(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     trend: pd.DataFrame,
     *,
     layers: Layers = None,

@@ -29,7 +29,9 @@ Every interval of a mean treats the sequence as the unit that was sampled: token
 text are not independent, so the standard error of a mean is the cluster-robust one of an
 intercept-only regression (what ``models``' ``ols`` method uses), with G - 1 degrees of
 freedom for G sequences. The aggregates return tidy frames (the grouping columns as
-columns), ready for ``seaborn``'s ``data=``.
+columns), ready for ``seaborn``'s ``data=``. Each takes the frame, or a shard folder's view
+(``folder.Folder``), whose aggregates DuckDB computes over its shards (see ``folder``): the
+same tables, without reading its rows.
 
 Bins of positions have equal width, a power of two, with position 0 (the attention sink)
 alone: the trend fits are linear in position, and a bin's mean over its tokens is the
@@ -98,12 +100,14 @@ def _series(data: pd.DataFrame) -> list[str]:
 
 
 @shared_docs
-def select_layers(data: pd.DataFrame, layers: int | Iterable[int] | None) -> pd.DataFrame:
+def select_layers(
+    data: pd.DataFrame | Folder, layers: int | Iterable[int] | None
+) -> pd.DataFrame | Folder:
     """The rows of ``data`` (a frame or a coefficient table) at ``layers``.
 
     Parameters
     ----------
-    data : pandas.DataFrame
+    data : pandas.DataFrame or Folder
         Anything with a ``layer`` column.
     {layers_kept}
 
@@ -137,7 +141,7 @@ def select_layers(data: pd.DataFrame, layers: int | Iterable[int] | None) -> pd.
 
 
 def mean_ci(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Folder,
     *,
     value: str,
     by: str | Sequence[str],
@@ -152,7 +156,7 @@ def mean_ci(
 
     Parameters
     ----------
-    data : pandas.DataFrame
+    data : pandas.DataFrame or Folder
         Rows with the columns ``value``, ``by`` and ``cluster``.
     value : str
         The column averaged.
@@ -224,7 +228,7 @@ def _intervals(sums: pd.DataFrame, keys: list[str], conf_level: float) -> pd.Dat
 
 
 @shared_docs
-def sequence_lengths(frame: pd.DataFrame) -> pd.DataFrame:
+def sequence_lengths(frame: pd.DataFrame | Folder) -> pd.DataFrame:
     """Number of real tokens per sequence, per model where the frame has several.
 
     Parameters
@@ -270,7 +274,7 @@ def _folder_lengths(folder: Folder, keys: list[str]) -> pd.DataFrame:
 
 @shared_docs
 def layer_means(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     *,
     value: str = "log_norm",
     layers: int | Iterable[int] | None = None,
@@ -308,7 +312,7 @@ def layer_means(
 
 @shared_docs
 def position_means(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     *,
     value: str = "norm",
     layers: int | Iterable[int] | None = None,
@@ -355,7 +359,7 @@ def position_means(
 
 @shared_docs
 def position_means_across_layers(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     *,
     value: str = "norm",
     layers: int | Iterable[int] | None = None,
@@ -394,7 +398,7 @@ def position_means_across_layers(
 
 
 def _position_means(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     value: str,
     by: list[str],
     layers: int | Iterable[int] | None,
@@ -436,7 +440,7 @@ def position_bin_width(last_position: int, *, threshold: int = BIN_THRESHOLD) ->
 
 
 def means_by_position(
-    rows: pd.DataFrame,
+    rows: pd.DataFrame | Folder,
     *,
     value: str,
     by: Sequence[str] = (),
@@ -450,7 +454,7 @@ def means_by_position(
 
     Parameters
     ----------
-    rows : pandas.DataFrame
+    rows : pandas.DataFrame or Folder
         Rows with ``position``, ``sequence``, ``value`` and the ``by`` columns.
     value : str
         The column averaged.
@@ -501,7 +505,7 @@ def means_by_position(
 
 @shared_docs
 def site_ratios(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     *,
     reference: str = "resid",
     layers: int | Iterable[int] | None = None,

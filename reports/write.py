@@ -250,7 +250,7 @@ def _lag_caption(lags: pd.DataFrame) -> str:
 
 
 def render_figures(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     *,
     trend: pd.DataFrame,
     lags: pd.DataFrame,
@@ -264,8 +264,8 @@ def render_figures(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    frame : pandas.DataFrame or Folder
+        The tidy frame, or a shard folder's view (``folder.Folder``).
     trend, lags : pandas.DataFrame
         The ``position_trend`` and ``lag_effects`` tables.
     max_position : int
@@ -483,13 +483,13 @@ def report_source(
     return read_frame(path)
 
 
-def check_inputs(frame: pd.DataFrame, formats: Sequence[str]) -> None:
+def check_inputs(frame: pd.DataFrame | Folder, formats: Sequence[str]) -> None:
     """Refuse an unknown report format, or a frame that is not an attnmag frame.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The frame to report on.
+    frame : pandas.DataFrame or Folder
+        The frame to report on, or a shard folder's view.
     formats : sequence of str
         The formats asked for, some of ``FORMATS``.
 
@@ -519,18 +519,18 @@ class Series:
     other than ``site`` dropped)."""
 
     label: str | None
-    frame: pd.DataFrame
+    frame: pd.DataFrame | Folder
     tables: dict[str, pd.DataFrame | None]
 
 
-def main_series(frame: pd.DataFrame) -> dict[str, object]:
+def main_series(frame: pd.DataFrame | Folder) -> dict[str, object]:
     """The values of ``site`` and ``head`` that the plain sections show: the whole attention
     update (site ``attn``, else the frame's first site; head -1).
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    frame : pandas.DataFrame or Folder
+        The tidy frame, or a shard folder's view (``folder.Folder``).
 
     Returns
     -------
@@ -551,7 +551,9 @@ def main_series(frame: pd.DataFrame) -> dict[str, object]:
     return out
 
 
-def _select(data: pd.DataFrame | None, values: Mapping[str, object]) -> pd.DataFrame | None:
+def _select(
+    data: pd.DataFrame | Folder | None, values: Mapping[str, object]
+) -> pd.DataFrame | Folder | None:
     """The rows of ``data`` holding ``values`` (where it has those columns), those columns
     dropped; ``site`` is kept where it is not the attention update (it names what is drawn)."""
     if data is None:
@@ -562,13 +564,15 @@ def _select(data: pd.DataFrame | None, values: Mapping[str, object]) -> pd.DataF
     return drop_columns(data, [c for c, v in present.items() if not (c == "site" and v != "attn")])
 
 
-def series_parts(frame: pd.DataFrame, tables: Mapping[str, pd.DataFrame | None]) -> list[Series]:
+def series_parts(
+    frame: pd.DataFrame | Folder, tables: Mapping[str, pd.DataFrame | None]
+) -> list[Series]:
     """The main series of each model of ``frame`` (see ``main_series``), with their tables.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    frame : pandas.DataFrame or Folder
+        The tidy frame, or a shard folder's view (``folder.Folder``).
     tables : mapping
         ``position_trend``, ``lag_effects`` and ``glance`` (None where there is none).
 
@@ -608,7 +612,7 @@ def _default(methods: pd.Series, preferred: str) -> str:
 
 
 def grouped_specs(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     tables: Mapping[str, pd.DataFrame | None],
     *,
     alpha: float = ALPHA,
@@ -619,8 +623,8 @@ def grouped_specs(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The tidy frame.
+    frame : pandas.DataFrame or Folder
+        The tidy frame, or a shard folder's view (``folder.Folder``).
     tables : mapping
         ``position_trend`` and ``lag_effects`` fitted on it.
     alpha : float
@@ -777,7 +781,7 @@ def write_documents(
 
 
 def report_context(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Folder,
     tables: Mapping[str, pd.DataFrame | None],
     sections: Sequence[Mapping[str, object]],
     *,
@@ -788,9 +792,9 @@ def report_context(
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The frame reported on (its ``attrs`` give the provenance; a combined frame's
-        ``attrs["models"]`` each model's).
+    frame : pandas.DataFrame or Folder
+        The frame (or shard folder) reported on (its ``attrs`` give the provenance; a
+        combined frame's ``attrs["models"]`` each model's).
     tables : mapping
         ``position_trend``, ``lag_effects`` and ``glance`` (None where there is none).
     sections : sequence of mapping
@@ -838,7 +842,7 @@ def _provenance(attrs: Mapping[str, object], *, timings: Mapping[str, float]) ->
     return rows
 
 
-def _scope(frame: pd.DataFrame) -> str | None:
+def _scope(frame: pd.DataFrame | Folder) -> str | None:
     """What a grouped frame's report shows where, or None for a plain frame."""
     groups = [c for c in SERIES_COLUMNS if c in frame.columns]
     if not groups:
@@ -855,7 +859,7 @@ def _scope(frame: pd.DataFrame) -> str | None:
     )
 
 
-def _holm_scope(frame: pd.DataFrame) -> str:
+def _holm_scope(frame: pd.DataFrame | Folder) -> str:
     """The groups Holm's correction ran across, in words."""
     groups = [c for c in SERIES_COLUMNS if c in frame.columns]
     if not groups:
