@@ -6,7 +6,8 @@ the heads), and from a simulated frame of long texts (positions pooled into bins
 the in-memory report on ``read_frame`` of the same folder: every aggregate equal (keys,
 ``n`` and ``n_groups`` exactly; means, standard errors and interval bounds to 1e-9
 relative), the same findings, the same CSV tables, figures and documents (but for the
-wall time). The memory test makes every way of reading rows into pandas fail and records
+wall time); a folder's means of bins of positions against statsmodels' cluster-robust
+intercept on the same rows. The memory test makes every way of reading rows into pandas fail and records
 the size of every table DuckDB returns: none grows with the rows.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import statsmodels.formula.api as smf
 from matplotlib.figure import Figure
 from simulate import simulated_frame
 from test_models_stream import write_folder
@@ -165,6 +167,26 @@ def test_position_bins_of_a_folder_of_long_texts_equal_the_frames(long):
         assert_same_means(
             summaries.means_by_position(folder, value="log_norm", by=by),
             summaries.means_by_position(frame, value="log_norm", by=by),
+        )
+
+
+def test_a_folders_bin_means_are_statsmodels_cluster_robust_means(long):
+    frame, path = long
+    got = summaries.means_by_position(open_folder(path), value="log_norm", by=["layer"])
+    for row in got[got["n_groups"] > 1].sample(5, random_state=0).itertuples():
+        rows = frame[
+            (frame["layer"] == row.layer)
+            & frame["position"].between(row.first_position, row.last_position)
+        ]
+        fit = smf.ols("log_norm ~ 1", rows).fit(
+            cov_type="cluster", cov_kwds={"groups": rows["sequence"].to_numpy()}, use_t=True
+        )
+        low, high = fit.conf_int().loc["Intercept"]
+        assert row.n == len(rows) and row.n_groups == rows["sequence"].nunique()
+        np.testing.assert_allclose(
+            [row.mean, row.std_error, row.conf_low, row.conf_high],
+            [fit.params["Intercept"], fit.bse["Intercept"], low, high],
+            rtol=1e-9,
         )
 
 
