@@ -50,6 +50,7 @@ import pandas as pd
 import patsy
 import patsy.builtins
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
@@ -308,8 +309,8 @@ def _fit_folder(
     sums = _Sums(groups, slope=random_slope)
     bar = progress_bar(progress, total=len(paths), unit="shard", desc=f"{method} fit", delay=1.0)
     with bar:
-        for chunk, rows in reader.batches(bar):
-            sums.add_groups(chunk)
+        for present, rows in reader.batches(bar):
+            sums.add_groups(present)
             if len(rows):
                 outcome, design = patsy.build_design_matrices(
                     designs, rows, return_type="dataframe"
@@ -420,14 +421,23 @@ class _Reader:
                 yield from shard.iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
     def batches(self, bar: object | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        """Each batch, and its rows the formula fits (``fit``'s rule: positions
-        ``first``..``last``, missing values dropped, infinite ones an error); ``bar`` moves
-        on a shard at a time."""
+        """Per batch, its groups (whatever their rows' positions) and its rows the formula
+        fits (``fit``'s rule: positions ``first``..``last``, missing values dropped,
+        infinite ones an error); ``bar`` moves on a shard at a time.
+
+        The positions are selected in Arrow, so that only the fitted rows become pandas.
+        """
+        groups = [column for column in self.columns if column in GROUP_COLUMNS]
         for path in self.paths:
             with pq.ParquetFile(path) as shard:
                 for batch in shard.iter_batches(batch_size=BATCH_ROWS, columns=self.columns):
-                    chunk = self._frame(batch)
-                    yield chunk, self._rows(chunk)
+                    present = pa.Table.from_batches([batch.select(groups)])
+                    present = present.group_by(groups).aggregate([]).to_pandas()
+                    position = batch.column("position")
+                    kept = pc.and_(
+                        pc.greater_equal(position, self.first), pc.less_equal(position, self.last)
+                    )
+                    yield present, self._rows(self._frame(batch.filter(kept)))
             if bar is not None:
                 bar.update(1)
 
@@ -443,10 +453,9 @@ class _Reader:
         return frame
 
     def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """The rows fitted, as ``group_rows`` selects them for a frame."""
-        position = chunk["position"]
-        rows = chunk.loc[(position >= self.first) & (position <= self.last)]
-        rows = rows.dropna(subset=self.used)
+        """The rows of ``chunk`` (at the fitted positions) without missing values, as
+        ``group_rows`` keeps them for a frame; an infinite value is an error."""
+        rows = chunk.dropna(subset=self.used)
         checked = [column for column in self.used if column not in ("sequence", "position")]
         values = rows[checked].select_dtypes("number")
         if not np.isfinite(values.to_numpy(np.float64)).all():
@@ -481,10 +490,9 @@ class _Sums:
         self.parts: dict[Hashable, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.positions: dict[Hashable, set[int]] = {}
 
-    def add_groups(self, chunk: pd.DataFrame) -> None:
-        """Note the groups present in ``chunk`` (whatever their positions)."""
-        present = chunk[self.groups].drop_duplicates()
-        self.expected.update(_key(row) for row in present.itertuples(index=False))
+    def add_groups(self, present: pd.DataFrame) -> None:
+        """Note the groups of ``present`` (the grouping columns' distinct values)."""
+        self.expected.update(_key(row) for row in present[self.groups].itertuples(index=False))
 
     def add(self, rows: pd.DataFrame, design: np.ndarray, outcome: pd.DataFrame) -> None:
         """Add the cross products of ``rows``' design rows to their groups' sequences."""

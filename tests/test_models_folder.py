@@ -306,5 +306,6 @@ def test_formula_fit_of_a_folder_holds_a_batch_and_per_sequence_sums(tmp_path, m
         assert fits.glance["n_obs"].sum() == frame["lag1"].notna().sum()
         seen[scale] = (len(frame), max(batches), list(sums))
     assert seen[4][0] > 3 * seen[1][0]
-    assert seen[1][1] <= seen[4][1] == formula_module.BATCH_ROWS == 300
+    assert formula_module.BATCH_ROWS == 300
+    assert seen[1][1] <= 300 and 250 < seen[4][1] <= 300  # a batch less its position-0 rows
     assert seen[1][2] == seen[4][2] == [40 * 5 * 5 * 8] * 3  # sequences x [X | 1 | y]^2
