@@ -309,13 +309,7 @@ def _fit_folder(
     sums = _Sums(groups, slope=random_slope)
     bar = progress_bar(progress, total=len(paths), unit="shard", desc=f"{method} fit", delay=1.0)
     with bar:
-        for present, rows in reader.batches(bar):
-            sums.add_groups(present)
-            if len(rows):
-                outcome, design = patsy.build_design_matrices(
-                    designs, rows, return_type="dataframe"
-                )
-                sums.add(rows.loc[design.index], design.to_numpy(np.float64), outcome)
+        _sum_batches(reader, designs, sums, bar)
     spec = FitSpec(
         fit=formula.strip(),
         method=method,
@@ -333,6 +327,20 @@ def _fit_folder(
         fitted.append(_fit_folder_group(spec, key_values(groups, key), cross, folder))
     table = build_table([rows for rows, _, _ in fitted], [record for _, record, _ in fitted])
     return Fits(table, [part for _, _, part in fitted])
+
+
+def _sum_batches(
+    reader: _Reader,
+    designs: tuple[patsy.DesignInfo, patsy.DesignInfo] | None,
+    sums: _Sums,
+    bar: object,
+) -> None:
+    """Add every batch's groups, and its rows' cross products under ``designs``, to ``sums``."""
+    for present, rows in reader.batches(bar):
+        sums.add_groups(present)
+        if len(rows):
+            outcome, design = patsy.build_design_matrices(designs, rows, return_type="dataframe")
+            sums.add(rows.loc[design.index], design.to_numpy(np.float64), outcome)
 
 
 def _fit_folder_group(
