@@ -9,15 +9,18 @@ Run from the repository root::
 For each size it writes a synthetic shard folder in the exact format of
 ``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, the shards
 recorded in ``run.json`` with their checksums by the shard writer's own functions), then
-runs each fit from the folder (``models.stream``) in a fresh process (``--repeats`` times;
-the medians) and reports its seconds, that process's peak resident set size
+runs each fit from the folder (``models.stream``; ``models.fit_all`` on the folder's path,
+every method; ``reports.write_report`` on the path, its fits included) in a fresh process
+(``--repeats`` times; the medians) and reports its seconds, that process's peak resident set size
 (``ru_maxrss``; imports included, and the first row gives a process that only imports
 them), and the growth of its resident set during the fit (sampled every 5 ms: the peak
 minus the size before the fit), each also as a ratio to the first size's. The folders are
 simulated: 12 layers, texts of 50-350 tokens (200 on average; with ``--texts N``, N texts
 whose lengths grow with the rows), log norms with a random intercept per text, a trend in
 position and AR(1) noise, in shards of about 2.5M rows. They are written under ``--dir``
-(a temporary folder by default) and removed afterwards unless ``--keep``.
+(a temporary folder by default) and removed afterwards unless ``--keep``. Each folder is
+written by a process of its own: a child's ``ru_maxrss`` starts from its parent's peak, so
+the process that starts the fits stays small.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ FITS = {
     "lag_effects ols": ("lag_effects", {"method": "ols"}),
     "lag_effects initial_conditions": ("lag_effects", {"method": "initial_conditions"}),
     "lag_effects gmm": ("lag_effects", {"method": "gmm"}),
+    "fit_all (every method)": ("fit_all", {}),
+    "write_report": ("write_report", {}),
 }
 
 
@@ -110,11 +115,14 @@ def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int
 def worker(name: str, folder: str) -> None:
     """Run fit ``name`` on ``folder``; emit its seconds, this process's peak RSS, and the
     growth of the RSS during the fit (sampled)."""
+    from attnmag import models, reports
     from attnmag.models import stream
 
     fits = {
         "position_trend": stream.position_trend_folder,
         "lag_effects": stream.lag_effects_folder,
+        "fit_all": lambda path: models.fit_all(path, progress=False),
+        "write_report": lambda path: _report(reports, path),
     }
     seconds, growth = 0.0, 0
     if FITS[name] is not None:
@@ -126,6 +134,12 @@ def worker(name: str, folder: str) -> None:
         growth = sampled.growth
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     emit({"seconds": seconds, "peak_rss": peak, "growth": growth})
+
+
+def _report(reports: object, folder: str) -> None:
+    """The report on ``folder`` (its fits included), written to a folder removed after."""
+    with tempfile.TemporaryDirectory() as out:
+        reports.write_report(folder, Path(out) / "report", progress=False)
 
 
 def _ratio(result: dict, baseline: dict, key: str) -> str:
@@ -151,7 +165,11 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker and args.write:
+        emit({"rows": write_folder(Path(args.folder), args.write, texts=args.texts)})
+        return
     if args.worker:
         worker(args.name, args.folder)
         return
@@ -161,7 +179,11 @@ def main() -> None:
         for rows in args.rows:
             folder = root / f"rows-{rows}"
             began = time.perf_counter()
-            n_rows = write_folder(folder, rows, texts=args.texts)
+            # Written by a process of its own: on Linux a child's ru_maxrss starts from its
+            # parent's peak (exec keeps the high-water mark), so this process stays small.
+            written = ["--write", str(rows), "--folder", str(folder)]
+            texts = [] if args.texts is None else ["--texts", str(args.texts)]
+            n_rows = run_worker("benchmarks.scale", [*written, *texts])["rows"]
             size = sum(p.stat().st_size for p in folder.glob("shard-*.parquet"))
             print(
                 f"wrote {n_rows:,} rows ({size / 2**30:.2f} GiB) in "
