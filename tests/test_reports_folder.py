@@ -7,8 +7,8 @@ the in-memory report on ``read_frame`` of the same folder: every aggregate equal
 ``n`` and ``n_groups`` exactly; means, standard errors and interval bounds to 1e-9
 relative), the same findings, the same CSV tables, figures and documents (but for the
 wall time); a folder's means of bins of positions against statsmodels' cluster-robust
-intercept on the same rows. The memory test makes every way of reading rows into pandas fail and records
-the size of every table DuckDB returns: none grows with the rows.
+intercept on the same rows. The memory test makes every way of reading rows into pandas
+fail and records the size of every table DuckDB returns: none grows with the rows.
 """
 
 import re
