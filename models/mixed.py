@@ -6,7 +6,8 @@ Holds:
   slope on position) per sequence -> a ``Fit``; ``cov_type="cluster"`` (the default) gives
   the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="model"``
   lme4's GLS covariance with the normal distribution;
-- ``cluster_covariance``: that CR1 sandwich;
+- ``cluster_covariance``: that CR1 sandwich; ``reml_fit``: the ``Fit`` of a REML maximum
+  (estimates, standard errors, glance fields), from rows or from a shard folder's sums;
 - ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
   their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
@@ -64,7 +65,7 @@ Each case leaves a note in the glance ``warnings``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -431,10 +432,46 @@ def fit_mixed(
     design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
     refit = partial(_statsmodels_fit, data, formula, random_slope)
     cov_rel, point, converged, notes, result = _reml(model, design, refit)
-    unscale = np.diag([1.0, 1.0 / spread][: design.k_re])
-    cov_re = point.scale * unscale @ cov_rel @ unscale
+    return reml_fit(
+        design,
+        cov_rel,
+        point,
+        terms=term_names(model.exog_names),
+        n_groups=len(model.group_labels),
+        scales=np.array([1.0, 1.0 / spread][: design.k_re]),
+        cov_type=cov_type,
+        converged=converged,
+        notes=notes,
+        result=result,
+    )
+
+
+def reml_fit(
+    design: GroupedDesign,
+    cov_rel: np.ndarray,
+    point: GLS,
+    *,
+    terms: Sequence[str],
+    n_groups: int,
+    scales: np.ndarray,
+    cov_type: str,
+    converged: bool,
+    notes: list[str],
+    result: object = None,
+) -> Fit:
+    """The ``Fit`` of a REML maximum: the GLS values ``point`` at ``cov_rel``, their standard
+    errors (``cov_type``) and the glance fields, as ``fit_mixed`` reports them.
+
+    ``scales`` unscale the random effects (a random slope fitted on position / sd(position));
+    ``result`` is statsmodels' results object, or the function that builds it. Shared by the
+    fits from rows and from a shard folder's sums (``models.stream``).
+
+    >>> fit = reml_fit(design, cov_rel, design.gls(cov_rel), terms=["intercept", "position"],
+    ...                n_groups=40, scales=np.ones(1), cov_type="cluster", converged=True,
+    ...                notes=[])  # doctest: +SKIP
+    """
+    cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
-    n_groups = len(model.group_labels)
     if cov_type == "cluster":
         covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
     else:
@@ -442,9 +479,10 @@ def fit_mixed(
     std_errors = np.sqrt(np.diag(covariance))
     finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
     llf = point.llf_reml
+    slope = design.k_re == 2
     return Fit(
-        estimate=pd.Series(point.fe_params, index=term_names(model.exog_names)),
-        std_error=pd.Series(std_errors, index=term_names(model.exog_names)),
+        estimate=pd.Series(point.fe_params, index=list(terms)),
+        std_error=pd.Series(std_errors, index=list(terms)),
         df=float(n_groups - 1) if cov_type == "cluster" else np.inf,
         n_obs=design.n_obs,
         n_groups=n_groups,
@@ -457,8 +495,8 @@ def fit_mixed(
             "sigma": float(np.sqrt(point.scale)),
             "boundary": is_boundary(cov_rel),
             "var_intercept": float(cov_re[0, 0]),
-            "var_position": float(cov_re[1, 1]) if random_slope else np.nan,
-            "cov_intercept_position": float(cov_re[0, 1]) if random_slope else np.nan,
+            "var_position": float(cov_re[1, 1]) if slope else np.nan,
+            "cov_intercept_position": float(cov_re[0, 1]) if slope else np.nan,
         },
         notes=notes,
         result=result,

@@ -77,7 +77,7 @@ from attnmag.models.mixed import (
     _exact,
     _search,
     cluster_covariance,
-    is_boundary,
+    reml_fit,
 )
 from attnmag.models.ols import _fit as ols_fit
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
@@ -727,35 +727,15 @@ def _mixed(
                 "REML's maximum has a singular random-effects covariance (on the boundary): "
                 "the GLS values there are reported"
             )
-    point = design.gls(cov_rel)
-    cov_re = point.scale * np.outer(scales, scales) * cov_rel
-    if cov_type == "cluster":
-        covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
-    else:
-        covariance = point.scale * point.xwx_inv
-    std_errors = np.sqrt(np.diag(covariance))
-    finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
-    n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
-    llf = point.llf_reml
-    slope = design.k_re == 2
-    return Fit(
-        estimate=pd.Series(point.fe_params, index=list(terms)),
-        std_error=pd.Series(std_errors, index=list(terms)),
-        df=float(n_groups - 1) if cov_type == "cluster" else np.inf,
-        n_obs=design.n_obs,
+    return reml_fit(
+        design,
+        cov_rel,
+        design.gls(cov_rel),
+        terms=terms,
         n_groups=n_groups,
-        converged=converged and bool(finite),
-        stats={
-            "r2": np.nan,
-            "loglik": llf,
-            "aic": -2 * llf + 2 * n_params,
-            "bic": -2 * llf + np.log(design.n_obs) * n_params,
-            "sigma": float(np.sqrt(point.scale)),
-            "boundary": is_boundary(cov_rel),
-            "var_intercept": float(cov_re[0, 0]),
-            "var_position": float(cov_re[1, 1]) if slope else np.nan,
-            "cov_intercept_position": float(cov_re[0, 1]) if slope else np.nan,
-        },
+        scales=scales,
+        cov_type=cov_type,
+        converged=converged,
         notes=notes,
     )
 
