@@ -60,9 +60,9 @@ from attnmag.extract.shards import verified_shards
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import FitSpec, check_options, fit_groups, frame_or_folder, group_rows
 from attnmag.models.groups import GROUP_COLUMNS, describe, key_values
-from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from attnmag.models.mixed import GroupedDesign
 from attnmag.models.results import Fits, GroupFit
-from attnmag.models.stream import _mixed
+from attnmag.models.stream import _mixed, _ols
 from attnmag.models.tidy import Fit, build_table, glance_row, term_names, tidy_rows
 
 FORMULA_METHODS = ("ols", "mixed")
@@ -595,7 +595,8 @@ def _fit_cross(cross: np.ndarray, spec: FitSpec) -> Fit:
     if spec.method == "ols":
         keep = np.r_[0 : k + 1, cross.shape[1] - 1]
         design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
-        return _ols_fit(design, terms)
+        centred = _has_constant(design.cross.sum(axis=0), k)
+        return _ols(design, terms, len(cross), centred=centred)
     scales = np.ones(1)
     if spec.random_slope:
         total = cross.sum(axis=0)
@@ -606,35 +607,6 @@ def _fit_cross(cross: np.ndarray, spec: FitSpec) -> Fit:
         scales = np.array([1.0, 1.0 / spread])
     design = GroupedDesign(cross, n_obs, k, 2 if spec.random_slope else 1)
     return _mixed(design, scales, spec.terms, len(cross), cov_type=spec.cov_type)
-
-
-def _ols_fit(design: GroupedDesign, terms: list[str]) -> Fit:
-    """``fit_cluster_ols`` from cross products: OLS, CR1 errors by sequence (t on G - 1
-    df), and statsmodels' OLS glance fields (R2 centred where the design holds a constant,
-    explicit or implicit, as statsmodels judges it)."""
-    zero = np.zeros((1, 1))
-    point = design.gls(zero)
-    covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
-    n, k, n_groups = design.n_obs, design.k_fe, len(design.cross)
-    total = design.cross.sum(axis=0)
-    rss = point.scale * (n - k)
-    tss = total[-1, -1] - (total[k, -1] ** 2 / n if _has_constant(total, k) else 0.0)
-    llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
-    return Fit(
-        estimate=pd.Series(point.fe_params, index=terms),
-        std_error=pd.Series(np.sqrt(np.diag(covariance)), index=terms),
-        df=float(n_groups - 1),
-        n_obs=n,
-        n_groups=n_groups,
-        converged=True,
-        stats={
-            "r2": float(1 - rss / tss),
-            "loglik": float(llf),
-            "aic": float(-2 * llf + 2 * k),
-            "bic": float(-2 * llf + np.log(n) * k),
-            "sigma": float(np.sqrt(point.scale)),
-        },
-    )
 
 
 def _has_constant(total: np.ndarray, k: int) -> bool:

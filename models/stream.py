@@ -669,16 +669,20 @@ def _per_sequence(
     return fitter
 
 
-def _ols(design: GroupedDesign, terms: tuple[str, ...], n_groups: int) -> Fit:
+def _ols(
+    design: GroupedDesign, terms: Iterable[str], n_groups: int, *, centred: bool = True
+) -> Fit:
     """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df, and
-    statsmodels' OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters)."""
+    statsmodels' OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters; R2
+    centred where the design holds a constant, ``centred``). The design's first random
+    effect is the intercept, so its column sums y."""
     zero = np.zeros((design.k_re, design.k_re))
     point = design.gls(zero)
     covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
     n, k = design.n_obs, design.k_fe
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
-    tss = total[-1, -1] - total[0, -1] ** 2 / n
+    tss = total[-1, -1] - (total[k, -1] ** 2 / n if centred else 0.0)
     llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
     return Fit(
         estimate=pd.Series(point.fe_params, index=list(terms)),
