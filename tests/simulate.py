@@ -21,14 +21,27 @@ per ``layer`` (for coverage tests: one ``position_trend`` call fits them all)::
 with fresh u_s, v_s, w_s for every sequence of every simulation, at t = 1..max_position for
 every sequence, or ``shortest``..``max_position`` positions (uniform) where ``shortest``
 is given; position 0 sits ``sink`` above the line.
+
+``write_folder`` writes a frame as a finished shard folder, as ``extract.write_shards``
+would, for the fits and reports that read folders.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from attnmag.extract.frame import tidy_frame
+from attnmag.extract.shards import (
+    FORMAT,
+    _claim_folder,
+    _record_shard,
+    file_sha256,
+    shard_name,
+    shard_ranges,
+)
 
 
 def simulated_frame(
@@ -127,3 +140,29 @@ def simulated_trends(
             "log_norm": np.log(norm.astype(np.float64)),
         }
     )
+
+
+def write_folder(frame: pd.DataFrame, folder: Path, shard_texts: int) -> Path:
+    """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
+    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum."""
+    n_texts = int(frame["sequence"].max()) + 1
+    arguments = {
+        "format": FORMAT,
+        "model": "simulated",
+        "model_type": "simulated",
+        "dtype": "float32",
+        "weights": "simulated",
+        "n_texts": n_texts,
+        "texts": "simulated",
+        "layers": sorted(frame["layer"].unique().tolist()),
+        "max_length": None,
+        "shard_texts": shard_texts,
+    }
+    _claim_folder(folder, arguments, {})
+    for k, start, stop in shard_ranges(n_texts, shard_texts):
+        part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
+        path = folder / shard_name(k)
+        part.to_parquet(path)
+        entry = {"rows": len(part), "start": start, "stop": stop, "sha256": file_sha256(path)}
+        _record_shard(folder, path.name, entry)
+    return folder

@@ -15,18 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from simulate import simulated_frame
+from simulate import simulated_frame, write_folder
 
 from attnmag import AttnmagError, models
 from attnmag.cli import main
-from attnmag.extract.shards import (
-    FORMAT,
-    _claim_folder,
-    _record_shard,
-    file_sha256,
-    shard_name,
-    shard_ranges,
-)
 from attnmag.models import formula as formula_module
 
 NUMBERS = ["estimate", "std_error"]
@@ -48,32 +40,6 @@ FORMULA_CASES = [
     ("log_norm ~ 0 + C(label) + lag1 + lag2", {"positions": (0, 25)}),
     ("np.log(norm) ~ position + I(position ** 2)", {"method": "mixed", "cov_type": "model"}),
 ]
-
-
-def write_folder(frame: pd.DataFrame, folder: Path, shard_texts: int) -> Path:
-    """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
-    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum."""
-    n_texts = int(frame["sequence"].max()) + 1
-    arguments = {
-        "format": FORMAT,
-        "model": "simulated",
-        "model_type": "simulated",
-        "dtype": "float32",
-        "weights": "simulated",
-        "n_texts": n_texts,
-        "texts": "simulated",
-        "layers": sorted(frame["layer"].unique().tolist()),
-        "max_length": None,
-        "shard_texts": shard_texts,
-    }
-    _claim_folder(folder, arguments, {})
-    for k, start, stop in shard_ranges(n_texts, shard_texts):
-        part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
-        path = folder / shard_name(k)
-        part.to_parquet(path)
-        entry = {"rows": len(part), "start": start, "stop": stop, "sha256": file_sha256(path)}
-        _record_shard(folder, path.name, entry)
-    return folder
 
 
 def labelled(frame: pd.DataFrame) -> pd.DataFrame:

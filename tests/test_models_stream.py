@@ -13,18 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from simulate import simulated_frame
+from simulate import simulated_frame, write_folder
 
 from attnmag import AttnmagError, models
 from attnmag.extract.frame import frame_columns
 from attnmag.extract.shards import (
-    FORMAT,
-    _claim_folder,
-    _record_shard,
-    file_sha256,
     read_shards,
-    shard_name,
-    shard_ranges,
     write_shards,
 )
 from attnmag.models import stream
@@ -45,31 +39,6 @@ CASES = [
 #: One case of each method (and the random intercept's mixed fit).
 EACH_METHOD = CASES[:3] + CASES[5:7] + CASES[8:9]
 FOLDER_FITS = {"position_trend": position_trend_folder, "lag_effects": lag_effects_folder}
-
-
-def write_folder(frame: pd.DataFrame, folder: Path, shard_texts: int) -> None:
-    """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
-    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum."""
-    n_texts = int(frame["sequence"].max()) + 1
-    arguments = {
-        "format": FORMAT,
-        "model": "simulated",
-        "model_type": "simulated",
-        "dtype": "float32",
-        "weights": "simulated",
-        "n_texts": n_texts,
-        "texts": "simulated",
-        "layers": sorted(frame["layer"].unique().tolist()),
-        "max_length": None,
-        "shard_texts": shard_texts,
-    }
-    _claim_folder(folder, arguments, {})
-    for k, start, stop in shard_ranges(n_texts, shard_texts):
-        part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
-        path = folder / shard_name(k)
-        part.to_parquet(path)
-        entry = {"rows": len(part), "start": start, "stop": stop, "sha256": file_sha256(path)}
-        _record_shard(folder, path.name, entry)
 
 
 def with_sites_and_heads(frame: pd.DataFrame) -> pd.DataFrame:
