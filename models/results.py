@@ -98,9 +98,10 @@ class Fits:
         else the tuple ``(model, site, layer, head)`` of those present. A combination of
         several fits is keyed ``(fit, method, *key)``. OLS results are built on first use
         (the same fit again: a result holds a copy of its rows); for mixed fits the value is
-        the MixedLM result ``fit_mixed`` kept, or ``None`` where it reported REML's maximum
-        without one (the glance ``warnings`` say why). A fit from a shard folder has no
-        rows: its results, and ``augment()``, are an ``AttnmagError`` saying so.
+        the MixedLM result, built on first use from the same start, or ``None`` where
+        ``fit_mixed`` reported REML's maximum without one (the glance ``warnings`` say
+        why). A fit from a shard folder has no rows: its results, and ``augment()``, are an
+        ``AttnmagError`` saying so.
 
     Examples
     --------

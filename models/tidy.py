@@ -116,7 +116,8 @@ class Fit:
     mixed models boundary and the variance components; for Arellano-Bond GMM Hansen's J and
     the AR(2) test, ``GMM_GLANCE_COLUMNS``); ``notes`` are messages about
     the fit that are not Python warnings; ``result`` is the statsmodels results object the
-    estimates are, where the fit keeps one (else ``None``).
+    estimates are, or the function that builds it on first use (OLS, and mixed fits that
+    statsmodels confirmed), where the fit has one (else ``None``).
     """
 
     estimate: pd.Series
