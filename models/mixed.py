@@ -36,18 +36,19 @@ statsmodels then confirms from there. Its optimiser, started at the search's max
 before its first step where the gradient of its REML there is below its tolerance; so
 statsmodels' gradient is evaluated there first, once (each of its evaluations is a Python
 loop over the sequences), and its optimiser runs only where that gradient is not small.
-Either way its fixed effects, scale and REML at its optimum are the ones reported. Its
-results object (``MixedLMResults``, whose Hessian is another such loop, for the variance
-components' standard errors in its ``summary()``) is built on first use: the same fit from
-the same start. The fixed effects are its ``fe_params``; their
-model-based covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted
-components, as lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that,
-and is far off when a variance is near zero), and the cluster-robust one wraps the same
-bread around the per-sequence GLS scores. At the boundary, where lme4 lands, statsmodels'
-gradient optimisers do not (on the Cholesky factor the gradient vanishes there): they
-stop short, by up to a unit of REML, or fail after seconds of iterations. So the GLS
-values at the search's maximum (GLS is REML's solution at given components) are reported
-without running statsmodels' optimiser where that maximum
+Where it stops at once, the fixed effects, scale and REML reported are the GLS ones at that
+point (statsmodels' ``fe_params``, ``scale`` and ``llf`` there are the same algebra, equal
+to rounding); where its optimiser runs, they are its own at its optimum. Its results object
+(``MixedLMResults``, whose Hessian is another such loop, for the variance components'
+standard errors in its ``summary()``) is built on first use: the same fit from the same
+start. The fixed effects' model-based covariance is the GLS covariance (sum_i X_i' V_i^-1
+X_i)^-1 at the fitted components, as lme4's ``vcov`` gives it (statsmodels' Hessian-based
+``bse_fe`` is not that, and is far off when a variance is near zero), and the cluster-robust
+one wraps the same bread around the per-sequence GLS scores. At the boundary, where lme4
+lands, statsmodels' gradient optimisers do not (on the Cholesky factor the gradient vanishes
+there): they stop short, by up to a unit of REML, or fail after seconds of iterations. So
+the GLS values at the search's maximum (GLS is REML's solution at given components) are
+reported without running statsmodels' optimiser where that maximum
 
 - has zero random-effect variance (the boundary fit, GLS at zero variance, i.e. OLS),
 - or a singular random-effects covariance (e.g. a slope variance of zero),
@@ -534,25 +535,17 @@ def _optimised(model: MixedLM, start: np.ndarray) -> MixedLMResults:
         return model.fit(reml=True, method=OPTIMIZERS, start_params=start)
 
 
-@dataclass(frozen=True)
-class _Optimum:
-    """statsmodels' REML optimum: relative covariance, fixed effects, scale, REML."""
-
-    cov_rel: np.ndarray
-    fe_params: np.ndarray
-    scale: float
-    llf: float
-
-
-def _optimum_at(model: MixedLM, start: np.ndarray) -> _Optimum | None:
-    """statsmodels' fixed effects, scale and REML at ``start``, where its optimiser, started
-    there, would stop at once; else None.
+def _stops_at(model: MixedLM, design: GroupedDesign, start: np.ndarray) -> np.ndarray | None:
+    """The relative random-effects covariance at ``start`` where statsmodels' optimiser,
+    started there, would stop at once; else None.
 
     ``MixedLM.fit`` minimises minus REML per observation by L-BFGS, which stops before its
     first step where every component of the gradient is at most ``LBFGS_PGTOL`` (scipy's
-    ``pgtol``) in size; it then reports ``get_fe_params``, ``get_scale`` and ``loglike``
-    there. These are those calls, without the Hessian that its results object needs (which
-    ``fit_mixed`` defers to first use).
+    ``pgtol``) in size. That gradient is statsmodels' own ``score``, evaluated here once
+    with the fixed effects at their GLS values (its random-effect part is that of the
+    profile REML the optimiser climbs, its fixed-effect part zero). Its fixed effects, scale
+    and REML there are the GLS ones at the same components (``GroupedDesign.gls``, the same
+    algebra vectorised over the groups), so they are not evaluated again here.
     """
     # What MixedLM.fit sets before it evaluates anything: REML, no penalties, no fixed
     # parameters, no singular covariance met yet.
@@ -560,16 +553,10 @@ def _optimum_at(model: MixedLM, start: np.ndarray) -> _Optimum | None:
     model.cov_pen = model.fe_pen = model._freepat = None
     model._cov_sing = 0
     params = MixedLMParams.from_packed(start, model.k_fe, model.k_re, model.use_sqrt, False)
-    params.fe_params = model.get_fe_params(params.cov_re, params.vcomp)[0]
-    # The score with the fixed effects at their GLS values: its random-effect part is that
-    # of the profile REML the optimiser climbs, its fixed-effect part zero.
-    score = model.score(params, profile_fe=False) / model.endog.shape[0]
-    if not np.abs(score).max() <= LBFGS_PGTOL:
-        return None
-    scale = model.get_scale(params.fe_params, params.cov_re, params.vcomp)
-    llf = model.loglike(params, profile_fe=False)
     cov_rel = np.asarray(params.cov_re, dtype=np.float64)
-    return _Optimum(cov_rel, np.asarray(params.fe_params), float(scale), float(llf))
+    params.fe_params = design.gls(cov_rel).fe_params
+    score = model.score(params, profile_fe=False) / model.endog.shape[0]
+    return cov_rel if np.abs(score).max() <= LBFGS_PGTOL else None
 
 
 def cluster_covariance(
@@ -644,20 +631,14 @@ def _reml(
         )
         return best_rel, best, searched, [note], None
     start = _start(best_rel)
-    optimum = _optimum_at(model, start)
-    if optimum is None:
+    stopped = _stops_at(model, design, start)
+    if stopped is None:
         fitted = _optimised(model, start)
         result: object = fitted
-        optimum = _Optimum(
-            np.asarray(fitted.cov_re_unscaled, dtype=np.float64),
-            np.asarray(fitted.fe_params),
-            float(fitted.scale),
-            float(fitted.llf),
-        )
+        fitted_rel = np.asarray(fitted.cov_re_unscaled, dtype=np.float64)
         converged = bool(fitted.converged)
     else:
-        result, converged = partial(refit, start), True
-    fitted_rel = optimum.cov_rel
+        fitted_rel, result, converged = stopped, partial(refit, start), True
     at_fit = design.gls(fitted_rel)
     if best.llf_reml > at_fit.llf_reml + CONFIRM_TOL:
         note = (
@@ -671,5 +652,7 @@ def _reml(
             "log-likelihood are the GLS values at the fitted components (statsmodels #10239)"
         )
         return fitted_rel, at_fit, converged, [note], None
-    point = GLS(optimum.fe_params, at_fit.xwx_inv, optimum.scale, optimum.llf)
+    if stopped is not None:
+        return fitted_rel, at_fit, converged, [], result
+    point = GLS(np.asarray(fitted.fe_params), at_fit.xwx_inv, float(fitted.scale), fitted.llf)
     return fitted_rel, point, converged, [], result
