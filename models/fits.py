@@ -6,9 +6,11 @@ Holds:
   ``gmm``);
 - ``METHODS``: the methods each model accepts; ``PARALLEL_METHODS``: those fitted in
   worker processes; ``MIXED_METHODS``: those fitted by REML, which take ``cov_type``;
-- ``check_options``, ``FitSpec``, ``group_rows``, ``fit_groups``: the per-group loop every
-  fit goes through (``models.fit``'s formulas too): the options checked, what to fit, each
-  group's checked rows, the fits gathered into a ``Fits``;
+- ``check_options``, ``FitSpec``, ``group_rows``, ``Plan``, ``fit_plans``: the per-group
+  loop every fit goes through (``models.fit``'s formulas too): the options checked, what to
+  fit, each group's checked rows, the fits gathered into a ``Fits``; ``trend_plan`` and
+  ``lag_plan``: the plans of ``position_trend`` and ``lag_effects`` on a frame, which
+  ``fit_all`` runs in one pool;
 - ``frame_or_folder``: what the fits take, a frame or a path, -> the frame, or the shard
   folder to stream.
 
@@ -21,24 +23,18 @@ with ``extract.read_frame`` and fitted as a frame.
 A group is a layer, or a (model, site, layer, head) combination where the frame has those
 columns (``attnmag.models.groups``). Both functions return the table described in
 ``attnmag.models.tidy``; ``glance(table)`` gives the per-fit details. Groups are fitted in
-worker processes where that pays (the mixed models; an ``ols``, ``aggregate`` or ``gmm``
-group is quicker than handing it to a worker, so those stay in this process); the table
-does not depend on ``n_jobs``.
-
-Workers are forked where the platform can (Linux): ``forkserver``/``spawn`` re-run the
-caller's ``__main__`` imports in every worker (torch, after the extract stage) and fail in
-a script without a ``if __name__ == "__main__"`` guard. Workers run only numpy, pandas and
-statsmodels.
+worker processes forked from this one (``attnmag.workers.fork_map``: each group's rows are
+already there, only its result comes back) where a mixed model is among the fits; fits of
+``ols``, ``aggregate`` or ``gmm`` alone take less time than starting the workers and stay in
+this process. The table does not depend on ``n_jobs``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 import warnings
 from collections.abc import Hashable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -57,6 +53,7 @@ from attnmag.models.mixed import COV_TYPES, fit_mixed
 from attnmag.models.ols import cluster_ols_result, fit_aggregate, fit_cluster_ols
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
+from attnmag.workers import fork_map, n_workers
 
 __all__ = [
     "METHODS",
@@ -67,7 +64,10 @@ __all__ = [
     "lag_effects",
     "check_options",
     "group_rows",
-    "fit_groups",
+    "Plan",
+    "trend_plan",
+    "lag_plan",
+    "fit_plans",
     "frame_or_folder",
 ]
 
@@ -203,20 +203,17 @@ def position_trend(
             cov_type=cov_type,
             conf_level=conf_level,
         )
-    first = 1 if exclude_first else 0
-    columns = ["sequence", "position", "log_norm"] + (["norm"] if method == "aggregate" else [])
-    groups, parts = group_rows(
-        frame, columns, first=first, last=max_position, layers=layers, n_terms=2, n_positions=3
-    )
-    spec = _named(
-        "position_trend",
-        method,
-        conf_level,
+    plan = trend_plan(
+        frame,
+        method=method,
+        max_position=max_position,
+        exclude_first=exclude_first,
+        layers=layers,
         random_slope=random_slope,
         cov_type=cov_type,
-        first=first,
+        conf_level=conf_level,
     )
-    return fit_groups(spec, groups, parts, n_jobs=n_jobs, progress=progress).tidy
+    return fit_plans([plan], n_jobs=n_jobs, progress=progress)[0].tidy
 
 
 def lag_effects(
@@ -300,6 +297,55 @@ def lag_effects(
             cov_type=cov_type,
             conf_level=conf_level,
         )
+    plan = lag_plan(
+        frame,
+        method=method,
+        exclude_first=exclude_first,
+        layers=layers,
+        cov_type=cov_type,
+        conf_level=conf_level,
+    )
+    return fit_plans([plan], n_jobs=n_jobs, progress=progress)[0].tidy
+
+
+def trend_plan(
+    frame: pd.DataFrame,
+    *,
+    method: str,
+    max_position: int = MAX_POSITION,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    random_slope: bool = False,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+) -> Plan:
+    """``position_trend``'s fit of a frame by ``method`` (options checked), ready to run."""
+    first = 1 if exclude_first else 0
+    columns = ["sequence", "position", "log_norm"] + (["norm"] if method == "aggregate" else [])
+    groups, parts = group_rows(
+        frame, columns, first=first, last=max_position, layers=layers, n_terms=2, n_positions=3
+    )
+    spec = _named(
+        "position_trend",
+        method,
+        conf_level,
+        random_slope=random_slope,
+        cov_type=cov_type,
+        first=first,
+    )
+    return Plan(spec, groups, parts)
+
+
+def lag_plan(
+    frame: pd.DataFrame,
+    *,
+    method: str,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+) -> Plan:
+    """``lag_effects``' fit of a frame by ``method`` (options checked), ready to run."""
     first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm", "lag1", "lag2"]
     n_terms = len(_TERMS[("lag_effects", method)])
@@ -317,7 +363,7 @@ def lag_effects(
     if method == "gmm":
         _check_gmm_texts(groups, parts, first=first)
     spec = _named("lag_effects", method, conf_level, cov_type=cov_type, first=first)
-    return fit_groups(spec, groups, parts, n_jobs=n_jobs, progress=progress).tidy
+    return Plan(spec, groups, parts)
 
 
 def frame_or_folder(data: object) -> pd.DataFrame | Path:
@@ -442,56 +488,71 @@ def group_rows(
     return groups, [(key, parts[key]) for key in expected]
 
 
-def fit_groups(
-    spec: FitSpec,
-    groups: list[str],
-    parts: list[tuple[Hashable, pd.DataFrame]],
-    *,
-    n_jobs: int | None,
-    progress: bool | None = None,
-) -> Fits:
-    """Fit every group, in worker processes where the method pays for them; gather the fits.
+@dataclass(frozen=True)
+class Plan:
+    """One fit, ready to run: what to fit (``spec``), the grouping columns, each group's rows."""
 
-    ``progress`` as ``extract.norms.progress_bar`` takes it; the bar counts finished groups
-    and appears only once the fits take more than a second.
+    spec: FitSpec
+    groups: list[str]
+    parts: list[tuple[Hashable, pd.DataFrame]]
+
+
+def fit_plans(plans: list[Plan], *, n_jobs: int | None, progress: bool | None = None) -> list[Fits]:
+    """Fit every group of every plan, in worker processes where a plan's method pays for
+    them; gather each plan's fits.
+
+    The groups of all the plans share one pool of ``n_jobs`` forked workers
+    (``attnmag.workers.fork_map``), the costly methods' groups handed out first; without a
+    method of ``PARALLEL_METHODS`` everything runs here. ``progress`` as
+    ``extract.norms.progress_bar`` takes it; the bar counts finished groups and appears only
+    once the fits take more than a second.
     """
-    requested = _workers(n_jobs)
-    workers = min(requested, len(parts)) if spec.method in PARALLEL_METHODS else 1
-    keys = [key_values(groups, key) for key, _ in parts]
-    data = [part for _, part in parts]
-    label = f"{spec.fit} {spec.method}" if spec.fit in METHODS else f"{spec.method} fit"
-    bar = progress_bar(progress, total=len(parts), unit="fit", desc=label, delay=1.0)
+    requested = n_workers(n_jobs)
+    tasks = [(plan, index) for plan in plans for index in range(len(plan.parts))]
+    tasks.sort(key=lambda task: task[0].spec.method not in PARALLEL_METHODS)  # stable
+    parallel = any(plan.spec.method in PARALLEL_METHODS for plan in plans)
+
+    def fitted(at: int) -> tuple:
+        plan, index = tasks[at]
+        key, part = plan.parts[index]
+        return _fit_group(plan.spec, key_values(plan.groups, key), part)
+
+    results = {}
+    bar = progress_bar(progress, total=len(tasks), unit="fit", desc=_label(plans), delay=1.0)
     with bar:
-        if workers == 1:
-            results = [
-                _advanced(bar, _fit_group(spec, key, part))
-                for key, part in zip(keys, data, strict=True)
-            ]
-        else:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                fitted = pool.map(_fit_group, [spec] * len(parts), keys, data)
-                results = [_advanced(bar, result) for result in fitted]
+        done = fork_map(fitted, len(tasks), workers=requested if parallel else 1)
+        for (plan, index), result in zip(tasks, done, strict=True):
+            results[id(plan), index] = result
+            bar.update(1)
+    return [
+        _gathered(plan, [results[id(plan), index] for index in range(len(plan.parts))])
+        for plan in plans
+    ]
+
+
+def _label(plans: list[Plan]) -> str:
+    """The progress bar's name of ``plans``: the fit and method of one, else how many."""
+    if len(plans) != 1:
+        return f"{len(plans)} fits"
+    spec = plans[0].spec
+    return f"{spec.fit} {spec.method}" if spec.fit in METHODS else f"{spec.method} fit"
+
+
+def _gathered(plan: Plan, results: list[tuple]) -> Fits:
+    """One plan's per-group results -> its ``Fits``."""
     table = build_table([rows for rows, _, _ in results], [record for _, record, _ in results])
     fitted = [
         GroupFit(
-            names=(spec.fit, spec.method),
-            groups=key,
-            formula=spec.formula,
+            names=(plan.spec.fit, plan.spec.method),
+            groups=key_values(plan.groups, key),
+            formula=plan.spec.formula,
             data=part,
             estimate=fit.estimate,
-            result=_result(spec, part, fit),
+            result=_result(plan.spec, part, fit),
         )
-        for key, part, (_, _, fit) in zip(keys, data, results, strict=True)
+        for (key, part), (_, _, fit) in zip(plan.parts, results, strict=True)
     ]
     return Fits(table, fitted)
-
-
-def _advanced(bar: object, result: tuple) -> tuple:
-    """``result``, after moving ``bar`` on by one finished group."""
-    bar.update(1)
-    return result
 
 
 def _result(spec: FitSpec, data: pd.DataFrame, fit: Fit) -> object:
@@ -499,17 +560,6 @@ def _result(spec: FitSpec, data: pd.DataFrame, fit: Fit) -> object:
     if spec.method == "ols" and fit.converged:
         return partial(cluster_ols_result, data, spec.formula)
     return fit.result
-
-
-def _workers(n_jobs: int | None) -> int:
-    """``n_jobs`` -> a number of processes (``None`` or -1: one per available core)."""
-    if n_jobs is None or n_jobs == -1:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if n_jobs < 1:
-        raise AttnmagError(
-            f"n_jobs must be a positive number of processes, None or -1, not {n_jobs}"
-        )
-    return n_jobs
 
 
 def _fit_group(spec: FitSpec, groups: dict[str, object], data: pd.DataFrame) -> tuple:

@@ -58,7 +58,14 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.norms import progress_bar
 from attnmag.extract.shards import verified_shards
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import FitSpec, check_options, fit_groups, frame_or_folder, group_rows
+from attnmag.models.fits import (
+    FitSpec,
+    Plan,
+    check_options,
+    fit_plans,
+    frame_or_folder,
+    group_rows,
+)
 from attnmag.models.groups import GROUP_COLUMNS, describe, key_values
 from attnmag.models.mixed import GroupedDesign
 from attnmag.models.results import Fits, GroupFit
@@ -193,7 +200,7 @@ def fit(
         cov_type=cov_type,
         first=first,
     )
-    return fit_groups(spec, groups, parts, n_jobs=n_jobs, progress=progress)
+    return fit_plans([Plan(spec, groups, parts)], n_jobs=n_jobs, progress=progress)[0]
 
 
 def _random_slope(re_formula: str | None, method: str) -> bool:

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 import pandas as pd
 
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import METHODS, frame_or_folder, lag_effects, position_trend
+from attnmag.models.fits import (
+    METHODS,
+    check_options,
+    fit_plans,
+    frame_or_folder,
+    lag_effects,
+    lag_plan,
+    position_trend,
+    trend_plan,
+)
 from attnmag.models.tidy import glance
 
 __all__ = ["fit_all"]
@@ -46,10 +55,11 @@ def fit_all(
     conf_level : float
         Level of the tables' intervals (carried in their ``conf_level`` column).
     n_jobs : int, optional
-        Worker processes for the fits that use them (a frame's mixed fits).
+        Worker processes for a frame's fits, shared by the groups of every method, where a
+        mixed method is among them (``None`` or -1: one per core); not used for a folder.
     progress : bool, optional
-        A progress bar per fit of a frame that takes more than a second (None: where
-        someone watches).
+        One progress bar over the groups of every fit of a frame, once they take more than
+        a second (None: where someone watches).
 
     Returns
     -------
@@ -65,18 +75,23 @@ def fit_all(
     >>> tables = fit_all("norms/")  # doctest: +SKIP
     """
     frame = frame_or_folder(frame)
-    options = {"conf_level": conf_level, "n_jobs": n_jobs, "progress": progress}
     methods = {
         "position_trend": METHODS["position_trend"] if trend_methods is None else trend_methods,
         "lag_effects": METHODS["lag_effects"] if lag_methods is None else lag_methods,
     }
-    fits = {
-        "position_trend": lambda m: position_trend(
-            frame, method=m, max_position=max_position, **options
-        ),
-        "lag_effects": lambda m: lag_effects(frame, method=m, **options),
-    }
-    fitted = {name: [fits[name](m) for m in methods[name]] for name in fits if methods[name]}
+    for name, chosen in methods.items():
+        for method in chosen:
+            check_options(name, method, METHODS[name], conf_level, "cluster")
+    if isinstance(frame, pd.DataFrame):
+        fitted = _fitted_frame(frame, methods, max_position, conf_level, n_jobs, progress)
+    else:
+        fits = {
+            "position_trend": lambda m: position_trend(
+                frame, method=m, max_position=max_position, conf_level=conf_level
+            ),
+            "lag_effects": lambda m: lag_effects(frame, method=m, conf_level=conf_level),
+        }
+        fitted = {name: [fits[name](m) for m in methods[name]] for name in fits if methods[name]}
     out: dict[str, pd.DataFrame] = {}
     for name, tables in fitted.items():
         out[name] = pd.concat(tables, ignore_index=True)
@@ -84,3 +99,25 @@ def fit_all(
     if fitted:
         out["glance"] = pd.concat([glance(out[name]) for name in fitted], ignore_index=True)
     return out
+
+
+def _fitted_frame(
+    frame: pd.DataFrame,
+    methods: dict[str, Sequence[str]],
+    max_position: int,
+    conf_level: float,
+    n_jobs: int | None,
+    progress: bool | None,
+) -> dict[str, list[pd.DataFrame]]:
+    """Each requested fit of a frame -> its tidy tables, one per method; the groups of every
+    method share one pool of workers (``models.fits.fit_plans``)."""
+    plans = [
+        trend_plan(frame, method=m, max_position=max_position, conf_level=conf_level)
+        for m in methods["position_trend"]
+    ] + [lag_plan(frame, method=m, conf_level=conf_level) for m in methods["lag_effects"]]
+    tables = [fits.tidy for fits in fit_plans(plans, n_jobs=n_jobs, progress=progress)]
+    return {
+        name: [t for plan, t in zip(plans, tables, strict=True) if plan.spec.fit == name]
+        for name in methods
+        if methods[name]
+    }
