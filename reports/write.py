@@ -10,7 +10,9 @@ Holds ``write_report``, the public entry point, and its steps, one job each:
   which the five plain sections show;
 - ``grouped_specs``: the sections a grouped frame adds (models side by side on a relative
   depth axis, sites side by side, heads as layer x head heatmaps);
-- ``render_figures``: the five figures as PNG bytes with titles and captions (``Rendered``);
+- ``render_figures``: the five figures as PNG bytes with titles and captions (``Rendered``),
+  from ``figure_specs``, the figures not yet drawn;
+- ``drawn_sections``: every section's finding and figure, worked out in forked workers;
 - ``write_tables``: the tables as CSV;
 - ``report_context``: what the templates draw;
 - ``write_documents``: ``report.md`` with its figure files, and the self-contained
@@ -35,12 +37,14 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jinja2
 import pandas as pd
+from matplotlib.figure import Figure
 
 from attnmag import __version__, models
 from attnmag.errors import AttnmagError
@@ -85,6 +89,7 @@ from attnmag.reports.tables import (
     markdown_table,
     provenance_rows,
 )
+from attnmag.workers import fork_map, n_workers
 
 __all__ = [
     "FORMATS",
@@ -93,6 +98,8 @@ __all__ = [
     "Rendered",
     "Series",
     "check_inputs",
+    "drawn_sections",
+    "figure_specs",
     "fit_tables",
     "grouped_specs",
     "main_series",
@@ -109,6 +116,8 @@ FORMATS = ("html", "md")
 #: The tables a report shows and writes as CSV.
 TABLES = ("position_trend", "lag_effects", "glance")
 TEMPLATES = Path(__file__).parent / "templates"
+#: Resolution of the report's PNGs.
+DPI = 110
 #: What the report says in place of the fits' summary where no glance rows came with the
 #: tables (``pd.concat`` of tables drops the rows a ``models`` table carries).
 NO_GLANCE = (
@@ -203,8 +212,12 @@ def fit_tables(
 
 
 def _tidy(fitted: pd.DataFrame | models.Fits) -> pd.DataFrame:
-    """The tidy table of what a fit gave (a table, or a ``Fits``)."""
-    return fitted.tidy if isinstance(fitted, models.Fits) else fitted
+    """The tidy table of what a fit gave (a table, or a ``Fits``), without the fit details
+    it carries in ``attrs`` (``_glance`` reads them): pandas deep-copies a frame's attrs
+    into the result of every operation on it, and the report makes hundreds."""
+    table = (fitted.tidy if isinstance(fitted, models.Fits) else fitted).copy(deep=False)
+    table.attrs = {}
+    return table
 
 
 def _glance(fitted: pd.DataFrame | models.Fits) -> pd.DataFrame | None:
@@ -256,7 +269,7 @@ def render_figures(
     lags: pd.DataFrame,
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
-    dpi: int = 110,
+    dpi: int = DPI,
     start: int = 1,
     label: str | None = None,
 ) -> dict[str, Rendered]:
@@ -289,6 +302,44 @@ def render_figures(
     --------
     >>> render_figures(frame, trend=trend, lags=lags)["trend"].title  # doctest: +SKIP
     'Figure 4. Trend over positions'
+    """
+    specs = figure_specs(
+        frame, trend=trend, lags=lags, max_position=max_position, conf_level=conf_level
+    )
+    pngs = [figures.figure_bytes(draw(), dpi=dpi) for *_, draw in specs]
+    return _rendered(specs, pngs, start=start, label=label)
+
+
+def figure_specs(
+    frame: pd.DataFrame | Folder,
+    *,
+    trend: pd.DataFrame,
+    lags: pd.DataFrame,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
+) -> list[tuple[str, str, str, Callable[[], Figure]]]:
+    """The report's five figures, not yet drawn, as ``render_figures`` renders them.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame or Folder
+        The tidy frame, or a shard folder's view (``folder.Folder``).
+    trend, lags : pandas.DataFrame
+        The ``position_trend`` and ``lag_effects`` tables.
+    max_position : int
+        The last position drawn.
+    conf_level : float
+        The level of the means' intervals computed from ``frame``.
+
+    Returns
+    -------
+    list of tuple
+        ``(key, title, caption, draw)`` per figure; ``draw()`` returns the figure.
+
+    Examples
+    --------
+    >>> [key for key, *_ in figure_specs(frame, trend=trend, lags=lags)]  # doctest: +SKIP
+    ['data', 'layers', 'positions', 'trend', 'lags']
     """
     level = percent(conf_level)
     trend_level = percent(interval_level(trend, name="position_trend"))
@@ -342,20 +393,28 @@ def render_figures(
         ),
         ("lags", "Lag effects", _lag_caption(lags), lambda: figures.plot_lag_effects(lags)),
     ]
-    return _rendered(specs, dpi=dpi, start=start, label=label)
+    return specs
 
 
-def _rendered(specs: list[tuple], *, dpi: int, start: int, label: str | None) -> dict:
-    """Figures drawn from ``(key, title, caption, draw)`` specs, numbered from ``start``; a
-    ``label`` goes into each title, and into each key and file name as a suffix."""
+def _rendered(
+    specs: Sequence[tuple], pngs: Sequence[bytes], *, start: int, label: str | None
+) -> dict[str, Rendered]:
+    """Figures of ``(key, title, caption, draw)`` specs, with their ``pngs``, numbered from
+    ``start``; a ``label`` goes into each title, and into each key and file name as a
+    suffix."""
     suffix = "" if label is None else "-" + _slug(label)
     out = {}
-    for number, (key, title, caption, draw) in enumerate(specs, start=start):
-        png = figures.figure_bytes(draw(), dpi=dpi)
+    numbered = enumerate(zip(specs, pngs, strict=True), start=start)
+    for number, ((key, title, caption, _), png) in numbered:
         named = title if label is None else f"{title}: {label}"
         filename = f"figure{number}-{key}{suffix}.png"
         out[key] = Rendered(key + suffix, filename, f"Figure {number}. {named}", caption, png)
     return out
+
+
+def _png(draw: Callable[[], Figure]) -> bytes:
+    """The figure ``draw()`` returns, as the report's PNG."""
+    return figures.figure_bytes(draw(), dpi=DPI)
 
 
 def _slug(text: str) -> str:
@@ -705,6 +764,97 @@ def grouped_specs(
     return specs
 
 
+def drawn_sections(
+    frame: pd.DataFrame | Folder,
+    fitted: Mapping[str, pd.DataFrame | None],
+    *,
+    alpha: float,
+    max_position: int,
+    conf_level: float,
+    workers: int,
+) -> tuple[list[dict], dict[str, Rendered]]:
+    """Every section of the report, its finding worked out and its figure drawn.
+
+    The sections a grouped frame adds come first, then the five of each model's main
+    series; the findings and figures are worked out in ``workers`` forked processes
+    (``attnmag.workers.fork_map``), each task a figure or one series' findings.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame or Folder
+        The tidy frame, or a shard folder's view (drawn with ``workers=1``: its DuckDB
+        connection must not be shared with a forked process).
+    fitted : mapping
+        ``position_trend``, ``lag_effects`` and ``glance``, as ``fit_tables`` gives them.
+    alpha : float
+        The level of the significance marks and counts.
+    max_position : int
+        The last position drawn.
+    conf_level : float
+        The level of the intervals computed from ``frame``.
+    workers : int
+        The most processes to fork (1: everything in this process).
+
+    Returns
+    -------
+    tuple
+        The sections, as the templates take them, and the ``Rendered`` figures by file
+        name.
+
+    Examples
+    --------
+    >>> sections, figures = drawn_sections(
+    ...     frame, fit_tables(frame), alpha=0.05, max_position=64, conf_level=0.95, workers=2
+    ... )  # doctest: +SKIP
+    >>> [section["title"] for section in sections]  # doctest: +SKIP
+    """
+    grouped = grouped_specs(frame, fitted, alpha=alpha, conf_level=conf_level)
+    parts = series_parts(frame, fitted)
+    part_specs = [
+        figure_specs(
+            part.frame,
+            trend=part.tables["position_trend"],
+            lags=part.tables["lag_effects"],
+            max_position=max_position,
+            conf_level=conf_level,
+        )
+        for part in parts
+    ]
+    tasks = [
+        partial(
+            findings,
+            part.frame,
+            trend=part.tables["position_trend"],
+            lags=part.tables["lag_effects"],
+            glance=part.tables["glance"],
+            alpha=alpha,
+            max_position=max_position,
+            conf_level=conf_level,
+        )
+        for part in parts
+    ]
+    draws = [spec[-1] for spec in grouped] + [spec[-1] for specs in part_specs for spec in specs]
+    tasks += [partial(_png, draw) for draw in draws]
+    done = list(fork_map(lambda at: tasks[at](), len(tasks), workers=workers))
+    found, pngs = done[: len(parts)], iter(done[len(parts) :])
+    specs = [(k, t, c, d) for k, t, _, c, d in grouped]
+    drawn = _rendered(specs, [next(pngs) for _ in specs], start=1, label=None)
+    sections, rendered = [], {}
+    for key, title, finding, _, _ in grouped:
+        figure = drawn[key]
+        sections.append(
+            {"id": key, "title": title, "finding": finding, "figure": figure, "table": None}
+            | {"checks": None}
+        )
+        rendered[figure.filename] = figure
+    for part, specs, part_found in zip(parts, part_specs, found, strict=True):
+        pictures = [next(pngs) for _ in specs]
+        drawn = _rendered(specs, pictures, start=len(rendered) + 1, label=part.label)
+        sections += _sections(part_found, drawn, part.tables, alpha=alpha, label=part.label)
+        rendered.update({figure.filename: figure for figure in drawn.values()})
+    return sections, rendered
+
+
 def write_tables(tables: Mapping[str, pd.DataFrame | None], out: Path) -> dict[str, Path]:
     """Write each table that is there as ``<name>.csv`` in ``out``.
 
@@ -886,7 +1036,7 @@ def write_report(
     """Write the report on ``frame`` into ``out_dir``; return the paths written, by name.
 
     The steps, each a function of this module: ``check_inputs``, ``fit_tables`` (only the
-    tables not given), ``findings``, ``render_figures``, ``write_tables``,
+    tables not given), ``drawn_sections`` (the findings and figures), ``write_tables``,
     ``report_context`` and ``write_documents``.
 
     A shard folder is reported on without reading its rows into memory: the fits stream
@@ -918,7 +1068,8 @@ def write_report(
         Stage -> seconds, shown with the provenance; the fitting and drawing done here are
         timed and added.
     n_jobs : int, optional
-        Worker processes for the fits.
+        Worker processes for the fits, and for the findings and figures (``None`` or -1:
+        one per core); a shard folder's figures are drawn in this process.
     alpha : float
         The level of the significance marks and counts (on Holm-adjusted p-values).
     conf_level : float
@@ -962,38 +1113,16 @@ def write_report(
     if tables is None or {"position_trend", "lag_effects"} - set(tables):
         seconds["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    sections, rendered = [], {}
-    grouped = grouped_specs(frame, fitted, alpha=alpha, conf_level=conf_level)
-    drawn = _rendered([(k, t, c, d) for k, t, _, c, d in grouped], dpi=110, start=1, label=None)
-    for key, title, finding, _, _ in grouped:
-        figure = drawn[key]
-        sections.append(
-            {"id": key, "title": title, "finding": finding, "figure": figure, "table": None}
-            | {"checks": None}
-        )
-        rendered[figure.filename] = figure
-    for part in series_parts(frame, fitted):
-        trend, lags = part.tables["position_trend"], part.tables["lag_effects"]
-        found = findings(
-            part.frame,
-            trend=trend,
-            lags=lags,
-            glance=part.tables["glance"],
-            alpha=alpha,
-            max_position=max_position,
-            conf_level=conf_level,
-        )
-        figures_drawn = render_figures(
-            part.frame,
-            trend=trend,
-            lags=lags,
-            max_position=max_position,
-            conf_level=conf_level,
-            start=len(rendered) + 1,
-            label=part.label,
-        )
-        sections += _sections(found, figures_drawn, part.tables, alpha=alpha, label=part.label)
-        rendered.update({figure.filename: figure for figure in figures_drawn.values()})
+    # A folder's view holds a DuckDB connection, which a forked process must not share.
+    workers = 1 if isinstance(frame, Folder) else n_workers(n_jobs)
+    sections, rendered = drawn_sections(
+        frame,
+        fitted,
+        alpha=alpha,
+        max_position=max_position,
+        conf_level=conf_level,
+        workers=workers,
+    )
     seconds["figures"] = time.perf_counter() - start
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
