@@ -1,7 +1,5 @@
-import sys
-
-from attnmag.cli import main
+from attnmag.cli import console
 
 __all__: list[str] = []
 
-sys.exit(main())
+console()

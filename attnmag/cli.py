@@ -1,8 +1,9 @@
 """The ``attnmag`` command line: ``run`` does every stage; ``extract``, ``fit``, ``report``
 one each.
 
-Holds ``main`` (the console script), ``build_parser`` and one small function per
-sub-command, with the option parsers they share. Every option is checked before any work
+Holds ``main`` (the command line as a function), ``console`` (the console script),
+``build_parser`` and one small function per sub-command, with the option parsers they
+share. Every option is checked before any work
 (bad input is one line on stderr and exit status 2, never a traceback); outputs are written
 beside their final name and swapped in complete (see ``attnmag.outputs``).
 
@@ -19,16 +20,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from attnmag.errors import AttnmagError
 from attnmag.outputs import check_output, check_target, replacing
 
-__all__ = ["build_parser", "main", "parse_layers"]
+__all__ = ["build_parser", "console", "main", "parse_layers"]
 
 FRAME_FILE = "norms.parquet"
 #: The ``--model`` value naming the bundled model, and that model's name in a combined frame.
@@ -772,3 +775,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(path)
     return 0
+
+
+def console() -> NoReturn:
+    """The ``attnmag`` console script (and ``python -m attnmag``): ``main``, its status the
+    process's exit status.
+
+    The process ends right after, so what it holds is frozen first (``gc.freeze``): the
+    interpreter's last garbage collections then skip those objects rather than walk every
+    module of torch and transformers once more, about a second.
+    """
+    status = main()
+    gc.freeze()
+    sys.exit(status)
