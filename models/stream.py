@@ -87,7 +87,10 @@ __all__ = ["MEMORY_LIMIT", "lag_effects_folder", "position_trend_folder"]
 #: DuckDB's memory limit. Its default, 80% of the machine's memory, would let one scan take
 #: most of a shared machine; with a fixed limit DuckDB spills its aggregation to a temporary
 #: folder instead, so the memory of a fit from a folder stays bounded however large it is.
-MEMORY_LIMIT = "1GB"
+#: What it holds grows with the texts (its per-text sums), not the rows; at this limit a
+#: folder of 10 times the texts adds little beyond it, and its scans take no longer than at
+#: 1 GB (``benchmarks/scale.py``).
+MEMORY_LIMIT = "256MB"
 #: The levels the Arellano-Bond sums need: ``l0`` to one lag beyond the last instrument's.
 GMM_LEVELS = GMM_LAGS[1] + 2
 #: Rows of the per-sequence sums handed to Python per batch.
