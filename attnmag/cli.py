@@ -526,8 +526,6 @@ def _measure(args: argparse.Namespace, model: object, tokenizer: object, texts: 
 def _measure_all(args: argparse.Namespace, seconds: dict[str, float]) -> object:
     """Every ``--model`` measured in turn on the same texts; several are combined into one
     frame with a ``model`` column. ``seconds`` gets the load and extract times, summed."""
-    import gc
-
     from attnmag import extract
 
     start = time.perf_counter()
@@ -537,13 +535,14 @@ def _measure_all(args: argparse.Namespace, seconds: dict[str, float]) -> object:
     frames = {}
     for name, source in zip(model_names(sources), sources, strict=True):
         start = time.perf_counter()
+        if frames:  # the last model's memory is let go before the next one loads
+            gc.collect()
         model, tokenizer = _load_model(args, source)
         loaded = time.perf_counter()
         seconds["load"] += loaded - start
         _say(args, f"load {name}: {loaded - start:.1f} s, {len(texts):,} texts")
         frames[name] = _measure(args, model, tokenizer, texts)
         del model, tokenizer
-        gc.collect()
         measured = time.perf_counter() - loaded
         seconds["extract"] = seconds.get("extract", 0.0) + measured
         _say(args, f"extract {name}: {measured:.1f} s, {len(frames[name]):,} rows")
