@@ -15,7 +15,8 @@ times; the table gives the median wall-clock seconds, the median CPU seconds (th
 and its worker processes together: on a machine that others share, wall-clock time
 grows with their load, CPU time much less), the seconds per 1,000 sequences and the
 exponent b of time ~ size**b against the previous size. Methods fitted in worker
-processes (the mixed models) are timed with ``n_jobs=1`` and with every ``--n-jobs`` value.
+processes (the mixed models) are timed with ``n_jobs=1`` and with every ``--n-jobs`` value,
+and so is ``models.fit_all`` of all the methods timed (one pool for all their groups).
 ``--frame`` times the fits on a saved frame (``attnmag run``'s ``norms.parquet``) instead
 of simulated ones. The 1-minute load average is printed at the start and the end.
 
@@ -166,6 +167,16 @@ def main() -> None:
                 for n_jobs in dict.fromkeys(jobs):
                     call = partial(fit, frame, method=method, n_jobs=n_jobs, progress=False)
                     rows.append((size, model, method, n_jobs, *_time(call, args.repeats)))
+        for n_jobs in dict.fromkeys([1, *args.n_jobs]):
+            call = partial(
+                models.fit_all,
+                frame,
+                trend_methods=[m for m in args.methods if m in models.METHODS["position_trend"]],
+                lag_methods=[m for m in args.methods if m in models.METHODS["lag_effects"]],
+                n_jobs=n_jobs,
+                progress=False,
+            )
+            rows.append((size, "fit_all", "the methods above", n_jobs, *_time(call, args.repeats)))
         layers = frame["layer"].nunique()
         print(f"done: {size} sequences x {layers} layers ({len(frame):,} rows)", flush=True)
     columns = ["sequences", "model", "method", "n_jobs", "seconds", "cpu_seconds"]
