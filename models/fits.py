@@ -8,9 +8,9 @@ Holds:
   worker processes; ``MIXED_METHODS``: those fitted by REML, which take ``cov_type``;
 - ``check_options``, ``FitSpec``, ``group_rows``, ``Plan``, ``fit_plans``: the per-group
   loop every fit goes through (``models.fit``'s formulas too): the options checked, what to
-  fit, each group's checked rows, the fits gathered into a ``Fits``; ``trend_plan`` and
-  ``lag_plan``: the plans of ``position_trend`` and ``lag_effects`` on a frame, which
-  ``fit_all`` runs in one pool;
+  fit, each group's checked rows, the fits gathered into a ``Fits`` (``fit_group`` and
+  ``gathered``, its two halves, for a caller with a pool of its own); ``trend_plan`` and
+  ``lag_plan``: the plans of ``position_trend`` and ``lag_effects`` on a frame;
 - ``frame_or_folder``: what the fits take, a frame or a path, -> the frame, or the shard
   folder to stream.
 
@@ -68,6 +68,8 @@ __all__ = [
     "trend_plan",
     "lag_plan",
     "fit_plans",
+    "fit_group",
+    "gathered",
     "frame_or_folder",
 ]
 
@@ -511,23 +513,25 @@ def fit_plans(plans: list[Plan], *, n_jobs: int | None, progress: bool | None = 
     tasks = [(plan, index) for plan in plans for index in range(len(plan.parts))]
     tasks.sort(key=lambda task: task[0].spec.method not in PARALLEL_METHODS)  # stable
     parallel = any(plan.spec.method in PARALLEL_METHODS for plan in plans)
-
-    def fitted(at: int) -> tuple:
-        plan, index = tasks[at]
-        key, part = plan.parts[index]
-        return _fit_group(plan.spec, key_values(plan.groups, key), part)
-
     results = {}
     bar = progress_bar(progress, total=len(tasks), unit="fit", desc=_label(plans), delay=1.0)
     with bar:
-        done = fork_map(fitted, len(tasks), workers=requested if parallel else 1)
+        workers = requested if parallel else 1
+        done = fork_map(lambda at: fit_group(*tasks[at]), len(tasks), workers=workers)
         for (plan, index), result in zip(tasks, done, strict=True):
             results[id(plan), index] = result
             bar.update(1)
     return [
-        _gathered(plan, [results[id(plan), index] for index in range(len(plan.parts))])
+        gathered(plan, [results[id(plan), index] for index in range(len(plan.parts))])
         for plan in plans
     ]
+
+
+def fit_group(plan: Plan, index: int) -> tuple:
+    """The fit of ``plan``'s group number ``index``, as a worker hands it back: its table
+    rows, glance record and ``Fit`` (``gathered`` takes them); warnings captured."""
+    key, part = plan.parts[index]
+    return _fit_group(plan.spec, key_values(plan.groups, key), part)
 
 
 def _label(plans: list[Plan]) -> str:
@@ -538,8 +542,8 @@ def _label(plans: list[Plan]) -> str:
     return f"{spec.fit} {spec.method}" if spec.fit in METHODS else f"{spec.method} fit"
 
 
-def _gathered(plan: Plan, results: list[tuple]) -> Fits:
-    """One plan's per-group results -> its ``Fits``."""
+def gathered(plan: Plan, results: list[tuple]) -> Fits:
+    """One plan's ``fit_group`` results, in the order of its groups -> its ``Fits``."""
     table = build_table([rows for rows, _, _ in results], [record for _, record, _ in results])
     fitted = [
         GroupFit(

@@ -9,22 +9,29 @@ building the frame (see ``models.fits``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import pandas as pd
 
+from attnmag.extract.norms import progress_bar
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import (
     METHODS,
+    PARALLEL_METHODS,
+    Plan,
     check_options,
+    fit_group,
     fit_plans,
     frame_or_folder,
+    gathered,
     lag_effects,
     lag_plan,
     position_trend,
     trend_plan,
 )
 from attnmag.models.tidy import glance
+from attnmag.workers import fork_map, n_workers
 
 __all__ = ["fit_all"]
 
@@ -109,15 +116,67 @@ def _fitted_frame(
     n_jobs: int | None,
     progress: bool | None,
 ) -> dict[str, list[pd.DataFrame]]:
-    """Each requested fit of a frame -> its tidy tables, one per method; the groups of every
-    method share one pool of workers (``models.fits.fit_plans``)."""
-    plans = [
-        trend_plan(frame, method=m, max_position=max_position, conf_level=conf_level)
-        for m in methods["position_trend"]
-    ] + [lag_plan(frame, method=m, conf_level=conf_level) for m in methods["lag_effects"]]
-    tables = [fits.tidy for fits in fit_plans(plans, n_jobs=n_jobs, progress=progress)]
+    """Each requested fit of a frame -> its tidy tables, one per method, in one pool.
+
+    A mixed method's rows are selected here and its groups handed out one by one (each
+    takes long); every other method is one task, its rows selected and fitted in the worker
+    and only its table coming back. Without a mixed method, or with one worker, the fits
+    run here.
+    """
+    requested = [(name, m) for name in ("position_trend", "lag_effects") for m in methods[name]]
+    options = {"max_position": max_position, "conf_level": conf_level}
+
+    def plan(at: int) -> Plan:
+        name, method = requested[at]
+        if name == "position_trend":
+            return trend_plan(frame, method=method, **options)
+        return lag_plan(frame, method=method, conf_level=conf_level)
+
+    costly = [at for at, (_, m) in enumerate(requested) if m in PARALLEL_METHODS]
+    workers = n_workers(n_jobs)
+    if not costly or workers == 1:
+        plans = [plan(at) for at in range(len(requested))]
+        fitted = fit_plans(plans, n_jobs=n_jobs, progress=progress)
+        tables = dict(enumerate(fits.tidy for fits in fitted))
+    else:
+        tables = _pooled(plan, costly, len(requested), workers=workers, progress=progress)
     return {
-        name: [t for plan, t in zip(plans, tables, strict=True) if plan.spec.fit == name]
+        name: [tables[at] for at, (fit, _) in enumerate(requested) if fit == name]
         for name in methods
         if methods[name]
     }
+
+
+def _pooled(
+    plan: Callable[[int], Plan],
+    costly: list[int],
+    count: int,
+    *,
+    workers: int,
+    progress: bool | None,
+) -> dict[int, pd.DataFrame]:
+    """``_fitted_frame``'s pool: the groups of the ``costly`` plans (built here) and each
+    other plan whole (built in the worker) -> the tidy table of each plan, by number."""
+    plans = {at: plan(at) for at in costly}
+    groups = [(at, index) for at in costly for index in range(len(plans[at].parts))]
+    whole = [at for at in range(count) if at not in plans]
+    # The whole plans first: the small groups then even out the workers' ends.
+    tasks = [partial(_table, plan, at) for at in whole]
+    tasks += [partial(fit_group, plans[at], index) for at, index in groups]
+    bar = progress_bar(progress, total=len(tasks), unit="fit", desc=f"{count} fits", delay=1.0)
+    done = []
+    with bar:
+        for result in fork_map(lambda at: tasks[at](), len(tasks), workers=workers):
+            done.append(result)
+            bar.update(1)
+    tables = {at: table for at, table in zip(whole, done[: len(whole)], strict=True)}
+    owners = [owner for owner, _ in groups]
+    for at in costly:
+        results = [r for owner, r in zip(owners, done[len(whole) :], strict=True) if owner == at]
+        tables[at] = gathered(plans[at], results).tidy
+    return tables
+
+
+def _table(plan: Callable[[int], Plan], at: int) -> pd.DataFrame:
+    """The tidy table of plan number ``at``, built and fitted in this process."""
+    return fit_plans([plan(at)], n_jobs=1, progress=False)[0].tidy

@@ -178,6 +178,24 @@ def test_n_jobs_does_not_change_the_tables():
             )
 
 
+def test_fit_all_in_one_pool_gives_each_methods_own_tables():
+    """fit_all's pool (the mixed methods' groups one by one, every other method whole in a
+    worker) gives, for every method, the table of that method fitted alone."""
+    frame = simulated_frame(40, 4, length=(8, 30), lag1=0.2, seed=5)
+    one, two = (models.fit_all(frame, n_jobs=n, progress=False) for n in (1, 2))
+    for name, methods in models.METHODS.items():
+        alone = pd.concat(
+            [getattr(models, name)(frame, method=m, n_jobs=1) for m in methods], ignore_index=True
+        )
+        for tables in (one, two):
+            pd.testing.assert_frame_equal(tables[name], alone, check_exact=True)
+    pd.testing.assert_frame_equal(
+        one["glance"].drop(columns="seconds"),
+        two["glance"].drop(columns="seconds"),
+        check_exact=True,
+    )
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
