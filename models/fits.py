@@ -454,6 +454,9 @@ def group_rows(
     missing = [c for c in ["layer", *columns] if c not in frame.columns]
     if missing:
         raise AttnmagError(f"the frame lacks the columns {missing} that the models stage needs")
+    # pandas deep-copies a frame's attrs into every result; the fits need none of them.
+    frame = frame.copy(deep=False)
+    frame.attrs = {}
     groups = group_columns(frame)
     available = np.unique(frame["layer"].to_numpy())
     wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))

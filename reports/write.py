@@ -820,7 +820,10 @@ def drawn_sections(
         )
         for part in parts
     ]
-    tasks = [
+    draws = [spec[-1] for spec in grouped] + [spec[-1] for specs in part_specs for spec in specs]
+    # The figures first: each takes longer than a series' findings, which fill the ends.
+    tasks = [partial(_png, draw) for draw in draws]
+    tasks += [
         partial(
             findings,
             part.frame,
@@ -833,10 +836,8 @@ def drawn_sections(
         )
         for part in parts
     ]
-    draws = [spec[-1] for spec in grouped] + [spec[-1] for specs in part_specs for spec in specs]
-    tasks += [partial(_png, draw) for draw in draws]
     done = list(fork_map(lambda at: tasks[at](), len(tasks), workers=workers))
-    found, pngs = done[: len(parts)], iter(done[len(parts) :])
+    pngs, found = iter(done[: len(draws)]), done[len(draws) :]
     specs = [(k, t, c, d) for k, t, _, c, d in grouped]
     drawn = _rendered(specs, [next(pngs) for _ in specs], start=1, label=None)
     sections, rendered = [], {}
