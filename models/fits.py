@@ -35,7 +35,7 @@ import os
 import time
 import warnings
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -49,7 +49,7 @@ from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import fit_gmm, gmm_stats
 from attnmag.models.groups import describe, group_columns, key_values, split
 from attnmag.models.lags import GMM_LAGS, with_initial_conditions
-from attnmag.models.mixed import COV_TYPES, fit_mixed
+from attnmag.models.mixed import COV_TYPES, DeferredFit, fit_mixed
 from attnmag.models.ols import cluster_ols_result, fit_aggregate, fit_cluster_ols
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
@@ -191,31 +191,21 @@ def position_trend(
     check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
+    options = {
+        "method": method,
+        "max_position": max_position,
+        "exclude_first": exclude_first,
+        "layers": layers,
+        "random_slope": random_slope,
+        "cov_type": cov_type,
+        "conf_level": conf_level,
+    }
     frame = frame_or_folder(frame)
     if isinstance(frame, Path):
         from attnmag.models.stream import position_trend_folder  # stream imports this module
 
-        return position_trend_folder(
-            frame,
-            method=method,
-            max_position=max_position,
-            exclude_first=exclude_first,
-            layers=layers,
-            random_slope=random_slope,
-            cov_type=cov_type,
-            conf_level=conf_level,
-        )
-    plan = trend_plan(
-        frame,
-        method=method,
-        max_position=max_position,
-        exclude_first=exclude_first,
-        layers=layers,
-        random_slope=random_slope,
-        cov_type=cov_type,
-        conf_level=conf_level,
-    )
-    return fit_plans([plan], n_jobs=n_jobs, progress=progress)[0].tidy
+        return position_trend_folder(frame, **options)
+    return fit_plans([trend_plan(frame, **options)], n_jobs=n_jobs, progress=progress)[0].tidy
 
 
 def lag_effects(
@@ -287,27 +277,19 @@ def lag_effects(
     >>> lags = lag_effects("norms/")  # doctest: +SKIP
     """
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
+    options = {
+        "method": method,
+        "exclude_first": exclude_first,
+        "layers": layers,
+        "cov_type": cov_type,
+        "conf_level": conf_level,
+    }
     frame = frame_or_folder(frame)
     if isinstance(frame, Path):
         from attnmag.models.stream import lag_effects_folder  # stream imports this module
 
-        return lag_effects_folder(
-            frame,
-            method=method,
-            exclude_first=exclude_first,
-            layers=layers,
-            cov_type=cov_type,
-            conf_level=conf_level,
-        )
-    plan = lag_plan(
-        frame,
-        method=method,
-        exclude_first=exclude_first,
-        layers=layers,
-        cov_type=cov_type,
-        conf_level=conf_level,
-    )
-    return fit_plans([plan], n_jobs=n_jobs, progress=progress)[0].tidy
+        return lag_effects_folder(frame, **options)
+    return fit_plans([lag_plan(frame, **options)], n_jobs=n_jobs, progress=progress)[0].tidy
 
 
 def trend_plan(
@@ -532,9 +514,14 @@ def fit_plans(plans: list[Plan], *, n_jobs: int | None, progress: bool | None = 
 
 def fit_group(plan: Plan, index: int) -> tuple:
     """The fit of ``plan``'s group number ``index``, as a worker hands it back: its table
-    rows, glance record and ``Fit`` (``gathered`` takes them); warnings captured."""
+    rows, glance record and ``Fit`` (``gathered`` takes them); warnings captured. A
+    deferred statsmodels fit goes back without the group's rows, which ``gathered`` puts
+    back from the plan (the caller's copy, not a pickled one)."""
     key, part = plan.parts[index]
-    return _fit_group(plan.spec, key_values(plan.groups, key), part)
+    rows, record, fit = _fit_group(plan.spec, key_values(plan.groups, key), part)
+    if isinstance(fit.result, DeferredFit):
+        fit = replace(fit, result=fit.result.on(None))
+    return rows, record, fit
 
 
 def _label(plans: list[Plan]) -> str:
@@ -563,9 +550,12 @@ def gathered(plan: Plan, results: list[tuple]) -> Fits:
 
 
 def _result(spec: FitSpec, data: pd.DataFrame, fit: Fit) -> object:
-    """A fit's statsmodels result: built on first use for ``ols``, else the ``Fit``'s own."""
+    """A fit's statsmodels result: built on first use for ``ols`` (and for mixed fits that
+    statsmodels confirmed at once, on ``data``), else the ``Fit``'s own."""
     if spec.method == "ols" and fit.converged:
         return partial(cluster_ols_result, data, spec.formula)
+    if isinstance(fit.result, DeferredFit):
+        return fit.result.on(data)
     return fit.result
 
 

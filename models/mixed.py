@@ -5,7 +5,8 @@ Holds:
 - ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
   slope on position) per sequence -> a ``Fit``; ``cov_type="cluster"`` (the default) gives
   the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="model"``
-  lme4's GLS covariance with the normal distribution;
+  lme4's GLS covariance with the normal distribution; ``DeferredFit``, statsmodels' fit
+  built on first use, its ``result``;
 - ``cluster_covariance``: that CR1 sandwich; ``reml_fit``: the ``Fit`` of a REML maximum
   (estimates, standard errors, glance fields), from rows or from a shard folder's sums;
 - ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
@@ -67,7 +68,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -89,6 +90,7 @@ __all__ = [
     "GroupedDesign",
     "is_boundary",
     "fit_mixed",
+    "DeferredFit",
     "cluster_covariance",
 ]
 
@@ -431,7 +433,7 @@ def fit_mixed(
     model, spread = _mixedlm(data, formula, random_slope)
     groups = data["sequence"].to_numpy()
     design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
-    refit = partial(_statsmodels_fit, data, formula, random_slope)
+    refit = partial(DeferredFit, formula, random_slope, data=data)
     cov_rel, point, converged, notes, result = _reml(model, design, refit)
     return reml_fit(
         design,
@@ -525,6 +527,33 @@ def _statsmodels_fit(
     return _optimised(_mixedlm(data, formula, random_slope)[0], start)
 
 
+@dataclass(frozen=True)
+class DeferredFit:
+    """statsmodels' REML fit of ``fit_mixed``'s model on ``data`` from ``start``, built
+    when called: the ``Fit.result`` of a fit whose maximum statsmodels confirmed at once.
+
+    ``on(None)`` leaves the rows out (a worker process hands its fit back without them, its
+    caller holding the same rows) and ``on(rows)`` puts them back.
+
+    >>> fit.result().summary()  # doctest: +SKIP
+    """
+
+    formula: str
+    random_slope: bool
+    start: np.ndarray
+    data: pd.DataFrame | None
+
+    def __call__(self) -> MixedLMResults:
+        """statsmodels' ``MixedLMResults`` of the fit."""
+        if self.data is None:
+            raise AttnmagError("this deferred mixed fit was handed on without its rows")
+        return _statsmodels_fit(self.data, self.formula, self.random_slope, self.start)
+
+    def on(self, data: pd.DataFrame | None) -> DeferredFit:
+        """The same fit on ``data`` (the rows it was fitted to), or without rows."""
+        return replace(self, data=data)
+
+
 def _optimised(model: MixedLM, start: np.ndarray) -> MixedLMResults:
     """``model.fit`` by REML from ``start``, its optimisers tried in turn."""
     with warnings.catch_warnings():
@@ -597,15 +626,15 @@ def cluster_covariance(
 
 
 def _reml(
-    model: MixedLM, design: GroupedDesign, refit: Callable[[np.ndarray], MixedLMResults]
+    model: MixedLM, design: GroupedDesign, refit: Callable[[np.ndarray], DeferredFit]
 ) -> tuple[np.ndarray, GLS, bool, list[str], object]:
     """The REML point to report: relative random-effects covariance, GLS quantities there,
     whether the fit converged, notes (see the module docstring for the boundary cases), and
     statsmodels' ``MixedLMResults`` where its point is the one reported (else None).
 
-    ``refit(start)`` is statsmodels' fit from ``start`` on a fresh copy of ``model``: where
-    statsmodels' optimiser stops at the search's maximum at once, the result is that call,
-    deferred to first use.
+    ``refit(start)`` is statsmodels' fit from ``start`` on a fresh copy of ``model``,
+    deferred to first use (a ``DeferredFit``): the result where statsmodels' optimiser stops
+    at the search's maximum at once.
     """
     if _exact(design):
         zero = np.zeros((design.k_re, design.k_re))
@@ -638,7 +667,7 @@ def _reml(
         fitted_rel = np.asarray(fitted.cov_re_unscaled, dtype=np.float64)
         converged = bool(fitted.converged)
     else:
-        fitted_rel, result, converged = stopped, partial(refit, start), True
+        fitted_rel, result, converged = stopped, refit(start), True
     at_fit = design.gls(fitted_rel)
     if best.llf_reml > at_fit.llf_reml + CONFIRM_TOL:
         note = (

@@ -120,8 +120,8 @@ def _fitted_frame(
 
     A mixed method's rows are selected here and its groups handed out one by one (each
     takes long); every other method is one task, its rows selected and fitted in the worker
-    and only its table coming back. Without a mixed method, or with one worker, the fits
-    run here.
+    and only its table coming back. Without a mixed method, or with one worker, the methods
+    are fitted here one after another, one method's rows in memory at a time.
     """
     requested = [(name, m) for name in ("position_trend", "lag_effects") for m in methods[name]]
     options = {"max_position": max_position, "conf_level": conf_level}
@@ -134,12 +134,10 @@ def _fitted_frame(
 
     costly = [at for at, (_, m) in enumerate(requested) if m in PARALLEL_METHODS]
     workers = n_workers(n_jobs)
-    if not costly or workers == 1:
-        plans = [plan(at) for at in range(len(requested))]
-        fitted = fit_plans(plans, n_jobs=n_jobs, progress=progress)
-        tables = dict(enumerate(fits.tidy for fits in fitted))
-    else:
+    if costly and workers > 1:
         tables = _pooled(plan, costly, len(requested), workers=workers, progress=progress)
+    else:  # one method at a time: one method's rows in memory at once
+        tables = {at: _table(plan, at, progress) for at in range(len(requested))}
     return {
         name: [tables[at] for at, (fit, _) in enumerate(requested) if fit == name]
         for name in methods
@@ -177,6 +175,6 @@ def _pooled(
     return tables
 
 
-def _table(plan: Callable[[int], Plan], at: int) -> pd.DataFrame:
+def _table(plan: Callable[[int], Plan], at: int, progress: bool | None = False) -> pd.DataFrame:
     """The tidy table of plan number ``at``, built and fitted in this process."""
-    return fit_plans([plan(at)], n_jobs=1, progress=False)[0].tidy
+    return fit_plans([plan(at)], n_jobs=1, progress=progress)[0].tidy

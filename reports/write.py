@@ -10,9 +10,9 @@ Holds ``write_report``, the public entry point, and its steps, one job each:
   which the five plain sections show;
 - ``grouped_specs``: the sections a grouped frame adds (models side by side on a relative
   depth axis, sites side by side, heads as layer x head heatmaps);
-- ``render_figures``: the five figures as PNG bytes with titles and captions (``Rendered``),
-  from ``figure_specs``, the figures not yet drawn;
-- ``drawn_sections``: every section's finding and figure, worked out in forked workers;
+- ``figure_specs``: the five figures of a series, with titles and captions, not yet drawn;
+- ``drawn_sections``: every section's finding and figure (PNG bytes with its title and
+  caption, ``Rendered``), worked out in forked workers;
 - ``write_tables``: the tables as CSV;
 - ``report_context``: what the templates draw;
 - ``write_documents``: ``report.md`` with its figure files, and the self-contained
@@ -103,7 +103,6 @@ __all__ = [
     "fit_tables",
     "grouped_specs",
     "main_series",
-    "render_figures",
     "report_context",
     "report_source",
     "series_parts",
@@ -262,18 +261,15 @@ def _lag_caption(lags: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def render_figures(
+def figure_specs(
     frame: pd.DataFrame | Folder,
     *,
     trend: pd.DataFrame,
     lags: pd.DataFrame,
     max_position: int = MAX_POSITION,
     conf_level: float = CONF_LEVEL,
-    dpi: int = DPI,
-    start: int = 1,
-    label: str | None = None,
-) -> dict[str, Rendered]:
-    """The report's five figures, rendered, keyed by section.
+) -> list[tuple[str, str, str, Callable[[], Figure]]]:
+    """The report's five figures of one series, not yet drawn.
 
     Parameters
     ----------
@@ -286,50 +282,6 @@ def render_figures(
     conf_level : float
         The level of the means' intervals computed here from ``frame``; the coefficients'
         intervals are those of ``trend`` and ``lags``, and the captions say each one's level.
-    dpi : int
-        Resolution of the PNGs.
-    start : int
-        The number of the first figure.
-    label : str, optional
-        The series drawn (a model's name), added to the titles, keys and file names.
-
-    Returns
-    -------
-    dict
-        Section key (``data``, ``layers``, ``positions``, ``trend``, ``lags``) -> ``Rendered``.
-
-    Examples
-    --------
-    >>> render_figures(frame, trend=trend, lags=lags)["trend"].title  # doctest: +SKIP
-    'Figure 4. Trend over positions'
-    """
-    specs = figure_specs(
-        frame, trend=trend, lags=lags, max_position=max_position, conf_level=conf_level
-    )
-    pngs = [figures.figure_bytes(draw(), dpi=dpi) for *_, draw in specs]
-    return _rendered(specs, pngs, start=start, label=label)
-
-
-def figure_specs(
-    frame: pd.DataFrame | Folder,
-    *,
-    trend: pd.DataFrame,
-    lags: pd.DataFrame,
-    max_position: int = MAX_POSITION,
-    conf_level: float = CONF_LEVEL,
-) -> list[tuple[str, str, str, Callable[[], Figure]]]:
-    """The report's five figures, not yet drawn, as ``render_figures`` renders them.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame or Folder
-        The tidy frame, or a shard folder's view (``folder.Folder``).
-    trend, lags : pandas.DataFrame
-        The ``position_trend`` and ``lag_effects`` tables.
-    max_position : int
-        The last position drawn.
-    conf_level : float
-        The level of the means' intervals computed from ``frame``.
 
     Returns
     -------
@@ -898,7 +850,7 @@ def write_documents(
     context : mapping
         What the templates draw (see ``report_context``).
     rendered : mapping
-        The rendered figures (see ``render_figures``).
+        The rendered figures (see ``drawn_sections``).
     out : pathlib.Path
         An existing folder.
     formats : sequence of str

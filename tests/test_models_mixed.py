@@ -358,3 +358,16 @@ def test_an_exception_inside_mixedlm_becomes_a_failed_layer(monkeypatch):
     summary = models.glance(table)
     assert summary.warnings.str.contains("LinAlgError: Singular matrix").all()
     assert isinstance(summary, pd.DataFrame) and len(summary) == 2
+
+
+def test_a_workers_deferred_fit_goes_back_without_its_rows_and_gets_them_back():
+    """fit_group hands a confirmed mixed fit back without the group's rows (no copy of
+    them pickled from a worker); gathered puts the plan's own rows back."""
+    frame = simulated_frame(40, 1, sd_sequence=0.5, seed=2)
+    plan = fits.trend_plan(frame, method="mixed")
+    rows, record, fit = fits.fit_group(plan, 0)
+    assert isinstance(fit.result, mixed.DeferredFit) and fit.result.data is None
+    with pytest.raises(AttnmagError, match="without its rows"):
+        fit.result()
+    result = fits.gathered(plan, [(rows, record, fit)]).results[0]
+    np.testing.assert_allclose(result.fe_params, fit.estimate, rtol=1e-10)
