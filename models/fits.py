@@ -451,19 +451,21 @@ def group_rows(
     keep = (position >= first) & in_layers
     if last is not None:
         keep &= position <= last
-    rows = frame.loc[keep, [*groups, *columns]]
     if drop_missing:
-        rows = rows.dropna(subset=columns)
-    values = rows[[c for c in columns if c not in ("sequence", "position")]].select_dtypes("number")
-    if not np.isfinite(values.to_numpy(np.float64)).all():
+        keep &= frame[columns].notna().all(axis=1)
+    rows = np.flatnonzero(keep.to_numpy())
+    checked = [c for c in columns if c not in ("sequence", "position")]
+    numeric = list(frame[checked].select_dtypes("number").columns)
+    if not all(np.isfinite(frame[c].to_numpy(np.float64)[rows]).all() for c in numeric):
         raise AttnmagError(
-            f"the frame has missing or infinite values in {list(values.columns)} at positions "
+            f"the frame has missing or infinite values in {numeric} at positions "
             f"{first} and beyond (a zero norm, or positions missing from a sequence)"
         )
-    parts = split(rows, groups)
+    # Each group's rows copied once from the frame (not all the rows first, then each group).
+    parts = split(frame, groups, rows=rows, keep=columns)
     span = f"positions {first}..{last}" if last is not None else f"positions >= {first}"
     for key in expected:
-        part = parts.get(key, rows.iloc[:0])
+        part = parts.get(key, frame[columns].iloc[:0])
         n_sequences = part["sequence"].nunique()
         n_covered = part["position"].nunique()
         if len(part) < n_terms + 2 or n_sequences < 2 or n_covered < n_positions:

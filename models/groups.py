@@ -4,7 +4,7 @@ Holds:
 - ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order (the
   frame's schema, ``attnmag.extract.frame``, is its one source);
 - ``group_columns``: the grouping columns a frame's fits are split by;
-- ``split``: rows -> ``(key, rows)`` per group, in sorted key order;
+- ``split``: a frame's rows -> ``(key, rows)`` per group, in sorted key order;
 - ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages.
 
 A key is the group's value where one column groups (the layer), else the tuple of the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+import numpy as np
 import pandas as pd
 
 from attnmag.extract.frame import GROUP_COLUMNS
@@ -46,27 +47,47 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
     return frame_groups(frame)
 
 
-def split(rows: pd.DataFrame, columns: list[str]) -> dict[Hashable, pd.DataFrame]:
-    """``rows`` split by ``columns`` (dropped from each part), keyed as the module says.
+def split(
+    frame: pd.DataFrame,
+    columns: list[str],
+    *,
+    rows: np.ndarray | None = None,
+    keep: list[str] | None = None,
+) -> dict[Hashable, pd.DataFrame]:
+    """``frame`` split by ``columns``, keyed as the module says.
 
     Parameters
     ----------
-    rows : pandas.DataFrame
+    frame : pandas.DataFrame
         Rows holding ``columns``.
     columns : list of str
         The grouping columns, from ``group_columns``.
+    rows : numpy.ndarray, optional
+        The positions of the rows to split (all by default).
+    keep : list of str, optional
+        The columns each part holds (by default every column but ``columns``).
 
     Returns
     -------
     dict
-        Key -> that group's rows, in sorted key order; groups without rows are absent.
+        Key -> that group's rows (in their order in ``frame``, with its index), in sorted
+        key order; groups without rows are absent. Each part is copied once from
+        ``frame``, with no copy of all the rows before it.
 
-    >>> parts = split(rows, ["layer"])  # doctest: +SKIP
+    >>> parts = split(frame, ["layer"], rows=np.flatnonzero(frame["position"]))  # doctest: +SKIP
     """
+    rows = np.arange(len(frame)) if rows is None else rows
+    keep = [c for c in frame.columns if c not in columns] if keep is None else keep
     by = columns[0] if len(columns) == 1 else columns
+    grouper = frame[columns].take(rows).groupby(by, sort=True, observed=True)
+    codes = grouper.ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes, minlength=grouper.ngroups))
+    values = frame[keep]
+    keys = grouper.size().index
     return {
-        _plain(key): part.drop(columns=columns)
-        for key, part in rows.groupby(by, sort=True, observed=True)
+        _plain(key): values.take(rows[order[end - size : end]])
+        for key, end, size in zip(keys, ends, np.diff(ends, prepend=0), strict=True)
     }
 
 
