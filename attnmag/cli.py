@@ -24,7 +24,8 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -565,6 +566,23 @@ def default_device() -> str:
     return "cpu"
 
 
+@contextmanager
+def _imports_frozen() -> Iterator[None]:
+    """The objects alive now (the imports') frozen while a model loads and runs.
+
+    Python's full garbage collections walk every tracked object; torch's and
+    transformers' modules hold millions, and a model's thousands of modules and tensors
+    set off several such collections while it loads. Frozen (``gc.freeze``), those objects
+    are skipped; they are unfrozen afterwards, for with few objects counted as old, the
+    fits' many short-lived ones would set off full collections far more often.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _timed(seconds: dict[str, float], stage: str, work: Callable[[], object]) -> object:
     start = time.perf_counter()
     result = work()
@@ -601,7 +619,8 @@ def command_run(args: argparse.Namespace) -> Path:
 
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="run") as folder:
-        frame = _measure_all(args, seconds)
+        with _imports_frozen():
+            frame = _measure_all(args, seconds)
         frame.to_parquet(folder / FRAME_FILE)
         tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
@@ -638,20 +657,21 @@ def command_extract(args: argparse.Namespace) -> Path:
     """
     from attnmag.extract.shards import write_shards
 
-    model, tokenizer, texts = _load_inputs(args)
-    write_shards(
-        model,
-        tokenizer,
-        texts,
-        args.out,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        layers=args.layers,
-        shard_texts=args.shard_texts,
-        progress=False if args.quiet else None,
-        sites=args.sites,
-        heads=args.heads,
-    )
+    with _imports_frozen():
+        model, tokenizer, texts = _load_inputs(args)
+        write_shards(
+            model,
+            tokenizer,
+            texts,
+            args.out,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            layers=args.layers,
+            shard_texts=args.shard_texts,
+            progress=False if args.quiet else None,
+            sites=args.sites,
+            heads=args.heads,
+        )
     return args.out
 
 
