@@ -303,7 +303,8 @@ def trend_plan(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
 ) -> Plan:
-    """``position_trend``'s fit of a frame by ``method`` (options checked), ready to run."""
+    """``position_trend``'s fit of a frame by ``method``, ready to run; its rows are
+    checked here, its options by the caller (``check_options``)."""
     first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm"] + (["norm"] if method == "aggregate" else [])
     groups, parts = group_rows(
@@ -329,7 +330,8 @@ def lag_plan(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
 ) -> Plan:
-    """``lag_effects``' fit of a frame by ``method`` (options checked), ready to run."""
+    """``lag_effects``' fit of a frame by ``method``, ready to run; its rows are checked
+    here, its options by the caller (``check_options``)."""
     first = 1 if exclude_first else 0
     columns = ["sequence", "position", "log_norm", "lag1", "lag2"]
     n_terms = len(_TERMS[("lag_effects", method)])
