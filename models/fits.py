@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -69,6 +69,7 @@ __all__ = [
     "lag_plan",
     "fit_plans",
     "fit_group",
+    "fitted_rows",
     "gathered",
     "frame_or_folder",
 ]
@@ -565,10 +566,16 @@ def _result(spec: FitSpec, data: pd.DataFrame, fit: Fit) -> object:
 
 def _fit_group(spec: FitSpec, groups: dict[str, object], data: pd.DataFrame) -> tuple:
     """One group's fit -> its table rows, glance record and ``Fit``; warnings captured."""
+    return fitted_rows(spec, groups, partial(_run, spec, data))
+
+
+def fitted_rows(spec: FitSpec, groups: dict[str, object], run: Callable[[], Fit]) -> tuple:
+    """``run()``, one group's fit, timed with its warnings captured -> its table rows,
+    glance record and ``Fit``."""
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = _run(spec, data)
+        fit = run()
     seconds = time.perf_counter() - start
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
     names = {"fit": spec.fit, "method": spec.method}

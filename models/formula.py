@@ -40,9 +40,8 @@ from __future__ import annotations
 import ast
 import builtins
 import os
-import time
-import warnings
 from collections.abc import Hashable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +62,7 @@ from attnmag.models.fits import (
     Plan,
     check_options,
     fit_plans,
+    fitted_rows,
     frame_or_folder,
     group_rows,
 )
@@ -70,7 +70,7 @@ from attnmag.models.groups import GROUP_COLUMNS, describe, key_values
 from attnmag.models.mixed import GroupedDesign
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.stream import _mixed, _ols
-from attnmag.models.tidy import Fit, build_table, glance_row, term_names, tidy_rows
+from attnmag.models.tidy import Fit, build_table, term_names
 
 FORMULA_METHODS = ("ols", "mixed")
 #: ``re_formula`` values ``fit`` accepts: a random intercept, or with a slope on position.
@@ -354,15 +354,7 @@ def _fit_folder_group(
     spec: FitSpec, values: dict[str, object], cross: np.ndarray, folder: Path
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
     """One group's fit from its cross products: table rows, glance record, ``GroupFit``."""
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        group_fit = _fit_cross(cross, spec)
-    seconds = time.perf_counter() - start
-    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
-    names = {"fit": spec.fit, "method": spec.method}
-    rows = tidy_rows(group_fit, conf_level=spec.conf_level, **names, **values)
-    record = glance_row(group_fit, seconds=seconds, warnings=messages, **names, **values)
+    rows, record, group_fit = fitted_rows(spec, values, partial(_fit_cross, cross, spec))
     part = GroupFit(
         names=(spec.fit, spec.method),
         groups=values,
