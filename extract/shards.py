@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.dataset
@@ -68,6 +69,7 @@ __all__ = [
     "read_shards",
     "scan",
     "shard_ranges",
+    "shard_rows",
     "verified_shards",
     "weights_fingerprint",
     "write_shards",
@@ -727,6 +729,22 @@ def scan(folder: str | Path) -> pyarrow.dataset.Dataset:
     """
     paths = verified_shards(folder)
     return pyarrow.dataset.dataset([str(path) for path in paths], format="parquet")
+
+
+def shard_rows(
+    connection: duckdb.DuckDBPyConnection, paths: Sequence[str | Path]
+) -> duckdb.DuckDBPyRelation:
+    """The rows of verified shard files as one DuckDB relation with the frame's columns.
+
+    Every reader of a folder's rows in SQL (the folder fits, the folder report) takes them
+    from here, so the shards' stored columns and the frame's columns are mapped in one place.
+
+    Examples
+    --------
+    >>> import duckdb  # doctest: +SKIP
+    >>> rows = shard_rows(duckdb.connect(), verified_shards("norms/"))  # doctest: +SKIP
+    """
+    return connection.read_parquet([str(path) for path in paths])
 
 
 def _read_shard(path: Path, entry: dict, columns: list[str]) -> pd.DataFrame:

@@ -65,7 +65,7 @@ import statsmodels.api as sm
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.shards import verified_shards
+from attnmag.extract.shards import shard_rows, verified_shards
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import METHODS, check_options
 from attnmag.models.gmm import AR2_UNDEFINED, GMMResult, gmm_stats
@@ -277,7 +277,7 @@ def _fit_folder(folder: Path, request: _Request) -> pd.DataFrame:
     """Sum ``request``'s rows of ``folder`` in DuckDB; fit each group as its sums arrive."""
     paths = [str(path) for path in verified_shards(folder)]
     with _connection() as connection:
-        connection.read_parquet(paths).create_view("frame")
+        shard_rows(connection, paths).create_view("frame")
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["sequence", "layer", "position", *request.checked]
         missing = [column for column in dict.fromkeys(needed) if column not in columns]
@@ -402,7 +402,7 @@ def _gmm_by_group(
     parts: dict[Hashable, list[dict[str, np.ndarray]]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {_keys(groups)}, sequence"
     for path in paths:
-        connection.read_parquet(path).create_view("shard")
+        shard_rows(connection, [path]).create_view("shard")
         reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for key, sums in _by_group(reader, groups):
             _check_consecutive(sums, request.first)

@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.shards import _merged_provenance, read_manifest, verified_shards
+from attnmag.extract.shards import _merged_provenance, read_manifest, shard_rows, verified_shards
 from attnmag.models.stream import MEMORY_LIMIT
 
 __all__ = [
@@ -273,7 +273,7 @@ def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.
     >>> run_query(folder.shards, "SELECT count(*) AS n FROM frame")  # doctest: +SKIP
     """
     with _connection() as connection:
-        connection.read_parquet(list(shards)).create_view("frame")
+        shard_rows(connection, shards).create_view("frame")
         return connection.execute(sql, list(parameters)).df()
 
 
@@ -310,7 +310,7 @@ def run_by_shard(
             connection.register(name, table)
         parts = []
         for shard in shards:
-            connection.read_parquet(shard).create_view("frame", replace=True)
+            shard_rows(connection, [shard]).create_view("frame", replace=True)
             parts.append(connection.execute(sql, list(parameters)).df())
     return pd.concat(parts, ignore_index=True)
 
