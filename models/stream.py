@@ -5,7 +5,6 @@ Holds:
   ``extract.write_shards`` (``aggregate``, ``ols``, ``mixed``);
 - ``lag_effects_folder``: ``lag_effects`` on such a folder (``ols``, ``initial_conditions``,
   ``gmm``);
-- ``MEMORY_LIMIT``: the most memory DuckDB may hold while it scans a folder.
 
 What is streamed. DuckDB reads the folder's verified shards (``verified_shards``): their
 grouping columns for the groups present, then the fitted rows, of which it sums, per group
@@ -48,12 +47,9 @@ Usage::
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,16 +77,10 @@ from attnmag.models.mixed import (
 )
 from attnmag.models.ols import _fit as ols_fit
 from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
+from attnmag.sql import connect
 
-__all__ = ["MEMORY_LIMIT", "lag_effects_folder", "position_trend_folder"]
+__all__ = ["lag_effects_folder", "position_trend_folder"]
 
-#: DuckDB's memory limit. Its default, 80% of the machine's memory, would let one scan take
-#: most of a shared machine; with a fixed limit DuckDB spills its aggregation to a temporary
-#: folder instead, so the memory of a fit from a folder stays bounded however large it is.
-#: What it holds grows with the texts (its per-text sums), not the rows; at this limit a
-#: folder of 10 times the texts adds little beyond it, and its scans take no longer than at
-#: 1 GB (``benchmarks/scale.py``).
-MEMORY_LIMIT = "256MB"
 #: The levels the Arellano-Bond sums need: ``l0`` to one lag beyond the last instrument's.
 GMM_LEVELS = GMM_LAGS[1] + 2
 #: Rows of the per-sequence sums handed to Python per batch.
@@ -251,32 +241,10 @@ def lag_effects_folder(
     return _fit_folder(Path(path), request)
 
 
-@contextmanager
-def _connection() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection with its memory limit, threads and spill folder set.
-
-    Threads are the cores this process may use (DuckDB would count the machine's); spilled
-    data goes to a temporary folder of its own, not to ``.tmp`` in the working directory.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
-        config = {
-            "memory_limit": MEMORY_LIMIT,
-            "threads": cores,
-            "temp_directory": spill,
-            "preserve_insertion_order": False,
-        }
-        connection = duckdb.connect(":memory:", config=config)
-        try:
-            yield connection
-        finally:
-            connection.close()
-
-
 def _fit_folder(folder: Path, request: _Request) -> pd.DataFrame:
     """Sum ``request``'s rows of ``folder`` in DuckDB; fit each group as its sums arrive."""
     paths = [str(path) for path in verified_shards(folder)]
-    with _connection() as connection:
+    with connect(keep_order=False) as connection:
         shard_rows(connection, paths).create_view("frame")
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["sequence", "layer", "position", *request.checked]

@@ -15,7 +15,7 @@ Holds:
   (the rows of the sample, a frame's own rows).
 
 What is streamed. DuckDB reads the folder's verified shards (``extract.verified_shards``)
-with a memory limit (``models.stream.MEMORY_LIMIT``; it spills beyond it). Opening a
+with a memory limit (``attnmag.sql.MEMORY_LIMIT``; it spills beyond it). Opening a
 folder reads the groups present (one row per group and layer, with its last position and
 rows) and the texts' indices. A mean with its cluster-robust interval needs, per cell (a
 group and layer, with a position or bin of positions), the rows ``n``, the texts ``G``,
@@ -38,14 +38,10 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -53,7 +49,7 @@ import pyarrow.parquet as pq
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.extract.shards import _merged_provenance, read_manifest, shard_rows, verified_shards
-from attnmag.models.stream import MEMORY_LIMIT
+from attnmag.sql import connect
 
 __all__ = [
     "SAMPLE_TEXTS",
@@ -196,11 +192,15 @@ class Folder:
         if source is None:
             where, parameters = self.where()
             source = f"(SELECT * FROM frame WHERE {where})"
-        at = ', sum("position")::DOUBLE AS p' if bin_width > 1 else ""
+        # Summed in the order of the rows' keys, so the threads DuckDB uses do not move the
+        # last digits (``attnmag.sql``).
+        unique = [c for c in (*GROUP_COLUMNS, "sequence", "position") if c in self.columns]
+        order = "ORDER BY " + ", ".join(f'"{c}"' for c in dict.fromkeys([cluster, *unique]))
+        at = f', sum("position"::DOUBLE {order}) AS p' if bin_width > 1 else ""
         totals = run_by_shard(
             self.shards,
             f"""SELECT {", ".join(keys)}, count(*)::BIGINT AS n,
-                    sum("{value}"::DOUBLE) AS total{at}
+                    sum("{value}"::DOUBLE {order}) AS total{at}
                 FROM {source} GROUP BY ALL""",
             parameters,
         )
@@ -214,11 +214,11 @@ class Folder:
             self.shards,
             f"""WITH per AS (
                     SELECT {", ".join(keys)}, "{cluster}", count(*) AS n_g,
-                        sum("{value}"::DOUBLE) AS s_g
+                        sum("{value}"::DOUBLE {order}) AS s_g
                     FROM {source} GROUP BY ALL
                 )
                 SELECT {", ".join(f'c."{c}"' for c in names)}, count(*)::BIGINT AS n_groups,
-                    sum((p.s_g - p.n_g * c.mean) ** 2) AS meat
+                    sum((p.s_g - p.n_g * c.mean) ** 2 ORDER BY p."{cluster}") AS meat
                 FROM per p JOIN means c ON {join or "TRUE"}
                 GROUP BY ALL""",
             parameters,
@@ -233,20 +233,6 @@ class Folder:
 def _plain(value: object) -> object:
     """A numpy scalar as the Python value DuckDB takes as a parameter."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-@contextmanager
-def _connection() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection with ``MEMORY_LIMIT`` (it spills to a temporary folder
-    beyond it) and the threads this process may use."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
-        config = {"memory_limit": MEMORY_LIMIT, "threads": cores, "temp_directory": spill}
-        connection = duckdb.connect(":memory:", config=config)
-        try:
-            yield connection
-        finally:
-            connection.close()
 
 
 def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.DataFrame:
@@ -272,7 +258,7 @@ def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.
     --------
     >>> run_query(folder.shards, "SELECT count(*) AS n FROM frame")  # doctest: +SKIP
     """
-    with _connection() as connection:
+    with connect() as connection:
         shard_rows(connection, shards).create_view("frame")
         return connection.execute(sql, list(parameters)).df()
 
@@ -305,7 +291,7 @@ def run_by_shard(
     --------
     >>> run_by_shard(folder.shards, "SELECT count(*) AS n FROM frame")["n"].sum()  # doctest: +SKIP
     """
-    with _connection() as connection:
+    with connect() as connection:
         for name, table in tables.items():
             connection.register(name, table)
         parts = []

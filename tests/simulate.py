@@ -142,9 +142,12 @@ def simulated_trends(
     )
 
 
-def write_folder(frame: pd.DataFrame, folder: Path, shard_texts: int) -> Path:
+def write_folder(
+    frame: pd.DataFrame, folder: Path, shard_texts: int, row_group_size: int | None = None
+) -> Path:
     """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
-    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum."""
+    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum
+    (in Parquet row groups of ``row_group_size`` rows, which DuckDB reads in parallel)."""
     n_texts = int(frame["sequence"].max()) + 1
     arguments = {
         "format": FORMAT,
@@ -162,7 +165,7 @@ def write_folder(frame: pd.DataFrame, folder: Path, shard_texts: int) -> Path:
     for k, start, stop in shard_ranges(n_texts, shard_texts):
         part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
         path = folder / shard_name(k)
-        part.to_parquet(path)
+        part.to_parquet(path, row_group_size=row_group_size)
         entry = {"rows": len(part), "start": start, "stop": stop, "sha256": file_sha256(path)}
         _record_shard(folder, path.name, entry)
     return folder

@@ -1,0 +1,59 @@
+"""The printed report does not depend on how many threads DuckDB sums with.
+
+A folder whose shards hold many small Parquet row groups, which DuckDB reads in parallel,
+is fitted and reported with one thread and with four. The report's own sums (its means
+and their intervals) are summed in a fixed order, so they are equal to the last bit; the
+fits' sums are per text, so their tables agree to rounding (1e-12); and the printed
+report, Markdown and HTML, is the same bytes (the wall time aside).
+"""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from simulate import simulated_frame, write_folder
+
+from attnmag import models, reports, sql
+from attnmag.reports.folder import open_folder
+
+FAST_FITS = {"trend_methods": ("ols", "aggregate"), "lag_methods": ("ols", "gmm")}
+
+
+@pytest.fixture(scope="module")
+def fine(tmp_path_factory) -> Path:
+    """40 texts of 60 to 300 tokens at 3 layers, in 2 shards of 50-row row groups."""
+    frame = simulated_frame(40, 3, length=(60, 300), seed=11)
+    return write_folder(frame, tmp_path_factory.mktemp("fine") / "norms", 20, row_group_size=50)
+
+
+def printed(paths: dict[str, Path]) -> dict[str, bytes]:
+    """The Markdown and HTML reports' bytes, the wall time (the one line that may differ)
+    taken out."""
+    return {
+        name: re.sub(rb"wall time.*?\n", b"", paths[name].read_bytes())
+        for name in ("report.md", "index.html")
+    }
+
+
+def test_the_report_is_the_same_whatever_duckdbs_threads(fine, tmp_path, monkeypatch):
+    runs = {}
+    for threads in (1, 4):
+        monkeypatch.setattr(sql, "THREADS", threads)
+        folder = open_folder(fine)
+        cells = folder.cluster_sums("log_norm", ["layer", "position"])
+        bins = folder.cluster_sums("log_norm", ["layer", "position"], bin_width=7)
+        tables = models.fit_all(fine, **FAST_FITS)
+        runs[threads] = cells, bins, tables
+    (cells, bins, tables), (cells4, bins4, tables4) = runs[1], runs[4]
+    pd.testing.assert_frame_equal(cells, cells4, check_exact=True)
+    pd.testing.assert_frame_equal(bins, bins4, check_exact=True)
+    for name in ("position_trend", "lag_effects", "glance"):
+        kept = [c for c in tables[name].columns if c != "seconds"]  # a fit's own time
+        pd.testing.assert_frame_equal(tables[name][kept], tables4[name][kept], rtol=1e-12)
+    reported = {}
+    for threads in (1, 4):  # the same tables (their fit times included), the report's sums
+        monkeypatch.setattr(sql, "THREADS", threads)
+        paths = reports.write_report(fine, tmp_path / f"threads{threads}", tables=tables)
+        reported[threads] = printed(paths)
+    assert reported[1] == reported[4]
