@@ -38,6 +38,7 @@ import io
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,13 +46,16 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow
 import pyarrow.dataset
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
 from attnmag.extract.frame import COLUMNS, _token_categorical, frame_columns, tidy_frame
+from attnmag.extract.manifest import check_record, check_shard_metadata
 from attnmag.extract.norms import (
     attention_norms,
     check_count,
@@ -78,18 +82,6 @@ __all__ = [
 RUN_FILE = "run.json"
 SHARD_GLOB = "shard-*.parquet"
 FORMAT = 2
-ARGUMENT_KEYS = (
-    "format",
-    "model",
-    "model_type",
-    "dtype",
-    "weights",
-    "n_texts",
-    "texts",
-    "layers",
-    "max_length",
-    "shard_texts",
-)
 # Provenance counts that add up over shards; every other key is kept where the shards agree.
 COUNTS = ("n_texts", "n_sequences", "n_skipped_empty", "n_truncated", "n_tokens")
 PER_SHARD = ("shard", "shard_start", "shard_stop", "rank", "world_size", "seconds_extract")
@@ -238,7 +230,7 @@ def run_arguments(
     Returns
     -------
     dict
-        The values of ``ARGUMENT_KEYS``, as ``run.json`` records them, and ``sites`` and
+        The values of ``manifest.ARGUMENT_KEYS``, as ``run.json`` records them, and ``sites`` and
         ``heads`` where the run measures them (so that a folder of a plain run stays
         resumable by a plain run).
     """
@@ -316,8 +308,9 @@ def read_manifest(folder: Path) -> dict:
     Returns
     -------
     dict
-        ``arguments``, ``corpus`` and ``shards`` (per finished shard: rows, sequence range,
-        sha256). A missing or foreign manifest is an ``AttnmagError``.
+        ``arguments``, ``corpus``, ``run`` (the run id its shards carry) and ``shards`` (per
+        finished shard: rows, sequence range, sha256). A missing or foreign manifest, or
+        one that breaks ``manifest.SCHEMA``, is an ``AttnmagError``.
 
     Examples
     --------
@@ -332,18 +325,15 @@ def read_manifest(folder: Path) -> dict:
         )
     try:
         record = json.loads(run_file.read_text())
-        arguments, shards = dict(record["arguments"]), dict(record.get("shards", {}))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, OSError):
         raise AttnmagError(f"{run_file} is not a run record of write_shards") from None
-    missing = [key for key in ARGUMENT_KEYS if key not in arguments]
-    if missing:
-        raise AttnmagError(f"{run_file} is not a run record of write_shards: it lacks {missing}")
-    if arguments["format"] != FORMAT:
+    found = record.get("arguments", {}).get("format") if isinstance(record, dict) else None
+    if isinstance(found, int) and found != FORMAT:
         raise AttnmagError(
             f"{run_file} was written by another attnmag version (format "
-            f"{arguments['format']}, this one reads {FORMAT}); extract again into a new folder"
+            f"{found}, this one reads {FORMAT}); extract again into a new folder"
         )
-    return {**record, "arguments": arguments, "shards": shards}
+    return check_record(record, run_file)
 
 
 @contextmanager
@@ -377,7 +367,8 @@ def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> None:
             f"{folder} holds files but no {RUN_FILE}: it was not written by write_shards; "
             "use another folder"
         )
-    record = json.dumps({"arguments": arguments, "corpus": corpus, "shards": {}}, indent=1)
+    record = {"arguments": arguments, "corpus": corpus, "run": uuid.uuid4().hex, "shards": {}}
+    record = json.dumps(record, indent=1)
     if _create_exclusively(run_file, record):
         mark(folder, "shards")
         return
@@ -477,20 +468,37 @@ def _shard_claim(path: Path, *, wait: bool) -> Iterator[bool]:
         lock.unlink(missing_ok=True)  # who holds it next checks the manifest first
 
 
-def _verify_shard(path: Path, entry: dict | None) -> bool:
-    """Whether shard ``path`` is complete: its file's sha256 is the manifest's. A file the
-    manifest does not list, or whose checksum differs, is an error naming it."""
+def _verify_shard(path: Path, entry: dict | None, record: dict) -> bool:
+    """Whether shard ``path`` is complete: its file's sha256 is the manifest's and its own
+    metadata matches its entry (``check_shard_metadata``). A file the manifest does not list,
+    or one that differs, is an error naming it."""
     if entry is None:
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise AttnmagError(
                 f"{path} is not in {RUN_FILE}: it was not written by this run; remove it"
             )
         return False
-    if not path.is_file():
+    if not path.exists():
         return False
+    _check_plain_file(path)
     if file_sha256(path) != entry["sha256"]:
         raise AttnmagError(_damaged(path))
+    check_shard_metadata(path, _footer(path, path), entry, record)
     return True
+
+
+def _check_plain_file(path: Path) -> None:
+    """Refuse a shard name that is not a plain file (a folder, a link)."""
+    if path.is_symlink() or not path.is_file():
+        raise AttnmagError(f"{path} is not a file: a shard is a Parquet file; remove it")
+
+
+def _footer(source: object, path: Path) -> pq.FileMetaData:
+    """The Parquet footer of ``source`` (a path or a buffer), or an error naming ``path``."""
+    try:
+        return pq.read_metadata(source)
+    except (OSError, ValueError):
+        raise AttnmagError(_damaged(path)) from None
 
 
 def _damaged(path: Path) -> str:
@@ -591,7 +599,8 @@ def write_shards(
         with _shard_claim(path, wait=wait) as held:
             if not held:
                 return False
-            if _verify_shard(path, read_manifest(folder)["shards"].get(path.name)):
+            record = read_manifest(folder)
+            if _verify_shard(path, record["shards"].get(path.name), record):
                 return True
             began = time.perf_counter()
             frame = _measure_shard(
@@ -600,6 +609,8 @@ def write_shards(
             frame.attrs.update(
                 **corpus_provenance(corpus),
                 texts_sha256=arguments["texts"],  # the run's texts, which the folder holds
+                weights=arguments["weights"],
+                run_id=record["run"],  # which claim of the folder wrote it
                 shard=k,
                 shard_start=start,
                 shard_stop=stop,
@@ -624,6 +635,7 @@ def write_shards(
         ) as bar,
     ):
         _claim_folder(folder, arguments, corpus)
+        _check_listing(folder, read_manifest(folder))
         waiting = []
         for k, start, stop in plan:
             if complete(k, start, stop, wait=False):
@@ -650,31 +662,40 @@ def _merged_provenance(attrs: list[dict]) -> dict:
     return merged
 
 
-def _listed_shards(folder: Path, *, partial: bool) -> tuple[list[Path], dict]:
-    """The shard files of ``folder`` in order, and the manifest's entries, once the set of
-    files is checked against the manifest (not yet their checksums)."""
-    if not folder.is_dir():
-        raise AttnmagError(f"no shard folder at {folder}")
-    record = read_manifest(folder)
+def _check_listing(folder: Path, record: dict) -> list[str]:
+    """The run's shard names; a shard file the manifest does not list (a shard of another
+    run, an extra or renamed file) is an error naming it."""
     arguments, shards = record["arguments"], record["shards"]
     n_shards = -(-arguments["n_texts"] // arguments["shard_texts"])
-    expected = [shard_name(k) for k in range(n_shards)]
     on_disk = {p.name for p in folder.glob(SHARD_GLOB)}
-    for name in sorted(on_disk - set(shards)) + sorted(set(shards) - set(expected)):
+    for name in sorted(on_disk - set(shards)):
         raise AttnmagError(
             f"{folder / name} is not in this run's {RUN_FILE} (a shard of another run, or "
             "an extra file); remove it"
         )
+    return [shard_name(k) for k in range(n_shards)]
+
+
+def _listed_shards(folder: Path, *, partial: bool) -> tuple[list[Path], dict]:
+    """The shard files of ``folder`` in order, and the checked manifest, once the set of
+    files is checked against the manifest (not yet their checksums)."""
+    if not folder.is_dir():
+        raise AttnmagError(f"no shard folder at {folder}")
+    record = read_manifest(folder)
+    expected = _check_listing(folder, record)
+    on_disk = {p.name for p in folder.glob(SHARD_GLOB)}
     missing = [name for name in expected if name not in on_disk]
     if missing and not partial:
         raise AttnmagError(
-            f"{folder} is unfinished: {len(missing)} of {n_shards} shards are missing "
+            f"{folder} is unfinished: {len(missing)} of {len(expected)} shards are missing "
             f"(first {missing[0]}); rerun the same extraction to finish it"
         )
     paths = [folder / name for name in expected if name in on_disk]
     if not paths:
         raise AttnmagError(f"{folder} holds no Parquet shards ({SHARD_GLOB})")
-    return paths, shards
+    for path in paths:
+        _check_plain_file(path)
+    return paths, record
 
 
 def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
@@ -697,9 +718,9 @@ def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
     --------
     >>> paths = verified_shards("norms/")  # doctest: +SKIP
     """
-    paths, entries = _listed_shards(Path(folder), partial=partial)
+    paths, record = _listed_shards(Path(folder), partial=partial)
     for path in paths:
-        _verify_shard(path, entries[path.name])
+        _verify_shard(path, record["shards"][path.name], record)
     return paths
 
 
@@ -747,12 +768,15 @@ def shard_rows(
     return connection.read_parquet([str(path) for path in paths])
 
 
-def _read_shard(path: Path, entry: dict, columns: list[str]) -> pd.DataFrame:
+def _read_shard(path: Path, record: dict, columns: list[str]) -> pd.DataFrame:
     """One shard, read from the bytes its checksum was verified on, and checked against
-    the manifest's entry (rows, sequence range) and the run's ``columns``."""
+    the manifest's entry (``check_shard_metadata``; sequence range) and the run's
+    ``columns``."""
+    entry = record["shards"][path.name]
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise AttnmagError(_damaged(path))
+    check_shard_metadata(path, _footer(pyarrow.BufferReader(data), path), entry, record)
     shard = pd.read_parquet(io.BytesIO(data))
     if list(shard.columns) != columns:
         raise AttnmagError(f"{path} is not an attnmag shard: its columns are {list(shard.columns)}")
@@ -788,10 +812,10 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     --------
     >>> frame = read_shards("norms/")  # doctest: +SKIP
     """
-    paths, entries = _listed_shards(Path(folder), partial=partial)
-    arguments = read_manifest(Path(folder))["arguments"]
+    paths, record = _listed_shards(Path(folder), partial=partial)
+    arguments = record["arguments"]
     columns = frame_columns([g for g in ("site", "head") if f"{g}s" in arguments])
-    shards = [_read_shard(path, entries[path.name], columns) for path in paths]
+    shards = [_read_shard(path, record, columns) for path in paths]
     token_text: dict[int, str] = {}
     for shard in shards:
         ids, first = np.unique(shard["token_id"].to_numpy(), return_index=True)

@@ -324,9 +324,9 @@ def test_a_manifest_missing_keys_is_refused(shards, tmp_path, capsys):
     del record["arguments"]["n_texts"]
     (shards / "run.json").write_text(json.dumps(record))
     message = error_of(["fit", str(shards), *FIT, "--out", str(tmp_path / "t")], capsys)
-    assert (
-        message
-        == f"{shards / 'run.json'} is not a run record of write_shards: it lacks ['n_texts']"
+    assert message == (
+        f"{shards / 'run.json'}: arguments: 'n_texts' is a required property (restore the "
+        "run.json write_shards wrote, or extract again into a new folder)"
     )
 
 
