@@ -463,15 +463,11 @@ def check_args(args: argparse.Namespace) -> None:
         if missing:
             raise AttnmagError(f"unknown model {missing[0]!r}: no such GGUF file")
     if args.command == "extract":
-        from attnmag.extract.shards import RUN_FILE, _rank_and_size
+        from attnmag.extract.shards import _rank_and_size, check_claimable
 
         _rank_and_size(None, None)
         check_target(args.out, inputs=inputs)
-        if args.out.is_dir() and not (args.out / RUN_FILE).is_file() and any(args.out.iterdir()):
-            raise AttnmagError(
-                f"--out {args.out} holds files but no {RUN_FILE}: it is not a shard folder of "
-                "`attnmag extract`; choose a new folder"
-            )
+        check_claimable(args.out, f"--out {args.out}")
         return
     if args.command in ("fit", "report"):
         _check_frame_path(args.frame)

@@ -213,6 +213,12 @@ def prepare_run(
             f"layers {bad} do not exist: the model has layers 0..{n_layers - 1} "
             "(layers=None means all)"
         )
+    context = context_length(model)
+    if max_length is not None and context is not None and max_length > context:
+        raise AttnmagError(
+            f"max_length {max_length} is beyond the model's {context} positions: give at most "
+            f"{context} (or none: the model's context)"
+        )
     if not text_list:
         raise AttnmagError("the corpus is empty: there are no texts to measure")
     if not any(text.strip() for text in text_list):
@@ -221,7 +227,7 @@ def prepare_run(
         texts=text_list,
         corpus=corpus,
         layers=sorted(set(chosen)),
-        max_length=max_length or context_length(model),
+        max_length=max_length or context,
         batch_size=batch_size,
         max_tokens=max_tokens,
     )

@@ -347,41 +347,82 @@ def _manifest_lock(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _record_shard(folder: Path, name: str, entry: dict) -> None:
-    """Add shard ``name``'s entry to the manifest (atomically, one writer at a time)."""
+def _record_shard(folder: Path, name: str, entry: dict, run: str) -> None:
+    """Add shard ``name``'s entry to the manifest (atomically, one writer at a time), unless
+    the folder's claim is no longer run ``run``'s."""
     with _manifest_lock(folder):
         record = read_manifest(folder)
+        if record["run"] != run:
+            raise AttnmagError(
+                f"{folder} was claimed anew by a run with other arguments while this one "
+                f"measured {name}; rerun to resume that run, or write to a new folder"
+            )
         record["shards"] = {**record["shards"], name: entry}
         text = json.dumps(record, indent=1)
         _write_atomically(folder / RUN_FILE, lambda path: path.write_text(text))
 
 
-def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> None:
+def check_claimable(folder: Path, label: str | None = None) -> None:
+    """Refuse a shard folder that holds files but no ``run.json`` (a claim cut short, which
+    leaves only its ``.run.json.*.tmp``, is not refused).
+
+    Parameters
+    ----------
+    folder : Path
+        The shard folder asked for (present or not).
+    label : str, optional
+        How the messages name it (``--out norms``); the path by default.
+    """
+    label = label or str(folder)
+    if not folder.is_dir() or (folder / RUN_FILE).exists():
+        return
+    if any(not p.name.startswith(f".{RUN_FILE}.") for p in folder.iterdir()):
+        raise AttnmagError(
+            f"{label} holds files but no {RUN_FILE}: it is not a shard folder of "
+            "`attnmag extract`; choose a new folder"
+        )
+
+
+def _measuring(folder: Path) -> bool:
+    """Whether another process holds a shard's claim in ``folder`` (is measuring it)."""
+    for lock in folder.glob(".shard-*.parquet.lock"):
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+    return False
+
+
+def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> str:
     """Create ``folder/run.json`` recording ``arguments`` (exclusively), or check that the one
-    there records the same."""
+    there records the same; return the claim's run id.
+
+    A claim with other arguments that finished no shard (a start that failed, or was killed)
+    is taken over while nobody measures in the folder, so it never blocks its correction."""
     folder.mkdir(parents=True, exist_ok=True)
     run_file = folder / RUN_FILE
-    others = [p for p in folder.iterdir() if not p.name.startswith(f".{RUN_FILE}.")]
-    if not run_file.exists() and others:
-        raise AttnmagError(
-            f"{folder} holds files but no {RUN_FILE}: it was not written by write_shards; "
-            "use another folder"
-        )
+    check_claimable(folder)
     record = {"arguments": arguments, "corpus": corpus, "run": uuid.uuid4().hex, "shards": {}}
-    record = json.dumps(record, indent=1)
-    if _create_exclusively(run_file, record):
+    text = json.dumps(record, indent=1)
+    if _create_exclusively(run_file, text):
         mark(folder, "shards")
-        return
-    recorded = read_manifest(folder)["arguments"]
-    changed = [k for k in sorted({*recorded, *arguments}) if recorded.get(k) != arguments.get(k)]
-    if changed:
-        details = "; ".join(
-            f"{k}: {recorded.get(k)!r} then, {arguments.get(k)!r} now" for k in changed
-        )
-        raise AttnmagError(
-            f"{folder} holds shards of a run with other arguments ({details}); "
-            "resume with the same ones, or write to a new folder"
-        )
+        return record["run"]
+    with _manifest_lock(folder):
+        recorded = read_manifest(folder)
+        old = recorded["arguments"]
+        changed = [k for k in sorted({*old, *arguments}) if old.get(k) != arguments.get(k)]
+        if not changed:
+            return recorded["run"]
+        unfinished = not recorded["shards"] and not list(folder.glob(SHARD_GLOB))
+        if unfinished and not _measuring(folder):
+            _write_atomically(run_file, lambda path: path.write_text(text))
+            return record["run"]
+    details = "; ".join(f"{k}: {old.get(k)!r} then, {arguments.get(k)!r} now" for k in changed)
+    raise AttnmagError(
+        f"{folder} holds shards of a run with other arguments ({details}); "
+        "resume with the same ones, or write to a new folder"
+    )
 
 
 def _measure_shard(
@@ -610,7 +651,7 @@ def write_shards(
                 **corpus_provenance(corpus),
                 texts_sha256=arguments["texts"],  # the run's texts, which the folder holds
                 weights=arguments["weights"],
-                run_id=record["run"],  # which claim of the folder wrote it
+                run_id=run_id,  # which claim of the folder wrote it
                 shard=k,
                 shard_start=start,
                 shard_stop=stop,
@@ -621,7 +662,7 @@ def write_shards(
             partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             frame.to_parquet(partial)
             entry = {"rows": len(frame), "start": start, "stop": stop}
-            _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)})
+            _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)}, run_id)
             os.replace(partial, path)
             return True
 
@@ -634,7 +675,7 @@ def write_shards(
             desc=f"attention norms (rank {rank})" if world_size > 1 else "attention norms",
         ) as bar,
     ):
-        _claim_folder(folder, arguments, corpus)
+        run_id = _claim_folder(folder, arguments, corpus)
         _check_listing(folder, read_manifest(folder))
         waiting = []
         for k, start, stop in plan:
