@@ -31,6 +31,7 @@ Usage::
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -51,6 +52,7 @@ __all__ = [
     "check_output",
     "check_target",
     "clean_leftovers",
+    "file_record",
     "folder_lock",
     "is_output",
     "mark",
@@ -67,8 +69,19 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 SHOWN = 5  # unknown files named in a refusal
 
 
-def _file_record(path: Path) -> dict:
-    """A file's size and sha256, read in blocks."""
+def file_record(path: Path) -> dict:
+    """A file's size and sha256 (read in blocks), as a marker lists them.
+
+    Parameters
+    ----------
+    path : Path
+        A file.
+
+    Returns
+    -------
+    dict
+        ``size`` (bytes) and ``sha256`` (hex digest).
+    """
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
@@ -106,7 +119,7 @@ def mark(folder: Path, kind: str, *, run: str | None = None) -> str:
         The run id.
     """
     run = run or uuid.uuid4().hex
-    files = {rel: _file_record(path) for rel, path, plain in _entries(folder) if plain}
+    files = {rel: file_record(path) for rel, path, plain in _entries(folder) if plain}
     record = {"attnmag": kind, "run": run, "files": files}
     (folder / MARKER).write_text(json.dumps(record, indent=1) + "\n")
     return run
@@ -174,7 +187,7 @@ def unknown_files(folder: Path, *, run: str | None = None) -> list[str]:
     for rel, path, plain in _entries(folder):
         if plain:
             entry = listed.get(rel)
-            if entry is None or entry["size"] != path.stat().st_size or entry != _file_record(path):
+            if entry is None or entry["size"] != path.stat().st_size or entry != file_record(path):
                 unknown.append(rel)
         elif path.is_symlink() or not path.is_dir() or rel not in vouched:
             unknown.append(rel + ("/" if path.is_dir() and not path.is_symlink() else ""))
@@ -200,6 +213,14 @@ def is_output(folder: Path) -> bool:
 def _sibling(out: Path, role: str) -> str:
     """The prefix of the hidden folders beside ``out`` for ``role`` (partial or trash)."""
     return f".{out.name}.{role}-"
+
+
+def _name_limit(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -233,6 +254,14 @@ def check_target(out: Path, *, inputs: Iterable[Path] = (), option: str = "--out
     --------
     >>> check_target(Path("/tmp/fresh-output"), inputs=[Path("/tmp/reviews.csv")])
     """
+    longest = len(f"{_sibling(out, DELETING)}{'0' * 32}".encode())
+    limit = _name_limit(_existing_ancestor(out.absolute().parent))
+    if longest > limit:
+        raise AttnmagError(
+            f"{option} {str(out)[:60]}…: its name is too long (attnmag writes "
+            f".NAME.deleting-<32 hex digits> beside it, so NAME may have at most "
+            f"{limit - longest + len(out.name.encode())} bytes); choose a shorter name"
+        )
     target = out.resolve()
     here = Path.cwd().resolve()
     if target == here or target in here.parents:
@@ -341,10 +370,16 @@ def folder_lock(folder: Path, *, shared: bool = False) -> Iterator[None]:
     ...     pass
     """
     path = _lock_file(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     while True:
-        handle = open(path, "a+")  # noqa: SIM115 — held open for the block
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")  # noqa: SIM115 — held open for the block
+        except OSError as error:
+            raise AttnmagError(
+                f"{folder}: cannot write in {path.parent} ({error.strerror}); choose a folder "
+                "where you may write"
+            ) from None
         try:
             fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -389,7 +424,7 @@ def _remove_output(folder: Path) -> bool:
     record = read_marker(folder)
     for rel, entry in record["files"].items() if record else ():
         path = folder / rel
-        if path.is_file() and not path.is_symlink() and _file_record(path) == entry:
+        if path.is_file() and not path.is_symlink() and file_record(path) == entry:
             path.unlink()
     for root, _, _ in sorted(os.walk(folder), key=lambda item: -len(Path(item[0]).parts)):
         if Path(root) != folder and not any(Path(root).iterdir()):
@@ -515,10 +550,21 @@ def replacing(out: Path, *, force: bool, kind: str) -> Iterator[Path]:
         mark(partial, kind, run=run)
         try:
             yield partial
-        except BaseException:
-            if [p.name for p in partial.iterdir()] == [MARKER]:
+        except BaseException as error:
+            empty = [p.name for p in partial.iterdir()] == [MARKER]
+            if empty:
                 shutil.rmtree(partial)
-            else:
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                kept = (
+                    ""
+                    if empty
+                    else f" (what was written so far is in {partial} until the next run)"
+                )
+                raise AttnmagError(
+                    f"no space left on the device while writing {out}: {out} is untouched"
+                    f"{kept}; free some space and rerun"
+                ) from None
+            if not empty:
                 print(
                     f"attnmag: what was computed so far is kept in {partial} until the next "
                     f"run on {out}",

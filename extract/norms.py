@@ -50,6 +50,7 @@ __all__ = [
     "as_texts",
     "attention_norms",
     "check_count",
+    "check_tokenizer",
     "context_length",
     "default_max_tokens",
     "encode",
@@ -231,6 +232,29 @@ def prepare_run(
         batch_size=batch_size,
         max_tokens=max_tokens,
     )
+
+
+def check_tokenizer(tokenizer: object, label: str = "tokenizer") -> None:
+    """Refuse a tokenizer that is missing (None, or not callable) or that makes no tokens of
+    an ordinary sentence (a model folder without its tokenizer files gives such a one).
+
+    Parameters
+    ----------
+    tokenizer : object
+        What was given as the model's tokenizer.
+    label : str
+        How the message names it.
+    """
+    if not callable(tokenizer):
+        raise AttnmagError(
+            f"{label} must be the model's tokenizer (as load_model returns it), not "
+            f"{type(tokenizer).__name__}"
+        )
+    if not tokenizer("The quick brown fox.")["input_ids"]:
+        raise AttnmagError(
+            f"{label} makes no tokens of a sentence: its files (tokenizer.json, or vocab.json "
+            "and merges.txt, …) are missing; add them to the model's folder"
+        )
 
 
 def check_count(name: str, value: object, *, optional: bool = False) -> None:
@@ -639,6 +663,7 @@ def _norms_frame(
     the tidy frame and its provenance."""
     start = time.perf_counter()
     sites = check_sites(sites, heads)
+    check_tokenizer(tokenizer)
     run = prepare_run(
         model,
         texts,

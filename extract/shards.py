@@ -54,11 +54,13 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
-from attnmag.extract.frame import COLUMNS, _token_categorical, frame_columns, tidy_frame
+from attnmag.extract.frame import _token_categorical, frame_columns, tidy_frame
+from attnmag.extract.frame_file import read_frame_file
 from attnmag.extract.manifest import check_record, check_shard_metadata
 from attnmag.extract.norms import (
     attention_norms,
     check_count,
+    check_tokenizer,
     prepare_run,
     progress_bar,
     update_norms,
@@ -604,6 +606,7 @@ def write_shards(
     """
     rank, world_size = _rank_and_size(rank, world_size)
     check_count("shard_texts", shard_texts)
+    check_tokenizer(tokenizer)
     measured = check_sites("attn" if sites is None else sites, heads)
     sites = None if sites is None else measured
     run = prepare_run(
@@ -887,7 +890,8 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The tidy frame. A missing path, or a file that lacks the frame's columns, is an
+        The tidy frame. A missing path, or a file that ``read_frame_file`` refuses (not
+        Parquet, damaged, lacking the frame's columns or their types), is an
         ``AttnmagError``.
 
     Examples
@@ -899,8 +903,4 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         raise AttnmagError(f"no frame at {path}: expected a Parquet file or a folder of shards")
     if path.is_dir():
         return read_shards(path)
-    frame = pd.read_parquet(path)
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise AttnmagError(f"{path} is not an attnmag frame: it lacks the columns {missing}")
-    return frame
+    return read_frame_file(path)
