@@ -663,7 +663,6 @@ def _norms_frame(
     the tidy frame and its provenance."""
     start = time.perf_counter()
     sites = check_sites(sites, heads)
-    check_tokenizer(tokenizer)
     run = prepare_run(
         model,
         texts,
@@ -672,6 +671,7 @@ def _norms_frame(
         max_tokens=max_tokens,
         max_length=max_length,
     )
+    check_tokenizer(tokenizer)
     kept = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS])
     encoded = encode(tokenizer, run.texts, max_length=run.max_length)
     if not encoded.token_ids:

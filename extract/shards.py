@@ -606,7 +606,6 @@ def write_shards(
     """
     rank, world_size = _rank_and_size(rank, world_size)
     check_count("shard_texts", shard_texts)
-    check_tokenizer(tokenizer)
     measured = check_sites("attn" if sites is None else sites, heads)
     sites = None if sites is None else measured
     run = prepare_run(
@@ -617,6 +616,7 @@ def write_shards(
         max_tokens=max_tokens,
         max_length=max_length,
     )
+    check_tokenizer(tokenizer)
     text_list, corpus, layers = run.texts, run.corpus, run.layers
     folder = Path(out_dir)
     arguments = run_arguments(
