@@ -433,9 +433,14 @@ def model_names(sources: Sequence[str | None]) -> list[str]:
 
 
 def _check_frame_path(path: Path) -> None:
-    """A frame argument must be a Parquet file or a folder (of shards)."""
+    """A frame argument must be a Parquet file or a shard folder whose ``run.json`` passes
+    its schema."""
     if not path.exists():
         raise AttnmagError(f"frame {path}: no such file or folder (a Parquet file or shard folder)")
+    if path.is_dir():
+        from attnmag.extract.shards import read_manifest
+
+        read_manifest(path)
     if path.is_file():
         with path.open("rb") as handle:
             if handle.read(4) != b"PAR1":
