@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import sys
@@ -39,6 +40,9 @@ FRAME_FILE = "norms.parquet"
 BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 FORMATS = ("html", "md")
+#: The largest layer index ``--layers`` takes (far beyond any model's depth; a bound keeps a
+#: range such as 0-99999999999 from building a list that fills the memory).
+MAX_LAYER = 99_999
 DESCRIPTION = (
     "Measure how strongly each attention sub-layer of a causal language model adjusts the "
     "residual stream, token by token, fit statistical models to those magnitudes, and "
@@ -134,12 +138,13 @@ def parse_layers(text: str) -> list[int]:
         for part in text.split(","):
             low, _, high = part.strip().partition("-")
             first, last = int(low), int(high or low)
-            if first < 0 or last < first:
+            if first < 0 or last < first or last > MAX_LAYER:
                 raise ValueError
             layers.extend(range(first, last + 1))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be layer indices (0 or more) and ascending ranges such as 0,2,5-7, not {text!r}"
+            f"must be layer indices (0 to {MAX_LAYER}) and ascending ranges such as 0,2,5-7, "
+            f"not {text!r}"
         ) from None
     return layers
 
@@ -428,9 +433,14 @@ def model_names(sources: Sequence[str | None]) -> list[str]:
 
 
 def _check_frame_path(path: Path) -> None:
-    """A frame argument must be a Parquet file or a folder (of shards)."""
+    """A frame argument must be a Parquet file or a shard folder whose ``run.json`` passes
+    its schema."""
     if not path.exists():
         raise AttnmagError(f"frame {path}: no such file or folder (a Parquet file or shard folder)")
+    if path.is_dir():
+        from attnmag.extract.shards import read_manifest
+
+        read_manifest(path)
     if path.is_file():
         with path.open("rb") as handle:
             if handle.read(4) != b"PAR1":
@@ -463,15 +473,11 @@ def check_args(args: argparse.Namespace) -> None:
         if missing:
             raise AttnmagError(f"unknown model {missing[0]!r}: no such GGUF file")
     if args.command == "extract":
-        from attnmag.extract.shards import RUN_FILE, _rank_and_size
+        from attnmag.extract.shards import _rank_and_size, check_claimable
 
         _rank_and_size(None, None)
         check_target(args.out, inputs=inputs)
-        if args.out.is_dir() and not (args.out / RUN_FILE).is_file() and any(args.out.iterdir()):
-            raise AttnmagError(
-                f"--out {args.out} holds files but no {RUN_FILE}: it is not a shard folder of "
-                "`attnmag extract`; choose a new folder"
-            )
+        check_claimable(args.out, f"--out {args.out}")
         return
     if args.command in ("fit", "report"):
         _check_frame_path(args.frame)
@@ -616,12 +622,13 @@ def command_run(args: argparse.Namespace) -> Path:
         The main report.
     """
     from attnmag import models, reports
+    from attnmag.extract.frame_file import write_frame
 
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="run") as folder:
         with _imports_frozen():
             frame = _measure_all(args, seconds)
-        frame.to_parquet(folder / FRAME_FILE)
+        write_frame(frame, folder / FRAME_FILE)
         tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
         paths = _timed(
@@ -716,7 +723,6 @@ def command_report(args: argparse.Namespace) -> Path:
     Path
         The main report.
     """
-    import pandas as pd
 
     from attnmag import extract, reports
 
@@ -728,7 +734,7 @@ def command_report(args: argparse.Namespace) -> Path:
                 f"--tables {args.tables} lacks position_trend.csv and lag_effects.csv "
                 "(written by `attnmag fit`)"
             )
-        tables = {name: pd.read_csv(path) for name, path in files.items()}
+        tables = {name: _read_table(path) for name, path in files.items()}
     with replacing(args.out, force=args.force, kind="report") as folder:
         frame = args.frame if args.frame.is_dir() else extract.read_frame(args.frame)
         paths = reports.write_report(
@@ -736,6 +742,24 @@ def command_report(args: argparse.Namespace) -> Path:
         )
     main_file = "index.html" if "html" in args.format else "report.md"
     return args.out / Path(paths[main_file]).relative_to(folder)
+
+
+def _read_table(path: Path) -> object:
+    """A CSV table of ``attnmag fit``, or a one-line refusal naming the file."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise AttnmagError(
+            f"--tables: {path} is not a table of `attnmag fit` ({reason}); rerun `attnmag fit`"
+        ) from None
+    if table.empty:
+        raise AttnmagError(
+            f"--tables: {path} holds no rows; rerun `attnmag fit` to write the tables again"
+        )
+    return table
 
 
 COMMANDS = {
@@ -758,8 +782,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: 0 when done (the output's path printed), 2 for bad input (one
-        ``AttnmagError`` line on stderr), 130 when interrupted, 1 for an unexpected error
-        (one line, or the traceback with ``--debug``).
+        ``AttnmagError`` line on stderr; a full disk too), 130 when interrupted, 1 for an
+        unexpected error (one line, or the traceback with ``--debug``).
 
     Examples
     --------
@@ -786,6 +810,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 — one line, not a traceback, unless --debug
         if debug:
             raise
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(
+                f"attnmag: error: no space left on the device ({error.filename or 'writing'}); "
+                "nothing finished was lost: free some space and rerun the same command",
+                file=sys.stderr,
+            )
+            return 2
         print(
             f"attnmag: unexpected error: {type(error).__name__}: {error} "
             "(rerun with --debug for the traceback)",

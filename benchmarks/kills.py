@@ -1,11 +1,11 @@
 """Benchmark: kill ``attnmag run --force`` at random points; the output must stay whole.
 
 Builds a tiny random GPT-2 (the real GPT-2 tokenizer) and a csv corpus, writes a first
-output (with a ballast folder of many small files, so that deleting the old output takes a
-while), then runs ``attnmag run --force`` on it again and again, each time killed with
-SIGKILL or SIGINT at a random instant of one phase: loading, extraction, fitting, the
-report, or the swap (from the report's stage line to the exit: two renames and the old
-output's deletion). The phases take turns; the instant is uniform over that phase's length
+output (with a ballast folder of many small files, listed in its marker, so that deleting
+the old output takes a while), then runs ``attnmag run --force`` on it again and again, each
+time killed with SIGKILL or SIGINT at a random instant of one phase: loading, extraction,
+fitting, the report, or the swap (from the report's stage line to the exit: two renames and
+the old output's deletion). The phases take turns; the instant is uniform over that phase's length
 in an uninterrupted run (the table also says where the signal landed, since runs vary in
 speed). After each kill the output folder must be the old output, byte for
 byte, or a complete new one. A last uninterrupted run must remove every leftover.
@@ -30,12 +30,14 @@ import threading
 import time
 from pathlib import Path
 
+from attnmag.outputs import mark
 from benchmarks.common import gpt2_tokenizer, table
 from benchmarks.end_to_end import attnmag_command
 
 PHASES = ("load", "extract", "fit", "report", "swap")
-# The stage line that ends each phase (the swap ends with the process).
-ENDS = {"load": "load:", "extract": "extract:", "fit": "fit:", "report": "report:"}
+# The start of the stage line that ends each phase (the swap ends with the process); load and
+# extract lines name the model ("load gpt2: 1.2 s, 64 texts").
+ENDS = {"load": "load ", "extract": "extract ", "fit": "fit:", "report": "report:"}
 NEW_FILES = ("index.html", "report.md", "norms.parquet", "position_trend.csv", "lag_effects.csv")
 
 
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         (out / "ballast").mkdir()
         for i in range(args.ballast):
             (out / "ballast" / f"{i:06d}.txt").write_text(f"old file {i}\n")
+        mark(out, "run")  # --force replaces only what the marker lists: the ballast too
         shutil.copytree(out, pristine, symlinks=True)
         old = tree_digest(pristine)
         bounds = phase_times(command)

@@ -26,6 +26,7 @@ the process that starts the fits stays small.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import resource
 import shutil
 import statistics
@@ -78,14 +79,14 @@ def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int
         "model": "synthetic",
         "model_type": "synthetic",
         "dtype": "float32",
-        "weights": "synthetic",
+        "weights": "0" * 16,  # a fingerprint's and a hash's form, as run.json's schema asks
         "n_texts": n_texts,
-        "texts": f"synthetic-{seed}",
+        "texts": hashlib.sha256(f"synthetic-{seed}".encode()).hexdigest(),
         "layers": list(range(LAYERS)),
         "max_length": None,
         "shard_texts": shard_texts,
     }
-    _claim_folder(folder, arguments, {})
+    run = _claim_folder(folder, arguments, {})
     rng = np.random.default_rng(seed)
     vocabulary = {i: f"t{i}" for i in range(100)}
     total = 0
@@ -104,10 +105,17 @@ def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int
             layers=range(LAYERS),
             token_text=vocabulary,
         )
+        frame.attrs.update(
+            run_id=run,
+            weights=arguments["weights"],
+            texts_sha256=arguments["texts"],
+            shard_start=start,
+            shard_stop=stop,
+        )
         path = folder / shard_name(k)
         frame.to_parquet(path)
         entry = {"rows": len(frame), "start": start, "stop": stop, "sha256": file_sha256(path)}
-        _record_shard(folder, path.name, entry)
+        _record_shard(folder, path.name, entry, run)
         total += len(frame)
     return total
 

@@ -23,6 +23,7 @@ import importlib.util
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from numbers import Integral
 from pathlib import Path
 
 import datasets
@@ -146,6 +147,12 @@ def load_corpus(
     >>> texts = load_corpus(limit=64)  # doctest: +SKIP
     >>> long = load_corpus("bundled-long:1024", limit=24)  # doctest: +SKIP
     """
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1
+    ):
+        raise AttnmagError(
+            f"limit must be a whole number of at least 1, or None (every text), not {limit!r}"
+        )
     budget = _long_budget(source)
     if budget is not None:
         texts, info = long_texts(budget, tokenizer=tokenizer, seed=seed, limit=limit)

@@ -5,8 +5,9 @@ Holds:
 - ``kept_columns``: those columns, one value per frame row, taken from each row's text.
 
 A ``datasets`` ``ClassLabel`` column (the bundled corpus's ``label``: rotten, fresh) and a
-column of strings become categoricals, the class names as categories; other columns keep
-their values and dtype.
+column of strings become categoricals, the class names as categories; a column of numbers
+with missing values (None, NaN, a csv's blank cells) becomes float64 with NaN; other columns
+keep their values and dtype.
 
 >>> frame = attention_norms(model, tokenizer, texts, keep=["label"])  # doctest: +SKIP
 >>> frame.groupby("label", observed=True)["log_norm"].mean()  # doctest: +SKIP
@@ -80,11 +81,29 @@ def kept_columns(texts: object, names: Sequence[str], sequence: np.ndarray) -> d
         feature = texts.features[name]
         values = texts[name]
         class_names = getattr(feature, "names", None)
+        numeric = _with_gaps(values)
         if class_names is not None:
             codes = np.asarray(values, dtype=np.int64)[sequence]
             out[name] = pd.Categorical.from_codes(codes, categories=class_names)
+        elif numeric is not None:
+            out[name] = numeric[sequence]
         elif all(isinstance(value, str) for value in values):
             out[name] = pd.Categorical(np.asarray(values, dtype=object)[sequence])
         else:
             out[name] = np.asarray(values)[sequence]
     return out
+
+
+def _with_gaps(values: list) -> np.ndarray | None:
+    """A numeric column with missing values (None, NaN, or a csv's blank cell) as float64
+    with NaN, so that it stays a number in the frame and in formulas; None for any other
+    column (no gaps, or a value that is not a number)."""
+    series = pd.Series(values, dtype=object)
+    missing = series.isna() | series.map(lambda value: isinstance(value, str) and not value.strip())
+    present = series[~missing]
+    if not missing.any() or present.map(lambda value: isinstance(value, bool)).any():
+        return None
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().any():
+        return None
+    return pd.to_numeric(series.where(~missing), errors="coerce").to_numpy(dtype=np.float64)

@@ -50,6 +50,7 @@ __all__ = [
     "as_texts",
     "attention_norms",
     "check_count",
+    "check_tokenizer",
     "context_length",
     "default_max_tokens",
     "encode",
@@ -213,6 +214,12 @@ def prepare_run(
             f"layers {bad} do not exist: the model has layers 0..{n_layers - 1} "
             "(layers=None means all)"
         )
+    context = context_length(model)
+    if max_length is not None and context is not None and max_length > context:
+        raise AttnmagError(
+            f"max_length {max_length} is beyond the model's {context} positions: give at most "
+            f"{context} (or none: the model's context)"
+        )
     if not text_list:
         raise AttnmagError("the corpus is empty: there are no texts to measure")
     if not any(text.strip() for text in text_list):
@@ -221,10 +228,33 @@ def prepare_run(
         texts=text_list,
         corpus=corpus,
         layers=sorted(set(chosen)),
-        max_length=max_length or context_length(model),
+        max_length=max_length or context,
         batch_size=batch_size,
         max_tokens=max_tokens,
     )
+
+
+def check_tokenizer(tokenizer: object, label: str = "tokenizer") -> None:
+    """Refuse a tokenizer that is missing (None, or not callable) or that makes no tokens of
+    an ordinary sentence (a model folder without its tokenizer files gives such a one).
+
+    Parameters
+    ----------
+    tokenizer : object
+        What was given as the model's tokenizer.
+    label : str
+        How the message names it.
+    """
+    if not callable(tokenizer):
+        raise AttnmagError(
+            f"{label} must be the model's tokenizer (as load_model returns it), not "
+            f"{type(tokenizer).__name__}"
+        )
+    if not tokenizer("The quick brown fox.")["input_ids"]:
+        raise AttnmagError(
+            f"{label} makes no tokens of a sentence: its files (tokenizer.json, or vocab.json "
+            "and merges.txt, …) are missing; add them to the model's folder"
+        )
 
 
 def check_count(name: str, value: object, *, optional: bool = False) -> None:
@@ -641,6 +671,7 @@ def _norms_frame(
         max_tokens=max_tokens,
         max_length=max_length,
     )
+    check_tokenizer(tokenizer)
     kept = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS])
     encoded = encode(tokenizer, run.texts, max_length=run.max_length)
     if not encoded.token_ids:

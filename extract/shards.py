@@ -38,6 +38,7 @@ import io
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,16 +46,21 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow
 import pyarrow.dataset
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
-from attnmag.extract.frame import COLUMNS, _token_categorical, frame_columns, tidy_frame
+from attnmag.extract.frame import _token_categorical, frame_columns, tidy_frame
+from attnmag.extract.frame_file import read_frame_file
+from attnmag.extract.manifest import check_record, check_shard_metadata
 from attnmag.extract.norms import (
     attention_norms,
     check_count,
+    check_tokenizer,
     prepare_run,
     progress_bar,
     update_norms,
@@ -78,18 +84,6 @@ __all__ = [
 RUN_FILE = "run.json"
 SHARD_GLOB = "shard-*.parquet"
 FORMAT = 2
-ARGUMENT_KEYS = (
-    "format",
-    "model",
-    "model_type",
-    "dtype",
-    "weights",
-    "n_texts",
-    "texts",
-    "layers",
-    "max_length",
-    "shard_texts",
-)
 # Provenance counts that add up over shards; every other key is kept where the shards agree.
 COUNTS = ("n_texts", "n_sequences", "n_skipped_empty", "n_truncated", "n_tokens")
 PER_SHARD = ("shard", "shard_start", "shard_stop", "rank", "world_size", "seconds_extract")
@@ -238,7 +232,7 @@ def run_arguments(
     Returns
     -------
     dict
-        The values of ``ARGUMENT_KEYS``, as ``run.json`` records them, and ``sites`` and
+        The values of ``manifest.ARGUMENT_KEYS``, as ``run.json`` records them, and ``sites`` and
         ``heads`` where the run measures them (so that a folder of a plain run stays
         resumable by a plain run).
     """
@@ -316,8 +310,9 @@ def read_manifest(folder: Path) -> dict:
     Returns
     -------
     dict
-        ``arguments``, ``corpus`` and ``shards`` (per finished shard: rows, sequence range,
-        sha256). A missing or foreign manifest is an ``AttnmagError``.
+        ``arguments``, ``corpus``, ``run`` (the run id its shards carry) and ``shards`` (per
+        finished shard: rows, sequence range, sha256). A missing or foreign manifest, or
+        one that breaks ``manifest.SCHEMA``, is an ``AttnmagError``.
 
     Examples
     --------
@@ -332,18 +327,15 @@ def read_manifest(folder: Path) -> dict:
         )
     try:
         record = json.loads(run_file.read_text())
-        arguments, shards = dict(record["arguments"]), dict(record.get("shards", {}))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, OSError):
         raise AttnmagError(f"{run_file} is not a run record of write_shards") from None
-    missing = [key for key in ARGUMENT_KEYS if key not in arguments]
-    if missing:
-        raise AttnmagError(f"{run_file} is not a run record of write_shards: it lacks {missing}")
-    if arguments["format"] != FORMAT:
+    found = record.get("arguments", {}).get("format") if isinstance(record, dict) else None
+    if isinstance(found, int) and found != FORMAT:
         raise AttnmagError(
             f"{run_file} was written by another attnmag version (format "
-            f"{arguments['format']}, this one reads {FORMAT}); extract again into a new folder"
+            f"{found}, this one reads {FORMAT}); extract again into a new folder"
         )
-    return {**record, "arguments": arguments, "shards": shards}
+    return check_record(record, run_file)
 
 
 @contextmanager
@@ -357,40 +349,82 @@ def _manifest_lock(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _record_shard(folder: Path, name: str, entry: dict) -> None:
-    """Add shard ``name``'s entry to the manifest (atomically, one writer at a time)."""
+def _record_shard(folder: Path, name: str, entry: dict, run: str) -> None:
+    """Add shard ``name``'s entry to the manifest (atomically, one writer at a time), unless
+    the folder's claim is no longer run ``run``'s."""
     with _manifest_lock(folder):
         record = read_manifest(folder)
+        if record["run"] != run:
+            raise AttnmagError(
+                f"{folder} was claimed anew by a run with other arguments while this one "
+                f"measured {name}; rerun to resume that run, or write to a new folder"
+            )
         record["shards"] = {**record["shards"], name: entry}
         text = json.dumps(record, indent=1)
         _write_atomically(folder / RUN_FILE, lambda path: path.write_text(text))
 
 
-def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> None:
+def check_claimable(folder: Path, label: str | None = None) -> None:
+    """Refuse a shard folder that holds files but no ``run.json`` (a claim cut short, which
+    leaves only its ``.run.json.*.tmp``, is not refused).
+
+    Parameters
+    ----------
+    folder : Path
+        The shard folder asked for (present or not).
+    label : str, optional
+        How the messages name it (``--out norms``); the path by default.
+    """
+    label = label or str(folder)
+    if not folder.is_dir() or (folder / RUN_FILE).exists():
+        return
+    if any(not p.name.startswith(f".{RUN_FILE}.") for p in folder.iterdir()):
+        raise AttnmagError(
+            f"{label} holds files but no {RUN_FILE}: it is not a shard folder of "
+            "`attnmag extract`; choose a new folder"
+        )
+
+
+def _measuring(folder: Path) -> bool:
+    """Whether another process holds a shard's claim in ``folder`` (is measuring it)."""
+    for lock in folder.glob(".shard-*.parquet.lock"):
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+    return False
+
+
+def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> str:
     """Create ``folder/run.json`` recording ``arguments`` (exclusively), or check that the one
-    there records the same."""
+    there records the same; return the claim's run id.
+
+    A claim with other arguments that finished no shard (a start that failed, or was killed)
+    is taken over while nobody measures in the folder, so it never blocks its correction."""
     folder.mkdir(parents=True, exist_ok=True)
     run_file = folder / RUN_FILE
-    others = [p for p in folder.iterdir() if not p.name.startswith(f".{RUN_FILE}.")]
-    if not run_file.exists() and others:
-        raise AttnmagError(
-            f"{folder} holds files but no {RUN_FILE}: it was not written by write_shards; "
-            "use another folder"
-        )
-    record = json.dumps({"arguments": arguments, "corpus": corpus, "shards": {}}, indent=1)
-    if _create_exclusively(run_file, record):
+    check_claimable(folder)
+    record = {"arguments": arguments, "corpus": corpus, "run": uuid.uuid4().hex, "shards": {}}
+    text = json.dumps(record, indent=1)
+    if _create_exclusively(run_file, text):
         mark(folder, "shards")
-        return
-    recorded = read_manifest(folder)["arguments"]
-    changed = [k for k in sorted({*recorded, *arguments}) if recorded.get(k) != arguments.get(k)]
-    if changed:
-        details = "; ".join(
-            f"{k}: {recorded.get(k)!r} then, {arguments.get(k)!r} now" for k in changed
-        )
-        raise AttnmagError(
-            f"{folder} holds shards of a run with other arguments ({details}); "
-            "resume with the same ones, or write to a new folder"
-        )
+        return record["run"]
+    with _manifest_lock(folder):
+        recorded = read_manifest(folder)
+        old = recorded["arguments"]
+        changed = [k for k in sorted({*old, *arguments}) if old.get(k) != arguments.get(k)]
+        if not changed:
+            return recorded["run"]
+        unfinished = not recorded["shards"] and not list(folder.glob(SHARD_GLOB))
+        if unfinished and not _measuring(folder):
+            _write_atomically(run_file, lambda path: path.write_text(text))
+            return record["run"]
+    details = "; ".join(f"{k}: {old.get(k)!r} then, {arguments.get(k)!r} now" for k in changed)
+    raise AttnmagError(
+        f"{folder} holds shards of a run with other arguments ({details}); "
+        "resume with the same ones, or write to a new folder"
+    )
 
 
 def _measure_shard(
@@ -477,20 +511,37 @@ def _shard_claim(path: Path, *, wait: bool) -> Iterator[bool]:
         lock.unlink(missing_ok=True)  # who holds it next checks the manifest first
 
 
-def _verify_shard(path: Path, entry: dict | None) -> bool:
-    """Whether shard ``path`` is complete: its file's sha256 is the manifest's. A file the
-    manifest does not list, or whose checksum differs, is an error naming it."""
+def _verify_shard(path: Path, entry: dict | None, record: dict) -> bool:
+    """Whether shard ``path`` is complete: its file's sha256 is the manifest's and its own
+    metadata matches its entry (``check_shard_metadata``). A file the manifest does not list,
+    or one that differs, is an error naming it."""
     if entry is None:
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise AttnmagError(
                 f"{path} is not in {RUN_FILE}: it was not written by this run; remove it"
             )
         return False
-    if not path.is_file():
+    if not path.exists():
         return False
+    _check_plain_file(path)
     if file_sha256(path) != entry["sha256"]:
         raise AttnmagError(_damaged(path))
+    check_shard_metadata(path, _footer(path, path), entry, record)
     return True
+
+
+def _check_plain_file(path: Path) -> None:
+    """Refuse a shard name that is not a plain file (a folder, a link)."""
+    if path.is_symlink() or not path.is_file():
+        raise AttnmagError(f"{path} is not a file: a shard is a Parquet file; remove it")
+
+
+def _footer(source: object, path: Path) -> pq.FileMetaData:
+    """The Parquet footer of ``source`` (a path or a buffer), or an error naming ``path``."""
+    try:
+        return pq.read_metadata(source)
+    except (OSError, ValueError):
+        raise AttnmagError(_damaged(path)) from None
 
 
 def _damaged(path: Path) -> str:
@@ -565,6 +616,7 @@ def write_shards(
         max_tokens=max_tokens,
         max_length=max_length,
     )
+    check_tokenizer(tokenizer)
     text_list, corpus, layers = run.texts, run.corpus, run.layers
     folder = Path(out_dir)
     arguments = run_arguments(
@@ -591,7 +643,8 @@ def write_shards(
         with _shard_claim(path, wait=wait) as held:
             if not held:
                 return False
-            if _verify_shard(path, read_manifest(folder)["shards"].get(path.name)):
+            record = read_manifest(folder)
+            if _verify_shard(path, record["shards"].get(path.name), record):
                 return True
             began = time.perf_counter()
             frame = _measure_shard(
@@ -600,6 +653,8 @@ def write_shards(
             frame.attrs.update(
                 **corpus_provenance(corpus),
                 texts_sha256=arguments["texts"],  # the run's texts, which the folder holds
+                weights=arguments["weights"],
+                run_id=run_id,  # which claim of the folder wrote it
                 shard=k,
                 shard_start=start,
                 shard_stop=stop,
@@ -610,7 +665,7 @@ def write_shards(
             partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             frame.to_parquet(partial)
             entry = {"rows": len(frame), "start": start, "stop": stop}
-            _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)})
+            _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)}, run_id)
             os.replace(partial, path)
             return True
 
@@ -623,7 +678,8 @@ def write_shards(
             desc=f"attention norms (rank {rank})" if world_size > 1 else "attention norms",
         ) as bar,
     ):
-        _claim_folder(folder, arguments, corpus)
+        run_id = _claim_folder(folder, arguments, corpus)
+        _check_listing(folder, read_manifest(folder))
         waiting = []
         for k, start, stop in plan:
             if complete(k, start, stop, wait=False):
@@ -650,31 +706,40 @@ def _merged_provenance(attrs: list[dict]) -> dict:
     return merged
 
 
-def _listed_shards(folder: Path, *, partial: bool) -> tuple[list[Path], dict]:
-    """The shard files of ``folder`` in order, and the manifest's entries, once the set of
-    files is checked against the manifest (not yet their checksums)."""
-    if not folder.is_dir():
-        raise AttnmagError(f"no shard folder at {folder}")
-    record = read_manifest(folder)
+def _check_listing(folder: Path, record: dict) -> list[str]:
+    """The run's shard names; a shard file the manifest does not list (a shard of another
+    run, an extra or renamed file) is an error naming it."""
     arguments, shards = record["arguments"], record["shards"]
     n_shards = -(-arguments["n_texts"] // arguments["shard_texts"])
-    expected = [shard_name(k) for k in range(n_shards)]
     on_disk = {p.name for p in folder.glob(SHARD_GLOB)}
-    for name in sorted(on_disk - set(shards)) + sorted(set(shards) - set(expected)):
+    for name in sorted(on_disk - set(shards)):
         raise AttnmagError(
             f"{folder / name} is not in this run's {RUN_FILE} (a shard of another run, or "
             "an extra file); remove it"
         )
+    return [shard_name(k) for k in range(n_shards)]
+
+
+def _listed_shards(folder: Path, *, partial: bool) -> tuple[list[Path], dict]:
+    """The shard files of ``folder`` in order, and the checked manifest, once the set of
+    files is checked against the manifest (not yet their checksums)."""
+    if not folder.is_dir():
+        raise AttnmagError(f"no shard folder at {folder}")
+    record = read_manifest(folder)
+    expected = _check_listing(folder, record)
+    on_disk = {p.name for p in folder.glob(SHARD_GLOB)}
     missing = [name for name in expected if name not in on_disk]
     if missing and not partial:
         raise AttnmagError(
-            f"{folder} is unfinished: {len(missing)} of {n_shards} shards are missing "
+            f"{folder} is unfinished: {len(missing)} of {len(expected)} shards are missing "
             f"(first {missing[0]}); rerun the same extraction to finish it"
         )
     paths = [folder / name for name in expected if name in on_disk]
     if not paths:
         raise AttnmagError(f"{folder} holds no Parquet shards ({SHARD_GLOB})")
-    return paths, shards
+    for path in paths:
+        _check_plain_file(path)
+    return paths, record
 
 
 def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
@@ -697,9 +762,9 @@ def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
     --------
     >>> paths = verified_shards("norms/")  # doctest: +SKIP
     """
-    paths, entries = _listed_shards(Path(folder), partial=partial)
+    paths, record = _listed_shards(Path(folder), partial=partial)
     for path in paths:
-        _verify_shard(path, entries[path.name])
+        _verify_shard(path, record["shards"][path.name], record)
     return paths
 
 
@@ -747,12 +812,15 @@ def shard_rows(
     return connection.read_parquet([str(path) for path in paths])
 
 
-def _read_shard(path: Path, entry: dict, columns: list[str]) -> pd.DataFrame:
+def _read_shard(path: Path, record: dict, columns: list[str]) -> pd.DataFrame:
     """One shard, read from the bytes its checksum was verified on, and checked against
-    the manifest's entry (rows, sequence range) and the run's ``columns``."""
+    the manifest's entry (``check_shard_metadata``; sequence range) and the run's
+    ``columns``."""
+    entry = record["shards"][path.name]
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise AttnmagError(_damaged(path))
+    check_shard_metadata(path, _footer(pyarrow.BufferReader(data), path), entry, record)
     shard = pd.read_parquet(io.BytesIO(data))
     if list(shard.columns) != columns:
         raise AttnmagError(f"{path} is not an attnmag shard: its columns are {list(shard.columns)}")
@@ -788,10 +856,10 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     --------
     >>> frame = read_shards("norms/")  # doctest: +SKIP
     """
-    paths, entries = _listed_shards(Path(folder), partial=partial)
-    arguments = read_manifest(Path(folder))["arguments"]
+    paths, record = _listed_shards(Path(folder), partial=partial)
+    arguments = record["arguments"]
     columns = frame_columns([g for g in ("site", "head") if f"{g}s" in arguments])
-    shards = [_read_shard(path, entries[path.name], columns) for path in paths]
+    shards = [_read_shard(path, record, columns) for path in paths]
     token_text: dict[int, str] = {}
     for shard in shards:
         ids, first = np.unique(shard["token_id"].to_numpy(), return_index=True)
@@ -822,7 +890,8 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The tidy frame. A missing path, or a file that lacks the frame's columns, is an
+        The tidy frame. A missing path, or a file that ``read_frame_file`` refuses (not
+        Parquet, damaged, lacking the frame's columns or their types), is an
         ``AttnmagError``.
 
     Examples
@@ -834,8 +903,4 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         raise AttnmagError(f"no frame at {path}: expected a Parquet file or a folder of shards")
     if path.is_dir():
         return read_shards(path)
-    frame = pd.read_parquet(path)
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise AttnmagError(f"{path} is not an attnmag frame: it lacks the columns {missing}")
-    return frame
+    return read_frame_file(path)

