@@ -28,6 +28,7 @@ import pandas as pd
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
 from attnmag.reports.folder import Folder, levels, positions_between, row_count, where_in
+from attnmag.reports.numbers import interval, number
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -103,6 +104,12 @@ class Finding:
 
 def _count(value: int, noun: str) -> str:
     return f"{value:,} {noun}{'' if value == 1 else 's'}"
+
+
+def _signed(value: float) -> str:
+    """``value`` as ``number`` prints it, with its sign either way."""
+    text = number(value)
+    return text if text.startswith("-") or float(text.replace(",", "")) == 0 else "+" + text
 
 
 def _layer_list(layers: Sequence[int]) -> str:
@@ -192,12 +199,12 @@ def layer_finding(frame: pd.DataFrame | Folder, *, conf_level: float = CONF_LEVE
     }
     level = f"{percent(conf_level)} CI"
     sentences = [
-        f"Leaving out the first token, layer {top} has the largest mean norm "
-        f"({numbers['largest_mean_norm']:.3g}, {level} {numbers['largest_conf'][0]:.3g} to "
-        f"{numbers['largest_conf'][1]:.3g}) and layer {bottom} the smallest "
-        f"({numbers['smallest_mean_norm']:.3g}, {level} {numbers['smallest_conf'][0]:.3g} to "
-        f"{numbers['smallest_conf'][1]:.3g}); the largest is {numbers['ratio']:.3g} times "
-        "the smallest."
+        f"Leaving out the first token, layer {top} has the largest mean norm, "
+        f"{interval(numbers['largest_mean_norm'], *numbers['largest_conf'], label=level)} and "
+        f"layer {bottom} the smallest, "
+        f"{interval(numbers['smallest_mean_norm'], *numbers['smallest_conf'], label=level)}; "
+        "the largest is "
+        f"{number(numbers['ratio'])} times the smallest."
     ]
     return Finding(numbers, sentences)
 
@@ -235,7 +242,7 @@ def position_finding(frame: pd.DataFrame | Folder, *, max_position: int = MAX_PO
     sentences = [
         f"The first token's mean norm exceeds the mean of positions 1 to {max_position} in "
         f"{numbers['n_layers_first_larger']} of {_count(numbers['n_layers'], 'layer')} "
-        f"(median ratio {numbers['median_first_ratio']:.3g}); the models leave it out.",
+        f"(median ratio {number(numbers['median_first_ratio'])}); the models leave it out.",
         f"Position {max_position} exists in {reach:,} of {len(lengths):,} texts, so means at "
         "late positions rest on fewer, longer texts.",
     ]
@@ -334,7 +341,8 @@ def trend_finding(
             f"below zero in {n['n_below_zero']} of {_count(n['n_layers'], 'layer')} with "
             f"{method}, above zero in {n['n_above_zero']} and indistinguishable from zero in "
             f"{n['n_not_significant']} (median slope "
-            f"{median:.3g} per position, {n['median_percent_per_position']:+.3g}% of the norm "
+            f"{number(median)} per position, {_signed(n['median_percent_per_position'])}% of "
+            "the norm "
             "per position)"
             + (f", with no estimate in {n['n_no_estimate']}" if n["n_no_estimate"] else "")
         )
@@ -391,8 +399,8 @@ def _lag_sentence(method: str, entry: Mapping[str, Any]) -> str:
         f"With {method}{role}, the lag-1 "
         f"coefficient is significantly positive in {one['n_positive']} of "
         f"{_count(entry['n_layers'], 'layer')} and negative in {one['n_negative']} (median "
-        f"{one['median']:.3g}), the lag-2 coefficient positive in {two['n_positive']} and "
-        f"negative in {two['n_negative']} (median {two['median']:.3g}); the commonest "
+        f"{number(one['median'])}), the lag-2 coefficient positive in {two['n_positive']} and "
+        f"negative in {two['n_negative']} (median {number(two['median'])}); the commonest "
         f"pattern is lag-1 {words[pattern[0]]} and lag-2 {words[pattern[1]]} "
         f"({entry['n_layers_pattern']} of {entry['n_layers']} layers)."
     )
@@ -504,8 +512,8 @@ def lag_finding(
         sentences.append(
             f"The pooled lag-1 exceeds the {pooled['against']} lag-1 in "
             f"{pooled['n_layers_pooled_larger']} of {_count(pooled['n_layers'], 'layer')} "
-            f"(median difference {pooled['median_difference']:+.3g}): a pooled fit lets lasting "
-            "differences between texts pass for persistence."
+            f"(median difference {_signed(pooled['median_difference'])}): a pooled fit lets "
+            "lasting differences between texts pass for persistence."
         )
     elif not set(methods) & set(COMPARED):
         warnings.append(
@@ -690,8 +698,8 @@ def head_finding(
             _named(
                 model,
                 f"Head {top_head} of layer {top_layer} has the largest mean log norm "
-                f"({entry['largest_mean']:.3g}) and head {low_head} of layer {low_layer} the "
-                f"smallest ({entry['smallest_mean']:.3g}); the {method} estimate on {term} is "
+                f"({number(entry['largest_mean'])}) and head {low_head} of layer {low_layer} the "
+                f"smallest ({number(entry['smallest_mean'])}); the {method} estimate on {term} is "
                 f"significantly negative in {entry['n_negative']} and positive in "
                 f"{entry['n_positive']} of {entry['n_cells']} layer-head cells.",
             )
@@ -745,9 +753,10 @@ def site_finding(
             }
             numbers[(model, site)] = entry
             described.append(
-                f"the {site} norm is a median {entry['median_ratio']:.3g} times the {reference} "
-                f"norm over layers ({entry['min_ratio']:.3g} at layer {entry['layer_min']} to "
-                f"{entry['max_ratio']:.3g} at layer {entry['layer_max']}; "
+                f"the {site} norm is a median {number(entry['median_ratio'])} times the "
+                f"{reference} norm over layers ({number(entry['min_ratio'])} at layer "
+                f"{entry['layer_min']} to "
+                f"{number(entry['max_ratio'])} at layer {entry['layer_max']}; "
                 f"smaller in {entry['n_below']} and larger in {entry['n_above']} of "
                 f"{entry['n_layers']} layers by its {percent(conf_level)} CI)"
             )
@@ -792,6 +801,6 @@ def model_finding(trend: pd.DataFrame, lags: pd.DataFrame, *, alpha: float = ALP
             f"{model}: the {slope_method} slope on position is significantly negative in "
             f"{entry['n_negative']} and positive in {entry['n_positive']} of "
             f"{_count(entry['n_layers'], 'layer')}; the {lag_method} lag-1 effect has a median "
-            f"of {entry['median_lag1']:.3g} over layers, lag-2 {entry['median_lag2']:.3g}."
+            f"of {number(entry['median_lag1'])} over layers, lag-2 {number(entry['median_lag2'])}."
         )
     return Finding(numbers, sentences)

@@ -88,6 +88,7 @@ from attnmag.reports.tables import (
     lag_check_display,
     markdown_table,
     provenance_rows,
+    stars_rule,
 )
 from attnmag.workers import fork_map, n_workers
 
@@ -396,29 +397,32 @@ SECTIONS = {
 }
 
 
-def _checks_note(compared: pd.DataFrame) -> str:
-    """What the columns of the lag checks table mean (those it has)."""
+def _checks_note(compared: pd.DataFrame, same: Mapping[str, str]) -> str:
+    """What the columns of the lag checks table mean (those it has), and what every layer
+    shares, said once."""
     default, check = COMPARED
     notes = []
     if "flagged" in compared:
         notes.append(
             f"Gap: {default} minus {check}, in {check}'s standard errors (! beyond "
-            f"{GAP_LIMIT:g}: the layer is flagged)."
+            f"{GAP_LIMIT:g}: the two disagree in that layer)."
         )
-    if "hansen_j" in compared or "ar2_statistic" in compared:
+    if "hansen_j" in compared:
         notes.append(
-            f"Hansen J tests {check}'s overidentifying restrictions; AR(2) tests its "
-            "differenced residuals for second-order serial correlation (small p: the "
-            "instruments are in doubt)."
+            f"Hansen J asks whether {check}'s instruments (earlier log norms) are consistent "
+            "with one another; a small p says they are not."
         )
-    notes.append(
-        "Texts / rows: what each estimator used"
-        + (
-            f"; texts under {GMM_MIN_TOKENS} tokens drop out of {check}."
-            if check in compared.columns.str.removeprefix("texts_")
-            else "."
+    if "ar2_statistic" in compared:
+        notes.append(
+            "AR(2) asks whether the changes from token to token are correlated two tokens "
+            f"apart; a small p says the earlier log norms {check} uses as instruments are not "
+            "valid."
         )
-    )
+    if same:
+        listed = "; ".join(f"{label}: {value}" for label, value in same.items())
+        notes.append(f"The same in every layer: {listed}.")
+    if check in compared.columns.str.removeprefix("texts_"):
+        notes.append(f"Texts under {GMM_MIN_TOKENS} tokens drop out of {check}.")
     return " ".join(notes)
 
 
@@ -428,10 +432,12 @@ def _sections(
     tables: Mapping[str, pd.DataFrame],
     *,
     alpha: float,
+    holm: str = "across layers",
     label: str | None = None,
 ) -> list[dict]:
     """What the templates draw per section: title, finding, figure, tables and their CSV
-    (``label``: the series shown, a model's name, added to the titles)."""
+    (``label``: the series shown, a model's name, added to the titles; ``holm``: what Holm's
+    correction ran across, in words)."""
     coefficient = {"trend": "position_trend", "lags": "lag_effects"}
     out = []
     for key, title in SECTIONS.items():
@@ -441,21 +447,22 @@ def _sections(
             "title": title if label is None else f"{title}: {label}",
             "finding": found[key],
             "figure": rendered[key],
-            "table": None,
+            "tables": None,
             "checks": None,
         }
         if name:
             table = tables[name]
             words = METHOD_WORDS[name]
             section.update(
-                table=coefficient_display(table, alpha=alpha),
-                level=percent(interval_level(table, name=name)),
+                tables=coefficient_display(table),
+                rule=stars_rule(interval_level(table, name=name), holm=holm, alpha=alpha),
                 csv=f"{name}.csv",
                 methods={m: words.get(m, m) for m in ordered_methods(table["method"])},
             )
         if key == "lags":
             compared = lag_comparison(tables[name], tables["glance"])
-            section.update(checks=lag_check_display(compared), checks_note=_checks_note(compared))
+            checks, same = lag_check_display(compared)
+            section.update(checks=checks, checks_note=_checks_note(compared, same))
         out.append(section)
     return out
 
@@ -796,14 +803,16 @@ def drawn_sections(
     for key, title, finding, _, _ in grouped:
         figure = drawn[key]
         sections.append(
-            {"id": key, "title": title, "finding": finding, "figure": figure, "table": None}
+            {"id": key, "title": title, "finding": finding, "figure": figure, "tables": None}
             | {"checks": None}
         )
         rendered[figure.filename] = figure
     for part, specs, part_found in zip(parts, part_specs, found, strict=True):
         pictures = [next(pngs) for _ in specs]
         drawn = _rendered(specs, pictures, start=len(rendered) + 1, label=part.label)
-        sections += _sections(part_found, drawn, part.tables, alpha=alpha, label=part.label)
+        sections += _sections(
+            part_found, drawn, part.tables, alpha=alpha, holm=_holm_scope(frame), label=part.label
+        )
         rendered.update({figure.filename: figure for figure in drawn.values()})
     return sections, rendered
 

@@ -123,7 +123,8 @@ def test_html_holds_provenance_findings_warnings_and_tables(written):
         "3 layers (lag-1 in 1)",
         "Hansen&#39;s J test of the instruments rejects in 1 of 3 (0)",
         "gmm texts / rows",
-        "<td>-5.00!</td>",
+        '<td class="number">-5.00!</td>',
+        "* the 95% CI excludes zero, that is the unadjusted p &lt; 0.05",
         "not persistence within a text",
     ):
         assert needle in text, needle
@@ -138,10 +139,13 @@ def test_markdown_report_links_its_figures_and_holds_the_tables(written):
     for block in re.findall(r"((?:^\|.*\|\n)+)", text, re.M):
         widths = {line.count(" | ") for line in block.splitlines()}
         assert len(widths) == 1, block
-    assert "| layer | term | aggregate (95% CI) | ols (95% CI) | mixed (95% CI) |" in text
+    trend_methods = ["aggregate", "ols", "mixed"]
+    header = "| layer | " + " | ".join(f"{m} (95% CI) | {m} Holm p" for m in trend_methods) + " |"
+    assert "**slope (position)**\n\n" + header in text
     lag_methods = ordered_methods(["gmm", "initial_conditions", "ols"])
-    assert "| layer | term | " + " | ".join(f"{m} (95% CI)" for m in lag_methods) + " |" in text
-    assert "Hansen J (df; p)" in text and "| 0 | " in text.split("Hansen J (df; p)")[1]
+    header = "| layer | " + " | ".join(f"{m} (95% CI) | {m} Holm p" for m in lag_methods) + " |"
+    assert "**lag-1**\n\n" + header in text
+    assert "Hansen J (p)" in text and "| 0 | " in text.split("Hansen J (p)")[1]
 
 
 def test_formats_pick_the_files(tmp_path):

@@ -221,7 +221,7 @@ def test_a_failed_fit_is_counted_apart(frame, tables):
     found = findings(frame, trend=trend, lags=tables["lag_effects"])
     assert found["trend"].numbers["mixed"]["n_no_estimate"] == 1
     assert "with no estimate in 1" in found["trend"].text
-    display = coefficient_display(trend)
+    display = coefficient_display(trend)["slope (position)"]
     assert display.loc[display["layer"] == 0, "mixed (95% CI)"].str.startswith("no estimate").all()
 
 
