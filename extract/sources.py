@@ -38,6 +38,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for
+from attnmag.extract.quantisation import gguf_weights, mark_weights
 
 __all__ = ["bundled_gguf", "cache_dir", "gguf_folder", "hub_answers", "load_model"]
 
@@ -270,6 +271,8 @@ def load_model(
                 f"hub model available offline ({type(error).__name__})"
             ) from None
     model.config.name_or_path = label
+    if is_gguf:
+        mark_weights(model, gguf_weights(gguf))
     adapter_for(model)
     if device is not None and device_map is None:
         model.to(device)
