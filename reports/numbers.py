@@ -156,6 +156,18 @@ def number(value: float, *, significant: int = SIGNIFICANT) -> str:
     """One number on its own, to ``significant`` significant digits, in fixed notation
     unless it needs more than ``MAX_DECIMALS`` decimals.
 
+    Parameters
+    ----------
+    value : float
+        The number.
+    significant : int
+        Its significant digits.
+
+    Returns
+    -------
+    str
+        The number as text.
+
     Examples
     --------
     >>> number(41.26), number(-0.00213), number(1066)
@@ -165,8 +177,19 @@ def number(value: float, *, significant: int = SIGNIFICANT) -> str:
 
 
 def interval(estimate: float, low: float, high: float, *, label: str = "") -> str:
-    """One estimate and its interval, printed to their precision and unbreakable; ``label``
-    (for example ``95% CI``) goes before the bounds.
+    """One estimate and its interval, printed to their precision and unbreakable.
+
+    Parameters
+    ----------
+    estimate, low, high : float
+        The estimate and its interval's bounds.
+    label : str
+        Words before the bounds, for example ``95% CI``.
+
+    Returns
+    -------
+    str
+        ``estimate (label low to high)``, with non-breaking spaces.
 
     Examples
     --------
@@ -179,7 +202,17 @@ def interval(estimate: float, low: float, high: float, *, label: str = "") -> st
 
 
 def p_value(p: float) -> str:
-    """A p-value: three decimals, or ``< 0.001`` below that ('' for a missing one).
+    """A p-value: three decimals, or ``< 0.001`` below that.
+
+    Parameters
+    ----------
+    p : float
+        The p-value (NaN: none).
+
+    Returns
+    -------
+    str
+        The p-value as text ('' for a missing one), with a non-breaking space.
 
     Examples
     --------

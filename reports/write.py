@@ -72,6 +72,7 @@ from attnmag.reports.folder import (
     where_in,
     with_attrs,
 )
+from attnmag.reports.front import key_results, report_title
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -444,6 +445,7 @@ def _sections(
         name = coefficient.get(key)
         section = {
             "id": rendered[key].key,
+            "label": label,
             "title": title if label is None else f"{title}: {label}",
             "finding": found[key],
             "figure": rendered[key],
@@ -900,7 +902,8 @@ def report_context(
     timings: Mapping[str, float],
     alpha: float = ALPHA,
 ) -> dict[str, object]:
-    """What the templates draw: title, provenance, sections, fit summary and ``alpha``.
+    """What the templates draw: title, key results, sections, fit summary, provenance and
+    ``alpha``.
 
     Parameters
     ----------
@@ -924,12 +927,13 @@ def report_context(
     Examples
     --------
     >>> report_context(frame, tables, sections, timings={})["title"]  # doctest: +SKIP
-    'Attention update magnitudes: gpt2'
+    'Attention update norms of gpt2 on reviews (20 texts)'
     """
     glance = tables["glance"]
-    names = list(frame.attrs.get("models", {})) or [frame.attrs.get("model", "unnamed model")]
+    several = len({section.get("label") for section in sections} - {None}) > 1
     return {
-        "title": f"Attention update magnitudes: {', '.join(map(str, names))}",
+        "title": report_title(frame.attrs),
+        "key_results": key_results(sections, several=several),
         "version": __version__,
         "provenance": _provenance(frame.attrs, timings=timings),
         "scope": _scope(frame),
