@@ -255,10 +255,19 @@ def _lag_caption(lags: pd.DataFrame) -> str:
         )
     if set(COMPARED) <= set(methods):
         default, check = COMPARED
-        parts.append(
-            f"Shaded: layers where {default} and {check} differ by more than {GAP_LIMIT:g} of "
-            f"{check}'s standard errors."
-        )
+        compared = lag_comparison(lags)
+        for term, side in (("lag1", "left"), ("lag2", "right")):
+            kind, shaded = figures.shaded_layers(compared, term)
+            relation = (
+                f"differ by more than {GAP_LIMIT:g}"
+                if kind == "apart"
+                else f"agree within {GAP_LIMIT:g}"
+            )
+            parts.append(
+                f"Shaded ({side}): the {len(shaded)} of {len(compared)} layers where {default} "
+                f"and {check} {relation} of {check}'s standard errors"
+                + (" (fewer than where they differ)." if kind == "agree" else ".")
+            )
     parts.append("Open markers: fits that did not converge.")
     return " ".join(parts)
 
@@ -297,6 +306,8 @@ def figure_specs(
     """
     level = percent(conf_level)
     trend_level = percent(interval_level(trend, name="position_trend"))
+    present = ordered_methods(trend["method"])
+    inference = " and ".join([m for m in figures.INFERENCE_METHODS if m in present] or present)
     note = sample_note(frame)
     specs = [
         (
@@ -323,11 +334,13 @@ def figure_specs(
         (
             "positions",
             "Mean norm by layer and position",
-            f"Top: mean norm at each layer and position 0 to {max_position}; the colour scale "
-            "stops at the 2nd and 98th percentiles of the cells at positions 1 and later, so the "
-            "first token (the attention sink) may run off it. Bottom: the same means, one thin "
-            f"line per layer, and their mean over layers with its {level} CI (black), on a log "
-            "scale.",
+            f"Right: the mean norm at each layer and position 0 to {max_position}, as a percent "
+            f"above (red) or below (blue) the layer's own mean over positions 1 to {max_position}, "
+            "so that the change along positions shows in every layer whatever its level; the "
+            "colour scale stops at the 98th percentile of the differences at positions 1 and "
+            "later, so the first token (the attention sink) may run off it. Left: that mean, "
+            f"the layer's level, with its {level} CI (cluster-robust by text; often narrower "
+            "than the dot), on a log scale.",
             lambda: figures.plot_position_norms(
                 frame, max_position=max_position, conf_level=conf_level
             ),
@@ -335,15 +348,18 @@ def figure_specs(
         (
             "trend",
             "Trend over positions",
-            f"Top: log of the mean norm at positions 1 to {max_position} (points with {level} "
-            "CIs) and the line the aggregate method fits to them, one colour per layer. Bottom: "
-            f"intercept and slope per layer with {trend_level} CIs, one colour per method. The "
-            "aggregate method models the log of the mean norm, ols and mixed the mean of the "
-            "log norm, so their intercepts differ by about half the variance of the log norm. "
-            "Open markers: fits that did not converge.",
-            lambda: figures.plot_position_trend(
-                frame, trend, max_position=max_position, conf_level=conf_level
-            ),
+            f"The fits of log_norm ~ position over positions 1 to {max_position} by the "
+            f"methods for inference ({inference}), one colour per method. Top: the slope per "
+            "layer (times 100, about the percent change of the norm per position); bottom: "
+            f"the intercept per layer; each with its {trend_level} CI. "
+            + (
+                "The aggregate fit (of the means of positions) is in the tables, not drawn: "
+                "its intervals ignore the texts behind each mean. "
+                if "aggregate" in set(trend["method"]) and inference != "aggregate"
+                else ""
+            )
+            + "Open markers: fits that did not converge.",
+            lambda: figures.plot_trend_coefficients(trend),
         ),
         ("lags", "Lag effects", _lag_caption(lags), lambda: figures.plot_lag_effects(lags)),
     ]

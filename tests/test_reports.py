@@ -200,8 +200,8 @@ def test_a_report_at_80_percent_says_80_everywhere_and_never_95(frame, tmp_path,
     html = written["index.html"].read_text(encoding="utf-8")
     for caption in (
         "mean log norm per layer over all those tokens with its 80% CI",
-        "(points with 80% CIs)",
-        "intercept and slope per layer with 80% CIs",
+        "the intercept per layer; each with its 80% CI",
+        "the layer&#39;s level, with its 80% CI",
         "per layer, with 80% CIs",
     ):
         assert caption in html, caption
@@ -214,13 +214,12 @@ def test_captions_take_each_level_from_where_its_intervals_come_from(frame, tmp_
         frame, tmp_path, tables=fake_tables(frame, conf_level=0.8), conf_level=0.9, n_jobs=1
     )
     html = written["index.html"].read_text(encoding="utf-8")
-    assert "(points with 90% CIs)" in html and "intercept and slope per layer with 80% CIs" in html
-    assert "over layers with its 90% CI" in html and "ols (80% CI)" in html
+    assert "the layer&#39;s level, with its 90% CI" in html
+    assert "the intercept per layer; each with its 80% CI" in html
+    assert "over all those tokens with its 90% CI" in html and "ols (80% CI)" in html
     trend_titles = " ".join(drawn[3])
-    assert (
-        "By position, with 90% CIs" in trend_titles
-        and "Slope per layer with 80% CI" in trend_titles
-    )
+    assert "Slope per layer with 80% CI" in trend_titles
+    assert "90% CI" in " ".join(drawn[2])  # the levels beside the heatmap
     assert "Lag-1 coefficient with 80% CI" in drawn[4]
 
 
