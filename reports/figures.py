@@ -484,10 +484,11 @@ def plot_trend_coefficients(
     return fig
 
 
-def shaded_layers(compared: pd.DataFrame, term: str) -> tuple[str, list[int]]:
+def shaded_layers(compared: pd.DataFrame, term: str) -> tuple[str | None, list[int]]:
     """The layers the lag figure shades for ``term``: those where the two within-text
     estimators are apart (by more than ``GAP_LIMIT`` of gmm's standard errors), or, where
-    those are most of the layers, those where they agree; shading picks out a minority.
+    those are most of the layers, those where they agree; shading picks out a minority, so
+    where each is exactly half of the layers none is shaded.
 
     Parameters
     ----------
@@ -499,7 +500,8 @@ def shaded_layers(compared: pd.DataFrame, term: str) -> tuple[str, list[int]]:
     Returns
     -------
     tuple
-        ``"apart"`` or ``"agree"``, and the layers shaded (at most half of them).
+        ``"apart"``, ``"agree"`` or None (nothing shaded), and the layers shaded (fewer than
+        half of them).
 
     Examples
     --------
@@ -510,9 +512,11 @@ def shaded_layers(compared: pd.DataFrame, term: str) -> tuple[str, list[int]]:
     known = compared.dropna(subset=[f"gap_{term}"])
     apart = known[f"gap_{term}"].abs() > GAP_LIMIT
     layers = known["layer"].astype(int)
-    if 2 * int(apart.sum()) <= len(known):
+    if 2 * int(apart.sum()) < len(known):
         return "apart", layers[apart].tolist()
-    return "agree", layers[~apart].tolist()
+    if 2 * int((~apart).sum()) < len(known):
+        return "agree", layers[~apart].tolist()
+    return None, []
 
 
 @shared_docs
@@ -557,7 +561,7 @@ def plot_lag_effects(
         for ax, term in zip(axes, ("lag1", "lag2"), strict=True):
             kind, shaded = shaded_layers(compared, term) if shade else (None, [])
             shaded_kinds.add(kind)
-            for layer in shaded:
+            for layer in shaded if kind else []:
                 ax.axvspan(layer - 0.45, layer + 0.45, color=SHADES[kind], linewidth=0, zorder=0)
             plot_coefficients(rows, term=term, hue=hue, labels=labels, legend=False, ax=ax)
             ax.set(

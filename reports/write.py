@@ -258,6 +258,14 @@ def _lag_caption(lags: pd.DataFrame) -> str:
         compared = lag_comparison(lags)
         for term, side in (("lag1", "left"), ("lag2", "right")):
             kind, shaded = figures.shaded_layers(compared, term)
+            if kind is None:
+                apart = int((compared[f"gap_{term}"].abs() > GAP_LIMIT).sum())
+                parts.append(
+                    f"Not shaded ({side}): {default} and {check} differ by more than "
+                    f"{GAP_LIMIT:g} of {check}'s standard errors in {apart} of "
+                    f"{len(compared)} layers, half of them."
+                )
+                continue
             relation = (
                 f"differ by more than {GAP_LIMIT:g}"
                 if kind == "apart"
