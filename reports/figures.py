@@ -428,14 +428,15 @@ INFERENCE_METHODS = ("ols", "mixed")
 
 @shared_docs
 def plot_trend_coefficients(
-    trend: pd.DataFrame, *, layers: Layers = None, methods: Sequence[str] | None = None
+    data: pd.DataFrame, *, layers: Layers = None, methods: Sequence[str] | None = None
 ) -> NotebookFigure:
     """The position trend by the inference methods: slope (top) and intercept (bottom) per
     layer with their intervals, one colour per method.
 
     Parameters
     ----------
-    {trend}
+    data : pandas.DataFrame
+        A ``models.position_trend`` table (any mix of methods), of one series.
     {layers}
     methods : sequence of str, optional
         The methods drawn; None means those of ``INFERENCE_METHODS`` the table has (all of
@@ -450,13 +451,13 @@ def plot_trend_coefficients(
     --------
     >>> plot_trend_coefficients(models.position_trend(frame))  # doctest: +SKIP
     """
-    present = ordered_methods(trend["method"])
+    present = ordered_methods(data["method"])
     if methods is None:
         methods = [m for m in INFERENCE_METHODS if m in present] or present
     missing = sorted(set(methods) - set(present))
     if missing:
         raise AttnmagError(f"the trend table has no {missing} rows: its methods are {present}")
-    table = trend[trend["method"].isin(list(methods))]
+    table = data[data["method"].isin(list(methods))]
     level = percent(interval_level(table, name="position_trend"))
     with _style():
         fig = NotebookFigure(figsize=(11, 7.5), layout="constrained")

@@ -8,12 +8,17 @@ Holds:
   ``lag_finding``: one section each;
 - ``head_finding``, ``site_finding``, ``model_finding``: the sections of a grouped frame
   (heads, sites, several models), one sentence per model;
+- ``median_layer``: the row of a method's term whose estimate is the median over layers;
+- ``layer_ranges``: layers as runs (``0–3, 5``);
+- ``LAG_MEANING``: what lag-1 means, in plain words;
 - ``METHOD_WORDS``: what each fitting method is, in words, per model (``position_trend``,
   ``lag_effects``); ``LAG_ROLES``: what each lag method estimates, in a few words.
 
-Counts of significant layers use ``p_adjusted`` (Holm across layers, per term and method)
-at level ``alpha``; every sentence is built from the ``numbers`` beside it, so a test can
-check the one against the other and both against the tables.
+The layer, trend and lag findings each carry a one-sentence ``headline`` (a number, its
+interval) for the report's key results. Counts of significant layers use ``p_adjusted``
+(Holm across layers, per term and method) at level ``alpha``; every sentence is built from
+the ``numbers`` beside it, so a test can check the one against the other and both against
+the tables.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from attnmag.reports.summaries import (
 
 __all__ = [
     "GMM_MIN_TOKENS",
+    "LAG_MEANING",
     "LAG_ROLES",
     "METHOD_WORDS",
     "Finding",

@@ -181,6 +181,7 @@ def _axes_level(frame, tables) -> dict:
         "plot_layer_means": lambda **kw: panels.plot_layer_means(frame, **kw),
         "plot_position_heatmap": lambda **kw: panels.plot_position_heatmap(frame, **kw),
         "plot_position_means": lambda **kw: panels.plot_position_means(frame, **kw),
+        "plot_layer_levels": lambda **kw: panels.plot_layer_levels(frame, **kw),
         "plot_trend_fits": lambda **kw: panels.plot_trend_fits(frame, trend, **kw),
         "plot_coefficients": lambda **kw: panels.plot_coefficients(lags, term="lag1", **kw),
         "plot_site_ratios": lambda **kw: panels.plot_site_ratios(site_frame(20, 2), **kw),
@@ -193,7 +194,7 @@ def _axes_level(frame, tables) -> dict:
 
 def test_every_public_plot_takes_its_data_first_and_layers_by_keyword():
     plots = [name for name in reports.__all__ if name.startswith("plot_")]
-    assert len(plots) == 19
+    assert len(plots) == 21
     for name in plots:
         parameters = inspect.signature(getattr(reports, name)).parameters
         first = next(iter(parameters.values()))
