@@ -21,6 +21,7 @@ from torch import nn
 
 from attnmag.extract.adapters import adapter_for, blocks
 from attnmag.extract.batching import Encoded
+from attnmag.extract.quantisation import weights_provenance
 
 __all__ = ["corpus_provenance", "provenance", "texts_fingerprint"]
 
@@ -135,9 +136,9 @@ def provenance(
     Returns
     -------
     dict
-        Model id, revision, family, dtype and device, layers, the corpus, counts of texts
-        (measured, skipped empty, truncated) and tokens, the maximum length, batch size,
-        seconds and package versions.
+        Model id, revision, family, dtype (and a GGUF's format and quantisation) and
+        device, layers, the corpus, counts of texts (measured, skipped empty, truncated) and
+        tokens, the maximum length, batch size, seconds and package versions.
     """
     config = model.config
     parameter = next(model.parameters())
@@ -147,6 +148,7 @@ def provenance(
         "model_type": config.model_type,
         "family": adapter_for(model).family,
         "dtype": str(parameter.dtype).removeprefix("torch."),
+        **weights_provenance(model),
         "device": str(parameter.device),
         "n_model_layers": len(blocks(model)),
         "layers": list(layers),

@@ -66,6 +66,7 @@ from attnmag.extract.norms import (
     update_norms,
 )
 from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
+from attnmag.extract.quantisation import weights_provenance
 from attnmag.extract.sites import check_sites, n_heads, plan_rows
 from attnmag.outputs import folder_lock, mark
 
@@ -246,6 +247,7 @@ def run_arguments(
         "model_type": model.config.model_type,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "weights": weights_fingerprint(model),
+        **weights_provenance(model),
         "n_texts": len(texts),
         "texts": texts_fingerprint(texts),
         "layers": layers,

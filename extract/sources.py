@@ -39,6 +39,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for
 from attnmag.extract.norms import check_tokenizer
+from attnmag.extract.quantisation import gguf_weights, mark_weights
 
 __all__ = ["bundled_gguf", "cache_dir", "gguf_folder", "hub_answers", "load_model"]
 
@@ -324,6 +325,8 @@ def load_model(
                 f"hub model available offline ({type(error).__name__})"
             ) from None
     model.config.name_or_path = label
+    if is_gguf:
+        mark_weights(model, gguf_weights(gguf))
     adapter_for(model)
     check_tokenizer(tokenizer, f"the tokenizer of model {label!r}")
     if device is not None and device_map is None:

@@ -5,19 +5,22 @@ Holds:
   ``fit_tables``: the coefficient tables a report shows, given or fitted;
 - the report's figures, each a Figure that shows itself in a notebook:
   ``plot_valid_tokens``, ``plot_layer_norms``, ``plot_position_norms``,
-  ``plot_position_trend``, ``plot_lag_effects``, and for grouped frames ``plot_models``
+  ``plot_trend_coefficients`` (and ``plot_position_trend``, the fitted lines by position),
+  ``plot_lag_effects``, and for grouped frames ``plot_models``
   (models on a relative depth axis), ``plot_sites`` (sites side by side) and ``plot_heads``
   (layer x head heatmaps);
 - the panels they are made of, seaborn-style axes-level plots (``ax=`` in, the Axes out):
   ``plot_token_grid``, ``plot_sequence_lengths``, ``plot_norm_violins``,
-  ``plot_layer_means``, ``plot_position_heatmap``, ``plot_position_means``,
+  ``plot_layer_means``, ``plot_position_heatmap``, ``plot_layer_levels``,
+  ``plot_position_means``,
   ``plot_site_ratios``, ``plot_head_means``, ``plot_head_coefficients``,
   ``plot_trend_fits``, ``plot_coefficients``;
 - the aggregates they draw, as tidy frames for drawing your own: ``mean_ci``,
   ``layer_means``, ``position_means``, ``position_means_across_layers``,
   ``sequence_lengths``, ``site_ratios``, ``select_layers``; ``means_by_position`` and
   ``position_bin_width``, the position bins used past ``BIN_THRESHOLD`` positions;
-- ``findings`` and ``Finding``: the numbers each section reports, and its sentences;
+- ``findings`` and ``Finding``: the numbers each section reports, its sentences and its
+  headline for the key results;
 - ``open_folder`` and ``Folder``: a shard folder as the report reads it (aggregates by DuckDB,
   rows only of a seeded sample of texts), accepted wherever a frame is.
 
@@ -40,6 +43,7 @@ from attnmag.reports.figures import (
     plot_position_norms,
     plot_position_trend,
     plot_sites,
+    plot_trend_coefficients,
     plot_valid_tokens,
 )
 from attnmag.reports.findings import Finding, findings
@@ -48,6 +52,7 @@ from attnmag.reports.panels import (
     plot_coefficients,
     plot_head_coefficients,
     plot_head_means,
+    plot_layer_levels,
     plot_layer_means,
     plot_norm_violins,
     plot_position_heatmap,
@@ -87,6 +92,7 @@ __all__ = [
     "plot_head_means",
     "plot_heads",
     "plot_lag_effects",
+    "plot_layer_levels",
     "plot_layer_means",
     "plot_layer_norms",
     "plot_models",
@@ -99,6 +105,7 @@ __all__ = [
     "plot_site_ratios",
     "plot_sites",
     "plot_token_grid",
+    "plot_trend_coefficients",
     "plot_trend_fits",
     "plot_valid_tokens",
     "position_bin_width",

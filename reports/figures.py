@@ -4,10 +4,11 @@ itself in a notebook.
 Holds:
 - ``plot_valid_tokens``: real tokens per text and position, and the length histogram;
 - ``plot_layer_norms``: distribution of log norms per layer, and their mean with a CI;
-- ``plot_position_norms``: layer x position heatmap of the mean norm, and the mean by
-  position;
+- ``plot_position_norms``: layer x position heatmap of the mean norm relative to each
+  layer's own mean, beside each layer's level;
 - ``plot_position_trend``: log mean norm by position with fitted lines; intercepts and
   slopes;
+- ``plot_trend_coefficients``: slopes and intercepts per layer by the inference methods;
 - ``plot_lag_effects``: lag-1 and lag-2 coefficients per layer, one colour per method,
   layers where the two within-text estimators disagree shaded;
 - ``plot_heads``: per model, layer x head heatmaps of the mean log norm and of the position
@@ -27,7 +28,7 @@ do, and builds its own Figure without pyplot, under a temporary seaborn style.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pandas as pd
@@ -50,6 +51,7 @@ from attnmag.reports.panels import (
     plot_coefficients,
     plot_head_coefficients,
     plot_head_means,
+    plot_layer_levels,
     plot_layer_means,
     plot_norm_violins,
     plot_position_heatmap,
@@ -72,6 +74,8 @@ from attnmag.reports.summaries import (
 )
 
 __all__ = [
+    "INFERENCE_METHODS",
+    "SHADES",
     "NotebookFigure",
     "figure_bytes",
     "heads_only",
@@ -81,11 +85,14 @@ __all__ = [
     "plot_models",
     "plot_position_norms",
     "plot_position_trend",
+    "plot_trend_coefficients",
     "plot_sites",
     "plot_valid_tokens",
+    "shaded_layers",
 ]
 
-FLAG_COLOUR = "#fadbd8"
+#: The shading of layers where the two within-text estimators are apart, or agree.
+SHADES = {"apart": "#fadbd8", "agree": "#d8ecf6"}
 LAG_WORDS = {"lag1": "one position", "lag2": "two positions"}
 LAG_LABELS = {
     "ols": "pooled: co-variation across texts",
@@ -257,25 +264,28 @@ def plot_position_norms(
     percentiles: tuple[float, float] = (2, 98),
     conf_level: float = CONF_LEVEL,
 ) -> NotebookFigure:
-    """Heatmap of the mean norm per layer and position, and the mean by position.
+    """Per layer, the mean norm along positions relative to the layer's own mean (heatmap),
+    beside the layer's level (its mean norm with its CI).
 
     Parameters
     ----------
     {data}
     {layers}
     hue : {"model", "site", "head"}, optional
-        One heatmap per value of this column (each with its own colour limits) and one
-        mean line per value; None does so by the one holding several values.
+        One row of panels per value of this column, and below them one mean line per value
+        (a few lines, each in its own colour); None does so by the one holding several
+        values.
     {max_position}
     percentiles : tuple of float
         The heatmaps' colour limits (see ``plot_position_heatmap``).
     conf_level : float
-        The level of the intervals of the means over layers.
+        The level of the levels' intervals, and of the means over layers.
 
     Returns
     -------
     NotebookFigure
-        Heatmaps above, the means by position below (log scale).
+        Per series, the levels (left) and the relative heatmap (right); with ``hue``, the
+        means by position below (log scale).
 
     Examples
     --------
@@ -287,23 +297,42 @@ def plot_position_norms(
         if hue is None
         else {level: where_in(data, hue, [level]) for level in _levels(data, hue)}
     )
+    rows = len(parts) + (hue is not None)
     with _style():
-        fig = NotebookFigure(figsize=(11, 4.5 * len(parts) + 4.5), layout="constrained")
-        axes = fig.subplots(len(parts) + 1, 1, height_ratios=(1.1,) * len(parts) + (1,))
-        for ax, (level, part) in zip(axes[:-1], parts.items(), strict=True):
-            plot_position_heatmap(
-                part, layers=layers, max_position=max_position, percentiles=percentiles, ax=ax
-            )
-            if level is not None:
-                ax.set_title(f"{hue} {level}: " + ax.get_title())
-        plot_position_means(
-            data,
-            layers=layers,
-            hue=hue,
-            max_position=max_position,
-            conf_level=conf_level,
-            ax=axes[-1],
+        fig = NotebookFigure(figsize=(11, 5.5 * len(parts) + 4.5 * (hue is not None)))
+        fig.set_layout_engine("constrained")
+        axes = fig.subplots(
+            rows,
+            2,
+            width_ratios=(1, 4),
+            height_ratios=(1.2,) * len(parts) + (1,) * (hue is not None),
+            squeeze=False,
         )
+        for (left, right), (level, part) in zip(axes[: len(parts)], parts.items(), strict=False):
+            plot_layer_levels(
+                part, layers=layers, max_position=max_position, conf_level=conf_level, ax=left
+            )
+            plot_position_heatmap(
+                part, layers=layers, max_position=max_position, percentiles=percentiles, ax=right
+            )
+            right.sharey(left)
+            right.grid(False)
+            right.set_ylabel("")
+            right.tick_params(labelleft=False)
+            if level is not None:
+                left.set_title(f"{hue} {level}: " + left.get_title())
+        if hue is not None:
+            bottom = axes[-1, 0].get_gridspec()[-1, :]
+            for ax in axes[-1]:
+                ax.remove()
+            plot_position_means(
+                data,
+                layers=layers,
+                hue=hue,
+                max_position=max_position,
+                conf_level=conf_level,
+                ax=fig.add_subplot(bottom),
+            )
     return fig
 
 
@@ -392,6 +421,105 @@ def plot_position_trend(
     return fig
 
 
+#: The trend methods for inference, drawn in the report's trend figure (``aggregate`` fits
+#: means of positions and its intervals ignore the texts behind them).
+INFERENCE_METHODS = ("ols", "mixed")
+
+
+@shared_docs
+def plot_trend_coefficients(
+    data: pd.DataFrame, *, layers: Layers = None, methods: Sequence[str] | None = None
+) -> NotebookFigure:
+    """The position trend by the inference methods: slope (top) and intercept (bottom) per
+    layer with their intervals, one colour per method.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        A ``models.position_trend`` table (any mix of methods), of one series.
+    {layers}
+    methods : sequence of str, optional
+        The methods drawn; None means those of ``INFERENCE_METHODS`` the table has (all of
+        its methods where it has none of them).
+
+    Returns
+    -------
+    NotebookFigure
+        The slopes above, the intercepts below, on a shared layer axis.
+
+    Examples
+    --------
+    >>> plot_trend_coefficients(models.position_trend(frame))  # doctest: +SKIP
+    """
+    present = ordered_methods(data["method"])
+    if methods is None:
+        methods = [m for m in INFERENCE_METHODS if m in present] or present
+    missing = sorted(set(methods) - set(present))
+    if missing:
+        raise AttnmagError(f"the trend table has no {missing} rows: its methods are {present}")
+    table = data[data["method"].isin(list(methods))]
+    level = percent(interval_level(table, name="position_trend"))
+    with _style():
+        fig = NotebookFigure(figsize=(11, 7.5), layout="constrained")
+        top, bottom = fig.subplots(2, 1, sharex=True)
+        for ax, term, label in (
+            (
+                top,
+                "position",
+                "slope: change in log norm per position\n(x 100: about % per position)",
+            ),
+            (bottom, "intercept", "intercept: log norm\nat position 0"),
+        ):
+            plot_coefficients(
+                table,
+                term=term,
+                layers=layers,
+                hue="method",
+                zero_line=term == "position",
+                legend=term == "position",
+                ax=ax,
+            )
+            name = "Slope" if term == "position" else "Intercept"
+            ax.set(ylabel=label, title=f"{name} per layer with {level} CI")
+        top.set_xlabel("")
+    return fig
+
+
+def shaded_layers(compared: pd.DataFrame, term: str) -> tuple[str | None, list[int]]:
+    """The layers the lag figure shades for ``term``: those where the two within-text
+    estimators are apart (by more than ``GAP_LIMIT`` of gmm's standard errors), or, where
+    those are most of the layers, those where they agree; shading picks out a minority, so
+    where each is exactly half of the layers none is shaded.
+
+    Parameters
+    ----------
+    compared : pandas.DataFrame
+        ``summaries.lag_comparison`` of the table (with ``gap_lag1`` and ``gap_lag2``).
+    term : str
+        ``lag1`` or ``lag2``.
+
+    Returns
+    -------
+    tuple
+        ``"apart"``, ``"agree"`` or None (nothing shaded), and the layers shaded (fewer than
+        half of them).
+
+    Examples
+    --------
+    >>> gaps = pd.DataFrame({"layer": [0, 1, 2], "gap_lag1": [0.5, 3.0, -2.5]})
+    >>> shaded_layers(gaps, "lag1")
+    ('agree', [0])
+    """
+    known = compared.dropna(subset=[f"gap_{term}"])
+    apart = known[f"gap_{term}"].abs() > GAP_LIMIT
+    layers = known["layer"].astype(int)
+    if 2 * int(apart.sum()) < len(known):
+        return "apart", layers[apart].tolist()
+    if 2 * int((~apart).sum()) < len(known):
+        return "agree", layers[~apart].tolist()
+    return None, []
+
+
 @shared_docs
 def plot_lag_effects(
     data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
@@ -400,8 +528,9 @@ def plot_lag_effects(
 
     The intervals are the table's, labelled with the level of its ``conf_level`` column. The
     legend says which methods describe pooled co-variation and which estimate persistence
-    within texts; where both ``initial_conditions`` and ``gmm`` are present, layers where
-    they differ by more than ``GAP_LIMIT`` of gmm's standard errors are shaded.
+    within texts; where both ``initial_conditions`` and ``gmm`` are present, the minority of
+    layers where they differ by more than ``GAP_LIMIT`` of gmm's standard errors, or where
+    they agree, is shaded (``shaded_layers``).
 
     Parameters
     ----------
@@ -429,11 +558,12 @@ def plot_lag_effects(
     with _style():
         fig = NotebookFigure(figsize=(11, 5.2), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
+        shaded_kinds = set()
         for ax, term in zip(axes, ("lag1", "lag2"), strict=True):
-            gap = f"gap_{term}"
-            flagged = compared.loc[compared[gap].abs() > GAP_LIMIT, "layer"] if shade else []
-            for layer in flagged:
-                ax.axvspan(layer - 0.45, layer + 0.45, color=FLAG_COLOUR, linewidth=0, zorder=0)
+            kind, shaded = shaded_layers(compared, term) if shade else (None, [])
+            shaded_kinds.add(kind)
+            for layer in shaded if kind else []:
+                ax.axvspan(layer - 0.45, layer + 0.45, color=SHADES[kind], linewidth=0, zorder=0)
             plot_coefficients(rows, term=term, hue=hue, labels=labels, legend=False, ax=ax)
             ax.set(
                 ylabel=f"coefficient on the log norm\n{LAG_WORDS[term]} earlier",
@@ -441,11 +571,16 @@ def plot_lag_effects(
                 f"{percent(interval_level(rows, name='lag_effects'))} CI",
             )
         handles, names = axes[1].get_legend_handles_labels()
-        if shade:
-            default, check = COMPARED
-            handles.append(Patch(color=FLAG_COLOUR))
-            names.append(f"{default} and {check} > {GAP_LIMIT:g} {check} SEs apart")
-        fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3))
+        default, check = COMPARED
+        for kind in ("apart", "agree"):
+            if kind in shaded_kinds:
+                handles.append(Patch(color=SHADES[kind]))
+                names.append(
+                    f"{default} and {check} > {GAP_LIMIT:g} {check} SEs apart"
+                    if kind == "apart"
+                    else f"{default} and {check} within {GAP_LIMIT:g} {check} SEs"
+                )
+        fig.legend(handles, names, loc="outside lower center", ncols=2 if len(names) > 4 else 3)
     return fig
 
 

@@ -8,12 +8,17 @@ Holds:
   ``lag_finding``: one section each;
 - ``head_finding``, ``site_finding``, ``model_finding``: the sections of a grouped frame
   (heads, sites, several models), one sentence per model;
+- ``median_layer``: the row of a method's term whose estimate is the median over layers;
+- ``layer_ranges``: layers as runs (``0–3, 5``);
+- ``LAG_MEANING``: what lag-1 means, in plain words;
 - ``METHOD_WORDS``: what each fitting method is, in words, per model (``position_trend``,
   ``lag_effects``); ``LAG_ROLES``: what each lag method estimates, in a few words.
 
-Counts of significant layers use ``p_adjusted`` (Holm across layers, per term and method)
-at level ``alpha``; every sentence is built from the ``numbers`` beside it, so a test can
-check the one against the other and both against the tables.
+The layer, trend and lag findings each carry a one-sentence ``headline`` (a number, its
+interval) for the report's key results. Counts of significant layers use ``p_adjusted``
+(Holm across layers, per term and method) at level ``alpha``; every sentence is built from
+the ``numbers`` beside it, so a test can check the one against the other and both against
+the tables.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pandas as pd
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.reports.docs import shared_docs
 from attnmag.reports.folder import Folder, levels, positions_between, row_count, where_in
+from attnmag.reports.numbers import interval, number
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -43,6 +49,7 @@ from attnmag.reports.summaries import (
 
 __all__ = [
     "GMM_MIN_TOKENS",
+    "LAG_MEANING",
     "LAG_ROLES",
     "METHOD_WORDS",
     "Finding",
@@ -51,6 +58,8 @@ __all__ = [
     "head_finding",
     "lag_finding",
     "layer_finding",
+    "layer_ranges",
+    "median_layer",
     "model_finding",
     "position_finding",
     "site_finding",
@@ -89,11 +98,13 @@ GMM_MIN_TOKENS = 5
 
 @dataclass(frozen=True)
 class Finding:
-    """One section's findings: the numbers, the sentences made from them, and warnings."""
+    """One section's findings: the numbers, the sentences made from them, warnings, and the
+    section's headline for the report's key results (None where it has none)."""
 
     numbers: dict[str, Any]
     sentences: list[str]
     warnings: list[str] = field(default_factory=list)
+    headline: str | None = None
 
     @property
     def text(self) -> str:
@@ -103,6 +114,12 @@ class Finding:
 
 def _count(value: int, noun: str) -> str:
     return f"{value:,} {noun}{'' if value == 1 else 's'}"
+
+
+def _signed(value: float) -> str:
+    """``value`` as ``number`` prints it, with its sign either way."""
+    text = number(value)
+    return text if text.startswith("-") or float(text.replace(",", "")) == 0 else "+" + text
 
 
 def _layer_list(layers: Sequence[int]) -> str:
@@ -192,14 +209,22 @@ def layer_finding(frame: pd.DataFrame | Folder, *, conf_level: float = CONF_LEVE
     }
     level = f"{percent(conf_level)} CI"
     sentences = [
-        f"Leaving out the first token, layer {top} has the largest mean norm "
-        f"({numbers['largest_mean_norm']:.3g}, {level} {numbers['largest_conf'][0]:.3g} to "
-        f"{numbers['largest_conf'][1]:.3g}) and layer {bottom} the smallest "
-        f"({numbers['smallest_mean_norm']:.3g}, {level} {numbers['smallest_conf'][0]:.3g} to "
-        f"{numbers['smallest_conf'][1]:.3g}); the largest is {numbers['ratio']:.3g} times "
-        "the smallest."
+        f"Leaving out the first token, layer {top} has the largest mean norm, "
+        f"{interval(numbers['largest_mean_norm'], *numbers['largest_conf'], label=level)} and "
+        f"layer {bottom} the smallest, "
+        f"{interval(numbers['smallest_mean_norm'], *numbers['smallest_conf'], label=level)}; "
+        "the largest is "
+        f"{number(numbers['ratio'])} times the smallest."
     ]
-    return Finding(numbers, sentences)
+    headline = (
+        f"Leaving out the first token, the mean norm of the attention update is largest in "
+        f"layer {top}, "
+        f"{interval(numbers['largest_mean_norm'], *numbers['largest_conf'], label=level)}, and "
+        f"smallest in layer {bottom}, "
+        f"{interval(numbers['smallest_mean_norm'], *numbers['smallest_conf'], label=level)}; "
+        f"the largest is {number(numbers['ratio'])} times the smallest."
+    )
+    return Finding(numbers, sentences, headline=headline)
 
 
 @shared_docs
@@ -235,7 +260,7 @@ def position_finding(frame: pd.DataFrame | Folder, *, max_position: int = MAX_PO
     sentences = [
         f"The first token's mean norm exceeds the mean of positions 1 to {max_position} in "
         f"{numbers['n_layers_first_larger']} of {_count(numbers['n_layers'], 'layer')} "
-        f"(median ratio {numbers['median_first_ratio']:.3g}); the models leave it out.",
+        f"(median ratio {number(numbers['median_first_ratio'])}); the models leave it out.",
         f"Position {max_position} exists in {reach:,} of {len(lengths):,} texts, so means at "
         "late positions rest on fewer, longer texts.",
     ]
@@ -334,7 +359,8 @@ def trend_finding(
             f"below zero in {n['n_below_zero']} of {_count(n['n_layers'], 'layer')} with "
             f"{method}, above zero in {n['n_above_zero']} and indistinguishable from zero in "
             f"{n['n_not_significant']} (median slope "
-            f"{median:.3g} per position, {n['median_percent_per_position']:+.3g}% of the norm "
+            f"{number(median)} per position, {_signed(n['median_percent_per_position'])}% of "
+            "the norm "
             "per position)"
             + (f", with no estimate in {n['n_no_estimate']}" if n["n_no_estimate"] else "")
         )
@@ -343,6 +369,7 @@ def trend_finding(
         "significantly " + "; ".join(clauses) + "."
     ]
     warnings = _fit_warnings(trend, glance, fit="position_trend")
+    headline = _trend_headline(trend, numbers, alpha=alpha)
     aggregate = trend.loc[trend["method"] == "aggregate", "n_obs"]
     if len(aggregate):
         warnings.append(
@@ -351,7 +378,59 @@ def trend_finding(
             "standard errors treat those means as independent, though the same texts stand "
             "behind every point, and ignore how many texts each mean rests on."
         )
-    return Finding(numbers, sentences, warnings)
+    return Finding(numbers, sentences, warnings, headline=headline)
+
+
+def median_layer(table: pd.DataFrame, *, method: str, term: str) -> pd.Series | None:
+    """The row of ``method``'s ``term`` whose estimate is the median over layers.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A coefficient table of ``models``.
+    method, term : str
+        The rows looked at.
+
+    Returns
+    -------
+    pandas.Series or None
+        The row (the lower of the middle two for an even count), or None where no layer has
+        an estimate and interval.
+
+    Examples
+    --------
+    >>> int(median_layer(trend, method="ols", term="position")["layer"])  # doctest: +SKIP
+    12
+    """
+    rows = table[(table["method"] == method) & (table["term"] == term)].dropna(
+        subset=["estimate", "conf_low", "conf_high"]
+    )
+    if rows.empty:
+        return None
+    ordered = rows.sort_values(["estimate", "layer"], kind="stable")
+    return ordered.iloc[(len(ordered) - 1) // 2]
+
+
+def _trend_headline(trend: pd.DataFrame, numbers: Mapping[str, Any], *, alpha: float) -> str:
+    """The trend in one sentence: with the preferred inference method, how many layers' norms
+    fall or rise along positions, and the median layer's change per position."""
+    present = ordered_methods(trend["method"])
+    method = next((m for m in ("ols", "mixed") if m in present), present[0])
+    row = median_layer(trend, method=method, term="position")
+    n = numbers[method]
+    text = (
+        f"With {method}, the norm falls along positions in {n['n_below_zero']} of "
+        f"{_count(n['n_layers'], 'layer')} and rises in {n['n_above_zero']} (Holm-adjusted "
+        f"p < {alpha:g})"
+    )
+    if row is None:
+        return text + "."
+    level = f"{percent(row['conf_level'])} CI"
+    change = [100 * np.expm1(row[c]) for c in ("estimate", "conf_low", "conf_high")]
+    return text + (
+        f"; in the median layer, layer {int(row['layer'])}, it changes by "
+        f"{interval(*change, label=level)} percent per position."
+    )
 
 
 def _lag_signs(lags: pd.DataFrame, method: str, *, alpha: float) -> dict[str, Any]:
@@ -382,19 +461,14 @@ def _lag_signs(lags: pd.DataFrame, method: str, *, alpha: float) -> dict[str, An
     return entry
 
 
-def _lag_sentence(method: str, entry: Mapping[str, Any]) -> str:
-    """One method's lag coefficients in words, with what the method estimates."""
-    words = {"+": "positive", "-": "negative", "0": "not significant", "?": "not estimated"}
-    one, two, pattern = entry["lag1"], entry["lag2"], entry["pattern"]
-    role = f" ({LAG_ROLES[method]})" if method in LAG_ROLES else ""
+def _lag_counts(method: str, entry: Mapping[str, Any]) -> str:
+    """One method's lag-1 and lag-2 sign counts and medians, as a clause."""
+    one, two = entry["lag1"], entry["lag2"]
     return (
-        f"With {method}{role}, the lag-1 "
-        f"coefficient is significantly positive in {one['n_positive']} of "
+        f"with {method}, lag-1 is positive in {one['n_positive']} of "
         f"{_count(entry['n_layers'], 'layer')} and negative in {one['n_negative']} (median "
-        f"{one['median']:.3g}), the lag-2 coefficient positive in {two['n_positive']} and "
-        f"negative in {two['n_negative']} (median {two['median']:.3g}); the commonest "
-        f"pattern is lag-1 {words[pattern[0]]} and lag-2 {words[pattern[1]]} "
-        f"({entry['n_layers_pattern']} of {entry['n_layers']} layers)."
+        f"{number(one['median'])}), lag-2 positive in {two['n_positive']} and negative in "
+        f"{two['n_negative']} (median {number(two['median'])})"
     )
 
 
@@ -426,32 +500,101 @@ def _gmm_tests(compared: pd.DataFrame, *, alpha: float) -> dict[str, Any]:
     return out
 
 
+def layer_ranges(layers: Sequence[int]) -> str:
+    """Layers as runs joined by en dashes.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Layer numbers, in any order.
+
+    Returns
+    -------
+    str
+        Runs of consecutive layers as ``first–last``, the rest one by one.
+
+    Examples
+    --------
+    >>> layer_ranges([0, 1, 2, 3, 5, 7, 8])
+    '0–3, 5, 7–8'
+    """
+    runs: list[list[int]] = []
+    for layer in sorted(int(x) for x in layers):
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
+
+
 def _layers(layers: Sequence[int]) -> str:
-    return f"{'layer' if len(layers) == 1 else 'layers'} {_layer_list(layers)}"
+    return f"{'layer' if len(layers) == 1 else 'layers'} {layer_ranges(layers)}"
 
 
-def _disagreement(flagged: Sequence[int], tests: Mapping[str, Any]) -> str:
-    """The warning for layers where the two within-text estimators disagree: what each
-    assumes, and which of them to read in each of those layers (by gmm's own tests)."""
+#: What lag-1 means, in words a reader without econometrics follows.
+LAG_MEANING = (
+    "The lag-1 coefficient says how much of a token's log norm carries over to the next token "
+    "of the same text: at 0.2, a token whose norm is 10% above its text's usual level is "
+    "followed by one about 2% above it; lag-2 is the same two tokens on."
+)
+
+
+def _trust(
+    compared: pd.DataFrame, numbers: dict[str, Any], *, alpha: float
+) -> tuple[list[str], list[int]]:
+    """What gmm's comparison and tests say about trusting the default estimate: sentences
+    (each test explained where it is first named), and the layers where neither estimate
+    should be read."""
     default, check = COMPARED
-    text = (
-        f"In {_layers(flagged)} the two within-text estimators disagree: {default} assumes "
-        "that a text's lasting level depends on the text only through its first two log "
-        f"norms, which {check} does not."
-    )
-    if not tests:
-        return text + f" Read {check}'s wider intervals there."
+    n = len(compared)
+    flagged = compared.loc[compared["flagged"], "layer"].astype(int).tolist()
+    numbers["flagged_layers"] = flagged
+    numbers["n_layers_compared"] = int(n)
+    for term in ("lag1", "lag2"):
+        apart = compared[f"gap_{term}"].abs() > GAP_LIMIT
+        numbers[f"flagged_{term}"] = compared.loc[apart, "layer"].astype(int).tolist()
+    tests = _gmm_tests(compared, alpha=alpha)
+    numbers.update(tests)
+    sentences = [
+        f"{check} estimates the same persistence with fewer assumptions and wider intervals; "
+        + (
+            f"the two differ by more than {GAP_LIMIT:g} of {check}'s standard errors in "
+            f"{len(flagged)} of {_count(n, 'layer')}."
+            if flagged
+            else f"the two agree within {GAP_LIMIT:g} of {check}'s standard errors in every "
+            f"one of the {_count(n, 'layer')}."
+        )
+    ]
+    explained = {
+        "hansen": "Hansen's J test asks whether the earlier log norms it uses as instruments "
+        "agree with one another",
+        "ar2": "the AR(2) test asks whether the changes from token to token are correlated two "
+        "tokens apart, which would make those instruments invalid",
+    }
+    parts = [
+        f"{explained[name]}; it rejects (p < {alpha:g}) in {len(tests[f'{name}_rejects'])} of "
+        f"{tests[f'n_layers_{name}_tested']} layers"
+        for name in ("hansen", "ar2")
+        if f"{name}_rejects" in tests
+    ]
+    if parts:
+        sentences.append(f"Of {check}'s own checks, " + "; ".join(parts) + ".")
     doubtful = set(tests.get("hansen_rejects", [])) | set(tests.get("ar2_rejects", []))
+    agree = [layer for layer in compared["layer"].astype(int) if layer not in flagged]
     passed = [layer for layer in flagged if layer not in doubtful]
     failed = [layer for layer in flagged if layer in doubtful]
+    verdict = []
+    if agree:
+        verdict.append(f"read {default} in {_layers(agree)}, where the two agree")
     if passed:
-        text += f" {check}'s own tests pass in {_layers(passed)}: read its wider intervals there."
+        verdict.append(f"read {check}'s wider intervals in {_layers(passed)}")
     if failed:
-        text += (
-            f" In {_layers(failed)} {check}'s tests reject too: neither estimate should be "
-            "read as the text's dynamics there."
+        verdict.append(
+            f"in {_layers(failed)} the two disagree and {check}'s checks fail as well, so "
+            "neither estimate should be read as the text's dynamics there"
         )
-    return text
+    sentences.append("So " + "; ".join(verdict) + ".")
+    return sentences, failed
 
 
 @shared_docs
@@ -462,14 +605,15 @@ def lag_finding(
     glance: pd.DataFrame | None = None,
     alpha: float = ALPHA,
 ) -> Finding:
-    """The lag coefficients of each method, the pooled fit against the within-text ones, the
-    layers where the within-text estimators disagree, gmm's tests, and what each fit used.
+    """The lag effects in one paragraph of plain words: what lag-1 means, which estimate to
+    read, what the checks say about trusting it, and the fits' warnings.
 
     ``numbers`` holds one entry per method (sign counts per term, medians, median texts and
     rows per layer), ``pooled_vs_within`` (ols' lag-1 against ``initial_conditions``'),
     ``flagged_layers`` (where ``initial_conditions`` and ``gmm`` differ by more than
     ``GAP_LIMIT`` of gmm's standard errors in lag-1 or lag-2), ``hansen_rejects`` and
-    ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``).
+    ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``) and ``unread_layers``
+    (flagged layers where gmm's tests reject too).
 
     Parameters
     ----------
@@ -482,7 +626,7 @@ def lag_finding(
     alpha : float
         The significance level, on Holm-adjusted p-values.
 
-    {returns_finding}, and warnings.
+    {returns_finding}; its warnings are sentences of the paragraph, so the list is empty.
 
     Examples
     --------
@@ -492,95 +636,79 @@ def lag_finding(
         "alpha": alpha,
         "median_length": float(sequence_lengths(frame)["length"].median()),
     }
-    sentences = [f"Significance is after Holm correction across layers (alpha = {alpha:g})."]
     methods = ordered_methods(lags["method"])
     for method in methods:
         numbers[method] = _lag_signs(lags, method, alpha=alpha)
-        sentences.append(_lag_sentence(method, numbers[method]))
-    warnings = _fit_warnings(lags, glance, fit="lag_effects")
+    default, check = COMPARED
+    within = [m for m in COMPARED if m in methods]
+    read = within[0] if within else methods[0]
+    sentences = [LAG_MEANING]
     pooled = _pooled_against_within(lags)
     numbers["pooled_vs_within"] = pooled
-    if pooled is not None:
+    if within:
         sentences.append(
-            f"The pooled lag-1 exceeds the {pooled['against']} lag-1 in "
-            f"{pooled['n_layers_pooled_larger']} of {_count(pooled['n_layers'], 'layer')} "
-            f"(median difference {pooled['median_difference']:+.3g}): a pooled fit lets lasting "
-            "differences between texts pass for persistence."
+            f"Read {read}: it compares tokens within each text."
+            + (
+                f" The pooled ols fit lets lasting differences between texts pass for "
+                f"persistence: its lag-1 exceeds that of {pooled['against']} in "
+                f"{pooled['n_layers_pooled_larger']} of {_count(pooled['n_layers'], 'layer')} "
+                f"(median difference {_signed(pooled['median_difference'])})."
+                if pooled is not None
+                else ""
+            )
         )
-    elif not set(methods) & set(COMPARED):
-        warnings.append(
+    else:
+        sentences.append(
             "No within-text estimator was fitted: the pooled coefficients describe how tokens' "
             "magnitudes co-vary across all texts, and are biased as measures of persistence "
             "within a text wherever texts differ in their level."
         )
-    compared = lag_comparison(lags, glance)
-    if "flagged" in compared:
-        default, check = COMPARED
-        flagged = compared.loc[compared["flagged"], "layer"].astype(int).tolist()
-        numbers["flagged_layers"] = flagged
-        numbers["n_layers_compared"] = int(len(compared))
-        for term in ("lag1", "lag2"):
-            apart = compared[f"gap_{term}"].abs() > GAP_LIMIT
-            numbers[f"flagged_{term}"] = compared.loc[apart, "layer"].astype(int).tolist()
-        if flagged:
-            detail = "; ".join(
-                f"{term.replace('lag', 'lag-')} in {_layer_list(numbers[f'flagged_{term}'])}"
-                for term in ("lag1", "lag2")
-                if numbers[f"flagged_{term}"]
-            )
-            sentences.append(
-                f"{default} and {check} differ by more than {GAP_LIMIT:g} of {check}'s "
-                f"standard errors in {len(flagged)} of {_count(len(compared), 'layer')} "
-                f"({detail})."
-            )
-            warnings.append(_disagreement(flagged, _gmm_tests(compared, alpha=alpha)))
-        else:
-            sentences.append(
-                f"{default} and {check} agree within {GAP_LIMIT:g} of {check}'s standard "
-                f"errors in every one of the {_count(len(compared), 'layer')}."
-            )
-        tests = _gmm_tests(compared, alpha=alpha)
-        numbers.update(tests)
-        if tests:
-            parts = [
-                f"{label} rejects in {len(tests[f'{name}_rejects'])} of "
-                f"{tests[f'n_layers_{name}_tested']}"
-                + (
-                    f" ({_layer_list(tests[f'{name}_rejects'])})"
-                    if tests[f"{name}_rejects"]
-                    else ""
-                )
-                for name, label in (
-                    ("hansen", "Hansen's J test of the instruments"),
-                    ("ar2", "the AR(2) test of the differenced residuals"),
-                )
-                if f"{name}_rejects" in tests
-            ]
-            sentences.append(f"At alpha = {alpha:g}, " + ", and ".join(parts) + ".")
-            doubtful = sorted(
-                set(tests.get("hansen_rejects", [])) | set(tests.get("ar2_rejects", []))
-            )
-            if doubtful:
-                warnings.append(
-                    f"{check}'s instruments are in doubt in {_layers(doubtful)}: "
-                    "Hansen's J rejects their validity or the AR(2) test finds serial "
-                    "correlation that makes the lagged levels invalid instruments."
-                )
-    used = "; ".join(
-        f"{method} {numbers[method]['median_texts']:,.0f} texts and "
-        f"{numbers[method]['median_rows']:,.0f} rows"
-        for method in methods
+    sentences.append(
+        f"After Holm's correction across layers (p < {alpha:g}), {_lag_counts(read, numbers[read])}"
+        + (" (the other methods' counts are in the tables below)." if len(methods) > 1 else ".")
     )
-    sentences.append(f"Per layer (median), the fits used {used}.")
-    default, check = COMPARED
+    compared = lag_comparison(lags, glance)
+    unread: list[int] = []
+    if "flagged" in compared:
+        trust, unread = _trust(compared, numbers, alpha=alpha)
+        sentences += trust
+    numbers["unread_layers"] = unread
     if {default, check} <= set(methods):
         dropped = numbers[default]["median_texts"] - numbers[check]["median_texts"]
         numbers["texts_left_out_of_gmm"] = dropped
-        sentences.append(
-            f"{check} leaves out texts under {GMM_MIN_TOKENS} tokens ({dropped:,.0f} fewer "
-            f"texts than {default})."
+    sentences += _fit_warnings(lags, glance, fit="lag_effects")
+    headline = _lag_headline(lags, numbers, read=read, alpha=alpha)
+    return Finding(numbers, sentences, headline=headline)
+
+
+def _lag_headline(
+    lags: pd.DataFrame, numbers: Mapping[str, Any], *, read: str, alpha: float
+) -> str:
+    """The lags in one sentence: the estimate to read, its median layer, and how far the
+    checks let it be trusted."""
+    entry = numbers[read]
+    role = "Within texts" if LAG_ROLES.get(read) == "within texts" else "Pooled over texts"
+    text = (
+        f"{role} ({read}), a token's log norm carries over to the next token: lag-1 is "
+        f"positive in {entry['lag1']['n_positive']} of {_count(entry['n_layers'], 'layer')} "
+        f"(Holm-adjusted p < {alpha:g})"
+    )
+    row = median_layer(lags, method=read, term="lag1")
+    if row is not None:
+        level = f"{percent(row['conf_level'])} CI"
+        text += (
+            f", {interval(row['estimate'], row['conf_low'], row['conf_high'], label=level)} "
+            f"in the median layer, layer {int(row['layer'])}"
         )
-    return Finding(numbers, sentences, warnings)
+    flagged, unread = numbers.get("flagged_layers", []), numbers.get("unread_layers", [])
+    if flagged:
+        check = COMPARED[1]
+        text += (
+            f"; but {check}, which assumes less, disagrees in {len(flagged)} of "
+            f"{numbers['n_layers_compared']} layers, and in {len(unread)} of those its own "
+            "checks fail too, so neither estimate should be read there"
+        )
+    return text + "."
 
 
 def findings(
@@ -690,8 +818,8 @@ def head_finding(
             _named(
                 model,
                 f"Head {top_head} of layer {top_layer} has the largest mean log norm "
-                f"({entry['largest_mean']:.3g}) and head {low_head} of layer {low_layer} the "
-                f"smallest ({entry['smallest_mean']:.3g}); the {method} estimate on {term} is "
+                f"({number(entry['largest_mean'])}) and head {low_head} of layer {low_layer} the "
+                f"smallest ({number(entry['smallest_mean'])}); the {method} estimate on {term} is "
                 f"significantly negative in {entry['n_negative']} and positive in "
                 f"{entry['n_positive']} of {entry['n_cells']} layer-head cells.",
             )
@@ -745,9 +873,10 @@ def site_finding(
             }
             numbers[(model, site)] = entry
             described.append(
-                f"the {site} norm is a median {entry['median_ratio']:.3g} times the {reference} "
-                f"norm over layers ({entry['min_ratio']:.3g} at layer {entry['layer_min']} to "
-                f"{entry['max_ratio']:.3g} at layer {entry['layer_max']}; "
+                f"the {site} norm is a median {number(entry['median_ratio'])} times the "
+                f"{reference} norm over layers ({number(entry['min_ratio'])} at layer "
+                f"{entry['layer_min']} to "
+                f"{number(entry['max_ratio'])} at layer {entry['layer_max']}; "
                 f"smaller in {entry['n_below']} and larger in {entry['n_above']} of "
                 f"{entry['n_layers']} layers by its {percent(conf_level)} CI)"
             )
@@ -792,6 +921,6 @@ def model_finding(trend: pd.DataFrame, lags: pd.DataFrame, *, alpha: float = ALP
             f"{model}: the {slope_method} slope on position is significantly negative in "
             f"{entry['n_negative']} and positive in {entry['n_positive']} of "
             f"{_count(entry['n_layers'], 'layer')}; the {lag_method} lag-1 effect has a median "
-            f"of {entry['median_lag1']:.3g} over layers, lag-2 {entry['median_lag2']:.3g}."
+            f"of {number(entry['median_lag1'])} over layers, lag-2 {number(entry['median_lag2'])}."
         )
     return Finding(numbers, sentences)

@@ -5,7 +5,9 @@ Holds:
 - ``plot_sequence_lengths``: histogram of real tokens per text;
 - ``plot_norm_violins``: distribution of log norms per layer (a seeded sample of tokens);
 - ``plot_layer_means``: mean per layer with its cluster-robust interval;
-- ``plot_position_heatmap``: layer x position heatmap of the mean norm;
+- ``plot_position_heatmap``: layer x position heatmap of the mean norm, each layer
+  relative to its own mean;
+- ``plot_layer_levels``: each layer's mean norm (the heatmap's reference) with its CI;
 - ``plot_position_means``: mean norm by position, per layer and over layers;
 - ``plot_head_means``, ``plot_head_coefficients``: layer x head heatmaps of the mean norm
   and of a term's estimate, significant cells marked;
@@ -76,6 +78,7 @@ __all__ = [
     "plot_coefficients",
     "plot_head_coefficients",
     "plot_head_means",
+    "plot_layer_levels",
     "plot_layer_means",
     "plot_norm_violins",
     "plot_position_heatmap",
@@ -599,6 +602,16 @@ def plot_layer_means(
     return ax
 
 
+def _layer_levels(
+    data: pd.DataFrame | Folder, layers: Layers, max_position: int, conf_level: float
+) -> pd.DataFrame:
+    """Each layer's mean norm over positions 1 to ``max_position`` (every token, interval
+    cluster-robust by text), indexed by layer: the level the heatmap's cells are relative to."""
+    rows = positions_between(data, last=max_position)
+    means = layer_means(rows, value="norm", layers=layers, conf_level=conf_level)
+    return means.set_index("layer")
+
+
 @shared_docs
 def plot_position_heatmap(
     data: pd.DataFrame | Folder,
@@ -606,13 +619,19 @@ def plot_position_heatmap(
     layers: Layers = None,
     max_position: int = MAX_POSITION,
     percentiles: tuple[float, float] = (2, 98),
+    relative: bool = True,
     ax: Axes | None = None,
 ) -> Axes:
-    """Heatmap of the mean norm per layer and position.
+    """Heatmap of the mean norm per layer and position, by default relative to each layer's
+    own mean, so that the change along positions shows in every layer whatever its level.
 
-    The colour limits are the given percentiles of the cells at positions 1 and later, so
-    that the first token (the attention sink) does not wash out the rest. Past
-    ``BIN_THRESHOLD`` positions a cell is a bin of positions, labelled by its first and last.
+    Relative cells are the percent difference from the layer's mean norm over positions 1 to
+    ``max_position``, on a diverging scale centred at 0 whose limits are the ``percentiles[1]``
+    percentile of the absolute differences at positions 1 and later (``plot_layer_levels``
+    draws those means). Absolute cells are the mean norm, the colour limits the given
+    percentiles of the cells at positions 1 and later. Either way the first token (the
+    attention sink) may run off the scale. Past ``BIN_THRESHOLD`` positions a cell is a bin of
+    positions, labelled by its first and last.
 
     Parameters
     ----------
@@ -623,6 +642,8 @@ def plot_position_heatmap(
     {max_position}
     percentiles : tuple of float
         The percentiles of the cells that bound the colour scale.
+    relative : bool
+        Each layer relative to its own mean (True), or the mean norm itself.
     {ax}
 
     {returns_ax}
@@ -639,8 +660,28 @@ def plot_position_heatmap(
     )
     column = "position" if width == 1 else "first_position"
     grid = cells.pivot(index="layer", columns=column, values="mean")
-    rest = grid.loc[:, grid.columns >= 1].to_numpy()
-    vmin, vmax = np.nanpercentile(rest if rest.size else grid.to_numpy(), percentiles)
+    quantity = _quantity(data)
+    if relative:
+        level = _layer_levels(data, layers, max_position, CONF_LEVEL)["mean"]
+        grid = 100 * (grid.div(level.reindex(grid.index), axis=0) - 1)
+        rest = np.abs(grid.loc[:, grid.columns >= 1].to_numpy())
+        limit = float(np.nanpercentile(rest if rest.size else np.abs(grid), percentiles[1]))
+        limit = limit if limit > 0 else 1.0
+        style = {"cmap": "vlag", "center": 0, "vmin": -limit, "vmax": limit}
+        label = "% above (+) or below (-) the layer's own mean"
+        title = (
+            f"Mean norm at each position relative to the layer's mean over positions 1 to "
+            f"{max_position}"
+        )
+    else:
+        rest = grid.loc[:, grid.columns >= 1].to_numpy()
+        vmin, vmax = np.nanpercentile(rest if rest.size else grid.to_numpy(), percentiles)
+        style = {"cmap": "rocket_r", "vmin": vmin, "vmax": vmax}
+        label = f"mean L2 norm of the {quantity}"
+        title = (
+            f"Mean norm by layer and position (colour limits: percentiles "
+            f"{percentiles[0]:g} and {percentiles[1]:g} of the cells at positions >= 1)"
+        )
     if width > 1:
         last = cells.groupby("first_position")["last_position"].first()
         grid.columns = [
@@ -650,23 +691,69 @@ def plot_position_heatmap(
     sns.heatmap(
         grid,
         ax=ax,
-        cmap="rocket_r",
-        vmin=vmin,
-        vmax=vmax,
+        **style,
         xticklabels=max(2, int(np.ceil(grid.shape[1] / 16))),
         yticklabels=max(1, len(grid) // 16),
-        cbar_kws={
-            "label": f"mean L2 norm of the {_quantity(data)}",
-            "extend": "both",
-            "fraction": 0.04,
-            "pad": 0.02,
-        },
+        cbar_kws={"label": label, "extend": "both", "fraction": 0.04, "pad": 0.02},
     )
+    ax.set(xlabel=_position_label(width, points=False), ylabel="layer", title=title)
+    return ax
+
+
+@shared_docs
+def plot_layer_levels(
+    data: pd.DataFrame | Folder,
+    *,
+    layers: Layers = None,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
+    ax: Axes | None = None,
+) -> Axes:
+    """Each layer's mean norm over positions 1 to ``max_position`` with its interval, one
+    row per layer top to bottom as ``plot_position_heatmap`` draws them, on a log scale: the
+    level each relative row of the heatmap is relative to.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        The tidy frame (or a shard folder's view), of one series.
+    {layers}
+    {max_position}
+    conf_level : float
+        The level of the intervals (cluster-robust by text).
+    {ax}
+
+    {returns_ax}
+
+    Examples
+    --------
+    >>> plot_layer_levels(frame, max_position=30)  # doctest: +SKIP
+    """
+    _one_series(data)
+    ax = _axes(ax)
+    level = _layer_levels(data, layers, max_position, conf_level).sort_index()
+    rows = np.arange(len(level)) + 0.5  # a heatmap's row centres
+    ax.errorbar(
+        level["mean"],
+        rows,
+        xerr=[level["mean"] - level["conf_low"], level["conf_high"] - level["mean"]],
+        fmt="o",
+        color="black",
+        markersize=3.5,
+        capsize=2,
+        linewidth=1,
+    )
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1.0, 3.0)))
+    ax.xaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    ax.set_ylim(len(level), 0)
+    step = max(1, len(level) // 16)
+    ax.set_yticks(rows[::step], [str(x) for x in level.index[::step]])
     ax.set(
-        xlabel=_position_label(width, points=False),
+        xlabel=f"mean L2 norm (log scale),\n{percent(conf_level)} CI",
         ylabel="layer",
-        title=f"Mean norm by layer and position (colour limits: percentiles "
-        f"{percentiles[0]:g} and {percentiles[1]:g} of the cells at positions >= 1)",
+        title="Level per layer",
     )
     return ax
 

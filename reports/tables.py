@@ -1,10 +1,12 @@
 """Tables for the reports: what they show, as text, and as Markdown.
 
 Holds:
-- ``coefficient_display``: a coefficient table as one row per layer and term, one column per
-  method, cells ``estimate [low, high]`` marked where significant after Holm correction,
-  each header naming the level of that method's intervals;
-- ``lag_check_display``: ``summaries.lag_comparison`` as a table to read;
+- ``coefficient_display``: a coefficient table as one table per term, one row per layer,
+  per method its ``estimate (low to high)`` (``*`` where the interval excludes zero) and its
+  Holm-adjusted p-value, each header naming the level of that method's intervals;
+- ``lag_check_display``: ``summaries.lag_comparison`` as a table to read, what every layer
+  shares stated once;
+- ``stars_rule``: the rule of the tables' stars and Holm column, in words;
 - ``glance_display``: a ``glance`` table summarised per fit and method (and model);
 - ``provenance_rows``: ``frame.attrs`` and stage timings as (label, value) rows;
 - ``markdown_table``: a DataFrame as a GitHub Markdown table (no ``tabulate`` needed).
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from attnmag.reports.numbers import NBSP, column_format, number, p_value
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -36,6 +39,7 @@ __all__ = [
     "lag_check_display",
     "markdown_table",
     "provenance_rows",
+    "stars_rule",
 ]
 
 TERM_LABELS = {
@@ -51,7 +55,10 @@ PROVENANCE_LABELS = {
     "model_revision": "model revision",
     "model_type": "model type",
     "family": "architecture family",
-    "dtype": "weights dtype",
+    "weights_format": "weights' format",
+    "quantisation": "quantisation",
+    "quantisation_mix": "tensor types (share of parameters)",
+    "dtype": "weights' dtype as measured",
     "device": "device",
     "n_model_layers": "layers in the model",
     "layers": "layers measured",
@@ -68,29 +75,35 @@ PROVENANCE_LABELS = {
 }
 
 
-def _format(value: float) -> str:
-    return "" if pd.isna(value) else f"{value:.3g}"
-
-
 def _whole(value: float) -> str:
     return "" if pd.isna(value) else f"{value:,.0f}"
 
 
-def coefficient_display(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per layer and term, one column per method: ``estimate [low, high]``.
+def _excludes_zero(low: float, high: float) -> bool:
+    """Whether an interval lies wholly above or below zero."""
+    return bool(low > 0 or high < 0)
+
+
+def coefficient_display(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One table per term: one row per layer, per method its ``estimate (low to high)`` and
+    its Holm-adjusted p-value.
+
+    Each method's column shares one format (``numbers.column_format``), so its bounds print
+    apart from its estimates. A ``*`` marks an interval that excludes zero (for a Wald
+    interval at level 1 - a: the unadjusted p < a); the ``Holm p`` column beside it is the
+    p-value Holm-adjusted across layers, which the findings count. A ``†`` marks a fit that
+    did not converge.
 
     Parameters
     ----------
     table : pandas.DataFrame
         A coefficient table of ``models``.
-    alpha : float
-        A ``*`` marks ``p_adjusted < alpha``; a ``†`` marks a fit that did not converge.
 
     Returns
     -------
-    pandas.DataFrame
-        Columns ``layer``, ``term`` and one per method, each header saying the level of that
-        method's intervals, read from the table's ``conf_level``.
+    dict
+        Term label (``TERM_LABELS``) -> table with columns ``layer`` and, per method,
+        ``<method> (<level> CI)`` and ``<method> Holm p``.
 
     Raises
     ------
@@ -100,41 +113,83 @@ def coefficient_display(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.Data
     Examples
     --------
     >>> trend = models.position_trend(frame, conf_level=0.9)  # doctest: +SKIP
-    >>> coefficient_display(trend).columns[2]  # doctest: +SKIP
-    'ols (90% CI)'
+    >>> list(coefficient_display(trend)["slope (position)"].columns)[:3]  # doctest: +SKIP
+    ['layer', 'ols (90% CI)', 'ols Holm p']
     """
     levels = {
         method: percent(interval_level(part, name=f"coefficient ({method})"))
         for method, part in table.groupby("method", sort=False)
     }
-    cells = table.assign(
-        cell=[
-            ("no estimate" if pd.isna(e) else f"{_format(e)} [{_format(lo)}, {_format(hi)}]")
-            + ("*" if p < alpha else "")
-            + ("" if ok else "†")
-            for e, lo, hi, p, ok in zip(
-                table["estimate"],
-                table["conf_low"],
-                table["conf_high"],
-                table["p_adjusted"],
-                table["converged"].astype(bool),
-                strict=True,
-            )
-        ],
-        term_order=table["term"]
-        .map({t: i for i, t in enumerate(TERM_LABELS)})
-        .fillna(len(TERM_LABELS)),
+    terms = sorted(
+        table["term"].unique(),
+        key=lambda t: (
+            (list(TERM_LABELS).index(t), t) if t in TERM_LABELS else (len(TERM_LABELS), t)
+        ),
     )
-    wide = cells.pivot(index=["layer", "term_order", "term"], columns="method", values="cell")
-    wide = wide[ordered_methods(wide.columns)].sort_index()
-    wide = wide.reset_index().drop(columns="term_order")
-    wide["term"] = wide["term"].map(TERM_LABELS).fillna(wide["term"])
-    wide.columns = ["layer", "term"] + [f"{m} ({levels[m]} CI)" for m in wide.columns[2:]]
-    return wide.fillna("")
+    out = {}
+    for term in terms:
+        rows = table[table["term"] == term]
+        wide = pd.DataFrame({"layer": sorted(rows["layer"].astype(int).unique())})
+        for method in ordered_methods(rows["method"]):
+            part = rows[rows["method"] == method]
+            part = part.set_index(part["layer"].astype(int))
+            part = part.reindex(wide["layer"])
+            fmt = column_format(part["estimate"], part["conf_low"], part["conf_high"])
+            wide[f"{method} ({levels[method]} CI)"] = [
+                ""
+                if pd.isna(ok)
+                else ("no estimate" if pd.isna(e) else fmt.interval(e, lo, hi))
+                + ("*" if _excludes_zero(lo, hi) else "")
+                + ("" if ok else "†")
+                for e, lo, hi, ok in zip(
+                    part["estimate"],
+                    part["conf_low"],
+                    part["conf_high"],
+                    part["converged"].map(lambda v: v if pd.isna(v) else bool(v)),
+                    strict=True,
+                )
+            ]
+            wide[f"{method} Holm p"] = part["p_adjusted"].map(p_value).tolist()
+        out[TERM_LABELS.get(term, term)] = wide
+    return out
 
 
-def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
-    """``summaries.lag_comparison`` to read: one row per layer, gaps, tests, texts and rows.
+def stars_rule(level: float, *, holm: str = "across layers", alpha: float = ALPHA) -> str:
+    """The rule of the coefficient tables' marks, in words, for every caption that shows
+    intervals and stars together.
+
+    Parameters
+    ----------
+    level : float
+        The intervals' level (a star: the interval excludes zero, the unadjusted
+        p < 1 - level).
+    holm : str
+        What Holm's correction ran across, in words.
+    alpha : float
+        The level the findings' counts use, on the Holm-adjusted p-values.
+
+    Returns
+    -------
+    str
+        The rule.
+
+    Examples
+    --------
+    >>> stars_rule(0.95)[:46]
+    'Estimate (95% CI). * the 95% CI excludes zero,'
+    """
+    ci = f"{percent(level)} CI"
+    return (
+        f"Estimate ({ci}). * the {ci} excludes zero, that is the unadjusted p < "
+        f"{1 - level:.10g}; stars and intervals are not corrected for the many layers. "
+        f"Holm p: the p-value after Holm's correction {holm}, which the counts in the text use "
+        f"(significant below {alpha:g}). † the fit did not converge."
+    )
+
+
+def lag_check_display(compared: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``summaries.lag_comparison`` to read: one row per layer, with what is the same in
+    every layer stated once beside the table rather than repeated in it.
 
     Parameters
     ----------
@@ -143,10 +198,13 @@ def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
 
     Returns
     -------
-    pandas.DataFrame
-        Gaps (``initial_conditions`` minus ``gmm`` in ``gmm``'s standard errors, with a
-        ``!`` where beyond ``GAP_LIMIT``), tests as ``statistic (p)``, and texts / rows per
-        method, as text.
+    table : pandas.DataFrame
+        Per layer: gaps (``initial_conditions`` minus ``gmm`` in ``gmm``'s standard errors,
+        ``!`` where beyond ``GAP_LIMIT``), gmm's tests as ``statistic (p)``, and the columns
+        of instruments and of texts / rows per method that differ between layers, as text.
+    same : dict
+        Label -> value of the columns that are the same in every layer (for example
+        ``{"gmm texts / rows": "1,066 / 22,560"}``).
 
     Examples
     --------
@@ -161,30 +219,42 @@ def lag_check_display(compared: pd.DataFrame) -> pd.DataFrame:
                 "" if pd.isna(g) else f"{g:+.2f}" + ("!" if abs(g) > GAP_LIMIT else "")
                 for g in compared[column]
             ]
-    if "hansen_j" in compared:
-        out["Hansen J (df; p)"] = [
-            "" if pd.isna(j) else f"{j:.3g} ({df:g}; {_format(p)})"
-            for j, df, p in zip(
-                compared["hansen_j"],
-                compared.get("hansen_df", np.nan),
-                compared.get("hansen_p", np.nan),
-                strict=True,
-            )
-        ]
-    if "ar2_statistic" in compared:
-        out["AR(2) z (p)"] = [
-            "" if pd.isna(z) else f"{z:.3g} ({_format(p)})"
-            for z, p in zip(compared["ar2_statistic"], compared.get("ar2_p", np.nan), strict=True)
-        ]
+    tests = (
+        ("Hansen J (p)", "hansen_j", "hansen_p"),
+        ("AR(2) z (p)", "ar2_statistic", "ar2_p"),
+    )
+    for label, statistic, p in tests:
+        if statistic in compared:
+            fmt = column_format(compared[statistic])
+            out[label] = [
+                "" if pd.isna(x) else f"{fmt.number(x)}{NBSP}({p_value(q)})"
+                for x, q in zip(
+                    compared[statistic], compared.get(p, pd.Series(np.nan)), strict=False
+                )
+            ]
+    counts = {}
+    if "hansen_df" in compared:
+        counts["Hansen J df"] = compared["hansen_df"].map(_whole)
     if "n_instruments" in compared:
-        out["instruments"] = compared["n_instruments"].map(_format)
+        counts["instruments"] = compared["n_instruments"].map(_whole)
     methods = [c.removeprefix("texts_") for c in compared.columns if c.startswith("texts_")]
     for method in methods:
-        out[f"{method} texts / rows"] = [
-            f"{t:,.0f} / {r:,.0f}"
-            for t, r in zip(compared[f"texts_{method}"], compared[f"rows_{method}"], strict=True)
-        ]
-    return out
+        counts[f"{method} texts / rows"] = pd.Series(
+            [
+                f"{_whole(t)} / {_whole(r)}"
+                for t, r in zip(
+                    compared[f"texts_{method}"], compared[f"rows_{method}"], strict=True
+                )
+            ],
+            index=compared.index,
+        )
+    same = {}
+    for label, values in counts.items():
+        if values.nunique(dropna=False) == 1:
+            same[label] = str(values.iloc[0])
+        else:
+            out[label] = values.to_numpy()
+    return out, same
 
 
 def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
@@ -221,7 +291,7 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
         }
         for column in ("r2", "sigma"):
             if column in part:
-                row[f"median {column}"] = _format(part[column].median())
+                row[f"median {column}"] = number(part[column].median())
         if "seconds" in part:
             row[f"seconds (all {noun})"] = f"{part['seconds'].sum():.2f}"
         if "warnings" in part:

@@ -72,6 +72,7 @@ from attnmag.reports.folder import (
     where_in,
     with_attrs,
 )
+from attnmag.reports.front import key_results, report_title
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
@@ -88,6 +89,7 @@ from attnmag.reports.tables import (
     lag_check_display,
     markdown_table,
     provenance_rows,
+    stars_rule,
 )
 from attnmag.workers import fork_map, n_workers
 
@@ -253,10 +255,27 @@ def _lag_caption(lags: pd.DataFrame) -> str:
         )
     if set(COMPARED) <= set(methods):
         default, check = COMPARED
-        parts.append(
-            f"Shaded: layers where {default} and {check} differ by more than {GAP_LIMIT:g} of "
-            f"{check}'s standard errors."
-        )
+        compared = lag_comparison(lags)
+        for term, side in (("lag1", "left"), ("lag2", "right")):
+            kind, shaded = figures.shaded_layers(compared, term)
+            if kind is None:
+                apart = int((compared[f"gap_{term}"].abs() > GAP_LIMIT).sum())
+                parts.append(
+                    f"Not shaded ({side}): {default} and {check} differ by more than "
+                    f"{GAP_LIMIT:g} of {check}'s standard errors in {apart} of "
+                    f"{len(compared)} layers, half of them."
+                )
+                continue
+            relation = (
+                f"differ by more than {GAP_LIMIT:g}"
+                if kind == "apart"
+                else f"agree within {GAP_LIMIT:g}"
+            )
+            parts.append(
+                f"Shaded ({side}): the {len(shaded)} of {len(compared)} layers where {default} "
+                f"and {check} {relation} of {check}'s standard errors"
+                + (" (fewer than where they differ)." if kind == "agree" else ".")
+            )
     parts.append("Open markers: fits that did not converge.")
     return " ".join(parts)
 
@@ -295,6 +314,8 @@ def figure_specs(
     """
     level = percent(conf_level)
     trend_level = percent(interval_level(trend, name="position_trend"))
+    present = ordered_methods(trend["method"])
+    inference = " and ".join([m for m in figures.INFERENCE_METHODS if m in present] or present)
     note = sample_note(frame)
     specs = [
         (
@@ -321,11 +342,13 @@ def figure_specs(
         (
             "positions",
             "Mean norm by layer and position",
-            f"Top: mean norm at each layer and position 0 to {max_position}; the colour scale "
-            "stops at the 2nd and 98th percentiles of the cells at positions 1 and later, so the "
-            "first token (the attention sink) may run off it. Bottom: the same means, one thin "
-            f"line per layer, and their mean over layers with its {level} CI (black), on a log "
-            "scale.",
+            f"Right: the mean norm at each layer and position 0 to {max_position}, as a percent "
+            f"above (red) or below (blue) the layer's own mean over positions 1 to {max_position}, "
+            "so that the change along positions shows in every layer whatever its level; the "
+            "colour scale stops at the 98th percentile of the differences at positions 1 and "
+            "later, so the first token (the attention sink) may run off it. Left: that mean, "
+            f"the layer's level, with its {level} CI (cluster-robust by text; often narrower "
+            "than the dot), on a log scale.",
             lambda: figures.plot_position_norms(
                 frame, max_position=max_position, conf_level=conf_level
             ),
@@ -333,15 +356,18 @@ def figure_specs(
         (
             "trend",
             "Trend over positions",
-            f"Top: log of the mean norm at positions 1 to {max_position} (points with {level} "
-            "CIs) and the line the aggregate method fits to them, one colour per layer. Bottom: "
-            f"intercept and slope per layer with {trend_level} CIs, one colour per method. The "
-            "aggregate method models the log of the mean norm, ols and mixed the mean of the "
-            "log norm, so their intercepts differ by about half the variance of the log norm. "
-            "Open markers: fits that did not converge.",
-            lambda: figures.plot_position_trend(
-                frame, trend, max_position=max_position, conf_level=conf_level
-            ),
+            f"The fits of log_norm ~ position over positions 1 to {max_position} by the "
+            f"methods for inference ({inference}), one colour per method. Top: the slope per "
+            "layer (times 100, about the percent change of the norm per position); bottom: "
+            f"the intercept per layer; each with its {trend_level} CI. "
+            + (
+                "The aggregate fit (of the means of positions) is in the tables, not drawn: "
+                "its intervals ignore the texts behind each mean. "
+                if "aggregate" in set(trend["method"]) and inference != "aggregate"
+                else ""
+            )
+            + "Open markers: fits that did not converge.",
+            lambda: figures.plot_trend_coefficients(trend),
         ),
         ("lags", "Lag effects", _lag_caption(lags), lambda: figures.plot_lag_effects(lags)),
     ]
@@ -396,29 +422,32 @@ SECTIONS = {
 }
 
 
-def _checks_note(compared: pd.DataFrame) -> str:
-    """What the columns of the lag checks table mean (those it has)."""
+def _checks_note(compared: pd.DataFrame, same: Mapping[str, str]) -> str:
+    """What the columns of the lag checks table mean (those it has), and what every layer
+    shares, said once."""
     default, check = COMPARED
     notes = []
     if "flagged" in compared:
         notes.append(
             f"Gap: {default} minus {check}, in {check}'s standard errors (! beyond "
-            f"{GAP_LIMIT:g}: the layer is flagged)."
+            f"{GAP_LIMIT:g}: the two disagree in that layer)."
         )
-    if "hansen_j" in compared or "ar2_statistic" in compared:
+    if "hansen_j" in compared:
         notes.append(
-            f"Hansen J tests {check}'s overidentifying restrictions; AR(2) tests its "
-            "differenced residuals for second-order serial correlation (small p: the "
-            "instruments are in doubt)."
+            f"Hansen J asks whether {check}'s instruments (earlier log norms) are consistent "
+            "with one another; a small p says they are not."
         )
-    notes.append(
-        "Texts / rows: what each estimator used"
-        + (
-            f"; texts under {GMM_MIN_TOKENS} tokens drop out of {check}."
-            if check in compared.columns.str.removeprefix("texts_")
-            else "."
+    if "ar2_statistic" in compared:
+        notes.append(
+            "AR(2) asks whether the changes from token to token are correlated two tokens "
+            f"apart; a small p says the earlier log norms {check} uses as instruments are not "
+            "valid."
         )
-    )
+    if same:
+        listed = "; ".join(f"{label}: {value}" for label, value in same.items())
+        notes.append(f"The same in every layer: {listed}.")
+    if check in compared.columns.str.removeprefix("texts_"):
+        notes.append(f"Texts under {GMM_MIN_TOKENS} tokens drop out of {check}.")
     return " ".join(notes)
 
 
@@ -428,34 +457,38 @@ def _sections(
     tables: Mapping[str, pd.DataFrame],
     *,
     alpha: float,
+    holm: str = "across layers",
     label: str | None = None,
 ) -> list[dict]:
     """What the templates draw per section: title, finding, figure, tables and their CSV
-    (``label``: the series shown, a model's name, added to the titles)."""
+    (``label``: the series shown, a model's name, added to the titles; ``holm``: what Holm's
+    correction ran across, in words)."""
     coefficient = {"trend": "position_trend", "lags": "lag_effects"}
     out = []
     for key, title in SECTIONS.items():
         name = coefficient.get(key)
         section = {
             "id": rendered[key].key,
+            "label": label,
             "title": title if label is None else f"{title}: {label}",
             "finding": found[key],
             "figure": rendered[key],
-            "table": None,
+            "tables": None,
             "checks": None,
         }
         if name:
             table = tables[name]
             words = METHOD_WORDS[name]
             section.update(
-                table=coefficient_display(table, alpha=alpha),
-                level=percent(interval_level(table, name=name)),
+                tables=coefficient_display(table),
+                rule=stars_rule(interval_level(table, name=name), holm=holm, alpha=alpha),
                 csv=f"{name}.csv",
                 methods={m: words.get(m, m) for m in ordered_methods(table["method"])},
             )
         if key == "lags":
             compared = lag_comparison(tables[name], tables["glance"])
-            section.update(checks=lag_check_display(compared), checks_note=_checks_note(compared))
+            checks, same = lag_check_display(compared)
+            section.update(checks=checks, checks_note=_checks_note(compared, same))
         out.append(section)
     return out
 
@@ -796,14 +829,16 @@ def drawn_sections(
     for key, title, finding, _, _ in grouped:
         figure = drawn[key]
         sections.append(
-            {"id": key, "title": title, "finding": finding, "figure": figure, "table": None}
+            {"id": key, "title": title, "finding": finding, "figure": figure, "tables": None}
             | {"checks": None}
         )
         rendered[figure.filename] = figure
     for part, specs, part_found in zip(parts, part_specs, found, strict=True):
         pictures = [next(pngs) for _ in specs]
         drawn = _rendered(specs, pictures, start=len(rendered) + 1, label=part.label)
-        sections += _sections(part_found, drawn, part.tables, alpha=alpha, label=part.label)
+        sections += _sections(
+            part_found, drawn, part.tables, alpha=alpha, holm=_holm_scope(frame), label=part.label
+        )
         rendered.update({figure.filename: figure for figure in drawn.values()})
     return sections, rendered
 
@@ -891,7 +926,8 @@ def report_context(
     timings: Mapping[str, float],
     alpha: float = ALPHA,
 ) -> dict[str, object]:
-    """What the templates draw: title, provenance, sections, fit summary and ``alpha``.
+    """What the templates draw: title, key results, sections, fit summary, provenance and
+    ``alpha``.
 
     Parameters
     ----------
@@ -915,12 +951,13 @@ def report_context(
     Examples
     --------
     >>> report_context(frame, tables, sections, timings={})["title"]  # doctest: +SKIP
-    'Attention update magnitudes: gpt2'
+    'Attention update norms of gpt2 on reviews (20 texts)'
     """
     glance = tables["glance"]
-    names = list(frame.attrs.get("models", {})) or [frame.attrs.get("model", "unnamed model")]
+    several = len({section.get("label") for section in sections} - {None}) > 1
     return {
-        "title": f"Attention update magnitudes: {', '.join(map(str, names))}",
+        "title": report_title(frame.attrs),
+        "key_results": key_results(sections, several=several),
         "version": __version__,
         "provenance": _provenance(frame.attrs, timings=timings),
         "scope": _scope(frame),

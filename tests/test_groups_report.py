@@ -73,7 +73,7 @@ def test_a_grouped_report_compares_the_groups_then_shows_each_model(written):
         "## 4. Texts and tokens: deep",
     ]
     assert "## 13. Lag effects: shallow" in titles
-    assert "Holm correction across every group fitted (model, site, head, layer)" in text
+    assert "Holm's correction across every group fitted (model, site, head, layer)" in text
     assert "deep: model | simulated-1" in text
     html = written["index.html"].read_text()
     assert html.count('<img src="data:image/png;base64,') == len(expected)

@@ -119,11 +119,11 @@ def test_html_holds_provenance_findings_warnings_and_tables(written):
         "did not converge",
         "Coefficient table",
         "lag-2",
-        "initial_conditions and gmm differ by more than 2 of gmm&#39;s standard errors in 1 of "
-        "3 layers (lag-1 in 1)",
-        "Hansen&#39;s J test of the instruments rejects in 1 of 3 (0)",
+        "the two differ by more than 2 of gmm&#39;s standard errors in 1 of 3 layers",
+        "Hansen&#39;s J test asks whether",
         "gmm texts / rows",
-        "<td>-5.00!</td>",
+        '<td class="number">-5.00!</td>',
+        "* the 95% CI excludes zero, that is the unadjusted p &lt; 0.05",
         "not persistence within a text",
     ):
         assert needle in text, needle
@@ -138,10 +138,13 @@ def test_markdown_report_links_its_figures_and_holds_the_tables(written):
     for block in re.findall(r"((?:^\|.*\|\n)+)", text, re.M):
         widths = {line.count(" | ") for line in block.splitlines()}
         assert len(widths) == 1, block
-    assert "| layer | term | aggregate (95% CI) | ols (95% CI) | mixed (95% CI) |" in text
+    trend_methods = ["aggregate", "ols", "mixed"]
+    header = "| layer | " + " | ".join(f"{m} (95% CI) | {m} Holm p" for m in trend_methods) + " |"
+    assert "**slope (position)**\n\n" + header in text
     lag_methods = ordered_methods(["gmm", "initial_conditions", "ols"])
-    assert "| layer | term | " + " | ".join(f"{m} (95% CI)" for m in lag_methods) + " |" in text
-    assert "Hansen J (df; p)" in text and "| 0 | " in text.split("Hansen J (df; p)")[1]
+    header = "| layer | " + " | ".join(f"{m} (95% CI) | {m} Holm p" for m in lag_methods) + " |"
+    assert "**lag-1**\n\n" + header in text
+    assert "Hansen J (p)" in text and "| 0 | " in text.split("Hansen J (p)")[1]
 
 
 def test_formats_pick_the_files(tmp_path):
@@ -153,7 +156,8 @@ def test_formats_pick_the_files(tmp_path):
     assert "report.md" not in written and not (tmp_path / "html" / "figures").exists()
     assert "glance.csv" not in written  # no glance given, none carried by the tables
     html = written["index.html"].read_text(encoding="utf-8")
-    assert "came without their fit details" in html and "<table" not in html.split('id="fits"')[1]
+    fits = html.split('id="fits"')[1].split("<section")[0]
+    assert "came without their fit details" in fits and "<table" not in fits
 
 
 def test_bad_input_is_a_clear_error(frame, tmp_path):
@@ -196,8 +200,8 @@ def test_a_report_at_80_percent_says_80_everywhere_and_never_95(frame, tmp_path,
     html = written["index.html"].read_text(encoding="utf-8")
     for caption in (
         "mean log norm per layer over all those tokens with its 80% CI",
-        "(points with 80% CIs)",
-        "intercept and slope per layer with 80% CIs",
+        "the intercept per layer; each with its 80% CI",
+        "the layer&#39;s level, with its 80% CI",
         "per layer, with 80% CIs",
     ):
         assert caption in html, caption
@@ -210,13 +214,12 @@ def test_captions_take_each_level_from_where_its_intervals_come_from(frame, tmp_
         frame, tmp_path, tables=fake_tables(frame, conf_level=0.8), conf_level=0.9, n_jobs=1
     )
     html = written["index.html"].read_text(encoding="utf-8")
-    assert "(points with 90% CIs)" in html and "intercept and slope per layer with 80% CIs" in html
-    assert "over layers with its 90% CI" in html and "ols (80% CI)" in html
+    assert "the layer&#39;s level, with its 90% CI" in html
+    assert "the intercept per layer; each with its 80% CI" in html
+    assert "over all those tokens with its 90% CI" in html and "ols (80% CI)" in html
     trend_titles = " ".join(drawn[3])
-    assert (
-        "By position, with 90% CIs" in trend_titles
-        and "Slope per layer with 80% CI" in trend_titles
-    )
+    assert "Slope per layer with 80% CI" in trend_titles
+    assert "90% CI" in " ".join(drawn[2])  # the levels beside the heatmap
     assert "Lag-1 coefficient with 80% CI" in drawn[4]
 
 
@@ -247,7 +250,19 @@ def test_write_report_fits_what_it_needs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "module", ["docs", "figures", "findings", "folder", "panels", "summaries", "tables", "write"]
+    "module",
+    [
+        "docs",
+        "figures",
+        "findings",
+        "folder",
+        "front",
+        "numbers",
+        "panels",
+        "summaries",
+        "tables",
+        "write",
+    ],
 )
 def test_every_public_function_of_the_reports_modules_is_declared_and_documented(module):
     import importlib

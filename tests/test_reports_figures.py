@@ -63,7 +63,8 @@ def test_axis_labels_say_what_and_in_which_units(frame, tables):
         for name, fig in drawn.items()
     }
     assert "log of the L2 norm of the attention update" in labels["layer_norms"]
-    assert "mean L2 norm of the attention update" in labels["position_norms"]
+    assert "mean L2 norm (log scale)" in labels["position_norms"]
+    assert "% above (+) or below (-) the layer's own mean" in labels["position_norms"]
     assert "log of the mean L2 norm" in labels["position_trend"]
     assert "slope (change in log norm per position)" in labels["position_trend"]
     assert "one position earlier" in labels["lag_effects"]
@@ -98,7 +99,9 @@ def test_the_lag_figure_shades_the_layers_where_the_estimators_disagree(frame):
     fig = figures.plot_lag_effects(lags)
     lag1, lag2 = fig.axes
     spans = [
-        p for p in lag1.patches if p.get_facecolor()[:3] == mpl.colors.to_rgb(figures.FLAG_COLOUR)
+        p
+        for p in lag1.patches
+        if p.get_facecolor()[:3] == mpl.colors.to_rgb(figures.SHADES["apart"])
     ]
     assert len(spans) == 1 and spans[0].get_x() < 2 < spans[0].get_x() + spans[0].get_width()
     assert not lag2.patches  # the lag-2 estimates agree in every layer
@@ -178,6 +181,7 @@ def _axes_level(frame, tables) -> dict:
         "plot_layer_means": lambda **kw: panels.plot_layer_means(frame, **kw),
         "plot_position_heatmap": lambda **kw: panels.plot_position_heatmap(frame, **kw),
         "plot_position_means": lambda **kw: panels.plot_position_means(frame, **kw),
+        "plot_layer_levels": lambda **kw: panels.plot_layer_levels(frame, **kw),
         "plot_trend_fits": lambda **kw: panels.plot_trend_fits(frame, trend, **kw),
         "plot_coefficients": lambda **kw: panels.plot_coefficients(lags, term="lag1", **kw),
         "plot_site_ratios": lambda **kw: panels.plot_site_ratios(site_frame(20, 2), **kw),
@@ -190,7 +194,7 @@ def _axes_level(frame, tables) -> dict:
 
 def test_every_public_plot_takes_its_data_first_and_layers_by_keyword():
     plots = [name for name in reports.__all__ if name.startswith("plot_")]
-    assert len(plots) == 19
+    assert len(plots) == 21
     for name in plots:
         parameters = inspect.signature(getattr(reports, name)).parameters
         first = next(iter(parameters.values()))
@@ -278,7 +282,8 @@ def test_hue_colours_by_model_and_site(grouped):
     fig = figures.plot_valid_tokens(attn)
     assert len(fig.axes) == 3 and fig.axes[0].get_title().endswith(": small")
     fig = figures.plot_position_norms(small, hue="site")
-    assert [ax.get_title().split(":")[0] for ax in fig.axes[:2]] == ["site attn", "site mlp"]
+    titled = [ax.get_title().split(":")[0] for ax in fig.axes if ax.get_title().startswith("site")]
+    assert titled == ["site attn", "site mlp"]
     fig = figures.plot_layer_norms(attn, layers=[1, 2])
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["small", "large"]
 

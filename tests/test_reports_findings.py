@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from attnmag import models
-from attnmag.reports.findings import LAG_ROLES, METHOD_WORDS, findings
+from attnmag.reports.findings import METHOD_WORDS, findings
 from attnmag.reports.summaries import sequence_lengths
 from attnmag.reports.tables import coefficient_display, markdown_table, provenance_rows
 from tests.simulate import simulated_frame
@@ -82,10 +82,12 @@ def test_lag_counts_and_pattern_match_the_table(found, tables):
         )
         assert entry["lag1"]["median"] == pytest.approx(rows["lag1"].median())
         assert entry["n_layers_pattern"] <= entry["n_layers"] == 3
-        assert (
-            f"With {method} ({LAG_ROLES[method]}), the lag-1 coefficient is significantly "
-            f"positive in {entry['lag1']['n_positive']}" in found["lags"].text
-        )
+    read = found["lags"].numbers["initial_conditions"]
+    assert (
+        f"with initial_conditions, lag-1 is positive in {read['lag1']['n_positive']} of 3 layers "
+        f"and negative in {read['lag1']['n_negative']}" in found["lags"].text
+    )
+    assert found["lags"].text.startswith("The lag-1 coefficient says how much")
     assert found["lags"].numbers["ols"]["lag1"]["n_positive"] >= 2
 
 
@@ -108,13 +110,11 @@ def test_lag_section_flags_the_layers_where_the_within_text_estimators_disagree(
     assert numbers["flagged_lag1"] == flagged["lag1"]
     assert numbers["flagged_lag2"] == flagged["lag2"]
     assert numbers["flagged_layers"] == sorted(set(flagged["lag1"]) | set(flagged["lag2"]))
-    assert (
-        "initial_conditions and gmm differ by more than 2 of gmm's standard errors in 1 of "
-        "3 layers (lag-1 in 2)" in found["lags"].text
-    )
-    warning = next(w for w in found["lags"].warnings if w.startswith("In layer 2 the two within"))
-    assert "gmm's own tests pass in layer 2: read its wider intervals there." in warning
-    assert "reject too" not in warning
+    text = found["lags"].text
+    assert "the two differ by more than 2 of gmm's standard errors in 1 of 3 layers" in text
+    assert "read initial_conditions in layers 0–1, where the two agree" in text
+    assert "read gmm's wider intervals in layer 2" in text and "neither estimate" not in text
+    assert not found["lags"].warnings  # merged into the paragraph
 
 
 def test_where_gmm_fails_its_own_tests_neither_estimate_is_recommended(frame):
@@ -122,9 +122,12 @@ def test_where_gmm_fails_its_own_tests_neither_estimate_is_recommended(frame):
     found = findings(
         frame, trend=tables["position_trend"], lags=tables["lag_effects"], glance=tables["glance"]
     )
-    warning = next(w for w in found["lags"].warnings if w.startswith("In layers 1, 2 the two"))
-    assert "gmm's own tests pass in layer 2: read its wider intervals there." in warning
-    assert "In layer 1 gmm's tests reject too: neither estimate" in warning
+    text = found["lags"].text
+    assert "read initial_conditions in layer 0, where the two agree" in text
+    assert "read gmm's wider intervals in layer 2" in text
+    assert "in layer 1 the two disagree and gmm's checks fail as well, so neither estimate" in text
+    assert found["lags"].numbers["unread_layers"] == [1]
+    assert "in 1 of those its own checks fail too" in found["lags"].headline
 
 
 def test_lag_section_reports_gmm_tests_and_what_each_estimator_used(found, tables, frame):
@@ -132,20 +135,16 @@ def test_lag_section_reports_gmm_tests_and_what_each_estimator_used(found, table
     gmm = glance[glance["method"] == "gmm"]
     assert numbers["hansen_rejects"] == gmm.loc[gmm["hansen_p"] < ALPHA, "layer"].tolist() == [0]
     assert numbers["ar2_rejects"] == gmm.loc[gmm["ar2_p"] < ALPHA, "layer"].tolist()
-    assert "Hansen's J test of the instruments rejects in 1 of 3 (0)" in found["lags"].text
-    assert any(
-        w.startswith("gmm's instruments are in doubt in layer 0") for w in (found["lags"].warnings)
-    )
+    text = found["lags"].text
+    assert "Hansen's J test asks whether the earlier log norms it uses as instruments" in text
+    assert "it rejects (p < 0.05) in 1 of 3 layers" in text
+    assert "the AR(2) test asks whether the changes from token to token are correlated" in text
     lags = tables["lag_effects"]
     for method in ("ols", "initial_conditions", "gmm"):
         sizes = lags[lags["method"] == method].drop_duplicates("layer")
         entry = numbers[method]
         assert entry["median_texts"] == sizes["n_groups"].median()
         assert entry["median_rows"] == sizes["n_obs"].median()
-        assert (
-            f"{method} {entry['median_texts']:,.0f} texts and {entry['median_rows']:,.0f} rows"
-            in (found["lags"].text)
-        )
     lengths = sequence_lengths(frame)["length"]
     assert numbers["gmm"]["median_texts"] == (lengths >= 5).sum()
     assert numbers["initial_conditions"]["median_texts"] == (lengths >= 4).sum()
@@ -159,17 +158,16 @@ def test_the_pooled_fit_is_described_against_the_within_text_one(found, tables):
     # every layer: the texts' lasting levels (sd 0.3) pass for persistence in a pooled fit
     assert pooled["n_layers_pooled_larger"] == int((gap > 0).sum()) == 3
     assert pooled["median_difference"] == pytest.approx(gap.median())
-    assert "The pooled lag-1 exceeds the initial_conditions lag-1 in 3 of 3 layers" in (
-        found["lags"].text
-    )
+    assert "its lag-1 exceeds that of initial_conditions in 3 of 3 layers" in found["lags"].text
 
 
 def test_a_pooled_fit_alone_is_called_a_description(frame):
     tables = fake_tables(frame, lag_methods=("ols",))
     found = findings(frame, trend=tables["position_trend"], lags=tables["lag_effects"])
     assert "flagged_layers" not in found["lags"].numbers
-    assert any("No within-text estimator was fitted" in w for w in found["lags"].warnings)
-    assert "With ols (a pooled description)" in found["lags"].text
+    assert "No within-text estimator was fitted" in found["lags"].text
+    assert "with ols, lag-1 is positive in" in found["lags"].text
+    assert found["lags"].headline.startswith("Pooled over texts (ols)")
 
 
 def test_method_words_cover_every_method_of_the_models_stage():
@@ -198,10 +196,9 @@ def test_layer_and_position_numbers_match_the_frame(found, frame):
 
 def test_warnings_say_where_they_apply(found):
     assert any("mixed fit did not converge in 1 layer (1)" in w for w in found["trend"].warnings)
-    assert any(
-        w.startswith("The initial_conditions fits warned: ConvergenceWarning") and "(layer 1)" in w
-        for w in found["lags"].warnings
-    )
+    # the lag section's warnings are sentences of its one paragraph
+    assert "The initial_conditions fits warned: ConvergenceWarning" in found["lags"].text
+    assert "MLE may be on the boundary (layer 1)." in found["lags"].text
     assert not found["layers"].warnings and not found["data"].warnings
 
 
@@ -210,7 +207,8 @@ def test_no_convergence_warning_when_every_fit_converged(frame):
     found = findings(
         frame, trend=tables["position_trend"], lags=tables["lag_effects"], glance=tables["glance"]
     )
-    assert not any("converge" in w for w in found["trend"].warnings + found["lags"].warnings)
+    assert not any("converge" in w for w in found["trend"].warnings)
+    assert "converge" not in found["lags"].text
 
 
 def test_a_failed_fit_is_counted_apart(frame, tables):
@@ -221,7 +219,7 @@ def test_a_failed_fit_is_counted_apart(frame, tables):
     found = findings(frame, trend=trend, lags=tables["lag_effects"])
     assert found["trend"].numbers["mixed"]["n_no_estimate"] == 1
     assert "with no estimate in 1" in found["trend"].text
-    display = coefficient_display(trend)
+    display = coefficient_display(trend)["slope (position)"]
     assert display.loc[display["layer"] == 0, "mixed (95% CI)"].str.startswith("no estimate").all()
 
 
