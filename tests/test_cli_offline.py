@@ -1,7 +1,8 @@
 """Hub names fail at once when the hub cannot be asked: one look-up and no retries.
 
 A local server stands in for the hub (``HF_ENDPOINT``): it drops every connection (a broken
-network) or answers that no such repository exists, and counts the requests. The commands
+network), answers 503 (the hub down) or answers that no such repository exists, and counts
+the requests. The commands
 run in a subprocess without the offline variables, so the hub clients' own settings apply.
 """
 
@@ -15,7 +16,7 @@ import pytest
 
 
 class Hub(BaseHTTPRequestHandler):
-    """Counts requests; drops the connection, or answers 404 "RepoNotFound"."""
+    """Counts requests; drops the connection, answers 503 (down) or 404 "RepoNotFound"."""
 
     requests: list[str] = []
     mode = "drop"
@@ -25,8 +26,9 @@ class Hub(BaseHTTPRequestHandler):
         if type(self).mode == "drop":
             self.close_connection = True
             return
-        self.send_response(404)
-        self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_response(404 if type(self).mode == "missing" else 503)
+        if type(self).mode == "missing":
+            self.send_header("X-Error-Code", "RepoNotFound")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -63,6 +65,7 @@ def attnmag(env: dict, *argv: str) -> subprocess.CompletedProcess:
     ("mode", "message"),
     [
         ("drop", "not a local csv/json/jsonl/parquet/txt file, and not a hub dataset with split"),
+        ("down", "not a local csv/json/jsonl/parquet/txt file, and not a hub dataset with split"),
         ("missing", "the Hugging Face hub has no such dataset"),
     ],
 )
