@@ -131,6 +131,7 @@ def test_run_fit_and_report_print_stage_lines_and_name_their_files(source_args, 
     captured = capsys.readouterr()
     assert captured.out == f"{out / 'index.html'}\n"
     lines = captured.err.splitlines()
+    assert len(lines) == 7, lines  # no bars: stderr is no terminal here
     assert [line.split(":")[0] for line in lines[:2]] == [
         f"load {Path(source_args[1]).name}",
         f"extract {Path(source_args[1]).name}",
