@@ -370,7 +370,11 @@ def shows_progress(progress: bool | None) -> bool:
 
 
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules
+    """Whether this is a Jupyter kernel: IPython's shell there is a ``ZMQInteractiveShell``
+    (or a subclass, as in Colab); a process that merely imported ipykernel is not one."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return any(kind.__name__ == "ZMQInteractiveShell" for kind in type(shell).__mro__)
 
 
 def _stderr_is_a_tty() -> bool:
