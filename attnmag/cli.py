@@ -85,7 +85,9 @@ class Parser(argparse.ArgumentParser):
         """Raise the message instead of printing the usage and exiting."""
         raise AttnmagError(message)
 
-    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:  # type: ignore[override]
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
         """Parse, suggesting the closest option of the sub-command for an unknown one."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
@@ -597,9 +599,14 @@ def _load_corpus(args: argparse.Namespace) -> object:
 
 def _load_model(args: argparse.Namespace, source: str | None) -> tuple[object, object]:
     """The model ``source`` (None: the bundled one) and its tokenizer, on ``--device``; an
-    unknown name that looks like the bundled model's suggests ``--model bundled``."""
+    unknown name that looks like the bundled model's suggests ``--model bundled``. With
+    ``--quiet``, transformers' warnings are silenced too."""
     from attnmag import extract
 
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
     try:
         return extract.load_model(
             source,
@@ -925,9 +932,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit status: 0 when done (the output's path printed), 2 for bad input (one
-        ``AttnmagError`` line on stderr), 130 when interrupted, 1 for an unexpected error
-        (one line, or the traceback with ``--debug``).
+        The exit status: 0 when done (the output's path printed) and after ``--help`` or
+        ``--version``, 2 for bad input (one ``AttnmagError`` line on stderr) or no command
+        (the usage and a hint), 130 when interrupted, 1 for an unexpected error (one line,
+        or the traceback with ``--debug``).
 
     Examples
     --------
