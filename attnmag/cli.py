@@ -24,8 +24,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -276,7 +275,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
         help=f"confidence level of the intervals, strictly between 0 and 1 (default: {CONF_LEVEL})",
     )
     parser.add_argument(
-        "--n-jobs", type=positive_int, help="processes for fitting layers (default: all cores)"
+        "--n-jobs", type=positive_int, help="threads for the fits (default: all cores)"
     )
 
 
@@ -463,9 +462,9 @@ def check_args(args: argparse.Namespace) -> None:
         if missing:
             raise AttnmagError(f"unknown model {missing[0]!r}: no such GGUF file")
     if args.command == "extract":
-        from attnmag.extract.shards import RUN_FILE, _rank_and_size
+        from attnmag.extract.shards import RUN_FILE, rank_and_size
 
-        _rank_and_size(None, None)
+        rank_and_size(None, None)
         check_target(args.out, inputs=inputs)
         if args.out.is_dir() and not (args.out / RUN_FILE).is_file() and any(args.out.iterdir()):
             raise AttnmagError(
@@ -566,23 +565,6 @@ def default_device() -> str:
     return "cpu"
 
 
-@contextmanager
-def _imports_frozen() -> Iterator[None]:
-    """The objects alive now (the imports') frozen while a model loads and runs.
-
-    Python's full garbage collections walk every tracked object; torch's and
-    transformers' modules hold millions, and a model's thousands of modules and tensors
-    set off several such collections while it loads. Frozen (``gc.freeze``), those objects
-    are skipped; they are unfrozen afterwards, for with few objects counted as old, the
-    fits' many short-lived ones would set off full collections far more often.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _timed(seconds: dict[str, float], stage: str, work: Callable[[], object]) -> object:
     start = time.perf_counter()
     result = work()
@@ -619,8 +601,7 @@ def command_run(args: argparse.Namespace) -> Path:
 
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="run") as folder:
-        with _imports_frozen():
-            frame = _measure_all(args, seconds)
+        frame = _measure_all(args, seconds)
         frame.to_parquet(folder / FRAME_FILE)
         tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
@@ -657,21 +638,20 @@ def command_extract(args: argparse.Namespace) -> Path:
     """
     from attnmag.extract.shards import write_shards
 
-    with _imports_frozen():
-        model, tokenizer, texts = _load_inputs(args)
-        write_shards(
-            model,
-            tokenizer,
-            texts,
-            args.out,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            layers=args.layers,
-            shard_texts=args.shard_texts,
-            progress=False if args.quiet else None,
-            sites=args.sites,
-            heads=args.heads,
-        )
+    model, tokenizer, texts = _load_inputs(args)
+    write_shards(
+        model,
+        tokenizer,
+        texts,
+        args.out,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        layers=args.layers,
+        shard_texts=args.shard_texts,
+        progress=False if args.quiet else None,
+        sites=args.sites,
+        heads=args.heads,
+    )
     return args.out
 
 
@@ -716,19 +696,9 @@ def command_report(args: argparse.Namespace) -> Path:
     Path
         The main report.
     """
-    import pandas as pd
+    from attnmag import extract, models, reports
 
-    from attnmag import extract, reports
-
-    tables = None
-    if args.tables is not None:
-        files = {p.stem: p for p in args.tables.glob("*.csv")}
-        if not {"position_trend", "lag_effects"} <= set(files):
-            raise AttnmagError(
-                f"--tables {args.tables} lacks position_trend.csv and lag_effects.csv "
-                "(written by `attnmag fit`)"
-            )
-        tables = {name: pd.read_csv(path) for name, path in files.items()}
+    tables = None if args.tables is None else models.read_fits(args.tables)
     with replacing(args.out, force=args.force, kind="report") as folder:
         frame = args.frame if args.frame.is_dir() else extract.read_frame(args.frame)
         paths = reports.write_report(
@@ -798,12 +768,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console() -> NoReturn:
     """The ``attnmag`` console script (and ``python -m attnmag``): ``main``, its status the
-    process's exit status.
-
-    The process ends right after, so what it holds is frozen first (``gc.freeze``): the
-    interpreter's last garbage collections then skip those objects rather than walk every
-    module of torch and transformers once more, about a second.
-    """
-    status = main()
-    gc.freeze()
-    sys.exit(status)
+    process's exit status."""
+    sys.exit(main())

@@ -15,7 +15,7 @@ Holds:
   (the rows of the sample, a frame's own rows).
 
 What is streamed. DuckDB reads the folder's verified shards (``extract.verified_shards``)
-with a memory limit (``models.stream.MEMORY_LIMIT``; it spills beyond it). Opening a
+with a memory limit (``attnmag.database.MEMORY_LIMIT``; it spills beyond it). Opening a
 folder reads the groups present (one row per group and layer, with its last position and
 rows) and the texts' indices. A mean with its cluster-robust interval needs, per cell (a
 group and layer, with a position or bin of positions), the rows ``n``, the texts ``G``,
@@ -38,22 +38,18 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from attnmag.database import connect
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.shards import _merged_provenance, read_manifest, shard_rows, verified_shards
-from attnmag.models.stream import MEMORY_LIMIT
+from attnmag.extract.shards import merged_provenance, read_manifest, shard_rows, verified_shards
 
 __all__ = [
     "SAMPLE_TEXTS",
@@ -235,20 +231,6 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-@contextmanager
-def _connection() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection with ``MEMORY_LIMIT`` (it spills to a temporary folder
-    beyond it) and the threads this process may use."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
-        config = {"memory_limit": MEMORY_LIMIT, "threads": cores, "temp_directory": spill}
-        connection = duckdb.connect(":memory:", config=config)
-        try:
-            yield connection
-        finally:
-            connection.close()
-
-
 def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.DataFrame:
     """``sql`` over all the shards in DuckDB of bounded memory, as a pandas frame.
 
@@ -272,7 +254,7 @@ def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.
     --------
     >>> run_query(folder.shards, "SELECT count(*) AS n FROM frame")  # doctest: +SKIP
     """
-    with _connection() as connection:
+    with connect() as connection:
         shard_rows(connection, shards).create_view("frame")
         return connection.execute(sql, list(parameters)).df()
 
@@ -305,7 +287,7 @@ def run_by_shard(
     --------
     >>> run_by_shard(folder.shards, "SELECT count(*) AS n FROM frame")["n"].sum()  # doctest: +SKIP
     """
-    with _connection() as connection:
+    with connect() as connection:
         for name, table in tables.items():
             connection.register(name, table)
         parts = []
@@ -373,7 +355,7 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
         path=folder,
         shards=shards,
         columns=tuple(empty.columns),
-        attrs=_merged_provenance([_shard_attrs(p) for p in shards]),
+        attrs=merged_provenance([_shard_attrs(p) for p in shards]),
         cells=cells.reset_index(drop=True),
         texts=np.sort(texts.to_numpy()),
         dtypes=dtypes,

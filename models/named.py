@@ -1,61 +1,52 @@
-"""Fits straight from a shard folder, in memory that does not grow with the rows.
+"""The named fits, ``position_trend`` and ``lag_effects``, of a frame or a shard folder.
 
 Holds:
-- ``position_trend_folder``: ``position_trend`` on a folder written by
-  ``extract.write_shards`` (``aggregate``, ``ols``, ``mixed``);
-- ``lag_effects_folder``: ``lag_effects`` on such a folder (``ols``, ``initial_conditions``,
+- ``position_trend``: ``log_norm ~ position`` per group (``aggregate``, ``ols``, ``mixed``);
+- ``lag_effects``: the lag-1 and lag-2 effects per group (``ols``, ``initial_conditions``,
   ``gmm``);
-- ``MEMORY_LIMIT``: the most memory DuckDB may hold while it scans a folder.
 
-What is streamed. DuckDB reads the folder's verified shards (``verified_shards``): their
-grouping columns for the groups present, then the fitted rows, of which it sums, per group
-and sequence, the products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``,
-``log_norm``), with the rows, the positions' range and a count of missing or infinite
-values; for the position trend also per group and position (the position means of
-``aggregate``, and the positions covered). Python receives these sums ordered by group, one
-group at a time: arrays of sequences x m x m, whatever the number of rows. Every column of
-a model's design ``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and
-``y2``, a base column times a per-sequence constant, so each sequence's cross products
-``X_s'X_s``, ``X_s'Z_s``, ... follow from its base sums (``models.mixed.GroupedDesign``).
+One way through for a frame and a shard folder alike: the rows are a ``models.source.Source``
+(a frame registered with DuckDB, not copied, or a folder's verified shards), of which DuckDB
+reads the grouping columns for the groups present, then sums, per group and sequence, the
+products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``, ``log_norm``, cast
+to double), with the rows, the positions' range and a count of missing or infinite values;
+for the position trend also per group and position (the position means of ``aggregate``,
+and the positions covered). Python receives these sums ordered by group, one group at a
+time: arrays of sequences x m x m, whatever the number of rows. Every column of a model's
+design ``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a
+base column times a per-sequence constant, so each sequence's cross products ``X_s'X_s``,
+``X_s'Z_s``, ... follow from its base sums (``models.mixed.GroupedDesign``).
 
-What is estimated is what the in-memory fits estimate, from those cross products:
+What is estimated from those cross products:
 
 - ``ols``: OLS, with CR1 standard errors by sequence from the per-sequence scores
   ``X_s'y_s - X_s'X_s b`` (GLS at zero random-effect variance, ``cluster_covariance``);
 - ``mixed`` and ``initial_conditions``: REML's global maximum by ``models.mixed``'s search
-  on the vectorised GLS, and the GLS values there. statsmodels' ``MixedLM``, which needs
-  the rows, does not confirm it (the in-memory fit reports statsmodels' optimum where its
-  REML is within 1e-7 of the search's maximum: the two agree to about 1e-6, less closely
-  where REML is flat, as with a handful of texts);
+  on the vectorised GLS, and the GLS values there (``models.mixed.reml_maximum``);
 - ``aggregate``: OLS of the log of each position's mean norm on position;
 - ``gmm``: the two-step Arellano-Bond estimates, Windmeijer's covariance, Hansen's J and
-  AR(2), from per-text sums of the products of each row's levels ``l0`` .. ``l7`` (its own and
-  seven positions back, by a DuckDB window within group and sequence), of which the
-  differenced equations and their instruments are linear maps.
+  AR(2) (``models.gmm``), from per-text sums of the products of each row's levels ``l0`` ..
+  ``l7`` (its own and seven positions back, by a DuckDB window within group and sequence),
+  summed one shard at a time for a folder.
 
-The options are checked, and bad folders refused, as the in-memory fits do: a group
-without enough rows, a missing or infinite value, positions of a text that are not
-consecutive (for ``initial_conditions`` and ``gmm``) are each an ``AttnmagError`` naming
-the group or the sequence.
+The checks on the rows are these, once for every source: a group without enough rows, a
+missing or infinite value, positions of a text that are not consecutive (for
+``initial_conditions`` and ``gmm``) are each an ``AttnmagError`` naming the group or the
+sequence.
 
 Usage::
 
-    from attnmag.models.stream import lag_effects_folder, position_trend_folder
+    from attnmag import models
 
-    trend = position_trend_folder("norms/", method="mixed")
-    lags = lag_effects_folder("norms/", method="initial_conditions")
+    trend = models.position_trend(frame, method="mixed")
+    lags = models.lag_effects("norms/", method="initial_conditions")
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-import time
-import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -63,50 +54,35 @@ import pandas as pd
 import pyarrow as pa
 import statsmodels.api as sm
 
+from attnmag.database import connect
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.shards import shard_rows, verified_shards
+from attnmag.extract.norms import progress_bar
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import METHODS, check_options
-from attnmag.models.gmm import AR2_UNDEFINED, GMMResult, gmm_stats
-from attnmag.models.groups import describe, group_columns, key_values
-from attnmag.models.lags import GMM_LAGS
-from attnmag.models.mixed import (
-    STATSMODELS_SINGULAR_TOL,
-    GroupedDesign,
-    _exact,
-    _search,
-    cluster_covariance,
-    reml_fit,
-)
-from attnmag.models.ols import _fit as ols_fit
-from attnmag.models.tidy import Fit, build_table, glance_row, tidy_rows
+from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
+from attnmag.models.groups import describe, group_columns, key_of, key_values
+from attnmag.models.mixed import GroupedDesign, mixed_fit
+from attnmag.models.ols import ols_fit, statsmodels_fit
+from attnmag.models.options import METHODS, check_options
+from attnmag.models.source import Source, open_source
+from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
 
-__all__ = ["MEMORY_LIMIT", "lag_effects_folder", "position_trend_folder"]
+__all__ = ["lag_effects", "position_trend"]
 
-#: DuckDB's memory limit. Its default, 80% of the machine's memory, would let one scan take
-#: most of a shared machine; with a fixed limit DuckDB spills its aggregation to a temporary
-#: folder instead, so the memory of a fit from a folder stays bounded however large it is.
-#: What it holds grows with the texts (its per-text sums), not the rows; at this limit a
-#: folder of 10 times the texts adds little beyond it, and its scans take no longer than at
-#: 1 GB (``benchmarks/scale.py``).
-MEMORY_LIMIT = "256MB"
-#: The levels the Arellano-Bond sums need: ``l0`` to one lag beyond the last instrument's.
-GMM_LEVELS = GMM_LAGS[1] + 2
 #: Rows of the per-sequence sums handed to Python per batch.
 BATCH_ROWS = 1 << 14
 #: The base columns a design is built from (``1`` is implied), as SQL expressions.
 BASE = {
     "position": '"position"::DOUBLE',
-    "lag1": "lag1",
-    "lag2": "lag2",
-    "log_norm": "log_norm",
+    "lag1": "lag1::DOUBLE",
+    "lag2": "lag2::DOUBLE",
+    "log_norm": "log_norm::DOUBLE",
 }
 
 
 @dataclass(frozen=True)
 class _Request:
-    """One folder fit: the rows to sum and how to fit one group from its sums."""
+    """One named fit: the rows to sum and how to fit one group from its sums."""
 
     fit: str
     method: str
@@ -116,15 +92,15 @@ class _Request:
     first: int  # the first fitted position
     last: int | None
     layers: Iterable[int] | None
-    n_terms: int
+    terms: tuple[str, ...]
     n_positions: int
     by_position: bool  # also sum per group and position (position_trend)
     consecutive: bool  # each text's positions must run consecutively from ``first``
     fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]
 
 
-def position_trend_folder(
-    path: str | Path,
+def position_trend(
+    frame: pd.DataFrame | str | os.PathLike | Source,
     *,
     method: str = "ols",
     max_position: int = MAX_POSITION,
@@ -133,29 +109,55 @@ def position_trend_folder(
     random_slope: bool = False,
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
-    """``models.position_trend`` on a shard folder, without building the frame.
+    """Fit ``log_norm ~ position`` per group; one row per group and term.
 
     Parameters
     ----------
-    path : str or Path
-        A finished folder written by ``extract.write_shards`` (checked against its
-        manifest).
+    frame : pandas.DataFrame, str, os.PathLike or Source
+        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
+        ``"aggregate"``); fitted once per layer, or per (model, site, layer, head) where
+        present. Or a path: a shard folder of ``extract.write_shards``, fitted without
+        building the frame, or a Parquet file, read as the frame. Either way the fit is
+        made from per-sequence sums computed by DuckDB (see the module docstring).
     method : {"ols", "aggregate", "mixed"}
-        As for ``position_trend``; ``"mixed"`` reports the GLS values at REML's global
-        maximum (see the module docstring).
-    max_position, exclude_first, layers, random_slope, cov_type, conf_level
-        As for ``position_trend``.
+        ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
+        G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the
+        notebook's fit, classical errors; ``"mixed"``: the GLS values at REML's global
+        maximum of a random intercept per sequence (``random_slope=True`` adds a random
+        slope on position).
+    max_position : int
+        The last position fitted.
+    exclude_first : bool
+        Start at position 1, leaving out the first token (the attention sink).
+    layers : iterable of int, optional
+        The layers to fit; every layer by default.
+    random_slope : bool
+        For ``"mixed"``: a random slope on position besides the intercept.
+    cov_type : {"cluster", "model"}
+        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
+        lme4's model-based covariance (Wald z).
+    conf_level : float
+        The intervals' level.
+    n_jobs : int, optional
+        DuckDB's threads for the sums (``None`` or -1: one per core).
+    progress : bool, optional
+        A progress bar on stderr over the groups: True, False, or None (shown where
+        someone watches, once the fits take more than a second).
 
     Returns
     -------
     pandas.DataFrame
-        The tidy table ``position_trend`` gives on the folder's frame, with its glance
-        records in ``attrs["glance"]``.
+        The tidy table (``intercept``, ``position``); ``glance(table)`` gives each fit's
+        details.
 
     Examples
     --------
-    >>> trend = position_trend_folder("norms/", method="mixed")  # doctest: +SKIP
+    >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
+    >>> glance(trend)  # doctest: +SKIP
+    >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
     """
     check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
     if random_slope and method != "mixed":
@@ -164,11 +166,11 @@ def position_trend_folder(
     if method == "aggregate":
         fitter = _aggregate
     elif method == "ols":
-        fitter = _per_sequence(_trend_design, lambda design, _, n: _ols(design, terms, n))
+        fitter = _per_sequence(_trend_design, lambda design, _, n: ols_fit(design, terms, n))
     else:
         fitter = _per_sequence(
             _trend_slope_design if random_slope else _trend_design,
-            lambda design, scales, n: _mixed(design, scales, terms, n, cov_type=cov_type),
+            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
         )
     request = _Request(
         fit="position_trend",
@@ -179,59 +181,96 @@ def position_trend_folder(
         first=1 if exclude_first else 0,
         last=max_position,
         layers=None if layers is None else tuple(layers),
-        n_terms=2,
+        terms=terms,
         n_positions=3,
         by_position=True,
         consecutive=False,
         fitter=fitter,
     )
-    return _fit_folder(Path(path), request)
+    return _fit_source(open_source(frame), request, n_jobs=n_jobs, progress=progress)
 
 
-def lag_effects_folder(
-    path: str | Path,
+def lag_effects(
+    frame: pd.DataFrame | str | os.PathLike | Source,
     *,
     method: str = "initial_conditions",
     exclude_first: bool = True,
     layers: Iterable[int] | None = None,
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
-    """``models.lag_effects`` on a shard folder, without building the frame.
+    """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
+
+    The first used position is 1 (0 with ``exclude_first=False``); outcome rows are those
+    two positions later and beyond, so that both lags are used positions.
 
     Parameters
     ----------
-    path : str or Path
-        A finished folder written by ``extract.write_shards``.
+    frame : pandas.DataFrame, str or os.PathLike
+        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``, ``lag1``,
+        ``lag2``); each text's positions must be consecutive. Or a path, as for
+        ``position_trend``: a shard folder, fitted without building the frame, or a
+        Parquet file.
     method : {"initial_conditions", "gmm", "ols"}
-        As for ``lag_effects``; ``"initial_conditions"`` reports the GLS values at REML's
-        global maximum (see the module docstring).
-    exclude_first, layers, cov_type, conf_level
-        As for ``lag_effects``.
+        What to estimate:
+
+        - ``"initial_conditions"`` (the default): within-text persistence, by a random
+          intercept per text with initial conditions (Wooldridge 2005), REML:
+          ``log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence)``, where ``y1`` and
+          ``y2`` are the text's ``log_norm`` at the first two used positions. Conditioning
+          on them is what makes the text's level independent of the random intercept;
+        - ``"gmm"``: the same persistence by Arellano-Bond difference GMM (two-step,
+          Windmeijer standard errors, collapsed instruments from the levels 2-6 positions
+          back, a position trend that is a constant in differences; terms ``lag1``,
+          ``lag2``, ``position``), with fewer assumptions and wider intervals; texts with
+          fewer than 5 tokens (4 with ``exclude_first=False``) have no differenced equation
+          and drop out. ``glance`` gives Hansen's J and the AR(2) test;
+        - ``"ols"``: the notebook's pooled ``log_norm ~ lag1 + lag2`` (CR1 errors by
+          sequence, t on G - 1 df): a description of how tokens' magnitudes co-vary across
+          the corpus, not within-text persistence (texts that differ in level make it
+          larger than that).
+    exclude_first : bool
+        Leave out the first token (the attention sink).
+    layers : iterable of int, optional
+        The layers to fit; every layer by default.
+    cov_type : {"cluster", "model"}
+        For ``initial_conditions``: the fixed effects' CR1 sandwich by sequence (t on
+        G - 1 df), or lme4's model-based covariance (Wald z). The other methods' errors are
+        fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only ``"cluster"``.
+    conf_level : float
+        The intervals' level.
+    n_jobs : int, optional
+        DuckDB's threads for the sums (``None`` or -1: one per core).
+    progress : bool, optional
+        A progress bar over the groups, as for ``position_trend``.
 
     Returns
     -------
     pandas.DataFrame
-        The tidy table ``lag_effects`` gives on the folder's frame.
+        The tidy table; ``glance(table)`` gives each fit's details, including the rows
+        (``n_obs``) and texts (``n_groups``) it used.
 
-    Examples
-    --------
-    >>> lags = lag_effects_folder("norms/")  # doctest: +SKIP
+    >>> lags = lag_effects(frame)  # doctest: +SKIP
+    >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
+    >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
+    >>> lags = lag_effects("norms/")  # doctest: +SKIP
     """
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
     first = 1 if exclude_first else 0
     if method == "gmm":
-        terms, base, fitter = ("lag1", "lag2", "position"), (), _gmm
+        terms, base, fitter = ("lag1", "lag2", "position"), (), gmm_fit
     elif method == "ols":
         terms = ("intercept", "lag1", "lag2")
         base = ("lag1", "lag2", "log_norm")
-        fitter = _per_sequence(_lag_design, lambda design, _, n: _ols(design, terms, n))
+        fitter = _per_sequence(_lag_design, lambda design, _, n: ols_fit(design, terms, n))
     else:
         terms = ("intercept", "lag1", "lag2", "position", "y1", "y2")
         base = ("lag1", "lag2", "position", "log_norm")
         fitter = _per_sequence(
             _initial_conditions_design,
-            lambda design, scales, n: _mixed(design, scales, terms, n, cov_type=cov_type),
+            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
         )
     request = _Request(
         fit="lag_effects",
@@ -242,58 +281,41 @@ def lag_effects_folder(
         first=first + 2,
         last=None,
         layers=None if layers is None else tuple(layers),
-        n_terms=len(terms),
+        terms=terms,
         n_positions=2 if method == "initial_conditions" else 1,
         by_position=False,
         consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         fitter=fitter,
     )
-    return _fit_folder(Path(path), request)
+    return _fit_source(open_source(frame), request, n_jobs=n_jobs, progress=progress)
 
 
-@contextmanager
-def _connection() -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection with its memory limit, threads and spill folder set.
-
-    Threads are the cores this process may use (DuckDB would count the machine's); spilled
-    data goes to a temporary folder of its own, not to ``.tmp`` in the working directory.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with tempfile.TemporaryDirectory(prefix="attnmag-duckdb-") as spill:
-        config = {
-            "memory_limit": MEMORY_LIMIT,
-            "threads": cores,
-            "temp_directory": spill,
-            "preserve_insertion_order": False,
-        }
-        connection = duckdb.connect(":memory:", config=config)
-        try:
-            yield connection
-        finally:
-            connection.close()
-
-
-def _fit_folder(folder: Path, request: _Request) -> pd.DataFrame:
-    """Sum ``request``'s rows of ``folder`` in DuckDB; fit each group as its sums arrive."""
-    paths = [str(path) for path in verified_shards(folder)]
-    with _connection() as connection:
-        shard_rows(connection, paths).create_view("frame")
+def _fit_source(
+    source: Source, request: _Request, *, n_jobs: int | None, progress: bool | None
+) -> pd.DataFrame:
+    """Sum ``request``'s rows of ``source`` in DuckDB; fit each group as its sums arrive."""
+    with connect(n_jobs, keep_order=False) as connection:
+        source.view(connection)
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
-        needed = ["sequence", "layer", "position", *request.checked]
+        needed = ["layer", "sequence", "position", *request.checked]
         missing = [column for column in dict.fromkeys(needed) if column not in columns]
         if missing:
             raise AttnmagError(
-                f"the shard folder {folder} lacks the columns {missing} that the models stage needs"
+                f"{source.name} lacks the columns {missing} that the models stage needs"
             )
         groups, expected = _groups(connection, columns, request.layers)
         found = {}
         if request.method == "gmm":
-            chunks = _gmm_by_group(connection, paths, groups, request)
+            chunks = _gmm_by_group(connection, source, groups, request)
         else:
             reader = connection.sql(_sums_query(groups, request)).to_arrow_reader(BATCH_ROWS)
             chunks = _by_group(reader, groups)
-        for key, sums in chunks:
-            found[key] = _fit_group(request, groups, key, sums)
+        label = f"{request.fit} {request.method}"
+        bar = progress_bar(progress, total=len(expected), unit="fit", desc=label, delay=1.0)
+        with bar:
+            for key, sums in chunks:
+                found[key] = _fit_group(request, groups, key, sums)
+                bar.update(1)
     for key in expected:
         if key not in found:
             _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
@@ -317,14 +339,8 @@ def _groups(
     if len(wanted) == 0 or len(absent):
         raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
     chosen = distinct.loc[distinct["layer"].isin(wanted), groups].drop_duplicates()
-    keys = [_key(row) for row in chosen.itertuples(index=False)]
+    keys = [key_of(row) for row in chosen.itertuples(index=False)]
     return groups, sorted(keys)
-
-
-def _key(values: Iterable[object]) -> Hashable:
-    """A group's values -> its key (a scalar for one grouping column), as Python values."""
-    plain = tuple(value.item() if isinstance(value, np.generic) else value for value in values)
-    return plain[0] if len(plain) == 1 else plain
 
 
 def _sums_query(groups: list[str], request: _Request) -> str:
@@ -387,26 +403,27 @@ def _keys(groups: list[str]) -> str:
 
 def _gmm_by_group(
     connection: duckdb.DuckDBPyConnection,
-    paths: list[str],
+    source: Source,
     groups: list[str],
     request: _Request,
 ) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
-    """Per group, in key order, its texts' Arellano-Bond cross products (``_gmm_reduced``),
+    """Per group, in key order, its texts' Arellano-Bond cross products (``gmm_reduced``),
     summed by DuckDB shard by shard.
 
     A shard holds whole texts, so each text's sums are complete within its shard, and the
-    window holds one shard's rows at a time (over the whole folder it would hold every row).
+    window holds one shard's rows at a time (over the whole folder it would hold every row;
+    a frame, already in memory, is one part).
     Each shard's sums are checked (consecutive positions, the frame's lags) and reduced to
     the few arrays the estimator needs as they arrive.
     """
     parts: dict[Hashable, list[dict[str, np.ndarray]]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {_keys(groups)}, sequence"
-    for path in paths:
-        shard_rows(connection, [path]).create_view("shard")
+    for part in source.parts():
+        source.part_view(connection, part, "shard")
         reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for key, sums in _by_group(reader, groups):
             _check_consecutive(sums, request.first)
-            parts.setdefault(key, []).append(_gmm_reduced(sums))
+            parts.setdefault(key, []).append(gmm_reduced(sums))
     for key in sorted(parts):
         chunks = parts.pop(key)
         yield key, {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
@@ -492,7 +509,7 @@ def _by_group(
 
 def _batch_key(batch: pa.RecordBatch, groups: list[str]) -> Hashable:
     """The group key of ``batch``'s first row."""
-    return _key(batch.column(name)[0].as_py() for name in groups)
+    return key_of(batch.column(name)[0].as_py() for name in groups)
 
 
 def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
@@ -504,8 +521,8 @@ def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
 def _fit_group(
     request: _Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Check one group's sums as ``models.fits.group_rows`` checks its rows, then fit it:
-    its table rows and glance record."""
+    """Check one group's sums, then fit it: its table rows and glance record; a fit whose
+    linear algebra fails is a failed ``Fit``, its reason in the glance ``warnings``."""
     if request.by_position:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -526,16 +543,17 @@ def _fit_group(
         _check_consecutive(sums, request.first)
     if request.method == "gmm":
         _check_gmm_texts(groups, key, sums, request.first)
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fitted = request.fitter(sums, positions)
-    seconds = time.perf_counter() - start
-    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
-    names = {"fit": request.fit, "method": request.method}
-    values = key_values(groups, key)
-    rows = tidy_rows(fitted, conf_level=request.conf_level, **names, **values)
-    return rows, glance_row(fitted, seconds=seconds, warnings=messages, **names, **values)
+
+    def run() -> Fit:
+        try:
+            return request.fitter(sums, positions)
+        except (np.linalg.LinAlgError, ValueError) as error:
+            message = f"{request.method} fit failed: {type(error).__name__}: {error}"
+            return failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+
+    names = {"fit": request.fit, "method": request.method, "conf_level": request.conf_level}
+    rows, record, _ = fitted_rows(run, groups=key_values(groups, key), **names)
+    return rows, record
 
 
 def _check_size(
@@ -547,16 +565,16 @@ def _check_size(
     n_sequences: int,
     n_covered: int,
 ) -> None:
-    """A group needs ``n_terms + 2`` rows from 2 sequences covering ``n_positions``
-    positions (``models.fits.group_rows``' rule); otherwise an error naming it."""
-    if n_rows >= request.n_terms + 2 and n_sequences >= 2 and n_covered >= request.n_positions:
+    """A group needs two rows more than it has terms, from 2 sequences covering ``n_positions``
+    positions; otherwise an error naming it."""
+    if n_rows >= len(request.terms) + 2 and n_sequences >= 2 and n_covered >= request.n_positions:
         return
     span = f"positions {request.first}..{request.last}"
     if request.last is None:
         span = f"positions >= {request.first}"
     raise AttnmagError(
         f"{describe(groups, key)} has {n_rows} rows from {n_sequences} sequences covering "
-        f"{n_covered} positions at {span}; this fit needs at least {request.n_terms + 2} rows "
+        f"{n_covered} positions at {span}; this fit needs at least {len(request.terms) + 2} rows "
         f"from 2 sequences covering {request.n_positions} positions"
     )
 
@@ -577,7 +595,7 @@ def _check_gmm_texts(
 
 
 def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
-    """Each text's positions run consecutively from ``initial`` (``models.lags``' rule):
+    """Each text's positions run consecutively from ``initial``:
     its rows, least position, and sums of positions and their squares are those of
     ``initial``..its last position."""
     low, high, n = sums["first_position"], sums["last_position"], sums["n"]
@@ -672,238 +690,14 @@ def _per_sequence(
     return fitter
 
 
-def _ols(
-    design: GroupedDesign, terms: Iterable[str], n_groups: int, *, centred: bool = True
-) -> Fit:
-    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df, and
-    statsmodels' OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters; R2
-    centred where the design holds a constant, ``centred``). The design's first random
-    effect is the intercept, so its column sums y."""
-    zero = np.zeros((design.k_re, design.k_re))
-    point = design.gls(zero)
-    covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
-    n, k = design.n_obs, design.k_fe
-    total = design.cross.sum(axis=0)
-    rss = point.scale * (n - k)
-    tss = total[-1, -1] - (total[k, -1] ** 2 / n if centred else 0.0)
-    llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
-    return Fit(
-        estimate=pd.Series(point.fe_params, index=list(terms)),
-        std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
-        df=float(n_groups - 1),
-        n_obs=n,
-        n_groups=n_groups,
-        converged=True,
-        stats={
-            "r2": float(1 - rss / tss),
-            "loglik": float(llf),
-            "aic": float(-2 * llf + 2 * k),
-            "bic": float(-2 * llf + np.log(n) * k),
-            "sigma": float(np.sqrt(point.scale)),
-        },
-    )
-
-
-def _mixed(
-    design: GroupedDesign,
-    scales: np.ndarray,
-    terms: tuple[str, ...],
-    n_groups: int,
-    *,
-    cov_type: str,
-) -> Fit:
-    """REML's global maximum (``models.mixed``'s search) and the GLS values there, with
-    ``fit_mixed``'s standard errors and glance fields; ``scales`` unscale the random effects
-    (a random slope fitted on position / sd(position))."""
-    notes = []
-    if _exact(design):
-        cov_rel, converged = np.zeros((design.k_re, design.k_re)), True
-        notes.append(
-            "the fixed effects fit the outcome exactly (to rounding), so REML is rounding "
-            "noise: the boundary fit (GLS at zero variance, i.e. OLS) is reported"
-        )
-    else:
-        cov_rel, converged = _search(design)
-        if not cov_rel.any():
-            notes.append(
-                "zero random-effect variance is REML's global maximum: the boundary fit (GLS "
-                "at zero variance, i.e. OLS) is reported"
-            )
-        elif np.linalg.eigvalsh(cov_rel).min() < STATSMODELS_SINGULAR_TOL:
-            notes.append(
-                "REML's maximum has a singular random-effects covariance (on the boundary): "
-                "the GLS values there are reported"
-            )
-    return reml_fit(
-        design,
-        cov_rel,
-        design.gls(cov_rel),
-        terms=terms,
-        n_groups=n_groups,
-        scales=scales,
-        cov_type=cov_type,
-        converged=converged,
-        notes=notes,
-    )
-
-
 def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | None) -> Fit:
-    """``fit_aggregate`` from the per-position sums: the log of each position's mean norm
-    on position, classical OLS errors (t on n - 2 df)."""
+    """The notebook's fit, from the per-position sums: the log of each position's mean norm
+    on position, one point per position, classical OLS errors sigma^2 (X'X)^-1 (t on n - 2
+    df). Those treat the means as independent points: right when tokens are independent and
+    every position has the same texts, too narrow when texts differ in level. ``n_obs`` is
+    the number of positions, ``n_groups`` the sequences the means come from."""
     position = positions["position"].astype(np.float64)
     means = positions["norm_sum"] / positions["n"]
     design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
     result = sm.OLS(np.log(means), design).fit()
-    return ols_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
-
-
-def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
-    """A row over ``[1, l0, ..., l7]``: ``(k, c)`` adds c times level k (``None``: the 1)."""
-    row = np.zeros(GMM_LEVELS + 1)
-    for k, c in terms:
-        row[0 if k is None else k + 1] += c
-    return row
-
-
-def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
-    """Per text, the sums ``all_i_j`` as symmetric matrices."""
-    size = GMM_LEVELS + 1
-    out = np.empty((len(sums["n"]), size, size))
-    for i in range(size):
-        for j in range(i, size):
-            out[:, i, j] = out[:, j, i] = sums[f"all_{i}_{j}"]
-    return out
-
-
-def _gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Texts' level sums (``_gmm_query``) -> their Arellano-Bond cross products.
-
-    The differenced equations' ``x = [Δy[t-1], Δy[t-2], 1]``, ``y = Δy[t]`` and instruments
-    ``z = [y[t-2..t-6], 1]`` are linear in the levels, so each text's ``Z'X`` (``zx``),
-    ``Z'y`` (``zy``), ``sum v[t] v[t-2]'`` of ``v = [x; y]`` two equations apart (``back``),
-    ``Z'Z`` and ``sum z[t] z[t-1]'`` over consecutive equations are maps of its sums; the last
-    two enter the estimator only summed, so they are kept summed (``zz``, ``adjacent``: one
-    row for these texts). Texts without an equation have zero arrays, which add nothing.
-    ``n``, ``last_position``, ``n_bad`` and ``all_0_0`` (its equations) are kept per text.
-    """
-    if sums["n_off"].any():
-        sequence = sums["sequence"][np.argmax(sums["n_off"] > 0)]
-        raise AttnmagError(
-            f"sequence {sequence}'s lag1 and lag2 are not its log_norm one and two positions "
-            "earlier: the lag models need each text's tokens consecutive from its first used "
-            "position"
-        )
-    low, high = GMM_LAGS
-    one = (None, 1.0)
-    x = np.array([_levels((1, 1), (2, -1)), _levels((2, 1), (3, -1)), _levels(one)])
-    y = _levels((0, 1), (1, -1))
-    z = np.array([*(_levels((k, 1)) for k in range(low, high + 1)), _levels(one)])
-    z_previous = np.array([*(_levels((k + 1, 1)) for k in range(low, high + 1)), _levels(one)])
-    v = np.vstack([x, y])
-    v_back = np.array(
-        [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
-    )
-    every = _level_sums(sums)
-    at3, at4 = (
-        np.column_stack([sums[f"{at}_{i}"] for i in range(GMM_LEVELS + 1)]) for at in ("at3", "at4")
-    )
-    following = every - at3[:, :, None] * at3[:, None, :]  # equations after the first
-    after = following - at4[:, :, None] * at4[:, None, :]  # equations after the second
-    zm = np.einsum("ik,gkl->gil", z, every)
-    # Copies: a view would keep the whole record batch it came from alive.
-    kept = {name: sums[name].copy() for name in ("n", "last_position", "n_bad", "all_0_0")}
-    return kept | {
-        "zx": zm @ x.T,
-        "zy": zm @ y,
-        "back": np.einsum("ik,gkl,jl->gij", v, after, v_back),
-        "zz": (zm @ z.T).sum(axis=0, keepdims=True),
-        "adjacent": np.einsum("ik,gkl,jl->ij", z, following, z_previous)[None],
-    }
-
-
-def _gmm(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
-    """``fit_gmm`` from a group's reduced sums (``_gmm_reduced``)."""
-    texts = sums["all_0_0"] > 0  # texts with an equation
-    try:
-        result = _arellano_bond(
-            zz=sums["zz"].sum(axis=0),
-            zx=sums["zx"],
-            zy=sums["zy"],
-            adjacent=sums["adjacent"].sum(axis=0),
-            back=sums["back"],
-        )
-    except np.linalg.LinAlgError as error:
-        return _failed_gmm(sums, texts, f"GMM failed: {type(error).__name__}: {error}")
-    std_error = np.sqrt(np.diag(result.covariance))
-    terms = ["lag1", "lag2", "position"]
-    return Fit(
-        estimate=pd.Series(result.estimate, index=terms),
-        std_error=pd.Series(std_error, index=terms),
-        df=np.inf,
-        n_obs=int(sums["all_0_0"].sum()),
-        n_groups=int(texts.sum()),
-        converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
-        stats=gmm_stats(result),
-        notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
-    )
-
-
-def _failed_gmm(sums: dict[str, np.ndarray], texts: np.ndarray, message: str) -> Fit:
-    """A GMM fit whose linear algebra failed: NaN estimates, ``converged=False``."""
-    missing = pd.Series(np.nan, index=["lag1", "lag2", "position"])
-    return Fit(
-        estimate=missing,
-        std_error=missing,
-        df=np.inf,
-        n_obs=int(sums["all_0_0"].sum()),
-        n_groups=int(texts.sum()),
-        converged=False,
-        stats=gmm_stats(None),
-        notes=[message],
-    )
-
-
-def _arellano_bond(
-    *, zz: np.ndarray, zx: np.ndarray, zy: np.ndarray, adjacent: np.ndarray, back: np.ndarray
-) -> GMMResult:
-    """``models.gmm.arellano_bond`` from sums: ``zz`` sum_i Z_i'Z_i, ``adjacent``
-    sum_t z_t z_{t-1}' over consecutive equations of a text; per text ``zx`` Z_i'X_i,
-    ``zy`` Z_i'y_i and ``back`` sum_t v_t v_{t-2}' with v = [x; y] (equations two apart):
-    the same two-step estimates, Windmeijer covariance, Hansen's J and AR(2) (see that
-    module)."""
-    total_zx, total_zy = zx.sum(axis=0), zy.sum(axis=0)
-    a1 = np.linalg.inv(2 * zz - adjacent - adjacent.T)
-    b1 = np.linalg.inv(total_zx.T @ a1 @ total_zx)
-    one_step = b1 @ total_zx.T @ a1 @ total_zy
-    g1 = zy - zx @ one_step  # per text Z_i' e_i
-    omega = g1.T @ g1
-    a2 = np.linalg.inv(omega)
-    b2 = np.linalg.inv(total_zx.T @ a2 @ total_zx)
-    estimate = b2 @ total_zx.T @ a2 @ total_zy
-    g2 = zy - zx @ estimate
-    ze2 = g2.sum(axis=0)
-    one_step_cov = b1 @ total_zx.T @ a1 @ omega @ a1 @ total_zx @ b1
-    columns = []
-    for k in range(zx.shape[2]):
-        gx = zx[:, :, k]
-        derivative = -(gx.T @ g1 + g1.T @ gx)
-        columns.append(-b2 @ total_zx.T @ a2 @ derivative @ a2 @ ze2)
-    d = np.column_stack(columns)
-    covariance = b2 + d @ b2 + b2 @ d.T + d @ one_step_cov @ d.T
-    residual = np.r_[-estimate, 1.0]  # e = residual @ [x; y]
-    products = np.einsum("i,gij,j->g", residual, back, residual)  # per text e_i' l_i
-    lx = back.sum(axis=0)[: len(estimate)] @ residual
-    zve = g2.T @ products
-    variance = (
-        products @ products - 2 * lx @ covariance @ total_zx.T @ a2 @ zve + lx @ covariance @ lx
-    )
-    ar2 = float(products.sum() / np.sqrt(variance)) if variance > 0 else float("nan")
-    return GMMResult(
-        estimate=estimate,
-        covariance=covariance,
-        one_step=one_step,
-        hansen_j=float(ze2 @ a2 @ ze2),
-        hansen_df=zx.shape[1] - zx.shape[2],
-        ar2_statistic=ar2,
-        n_instruments=zx.shape[1],
-    )
+    return statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
