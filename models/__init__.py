@@ -50,15 +50,15 @@ Usage::
     models.glance(check)
 
 The modules: ``source`` (what a fit reads), ``named`` (``position_trend``, ``lag_effects``),
-``formula`` (``fit``), ``standard`` (``fit_all``), ``options`` (methods and their checks),
+``formula`` (``fit``), ``standard`` (``fit_all``), ``checks`` (methods, checks of options and rows),
 ``groups`` (the grouping columns), ``results`` (``Fits``), ``ols``, ``mixed`` and ``gmm``
 (the estimators), ``tidy`` (broom-style tables, Holm adjustment, glance).
 """
 
+from attnmag.models.checks import METHODS
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.formula import fit
 from attnmag.models.named import lag_effects, position_trend
-from attnmag.models.options import METHODS
 from attnmag.models.results import Fits
 from attnmag.models.standard import fit_all, read_fits
 from attnmag.models.tidy import glance

@@ -51,11 +51,11 @@ import scipy.sparse as sp
 from attnmag.database import connect, n_threads
 from attnmag.errors import AttnmagError
 from attnmag.extract.norms import progress_bar
+from attnmag.models.checks import check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.groups import GROUP_COLUMNS, describe, key_of, key_values
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit
-from attnmag.models.options import check_options
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Fit, build_table, fitted_rows, term_names
@@ -388,11 +388,7 @@ class _Reader:
         checked = [column for column in self.used if column not in ("sequence", "position")]
         values = rows[checked].select_dtypes("number")
         if not np.isfinite(values.to_numpy(np.float64)).all():
-            raise AttnmagError(
-                f"the frame has missing or infinite values in {list(values.columns)} at "
-                f"positions {self.first} and beyond (a zero norm, or positions missing from a "
-                "sequence)"
-            )
+            raise not_finite(list(values.columns), self.first)
         return rows
 
 
@@ -485,14 +481,9 @@ def _check_group(
     singular."""
     n_terms = len(terms)
     n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
-    n_sequences, n_positions = len(cross), 2 if random_slope else 1
     span = f"positions {positions[0]}..{positions[1]}"
-    if n_rows < 2 or n_sequences < 2 or n_covered < n_positions:
-        raise AttnmagError(
-            f"{describe(groups, key)} has {n_rows} rows from {n_sequences} sequences "
-            f"covering {n_covered} positions at {span}; this fit needs at least 2 rows "
-            f"from 2 sequences covering {n_positions} positions"
-        )
+    counts = {"n_rows": n_rows, "n_sequences": len(cross), "n_covered": n_covered}
+    check_size(describe(groups, key), span=span, needed=2, n_positions=1 + random_slope, **counts)
     if n_rows < n_terms + 2:
         raise AttnmagError(
             f"{describe(groups, key)} has {n_rows} rows at {span} without missing values; "

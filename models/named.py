@@ -58,12 +58,12 @@ from attnmag.database import connect
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.extract.norms import progress_bar
+from attnmag.models.checks import METHODS, check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, group_columns, key_of, key_values
 from attnmag.models.mixed import GroupedDesign, mixed_fit
 from attnmag.models.ols import ols_fit, statsmodels_fit
-from attnmag.models.options import METHODS, check_options
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
 
@@ -532,11 +532,7 @@ def _fit_group(
         positions = None
         n_covered = int(sums["last_position"].max()) - request.first + 1
     if sums["n_bad"].any():
-        raise AttnmagError(
-            f"the frame has missing or infinite values in {list(request.checked)} at "
-            f"positions {request.first} and beyond (a zero norm, or positions missing from a "
-            "sequence)"
-        )
+        raise not_finite(list(request.checked), request.first)
     n_rows, n_sequences = int(sums["n"].sum()), len(sums["n"])
     _check_size(request, groups, key, n_rows=n_rows, n_sequences=n_sequences, n_covered=n_covered)
     if request.consecutive:
@@ -556,27 +552,13 @@ def _fit_group(
     return rows, record
 
 
-def _check_size(
-    request: _Request,
-    groups: list[str],
-    key: Hashable,
-    *,
-    n_rows: int,
-    n_sequences: int,
-    n_covered: int,
-) -> None:
-    """A group needs two rows more than it has terms, from 2 sequences covering ``n_positions``
-    positions; otherwise an error naming it."""
-    if n_rows >= len(request.terms) + 2 and n_sequences >= 2 and n_covered >= request.n_positions:
-        return
-    span = f"positions {request.first}..{request.last}"
-    if request.last is None:
-        span = f"positions >= {request.first}"
-    raise AttnmagError(
-        f"{describe(groups, key)} has {n_rows} rows from {n_sequences} sequences covering "
-        f"{n_covered} positions at {span}; this fit needs at least {len(request.terms) + 2} rows "
-        f"from 2 sequences covering {request.n_positions} positions"
-    )
+def _check_size(request: _Request, groups: list[str], key: Hashable, **counts: int) -> None:
+    """``check_size`` of a group of ``request``'s fit."""
+    span = f"positions >= {request.first}"
+    if request.last is not None:
+        span = f"positions {request.first}..{request.last}"
+    needed, n_positions = len(request.terms) + 2, request.n_positions
+    check_size(describe(groups, key), span=span, needed=needed, n_positions=n_positions, **counts)
 
 
 def _check_gmm_texts(

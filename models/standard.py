@@ -17,9 +17,9 @@ import pandas as pd
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
+from attnmag.models.checks import METHODS, check_options
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.named import lag_effects, position_trend
-from attnmag.models.options import METHODS, check_options
 from attnmag.models.source import open_source
 from attnmag.models.tidy import glance
 

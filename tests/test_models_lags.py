@@ -39,7 +39,7 @@ def frame() -> pd.DataFrame:
 
 def test_methods_and_the_default():
     assert models.METHODS["lag_effects"] == ("ols", "initial_conditions", "gmm")
-    assert "initial_conditions" in models.options.MIXED_METHODS
+    assert "initial_conditions" in models.checks.MIXED_METHODS
 
 
 def with_initial_conditions(rows: pd.DataFrame, *, first: int) -> pd.DataFrame:
