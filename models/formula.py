@@ -48,7 +48,7 @@ import patsy
 import patsy.builtins
 import scipy.sparse as sp
 
-from attnmag.database import connect, n_threads
+from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
 from attnmag.extract.norms import progress_bar
 from attnmag.models.checks import check_options, check_size, not_finite
@@ -147,8 +147,7 @@ def fit(
     random_slope = _random_slope(re_formula, method)
     first, last = _positions(positions)
     source = open_source(frame)
-    with connect(n_jobs, keep_order=False) as connection:
-        source.view(connection)
+    with source.connected(n_jobs) as connection:
         return _fit_source(
             connection,
             source,
@@ -290,8 +289,7 @@ def _fit_source(
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows (``fit``'s rule), read again from ``source`` by DuckDB."""
     where = " AND ".join(f'"{column}" = ?' for column in values)
-    with connect() as connection:
-        source.view(connection)
+    with source.connected() as connection:
         query = (
             f"SELECT {_names(reader.used)} FROM frame WHERE {where} AND {reader.span} "
             'ORDER BY sequence, "position"'

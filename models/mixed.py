@@ -10,8 +10,7 @@ Holds:
 - ``mixed_fit``: the same from a design's per-sequence cross products (the fits of
   ``models.named`` and ``models.formula``);
 - ``reml_maximum``: the variance components to report and the notes of the boundary cases;
-- ``cluster_covariance``: that CR1 sandwich; ``reml_fit``: the ``Fit`` of a REML maximum
-  (estimates, standard errors, glance fields), from rows or from a shard folder's sums;
+- ``cluster_covariance``: that CR1 sandwich;
 - ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
   their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
@@ -58,7 +57,7 @@ Each case leaves a note in the glance ``warnings``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -84,7 +83,6 @@ __all__ = [
     "mixed_fit",
     "mixed_result",
     "reml_maximum",
-    "reml_fit",
     "cluster_covariance",
 ]
 
@@ -432,30 +430,26 @@ def fit_mixed(
     )
 
 
-def reml_fit(
+def mixed_fit(
     design: GroupedDesign,
-    cov_rel: np.ndarray,
-    point: GLS,
-    *,
-    terms: Sequence[str],
-    n_groups: int,
     scales: np.ndarray,
+    terms: tuple[str, ...],
+    n_groups: int,
+    *,
     cov_type: str,
-    converged: bool,
-    notes: list[str],
-    result: object = None,
+    result: Callable[[np.ndarray], object] | None = None,
 ) -> Fit:
-    """The ``Fit`` of a REML maximum: the GLS values ``point`` at ``cov_rel``, their standard
-    errors (``cov_type``) and the glance fields, as ``fit_mixed`` reports them.
+    """REML's global maximum (``reml_maximum``) and the GLS values there, with their
+    standard errors (``cov_type``) and glance fields, from per-sequence cross products;
+    ``scales`` unscale the random effects (a random slope fitted on position /
+    sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
+    the maximum: the ``Fit``'s ``result`` calls it, except at a boundary maximum (noted).
 
-    ``scales`` unscale the random effects (a random slope fitted on position / sd(position));
-    ``result`` is statsmodels' results object, or the function that builds it. Shared by the
-    fits from rows and from a shard folder's sums (``mixed_fit``).
-
-    >>> fit = reml_fit(design, cov_rel, design.gls(cov_rel), terms=["intercept", "position"],
-    ...                n_groups=40, scales=np.ones(1), cov_type="cluster", converged=True,
-    ...                notes=[])  # doctest: +SKIP
+    >>> fit = mixed_fit(design, np.ones(1), ["intercept", "position"], 40,
+    ...                 cov_type="cluster")  # doctest: +SKIP
     """
+    cov_rel, converged, notes = reml_maximum(design)
+    point = design.gls(cov_rel)
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
     if cov_type == "cluster":
@@ -484,39 +478,6 @@ def reml_fit(
             "var_position": float(cov_re[1, 1]) if slope else np.nan,
             "cov_intercept_position": float(cov_re[0, 1]) if slope else np.nan,
         },
-        notes=notes,
-        result=result,
-    )
-
-
-def mixed_fit(
-    design: GroupedDesign,
-    scales: np.ndarray,
-    terms: tuple[str, ...],
-    n_groups: int,
-    *,
-    cov_type: str,
-    result: Callable[[np.ndarray], object] | None = None,
-) -> Fit:
-    """REML's global maximum (``reml_maximum``) and the GLS values there, with their
-    standard errors (``cov_type``) and glance fields, from per-sequence cross products;
-    ``scales`` unscale the random effects (a random slope fitted on position /
-    sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
-    the maximum: the ``Fit``'s ``result`` calls it, except at a boundary maximum (noted).
-
-    >>> fit = mixed_fit(design, np.ones(1), ["intercept", "position"], 40,
-    ...                 cov_type="cluster")  # doctest: +SKIP
-    """
-    cov_rel, converged, notes = reml_maximum(design)
-    return reml_fit(
-        design,
-        cov_rel,
-        design.gls(cov_rel),
-        terms=terms,
-        n_groups=n_groups,
-        scales=scales,
-        cov_type=cov_type,
-        converged=converged,
         notes=notes,
         result=None if result is None or notes else partial(result, cov_rel),
     )

@@ -54,7 +54,6 @@ import pandas as pd
 import pyarrow as pa
 import statsmodels.api as sm
 
-from attnmag.database import connect
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.extract.norms import progress_bar
@@ -67,7 +66,14 @@ from attnmag.models.ols import ols_fit, statsmodels_fit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
 
-__all__ = ["lag_effects", "position_trend"]
+__all__ = [
+    "Request",
+    "fit_requests",
+    "lag_effects",
+    "lag_request",
+    "position_trend",
+    "trend_request",
+]
 
 #: Rows of the per-sequence sums handed to Python per batch.
 BATCH_ROWS = 1 << 14
@@ -81,8 +87,9 @@ BASE = {
 
 
 @dataclass(frozen=True)
-class _Request:
-    """One named fit: the rows to sum and how to fit one group from its sums."""
+class Request:
+    """One named fit: the rows to sum and how to fit one group from its sums
+    (``trend_request``, ``lag_request``; ``fit_requests`` runs them)."""
 
     fit: str
     method: str
@@ -159,35 +166,16 @@ def position_trend(
     >>> glance(trend)  # doctest: +SKIP
     >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
     """
-    check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
-    if random_slope and method != "mixed":
-        raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    terms = ("intercept", "position")
-    if method == "aggregate":
-        fitter = _aggregate
-    elif method == "ols":
-        fitter = _per_sequence(_trend_design, lambda design, _, n: ols_fit(design, terms, n))
-    else:
-        fitter = _per_sequence(
-            _trend_slope_design if random_slope else _trend_design,
-            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
-        )
-    request = _Request(
-        fit="position_trend",
+    request = trend_request(
         method=method,
+        max_position=max_position,
+        exclude_first=exclude_first,
+        layers=layers,
+        random_slope=random_slope,
+        cov_type=cov_type,
         conf_level=conf_level,
-        base=("position", "log_norm"),
-        checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
-        first=1 if exclude_first else 0,
-        last=max_position,
-        layers=None if layers is None else tuple(layers),
-        terms=terms,
-        n_positions=3,
-        by_position=True,
-        consecutive=False,
-        fitter=fitter,
     )
-    return _fit_source(open_source(frame), request, n_jobs=n_jobs, progress=progress)
+    return fit_requests(open_source(frame), [request], n_jobs=n_jobs, progress=progress)[0]
 
 
 def lag_effects(
@@ -257,6 +245,67 @@ def lag_effects(
     >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
     >>> lags = lag_effects("norms/")  # doctest: +SKIP
     """
+    request = lag_request(
+        method=method,
+        exclude_first=exclude_first,
+        layers=layers,
+        cov_type=cov_type,
+        conf_level=conf_level,
+    )
+    return fit_requests(open_source(frame), [request], n_jobs=n_jobs, progress=progress)[0]
+
+
+def trend_request(
+    *,
+    method: str,
+    max_position: int = MAX_POSITION,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    random_slope: bool = False,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+) -> Request:
+    """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
+    check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
+    if random_slope and method != "mixed":
+        raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
+    terms = ("intercept", "position")
+    if method == "aggregate":
+        fitter = _aggregate
+    elif method == "ols":
+        fitter = _per_sequence(_trend_design, lambda design, _, n: ols_fit(design, terms, n))
+    else:
+        fitter = _per_sequence(
+            _trend_slope_design if random_slope else _trend_design,
+            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
+        )
+    request = Request(
+        fit="position_trend",
+        method=method,
+        conf_level=conf_level,
+        base=("position", "log_norm"),
+        checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
+        first=1 if exclude_first else 0,
+        last=max_position,
+        layers=None if layers is None else tuple(layers),
+        terms=terms,
+        n_positions=3,
+        by_position=True,
+        consecutive=False,
+        fitter=fitter,
+    )
+    return request
+
+
+def lag_request(
+    *,
+    method: str,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+) -> Request:
+    """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``."""
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
     first = 1 if exclude_first else 0
     if method == "gmm":
@@ -272,7 +321,7 @@ def lag_effects(
             _initial_conditions_design,
             lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
         )
-    request = _Request(
+    request = Request(
         fit="lag_effects",
         method=method,
         conf_level=conf_level,
@@ -287,39 +336,60 @@ def lag_effects(
         consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         fitter=fitter,
     )
-    return _fit_source(open_source(frame), request, n_jobs=n_jobs, progress=progress)
+    return request
 
 
-def _fit_source(
-    source: Source, request: _Request, *, n_jobs: int | None, progress: bool | None
-) -> pd.DataFrame:
-    """Sum ``request``'s rows of ``source`` in DuckDB; fit each group as its sums arrive."""
-    with connect(n_jobs, keep_order=False) as connection:
-        source.view(connection)
+def fit_requests(
+    source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
+) -> list[pd.DataFrame]:
+    """The tidy table of each of ``requests`` on ``source``: DuckDB sums the rows, once for
+    the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
+    ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive.
+
+    >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]  # doctest: +SKIP
+    >>> trend, lags = fit_requests(source, asked, n_jobs=None, progress=False)  # doctest: +SKIP
+    """
+    found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
+    with source.connected(n_jobs) as connection:
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
-        needed = ["layer", "sequence", "position", *request.checked]
+        needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
         missing = [column for column in dict.fromkeys(needed) if column not in columns]
         if missing:
             raise AttnmagError(
                 f"{source.name} lacks the columns {missing} that the models stage needs"
             )
-        groups, expected = _groups(connection, columns, request.layers)
-        found = {}
-        if request.method == "gmm":
-            chunks = _gmm_by_group(connection, source, groups, request)
-        else:
-            reader = connection.sql(_sums_query(groups, request)).to_arrow_reader(BATCH_ROWS)
-            chunks = _by_group(reader, groups)
-        label = f"{request.fit} {request.method}"
-        bar = progress_bar(progress, total=len(expected), unit="fit", desc=label, delay=1.0)
-        with bar:
-            for key, sums in chunks:
-                found[key] = _fit_group(request, groups, key, sums)
-                bar.update(1)
-    for key in expected:
-        if key not in found:
-            _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
-    return build_table([found[key][0] for key in expected], [found[key][1] for key in expected])
+        groups, expected = _groups(connection, columns, requests[0].layers)
+        for shared in _shared(requests):
+            if shared[0].method == "gmm":
+                chunks = _gmm_by_group(connection, source, groups, shared[0])
+            else:
+                query = _sums_query(groups, shared)
+                chunks = _by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+            label = ", ".join(f"{r.fit} {r.method}" for r in shared)
+            total = len(expected) * len(shared)
+            with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
+                for key, sums in chunks:
+                    for request in shared:
+                        found[id(request)][key] = _fit_group(request, groups, key, dict(sums))
+                        bar.update(1)
+    tables = []
+    for request in requests:
+        mine = found[id(request)]
+        for key in expected:
+            if key not in mine:
+                _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
+        tables.append(build_table([mine[k][0] for k in expected], [mine[k][1] for k in expected]))
+    return tables
+
+
+def _shared(requests: list[Request]) -> list[list[Request]]:
+    """``requests`` in sets that one query sums (the same rows); each ``gmm`` alone."""
+    sets: dict[tuple, list[Request]] = {}
+    for request in requests:
+        alone = id(request) if request.method == "gmm" else None
+        key = (alone, request.fit, request.first, request.last, request.layers)
+        sets.setdefault(key, []).append(request)
+    return list(sets.values())
 
 
 def _groups(
@@ -343,18 +413,21 @@ def _groups(
     return groups, sorted(keys)
 
 
-def _sums_query(groups: list[str], request: _Request) -> str:
-    """The SQL of ``request``'s per-(group, sequence) sums (and per-(group, position) sums),
-    ordered by group."""
+def _sums_query(groups: list[str], requests: list[Request]) -> str:
+    """The SQL of the per-(group, sequence) sums (and per-(group, position) sums) that
+    ``requests``, fits of the same rows, need; ordered by group."""
     keys = _keys(groups)
-    base = ["", *request.base]
+    names = [column for column in BASE if any(column in r.base for r in requests)]
+    base = ["", *names]
     sums = [
         f"sum({_product(a, b)}) AS {_pair(a, b)}"
         for i, a in enumerate(base)
         for b in base[i + 1 :]
         if b
-    ] + [f"sum({_product(b, b)}) AS {_pair(b, b)}" for b in request.base]
-    finite = " AND ".join(f"isfinite({column})" for column in request.checked)
+    ] + [f"sum({_product(b, b)}) AS {_pair(b, b)}" for b in names]
+    checked = list(dict.fromkeys(c for r in requests for c in r.checked))
+    finite = " AND ".join(f"isfinite({column})" for column in checked)
+    first = requests[0].first
     aggregates = [
         "count(*) AS n",
         *sums,
@@ -362,16 +435,16 @@ def _sums_query(groups: list[str], request: _Request) -> str:
         'max("position") AS last_position',
         f"count(*) FILTER (WHERE NOT coalesce({finite}, false)) AS n_bad",
     ]
-    if request.method == "initial_conditions":
+    if any(r.method == "initial_conditions" for r in requests):
         aggregates += [
-            f'max(lag2) FILTER (WHERE "position" = {request.first}) AS y1',
-            f'max(lag1) FILTER (WHERE "position" = {request.first}) AS y2',
+            f'max(lag2) FILTER (WHERE "position" = {first}) AS y1',
+            f'max(lag1) FILTER (WHERE "position" = {first}) AS y2',
         ]
-    if "norm" in request.checked:
+    if "norm" in checked:
         aggregates.append("sum(norm::DOUBLE) AS norm_sum")
-    where = _where(request, request.first)
+    where = _where(requests[0], first)
     select = ", ".join(aggregates)
-    if request.by_position:
+    if requests[0].by_position:
         grouping = f'GROUPING SETS (({keys}, sequence), ({keys}, "position"))'
         return (
             f'SELECT {keys}, sequence, "position", GROUPING(sequence) AS per_position, {select} '
@@ -384,7 +457,7 @@ def _sums_query(groups: list[str], request: _Request) -> str:
     )
 
 
-def _where(request: _Request, first: int) -> list[str]:
+def _where(request: Request, first: int) -> list[str]:
     """The SQL conditions on the rows to sum: positions ``first``..``request.last``, the
     requested layers."""
     where = [f'"position" >= {int(first)}']
@@ -405,7 +478,7 @@ def _gmm_by_group(
     connection: duckdb.DuckDBPyConnection,
     source: Source,
     groups: list[str],
-    request: _Request,
+    request: Request,
 ) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
     """Per group, in key order, its texts' Arellano-Bond cross products (``gmm_reduced``),
     summed by DuckDB shard by shard.
@@ -429,7 +502,7 @@ def _gmm_by_group(
         yield key, {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
 
-def _gmm_query(groups: list[str], request: _Request) -> str:
+def _gmm_query(groups: list[str], request: Request) -> str:
     """The SQL of the Arellano-Bond sums per (group, sequence) of the view ``shard``.
 
     A window gives each row the text's levels ``l0`` (its own ``log_norm``) to ``l7``, seven
@@ -481,8 +554,9 @@ def _product(a: str, b: str) -> str:
 
 
 def _pair(a: str, b: str) -> str:
-    """The name of the sum of ``a`` times ``b`` (``""`` is the constant 1: ``n`` for both)."""
-    names = [c for c in (a, b) if c]
+    """The name of the sum of ``a`` times ``b`` (``""`` is the constant 1: ``n`` for both),
+    whichever comes first."""
+    names = sorted((c for c in (a, b) if c), key=list(BASE).index)
     return "sum_" + "__".join(names) if names else "n"
 
 
@@ -519,7 +593,7 @@ def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
 
 
 def _fit_group(
-    request: _Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
+    request: Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Check one group's sums, then fit it: its table rows and glance record; a fit whose
     linear algebra fails is a failed ``Fit``, its reason in the glance ``warnings``."""
@@ -552,7 +626,7 @@ def _fit_group(
     return rows, record
 
 
-def _check_size(request: _Request, groups: list[str], key: Hashable, **counts: int) -> None:
+def _check_size(request: Request, groups: list[str], key: Hashable, **counts: int) -> None:
     """``check_size`` of a group of ``request``'s fit."""
     span = f"positions >= {request.first}"
     if request.last is not None:

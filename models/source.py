@@ -11,20 +11,22 @@ remembered by its manifest's bytes and its shards' sizes and modification times,
 ``fit_all`` and a report on the same folder read its shards' bytes for the checksums once.
 
 >>> source = open_source(frame)  # doctest: +SKIP
->>> with database.connect() as connection:  # doctest: +SKIP
-...     source.view(connection)
+>>> with source.connected() as connection:  # doctest: +SKIP
 ...     connection.sql("SELECT count(*) FROM frame").fetchone()
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from attnmag.database import connect
 from attnmag.errors import AttnmagError
 from attnmag.extract.shards import (
     RUN_FILE,
@@ -55,6 +57,14 @@ class Source:
     def name(self) -> str:
         """The rows in words, for messages."""
         return "the frame" if self.folder is None else f"the shard folder {self.folder}"
+
+    @contextmanager
+    def connected(self, n_jobs: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A new DuckDB connection (``attnmag.database.connect``: ``n_jobs`` threads) that
+        shows the rows as the view ``frame``; closed after."""
+        with connect(n_jobs, keep_order=False) as connection:
+            self.view(connection)
+            yield connection
 
     def view(self, connection: duckdb.DuckDBPyConnection, name: str = "frame") -> None:
         """Show all the rows to ``connection`` as the view ``name``."""

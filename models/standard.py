@@ -17,9 +17,9 @@ import pandas as pd
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.models.checks import METHODS, check_options
+from attnmag.models.checks import METHODS
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.named import lag_effects, position_trend
+from attnmag.models.named import fit_requests, lag_request, trend_request
 from attnmag.models.source import open_source
 from attnmag.models.tidy import glance
 
@@ -78,18 +78,19 @@ def fit_all(
         "position_trend": METHODS["position_trend"] if trend_methods is None else trend_methods,
         "lag_effects": METHODS["lag_effects"] if lag_methods is None else lag_methods,
     }
-    for name, chosen in methods.items():
-        for method in chosen:
-            check_options(name, method, METHODS[name], conf_level, "cluster")
-    source = open_source(frame)
-    options = {"conf_level": conf_level, "n_jobs": n_jobs, "progress": progress}
-    fits = {
-        "position_trend": lambda m: position_trend(
-            source, method=m, max_position=max_position, **options
-        ),
-        "lag_effects": lambda m: lag_effects(source, method=m, **options),
+    requests = {
+        "position_trend": [
+            trend_request(method=m, max_position=max_position, conf_level=conf_level)
+            for m in methods["position_trend"]
+        ],
+        "lag_effects": [
+            lag_request(method=m, conf_level=conf_level) for m in methods["lag_effects"]
+        ],
     }
-    fitted = {name: [fits[name](m) for m in methods[name]] for name in fits if methods[name]}
+    every = [request for name in requests for request in requests[name]]
+    source = open_source(frame)
+    done = iter(fit_requests(source, every, n_jobs=n_jobs, progress=progress) if every else [])
+    fitted = {name: [next(done) for _ in chosen] for name, chosen in requests.items() if chosen}
     out: dict[str, pd.DataFrame] = {}
     for name, tables in fitted.items():
         out[name] = pd.concat(tables, ignore_index=True)

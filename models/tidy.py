@@ -225,9 +225,17 @@ def tidy_rows(
     """
     estimate = fitted.estimate.to_numpy(np.float64)
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
-    reference = stats.norm if np.isinf(fitted.df) else stats.t(fitted.df)
+    # The distributions' functions called directly: a frozen scipy distribution takes far
+    # longer to build than these few values take to compute.
+    df = float(fitted.df)
     statistic = estimate / std_error
-    quantile = reference.ppf(0.5 + conf_level / 2)
+    if np.isinf(df):
+        quantile, p_value = stats.norm.ppf(0.5 + conf_level / 2), 2 * stats.norm.sf(abs(statistic))
+    else:
+        quantile, p_value = (
+            stats.t.ppf(0.5 + conf_level / 2, df),
+            2 * stats.t.sf(abs(statistic), df),
+        )
     return pd.DataFrame(
         {
             "fit": fit,
@@ -237,10 +245,10 @@ def tidy_rows(
             "estimate": estimate,
             "std_error": std_error,
             "statistic": statistic,
-            "p_value": 2 * reference.sf(np.abs(statistic)),
+            "p_value": p_value,
             "conf_low": estimate - quantile * std_error,
             "conf_high": estimate + quantile * std_error,
-            "df": float(fitted.df),
+            "df": df,
             "n_obs": fitted.n_obs,
             "n_groups": fitted.n_groups,
             "converged": fitted.converged,
