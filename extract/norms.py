@@ -11,7 +11,6 @@ Holds:
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
 - ``measure``: encoded texts -> per-text ``(rows, tokens)`` float32 norm arrays, batch by
   batch (length-sorted, token budget, halving a batch that runs out of memory), in eval mode;
-- ``progress_bar``: a progress bar on stderr that shows in a terminal and in a notebook;
 - ``default_max_tokens``: the token budget per batch for a device.
 
 Usage::
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,6 +42,7 @@ from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
 from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
+from attnmag.progress import progress_bar
 
 __all__ = [
     "Run",
@@ -55,7 +54,6 @@ __all__ = [
     "encode",
     "measure",
     "prepare_run",
-    "progress_bar",
     "update_norms",
 ]
 
@@ -310,52 +308,6 @@ def default_max_tokens(device: torch.device | str) -> int:
     return CPU_MAX_TOKENS if torch.device(device).type == "cpu" else GPU_MAX_TOKENS
 
 
-def progress_bar(progress: bool | None, **options: object) -> object:
-    """A tqdm progress bar on stderr: text in a terminal, and in a notebook that lacks
-    ipywidgets; a widget in a notebook that has them.
-
-    Parameters
-    ----------
-    progress
-        True shows it, False hides it; None shows it where someone watches: a terminal
-        (stderr is a TTY) or a notebook.
-    **options
-        Passed to tqdm (``total``, ``unit``, ``desc``, ``leave``).
-
-    Returns
-    -------
-    tqdm
-        The bar, a context manager.
-
-    Examples
-    --------
-    >>> with progress_bar(False, total=3, unit="text") as bar:
-    ...     _ = bar.update(3)
-    """
-    in_notebook = "ipykernel" in sys.modules
-    show = progress if progress is not None else in_notebook or _stderr_is_a_tty()
-    if in_notebook and show and _has_ipywidgets():
-        from tqdm.auto import tqdm
-    else:
-        from tqdm.std import tqdm
-    return tqdm(disable=not show, file=sys.stderr, **options)
-
-
-def _stderr_is_a_tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stderr
-        return False
-
-
-def _has_ipywidgets() -> bool:
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
@@ -402,7 +354,7 @@ def measure(
     max_tokens : int, optional
         Padded tokens per batch at most (None: ``default_max_tokens`` of the model's device).
     progress : bool, optional
-        As ``progress_bar`` takes it.
+        As ``attnmag.progress.progress_bar`` takes it.
     sites : tuple of str
         The sites measured (of ``SITES``).
     heads : bool

@@ -56,12 +56,12 @@ from attnmag.extract.norms import (
     attention_norms,
     check_count,
     prepare_run,
-    progress_bar,
     update_norms,
 )
 from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
 from attnmag.extract.sites import check_sites, n_heads, plan_rows
 from attnmag.outputs import folder_lock, mark
+from attnmag.progress import progress_bar
 
 __all__ = [
     "RUN_FILE",

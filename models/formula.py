@@ -50,7 +50,6 @@ import scipy.sparse as sp
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.extract.norms import progress_bar
 from attnmag.models.checks import check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.groups import GROUP_COLUMNS, describe, key_of, key_values
@@ -59,6 +58,7 @@ from attnmag.models.ols import cluster_ols_result, ols_fit
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Fit, build_table, fitted_rows, term_names
+from attnmag.progress import progress_bar
 
 __all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
 

@@ -56,7 +56,6 @@ import statsmodels.api as sm
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.norms import progress_bar
 from attnmag.models.checks import METHODS, check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
@@ -65,6 +64,7 @@ from attnmag.models.mixed import GroupedDesign, mixed_fit
 from attnmag.models.ols import ols_fit, statsmodels_fit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
+from attnmag.progress import progress_bar
 
 __all__ = [
     "Request",
