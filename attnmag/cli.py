@@ -28,8 +28,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -326,7 +325,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
         help=f"confidence level of the intervals, strictly between 0 and 1 (default: {CONF_LEVEL})",
     )
     parser.add_argument(
-        "--n-jobs", type=positive_int, help="processes for fitting layers (default: all cores)"
+        "--n-jobs", type=positive_int, help="threads for the fits (default: all cores)"
     )
 
 
@@ -575,9 +574,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.command == "cache":
         return
     if args.command == "extract":
-        from attnmag.extract.shards import _rank_and_size, check_claimable
+        from attnmag.extract.shards import check_claimable, rank_and_size
 
-        _rank_and_size(None, None)
+        rank_and_size(None, None)
         check_target(args.out, inputs=inputs)
         check_claimable(args.out, f"--out {args.out}")
         return
@@ -691,23 +690,6 @@ def default_device() -> str:
     return "cpu"
 
 
-@contextmanager
-def _imports_frozen() -> Iterator[None]:
-    """The objects alive now (the imports') frozen while a model loads and runs.
-
-    Python's full garbage collections walk every tracked object; torch's and
-    transformers' modules hold millions, and a model's thousands of modules and tensors
-    set off several such collections while it loads. Frozen (``gc.freeze``), those objects
-    are skipped; they are unfrozen afterwards, for with few objects counted as old, the
-    fits' many short-lived ones would set off full collections far more often.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _timed(seconds: dict[str, float], stage: str, work: Callable[[], object]) -> object:
     start = time.perf_counter()
     result = work()
@@ -745,8 +727,7 @@ def command_run(args: argparse.Namespace) -> Path:
 
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="run") as folder:
-        with _imports_frozen():
-            frame = _measure_all(args, seconds)
+        frame = _measure_all(args, seconds)
         write_frame(frame, folder / FRAME_FILE)
         tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
@@ -796,21 +777,20 @@ def command_extract(args: argparse.Namespace) -> Path:
     """
     from attnmag.extract.shards import write_shards
 
-    with _imports_frozen():
-        model, tokenizer, texts = _load_inputs(args)
-        write_shards(
-            model,
-            tokenizer,
-            texts,
-            args.out,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            layers=args.layers,
-            shard_texts=args.shard_texts,
-            progress=False if args.quiet else None,
-            sites=args.sites,
-            heads=args.heads,
-        )
+    model, tokenizer, texts = _load_inputs(args)
+    write_shards(
+        model,
+        tokenizer,
+        texts,
+        args.out,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        layers=args.layers,
+        shard_texts=args.shard_texts,
+        progress=False if args.quiet else None,
+        sites=args.sites,
+        heads=args.heads,
+    )
     return args.out
 
 
@@ -871,18 +851,14 @@ def command_report(args: argparse.Namespace) -> Path:
     Path
         The main report.
     """
-
-    from attnmag import reports
+    from attnmag import models, reports
 
     tables = None
     if args.tables is not None:
-        files = {p.stem: p for p in args.tables.glob("*.csv")}
-        if not {"position_trend", "lag_effects"} <= set(files):
-            raise AttnmagError(
-                f"--tables {args.tables} lacks position_trend.csv and lag_effects.csv "
-                "(written by `attnmag fit`)"
-            )
-        tables = {name: _read_table(path) for name, path in files.items()}
+        try:
+            tables = models.read_fits(args.tables)
+        except AttnmagError as error:
+            raise AttnmagError(f"--tables: {error}") from None
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="report") as folder:
         frame = _read_frame(args, seconds)
@@ -915,24 +891,6 @@ def command_cache(args: argparse.Namespace) -> None:
     total = f"{len(found)} converted models, {sum(i.size for i in found) / 2**20:,.0f} MiB"
     where = cache.cache_dir() / cache.MODELS
     _say(args, f"{total} in {where}" if args.action == "list" else f"deleted {total} from {where}")
-
-
-def _read_table(path: Path) -> object:
-    """A CSV table of ``attnmag fit``, or a one-line refusal naming the file."""
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(path)
-    except (ValueError, OSError, UnicodeDecodeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise AttnmagError(
-            f"--tables: {path} is not a table of `attnmag fit` ({reason}); rerun `attnmag fit`"
-        ) from None
-    if table.empty:
-        raise AttnmagError(
-            f"--tables: {path} holds no rows; rerun `attnmag fit` to write the tables again"
-        )
-    return table
 
 
 COMMANDS = {
@@ -1007,12 +965,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console() -> NoReturn:
     """The ``attnmag`` console script (and ``python -m attnmag``): ``main``, its status the
-    process's exit status.
-
-    The process ends right after, so what it holds is frozen first (``gc.freeze``): the
-    interpreter's last garbage collections then skip those objects rather than walk every
-    module of torch and transformers once more, about a second.
-    """
-    status = main()
-    gc.freeze()
-    sys.exit(status)
+    process's exit status."""
+    sys.exit(main())

@@ -5,46 +5,49 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.fit                                  # 1,066, 4,000, 12,808
     .venv/bin/python -m benchmarks.fit --sizes 1066 --repeats 1         # a quick run
     .venv/bin/python -m benchmarks.fit --frame out/norms.parquet        # a saved frame
-    .venv/bin/python -m benchmarks.fit --frame out/norms.parquet --against 7815cfa
+    .venv/bin/python -m benchmarks.fit --against d5902b1                # now against a commit
 
 Frames are simulated (``tests/simulate.py``): 30 layers, 10-40 tokens per sequence
 (about 25), a random intercept per sequence and lag effects. Every method of each model
 is timed (``position_trend``: aggregate, ols, mixed; ``lag_effects``: ols,
 initial_conditions, gmm), or those named by ``--methods``. Each fit runs ``--repeats``
-times; the table gives the median wall-clock seconds, the median CPU seconds (this process
-and its worker processes together: on a machine that others share, wall-clock time
-grows with their load, CPU time much less), the seconds per 1,000 sequences and the
-exponent b of time ~ size**b against the previous size. Methods fitted in worker
-processes (the mixed models) are timed with ``n_jobs=1`` and with every ``--n-jobs`` value,
-and so is ``models.fit_all`` of all the methods timed (one pool for all their groups).
-``--frame`` times the fits on a saved frame (``attnmag run``'s ``norms.parquet``) instead
-of simulated ones. The 1-minute load average is printed at the start and the end.
+times; the table gives the median wall-clock seconds, the median CPU seconds (on a machine
+that others share, wall-clock time grows with their load, CPU time much less), the seconds
+per 1,000 sequences and the exponent b of time ~ size**b against the previous size. Each
+fit, and ``models.fit_all`` of all the methods timed, runs with ``n_jobs=1`` and with every
+``--n-jobs`` value (DuckDB's threads). ``--frame`` times the fits on a saved frame
+(``attnmag run``'s ``norms.parquet``) instead of simulated ones. The 1-minute load average
+is printed at the start and the end.
 
-``--against REVISION`` times the whole models stage instead (``models.fit_all`` with its
-defaults, as ``attnmag run`` calls it) with ``models/mixed.py`` as it was at that git
-revision and as it is now, in turn within each repeat, in this one process, and gives the
-ratio of the medians: a before-and-after comparison that the machine's load shifts far
-less than two separate runs.
+``--against REVISION`` times ``models.fit_all`` with its defaults, as ``attnmag run`` calls
+it, on one in-memory frame (``--against-texts`` texts of 10-56 tokens, ``--against-layers``
+layers: about 800,000 rows by default), with the package as it was at that git revision
+(its files exported to a temporary folder) and as it is now, each in a fresh process, in
+turn within each repeat; it gives the ratio of the medians (a before-and-after comparison
+that the machine's load shifts far less than two separate runs) and compares the tables:
+the largest relative difference of the estimates and of the standard errors, and the
+largest amount by which a mixed fit's REML is lower now.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-import types
 from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from attnmag import extract, models
-from attnmag.models import fits
 from tests.simulate import simulated_frame
 
 FITS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -62,8 +65,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--against",
         metavar="REVISION",
-        help="time models.fit_all with models/mixed.py of this git revision and of now",
+        help="time models.fit_all of the package at this git revision and of now",
     )
+    parser.add_argument("--against-texts", type=int, default=3000)
+    parser.add_argument("--against-layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=30)
     parser.add_argument(
@@ -77,16 +82,15 @@ def _arguments() -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[len(os.sched_getaffinity(0))],
-        help="worker counts to time the parallel methods with, besides 1",
+        help="DuckDB thread counts to time the fits with, besides 1",
     )
     return parser.parse_args()
 
 
 def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished worker processes so far."""
+    """CPU seconds of this process so far."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime
 
 
 def _time(fit: Callable[[], pd.DataFrame], repeats: int) -> tuple[float, float]:
@@ -111,43 +115,118 @@ def _frames(args: argparse.Namespace) -> Iterator[tuple[int, pd.DataFrame]]:
         yield size, simulated_frame(size, args.layers, seed=size, **options)
 
 
-def _mixed_at(revision: str) -> types.ModuleType:
-    """``models/mixed.py`` as it was at git ``revision``, imported as a module of its own."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:models/mixed.py"], capture_output=True, text=True, check=True
-    ).stdout
-    module = types.ModuleType(f"mixed_at_{revision}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up there
-    exec(compile(source, f"{revision}:models/mixed.py", "exec"), module.__dict__)
-    return module
+#: What a process of ``_against`` runs: ``models.fit_all`` of the frame at argv[1], timed
+#: (CPU seconds include forked workers'), its tables written to argv[2].
+FIT_ALL = """
+import json, resource, sys, time
+import pandas as pd
+from attnmag import models
+
+def cpu():
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    own, forked = (resource.getrusage(w) for w in who)
+    return own.ru_utime + own.ru_stime + forked.ru_utime + forked.ru_stime
+
+frame = pd.read_parquet(sys.argv[1])
+start, start_cpu = time.perf_counter(), cpu()
+tables = models.fit_all(frame, progress=False)
+wall, used = time.perf_counter() - start, cpu() - start_cpu
+for name in ("position_trend", "lag_effects", "glance"):
+    tables[name].to_pickle(f"{sys.argv[2]}/{name}.pkl")
+print(json.dumps({"wall": wall, "cpu": used, "models": models.__file__}))
+"""
+
+
+def _package_at(revision: str, folder: Path) -> Path:
+    """The package as it was at git ``revision``, exported under ``folder``: the path to put
+    first on ``PYTHONPATH`` so that ``import attnmag`` imports it."""
+    tree = folder / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", revision], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    root = folder / "path"
+    package = root / "attnmag"
+    package.mkdir(parents=True)
+    for item in (tree / "attnmag").iterdir():
+        (package / item.name).symlink_to(item)
+    for stage in ("extract", "models", "reports"):
+        (package / stage).symlink_to(tree / stage)
+    return root
+
+
+def _run_fit_all(path: Path | None, frame: Path, out: Path) -> tuple[float, float]:
+    """``FIT_ALL`` in a fresh process, of the package at ``path`` (``None``: now)."""
+    out.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", FIT_ALL, str(frame), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=out,  # not this repository, which ``python -c`` would put first on sys.path
+        check=True,
+    )
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"models from {seconds['models']}", flush=True)
+    return seconds["wall"], seconds["cpu"]
+
+
+def _differences(then: Path, now: Path) -> dict[str, float]:
+    """The largest relative differences of the tables' estimates and standard errors, and
+    the largest amount by which a mixed fit's REML is lower now than then."""
+    out = {"estimate": 0.0, "std_error": 0.0}
+    for name in ("position_trend", "lag_effects"):
+        a, b = pd.read_pickle(then / f"{name}.pkl"), pd.read_pickle(now / f"{name}.pkl")
+        keys = [column for column in a.columns if column in ("method", "layer", "term")]
+        a, b = a.set_index(keys), b.set_index(keys).loc[a.set_index(keys).index]
+        for column in out:
+            scale = np.maximum(np.abs(a[column]), 1e-300)
+            out[column] = max(out[column], float(np.nanmax(np.abs(b[column] - a[column]) / scale)))
+    a, b = pd.read_pickle(then / "glance.pkl"), pd.read_pickle(now / "glance.pkl")
+    keys = ["fit", "method", "layer"]
+    a, b = a.set_index(keys), b.set_index(keys).loc[a.set_index(keys).index]
+    mixed = a["boundary"].notna()
+    out["reml_lower_now"] = float(np.nanmax((a["loglik"] - b["loglik"])[mixed]))
+    return out
 
 
 def _against(args: argparse.Namespace) -> None:
-    """Time ``models.fit_all`` with ``fit_mixed`` of ``args.against`` and of now, in turn."""
-    versions = {args.against: _mixed_at(args.against).fit_mixed, "now": fits.fit_mixed}
-    for size, frame in _frames(args):
+    """Time ``models.fit_all`` of the package at ``args.against`` and of now, in turn, and
+    compare their tables."""
+    options = {"length": (10, 56), "lag1": 0.2, "lag2": 0.1, "sd_sequence": 0.3}
+    frame = simulated_frame(args.against_texts, args.against_layers, seed=1, **options)
+    print(f"{len(frame):,} rows, {args.against_texts} texts, {args.against_layers} layers")
+    with tempfile.TemporaryDirectory(prefix="attnmag-bench-") as folder:
+        folder = Path(folder)
+        frame.to_parquet(folder / "frame.parquet")
+        versions = {args.against: _package_at(args.against, folder), "now": None}
         seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
         for _ in range(args.repeats):
-            for name, fit_mixed in versions.items():
-                fits.fit_mixed = fit_mixed
-                seconds[name].append(_time(partial(models.fit_all, frame, progress=False), 1))
+            for name, path in versions.items():
+                out = folder / name
+                seconds[name].append(_run_fit_all(path, folder / "frame.parquet", out))
                 wall, cpu = seconds[name][-1]
                 load = os.getloadavg()[0]
-                print(
-                    f"{name}: {wall:.2f} s, CPU {cpu:.2f} s (load average {load:.2f})", flush=True
-                )
-        fits.fit_mixed = versions["now"]
-        medians = {
-            name: [statistics.median(run[i] for run in runs) for i in (0, 1)]
-            for name, runs in seconds.items()
-        }
-        (wall_then, cpu_then), (wall_now, cpu_now) = medians[args.against], medians["now"]
-        print(
-            f"{size} sequences, models.fit_all, median of {args.repeats}: {args.against} "
-            f"{wall_then:.2f} s (CPU {cpu_then:.2f} s), now {wall_now:.2f} s "
-            f"(CPU {cpu_now:.2f} s); now / {args.against}: {wall_now / wall_then:.3f} "
-            f"(CPU {cpu_now / cpu_then:.3f})"
+                print(f"{name}: {wall:.2f} s, CPU {cpu:.2f} s (load {load:.2f})", flush=True)
+        differences = _differences(folder / args.against, folder / "now")
+    medians = {
+        name: [statistics.median(run[i] for run in runs) for i in (0, 1)]
+        for name, runs in seconds.items()
+    }
+    (wall_then, cpu_then), (wall_now, cpu_now) = medians[args.against], medians["now"]
+    print(
+        f"models.fit_all, median of {args.repeats}: {args.against} {wall_then:.2f} s "
+        f"(CPU {cpu_then:.2f} s), now {wall_now:.2f} s (CPU {cpu_now:.2f} s); "
+        f"{args.against} / now: {wall_then / wall_now:.2f} x (CPU {cpu_then / cpu_now:.2f} x)"
+    )
+    print(
+        "largest relative difference of the estimates {estimate:.2e}, of the standard errors "
+        "{std_error:.2e}; largest REML lower now than then {reml_lower_now:.2e}".format(
+            **differences
         )
+    )
 
 
 def main() -> None:
@@ -163,8 +242,7 @@ def main() -> None:
             for method in args.methods:
                 if method not in models.METHODS[model]:
                     continue
-                jobs = [1, *args.n_jobs] if method in models.fits.PARALLEL_METHODS else [1]
-                for n_jobs in dict.fromkeys(jobs):
+                for n_jobs in dict.fromkeys([1, *args.n_jobs]):
                     call = partial(fit, frame, method=method, n_jobs=n_jobs, progress=False)
                     rows.append((size, model, method, n_jobs, *_time(call, args.repeats)))
         for n_jobs in dict.fromkeys([1, *args.n_jobs]):

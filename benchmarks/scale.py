@@ -9,7 +9,8 @@ Run from the repository root::
 For each size it writes a synthetic shard folder in the exact format of
 ``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, the shards
 recorded in ``run.json`` with their checksums by the shard writer's own functions), then
-runs each fit from the folder (``models.stream``; ``models.fit_all`` on the folder's path,
+runs each fit from the folder (``models.position_trend`` and ``models.lag_effects`` on its
+path; ``models.fit_all`` on the folder's path,
 every method; ``reports.write_report`` on the path, its fits included) in a fresh process
 (``--repeats`` times; the medians) and reports its seconds, that process's peak resident set size
 (``ru_maxrss``; imports included, and the first row gives a process that only imports
@@ -124,11 +125,10 @@ def worker(name: str, folder: str) -> None:
     """Run fit ``name`` on ``folder``; emit its seconds, this process's peak RSS, and the
     growth of the RSS during the fit (sampled)."""
     from attnmag import models, reports
-    from attnmag.models import stream
 
     fits = {
-        "position_trend": stream.position_trend_folder,
-        "lag_effects": stream.lag_effects_folder,
+        "position_trend": models.position_trend,
+        "lag_effects": models.lag_effects,
         "fit_all": lambda path: models.fit_all(path, progress=False),
         "write_report": lambda path: _report(reports, path),
     }

@@ -191,7 +191,7 @@ def _token_codes(
     return np.split(codes, np.cumsum([len(ids) for ids in token_ids])[:-1]), categories
 
 
-def _token_categorical(ids: np.ndarray, token_text: Mapping[int, str]) -> pd.Categorical:
+def token_categorical(ids: np.ndarray, token_text: Mapping[int, str]) -> pd.Categorical:
     """Token texts of ``ids`` as a categorical (ids may share a text)."""
     codes, categories = _token_codes([ids], token_text)
     return pd.Categorical.from_codes(codes[0], categories=categories)

@@ -11,8 +11,6 @@ Holds:
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
 - ``measure``: encoded texts -> per-text ``(rows, tokens)`` float32 norm arrays, batch by
   batch (length-sorted, token budget, halving a batch that runs out of memory), in eval mode;
-- ``progress_bar``: a progress bar on stderr that shows in a terminal, and in a notebook as
-  one output updated in place; ``shows_progress``: whether bars show;
 - ``default_max_tokens``: the token budget per batch for a device.
 
 Usage::
@@ -25,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,9 +40,9 @@ from attnmag.extract.batching import Encoded, length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, tidy_frame
 from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
-from attnmag.extract.notebook_bar import NotebookBar
 from attnmag.extract.provenance import provenance
 from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
+from attnmag.progress import progress_bar
 
 __all__ = [
     "Run",
@@ -58,8 +55,6 @@ __all__ = [
     "encode",
     "measure",
     "prepare_run",
-    "progress_bar",
-    "shows_progress",
     "update_norms",
 ]
 
@@ -343,85 +338,6 @@ def default_max_tokens(device: torch.device | str) -> int:
     return CPU_MAX_TOKENS if torch.device(device).type == "cpu" else GPU_MAX_TOKENS
 
 
-def progress_bar(progress: bool | None, **options: object) -> object:
-    """A tqdm progress bar: text on stderr in a terminal; in a notebook, one output updated
-    in place (a widget where ipywidgets is installed, else text, ``NotebookBar``).
-
-    Parameters
-    ----------
-    progress
-        True shows it, False hides it; None shows it where someone watches: a terminal
-        (stderr is a TTY) or a notebook.
-    **options
-        Passed to tqdm (``total``, ``unit``, ``desc``, ``leave``).
-
-    Returns
-    -------
-    tqdm
-        The bar, a context manager.
-
-    Examples
-    --------
-    >>> with progress_bar(False, total=3, unit="text") as bar:
-    ...     _ = bar.update(3)
-    """
-    show = shows_progress(progress)
-    if show and _in_notebook():
-        if _has_ipywidgets():
-            from tqdm.notebook import tqdm
-
-            return tqdm(**options)
-        return NotebookBar(**options)
-    from tqdm.std import tqdm
-
-    return tqdm(disable=not show, file=sys.stderr, **options)
-
-
-def shows_progress(progress: bool | None) -> bool:
-    """Whether progress is shown: ``progress`` itself, or for None, where someone watches
-    (a notebook, or a terminal on stderr).
-
-    Parameters
-    ----------
-    progress : bool, optional
-        True, False or None.
-
-    Returns
-    -------
-    bool
-        True to show progress bars.
-
-    Examples
-    --------
-    >>> shows_progress(False)
-    False
-    """
-    return progress if progress is not None else _in_notebook() or _stderr_is_a_tty()
-
-
-def _in_notebook() -> bool:
-    """Whether this is a Jupyter kernel: IPython's shell there is a ``ZMQInteractiveShell``
-    (or a subclass, as in Colab); a process that merely imported ipykernel is not one."""
-    ipython = sys.modules.get("IPython")
-    shell = getattr(ipython, "get_ipython", lambda: None)()
-    return any(kind.__name__ == "ZMQInteractiveShell" for kind in type(shell).__mro__)
-
-
-def _stderr_is_a_tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stderr
-        return False
-
-
-def _has_ipywidgets() -> bool:
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
@@ -468,7 +384,7 @@ def measure(
     max_tokens : int, optional
         Padded tokens per batch at most (None: ``default_max_tokens`` of the model's device).
     progress : bool, optional
-        As ``progress_bar`` takes it.
+        As ``attnmag.progress.progress_bar`` takes it.
     sites : tuple of str
         The sites measured (of ``SITES``).
     heads : bool

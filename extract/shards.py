@@ -54,7 +54,7 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
-from attnmag.extract.frame import _token_categorical, frame_columns, tidy_frame
+from attnmag.extract.frame import frame_columns, tidy_frame, token_categorical
 from attnmag.extract.frame_file import read_frame_file
 from attnmag.extract.manifest import check_record, check_shard_metadata
 from attnmag.extract.norms import (
@@ -62,13 +62,13 @@ from attnmag.extract.norms import (
     check_count,
     check_tokenizer,
     prepare_run,
-    progress_bar,
     update_norms,
 )
 from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
 from attnmag.extract.quantisation import weights_provenance
 from attnmag.extract.sites import check_sites, n_heads, plan_rows
 from attnmag.outputs import folder_lock, mark
+from attnmag.progress import progress_bar
 
 __all__ = [
     "RUN_FILE",
@@ -160,7 +160,7 @@ def _environment_int(name: str, default: int) -> int:
         ) from None
 
 
-def _rank_and_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
+def rank_and_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """``rank`` and ``world_size``, from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate) when
     not given."""
     rank = _environment_int("RANK", 0) if rank is None else rank
@@ -606,7 +606,7 @@ def write_shards(
     --------
     >>> write_shards(model, tokenizer, texts, "norms/")  # doctest: +SKIP
     """
-    rank, world_size = _rank_and_size(rank, world_size)
+    rank, world_size = rank_and_size(rank, world_size)
     check_count("shard_texts", shard_texts)
     measured = check_sites("attn" if sites is None else sites, heads)
     sites = None if sites is None else measured
@@ -694,7 +694,7 @@ def write_shards(
     return [folder / shard_name(k) for k, _, _ in plan]
 
 
-def _merged_provenance(attrs: list[dict]) -> dict:
+def merged_provenance(attrs: list[dict]) -> dict:
     """One provenance from the shards': counts and seconds summed; other values kept where
     all shards agree, else listed (e.g. the devices of several ranks)."""
     merged = {key: sum(a.get(key, 0) for a in attrs) for key in COUNTS}
@@ -871,11 +871,11 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     frame.insert(
         columns.index("token"),
         "token",
-        _token_categorical(frame["token_id"].to_numpy(), token_text),
+        token_categorical(frame["token_id"].to_numpy(), token_text),
     )
     if "sites" in arguments:  # an empty shard's Parquet keeps no categories
         frame["site"] = pd.Categorical(frame["site"].astype(str), categories=arguments["sites"])
-    frame.attrs = _merged_provenance([shard.attrs for shard in shards])
+    frame.attrs = merged_provenance([shard.attrs for shard in shards])
     return frame
 
 

@@ -44,8 +44,9 @@ from transformers.utils import logging as transformers_logging
 from attnmag.cache import COMPLETE, building, cache_dir, entry
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for
-from attnmag.extract.norms import check_tokenizer, shows_progress
+from attnmag.extract.norms import check_tokenizer
 from attnmag.extract.quantisation import gguf_weights, mark_weights
+from attnmag.progress import shows_progress
 
 __all__ = ["bundled_gguf", "cache_dir", "gguf_folder", "hub_answers", "load_model"]
 

@@ -19,17 +19,18 @@ Holds:
   mixed fits; Hansen's J and the AR(2) test for ``gmm``), of a table or a ``Fits``;
 - ``fit_all(frame, ...)``: every requested method of both named models, the tables a report
   shows and ``attnmag fit`` writes (``position_trend``, ``lag_effects``, ``glance``);
+- ``read_fits(folder)``: ``fit_all``'s tables read back from the CSV files ``attnmag fit``
+  writes (``glance.csv`` beside the tidy tables);
 - ``METHODS``: the methods of each named model;
 - ``MAX_POSITION``, ``CONF_LEVEL``: the defaults of the trend's last position and of the
   intervals' level.
 
-Each fit takes the frame or a path. A shard folder (``extract.write_shards``, ``attnmag extract
---out``) is fitted without building the frame, from per-sequence sums streamed from its
-shards, in memory that does not grow with its rows: ``position_trend``, ``lag_effects`` and
-``fit_all`` through ``models.stream``, ``fit`` through patsy's incremental design builder and
-per-(group, sequence) cross products (``models.formula``). The tables equal the frame's
-(OLS to rounding; REML's maximum to about 1e-6); a folder's ``Fits`` has no rows, so its
-``.results`` and ``.augment()`` ask for the frame. A Parquet file is read as the frame.
+Each fit takes the frame, a path or a ``models.source.Source``, and goes one way: the rows
+are a DuckDB view (a frame registered, not copied; a shard folder's verified shards, verified
+once per process), DuckDB sums per-(group, sequence) cross products, and one estimator per
+method turns them into estimates, in memory that grows with the texts, not the rows. A
+Parquet file is read as the frame. ``Fits.results`` and ``.augment()`` read a group's rows
+again (from the frame or the folder) when asked for.
 
 A group is a layer, or a (model, site, layer, head) combination where the frame has those
 columns (``model``: the language models of ``extract.combine``); the tables carry the
@@ -42,23 +43,24 @@ Usage::
 
     fits = models.fit(frame, "log_norm ~ position + C(label)")
     fits.results[5].summary()
-    tables = models.fit_all("norms/")                   # a shard folder, streamed
+    tables = models.fit_all("norms/")                   # a shard folder
     trend = models.position_trend(frame, method="ols", max_position=30)
     lags = models.lag_effects(frame)                    # within texts, cluster-robust
     check = models.lag_effects(frame, method="gmm")     # Arellano-Bond
     models.glance(check)
 
-The modules: ``formula`` (``fit``), ``fits`` (the named fits and the per-group loop),
-``standard`` (``fit_all``), ``groups`` (the grouping columns), ``results`` (``Fits``),
-``ols``, ``mixed`` and ``gmm`` (one group's fit), ``lags`` (the lag models' rows: initial
-conditions, differenced equations), ``tidy`` (broom-style tables, Holm adjustment, glance).
+The modules: ``source`` (what a fit reads), ``named`` (``position_trend``, ``lag_effects``),
+``formula`` (``fit``), ``standard`` (``fit_all``), ``checks`` (methods, checks of options and rows),
+``groups`` (the grouping columns), ``results`` (``Fits``), ``ols``, ``mixed`` and ``gmm``
+(the estimators), ``tidy`` (broom-style tables, Holm adjustment, glance).
 """
 
+from attnmag.models.checks import METHODS
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import METHODS, lag_effects, position_trend
 from attnmag.models.formula import fit
+from attnmag.models.named import lag_effects, position_trend
 from attnmag.models.results import Fits
-from attnmag.models.standard import fit_all
+from attnmag.models.standard import fit_all, read_fits
 from attnmag.models.tidy import glance
 
 __all__ = [
@@ -71,4 +73,5 @@ __all__ = [
     "glance",
     "lag_effects",
     "position_trend",
+    "read_fits",
 ]

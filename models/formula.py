@@ -3,36 +3,34 @@
 Holds:
 - ``fit``: a formula (``"log_norm ~ position + C(label)"``) fitted once per group by
   cluster-robust OLS or REML mixed model -> a ``Fits`` (tidy, glance, statsmodels results,
-  augment), on a frame or straight from a shard folder;
+  augment), of a frame or a shard folder;
 - ``FORMULA_METHODS``: the methods ``fit`` accepts;
-- ``BATCH_ROWS``: the rows of a shard read at a time by a fit from a folder.
+- ``BATCH_ROWS``: the rows read at a time.
 
 The formula is patsy's, as statsmodels' formula API takes it: ``C(label)`` for a
 categorical, ``a * b`` for main effects and their interaction, ``I(position ** 2)``,
 ``np.log(norm)``. Term names are statsmodels', with ``Intercept`` named ``intercept``.
 
-From a shard folder (``extract.write_shards``) the frame is never built. pyarrow reads the
-shards' columns the formula uses in batches of ``BATCH_ROWS`` rows:
+The rows are a ``models.source.Source`` (a frame, or a shard folder, whose frame is never
+built); DuckDB reads the columns the formula uses in batches of ``BATCH_ROWS`` rows:
 
-1. where the formula uses a column stored as a Parquet dictionary (``token``), its
-   categories over the folder, ordered as ``extract.read_frame`` orders them;
+1. a text column's categories over all the rows (a categorical's own; ``token`` ordered by
+   ``token_id``, as ``extract.read_frame`` orders it; others sorted);
 2. patsy's incremental builder (``patsy.incr_dbuilders``) fixes one design for every batch
-   (each categorical's levels, from every batch where they are not a column's categories);
-   it stops reading once it knows them, at once for a formula without categoricals;
+   (each categorical's levels); it stops reading once it knows them, at once for a formula
+   without categoricals;
 3. each batch's design rows ``v = [X | 1 | position | y]`` (``position`` for a random
    slope) are summed into per-(group, sequence) cross products ``v'v``.
 
-From these, per group, come what the frame's fit gives (``models.mixed.GroupedDesign``):
-OLS with CR1 errors by sequence (the GLS algebra at zero random-effect variance), or REML's
-global maximum and the GLS values there (``models.stream``'s mixed fit: statsmodels, which
-needs the rows, does not confirm it; the two agree to about 1e-6). Memory is that of a
-batch and of the sums: groups x sequences x (columns + 3)^2 numbers, whatever the number of
-rows. The frame's fit builds each group's design from that group's rows, the folder's one
-design from all of them: they are the same model where each group has every categorical
-level (a group without one is refused, naming the group). Transforms whose values depend on
-all the rows (``center``, ``standardize``, splines) are refused for a folder: the frame's
-fit computes them per group. A ``Fits`` from a folder has tidy and glance tables;
-``.results`` and ``.augment()``, which need the rows, say to fit the frame for them.
+From these, per group, come the estimates (``models.mixed.GroupedDesign``): OLS with CR1
+errors by sequence (``models.ols.ols_fit``), or REML's global maximum and the GLS values
+there (``models.mixed.mixed_fit``). Memory is that of a batch and of the sums: groups x
+sequences x (columns + 3)^2 numbers, whatever the number of rows. One design serves every
+group: a group without a categorical level is refused, naming the group. Transforms whose
+values depend on all the rows (``center``, ``standardize``, splines) are refused: write them
+out (``I(position - 15)``). ``.results[key]`` refits that group's rows with statsmodels
+when first asked for (``cluster_ols_result``, ``mixed_result`` started at the maximum), and
+``.augment()`` reads them again.
 """
 
 from __future__ import annotations
@@ -40,37 +38,29 @@ from __future__ import annotations
 import ast
 import builtins
 import os
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from functools import partial
-from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import patsy
 import patsy.builtins
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.extract.norms import progress_bar
-from attnmag.extract.shards import verified_shards
+from attnmag.models.checks import check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.fits import (
-    FitSpec,
-    Plan,
-    check_options,
-    fit_plans,
-    fitted_rows,
-    frame_or_folder,
-    group_rows,
-)
-from attnmag.models.groups import GROUP_COLUMNS, describe, key_values
-from attnmag.models.mixed import GroupedDesign
+from attnmag.models.groups import GROUP_COLUMNS, describe, key_of, key_values
+from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
+from attnmag.models.ols import cluster_ols_result, ols_fit
 from attnmag.models.results import Fits, GroupFit
-from attnmag.models.stream import _mixed, _ols
-from attnmag.models.tidy import Fit, build_table, term_names
+from attnmag.models.source import Source, open_source
+from attnmag.models.tidy import Fit, build_table, fitted_rows, term_names
+from attnmag.progress import progress_bar
+
+__all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
 
 FORMULA_METHODS = ("ols", "mixed")
 #: ``re_formula`` values ``fit`` accepts: a random intercept, or with a slope on position.
@@ -109,19 +99,17 @@ def fit(
 
     Parameters
     ----------
-    frame : pandas.DataFrame, str or os.PathLike
+    frame : pandas.DataFrame, str, os.PathLike or Source
         The tidy frame (``sequence``, ``layer``, ``position`` and the formula's columns);
-        or the path of a shard folder of ``extract.write_shards``, fitted from streamed
-        per-sequence cross products without building the frame (see the module
-        docstring), or of a Parquet file, read as the frame.
+        or the path of a shard folder of ``extract.write_shards``, fitted without building
+        the frame, or of a Parquet file, read as the frame.
     formula : str
         A statsmodels (patsy) formula with an outcome, e.g. ``"log_norm ~ position +
         C(label)"`` or ``"log_norm ~ position * C(label)"``.
     method : {"ols", "mixed"}
         ``"ols"``: token-level OLS with CR1 standard errors clustered by sequence, t on
         G - 1 df (G sequences). ``"mixed"``: a REML linear mixed model with a random
-        intercept per sequence (``fit_mixed``: REML's global maximum, confirmed by
-        statsmodels' MixedLM on a frame; the GLS values there on a folder).
+        intercept per sequence (REML's global maximum and the GLS values there).
     re_formula : {None, "~position"}
         For ``"mixed"``: ``None``, a random intercept; ``"~position"``, a random intercept
         and a random slope on position, correlated.
@@ -134,19 +122,17 @@ def fit(
     conf_level : float
         The level of ``conf_low``/``conf_high`` (``models.CONF_LEVEL`` by default).
     n_jobs : int, optional
-        Worker processes for ``"mixed"`` on a frame (``None`` or -1: one per core);
-        ``"ols"`` fits in this process, where it is quicker, as does a folder.
+        DuckDB's threads (``None`` or -1: one per core).
     progress : bool, optional
-        A progress bar on stderr over the groups (over the shards for a folder): True,
-        False, or None (shown where someone watches, once the fits take more than a
-        second).
+        A progress bar on stderr over the batches read: True, False, or None (shown where
+        someone watches, once the fit takes more than a second).
 
     Returns
     -------
     Fits
         ``.tidy`` (one row per group and term, ``fit`` = the formula), ``.glance`` (one
-        row per group), ``.results`` (group key -> statsmodels result), ``.augment()``
-        (the last two of a frame's fit only).
+        row per group), ``.results`` (group key -> statsmodels result, built when first
+        asked for), ``.augment()``.
 
     Examples
     --------
@@ -156,51 +142,24 @@ def fit(
     >>> fits.augment().plot.scatter("fitted", "resid")  # doctest: +SKIP
     >>> models.fit("norms/", "log_norm ~ position * C(token_id % 2)").tidy  # doctest: +SKIP
     """
+    n_threads(n_jobs)
     check_options("fit", method, FORMULA_METHODS, conf_level, cov_type)
     random_slope = _random_slope(re_formula, method)
     first, last = _positions(positions)
-    frame = frame_or_folder(frame)
-    if isinstance(frame, Path):
-        options = {"method": method, "random_slope": random_slope, "cov_type": cov_type}
-        return _fit_folder(
-            frame,
+    source = open_source(frame)
+    with source.connected(n_jobs) as connection:
+        return _fit_source(
+            connection,
+            source,
             formula,
+            method=method,
+            random_slope=random_slope,
+            cov_type=cov_type,
             first=first,
             last=last,
             conf_level=conf_level,
             progress=progress,
-            **options,
         )
-    columns = _columns(formula, frame.columns)
-    groups, parts = group_rows(
-        frame,
-        columns,
-        first=first,
-        last=last,
-        layers=None,
-        n_terms=0,
-        n_positions=2 if random_slope else 1,
-        drop_missing=True,
-    )
-    terms = _terms(formula, pd.concat([part for _, part in parts]))
-    for key, part in parts:
-        if len(part) < len(terms) + 2:
-            raise AttnmagError(
-                f"{describe(groups, key)} has {len(part)} rows at positions {first}..{last} "
-                f"without missing values; the formula's {len(terms)} terms need at least "
-                f"{len(terms) + 2}"
-            )
-    spec = FitSpec(
-        fit=formula.strip(),
-        method=method,
-        formula=formula,
-        terms=tuple(terms),
-        conf_level=conf_level,
-        random_slope=random_slope,
-        cov_type=cov_type,
-        first=first,
-    )
-    return fit_plans([Plan(spec, groups, parts)], n_jobs=n_jobs, progress=progress)[0]
 
 
 def _random_slope(re_formula: str | None, method: str) -> bool:
@@ -266,27 +225,14 @@ def _columns(formula: str, available: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(["sequence", "position", *used]))
 
 
-def _terms(formula: str, rows: pd.DataFrame) -> list[str]:
-    """The formula's term names on ``rows`` (statsmodels' names, ``intercept``)."""
-    try:
-        _, design = patsy.dmatrices(
-            formula,
-            rows,
-            eval_env=patsy.EvalEnvironment([{"np": np}]),
-            return_type="dataframe",
-        )
-    except patsy.PatsyError as error:
-        raise AttnmagError(f"cannot fit the formula {formula!r}: {_first_line(error)}") from None
-    return term_names(design.columns)
-
-
 def _first_line(error: Exception) -> str:
     """An exception's message, first line only (patsy's add a caret diagram)."""
     return str(error).strip().splitlines()[0]
 
 
-def _fit_folder(
-    folder: Path,
+def _fit_source(
+    connection: duckdb.DuckDBPyConnection,
+    source: Source,
     formula: str,
     *,
     method: str,
@@ -297,74 +243,59 @@ def _fit_folder(
     conf_level: float,
     progress: bool | None,
 ) -> Fits:
-    """``fit`` on a shard folder, from per-(group, sequence) cross products (module
-    docstring)."""
-    paths = verified_shards(folder)
-    schema = pq.read_schema(paths[0])
-    columns = _columns(formula, schema.names)
-    missing = [column for column in ["layer", *columns] if column not in schema.names]
+    """``fit`` on the view ``frame`` of ``source``, from per-(group, sequence) cross
+    products (module docstring)."""
+    names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
+    columns = _columns(formula, names)
+    missing = [column for column in ["layer", *columns] if column not in names]
     if missing:
-        raise AttnmagError(
-            f"the shard folder {folder} lacks the columns {missing} that the models stage needs"
-        )
+        raise AttnmagError(f"{source.name} lacks the columns {missing} that the models stage needs")
     _check_stateless(formula)
-    groups = [column for column in GROUP_COLUMNS if column in schema.names]
-    reader = _Reader(paths, schema, [*groups, *columns], first=first, last=last)
+    groups = [column for column in GROUP_COLUMNS if column in names]
+    reader = _Reader(connection, groups, columns, first=first, last=last)
     # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-    designs = _folder_design(formula, reader) if next(reader.rows(), None) is not None else None
+    designs = _design(formula, reader) if next(reader.rows(), None) is not None else None
     terms = [] if designs is None else term_names(designs[1].column_names)
     sums = _Sums(groups, slope=random_slope)
-    bar = progress_bar(progress, total=len(paths), unit="shard", desc=f"{method} fit", delay=1.0)
-    with bar:
-        _sum_batches(reader, designs, sums, bar)
-    spec = FitSpec(
-        fit=formula.strip(),
-        method=method,
-        formula=formula,
-        terms=tuple(terms),
-        conf_level=conf_level,
-        random_slope=random_slope,
-        cov_type=cov_type,
-        first=first,
-    )
+    sums.expected.update(reader.groups())
+    with progress_bar(progress, total=None, unit="batch", desc=f"{method} fit", delay=1.0) as bar:
+        for rows in reader.batches():
+            outcome, design = patsy.build_design_matrices(designs, rows, return_type="dataframe")
+            sums.add(rows.loc[design.index], design.to_numpy(np.float64), outcome)
+            bar.update(1)
+    spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
+    model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
     fitted = []
     for key in sums.keys():
         cross, n_covered = sums.group(key)
-        _check_folder_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
-        fitted.append(_fit_folder_group(spec, key_values(groups, key), cross, folder))
+        _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
+        values = key_values(groups, key)
+        rows = partial(_group_rows, source, reader, values)
+        run = partial(_fit_cross, cross, terms, rows, method=method, **model)
+        table, record, group_fit = fitted_rows(run, groups=values, **spec)
+        part = GroupFit(
+            names=(spec["fit"], method),
+            groups=values,
+            formula=formula,
+            rows=rows,
+            estimate=group_fit.estimate,
+            result=group_fit.result,
+        )
+        fitted.append((table, record, part))
     table = build_table([rows for rows, _, _ in fitted], [record for _, record, _ in fitted])
     return Fits(table, [part for _, _, part in fitted])
 
 
-def _sum_batches(
-    reader: _Reader,
-    designs: tuple[patsy.DesignInfo, patsy.DesignInfo] | None,
-    sums: _Sums,
-    bar: object,
-) -> None:
-    """Add every batch's groups, and its rows' cross products under ``designs``, to ``sums``."""
-    for present, rows in reader.batches(bar):
-        sums.add_groups(present)
-        if len(rows):
-            outcome, design = patsy.build_design_matrices(designs, rows, return_type="dataframe")
-            sums.add(rows.loc[design.index], design.to_numpy(np.float64), outcome)
-
-
-def _fit_folder_group(
-    spec: FitSpec, values: dict[str, object], cross: np.ndarray, folder: Path
-) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
-    """One group's fit from its cross products: table rows, glance record, ``GroupFit``."""
-    rows, record, group_fit = fitted_rows(spec, values, partial(_fit_cross, cross, spec))
-    part = GroupFit(
-        names=(spec.fit, spec.method),
-        groups=values,
-        formula=spec.formula,
-        data=None,
-        estimate=group_fit.estimate,
-        result=None,
-        source=folder,
-    )
-    return rows, record, part
+def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
+    """One group's fitted rows (``fit``'s rule), read again from ``source`` by DuckDB."""
+    where = " AND ".join(f'"{column}" = ?' for column in values)
+    with source.connected() as connection:
+        query = (
+            f"SELECT {_names(reader.used)} FROM frame WHERE {where} AND {reader.span} "
+            'ORDER BY sequence, "position"'
+        )
+        chunk = connection.execute(query, [_plain(v) for v in values.values()]).df()
+    return reader._rows(reader.categorised(chunk))
 
 
 def _check_stateless(formula: str) -> None:
@@ -375,107 +306,102 @@ def _check_stateless(formula: str) -> None:
             if factor.memorize_passes_needed({}, _ENVIRONMENT):
                 raise AttnmagError(
                     f"{factor.code} depends on all of a group's rows (center, standardize, "
-                    "splines): a fit from a shard folder cannot compute it per group; fit "
-                    "extract.read_frame(folder) for it"
+                    "splines), which fit does not compute per group; write it out, e.g. "
+                    "I(position - 15)"
                 )
 
 
 class _Reader:
-    """The rows of a folder's shards that a formula uses, in batches of ``BATCH_ROWS``.
+    """The rows of the view ``frame`` that a formula fits, in batches of ``BATCH_ROWS``.
 
-    ``columns`` are read (the grouping columns, ``sequence``, ``position`` and the
-    formula's); a dictionary column (a categorical of the frame, such as ``token``) becomes
-    a pandas categorical with the categories the frame has: ``extract.read_frame`` orders
-    ``token`` by ``token_id``, others sorted.
+    ``columns`` are read (``sequence``, ``position`` and the formula's); a text column (a
+    categorical of the frame, such as ``token``, or a string) becomes a pandas categorical
+    with the categories the frame has: a categorical's own, ``token`` ordered by
+    ``token_id`` (as ``extract.read_frame`` orders it), others sorted.
     """
 
     def __init__(
-        self, paths: list[Path], schema: pa.Schema, columns: list[str], *, first: int, last: int
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        groups: list[str],
+        columns: list[str],
+        *,
+        first: int,
+        last: int,
     ) -> None:
-        self.paths, self.columns = paths, list(dict.fromkeys(columns))
-        self.first, self.last = first, last
+        self.connection, self.group_columns = connection, groups
+        self.columns = list(dict.fromkeys([*groups, *columns]))
         self.used = [column for column in self.columns if column not in GROUP_COLUMNS]
-        dictionary = [
-            column for column in self.used if pa.types.is_dictionary(schema.field(column).type)
-        ]
-        self.categories = self._categories(dictionary)
+        self.first, self.last = first, last
+        self.span = f'"position" BETWEEN {int(first)} AND {int(last)}'
+        described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
+        types = dict(described.fetchall())
+        text = [c for c in self.used if types[c].startswith(("VARCHAR", "ENUM"))]
+        self.categories = {column: self._categories(column, types) for column in text}
 
-    def _categories(self, columns: list[str]) -> dict[str, pd.Index]:
-        """Each dictionary column's categories over the whole folder."""
-        if not columns:
-            return {}
-        read = columns + (["token_id"] if "token" in columns else [])
-        seen: dict[str, set] = {column: set() for column in columns}
-        pairs: dict[int, str] = {}
-        for batch in self._raw(read):
-            frame = batch.to_pandas()
-            for column in columns:
-                seen[column].update(frame[column].dropna().astype(str).unique())
-            if "token" in columns:
-                first = frame.drop_duplicates("token_id")
-                pairs.update(
-                    zip(first["token_id"].tolist(), first["token"].astype(str), strict=True)
-                )
-        categories = {column: pd.Index(sorted(seen[column])) for column in columns}
-        if "token" in columns:
-            categories["token"] = pd.Index([pairs[i] for i in sorted(pairs)]).unique()
-        return categories
+    def _categories(self, column: str, types: dict[str, str]) -> pd.Index:
+        """A text column's categories over all the rows."""
+        if types[column].startswith("ENUM"):
+            values = self.connection.execute(f"SELECT unnest(enum_range(NULL::{types[column]}))")
+        elif column == "token" and "token_id" in types:
+            values = self.connection.execute(
+                "SELECT token FROM frame WHERE token IS NOT NULL GROUP BY token "
+                "ORDER BY min(token_id)"
+            )
+        else:
+            values = self.connection.execute(
+                f'SELECT DISTINCT "{column}" FROM frame WHERE "{column}" IS NOT NULL ORDER BY 1'
+            )
+        return pd.Index([row[0] for row in values.fetchall()])
 
-    def _raw(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        """``columns`` of every shard, batch by batch."""
-        for path in self.paths:
-            with pq.ParquetFile(path) as shard:
-                yield from shard.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+    def groups(self) -> list[Hashable]:
+        """The keys of the groups present, whatever their rows' positions."""
+        query = f"SELECT DISTINCT {_names(self.group_columns)} FROM frame"
+        return [key_of(row) for row in self.connection.execute(query).fetchall()]
 
-    def batches(self, bar: object | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        """Per batch, its groups (whatever their rows' positions) and its rows the formula
-        fits (``fit``'s rule: positions ``first``..``last``, missing values dropped,
-        infinite ones an error); ``bar`` moves on a shard at a time.
-
-        The positions are selected in Arrow, so that only the fitted rows become pandas.
-        """
-        groups = [column for column in self.columns if column in GROUP_COLUMNS]
-        for path in self.paths:
-            with pq.ParquetFile(path) as shard:
-                for batch in shard.iter_batches(batch_size=BATCH_ROWS, columns=self.columns):
-                    present = pa.Table.from_batches([batch.select(groups)])
-                    present = present.group_by(groups).aggregate([]).to_pandas()
-                    position = batch.column("position")
-                    kept = pc.and_(
-                        pc.greater_equal(position, self.first), pc.less_equal(position, self.last)
-                    )
-                    yield present, self._rows(self._frame(batch.filter(kept)))
-            if bar is not None:
-                bar.update(1)
+    def batches(self) -> Iterator[pd.DataFrame]:
+        """Per batch, its rows the formula fits (``fit``'s rule: positions
+        ``first``..``last``, missing values dropped, infinite ones an error)."""
+        query = f"SELECT {_names(self.columns)} FROM frame WHERE {self.span}"
+        reader = self.connection.sql(query).to_arrow_reader(BATCH_ROWS)
+        for batch in reader:
+            rows = self._rows(self.categorised(batch.to_pandas()))
+            if len(rows):
+                yield rows
 
     def rows(self) -> Iterator[pd.DataFrame]:
         """The fitted rows of each batch that has some (patsy's ``data_iter_maker``)."""
-        return (rows for _, rows in self.batches() if len(rows))
+        return self.batches()
 
-    def _frame(self, batch: pa.RecordBatch) -> pd.DataFrame:
-        """A batch as pandas, its dictionary columns with the folder's categories."""
-        frame = batch.to_pandas()
+    def categorised(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """``chunk``'s text columns as categoricals with the frame's categories."""
         for column, categories in self.categories.items():
-            frame[column] = pd.Categorical(frame[column].astype(object), categories=categories)
-        return frame
+            chunk[column] = pd.Categorical(chunk[column].astype(object), categories=categories)
+        return chunk
 
     def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """The rows of ``chunk`` (at the fitted positions) without missing values, as
-        ``group_rows`` keeps them for a frame; an infinite value is an error."""
+        """The rows of ``chunk`` without missing values in the columns the formula uses;
+        an infinite value is an error."""
         rows = chunk.dropna(subset=self.used)
         checked = [column for column in self.used if column not in ("sequence", "position")]
         values = rows[checked].select_dtypes("number")
         if not np.isfinite(values.to_numpy(np.float64)).all():
-            raise AttnmagError(
-                f"the frame has missing or infinite values in {list(values.columns)} at "
-                f"positions {self.first} and beyond (a zero norm, or positions missing from a "
-                "sequence)"
-            )
+            raise not_finite(list(values.columns), self.first)
         return rows
 
 
-def _folder_design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
-    """The outcome's and the design's ``DesignInfo``, fixed over the whole folder."""
+def _names(columns: Iterable[str]) -> str:
+    """Columns as a SQL list."""
+    return ", ".join(f'"{column}"' for column in columns)
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value DuckDB takes as a parameter."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
+    """The outcome's and the design's ``DesignInfo``, fixed over all the rows."""
     try:
         lhs, rhs = patsy.incr_dbuilders(formula, reader.rows, eval_env=_ENVIRONMENT)
     except patsy.PatsyError as error:
@@ -497,10 +423,6 @@ class _Sums:
         self.parts: dict[Hashable, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.positions: dict[Hashable, set[int]] = {}
 
-    def add_groups(self, present: pd.DataFrame) -> None:
-        """Note the groups of ``present`` (the grouping columns' distinct values)."""
-        self.expected.update(_key(row) for row in present[self.groups].itertuples(index=False))
-
     def add(self, rows: pd.DataFrame, design: np.ndarray, outcome: pd.DataFrame) -> None:
         """Add the cross products of ``rows``' design rows to their groups' sequences."""
         extra = [np.ones(len(rows))]
@@ -517,15 +439,15 @@ class _Sums:
         first_rows = np.unique(codes, return_index=True)[1]
         keys = rows[[*self.groups, "sequence"]].iloc[first_rows]
         for key, index in keys.groupby(self.groups, sort=False, observed=True).indices.items():
-            key = _key(key if isinstance(key, tuple) else (key,))
+            key = key_of(key if isinstance(key, tuple) else (key,))
             sequences = keys["sequence"].to_numpy()[index]
             self.parts.setdefault(key, []).append((sequences, cross[index]))
         for key, positions in rows.groupby(self.groups, sort=False, observed=True)["position"]:
-            key = _key(key if isinstance(key, tuple) else (key,))
+            key = key_of(key if isinstance(key, tuple) else (key,))
             self.positions.setdefault(key, set()).update(np.unique(positions).tolist())
 
     def keys(self) -> list[Hashable]:
-        """The groups, sorted as ``models.groups.split`` sorts them."""
+        """The groups, sorted."""
         return sorted(self.expected)
 
     def group(self, key: Hashable) -> tuple[np.ndarray, int]:
@@ -544,13 +466,7 @@ class _Sums:
         return cross, len(self.positions.pop(key, ()))
 
 
-def _key(values: Iterable[object]) -> Hashable:
-    """A group's values -> its key (``models.groups``' form), as Python values."""
-    plain = tuple(value.item() if isinstance(value, np.generic) else value for value in values)
-    return plain[0] if len(plain) == 1 else plain
-
-
-def _check_folder_group(
+def _check_group(
     groups: list[str],
     key: Hashable,
     cross: np.ndarray,
@@ -559,18 +475,13 @@ def _check_folder_group(
     positions: tuple[int, int],
     terms: list[str],
 ) -> None:
-    """A group's sums pass the checks a frame's rows pass (``group_rows`` and ``fit``), and
-    its design is not singular."""
+    """A group has the rows, texts and positions its fit needs, and its design is not
+    singular."""
     n_terms = len(terms)
     n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
-    n_sequences, n_positions = len(cross), 2 if random_slope else 1
     span = f"positions {positions[0]}..{positions[1]}"
-    if n_rows < 2 or n_sequences < 2 or n_covered < n_positions:
-        raise AttnmagError(
-            f"{describe(groups, key)} has {n_rows} rows from {n_sequences} sequences "
-            f"covering {n_covered} positions at {span}; this fit needs at least 2 rows "
-            f"from 2 sequences covering {n_positions} positions"
-        )
+    counts = {"n_rows": n_rows, "n_sequences": len(cross), "n_covered": n_covered}
+    check_size(describe(groups, key), span=span, needed=2, n_positions=1 + random_slope, **counts)
     if n_rows < n_terms + 2:
         raise AttnmagError(
             f"{describe(groups, key)} has {n_rows} rows at {span} without missing values; "
@@ -581,31 +492,45 @@ def _check_folder_group(
     if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < n_terms:
         raise AttnmagError(
             f"the formula's design is singular in {describe(groups, key)} (a term without "
-            "variation there, such as a categorical level its rows lack); fit "
-            "extract.read_frame(folder) for it"
+            "variation there, such as a categorical level its rows lack)"
         )
 
 
-def _fit_cross(cross: np.ndarray, spec: FitSpec) -> Fit:
-    """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``."""
-    terms = list(spec.terms)
+def _fit_cross(
+    cross: np.ndarray,
+    terms: list[str],
+    rows: Callable[[], pd.DataFrame],
+    *,
+    method: str,
+    formula: str,
+    random_slope: bool,
+    cov_type: str,
+) -> Fit:
+    """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``;
+    its ``result`` refits ``rows()`` with statsmodels when called."""
     k = len(terms)
     n_obs = int(round(cross[:, k, k].sum()))
-    if spec.method == "ols":
+    if method == "ols":
         keep = np.r_[0 : k + 1, cross.shape[1] - 1]
         design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
         centred = _has_constant(design.cross.sum(axis=0), k)
-        return _ols(design, terms, len(cross), centred=centred)
+        fitted = ols_fit(design, terms, len(cross), centred=centred)
+        fitted.result = lambda: cluster_ols_result(rows(), formula)
+        return fitted
     scales = np.ones(1)
-    if spec.random_slope:
+    if random_slope:
         total = cross.sum(axis=0)
         spread = np.sqrt((total[k + 1, k + 1] - total[k, k + 1] ** 2 / n_obs) / (n_obs - 1))
         cross = cross.copy()
         cross[:, k + 1, :] /= spread
         cross[:, :, k + 1] /= spread
         scales = np.array([1.0, 1.0 / spread])
-    design = GroupedDesign(cross, n_obs, k, 2 if spec.random_slope else 1)
-    return _mixed(design, scales, spec.terms, len(cross), cov_type=spec.cov_type)
+    design = GroupedDesign(cross, n_obs, k, 2 if random_slope else 1)
+
+    def result(cov_rel: np.ndarray) -> object:
+        return mixed_result(rows(), formula, random_slope, cov_rel)
+
+    return mixed_fit(design, scales, terms, len(cross), cov_type=cov_type, result=result)
 
 
 def _has_constant(total: np.ndarray, k: int) -> bool:

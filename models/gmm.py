@@ -3,8 +3,12 @@
 Holds:
 - ``GMMResult``: two-step estimates, Windmeijer-corrected covariance, Hansen's J and the
   Arellano-Bond AR(2) test;
-- ``arellano_bond``: the estimator on ``models.lags.GMMData``;
-- ``fit_gmm``: one layer's outcome rows -> a ``Fit`` (terms ``lag1``, ``lag2``, ``position``).
+- ``GMM_LAGS``: the collapsed instruments' lags of the level; ``GMM_LEVELS``: the levels
+  per row the sums need (``l0``, its own, to ``l7``);
+- ``gmm_reduced``: a group's per-text level sums (``models.named``'s SQL) -> the per-text
+  cross products the estimator needs;
+- ``gmm_fit``: those -> a ``Fit`` (terms ``lag1``, ``lag2``, ``position``); ``arellano_bond``,
+  its estimator; ``gmm_stats``, its glance fields.
 
 The model is ``log_norm[t] = a1 lag1 + a2 lag2 + b position + u_text + e[t]``; first
 differences remove ``u_text`` and turn the position term into a constant. The lagged
@@ -19,8 +23,10 @@ differenced residuals, with the corrected covariance. These are the conventions 
 ``plm::pgmm(..., model = "twosteps", collapse = TRUE)`` with ``vcovHC``, ``sargan`` and
 ``mtest(order = 2, vcov = vcovHC)``, against which the tests check them.
 
-Every per-text quantity is a cross product of that text's rows, so each is one sparse
-(texts x rows) product: no loop over texts.
+Every per-text quantity is a cross product of that text's rows; the differenced equations'
+``x``, ``y`` and instruments ``z`` are linear maps of the row's levels, so each text's
+``Z'X``, ``Z'y`` and the rest are maps of its sums of the levels' products: no loop over
+texts, and no rows in memory.
 """
 
 from __future__ import annotations
@@ -29,13 +35,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy import stats
 
-from attnmag.models.lags import GMMData, difference_equations, levels
+from attnmag.errors import AttnmagError
 from attnmag.models.tidy import Fit
 
-__all__ = ["GMMResult", "AR2_UNDEFINED", "arellano_bond", "fit_gmm", "gmm_stats"]
+__all__ = [
+    "AR2_UNDEFINED",
+    "GMMResult",
+    "GMM_LAGS",
+    "GMM_LEVELS",
+    "arellano_bond",
+    "gmm_fit",
+    "gmm_reduced",
+    "gmm_stats",
+]
+
+#: The collapsed instruments' lags of the level (lags 2 to 6).
+GMM_LAGS = (2, 6)
+#: The levels the Arellano-Bond sums need: ``l0`` to one lag beyond the last instrument's.
+GMM_LEVELS = GMM_LAGS[1] + 2
 
 #: The glance note of a fit whose AR(2) statistic could not be computed.
 AR2_UNDEFINED = (
@@ -67,88 +86,159 @@ class GMMResult:
         return float(2 * stats.norm.sf(abs(self.ar2_statistic)))
 
 
-def arellano_bond(data: GMMData) -> GMMResult:
-    """Two-step difference GMM with Windmeijer standard errors, Hansen's J and AR(2).
+def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
+    """A row over ``[1, l0, ..., l7]``: ``(k, c)`` adds c times level k (``None``: the 1)."""
+    row = np.zeros(GMM_LEVELS + 1)
+    for k, c in terms:
+        row[0 if k is None else k + 1] += c
+    return row
 
-    Parameters
-    ----------
-    data : GMMData
-        The differenced equations (``models.lags.difference_equations``).
 
-    Returns
-    -------
-    GMMResult
-        Estimates in the order of ``data.terms``, their corrected covariance, the tests.
+def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
+    """Per text, the sums ``all_i_j`` as symmetric matrices."""
+    size = GMM_LEVELS + 1
+    out = np.empty((len(sums["n"]), size, size))
+    for i in range(size):
+        for j in range(i, size):
+            out[:, i, j] = out[:, j, i] = sums[f"all_{i}_{j}"]
+    return out
 
-    >>> result = arellano_bond(difference_equations(*levels(layer_rows, first=1)))  # doctest: +SKIP
+
+def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Texts' level sums (``_gmm_query``) -> their Arellano-Bond cross products.
+
+    The differenced equations' ``x = [Δy[t-1], Δy[t-2], 1]``, ``y = Δy[t]`` and instruments
+    ``z = [y[t-2..t-6], 1]`` are linear in the levels, so each text's ``Z'X`` (``zx``),
+    ``Z'y`` (``zy``), ``sum v[t] v[t-2]'`` of ``v = [x; y]`` two equations apart (``back``),
+    ``Z'Z`` and ``sum z[t] z[t-1]'`` over consecutive equations are maps of its sums; the last
+    two enter the estimator only summed, so they are kept summed (``zz``, ``adjacent``: one
+    row for these texts). Texts without an equation have zero arrays, which add nothing.
+    ``n``, ``last_position``, ``n_bad`` and ``all_0_0`` (its equations) are kept per text.
     """
-    y, x, z, groups = data.y, data.x, data.z, data.groups
-    n = len(y)
-    by_text = sp.csr_matrix((np.ones(n), (groups, np.arange(n))), shape=(data.n_groups, n))
-    zx, zy = z.T @ x, z.T @ y
-    # sum_i Z_i' H Z_i: consecutive rows of a text are consecutive positions.
-    same = np.flatnonzero(groups[1:] == groups[:-1])
-    adjacent = z[same + 1].T @ z[same]
-    a1 = np.linalg.inv(2 * z.T @ z - adjacent - adjacent.T)
-    b1 = np.linalg.inv(zx.T @ a1 @ zx)
-    one_step = b1 @ zx.T @ a1 @ zy
-    e1 = y - x @ one_step
-    g1 = by_text @ (z * e1[:, None])  # per text Z_i' e_i, (texts, instruments)
+    if sums["n_off"].any():
+        sequence = sums["sequence"][np.argmax(sums["n_off"] > 0)]
+        raise AttnmagError(
+            f"sequence {sequence}'s lag1 and lag2 are not its log_norm one and two positions "
+            "earlier: the lag models need each text's tokens consecutive from its first used "
+            "position"
+        )
+    low, high = GMM_LAGS
+    one = (None, 1.0)
+    x = np.array([_levels((1, 1), (2, -1)), _levels((2, 1), (3, -1)), _levels(one)])
+    y = _levels((0, 1), (1, -1))
+    z = np.array([*(_levels((k, 1)) for k in range(low, high + 1)), _levels(one)])
+    z_previous = np.array([*(_levels((k + 1, 1)) for k in range(low, high + 1)), _levels(one)])
+    v = np.vstack([x, y])
+    v_back = np.array(
+        [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
+    )
+    every = _level_sums(sums)
+    at3, at4 = (
+        np.column_stack([sums[f"{at}_{i}"] for i in range(GMM_LEVELS + 1)]) for at in ("at3", "at4")
+    )
+    following = every - at3[:, :, None] * at3[:, None, :]  # equations after the first
+    after = following - at4[:, :, None] * at4[:, None, :]  # equations after the second
+    zm = np.einsum("ik,gkl->gil", z, every)
+    # Copies: a view would keep the whole record batch it came from alive.
+    kept = {name: sums[name].copy() for name in ("n", "last_position", "n_bad", "all_0_0")}
+    return kept | {
+        "zx": zm @ x.T,
+        "zy": zm @ y,
+        "back": np.einsum("ik,gkl,jl->gij", v, after, v_back),
+        "zz": (zm @ z.T).sum(axis=0, keepdims=True),
+        "adjacent": np.einsum("ik,gkl,jl->ij", z, following, z_previous)[None],
+    }
+
+
+def gmm_fit(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None = None) -> Fit:
+    """The two-step fit from a group's reduced sums (``gmm_reduced``): ``lag1``, ``lag2``
+    and ``position`` with Windmeijer standard errors (normal reference); ``n_obs`` and
+    ``n_groups`` count the differenced equations and the texts that have one."""
+    texts = sums["all_0_0"] > 0  # texts with an equation
+    try:
+        result = arellano_bond(
+            zz=sums["zz"].sum(axis=0),
+            zx=sums["zx"],
+            zy=sums["zy"],
+            adjacent=sums["adjacent"].sum(axis=0),
+            back=sums["back"],
+        )
+    except np.linalg.LinAlgError as error:
+        return _failed_gmm(sums, texts, f"GMM failed: {type(error).__name__}: {error}")
+    std_error = np.sqrt(np.diag(result.covariance))
+    terms = ["lag1", "lag2", "position"]
+    return Fit(
+        estimate=pd.Series(result.estimate, index=terms),
+        std_error=pd.Series(std_error, index=terms),
+        df=np.inf,
+        n_obs=int(sums["all_0_0"].sum()),
+        n_groups=int(texts.sum()),
+        converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
+        stats=gmm_stats(result),
+        notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
+    )
+
+
+def _failed_gmm(sums: dict[str, np.ndarray], texts: np.ndarray, message: str) -> Fit:
+    """A GMM fit whose linear algebra failed: NaN estimates, ``converged=False``."""
+    missing = pd.Series(np.nan, index=["lag1", "lag2", "position"])
+    return Fit(
+        estimate=missing,
+        std_error=missing,
+        df=np.inf,
+        n_obs=int(sums["all_0_0"].sum()),
+        n_groups=int(texts.sum()),
+        converged=False,
+        stats=gmm_stats(None),
+        notes=[message],
+    )
+
+
+def arellano_bond(
+    *, zz: np.ndarray, zx: np.ndarray, zy: np.ndarray, adjacent: np.ndarray, back: np.ndarray
+) -> GMMResult:
+    """Two-step difference GMM from sums: ``zz`` sum_i Z_i'Z_i, ``adjacent``
+    sum_t z_t z_{t-1}' over consecutive equations of a text; per text ``zx`` Z_i'X_i,
+    ``zy`` Z_i'y_i and ``back`` sum_t v_t v_{t-2}' with v = [x; y] (equations two apart):
+    the two-step estimates, Windmeijer's covariance, Hansen's J and AR(2) (module
+    docstring)."""
+    total_zx, total_zy = zx.sum(axis=0), zy.sum(axis=0)
+    a1 = np.linalg.inv(2 * zz - adjacent - adjacent.T)
+    b1 = np.linalg.inv(total_zx.T @ a1 @ total_zx)
+    one_step = b1 @ total_zx.T @ a1 @ total_zy
+    g1 = zy - zx @ one_step  # per text Z_i' e_i
     omega = g1.T @ g1
     a2 = np.linalg.inv(omega)
-    b2 = np.linalg.inv(zx.T @ a2 @ zx)
-    estimate = b2 @ zx.T @ a2 @ zy
-    e2 = y - x @ estimate
-    g2 = by_text @ (z * e2[:, None])
+    b2 = np.linalg.inv(total_zx.T @ a2 @ total_zx)
+    estimate = b2 @ total_zx.T @ a2 @ total_zy
+    g2 = zy - zx @ estimate
     ze2 = g2.sum(axis=0)
-    covariance = _windmeijer(x, z, by_text, g1, ze2, zx, a1, a2, b1, b2, omega)
-    ar2 = _ar2(e2, x, groups, by_text, g2, zx, a2, covariance)
+    one_step_cov = b1 @ total_zx.T @ a1 @ omega @ a1 @ total_zx @ b1
+    columns = []
+    for k in range(zx.shape[2]):
+        gx = zx[:, :, k]
+        derivative = -(gx.T @ g1 + g1.T @ gx)
+        columns.append(-b2 @ total_zx.T @ a2 @ derivative @ a2 @ ze2)
+    d = np.column_stack(columns)
+    covariance = b2 + d @ b2 + b2 @ d.T + d @ one_step_cov @ d.T
+    residual = np.r_[-estimate, 1.0]  # e = residual @ [x; y]
+    products = np.einsum("i,gij,j->g", residual, back, residual)  # per text e_i' l_i
+    lx = back.sum(axis=0)[: len(estimate)] @ residual
+    ar2 = _ar2(products, lx, g2, total_zx, a2, covariance)
     return GMMResult(
         estimate=estimate,
         covariance=covariance,
         one_step=one_step,
         hansen_j=float(ze2 @ a2 @ ze2),
-        hansen_df=z.shape[1] - x.shape[1],
+        hansen_df=zx.shape[1] - zx.shape[2],
         ar2_statistic=ar2,
-        n_instruments=z.shape[1],
+        n_instruments=zx.shape[1],
     )
 
 
-def _windmeijer(
-    x: np.ndarray,
-    z: np.ndarray,
-    by_text: sp.csr_matrix,
-    g1: np.ndarray,
-    ze2: np.ndarray,
-    zx: np.ndarray,
-    a1: np.ndarray,
-    a2: np.ndarray,
-    b1: np.ndarray,
-    b2: np.ndarray,
-    omega: np.ndarray,
-) -> np.ndarray:
-    """Windmeijer's (2005) corrected covariance of the two-step estimates.
-
-    The two-step weight depends on the one-step estimates; D holds the derivative of the
-    two-step estimates through it, column k being
-    -B2 X'Z A2 (sum_i Z_i' dOmega_i/db_k Z_i) A2 Z'e2, with dOmega_i/db_k
-    = -(x_ik e1_i' + e1_i x_ik').
-    """
-    one_step_cov = b1 @ zx.T @ a1 @ omega @ a1 @ zx @ b1
-    columns = []
-    for k in range(x.shape[1]):
-        gx = by_text @ (z * x[:, [k]])  # per text Z_i' x_ik
-        derivative = -(gx.T @ g1 + g1.T @ gx)
-        columns.append(-b2 @ zx.T @ a2 @ derivative @ a2 @ ze2)
-    d = np.column_stack(columns)
-    return b2 + d @ b2 + b2 @ d.T + d @ one_step_cov @ d.T
-
-
 def _ar2(
-    e: np.ndarray,
-    x: np.ndarray,
-    groups: np.ndarray,
-    by_text: sp.csr_matrix,
+    products: np.ndarray,
+    lx: np.ndarray,
     g2: np.ndarray,
     zx: np.ndarray,
     a2: np.ndarray,
@@ -159,56 +249,15 @@ def _ar2(
     m2 = sum_i e_i' l_i / sqrt(sum_i (e_i' l_i)^2 - 2 l'X V X'Z A2 sum_i Z_i' e_i e_i' l_i
     + l'X V X' l), l the residuals two positions back within the text (0 for its first two
     equations) and V the estimates' corrected covariance in both places, as in plm's
-    ``mtest(fit, order = 2, vcov = vcovHC)``. The variance estimate can come out negative in
-    a finite sample (plm's ``sqrt`` then gives NaN with a warning); m2 is NaN there too.
+    ``mtest(fit, order = 2, vcov = vcovHC)``; ``products`` holds each text's e_i' l_i,
+    ``lx`` is l'X, ``g2`` each text's Z_i' e_i. The variance estimate can come out negative
+    in a finite sample (plm's ``sqrt`` then gives NaN with a warning); m2 is NaN there too.
     """
-    lagged = np.zeros_like(e)
-    same = np.flatnonzero(groups[2:] == groups[:-2])
-    lagged[same + 2] = e[same]
-    products = by_text @ (e * lagged)  # per text e_i' l_i
-    lx = lagged @ x
     zve = g2.T @ products
     variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ zve + lx @ covariance @ lx
     if not variance > 0:
         return float("nan")
     return float(products.sum() / np.sqrt(variance))
-
-
-def fit_gmm(data: pd.DataFrame, *, first: int) -> Fit:
-    """Arellano-Bond difference GMM of one layer's lag model.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One layer's outcome rows (``sequence``, ``position``, ``log_norm``, ``lag1``,
-        ``lag2``) at positions ``first + 2`` and beyond.
-    first : int
-        The first used position (1 when the first token is excluded, else 0).
-
-    Returns
-    -------
-    Fit
-        ``lag1``, ``lag2`` and ``position`` with Windmeijer standard errors (normal
-        reference); ``n_obs``/``n_groups`` count the differenced equations and the texts
-        that have one (texts with fewer than ``first + 4`` tokens have none); ``stats`` holds
-        Hansen's J and the AR(2) test.
-
-    >>> fit = fit_gmm(layer_rows, first=1)  # doctest: +SKIP
-    """
-    equations = difference_equations(*levels(data, first=first))
-    result = arellano_bond(equations)
-    std_error = np.sqrt(np.diag(result.covariance))
-    terms = list(equations.terms)
-    return Fit(
-        estimate=pd.Series(result.estimate, index=terms),
-        std_error=pd.Series(std_error, index=terms),
-        df=np.inf,
-        n_obs=len(equations.y),
-        n_groups=equations.n_groups,
-        converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
-        stats=gmm_stats(result),
-        notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
-    )
 
 
 def gmm_stats(result: GMMResult | None) -> dict[str, float]:

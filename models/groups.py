@@ -4,7 +4,7 @@ Holds:
 - ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order (the
   frame's schema, ``attnmag.extract.frame``, is its one source);
 - ``group_columns``: the grouping columns a frame's fits are split by;
-- ``split``: a frame's rows -> ``(key, rows)`` per group, in sorted key order;
+- ``key_of``: a group's values -> its key;
 - ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages.
 
 A key is the group's value where one column groups (the layer), else the tuple of the
@@ -16,7 +16,7 @@ fit (``position_trend``, ``lag_effects``, a formula).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ import pandas as pd
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.extract.frame import group_columns as frame_groups
 
-__all__ = ["GROUP_COLUMNS", "group_columns", "split", "key_values", "describe"]
+__all__ = ["GROUP_COLUMNS", "group_columns", "key_of", "key_values", "describe"]
 
 
 def group_columns(frame: pd.DataFrame) -> list[str]:
@@ -47,48 +47,14 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
     return frame_groups(frame)
 
 
-def split(
-    frame: pd.DataFrame,
-    columns: list[str],
-    *,
-    rows: np.ndarray | None = None,
-    keep: list[str] | None = None,
-) -> dict[Hashable, pd.DataFrame]:
-    """``frame`` split by ``columns``, keyed as the module says.
+def key_of(values: Iterable[object]) -> Hashable:
+    """A group's values, in ``GROUP_COLUMNS`` order -> its key, as Python values.
 
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Rows holding ``columns``.
-    columns : list of str
-        The grouping columns, from ``group_columns``.
-    rows : numpy.ndarray, optional
-        The positions of the rows to split (all by default).
-    keep : list of str, optional
-        The columns each part holds (by default every column but ``columns``).
-
-    Returns
-    -------
-    dict
-        Key -> that group's rows (in their order in ``frame``, with its index), in sorted
-        key order; groups without rows are absent. Each part is copied once from
-        ``frame``, with no copy of all the rows before it.
-
-    >>> parts = split(frame, ["layer"], rows=np.flatnonzero(frame["position"]))  # doctest: +SKIP
+    >>> key_of([np.int64(3)]), key_of(["mlp", np.int64(2)])
+    (3, ('mlp', 2))
     """
-    rows = np.arange(len(frame)) if rows is None else rows
-    keep = [c for c in frame.columns if c not in columns] if keep is None else keep
-    by = columns[0] if len(columns) == 1 else columns
-    grouper = frame[columns].take(rows).groupby(by, sort=True, observed=True)
-    codes = grouper.ngroup().to_numpy()
-    order = np.argsort(codes, kind="stable")
-    ends = np.cumsum(np.bincount(codes, minlength=grouper.ngroups))
-    values = frame[keep]
-    keys = grouper.size().index
-    return {
-        _plain(key): values.take(rows[order[end - size : end]])
-        for key, end, size in zip(keys, ends, np.diff(ends, prepend=0), strict=True)
-    }
+    plain = tuple(value.item() if isinstance(value, np.generic) else value for value in values)
+    return plain[0] if len(plain) == 1 else plain
 
 
 def key_values(columns: list[str], key: Hashable) -> dict[str, object]:
@@ -111,10 +77,3 @@ def describe(columns: list[str], key: Hashable) -> str:
         f"{column} {value!r}" if isinstance(value, str) else f"{column} {value}"
         for column, value in key_values(columns, key).items()
     )
-
-
-def _plain(key: Hashable) -> Hashable:
-    """A pandas group key with numpy scalars turned into Python values."""
-    if isinstance(key, tuple):
-        return tuple(getattr(value, "item", lambda v=value: v)() for value in key)
-    return getattr(key, "item", lambda: key)()

@@ -5,10 +5,12 @@ Holds:
 - ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
   slope on position) per sequence -> a ``Fit``; ``cov_type="cluster"`` (the default) gives
   the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="model"``
-  lme4's GLS covariance with the normal distribution; ``DeferredFit``, statsmodels' fit
-  built on first use, its ``result``;
-- ``cluster_covariance``: that CR1 sandwich; ``reml_fit``: the ``Fit`` of a REML maximum
-  (estimates, standard errors, glance fields), from rows or from a shard folder's sums;
+  lme4's GLS covariance with the normal distribution; ``mixed_result``, statsmodels' fit
+  from REML's maximum, built when its ``result`` is called;
+- ``mixed_fit``: the same from a design's per-sequence cross products (the fits of
+  ``models.named`` and ``models.formula``);
+- ``reml_maximum``: the variance components to report and the notes of the boundary cases;
+- ``cluster_covariance``: that CR1 sandwich;
 - ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
   their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
@@ -33,33 +35,21 @@ report the lower maximum. ``_search`` finds the global one on the vectorised GLS
   intercept's own maximum with no slope variance (a boundary point), the moment estimate
   and spread ones; the best is kept.
 
-statsmodels then confirms from there. Its optimiser, started at the search's maximum, stops
-before its first step where the gradient of its REML there is below its tolerance; so
-statsmodels' gradient is evaluated there first, once (each of its evaluations is a Python
-loop over the sequences), and its optimiser runs only where that gradient is not small.
-Where it stops at once, the fixed effects, scale and REML reported are the GLS ones at that
-point (statsmodels' ``fe_params``, ``scale`` and ``llf`` there are the same algebra, equal
-to rounding); where its optimiser runs, they are its own at its optimum. Its results object
-(``MixedLMResults``, whose Hessian is another such loop, for the variance components'
-standard errors in its ``summary()``) is built on first use: the same fit from the same
-start. The fixed effects' model-based covariance is the GLS covariance (sum_i X_i' V_i^-1
-X_i)^-1 at the fitted components, as lme4's ``vcov`` gives it (statsmodels' Hessian-based
-``bse_fe`` is not that, and is far off when a variance is near zero), and the cluster-robust
-one wraps the same bread around the per-sequence GLS scores. At the boundary, where lme4
-lands, statsmodels' gradient optimisers do not (on the Cholesky factor the gradient vanishes
-there): they stop short, by up to a unit of REML, or fail after seconds of iterations. So
-the GLS values at the search's maximum (GLS is REML's solution at given components) are
-reported without running statsmodels' optimiser where that maximum
-
-- has zero random-effect variance (the boundary fit, GLS at zero variance, i.e. OLS),
-- or a singular random-effects covariance (e.g. a slope variance of zero),
-
-and where REML at statsmodels' optimum is below the search's maximum. Where the fitted
-random-effects covariance is singular to statsmodels' tolerance, its ``fe_params``,
-``scale`` and ``llf`` are the limit of an infinite, not a zero, variance (statsmodels issue
-#10239); the GLS values at the fitted components are reported. Where OLS fits the outcome
-exactly (to rounding), REML computed from cross products is rounding noise, and the
-boundary fit is reported.
+The GLS values there (GLS is REML's solution at given components: fixed effects, scale,
+REML) are reported. statsmodels' ``MixedLM`` is not run by the fit: each of its steps loops
+over the sequences in Python, and at the boundary, where lme4 lands, its gradient
+optimisers do not (on the Cholesky factor the gradient vanishes there): they stop short, by
+up to a unit of REML, or fail after seconds of iterations. Its results object
+(``MixedLMResults``, for ``summary()`` and the variance components' standard errors) is
+built on demand by ``mixed_result``, started at the reported maximum, where statsmodels'
+optimiser stops at once or after a few steps; at a boundary maximum (zero variance, or a
+singular random-effects covariance, where statsmodels' ``fe_params`` are the limit of an
+infinite variance, statsmodels issue #10239) there is none. The fixed effects' model-based
+covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted components, as
+lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that, and is far off
+when a variance is near zero), and the cluster-robust one wraps the same bread around the
+per-sequence GLS scores. Where OLS fits the outcome exactly (to rounding), REML computed
+from cross products is rounding noise, and the boundary fit is reported.
 
 Each case leaves a note in the glance ``warnings``.
 """
@@ -67,8 +57,8 @@ Each case leaves a note in the glance ``warnings``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -76,7 +66,7 @@ import pandas as pd
 import scipy.sparse as sp
 import statsmodels.formula.api as smf
 from scipy.optimize import minimize
-from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams, MixedLMResults
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
@@ -90,7 +80,9 @@ __all__ = [
     "GroupedDesign",
     "is_boundary",
     "fit_mixed",
-    "DeferredFit",
+    "mixed_fit",
+    "mixed_result",
+    "reml_maximum",
     "cluster_covariance",
 ]
 
@@ -122,11 +114,6 @@ ZERO_TOL = 1e-9
 SEARCH_GTOL = 1e-5
 #: The least diagonal element of statsmodels' starting relative Cholesky factor.
 START_FLOOR = 0.05
-#: statsmodels' optimum is reported where its REML is within this of the search's maximum.
-CONFIRM_TOL = 1e-7
-#: scipy's L-BFGS-B (statsmodels' first optimiser) stops where no component of the gradient
-#: of its objective, minus REML per observation, exceeds this (its default ``pgtol``).
-LBFGS_PGTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -421,9 +408,9 @@ def fit_mixed(
     -------
     Fit
         Estimates, standard errors, reference df and the glance fields of a mixed fit;
-        ``result`` is None where statsmodels' point is not the one reported, its
-        ``MixedLMResults`` where its optimiser ran, and else a function that builds that
-        object (the same fit from the same start) when called.
+        ``result`` builds statsmodels' ``MixedLMResults`` when called (``mixed_result``
+        from REML's maximum), or is None where that maximum is on the boundary, where
+        statsmodels' optimiser does not land (the notes say so).
 
     >>> fit = fit_mixed(layer_rows, "log_norm ~ position", cov_type="model")  # doctest: +SKIP
     >>> fit.result().summary()  # doctest: +SKIP
@@ -433,46 +420,36 @@ def fit_mixed(
     model, spread = _mixedlm(data, formula, random_slope)
     groups = data["sequence"].to_numpy()
     design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
-    refit = partial(DeferredFit, formula, random_slope, data=data)
-    cov_rel, point, converged, notes, result = _reml(model, design, refit)
-    return reml_fit(
+    return mixed_fit(
         design,
-        cov_rel,
-        point,
-        terms=term_names(model.exog_names),
-        n_groups=len(model.group_labels),
-        scales=np.array([1.0, 1.0 / spread][: design.k_re]),
+        np.array([1.0, 1.0 / spread][: design.k_re]),
+        term_names(model.exog_names),
+        len(model.group_labels),
         cov_type=cov_type,
-        converged=converged,
-        notes=notes,
-        result=result,
+        result=partial(mixed_result, data, formula, random_slope),
     )
 
 
-def reml_fit(
+def mixed_fit(
     design: GroupedDesign,
-    cov_rel: np.ndarray,
-    point: GLS,
-    *,
-    terms: Sequence[str],
-    n_groups: int,
     scales: np.ndarray,
+    terms: tuple[str, ...],
+    n_groups: int,
+    *,
     cov_type: str,
-    converged: bool,
-    notes: list[str],
-    result: object = None,
+    result: Callable[[np.ndarray], object] | None = None,
 ) -> Fit:
-    """The ``Fit`` of a REML maximum: the GLS values ``point`` at ``cov_rel``, their standard
-    errors (``cov_type``) and the glance fields, as ``fit_mixed`` reports them.
+    """REML's global maximum (``reml_maximum``) and the GLS values there, with their
+    standard errors (``cov_type``) and glance fields, from per-sequence cross products;
+    ``scales`` unscale the random effects (a random slope fitted on position /
+    sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
+    the maximum: the ``Fit``'s ``result`` calls it, except at a boundary maximum (noted).
 
-    ``scales`` unscale the random effects (a random slope fitted on position / sd(position));
-    ``result`` is statsmodels' results object, or the function that builds it. Shared by the
-    fits from rows and from a shard folder's sums (``models.stream``).
-
-    >>> fit = reml_fit(design, cov_rel, design.gls(cov_rel), terms=["intercept", "position"],
-    ...                n_groups=40, scales=np.ones(1), cov_type="cluster", converged=True,
-    ...                notes=[])  # doctest: +SKIP
+    >>> fit = mixed_fit(design, np.ones(1), ["intercept", "position"], 40,
+    ...                 cov_type="cluster")  # doctest: +SKIP
     """
+    cov_rel, converged, notes = reml_maximum(design)
+    point = design.gls(cov_rel)
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
     if cov_type == "cluster":
@@ -502,7 +479,7 @@ def reml_fit(
             "cov_intercept_position": float(cov_re[0, 1]) if slope else np.nan,
         },
         notes=notes,
-        result=result,
+        result=None if result is None or notes else partial(result, cov_rel),
     )
 
 
@@ -520,72 +497,24 @@ def _mixedlm(data: pd.DataFrame, formula: str, random_slope: bool) -> tuple[Mixe
     return smf.mixedlm(formula, data, groups=groups, re_formula=re_formula), spread
 
 
-def _statsmodels_fit(
-    data: pd.DataFrame, formula: str, random_slope: bool, start: np.ndarray
+def mixed_result(
+    data: pd.DataFrame, formula: str, random_slope: bool, cov_rel: np.ndarray
 ) -> MixedLMResults:
-    """statsmodels' REML fit of ``fit_mixed``'s model from ``start`` (packed, as ``_start``)."""
-    return _optimised(_mixedlm(data, formula, random_slope)[0], start)
+    """statsmodels' REML fit of ``fit_mixed``'s model on ``data``, started at ``cov_rel``
+    (REML's maximum, relative to the residual variance), its optimisers tried in turn.
 
+    From the maximum statsmodels' optimiser stops at once or after a few steps: its
+    ``fe_params`` equal the reported estimates to rounding.
 
-@dataclass(frozen=True)
-class DeferredFit:
-    """statsmodels' REML fit of ``fit_mixed``'s model on ``data`` from ``start``, built
-    when called: the ``Fit.result`` of a fit whose maximum statsmodels confirmed at once.
-
-    ``on(None)`` leaves the rows out (a worker process hands its fit back without them, its
-    caller holding the same rows) and ``on(rows)`` puts them back.
-
-    >>> fit.result().summary()  # doctest: +SKIP
+    >>> mixed_result(rows, "log_norm ~ position", False, cov_rel).summary()  # doctest: +SKIP
     """
-
-    formula: str
-    random_slope: bool
-    start: np.ndarray
-    data: pd.DataFrame | None
-
-    def __call__(self) -> MixedLMResults:
-        """statsmodels' ``MixedLMResults`` of the fit."""
-        if self.data is None:
-            raise AttnmagError("this deferred mixed fit was handed on without its rows")
-        return _statsmodels_fit(self.data, self.formula, self.random_slope, self.start)
-
-    def on(self, data: pd.DataFrame | None) -> DeferredFit:
-        """The same fit on ``data`` (the rows it was fitted to), or without rows."""
-        return replace(self, data=data)
-
-
-def _optimised(model: MixedLM, start: np.ndarray) -> MixedLMResults:
-    """``model.fit`` by REML from ``start``, its optimisers tried in turn."""
+    model = _mixedlm(data, formula, random_slope)[0]
     with warnings.catch_warnings():
         # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
         # units, whatever the residual variance: not a boundary test. The glance column
         # ``boundary`` (``is_boundary``, lme4's rule) says it instead.
         warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
-        return model.fit(reml=True, method=OPTIMIZERS, start_params=start)
-
-
-def _stops_at(model: MixedLM, design: GroupedDesign, start: np.ndarray) -> np.ndarray | None:
-    """The relative random-effects covariance at ``start`` where statsmodels' optimiser,
-    started there, would stop at once; else None.
-
-    ``MixedLM.fit`` minimises minus REML per observation by L-BFGS, which stops before its
-    first step where every component of the gradient is at most ``LBFGS_PGTOL`` (scipy's
-    ``pgtol``) in size. That gradient is statsmodels' own ``score``, evaluated here once
-    with the fixed effects at their GLS values (its random-effect part is that of the
-    profile REML the optimiser climbs, its fixed-effect part zero). Its fixed effects, scale
-    and REML there are the GLS ones at the same components (``GroupedDesign.gls``, the same
-    algebra vectorised over the groups), so they are not evaluated again here.
-    """
-    # What MixedLM.fit sets before it evaluates anything: REML, no penalties, no fixed
-    # parameters, no singular covariance met yet.
-    model.reml = True
-    model.cov_pen = model.fe_pen = model._freepat = None
-    model._cov_sing = 0
-    params = MixedLMParams.from_packed(start, model.k_fe, model.k_re, model.use_sqrt, False)
-    cov_rel = np.asarray(params.cov_re, dtype=np.float64)
-    params.fe_params = design.gls(cov_rel).fe_params
-    score = model.score(params, profile_fe=False) / model.endog.shape[0]
-    return cov_rel if np.abs(score).max() <= LBFGS_PGTOL else None
+        return model.fit(reml=True, method=OPTIMIZERS, start_params=_start(cov_rel))
 
 
 def cluster_covariance(
@@ -625,63 +554,33 @@ def cluster_covariance(
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
 
-def _reml(
-    model: MixedLM, design: GroupedDesign, refit: Callable[[np.ndarray], DeferredFit]
-) -> tuple[np.ndarray, GLS, bool, list[str], object]:
-    """The REML point to report: relative random-effects covariance, GLS quantities there,
-    whether the fit converged, notes (see the module docstring for the boundary cases), and
-    statsmodels' ``MixedLMResults`` where its point is the one reported (else None).
+def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
+    """The relative random-effects covariance to report: REML's global maximum (``_search``)
+    or, where OLS fits the outcome exactly, zero; whether the search converged; the notes
+    of the boundary cases (see the module docstring).
 
-    ``refit(start)`` is statsmodels' fit from ``start`` on a fresh copy of ``model``,
-    deferred to first use (a ``DeferredFit``): the result where statsmodels' optimiser stops
-    at the search's maximum at once.
+    >>> cov_rel, converged, notes = reml_maximum(design)  # doctest: +SKIP
     """
+    zero = np.zeros((design.k_re, design.k_re))
     if _exact(design):
-        zero = np.zeros((design.k_re, design.k_re))
         note = (
             "the fixed effects fit the outcome exactly (to rounding), so REML is rounding "
             "noise: the boundary fit (GLS at zero variance, i.e. OLS) is reported, MixedLM's "
             "optimiser not run"
         )
-        return zero, design.gls(zero), True, [note], None
-    best_rel, searched = _search(design)
-    best = design.gls(best_rel)
-    if not best_rel.any():
+        return zero, True, [note]
+    cov_rel, converged = _search(design)
+    if not cov_rel.any():
         note = (
             "zero random-effect variance is REML's global maximum: the boundary fit (GLS at "
             "zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
         )
-        return best_rel, best, searched, [note], None
-    if np.linalg.eigvalsh(best_rel).min() < STATSMODELS_SINGULAR_TOL:
+        return cov_rel, converged, [note]
+    if np.linalg.eigvalsh(cov_rel).min() < STATSMODELS_SINGULAR_TOL:
         note = (
             "REML's maximum has a singular random-effects covariance (on the boundary), where "
             "MixedLM's optimiser does not land: the GLS values there are reported, MixedLM's "
             "optimiser not run"
         )
-        return best_rel, best, searched, [note], None
-    start = _start(best_rel)
-    stopped = _stops_at(model, design, start)
-    if stopped is None:
-        fitted = _optimised(model, start)
-        result: object = fitted
-        fitted_rel = np.asarray(fitted.cov_re_unscaled, dtype=np.float64)
-        converged = bool(fitted.converged)
-    else:
-        fitted_rel, result, converged = stopped, refit(start), True
-    at_fit = design.gls(fitted_rel)
-    if best.llf_reml > at_fit.llf_reml + CONFIRM_TOL:
-        note = (
-            "REML is higher at the search's maximum than at MixedLM's optimum: the GLS values "
-            "at the search's maximum are reported"
-        )
-        return best_rel, best, searched, [note], None
-    if np.linalg.eigvalsh(fitted_rel).min() < STATSMODELS_SINGULAR_TOL:
-        note = (
-            "the random-effects covariance is singular: fixed effects, scale and "
-            "log-likelihood are the GLS values at the fitted components (statsmodels #10239)"
-        )
-        return fitted_rel, at_fit, converged, [note], None
-    if stopped is not None:
-        return fitted_rel, at_fit, converged, [], result
-    point = GLS(np.asarray(fitted.fe_params), at_fit.xwx_inv, float(fitted.scale), fitted.llf)
-    return fitted_rel, point, converged, [], result
+        return cov_rel, converged, [note]
+    return cov_rel, converged, []

@@ -1,25 +1,27 @@
 """Least-squares fits per layer with statsmodels (OLS, and its formula API for ``ols``).
 
 Holds:
-- ``fit_aggregate``: the notebook's fit, log of the mean norm at each position on position,
-  one point per position, classical OLS standard errors (t on n - 2 df);
-- ``fit_cluster_ols``: token-level OLS with CR1 cluster-robust standard errors by sequence,
-  t on G - 1 df (G sequences); the same covariance as R's
+- ``statsmodels_fit``: a statsmodels OLS result -> a ``Fit`` (the ``aggregate`` fit's, on
+  the position means);
+- ``ols_fit``: token-level OLS with CR1 cluster-robust standard errors by sequence, t on
+  G - 1 df (G sequences), from per-sequence cross products; the same covariance as R's
   ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``;
 - ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from statsmodels.regression.linear_model import RegressionResults
 
+from attnmag.models.mixed import GroupedDesign, cluster_covariance
 from attnmag.models.tidy import Fit, term_names
 
-__all__ = ["cluster_ols_result", "fit_aggregate", "fit_cluster_ols"]
+__all__ = ["cluster_ols_result", "ols_fit", "statsmodels_fit"]
 
 
 def _ols_stats(result: RegressionResults) -> dict[str, float]:
@@ -33,7 +35,7 @@ def _ols_stats(result: RegressionResults) -> dict[str, float]:
     }
 
 
-def _fit(result: RegressionResults, *, df: float, n_groups: int) -> Fit:
+def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Fit:
     """A statsmodels OLS result -> a ``Fit`` with inference on ``df`` degrees of freedom."""
     names = term_names(result.model.exog_names)
     return Fit(
@@ -47,64 +49,40 @@ def _fit(result: RegressionResults, *, df: float, n_groups: int) -> Fit:
     )
 
 
-def fit_aggregate(data: pd.DataFrame) -> Fit:
-    """``log(mean norm at t) ~ t``, one point per position of ``data`` (the notebook's fit).
-
-    It estimates the line through the log of the expected mean norm at each position, with
-    the classical errors sigma^2 (X'X)^-1 of OLS on the position means (t on n - 2 df). Those
-    treat the means as independent points: right when tokens are independent and every
-    position has the same texts, too narrow when texts differ in level (the means then share
-    the texts' levels).
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One layer's rows, with ``sequence``, ``position`` and ``norm``.
-
-    Returns
-    -------
-    Fit
-        ``n_obs`` is the number of positions, ``n_groups`` the sequences the means come from.
-
-    >>> fit = fit_aggregate(layer_rows)  # doctest: +SKIP
-    >>> fit.std_error["position"]  # doctest: +SKIP
-    """
-    means = data["norm"].astype(np.float64).groupby(data["position"]).mean()
-    position = means.index.to_numpy(np.float64)
-    # The design written directly: a formula's parsing would take most of this fit's time.
-    design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
-    result = sm.OLS(np.log(means.to_numpy()), design).fit()
-    return _fit(result, df=float(result.df_resid), n_groups=int(data["sequence"].nunique()))
-
-
-def fit_cluster_ols(data: pd.DataFrame, formula: str) -> Fit:
-    """Token-level OLS of ``formula`` with CR1 standard errors clustered by ``sequence``.
-
-    CR1 scales the sandwich (X'X)^-1 (sum_g X_g' e_g e_g' X_g) (X'X)^-1 by
-    G/(G-1) * (N-1)/(N-K); inference is t on G - 1 df. The errors hold whatever the
-    dependence within a sequence, provided sequences are independent.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One layer's rows, with ``sequence`` and the formula's columns.
-    formula : str
-        A statsmodels formula, e.g. ``"log_norm ~ position"``.
-
-    Returns
-    -------
-    Fit
-        ``n_obs`` rows, ``n_groups`` sequences, ``df`` = G - 1.
-
-    >>> fit = fit_cluster_ols(layer_rows, "log_norm ~ lag1 + lag2")  # doctest: +SKIP
-    """
-    result = cluster_ols_result(data, formula)
-    n_groups = int(data["sequence"].nunique())
-    return _fit(result, df=float(n_groups - 1), n_groups=n_groups)
+def ols_fit(
+    design: GroupedDesign, terms: Iterable[str], n_groups: int, *, centred: bool = True
+) -> Fit:
+    """OLS of the design's fixed effects from per-sequence cross products, CR1 by sequence
+    with t on G - 1 df, and statsmodels' OLS glance fields (log-likelihood, AIC, BIC on
+    ``k_fe`` parameters; R2 centred where the design holds a constant, ``centred``). The
+    design's first random effect is the intercept, so its column sums y."""
+    zero = np.zeros((design.k_re, design.k_re))
+    point = design.gls(zero)
+    covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
+    n, k = design.n_obs, design.k_fe
+    total = design.cross.sum(axis=0)
+    rss = point.scale * (n - k)
+    tss = total[-1, -1] - (total[k, -1] ** 2 / n if centred else 0.0)
+    llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
+    return Fit(
+        estimate=pd.Series(point.fe_params, index=list(terms)),
+        std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
+        df=float(n_groups - 1),
+        n_obs=n,
+        n_groups=n_groups,
+        converged=True,
+        stats={
+            "r2": float(1 - rss / tss),
+            "loglik": float(llf),
+            "aic": float(-2 * llf + 2 * k),
+            "bic": float(-2 * llf + np.log(n) * k),
+            "sigma": float(np.sqrt(point.scale)),
+        },
+    )
 
 
 def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
-    """statsmodels' result of ``fit_cluster_ols``'s fit: OLS with CR1 errors by ``sequence``
+    """statsmodels' result of ``ols_fit``'s fit: OLS with CR1 errors by ``sequence``
     and t on G - 1 df, for its ``summary()``, residuals and the like.
 
     Parameters

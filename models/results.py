@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,20 +33,17 @@ class GroupFit:
     """One group's fit inside a ``Fits``.
 
     ``names``: the fit's ``(fit, method)``; ``groups``: the group's values by grouping
-    column; ``formula``: the fit's formula (``None`` for fits without one, which
-    ``augment`` cannot serve); ``data``: the rows fitted; ``estimate``: the coefficients by
-    term; ``result``: the statsmodels result, or a function that builds it on first use;
-    ``source``: the shard folder of a fit made from its sums, without the rows (``data``
-    and ``result`` are then ``None``).
+    column; ``formula``: the fit's formula; ``rows``: reads the rows fitted again (from the
+    frame or the shard folder); ``estimate``: the coefficients by term; ``result``: builds
+    the statsmodels result from those rows when called, or ``None`` where the fit has none.
     """
 
     names: tuple[str, str]
     groups: dict[str, object]
-    formula: str | None
-    data: pd.DataFrame | None
+    formula: str
+    rows: Callable[[], pd.DataFrame]
     estimate: pd.Series
-    result: object | Callable[[], object] | None
-    source: Path | None = None
+    result: Callable[[], object] | None
 
 
 class _Results(Mapping):
@@ -63,9 +59,7 @@ class _Results(Mapping):
                 part = self._parts[key]
             except KeyError:
                 raise KeyError(f"no fit for the group {key!r}; the keys are {list(self)}") from None
-            _check_rows(part, "its statsmodels result")
-            result = part.result
-            self._built[key] = result() if callable(result) else result
+            self._built[key] = None if part.result is None else part.result()
         return self._built[key]
 
     def __contains__(self, key: object) -> bool:
@@ -96,12 +90,12 @@ class Fits:
         Group key -> the statsmodels results object (``.summary()``, ``.params``, ...).
         The key is the layer where the frame has no ``model``, ``site`` or ``head`` column,
         else the tuple ``(model, site, layer, head)`` of those present. A combination of
-        several fits is keyed ``(fit, method, *key)``. OLS results are built on first use
-        (the same fit again: a result holds a copy of its rows); for mixed fits the value is
-        the MixedLM result, built on first use from the same start, or ``None`` where
-        ``fit_mixed`` reported REML's maximum without one (the glance ``warnings`` say
-        why). A fit from a shard folder has no rows: its results, and ``augment()``, are an
-        ``AttnmagError`` saying so.
+        several fits is keyed ``(fit, method, *key)``. Each result is built when first
+        asked for, by statsmodels on that group's rows, read again from the frame or the
+        shard folder: OLS with the same CR1 errors, or ``MixedLM`` started at REML's
+        maximum; its ``params`` equal the tidy rows' estimates. ``None`` where a mixed fit's
+        maximum is on the boundary, where statsmodels' optimiser does not land (the glance
+        ``warnings`` say so).
 
     Examples
     --------
@@ -183,25 +177,13 @@ def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
     return keyed
 
 
-def _check_rows(part: GroupFit, what: str) -> None:
-    """Refuse, in one line, what needs the rows of a fit made from a folder's sums."""
-    if part.source is not None:
-        raise AttnmagError(
-            f"{part.names[0]} by {part.names[1]!r} was fitted from the shard folder "
-            f"{part.source} without its rows; {what} needs them: fit "
-            f"extract.read_frame({str(part.source)!r}) for it"
-        )
-
-
 def _augment(part: GroupFit) -> pd.DataFrame:
     """One group's rows with ``fitted`` and ``resid``."""
-    _check_rows(part, "augment")
     fit, method = part.names
-    if part.formula is None:
-        raise AttnmagError(f"augment needs a formula fit; {fit} by {method!r} has none")
-    outcome, design = patsy.dmatrices(part.formula, part.data, return_type="dataframe")
+    data = part.rows()
+    outcome, design = patsy.dmatrices(part.formula, data, return_type="dataframe")
     fitted = design.to_numpy(np.float64) @ part.estimate.to_numpy(np.float64)
-    rows = part.data.loc[design.index]
+    rows = data.loc[design.index]
     out = pd.DataFrame({"fit": fit, "method": method, **part.groups}, index=rows.index)
     out = pd.concat([out, rows], axis=1)
     name = outcome.columns[0]

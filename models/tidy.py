@@ -26,15 +26,14 @@ and CSV files, and whatever shows the interval can say which it is.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from attnmag.errors import AttnmagError
 from attnmag.models.results import Fits
@@ -45,6 +44,9 @@ __all__ = [
     "MIXED_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
     "Fit",
+    "failed_fit",
+    "fitted_rows",
+    "holm",
     "term_names",
     "tidy_columns",
     "glance_columns",
@@ -131,6 +133,55 @@ class Fit:
     result: object | None = None
 
 
+def fitted_rows(
+    run: Callable[[], Fit],
+    *,
+    fit: str,
+    method: str,
+    conf_level: float,
+    groups: dict[str, object],
+) -> tuple[pd.DataFrame, dict[str, object], Fit]:
+    """``run()``, one group's fit, timed with its warnings captured -> its table rows,
+    glance record and ``Fit``.
+
+    >>> rows, record, result = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
+    ...                                    groups={"layer": 0})  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = run()
+    seconds = time.perf_counter() - start
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    names = {"fit": fit, "method": method}
+    rows = tidy_rows(fitted, conf_level=conf_level, **names, **groups)
+    record = glance_row(fitted, seconds=seconds, warnings=messages, **names, **groups)
+    return rows, record, fitted
+
+
+def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str) -> Fit:
+    """A least-squares or mixed fit that produced no estimates: NaN rows, ``converged=False``,
+    the reason noted.
+
+    >>> failed_fit(["intercept"], n_obs=10, n_groups=2, message="failed").converged
+    False
+    """
+    missing = pd.Series(np.nan, index=list(terms))
+    stats = dict.fromkeys(["r2", "loglik", "aic", "bic", "sigma"], np.nan)
+    stats |= {"boundary": False}
+    stats |= dict.fromkeys(["var_intercept", "var_position", "cov_intercept_position"], np.nan)
+    return Fit(
+        estimate=missing,
+        std_error=missing,
+        df=np.inf,
+        n_obs=n_obs,
+        n_groups=n_groups,
+        converged=False,
+        stats=stats,
+        notes=[message],
+    )
+
+
 def term_names(names: Sequence[str]) -> list[str]:
     """statsmodels' parameter names with its ``Intercept`` renamed ``intercept``."""
     return ["intercept" if name == "Intercept" else name for name in names]
@@ -174,9 +225,17 @@ def tidy_rows(
     """
     estimate = fitted.estimate.to_numpy(np.float64)
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
-    reference = stats.norm if np.isinf(fitted.df) else stats.t(fitted.df)
+    # The distributions' functions called directly: a frozen scipy distribution takes far
+    # longer to build than these few values take to compute.
+    df = float(fitted.df)
     statistic = estimate / std_error
-    quantile = reference.ppf(0.5 + conf_level / 2)
+    if np.isinf(df):
+        quantile, p_value = stats.norm.ppf(0.5 + conf_level / 2), 2 * stats.norm.sf(abs(statistic))
+    else:
+        quantile, p_value = (
+            stats.t.ppf(0.5 + conf_level / 2, df),
+            2 * stats.t.sf(abs(statistic), df),
+        )
     return pd.DataFrame(
         {
             "fit": fit,
@@ -186,10 +245,10 @@ def tidy_rows(
             "estimate": estimate,
             "std_error": std_error,
             "statistic": statistic,
-            "p_value": 2 * reference.sf(np.abs(statistic)),
+            "p_value": p_value,
             "conf_low": estimate - quantile * std_error,
             "conf_high": estimate + quantile * std_error,
-            "df": float(fitted.df),
+            "df": df,
             "n_obs": fitted.n_obs,
             "n_groups": fitted.n_groups,
             "converged": fitted.converged,
@@ -243,31 +302,26 @@ def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object
     for _, index in table.groupby(["fit", "method", "term"], sort=False).groups.items():
         p_values = table.loc[index, "p_value"].dropna()
         if len(p_values):
-            with _gc_frozen():
-                adjusted = multipletests(p_values.to_numpy(), method="holm")[1]
-            table.loc[p_values.index, "p_adjusted"] = adjusted
+            table.loc[p_values.index, "p_adjusted"] = holm(p_values.to_numpy())
     groups = [column for column in table.columns[2 : table.columns.get_loc("term")]]
     table = table[tidy_columns(groups)]
     table.attrs["glance"] = list(glances)
     return table
 
 
-@contextmanager
-def _gc_frozen() -> Iterator[None]:
-    """Freeze the objects alive now, so that a ``gc.collect()`` need not traverse them.
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of ``p_values``, as ``statsmodels.stats.multitest.
+    multipletests(..., method="holm")`` gives it (which runs a full garbage collection on
+    every call, whose time grows with the objects alive in the process).
 
-    statsmodels' Holm adjustment calls ``gc.collect()``, whose time grows with the objects
-    alive in the process (pandas, statsmodels and scipy hold a few hundred thousand). Left
-    alone where the caller has frozen objects of its own.
+    >>> holm(np.array([0.01, 0.04, 0.03]))
+    array([0.03, 0.06, 0.06])
     """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
+    order = np.argsort(p_values, kind="stable")
+    steps = (len(p_values) - np.arange(len(p_values))) * p_values[order]
+    adjusted = np.empty_like(steps)
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+    return adjusted
 
 
 def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:

@@ -15,7 +15,7 @@ Holds:
   (the rows of the sample, a frame's own rows).
 
 What is streamed. DuckDB reads the folder's verified shards (``extract.verified_shards``)
-with a memory limit (``attnmag.sql.MEMORY_LIMIT``; it spills beyond it). Opening a
+with a memory limit (``attnmag.database.MEMORY_LIMIT``; it spills beyond it). Opening a
 folder reads the groups present (one row per group and layer, with its last position and
 rows) and the texts' indices. A mean with its cluster-robust interval needs, per cell (a
 group and layer, with a position or bin of positions), the rows ``n``, the texts ``G``,
@@ -46,10 +46,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from attnmag.database import connect
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.shards import _merged_provenance, read_manifest, shard_rows, verified_shards
-from attnmag.sql import connect
+from attnmag.extract.shards import merged_provenance, read_manifest, shard_rows, verified_shards
 
 __all__ = [
     "SAMPLE_TEXTS",
@@ -193,7 +193,7 @@ class Folder:
             where, parameters = self.where()
             source = f"(SELECT * FROM frame WHERE {where})"
         # Summed in the order of the rows' keys, so the threads DuckDB uses do not move the
-        # last digits (``attnmag.sql``).
+        # last digits (``attnmag.database``).
         unique = [c for c in (*GROUP_COLUMNS, "sequence", "position") if c in self.columns]
         order = "ORDER BY " + ", ".join(f'"{c}"' for c in dict.fromkeys([cluster, *unique]))
         at = f', sum("position"::DOUBLE {order}) AS p' if bin_width > 1 else ""
@@ -359,7 +359,7 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
         path=folder,
         shards=shards,
         columns=tuple(empty.columns),
-        attrs=_merged_provenance([_shard_attrs(p) for p in shards]),
+        attrs=merged_provenance([_shard_attrs(p) for p in shards]),
         cells=cells.reset_index(drop=True),
         texts=np.sort(texts.to_numpy()),
         dtypes=dtypes,

@@ -12,7 +12,7 @@ Holds ``write_report``, the public entry point, and its steps, one job each:
   depth axis, sites side by side, heads as layer x head heatmaps);
 - ``figure_specs``: the five figures of a series, with titles and captions, not yet drawn;
 - ``drawn_sections``: every section's finding and figure (PNG bytes with its title and
-  caption, ``Rendered``), worked out in forked workers;
+  caption, ``Rendered``);
 - ``write_tables``: the tables as CSV;
 - ``report_context``: what the templates draw;
 - ``write_documents``: ``report.md`` with its figure files, and the self-contained
@@ -39,7 +39,6 @@ import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import jinja2
@@ -91,7 +90,6 @@ from attnmag.reports.tables import (
     provenance_rows,
     stars_rule,
 )
-from attnmag.workers import fork_map, n_workers
 
 __all__ = [
     "FORMATS",
@@ -173,7 +171,7 @@ def fit_tables(
     conf_level : float
         Level of the fitted tables' intervals (carried in their ``conf_level`` column).
     n_jobs : int, optional
-        Worker processes for the fits that use them.
+        Threads for the fits, as ``models.fit_all`` takes it.
     progress : bool, optional
         Progress bars of the fits that take more than a second (None: where someone
         watches).
@@ -756,19 +754,16 @@ def drawn_sections(
     alpha: float,
     max_position: int,
     conf_level: float,
-    workers: int,
 ) -> tuple[list[dict], dict[str, Rendered]]:
     """Every section of the report, its finding worked out and its figure drawn.
 
     The sections a grouped frame adds come first, then the five of each model's main
-    series; the findings and figures are worked out in ``workers`` forked processes
-    (``attnmag.workers.fork_map``), each task a figure or one series' findings.
+    series.
 
     Parameters
     ----------
     frame : pandas.DataFrame or Folder
-        The tidy frame, or a shard folder's view (drawn with ``workers=1``: its DuckDB
-        connection must not be shared with a forked process).
+        The tidy frame, or a shard folder's view.
     fitted : mapping
         ``position_trend``, ``lag_effects`` and ``glance``, as ``fit_tables`` gives them.
     alpha : float
@@ -777,8 +772,6 @@ def drawn_sections(
         The last position drawn.
     conf_level : float
         The level of the intervals computed from ``frame``.
-    workers : int
-        The most processes to fork (1: everything in this process).
 
     Returns
     -------
@@ -789,7 +782,7 @@ def drawn_sections(
     Examples
     --------
     >>> sections, figures = drawn_sections(
-    ...     frame, fit_tables(frame), alpha=0.05, max_position=64, conf_level=0.95, workers=2
+    ...     frame, fit_tables(frame), alpha=0.05, max_position=64, conf_level=0.95
     ... )  # doctest: +SKIP
     >>> [section["title"] for section in sections]  # doctest: +SKIP
     """
@@ -806,11 +799,9 @@ def drawn_sections(
         for part in parts
     ]
     draws = [spec[-1] for spec in grouped] + [spec[-1] for specs in part_specs for spec in specs]
-    # The figures first: each takes longer than a series' findings, which fill the ends.
-    tasks = [partial(_png, draw) for draw in draws]
-    tasks += [
-        partial(
-            findings,
+    pngs = iter([_png(draw) for draw in draws])
+    found = [
+        findings(
             part.frame,
             trend=part.tables["position_trend"],
             lags=part.tables["lag_effects"],
@@ -821,8 +812,6 @@ def drawn_sections(
         )
         for part in parts
     ]
-    done = list(fork_map(lambda at: tasks[at](), len(tasks), workers=workers))
-    pngs, found = iter(done[: len(draws)]), done[len(draws) :]
     specs = [(k, t, c, d) for k, t, _, c, d in grouped]
     drawn = _rendered(specs, [next(pngs) for _ in specs], start=1, label=None)
     sections, rendered = [], {}
@@ -1030,7 +1019,7 @@ def write_report(
     ``report_context`` and ``write_documents``.
 
     A shard folder is reported on without reading its rows into memory: the fits stream
-    per-text sums (``models.stream``), every mean, interval, length and ratio is computed
+    per-text sums (``models.named``), every mean, interval, length and ratio is computed
     by DuckDB over the shards (``reports.folder``), and only the violins and the token grid
     read rows, those of a seeded sample of ``sample_texts`` texts (their captions say so
     where the folder holds more). The report is the one its frame would give.
@@ -1058,8 +1047,7 @@ def write_report(
         Stage -> seconds, shown with the provenance; the fitting and drawing done here are
         timed and added.
     n_jobs : int, optional
-        Worker processes for the fits, and for the findings and figures (``None`` or -1:
-        one per core); a shard folder's figures are drawn in this process.
+        Threads for the fits (``None`` or -1: one per core), as ``models.fit_all`` takes it.
     alpha : float
         The level of the significance marks and counts (on Holm-adjusted p-values).
     conf_level : float
@@ -1103,15 +1091,8 @@ def write_report(
     if tables is None or {"position_trend", "lag_effects"} - set(tables):
         seconds["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    # A folder's view holds a DuckDB connection, which a forked process must not share.
-    workers = 1 if isinstance(frame, Folder) else n_workers(n_jobs)
     sections, rendered = drawn_sections(
-        frame,
-        fitted,
-        alpha=alpha,
-        max_position=max_position,
-        conf_level=conf_level,
-        workers=workers,
+        frame, fitted, alpha=alpha, max_position=max_position, conf_level=conf_level
     )
     seconds["figures"] = time.perf_counter() - start
     out = Path(out_dir)

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 
 LOOP = (
     "import time\n"
-    "from attnmag.extract.norms import progress_bar\n"
+    "from attnmag.progress import progress_bar\n"
     "with progress_bar(None, total=40, unit='step', desc='loop') as bar:\n"
     "    for _ in range(40):\n"
     "        time.sleep(0.02)  # several of tqdm's 0.1 s refreshes\n"

@@ -180,15 +180,17 @@ def test_formula_levels_seen_in_any_shard_are_the_frames(plain):
     assert_same(got.tidy, expected.tidy, 1e-9)
 
 
-def test_folder_fits_refuse_what_needs_the_rows(plain):
-    _, folder = plain
+def test_folder_fits_read_a_groups_rows_again_for_statsmodels_and_augment(plain):
+    frame, folder = plain
     fits = models.fit(folder, "log_norm ~ position")
-    with pytest.raises(AttnmagError, match="without its rows; augment needs them"):
-        fits.augment()
-    with pytest.raises(AttnmagError, match="statsmodels result needs them: fit extract.read_frame"):
-        fits.results[0]
     assert len(fits.results) == 2 and 0 in fits.results and 2 not in fits.results
-    assert fits.glance["n_obs"].gt(0).all()
+    result = fits.results[0]
+    row = fits.tidy[fits.tidy.layer == 0]
+    np.testing.assert_allclose(result.params, row.estimate, rtol=1e-9)
+    np.testing.assert_allclose(result.bse, row.std_error, rtol=1e-9)
+    pd.testing.assert_frame_equal(
+        fits.augment(), models.fit(frame, "log_norm ~ position").augment(), check_dtype=False
+    )
 
 
 def test_folder_formula_errors_are_one_line(plain, tmp_path):

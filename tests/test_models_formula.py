@@ -24,7 +24,8 @@ def frame() -> pd.DataFrame:
     rotten = np.random.default_rng(1).random(40) < 0.5
     label = np.where(rotten, "rotten", "fresh")[frame["sequence"].to_numpy()]
     frame["label"] = pd.Categorical(label, categories=["fresh", "rotten"])
-    frame["log_norm"] += 0.3 * (frame["label"] == "rotten")
+    for column in ("log_norm", "lag1", "lag2"):  # the lags stay the log norms before
+        frame[column] += 0.3 * (frame["label"] == "rotten")
     return frame
 
 
@@ -62,11 +63,14 @@ def test_ols_equals_statsmodels_on_each_layer(frame):
 @pytest.mark.parametrize(("re_formula", "random_slope"), [(None, False), ("~position", True)])
 def test_mixed_equals_fit_mixed(frame, re_formula, random_slope):
     fits = models.fit(frame, FORMULA, method="mixed", re_formula=re_formula, n_jobs=1)
+    # The random slope's search (L-BFGS-B) stops within its tolerance of the maximum: cross
+    # products summed in another order move its end point by about 1e-7 (relative).
+    rtol = 1e-6 if random_slope else 1e-8
     for layer in (0, 1):
         direct = fit_mixed(_rows(frame, layer), FORMULA, random_slope=random_slope)
         got = fits.tidy[fits.tidy.layer == layer].set_index("term")
-        np.testing.assert_allclose(got.estimate, direct.estimate, rtol=1e-8)
-        np.testing.assert_allclose(got.std_error, direct.std_error, rtol=1e-8)
+        np.testing.assert_allclose(got.estimate, direct.estimate, rtol=rtol)
+        np.testing.assert_allclose(got.std_error, direct.std_error, rtol=rtol)
         summary = fits.glance.set_index("layer").loc[layer]
         np.testing.assert_allclose(summary.var_intercept, direct.stats["var_intercept"])
         assert np.isnan(summary.var_position) != random_slope
@@ -74,7 +78,7 @@ def test_mixed_equals_fit_mixed(frame, re_formula, random_slope):
         if summary.warnings:  # a boundary or search point: statsmodels' result is not it
             assert result is None
         else:
-            assert np.allclose(result.fe_params, direct.estimate, rtol=1e-8)
+            assert np.allclose(result.fe_params, direct.estimate, rtol=rtol)
             assert "Mixed Linear Model" in str(result.summary())
 
 
@@ -241,15 +245,15 @@ def test_fit_all_stacks_the_named_fits_and_keeps_every_glance_row(frame):
 def test_long_fits_show_progress_on_stderr_and_progress_false_silences_it(
     frame, monkeypatch, capsys
 ):
-    from attnmag.models import fits
+    from attnmag.models import named
 
-    fit_group = fits._fit_group
+    fit_group = named._fit_group
 
     def slow(*args):
         time.sleep(0.7)  # two groups: past the bar's one-second delay
         return fit_group(*args)
 
-    monkeypatch.setattr(fits, "_fit_group", slow)
+    monkeypatch.setattr(named, "_fit_group", slow)
     models.position_trend(frame, method="ols", progress=True)
     shown = capsys.readouterr()
     assert "position_trend ols" in shown.err and "2/2" in shown.err and shown.out == ""

@@ -17,11 +17,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
+import statsmodels.formula.api as smf
 
 from attnmag import models
 from attnmag.errors import AttnmagError
-from attnmag.models.lags import difference_equations, levels, with_initial_conditions
 from attnmag.models.tidy import GMM_GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS
 from tests.simulate_lags import dynamic_frame
 
@@ -40,7 +39,15 @@ def frame() -> pd.DataFrame:
 
 def test_methods_and_the_default():
     assert models.METHODS["lag_effects"] == ("ols", "initial_conditions", "gmm")
-    assert "initial_conditions" in models.fits.PARALLEL_METHODS
+    assert "initial_conditions" in models.checks.MIXED_METHODS
+
+
+def with_initial_conditions(rows: pd.DataFrame, *, first: int) -> pd.DataFrame:
+    """``rows`` (positions ``first + 2`` on), sorted, with ``y1`` and ``y2``: each text's
+    ``log_norm`` at positions ``first`` and ``first + 1``, its first row's lags."""
+    out = rows.sort_values(["sequence", "position"]).reset_index(drop=True)
+    starts = out.groupby("sequence")[["lag2", "lag1"]].transform("first")
+    return out.assign(y1=starts["lag2"], y2=starts["lag1"])
 
 
 @pytest.mark.parametrize("exclude_first", [True, False])
@@ -60,6 +67,10 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, exclude_f
     table = models.lag_effects(frame, exclude_first=exclude_first, layers=[1], n_jobs=1)
     assert table.term.tolist() == ["intercept", "lag1", "lag2", "position", "y1", "y2"]
     assert table.n_obs.iloc[0] == len(rows)
+    # The fit from SQL sums is statsmodels' REML fit of those rows.
+    formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
+    result = smf.mixedlm(formula, out, groups=out["sequence"]).fit(reml=True)
+    np.testing.assert_allclose(table.estimate, result.fe_params, rtol=1e-4)
 
 
 def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame):
@@ -73,28 +84,6 @@ def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame)
     assert summary.hansen_df.eq(3).all() and summary.n_instruments.eq(6).all()
     assert summary[["hansen_p", "ar2_p"]].apply(lambda p: p.between(0, 1)).all().all()
     assert table.term.tolist() == ["lag1", "lag2", "position"] * 2
-
-
-def test_difference_equations_are_those_of_the_levels():
-    y = np.array([[1.0, 2.0, 4.0, 7.0, 11.0, 16.0], [3.0, 1.0, 4.0, 1.0, np.nan, np.nan]])
-    data = difference_equations(y, np.array([7, 9]))
-    assert data.sequences.tolist() == [7, 9] and data.groups.tolist() == [0, 0, 0, 1]
-    np.testing.assert_array_equal(data.y, [3, 4, 5, -3])  # y[t] - y[t-1], t = 3..
-    np.testing.assert_array_equal(data.x[:, 0], [2, 3, 4, 3])  # y[t-1] - y[t-2]
-    np.testing.assert_array_equal(data.x[:, 1], [1, 2, 3, -2])  # y[t-2] - y[t-3]
-    np.testing.assert_array_equal(data.z[0], [2, 1, 0, 0, 0, 1])  # y[1], y[0], 0, ..., constant
-    np.testing.assert_array_equal(data.z[2], [7, 4, 2, 1, 0, 1])  # t = 5: y[3], ..., y[0], 0
-
-
-def test_levels_rebuild_each_text_from_its_outcome_rows(frame):
-    layer = frame[frame.layer == 0]
-    rows = layer[layer.position >= 3]
-    y, sequences = levels(rows, first=1)
-    for s in (0, 17, 59):
-        expected = layer.loc[(layer.sequence == s) & (layer.position >= 1), "log_norm"]
-        row = y[np.flatnonzero(sequences == s)[0]]
-        np.testing.assert_array_equal(row[: len(expected)], expected)
-        assert np.isnan(row[len(expected) :]).all()
 
 
 def test_glance_of_initial_conditions_is_a_mixed_glance(frame):
@@ -198,22 +187,17 @@ def test_ar2_is_nan_with_a_note_where_its_variance_estimate_is_not_positive():
     """m2's variance is a difference of terms and can be negative in a finite sample."""
     from attnmag.models import gmm
 
-    e = np.array([1.0, 1.0, 1.0, 1.0])
-    x = np.ones((4, 1))
-    groups = np.zeros(4, dtype=np.int64)
-    by_text = sp.csr_matrix(np.ones((1, 4)))
+    products = np.array([2.0])  # one text: residuals 1, 1, 1, 1, two back 0, 0, 1, 1
+    lx = np.array([2.0])  # l'X with X a column of ones
     g2 = np.ones((1, 1))
     zx = np.ones((1, 1))
     a2 = np.array([[100.0]])
     covariance = np.array([[1.0]])
-    lagged = np.r_[0.0, 0.0, e[:2]]
-    products = by_text @ (e * lagged)
-    lx = lagged @ x
     variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ (g2.T @ products)
     assert variance + lx @ covariance @ lx < 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert np.isnan(gmm._ar2(e, x, groups, by_text, g2, zx, a2, covariance))
+        assert np.isnan(gmm._ar2(products, lx, g2, zx, a2, covariance))
 
 
 def test_a_gmm_fit_without_ar2_says_why_in_glance(monkeypatch):

@@ -1,9 +1,10 @@
-"""Tests of fits from a shard folder (``attnmag.models.stream``): equal to the in-memory fits.
+"""Tests of fits from a shard folder: equal to the same fits of its frame.
 
-Each folder fit is compared with ``models.position_trend`` / ``models.lag_effects`` on the
-same frame: OLS and the aggregate fit to 1e-9 (relative) in estimates and standard errors,
-the REML and Arellano-Bond fits to 1e-6; the tables' columns, dtypes and glance records
-match. Folders come from ``write_shards`` on a tiny random GPT-2, and from simulated frames
+A folder's rows reach DuckDB from its shards, a frame's from memory (``models.source``);
+each fit of a folder is compared with ``models.position_trend`` / ``models.lag_effects`` on
+the same frame: OLS and the aggregate fit to 1e-9 (relative) in estimates and standard
+errors, the REML and Arellano-Bond fits to 1e-6; the tables' columns, dtypes and glance
+records match. Folders come from ``write_shards`` on a tiny random GPT-2, and from simulated frames
 written through the shard writer's own functions (with and without the ``site``/``head``
 grouping columns).
 """
@@ -21,8 +22,7 @@ from attnmag.extract.shards import (
     read_shards,
     write_shards,
 )
-from attnmag.models import stream
-from attnmag.models.stream import lag_effects_folder, position_trend_folder
+from attnmag.models import named
 
 CASES = [
     ("position_trend", "ols", {}, 1e-9),
@@ -38,7 +38,7 @@ CASES = [
 ]
 #: One case of each method (and the random intercept's mixed fit).
 EACH_METHOD = CASES[:3] + CASES[5:7] + CASES[8:9]
-FOLDER_FITS = {"position_trend": position_trend_folder, "lag_effects": lag_effects_folder}
+FOLDER_FITS = {"position_trend": models.position_trend, "lag_effects": models.lag_effects}
 
 
 def with_sites_and_heads(frame: pd.DataFrame) -> pd.DataFrame:
@@ -147,15 +147,15 @@ def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypat
         received.append(sum(values.nbytes for values in columns.values()))
         return columns
 
-    original = stream._columns
-    monkeypatch.setattr(stream, "_columns", recording)
+    original = named._columns
+    monkeypatch.setattr(named, "_columns", recording)
     sizes = {}
     for scale in (1, 4):
         frame = simulated_frame(40, 3, length=(10 * scale, 20 * scale), lag1=0.3, seed=1)
         folder = tmp_path / f"x{scale}"
         write_folder(frame, folder, shard_texts=10)
         received.clear()
-        lag_effects_folder(folder, method="ols")
+        models.lag_effects(folder, method="ols")
         sizes[scale] = (len(frame), list(received))
     assert sizes[4][0] > 3 * sizes[1][0]
     n_columns = 2 + 1 + 9 + 2 + 1  # layer, sequence; n, 9 sums; first, last; n_bad
@@ -165,30 +165,30 @@ def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypat
 def test_bad_folders_and_options_are_one_clear_error(simulated, tmp_path):
     frame, folder = simulated
     with pytest.raises(AttnmagError, match=r"the frame has no layers \[7\]"):
-        position_trend_folder(folder, layers=[7])
+        models.position_trend(folder, layers=[7])
     with pytest.raises(AttnmagError, match="has no method 'lstsq'"):
-        position_trend_folder(folder, method="lstsq")
+        models.position_trend(folder, method="lstsq")
     with pytest.raises(
         AttnmagError, match="layer 0 has 5 texts of at least 5 tokens; method 'gmm'"
     ):
-        lag_effects_folder(write_only(frame[frame.sequence < 5], tmp_path / "few"), method="gmm")
+        models.lag_effects(write_only(frame[frame.sequence < 5], tmp_path / "few"), method="gmm")
     with pytest.raises(AttnmagError, match="layer 0 has 30 rows from 1 sequences covering"):
-        position_trend_folder(write_only(frame[frame.sequence == 0], tmp_path / "one"))
+        models.position_trend(write_only(frame[frame.sequence == 0], tmp_path / "one"))
     broken = frame.copy()
     broken.loc[broken.index[5], "log_norm"] = -np.inf
     with pytest.raises(AttnmagError, match="missing or infinite values"):
-        position_trend_folder(write_only(broken, tmp_path / "inf"))
+        models.position_trend(write_only(broken, tmp_path / "inf"))
     gap = frame[~((frame.sequence == 3) & (frame.position == 6))]
     gap_folder = write_only(gap, tmp_path / "gap")
     for method in ("initial_conditions", "gmm"):
         with pytest.raises(AttnmagError, match="sequence 3 does not have every position from 3"):
-            lag_effects_folder(gap_folder, method=method)
+            models.lag_effects(gap_folder, method=method)
     shifted = frame.copy()
     shifted.loc[(shifted.sequence == 4) & (shifted.position == 5), "lag1"] += 0.5
     with pytest.raises(AttnmagError, match="sequence 4's lag1 and lag2 are not its log_norm"):
-        lag_effects_folder(write_only(shifted, tmp_path / "shifted"), method="gmm")
+        models.lag_effects(write_only(shifted, tmp_path / "shifted"), method="gmm")
     with pytest.raises(AttnmagError, match="lacks the columns"):
-        position_trend_folder(
+        models.position_trend(
             write_only(frame.drop(columns="log_norm"), tmp_path / "cols"), method="ols"
         )
 

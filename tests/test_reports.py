@@ -168,8 +168,7 @@ def test_bad_input_is_a_clear_error(frame, tmp_path):
 
 
 def _figure_texts(monkeypatch) -> list[list[str]]:
-    """Record every text drawn in each figure that ``write_report(..., n_jobs=1)`` renders
-    (in this process: forked workers' records would not come back)."""
+    """Record every text drawn in each figure that ``write_report`` renders."""
     drawn: list[list[str]] = []
     render = figures.figure_bytes
 
@@ -331,19 +330,3 @@ def test_what_the_fits_return_keeps_its_glance_rows(tmp_path):
     written = write_report(frame, tmp_path / "bare", formats=("md",), tables=bare)
     assert "glance.csv" not in written
     assert "came without their fit details" in written["report.md"].read_text(encoding="utf-8")
-
-
-def test_findings_and_figures_drawn_in_forked_workers_give_the_same_report(tmp_path):
-    """Every file of a report (a grouped frame's too: models side by side, then each
-    model's five) is the same byte for byte whether drawn here or in two workers, bar the
-    seconds the drawing took."""
-    grouped = grouped_frame(40, 2)
-    tables = models.fit_all(grouped, trend_methods=["ols"], lag_methods=["ols"], n_jobs=1)
-    here = write_report(grouped, tmp_path / "here", tables=tables, n_jobs=1)
-    forked = write_report(grouped, tmp_path / "forked", tables=tables, n_jobs=2)
-    assert set(here) == set(forked) and len([p for p in here if p.endswith(".png")]) == 11
-    for name, path in here.items():
-        ours, theirs = path.read_bytes(), forked[name].read_bytes()
-        if name in ("index.html", "report.md"):
-            ours, theirs = (re.sub(rb"figures \d+\.\d s", b"", text) for text in (ours, theirs))
-        assert ours == theirs, name

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from simulate import simulated_frame, write_folder
 
-from attnmag import models, reports, sql
+from attnmag import database, models, reports
 from attnmag.reports.folder import open_folder
 
 FAST_FITS = {"trend_methods": ("ols", "aggregate"), "lag_methods": ("ols", "gmm")}
@@ -39,7 +39,7 @@ def printed(paths: dict[str, Path]) -> dict[str, bytes]:
 def test_the_report_is_the_same_whatever_duckdbs_threads(fine, tmp_path, monkeypatch):
     runs = {}
     for threads in (1, 4):
-        monkeypatch.setattr(sql, "THREADS", threads)
+        monkeypatch.setattr(database, "n_threads", lambda n_jobs, threads=threads: threads)
         folder = open_folder(fine)
         cells = folder.cluster_sums("log_norm", ["layer", "position"])
         bins = folder.cluster_sums("log_norm", ["layer", "position"], bin_width=7)
@@ -53,7 +53,7 @@ def test_the_report_is_the_same_whatever_duckdbs_threads(fine, tmp_path, monkeyp
         pd.testing.assert_frame_equal(tables[name][kept], tables4[name][kept], rtol=1e-12)
     reported = {}
     for threads in (1, 4):  # the same tables (their fit times included), the report's sums
-        monkeypatch.setattr(sql, "THREADS", threads)
+        monkeypatch.setattr(database, "n_threads", lambda n_jobs, threads=threads: threads)
         paths = reports.write_report(fine, tmp_path / f"threads{threads}", tables=tables)
         reported[threads] = printed(paths)
     assert reported[1] == reported[4]

@@ -1,0 +1,73 @@
+"""The fits' methods, and the checks of their options and rows, written once for every fit.
+
+Holds:
+- ``METHODS``: the methods of ``position_trend`` and ``lag_effects``;
+- ``MIXED_METHODS``: those fitted by REML, which take ``cov_type``;
+- ``check_options``: a method, interval level and ``cov_type`` checked, one line each;
+- ``check_size``: a group's rows, texts and positions against what its fit needs;
+- ``not_finite``: the error of a missing or infinite value among the fitted rows.
+
+>>> check_options("position_trend", "ols", METHODS["position_trend"], 0.95, "cluster")
+"""
+
+from __future__ import annotations
+
+from attnmag.errors import AttnmagError
+from attnmag.models.mixed import COV_TYPES
+
+__all__ = ["METHODS", "MIXED_METHODS", "check_options", "check_size", "not_finite"]
+
+METHODS = {
+    "position_trend": ("aggregate", "ols", "mixed"),
+    "lag_effects": ("ols", "initial_conditions", "gmm"),
+}
+#: Methods fitted as linear mixed models (REML), which take ``cov_type``.
+MIXED_METHODS = frozenset({"mixed", "initial_conditions"})
+
+
+def check_options(
+    name: str, method: str, methods: tuple[str, ...], conf_level: float, cov_type: str
+) -> None:
+    """Reject a method not in ``methods``, a level outside (0, 1), or a cov_type it lacks."""
+    if method not in methods:
+        raise AttnmagError(f"{name} has no method {method!r}; choose one of {methods}")
+    if not 0 < conf_level < 1:
+        raise AttnmagError(f"conf_level must lie strictly between 0 and 1, not {conf_level}")
+    if cov_type not in COV_TYPES:
+        raise AttnmagError(f"cov_type must be one of {list(COV_TYPES)}, not {cov_type!r}")
+    if cov_type != "cluster" and method not in MIXED_METHODS:
+        raise AttnmagError(
+            f"cov_type={cov_type!r} needs a mixed method {sorted(MIXED_METHODS)}, "
+            f"not method={method!r}"
+        )
+
+
+def check_size(
+    group: str,
+    *,
+    n_rows: int,
+    n_sequences: int,
+    n_covered: int,
+    span: str,
+    needed: int,
+    n_positions: int,
+) -> None:
+    """A group (``group``, in words) needs ``needed`` rows from 2 sequences covering
+    ``n_positions`` positions (so that every method has a residual degree of freedom and
+    two clusters); otherwise an error naming it and the positions (``span``) it was fitted at.
+    """
+    if n_rows >= needed and n_sequences >= 2 and n_covered >= n_positions:
+        return
+    raise AttnmagError(
+        f"{group} has {n_rows} rows from {n_sequences} sequences covering {n_covered} "
+        f"positions at {span}; this fit needs at least {needed} rows from 2 sequences "
+        f"covering {n_positions} positions"
+    )
+
+
+def not_finite(columns: list[str], first: int) -> AttnmagError:
+    """The error of a missing or infinite value in ``columns`` at positions ``first`` on."""
+    return AttnmagError(
+        f"the frame has missing or infinite values in {columns} at positions {first} and "
+        "beyond (a zero norm, or positions missing from a sequence)"
+    )

@@ -1,0 +1,759 @@
+"""The named fits, ``position_trend`` and ``lag_effects``, of a frame or a shard folder.
+
+Holds:
+- ``position_trend``: ``log_norm ~ position`` per group (``aggregate``, ``ols``, ``mixed``);
+- ``lag_effects``: the lag-1 and lag-2 effects per group (``ols``, ``initial_conditions``,
+  ``gmm``);
+
+One way through for a frame and a shard folder alike: the rows are a ``models.source.Source``
+(a frame registered with DuckDB, not copied, or a folder's verified shards), of which DuckDB
+reads the grouping columns for the groups present, then sums, per group and sequence, the
+products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``, ``log_norm``, cast
+to double), with the rows, the positions' range and a count of missing or infinite values;
+for the position trend also per group and position (the position means of ``aggregate``,
+and the positions covered). Python receives these sums ordered by group, one group at a
+time: arrays of sequences x m x m, whatever the number of rows. Every column of a model's
+design ``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a
+base column times a per-sequence constant, so each sequence's cross products ``X_s'X_s``,
+``X_s'Z_s``, ... follow from its base sums (``models.mixed.GroupedDesign``).
+
+What is estimated from those cross products:
+
+- ``ols``: OLS, with CR1 standard errors by sequence from the per-sequence scores
+  ``X_s'y_s - X_s'X_s b`` (GLS at zero random-effect variance, ``cluster_covariance``);
+- ``mixed`` and ``initial_conditions``: REML's global maximum by ``models.mixed``'s search
+  on the vectorised GLS, and the GLS values there (``models.mixed.reml_maximum``);
+- ``aggregate``: OLS of the log of each position's mean norm on position;
+- ``gmm``: the two-step Arellano-Bond estimates, Windmeijer's covariance, Hansen's J and
+  AR(2) (``models.gmm``), from per-text sums of the products of each row's levels ``l0`` ..
+  ``l7`` (its own and seven positions back, by a DuckDB window within group and sequence),
+  summed one shard at a time for a folder.
+
+The checks on the rows are these, once for every source: a group without enough rows, a
+missing or infinite value, positions of a text that are not consecutive (for
+``initial_conditions`` and ``gmm``) are each an ``AttnmagError`` naming the group or the
+sequence.
+
+Usage::
+
+    from attnmag import models
+
+    trend = models.position_trend(frame, method="mixed")
+    lags = models.lag_effects("norms/", method="initial_conditions")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import statsmodels.api as sm
+
+from attnmag.errors import AttnmagError
+from attnmag.extract.frame import GROUP_COLUMNS
+from attnmag.models.checks import METHODS, check_options, check_size, not_finite
+from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
+from attnmag.models.groups import describe, group_columns, key_of, key_values
+from attnmag.models.mixed import GroupedDesign, mixed_fit
+from attnmag.models.ols import ols_fit, statsmodels_fit
+from attnmag.models.source import Source, open_source
+from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
+from attnmag.progress import progress_bar
+
+__all__ = [
+    "Request",
+    "fit_requests",
+    "lag_effects",
+    "lag_request",
+    "position_trend",
+    "trend_request",
+]
+
+#: Rows of the per-sequence sums handed to Python per batch.
+BATCH_ROWS = 1 << 14
+#: The base columns a design is built from (``1`` is implied), as SQL expressions.
+BASE = {
+    "position": '"position"::DOUBLE',
+    "lag1": "lag1::DOUBLE",
+    "lag2": "lag2::DOUBLE",
+    "log_norm": "log_norm::DOUBLE",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One named fit: the rows to sum and how to fit one group from its sums
+    (``trend_request``, ``lag_request``; ``fit_requests`` runs them)."""
+
+    fit: str
+    method: str
+    conf_level: float
+    base: tuple[str, ...]  # base columns summed per sequence, besides the constant 1
+    checked: tuple[str, ...]  # columns that must be finite in the fitted rows
+    first: int  # the first fitted position
+    last: int | None
+    layers: Iterable[int] | None
+    terms: tuple[str, ...]
+    n_positions: int
+    by_position: bool  # also sum per group and position (position_trend)
+    consecutive: bool  # each text's positions must run consecutively from ``first``
+    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]
+
+
+def position_trend(
+    frame: pd.DataFrame | str | os.PathLike | Source,
+    *,
+    method: str = "ols",
+    max_position: int = MAX_POSITION,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    random_slope: bool = False,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Fit ``log_norm ~ position`` per group; one row per group and term.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame, str, os.PathLike or Source
+        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
+        ``"aggregate"``); fitted once per layer, or per (model, site, layer, head) where
+        present. Or a path: a shard folder of ``extract.write_shards``, fitted without
+        building the frame, or a Parquet file, read as the frame. Either way the fit is
+        made from per-sequence sums computed by DuckDB (see the module docstring).
+    method : {"ols", "aggregate", "mixed"}
+        ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
+        G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the
+        notebook's fit, classical errors; ``"mixed"``: the GLS values at REML's global
+        maximum of a random intercept per sequence (``random_slope=True`` adds a random
+        slope on position).
+    max_position : int
+        The last position fitted.
+    exclude_first : bool
+        Start at position 1, leaving out the first token (the attention sink).
+    layers : iterable of int, optional
+        The layers to fit; every layer by default.
+    random_slope : bool
+        For ``"mixed"``: a random slope on position besides the intercept.
+    cov_type : {"cluster", "model"}
+        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
+        lme4's model-based covariance (Wald z).
+    conf_level : float
+        The intervals' level.
+    n_jobs : int, optional
+        DuckDB's threads for the sums (``None`` or -1: one per core).
+    progress : bool, optional
+        A progress bar on stderr over the groups: True, False, or None (shown where
+        someone watches, once the fits take more than a second).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy table (``intercept``, ``position``); ``glance(table)`` gives each fit's
+        details.
+
+    Examples
+    --------
+    >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
+    >>> glance(trend)  # doctest: +SKIP
+    >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
+    """
+    request = trend_request(
+        method=method,
+        max_position=max_position,
+        exclude_first=exclude_first,
+        layers=layers,
+        random_slope=random_slope,
+        cov_type=cov_type,
+        conf_level=conf_level,
+    )
+    return fit_requests(open_source(frame), [request], n_jobs=n_jobs, progress=progress)[0]
+
+
+def lag_effects(
+    frame: pd.DataFrame | str | os.PathLike | Source,
+    *,
+    method: str = "initial_conditions",
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
+
+    The first used position is 1 (0 with ``exclude_first=False``); outcome rows are those
+    two positions later and beyond, so that both lags are used positions.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame, str or os.PathLike
+        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``, ``lag1``,
+        ``lag2``); each text's positions must be consecutive. Or a path, as for
+        ``position_trend``: a shard folder, fitted without building the frame, or a
+        Parquet file.
+    method : {"initial_conditions", "gmm", "ols"}
+        What to estimate:
+
+        - ``"initial_conditions"`` (the default): within-text persistence, by a random
+          intercept per text with initial conditions (Wooldridge 2005), REML:
+          ``log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence)``, where ``y1`` and
+          ``y2`` are the text's ``log_norm`` at the first two used positions. Conditioning
+          on them is what makes the text's level independent of the random intercept;
+        - ``"gmm"``: the same persistence by Arellano-Bond difference GMM (two-step,
+          Windmeijer standard errors, collapsed instruments from the levels 2-6 positions
+          back, a position trend that is a constant in differences; terms ``lag1``,
+          ``lag2``, ``position``), with fewer assumptions and wider intervals; texts with
+          fewer than 5 tokens (4 with ``exclude_first=False``) have no differenced equation
+          and drop out. ``glance`` gives Hansen's J and the AR(2) test;
+        - ``"ols"``: the notebook's pooled ``log_norm ~ lag1 + lag2`` (CR1 errors by
+          sequence, t on G - 1 df): a description of how tokens' magnitudes co-vary across
+          the corpus, not within-text persistence (texts that differ in level make it
+          larger than that).
+    exclude_first : bool
+        Leave out the first token (the attention sink).
+    layers : iterable of int, optional
+        The layers to fit; every layer by default.
+    cov_type : {"cluster", "model"}
+        For ``initial_conditions``: the fixed effects' CR1 sandwich by sequence (t on
+        G - 1 df), or lme4's model-based covariance (Wald z). The other methods' errors are
+        fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only ``"cluster"``.
+    conf_level : float
+        The intervals' level.
+    n_jobs : int, optional
+        DuckDB's threads for the sums (``None`` or -1: one per core).
+    progress : bool, optional
+        A progress bar over the groups, as for ``position_trend``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy table; ``glance(table)`` gives each fit's details, including the rows
+        (``n_obs``) and texts (``n_groups``) it used.
+
+    >>> lags = lag_effects(frame)  # doctest: +SKIP
+    >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
+    >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
+    >>> lags = lag_effects("norms/")  # doctest: +SKIP
+    """
+    request = lag_request(
+        method=method,
+        exclude_first=exclude_first,
+        layers=layers,
+        cov_type=cov_type,
+        conf_level=conf_level,
+    )
+    return fit_requests(open_source(frame), [request], n_jobs=n_jobs, progress=progress)[0]
+
+
+def trend_request(
+    *,
+    method: str,
+    max_position: int = MAX_POSITION,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    random_slope: bool = False,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+) -> Request:
+    """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
+    check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
+    if random_slope and method != "mixed":
+        raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
+    terms = ("intercept", "position")
+    if method == "aggregate":
+        fitter = _aggregate
+    elif method == "ols":
+        fitter = _per_sequence(_trend_design, lambda design, _, n: ols_fit(design, terms, n))
+    else:
+        fitter = _per_sequence(
+            _trend_slope_design if random_slope else _trend_design,
+            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
+        )
+    request = Request(
+        fit="position_trend",
+        method=method,
+        conf_level=conf_level,
+        base=("position", "log_norm"),
+        checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
+        first=1 if exclude_first else 0,
+        last=max_position,
+        layers=None if layers is None else tuple(layers),
+        terms=terms,
+        n_positions=3,
+        by_position=True,
+        consecutive=False,
+        fitter=fitter,
+    )
+    return request
+
+
+def lag_request(
+    *,
+    method: str,
+    exclude_first: bool = True,
+    layers: Iterable[int] | None = None,
+    cov_type: str = "cluster",
+    conf_level: float = CONF_LEVEL,
+) -> Request:
+    """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``."""
+    check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
+    first = 1 if exclude_first else 0
+    if method == "gmm":
+        terms, base, fitter = ("lag1", "lag2", "position"), (), gmm_fit
+    elif method == "ols":
+        terms = ("intercept", "lag1", "lag2")
+        base = ("lag1", "lag2", "log_norm")
+        fitter = _per_sequence(_lag_design, lambda design, _, n: ols_fit(design, terms, n))
+    else:
+        terms = ("intercept", "lag1", "lag2", "position", "y1", "y2")
+        base = ("lag1", "lag2", "position", "log_norm")
+        fitter = _per_sequence(
+            _initial_conditions_design,
+            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
+        )
+    request = Request(
+        fit="lag_effects",
+        method=method,
+        conf_level=conf_level,
+        base=base,
+        checked=("log_norm", "lag1", "lag2"),
+        first=first + 2,
+        last=None,
+        layers=None if layers is None else tuple(layers),
+        terms=terms,
+        n_positions=2 if method == "initial_conditions" else 1,
+        by_position=False,
+        consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
+        fitter=fitter,
+    )
+    return request
+
+
+def fit_requests(
+    source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
+) -> list[pd.DataFrame]:
+    """The tidy table of each of ``requests`` on ``source``: DuckDB sums the rows, once for
+    the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
+    ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive.
+
+    >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]  # doctest: +SKIP
+    >>> trend, lags = fit_requests(source, asked, n_jobs=None, progress=False)  # doctest: +SKIP
+    """
+    found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
+    with source.connected(n_jobs) as connection:
+        columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
+        needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
+        missing = [column for column in dict.fromkeys(needed) if column not in columns]
+        if missing:
+            raise AttnmagError(
+                f"{source.name} lacks the columns {missing} that the models stage needs"
+            )
+        groups, expected = _groups(connection, columns, requests[0].layers)
+        for shared in _shared(requests):
+            if shared[0].method == "gmm":
+                chunks = _gmm_by_group(connection, source, groups, shared[0])
+            else:
+                query = _sums_query(groups, shared)
+                chunks = _by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+            label = ", ".join(f"{r.fit} {r.method}" for r in shared)
+            total = len(expected) * len(shared)
+            with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
+                for key, sums in chunks:
+                    for request in shared:
+                        found[id(request)][key] = _fit_group(request, groups, key, dict(sums))
+                        bar.update(1)
+    tables = []
+    for request in requests:
+        mine = found[id(request)]
+        for key in expected:
+            if key not in mine:
+                _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
+        tables.append(build_table([mine[k][0] for k in expected], [mine[k][1] for k in expected]))
+    return tables
+
+
+def _shared(requests: list[Request]) -> list[list[Request]]:
+    """``requests`` in sets that one query sums (the same rows); each ``gmm`` alone."""
+    sets: dict[tuple, list[Request]] = {}
+    for request in requests:
+        alone = id(request) if request.method == "gmm" else None
+        key = (alone, request.fit, request.first, request.last, request.layers)
+        sets.setdefault(key, []).append(request)
+    return list(sets.values())
+
+
+def _groups(
+    connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None
+) -> tuple[list[str], list[Hashable]]:
+    """The grouping columns, and the keys of the groups in the requested layers, sorted.
+
+    ``models.groups.group_columns`` judges the folder's distinct grouping values as it
+    judges a frame's (several language models are refused there, for instance).
+    """
+    present = [column for column in GROUP_COLUMNS if column in columns]
+    distinct = connection.execute(f"SELECT DISTINCT {_keys(present)} FROM frame").df()
+    groups = group_columns(distinct)
+    available = np.unique(distinct["layer"].to_numpy())
+    wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
+    absent = np.setdiff1d(wanted, available)
+    if len(wanted) == 0 or len(absent):
+        raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
+    chosen = distinct.loc[distinct["layer"].isin(wanted), groups].drop_duplicates()
+    keys = [key_of(row) for row in chosen.itertuples(index=False)]
+    return groups, sorted(keys)
+
+
+def _sums_query(groups: list[str], requests: list[Request]) -> str:
+    """The SQL of the per-(group, sequence) sums (and per-(group, position) sums) that
+    ``requests``, fits of the same rows, need; ordered by group."""
+    keys = _keys(groups)
+    names = [column for column in BASE if any(column in r.base for r in requests)]
+    base = ["", *names]
+    sums = [
+        f"sum({_product(a, b)}) AS {_pair(a, b)}"
+        for i, a in enumerate(base)
+        for b in base[i + 1 :]
+        if b
+    ] + [f"sum({_product(b, b)}) AS {_pair(b, b)}" for b in names]
+    checked = list(dict.fromkeys(c for r in requests for c in r.checked))
+    finite = " AND ".join(f"isfinite({column})" for column in checked)
+    first = requests[0].first
+    aggregates = [
+        "count(*) AS n",
+        *sums,
+        'min("position") AS first_position',
+        'max("position") AS last_position',
+        f"count(*) FILTER (WHERE NOT coalesce({finite}, false)) AS n_bad",
+    ]
+    if any(r.method == "initial_conditions" for r in requests):
+        aggregates += [
+            f'max(lag2) FILTER (WHERE "position" = {first}) AS y1',
+            f'max(lag1) FILTER (WHERE "position" = {first}) AS y2',
+        ]
+    if "norm" in checked:
+        aggregates.append("sum(norm::DOUBLE) AS norm_sum")
+    where = _where(requests[0], first)
+    select = ", ".join(aggregates)
+    if requests[0].by_position:
+        grouping = f'GROUPING SETS (({keys}, sequence), ({keys}, "position"))'
+        return (
+            f'SELECT {keys}, sequence, "position", GROUPING(sequence) AS per_position, {select} '
+            f"FROM frame WHERE {' AND '.join(where)} GROUP BY {grouping} "
+            f'ORDER BY {keys}, per_position, sequence, "position"'
+        )
+    return (
+        f"SELECT {keys}, sequence, {select} FROM frame WHERE {' AND '.join(where)} "
+        f"GROUP BY {keys}, sequence ORDER BY {keys}, sequence"
+    )
+
+
+def _where(request: Request, first: int) -> list[str]:
+    """The SQL conditions on the rows to sum: positions ``first``..``request.last``, the
+    requested layers."""
+    where = [f'"position" >= {int(first)}']
+    if request.last is not None:
+        where.append(f'"position" <= {int(request.last)}')
+    if request.layers is not None:
+        layers = sorted({int(layer) for layer in request.layers})
+        where.append(f"layer IN ({', '.join(map(str, layers))})")
+    return where
+
+
+def _keys(groups: list[str]) -> str:
+    """The grouping columns as a SQL list."""
+    return ", ".join(f'"{column}"' for column in groups)
+
+
+def _gmm_by_group(
+    connection: duckdb.DuckDBPyConnection,
+    source: Source,
+    groups: list[str],
+    request: Request,
+) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
+    """Per group, in key order, its texts' Arellano-Bond cross products (``gmm_reduced``),
+    summed by DuckDB shard by shard.
+
+    A shard holds whole texts, so each text's sums are complete within its shard, and the
+    window holds one shard's rows at a time (over the whole folder it would hold every row;
+    a frame, already in memory, is one part).
+    Each shard's sums are checked (consecutive positions, the frame's lags) and reduced to
+    the few arrays the estimator needs as they arrive.
+    """
+    parts: dict[Hashable, list[dict[str, np.ndarray]]] = {}
+    query = f"{_gmm_query(groups, request)} ORDER BY {_keys(groups)}, sequence"
+    for part in source.parts():
+        source.part_view(connection, part, "shard")
+        reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+        for key, sums in _by_group(reader, groups):
+            _check_consecutive(sums, request.first)
+            parts.setdefault(key, []).append(gmm_reduced(sums))
+    for key in sorted(parts):
+        chunks = parts.pop(key)
+        yield key, {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+
+
+def _gmm_query(groups: list[str], request: Request) -> str:
+    """The SQL of the Arellano-Bond sums per (group, sequence) of the view ``shard``.
+
+    A window gives each row the text's levels ``l0`` (its own ``log_norm``) to ``l7``, seven
+    positions back (0 before the text's first used position). Per text: the sums of the
+    products of ``[1, l0, ..., l7]`` over its equations' rows (``all_i_j``: offsets 3 and
+    beyond from the first used position), and that vector at offsets 3 and 4 (``at3_i``,
+    ``at4_i``), whose outer products take the first one or two equations out of those sums.
+    Rows are selected by multiplying with 0/1 indicators, which DuckDB sums far faster than
+    it evaluates a filter per aggregate. The outcome rows' ``lag1``/``lag2`` must be the
+    window's ``l1``/``l2``.
+    """
+    keys, first = _keys(groups), request.first - 2
+    lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
+    levels = ["", *(f"l{k}" for k in range(GMM_LEVELS))]
+    sums = [
+        f"sum({' * '.join(filter(None, ['e', a, b]))}) AS all_{i}_{j}"
+        for i, a in enumerate(levels)
+        for j, b in enumerate(levels[i:], start=i)
+    ] + [
+        f"sum({' * '.join(filter(None, [at, a]))}) AS {at}_{i}"
+        for at in ("at3", "at4")
+        for i, a in enumerate(levels)
+    ]
+    checks = [
+        "count(*) AS n",
+        'min("position") AS first_position',
+        'max("position") AS last_position',
+        f'sum("position"::DOUBLE) AS {_pair("", "position")}',
+        f'sum("position"::DOUBLE * "position") AS {_pair("position", "position")}',
+        "count(*) FILTER (WHERE NOT coalesce(isfinite(l0) AND isfinite(lag1) AND isfinite(lag2),"
+        " false)) AS n_bad",
+        "count(*) FILTER (WHERE l1 IS DISTINCT FROM lag1 OR l2 IS DISTINCT FROM lag2) AS n_off",
+    ]
+    offset = f'"position" - {first}'
+    return (
+        f'WITH levels AS (SELECT {keys}, sequence, "position", {offset} AS t, '
+        f"({offset} >= 3)::DOUBLE AS e, ({offset} = 3)::DOUBLE AS at3, "
+        f"({offset} = 4)::DOUBLE AS at4, log_norm AS l0, {lags}, lag1, lag2 FROM shard "
+        f"WHERE {' AND '.join(_where(request, first))} "
+        f'WINDOW w AS (PARTITION BY {keys}, sequence ORDER BY "position")) '
+        f"SELECT {keys}, sequence, {', '.join(checks + sums)} FROM levels WHERE t >= 2 "
+        f"GROUP BY {keys}, sequence"
+    )
+
+
+def _product(a: str, b: str) -> str:
+    """The SQL of the product of base columns ``a`` and ``b`` (``""`` is the constant 1)."""
+    return " * ".join(BASE[c] for c in (a, b) if c) or "1"
+
+
+def _pair(a: str, b: str) -> str:
+    """The name of the sum of ``a`` times ``b`` (``""`` is the constant 1: ``n`` for both),
+    whichever comes first."""
+    names = sorted((c for c in (a, b) if c), key=list(BASE).index)
+    return "sum_" + "__".join(names) if names else "n"
+
+
+def _by_group(
+    reader: pa.RecordBatchReader, groups: list[str]
+) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
+    """The rows of ``reader`` (ordered by ``groups``) gathered per group: key -> columns."""
+    pending: list[pa.RecordBatch] = []
+    for batch in reader:
+        if not len(batch):
+            continue
+        values = [batch.column(name).to_numpy(zero_copy_only=False) for name in groups]
+        changes = np.flatnonzero(np.any([v[1:] != v[:-1] for v in values], axis=0)) + 1
+        bounds = [0, *changes.tolist(), len(batch)]
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            piece = batch.slice(start, stop - start)
+            if pending and _batch_key(pending[0], groups) != _batch_key(piece, groups):
+                yield _batch_key(pending[0], groups), _columns(pending)
+                pending = []
+            pending.append(piece)
+    if pending:
+        yield _batch_key(pending[0], groups), _columns(pending)
+
+
+def _batch_key(batch: pa.RecordBatch, groups: list[str]) -> Hashable:
+    """The group key of ``batch``'s first row."""
+    return key_of(batch.column(name)[0].as_py() for name in groups)
+
+
+def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
+    """One group's rows as numpy columns."""
+    table = pa.Table.from_batches(batches)
+    return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def _fit_group(
+    request: Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Check one group's sums, then fit it: its table rows and glance record; a fit whose
+    linear algebra fails is a failed ``Fit``, its reason in the glance ``warnings``."""
+    if request.by_position:
+        per_position = sums.pop("per_position").astype(bool)
+        positions = {name: values[per_position] for name, values in sums.items()}
+        sums = {name: values[~per_position] for name, values in sums.items()}
+        n_covered = int(per_position.sum())
+    else:
+        positions = None
+        n_covered = int(sums["last_position"].max()) - request.first + 1
+    if sums["n_bad"].any():
+        raise not_finite(list(request.checked), request.first)
+    n_rows, n_sequences = int(sums["n"].sum()), len(sums["n"])
+    _check_size(request, groups, key, n_rows=n_rows, n_sequences=n_sequences, n_covered=n_covered)
+    if request.consecutive:
+        _check_consecutive(sums, request.first)
+    if request.method == "gmm":
+        _check_gmm_texts(groups, key, sums, request.first)
+
+    def run() -> Fit:
+        try:
+            return request.fitter(sums, positions)
+        except (np.linalg.LinAlgError, ValueError) as error:
+            message = f"{request.method} fit failed: {type(error).__name__}: {error}"
+            return failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+
+    names = {"fit": request.fit, "method": request.method, "conf_level": request.conf_level}
+    rows, record, _ = fitted_rows(run, groups=key_values(groups, key), **names)
+    return rows, record
+
+
+def _check_size(request: Request, groups: list[str], key: Hashable, **counts: int) -> None:
+    """``check_size`` of a group of ``request``'s fit."""
+    span = f"positions >= {request.first}"
+    if request.last is not None:
+        span = f"positions {request.first}..{request.last}"
+    needed, n_positions = len(request.terms) + 2, request.n_positions
+    check_size(describe(groups, key), span=span, needed=needed, n_positions=n_positions, **counts)
+
+
+def _check_gmm_texts(
+    groups: list[str], key: Hashable, sums: dict[str, np.ndarray], first: int
+) -> None:
+    """The group needs more texts with a differenced equation (a row at ``first + 1``, where
+    ``first`` is the first outcome row's position) than the GMM has instruments."""
+    n_texts = int((sums["all_0_0"] > 0).sum())
+    n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
+    if n_texts <= n_instruments:
+        raise AttnmagError(
+            f"{describe(groups, key)} has {n_texts} texts of at least {first + 2} tokens; "
+            f"method 'gmm' needs at least {n_instruments + 1} (more than its {n_instruments} "
+            "instruments)"
+        )
+
+
+def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
+    """Each text's positions run consecutively from ``initial``:
+    its rows, least position, and sums of positions and their squares are those of
+    ``initial``..its last position."""
+    low, high, n = sums["first_position"], sums["last_position"], sums["n"]
+    expected_sum = (low + high) * n / 2
+    expected_squares = (high * (high + 1) * (2 * high + 1) - (low - 1) * low * (2 * low - 1)) / 6
+    bad = (
+        (low != initial)
+        | (n != high - low + 1)
+        | ~np.isclose(sums[_pair("", "position")], expected_sum, rtol=0, atol=0.5)
+        | ~np.isclose(sums[_pair("position", "position")], expected_squares, rtol=0, atol=0.5)
+    )
+    if bad.any():
+        sequence = sums["sequence"][np.argmax(bad)]
+        raise AttnmagError(
+            f"sequence {sequence} does not have every position from {initial} on: the lag "
+            f"models need each text's tokens consecutive from position {initial - 2}"
+        )
+
+
+def _base_cross(sums: dict[str, np.ndarray], base: tuple[str, ...]) -> np.ndarray:
+    """Per sequence, the cross products of ``[1, *base]``: shape (sequences, m, m)."""
+    names = ["", *base]
+    cross = np.empty((len(sums["n"]), len(names), len(names)))
+    for i, a in enumerate(names):
+        for j, b in enumerate(names[i:], start=i):
+            cross[:, i, j] = cross[:, j, i] = sums[_pair(a, b)]
+    return cross
+
+
+def _mapped(
+    sums: dict[str, np.ndarray], base: tuple[str, ...], mapping: np.ndarray, k_fe: int
+) -> GroupedDesign:
+    """The design whose columns ``[X | Z | y]`` are ``mapping @ [1, *base]`` (a matrix, or
+    one per sequence), with ``k_fe`` fixed effects and ``y`` last."""
+    cross = _base_cross(sums, base)
+    if mapping.ndim == 2:
+        design = np.einsum("ik,gkl,jl->gij", mapping, cross, mapping)
+    else:
+        design = np.einsum("gik,gkl,gjl->gij", mapping, cross, mapping)
+    k_re = design.shape[1] - k_fe - 1
+    return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re)
+
+
+def _selection(*rows: int, width: int) -> np.ndarray:
+    """The matrix that picks ``rows`` of a vector of ``width`` entries."""
+    return np.eye(width)[list(rows)]
+
+
+def _trend_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+    """``[1, position | 1 | log_norm]``; the random intercept's unit scale."""
+    mapping = _selection(0, 1, 0, 2, width=3)
+    return _mapped(sums, ("position", "log_norm"), mapping, 2), np.ones(1)
+
+
+def _trend_slope_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+    """``[1, position | 1, position / sd(position) | log_norm]``, as ``fit_mixed`` scales
+    the random slope; the random effects' scales (1, 1 / sd(position))."""
+    n = sums["n"].sum()
+    total, squares = sums[_pair("", "position")].sum(), sums[_pair("position", "position")].sum()
+    spread = float(np.sqrt((squares - total**2 / n) / (n - 1)))
+    mapping = _selection(0, 1, 0, 1, 2, width=3)
+    mapping[3] /= spread
+    return _mapped(sums, ("position", "log_norm"), mapping, 2), np.array([1.0, 1 / spread])
+
+
+def _lag_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+    """``[1, lag1, lag2 | 1 | log_norm]``."""
+    mapping = _selection(0, 1, 2, 0, 3, width=4)
+    return _mapped(sums, ("lag1", "lag2", "log_norm"), mapping, 3), np.ones(1)
+
+
+def _initial_conditions_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]``: ``y1`` and ``y2`` are each
+    text's constants, its first two levels."""
+    mapping = np.broadcast_to(_selection(0, 1, 2, 3, 0, 0, 0, 4, width=5), (len(sums["n"]), 8, 5))
+    mapping = mapping.copy()
+    mapping[:, 4, 0], mapping[:, 5, 0] = sums["y1"], sums["y2"]
+    base = ("lag1", "lag2", "position", "log_norm")
+    return _mapped(sums, base, mapping, 6), np.ones(1)
+
+
+def _per_sequence(
+    builder: Callable[[dict[str, np.ndarray]], tuple[GroupedDesign, np.ndarray]],
+    fit: Callable[[GroupedDesign, np.ndarray, int], Fit],
+) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]:
+    """A group's fitter: its per-sequence sums -> ``builder``'s design -> ``fit``."""
+
+    def fitter(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
+        design, scales = builder(sums)
+        return fit(design, scales, len(sums["n"]))
+
+    return fitter
+
+
+def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | None) -> Fit:
+    """The notebook's fit, from the per-position sums: the log of each position's mean norm
+    on position, one point per position, classical OLS errors sigma^2 (X'X)^-1 (t on n - 2
+    df). Those treat the means as independent points: right when tokens are independent and
+    every position has the same texts, too narrow when texts differ in level. ``n_obs`` is
+    the number of positions, ``n_groups`` the sequences the means come from."""
+    position = positions["position"].astype(np.float64)
+    means = positions["norm_sum"] / positions["n"]
+    design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
+    result = sm.OLS(np.log(means), design).fit()
+    return statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))

@@ -1,0 +1,54 @@
+"""What the fits read (``models.source``), the tables read back (``models.read_fits``) and
+Holm's adjustment."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from simulate import simulated_frame, write_folder
+from statsmodels.stats.multitest import multipletests
+
+from attnmag import AttnmagError, models
+from attnmag.models import source
+from attnmag.models.tidy import holm
+
+
+def test_a_folder_is_verified_once_until_its_shards_change(tmp_path, monkeypatch):
+    folder = write_folder(simulated_frame(30, 2, seed=1), tmp_path / "norms", shard_texts=10)
+    calls = []
+    verify = source.verified_shards
+    monkeypatch.setattr(source, "verified_shards", lambda path: calls.append(path) or verify(path))
+    first = models.fit_all(folder, trend_methods=["ols"], lag_methods=["ols"], progress=False)
+    again = models.position_trend(folder, method="ols")
+    assert len(calls) == 1
+    pd.testing.assert_frame_equal(first["position_trend"], again)
+    shard = sorted(folder.glob("shard-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:-8])  # damaged: verified again, and refused
+    with pytest.raises(AttnmagError, match="checksum|sha256"):
+        models.position_trend(folder, method="ols")
+    assert len(calls) == 2
+
+
+def test_read_fits_brings_back_the_tables_and_their_glance_rows(tmp_path):
+    frame = simulated_frame(30, 2, lag1=0.2, seed=2)
+    tables = models.fit_all(frame, trend_methods=["ols", "mixed"], lag_methods=["gmm"])
+    for name in ("position_trend", "lag_effects", "glance"):
+        tables[name].to_csv(tmp_path / f"{name}.csv", index=False)
+    back = models.read_fits(tmp_path)
+    assert set(back) == {"position_trend", "lag_effects", "glance"}
+    for name in ("position_trend", "lag_effects"):
+        pd.testing.assert_frame_equal(back[name], tables[name], check_dtype=False, atol=1e-12)
+        got, expected = models.glance(back[name]), models.glance(tables[name])
+        assert got[["fit", "method", "layer"]].equals(expected[["fit", "method", "layer"]])
+        np.testing.assert_allclose(got["loglik"], expected["loglik"], rtol=1e-12)
+    (tmp_path / "lag_effects.csv").unlink()
+    with pytest.raises(AttnmagError, match="lacks lag_effects.csv"):
+        models.read_fits(tmp_path)
+
+
+def test_holm_equals_statsmodels():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 30):
+        p_values = rng.random(n) ** 3
+        p_values[0] = p_values[-1]  # a tie
+        expected = multipletests(p_values, method="holm")[1]
+        np.testing.assert_allclose(holm(p_values), expected, rtol=0, atol=1e-15)
