@@ -117,9 +117,8 @@ def _count(value: int, noun: str) -> str:
 
 
 def _signed(value: float) -> str:
-    """``value`` as ``number`` prints it, with its sign either way."""
-    text = number(value)
-    return text if text.startswith("-") or float(text.replace(",", "")) == 0 else "+" + text
+    """``value`` as ``number`` prints it, with its sign either way ('' for a missing one)."""
+    return number(value) if pd.isna(value) or value <= 0 else "+" + number(value)
 
 
 def _layer_list(layers: Sequence[int]) -> str:

@@ -12,8 +12,9 @@ Holds:
 
 A column's decimals start at what gives its largest value ``SIGNIFICANT`` significant
 digits, and grow until every bound prints differently from its estimate wherever the two
-differ; a column that would need more than ``MAX_DECIMALS`` decimals is printed in
-scientific notation instead, with as many significant digits as that needs.
+differ, and differently from zero wherever it is not zero; a column that would need more
+than ``MAX_DECIMALS`` decimals is printed in scientific notation instead, with as many
+significant digits as that needs.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def _unsigned_zero(text: str) -> str:
 
 
 def _pairs(values: Iterable[tuple[float, ...]]) -> list[tuple[float, float]]:
-    """(estimate, bound) pairs that differ, from rows of (estimate, bound, ...)."""
+    """The pairs that must print apart, from rows of (estimate, bound, ...): each bound and
+    its estimate where they differ, and each bound that is not zero and zero (so that an
+    interval that excludes zero never seems to touch it)."""
     out = []
     for row in values:
         estimate, *bounds = row
@@ -88,6 +91,7 @@ def _pairs(values: Iterable[tuple[float, ...]]) -> list[tuple[float, float]]:
             for b in bounds
             if _finite(estimate) and _finite(b) and float(b) != float(estimate)
         ]
+        out += [(b, 0.0) for b in bounds if _finite(b) and float(b) != 0]
     return out
 
 

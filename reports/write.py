@@ -950,7 +950,6 @@ def report_context(
         "version": __version__,
         "provenance": _provenance(frame.attrs, timings=timings),
         "scope": _scope(frame),
-        "holm": _holm_scope(frame),
         "sections": list(sections),
         "glance": None if glance is None else glance_display(glance),
         "no_glance": NO_GLANCE,

@@ -248,3 +248,13 @@ def test_markdown_table_and_provenance_rows():
     assert rows["tokens measured"] == "12,345"
     assert rows["wall time"] == "extract 3.0 s, fit 2.0 s"
     assert rows["package versions"] == "torch 2.13.0" and rows["custom key"] == "x"
+
+
+def test_a_method_with_no_estimate_in_any_layer_still_reads(frame, tables):
+    trend = tables["position_trend"].copy()
+    failed = trend["method"] == "mixed"
+    trend.loc[failed, ["estimate", "conf_low", "conf_high", "p_value", "p_adjusted"]] = np.nan
+    trend.loc[failed, "converged"] = False
+    found = findings(frame, trend=trend, lags=tables["lag_effects"])
+    assert "with no estimate in 3" in found["trend"].text
+    assert found["trend"].headline.startswith("With ols")

@@ -45,6 +45,20 @@ def test_a_column_shares_one_format_and_keeps_every_bound_apart(rows):
         assert decimals == {fmt.decimals}
 
 
+@given(finite, widths, widths)
+def test_a_bound_prints_as_zero_only_where_it_is_zero(estimate, below, above):
+    low, high = estimate - below, estimate + above
+    _, low_text, high_text = _parts(interval(estimate, low, high))
+    for value, text in ((low, low_text), (high, high_text)):
+        assert (float(text.replace(",", "")) == 0) == (value == 0), (value, text)
+
+
+def test_the_issue_example_of_a_bound_near_zero():
+    fmt = column_format([0.000459, 0.031], [2.09e-06, 0.0002], [0.000916, 0.062])
+    text = fmt.interval(0.000459, 2.09e-06, 0.000916).replace(NBSP, " ")
+    assert text == "0.000459 (0.000002 to 0.000916)" and not fmt.scientific
+
+
 def test_a_column_keeps_trailing_zeros():
     fmt = column_format([0.926, 0.93], [0.922, 0.925], [0.93, 0.935])
     assert fmt.interval(0.926, 0.922, 0.93).replace(NBSP, " ") == "0.926 (0.922 to 0.930)"
