@@ -1,9 +1,9 @@
 """Output folders that never lose or mix data: markers, locks, refusals and atomic replacement.
 
 Holds:
-- ``MARKER``, ``mark``, ``read_marker``, ``unknown_files`` and ``is_output``: the file that
-  lists, under a random run id, every file attnmag wrote into a folder with its size and
-  sha256, and the check of a folder against it;
+- ``MARKER``, ``mark``, ``read_marker`` and ``unknown_files``: the file that lists, under a
+  random run id, every file attnmag wrote into a folder with its size and sha256, and the
+  check of a folder against it;
 - ``check_target``: the refusals, before any work, of an ``--out`` that is a file, is not
   writable, is the current folder or one of its ancestors, or is or contains an input;
 - ``check_output``: those, and an ``--out`` that exists without ``force`` or (even with
@@ -54,7 +54,6 @@ __all__ = [
     "clean_leftovers",
     "file_record",
     "folder_lock",
-    "is_output",
     "mark",
     "read_marker",
     "replacing",
@@ -152,20 +151,18 @@ def read_marker(folder: Path) -> dict | None:
     return record if valid else None
 
 
-def unknown_files(folder: Path, *, run: str | None = None) -> list[str]:
+def unknown_files(folder: Path) -> list[str]:
     """What under ``folder`` its marker does not vouch for.
 
     A file is vouched for when the marker lists it with its size and sha256; a folder when it
     holds such a file. Anything else (a file added or changed since, an empty folder, a
-    link) is unknown. A missing marker, or one that lists no run id (or, with ``run``, holds
-    another), vouches for nothing.
+    link) is unknown. A missing marker, or one without a run id and a file list, vouches for
+    nothing.
 
     Parameters
     ----------
     folder : Path
         An existing folder.
-    run : str, optional
-        The run id the marker must hold.
 
     Returns
     -------
@@ -179,7 +176,7 @@ def unknown_files(folder: Path, *, run: str | None = None) -> list[str]:
     ['notes.txt', 'sub/']
     """
     record = read_marker(folder)
-    if record is None or (run is not None and record["run"] != run):
+    if record is None:
         return [MARKER, *(rel for rel, _, _ in _entries(folder))]
     listed = record["files"]
     vouched = {parent.as_posix() for rel in listed for parent in Path(rel).parents}
@@ -192,22 +189,6 @@ def unknown_files(folder: Path, *, run: str | None = None) -> list[str]:
         elif path.is_symlink() or not path.is_dir() or rel not in vouched:
             unknown.append(rel + ("/" if path.is_dir() and not path.is_symlink() else ""))
     return unknown
-
-
-def is_output(folder: Path) -> bool:
-    """Whether ``folder`` is an attnmag output whose every file its marker vouches for.
-
-    Parameters
-    ----------
-    folder : Path
-        Any path.
-
-    Returns
-    -------
-    bool
-        True where ``unknown_files`` finds nothing (and a marker is there).
-    """
-    return folder.is_dir() and not unknown_files(folder)
 
 
 def _sibling(out: Path, role: str) -> str:

@@ -543,7 +543,10 @@ def _footer(source: object, path: Path) -> pq.FileMetaData:
     try:
         return pq.read_metadata(source)
     except (OSError, ValueError):
-        raise AttnmagError(_damaged(path)) from None
+        raise AttnmagError(
+            f"{path} is not a readable Parquet shard; remove it and rerun the extraction to "
+            "measure it again"
+        ) from None
 
 
 def _damaged(path: Path) -> str:
