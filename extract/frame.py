@@ -319,7 +319,7 @@ def _token_codes(
     """The codes of the tokens' texts among the categories (ids may share a text)."""
     flat = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     vocab, inverse = np.unique(flat, return_inverse=True)
-    texts = pd.Index([token_text[int(i)] for i in vocab])
+    texts = pd.Index([token_text[int(i)] for i in vocab], dtype="str")
     categories = texts.unique()
     dtype = np.min_scalar_type(-max(len(categories), 1))  # signed, as pandas keeps codes
     return categories.get_indexer(texts).astype(dtype)[inverse], categories

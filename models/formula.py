@@ -11,8 +11,9 @@ The formula is patsy's, as statsmodels' formula API takes it: ``C(label)`` for a
 categorical, ``a * b`` for main effects and their interaction, ``I(position ** 2)``,
 ``np.log(norm)``. Term names are statsmodels', with ``Intercept`` named ``intercept``.
 
-From a shard folder (``extract.write_shards``) the frame is never built. pyarrow reads the
-shards' columns the formula uses in batches of ``BATCH_ROWS`` rows:
+From a shard folder (``extract.write_shards``) the frame is never built. The columns the
+formula uses are read shard by shard through ``extract.shards.shard_rows`` (which computes
+``log_norm`` and the lags the shards do not store), in Arrow batches of ``BATCH_ROWS`` rows:
 
 1. where the formula uses a column stored as a Parquet dictionary (``token``), its
    categories over the folder, ordered as ``extract.read_frame`` orders them;
@@ -44,6 +45,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import patsy
@@ -55,7 +57,7 @@ import scipy.sparse as sp
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.norms import progress_bar
-from attnmag.extract.shards import verified_shards
+from attnmag.extract.shards import shard_rows, verified_shards
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.fits import (
     FitSpec,
@@ -69,7 +71,7 @@ from attnmag.models.fits import (
 from attnmag.models.groups import GROUP_COLUMNS, describe, key_values
 from attnmag.models.mixed import GroupedDesign
 from attnmag.models.results import Fits, GroupFit
-from attnmag.models.stream import _mixed, _ols
+from attnmag.models.stream import _connection, _mixed, _ols
 from attnmag.models.tidy import Fit, build_table, term_names
 
 FORMULA_METHODS = ("ols", "mixed")
@@ -300,23 +302,28 @@ def _fit_folder(
     """``fit`` on a shard folder, from per-(group, sequence) cross products (module
     docstring)."""
     paths = verified_shards(folder)
-    schema = pq.read_schema(paths[0])
-    columns = _columns(formula, schema.names)
-    missing = [column for column in ["layer", *columns] if column not in schema.names]
-    if missing:
-        raise AttnmagError(
-            f"the shard folder {folder} lacks the columns {missing} that the models stage needs"
+    with _connection() as connection:
+        names = shard_rows(connection, paths[:1]).columns
+        columns = _columns(formula, names)
+        missing = [column for column in ["layer", *columns] if column not in names]
+        if missing:
+            raise AttnmagError(
+                f"the shard folder {folder} lacks the columns {missing} that the models stage needs"
+            )
+        _check_stateless(formula)
+        groups = [column for column in GROUP_COLUMNS if column in names]
+        schema = pq.read_schema(paths[0])  # the stored types: which columns are categorical
+        reader = _Reader(connection, paths, schema, [*groups, *columns], first=first, last=last)
+        # With no rows to fit, the groups' checks say so (patsy cannot build a design).
+        has_rows = next(reader.rows(), None) is not None
+        designs = _folder_design(formula, reader) if has_rows else None
+        terms = [] if designs is None else term_names(designs[1].column_names)
+        sums = _Sums(groups, slope=random_slope)
+        bar = progress_bar(
+            progress, total=len(paths), unit="shard", desc=f"{method} fit", delay=1.0
         )
-    _check_stateless(formula)
-    groups = [column for column in GROUP_COLUMNS if column in schema.names]
-    reader = _Reader(paths, schema, [*groups, *columns], first=first, last=last)
-    # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-    designs = _folder_design(formula, reader) if next(reader.rows(), None) is not None else None
-    terms = [] if designs is None else term_names(designs[1].column_names)
-    sums = _Sums(groups, slope=random_slope)
-    bar = progress_bar(progress, total=len(paths), unit="shard", desc=f"{method} fit", delay=1.0)
-    with bar:
-        _sum_batches(reader, designs, sums, bar)
+        with bar:
+            _sum_batches(reader, designs, sums, bar)
     spec = FitSpec(
         fit=formula.strip(),
         method=method,
@@ -390,13 +397,23 @@ class _Reader:
     """
 
     def __init__(
-        self, paths: list[Path], schema: pa.Schema, columns: list[str], *, first: int, last: int
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        paths: list[Path],
+        schema: pa.Schema,
+        columns: list[str],
+        *,
+        first: int,
+        last: int,
     ) -> None:
+        self.connection = connection
         self.paths, self.columns = paths, list(dict.fromkeys(columns))
         self.first, self.last = first, last
         self.used = [column for column in self.columns if column not in GROUP_COLUMNS]
         dictionary = [
-            column for column in self.used if pa.types.is_dictionary(schema.field(column).type)
+            column
+            for column in self.used
+            if column in schema.names and pa.types.is_dictionary(schema.field(column).type)
         ]
         self.categories = self._categories(dictionary)
 
@@ -424,8 +441,14 @@ class _Reader:
     def _raw(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         """``columns`` of every shard, batch by batch."""
         for path in self.paths:
-            with pq.ParquetFile(path) as shard:
-                yield from shard.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            yield from self._read(path, columns)
+
+    def _read(self, path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """``columns`` of one shard's rows (``shard_rows``), batch by batch, on a cursor of
+        its own (a reader left unfinished holds only its cursor)."""
+        relation = shard_rows(self.connection.cursor(), [path])
+        selected = relation.select(", ".join(f'"{column}"' for column in columns))
+        yield from selected.to_arrow_reader(BATCH_ROWS)
 
     def batches(self, bar: object | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         """Per batch, its groups (whatever their rows' positions) and its rows the formula
@@ -436,15 +459,14 @@ class _Reader:
         """
         groups = [column for column in self.columns if column in GROUP_COLUMNS]
         for path in self.paths:
-            with pq.ParquetFile(path) as shard:
-                for batch in shard.iter_batches(batch_size=BATCH_ROWS, columns=self.columns):
-                    present = pa.Table.from_batches([batch.select(groups)])
-                    present = present.group_by(groups).aggregate([]).to_pandas()
-                    position = batch.column("position")
-                    kept = pc.and_(
-                        pc.greater_equal(position, self.first), pc.less_equal(position, self.last)
-                    )
-                    yield present, self._rows(self._frame(batch.filter(kept)))
+            for batch in self._read(path, self.columns):
+                present = pa.Table.from_batches([batch.select(groups)])
+                present = present.group_by(groups).aggregate([]).to_pandas()
+                position = batch.column("position")
+                kept = pc.and_(
+                    pc.greater_equal(position, self.first), pc.less_equal(position, self.last)
+                )
+                yield present, self._rows(self._frame(batch.filter(kept)))
             if bar is not None:
                 bar.update(1)
 

@@ -98,9 +98,9 @@ BATCH_ROWS = 1 << 14
 #: The base columns a design is built from (``1`` is implied), as SQL expressions.
 BASE = {
     "position": '"position"::DOUBLE',
-    "lag1": "lag1",
-    "lag2": "lag2",
-    "log_norm": "log_norm",
+    "lag1": "lag1::DOUBLE",
+    "lag2": "lag2::DOUBLE",
+    "log_norm": "log_norm::DOUBLE",
 }
 
 
@@ -425,7 +425,7 @@ def _gmm_query(groups: list[str], request: _Request) -> str:
     window's ``l1``/``l2``.
     """
     keys, first = _keys(groups), request.first - 2
-    lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
+    lags = ", ".join(f"lag(log_norm::DOUBLE, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
     levels = ["", *(f"l{k}" for k in range(GMM_LEVELS))]
     sums = [
         f"sum({' * '.join(filter(None, ['e', a, b]))}) AS all_{i}_{j}"
@@ -450,7 +450,7 @@ def _gmm_query(groups: list[str], request: _Request) -> str:
     return (
         f'WITH levels AS (SELECT {keys}, sequence, "position", {offset} AS t, '
         f"({offset} >= 3)::DOUBLE AS e, ({offset} = 3)::DOUBLE AS at3, "
-        f"({offset} = 4)::DOUBLE AS at4, log_norm AS l0, {lags}, lag1, lag2 FROM shard "
+        f"({offset} = 4)::DOUBLE AS at4, log_norm::DOUBLE AS l0, {lags}, lag1, lag2 FROM shard "
         f"WHERE {' AND '.join(_where(request, first))} "
         f'WINDOW w AS (PARTITION BY {keys}, sequence ORDER BY "position")) '
         f"SELECT {keys}, sequence, {', '.join(checks + sums)} FROM levels WHERE t >= 2 "

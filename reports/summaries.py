@@ -559,7 +559,7 @@ def site_ratios(
     keys = [c for c in ("model", "sequence", "layer", "head", "position") if c in rows.columns]
     wide = rows.pivot_table(
         index=keys, columns="site", values="log_norm", observed=True, aggfunc="first"
-    )
+    ).astype(np.float64)  # the differences in float64 (log_norm is float32), as a folder's
     long = (
         wide[others]
         .sub(wide[reference], axis=0)
