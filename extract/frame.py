@@ -217,6 +217,7 @@ def frame_from_columns(
     position = rows - np.repeat(block_starts.astype(index), block_lengths)
     del rows
     token_index = position + np.repeat(token_starts.astype(index), block_lengths)
+    token_index = token_index.astype(np.intp, copy=False)  # as take wants it, converted once
     position = position.astype(FRAME_DTYPES["position"], copy=False)
     codes, categories = _token_codes(token_ids, token_text)
 

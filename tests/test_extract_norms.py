@@ -259,3 +259,20 @@ def test_layers_given_as_any_iterable_of_ints(tiny_gpt2, gpt2_tokenizer):
         tiny_gpt2, gpt2_tokenizer, TEXTS[:2], layers=np.array([2, 0, 2]), progress=False
     )
     assert sorted(frame["layer"].unique()) == [0, 2] and frame.attrs["layers"] == [0, 2]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_real_token_norms_gather_each_texts_rows_in_order(side):
+    from attnmag.extract.batching import pad_batch
+    from attnmag.extract.norms import real_token_norms
+
+    rng = np.random.default_rng(1)
+    lengths = [5, 1, 3, 5]
+    inputs = pad_batch([[1] * n for n in lengths], pad_id=0, side=side)
+    norms = torch.from_numpy(rng.uniform(size=(3, len(lengths), 5)).astype(np.float32))
+    mask = inputs["attention_mask"].bool().numpy()
+    expected = np.concatenate(
+        [norms.numpy()[:, b, mask[b]].reshape(-1) for b in range(len(lengths))]
+    )
+    got = real_token_norms(norms, lengths, side=side).numpy()
+    np.testing.assert_array_equal(got, expected)
