@@ -253,7 +253,9 @@ def sequence_lengths(frame: pd.DataFrame | Folder) -> pd.DataFrame:
         if column in frame.columns:
             keep &= (frame[column] == frame[column].iloc[0]).to_numpy()
     rows = frame.loc[keep]
-    return rows.groupby(keys, sort=True, observed=True).size().rename("length").reset_index()
+    lengths = rows.groupby(keys, sort=True, observed=True).size().rename("length").reset_index()
+    # pandas widens an int32 key grouped with another to int64; keep the frame's dtype.
+    return lengths.astype({"sequence": frame["sequence"].dtype})
 
 
 def _folder_lengths(folder: Folder, keys: list[str]) -> pd.DataFrame:
