@@ -262,9 +262,10 @@ def test_layers_given_as_any_iterable_of_ints(tiny_gpt2, gpt2_tokenizer):
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_real_token_norms_gather_each_texts_rows_in_order(side):
+@pytest.mark.parametrize("way", ["_sliced", "_gathered"])  # the CPU's way, and a GPU's
+def test_real_token_norms_gather_each_texts_rows_in_order(side, way):
+    from attnmag.extract import norms as module
     from attnmag.extract.batching import pad_batch
-    from attnmag.extract.norms import real_token_norms
 
     rng = np.random.default_rng(1)
     lengths = [5, 1, 3, 5]
@@ -274,5 +275,5 @@ def test_real_token_norms_gather_each_texts_rows_in_order(side):
     expected = np.concatenate(
         [norms.numpy()[:, b, mask[b]].reshape(-1) for b in range(len(lengths))]
     )
-    got = real_token_norms(norms, lengths, side=side).numpy()
+    got = getattr(module, way)(norms, lengths, side).numpy()
     np.testing.assert_array_equal(got, expected)
