@@ -8,7 +8,9 @@ Holds:
 - ``emit``: what a worker prints for ``run_worker`` to read;
 - ``table``: rows of dicts -> an aligned text table;
 - ``bundled_or_gpt2``: the benchmarks' models: the bundled SmolLM2, or a randomly
-  initialised model of GPT-2 small's size with the real GPT-2 tokenizer (``gpt2_tokenizer``);
+  initialised GPT-2 with the real GPT-2 tokenizer (``gpt2_tokenizer``): of GPT-2 small's
+  size, or ``gpt2-wide``, many heads on a narrow stream (12 layers, 16 heads, ``n_embd``
+  64), where the forward pass is cheap next to the rows it yields;
 - ``warm_up``: touch every weight and run one short pass before measuring;
 - ``timed``: seconds, peak RSS growth and result of one call.
 """
@@ -31,6 +33,10 @@ import psutil
 
 RESULT = "BENCHMARK-RESULT "
 MODELS = ("smollm2", "gpt2-small")
+#: Every model ``bundled_or_gpt2`` builds: ``MODELS`` and the rows-heavy ``gpt2-wide``.
+KNOWN_MODELS = (*MODELS, "gpt2-wide")
+#: The random GPT-2 configurations, by name.
+GPT2_SHAPES = {"gpt2-small": {}, "gpt2-wide": {"n_layer": 12, "n_head": 16, "n_embd": 64}}
 
 
 class PeakRSS:
@@ -114,7 +120,8 @@ def gpt2_tokenizer() -> object:
 
 def bundled_or_gpt2(name: str, *, dtype: str | None = None) -> tuple[object, object]:
     """``smollm2``: the bundled model; ``gpt2-small``: ``GPT2Config()`` with seeded random
-    weights (the compute of ``gpt2``) and the GPT-2 tokenizer."""
+    weights (the compute of ``gpt2``) and the GPT-2 tokenizer; ``gpt2-wide``: the same with
+    12 layers, 16 heads and ``n_embd`` 64."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -122,13 +129,15 @@ def bundled_or_gpt2(name: str, *, dtype: str | None = None) -> tuple[object, obj
 
     if name == "smollm2":
         return extract.load_model(dtype=dtype)
-    if name != "gpt2-small":
-        raise ValueError(f"unknown benchmark model {name!r}; known: {', '.join(MODELS)}")
+    if name not in GPT2_SHAPES:
+        raise ValueError(f"unknown benchmark model {name!r}; known: {', '.join(KNOWN_MODELS)}")
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config()).eval()
+    shape = GPT2_SHAPES[name]
+    model = GPT2LMHeadModel(GPT2Config(**shape)).eval()
     if dtype is not None:
         model = model.to(getattr(torch, dtype))
-    model.config.name_or_path = "random GPT2Config()"
+    options = ", ".join(f"{key}={value}" for key, value in shape.items())
+    model.config.name_or_path = f"random GPT2Config({options})"
     return model, gpt2_tokenizer()
 
 

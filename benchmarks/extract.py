@@ -6,7 +6,11 @@ all alike; ratios to ``bare`` and to ``attnmag`` are medians of the ratios withi
 repeat; ``CPU x`` columns are the same ratios of the process's CPU seconds, steadier on a
 loaded machine); its peak growth of the resident set is measured in a fresh process per run
 (``--memory-repeats``), beside the size of what the method returns (``result MB``:
-attnmag's tidy frame, the peers' norm arrays), which its growth includes. Methods:
+attnmag's tidy frame, the peers' norm arrays), which its growth includes. ``frame B/row``
+is the frame's in-memory bytes per row (``memory_usage(deep=True)``, its token category
+included); with ``--shards``, each attnmag method also writes its run once, untimed, with
+``extract.write_shards`` into a temporary folder, whose bytes per row (shards and
+``run.json``) are ``shards B/row``. Methods:
 
 - ``bare``: the base model's forward pass over attnmag's batches, no hooks (the floor);
 - ``attnmag``: ``extract.attention_norms`` (tokenizing, batching, the tidy frame included);
@@ -29,6 +33,8 @@ Usage::
     python -m benchmarks.extract --texts 256 --repeats 2 --models gpt2-small
     python -m benchmarks.extract --methods bare,attnmag --threads 1,2 --max-tokens 4096,16384
     python -m benchmarks.extract --methods bare,attnmag,attnmag_heads,attnmag_sites --models smollm2
+    python -m benchmarks.extract --models gpt2-wide --texts 512 --threads 1 --memory-repeats 0 \
+        --methods bare,attnmag,attnmag_heads,attnmag_sites --shards
 """
 
 from __future__ import annotations
@@ -38,15 +44,27 @@ import copy
 import gc
 import importlib.util
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from attnmag.extract.norms import default_max_tokens
-from benchmarks.common import MODELS, bundled_or_gpt2, emit, run_worker, table, timed, warm_up
+from benchmarks.common import (
+    KNOWN_MODELS,
+    MODELS,
+    bundled_or_gpt2,
+    emit,
+    run_worker,
+    table,
+    timed,
+    warm_up,
+)
 
 MB = 2**20
 METHODS = (
@@ -60,6 +78,13 @@ METHODS = (
     "nnsight",
     "nnsight_stop",
 )
+# attnmag's methods: the keyword arguments of ``write_shards`` that give the same frame.
+SHARDED = {
+    "attnmag": {},
+    "attnmag_heads": {"heads": True},
+    "attnmag_sites": {"sites": ("attn", "mlp", "resid")},
+    "attnmag_all": {"sites": ("attn", "mlp", "resid"), "heads": True},
+}
 # Methods that measure what ``attnmag`` measures (their norm sums are compared with its).
 SAME_NORMS = ("attnmag", "notebook", "transformer_lens", "nnsight", "nnsight_stop")
 PEERS = {"transformer_lens": "transformer_lens", "nnsight": "nnsight", "nnsight_stop": "nnsight"}
@@ -283,6 +308,36 @@ def _result_bytes(result: list[np.ndarray] | pd.DataFrame | None) -> int:
     return 0 if result is None else sum(a.nbytes for a in result)
 
 
+def _frame_bytes_per_row(result: object) -> float | None:
+    """A frame's in-memory bytes per row (its token category included); None otherwise."""
+    if not isinstance(result, pd.DataFrame) or not len(result):
+        return None
+    return float(result.memory_usage(deep=True).sum()) / len(result)
+
+
+def shard_bytes_per_row(
+    method: str, model: object, tokenizer: object, texts: list[str], options: dict
+) -> float:
+    """Bytes per row of the shard folder ``write_shards`` writes for ``method``'s run (its
+    Parquet shards and ``run.json``), written once into a temporary folder."""
+    from attnmag.extract.shards import write_shards
+
+    with tempfile.TemporaryDirectory(prefix="attnmag-bench-") as folder:
+        paths = write_shards(
+            model,
+            tokenizer,
+            texts,
+            Path(folder) / "norms",
+            progress=False,
+            **options,
+            **SHARDED[method],
+        )
+        files = [p for p in (Path(folder) / "norms").iterdir() if p.is_file()]
+        size = sum(p.stat().st_size for p in files)
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    return size / rows
+
+
 def _inputs(args: argparse.Namespace, model_name: str) -> tuple[object, object, list[str], int]:
     """The model (warmed up), its tokenizer, the texts and their token count."""
     from attnmag import extract
@@ -338,6 +393,8 @@ def time_in_process(args: argparse.Namespace, model_name: str, plan: list[dict])
                     "cpu_seconds": cpu,
                     "tokens": tokens,
                     "norm_sum": _checksum(norms),
+                    "frame_bytes_per_row": _frame_bytes_per_row(norms),
+                    "rows": len(norms) if isinstance(norms, pd.DataFrame) else None,
                 }
             )
             del norms
@@ -346,6 +403,15 @@ def time_in_process(args: argparse.Namespace, model_name: str, plan: list[dict])
                 f"  {model_name} {variant} run {repeat + 1}: {seconds:.2f} s ({cpu:.2f} s CPU)",
                 flush=True,
             )
+    if args.shards:
+        for variant in plan:
+            if variant["method"] in SHARDED:
+                torch.set_num_threads(variant["threads"])
+                size = shard_bytes_per_row(
+                    variant["method"], model, tokenizer, texts, _options(variant)
+                )
+                for result in runs[tuple(variant.values())]:
+                    result["shard_bytes_per_row"] = size
     return runs
 
 
@@ -414,6 +480,22 @@ def _ratio_of_medians(values: list[int] | None, base: list[int] | None) -> str:
     return f"{statistics.median(values) / max(statistics.median(base), 1):.2f}"
 
 
+def _ns_per_row(results: list[dict], base: list[dict] | None = None) -> str:
+    """Median nanoseconds per frame row over repeats: of the whole run, or (with ``base``)
+    of its time beyond the paired bare pass's."""
+    if not results[0].get("rows"):
+        return "-"
+    spent = [
+        r["seconds"] - (b["seconds"] if base else 0.0)
+        for r, b in zip(results, base or results, strict=True)
+    ]
+    return f"{statistics.median(spent) / results[0]['rows'] * 1e9:.0f}"
+
+
+def _per_row(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def summarise(
     model: str,
     runs: dict[tuple, list[dict]],
@@ -449,6 +531,10 @@ def summarise(
                 else "-",
                 "x bare RSS": _ratio_of_medians(growth.get(key), growth.get(base_key)),
                 "result MB": f"{fresh[key][0]['result_bytes'] / MB:.0f}" if fresh.get(key) else "-",
+                "ns/row": _ns_per_row(results),
+                "added ns/row": _ns_per_row(results, runs.get(base_key)),
+                "frame B/row": _per_row(results[0].get("frame_bytes_per_row")),
+                "shards B/row": _per_row(results[0].get("shard_bytes_per_row")),
                 "runs s": " ".join(f"{s:.1f}" for s in seconds),
                 "norm sum vs attnmag": f"{total / ref[0]['norm_sum'] - 1:+.1e}"
                 if total is not None and ref and method in SAME_NORMS
@@ -470,7 +556,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs in one process (default 3; 0: none)"
     )
-    parser.add_argument("--models", type=listed(str), default=list(MODELS), help="comma-separated")
+    parser.add_argument(
+        "--models",
+        type=listed(str),
+        default=list(MODELS),
+        help=f"comma-separated, of {', '.join(KNOWN_MODELS)} (default {','.join(MODELS)})",
+    )
     parser.add_argument("--methods", type=listed(str), default=list(METHODS))
     parser.add_argument("--threads", type=listed(int), default=[torch.get_num_threads()])
     parser.add_argument("--batch-size", type=listed(int), default=[64])
@@ -479,6 +570,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--memory-repeats", type=int, default=1, help="fresh processes per method for memory"
+    )
+    parser.add_argument(
+        "--shards",
+        action="store_true",
+        help="also write each attnmag method's run as shards once, for their bytes per row",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -61,7 +61,7 @@ FITS = {
 def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int = 0) -> int:
     """A synthetic shard folder of about ``rows`` rows: ``texts`` texts (by default as many
     as give texts of ``MEAN_LENGTH`` tokens on average); returns its exact row count."""
-    from attnmag.extract.frame import tidy_frame
+    from attnmag.extract.frame import DERIVED, tidy_frame
     from attnmag.extract.shards import (
         FORMAT,
         _claim_folder,
@@ -114,7 +114,7 @@ def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int
             shard_stop=stop,
         )
         path = folder / shard_name(k)
-        frame.to_parquet(path)
+        frame.drop(columns=list(DERIVED)).to_parquet(path)  # as write_shards stores it
         entry = {"rows": len(frame), "start": start, "stop": stop, "sha256": file_sha256(path)}
         _record_shard(folder, path.name, entry, run)
         total += len(frame)

@@ -9,7 +9,8 @@ Holds the stage's public functions:
 - ``read_frame``: a saved frame (Parquet file or folder of shards), provenance kept;
 - ``write_shards``, ``read_shards``: a resumable extraction into a folder of Parquet shards,
   and that folder read back as one frame; ``verified_shards`` checks the folder's files;
-- ``scan``: a shard folder as a lazily read Arrow dataset, for queries in bounded memory;
+- ``scan``: a shard folder as a lazy DuckDB relation with the frame's columns, for queries
+  in bounded memory;
 - ``COLUMNS``, ``GROUP_COLUMNS``: the plain frame's columns, and the grouping columns
   (``model``, ``site``, ``layer``, ``head``) that lags and fits run within.
 

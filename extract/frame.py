@@ -6,7 +6,11 @@ Holds:
   ``site`` and ``head`` when asked for); lags, fits and figures run within each group;
 - ``group_columns``, ``frame_columns``: the grouping columns a frame has, and the columns in
   order of a frame with given optional grouping columns;
-- ``tidy_frame``: per-sequence norm arrays -> the tidy frame (lags included).
+- ``FRAME_DTYPES``: the in-memory dtype of each numeric column;
+- ``DERIVED``, ``derived_columns``: the columns computed from ``norm`` and ``position``
+  (``log_norm``, ``lag1``, ``lag2``), which shards do not store;
+- ``tidy_frame``: per-sequence norm arrays -> the tidy frame (lags included);
+- ``frame_from_columns``: the same from the ``norm`` column already in frame order.
 
 ``attnmag.extract.shards.read_frame`` reads a saved frame back.
 
@@ -24,11 +28,39 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLUMNS", "GROUP_COLUMNS", "frame_columns", "group_columns", "tidy_frame"]
+__all__ = [
+    "COLUMNS",
+    "DERIVED",
+    "FRAME_DTYPES",
+    "GROUP_COLUMNS",
+    "derived_columns",
+    "frame_columns",
+    "frame_from_columns",
+    "group_columns",
+    "tidy_frame",
+]
 
 COLUMNS = ["sequence", "layer", "position", "token_id", "token", "norm", "log_norm", "lag1", "lag2"]
 GROUP_COLUMNS = ("model", "site", "layer", "head")
-GROUP_DTYPES = {"model": "category", "site": "category", "layer": "int64", "head": "int16"}
+GROUP_DTYPES = {"model": "category", "site": "category", "layer": "int16", "head": "int16"}
+#: ``log_norm``, ``lag1`` and ``lag2``: float32, as exact as the float32 ``norm`` they come
+#: from (fits cast to float64 where statsmodels needs it).
+DERIVED_DTYPE = np.float32
+#: The in-memory dtype of each numeric column (``token``, ``site`` and ``model`` are
+#: categorical: their codes are the smallest signed integers that hold the categories).
+FRAME_DTYPES = {
+    "sequence": np.int32,
+    "layer": np.int16,
+    "head": np.int16,
+    "position": np.int32,
+    "token_id": np.int32,
+    "norm": np.float32,
+    "log_norm": DERIVED_DTYPE,
+    "lag1": DERIVED_DTYPE,
+    "lag2": DERIVED_DTYPE,
+}
+#: The columns a shard stores: every column but those ``derived_columns`` recomputes.
+DERIVED = ("log_norm", "lag1", "lag2")
 
 
 def group_columns(frame: pd.DataFrame) -> list[str]:
@@ -86,9 +118,7 @@ def tidy_frame(
 ) -> pd.DataFrame:
     """Build the tidy frame: one row per sequence x series x real token, sorted that way.
 
-    A series is one row of each ``norms[i]``. Lags run within sequence x series. Each column
-    is allocated once, in its final dtype, and filled text by text (the frame is the largest
-    thing an extraction keeps).
+    A series is one row of each ``norms[i]``. Lags run within sequence x series.
 
     Parameters
     ----------
@@ -109,8 +139,7 @@ def tidy_frame(
     Returns
     -------
     pandas.DataFrame
-        The columns of ``frame_columns(groups)``: ``norm`` float32, ``log_norm``, ``lag1``
-        and ``lag2`` float64, ``token`` categorical.
+        The columns of ``frame_columns(groups)``, in the dtypes of ``FRAME_DTYPES``.
 
     Examples
     --------
@@ -119,43 +148,150 @@ def tidy_frame(
     >>> frame[["position", "token", "norm", "lag1"]].to_dict("list")
     {'position': [0, 1], 'token': ['a', 'b'], 'norm': [1.0, 2.0], 'lag1': [nan, 0.0]}
     """
-    layers = np.asarray(layers, dtype=np.int64)
-    series = _series_codes(groups or {}, len(layers))
     order = np.argsort(np.asarray(sequences, dtype=np.int64), kind="stable")
     lengths = np.array([len(token_ids[i]) for i in order], dtype=np.int64)
-    rows = lengths * len(layers)
-    ends = np.cumsum(rows)
-    total = int(ends[-1]) if len(ends) else 0
-    codes, categories = _token_codes([token_ids[i] for i in order], token_text)
-    columns = {
-        "sequence": np.repeat(np.asarray(sequences, dtype=np.int64)[order], rows),
-        "layer": np.empty(total, dtype=np.int64),
-        "position": np.empty(total, dtype=np.int64),
-        "token_id": np.empty(total, dtype=np.int64),
-        "token": np.empty(total, dtype=codes[0].dtype),
-        "norm": np.empty(total, dtype=np.float32),
-        **{name: np.empty(total, dtype=values.dtype) for name, (values, _) in series.items()},
+    flat_ids = np.concatenate([np.asarray(token_ids[i]).reshape(-1) for i in order] or [[]])
+    flat_norms = np.concatenate(
+        [np.asarray(norms[i], dtype=np.float32).reshape(-1) for i in order] or [[]]
+    )
+    return frame_from_columns(
+        sequences=np.asarray(sequences, dtype=np.int64)[order],
+        lengths=lengths,
+        token_ids=flat_ids,
+        norm=flat_norms.astype(np.float32, copy=False),
+        layers=layers,
+        token_text=token_text,
+        groups=groups,
+    )
+
+
+def frame_from_columns(
+    *,
+    sequences: np.ndarray,
+    lengths: np.ndarray,
+    token_ids: np.ndarray,
+    norm: np.ndarray,
+    layers: Sequence[int],
+    token_text: Mapping[int, str],
+    groups: Mapping[str, Sequence] | None = None,
+) -> pd.DataFrame:
+    """The tidy frame from its texts' token ids and its ``norm`` column in frame order.
+
+    Every column is built with whole-array operations (no loop over texts): a text's rows
+    are its series one after another, each its tokens in order.
+
+    Parameters
+    ----------
+    sequences : numpy.ndarray
+        The texts' corpus indices, ascending.
+    lengths : numpy.ndarray
+        Each text's token count.
+    token_ids : numpy.ndarray
+        The texts' token ids, concatenated in ``sequences`` order.
+    norm : numpy.ndarray
+        float32, the ``norm`` column: per text, ``(series, length)`` in row-major order
+        (kept as the column, not copied).
+    layers, token_text, groups
+        As for ``tidy_frame``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As ``tidy_frame`` returns it.
+    """
+    n_series = len(layers)
+    series = _series_codes(groups or {}, n_series)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n_texts = len(lengths)
+    # Per (text, series) block: its length, its first row, and its text's first token.
+    block_lengths = np.repeat(lengths, n_series)
+    block_starts = np.cumsum(block_lengths) - block_lengths
+    token_starts = np.repeat(np.cumsum(lengths) - lengths, n_series)
+    total = int(block_lengths.sum())
+    if len(norm) != total:
+        raise ValueError(f"norm has {len(norm)} values for {total} rows")
+    # Row indices fit int32 in all but huge frames; a row's token is its text's first token
+    # plus its position.
+    index = np.int32 if total < 2**31 else np.int64
+    rows = np.arange(total, dtype=index)
+    position = rows - np.repeat(block_starts.astype(index), block_lengths)
+    del rows
+    token_index = position + np.repeat(token_starts.astype(index), block_lengths)
+    token_index = token_index.astype(np.intp, copy=False)  # as take wants it, converted once
+    position = position.astype(FRAME_DTYPES["position"], copy=False)
+    codes, categories = _token_codes(token_ids, token_text)
+
+    def per_block(values: np.ndarray, dtype: object) -> np.ndarray:
+        """A per-series value for every row."""
+        return np.repeat(np.tile(np.asarray(values, dtype=dtype), n_texts), block_lengths)
+
+    columns: dict[str, object] = {
+        "sequence": np.repeat(
+            np.asarray(sequences, dtype=FRAME_DTYPES["sequence"]), lengths * n_series
+        ),
+        "layer": per_block(layers, FRAME_DTYPES["layer"]),
+        "position": position,
+        "token_id": np.asarray(token_ids, dtype=FRAME_DTYPES["token_id"]).take(token_index),
+        "token": pd.Categorical.from_codes(
+            codes.take(token_index), categories=categories, validate=False
+        ),
+        "norm": np.asarray(norm, dtype=np.float32),
+        **derived_columns(norm, position, starts=block_starts[block_lengths > 0]),
     }
-    for k, i in enumerate(order):
-        block = slice(int(ends[k] - rows[k]), int(ends[k]))
-        shape = (len(layers), int(lengths[k]))
-        columns["layer"][block].reshape(shape)[:] = layers[:, None]
-        for name, (values, _) in series.items():
-            columns[name][block].reshape(shape)[:] = values[:, None]
-        columns["position"][block].reshape(shape)[:] = np.arange(shape[1])
-        columns["token_id"][block].reshape(shape)[:] = token_ids[i]
-        columns["token"][block].reshape(shape)[:] = codes[k]
-        columns["norm"][block] = np.asarray(norms[i], dtype=np.float32).reshape(-1)
-    columns["token"] = pd.Categorical.from_codes(columns["token"], categories=categories)
-    log_norm = columns["norm"].astype(np.float64)
-    np.log(log_norm, out=log_norm)
-    columns["log_norm"] = log_norm
-    columns["lag1"] = _lag(log_norm, columns["position"], 1)
-    columns["lag2"] = _lag(log_norm, columns["position"], 2)
-    for name, (_, levels) in series.items():
-        if levels is not None:
-            columns[name] = pd.Categorical.from_codes(columns[name], categories=levels)
+    for name, (values, levels) in series.items():
+        column = per_block(values, values.dtype)
+        columns[name] = (
+            column
+            if levels is None
+            else pd.Categorical.from_codes(column, categories=levels, validate=False)
+        )
     return pd.DataFrame({c: columns[c] for c in frame_columns(list(series))}, copy=False)
+
+
+def derived_columns(
+    norm: np.ndarray, position: np.ndarray, *, starts: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """``log_norm``, ``lag1`` and ``lag2`` of rows sorted by sequence, series and position
+    (every position present): what the shards do not store.
+
+    ``log_norm`` is ``ln(norm)`` taken in float64 and rounded to float32 (as DuckDB's
+    ``ln(norm::DOUBLE)::FLOAT``); ``lag1`` and ``lag2`` are it one and two rows earlier, NaN
+    where ``position < k``.
+
+    Parameters
+    ----------
+    norm : numpy.ndarray
+        The ``norm`` column (float32).
+    position : numpy.ndarray
+        The ``position`` column.
+    starts : numpy.ndarray, optional
+        The rows at position 0 (found from ``position`` when not given).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The three float32 columns.
+
+    Examples
+    --------
+    >>> lags = derived_columns(np.array([1.0, 1.0, 1.0], np.float32), np.array([0, 1, 0]))
+    >>> lags["lag1"].tolist(), lags["lag2"].tolist()
+    ([nan, 0.0, nan], [nan, nan, nan])
+    """
+    log_norm = np.empty(len(norm), dtype=DERIVED_DTYPE)
+    np.log(norm, out=log_norm, dtype=np.float64)
+    starts = np.flatnonzero(position == 0) if starts is None else np.asarray(starts)
+    found = {"log_norm": log_norm}
+    for k in (1, 2):
+        lagged = np.empty_like(log_norm)
+        lagged[:k] = np.nan
+        lagged[k:] = log_norm[:-k]
+        for offset in range(k):  # the rows at positions 0..k-1 have no k-th predecessor
+            rows = starts + offset
+            rows = rows[rows < len(position)]
+            lagged[rows[position[rows] == offset]] = np.nan
+        found[f"lag{k}"] = lagged
+    return found
 
 
 def _series_codes(
@@ -179,29 +315,18 @@ def _series_codes(
 
 
 def _token_codes(
-    token_ids: Sequence[np.ndarray], token_text: Mapping[int, str]
-) -> tuple[list[np.ndarray], pd.Index]:
-    """Per text, the codes of its tokens' texts among the categories (ids may share a text)."""
-    flat = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in token_ids] or [[]])
+    token_ids: np.ndarray, token_text: Mapping[int, str]
+) -> tuple[np.ndarray, pd.Index]:
+    """The codes of the tokens' texts among the categories (ids may share a text)."""
+    flat = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     vocab, inverse = np.unique(flat, return_inverse=True)
-    texts = pd.Index([token_text[int(i)] for i in vocab])
+    texts = pd.Index([token_text[int(i)] for i in vocab], dtype="str")
     categories = texts.unique()
     dtype = np.min_scalar_type(-max(len(categories), 1))  # signed, as pandas keeps codes
-    codes = categories.get_indexer(texts).astype(dtype)[inverse]
-    return np.split(codes, np.cumsum([len(ids) for ids in token_ids])[:-1]), categories
+    return categories.get_indexer(texts).astype(dtype)[inverse], categories
 
 
 def token_categorical(ids: np.ndarray, token_text: Mapping[int, str]) -> pd.Categorical:
     """Token texts of ``ids`` as a categorical (ids may share a text)."""
-    codes, categories = _token_codes([ids], token_text)
-    return pd.Categorical.from_codes(codes[0], categories=categories)
-
-
-def _lag(values: np.ndarray, position: np.ndarray, k: int) -> np.ndarray:
-    """``values`` ``k`` rows earlier, NaN where ``position < k`` (rows sorted by sequence,
-    series and position, every position present)."""
-    lagged = np.empty_like(values)
-    lagged[:k] = np.nan
-    lagged[k:] = values[:-k]
-    lagged[position < k] = np.nan
-    return lagged
+    codes, categories = _token_codes(ids, token_text)
+    return pd.Categorical.from_codes(codes, categories=categories)

@@ -9,8 +9,10 @@ Holds:
   checked before any work (shared with the sharded runs);
 - ``as_texts``: a Dataset or any iterable of str -> a list of texts and the corpus info;
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
-- ``measure``: encoded texts -> per-text ``(rows, tokens)`` float32 norm arrays, batch by
-  batch (length-sorted, token budget, halving a batch that runs out of memory), in eval mode;
+- ``measure``: encoded texts -> each batch's float32 norms at its real tokens (length-sorted
+  batches under a token budget, halving a batch that runs out of memory), in eval mode;
+- ``real_token_norms``: a batch's ``(rows, texts, width)`` norms -> its real tokens' values,
+  text by text, gathered on the device;
 - ``default_max_tokens``: the token budget per batch for a device.
 
 Usage::
@@ -37,7 +39,7 @@ from torch import nn
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, base_model, blocks
 from attnmag.extract.batching import Encoded, length_batches, pad_batch
-from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, tidy_frame
+from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, frame_from_columns
 from attnmag.extract.hooks import NormRecorder, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
@@ -55,6 +57,7 @@ __all__ = [
     "encode",
     "measure",
     "prepare_run",
+    "real_token_norms",
     "update_norms",
 ]
 
@@ -392,26 +395,28 @@ def measure(
 
     Yields
     ------
-    i : int
-        The index of a text in ``encoded``.
-    norms : numpy.ndarray
-        float32, ``(rows, tokens)``: the rows of ``plan(model, layers, sites, heads).rows``
-        (one per layer for the attention update alone).
+    batch : list of int
+        The indices in ``encoded`` of a batch's texts.
+    values : numpy.ndarray
+        float32: the batch's norms at real tokens, text by text in ``batch`` order, each a
+        ``(rows, tokens)`` block in row-major order; the rows are those of
+        ``plan(model, layers, sites, heads).rows`` (one per layer for the attention update
+        alone). On a GPU the values are copied without blocking into pinned memory, and a
+        batch is yielded once the next one is queued on the device, so that the caller's
+        work on it overlaps the device's on the next.
     """
     base = base_model(model)
     device = getattr(model, "device", None) or next(model.parameters()).device
     takes_positions = "position_ids" in inspect.signature(base.forward).parameters
     budget = max_tokens or default_max_tokens(device)
-    queue = deque(
-        length_batches(
-            [len(x) for x in encoded.token_ids], batch_size=batch_size, max_tokens=budget
-        )
-    )
-    total = sum(len(x) for x in encoded.token_ids)
+    lengths = [len(x) for x in encoded.token_ids]
+    queue = deque(length_batches(lengths, batch_size=batch_size, max_tokens=budget))
     run_plan = plan(model, layers, sites, heads)
+    staging = _Staging(torch.device(device))
+    pending = None
     with (
         progress_bar(
-            progress, total=total, unit="tok", desc=_description(sites, heads), leave=False
+            progress, total=sum(lengths), unit="tok", desc=_description(sites, heads), leave=False
         ) as bar,
         eval_mode(model),
         NormRecorder(run_plan.probes, stop=run_plan.stop) as recorder,
@@ -424,7 +429,7 @@ def measure(
             )
             if not takes_positions:
                 inputs.pop("position_ids")
-            inputs = {k: v.to(device) for k, v in inputs.items()}
+            inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
             try:
                 norms = recorder.run(
                     lambda inputs=inputs: base(**inputs, use_cache=False),
@@ -441,11 +446,113 @@ def measure(
                     b[i : i + half] for b in [batch, *queue] for i in range(0, len(b), half)
                 )
                 continue
-            stacked = norms.cpu().numpy()
-            mask = inputs["attention_mask"].bool().cpu().numpy()
-            for row, i in enumerate(batch):
-                yield i, stacked[:, row, mask[row]]
-            bar.update(int(mask.sum()))
+            batch_lengths = [lengths[i] for i in batch]
+            values = real_token_norms(norms, batch_lengths, side=padding_side)
+            if pending is not None:
+                yield pending[0], staging.ready(pending[1])
+                bar.update(pending[2])
+            pending = (batch, staging.put(values), sum(batch_lengths))
+        if pending is not None:
+            yield pending[0], staging.ready(pending[1])
+            bar.update(pending[2])
+
+
+def real_token_norms(norms: torch.Tensor, lengths: Sequence[int], *, side: str) -> torch.Tensor:
+    """A batch's norms at its real tokens, text by text, each text's ``(rows, tokens)`` block
+    in row-major order.
+
+    On a GPU, one index gather on the device (no host synchronisation: the output's size is
+    known on the host); on a CPU, one slice copy per text, which costs less there than
+    building a gather's index (a copy per row).
+
+    Parameters
+    ----------
+    norms : torch.Tensor
+        ``(rows, texts, width)``, contiguous, as ``NormRecorder.run`` returns it.
+    lengths : sequence of int
+        Each text's real tokens.
+    side : str
+        The padding side, ``"left"`` or ``"right"``.
+
+    Returns
+    -------
+    torch.Tensor
+        1-d, ``rows * sum(lengths)`` values on the norms' device.
+
+    Examples
+    --------
+    >>> norms = torch.arange(12.0).reshape(2, 2, 3)  # rows 2, texts 2, width 3
+    >>> real_token_norms(norms, [3, 1], side="right").tolist()
+    [0.0, 1.0, 2.0, 6.0, 7.0, 8.0, 3.0, 9.0]
+    """
+    if norms.device.type == "cpu":
+        return _sliced(norms, lengths, side)
+    return _gathered(norms, lengths, side)
+
+
+def _sliced(norms: torch.Tensor, lengths: Sequence[int], side: str) -> torch.Tensor:
+    """``real_token_norms`` by one slice copy per text."""
+    rows, _, width = norms.shape
+    values = np.empty(rows * sum(lengths), dtype=np.float32)
+    buffer, end = norms.numpy(), 0
+    for text, length in enumerate(lengths):
+        first = width - length if side == "left" else 0
+        block = values[end : end + rows * length].reshape(rows, length)
+        block[:] = buffer[:, text, first : first + length]
+        end += rows * length
+    return torch.from_numpy(values)
+
+
+def _gathered(norms: torch.Tensor, lengths: Sequence[int], side: str) -> torch.Tensor:
+    """``real_token_norms`` by one index gather on the norms' device."""
+    rows, texts, width = norms.shape
+    total = rows * sum(lengths)
+    device = norms.device
+    length = torch.tensor(lengths, dtype=torch.int64).to(device, non_blocking=True)
+    first = torch.arange(texts, device=device) * width
+    if side == "left":
+        first += width - length
+    # Per (text, row) block: where it starts in the buffer, and how long it is.
+    starts = (first[:, None] + torch.arange(rows, device=device) * (texts * width)).reshape(-1)
+    sizes = length.repeat_interleave(rows)
+    offsets = torch.repeat_interleave(starts - (sizes.cumsum(0) - sizes), sizes, output_size=total)
+    return norms.reshape(-1).index_select(0, offsets + torch.arange(total, device=device))
+
+
+class _Staging:
+    """Where a batch's values wait for the host: on a CPU, the values themselves; on a GPU,
+    one of two pinned host buffers, filled without blocking, with an event to wait on (the
+    caller is done with a batch's values before the one after next is staged)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.gpu = device.type == "cuda"
+        self.buffers: list[torch.Tensor] = []
+        self.turn = 0
+
+    def put(self, values: torch.Tensor) -> tuple[torch.Tensor, object]:
+        """Start copying ``values`` to the host; what ``ready`` takes."""
+        if not self.gpu:
+            return values, None
+        self.turn = (self.turn + 1) % 2
+        if len(self.buffers) < 2:
+            self.buffers.append(torch.empty(0, dtype=torch.float32, pin_memory=True))
+        if self.buffers[self.turn].numel() < values.numel():
+            self.buffers[self.turn] = torch.empty(
+                values.numel(), dtype=torch.float32, pin_memory=True
+            )
+        host = self.buffers[self.turn][: values.numel()]
+        host.copy_(values, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return host, event
+
+    @staticmethod
+    def ready(staged: tuple[torch.Tensor, object]) -> np.ndarray:
+        """The staged values on the host, once their copy is done."""
+        values, event = staged
+        if event is not None:
+            event.synchronize()
+        return values.numpy()
 
 
 def attention_norms(
@@ -631,8 +738,11 @@ def _norms_frame(
     # Any id will do (padding is masked); GPT-2 has no pad token, so its eos stands in.
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
     rows = plan_rows(run.layers, sites, heads, n_heads(model))
-    norms = _preallocated(len(rows), [len(x) for x in encoded.token_ids])
-    for i, values in measure(
+    lengths = np.array([len(x) for x in encoded.token_ids], dtype=np.int64)
+    norm = np.empty(int(lengths.sum()) * len(rows), dtype=np.float32)
+    # Each text's first row in the frame (texts are in corpus order, rows by text).
+    text_rows = (np.cumsum(lengths) - lengths) * len(rows)
+    for batch, values in measure(
         model,
         encoded,
         run.layers,
@@ -644,16 +754,22 @@ def _norms_frame(
         sites=sites,
         heads=heads,
     ):
-        norms[i][:] = values
+        # A text's rows are contiguous in the batch's values and in the frame: one copy each.
+        start = 0
+        for text in batch:
+            size = int(lengths[text]) * len(rows)
+            norm[text_rows[text] : text_rows[text] + size] = values[start : start + size]
+            start += size
     groups: dict[str, object] = {}
     if site_column:
         groups["site"] = pd.Categorical([r[0] for r in rows], categories=list(sites))
     if heads:
         groups["head"] = [r[2] for r in rows]
-    frame = tidy_frame(
-        sequences=encoded.sequences,
-        token_ids=[np.asarray(x) for x in encoded.token_ids],
-        norms=norms,
+    frame = frame_from_columns(
+        sequences=np.asarray(encoded.sequences),
+        lengths=lengths,
+        token_ids=np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded.token_ids]),
+        norm=norm,
         layers=[r[1] for r in rows],
         token_text=token_texts(tokenizer, encoded.token_ids),
         groups=groups,
@@ -674,18 +790,6 @@ def _norms_frame(
         )
     )
     return frame
-
-
-def _preallocated(n_layers: int, lengths: list[int]) -> list[np.ndarray]:
-    """Per text, a ``(n_layers, length)`` float32 view of one array allocated up front:
-    many small arrays kept among the forward passes' freed activations would fragment
-    the heap."""
-    ends = np.cumsum(lengths) * n_layers
-    store = np.empty(int(ends[-1]), dtype=np.float32)
-    return [
-        store[end - n * n_layers : end].reshape(n_layers, n)
-        for end, n in zip(ends, lengths, strict=True)
-    ]
 
 
 def token_texts(tokenizer: object, token_ids: Sequence[Sequence[int]]) -> dict[int, str]:

@@ -8,11 +8,18 @@ Holds:
   ``sites=`` and ``heads=`` the shards hold ``update_norms``' frames (``site``/``head``);
 - ``read_shards``: such a folder -> one tidy frame, provenance merged (counts summed);
 - ``read_frame``: a saved frame (a Parquet file, or such a folder) -> the tidy frame;
+- ``scan``, ``shard_rows``: a folder's rows as a lazy DuckDB relation with the frame's
+  columns;
 - ``verified_shards``: the folder's shard files, checked against its manifest;
 - ``shard_ranges``: which texts each shard holds, and which shards a rank writes;
 - ``weights_fingerprint``: a streaming hash of every weight's bytes.
 
-The folder's ``run.json`` is a manifest. It records what defines the run (model, weights'
+A shard stores the frame's columns but those computed from ``norm`` and ``position``
+(``log_norm``, ``lag1``, ``lag2``: ``frame.DERIVED``); every reader recomputes them
+(``read_shards`` in numpy as ``tidy_frame`` does, ``shard_rows`` in SQL), to the same values.
+
+The folder's ``run.json`` is a manifest. It records the shard format (``format``: a folder
+of another format is refused with one line) and what defines the run (model, weights'
 fingerprint, dtype, texts' hash, layers, maximum length, shard size, and the sites and
 heads where they are measured; batch size, padding side and device only change speed, so
 they may differ between a run and its resumption) and, per completed shard, its file name,
@@ -54,7 +61,14 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
-from attnmag.extract.frame import frame_columns, tidy_frame, token_categorical
+from attnmag.extract.frame import (
+    DERIVED,
+    GROUP_COLUMNS,
+    derived_columns,
+    frame_columns,
+    tidy_frame,
+    token_categorical,
+)
 from attnmag.extract.frame_file import read_frame_file
 from attnmag.extract.manifest import check_record, check_shard_metadata
 from attnmag.extract.norms import (
@@ -72,6 +86,7 @@ from attnmag.progress import progress_bar
 
 __all__ = [
     "RUN_FILE",
+    "read_columns",
     "read_frame",
     "read_shards",
     "scan",
@@ -84,7 +99,9 @@ __all__ = [
 
 RUN_FILE = "run.json"
 SHARD_GLOB = "shard-*.parquet"
-FORMAT = 2
+#: The shard format ``run.json`` records: 3, shards store every frame column but
+#: ``frame.DERIVED`` (``log_norm``, ``lag1``, ``lag2``), which readers recompute.
+FORMAT = 3
 # Provenance counts that add up over shards; every other key is kept where the shards agree.
 COUNTS = ("n_texts", "n_sequences", "n_skipped_empty", "n_truncated", "n_tokens")
 PER_SHARD = ("shard", "shard_start", "shard_stop", "rank", "world_size", "seconds_extract")
@@ -668,7 +685,7 @@ def write_shards(
                 seconds_extract=round(time.perf_counter() - began, 3),
             )
             partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            frame.to_parquet(partial)
+            frame.drop(columns=list(DERIVED)).to_parquet(partial)
             entry = {"rows": len(frame), "start": start, "stop": stop}
             _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)}, run_id)
             os.replace(partial, path)
@@ -773,13 +790,14 @@ def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
     return paths
 
 
-def scan(folder: str | Path) -> pyarrow.dataset.Dataset:
-    """A finished shard folder as one Arrow dataset, for queries that need not load it.
+def scan(folder: str | Path) -> duckdb.DuckDBPyRelation:
+    """A finished shard folder as one lazy DuckDB relation, for queries that need not load it.
 
     The shards are checked against the manifest first (as ``read_shards`` does); the
-    dataset has the frame's columns and reads them lazily, so filters, column selections
-    and aggregations (``dataset.to_table(columns=..., filter=...)``, DuckDB's
-    ``duckdb.arrow(dataset)``, Polars' ``scan_pyarrow_dataset``) run in bounded memory.
+    relation has the frame's columns (``shard_rows``: ``log_norm`` and the lags computed as
+    they are read) and runs filters, column selections and aggregations in bounded memory
+    (``.filter(...)``, ``.select(...)``, ``.arrow()``, ``.df()``, or SQL on it with
+    ``duckdb.sql("... FROM relation")``).
 
     Parameters
     ----------
@@ -788,17 +806,16 @@ def scan(folder: str | Path) -> pyarrow.dataset.Dataset:
 
     Returns
     -------
-    pyarrow.dataset.Dataset
-        The shards' rows, shard by shard (each in (sequence, layer, position) order).
+    duckdb.DuckDBPyRelation
+        The folder's rows (on a connection of its own).
 
     Examples
     --------
-    >>> import pyarrow.dataset as ds  # doctest: +SKIP
-    >>> layer5 = scan("norms/").to_table(columns=["sequence", "position", "log_norm"],
-    ...                                  filter=ds.field("layer") == 5)  # doctest: +SKIP
+    >>> rows = scan("norms/")  # doctest: +SKIP
+    >>> layer5 = rows.filter("layer = 5").select("sequence, log_norm").df()  # doctest: +SKIP
     """
     paths = verified_shards(folder)
-    return pyarrow.dataset.dataset([str(path) for path in paths], format="parquet")
+    return shard_rows(duckdb.connect(), paths)
 
 
 def shard_rows(
@@ -806,15 +823,72 @@ def shard_rows(
 ) -> duckdb.DuckDBPyRelation:
     """The rows of verified shard files as one DuckDB relation with the frame's columns.
 
-    Every reader of a folder's rows in SQL (the folder fits, the folder report) takes them
-    from here, so the shards' stored columns and the frame's columns are mapped in one place.
+    Every reader of a folder's rows in SQL (the folder fits, the folder report, ``scan``)
+    takes them from here, so the shards' stored columns and the frame's columns are mapped
+    in one place: ``log_norm`` is ``ln(norm)`` in DOUBLE rounded to FLOAT, and ``lag1`` and
+    ``lag2`` are it one and two positions earlier within (grouping columns, sequence), NULL
+    before that (a NaN in the frame), as ``frame.derived_columns`` computes them.
+
+    Parameters
+    ----------
+    connection : duckdb.DuckDBPyConnection
+        The connection the relation runs on.
+    paths : sequence of str or Path
+        Shard files (``verified_shards``).
+
+    Returns
+    -------
+    duckdb.DuckDBPyRelation
+        The rows, with the frame's columns in its order.
 
     Examples
     --------
     >>> import duckdb  # doctest: +SKIP
     >>> rows = shard_rows(duckdb.connect(), verified_shards("norms/"))  # doctest: +SKIP
     """
-    return connection.read_parquet([str(path) for path in paths])
+    stored = connection.read_parquet([str(path) for path in paths])
+    columns = stored.columns
+    groups = [column for column in GROUP_COLUMNS if column in columns]
+    window = f'PARTITION BY {_quoted([*groups, "sequence"])} ORDER BY "position"'
+    log_norm = "CAST(ln(CAST(norm AS DOUBLE)) AS FLOAT)"
+    derived = {
+        "log_norm": f"{log_norm} AS log_norm",
+        **{f"lag{k}": f"lag({log_norm}, {k}) OVER ({window}) AS lag{k}" for k in (1, 2)},
+    }
+    select = [derived.get(c, _quoted([c])) for c in read_columns(columns)]
+    return stored.select(", ".join(select))
+
+
+def read_columns(stored: Sequence[str]) -> list[str]:
+    """The columns a reader gives for shards that store ``stored``: those, with the
+    ``frame.DERIVED`` columns computed from ``norm`` placed after it.
+
+    Parameters
+    ----------
+    stored : sequence of str
+        A shard's columns.
+
+    Returns
+    -------
+    list of str
+        The columns, in the frame's order.
+
+    Examples
+    --------
+    >>> read_columns(["sequence", "layer", "position", "norm", "label"])[3:]
+    ['norm', 'log_norm', 'lag1', 'lag2', 'label']
+    """
+    stored = list(stored)
+    if "norm" not in stored:
+        return stored
+    after = stored.index("norm") + 1
+    added = [column for column in DERIVED if column not in stored]
+    return [*stored[:after], *added, *stored[after:]]
+
+
+def _quoted(columns: Sequence[str]) -> str:
+    """Column names as a SQL list."""
+    return ", ".join(f'"{column}"' for column in columns)
 
 
 def _read_shard(path: Path, record: dict, columns: list[str]) -> pd.DataFrame:
@@ -864,7 +938,8 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     paths, record = _listed_shards(Path(folder), partial=partial)
     arguments = record["arguments"]
     columns = frame_columns([g for g in ("site", "head") if f"{g}s" in arguments])
-    shards = [_read_shard(path, record, columns) for path in paths]
+    stored = [column for column in columns if column not in DERIVED]
+    shards = [_read_shard(path, record, stored) for path in paths]
     token_text: dict[int, str] = {}
     for shard in shards:
         ids, first = np.unique(shard["token_id"].to_numpy(), return_index=True)
@@ -878,6 +953,8 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     )
     if "sites" in arguments:  # an empty shard's Parquet keeps no categories
         frame["site"] = pd.Categorical(frame["site"].astype(str), categories=arguments["sites"])
+    derived = derived_columns(frame["norm"].to_numpy(), frame["position"].to_numpy())
+    frame = pd.DataFrame({c: derived[c] if c in derived else frame[c] for c in columns}, copy=False)
     frame.attrs = merged_provenance([shard.attrs for shard in shards])
     return frame
 

@@ -48,8 +48,14 @@ import pyarrow.parquet as pq
 
 from attnmag.database import connect
 from attnmag.errors import AttnmagError
-from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.shards import merged_provenance, read_manifest, shard_rows, verified_shards
+from attnmag.extract.frame import DERIVED, FRAME_DTYPES, GROUP_COLUMNS
+from attnmag.extract.shards import (
+    merged_provenance,
+    read_columns,
+    read_manifest,
+    shard_rows,
+    verified_shards,
+)
 
 __all__ = [
     "SAMPLE_TEXTS",
@@ -337,8 +343,10 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
         raise AttnmagError(f"sample_texts must be 1 or more, not {sample_texts}")
     folder = Path(path)
     shards = tuple(str(p) for p in verified_shards(folder))
-    schema = pq.read_schema(shards[0])
-    empty = schema.empty_table().to_pandas()
+    stored = pq.read_schema(shards[0]).empty_table().to_pandas()
+    # The columns shard_rows gives: those stored, and those it computes (as the frame has them).
+    derived = {c: np.empty(0, FRAME_DTYPES[c]) for c in DERIVED if c not in stored.columns}
+    empty = stored.assign(**derived)[read_columns(stored.columns)]
     groups = [c for c in GROUP_COLUMNS if c in empty.columns]
     keys = ", ".join(f'"{c}"' for c in groups)
     cells = run_query(

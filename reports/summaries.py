@@ -253,7 +253,9 @@ def sequence_lengths(frame: pd.DataFrame | Folder) -> pd.DataFrame:
         if column in frame.columns:
             keep &= (frame[column] == frame[column].iloc[0]).to_numpy()
     rows = frame.loc[keep]
-    return rows.groupby(keys, sort=True, observed=True).size().rename("length").reset_index()
+    lengths = rows.groupby(keys, sort=True, observed=True).size().rename("length").reset_index()
+    # pandas widens an int32 key grouped with another to int64; keep the frame's dtype.
+    return lengths.astype({"sequence": frame["sequence"].dtype})
 
 
 def _folder_lengths(folder: Folder, keys: list[str]) -> pd.DataFrame:
@@ -559,7 +561,7 @@ def site_ratios(
     keys = [c for c in ("model", "sequence", "layer", "head", "position") if c in rows.columns]
     wide = rows.pivot_table(
         index=keys, columns="site", values="log_norm", observed=True, aggfunc="first"
-    )
+    ).astype(np.float64)  # the differences in float64 (log_norm is float32), as a folder's
     long = (
         wide[others]
         .sub(wide[reference], axis=0)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attnmag.extract.frame import tidy_frame
+from attnmag.extract.frame import DERIVED, derived_columns, tidy_frame
 from attnmag.extract.shards import (
     FORMAT,
     _claim_folder,
@@ -112,7 +112,8 @@ def simulated_trends(
     """Independent simulations of the trend model in the module docstring, one per ``layer``.
 
     The frame has the columns the models stage reads: ``layer`` (the simulation),
-    ``sequence``, ``position``, ``norm`` (float32) and ``log_norm`` (its log).
+    ``sequence``, ``position``, ``norm`` (float32) and ``log_norm`` (its log, as the frame
+    has it).
 
     >>> frame = simulated_trends(100, sd_sequence=0.3, shortest=5, seed=1)
     """
@@ -137,9 +138,17 @@ def simulated_trends(
             "sequence": sequence[real],
             "position": position[real],
             "norm": norm,
-            "log_norm": np.log(norm.astype(np.float64)),
+            "log_norm": derived_columns(norm, position[real])["log_norm"],
         }
     )
+
+
+def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (sorted by sequence, series and position) with ``log_norm``, ``lag1`` and
+    ``lag2`` recomputed from its ``norm``, as the extraction and the shard readers compute
+    them."""
+    derived = derived_columns(frame["norm"].to_numpy(), frame["position"].to_numpy())
+    return frame.assign(**{c: v for c, v in derived.items() if c in frame.columns})
 
 
 def write_folder(
@@ -147,7 +156,9 @@ def write_folder(
 ) -> Path:
     """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
     its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum
-    (in Parquet row groups of ``row_group_size`` rows, which DuckDB reads in parallel)."""
+    (``log_norm`` and the lags left out, as ``write_shards`` leaves them: readers compute
+    them from ``norm``), in Parquet row groups of ``row_group_size`` rows, which DuckDB reads
+    in parallel."""
     n_texts = int(frame["sequence"].max()) + 1
     arguments = {
         "format": FORMAT,
@@ -164,6 +175,7 @@ def write_folder(
     run = _claim_folder(folder, arguments, {})
     for k, start, stop in shard_ranges(n_texts, shard_texts):
         part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
+        part = part.drop(columns=[c for c in DERIVED if c in part.columns])  # as write_shards
         part.attrs.update(
             run_id=run,
             weights=arguments["weights"],

@@ -50,7 +50,7 @@ def test_head_frame_columns_dtypes_and_lags_within_head(tiny_gpt2, gpt2_tokenize
         tiny_gpt2, gpt2_tokenizer, texts, heads=True, batch_size=2, progress=False
     )
     assert list(frame.columns) == extract.frame.frame_columns(["head"])
-    assert frame["head"].dtype == np.int16 and frame["layer"].dtype == np.int64
+    assert frame["head"].dtype == np.int16 and frame["layer"].dtype == np.int16
     assert frame.attrs["heads"] is True and frame.attrs["sites"] == ["attn"]
     for _, group in frame.groupby(["sequence", "layer", "head"]):
         assert group["position"].tolist() == list(range(len(group)))

@@ -87,7 +87,7 @@ def test_lags_are_log_norm_shifted_within_sequence_and_layer(tiny_gpt2, gpt2_tok
 
 def test_tidy_frame_matches_a_pandas_construction_for_short_and_shuffled_texts():
     """Texts of 1, 2 and 4 tokens given out of order; two ids share a text."""
-    from attnmag.extract.frame import tidy_frame
+    from attnmag.extract.frame import FRAME_DTYPES, tidy_frame
 
     rng = np.random.default_rng(0)
     sequences, ids = [7, 2, 5], [np.array([3]), np.array([1, 2, 3, 4]), np.array([4, 1])]
@@ -106,14 +106,15 @@ def test_tidy_frame_matches_a_pandas_construction_for_short_and_shuffled_texts()
         ],
         columns=["sequence", "layer", "position", "token_id", "token", "norm"],
     )
-    expected["log_norm"] = np.log(expected["norm"].astype(np.float64))
+    # log_norm: ln(norm) in float64, rounded to float32 (the documented dtypes).
+    expected["log_norm"] = np.log(expected["norm"].astype(np.float32).astype(np.float64))
     shifted = expected.groupby(["sequence", "layer"])["log_norm"]
     expected["lag1"], expected["lag2"] = shifted.shift(1), shifted.shift(2)
     assert list(frame.columns) == extract.COLUMNS
     assert frame["token"].dtype == "category" and frame["norm"].dtype == np.float32
     pd.testing.assert_frame_equal(
         frame.assign(token=frame["token"].astype(str)),
-        expected.astype({"norm": np.float32, "token": str}),
+        expected.astype({c: FRAME_DTYPES.get(c, str) for c in expected.columns}),
     )
 
 
@@ -258,3 +259,21 @@ def test_layers_given_as_any_iterable_of_ints(tiny_gpt2, gpt2_tokenizer):
         tiny_gpt2, gpt2_tokenizer, TEXTS[:2], layers=np.array([2, 0, 2]), progress=False
     )
     assert sorted(frame["layer"].unique()) == [0, 2] and frame.attrs["layers"] == [0, 2]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("way", ["_sliced", "_gathered"])  # the CPU's way, and a GPU's
+def test_real_token_norms_gather_each_texts_rows_in_order(side, way):
+    from attnmag.extract import norms as module
+    from attnmag.extract.batching import pad_batch
+
+    rng = np.random.default_rng(1)
+    lengths = [5, 1, 3, 5]
+    inputs = pad_batch([[1] * n for n in lengths], pad_id=0, side=side)
+    norms = torch.from_numpy(rng.uniform(size=(3, len(lengths), 5)).astype(np.float32))
+    mask = inputs["attention_mask"].bool().numpy()
+    expected = np.concatenate(
+        [norms.numpy()[:, b, mask[b]].reshape(-1) for b in range(len(lengths))]
+    )
+    got = getattr(module, way)(norms, lengths, side).numpy()
+    np.testing.assert_array_equal(got, expected)

@@ -126,15 +126,15 @@ def test_a_frame_without_the_new_options_is_todays(tiny_llama, gpt2_tokenizer):
     plain = extract.attention_norms(tiny_llama, gpt2_tokenizer, TEXTS, progress=False)
     assert list(plain.columns) == extract.COLUMNS and group_columns(plain) == ["layer"]
     assert plain.dtypes.astype(str).tolist() == [
-        "int64",
-        "int64",
-        "int64",
-        "int64",
+        "int32",
+        "int16",
+        "int32",
+        "int32",
         "category",
         "float32",
-        "float64",
-        "float64",
-        "float64",
+        "float32",
+        "float32",
+        "float32",
     ]
     attn = extract.update_norms(tiny_llama, gpt2_tokenizer, TEXTS, sites="attn", progress=False)
     assert list(attn.columns) == ["sequence", "site", *extract.COLUMNS[1:]]

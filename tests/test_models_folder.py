@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from simulate import simulated_frame, write_folder
+from simulate import simulated_frame, with_derived, write_folder
 
 from attnmag import AttnmagError, models
 from attnmag.cli import main
@@ -48,10 +48,8 @@ def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     labels = np.array(["fresh", "rotten", "mixed"])[frame["sequence"].to_numpy() % 3]
     shift = pd.Series({"fresh": 0.0, "rotten": 0.15, "mixed": -0.1})[labels].to_numpy()
     out = frame.assign(label=labels)
-    for column in ("log_norm", "lag1", "lag2"):
-        out[column] = out[column] + shift
-    out["norm"] = np.exp(out["log_norm"]).astype(np.float32)
-    return out
+    out["norm"] = np.exp(out["log_norm"] + shift).astype(np.float32)
+    return with_derived(out)
 
 
 def with_sites_and_heads(frame: pd.DataFrame) -> pd.DataFrame:
@@ -63,16 +61,14 @@ def with_sites_and_heads(frame: pd.DataFrame) -> pd.DataFrame:
         for head in (0, 1):
             shift = rng.normal(0, 0.3, size=frame["sequence"].max() + 1)[frame["sequence"]]
             part = frame.copy()
-            for column in ("log_norm", "lag1", "lag2"):
-                part[column] = part[column] + shift
-            part["norm"] = np.exp(part["log_norm"]).astype(np.float32)
+            part["norm"] = np.exp(part["log_norm"] + shift).astype(np.float32)
             part["site"] = pd.Categorical([site] * len(part), categories=["attn", "mlp"])
             part["head"] = np.int16(head)
             parts.append(part)
     both = pd.concat(parts, ignore_index=True)
     both = both.sort_values(["sequence", "site", "layer", "head", "position"], kind="stable")
     columns = ["sequence", "site", "layer", "head", *frame.columns.drop(["sequence", "layer"])]
-    return both[columns].reset_index(drop=True)
+    return with_derived(both[columns].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from simulate import simulated_frame, write_folder
+from simulate import simulated_frame, with_derived, write_folder
 
 from attnmag import AttnmagError, models
 from attnmag.extract.frame import frame_columns
@@ -50,15 +50,13 @@ def with_sites_and_heads(frame: pd.DataFrame) -> pd.DataFrame:
         for head in (0, 1):
             part = frame.copy()
             shift = rng.normal(0, 0.3, size=part["sequence"].max() + 1)[part["sequence"]]
-            for column in ("log_norm", "lag1", "lag2"):
-                part[column] = part[column] + shift
-            part["norm"] = np.exp(part["log_norm"]).astype(np.float32)
+            part["norm"] = np.exp(part["log_norm"] + shift).astype(np.float32)
             part["site"] = pd.Categorical([site] * len(part), categories=["attn", "mlp"])
             part["head"] = np.int16(head)
             parts.append(part)
     both = pd.concat(parts, ignore_index=True)
     both = both.sort_values(["sequence", "site", "layer", "head", "position"], kind="stable")
-    return both[frame_columns(["site", "head"])].reset_index(drop=True)
+    return with_derived(both[frame_columns(["site", "head"])].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +156,10 @@ def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypat
         models.lag_effects(folder, method="ols")
         sizes[scale] = (len(frame), list(received))
     assert sizes[4][0] > 3 * sizes[1][0]
-    n_columns = 2 + 1 + 9 + 2 + 1  # layer, sequence; n, 9 sums; first, last; n_bad
-    assert sizes[1][1] == sizes[4][1] == [40 * 8 * n_columns] * 3
+    # Per sequence: layer (int16), sequence (int32); n, 9 sums (8 bytes each); first and last
+    # position (int32); n_bad (8 bytes).
+    row_bytes = 2 + 4 + 8 * (1 + 9) + 4 + 4 + 8
+    assert sizes[1][1] == sizes[4][1] == [40 * row_bytes] * 3
 
 
 def test_bad_folders_and_options_are_one_clear_error(simulated, tmp_path):
@@ -175,7 +175,7 @@ def test_bad_folders_and_options_are_one_clear_error(simulated, tmp_path):
     with pytest.raises(AttnmagError, match="layer 0 has 30 rows from 1 sequences covering"):
         models.position_trend(write_only(frame[frame.sequence == 0], tmp_path / "one"))
     broken = frame.copy()
-    broken.loc[broken.index[5], "log_norm"] = -np.inf
+    broken.loc[broken.index[5], "norm"] = 0.0  # log_norm -inf
     with pytest.raises(AttnmagError, match="missing or infinite values"):
         models.position_trend(write_only(broken, tmp_path / "inf"))
     gap = frame[~((frame.sequence == 3) & (frame.position == 6))]
@@ -183,13 +183,10 @@ def test_bad_folders_and_options_are_one_clear_error(simulated, tmp_path):
     for method in ("initial_conditions", "gmm"):
         with pytest.raises(AttnmagError, match="sequence 3 does not have every position from 3"):
             models.lag_effects(gap_folder, method=method)
-    shifted = frame.copy()
-    shifted.loc[(shifted.sequence == 4) & (shifted.position == 5), "lag1"] += 0.5
-    with pytest.raises(AttnmagError, match="sequence 4's lag1 and lag2 are not its log_norm"):
-        models.lag_effects(write_only(shifted, tmp_path / "shifted"), method="gmm")
-    with pytest.raises(AttnmagError, match="lacks the columns"):
+    # Without norm, log_norm cannot be computed (the shards store no log_norm or lags).
+    with pytest.raises(AttnmagError, match=r"lacks the columns \['log_norm'\]"):
         models.position_trend(
-            write_only(frame.drop(columns="log_norm"), tmp_path / "cols"), method="ols"
+            write_only(frame.drop(columns="norm"), tmp_path / "cols"), method="ols"
         )
 
 

@@ -73,7 +73,7 @@ def test_tidy_frame_of_no_texts_is_empty_with_every_column() -> None:
     frame = tidy_frame(sequences=[], token_ids=[], norms=[], layers=[0, 1], token_text={})
     assert list(frame.columns) == COLUMNS
     assert len(frame) == 0
-    assert frame["norm"].dtype == np.float32 and frame["position"].dtype == np.int64
+    assert frame["norm"].dtype == np.float32 and frame["position"].dtype == np.int32
 
 
 def test_glance_row_keeps_booleans_and_the_mixed_columns() -> None:

@@ -157,16 +157,22 @@ def test_shard_folders_of_one_corpus_carry_its_fingerprint_and_combine(
     assert list(both["model"].cat.categories) == ["gpt2", "llama"] and len(both) == len(a) + len(b)
 
 
-def test_scan_gives_the_verified_folder_as_an_arrow_dataset(tiny_gpt2, gpt2_tokenizer, tmp_path):
-    import pyarrow.dataset as ds
-
+def test_scan_gives_the_verified_folder_as_a_relation_with_the_frame_columns(
+    tiny_gpt2, gpt2_tokenizer, tmp_path
+):
     write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path, shard_texts=2, progress=False)
-    dataset = extract.scan(tmp_path)
+    rows = extract.scan(tmp_path)
     frame = read_shards(tmp_path)
-    assert dataset.schema.names == list(frame.columns) and dataset.count_rows() == len(frame)
-    layer = dataset.to_table(columns=["sequence", "norm"], filter=ds.field("layer") == 1)
+    assert rows.columns == list(frame.columns)
+    # log_norm and the lags, which the shards do not store, equal the frame's exactly.
+    scanned = rows.order("sequence, layer, position").df()
+    for column in frame.columns:
+        np.testing.assert_array_equal(
+            scanned[column].to_numpy(), frame[column].to_numpy(), err_msg=column
+        )
+    layer = rows.filter("layer = 1").order("sequence, position").select("sequence, norm").df()
     expected = frame.loc[frame.layer == 1, ["sequence", "norm"]].reset_index(drop=True)
-    pd.testing.assert_frame_equal(layer.to_pandas(), expected)
+    np.testing.assert_array_equal(layer.to_numpy(), expected.to_numpy())
     shard = sorted(tmp_path.glob("shard-*.parquet"))[1]
     shard.write_bytes(shard.read_bytes()[:-16] + bytes(16))
     with pytest.raises(AttnmagError, match=f"{shard.name} is damaged"):
@@ -206,3 +212,29 @@ def test_sites_and_heads_shards_read_back_as_the_uninterrupted_frame(
     with pytest.raises(AttnmagError, match="heads must be True or False"):
         write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path / "bad", heads="yes")
     assert not (tmp_path / "bad").exists()
+
+
+def test_shards_store_no_derived_columns_and_an_older_format_is_refused(
+    tiny_gpt2, gpt2_tokenizer, tmp_path
+):
+    import pyarrow.parquet as pq
+
+    from attnmag.extract.frame import DERIVED
+    from attnmag.extract.shards import FORMAT
+
+    options = {"shard_texts": 3, "progress": False, "heads": True}
+    paths = write_shards(tiny_gpt2, gpt2_tokenizer, TEXTS, tmp_path / "norms", **options)
+    whole = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, heads=True, progress=False)
+    for path in paths:
+        stored = pq.read_schema(path).names
+        assert stored == [c for c in whole.columns if c not in DERIVED]
+    run_file = tmp_path / "norms" / "run.json"
+    record = json.loads(run_file.read_text())
+    assert record["arguments"]["format"] == FORMAT == 3
+    # Read back, log_norm and the lags equal the uninterrupted frame's, dtypes included.
+    pd.testing.assert_frame_equal(extract.read_frame(tmp_path / "norms"), whole)
+    record["arguments"]["format"] = 2  # a folder whose shards stored log_norm and the lags
+    run_file.write_text(json.dumps(record))
+    with pytest.raises(AttnmagError, match=r"format 2, this one reads 3\); extract again") as info:
+        extract.read_frame(tmp_path / "norms")
+    assert "\n" not in str(info.value)
