@@ -755,11 +755,11 @@ def _norms_frame(
         heads=heads,
     ):
         # A text's rows are contiguous in the batch's values and in the frame: one copy each.
-        start = 0
+        offset = 0
         for text in batch:
             size = int(lengths[text]) * len(rows)
-            norm[text_rows[text] : text_rows[text] + size] = values[start : start + size]
-            start += size
+            norm[text_rows[text] : text_rows[text] + size] = values[offset : offset + size]
+            offset += size
     groups: dict[str, object] = {}
     if site_column:
         groups["site"] = pd.Categorical([r[0] for r in rows], categories=list(sites))
