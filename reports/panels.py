@@ -178,7 +178,7 @@ def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, floa
     return {name: order[i % len(order)] for i, name in enumerate(names)}
 
 
-def column_levels(data: pd.DataFrame | Folder, column: str) -> list:
+def _levels(data: pd.DataFrame | Folder, column: str) -> list:
     """The values of ``column`` in their order: methods as ``models.METHODS``, categories as
     their categories, anything else sorted."""
     if column == "method":
@@ -212,16 +212,14 @@ def hue_colours(column: str, levels: Sequence) -> dict:
     return {level: palette[i] for i, level in enumerate(levels)}
 
 
-def hue_column(
-    data: pd.DataFrame | Folder, hue: str | None, *, choices: Sequence[str]
-) -> str | None:
+def _hue(data: pd.DataFrame | Folder, hue: str | None, *, choices: Sequence[str]) -> str | None:
     """The column to colour by: ``hue``, else the one of ``choices`` holding several values.
 
     Raises ``AttnmagError`` where another of ``choices`` holds several values, as its
     series would be drawn over one another.
     """
     present = [c for c in choices if c in data.columns]
-    several = [c for c in present if len(column_levels(data, c)) > 1]
+    several = [c for c in present if len(_levels(data, c)) > 1]
     if hue is not None and hue not in present:
         raise AttnmagError(
             f"hue={hue!r} is not a column to colour by here: choose one of {present or None}"
@@ -237,9 +235,9 @@ def hue_column(
     return hue
 
 
-def check_one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIES_COLUMNS) -> None:
+def _one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIES_COLUMNS) -> None:
     """Raise ``AttnmagError`` where one of ``choices`` holds several values of ``data``."""
-    several = [c for c in choices if c in data.columns and len(column_levels(data, c)) > 1]
+    several = [c for c in choices if c in data.columns and len(_levels(data, c)) > 1]
     if several:
         raise AttnmagError(
             f"this plot draws one series, and the data hold several values of {several}: "
@@ -249,14 +247,14 @@ def check_one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIE
 
 def _selection(data: pd.DataFrame | Folder, column: str) -> str:
     """The code that selects the rows of ``column``'s first value, for error messages."""
-    return f"data[data[{column!r}] == {column_levels(data, column)[0]!r}]"
+    return f"data[data[{column!r}] == {_levels(data, column)[0]!r}]"
 
 
 def _quantity(data: pd.DataFrame | Folder) -> str:
     """What the norms measure, for labels: the attention update unless sites say otherwise."""
     if "site" not in data.columns:
         return SITE_WORDS["attn"]
-    sites = column_levels(data, "site")
+    sites = _levels(data, "site")
     return SITE_WORDS.get(sites[0], sites[0]) if len(sites) == 1 else "update or stream"
 
 
@@ -291,11 +289,11 @@ def _layer_axis(rows: pd.DataFrame | Folder, data: pd.DataFrame, *, depth: bool)
     if not depth:
         return layer
     if "model" in rows.columns:
-        names = column_levels(data, "model")
-        deepest = {m: column_levels(where_in(data, "model", [m]), "layer")[-1] for m in names}
+        names = _levels(data, "model")
+        deepest = {m: _levels(where_in(data, "model", [m]), "layer")[-1] for m in names}
         last = rows["model"].map(deepest).to_numpy(np.float64)
     else:
-        last = float(column_levels(data, "layer")[-1])
+        last = float(_levels(data, "layer")[-1])
     return layer / np.maximum(last, 1.0)
 
 
@@ -334,7 +332,7 @@ def plot_token_grid(
     >>> fig, ax = plt.subplots()  # doctest: +SKIP
     >>> plot_token_grid(frame, ax=ax)  # doctest: +SKIP
     """
-    check_one_series(data, ("model",))
+    _one_series(data, ("model",))
     ax = _axes(ax)
     rows = select_layers(data, layers)
     note = sample_note(rows)
@@ -396,7 +394,7 @@ def plot_sequence_lengths(
     --------
     >>> plot_sequence_lengths(both, hue="model")  # doctest: +SKIP
     """
-    hue = hue_column(data, hue, choices=("model",))
+    hue = _hue(data, hue, choices=("model",))
     ax = _axes(ax)
     lengths = sequence_lengths(select_layers(data, layers))
     if hue is None:
@@ -404,7 +402,7 @@ def plot_sequence_lengths(
         sns.histplot(lengths, x="length", discrete=True, ax=ax, color=colour, edgecolor="white")
         medians = {None: (float(lengths["length"].median()), "black")}
     else:
-        levels = column_levels(data, hue)
+        levels = _levels(data, hue)
         colours = hue_colours(hue, levels)
         lengths[hue] = pd.Categorical(lengths[hue].astype(object), categories=levels)
         sns.histplot(
@@ -471,14 +469,14 @@ def plot_norm_violins(
     --------
     >>> plot_norm_violins(frame, layers=[0, 10, 20])  # doctest: +SKIP
     """
-    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     rows = select_layers(data, layers)
     rows = positions_between(rows, first=1) if exclude_first else rows
     read = dict.fromkeys(["layer", "log_norm", "site", *([hue] if hue else [])])
     rows, note = sample_rows(rows, list(read))  # site: it names what the norms measure
     shown = sorted(rows["layer"].unique().tolist())
-    series = len(column_levels(rows, hue)) if hue else 1
+    series = len(_levels(rows, hue)) if hue else 1
     n_draw = min(len(rows), sample * len(shown) * series)
     drawn = rows[["layer", "log_norm", *([hue] if hue else [])]].sample(n=n_draw, random_state=seed)
     share = (
@@ -502,7 +500,7 @@ def plot_norm_violins(
             **common, hue="layer", palette=layer_colours(shown), hue_order=shown, legend=False
         )
     else:
-        levels = column_levels(rows, hue)
+        levels = _levels(rows, hue)
         drawn[hue] = pd.Categorical(drawn[hue].astype(object), categories=levels)
         sns.violinplot(**common, hue=hue, hue_order=levels, palette=hue_colours(hue, levels))
         ax.legend(title=hue, loc="best")
@@ -567,14 +565,14 @@ def plot_layer_means(
     --------
     >>> plot_layer_means(both, hue="model", conf_level=0.9)  # doctest: +SKIP
     """
-    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     means = layer_means(
         data, value=value, layers=layers, exclude_first=exclude_first, conf_level=conf_level
     )
     shown = sorted(means["layer"].unique().tolist())
     x = _layer_axis(means, data, depth=depth)
-    step = 1 / max(float(column_levels(data, "layer")[-1]), 1.0) if depth else 1.0
+    step = 1 / max(float(_levels(data, "layer")[-1]), 1.0) if depth else 1.0
     if hue is None:
         colours = layer_colours(shown)
         for row, at in zip(means.itertuples(index=False), x, strict=True):
@@ -589,7 +587,7 @@ def plot_layer_means(
             )
         ax.plot(x, means["mean"], color="grey", linewidth=0.8, zorder=0)
     else:
-        levels = column_levels(data, hue)
+        levels = _levels(data, hue)
         colours = hue_colours(hue, levels)
         for level, offset in zip(levels, _offsets(len(levels)) * step, strict=True):
             where = (means[hue] == level).to_numpy()
@@ -654,7 +652,7 @@ def plot_position_heatmap(
     --------
     >>> plot_position_heatmap(frame[frame["site"] == "mlp"], max_position=50)  # doctest: +SKIP
     """
-    check_one_series(data)
+    _one_series(data)
     ax = _axes(ax)
     width = _bin_width(data, max_position)
     cells = position_means(
@@ -731,7 +729,7 @@ def plot_layer_levels(
     --------
     >>> plot_layer_levels(frame, max_position=30)  # doctest: +SKIP
     """
-    check_one_series(data)
+    _one_series(data)
     ax = _axes(ax)
     level = _layer_levels(data, layers, max_position, conf_level).sort_index()
     rows = np.arange(len(level)) + 0.5  # a heatmap's row centres
@@ -791,7 +789,7 @@ def plot_position_means(
     --------
     >>> plot_position_means(sites, hue="site", layers=range(6, 12))  # doctest: +SKIP
     """
-    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
+    hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     width = _bin_width(select_layers(data, layers), max_position)
     overall = position_means_across_layers(
@@ -805,7 +803,7 @@ def plot_position_means(
             ax.plot(part["position"], part["mean"], color=colours[layer], linewidth=0.8, alpha=0.8)
         series = {f"mean over layers ({percent(conf_level)} CI)": (overall, "black")}
     else:
-        levels = column_levels(data, hue)
+        levels = _levels(data, hue)
         colours = hue_colours(hue, levels)
         series = {
             f"{level} ({percent(conf_level)} CI)": (overall[overall[hue] == level], colours[level])
@@ -867,7 +865,7 @@ def plot_site_ratios(
     --------
     >>> plot_site_ratios(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
     """
-    check_one_series(data, ("model", "head"))
+    _one_series(data, ("model", "head"))
     ax = _axes(ax)
     ratios = site_ratios(
         data,
@@ -876,7 +874,7 @@ def plot_site_ratios(
         exclude_first=exclude_first,
         conf_level=conf_level,
     )
-    levels = column_levels(ratios, "site")
+    levels = _levels(ratios, "site")
     colours = hue_colours("site", levels)
     for level, offset in zip(levels, _offsets(len(levels), width=0.4), strict=True):
         part = ratios[ratios["site"] == level]
@@ -937,7 +935,7 @@ def plot_head_means(
     """
     if "head" not in data.columns:
         raise AttnmagError("plot_head_means needs a head column: measure with heads=True")
-    check_one_series(data, ("model", "site"))
+    _one_series(data, ("model", "site"))
     ax = _axes(ax)
     means = layer_means(data, value=value, layers=layers, exclude_first=exclude_first)
     grid = means.pivot(index="layer", columns="head", values="mean")
@@ -982,7 +980,7 @@ def plot_head_coefficients(
             f"plot_head_coefficients needs {term!r} rows with a head column: fit a frame "
             "measured with heads=True"
         )
-    check_one_series(rows, ("method", *(c for c in _table_series(rows) if c != "head")))
+    _one_series(rows, ("method", *(c for c in _table_series(rows) if c != "head")))
     ax = _axes(ax)
     grid = rows.pivot(index="layer", columns="head", values="estimate")
     marked = rows.pivot(index="layer", columns="head", values="p_adjusted") < alpha
@@ -1004,17 +1002,17 @@ def _table_series(table: pd.DataFrame) -> list[str]:
     return [column for column in SERIES_COLUMNS if column in table.columns]
 
 
-def table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
+def _table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
     """What a table's plot may colour by: ``method`` and its grouping columns, and its
     ``fit`` column (the fit's name) where asked for by name."""
     return ("method", *(["fit"] if hue == "fit" else []), *_table_series(table))
 
 
-def matching_rows(table: pd.DataFrame | Folder, frame: pd.DataFrame) -> pd.DataFrame:
+def _matching(table: pd.DataFrame | Folder, frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` for the series ``frame`` holds (its models, sites and heads)."""
     for column in _table_series(table):
         if column in frame.columns:
-            table = table[table[column].isin(column_levels(frame, column))]
+            table = table[table[column].isin(_levels(frame, column))]
     return table
 
 
@@ -1059,8 +1057,8 @@ def plot_trend_fits(
     --------
     >>> plot_trend_fits(frame, trend, layers=[0, 15, 29], fit_method="ols")  # doctest: +SKIP
     """
-    check_one_series(data, ("model",))  # one language model's points and lines
-    hue = hue_column(data, hue, choices=("site", "head"))
+    _one_series(data, ("model",))  # one language model's points and lines
+    hue = _hue(data, hue, choices=("site", "head"))
     ax = _axes(ax)
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
@@ -1082,13 +1080,13 @@ def plot_trend_fits(
         )
         points = points.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
         y_label = f"mean log of the L2 norm\nof the {_quantity(data)}"
-    fitted = matching_rows(trend[trend["method"] == fit_method], rows)
+    fitted = _matching(trend[trend["method"] == fit_method], rows)
     fitted = fitted.pivot_table(index=keys, columns="term", values="estimate", observed=True)
     shown = sorted(points["layer"].unique().tolist())
     if hue is None:
         colours = layer_colours(shown)
     else:
-        levels = column_levels(data, hue)
+        levels = _levels(data, hue)
         by_level = hue_colours(hue, levels)
     t = np.arange(first, max_position + 1)
     for key, part in points.groupby(keys, observed=True):
@@ -1173,11 +1171,11 @@ def plot_coefficients(
     if rows.empty:
         terms = sorted(data["term"].unique().tolist())
         raise AttnmagError(f"the table has no {term!r} rows: its terms are {terms}")
-    hue = hue_column(rows, hue, choices=table_hues(rows, hue))
+    hue = _hue(rows, hue, choices=_table_hues(rows, hue))
     hue = hue or ("method" if "method" in rows else None)
     ax = _axes(ax)
     level = percent(interval_level(rows, name=f"{term} coefficient"))
-    levels = column_levels(rows, hue) if hue else [None]
+    levels = _levels(rows, hue) if hue else [None]
     colours = hue_colours(hue, levels) if hue else {None: sns.color_palette("colorblind")[0]}
     labels = labels or {}
     step = 1 / max(float(data["layer"].max()), 1.0) if depth else 1.0
