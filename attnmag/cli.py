@@ -307,6 +307,13 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
         help=f"last position of the position-trend fits (default: {MAX_POSITION})",
     )
     parser.add_argument(
+        "--first-position",
+        type=non_negative_int,
+        default=1,
+        help="first position every fit and mean uses (default: 1, leaving out position 0, "
+        "the attention sink; 0 keeps it)",
+    )
+    parser.add_argument(
         "--methods",
         type=parse_choices(trend),
         default=list(trend),
@@ -573,6 +580,11 @@ def check_args(args: argparse.Namespace) -> None:
             _check_offline_model(source)
     if args.command == "cache":
         return
+    if getattr(args, "first_position", 0) >= getattr(args, "max_position", 1):
+        raise AttnmagError(
+            f"--first-position {args.first_position} must be below --max-position "
+            f"{args.max_position}"
+        )
     if args.command == "extract":
         from attnmag.extract.shards import check_claimable, rank_and_size
 
@@ -703,6 +715,7 @@ def _fit_options(args: argparse.Namespace) -> dict:
         "trend_methods": args.methods,
         "lag_methods": args.lag_methods,
         "max_position": args.max_position,
+        "first_position": args.first_position,
         "conf_level": args.conf_level,
         "n_jobs": args.n_jobs,
         "progress": False if args.quiet else None,
@@ -740,6 +753,7 @@ def command_run(args: argparse.Namespace) -> Path:
                 formats=args.format,
                 tables=tables,
                 max_position=args.max_position,
+                first_position=args.first_position,
                 conf_level=args.conf_level,
                 timings=seconds,
             ),

@@ -4,6 +4,7 @@ Holds:
 - ``METHODS``: the methods of ``position_trend`` and ``lag_effects``;
 - ``MIXED_METHODS``: those fitted by REML, which take ``cov_type``;
 - ``check_options``: a method, interval level and ``cov_type`` checked, one line each;
+- ``check_first_position``: the first position a fit uses, checked;
 - ``check_size``: a group's rows, texts and positions against what its fit needs;
 - ``not_finite``: the error of a missing or infinite value among the fitted rows.
 
@@ -12,10 +13,19 @@ Holds:
 
 from __future__ import annotations
 
+import numbers
+
 from attnmag.errors import AttnmagError
 from attnmag.models.mixed import COV_TYPES
 
-__all__ = ["METHODS", "MIXED_METHODS", "check_options", "check_size", "not_finite"]
+__all__ = [
+    "METHODS",
+    "MIXED_METHODS",
+    "check_first_position",
+    "check_options",
+    "check_size",
+    "not_finite",
+]
 
 METHODS = {
     "position_trend": ("aggregate", "ols", "mixed"),
@@ -39,6 +49,16 @@ def check_options(
         raise AttnmagError(
             f"cov_type={cov_type!r} needs a mixed method {sorted(MIXED_METHODS)}, "
             f"not method={method!r}"
+        )
+
+
+def check_first_position(first_position: int, max_position: int | None = None) -> None:
+    """Reject a first position that is not a whole number from 0 (below ``max_position``)."""
+    whole = isinstance(first_position, numbers.Integral) and not isinstance(first_position, bool)
+    top = "" if max_position is None else f" to {max_position - 1}"
+    if not whole or first_position < 0 or (top and first_position >= max_position):
+        raise AttnmagError(
+            f"first_position must be a whole number from 0{top}, not {first_position!r}"
         )
 
 

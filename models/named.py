@@ -56,7 +56,13 @@ import statsmodels.api as sm
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.models.checks import METHODS, check_options, check_size, not_finite
+from attnmag.models.checks import (
+    METHODS,
+    check_first_position,
+    check_options,
+    check_size,
+    not_finite,
+)
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, group_columns, key_of, key_values
@@ -111,7 +117,7 @@ def position_trend(
     *,
     method: str = "ols",
     max_position: int = MAX_POSITION,
-    exclude_first: bool = True,
+    first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
     cov_type: str = "cluster",
@@ -137,8 +143,9 @@ def position_trend(
         slope on position).
     max_position : int
         The last position fitted.
-    exclude_first : bool
-        Start at position 1, leaving out the first token (the attention sink).
+    first_position : int
+        The first position fitted: 1 (the default) leaves out position 0, the attention
+        sink; 0 keeps it; a larger value leaves out more leading positions.
     layers : iterable of int, optional
         The layers to fit; every layer by default.
     random_slope : bool
@@ -169,7 +176,7 @@ def position_trend(
     request = trend_request(
         method=method,
         max_position=max_position,
-        exclude_first=exclude_first,
+        first_position=first_position,
         layers=layers,
         random_slope=random_slope,
         cov_type=cov_type,
@@ -182,7 +189,7 @@ def lag_effects(
     frame: pd.DataFrame | str | os.PathLike | Source,
     *,
     method: str = "initial_conditions",
-    exclude_first: bool = True,
+    first_position: int = 1,
     layers: Iterable[int] | None = None,
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
@@ -191,8 +198,8 @@ def lag_effects(
 ) -> pd.DataFrame:
     """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
 
-    The first used position is 1 (0 with ``exclude_first=False``); outcome rows are those
-    two positions later and beyond, so that both lags are used positions.
+    The first used position is ``first_position``; outcome rows are those two positions
+    later and beyond, so that both lags are used positions.
 
     Parameters
     ----------
@@ -213,14 +220,15 @@ def lag_effects(
           Windmeijer standard errors, collapsed instruments from the levels 2-6 positions
           back, a position trend that is a constant in differences; terms ``lag1``,
           ``lag2``, ``position``), with fewer assumptions and wider intervals; texts with
-          fewer than 5 tokens (4 with ``exclude_first=False``) have no differenced equation
-          and drop out. ``glance`` gives Hansen's J and the AR(2) test;
+          fewer than ``first_position + 4`` tokens have no differenced equation and drop
+          out. ``glance`` gives Hansen's J and the AR(2) test;
         - ``"ols"``: the notebook's pooled ``log_norm ~ lag1 + lag2`` (CR1 errors by
           sequence, t on G - 1 df): a description of how tokens' magnitudes co-vary across
           the corpus, not within-text persistence (texts that differ in level make it
           larger than that).
-    exclude_first : bool
-        Leave out the first token (the attention sink).
+    first_position : int
+        The first position used, as for ``position_trend`` (1: the attention sink, position
+        0, is left out).
     layers : iterable of int, optional
         The layers to fit; every layer by default.
     cov_type : {"cluster", "model"}
@@ -247,7 +255,7 @@ def lag_effects(
     """
     request = lag_request(
         method=method,
-        exclude_first=exclude_first,
+        first_position=first_position,
         layers=layers,
         cov_type=cov_type,
         conf_level=conf_level,
@@ -259,7 +267,7 @@ def trend_request(
     *,
     method: str,
     max_position: int = MAX_POSITION,
-    exclude_first: bool = True,
+    first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
     cov_type: str = "cluster",
@@ -267,6 +275,7 @@ def trend_request(
 ) -> Request:
     """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
     check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
+    check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
     terms = ("intercept", "position")
@@ -285,7 +294,7 @@ def trend_request(
         conf_level=conf_level,
         base=("position", "log_norm"),
         checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
-        first=1 if exclude_first else 0,
+        first=first_position,
         last=max_position,
         layers=None if layers is None else tuple(layers),
         terms=terms,
@@ -300,14 +309,15 @@ def trend_request(
 def lag_request(
     *,
     method: str,
-    exclude_first: bool = True,
+    first_position: int = 1,
     layers: Iterable[int] | None = None,
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
 ) -> Request:
     """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``."""
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
-    first = 1 if exclude_first else 0
+    check_first_position(first_position)
+    first = first_position
     if method == "gmm":
         terms, base, fitter = ("lag1", "lag2", "position"), (), gmm_fit
     elif method == "ols":

@@ -35,6 +35,7 @@ def fit_all(
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
     max_position: int = MAX_POSITION,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
@@ -52,6 +53,8 @@ def fit_all(
         (that model's table is then left out).
     max_position : int
         Last position of the trend fits.
+    first_position : int
+        The first position every fit uses (1: the attention sink, position 0, is left out).
     conf_level : float
         Level of the tables' intervals (carried in their ``conf_level`` column).
     n_jobs : int, optional
@@ -80,11 +83,17 @@ def fit_all(
     }
     requests = {
         "position_trend": [
-            trend_request(method=m, max_position=max_position, conf_level=conf_level)
+            trend_request(
+                method=m,
+                max_position=max_position,
+                first_position=first_position,
+                conf_level=conf_level,
+            )
             for m in methods["position_trend"]
         ],
         "lag_effects": [
-            lag_request(method=m, conf_level=conf_level) for m in methods["lag_effects"]
+            lag_request(method=m, first_position=first_position, conf_level=conf_level)
+            for m in methods["lag_effects"]
         ],
     }
     every = [request for name in requests for request in requests[name]]

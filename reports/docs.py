@@ -43,7 +43,8 @@ PARAMETERS = {
     "        The layers to keep; None keeps every layer.",
     "max_position": "max_position : int\n        The last position drawn.",
     "max_position_averaged": "max_position : int\n        The last position averaged.",
-    "exclude_first": "exclude_first : bool\n        Leave out the first token of each text.",
+    "first_position": "first_position : int\n"
+    "        The first position used (1: the attention sink, position 0, is left out).",
     "conf_level_means": "conf_level : float\n"
     "        The level of the intervals, cluster-robust by text (see ``mean_ci``).",
     "trend": "trend : pandas.DataFrame\n"

@@ -199,7 +199,7 @@ def plot_layer_norms(
     *,
     layers: Layers = None,
     hue: str | None = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     sample: int = 1000,
     seed: int = 0,
     conf_level: float = CONF_LEVEL,
@@ -215,7 +215,7 @@ def plot_layer_norms(
     {layers}
     hue : {"model", "site", "head"}, optional
         Colour by this column (see ``plot_layer_means``).
-    {exclude_first}
+    {first_position}
     sample, seed : int
         The violins' sample size per layer and its seed.
     conf_level : float
@@ -237,7 +237,7 @@ def plot_layer_norms(
             data,
             layers=layers,
             hue=hue,
-            exclude_first=exclude_first,
+            first_position=first_position,
             sample=sample,
             seed=seed,
             ax=top,
@@ -247,7 +247,7 @@ def plot_layer_norms(
             data,
             layers=layers,
             hue=hue,
-            exclude_first=exclude_first,
+            first_position=first_position,
             conf_level=conf_level,
             ax=bottom,
         )
@@ -345,7 +345,7 @@ def plot_position_trend(
     hue: str | None = None,
     fit_method: str | None = None,
     max_position: int = MAX_POSITION,
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
 ) -> NotebookFigure:
     """Log norm by position per layer with the fitted lines; intercepts and slopes per layer.
@@ -362,8 +362,8 @@ def plot_position_trend(
     fit_method : str, optional
         The method whose lines the upper panel draws (see ``plot_trend_fits``).
     {max_position}
-    exclude_first : bool
-        Start at position 1, as the fits do.
+    first_position : int
+        The first position drawn, as the fits' ``first_position``.
     conf_level : float
         The level of the upper panel's intervals; the lower panels' are the table's.
 
@@ -398,7 +398,7 @@ def plot_position_trend(
             hue=series_hue,
             fit_method=fit_method,
             max_position=max_position,
-            exclude_first=exclude_first,
+            first_position=first_position,
             conf_level=conf_level,
             ax=axes["trend"],
         )
@@ -609,7 +609,7 @@ def plot_heads(
     *,
     term: str = "position",
     layers: Layers = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     alpha: float = ALPHA,
 ) -> NotebookFigure:
     """Per model, layer x head heatmaps: the mean log norm, and one term's estimate with its
@@ -625,7 +625,7 @@ def plot_heads(
     term : str
         The term whose estimates the right-hand heatmaps show (the slope by default).
     {layers}
-    {exclude_first}
+    {first_position}
     alpha : float
         A dot marks ``p_adjusted < alpha``.
 
@@ -647,7 +647,7 @@ def plot_heads(
         fig = NotebookFigure(figsize=(12, height * len(parts)), layout="constrained")
         axes = fig.subplots(len(parts), 2, squeeze=False)
         for (model, part), (left, right) in zip(parts.items(), axes, strict=True):
-            plot_head_means(part, exclude_first=exclude_first, ax=left)
+            plot_head_means(part, first_position=first_position, ax=left)
             fitted = table if model is None else table[table["model"] == model]
             fitted = fitted[fitted["layer"].isin(levels(part, "layer"))]
             plot_head_coefficients(fitted, term=term, alpha=alpha, ax=right)
@@ -687,7 +687,7 @@ def plot_sites(
     *,
     reference: str = "resid",
     layers: Layers = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
 ) -> NotebookFigure:
     """Per model, the sites side by side: the mean log norm per layer of each site, and each
@@ -702,7 +702,7 @@ def plot_sites(
     reference : str
         The site the others are compared with.
     {layers}
-    {exclude_first}
+    {first_position}
     conf_level : float
         The level of the intervals (cluster-robust by text).
 
@@ -721,7 +721,7 @@ def plot_sites(
         fig = NotebookFigure(figsize=(12, 4.6 * len(parts)), layout="constrained")
         axes = fig.subplots(len(parts), 2, squeeze=False)
         for (model, part), (left, right) in zip(parts.items(), axes, strict=True):
-            options = {"exclude_first": exclude_first, "conf_level": conf_level}
+            options = {"first_position": first_position, "conf_level": conf_level}
             plot_layer_means(part, hue="site", **options, ax=left)
             plot_site_ratios(part, reference=reference, **options, ax=right)
             level = percent(conf_level)
@@ -738,7 +738,7 @@ def plot_models(
     lags: pd.DataFrame,
     *,
     layers: Layers = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
 ) -> NotebookFigure:
     """Models side by side on a relative depth axis, one colour per model: the mean log norm
@@ -753,7 +753,7 @@ def plot_models(
         ``models.position_trend`` and ``models.lag_effects`` tables of one method each,
         fitted on ``data``.
     {layers}
-    {exclude_first}
+    {first_position}
     conf_level : float
         The level of the means' intervals; the coefficients' are the tables'.
 
@@ -775,7 +775,7 @@ def plot_models(
             hue="model",
             depth=True,
             layers=layers,
-            exclude_first=exclude_first,
+            first_position=first_position,
             conf_level=conf_level,
             ax=axes["means"],
         )

@@ -442,7 +442,7 @@ def plot_norm_violins(
     *,
     layers: Layers = None,
     hue: str | None = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     sample: int = 1000,
     seed: int = 0,
     ax: Axes | None = None,
@@ -456,7 +456,7 @@ def plot_norm_violins(
     hue : {"model", "site", "head"}, optional
         Split each layer's violin by this column; None does so by the one holding several
         values, else colours by layer.
-    {exclude_first}
+    {first_position}
     sample : int
         About how many tokens per layer (and hue level) the violins draw on.
     seed : int
@@ -472,7 +472,7 @@ def plot_norm_violins(
     hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     rows = select_layers(data, layers)
-    rows = positions_between(rows, first=1) if exclude_first else rows
+    rows = positions_between(rows, first=first_position)
     read = dict.fromkeys(["layer", "log_norm", "site", *([hue] if hue else [])])
     rows, note = sample_rows(rows, list(read))  # site: it names what the norms measure
     shown = sorted(rows["layer"].unique().tolist())
@@ -482,7 +482,7 @@ def plot_norm_violins(
     share = (
         f"a random {n_draw / len(rows):.0%} of the tokens" if n_draw < len(rows) else "every token"
     ) + (f" of {data.sample_texts:,} sampled texts" if note else "")
-    which = "positions 1 and later" if exclude_first else "all positions"
+    which = f"positions {first_position} and later" if first_position else "all positions"
     common = dict(
         data=drawn,
         x="layer",
@@ -537,7 +537,7 @@ def plot_layer_means(
     layers: Layers = None,
     hue: str | None = None,
     value: str = "log_norm",
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
     depth: bool = False,
     ax: Axes | None = None,
@@ -553,7 +553,7 @@ def plot_layer_means(
         several values, else by layer.
     value : str
         The column averaged (``log_norm`` or ``norm``).
-    {exclude_first}
+    {first_position}
     conf_level : float
         The level of the intervals (see ``summaries.layer_means``).
     {depth}
@@ -568,7 +568,7 @@ def plot_layer_means(
     hue = _hue(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     means = layer_means(
-        data, value=value, layers=layers, exclude_first=exclude_first, conf_level=conf_level
+        data, value=value, layers=layers, first_position=first_position, conf_level=conf_level
     )
     shown = sorted(means["layer"].unique().tolist())
     x = _layer_axis(means, data, depth=depth)
@@ -837,7 +837,7 @@ def plot_site_ratios(
     *,
     reference: str = "resid",
     layers: Layers = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
     ax: Axes | None = None,
 ) -> Axes:
@@ -854,7 +854,7 @@ def plot_site_ratios(
     reference : str
         The site the others are compared with.
     {layers}
-    {exclude_first}
+    {first_position}
     conf_level : float
         The level of the intervals.
     {ax}
@@ -871,7 +871,7 @@ def plot_site_ratios(
         data,
         reference=reference,
         layers=layers,
-        exclude_first=exclude_first,
+        first_position=first_position,
         conf_level=conf_level,
     )
     levels = _levels(ratios, "site")
@@ -911,7 +911,7 @@ def plot_head_means(
     *,
     value: str = "log_norm",
     layers: Layers = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     ax: Axes | None = None,
 ) -> Axes:
     """Heatmap of the mean of ``value`` per layer and head.
@@ -923,7 +923,7 @@ def plot_head_means(
     value : str
         The column averaged (``log_norm`` or ``norm``).
     {layers}
-    {exclude_first}
+    {first_position}
     {ax}
 
     {returns_ax}
@@ -937,7 +937,7 @@ def plot_head_means(
         raise AttnmagError("plot_head_means needs a head column: measure with heads=True")
     _one_series(data, ("model", "site"))
     ax = _axes(ax)
-    means = layer_means(data, value=value, layers=layers, exclude_first=exclude_first)
+    means = layer_means(data, value=value, layers=layers, first_position=first_position)
     grid = means.pivot(index="layer", columns="head", values="mean")
     scale = "log of the L2 norm" if value == "log_norm" else "L2 norm"
     _head_heatmap(grid, ax, label=f"mean {scale}", cmap="rocket_r")
@@ -1025,7 +1025,7 @@ def plot_trend_fits(
     hue: str | None = None,
     fit_method: str | None = None,
     max_position: int = MAX_POSITION,
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
     ax: Axes | None = None,
 ) -> Axes:
@@ -1045,8 +1045,8 @@ def plot_trend_fits(
     fit_method : str, optional
         The method whose lines are drawn (default: ``aggregate`` where present).
     {max_position}
-    exclude_first : bool
-        Start at position 1, as the fits do.
+    first_position : int
+        The first position drawn, as the fits' ``first_position``.
     conf_level : float
         The level of the points' intervals.
     {ax}
@@ -1064,7 +1064,7 @@ def plot_trend_fits(
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
     if fit_method not in methods:
         raise AttnmagError(f"fit_method={fit_method!r} is not in the trend table: {methods}")
-    first = 1 if exclude_first else 0
+    first = first_position
     rows = positions_between(select_layers(data, layers), first, max_position)
     keys = [*([hue] if hue else []), "layer"]
     width = _bin_width(rows, max_position)

@@ -280,7 +280,7 @@ def layer_means(
     *,
     value: str = "log_norm",
     layers: int | Iterable[int] | None = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
 ) -> pd.DataFrame:
     """Mean of ``value`` per layer (and per model, site and head) with its interval.
@@ -291,8 +291,8 @@ def layer_means(
     value : str
         The column averaged (``log_norm`` or ``norm``).
     {layers_kept}
-    exclude_first : bool
-        Leave out the first token of each text (the attention sink).
+    first_position : int
+        The first position used (1: the attention sink, position 0, is left out).
     {conf_level_means}
 
     Returns
@@ -307,7 +307,7 @@ def layer_means(
     >>> sns.pointplot(means, x="layer", y="mean")  # doctest: +SKIP
     """
     rows = select_layers(frame, layers)
-    rows = positions_between(rows, first=1) if exclude_first else rows
+    rows = positions_between(rows, first=first_position)
     by = [c for c in GROUP_COLUMNS if c in frame.columns]
     return mean_ci(rows, value=value, by=by, conf_level=conf_level)
 
@@ -511,7 +511,7 @@ def site_ratios(
     *,
     reference: str = "resid",
     layers: int | Iterable[int] | None = None,
-    exclude_first: bool = True,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
 ) -> pd.DataFrame:
     """Each site's norm relative to the ``reference`` site's at the same token, per layer.
@@ -527,7 +527,7 @@ def site_ratios(
     reference : str
         The site the others are compared with (the residual stream by default).
     {layers_kept}
-    {exclude_first}
+    {first_position}
     {conf_level_means}
 
     Returns
@@ -555,7 +555,7 @@ def site_ratios(
             f"the frame holds sites {sites or None}"
         )
     rows = select_layers(frame, layers)
-    rows = positions_between(rows, first=1) if exclude_first else rows
+    rows = positions_between(rows, first=first_position)
     if isinstance(rows, Folder):
         return _folder_ratios(rows, reference, conf_level)
     keys = [c for c in ("model", "sequence", "layer", "head", "position") if c in rows.columns]

@@ -50,6 +50,7 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
 from attnmag.extract.shards import read_frame
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.models.checks import check_first_position
 from attnmag.reports import figures
 from attnmag.reports.findings import (
     GMM_MIN_TOKENS,
@@ -150,6 +151,7 @@ def fit_tables(
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
     max_position: int = MAX_POSITION,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
@@ -168,6 +170,8 @@ def fit_tables(
         Methods to fit; None means every method of ``models.METHODS``.
     max_position : int
         Last position of the trend fits.
+    first_position : int
+        The first position every fit uses (1: the attention sink, position 0, is left out).
     conf_level : float
         Level of the fitted tables' intervals (carried in their ``conf_level`` column).
     n_jobs : int, optional
@@ -195,6 +199,7 @@ def fit_tables(
         "trend_methods": trend_methods if "position_trend" in missing else (),
         "lag_methods": lag_methods if "lag_effects" in missing else (),
         "max_position": max_position,
+        "first_position": first_position,
         "conf_level": conf_level,
     }
     source = frame.path if isinstance(frame, Folder) else frame  # a folder's fits stream it
@@ -232,14 +237,19 @@ def _joined(glances: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
     return pd.concat(rows, ignore_index=True) if rows else None
 
 
-def _lag_caption(lags: pd.DataFrame) -> str:
+def _used(first_position: int) -> str:
+    """The positions a caption says were used, from ``first_position``."""
+    return f"positions {first_position} and later" if first_position else "every position"
+
+
+def _lag_caption(lags: pd.DataFrame, first_position: int) -> str:
     """The lag figure's caption: its level, and what each method present estimates."""
     methods = ordered_methods(lags["method"])
     within = [m for m in methods if LAG_ROLES.get(m) == "within texts"]
     parts = [
         f"Coefficients on the log norm one (left) and two (right) positions earlier, per "
         f"layer, with {percent(interval_level(lags, name='lag_effects'))} CIs, one colour per "
-        "method; the first token is left out."
+        f"method; fitted on {_used(first_position)}."
     ]
     if "ols" in methods:
         parts.append(
@@ -284,6 +294,7 @@ def figure_specs(
     trend: pd.DataFrame,
     lags: pd.DataFrame,
     max_position: int = MAX_POSITION,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
 ) -> list[tuple[str, str, str, Callable[[], Figure]]]:
     """The report's five figures of one series, not yet drawn.
@@ -296,6 +307,8 @@ def figure_specs(
         The ``position_trend`` and ``lag_effects`` tables.
     max_position : int
         The last position drawn.
+    first_position : int
+        The first position of the violins, the means and the fits drawn.
     conf_level : float
         The level of the means' intervals computed here from ``frame``; the coefficients'
         intervals are those of ``trend`` and ``lags``, and the captions say each one's level.
@@ -329,13 +342,15 @@ def figure_specs(
             "layers",
             "Log norms by layer",
             "Top: distribution of the log norm per layer (violins with quartiles, drawn from a "
-            "seeded random sample of tokens; positions 1 and later)"
+            f"seeded random sample of tokens; {_used(first_position)})"
             + (f", read from {note}" if note else "")
             + ". Bottom: mean log norm per layer over all those tokens"
             + (" of every text" if note else "")
             + f" with its {level} CI; the tokens of one text are not independent, so the "
             "intervals are cluster-robust by text.",
-            lambda: figures.plot_layer_norms(frame, conf_level=conf_level),
+            lambda: figures.plot_layer_norms(
+                frame, first_position=first_position, conf_level=conf_level
+            ),
         ),
         (
             "positions",
@@ -354,7 +369,8 @@ def figure_specs(
         (
             "trend",
             "Trend over positions",
-            f"The fits of log_norm ~ position over positions 1 to {max_position} by the "
+            f"The fits of log_norm ~ position over positions {first_position} to {max_position} "
+            "by the "
             f"methods for inference ({inference}), one colour per method. Top: the slope per "
             "layer (times 100, about the percent change of the norm per position); bottom: "
             f"the intercept per layer; each with its {trend_level} CI. "
@@ -367,7 +383,12 @@ def figure_specs(
             + "Open markers: fits that did not converge.",
             lambda: figures.plot_trend_coefficients(trend),
         ),
-        ("lags", "Lag effects", _lag_caption(lags), lambda: figures.plot_lag_effects(lags)),
+        (
+            "lags",
+            "Lag effects",
+            _lag_caption(lags, first_position),
+            lambda: figures.plot_lag_effects(lags),
+        ),
     ]
     return specs
 
@@ -658,6 +679,7 @@ def grouped_specs(
     tables: Mapping[str, pd.DataFrame | None],
     *,
     alpha: float = ALPHA,
+    first_position: int = 1,
     conf_level: float = CONF_LEVEL,
 ) -> list[tuple[str, str, Finding, str, object]]:
     """The sections a grouped frame adds, where it allows them: several models side by side,
@@ -671,6 +693,8 @@ def grouped_specs(
         ``position_trend`` and ``lag_effects`` fitted on it.
     alpha : float
         The level of the significance marks and counts.
+    first_position : int
+        The first position of the means and ratios.
     conf_level : float
         The level of the means' and ratios' intervals.
 
@@ -702,12 +726,14 @@ def grouped_specs(
                 model_finding(slope, lag, alpha=alpha),
                 "Each model's layers on a relative depth axis (layer / deepest layer), one "
                 f"colour per model. Top left: mean log norm per layer with its {level} CI "
-                "(positions 1 and later, cluster-robust by text). Top right: the "
+                f"({_used(first_position)}, cluster-robust by text). Top right: the "
                 f"{slope['method'].iloc[0]} slope on position per layer. Bottom: the "
                 f"{lag_method} lag-1 and lag-2 effects per layer. Coefficients with "
                 f"{percent(interval_level(slope, name='position_trend'))} CIs; open markers: "
                 "fits that did not converge.",
-                lambda: figures.plot_models(model_rows, slope, lag, conf_level=conf_level),
+                lambda: figures.plot_models(
+                    model_rows, slope, lag, first_position=first_position, conf_level=conf_level
+                ),
             )
         )
     sites = levels(frame, "site") if "site" in frame.columns else []
@@ -724,7 +750,9 @@ def grouped_specs(
                 "residual stream's at the same token, as the mean log difference with its "
                 f"{level} CI (cluster-robust by text); 0 is as large as the stream, -2.3 a "
                 f"tenth of it.{per_model}",
-                lambda: figures.plot_sites(site_rows, conf_level=conf_level),
+                lambda: figures.plot_sites(
+                    site_rows, first_position=first_position, conf_level=conf_level
+                ),
             )
         )
     if "head" in frame.columns and max(levels(frame, "head")) >= 0:
@@ -737,11 +765,13 @@ def grouped_specs(
                 "Heads",
                 head_finding(heads, fitted, alpha=alpha),
                 "Left: mean log norm of each head's own contribution W_O^h z_h per layer and "
-                "head (positions 1 and later; the output projection's bias is in no head). "
+                f"head ({_used(first_position)}; the output projection's bias is in no head). "
                 f"Right: the {method} slope on position per layer and head (blue: falling "
                 f"with position, red: rising); a dot marks p < {alpha:g} after Holm's "
                 f"correction across every group fitted.{per_model}",
-                lambda: figures.plot_heads(frame, fitted, alpha=alpha),
+                lambda: figures.plot_heads(
+                    frame, fitted, alpha=alpha, first_position=first_position
+                ),
             )
         )
     return specs
@@ -754,6 +784,7 @@ def drawn_sections(
     alpha: float,
     max_position: int,
     conf_level: float,
+    first_position: int = 1,
 ) -> tuple[list[dict], dict[str, Rendered]]:
     """Every section of the report, its finding worked out and its figure drawn.
 
@@ -772,6 +803,8 @@ def drawn_sections(
         The last position drawn.
     conf_level : float
         The level of the intervals computed from ``frame``.
+    first_position : int
+        The first position of the means and fits drawn.
 
     Returns
     -------
@@ -786,7 +819,9 @@ def drawn_sections(
     ... )  # doctest: +SKIP
     >>> [section["title"] for section in sections]  # doctest: +SKIP
     """
-    grouped = grouped_specs(frame, fitted, alpha=alpha, conf_level=conf_level)
+    grouped = grouped_specs(
+        frame, fitted, alpha=alpha, first_position=first_position, conf_level=conf_level
+    )
     parts = series_parts(frame, fitted)
     part_specs = [
         figure_specs(
@@ -794,6 +829,7 @@ def drawn_sections(
             trend=part.tables["position_trend"],
             lags=part.tables["lag_effects"],
             max_position=max_position,
+            first_position=first_position,
             conf_level=conf_level,
         )
         for part in parts
@@ -1003,6 +1039,7 @@ def write_report(
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
     max_position: int = MAX_POSITION,
+    first_position: int = 1,
     tables: Mapping[str, pd.DataFrame | models.Fits] | None = None,
     timings: Mapping[str, float] | None = None,
     n_jobs: int | None = None,
@@ -1039,6 +1076,9 @@ def write_report(
         ``models.METHODS``.
     max_position : int
         The last position of the trend fits and of the figures.
+    first_position : int
+        The first position of the fits done here and of the means and fits drawn (1: the
+        attention sink, position 0, is left out; 0 keeps it).
     tables : mapping, optional
         What the fits already gave (keys ``position_trend``, ``lag_effects``,
         ``glance``): tidy tables or ``models.Fits``; see ``fit_tables``.
@@ -1073,6 +1113,7 @@ def write_report(
     >>> paths = write_report(frame, "out/", tables=fitted)  # doctest: +SKIP
     >>> paths = write_report("norms/", "out/", sample_texts=512)  # doctest: +SKIP
     """
+    check_first_position(first_position, max_position)
     frame = report_source(frame, sample_texts=sample_texts)
     check_inputs(frame, formats)
     seconds = dict(timings or {})
@@ -1083,6 +1124,7 @@ def write_report(
         trend_methods=trend_methods,
         lag_methods=lag_methods,
         max_position=max_position,
+        first_position=first_position,
         conf_level=conf_level,
         n_jobs=n_jobs,
         progress=progress,
@@ -1091,7 +1133,12 @@ def write_report(
         seconds["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     sections, rendered = drawn_sections(
-        frame, fitted, alpha=alpha, max_position=max_position, conf_level=conf_level
+        frame,
+        fitted,
+        alpha=alpha,
+        max_position=max_position,
+        conf_level=conf_level,
+        first_position=first_position,
     )
     seconds["figures"] = time.perf_counter() - start
     out = Path(out_dir)

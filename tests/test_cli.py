@@ -269,3 +269,28 @@ def test_max_length_must_be_a_positive_whole_number(source_args, tmp_path, capsy
     argv = ["run", *source_args, "--max-length", "0", "--out", str(tmp_path / "out")]
     assert "--max-length" in error_of(argv, capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_first_position_reaches_the_fits(tmp_path, capsys):
+    from attnmag.extract.frame_file import write_frame
+    from tests.simulate import simulated_frame
+
+    frame = simulated_frame(20, 2, length=(8, 20), lag1=0.2, lag2=0.1, seed=5)
+    write_frame(frame, tmp_path / "norms.parquet")
+    fit = ["fit", "--methods", "ols", "--lag-methods", "ols"]
+    for where, argv in {
+        "before": ["--quiet", *fit, "--first-position", "2", str(tmp_path / "norms.parquet")],
+        "after": ["--quiet", *fit, str(tmp_path / "norms.parquet"), "--first-position", "2"],
+    }.items():
+        assert main([*argv, "--out", str(tmp_path / where)]) == 0
+        trend = pd.read_csv(tmp_path / where / "position_trend.csv")
+        lags = pd.read_csv(tmp_path / where / "lag_effects.csv")
+        first = frame[frame.layer == 0].position
+        assert (trend.n_obs == ((first >= 2) & (first <= 30)).sum()).all()
+        assert (lags.n_obs == (first >= 4).sum()).all()
+    fit += [str(tmp_path / "norms.parquet"), "--out", str(tmp_path / "bad")]
+    message = error_of([*fit, "--first-position", "x"], capsys)
+    assert message.startswith("argument --first-position: ") and "'x'" in message
+    message = error_of([*fit, "--first-position", "30", "--max-position", "30"], capsys)
+    assert message == "--first-position 30 must be below --max-position 30"
+    assert not (tmp_path / "bad").exists()

@@ -8,6 +8,7 @@ against the CR1 sandwich by sequence (t on G - 1 df). ``tests/conftest.py`` sets
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 from scipy import stats
 
 from attnmag import models
@@ -136,12 +137,12 @@ def test_conf_level_sets_the_interval(frame):
 
 
 def test_row_selection_rules(frame):
-    trend = models.position_trend(frame, method="ols", max_position=10, exclude_first=False)
+    trend = models.position_trend(frame, method="ols", max_position=10, first_position=0)
     assert (trend.n_obs == (frame[frame.layer == 0].position <= 10).sum()).all()
     lags = models.lag_effects(frame, method="ols", layers=[2])
     assert lags.layer.unique().tolist() == [2]
     assert (lags.n_obs == (frame[frame.layer == 2].position >= 3).sum()).all()
-    lags0 = models.lag_effects(frame, method="ols", exclude_first=False, layers=[2])
+    lags0 = models.lag_effects(frame, method="ols", first_position=0, layers=[2])
     assert (lags0.n_obs == (frame[frame.layer == 2].position >= 2).sum()).all()
 
 
@@ -220,3 +221,31 @@ def test_non_finite_outcome_is_a_clear_error(frame):
     broken.loc[broken.index[5], "log_norm"] = -np.inf
     with pytest.raises(AttnmagError, match="infinite values"):
         models.position_trend(broken, method="ols")
+
+
+def test_first_position_drops_the_leading_positions_from_the_trend(frame):
+    trend = models.position_trend(frame, method="ols", layers=[1], first_position=3)
+    rows = frame[(frame.layer == 1) & (frame.position >= 3) & (frame.position <= 30)]
+    fit = sm.OLS(rows.log_norm, sm.add_constant(rows.position.astype(float))).fit(
+        cov_type="cluster", cov_kwds={"groups": rows.sequence.to_numpy()}
+    )
+    np.testing.assert_allclose(trend.estimate, fit.params.to_numpy(), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(trend.std_error, fit.bse.to_numpy(), rtol=1e-6)
+    assert (trend.n_obs == len(rows)).all()
+
+
+def test_first_position_drops_the_leading_positions_from_the_lags(frame):
+    summary = models.glance(models.lag_effects(frame, method="ols", first_position=2, layers=[0]))
+    rows = frame[frame.layer == 0]
+    # Both lags are used positions: the outcome rows start two positions later.
+    assert summary.n_obs.tolist() == [(rows.position >= 4).sum()]
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "1", 30])
+def test_first_position_must_be_a_whole_number_below_the_last(frame, bad):
+    with pytest.raises(AttnmagError, match="first_position must be a whole number") as error:
+        models.position_trend(frame, method="ols", first_position=bad, max_position=30)
+    assert "\n" not in str(error.value)
+    if bad != 30:
+        with pytest.raises(AttnmagError, match="first_position must be a whole number"):
+            models.lag_effects(frame, method="ols", first_position=bad)

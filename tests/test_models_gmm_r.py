@@ -44,20 +44,20 @@ out <- data.frame(term = c("lag1", "lag2", "position"),
 write.csv(out, args[2], row.names = FALSE)
 """
 
-#: (case, simulation options, exclude_first, whether some texts are too short for GMM)
+#: (case, simulation options, first_position, whether some texts are too short for GMM)
 CASES = [
-    ("short_texts", {"n_sequences": 120, "short_share": 0.2, "seed": 11}, True, True),
-    ("t_errors_first_token", {"n_sequences": 90, "noise": "t", "seed": 12}, False, False),
+    ("short_texts", {"n_sequences": 120, "short_share": 0.2, "seed": 11}, 1, True),
+    ("t_errors_first_token", {"n_sequences": 90, "noise": "t", "seed": 12}, 0, False),
 ]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[case[0] for case in CASES])
 def fits(request, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(attnmag's table, its glance, R's rows) for one case; texts drop out where expected."""
-    name, options, exclude_first, drops = request.param
+    name, options, first_position, drops = request.param
     frame = dynamic_frame(n_layers=1, **options)
     folder = tmp_path_factory.mktemp(name)
-    used = frame[frame.position >= (1 if exclude_first else 0)]
+    used = frame[frame.position >= first_position]
     used[["sequence", "position", "log_norm"]].to_csv(
         folder / "panel.csv", index=False, float_format="%.17g"
     )
@@ -69,7 +69,7 @@ def fits(request, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    table = models.lag_effects(frame, method="gmm", exclude_first=exclude_first)
+    table = models.lag_effects(frame, method="gmm", first_position=first_position)
     summary = models.glance(table)
     assert (summary.n_groups[0] < frame.sequence.nunique()) == drops
     return table, summary, pd.read_csv(folder / "r.csv")

@@ -50,9 +50,9 @@ def with_initial_conditions(rows: pd.DataFrame, *, first: int) -> pd.DataFrame:
     return out.assign(y1=starts["lag2"], y2=starts["lag1"])
 
 
-@pytest.mark.parametrize("exclude_first", [True, False])
-def test_initial_conditions_are_the_texts_first_two_used_levels(frame, exclude_first):
-    first = 1 if exclude_first else 0
+@pytest.mark.parametrize("first_position", [1, 0])
+def test_initial_conditions_are_the_texts_first_two_used_levels(frame, first_position):
+    first = first_position
     layer = frame[frame.layer == 1]
     rows = layer.loc[layer.position >= first + 2, ["sequence", "position", "log_norm"]]
     rows = rows.assign(
@@ -64,7 +64,7 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, exclude_f
         at = pd.MultiIndex.from_arrays([out.sequence, np.full(len(out), position)])
         np.testing.assert_array_equal(out[column], level.loc[at])
     assert out.position.min() == first + 2 and len(out) == len(rows)
-    table = models.lag_effects(frame, exclude_first=exclude_first, layers=[1], n_jobs=1)
+    table = models.lag_effects(frame, first_position=first_position, layers=[1], n_jobs=1)
     assert table.term.tolist() == ["intercept", "lag1", "lag2", "position", "y1", "y2"]
     assert table.n_obs.iloc[0] == len(rows)
     # The fit from SQL sums is statsmodels' REML fit of those rows.

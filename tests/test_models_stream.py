@@ -34,7 +34,7 @@ CASES = [
     ("lag_effects", "initial_conditions", {}, 1e-6),
     ("lag_effects", "initial_conditions", {"cov_type": "model"}, 1e-6),
     ("lag_effects", "gmm", {}, 1e-6),
-    ("lag_effects", "gmm", {"exclude_first": False}, 1e-6),
+    ("lag_effects", "gmm", {"first_position": 0}, 1e-6),
 ]
 #: One case of each method (and the random intercept's mixed fit).
 EACH_METHOD = CASES[:3] + CASES[5:7] + CASES[8:9]

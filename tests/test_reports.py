@@ -330,3 +330,29 @@ def test_what_the_fits_return_keeps_its_glance_rows(tmp_path):
     written = write_report(frame, tmp_path / "bare", formats=("md",), tables=bare)
     assert "glance.csv" not in written
     assert "came without their fit details" in written["report.md"].read_text(encoding="utf-8")
+
+
+def test_first_position_reaches_the_fits_and_the_captions(tmp_path):
+    frame = simulated_frame(40, 2, lag1=0.3, seed=4)
+    written = write_report(
+        frame,
+        tmp_path,
+        formats=("md",),
+        trend_methods=["ols"],
+        lag_methods=["ols"],
+        max_position=20,
+        first_position=3,
+        n_jobs=1,
+    )
+    trend = pd.read_csv(written["position_trend.csv"])
+    lags = pd.read_csv(written["lag_effects.csv"])
+    positions = frame[frame.layer == 0].position
+    assert (trend.n_obs == positions.between(3, 20).sum()).all()
+    assert (lags.n_obs == (positions >= 5).sum()).all()
+    text = written["report.md"].read_text(encoding="utf-8")
+    assert "sample of tokens; positions 3 and later)" in text
+    assert "fitted on positions 3 and later." in text
+    assert "over positions 3 to 20" in text
+    with pytest.raises(AttnmagError, match="first_position must be a whole number from 0 to 19"):
+        write_report(frame, tmp_path / "bad", max_position=20, first_position=20)
+    assert not (tmp_path / "bad").exists()

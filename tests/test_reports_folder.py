@@ -99,7 +99,7 @@ def assert_same_means(got: pd.DataFrame, expected: pd.DataFrame) -> None:
 AGGREGATES = {
     "layer_means log_norm": lambda d: summaries.layer_means(d),
     "layer_means norm, every position": lambda d: summaries.layer_means(
-        d, value="norm", exclude_first=False, conf_level=0.9
+        d, value="norm", first_position=0, conf_level=0.9
     ),
     "position_means": lambda d: summaries.position_means(d, max_position=20),
     "position_means log_norm, layers 0 and 2": lambda d: summaries.position_means(
