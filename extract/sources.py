@@ -100,6 +100,16 @@ def gguf_folder(gguf: Path, *, rebuild: bool = False) -> Path:
     return folder
 
 
+def _recorded_weights(gguf: Path, folder: Path) -> dict[str, str]:
+    """``gguf_weights(gguf)`` as the conversion into ``folder`` recorded it (reading a GGUF's
+    tensor table takes seconds), or read again where the entry does not hold it."""
+    try:
+        recorded = json.loads((folder / COMPLETE).read_text()).get("weights")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return recorded if isinstance(recorded, dict) else gguf_weights(gguf)
+
+
 def _convert_gguf(gguf: Path, folder: Path) -> None:
     """Dequantise ``gguf`` into a fresh model (no quantization config) and save it to ``folder``.
 
@@ -116,7 +126,8 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)  # a conversion that was cut off
     fresh.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / COMPLETE).write_text(json.dumps({"gguf": str(gguf)}))
+    record = {"gguf": str(gguf), "weights": gguf_weights(gguf)}
+    (partial / COMPLETE).write_text(json.dumps(record))
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
 
@@ -338,8 +349,9 @@ def _load(
                 folder, dtype=torch_dtype, device_map=device_map, revision=None
             )
         except Exception:  # noqa: BLE001 — a corrupt cache (any loader error): rebuild it once
+            folder = gguf_folder(gguf, rebuild=True)
             model, tokenizer = _from_folder(
-                gguf_folder(gguf, rebuild=True),
+                folder,
                 dtype=torch_dtype,
                 device_map=device_map,
                 revision=None,
@@ -366,5 +378,5 @@ def _load(
                 f"hub model available offline ({type(error).__name__})"
             ) from None
     if is_gguf:
-        mark_weights(model, gguf_weights(gguf))
+        mark_weights(model, _recorded_weights(gguf, folder))
     return model, tokenizer, label

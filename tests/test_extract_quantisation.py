@@ -43,3 +43,21 @@ def test_load_records_the_quantisation_and_the_frame_and_run_json_carry_it(bundl
 def test_a_model_not_from_a_gguf_records_no_quantisation(tiny_gpt2, gpt2_tokenizer):
     frame = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, ["a short text"], progress=False)
     assert "quantisation" not in frame.attrs and weights_provenance(tiny_gpt2) == {}
+
+
+def test_a_load_reads_the_quantisation_its_cache_entry_recorded(tmp_path, monkeypatch):
+    """A load whose cache entry's marker holds the weights' description does not read the
+    GGUF's tensor table again; one whose entry lacks it (an older entry) does."""
+    gguf = sources.bundled_gguf()
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    (entry / sources.COMPLETE).write_text(json.dumps({"gguf": str(gguf), "weights": {"a": "b"}}))
+
+    def unread(path):
+        raise AssertionError("the GGUF's tensor table was read again")
+
+    monkeypatch.setattr(sources, "gguf_weights", unread)
+    assert sources._recorded_weights(gguf, entry) == {"a": "b"}
+    (entry / sources.COMPLETE).write_text(json.dumps({"gguf": str(gguf)}))
+    monkeypatch.setattr(sources, "gguf_weights", lambda path: {"read": str(path)})
+    assert sources._recorded_weights(gguf, entry) == {"read": str(gguf)}
