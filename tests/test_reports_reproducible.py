@@ -7,17 +7,15 @@ fits' sums are per text, so their tables agree to rounding (1e-12); and the prin
 report, Markdown and HTML, is the same bytes (the wall time aside).
 """
 
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from simulate import simulated_frame, write_folder
+from test_reports_folder import FAST_FITS, documents
 
 from attnmag import database, models, reports
 from attnmag.reports.folder import open_folder
-
-FAST_FITS = {"trend_methods": ("ols", "aggregate"), "lag_methods": ("ols", "gmm")}
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +26,8 @@ def fine(tmp_path_factory) -> Path:
 
 
 def printed(paths: dict[str, Path]) -> dict[str, bytes]:
-    """The Markdown and HTML reports' bytes, the wall time (the one line that may differ)
-    taken out."""
-    return {
-        name: re.sub(rb"wall time.*?\n", b"", paths[name].read_bytes())
-        for name in ("report.md", "index.html")
-    }
+    """The Markdown and HTML reports' bytes, the wall time taken out (``documents``)."""
+    return documents({name: paths[name] for name in ("report.md", "index.html")})
 
 
 def test_the_report_is_the_same_whatever_duckdbs_threads(fine, tmp_path, monkeypatch):
