@@ -9,7 +9,7 @@ Holds:
 
 The formula is patsy's, as statsmodels' formula API takes it: ``C(label)`` for a
 categorical, ``a * b`` for main effects and their interaction, ``I(position ** 2)``,
-``np.log(norm)``. Term names are statsmodels', with ``Intercept`` named ``intercept``.
+``np.log(norm)``. Term names are statsmodels' (``Intercept``, ``C(label)[T.fresh]``).
 
 The rows are a ``models.source.Source`` (a frame, or a shard folder, whose frame is never
 built); DuckDB reads the columns the formula uses in batches of ``BATCH_ROWS`` rows:
@@ -57,7 +57,7 @@ from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Fit, build_table, fitted_rows, term_names
+from attnmag.models.tidy import Estimate, build_table, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
@@ -255,7 +255,7 @@ def _fit_source(
     reader = _Reader(connection, groups, columns, first=first, last=last)
     # With no rows to fit, the groups' checks say so (patsy cannot build a design).
     designs = _design(formula, reader) if next(reader.rows(), None) is not None else None
-    terms = [] if designs is None else term_names(designs[1].column_names)
+    terms = [] if designs is None else list(designs[1].column_names)
     sums = _Sums(groups, slope=random_slope)
     sums.expected.update(reader.groups())
     with progress_bar(progress, total=None, unit="batch", desc=f"{method} fit", delay=1.0) as bar:
@@ -505,7 +505,7 @@ def _fit_cross(
     formula: str,
     random_slope: bool,
     cov_type: str,
-) -> Fit:
+) -> Estimate:
     """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``;
     its ``result`` refits ``rows()`` with statsmodels when called."""
     k = len(terms)

@@ -69,7 +69,7 @@ from attnmag.models.groups import describe, group_columns, key_of, key_values
 from attnmag.models.mixed import GroupedDesign, mixed_fit
 from attnmag.models.ols import ols_fit, statsmodels_fit
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
+from attnmag.models.tidy import Estimate, build_table, failed_fit, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = [
@@ -109,7 +109,7 @@ class Request:
     n_positions: int
     by_position: bool  # also sum per group and position (position_trend)
     consecutive: bool  # each text's positions must run consecutively from ``first``
-    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]
+    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Estimate]
 
 
 def position_trend(
@@ -164,7 +164,7 @@ def position_trend(
     Returns
     -------
     pandas.DataFrame
-        The tidy table (``intercept``, ``position``); ``glance(table)`` gives each fit's
+        The tidy table (``Intercept``, ``position``); ``glance(table)`` gives each fit's
         details.
 
     Examples
@@ -278,7 +278,7 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    terms = ("intercept", "position")
+    terms = ("Intercept", "position")
     if method == "aggregate":
         fitter = _aggregate
     elif method == "ols":
@@ -321,11 +321,11 @@ def lag_request(
     if method == "gmm":
         terms, base, fitter = ("lag1", "lag2", "position"), (), gmm_fit
     elif method == "ols":
-        terms = ("intercept", "lag1", "lag2")
+        terms = ("Intercept", "lag1", "lag2")
         base = ("lag1", "lag2", "log_norm")
         fitter = _per_sequence(_lag_design, lambda design, _, n: ols_fit(design, terms, n))
     else:
-        terms = ("intercept", "lag1", "lag2", "position", "y1", "y2")
+        terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         base = ("lag1", "lag2", "position", "log_norm")
         fitter = _per_sequence(
             _initial_conditions_design,
@@ -606,7 +606,7 @@ def _fit_group(
     request: Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Check one group's sums, then fit it: its table rows and glance record; a fit whose
-    linear algebra fails is a failed ``Fit``, its reason in the glance ``warnings``."""
+    linear algebra fails is a failed ``Estimate``, its reason in the glance ``warnings``."""
     if request.by_position:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -624,7 +624,7 @@ def _fit_group(
     if request.method == "gmm":
         _check_gmm_texts(groups, key, sums, request.first)
 
-    def run() -> Fit:
+    def run() -> Estimate:
         try:
             return request.fitter(sums, positions)
         except (np.linalg.LinAlgError, ValueError) as error:
@@ -745,18 +745,18 @@ def _initial_conditions_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesi
 
 def _per_sequence(
     builder: Callable[[dict[str, np.ndarray]], tuple[GroupedDesign, np.ndarray]],
-    fit: Callable[[GroupedDesign, np.ndarray, int], Fit],
-) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]:
+    fit: Callable[[GroupedDesign, np.ndarray, int], Estimate],
+) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Estimate]:
     """A group's fitter: its per-sequence sums -> ``builder``'s design -> ``fit``."""
 
-    def fitter(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
+    def fitter(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Estimate:
         design, scales = builder(sums)
         return fit(design, scales, len(sums["n"]))
 
     return fitter
 
 
-def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | None) -> Fit:
+def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | None) -> Estimate:
     """The notebook's fit, from the per-position sums: the log of each position's mean norm
     on position, one point per position, classical OLS errors sigma^2 (X'X)^-1 (t on n - 2
     df). Those treat the means as independent points: right when tokens are independent and

@@ -1,14 +1,13 @@
 """Tidy coefficient tables in the convention of R's broom, and their glance rows.
 
 Holds:
-- ``Fit``: what one group's fit returns (estimates, standard errors, reference df, fit stats,
+- ``Estimate``: what one group's fit returns (estimates, standard errors, reference df, fit stats,
   and the statsmodels result where one is kept);
-- ``term_names``: statsmodels' parameter names -> attnmag's (``Intercept`` -> ``intercept``);
 - ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``GMM_GLANCE_COLUMNS``: the
   tables' columns in order (glance: every fit's, a mixed fit's, an Arellano-Bond fit's);
 - ``tidy_columns``: the table's columns for given grouping columns;
 - ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
-- ``tidy_rows`` / ``glance_row``: one group's ``Fit`` -> its table rows / its glance record;
+- ``tidy_rows`` / ``glance_row``: one group's ``Estimate`` -> its table rows / its glance record;
 - ``build_table``: all groups' rows -> the table, with Holm-adjusted p-values across groups
   and the glance records kept in ``table.attrs["glance"]``;
 - ``glance``: a table (or a ``Fits``) -> one row per group and fit.
@@ -43,11 +42,10 @@ __all__ = [
     "GLANCE_COLUMNS",
     "MIXED_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
-    "Fit",
+    "Estimate",
     "failed_fit",
     "fitted_rows",
     "holm",
-    "term_names",
     "tidy_columns",
     "glance_columns",
     "tidy_rows",
@@ -110,7 +108,7 @@ GMM_GLANCE_COLUMNS = [
 
 
 @dataclass
-class Fit:
+class Estimate:
     """One group's fit: estimates and standard errors by term, and the fit's summary stats.
 
     ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal);
@@ -134,15 +132,15 @@ class Fit:
 
 
 def fitted_rows(
-    run: Callable[[], Fit],
+    run: Callable[[], Estimate],
     *,
     fit: str,
     method: str,
     conf_level: float,
     groups: dict[str, object],
-) -> tuple[pd.DataFrame, dict[str, object], Fit]:
+) -> tuple[pd.DataFrame, dict[str, object], Estimate]:
     """``run()``, one group's fit, timed with its warnings captured -> its table rows,
-    glance record and ``Fit``.
+    glance record and ``Estimate``.
 
     >>> rows, record, result = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
     ...                                    groups={"layer": 0})  # doctest: +SKIP
@@ -159,18 +157,18 @@ def fitted_rows(
     return rows, record, fitted
 
 
-def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str) -> Fit:
+def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str) -> Estimate:
     """A least-squares or mixed fit that produced no estimates: NaN rows, ``converged=False``,
     the reason noted.
 
-    >>> failed_fit(["intercept"], n_obs=10, n_groups=2, message="failed").converged
+    >>> failed_fit(["Intercept"], n_obs=10, n_groups=2, message="failed").converged
     False
     """
     missing = pd.Series(np.nan, index=list(terms))
     stats = dict.fromkeys(["r2", "loglik", "aic", "bic", "sigma"], np.nan)
     stats |= {"boundary": False}
     stats |= dict.fromkeys(["var_intercept", "var_position", "cov_intercept_position"], np.nan)
-    return Fit(
+    return Estimate(
         estimate=missing,
         std_error=missing,
         df=np.inf,
@@ -180,11 +178,6 @@ def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str)
         stats=stats,
         notes=[message],
     )
-
-
-def term_names(names: Sequence[str]) -> list[str]:
-    """statsmodels' parameter names with its ``Intercept`` renamed ``intercept``."""
-    return ["intercept" if name == "Intercept" else name for name in names]
 
 
 def _grouped(columns: list[str], groups: Sequence[str]) -> list[str]:
@@ -203,7 +196,7 @@ def tidy_columns(groups: Sequence[str] = ("layer",)) -> list[str]:
 
 
 def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("layer",)) -> list[str]:
-    """The glance columns of a fit whose ``Fit.stats`` are ``stats``: mixed, GMM or the common.
+    """The glance columns of a fit whose ``Estimate.stats`` are ``stats``: mixed, GMM or the common.
 
     >>> glance_columns({"r2": 0.5}) == GLANCE_COLUMNS
     True
@@ -216,7 +209,7 @@ def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("lay
 
 
 def tidy_rows(
-    fitted: Fit, /, *, fit: str, method: str, conf_level: float, **groups: object
+    fitted: Estimate, /, *, fit: str, method: str, conf_level: float, **groups: object
 ) -> pd.DataFrame:
     """One row per term of ``fitted``: estimate, Wald statistic, p-value and interval.
 
@@ -258,7 +251,7 @@ def tidy_rows(
 
 
 def glance_row(
-    fitted: Fit,
+    fitted: Estimate,
     /,
     *,
     fit: str,

@@ -389,7 +389,7 @@ def plot_position_trend(
     with _style():
         fig = NotebookFigure(figsize=(11, 10), layout="constrained")
         axes = fig.subplot_mosaic(
-            [["trend", "trend"], ["intercept", "position"]], height_ratios=(1.2, 1)
+            [["trend", "trend"], ["Intercept", "position"]], height_ratios=(1.2, 1)
         )
         plot_trend_fits(
             data,
@@ -403,7 +403,7 @@ def plot_position_trend(
             ax=axes["trend"],
         )
         for term, label in (
-            ("intercept", "intercept (log norm at position 0)"),
+            ("Intercept", "intercept (log norm at position 0)"),
             ("position", "slope (change in log norm per position)"),
         ):
             ax = plot_coefficients(
@@ -411,12 +411,12 @@ def plot_position_trend(
                 term=term,
                 layers=layers,
                 hue=series_hue or "method",
-                zero_line=term != "intercept",
+                zero_line=term != "Intercept",
                 legend=term == "position",
                 ax=axes[term],
             )
             level = percent(interval_level(table, name="position_trend"))
-            name = "Intercept" if term == "intercept" else "Slope"
+            name = "Intercept" if term == "Intercept" else "Slope"
             ax.set(ylabel=label, title=f"{name} per layer with {level} CI")
     return fig
 
@@ -468,7 +468,7 @@ def plot_trend_coefficients(
                 "position",
                 "slope: change in log norm per position\n(x 100: about % per position)",
             ),
-            (bottom, "intercept", "intercept: log norm\nat position 0"),
+            (bottom, "Intercept", "intercept: log norm\nat position 0"),
         ):
             plot_coefficients(
                 table,

@@ -1105,7 +1105,7 @@ def plot_trend_fits(
         )
         index = key if hue else key[0]
         if index in fitted.index:
-            line = fitted.loc[index, "intercept"] + fitted.loc[index, "position"] * t
+            line = fitted.loc[index, "Intercept"] + fitted.loc[index, "position"] * t
             ax.plot(t, line, color=colour, linewidth=1.2)
     ax.set(
         xlabel=_position_label(width, first=first),
@@ -1146,7 +1146,7 @@ def plot_coefficients(
     data : pandas.DataFrame
         A coefficient table of ``models`` (``position_trend``, ``lag_effects``, ``fit``).
     term : str
-        The term drawn (``intercept``, ``position``, ``lag1``, ...).
+        The term drawn (``Intercept``, ``position``, ``lag1``, ...).
     {layers}
     hue : {"method", "model", "site", "head", "fit"}, optional
         One colour per value of this column, dodged; None colours by ``method`` or by the

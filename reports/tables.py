@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 TERM_LABELS = {
-    "intercept": "intercept",
+    "Intercept": "intercept",
     "lag1": "lag-1",
     "lag2": "lag-2",
     "position": "slope (position)",

@@ -73,7 +73,7 @@ def test_aggregate_is_classical_ols_of_log_mean_norm_with_t_on_n_minus_2(frame, 
         x = np.column_stack([np.ones(len(means)), means.index.to_numpy(np.float64)])
         beta, std_error = _classical(x, np.log(means.to_numpy()))
         got = _by_layer(table, layer)
-        assert list(got.index) == ["intercept", "position"]
+        assert list(got.index) == ["Intercept", "position"]
         np.testing.assert_allclose(got.estimate, beta, rtol=1e-8)
         np.testing.assert_allclose(got.std_error, std_error, rtol=1e-8)
         t = stats.t(len(means) - 2)
@@ -95,9 +95,9 @@ def test_ols_equals_lstsq_with_cr1_sandwich_errors_and_t_on_g_minus_1(frame, mod
         beta, std_error = _cr1(x, rows.log_norm.to_numpy(), rows.sequence.to_numpy())
         got = _by_layer(table, layer)
         terms = (
-            ["intercept", "position"]
+            ["Intercept", "position"]
             if model == "position_trend"
-            else ["intercept", "lag1", "lag2"]
+            else ["Intercept", "lag1", "lag2"]
         )
         assert list(got.index) == terms
         np.testing.assert_allclose(got.estimate, beta, rtol=1e-8)

@@ -47,7 +47,7 @@ def test_ols_equals_statsmodels_on_each_layer(frame):
         rows = _rows(frame, layer)
         direct = _direct_ols(rows, FORMULA)
         got = fits.tidy[fits.tidy.layer == layer].set_index("term")
-        assert list(got.index) == ["intercept", "C(label)[T.rotten]", "position"]
+        assert list(got.index) == ["Intercept", "C(label)[T.rotten]", "position"]
         np.testing.assert_allclose(got.estimate, direct.params, rtol=1e-8)
         np.testing.assert_allclose(got.std_error, direct.bse, rtol=1e-8)
         np.testing.assert_allclose(got.p_value, direct.pvalues, rtol=1e-8)
@@ -87,7 +87,7 @@ def test_interaction_term_names(frame):
     direct = _direct_ols(_rows(frame, 0), "log_norm ~ position * C(label)")
     terms = fits.tidy[fits.tidy.layer == 0].term.tolist()
     assert terms == [
-        "intercept",
+        "Intercept",
         "C(label)[T.rotten]",
         "position",
         "position:C(label)[T.rotten]",
@@ -173,7 +173,7 @@ def test_augment_residuals_are_outcome_minus_fitted(frame):
     layer0 = rows[rows.layer == 0]
     rotten = (layer0.label == "rotten").to_numpy()
     expected = (
-        estimate["intercept"]
+        estimate["Intercept"]
         + estimate["C(label)[T.rotten]"] * rotten
         + estimate["position"] * layer0.position
     )

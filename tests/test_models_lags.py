@@ -65,7 +65,7 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, first_pos
         np.testing.assert_array_equal(out[column], level.loc[at])
     assert out.position.min() == first + 2 and len(out) == len(rows)
     table = models.lag_effects(frame, first_position=first_position, layers=[1], n_jobs=1)
-    assert table.term.tolist() == ["intercept", "lag1", "lag2", "position", "y1", "y2"]
+    assert table.term.tolist() == ["Intercept", "lag1", "lag2", "position", "y1", "y2"]
     assert table.n_obs.iloc[0] == len(rows)
     # The fit from SQL sums is statsmodels' REML fit of those rows.
     formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"

@@ -62,7 +62,7 @@ def test_mixed_recovers_slope_and_random_intercept_variance():
     slope = table.loc["position"]
     assert abs(slope.estimate + 0.02) < 3 * slope.std_error
     assert slope.std_error < 2e-4 and slope.conf_low < -0.02 < slope.conf_high
-    assert abs(table.loc["intercept", "estimate"] - 1.0) < 0.03
+    assert abs(table.loc["Intercept", "estimate"] - 1.0) < 0.03
     assert summary.var_intercept[0] == pytest.approx(0.09, rel=0.1)
     assert summary.sigma[0] == pytest.approx(0.2, rel=0.02)
     assert summary.converged[0] and not summary.boundary[0]
@@ -267,7 +267,7 @@ def test_an_exception_inside_mixedlm_becomes_a_failed_layer(monkeypatch):
     frame = simulated_frame(30, 2, seed=1)
     table = models.position_trend(frame, method="mixed", n_jobs=1)
     assert table.estimate.isna().all() and not table.converged.any()
-    assert table.term.tolist() == ["intercept", "position"] * 2
+    assert table.term.tolist() == ["Intercept", "position"] * 2
     assert table.p_adjusted.isna().all()
     summary = models.glance(table)
     assert summary.warnings.str.contains("LinAlgError: Singular matrix").all()

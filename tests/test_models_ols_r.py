@@ -31,7 +31,7 @@ levels <- c(0.95, 0.8)
 rows <- function(layer, model, method, est, se, df) {
   stat <- est / se
   out <- data.frame(layer = layer, model = model, method = method,
-                    term = c("intercept", names(est)[-1]), estimate = unname(est),
+                    term = c("Intercept", names(est)[-1]), estimate = unname(est),
                     std_error = unname(se), statistic = unname(stat),
                     p_value = unname(2 * pt(-abs(stat), df)), df = df)
   for (level in levels) {

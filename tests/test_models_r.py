@@ -28,8 +28,8 @@ for (i in seq_len(nrow(cases))) {
   d <- read.csv(case$file)
   d <- d[d$position >= case$first & d$position <= case$last, ]
   rhs <- if (case$model == "position_trend") "position" else "lag1 + lag2"
-  terms <- if (case$model == "position_trend") c("intercept", "position") else
-    c("intercept", "lag1", "lag2")
+  terms <- if (case$model == "position_trend") c("Intercept", "position") else
+    c("Intercept", "lag1", "lag2")
   theta <- c(NA, NA, NA); cluster_se <- NA
   if (case$method == "ols") {
     fit <- lm(as.formula(paste("log_norm ~", rhs)), data = d)

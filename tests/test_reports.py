@@ -241,7 +241,7 @@ def test_write_report_fits_what_it_needs(tmp_path, monkeypatch):
     lags = pd.read_csv(written["lag_effects.csv"])
     assert set(trend["method"]) == set(models.METHODS["position_trend"])
     assert set(lags["method"]) == set(models.METHODS["lag_effects"])
-    assert set(trend["term"]) == {"intercept", "position"}
+    assert set(trend["term"]) == {"Intercept", "position"}
     assert {"lag1", "lag2"} <= set(lags["term"])
     assert (trend["conf_level"] == 0.8).all() and (lags["conf_level"] == 0.8).all()
     assert "fit " in written["index.html"].read_text(encoding="utf-8")
