@@ -150,10 +150,11 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def gmm_fit(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None = None) -> Estimate:
+def gmm_fit(sums: dict[str, np.ndarray], *_: object) -> Estimate:
     """The two-step fit from a group's reduced sums (``gmm_reduced``): ``lag1``, ``lag2``
     and ``position`` with Windmeijer standard errors (normal reference); ``n_obs`` and
-    ``n_groups`` count the differenced equations and the texts that have one."""
+    ``n_groups`` count the differenced equations and the texts that have one; other
+    arguments (a named fit's per-position sums and rows) are not needed."""
     texts = sums["all_0_0"] > 0  # texts with an equation
     try:
         result = arellano_bond(

@@ -47,6 +47,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import duckdb
 import numpy as np
@@ -66,8 +67,9 @@ from attnmag.models.checks import (
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, group_columns, key_of, key_values
-from attnmag.models.mixed import GroupedDesign, mixed_fit
-from attnmag.models.ols import ols_fit, statsmodels_fit
+from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
+from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
+from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Estimate, build_table, failed_fit, fitted_rows
 from attnmag.progress import progress_bar
@@ -83,6 +85,8 @@ __all__ = [
 
 #: Rows of the per-sequence sums handed to Python per batch.
 BATCH_ROWS = 1 << 14
+#: Reads a group's fitted rows again, for statsmodels' results and ``Fits.augment``.
+Rows = Callable[[], pd.DataFrame]
 #: The base columns a design is built from (``1`` is implied), as SQL expressions.
 BASE = {
     "position": '"position"::DOUBLE',
@@ -109,7 +113,8 @@ class Request:
     n_positions: int
     by_position: bool  # also sum per group and position (position_trend)
     consecutive: bool  # each text's positions must run consecutively from ``first``
-    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Estimate]
+    formula: str  # the model as statsmodels writes it, for ``Fits.results`` and ``augment``
+    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]
 
 
 def position_trend(
@@ -124,8 +129,8 @@ def position_trend(
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
-) -> pd.DataFrame:
-    """Fit ``log_norm ~ position`` per group; one row per group and term.
+) -> Fits:
+    """Fit ``log_norm ~ position`` per group.
 
     Parameters
     ----------
@@ -163,14 +168,15 @@ def position_trend(
 
     Returns
     -------
-    pandas.DataFrame
-        The tidy table (``Intercept``, ``position``); ``glance(table)`` gives each fit's
-        details.
+    Fits
+        ``.tidy`` one row per group and term (``Intercept``, ``position``), ``.glance`` one
+        row per group, ``.results`` statsmodels' fit of a group when asked for (``ols``,
+        ``mixed``: refitted on its rows; ``aggregate``: the OLS on the position means).
 
     Examples
     --------
     >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
-    >>> glance(trend)  # doctest: +SKIP
+    >>> trend.glance; trend.results[5].summary()  # doctest: +SKIP
     >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
     """
     request = trend_request(
@@ -195,8 +201,8 @@ def lag_effects(
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
-) -> pd.DataFrame:
-    """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
+) -> Fits:
+    """The lag-1 and lag-2 effects on ``log_norm`` per layer.
 
     The first used position is ``first_position``; outcome rows are those two positions
     later and beyond, so that both lags are used positions.
@@ -244,13 +250,14 @@ def lag_effects(
 
     Returns
     -------
-    pandas.DataFrame
-        The tidy table; ``glance(table)`` gives each fit's details, including the rows
-        (``n_obs``) and texts (``n_groups``) it used.
+    Fits
+        ``.tidy`` one row per group and term, ``.glance`` each fit's details, including the
+        rows (``n_obs``) and texts (``n_groups``) it used, ``.results`` statsmodels' fit of a
+        group when asked for (``ols``, ``initial_conditions``; none for ``gmm``).
 
     >>> lags = lag_effects(frame)  # doctest: +SKIP
     >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
-    >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
+    >>> check.glance[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
     >>> lags = lag_effects("norms/")  # doctest: +SKIP
     """
     request = lag_request(
@@ -278,16 +285,14 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    terms = ("Intercept", "position")
+    terms, formula = ("Intercept", "position"), "log_norm ~ position"
     if method == "aggregate":
         fitter = _aggregate
     elif method == "ols":
-        fitter = _per_sequence(_trend_design, lambda design, _, n: ols_fit(design, terms, n))
+        fitter = _per_sequence(_trend_design, _ols(terms, formula))
     else:
-        fitter = _per_sequence(
-            _trend_slope_design if random_slope else _trend_design,
-            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
-        )
+        design = _trend_slope_design if random_slope else _trend_design
+        fitter = _per_sequence(design, _mixed(terms, formula, random_slope, cov_type))
     request = Request(
         fit="position_trend",
         method=method,
@@ -301,6 +306,7 @@ def trend_request(
         n_positions=3,
         by_position=True,
         consecutive=False,
+        formula=formula,
         fitter=fitter,
     )
     return request
@@ -319,18 +325,18 @@ def lag_request(
     check_first_position(first_position)
     first = first_position
     if method == "gmm":
-        terms, base, fitter = ("lag1", "lag2", "position"), (), gmm_fit
+        terms, base = ("lag1", "lag2", "position"), ()
+        formula = "log_norm ~ 0 + lag1 + lag2 + position"
+        fitter = gmm_fit
     elif method == "ols":
-        terms = ("Intercept", "lag1", "lag2")
+        terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
         base = ("lag1", "lag2", "log_norm")
-        fitter = _per_sequence(_lag_design, lambda design, _, n: ols_fit(design, terms, n))
+        fitter = _per_sequence(_lag_design, _ols(terms, formula))
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
+        formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
         base = ("lag1", "lag2", "position", "log_norm")
-        fitter = _per_sequence(
-            _initial_conditions_design,
-            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
-        )
+        fitter = _per_sequence(_initial_conditions_design, _mixed(terms, formula, False, cov_type))
     request = Request(
         fit="lag_effects",
         method=method,
@@ -344,6 +350,7 @@ def lag_request(
         n_positions=2 if method == "initial_conditions" else 1,
         by_position=False,
         consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
+        formula=formula,
         fitter=fitter,
     )
     return request
@@ -351,8 +358,8 @@ def lag_request(
 
 def fit_requests(
     source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
-) -> list[pd.DataFrame]:
-    """The tidy table of each of ``requests`` on ``source``: DuckDB sums the rows, once for
+) -> list[Fits]:
+    """The ``Fits`` of each of ``requests`` on ``source``: DuckDB sums the rows, once for
     the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
     ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive.
 
@@ -380,7 +387,9 @@ def fit_requests(
             with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
                 for key, sums in chunks:
                     for request in shared:
-                        found[id(request)][key] = _fit_group(request, groups, key, dict(sums))
+                        found[id(request)][key] = _fit_group(
+                            source, request, groups, key, dict(sums)
+                        )
                         bar.update(1)
     tables = []
     for request in requests:
@@ -388,7 +397,8 @@ def fit_requests(
         for key in expected:
             if key not in mine:
                 _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
-        tables.append(build_table([mine[k][0] for k in expected], [mine[k][1] for k in expected]))
+        table = build_table([mine[k][0] for k in expected], [mine[k][1] for k in expected])
+        tables.append(Fits(table, [mine[k][2] for k in expected]))
     return tables
 
 
@@ -603,10 +613,15 @@ def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
 
 
 def _fit_group(
-    request: Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
-) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Check one group's sums, then fit it: its table rows and glance record; a fit whose
-    linear algebra fails is a failed ``Estimate``, its reason in the glance ``warnings``."""
+    source: Source,
+    request: Request,
+    groups: list[str],
+    key: Hashable,
+    sums: dict[str, np.ndarray],
+) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
+    """Check one group's sums, then fit it: its table rows, glance record and ``GroupFit``;
+    a fit whose linear algebra fails is a failed ``Estimate``, its reason in the glance
+    ``warnings``."""
     if request.by_position:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -624,16 +639,45 @@ def _fit_group(
     if request.method == "gmm":
         _check_gmm_texts(groups, key, sums, request.first)
 
+    values = key_values(groups, key)
+    rows = partial(_group_rows, source, request, values)
+
     def run() -> Estimate:
         try:
-            return request.fitter(sums, positions)
+            return request.fitter(sums, positions, rows)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
             return failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
 
     names = {"fit": request.fit, "method": request.method, "conf_level": request.conf_level}
-    rows, record, _ = fitted_rows(run, groups=key_values(groups, key), **names)
-    return rows, record
+    table, record, fitted = fitted_rows(run, groups=values, **names)
+    part = GroupFit(
+        names=(request.fit, request.method),
+        groups=values,
+        formula=request.formula,
+        rows=rows,
+        estimate=fitted.estimate,
+        result=fitted.result,
+    )
+    return table, record, part
+
+
+def _group_rows(source: Source, request: Request, values: dict[str, object]) -> pd.DataFrame:
+    """One group's fitted rows, read again from ``source``; for the initial conditions with
+    each text's ``y1`` and ``y2``."""
+    columns = ["sequence", "position", *dict.fromkeys(["log_norm", *request.checked])]
+    select = _keys(columns)
+    if request.method == "initial_conditions":
+        select += "".join(
+            f', max({lag}) FILTER (WHERE "position" = {request.first}) OVER (PARTITION BY '
+            f"sequence) AS {name}"
+            for lag, name in (("lag2", "y1"), ("lag1", "y2"))
+        )
+    where = [*_where(request, request.first), *(f'"{column}" = ?' for column in values)]
+    query = f'SELECT {select} FROM frame WHERE {" AND ".join(where)} ORDER BY sequence, "position"'
+    parameters = [v.item() if isinstance(v, np.generic) else v for v in values.values()]
+    with source.connected() as connection:
+        return connection.execute(query, parameters).df()
 
 
 def _check_size(request: Request, groups: list[str], key: Hashable, **counts: int) -> None:
@@ -745,18 +789,45 @@ def _initial_conditions_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesi
 
 def _per_sequence(
     builder: Callable[[dict[str, np.ndarray]], tuple[GroupedDesign, np.ndarray]],
-    fit: Callable[[GroupedDesign, np.ndarray, int], Estimate],
-) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Estimate]:
+    fit: Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate],
+) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]:
     """A group's fitter: its per-sequence sums -> ``builder``'s design -> ``fit``."""
 
-    def fitter(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Estimate:
+    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
         design, scales = builder(sums)
-        return fit(design, scales, len(sums["n"]))
+        return fit(design, scales, len(sums["n"]), rows)
 
     return fitter
 
 
-def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | None) -> Estimate:
+def _ols(
+    terms: tuple[str, ...], formula: str
+) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
+    """OLS with CR1 errors by sequence; its result refits the rows with statsmodels."""
+
+    def fit(design: GroupedDesign, _: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
+        fitted = ols_fit(design, terms, n_groups)
+        fitted.result = lambda: cluster_ols_result(rows(), formula)
+        return fitted
+
+    return fit
+
+
+def _mixed(
+    terms: tuple[str, ...], formula: str, random_slope: bool, cov_type: str
+) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
+    """REML's maximum; its result refits the rows with statsmodels from there."""
+
+    def fit(design: GroupedDesign, scales: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
+        def result(cov_rel: np.ndarray) -> object:
+            return mixed_result(rows(), formula, random_slope, cov_rel)
+
+        return mixed_fit(design, scales, terms, n_groups, cov_type=cov_type, result=result)
+
+    return fit
+
+
+def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray], _: Rows) -> Estimate:
     """The notebook's fit, from the per-position sums: the log of each position's mean norm
     on position, one point per position, classical OLS errors sigma^2 (X'X)^-1 (t on n - 2
     df). Those treat the means as independent points: right when tokens are independent and
@@ -766,4 +837,6 @@ def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | N
     means = positions["norm_sum"] / positions["n"]
     design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
     result = sm.OLS(np.log(means), design).fit()
-    return statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
+    fitted = statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
+    fitted.result = lambda: result
+    return fitted

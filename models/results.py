@@ -55,6 +55,10 @@ class _Results(Mapping):
 
     def __getitem__(self, key: Hashable) -> object:
         if key not in self._built:
+            if not self._parts:
+                raise KeyError(
+                    "these fits were read back from their tables, without the rows to refit"
+                )
             try:
                 part = self._parts[key]
             except KeyError:
@@ -154,16 +158,13 @@ class Fits:
         return len(self._parts)
 
     def __repr__(self) -> str:
-        names = list(dict.fromkeys(f"{fit} [{method}]" for fit, method in self._names()))
-        groups = list(dict.fromkeys(column for part in self._parts for column in part.groups))
+        names = self.tidy[["fit", "method"]].drop_duplicates().itertuples(index=False)
+        groups = self.tidy.columns[2 : self.tidy.columns.get_loc("term")]
         return (
-            f"<Fits: {len(self)} fits of {'; '.join(names)} by {', '.join(groups)}; "
-            f"{len(self.tidy)} tidy rows; .tidy .glance .results .augment()>"
+            f"<Fits: {len(self.glance)} fits of {'; '.join(f'{f} [{m}]' for f, m in names)} "
+            f"by {', '.join(groups)}; {len(self.tidy)} tidy rows; .tidy .glance .results "
+            ".augment()>"
         )
-
-    def _names(self) -> list[tuple[str, str]]:
-        """Each part's ``(fit, method)``."""
-        return [part.names for part in self._parts]
 
 
 def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:

@@ -115,9 +115,9 @@ class Estimate:
     ``stats`` holds the glance fields the method defines (r2, loglik, aic, bic, sigma; for
     mixed models boundary and the variance components; for Arellano-Bond GMM Hansen's J and
     the AR(2) test, ``GMM_GLANCE_COLUMNS``); ``notes`` are messages about
-    the fit that are not Python warnings; ``result`` is the statsmodels results object the
-    estimates are, or the function that builds it on first use (OLS, and mixed fits that
-    statsmodels confirmed), where the fit has one (else ``None``).
+    the fit that are not Python warnings; ``result`` is the function that builds the
+    statsmodels results object of the estimates on first use, where the fit has one (else
+    ``None``: GMM, a mixed maximum on the boundary).
     """
 
     estimate: pd.Series
@@ -128,7 +128,7 @@ class Estimate:
     converged: bool
     stats: dict[str, float | bool]
     notes: list[str] = field(default_factory=list)
-    result: object | None = None
+    result: Callable[[], object] | None = None
 
 
 def fitted_rows(
@@ -318,15 +318,15 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 
 
 def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
-    """One row per group and fit of a table from ``position_trend`` or ``lag_effects``.
+    """One row per group and fit of a ``Fits`` or of its tidy table.
 
     Parameters
     ----------
-    table : pandas.DataFrame or Fits
-        A table from ``position_trend`` or ``lag_effects`` (or a selection of its rows),
-        whose per-fit details travel in ``table.attrs["glance"]`` (kept by
-        ``to_parquet``/``read_parquet`` and by row selections, dropped by ``pd.concat``);
-        or the ``Fits`` that ``fit`` returns, which keeps them itself.
+    table : Fits or pandas.DataFrame
+        What a fit returned (``fit``, ``position_trend``, ``lag_effects``, ``read_fits``), or
+        its ``.tidy`` table (or a selection of its rows), whose per-fit details travel in
+        ``table.attrs["glance"]`` (kept by ``to_parquet``/``read_parquet`` and by row
+        selections, dropped by ``pd.concat``).
 
     Returns
     -------
@@ -334,15 +334,16 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
         The glance rows of the fits still present in ``table``.
 
     >>> trend = position_trend(frame)  # doctest: +SKIP
-    >>> glance(trend)[["layer", "r2", "sigma", "seconds"]]  # doctest: +SKIP
+    >>> glance(trend.tidy.query("layer > 3"))[["layer", "r2", "sigma"]]  # doctest: +SKIP
     """
     if isinstance(table, Fits):
-        return table.glance
+        table = table.tidy
     records = table.attrs.get("glance")
     if not records:
         raise AttnmagError(
-            "this table carries no fit details (table.attrs['glance']); glance needs a table "
-            "returned by position_trend or lag_effects, or a selection of its rows"
+            "these fits carry no glance rows (the fits' details); glance needs the Fits a fit "
+            "returned, its tidy table or a selection of its rows, or read_fits of a folder "
+            "with glance.csv"
         )
     summary = pd.DataFrame.from_records(records)
     keys = ["fit", "method", *table.columns[2 : table.columns.get_loc("term")]]

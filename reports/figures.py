@@ -71,6 +71,7 @@ from attnmag.reports.summaries import (
     ordered_methods,
     percent,
     select_layers,
+    takes_fits,
 )
 
 __all__ = [
@@ -336,6 +337,7 @@ def plot_position_norms(
     return fig
 
 
+@takes_fits
 @shared_docs
 def plot_position_trend(
     data: pd.DataFrame | Folder,
@@ -426,6 +428,7 @@ def plot_position_trend(
 INFERENCE_METHODS = ("ols", "mixed")
 
 
+@takes_fits
 @shared_docs
 def plot_trend_coefficients(
     data: pd.DataFrame, *, layers: Layers = None, methods: Sequence[str] | None = None
@@ -520,6 +523,7 @@ def shaded_layers(compared: pd.DataFrame, term: str) -> tuple[str | None, list[i
     return None, []
 
 
+@takes_fits
 @shared_docs
 def plot_lag_effects(
     data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
@@ -602,6 +606,7 @@ def _titled(ax: object, model: object, title: str) -> None:
         ax.set_title(f"{model}: {title}")
 
 
+@takes_fits
 @shared_docs
 def plot_heads(
     data: pd.DataFrame | Folder,
@@ -657,6 +662,7 @@ def plot_heads(
     return fig
 
 
+@takes_fits
 def heads_only(data: pd.DataFrame | Folder) -> pd.DataFrame | Folder:
     """The rows of heads 0 and up (of the ``attn`` site where there are sites).
 
@@ -731,6 +737,7 @@ def plot_sites(
     return fig
 
 
+@takes_fits
 @shared_docs
 def plot_models(
     data: pd.DataFrame | Folder,

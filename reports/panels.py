@@ -69,6 +69,7 @@ from attnmag.reports.summaries import (
     select_layers,
     sequence_lengths,
     site_ratios,
+    takes_fits,
 )
 
 __all__ = [
@@ -945,6 +946,7 @@ def plot_head_means(
     return ax
 
 
+@takes_fits
 @shared_docs
 def plot_head_coefficients(
     data: pd.DataFrame,
@@ -1016,6 +1018,7 @@ def _matching(table: pd.DataFrame | Folder, frame: pd.DataFrame) -> pd.DataFrame
     return table
 
 
+@takes_fits
 @shared_docs
 def plot_trend_fits(
     data: pd.DataFrame | Folder,
@@ -1124,6 +1127,7 @@ def plot_trend_fits(
     return ax
 
 
+@takes_fits
 @shared_docs
 def plot_coefficients(
     data: pd.DataFrame,
