@@ -336,15 +336,15 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
     >>> trend = position_trend(frame)  # doctest: +SKIP
     >>> glance(trend.tidy.query("layer > 3"))[["layer", "r2", "sigma"]]  # doctest: +SKIP
     """
-    if isinstance(table, Fits):
-        table = table.tidy
-    records = table.attrs.get("glance")
-    if not records:
+    records = table.glance if isinstance(table, Fits) else table.attrs.get("glance")
+    if records is None or not len(records):
         raise AttnmagError(
             "these fits carry no glance rows (the fits' details); glance needs the Fits a fit "
             "returned, its tidy table or a selection of its rows, or read_fits of a folder "
             "with glance.csv"
         )
+    if isinstance(table, Fits):
+        return table.glance
     summary = pd.DataFrame.from_records(records)
     keys = ["fit", "method", *table.columns[2 : table.columns.get_loc("term")]]
     present = table[keys].drop_duplicates()

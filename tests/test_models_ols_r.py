@@ -102,7 +102,7 @@ def test_estimates_errors_p_values_and_intervals_match_r(frame, reference, model
     expected = reference[(reference.model == model) & (reference.method == method)]
     assert len(expected) == (4 if model == "position_trend" else 6)
     for level in LEVELS:
-        table = getattr(models, model)(frame, method=method, conf_level=level)
+        table = getattr(models, model)(frame, method=method, conf_level=level).tidy
         assert (
             table[["layer", "term"]].values.tolist() == expected[["layer", "term"]].values.tolist()
         )

@@ -132,7 +132,7 @@ def cases(tmp_path_factory) -> list[Case]:
         listed.append((key, str(path), model, method, random_slope, first, last))
         rows = frame[(frame.position >= first) & (frame.position <= last)]
         if method == "ols":
-            fitted = {"ols": getattr(models, model)(frame, method="ols", n_jobs=1)}
+            fitted = {"ols": getattr(models, model)(frame, method="ols", n_jobs=1).tidy}
         else:
             fitted = {
                 cov: fit_mixed(rows, FORMULAS[model], random_slope=random_slope, cov_type=cov)

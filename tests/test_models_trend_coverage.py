@@ -77,7 +77,7 @@ def coverage(scenario: str, *, seed: int | None = None) -> dict[str, dict[str, f
     )
     shares = {}
     for method, truth in truths.items():
-        table = models.position_trend(frame, method=method, max_position=10)
+        table = models.position_trend(frame, method=method, max_position=10).tidy
         assert table.converged.all() and (table.conf_level == 0.95).all()
         assert table.layer.nunique() == n and set(table.term) == set(truth)
         rows = table.set_index("term")
