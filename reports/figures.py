@@ -43,11 +43,10 @@ from attnmag.reports.folder import Folder, levels, where_in
 from attnmag.reports.panels import (
     SITE_WORDS,
     Layers,
-    _hue,
-    _levels,
-    _matching,
-    _one_series,
-    _table_hues,
+    check_one_series,
+    hue_column,
+    matching_rows,
+    ordered_levels,
     plot_coefficients,
     plot_head_coefficients,
     plot_head_means,
@@ -60,6 +59,7 @@ from attnmag.reports.panels import (
     plot_site_ratios,
     plot_token_grid,
     plot_trend_fits,
+    table_hues,
 )
 from attnmag.reports.summaries import (
     ALPHA,
@@ -176,11 +176,11 @@ def plot_valid_tokens(
     --------
     >>> plot_valid_tokens(frame)  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=("model",))
+    hue = hue_column(data, hue, choices=("model",))
     parts = (
         {None: data}
         if hue is None
-        else {level: where_in(data, hue, [level]) for level in _levels(data, hue)}
+        else {level: where_in(data, hue, [level]) for level in ordered_levels(data, hue)}
     )
     with _style():
         fig = NotebookFigure(figsize=(11, 4.2 * max(1, len(parts) * 0.8)), layout="constrained")
@@ -292,11 +292,11 @@ def plot_position_norms(
     --------
     >>> plot_position_norms(frame, max_position=60)  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=SERIES_COLUMNS)
+    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     parts = (
         {None: data}
         if hue is None
-        else {level: where_in(data, hue, [level]) for level in _levels(data, hue)}
+        else {level: where_in(data, hue, [level]) for level in ordered_levels(data, hue)}
     )
     rows = len(parts) + (hue is not None)
     with _style():
@@ -382,10 +382,10 @@ def plot_position_trend(
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
     if hue == "method":
-        _one_series(data)
-    _one_series(data, ("model",))
-    series_hue = None if hue == "method" else _hue(data, hue, choices=("site", "head"))
-    table = _matching(trend, data)
+        check_one_series(data)
+    check_one_series(data, ("model",))
+    series_hue = None if hue == "method" else hue_column(data, hue, choices=("site", "head"))
+    table = matching_rows(trend, data)
     if series_hue is not None:
         table = table[table["method"] == fit_method]
     with _style():
@@ -554,7 +554,7 @@ def plot_lag_effects(
     >>> plot_lag_effects(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
     """
     rows = select_layers(data, layers)
-    hue = _hue(rows, hue, choices=_table_hues(rows, hue))
+    hue = hue_column(rows, hue, choices=table_hues(rows, hue))
     methods = ordered_methods(rows["method"])
     labels = {m: f"{m} ({LAG_LABELS[m]})" for m in methods if m in LAG_LABELS}
     shade = hue == "method" and set(COMPARED) <= set(methods)
@@ -596,7 +596,7 @@ def _by_model(
     data = select_layers(data, layers)
     if "model" not in data.columns:
         return {None: data}
-    return {level: where_in(data, "model", [level]) for level in _levels(data, "model")}
+    return {level: where_in(data, "model", [level]) for level in ordered_levels(data, "model")}
 
 
 def _titled(ax: object, model: object, title: str) -> None:

@@ -105,10 +105,22 @@ GMM_TESTS = ("hansen_j", "hansen_df", "hansen_p", "ar2_statistic", "ar2_p", "n_i
 def takes_fits(function: Function) -> Function:
     """``function``, taking a ``models.Fits`` wherever it takes a coefficient table.
 
-    Each ``Fits`` argument becomes its tidy table (which carries its glance rows), a mapping
-    of them (as ``models.fit_all`` returns) the tables stacked; where ``function`` has a
-    ``glance`` parameter left at None, the glance rows of those fits fill it.
+    Parameters
+    ----------
+    function : callable
+        A report function whose arguments include coefficient tables.
 
+    Returns
+    -------
+    callable
+        ``function`` with each ``Fits`` argument turned into its tidy table (which carries
+        its glance rows), a mapping of them (as ``models.fit_all`` returns) into their
+        tables stacked, and a ``glance`` parameter left at None filled with their glance
+        rows.
+
+    Examples
+    --------
+    >>> plot_lag_effects = takes_fits(plot_lag_effects)  # doctest: +SKIP
     >>> plot_lag_effects(models.lag_effects(frame))  # doctest: +SKIP
     """
     signature = inspect.signature(function)

@@ -1129,9 +1129,10 @@ def write_report(
     check_inputs(frame, formats)
     seconds = dict(timings or {})
     start = time.perf_counter()
+    given = _by_name(tables) if isinstance(tables, models.Fits) else tables
     fitted = fit_tables(
         frame,
-        tables=tables,
+        tables=given,
         trend_methods=trend_methods,
         lag_methods=lag_methods,
         max_position=max_position,
@@ -1140,7 +1141,7 @@ def write_report(
         n_jobs=n_jobs,
         progress=progress,
     )
-    if tables is None or {"position_trend", "lag_effects"} - set(tables):
+    if given is None or {"position_trend", "lag_effects"} - set(given):
         seconds["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     sections, rendered = drawn_sections(

@@ -57,7 +57,7 @@ def test_gls_matches_statsmodels_away_from_the_boundary():
 
 def test_mixed_recovers_slope_and_random_intercept_variance():
     frame = simulated_frame(2500, 1, length=(10, 40), slope=-0.02, sd_sequence=0.3, seed=7)
-    table = models.position_trend(frame, method="mixed").set_index("term").tidy
+    table = models.position_trend(frame, method="mixed").tidy.set_index("term")
     summary = models.glance(table.reset_index())
     slope = table.loc["position"]
     assert abs(slope.estimate + 0.02) < 3 * slope.std_error
