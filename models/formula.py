@@ -288,13 +288,7 @@ def _fit_source(
 
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows (``fit``'s rule), read again from ``source`` by DuckDB."""
-    where = " AND ".join(f'"{column}" = ?' for column in values)
-    with source.connected() as connection:
-        query = (
-            f"SELECT {_names(reader.used)} FROM frame WHERE {where} AND {reader.span} "
-            'ORDER BY sequence, "position"'
-        )
-        chunk = connection.execute(query, [_plain(v) for v in values.values()]).df()
+    chunk = source.rows(_names(reader.used), [reader.span], values)
     return reader._rows(reader.categorised(chunk))
 
 
@@ -393,11 +387,6 @@ class _Reader:
 def _names(columns: Iterable[str]) -> str:
     """Columns as a SQL list."""
     return ", ".join(f'"{column}"' for column in columns)
-
-
-def _plain(value: object) -> object:
-    """A numpy scalar as the Python value DuckDB takes as a parameter."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:

@@ -4,35 +4,24 @@ Holds:
 - ``position_trend``: ``log_norm ~ position`` per group (``aggregate``, ``ols``, ``mixed``);
 - ``lag_effects``: the lag-1 and lag-2 effects per group (``ols``, ``initial_conditions``,
   ``gmm``);
+- ``Request``, ``trend_request``, ``lag_request``: one named fit, its options checked;
+  ``fit_requests`` runs several on one ``Source``, summing rows once where they share them.
 
-One way through for a frame and a shard folder alike: the rows are a ``models.source.Source``
-(a frame registered with DuckDB, not copied, or a folder's verified shards), of which DuckDB
-reads the grouping columns for the groups present, then sums, per group and sequence, the
-products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``, ``log_norm``, cast
-to double), with the rows, the positions' range and a count of missing or infinite values;
-for the position trend also per group and position (the position means of ``aggregate``,
-and the positions covered). Python receives these sums ordered by group, one group at a
-time: arrays of sequences x m x m, whatever the number of rows. Every column of a model's
-design ``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a
-base column times a per-sequence constant, so each sequence's cross products ``X_s'X_s``,
-``X_s'Z_s``, ... follow from its base sums (``models.mixed.GroupedDesign``).
+The rows are a ``models.source.Source``, of which DuckDB sums, per group and sequence, the
+products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``, ``log_norm``, as
+doubles), with the rows, the positions' range and a count of missing or infinite values;
+for the position trend also per group and position. Python receives these sums one group at
+a time: arrays of sequences x m x m, whatever the number of rows. Every column of a design
+``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a base
+column times a per-sequence constant, so each sequence's cross products follow from its base
+sums (``models.mixed.GroupedDesign``): ``ols`` (``models.ols``), ``mixed`` and
+``initial_conditions`` (``models.mixed``) are fitted from them; ``aggregate`` from the
+per-position sums; ``gmm`` (``models.gmm``) from per-text sums of the products of each row's
+levels ``l0`` .. ``l7`` (a DuckDB window), summed one shard at a time.
 
-What is estimated from those cross products:
-
-- ``ols``: OLS, with CR1 standard errors by sequence from the per-sequence scores
-  ``X_s'y_s - X_s'X_s b`` (GLS at zero random-effect variance, ``cluster_covariance``);
-- ``mixed`` and ``initial_conditions``: REML's global maximum by ``models.mixed``'s search
-  on the vectorised GLS, and the GLS values there (``models.mixed.reml_maximum``);
-- ``aggregate``: OLS of the log of each position's mean norm on position;
-- ``gmm``: the two-step Arellano-Bond estimates, Windmeijer's covariance, Hansen's J and
-  AR(2) (``models.gmm``), from per-text sums of the products of each row's levels ``l0`` ..
-  ``l7`` (its own and seven positions back, by a DuckDB window within group and sequence),
-  summed one shard at a time for a folder.
-
-The checks on the rows are these, once for every source: a group without enough rows, a
-missing or infinite value, positions of a text that are not consecutive (for
-``initial_conditions`` and ``gmm``) are each an ``AttnmagError`` naming the group or the
-sequence.
+A group without enough rows, a missing or infinite value, or (for ``initial_conditions`` and
+``gmm``) a text whose positions are not consecutive is an ``AttnmagError`` naming the group
+or the sequence.
 
 Usage::
 
@@ -66,7 +55,7 @@ from attnmag.models.checks import (
 )
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
-from attnmag.models.groups import describe, group_columns, key_of, key_values
+from attnmag.models.groups import describe, key_of, key_values
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
 from attnmag.models.results import Fits, GroupFit
@@ -293,7 +282,7 @@ def trend_request(
     else:
         design = _trend_slope_design if random_slope else _trend_design
         fitter = _per_sequence(design, _mixed(terms, formula, random_slope, cov_type))
-    request = Request(
+    return Request(
         fit="position_trend",
         method=method,
         conf_level=conf_level,
@@ -309,7 +298,6 @@ def trend_request(
         formula=formula,
         fitter=fitter,
     )
-    return request
 
 
 def lag_request(
@@ -323,7 +311,6 @@ def lag_request(
     """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``."""
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
     check_first_position(first_position)
-    first = first_position
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
         formula = "log_norm ~ 0 + lag1 + lag2 + position"
@@ -337,13 +324,13 @@ def lag_request(
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
         base = ("lag1", "lag2", "position", "log_norm")
         fitter = _per_sequence(_initial_conditions_design, _mixed(terms, formula, False, cov_type))
-    request = Request(
+    return Request(
         fit="lag_effects",
         method=method,
         conf_level=conf_level,
         base=base,
         checked=("log_norm", "lag1", "lag2"),
-        first=first + 2,
+        first=first_position + 2,
         last=None,
         layers=None if layers is None else tuple(layers),
         terms=terms,
@@ -353,7 +340,6 @@ def lag_request(
         formula=formula,
         fitter=fitter,
     )
-    return request
 
 
 def fit_requests(
@@ -415,14 +401,9 @@ def _shared(requests: list[Request]) -> list[list[Request]]:
 def _groups(
     connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None
 ) -> tuple[list[str], list[Hashable]]:
-    """The grouping columns, and the keys of the groups in the requested layers, sorted.
-
-    ``models.groups.group_columns`` judges the folder's distinct grouping values as it
-    judges a frame's (several language models are refused there, for instance).
-    """
-    present = [column for column in GROUP_COLUMNS if column in columns]
-    distinct = connection.execute(f"SELECT DISTINCT {_keys(present)} FROM frame").df()
-    groups = group_columns(distinct)
+    """The grouping columns, and the keys of the groups in the requested layers, sorted."""
+    groups = [column for column in GROUP_COLUMNS if column in columns]
+    distinct = connection.execute(f"SELECT DISTINCT {_keys(groups)} FROM frame").df()
     available = np.unique(distinct["layer"].to_numpy())
     wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
     absent = np.setdiff1d(wanted, available)
@@ -665,19 +646,14 @@ def _fit_group(
 def _group_rows(source: Source, request: Request, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows, read again from ``source``; for the initial conditions with
     each text's ``y1`` and ``y2``."""
-    columns = ["sequence", "position", *dict.fromkeys(["log_norm", *request.checked])]
-    select = _keys(columns)
+    select = _keys(["sequence", "position", *dict.fromkeys(["log_norm", *request.checked])])
     if request.method == "initial_conditions":
         select += "".join(
             f', max({lag}) FILTER (WHERE "position" = {request.first}) OVER (PARTITION BY '
             f"sequence) AS {name}"
             for lag, name in (("lag2", "y1"), ("lag1", "y2"))
         )
-    where = [*_where(request, request.first), *(f'"{column}" = ?' for column in values)]
-    query = f'SELECT {select} FROM frame WHERE {" AND ".join(where)} ORDER BY sequence, "position"'
-    parameters = [v.item() if isinstance(v, np.generic) else v for v in values.values()]
-    with source.connected() as connection:
-        return connection.execute(query, parameters).df()
+    return source.rows(select, _where(request, request.first), values)
 
 
 def _check_size(request: Request, groups: list[str], key: Hashable, **counts: int) -> None:

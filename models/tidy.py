@@ -54,55 +54,23 @@ __all__ = [
     "glance",
 ]
 
-TIDY_COLUMNS = [
-    "fit",
-    "method",
-    "layer",
-    "term",
-    "estimate",
-    "std_error",
-    "statistic",
-    "p_value",
-    "conf_low",
-    "conf_high",
-    "df",
-    "n_obs",
-    "n_groups",
-    "converged",
-    "p_adjusted",
-    "conf_level",
-]
-GLANCE_COLUMNS = [
-    "fit",
-    "method",
-    "layer",
-    "n_obs",
-    "n_groups",
-    "r2",
-    "loglik",
-    "aic",
-    "bic",
-    "sigma",
-    "converged",
-    "seconds",
-    "warnings",
-]
+TIDY_COLUMNS = (
+    "fit method layer term estimate std_error statistic p_value conf_low conf_high df n_obs "
+    "n_groups converged p_adjusted conf_level"
+).split()
+GLANCE_COLUMNS = (
+    "fit method layer n_obs n_groups r2 loglik aic bic sigma converged seconds warnings".split()
+)
+#: A mixed fit's: the common ones, with ``boundary`` and the variance components.
 MIXED_GLANCE_COLUMNS = [
     *GLANCE_COLUMNS[:-2],
-    "boundary",
-    "var_intercept",
-    "var_position",
-    "cov_intercept_position",
+    *"boundary var_intercept var_position cov_intercept_position".split(),
     *GLANCE_COLUMNS[-2:],
 ]
+#: An Arellano-Bond fit's: the common ones, with Hansen's J and the AR(2) test.
 GMM_GLANCE_COLUMNS = [
     *GLANCE_COLUMNS[:-2],
-    "hansen_j",
-    "hansen_df",
-    "hansen_p",
-    "ar2_statistic",
-    "ar2_p",
-    "n_instruments",
+    *"hansen_j hansen_df hansen_p ar2_statistic ar2_p n_instruments".split(),
     *GLANCE_COLUMNS[-2:],
 ]
 
