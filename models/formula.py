@@ -55,9 +55,9 @@ from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.groups import GROUP_COLUMNS, describe, key_of, key_values
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit
-from attnmag.models.results import Fits, GroupFit
+from attnmag.models.results import Fits
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Estimate, build_table, fitted_rows
+from attnmag.models.tidy import Estimate, fits_of, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
@@ -272,18 +272,8 @@ def _fit_source(
         values = key_values(groups, key)
         rows = partial(_group_rows, source, reader, values)
         run = partial(_fit_cross, cross, terms, rows, method=method, **model)
-        table, record, group_fit = fitted_rows(run, groups=values, **spec)
-        part = GroupFit(
-            names=(spec["fit"], method),
-            groups=values,
-            formula=formula,
-            rows=rows,
-            estimate=group_fit.estimate,
-            result=group_fit.result,
-        )
-        fitted.append((table, record, part))
-    table = build_table([rows for rows, _, _ in fitted], [record for _, record, _ in fitted])
-    return Fits(table, [part for _, _, part in fitted])
+        fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
+    return fits_of(fitted)
 
 
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:

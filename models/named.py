@@ -60,7 +60,7 @@ from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Estimate, build_table, failed_fit, fitted_rows
+from attnmag.models.tidy import Estimate, failed_fit, fits_of, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = [
@@ -377,15 +377,10 @@ def fit_requests(
                             source, request, groups, key, dict(sums)
                         )
                         bar.update(1)
-    tables = []
     for request in requests:
-        mine = found[id(request)]
-        for key in expected:
-            if key not in mine:
-                _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
-        table = build_table([mine[k][0] for k in expected], [mine[k][1] for k in expected])
-        tables.append(Fits(table, [mine[k][2] for k in expected]))
-    return tables
+        for key in [key for key in expected if key not in found[id(request)]]:
+            _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
+    return [fits_of([found[id(request)][key] for key in expected]) for request in requests]
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -631,16 +626,7 @@ def _fit_group(
             return failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
 
     names = {"fit": request.fit, "method": request.method, "conf_level": request.conf_level}
-    table, record, fitted = fitted_rows(run, groups=values, **names)
-    part = GroupFit(
-        names=(request.fit, request.method),
-        groups=values,
-        formula=request.formula,
-        rows=rows,
-        estimate=fitted.estimate,
-        result=fitted.result,
-    )
-    return table, record, part
+    return fitted_rows(run, groups=values, formula=request.formula, rows=rows, **names)
 
 
 def _group_rows(source: Source, request: Request, values: dict[str, object]) -> pd.DataFrame:

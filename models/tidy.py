@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from attnmag.errors import AttnmagError
-from attnmag.models.results import Fits
+from attnmag.models.results import Fits, GroupFit
 
 __all__ = [
     "TIDY_COLUMNS",
@@ -45,6 +45,7 @@ __all__ = [
     "Estimate",
     "failed_fit",
     "fitted_rows",
+    "fits_of",
     "holm",
     "tidy_columns",
     "glance_columns",
@@ -106,12 +107,14 @@ def fitted_rows(
     method: str,
     conf_level: float,
     groups: dict[str, object],
-) -> tuple[pd.DataFrame, dict[str, object], Estimate]:
+    formula: str,
+    rows: Callable[[], pd.DataFrame],
+) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
     """``run()``, one group's fit, timed with its warnings captured -> its table rows,
-    glance record and ``Estimate``.
+    glance record and ``GroupFit`` (``formula`` and ``rows`` for its results and augment).
 
-    >>> rows, record, result = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
-    ...                                    groups={"layer": 0})  # doctest: +SKIP
+    >>> table, record, part = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
+    ...     groups={"layer": 0}, formula="y ~ x", rows=read)  # doctest: +SKIP
     """
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -120,9 +123,16 @@ def fitted_rows(
     seconds = time.perf_counter() - start
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
     names = {"fit": fit, "method": method}
-    rows = tidy_rows(fitted, conf_level=conf_level, **names, **groups)
+    table = tidy_rows(fitted, conf_level=conf_level, **names, **groups)
     record = glance_row(fitted, seconds=seconds, warnings=messages, **names, **groups)
-    return rows, record, fitted
+    part = GroupFit((fit, method), groups, formula, rows, fitted.estimate, fitted.result)
+    return table, record, part
+
+
+def fits_of(fitted: Sequence[tuple[pd.DataFrame, dict[str, object], GroupFit]]) -> Fits:
+    """The groups' ``fitted_rows`` as one ``Fits`` (``build_table``: Holm across groups)."""
+    table = build_table([rows for rows, _, _ in fitted], [record for _, record, _ in fitted])
+    return Fits(table, [part for _, _, part in fitted])
 
 
 def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str) -> Estimate:
