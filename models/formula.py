@@ -254,7 +254,7 @@ def _fit_source(
     groups = [column for column in GROUP_COLUMNS if column in names]
     reader = _Reader(connection, groups, columns, first=first, last=last)
     # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-    designs = _design(formula, reader) if next(reader.rows(), None) is not None else None
+    designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
     terms = [] if designs is None else list(designs[1].column_names)
     sums = _Sums(groups, slope=random_slope)
     sums.expected.update(reader.groups())
@@ -344,18 +344,15 @@ class _Reader:
         return [key_of(row) for row in self.connection.execute(query).fetchall()]
 
     def batches(self) -> Iterator[pd.DataFrame]:
-        """Per batch, its rows the formula fits (``fit``'s rule: positions
-        ``first``..``last``, missing values dropped, infinite ones an error)."""
+        """Per batch, its rows the formula fits (``fit``'s rule: positions ``first``..
+        ``last``, missing values dropped, infinite ones an error); patsy's
+        ``data_iter_maker``."""
         query = f"SELECT {_names(self.columns)} FROM frame WHERE {self.span}"
         reader = self.connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             rows = self._rows(self.categorised(batch.to_pandas()))
             if len(rows):
                 yield rows
-
-    def rows(self) -> Iterator[pd.DataFrame]:
-        """The fitted rows of each batch that has some (patsy's ``data_iter_maker``)."""
-        return self.batches()
 
     def categorised(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """``chunk``'s text columns as categoricals with the frame's categories."""
@@ -382,7 +379,7 @@ def _names(columns: Iterable[str]) -> str:
 def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
     """The outcome's and the design's ``DesignInfo``, fixed over all the rows."""
     try:
-        lhs, rhs = patsy.incr_dbuilders(formula, reader.rows, eval_env=_ENVIRONMENT)
+        lhs, rhs = patsy.incr_dbuilders(formula, reader.batches, eval_env=_ENVIRONMENT)
     except patsy.PatsyError as error:
         raise AttnmagError(f"cannot fit the formula {formula!r}: {_first_line(error)}") from None
     if len(lhs.column_names) != 1:

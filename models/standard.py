@@ -78,24 +78,14 @@ def fit_all(
     >>> fits = fit_all("norms/")  # doctest: +SKIP
     """
     n_threads(n_jobs)
-    methods = {
-        "position_trend": METHODS["position_trend"] if trend_methods is None else trend_methods,
-        "lag_effects": METHODS["lag_effects"] if lag_methods is None else lag_methods,
-    }
+    trend = METHODS["position_trend"] if trend_methods is None else trend_methods
+    lags = METHODS["lag_effects"] if lag_methods is None else lag_methods
+    options = {"first_position": first_position, "conf_level": conf_level}
     requests = {
         "position_trend": [
-            trend_request(
-                method=m,
-                max_position=max_position,
-                first_position=first_position,
-                conf_level=conf_level,
-            )
-            for m in methods["position_trend"]
+            trend_request(method=m, max_position=max_position, **options) for m in trend
         ],
-        "lag_effects": [
-            lag_request(method=m, first_position=first_position, conf_level=conf_level)
-            for m in methods["lag_effects"]
-        ],
+        "lag_effects": [lag_request(method=m, **options) for m in lags],
     }
     every = [request for name in requests for request in requests[name]]
     source = open_source(frame)
