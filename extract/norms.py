@@ -28,6 +28,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -40,10 +41,18 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, base_model, blocks
 from attnmag.extract.batching import Encoded, length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, frame_from_columns
-from attnmag.extract.hooks import NormRecorder, eval_mode
+from attnmag.extract.hooks import NormRecorder, Probe, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
+from attnmag.extract.sink import SINK_COLUMNS, SinkProbes
 from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
+from attnmag.extract.tokens import (
+    TOKEN_COLUMNS,
+    Surprisal,
+    check_token_columns,
+    token_counts,
+    vocabulary_columns,
+)
 from attnmag.progress import progress_bar
 
 __all__ = [
@@ -363,6 +372,8 @@ def measure(
     progress: bool | None = None,
     sites: tuple[str, ...] = ("attn",),
     heads: bool = False,
+    surprisal: bool = False,
+    sink: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """The norms of each encoded text, batch by batch, in eval mode.
 
@@ -392,6 +403,12 @@ def measure(
         The sites measured (of ``SITES``).
     heads : bool
         One row per head of the attention update.
+    surprisal : bool
+        One more row after the plan's: each token's surprisal (``tokens.Surprisal``); the
+        pass then runs to its end.
+    sink : bool
+        Two more rows per layer after those: ``sink_weight`` and ``sink_norm``
+        (``sink.SinkProbes``).
 
     Yields
     ------
@@ -412,6 +429,16 @@ def measure(
     lengths = [len(x) for x in encoded.token_ids]
     queue = deque(length_batches(lengths, batch_size=batch_size, max_tokens=budget))
     run_plan = plan(model, layers, sites, heads)
+    probes, stop = run_plan.probes, run_plan.stop
+    sinks = SinkProbes(model, layers, row=len(run_plan.rows) + surprisal) if sink else nullcontext()
+    if sink:
+        # Registered first, the sink's hooks on a projection run before the heads' (which
+        # may stop the pass); a stop before the last layer's attention moves to its end.
+        probes = [*sinks.probes, *probes]
+        stop = sinks.probes[-1] if stop.pre else stop
+    if surprisal:
+        stop = Probe(base, row=len(run_plan.rows), measure=Surprisal(model))
+        probes = [*probes, stop]
     staging = _Staging(torch.device(device))
     pending = None
     with (
@@ -419,7 +446,8 @@ def measure(
             progress, total=sum(lengths), unit="tok", desc=_description(sites, heads), leave=False
         ) as bar,
         eval_mode(model),
-        NormRecorder(run_plan.probes, stop=run_plan.stop) as recorder,
+        sinks,
+        NormRecorder(probes, stop=stop) as recorder,
         torch.inference_mode(),
     ):
         while queue:
@@ -564,6 +592,8 @@ def attention_norms(
     *,
     heads: bool = False,
     keep: Sequence[str] = (),
+    token_columns: Sequence[str] | str = (),
+    sink: bool = False,
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
@@ -630,6 +660,8 @@ def attention_norms(
         sites=("attn",),
         heads=heads,
         keep=keep,
+        token_columns=token_columns,
+        sink=sink,
         site_column=False,
         batch_size=batch_size,
         layers=layers,
@@ -649,6 +681,8 @@ def update_norms(
     layers: Sequence[int] | None = None,
     *,
     keep: Sequence[str] = (),
+    token_columns: Sequence[str] | str = (),
+    sink: bool = False,
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
@@ -694,6 +728,8 @@ def update_norms(
         sites=sites,
         heads=heads,
         keep=keep,
+        token_columns=token_columns,
+        sink=sink,
         site_column=True,
         batch_size=batch_size,
         layers=layers,
@@ -711,17 +747,24 @@ def _norms_frame(
     sites: object,
     heads: object,
     keep: Sequence[str],
+    token_columns: Sequence[str] | str,
+    sink: object,
     site_column: bool,
     batch_size: int,
     layers: Sequence[int] | None,
     max_tokens: int | None,
     max_length: int | None,
     progress: bool | None,
+    counts: dict[int, int] | None = None,
 ) -> pd.DataFrame:
     """The frame of ``attention_norms`` and ``update_norms``: checks, tokenizing, measuring,
-    the tidy frame and its provenance."""
+    the tidy frame and its provenance; ``counts``: the token counts ``log_frequency`` takes
+    (None: those of ``texts``)."""
     start = time.perf_counter()
     sites = check_sites(sites, heads)
+    token_columns = check_token_columns(token_columns)
+    if not isinstance(sink, bool):
+        raise AttnmagError(f"sink must be True or False, not {sink!r}")
     run = prepare_run(
         model,
         texts,
@@ -731,7 +774,7 @@ def _norms_frame(
         max_length=max_length,
     )
     check_tokenizer(tokenizer)
-    kept = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS])
+    kept = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS, *TOKEN_COLUMNS, *SINK_COLUMNS])
     encoded = encode(tokenizer, run.texts, max_length=run.max_length)
     if not encoded.token_ids:
         raise AttnmagError(f"all {len(run.texts)} texts are empty: there is nothing to measure")
@@ -739,9 +782,14 @@ def _norms_frame(
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
     rows = plan_rows(run.layers, sites, heads, n_heads(model))
     lengths = np.array([len(x) for x in encoded.token_ids], dtype=np.int64)
-    norm = np.empty(int(lengths.sum()) * len(rows), dtype=np.float32)
-    # Each text's first row in the frame (texts are in corpus order, rows by text).
-    text_rows = (np.cumsum(lengths) - lengths) * len(rows)
+    tokens = int(lengths.sum())
+    norm = np.empty(tokens * len(rows), dtype=np.float32)
+    # Per token: its surprisal, and its two sink values per layer.
+    n_extra = ("surprisal" in token_columns) + 2 * len(run.layers) * sink
+    extra = np.empty((n_extra, tokens), dtype=np.float32)
+    # Each text's first row in the frame and first token (texts are in corpus order).
+    token_starts = np.cumsum(lengths) - lengths
+    text_rows = token_starts * len(rows)
     for batch, values in measure(
         model,
         encoded,
@@ -753,13 +801,20 @@ def _norms_frame(
         progress=progress,
         sites=sites,
         heads=heads,
+        surprisal="surprisal" in token_columns,
+        sink=sink,
     ):
         # A text's rows are contiguous in the batch's values and in the frame: one copy each.
         offset = 0
         for text in batch:
-            size = int(lengths[text]) * len(rows)
+            length = int(lengths[text])
+            size = length * len(rows)
             norm[text_rows[text] : text_rows[text] + size] = values[offset : offset + size]
             offset += size
+            block = values[offset : offset + length * len(extra)].reshape(len(extra), length)
+            extra[:, token_starts[text] : token_starts[text] + length] = block
+            offset += length * len(extra)
+    token_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded.token_ids])
     groups: dict[str, object] = {}
     if site_column:
         groups["site"] = pd.Categorical([r[0] for r in rows], categories=list(sites))
@@ -768,7 +823,7 @@ def _norms_frame(
     frame = frame_from_columns(
         sequences=np.asarray(encoded.sequences),
         lengths=lengths,
-        token_ids=np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded.token_ids]),
+        token_ids=token_ids,
         norm=norm,
         layers=[r[1] for r in rows],
         token_text=token_texts(tokenizer, encoded.token_ids),
@@ -776,6 +831,18 @@ def _norms_frame(
     )
     for name, values in kept_columns(texts, kept, frame["sequence"].to_numpy()).items():
         frame[name] = values
+    _add_token_columns(
+        frame,
+        tokenizer,
+        token_columns,
+        token_ids=token_ids,
+        counts=token_counts(encoded.token_ids) if counts is None else counts,
+        measured=extra,
+        sink=sink,
+        series=len(rows),
+        layers=run.layers,
+        lengths=lengths,
+    )
     frame.attrs.update(
         provenance(
             model,
@@ -790,6 +857,42 @@ def _norms_frame(
         )
     )
     return frame
+
+
+def _add_token_columns(
+    frame: pd.DataFrame,
+    tokenizer: object,
+    token_columns: tuple[str, ...],
+    *,
+    token_ids: np.ndarray,
+    counts: dict[int, int],
+    measured: np.ndarray,
+    sink: bool,
+    series: int,
+    layers: list[int],
+    lengths: np.ndarray,
+) -> None:
+    """Add the token columns and the sink columns to ``frame``, in place.
+
+    ``token_ids`` holds the texts' token ids concatenated; ``measured`` per token its
+    surprisal, where asked for, then its ``sink_weight`` and ``sink_norm`` per layer. A row
+    takes its token's values (and its layer's, for the sink columns)."""
+    if not token_columns and not sink:
+        return
+    starts = np.cumsum(lengths) - lengths
+    token_index = np.repeat(starts, lengths * series) + frame["position"].to_numpy()
+    positions = np.arange(len(token_ids)) - np.repeat(starts, lengths)
+    found = vocabulary_columns(tokenizer, token_ids, positions, token_columns, counts)
+    if "surprisal" in token_columns:
+        found["surprisal"] = measured[0]
+    for name in TOKEN_COLUMNS:
+        if name in found:
+            frame[name] = found[name].take(token_index)
+    if sink:
+        layer = np.searchsorted(layers, frame["layer"].to_numpy())
+        first = int("surprisal" in token_columns)
+        for k, name in enumerate(SINK_COLUMNS):
+            frame[name] = measured[first + 2 * layer + k, token_index]
 
 
 def token_texts(tokenizer: object, token_ids: Sequence[Sequence[int]]) -> dict[int, str]:
