@@ -7,6 +7,8 @@ Holds:
   the residual stream entering the block), with a ``site`` column;
 - ``Run``, ``prepare_run``: a run's texts, corpus info, layers and limits, every option
   checked before any work (shared with the sharded runs);
+- ``norms_frame``: the frame of both, with the token counts ``log_frequency`` takes given
+  (a sharded run counts its whole corpus);
 - ``as_texts``: a Dataset or any iterable of str -> a list of texts and the corpus info;
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
 - ``measure``: encoded texts -> each batch's float32 norms at its real tokens (length-sorted
@@ -65,6 +67,7 @@ __all__ = [
     "default_max_tokens",
     "encode",
     "measure",
+    "norms_frame",
     "prepare_run",
     "real_token_norms",
     "update_norms",
@@ -631,6 +634,21 @@ def attention_norms(
         Columns of the ``datasets.Dataset`` ``texts`` to carry into the frame as
         sequence-level columns (after ``lag2``), for covariates in formulas: categorical
         for class labels (the bundled corpus's ``label``: rotten, fresh) and strings.
+    token_columns
+        Token-level columns to add (any of ``surprisal``, ``log_frequency``, ``word_start``,
+        ``punct``; a list or one comma-separated string), the same in every row of a token:
+        ``surprisal``, ``-log p(token | tokens before)`` in nats from the model's own LM
+        head, NaN at position 0 (the forward pass then runs to its end); ``log_frequency``,
+        ln of the token's count in ``texts``; ``word_start``, the tokenizer marks the token
+        as a word's start (Ġ, ▁, or a leading space; position 0 counts); ``punct``, the
+        token is punctuation or symbols only.
+    sink
+        Add ``sink_weight``, the mean over heads of the attention weight from the token to
+        its text's first token, and ``sink_norm``, the norm of the first token's part of the
+        attention update (``||sum_h alpha^h_{t,0} W_O^h v^h_0||``, without the bias; scaled
+        as the update under a Gemma post-norm), per token and layer (the same in every
+        site's and head's rows of that layer). The attention runs as the family's eager
+        attention for the run (the weights exist only there).
     max_tokens
         Padded tokens per batch at most; None: ``default_max_tokens`` of the model's device.
     max_length
@@ -645,7 +663,9 @@ def attention_norms(
         ``position`` (0-based among the text's real tokens), ``token_id``, ``token``
         (category), ``norm`` (float32), ``log_norm``, ``lag1`` and ``lag2`` (``log_norm``
         one and two positions earlier in the same sequence, layer [and head], else NaN),
-        then the ``keep`` columns. ``frame.attrs`` holds the run's provenance (model,
+        then the ``keep`` columns, the ``token_columns`` (float32 ``surprisal`` and
+        ``log_frequency``, bool ``word_start`` and ``punct``) and, with ``sink``, float32
+        ``sink_weight`` and ``sink_norm``. ``frame.attrs`` holds the run's provenance (model,
         dtype, device, corpus and its fingerprint, counts, versions).
 
     Examples
@@ -653,7 +673,7 @@ def attention_norms(
     >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0])  # doctest: +SKIP
     >>> by_head = attention_norms(model, tokenizer, ["Hello."], heads=True)  # doctest: +SKIP
     """
-    return _norms_frame(
+    return norms_frame(
         model,
         tokenizer,
         texts,
@@ -699,7 +719,9 @@ def update_norms(
 
     Parameters
     ----------
-    model, tokenizer, texts, batch_size, layers, keep, max_tokens, max_length, progress
+    model, tokenizer, texts, batch_size, layers, keep, token_columns, sink, max_tokens
+        As for ``attention_norms``.
+    max_length, progress
         As for ``attention_norms``.
     sites
         Names from ``("attn", "mlp", "resid")`` (or one comma-separated string), at least
@@ -721,7 +743,7 @@ def update_norms(
     >>> sorted(frame["site"].cat.categories)  # doctest: +SKIP
     ['attn', 'resid']
     """
-    return _norms_frame(
+    return norms_frame(
         model,
         tokenizer,
         texts,
@@ -739,7 +761,7 @@ def update_norms(
     )
 
 
-def _norms_frame(
+def norms_frame(
     model: nn.Module,
     tokenizer: object,
     texts: object,
@@ -758,8 +780,25 @@ def _norms_frame(
     counts: dict[int, int] | None = None,
 ) -> pd.DataFrame:
     """The frame of ``attention_norms`` and ``update_norms``: checks, tokenizing, measuring,
-    the tidy frame and its provenance; ``counts``: the token counts ``log_frequency`` takes
-    (None: those of ``texts``)."""
+    the tidy frame and its provenance.
+
+    Parameters
+    ----------
+    model, tokenizer, texts, sites, heads, keep, token_columns, sink
+        As for ``update_norms``.
+    site_column : bool
+        Add the ``site`` column (``update_norms``), else not (``attention_norms``).
+    batch_size, layers, max_tokens, max_length, progress
+        As for ``attention_norms``.
+    counts : dict of int to int, optional
+        The token counts ``log_frequency`` takes (a sharded run's whole corpus); None: those
+        of ``texts``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy frame.
+    """
     start = time.perf_counter()
     sites = check_sites(sites, heads)
     token_columns = check_token_columns(token_columns)
