@@ -9,7 +9,8 @@ Holds ``write_report``, the public entry point, and its steps, one job each:
 - ``main_series``, ``series_parts`` (``Series``): the whole attention update of each model,
   which the five plain sections show;
 - ``grouped_specs``: the sections a grouped frame adds (models side by side on a relative
-  depth axis, sites side by side, heads as layer x head heatmaps);
+  depth axis, sites side by side, heads as layer x head heatmaps); ``tracks`` adds "What
+  tracks the magnitude" after the others where the frame has token or sink columns;
 - ``figure_specs``: the five figures of a series, with titles and captions, not yet drawn;
 - ``drawn_sections``: every section's finding and figure (PNG bytes with its title and
   caption, ``Rendered``);
@@ -91,6 +92,7 @@ from attnmag.reports.tables import (
     provenance_rows,
     stars_rule,
 )
+from attnmag.reports.tracks import tracks_spec
 
 __all__ = [
     "FORMATS",
@@ -799,7 +801,8 @@ def drawn_sections(
     """Every section of the report, its finding worked out and its figure drawn.
 
     The sections a grouped frame adds come first, then the five of each model's main
-    series.
+    series, then, where the frame has token or sink columns, what tracks the magnitude
+    (``tracks.tracks_spec``).
 
     Parameters
     ----------
@@ -831,6 +834,14 @@ def drawn_sections(
     """
     grouped = grouped_specs(
         frame, fitted, alpha=alpha, first_position=first_position, conf_level=conf_level
+    )
+    tracks = tracks_spec(
+        frame,
+        main_series(frame),
+        alpha=alpha,
+        first_position=first_position,
+        max_position=max_position,
+        conf_level=conf_level,
     )
     parts = series_parts(frame, fitted)
     part_specs = [
@@ -875,6 +886,15 @@ def drawn_sections(
             part_found, drawn, part.tables, alpha=alpha, holm=_holm_scope(frame), label=part.label
         )
         rendered.update({figure.filename: figure for figure in drawn.values()})
+    if tracks is not None:
+        key, title, finding, caption, draw = tracks
+        spec = [(key, title, caption, draw)]
+        figure = _rendered(spec, [_png(draw)], start=len(rendered) + 1, label=None)[key]
+        sections.append(
+            {"id": key, "title": title, "finding": finding, "figure": figure, "tables": None}
+            | {"checks": None}
+        )
+        rendered[figure.filename] = figure
     return sections, rendered
 
 
