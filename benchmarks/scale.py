@@ -7,8 +7,8 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.scale --texts 4167                     # longer texts
 
 For each size it writes a synthetic shard folder in the exact format of
-``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, the shards
-recorded in ``run.json`` with their checksums by the shard writer's own functions), then
+``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, written by
+``extract.shards.write_frames``), then
 runs each fit from the folder (``models.position_trend`` and ``models.lag_effects`` on its
 path; ``models.fit_all`` on the folder's path,
 every method; ``reports.write_report`` on the path, its fits included) in a fresh process
@@ -27,7 +27,6 @@ the process that starts the fits stays small.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import resource
 import shutil
 import statistics
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.signal import lfilter
 
 from benchmarks.common import PeakRSS, emit, run_worker, table
@@ -59,39 +59,21 @@ FITS = {
 
 
 def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int = 0) -> int:
-    """A synthetic shard folder of about ``rows`` rows: ``texts`` texts (by default as many
-    as give texts of ``MEAN_LENGTH`` tokens on average); returns its exact row count."""
-    from attnmag.extract.frame import DERIVED, tidy_frame
-    from attnmag.extract.shards import (
-        FORMAT,
-        _claim_folder,
-        _record_shard,
-        file_sha256,
-        shard_name,
-        shard_ranges,
-    )
+    """A synthetic shard folder of about ``rows`` rows (``extract.shards.write_frames``, a
+    shard at a time): ``texts`` texts (by default as many as give texts of ``MEAN_LENGTH``
+    tokens on average); returns its exact row count."""
+    from attnmag.extract.frame import tidy_frame
+    from attnmag.extract.shards import read_manifest, shard_ranges, write_frames
 
     n_texts = texts or max(2, round(rows / (LAYERS * MEAN_LENGTH)))
     mean = rows / (LAYERS * n_texts)
     low, high = (round(mean * bound) for bound in SPREAD)
     shard_texts = max(1, round(SHARD_ROWS / (LAYERS * mean)))
-    arguments = {
-        "format": FORMAT,
-        "model": "synthetic",
-        "model_type": "synthetic",
-        "dtype": "float32",
-        "weights": "0" * 16,  # a fingerprint's and a hash's form, as run.json's schema asks
-        "n_texts": n_texts,
-        "texts": hashlib.sha256(f"synthetic-{seed}".encode()).hexdigest(),
-        "layers": list(range(LAYERS)),
-        "max_length": None,
-        "shard_texts": shard_texts,
-    }
-    run = _claim_folder(folder, arguments, {})
     rng = np.random.default_rng(seed)
     vocabulary = {i: f"t{i}" for i in range(100)}
-    total = 0
-    for k, start, stop in shard_ranges(n_texts, shard_texts):
+
+    def shard(start: int, stop: int) -> pd.DataFrame:
+        """The tidy frame of texts ``start``..``stop - 1``, simulated."""
         lengths = rng.integers(low, high + 1, size=stop - start)
         norms = []
         for length in lengths:
@@ -99,26 +81,17 @@ def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int
             noise = lfilter([1.0], [1.0, -0.3], rng.normal(0, 0.2, (LAYERS, length)), axis=1)
             level = 1.0 + rng.normal(0, 0.3) - 0.002 * position + noise
             norms.append(np.exp(level).astype(np.float32))
-        frame = tidy_frame(
+        return tidy_frame(
             sequences=range(start, stop),
             token_ids=[rng.integers(0, 100, size=length) for length in lengths],
             norms=norms,
             layers=range(LAYERS),
             token_text=vocabulary,
         )
-        frame.attrs.update(
-            run_id=run,
-            weights=arguments["weights"],
-            texts_sha256=arguments["texts"],
-            shard_start=start,
-            shard_stop=stop,
-        )
-        path = folder / shard_name(k)
-        frame.drop(columns=list(DERIVED)).to_parquet(path)  # as write_shards stores it
-        entry = {"rows": len(frame), "start": start, "stop": stop, "sha256": file_sha256(path)}
-        _record_shard(folder, path.name, entry, run)
-        total += len(frame)
-    return total
+
+    frames = (shard(start, stop) for _, start, stop in shard_ranges(n_texts, shard_texts))
+    write_frames(frames, folder, n_texts=n_texts, shard_texts=shard_texts, layers=range(LAYERS))
+    return sum(entry["rows"] for entry in read_manifest(folder)["shards"].values())
 
 
 def worker(name: str, folder: str) -> None:
