@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.scale                                  # 10M and 100M rows
     .venv/bin/python -m benchmarks.scale --rows 1000000 10000000          # a quicker run
     .venv/bin/python -m benchmarks.scale --texts 4167                     # longer texts
+    .venv/bin/python -m benchmarks.scale --results docs/results/scale.md  # for the docs
 
 For each size it writes a synthetic shard folder in the exact format of
 ``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, written by
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from benchmarks.common import PeakRSS, emit, run_worker, table
+from benchmarks.common import PeakRSS, emit, run_worker, table, write_results
 
 LAYERS = 12
 #: Texts' lengths are uniform on this range times their mean length (200 tokens by default).
@@ -128,7 +129,7 @@ def _ratio(result: dict, baseline: dict, key: str) -> str:
     return f"{result[key] / baseline[key]:.2f}" if baseline[key] else "-"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Write a folder per size, time every fit on it, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 100_000_000])
@@ -143,11 +144,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each fit (median)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write the folders")
     parser.add_argument("--keep", action="store_true", help="keep the folders")
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker and args.write:
         emit({"rows": write_folder(Path(args.folder), args.write, texts=args.texts)})
         return
@@ -197,6 +199,8 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(table(results))
+    if args.results:
+        write_results(args.results, "python -m benchmarks.scale", argv, results)
 
 
 if __name__ == "__main__":
