@@ -12,7 +12,9 @@ Holds:
   columns;
 - ``verified_shards``: the folder's shard files, checked against its manifest;
 - ``shard_ranges``: which texts each shard holds, and which shards a rank writes;
-- ``weights_fingerprint``: a streaming hash of every weight's bytes.
+- ``weights_fingerprint``: a streaming hash of every weight's bytes;
+- ``write_frames``: tidy frames -> a finished shard folder in ``write_shards``' format (for
+  simulated folders).
 
 A shard stores the frame's columns but those computed from ``norm`` and ``position``
 (``log_norm``, ``lag1``, ``lag2``: ``frame.DERIVED``); every reader recomputes them
@@ -46,7 +48,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -104,6 +106,7 @@ __all__ = [
     "shard_rows",
     "verified_shards",
     "weights_fingerprint",
+    "write_frames",
     "write_shards",
 ]
 
@@ -605,6 +608,88 @@ def _damaged(path: Path) -> str:
     )
 
 
+def _store_shard(
+    folder: Path,
+    k: int,
+    frame: pd.DataFrame,
+    start: int,
+    stop: int,
+    run_id: str,
+    row_group_size: int | None = None,
+) -> Path:
+    """Store ``frame`` as shard ``k`` (texts ``start``..``stop - 1``) of claim ``run_id``:
+    without ``frame.DERIVED``, its run and range in its metadata, recorded in the manifest
+    with its checksum, then renamed into place (so a shard is complete or absent)."""
+    path = folder / shard_name(k)
+    frame.attrs.update(run_id=run_id, shard=k, shard_start=start, shard_stop=stop)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    stored = frame.drop(columns=[c for c in DERIVED if c in frame.columns])
+    stored.to_parquet(partial, row_group_size=row_group_size)
+    entry = {"rows": len(frame), "start": start, "stop": stop, "sha256": file_sha256(partial)}
+    _record_shard(folder, path.name, entry, run_id)
+    os.replace(partial, path)
+    return path
+
+
+def write_frames(
+    frames: Iterable[pd.DataFrame],
+    out_dir: str | Path,
+    *,
+    n_texts: int,
+    shard_texts: int,
+    layers: Sequence[int],
+    row_group_size: int | None = None,
+) -> list[Path]:
+    """Write tidy frames as a finished shard folder, as ``write_shards`` stores its own:
+    folders of simulated rows for the tests and benchmarks of the readers and fits.
+
+    Parameters
+    ----------
+    frames : iterable of DataFrame
+        The tidy frame of each shard in turn (``log_norm`` and the lags, where present, are
+        not stored: readers compute them); frame ``k`` holds the texts of shard ``k`` in
+        ``shard_ranges(n_texts, shard_texts)``. An iterator is written a frame at a time.
+    out_dir : str or Path
+        The folder (created; refused where it holds another run's shards).
+    n_texts, shard_texts : int
+        The texts in all, and per shard.
+    layers : sequence of int
+        The layers the manifest records.
+    row_group_size : int, optional
+        Rows per Parquet row group (pyarrow's default where None).
+
+    Returns
+    -------
+    list of Path
+        The shards, in order.
+
+    Examples
+    --------
+    >>> write_frames([frame], "norms/", n_texts=10, shard_texts=10, layers=[0])  # doctest: +SKIP
+    """
+    folder = Path(out_dir)
+    arguments = {
+        "format": FORMAT,
+        "model": "simulated",
+        "model_type": "simulated",
+        "dtype": "float32",
+        "weights": "0" * 16,  # a fingerprint's and a hash's form, as the schema asks
+        "n_texts": n_texts,
+        "texts": "0" * 64,
+        "layers": list(layers),
+        "max_length": None,
+        "shard_texts": shard_texts,
+    }
+    plan = shard_ranges(n_texts, shard_texts)
+    with folder_lock(folder, shared=True):
+        run_id = _claim_folder(folder, arguments, {})
+        paths = []
+        for (k, start, stop), frame in zip(plan, frames, strict=True):
+            frame.attrs.update(texts_sha256=arguments["texts"], weights=arguments["weights"])
+            paths.append(_store_shard(folder, k, frame, start, stop, run_id, row_group_size))
+    return paths
+
+
 def write_shards(
     model: nn.Module,
     tokenizer: object,
@@ -728,19 +813,11 @@ def write_shards(
                 **corpus_provenance(corpus),
                 texts_sha256=arguments["texts"],  # the run's texts, which the folder holds
                 weights=arguments["weights"],
-                run_id=run_id,  # which claim of the folder wrote it
-                shard=k,
-                shard_start=start,
-                shard_stop=stop,
                 rank=rank,
                 world_size=world_size,
                 seconds_extract=round(time.perf_counter() - began, 3),
             )
-            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            frame.drop(columns=list(DERIVED)).to_parquet(partial)
-            entry = {"rows": len(frame), "start": start, "stop": stop}
-            _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)}, run_id)
-            os.replace(partial, path)
+            _store_shard(folder, k, frame, start, stop, run_id)
             return True
 
     with (

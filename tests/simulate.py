@@ -33,15 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attnmag.extract.frame import DERIVED, derived_columns, tidy_frame
-from attnmag.extract.shards import (
-    FORMAT,
-    _claim_folder,
-    _record_shard,
-    file_sha256,
-    shard_name,
-    shard_ranges,
-)
+from attnmag.extract.frame import derived_columns, tidy_frame
+from attnmag.extract.shards import shard_ranges, write_frames
 
 
 def simulated_frame(
@@ -154,37 +147,21 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
 def write_folder(
     frame: pd.DataFrame, folder: Path, shard_texts: int, row_group_size: int | None = None
 ) -> Path:
-    """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
-    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum
-    (``log_norm`` and the lags left out, as ``write_shards`` leaves them: readers compute
-    them from ``norm``), in Parquet row groups of ``row_group_size`` rows, which DuckDB reads
-    in parallel."""
+    """Write ``frame`` as a finished shard folder (``extract.shards.write_frames``), shards of
+    ``shard_texts`` sequences in Parquet row groups of ``row_group_size`` rows, which DuckDB
+    reads in parallel."""
     n_texts = int(frame["sequence"].max()) + 1
-    arguments = {
-        "format": FORMAT,
-        "model": "simulated",
-        "model_type": "simulated",
-        "dtype": "float32",
-        "weights": "0" * 16,  # a fingerprint's and a hash's form, as run.json's schema asks
-        "n_texts": n_texts,
-        "texts": "0" * 64,
-        "layers": sorted(frame["layer"].unique().tolist()),
-        "max_length": None,
-        "shard_texts": shard_texts,
-    }
-    run = _claim_folder(folder, arguments, {})
-    for k, start, stop in shard_ranges(n_texts, shard_texts):
-        part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
-        part = part.drop(columns=[c for c in DERIVED if c in part.columns])  # as write_shards
-        part.attrs.update(
-            run_id=run,
-            weights=arguments["weights"],
-            texts_sha256=arguments["texts"],
-            shard_start=start,
-            shard_stop=stop,
-        )
-        path = folder / shard_name(k)
-        part.to_parquet(path, row_group_size=row_group_size)
-        entry = {"rows": len(part), "start": start, "stop": stop, "sha256": file_sha256(path)}
-        _record_shard(folder, path.name, entry, run)
+    parts = (
+        frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
+        for _, start, stop in shard_ranges(n_texts, shard_texts)
+    )
+    layers = sorted(frame["layer"].unique().tolist())
+    write_frames(
+        parts,
+        folder,
+        n_texts=n_texts,
+        shard_texts=shard_texts,
+        layers=layers,
+        row_group_size=row_group_size,
+    )
     return folder
