@@ -122,7 +122,9 @@ def run_once(extra: list[str]) -> dict[str, float]:
 
 def ratios(run: dict[str, float]) -> dict[str, float]:
     """The run's whole time and fit stage over its extraction (its ``extract`` stages)."""
-    extract = sum(s for stage, s in run.items() if stage.split()[0] == "extract")
+    extract = sum(
+        s for stage, s in run.items() if stage.split()[0] == "extract" and stage != COMMAND
+    )
     if not extract:
         return {}
     shares = {name: run[stage] / extract for name, stage in RATIOS if stage in run}
