@@ -63,6 +63,7 @@ from attnmag.models.checks import (
     check_size,
     not_finite,
 )
+from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, group_columns, key_of, key_values
@@ -120,7 +121,7 @@ def position_trend(
     first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
-    cov_type: str = "cluster",
+    cov_type: str | None = None,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
@@ -136,8 +137,8 @@ def position_trend(
         building the frame, or a Parquet file, read as the frame. Either way the fit is
         made from per-sequence sums computed by DuckDB (see the module docstring).
     method : {"ols", "aggregate", "mixed"}
-        ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
-        G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the
+        ``"ols"`` (the default): token-level OLS, errors clustered by sequence (see
+        ``cov_type``); ``"aggregate"``: the log of the mean norm per position on position, the
         notebook's fit, classical errors; ``"mixed"``: the GLS values at REML's global
         maximum of a random intercept per sequence (``random_slope=True`` adds a random
         slope on position).
@@ -150,9 +151,13 @@ def position_trend(
         The layers to fit; every layer by default.
     random_slope : bool
         For ``"mixed"``: a random slope on position besides the intercept.
-    cov_type : {"cluster", "model"}
-        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
-        lme4's model-based covariance (Wald z).
+    cov_type : {None, "cluster", "cr2", "model"}
+        For ``"ols"`` and ``"mixed"``: ``"cluster"``, the CR1 sandwich by sequence (t on
+        G - 1 df); ``"cr2"``, the CR2 sandwich by sequence with each coefficient's
+        Bell-McCaffrey df, whose intervals hold with few texts; ``"model"`` (``"mixed"``
+        only), lme4's model-based covariance (Wald z), which assumes no serial correlation
+        within a text beyond the random effects'. None (the default): ``"cr2"`` for a group
+        of fewer than 50 texts (``models.cr2.CR2_BELOW``), ``"cluster"`` from there.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
@@ -231,10 +236,12 @@ def lag_effects(
         0, is left out).
     layers : iterable of int, optional
         The layers to fit; every layer by default.
-    cov_type : {"cluster", "model"}
+    cov_type : {"cluster", "cr2", "model"}
         For ``initial_conditions``: the fixed effects' CR1 sandwich by sequence (t on
-        G - 1 df), or lme4's model-based covariance (Wald z). The other methods' errors are
-        fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only ``"cluster"``.
+        G - 1 df), the CR2 sandwich with each coefficient's Bell-McCaffrey df (for few
+        texts), or lme4's model-based covariance (Wald z), which assumes no serial
+        correlation within a text beyond the random intercept's. ``ols`` takes
+        ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) only ``"cluster"``.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
@@ -270,11 +277,12 @@ def trend_request(
     first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
-    cov_type: str = "cluster",
+    cov_type: str | None = None,
     conf_level: float = CONF_LEVEL,
 ) -> Request:
     """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
-    check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
+    checked = "cluster" if cov_type is None else cov_type
+    check_options("position_trend", method, METHODS["position_trend"], conf_level, checked)
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
@@ -282,11 +290,16 @@ def trend_request(
     if method == "aggregate":
         fitter = _aggregate
     elif method == "ols":
-        fitter = _per_sequence(_trend_design, lambda design, _, n: ols_fit(design, terms, n))
+        fitter = _per_sequence(
+            _trend_design,
+            lambda design, _, n: ols_fit(design, terms, n, cov_type=trend_cov_type(cov_type, n)),
+        )
     else:
         fitter = _per_sequence(
             _trend_slope_design if random_slope else _trend_design,
-            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
+            lambda design, scales, n: mixed_fit(
+                design, scales, terms, n, cov_type=trend_cov_type(cov_type, n)
+            ),
         )
     request = Request(
         fit="position_trend",
@@ -323,7 +336,9 @@ def lag_request(
     elif method == "ols":
         terms = ("intercept", "lag1", "lag2")
         base = ("lag1", "lag2", "log_norm")
-        fitter = _per_sequence(_lag_design, lambda design, _, n: ols_fit(design, terms, n))
+        fitter = _per_sequence(
+            _lag_design, lambda design, _, n: ols_fit(design, terms, n, cov_type=cov_type)
+        )
     else:
         terms = ("intercept", "lag1", "lag2", "position", "y1", "y2")
         base = ("lag1", "lag2", "position", "log_norm")

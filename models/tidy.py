@@ -113,7 +113,8 @@ GMM_GLANCE_COLUMNS = [
 class Fit:
     """One group's fit: estimates and standard errors by term, and the fit's summary stats.
 
-    ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal);
+    ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal), one for
+    all terms or a Series by term (CR2's Bell-McCaffrey df);
     ``stats`` holds the glance fields the method defines (r2, loglik, aic, bic, sigma; for
     mixed models boundary and the variance components; for Arellano-Bond GMM Hansen's J and
     the AR(2) test, ``GMM_GLANCE_COLUMNS``); ``notes`` are messages about
@@ -124,7 +125,7 @@ class Fit:
 
     estimate: pd.Series
     std_error: pd.Series
-    df: float
+    df: float | pd.Series
     n_obs: int
     n_groups: int
     converged: bool
@@ -227,9 +228,10 @@ def tidy_rows(
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
     # The distributions' functions called directly: a frozen scipy distribution takes far
     # longer to build than these few values take to compute.
-    df = float(fitted.df)
+    df = fitted.df.reindex(fitted.estimate.index) if isinstance(fitted.df, pd.Series) else fitted.df
+    df = np.broadcast_to(np.asarray(df, dtype=np.float64), estimate.shape)
     statistic = estimate / std_error
-    if np.isinf(df):
+    if np.isinf(df).all():
         quantile, p_value = stats.norm.ppf(0.5 + conf_level / 2), 2 * stats.norm.sf(abs(statistic))
     else:
         quantile, p_value = (
