@@ -67,6 +67,7 @@ from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, group_columns, key_of, key_values
+from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit
 from attnmag.models.ols import ols_fit, statsmodels_fit
 from attnmag.models.source import Source, open_source
@@ -104,6 +105,7 @@ class Request:
     base: tuple[str, ...]  # base columns summed per sequence, besides the constant 1
     checked: tuple[str, ...]  # columns that must be finite in the fitted rows
     first: int  # the first fitted position
+    leading: int  # the first used position (the first fitted, or its lags')
     last: int | None
     layers: Iterable[int] | None
     terms: tuple[str, ...]
@@ -308,6 +310,7 @@ def trend_request(
         base=("position", "log_norm"),
         checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
         first=first_position,
+        leading=first_position,
         last=max_position,
         layers=None if layers is None else tuple(layers),
         terms=terms,
@@ -353,6 +356,7 @@ def lag_request(
         base=base,
         checked=("log_norm", "lag1", "lag2"),
         first=first + 2,
+        leading=first,
         last=None,
         layers=None if layers is None else tuple(layers),
         terms=terms,
@@ -384,6 +388,10 @@ def fit_requests(
                 f"{source.name} lacks the columns {missing} that the models stage needs"
             )
         groups, expected = _groups(connection, columns, requests[0].layers)
+        leading = {
+            first: _leading(connection, groups, first, requests[0])
+            for first in {r.leading for r in requests}
+        }
         for shared in _shared(requests):
             if shared[0].method == "gmm":
                 chunks = _gmm_by_group(connection, source, groups, shared[0])
@@ -395,7 +403,10 @@ def fit_requests(
             with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
                 for key, sums in chunks:
                     for request in shared:
-                        found[id(request)][key] = _fit_group(request, groups, key, dict(sums))
+                        diagnostic = leading[request.leading].get(key, {})
+                        found[id(request)][key] = _fit_group(
+                            request, groups, key, dict(sums), diagnostic
+                        )
                         bar.update(1)
     tables = []
     for request in requests:
@@ -405,6 +416,17 @@ def fit_requests(
                 _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
         tables.append(build_table([mine[k][0] for k in expected], [mine[k][1] for k in expected]))
     return tables
+
+
+def _leading(
+    connection: duckdb.DuckDBPyConnection, groups: list[str], first: int, request: Request
+) -> dict[Hashable, dict[str, float | bool]]:
+    """Per group, the leading-position diagnostic (``models.leading``) of the fits whose
+    first used position is ``first``, in ``request``'s layers."""
+    conditions = _where(request, first)[1 + (request.last is not None) :]
+    query = leading_query(_keys(groups), first, conditions)
+    reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+    return {key: leading_stats(sums, first) for key, sums in _by_group(reader, groups)}
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -618,10 +640,15 @@ def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
 
 
 def _fit_group(
-    request: Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
+    request: Request,
+    groups: list[str],
+    key: Hashable,
+    sums: dict[str, np.ndarray],
+    diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Check one group's sums, then fit it: its table rows and glance record; a fit whose
-    linear algebra fails is a failed ``Fit``, its reason in the glance ``warnings``."""
+    """Check one group's sums, then fit it: its table rows and glance record, with the
+    leading-position ``diagnostic`` among its stats; a fit whose linear algebra fails is a
+    failed ``Fit``, its reason in the glance ``warnings``."""
     if request.by_position:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -641,10 +668,12 @@ def _fit_group(
 
     def run() -> Fit:
         try:
-            return request.fitter(sums, positions)
+            fitted = request.fitter(sums, positions)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
-            return failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+            fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+        fitted.stats |= diagnostic
+        return fitted
 
     names = {"fit": request.fit, "method": request.method, "conf_level": request.conf_level}
     rows, record, _ = fitted_rows(run, groups=key_values(groups, key), **names)

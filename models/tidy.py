@@ -6,6 +6,8 @@ Holds:
 - ``term_names``: statsmodels' parameter names -> attnmag's (``Intercept`` -> ``intercept``);
 - ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``GMM_GLANCE_COLUMNS``: the
   tables' columns in order (glance: every fit's, a mixed fit's, an Arellano-Bond fit's);
+  ``LEADING_GLANCE_COLUMNS``, those the named fits add before ``seconds`` (the
+  leading-position diagnostic of ``models.leading``);
 - ``tidy_columns``: the table's columns for given grouping columns;
 - ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
 - ``tidy_rows`` / ``glance_row``: one group's ``Fit`` -> its table rows / its glance record;
@@ -43,6 +45,7 @@ __all__ = [
     "GLANCE_COLUMNS",
     "MIXED_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
+    "LEADING_GLANCE_COLUMNS",
     "Fit",
     "failed_fit",
     "fitted_rows",
@@ -106,6 +109,12 @@ GMM_GLANCE_COLUMNS = [
     "ar2_p",
     "n_instruments",
     *GLANCE_COLUMNS[-2:],
+]
+
+LEADING_GLANCE_COLUMNS = [
+    *(f"leading_t{k}" for k in range(4)),
+    "leading_flagged",
+    "suggested_first_position",
 ]
 
 
@@ -204,16 +213,20 @@ def tidy_columns(groups: Sequence[str] = ("layer",)) -> list[str]:
 
 
 def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("layer",)) -> list[str]:
-    """The glance columns of a fit whose ``Fit.stats`` are ``stats``: mixed, GMM or the common.
+    """The glance columns of a fit whose ``Fit.stats`` are ``stats``: mixed, GMM or the common,
+    and the leading-position diagnostic (``models.leading``) where the stats hold it.
 
     >>> glance_columns({"r2": 0.5}) == GLANCE_COLUMNS
     True
     """
     if "hansen_j" in stats:
-        return _grouped(GMM_GLANCE_COLUMNS, groups)
-    if "var_intercept" in stats:
-        return _grouped(MIXED_GLANCE_COLUMNS, groups)
-    return _grouped(GLANCE_COLUMNS, groups)
+        columns = _grouped(GMM_GLANCE_COLUMNS, groups)
+    elif "var_intercept" in stats:
+        columns = _grouped(MIXED_GLANCE_COLUMNS, groups)
+    else:
+        columns = _grouped(GLANCE_COLUMNS, groups)
+    leading = [column for column in LEADING_GLANCE_COLUMNS if column in stats]
+    return [*columns[:-2], *leading, *columns[-2:]]
 
 
 def tidy_rows(

@@ -15,12 +15,14 @@ seed gives the same frame as the original per-token loop did.
 ``simulated_trends`` draws many independent simulations of the position trend at once, one
 per ``layer`` (for coverage tests: one ``position_trend`` call fits them all)::
 
-    log_norm = intercept + (slope + v_s) * t + u_s + s_s * z,   z ~ N(0, 1),
+    log_norm = intercept + (slope + v_s) * t + u_s + s_s * z_t,   z_t ~ N(0, 1),
     s_s = sd_noise * exp(noise_spread * w_s),  w_s ~ N(0, 1),
 
 with fresh u_s, v_s, w_s for every sequence of every simulation, at t = 1..max_position for
 every sequence, or ``shortest``..``max_position`` positions (uniform) where ``shortest``
-is given; position 0 sits ``sink`` above the line.
+is given; position 0 sits ``sink`` above the line. With ``ar1`` the z_t of a text are an
+AR(1) series with that coefficient and unit variance, started ``BURN_IN`` steps before
+position 0 (serial correlation within texts).
 
 ``write_folder`` writes a frame as a finished shard folder, as ``extract.write_shards``
 would, for the fits and reports that read folders.
@@ -42,6 +44,9 @@ from attnmag.extract.shards import (
     shard_name,
     shard_ranges,
 )
+
+#: Steps an AR(1) series runs before its first position (its start is then forgotten).
+BURN_IN = 50
 
 
 def simulated_frame(
@@ -106,6 +111,7 @@ def simulated_trends(
     sd_slope: float = 0.0,
     sd_noise: float = 0.2,
     noise_spread: float = 0.0,
+    ar1: float = 0.0,
     sink: float = 2.0,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -123,6 +129,8 @@ def simulated_trends(
     v = rng.normal(0.0, sd_slope, size=shape)
     spread = sd_noise * np.exp(noise_spread * rng.normal(size=shape))
     noise = spread * rng.normal(size=(n_simulations, n_sequences, max_position + 1))
+    if ar1:
+        noise = spread * _ar1_series(ar1, noise.shape, np.random.default_rng([seed, 1]))
     position = np.arange(max_position + 1)
     y = intercept + (slope + v) * position + u + noise
     y[:, :, 0] += sink
@@ -141,6 +149,15 @@ def simulated_trends(
             "log_norm": derived_columns(norm, position[real])["log_norm"],
         }
     )
+
+
+def _ar1_series(coefficient: float, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance AR(1) series along the last axis, started ``BURN_IN`` steps earlier."""
+    steps = rng.normal(0.0, np.sqrt(1 - coefficient**2), size=(*shape[:-1], BURN_IN + shape[-1]))
+    series = np.zeros(steps.shape)
+    for t in range(1, steps.shape[-1]):
+        series[..., t] = coefficient * series[..., t - 1] + steps[..., t]
+    return series[..., BURN_IN:]
 
 
 def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
