@@ -6,14 +6,14 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.cr2                       # 2,000 replicates per size
     .venv/bin/python -m benchmarks.cr2 --replicates 500      # quicker
 
-Each replicate is a data set of ``tests.simulate.simulated_trends``: G texts of 8 to 31
-tokens (positions 1-30 fitted), a text level with sd 0.4 and a text slope with sd 0.005, a
-residual sd of 0.15 that differs across texts (log-sd spread 0.4), AR(1) errors (0.5)
-within each text started 50 steps before its first token, a trend of -0.02 and a sink at
-position 0. ``position_trend``'s ``ols`` and ``mixed`` fit each with ``cov_type="cluster"``
-and ``"cr2"``; the table gives the coverage of the 95% intervals of both terms, with the
-Monte Carlo standard error of a coverage of 95% (sqrt(0.95 * 0.05 / replicates)), and
-writes it to ``benchmarks/results/cr2_coverage.csv``.
+Each replicate is a data set of ``tests.simulate.simulated_trends`` (``SERIAL_TRENDS``):
+G texts of 8 to 31 tokens (positions 1-30 fitted), a text level with sd 0.4 and a text
+slope with sd 0.005, a residual sd of 0.15 that differs across texts (log-sd spread 0.4),
+AR(1) errors (0.5) within each text started 50 steps before its first token, a trend of
+-0.02 and a sink at position 0. ``position_trend``'s ``ols`` and ``mixed`` fit each with
+``cov_type="cluster"`` and ``"cr2"``; the table gives the coverage of the 95% intervals of
+both terms, with the Monte Carlo standard error of a coverage of 95% (sqrt(0.95 * 0.05 /
+replicates)), and writes it to ``benchmarks/results/cr2_coverage.csv``.
 """
 
 from __future__ import annotations
@@ -25,28 +25,16 @@ import numpy as np
 import pandas as pd
 
 from attnmag import models
-from tests.simulate import simulated_trends
+from tests.simulate import SERIAL_TRENDS, simulated_trends
 
-TRUTH = {"intercept": 1.0, "position": -0.02}
-DESIGN = {
-    "max_position": 30,
-    "shortest": 7,
-    "intercept": TRUTH["intercept"],
-    "slope": TRUTH["position"],
-    "sd_sequence": 0.4,
-    "sd_slope": 0.005,
-    "sd_noise": 0.15,
-    "noise_spread": 0.4,
-    "ar1": 0.5,
-    "sink": 2.0,
-}
+TRUTH = {"intercept": SERIAL_TRENDS["intercept"], "position": SERIAL_TRENDS["slope"]}
 SIZES = (10, 15, 20, 30, 40, 50, 75, 100)
 RESULTS = Path(__file__).parent / "results" / "cr2_coverage.csv"
 
 
 def coverage(n_sequences: int, replicates: int, seed: int) -> list[dict[str, object]]:
     """The coverage of each method, cov_type and term at ``n_sequences`` texts."""
-    frame = simulated_trends(replicates, n_sequences=n_sequences, seed=seed, **DESIGN)
+    frame = simulated_trends(replicates, n_sequences=n_sequences, seed=seed, **SERIAL_TRENDS)
     rows = []
     for method in ("ols", "mixed"):
         for cov_type in ("cluster", "cr2"):

@@ -47,6 +47,21 @@ from attnmag.extract.shards import (
 
 #: Steps an AR(1) series runs before its first position (its start is then forgotten).
 BURN_IN = 50
+#: ``simulated_trends`` options of the small-sample study (``benchmarks/cr2.py`` and its
+#: coverage test): texts of 8 to 31 tokens, unequal text-level (0.4) and residual (0.15) sds,
+#: residual sds that differ by text, AR(1) errors within texts, a sink at position 0.
+SERIAL_TRENDS = {
+    "max_position": 30,
+    "shortest": 7,
+    "intercept": 1.0,
+    "slope": -0.02,
+    "sd_sequence": 0.4,
+    "sd_slope": 0.005,
+    "sd_noise": 0.15,
+    "noise_spread": 0.4,
+    "ar1": 0.5,
+    "sink": 2.0,
+}
 
 
 def simulated_frame(
