@@ -108,6 +108,8 @@ def test_glance_of_initial_conditions_is_a_mixed_glance(frame):
     [
         (lambda f: models.lag_effects(f, method="gmm", cov_type="model"), "needs a mixed method"),
         (lambda f: models.lag_effects(f, method="ols", cov_type="model"), "needs a mixed method"),
+        (lambda f: models.lag_effects(f, method="gmm", cov_type="cr2"), "'cr2' needs one of"),
+        (lambda f: models.position_trend(f, method="aggregate", cov_type="cr2"), "'cr2' needs"),
         (lambda f: models.lag_effects(f, cov_type="hc3"), "cov_type must be one of"),
         (lambda f: models.position_trend(f, cov_type="hc3"), "cov_type must be one of"),
         (lambda f: models.lag_effects(f, method="mixed"), "has no method 'mixed'"),
