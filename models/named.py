@@ -423,8 +423,7 @@ def _leading(
 ) -> dict[Hashable, dict[str, float | bool]]:
     """Per group, the leading-position diagnostic (``models.leading``) of the fits whose
     first used position is ``first``, in ``request``'s layers."""
-    conditions = _where(request, first)[1 + (request.last is not None) :]
-    query = leading_query(_keys(groups), first, conditions)
+    query = leading_query(_keys(groups), first, _in_layers(request.layers))
     reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
     return {key: leading_stats(sums, first) for key, sums in _by_group(reader, groups)}
 
@@ -510,10 +509,14 @@ def _where(request: Request, first: int) -> list[str]:
     where = [f'"position" >= {int(first)}']
     if request.last is not None:
         where.append(f'"position" <= {int(request.last)}')
-    if request.layers is not None:
-        layers = sorted({int(layer) for layer in request.layers})
-        where.append(f"layer IN ({', '.join(map(str, layers))})")
-    return where
+    return where + _in_layers(request.layers)
+
+
+def _in_layers(layers: Iterable[int] | None) -> list[str]:
+    """The SQL condition on the rows' layers (none where every layer is fitted)."""
+    if layers is None:
+        return []
+    return [f"layer IN ({', '.join(map(str, sorted({int(layer) for layer in layers})))})"]
 
 
 def _keys(groups: list[str]) -> str:
