@@ -16,7 +16,8 @@ Holds:
   or the notebook's pooled ``"ols"`` description of how magnitudes co-vary;
 - ``glance(table)``: one row per group and fit (n_obs, n_groups, r2, log-likelihood,
   AIC/BIC, sigma, converged, seconds, warnings; variance components and ``boundary`` for
-  mixed fits; Hansen's J and the AR(2) test for ``gmm``), of a table or a ``Fits``;
+  mixed fits; Hansen's J and the AR(2) test for ``gmm``; for the named fits the
+  leading-position diagnostic), of a table or a ``Fits``;
 - ``fit_all(frame, ...)``: every requested method of both named models, the tables a report
   shows and ``attnmag fit`` writes (``position_trend``, ``lag_effects``, ``glance``);
 - ``read_fits(folder)``: ``fit_all``'s tables read back from the CSV files ``attnmag fit``
@@ -52,7 +53,9 @@ Usage::
 The modules: ``source`` (what a fit reads), ``named`` (``position_trend``, ``lag_effects``),
 ``formula`` (``fit``), ``standard`` (``fit_all``), ``checks`` (methods, checks of options and rows),
 ``groups`` (the grouping columns), ``results`` (``Fits``), ``ols``, ``mixed`` and ``gmm``
-(the estimators), ``tidy`` (broom-style tables, Holm adjustment, glance).
+(the estimators), ``cr2`` (CR2 errors with Bell-McCaffrey df, the trend's default below 50
+texts), ``leading`` (leading positions that stand off the rest), ``tidy`` (broom-style
+tables, Holm adjustment, glance).
 """
 
 from attnmag.models.checks import METHODS
