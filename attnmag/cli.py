@@ -829,11 +829,10 @@ def command_fit(args: argparse.Namespace) -> Path:
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="tables") as folder:
         frame = _read_frame(args, seconds)
-        tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
+        fits = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
-        for name, table in tables.items():
-            table.to_csv(folder / f"{name}.csv", index=False)
-    _say_written(args, {f"{name}.csv": args.out / f"{name}.csv" for name in tables})
+        written = models.write_fits(fits, folder)
+    _say_written(args, {name: args.out / name for name in written})
     return args.out
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from attnmag import models
 from tests.simulate import SERIAL_TRENDS, simulated_trends
 
-TRUTH = {"intercept": SERIAL_TRENDS["intercept"], "position": SERIAL_TRENDS["slope"]}
+TRUTH = {"Intercept": SERIAL_TRENDS["intercept"], "position": SERIAL_TRENDS["slope"]}
 SIZES = (10, 15, 20, 30, 40, 50, 75, 100)
 RESULTS = Path(__file__).parent / "results" / "cr2_coverage.csv"
 
@@ -38,7 +38,8 @@ def coverage(n_sequences: int, replicates: int, seed: int) -> list[dict[str, obj
     rows = []
     for method in ("ols", "mixed"):
         for cov_type in ("cluster", "cr2"):
-            table = models.position_trend(frame, method=method, cov_type=cov_type, n_jobs=1)
+            fits = models.position_trend(frame, method=method, cov_type=cov_type, n_jobs=1)
+            table = fits.tidy
             for term, truth in TRUTH.items():
                 part = table[table.term == term]
                 held = (part.conf_low <= truth) & (truth <= part.conf_high)

@@ -3,9 +3,9 @@ standard errors.
 
 Holds:
 - ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
-  slope on position) per sequence -> a ``Fit``; ``cov_type="cluster"`` (the default) gives
-  the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="cr2"`` the
-  CR2 sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
+  slope on position) per sequence -> an ``Estimate``; ``cov_type="cluster"`` (the default)
+  gives the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="cr2"``
+  the CR2 sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
   covariance with the normal distribution (which assumes no serial correlation within a
   text beyond the random effects'); ``mixed_result``, statsmodels' fit
   from REML's maximum, built when its ``result`` is called;
@@ -73,7 +73,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
 from attnmag.models.cr2 import cr2_covariance
-from attnmag.models.tidy import Fit, term_names
+from attnmag.models.tidy import Estimate
 
 __all__ = [
     "COV_TYPES",
@@ -391,7 +391,7 @@ def _moment_start(design: GroupedDesign) -> float:
 
 def fit_mixed(
     data: pd.DataFrame, formula: str, *, random_slope: bool = False, cov_type: str = "cluster"
-) -> Fit:
+) -> Estimate:
     """REML fit of ``formula`` with a random intercept per ``sequence`` (and a slope on position).
 
     Parameters
@@ -413,7 +413,7 @@ def fit_mixed(
 
     Returns
     -------
-    Fit
+    Estimate
         Estimates, standard errors, reference df and the glance fields of a mixed fit;
         ``result`` builds statsmodels' ``MixedLMResults`` when called (``mixed_result``
         from REML's maximum), or is None where that maximum is on the boundary, where
@@ -430,7 +430,7 @@ def fit_mixed(
     return mixed_fit(
         design,
         np.array([1.0, 1.0 / spread][: design.k_re]),
-        term_names(model.exog_names),
+        list(model.exog_names),
         len(model.group_labels),
         cov_type=cov_type,
         result=partial(mixed_result, data, formula, random_slope),
@@ -445,14 +445,14 @@ def mixed_fit(
     *,
     cov_type: str,
     result: Callable[[np.ndarray], object] | None = None,
-) -> Fit:
+) -> Estimate:
     """REML's global maximum (``reml_maximum``) and the GLS values there, with their
     standard errors (``cov_type``) and glance fields, from per-sequence cross products;
     ``scales`` unscale the random effects (a random slope fitted on position /
     sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
-    the maximum: the ``Fit``'s ``result`` calls it, except at a boundary maximum (noted).
+    the maximum: the ``Estimate``'s ``result`` calls it, except at a boundary maximum (noted).
 
-    >>> fit = mixed_fit(design, np.ones(1), ["intercept", "position"], 40,
+    >>> fit = mixed_fit(design, np.ones(1), ["Intercept", "position"], 40,
     ...                 cov_type="cluster")  # doctest: +SKIP
     """
     cov_rel, converged, notes = reml_maximum(design)
@@ -472,7 +472,7 @@ def mixed_fit(
     finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
     llf = point.llf_reml
     slope = design.k_re == 2
-    return Fit(
+    return Estimate(
         estimate=pd.Series(point.fe_params, index=list(terms)),
         std_error=pd.Series(std_errors, index=list(terms)),
         df=df,

@@ -46,6 +46,7 @@ from attnmag.reports.summaries import (
     position_means,
     sequence_lengths,
     site_ratios,
+    takes_fits,
 )
 
 __all__ = [
@@ -337,6 +338,7 @@ def _warning_texts(value: object) -> list[str]:
     return [item.strip() for item in value.split("; ") if item.strip()]
 
 
+@takes_fits
 @shared_docs
 def trend_finding(
     trend: pd.DataFrame,
@@ -405,6 +407,7 @@ def trend_finding(
     return Finding(numbers, sentences, warnings, headline=headline)
 
 
+@takes_fits
 def median_layer(table: pd.DataFrame, *, method: str, term: str) -> pd.Series | None:
     """The row of ``method``'s ``term`` whose estimate is the median over layers.
 
@@ -621,6 +624,7 @@ def _trust(
     return sentences, failed
 
 
+@takes_fits
 @shared_docs
 def lag_finding(
     lags: pd.DataFrame | Folder,
@@ -735,6 +739,7 @@ def _lag_headline(
     return text + "."
 
 
+@takes_fits
 def findings(
     frame: pd.DataFrame | Folder,
     *,
@@ -791,6 +796,7 @@ def _named(model: object, sentence: str) -> str:
     return sentence if model is None else f"{model}: {sentence[0].lower()}{sentence[1:]}"
 
 
+@takes_fits
 @shared_docs
 def head_finding(
     frame: pd.DataFrame | Folder,
@@ -908,6 +914,7 @@ def site_finding(
     return Finding(numbers, sentences)
 
 
+@takes_fits
 @shared_docs
 def model_finding(trend: pd.DataFrame, lags: pd.DataFrame, *, alpha: float = ALPHA) -> Finding:
     """Per model, how many layers' position slopes are significantly negative or positive,

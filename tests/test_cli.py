@@ -85,11 +85,10 @@ def test_stage_commands_chain(source_args, tmp_path, capsys, monkeypatch):
         frame, trend_methods=["aggregate", "ols"], lag_methods=["ols"], conf_level=0.9
     )
     for name, table in (("position_trend", trend), ("lag_effects", lags)):
-        assert table[["method", "layer", "term"]].equals(
-            expected[name][["method", "layer", "term"]]
-        )
+        tidy = expected[name].tidy
+        assert table[["method", "layer", "term"]].equals(tidy[["method", "layer", "term"]])
         numbers = ["estimate", "std_error", "conf_low", "conf_high"]
-        np.testing.assert_allclose(table[numbers], expected[name][numbers], rtol=1e-9)
+        np.testing.assert_allclose(table[numbers], tidy[numbers], rtol=1e-9)
     assert (
         main(
             [

@@ -15,7 +15,7 @@ from attnmag import models
 from attnmag.models.cr2 import CR2_BELOW
 from tests.simulate import SERIAL_TRENDS, simulated_trends
 
-TRUTH = {"intercept": SERIAL_TRENDS["intercept"], "position": SERIAL_TRENDS["slope"]}
+TRUTH = {"Intercept": SERIAL_TRENDS["intercept"], "position": SERIAL_TRENDS["slope"]}
 
 
 def _coverage(table) -> dict[str, float]:
@@ -29,7 +29,7 @@ def _coverage(table) -> dict[str, float]:
 @pytest.mark.parametrize("method", ["ols", "mixed"])
 def test_cr2_covers_at_20_texts_and_is_the_default_there(method):
     frame = simulated_trends(1000, n_sequences=20, seed=11, **SERIAL_TRENDS)
-    table = models.position_trend(frame, method=method)
+    table = models.position_trend(frame, method=method).tidy
     assert 20 < CR2_BELOW and table.converged.all()
     assert (table.df != 19).all()  # Bell-McCaffrey df, not G - 1
     for term, share in _coverage(table).items():
@@ -38,8 +38,8 @@ def test_cr2_covers_at_20_texts_and_is_the_default_there(method):
 
 def test_cr2_covers_at_100_texts():
     frame = simulated_trends(400, n_sequences=100, seed=12, **SERIAL_TRENDS)
-    table = models.position_trend(frame, method="ols", cov_type="cr2")
+    table = models.position_trend(frame, method="ols", cov_type="cr2").tidy
     for term, share in _coverage(table).items():
         assert 0.925 <= share <= 0.975, f"{term}: coverage {share:.3f}"
-    default = models.position_trend(frame[frame.layer < 5], method="ols")
+    default = models.position_trend(frame[frame.layer < 5], method="ols").tidy
     assert (default.df == 99).all()  # from CR2_BELOW texts on: CR1, t on G - 1

@@ -119,7 +119,7 @@ def compared(tmp_path_factory) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
             path, index=False, float_format="%.17g"
         )
         options = {"random_slope": True} if slope else {}
-        table = getattr(models, fit)(frame, method=method, cov_type="cr2", **options)
+        table = getattr(models, fit)(frame, method=method, cov_type="cr2", **options).tidy
         listed.append((name, str(path), formula, random, _theta(table)))
         tables.append(table)
     pd.DataFrame(listed, columns=["case", "file", "formula", "random", "theta"]).to_csv(

@@ -68,8 +68,8 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, first_pos
         at = pd.MultiIndex.from_arrays([out.sequence, np.full(len(out), position)])
         np.testing.assert_array_equal(out[column], level.loc[at])
     assert out.position.min() == first + 2 and len(out) == len(rows)
-    table = models.lag_effects(frame, first_position=first_position, layers=[1], n_jobs=1)
-    assert table.term.tolist() == ["intercept", "lag1", "lag2", "position", "y1", "y2"]
+    table = models.lag_effects(frame, first_position=first_position, layers=[1], n_jobs=1).tidy
+    assert table.term.tolist() == ["Intercept", "lag1", "lag2", "position", "y1", "y2"]
     assert table.n_obs.iloc[0] == len(rows)
     # The fit from SQL sums is statsmodels' REML fit of those rows.
     formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
@@ -78,7 +78,7 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, first_pos
 
 
 def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame):
-    table = models.lag_effects(frame, method="gmm")
+    table = models.lag_effects(frame, method="gmm").tidy
     summary = models.glance(table)
     lengths = frame[frame.layer == 0].groupby("sequence").size()
     assert (lengths < 5).any()
@@ -95,7 +95,7 @@ def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame)
 
 
 def test_glance_of_initial_conditions_is_a_mixed_glance(frame):
-    table = models.lag_effects(frame, layers=[0], n_jobs=1)
+    table = models.lag_effects(frame, layers=[0], n_jobs=1).tidy
     assert list(models.glance(table).columns) == [
         *MIXED_GLANCE_COLUMNS[:-2],
         *LEADING_GLANCE_COLUMNS,
@@ -164,7 +164,7 @@ def test_initial_conditions_match_lmer_with_model_and_cr1s_errors(tmp_path):
     assert run.returncode == 0, run.stderr
     r = pd.read_csv(tmp_path / "r.csv")
     for cov_type in ("model", "cluster"):
-        table = models.lag_effects(frame, cov_type=cov_type, n_jobs=1)
+        table = models.lag_effects(frame, cov_type=cov_type, n_jobs=1).tidy
         np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-5, err_msg=cov_type)
         np.testing.assert_allclose(table.std_error, r[cov_type], rtol=1e-3, err_msg=cov_type)
         expected_df = 119.0 if cov_type == "cluster" else np.inf
@@ -178,7 +178,7 @@ def coverage() -> dict[str, dict[str, float]]:
     for seed in range(N_FRAMES):
         frame = dynamic_frame(150, N_DATA_SETS, seed=seed)
         for method, by_term in hits.items():
-            table = models.lag_effects(frame, method=method, n_jobs=2)
+            table = models.lag_effects(frame, method=method, n_jobs=2).tidy
             for term, truth in TRUTH.items():
                 rows = table[table.term == term]
                 assert len(rows) == N_DATA_SETS and rows.converged.all()
