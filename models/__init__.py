@@ -16,7 +16,8 @@ Holds:
   or the notebook's pooled ``"ols"`` description of how magnitudes co-vary -> a ``Fits``;
 - ``glance(fits)``: one row per group and fit (n_obs, n_groups, r2, log-likelihood,
   AIC/BIC, sigma, converged, seconds, warnings; variance components and ``boundary`` for
-  mixed fits; Hansen's J and the AR(2) test for ``gmm``), of a ``Fits`` or its tidy table;
+  mixed fits; Hansen's J and the AR(2) test for ``gmm``; for the named fits the
+  leading-position diagnostic), of a ``Fits`` or its tidy table;
 - ``fit_all(frame, ...)``: every requested method of both named models, what a report shows
   and ``attnmag fit`` writes: a ``Fits`` by name (``position_trend``, ``lag_effects``);
 - ``write_fits(fits, folder)`` / ``read_fits(folder)``: those fits as the CSV files
@@ -53,8 +54,9 @@ Usage::
 The modules: ``source`` (what a fit reads), ``named`` (``position_trend``, ``lag_effects``),
 ``formula`` (``fit``), ``standard`` (``fit_all``, ``write_fits``, ``read_fits``), ``checks``
 (methods, checks of options and rows), ``groups`` (the grouping columns), ``results``
-(``Fits``), ``ols``, ``mixed`` and ``gmm`` (the estimators), ``tidy`` (broom-style tables,
-Holm adjustment, glance).
+(``Fits``), ``ols``, ``mixed`` and ``gmm`` (the estimators), ``cr2`` (CR2 errors with
+Bell-McCaffrey df, the trend's default below 50 texts), ``leading`` (leading positions that
+stand off the rest), ``tidy`` (broom-style tables, Holm adjustment, glance).
 """
 
 from attnmag.models.checks import METHODS

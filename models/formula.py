@@ -116,9 +116,12 @@ def fit(
     positions : tuple of int
         The first and last position used, inclusive; ``(1, 30)`` leaves out the first
         token (the attention sink).
-    cov_type : {"cluster", "model"}
-        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
-        lme4's model-based covariance (Wald z). ``"ols"`` takes only ``"cluster"``.
+    cov_type : {"cluster", "cr2", "model"}
+        ``"cluster"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df);
+        ``"cr2"``: the CR2 sandwich by sequence with each coefficient's Bell-McCaffrey df,
+        for few texts (its ``results`` are None: statsmodels has no CR2); ``"model"``, for
+        ``"mixed"`` only: lme4's model-based covariance (Wald z), which assumes no serial
+        correlation within a text beyond the random intercept's.
     conf_level : float
         The level of ``conf_low``/``conf_high`` (``models.CONF_LEVEL`` by default).
     n_jobs : int, optional
@@ -490,8 +493,9 @@ def _fit_cross(
         keep = np.r_[0 : k + 1, cross.shape[1] - 1]
         design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
         centred = _has_constant(design.cross.sum(axis=0), k)
-        fitted = ols_fit(design, terms, len(cross), centred=centred)
-        fitted.result = lambda: cluster_ols_result(rows(), formula)
+        fitted = ols_fit(design, terms, len(cross), centred=centred, cov_type=cov_type)
+        if cov_type == "cluster":
+            fitted.result = lambda: cluster_ols_result(rows(), formula)
         return fitted
     scales = np.ones(1)
     if random_slope:

@@ -3,9 +3,11 @@ standard errors.
 
 Holds:
 - ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
-  slope on position) per sequence -> an ``Estimate``; ``cov_type="cluster"`` (the default) gives
-  the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="model"``
-  lme4's GLS covariance with the normal distribution; ``mixed_result``, statsmodels' fit
+  slope on position) per sequence -> an ``Estimate``; ``cov_type="cluster"`` (the default)
+  gives the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="cr2"``
+  the CR2 sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
+  covariance with the normal distribution (which assumes no serial correlation within a
+  text beyond the random effects'); ``mixed_result``, statsmodels' fit
   from REML's maximum, built when its ``result`` is called;
 - ``mixed_fit``: the same from a design's per-sequence cross products (the fits of
   ``models.named`` and ``models.formula``);
@@ -70,6 +72,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
+from attnmag.models.cr2 import cr2_covariance
 from attnmag.models.tidy import Estimate
 
 __all__ = [
@@ -91,7 +94,7 @@ STATSMODELS_SINGULAR_TOL = 1e-10
 #: A diagonal element of the relative Cholesky factor below this is "on or near the boundary".
 BOUNDARY_TOL = 1e-2
 #: The fixed effects' covariances ``fit_mixed`` offers (see its ``cov_type``).
-COV_TYPES = ("cluster", "model")
+COV_TYPES = ("cluster", "cr2", "model")
 #: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
 #: The REML profile of a random intercept's relative sd: zero and this many log-spaced
@@ -399,10 +402,14 @@ def fit_mixed(
         The fixed effects, e.g. ``"log_norm ~ position"``.
     random_slope : bool
         Add a random slope on ``position`` (correlated with the intercept).
-    cov_type : {"cluster", "model"}
+    cov_type : {"cluster", "cr2", "model"}
         ``"cluster"``: the fixed effects' CR1 sandwich by ``sequence`` (``cluster_covariance``),
-        with Student's t on G - 1 degrees of freedom; ``"model"``: their GLS covariance at the
-        fitted variance components, as lme4's ``vcov`` gives it, with the normal distribution.
+        with Student's t on G - 1 degrees of freedom; ``"cr2"``: the CR2 sandwich with each
+        coefficient's Bell-McCaffrey degrees of freedom (``models.cr2``), for few texts;
+        ``"model"``: their GLS covariance at the fitted variance components, as lme4's
+        ``vcov`` gives it, with the normal distribution. It assumes the model's covariance is
+        right: no serial correlation within a text beyond the random effects' (residuals
+        that are, say, AR(1) along positions make its intervals too narrow).
 
     Returns
     -------
@@ -452,8 +459,13 @@ def mixed_fit(
     point = design.gls(cov_rel)
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
+    df: float | pd.Series = np.inf
     if cov_type == "cluster":
         covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+        df = float(n_groups - 1)
+    elif cov_type == "cr2":
+        covariance, df_terms = cr2_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+        df = pd.Series(df_terms, index=list(terms))
     else:
         covariance = point.scale * point.xwx_inv
     std_errors = np.sqrt(np.diag(covariance))
@@ -463,7 +475,7 @@ def mixed_fit(
     return Estimate(
         estimate=pd.Series(point.fe_params, index=list(terms)),
         std_error=pd.Series(std_errors, index=list(terms)),
-        df=float(n_groups - 1) if cov_type == "cluster" else np.inf,
+        df=df,
         n_obs=design.n_obs,
         n_groups=n_groups,
         converged=converged and bool(finite),

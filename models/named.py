@@ -19,6 +19,9 @@ sums (``models.mixed.GroupedDesign``): ``ols`` (``models.ols``), ``mixed`` and
 per-position sums; ``gmm`` (``models.gmm``) from per-text sums of the products of each row's
 levels ``l0`` .. ``l7`` (a DuckDB window), summed one shard at a time.
 
+Each group's glance also carries the leading-position diagnostic (``models.leading``),
+from one more query of per-sequence sums.
+
 A group without enough rows, a missing or infinite value, or (for ``initial_conditions`` and
 ``gmm``) a text whose positions are not consecutive is an ``AttnmagError`` naming the group
 or the sequence.
@@ -53,9 +56,11 @@ from attnmag.models.checks import (
     check_size,
     not_finite,
 )
+from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, key_of, key_values
+from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
 from attnmag.models.results import Fits, GroupFit
@@ -96,6 +101,7 @@ class Request:
     base: tuple[str, ...]  # base columns summed per sequence, besides the constant 1
     checked: tuple[str, ...]  # columns that must be finite in the fitted rows
     first: int  # the first fitted position
+    leading: int  # the first used position (the first fitted, or its lags')
     last: int | None
     layers: Iterable[int] | None
     terms: tuple[str, ...]
@@ -114,7 +120,7 @@ def position_trend(
     first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
-    cov_type: str = "cluster",
+    cov_type: str | None = None,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
@@ -130,8 +136,8 @@ def position_trend(
         building the frame, or a Parquet file, read as the frame. Either way the fit is
         made from per-sequence sums computed by DuckDB (see the module docstring).
     method : {"ols", "aggregate", "mixed"}
-        ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
-        G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the
+        ``"ols"`` (the default): token-level OLS, errors clustered by sequence (see
+        ``cov_type``); ``"aggregate"``: the log of the mean norm per position on position, the
         notebook's fit, classical errors; ``"mixed"``: the GLS values at REML's global
         maximum of a random intercept per sequence (``random_slope=True`` adds a random
         slope on position).
@@ -144,9 +150,13 @@ def position_trend(
         The layers to fit; every layer by default.
     random_slope : bool
         For ``"mixed"``: a random slope on position besides the intercept.
-    cov_type : {"cluster", "model"}
-        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
-        lme4's model-based covariance (Wald z).
+    cov_type : {None, "cluster", "cr2", "model"}
+        For ``"ols"`` and ``"mixed"``: ``"cluster"``, the CR1 sandwich by sequence (t on
+        G - 1 df); ``"cr2"``, the CR2 sandwich by sequence with each coefficient's
+        Bell-McCaffrey df, whose intervals hold with few texts; ``"model"`` (``"mixed"``
+        only), lme4's model-based covariance (Wald z), which assumes no serial correlation
+        within a text beyond the random effects'. None (the default): ``"cr2"`` for a group
+        of fewer than 50 texts (``models.cr2.CR2_BELOW``), ``"cluster"`` from there.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
@@ -159,8 +169,10 @@ def position_trend(
     -------
     Fits
         ``.tidy`` one row per group and term (``Intercept``, ``position``), ``.glance`` one
-        row per group, ``.results`` statsmodels' fit of a group when asked for (``ols``,
-        ``mixed``: refitted on its rows; ``aggregate``: the OLS on the position means).
+        row per group (with the leading-position diagnostic, ``models.leading``),
+        ``.results`` statsmodels' fit of a group when asked for (``ols``, ``mixed``:
+        refitted on its rows, none for ``ols`` under CR2; ``aggregate``: the OLS on the
+        position means).
 
     Examples
     --------
@@ -226,10 +238,12 @@ def lag_effects(
         0, is left out).
     layers : iterable of int, optional
         The layers to fit; every layer by default.
-    cov_type : {"cluster", "model"}
+    cov_type : {"cluster", "cr2", "model"}
         For ``initial_conditions``: the fixed effects' CR1 sandwich by sequence (t on
-        G - 1 df), or lme4's model-based covariance (Wald z). The other methods' errors are
-        fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only ``"cluster"``.
+        G - 1 df), the CR2 sandwich with each coefficient's Bell-McCaffrey df (for few
+        texts), or lme4's model-based covariance (Wald z), which assumes no serial
+        correlation within a text beyond the random intercept's. ``ols`` takes
+        ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) only ``"cluster"``.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
@@ -241,8 +255,9 @@ def lag_effects(
     -------
     Fits
         ``.tidy`` one row per group and term, ``.glance`` each fit's details, including the
-        rows (``n_obs``) and texts (``n_groups``) it used, ``.results`` statsmodels' fit of a
-        group when asked for (``ols``, ``initial_conditions``; none for ``gmm``).
+        rows (``n_obs``) and texts (``n_groups``) it used and the leading-position
+        diagnostic, ``.results`` statsmodels' fit of a group when asked for (``ols`` under
+        CR1, ``initial_conditions``; none for ``gmm``).
 
     >>> lags = lag_effects(frame)  # doctest: +SKIP
     >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
@@ -266,11 +281,12 @@ def trend_request(
     first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
-    cov_type: str = "cluster",
+    cov_type: str | None = None,
     conf_level: float = CONF_LEVEL,
 ) -> Request:
     """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
-    check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
+    checked = "cluster" if cov_type is None else cov_type
+    check_options("position_trend", method, METHODS["position_trend"], conf_level, checked)
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
@@ -278,7 +294,7 @@ def trend_request(
     if method == "aggregate":
         fitter = _aggregate
     elif method == "ols":
-        fitter = _per_sequence(_trend_design, _ols(terms, formula))
+        fitter = _per_sequence(_trend_design, _ols(terms, formula, cov_type))
     else:
         design = _trend_slope_design if random_slope else _trend_design
         fitter = _per_sequence(design, _mixed(terms, formula, random_slope, cov_type))
@@ -289,6 +305,7 @@ def trend_request(
         base=("position", "log_norm"),
         checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
         first=first_position,
+        leading=first_position,
         last=max_position,
         layers=None if layers is None else tuple(layers),
         terms=terms,
@@ -318,7 +335,7 @@ def lag_request(
     elif method == "ols":
         terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
         base = ("lag1", "lag2", "log_norm")
-        fitter = _per_sequence(_lag_design, _ols(terms, formula))
+        fitter = _per_sequence(_lag_design, _ols(terms, formula, cov_type))
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
@@ -331,6 +348,7 @@ def lag_request(
         base=base,
         checked=("log_norm", "lag1", "lag2"),
         first=first_position + 2,
+        leading=first_position,
         last=None,
         layers=None if layers is None else tuple(layers),
         terms=terms,
@@ -362,6 +380,10 @@ def fit_requests(
                 f"{source.name} lacks the columns {missing} that the models stage needs"
             )
         groups, expected = _groups(connection, columns, requests[0].layers)
+        leading = {
+            first: _leading(connection, groups, first, requests[0])
+            for first in {r.leading for r in requests}
+        }
         for shared in _shared(requests):
             if shared[0].method == "gmm":
                 chunks = _gmm_by_group(connection, source, groups, shared[0])
@@ -373,14 +395,25 @@ def fit_requests(
             with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
                 for key, sums in chunks:
                     for request in shared:
+                        diagnostic = leading[request.leading].get(key, {})
                         found[id(request)][key] = _fit_group(
-                            source, request, groups, key, dict(sums)
+                            source, request, groups, key, dict(sums), diagnostic
                         )
                         bar.update(1)
     for request in requests:
         for key in [key for key in expected if key not in found[id(request)]]:
             _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
     return [fits_of([found[id(request)][key] for key in expected]) for request in requests]
+
+
+def _leading(
+    connection: duckdb.DuckDBPyConnection, groups: list[str], first: int, request: Request
+) -> dict[Hashable, dict[str, float | bool]]:
+    """Per group, the leading-position diagnostic (``models.leading``) of the fits whose
+    first used position is ``first``, in ``request``'s layers."""
+    query = leading_query(_keys(groups), first, _in_layers(request.layers))
+    reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+    return {key: leading_stats(sums, first) for key, sums in _by_group(reader, groups)}
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -459,10 +492,14 @@ def _where(request: Request, first: int) -> list[str]:
     where = [f'"position" >= {int(first)}']
     if request.last is not None:
         where.append(f'"position" <= {int(request.last)}')
-    if request.layers is not None:
-        layers = sorted({int(layer) for layer in request.layers})
-        where.append(f"layer IN ({', '.join(map(str, layers))})")
-    return where
+    return where + _in_layers(request.layers)
+
+
+def _in_layers(layers: Iterable[int] | None) -> list[str]:
+    """The SQL condition on the rows' layers (none where every layer is fitted)."""
+    if layers is None:
+        return []
+    return [f"layer IN ({', '.join(map(str, sorted({int(layer) for layer in layers})))})"]
 
 
 def _keys(groups: list[str]) -> str:
@@ -594,10 +631,11 @@ def _fit_group(
     groups: list[str],
     key: Hashable,
     sums: dict[str, np.ndarray],
+    diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
-    """Check one group's sums, then fit it: its table rows, glance record and ``GroupFit``;
-    a fit whose linear algebra fails is a failed ``Estimate``, its reason in the glance
-    ``warnings``."""
+    """Check one group's sums, then fit it: its table rows, glance record and ``GroupFit``,
+    with the leading-position ``diagnostic`` among its stats; a fit whose linear algebra
+    fails is a failed ``Estimate``, its reason in the glance ``warnings``."""
     if request.by_position:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -620,10 +658,12 @@ def _fit_group(
 
     def run() -> Estimate:
         try:
-            return request.fitter(sums, positions, rows)
+            fitted = request.fitter(sums, positions, rows)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
-            return failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+            fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+        fitted.stats |= diagnostic
+        return fitted
 
     names = {"fit": request.fit, "method": request.method, "conf_level": request.conf_level}
     return fitted_rows(run, groups=values, formula=request.formula, rows=rows, **names)
@@ -763,28 +803,34 @@ def _per_sequence(
 
 
 def _ols(
-    terms: tuple[str, ...], formula: str
+    terms: tuple[str, ...], formula: str, cov_type: str | None
 ) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
-    """OLS with CR1 errors by sequence; its result refits the rows with statsmodels."""
+    """OLS with errors clustered by sequence (``cov_type``; None: the trend's default for
+    the group's number of texts, ``trend_cov_type``); under CR1 its result refits the rows
+    with statsmodels (which has no CR2: none under CR2)."""
 
     def fit(design: GroupedDesign, _: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
-        fitted = ols_fit(design, terms, n_groups)
-        fitted.result = lambda: cluster_ols_result(rows(), formula)
+        chosen = trend_cov_type(cov_type, n_groups)
+        fitted = ols_fit(design, terms, n_groups, cov_type=chosen)
+        if chosen == "cluster":
+            fitted.result = lambda: cluster_ols_result(rows(), formula)
         return fitted
 
     return fit
 
 
 def _mixed(
-    terms: tuple[str, ...], formula: str, random_slope: bool, cov_type: str
+    terms: tuple[str, ...], formula: str, random_slope: bool, cov_type: str | None
 ) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
-    """REML's maximum; its result refits the rows with statsmodels from there."""
+    """REML's maximum, its errors by ``cov_type`` (None: as ``_ols``); its result refits the
+    rows with statsmodels from there."""
 
     def fit(design: GroupedDesign, scales: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
         def result(cov_rel: np.ndarray) -> object:
             return mixed_result(rows(), formula, random_slope, cov_rel)
 
-        return mixed_fit(design, scales, terms, n_groups, cov_type=cov_type, result=result)
+        chosen = trend_cov_type(cov_type, n_groups)
+        return mixed_fit(design, scales, terms, n_groups, cov_type=chosen, result=result)
 
     return fit
 

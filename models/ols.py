@@ -5,7 +5,8 @@ Holds:
   the position means);
 - ``ols_fit``: token-level OLS with CR1 cluster-robust standard errors by sequence, t on
   G - 1 df (G sequences), from per-sequence cross products; the same covariance as R's
-  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``;
+  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``; or CR2 with Bell-McCaffrey
+  df (``models.cr2``);
 - ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
 """
 
@@ -18,6 +19,7 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from statsmodels.regression.linear_model import RegressionResults
 
+from attnmag.models.cr2 import cr2_covariance
 from attnmag.models.mixed import GroupedDesign, cluster_covariance
 from attnmag.models.tidy import Estimate
 
@@ -50,15 +52,26 @@ def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> E
 
 
 def ols_fit(
-    design: GroupedDesign, terms: Iterable[str], n_groups: int, *, centred: bool = True
+    design: GroupedDesign,
+    terms: Iterable[str],
+    n_groups: int,
+    *,
+    centred: bool = True,
+    cov_type: str = "cluster",
 ) -> Estimate:
     """OLS of the design's fixed effects from per-sequence cross products, CR1 by sequence
-    with t on G - 1 df, and statsmodels' OLS glance fields (log-likelihood, AIC, BIC on
-    ``k_fe`` parameters; R2 centred where the design holds a constant, ``centred``). The
-    design's first random effect is the intercept, so its column sums y."""
+    with t on G - 1 df (``cov_type="cr2"``: CR2 with Bell-McCaffrey df), and statsmodels'
+    OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters; R2 centred where the
+    design holds a constant, ``centred``). The design's first random effect is the
+    intercept, so its column sums y."""
     zero = np.zeros((design.k_re, design.k_re))
     point = design.gls(zero)
-    covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
+    df: float | pd.Series = float(n_groups - 1)
+    if cov_type == "cr2":
+        covariance, df_terms = cr2_covariance(design, zero, point.fe_params, point.xwx_inv)
+        df = pd.Series(df_terms, index=list(terms))
+    else:
+        covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
     n, k = design.n_obs, design.k_fe
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
@@ -67,7 +80,7 @@ def ols_fit(
     return Estimate(
         estimate=pd.Series(point.fe_params, index=list(terms)),
         std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
-        df=float(n_groups - 1),
+        df=df,
         n_obs=n,
         n_groups=n_groups,
         converged=True,

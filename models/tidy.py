@@ -5,6 +5,8 @@ Holds:
   and the statsmodels result where one is kept);
 - ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``GMM_GLANCE_COLUMNS``: the
   tables' columns in order (glance: every fit's, a mixed fit's, an Arellano-Bond fit's);
+  ``LEADING_GLANCE_COLUMNS``, those the named fits add before ``seconds`` (the
+  leading-position diagnostic of ``models.leading``);
 - ``tidy_columns``: the table's columns for given grouping columns;
 - ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
 - ``tidy_rows`` / ``glance_row``: one group's ``Estimate`` -> its table rows / its glance record;
@@ -42,6 +44,7 @@ __all__ = [
     "GLANCE_COLUMNS",
     "MIXED_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
+    "LEADING_GLANCE_COLUMNS",
     "Estimate",
     "failed_fit",
     "fitted_rows",
@@ -75,12 +78,19 @@ GMM_GLANCE_COLUMNS = [
     *GLANCE_COLUMNS[-2:],
 ]
 
+LEADING_GLANCE_COLUMNS = [
+    *(f"leading_t{k}" for k in range(4)),
+    "leading_flagged",
+    "suggested_first_position",
+]
+
 
 @dataclass
 class Estimate:
     """One group's fit: estimates and standard errors by term, and the fit's summary stats.
 
-    ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal);
+    ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal), one for
+    all terms or a Series by term (CR2's Bell-McCaffrey df);
     ``stats`` holds the glance fields the method defines (r2, loglik, aic, bic, sigma; for
     mixed models boundary and the variance components; for Arellano-Bond GMM Hansen's J and
     the AR(2) test, ``GMM_GLANCE_COLUMNS``); ``notes`` are messages about
@@ -91,7 +101,7 @@ class Estimate:
 
     estimate: pd.Series
     std_error: pd.Series
-    df: float
+    df: float | pd.Series
     n_obs: int
     n_groups: int
     converged: bool
@@ -174,16 +184,20 @@ def tidy_columns(groups: Sequence[str] = ("layer",)) -> list[str]:
 
 
 def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("layer",)) -> list[str]:
-    """The glance columns of a fit whose ``Estimate.stats`` are ``stats``: mixed, GMM or the common.
+    """The glance columns of a fit whose ``Estimate.stats`` are ``stats``: mixed, GMM or the
+    common, and the leading-position diagnostic (``models.leading``) where the stats hold it.
 
     >>> glance_columns({"r2": 0.5}) == GLANCE_COLUMNS
     True
     """
     if "hansen_j" in stats:
-        return _grouped(GMM_GLANCE_COLUMNS, groups)
-    if "var_intercept" in stats:
-        return _grouped(MIXED_GLANCE_COLUMNS, groups)
-    return _grouped(GLANCE_COLUMNS, groups)
+        columns = _grouped(GMM_GLANCE_COLUMNS, groups)
+    elif "var_intercept" in stats:
+        columns = _grouped(MIXED_GLANCE_COLUMNS, groups)
+    else:
+        columns = _grouped(GLANCE_COLUMNS, groups)
+    leading = [column for column in LEADING_GLANCE_COLUMNS if column in stats]
+    return [*columns[:-2], *leading, *columns[-2:]]
 
 
 def tidy_rows(
@@ -198,9 +212,10 @@ def tidy_rows(
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
     # The distributions' functions called directly: a frozen scipy distribution takes far
     # longer to build than these few values take to compute.
-    df = float(fitted.df)
+    df = fitted.df.reindex(fitted.estimate.index) if isinstance(fitted.df, pd.Series) else fitted.df
+    df = np.broadcast_to(np.asarray(df, dtype=np.float64), estimate.shape)
     statistic = estimate / std_error
-    if np.isinf(df):
+    if np.isinf(df).all():
         quantile, p_value = stats.norm.ppf(0.5 + conf_level / 2), 2 * stats.norm.sf(abs(statistic))
     else:
         quantile, p_value = (

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.models.leading import LEADING_LAST, LEADING_T
 from attnmag.reports.docs import shared_docs
 from attnmag.reports.folder import Folder, levels, positions_between, row_count, where_in
 from attnmag.reports.numbers import interval, number
@@ -307,6 +308,29 @@ def _fit_warnings(table: pd.DataFrame, glance: pd.DataFrame | None, *, fit: str)
     return out
 
 
+def _leading_warning(glance: pd.DataFrame | None) -> list[str]:
+    """The sentence of the leading-position diagnostic (``models.leading``), where it flags a
+    position in any layer: the positions, their layers, and the ``first_position`` that
+    leaves them out."""
+    if glance is None or "leading_flagged" not in glance:
+        return []
+    rows = glance[glance["leading_flagged"].fillna(False).astype(bool)]
+    rows = rows.drop_duplicates("layer") if "layer" in rows else rows
+    if rows.empty:
+        return []
+    parts = []
+    for k in range(LEADING_LAST + 1):
+        layers = rows.loc[rows[f"leading_t{k}"].abs() > LEADING_T, "layer"]
+        if len(layers):
+            parts.append(f"position {k} ({_layers(list(layers))})")
+    suggested = int(rows["suggested_first_position"].max())
+    return [
+        "A leading position stands off the line through the later positions (|t| > "
+        f"{LEADING_T:g}, cluster-robust): {'; '.join(parts)}. Such a position (a second "
+        f"sink, say) pulls the fits; first_position={suggested} leaves it out."
+    ]
+
+
 def _warning_texts(value: object) -> list[str]:
     """A glance ``warnings`` cell (messages joined by '; ', or empty) as texts."""
     if not isinstance(value, str):
@@ -334,7 +358,8 @@ def trend_finding(
         The significance level, on Holm-adjusted p-values.
 
     {returns_finding}, and warnings (fits that did not
-        converge or warned).
+        converge or warned, and leading positions that stand off the rest, with the
+        ``first_position`` that leaves them out: ``models.leading``).
 
     Examples
     --------
@@ -369,7 +394,7 @@ def trend_finding(
         f"After Holm correction across layers (alpha = {alpha:g}), the slope is "
         "significantly " + "; ".join(clauses) + "."
     ]
-    warnings = _fit_warnings(trend, glance, fit="position_trend")
+    warnings = _fit_warnings(trend, glance, fit="position_trend") + _leading_warning(glance)
     headline = _trend_headline(trend, numbers, alpha=alpha)
     aggregate = trend.loc[trend["method"] == "aggregate", "n_obs"]
     if len(aggregate):

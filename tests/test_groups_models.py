@@ -13,7 +13,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from attnmag import extract, models
-from attnmag.models.tidy import GLANCE_COLUMNS, TIDY_COLUMNS
+from attnmag.models.tidy import GLANCE_COLUMNS, LEADING_GLANCE_COLUMNS, TIDY_COLUMNS
 from tests.simulate import simulated_frame
 
 ALONE = ["fit", "method", "layer", "term", "estimate", "std_error", "df", "n_obs", "n_groups"]
@@ -88,7 +88,11 @@ def test_a_frame_without_a_model_column_gives_the_plain_tables(parts):
     frame = parts["deep"]
     table = models.position_trend(frame, method="ols").tidy
     assert list(table.columns) == TIDY_COLUMNS
-    assert list(models.glance(table).columns) == GLANCE_COLUMNS
+    assert list(models.glance(table).columns) == [
+        *GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *GLANCE_COLUMNS[-2:],
+    ]
     one = models.fit(frame.assign(model="deep"), "log_norm ~ position").tidy
     plain = models.fit(frame, "log_norm ~ position").tidy
     pd.testing.assert_frame_equal(one.drop(columns="model"), plain)

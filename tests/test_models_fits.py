@@ -13,7 +13,12 @@ from scipy import stats
 
 from attnmag import models
 from attnmag.errors import AttnmagError
-from attnmag.models.tidy import GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS, TIDY_COLUMNS
+from attnmag.models.tidy import (
+    GLANCE_COLUMNS,
+    LEADING_GLANCE_COLUMNS,
+    MIXED_GLANCE_COLUMNS,
+    TIDY_COLUMNS,
+)
 from tests.simulate import simulated_frame
 
 
@@ -176,7 +181,11 @@ def test_row_selection_rules(frame):
 def test_glance_rows_columns_and_round_trip(frame, tmp_path):
     trend = models.position_trend(frame, method="ols").tidy
     summary = models.glance(trend)
-    assert list(summary.columns) == GLANCE_COLUMNS
+    assert list(summary.columns) == [
+        *GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *GLANCE_COLUMNS[-2:],
+    ]
     assert summary.layer.tolist() == [0, 1, 2]
     assert ((summary.r2 > 0) & (summary.r2 < 1) & (summary.seconds > 0)).all()
     rows, x = _trend_rows(frame, 1)
@@ -188,7 +197,11 @@ def test_glance_rows_columns_and_round_trip(frame, tmp_path):
         models.glance(pd.read_parquet(tmp_path / "trend.parquet")), summary
     )
     mixed = models.position_trend(frame, method="mixed", layers=[0], n_jobs=1).tidy
-    assert list(models.glance(mixed).columns) == MIXED_GLANCE_COLUMNS
+    assert list(models.glance(mixed).columns) == [
+        *MIXED_GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *MIXED_GLANCE_COLUMNS[-2:],
+    ]
     with pytest.raises(AttnmagError, match="carry no glance rows"):
         models.glance(pd.DataFrame(trend))
 

@@ -132,7 +132,7 @@ def test_missing_values_drop_their_rows(frame):
 
 def test_named_fits_are_formula_fits(frame):
     """position_trend's ols table is fit()'s on its formula, but for the fit's name."""
-    trend = models.position_trend(frame, method="ols").tidy
+    trend = models.position_trend(frame, method="ols", cov_type="cluster").tidy
     fits = models.fit(frame, "log_norm ~ position")
     pd.testing.assert_frame_equal(
         fits.tidy.drop(columns="fit"), trend.drop(columns="fit"), rtol=1e-12

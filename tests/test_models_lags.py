@@ -21,7 +21,11 @@ import statsmodels.formula.api as smf
 
 from attnmag import models
 from attnmag.errors import AttnmagError
-from attnmag.models.tidy import GMM_GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS
+from attnmag.models.tidy import (
+    GMM_GLANCE_COLUMNS,
+    LEADING_GLANCE_COLUMNS,
+    MIXED_GLANCE_COLUMNS,
+)
 from tests.simulate_lags import dynamic_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,7 +84,11 @@ def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame)
     assert (lengths < 5).any()
     assert (summary.n_groups == (lengths >= 5).sum()).all()
     assert (summary.n_obs == (lengths[lengths >= 5] - 4).sum()).all()
-    assert list(summary.columns) == GMM_GLANCE_COLUMNS
+    assert list(summary.columns) == [
+        *GMM_GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *GMM_GLANCE_COLUMNS[-2:],
+    ]
     assert summary.hansen_df.eq(3).all() and summary.n_instruments.eq(6).all()
     assert summary[["hansen_p", "ar2_p"]].apply(lambda p: p.between(0, 1)).all().all()
     assert table.term.tolist() == ["lag1", "lag2", "position"] * 2
@@ -88,7 +96,11 @@ def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame)
 
 def test_glance_of_initial_conditions_is_a_mixed_glance(frame):
     table = models.lag_effects(frame, layers=[0], n_jobs=1).tidy
-    assert list(models.glance(table).columns) == MIXED_GLANCE_COLUMNS
+    assert list(models.glance(table).columns) == [
+        *MIXED_GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *MIXED_GLANCE_COLUMNS[-2:],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -96,6 +108,8 @@ def test_glance_of_initial_conditions_is_a_mixed_glance(frame):
     [
         (lambda f: models.lag_effects(f, method="gmm", cov_type="model"), "needs a mixed method"),
         (lambda f: models.lag_effects(f, method="ols", cov_type="model"), "needs a mixed method"),
+        (lambda f: models.lag_effects(f, method="gmm", cov_type="cr2"), "'cr2' needs one of"),
+        (lambda f: models.position_trend(f, method="aggregate", cov_type="cr2"), "'cr2' needs"),
         (lambda f: models.lag_effects(f, cov_type="hc3"), "cov_type must be one of"),
         (lambda f: models.position_trend(f, cov_type="hc3"), "cov_type must be one of"),
         (lambda f: models.lag_effects(f, method="mixed"), "has no method 'mixed'"),
