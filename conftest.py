@@ -1,4 +1,5 @@
-"""Runs the code blocks of README.md and docs/*.md as tests (sybil).
+"""Runs the code blocks of README.md and docs/*.md as tests (sybil), and sets up the
+docstring examples of the package (pytest's ``--doctest-modules``).
 
 Every ``python`` block runs, and every ``sh``/``bash`` block runs in bash, unless a
 ``<!-- skip: next "why" -->`` comment before it says why it cannot run here (a long run, the
@@ -8,8 +9,16 @@ already holds ``model`` and ``tokenizer`` (a tiny random 12-layer GPT-2 with GPT
 tokenizer), ``other_model`` and ``other_tokenizer`` (a tiny random Llama), ``texts`` (16
 bundled snippets with their label), and ``frame``, ``trend`` and ``lags`` measured and
 fitted from them, which the later blocks use.
+
+The docstring examples run in a fresh temporary folder each, with the same names and
+``np``, ``pd``, ``torch``, ``Path``, ``fits`` (``models.fit`` of ``log_norm ~ position`` on
+``frame``), ``tables`` (``models.fit_all`` of ``frame``, the ``ols`` methods) and ``shards``
+(a shard folder of 8 snippets, layers 0-2, on the tiny GPT-2) in their namespace.
+The package folders are collected under the names they import as (``extract/norms.py`` is
+``attnmag.extract.norms``), so each module is imported once.
 """
 
+import importlib
 import importlib.util
 import os
 import shutil
@@ -24,10 +33,19 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import pytest  # noqa: E402
 from sybil import Sybil  # noqa: E402
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser  # noqa: E402
 
 ROOT = Path(__file__).parent
+#: The package's folders, by the name each imports as.
+PACKAGES = {
+    "attnmag": "attnmag",
+    "extract": "attnmag.extract",
+    "models": "attnmag.models",
+    "reports": "attnmag.reports",
+}
+collect_ignore = ["docs/conf.py"]
 
 
 @cache
@@ -78,6 +96,23 @@ def _measured() -> tuple:
     return texts, frame, trend, lags
 
 
+@cache
+def _fitted() -> tuple:
+    """A formula's fits and ``fit_all``'s ``ols`` tables of the tiny GPT-2's frame, and a
+    shard folder of 8 snippets."""
+    from attnmag import extract, models
+
+    model, tokenizer = _tiny_gpt2()
+    texts, frame, _, _ = _measured()
+    fits = models.fit(frame, "log_norm ~ position", n_jobs=1)
+    tables = models.fit_all(frame, trend_methods=["ols"], lag_methods=["ols"], n_jobs=1)
+    shards = Path(tempfile.mkdtemp(prefix="attnmag-doctest-shards-")) / "norms"
+    extract.write_shards(
+        model, tokenizer, texts.select(range(8)), shards, layers=[0, 1, 2], shard_texts=4, progress=False
+    )
+    return fits, tables, shards
+
+
 def _setup(namespace: dict) -> None:
     from attnmag import extract, models, reports
 
@@ -121,7 +156,50 @@ def _run_shell(example) -> None:
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
 
 
-pytest_collect_file = Sybil(
+@pytest.fixture(autouse=True)
+def _doctest_names(request: pytest.FixtureRequest) -> None:
+    """A docstring example runs in a fresh temporary folder with the names listed above."""
+    if Path(request.node.path).relative_to(ROOT).parts[0] not in PACKAGES:
+        return
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from attnmag import extract, models, reports
+
+    model, tokenizer = _tiny_gpt2()
+    texts, frame, _, _ = _measured()
+    fits, tables, shards = _fitted()
+    request.getfixturevalue("doctest_namespace").update(
+        np=np,
+        pd=pd,
+        torch=torch,
+        Path=Path,
+        extract=extract,
+        models=models,
+        reports=reports,
+        model=model,
+        tokenizer=tokenizer,
+        texts=texts,
+        frame=frame.copy(),
+        fits=fits,
+        tables=tables,
+        shards=shards,
+    )
+    request.getfixturevalue("monkeypatch").chdir(request.getfixturevalue("tmp_path"))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    """A package module's doctests import it by its package name (see the module docstring)."""
+    parts = file_path.relative_to(ROOT).parts
+    if file_path.suffix == ".py" and file_path.name != "__main__.py" and parts[0] in PACKAGES:
+        name = ".".join([PACKAGES[parts[0]], *parts[1:]]).removesuffix(".py")
+        module = importlib.import_module(name.removesuffix(".__init__"))
+        sys.modules.setdefault(".".join(parts).removesuffix(".py"), module)
+    return sybil_collect_file(file_path, parent)
+
+
+sybil_collect_file = Sybil(
     parsers=[
         PythonCodeBlockParser(),
         CodeBlockParser(language="sh", evaluator=_run_shell),
