@@ -180,6 +180,8 @@ def _doctest_names(request: pytest.FixtureRequest) -> None:
         reports=reports,
         model=model,
         tokenizer=tokenizer,
+        other_model=_tiny_llama()[0],
+        other_tokenizer=_tiny_llama()[1],
         texts=texts,
         frame=frame.copy(),
         fits=fits,

@@ -172,7 +172,11 @@ def unknown_files(folder: Path) -> list[str]:
 
     Examples
     --------
-    >>> unknown_files(Path("out"))  # doctest: +SKIP
+    >>> with replacing(Path("out"), force=False, kind="tables") as folder:
+    ...     _ = (folder / "t.csv").write_text("a,b")
+    >>> _ = Path("out/notes.txt").write_text("mine")
+    >>> Path("out/sub").mkdir()
+    >>> unknown_files(Path("out"))
     ['notes.txt', 'sub/']
     """
     record = read_marker(folder)

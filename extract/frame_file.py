@@ -81,7 +81,9 @@ def read_frame_file(path: Path) -> pd.DataFrame:
 
     Examples
     --------
-    >>> frame = read_frame_file(Path("out/norms.parquet"))  # doctest: +SKIP
+    >>> frame.to_parquet("norms.parquet")
+    >>> read_frame_file(Path("norms.parquet")).shape == frame.shape
+    True
     """
     with path.open("rb") as handle:
         if handle.read(4) != b"PAR1":

@@ -9,8 +9,11 @@ column of strings become categoricals, the class names as categories; a column o
 with missing values (None, NaN, a csv's blank cells) becomes float64 with NaN; other columns
 keep their values and dtype.
 
->>> frame = attention_norms(model, tokenizer, texts, keep=["label"])  # doctest: +SKIP
->>> frame.groupby("label", observed=True)["log_norm"].mean()  # doctest: +SKIP
+>>> frame = extract.attention_norms(model, tokenizer, texts, keep=["label"], progress=False)
+>>> frame["label"].cat.categories.tolist()
+['rotten', 'fresh']
+>>> frame.groupby("label", observed=True)["log_norm"].mean().index.tolist()
+['rotten', 'fresh']
 """
 
 from __future__ import annotations

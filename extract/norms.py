@@ -196,9 +196,9 @@ def prepare_run(
 
     Examples
     --------
-    >>> run = prepare_run(model, ["a text"], batch_size=64, layers=[0, 2])  # doctest: +SKIP
-    >>> run.layers, run.max_length  # doctest: +SKIP
-    ([0, 2], 1024)
+    >>> run = prepare_run(model, ["a text"], batch_size=64, layers=[0, 2])
+    >>> run.layers, run.max_length
+    ([0, 2], 128)
     """
     check_count("batch_size", batch_size)
     check_count("max_tokens", max_tokens, optional=True)
@@ -620,8 +620,15 @@ def attention_norms(
 
     Examples
     --------
-    >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0])  # doctest: +SKIP
-    >>> by_head = attention_norms(model, tokenizer, ["Hello."], heads=True)  # doctest: +SKIP
+    >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0], progress=False)
+    >>> frame[["sequence", "layer", "position", "token"]]
+       sequence  layer  position   token
+    0         0      0         0   Hello
+    1         0      0         1   there
+    2         0      0         2       .
+    >>> by_head = attention_norms(model, tokenizer, ["Hello."], heads=True, progress=False)
+    >>> sorted(by_head["head"].unique().tolist())
+    [-1, 0, 1, 2, 3]
     """
     return _norms_frame(
         model,
@@ -683,8 +690,8 @@ def update_norms(
 
     Examples
     --------
-    >>> frame = update_norms(model, tokenizer, ["Hi."], sites=("attn", "resid"))  # doctest: +SKIP
-    >>> sorted(frame["site"].cat.categories)  # doctest: +SKIP
+    >>> frame = update_norms(model, tokenizer, ["Hi."], sites=("attn", "resid"), progress=False)
+    >>> sorted(frame["site"].cat.categories)
     ['attn', 'resid']
     """
     return _norms_frame(
