@@ -108,7 +108,13 @@ def _fitted() -> tuple:
     tables = models.fit_all(frame, trend_methods=["ols"], lag_methods=["ols"], n_jobs=1)
     shards = Path(tempfile.mkdtemp(prefix="attnmag-doctest-shards-")) / "norms"
     extract.write_shards(
-        model, tokenizer, texts.select(range(8)), shards, layers=[0, 1, 2], shard_texts=4, progress=False
+        model,
+        tokenizer,
+        texts.select(range(8)),
+        shards,
+        layers=[0, 1, 2],
+        shard_texts=4,
+        progress=False,
     )
     return fits, tables, shards
 

@@ -138,8 +138,9 @@ class NormRecorder:
     >>> blocks = model.transformer.h[:2]
     >>> probes = [Probe(block.attn, row=i, measure=update_norm) for i, block in enumerate(blocks)]
     >>> ids = torch.tensor([[464, 3807, 318, 922, 13]])
+    >>> forward = lambda: model.transformer(input_ids=ids)  # noqa: E731
     >>> with torch.inference_mode(), NormRecorder(probes, stop=probes[-1]) as recorder:
-    ...     norms = recorder.run(lambda: model.transformer(input_ids=ids), shape=(1, 5), device="cpu")
+    ...     norms = recorder.run(forward, shape=(1, 5), device="cpu")
     >>> norms.shape, norms.dtype
     (torch.Size([2, 1, 5]), torch.float32)
     """
