@@ -169,9 +169,14 @@ def position_trend(
 
     Examples
     --------
-    >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
-    >>> glance(trend)  # doctest: +SKIP
-    >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
+    >>> trend = position_trend(frame, method="mixed", layers=[0, 5], n_jobs=1)
+    >>> models.glance(trend)[["layer", "n_groups", "converged"]]
+       layer  n_groups  converged
+    0      0        16       True
+    1      5        16       True
+    >>> trend = position_trend(shards, method="mixed", n_jobs=1)
+    >>> models.glance(trend)["layer"].tolist()
+    [0, 1, 2]
     """
     request = trend_request(
         method=method,
@@ -248,10 +253,15 @@ def lag_effects(
         The tidy table; ``glance(table)`` gives each fit's details, including the rows
         (``n_obs``) and texts (``n_groups``) it used.
 
-    >>> lags = lag_effects(frame)  # doctest: +SKIP
-    >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
-    >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
-    >>> lags = lag_effects("norms/")  # doctest: +SKIP
+    >>> lags = lag_effects(frame, n_jobs=1)
+    >>> models.glance(lags)["method"].unique().tolist()
+    ['initial_conditions']
+    >>> check = lag_effects(frame, method="gmm", n_jobs=1)
+    >>> models.glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]].shape
+    (12, 4)
+    >>> lags = lag_effects(shards, n_jobs=1)
+    >>> models.glance(lags)["layer"].tolist()
+    [0, 1, 2]
     """
     request = lag_request(
         method=method,
@@ -356,8 +366,11 @@ def fit_requests(
     the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
     ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive.
 
-    >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]  # doctest: +SKIP
-    >>> trend, lags = fit_requests(source, asked, n_jobs=None, progress=False)  # doctest: +SKIP
+    >>> from attnmag.models.source import open_source
+    >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]
+    >>> trend, lags = fit_requests(open_source(frame), asked, n_jobs=1, progress=False)
+    >>> len(models.glance(trend)), len(models.glance(lags))
+    (12, 12)
     """
     found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
     with source.connected(n_jobs) as connection:

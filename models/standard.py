@@ -72,9 +72,14 @@ def fit_all(
 
     Examples
     --------
-    >>> tables = fit_all(frame, lag_methods=["gmm"], conf_level=0.9)  # doctest: +SKIP
-    >>> tables["glance"][["method", "layer", "hansen_p"]]  # doctest: +SKIP
-    >>> tables = fit_all("norms/")  # doctest: +SKIP
+    >>> tables = fit_all(frame, trend_methods=["ols"], lag_methods=["gmm"], conf_level=0.9)
+    >>> sorted(tables)
+    ['glance', 'lag_effects', 'position_trend']
+    >>> tables["glance"][["method", "layer", "hansen_p"]].shape
+    (24, 3)
+    >>> tables = fit_all(shards, trend_methods=["aggregate"], lag_methods=["ols"], n_jobs=1)
+    >>> tables["position_trend"]["layer"].unique().tolist()
+    [0, 1, 2]
     """
     n_threads(n_jobs)
     methods = {
@@ -141,8 +146,13 @@ def read_fits(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
     Examples
     --------
-    >>> tables = read_fits("tables/")  # doctest: +SKIP
-    >>> glance(tables["lag_effects"])  # doctest: +SKIP
+    >>> from attnmag.cli import main
+    >>> main(["fit", str(shards), "--out", "tables", "--methods", "ols", "--lag-methods", "ols"])
+    tables
+    0
+    >>> tables = read_fits("tables/")
+    >>> sorted(tables), glance(tables["lag_effects"])["layer"].tolist()
+    (['glance', 'lag_effects', 'position_trend'], [0, 1, 2])
     """
     path = Path(folder)
     missing = [f"{name}.csv" for name in TABLES[:2] if not (path / f"{name}.csv").is_file()]

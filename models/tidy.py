@@ -340,8 +340,9 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
     pandas.DataFrame
         The glance rows of the fits still present in ``table``.
 
-    >>> trend = position_trend(frame)  # doctest: +SKIP
-    >>> glance(trend)[["layer", "r2", "sigma", "seconds"]]  # doctest: +SKIP
+    >>> trend = models.position_trend(frame, n_jobs=1)
+    >>> glance(trend)[["layer", "r2", "sigma", "seconds"]].shape
+    (12, 4)
     """
     if isinstance(table, Fits):
         return table.glance
