@@ -453,8 +453,14 @@ def mixed_fit(
     sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
     the maximum: the ``Fit``'s ``result`` calls it, except at a boundary maximum (noted).
 
-    >>> fit = mixed_fit(design, np.ones(1), ["intercept", "position"], 40,
-    ...                 cov_type="cluster")  # doctest: +SKIP
+    >>> import statsmodels.formula.api as smf
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> terms = term_names(mixedlm.exog_names)
+    >>> fit = mixed_fit(design, np.ones(1), terms, 16, cov_type="cluster")
+    >>> fit.estimate.size, fit.df
+    (2, 15.0)
     """
     cov_rel, converged, notes = reml_maximum(design)
     point = design.gls(cov_rel)

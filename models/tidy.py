@@ -144,8 +144,13 @@ def fitted_rows(
     """``run()``, one group's fit, timed with its warnings captured -> its table rows,
     glance record and ``Fit``.
 
-    >>> rows, record, result = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
-    ...                                    groups={"layer": 0})  # doctest: +SKIP
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> layer0 = frame.query("layer == 0 and position >= 1")
+    >>> run = lambda: fit_mixed(layer0, "log_norm ~ position")  # noqa: E731
+    >>> rows, record, result = fitted_rows(run, fit="f", method="mixed", conf_level=0.95,
+    ...                                    groups={"layer": 0})
+    >>> len(rows), record["n_groups"], record["layer"]
+    (2, 16, 0)
     """
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
