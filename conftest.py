@@ -13,7 +13,9 @@ fitted from them, which the later blocks use.
 The docstring examples run in a fresh temporary folder each, with the same names and
 ``np``, ``pd``, ``torch``, ``Path``, ``fits`` (``models.fit`` of ``log_norm ~ position`` on
 ``frame``), ``tables`` (``models.fit_all`` of ``frame``, the ``ols`` methods) and ``shards``
-(a shard folder of 8 snippets, layers 0-2, on the tiny GPT-2) in their namespace.
+(a shard folder of 8 snippets, layers 0-2, on the tiny GPT-2), and frames of 8 snippets
+``heads`` (``heads=True``, layers 0-3), ``sites`` (attn, mlp, resid) and ``both`` (the tiny
+GPT-2 and Llama combined), and ``plt`` (pyplot, its figures closed after each example).
 The package folders are collected under the names they import as (``extract/norms.py`` is
 ``attnmag.extract.norms``), so each module is imported once.
 """
@@ -25,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -119,6 +122,30 @@ def _fitted() -> tuple:
     return fits, tables, shards
 
 
+@cache
+def _grouped() -> dict:
+    """Grouped frames of 8 snippets: by head (layers 0-3), by site, and of two models."""
+    from attnmag import extract
+
+    (model, tokenizer), (llama, _) = _tiny_gpt2(), _tiny_llama()
+    texts = _measured()[0].select(range(8))
+    frame = extract.attention_norms(model, tokenizer, texts, progress=False)
+    return {
+        "heads": extract.attention_norms(
+            model, tokenizer, texts, layers=range(4), heads=True, progress=False
+        ),
+        "sites": extract.update_norms(
+            model, tokenizer, texts, sites=("attn", "mlp", "resid"), progress=False
+        ),
+        "both": extract.combine(
+            {
+                "gpt2-tiny": frame,
+                "llama-tiny": extract.attention_norms(llama, tokenizer, texts, progress=False),
+            }
+        ),
+    }
+
+
 def _setup(namespace: dict) -> None:
     from attnmag import extract, models, reports
 
@@ -163,10 +190,12 @@ def _run_shell(example) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _doctest_names(request: pytest.FixtureRequest) -> None:
+def _doctest_names(request: pytest.FixtureRequest) -> Iterator[None]:
     """A docstring example runs in a fresh temporary folder with the names listed above."""
     if Path(request.node.path).relative_to(ROOT).parts[0] not in PACKAGES:
+        yield
         return
+    import matplotlib.pyplot as plt
     import numpy as np
     import pandas as pd
     import torch
@@ -174,11 +203,14 @@ def _doctest_names(request: pytest.FixtureRequest) -> None:
     from attnmag import extract, models, reports
 
     model, tokenizer = _tiny_gpt2()
+    other_model, other_tokenizer = _tiny_llama()
     texts, frame, _, _ = _measured()
     fits, tables, shards = _fitted()
     request.getfixturevalue("doctest_namespace").update(
+        {name: grouped.copy() for name, grouped in _grouped().items()},
         np=np,
         pd=pd,
+        plt=plt,
         torch=torch,
         Path=Path,
         extract=extract,
@@ -186,8 +218,8 @@ def _doctest_names(request: pytest.FixtureRequest) -> None:
         reports=reports,
         model=model,
         tokenizer=tokenizer,
-        other_model=_tiny_llama()[0],
-        other_tokenizer=_tiny_llama()[1],
+        other_model=other_model,
+        other_tokenizer=other_tokenizer,
         texts=texts,
         frame=frame.copy(),
         fits=fits,
@@ -195,6 +227,8 @@ def _doctest_names(request: pytest.FixtureRequest) -> None:
         shards=shards,
     )
     request.getfixturevalue("monkeypatch").chdir(request.getfixturevalue("tmp_path"))
+    yield
+    plt.close("all")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
