@@ -61,6 +61,7 @@ from benchmarks.common import (
     bundled_or_gpt2,
     emit,
     run_worker,
+    save_results,
     table,
     timed,
     warm_up,
@@ -542,11 +543,13 @@ def summarise(
             }
         )
     tokens = next(iter(runs.values()))[0]["tokens"]
-    return (
-        f"\n{model}: {args.texts} texts, {tokens} tokens; time: "
-        + (f"{args.repeats} repeats in one process" if args.repeats else "the fresh processes")
-        + f"; memory: {args.memory_repeats} fresh process(es) per method\n{table(rows)}"
+    timing = f"{args.repeats} repeats in one process" if args.repeats else "the fresh processes"
+    note = (
+        f"{model}: {args.texts} texts, {tokens} tokens; time: {timing}; "
+        f"memory: {args.memory_repeats} fresh process(es) per method"
     )
+    save_results(f"extract-{model}", rows, notes=[note])
+    return f"\n{note}\n{table(rows)}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from attnmag import extract, models
+from benchmarks.common import save_results
 from tests.simulate import simulated_frame
 
 FITS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -266,12 +267,12 @@ def main() -> None:
         table["sequences"] / previous["sequences"]
     )
     print(f"median seconds over {args.repeats} repeat(s), all layers per fit")
-    print(
-        table.sort_values(["model", "method", "n_jobs", "sequences"]).to_string(
-            index=False, float_format=lambda x: f"{x:.3g}"
-        )
-    )
+    table = table.sort_values(["model", "method", "n_jobs", "sequences"])
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"load average {os.getloadavg()[0]:.2f}")
+    shown = table.map(lambda x: f"{x:.3g}" if isinstance(x, float) else x).replace("nan", "–")
+    notes = [f"median of {args.repeats} repeat(s); every fit runs all {args.layers} layers"]
+    save_results("fit", shown.to_dict("records"), notes=notes)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import emit, run_worker, table
+from benchmarks.common import emit, run_worker, save_results, table
 
 #: Each case: a function of the stages, ``data`` (the folder's path or its frame) and ``out``
 #: (a folder to write into).
@@ -112,6 +112,7 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(table(results))
+    save_results("folder", results, notes=["one fresh process per case and input"])
 
 
 if __name__ == "__main__":

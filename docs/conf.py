@@ -1,8 +1,12 @@
 """Sphinx configuration of attnmag's documentation (built by ``make docs``, warnings as errors)."""
 
 import os
+import sys
+from pathlib import Path
 
 from attnmag import __version__
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -14,12 +18,17 @@ copyright = "2026, attnmag developers"
 release = __version__
 version = __version__
 
+# Formulas: MathJax from its CDN (Sphinx's default), as pandas, statsmodels and seaborn do. The
+# build only writes the script tag, so it needs no network; offline, a reader sees the TeX.
+# imgmath would need a LaTeX installation, and a copy of MathJax several megabytes in the
+# repository.
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
     "numpydoc",
     "myst_nb",
+    "benchmark_results",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
