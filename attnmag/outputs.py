@@ -457,6 +457,12 @@ def clean_leftovers(out: Path) -> None:
     ----------
     out : Path
         An output folder (present or not).
+
+    Examples
+    --------
+    >>> clean_leftovers(Path("out"))  # nothing was interrupted: nothing to tidy
+    >>> sorted(Path(".").iterdir())
+    []
     """
     parent = out.parent
     if not parent.is_dir():

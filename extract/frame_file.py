@@ -48,6 +48,12 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
         A tidy frame.
     path : str or Path
         The file.
+
+    Examples
+    --------
+    >>> write_frame(frame, "norms.parquet")
+    >>> read_frame_file(Path("norms.parquet")).attrs == frame.attrs
+    True
     """
     frame.to_parquet(path, write_page_checksum=True)
 

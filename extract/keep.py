@@ -44,6 +44,14 @@ def check_keep(texts: object, keep: Sequence[str] | str, taken: Sequence[str]) -
     -------
     list of str
         The names; anything else is an ``AttnmagError``.
+
+    Examples
+    --------
+    >>> check_keep(texts, "label", taken=["sequence", "layer"])
+    ['label']
+    >>> check_keep(texts, ["stars"], taken=["sequence", "layer"])
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...stars...
     """
     names = [keep] if isinstance(keep, str) else list(keep)
     if not names:
@@ -78,6 +86,12 @@ def kept_columns(texts: object, names: Sequence[str], sequence: np.ndarray) -> d
     -------
     dict
         ``{name: values}``.
+
+    Examples
+    --------
+    >>> kept = kept_columns(texts, ["label"], np.array([0, 0, 1]))
+    >>> list(kept), len(kept["label"])
+    (['label'], 3)
     """
     out = {}
     for name in names:

@@ -321,6 +321,12 @@ def encode(tokenizer: object, texts: Sequence[str], *, max_length: int | None) -
     Encoded
         The token ids of the non-blank texts with their corpus indices; blank texts are
         skipped, and both skipped and truncated texts are counted.
+
+    Examples
+    --------
+    >>> encoded = encode(tokenizer, ["A fine film.", "", "Dull."], max_length=None)
+    >>> encoded.sequences, encoded.token_ids, encoded.skipped_empty
+    ([0, 2], [[32, 3734, 2646, 13], [35, 724, 13]], 1)
     """
     keep = [i for i, text in enumerate(texts) if text.strip()]
     ids = tokenizer([texts[i] for i in keep], verbose=False)["input_ids"] if keep else []
