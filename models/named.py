@@ -283,7 +283,14 @@ def trend_request(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
 ) -> Request:
-    """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
+    """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``.
+
+    Examples
+    --------
+    >>> request = trend_request(method="mixed", max_position=20)
+    >>> request.fit, request.method, request.first, request.last
+    ('position_trend', 'mixed', 1, 20)
+    """
     check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
@@ -324,7 +331,14 @@ def lag_request(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
 ) -> Request:
-    """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``."""
+    """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``.
+
+    Examples
+    --------
+    >>> request = lag_request(method="gmm")
+    >>> request.fit, request.method, request.terms
+    ('lag_effects', 'gmm', ('lag1', 'lag2', 'position'))
+    """
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
     check_first_position(first_position)
     first = first_position

@@ -36,7 +36,15 @@ def _ols_stats(result: RegressionResults) -> dict[str, float]:
 
 
 def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Fit:
-    """A statsmodels OLS result -> a ``Fit`` with inference on ``df`` degrees of freedom."""
+    """A statsmodels OLS result -> a ``Fit`` with inference on ``df`` degrees of freedom.
+
+    Examples
+    --------
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> fit = statsmodels_fit(cluster_ols_result(rows, "log_norm ~ position"), df=15, n_groups=16)
+    >>> fit.estimate.index[-1], fit.df, fit.n_groups
+    ('position', 15, 16)
+    """
     names = term_names(result.model.exog_names)
     return Fit(
         estimate=pd.Series(np.asarray(result.params), index=names),
@@ -55,7 +63,21 @@ def ols_fit(
     """OLS of the design's fixed effects from per-sequence cross products, CR1 by sequence
     with t on G - 1 df, and statsmodels' OLS glance fields (log-likelihood, AIC, BIC on
     ``k_fe`` parameters; R2 centred where the design holds a constant, ``centred``). The
-    design's first random effect is the intercept, so its column sums y."""
+    design's first random effect is the intercept, so its column sums y.
+
+    Examples
+    --------
+    >>> import statsmodels.formula.api as smf
+    >>> from attnmag.models.mixed import GroupedDesign
+    >>> from attnmag.models.tidy import term_names
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> fit = ols_fit(design, term_names(mixedlm.exog_names), 16)
+    >>> reference = cluster_ols_result(rows, "log_norm ~ position")
+    >>> bool(np.allclose(fit.std_error.to_numpy(), reference.bse.to_numpy()))
+    True
+    """
     zero = np.zeros((design.k_re, design.k_re))
     point = design.gls(zero)
     covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
@@ -96,6 +118,13 @@ def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
     -------
     statsmodels.regression.linear_model.RegressionResults
         The fitted result.
+
+    Examples
+    --------
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> result = cluster_ols_result(rows, "log_norm ~ position")
+    >>> result.cov_type, result.df_resid_inference
+    ('cluster', 15)
     """
     groups = pd.factorize(data["sequence"])[0]
     return smf.ols(formula, data).fit(

@@ -227,6 +227,14 @@ def tidy_rows(
 
     ``fit`` names the fit (``position_trend``, ``lag_effects``, a formula); ``groups`` are the
     group's values by grouping column, e.g. ``layer=5`` (or ``model="gpt2"``).
+
+    Examples
+    --------
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> fitted = fit_mixed(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
+    >>> rows = tidy_rows(fitted, fit="position_trend", method="mixed", conf_level=0.95, layer=0)
+    >>> rows.columns.tolist()[:6]
+    ['fit', 'method', 'layer', 'term', 'estimate', 'std_error']
     """
     estimate = fitted.estimate.to_numpy(np.float64)
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
@@ -276,6 +284,16 @@ def glance_row(
 
     ``fit`` names the fit; ``groups`` are the group's values by grouping column, e.g.
     ``layer=5``.
+
+    Examples
+    --------
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> fitted = fit_mixed(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
+    >>> record = glance_row(
+    ...     fitted, fit="position_trend", method="mixed", seconds=0.1, warnings=[], layer=0
+    ... )
+    >>> record["layer"], record["n_groups"], record["converged"]
+    (0, 16, True)
     """
     row: dict[str, object] = {
         "fit": fit,
@@ -301,6 +319,17 @@ def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object
     """Stack per-group rows, add Holm-adjusted p-values per (fit, method, term) across groups.
 
     Rows whose p-value is missing (a failed fit) are left out of the adjustment.
+
+    Examples
+    --------
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> parts = [fit_mixed(frame.query(f"layer == {k} and position >= 1"), "log_norm ~ position")
+    ...          for k in (0, 1)]
+    >>> rows = [tidy_rows(part, fit="f", method="mixed", conf_level=0.95, layer=k)
+    ...         for k, part in enumerate(parts)]
+    >>> table = build_table(rows, [])
+    >>> len(table), "p_adjusted" in table.columns
+    (4, True)
     """
     table = pd.concat(rows, ignore_index=True)
     table["p_adjusted"] = np.nan
