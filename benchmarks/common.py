@@ -7,9 +7,8 @@ Holds:
   JSON it prints last (so each measurement has its own, clean memory);
 - ``emit``: what a worker prints for ``run_worker`` to read;
 - ``table``: rows of dicts -> an aligned text table;
-- ``save_results``: a run's table, with the command that produced it, the machine and its
-  load, written to ``benchmarks/results/<name>.json``, which the documentation's benchmark
-  pages render as tables (``docs/_ext/benchmark_results.py``);
+- ``write_results``: a benchmark's table as a Markdown results file, with the command that
+  gave it and the load it ran under, for the documentation's benchmark pages to include;
 - ``bundled_or_gpt2``: the benchmarks' models: the bundled SmolLM2, or a randomly
   initialised GPT-2 with the real GPT-2 tokenizer (``gpt2_tokenizer``): of GPT-2 small's
   size, or ``gpt2-wide``, many heads on a narrow stream (12 layers, 16 heads, ``n_embd``
@@ -24,22 +23,18 @@ import gc
 import importlib.util
 import json
 import os
-import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
 RESULT = "BENCHMARK-RESULT "
-#: Where each benchmark run leaves its table for the documentation.
-RESULTS = Path(__file__).parent / "results"
 MODELS = ("smollm2", "gpt2-small")
 #: Every model ``bundled_or_gpt2`` builds: ``MODELS`` and the rows-heavy ``gpt2-wide``.
 KNOWN_MODELS = (*MODELS, "gpt2-wide")
@@ -109,26 +104,29 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def save_results(name: str, rows: list[dict], *, notes: Sequence[str] = ()) -> Path:
-    """Write ``rows`` (dicts sharing their keys, values as they are to be shown) to
-    ``RESULTS/<name>.json`` with the command that gave them (``python -m`` and this process's
-    arguments), the date, the machine (CPUs, platform) and the load average at the end."""
-    module = getattr(sys.modules["__main__"].__spec__, "name", Path(sys.argv[0]).stem)
-    command = " ".join(["python -m", module, *sys.argv[1:]])
-    record = {
-        "command": command,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{len(os.sched_getaffinity(0))} CPU cores, {platform.platform(terse=True)}",
-        "load_average": round(os.getloadavg()[0], 2),
-        "notes": list(notes),
-        "columns": list(rows[0]),
-        "rows": [[row[column] for column in rows[0]] for row in rows],
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"results written to {path}", flush=True)
-    return path
+def write_results(
+    path: Path, command: str, argv: list[str] | None, rows: list[dict], notes: list[str] = ()
+) -> None:
+    """Write ``rows`` as a Markdown table to ``path``, under the command that gave them
+    (``command`` and ``argv``, ``--results`` left out), the date and the load average, with
+    ``notes`` (lines of text) after it."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--results" in words:
+        at = words.index("--results")
+        del words[at : at + 2]
+    headers = list(rows[0])
+    lines = [
+        f"`{' '.join([command, *map(shlex.quote, words)])}` ({time.strftime('%Y-%m-%d')}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end):",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+        *("| " + " | ".join(str(row[h]) for h in headers) + " |" for row in rows),
+    ]
+    if notes:
+        lines += ["", *notes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def gpt2_tokenizer() -> object:

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import save_results, table
+from benchmarks.common import table
 
 STAGE = re.compile(r"^(?P<stage>[a-z][^:\n]*?): (?P<seconds>\d+(?:\.\d+)?) s\b", re.MULTILINE)
 #: The long-context case: texts of at most this many words, this many of them.
@@ -97,7 +97,7 @@ def ratios(run: dict[str, float]) -> dict[str, float]:
 
 def summarise(runs: list[dict[str, float]]) -> str:
     """Median seconds per stage (in the order first reported) and their share of the total,
-    then the median of each run's ratios (the table also saved as the ``end_to_end`` results)."""
+    then the median of each run's ratios."""
     total = statistics.median(r["total"] for r in runs)
     stages = [s for s in runs[0] if s != "total"]
     medians = {s: statistics.median(r.get(s, 0.0) for r in runs) for s in stages}
@@ -128,7 +128,6 @@ def summarise(runs: list[dict[str, float]]) -> str:
         for name, _ in RATIOS
         if all(name in e for e in each)
     ]
-    save_results("end_to_end", rows, notes=[f"{len(runs)} runs; " + "; ".join(lines) + "."])
     return "\n".join([table(rows), *lines])
 
 

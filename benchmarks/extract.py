@@ -61,7 +61,6 @@ from benchmarks.common import (
     bundled_or_gpt2,
     emit,
     run_worker,
-    save_results,
     table,
     timed,
     warm_up,
@@ -543,13 +542,11 @@ def summarise(
             }
         )
     tokens = next(iter(runs.values()))[0]["tokens"]
-    timing = f"{args.repeats} repeats in one process" if args.repeats else "the fresh processes"
-    note = (
-        f"{model}: {args.texts} texts, {tokens} tokens; time: {timing}; "
-        f"memory: {args.memory_repeats} fresh process(es) per method"
+    return (
+        f"\n{model}: {args.texts} texts, {tokens} tokens; time: "
+        + (f"{args.repeats} repeats in one process" if args.repeats else "the fresh processes")
+        + f"; memory: {args.memory_repeats} fresh process(es) per method\n{table(rows)}"
     )
-    save_results(f"extract-{model}", rows, notes=[note])
-    return f"\n{note}\n{table(rows)}"
 
 
 def main(argv: list[str] | None = None) -> None:

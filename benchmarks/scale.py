@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-from benchmarks.common import PeakRSS, emit, run_worker, save_results, table
+from benchmarks.common import PeakRSS, emit, run_worker, table
 
 LAYERS = 12
 #: Texts' lengths are uniform on this range times their mean length (200 tokens by default).
@@ -224,7 +224,6 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(table(results))
-    save_results("scale", results, notes=["One fresh process per fit."])
 
 
 if __name__ == "__main__":

@@ -1,12 +1,8 @@
 """Sphinx configuration of attnmag's documentation (built by ``make docs``, warnings as errors)."""
 
 import os
-import sys
-from pathlib import Path
 
 from attnmag import __version__
-
-sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -28,11 +24,11 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "myst_nb",
-    "benchmark_results",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
-exclude_patterns = ["_build", "conftest.py", "Thumbs.db", ".DS_Store"]
+# results/: the benchmarks' results files, included by the benchmark pages.
+exclude_patterns = ["_build", "results", "conftest.py", "Thumbs.db", ".DS_Store"]
 
 # MyST: $...$ maths, and anchors for headings down to level 4 so pages can link to sections.
 myst_enable_extensions = ["dollarmath", "colon_fence"]
