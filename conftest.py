@@ -10,7 +10,8 @@ tokenizer), ``other_model`` and ``other_tokenizer`` (a tiny random Llama), ``tex
 bundled snippets with their label), and ``frame``, ``trend`` and ``lags`` measured and
 fitted from them, which the later blocks use.
 
-The docstring examples run in a fresh temporary folder each, with the same names and
+The docstring examples run in a fresh temporary folder each, with the stages, ``model``,
+``tokenizer``, ``other_model``, ``other_tokenizer``, ``texts`` and ``frame`` as above, and
 ``np``, ``pd``, ``torch``, ``Path``, ``fits`` (``models.fit`` of ``log_norm ~ position`` on
 ``frame``), ``tables`` (``models.fit_all`` of ``frame``, the ``ols`` methods) and ``shards``
 (a shard folder of 8 snippets, layers 0-2, on the tiny GPT-2), and frames of 8 snippets
