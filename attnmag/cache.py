@@ -51,6 +51,11 @@ def cache_dir() -> Path:
     -------
     Path
         The folder (not created here).
+
+    Examples
+    --------
+    >>> cache_dir().name
+    'attnmag'
     """
     return Path(user_cache_dir("attnmag"))
 
@@ -69,6 +74,12 @@ def entry(gguf: Path, root: Path | None = None) -> Path:
     -------
     Path
         ``root/models/<stem>-<first 16 hex digits of the sha256>`` (not created here).
+
+    Examples
+    --------
+    >>> _ = Path("tiny.gguf").write_bytes(b"GGUF")
+    >>> entry(Path("tiny.gguf"), root=Path("cache"))
+    PosixPath('cache/models/tiny-...')
     """
     with gguf.open("rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
@@ -89,6 +100,12 @@ def building(folder: Path) -> Iterator[None]:
     -------
     context manager
         The lock, held for the block.
+
+    Examples
+    --------
+    >>> with building(Path("cache/models/tiny-0123")):
+    ...     sorted(path.name for path in Path("cache/models").iterdir())
+    ['tiny-0123.lock']
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(folder.with_name(folder.name + LOCK_SUFFIX)):
@@ -116,6 +133,11 @@ def entries(root: Path | None = None) -> list[Entry]:
     -------
     list of Entry
         One per folder holding ``COMPLETE``.
+
+    Examples
+    --------
+    >>> entries(Path("an-empty-cache"))
+    []
     """
     models = (root or cache_dir()) / MODELS
     found = []
@@ -143,6 +165,11 @@ def clear(root: Path | None = None) -> list[Entry]:
     -------
     list of Entry
         The entries deleted.
+
+    Examples
+    --------
+    >>> clear(Path("an-empty-cache"))
+    []
     """
     removed = entries(root)
     for item in removed:

@@ -491,7 +491,8 @@ def model_names(sources: Sequence[str | None]) -> list[str]:
 
     Examples
     --------
-    >>> model_names([None, "models/gpt2-tiny", "gpt2"])
+    >>> _ = Path("gpt2-tiny.gguf").write_bytes(b"GGUF")
+    >>> model_names([None, "gpt2-tiny.gguf", "gpt2"])
     ['SmolLM2-135M-Instruct', 'gpt2-tiny', 'gpt2']
     """
     names = [
@@ -951,7 +952,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Examples
     --------
-    >>> main(["extract", "--limit", "16", "--out", "norms/"])  # doctest: +SKIP
+    >>> main(["fit", str(shards), "--out", "tables", "--methods", "ols", "--lag-methods", "ols"])
+    tables
     0
     """
     debug = False

@@ -62,8 +62,9 @@ def connect(
 
     Examples
     --------
-    >>> with connect(1) as connection:  # doctest: +SKIP
-    ...     connection.sql("SELECT 42").fetchall()
+    >>> with connect(1) as connection:
+    ...     connection.sql("SELECT current_setting('threads')").fetchall()
+    [(1,)]
     """
     threads = n_threads(n_jobs)
     spill = tempfile.mkdtemp(prefix="attnmag-duckdb-")

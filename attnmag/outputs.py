@@ -80,6 +80,12 @@ def file_record(path: Path) -> dict:
     -------
     dict
         ``size`` (bytes) and ``sha256`` (hex digest).
+
+    Examples
+    --------
+    >>> _ = Path("t.csv").write_text("a,b")
+    >>> file_record(Path("t.csv"))
+    {'size': 3, 'sha256': '...'}
     """
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -116,6 +122,15 @@ def mark(folder: Path, kind: str, *, run: str | None = None) -> str:
     -------
     str
         The run id.
+
+    Examples
+    --------
+    >>> Path("tables").mkdir()
+    >>> _ = Path("tables/t.csv").write_text("a,b")
+    >>> len(mark(Path("tables"), "tables"))
+    32
+    >>> sorted(read_marker(Path("tables"))["files"])
+    ['t.csv']
     """
     run = run or uuid.uuid4().hex
     files = {rel: file_record(path) for rel, path, plain in _entries(folder) if plain}
@@ -137,6 +152,15 @@ def read_marker(folder: Path) -> dict | None:
     dict or None
         ``attnmag`` (the kind), ``run`` (the run id) and ``files`` (relative path -> size and
         sha256).
+
+    Examples
+    --------
+    >>> Path("tables").mkdir()
+    >>> read_marker(Path("tables")) is None
+    True
+    >>> run = mark(Path("tables"), "tables")
+    >>> read_marker(Path("tables"))["attnmag"]
+    'tables'
     """
     try:
         record = json.loads((folder / MARKER).read_text())
@@ -172,7 +196,11 @@ def unknown_files(folder: Path) -> list[str]:
 
     Examples
     --------
-    >>> unknown_files(Path("out"))  # doctest: +SKIP
+    >>> with replacing(Path("out"), force=False, kind="tables") as folder:
+    ...     _ = (folder / "t.csv").write_text("a,b")
+    >>> _ = Path("out/notes.txt").write_text("mine")
+    >>> Path("out/sub").mkdir()
+    >>> unknown_files(Path("out"))
     ['notes.txt', 'sub/']
     """
     record = read_marker(folder)
@@ -429,6 +457,12 @@ def clean_leftovers(out: Path) -> None:
     ----------
     out : Path
         An output folder (present or not).
+
+    Examples
+    --------
+    >>> clean_leftovers(Path("out"))  # nothing was interrupted: nothing to tidy
+    >>> sorted(Path(".").iterdir())
+    []
     """
     parent = out.parent
     if not parent.is_dir():

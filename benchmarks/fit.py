@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.fit --sizes 1066 --repeats 1         # a quick run
     .venv/bin/python -m benchmarks.fit --frame out/norms.parquet        # a saved frame
     .venv/bin/python -m benchmarks.fit --against d5902b1                # now against a commit
+    .venv/bin/python -m benchmarks.fit --results docs/results/fit.md    # for the docs
 
 Frames are simulated (``tests/simulate.py``): 30 layers, 10-40 tokens per sequence
 (about 25), a random intercept per sequence and lag effects. Every method of each model
@@ -17,7 +18,8 @@ per 1,000 sequences and the exponent b of time ~ size**b against the previous si
 fit, and ``models.fit_all`` of all the methods timed, runs with ``n_jobs=1`` and with every
 ``--n-jobs`` value (DuckDB's threads). ``--frame`` times the fits on a saved frame
 (``attnmag run``'s ``norms.parquet``) instead of simulated ones. The 1-minute load average
-is printed at the start and the end.
+is printed at the start and the end. ``--results FILE`` also writes the table to a Markdown
+file, which the documentation's benchmark page includes.
 
 ``--against REVISION`` times ``models.fit_all`` with its defaults, as ``attnmag run`` calls
 it, on one in-memory frame (``--against-texts`` texts of 10-56 tokens, ``--against-layers``
@@ -48,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from attnmag import extract, models
+from benchmarks.common import write_results
 from tests.simulate import simulated_frame
 
 FITS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -71,6 +74,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--against-layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layers", type=int, default=30)
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -271,12 +275,15 @@ def main() -> None:
         table["sequences"] / previous["sequences"]
     )
     print(f"median seconds over {args.repeats} repeat(s), all layers per fit")
-    print(
-        table.sort_values(["model", "method", "n_jobs", "sequences"]).to_string(
-            index=False, float_format=lambda x: f"{x:.3g}"
-        )
-    )
+    table = table.sort_values(["model", "method", "n_jobs", "sequences"])
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"load average {os.getloadavg()[0]:.2f}")
+    if args.results:
+        shown = table.map(lambda x: "–" if x != x else f"{x:.3g}" if isinstance(x, float) else x)
+        notes = [f"Median of {args.repeats} repeat(s); every fit runs all {args.layers} layers."]
+        write_results(
+            args.results, "python -m benchmarks.fit", None, shown.to_dict("records"), notes
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.folder                                # 1M and 10M rows
     .venv/bin/python -m benchmarks.folder --rows 1000000 --cases fit_all write_report
+    .venv/bin/python -m benchmarks.folder --results docs/results/folder.md  # for the docs
 
 For each size it writes a synthetic folder (``benchmarks.scale.write_folder``: 12 layers,
 texts of 50-350 tokens, shards of about 2.5M rows) in a process of its own, then runs each
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import emit, run_worker, table
+from benchmarks.common import emit, run_worker, table, write_results
 
 #: Each case: a function of the stages, ``data`` (the folder's path or its frame) and ``out``
 #: (a folder to write into).
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--sources", nargs="+", default=["folder", "frame"])
     parser.add_argument("--dir", type=Path, default=None, help="where to write the folders")
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -112,6 +114,8 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(table(results))
+    if args.results:
+        write_results(args.results, "python -m benchmarks.folder", None, results)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ copyright = "2026, attnmag developers"
 release = __version__
 version = __version__
 
+# Formulas: MathJax from its CDN (Sphinx's default), as pandas, statsmodels and seaborn do. The
+# build only writes the script tag, so it needs no network; offline, a reader sees the TeX.
+# imgmath would need a LaTeX installation, and a copy of MathJax several megabytes in the
+# repository.
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",

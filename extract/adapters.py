@@ -101,6 +101,11 @@ def adapter_for(model: nn.Module) -> Adapter:
     -------
     Adapter
         Its family's adapter; an unknown family is an ``AttnmagError`` naming those known.
+
+    Examples
+    --------
+    >>> adapter_for(model).blocks
+    'h'
     """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in ADAPTERS:
@@ -123,6 +128,11 @@ def base_model(model: nn.Module) -> nn.Module:
     -------
     torch.nn.Module
         ``model.base_model``, or ``model`` itself.
+
+    Examples
+    --------
+    >>> type(base_model(model)).__name__
+    'GPT2Model'
     """
     return getattr(model, "base_model", model)
 
@@ -145,6 +155,11 @@ def blocks(model: nn.Module) -> nn.ModuleList:
     -------
     torch.nn.ModuleList
         Its blocks, first to last.
+
+    Examples
+    --------
+    >>> len(blocks(model)), len(blocks(other_model))
+    (12, 3)
     """
     return _submodule(base_model(model), adapter_for(model).blocks)
 
@@ -173,6 +188,12 @@ def attention_modules(model: nn.Module, layers: list[int]) -> dict[int, nn.Modul
     -------
     dict of int to torch.nn.Module
         Per layer, the module to hook.
+
+    Examples
+    --------
+    >>> modules = attention_modules(model, [0, 2])
+    >>> sorted(modules), type(modules[0]).__name__
+    ([0, 2], 'GPT2Attention')
     """
     return site_modules(model, layers, "attn")
 
@@ -195,6 +216,11 @@ def site_modules(model: nn.Module, layers: list[int], site: str) -> dict[int, nn
     -------
     dict of int to torch.nn.Module
         Per layer, the module to hook.
+
+    Examples
+    --------
+    >>> type(site_modules(model, [0], "mlp")[0]).__name__
+    'GPT2MLP'
     """
     adapter = adapter_for(model)
     chosen = _chosen_blocks(model, layers)
@@ -219,6 +245,11 @@ def output_projection(model: nn.Module, layer: int) -> nn.Module:
     -------
     torch.nn.Module
         The projection.
+
+    Examples
+    --------
+    >>> output_projection(model, 0) is model.transformer.h[0].attn.c_proj
+    True
     """
     return _submodule(_chosen_blocks(model, [layer])[layer], adapter_for(model).projection)
 
@@ -238,6 +269,11 @@ def post_norm(model: nn.Module, layer: int) -> nn.Module | None:
     -------
     torch.nn.Module or None
         The norm, where the family has one.
+
+    Examples
+    --------
+    >>> post_norm(model, 0) is None
+    True
     """
     name = adapter_for(model).post_norm
     return None if name is None else _submodule(_chosen_blocks(model, [layer])[layer], name)

@@ -57,9 +57,12 @@ def combine(
 
     Examples
     --------
-    >>> both = combine({"SmolLM2-135M": frame_a, "gpt2-tiny": frame_b})  # doctest: +SKIP
-    >>> list(both["model"].cat.categories)  # doctest: +SKIP
-    ['SmolLM2-135M', 'gpt2-tiny']
+    >>> llama = extract.attention_norms(other_model, other_tokenizer, texts, progress=False)
+    >>> both = combine({"gpt2-tiny": frame.drop(columns="label"), "llama-tiny": llama})
+    >>> list(both["model"].cat.categories)
+    ['gpt2-tiny', 'llama-tiny']
+    >>> both.groupby("model", observed=True)["layer"].nunique().tolist()
+    [12, 3]
     """
     names = _checked(frames)
     groups = group_columns(frames[names[0]])

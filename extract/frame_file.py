@@ -48,6 +48,12 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
         A tidy frame.
     path : str or Path
         The file.
+
+    Examples
+    --------
+    >>> write_frame(frame, "norms.parquet")
+    >>> read_frame_file(Path("norms.parquet")).attrs == frame.attrs
+    True
     """
     frame.to_parquet(path, write_page_checksum=True)
 
@@ -81,7 +87,9 @@ def read_frame_file(path: Path) -> pd.DataFrame:
 
     Examples
     --------
-    >>> frame = read_frame_file(Path("out/norms.parquet"))  # doctest: +SKIP
+    >>> frame.to_parquet("norms.parquet")
+    >>> read_frame_file(Path("norms.parquet")).shape == frame.shape
+    True
     """
     with path.open("rb") as handle:
         if handle.read(4) != b"PAR1":

@@ -51,6 +51,11 @@ def projection_matrix(projection: nn.Module) -> torch.Tensor:
     -------
     torch.Tensor
         Its weight, ``(inputs, outputs)``.
+
+    Examples
+    --------
+    >>> projection_matrix(model.transformer.h[0].attn.c_proj).shape
+    torch.Size([32, 32])
     """
     weight = projection.weight
     if isinstance(projection, nn.Linear):

@@ -135,8 +135,14 @@ class NormRecorder:
 
     Examples
     --------
-    >>> with NormRecorder(probes, stop=probes[-1]) as recorder:  # doctest: +SKIP
-    ...     norms = recorder.run(lambda: model(input_ids), shape=(1, 5), device="cpu")
+    >>> blocks = model.transformer.h[:2]
+    >>> probes = [Probe(block.attn, row=i, measure=update_norm) for i, block in enumerate(blocks)]
+    >>> ids = torch.tensor([[464, 3807, 318, 922, 13]])
+    >>> forward = lambda: model.transformer(input_ids=ids)  # noqa: E731
+    >>> with torch.inference_mode(), NormRecorder(probes, stop=probes[-1]) as recorder:
+    ...     norms = recorder.run(forward, shape=(1, 5), device="cpu")
+    >>> norms.shape, norms.dtype
+    (torch.Size([2, 1, 5]), torch.float32)
     """
 
     def __init__(self, probes: list[Probe], *, stop: Probe | None = None) -> None:
@@ -225,8 +231,13 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
     Examples
     --------
-    >>> with eval_mode(model):  # doctest: +SKIP
-    ...     base(input_ids=ids)
+    >>> _ = model.train()
+    >>> with eval_mode(model):
+    ...     model.training
+    False
+    >>> model.training
+    True
+    >>> _ = model.eval()
     """
     flags = [(module, module.training) for module in model.modules()]
     try:

@@ -9,8 +9,11 @@ column of strings become categoricals, the class names as categories; a column o
 with missing values (None, NaN, a csv's blank cells) becomes float64 with NaN; other columns
 keep their values and dtype.
 
->>> frame = attention_norms(model, tokenizer, texts, keep=["label"])  # doctest: +SKIP
->>> frame.groupby("label", observed=True)["log_norm"].mean()  # doctest: +SKIP
+>>> frame = extract.attention_norms(model, tokenizer, texts, keep=["label"], progress=False)
+>>> frame["label"].cat.categories.tolist()
+['rotten', 'fresh']
+>>> frame.groupby("label", observed=True)["log_norm"].mean().index.tolist()
+['rotten', 'fresh']
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ def check_keep(texts: object, keep: Sequence[str] | str, taken: Sequence[str]) -
     -------
     list of str
         The names; anything else is an ``AttnmagError``.
+
+    Examples
+    --------
+    >>> check_keep(texts, "label", taken=["sequence", "layer"])
+    ['label']
+    >>> check_keep(texts, ["stars"], taken=["sequence", "layer"])
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...stars...
     """
     names = [keep] if isinstance(keep, str) else list(keep)
     if not names:
@@ -75,6 +86,12 @@ def kept_columns(texts: object, names: Sequence[str], sequence: np.ndarray) -> d
     -------
     dict
         ``{name: values}``.
+
+    Examples
+    --------
+    >>> kept = kept_columns(texts, ["label"], np.array([0, 0, 1]))
+    >>> list(kept), len(kept["label"])
+    (['label'], 3)
     """
     out = {}
     for name in names:

@@ -116,9 +116,9 @@ def check_record(record: object, run_file: Path) -> dict:
 
     Examples
     --------
-    >>> check_record({"arguments": {}}, Path("run.json"))  # doctest: +SKIP
+    >>> check_record({"arguments": {}}, Path("run.json"))
     Traceback (most recent call last):
-    attnmag.errors.AttnmagError: run.json: the record: 'corpus' is a required property; …
+    attnmag.errors.AttnmagError: run.json: ...'corpus' is a required property...
     """
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(record), key=lambda e: [str(p) for p in e.path])

@@ -139,6 +139,11 @@ def context_length(model: nn.Module) -> int | None:
     -------
     int or None
         ``max_position_embeddings``, ``n_positions`` or ``n_ctx``; None where none is set.
+
+    Examples
+    --------
+    >>> context_length(model)
+    128
     """
     config = model.config
     for name in ("max_position_embeddings", "n_positions", "n_ctx"):
@@ -208,9 +213,9 @@ def prepare_run(
 
     Examples
     --------
-    >>> run = prepare_run(model, ["a text"], batch_size=64, layers=[0, 2])  # doctest: +SKIP
-    >>> run.layers, run.max_length  # doctest: +SKIP
-    ([0, 2], 1024)
+    >>> run = prepare_run(model, ["a text"], batch_size=64, layers=[0, 2])
+    >>> run.layers, run.max_length
+    ([0, 2], 128)
     """
     check_count("batch_size", batch_size)
     check_count("max_tokens", max_tokens, optional=True)
@@ -257,6 +262,13 @@ def check_tokenizer(tokenizer: object, label: str = "tokenizer") -> None:
         What was given as the model's tokenizer.
     label : str
         How the message names it.
+
+    Examples
+    --------
+    >>> check_tokenizer(tokenizer)
+    >>> check_tokenizer(None)
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...tokenizer...
     """
     if not callable(tokenizer):
         raise AttnmagError(
@@ -271,7 +283,15 @@ def check_tokenizer(tokenizer: object, label: str = "tokenizer") -> None:
 
 
 def check_count(name: str, value: object, *, optional: bool = False) -> None:
-    """Refuse ``value`` unless it is a whole number of at least 1 (or None where optional)."""
+    """Refuse ``value`` unless it is a whole number of at least 1 (or None where optional).
+
+    Examples
+    --------
+    >>> check_count("batch_size", 64)
+    >>> check_count("batch_size", 0)
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...batch_size...
+    """
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
@@ -313,6 +333,12 @@ def encode(tokenizer: object, texts: Sequence[str], *, max_length: int | None) -
     Encoded
         The token ids of the non-blank texts with their corpus indices; blank texts are
         skipped, and both skipped and truncated texts are counted.
+
+    Examples
+    --------
+    >>> encoded = encode(tokenizer, ["A fine film.", "", "Dull."], max_length=None)
+    >>> encoded.sequences, encoded.token_ids, encoded.skipped_empty
+    ([0, 2], [[32, 3734, 2646, 13], [35, 724, 13]], 1)
     """
     keep = [i for i, text in enumerate(texts) if text.strip()]
     ids = tokenizer([texts[i] for i in keep], verbose=False)["input_ids"] if keep else []
@@ -670,8 +696,15 @@ def attention_norms(
 
     Examples
     --------
-    >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0])  # doctest: +SKIP
-    >>> by_head = attention_norms(model, tokenizer, ["Hello."], heads=True)  # doctest: +SKIP
+    >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0], progress=False)
+    >>> frame[["sequence", "layer", "position", "token"]]
+       sequence  layer  position   token
+    0         0      0         0   Hello
+    1         0      0         1   there
+    2         0      0         2       .
+    >>> by_head = attention_norms(model, tokenizer, ["Hello."], heads=True, progress=False)
+    >>> sorted(by_head["head"].unique().tolist())
+    [-1, 0, 1, 2, 3]
     """
     return norms_frame(
         model,
@@ -739,8 +772,8 @@ def update_norms(
 
     Examples
     --------
-    >>> frame = update_norms(model, tokenizer, ["Hi."], sites=("attn", "resid"))  # doctest: +SKIP
-    >>> sorted(frame["site"].cat.categories)  # doctest: +SKIP
+    >>> frame = update_norms(model, tokenizer, ["Hi."], sites=("attn", "resid"), progress=False)
+    >>> sorted(frame["site"].cat.categories)
     ['attn', 'resid']
     """
     return norms_frame(

@@ -139,6 +139,16 @@ def provenance(
         Model id, revision, family, dtype (and a GGUF's format and quantisation) and
         device, layers, the corpus, counts of texts (measured, skipped empty, truncated) and
         tokens, the maximum length, batch size, seconds and package versions.
+
+    Examples
+    --------
+    >>> from attnmag.extract.norms import encode
+    >>> encoded = encode(tokenizer, ["A fine film."], max_length=None)
+    >>> record = provenance(
+    ...     model, encoded, layers=[0], corpus={"corpus": "mine"}, batch_size=8, seconds=0.1
+    ... )
+    >>> record["corpus"], record["layers"]
+    ('mine', [0])
     """
     config = model.config
     parameter = next(model.parameters())

@@ -41,7 +41,8 @@ def gguf_weights(path: Path) -> dict[str, str]:
 
     Examples
     --------
-    >>> gguf_weights(bundled_gguf())["quantisation"]  # doctest: +SKIP
+    >>> from attnmag.extract.sources import bundled_gguf
+    >>> gguf_weights(bundled_gguf())["quantisation"]
     'Q4_1'
     """
     counts: Counter[str] = Counter()
@@ -71,7 +72,12 @@ def weights_provenance(model: nn.Module) -> dict[str, str]:
 
     Examples
     --------
-    >>> weights_provenance(load_model())["quantisation"]  # doctest: +SKIP
-    'Q4_1'
+    >>> from types import SimpleNamespace
+    >>> marked = SimpleNamespace(config=SimpleNamespace())
+    >>> mark_weights(marked, {"quantisation": "Q4_1"})
+    >>> weights_provenance(marked)
+    {'quantisation': 'Q4_1'}
+    >>> weights_provenance(model)
+    {}
     """
     return dict(getattr(getattr(model, "config", None), CONFIG_KEY, None) or {})

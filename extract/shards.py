@@ -219,8 +219,9 @@ def weights_fingerprint(model: nn.Module) -> str:
 
     Examples
     --------
-    >>> weights_fingerprint(torch.nn.Linear(2, 2))  # doctest: +SKIP
-    '5d0c…'
+    >>> fingerprint = weights_fingerprint(model)
+    >>> len(fingerprint), fingerprint == weights_fingerprint(model)
+    (16, True)
     """
     digest = hashlib.sha256()
     for name, parameter in model.named_parameters():
@@ -358,8 +359,11 @@ def read_manifest(folder: Path) -> dict:
 
     Examples
     --------
-    >>> read_manifest(Path("norms"))["shards"]  # doctest: +SKIP
-    {'shard-00000.parquet': {'rows': 1234, 'start': 0, 'stop': 1024, 'sha256': '…'}}
+    >>> entries = read_manifest(shards)["shards"]
+    >>> sorted(entries)
+    ['shard-00000.parquet', 'shard-00001.parquet']
+    >>> sorted(entries["shard-00000.parquet"])
+    [...'rows', 'sha256', 'start', 'stop'...]
     """
     run_file = folder / RUN_FILE
     if not run_file.is_file():
@@ -746,7 +750,11 @@ def write_shards(
 
     Examples
     --------
-    >>> write_shards(model, tokenizer, texts, "norms/")  # doctest: +SKIP
+    >>> paths = write_shards(model, tokenizer, texts, "norms/", shard_texts=8, progress=False)
+    >>> [path.name for path in paths]
+    ['shard-00000.parquet', 'shard-00001.parquet']
+    >>> read_shards("norms/").shape == frame.drop(columns="label").shape
+    True
     """
     rank, world_size = rank_and_size(rank, world_size)
     check_count("shard_texts", shard_texts)
@@ -911,7 +919,8 @@ def verified_shards(folder: str | Path, *, partial: bool = False) -> list[Path]:
 
     Examples
     --------
-    >>> paths = verified_shards("norms/")  # doctest: +SKIP
+    >>> [path.name for path in verified_shards(shards)]
+    ['shard-00000.parquet', 'shard-00001.parquet']
     """
     paths, record = _listed_shards(Path(folder), partial=partial)
     for path in paths:
@@ -940,8 +949,10 @@ def scan(folder: str | Path) -> duckdb.DuckDBPyRelation:
 
     Examples
     --------
-    >>> rows = scan("norms/")  # doctest: +SKIP
-    >>> layer5 = rows.filter("layer = 5").select("sequence, log_norm").df()  # doctest: +SKIP
+    >>> rows = scan(shards)
+    >>> layer2 = rows.filter("layer = 2").select("sequence, log_norm").df()
+    >>> layer2.columns.tolist(), layer2["sequence"].nunique()
+    (['sequence', 'log_norm'], 8)
     """
     paths = verified_shards(folder)
     return shard_rows(duckdb.connect(), paths)
@@ -972,8 +983,10 @@ def shard_rows(
 
     Examples
     --------
-    >>> import duckdb  # doctest: +SKIP
-    >>> rows = shard_rows(duckdb.connect(), verified_shards("norms/"))  # doctest: +SKIP
+    >>> import duckdb
+    >>> rows = shard_rows(duckdb.connect(), verified_shards(shards))
+    >>> rows.columns == read_shards(shards).columns.tolist()
+    True
     """
     stored = connection.read_parquet([str(path) for path in paths])
     columns = stored.columns
@@ -1062,7 +1075,9 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
 
     Examples
     --------
-    >>> frame = read_shards("norms/")  # doctest: +SKIP
+    >>> stored = read_shards(shards)
+    >>> sorted(stored["layer"].unique().tolist()), stored["sequence"].nunique()
+    ([0, 1, 2], 8)
     """
     paths, record = _listed_shards(Path(folder), partial=partial)
     arguments = record["arguments"]
@@ -1117,7 +1132,11 @@ def read_frame(path: str | Path) -> pd.DataFrame:
 
     Examples
     --------
-    >>> frame = read_frame("norms.parquet")  # doctest: +SKIP
+    >>> frame.to_parquet("norms.parquet")
+    >>> read_frame("norms.parquet").equals(frame)
+    True
+    >>> read_frame(shards).shape == read_shards(shards).shape
+    True
     """
     path = Path(path)
     if not path.exists():

@@ -85,6 +85,11 @@ def n_heads(model: nn.Module) -> int:
     -------
     int
         The heads.
+
+    Examples
+    --------
+    >>> n_heads(model), n_heads(other_model)
+    (4, 4)
     """
     return int(model.config.num_attention_heads)
 
@@ -167,6 +172,12 @@ def plan(model: nn.Module, layers: list[int], sites: tuple[str, ...], heads: boo
     -------
     Plan
         The rows, probes and stopping probe.
+
+    Examples
+    --------
+    >>> measured = plan(model, [0, 1], ("attn", "mlp"), heads=False)
+    >>> len(measured.probes)
+    4
     """
     count = n_heads(model)
     rows = plan_rows(layers, sites, heads, count)

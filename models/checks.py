@@ -42,7 +42,15 @@ CR2_METHODS = MIXED_METHODS | {"ols"}
 def check_options(
     name: str, method: str, methods: tuple[str, ...], conf_level: float, cov_type: str
 ) -> None:
-    """Reject a method not in ``methods``, a level outside (0, 1), or a cov_type it lacks."""
+    """Reject a method not in ``methods``, a level outside (0, 1), or a cov_type it lacks.
+
+    Examples
+    --------
+    >>> check_options("position_trend", "ols", ("aggregate", "ols", "mixed"), 0.95, "cluster")
+    >>> check_options("position_trend", "lstsq", ("aggregate", "ols", "mixed"), 0.95, "cluster")
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...lstsq...
+    """
     if method not in methods:
         raise AttnmagError(f"{name} has no method {method!r}; choose one of {methods}")
     if not 0 < conf_level < 1:
@@ -60,7 +68,15 @@ def check_options(
 
 
 def check_first_position(first_position: int, max_position: int | None = None) -> None:
-    """Reject a first position that is not a whole number from 0 (below ``max_position``)."""
+    """Reject a first position that is not a whole number from 0 (below ``max_position``).
+
+    Examples
+    --------
+    >>> check_first_position(1, 30)
+    >>> check_first_position(30, 30)
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...
+    """
     whole = isinstance(first_position, numbers.Integral) and not isinstance(first_position, bool)
     top = "" if max_position is None else f" to {max_position - 1}"
     if not whole or first_position < 0 or (top and first_position >= max_position):
@@ -93,7 +109,13 @@ def check_size(
 
 
 def not_finite(columns: list[str], first: int) -> AttnmagError:
-    """The error of a missing or infinite value in ``columns`` at positions ``first`` on."""
+    """The error of a missing or infinite value in ``columns`` at positions ``first`` on.
+
+    Examples
+    --------
+    >>> print(not_finite(["lag1"], 1))
+    the frame has missing or infinite values in ['lag1'] at positions 1 and ...
+    """
     return AttnmagError(
         f"the frame has missing or infinite values in {columns} at positions {first} and "
         "beyond (a zero norm, or positions missing from a sequence)"

@@ -139,11 +139,16 @@ def fit(
 
     Examples
     --------
-    >>> fits = models.fit(frame, "log_norm ~ position + C(label)")  # doctest: +SKIP
-    >>> fits.tidy.query("term == 'C(label)[T.rotten]'")  # doctest: +SKIP
-    >>> fits.results[5].summary()  # doctest: +SKIP
-    >>> fits.augment().plot.scatter("fitted", "resid")  # doctest: +SKIP
-    >>> models.fit("norms/", "log_norm ~ position * C(token_id % 2)").tidy  # doctest: +SKIP
+    >>> fits = models.fit(frame, "log_norm ~ position + C(label)", n_jobs=1)
+    >>> fits.tidy.query("layer == 5")["term"].tolist()[1:]
+    ['C(label)[T.fresh]', 'position']
+    >>> fits.results[5].params.size
+    3
+    >>> fits.augment().columns.tolist()
+    [...'fitted', 'resid'...]
+    >>> on_folder = models.fit(shards, "log_norm ~ position * C(token_id % 2)", n_jobs=1)
+    >>> on_folder.tidy["layer"].unique().tolist()
+    [0, 1, 2]
     """
     n_threads(n_jobs)
     check_options("fit", method, FORMULA_METHODS, conf_level, cov_type)

@@ -262,7 +262,14 @@ def _ar2(
 
 
 def gmm_stats(result: GMMResult | None) -> dict[str, float]:
-    """The glance fields of a GMM fit (all NaN for a fit that failed, ``None``)."""
+    """The glance fields of a GMM fit (all NaN for a fit that failed, ``None``).
+
+    Examples
+    --------
+    >>> stats = gmm_stats(None)  # a fit that failed
+    >>> stats["hansen_j"], stats["ar2_p"], all(np.isnan(v) for v in stats.values())
+    (nan, nan, True)
+    """
     keys = ["hansen_j", "hansen_df", "hansen_p", "ar2_statistic", "ar2_p", "n_instruments"]
     base = {"r2": np.nan, "loglik": np.nan, "aic": np.nan, "bic": np.nan, "sigma": np.nan}
     if result is None:

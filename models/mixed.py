@@ -133,8 +133,12 @@ class GLS:
 class GroupedDesign:
     """Per-group cross products of ``[X | Z | y]``: all the GLS algebra needs.
 
-    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)  # doctest: +SKIP
-    >>> design.gls(np.array([[0.5]])).fe_params  # doctest: +SKIP
+    >>> import statsmodels.formula.api as smf
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> design.gls(np.array([[0.5]])).fe_params.shape
+    (2,)
     """
 
     cross: np.ndarray  # (groups, m, m), m = k_fe + k_re + 1
@@ -419,8 +423,12 @@ def fit_mixed(
         from REML's maximum), or is None where that maximum is on the boundary, where
         statsmodels' optimiser does not land (the notes say so).
 
-    >>> fit = fit_mixed(layer_rows, "log_norm ~ position", cov_type="model")  # doctest: +SKIP
-    >>> fit.result().summary()  # doctest: +SKIP
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> fit = fit_mixed(rows, "log_norm ~ position", cov_type="model")
+    >>> fit.estimate.size, fit.n_groups, fit.estimate.index[-1]
+    (2, 16, 'position')
+    >>> type(fit.result()).__name__
+    'MixedLMResultsWrapper'
     """
     if cov_type not in COV_TYPES:
         raise AttnmagError(f"cov_type must be one of {list(COV_TYPES)}, not {cov_type!r}")
@@ -452,8 +460,14 @@ def mixed_fit(
     sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
     the maximum: the ``Estimate``'s ``result`` calls it, except at a boundary maximum (noted).
 
-    >>> fit = mixed_fit(design, np.ones(1), ["Intercept", "position"], 40,
-    ...                 cov_type="cluster")  # doctest: +SKIP
+    >>> import statsmodels.formula.api as smf
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> terms = list(mixedlm.exog_names)
+    >>> fit = mixed_fit(design, np.ones(1), terms, 16, cov_type="cluster")
+    >>> fit.estimate.size, fit.df
+    (2, 15.0)
     """
     cov_rel, converged, notes = reml_maximum(design)
     point = design.gls(cov_rel)
@@ -518,7 +532,10 @@ def mixed_result(
     From the maximum statsmodels' optimiser stops at once or after a few steps: its
     ``fe_params`` equal the reported estimates to rounding.
 
-    >>> mixed_result(rows, "log_norm ~ position", False, cov_rel).summary()  # doctest: +SKIP
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> result = mixed_result(rows, "log_norm ~ position", False, np.array([[0.5]]))
+    >>> result.fe_params.size, result.fe_params.index[-1]
+    (2, 'position')
     """
     model = _mixedlm(data, formula, random_slope)[0]
     with warnings.catch_warnings():
@@ -557,8 +574,14 @@ def cluster_covariance(
     numpy.ndarray
         The (k_fe, k_fe) covariance of the fixed effects.
 
-    >>> point = design.gls(cov_rel)  # doctest: +SKIP
-    >>> cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)  # doctest: +SKIP
+    >>> import statsmodels.formula.api as smf
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> cov_rel = np.array([[0.5]])
+    >>> point = design.gls(cov_rel)
+    >>> cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv).shape
+    (2, 2)
     """
     scores = design.scores(cov_rel, fe_params)
     n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
@@ -571,7 +594,13 @@ def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
     or, where OLS fits the outcome exactly, zero; whether the search converged; the notes
     of the boundary cases (see the module docstring).
 
-    >>> cov_rel, converged, notes = reml_maximum(design)  # doctest: +SKIP
+    >>> import statsmodels.formula.api as smf
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> cov_rel, converged, notes = reml_maximum(design)
+    >>> cov_rel.shape, converged
+    ((1, 1), True)
     """
     zero = np.zeros((design.k_re, design.k_re))
     if _exact(design):

@@ -176,9 +176,14 @@ def position_trend(
 
     Examples
     --------
-    >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
-    >>> trend.glance; trend.results[5].summary()  # doctest: +SKIP
-    >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
+    >>> trend = position_trend(frame, method="mixed", layers=[0, 5], n_jobs=1)
+    >>> models.glance(trend)[["layer", "n_groups", "converged"]]
+       layer  n_groups  converged
+    0      0        16       True
+    1      5        16       True
+    >>> trend = position_trend(shards, method="mixed", n_jobs=1)
+    >>> models.glance(trend)["layer"].tolist()
+    [0, 1, 2]
     """
     request = trend_request(
         method=method,
@@ -259,10 +264,15 @@ def lag_effects(
         diagnostic, ``.results`` statsmodels' fit of a group when asked for (``ols`` under
         CR1, ``initial_conditions``; none for ``gmm``).
 
-    >>> lags = lag_effects(frame)  # doctest: +SKIP
-    >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
-    >>> check.glance[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
-    >>> lags = lag_effects("norms/")  # doctest: +SKIP
+    >>> lags = lag_effects(frame, n_jobs=1)
+    >>> models.glance(lags)["method"].unique().tolist()
+    ['initial_conditions']
+    >>> check = lag_effects(frame, method="gmm", n_jobs=1)
+    >>> models.glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]].shape
+    (12, 4)
+    >>> lags = lag_effects(shards, n_jobs=1)
+    >>> models.glance(lags)["layer"].tolist()
+    [0, 1, 2]
     """
     request = lag_request(
         method=method,
@@ -284,7 +294,14 @@ def trend_request(
     cov_type: str | None = None,
     conf_level: float = CONF_LEVEL,
 ) -> Request:
-    """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
+    """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``.
+
+    Examples
+    --------
+    >>> request = trend_request(method="mixed", max_position=20)
+    >>> request.fit, request.method, request.first, request.last
+    ('position_trend', 'mixed', 1, 20)
+    """
     checked = "cluster" if cov_type is None else cov_type
     check_options("position_trend", method, METHODS["position_trend"], conf_level, checked)
     check_first_position(first_position, max_position)
@@ -325,7 +342,14 @@ def lag_request(
     cov_type: str = "cluster",
     conf_level: float = CONF_LEVEL,
 ) -> Request:
-    """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``."""
+    """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``.
+
+    Examples
+    --------
+    >>> request = lag_request(method="gmm")
+    >>> request.fit, request.method, request.terms
+    ('lag_effects', 'gmm', ('lag1', 'lag2', 'position'))
+    """
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
     check_first_position(first_position)
     if method == "gmm":
@@ -367,8 +391,11 @@ def fit_requests(
     the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
     ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive.
 
-    >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]  # doctest: +SKIP
-    >>> trend, lags = fit_requests(source, asked, n_jobs=None, progress=False)  # doctest: +SKIP
+    >>> from attnmag.models.source import open_source
+    >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]
+    >>> trend, lags = fit_requests(open_source(frame), asked, n_jobs=1, progress=False)
+    >>> len(models.glance(trend)), len(models.glance(lags))
+    (12, 12)
     """
     found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
     with source.connected(n_jobs) as connection:

@@ -38,7 +38,15 @@ def _ols_stats(result: RegressionResults) -> dict[str, float]:
 
 
 def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Estimate:
-    """A statsmodels OLS result -> an ``Estimate`` with inference on ``df`` degrees of freedom."""
+    """A statsmodels OLS result -> an ``Estimate`` with inference on ``df`` degrees of freedom.
+
+    Examples
+    --------
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> fit = statsmodels_fit(cluster_ols_result(rows, "log_norm ~ position"), df=15, n_groups=16)
+    >>> fit.estimate.index[-1], fit.df, fit.n_groups
+    ('position', 15, 16)
+    """
     names = list(result.model.exog_names)
     return Estimate(
         estimate=pd.Series(np.asarray(result.params), index=names),
@@ -63,7 +71,20 @@ def ols_fit(
     with t on G - 1 df (``cov_type="cr2"``: CR2 with Bell-McCaffrey df), and statsmodels'
     OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters; R2 centred where the
     design holds a constant, ``centred``). The design's first random effect is the
-    intercept, so its column sums y."""
+    intercept, so its column sums y.
+
+    Examples
+    --------
+    >>> import statsmodels.formula.api as smf
+    >>> from attnmag.models.mixed import GroupedDesign
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> fit = ols_fit(design, list(mixedlm.exog_names), 16)
+    >>> reference = cluster_ols_result(rows, "log_norm ~ position")
+    >>> bool(np.allclose(fit.std_error.to_numpy(), reference.bse.to_numpy()))
+    True
+    """
     zero = np.zeros((design.k_re, design.k_re))
     point = design.gls(zero)
     df: float | pd.Series = float(n_groups - 1)
@@ -109,6 +130,13 @@ def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
     -------
     statsmodels.regression.linear_model.RegressionResults
         The fitted result.
+
+    Examples
+    --------
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> result = cluster_ols_result(rows, "log_norm ~ position")
+    >>> result.cov_type, result.df_resid_inference
+    ('cluster', 15)
     """
     groups = pd.factorize(data["sequence"])[0]
     return smf.ols(formula, data).fit(

@@ -104,9 +104,14 @@ class Fits:
 
     Examples
     --------
-    >>> fits = models.fit(frame, "log_norm ~ position + C(label)")  # doctest: +SKIP
-    >>> fits.tidy; fits.glance; fits.results[5].summary()  # doctest: +SKIP
-    >>> both = fits + models.fit(frame, "log_norm ~ position", method="mixed")  # doctest: +SKIP
+    >>> fits = models.fit(frame, "log_norm ~ position + C(label)", n_jobs=1)
+    >>> len(fits.tidy), len(fits.glance)
+    (36, 12)
+    >>> type(fits.results[5]).__name__
+    'RegressionResultsWrapper'
+    >>> both = fits + models.fit(frame, "log_norm ~ position", method="mixed", n_jobs=1)
+    >>> both.tidy.groupby("method").size().to_dict()
+    {'mixed': 24, 'ols': 36}
     """
 
     def __init__(self, tidy: pd.DataFrame, parts: Iterable[GroupFit]) -> None:
@@ -132,8 +137,10 @@ class Fits:
             ``fit``, ``method``, the grouping columns, the fitted rows' columns, the
             outcome as the formula names it, ``fitted`` and ``resid``.
 
-        >>> rows = fits.augment()  # doctest: +SKIP
-        >>> rows.plot.scatter("fitted", "resid")  # doctest: +SKIP
+        >>> rows = fits.augment()
+        >>> len(rows) == int(fits.glance["n_obs"].sum())
+        True
+        >>> ax = rows.plot.scatter("fitted", "resid")
         """
         return pd.concat([_augment(part) for part in self._parts], ignore_index=True)
 
@@ -141,7 +148,10 @@ class Fits:
     def concat(cls, fits: Iterable[Fits]) -> Fits:
         """Several ``Fits`` as one: every tidy row, glance row and result kept.
 
-        >>> both = Fits.concat([trend_fits, label_fits])  # doctest: +SKIP
+        >>> label_fits = models.fit(frame, "log_norm ~ position + C(label)", n_jobs=1)
+        >>> both = Fits.concat([fits, label_fits])
+        >>> both.tidy["fit"].nunique(), len(both.glance)
+        (2, 24)
         """
         fits = list(fits)
         if not fits or not all(isinstance(item, Fits) for item in fits):

@@ -73,9 +73,14 @@ def fit_all(
 
     Examples
     --------
-    >>> fits = fit_all(frame, lag_methods=["gmm"], conf_level=0.9)  # doctest: +SKIP
-    >>> fits["lag_effects"].glance[["method", "layer", "hansen_p"]]  # doctest: +SKIP
-    >>> fits = fit_all("norms/")  # doctest: +SKIP
+    >>> fits = fit_all(frame, trend_methods=["ols"], lag_methods=["gmm"], conf_level=0.9)
+    >>> sorted(fits)
+    ['lag_effects', 'position_trend']
+    >>> fits["lag_effects"].glance[["method", "layer", "hansen_p"]].shape
+    (12, 3)
+    >>> fits = fit_all(shards, trend_methods=["aggregate"], lag_methods=["ols"], n_jobs=1)
+    >>> fits["position_trend"].tidy["layer"].unique().tolist()
+    [0, 1, 2]
     """
     n_threads(n_jobs)
     trend = METHODS["position_trend"] if trend_methods is None else trend_methods
@@ -161,8 +166,13 @@ def read_fits(folder: str | os.PathLike) -> dict[str, Fits]:
 
     Examples
     --------
-    >>> fits = read_fits("tables/")  # doctest: +SKIP
-    >>> fits["lag_effects"].glance  # doctest: +SKIP
+    >>> from attnmag.cli import main
+    >>> main(["fit", str(shards), "--out", "tables", "--methods", "ols", "--lag-methods", "ols"])
+    tables
+    0
+    >>> fits = read_fits("tables/")
+    >>> sorted(fits), fits["lag_effects"].glance["layer"].tolist()
+    (['lag_effects', 'position_trend'], [0, 1, 2])
     """
     path = Path(folder)
     missing = [f"{name}.csv" for name in TABLES[:2] if not (path / f"{name}.csv").is_file()]

@@ -123,8 +123,13 @@ def fitted_rows(
     """``run()``, one group's fit, timed with its warnings captured -> its table rows,
     glance record and ``GroupFit`` (``formula`` and ``rows`` for its results and augment).
 
-    >>> table, record, part = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
-    ...     groups={"layer": 0}, formula="y ~ x", rows=read)  # doctest: +SKIP
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> layer0 = frame.query("layer == 0 and position >= 1")
+    >>> run = lambda: fit_mixed(layer0, "log_norm ~ position")  # noqa: E731
+    >>> rows, record, part = fitted_rows(run, fit="f", method="mixed", conf_level=0.95,
+    ...     groups={"layer": 0}, formula="log_norm ~ position", rows=lambda: layer0)
+    >>> len(rows), record["n_groups"], record["layer"]
+    (2, 16, 0)
     """
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -207,6 +212,14 @@ def tidy_rows(
 
     ``fit`` names the fit (``position_trend``, ``lag_effects``, a formula); ``groups`` are the
     group's values by grouping column, e.g. ``layer=5`` (or ``model="gpt2"``).
+
+    Examples
+    --------
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> fitted = fit_mixed(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
+    >>> rows = tidy_rows(fitted, fit="position_trend", method="mixed", conf_level=0.95, layer=0)
+    >>> rows.columns.tolist()[:6]
+    ['fit', 'method', 'layer', 'term', 'estimate', 'std_error']
     """
     estimate = fitted.estimate.to_numpy(np.float64)
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
@@ -257,6 +270,16 @@ def glance_row(
 
     ``fit`` names the fit; ``groups`` are the group's values by grouping column, e.g.
     ``layer=5``.
+
+    Examples
+    --------
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> fitted = fit_mixed(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
+    >>> record = glance_row(
+    ...     fitted, fit="position_trend", method="mixed", seconds=0.1, warnings=[], layer=0
+    ... )
+    >>> record["layer"], record["n_groups"], record["converged"]
+    (0, 16, True)
     """
     row: dict[str, object] = {
         "fit": fit,
@@ -282,6 +305,17 @@ def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object
     """Stack per-group rows, add Holm-adjusted p-values per (fit, method, term) across groups.
 
     Rows whose p-value is missing (a failed fit) are left out of the adjustment.
+
+    Examples
+    --------
+    >>> from attnmag.models.mixed import fit_mixed
+    >>> parts = [fit_mixed(frame.query(f"layer == {k} and position >= 1"), "log_norm ~ position")
+    ...          for k in (0, 1)]
+    >>> rows = [tidy_rows(part, fit="f", method="mixed", conf_level=0.95, layer=k)
+    ...         for k, part in enumerate(parts)]
+    >>> table = build_table(rows, [])
+    >>> len(table), "p_adjusted" in table.columns
+    (4, True)
     """
     table = pd.concat(rows, ignore_index=True)
     table["p_adjusted"] = np.nan
@@ -326,8 +360,9 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
     pandas.DataFrame
         The glance rows of the fits still present in ``table``.
 
-    >>> trend = position_trend(frame)  # doctest: +SKIP
-    >>> glance(trend.tidy.query("layer > 3"))[["layer", "r2", "sigma"]]  # doctest: +SKIP
+    >>> trend = models.position_trend(frame, n_jobs=1)
+    >>> glance(trend)[["layer", "r2", "sigma", "seconds"]].shape
+    (12, 4)
     """
     records = table.glance if isinstance(table, Fits) else table.attrs.get("glance")
     if records is None or not len(records):

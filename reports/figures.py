@@ -110,8 +110,9 @@ class NotebookFigure(Figure):
 
     Examples
     --------
-    >>> fig = plot_layer_norms(frame)  # doctest: +SKIP
-    >>> fig  # the last value of a cell: drawn inline  # doctest: +SKIP
+    >>> fig = plot_layer_norms(frame)
+    >>> fig._repr_png_()[:4]  # what a notebook shows when a cell ends with ``fig``
+    b'\\x89PNG'
     """
 
     def _repr_png_(self) -> bytes:
@@ -145,8 +146,10 @@ def figure_bytes(fig: Figure, *, fmt: str = "png", dpi: int = 110) -> bytes:
 
     Examples
     --------
-    >>> figure_bytes(plot_valid_tokens(frame))[:4]  # doctest: +SKIP
+    >>> figure_bytes(plot_valid_tokens(frame))[:4]
     b'\\x89PNG'
+    >>> figure_bytes(plot_valid_tokens(frame), fmt="svg")[:5]
+    b'<?xml'
     """
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=dpi, metadata={"Software": None} if fmt == "png" else {})
@@ -174,7 +177,9 @@ def plot_valid_tokens(
 
     Examples
     --------
-    >>> plot_valid_tokens(frame)  # doctest: +SKIP
+    >>> fig = plot_valid_tokens(frame)
+    >>> len(fig.axes)
+    2
     """
     hue = hue_column(data, hue, choices=("model",))
     parts = (
@@ -229,7 +234,9 @@ def plot_layer_norms(
 
     Examples
     --------
-    >>> plot_layer_norms(frame, layers=range(0, 30, 2))  # doctest: +SKIP
+    >>> fig = plot_layer_norms(frame, layers=range(0, 12, 2))
+    >>> len(fig.axes)
+    2
     """
     with _style():
         fig = NotebookFigure(figsize=(11, 7.5), layout="constrained")
@@ -290,7 +297,9 @@ def plot_position_norms(
 
     Examples
     --------
-    >>> plot_position_norms(frame, max_position=60)  # doctest: +SKIP
+    >>> fig = plot_position_norms(frame, max_position=20)
+    >>> len(fig.axes)
+    3
     """
     hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     parts = (
@@ -377,7 +386,9 @@ def plot_position_trend(
 
     Examples
     --------
-    >>> plot_position_trend(frame, models.position_trend(frame, method="ols"))  # doctest: +SKIP
+    >>> fig = plot_position_trend(frame, tables["position_trend"])
+    >>> len(fig.axes)
+    4
     """
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
@@ -452,7 +463,9 @@ def plot_trend_coefficients(
 
     Examples
     --------
-    >>> plot_trend_coefficients(models.position_trend(frame))  # doctest: +SKIP
+    >>> fig = plot_trend_coefficients(tables["position_trend"])
+    >>> len(fig.axes)
+    2
     """
     present = ordered_methods(data["method"])
     if methods is None:
@@ -551,7 +564,9 @@ def plot_lag_effects(
 
     Examples
     --------
-    >>> plot_lag_effects(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
+    >>> fig = plot_lag_effects(tables["lag_effects"])
+    >>> len(fig.axes)
+    2
     """
     rows = select_layers(data, layers)
     hue = hue_column(rows, hue, choices=table_hues(rows, hue))
@@ -641,7 +656,10 @@ def plot_heads(
 
     Examples
     --------
-    >>> plot_heads(heads, models.position_trend(heads, method="ols"))  # doctest: +SKIP
+    >>> trend = models.fit_all(heads, trend_methods=["ols"], lag_methods=[])["position_trend"]
+    >>> fig = plot_heads(heads, trend)
+    >>> len(fig.axes)
+    4
     """
     rows = heads_only(data)
     table = heads_only(trend)
@@ -719,7 +737,9 @@ def plot_sites(
 
     Examples
     --------
-    >>> plot_sites(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
+    >>> fig = plot_sites(sites)
+    >>> len(fig.axes)
+    2
     """
     rows = where_in(data, "head", [-1]) if "head" in data.columns else data
     parts = _by_model(rows, layers)
@@ -771,8 +791,10 @@ def plot_models(
 
     Examples
     --------
-    >>> ols, gmm = trend[trend.method == "ols"], lags[lags.method == "gmm"]  # doctest: +SKIP
-    >>> plot_models(both, ols, gmm)  # doctest: +SKIP
+    >>> tables = models.fit_all(both, trend_methods=["ols"], lag_methods=["gmm"], n_jobs=1)
+    >>> fig = plot_models(both, tables["position_trend"], tables["lag_effects"])
+    >>> len(fig.axes)
+    4
     """
     with _style():
         fig = NotebookFigure(figsize=(12, 9), layout="constrained")

@@ -115,8 +115,11 @@ class Folder:
 
     Examples
     --------
-    >>> folder = open_folder("norms/")  # doctest: +SKIP
-    >>> where_in(folder, "layer", [0, 1]).columns  # doctest: +SKIP
+    >>> folder = open_folder(shards)
+    >>> len(folder.shards), folder.texts.tolist()
+    (2, [0, 1, 2, 3, 4, 5, 6, 7])
+    >>> row_count(where_in(folder, "layer", [0, 1])) * 3 == row_count(folder) * 2
+    True
     """
 
     path: Path
@@ -296,7 +299,9 @@ def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.
 
     Examples
     --------
-    >>> run_query(folder.shards, "SELECT count(*) AS n FROM frame")  # doctest: +SKIP
+    >>> counted = run_query(open_folder(shards).shards, "SELECT count(*) AS n FROM frame")
+    >>> counted["n"].tolist() == [len(extract.read_shards(shards))]
+    True
     """
     with connect() as connection:
         shard_rows(connection, shards).create_view("frame")
@@ -329,7 +334,9 @@ def run_by_shard(
 
     Examples
     --------
-    >>> run_by_shard(folder.shards, "SELECT count(*) AS n FROM frame")["n"].sum()  # doctest: +SKIP
+    >>> counts = run_by_shard(open_folder(shards).shards, "SELECT count(*) AS n FROM frame")
+    >>> len(counts), int(counts["n"].sum()) == len(extract.read_shards(shards))
+    (2, True)
     """
     with connect() as connection:
         for name, table in tables.items():
@@ -371,7 +378,9 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
 
     Examples
     --------
-    >>> folder = open_folder("norms/", sample_texts=512)  # doctest: +SKIP
+    >>> folder = open_folder(shards, sample_texts=4)
+    >>> folder.sample_texts, sorted(folder.cells["layer"].unique().tolist())
+    (4, [0, 1, 2])
     """
     if sample_texts < 1:
         raise AttnmagError(f"sample_texts must be 1 or more, not {sample_texts}")
@@ -642,7 +651,11 @@ def sample_rows(
 
     Examples
     --------
-    >>> rows, note = sample_rows(open_folder("norms/"))  # doctest: +SKIP
+    >>> rows, note = sample_rows(open_folder(shards, sample_texts=4))
+    >>> rows["sequence"].nunique(), note
+    (4, 'a seeded sample of 4 of the 8 texts')
+    >>> sample_rows(frame)[1] is None
+    True
     """
     if not isinstance(data, Folder):
         return data, None

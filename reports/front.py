@@ -134,7 +134,9 @@ def key_results(sections: Sequence[Mapping[str, object]], *, several: bool) -> l
 
     Examples
     --------
-    >>> [r["figure"] for r in key_results(sections, several=False)]  # doctest: +SKIP
+    >>> from attnmag.reports.write import drawn_sections
+    >>> sections, _ = drawn_sections(frame, tables, alpha=0.05, max_position=30, conf_level=0.95)
+    >>> [r["figure"] for r in key_results(sections, several=False)]
     ['Figure 2', 'Figure 4', 'Figure 5']
     """
     out = []

@@ -390,8 +390,9 @@ def plot_token_grid(
 
     Examples
     --------
-    >>> fig, ax = plt.subplots()  # doctest: +SKIP
-    >>> plot_token_grid(frame, ax=ax)  # doctest: +SKIP
+    >>> fig, ax = plt.subplots()
+    >>> plot_token_grid(frame, ax=ax) is ax
+    True
     """
     check_one_series(data, ("model",))
     ax = _axes(ax)
@@ -453,7 +454,9 @@ def plot_sequence_lengths(
 
     Examples
     --------
-    >>> plot_sequence_lengths(both, hue="model")  # doctest: +SKIP
+    >>> ax = plot_sequence_lengths(both, hue="model")
+    >>> ax.get_xlabel()
+    'sequence length (real tokens)'
     """
     hue = hue_column(data, hue, choices=("model",))
     ax = _axes(ax)
@@ -528,7 +531,9 @@ def plot_norm_violins(
 
     Examples
     --------
-    >>> plot_norm_violins(frame, layers=[0, 10, 20])  # doctest: +SKIP
+    >>> ax = plot_norm_violins(frame, layers=[0, 5, 10])
+    >>> [label.get_text() for label in ax.get_xticklabels()]
+    ['0', '5', '10']
     """
     hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
@@ -624,7 +629,9 @@ def plot_layer_means(
 
     Examples
     --------
-    >>> plot_layer_means(both, hue="model", conf_level=0.9)  # doctest: +SKIP
+    >>> ax = plot_layer_means(both, hue="model", conf_level=0.9)
+    >>> ax.get_xlabel(), [text.get_text() for text in ax.get_legend().get_texts()]
+    ('layer', ['gpt2-tiny', 'llama-tiny'])
     """
     hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
@@ -711,7 +718,9 @@ def plot_position_heatmap(
 
     Examples
     --------
-    >>> plot_position_heatmap(frame[frame["site"] == "mlp"], max_position=50)  # doctest: +SKIP
+    >>> ax = plot_position_heatmap(sites[sites["site"] == "mlp"], max_position=20)
+    >>> ax.get_xlabel(), ax.get_ylabel()
+    ('position', 'layer')
     """
     check_one_series(data)
     ax = _axes(ax)
@@ -788,7 +797,10 @@ def plot_layer_levels(
 
     Examples
     --------
-    >>> plot_layer_levels(frame, max_position=30)  # doctest: +SKIP
+    >>> ax = plot_layer_levels(frame, max_position=20)
+    >>> print(ax.get_xlabel())
+    mean L2 norm (log scale),
+    95% CI
     """
     check_one_series(data)
     ax = _axes(ax)
@@ -848,7 +860,9 @@ def plot_position_means(
 
     Examples
     --------
-    >>> plot_position_means(sites, hue="site", layers=range(6, 12))  # doctest: +SKIP
+    >>> ax = plot_position_means(sites, hue="site", layers=range(6, 12))
+    >>> ax.get_xlabel()
+    'position'
     """
     hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
@@ -924,7 +938,10 @@ def plot_site_ratios(
 
     Examples
     --------
-    >>> plot_site_ratios(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
+    >>> ax = plot_site_ratios(sites)
+    >>> print(ax.get_ylabel())
+    mean log of the norm over
+    the residual stream's (0: as large)
     """
     check_one_series(data, ("model", "head"))
     ax = _axes(ax)
@@ -991,8 +1008,9 @@ def plot_head_means(
 
     Examples
     --------
-    >>> heads = extract.attention_norms(model, tokenizer, texts, heads=True)  # doctest: +SKIP
-    >>> plot_head_means(heads, layers=range(0, 36, 2))  # doctest: +SKIP
+    >>> ax = plot_head_means(heads, layers=range(0, 4, 2))
+    >>> ax.get_xlabel(), ax.get_ylabel()
+    ('head', 'layer')
     """
     if "head" not in data.columns:
         raise AttnmagError("plot_head_means needs a head column: measure with heads=True")
@@ -1034,7 +1052,10 @@ def plot_head_coefficients(
 
     Examples
     --------
-    >>> plot_head_coefficients(models.position_trend(heads, method="ols"))  # doctest: +SKIP
+    >>> trend = models.fit_all(heads, trend_methods=["ols"], lag_methods=[])["position_trend"]
+    >>> ax = plot_head_coefficients(trend)
+    >>> ax.get_xlabel(), ax.get_ylabel()
+    ('head', 'layer')
     """
     rows = select_layers(data[data["term"] == term], layers)
     if "head" not in rows.columns or rows.empty:
@@ -1153,7 +1174,10 @@ def plot_trend_fits(
 
     Examples
     --------
-    >>> plot_trend_fits(frame, trend, layers=[0, 15, 29], fit_method="ols")  # doctest: +SKIP
+    >>> trend = tables["position_trend"]
+    >>> ax = plot_trend_fits(frame, trend, layers=[0, 5, 11], fit_method="ols")
+    >>> ax.get_xlabel()
+    'position'
     """
     check_one_series(data, ("model",))  # one language model's points and lines
     hue = hue_column(data, hue, choices=("site", "head"))
@@ -1264,7 +1288,10 @@ def plot_coefficients(
 
     Examples
     --------
-    >>> plot_coefficients(trend, term="position", hue="method")  # doctest: +SKIP
+    >>> trend = models.fit_all(frame, trend_methods=["aggregate", "ols"], lag_methods=[])
+    >>> ax = plot_coefficients(trend["position_trend"], term="position", hue="method")
+    >>> ax.get_xlabel(), len(ax.get_legend().get_texts())
+    ('layer', 2)
     """
     rows = select_layers(data[data["term"] == term], layers)
     if rows.empty:

@@ -180,7 +180,8 @@ def select_layers(
 
     Examples
     --------
-    >>> select_layers(frame, range(0, 36, 5))  # doctest: +SKIP
+    >>> select_layers(frame, range(0, 12, 5))["layer"].unique().tolist()
+    [0, 5, 10]
     """
     if layers is None:
         return data
@@ -233,7 +234,9 @@ def mean_ci(
 
     Examples
     --------
-    >>> mean_ci(frame, value="log_norm", by=["layer"])  # doctest: +SKIP
+    >>> cells = mean_ci(frame, value="log_norm", by=["layer"])
+    >>> cells.columns.tolist(), len(cells)
+    (['layer', 'n', 'n_groups', 'mean', 'std_error', 'conf_low', 'conf_high', 'conf_level'], 12)
     """
     keys = [by] if isinstance(by, str) else list(by)
     if isinstance(data, Folder):
@@ -300,7 +303,9 @@ def sequence_lengths(frame: pd.DataFrame | Folder) -> pd.DataFrame:
 
     Examples
     --------
-    >>> sequence_lengths(frame)["length"].median()  # doctest: +SKIP
+    >>> lengths = sequence_lengths(frame)
+    >>> len(lengths), bool((lengths["length"] > 0).all())
+    (16, True)
     """
     keys = [*(["model"] if "model" in frame.columns else []), "sequence"]
     if isinstance(frame, Folder):
@@ -360,8 +365,11 @@ def layer_means(
 
     Examples
     --------
-    >>> means = layer_means(frame, value="norm")  # doctest: +SKIP
-    >>> sns.pointplot(means, x="layer", y="mean")  # doctest: +SKIP
+    >>> import seaborn as sns
+    >>> means = layer_means(frame, value="norm")
+    >>> len(means)
+    12
+    >>> ax = sns.pointplot(means, x="layer", y="mean")
     """
     rows = select_layers(frame, layers)
     rows = positions_between(rows, first=first_position)
@@ -403,8 +411,11 @@ def position_means(
 
     Examples
     --------
-    >>> cells = position_means(frame, layers=[0, 5], max_position=20)  # doctest: +SKIP
-    >>> sns.lineplot(cells, x="position", y="mean", hue="layer")  # doctest: +SKIP
+    >>> import seaborn as sns
+    >>> cells = position_means(frame, layers=[0, 5], max_position=20)
+    >>> cells["layer"].unique().tolist(), int(cells["position"].max()) <= 20
+    ([0, 5], True)
+    >>> ax = sns.lineplot(cells, x="position", y="mean", hue="layer")
     """
     by = [c for c in GROUP_COLUMNS if c in frame.columns]
     out = _position_means(frame, value, by, layers, max_position, conf_level, bin_width)
@@ -449,7 +460,9 @@ def position_means_across_layers(
 
     Examples
     --------
-    >>> position_means_across_layers(frame, layers=range(10, 20))  # doctest: +SKIP
+    >>> cells = position_means_across_layers(frame, layers=range(6, 12))
+    >>> cells.columns.tolist()
+    ['position', 'n', 'n_groups', 'mean', 'std_error', 'conf_low', 'conf_high', 'conf_level']
     """
     return _position_means(
         frame, value, _series(frame), layers, max_position, conf_level, bin_width
@@ -534,8 +547,12 @@ def means_by_position(
 
     Examples
     --------
-    >>> long = means_by_position(frame, value="log_norm", by=["layer"])  # doctest: +SKIP
-    >>> long[["first_position", "last_position"]].drop_duplicates().head(3)  # doctest: +SKIP
+    >>> long = means_by_position(frame, value="log_norm", by=["layer"], bin_width=5)
+    >>> long[["first_position", "last_position"]].drop_duplicates().head(3)
+       first_position  last_position
+    0               0              0
+    1               1              5
+    2               6             10
     """
     by = list(by)
     last = last_position(rows)
@@ -601,8 +618,10 @@ def site_ratios(
 
     Examples
     --------
-    >>> ratios = site_ratios(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
-    >>> np.exp(ratios["mean"])  # geometric mean ratios  # doctest: +SKIP
+    >>> ratios = site_ratios(sites)
+    >>> ratios["site"].unique().tolist()
+    ['attn', 'mlp']
+    >>> geometric = np.exp(ratios["mean"])  # geometric mean ratios
     """
     sites = levels(frame, "site") if "site" in frame.columns else []
     others = [s for s in sites if s != reference]
@@ -674,7 +693,7 @@ def interval_level(table: pd.DataFrame, *, name: str = "table") -> float:
 
     Examples
     --------
-    >>> interval_level(models.position_trend(frame, conf_level=0.8))  # doctest: +SKIP
+    >>> interval_level(models.fit_all(frame, lag_methods=[], conf_level=0.8)["position_trend"])
     0.8
     """
     if "conf_level" not in table.columns:
@@ -757,7 +776,10 @@ def lag_comparison(lags: pd.DataFrame, glance: pd.DataFrame | None = None) -> pd
 
     Examples
     --------
-    >>> lag_comparison(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
+    >>> lags = models.fit_all(frame, trend_methods=[], lag_methods=["initial_conditions", "gmm"])
+    >>> compared = lag_comparison(lags["lag_effects"], lags["glance"])
+    >>> len(compared)
+    12
     """
     keys = ["layer", "method"]
     sizes = lags.drop_duplicates(keys).pivot(

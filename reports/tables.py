@@ -114,8 +114,8 @@ def coefficient_display(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
     Examples
     --------
-    >>> trend = models.position_trend(frame, conf_level=0.9)  # doctest: +SKIP
-    >>> list(coefficient_display(trend)["slope (position)"].columns)[:3]  # doctest: +SKIP
+    >>> trend = models.fit_all(frame, lag_methods=[], trend_methods=["ols"], conf_level=0.9)
+    >>> list(coefficient_display(trend["position_trend"])["slope (position)"].columns)[:3]
     ['layer', 'ols (90% CI)', 'ols Holm p']
     """
     levels = {
@@ -210,7 +210,11 @@ def lag_check_display(compared: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, s
 
     Examples
     --------
-    >>> lag_check_display(lag_comparison(lags, models.glance(lags)))  # doctest: +SKIP
+    >>> from attnmag.reports.summaries import lag_comparison
+    >>> lags = models.fit_all(frame, trend_methods=[], lag_methods=["initial_conditions", "gmm"])
+    >>> table, same = lag_check_display(lag_comparison(lags["lag_effects"], lags["glance"]))
+    >>> len(table), table.columns[0]
+    (12, 'layer')
     """
     out = pd.DataFrame({"layer": compared["layer"].astype(int)})
     default, check = COMPARED
@@ -275,7 +279,8 @@ def glance_display(glance: pd.DataFrame) -> pd.DataFrame:
 
     Examples
     --------
-    >>> glance_display(models.glance(trend))  # doctest: +SKIP
+    >>> glance_display(tables["glance"])["method"].tolist()
+    ['ols', 'ols']
     """
     rows = []
     names = ("position_trend", "lag_effects", *ordered_methods(glance["method"]))

