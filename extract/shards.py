@@ -669,7 +669,11 @@ def write_frames(
 
     Examples
     --------
-    >>> write_frames([frame], "norms/", n_texts=10, shard_texts=10, layers=[0])  # doctest: +SKIP
+    >>> layers = sorted(frame["layer"].unique())
+    >>> stored = frame.drop(columns="label")  # a keep= column, which the manifest names
+    >>> paths = write_frames([stored], "norms/", n_texts=16, shard_texts=16, layers=layers)
+    >>> len(paths), len(read_frame("norms/")) == len(frame)
+    (1, True)
     """
     folder = Path(out_dir)
     arguments = {
@@ -680,7 +684,7 @@ def write_frames(
         "weights": "0" * 16,  # a fingerprint's and a hash's form, as the schema asks
         "n_texts": n_texts,
         "texts": "0" * 64,
-        "layers": list(layers),
+        "layers": [int(layer) for layer in layers],
         "max_length": None,
         "shard_texts": shard_texts,
     }

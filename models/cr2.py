@@ -87,8 +87,16 @@ def cr2_covariance(
     df : numpy.ndarray
         The (k_fe,) Satterthwaite degrees of freedom of each coefficient's t test.
 
-    >>> point = design.gls(cov_rel)  # doctest: +SKIP
-    >>> cr2_covariance(design, cov_rel, point.fe_params, point.xwx_inv)  # doctest: +SKIP
+    >>> import statsmodels.formula.api as smf
+    >>> from attnmag.models.mixed import GroupedDesign
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    >>> zero = np.zeros((1, 1))
+    >>> point = design.gls(zero)
+    >>> covariance, df = cr2_covariance(design, zero, point.fe_params, point.xwx_inv)
+    >>> covariance.shape, df.shape
+    ((2, 2), (2,))
     """
     p, r = design.k_fe, design.k_fe + design.k_re
     cross, bread = design.cross, xwx_inv

@@ -67,8 +67,9 @@ def leading_query(keys: str, first: int, conditions: list[str]) -> str:
 def leading_stats(sums: dict[str, np.ndarray], first: int) -> dict[str, float | bool]:
     """One group's leading-position diagnostic from its per-sequence sums (``leading_query``).
 
-    >>> leading_stats(sums, 1)["suggested_first_position"]  # doctest: +SKIP
-    2.0
+    >>> trend = models.position_trend(frame, method="ols", n_jobs=1)
+    >>> trend.glance[["leading_flagged", "suggested_first_position"]].shape
+    (12, 2)
     """
     out: dict[str, float | bool] = dict.fromkeys(LEADING_GLANCE_COLUMNS[:-2], np.nan)
     checked = [

@@ -665,7 +665,7 @@ def lag_finding(
     Examples
     --------
     >>> lags = models.fit_all(frame, trend_methods=[], lag_methods=["initial_conditions", "gmm"])
-    >>> print(lag_finding(lags["lag_effects"], frame, glance=lags["glance"]).text)
+    >>> print(lag_finding(lags["lag_effects"], frame).text)
     The lag-1 coefficient says how much of a token's log norm carries over to the next token of
     the same text: ... Read initial_conditions: it compares tokens within each text. ...
     """

@@ -205,7 +205,7 @@ def ordered_levels(data: pd.DataFrame | Folder, column: str) -> list:
 
     Examples
     --------
-    >>> ordered_levels(trend, "method")  # doctest: +SKIP
+    >>> ordered_levels(pd.DataFrame({"method": ["mixed", "ols", "aggregate"]}), "method")
     ['aggregate', 'ols', 'mixed']
     """
     if column == "method":
@@ -262,7 +262,7 @@ def hue_column(
 
     Examples
     --------
-    >>> hue_column(frame, None, choices=("site", "head"))  # doctest: +SKIP
+    >>> hue_column(sites, None, choices=("site", "head"))
     'site'
     """
     present = [c for c in choices if c in data.columns]
@@ -294,9 +294,9 @@ def check_one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIE
 
     Examples
     --------
-    >>> check_one_series(both)  # doctest: +SKIP
+    >>> check_one_series(both)
     Traceback (most recent call last):
-    AttnmagError: this plot draws one series, and the data hold several values of ['model']...
+    attnmag.errors.AttnmagError: this plot draws one series, ... ['model']...
     """
     several = [c for c in choices if c in data.columns and len(ordered_levels(data, c)) > 1]
     if several:
@@ -1103,7 +1103,7 @@ def table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
 
     Examples
     --------
-    >>> table_hues(trend, None)  # doctest: +SKIP
+    >>> table_hues(tables["position_trend"], None)
     ('method',)
     """
     return ("method", *(["fit"] if hue == "fit" else []), *_table_series(table))
@@ -1126,7 +1126,9 @@ def matching_rows(table: pd.DataFrame | Folder, frame: pd.DataFrame) -> pd.DataF
 
     Examples
     --------
-    >>> matching_rows(trend, both[both["model"] == "gpt2"])  # doctest: +SKIP
+    >>> table = pd.concat([tables["position_trend"].assign(model=name) for name in ("a", "b")])
+    >>> matching_rows(table, frame.assign(model="a"))["model"].unique().tolist()
+    ['a']
     """
     for column in _table_series(table):
         if column in frame.columns:

@@ -120,8 +120,9 @@ def takes_fits(function: Function) -> Function:
 
     Examples
     --------
-    >>> plot_lag_effects = takes_fits(plot_lag_effects)  # doctest: +SKIP
-    >>> plot_lag_effects(models.lag_effects(frame))  # doctest: +SKIP
+    >>> sizes = takes_fits(lambda table, glance=None: (len(table), len(glance)))
+    >>> sizes(models.lag_effects(frame, n_jobs=1))
+    (72, 12)
     """
     signature = inspect.signature(function)
 
@@ -777,7 +778,7 @@ def lag_comparison(lags: pd.DataFrame, glance: pd.DataFrame | None = None) -> pd
     Examples
     --------
     >>> lags = models.fit_all(frame, trend_methods=[], lag_methods=["initial_conditions", "gmm"])
-    >>> compared = lag_comparison(lags["lag_effects"], lags["glance"])
+    >>> compared = lag_comparison(lags["lag_effects"])
     >>> len(compared)
     12
     """

@@ -212,7 +212,7 @@ def lag_check_display(compared: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, s
     --------
     >>> from attnmag.reports.summaries import lag_comparison
     >>> lags = models.fit_all(frame, trend_methods=[], lag_methods=["initial_conditions", "gmm"])
-    >>> table, same = lag_check_display(lag_comparison(lags["lag_effects"], lags["glance"]))
+    >>> table, same = lag_check_display(lag_comparison(lags["lag_effects"]))
     >>> len(table), table.columns[0]
     (12, 'layer')
     """
