@@ -66,7 +66,7 @@ from attnmag.models.checks import (
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, group_columns, key_of, key_values
-from attnmag.models.mixed import GroupedDesign, mixed_fit
+from attnmag.models.mixed import GroupedDesign, mixed_fit, slope_test
 from attnmag.models.ols import ols_fit, statsmodels_fit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
@@ -327,10 +327,7 @@ def lag_request(
     else:
         terms = ("intercept", "lag1", "lag2", "position", "y1", "y2")
         base = ("lag1", "lag2", "position", "log_norm")
-        fitter = _per_sequence(
-            _initial_conditions_design,
-            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
-        )
+        fitter = _initial_conditions_fitter(terms, cov_type)
     request = Request(
         fit="lag_effects",
         method=method,
@@ -692,17 +689,23 @@ def _base_cross(sums: dict[str, np.ndarray], base: tuple[str, ...]) -> np.ndarra
 
 
 def _mapped(
-    sums: dict[str, np.ndarray], base: tuple[str, ...], mapping: np.ndarray, k_fe: int
+    sums: dict[str, np.ndarray],
+    base: tuple[str, ...],
+    mapping: np.ndarray,
+    k_fe: int,
+    *,
+    ml: bool = False,
 ) -> GroupedDesign:
     """The design whose columns ``[X | Z | y]`` are ``mapping @ [1, *base]`` (a matrix, or
-    one per sequence), with ``k_fe`` fixed effects and ``y`` last."""
+    one per sequence), with ``k_fe`` fixed effects and ``y`` last; fitted by ML where
+    ``ml``, else REML."""
     cross = _base_cross(sums, base)
     if mapping.ndim == 2:
         design = np.einsum("ik,gkl,jl->gij", mapping, cross, mapping)
     else:
         design = np.einsum("gik,gkl,gjl->gij", mapping, cross, mapping)
     k_re = design.shape[1] - k_fe - 1
-    return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re)
+    return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
 
 
 def _selection(*rows: int, width: int) -> np.ndarray:
@@ -733,14 +736,38 @@ def _lag_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]
     return _mapped(sums, ("lag1", "lag2", "log_norm"), mapping, 3), np.ones(1)
 
 
-def _initial_conditions_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]``: ``y1`` and ``y2`` are each
-    text's constants, its first two levels."""
-    mapping = np.broadcast_to(_selection(0, 1, 2, 3, 0, 0, 0, 4, width=5), (len(sums["n"]), 8, 5))
-    mapping = mapping.copy()
+def _initial_conditions_design(sums: dict[str, np.ndarray], *, slope: bool) -> GroupedDesign:
+    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]`` for maximum likelihood: ``y1`` and
+    ``y2`` are each text's constants, its first two levels; with ``slope``, a random slope
+    on lag1 / sd(lag1) besides the intercept (scaled as ``_trend_slope_design`` scales
+    position)."""
+    random = (0, 1) if slope else (0,)
+    rows = _selection(0, 1, 2, 3, 0, 0, *random, 4, width=5)
+    mapping = np.broadcast_to(rows, (len(sums["n"]), *rows.shape)).copy()
     mapping[:, 4, 0], mapping[:, 5, 0] = sums["y1"], sums["y2"]
+    if slope:
+        n, total = sums["n"].sum(), sums[_pair("", "lag1")].sum()
+        spread = np.sqrt((sums[_pair("lag1", "lag1")].sum() - total**2 / n) / (n - 1))
+        mapping[:, 7] /= spread
     base = ("lag1", "lag2", "position", "log_norm")
-    return _mapped(sums, base, mapping, 6), np.ones(1)
+    return _mapped(sums, base, mapping, 6, ml=True)
+
+
+def _initial_conditions_fitter(
+    terms: tuple[str, ...], cov_type: str
+) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]:
+    """The ``initial_conditions`` fitter: the ML fit of a random intercept (``mixed_fit``),
+    its glance fields with the likelihood-ratio test of a random slope on lag1
+    (``slope_test``: ``lag1_slope_lr``, ``lag1_slope_p``)."""
+
+    def fitter(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
+        design = _initial_conditions_design(sums, slope=False)
+        fit = mixed_fit(design, np.ones(1), terms, len(sums["n"]), cov_type=cov_type)
+        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True))
+        fit.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
+        return fit
+
+    return fitter
 
 
 def _per_sequence(

@@ -4,8 +4,9 @@ Holds:
 - ``Fit``: what one group's fit returns (estimates, standard errors, reference df, fit stats,
   and the statsmodels result where one is kept);
 - ``term_names``: statsmodels' parameter names -> attnmag's (``Intercept`` -> ``intercept``);
-- ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``GMM_GLANCE_COLUMNS``: the
-  tables' columns in order (glance: every fit's, a mixed fit's, an Arellano-Bond fit's);
+- ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``LAG_GLANCE_COLUMNS``,
+  ``GMM_GLANCE_COLUMNS``: the tables' columns in order (glance: every fit's, a mixed fit's,
+  ``initial_conditions``', an Arellano-Bond fit's);
 - ``tidy_columns``: the table's columns for given grouping columns;
 - ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
 - ``tidy_rows`` / ``glance_row``: one group's ``Fit`` -> its table rows / its glance record;
@@ -42,6 +43,7 @@ __all__ = [
     "TIDY_COLUMNS",
     "GLANCE_COLUMNS",
     "MIXED_GLANCE_COLUMNS",
+    "LAG_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
     "Fit",
     "failed_fit",
@@ -96,6 +98,14 @@ MIXED_GLANCE_COLUMNS = [
     "var_position",
     "cov_intercept_position",
     *GLANCE_COLUMNS[-2:],
+]
+#: ``initial_conditions``' glance: a mixed fit's, with the likelihood-ratio test of a random
+#: slope on lag1 (its statistic and p-value).
+LAG_GLANCE_COLUMNS = [
+    *MIXED_GLANCE_COLUMNS[:-2],
+    "lag1_slope_lr",
+    "lag1_slope_p",
+    *MIXED_GLANCE_COLUMNS[-2:],
 ]
 GMM_GLANCE_COLUMNS = [
     *GLANCE_COLUMNS[:-2],
@@ -210,6 +220,8 @@ def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("lay
     """
     if "hansen_j" in stats:
         return _grouped(GMM_GLANCE_COLUMNS, groups)
+    if "lag1_slope_lr" in stats:
+        return _grouped(LAG_GLANCE_COLUMNS, groups)
     if "var_intercept" in stats:
         return _grouped(MIXED_GLANCE_COLUMNS, groups)
     return _grouped(GLANCE_COLUMNS, groups)
