@@ -596,6 +596,26 @@ def _trust(
     return sentences, failed
 
 
+def _slope_test(glance: pd.DataFrame | None, *, alpha: float) -> tuple[dict[str, Any], list[str]]:
+    """Where ``initial_conditions``' likelihood-ratio test of a random lag-1 slope rejects at
+    ``alpha``: its numbers (layers tested, layers rejecting) and the sentence saying so."""
+    if glance is None or "lag1_slope_p" not in glance:
+        return {}, []
+    tested = glance[glance["method"] == COMPARED[0]].dropna(subset=["lag1_slope_p"])
+    rejects = tested.loc[tested["lag1_slope_p"] < alpha, "layer"].astype(int).tolist()
+    numbers = {"n_layers_slope_tested": int(len(tested)), "slope_rejects": rejects}
+    if not rejects:
+        return numbers, []
+    sentence = (
+        f"Texts differ in their lag-1 in {len(rejects)} of {_count(len(tested), 'layer')} "
+        f"({_layers(rejects)}): there a likelihood-ratio test of a lag-1 that varies between "
+        f"texts rejects one lag-1 for all (p < {alpha:g}), which both within-text estimates "
+        "assume, so their lag-1 is a summary over texts that persist differently, not every "
+        "text's, and can stand above the texts' mean."
+    )
+    return numbers, [sentence]
+
+
 @shared_docs
 def lag_finding(
     lags: pd.DataFrame | Folder,
@@ -611,8 +631,10 @@ def lag_finding(
     rows per layer), ``pooled_vs_within`` (ols' lag-1 against ``initial_conditions``'),
     ``flagged_layers`` (where ``initial_conditions`` and ``gmm`` differ by more than
     ``GAP_LIMIT`` of gmm's standard errors in lag-1 or lag-2), ``hansen_rejects`` and
-    ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``) and ``unread_layers``
-    (flagged layers where gmm's tests reject too).
+    ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``), ``unread_layers``
+    (flagged layers where gmm's tests reject too), and ``slope_rejects`` (layers where
+    ``initial_conditions``' test of a random lag-1 slope rejects at ``alpha``, with a sentence
+    saying what that means).
 
     Parameters
     ----------
@@ -672,6 +694,9 @@ def lag_finding(
         trust, unread = _trust(compared, numbers, alpha=alpha)
         sentences += trust
     numbers["unread_layers"] = unread
+    slope_numbers, slope_sentences = _slope_test(glance, alpha=alpha)
+    numbers.update(slope_numbers)
+    sentences += slope_sentences
     if {default, check} <= set(methods):
         dropped = numbers[default]["median_texts"] - numbers[check]["median_texts"]
         numbers["texts_left_out_of_gmm"] = dropped
