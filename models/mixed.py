@@ -11,7 +11,13 @@ Holds:
   ``models.named`` and ``models.formula``);
 - ``reml_maximum``: the variance components to report and the notes of the boundary cases;
 - ``cluster_covariance``: that CR1 sandwich;
-- ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
+- ``ml_scores``, ``stacked_covariance``: a random-intercept model's per-group likelihood
+  scores, and the CR1 sandwich over its fixed effects and variance components together
+  (``initial_conditions``' default errors);
+- ``slope_test``: the likelihood-ratio test of a random slope, its p-value from the
+  50:50 chi-square(1)/chi-square(2) mixture;
+- ``GroupedDesign``: per-sequence cross products of a model's design (fitted by REML, or by
+  maximum likelihood where ``ml``), ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
   their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
   over a random intercept's relative sd, vectorised over the sds too; ``.reml_gradient``,

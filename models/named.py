@@ -21,8 +21,11 @@ What is estimated from those cross products:
 
 - ``ols``: OLS, with CR1 standard errors by sequence from the per-sequence scores
   ``X_s'y_s - X_s'X_s b`` (GLS at zero random-effect variance, ``cluster_covariance``);
-- ``mixed`` and ``initial_conditions``: REML's global maximum by ``models.mixed``'s search
-  on the vectorised GLS, and the GLS values there (``models.mixed.reml_maximum``);
+- ``mixed`` and ``initial_conditions``: REML's (for ``initial_conditions`` the
+  likelihood's) global maximum by ``models.mixed``'s search on the vectorised GLS, and the
+  GLS values there (``models.mixed.reml_maximum``); for ``initial_conditions`` also the
+  same with a random slope on lag1, for the likelihood-ratio test (``models.mixed.
+  slope_test``);
 - ``aggregate``: OLS of the log of each position's mean norm on position;
 - ``gmm``: the two-step Arellano-Bond estimates, Windmeijer's covariance, Hansen's J and
   AR(2) (``models.gmm``), from per-text sums of the products of each row's levels ``l0`` ..
@@ -212,10 +215,14 @@ def lag_effects(
         What to estimate:
 
         - ``"initial_conditions"`` (the default): within-text persistence, by a random
-          intercept per text with initial conditions (Wooldridge 2005), REML:
+          intercept per text with initial conditions (Wooldridge 2005), maximum likelihood
+          (REML's lag estimates are biased down more in few texts):
           ``log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence)``, where ``y1`` and
           ``y2`` are the text's ``log_norm`` at the first two used positions. Conditioning
-          on them is what makes the text's level independent of the random intercept;
+          on them is what makes the text's level independent of the random intercept.
+          ``glance`` adds the likelihood-ratio test of a random lag1 slope
+          (``lag1_slope_lr``, ``lag1_slope_p``; 50:50 chi-square(1)/chi-square(2)): both
+          within-text methods assume one lag coefficient for every text;
         - ``"gmm"``: the same persistence by Arellano-Bond difference GMM (two-step,
           Windmeijer standard errors, collapsed instruments from the levels 2-6 positions
           back, a position trend that is a constant in differences; terms ``lag1``,
@@ -232,9 +239,12 @@ def lag_effects(
     layers : iterable of int, optional
         The layers to fit; every layer by default.
     cov_type : {"cluster", "model"}
-        For ``initial_conditions``: the fixed effects' CR1 sandwich by sequence (t on
-        G - 1 df), or lme4's model-based covariance (Wald z). The other methods' errors are
-        fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only ``"cluster"``.
+        For ``initial_conditions``: ``"cluster"``, the CR1 sandwich by sequence over the
+        fixed effects and the variance components together (``models.mixed.
+        stacked_covariance``: their estimation feeds into the lag coefficients), t on
+        G - 1 df; or ``"model"``, lme4's model-based covariance (Wald z). The other
+        methods' errors are fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only
+        ``"cluster"``.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
