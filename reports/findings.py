@@ -77,10 +77,11 @@ METHOD_WORDS = {
         "ols": "pooled OLS of log_norm on lag1 and lag2 over every text (standard errors "
         "cluster-robust by text): a description of how tokens' magnitudes co-vary, not of "
         "persistence within a text, since lasting differences between texts enter the lags",
-        "initial_conditions": "within-text persistence: a linear mixed model with a random "
-        "intercept per text and the text's first two log norms (y1, y2) and position as "
-        "covariates (Wooldridge's initial conditions), standard errors cluster-robust (CR1) "
-        "by text",
+        "initial_conditions": "within-text persistence: a linear mixed model (maximum "
+        "likelihood) with a random intercept per text and the text's first two log norms "
+        "(y1, y2) and position as covariates (Wooldridge's initial conditions), standard "
+        "errors cluster-robust (CR1) by text over the coefficients and the variance "
+        "components together",
         "gmm": "within-text persistence: Arellano-Bond difference GMM (two-step, Windmeijer's "
         "standard errors, collapsed lags 2-6 as instruments, a position term), the check with "
         "fewer assumptions and wider intervals",
