@@ -95,8 +95,8 @@ def _setup(namespace: dict) -> None:
         other_tokenizer=_tiny_llama()[1],
         texts=texts,
         frame=frame.copy(),
-        trend=trend.copy(),
-        lags=lags.copy(),
+        trend=trend,
+        lags=lags,
     )
 
 

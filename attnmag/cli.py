@@ -43,8 +43,9 @@ FRAME_FILE = "norms.parquet"
 #: The shard folder's record (``attnmag.extract.shards.RUN_FILE``).
 RUN_FILE = "run.json"
 #: The options' choices and defaults as the stages define them (``attnmag.extract.sites``,
-#: ``attnmag.models``), held here so that parsing imports neither stage.
+#: ``attnmag.extract.tokens``, ``attnmag.models``), held here so that parsing imports neither stage.
 SITES = ("attn", "mlp", "resid")
+TOKEN_COLUMNS = ("surprisal", "log_frequency", "word_start", "punct")
 TREND_METHODS = ("aggregate", "ols", "mixed")
 LAG_METHODS = ("ols", "initial_conditions", "gmm")
 MAX_POSITION = 30
@@ -295,6 +296,19 @@ def _add_source_options(parser: argparse.ArgumentParser, *, several: bool = Fals
         "--heads",
         action="store_true",
         help="also measure each attention head's own contribution (a head column)",
+    )
+    parser.add_argument(
+        "--token-columns",
+        type=parse_choices(TOKEN_COLUMNS),
+        default=[],
+        help=f"token-level columns to add, comma-separated from {','.join(TOKEN_COLUMNS)} "
+        "(surprisal runs the forward pass to its end, through the LM head)",
+    )
+    parser.add_argument(
+        "--sink",
+        action="store_true",
+        help="add the first token's share of each attention update: sink_weight (its "
+        "attention weight, mean over heads) and sink_norm (the norm of its part)",
     )
 
 
@@ -653,6 +667,8 @@ def _measure(args: argparse.Namespace, model: object, tokenizer: object, texts: 
         "max_length": args.max_length,
         "layers": args.layers,
         "heads": args.heads,
+        "token_columns": args.token_columns,
+        "sink": args.sink,
         "progress": False if args.quiet else None,
     }
     if args.sites is None:
@@ -804,6 +820,8 @@ def command_extract(args: argparse.Namespace) -> Path:
         progress=False if args.quiet else None,
         sites=args.sites,
         heads=args.heads,
+        token_columns=args.token_columns,
+        sink=args.sink,
     )
     return args.out
 
@@ -829,11 +847,10 @@ def command_fit(args: argparse.Namespace) -> Path:
     seconds: dict[str, float] = {}
     with replacing(args.out, force=args.force, kind="tables") as folder:
         frame = _read_frame(args, seconds)
-        tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
+        fits = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
-        for name, table in tables.items():
-            table.to_csv(folder / f"{name}.csv", index=False)
-    _say_written(args, {f"{name}.csv": args.out / f"{name}.csv" for name in tables})
+        written = models.write_fits(fits, folder)
+    _say_written(args, {name: args.out / name for name in written})
     return args.out
 
 

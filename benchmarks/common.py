@@ -7,6 +7,8 @@ Holds:
   JSON it prints last (so each measurement has its own, clean memory);
 - ``emit``: what a worker prints for ``run_worker`` to read;
 - ``table``: rows of dicts -> an aligned text table;
+- ``write_results``: a benchmark's table as a Markdown results file, with the command that
+  gave it and the load it ran under, for the documentation's benchmark pages to include;
 - ``bundled_or_gpt2``: the benchmarks' models: the bundled SmolLM2, or a randomly
   initialised GPT-2 with the real GPT-2 tokenizer (``gpt2_tokenizer``): of GPT-2 small's
   size, or ``gpt2-wide``, many heads on a narrow stream (12 layers, 16 heads, ``n_embd``
@@ -21,6 +23,7 @@ import gc
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -99,6 +102,31 @@ def table(rows: list[dict]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+def write_results(
+    path: Path, command: str, argv: list[str] | None, rows: list[dict], notes: list[str] = ()
+) -> None:
+    """Write ``rows`` as a Markdown table to ``path``, under the command that gave them
+    (``command`` and ``argv``, ``--results`` left out), the date and the load average, with
+    ``notes`` (lines of text) after it."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--results" in words:
+        at = words.index("--results")
+        del words[at : at + 2]
+    headers = list(rows[0])
+    lines = [
+        f"`{' '.join([command, *map(shlex.quote, words)])}` ({time.strftime('%Y-%m-%d')}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end):",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+        *("| " + " | ".join(str(row[h]) for h in headers) + " |" for row in rows),
+    ]
+    if notes:
+        lines += ["", *notes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def gpt2_tokenizer() -> object:

@@ -10,6 +10,15 @@ writing). Each run's own ratios, the whole run and the fit stage over its extrac
 up better than seconds on a machine that others share. The 1-minute load average before
 and after each run is printed beside it.
 
+Each repeat also runs ``attnmag extract --out <tmp>`` (the extraction alone, into a shard
+folder, with those of the options that ``attnmag extract`` takes), right after the run, in a
+fresh process: ``run / extract command`` is the run's wall-clock time over that command's.
+It pays what any extraction from the command line pays (start-up, importing torch and
+transformers, loading the model, writing the rows) and nothing of the fits and the report,
+so it says what the fits, the report and their imports add to an extraction.
+``--results FILE`` also writes the table to a Markdown file (``docs/results/``, included
+by the documentation's benchmark pages).
+
 ``--long`` runs the long-context case instead: ``--dataset bundled-long:1024`` (bundled
 snippets concatenated into texts of at most 1,024 words, about 1,300 tokens of SmolLM2's
 tokenizer), ``--limit 8`` texts and ``--max-position 1024``, plus ``--max-length 1024``
@@ -20,6 +29,7 @@ Usage::
     python -m benchmarks.end_to_end                    # bundled defaults, 3 repeats
     python -m benchmarks.end_to_end --long --repeats 1 # 8 long texts, positions to 1,024
     python -m benchmarks.end_to_end --repeats 1 -- --limit 256 --format html
+    python -m benchmarks.end_to_end --results docs/results/end_to_end.md
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import table
+from benchmarks.common import table, write_results
 
 STAGE = re.compile(r"^(?P<stage>[a-z][^:\n]*?): (?P<seconds>\d+(?:\.\d+)?) s\b", re.MULTILINE)
 #: The long-context case: texts of at most this many words, this many of them.
@@ -43,6 +53,9 @@ LONG_WORDS = 1024
 LONG_TEXTS = 8
 #: The ratios each run reports: (name, numerator stage) over its extraction.
 RATIOS = (("run / extract", "total"), ("fit / extract", "fit"))
+#: The ratio of the whole run to the extraction command's, and that command's stage name.
+COMMAND_RATIO = "run / extract command"
+COMMAND = "extract command"
 
 
 def attnmag_command() -> list[str]:
@@ -69,37 +82,60 @@ def long_options() -> list[str]:
     return options + (["--max-length", str(LONG_WORDS)] if "--max-length" in usage else [])
 
 
-def run_once(extra: list[str]) -> dict[str, float]:
-    """Seconds of each stage the command reports, and ``total`` (wall clock) of one run."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "out"
-        start = time.perf_counter()
-        done = subprocess.run(
-            [*attnmag_command(), "run", "--out", str(out), "--force", *extra],
-            capture_output=True,
-            text=True,
-        )
-        total = time.perf_counter() - start
-        shutil.rmtree(out, ignore_errors=True)
+def timed_command(words: list[str]) -> tuple[float, str]:
+    """Wall-clock seconds and stderr of ``attnmag *words`` (a failure raises)."""
+    start = time.perf_counter()
+    done = subprocess.run([*attnmag_command(), *words], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
     if done.returncode:
-        raise RuntimeError(f"attnmag run failed (exit {done.returncode}): {done.stderr[-2000:]}")
-    stages = {m["stage"]: float(m["seconds"]) for m in STAGE.finditer(done.stderr)}
-    return {**stages, "total": total}
+        raise RuntimeError(
+            f"attnmag {words[0]} failed (exit {done.returncode}): {done.stderr[-2000:]}"
+        )
+    return seconds, done.stderr
+
+
+def extract_options(extra: list[str]) -> list[str]:
+    """The options of ``extra`` that ``attnmag extract`` takes, each with its value."""
+    usage = subprocess.run(
+        [*attnmag_command(), "extract", "--help"], capture_output=True, text=True
+    ).stdout
+    known = set(re.findall(r"--[a-z][a-z-]*", usage))
+    kept, keep = [], False
+    for word in extra:
+        if word.startswith("--"):
+            keep = word.split("=")[0] in known
+        if keep:
+            kept.append(word)
+    return kept
+
+
+def run_once(extra: list[str]) -> dict[str, float]:
+    """Seconds of each stage ``attnmag run`` reports, its ``total`` (wall clock), and the
+    wall clock of ``attnmag extract`` with the same (extraction) options."""
+    with tempfile.TemporaryDirectory() as folder:
+        total, stderr = timed_command(["run", "--out", f"{folder}/out", "--force", *extra])
+        shutil.rmtree(f"{folder}/out", ignore_errors=True)
+        alone, _ = timed_command(["extract", "--out", f"{folder}/shards", *extract_options(extra)])
+    stages = {m["stage"]: float(m["seconds"]) for m in STAGE.finditer(stderr)}
+    return {**stages, "total": total, COMMAND: alone}
 
 
 def ratios(run: dict[str, float]) -> dict[str, float]:
     """The run's whole time and fit stage over its extraction (its ``extract`` stages)."""
-    extract = sum(s for stage, s in run.items() if stage.split()[0] == "extract")
+    extract = sum(
+        s for stage, s in run.items() if stage.split()[0] == "extract" and stage != COMMAND
+    )
     if not extract:
         return {}
-    return {name: run[stage] / extract for name, stage in RATIOS if stage in run}
+    shares = {name: run[stage] / extract for name, stage in RATIOS if stage in run}
+    return {**shares, COMMAND_RATIO: run["total"] / run[COMMAND]}
 
 
-def summarise(runs: list[dict[str, float]]) -> str:
+def summarise(runs: list[dict[str, float]]) -> tuple[list[dict], list[str]]:
     """Median seconds per stage (in the order first reported) and their share of the total,
-    then the median of each run's ratios."""
+    and the lines of the medians of each run's ratios."""
     total = statistics.median(r["total"] for r in runs)
-    stages = [s for s in runs[0] if s != "total"]
+    stages = [s for s in runs[0] if s not in ("total", COMMAND)]
     medians = {s: statistics.median(r.get(s, 0.0) for r in runs) for s in stages}
     medians["other"] = max(total - sum(medians.values()), 0.0) if stages else total
     rows = [
@@ -121,14 +157,23 @@ def summarise(runs: list[dict[str, float]]) -> str:
             "runs s": " ".join(f"{r['total']:.1f}" for r in runs),
         }
     )
+    command = statistics.median(r[COMMAND] for r in runs)
+    rows.append(
+        {
+            "stage": f"`attnmag {COMMAND.split()[0]}` alone",
+            "median s": f"{command:.1f}",
+            "share of total": f"{command / total:.3f}",
+            "runs s": " ".join(f"{r[COMMAND]:.1f}" for r in runs),
+        }
+    )
     each = [ratios(r) for r in runs]
     lines = [
         f"{name}: median {statistics.median(e[name] for e in each):.3f} "
         f"(runs {' '.join(f'{e[name]:.3f}' for e in each)})"
-        for name, _ in RATIOS
+        for name in [*(name for name, _ in RATIOS), COMMAND_RATIO]
         if all(name in e for e in each)
     ]
-    return "\n".join([table(rows), *lines])
+    return rows, lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,22 +184,37 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help=f"the long-context case: {LONG_TEXTS} bundled long texts, positions to {LONG_WORDS}",
     )
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("extra", nargs="*", help="after --: more `attnmag run` options")
     args = parser.parse_args(argv)
     extra = (long_options() if args.long else []) + args.extra
     command = " ".join([*attnmag_command(), "run", "--out", "<tmp>", "--force", *extra])
-    runs = []
+    runs, loads_seen = [], []
     for repeat in range(args.repeats):
         before = os.getloadavg()[0]
         runs.append(run_once(extra))
         after = os.getloadavg()[0]
+        loads_seen += [before, after]
         seconds = ", ".join(f"{stage} {s:.1f} s" for stage, s in runs[-1].items())
         shares = ", ".join(f"{name} {value:.3f}" for name, value in ratios(runs[-1]).items())
         print(
             f"  run {repeat + 1}: {seconds}; {shares} (load average {before:.2f} -> {after:.2f})",
             flush=True,
         )
-    print(f"\n{command}: {args.repeats} repeats\n{summarise(runs)}")
+    rows, lines = summarise(runs)
+    print(f"\n{command}: {args.repeats} repeats\n{table(rows)}\n" + "\n".join(lines))
+    if args.results:
+        loads = ", ".join(f"{load:.1f}" for load in loads_seen)
+        write_results(
+            args.results,
+            "python -m benchmarks.end_to_end",
+            argv,
+            rows,
+            [
+                *(f"- {line}" for line in lines),
+                f"- load average before and after each run: {loads}",
+            ],
+        )
 
 
 if __name__ == "__main__":

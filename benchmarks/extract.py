@@ -17,6 +17,11 @@ included); with ``--shards``, each attnmag method also writes its run once, unti
 - ``attnmag_heads``: ``extract.attention_norms(heads=True)``: each head's contribution too;
 - ``attnmag_sites``: ``extract.update_norms`` at the sites ``attn``, ``mlp`` and ``resid``;
 - ``attnmag_all``: ``extract.update_norms`` at every site with ``heads=True``;
+- ``attnmag_vocab``: ``extract.attention_norms`` with the token columns that need no model
+  (``log_frequency``, ``word_start``, ``punct``);
+- ``attnmag_surprisal``: with ``token_columns=["surprisal"]`` (the pass runs through the LM
+  head);
+- ``attnmag_sink``: with ``sink=True`` (eager attention, its probabilities read);
 - ``notebook``: the teaching notebook's way: the full causal-LM forward, batches of 64 in
   corpus order padded to the longest, hooks that keep every layer's whole attention output,
   norms taken afterwards in numpy;
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import gc
 import importlib.util
 import statistics
@@ -73,6 +79,9 @@ METHODS = (
     "attnmag_heads",
     "attnmag_sites",
     "attnmag_all",
+    "attnmag_vocab",
+    "attnmag_surprisal",
+    "attnmag_sink",
     "notebook",
     "transformer_lens",
     "nnsight",
@@ -84,6 +93,9 @@ SHARDED = {
     "attnmag_heads": {"heads": True},
     "attnmag_sites": {"sites": ("attn", "mlp", "resid")},
     "attnmag_all": {"sites": ("attn", "mlp", "resid"), "heads": True},
+    "attnmag_vocab": {"token_columns": ("log_frequency", "word_start", "punct")},
+    "attnmag_surprisal": {"token_columns": ("surprisal",)},
+    "attnmag_sink": {"sink": True},
 }
 # Methods that measure what ``attnmag`` measures (their norm sums are compared with its).
 SAME_NORMS = ("attnmag", "notebook", "transformer_lens", "nnsight", "nnsight_stop")
@@ -166,6 +178,18 @@ def attnmag_sites(model: object, tokenizer: object, *, heads: bool = False) -> C
 def attnmag_all(model: object, tokenizer: object) -> Callable:
     """``extract.update_norms`` at every site, with each head's contribution."""
     return attnmag_sites(model, tokenizer, heads=True)
+
+
+def attnmag_with(model: object, tokenizer: object, **columns: object) -> Callable:
+    """``extract.attention_norms`` with the token or sink columns ``columns``."""
+    from attnmag import extract
+
+    def run(texts: list[str], options: dict) -> pd.DataFrame:
+        return extract.attention_norms(
+            model, tokenizer, texts, progress=False, **columns, **options
+        )
+
+    return run
 
 
 def notebook(model: object, tokenizer: object) -> Callable:
@@ -278,6 +302,10 @@ SETUPS: dict[str, Callable] = {
     "attnmag_heads": attnmag_heads,
     "attnmag_sites": attnmag_sites,
     "attnmag_all": attnmag_all,
+    **{
+        name: functools.partial(attnmag_with, **SHARDED[name])
+        for name in ("attnmag_vocab", "attnmag_surprisal", "attnmag_sink")
+    },
     "notebook": notebook,
     "transformer_lens": transformer_lens,
     "nnsight": nnsight,

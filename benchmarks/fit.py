@@ -131,6 +131,10 @@ frame = pd.read_parquet(sys.argv[1])
 start, start_cpu = time.perf_counter(), cpu()
 tables = models.fit_all(frame, progress=False)
 wall, used = time.perf_counter() - start, cpu() - start_cpu
+if "glance" not in tables:  # a Fits per named fit
+    fits = tables
+    tables = {name: fits[name].tidy for name in fits}
+    tables["glance"] = pd.concat([fits[name].glance for name in fits], ignore_index=True)
 for name in ("position_trend", "lag_effects", "glance"):
     tables[name].to_pickle(f"{sys.argv[2]}/{name}.pkl")
 print(json.dumps({"wall": wall, "cpu": used, "models": models.__file__}))
@@ -178,7 +182,8 @@ def _differences(then: Path, now: Path) -> dict[str, float]:
     the largest amount by which a mixed fit's REML is lower now than then."""
     out = {"estimate": 0.0, "std_error": 0.0}
     for name in ("position_trend", "lag_effects"):
-        a, b = pd.read_pickle(then / f"{name}.pkl"), pd.read_pickle(now / f"{name}.pkl")
+        a, b = (pd.read_pickle(path / f"{name}.pkl") for path in (then, now))
+        a, b = (t.assign(term=t["term"].replace({"intercept": "Intercept"})) for t in (a, b))
         keys = [column for column in a.columns if column in ("method", "layer", "term")]
         a, b = a.set_index(keys), b.set_index(keys).loc[a.set_index(keys).index]
         for column in out:

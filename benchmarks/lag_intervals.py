@@ -65,7 +65,7 @@ def with_initial_conditions(frame: pd.DataFrame) -> pd.DataFrame:
 def _fits(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Each estimator's rows of lag1, lag2 and position on every layer of ``frame``."""
     tables = {
-        "initial_conditions": models.lag_effects(frame, n_jobs=1),
+        "initial_conditions": models.lag_effects(frame, n_jobs=1).tidy,
         "REML, CR1 of the fixed effects alone (before)": models.fit(
             with_initial_conditions(frame), FORMULA, method="mixed", positions=(3, 10_000), n_jobs=1
         ).tidy,

@@ -111,7 +111,7 @@ def _fits(frame: pd.DataFrame, *, within: bool) -> dict[str, pd.DataFrame]:
     out = {}
     for label, method, cov_type in ESTIMATORS:
         cpu = time.process_time()
-        table = models.lag_effects(frame, method=method, cov_type=cov_type, n_jobs=1)
+        table = models.lag_effects(frame, method=method, cov_type=cov_type, n_jobs=1).tidy
         cpu = (time.process_time() - cpu) / frame["layer"].nunique()
         seconds = models.glance(table).set_index("layer")["seconds"]
         table = table[table.term.isin(list(TRUTH))].copy()

@@ -160,7 +160,7 @@ def mutant_names(work: Path, module: str) -> list[str]:
     """Every mutant mutmut makes of ``module`` in the tree at ``work``, by its mutmut name.
 
     >>> mutant_names(Path("/tmp/mut/work"), "models/tidy.py")[:1]  # doctest: +SKIP
-    ['attnmag.models.tidy.x_term_names__mutmut_1']
+    ['attnmag.models.tidy.x_holm__mutmut_1']
     """
     from mutmut.mutation.file_mutation import mutate_file_contents
     from mutmut.utils.format_utils import get_mutant_name

@@ -58,8 +58,8 @@ def fits(frame: pd.DataFrame, max_position: int) -> pd.DataFrame:
     """Position trend and lag effects per layer (cluster-robust OLS), one row per term."""
     from attnmag import models
 
-    trend = models.position_trend(frame, method="ols", max_position=max_position, n_jobs=1)
-    lags = models.lag_effects(frame, method="ols", n_jobs=1)
+    trend = models.position_trend(frame, method="ols", max_position=max_position, n_jobs=1).tidy
+    lags = models.lag_effects(frame, method="ols", n_jobs=1).tidy
     return pd.concat([trend, lags], ignore_index=True)[
         ["model", "layer", "term", "estimate", "std_error"]
     ]

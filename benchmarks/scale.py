@@ -5,10 +5,11 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.scale                                  # 10M and 100M rows
     .venv/bin/python -m benchmarks.scale --rows 1000000 10000000          # a quicker run
     .venv/bin/python -m benchmarks.scale --texts 4167                     # longer texts
+    .venv/bin/python -m benchmarks.scale --results docs/results/scale.md  # for the docs
 
 For each size it writes a synthetic shard folder in the exact format of
-``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, the shards
-recorded in ``run.json`` with their checksums by the shard writer's own functions), then
+``extract.write_shards`` (the frames built by ``extract.frame.tidy_frame``, written by
+``extract.shards.write_frames``), then
 runs each fit from the folder (``models.position_trend`` and ``models.lag_effects`` on its
 path; ``models.fit_all`` on the folder's path,
 every method; ``reports.write_report`` on the path, its fits included) in a fresh process
@@ -27,7 +28,6 @@ the process that starts the fits stays small.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import resource
 import shutil
 import statistics
@@ -36,9 +36,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.signal import lfilter
 
-from benchmarks.common import PeakRSS, emit, run_worker, table
+from benchmarks.common import PeakRSS, emit, run_worker, table, write_results
 
 LAYERS = 12
 #: Texts' lengths are uniform on this range times their mean length (200 tokens by default).
@@ -59,39 +60,21 @@ FITS = {
 
 
 def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int = 0) -> int:
-    """A synthetic shard folder of about ``rows`` rows: ``texts`` texts (by default as many
-    as give texts of ``MEAN_LENGTH`` tokens on average); returns its exact row count."""
-    from attnmag.extract.frame import DERIVED, tidy_frame
-    from attnmag.extract.shards import (
-        FORMAT,
-        _claim_folder,
-        _record_shard,
-        file_sha256,
-        shard_name,
-        shard_ranges,
-    )
+    """A synthetic shard folder of about ``rows`` rows (``extract.shards.write_frames``, a
+    shard at a time): ``texts`` texts (by default as many as give texts of ``MEAN_LENGTH``
+    tokens on average); returns its exact row count."""
+    from attnmag.extract.frame import tidy_frame
+    from attnmag.extract.shards import read_manifest, shard_ranges, write_frames
 
     n_texts = texts or max(2, round(rows / (LAYERS * MEAN_LENGTH)))
     mean = rows / (LAYERS * n_texts)
     low, high = (round(mean * bound) for bound in SPREAD)
     shard_texts = max(1, round(SHARD_ROWS / (LAYERS * mean)))
-    arguments = {
-        "format": FORMAT,
-        "model": "synthetic",
-        "model_type": "synthetic",
-        "dtype": "float32",
-        "weights": "0" * 16,  # a fingerprint's and a hash's form, as run.json's schema asks
-        "n_texts": n_texts,
-        "texts": hashlib.sha256(f"synthetic-{seed}".encode()).hexdigest(),
-        "layers": list(range(LAYERS)),
-        "max_length": None,
-        "shard_texts": shard_texts,
-    }
-    run = _claim_folder(folder, arguments, {})
     rng = np.random.default_rng(seed)
     vocabulary = {i: f"t{i}" for i in range(100)}
-    total = 0
-    for k, start, stop in shard_ranges(n_texts, shard_texts):
+
+    def shard(start: int, stop: int) -> pd.DataFrame:
+        """The tidy frame of texts ``start``..``stop - 1``, simulated."""
         lengths = rng.integers(low, high + 1, size=stop - start)
         norms = []
         for length in lengths:
@@ -99,26 +82,17 @@ def write_folder(folder: Path, rows: int, *, texts: int | None = None, seed: int
             noise = lfilter([1.0], [1.0, -0.3], rng.normal(0, 0.2, (LAYERS, length)), axis=1)
             level = 1.0 + rng.normal(0, 0.3) - 0.002 * position + noise
             norms.append(np.exp(level).astype(np.float32))
-        frame = tidy_frame(
+        return tidy_frame(
             sequences=range(start, stop),
             token_ids=[rng.integers(0, 100, size=length) for length in lengths],
             norms=norms,
             layers=range(LAYERS),
             token_text=vocabulary,
         )
-        frame.attrs.update(
-            run_id=run,
-            weights=arguments["weights"],
-            texts_sha256=arguments["texts"],
-            shard_start=start,
-            shard_stop=stop,
-        )
-        path = folder / shard_name(k)
-        frame.drop(columns=list(DERIVED)).to_parquet(path)  # as write_shards stores it
-        entry = {"rows": len(frame), "start": start, "stop": stop, "sha256": file_sha256(path)}
-        _record_shard(folder, path.name, entry, run)
-        total += len(frame)
-    return total
+
+    frames = (shard(start, stop) for _, start, stop in shard_ranges(n_texts, shard_texts))
+    write_frames(frames, folder, n_texts=n_texts, shard_texts=shard_texts, layers=range(LAYERS))
+    return sum(entry["rows"] for entry in read_manifest(folder)["shards"].values())
 
 
 def worker(name: str, folder: str) -> None:
@@ -155,7 +129,7 @@ def _ratio(result: dict, baseline: dict, key: str) -> str:
     return f"{result[key] / baseline[key]:.2f}" if baseline[key] else "-"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Write a folder per size, time every fit on it, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 100_000_000])
@@ -170,11 +144,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each fit (median)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write the folders")
     parser.add_argument("--keep", action="store_true", help="keep the folders")
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker and args.write:
         emit({"rows": write_folder(Path(args.folder), args.write, texts=args.texts)})
         return
@@ -224,6 +199,8 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(table(results))
+    if args.results:
+        write_results(args.results, "python -m benchmarks.scale", argv, results)
 
 
 if __name__ == "__main__":

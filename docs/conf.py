@@ -23,7 +23,8 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
-exclude_patterns = ["_build", "conftest.py", "Thumbs.db", ".DS_Store"]
+# results/: the benchmarks' results files, included by the benchmark pages.
+exclude_patterns = ["_build", "results", "conftest.py", "Thumbs.db", ".DS_Store"]
 
 # MyST: $...$ maths, and anchors for headings down to level 4 so pages can link to sections.
 myst_enable_extensions = ["dollarmath", "colon_fence"]

@@ -5,6 +5,8 @@ Holds the stage's public functions:
 - ``load_corpus``: the bundled Rotten Tomatoes snippets, a hub dataset or a local file;
 - ``attention_norms``: the tidy frame (one row per sequence x layer [x head] x real token);
 - ``update_norms``: the same at several sites per layer (attention, MLP, residual stream);
+  both take ``token_columns=`` (``surprisal``, ``log_frequency``, ``word_start``, ``punct``)
+  and ``sink=True`` (``sink_weight``, ``sink_norm``: the first token's share);
 - ``combine``: frames of several models on one corpus -> one frame with a ``model`` column;
 - ``read_frame``: a saved frame (Parquet file or folder of shards), provenance kept;
 - ``write_shards``, ``read_shards``: a resumable extraction into a folder of Parquet shards,

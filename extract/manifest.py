@@ -68,6 +68,9 @@ SCHEMA = {
                 "shard_texts": COUNT,
                 "sites": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 "heads": {"const": True},
+                "keep": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "token_columns": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "sink": {"const": True},
             },
         },
         "shards": {

@@ -7,6 +7,8 @@ Holds:
   the residual stream entering the block), with a ``site`` column;
 - ``Run``, ``prepare_run``: a run's texts, corpus info, layers and limits, every option
   checked before any work (shared with the sharded runs);
+- ``norms_frame``: the frame of both, with the token counts ``log_frequency`` takes given
+  (a sharded run counts its whole corpus);
 - ``as_texts``: a Dataset or any iterable of str -> a list of texts and the corpus info;
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
 - ``measure``: encoded texts -> each batch's float32 norms at its real tokens (length-sorted
@@ -28,6 +30,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -40,10 +43,18 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, base_model, blocks
 from attnmag.extract.batching import Encoded, length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, frame_from_columns
-from attnmag.extract.hooks import NormRecorder, eval_mode
+from attnmag.extract.hooks import NormRecorder, Probe, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
+from attnmag.extract.sink import SINK_COLUMNS, SinkProbes
 from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
+from attnmag.extract.tokens import (
+    TOKEN_COLUMNS,
+    Surprisal,
+    check_token_columns,
+    token_counts,
+    vocabulary_columns,
+)
 from attnmag.progress import progress_bar
 
 __all__ = [
@@ -56,6 +67,7 @@ __all__ = [
     "default_max_tokens",
     "encode",
     "measure",
+    "norms_frame",
     "prepare_run",
     "real_token_norms",
     "update_norms",
@@ -363,6 +375,8 @@ def measure(
     progress: bool | None = None,
     sites: tuple[str, ...] = ("attn",),
     heads: bool = False,
+    surprisal: bool = False,
+    sink: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """The norms of each encoded text, batch by batch, in eval mode.
 
@@ -392,6 +406,12 @@ def measure(
         The sites measured (of ``SITES``).
     heads : bool
         One row per head of the attention update.
+    surprisal : bool
+        One more row after the plan's: each token's surprisal (``tokens.Surprisal``); the
+        pass then runs to its end.
+    sink : bool
+        Two more rows per layer after those: ``sink_weight`` and ``sink_norm``
+        (``sink.SinkProbes``).
 
     Yields
     ------
@@ -412,6 +432,16 @@ def measure(
     lengths = [len(x) for x in encoded.token_ids]
     queue = deque(length_batches(lengths, batch_size=batch_size, max_tokens=budget))
     run_plan = plan(model, layers, sites, heads)
+    probes, stop = run_plan.probes, run_plan.stop
+    sinks = SinkProbes(model, layers, row=len(run_plan.rows) + surprisal) if sink else nullcontext()
+    if sink:
+        # Registered first, the sink's hooks on a projection run before the heads' (which
+        # may stop the pass); a stop before the last layer's attention moves to its end.
+        probes = [*sinks.probes, *probes]
+        stop = sinks.probes[-1] if stop.pre else stop
+    if surprisal:
+        stop = Probe(base, row=len(run_plan.rows), measure=Surprisal(model))
+        probes = [*probes, stop]
     staging = _Staging(torch.device(device))
     pending = None
     with (
@@ -419,7 +449,8 @@ def measure(
             progress, total=sum(lengths), unit="tok", desc=_description(sites, heads), leave=False
         ) as bar,
         eval_mode(model),
-        NormRecorder(run_plan.probes, stop=run_plan.stop) as recorder,
+        sinks,
+        NormRecorder(probes, stop=stop) as recorder,
         torch.inference_mode(),
     ):
         while queue:
@@ -564,6 +595,8 @@ def attention_norms(
     *,
     heads: bool = False,
     keep: Sequence[str] = (),
+    token_columns: Sequence[str] | str = (),
+    sink: bool = False,
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
@@ -601,6 +634,21 @@ def attention_norms(
         Columns of the ``datasets.Dataset`` ``texts`` to carry into the frame as
         sequence-level columns (after ``lag2``), for covariates in formulas: categorical
         for class labels (the bundled corpus's ``label``: rotten, fresh) and strings.
+    token_columns
+        Token-level columns to add (any of ``surprisal``, ``log_frequency``, ``word_start``,
+        ``punct``; a list or one comma-separated string), the same in every row of a token:
+        ``surprisal``, ``-log p(token | tokens before)`` in nats from the model's own LM
+        head, NaN at position 0 (the forward pass then runs to its end); ``log_frequency``,
+        ln of the token's count in ``texts``; ``word_start``, the tokenizer marks the token
+        as a word's start (Ġ, ▁, or a leading space; position 0 counts); ``punct``, the
+        token is punctuation or symbols only.
+    sink
+        Add ``sink_weight``, the mean over heads of the attention weight from the token to
+        its text's first token, and ``sink_norm``, the norm of the first token's part of the
+        attention update (``||sum_h alpha^h_{t,0} W_O^h v^h_0||``, without the bias; scaled
+        as the update under a Gemma post-norm), per token and layer (the same in every
+        site's and head's rows of that layer). The attention runs as the family's eager
+        attention for the run (the weights exist only there).
     max_tokens
         Padded tokens per batch at most; None: ``default_max_tokens`` of the model's device.
     max_length
@@ -615,7 +663,9 @@ def attention_norms(
         ``position`` (0-based among the text's real tokens), ``token_id``, ``token``
         (category), ``norm`` (float32), ``log_norm``, ``lag1`` and ``lag2`` (``log_norm``
         one and two positions earlier in the same sequence, layer [and head], else NaN),
-        then the ``keep`` columns. ``frame.attrs`` holds the run's provenance (model,
+        then the ``keep`` columns, the ``token_columns`` (float32 ``surprisal`` and
+        ``log_frequency``, bool ``word_start`` and ``punct``) and, with ``sink``, float32
+        ``sink_weight`` and ``sink_norm``. ``frame.attrs`` holds the run's provenance (model,
         dtype, device, corpus and its fingerprint, counts, versions).
 
     Examples
@@ -623,13 +673,15 @@ def attention_norms(
     >>> frame = attention_norms(model, tokenizer, ["Hello there."], layers=[0])  # doctest: +SKIP
     >>> by_head = attention_norms(model, tokenizer, ["Hello."], heads=True)  # doctest: +SKIP
     """
-    return _norms_frame(
+    return norms_frame(
         model,
         tokenizer,
         texts,
         sites=("attn",),
         heads=heads,
         keep=keep,
+        token_columns=token_columns,
+        sink=sink,
         site_column=False,
         batch_size=batch_size,
         layers=layers,
@@ -649,6 +701,8 @@ def update_norms(
     layers: Sequence[int] | None = None,
     *,
     keep: Sequence[str] = (),
+    token_columns: Sequence[str] | str = (),
+    sink: bool = False,
     max_tokens: int | None = None,
     max_length: int | None = None,
     progress: bool | None = None,
@@ -665,7 +719,9 @@ def update_norms(
 
     Parameters
     ----------
-    model, tokenizer, texts, batch_size, layers, keep, max_tokens, max_length, progress
+    model, tokenizer, texts, batch_size, layers, keep, token_columns, sink, max_tokens
+        As for ``attention_norms``.
+    max_length, progress
         As for ``attention_norms``.
     sites
         Names from ``("attn", "mlp", "resid")`` (or one comma-separated string), at least
@@ -687,13 +743,15 @@ def update_norms(
     >>> sorted(frame["site"].cat.categories)  # doctest: +SKIP
     ['attn', 'resid']
     """
-    return _norms_frame(
+    return norms_frame(
         model,
         tokenizer,
         texts,
         sites=sites,
         heads=heads,
         keep=keep,
+        token_columns=token_columns,
+        sink=sink,
         site_column=True,
         batch_size=batch_size,
         layers=layers,
@@ -703,7 +761,7 @@ def update_norms(
     )
 
 
-def _norms_frame(
+def norms_frame(
     model: nn.Module,
     tokenizer: object,
     texts: object,
@@ -711,17 +769,41 @@ def _norms_frame(
     sites: object,
     heads: object,
     keep: Sequence[str],
+    token_columns: Sequence[str] | str,
+    sink: object,
     site_column: bool,
     batch_size: int,
     layers: Sequence[int] | None,
     max_tokens: int | None,
     max_length: int | None,
     progress: bool | None,
+    counts: dict[int, int] | None = None,
 ) -> pd.DataFrame:
     """The frame of ``attention_norms`` and ``update_norms``: checks, tokenizing, measuring,
-    the tidy frame and its provenance."""
+    the tidy frame and its provenance.
+
+    Parameters
+    ----------
+    model, tokenizer, texts, sites, heads, keep, token_columns, sink
+        As for ``update_norms``.
+    site_column : bool
+        Add the ``site`` column (``update_norms``), else not (``attention_norms``).
+    batch_size, layers, max_tokens, max_length, progress
+        As for ``attention_norms``.
+    counts : dict of int to int, optional
+        The token counts ``log_frequency`` takes (a sharded run's whole corpus); None: those
+        of ``texts``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy frame.
+    """
     start = time.perf_counter()
     sites = check_sites(sites, heads)
+    token_columns = check_token_columns(token_columns)
+    if not isinstance(sink, bool):
+        raise AttnmagError(f"sink must be True or False, not {sink!r}")
     run = prepare_run(
         model,
         texts,
@@ -731,7 +813,7 @@ def _norms_frame(
         max_length=max_length,
     )
     check_tokenizer(tokenizer)
-    kept = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS])
+    kept = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS, *TOKEN_COLUMNS, *SINK_COLUMNS])
     encoded = encode(tokenizer, run.texts, max_length=run.max_length)
     if not encoded.token_ids:
         raise AttnmagError(f"all {len(run.texts)} texts are empty: there is nothing to measure")
@@ -739,9 +821,14 @@ def _norms_frame(
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
     rows = plan_rows(run.layers, sites, heads, n_heads(model))
     lengths = np.array([len(x) for x in encoded.token_ids], dtype=np.int64)
-    norm = np.empty(int(lengths.sum()) * len(rows), dtype=np.float32)
-    # Each text's first row in the frame (texts are in corpus order, rows by text).
-    text_rows = (np.cumsum(lengths) - lengths) * len(rows)
+    tokens = int(lengths.sum())
+    norm = np.empty(tokens * len(rows), dtype=np.float32)
+    # Per token: its surprisal, and its two sink values per layer.
+    n_extra = ("surprisal" in token_columns) + 2 * len(run.layers) * sink
+    extra = np.empty((n_extra, tokens), dtype=np.float32)
+    # Each text's first row in the frame and first token (texts are in corpus order).
+    token_starts = np.cumsum(lengths) - lengths
+    text_rows = token_starts * len(rows)
     for batch, values in measure(
         model,
         encoded,
@@ -753,13 +840,20 @@ def _norms_frame(
         progress=progress,
         sites=sites,
         heads=heads,
+        surprisal="surprisal" in token_columns,
+        sink=sink,
     ):
         # A text's rows are contiguous in the batch's values and in the frame: one copy each.
         offset = 0
         for text in batch:
-            size = int(lengths[text]) * len(rows)
+            length = int(lengths[text])
+            size = length * len(rows)
             norm[text_rows[text] : text_rows[text] + size] = values[offset : offset + size]
             offset += size
+            block = values[offset : offset + length * len(extra)].reshape(len(extra), length)
+            extra[:, token_starts[text] : token_starts[text] + length] = block
+            offset += length * len(extra)
+    token_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded.token_ids])
     groups: dict[str, object] = {}
     if site_column:
         groups["site"] = pd.Categorical([r[0] for r in rows], categories=list(sites))
@@ -768,7 +862,7 @@ def _norms_frame(
     frame = frame_from_columns(
         sequences=np.asarray(encoded.sequences),
         lengths=lengths,
-        token_ids=np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded.token_ids]),
+        token_ids=token_ids,
         norm=norm,
         layers=[r[1] for r in rows],
         token_text=token_texts(tokenizer, encoded.token_ids),
@@ -776,6 +870,18 @@ def _norms_frame(
     )
     for name, values in kept_columns(texts, kept, frame["sequence"].to_numpy()).items():
         frame[name] = values
+    _add_token_columns(
+        frame,
+        tokenizer,
+        token_columns,
+        token_ids=token_ids,
+        counts=token_counts(encoded.token_ids) if counts is None else counts,
+        measured=extra,
+        sink=sink,
+        series=len(rows),
+        layers=run.layers,
+        lengths=lengths,
+    )
     frame.attrs.update(
         provenance(
             model,
@@ -790,6 +896,42 @@ def _norms_frame(
         )
     )
     return frame
+
+
+def _add_token_columns(
+    frame: pd.DataFrame,
+    tokenizer: object,
+    token_columns: tuple[str, ...],
+    *,
+    token_ids: np.ndarray,
+    counts: dict[int, int],
+    measured: np.ndarray,
+    sink: bool,
+    series: int,
+    layers: list[int],
+    lengths: np.ndarray,
+) -> None:
+    """Add the token columns and the sink columns to ``frame``, in place.
+
+    ``token_ids`` holds the texts' token ids concatenated; ``measured`` per token its
+    surprisal, where asked for, then its ``sink_weight`` and ``sink_norm`` per layer. A row
+    takes its token's values (and its layer's, for the sink columns)."""
+    if not token_columns and not sink:
+        return
+    starts = np.cumsum(lengths) - lengths
+    token_index = np.repeat(starts, lengths * series) + frame["position"].to_numpy()
+    positions = np.arange(len(token_ids)) - np.repeat(starts, lengths)
+    found = vocabulary_columns(tokenizer, token_ids, positions, token_columns, counts)
+    if "surprisal" in token_columns:
+        found["surprisal"] = measured[0]
+    for name in TOKEN_COLUMNS:
+        if name in found:
+            frame[name] = found[name].take(token_index)
+    if sink:
+        layer = np.searchsorted(layers, frame["layer"].to_numpy())
+        first = int("surprisal" in token_columns)
+        for k, name in enumerate(SINK_COLUMNS):
+            frame[name] = measured[first + 2 * layer + k, token_index]
 
 
 def token_texts(tokenizer: object, token_ids: Sequence[Sequence[int]]) -> dict[int, str]:

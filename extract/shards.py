@@ -12,7 +12,9 @@ Holds:
   columns;
 - ``verified_shards``: the folder's shard files, checked against its manifest;
 - ``shard_ranges``: which texts each shard holds, and which shards a rank writes;
-- ``weights_fingerprint``: a streaming hash of every weight's bytes.
+- ``weights_fingerprint``: a streaming hash of every weight's bytes;
+- ``write_frames``: tidy frames -> a finished shard folder in ``write_shards``' format (for
+  simulated folders).
 
 A shard stores the frame's columns but those computed from ``norm`` and ``position``
 (``log_norm``, ``lag1``, ``lag2``: ``frame.DERIVED``); every reader recomputes them
@@ -46,7 +48,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,11 +59,13 @@ import pyarrow
 import pyarrow.dataset
 import pyarrow.parquet as pq
 import torch
+from pandas.api.types import union_categoricals
 from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.batching import Encoded
 from attnmag.extract.frame import (
+    COLUMNS,
     DERIVED,
     GROUP_COLUMNS,
     derived_columns,
@@ -70,17 +74,25 @@ from attnmag.extract.frame import (
     token_categorical,
 )
 from attnmag.extract.frame_file import read_frame_file
+from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.manifest import check_record, check_shard_metadata
 from attnmag.extract.norms import (
-    attention_norms,
     check_count,
     check_tokenizer,
+    encode,
+    norms_frame,
     prepare_run,
-    update_norms,
 )
 from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
 from attnmag.extract.quantisation import weights_provenance
+from attnmag.extract.sink import SINK_COLUMNS
 from attnmag.extract.sites import check_sites, n_heads, plan_rows
+from attnmag.extract.tokens import (
+    TOKEN_COLUMNS,
+    TOKEN_DTYPES,
+    check_token_columns,
+    token_counts,
+)
 from attnmag.outputs import folder_lock, mark
 from attnmag.progress import progress_bar
 
@@ -94,6 +106,7 @@ __all__ = [
     "shard_rows",
     "verified_shards",
     "weights_fingerprint",
+    "write_frames",
     "write_shards",
 ]
 
@@ -227,6 +240,9 @@ def run_arguments(
     shard_texts: int,
     sites: Sequence[str] | None = None,
     heads: bool = False,
+    keep: Sequence[str] = (),
+    token_columns: Sequence[str] = (),
+    sink: bool = False,
 ) -> dict:
     """What defines a sharded run: a rerun must give the same to resume.
 
@@ -246,17 +262,24 @@ def run_arguments(
         The sites measured (``update_norms``); None for the attention update alone.
     heads : bool
         Whether each head is measured too.
+    keep, token_columns : sequence of str
+        The corpus columns carried, and the token columns added.
+    sink : bool
+        Whether the sink columns are added.
 
     Returns
     -------
     dict
-        The values of ``manifest.ARGUMENT_KEYS``, as ``run.json`` records them, and ``sites`` and
-        ``heads`` where the run measures them (so that a folder of a plain run stays
-        resumable by a plain run).
+        The values of ``manifest.ARGUMENT_KEYS``, as ``run.json`` records them, and
+        ``sites``, ``heads``, ``keep``, ``token_columns`` and ``sink`` where the run has them
+        (so that a folder of a plain run stays resumable by a plain run).
     """
     measured = {
         **({"sites": list(sites)} if sites is not None else {}),
         **({"heads": True} if heads else {}),
+        **({"keep": list(keep)} if keep else {}),
+        **({"token_columns": list(token_columns)} if token_columns else {}),
+        **({"sink": True} if sink else {}),
     }
     return {
         "format": FORMAT,
@@ -449,36 +472,41 @@ def _claim_folder(folder: Path, arguments: dict, corpus: dict) -> str:
 def _measure_shard(
     model: nn.Module,
     tokenizer: object,
-    texts: list[str],
+    texts: object,
     *,
     start: int,
     layers: list[int],
     options: dict,
 ) -> pd.DataFrame:
-    """The tidy frame of ``texts``, whose first is corpus text ``start``; a chunk of blank
-    texts gives a frame with no rows but every column (and its texts counted as skipped).
+    """The tidy frame of ``texts`` (a list of str, or a Dataset where columns are kept),
+    whose first is corpus text ``start``; a chunk of blank texts gives a frame with no rows
+    but every column (and its texts counted as skipped).
 
-    ``options``: ``batch_size``, ``max_tokens``, ``max_length``, and ``sites`` (None: the
-    attention update alone, as ``attention_norms``) and ``heads``.
+    ``options``: ``batch_size``, ``max_tokens``, ``max_length``, ``sites`` (None: the
+    attention update alone, as ``attention_norms``), ``heads``, ``keep``, ``token_columns``,
+    ``sink`` and ``counts`` (the corpus's token counts, for ``log_frequency``).
     """
     sites, heads = options["sites"], options["heads"]
-    sizes = {key: options[key] for key in ("batch_size", "max_tokens", "max_length")}
-    if any(text.strip() for text in texts):
-        if sites is None:
-            frame = attention_norms(
-                model, tokenizer, texts, layers=layers, heads=heads, progress=False, **sizes
-            )
-        else:
-            frame = update_norms(
-                model,
-                tokenizer,
-                texts,
-                sites=sites,
-                heads=heads,
-                layers=layers,
-                progress=False,
-                **sizes,
-            )
+    keep, token_columns = options["keep"], options["token_columns"]
+    text_list = texts["text"] if keep else texts
+    if any(text.strip() for text in text_list):
+        frame = norms_frame(
+            model,
+            tokenizer,
+            texts,
+            sites=sites or ("attn",),
+            heads=heads,
+            keep=keep,
+            token_columns=token_columns,
+            sink=options["sink"],
+            site_column=sites is not None,
+            batch_size=options["batch_size"],
+            layers=layers,
+            max_tokens=options["max_tokens"],
+            max_length=options["max_length"],
+            progress=False,
+            counts=options["counts"],
+        )
         frame["sequence"] += start
         return frame
     rows = plan_rows(layers, sites or ("attn",), heads, n_heads(model))
@@ -495,6 +523,12 @@ def _measure_shard(
         token_text={},
         groups=groups,
     )
+    for name, values in kept_columns(texts, keep, frame["sequence"].to_numpy()).items():
+        frame[name] = values
+    for name in token_columns:
+        frame[name] = np.empty(0, dtype=TOKEN_DTYPES[name])
+    for name in SINK_COLUMNS if options["sink"] else ():
+        frame[name] = np.empty(0, dtype=np.float32)
     encoded = Encoded(
         [], [], len(texts), skipped_empty=len(texts), max_length=options["max_length"]
     )
@@ -574,6 +608,88 @@ def _damaged(path: Path) -> str:
     )
 
 
+def _store_shard(
+    folder: Path,
+    k: int,
+    frame: pd.DataFrame,
+    start: int,
+    stop: int,
+    run_id: str,
+    row_group_size: int | None = None,
+) -> Path:
+    """Store ``frame`` as shard ``k`` (texts ``start``..``stop - 1``) of claim ``run_id``:
+    without ``frame.DERIVED``, its run and range in its metadata, recorded in the manifest
+    with its checksum, then renamed into place (so a shard is complete or absent)."""
+    path = folder / shard_name(k)
+    frame.attrs.update(run_id=run_id, shard=k, shard_start=start, shard_stop=stop)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    stored = frame.drop(columns=[c for c in DERIVED if c in frame.columns])
+    stored.to_parquet(partial, row_group_size=row_group_size)
+    entry = {"rows": len(frame), "start": start, "stop": stop, "sha256": file_sha256(partial)}
+    _record_shard(folder, path.name, entry, run_id)
+    os.replace(partial, path)
+    return path
+
+
+def write_frames(
+    frames: Iterable[pd.DataFrame],
+    out_dir: str | Path,
+    *,
+    n_texts: int,
+    shard_texts: int,
+    layers: Sequence[int],
+    row_group_size: int | None = None,
+) -> list[Path]:
+    """Write tidy frames as a finished shard folder, as ``write_shards`` stores its own:
+    folders of simulated rows for the tests and benchmarks of the readers and fits.
+
+    Parameters
+    ----------
+    frames : iterable of DataFrame
+        The tidy frame of each shard in turn (``log_norm`` and the lags, where present, are
+        not stored: readers compute them); frame ``k`` holds the texts of shard ``k`` in
+        ``shard_ranges(n_texts, shard_texts)``. An iterator is written a frame at a time.
+    out_dir : str or Path
+        The folder (created; refused where it holds another run's shards).
+    n_texts, shard_texts : int
+        The texts in all, and per shard.
+    layers : sequence of int
+        The layers the manifest records.
+    row_group_size : int, optional
+        Rows per Parquet row group (pyarrow's default where None).
+
+    Returns
+    -------
+    list of Path
+        The shards, in order.
+
+    Examples
+    --------
+    >>> write_frames([frame], "norms/", n_texts=10, shard_texts=10, layers=[0])  # doctest: +SKIP
+    """
+    folder = Path(out_dir)
+    arguments = {
+        "format": FORMAT,
+        "model": "simulated",
+        "model_type": "simulated",
+        "dtype": "float32",
+        "weights": "0" * 16,  # a fingerprint's and a hash's form, as the schema asks
+        "n_texts": n_texts,
+        "texts": "0" * 64,
+        "layers": list(layers),
+        "max_length": None,
+        "shard_texts": shard_texts,
+    }
+    plan = shard_ranges(n_texts, shard_texts)
+    with folder_lock(folder, shared=True):
+        run_id = _claim_folder(folder, arguments, {})
+        paths = []
+        for (k, start, stop), frame in zip(plan, frames, strict=True):
+            frame.attrs.update(texts_sha256=arguments["texts"], weights=arguments["weights"])
+            paths.append(_store_shard(folder, k, frame, start, stop, run_id, row_group_size))
+    return paths
+
+
 def write_shards(
     model: nn.Module,
     tokenizer: object,
@@ -590,6 +706,9 @@ def write_shards(
     progress: bool | None = None,
     sites: Sequence[str] | str | None = None,
     heads: bool = False,
+    keep: Sequence[str] = (),
+    token_columns: Sequence[str] | str = (),
+    sink: bool = False,
 ) -> list[Path]:
     """Measure ``texts`` shard by shard into Parquet files under ``out_dir``.
 
@@ -611,6 +730,9 @@ def write_shards(
         the attention update alone, as ``attention_norms`` does.
     heads : bool
         Each head's contribution as well (a ``head`` column).
+    keep, token_columns, sink
+        As for ``attention_norms``; ``log_frequency`` counts each token in all of
+        ``texts``, not in one shard.
     shard_texts : int
         Texts per shard.
     rank, world_size : int, optional
@@ -640,6 +762,13 @@ def write_shards(
     )
     check_tokenizer(tokenizer)
     text_list, corpus, layers = run.texts, run.corpus, run.layers
+    keep = check_keep(texts, keep, [*COLUMNS, *GROUP_COLUMNS, *TOKEN_COLUMNS, *SINK_COLUMNS])
+    token_columns = check_token_columns(token_columns)
+    if not isinstance(sink, bool):
+        raise AttnmagError(f"sink must be True or False, not {sink!r}")
+    counts = None
+    if "log_frequency" in token_columns:
+        counts = token_counts(encode(tokenizer, text_list, max_length=run.max_length).token_ids)
     folder = Path(out_dir)
     arguments = run_arguments(
         model,
@@ -649,6 +778,9 @@ def write_shards(
         shard_texts=shard_texts,
         sites=sites,
         heads=heads,
+        keep=keep,
+        token_columns=token_columns,
+        sink=sink,
     )
     plan = shard_ranges(len(text_list), shard_texts, rank=rank, world_size=world_size)
     options = {
@@ -657,6 +789,10 @@ def write_shards(
         "max_length": run.max_length,
         "sites": sites,
         "heads": heads,
+        "keep": keep,
+        "token_columns": token_columns,
+        "sink": sink,
+        "counts": counts,
     }
 
     def complete(k: int, start: int, stop: int, *, wait: bool) -> bool:
@@ -669,26 +805,19 @@ def write_shards(
             if _verify_shard(path, record["shards"].get(path.name), record):
                 return True
             began = time.perf_counter()
+            chunk = texts.select(range(start, stop)) if keep else text_list[start:stop]
             frame = _measure_shard(
-                model, tokenizer, text_list[start:stop], start=start, layers=layers, options=options
+                model, tokenizer, chunk, start=start, layers=layers, options=options
             )
             frame.attrs.update(
                 **corpus_provenance(corpus),
                 texts_sha256=arguments["texts"],  # the run's texts, which the folder holds
                 weights=arguments["weights"],
-                run_id=run_id,  # which claim of the folder wrote it
-                shard=k,
-                shard_start=start,
-                shard_stop=stop,
                 rank=rank,
                 world_size=world_size,
                 seconds_extract=round(time.perf_counter() - began, 3),
             )
-            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            frame.drop(columns=list(DERIVED)).to_parquet(partial)
-            entry = {"rows": len(frame), "start": start, "stop": stop}
-            _record_shard(folder, path.name, {**entry, "sha256": file_sha256(partial)}, run_id)
-            os.replace(partial, path)
+            _store_shard(folder, k, frame, start, stop, run_id)
             return True
 
     with (
@@ -937,9 +1066,19 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     """
     paths, record = _listed_shards(Path(folder), partial=partial)
     arguments = record["arguments"]
-    columns = frame_columns([g for g in ("site", "head") if f"{g}s" in arguments])
+    columns = [
+        *frame_columns([g for g in ("site", "head") if f"{g}s" in arguments]),
+        *arguments.get("keep", []),
+        *arguments.get("token_columns", []),
+        *(SINK_COLUMNS if arguments.get("sink") else ()),
+    ]
     stored = [column for column in columns if column not in DERIVED]
     shards = [_read_shard(path, record, stored) for path in paths]
+    for name in arguments.get("keep", []):  # a kept category: the categories of all shards
+        if all(isinstance(shard[name].dtype, pd.CategoricalDtype) for shard in shards):
+            categories = union_categoricals([shard[name] for shard in shards]).categories
+            for shard in shards:
+                shard[name] = shard[name].cat.set_categories(categories)
     token_text: dict[int, str] = {}
     for shard in shards:
         ids, first = np.unique(shard["token_id"].to_numpy(), return_index=True)

@@ -9,18 +9,19 @@ Holds:
   combine them;
 - ``position_trend(frame, *, method="ols", max_position=30, ...)``: ``log_norm ~ position``
   per group, by ``"aggregate"`` (the notebook's fit), ``"ols"`` (cluster-robust) or
-  ``"mixed"`` (REML, random intercept per sequence);
+  ``"mixed"`` (REML, random intercept per sequence) -> a ``Fits``;
 - ``lag_effects(frame, *, method="initial_conditions", ...)``: the lag-1 and lag-2 effects
   per group, within texts by ``"initial_conditions"`` (REML random intercept with the
   text's first two levels, Wooldridge 2005; cluster-robust) or ``"gmm"`` (Arellano-Bond),
-  or the notebook's pooled ``"ols"`` description of how magnitudes co-vary;
-- ``glance(table)``: one row per group and fit (n_obs, n_groups, r2, log-likelihood,
+  or the notebook's pooled ``"ols"`` description of how magnitudes co-vary -> a ``Fits``;
+- ``glance(fits)``: one row per group and fit (n_obs, n_groups, r2, log-likelihood,
   AIC/BIC, sigma, converged, seconds, warnings; variance components and ``boundary`` for
-  mixed fits; Hansen's J and the AR(2) test for ``gmm``), of a table or a ``Fits``;
-- ``fit_all(frame, ...)``: every requested method of both named models, the tables a report
-  shows and ``attnmag fit`` writes (``position_trend``, ``lag_effects``, ``glance``);
-- ``read_fits(folder)``: ``fit_all``'s tables read back from the CSV files ``attnmag fit``
-  writes (``glance.csv`` beside the tidy tables);
+  mixed fits; Hansen's J and the AR(2) test for ``gmm``; for the named fits the
+  leading-position diagnostic), of a ``Fits`` or its tidy table;
+- ``fit_all(frame, ...)``: every requested method of both named models, what a report shows
+  and ``attnmag fit`` writes: a ``Fits`` by name (``position_trend``, ``lag_effects``);
+- ``write_fits(fits, folder)`` / ``read_fits(folder)``: those fits as the CSV files
+  ``attnmag fit`` writes (the tidy tables, and ``glance.csv`` beside them), and read back;
 - ``METHODS``: the methods of each named model;
 - ``MAX_POSITION``, ``CONF_LEVEL``: the defaults of the trend's last position and of the
   intervals' level.
@@ -43,16 +44,19 @@ Usage::
 
     fits = models.fit(frame, "log_norm ~ position + C(label)")
     fits.results[5].summary()
-    tables = models.fit_all("norms/")                   # a shard folder
+    fits = models.fit_all("norms/")                     # a shard folder
     trend = models.position_trend(frame, method="ols", max_position=30)
+    trend.tidy; trend.results[5].params                 # the same estimates, by name
     lags = models.lag_effects(frame)                    # within texts, cluster-robust
     check = models.lag_effects(frame, method="gmm")     # Arellano-Bond
-    models.glance(check)
+    check.glance
 
 The modules: ``source`` (what a fit reads), ``named`` (``position_trend``, ``lag_effects``),
-``formula`` (``fit``), ``standard`` (``fit_all``), ``checks`` (methods, checks of options and rows),
-``groups`` (the grouping columns), ``results`` (``Fits``), ``ols``, ``mixed`` and ``gmm``
-(the estimators), ``tidy`` (broom-style tables, Holm adjustment, glance).
+``formula`` (``fit``), ``standard`` (``fit_all``, ``write_fits``, ``read_fits``), ``checks``
+(methods, checks of options and rows), ``groups`` (the grouping columns), ``results``
+(``Fits``), ``ols``, ``mixed`` and ``gmm`` (the estimators), ``cr2`` (CR2 errors with
+Bell-McCaffrey df, the trend's default below 50 texts), ``leading`` (leading positions that
+stand off the rest), ``tidy`` (broom-style tables, Holm adjustment, glance).
 """
 
 from attnmag.models.checks import METHODS
@@ -60,7 +64,7 @@ from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.formula import fit
 from attnmag.models.named import lag_effects, position_trend
 from attnmag.models.results import Fits
-from attnmag.models.standard import fit_all, read_fits
+from attnmag.models.standard import fit_all, read_fits, write_fits
 from attnmag.models.tidy import glance
 
 __all__ = [
@@ -74,4 +78,5 @@ __all__ = [
     "lag_effects",
     "position_trend",
     "read_fits",
+    "write_fits",
 ]

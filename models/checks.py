@@ -2,7 +2,8 @@
 
 Holds:
 - ``METHODS``: the methods of ``position_trend`` and ``lag_effects``;
-- ``MIXED_METHODS``: those fitted by REML, which take ``cov_type``;
+- ``MIXED_METHODS``: those fitted by REML, which take every ``cov_type``;
+- ``CR2_METHODS``: those that take ``cov_type="cr2"`` (the mixed ones and ``ols``);
 - ``check_options``: a method, interval level and ``cov_type`` checked, one line each;
 - ``check_first_position``: the first position a fit uses, checked;
 - ``check_size``: a group's rows, texts and positions against what its fit needs;
@@ -21,6 +22,7 @@ from attnmag.models.mixed import COV_TYPES
 __all__ = [
     "METHODS",
     "MIXED_METHODS",
+    "CR2_METHODS",
     "check_first_position",
     "check_options",
     "check_size",
@@ -33,6 +35,8 @@ METHODS = {
 }
 #: Methods fitted as linear mixed models (REML), which take ``cov_type``.
 MIXED_METHODS = frozenset({"mixed", "initial_conditions"})
+#: Methods that take ``cov_type="cr2"``.
+CR2_METHODS = MIXED_METHODS | {"ols"}
 
 
 def check_options(
@@ -45,10 +49,13 @@ def check_options(
         raise AttnmagError(f"conf_level must lie strictly between 0 and 1, not {conf_level}")
     if cov_type not in COV_TYPES:
         raise AttnmagError(f"cov_type must be one of {list(COV_TYPES)}, not {cov_type!r}")
-    if cov_type != "cluster" and method not in MIXED_METHODS:
+    if cov_type == "cr2" and method not in CR2_METHODS:
         raise AttnmagError(
-            f"cov_type={cov_type!r} needs a mixed method {sorted(MIXED_METHODS)}, "
-            f"not method={method!r}"
+            f"cov_type='cr2' needs one of the methods {sorted(CR2_METHODS)}, not method={method!r}"
+        )
+    if cov_type == "model" and method not in MIXED_METHODS:
+        raise AttnmagError(
+            f"cov_type='model' needs a mixed method {sorted(MIXED_METHODS)}, not method={method!r}"
         )
 
 

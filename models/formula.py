@@ -9,7 +9,7 @@ Holds:
 
 The formula is patsy's, as statsmodels' formula API takes it: ``C(label)`` for a
 categorical, ``a * b`` for main effects and their interaction, ``I(position ** 2)``,
-``np.log(norm)``. Term names are statsmodels', with ``Intercept`` named ``intercept``.
+``np.log(norm)``. Term names are statsmodels' (``Intercept``, ``C(label)[T.fresh]``).
 
 The rows are a ``models.source.Source`` (a frame, or a shard folder, whose frame is never
 built); DuckDB reads the columns the formula uses in batches of ``BATCH_ROWS`` rows:
@@ -55,9 +55,9 @@ from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.groups import GROUP_COLUMNS, describe, key_of, key_values
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit
-from attnmag.models.results import Fits, GroupFit
+from attnmag.models.results import Fits
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Fit, build_table, fitted_rows, term_names
+from attnmag.models.tidy import Estimate, fits_of, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
@@ -116,9 +116,12 @@ def fit(
     positions : tuple of int
         The first and last position used, inclusive; ``(1, 30)`` leaves out the first
         token (the attention sink).
-    cov_type : {"cluster", "model"}
-        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
-        lme4's model-based covariance (Wald z). ``"ols"`` takes only ``"cluster"``.
+    cov_type : {"cluster", "cr2", "model"}
+        ``"cluster"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df);
+        ``"cr2"``: the CR2 sandwich by sequence with each coefficient's Bell-McCaffrey df,
+        for few texts (its ``results`` are None: statsmodels has no CR2); ``"model"``, for
+        ``"mixed"`` only: lme4's model-based covariance (Wald z), which assumes no serial
+        correlation within a text beyond the random intercept's.
     conf_level : float
         The level of ``conf_low``/``conf_high`` (``models.CONF_LEVEL`` by default).
     n_jobs : int, optional
@@ -254,8 +257,8 @@ def _fit_source(
     groups = [column for column in GROUP_COLUMNS if column in names]
     reader = _Reader(connection, groups, columns, first=first, last=last)
     # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-    designs = _design(formula, reader) if next(reader.rows(), None) is not None else None
-    terms = [] if designs is None else term_names(designs[1].column_names)
+    designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
+    terms = [] if designs is None else list(designs[1].column_names)
     sums = _Sums(groups, slope=random_slope)
     sums.expected.update(reader.groups())
     with progress_bar(progress, total=None, unit="batch", desc=f"{method} fit", delay=1.0) as bar:
@@ -272,29 +275,13 @@ def _fit_source(
         values = key_values(groups, key)
         rows = partial(_group_rows, source, reader, values)
         run = partial(_fit_cross, cross, terms, rows, method=method, **model)
-        table, record, group_fit = fitted_rows(run, groups=values, **spec)
-        part = GroupFit(
-            names=(spec["fit"], method),
-            groups=values,
-            formula=formula,
-            rows=rows,
-            estimate=group_fit.estimate,
-            result=group_fit.result,
-        )
-        fitted.append((table, record, part))
-    table = build_table([rows for rows, _, _ in fitted], [record for _, record, _ in fitted])
-    return Fits(table, [part for _, _, part in fitted])
+        fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
+    return fits_of(fitted)
 
 
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows (``fit``'s rule), read again from ``source`` by DuckDB."""
-    where = " AND ".join(f'"{column}" = ?' for column in values)
-    with source.connected() as connection:
-        query = (
-            f"SELECT {_names(reader.used)} FROM frame WHERE {where} AND {reader.span} "
-            'ORDER BY sequence, "position"'
-        )
-        chunk = connection.execute(query, [_plain(v) for v in values.values()]).df()
+    chunk = source.rows(_names(reader.used), [reader.span], values)
     return reader._rows(reader.categorised(chunk))
 
 
@@ -360,18 +347,15 @@ class _Reader:
         return [key_of(row) for row in self.connection.execute(query).fetchall()]
 
     def batches(self) -> Iterator[pd.DataFrame]:
-        """Per batch, its rows the formula fits (``fit``'s rule: positions
-        ``first``..``last``, missing values dropped, infinite ones an error)."""
+        """Per batch, its rows the formula fits (``fit``'s rule: positions ``first``..
+        ``last``, missing values dropped, infinite ones an error); patsy's
+        ``data_iter_maker``."""
         query = f"SELECT {_names(self.columns)} FROM frame WHERE {self.span}"
         reader = self.connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             rows = self._rows(self.categorised(batch.to_pandas()))
             if len(rows):
                 yield rows
-
-    def rows(self) -> Iterator[pd.DataFrame]:
-        """The fitted rows of each batch that has some (patsy's ``data_iter_maker``)."""
-        return self.batches()
 
     def categorised(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """``chunk``'s text columns as categoricals with the frame's categories."""
@@ -395,15 +379,10 @@ def _names(columns: Iterable[str]) -> str:
     return ", ".join(f'"{column}"' for column in columns)
 
 
-def _plain(value: object) -> object:
-    """A numpy scalar as the Python value DuckDB takes as a parameter."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
     """The outcome's and the design's ``DesignInfo``, fixed over all the rows."""
     try:
-        lhs, rhs = patsy.incr_dbuilders(formula, reader.rows, eval_env=_ENVIRONMENT)
+        lhs, rhs = patsy.incr_dbuilders(formula, reader.batches, eval_env=_ENVIRONMENT)
     except patsy.PatsyError as error:
         raise AttnmagError(f"cannot fit the formula {formula!r}: {_first_line(error)}") from None
     if len(lhs.column_names) != 1:
@@ -505,7 +484,7 @@ def _fit_cross(
     formula: str,
     random_slope: bool,
     cov_type: str,
-) -> Fit:
+) -> Estimate:
     """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``;
     its ``result`` refits ``rows()`` with statsmodels when called."""
     k = len(terms)
@@ -514,8 +493,9 @@ def _fit_cross(
         keep = np.r_[0 : k + 1, cross.shape[1] - 1]
         design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
         centred = _has_constant(design.cross.sum(axis=0), k)
-        fitted = ols_fit(design, terms, len(cross), centred=centred)
-        fitted.result = lambda: cluster_ols_result(rows(), formula)
+        fitted = ols_fit(design, terms, len(cross), centred=centred, cov_type=cov_type)
+        if cov_type == "cluster":
+            fitted.result = lambda: cluster_ols_result(rows(), formula)
         return fitted
     scales = np.ones(1)
     if random_slope:

@@ -7,7 +7,7 @@ Holds:
   per row the sums need (``l0``, its own, to ``l7``);
 - ``gmm_reduced``: a group's per-text level sums (``models.named``'s SQL) -> the per-text
   cross products the estimator needs;
-- ``gmm_fit``: those -> a ``Fit`` (terms ``lag1``, ``lag2``, ``position``); ``arellano_bond``,
+- ``gmm_fit``: those -> an ``Estimate`` (terms ``lag1``, ``lag2``, ``position``); ``arellano_bond``,
   its estimator; ``gmm_stats``, its glance fields.
 
 The model is ``log_norm[t] = a1 lag1 + a2 lag2 + b position + u_text + e[t]``; first
@@ -38,7 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from attnmag.errors import AttnmagError
-from attnmag.models.tidy import Fit
+from attnmag.models.tidy import Estimate
 
 __all__ = [
     "AR2_UNDEFINED",
@@ -150,10 +150,11 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def gmm_fit(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None = None) -> Fit:
+def gmm_fit(sums: dict[str, np.ndarray], *_: object) -> Estimate:
     """The two-step fit from a group's reduced sums (``gmm_reduced``): ``lag1``, ``lag2``
     and ``position`` with Windmeijer standard errors (normal reference); ``n_obs`` and
-    ``n_groups`` count the differenced equations and the texts that have one."""
+    ``n_groups`` count the differenced equations and the texts that have one; other
+    arguments (a named fit's per-position sums and rows) are not needed."""
     texts = sums["all_0_0"] > 0  # texts with an equation
     try:
         result = arellano_bond(
@@ -167,7 +168,7 @@ def gmm_fit(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None = None)
         return _failed_gmm(sums, texts, f"GMM failed: {type(error).__name__}: {error}")
     std_error = np.sqrt(np.diag(result.covariance))
     terms = ["lag1", "lag2", "position"]
-    return Fit(
+    return Estimate(
         estimate=pd.Series(result.estimate, index=terms),
         std_error=pd.Series(std_error, index=terms),
         df=np.inf,
@@ -179,10 +180,10 @@ def gmm_fit(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None = None)
     )
 
 
-def _failed_gmm(sums: dict[str, np.ndarray], texts: np.ndarray, message: str) -> Fit:
+def _failed_gmm(sums: dict[str, np.ndarray], texts: np.ndarray, message: str) -> Estimate:
     """A GMM fit whose linear algebra failed: NaN estimates, ``converged=False``."""
     missing = pd.Series(np.nan, index=["lag1", "lag2", "position"])
-    return Fit(
+    return Estimate(
         estimate=missing,
         std_error=missing,
         df=np.inf,

@@ -3,7 +3,6 @@
 Holds:
 - ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order (the
   frame's schema, ``attnmag.extract.frame``, is its one source);
-- ``group_columns``: the grouping columns a frame's fits are split by;
 - ``key_of``: a group's values -> its key;
 - ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages.
 
@@ -19,32 +18,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 
 import numpy as np
-import pandas as pd
 
 from attnmag.extract.frame import GROUP_COLUMNS
-from attnmag.extract.frame import group_columns as frame_groups
 
-__all__ = ["GROUP_COLUMNS", "group_columns", "key_of", "key_values", "describe"]
-
-
-def group_columns(frame: pd.DataFrame) -> list[str]:
-    """The grouping columns ``frame`` is fitted by: ``layer``, and ``model``, ``site`` and
-    ``head`` where present.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        The tidy frame.
-
-    Returns
-    -------
-    list of str
-        The columns in ``GROUP_COLUMNS`` order.
-
-    >>> group_columns(pd.DataFrame(columns=["sequence", "model", "layer", "head"]))
-    ['model', 'layer', 'head']
-    """
-    return frame_groups(frame)
+__all__ = ["GROUP_COLUMNS", "key_of", "key_values", "describe"]
 
 
 def key_of(values: Iterable[object]) -> Hashable:

@@ -3,9 +3,11 @@ standard errors.
 
 Holds:
 - ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
-  slope on position) per sequence -> a ``Fit``; ``cov_type="cluster"`` (the default) gives
-  the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="model"``
-  lme4's GLS covariance with the normal distribution; ``mixed_result``, statsmodels' fit
+  slope on position) per sequence -> an ``Estimate``; ``cov_type="cluster"`` (the default)
+  gives the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="cr2"``
+  the CR2 sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
+  covariance with the normal distribution (which assumes no serial correlation within a
+  text beyond the random effects'); ``mixed_result``, statsmodels' fit
   from REML's maximum, built when its ``result`` is called;
 - ``mixed_fit``: the same from a design's per-sequence cross products (the fits of
   ``models.named`` and ``models.formula``);
@@ -78,7 +80,8 @@ from statsmodels.tools.numdiff import approx_fprime_cs
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
-from attnmag.models.tidy import Fit, term_names
+from attnmag.models.cr2 import cr2_covariance
+from attnmag.models.tidy import Estimate
 
 __all__ = [
     "COV_TYPES",
@@ -102,7 +105,7 @@ STATSMODELS_SINGULAR_TOL = 1e-10
 #: A diagonal element of the relative Cholesky factor below this is "on or near the boundary".
 BOUNDARY_TOL = 1e-2
 #: The fixed effects' covariances ``fit_mixed`` offers (see its ``cov_type``).
-COV_TYPES = ("cluster", "model")
+COV_TYPES = ("cluster", "cr2", "model")
 #: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
 #: The REML profile of a random intercept's relative sd: zero and this many log-spaced
@@ -407,7 +410,7 @@ def _moment_start(design: GroupedDesign) -> float:
 
 def fit_mixed(
     data: pd.DataFrame, formula: str, *, random_slope: bool = False, cov_type: str = "cluster"
-) -> Fit:
+) -> Estimate:
     """REML fit of ``formula`` with a random intercept per ``sequence`` (and a slope on position).
 
     Parameters
@@ -418,14 +421,18 @@ def fit_mixed(
         The fixed effects, e.g. ``"log_norm ~ position"``.
     random_slope : bool
         Add a random slope on ``position`` (correlated with the intercept).
-    cov_type : {"cluster", "model"}
+    cov_type : {"cluster", "cr2", "model"}
         ``"cluster"``: the fixed effects' CR1 sandwich by ``sequence`` (``cluster_covariance``),
-        with Student's t on G - 1 degrees of freedom; ``"model"``: their GLS covariance at the
-        fitted variance components, as lme4's ``vcov`` gives it, with the normal distribution.
+        with Student's t on G - 1 degrees of freedom; ``"cr2"``: the CR2 sandwich with each
+        coefficient's Bell-McCaffrey degrees of freedom (``models.cr2``), for few texts;
+        ``"model"``: their GLS covariance at the fitted variance components, as lme4's
+        ``vcov`` gives it, with the normal distribution. It assumes the model's covariance is
+        right: no serial correlation within a text beyond the random effects' (residuals
+        that are, say, AR(1) along positions make its intervals too narrow).
 
     Returns
     -------
-    Fit
+    Estimate
         Estimates, standard errors, reference df and the glance fields of a mixed fit;
         ``result`` builds statsmodels' ``MixedLMResults`` when called (``mixed_result``
         from REML's maximum), or is None where that maximum is on the boundary, where
@@ -442,7 +449,7 @@ def fit_mixed(
     return mixed_fit(
         design,
         np.array([1.0, 1.0 / spread][: design.k_re]),
-        term_names(model.exog_names),
+        list(model.exog_names),
         len(model.group_labels),
         cov_type=cov_type,
         result=partial(mixed_result, data, formula, random_slope),
@@ -457,34 +464,40 @@ def mixed_fit(
     *,
     cov_type: str,
     result: Callable[[np.ndarray], object] | None = None,
-) -> Fit:
+) -> Estimate:
     """REML's global maximum (``reml_maximum``) and the GLS values there, with their
     standard errors (``cov_type``) and glance fields, from per-sequence cross products;
     ``scales`` unscale the random effects (a random slope fitted on position /
     sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
-    the maximum: the ``Fit``'s ``result`` calls it, except at a boundary maximum (noted).
+    the maximum: the ``Estimate``'s ``result`` calls it, except at a boundary maximum (noted).
 
-    >>> fit = mixed_fit(design, np.ones(1), ["intercept", "position"], 40,
+    >>> fit = mixed_fit(design, np.ones(1), ["Intercept", "position"], 40,
     ...                 cov_type="cluster")  # doctest: +SKIP
     """
     cov_rel, converged, notes = reml_maximum(design)
     point = design.gls(cov_rel)
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
-    if cov_type == "cluster" and design.ml:
-        covariance = stacked_covariance(design, cov_rel, point)
-    elif cov_type == "cluster":
-        covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+    df: float | pd.Series = np.inf
+    if cov_type == "cluster":
+        if design.ml:
+            covariance = stacked_covariance(design, cov_rel, point)
+        else:
+            covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+        df = float(n_groups - 1)
+    elif cov_type == "cr2":
+        covariance, df_terms = cr2_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+        df = pd.Series(df_terms, index=list(terms))
     else:
         covariance = point.scale * point.xwx_inv
     std_errors = np.sqrt(np.diag(covariance))
     finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
     llf = point.llf_reml
     slope = design.k_re == 2
-    return Fit(
+    return Estimate(
         estimate=pd.Series(point.fe_params, index=list(terms)),
         std_error=pd.Series(std_errors, index=list(terms)),
-        df=float(n_groups - 1) if cov_type == "cluster" else np.inf,
+        df=df,
         n_obs=design.n_obs,
         n_groups=n_groups,
         converged=converged and bool(finite),
@@ -519,10 +532,16 @@ def _mixedlm(data: pd.DataFrame, formula: str, random_slope: bool) -> tuple[Mixe
 
 
 def mixed_result(
-    data: pd.DataFrame, formula: str, random_slope: bool, cov_rel: np.ndarray
+    data: pd.DataFrame,
+    formula: str,
+    random_slope: bool,
+    cov_rel: np.ndarray,
+    *,
+    reml: bool = True,
 ) -> MixedLMResults:
-    """statsmodels' REML fit of ``fit_mixed``'s model on ``data``, started at ``cov_rel``
-    (REML's maximum, relative to the residual variance), its optimisers tried in turn.
+    """statsmodels' REML (or, where not ``reml``, ML) fit of ``fit_mixed``'s model on
+    ``data``, started at ``cov_rel`` (the maximum, relative to the residual variance), its
+    optimisers tried in turn.
 
     From the maximum statsmodels' optimiser stops at once or after a few steps: its
     ``fe_params`` equal the reported estimates to rounding.
@@ -535,7 +554,7 @@ def mixed_result(
         # units, whatever the residual variance: not a boundary test. The glance column
         # ``boundary`` (``is_boundary``, lme4's rule) says it instead.
         warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
-        return model.fit(reml=True, method=OPTIMIZERS, start_params=_start(cov_rel))
+        return model.fit(reml=reml, method=OPTIMIZERS, start_params=_start(cov_rel))
 
 
 def cluster_covariance(

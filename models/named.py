@@ -4,38 +4,28 @@ Holds:
 - ``position_trend``: ``log_norm ~ position`` per group (``aggregate``, ``ols``, ``mixed``);
 - ``lag_effects``: the lag-1 and lag-2 effects per group (``ols``, ``initial_conditions``,
   ``gmm``);
+- ``Request``, ``trend_request``, ``lag_request``: one named fit, its options checked;
+  ``fit_requests`` runs several on one ``Source``, summing rows once where they share them.
 
-One way through for a frame and a shard folder alike: the rows are a ``models.source.Source``
-(a frame registered with DuckDB, not copied, or a folder's verified shards), of which DuckDB
-reads the grouping columns for the groups present, then sums, per group and sequence, the
-products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``, ``log_norm``, cast
-to double), with the rows, the positions' range and a count of missing or infinite values;
-for the position trend also per group and position (the position means of ``aggregate``,
-and the positions covered). Python receives these sums ordered by group, one group at a
-time: arrays of sequences x m x m, whatever the number of rows. Every column of a model's
-design ``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a
-base column times a per-sequence constant, so each sequence's cross products ``X_s'X_s``,
-``X_s'Z_s``, ... follow from its base sums (``models.mixed.GroupedDesign``).
+The rows are a ``models.source.Source``, of which DuckDB sums, per group and sequence, the
+products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``, ``log_norm``, as
+doubles), with the rows, the positions' range and a count of missing or infinite values;
+for the position trend also per group and position. Python receives these sums one group at
+a time: arrays of sequences x m x m, whatever the number of rows. Every column of a design
+``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a base
+column times a per-sequence constant, so each sequence's cross products follow from its base
+sums (``models.mixed.GroupedDesign``): ``ols`` (``models.ols``), ``mixed`` (REML) and
+``initial_conditions`` (maximum likelihood, and again with a random slope on lag1 for the
+likelihood-ratio test, ``models.mixed.slope_test``) are fitted from them; ``aggregate`` from the
+per-position sums; ``gmm`` (``models.gmm``) from per-text sums of the products of each row's
+levels ``l0`` .. ``l7`` (a DuckDB window), summed one shard at a time.
 
-What is estimated from those cross products:
+Each group's glance also carries the leading-position diagnostic (``models.leading``),
+from one more query of per-sequence sums.
 
-- ``ols``: OLS, with CR1 standard errors by sequence from the per-sequence scores
-  ``X_s'y_s - X_s'X_s b`` (GLS at zero random-effect variance, ``cluster_covariance``);
-- ``mixed`` and ``initial_conditions``: REML's (for ``initial_conditions`` the
-  likelihood's) global maximum by ``models.mixed``'s search on the vectorised GLS, and the
-  GLS values there (``models.mixed.reml_maximum``); for ``initial_conditions`` also the
-  same with a random slope on lag1, for the likelihood-ratio test (``models.mixed.
-  slope_test``);
-- ``aggregate``: OLS of the log of each position's mean norm on position;
-- ``gmm``: the two-step Arellano-Bond estimates, Windmeijer's covariance, Hansen's J and
-  AR(2) (``models.gmm``), from per-text sums of the products of each row's levels ``l0`` ..
-  ``l7`` (its own and seven positions back, by a DuckDB window within group and sequence),
-  summed one shard at a time for a folder.
-
-The checks on the rows are these, once for every source: a group without enough rows, a
-missing or infinite value, positions of a text that are not consecutive (for
-``initial_conditions`` and ``gmm``) are each an ``AttnmagError`` naming the group or the
-sequence.
+A group without enough rows, a missing or infinite value, or (for ``initial_conditions`` and
+``gmm``) a text whose positions are not consecutive is an ``AttnmagError`` naming the group
+or the sequence.
 
 Usage::
 
@@ -50,6 +40,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import duckdb
 import numpy as np
@@ -66,13 +57,16 @@ from attnmag.models.checks import (
     check_size,
     not_finite,
 )
+from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
-from attnmag.models.groups import describe, group_columns, key_of, key_values
-from attnmag.models.mixed import GroupedDesign, mixed_fit, slope_test
-from attnmag.models.ols import ols_fit, statsmodels_fit
+from attnmag.models.groups import describe, key_of, key_values
+from attnmag.models.leading import leading_query, leading_stats
+from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
+from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
+from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Fit, build_table, failed_fit, fitted_rows
+from attnmag.models.tidy import Estimate, failed_fit, fits_of, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = [
@@ -86,6 +80,8 @@ __all__ = [
 
 #: Rows of the per-sequence sums handed to Python per batch.
 BATCH_ROWS = 1 << 14
+#: Reads a group's fitted rows again, for statsmodels' results and ``Fits.augment``.
+Rows = Callable[[], pd.DataFrame]
 #: The base columns a design is built from (``1`` is implied), as SQL expressions.
 BASE = {
     "position": '"position"::DOUBLE',
@@ -106,13 +102,15 @@ class Request:
     base: tuple[str, ...]  # base columns summed per sequence, besides the constant 1
     checked: tuple[str, ...]  # columns that must be finite in the fitted rows
     first: int  # the first fitted position
+    leading: int  # the first used position (the first fitted, or its lags')
     last: int | None
     layers: Iterable[int] | None
     terms: tuple[str, ...]
     n_positions: int
     by_position: bool  # also sum per group and position (position_trend)
     consecutive: bool  # each text's positions must run consecutively from ``first``
-    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]
+    formula: str  # the model as statsmodels writes it, for ``Fits.results`` and ``augment``
+    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]
 
 
 def position_trend(
@@ -123,12 +121,12 @@ def position_trend(
     first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
-    cov_type: str = "cluster",
+    cov_type: str | None = None,
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
-) -> pd.DataFrame:
-    """Fit ``log_norm ~ position`` per group; one row per group and term.
+) -> Fits:
+    """Fit ``log_norm ~ position`` per group.
 
     Parameters
     ----------
@@ -139,8 +137,8 @@ def position_trend(
         building the frame, or a Parquet file, read as the frame. Either way the fit is
         made from per-sequence sums computed by DuckDB (see the module docstring).
     method : {"ols", "aggregate", "mixed"}
-        ``"ols"`` (the default): token-level OLS, CR1 errors clustered by sequence, t on
-        G - 1 df; ``"aggregate"``: the log of the mean norm per position on position, the
+        ``"ols"`` (the default): token-level OLS, errors clustered by sequence (see
+        ``cov_type``); ``"aggregate"``: the log of the mean norm per position on position, the
         notebook's fit, classical errors; ``"mixed"``: the GLS values at REML's global
         maximum of a random intercept per sequence (``random_slope=True`` adds a random
         slope on position).
@@ -153,9 +151,13 @@ def position_trend(
         The layers to fit; every layer by default.
     random_slope : bool
         For ``"mixed"``: a random slope on position besides the intercept.
-    cov_type : {"cluster", "model"}
-        For ``"mixed"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df), or
-        lme4's model-based covariance (Wald z).
+    cov_type : {None, "cluster", "cr2", "model"}
+        For ``"ols"`` and ``"mixed"``: ``"cluster"``, the CR1 sandwich by sequence (t on
+        G - 1 df); ``"cr2"``, the CR2 sandwich by sequence with each coefficient's
+        Bell-McCaffrey df, whose intervals hold with few texts; ``"model"`` (``"mixed"``
+        only), lme4's model-based covariance (Wald z), which assumes no serial correlation
+        within a text beyond the random effects'. None (the default): ``"cr2"`` for a group
+        of fewer than 50 texts (``models.cr2.CR2_BELOW``), ``"cluster"`` from there.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
@@ -166,14 +168,17 @@ def position_trend(
 
     Returns
     -------
-    pandas.DataFrame
-        The tidy table (``intercept``, ``position``); ``glance(table)`` gives each fit's
-        details.
+    Fits
+        ``.tidy`` one row per group and term (``Intercept``, ``position``), ``.glance`` one
+        row per group (with the leading-position diagnostic, ``models.leading``),
+        ``.results`` statsmodels' fit of a group when asked for (``ols``, ``mixed``:
+        refitted on its rows, none for ``ols`` under CR2; ``aggregate``: the OLS on the
+        position means).
 
     Examples
     --------
     >>> trend = position_trend(frame, method="mixed", layers=[0, 5])  # doctest: +SKIP
-    >>> glance(trend)  # doctest: +SKIP
+    >>> trend.glance; trend.results[5].summary()  # doctest: +SKIP
     >>> trend = position_trend("norms/", method="mixed")  # doctest: +SKIP
     """
     request = trend_request(
@@ -198,8 +203,8 @@ def lag_effects(
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
-) -> pd.DataFrame:
-    """The lag-1 and lag-2 effects on ``log_norm`` per layer; one row per layer and term.
+) -> Fits:
+    """The lag-1 and lag-2 effects on ``log_norm`` per layer.
 
     The first used position is ``first_position``; outcome rows are those two positions
     later and beyond, so that both lags are used positions.
@@ -238,13 +243,15 @@ def lag_effects(
         0, is left out).
     layers : iterable of int, optional
         The layers to fit; every layer by default.
-    cov_type : {"cluster", "model"}
+    cov_type : {"cluster", "cr2", "model"}
         For ``initial_conditions``: ``"cluster"``, the CR1 sandwich by sequence over the
         fixed effects and the variance components together (``models.mixed.
         stacked_covariance``: their estimation feeds into the lag coefficients), t on
-        G - 1 df; or ``"model"``, lme4's model-based covariance (Wald z). The other
-        methods' errors are fixed (``ols``: CR1; ``gmm``: Windmeijer), and take only
-        ``"cluster"``.
+        G - 1 df; ``"cr2"``, the CR2 sandwich of the fixed effects alone at the fitted
+        variance components, with each coefficient's Bell-McCaffrey df (for few texts); or
+        ``"model"``, lme4's model-based covariance (Wald z), which assumes no serial
+        correlation within a text beyond the random intercept's. ``ols`` takes
+        ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) only ``"cluster"``.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
@@ -254,13 +261,15 @@ def lag_effects(
 
     Returns
     -------
-    pandas.DataFrame
-        The tidy table; ``glance(table)`` gives each fit's details, including the rows
-        (``n_obs``) and texts (``n_groups``) it used.
+    Fits
+        ``.tidy`` one row per group and term, ``.glance`` each fit's details, including the
+        rows (``n_obs``) and texts (``n_groups``) it used and the leading-position
+        diagnostic, ``.results`` statsmodels' fit of a group when asked for (``ols`` under
+        CR1, ``initial_conditions``; none for ``gmm``).
 
     >>> lags = lag_effects(frame)  # doctest: +SKIP
     >>> check = lag_effects(frame, method="gmm")  # doctest: +SKIP
-    >>> glance(check)[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
+    >>> check.glance[["layer", "n_groups", "hansen_p", "ar2_p"]]  # doctest: +SKIP
     >>> lags = lag_effects("norms/")  # doctest: +SKIP
     """
     request = lag_request(
@@ -280,40 +289,40 @@ def trend_request(
     first_position: int = 1,
     layers: Iterable[int] | None = None,
     random_slope: bool = False,
-    cov_type: str = "cluster",
+    cov_type: str | None = None,
     conf_level: float = CONF_LEVEL,
 ) -> Request:
     """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``."""
-    check_options("position_trend", method, METHODS["position_trend"], conf_level, cov_type)
+    checked = "cluster" if cov_type is None else cov_type
+    check_options("position_trend", method, METHODS["position_trend"], conf_level, checked)
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    terms = ("intercept", "position")
+    terms, formula = ("Intercept", "position"), "log_norm ~ position"
     if method == "aggregate":
         fitter = _aggregate
     elif method == "ols":
-        fitter = _per_sequence(_trend_design, lambda design, _, n: ols_fit(design, terms, n))
+        fitter = _per_sequence(_trend_design, _ols(terms, formula, cov_type))
     else:
-        fitter = _per_sequence(
-            _trend_slope_design if random_slope else _trend_design,
-            lambda design, scales, n: mixed_fit(design, scales, terms, n, cov_type=cov_type),
-        )
-    request = Request(
+        design = _trend_slope_design if random_slope else _trend_design
+        fitter = _per_sequence(design, _mixed(terms, formula, random_slope, cov_type))
+    return Request(
         fit="position_trend",
         method=method,
         conf_level=conf_level,
         base=("position", "log_norm"),
         checked=("log_norm", "norm") if method == "aggregate" else ("log_norm",),
         first=first_position,
+        leading=first_position,
         last=max_position,
         layers=None if layers is None else tuple(layers),
         terms=terms,
         n_positions=3,
         by_position=True,
         consecutive=False,
+        formula=formula,
         fitter=fitter,
     )
-    return request
 
 
 def lag_request(
@@ -327,39 +336,42 @@ def lag_request(
     """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``."""
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
     check_first_position(first_position)
-    first = first_position
     if method == "gmm":
-        terms, base, fitter = ("lag1", "lag2", "position"), (), gmm_fit
+        terms, base = ("lag1", "lag2", "position"), ()
+        formula = "log_norm ~ 0 + lag1 + lag2 + position"
+        fitter = gmm_fit
     elif method == "ols":
-        terms = ("intercept", "lag1", "lag2")
+        terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
         base = ("lag1", "lag2", "log_norm")
-        fitter = _per_sequence(_lag_design, lambda design, _, n: ols_fit(design, terms, n))
+        fitter = _per_sequence(_lag_design, _ols(terms, formula, cov_type))
     else:
-        terms = ("intercept", "lag1", "lag2", "position", "y1", "y2")
+        terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
+        formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
         base = ("lag1", "lag2", "position", "log_norm")
-        fitter = _initial_conditions_fitter(terms, cov_type)
-    request = Request(
+        fitter = _initial_conditions_fitter(terms, formula, cov_type)
+    return Request(
         fit="lag_effects",
         method=method,
         conf_level=conf_level,
         base=base,
         checked=("log_norm", "lag1", "lag2"),
-        first=first + 2,
+        first=first_position + 2,
+        leading=first_position,
         last=None,
         layers=None if layers is None else tuple(layers),
         terms=terms,
         n_positions=2 if method == "initial_conditions" else 1,
         by_position=False,
         consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
+        formula=formula,
         fitter=fitter,
     )
-    return request
 
 
 def fit_requests(
     source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
-) -> list[pd.DataFrame]:
-    """The tidy table of each of ``requests`` on ``source``: DuckDB sums the rows, once for
+) -> list[Fits]:
+    """The ``Fits`` of each of ``requests`` on ``source``: DuckDB sums the rows, once for
     the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
     ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive.
 
@@ -376,6 +388,10 @@ def fit_requests(
                 f"{source.name} lacks the columns {missing} that the models stage needs"
             )
         groups, expected = _groups(connection, columns, requests[0].layers)
+        leading = {
+            first: _leading(connection, groups, first, requests[0])
+            for first in {r.leading for r in requests}
+        }
         for shared in _shared(requests):
             if shared[0].method == "gmm":
                 chunks = _gmm_by_group(connection, source, groups, shared[0])
@@ -387,16 +403,25 @@ def fit_requests(
             with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
                 for key, sums in chunks:
                     for request in shared:
-                        found[id(request)][key] = _fit_group(request, groups, key, dict(sums))
+                        diagnostic = leading[request.leading].get(key, {})
+                        found[id(request)][key] = _fit_group(
+                            source, request, groups, key, dict(sums), diagnostic
+                        )
                         bar.update(1)
-    tables = []
     for request in requests:
-        mine = found[id(request)]
-        for key in expected:
-            if key not in mine:
-                _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
-        tables.append(build_table([mine[k][0] for k in expected], [mine[k][1] for k in expected]))
-    return tables
+        for key in [key for key in expected if key not in found[id(request)]]:
+            _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
+    return [fits_of([found[id(request)][key] for key in expected]) for request in requests]
+
+
+def _leading(
+    connection: duckdb.DuckDBPyConnection, groups: list[str], first: int, request: Request
+) -> dict[Hashable, dict[str, float | bool]]:
+    """Per group, the leading-position diagnostic (``models.leading``) of the fits whose
+    first used position is ``first``, in ``request``'s layers."""
+    query = leading_query(_keys(groups), first, _in_layers(request.layers))
+    reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+    return {key: leading_stats(sums, first) for key, sums in _by_group(reader, groups)}
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -412,14 +437,9 @@ def _shared(requests: list[Request]) -> list[list[Request]]:
 def _groups(
     connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None
 ) -> tuple[list[str], list[Hashable]]:
-    """The grouping columns, and the keys of the groups in the requested layers, sorted.
-
-    ``models.groups.group_columns`` judges the folder's distinct grouping values as it
-    judges a frame's (several language models are refused there, for instance).
-    """
-    present = [column for column in GROUP_COLUMNS if column in columns]
-    distinct = connection.execute(f"SELECT DISTINCT {_keys(present)} FROM frame").df()
-    groups = group_columns(distinct)
+    """The grouping columns, and the keys of the groups in the requested layers, sorted."""
+    groups = [column for column in GROUP_COLUMNS if column in columns]
+    distinct = connection.execute(f"SELECT DISTINCT {_keys(groups)} FROM frame").df()
     available = np.unique(distinct["layer"].to_numpy())
     wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
     absent = np.setdiff1d(wanted, available)
@@ -480,10 +500,14 @@ def _where(request: Request, first: int) -> list[str]:
     where = [f'"position" >= {int(first)}']
     if request.last is not None:
         where.append(f'"position" <= {int(request.last)}')
-    if request.layers is not None:
-        layers = sorted({int(layer) for layer in request.layers})
-        where.append(f"layer IN ({', '.join(map(str, layers))})")
-    return where
+    return where + _in_layers(request.layers)
+
+
+def _in_layers(layers: Iterable[int] | None) -> list[str]:
+    """The SQL condition on the rows' layers (none where every layer is fitted)."""
+    if layers is None:
+        return []
+    return [f"layer IN ({', '.join(map(str, sorted({int(layer) for layer in layers})))})"]
 
 
 def _keys(groups: list[str]) -> str:
@@ -610,10 +634,16 @@ def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
 
 
 def _fit_group(
-    request: Request, groups: list[str], key: Hashable, sums: dict[str, np.ndarray]
-) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Check one group's sums, then fit it: its table rows and glance record; a fit whose
-    linear algebra fails is a failed ``Fit``, its reason in the glance ``warnings``."""
+    source: Source,
+    request: Request,
+    groups: list[str],
+    key: Hashable,
+    sums: dict[str, np.ndarray],
+    diagnostic: dict[str, float | bool],
+) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
+    """Check one group's sums, then fit it: its table rows, glance record and ``GroupFit``,
+    with the leading-position ``diagnostic`` among its stats; a fit whose linear algebra
+    fails is a failed ``Estimate``, its reason in the glance ``warnings``."""
     if request.by_position:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -631,16 +661,33 @@ def _fit_group(
     if request.method == "gmm":
         _check_gmm_texts(groups, key, sums, request.first)
 
-    def run() -> Fit:
+    values = key_values(groups, key)
+    rows = partial(_group_rows, source, request, values)
+
+    def run() -> Estimate:
         try:
-            return request.fitter(sums, positions)
+            fitted = request.fitter(sums, positions, rows)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
-            return failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+            fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
+        fitted.stats |= diagnostic
+        return fitted
 
     names = {"fit": request.fit, "method": request.method, "conf_level": request.conf_level}
-    rows, record, _ = fitted_rows(run, groups=key_values(groups, key), **names)
-    return rows, record
+    return fitted_rows(run, groups=values, formula=request.formula, rows=rows, **names)
+
+
+def _group_rows(source: Source, request: Request, values: dict[str, object]) -> pd.DataFrame:
+    """One group's fitted rows, read again from ``source``; for the initial conditions with
+    each text's ``y1`` and ``y2``."""
+    select = _keys(["sequence", "position", *dict.fromkeys(["log_norm", *request.checked])])
+    if request.method == "initial_conditions":
+        select += "".join(
+            f', max({lag}) FILTER (WHERE "position" = {request.first}) OVER (PARTITION BY '
+            f"sequence) AS {name}"
+            for lag, name in (("lag2", "y1"), ("lag1", "y2"))
+        )
+    return source.rows(select, _where(request, request.first), values)
 
 
 def _check_size(request: Request, groups: list[str], key: Hashable, **counts: int) -> None:
@@ -764,36 +811,70 @@ def _initial_conditions_design(sums: dict[str, np.ndarray], *, slope: bool) -> G
 
 
 def _initial_conditions_fitter(
-    terms: tuple[str, ...], cov_type: str
-) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]:
-    """The ``initial_conditions`` fitter: the ML fit of a random intercept (``mixed_fit``),
+    terms: tuple[str, ...], formula: str, cov_type: str
+) -> Callable[[dict[str, np.ndarray], object, Rows], Estimate]:
+    """The ``initial_conditions`` fitter: the ML fit of a random intercept (``_mixed``),
     its glance fields with the likelihood-ratio test of a random slope on lag1
     (``slope_test``: ``lag1_slope_lr``, ``lag1_slope_p``)."""
+    mixed = _mixed(terms, formula, False, cov_type)
 
-    def fitter(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
+    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
         design = _initial_conditions_design(sums, slope=False)
-        fit = mixed_fit(design, np.ones(1), terms, len(sums["n"]), cov_type=cov_type)
+        fitted = mixed(design, np.ones(1), len(sums["n"]), rows)
         lr, p_value = slope_test(_initial_conditions_design(sums, slope=True))
-        fit.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
-        return fit
+        fitted.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
+        return fitted
 
     return fitter
 
 
 def _per_sequence(
     builder: Callable[[dict[str, np.ndarray]], tuple[GroupedDesign, np.ndarray]],
-    fit: Callable[[GroupedDesign, np.ndarray, int], Fit],
-) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None], Fit]:
+    fit: Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate],
+) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]:
     """A group's fitter: its per-sequence sums -> ``builder``'s design -> ``fit``."""
 
-    def fitter(sums: dict[str, np.ndarray], _: dict[str, np.ndarray] | None) -> Fit:
+    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
         design, scales = builder(sums)
-        return fit(design, scales, len(sums["n"]))
+        return fit(design, scales, len(sums["n"]), rows)
 
     return fitter
 
 
-def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | None) -> Fit:
+def _ols(
+    terms: tuple[str, ...], formula: str, cov_type: str | None
+) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
+    """OLS with errors clustered by sequence (``cov_type``; None: the trend's default for
+    the group's number of texts, ``trend_cov_type``); under CR1 its result refits the rows
+    with statsmodels (which has no CR2: none under CR2)."""
+
+    def fit(design: GroupedDesign, _: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
+        chosen = trend_cov_type(cov_type, n_groups)
+        fitted = ols_fit(design, terms, n_groups, cov_type=chosen)
+        if chosen == "cluster":
+            fitted.result = lambda: cluster_ols_result(rows(), formula)
+        return fitted
+
+    return fit
+
+
+def _mixed(
+    terms: tuple[str, ...], formula: str, random_slope: bool, cov_type: str | None
+) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
+    """REML's (an ML design's: the likelihood's) maximum, its errors by ``cov_type`` (None:
+    as ``_ols``); its result refits the rows with statsmodels from there."""
+
+    def fit(design: GroupedDesign, scales: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
+        def result(cov_rel: np.ndarray) -> object:
+            return mixed_result(rows(), formula, random_slope, cov_rel, reml=not design.ml)
+
+        chosen = trend_cov_type(cov_type, n_groups)
+        return mixed_fit(design, scales, terms, n_groups, cov_type=chosen, result=result)
+
+    return fit
+
+
+def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray], _: Rows) -> Estimate:
     """The notebook's fit, from the per-position sums: the log of each position's mean norm
     on position, one point per position, classical OLS errors sigma^2 (X'X)^-1 (t on n - 2
     df). Those treat the means as independent points: right when tokens are independent and
@@ -803,4 +884,6 @@ def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray] | N
     means = positions["norm_sum"] / positions["n"]
     design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
     result = sm.OLS(np.log(means), design).fit()
-    return statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
+    fitted = statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
+    fitted.result = lambda: result
+    return fitted

@@ -1,11 +1,12 @@
 """Least-squares fits per layer with statsmodels (OLS, and its formula API for ``ols``).
 
 Holds:
-- ``statsmodels_fit``: a statsmodels OLS result -> a ``Fit`` (the ``aggregate`` fit's, on
+- ``statsmodels_fit``: a statsmodels OLS result -> an ``Estimate`` (the ``aggregate`` fit's, on
   the position means);
 - ``ols_fit``: token-level OLS with CR1 cluster-robust standard errors by sequence, t on
   G - 1 df (G sequences), from per-sequence cross products; the same covariance as R's
-  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``;
+  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``; or CR2 with Bell-McCaffrey
+  df (``models.cr2``);
 - ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
 """
 
@@ -18,8 +19,9 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from statsmodels.regression.linear_model import RegressionResults
 
+from attnmag.models.cr2 import cr2_covariance
 from attnmag.models.mixed import GroupedDesign, cluster_covariance
-from attnmag.models.tidy import Fit, term_names
+from attnmag.models.tidy import Estimate
 
 __all__ = ["cluster_ols_result", "ols_fit", "statsmodels_fit"]
 
@@ -35,10 +37,10 @@ def _ols_stats(result: RegressionResults) -> dict[str, float]:
     }
 
 
-def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Fit:
-    """A statsmodels OLS result -> a ``Fit`` with inference on ``df`` degrees of freedom."""
-    names = term_names(result.model.exog_names)
-    return Fit(
+def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Estimate:
+    """A statsmodels OLS result -> an ``Estimate`` with inference on ``df`` degrees of freedom."""
+    names = list(result.model.exog_names)
+    return Estimate(
         estimate=pd.Series(np.asarray(result.params), index=names),
         std_error=pd.Series(np.asarray(result.bse), index=names),
         df=df,
@@ -50,24 +52,35 @@ def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> F
 
 
 def ols_fit(
-    design: GroupedDesign, terms: Iterable[str], n_groups: int, *, centred: bool = True
-) -> Fit:
+    design: GroupedDesign,
+    terms: Iterable[str],
+    n_groups: int,
+    *,
+    centred: bool = True,
+    cov_type: str = "cluster",
+) -> Estimate:
     """OLS of the design's fixed effects from per-sequence cross products, CR1 by sequence
-    with t on G - 1 df, and statsmodels' OLS glance fields (log-likelihood, AIC, BIC on
-    ``k_fe`` parameters; R2 centred where the design holds a constant, ``centred``). The
-    design's first random effect is the intercept, so its column sums y."""
+    with t on G - 1 df (``cov_type="cr2"``: CR2 with Bell-McCaffrey df), and statsmodels'
+    OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters; R2 centred where the
+    design holds a constant, ``centred``). The design's first random effect is the
+    intercept, so its column sums y."""
     zero = np.zeros((design.k_re, design.k_re))
     point = design.gls(zero)
-    covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
+    df: float | pd.Series = float(n_groups - 1)
+    if cov_type == "cr2":
+        covariance, df_terms = cr2_covariance(design, zero, point.fe_params, point.xwx_inv)
+        df = pd.Series(df_terms, index=list(terms))
+    else:
+        covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
     n, k = design.n_obs, design.k_fe
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
     tss = total[-1, -1] - (total[k, -1] ** 2 / n if centred else 0.0)
     llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
-    return Fit(
+    return Estimate(
         estimate=pd.Series(point.fe_params, index=list(terms)),
         std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
-        df=float(n_groups - 1),
+        df=df,
         n_obs=n,
         n_groups=n_groups,
         converged=True,

@@ -1,17 +1,17 @@
 """Fits that keep their details: the tidy and glance tables, statsmodels' results, the rows.
 
 Holds:
-- ``Fits``: what ``models.fit`` returns, in the manner of R's broom and of statsmodels:
-  ``.tidy`` (one row per group and term), ``.glance`` (one row per group), ``.results``
-  (group key -> the statsmodels results object, with ``.summary()``), ``.augment()`` (the
-  fitted rows with ``fitted`` and ``resid``); ``Fits.concat`` and ``+`` combine fits
-  without losing any of them;
+- ``Fits``: what every fit returns (``fit``, ``position_trend``, ``lag_effects``), in the
+  manner of R's broom and of statsmodels: ``.tidy`` (one row per group and term),
+  ``.glance`` (one row per group), ``.results`` (group key -> the statsmodels results
+  object, with ``.summary()``), ``.augment()`` (the fitted rows with ``fitted`` and
+  ``resid``); ``Fits.concat`` and ``+`` combine fits without losing any of them;
 - ``GroupFit``: one group's part of a ``Fits``.
 
 The details live in an object of their own, not in ``DataFrame.attrs``: pandas documents
 ``attrs`` as experimental, and ``pd.concat`` of tables drops it. ``Fits.tidy`` still
-carries its glance records in ``attrs["glance"]``, so that ``models.glance(fits.tidy)``
-works as it does for ``position_trend``'s tables.
+carries its glance records in ``attrs["glance"]``, so that ``models.glance`` works on it and
+on its row selections.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class _Results(Mapping):
 
     def __getitem__(self, key: Hashable) -> object:
         if key not in self._built:
+            if not self._parts:
+                raise KeyError(
+                    "these fits were read back from their tables, without the rows to refit"
+                )
             try:
                 part = self._parts[key]
             except KeyError:
@@ -92,8 +96,9 @@ class Fits:
         else the tuple ``(model, site, layer, head)`` of those present. A combination of
         several fits is keyed ``(fit, method, *key)``. Each result is built when first
         asked for, by statsmodels on that group's rows, read again from the frame or the
-        shard folder: OLS with the same CR1 errors, or ``MixedLM`` started at REML's
-        maximum; its ``params`` equal the tidy rows' estimates. ``None`` where a mixed fit's
+        shard folder: OLS with the same CR1 errors, the ``aggregate`` fit's OLS on the
+        position means, or ``MixedLM`` started at REML's maximum; its ``params`` equal the
+        tidy rows' estimates, by term name. ``None`` for ``gmm``, and where a mixed fit's
         maximum is on the boundary, where statsmodels' optimiser does not land (the glance
         ``warnings`` say so).
 
@@ -154,16 +159,13 @@ class Fits:
         return len(self._parts)
 
     def __repr__(self) -> str:
-        names = list(dict.fromkeys(f"{fit} [{method}]" for fit, method in self._names()))
-        groups = list(dict.fromkeys(column for part in self._parts for column in part.groups))
+        names = self.tidy[["fit", "method"]].drop_duplicates().itertuples(index=False)
+        groups = self.tidy.columns[2 : self.tidy.columns.get_loc("term")]
         return (
-            f"<Fits: {len(self)} fits of {'; '.join(names)} by {', '.join(groups)}; "
-            f"{len(self.tidy)} tidy rows; .tidy .glance .results .augment()>"
+            f"<Fits: {len(self.glance)} fits of {'; '.join(f'{f} [{m}]' for f, m in names)} "
+            f"by {', '.join(groups)}; {len(self.tidy)} tidy rows; .tidy .glance .results "
+            ".augment()>"
         )
-
-    def _names(self) -> list[tuple[str, str]]:
-        """Each part's ``(fit, method)``."""
-        return [part.names for part in self._parts]
 
 
 def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from attnmag.database import connect
@@ -74,6 +75,16 @@ class Source:
         """Parts that hold whole texts, for queries whose memory grows with the rows they
         see at once: each shard of a folder, or the whole frame (``[None]``)."""
         return [None] if self.folder is None else [(shard,) for shard in self.shards]
+
+    def rows(self, select: str, where: list[str], group: dict[str, object]) -> pd.DataFrame:
+        """One group's rows (``group``: column -> value) that meet the SQL conditions
+        ``where``, with the columns ``select`` gives, by sequence and position: what
+        ``Fits.results`` and ``.augment()`` read again."""
+        where = [*where, *(f'"{column}" = ?' for column in group)]
+        values = [v.item() if isinstance(v, np.generic) else v for v in group.values()]
+        query = f"SELECT {select} FROM frame WHERE {' AND '.join(where)} "
+        with self.connected() as connection:
+            return connection.execute(query + 'ORDER BY sequence, "position"', values).df()
 
     def part_view(
         self, connection: duckdb.DuckDBPyConnection, part: tuple[str, ...] | None, name: str

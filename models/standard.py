@@ -1,8 +1,8 @@
 """The standard fits: every requested method of ``position_trend`` and ``lag_effects``.
 
-Holds ``fit_all``, what ``attnmag fit`` writes and what a report shows: the two tidy tables
-(methods stacked) and the glance rows of every fit, as plain DataFrames that CSV keeps;
-``read_fits``, those tables read back from their CSV files; ``TABLES``, their names. It
+Holds ``fit_all``, what ``attnmag fit`` writes and what a report shows: a ``Fits`` per named
+fit (its methods together); ``write_fits``, their tidy tables and glance rows as CSV files;
+``read_fits``, those files read back as ``Fits``; ``TABLES``, the files' names. ``fit_all``
 takes the frame, or a shard folder's path (verified once for all the fits), whose fits are
 made without building the frame (see ``models.named``).
 """
@@ -10,7 +10,7 @@ made without building the frame (see ``models.named``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -20,12 +20,13 @@ from attnmag.errors import AttnmagError
 from attnmag.models.checks import METHODS
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.named import fit_requests, lag_request, trend_request
+from attnmag.models.results import Fits
 from attnmag.models.source import open_source
-from attnmag.models.tidy import glance
 
-__all__ = ["TABLES", "fit_all", "read_fits"]
+__all__ = ["TABLES", "fit_all", "read_fits", "write_fits"]
 
-#: The tables ``fit_all`` gives and ``attnmag fit`` writes as ``<name>.csv``.
+#: The tables ``attnmag fit`` writes as ``<name>.csv``: the named fits' tidy tables and
+#: the glance rows of both.
 TABLES = ("position_trend", "lag_effects", "glance")
 
 
@@ -39,7 +40,7 @@ def fit_all(
     conf_level: float = CONF_LEVEL,
     n_jobs: int | None = None,
     progress: bool | None = None,
-) -> dict[str, pd.DataFrame]:
+) -> dict[str, Fits]:
     """Fit every requested method of the position trend and the lag effects.
 
     Parameters
@@ -65,48 +66,67 @@ def fit_all(
 
     Returns
     -------
-    dict of str to pandas.DataFrame
-        ``position_trend`` and ``lag_effects``, each the tidy tables of its methods stacked
-        (their glance rows in ``attrs["glance"]``), and ``glance``, one row per fit of both;
-        empty where nothing was asked for.
+    dict of str to Fits
+        ``position_trend`` and ``lag_effects``, each the ``Fits`` of its methods together
+        (``.tidy`` stacks their rows, ``.glance`` their glance rows); a named fit with no
+        method asked for is left out.
 
     Examples
     --------
-    >>> tables = fit_all(frame, lag_methods=["gmm"], conf_level=0.9)  # doctest: +SKIP
-    >>> tables["glance"][["method", "layer", "hansen_p"]]  # doctest: +SKIP
-    >>> tables = fit_all("norms/")  # doctest: +SKIP
+    >>> fits = fit_all(frame, lag_methods=["gmm"], conf_level=0.9)  # doctest: +SKIP
+    >>> fits["lag_effects"].glance[["method", "layer", "hansen_p"]]  # doctest: +SKIP
+    >>> fits = fit_all("norms/")  # doctest: +SKIP
     """
     n_threads(n_jobs)
-    methods = {
-        "position_trend": METHODS["position_trend"] if trend_methods is None else trend_methods,
-        "lag_effects": METHODS["lag_effects"] if lag_methods is None else lag_methods,
-    }
+    trend = METHODS["position_trend"] if trend_methods is None else trend_methods
+    lags = METHODS["lag_effects"] if lag_methods is None else lag_methods
+    options = {"first_position": first_position, "conf_level": conf_level}
     requests = {
         "position_trend": [
-            trend_request(
-                method=m,
-                max_position=max_position,
-                first_position=first_position,
-                conf_level=conf_level,
-            )
-            for m in methods["position_trend"]
+            trend_request(method=m, max_position=max_position, **options) for m in trend
         ],
-        "lag_effects": [
-            lag_request(method=m, first_position=first_position, conf_level=conf_level)
-            for m in methods["lag_effects"]
-        ],
+        "lag_effects": [lag_request(method=m, **options) for m in lags],
     }
     every = [request for name in requests for request in requests[name]]
     source = open_source(frame)
     done = iter(fit_requests(source, every, n_jobs=n_jobs, progress=progress) if every else [])
-    fitted = {name: [next(done) for _ in chosen] for name, chosen in requests.items() if chosen}
-    out: dict[str, pd.DataFrame] = {}
-    for name, tables in fitted.items():
-        out[name] = pd.concat(tables, ignore_index=True)
-        out[name].attrs["glance"] = [row for t in tables for row in t.attrs["glance"]]
-    if fitted:
-        out["glance"] = pd.concat([glance(out[name]) for name in fitted], ignore_index=True)
-    return out
+    return {
+        name: Fits.concat([next(done) for _ in chosen])
+        for name, chosen in requests.items()
+        if chosen
+    }
+
+
+def write_fits(fits: Mapping[str, Fits], folder: str | os.PathLike) -> dict[str, Path]:
+    """``fit_all``'s fits as CSV files in ``folder`` (an existing folder): each named fit's
+    tidy table as ``<name>.csv``, and the glance rows of all as ``glance.csv``.
+
+    Parameters
+    ----------
+    fits : mapping of str to Fits
+        What ``fit_all`` returns.
+    folder : str or os.PathLike
+        Where the files go.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        File name -> path written.
+
+    Examples
+    --------
+    >>> write_fits(fit_all(frame), "tables/")  # doctest: +SKIP
+    """
+    tables = {name: item.tidy for name, item in fits.items()}
+    glances = [item.glance for item in fits.values() if len(item.glance)]
+    if glances:
+        tables["glance"] = pd.concat(glances, ignore_index=True)
+    written = {}
+    for name, table in tables.items():
+        path = Path(folder) / f"{name}.csv"
+        table.to_csv(path, index=False)
+        written[path.name] = path
+    return written
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -123,8 +143,8 @@ def _read_table(path: Path) -> pd.DataFrame:
     return table
 
 
-def read_fits(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """The tables of ``fit_all`` written as CSV (``attnmag fit``), read back.
+def read_fits(folder: str | os.PathLike) -> dict[str, Fits]:
+    """The fits of ``fit_all`` written as CSV (``attnmag fit``, ``write_fits``), read back.
 
     Parameters
     ----------
@@ -134,15 +154,15 @@ def read_fits(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
     Returns
     -------
-    dict of str to pandas.DataFrame
-        As ``fit_all`` gives them: each tidy table carries its fits' glance rows in
-        ``attrs["glance"]`` (so ``glance(table)`` works), and ``glance`` is there where
-        ``glance.csv`` is.
+    dict of str to Fits
+        ``position_trend`` and ``lag_effects`` as ``fit_all`` gives them, with their glance
+        rows where ``glance.csv`` is there (else none); without ``results``, which need
+        the rows.
 
     Examples
     --------
-    >>> tables = read_fits("tables/")  # doctest: +SKIP
-    >>> glance(tables["lag_effects"])  # doctest: +SKIP
+    >>> fits = read_fits("tables/")  # doctest: +SKIP
+    >>> fits["lag_effects"].glance  # doctest: +SKIP
     """
     path = Path(folder)
     missing = [f"{name}.csv" for name in TABLES[:2] if not (path / f"{name}.csv").is_file()]
@@ -153,9 +173,8 @@ def read_fits(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
         for name in TABLES
         if (path / f"{name}.csv").is_file()
     }
-    if "glance" in out:
-        glance_rows = out["glance"]
-        for name in TABLES[:2]:
-            mine = glance_rows[glance_rows["fit"].isin(out[name]["fit"].unique())]
-            out[name].attrs["glance"] = mine.to_dict("records")
-    return out
+    glance_rows = out.pop("glance", None)
+    for name in TABLES[:2]:
+        mine = glance_rows[glance_rows["fit"] == name] if glance_rows is not None else None
+        out[name].attrs["glance"] = [] if mine is None else mine.to_dict("records")
+    return {name: Fits(out[name], []) for name in TABLES[:2]}

@@ -1,15 +1,15 @@
 """Tidy coefficient tables in the convention of R's broom, and their glance rows.
 
 Holds:
-- ``Fit``: what one group's fit returns (estimates, standard errors, reference df, fit stats,
+- ``Estimate``: what one group's fit returns (estimates, standard errors, reference df, fit stats,
   and the statsmodels result where one is kept);
-- ``term_names``: statsmodels' parameter names -> attnmag's (``Intercept`` -> ``intercept``);
 - ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``LAG_GLANCE_COLUMNS``,
   ``GMM_GLANCE_COLUMNS``: the tables' columns in order (glance: every fit's, a mixed fit's,
-  ``initial_conditions``', an Arellano-Bond fit's);
+  ``initial_conditions``', an Arellano-Bond fit's); ``LEADING_GLANCE_COLUMNS``, those the
+  named fits add before ``seconds`` (the leading-position diagnostic of ``models.leading``);
 - ``tidy_columns``: the table's columns for given grouping columns;
 - ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
-- ``tidy_rows`` / ``glance_row``: one group's ``Fit`` -> its table rows / its glance record;
+- ``tidy_rows`` / ``glance_row``: one group's ``Estimate`` -> its table rows / its glance record;
 - ``build_table``: all groups' rows -> the table, with Holm-adjusted p-values across groups
   and the glance records kept in ``table.attrs["glance"]``;
 - ``glance``: a table (or a ``Fits``) -> one row per group and fit.
@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from attnmag.errors import AttnmagError
-from attnmag.models.results import Fits
+from attnmag.models.results import Fits, GroupFit
 
 __all__ = [
     "TIDY_COLUMNS",
@@ -45,11 +45,12 @@ __all__ = [
     "MIXED_GLANCE_COLUMNS",
     "LAG_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
-    "Fit",
+    "LEADING_GLANCE_COLUMNS",
+    "Estimate",
     "failed_fit",
     "fitted_rows",
+    "fits_of",
     "holm",
-    "term_names",
     "tidy_columns",
     "glance_columns",
     "tidy_rows",
@@ -58,45 +59,17 @@ __all__ = [
     "glance",
 ]
 
-TIDY_COLUMNS = [
-    "fit",
-    "method",
-    "layer",
-    "term",
-    "estimate",
-    "std_error",
-    "statistic",
-    "p_value",
-    "conf_low",
-    "conf_high",
-    "df",
-    "n_obs",
-    "n_groups",
-    "converged",
-    "p_adjusted",
-    "conf_level",
-]
-GLANCE_COLUMNS = [
-    "fit",
-    "method",
-    "layer",
-    "n_obs",
-    "n_groups",
-    "r2",
-    "loglik",
-    "aic",
-    "bic",
-    "sigma",
-    "converged",
-    "seconds",
-    "warnings",
-]
+TIDY_COLUMNS = (
+    "fit method layer term estimate std_error statistic p_value conf_low conf_high df n_obs "
+    "n_groups converged p_adjusted conf_level"
+).split()
+GLANCE_COLUMNS = (
+    "fit method layer n_obs n_groups r2 loglik aic bic sigma converged seconds warnings".split()
+)
+#: A mixed fit's: the common ones, with ``boundary`` and the variance components.
 MIXED_GLANCE_COLUMNS = [
     *GLANCE_COLUMNS[:-2],
-    "boundary",
-    "var_intercept",
-    "var_position",
-    "cov_intercept_position",
+    *"boundary var_intercept var_position cov_intercept_position".split(),
     *GLANCE_COLUMNS[-2:],
 ]
 #: ``initial_conditions``' glance: a mixed fit's, with the likelihood-ratio test of a random
@@ -107,55 +80,60 @@ LAG_GLANCE_COLUMNS = [
     "lag1_slope_p",
     *MIXED_GLANCE_COLUMNS[-2:],
 ]
+#: An Arellano-Bond fit's: the common ones, with Hansen's J and the AR(2) test.
 GMM_GLANCE_COLUMNS = [
     *GLANCE_COLUMNS[:-2],
-    "hansen_j",
-    "hansen_df",
-    "hansen_p",
-    "ar2_statistic",
-    "ar2_p",
-    "n_instruments",
+    *"hansen_j hansen_df hansen_p ar2_statistic ar2_p n_instruments".split(),
     *GLANCE_COLUMNS[-2:],
+]
+
+LEADING_GLANCE_COLUMNS = [
+    *(f"leading_t{k}" for k in range(4)),
+    "leading_flagged",
+    "suggested_first_position",
 ]
 
 
 @dataclass
-class Fit:
+class Estimate:
     """One group's fit: estimates and standard errors by term, and the fit's summary stats.
 
-    ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal);
+    ``df`` is the reference distribution's degrees of freedom (``inf`` for the normal), one for
+    all terms or a Series by term (CR2's Bell-McCaffrey df);
     ``stats`` holds the glance fields the method defines (r2, loglik, aic, bic, sigma; for
     mixed models boundary and the variance components; for Arellano-Bond GMM Hansen's J and
     the AR(2) test, ``GMM_GLANCE_COLUMNS``); ``notes`` are messages about
-    the fit that are not Python warnings; ``result`` is the statsmodels results object the
-    estimates are, or the function that builds it on first use (OLS, and mixed fits that
-    statsmodels confirmed), where the fit has one (else ``None``).
+    the fit that are not Python warnings; ``result`` is the function that builds the
+    statsmodels results object of the estimates on first use, where the fit has one (else
+    ``None``: GMM, a mixed maximum on the boundary).
     """
 
     estimate: pd.Series
     std_error: pd.Series
-    df: float
+    df: float | pd.Series
     n_obs: int
     n_groups: int
     converged: bool
     stats: dict[str, float | bool]
     notes: list[str] = field(default_factory=list)
-    result: object | None = None
+    result: Callable[[], object] | None = None
 
 
 def fitted_rows(
-    run: Callable[[], Fit],
+    run: Callable[[], Estimate],
     *,
     fit: str,
     method: str,
     conf_level: float,
     groups: dict[str, object],
-) -> tuple[pd.DataFrame, dict[str, object], Fit]:
+    formula: str,
+    rows: Callable[[], pd.DataFrame],
+) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
     """``run()``, one group's fit, timed with its warnings captured -> its table rows,
-    glance record and ``Fit``.
+    glance record and ``GroupFit`` (``formula`` and ``rows`` for its results and augment).
 
-    >>> rows, record, result = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
-    ...                                    groups={"layer": 0})  # doctest: +SKIP
+    >>> table, record, part = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
+    ...     groups={"layer": 0}, formula="y ~ x", rows=read)  # doctest: +SKIP
     """
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -164,23 +142,30 @@ def fitted_rows(
     seconds = time.perf_counter() - start
     messages = [f"{w.category.__name__}: {w.message}" for w in caught]
     names = {"fit": fit, "method": method}
-    rows = tidy_rows(fitted, conf_level=conf_level, **names, **groups)
+    table = tidy_rows(fitted, conf_level=conf_level, **names, **groups)
     record = glance_row(fitted, seconds=seconds, warnings=messages, **names, **groups)
-    return rows, record, fitted
+    part = GroupFit((fit, method), groups, formula, rows, fitted.estimate, fitted.result)
+    return table, record, part
 
 
-def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str) -> Fit:
+def fits_of(fitted: Sequence[tuple[pd.DataFrame, dict[str, object], GroupFit]]) -> Fits:
+    """The groups' ``fitted_rows`` as one ``Fits`` (``build_table``: Holm across groups)."""
+    table = build_table([rows for rows, _, _ in fitted], [record for _, record, _ in fitted])
+    return Fits(table, [part for _, _, part in fitted])
+
+
+def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str) -> Estimate:
     """A least-squares or mixed fit that produced no estimates: NaN rows, ``converged=False``,
     the reason noted.
 
-    >>> failed_fit(["intercept"], n_obs=10, n_groups=2, message="failed").converged
+    >>> failed_fit(["Intercept"], n_obs=10, n_groups=2, message="failed").converged
     False
     """
     missing = pd.Series(np.nan, index=list(terms))
     stats = dict.fromkeys(["r2", "loglik", "aic", "bic", "sigma"], np.nan)
     stats |= {"boundary": False}
     stats |= dict.fromkeys(["var_intercept", "var_position", "cov_intercept_position"], np.nan)
-    return Fit(
+    return Estimate(
         estimate=missing,
         std_error=missing,
         df=np.inf,
@@ -190,11 +175,6 @@ def failed_fit(terms: Sequence[str], *, n_obs: int, n_groups: int, message: str)
         stats=stats,
         notes=[message],
     )
-
-
-def term_names(names: Sequence[str]) -> list[str]:
-    """statsmodels' parameter names with its ``Intercept`` renamed ``intercept``."""
-    return ["intercept" if name == "Intercept" else name for name in names]
 
 
 def _grouped(columns: list[str], groups: Sequence[str]) -> list[str]:
@@ -213,22 +193,26 @@ def tidy_columns(groups: Sequence[str] = ("layer",)) -> list[str]:
 
 
 def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("layer",)) -> list[str]:
-    """The glance columns of a fit whose ``Fit.stats`` are ``stats``: mixed, GMM or the common.
+    """The glance columns of a fit whose ``Estimate.stats`` are ``stats``: mixed, GMM or the
+    common, and the leading-position diagnostic (``models.leading``) where the stats hold it.
 
     >>> glance_columns({"r2": 0.5}) == GLANCE_COLUMNS
     True
     """
     if "hansen_j" in stats:
-        return _grouped(GMM_GLANCE_COLUMNS, groups)
-    if "lag1_slope_lr" in stats:
-        return _grouped(LAG_GLANCE_COLUMNS, groups)
-    if "var_intercept" in stats:
-        return _grouped(MIXED_GLANCE_COLUMNS, groups)
-    return _grouped(GLANCE_COLUMNS, groups)
+        columns = _grouped(GMM_GLANCE_COLUMNS, groups)
+    elif "lag1_slope_lr" in stats:
+        columns = _grouped(LAG_GLANCE_COLUMNS, groups)
+    elif "var_intercept" in stats:
+        columns = _grouped(MIXED_GLANCE_COLUMNS, groups)
+    else:
+        columns = _grouped(GLANCE_COLUMNS, groups)
+    leading = [column for column in LEADING_GLANCE_COLUMNS if column in stats]
+    return [*columns[:-2], *leading, *columns[-2:]]
 
 
 def tidy_rows(
-    fitted: Fit, /, *, fit: str, method: str, conf_level: float, **groups: object
+    fitted: Estimate, /, *, fit: str, method: str, conf_level: float, **groups: object
 ) -> pd.DataFrame:
     """One row per term of ``fitted``: estimate, Wald statistic, p-value and interval.
 
@@ -239,9 +223,10 @@ def tidy_rows(
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
     # The distributions' functions called directly: a frozen scipy distribution takes far
     # longer to build than these few values take to compute.
-    df = float(fitted.df)
+    df = fitted.df.reindex(fitted.estimate.index) if isinstance(fitted.df, pd.Series) else fitted.df
+    df = np.broadcast_to(np.asarray(df, dtype=np.float64), estimate.shape)
     statistic = estimate / std_error
-    if np.isinf(df):
+    if np.isinf(df).all():
         quantile, p_value = stats.norm.ppf(0.5 + conf_level / 2), 2 * stats.norm.sf(abs(statistic))
     else:
         quantile, p_value = (
@@ -270,7 +255,7 @@ def tidy_rows(
 
 
 def glance_row(
-    fitted: Fit,
+    fitted: Estimate,
     /,
     *,
     fit: str,
@@ -337,15 +322,15 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 
 
 def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
-    """One row per group and fit of a table from ``position_trend`` or ``lag_effects``.
+    """One row per group and fit of a ``Fits`` or of its tidy table.
 
     Parameters
     ----------
-    table : pandas.DataFrame or Fits
-        A table from ``position_trend`` or ``lag_effects`` (or a selection of its rows),
-        whose per-fit details travel in ``table.attrs["glance"]`` (kept by
-        ``to_parquet``/``read_parquet`` and by row selections, dropped by ``pd.concat``);
-        or the ``Fits`` that ``fit`` returns, which keeps them itself.
+    table : Fits or pandas.DataFrame
+        What a fit returned (``fit``, ``position_trend``, ``lag_effects``, ``read_fits``), or
+        its ``.tidy`` table (or a selection of its rows), whose per-fit details travel in
+        ``table.attrs["glance"]`` (kept by ``to_parquet``/``read_parquet`` and by row
+        selections, dropped by ``pd.concat``).
 
     Returns
     -------
@@ -353,16 +338,17 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
         The glance rows of the fits still present in ``table``.
 
     >>> trend = position_trend(frame)  # doctest: +SKIP
-    >>> glance(trend)[["layer", "r2", "sigma", "seconds"]]  # doctest: +SKIP
+    >>> glance(trend.tidy.query("layer > 3"))[["layer", "r2", "sigma"]]  # doctest: +SKIP
     """
+    records = table.glance if isinstance(table, Fits) else table.attrs.get("glance")
+    if records is None or not len(records):
+        raise AttnmagError(
+            "these fits carry no glance rows (the fits' details); glance needs the Fits a fit "
+            "returned, its tidy table or a selection of its rows, or read_fits of a folder "
+            "with glance.csv"
+        )
     if isinstance(table, Fits):
         return table.glance
-    records = table.attrs.get("glance")
-    if not records:
-        raise AttnmagError(
-            "this table carries no fit details (table.attrs['glance']); glance needs a table "
-            "returned by position_trend or lag_effects, or a selection of its rows"
-        )
     summary = pd.DataFrame.from_records(records)
     keys = ["fit", "method", *table.columns[2 : table.columns.get_loc("term")]]
     present = table[keys].drop_duplicates()

@@ -19,6 +19,8 @@ Holds:
   ``layer_means``, ``position_means``, ``position_means_across_layers``,
   ``sequence_lengths``, ``site_ratios``, ``select_layers``; ``means_by_position`` and
   ``position_bin_width``, the position bins used past ``BIN_THRESHOLD`` positions;
+- the section "What tracks the magnitude" (module ``attnmag.reports.tracks``), which
+  ``write_report`` adds where the frame has token or sink columns;
 - ``findings`` and ``Finding``: the numbers each section reports, its sentences and its
   headline for the key results;
 - ``open_folder`` and ``Folder``: a shard folder as the report reads it (aggregates by DuckDB,

@@ -43,11 +43,10 @@ from attnmag.reports.folder import Folder, levels, where_in
 from attnmag.reports.panels import (
     SITE_WORDS,
     Layers,
-    _hue,
-    _levels,
-    _matching,
-    _one_series,
-    _table_hues,
+    check_one_series,
+    hue_column,
+    matching_rows,
+    ordered_levels,
     plot_coefficients,
     plot_head_coefficients,
     plot_head_means,
@@ -60,6 +59,7 @@ from attnmag.reports.panels import (
     plot_site_ratios,
     plot_token_grid,
     plot_trend_fits,
+    table_hues,
 )
 from attnmag.reports.summaries import (
     ALPHA,
@@ -71,6 +71,7 @@ from attnmag.reports.summaries import (
     ordered_methods,
     percent,
     select_layers,
+    takes_fits,
 )
 
 __all__ = [
@@ -175,11 +176,11 @@ def plot_valid_tokens(
     --------
     >>> plot_valid_tokens(frame)  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=("model",))
+    hue = hue_column(data, hue, choices=("model",))
     parts = (
         {None: data}
         if hue is None
-        else {level: where_in(data, hue, [level]) for level in _levels(data, hue)}
+        else {level: where_in(data, hue, [level]) for level in ordered_levels(data, hue)}
     )
     with _style():
         fig = NotebookFigure(figsize=(11, 4.2 * max(1, len(parts) * 0.8)), layout="constrained")
@@ -291,11 +292,11 @@ def plot_position_norms(
     --------
     >>> plot_position_norms(frame, max_position=60)  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=SERIES_COLUMNS)
+    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     parts = (
         {None: data}
         if hue is None
-        else {level: where_in(data, hue, [level]) for level in _levels(data, hue)}
+        else {level: where_in(data, hue, [level]) for level in ordered_levels(data, hue)}
     )
     rows = len(parts) + (hue is not None)
     with _style():
@@ -336,6 +337,7 @@ def plot_position_norms(
     return fig
 
 
+@takes_fits
 @shared_docs
 def plot_position_trend(
     data: pd.DataFrame | Folder,
@@ -380,16 +382,16 @@ def plot_position_trend(
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
     if hue == "method":
-        _one_series(data)
-    _one_series(data, ("model",))
-    series_hue = None if hue == "method" else _hue(data, hue, choices=("site", "head"))
-    table = _matching(trend, data)
+        check_one_series(data)
+    check_one_series(data, ("model",))
+    series_hue = None if hue == "method" else hue_column(data, hue, choices=("site", "head"))
+    table = matching_rows(trend, data)
     if series_hue is not None:
         table = table[table["method"] == fit_method]
     with _style():
         fig = NotebookFigure(figsize=(11, 10), layout="constrained")
         axes = fig.subplot_mosaic(
-            [["trend", "trend"], ["intercept", "position"]], height_ratios=(1.2, 1)
+            [["trend", "trend"], ["Intercept", "position"]], height_ratios=(1.2, 1)
         )
         plot_trend_fits(
             data,
@@ -403,7 +405,7 @@ def plot_position_trend(
             ax=axes["trend"],
         )
         for term, label in (
-            ("intercept", "intercept (log norm at position 0)"),
+            ("Intercept", "intercept (log norm at position 0)"),
             ("position", "slope (change in log norm per position)"),
         ):
             ax = plot_coefficients(
@@ -411,12 +413,12 @@ def plot_position_trend(
                 term=term,
                 layers=layers,
                 hue=series_hue or "method",
-                zero_line=term != "intercept",
+                zero_line=term != "Intercept",
                 legend=term == "position",
                 ax=axes[term],
             )
             level = percent(interval_level(table, name="position_trend"))
-            name = "Intercept" if term == "intercept" else "Slope"
+            name = "Intercept" if term == "Intercept" else "Slope"
             ax.set(ylabel=label, title=f"{name} per layer with {level} CI")
     return fig
 
@@ -426,6 +428,7 @@ def plot_position_trend(
 INFERENCE_METHODS = ("ols", "mixed")
 
 
+@takes_fits
 @shared_docs
 def plot_trend_coefficients(
     data: pd.DataFrame, *, layers: Layers = None, methods: Sequence[str] | None = None
@@ -468,7 +471,7 @@ def plot_trend_coefficients(
                 "position",
                 "slope: change in log norm per position\n(x 100: about % per position)",
             ),
-            (bottom, "intercept", "intercept: log norm\nat position 0"),
+            (bottom, "Intercept", "intercept: log norm\nat position 0"),
         ):
             plot_coefficients(
                 table,
@@ -520,6 +523,7 @@ def shaded_layers(compared: pd.DataFrame, term: str) -> tuple[str | None, list[i
     return None, []
 
 
+@takes_fits
 @shared_docs
 def plot_lag_effects(
     data: pd.DataFrame, *, layers: Layers = None, hue: str | None = None
@@ -550,7 +554,7 @@ def plot_lag_effects(
     >>> plot_lag_effects(models.lag_effects(frame, method="gmm"))  # doctest: +SKIP
     """
     rows = select_layers(data, layers)
-    hue = _hue(rows, hue, choices=_table_hues(rows, hue))
+    hue = hue_column(rows, hue, choices=table_hues(rows, hue))
     methods = ordered_methods(rows["method"])
     labels = {m: f"{m} ({LAG_LABELS[m]})" for m in methods if m in LAG_LABELS}
     shade = hue == "method" and set(COMPARED) <= set(methods)
@@ -592,7 +596,7 @@ def _by_model(
     data = select_layers(data, layers)
     if "model" not in data.columns:
         return {None: data}
-    return {level: where_in(data, "model", [level]) for level in _levels(data, "model")}
+    return {level: where_in(data, "model", [level]) for level in ordered_levels(data, "model")}
 
 
 def _titled(ax: object, model: object, title: str) -> None:
@@ -602,6 +606,7 @@ def _titled(ax: object, model: object, title: str) -> None:
         ax.set_title(f"{model}: {title}")
 
 
+@takes_fits
 @shared_docs
 def plot_heads(
     data: pd.DataFrame | Folder,
@@ -657,6 +662,7 @@ def plot_heads(
     return fig
 
 
+@takes_fits
 def heads_only(data: pd.DataFrame | Folder) -> pd.DataFrame | Folder:
     """The rows of heads 0 and up (of the ``attn`` site where there are sites).
 
@@ -731,6 +737,7 @@ def plot_sites(
     return fig
 
 
+@takes_fits
 @shared_docs
 def plot_models(
     data: pd.DataFrame | Folder,

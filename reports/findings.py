@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.models.leading import LEADING_LAST, LEADING_T
 from attnmag.reports.docs import shared_docs
 from attnmag.reports.folder import Folder, levels, positions_between, row_count, where_in
 from attnmag.reports.numbers import interval, number
@@ -45,6 +46,7 @@ from attnmag.reports.summaries import (
     position_means,
     sequence_lengths,
     site_ratios,
+    takes_fits,
 )
 
 __all__ = [
@@ -307,6 +309,29 @@ def _fit_warnings(table: pd.DataFrame, glance: pd.DataFrame | None, *, fit: str)
     return out
 
 
+def _leading_warning(glance: pd.DataFrame | None) -> list[str]:
+    """The sentence of the leading-position diagnostic (``models.leading``), where it flags a
+    position in any layer: the positions, their layers, and the ``first_position`` that
+    leaves them out."""
+    if glance is None or "leading_flagged" not in glance:
+        return []
+    rows = glance[glance["leading_flagged"].fillna(False).astype(bool)]
+    rows = rows.drop_duplicates("layer") if "layer" in rows else rows
+    if rows.empty:
+        return []
+    parts = []
+    for k in range(LEADING_LAST + 1):
+        layers = rows.loc[rows[f"leading_t{k}"].abs() > LEADING_T, "layer"]
+        if len(layers):
+            parts.append(f"position {k} ({_layers(list(layers))})")
+    suggested = int(rows["suggested_first_position"].max())
+    return [
+        "A leading position stands off the line through the later positions (|t| > "
+        f"{LEADING_T:g}, cluster-robust): {'; '.join(parts)}. Such a position (a second "
+        f"sink, say) pulls the fits; first_position={suggested} leaves it out."
+    ]
+
+
 def _warning_texts(value: object) -> list[str]:
     """A glance ``warnings`` cell (messages joined by '; ', or empty) as texts."""
     if not isinstance(value, str):
@@ -314,6 +339,7 @@ def _warning_texts(value: object) -> list[str]:
     return [item.strip() for item in value.split("; ") if item.strip()]
 
 
+@takes_fits
 @shared_docs
 def trend_finding(
     trend: pd.DataFrame,
@@ -333,7 +359,8 @@ def trend_finding(
         The significance level, on Holm-adjusted p-values.
 
     {returns_finding}, and warnings (fits that did not
-        converge or warned).
+        converge or warned, and leading positions that stand off the rest, with the
+        ``first_position`` that leaves them out: ``models.leading``).
 
     Examples
     --------
@@ -368,7 +395,7 @@ def trend_finding(
         f"After Holm correction across layers (alpha = {alpha:g}), the slope is "
         "significantly " + "; ".join(clauses) + "."
     ]
-    warnings = _fit_warnings(trend, glance, fit="position_trend")
+    warnings = _fit_warnings(trend, glance, fit="position_trend") + _leading_warning(glance)
     headline = _trend_headline(trend, numbers, alpha=alpha)
     aggregate = trend.loc[trend["method"] == "aggregate", "n_obs"]
     if len(aggregate):
@@ -381,6 +408,7 @@ def trend_finding(
     return Finding(numbers, sentences, warnings, headline=headline)
 
 
+@takes_fits
 def median_layer(table: pd.DataFrame, *, method: str, term: str) -> pd.Series | None:
     """The row of ``method``'s ``term`` whose estimate is the median over layers.
 
@@ -617,6 +645,7 @@ def _slope_test(glance: pd.DataFrame | None, *, alpha: float) -> tuple[dict[str,
     return numbers, [sentence]
 
 
+@takes_fits
 @shared_docs
 def lag_finding(
     lags: pd.DataFrame | Folder,
@@ -736,6 +765,7 @@ def _lag_headline(
     return text + "."
 
 
+@takes_fits
 def findings(
     frame: pd.DataFrame | Folder,
     *,
@@ -792,6 +822,7 @@ def _named(model: object, sentence: str) -> str:
     return sentence if model is None else f"{model}: {sentence[0].lower()}{sentence[1:]}"
 
 
+@takes_fits
 @shared_docs
 def head_finding(
     frame: pd.DataFrame | Folder,
@@ -909,6 +940,7 @@ def site_finding(
     return Finding(numbers, sentences)
 
 
+@takes_fits
 @shared_docs
 def model_finding(trend: pd.DataFrame, lags: pd.DataFrame, *, alpha: float = ALPHA) -> Finding:
     """Per model, how many layers' position slopes are significantly negative or positive,

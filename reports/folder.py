@@ -56,6 +56,7 @@ from attnmag.extract.shards import (
     shard_rows,
     verified_shards,
 )
+from attnmag.models.source import open_source
 
 __all__ = [
     "SAMPLE_TEXTS",
@@ -108,6 +109,9 @@ class Folder:
         The positions kept (None: no bound).
     sample_texts, seed : int
         The size and seed of the sample that figures drawing rows read.
+    memo : dict
+        ``cluster_sums``' tables already computed, shared by the views of one folder (the
+        report asks for some of them more than once).
 
     Examples
     --------
@@ -127,6 +131,7 @@ class Folder:
     last: int | None = None
     sample_texts: int = SAMPLE_TEXTS
     seed: int = 0
+    memo: dict = field(default_factory=dict, repr=False)
 
     def view_cells(self) -> pd.DataFrame:
         """The cells (group and layer) holding rows of this view, ``last`` its last position
@@ -184,9 +189,9 @@ class Folder:
         With ``bin_width`` over 1, ``by`` ends with ``position``, which is pooled into bins
         (position 0 alone) as ``position_bin``, and ``at_position`` is the bin's mean
         position. ``source`` replaces the view's rows (SQL of a relation on ``frame``, with
-        its ``parameters``). Both passes run shard by shard (a text's rows are all in one
-        shard): the first sums each cell's rows and values, the second each text's
-        deviations from its cell's mean, so DuckDB holds one shard's texts at a time.
+        its ``parameters``). One pass runs shard by shard (a text's rows are all in one
+        shard, so DuckDB holds one shard's texts at a time); a table asked for again (by any
+        view of the folder) is not computed again.
         """
         names = [*by[:-1], "position_bin"] if bin_width > 1 else list(by)
         keys = [f'"{c}"' for c in by]
@@ -198,39 +203,68 @@ class Folder:
         if source is None:
             where, parameters = self.where()
             source = f"(SELECT * FROM frame WHERE {where})"
+        asked = (value, tuple(by), cluster, bin_width, source, tuple(map(_plain, parameters)))
+        if asked not in self.memo:
+            self.memo[asked] = self._cluster_sums(value, keys, names, cluster, source, parameters)
+        return self.memo[asked].copy()
+
+    def _cluster_sums(
+        self,
+        value: str,
+        keys: list[str],
+        names: list[str],
+        cluster: str,
+        source: str,
+        parameters: Sequence,
+    ) -> pd.DataFrame:
+        """``cluster_sums``' table, in one pass over each shard (``keys``: the cells' SQL,
+        ``names``: their columns).
+
+        Each shard gives its cells' rows, sums and clusters, and its clusters' squared
+        deviations from the shard's own cell mean ``c`` with the sums that move them to the
+        folder's mean ``m``: sum (s_g - n_g m)^2 = sum (s_g - n_g c)^2 - 2 (m - c) sum
+        n_g (s_g - n_g c) + (m - c)^2 sum n_g^2, exact, and accurate since ``c`` is near
+        ``m``.
+        """
+        binned = "position_bin" in names
         # Summed in the order of the rows' keys, so the threads DuckDB uses do not move the
         # last digits (``attnmag.database``).
         unique = [c for c in (*GROUP_COLUMNS, "sequence", "position") if c in self.columns]
         order = "ORDER BY " + ", ".join(f'"{c}"' for c in dict.fromkeys([cluster, *unique]))
-        at = f', sum("position"::DOUBLE {order}) AS p' if bin_width > 1 else ""
-        totals = run_by_shard(
-            self.shards,
-            f"""SELECT {", ".join(keys)}, count(*)::BIGINT AS n,
-                    sum("{value}"::DOUBLE {order}) AS total{at}
-                FROM {source} GROUP BY ALL""",
-            parameters,
-        )
-        cells = totals.groupby(names, sort=True).sum(numeric_only=True).reset_index()
-        cells["mean"] = cells["total"] / cells["n"]
-        if bin_width > 1:
-            cells["at_position"] = cells["p"] / cells["n"]
-        means = cells[[*names, "mean"]]
+        by_cluster = f'ORDER BY p."{cluster}"'
+        cell = ", ".join(f'"{c}"' for c in names)
         join = " AND ".join(f'p."{c}" = c."{c}"' for c in names)
-        meats = run_by_shard(
+        per_shard = run_by_shard(
             self.shards,
             f"""WITH per AS (
                     SELECT {", ".join(keys)}, "{cluster}", count(*) AS n_g,
                         sum("{value}"::DOUBLE {order}) AS s_g
+                        {', sum("position"::DOUBLE) AS p_g' if binned else ""}
                     FROM {source} GROUP BY ALL
+                ), cells AS (
+                    SELECT {cell + "," if cell else ""} sum(n_g)::BIGINT AS n,
+                        sum(s_g ORDER BY "{cluster}") AS total,
+                        {'sum(p_g ORDER BY "' + cluster + '") AS p,' if binned else ""}
+                        count(*)::BIGINT AS n_groups
+                    FROM per {"GROUP BY " + cell if cell else ""}
                 )
-                SELECT {", ".join(f'c."{c}"' for c in names)}, count(*)::BIGINT AS n_groups,
-                    sum((p.s_g - p.n_g * c.mean) ** 2 ORDER BY p."{cluster}") AS meat
-                FROM per p JOIN means c ON {join or "TRUE"}
+                SELECT c.*,
+                    sum((p.s_g - p.n_g * c.total / c.n) ** 2 {by_cluster}) AS q,
+                    sum(p.n_g * (p.s_g - p.n_g * c.total / c.n) {by_cluster}) AS q1,
+                    sum(p.n_g::DOUBLE * p.n_g {by_cluster}) AS q2
+                FROM per p JOIN cells c ON {join or "TRUE"}
                 GROUP BY ALL""",
             parameters,
-            means=means,
         )
-        meat = meats.groupby(names, sort=True)[["n_groups", "meat"]].sum().reset_index()
+        sums = ["n", "total", *(["p"] if binned else []), "n_groups"]
+        cells = per_shard.groupby(names, sort=True)[sums].sum().reset_index()
+        cells["mean"] = cells["total"] / cells["n"]
+        if binned:
+            cells["at_position"] = cells["p"] / cells["n"]
+        shifted = per_shard.merge(cells[[*names, "mean"]], on=names, how="left")
+        step = shifted["mean"] - shifted["total"] / shifted["n"]
+        shifted["meat"] = shifted["q"] - 2 * step * shifted["q1"] + step**2 * shifted["q2"]
+        meat = shifted.groupby(names, sort=True)["meat"].sum().reset_index()
         out = cells.merge(meat, on=names, how="left", validate="one_to_one")
         out = _with_dtypes(out, self.dtypes)
         return out.sort_values(names, kind="stable").reset_index(drop=True)
@@ -342,7 +376,12 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
     if sample_texts < 1:
         raise AttnmagError(f"sample_texts must be 1 or more, not {sample_texts}")
     folder = Path(path)
-    shards = tuple(str(p) for p in verified_shards(folder))
+    # Verified once per process (``models.source``), however many fits and reports read it.
+    shards = (
+        open_source(folder).shards
+        if folder.is_dir()
+        else tuple(str(p) for p in verified_shards(folder))
+    )
     stored = pq.read_schema(shards[0]).empty_table().to_pandas()
     # The columns shard_rows gives: those stored, and those it computes (as the frame has them).
     derived = {c: np.empty(0, FRAME_DTYPES[c]) for c in DERIVED if c not in stored.columns}

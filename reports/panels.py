@@ -14,7 +14,10 @@ Holds:
 - ``plot_site_ratios``: each site's norm over the residual stream's, per layer;
 - ``plot_trend_fits``: log mean norm by position with the fitted lines of a trend table;
 - ``plot_coefficients``: one term's estimates per layer with their intervals;
-- ``layer_colours``, ``method_colours``, ``hue_colours``: the palettes used throughout.
+- ``layer_colours``, ``method_colours``, ``hue_colours``: the palettes used throughout;
+- ``ordered_levels``, ``hue_column``, ``check_one_series``, ``table_hues``,
+  ``matching_rows``: which series a plot draws and what it colours by, shared with the
+  figures.
 
 Every plot takes the frame (or a shard folder's view, ``folder.Folder``; or a coefficient
 table) first as ``data``, ``layers=`` to draw
@@ -69,12 +72,17 @@ from attnmag.reports.summaries import (
     select_layers,
     sequence_lengths,
     site_ratios,
+    takes_fits,
 )
 
 __all__ = [
+    "check_one_series",
     "hue_colours",
+    "hue_column",
     "layer_colours",
+    "matching_rows",
     "method_colours",
+    "ordered_levels",
     "plot_coefficients",
     "plot_head_coefficients",
     "plot_head_means",
@@ -87,6 +95,7 @@ __all__ = [
     "plot_site_ratios",
     "plot_token_grid",
     "plot_trend_fits",
+    "table_hues",
 ]
 
 Layers = int | Iterable[int] | None
@@ -178,9 +187,27 @@ def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, floa
     return {name: order[i % len(order)] for i, name in enumerate(names)}
 
 
-def _levels(data: pd.DataFrame | Folder, column: str) -> list:
-    """The values of ``column`` in their order: methods as ``models.METHODS``, categories as
-    their categories, anything else sorted."""
+def ordered_levels(data: pd.DataFrame | Folder, column: str) -> list:
+    """The values of ``column`` in the order plots draw them.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        A frame, a shard folder's view or a coefficient table.
+    column : str
+        The column.
+
+    Returns
+    -------
+    list
+        Methods in the order of ``models.METHODS``, categories in their categories' order,
+        anything else sorted.
+
+    Examples
+    --------
+    >>> ordered_levels(trend, "method")  # doctest: +SKIP
+    ['aggregate', 'ols', 'mixed']
+    """
     if column == "method":
         return ordered_methods(data[column])
     return levels(data, column)
@@ -212,14 +239,34 @@ def hue_colours(column: str, levels: Sequence) -> dict:
     return {level: palette[i] for i, level in enumerate(levels)}
 
 
-def _hue(data: pd.DataFrame | Folder, hue: str | None, *, choices: Sequence[str]) -> str | None:
+def hue_column(
+    data: pd.DataFrame | Folder, hue: str | None, *, choices: Sequence[str]
+) -> str | None:
     """The column to colour by: ``hue``, else the one of ``choices`` holding several values.
 
-    Raises ``AttnmagError`` where another of ``choices`` holds several values, as its
-    series would be drawn over one another.
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        What is drawn: a frame, a shard folder's view or a coefficient table.
+    hue : str, optional
+        The column asked for; it must be one of ``choices`` that ``data`` has.
+    choices : sequence of str
+        The columns the plot may colour by.
+
+    Returns
+    -------
+    str or None
+        The column, or None where every one of ``choices`` holds one value. Where another
+        of them holds several values an ``AttnmagError`` says so, as its series would be
+        drawn over one another.
+
+    Examples
+    --------
+    >>> hue_column(frame, None, choices=("site", "head"))  # doctest: +SKIP
+    'site'
     """
     present = [c for c in choices if c in data.columns]
-    several = [c for c in present if len(_levels(data, c)) > 1]
+    several = [c for c in present if len(ordered_levels(data, c)) > 1]
     if hue is not None and hue not in present:
         raise AttnmagError(
             f"hue={hue!r} is not a column to colour by here: choose one of {present or None}"
@@ -235,9 +282,23 @@ def _hue(data: pd.DataFrame | Folder, hue: str | None, *, choices: Sequence[str]
     return hue
 
 
-def _one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIES_COLUMNS) -> None:
-    """Raise ``AttnmagError`` where one of ``choices`` holds several values of ``data``."""
-    several = [c for c in choices if c in data.columns and len(_levels(data, c)) > 1]
+def check_one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIES_COLUMNS) -> None:
+    """Refuse data of several series, for a plot that draws one.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Folder
+        What is drawn.
+    choices : sequence of str
+        The grouping columns that must hold one value each.
+
+    Examples
+    --------
+    >>> check_one_series(both)  # doctest: +SKIP
+    Traceback (most recent call last):
+    AttnmagError: this plot draws one series, and the data hold several values of ['model']...
+    """
+    several = [c for c in choices if c in data.columns and len(ordered_levels(data, c)) > 1]
     if several:
         raise AttnmagError(
             f"this plot draws one series, and the data hold several values of {several}: "
@@ -247,14 +308,14 @@ def _one_series(data: pd.DataFrame | Folder, choices: Sequence[str] = SERIES_COL
 
 def _selection(data: pd.DataFrame | Folder, column: str) -> str:
     """The code that selects the rows of ``column``'s first value, for error messages."""
-    return f"data[data[{column!r}] == {_levels(data, column)[0]!r}]"
+    return f"data[data[{column!r}] == {ordered_levels(data, column)[0]!r}]"
 
 
 def _quantity(data: pd.DataFrame | Folder) -> str:
     """What the norms measure, for labels: the attention update unless sites say otherwise."""
     if "site" not in data.columns:
         return SITE_WORDS["attn"]
-    sites = _levels(data, "site")
+    sites = ordered_levels(data, "site")
     return SITE_WORDS.get(sites[0], sites[0]) if len(sites) == 1 else "update or stream"
 
 
@@ -289,11 +350,11 @@ def _layer_axis(rows: pd.DataFrame | Folder, data: pd.DataFrame, *, depth: bool)
     if not depth:
         return layer
     if "model" in rows.columns:
-        names = _levels(data, "model")
-        deepest = {m: _levels(where_in(data, "model", [m]), "layer")[-1] for m in names}
+        names = ordered_levels(data, "model")
+        deepest = {m: ordered_levels(where_in(data, "model", [m]), "layer")[-1] for m in names}
         last = rows["model"].map(deepest).to_numpy(np.float64)
     else:
-        last = float(_levels(data, "layer")[-1])
+        last = float(ordered_levels(data, "layer")[-1])
     return layer / np.maximum(last, 1.0)
 
 
@@ -332,7 +393,7 @@ def plot_token_grid(
     >>> fig, ax = plt.subplots()  # doctest: +SKIP
     >>> plot_token_grid(frame, ax=ax)  # doctest: +SKIP
     """
-    _one_series(data, ("model",))
+    check_one_series(data, ("model",))
     ax = _axes(ax)
     rows = select_layers(data, layers)
     note = sample_note(rows)
@@ -394,7 +455,7 @@ def plot_sequence_lengths(
     --------
     >>> plot_sequence_lengths(both, hue="model")  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=("model",))
+    hue = hue_column(data, hue, choices=("model",))
     ax = _axes(ax)
     lengths = sequence_lengths(select_layers(data, layers))
     if hue is None:
@@ -402,7 +463,7 @@ def plot_sequence_lengths(
         sns.histplot(lengths, x="length", discrete=True, ax=ax, color=colour, edgecolor="white")
         medians = {None: (float(lengths["length"].median()), "black")}
     else:
-        levels = _levels(data, hue)
+        levels = ordered_levels(data, hue)
         colours = hue_colours(hue, levels)
         lengths[hue] = pd.Categorical(lengths[hue].astype(object), categories=levels)
         sns.histplot(
@@ -469,14 +530,14 @@ def plot_norm_violins(
     --------
     >>> plot_norm_violins(frame, layers=[0, 10, 20])  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=SERIES_COLUMNS)
+    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     rows = select_layers(data, layers)
     rows = positions_between(rows, first=first_position)
     read = dict.fromkeys(["layer", "log_norm", "site", *([hue] if hue else [])])
     rows, note = sample_rows(rows, list(read))  # site: it names what the norms measure
     shown = sorted(rows["layer"].unique().tolist())
-    series = len(_levels(rows, hue)) if hue else 1
+    series = len(ordered_levels(rows, hue)) if hue else 1
     n_draw = min(len(rows), sample * len(shown) * series)
     drawn = rows[["layer", "log_norm", *([hue] if hue else [])]].sample(n=n_draw, random_state=seed)
     share = (
@@ -500,7 +561,7 @@ def plot_norm_violins(
             **common, hue="layer", palette=layer_colours(shown), hue_order=shown, legend=False
         )
     else:
-        levels = _levels(rows, hue)
+        levels = ordered_levels(rows, hue)
         drawn[hue] = pd.Categorical(drawn[hue].astype(object), categories=levels)
         sns.violinplot(**common, hue=hue, hue_order=levels, palette=hue_colours(hue, levels))
         ax.legend(title=hue, loc="best")
@@ -565,14 +626,14 @@ def plot_layer_means(
     --------
     >>> plot_layer_means(both, hue="model", conf_level=0.9)  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=SERIES_COLUMNS)
+    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     means = layer_means(
         data, value=value, layers=layers, first_position=first_position, conf_level=conf_level
     )
     shown = sorted(means["layer"].unique().tolist())
     x = _layer_axis(means, data, depth=depth)
-    step = 1 / max(float(_levels(data, "layer")[-1]), 1.0) if depth else 1.0
+    step = 1 / max(float(ordered_levels(data, "layer")[-1]), 1.0) if depth else 1.0
     if hue is None:
         colours = layer_colours(shown)
         for row, at in zip(means.itertuples(index=False), x, strict=True):
@@ -587,7 +648,7 @@ def plot_layer_means(
             )
         ax.plot(x, means["mean"], color="grey", linewidth=0.8, zorder=0)
     else:
-        levels = _levels(data, hue)
+        levels = ordered_levels(data, hue)
         colours = hue_colours(hue, levels)
         for level, offset in zip(levels, _offsets(len(levels)) * step, strict=True):
             where = (means[hue] == level).to_numpy()
@@ -652,7 +713,7 @@ def plot_position_heatmap(
     --------
     >>> plot_position_heatmap(frame[frame["site"] == "mlp"], max_position=50)  # doctest: +SKIP
     """
-    _one_series(data)
+    check_one_series(data)
     ax = _axes(ax)
     width = _bin_width(data, max_position)
     cells = position_means(
@@ -729,7 +790,7 @@ def plot_layer_levels(
     --------
     >>> plot_layer_levels(frame, max_position=30)  # doctest: +SKIP
     """
-    _one_series(data)
+    check_one_series(data)
     ax = _axes(ax)
     level = _layer_levels(data, layers, max_position, conf_level).sort_index()
     rows = np.arange(len(level)) + 0.5  # a heatmap's row centres
@@ -789,7 +850,7 @@ def plot_position_means(
     --------
     >>> plot_position_means(sites, hue="site", layers=range(6, 12))  # doctest: +SKIP
     """
-    hue = _hue(data, hue, choices=SERIES_COLUMNS)
+    hue = hue_column(data, hue, choices=SERIES_COLUMNS)
     ax = _axes(ax)
     width = _bin_width(select_layers(data, layers), max_position)
     overall = position_means_across_layers(
@@ -803,7 +864,7 @@ def plot_position_means(
             ax.plot(part["position"], part["mean"], color=colours[layer], linewidth=0.8, alpha=0.8)
         series = {f"mean over layers ({percent(conf_level)} CI)": (overall, "black")}
     else:
-        levels = _levels(data, hue)
+        levels = ordered_levels(data, hue)
         colours = hue_colours(hue, levels)
         series = {
             f"{level} ({percent(conf_level)} CI)": (overall[overall[hue] == level], colours[level])
@@ -865,7 +926,7 @@ def plot_site_ratios(
     --------
     >>> plot_site_ratios(extract.update_norms(model, tokenizer, texts))  # doctest: +SKIP
     """
-    _one_series(data, ("model", "head"))
+    check_one_series(data, ("model", "head"))
     ax = _axes(ax)
     ratios = site_ratios(
         data,
@@ -874,7 +935,7 @@ def plot_site_ratios(
         first_position=first_position,
         conf_level=conf_level,
     )
-    levels = _levels(ratios, "site")
+    levels = ordered_levels(ratios, "site")
     colours = hue_colours("site", levels)
     for level, offset in zip(levels, _offsets(len(levels), width=0.4), strict=True):
         part = ratios[ratios["site"] == level]
@@ -935,7 +996,7 @@ def plot_head_means(
     """
     if "head" not in data.columns:
         raise AttnmagError("plot_head_means needs a head column: measure with heads=True")
-    _one_series(data, ("model", "site"))
+    check_one_series(data, ("model", "site"))
     ax = _axes(ax)
     means = layer_means(data, value=value, layers=layers, first_position=first_position)
     grid = means.pivot(index="layer", columns="head", values="mean")
@@ -945,6 +1006,7 @@ def plot_head_means(
     return ax
 
 
+@takes_fits
 @shared_docs
 def plot_head_coefficients(
     data: pd.DataFrame,
@@ -980,7 +1042,7 @@ def plot_head_coefficients(
             f"plot_head_coefficients needs {term!r} rows with a head column: fit a frame "
             "measured with heads=True"
         )
-    _one_series(rows, ("method", *(c for c in _table_series(rows) if c != "head")))
+    check_one_series(rows, ("method", *(c for c in _table_series(rows) if c != "head")))
     ax = _axes(ax)
     grid = rows.pivot(index="layer", columns="head", values="estimate")
     marked = rows.pivot(index="layer", columns="head", values="p_adjusted") < alpha
@@ -1002,20 +1064,56 @@ def _table_series(table: pd.DataFrame) -> list[str]:
     return [column for column in SERIES_COLUMNS if column in table.columns]
 
 
-def _table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
-    """What a table's plot may colour by: ``method`` and its grouping columns, and its
-    ``fit`` column (the fit's name) where asked for by name."""
+def table_hues(table: pd.DataFrame, hue: str | None) -> tuple[str, ...]:
+    """What a coefficient table's plot may colour by.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A coefficient table of ``models``.
+    hue : str, optional
+        The column asked for.
+
+    Returns
+    -------
+    tuple of str
+        ``method`` and the table's grouping columns (``model``, ``site``, ``head``), and
+        ``fit`` (the fit's name) where ``hue`` asks for it.
+
+    Examples
+    --------
+    >>> table_hues(trend, None)  # doctest: +SKIP
+    ('method',)
+    """
     return ("method", *(["fit"] if hue == "fit" else []), *_table_series(table))
 
 
-def _matching(table: pd.DataFrame | Folder, frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``table`` for the series ``frame`` holds (its models, sites and heads)."""
+def matching_rows(table: pd.DataFrame | Folder, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a coefficient table for the series a frame holds.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A coefficient table of ``models``.
+    frame : pandas.DataFrame or Folder
+        The frame drawn beside it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of ``table`` of the models, sites and heads that ``frame`` has.
+
+    Examples
+    --------
+    >>> matching_rows(trend, both[both["model"] == "gpt2"])  # doctest: +SKIP
+    """
     for column in _table_series(table):
         if column in frame.columns:
-            table = table[table[column].isin(_levels(frame, column))]
+            table = table[table[column].isin(ordered_levels(frame, column))]
     return table
 
 
+@takes_fits
 @shared_docs
 def plot_trend_fits(
     data: pd.DataFrame | Folder,
@@ -1057,8 +1155,8 @@ def plot_trend_fits(
     --------
     >>> plot_trend_fits(frame, trend, layers=[0, 15, 29], fit_method="ols")  # doctest: +SKIP
     """
-    _one_series(data, ("model",))  # one language model's points and lines
-    hue = _hue(data, hue, choices=("site", "head"))
+    check_one_series(data, ("model",))  # one language model's points and lines
+    hue = hue_column(data, hue, choices=("site", "head"))
     ax = _axes(ax)
     methods = ordered_methods(trend["method"])
     fit_method = fit_method or ("aggregate" if "aggregate" in methods else methods[0])
@@ -1080,13 +1178,13 @@ def plot_trend_fits(
         )
         points = points.rename(columns={"mean": "y", "conf_low": "low", "conf_high": "high"})
         y_label = f"mean log of the L2 norm\nof the {_quantity(data)}"
-    fitted = _matching(trend[trend["method"] == fit_method], rows)
+    fitted = matching_rows(trend[trend["method"] == fit_method], rows)
     fitted = fitted.pivot_table(index=keys, columns="term", values="estimate", observed=True)
     shown = sorted(points["layer"].unique().tolist())
     if hue is None:
         colours = layer_colours(shown)
     else:
-        levels = _levels(data, hue)
+        levels = ordered_levels(data, hue)
         by_level = hue_colours(hue, levels)
     t = np.arange(first, max_position + 1)
     for key, part in points.groupby(keys, observed=True):
@@ -1105,7 +1203,7 @@ def plot_trend_fits(
         )
         index = key if hue else key[0]
         if index in fitted.index:
-            line = fitted.loc[index, "intercept"] + fitted.loc[index, "position"] * t
+            line = fitted.loc[index, "Intercept"] + fitted.loc[index, "position"] * t
             ax.plot(t, line, color=colour, linewidth=1.2)
     ax.set(
         xlabel=_position_label(width, first=first),
@@ -1124,6 +1222,7 @@ def plot_trend_fits(
     return ax
 
 
+@takes_fits
 @shared_docs
 def plot_coefficients(
     data: pd.DataFrame,
@@ -1146,7 +1245,7 @@ def plot_coefficients(
     data : pandas.DataFrame
         A coefficient table of ``models`` (``position_trend``, ``lag_effects``, ``fit``).
     term : str
-        The term drawn (``intercept``, ``position``, ``lag1``, ...).
+        The term drawn (``Intercept``, ``position``, ``lag1``, ...).
     {layers}
     hue : {"method", "model", "site", "head", "fit"}, optional
         One colour per value of this column, dodged; None colours by ``method`` or by the
@@ -1171,11 +1270,11 @@ def plot_coefficients(
     if rows.empty:
         terms = sorted(data["term"].unique().tolist())
         raise AttnmagError(f"the table has no {term!r} rows: its terms are {terms}")
-    hue = _hue(rows, hue, choices=_table_hues(rows, hue))
+    hue = hue_column(rows, hue, choices=table_hues(rows, hue))
     hue = hue or ("method" if "method" in rows else None)
     ax = _axes(ax)
     level = percent(interval_level(rows, name=f"{term} coefficient"))
-    levels = _levels(rows, hue) if hue else [None]
+    levels = ordered_levels(rows, hue) if hue else [None]
     colours = hue_colours(hue, levels) if hue else {None: sns.color_palette("colorblind")[0]}
     labels = labels or {}
     step = 1 / max(float(data["layer"].max()), 1.0) if depth else 1.0

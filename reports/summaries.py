@@ -6,6 +6,8 @@ Holds:
   ``models.CONF_LEVEL``);
 - ``SERIES_COLUMNS``: the grouping columns other than ``layer`` (``model``, ``site``,
   ``head``); every aggregate keeps the ones a frame has;
+- ``takes_fits``: a report function's decorator, so that it takes a ``models.Fits`` (or a
+  mapping of them) wherever it takes a coefficient table;
 - ``select_layers``: the rows of some layers of a frame or table;
 - ``mean_ci``: token-weighted means with cluster-robust (CR1, by sequence) t intervals;
 - ``sequence_lengths``: real tokens per sequence (per model where there are several);
@@ -42,8 +44,11 @@ fits do, where log-spaced bins would pool most of a long text into a few wide bi
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -76,7 +81,10 @@ __all__ = [
     "select_layers",
     "sequence_lengths",
     "site_ratios",
+    "takes_fits",
 ]
+
+Function = TypeVar("Function", bound=Callable)
 
 #: The significance level of the reports' counts and marks (on Holm-adjusted p-values).
 ALPHA = 0.05
@@ -94,11 +102,60 @@ GAP_LIMIT = 2.0
 GMM_TESTS = ("hansen_j", "hansen_df", "hansen_p", "ar2_statistic", "ar2_p", "n_instruments")
 
 
+def takes_fits(function: Function) -> Function:
+    """``function``, taking a ``models.Fits`` wherever it takes a coefficient table.
+
+    Parameters
+    ----------
+    function : callable
+        A report function whose arguments include coefficient tables.
+
+    Returns
+    -------
+    callable
+        ``function`` with each ``Fits`` argument turned into its tidy table (which carries
+        its glance rows), a mapping of them (as ``models.fit_all`` returns) into their
+        tables stacked, and a ``glance`` parameter left at None filled with their glance
+        rows.
+
+    Examples
+    --------
+    >>> plot_lag_effects = takes_fits(plot_lag_effects)  # doctest: +SKIP
+    >>> plot_lag_effects(models.lag_effects(frame))  # doctest: +SKIP
+    """
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        bound = signature.bind(*args, **kwargs)
+        glances = []
+        for name, value in bound.arguments.items():
+            if _is_fits(value):
+                fits = list(value.values()) if isinstance(value, Mapping) else [value]
+                bound.arguments[name] = (
+                    fits[0] if len(fits) == 1 else models.Fits.concat(fits)
+                ).tidy
+                glances += [item.glance for item in fits if len(item.glance)]
+        if glances and "glance" in signature.parameters and bound.arguments.get("glance") is None:
+            bound.arguments["glance"] = pd.concat(glances, ignore_index=True)
+        return function(*bound.args, **bound.kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _is_fits(value: object) -> bool:
+    """Whether ``value`` is a ``models.Fits`` or a non-empty mapping of them."""
+    if isinstance(value, Mapping):
+        return bool(value) and all(isinstance(item, models.Fits) for item in value.values())
+    return isinstance(value, models.Fits)
+
+
 def _series(data: pd.DataFrame) -> list[str]:
     """The columns of ``SERIES_COLUMNS`` that ``data`` has."""
     return [column for column in SERIES_COLUMNS if column in data.columns]
 
 
+@takes_fits
 @shared_docs
 def select_layers(
     data: pd.DataFrame | Folder, layers: int | Iterable[int] | None
@@ -593,6 +650,7 @@ def _folder_ratios(folder: Folder, reference: str, conf_level: float) -> pd.Data
     return _intervals(sums, by, conf_level)
 
 
+@takes_fits
 def interval_level(table: pd.DataFrame, *, name: str = "table") -> float:
     """The level of ``table``'s intervals, from its ``conf_level`` column.
 
@@ -677,6 +735,7 @@ def ordered_methods(methods: Iterable[str]) -> list[str]:
     return [m for m in known if m in found] + sorted(m for m in found if m not in known)
 
 
+@takes_fits
 def lag_comparison(lags: pd.DataFrame, glance: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per layer: the lag estimators side by side, ``gmm``'s tests, and what each one used.
 

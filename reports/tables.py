@@ -31,6 +31,7 @@ from attnmag.reports.summaries import (
     interval_level,
     ordered_methods,
     percent,
+    takes_fits,
 )
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 TERM_LABELS = {
-    "intercept": "intercept",
+    "Intercept": "intercept",
     "lag1": "lag-1",
     "lag2": "lag-2",
     "position": "slope (position)",
@@ -84,6 +85,7 @@ def _excludes_zero(low: float, high: float) -> bool:
     return bool(low > 0 or high < 0)
 
 
+@takes_fits
 def coefficient_display(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """One table per term: one row per layer, per method its ``estimate (low to high)`` and
     its Holm-adjusted p-value.

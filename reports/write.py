@@ -9,7 +9,8 @@ Holds ``write_report``, the public entry point, and its steps, one job each:
 - ``main_series``, ``series_parts`` (``Series``): the whole attention update of each model,
   which the five plain sections show;
 - ``grouped_specs``: the sections a grouped frame adds (models side by side on a relative
-  depth axis, sites side by side, heads as layer x head heatmaps);
+  depth axis, sites side by side, heads as layer x head heatmaps); ``tracks`` adds "What
+  tracks the magnitude" after the others where the frame has token or sink columns;
 - ``figure_specs``: the five figures of a series, with titles and captions, not yet drawn;
 - ``drawn_sections``: every section's finding and figure (PNG bytes with its title and
   caption, ``Rendered``);
@@ -91,6 +92,7 @@ from attnmag.reports.tables import (
     provenance_rows,
     stars_rule,
 )
+from attnmag.reports.tracks import tracks_spec
 
 __all__ = [
     "FORMATS",
@@ -147,7 +149,7 @@ class Rendered:
 def fit_tables(
     frame: pd.DataFrame | Folder,
     *,
-    tables: Mapping[str, pd.DataFrame | models.Fits] | None = None,
+    tables: models.Fits | Mapping[str, pd.DataFrame | models.Fits] | None = None,
     trend_methods: Sequence[str] | None = None,
     lag_methods: Sequence[str] | None = None,
     max_position: int = MAX_POSITION,
@@ -163,9 +165,11 @@ def fit_tables(
     frame : pandas.DataFrame or Folder
         The tidy frame of ``extract``, or a shard folder's view (``reports.folder``), whose
         fits ``models.fit_all`` streams from the folder.
-    tables : mapping, optional
-        What the fits already gave, by key ``position_trend``, ``lag_effects`` or
-        ``glance``: tidy tables, or ``models.Fits``; only the missing ones are fitted.
+    tables : models.Fits or mapping, optional
+        What the fits already gave: a ``Fits`` (its ``position_trend`` and ``lag_effects``
+        rows), or by key ``position_trend``, ``lag_effects`` or ``glance`` ``Fits`` or tidy
+        tables (``models.fit_all``, ``models.read_fits``, CSV files read back); only the
+        missing ones are fitted.
     trend_methods, lag_methods : sequence of str, optional
         Methods to fit; None means every method of ``models.METHODS``.
     max_position : int
@@ -193,7 +197,7 @@ def fit_tables(
     >>> trend = models.fit(frame, "log_norm ~ position")  # doctest: +SKIP
     >>> fitted = fit_tables(frame, tables={"position_trend": trend})  # doctest: +SKIP
     """
-    given = dict(tables or {})
+    given = _by_name(tables) if isinstance(tables, models.Fits) else dict(tables or {})
     missing = [name for name in ("position_trend", "lag_effects") if name not in given]
     asked = {
         "trend_methods": trend_methods if "position_trend" in missing else (),
@@ -213,6 +217,14 @@ def fit_tables(
     glance = given.get("glance")
     out["glance"] = _tidy(glance) if glance is not None else _joined(glances)
     return out
+
+
+def _by_name(fits: models.Fits) -> dict[str, pd.DataFrame]:
+    """A ``Fits``' tidy rows of each named fit it holds (the selections keep its glance
+    rows in ``attrs``)."""
+    tidy = fits.tidy
+    named = {name: tidy[tidy["fit"] == name] for name in ("position_trend", "lag_effects")}
+    return {name: table for name, table in named.items() if len(table)}
 
 
 def _tidy(fitted: pd.DataFrame | models.Fits) -> pd.DataFrame:
@@ -789,7 +801,8 @@ def drawn_sections(
     """Every section of the report, its finding worked out and its figure drawn.
 
     The sections a grouped frame adds come first, then the five of each model's main
-    series.
+    series, then, where the frame has token or sink columns, what tracks the magnitude
+    (``tracks.tracks_spec``).
 
     Parameters
     ----------
@@ -821,6 +834,14 @@ def drawn_sections(
     """
     grouped = grouped_specs(
         frame, fitted, alpha=alpha, first_position=first_position, conf_level=conf_level
+    )
+    tracks = tracks_spec(
+        frame,
+        main_series(frame),
+        alpha=alpha,
+        first_position=first_position,
+        max_position=max_position,
+        conf_level=conf_level,
     )
     parts = series_parts(frame, fitted)
     part_specs = [
@@ -865,6 +886,15 @@ def drawn_sections(
             part_found, drawn, part.tables, alpha=alpha, holm=_holm_scope(frame), label=part.label
         )
         rendered.update({figure.filename: figure for figure in drawn.values()})
+    if tracks is not None:
+        key, title, finding, caption, draw = tracks
+        spec = [(key, title, caption, draw)]
+        figure = _rendered(spec, [_png(draw)], start=len(rendered) + 1, label=None)[key]
+        sections.append(
+            {"id": key, "title": title, "finding": finding, "figure": figure, "tables": None}
+            | {"checks": None}
+        )
+        rendered[figure.filename] = figure
     return sections, rendered
 
 
@@ -1040,7 +1070,7 @@ def write_report(
     lag_methods: Sequence[str] | None = None,
     max_position: int = MAX_POSITION,
     first_position: int = 1,
-    tables: Mapping[str, pd.DataFrame | models.Fits] | None = None,
+    tables: models.Fits | Mapping[str, pd.DataFrame | models.Fits] | None = None,
     timings: Mapping[str, float] | None = None,
     n_jobs: int | None = None,
     alpha: float = ALPHA,
@@ -1079,9 +1109,10 @@ def write_report(
     first_position : int
         The first position of the fits done here and of the means and fits drawn (1: the
         attention sink, position 0, is left out; 0 keeps it).
-    tables : mapping, optional
-        What the fits already gave (keys ``position_trend``, ``lag_effects``,
-        ``glance``): tidy tables or ``models.Fits``; see ``fit_tables``.
+    tables : models.Fits or mapping, optional
+        What the fits already gave: a ``Fits``, or by key ``position_trend``,
+        ``lag_effects`` and ``glance`` ``Fits`` or tidy tables (``models.fit_all``,
+        ``models.read_fits``); see ``fit_tables``.
     timings : mapping, optional
         Stage -> seconds, shown with the provenance; the fitting and drawing done here are
         timed and added.
@@ -1118,9 +1149,10 @@ def write_report(
     check_inputs(frame, formats)
     seconds = dict(timings or {})
     start = time.perf_counter()
+    given = _by_name(tables) if isinstance(tables, models.Fits) else tables
     fitted = fit_tables(
         frame,
-        tables=tables,
+        tables=given,
         trend_methods=trend_methods,
         lag_methods=lag_methods,
         max_position=max_position,
@@ -1129,7 +1161,7 @@ def write_report(
         n_jobs=n_jobs,
         progress=progress,
     )
-    if tables is None or {"position_trend", "lag_effects"} - set(tables):
+    if given is None or {"position_trend", "lag_effects"} - set(given):
         seconds["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     sections, rendered = drawn_sections(

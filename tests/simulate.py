@@ -15,12 +15,14 @@ seed gives the same frame as the original per-token loop did.
 ``simulated_trends`` draws many independent simulations of the position trend at once, one
 per ``layer`` (for coverage tests: one ``position_trend`` call fits them all)::
 
-    log_norm = intercept + (slope + v_s) * t + u_s + s_s * z,   z ~ N(0, 1),
+    log_norm = intercept + (slope + v_s) * t + u_s + s_s * z_t,   z_t ~ N(0, 1),
     s_s = sd_noise * exp(noise_spread * w_s),  w_s ~ N(0, 1),
 
 with fresh u_s, v_s, w_s for every sequence of every simulation, at t = 1..max_position for
 every sequence, or ``shortest``..``max_position`` positions (uniform) where ``shortest``
-is given; position 0 sits ``sink`` above the line.
+is given; position 0 sits ``sink`` above the line. With ``ar1`` the z_t of a text are an
+AR(1) series with that coefficient and unit variance, started ``BURN_IN`` steps before
+position 0 (serial correlation within texts).
 
 ``write_folder`` writes a frame as a finished shard folder, as ``extract.write_shards``
 would, for the fits and reports that read folders.
@@ -33,15 +35,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attnmag.extract.frame import DERIVED, derived_columns, tidy_frame
-from attnmag.extract.shards import (
-    FORMAT,
-    _claim_folder,
-    _record_shard,
-    file_sha256,
-    shard_name,
-    shard_ranges,
-)
+from attnmag.extract.frame import derived_columns, tidy_frame
+from attnmag.extract.shards import shard_ranges, write_frames
+
+#: Steps an AR(1) series runs before its first position (its start is then forgotten).
+BURN_IN = 50
+#: ``simulated_trends`` options of the small-sample study (``benchmarks/cr2.py`` and its
+#: coverage test): texts of 8 to 31 tokens, unequal text-level (0.4) and residual (0.15) sds,
+#: residual sds that differ by text, AR(1) errors within texts, a sink at position 0.
+SERIAL_TRENDS = {
+    "max_position": 30,
+    "shortest": 7,
+    "intercept": 1.0,
+    "slope": -0.02,
+    "sd_sequence": 0.4,
+    "sd_slope": 0.005,
+    "sd_noise": 0.15,
+    "noise_spread": 0.4,
+    "ar1": 0.5,
+    "sink": 2.0,
+}
 
 
 def simulated_frame(
@@ -106,6 +119,7 @@ def simulated_trends(
     sd_slope: float = 0.0,
     sd_noise: float = 0.2,
     noise_spread: float = 0.0,
+    ar1: float = 0.0,
     sink: float = 2.0,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -123,6 +137,8 @@ def simulated_trends(
     v = rng.normal(0.0, sd_slope, size=shape)
     spread = sd_noise * np.exp(noise_spread * rng.normal(size=shape))
     noise = spread * rng.normal(size=(n_simulations, n_sequences, max_position + 1))
+    if ar1:
+        noise = spread * _ar1_series(ar1, noise.shape, np.random.default_rng([seed, 1]))
     position = np.arange(max_position + 1)
     y = intercept + (slope + v) * position + u + noise
     y[:, :, 0] += sink
@@ -143,6 +159,15 @@ def simulated_trends(
     )
 
 
+def _ar1_series(coefficient: float, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance AR(1) series along the last axis, started ``BURN_IN`` steps earlier."""
+    steps = rng.normal(0.0, np.sqrt(1 - coefficient**2), size=(*shape[:-1], BURN_IN + shape[-1]))
+    series = np.zeros(steps.shape)
+    for t in range(1, steps.shape[-1]):
+        series[..., t] = coefficient * series[..., t - 1] + steps[..., t]
+    return series[..., BURN_IN:]
+
+
 def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` (sorted by sequence, series and position) with ``log_norm``, ``lag1`` and
     ``lag2`` recomputed from its ``norm``, as the extraction and the shard readers compute
@@ -154,37 +179,21 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
 def write_folder(
     frame: pd.DataFrame, folder: Path, shard_texts: int, row_group_size: int | None = None
 ) -> Path:
-    """Write ``frame`` as a finished shard folder through ``write_shards``' own functions:
-    its manifest, then each shard of ``shard_texts`` sequences recorded with its checksum
-    (``log_norm`` and the lags left out, as ``write_shards`` leaves them: readers compute
-    them from ``norm``), in Parquet row groups of ``row_group_size`` rows, which DuckDB reads
-    in parallel."""
+    """Write ``frame`` as a finished shard folder (``extract.shards.write_frames``), shards of
+    ``shard_texts`` sequences in Parquet row groups of ``row_group_size`` rows, which DuckDB
+    reads in parallel."""
     n_texts = int(frame["sequence"].max()) + 1
-    arguments = {
-        "format": FORMAT,
-        "model": "simulated",
-        "model_type": "simulated",
-        "dtype": "float32",
-        "weights": "0" * 16,  # a fingerprint's and a hash's form, as run.json's schema asks
-        "n_texts": n_texts,
-        "texts": "0" * 64,
-        "layers": sorted(frame["layer"].unique().tolist()),
-        "max_length": None,
-        "shard_texts": shard_texts,
-    }
-    run = _claim_folder(folder, arguments, {})
-    for k, start, stop in shard_ranges(n_texts, shard_texts):
-        part = frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
-        part = part.drop(columns=[c for c in DERIVED if c in part.columns])  # as write_shards
-        part.attrs.update(
-            run_id=run,
-            weights=arguments["weights"],
-            texts_sha256=arguments["texts"],
-            shard_start=start,
-            shard_stop=stop,
-        )
-        path = folder / shard_name(k)
-        part.to_parquet(path, row_group_size=row_group_size)
-        entry = {"rows": len(part), "start": start, "stop": stop, "sha256": file_sha256(path)}
-        _record_shard(folder, path.name, entry, run)
+    parts = (
+        frame[frame["sequence"].between(start, stop - 1)].reset_index(drop=True)
+        for _, start, stop in shard_ranges(n_texts, shard_texts)
+    )
+    layers = sorted(frame["layer"].unique().tolist())
+    write_frames(
+        parts,
+        folder,
+        n_texts=n_texts,
+        shard_texts=shard_texts,
+        layers=layers,
+        row_group_size=row_group_size,
+    )
     return folder

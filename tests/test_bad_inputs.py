@@ -195,7 +195,7 @@ def test_a_kept_number_column_with_gaps_stays_a_number(tiny_gpt2, gpt2_tokenizer
     )
     assert frame["score"].dtype == np.float64 and frame["score"].isna().any()
     terms = set(models.fit(frame, "log_norm ~ position + score", n_jobs=1).tidy["term"])
-    assert terms == {"intercept", "position", "score"}
+    assert terms == {"Intercept", "position", "score"}
     csv = tmp_path / "scores.csv"  # a csv's blank cell
     pd.DataFrame({"text": TEXTS, "score": ["1", "", "2", "3", "4", "5"]}).to_csv(csv, index=False)
     loaded = extract.load_corpus(csv, limit=None)

@@ -85,11 +85,10 @@ def test_stage_commands_chain(source_args, tmp_path, capsys, monkeypatch):
         frame, trend_methods=["aggregate", "ols"], lag_methods=["ols"], conf_level=0.9
     )
     for name, table in (("position_trend", trend), ("lag_effects", lags)):
-        assert table[["method", "layer", "term"]].equals(
-            expected[name][["method", "layer", "term"]]
-        )
+        tidy = expected[name].tidy
+        assert table[["method", "layer", "term"]].equals(tidy[["method", "layer", "term"]])
         numbers = ["estimate", "std_error", "conf_low", "conf_high"]
-        np.testing.assert_allclose(table[numbers], expected[name][numbers], rtol=1e-9)
+        np.testing.assert_allclose(table[numbers], tidy[numbers], rtol=1e-9)
     assert (
         main(
             [
@@ -294,3 +293,30 @@ def test_first_position_reaches_the_fits(tmp_path, capsys):
     message = error_of([*fit, "--first-position", "30", "--max-position", "30"], capsys)
     assert message == "--first-position 30 must be below --max-position 30"
     assert not (tmp_path / "bad").exists()
+
+
+def test_run_adds_token_and_sink_columns_and_their_section(source_args, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--quiet", "run", *source_args, "--token-columns", "surprisal,punct", "--sink"]
+    options = ["--methods", "ols", "--lag-methods", "ols", "--n-jobs", "1", "--format", "md"]
+    assert main([*argv, *options, "--out", str(out)]) == 0, capsys.readouterr().err
+    frame = extract.read_frame(out / "norms.parquet")
+    assert list(frame.columns[-4:]) == ["surprisal", "punct", "sink_weight", "sink_norm"]
+    assert frame.loc[frame["position"] == 0, "surprisal"].isna().all()
+    report = (out / "report.md").read_text()
+    assert "What tracks the magnitude" in report and "log_norm ~ position + surprisal" in report
+    folder = tmp_path / "norms"
+    argv = ["--quiet", "extract", *source_args, "--token-columns", "word_start", "--sink"]
+    assert main([*argv, "--out", str(folder)]) == 0
+    assert list(extract.read_frame(folder).columns[-3:]) == [
+        "word_start",
+        "sink_weight",
+        "sink_norm",
+    ]
+
+
+def test_bad_token_columns_are_one_line_before_any_work(source_args, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["run", *source_args, "--token-columns", "surprisal,entropy", "--out", str(out)]
+    assert "choose from surprisal,log_frequency,word_start,punct" in error_of(argv, capsys)
+    assert not out.exists()

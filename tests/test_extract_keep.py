@@ -4,7 +4,7 @@ import datasets
 import numpy as np
 import pytest
 
-from attnmag import extract
+from attnmag import extract, models
 from attnmag.errors import AttnmagError
 
 TEXTS = ["A first review.", "", "The second one is longer than the first.", "Third."]
@@ -78,3 +78,23 @@ def test_a_bad_keep_is_one_line_before_any_work(
     hook.remove()
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not calls
+
+
+def test_shards_store_kept_columns(tiny_gpt2, gpt2_tokenizer, corpus, tmp_path):
+    keep = ["label", "critic", "score"]
+    frame = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, corpus, keep=keep, progress=False)
+    folder = tmp_path / "norms"
+    # Shard 0 holds texts 0-1, shard 1 texts 2-3: different critics in each.
+    extract.write_shards(
+        tiny_gpt2, gpt2_tokenizer, corpus, folder, shard_texts=2, keep=keep, progress=False
+    )
+    back = extract.read_shards(folder)
+    assert list(back.columns) == list(frame.columns)
+    for name in keep:
+        assert back[name].astype(str).tolist() == frame[name].astype(str).tolist()
+    assert list(back["label"].cat.categories) == ["rotten", "fresh"]
+    assert back["critic"].dtype == "category" and back["score"].dtype == np.float64
+    terms = models.fit(folder, "log_norm ~ position + C(label)", method="ols").tidy["term"]
+    assert "C(label)[T.rotten]" in set(terms)
+    with pytest.raises(AttnmagError, match="has no columns"):
+        extract.write_shards(tiny_gpt2, gpt2_tokenizer, corpus, tmp_path / "b", keep=["nope"])

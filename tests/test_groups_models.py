@@ -13,7 +13,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from attnmag import extract, models
-from attnmag.models.tidy import GLANCE_COLUMNS, TIDY_COLUMNS
+from attnmag.models.tidy import GLANCE_COLUMNS, LEADING_GLANCE_COLUMNS, TIDY_COLUMNS
 from tests.simulate import simulated_frame
 
 ALONE = ["fit", "method", "layer", "term", "estimate", "std_error", "df", "n_obs", "n_groups"]
@@ -44,11 +44,11 @@ FITS = [
 
 @pytest.mark.parametrize(("name", "method"), FITS)
 def test_each_model_of_a_combined_frame_is_fitted_as_alone(parts, both, name, method):
-    table = getattr(models, name)(both, method=method, n_jobs=1)
+    table = getattr(models, name)(both, method=method, n_jobs=1).tidy
     assert list(table.columns) == ["fit", "method", "model", *TIDY_COLUMNS[2:]]
     assert table["model"].tolist() == sorted(table["model"], key=list(parts).index)
     for model, frame in parts.items():
-        alone = getattr(models, name)(frame, method=method, n_jobs=1)
+        alone = getattr(models, name)(frame, method=method, n_jobs=1).tidy
         rows = table[table["model"] == model].drop(columns="model").reset_index(drop=True)
         pd.testing.assert_frame_equal(rows[ALONE], alone[ALONE], check_exact=False, rtol=1e-9)
         assert rows["layer"].max() == frame["layer"].max()
@@ -58,7 +58,7 @@ def test_each_model_of_a_combined_frame_is_fitted_as_alone(parts, both, name, me
 
 
 def test_holm_runs_across_the_groups_of_one_term_and_method(both):
-    table = models.position_trend(both, method="ols")
+    table = models.position_trend(both, method="ols").tidy
     for _, rows in table.groupby("term"):
         assert len(rows) == 5  # 3 layers of one model, 2 of the other
         expected = multipletests(rows["p_value"].to_numpy(), method="holm")[1]
@@ -86,9 +86,13 @@ def test_a_formula_fit_keys_its_results_by_model_and_layer(parts, both):
 
 def test_a_frame_without_a_model_column_gives_the_plain_tables(parts):
     frame = parts["deep"]
-    table = models.position_trend(frame, method="ols")
+    table = models.position_trend(frame, method="ols").tidy
     assert list(table.columns) == TIDY_COLUMNS
-    assert list(models.glance(table).columns) == GLANCE_COLUMNS
+    assert list(models.glance(table).columns) == [
+        *GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *GLANCE_COLUMNS[-2:],
+    ]
     one = models.fit(frame.assign(model="deep"), "log_norm ~ position").tidy
     plain = models.fit(frame, "log_norm ~ position").tidy
     pd.testing.assert_frame_equal(one.drop(columns="model"), plain)
@@ -96,5 +100,5 @@ def test_a_frame_without_a_model_column_gives_the_plain_tables(parts):
 
 
 def test_layers_asked_for_select_in_every_model(both):
-    table = models.position_trend(both, method="ols", layers=[2])
+    table = models.position_trend(both, method="ols", layers=[2]).tidy
     assert table[["model", "layer"]].drop_duplicates().values.tolist() == [["deep", 2]]

@@ -18,7 +18,7 @@ from attnmag import AttnmagError, extract, models
 from attnmag.reports import figures, write_report
 from attnmag.reports.findings import head_finding, model_finding, site_finding
 from attnmag.reports.summaries import layer_means, site_ratios
-from attnmag.reports.write import main_series, series_parts
+from attnmag.reports.write import fit_tables, main_series, series_parts
 from tests.test_reports_support import grouped_frame, site_frame
 
 FAST = {"trend_methods": ["aggregate", "ols"], "lag_methods": ["ols", "initial_conditions"]}
@@ -99,7 +99,7 @@ def test_the_tables_read_back_from_csv_give_the_same_report(both, written, tmp_p
 
 
 def test_each_model_section_shows_that_model_s_whole_attention_update(both):
-    tables = models.fit_all(both, n_jobs=1, progress=False, **FAST)
+    tables = fit_tables(both, n_jobs=1, progress=False, **FAST)
     parts = series_parts(both, tables)
     assert [part.label for part in parts] == ["deep", "shallow"]
     assert main_series(both) == {"site": "attn", "head": -1}
@@ -117,8 +117,8 @@ def test_each_model_section_shows_that_model_s_whole_attention_update(both):
 
 
 def test_the_grouped_findings_state_the_numbers_they_come_from(both):
-    tables = models.fit_all(both, n_jobs=1, progress=False, **FAST)
-    trend, lags = tables["position_trend"], tables["lag_effects"]
+    fits = models.fit_all(both, n_jobs=1, progress=False, **FAST)
+    trend, lags = fits["position_trend"].tidy, fits["lag_effects"].tidy
     whole = both[both["head"] == -1]
     found = site_finding(whole)
     ratios = site_ratios(whole[whole["model"] == "shallow"])
@@ -183,14 +183,14 @@ def test_the_heads_figure_stays_readable_at_36_layers_20_heads_and_3_models():
 
 
 def test_models_are_drawn_on_a_relative_depth_axis(both):
-    tables = models.fit_all(both, trend_methods=["ols"], lag_methods=["ols"], progress=False)
+    fits = models.fit_all(both, trend_methods=["ols"], lag_methods=["ols"], progress=False)
     main = {"site": "attn", "head": -1}
     rows = both[(both["site"] == "attn") & (both["head"] == -1)].drop(columns=["site", "head"])
-    trend = tables["position_trend"]
+    trend = fits["position_trend"].tidy
     trend = trend[(trend["site"] == main["site"]) & (trend["head"] == -1)].drop(
         columns=["site", "head"]
     )
-    lags = tables["lag_effects"]
+    lags = fits["lag_effects"].tidy
     lags = lags[(lags["site"] == "attn") & (lags["head"] == -1)].drop(columns=["site", "head"])
     fig = figures.plot_models(rows, trend, lags)
     slope = next(ax for ax in fig.axes if "position" in ax.get_title())

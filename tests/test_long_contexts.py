@@ -158,7 +158,7 @@ def test_the_line_plots_at_1024_positions_draw_one_point_per_bin(long_frame):
     ax = panels.plot_position_means(long_frame, max_position=1024, ax=Figure().add_subplot())
     assert all(len(line.get_xdata()) <= 65 for line in ax.get_lines())
     assert "bins of 16 positions, drawn at the mean position" in ax.get_xlabel()
-    trend = models.position_trend(long_frame, method="ols", max_position=1024)
+    trend = models.position_trend(long_frame, method="ols", max_position=1024).tidy
     ax = panels.plot_trend_fits(
         long_frame, trend, max_position=1024, conf_level=0.9, ax=Figure().add_subplot()
     )

@@ -13,7 +13,12 @@ from scipy import stats
 
 from attnmag import models
 from attnmag.errors import AttnmagError
-from attnmag.models.tidy import GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS, TIDY_COLUMNS
+from attnmag.models.tidy import (
+    GLANCE_COLUMNS,
+    LEADING_GLANCE_COLUMNS,
+    MIXED_GLANCE_COLUMNS,
+    TIDY_COLUMNS,
+)
 from tests.simulate import simulated_frame
 
 
@@ -66,14 +71,14 @@ def _classical(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("conf_level", [0.95, 0.8])
 def test_aggregate_is_classical_ols_of_log_mean_norm_with_t_on_n_minus_2(frame, conf_level):
-    table = models.position_trend(frame, method="aggregate", conf_level=conf_level)
+    table = models.position_trend(frame, method="aggregate", conf_level=conf_level).tidy
     for layer in range(3):
         rows, _ = _trend_rows(frame, layer)
         means = rows.groupby("position")["norm"].apply(lambda s: s.to_numpy(np.float64).mean())
         x = np.column_stack([np.ones(len(means)), means.index.to_numpy(np.float64)])
         beta, std_error = _classical(x, np.log(means.to_numpy()))
         got = _by_layer(table, layer)
-        assert list(got.index) == ["intercept", "position"]
+        assert list(got.index) == ["Intercept", "position"]
         np.testing.assert_allclose(got.estimate, beta, rtol=1e-8)
         np.testing.assert_allclose(got.std_error, std_error, rtol=1e-8)
         t = stats.t(len(means) - 2)
@@ -89,15 +94,15 @@ def test_aggregate_is_classical_ols_of_log_mean_norm_with_t_on_n_minus_2(frame, 
 @pytest.mark.parametrize("model", ["position_trend", "lag_effects"])
 def test_ols_equals_lstsq_with_cr1_sandwich_errors_and_t_on_g_minus_1(frame, model):
     fit = getattr(models, model)
-    table = fit(frame, method="ols")
+    table = fit(frame, method="ols").tidy
     for layer in range(3):
         rows, x = (_trend_rows if model == "position_trend" else _lag_rows)(frame, layer)
         beta, std_error = _cr1(x, rows.log_norm.to_numpy(), rows.sequence.to_numpy())
         got = _by_layer(table, layer)
         terms = (
-            ["intercept", "position"]
+            ["Intercept", "position"]
             if model == "position_trend"
-            else ["intercept", "lag1", "lag2"]
+            else ["Intercept", "lag1", "lag2"]
         )
         assert list(got.index) == terms
         np.testing.assert_allclose(got.estimate, beta, rtol=1e-8)
@@ -114,7 +119,7 @@ def test_ols_equals_lstsq_with_cr1_sandwich_errors_and_t_on_g_minus_1(frame, mod
 
 
 def test_table_columns_terms_and_holm_across_layers(frame):
-    table = models.position_trend(frame, method="ols")
+    table = models.position_trend(frame, method="ols").tidy
     assert list(table.columns) == TIDY_COLUMNS
     assert (table.fit == "position_trend").all() and (table.method == "ols").all()
     assert table.converged.dtype == bool and table.converged.all()
@@ -128,28 +133,59 @@ def test_table_columns_terms_and_holm_across_layers(frame):
     assert (table.p_adjusted >= table.p_value).all()
 
 
+@pytest.mark.parametrize(
+    ("name", "method", "errors"),
+    [
+        ("position_trend", "ols", True),
+        ("position_trend", "aggregate", True),
+        ("position_trend", "mixed", False),
+        ("lag_effects", "ols", True),
+        ("lag_effects", "initial_conditions", False),
+    ],
+)
+def test_results_refit_with_statsmodels_and_join_the_tidy_rows_by_name(frame, name, method, errors):
+    """``results[layer]`` is statsmodels' fit of that layer's rows, built when asked for; its
+    params joined to the tidy rows by term name (``Intercept`` included) equal the estimates,
+    and for OLS and aggregate its standard errors equal theirs. statsmodels' MixedLM errors
+    come from the observed information, not lme4's covariance, so only params are compared."""
+    fits = getattr(models, name)(frame, method=method, layers=[1], cov_type="cluster")
+    result = fits.results[1]
+    assert fits.results[1] is result  # built once
+    joined = fits.tidy.set_index("term").join(result.params.rename("params"), how="left")
+    joined = joined.join(result.bse.rename("bse"), how="left")
+    assert not joined["params"].isna().any()
+    np.testing.assert_allclose(joined["params"], joined["estimate"], rtol=1e-6, atol=1e-9)
+    if errors:
+        np.testing.assert_allclose(joined["bse"], joined["std_error"], rtol=1e-9)
+    assert models.lag_effects(frame, method="gmm", layers=[1]).results[1] is None
+
+
 def test_conf_level_sets_the_interval(frame):
-    wide = models.lag_effects(frame, method="ols")
-    narrow = models.lag_effects(frame, method="ols", conf_level=0.8)
+    wide = models.lag_effects(frame, method="ols").tidy
+    narrow = models.lag_effects(frame, method="ols", conf_level=0.8).tidy
     quantile = stats.t(narrow.df.to_numpy()).ppf(0.9)
     np.testing.assert_allclose(narrow.conf_high - narrow.estimate, quantile * narrow.std_error)
     assert ((narrow.conf_high - narrow.conf_low) < (wide.conf_high - wide.conf_low)).all()
 
 
 def test_row_selection_rules(frame):
-    trend = models.position_trend(frame, method="ols", max_position=10, first_position=0)
+    trend = models.position_trend(frame, method="ols", max_position=10, first_position=0).tidy
     assert (trend.n_obs == (frame[frame.layer == 0].position <= 10).sum()).all()
-    lags = models.lag_effects(frame, method="ols", layers=[2])
+    lags = models.lag_effects(frame, method="ols", layers=[2]).tidy
     assert lags.layer.unique().tolist() == [2]
     assert (lags.n_obs == (frame[frame.layer == 2].position >= 3).sum()).all()
-    lags0 = models.lag_effects(frame, method="ols", first_position=0, layers=[2])
+    lags0 = models.lag_effects(frame, method="ols", first_position=0, layers=[2]).tidy
     assert (lags0.n_obs == (frame[frame.layer == 2].position >= 2).sum()).all()
 
 
 def test_glance_rows_columns_and_round_trip(frame, tmp_path):
-    trend = models.position_trend(frame, method="ols")
+    trend = models.position_trend(frame, method="ols").tidy
     summary = models.glance(trend)
-    assert list(summary.columns) == GLANCE_COLUMNS
+    assert list(summary.columns) == [
+        *GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *GLANCE_COLUMNS[-2:],
+    ]
     assert summary.layer.tolist() == [0, 1, 2]
     assert ((summary.r2 > 0) & (summary.r2 < 1) & (summary.seconds > 0)).all()
     rows, x = _trend_rows(frame, 1)
@@ -160,9 +196,13 @@ def test_glance_rows_columns_and_round_trip(frame, tmp_path):
     pd.testing.assert_frame_equal(
         models.glance(pd.read_parquet(tmp_path / "trend.parquet")), summary
     )
-    mixed = models.position_trend(frame, method="mixed", layers=[0], n_jobs=1)
-    assert list(models.glance(mixed).columns) == MIXED_GLANCE_COLUMNS
-    with pytest.raises(AttnmagError, match="no fit details"):
+    mixed = models.position_trend(frame, method="mixed", layers=[0], n_jobs=1).tidy
+    assert list(models.glance(mixed).columns) == [
+        *MIXED_GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *MIXED_GLANCE_COLUMNS[-2:],
+    ]
+    with pytest.raises(AttnmagError, match="carry no glance rows"):
         models.glance(pd.DataFrame(trend))
 
 
@@ -171,7 +211,7 @@ def test_n_jobs_does_not_change_the_tables():
     for model, methods in models.METHODS.items():
         for method in methods:
             one, two = (getattr(models, model)(frame, method=method, n_jobs=n) for n in (1, 2))
-            pd.testing.assert_frame_equal(one, two, rtol=1e-12)
+            pd.testing.assert_frame_equal(one.tidy, two.tidy, rtol=1e-12)
             pd.testing.assert_frame_equal(
                 models.glance(one).drop(columns="seconds"),
                 models.glance(two).drop(columns="seconds"),
@@ -185,16 +225,16 @@ def test_fit_all_in_one_pool_gives_each_methods_own_tables():
     frame = simulated_frame(40, 4, length=(8, 30), lag1=0.2, seed=5)
     one, two = (models.fit_all(frame, n_jobs=n, progress=False) for n in (1, 2))
     for name, methods in models.METHODS.items():
-        alone = pd.concat(
-            [getattr(models, name)(frame, method=m, n_jobs=1) for m in methods], ignore_index=True
+        alone = models.Fits.concat(
+            [getattr(models, name)(frame, method=m, n_jobs=1) for m in methods]
         )
-        for tables in (one, two):
-            pd.testing.assert_frame_equal(tables[name], alone, rtol=1e-12)
-    pd.testing.assert_frame_equal(
-        one["glance"].drop(columns="seconds"),
-        two["glance"].drop(columns="seconds"),
-        rtol=1e-12,
-    )
+        for fits in (one, two):
+            pd.testing.assert_frame_equal(fits[name].tidy, alone.tidy, rtol=1e-12)
+        pd.testing.assert_frame_equal(
+            one[name].glance.drop(columns="seconds"),
+            two[name].glance.drop(columns="seconds"),
+            rtol=1e-12,
+        )
 
 
 @pytest.mark.parametrize(
@@ -224,7 +264,7 @@ def test_non_finite_outcome_is_a_clear_error(frame):
 
 
 def test_first_position_drops_the_leading_positions_from_the_trend(frame):
-    trend = models.position_trend(frame, method="ols", layers=[1], first_position=3)
+    trend = models.position_trend(frame, method="ols", layers=[1], first_position=3).tidy
     rows = frame[(frame.layer == 1) & (frame.position >= 3) & (frame.position <= 30)]
     fit = sm.OLS(rows.log_norm, sm.add_constant(rows.position.astype(float))).fit(
         cov_type="cluster", cov_kwds={"groups": rows.sequence.to_numpy()}

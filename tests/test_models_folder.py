@@ -118,8 +118,8 @@ def assert_same_glance(got: pd.DataFrame, expected: pd.DataFrame, rtol: float) -
 @pytest.mark.parametrize("as_text", [False, True])
 def test_position_trend_of_a_folder_equals_the_frames(plain, method, options, as_text):
     frame, folder = plain
-    got = models.position_trend(str(folder) if as_text else folder, method=method, **options)
-    expected = models.position_trend(frame, method=method, n_jobs=1, **options)
+    got = models.position_trend(str(folder) if as_text else folder, method=method, **options).tidy
+    expected = models.position_trend(frame, method=method, n_jobs=1, **options).tidy
     assert_same(got, expected, TOLERANCE[method])
     assert_same_glance(models.glance(got), models.glance(expected), GLANCE_TOLERANCE[method])
 
@@ -127,8 +127,8 @@ def test_position_trend_of_a_folder_equals_the_frames(plain, method, options, as
 @pytest.mark.parametrize(("method", "options"), LAG_CASES)
 def test_lag_effects_of_a_folder_equals_the_frames(plain, method, options):
     frame, folder = plain
-    got = models.lag_effects(folder, method=method, n_jobs=3, progress=True, **options)
-    expected = models.lag_effects(frame, method=method, n_jobs=1, **options)
+    got = models.lag_effects(folder, method=method, n_jobs=3, progress=True, **options).tidy
+    expected = models.lag_effects(frame, method=method, n_jobs=1, **options).tidy
     assert_same(got, expected, TOLERANCE[method])
 
 
@@ -136,8 +136,8 @@ def test_fit_all_of_a_folder_equals_the_frames_with_grouping_columns(grouped):
     frame, folder = grouped
     got = models.fit_all(folder, max_position=20, conf_level=0.9)
     expected = models.fit_all(frame, max_position=20, conf_level=0.9, n_jobs=1)
-    assert list(got) == list(expected) == ["position_trend", "lag_effects", "glance"]
-    assert list(got["position_trend"].columns[:6]) == [
+    assert list(got) == list(expected) == ["position_trend", "lag_effects"]
+    assert list(got["position_trend"].tidy.columns[:6]) == [
         "fit",
         "method",
         "site",
@@ -146,14 +146,15 @@ def test_fit_all_of_a_folder_equals_the_frames_with_grouping_columns(grouped):
         "term",
     ]
     for name in ("position_trend", "lag_effects"):
-        for method, table in expected[name].groupby("method", sort=False):
-            mine = got[name][got[name]["method"] == method].reset_index(drop=True)
+        tidy = got[name].tidy
+        for method, table in expected[name].tidy.groupby("method", sort=False):
+            mine = tidy[tidy["method"] == method].reset_index(drop=True)
             assert_same(mine, table.reset_index(drop=True), GLANCE_TOLERANCE[method])
-    assert len(got["glance"]) == len(expected["glance"]) == 6 * 8
-    # With 30 texts REML is flat: the frame's fit reports statsmodels' optimum (within 1e-7
-    # of REML's maximum), the folder's the maximum itself, whose REML is not lower.
-    reml = got["glance"]["method"].isin(["mixed", "initial_conditions"])
-    assert (got["glance"]["loglik"] >= expected["glance"]["loglik"] - 1e-9)[reml].all()
+    mine, theirs = (pd.concat([fits[n].glance for n in fits]) for fits in (got, expected))
+    assert len(mine) == len(theirs) == 6 * 8
+    # REML is flat with 30 texts: the folder's fit reports REML's maximum, not lower.
+    reml = mine["method"].isin(["mixed", "initial_conditions"])
+    assert (mine["loglik"] >= theirs["loglik"] - 1e-9)[reml].all()
 
 
 @pytest.mark.parametrize(("formula", "options"), FORMULA_CASES)
@@ -211,8 +212,8 @@ def test_folder_formula_errors_are_one_line(plain, tmp_path):
 def test_a_parquet_file_is_read_as_the_frame(plain, tmp_path):
     frame, _ = plain
     frame.to_parquet(tmp_path / "norms.parquet")
-    got = models.position_trend(tmp_path / "norms.parquet")
-    pd.testing.assert_frame_equal(got, models.position_trend(frame))
+    got = models.position_trend(tmp_path / "norms.parquet").tidy
+    pd.testing.assert_frame_equal(got, models.position_trend(frame).tidy)
 
 
 def test_cli_fit_of_a_folder_streams_it(plain, tmp_path, monkeypatch):

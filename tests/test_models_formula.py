@@ -47,7 +47,7 @@ def test_ols_equals_statsmodels_on_each_layer(frame):
         rows = _rows(frame, layer)
         direct = _direct_ols(rows, FORMULA)
         got = fits.tidy[fits.tidy.layer == layer].set_index("term")
-        assert list(got.index) == ["intercept", "C(label)[T.rotten]", "position"]
+        assert list(got.index) == ["Intercept", "C(label)[T.rotten]", "position"]
         np.testing.assert_allclose(got.estimate, direct.params, rtol=1e-8)
         np.testing.assert_allclose(got.std_error, direct.bse, rtol=1e-8)
         np.testing.assert_allclose(got.p_value, direct.pvalues, rtol=1e-8)
@@ -87,7 +87,7 @@ def test_interaction_term_names(frame):
     direct = _direct_ols(_rows(frame, 0), "log_norm ~ position * C(label)")
     terms = fits.tidy[fits.tidy.layer == 0].term.tolist()
     assert terms == [
-        "intercept",
+        "Intercept",
         "C(label)[T.rotten]",
         "position",
         "position:C(label)[T.rotten]",
@@ -132,7 +132,7 @@ def test_missing_values_drop_their_rows(frame):
 
 def test_named_fits_are_formula_fits(frame):
     """position_trend's ols table is fit()'s on its formula, but for the fit's name."""
-    trend = models.position_trend(frame, method="ols")
+    trend = models.position_trend(frame, method="ols", cov_type="cluster").tidy
     fits = models.fit(frame, "log_norm ~ position")
     pd.testing.assert_frame_equal(
         fits.tidy.drop(columns="fit"), trend.drop(columns="fit"), rtol=1e-12
@@ -173,7 +173,7 @@ def test_augment_residuals_are_outcome_minus_fitted(frame):
     layer0 = rows[rows.layer == 0]
     rotten = (layer0.label == "rotten").to_numpy()
     expected = (
-        estimate["intercept"]
+        estimate["Intercept"]
         + estimate["C(label)[T.rotten]"] * rotten
         + estimate["position"] * layer0.position
     )
@@ -216,30 +216,30 @@ def test_sites_and_heads_give_one_fit_per_group(frame):
     order = np.argsort(p)
     holm = np.minimum(np.maximum.accumulate(p[order] * np.arange(12, 0, -1)), 1)
     np.testing.assert_allclose(adjusted[order], holm, rtol=1e-12)
-    trend = models.position_trend(grouped, method="ols")
+    trend = models.position_trend(grouped, method="ols").tidy
     assert len(models.glance(trend)) == 12 and "head" in trend.columns
-    lags = models.lag_effects(grouped, method="ols", layers=[1])
+    lags = models.lag_effects(grouped, method="ols", layers=[1]).tidy
     assert len(lags) == 6 * 3 and set(lags.site) == {"attn", "mlp"}
 
 
 def test_fit_all_stacks_the_named_fits_and_keeps_every_glance_row(frame):
-    tables = models.fit_all(frame, trend_methods=["ols", "aggregate"], lag_methods=["gmm"])
+    fits = models.fit_all(frame, trend_methods=["ols", "aggregate"], lag_methods=["gmm"])
     alone = [
-        models.position_trend(frame, method="ols"),
-        models.position_trend(frame, method="aggregate"),
+        models.position_trend(frame, method="ols").tidy,
+        models.position_trend(frame, method="aggregate").tidy,
     ]
-    pd.testing.assert_frame_equal(tables["position_trend"], pd.concat(alone, ignore_index=True))
-    pd.testing.assert_frame_equal(tables["lag_effects"], models.lag_effects(frame, method="gmm"))
-    assert tables["glance"][["fit", "method"]].value_counts().to_dict() == {
+    pd.testing.assert_frame_equal(fits["position_trend"].tidy, pd.concat(alone, ignore_index=True))
+    gmm = models.lag_effects(frame, method="gmm")
+    pd.testing.assert_frame_equal(fits["lag_effects"].tidy, gmm.tidy)
+    glance = pd.concat([fits[name].glance for name in fits], ignore_index=True)
+    assert glance[["fit", "method"]].value_counts().to_dict() == {
         ("position_trend", "ols"): 2,
         ("position_trend", "aggregate"): 2,
         ("lag_effects", "gmm"): 2,
     }
-    assert "hansen_p" in tables["glance"] and len(models.glance(tables["position_trend"])) == 4
-    assert set(models.fit_all(frame, trend_methods=["ols"], lag_methods=())) == {
-        "position_trend",
-        "glance",
-    }
+    assert "hansen_p" in fits["lag_effects"].glance
+    assert len(models.glance(fits["position_trend"])) == 4
+    assert set(models.fit_all(frame, trend_methods=["ols"], lag_methods=())) == {"position_trend"}
 
 
 def test_long_fits_show_progress_on_stderr_and_progress_false_silences_it(

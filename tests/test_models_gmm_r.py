@@ -69,7 +69,7 @@ def fits(request, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    table = models.lag_effects(frame, method="gmm", first_position=first_position)
+    table = models.lag_effects(frame, method="gmm", first_position=first_position).tidy
     summary = models.glance(table)
     assert (summary.n_groups[0] < frame.sequence.nunique()) == drops
     return table, summary, pd.read_csv(folder / "r.csv")

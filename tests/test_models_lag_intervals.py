@@ -11,7 +11,6 @@ at 20 texts, position's intervals cover a little less, and here they need only c
 """
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from attnmag import models
@@ -21,7 +20,7 @@ SIZES = {20: 500, 60: 200}  # texts: data sets
 
 
 @pytest.fixture(scope="module")
-def fits() -> dict[int, pd.DataFrame]:
+def fits() -> dict[int, models.Fits]:
     """The default fit of every data set, by number of texts."""
     return {
         size: models.lag_effects(burn_in_frame(size, count, seed=size), n_jobs=1)
@@ -31,7 +30,7 @@ def fits() -> dict[int, pd.DataFrame]:
 
 @pytest.mark.parametrize("size", list(SIZES))
 def test_intervals_cover_95_percent_within_monte_carlo_error(fits, size):
-    table = fits[size]
+    table = fits[size].tidy
     bound = 3 * np.sqrt(0.95 * 0.05 / SIZES[size])
     for term, truth in TRUTH.items():
         rows = table[table.term == term]
@@ -54,5 +53,5 @@ def test_the_slope_test_rejects_at_its_level_when_every_text_has_the_same_lag1(f
 
 def test_the_slope_test_finds_texts_whose_lag1_differs():
     """lag1 ~ N(0.4, 0.1^2) across 300 texts: the test rejects in most data sets."""
-    table = models.lag_effects(burn_in_frame(300, 20, sd_lag1=0.1, seed=11), n_jobs=1)
-    assert (models.glance(table).lag1_slope_p < 0.05).mean() >= 0.6
+    fits = models.lag_effects(burn_in_frame(300, 20, sd_lag1=0.1, seed=11), n_jobs=1)
+    assert (fits.glance.lag1_slope_p < 0.05).mean() >= 0.6

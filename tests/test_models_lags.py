@@ -22,7 +22,12 @@ from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from attnmag import models
 from attnmag.errors import AttnmagError
-from attnmag.models.tidy import GMM_GLANCE_COLUMNS, LAG_GLANCE_COLUMNS, MIXED_GLANCE_COLUMNS
+from attnmag.models.tidy import (
+    GMM_GLANCE_COLUMNS,
+    LAG_GLANCE_COLUMNS,
+    LEADING_GLANCE_COLUMNS,
+    MIXED_GLANCE_COLUMNS,
+)
 from tests.simulate_burn_in import burn_in_frame
 from tests.simulate_lags import dynamic_frame
 
@@ -66,8 +71,8 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, first_pos
         at = pd.MultiIndex.from_arrays([out.sequence, np.full(len(out), position)])
         np.testing.assert_array_equal(out[column], level.loc[at])
     assert out.position.min() == first + 2 and len(out) == len(rows)
-    table = models.lag_effects(frame, first_position=first_position, layers=[1], n_jobs=1)
-    assert table.term.tolist() == ["intercept", "lag1", "lag2", "position", "y1", "y2"]
+    table = models.lag_effects(frame, first_position=first_position, layers=[1], n_jobs=1).tidy
+    assert table.term.tolist() == ["Intercept", "lag1", "lag2", "position", "y1", "y2"]
     assert table.n_obs.iloc[0] == len(rows)
     # The fit from SQL sums is statsmodels' ML fit of those rows where statsmodels converges,
     # and reaches at least its likelihood where it does not.
@@ -81,22 +86,29 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, first_pos
 
 
 def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame):
-    table = models.lag_effects(frame, method="gmm")
+    table = models.lag_effects(frame, method="gmm").tidy
     summary = models.glance(table)
     lengths = frame[frame.layer == 0].groupby("sequence").size()
     assert (lengths < 5).any()
     assert (summary.n_groups == (lengths >= 5).sum()).all()
     assert (summary.n_obs == (lengths[lengths >= 5] - 4).sum()).all()
-    assert list(summary.columns) == GMM_GLANCE_COLUMNS
+    assert list(summary.columns) == [
+        *GMM_GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *GMM_GLANCE_COLUMNS[-2:],
+    ]
     assert summary.hansen_df.eq(3).all() and summary.n_instruments.eq(6).all()
     assert summary[["hansen_p", "ar2_p"]].apply(lambda p: p.between(0, 1)).all().all()
     assert table.term.tolist() == ["lag1", "lag2", "position"] * 2
 
 
 def test_glance_of_initial_conditions_is_a_mixed_glance_with_the_slope_test(frame):
-    table = models.lag_effects(frame, layers=[0], n_jobs=1)
-    summary = models.glance(table)
-    assert list(summary.columns) == LAG_GLANCE_COLUMNS
+    summary = models.lag_effects(frame, layers=[0], n_jobs=1).glance
+    assert list(summary.columns) == [
+        *LAG_GLANCE_COLUMNS[:-2],
+        *LEADING_GLANCE_COLUMNS,
+        *LAG_GLANCE_COLUMNS[-2:],
+    ]
     assert set(MIXED_GLANCE_COLUMNS) < set(LAG_GLANCE_COLUMNS)
     assert summary.lag1_slope_lr.ge(0).all() and summary.lag1_slope_p.between(0, 1).all()
 
@@ -106,6 +118,8 @@ def test_glance_of_initial_conditions_is_a_mixed_glance_with_the_slope_test(fram
     [
         (lambda f: models.lag_effects(f, method="gmm", cov_type="model"), "needs a mixed method"),
         (lambda f: models.lag_effects(f, method="ols", cov_type="model"), "needs a mixed method"),
+        (lambda f: models.lag_effects(f, method="gmm", cov_type="cr2"), "'cr2' needs one of"),
+        (lambda f: models.position_trend(f, method="aggregate", cov_type="cr2"), "'cr2' needs"),
         (lambda f: models.lag_effects(f, cov_type="hc3"), "cov_type must be one of"),
         (lambda f: models.position_trend(f, cov_type="hc3"), "cov_type must be one of"),
         (lambda f: models.lag_effects(f, method="mixed"), "has no method 'mixed'"),
@@ -197,8 +211,8 @@ def test_initial_conditions_match_lmer_ml_and_its_slope_test_anova(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     r = pd.read_csv(tmp_path / "r.csv")
-    table = models.lag_effects(frame, cov_type="model", n_jobs=1)
-    summary = models.glance(table).iloc[0]
+    fits = models.lag_effects(frame, cov_type="model", n_jobs=1)
+    table, summary = fits.tidy, fits.glance.iloc[0]
     np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-5)
     np.testing.assert_allclose(table.std_error, r.model, rtol=1e-4)
     np.testing.assert_allclose(summary.loglik, r.loglik[0], rtol=1e-8)
@@ -212,8 +226,8 @@ def test_cluster_errors_are_the_sandwich_over_fixed_effects_and_variance_compone
     """The default errors equal the stacked sandwich written out densely, and differ from
     the fixed effects' sandwich alone: the variance components' estimation enters them."""
     frame = burn_in_frame(60, 1, seed=4)
-    table = models.lag_effects(frame, n_jobs=1)
-    summary = models.glance(table).iloc[0]
+    fits = models.lag_effects(frame, n_jobs=1)
+    table, summary = fits.tidy, fits.glance.iloc[0]
     rows = frame.loc[frame.position >= 3, ["sequence", "position", "log_norm", "lag1", "lag2"]]
     scale = summary.sigma**2
     theta = np.r_[table.estimate, scale, summary.var_intercept / scale]
@@ -231,7 +245,7 @@ def coverage() -> dict[str, dict[str, float]]:
     for seed in range(N_FRAMES):
         frame = dynamic_frame(150, N_DATA_SETS, seed=seed)
         for method, by_term in hits.items():
-            table = models.lag_effects(frame, method=method, n_jobs=2)
+            table = models.lag_effects(frame, method=method, n_jobs=2).tidy
             for term, truth in TRUTH.items():
                 rows = table[table.term == term]
                 assert len(rows) == N_DATA_SETS and rows.converged.all()

@@ -51,18 +51,18 @@ def test_gls_matches_statsmodels_away_from_the_boundary():
     np.testing.assert_allclose(gls.fe_params, result.fe_params, rtol=1e-8)
     np.testing.assert_allclose(gls.scale, result.scale, rtol=1e-8)
     np.testing.assert_allclose(gls.llf_reml, result.llf, rtol=1e-10)
-    table = models.position_trend(frame, method="mixed", n_jobs=1)
+    table = models.position_trend(frame, method="mixed", n_jobs=1).tidy
     np.testing.assert_allclose(table.estimate, result.fe_params, rtol=1e-6)
 
 
 def test_mixed_recovers_slope_and_random_intercept_variance():
     frame = simulated_frame(2500, 1, length=(10, 40), slope=-0.02, sd_sequence=0.3, seed=7)
-    table = models.position_trend(frame, method="mixed").set_index("term")
+    table = models.position_trend(frame, method="mixed").tidy.set_index("term")
     summary = models.glance(table.reset_index())
     slope = table.loc["position"]
     assert abs(slope.estimate + 0.02) < 3 * slope.std_error
     assert slope.std_error < 2e-4 and slope.conf_low < -0.02 < slope.conf_high
-    assert abs(table.loc["intercept", "estimate"] - 1.0) < 0.03
+    assert abs(table.loc["Intercept", "estimate"] - 1.0) < 0.03
     assert summary.var_intercept[0] == pytest.approx(0.09, rel=0.1)
     assert summary.sigma[0] == pytest.approx(0.2, rel=0.02)
     assert summary.converged[0] and not summary.boundary[0]
@@ -71,7 +71,7 @@ def test_mixed_recovers_slope_and_random_intercept_variance():
 
 def test_mixed_random_slope_recovers_its_variance():
     frame = simulated_frame(1500, 1, length=(10, 40), sd_slope=0.01, seed=8)
-    table = models.position_trend(frame, method="mixed", random_slope=True)
+    table = models.position_trend(frame, method="mixed", random_slope=True).tidy
     summary = models.glance(table)
     assert summary.var_position[0] == pytest.approx(1e-4, rel=0.2)
     assert summary.var_intercept[0] == pytest.approx(0.09, rel=0.15)
@@ -111,7 +111,7 @@ def test_zero_random_intercept_variance_is_a_boundary_fit_equal_to_ols(no_sequen
     np.testing.assert_allclose(fit.std_error, classical, rtol=1e-10)
     # At zero variance W = I and the CR1 sandwich is the ols method's, factor included.
     robust = fit_mixed(rows, "log_norm ~ lag1 + lag2", cov_type="cluster")
-    ols = models.lag_effects(no_sequence_effect, method="ols")
+    ols = models.lag_effects(no_sequence_effect, method="ols").tidy
     np.testing.assert_allclose(robust.std_error, ols.std_error, rtol=1e-10)
     assert robust.df == ols.df[0] == rows.sequence.nunique() - 1
 
@@ -252,7 +252,7 @@ def test_an_exact_fit_is_the_boundary_fit():
     frame = simulated_frame(40, 2, sd_noise=0.0, sd_sequence=0.0, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trend = models.position_trend(frame, method="mixed", n_jobs=1)
+        trend = models.position_trend(frame, method="mixed", n_jobs=1).tidy
     # The trend lands on the exact line at the boundary (zero variance) and says so.
     np.testing.assert_allclose(trend.estimate, [1.0, -0.02] * 2, atol=1e-6)
     summary = models.glance(trend)
@@ -265,9 +265,9 @@ def test_an_exception_inside_mixedlm_becomes_a_failed_layer(monkeypatch):
 
     monkeypatch.setattr(mixed, "reml_maximum", singular)
     frame = simulated_frame(30, 2, seed=1)
-    table = models.position_trend(frame, method="mixed", n_jobs=1)
+    table = models.position_trend(frame, method="mixed", n_jobs=1).tidy
     assert table.estimate.isna().all() and not table.converged.any()
-    assert table.term.tolist() == ["intercept", "position"] * 2
+    assert table.term.tolist() == ["Intercept", "position"] * 2
     assert table.p_adjusted.isna().all()
     summary = models.glance(table)
     assert summary.warnings.str.contains("LinAlgError: Singular matrix").all()

@@ -31,7 +31,7 @@ levels <- c(0.95, 0.8)
 rows <- function(layer, model, method, est, se, df) {
   stat <- est / se
   out <- data.frame(layer = layer, model = model, method = method,
-                    term = c("intercept", names(est)[-1]), estimate = unname(est),
+                    term = c("Intercept", names(est)[-1]), estimate = unname(est),
                     std_error = unname(se), statistic = unname(stat),
                     p_value = unname(2 * pt(-abs(stat), df)), df = df)
   for (level in levels) {
@@ -102,7 +102,7 @@ def test_estimates_errors_p_values_and_intervals_match_r(frame, reference, model
     expected = reference[(reference.model == model) & (reference.method == method)]
     assert len(expected) == (4 if model == "position_trend" else 6)
     for level in LEVELS:
-        table = getattr(models, model)(frame, method=method, conf_level=level)
+        table = getattr(models, model)(frame, method=method, conf_level=level).tidy
         assert (
             table[["layer", "term"]].values.tolist() == expected[["layer", "term"]].values.tolist()
         )

@@ -28,8 +28,8 @@ for (i in seq_len(nrow(cases))) {
   d <- read.csv(case$file)
   d <- d[d$position >= case$first & d$position <= case$last, ]
   rhs <- if (case$model == "position_trend") "position" else "lag1 + lag2"
-  terms <- if (case$model == "position_trend") c("intercept", "position") else
-    c("intercept", "lag1", "lag2")
+  terms <- if (case$model == "position_trend") c("Intercept", "position") else
+    c("Intercept", "lag1", "lag2")
   theta <- c(NA, NA, NA); cluster_se <- NA
   if (case$method == "ols") {
     fit <- lm(as.formula(paste("log_norm ~", rhs)), data = d)
@@ -132,7 +132,7 @@ def cases(tmp_path_factory) -> list[Case]:
         listed.append((key, str(path), model, method, random_slope, first, last))
         rows = frame[(frame.position >= first) & (frame.position <= last)]
         if method == "ols":
-            fitted = {"ols": getattr(models, model)(frame, method="ols", n_jobs=1)}
+            fitted = {"ols": getattr(models, model)(frame, method="ols", n_jobs=1).tidy}
         else:
             fitted = {
                 cov: fit_mixed(rows, FORMULAS[model], random_slope=random_slope, cov_type=cov)

@@ -18,9 +18,9 @@ def test_a_folder_is_verified_once_until_its_shards_change(tmp_path, monkeypatch
     verify = source.verified_shards
     monkeypatch.setattr(source, "verified_shards", lambda path: calls.append(path) or verify(path))
     first = models.fit_all(folder, trend_methods=["ols"], lag_methods=["ols"], progress=False)
-    again = models.position_trend(folder, method="ols")
+    again = models.position_trend(folder, method="ols").tidy
     assert len(calls) == 1
-    pd.testing.assert_frame_equal(first["position_trend"], again)
+    pd.testing.assert_frame_equal(first["position_trend"].tidy, again)
     shard = sorted(folder.glob("shard-*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:-8])  # damaged: verified again, and refused
     with pytest.raises(AttnmagError, match="checksum|sha256"):
@@ -28,18 +28,28 @@ def test_a_folder_is_verified_once_until_its_shards_change(tmp_path, monkeypatch
     assert len(calls) == 2
 
 
-def test_read_fits_brings_back_the_tables_and_their_glance_rows(tmp_path):
+def test_read_fits_brings_back_what_write_fits_wrote(tmp_path):
     frame = simulated_frame(30, 2, lag1=0.2, seed=2)
-    tables = models.fit_all(frame, trend_methods=["ols", "mixed"], lag_methods=["gmm"])
-    for name in ("position_trend", "lag_effects", "glance"):
-        tables[name].to_csv(tmp_path / f"{name}.csv", index=False)
+    fits = models.fit_all(frame, trend_methods=["ols", "mixed"], lag_methods=["gmm"])
+    written = models.write_fits(fits, tmp_path)
+    assert set(written) == {"position_trend.csv", "lag_effects.csv", "glance.csv"}
     back = models.read_fits(tmp_path)
-    assert set(back) == {"position_trend", "lag_effects", "glance"}
+    assert set(back) == {"position_trend", "lag_effects"}
     for name in ("position_trend", "lag_effects"):
-        pd.testing.assert_frame_equal(back[name], tables[name], check_dtype=False, atol=1e-12)
-        got, expected = models.glance(back[name]), models.glance(tables[name])
+        assert isinstance(back[name], models.Fits)
+        pd.testing.assert_frame_equal(
+            back[name].tidy, fits[name].tidy, check_dtype=False, atol=1e-12
+        )
+        got, expected = models.glance(back[name]), models.glance(fits[name])
         assert got[["fit", "method", "layer"]].equals(expected[["fit", "method", "layer"]])
         np.testing.assert_allclose(got["loglik"], expected["loglik"], rtol=1e-12)
+    with pytest.raises(KeyError, match="read back from their tables"):
+        back["position_trend"].results[0]
+    (tmp_path / "glance.csv").unlink()
+    bare = models.read_fits(tmp_path)["lag_effects"]
+    assert bare.glance.empty and len(bare.tidy) == len(fits["lag_effects"].tidy)
+    with pytest.raises(AttnmagError, match="^these fits carry no glance rows"):
+        models.glance(bare)
     (tmp_path / "lag_effects.csv").unlink()
     with pytest.raises(AttnmagError, match="lacks lag_effects.csv"):
         models.read_fits(tmp_path)

@@ -77,8 +77,10 @@ def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Pat
     return frame, folder
 
 
-def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, rtol: float) -> None:
+def assert_same_table(got: models.Fits, expected: models.Fits, rtol: float) -> None:
     """Same columns, dtypes, groups and terms; numbers equal to ``rtol`` (relative)."""
+    summary, reference = models.glance(got), models.glance(expected)
+    got, expected = got.tidy, expected.tidy
     assert list(got.columns) == list(expected.columns)
     assert got.dtypes.to_dict() == expected.dtypes.to_dict()
     numbers = ["estimate", "std_error", "statistic", "conf_low", "conf_high", "df"]
@@ -88,14 +90,13 @@ def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, rtol: float) ->
     np.testing.assert_allclose(got[numbers], expected[numbers], rtol=rtol)
     p_values = ["p_value", "p_adjusted"]
     np.testing.assert_allclose(got[p_values], expected[p_values], rtol=100 * rtol, atol=1e-12)
-    summary, reference = models.glance(got), models.glance(expected)
     assert list(summary.columns) == list(reference.columns)
     fields = ["n_obs", "n_groups", "r2", "loglik", "aic", "bic", "sigma"]
     np.testing.assert_allclose(summary[fields], reference[fields], rtol=rtol)
     assert summary["converged"].tolist() == reference["converged"].tolist()
 
 
-def in_memory(model: str, frame: pd.DataFrame, method: str, options: dict) -> pd.DataFrame:
+def in_memory(model: str, frame: pd.DataFrame, method: str, options: dict) -> models.Fits:
     """The in-memory fit of ``model`` by ``method`` on ``frame``."""
     fit = {"position_trend": models.position_trend, "lag_effects": models.lag_effects}[model]
     return fit(frame, method=method, n_jobs=1, progress=False, **options)
@@ -112,7 +113,7 @@ def test_folder_fits_equal_the_in_memory_fits(simulated, model, method, options,
 def test_folder_fits_run_per_site_layer_and_head(grouped, model, method, options, rtol):
     frame, folder = grouped
     got = FOLDER_FITS[model](folder, method=method, **options)
-    assert got[["site", "layer", "head"]].drop_duplicates().shape[0] == 8
+    assert got.tidy[["site", "layer", "head"]].drop_duplicates().shape[0] == 8
     assert_same_table(got, in_memory(model, frame, method, options), rtol)
 
 
@@ -159,7 +160,9 @@ def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypat
     # Per sequence: layer (int16), sequence (int32); n, 9 sums (8 bytes each); first and last
     # position (int32); n_bad (8 bytes).
     row_bytes = 2 + 4 + 8 * (1 + 9) + 4 + 4 + 8
-    assert sizes[1][1] == sizes[4][1] == [40 * row_bytes] * 3
+    # First, the leading-position diagnostic's: n, 5 sums and the levels at positions 1-3.
+    leading_bytes = 2 + 4 + 8 * (1 + 5 + 3)
+    assert sizes[1][1] == sizes[4][1] == [40 * leading_bytes] * 3 + [40 * row_bytes] * 3
 
 
 def test_bad_folders_and_options_are_one_clear_error(simulated, tmp_path):

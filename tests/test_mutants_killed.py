@@ -21,7 +21,7 @@ from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, tidy_frame
 from attnmag.extract.shards import read_shards, verified_shards, write_shards
 from attnmag.models.mixed import fit_mixed
-from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Fit, glance_row, tidy_rows
+from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Estimate, glance_row, tidy_rows
 from tests.simulate import simulated_frame
 
 
@@ -80,7 +80,7 @@ def test_glance_row_keeps_booleans_and_the_mixed_columns() -> None:
     stats = {"r2": 0.5, "loglik": -1.0, "aic": 6.0, "bic": 7.0, "sigma": 0.3}
     stats |= {"boundary": np.bool_(True), "var_intercept": 0.0, "var_position": np.nan}
     stats |= {"cov_intercept_position": np.nan}
-    fit = Fit(pd.Series([1.0]), pd.Series([0.1]), 9.0, 10, 3, True, stats, notes=["note"])
+    fit = Estimate(pd.Series([1.0]), pd.Series([0.1]), 9.0, 10, 3, True, stats, notes=["note"])
     row = glance_row(fit, fit="m", method="mixed", layer=2, seconds=1.5, warnings=["w", "note"])
     assert list(row) == MIXED_GLANCE_COLUMNS
     assert row["boundary"] is True and row["converged"] is True
@@ -101,7 +101,7 @@ def test_max_length_truncates_each_text_and_counts_it(measure, tiny_gpt2, gpt2_t
 def test_tidy_rows_align_standard_errors_by_term_and_are_float64() -> None:
     estimate = pd.Series([1.0, 2.0], index=["a", "b"], dtype=np.float32)
     std_error = pd.Series([0.2, 0.1], index=["b", "a"])
-    fit = Fit(estimate, std_error, np.inf, 10, 3, True, {})
+    fit = Estimate(estimate, std_error, np.inf, 10, 3, True, {})
     rows = tidy_rows(fit, fit="m", method="ols", layer=0, conf_level=0.95)
     assert rows["std_error"].tolist() == [0.1, 0.2]
     assert rows["estimate"].dtype == np.float64 and rows["statistic"].tolist() == [10.0, 10.0]

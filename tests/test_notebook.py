@@ -46,7 +46,7 @@ def test_importing_attnmag_prints_nothing(executed):
 def test_a_formula_with_the_kept_label_is_fitted(executed):
     printed = [o for o in executed.cells[2].outputs if o.output_type == "stream"]
     assert [o.name for o in printed] == ["stdout"]
-    assert json.loads(printed[0].text) == ["C(label)[T.rotten]", "intercept", "position"]
+    assert json.loads(printed[0].text) == ["C(label)[T.rotten]", "Intercept", "position"]
 
 
 def test_a_figure_as_the_cells_last_value_is_drawn_inline(executed):

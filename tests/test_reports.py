@@ -241,7 +241,7 @@ def test_write_report_fits_what_it_needs(tmp_path, monkeypatch):
     lags = pd.read_csv(written["lag_effects.csv"])
     assert set(trend["method"]) == set(models.METHODS["position_trend"])
     assert set(lags["method"]) == set(models.METHODS["lag_effects"])
-    assert set(trend["term"]) == {"intercept", "position"}
+    assert set(trend["term"]) == {"Intercept", "position"}
     assert {"lag1", "lag2"} <= set(lags["term"])
     assert (trend["conf_level"] == 0.8).all() and (lags["conf_level"] == 0.8).all()
     assert "fit " in written["index.html"].read_text(encoding="utf-8")
@@ -313,7 +313,7 @@ def test_what_the_fits_return_keeps_its_glance_rows(tmp_path):
     tables whose rows ``pd.concat`` dropped make the report say so."""
     frame = simulated_frame(40, 2, seed=4)
     trend = models.fit(frame, "log_norm ~ position", method="ols")
-    lags = models.lag_effects(frame, method="ols")
+    lags = models.lag_effects(frame, method="ols").tidy
     tables = {"position_trend": trend, "lag_effects": lags}
     written = write_report(frame, tmp_path / "fits", formats=("md",), tables=tables)
     glance = pd.read_csv(written["glance.csv"])
@@ -321,13 +321,50 @@ def test_what_the_fits_return_keeps_its_glance_rows(tmp_path):
     assert len(glance) == 2 * 2  # two layers of each fit
     written_trend = pd.read_csv(written["position_trend.csv"])
     assert written_trend["estimate"].tolist() == pytest.approx(trend.tidy["estimate"].tolist())
-    aggregate = models.position_trend(frame, method="aggregate")
+    aggregate = models.position_trend(frame, method="aggregate").tidy
     bare = {
         "position_trend": pd.concat([trend.tidy, aggregate], ignore_index=True),
-        "lag_effects": pd.concat([lags, models.lag_effects(frame, method="gmm")]),
+        "lag_effects": pd.concat([lags, models.lag_effects(frame, method="gmm").tidy]),
     }
     assert not any(table.attrs.get("glance") for table in bare.values())
     written = write_report(frame, tmp_path / "bare", formats=("md",), tables=bare)
+    assert "glance.csv" not in written
+    assert "came without their fit details" in written["report.md"].read_text(encoding="utf-8")
+
+
+def test_a_fits_a_mapping_of_them_and_the_tables_read_back_make_the_same_report(tmp_path):
+    """write_report, the figures and the findings take what the fits return: a ``Fits``,
+    ``fit_all``'s mapping of them, or ``read_fits``' tables; without glance.csv the report
+    says so."""
+    frame = simulated_frame(40, 2, seed=4)
+    fits = models.fit_all(frame, trend_methods=["ols"], lag_methods=["ols"], progress=False)
+    models.write_fits(fits, (tmp_path / "tables").mkdir() or tmp_path / "tables")
+    given = {
+        "one": fits["position_trend"] + fits["lag_effects"],
+        "mapping": fits,
+        "read": models.read_fits(tmp_path / "tables"),
+    }
+    glances = {}
+    for name, tables in given.items():
+        written = write_report(frame, tmp_path / name, formats=("md",), tables=tables)
+        glances[name] = pd.read_csv(written["glance.csv"]).drop(columns="seconds")
+        trend = pd.read_csv(written["position_trend.csv"])
+        assert trend["estimate"].tolist() == pytest.approx(fits["position_trend"].tidy["estimate"])
+    assert len(glances["one"]) == 2 * 2
+    pd.testing.assert_frame_equal(glances["one"], glances["mapping"])
+    pd.testing.assert_frame_equal(glances["one"], glances["read"], check_dtype=False)
+    drawn = reports.plot_lag_effects(fits["lag_effects"])
+    assert drawn.axes and drawn.axes[0].get_title()
+    found = reports.findings(frame, trend=fits["position_trend"], lags=fits["lag_effects"])
+    assert (
+        found["lags"].numbers["ols"]
+        == reports.findings(
+            frame, trend=fits["position_trend"].tidy, lags=fits["lag_effects"].tidy
+        )["lags"].numbers["ols"]
+    )
+    (tmp_path / "tables" / "glance.csv").unlink()
+    read = models.read_fits(tmp_path / "tables")
+    written = write_report(frame, tmp_path / "bare", formats=("md",), tables=read)
     assert "glance.csv" not in written
     assert "came without their fit details" in written["report.md"].read_text(encoding="utf-8")
 

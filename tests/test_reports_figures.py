@@ -323,7 +323,7 @@ def test_the_fitted_lines_are_the_tables_per_series(grouped, site_tables):
     for site, line in zip(("attn", "mlp"), lines, strict=True):
         row = trend[(trend["site"] == site) & (trend["method"] == "ols") & (trend["layer"] == 2)]
         estimate = row.set_index("term")["estimate"]
-        expected = estimate["intercept"] + estimate["position"] * np.arange(1, 31)
+        expected = estimate["Intercept"] + estimate["position"] * np.arange(1, 31)
         np.testing.assert_allclose(line.get_ydata(), expected)
 
 

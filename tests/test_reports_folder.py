@@ -235,7 +235,7 @@ def test_the_sample_is_seeded_and_said(plain):
 @pytest.mark.parametrize("case", ["plain", "grouped"])
 def test_findings_of_a_folder_are_the_frames(case, request):
     frame, path = request.getfixturevalue(case)
-    tables = models.fit_all(frame, **FAST_FITS)
+    tables = write.fit_tables(frame, **FAST_FITS)
     part = write.series_parts(frame, tables)[0]
     folder_part = write.series_parts(open_folder(path), tables)[0]
     options = {

@@ -99,7 +99,7 @@ def _initial_conditions(rows: pd.DataFrame, first: pd.DataFrame, *, conf_level: 
             initial[:, 1],
         ],
         rows["sequence"].to_numpy(),
-        ["intercept", "lag1", "lag2", "position", "y1", "y2"],
+        ["Intercept", "lag1", "lag2", "position", "y1", "y2"],
         clustered=True,
         conf_level=conf_level,
     )
@@ -121,7 +121,7 @@ def _lag_fits(part: pd.DataFrame, *, conf_level: float, shift: float) -> dict:
             lagged["log_norm"].to_numpy(),
             [lagged["lag1"].to_numpy(), lagged["lag2"].to_numpy()],
             lagged["sequence"].to_numpy(),
-            ["intercept", "lag1", "lag2"],
+            ["Intercept", "lag1", "lag2"],
             clustered=True,
             conf_level=conf_level,
         ),
@@ -165,7 +165,7 @@ def fake_tables(
             np.log(means.to_numpy(np.float64)),
             [means.index.to_numpy(float)],
             None,
-            ["intercept", "position"],
+            ["Intercept", "position"],
             clustered=False,
             conf_level=conf_level,
         )
@@ -173,7 +173,7 @@ def fake_tables(
             window["log_norm"].to_numpy(),
             [window["position"].to_numpy(float)],
             window["sequence"].to_numpy(),
-            ["intercept", "position"],
+            ["Intercept", "position"],
             clustered=True,
             conf_level=conf_level,
         )

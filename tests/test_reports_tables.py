@@ -15,7 +15,8 @@ from tests.simulate import simulated_frame
 def fitted() -> dict[str, pd.DataFrame]:
     # A small slope and a weak lag, so that some layers' intervals include zero.
     frame = simulated_frame(60, 4, lag1=0.05, seed=7)
-    return models.fit_all(frame, conf_level=0.9, progress=False)
+    fits = models.fit_all(frame, conf_level=0.9, progress=False)
+    return {name: item.tidy for name, item in fits.items()}
 
 
 def _bounds(cell: str) -> tuple[float, float]:

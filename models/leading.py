@@ -1,0 +1,113 @@
+"""Leading positions that stand off the rest: the named fits' glance diagnostic.
+
+Holds:
+- ``LEADING_LAST``, ``LEADING_T``: the last position checked (3) and the threshold on |t| (4);
+- ``leading_query``: the SQL of the per-(group, sequence) sums it needs;
+- ``leading_stats``: one group's sums -> those glance fields.
+
+The glance columns are ``models.tidy.LEADING_GLANCE_COLUMNS``: ``leading_t0`` ..
+``leading_t3`` (NaN for a position before the fit's first), ``leading_flagged`` and
+``suggested_first_position``. Positions ``first_position`` .. 3 are checked, each by the t
+statistic of its indicator in the OLS of ``log_norm ~ position + [position == k, each k]``
+over positions ``first_position`` .. 30, with CR1 errors clustered by text: how far the
+position's mean stands from the line through the later positions, in cluster-robust
+standard errors. A
+position with |t| > ``LEADING_T`` is flagged, and ``suggested_first_position`` is the first
+position after the last flagged one: the ``first_position`` that leaves them out (the fit's
+own where none is flagged). A spike at a leading position, such as a second attention sink,
+is what it finds; note that a process still settling from its start (its level drifting over
+the first tokens) stands off the line too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attnmag.models.defaults import MAX_POSITION
+from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from attnmag.models.tidy import LEADING_GLANCE_COLUMNS
+
+__all__ = ["LEADING_LAST", "LEADING_T", "leading_query", "leading_stats"]
+
+#: The last leading position checked.
+LEADING_LAST = 3
+#: A leading position whose |t| exceeds this is flagged.
+LEADING_T = 4.0
+
+
+def leading_query(keys: str, first: int, conditions: list[str]) -> str:
+    """The SQL of the per-(group, sequence) sums of ``leading_stats`` over positions ``first``
+    .. ``MAX_POSITION`` of the view ``frame``, grouped and ordered by ``keys`` (SQL) and
+    sequence; ``conditions`` select the rows further (the layers)."""
+    y, p = "log_norm::DOUBLE", '"position"::DOUBLE'
+    levels = [
+        f'max({y}) FILTER (WHERE "position" = {k}) AS level_{k}'
+        for k in range(first, LEADING_LAST + 1)
+    ]
+    sums = [
+        "count(*) AS n",
+        f"sum({p}) AS p",
+        f"sum({p} * {p}) AS pp",
+        f"sum({y}) AS y",
+        f"sum({p} * {y}) AS py",
+        f"sum({y} * {y}) AS yy",
+        *levels,
+    ]
+    where = [
+        f'"position" BETWEEN {int(first)} AND {MAX_POSITION}',
+        "isfinite(log_norm)",
+        *conditions,
+    ]
+    return (
+        f"SELECT {keys}, sequence, {', '.join(sums)} FROM frame WHERE {' AND '.join(where)} "
+        f"GROUP BY {keys}, sequence ORDER BY {keys}, sequence"
+    )
+
+
+def leading_stats(sums: dict[str, np.ndarray], first: int) -> dict[str, float | bool]:
+    """One group's leading-position diagnostic from its per-sequence sums (``leading_query``).
+
+    >>> leading_stats(sums, 1)["suggested_first_position"]  # doctest: +SKIP
+    2.0
+    """
+    out: dict[str, float | bool] = dict.fromkeys(LEADING_GLANCE_COLUMNS[:-2], np.nan)
+    checked = [
+        k for k in range(first, LEADING_LAST + 1) if np.isfinite(sums[f"level_{k}"]).sum() >= 2
+    ]
+    t = _leading_t(sums, checked) if checked else np.array([])
+    flagged = [k for k, value in zip(checked, t, strict=True) if abs(value) > LEADING_T]
+    out |= {f"leading_t{k}": float(value) for k, value in zip(checked, t, strict=True)}
+    out["leading_flagged"] = bool(flagged)
+    out["suggested_first_position"] = float(max(flagged) + 1 if flagged else first)
+    return out
+
+
+def _leading_t(sums: dict[str, np.ndarray], checked: list[int]) -> np.ndarray:
+    """The CR1 t statistics of the indicators of ``checked`` positions in the OLS of
+    ``log_norm ~ position + indicators``, from the per-sequence sums; NaN where the line
+    through the other positions is not identified."""
+    n_groups, k = len(sums["n"]), 2 + len(checked)
+    present = np.column_stack([np.isfinite(sums[f"level_{c}"]) for c in checked])
+    levels = np.column_stack([np.nan_to_num(sums[f"level_{c}"]) for c in checked])
+    positions = np.asarray(checked, dtype=np.float64)
+    # [X | 1 | y], X = [1, position, indicators]: the indicators' products are their counts.
+    cross = np.zeros((n_groups, k + 2, k + 2))
+    cross[:, 0, 0] = cross[:, 0, k] = cross[:, k, k] = sums["n"]
+    cross[:, 0, 1] = cross[:, 1, k] = sums["p"]
+    cross[:, 1, 1] = sums["pp"]
+    cross[:, 0, -1] = cross[:, k, -1] = sums["y"]
+    cross[:, 1, -1] = sums["py"]
+    cross[:, -1, -1] = sums["yy"]
+    at = np.arange(2, k)
+    cross[:, 0, at] = cross[:, at, at] = cross[:, at, k] = present
+    cross[:, 1, at] = present * positions
+    cross[:, at, -1] = levels
+    cross = np.triu(cross) + np.triu(cross, 1).transpose(0, 2, 1)
+    design = GroupedDesign(cross, int(sums["n"].sum()), k, 1)
+    zero = np.zeros((1, 1))
+    try:
+        point = design.gls(zero)
+        covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
+    except np.linalg.LinAlgError:
+        return np.full(len(checked), np.nan)
+    return point.fe_params[2:] / np.sqrt(np.diag(covariance)[2:])
