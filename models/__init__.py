@@ -11,9 +11,10 @@ Holds:
   per group, by ``"aggregate"`` (the notebook's fit), ``"ols"`` (cluster-robust) or
   ``"mixed"`` (REML, random intercept per sequence) -> a ``Fits``;
 - ``lag_effects(frame, *, method="initial_conditions", ...)``: the lag-1 and lag-2 effects
-  per group, within texts by ``"initial_conditions"`` (REML random intercept with the
-  text's first two levels, Wooldridge 2005; cluster-robust) or ``"gmm"`` (Arellano-Bond),
-  or the notebook's pooled ``"ols"`` description of how magnitudes co-vary -> a ``Fits``;
+  per group, within texts by ``"initial_conditions"`` (ML random intercept with the
+  text's first two levels, Wooldridge 2005; cluster-robust, with a test of a random lag-1
+  slope) or ``"gmm"`` (Arellano-Bond), or the notebook's pooled ``"ols"`` description of
+  how magnitudes co-vary -> a ``Fits``;
 - ``glance(fits)``: one row per group and fit (n_obs, n_groups, r2, log-likelihood,
   AIC/BIC, sigma, converged, seconds, warnings; variance components and ``boundary`` for
   mixed fits; Hansen's J and the AR(2) test for ``gmm``; for the named fits the

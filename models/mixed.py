@@ -13,7 +13,13 @@ Holds:
   ``models.named`` and ``models.formula``);
 - ``reml_maximum``: the variance components to report and the notes of the boundary cases;
 - ``cluster_covariance``: that CR1 sandwich;
-- ``GroupedDesign``: per-sequence cross products of a model's design, ``.gls(cov_rel)``,
+- ``ml_scores``, ``stacked_covariance``: a random-intercept model's per-group likelihood
+  scores, and the CR1 sandwich over its fixed effects and variance components together
+  (``initial_conditions``' default errors);
+- ``slope_test``: the likelihood-ratio test of a random slope, its p-value from the
+  50:50 chi-square(1)/chi-square(2) mixture;
+- ``GroupedDesign``: per-sequence cross products of a model's design (fitted by REML, or by
+  maximum likelihood where ``ml``), ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
   their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
   over a random intercept's relative sd, vectorised over the sds too; ``.reml_gradient``,
@@ -68,7 +74,9 @@ import pandas as pd
 import scipy.sparse as sp
 import statsmodels.formula.api as smf
 from scipy.optimize import minimize
+from scipy.stats import chi2
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
+from statsmodels.tools.numdiff import approx_fprime_cs
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.errors import AttnmagError
@@ -87,6 +95,9 @@ __all__ = [
     "mixed_result",
     "reml_maximum",
     "cluster_covariance",
+    "ml_scores",
+    "stacked_covariance",
+    "slope_test",
 ]
 
 #: statsmodels pseudo-inverts a relative random-effects covariance below this eigenvalue.
@@ -145,6 +156,7 @@ class GroupedDesign:
     n_obs: int
     k_fe: int
     k_re: int
+    ml: bool = False  # the criterion: REML, or maximum likelihood where True
 
     @classmethod
     def of(
@@ -164,15 +176,17 @@ class GroupedDesign:
         ``cov_rel`` is the random-effects covariance relative to the residual variance
         (statsmodels' ``cov_re_unscaled``); it may be singular. With W_i = (I + Z_i P Z_i')^-1
         = I - Z_i (I + P Z_i'Z_i)^-1 P Z_i', only per-group cross products are needed.
+        Where ``ml``, the scale and ``llf_reml`` are maximum likelihood's (scale = the
+        weighted residual sum of squares / N, no log det(X'WX) term).
         """
         p = self.k_fe
         logdet_inner, xwxy_groups, ywy = self._weighted(cov_rel)
         xwxy = xwxy_groups.sum(axis=0)  # [X'WX | X'Wy]
         xwx, xwy = xwxy[:, :p], xwxy[:, p]
         fe_params = np.linalg.solve(xwx, xwy)
-        dof = self.n_obs - p
+        dof = self.n_obs if self.ml else self.n_obs - p
         scale = float((ywy - xwy @ fe_params) / dof)
-        logdets = logdet_inner + np.linalg.slogdet(xwx)[1]
+        logdets = logdet_inner + (0.0 if self.ml else np.linalg.slogdet(xwx)[1])
         llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
         return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
 
@@ -183,13 +197,15 @@ class GroupedDesign:
         return xwxy_groups[:, :, p] - xwxy_groups[:, :, :p] @ fe_params
 
     def reml_gradient(self, cov_rel: np.ndarray, point: GLS | None = None) -> np.ndarray:
-        """The derivative of REML (scale profiled out) with respect to ``cov_rel``.
+        """The derivative of REML (scale profiled out) with respect to ``cov_rel``; of the
+        likelihood where ``ml``.
 
         ``point`` is ``self.gls(cov_rel)``, where the caller has it already.
 
         With H = (X'WX)^-1, u_i = Z_i' W_i e_i and the REML scale s2, it is
         -(sum_i Z_i'W_iZ_i - sum_i Z_i'W_iX_i H X_i'W_iZ_i - sum_i u_i u_i' / s2) / 2, the
-        derivatives of the log determinants and of the weighted residual sum of squares.
+        derivatives of the log determinants and of the weighted residual sum of squares;
+        the likelihood's lacks the H term (no log det(X'WX)), and s2 is its own scale.
         """
         p, q, cross = self.k_fe, self.k_re, self.cross
         z = slice(p, p + q)
@@ -199,7 +215,7 @@ class GroupedDesign:
         point = self.gls(cov_rel) if point is None else point
         zwx, zwz, zwy = zw[:, :, :p], zw[:, :, z], zw[:, :, p + q]
         u = zwy - zwx @ point.fe_params
-        fixed = np.einsum("gqk,kl,grl->qr", zwx, point.xwx_inv, zwx)
+        fixed = 0.0 if self.ml else np.einsum("gqk,kl,grl->qr", zwx, point.xwx_inv, zwx)
         return -0.5 * (zwz.sum(axis=0) - fixed - u.T @ u / point.scale)
 
     def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray, float]:
@@ -216,10 +232,11 @@ class GroupedDesign:
     def intercept_only(self) -> GroupedDesign:
         """The same design with the first random effect (the intercept) alone."""
         keep = np.r_[0 : self.k_fe + 1, self.k_fe + self.k_re]
-        return GroupedDesign(self.cross[:, keep][:, :, keep], self.n_obs, self.k_fe, 1)
+        return GroupedDesign(self.cross[:, keep][:, :, keep], self.n_obs, self.k_fe, 1, self.ml)
 
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
-        """REML at each relative standard deviation in ``sds`` of a random intercept alone.
+        """REML (the likelihood where ``ml``) at each relative standard deviation in ``sds`` of
+        a random intercept alone.
 
         ``gls`` at cov_rel = t^2 for every t at once: with one random effect, W_i's
         correction is c_i(t) Z_i Z_i' with c_i(t) = t^2 / (1 + t^2 Z_i'Z_i), so the sums over
@@ -240,9 +257,11 @@ class GroupedDesign:
         ywy = cross[:, p + 1, p + 1].sum() - np.einsum("tg,g->t", c, zxy[:, p] ** 2)
         xwx, xwy = xwxy[:, :, :p], xwxy[:, :, p]
         fe_params = np.linalg.solve(xwx, xwy[:, :, None])[:, :, 0]
-        dof = self.n_obs - p
+        dof = self.n_obs if self.ml else self.n_obs - p
         scale = (ywy - np.einsum("tk,tk->t", xwy, fe_params)) / dof
-        logdets = np.log1p(variance * zz).sum(axis=1) + np.linalg.slogdet(xwx)[1]
+        logdets = np.log1p(variance * zz).sum(axis=1)
+        if not self.ml:
+            logdets = logdets + np.linalg.slogdet(xwx)[1]
         return -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
 
 
@@ -475,7 +494,10 @@ def mixed_fit(
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
     df: float | pd.Series = np.inf
     if cov_type == "cluster":
-        covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+        if design.ml:
+            covariance = stacked_covariance(design, cov_rel, point)
+        else:
+            covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
         df = float(n_groups - 1)
     elif cov_type == "cr2":
         covariance, df_terms = cr2_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
@@ -524,10 +546,16 @@ def _mixedlm(data: pd.DataFrame, formula: str, random_slope: bool) -> tuple[Mixe
 
 
 def mixed_result(
-    data: pd.DataFrame, formula: str, random_slope: bool, cov_rel: np.ndarray
+    data: pd.DataFrame,
+    formula: str,
+    random_slope: bool,
+    cov_rel: np.ndarray,
+    *,
+    reml: bool = True,
 ) -> MixedLMResults:
-    """statsmodels' REML fit of ``fit_mixed``'s model on ``data``, started at ``cov_rel``
-    (REML's maximum, relative to the residual variance), its optimisers tried in turn.
+    """statsmodels' REML (or, where not ``reml``, ML) fit of ``fit_mixed``'s model on
+    ``data``, started at ``cov_rel`` (the maximum, relative to the residual variance), its
+    optimisers tried in turn.
 
     From the maximum statsmodels' optimiser stops at once or after a few steps: its
     ``fe_params`` equal the reported estimates to rounding.
@@ -543,7 +571,7 @@ def mixed_result(
         # units, whatever the residual variance: not a boundary test. The glance column
         # ``boundary`` (``is_boundary``, lme4's rule) says it instead.
         warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
-        return model.fit(reml=True, method=OPTIMIZERS, start_params=_start(cov_rel))
+        return model.fit(reml=reml, method=OPTIMIZERS, start_params=_start(cov_rel))
 
 
 def cluster_covariance(
@@ -587,6 +615,82 @@ def cluster_covariance(
     n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
     factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
+
+
+def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
+    """Per group, the likelihood's scores of a random-intercept model at ``theta``.
+
+    ``theta`` = (fixed effects b, residual variance s2, relative intercept variance t), so
+    V_i = s2 (I + t 1 1'); with e_i = y_i - X_i b and d_i = 1 + t n_i the scores are
+    X_i' V_i^-1 e_i, -n_i / (2 s2) + e_i' V_i^-1 e_i / (2 s2) and
+    -n_i / (2 d_i) + (1'e_i)^2 / (2 s2 d_i^2): shape (groups, k_fe + 2). Written with
+    arithmetic alone, so a complex step differentiates them.
+    """
+    p, cross = design.k_fe, design.cross
+    beta, scale, tau = theta[:p], theta[p], theta[p + 1]
+    size, one_x, one_y = cross[:, p, p], cross[:, p, :p], cross[:, p, p + 1]
+    xx, xy, yy = cross[:, :p, :p], cross[:, :p, p + 1], cross[:, p + 1, p + 1]
+    one_e = one_y - one_x @ beta
+    squares = yy - 2 * xy @ beta + np.einsum("j,gjk,k->g", beta, xx, beta)
+    inner = 1 + tau * size
+    shrink = tau / inner  # W_i = I - shrink_i 1 1'
+    xwe = xy - xx @ beta - (shrink * one_e)[:, None] * one_x
+    ewe = squares - shrink * one_e**2
+    return np.column_stack(
+        [
+            xwe / scale,
+            -size / (2 * scale) + ewe / (2 * scale**2),
+            -size / (2 * inner) + one_e**2 / (2 * scale * inner**2),
+        ]
+    )
+
+
+def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -> np.ndarray:
+    """The CR1 sandwich of a random-intercept model's ML fixed effects and variance
+    components together, clustered by the design's groups: the fixed effects' block.
+
+    A^-1 (sum_g s_g s_g') A^-T * G/(G-1) * (N-1)/(N-K), s_g the group's likelihood scores
+    (``ml_scores``) and A the Jacobian of their sum (by a complex step). Where the
+    regressors hold lagged outcomes, the scores of the fixed effects depend on the variance
+    components (A is not block diagonal), so the variance components' estimation feeds into
+    the fixed effects' errors, which ``cluster_covariance`` leaves out. At zero variance
+    (the boundary) the variance is fixed and this is ``cluster_covariance``.
+
+    >>> point = design.gls(cov_rel)  # doctest: +SKIP
+    >>> stacked_covariance(design, cov_rel, point)  # doctest: +SKIP
+    """
+    if not (design.ml and design.k_re == 1):
+        raise ValueError("stacked_covariance needs an ML design with a random intercept alone")
+    if not cov_rel.any():
+        return cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+    theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
+    scores = ml_scores(design, theta)
+    jacobian = approx_fprime_cs(theta, lambda at: ml_scores(design, at).sum(axis=0))
+    bread = np.linalg.inv(jacobian)
+    n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
+    factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
+    return (factor * bread @ (scores.T @ scores) @ bread.T)[:k, :k]
+
+
+def slope_test(slope: GroupedDesign) -> tuple[float, float]:
+    """The likelihood-ratio test of the random slope of ``slope`` (an ML design with a random
+    intercept and slope) against its random intercept alone: the statistic and its p-value.
+
+    Under the null the slope's variance is on the boundary, so the statistic follows the
+    50:50 mixture of chi-square(1) and chi-square(2) (Stram and Lee 1994), not chi-square(2).
+
+    >>> lr, p = slope_test(design)  # doctest: +SKIP
+    """
+    if not slope.ml or slope.k_re != 2:
+        raise ValueError("slope_test needs an ML design with a random intercept and slope")
+    intercept = slope.intercept_only()
+    sd = np.sqrt(reml_maximum(intercept)[0][0, 0])
+    null = intercept.gls(np.array([[sd * sd]])).llf_reml
+    # The null's maximum extended by a small or a unit slope sd (at zero slope sd the
+    # gradient in it vanishes, so L-BFGS-B cannot leave it from there).
+    alternative = max(-_climb(slope, [sd, 0.0, start]).fun for start in (0.1, 1.0))
+    lr = max(2 * (alternative - null), 0.0)
+    return lr, float(0.5 * chi2.sf(lr, 1) + 0.5 * chi2.sf(lr, 2))
 
 
 def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:

@@ -14,8 +14,9 @@ for the position trend also per group and position. Python receives these sums o
 a time: arrays of sequences x m x m, whatever the number of rows. Every column of a design
 ``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a base
 column times a per-sequence constant, so each sequence's cross products follow from its base
-sums (``models.mixed.GroupedDesign``): ``ols`` (``models.ols``), ``mixed`` and
-``initial_conditions`` (``models.mixed``) are fitted from them; ``aggregate`` from the
+sums (``models.mixed.GroupedDesign``): ``ols`` (``models.ols``), ``mixed`` (REML) and
+``initial_conditions`` (maximum likelihood, and again with a random slope on lag1 for the
+likelihood-ratio test, ``models.mixed.slope_test``) are fitted from them; ``aggregate`` from the
 per-position sums; ``gmm`` (``models.gmm``) from per-text sums of the products of each row's
 levels ``l0`` .. ``l7`` (a DuckDB window), summed one shard at a time.
 
@@ -61,7 +62,7 @@ from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import describe, key_of, key_values
 from attnmag.models.leading import leading_query, leading_stats
-from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
+from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
 from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
@@ -224,10 +225,14 @@ def lag_effects(
         What to estimate:
 
         - ``"initial_conditions"`` (the default): within-text persistence, by a random
-          intercept per text with initial conditions (Wooldridge 2005), REML:
+          intercept per text with initial conditions (Wooldridge 2005), maximum likelihood
+          (REML's lag estimates are biased down more in few texts):
           ``log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence)``, where ``y1`` and
           ``y2`` are the text's ``log_norm`` at the first two used positions. Conditioning
-          on them is what makes the text's level independent of the random intercept;
+          on them is what makes the text's level independent of the random intercept.
+          ``glance`` adds the likelihood-ratio test of a random lag1 slope
+          (``lag1_slope_lr``, ``lag1_slope_p``; 50:50 chi-square(1)/chi-square(2)): both
+          within-text methods assume one lag coefficient for every text;
         - ``"gmm"``: the same persistence by Arellano-Bond difference GMM (two-step,
           Windmeijer standard errors, collapsed instruments from the levels 2-6 positions
           back, a position trend that is a constant in differences; terms ``lag1``,
@@ -244,9 +249,12 @@ def lag_effects(
     layers : iterable of int, optional
         The layers to fit; every layer by default.
     cov_type : {"cluster", "cr2", "model"}
-        For ``initial_conditions``: the fixed effects' CR1 sandwich by sequence (t on
-        G - 1 df), the CR2 sandwich with each coefficient's Bell-McCaffrey df (for few
-        texts), or lme4's model-based covariance (Wald z), which assumes no serial
+        For ``initial_conditions``: ``"cluster"``, the CR1 sandwich by sequence over the
+        fixed effects and the variance components together (``models.mixed.
+        stacked_covariance``: their estimation feeds into the lag coefficients), t on
+        G - 1 df; ``"cr2"``, the CR2 sandwich of the fixed effects alone at the fitted
+        variance components, with each coefficient's Bell-McCaffrey df (for few texts); or
+        ``"model"``, lme4's model-based covariance (Wald z), which assumes no serial
         correlation within a text beyond the random intercept's. ``ols`` takes
         ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) only ``"cluster"``.
     conf_level : float
@@ -364,7 +372,7 @@ def lag_request(
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
         base = ("lag1", "lag2", "position", "log_norm")
-        fitter = _per_sequence(_initial_conditions_design, _mixed(terms, formula, False, cov_type))
+        fitter = _initial_conditions_fitter(terms, formula, cov_type)
     return Request(
         fit="lag_effects",
         method=method,
@@ -765,17 +773,23 @@ def _base_cross(sums: dict[str, np.ndarray], base: tuple[str, ...]) -> np.ndarra
 
 
 def _mapped(
-    sums: dict[str, np.ndarray], base: tuple[str, ...], mapping: np.ndarray, k_fe: int
+    sums: dict[str, np.ndarray],
+    base: tuple[str, ...],
+    mapping: np.ndarray,
+    k_fe: int,
+    *,
+    ml: bool = False,
 ) -> GroupedDesign:
     """The design whose columns ``[X | Z | y]`` are ``mapping @ [1, *base]`` (a matrix, or
-    one per sequence), with ``k_fe`` fixed effects and ``y`` last."""
+    one per sequence), with ``k_fe`` fixed effects and ``y`` last; fitted by ML where
+    ``ml``, else REML."""
     cross = _base_cross(sums, base)
     if mapping.ndim == 2:
         design = np.einsum("ik,gkl,jl->gij", mapping, cross, mapping)
     else:
         design = np.einsum("gik,gkl,gjl->gij", mapping, cross, mapping)
     k_re = design.shape[1] - k_fe - 1
-    return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re)
+    return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
 
 
 def _selection(*rows: int, width: int) -> np.ndarray:
@@ -806,14 +820,39 @@ def _lag_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]
     return _mapped(sums, ("lag1", "lag2", "log_norm"), mapping, 3), np.ones(1)
 
 
-def _initial_conditions_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]``: ``y1`` and ``y2`` are each
-    text's constants, its first two levels."""
-    mapping = np.broadcast_to(_selection(0, 1, 2, 3, 0, 0, 0, 4, width=5), (len(sums["n"]), 8, 5))
-    mapping = mapping.copy()
+def _initial_conditions_design(sums: dict[str, np.ndarray], *, slope: bool) -> GroupedDesign:
+    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]`` for maximum likelihood: ``y1`` and
+    ``y2`` are each text's constants, its first two levels; with ``slope``, a random slope
+    on lag1 / sd(lag1) besides the intercept (scaled as ``_trend_slope_design`` scales
+    position)."""
+    random = (0, 1) if slope else (0,)
+    rows = _selection(0, 1, 2, 3, 0, 0, *random, 4, width=5)
+    mapping = np.broadcast_to(rows, (len(sums["n"]), *rows.shape)).copy()
     mapping[:, 4, 0], mapping[:, 5, 0] = sums["y1"], sums["y2"]
+    if slope:
+        n, total = sums["n"].sum(), sums[_pair("", "lag1")].sum()
+        spread = np.sqrt((sums[_pair("lag1", "lag1")].sum() - total**2 / n) / (n - 1))
+        mapping[:, 7] /= spread
     base = ("lag1", "lag2", "position", "log_norm")
-    return _mapped(sums, base, mapping, 6), np.ones(1)
+    return _mapped(sums, base, mapping, 6, ml=True)
+
+
+def _initial_conditions_fitter(
+    terms: tuple[str, ...], formula: str, cov_type: str
+) -> Callable[[dict[str, np.ndarray], object, Rows], Estimate]:
+    """The ``initial_conditions`` fitter: the ML fit of a random intercept (``_mixed``),
+    its glance fields with the likelihood-ratio test of a random slope on lag1
+    (``slope_test``: ``lag1_slope_lr``, ``lag1_slope_p``)."""
+    mixed = _mixed(terms, formula, False, cov_type)
+
+    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
+        design = _initial_conditions_design(sums, slope=False)
+        fitted = mixed(design, np.ones(1), len(sums["n"]), rows)
+        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True))
+        fitted.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
+        return fitted
+
+    return fitter
 
 
 def _per_sequence(
@@ -849,12 +888,12 @@ def _ols(
 def _mixed(
     terms: tuple[str, ...], formula: str, random_slope: bool, cov_type: str | None
 ) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
-    """REML's maximum, its errors by ``cov_type`` (None: as ``_ols``); its result refits the
-    rows with statsmodels from there."""
+    """REML's (an ML design's: the likelihood's) maximum, its errors by ``cov_type`` (None:
+    as ``_ols``); its result refits the rows with statsmodels from there."""
 
     def fit(design: GroupedDesign, scales: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
         def result(cov_rel: np.ndarray) -> object:
-            return mixed_result(rows(), formula, random_slope, cov_rel)
+            return mixed_result(rows(), formula, random_slope, cov_rel, reml=not design.ml)
 
         chosen = trend_cov_type(cov_type, n_groups)
         return mixed_fit(design, scales, terms, n_groups, cov_type=chosen, result=result)

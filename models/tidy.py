@@ -3,10 +3,10 @@
 Holds:
 - ``Estimate``: what one group's fit returns (estimates, standard errors, reference df, fit stats,
   and the statsmodels result where one is kept);
-- ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``GMM_GLANCE_COLUMNS``: the
-  tables' columns in order (glance: every fit's, a mixed fit's, an Arellano-Bond fit's);
-  ``LEADING_GLANCE_COLUMNS``, those the named fits add before ``seconds`` (the
-  leading-position diagnostic of ``models.leading``);
+- ``TIDY_COLUMNS``, ``GLANCE_COLUMNS``, ``MIXED_GLANCE_COLUMNS``, ``LAG_GLANCE_COLUMNS``,
+  ``GMM_GLANCE_COLUMNS``: the tables' columns in order (glance: every fit's, a mixed fit's,
+  ``initial_conditions``', an Arellano-Bond fit's); ``LEADING_GLANCE_COLUMNS``, those the
+  named fits add before ``seconds`` (the leading-position diagnostic of ``models.leading``);
 - ``tidy_columns``: the table's columns for given grouping columns;
 - ``glance_columns``: a fit's stats -> the glance columns its kind of fit has;
 - ``tidy_rows`` / ``glance_row``: one group's ``Estimate`` -> its table rows / its glance record;
@@ -43,6 +43,7 @@ __all__ = [
     "TIDY_COLUMNS",
     "GLANCE_COLUMNS",
     "MIXED_GLANCE_COLUMNS",
+    "LAG_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
     "LEADING_GLANCE_COLUMNS",
     "Estimate",
@@ -70,6 +71,14 @@ MIXED_GLANCE_COLUMNS = [
     *GLANCE_COLUMNS[:-2],
     *"boundary var_intercept var_position cov_intercept_position".split(),
     *GLANCE_COLUMNS[-2:],
+]
+#: ``initial_conditions``' glance: a mixed fit's, with the likelihood-ratio test of a random
+#: slope on lag1 (its statistic and p-value).
+LAG_GLANCE_COLUMNS = [
+    *MIXED_GLANCE_COLUMNS[:-2],
+    "lag1_slope_lr",
+    "lag1_slope_p",
+    *MIXED_GLANCE_COLUMNS[-2:],
 ]
 #: An Arellano-Bond fit's: the common ones, with Hansen's J and the AR(2) test.
 GMM_GLANCE_COLUMNS = [
@@ -197,6 +206,8 @@ def glance_columns(stats: dict[str, float | bool], groups: Sequence[str] = ("lay
     """
     if "hansen_j" in stats:
         columns = _grouped(GMM_GLANCE_COLUMNS, groups)
+    elif "lag1_slope_lr" in stats:
+        columns = _grouped(LAG_GLANCE_COLUMNS, groups)
     elif "var_intercept" in stats:
         columns = _grouped(MIXED_GLANCE_COLUMNS, groups)
     else:

@@ -79,10 +79,11 @@ METHOD_WORDS = {
         "ols": "pooled OLS of log_norm on lag1 and lag2 over every text (standard errors "
         "cluster-robust by text): a description of how tokens' magnitudes co-vary, not of "
         "persistence within a text, since lasting differences between texts enter the lags",
-        "initial_conditions": "within-text persistence: a linear mixed model with a random "
-        "intercept per text and the text's first two log norms (y1, y2) and position as "
-        "covariates (Wooldridge's initial conditions), standard errors cluster-robust (CR1) "
-        "by text",
+        "initial_conditions": "within-text persistence: a linear mixed model (maximum "
+        "likelihood) with a random intercept per text and the text's first two log norms "
+        "(y1, y2) and position as covariates (Wooldridge's initial conditions), standard "
+        "errors cluster-robust (CR1) by text over the coefficients and the variance "
+        "components together",
         "gmm": "within-text persistence: Arellano-Bond difference GMM (two-step, Windmeijer's "
         "standard errors, collapsed lags 2-6 as instruments, a position term), the check with "
         "fewer assumptions and wider intervals",
@@ -630,6 +631,26 @@ def _trust(
     return sentences, failed
 
 
+def _slope_test(glance: pd.DataFrame | None, *, alpha: float) -> tuple[dict[str, Any], list[str]]:
+    """Where ``initial_conditions``' likelihood-ratio test of a random lag-1 slope rejects at
+    ``alpha``: its numbers (layers tested, layers rejecting) and the sentence saying so."""
+    if glance is None or "lag1_slope_p" not in glance:
+        return {}, []
+    tested = glance[glance["method"] == COMPARED[0]].dropna(subset=["lag1_slope_p"])
+    rejects = tested.loc[tested["lag1_slope_p"] < alpha, "layer"].astype(int).tolist()
+    numbers = {"n_layers_slope_tested": int(len(tested)), "slope_rejects": rejects}
+    if not rejects:
+        return numbers, []
+    sentence = (
+        f"Texts differ in their lag-1 in {len(rejects)} of {_count(len(tested), 'layer')} "
+        f"({_layers(rejects)}): there a likelihood-ratio test of a lag-1 that varies between "
+        f"texts rejects one lag-1 for all (p < {alpha:g}), which both within-text estimates "
+        "assume, so their lag-1 is a summary over texts that persist differently, not every "
+        "text's, and can stand above the texts' mean."
+    )
+    return numbers, [sentence]
+
+
 @takes_fits
 @shared_docs
 def lag_finding(
@@ -646,8 +667,10 @@ def lag_finding(
     rows per layer), ``pooled_vs_within`` (ols' lag-1 against ``initial_conditions``'),
     ``flagged_layers`` (where ``initial_conditions`` and ``gmm`` differ by more than
     ``GAP_LIMIT`` of gmm's standard errors in lag-1 or lag-2), ``hansen_rejects`` and
-    ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``) and ``unread_layers``
-    (flagged layers where gmm's tests reject too).
+    ``ar2_rejects`` (layers where gmm's tests reject at ``alpha``), ``unread_layers``
+    (flagged layers where gmm's tests reject too), and ``slope_rejects`` (layers where
+    ``initial_conditions``' test of a random lag-1 slope rejects at ``alpha``, with a sentence
+    saying what that means).
 
     Parameters
     ----------
@@ -710,6 +733,9 @@ def lag_finding(
         trust, unread = _trust(compared, numbers, alpha=alpha)
         sentences += trust
     numbers["unread_layers"] = unread
+    slope_numbers, slope_sentences = _slope_test(glance, alpha=alpha)
+    numbers.update(slope_numbers)
+    sentences += slope_sentences
     if {default, check} <= set(methods):
         dropped = numbers[default]["median_texts"] - numbers[check]["median_texts"]
         numbers["texts_left_out_of_gmm"] = dropped

@@ -1,6 +1,7 @@
 """``cov_type="cr2"`` against R: clubSandwich's ``vcovCR(fit, type = "CR2")`` and
-``coef_test(fit, vcov, test = "Satterthwaite")`` on ``lm`` (``ols``) and ``lmer`` (``mixed``,
-``initial_conditions``) fits of the same rows.
+``coef_test(fit, vcov, test = "Satterthwaite")`` on ``lm`` (``ols``) and ``lmer`` (``mixed``
+with ``REML = TRUE``, ``initial_conditions``, an ML fit, with ``REML = FALSE``) fits of the
+same rows: CR2 of the fixed effects at the fitted variance components.
 
 Skipped, with the reason shown, only where ``Rscript`` is absent (CI installs R first).
 """
@@ -30,8 +31,9 @@ for (i in seq_len(nrow(cases))) {
     fit <- lm(as.formula(case$formula), data = d)
     vc <- vcovCR(fit, cluster = d$sequence, type = "CR2")
   } else {
-    # lme4's model at attnmag's REML maximum (lme4's optimiser can stop short of it).
-    parts <- lFormula(as.formula(paste(case$formula, "+", case$random)), data = d, REML = TRUE)
+    # lme4's model at attnmag's REML (or ML) maximum (lme4's optimiser can stop short of it).
+    parts <- lFormula(as.formula(paste(case$formula, "+", case$random)), data = d,
+                      REML = as.logical(case$reml))
     devfun <- do.call(mkLmerDevfun, parts)
     theta <- as.numeric(strsplit(case$theta, " ")[[1]])
     opt <- list(par = theta, fval = devfun(theta), conv = 0, feval = 1, message = "")
@@ -120,9 +122,10 @@ def compared(tmp_path_factory) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
         )
         options = {"random_slope": True} if slope else {}
         table = getattr(models, fit)(frame, method=method, cov_type="cr2", **options).tidy
-        listed.append((name, str(path), formula, random, _theta(table)))
+        reml = "TRUE" if method == "mixed" else "FALSE"
+        listed.append((name, str(path), formula, random, _theta(table), reml))
         tables.append(table)
-    pd.DataFrame(listed, columns=["case", "file", "formula", "random", "theta"]).to_csv(
+    pd.DataFrame(listed, columns=["case", "file", "formula", "random", "theta", "reml"]).to_csv(
         folder / "cases.csv", index=False
     )
     (folder / "cr2.R").write_text(R_CODE)

@@ -18,14 +18,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from attnmag import models
 from attnmag.errors import AttnmagError
 from attnmag.models.tidy import (
     GMM_GLANCE_COLUMNS,
+    LAG_GLANCE_COLUMNS,
     LEADING_GLANCE_COLUMNS,
     MIXED_GLANCE_COLUMNS,
 )
+from tests.simulate_burn_in import burn_in_frame
 from tests.simulate_lags import dynamic_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,10 +74,15 @@ def test_initial_conditions_are_the_texts_first_two_used_levels(frame, first_pos
     table = models.lag_effects(frame, first_position=first_position, layers=[1], n_jobs=1).tidy
     assert table.term.tolist() == ["Intercept", "lag1", "lag2", "position", "y1", "y2"]
     assert table.n_obs.iloc[0] == len(rows)
-    # The fit from SQL sums is statsmodels' REML fit of those rows.
+    # The fit from SQL sums is statsmodels' ML fit of those rows where statsmodels converges,
+    # and reaches at least its likelihood where it does not.
     formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
-    result = smf.mixedlm(formula, out, groups=out["sequence"]).fit(reml=True)
-    np.testing.assert_allclose(table.estimate, result.fe_params, rtol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smf.mixedlm(formula, out, groups=out["sequence"]).fit(reml=False)
+    assert models.glance(table).loglik.iloc[0] >= result.llf - 1e-8
+    if result.converged:
+        np.testing.assert_allclose(table.estimate, result.fe_params, rtol=1e-4)
 
 
 def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame):
@@ -94,13 +102,15 @@ def test_gmm_uses_texts_of_five_tokens_or_more_and_their_differenced_rows(frame)
     assert table.term.tolist() == ["lag1", "lag2", "position"] * 2
 
 
-def test_glance_of_initial_conditions_is_a_mixed_glance(frame):
-    table = models.lag_effects(frame, layers=[0], n_jobs=1).tidy
-    assert list(models.glance(table).columns) == [
-        *MIXED_GLANCE_COLUMNS[:-2],
+def test_glance_of_initial_conditions_is_a_mixed_glance_with_the_slope_test(frame):
+    summary = models.lag_effects(frame, layers=[0], n_jobs=1).glance
+    assert list(summary.columns) == [
+        *LAG_GLANCE_COLUMNS[:-2],
         *LEADING_GLANCE_COLUMNS,
-        *MIXED_GLANCE_COLUMNS[-2:],
+        *LAG_GLANCE_COLUMNS[-2:],
     ]
+    assert set(MIXED_GLANCE_COLUMNS) < set(LAG_GLANCE_COLUMNS)
+    assert summary.lag1_slope_lr.ge(0).all() and summary.lag1_slope_p.between(0, 1).all()
 
 
 @pytest.mark.parametrize(
@@ -135,21 +145,59 @@ def test_bad_input_is_one_clear_error(frame, call, message):
 
 
 R_CODE = r"""
-suppressMessages({library(lme4); library(clubSandwich)})
+suppressMessages(library(lme4))
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1])
-fit <- lmer(log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence), data = d, REML = TRUE)
-cluster <- sqrt(diag(as.matrix(vcovCR(fit, cluster = d$sequence, type = "CR1S"))))
-out <- data.frame(estimate = sprintf("%.17g", fixef(fit)),
-                  model = sprintf("%.17g", sqrt(diag(as.matrix(vcov(fit))))),
-                  cluster = sprintf("%.17g", cluster))
+null <- lmer(log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence), data = d,
+             REML = FALSE)
+slope <- lmer(log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 + lag1 | sequence), data = d,
+              REML = FALSE)
+lr <- anova(null, slope)$Chisq[2]
+p <- 0.5 * pchisq(lr, 1, lower.tail = FALSE) + 0.5 * pchisq(lr, 2, lower.tail = FALSE)
+out <- data.frame(estimate = sprintf("%.17g", fixef(null)),
+                  model = sprintf("%.17g", sqrt(diag(as.matrix(vcov(null))))),
+                  loglik = sprintf("%.17g", as.numeric(logLik(null))),
+                  lr = sprintf("%.17g", lr), p = sprintf("%.17g", p))
 write.csv(out, args[2], row.names = FALSE)
 """
 
 
+def dense_stacked_errors(
+    rows: pd.DataFrame, theta: np.ndarray, *, alone: bool = False
+) -> np.ndarray:
+    """The fixed effects' errors of the sandwich over ML's estimating equations, written out
+    densely: each text's log-likelihood with V = s2 (I + t 1 1') as a matrix, its scores and
+    the Hessian of their sum by finite differences, the CR1 factor of ``cluster_covariance``.
+    ``theta`` = (fixed effects, s2, t); ``alone``: the fixed effects' equations alone (the
+    variance components taken as known)."""
+    names = ["lag1", "lag2", "position", "y1", "y2"]
+    texts = [
+        (np.column_stack([np.ones(len(part)), part[names]]), part["log_norm"].to_numpy())
+        for _, part in rows.groupby("sequence")
+    ]
+    k = len(names) + 1
+
+    def loglik(at: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+        n = len(y)
+        v = at[k] * (np.eye(n) + at[k + 1] * np.ones((n, n)))
+        e = y - x @ at[:k]
+        return -0.5 * (np.linalg.slogdet(v)[1] + e @ np.linalg.solve(v, e))
+
+    scores = np.array([approx_fprime(theta, loglik, args=t, centered=True) for t in texts])
+    hessian = approx_hess3(theta, lambda at: sum(loglik(at, *t) for t in texts))
+    if alone:
+        scores, hessian = scores[:, :k], hessian[:k, :k]
+    bread = np.linalg.inv(hessian)
+    g, n = len(texts), len(rows)
+    covariance = g / (g - 1) * (n - 1) / (n - k) * bread @ scores.T @ scores @ bread.T
+    return np.sqrt(np.diag(covariance))[:k]
+
+
 @pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
-def test_initial_conditions_match_lmer_with_model_and_cr1s_errors(tmp_path):
-    frame = dynamic_frame(120, 1, seed=8)
+def test_initial_conditions_match_lmer_ml_and_its_slope_test_anova(tmp_path):
+    """Texts whose lag-1 differs (sd 0.1): lme4's ML fit, and anova's likelihood ratio of a
+    random lag1 slope, its p-value from the 50:50 chi-square(1) / chi-square(2) mixture."""
+    frame = burn_in_frame(400, 1, sd_lag1=0.1, seed=8)
     rows = frame.loc[frame.position >= 3, ["sequence", "position", "log_norm", "lag1", "lag2"]]
     with_initial_conditions(rows, first=1).to_csv(
         tmp_path / "d.csv", index=False, float_format="%.17g"
@@ -163,12 +211,31 @@ def test_initial_conditions_match_lmer_with_model_and_cr1s_errors(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     r = pd.read_csv(tmp_path / "r.csv")
-    for cov_type in ("model", "cluster"):
-        table = models.lag_effects(frame, cov_type=cov_type, n_jobs=1).tidy
-        np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-5, err_msg=cov_type)
-        np.testing.assert_allclose(table.std_error, r[cov_type], rtol=1e-3, err_msg=cov_type)
-        expected_df = 119.0 if cov_type == "cluster" else np.inf
-        assert (table.df == expected_df).all()
+    fits = models.lag_effects(frame, cov_type="model", n_jobs=1)
+    table, summary = fits.tidy, fits.glance.iloc[0]
+    np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-5)
+    np.testing.assert_allclose(table.std_error, r.model, rtol=1e-4)
+    np.testing.assert_allclose(summary.loglik, r.loglik[0], rtol=1e-8)
+    assert summary.lag1_slope_p < 0.05  # the slope is there, and found
+    np.testing.assert_allclose(summary.lag1_slope_lr, r.lr[0], rtol=1e-4)
+    np.testing.assert_allclose(summary.lag1_slope_p, r.p[0], rtol=1e-3)
+    assert (table.df == np.inf).all()
+
+
+def test_cluster_errors_are_the_sandwich_over_fixed_effects_and_variance_components():
+    """The default errors equal the stacked sandwich written out densely, and differ from
+    the fixed effects' sandwich alone: the variance components' estimation enters them."""
+    frame = burn_in_frame(60, 1, seed=4)
+    fits = models.lag_effects(frame, n_jobs=1)
+    table, summary = fits.tidy, fits.glance.iloc[0]
+    rows = frame.loc[frame.position >= 3, ["sequence", "position", "log_norm", "lag1", "lag2"]]
+    scale = summary.sigma**2
+    theta = np.r_[table.estimate, scale, summary.var_intercept / scale]
+    expected = dense_stacked_errors(with_initial_conditions(rows, first=1), theta)
+    np.testing.assert_allclose(table.std_error, expected, rtol=1e-4)
+    assert (table.df == 59.0).all()
+    alone = dense_stacked_errors(with_initial_conditions(rows, first=1), theta, alone=True)
+    assert np.abs(expected[1:4] / alone[1:4] - 1).max() > 0.05
 
 
 @pytest.fixture(scope="module")

@@ -150,6 +150,25 @@ def test_lag_section_reports_gmm_tests_and_what_each_estimator_used(found, table
     assert numbers["initial_conditions"]["median_texts"] == (lengths >= 4).sum()
 
 
+def test_where_texts_differ_in_lag1_the_report_says_so(frame, tables, found):
+    assert "slope_rejects" not in found["lags"].numbers  # no test in the glance, no sentence
+    glance = tables["glance"].copy()
+    within = glance["method"] == "initial_conditions"
+    glance.loc[within, "lag1_slope_p"] = np.where(glance.loc[within, "layer"] == 1, 0.001, 0.6)
+    found = findings(
+        frame, trend=tables["position_trend"], lags=tables["lag_effects"], glance=glance
+    )
+    numbers, text = found["lags"].numbers, found["lags"].text
+    assert numbers["slope_rejects"] == [1] and numbers["n_layers_slope_tested"] == 3
+    assert "Texts differ in their lag-1 in 1 of 3 layers (layer 1)" in text
+    glance.loc[within, "lag1_slope_p"] = 0.6
+    found = findings(
+        frame, trend=tables["position_trend"], lags=tables["lag_effects"], glance=glance
+    )
+    assert found["lags"].numbers["slope_rejects"] == []
+    assert "Texts differ in their lag-1" not in found["lags"].text
+
+
 def test_the_pooled_fit_is_described_against_the_within_text_one(found, tables):
     lags = tables["lag_effects"]
     one = lags[lags["term"] == "lag1"].pivot(index="layer", columns="method", values="estimate")
