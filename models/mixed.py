@@ -656,8 +656,15 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     the fixed effects' errors, which ``cluster_covariance`` leaves out. At zero variance
     (the boundary) the variance is fixed and this is ``cluster_covariance``.
 
-    >>> point = design.gls(cov_rel)  # doctest: +SKIP
-    >>> stacked_covariance(design, cov_rel, point)  # doctest: +SKIP
+    >>> import dataclasses
+    >>> import statsmodels.formula.api as smf
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    >>> design = dataclasses.replace(design, ml=True)
+    >>> cov_rel = reml_maximum(design)[0]
+    >>> stacked_covariance(design, cov_rel, design.gls(cov_rel)).shape
+    (2, 2)
     """
     if not (design.ml and design.k_re == 1):
         raise ValueError("stacked_covariance needs an ML design with a random intercept alone")
@@ -679,7 +686,15 @@ def slope_test(slope: GroupedDesign) -> tuple[float, float]:
     Under the null the slope's variance is on the boundary, so the statistic follows the
     50:50 mixture of chi-square(1) and chi-square(2) (Stram and Lee 1994), not chi-square(2).
 
-    >>> lr, p = slope_test(design)  # doctest: +SKIP
+    >>> import dataclasses
+    >>> import statsmodels.formula.api as smf
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"],
+    ...                     re_formula="~position")
+    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    >>> lr, p = slope_test(dataclasses.replace(design, ml=True))
+    >>> bool(lr >= 0 and 0 <= p <= 1)
+    True
     """
     if not slope.ml or slope.k_re != 2:
         raise ValueError("slope_test needs an ML design with a random intercept and slope")
