@@ -11,7 +11,7 @@ from attnmag import models
 from attnmag.extract.frame import derived_columns
 from attnmag.models.leading import LEADING_T
 from attnmag.models.tidy import LEADING_GLANCE_COLUMNS
-from reports.findings import trend_finding
+from attnmag.reports.findings import trend_finding
 from tests.simulate import simulated_frame
 
 
