@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnmag import extract
-from attnmag.models.mixed import fit_mixed
+from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 
 R_CODE = r"""

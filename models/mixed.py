@@ -2,15 +2,15 @@
 standard errors.
 
 Holds:
-- ``fit_mixed``: one layer's REML fit with a random intercept (and optionally a random
-  slope on position) per sequence -> an ``Estimate``; ``cov_type="cluster"`` (the default)
-  gives the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="cr2"``
-  the CR2 sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
+- ``mixed_fit``: a REML fit with a random intercept (and optionally a random slope on
+  position) per sequence, from a design's per-sequence cross products (the fits of
+  ``models.named`` and ``models.formula``) -> an ``Estimate``; ``cov_type="cluster"`` gives
+  the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="cr2"`` the CR2
+  sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
   covariance with the normal distribution (which assumes no serial correlation within a
-  text beyond the random effects'); ``mixed_result``, statsmodels' fit
-  from REML's maximum, built when its ``result`` is called;
-- ``mixed_fit``: the same from a design's per-sequence cross products (the fits of
-  ``models.named`` and ``models.formula``);
+  text beyond the random effects');
+- ``mixed_result``: statsmodels' fit from REML's maximum, built when the fit's ``result`` is
+  called;
 - ``reml_maximum``: the variance components to report and the notes of the boundary cases;
 - ``cluster_covariance``: that CR1 sandwich;
 - ``ml_scores``, ``stacked_covariance``: a random-intercept model's per-group likelihood
@@ -75,11 +75,10 @@ import scipy.sparse as sp
 import statsmodels.formula.api as smf
 from scipy.optimize import minimize
 from scipy.stats import chi2
-from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
+from statsmodels.regression.mixed_linear_model import MixedLMResults
 from statsmodels.tools.numdiff import approx_fprime_cs
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from attnmag.errors import AttnmagError
 from attnmag.models.cr2 import cr2_covariance
 from attnmag.models.tidy import Estimate
 
@@ -90,7 +89,6 @@ __all__ = [
     "GLS",
     "GroupedDesign",
     "is_boundary",
-    "fit_mixed",
     "mixed_fit",
     "mixed_result",
     "reml_maximum",
@@ -104,7 +102,7 @@ __all__ = [
 STATSMODELS_SINGULAR_TOL = 1e-10
 #: A diagonal element of the relative Cholesky factor below this is "on or near the boundary".
 BOUNDARY_TOL = 1e-2
-#: The fixed effects' covariances ``fit_mixed`` offers (see its ``cov_type``).
+#: The fixed effects' covariances ``mixed_fit`` offers (see its ``cov_type``).
 COV_TYPES = ("cluster", "cr2", "model")
 #: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
@@ -412,58 +410,6 @@ def _moment_start(design: GroupedDesign) -> float:
     return max(np.sqrt(between / within), 0.05)
 
 
-def fit_mixed(
-    data: pd.DataFrame, formula: str, *, random_slope: bool = False, cov_type: str = "cluster"
-) -> Estimate:
-    """REML fit of ``formula`` with a random intercept per ``sequence`` (and a slope on position).
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One layer's rows, with ``sequence``, ``position`` and the formula's columns.
-    formula : str
-        The fixed effects, e.g. ``"log_norm ~ position"``.
-    random_slope : bool
-        Add a random slope on ``position`` (correlated with the intercept).
-    cov_type : {"cluster", "cr2", "model"}
-        ``"cluster"``: the fixed effects' CR1 sandwich by ``sequence`` (``cluster_covariance``),
-        with Student's t on G - 1 degrees of freedom; ``"cr2"``: the CR2 sandwich with each
-        coefficient's Bell-McCaffrey degrees of freedom (``models.cr2``), for few texts;
-        ``"model"``: their GLS covariance at the fitted variance components, as lme4's
-        ``vcov`` gives it, with the normal distribution. It assumes the model's covariance is
-        right: no serial correlation within a text beyond the random effects' (residuals
-        that are, say, AR(1) along positions make its intervals too narrow).
-
-    Returns
-    -------
-    Estimate
-        Estimates, standard errors, reference df and the glance fields of a mixed fit;
-        ``result`` builds statsmodels' ``MixedLMResults`` when called (``mixed_result``
-        from REML's maximum), or is None where that maximum is on the boundary, where
-        statsmodels' optimiser does not land (the notes say so).
-
-    >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> fit = fit_mixed(rows, "log_norm ~ position", cov_type="model")
-    >>> fit.estimate.size, fit.n_groups, fit.estimate.index[-1]
-    (2, 16, 'position')
-    >>> type(fit.result()).__name__
-    'MixedLMResultsWrapper'
-    """
-    if cov_type not in COV_TYPES:
-        raise AttnmagError(f"cov_type must be one of {list(COV_TYPES)}, not {cov_type!r}")
-    model, spread = _mixedlm(data, formula, random_slope)
-    groups = data["sequence"].to_numpy()
-    design = GroupedDesign.of(model.exog, model.exog_re, model.endog, groups)
-    return mixed_fit(
-        design,
-        np.array([1.0, 1.0 / spread][: design.k_re]),
-        list(model.exog_names),
-        len(model.group_labels),
-        cov_type=cov_type,
-        result=partial(mixed_result, data, formula, random_slope),
-    )
-
-
 def mixed_fit(
     design: GroupedDesign,
     scales: np.ndarray,
@@ -531,20 +477,6 @@ def mixed_fit(
     )
 
 
-def _mixedlm(data: pd.DataFrame, formula: str, random_slope: bool) -> tuple[MixedLM, float]:
-    """statsmodels' model of ``fit_mixed``, and the sd that scales its random slope.
-
-    The random slope is on position / sd(position): the same model, but L-BFGS reaches
-    lme4's optimum from it where on raw positions it stops short. Reported unscaled.
-    """
-    spread = float(data["position"].std()) if random_slope else 1.0
-    if random_slope:
-        data = data.assign(position_sd=data["position"] / spread)
-    groups = data["sequence"].to_numpy()
-    re_formula = "~position_sd" if random_slope else None
-    return smf.mixedlm(formula, data, groups=groups, re_formula=re_formula), spread
-
-
 def mixed_result(
     data: pd.DataFrame,
     formula: str,
@@ -553,9 +485,12 @@ def mixed_result(
     *,
     reml: bool = True,
 ) -> MixedLMResults:
-    """statsmodels' REML (or, where not ``reml``, ML) fit of ``fit_mixed``'s model on
-    ``data``, started at ``cov_rel`` (the maximum, relative to the residual variance), its
-    optimisers tried in turn.
+    """statsmodels' REML (or, where not ``reml``, ML) fit of ``formula`` on ``data`` with a
+    random intercept (and ``random_slope`` on position) per sequence, started at ``cov_rel``
+    (the maximum, relative to the residual variance), its optimisers tried in turn.
+
+    The random slope is on position / sd(position): the same model, but L-BFGS reaches
+    lme4's optimum from it where on raw positions it stops short.
 
     From the maximum statsmodels' optimiser stops at once or after a few steps: its
     ``fe_params`` equal the reported estimates to rounding.
@@ -565,7 +500,10 @@ def mixed_result(
     >>> result.fe_params.size, result.fe_params.index[-1]
     (2, 'position')
     """
-    model = _mixedlm(data, formula, random_slope)[0]
+    if random_slope:
+        data = data.assign(position_sd=data["position"] / data["position"].std())
+    re_formula = "~position_sd" if random_slope else None
+    model = smf.mixedlm(formula, data, groups=data["sequence"].to_numpy(), re_formula=re_formula)
     with warnings.catch_warnings():
         # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
         # units, whatever the residual variance: not a boundary test. The glance column

@@ -804,7 +804,7 @@ def _trend_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarra
 
 
 def _trend_slope_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, position | 1, position / sd(position) | log_norm]``, as ``fit_mixed`` scales
+    """``[1, position | 1, position / sd(position) | log_norm]``, as ``mixed_result`` scales
     the random slope; the random effects' scales (1, 1 / sd(position))."""
     n = sums["n"].sum()
     total, squares = sums[_pair("", "position")].sum(), sums[_pair("position", "position")].sum()

@@ -132,10 +132,11 @@ def fitted_rows(
     """``run()``, one group's fit, timed with its warnings captured -> its table rows,
     glance record and ``GroupFit`` (``formula`` and ``rows`` for its results and augment).
 
-    >>> from attnmag.models.mixed import fit_mixed
+    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
     >>> layer0 = frame.query("layer == 0 and position >= 1")
-    >>> run = lambda: fit_mixed(layer0, "log_norm ~ position")  # noqa: E731
-    >>> rows, record, part = fitted_rows(run, fit="f", method="mixed", conf_level=0.95,
+    >>> ols = lambda: cluster_ols_result(layer0, "log_norm ~ position")  # noqa: E731
+    >>> run = lambda: statsmodels_fit(ols(), df=15, n_groups=16)  # noqa: E731
+    >>> rows, record, part = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
     ...     groups={"layer": 0}, formula="log_norm ~ position", rows=lambda: layer0)
     >>> len(rows), record["n_groups"], record["layer"]
     (2, 16, 0)
@@ -226,9 +227,10 @@ def tidy_rows(
 
     Examples
     --------
-    >>> from attnmag.models.mixed import fit_mixed
-    >>> fitted = fit_mixed(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
-    >>> rows = tidy_rows(fitted, fit="position_trend", method="mixed", conf_level=0.95, layer=0)
+    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
+    >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
+    >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
+    >>> rows = tidy_rows(fitted, fit="position_trend", method="ols", conf_level=0.95, layer=0)
     >>> rows.columns.tolist()[:6]
     ['fit', 'method', 'layer', 'term', 'estimate', 'std_error']
     """
@@ -284,10 +286,11 @@ def glance_row(
 
     Examples
     --------
-    >>> from attnmag.models.mixed import fit_mixed
-    >>> fitted = fit_mixed(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
+    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
+    >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
+    >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
     >>> record = glance_row(
-    ...     fitted, fit="position_trend", method="mixed", seconds=0.1, warnings=[], layer=0
+    ...     fitted, fit="position_trend", method="ols", seconds=0.1, warnings=[], layer=0
     ... )
     >>> record["layer"], record["n_groups"], record["converged"]
     (0, 16, True)
@@ -319,10 +322,11 @@ def build_table(rows: Sequence[pd.DataFrame], glances: Sequence[dict[str, object
 
     Examples
     --------
-    >>> from attnmag.models.mixed import fit_mixed
-    >>> parts = [fit_mixed(frame.query(f"layer == {k} and position >= 1"), "log_norm ~ position")
-    ...          for k in (0, 1)]
-    >>> rows = [tidy_rows(part, fit="f", method="mixed", conf_level=0.95, layer=k)
+    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
+    >>> results = [cluster_ols_result(frame.query(f"layer == {k}"), "log_norm ~ position")
+    ...            for k in (0, 1)]
+    >>> parts = [statsmodels_fit(result, df=15, n_groups=16) for result in results]
+    >>> rows = [tidy_rows(part, fit="f", method="ols", conf_level=0.95, layer=k)
     ...         for k, part in enumerate(parts)]
     >>> table = build_table(rows, [])
     >>> len(table), "p_adjusted" in table.columns

@@ -10,8 +10,8 @@ import statsmodels.formula.api as smf
 
 from attnmag import models
 from attnmag.errors import AttnmagError
-from attnmag.models.mixed import fit_mixed
 from attnmag.models.tidy import GLANCE_COLUMNS, TIDY_COLUMNS
+from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 
 FORMULA = "log_norm ~ position + C(label)"

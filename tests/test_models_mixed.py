@@ -10,7 +10,8 @@ import statsmodels.formula.api as smf
 from attnmag import models
 from attnmag.errors import AttnmagError
 from attnmag.models import mixed
-from attnmag.models.mixed import GroupedDesign, fit_mixed, is_boundary
+from attnmag.models.mixed import GroupedDesign, is_boundary
+from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 
 

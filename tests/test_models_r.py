@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from attnmag import models
-from attnmag.models.mixed import GroupedDesign, cluster_covariance, fit_mixed
+from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 
 RSCRIPT = shutil.which("Rscript")

@@ -12,7 +12,8 @@ import pytest
 import statsmodels.formula.api as smf
 
 from attnmag.models import mixed
-from attnmag.models.mixed import GroupedDesign, fit_mixed
+from attnmag.models.mixed import GroupedDesign
+from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 
 #: The fine grid over the relative sd: zero and log-spaced points over six decades.

@@ -20,8 +20,8 @@ from attnmag import AttnmagError, extract
 from attnmag.extract.batching import length_batches, pad_batch
 from attnmag.extract.frame import COLUMNS, tidy_frame
 from attnmag.extract.shards import read_shards, verified_shards, write_shards
-from attnmag.models.mixed import fit_mixed
 from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Estimate, glance_row, tidy_rows
+from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 
 
