@@ -6,18 +6,15 @@ same rows: CR2 of the fixed effects at the fitted variance components.
 Skipped, with the reason shown, only where ``Rscript`` is absent (CI installs R first).
 """
 
-import shutil
-import subprocess
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from attnmag import models
+from tests.rscript import needs_r, run_r
 from tests.simulate import simulated_frame
 
-RSCRIPT = shutil.which("Rscript")
-pytestmark = pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
+pytestmark = needs_r
 
 R_CODE = r"""
 suppressMessages({library(lme4); library(clubSandwich)})
@@ -128,15 +125,7 @@ def compared(tmp_path_factory) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     pd.DataFrame(listed, columns=["case", "file", "formula", "random", "theta", "reml"]).to_csv(
         folder / "cases.csv", index=False
     )
-    (folder / "cr2.R").write_text(R_CODE)
-    run = subprocess.run(
-        [RSCRIPT, folder / "cr2.R", folder / "cases.csv", folder / "r.csv"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    reference = pd.read_csv(folder / "r.csv", keep_default_na=False)
+    reference = run_r(R_CODE, folder / "cases.csv", keep_default_na=False)
     return [
         (name, table, reference[reference.case == name].reset_index(drop=True))
         for (name, *_), table in zip(CASES, tables, strict=True)

@@ -9,20 +9,18 @@ is absent (CI installs R with plm).
 """
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from attnmag import models
+from tests.rscript import needs_r, run_r
 from tests.simulate_lags import dynamic_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-RSCRIPT = shutil.which("Rscript")
-pytestmark = pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
+pytestmark = needs_r
 
 R_CODE = r"""
 suppressMessages(library(plm))
@@ -61,18 +59,10 @@ def fits(request, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     used[["sequence", "position", "log_norm"]].to_csv(
         folder / "panel.csv", index=False, float_format="%.17g"
     )
-    (folder / "fit.R").write_text(R_CODE)
-    run = subprocess.run(
-        [RSCRIPT, folder / "fit.R", folder / "panel.csv", folder / "r.csv"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
     table = models.lag_effects(frame, method="gmm", first_position=first_position).tidy
     summary = models.glance(table)
     assert (summary.n_groups[0] < frame.sequence.nunique()) == drops
-    return table, summary, pd.read_csv(folder / "r.csv")
+    return table, summary, run_r(R_CODE, folder / "panel.csv")
 
 
 def test_estimates_and_windmeijer_errors_match_pgmm(fits):

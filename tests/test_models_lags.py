@@ -10,8 +10,6 @@ away. Each of 8 seeded frames holds 50 independent data sets as its layers.
 """
 
 import os
-import shutil
-import subprocess
 import warnings
 
 import numpy as np
@@ -28,12 +26,12 @@ from attnmag.models.tidy import (
     LEADING_GLANCE_COLUMNS,
     MIXED_GLANCE_COLUMNS,
 )
+from tests.rscript import needs_r, run_r
 from tests.simulate_burn_in import burn_in_frame
 from tests.simulate_lags import dynamic_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-RSCRIPT = shutil.which("Rscript")
 TRUTH = {"lag1": 0.4, "lag2": 0.1}
 N_FRAMES, N_DATA_SETS = 8, 50  # 400 simulated data sets
 
@@ -193,7 +191,7 @@ def dense_stacked_errors(
     return np.sqrt(np.diag(covariance))[:k]
 
 
-@pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
+@needs_r
 def test_initial_conditions_match_lmer_ml_and_its_slope_test_anova(tmp_path):
     """Texts whose lag-1 differs (sd 0.1): lme4's ML fit, and anova's likelihood ratio of a
     random lag1 slope, its p-value from the 50:50 chi-square(1) / chi-square(2) mixture."""
@@ -202,15 +200,7 @@ def test_initial_conditions_match_lmer_ml_and_its_slope_test_anova(tmp_path):
     with_initial_conditions(rows, first=1).to_csv(
         tmp_path / "d.csv", index=False, float_format="%.17g"
     )
-    (tmp_path / "fit.R").write_text(R_CODE)
-    run = subprocess.run(
-        [RSCRIPT, tmp_path / "fit.R", tmp_path / "d.csv", tmp_path / "r.csv"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    r = pd.read_csv(tmp_path / "r.csv")
+    r = run_r(R_CODE, tmp_path / "d.csv")
     fits = models.lag_effects(frame, cov_type="model", n_jobs=1)
     table, summary = fits.tidy, fits.glance.iloc[0]
     np.testing.assert_allclose(table.estimate, r.estimate, rtol=1e-5)

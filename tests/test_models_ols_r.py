@@ -9,18 +9,15 @@ estimate, standard error, statistic, p-value and the interval at two levels.
 Skipped, with the reason shown, only where ``Rscript`` is absent (CI installs R first).
 """
 
-import shutil
-import subprocess
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from attnmag import models
+from tests.rscript import needs_r, run_r
 from tests.simulate import simulated_frame
 
-RSCRIPT = shutil.which("Rscript")
-pytestmark = pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
+pytestmark = needs_r
 LEVELS = (0.95, 0.8)
 
 R_CODE = r"""
@@ -83,15 +80,7 @@ def reference(frame, tmp_path_factory) -> pd.DataFrame:
     folder = tmp_path_factory.mktemp("ols-r")
     columns = ["layer", "sequence", "position", "norm", "log_norm", "lag1", "lag2"]
     frame[columns].to_csv(folder / "frame.csv", index=False, float_format="%.17g", na_rep="NA")
-    (folder / "fit.R").write_text(R_CODE)
-    run = subprocess.run(
-        [RSCRIPT, folder / "fit.R", folder / "frame.csv", folder / "r.csv"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    return pd.read_csv(folder / "r.csv")
+    return run_r(R_CODE, folder / "frame.csv", timeout=120)
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,6 @@ with ``clubSandwich::vcovCR`` for its cluster-robust errors.
 Skipped, with the reason shown, only where ``Rscript`` is absent (CI installs R first).
 """
 
-import shutil
-import subprocess
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,10 +11,10 @@ import pytest
 from attnmag import models
 from attnmag.models.mixed import GroupedDesign, cluster_covariance
 from tests.mixed_direct import fit_mixed
+from tests.rscript import needs_r, run_r
 from tests.simulate import simulated_frame
 
-RSCRIPT = shutil.which("Rscript")
-pytestmark = pytest.mark.skipif(RSCRIPT is None, reason="Rscript is not installed (R comparison)")
+pytestmark = needs_r
 
 R_CODE = r"""
 suppressMessages({library(lme4); library(sandwich); library(clubSandwich)})
@@ -142,15 +139,7 @@ def cases(tmp_path_factory) -> list[Case]:
         out.append(Case(key, model, method, random_slope, rows, fitted, same))
     columns = ["case", "file", "model", "method", "random_slope", "first", "last"]
     pd.DataFrame(listed, columns=columns).to_csv(folder / "cases.csv", index=False)
-    (folder / "fit.R").write_text(R_CODE)
-    run = subprocess.run(
-        [RSCRIPT, folder / "fit.R", folder / "cases.csv", folder / "r.csv"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    reference = pd.read_csv(folder / "r.csv")
+    reference = run_r(R_CODE, folder / "cases.csv")
     for case in out:
         case.r = reference[reference.case == case.key].reset_index(drop=True)
     return out
