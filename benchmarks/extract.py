@@ -30,7 +30,9 @@ included); with ``--shards``, each attnmag method also writes its run once, unti
 - ``nnsight``, ``nnsight_stop``: an nnsight trace saving each layer's norm, and the same
   stopping after the last attention module (nnsight's best usage).
 
-Peers that are not installed are skipped with the reason printed.
+Peers that are not installed are skipped with the reason printed. ``--results FILE`` also
+writes every model's table as one Markdown table (``docs/results/``, included by the
+documentation's benchmark pages), the columns that hold no value left out.
 
 Usage::
 
@@ -39,7 +41,8 @@ Usage::
     python -m benchmarks.extract --methods bare,attnmag --threads 1,2 --max-tokens 4096,16384
     python -m benchmarks.extract --methods bare,attnmag,attnmag_heads,attnmag_sites --models smollm2
     python -m benchmarks.extract --models gpt2-wide --texts 512 --threads 1 --memory-repeats 0 \
-        --methods bare,attnmag,attnmag_heads,attnmag_sites --shards
+        --methods bare,attnmag,attnmag_heads,attnmag_sites --shards \
+        --results docs/results/extract.md
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import copy
 import functools
 import gc
 import importlib.util
+import os
 import statistics
 import tempfile
 import time
@@ -70,6 +74,7 @@ from benchmarks.common import (
     table,
     timed,
     warm_up,
+    write_results,
 )
 
 MB = 2**20
@@ -529,9 +534,9 @@ def summarise(
     runs: dict[tuple, list[dict]],
     fresh: dict[tuple, list[dict]],
     args: argparse.Namespace,
-) -> str:
-    """The table of one model: medians over repeats, and paired ratios to the bare pass with
-    the same threads and the first batch options."""
+) -> list[dict]:
+    """The table rows of one model: medians over repeats, and paired ratios to the bare pass
+    with the same threads and the first batch options."""
     growth = {key: [r["rss_growth"] for r in results] for key, results in fresh.items()}
     rows = []
     for key, results in runs.items():
@@ -542,6 +547,7 @@ def summarise(
         total = results[0]["norm_sum"]
         rows.append(
             {
+                "model": model,
                 "method": method,
                 "threads": threads,
                 "batch": size,
@@ -559,22 +565,34 @@ def summarise(
                 else "-",
                 "x bare RSS": _ratio_of_medians(growth.get(key), growth.get(base_key)),
                 "result MB": f"{fresh[key][0]['result_bytes'] / MB:.0f}" if fresh.get(key) else "-",
+                "rows": results[0].get("rows") or "-",
                 "ns/row": _ns_per_row(results),
                 "added ns/row": _ns_per_row(results, runs.get(base_key)),
                 "frame B/row": _per_row(results[0].get("frame_bytes_per_row")),
                 "shards B/row": _per_row(results[0].get("shard_bytes_per_row")),
-                "runs s": " ".join(f"{s:.1f}" for s in seconds),
+                "runs s": " ".join(f"{s:.2f}" for s in seconds),
                 "norm sum vs attnmag": f"{total / ref[0]['norm_sum'] - 1:+.1e}"
                 if total is not None and ref and method in SAME_NORMS
                 else "-",
             }
         )
+    return rows
+
+
+def heading(model: str, runs: dict[tuple, list[dict]], args: argparse.Namespace) -> str:
+    """One line on a model's table: its texts and tokens, and how it was measured."""
     tokens = next(iter(runs.values()))[0]["tokens"]
     return (
-        f"\n{model}: {args.texts} texts, {tokens} tokens; time: "
+        f"{model}: {args.texts} texts, {tokens} tokens; time: "
         + (f"{args.repeats} repeats in one process" if args.repeats else "the fresh processes")
-        + f"; memory: {args.memory_repeats} fresh process(es) per method\n{table(rows)}"
+        + f"; memory: {args.memory_repeats} fresh process(es) per method"
     )
+
+
+def shown(rows: list[dict]) -> list[dict]:
+    """``rows`` without the columns that hold no value in any row (``-`` throughout)."""
+    kept = [name for name in rows[0] if any(row[name] != "-" for row in rows)]
+    return [{name: row[name] for name in kept} for row in rows]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -604,6 +622,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also write each attnmag method's run as shards once, for their bytes per row",
     )
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -619,10 +638,17 @@ def main(argv: list[str] | None = None) -> None:
             )
             args.methods.remove(method)
     plan = variants(args)
+    load = os.getloadavg()[0]
+    rows, headings = [], []
     for model in args.models:
         fresh = measure_memory(args, model, plan)
         runs = time_in_process(args, model, plan) if args.repeats else fresh
-        print(summarise(model, runs, fresh, args), flush=True)
+        rows += summarise(model, runs, fresh, args)
+        headings.append(heading(model, runs, args))
+        print(f"\n{headings[-1]}\n{table(rows[-len(plan) :])}", flush=True)
+    if args.results:
+        notes = [*(f"- {line}" for line in headings), f"- load average at the start: {load:.1f}"]
+        write_results(args.results, "python -m benchmarks.extract", argv, shown(rows), notes)
 
 
 if __name__ == "__main__":

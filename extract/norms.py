@@ -486,6 +486,11 @@ def measure(
             )
             if not takes_positions:
                 inputs.pop("position_ids")
+            if padding_side == "right":
+                # Right padding follows every real token, so causal attention alone keeps it
+                # out of their values: an all-ones mask lets the attention run as its causal
+                # kernel, without a padding mask built and applied per layer.
+                inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
             inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
             try:
                 norms = recorder.run(
@@ -898,7 +903,7 @@ def norms_frame(
         token_ids=token_ids,
         norm=norm,
         layers=[r[1] for r in rows],
-        token_text=token_texts(tokenizer, encoded.token_ids),
+        token_text=token_texts(tokenizer, token_ids),
         groups=groups,
     )
     for name, values in kept_columns(texts, kept, frame["sequence"].to_numpy()).items():
@@ -908,7 +913,7 @@ def norms_frame(
         tokenizer,
         token_columns,
         token_ids=token_ids,
-        counts=token_counts(encoded.token_ids) if counts is None else counts,
+        counts=counts,
         measured=extra,
         sink=sink,
         series=len(rows),
@@ -937,7 +942,7 @@ def _add_token_columns(
     token_columns: tuple[str, ...],
     *,
     token_ids: np.ndarray,
-    counts: dict[int, int],
+    counts: dict[int, int] | None,
     measured: np.ndarray,
     sink: bool,
     series: int,
@@ -946,11 +951,14 @@ def _add_token_columns(
 ) -> None:
     """Add the token columns and the sink columns to ``frame``, in place.
 
-    ``token_ids`` holds the texts' token ids concatenated; ``measured`` per token its
+    ``token_ids`` holds the texts' token ids concatenated; ``counts`` the token counts
+    ``log_frequency`` takes (None: those of ``token_ids``); ``measured`` per token its
     surprisal, where asked for, then its ``sink_weight`` and ``sink_norm`` per layer. A row
     takes its token's values (and its layer's, for the sink columns)."""
     if not token_columns and not sink:
         return
+    if counts is None and "log_frequency" in token_columns:
+        counts = token_counts([token_ids])
     starts = np.cumsum(lengths) - lengths
     token_index = np.repeat(starts, lengths * series) + frame["position"].to_numpy()
     positions = np.arange(len(token_ids)) - np.repeat(starts, lengths)
@@ -967,20 +975,26 @@ def _add_token_columns(
             frame[name] = measured[first + 2 * layer + k, token_index]
 
 
-def token_texts(tokenizer: object, token_ids: Sequence[Sequence[int]]) -> dict[int, str]:
+def token_texts(tokenizer: object, token_ids: np.ndarray) -> dict[int, str]:
     """Each distinct token id's text, as the tokenizer decodes it alone.
 
     Parameters
     ----------
     tokenizer
         A transformers tokenizer.
-    token_ids : sequence of sequence of int
-        The texts as token ids.
+    token_ids : numpy.ndarray
+        The texts' token ids, concatenated.
 
     Returns
     -------
     dict of int to str
         ``{token_id: text}``.
+
+    Examples
+    --------
+    >>> token_texts(tokenizer, np.array([13, 32, 13]))
+    {13: '.', 32: 'A'}
     """
-    vocab = sorted({i for ids in token_ids for i in ids})
-    return dict(zip(vocab, tokenizer.batch_decode([[i] for i in vocab]), strict=True))
+    vocab = np.unique(token_ids)
+    # One (ids, 1) array: the tokenizer converts it with one tolist, not id by id.
+    return dict(zip(vocab.tolist(), tokenizer.batch_decode(vocab[:, None]), strict=True))

@@ -12,6 +12,7 @@ Every value is JSON-serialisable, as Parquet metadata needs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 from collections.abc import Sequence
@@ -28,8 +29,10 @@ __all__ = ["corpus_provenance", "provenance", "texts_fingerprint"]
 PACKAGES = ("attnmag", "torch", "transformers", "datasets", "pandas", "numpy", "statsmodels")
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the numbers.
+    """Installed versions of the packages that shape the numbers, read once per process
+    (the modules imported are the ones that ran, whatever is installed later).
 
     Returns
     -------
@@ -171,7 +174,7 @@ def provenance(
         "n_tokens": sum(len(x) for x in encoded.token_ids),
         "batch_size": batch_size,
         "seconds_extract": round(seconds, 3),
-        "versions": package_versions(),
+        "versions": dict(package_versions()),
         **({} if texts is None else {"texts_sha256": texts_fingerprint(texts)}),
         **({} if sites is None else {"sites": list(sites)}),
         **({} if heads is None else {"heads": heads}),
