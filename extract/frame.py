@@ -216,8 +216,9 @@ def frame_from_columns(
     rows = np.arange(total, dtype=index)
     position = rows - np.repeat(block_starts.astype(index), block_lengths)
     del rows
-    token_index = position + np.repeat(token_starts.astype(index), block_lengths)
-    token_index = token_index.astype(np.intp, copy=False)  # as take wants it, converted once
+    # In intp, as take wants it: built in place, with no converted copy.
+    token_index = np.repeat(token_starts.astype(np.intp), block_lengths)
+    token_index += position
     position = position.astype(FRAME_DTYPES["position"], copy=False)
     codes, categories = _token_codes(token_ids, token_text)
 
