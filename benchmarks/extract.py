@@ -13,6 +13,9 @@ included); with ``--shards``, each attnmag method also writes its run once, unti
 ``run.json``) are ``shards B/row``. Methods:
 
 - ``bare``: the base model's forward pass over attnmag's batches, no hooks (the floor);
+- ``bare_causal``: the same with the padding mask all ones, as attnmag runs its
+  right-padded batches (the padding follows every real token, so causal attention alone
+  keeps it out of their values, and the attention runs as its causal kernel);
 - ``attnmag``: ``extract.attention_norms`` (tokenizing, batching, the tidy frame included);
 - ``attnmag_heads``: ``extract.attention_norms(heads=True)``: each head's contribution too;
 - ``attnmag_sites``: ``extract.update_norms`` at the sites ``attn``, ``mlp`` and ``resid``;
@@ -80,6 +83,7 @@ from benchmarks.common import (
 MB = 2**20
 METHODS = (
     "bare",
+    "bare_causal",
     "attnmag",
     "attnmag_heads",
     "attnmag_sites",
@@ -133,8 +137,9 @@ def _masked(norms: list[torch.Tensor], mask: torch.Tensor) -> list[np.ndarray]:
     return [stacked[:, row, keep[row]] for row in range(keep.shape[0])]
 
 
-def bare(model: object, tokenizer: object) -> Callable:
-    """Tokenize, batch as attnmag does, and run the base model: no hooks, every layer."""
+def bare(model: object, tokenizer: object, *, causal: bool = False) -> Callable:
+    """Tokenize, batch as attnmag does, and run the base model: no hooks, every layer (with
+    ``causal``, the padding mask all ones, as attnmag runs its right-padded batches)."""
     from attnmag.extract.adapters import base_model
 
     base = base_model(model)
@@ -143,9 +148,17 @@ def bare(model: object, tokenizer: object) -> Callable:
         with torch.inference_mode():
             for inputs in _batches(model, tokenizer, texts, options):
                 inputs.pop("position_ids")
+                if causal:
+                    inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
                 base(**inputs, use_cache=False)
 
     return run
+
+
+def bare_causal(model: object, tokenizer: object) -> Callable:
+    """The bare pass without a padding mask: causal attention alone keeps the padding, which
+    follows every real token, out of their values."""
+    return bare(model, tokenizer, causal=True)
 
 
 def attnmag(model: object, tokenizer: object) -> Callable:
@@ -303,6 +316,7 @@ def nnsight_stop(model: object, tokenizer: object) -> Callable:
 
 SETUPS: dict[str, Callable] = {
     "bare": bare,
+    "bare_causal": bare_causal,
     "attnmag": attnmag,
     "attnmag_heads": attnmag_heads,
     "attnmag_sites": attnmag_sites,
@@ -513,14 +527,13 @@ def _ratio_of_medians(values: list[int] | None, base: list[int] | None) -> str:
     return f"{statistics.median(values) / max(statistics.median(base), 1):.2f}"
 
 
-def _ns_per_row(results: list[dict], base: list[dict] | None = None) -> str:
+def _ns_per_row(results: list[dict], base: list[dict] | None = None, key: str = "seconds") -> str:
     """Median nanoseconds per frame row over repeats: of the whole run, or (with ``base``)
-    of its time beyond the paired bare pass's."""
-    if not results[0].get("rows"):
+    of its time beyond the paired bare pass's; ``key`` ``cpu_seconds`` for CPU time."""
+    if not results[0].get("rows") or key not in results[0]:
         return "-"
     spent = [
-        r["seconds"] - (b["seconds"] if base else 0.0)
-        for r, b in zip(results, base or results, strict=True)
+        r[key] - (b[key] if base else 0.0) for r, b in zip(results, base or results, strict=True)
     ]
     return f"{statistics.median(spent) / results[0]['rows'] * 1e9:.0f}"
 
@@ -568,6 +581,7 @@ def summarise(
                 "rows": results[0].get("rows") or "-",
                 "ns/row": _ns_per_row(results),
                 "added ns/row": _ns_per_row(results, runs.get(base_key)),
+                "added CPU ns/row": _ns_per_row(results, runs.get(base_key), "cpu_seconds"),
                 "frame B/row": _per_row(results[0].get("frame_bytes_per_row")),
                 "shards B/row": _per_row(results[0].get("shard_bytes_per_row")),
                 "runs s": " ".join(f"{s:.2f}" for s in seconds),

@@ -18,7 +18,7 @@ INCLUDED = sorted(
 @pytest.mark.parametrize("name", INCLUDED)
 def test_each_included_results_file_opens_with_the_command_that_wrote_it(name: str) -> None:
     lines = (DOCS / name).read_text().splitlines()
-    module = Path(name).stem
+    module = Path(name).stem.split("-")[0]  # extract-small.md: another run of extract
     assert lines[0].startswith(f"`python -m benchmarks.{module}"), lines[0]
     assert "load average" in lines[0]
     header, rule, *rows = [line for line in lines[2:] if line.startswith("|")]
