@@ -639,8 +639,9 @@ def attention_norms(
     ``self_attn``, Gemma 2/3 ``post_attention_layernorm``, GPT-NeoX ``attention``, OPT
     ``self_attn``), computed on the device in float32. The model runs in eval mode (no
     dropout); the ``training`` flags of the model and its submodules are restored
-    afterwards, as are its hooks. Padding is masked, so each text's norms equal those of
-    the text run alone, on either padding side.
+    afterwards, as are its hooks. Padding never reaches a real token (left padding is
+    masked; right padding follows every real token, out of causal attention's reach), so
+    each text's norms equal those of the text run alone, on either padding side.
 
     Parameters
     ----------
