@@ -73,10 +73,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import statsmodels.formula.api as smf
 from scipy.optimize import minimize
 from scipy.stats import chi2
-from statsmodels.regression.mixed_linear_model import MixedLMResults
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
 from statsmodels.tools.numdiff import approx_fprime_cs
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
@@ -568,7 +567,8 @@ def mixed_result(
     if random_slope:
         data = data.assign(position_sd=data["position"] / data["position"].std())
     re_formula = "~position_sd" if random_slope else None
-    model = smf.mixedlm(formula, data, groups=data["sequence"].to_numpy(), re_formula=re_formula)
+    groups = data["sequence"].to_numpy()
+    model = MixedLM.from_formula(formula, data, groups=groups, re_formula=re_formula)
     with warnings.catch_warnings():
         # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
         # units, whatever the residual variance: not a boundary test. The glance column
