@@ -38,10 +38,11 @@ report the lower maximum. ``_search`` finds the global one on the vectorised GLS
   times a moment estimate, extended upwards while its top point is the best), then a
   finer grid between the best point's neighbours, zoomed in until the points are 1e-9
   (relative) apart;
-- with a random slope: L-BFGS-B with the exact gradient on lme4's parameters (the relative
-  Cholesky factor, its diagonal bounded below by zero) from several starts: the random
-  intercept's own maximum with no slope variance (a boundary point), the moment estimate
-  and spread ones; the best is kept.
+- with a random slope: L-BFGS-B with the exact gradient (in closed form per group,
+  ``_two_effects``) on lme4's parameters (the relative Cholesky factor, not bounded: its
+  signs do not change the covariance) from several starts: the random intercept's own
+  maximum with no slope variance (a boundary point), the moment estimate and spread ones;
+  the best is kept.
 
 The GLS values there (GLS is REML's solution at given components: fixed effects, scale,
 REML) are reported. statsmodels' ``MixedLM`` is not run by the fit: each of its steps loops
@@ -72,10 +73,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import statsmodels.formula.api as smf
 from scipy.optimize import minimize
 from scipy.stats import chi2
-from statsmodels.regression.mixed_linear_model import MixedLMResults
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
 from statsmodels.tools.numdiff import approx_fprime_cs
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
@@ -126,6 +126,8 @@ ZERO_TOL = 1e-9
 SEARCH_GTOL = 1e-5
 #: The least diagonal element of statsmodels' starting relative Cholesky factor.
 START_FLOOR = 0.05
+#: The slope test's climb starts at the null's intercept sd, at least this, and this slope sd.
+SLOPE_START = 0.1
 
 
 @dataclass(frozen=True)
@@ -304,33 +306,95 @@ def _search(design: GroupedDesign) -> tuple[np.ndarray, bool]:
     ]
     best = min((_climb(design, start) for start in starts), key=lambda result: result.fun)
     # L-BFGS-B often ends its line search in rounding noise ("abnormal termination") at the
-    # maximum: converged is judged from the projected gradient there instead.
-    at_bound = (best.x == 0) & (best.jac > 0) & np.array([True, False, True])  # L00, L11 >= 0
-    gradient = np.where(at_bound, 0.0, best.jac)
-    return _covariance(best.x), bool(np.abs(gradient).max() <= SEARCH_GTOL * (1 + abs(best.fun)))
+    # maximum: converged is judged from the gradient there instead.
+    return _covariance(best.x), bool(np.abs(best.jac).max() <= SEARCH_GTOL * (1 + abs(best.fun)))
 
 
 def _climb(design: GroupedDesign, start: list[float]):
-    """L-BFGS-B on minus REML over the packed relative Cholesky factor L, diagonal >= 0.
+    """L-BFGS-B on minus REML (the likelihood where ``ml``) over the packed relative Cholesky
+    factor L of two random effects, with ``_two_effects``' exact gradient.
 
-    The gradient is exact: d REML / dL = 2 G L, G = ``design.reml_gradient``.
+    L is not bounded: LL' is a covariance whatever the signs of L's diagonal. Bounds at zero
+    would trap the climb: on a bound the gradient in that element vanishes, so a climb that
+    steps onto one stays there, short of an interior maximum.
     """
-
-    def objective(packed: np.ndarray) -> tuple[float, np.ndarray]:
-        cov_rel = _covariance(packed)
-        point = design.gls(cov_rel)
-        factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
-        gradient = 2 * design.reml_gradient(cov_rel, point) @ factor
-        return -point.llf_reml, -gradient[np.tril_indices(2)]
-
     return minimize(
-        objective,
+        _two_effects(design),
         np.asarray(start, dtype=np.float64),
         jac=True,
         method="L-BFGS-B",
-        bounds=[(0.0, None), (None, None), (0.0, None)],
         options={"ftol": 1e-12, "gtol": 1e-6},
     )
+
+
+def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """Minus ``design.gls(P).llf_reml`` and its gradient in the packed relative Cholesky
+    factor L (L00, L10, L11) of P = LL', for two random effects, in closed form per group.
+
+    ``gls`` and ``reml_gradient`` solve a 2 x 2 system per group through LAPACK; here, with
+    N = Z_i'Z_i and D = det(I + PN) = 1 + tr(PN) + det(P) det(N), the 2 x 2 inverses are
+    elementwise over the groups: W_i's correction (I + PN)^-1 P = (P + det(P) adj(N)) / D,
+    Z_i'W_iZ_i = (N + det(N) adj(P)) / D and Z_i'W_i = adj(I + NP) / D Z_i'. Sums of the
+    corrections over groups are one product with the groups' [X y]'Z outer products. The
+    gradient in P is ``reml_gradient``'s; in L it is 2 G L.
+    """
+    p, cross = design.k_fe, design.cross
+    xy = np.r_[0:p, p + 2]
+    n00, n01, n11 = cross[:, p, p], cross[:, p, p + 1], cross[:, p + 1, p + 1]
+    det_n = n00 * n11 - n01**2
+    zxy = cross[:, p : p + 2][:, :, xy]  # (G, 2, p + 1): Z_i'[X_i y_i]
+    z0, z1 = zxy[:, 0, :, None], zxy[:, 1, :, None]
+    zt0, zt1 = zxy[:, 0, None, :], zxy[:, 1, None, :]
+    outer = np.stack([z0 * zt0, z0 * zt1 + z1 * zt0, z1 * zt1], axis=1).reshape(len(n00), 3, -1)
+    total = cross[:, xy][:, :, xy].sum(axis=0)
+    dof = design.n_obs if design.ml else design.n_obs - p
+
+    def objective(packed: np.ndarray) -> tuple[float, np.ndarray]:
+        factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
+        (p00, p01), (_, p11) = factor @ factor.T
+        det_p = (packed[0] * packed[2]) ** 2
+        np00, np01 = n00 * p00 + n01 * p01, n00 * p01 + n01 * p11  # N P
+        np10, np11 = n01 * p00 + n11 * p01, n01 * p01 + n11 * p11
+        d = 1 + np00 + np11 + det_p * det_n
+        k = np.stack([p00 + det_p * n11, p01 - det_p * n01, p11 + det_p * n00], axis=1) / d[:, None]
+        # einsum, not BLAS (see ``intercept_profile``)
+        xwxy = total - np.einsum("gk,gkm->m", k, outer).reshape(p + 1, p + 1)
+        xwx, xwy = xwxy[:p, :p], xwxy[:p, p]
+        fe_params = np.linalg.solve(xwx, xwy)
+        scale = (xwxy[p, p] - xwy @ fe_params) / dof
+        logdets = np.log(d).sum() + (0.0 if design.ml else np.linalg.slogdet(xwx)[1])
+        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+        # (I + NP)^-1 = adj(I + NP) / D, rows of Z_i'W_i = (I + NP)^-1 Z_i'
+        r = np.einsum("gak,k->ga", zxy, np.r_[-fe_params, 1.0])  # Z_i'(y_i - X_i b)
+        u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
+        u1 = ((1 + np00) * r[:, 1] - np10 * r[:, 0]) / d
+        zwz = np.array(
+            [
+                [((n00 + det_n * p11) / d).sum(), ((n01 - det_n * p01) / d).sum()],
+                [0.0, ((n11 + det_n * p00) / d).sum()],
+            ]
+        )
+        zwz[1, 0] = zwz[0, 1]
+        uu = np.array([[u0 @ u0, u0 @ u1], [u0 @ u1, u1 @ u1]])
+        gradient = zwz - uu / scale
+        if not design.ml:
+            zx = zxy[:, :, :p]
+            zwx = (
+                np.stack(
+                    [
+                        (1 + np11)[:, None] * zx[:, 0] - np01[:, None] * zx[:, 1],
+                        (1 + np00)[:, None] * zx[:, 1] - np10[:, None] * zx[:, 0],
+                    ],
+                    axis=1,
+                )
+                / d[:, None, None]
+            )
+            fixed = np.einsum("gqk,kl,grl->qr", zwx, np.linalg.inv(xwx), zwx)
+            gradient = gradient - fixed
+        by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
+        return -float(llf), -by_factor[np.tril_indices(2)]
+
+    return objective
 
 
 def _start(cov_rel: np.ndarray) -> np.ndarray:
@@ -503,7 +567,8 @@ def mixed_result(
     if random_slope:
         data = data.assign(position_sd=data["position"] / data["position"].std())
     re_formula = "~position_sd" if random_slope else None
-    model = smf.mixedlm(formula, data, groups=data["sequence"].to_numpy(), re_formula=re_formula)
+    groups = data["sequence"].to_numpy()
+    model = MixedLM.from_formula(formula, data, groups=groups, re_formula=re_formula)
     with warnings.catch_warnings():
         # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
         # units, whatever the residual variance: not a boundary test. The glance column
@@ -639,11 +704,29 @@ def slope_test(slope: GroupedDesign) -> tuple[float, float]:
     intercept = slope.intercept_only()
     sd = np.sqrt(reml_maximum(intercept)[0][0, 0])
     null = intercept.gls(np.array([[sd * sd]])).llf_reml
-    # The null's maximum extended by a small or a unit slope sd (at zero slope sd the
-    # gradient in it vanishes, so L-BFGS-B cannot leave it from there).
-    alternative = max(-_climb(slope, [sd, 0.0, start]).fun for start in (0.1, 1.0))
+    # One climb from the null's intercept sd and a small slope sd (at least SLOPE_START: where
+    # an element of L and the one below it are zero the gradient in it vanishes), on the slope
+    # centred, where the maximum lies near that start.
+    start = [max(sd, SLOPE_START), 0.0, SLOPE_START]
+    alternative = -_climb(_centred(slope), start).fun
     lr = max(2 * (alternative - null), 0.0)
     return lr, float(0.5 * chi2.sf(lr, 1) + 0.5 * chi2.sf(lr, 2))
+
+
+def _centred(design: GroupedDesign) -> GroupedDesign:
+    """The design with its second random effect's column centred, Z_1 - mean(Z_1) Z_0 (Z_0
+    the intercept, a column of ones).
+
+    The likelihood's maximum is unchanged (any invertible map of Z's columns is absorbed by
+    the random effects' covariance), but without centring the intercept's variance is its
+    extrapolation to a zero slope column, far from the null's, and strongly correlated with
+    the slope: the climb is longer and can stall short of the maximum.
+    """
+    p, cross = design.k_fe, design.cross.copy()
+    mean = cross[:, p, p + 1].sum() / design.n_obs
+    cross[:, :, p + 1] -= mean * cross[:, :, p]
+    cross[:, p + 1, :] -= mean * cross[:, p, :]
+    return GroupedDesign(cross, design.n_obs, design.k_fe, design.k_re, design.ml)
 
 
 def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:

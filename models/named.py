@@ -46,7 +46,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
@@ -910,7 +910,7 @@ def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray], _:
     position = positions["position"].astype(np.float64)
     means = positions["norm_sum"] / positions["n"]
     design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
-    result = sm.OLS(np.log(means), design).fit()
+    result = OLS(np.log(means), design).fit()
     fitted = statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
     fitted.result = lambda: result
     return fitted

@@ -16,8 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
-from statsmodels.regression.linear_model import RegressionResults
+from statsmodels.regression.linear_model import OLS, RegressionResults
 
 from attnmag.models.cr2 import cr2_covariance
 from attnmag.models.mixed import GroupedDesign, cluster_covariance
@@ -139,7 +138,7 @@ def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
     ('cluster', 15)
     """
     groups = pd.factorize(data["sequence"])[0]
-    return smf.ols(formula, data).fit(
+    return OLS.from_formula(formula, data).fit(
         cov_type="cluster",
         cov_kwds={"groups": groups, "use_correction": True, "df_correction": True},
         use_t=True,

@@ -6,6 +6,9 @@ whose level varies, with a few dozen sequences of 5-35 tokens, does this about o
 four). A search that looks only near zero reports the lower, boundary maximum there.
 """
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +18,8 @@ from attnmag.models import mixed
 from attnmag.models.mixed import GroupedDesign
 from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
+from tests.simulate_burn_in import burn_in_frame
+from tests.test_models_lags import with_initial_conditions
 
 #: The fine grid over the relative sd: zero and log-spaced points over six decades.
 FINE = np.r_[0.0, np.geomspace(1e-3, 1e3, 600)]
@@ -140,3 +145,45 @@ def test_the_grid_extends_upwards_while_its_top_is_the_best(monkeypatch):
     found = mixed._search(design)[0]
     assert FINE[profile.argmax()] > 20
     assert design.gls(found).llf_reml >= profile.max() - 1e-6
+
+
+@pytest.mark.parametrize("ml", [False, True])
+def test_the_closed_form_of_two_random_effects_equals_gls_and_its_gradient(ml):
+    frame = simulated_frame(40, 1, length=(5, 30), sd_slope=0.01, seed=2)
+    design = _design(frame.query("1 <= position <= 30"), "log_norm ~ position", True)
+    design = dataclasses.replace(design, ml=ml)
+    objective = mixed._two_effects(design)
+    for packed in ([0.5, 0.01, 0.05], [0.5, 0.03, 0.0], [0.0, 0.0, 0.0], [-0.3, 0.2, -0.4]):
+        factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
+        point = design.gls(factor @ factor.T)
+        by_factor = 2 * design.reml_gradient(factor @ factor.T, point) @ factor
+        value, gradient = objective(np.array(packed))
+        np.testing.assert_allclose(value, -point.llf_reml, rtol=1e-12)
+        np.testing.assert_allclose(gradient, -by_factor[np.tril_indices(2)], atol=1e-8)
+
+
+def _lag_slope_design(rows: pd.DataFrame) -> GroupedDesign:
+    """``initial_conditions``' ML design with a random slope on lag1, by statsmodels."""
+    formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
+    model = smf.mixedlm(formula, rows, groups=rows.sequence, re_formula="~lag1")
+    design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    return dataclasses.replace(design, ml=True)
+
+
+def test_the_slope_test_is_the_best_of_many_climbs_at_any_level_of_the_outcome():
+    """Its single climb reaches the highest likelihood that climbs from a grid of starts
+    reach; and adding 10 to every level (which the intercepts absorb) changes nothing, where
+    an uncentred slope makes the intercept's variance the extrapolation to lag1 = 0."""
+    frame = burn_in_frame(300, 1, sd_lag1=0.1, seed=3)
+    rows = with_initial_conditions(frame[frame.position >= 3], first=1)
+    design = _lag_slope_design(rows)
+    intercept = design.intercept_only()
+    null = intercept.gls(mixed.reml_maximum(intercept)[0]).llf_reml
+    starts = itertools.product([0.1, 1.0, 10.0], [-0.1, 0.0, 0.1], [0.01, 0.1, 1.0])
+    best = max(-mixed._climb(design, list(start)).fun for start in starts)
+    lr = mixed.slope_test(design)[0]
+    assert lr > 1
+    np.testing.assert_allclose(lr, 2 * (best - null), rtol=1e-5)
+    levels = ["log_norm", "lag1", "lag2", "y1", "y2"]
+    shifted = rows.assign(**{column: rows[column] + 10 for column in levels})
+    np.testing.assert_allclose(mixed.slope_test(_lag_slope_design(shifted))[0], lr, rtol=1e-5)
