@@ -23,37 +23,41 @@ Usage::
     frame = extract.attention_norms(model, tokenizer, extract.load_corpus(limit=64))
 """
 
+import importlib
 import warnings
 
-with warnings.catch_warnings():
-    # datasets and transformers import tqdm.auto, which in a notebook without ipywidgets
-    # warns "IProgress not found" and falls back to text bars; attnmag's own bars choose
-    # text there themselves, so importing the stage prints nothing.
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    from attnmag.extract.combine import combine
-    from attnmag.extract.corpus import load_corpus
-    from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS
-    from attnmag.extract.norms import attention_norms, update_norms
-    from attnmag.extract.shards import (
-        read_frame,
-        read_shards,
-        scan,
-        verified_shards,
-        write_shards,
-    )
-    from attnmag.extract.sources import load_model
+#: Each public name -> the module that holds it. The modules are imported on first use, so
+#: that ``attnmag.models`` and ``attnmag.reports``, which read the frame's column names and
+#: shards, do not import torch and transformers.
+_HOMES = {
+    "COLUMNS": "frame",
+    "GROUP_COLUMNS": "frame",
+    "attention_norms": "norms",
+    "combine": "combine",
+    "load_corpus": "corpus",
+    "load_model": "sources",
+    "read_frame": "shards",
+    "read_shards": "shards",
+    "scan": "shards",
+    "update_norms": "norms",
+    "verified_shards": "shards",
+    "write_shards": "shards",
+}
 
-__all__ = [
-    "COLUMNS",
-    "GROUP_COLUMNS",
-    "attention_norms",
-    "combine",
-    "load_corpus",
-    "load_model",
-    "read_frame",
-    "read_shards",
-    "scan",
-    "update_norms",
-    "verified_shards",
-    "write_shards",
-]
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with warnings.catch_warnings():
+        # datasets and transformers import tqdm.auto, which in a notebook without ipywidgets
+        # warns "IProgress not found" and falls back to text bars; attnmag's own bars choose
+        # text there themselves, so importing the stage prints nothing.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        module = importlib.import_module(f"{__name__}.{_HOMES[name]}")
+    return getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return __all__
