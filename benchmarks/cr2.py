@@ -13,7 +13,7 @@ AR(1) errors (0.5) within each text started 50 steps before its first token, a t
 -0.02 and a sink at position 0. ``position_trend``'s ``ols`` and ``mixed`` fit each with
 ``cov_type="cluster"`` and ``"cr2"``; the table gives the coverage of the 95% intervals of
 both terms, with the Monte Carlo standard error of a coverage of 95% (sqrt(0.95 * 0.05 /
-replicates)), and writes it to ``benchmarks/results/cr2_coverage.csv``.
+replicates)), and writes it to ``docs/results/cr2_coverage.csv``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.simulate import SERIAL_TRENDS, simulated_trends
 
 TRUTH = {"Intercept": SERIAL_TRENDS["intercept"], "position": SERIAL_TRENDS["slope"]}
 SIZES = (10, 15, 20, 30, 40, 50, 75, 100)
-RESULTS = Path(__file__).parent / "results" / "cr2_coverage.csv"
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "cr2_coverage.csv"
 
 
 def coverage(n_sequences: int, replicates: int, seed: int) -> list[dict[str, object]]:
