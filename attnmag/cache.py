@@ -114,7 +114,16 @@ def building(folder: Path) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Entry:
-    """A complete cache entry: its folder, the GGUF it was converted from, its size in bytes."""
+    """A complete cache entry: its folder, the GGUF it was converted from, its size in bytes.
+
+    Examples
+    --------
+    >>> marker = Path("cache") / MODELS / "0123abcd" / COMPLETE
+    >>> marker.parent.mkdir(parents=True)
+    >>> _ = marker.write_text('{"gguf": "model.gguf"}')
+    >>> [(entry.folder.name, entry.source, entry.size) for entry in entries(Path("cache"))]
+    [('0123abcd', 'model.gguf', 22)]
+    """
 
     folder: Path
     source: str

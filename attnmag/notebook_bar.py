@@ -22,7 +22,17 @@ __all__ = ["NotebookBar"]
 
 
 class NotebookBar(tqdm):
-    """A ``tqdm`` text bar drawn as one notebook output that each refresh replaces."""
+    """A ``tqdm`` text bar drawn as one notebook output that each refresh replaces.
+
+    Examples
+    --------
+    >>> with NotebookBar(total=3, desc="texts") as bar:  # outside a notebook: printed lines
+    ...     bar.update(3)
+    {'text/plain': 'texts:   0%|          | 0/3 [00:00<?, ?it/s]'}
+    {'text/plain': 'texts: 100%|##########| 3/3 ...'}
+    >>> bar.n, bar.total
+    (3, 3)
+    """
 
     def __init__(self, *args: object, **options: object) -> None:
         self._handle = None

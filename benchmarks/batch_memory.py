@@ -1,55 +1,77 @@
 """Peak resident memory of extracting long texts under a token budget.
 
-Measures, in this process, how much the resident set grows while ``extract.attention_norms``
-runs over bundled long texts (``bundled-long:LENGTH``) cut to ``LENGTH`` tokens with batches of
-at most ``BUDGET`` padded tokens: memory per batch should follow the budget, not the texts'
-length. Run one budget per fresh process, since the peak never falls.
+Measures how much the resident set grows while ``extract.attention_norms`` runs over
+bundled long texts (``bundled-long:LENGTH``) cut to ``LENGTH`` tokens with batches of at most
+``BUDGET`` padded tokens: memory per batch should follow the budget, not the texts' length.
+Each cell ``BUDGET:TEXTS:LENGTH`` runs in a fresh process (the peak never falls), which loads
+the bundled model, then measures; the rise is its peak over its size after the load.
 
 Usage::
 
-    python -m benchmarks.batch_memory --budget 1024 --texts 4 --length 1024
-    python -m benchmarks.batch_memory --budget 1024 --texts 16 --length 256
+    python -m benchmarks.batch_memory                                # the five default cells
+    python -m benchmarks.batch_memory --cells 1024:4:1024 1024:16:256
+    python -m benchmarks.batch_memory --results docs/results/batch_memory.md   # for the docs
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
+from pathlib import Path
+
+from benchmarks.common import emit, run_worker, table, write_results
 
 MIB = 1024  # ru_maxrss is in KiB on Linux
+#: Budgets of 1,024 to 4,096 tokens, over 4 texts of 1,024 tokens and 16 of 256.
+CELLS = ["1024:4:1024", "2048:4:1024", "4096:4:1024", "1024:16:256", "4096:16:256"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=int, required=True, help="padded tokens per batch")
-    parser.add_argument("--texts", type=int, required=True, help="bundled long texts")
-    parser.add_argument("--length", type=int, required=True, help="tokens kept per text")
-    args = parser.parse_args(argv)
+def worker(budget: int, texts: int, length: int) -> None:
+    """Load the bundled model, measure one cell, emit its memory, seconds and rows."""
     from attnmag import extract
 
     model, tokenizer = extract.load_model()
-    texts = extract.load_corpus(f"bundled-long:{args.length}", limit=args.texts)
+    corpus = extract.load_corpus(f"bundled-long:{length}", limit=texts)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MIB
     start = time.perf_counter()
     frame = extract.attention_norms(
-        model,
-        tokenizer,
-        texts,
-        max_length=args.length,
-        max_tokens=args.budget,
-        progress=False,
+        model, tokenizer, corpus, max_length=length, max_tokens=budget, progress=False
     )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MIB
-    print(
-        f"budget {args.budget} texts {args.texts} length {args.length}: resident set before "
-        f"{before:.0f} MiB, peak {peak:.0f} MiB, rise {peak - before:.0f} MiB; {seconds:.1f} s, "
-        f"{len(frame):,} rows"
-    )
-    return 0
+    emit({"before": before, "peak": peak, "seconds": seconds, "rows": len(frame)})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", nargs="+", default=CELLS, help="BUDGET:TEXTS:LENGTH each")
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
+    parser.add_argument("--worker", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(*args.worker)
+        return
+    rows = []
+    for cell in args.cells:
+        budget, texts, length = cell.split(":")
+        got = run_worker("benchmarks.batch_memory", [budget, texts, length])
+        rows.append(
+            {
+                "budget (padded tokens per batch)": f"{int(budget):,}",
+                "texts x tokens": f"{texts} x {int(length):,}",
+                "rows": f"{got['rows']:,}",
+                "RSS after loading MiB": f"{got['before']:.0f}",
+                "peak MiB": f"{got['peak']:.0f}",
+                "rise MiB": f"{got['peak'] - got['before']:.0f}",
+                "seconds": f"{got['seconds']:.1f}",
+            }
+        )
+        print(table(rows[-1:]), flush=True)
+    print(table(rows))
+    if args.results:
+        write_results(args.results, "python -m benchmarks.batch_memory", argv, rows)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

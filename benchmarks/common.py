@@ -6,7 +6,7 @@ Holds:
 - ``run_worker``: run ``python -m <module> --worker ...`` in a fresh process and return the
   JSON it prints last (so each measurement has its own, clean memory);
 - ``emit``: what a worker prints for ``run_worker`` to read;
-- ``table``: rows of dicts -> an aligned text table;
+- ``table``: rows of dicts -> an aligned text table; ``markdown_table``: the same in Markdown;
 - ``write_results``: a benchmark's table as a Markdown results file, with the command that
   gave it and the load it ran under, for the documentation's benchmark pages to include;
 - ``bundled_or_gpt2``: the benchmarks' models: the bundled SmolLM2, or a randomly
@@ -104,24 +104,32 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """``rows`` (dicts sharing their keys, in order) as a Markdown table."""
+    headers = list(rows[0])
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+        *("| " + " | ".join(str(row[h]) for h in headers) + " |" for row in rows),
+    ]
+    return "\n".join(lines)
+
+
 def write_results(
     path: Path, command: str, argv: list[str] | None, rows: list[dict], notes: list[str] = ()
 ) -> None:
     """Write ``rows`` as a Markdown table to ``path``, under the command that gave them
     (``command`` and ``argv``, ``--results`` left out), the date and the load average, with
-    ``notes`` (lines of text) after it."""
+    ``notes`` (lines of Markdown: text, or more tables from ``markdown_table``) after it."""
     words = list(sys.argv[1:] if argv is None else argv)
     if "--results" in words:
         at = words.index("--results")
         del words[at : at + 2]
-    headers = list(rows[0])
     lines = [
         f"`{' '.join([command, *map(shlex.quote, words)])}` ({time.strftime('%Y-%m-%d')}, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end):",
         "",
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" for _ in headers) + "|",
-        *("| " + " | ".join(str(row[h]) for h in headers) + " |" for row in rows),
+        markdown_table(rows),
     ]
     if notes:
         lines += ["", *notes]

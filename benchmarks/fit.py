@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.fit --sizes 1066 --repeats 1         # a quick run
     .venv/bin/python -m benchmarks.fit --frame out/norms.parquet        # a saved frame
     .venv/bin/python -m benchmarks.fit --against d5902b1                # now against a commit
+    .venv/bin/python -m benchmarks.fit --against d5902b1 --results docs/results/fit_against.md
     .venv/bin/python -m benchmarks.fit --results docs/results/fit.md    # for the docs
 
 Frames are simulated (``tests/simulate.py``): 30 layers, 10-40 tokens per sequence
@@ -28,7 +29,8 @@ layers: about 800,000 rows by default), with the package as it was at that git r
 turn within each repeat; it gives the ratio of the medians (a before-and-after comparison
 that the machine's load shifts far less than two separate runs) and compares the tables:
 the largest relative difference of the estimates and of the standard errors, and the
-largest amount by which a mixed fit's REML is lower now.
+largest amount by which a mixed fit's REML is lower now; ``--results FILE`` writes the
+repeats' table and those figures.
 """
 
 from __future__ import annotations
@@ -212,30 +214,49 @@ def _against(args: argparse.Namespace) -> None:
         frame.to_parquet(folder / "frame.parquet")
         versions = {args.against: _package_at(args.against, folder), "now": None}
         seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
+        loads = []
         for _ in range(args.repeats):
             for name, path in versions.items():
                 out = folder / name
                 seconds[name].append(_run_fit_all(path, folder / "frame.parquet", out))
                 wall, cpu = seconds[name][-1]
-                load = os.getloadavg()[0]
-                print(f"{name}: {wall:.2f} s, CPU {cpu:.2f} s (load {load:.2f})", flush=True)
+                loads.append(os.getloadavg()[0])
+                print(f"{name}: {wall:.2f} s, CPU {cpu:.2f} s (load {loads[-1]:.2f})", flush=True)
         differences = _differences(folder / args.against, folder / "now")
     medians = {
         name: [statistics.median(run[i] for run in runs) for i in (0, 1)]
         for name, runs in seconds.items()
     }
     (wall_then, cpu_then), (wall_now, cpu_now) = medians[args.against], medians["now"]
-    print(
+    ratio = (
         f"models.fit_all, median of {args.repeats}: {args.against} {wall_then:.2f} s "
         f"(CPU {cpu_then:.2f} s), now {wall_now:.2f} s (CPU {cpu_now:.2f} s); "
         f"{args.against} / now: {wall_then / wall_now:.2f} x (CPU {cpu_then / cpu_now:.2f} x)"
     )
-    print(
+    agreement = (
         "largest relative difference of the estimates {estimate:.2e}, of the standard errors "
         "{std_error:.2e}; largest REML lower now than then {reml_lower_now:.2e}".format(
             **differences
         )
     )
+    print(f"{ratio}\n{agreement}")
+    if args.results:
+        runs = [
+            {
+                "repeat": str(k + 1),
+                f"{args.against} wall (CPU) s": "{:.2f} ({:.2f})".format(*seconds[args.against][k]),
+                "now wall (CPU) s": "{:.2f} ({:.2f})".format(*seconds["now"][k]),
+                "load average after": f"{loads[2 * k]:.1f}, {loads[2 * k + 1]:.1f}",
+            }
+            for k in range(args.repeats)
+        ]
+        notes = [
+            f"The frame: {len(frame):,} rows, {args.against_texts} simulated texts of 10-56 "
+            f"tokens, {args.against_layers} layers; each version in a fresh process, in turn.",
+            "",
+            f"{ratio[0].upper()}{ratio[1:]}; {agreement}.",
+        ]
+        write_results(args.results, "python -m benchmarks.fit", None, runs, notes)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ folder or run on ``extract.read_frame`` of it, with their seconds and peak memor
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.folder                                # 1M and 10M rows
-    .venv/bin/python -m benchmarks.folder --rows 1000000 --cases fit_all write_report
+    .venv/bin/python -m benchmarks.folder --rows 1000000 --cases 'fit_all (every method)'
     .venv/bin/python -m benchmarks.folder --results docs/results/folder.md  # for the docs
 
 For each size it writes a synthetic folder (``benchmarks.scale.write_folder``: 12 layers,

@@ -38,6 +38,10 @@ Usage::
     python -m benchmarks.gpu --texts 256 --models gpt2-large-shape
     python -m benchmarks.gpu --cpu-smoke          # anywhere: the script's CPU-safe parts
     python -m benchmarks.gpu --assets .gpu        # tokenizers, texts, SmolLM2's shape from .gpu
+    benchmarks/gpu.sh --results docs/results/gpu.md   # for the docs: table, device, retry
+
+``--results FILE`` also writes the table to a Markdown file, with the device line and the
+out-of-memory retry's line after it, for the documentation's benchmark page.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.common import gpt2_tokenizer, table
+from benchmarks.common import gpt2_tokenizer, table, write_results
 
 MB = 2**20
 MODELS = ("smollm2", "gpt2-large-shape")
@@ -288,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-smoke", action="store_true", help="run the CPU-safe parts on small shapes"
     )
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
     for option, known in (("models", MODELS), ("dtypes", DTYPES), ("methods", METHODS)):
         unknown = sorted(set(getattr(args, option)) - set(known))
@@ -306,16 +311,17 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"smollm2": args.texts, "gpt2-large-shape": min(args.texts, args.large_texts)}
     texts = {name: bundled_texts(count, args.assets) for name, count in counts.items()}
     card = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU (smoke run)"
-    print(
+    notes = [
         f"device: {card}; torch {torch.__version__}; bundled texts: {counts['smollm2']} "
-        f"(SmolLM2), {counts['gpt2-large-shape']} (GPT-2 large shape)",
-        flush=True,
-    )
+        f"(SmolLM2), {counts['gpt2-large-shape']} (GPT-2 large shape)"
+    ]
     if args.assets is not None:
-        print(f"assets {args.assets}: SmolLM2 has seeded random weights ({SMOLLM2_RANDOM})")
+        notes.append(f"assets {args.assets}: SmolLM2 has seeded random weights ({SMOLLM2_RANDOM})")
+    print("\n".join(notes), flush=True)
     # The out-of-memory check first: it takes a bounded time, and the budget then cuts only
     # the timings.
-    print(out_of_memory_retry(texts["smollm2"], args), flush=True)
+    notes.append(out_of_memory_retry(texts["smollm2"], args))
+    print(notes[-1], flush=True)
     rows = [
         row
         for name in args.models
@@ -323,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in time_methods(name, dtype, texts[name], args)
     ]
     print(table(rows) if rows else "no method timed within the budget", flush=True)
+    if args.results and rows:
+        lines = [f"{note[0].upper()}{note[1:]}." for note in notes]
+        write_results(args.results, "python -m benchmarks.gpu", argv, rows, ["\n\n".join(lines)])
     return 0
 
 

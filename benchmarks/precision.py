@@ -14,6 +14,10 @@ Usage::
 
     python -m benchmarks.precision                          # bundled SmolLM2, 1,066 texts
     python -m benchmarks.precision --texts 256 --repeats 1 --dtypes float32,bfloat16
+    python -m benchmarks.precision --results docs/results/precision.md   # for the docs
+
+``--results FILE`` also writes the three tables to a Markdown file, which the documentation's
+benchmark page includes.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.common import MODELS, bundled_or_gpt2, table, warm_up
+from benchmarks.common import MODELS, bundled_or_gpt2, markdown_table, table, warm_up, write_results
 
 
 def measure(models: dict[str, tuple], texts: list[str], repeats: int) -> tuple[dict, dict]:
@@ -61,13 +66,13 @@ def fits(frame: pd.DataFrame, max_position: int) -> pd.DataFrame:
     trend = models.position_trend(frame, method="ols", max_position=max_position, n_jobs=1).tidy
     lags = models.lag_effects(frame, method="ols", n_jobs=1).tidy
     return pd.concat([trend, lags], ignore_index=True)[
-        ["model", "layer", "term", "estimate", "std_error"]
+        ["fit", "layer", "term", "estimate", "std_error"]
     ]
 
 
 def shifts(fitted: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Each estimate's shift from the reference's, in units of the reference's standard error."""
-    keys = ["model", "layer", "term"]
+    keys = ["fit", "layer", "term"]
     merged = fitted.merge(reference, on=keys, suffixes=("", "_ref"))
     merged["shift_se"] = (merged["estimate"] - merged["estimate_ref"]) / merged["std_error_ref"]
     return merged
@@ -83,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
     parser.add_argument("--max-position", type=int, default=30)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--results", type=Path, help="also write the tables to this Markdown file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtypes = ["float32", *[d for d in args.dtypes.split(",") if d != "float32"]]
@@ -120,30 +126,40 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         moved = shifts(fits(frames[dtype], args.max_position), reference_fits)
-        for (model, term), group in moved.groupby(["model", "term"], sort=False):
+        for (fit, term), group in moved.groupby(["fit", "term"], sort=False):
             worst = group.loc[group["shift_se"].abs().idxmax()]
             statistics_rows.append(
                 {
                     "dtype": dtype,
-                    "model": model,
+                    "fit": fit,
                     "term": term,
-                    "median |shift|/SE": f"{group['shift_se'].abs().median():.3f}",
-                    "max |shift|/SE": f"{abs(worst['shift_se']):.3f} (layer {worst['layer']})",
+                    "median abs. shift/SE": f"{group['shift_se'].abs().median():.3f}",
+                    "max abs. shift/SE": f"{abs(worst['shift_se']):.3f} (layer {worst['layer']})",
                     "float32 estimate there": f"{worst['estimate_ref']:.4g}",
                     "SE there": f"{worst['std_error_ref']:.2g}",
                 }
             )
     device = next(models["float32"][0].parameters()).device
-    print(
-        f"\n{args.model} on {device}, {args.threads} threads: {args.texts} texts, "
-        f"{reference.attrs['n_tokens']} tokens, {args.repeats} repeats\n{table(speed)}"
+    run = (
+        f"{args.model} on {device}, {args.threads} threads: {args.texts} texts, "
+        f"{reference.attrs['n_tokens']} tokens, {args.repeats} repeats"
     )
+    estimates = f"estimates against float32 (OLS, cluster-robust; positions 1-{args.max_position})"
+    print(f"\n{run}\n{table(speed)}")
     if accuracy:
         print(f"\nnorms against float32\n{table(accuracy)}")
-        print(
-            f"\nestimates against float32 (OLS, cluster-robust; positions 1-{args.max_position})"
-            f"\n{table(statistics_rows)}"
-        )
+        print(f"\n{estimates}\n{table(statistics_rows)}")
+    if args.results:
+        notes = [run + "."]
+        if accuracy:
+            notes += ["", "Norms against float32:", "", markdown_table(accuracy)]
+            notes += [
+                "",
+                estimates[0].upper() + estimates[1:] + ":",
+                "",
+                markdown_table(statistics_rows),
+            ]
+        write_results(args.results, "python -m benchmarks.precision", argv, speed, notes)
 
 
 if __name__ == "__main__":

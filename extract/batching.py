@@ -41,6 +41,12 @@ class Encoded:
         Texts cut to ``max_length`` tokens.
     max_length : int or None
         The token limit the texts were encoded under.
+
+    Examples
+    --------
+    >>> encoded = Encoded([0, 2], token_ids=[[464, 318], [13]], n_texts=3, skipped_empty=1)
+    >>> dict(zip(encoded.sequences, encoded.token_ids))
+    {0: [464, 318], 2: [13]}
     """
 
     sequences: list[int]

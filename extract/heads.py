@@ -122,6 +122,18 @@ class HeadNorms:
         Query heads per layer.
     norm : torch.nn.Module, optional
         The norm between the projection and the residual sum, where the family has one.
+
+    Examples
+    --------
+    >>> from attnmag.extract.hooks import NormRecorder, Probe
+    >>> projection = model.transformer.h[0].attn.c_proj
+    >>> probe = Probe(projection, row=0, measure=HeadNorms(projection, n_heads=4), width=4)
+    >>> ids = torch.tensor([[464, 3807, 318]])
+    >>> forward = lambda: model.transformer(input_ids=ids)  # noqa: E731
+    >>> with torch.inference_mode(), NormRecorder([probe], stop=probe) as recorder:
+    ...     norms = recorder.run(forward, shape=(1, 3), device="cpu")
+    >>> norms.shape  # (heads, batch, tokens)
+    torch.Size([4, 1, 3])
     """
 
     def __init__(self, projection: nn.Module, n_heads: int, norm: nn.Module | None = None):

@@ -38,7 +38,20 @@ Measure = Callable[[tuple, dict, object, torch.Tensor], None]
 
 
 class StopForward(Exception):
-    """Ends a forward pass once the last requested measurement has been taken."""
+    """Ends a forward pass once the last requested measurement has been taken.
+
+    Examples
+    --------
+    >>> def stop(module, args, output):
+    ...     raise StopForward
+    >>> handle = model.transformer.h[0].register_forward_hook(stop)
+    >>> try:
+    ...     model.transformer(input_ids=torch.tensor([[464, 318]]))
+    ... except StopForward:
+    ...     print("stopped after block 0")
+    stopped after block 0
+    >>> handle.remove()
+    """
 
 
 def norm_into(vectors: torch.Tensor, out: torch.Tensor) -> None:
@@ -114,6 +127,13 @@ class Probe:
         Rows filled.
     pre : bool
         Hook the module's input (before it runs), else its output.
+
+    Examples
+    --------
+    >>> probe = Probe(model.transformer.h[1].attn, row=1, measure=update_norm)
+    >>> probe.width, probe.pre
+    (1, False)
+    >>> resid = Probe(model.transformer.h[1], row=2, measure=input_norm, pre=True)  # its input
     """
 
     module: nn.Module

@@ -171,6 +171,12 @@ class Run:
         Texts per batch at most.
     max_tokens : int or None
         Padded tokens per batch at most (None: the device's default).
+
+    Examples
+    --------
+    >>> run = prepare_run(model, ["A fine film.", "Dull."], batch_size=8, max_tokens=256)
+    >>> run.texts, run.layers[:3], run.batch_size, run.max_tokens
+    (['A fine film.', 'Dull.'], [0, 1, 2], 8, 256)
     """
 
     texts: list[str]

@@ -14,7 +14,8 @@ Holds:
 - ``shard_ranges``: which texts each shard holds, and which shards a rank writes;
 - ``weights_fingerprint``: a streaming hash of every weight's bytes;
 - ``write_frames``: tidy frames -> a finished shard folder in ``write_shards``' format (for
-  simulated folders).
+  simulated folders), its optional columns declared in the manifest (``declared_columns``);
+- ``run_columns``: the frame's columns of a run, from its manifest's arguments.
 
 A shard stores the frame's columns but those computed from ``norm`` and ``position``
 (``log_norm``, ``lag1``, ``lag2``: ``frame.DERIVED``); every reader recomputes them
@@ -44,6 +45,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import os
 import time
@@ -98,9 +100,11 @@ from attnmag.progress import progress_bar
 
 __all__ = [
     "RUN_FILE",
+    "declared_columns",
     "read_columns",
     "read_frame",
     "read_shards",
+    "run_columns",
     "scan",
     "shard_ranges",
     "shard_rows",
@@ -635,6 +639,80 @@ def _store_shard(
     return path
 
 
+def run_columns(arguments: dict) -> list[str]:
+    """The frame's columns, in order, of a run whose manifest records ``arguments``: the
+    grouping columns of its ``sites`` and ``heads``, then its ``keep``, ``token_columns``
+    and ``sink`` columns.
+
+    Parameters
+    ----------
+    arguments : dict
+        A manifest's ``arguments``.
+
+    Returns
+    -------
+    list of str
+        The columns, ``sequence`` first.
+
+    Examples
+    --------
+    >>> run_columns({"heads": True, "keep": ["label"]})[-3:]
+    ['lag1', 'lag2', 'label']
+    """
+    return [
+        *frame_columns([g for g in ("site", "head") if f"{g}s" in arguments]),
+        *arguments.get("keep", []),
+        *arguments.get("token_columns", []),
+        *(SINK_COLUMNS if arguments.get("sink") else ()),
+    ]
+
+
+def declared_columns(frame: pd.DataFrame) -> dict:
+    """What a manifest records of ``frame``'s optional columns, as ``run_arguments`` does:
+    ``sites`` and ``heads`` for its grouping columns, ``token_columns`` and ``sink`` for
+    those of ``TOKEN_COLUMNS`` and ``SINK_COLUMNS``, and ``keep`` for any other column
+    (corpus columns, in the frame's order).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        A tidy frame.
+
+    Returns
+    -------
+    dict
+        The keys of ``run_arguments``' optional part that ``frame`` has.
+
+    Raises
+    ------
+    AttnmagError
+        Where ``frame`` has a ``model`` column (a folder holds one model's rows) or one
+        sink column without the other.
+
+    Examples
+    --------
+    >>> declared_columns(frame)
+    {'keep': ['label']}
+    """
+    columns = list(frame.columns)
+    if "model" in columns:
+        raise AttnmagError("a shard folder holds one model's rows: write each model's apart")
+    sink = [column for column in SINK_COLUMNS if column in columns]
+    if sink and len(sink) < len(SINK_COLUMNS):
+        raise AttnmagError(f"the sink columns come together: {', '.join(SINK_COLUMNS)}")
+    sites = frame["site"].astype("category").cat.categories if "site" in columns else None
+    known = {*COLUMNS, *GROUP_COLUMNS, *TOKEN_COLUMNS, *SINK_COLUMNS}
+    keep = [column for column in columns if column not in known]
+    token_columns = [column for column in TOKEN_COLUMNS if column in columns]
+    return {
+        **({"sites": [str(site) for site in sites]} if sites is not None else {}),
+        **({"heads": True} if "head" in columns else {}),
+        **({"keep": keep} if keep else {}),
+        **({"token_columns": token_columns} if token_columns else {}),
+        **({"sink": True} if sink else {}),
+    }
+
+
 def write_frames(
     frames: Iterable[pd.DataFrame],
     out_dir: str | Path,
@@ -653,6 +731,9 @@ def write_frames(
         The tidy frame of each shard in turn (``log_norm`` and the lags, where present, are
         not stored: readers compute them); frame ``k`` holds the texts of shard ``k`` in
         ``shard_ranges(n_texts, shard_texts)``. An iterator is written a frame at a time.
+        The manifest declares the first frame's optional columns (``declared_columns``:
+        ``site``, ``head``, token, sink and corpus columns), so that the readers give them
+        back; every frame must have the same columns.
     out_dir : str or Path
         The folder (created; refused where it holds another run's shards).
     n_texts, shard_texts : int
@@ -667,15 +748,25 @@ def write_frames(
     list of Path
         The shards, in order.
 
+    Raises
+    ------
+    AttnmagError
+        Where a frame's columns differ from the first frame's, or ``declared_columns``
+        refuses them.
+
     Examples
     --------
     >>> layers = sorted(frame["layer"].unique())
-    >>> stored = frame.drop(columns="label")  # a keep= column, which the manifest names
-    >>> paths = write_frames([stored], "norms/", n_texts=16, shard_texts=16, layers=layers)
-    >>> len(paths), len(read_frame("norms/")) == len(frame)
-    (1, True)
+    >>> paths = write_frames([frame], "norms/", n_texts=16, shard_texts=16, layers=layers)
+    >>> stored = read_frame("norms/")
+    >>> len(paths), stored.columns.equals(frame.columns), stored["label"].equals(frame["label"])
+    (1, True, True)
     """
     folder = Path(out_dir)
+    frames = iter(frames)
+    first = next(frames, None)
+    declared = declared_columns(first) if first is not None else {}
+    columns = [column for column in run_columns(declared) if column not in DERIVED]
     arguments = {
         "format": FORMAT,
         "model": "simulated",
@@ -687,12 +778,20 @@ def write_frames(
         "layers": [int(layer) for layer in layers],
         "max_length": None,
         "shard_texts": shard_texts,
+        **declared,
     }
     plan = shard_ranges(n_texts, shard_texts)
+    chained = [] if first is None else itertools.chain([first], frames)
     with folder_lock(folder, shared=True):
         run_id = _claim_folder(folder, arguments, {})
         paths = []
-        for (k, start, stop), frame in zip(plan, frames, strict=True):
+        for (k, start, stop), frame in zip(plan, chained, strict=True):
+            if {*frame.columns} - {*DERIVED} != {*columns}:
+                raise AttnmagError(
+                    f"frame {k} has the columns {list(frame.columns)}, not the folder's {columns}"
+                    " (log_norm and the lags aside)"
+                )
+            frame = frame[columns]
             frame.attrs.update(texts_sha256=arguments["texts"], weights=arguments["weights"])
             paths.append(_store_shard(folder, k, frame, start, stop, run_id, row_group_size))
     return paths
@@ -1085,12 +1184,7 @@ def read_shards(folder: str | Path, *, partial: bool = False) -> pd.DataFrame:
     """
     paths, record = _listed_shards(Path(folder), partial=partial)
     arguments = record["arguments"]
-    columns = [
-        *frame_columns([g for g in ("site", "head") if f"{g}s" in arguments]),
-        *arguments.get("keep", []),
-        *arguments.get("token_columns", []),
-        *(SINK_COLUMNS if arguments.get("sink") else ()),
-    ]
+    columns = run_columns(arguments)
     stored = [column for column in columns if column not in DERIVED]
     shards = [_read_shard(path, record, stored) for path in paths]
     for name in arguments.get("keep", []):  # a kept category: the categories of all shards

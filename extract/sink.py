@@ -129,6 +129,16 @@ class SinkProbes:
         The layers measured.
     row : int
         The first row filled: layer ``layers[i]``'s weight in ``row + 2 i``, its norm after.
+
+    Examples
+    --------
+    >>> from attnmag.extract.hooks import NormRecorder
+    >>> ids = torch.tensor([[464, 3807, 318]])
+    >>> forward = lambda: model.transformer(input_ids=ids)  # noqa: E731
+    >>> with SinkProbes(model, [0, 1], row=0) as sink, NormRecorder(sink.probes) as recorder:
+    ...     rows = recorder.run(forward, shape=(1, 3), device="cpu")
+    >>> rows.shape  # sink_weight and sink_norm of layers 0 and 1
+    torch.Size([4, 1, 3])
     """
 
     def __init__(self, model: nn.Module, layers: list[int], row: int) -> None:

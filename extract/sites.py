@@ -143,6 +143,12 @@ class Plan:
         The hooks that fill those rows.
     stop : Probe
         The last probe to run in the forward pass.
+
+    Examples
+    --------
+    >>> measured = plan(model, [0], ("attn",), heads=True)
+    >>> measured.rows[:2], len(measured.probes)
+    ([('attn', 0, -1), ('attn', 0, 0)], 2)
     """
 
     rows: list[tuple[str, int, int]]

@@ -184,6 +184,17 @@ class Surprisal:
     ----------
     model : torch.nn.Module
         The causal LM (its ``get_output_embeddings()`` is the LM head).
+
+    Examples
+    --------
+    >>> from attnmag.extract.hooks import NormRecorder, Probe
+    >>> probe = Probe(model.transformer, row=0, measure=Surprisal(model))
+    >>> ids = torch.tensor([[464, 3807, 318]])
+    >>> forward = lambda: model.transformer(input_ids=ids)  # noqa: E731
+    >>> with torch.inference_mode(), NormRecorder([probe]) as recorder:
+    ...     rows = recorder.run(forward, shape=(1, 3), device="cpu")
+    >>> rows[0, 0, 0].isnan().item(), bool((rows[0, 0, 1:] > 0).all())
+    (True, True)
     """
 
     def __init__(self, model: nn.Module) -> None:

@@ -65,7 +65,17 @@ AR2_UNDEFINED = (
 
 @dataclass(frozen=True)
 class GMMResult:
-    """Two-step difference-GMM estimates and their tests."""
+    """Two-step difference-GMM estimates and their tests.
+
+    Examples
+    --------
+    >>> result = GMMResult(
+    ...     estimate=np.array([0.3, 0.1, -0.01]), covariance=np.diag([4e-4, 3e-4, 1e-6]),
+    ...     one_step=np.array([0.29, 0.11, -0.01]), hansen_j=3.2, hansen_df=8,
+    ...     ar2_statistic=-0.5, n_instruments=11)
+    >>> round(result.hansen_p, 3), round(result.ar2_p, 3)
+    (0.921, 0.617)
+    """
 
     estimate: np.ndarray
     covariance: np.ndarray  # Windmeijer-corrected

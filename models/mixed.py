@@ -132,7 +132,17 @@ SLOPE_START = 0.1
 
 @dataclass(frozen=True)
 class GLS:
-    """GLS quantities of a linear mixed model at fixed relative variance components."""
+    """GLS quantities of a linear mixed model at fixed relative variance components.
+
+    Examples
+    --------
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> at = design.gls(np.array([[0.5]]))  # random-intercept variance 0.5 x the residual's
+    >>> at.fe_params.shape, at.xwx_inv.shape, at.scale > 0
+    ((2,), (2, 2), True)
+    """
 
     fe_params: np.ndarray
     xwx_inv: np.ndarray  # (sum_i X_i' W_i X_i)^-1; the covariance of fe_params is scale * this

@@ -94,7 +94,14 @@ BASE = {
 @dataclass(frozen=True)
 class Request:
     """One named fit: the rows to sum and how to fit one group from its sums
-    (``trend_request``, ``lag_request``; ``fit_requests`` runs them)."""
+    (``trend_request``, ``lag_request``; ``fit_requests`` runs them).
+
+    Examples
+    --------
+    >>> request = lag_request(method="ols")
+    >>> request.fit, request.terms, request.first, request.leading
+    ('lag_effects', ('Intercept', 'lag1', 'lag2'), 3, 1)
+    """
 
     fit: str
     method: str

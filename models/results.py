@@ -36,6 +36,17 @@ class GroupFit:
     column; ``formula``: the fit's formula; ``rows``: reads the rows fitted again (from the
     frame or the shard folder); ``estimate``: the coefficients by term; ``result``: builds
     the statsmodels result from those rows when called, or ``None`` where the fit has none.
+
+    Examples
+    --------
+    >>> from attnmag.models.ols import cluster_ols_result
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> part = GroupFit(
+    ...     names=("fit", "ols"), groups={"layer": 0}, formula="log_norm ~ position",
+    ...     rows=lambda: rows, estimate=pd.Series({"Intercept": 0.0, "position": 0.0}),
+    ...     result=lambda: cluster_ols_result(rows, "log_norm ~ position"))
+    >>> part.result().params.index.tolist()
+    ['Intercept', 'position']
     """
 
     names: tuple[str, str]

@@ -49,6 +49,15 @@ class Source:
     """The rows a fit reads: ``frame`` (in memory) or ``shards`` (a verified folder's files).
 
     ``name`` says which in messages ("the frame", "the shard folder norms").
+
+    Examples
+    --------
+    >>> source = open_source(frame)
+    >>> source.name, source.parts()
+    ('the frame', [None])
+    >>> with source.connected(n_jobs=1) as connection:
+    ...     connection.sql("SELECT count(DISTINCT sequence) FROM frame").fetchall()
+    [(16,)]
     """
 
     frame: pd.DataFrame | None = field(default=None, repr=False)

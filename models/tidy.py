@@ -106,6 +106,16 @@ class Estimate:
     the fit that are not Python warnings; ``result`` is the function that builds the
     statsmodels results object of the estimates on first use, where the fit has one (else
     ``None``: GMM, a mixed maximum on the boundary).
+
+    Examples
+    --------
+    >>> fitted = Estimate(
+    ...     estimate=pd.Series({"Intercept": 1.2, "position": -0.02}),
+    ...     std_error=pd.Series({"Intercept": 0.1, "position": 0.005}),
+    ...     df=15, n_obs=400, n_groups=16, converged=True, stats={"r2": 0.1})
+    >>> rows = tidy_rows(fitted, conf_level=0.95, fit="f", method="ols", layer=0)
+    >>> rows["statistic"].round(9).tolist()
+    [12.0, -4.0]
     """
 
     estimate: pd.Series

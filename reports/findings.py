@@ -102,7 +102,14 @@ GMM_MIN_TOKENS = 5
 @dataclass(frozen=True)
 class Finding:
     """One section's findings: the numbers, the sentences made from them, warnings, and the
-    section's headline for the report's key results (None where it has none)."""
+    section's headline for the report's key results (None where it has none).
+
+    Examples
+    --------
+    >>> found = data_finding(frame)
+    >>> found.numbers["n_sequences"], found.headline is None, len(found.sentences) > 0
+    (16, True, True)
+    """
 
     numbers: dict[str, Any]
     sentences: list[str]

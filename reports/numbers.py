@@ -48,7 +48,15 @@ P_FLOOR = 0.001
 @dataclass(frozen=True)
 class NumberFormat:
     """One column's format: ``decimals`` fixed decimals, or ``digits`` significant digits in
-    scientific notation where ``scientific``."""
+    scientific notation where ``scientific``.
+
+    Examples
+    --------
+    >>> NumberFormat(decimals=3).interval(0.1234, 0.05, 0.2)
+    '0.123\xa0(0.050\xa0to\xa00.200)'
+    >>> NumberFormat(scientific=True, digits=2).number(0.000123)
+    '1.2e-04'
+    """
 
     decimals: int = 0
     scientific: bool = False

@@ -132,7 +132,14 @@ NO_GLANCE = (
 
 @dataclass(frozen=True)
 class Rendered:
-    """One figure: its key, file name, title, caption and PNG bytes."""
+    """One figure: its key, file name, title, caption and PNG bytes.
+
+    Examples
+    --------
+    >>> figure = Rendered("layers", "layers.png", "Figure 2. Layers", "Mean per layer.", b"PNG")
+    >>> figure.data_uri
+    'data:image/png;base64,UE5H'
+    """
 
     key: str
     filename: str
@@ -602,7 +609,14 @@ def check_inputs(frame: pd.DataFrame | Folder, formats: Sequence[str]) -> None:
 class Series:
     """One model's main series, as the plain sections show it: ``label`` (the model's name,
     None for a frame of one), its rows of the frame and of the tables (the grouping columns
-    other than ``site`` dropped)."""
+    other than ``site`` dropped).
+
+    Examples
+    --------
+    >>> fitted = fit_tables(frame, trend_methods=["ols"], lag_methods=["ols"])
+    >>> [(part.label, len(part.frame) == len(frame)) for part in series_parts(frame, fitted)]
+    [(None, True)]
+    """
 
     label: str | None
     frame: pd.DataFrame | Folder

@@ -1,5 +1,6 @@
-"""The benchmark pages' tables are the results files the benchmarks write (``--results``)."""
+"""The docs' benchmark tables are the results files the benchmarks write (``--results``)."""
 
+import itertools
 import re
 from pathlib import Path
 
@@ -9,21 +10,24 @@ DOCS = Path(__file__).parents[1] / "docs"
 INCLUDED = sorted(
     {
         name
-        for page in DOCS.glob("benchmarks*.md")
-        for name in re.findall(r"```\{include\} (results/\S+)", page.read_text())
+        for page in DOCS.glob("*.md")
+        for name in re.findall(r"```\{include\} (results/\S+\.md)", page.read_text())
     }
 )
 
 
 @pytest.mark.parametrize("name", INCLUDED)
 def test_each_included_results_file_opens_with_the_command_that_wrote_it(name: str) -> None:
+    """``results/MODULE.md`` or ``results/MODULE-WHAT.md`` opens with ``python -m
+    benchmarks.MODULE``, the load average and a table."""
     lines = (DOCS / name).read_text().splitlines()
-    module = Path(name).stem.split("-")[0]  # extract-small.md: another run of extract
+    module = Path(name).stem.split("-")[0]
     assert lines[0].startswith(f"`python -m benchmarks.{module}"), lines[0]
     assert "load average" in lines[0]
-    header, rule, *rows = [line for line in lines[2:] if line.startswith("|")]
+    header, rule, *rows = itertools.takewhile(lambda line: line.startswith("|"), lines[2:])
     assert rows and all(row.count("|") == header.count("|") for row in [rule, *rows])
 
 
-def test_the_fits_table_comes_from_its_results_file() -> None:
-    assert "results/fit.md" in INCLUDED
+def test_the_benchmark_tables_come_from_results_files() -> None:
+    expected = ["fit", "fit-against", "precision", "batch_memory", "folder", "scale-fits"]
+    assert {f"results/{name}.md" for name in expected} <= set(INCLUDED)

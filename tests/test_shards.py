@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from simulate import simulated_frame, write_folder
 
 from attnmag import AttnmagError, extract
-from attnmag.extract.shards import read_shards, shard_ranges, write_shards
+from attnmag.extract.shards import read_shards, shard_ranges, write_frames, write_shards
 
 TEXTS = [
     "",
@@ -238,3 +239,32 @@ def test_shards_store_no_derived_columns_and_an_older_format_is_refused(
     with pytest.raises(AttnmagError, match=r"format 2, this one reads 3\); extract again") as info:
         extract.read_frame(tmp_path / "norms")
     assert "\n" not in str(info.value)
+
+
+def test_write_frames_declares_the_frames_extra_columns_so_that_read_frame_gives_them_back(
+    tmp_path,
+):
+    frame = simulated_frame(12, 2, seed=3)
+    parts = []
+    for head in (0, 1):
+        part = frame.assign(head=np.int16(head), site=pd.Categorical(["attn"] * len(frame)))
+        parts.append(part.assign(label=np.where(part["sequence"] % 2, "fresh", "rotten")))
+    grouped = pd.concat(parts, ignore_index=True).assign(surprisal=np.float32(1.5))
+    write_folder(grouped, tmp_path / "norms", shard_texts=5)
+    arguments = json.loads((tmp_path / "norms" / "run.json").read_text())["arguments"]
+    assert arguments["keep"] == ["label"] and arguments["token_columns"] == ["surprisal"]
+    assert arguments["sites"] == ["attn"] and arguments["heads"] is True
+    stored = extract.read_frame(tmp_path / "norms")
+    keys = ["sequence", "site", "layer", "head", "position"]
+    expected = grouped.sort_values(keys, ignore_index=True)
+    got = stored.sort_values(keys, ignore_index=True)
+    assert sorted(got.columns) == sorted(expected.columns)
+    for column in ("label", "head", "surprisal", "norm"):
+        assert (got[column].to_numpy() == expected[column].to_numpy()).all(), column
+    mixed = (part.drop(columns="label") if k else part for k, part in enumerate(parts))
+    with pytest.raises(AttnmagError, match="frame 1 has the columns"):
+        write_frames(mixed, tmp_path / "mixed", n_texts=12, shard_texts=6, layers=[0, 1])
+    with pytest.raises(AttnmagError, match="one model's rows"):
+        write_frames(
+            [frame.assign(model="a")], tmp_path / "m", n_texts=12, shard_texts=12, layers=[0, 1]
+        )
