@@ -114,9 +114,9 @@ def open_source(data: object) -> Source:
     Parameters
     ----------
     data : pandas.DataFrame, str, os.PathLike or Source
-        A tidy frame; a shard folder's path (verified against its manifest once per
-        process); a Parquet file's path (read with ``extract.read_frame``); or a
-        ``Source``, returned as it is.
+        A tidy frame; a shard folder's path (verified against its manifest and copied
+        into DuckDB once per process); a Parquet file's path (read with
+        ``extract.read_frame``); or a ``Source``, returned as it is.
 
     Returns
     -------
