@@ -3,8 +3,10 @@
 Holds:
 - ``MEMORY_LIMIT``: the most memory DuckDB may hold while it scans rows;
 - ``n_threads``: ``n_jobs`` as the fits and reports take it -> a number of threads;
-- ``connect``: an in-memory connection with that limit, those threads and a spill folder of
-  its own.
+- ``database``: the process's one in-memory DuckDB database, with that limit and a spill
+  folder of its own, and an attached compressed store (``STORE``) for tables kept between
+  queries (a shard folder's rows, ``models.source``);
+- ``connect``: a connection to that database with ``n_threads`` threads.
 
 DuckDB sums in parallel, and a floating-point sum depends on the order of its terms. So
 every sum whose digits reach a printed page is either over the rows of one text (which
@@ -18,6 +20,7 @@ that order whatever the threads.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -28,7 +31,7 @@ import duckdb
 
 from attnmag.errors import AttnmagError
 
-__all__ = ["MEMORY_LIMIT", "connect", "n_threads"]
+__all__ = ["MEMORY_LIMIT", "STORE", "connect", "database", "n_threads"]
 
 #: DuckDB's memory limit. Its default, 80% of the machine's memory, would let one scan take
 #: most of a shared machine; with a fixed limit DuckDB spills its aggregation to a temporary
@@ -36,6 +39,10 @@ __all__ = ["MEMORY_LIMIT", "connect", "n_threads"]
 #: What it holds grows with the texts (its per-text sums), not the rows
 #: (``benchmarks/scale.py``).
 MEMORY_LIMIT = "256MB"
+#: The attached in-memory database whose tables DuckDB keeps compressed (once checkpointed).
+STORE = "store"
+#: The process's database, once opened (``database``).
+_OPENED: list[duckdb.DuckDBPyConnection] = []
 
 
 def n_threads(n_jobs: int | None) -> int:
@@ -51,14 +58,39 @@ def n_threads(n_jobs: int | None) -> int:
     return n_jobs
 
 
+def database() -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB database, opened on first use: ``MEMORY_LIMIT`` (its
+    tables included; beyond it DuckDB spills to a folder of its own, not ``.tmp`` in the
+    working directory, removed at exit) and ``STORE`` attached with compression.
+
+    >>> database() is database()
+    True
+    """
+    if not _OPENED:
+        spill = tempfile.mkdtemp(prefix="attnmag-duckdb-")
+        config = {"memory_limit": MEMORY_LIMIT, "temp_directory": spill}
+        connection = duckdb.connect(":memory:", config=config)
+        connection.execute(f"ATTACH ':memory:' AS {STORE} (COMPRESS)")
+        atexit.register(_close, connection, spill)
+        _OPENED.append(connection)
+    return _OPENED[0]
+
+
+def _close(connection: duckdb.DuckDBPyConnection, spill: str) -> None:
+    """Close the process's database and remove its spill folder."""
+    connection.close()
+    shutil.rmtree(spill, ignore_errors=True)
+
+
 @contextmanager
 def connect(
     n_jobs: int | None = None, *, keep_order: bool = True
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection with ``MEMORY_LIMIT``, ``n_threads(n_jobs)`` threads
-    (DuckDB would count the machine's cores) and its own spill folder (not ``.tmp`` in the
-    working directory); closed on exit. ``keep_order=False`` lets DuckDB return rows out of
-    their stored order where a query does not order them (less memory for large scans).
+    """A connection to ``database()`` with ``n_threads(n_jobs)`` threads (DuckDB would count
+    the machine's cores); closed on exit. ``keep_order=False`` lets DuckDB return rows out
+    of their stored order where a query does not order them (less memory for large scans).
+    Both are the database's settings, set anew by each ``connect``; what a connection
+    registers or creates as a temporary view is its own.
 
     Examples
     --------
@@ -67,22 +99,10 @@ def connect(
     [(1,)]
     """
     threads = n_threads(n_jobs)
-    spill = tempfile.mkdtemp(prefix="attnmag-duckdb-")
-    config = {
-        "memory_limit": MEMORY_LIMIT,
-        "threads": threads,
-        "temp_directory": spill,
-        "preserve_insertion_order": keep_order,
-    }
+    connection = database().cursor()
     try:
-        connection = duckdb.connect(":memory:", config=config)
-        try:
-            yield connection
-        finally:
-            connection.close()
+        connection.execute(f"SET threads = {threads}")
+        connection.execute(f"SET preserve_insertion_order = {keep_order}")
+        yield connection
     finally:
-        # DuckDB removes what it spilled when it closes; the folder is then empty.
-        try:
-            os.rmdir(spill)
-        except OSError:
-            shutil.rmtree(spill, ignore_errors=True)
+        connection.close()

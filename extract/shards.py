@@ -8,8 +8,10 @@ Holds:
   ``sites=`` and ``heads=`` the shards hold ``update_norms``' frames (``site``/``head``);
 - ``read_shards``: such a folder -> one tidy frame, provenance merged (counts summed);
 - ``read_frame``: a saved frame (a Parquet file, or such a folder) -> the tidy frame;
-- ``scan``, ``shard_rows``: a folder's rows as a lazy DuckDB relation with the frame's
-  columns;
+- ``scan``, ``shard_rows``, ``frame_rows``: a folder's rows as a lazy DuckDB relation (its
+  SQL) with the frame's columns;
+- ``load_shards``: a folder's shards verified and copied into a DuckDB table, each shard's
+  bytes read once;
 - ``verified_shards``: the folder's shard files, checked against its manifest;
 - ``shard_ranges``: which texts each shard holds, and which shards a rank writes;
 - ``weights_fingerprint``: a streaming hash of every weight's bytes;
@@ -101,6 +103,8 @@ from attnmag.progress import progress_bar
 __all__ = [
     "RUN_FILE",
     "declared_columns",
+    "frame_rows",
+    "load_shards",
     "read_columns",
     "read_frame",
     "read_shards",
@@ -1064,13 +1068,8 @@ def scan(folder: str | Path) -> duckdb.DuckDBPyRelation:
 def shard_rows(
     connection: duckdb.DuckDBPyConnection, paths: Sequence[str | Path]
 ) -> duckdb.DuckDBPyRelation:
-    """The rows of verified shard files as one DuckDB relation with the frame's columns.
-
-    Every reader of a folder's rows in SQL (the folder fits, the folder report, ``scan``)
-    takes them from here, so the shards' stored columns and the frame's columns are mapped
-    in one place: ``log_norm`` is ``ln(norm)`` in DOUBLE rounded to FLOAT, and ``lag1`` and
-    ``lag2`` are it one and two positions earlier within (grouping columns, sequence), NULL
-    before that (a NaN in the frame), as ``frame.derived_columns`` computes them.
+    """The rows of verified shard files as one DuckDB relation with the frame's columns
+    (``frame_rows`` of the files' rows).
 
     Parameters
     ----------
@@ -1091,17 +1090,88 @@ def shard_rows(
     >>> rows.columns == read_shards(shards).columns.tolist()
     True
     """
-    stored = connection.read_parquet([str(path) for path in paths])
-    columns = stored.columns
-    groups = [column for column in GROUP_COLUMNS if column in columns]
+    files = ", ".join("'" + str(path).replace("'", "''") + "'" for path in paths)
+    stored = f"read_parquet([{files}])"
+    return connection.sql(frame_rows(connection.sql(f"FROM {stored}").columns, stored))
+
+
+def frame_rows(stored: Sequence[str], rows: str) -> str:
+    """The SQL of a shard's rows with the frame's columns, from the SQL relation ``rows``
+    whose columns are ``stored``.
+
+    Every reader of a folder's rows in SQL (the folder fits, the folder report, ``scan``)
+    takes them from here, so the shards' stored columns and the frame's columns are mapped
+    in one place: ``log_norm`` is ``ln(norm)`` in DOUBLE rounded to FLOAT, and ``lag1`` and
+    ``lag2`` are it one and two positions earlier within (grouping columns, sequence), NULL
+    before that (a NaN in the frame), as ``frame.derived_columns`` computes them.
+
+    Examples
+    --------
+    >>> sql = frame_rows(["sequence", "position", "norm"], "t")
+    >>> sql.split(" FROM ")[-1], sql.count(' OVER (PARTITION BY "sequence" ORDER BY')
+    ('t', 2)
+    """
+    groups = [column for column in GROUP_COLUMNS if column in stored]
     window = f'PARTITION BY {_quoted([*groups, "sequence"])} ORDER BY "position"'
     log_norm = "CAST(ln(CAST(norm AS DOUBLE)) AS FLOAT)"
     derived = {
         "log_norm": f"{log_norm} AS log_norm",
         **{f"lag{k}": f"lag({log_norm}, {k}) OVER ({window}) AS lag{k}" for k in (1, 2)},
     }
-    select = [derived.get(c, _quoted([c])) for c in read_columns(columns)]
-    return stored.select(", ".join(select))
+    select = [derived.get(c, _quoted([c])) for c in read_columns(stored)]
+    return f"SELECT {', '.join(select)} FROM {rows}"
+
+
+def load_shards(
+    connection: duckdb.DuckDBPyConnection, folder: str | Path, table: str
+) -> list[Path]:
+    """Verify a finished folder's shards and copy their stored columns into the new DuckDB
+    table ``table``, reading each shard's bytes once.
+
+    Each shard's bytes are checked as ``verified_shards`` checks them, then decoded from
+    memory a row group at a time (categoricals as their values, as DuckDB's Parquet reader
+    gives them) and appended after the shard's number (``shard``, from 0), in order;
+    ``CHECKPOINT`` follows each shard, so that a compressed database
+    (``attnmag.database.STORE``) holds one shard's rows uncompressed at most.
+
+    Parameters
+    ----------
+    connection : duckdb.DuckDBPyConnection
+        Where the table is created.
+    folder : str or Path
+        A folder written by ``write_shards``, complete.
+    table : str
+        The new table's name (``database.name``).
+
+    Returns
+    -------
+    list of Path
+        The shards, in order (the ``shard`` numbers).
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> connection = duckdb.connect()
+    >>> len(load_shards(connection, shards, "rows"))
+    2
+    >>> connection.sql("SELECT count(*) FROM rows").fetchall() == [(len(read_shards(shards)),)]
+    True
+    """
+    paths, record = _listed_shards(Path(folder), partial=False)
+    for k, path in enumerate(paths):
+        parquet = pq.ParquetFile(pyarrow.BufferReader(_verified_bytes(path, record)))
+        plain = pyarrow.schema(
+            [f.with_type(getattr(f.type, "value_type", f.type)) for f in parquet.schema_arrow]
+        )
+        batches = (batch.cast(plain) for batch in parquet.iter_batches())
+        connection.register("shard_batches", pyarrow.RecordBatchReader.from_batches(plain, batches))
+        rows = f"SELECT {k}::INTEGER AS shard, * FROM shard_batches"
+        connection.execute(
+            f"INSERT INTO {table} BY NAME {rows}" if k else f"CREATE TABLE {table} AS {rows}"
+        )
+        connection.unregister("shard_batches")
+        connection.execute(f"CHECKPOINT {table.split('.')[0]}" if "." in table else "CHECKPOINT")
+    return paths
 
 
 def read_columns(stored: Sequence[str]) -> list[str]:
@@ -1136,16 +1206,23 @@ def _quoted(columns: Sequence[str]) -> str:
     return ", ".join(f'"{column}"' for column in columns)
 
 
-def _read_shard(path: Path, record: dict, columns: list[str]) -> pd.DataFrame:
-    """One shard, read from the bytes its checksum was verified on, and checked against
-    the manifest's entry (``check_shard_metadata``; sequence range) and the run's
-    ``columns``."""
+def _verified_bytes(path: Path, record: dict) -> bytes:
+    """Shard ``path``'s bytes, read once, their sha256 and the shard's own metadata checked
+    against its manifest entry (``check_shard_metadata``)."""
     entry = record["shards"][path.name]
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise AttnmagError(_damaged(path))
     check_shard_metadata(path, _footer(pyarrow.BufferReader(data), path), entry, record)
-    shard = pd.read_parquet(io.BytesIO(data))
+    return data
+
+
+def _read_shard(path: Path, record: dict, columns: list[str]) -> pd.DataFrame:
+    """One shard, read from the bytes its checksum was verified on, and checked against
+    the manifest's entry (``check_shard_metadata``; sequence range) and the run's
+    ``columns``."""
+    entry = record["shards"][path.name]
+    shard = pd.read_parquet(io.BytesIO(_verified_bytes(path, record)))
     if list(shard.columns) != columns:
         raise AttnmagError(f"{path} is not an attnmag shard: its columns are {list(shard.columns)}")
     sequences = shard["sequence"].to_numpy()

@@ -46,13 +46,12 @@ import numpy as np
 import pandas as pd
 import patsy
 import patsy.builtins
-import scipy.sparse as sp
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
 from attnmag.models.checks import check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.groups import GROUP_COLUMNS, describe, key_of, key_values
+from attnmag.models.groups import GROUP_COLUMNS, by_group, describe, key_of, key_values, sql_list
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit
 from attnmag.models.results import Fits
@@ -264,18 +263,13 @@ def _fit_source(
     # With no rows to fit, the groups' checks say so (patsy cannot build a design).
     designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
     terms = [] if designs is None else list(designs[1].column_names)
-    sums = _Sums(groups, slope=random_slope)
-    sums.expected.update(reader.groups())
-    with progress_bar(progress, total=None, unit="batch", desc=f"{method} fit", delay=1.0) as bar:
-        for rows in reader.batches():
-            outcome, design = patsy.build_design_matrices(designs, rows, return_type="dataframe")
-            sums.add(rows.loc[design.index], design.to_numpy(np.float64), outcome)
-            bar.update(1)
+    bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
+    crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
     spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
     model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
     fitted = []
-    for key in sums.keys():
-        cross, n_covered = sums.group(key)
+    for key in sorted(reader.groups()):
+        cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
         _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
         values = key_values(groups, key)
         rows = partial(_group_rows, source, reader, values)
@@ -284,9 +278,56 @@ def _fit_source(
     return fits_of(fitted)
 
 
+def _cross_products(
+    connection: duckdb.DuckDBPyConnection,
+    reader: _Reader,
+    designs: tuple[patsy.DesignInfo, patsy.DesignInfo] | None,
+    slope: bool,
+    **bar: object,
+) -> tuple[dict[Hashable, np.ndarray], dict[Hashable, int]]:
+    """Per group, the per-sequence cross products of the design rows ``[X | 1 | position |
+    y]`` (sequences x m x m; ``position`` only with ``slope``), and the positions it covers;
+    ``bar``: the progress bar's options (``progress_bar``).
+
+    Each batch's design rows are summed per (group, sequence) by DuckDB into a temporary
+    table, whose sums are then summed over the batches, as ``models.named`` sums its base
+    columns; on a connection of their own, as ``connection`` streams the batches.
+    """
+    groups = reader.group_columns
+    keys = sql_list([*groups, "sequence"])
+    m = 0 if designs is None else len(designs[1].column_names) + 2 + slope
+    pairs = [(i, j) for i in range(m) for j in range(i, m)]
+    per_batch = {
+        "sums": f"{keys}, {', '.join(f'sum(v{i} * v{j}) AS s{i}_{j}' for i, j in pairs)}",
+        "covered": f'{sql_list(groups)}, "position"',
+    }
+    with connection.cursor() as work, progress_bar(total=None, unit="batch", **bar) as shown:
+        for k, rows in enumerate(reader.batches() if m else ()):
+            outcome, design = patsy.build_design_matrices(designs, rows, return_type="dataframe")
+            rows = rows.loc[design.index, [*groups, "sequence", "position"]]
+            extra = [np.ones(len(rows)), *([rows["position"].to_numpy(np.float64)] * slope)]
+            data = np.column_stack([design, *extra, outcome.to_numpy(np.float64)[:, 0]])
+            work.register("design", rows.assign(**{f"v{i}": data[:, i] for i in range(m)}))
+            for table, select in per_batch.items():
+                into = f"INSERT INTO {table}" if k else f"CREATE TEMP TABLE {table} AS"
+                work.execute(f"{into} SELECT {select} FROM design GROUP BY ALL")
+            shown.update(1)
+        if not m:
+            return {}, {}
+        sums = ", ".join(f"sum(s{i}_{j}) AS s{i}_{j}" for i, j in pairs)
+        query = f"SELECT {keys}, {sums} FROM sums GROUP BY ALL ORDER BY ALL"
+        crosses = {}
+        for key, columns in by_group(work.sql(query).to_arrow_reader(BATCH_ROWS), groups):
+            cross = crosses[key] = np.empty((len(columns["sequence"]), m, m))
+            for i, j in pairs:
+                cross[:, i, j] = cross[:, j, i] = columns[f"s{i}_{j}"]
+        counts = f'SELECT {sql_list(groups)}, count(DISTINCT "position") FROM covered GROUP BY ALL'
+        return crosses, {key_of(row[:-1]): row[-1] for row in work.execute(counts).fetchall()}
+
+
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows (``fit``'s rule), read again from ``source`` by DuckDB."""
-    chunk = source.rows(_names(reader.used), [reader.span], values)
+    chunk = source.rows(sql_list(reader.used), [reader.span], values)
     return reader._rows(reader.categorised(chunk))
 
 
@@ -348,14 +389,14 @@ class _Reader:
 
     def groups(self) -> list[Hashable]:
         """The keys of the groups present, whatever their rows' positions."""
-        query = f"SELECT DISTINCT {_names(self.group_columns)} FROM frame"
+        query = f"SELECT DISTINCT {sql_list(self.group_columns)} FROM frame"
         return [key_of(row) for row in self.connection.execute(query).fetchall()]
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """Per batch, its rows the formula fits (``fit``'s rule: positions ``first``..
         ``last``, missing values dropped, infinite ones an error); patsy's
         ``data_iter_maker``."""
-        query = f"SELECT {_names(self.columns)} FROM frame WHERE {self.span}"
+        query = f"SELECT {sql_list(self.columns)} FROM frame WHERE {self.span}"
         reader = self.connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             rows = self._rows(self.categorised(batch.to_pandas()))
@@ -379,11 +420,6 @@ class _Reader:
         return rows
 
 
-def _names(columns: Iterable[str]) -> str:
-    """Columns as a SQL list."""
-    return ", ".join(f'"{column}"' for column in columns)
-
-
 def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
     """The outcome's and the design's ``DesignInfo``, fixed over all the rows."""
     try:
@@ -395,59 +431,6 @@ def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.Desi
             f"the formula {formula!r} has {len(lhs.column_names)} outcome columns; it needs one"
         )
     return lhs, rhs
-
-
-class _Sums:
-    """Per group and sequence, the cross products of ``[X | 1 | position | y]`` of the rows
-    added (``position`` only with ``slope``), and the positions each group covers."""
-
-    def __init__(self, groups: list[str], *, slope: bool) -> None:
-        self.groups, self.slope = groups, slope
-        self.expected: set[Hashable] = set()
-        self.parts: dict[Hashable, list[tuple[np.ndarray, np.ndarray]]] = {}
-        self.positions: dict[Hashable, set[int]] = {}
-
-    def add(self, rows: pd.DataFrame, design: np.ndarray, outcome: pd.DataFrame) -> None:
-        """Add the cross products of ``rows``' design rows to their groups' sequences."""
-        extra = [np.ones(len(rows))]
-        if self.slope:
-            extra.append(rows["position"].to_numpy(np.float64))
-        data = np.column_stack([design, *extra, outcome.to_numpy(np.float64)[:, 0]])
-        n, m = data.shape
-        pairs = rows.groupby([*self.groups, "sequence"], sort=False, observed=True)
-        codes = pairs.ngroup().to_numpy()
-        n_pairs = int(codes.max()) + 1
-        indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_pairs, n))
-        cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
-        cross = cross.reshape(n_pairs, m, m)
-        first_rows = np.unique(codes, return_index=True)[1]
-        keys = rows[[*self.groups, "sequence"]].iloc[first_rows]
-        for key, index in keys.groupby(self.groups, sort=False, observed=True).indices.items():
-            key = key_of(key if isinstance(key, tuple) else (key,))
-            sequences = keys["sequence"].to_numpy()[index]
-            self.parts.setdefault(key, []).append((sequences, cross[index]))
-        for key, positions in rows.groupby(self.groups, sort=False, observed=True)["position"]:
-            key = key_of(key if isinstance(key, tuple) else (key,))
-            self.positions.setdefault(key, set()).update(np.unique(positions).tolist())
-
-    def keys(self) -> list[Hashable]:
-        """The groups, sorted."""
-        return sorted(self.expected)
-
-    def group(self, key: Hashable) -> tuple[np.ndarray, int]:
-        """A group's per-sequence cross products (sequences x m x m; a sequence's batches
-        summed), and the number of positions it covers; emptied as it is taken."""
-        parts = self.parts.pop(key, [])
-        if not parts:
-            return np.empty((0, 0, 0)), 0
-        sequences = np.concatenate([s for s, _ in parts])
-        cross = np.concatenate([c for _, c in parts])
-        labels, codes = np.unique(sequences, return_inverse=True)
-        if len(labels) < len(sequences):
-            n, m = cross.shape[:2]
-            indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(labels), n))
-            cross = np.asarray(indicator @ cross.reshape(n, m * m)).reshape(len(labels), m, m)
-        return cross, len(self.positions.pop(key, ()))
 
 
 def _check_group(

@@ -4,7 +4,9 @@ Holds:
 - ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order (the
   frame's schema, ``attnmag.extract.frame``, is its one source);
 - ``key_of``: a group's values -> its key;
-- ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages.
+- ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages;
+- ``by_group``: DuckDB's rows, ordered by group, gathered per group;
+- ``sql_list``: column names as a SQL list.
 
 A key is the group's value where one column groups (the layer), else the tuple of the
 values in ``GROUP_COLUMNS`` order, e.g. ``("attn", 5, 3)`` for site, layer and head, or
@@ -15,13 +17,14 @@ fit (``position_trend``, ``lag_effects``, a formula).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
 
 from attnmag.extract.frame import GROUP_COLUMNS
 
-__all__ = ["GROUP_COLUMNS", "key_of", "key_values", "describe"]
+__all__ = ["GROUP_COLUMNS", "by_group", "describe", "key_of", "key_values", "sql_list"]
 
 
 def key_of(values: Iterable[object]) -> Hashable:
@@ -54,3 +57,50 @@ def describe(columns: list[str], key: Hashable) -> str:
         f"{column} {value!r}" if isinstance(value, str) else f"{column} {value}"
         for column, value in key_values(columns, key).items()
     )
+
+
+def sql_list(columns: Iterable[str]) -> str:
+    """Column names as a SQL list.
+
+    >>> sql_list(["layer", "sequence"])
+    '"layer", "sequence"'
+    """
+    return ", ".join(f'"{column}"' for column in columns)
+
+
+def by_group(
+    reader: pa.RecordBatchReader, groups: list[str]
+) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
+    """The rows of ``reader`` (ordered by ``groups``) gathered per group: key -> numpy
+    columns, one group at a time.
+
+    >>> table = pa.table({"layer": [0, 0, 1], "n": [1, 2, 3]})
+    >>> [(key, rows["n"].tolist()) for key, rows in by_group(table.to_reader(2), ["layer"])]
+    [(0, [1, 2]), (1, [3])]
+    """
+    pending: list[pa.RecordBatch] = []
+    for batch in reader:
+        if not len(batch):
+            continue
+        values = [batch.column(name).to_numpy(zero_copy_only=False) for name in groups]
+        changes = np.flatnonzero(np.any([v[1:] != v[:-1] for v in values], axis=0)) + 1
+        bounds = [0, *changes.tolist(), len(batch)]
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            piece = batch.slice(start, stop - start)
+            if pending and _batch_key(pending[0], groups) != _batch_key(piece, groups):
+                yield _batch_key(pending[0], groups), _columns(pending)
+                pending = []
+            pending.append(piece)
+    if pending:
+        yield _batch_key(pending[0], groups), _columns(pending)
+
+
+def _batch_key(batch: pa.RecordBatch, groups: list[str]) -> Hashable:
+    """The group key of ``batch``'s first row."""
+    return key_of(batch.column(name)[0].as_py() for name in groups)
+
+
+def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
+    """One group's rows as numpy columns."""
+    table = pa.Table.from_batches(batches)
+    return {name: table[name].to_numpy() for name in table.column_names}

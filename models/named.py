@@ -45,7 +45,6 @@ from functools import partial
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from statsmodels.regression.linear_model import OLS
 
 from attnmag.errors import AttnmagError
@@ -60,7 +59,7 @@ from attnmag.models.checks import (
 from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
-from attnmag.models.groups import describe, key_of, key_values
+from attnmag.models.groups import by_group, describe, key_of, key_values, sql_list
 from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
 from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
@@ -431,7 +430,7 @@ def fit_requests(
                 chunks = _gmm_by_group(connection, source, groups, shared[0])
             else:
                 query = _sums_query(groups, shared)
-                chunks = _by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+                chunks = by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
             label = ", ".join(f"{r.fit} {r.method}" for r in shared)
             total = len(expected) * len(shared)
             with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
@@ -453,9 +452,9 @@ def _leading(
 ) -> dict[Hashable, dict[str, float | bool]]:
     """Per group, the leading-position diagnostic (``models.leading``) of the fits whose
     first used position is ``first``, in ``request``'s layers."""
-    query = leading_query(_keys(groups), first, _in_layers(request.layers))
+    query = leading_query(sql_list(groups), first, _in_layers(request.layers))
     reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
-    return {key: leading_stats(sums, first) for key, sums in _by_group(reader, groups)}
+    return {key: leading_stats(sums, first) for key, sums in by_group(reader, groups)}
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -473,7 +472,7 @@ def _groups(
 ) -> tuple[list[str], list[Hashable]]:
     """The grouping columns, and the keys of the groups in the requested layers, sorted."""
     groups = [column for column in GROUP_COLUMNS if column in columns]
-    distinct = connection.execute(f"SELECT DISTINCT {_keys(groups)} FROM frame").df()
+    distinct = connection.execute(f"SELECT DISTINCT {sql_list(groups)} FROM frame").df()
     available = np.unique(distinct["layer"].to_numpy())
     wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
     absent = np.setdiff1d(wanted, available)
@@ -487,7 +486,7 @@ def _groups(
 def _sums_query(groups: list[str], requests: list[Request]) -> str:
     """The SQL of the per-(group, sequence) sums (and per-(group, position) sums) that
     ``requests``, fits of the same rows, need; ordered by group."""
-    keys = _keys(groups)
+    keys = sql_list(groups)
     names = [column for column in BASE if any(column in r.base for r in requests)]
     base = ["", *names]
     sums = [
@@ -544,11 +543,6 @@ def _in_layers(layers: Iterable[int] | None) -> list[str]:
     return [f"layer IN ({', '.join(map(str, sorted({int(layer) for layer in layers})))})"]
 
 
-def _keys(groups: list[str]) -> str:
-    """The grouping columns as a SQL list."""
-    return ", ".join(f'"{column}"' for column in groups)
-
-
 def _gmm_by_group(
     connection: duckdb.DuckDBPyConnection,
     source: Source,
@@ -565,11 +559,11 @@ def _gmm_by_group(
     the few arrays the estimator needs as they arrive.
     """
     parts: dict[Hashable, list[dict[str, np.ndarray]]] = {}
-    query = f"{_gmm_query(groups, request)} ORDER BY {_keys(groups)}, sequence"
+    query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():
         source.part_view(connection, part, "shard")
         reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
-        for key, sums in _by_group(reader, groups):
+        for key, sums in by_group(reader, groups):
             _check_consecutive(sums, request.first)
             parts.setdefault(key, []).append(gmm_reduced(sums))
     for key in sorted(parts):
@@ -589,7 +583,7 @@ def _gmm_query(groups: list[str], request: Request) -> str:
     it evaluates a filter per aggregate. The outcome rows' ``lag1``/``lag2`` must be the
     window's ``l1``/``l2``.
     """
-    keys, first = _keys(groups), request.first - 2
+    keys, first = sql_list(groups), request.first - 2
     lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
     levels = ["", *(f"l{k}" for k in range(GMM_LEVELS))]
     sums = [
@@ -633,38 +627,6 @@ def _pair(a: str, b: str) -> str:
     whichever comes first."""
     names = sorted((c for c in (a, b) if c), key=list(BASE).index)
     return "sum_" + "__".join(names) if names else "n"
-
-
-def _by_group(
-    reader: pa.RecordBatchReader, groups: list[str]
-) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
-    """The rows of ``reader`` (ordered by ``groups``) gathered per group: key -> columns."""
-    pending: list[pa.RecordBatch] = []
-    for batch in reader:
-        if not len(batch):
-            continue
-        values = [batch.column(name).to_numpy(zero_copy_only=False) for name in groups]
-        changes = np.flatnonzero(np.any([v[1:] != v[:-1] for v in values], axis=0)) + 1
-        bounds = [0, *changes.tolist(), len(batch)]
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            piece = batch.slice(start, stop - start)
-            if pending and _batch_key(pending[0], groups) != _batch_key(piece, groups):
-                yield _batch_key(pending[0], groups), _columns(pending)
-                pending = []
-            pending.append(piece)
-    if pending:
-        yield _batch_key(pending[0], groups), _columns(pending)
-
-
-def _batch_key(batch: pa.RecordBatch, groups: list[str]) -> Hashable:
-    """The group key of ``batch``'s first row."""
-    return key_of(batch.column(name)[0].as_py() for name in groups)
-
-
-def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
-    """One group's rows as numpy columns."""
-    table = pa.Table.from_batches(batches)
-    return {name: table[name].to_numpy() for name in table.column_names}
 
 
 def _fit_group(
@@ -714,7 +676,7 @@ def _fit_group(
 def _group_rows(source: Source, request: Request, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows, read again from ``source``; for the initial conditions with
     each text's ``y1`` and ``y2``."""
-    select = _keys(["sequence", "position", *dict.fromkeys(["log_norm", *request.checked])])
+    select = sql_list(["sequence", "position", *dict.fromkeys(["log_norm", *request.checked])])
     if request.method == "initial_conditions":
         select += "".join(
             f', max({lag}) FILTER (WHERE "position" = {request.first}) OVER (PARTITION BY '

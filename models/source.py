@@ -1,14 +1,18 @@
-"""What a fit reads: a frame's or a shard folder's rows, as one DuckDB view.
+"""What a fit or a report reads: a frame's or a shard folder's rows, as one DuckDB view.
 
 Holds:
 - ``Source``: the rows of a tidy frame (registered with DuckDB, not copied) or of a shard
-  folder's verified shards (``extract.shards.shard_rows``), shown to SQL as one view;
+  folder (its table in ``attnmag.database``'s store), shown to SQL as one view with the
+  frame's columns (``extract.shards.frame_rows``);
 - ``open_source``: what the fits take (a frame, a shard folder's or Parquet file's path, a
-  ``Source``) -> a ``Source``.
+  ``Source``) -> a ``Source``;
+- ``KEPT_FOLDERS``: how many folders' tables a process keeps.
 
-A shard folder is verified against its manifest (checksums) once per process: the result is
-remembered by its manifest's bytes and its shards' sizes and modification times, so that a
-``fit_all`` and a report on the same folder read its shards' bytes for the checksums once.
+A shard folder is read once per process: each shard's bytes are read once, checked against
+the manifest (checksums) and copied into a compressed DuckDB table
+(``extract.shards.load_shards``), which every fit and report query then reads. The table is
+remembered by the folder's manifest's bytes and its shards' sizes and modification times (a
+changed folder is read again); DuckDB's memory limit covers it, spilling beyond it.
 
 >>> source = open_source(frame)
 >>> with source.connected(1) as connection:
@@ -28,25 +32,25 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from attnmag.database import connect
+from attnmag.database import STORE, connect, database
 from attnmag.errors import AttnmagError
-from attnmag.extract.shards import (
-    RUN_FILE,
-    SHARD_GLOB,
-    read_frame,
-    shard_rows,
-    verified_shards,
-)
+from attnmag.extract.shards import RUN_FILE, SHARD_GLOB, frame_rows, load_shards, read_frame
 
-__all__ = ["Source", "open_source"]
+__all__ = ["KEPT_FOLDERS", "Source", "open_source"]
 
-#: Verified folders: resolved path -> (what the verification is valid for, the shards).
-_VERIFIED: dict[Path, tuple[tuple, tuple[str, ...]]] = {}
+#: Folders whose tables a process keeps (the least recently opened is dropped first).
+KEPT_FOLDERS = 2
+#: Loaded folders, least recently opened first: resolved path -> (what the table is valid
+#: for, the table's name, the shards).
+_LOADED: dict[Path, tuple[tuple, str, tuple[str, ...]]] = {}
+#: Tables created so far (for new tables' names).
+_CREATED: list[str] = []
 
 
 @dataclass(frozen=True)
 class Source:
-    """The rows a fit reads: ``frame`` (in memory) or ``shards`` (a verified folder's files).
+    """The rows a fit reads: ``frame`` (in memory) or ``folder``'s (its table, once loaded;
+    ``shards``, its verified files).
 
     ``name`` says which in messages ("the frame", "the shard folder norms").
 
@@ -70,21 +74,24 @@ class Source:
         return "the frame" if self.folder is None else f"the shard folder {self.folder}"
 
     @contextmanager
-    def connected(self, n_jobs: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A new DuckDB connection (``attnmag.database.connect``: ``n_jobs`` threads) that
-        shows the rows as the view ``frame``; closed after."""
-        with connect(n_jobs, keep_order=False) as connection:
+    def connected(
+        self, n_jobs: int | None = None, *, keep_order: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A new DuckDB connection (``attnmag.database.connect``: ``n_jobs`` threads, rows in
+        their stored order where a query keeps it only with ``keep_order``) that shows the
+        rows as the view ``frame``; closed after."""
+        with connect(n_jobs, keep_order=keep_order) as connection:
             self.view(connection)
             yield connection
 
     def view(self, connection: duckdb.DuckDBPyConnection, name: str = "frame") -> None:
-        """Show all the rows to ``connection`` as the view ``name``."""
-        self.part_view(connection, None if self.folder is None else self.shards, name)
+        """Show all the rows to ``connection`` as the (temporary) view ``name``."""
+        self.part_view(connection, None, name)
 
-    def parts(self) -> list[tuple[str, ...] | None]:
+    def parts(self) -> list[int | None]:
         """Parts that hold whole texts, for queries whose memory grows with the rows they
-        see at once: each shard of a folder, or the whole frame (``[None]``)."""
-        return [None] if self.folder is None else [(shard,) for shard in self.shards]
+        see at once: each shard of a folder (its number), or all the rows (``[None]``)."""
+        return [None] if self.folder is None else list(range(len(self.shards)))
 
     def rows(self, select: str, where: list[str], group: dict[str, object]) -> pd.DataFrame:
         """One group's rows (``group``: column -> value) that meet the SQL conditions
@@ -96,15 +103,18 @@ class Source:
         with self.connected() as connection:
             return connection.execute(query + 'ORDER BY sequence, "position"', values).df()
 
-    def part_view(
-        self, connection: duckdb.DuckDBPyConnection, part: tuple[str, ...] | None, name: str
-    ) -> None:
-        """Show ``part`` (shards of the folder, or ``None``: the frame) as the view ``name``."""
-        if part is None:
+    def part_view(self, connection: duckdb.DuckDBPyConnection, part: int | None, name: str) -> None:
+        """Show ``part`` (a shard's number, or ``None``: all the rows) as the temporary view
+        ``name``."""
+        if self.folder is None:
             connection.register(f"{name}_rows", self.frame)
-            connection.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "{name}_rows"')
+            query = f'SELECT * FROM "{name}_rows"'
         else:
-            shard_rows(connection, list(part)).create_view(name, replace=True)
+            table = _loaded(self.folder)[1]
+            where = "" if part is None else f" WHERE shard = {int(part)}"
+            columns = connection.sql(f"FROM {table} LIMIT 0").columns[1:]
+            query = frame_rows(columns, f"(SELECT * EXCLUDE (shard) FROM {table}{where})")
+        connection.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {query}')
 
 
 def open_source(data: object) -> Source:
@@ -113,9 +123,9 @@ def open_source(data: object) -> Source:
     Parameters
     ----------
     data : pandas.DataFrame, str, os.PathLike or Source
-        A tidy frame; a shard folder's path (verified against its manifest once per
-        process); a Parquet file's path (read with ``extract.read_frame``); or a
-        ``Source``, returned as it is.
+        A tidy frame; a shard folder's path (verified against its manifest and copied
+        into DuckDB once per process); a Parquet file's path (read with
+        ``extract.read_frame``); or a ``Source``, returned as it is.
 
     Returns
     -------
@@ -135,23 +145,40 @@ def open_source(data: object) -> Source:
         path = Path(data)
         if not path.is_dir():
             return Source(frame=read_frame(path))
-        return Source(folder=path, shards=_verified(path))
+        return Source(folder=path, shards=_loaded(path)[2])
     raise AttnmagError(
         "the models stage takes the tidy frame (a pandas DataFrame) or the path of a shard "
         f"folder or Parquet file, not {type(data).__name__}"
     )
 
 
-def _verified(folder: Path) -> tuple[str, ...]:
-    """``folder``'s shards, verified unless they were, unchanged, earlier in this process."""
+def _loaded(folder: Path) -> tuple[tuple, str, tuple[str, ...]]:
+    """``folder``'s table, loaded (``load_shards``) unless it was, unchanged, earlier in
+    this process: what it is valid for, its name and the shards."""
     key = folder.resolve()
-    state = _state(folder)
-    known = _VERIFIED.get(key)
-    if known is not None and known[0] == state:
-        return known[1]
-    shards = tuple(str(path) for path in verified_shards(folder))
-    _VERIFIED[key] = (_state(folder), shards)
-    return shards
+    known = _LOADED.pop(key, None)
+    if known is not None and known[0] != _state(folder):
+        _drop(known[1])
+        known = None
+    if known is None:
+        table = f"{STORE}.folder_{len(_CREATED)}"
+        _CREATED.append(table)
+        with connect(keep_order=True) as connection:
+            try:
+                shards = tuple(str(path) for path in load_shards(connection, folder, table))
+            except BaseException:
+                connection.execute(f"DROP TABLE IF EXISTS {table}")
+                raise
+        known = (_state(folder), table, shards)
+    _LOADED[key] = known
+    while len(_LOADED) > KEPT_FOLDERS:
+        _drop(_LOADED.pop(next(iter(_LOADED)))[1])
+    return known
+
+
+def _drop(table: str) -> None:
+    """Drop a folder's table."""
+    database().execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _state(folder: Path) -> tuple:

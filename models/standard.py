@@ -3,7 +3,7 @@
 Holds ``fit_all``, what ``attnmag fit`` writes and what a report shows: a ``Fits`` per named
 fit (its methods together); ``write_fits``, their tidy tables and glance rows as CSV files;
 ``read_fits``, those files read back as ``Fits``; ``TABLES``, the files' names. ``fit_all``
-takes the frame, or a shard folder's path (verified once for all the fits), whose fits are
+takes the frame, or a shard folder's path (read once for all the fits), whose fits are
 made without building the frame (see ``models.named``).
 """
 

@@ -14,19 +14,20 @@ Holds:
   ``row_count``, ``last_position``, ``drop_columns``, ``with_attrs`` and ``sample_rows``
   (the rows of the sample, a frame's own rows).
 
-What is streamed. DuckDB reads the folder's verified shards (``extract.verified_shards``)
-with a memory limit (``attnmag.database.MEMORY_LIMIT``; it spills beyond it). Opening a
-folder reads the groups present (one row per group and layer, with its last position and
-rows) and the texts' indices. A mean with its cluster-robust interval needs, per cell (a
-group and layer, with a position or bin of positions), the rows ``n``, the texts ``G``,
-the mean and the sum over texts of ``(S_g - n_g * mean)^2`` (``S_g`` a text's sum in the
-cell, ``n_g`` its rows), the deviations of ``mean_ci``: DuckDB sums each cell's rows and
-values, then, given the means, each text's sums and their squared deviations, shard by
-shard (a text's rows are all in one shard, so it holds one shard's texts at a time), and
-returns one row per cell and shard. Lengths are one row per text; site ratios join the
-sites at the same token inside DuckDB, shard by shard. Only the figures that draw rows read
-rows: those of a seeded sample of ``SAMPLE_TEXTS`` texts (all of them where the folder
-holds no more), and only the columns they draw.
+What is streamed. DuckDB reads the folder's rows (``models.source``: its shards, verified
+and copied into a DuckDB table once per process, which the fits read too) with a memory
+limit (``attnmag.database.MEMORY_LIMIT``; it spills beyond it). Opening a folder reads the
+groups present (one row per group and layer, with its last position and rows) and the texts'
+indices. A mean with its cluster-robust interval needs, per cell (a group and layer, with a
+position or bin of positions), the rows ``n``, the texts ``G``, the mean and the sum over
+texts of ``(S_g - n_g * mean)^2`` (``S_g`` a text's sum in the cell, ``n_g`` its rows), the
+deviations of ``mean_ci``: DuckDB sums each cell's rows and values, then, given the means,
+each text's sums and their squared deviations, shard by shard (a text's rows are all in one
+shard, so it holds one shard's texts at a time), and returns one row per cell and shard.
+Lengths are one row per text; site ratios join the sites at the same token inside DuckDB,
+shard by shard. Only the figures that draw rows read rows: those of a seeded sample of
+``SAMPLE_TEXTS`` texts (all of them where the folder holds no more), and only the columns
+they draw.
 
 Usage::
 
@@ -49,14 +50,8 @@ import pyarrow.parquet as pq
 from attnmag.database import connect
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import DERIVED, FRAME_DTYPES, GROUP_COLUMNS
-from attnmag.extract.shards import (
-    merged_provenance,
-    read_columns,
-    read_manifest,
-    shard_rows,
-    verified_shards,
-)
-from attnmag.models.source import open_source
+from attnmag.extract.shards import merged_provenance, read_columns, read_manifest
+from attnmag.models.source import Source, open_source
 
 __all__ = [
     "SAMPLE_TEXTS",
@@ -90,8 +85,8 @@ class Folder:
     ----------
     path : pathlib.Path
         The folder.
-    shards : tuple of str
-        Its verified shard files.
+    source : models.source.Source
+        Its rows (its verified shards).
     columns : tuple of str
         The columns the view shows (those dropped are still filtered on).
     attrs : dict
@@ -116,14 +111,14 @@ class Folder:
     Examples
     --------
     >>> folder = open_folder(shards)
-    >>> len(folder.shards), folder.texts.tolist()
+    >>> len(folder.source.shards), folder.texts.tolist()
     (2, [0, 1, 2, 3, 4, 5, 6, 7])
     >>> row_count(where_in(folder, "layer", [0, 1])) * 3 == row_count(folder) * 2
     True
     """
 
     path: Path
-    shards: tuple[str, ...]
+    source: Source = field(repr=False)
     columns: tuple[str, ...]
     attrs: dict
     cells: pd.DataFrame = field(repr=False)
@@ -166,7 +161,7 @@ class Folder:
     def query(self, sql: str, parameters: Sequence = ()) -> pd.DataFrame:
         """Run ``sql`` on the folder's rows (the view ``frame``) and return its result with
         the frame's dtypes."""
-        return _with_dtypes(run_query(self.shards, sql, parameters), self.dtypes)
+        return _with_dtypes(run_query(self.source, sql, parameters), self.dtypes)
 
     def picked(self) -> np.ndarray:
         """The texts of the seeded sample: ``sample_texts`` of them, sorted (every text
@@ -238,7 +233,7 @@ class Folder:
         cell = ", ".join(f'"{c}"' for c in names)
         join = " AND ".join(f'p."{c}" = c."{c}"' for c in names)
         per_shard = run_by_shard(
-            self.shards,
+            self.source,
             f"""WITH per AS (
                     SELECT {", ".join(keys)}, "{cluster}", count(*) AS n_g,
                         sum("{value}"::DOUBLE {order}) AS s_g
@@ -278,15 +273,15 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.DataFrame:
-    """``sql`` over all the shards in DuckDB of bounded memory, as a pandas frame.
+def run_query(source: Source, sql: str, parameters: Sequence = ()) -> pd.DataFrame:
+    """``sql`` over all of ``source``'s rows in DuckDB of bounded memory, as a pandas frame.
 
-    The shards are the view ``frame`` (rows in the shards' order where the query keeps it).
+    The rows are the view ``frame`` (in their stored order where the query keeps it).
 
     Parameters
     ----------
-    shards : sequence of str
-        The Parquet files.
+    source : models.source.Source
+        The rows (a folder's: ``open_source(path)``).
     sql : str
         The query, on ``frame``.
     parameters : sequence
@@ -299,27 +294,27 @@ def run_query(shards: Sequence[str], sql: str, parameters: Sequence = ()) -> pd.
 
     Examples
     --------
-    >>> counted = run_query(open_folder(shards).shards, "SELECT count(*) AS n FROM frame")
+    >>> counted = run_query(open_source(shards), "SELECT count(*) AS n FROM frame")
     >>> counted["n"].tolist() == [len(extract.read_shards(shards))]
     True
     """
-    with connect() as connection:
-        shard_rows(connection, shards).create_view("frame")
+    with source.connected(keep_order=True) as connection:
         return connection.execute(sql, list(parameters)).df()
 
 
 def run_by_shard(
-    shards: Sequence[str], sql: str, parameters: Sequence = (), **tables: pd.DataFrame
+    source: Source, sql: str, parameters: Sequence = (), **tables: pd.DataFrame
 ) -> pd.DataFrame:
-    """``sql`` over each shard in turn, in one DuckDB connection; the results stacked.
+    """``sql`` over each shard of ``source`` in turn (``Source.parts``), in one DuckDB
+    connection; the results stacked.
 
     For sums per text: every text's rows are in one shard, so DuckDB holds one shard's
     texts at a time, however many shards there are.
 
     Parameters
     ----------
-    shards : sequence of str
-        The Parquet files.
+    source : models.source.Source
+        The rows (a folder's: ``open_source(path)``).
     sql : str
         The query, on ``frame`` (one shard) and ``tables``.
     parameters : sequence
@@ -334,7 +329,7 @@ def run_by_shard(
 
     Examples
     --------
-    >>> counts = run_by_shard(open_folder(shards).shards, "SELECT count(*) AS n FROM frame")
+    >>> counts = run_by_shard(open_source(shards), "SELECT count(*) AS n FROM frame")
     >>> len(counts), int(counts["n"].sum()) == len(extract.read_shards(shards))
     (2, True)
     """
@@ -342,8 +337,8 @@ def run_by_shard(
         for name, table in tables.items():
             connection.register(name, table)
         parts = []
-        for shard in shards:
-            shard_rows(connection, [shard]).create_view("frame", replace=True)
+        for part in source.parts():
+            source.part_view(connection, part, "frame")
             parts.append(connection.execute(sql, list(parameters)).df())
     return pd.concat(parts, ignore_index=True)
 
@@ -385,20 +380,17 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
     if sample_texts < 1:
         raise AttnmagError(f"sample_texts must be 1 or more, not {sample_texts}")
     folder = Path(path)
-    # Verified once per process (``models.source``), however many fits and reports read it.
-    shards = (
-        open_source(folder).shards
-        if folder.is_dir()
-        else tuple(str(p) for p in verified_shards(folder))
-    )
-    stored = pq.read_schema(shards[0]).empty_table().to_pandas()
-    # The columns shard_rows gives: those stored, and those it computes (as the frame has them).
+    if not folder.is_dir():
+        raise AttnmagError(f"no shard folder at {folder}")
+    source = open_source(folder)  # read once per process, however many fits and reports
+    stored = pq.read_schema(source.shards[0]).empty_table().to_pandas()
+    # The columns the folder's view gives: those stored, and those computed (as the frame has them).
     derived = {c: np.empty(0, FRAME_DTYPES[c]) for c in DERIVED if c not in stored.columns}
     empty = stored.assign(**derived)[read_columns(stored.columns)]
     groups = [c for c in GROUP_COLUMNS if c in empty.columns]
     keys = ", ".join(f'"{c}"' for c in groups)
     cells = run_query(
-        shards,
+        source,
         f'SELECT {keys}, max("position") AS last, count(*) AS rows FROM frame GROUP BY ALL',
     )
     dtypes = dict(empty.dtypes)
@@ -410,12 +402,12 @@ def open_folder(path: str | Path, *, sample_texts: int = SAMPLE_TEXTS, seed: int
                 named or sorted(cells[column].astype(str).unique())
             )
     cells = _with_dtypes(cells, dtypes).sort_values(groups, kind="stable")
-    texts = run_query(shards, "SELECT DISTINCT sequence FROM frame")["sequence"]
+    texts = run_query(source, "SELECT DISTINCT sequence FROM frame")["sequence"]
     return Folder(
         path=folder,
-        shards=shards,
+        source=source,
         columns=tuple(empty.columns),
-        attrs=merged_provenance([_shard_attrs(p) for p in shards]),
+        attrs=merged_provenance([_shard_attrs(p) for p in source.shards]),
         cells=cells.reset_index(drop=True),
         texts=np.sort(texts.to_numpy()),
         dtypes=dtypes,

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import duckdb
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
 from attnmag import models
 from attnmag.models import CONF_LEVEL, MAX_POSITION
+from attnmag.models.source import open_source
 from attnmag.reports.findings import Finding
-from attnmag.reports.folder import Folder
+from attnmag.reports.folder import Folder, run_query
 from attnmag.reports.numbers import number
 from attnmag.reports.panels import layer_colours, plot_coefficients
 from attnmag.reports.summaries import ALPHA
@@ -109,7 +109,7 @@ def tracks_table(
     pandas.DataFrame
         The tidy table (``p_adjusted``: Holm across the groups fitted).
     """
-    source = frame.path if isinstance(frame, Folder) else frame
+    source = frame.source if isinstance(frame, Folder) else frame
     formula = tracks_formula(frame.columns)
     positions = (first_position, max_position)
     table = models.fit(source, formula, positions=positions, conf_level=conf_level).tidy
@@ -142,24 +142,21 @@ def sink_means(
     pandas.DataFrame
         ``layer``, ``sink_weight``, ``sink_share`` (and ``model`` where the frame has it).
     """
-    connection = duckdb.connect()
     if isinstance(frame, Folder):
-        from attnmag.extract.shards import scan
-
-        rows = scan(frame.path)
+        source = frame.source
     else:
         columns = ["layer", "position", "norm", "sink_weight", "sink_norm", *main]
         columns += ["model"] if "model" in frame.columns else []
-        rows = connection.from_df(frame[columns])
+        source = open_source(frame[columns])
     keys = ["model", "layer"] if "model" in frame.columns else ["layer"]
     where = [f"position BETWEEN {int(first_position)} AND {int(max_position)}"]
     where += [f"CAST({column} AS VARCHAR) = '{value}'" for column, value in main.items()]
     query = (
         f"SELECT {', '.join(keys)}, avg(sink_weight) AS sink_weight, "
-        "avg(sink_norm / norm) AS sink_share FROM rows "
+        "avg(sink_norm / norm) AS sink_share FROM frame "
         f"WHERE {' AND '.join(where)} GROUP BY ALL ORDER BY ALL"
     )
-    return rows.query("rows", query).df()
+    return run_query(source, query)
 
 
 def tracks_finding(

@@ -249,19 +249,19 @@ def test_formula_fit_of_a_folder_holds_a_batch_and_per_sequence_sums(tmp_path, m
     """Four times the rows (texts four times as long): batches of at most ``BATCH_ROWS``
     rows, and the same per-(group, sequence) sums, whatever the rows."""
     batches, sums = [], []
-    reader_rows, group = formula_module._Reader._rows, formula_module._Sums.group
+    reader_rows, cross_products = formula_module._Reader._rows, formula_module._cross_products
 
     def recording_rows(self, chunk):
         batches.append(len(chunk))
         return reader_rows(self, chunk)
 
-    def recording_group(self, key):
-        cross, n_covered = group(self, key)
-        sums.append(cross.nbytes)
-        return cross, n_covered
+    def recording_sums(*args, **kwargs):
+        crosses, covered = cross_products(*args, **kwargs)
+        sums.extend(cross.nbytes for cross in crosses.values())
+        return crosses, covered
 
     monkeypatch.setattr(formula_module._Reader, "_rows", recording_rows)
-    monkeypatch.setattr(formula_module._Sums, "group", recording_group)
+    monkeypatch.setattr(formula_module, "_cross_products", recording_sums)
     seen = {}
     for scale in (1, 4):
         frame = simulated_frame(40, 3, length=(10 * scale, 20 * scale), lag1=0.3, seed=1)

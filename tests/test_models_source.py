@@ -7,25 +7,34 @@ import pytest
 from simulate import simulated_frame, write_folder
 from statsmodels.stats.multitest import multipletests
 
-from attnmag import AttnmagError, models
+from attnmag import AttnmagError, models, reports
 from attnmag.models import source
 from attnmag.models.tidy import holm
 
 
-def test_a_folder_is_verified_once_until_its_shards_change(tmp_path, monkeypatch):
-    folder = write_folder(simulated_frame(30, 2, seed=1), tmp_path / "norms", shard_texts=10)
+def test_a_folder_is_read_once_until_its_shards_change(tmp_path, monkeypatch):
+    frame = simulated_frame(30, 2, seed=1)
+    folder = write_folder(frame, tmp_path / "norms", shard_texts=10)
     calls = []
-    verify = source.verified_shards
-    monkeypatch.setattr(source, "verified_shards", lambda path: calls.append(path) or verify(path))
+    load = source.load_shards
+    monkeypatch.setattr(source, "load_shards", lambda *args: calls.append(args) or load(*args))
     first = models.fit_all(folder, trend_methods=["ols"], lag_methods=["ols"], progress=False)
     again = models.position_trend(folder, method="ols").tidy
+    reports.write_report(folder, tmp_path / "report", tables=first, progress=False)
     assert len(calls) == 1
     pd.testing.assert_frame_equal(first["position_trend"].tidy, again)
+    on_frame = models.position_trend(frame, method="ols").tidy
+    pd.testing.assert_frame_equal(on_frame, again, rtol=1e-10)
     shard = sorted(folder.glob("shard-*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:-8])  # damaged: verified again, and refused
     with pytest.raises(AttnmagError, match="checksum|sha256"):
         models.position_trend(folder, method="ols")
     assert len(calls) == 2
+    n_others = source.KEPT_FOLDERS + 1
+    others = [write_folder(frame, tmp_path / f"other{k}", 10) for k in range(n_others)]
+    for other in [*others, others[-1], others[0]]:  # the least recently opened: dropped
+        models.position_trend(other, method="ols")
+    assert len(calls) == 2 + n_others + 1
 
 
 def test_read_fits_brings_back_what_write_fits_wrote(tmp_path):

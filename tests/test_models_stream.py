@@ -22,7 +22,7 @@ from attnmag.extract.shards import (
     read_shards,
     write_shards,
 )
-from attnmag.models import named
+from attnmag.models import groups
 
 CASES = [
     ("position_trend", "ols", {}, 1e-9),
@@ -146,8 +146,8 @@ def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypat
         received.append(sum(values.nbytes for values in columns.values()))
         return columns
 
-    original = named._columns
-    monkeypatch.setattr(named, "_columns", recording)
+    original = groups._columns
+    monkeypatch.setattr(groups, "_columns", recording)
     sizes = {}
     for scale in (1, 4):
         frame = simulated_frame(40, 3, length=(10 * scale, 20 * scale), lag1=0.3, seed=1)
