@@ -26,14 +26,14 @@ Usage::
 import importlib
 import warnings
 
-#: Each public name -> the module that holds it. The modules are imported on first use, so
-#: that ``attnmag.models`` and ``attnmag.reports``, which read the frame's column names and
-#: shards, do not import torch and transformers.
+from attnmag.extract.combine import combine
+from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS
+
+#: The other public names -> the module that holds each. Those modules are imported on first
+#: use, so that ``attnmag.models`` and ``attnmag.reports``, which read the frame's columns
+#: and shards, need not import torch and transformers.
 _HOMES = {
-    "COLUMNS": "frame",
-    "GROUP_COLUMNS": "frame",
     "attention_norms": "norms",
-    "combine": "combine",
     "load_corpus": "corpus",
     "load_model": "sources",
     "read_frame": "shards",
@@ -44,7 +44,20 @@ _HOMES = {
     "write_shards": "shards",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "COLUMNS",
+    "GROUP_COLUMNS",
+    "attention_norms",
+    "combine",
+    "load_corpus",
+    "load_model",
+    "read_frame",
+    "read_shards",
+    "scan",
+    "update_norms",
+    "verified_shards",
+    "write_shards",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -21,8 +21,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from attnmag.errors import AttnmagError
-from attnmag.extract.frame import COLUMNS, frame_columns, group_columns
-from attnmag.extract.sites import SITES
+from attnmag.extract.frame import COLUMNS, SITES, frame_columns, group_columns
 
 __all__ = ["CORPUS_KEYS", "combine"]
 

@@ -33,6 +33,7 @@ __all__ = [
     "DERIVED",
     "FRAME_DTYPES",
     "GROUP_COLUMNS",
+    "SITES",
     "derived_columns",
     "frame_columns",
     "frame_from_columns",
@@ -42,6 +43,8 @@ __all__ = [
 
 COLUMNS = ["sequence", "layer", "position", "token_id", "token", "norm", "log_norm", "lag1", "lag2"]
 GROUP_COLUMNS = ("model", "site", "layer", "head")
+#: The sites a ``site`` column names, in the order of a block's forward pass.
+SITES = ("attn", "mlp", "resid")
 GROUP_DTYPES = {"model": "category", "site": "category", "layer": "int16", "head": "int16"}
 #: ``log_norm``, ``lag1`` and ``lag2``: float32, as exact as the float32 ``norm`` they come
 #: from (fits cast to float64 where statsmodels needs it).

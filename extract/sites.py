@@ -24,12 +24,12 @@ from torch import nn
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import output_projection, post_norm, site_modules
+from attnmag.extract.frame import SITES
 from attnmag.extract.heads import HeadNorms
 from attnmag.extract.hooks import Probe, input_norm, update_norm
 
 __all__ = ["Plan", "SITES", "WHOLE", "check_sites", "n_heads", "plan", "plan_rows"]
 
-SITES = ("attn", "mlp", "resid")
 WHOLE = -1
 # Order of the hooks within one block's forward pass: the stream entering it, the heads
 # (the output projection's call), the attention's update, the MLP's.
