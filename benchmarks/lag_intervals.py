@@ -14,7 +14,8 @@ are right), and the coverage of the 95% intervals with its Monte Carlo standard 
 (sqrt(c (1 - c) / replicates)), for:
 
 - ``initial_conditions``: the default, ML with the sandwich over the fixed effects and the
-  variance components together (``models.mixed.stacked_covariance``), t on G - 1 df;
+  variance components together, Mancl and DeRouen's bias-corrected scores
+  (``models.mixed.stacked_covariance``), t on G - 1 df;
 - REML with the fixed effects' CR1 sandwich alone (the default before; ``models.fit`` of the
   same formula, ``method="mixed"``), for reference;
 
