@@ -1,6 +1,7 @@
 """Coverage of the lag intervals of ``initial_conditions`` in a model they were not tuned on.
 
-Run from the repository root (about an hour on one core; ``nice -n 10`` on a shared one)::
+Run from the repository root (about an hour on one core; ``nice -n 10`` on a shared one;
+``--processes`` fits that many frames at once, with the same results)::
 
     .venv/bin/python -m benchmarks.lag_intervals                      # writes the results file
     .venv/bin/python -m benchmarks.lag_intervals --sizes 20 --replicates 200 --out -  # a quick look
@@ -14,7 +15,8 @@ are right), and the coverage of the 95% intervals with its Monte Carlo standard 
 (sqrt(c (1 - c) / replicates)), for:
 
 - ``initial_conditions``: the default, ML with the sandwich over the fixed effects and the
-  variance components together (``models.mixed.stacked_covariance``), t on G - 1 df;
+  variance components together, Mancl and DeRouen's bias-corrected scores
+  (``models.mixed.stacked_covariance``), t on G - 1 df;
 - REML with the fixed effects' CR1 sandwich alone (the default before; ``models.fit`` of the
   same formula, ``method="mixed"``), for reference;
 
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--replicates", type=int, nargs="+", default=[2000, 2000, 1000])
     parser.add_argument("--per-frame", type=int, default=50, help="replicates per frame")
+    parser.add_argument("--processes", type=int, default=1, help="frames fitted at once")
     parser.add_argument("--out", default=str(RESULTS), help="results CSV, or - for stdout")
     return parser.parse_args()
 
@@ -92,18 +97,28 @@ def _summary(rows: pd.DataFrame, rejections: float) -> list[dict[str, object]]:
     return out
 
 
-def run(size: int, replicates: int, per_frame: int) -> pd.DataFrame:
-    """The summary rows of every estimator at ``size`` texts over ``replicates`` data sets."""
+def _frame(size: int, first: int, layers: int) -> tuple[dict[str, pd.DataFrame], list[bool]]:
+    """The fits of the frame of ``layers`` data sets from replicate ``first`` on, and whether
+    the slope test rejects in each."""
+    fits = _fits(burn_in_frame(size, layers, seed=size * 100_000 + first))
+    return fits, list(models.glance(fits["initial_conditions"]).lag1_slope_p < 0.05)
+
+
+def run(size: int, replicates: int, per_frame: int, processes: int = 1) -> pd.DataFrame:
+    """The summary rows of every estimator at ``size`` texts over ``replicates`` data sets,
+    their frames fitted in ``processes`` processes (the same rows whatever their number)."""
     parts: dict[str, list[pd.DataFrame]] = {}
     rejected = []
-    for seed in range(0, replicates, per_frame):
-        layers = min(per_frame, replicates - seed)
-        frame = burn_in_frame(size, layers, seed=size * 100_000 + seed)
-        for label, rows in _fits(frame).items():
-            parts.setdefault(label, []).append(rows)
-            if label == "initial_conditions":
-                rejected.extend(models.glance(rows).lag1_slope_p < 0.05)
-        print(f"{size} texts: {seed + layers} / {replicates}", file=sys.stderr, flush=True)
+    firsts = list(range(0, replicates, per_frame))
+    layers = [min(per_frame, replicates - first) for first in firsts]
+    with ProcessPoolExecutor(processes) as pool:
+        for first, count, (fits, rejects) in zip(
+            firsts, layers, pool.map(partial(_frame, size), firsts, layers), strict=True
+        ):
+            for label, rows in fits.items():
+                parts.setdefault(label, []).append(rows)
+            rejected.extend(rejects)
+            print(f"{size} texts: {first + count} / {replicates}", file=sys.stderr, flush=True)
     rows = []
     for label, tables in parts.items():
         rejections = float(np.mean(rejected)) if label == "initial_conditions" else np.nan
@@ -117,7 +132,10 @@ def main() -> None:
     args = _arguments()
     counts = args.replicates * len(args.sizes) if len(args.replicates) == 1 else args.replicates
     table = pd.concat(
-        [run(size, count, args.per_frame) for size, count in zip(args.sizes, counts, strict=True)]
+        [
+            run(size, count, args.per_frame, args.processes)
+            for size, count in zip(args.sizes, counts, strict=True)
+        ]
     )
     text = table.to_csv(index=False, float_format="%.4g")
     if args.out == "-":

@@ -2,10 +2,11 @@
 standard errors.
 
 Holds:
-- ``mixed_fit``: a REML fit with a random intercept (and optionally a random slope on
-  position) per sequence, from a design's per-sequence cross products (the fits of
-  ``models.named`` and ``models.formula``) -> an ``Estimate``; ``cov_type="cluster"`` gives
-  the fixed effects' CR1 sandwich by sequence with t on G - 1 df, ``cov_type="cr2"`` the CR2
+- ``mixed_fit``: a REML fit (an ML design's: maximum likelihood) with a random intercept
+  (and optionally a random slope on position) per sequence, from a design's per-sequence
+  cross products (the fits of ``models.named`` and ``models.formula``) -> an ``Estimate``;
+  ``cov_type="cluster"`` gives the fixed effects' CR1 sandwich by sequence (an ML design's:
+  ``stacked_covariance``) with t on G - 1 df, ``cov_type="cr2"`` the CR2
   sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
   covariance with the normal distribution (which assumes no serial correlation within a
   text beyond the random effects');
@@ -13,8 +14,9 @@ Holds:
   called;
 - ``reml_maximum``: the variance components to report and the notes of the boundary cases;
 - ``cluster_covariance``: that CR1 sandwich;
-- ``ml_scores``, ``stacked_covariance``: a random-intercept model's per-group likelihood
-  scores, and the CR1 sandwich over its fixed effects and variance components together
+- ``ml_scores``, ``ml_information``, ``stacked_covariance``: a random-intercept model's
+  per-group likelihood scores and Fisher information, and the sandwich over its fixed
+  effects and variance components together, with Mancl and DeRouen's bias-corrected scores
   (``initial_conditions``' default errors);
 - ``slope_test``: the likelihood-ratio test of a random slope, its p-value from the
   50:50 chi-square(1)/chi-square(2) mixture;
@@ -94,6 +96,7 @@ __all__ = [
     "reml_maximum",
     "cluster_covariance",
     "ml_scores",
+    "ml_information",
     "stacked_covariance",
     "slope_test",
 ]
@@ -658,16 +661,46 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     )
 
 
-def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -> np.ndarray:
-    """The CR1 sandwich of a random-intercept model's ML fixed effects and variance
-    components together, clustered by the design's groups: the fixed effects' block.
+def ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
+    """Per group, the expected (Fisher) information of a random-intercept model at ``theta``
+    (as ``ml_scores``): shape (groups, k_fe + 2, k_fe + 2).
 
-    A^-1 (sum_g s_g s_g') A^-T * G/(G-1) * (N-1)/(N-K), s_g the group's likelihood scores
-    (``ml_scores``) and A the Jacobian of their sum (by a complex step). Where the
+    With V_i = s2 (I + t 1 1') and d_i = 1 + t n_i it is block diagonal: X_i' V_i^-1 X_i for
+    the fixed effects and, for (s2, t), tr(V_i^-1 dV_i V_i^-1 dV_i) / 2, i.e. n_i / (2 s2^2),
+    n_i / (2 s2 d_i) and (n_i / d_i)^2 / 2. Each group's is positive semi-definite, so the
+    information without a group is the sum of the others'.
+    """
+    p, cross = design.k_fe, design.cross
+    scale, tau = theta[p], theta[p + 1]
+    size, one_x = cross[:, p, p], cross[:, p, :p]
+    inner = 1 + tau * size
+    xwx = cross[:, :p, :p] - (tau / inner)[:, None, None] * one_x[:, :, None] * one_x[:, None, :]
+    information = np.zeros((len(size), p + 2, p + 2))
+    information[:, :p, :p] = xwx / scale
+    information[:, p, p] = size / (2 * scale**2)
+    information[:, p, p + 1] = information[:, p + 1, p] = size / (2 * scale * inner)
+    information[:, p + 1, p + 1] = (size / inner) ** 2 / 2
+    return information
+
+
+def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -> np.ndarray:
+    """The cluster-robust covariance of a random-intercept model's ML fixed effects, from the
+    sandwich over the fixed effects and the variance components together, clustered by the
+    design's groups, with Mancl and DeRouen's (2001) bias-corrected scores: the fixed
+    effects' block.
+
+    A^-1 (sum_g c_g c_g') A^-T, s_g the group's likelihood scores (``ml_scores``), A the
+    Jacobian of their sum (by a complex step) and c_g = (I - F_g F^-1)^-1 s_g = F (F - F_g)^-1
+    s_g, with F_g the group's Fisher information (``ml_information``) and F their sum. The
+    raw scores s_g are too small by about the group's leverage F_g F^-1 (the fit has drawn
+    the estimates towards the group); c_g undoes that, as CR3 does for least squares, and
+    A^-1 c_g is about the change in the estimates when the group is left out (one Fisher
+    scoring step). The correction vanishes as the number of groups grows. Where the
     regressors hold lagged outcomes, the scores of the fixed effects depend on the variance
-    components (A is not block diagonal), so the variance components' estimation feeds into
-    the fixed effects' errors, which ``cluster_covariance`` leaves out. At zero variance
-    (the boundary) the variance is fixed and this is ``cluster_covariance``.
+    components (A is not block diagonal), so their estimation feeds into the fixed effects'
+    errors, which ``cluster_covariance`` leaves out. At zero variance (the boundary) the
+    variance is fixed and the fixed effects' equations are used alone: then GLS is OLS and
+    this is least squares' CR3, the sum of the leave-one-group-out changes in the estimates.
 
     >>> import dataclasses
     >>> import statsmodels.formula.api as smf
@@ -681,15 +714,16 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     """
     if not (design.ml and design.k_re == 1):
         raise ValueError("stacked_covariance needs an ML design with a random intercept alone")
-    if not cov_rel.any():
-        return cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
+    k = design.k_fe
+    used = slice(0, k + 2 if cov_rel.any() else k)
     theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
-    scores = ml_scores(design, theta)
+    scores = ml_scores(design, theta)[:, used]
     jacobian = approx_fprime_cs(theta, lambda at: ml_scores(design, at).sum(axis=0))
-    bread = np.linalg.inv(jacobian)
-    n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
-    factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
-    return (factor * bread @ (scores.T @ scores) @ bread.T)[:k, :k]
+    information = ml_information(design, theta)[:, used, used]
+    total = information.sum(axis=0)
+    corrected = np.linalg.solve(total - information, scores[:, :, None])[:, :, 0] @ total
+    bread = np.linalg.inv(jacobian[used, used])
+    return (bread @ corrected.T @ corrected @ bread.T)[:k, :k]
 
 
 def slope_test(slope: GroupedDesign) -> tuple[float, float]:
@@ -742,7 +776,8 @@ def _centred(design: GroupedDesign) -> GroupedDesign:
 def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
     """The relative random-effects covariance to report: REML's global maximum (``_search``)
     or, where OLS fits the outcome exactly, zero; whether the search converged; the notes
-    of the boundary cases (see the module docstring).
+    of the boundary cases (see the module docstring), which name the likelihood where
+    ``design.ml``.
 
     >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
@@ -753,25 +788,26 @@ def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
     ((1, 1), True)
     """
     zero = np.zeros((design.k_re, design.k_re))
+    criterion = "the likelihood" if design.ml else "REML"
     if _exact(design):
         note = (
-            "the fixed effects fit the outcome exactly (to rounding), so REML is rounding "
-            "noise: the boundary fit (GLS at zero variance, i.e. OLS) is reported, MixedLM's "
-            "optimiser not run"
+            f"the fixed effects fit the outcome exactly (to rounding), so {criterion} is "
+            "rounding noise: the boundary fit (GLS at zero variance, i.e. OLS) is reported, "
+            "MixedLM's optimiser not run"
         )
         return zero, True, [note]
     cov_rel, converged = _search(design)
     if not cov_rel.any():
         note = (
-            "zero random-effect variance is REML's global maximum: the boundary fit (GLS at "
-            "zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
+            f"zero random-effect variance is {criterion}'s global maximum: the boundary fit "
+            "(GLS at zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
         )
         return cov_rel, converged, [note]
     if np.linalg.eigvalsh(cov_rel).min() < STATSMODELS_SINGULAR_TOL:
         note = (
-            "REML's maximum has a singular random-effects covariance (on the boundary), where "
-            "MixedLM's optimiser does not land: the GLS values there are reported, MixedLM's "
-            "optimiser not run"
+            f"{criterion}'s maximum has a singular random-effects covariance (on the "
+            "boundary), where MixedLM's optimiser does not land: the GLS values there are "
+            "reported, MixedLM's optimiser not run"
         )
         return cov_rel, converged, [note]
     return cov_rel, converged, []

@@ -255,13 +255,14 @@ def lag_effects(
     layers : iterable of int, optional
         The layers to fit; every layer by default.
     cov_type : {"cluster", "cr2", "model"}
-        For ``initial_conditions``: ``"cluster"``, the CR1 sandwich by sequence over the
-        fixed effects and the variance components together (``models.mixed.
-        stacked_covariance``: their estimation feeds into the lag coefficients), t on
-        G - 1 df; ``"cr2"``, the CR2 sandwich of the fixed effects alone at the fitted
-        variance components, with each coefficient's Bell-McCaffrey df (for few texts); or
-        ``"model"``, lme4's model-based covariance (Wald z), which assumes no serial
-        correlation within a text beyond the random intercept's. ``ols`` takes
+        For ``initial_conditions``: ``"cluster"``, the sandwich by sequence over the
+        fixed effects and the variance components together, each text's scores corrected
+        for its leverage (``models.mixed.stacked_covariance``: the components' estimation
+        feeds into the lag coefficients), t on G - 1 df; ``"cr2"``, the CR2 sandwich of
+        the fixed effects alone at the fitted variance components, with each
+        coefficient's Bell-McCaffrey df (for few texts); or ``"model"``, lme4's
+        model-based covariance (Wald z), which assumes no serial correlation within a text
+        beyond the random intercept's. ``ols`` takes
         ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) only ``"cluster"``.
     conf_level : float
         The intervals' level.

@@ -82,8 +82,8 @@ METHOD_WORDS = {
         "initial_conditions": "within-text persistence: a linear mixed model (maximum "
         "likelihood) with a random intercept per text and the text's first two log norms "
         "(y1, y2) and position as covariates (Wooldridge's initial conditions), standard "
-        "errors cluster-robust (CR1) by text over the coefficients and the variance "
-        "components together",
+        "errors cluster-robust by text over the coefficients and the variance components "
+        "together (Mancl-DeRouen bias-corrected)",
         "gmm": "within-text persistence: Arellano-Bond difference GMM (two-step, Windmeijer's "
         "standard errors, collapsed lags 2-6 as instruments, a position term), the check with "
         "fewer assumptions and wider intervals",

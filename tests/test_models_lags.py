@@ -163,11 +163,12 @@ write.csv(out, args[2], row.names = FALSE)
 def dense_stacked_errors(
     rows: pd.DataFrame, theta: np.ndarray, *, alone: bool = False
 ) -> np.ndarray:
-    """The fixed effects' errors of the sandwich over ML's estimating equations, written out
-    densely: each text's log-likelihood with V = s2 (I + t 1 1') as a matrix, its scores and
-    the Hessian of their sum by finite differences, the CR1 factor of ``cluster_covariance``.
-    ``theta`` = (fixed effects, s2, t); ``alone``: the fixed effects' equations alone (the
-    variance components taken as known)."""
+    """The fixed effects' errors of the sandwich over ML's estimating equations with Mancl and
+    DeRouen's scores, written out densely: each text's log-likelihood with V = s2 (I + t 1 1')
+    as a matrix, its scores and the Hessian of their sum by finite differences, each text's
+    Fisher information from tr(V^-1 dV V^-1 dV) / 2 and X'V^-1 X, and each score multiplied
+    by (I - F_g F^-1)^-1. ``theta`` = (fixed effects, s2, t); ``alone``: the fixed effects'
+    equations alone (the variance components taken as known)."""
     names = ["lag1", "lag2", "position", "y1", "y2"]
     texts = [
         (np.column_stack([np.ones(len(part)), part[names]]), part["log_norm"].to_numpy())
@@ -175,20 +176,38 @@ def dense_stacked_errors(
     ]
     k = len(names) + 1
 
+    def covariance(at: np.ndarray, n: int) -> np.ndarray:
+        return at[k] * (np.eye(n) + at[k + 1] * np.ones((n, n)))
+
     def loglik(at: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-        n = len(y)
-        v = at[k] * (np.eye(n) + at[k + 1] * np.ones((n, n)))
-        e = y - x @ at[:k]
+        v, e = covariance(at, len(y)), y - x @ at[:k]
         return -0.5 * (np.linalg.slogdet(v)[1] + e @ np.linalg.solve(v, e))
+
+    def information(x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        inverse = np.linalg.inv(covariance(theta, n))
+        derivatives = [np.eye(n) + theta[k + 1] * np.ones((n, n)), theta[k] * np.ones((n, n))]
+        out = np.zeros((k + 2, k + 2))
+        out[:k, :k] = x.T @ inverse @ x
+        for i, a in enumerate(derivatives):
+            for j, b in enumerate(derivatives):
+                out[k + i, k + j] = np.trace(inverse @ a @ inverse @ b) / 2
+        return out
 
     scores = np.array([approx_fprime(theta, loglik, args=t, centered=True) for t in texts])
     hessian = approx_hess3(theta, lambda at: sum(loglik(at, *t) for t in texts))
-    if alone:
-        scores, hessian = scores[:, :k], hessian[:k, :k]
-    bread = np.linalg.inv(hessian)
-    g, n = len(texts), len(rows)
-    covariance = g / (g - 1) * (n - 1) / (n - k) * bread @ scores.T @ scores @ bread.T
-    return np.sqrt(np.diag(covariance))[:k]
+    fisher = [information(x) for x, _ in texts]
+    used = slice(0, k if alone else k + 2)
+    total = sum(fisher)[used, used]
+    leverages = [f[used, used] @ np.linalg.inv(total) for f in fisher]
+    corrected = np.array(
+        [
+            np.linalg.solve(np.eye(len(total)) - h, s[used])
+            for h, s in zip(leverages, scores, strict=True)
+        ]
+    )
+    bread = np.linalg.inv(hessian[used, used])
+    return np.sqrt(np.diag(bread @ corrected.T @ corrected @ bread.T))[:k]
 
 
 @needs_r

@@ -13,6 +13,7 @@ from attnmag.models import mixed
 from attnmag.models.mixed import GroupedDesign, is_boundary
 from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
+from tests.simulate_burn_in import burn_in_frame
 
 
 def _dense_gls(x, z, y, groups, cov_rel):
@@ -273,3 +274,50 @@ def test_an_exception_inside_mixedlm_becomes_a_failed_layer(monkeypatch):
     summary = models.glance(table)
     assert summary.warnings.str.contains("LinAlgError: Singular matrix").all()
     assert isinstance(summary, pd.DataFrame) and len(summary) == 2
+
+
+def _jackknife(design: GroupedDesign, cov_rel: np.ndarray | None) -> np.ndarray:
+    """sum_g (b_(-g) - b)(b_(-g) - b)' of the ML fixed effects, each group left out and the
+    model refitted (at ``cov_rel`` where given, else at the likelihood's maximum)."""
+    fitted = design.gls(mixed.reml_maximum(design)[0] if cov_rel is None else cov_rel)
+    changes = []
+    for group in range(len(design.cross)):
+        keep = np.arange(len(design.cross)) != group
+        size = int(design.cross[group, design.k_fe, design.k_fe])
+        rest = GroupedDesign(design.cross[keep], design.n_obs - size, design.k_fe, 1, ml=True)
+        at = mixed.reml_maximum(rest)[0] if cov_rel is None else cov_rel
+        changes.append(rest.gls(at).fe_params - fitted.fe_params)
+    return np.array(changes).T @ np.array(changes)
+
+
+def _lag_design(n_sequences: int) -> GroupedDesign:
+    """An ML design of ``initial_conditions``' model, ``log_norm ~ lag1 + lag2 + position + y1
+    + y2`` with a random intercept (``y1``, ``y2``: the text's levels at positions 1 and 2)."""
+    frame = burn_in_frame(n_sequences, 1, seed=n_sequences)
+    levels = frame.pivot(index="sequence", columns="position", values="log_norm")
+    rows = frame[frame.position >= 3].assign(
+        y1=lambda rows: rows.sequence.map(levels[1]), y2=lambda rows: rows.sequence.map(levels[2])
+    )
+    formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
+    model = smf.mixedlm(formula, rows, groups=rows["sequence"])
+    design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    return GroupedDesign(design.cross, design.n_obs, design.k_fe, 1, ml=True)
+
+
+def test_stacked_covariance_at_zero_variance_is_the_leave_one_text_out_jackknife():
+    """At zero variance the fixed effects are OLS, and Mancl-DeRouen's scores make the
+    sandwich exactly the sum of the changes in the estimates when each text is left out."""
+    design, zero = _lag_design(20), np.zeros((1, 1))
+    covariance = mixed.stacked_covariance(design, zero, design.gls(zero))
+    np.testing.assert_allclose(covariance, _jackknife(design, zero), rtol=1e-8)
+
+
+@pytest.mark.parametrize("n_sequences, tolerance", [(40, 0.1), (100, 0.01)])
+def test_stacked_covariance_is_about_the_refitted_jackknife(n_sequences, tolerance):
+    """In the interior, each corrected score is one Fisher-scoring step of the fit without
+    its text: close to refitting ML without each text, the closer the more texts."""
+    design = _lag_design(n_sequences)
+    cov_rel = mixed.reml_maximum(design)[0]
+    assert cov_rel[0, 0] > 0.01  # in the interior
+    errors = np.sqrt(np.diag(mixed.stacked_covariance(design, cov_rel, design.gls(cov_rel))))
+    np.testing.assert_allclose(errors, np.sqrt(np.diag(_jackknife(design, None))), rtol=tolerance)
