@@ -26,6 +26,13 @@ Usage::
 import importlib
 import warnings
 
+with warnings.catch_warnings():
+    # datasets and transformers import tqdm.auto, which in a notebook without ipywidgets
+    # warns "IProgress not found" (once, when first imported) and falls back to text bars;
+    # attnmag's own bars choose text there themselves, so importing the stage prints nothing.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto  # noqa: F401
+
 from attnmag.extract.combine import combine
 from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS
 
@@ -63,13 +70,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    with warnings.catch_warnings():
-        # datasets and transformers import tqdm.auto, which in a notebook without ipywidgets
-        # warns "IProgress not found" and falls back to text bars; attnmag's own bars choose
-        # text there themselves, so importing the stage prints nothing.
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        module = importlib.import_module(f"{__name__}.{_HOMES[name]}")
-    return getattr(module, name)
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
 
 
 def __dir__() -> list[str]:
