@@ -6,6 +6,8 @@ Holds:
   ``site`` and ``head`` when asked for); lags, fits and figures run within each group;
 - ``group_columns``, ``frame_columns``: the grouping columns a frame has, and the columns in
   order of a frame with given optional grouping columns;
+- ``SITES``, ``TOKEN_COLUMNS`` (with ``TOKEN_DTYPES``), ``SINK_COLUMNS``: the sites a
+  ``site`` column names, and the optional per-token and sink columns;
 - ``FRAME_DTYPES``: the in-memory dtype of each numeric column;
 - ``DERIVED``, ``derived_columns``: the columns computed from ``norm`` and ``position``
   (``log_norm``, ``lag1``, ``lag2``), which shards do not store;
@@ -33,7 +35,10 @@ __all__ = [
     "DERIVED",
     "FRAME_DTYPES",
     "GROUP_COLUMNS",
+    "SINK_COLUMNS",
     "SITES",
+    "TOKEN_COLUMNS",
+    "TOKEN_DTYPES",
     "derived_columns",
     "frame_columns",
     "frame_from_columns",
@@ -45,6 +50,16 @@ COLUMNS = ["sequence", "layer", "position", "token_id", "token", "norm", "log_no
 GROUP_COLUMNS = ("model", "site", "layer", "head")
 #: The sites a ``site`` column names, in the order of a block's forward pass.
 SITES = ("attn", "mlp", "resid")
+#: The optional per-token columns (``token_columns=``) and their dtypes.
+TOKEN_COLUMNS = ("surprisal", "log_frequency", "word_start", "punct")
+TOKEN_DTYPES = {
+    "surprisal": np.float32,
+    "log_frequency": np.float32,
+    "word_start": np.bool_,
+    "punct": np.bool_,
+}
+#: The columns ``sink=True`` adds: the first token's share of attention and of the update.
+SINK_COLUMNS = ("sink_weight", "sink_norm")
 GROUP_DTYPES = {"model": "category", "site": "category", "layer": "int16", "head": "int16"}
 #: ``log_norm``, ``lag1`` and ``lag2``: float32, as exact as the float32 ``norm`` they come
 #: from (fits cast to float64 where statsmodels needs it).

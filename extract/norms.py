@@ -42,14 +42,20 @@ from torch import nn
 from attnmag.errors import AttnmagError
 from attnmag.extract.adapters import adapter_for, base_model, blocks
 from attnmag.extract.batching import Encoded, length_batches, pad_batch
-from attnmag.extract.frame import COLUMNS, GROUP_COLUMNS, frame_from_columns
+from attnmag.extract.frame import (
+    COLUMNS,
+    GROUP_COLUMNS,
+    SINK_COLUMNS,
+    SITES,
+    TOKEN_COLUMNS,
+    frame_from_columns,
+)
 from attnmag.extract.hooks import NormRecorder, Probe, eval_mode
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.provenance import provenance
-from attnmag.extract.sink import SINK_COLUMNS, SinkProbes
-from attnmag.extract.sites import SITES, check_sites, n_heads, plan, plan_rows
+from attnmag.extract.sink import SinkProbes
+from attnmag.extract.sites import check_sites, n_heads, plan, plan_rows
 from attnmag.extract.tokens import (
-    TOKEN_COLUMNS,
     Surprisal,
     check_token_columns,
     token_counts,

@@ -55,6 +55,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -62,16 +63,16 @@ import pandas as pd
 import pyarrow
 import pyarrow.dataset
 import pyarrow.parquet as pq
-import torch
 from pandas.api.types import union_categoricals
-from torch import nn
 
 from attnmag.errors import AttnmagError
-from attnmag.extract.batching import Encoded
 from attnmag.extract.frame import (
     COLUMNS,
     DERIVED,
     GROUP_COLUMNS,
+    SINK_COLUMNS,
+    TOKEN_COLUMNS,
+    TOKEN_DTYPES,
     derived_columns,
     frame_columns,
     tidy_frame,
@@ -80,25 +81,11 @@ from attnmag.extract.frame import (
 from attnmag.extract.frame_file import read_frame_file
 from attnmag.extract.keep import check_keep, kept_columns
 from attnmag.extract.manifest import check_record, check_shard_metadata
-from attnmag.extract.norms import (
-    check_count,
-    check_tokenizer,
-    encode,
-    norms_frame,
-    prepare_run,
-)
-from attnmag.extract.provenance import corpus_provenance, provenance, texts_fingerprint
-from attnmag.extract.quantisation import weights_provenance
-from attnmag.extract.sink import SINK_COLUMNS
-from attnmag.extract.sites import check_sites, n_heads, plan_rows
-from attnmag.extract.tokens import (
-    TOKEN_COLUMNS,
-    TOKEN_DTYPES,
-    check_token_columns,
-    token_counts,
-)
 from attnmag.outputs import folder_lock, mark
 from attnmag.progress import progress_bar
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "RUN_FILE",
@@ -231,6 +218,9 @@ def weights_fingerprint(model: nn.Module) -> str:
     >>> len(fingerprint), fingerprint == weights_fingerprint(model)
     (16, True)
     """
+    # The measuring modules import torch and transformers; reading a folder needs neither.
+    import torch
+
     digest = hashlib.sha256()
     for name, parameter in model.named_parameters():
         digest.update(f"{name}{tuple(parameter.shape)}{parameter.dtype}".encode())
@@ -283,6 +273,10 @@ def run_arguments(
         ``sites``, ``heads``, ``keep``, ``token_columns`` and ``sink`` where the run has them
         (so that a folder of a plain run stays resumable by a plain run).
     """
+    # The measuring modules import torch and transformers; reading a folder needs neither.
+    from attnmag.extract.provenance import texts_fingerprint
+    from attnmag.extract.quantisation import weights_provenance
+
     measured = {
         **({"sites": list(sites)} if sites is not None else {}),
         **({"heads": True} if heads else {}),
@@ -498,6 +492,12 @@ def _measure_shard(
     attention update alone, as ``attention_norms``), ``heads``, ``keep``, ``token_columns``,
     ``sink`` and ``counts`` (the corpus's token counts, for ``log_frequency``).
     """
+    # The measuring modules import torch and transformers; reading a folder needs neither.
+    from attnmag.extract.batching import Encoded
+    from attnmag.extract.norms import norms_frame
+    from attnmag.extract.provenance import provenance
+    from attnmag.extract.sites import n_heads, plan_rows
+
     sites, heads = options["sites"], options["heads"]
     keep, token_columns = options["keep"], options["token_columns"]
     text_list = texts["text"] if keep else texts
@@ -863,6 +863,12 @@ def write_shards(
     >>> read_shards("norms/").shape == frame.drop(columns="label").shape
     True
     """
+    # The measuring modules import torch and transformers; reading a folder needs neither.
+    from attnmag.extract.norms import check_count, check_tokenizer, encode, prepare_run
+    from attnmag.extract.provenance import corpus_provenance
+    from attnmag.extract.sites import check_sites
+    from attnmag.extract.tokens import check_token_columns, token_counts
+
     rank, world_size = rank_and_size(rank, world_size)
     check_count("shard_texts", shard_texts)
     measured = check_sites("attn" if sites is None else sites, heads)

@@ -1,12 +1,12 @@
 """The first token's share of each attention update (``sink=True``).
 
-Holds:
-- ``SINK_COLUMNS``: ``sink_weight`` (the mean over heads of the attention weight from the
-  token to its text's first token) and ``sink_norm`` (the norm of the first token's part of
-  the update, ``||sum_h alpha^h_{t,0} W_O^h v^h_0||``, without the projection's bias);
-- ``SinkProbes``: the probes (``attnmag.extract.hooks.Probe``) that fill two rows per layer,
-  and a context manager that routes the model's attention through its family's own eager
-  attention for the run, so that the attention probabilities exist.
+Holds ``SinkProbes``, what fills the columns ``SINK_COLUMNS`` (``attnmag.extract.frame``):
+``sink_weight`` (the mean over heads of the attention weight from the token to its text's
+first token) and ``sink_norm`` (the norm of the first token's part of the update,
+``||sum_h alpha^h_{t,0} W_O^h v^h_0||``, without the projection's bias). ``SinkProbes`` are
+the probes (``attnmag.extract.hooks.Probe``) that fill two rows per layer, and a context
+manager that routes the model's attention through its family's own eager attention for the
+run, so that the attention probabilities exist.
 
 The attention weights ``alpha`` exist only in eager attention: for the run, the model's
 ``config._attn_implementation`` is set to a registered attention function that calls the
@@ -39,9 +39,8 @@ from attnmag.extract.adapters import adapter_for, base_model, output_projection,
 from attnmag.extract.heads import projection_matrix
 from attnmag.extract.hooks import Probe
 
-__all__ = ["SINK_COLUMNS", "SinkProbes"]
+__all__ = ["SinkProbes"]
 
-SINK_COLUMNS = ("sink_weight", "sink_norm")
 #: The attention implementation name attnmag registers for ``sink=True`` runs.
 IMPLEMENTATION = "attnmag_sink"
 #: Attention module id -> the recorder of its layer, while a run is in progress.

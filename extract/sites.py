@@ -1,9 +1,10 @@
 """What an extraction measures: the sites of each layer, their heads, and their hooks.
 
+The sites known, ``SITES`` (``attnmag.extract.frame``) in the frame's order: ``attn`` (the
+attention sub-layer's update), ``mlp`` (the MLP sub-layer's update), ``resid`` (the residual
+stream entering the block).
+
 Holds:
-- ``SITES``: the sites known, in the frame's order: ``attn`` (the attention sub-layer's
-  update), ``mlp`` (the MLP sub-layer's update), ``resid`` (the residual stream entering the
-  block);
 - ``WHOLE``: the ``head`` of a row that is a whole sub-layer's (or the stream's), not a head's;
 - ``check_sites``: a user's ``sites`` and ``heads`` checked, sites in ``SITES`` order;
 - ``Plan``, ``plan``: the rows measured per token (site, layer, head), their probes, and the
@@ -28,7 +29,7 @@ from attnmag.extract.frame import SITES
 from attnmag.extract.heads import HeadNorms
 from attnmag.extract.hooks import Probe, input_norm, update_norm
 
-__all__ = ["Plan", "SITES", "WHOLE", "check_sites", "n_heads", "plan", "plan_rows"]
+__all__ = ["Plan", "WHOLE", "check_sites", "n_heads", "plan", "plan_rows"]
 
 WHOLE = -1
 # Order of the hooks within one block's forward pass: the stream entering it, the heads

@@ -1,10 +1,11 @@
 """Token-level columns of the tidy frame (``token_columns=``): what each token is.
 
+The columns known, ``TOKEN_COLUMNS`` in the frame's order, and their ``TOKEN_DTYPES`` are
+part of the frame's schema (``attnmag.extract.frame``): ``surprisal`` (nats, from the
+model's own LM head), ``log_frequency`` (ln of the token's count in the measured corpus),
+``word_start`` (the token begins a word), ``punct`` (punctuation or symbols only).
+
 Holds:
-- ``TOKEN_COLUMNS``: the columns known, in the frame's order: ``surprisal`` (nats, from the
-  model's own LM head), ``log_frequency`` (ln of the token's count in the measured corpus),
-  ``word_start`` (the token begins a word), ``punct`` (punctuation or symbols only);
-- ``TOKEN_DTYPES``: each column's dtype;
 - ``check_token_columns``: a user's ``token_columns`` checked, in ``TOKEN_COLUMNS`` order;
 - ``Surprisal``: the probe measurement (``attnmag.extract.hooks.Probe``) on the base model
   that turns its last hidden state into each token's surprisal;
@@ -31,23 +32,15 @@ import torch
 from torch import nn
 
 from attnmag.errors import AttnmagError
+from attnmag.extract.frame import TOKEN_COLUMNS, TOKEN_DTYPES
 
 __all__ = [
-    "TOKEN_COLUMNS",
-    "TOKEN_DTYPES",
     "Surprisal",
     "check_token_columns",
     "token_counts",
     "vocabulary_columns",
 ]
 
-TOKEN_COLUMNS = ("surprisal", "log_frequency", "word_start", "punct")
-TOKEN_DTYPES = {
-    "surprisal": np.float32,
-    "log_frequency": np.float32,
-    "word_start": np.bool_,
-    "punct": np.bool_,
-}
 #: Tokens of the LM head's logits computed at once (bounds the ``(tokens, vocabulary)``
 #: float32 block).
 LOGIT_CHUNK = 1024

@@ -114,9 +114,8 @@ def test_the_folder_of_a_run_suggests_its_frame(command, tmp_path, capsys):
 
 
 def test_the_parsers_choices_are_the_stages():
+    from attnmag.extract.frame import SITES, TOKEN_COLUMNS
     from attnmag.extract.shards import RUN_FILE
-    from attnmag.extract.sites import SITES
-    from attnmag.extract.tokens import TOKEN_COLUMNS
     from attnmag.models import CONF_LEVEL, MAX_POSITION, METHODS
 
     assert cli.SITES == SITES and cli.RUN_FILE == RUN_FILE
