@@ -24,9 +24,8 @@ Holds:
   maximum likelihood where ``ml``), ``.gls(cov_rel)``,
   the GLS quantities at given variance components, vectorised over groups (fixed effects,
   their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
-  over a random intercept's relative sd, vectorised over the sds too; ``.reml_gradient``,
-  REML's derivative in the relative covariance; ``.scores``, the per-group X_i' W_i e_i the
-  sandwich needs;
+  over a random intercept's relative sd, vectorised over the sds too; ``.scores``, the
+  per-group X_i' W_i e_i the sandwich needs;
 - ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance, for a relative
   random-effects covariance.
 
@@ -209,28 +208,6 @@ class GroupedDesign:
         xwxy_groups = self._weighted(cov_rel)[1]
         return xwxy_groups[:, :, p] - xwxy_groups[:, :, :p] @ fe_params
 
-    def reml_gradient(self, cov_rel: np.ndarray, point: GLS | None = None) -> np.ndarray:
-        """The derivative of REML (scale profiled out) with respect to ``cov_rel``; of the
-        likelihood where ``ml``.
-
-        ``point`` is ``self.gls(cov_rel)``, where the caller has it already.
-
-        With H = (X'WX)^-1, u_i = Z_i' W_i e_i and the REML scale s2, it is
-        -(sum_i Z_i'W_iZ_i - sum_i Z_i'W_iX_i H X_i'W_iZ_i - sum_i u_i u_i' / s2) / 2, the
-        derivatives of the log determinants and of the weighted residual sum of squares;
-        the likelihood's lacks the H term (no log det(X'WX)), and s2 is its own scale.
-        """
-        p, q, cross = self.k_fe, self.k_re, self.cross
-        z = slice(p, p + q)
-        zz = cross[:, z, z]
-        solved = np.linalg.solve(np.eye(q) + cov_rel @ zz, cov_rel @ cross[:, z, :])
-        zw = cross[:, z, :] - zz @ solved  # Z_i' W_i [X_i | Z_i | y_i]
-        point = self.gls(cov_rel) if point is None else point
-        zwx, zwz, zwy = zw[:, :, :p], zw[:, :, z], zw[:, :, p + q]
-        u = zwy - zwx @ point.fe_params
-        fixed = 0.0 if self.ml else np.einsum("gqk,kl,grl->qr", zwx, point.xwx_inv, zwx)
-        return -0.5 * (zwz.sum(axis=0) - fixed - u.T @ u / point.scale)
-
     def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray, float]:
         """sum_i log det(I + P Z_i'Z_i), per-group [X_i'W_i X_i | X_i'W_i y_i], sum y_i'W_i y_i."""
         p, q, cross = self.k_fe, self.k_re, self.cross
@@ -344,12 +321,14 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
     """Minus ``design.gls(P).llf_reml`` and its gradient in the packed relative Cholesky
     factor L (L00, L10, L11) of P = LL', for two random effects, in closed form per group.
 
-    ``gls`` and ``reml_gradient`` solve a 2 x 2 system per group through LAPACK; here, with
+    ``gls`` solves a 2 x 2 system per group through LAPACK; here, with
     N = Z_i'Z_i and D = det(I + PN) = 1 + tr(PN) + det(P) det(N), the 2 x 2 inverses are
     elementwise over the groups: W_i's correction (I + PN)^-1 P = (P + det(P) adj(N)) / D,
     Z_i'W_iZ_i = (N + det(N) adj(P)) / D and Z_i'W_i = adj(I + NP) / D Z_i'. Sums of the
     corrections over groups are one product with the groups' [X y]'Z outer products. The
-    gradient in P is ``reml_gradient``'s; in L it is 2 G L.
+    gradient G in P is -(sum_i Z_i'W_iZ_i - sum_i Z_i'W_iX_i (X'WX)^-1 X_i'W_iZ_i - sum_i
+    u_i u_i' / s2) / 2 with u_i = Z_i'W_i e_i (the likelihood's lacks the (X'WX)^-1 term); in
+    L it is 2 G L.
     """
     p, cross = design.k_fe, design.cross
     xy = np.r_[0:p, p + 2]
