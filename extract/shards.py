@@ -84,6 +84,8 @@ from attnmag.extract.manifest import check_record, check_shard_metadata
 from attnmag.outputs import folder_lock, mark
 from attnmag.progress import progress_bar
 
+# The measuring modules (``norms``, ``provenance``, ``sites``, ``tokens``...) import torch and
+# transformers: the functions that measure import them, so that reading a folder needs neither.
 if TYPE_CHECKING:
     from torch import nn
 
@@ -218,7 +220,6 @@ def weights_fingerprint(model: nn.Module) -> str:
     >>> len(fingerprint), fingerprint == weights_fingerprint(model)
     (16, True)
     """
-    # The measuring modules import torch and transformers; reading a folder needs neither.
     import torch
 
     digest = hashlib.sha256()
@@ -273,7 +274,6 @@ def run_arguments(
         ``sites``, ``heads``, ``keep``, ``token_columns`` and ``sink`` where the run has them
         (so that a folder of a plain run stays resumable by a plain run).
     """
-    # The measuring modules import torch and transformers; reading a folder needs neither.
     from attnmag.extract.provenance import texts_fingerprint
     from attnmag.extract.quantisation import weights_provenance
 
@@ -492,7 +492,6 @@ def _measure_shard(
     attention update alone, as ``attention_norms``), ``heads``, ``keep``, ``token_columns``,
     ``sink`` and ``counts`` (the corpus's token counts, for ``log_frequency``).
     """
-    # The measuring modules import torch and transformers; reading a folder needs neither.
     from attnmag.extract.batching import Encoded
     from attnmag.extract.norms import norms_frame
     from attnmag.extract.provenance import provenance
@@ -863,7 +862,6 @@ def write_shards(
     >>> read_shards("norms/").shape == frame.drop(columns="label").shape
     True
     """
-    # The measuring modules import torch and transformers; reading a folder needs neither.
     from attnmag.extract.norms import check_count, check_tokenizer, encode, prepare_run
     from attnmag.extract.provenance import corpus_provenance
     from attnmag.extract.sites import check_sites

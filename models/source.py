@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,8 +44,8 @@ KEPT_FOLDERS = 2
 #: Loaded folders, least recently opened first: resolved path -> (what the table is valid
 #: for, the table's name, the shards).
 _LOADED: dict[Path, tuple[tuple, str, tuple[str, ...]]] = {}
-#: Tables created so far (for new tables' names).
-_CREATED: list[str] = []
+#: Numbers for new tables' names.
+_TABLE_NUMBERS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,7 @@ def _loaded(folder: Path) -> tuple[tuple, str, tuple[str, ...]]:
         _drop(known[1])
         known = None
     if known is None:
-        table = f"{STORE}.folder_{len(_CREATED)}"
-        _CREATED.append(table)
+        table = f"{STORE}.folder_{next(_TABLE_NUMBERS)}"
         with connect(keep_order=True) as connection:
             try:
                 shards = tuple(str(path) for path in load_shards(connection, folder, table))
