@@ -164,11 +164,13 @@ def _teardown(namespace: dict) -> None:
 
 
 def _run_shell(example) -> None:
-    """Runs a shell block in bash with the venv's ``attnmag`` first on the PATH."""
+    """Runs a shell block in bash with the venv's ``attnmag`` and ``python`` first on the PATH
+    and the repository on ``PYTHONPATH`` (``python -m benchmarks.…`` runs from the page's
+    temporary folder as from the repository root)."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", example.parsed],
-        env={**os.environ, "PATH": path},
+        env={**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
     )
