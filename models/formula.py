@@ -446,10 +446,16 @@ def _check_group(
     singular."""
     n_terms = len(terms)
     n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
-    span = f"positions {positions[0]}..{positions[1]}"
     counts = {"n_rows": n_rows, "n_sequences": len(cross), "n_covered": n_covered}
-    needed, n_positions = n_terms + 2, 1 + random_slope
-    check_size(describe(groups, key), span=span, needed=needed, n_positions=n_positions, **counts)
+    first, last = positions
+    check_size(
+        describe(groups, key),
+        first=first,
+        last=last,
+        n_terms=n_terms,
+        n_positions=1 + random_slope,
+        **counts,
+    )
     xx = cross[:, :n_terms, :n_terms].sum(axis=0)
     scale = np.sqrt(np.diag(xx))
     if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < n_terms:

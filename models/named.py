@@ -689,11 +689,9 @@ def _group_rows(source: Source, request: Request, values: dict[str, object]) -> 
 
 def _check_size(request: Request, groups: list[str], key: Hashable, **counts: int) -> None:
     """``check_size`` of a group of ``request``'s fit."""
-    span = f"positions >= {request.first}"
-    if request.last is not None:
-        span = f"positions {request.first}..{request.last}"
-    needed, n_positions = len(request.terms) + 2, request.n_positions
-    check_size(describe(groups, key), span=span, needed=needed, n_positions=n_positions, **counts)
+    n_terms, n_positions = len(request.terms), request.n_positions
+    limits = {"first": request.first, "last": request.last}
+    check_size(describe(groups, key), n_terms=n_terms, n_positions=n_positions, **limits, **counts)
 
 
 def _check_gmm_texts(

@@ -1,12 +1,9 @@
-"""Least-squares fits per layer with statsmodels (OLS, and its formula API for ``ols``).
+"""Least-squares fits per group.
 
 Holds:
-- ``statsmodels_fit``: a statsmodels OLS result -> an ``Estimate`` (the ``aggregate`` fit's, on
-  the position means);
-- ``ols_fit``: token-level OLS with CR1 cluster-robust standard errors by sequence, t on
-  G - 1 df (G sequences), from per-sequence cross products; the same covariance as R's
-  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``; or CR2 with Bell-McCaffrey
-  df (``models.cr2``);
+- ``statsmodels_fit``: a statsmodels OLS result -> an ``Estimate`` (the ``aggregate`` fit's);
+- ``ols_fit``: OLS from per-sequence cross products, CR1 errors by sequence (R's
+  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``), t on G - 1 df, or CR2;
 - ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
 """
 
@@ -23,17 +20,6 @@ from attnmag.models.mixed import GroupedDesign, cluster_covariance
 from attnmag.models.tidy import Estimate
 
 __all__ = ["cluster_ols_result", "ols_fit", "statsmodels_fit"]
-
-
-def _ols_stats(result: RegressionResults) -> dict[str, float]:
-    """The glance fields of a statsmodels OLS result."""
-    return {
-        "r2": float(result.rsquared),
-        "loglik": float(result.llf),
-        "aic": float(result.aic),
-        "bic": float(result.bic),
-        "sigma": float(np.sqrt(result.scale)),
-    }
 
 
 def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Estimate:
@@ -54,7 +40,13 @@ def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> E
         n_obs=int(result.nobs),
         n_groups=n_groups,
         converged=True,
-        stats=_ols_stats(result),
+        stats={
+            "r2": float(result.rsquared),
+            "loglik": float(result.llf),
+            "aic": float(result.aic),
+            "bic": float(result.bic),
+            "sigma": float(np.sqrt(result.scale)),
+        },
     )
 
 
@@ -66,11 +58,9 @@ def ols_fit(
     centred: bool = True,
     cov_type: str = "cluster",
 ) -> Estimate:
-    """OLS of the design's fixed effects from per-sequence cross products, CR1 by sequence
-    with t on G - 1 df (``cov_type="cr2"``: CR2 with Bell-McCaffrey df), and statsmodels'
-    OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters; R2 centred where the
-    design holds a constant, ``centred``). The design's first random effect is the
-    intercept, so its column sums y.
+    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (``"cr2"``: CR2
+    with Bell-McCaffrey df), and statsmodels' glance fields (R2 centred where ``centred``);
+    the design's random effect is the intercept.
 
     Examples
     --------
@@ -115,20 +105,8 @@ def ols_fit(
 
 
 def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
-    """statsmodels' result of ``ols_fit``'s fit: OLS with CR1 errors by ``sequence``
-    and t on G - 1 df, for its ``summary()``, residuals and the like.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One group's rows, with ``sequence`` and the formula's columns.
-    formula : str
-        A statsmodels formula.
-
-    Returns
-    -------
-    statsmodels.regression.linear_model.RegressionResults
-        The fitted result.
+    """statsmodels' OLS of ``formula`` on one group's rows ``data``, CR1 errors by
+    ``sequence`` and t on G - 1 df: ``ols_fit``'s fit.
 
     Examples
     --------
