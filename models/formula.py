@@ -51,7 +51,15 @@ from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
 from attnmag.models.checks import check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.groups import GROUP_COLUMNS, by_group, describe, key_of, key_values, sql_list
+from attnmag.models.groups import (
+    GROUP_COLUMNS,
+    by_group,
+    describe,
+    key_of,
+    key_values,
+    sql_list,
+    symmetric,
+)
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
 from attnmag.models.ols import cluster_ols_result, ols_fit
 from attnmag.models.results import Fits
@@ -316,11 +324,8 @@ def _cross_products(
             return {}, {}
         sums = ", ".join(f"sum(s{i}_{j}) AS s{i}_{j}" for i, j in pairs)
         query = f"SELECT {keys}, {sums} FROM sums GROUP BY ALL ORDER BY ALL"
-        crosses = {}
-        for key, columns in by_group(work.sql(query).to_arrow_reader(BATCH_ROWS), groups):
-            cross = crosses[key] = np.empty((len(columns["sequence"]), m, m))
-            for i, j in pairs:
-                cross[:, i, j] = cross[:, j, i] = columns[f"s{i}_{j}"]
+        summed = by_group(work.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+        crosses = {key: symmetric(columns, "s{}_{}".format, m) for key, columns in summed}
         counts = f'SELECT {sql_list(groups)}, count(DISTINCT "position") FROM covered GROUP BY ALL'
         return crosses, {key_of(row[:-1]): row[-1] for row in work.execute(counts).fetchall()}
 

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from attnmag.errors import AttnmagError
+from attnmag.models.groups import symmetric
 from attnmag.models.tidy import Estimate, failed_fit
 
 __all__ = [
@@ -86,16 +87,6 @@ def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
     return row
 
 
-def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
-    """Per text, the sums ``all_i_j`` as symmetric matrices."""
-    size = GMM_LEVELS + 1
-    out = np.empty((len(sums["n"]), size, size))
-    for i in range(size):
-        for j in range(i, size):
-            out[:, i, j] = out[:, j, i] = sums[f"all_{i}_{j}"]
-    return out
-
-
 def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Texts' level sums (``_gmm_query``) -> their Arellano-Bond cross products.
 
@@ -124,7 +115,7 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     v_back = np.array(
         [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
     )
-    every = _level_sums(sums)
+    every = symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
     at3, at4 = (
         np.column_stack([sums[f"{at}_{i}"] for i in range(GMM_LEVELS + 1)]) for at in ("at3", "at4")
     )

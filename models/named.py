@@ -59,7 +59,7 @@ from attnmag.models.checks import (
 from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
-from attnmag.models.groups import by_group, describe, key_of, key_values, sql_list
+from attnmag.models.groups import by_group, describe, key_of, key_values, sql_list, symmetric
 from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
 from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
@@ -730,16 +730,6 @@ def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
         )
 
 
-def _base_cross(sums: dict[str, np.ndarray], base: tuple[str, ...]) -> np.ndarray:
-    """Per sequence, the cross products of ``[1, *base]``: shape (sequences, m, m)."""
-    names = ["", *base]
-    cross = np.empty((len(sums["n"]), len(names), len(names)))
-    for i, a in enumerate(names):
-        for j, b in enumerate(names[i:], start=i):
-            cross[:, i, j] = cross[:, j, i] = sums[_pair(a, b)]
-    return cross
-
-
 def _mapped(
     sums: dict[str, np.ndarray],
     base: tuple[str, ...],
@@ -751,7 +741,8 @@ def _mapped(
     """The design whose columns ``[X | Z | y]`` are ``mapping @ [1, *base]`` (a matrix, or
     one per sequence), with ``k_fe`` fixed effects and ``y`` last; fitted by ML where
     ``ml``, else REML."""
-    cross = _base_cross(sums, base)
+    names = ["", *base]
+    cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
     if mapping.ndim == 2:
         design = np.einsum("ik,gkl,jl->gij", mapping, cross, mapping)
     else:
