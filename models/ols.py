@@ -9,7 +9,7 @@ Holds:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -55,12 +55,13 @@ def ols_fit(
     terms: Iterable[str],
     n_groups: int,
     *,
-    centred: bool = True,
     cov_type: str = "cluster",
+    rows: Callable[[], pd.DataFrame] | None = None,
+    formula: str = "",
 ) -> Estimate:
     """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (``"cr2"``: CR2
-    with Bell-McCaffrey df), and statsmodels' glance fields (R2 centred where ``centred``);
-    the design's random effect is the intercept.
+    with Bell-McCaffrey df), and statsmodels' glance fields (R2 centred where X spans the
+    constant, the design's random effect); under CR1 its result refits ``rows()``.
 
     Examples
     --------
@@ -85,8 +86,11 @@ def ols_fit(
     n, k = design.n_obs, design.k_fe
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
+    spanned = np.linalg.lstsq(total[:k, :k], total[:k, k], rcond=None)[0]
+    centred = n - total[:k, k] @ spanned <= 1e-10 * n  # the residual of 1 on X is zero
     tss = total[-1, -1] - (total[k, -1] ** 2 / n if centred else 0.0)
     llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
+    refit = None if rows is None or cov_type != "cluster" else rows
     return Estimate(
         estimate=pd.Series(point.fe_params, index=list(terms)),
         std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
@@ -101,6 +105,7 @@ def ols_fit(
             "bic": float(-2 * llf + np.log(n) * k),
             "sigma": float(np.sqrt(point.scale)),
         },
+        result=None if refit is None else lambda: cluster_ols_result(refit(), formula),
     )
 
 
