@@ -87,6 +87,11 @@ def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
     return row
 
 
+def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
+    """Per text, the sums ``all_i_j`` as symmetric matrices."""
+    return symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
+
+
 def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Texts' level sums (``_gmm_query``) -> their Arellano-Bond cross products.
 
@@ -115,7 +120,7 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     v_back = np.array(
         [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
     )
-    every = symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
+    every = _level_sums(sums)
     at3, at4 = (
         np.column_stack([sums[f"{at}_{i}"] for i in range(GMM_LEVELS + 1)]) for at in ("at3", "at4")
     )
