@@ -84,17 +84,7 @@ SLOPE_START = 0.1
 
 @dataclass(frozen=True)
 class GLS:
-    """GLS quantities at given relative variance components.
-
-    Examples
-    --------
-    >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
-    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
-    >>> at = design.gls(np.array([[0.5]]))  # random-intercept variance 0.5 x the residual's
-    >>> at.fe_params.shape, at.xwx_inv.shape, at.scale > 0
-    ((2,), (2, 2), True)
-    """
+    """GLS quantities at given relative variance components (``GroupedDesign.gls``)."""
 
     fe_params: np.ndarray
     xwx_inv: np.ndarray  # (sum_i X_i' W_i X_i)^-1
@@ -106,12 +96,12 @@ class GLS:
 class GroupedDesign:
     """Per-group cross products of ``[X | Z | y]`` (fitted by ML where ``ml``, else REML).
 
-    >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
-    >>> design.gls(np.array([[0.5]])).fe_params.shape
-    (2,)
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> at = design.gls(np.array([[0.5]]))  # random-intercept variance 0.5 x the residual's
+    >>> at.fe_params.shape, at.xwx_inv.shape, at.scale > 0
+    ((2,), (2, 2), True)
     """
 
     cross: np.ndarray  # (groups, m, m), m = k_fe + k_re + 1
@@ -501,13 +491,11 @@ def cluster_covariance(
     the design's groups, with Stata's factor G/(G-1) (N-1)/(N-K) (clubSandwich's
     ``"CR1S"``; at zero variance, ``ols``'s errors); ``xwx_inv``: (sum_g X_g'W_gX_g)^-1.
 
-    >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
-    >>> cov_rel = np.array([[0.5]])
-    >>> point = design.gls(cov_rel)
-    >>> cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv).shape
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> point = design.gls(np.array([[0.5]]))
+    >>> cluster_covariance(design, np.array([[0.5]]), point.fe_params, point.xwx_inv).shape
     (2, 2)
     """
     scores = design.scores(cov_rel, fe_params)

@@ -80,21 +80,15 @@ LEADING_GLANCE_COLUMNS = [
 
 @dataclass
 class Estimate:
-    """One group's fit: estimates and standard errors by term, and its glance ``stats``.
+    """One group's fit: estimates and standard errors by term, the reference df (``inf``:
+    normal; or a Series by term), its glance ``stats``, ``notes`` for the glance warnings,
+    and ``result``, which builds statsmodels' results object (``None`` where none).
 
-    ``df``: the reference distribution's degrees of freedom (``inf``: normal), one or a
-    Series by term; ``notes``: messages for the glance ``warnings``; ``result``: builds the
-    statsmodels results object when called (``None`` where the fit has none).
-
-    Examples
-    --------
-    >>> fitted = Estimate(
-    ...     estimate=pd.Series({"Intercept": 1.2, "position": -0.02}),
-    ...     std_error=pd.Series({"Intercept": 0.1, "position": 0.005}),
-    ...     df=15, n_obs=400, n_groups=16, converged=True, stats={"r2": 0.1})
-    >>> rows = tidy_rows(fitted, conf_level=0.95, fit="f", method="ols", layer=0)
-    >>> rows["statistic"].round(9).tolist()
-    [12.0, -4.0]
+    >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}),
+    ...                   df=15, n_obs=400, n_groups=16, converged=True, stats={})
+    >>> tidy_rows(fitted, conf_level=0.95, fit="f", method="ols", layer=0)["statistic"].round(9)
+    0    12.0
+    Name: statistic, dtype: float64
     """
 
     estimate: pd.Series
@@ -277,15 +271,10 @@ def glance_row(
         row[key] = bool(value) if isinstance(value, bool | np.bool_) else float(value)
     row["seconds"] = float(seconds)
     row["warnings"] = "; ".join(dict.fromkeys([*warnings, *fitted.notes]))
-    if "hansen_j" in fitted.stats:
-        columns = GMM_GLANCE_COLUMNS
-    elif "lag1_slope_lr" in fitted.stats:
-        columns = LAG_GLANCE_COLUMNS
-    elif "var_intercept" in fitted.stats:
-        columns = MIXED_GLANCE_COLUMNS
-    else:
-        columns = GLANCE_COLUMNS
-    columns = _grouped(columns, list(groups))
+    kinds = {"hansen_j": GMM_GLANCE_COLUMNS, "lag1_slope_lr": LAG_GLANCE_COLUMNS}
+    kinds["var_intercept"] = MIXED_GLANCE_COLUMNS
+    kind = next((kinds[key] for key in kinds if key in fitted.stats), GLANCE_COLUMNS)
+    columns = _grouped(kind, list(groups))
     leading = [column for column in LEADING_GLANCE_COLUMNS if column in fitted.stats]
     return {column: row[column] for column in [*columns[:-2], *leading, *columns[-2:]]}
 
