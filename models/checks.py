@@ -40,8 +40,6 @@ def check_options(
 ) -> None:
     """Reject a method not in ``methods``, a level outside (0, 1), or a cov_type it lacks.
 
-    Examples
-    --------
     >>> check_options("position_trend", "ols", ("aggregate", "ols", "mixed"), 0.95, "cluster")
     >>> check_options("position_trend", "lstsq", ("aggregate", "ols", "mixed"), 0.95, "cluster")
     Traceback (most recent call last):
@@ -66,8 +64,6 @@ def check_options(
 def check_first_position(first_position: int, max_position: int | None = None) -> None:
     """Reject a first position that is not a whole number from 0 (below ``max_position``).
 
-    Examples
-    --------
     >>> check_first_position(1, 30)
     >>> check_first_position(30, 30)
     Traceback (most recent call last):
@@ -114,8 +110,6 @@ def check_size(
 def not_finite(columns: list[str], first: int) -> AttnmagError:
     """The error of a missing or infinite value in ``columns`` at positions ``first`` on.
 
-    Examples
-    --------
     >>> print(not_finite(["lag1"], 1))
     the frame has missing or infinite values in ['lag1'] at positions 1 and ...
     """

@@ -121,18 +121,32 @@ def fit(
     first, last = _positions(positions)
     source = open_source(frame)
     with source.connected(n_jobs) as connection:
-        return _fit_source(
-            connection,
-            source,
-            formula,
-            method=method,
-            random_slope=random_slope,
-            cov_type=cov_type,
-            first=first,
-            last=last,
-            conf_level=conf_level,
-            progress=progress,
-        )
+        names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
+        columns = _columns(formula, names)
+        missing = [column for column in ["layer", *columns] if column not in names]
+        if missing:
+            raise AttnmagError(
+                f"{source.name} lacks the columns {missing} that the models stage needs"
+            )
+        groups = [column for column in GROUP_COLUMNS if column in names]
+        reader = _Reader(connection, groups, columns, first=first, last=last)
+        # With no rows to fit, the groups' checks say so (patsy cannot build a design).
+        designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
+        bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
+        crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
+        keys = sorted(reader.groups())
+    terms = [] if designs is None else list(designs[1].column_names)
+    spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
+    model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
+    fitted = []
+    for key in keys:
+        cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
+        _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
+        values = key_values(groups, key)
+        rows = partial(_group_rows, source, reader, values)
+        run = partial(_fit_cross, cross, terms, rows, method=method, **model)
+        fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
+    return fits_of(fitted)
 
 
 def _random_slope(re_formula: str | None, method: str) -> bool:
@@ -207,45 +221,6 @@ def _columns(formula: str, available: Iterable[str]) -> list[str]:
 def _first_line(error: Exception) -> str:
     """An exception's message, first line only (patsy's add a caret diagram)."""
     return str(error).strip().splitlines()[0]
-
-
-def _fit_source(
-    connection: duckdb.DuckDBPyConnection,
-    source: Source,
-    formula: str,
-    *,
-    method: str,
-    random_slope: bool,
-    cov_type: str,
-    first: int,
-    last: int,
-    conf_level: float,
-    progress: bool | None,
-) -> Fits:
-    """``fit`` on the view ``frame`` of ``source``."""
-    names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
-    columns = _columns(formula, names)
-    missing = [column for column in ["layer", *columns] if column not in names]
-    if missing:
-        raise AttnmagError(f"{source.name} lacks the columns {missing} that the models stage needs")
-    groups = [column for column in GROUP_COLUMNS if column in names]
-    reader = _Reader(connection, groups, columns, first=first, last=last)
-    # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-    designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
-    terms = [] if designs is None else list(designs[1].column_names)
-    bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
-    crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
-    spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
-    model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
-    fitted = []
-    for key in sorted(reader.groups()):
-        cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
-        _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
-        values = key_values(groups, key)
-        rows = partial(_group_rows, source, reader, values)
-        run = partial(_fit_cross, cross, terms, rows, method=method, **model)
-        fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
-    return fits_of(fitted)
 
 
 def _cross_products(
@@ -388,15 +363,8 @@ def _check_group(
     n_terms = len(terms)
     n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
     counts = {"n_rows": n_rows, "n_sequences": len(cross), "n_covered": n_covered}
-    first, last = positions
-    check_size(
-        describe(groups, key),
-        first=first,
-        last=last,
-        n_terms=n_terms,
-        n_positions=1 + random_slope,
-        **counts,
-    )
+    needs = {"n_terms": n_terms, "n_positions": 1 + random_slope}
+    check_size(describe(groups, key), first=positions[0], last=positions[1], **needs, **counts)
     xx = cross[:, :n_terms, :n_terms].sum(axis=0)
     scale = np.sqrt(np.diag(xx))
     if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < n_terms:

@@ -50,8 +50,6 @@ AR2_UNDEFINED = (
 class GMMResult:
     """Two-step difference-GMM estimates and their tests.
 
-    Examples
-    --------
     >>> result = GMMResult(
     ...     estimate=np.array([0.3, 0.1, -0.01]), covariance=np.diag([4e-4, 3e-4, 1e-6]),
     ...     one_step=np.array([0.29, 0.11, -0.01]), hansen_j=3.2, hansen_df=8,
@@ -230,8 +228,6 @@ def _ar2(
 def gmm_stats(result: GMMResult | None) -> dict[str, float]:
     """The glance fields of a GMM fit (NaN for a failed one, ``None``).
 
-    Examples
-    --------
     >>> stats = gmm_stats(None)  # a fit that failed
     >>> stats["hansen_j"], stats["ar2_p"], all(np.isnan(v) for v in stats.values())
     (nan, nan, True)

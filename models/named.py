@@ -73,8 +73,6 @@ BASE = {
 class Request:
     """One named fit: the rows to sum and how to fit one group from its sums.
 
-    Examples
-    --------
     >>> request = lag_request(method="ols")
     >>> request.fit, request.terms, request.first, request.leading
     ('lag_effects', ('Intercept', 'lag1', 'lag2'), 3, 1)
@@ -247,8 +245,6 @@ def trend_request(
 ) -> Request:
     """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``.
 
-    Examples
-    --------
     >>> request = trend_request(method="mixed", max_position=20)
     >>> request.fit, request.method, request.first, request.last
     ('position_trend', 'mixed', 1, 20)
@@ -294,8 +290,6 @@ def lag_request(
 ) -> Request:
     """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``.
 
-    Examples
-    --------
     >>> request = lag_request(method="gmm")
     >>> request.fit, request.method, request.terms
     ('lag_effects', 'gmm', ('lag1', 'lag2', 'position'))

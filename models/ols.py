@@ -25,8 +25,6 @@ __all__ = ["cluster_ols_result", "ols_fit", "statsmodels_fit"]
 def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Estimate:
     """A statsmodels OLS result -> an ``Estimate`` with inference on ``df`` degrees of freedom.
 
-    Examples
-    --------
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> fit = statsmodels_fit(cluster_ols_result(rows, "log_norm ~ position"), df=15, n_groups=16)
     >>> fit.estimate.index[-1], fit.df, fit.n_groups
@@ -63,8 +61,6 @@ def ols_fit(
     with Bell-McCaffrey df), and statsmodels' glance fields (R2 centred where X spans the
     constant, the design's random effect); under CR1 its result refits ``rows()``.
 
-    Examples
-    --------
     >>> import statsmodels.formula.api as smf
     >>> from attnmag.models.mixed import GroupedDesign
     >>> rows = frame.query("layer == 0 and position >= 1")
@@ -113,8 +109,6 @@ def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
     """statsmodels' OLS of ``formula`` on one group's rows ``data``, CR1 errors by
     ``sequence`` and t on G - 1 df: ``ols_fit``'s fit.
 
-    Examples
-    --------
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> result = cluster_ols_result(rows, "log_norm ~ position")
     >>> result.cov_type, result.df_resid_inference

@@ -28,8 +28,6 @@ class GroupFit:
     formula, ``rows`` (reads the fitted rows again), the estimates and ``result`` (builds
     statsmodels' result when called; ``None`` where the fit has none).
 
-    Examples
-    --------
     >>> from attnmag.models.ols import cluster_ols_result
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> part = GroupFit(

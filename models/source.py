@@ -46,8 +46,6 @@ _TABLE_NUMBERS = itertools.count()
 class Source:
     """The rows a fit reads: ``frame``, or ``folder``'s (``shards``: its verified files).
 
-    Examples
-    --------
     >>> source = open_source(frame)
     >>> source.name, source.parts()
     ('the frame', [None])
@@ -109,8 +107,6 @@ def open_source(data: object) -> Source:
     """What a fit is given (a tidy frame, a shard folder's path, a Parquet file's path,
     read as the frame, or a ``Source``) -> its ``Source``; anything else is an error.
 
-    Examples
-    --------
     >>> open_source(shards).name
     'the shard folder ...norms'
     """

@@ -94,8 +94,6 @@ def write_fits(fits: Mapping[str, Fits], folder: str | os.PathLike) -> dict[str,
     """``fit_all``'s fits as CSV files in the existing ``folder``: each tidy table as
     ``<name>.csv``, the glance rows of all as ``glance.csv``; file name -> path.
 
-    Examples
-    --------
     >>> Path("tables").mkdir()
     >>> written = write_fits(fit_all(frame, lag_methods=["ols"]), "tables/")
     >>> sorted(written)
@@ -131,8 +129,6 @@ def read_fits(folder: str | os.PathLike) -> dict[str, Fits]:
     """The fits ``write_fits`` (``attnmag fit``) wrote in ``folder``, read back: with the
     glance rows of ``glance.csv`` where it is there, without ``results`` (no rows to refit).
 
-    Examples
-    --------
     >>> from attnmag.cli import main
     >>> main(["fit", str(shards), "--out", "tables", "--methods", "ols", "--lag-methods", "ols"])
     tables

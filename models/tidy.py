@@ -189,8 +189,6 @@ def tidy_rows(
     """One row per term of ``fitted``: estimate, Wald statistic, p-value and interval;
     ``groups``: the group's values by grouping column (``layer=5``).
 
-    Examples
-    --------
     >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
     >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
     >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
@@ -245,8 +243,6 @@ def glance_row(
     """The glance record of one group's fit, as plain Python values, with the columns of its
     kind of fit (mixed, ``initial_conditions``, GMM or the common; the leading diagnostic).
 
-    Examples
-    --------
     >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
     >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
     >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
