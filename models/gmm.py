@@ -136,7 +136,7 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def gmm_fit(sums: dict[str, np.ndarray], *_: object) -> Estimate:
+def gmm_fit(sums: dict[str, np.ndarray]) -> Estimate:
     """The two-step fit from a group's ``gmm_reduced`` sums, Windmeijer errors (normal);
     ``n_obs``/``n_groups``: the differenced equations and the texts with one."""
     texts = sums["all_0_0"] > 0  # texts with an equation

@@ -60,6 +60,8 @@ __all__ = [
 BATCH_ROWS = 1 << 14
 #: Reads a group's fitted rows again, for statsmodels' results and ``Fits.augment``.
 Rows = Callable[[], pd.DataFrame]
+#: A group's per-sequence (or per-position) sums, by name.
+Sums = dict[str, np.ndarray]
 #: The base columns (``1`` is implied), as SQL.
 BASE = {
     "position": '"position"::DOUBLE',
@@ -89,7 +91,10 @@ class Request:
     terms: tuple[str, ...]
     n_positions: int
     formula: str  # as statsmodels writes it, for ``Fits.results`` and ``augment``
-    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]
+    fitter: Callable[[Request, Sums, Sums | None, Rows], Estimate]
+    design: Callable[[Sums], tuple[GroupedDesign, np.ndarray]] | None = None
+    cov_type: str | None = "cluster"
+    random_slope: bool = False
     last: int | None = None
     by_position: bool = False  # also sum per group and position
     consecutive: bool = False  # each text's positions run consecutively from ``first``
@@ -254,14 +259,7 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    terms, formula = ("Intercept", "position"), "log_norm ~ position"
-    if method == "aggregate":
-        fitter = _aggregate
-    elif method == "ols":
-        fitter = _per_sequence(_trend_design, _ols(terms, formula, cov_type))
-    else:
-        design = _trend_slope_design if random_slope else _trend_design
-        fitter = _per_sequence(design, _mixed(terms, formula, random_slope, cov_type))
+    fitter = {"aggregate": _aggregate, "ols": _ols, "mixed": _mixed}[method]
     return Request(
         fit="position_trend",
         method=method,
@@ -272,11 +270,14 @@ def trend_request(
         leading=first_position,
         last=max_position,
         layers=None if layers is None else tuple(layers),
-        terms=terms,
+        terms=("Intercept", "position"),
         n_positions=3,
         by_position=True,
-        formula=formula,
+        formula="log_norm ~ position",
         fitter=fitter,
+        design=_trend_slope_design if random_slope else _trend_design,
+        cov_type=cov_type,
+        random_slope=random_slope,
     )
 
 
@@ -298,17 +299,15 @@ def lag_request(
     check_first_position(first_position)
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
-        formula = "log_norm ~ 0 + lag1 + lag2 + position"
-        fitter = gmm_fit
+        formula, fitter, design = "log_norm ~ 0 + lag1 + lag2 + position", _gmm, None
     elif method == "ols":
         terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
-        base = ("lag1", "lag2", "log_norm")
-        fitter = _per_sequence(_lag_design, _ols(terms, formula, cov_type))
+        base, fitter, design = ("lag1", "lag2", "log_norm"), _ols, _lag_design
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
-        base = ("lag1", "lag2", "position", "log_norm")
-        fitter = _initial_conditions_fitter(terms, formula, cov_type)
+        base, fitter = ("lag1", "lag2", "position", "log_norm"), _mixed
+        design = partial(_initial_conditions_design, slope=False)
     return Request(
         fit="lag_effects",
         method=method,
@@ -323,6 +322,8 @@ def lag_request(
         consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         formula=formula,
         fitter=fitter,
+        design=design,
+        cov_type=cov_type,
     )
 
 
@@ -415,12 +416,8 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
     keys = sql_list(groups)
     names = [column for column in BASE if any(column in r.base for r in requests)]
     base = ["", *names]
-    sums = [
-        f"sum({_product(a, b)}) AS {_pair(a, b)}"
-        for i, a in enumerate(base)
-        for b in base[i + 1 :]
-        if b
-    ] + [f"sum({_product(b, b)}) AS {_pair(b, b)}" for b in names]
+    pairs = [(a, b) for i, a in enumerate(base) for b in base[i:] if b]  # 1 x 1 is the count
+    sums = [f"sum({_product(a, b)}) AS {_pair(a, b)}" for a, b in pairs]
     checked = list(dict.fromkeys(c for r in requests for c in r.checked))
     finite = " AND ".join(f"isfinite({column})" for column in checked)
     first = requests[0].first
@@ -473,10 +470,10 @@ def _gmm_by_group(
     source: Source,
     groups: list[str],
     request: Request,
-) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
+) -> Iterator[tuple[Hashable, Sums]]:
     """Per group, its texts' ``gmm_reduced`` cross products, summed one shard at a time
     (a shard holds whole texts, and the window then holds one shard's rows)."""
-    parts: dict[Hashable, list[dict[str, np.ndarray]]] = {}
+    parts: dict[Hashable, list[Sums]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():
         source.part_view(connection, part, "shard")
@@ -532,8 +529,8 @@ def _gmm_query(groups: list[str], request: Request) -> str:
 
 
 def _product(a: str, b: str) -> str:
-    """The SQL of the product of base columns ``a`` and ``b`` (``""`` is the constant 1)."""
-    return " * ".join(BASE[c] for c in (a, b) if c) or "1"
+    """The SQL of the product of base columns ``a`` and ``b`` (``""``: the constant 1)."""
+    return " * ".join(BASE[c] for c in (a, b) if c)
 
 
 def _pair(a: str, b: str) -> str:
@@ -547,7 +544,7 @@ def _fit_group(
     request: Request,
     groups: list[str],
     key: Hashable,
-    sums: dict[str, np.ndarray],
+    sums: Sums,
     diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
     """Check one group's sums, then fit it (``fitted_rows``); a fit whose linear algebra
@@ -574,7 +571,7 @@ def _fit_group(
 
     def run() -> Estimate:
         try:
-            fitted = request.fitter(sums, positions, rows)
+            fitted = request.fitter(request, sums, positions, rows)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
             fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
@@ -604,9 +601,7 @@ def _check_size(request: Request, groups: list[str], key: Hashable, **counts: in
     check_size(describe(groups, key), n_terms=n_terms, n_positions=n_positions, **limits, **counts)
 
 
-def _check_gmm_texts(
-    groups: list[str], key: Hashable, sums: dict[str, np.ndarray], first: int
-) -> None:
+def _check_gmm_texts(groups: list[str], key: Hashable, sums: Sums, first: int) -> None:
     """Require more texts with a differenced equation than the GMM has instruments."""
     n_texts = int((sums["all_0_0"] > 0).sum())
     n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
@@ -618,7 +613,7 @@ def _check_gmm_texts(
         )
 
 
-def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
+def _check_consecutive(sums: Sums, initial: int) -> None:
     """Require each text's positions to run consecutively from ``initial`` (by their count,
     range, sum and sum of squares)."""
     low, high, n = sums["first_position"], sums["last_position"], sums["n"]
@@ -639,7 +634,7 @@ def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
 
 
 def _mapped(
-    sums: dict[str, np.ndarray],
+    sums: Sums,
     base: tuple[str, ...],
     mapping: np.ndarray,
     k_fe: int,
@@ -662,19 +657,19 @@ def _selection(*rows: int, width: int) -> np.ndarray:
     return np.eye(width)[list(rows)]
 
 
-def _spread(sums: dict[str, np.ndarray], column: str) -> float:
+def _spread(sums: Sums, column: str) -> float:
     """The standard deviation of base ``column`` over a group's rows, from its sums."""
     n, total = sums["n"].sum(), sums[_pair("", column)].sum()
     return float(np.sqrt((sums[_pair(column, column)].sum() - total**2 / n) / (n - 1)))
 
 
-def _trend_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+def _trend_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
     """``[1, position | 1 | log_norm]``; the random intercept's unit scale."""
     mapping = _selection(0, 1, 0, 2, width=3)
     return _mapped(sums, ("position", "log_norm"), mapping, 2), np.ones(1)
 
 
-def _trend_slope_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+def _trend_slope_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
     """``[1, position | 1, position / sd(position) | log_norm]``, and the effects' scales."""
     spread = _spread(sums, "position")
     mapping = _selection(0, 1, 0, 1, 2, width=3)
@@ -682,13 +677,13 @@ def _trend_slope_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.
     return _mapped(sums, ("position", "log_norm"), mapping, 2), np.array([1.0, 1 / spread])
 
 
-def _lag_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+def _lag_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
     """``[1, lag1, lag2 | 1 | log_norm]``."""
     mapping = _selection(0, 1, 2, 0, 3, width=4)
     return _mapped(sums, ("lag1", "lag2", "log_norm"), mapping, 3), np.ones(1)
 
 
-def _initial_conditions_design(sums: dict[str, np.ndarray], *, slope: bool) -> GroupedDesign:
+def _initial_conditions_design(sums: Sums, *, slope: bool) -> tuple[GroupedDesign, np.ndarray]:
     """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]`` by ML (with ``slope``: a random
     slope on lag1 / sd(lag1) too)."""
     random = (0, 1) if slope else (0,)
@@ -698,66 +693,41 @@ def _initial_conditions_design(sums: dict[str, np.ndarray], *, slope: bool) -> G
     if slope:
         mapping[:, 7] /= _spread(sums, "lag1")
     base = ("lag1", "lag2", "position", "log_norm")
-    return _mapped(sums, base, mapping, 6, ml=True)
+    return _mapped(sums, base, mapping, 6, ml=True), np.ones(1)
 
 
-def _initial_conditions_fitter(
-    terms: tuple[str, ...], formula: str, cov_type: str
-) -> Callable[[dict[str, np.ndarray], object, Rows], Estimate]:
-    """The ``initial_conditions`` fitter, with the test of a random slope on lag1."""
-    mixed = _mixed(terms, formula, False, cov_type)
-
-    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
-        design = _initial_conditions_design(sums, slope=False)
-        fitted = mixed(design, np.ones(1), len(sums["n"]), rows)
-        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True))
-        fitted.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
-        return fitted
-
-    return fitter
-
-
-def _per_sequence(
-    builder: Callable[[dict[str, np.ndarray]], tuple[GroupedDesign, np.ndarray]],
-    fit: Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate],
-) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]:
-    """A group's fitter: its per-sequence sums -> ``builder``'s design -> ``fit``."""
-
-    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
-        design, scales = builder(sums)
-        return fit(design, scales, len(sums["n"]), rows)
-
-    return fitter
-
-
-def _ols(
-    terms: tuple[str, ...], formula: str, cov_type: str | None
-) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
+def _ols(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
     """OLS clustered by sequence (``cov_type`` None: ``trend_cov_type``'s)."""
-
-    def fit(design: GroupedDesign, _: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
-        chosen = trend_cov_type(cov_type, n_groups)
-        return ols_fit(design, terms, n_groups, cov_type=chosen, rows=rows, formula=formula)
-
-    return fit
-
-
-def _mixed(
-    terms: tuple[str, ...], formula: str, random_slope: bool, cov_type: str | None
-) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
-    """The mixed fit, its errors by ``cov_type`` (None: ``trend_cov_type``'s)."""
-
-    def fit(design: GroupedDesign, scales: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
-        def result(cov_rel: np.ndarray) -> object:
-            return mixed_result(rows(), formula, random_slope, cov_rel, reml=not design.ml)
-
-        chosen = trend_cov_type(cov_type, n_groups)
-        return mixed_fit(design, scales, terms, n_groups, cov_type=chosen, result=result)
-
-    return fit
+    design, n_groups = request.design(sums)[0], len(sums["n"])
+    chosen = trend_cov_type(request.cov_type, n_groups)
+    return ols_fit(
+        design, request.terms, n_groups, cov_type=chosen, rows=rows, formula=request.formula
+    )
 
 
-def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray], _: Rows) -> Estimate:
+def _mixed(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
+    """The mixed fit, errors by ``cov_type`` (None: ``trend_cov_type``'s); for
+    ``initial_conditions`` with the test of a random slope on lag1."""
+    (design, scales), n_groups = request.design(sums), len(sums["n"])
+
+    def result(cov_rel: np.ndarray) -> object:
+        slope = request.random_slope
+        return mixed_result(rows(), request.formula, slope, cov_rel, reml=not design.ml)
+
+    chosen = trend_cov_type(request.cov_type, n_groups)
+    fitted = mixed_fit(design, scales, request.terms, n_groups, cov_type=chosen, result=result)
+    if request.method == "initial_conditions":
+        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True)[0])
+        fitted.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
+    return fitted
+
+
+def _gmm(_: Request, sums: Sums, *__: object) -> Estimate:
+    """The Arellano-Bond fit of a group's ``gmm_reduced`` sums."""
+    return gmm_fit(sums)
+
+
+def _aggregate(_: Request, sums: Sums, positions: Sums, __: Rows) -> Estimate:
     """The notebook's fit: OLS of the log of each position's mean norm on position,
     classical errors; ``n_obs`` counts the positions."""
     position = positions["position"].astype(np.float64)

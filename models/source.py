@@ -70,12 +70,8 @@ class Source:
         """A new DuckDB connection (``attnmag.database.connect``) showing the rows as the
         view ``frame``; closed after."""
         with connect(n_jobs, keep_order=keep_order) as connection:
-            self.view(connection)
+            self.part_view(connection, None, "frame")
             yield connection
-
-    def view(self, connection: duckdb.DuckDBPyConnection, name: str = "frame") -> None:
-        """Show all the rows to ``connection`` as the (temporary) view ``name``."""
-        self.part_view(connection, None, name)
 
     def parts(self) -> list[int | None]:
         """Parts that hold whole texts: each shard's number, or ``[None]`` (all the rows)."""
@@ -130,7 +126,7 @@ def _loaded(folder: Path) -> tuple[tuple, str, tuple[str, ...]]:
     key = folder.resolve()
     known = _LOADED.pop(key, None)
     if known is not None and known[0] != _state(folder):
-        _drop(known[1])
+        database().execute(f"DROP TABLE IF EXISTS {known[1]}")
         known = None
     if known is None:
         table = f"{STORE}.folder_{next(_TABLE_NUMBERS)}"
@@ -143,13 +139,9 @@ def _loaded(folder: Path) -> tuple[tuple, str, tuple[str, ...]]:
         known = (_state(folder), table, shards)
     _LOADED[key] = known
     while len(_LOADED) > KEPT_FOLDERS:
-        _drop(_LOADED.pop(next(iter(_LOADED)))[1])
+        dropped = _LOADED.pop(next(iter(_LOADED)))[1]
+        database().execute(f"DROP TABLE IF EXISTS {dropped}")
     return known
-
-
-def _drop(table: str) -> None:
-    """Drop a folder's table."""
-    database().execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _state(folder: Path) -> tuple:
