@@ -1,13 +1,8 @@
 """The fits' methods, and the checks of their options and rows, written once for every fit.
 
-Holds:
-- ``METHODS``: the methods of ``position_trend`` and ``lag_effects``;
-- ``MIXED_METHODS``: those fitted by REML or ML, which take every ``cov_type``;
-- ``CR2_METHODS``: those that take ``cov_type="cr2"``;
-- ``check_options``: a method, interval level and ``cov_type`` checked;
-- ``check_first_position``: the first position a fit uses, checked;
-- ``check_size``: a group's rows, texts and positions against what its fit needs;
-- ``not_finite``: the error of a missing or infinite value among the fitted rows.
+Holds ``METHODS`` (the named fits'), ``MIXED_METHODS`` (which take every ``cov_type``),
+``CR2_METHODS``, and the checks ``check_options``, ``check_first_position``, ``check_size``
+and ``not_finite`` (the error of a missing or infinite value).
 """
 
 from __future__ import annotations

@@ -90,12 +90,8 @@ def fit(
     cov_type : {"cluster", "cr2", "model"}
         CR1 by sequence (t on G - 1 df); CR2 with Bell-McCaffrey df (no ``results``
         for ``ols``); lme4's model-based covariance (``"mixed"`` only).
-    conf_level : float
-        The intervals' level.
-    n_jobs : int, optional
-        DuckDB's threads (``None`` or -1: one per core).
-    progress : bool, optional
-        A progress bar over the batches read (None: where someone watches).
+    conf_level, n_jobs, progress
+        As for ``position_trend`` (the bar counts the batches read).
 
     Returns
     -------

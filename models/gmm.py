@@ -38,7 +38,6 @@ __all__ = [
 
 GMM_LAGS = (2, 6)
 GMM_LEVELS = GMM_LAGS[1] + 2
-#: The terms of the fit.
 TERMS = ("lag1", "lag2", "position")
 AR2_UNDEFINED = (
     "AR(2) test not computed: its variance estimate is not positive in this sample "
@@ -139,40 +138,30 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def gmm_fit(sums: dict[str, np.ndarray]) -> Estimate:
     """The two-step fit from a group's ``gmm_reduced`` sums, Windmeijer errors (normal);
     ``n_obs``/``n_groups``: the differenced equations and the texts with one."""
-    texts = sums["all_0_0"] > 0  # texts with an equation
+    counts = {"n_obs": int(sums["all_0_0"].sum()), "n_groups": int((sums["all_0_0"] > 0).sum())}
     try:
-        result = arellano_bond(
-            zz=sums["zz"].sum(axis=0),
-            zx=sums["zx"],
-            zy=sums["zy"],
-            adjacent=sums["adjacent"].sum(axis=0),
-            back=sums["back"],
-        )
+        result = arellano_bond(sums)
     except np.linalg.LinAlgError as error:
         message = f"GMM failed: {type(error).__name__}: {error}"
-        n_obs, n_groups = int(sums["all_0_0"].sum()), int(texts.sum())
-        return failed_fit(
-            TERMS, n_obs=n_obs, n_groups=n_groups, message=message, stats=gmm_stats(None)
-        )
+        return failed_fit(TERMS, message=message, stats=gmm_stats(None), **counts)
     std_error = np.sqrt(np.diag(result.covariance))
     return Estimate(
         estimate=pd.Series(result.estimate, index=TERMS),
         std_error=pd.Series(std_error, index=TERMS),
         df=np.inf,
-        n_obs=int(sums["all_0_0"].sum()),
-        n_groups=int(texts.sum()),
+        **counts,
         converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
         stats=gmm_stats(result),
         notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
     )
 
 
-def arellano_bond(
-    *, zz: np.ndarray, zx: np.ndarray, zy: np.ndarray, adjacent: np.ndarray, back: np.ndarray
-) -> GMMResult:
-    """Two-step difference GMM from ``zz`` (sum_i Z_i'Z_i), ``adjacent`` (sum_t z_t
-    z_{t-1}'), and per text ``zx`` (Z_i'X_i), ``zy`` (Z_i'y_i) and ``back`` (sum_t v_t
-    v_{t-2}', v = [x; y])."""
+def arellano_bond(sums: dict[str, np.ndarray]) -> GMMResult:
+    """Two-step difference GMM from ``gmm_reduced``'s sums: ``zz`` (sum_i Z_i'Z_i),
+    ``adjacent`` (sum_t z_t z_{t-1}'), and per text ``zx`` (Z_i'X_i), ``zy`` (Z_i'y_i) and
+    ``back`` (sum_t v_t v_{t-2}', v = [x; y])."""
+    zz, adjacent = sums["zz"].sum(axis=0), sums["adjacent"].sum(axis=0)
+    zx, zy, back = sums["zx"], sums["zy"], sums["back"]
     total_zx, total_zy = zx.sum(axis=0), zy.sum(axis=0)
     a1 = np.linalg.inv(2 * zz - adjacent - adjacent.T)
     b1 = np.linalg.inv(total_zx.T @ a1 @ total_zx)

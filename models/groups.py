@@ -1,14 +1,9 @@
 """The groups a fit runs once per, and the per-group arrays DuckDB hands back.
 
-Holds:
-- ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order (from the
-  frame's schema, ``attnmag.extract.frame``);
-- ``key_of``: a group's values -> its key: the value where one column groups (the layer),
-  else the tuple of the values, e.g. ``("attn", 5, 3)`` for site, layer and head;
-- ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages;
-- ``by_group``: DuckDB's rows, ordered by group, gathered per group;
-- ``symmetric``: per row, a symmetric matrix from columns of its upper triangle;
-- ``sql_list``: column names as a SQL list.
+Holds ``GROUP_COLUMNS`` (every grouping column, in the tables' order), ``key_of`` (a group's
+values -> its key: the value where one column groups, else their tuple), ``key_values``,
+``describe`` (a key -> words), ``by_group`` (DuckDB's rows gathered per group),
+``symmetric`` (per row, a symmetric matrix from its upper triangle) and ``sql_list``.
 """
 
 from __future__ import annotations

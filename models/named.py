@@ -188,30 +188,22 @@ def lag_effects(
 
     Parameters
     ----------
-    frame : pandas.DataFrame, str or os.PathLike
-        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``, ``lag1``,
-        ``lag2``; each text's positions consecutive), or a path, as for ``position_trend``.
+    frame : pandas.DataFrame, str, os.PathLike or Source
+        As for ``position_trend``, with ``lag1`` and ``lag2``, each text's positions
+        consecutive.
     method : {"initial_conditions", "gmm", "ols"}
         Within-text persistence by a random intercept per text with the text's first two
         levels ``y1``, ``y2`` (Wooldridge 2005), maximum likelihood, with the
         likelihood-ratio test of a random lag1 slope in ``glance``; the same by
         Arellano-Bond difference GMM (Hansen's J and AR(2) in ``glance``); or the
         notebook's pooled ``log_norm ~ lag1 + lag2``, a description across the corpus.
-    first_position : int
-        The first position used (1 leaves out the attention sink).
-    layers : iterable of int, optional
-        The layers to fit; every layer by default.
+    first_position, layers, conf_level, n_jobs, progress
+        As for ``position_trend``.
     cov_type : {"cluster", "cr2", "model"}
         For ``initial_conditions``: the sandwich by sequence over the fixed effects and
         the variance components (``models.mixed.stacked_covariance``), t on G - 1 df; CR2
         of the fixed effects; or lme4's model-based covariance. ``ols`` takes
         ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) ``"cluster"``.
-    conf_level : float
-        The intervals' level.
-    n_jobs : int, optional
-        DuckDB's threads for the sums (``None`` or -1: one per core).
-    progress : bool, optional
-        A progress bar over the groups, as for ``position_trend``.
 
     Returns
     -------

@@ -26,17 +26,7 @@ __all__ = ["Fits", "GroupFit"]
 class GroupFit:
     """One group's fit: ``names`` ``(fit, method)``, the group's values by column, the
     formula, ``rows`` (reads the fitted rows again), the estimates and ``result`` (builds
-    statsmodels' result when called; ``None`` where the fit has none).
-
-    >>> from attnmag.models.ols import cluster_ols_result
-    >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> part = GroupFit(
-    ...     names=("fit", "ols"), groups={"layer": 0}, formula="log_norm ~ position",
-    ...     rows=lambda: rows, estimate=pd.Series({"Intercept": 0.0, "position": 0.0}),
-    ...     result=lambda: cluster_ols_result(rows, "log_norm ~ position"))
-    >>> part.result().params.index.tolist()
-    ['Intercept', 'position']
-    """
+    statsmodels' result when called; ``None`` where the fit has none)."""
 
     names: tuple[str, str]
     groups: dict[str, object]
@@ -110,12 +100,7 @@ class Fits:
         self._parts = list(parts)
         self.tidy = tidy
         self.glance = pd.DataFrame.from_records(tidy.attrs.get("glance", []))
-        self._results = _Results(_keyed(self._parts))
-
-    @property
-    def results(self) -> Mapping:
-        """Group key -> the statsmodels result (see the class docstring)."""
-        return self._results
+        self.results: Mapping = _Results(_keyed(self._parts))
 
     def augment(self) -> pd.DataFrame:
         """The fitted rows with ``fitted`` (X b: for mixed fits without the random effects)

@@ -41,18 +41,10 @@ def fit_all(
 
     Parameters
     ----------
-    frame : pandas.DataFrame, str, os.PathLike or Source
-        The tidy frame, or a shard folder's or Parquet file's path.
     trend_methods, lag_methods : sequence of str, optional
         None: every method of ``METHODS``; empty: none (that fit is left out).
-    max_position, first_position : int
-        The trend's last position, and the first position every fit uses.
-    conf_level : float
-        The intervals' level.
-    n_jobs : int, optional
-        DuckDB's threads (``None`` or -1: one per core).
-    progress : bool, optional
-        A progress bar over each fit's groups (None: where someone watches).
+    frame, max_position, first_position, conf_level, n_jobs, progress
+        As for ``position_trend``.
 
     Returns
     -------

@@ -198,17 +198,12 @@ def tidy_rows(
     """
     estimate = fitted.estimate.to_numpy(np.float64)
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
-    # scipy's functions called directly: a frozen distribution takes far longer to build.
+    # scipy's functions called directly (a frozen distribution takes far longer to build);
+    # Student's t with infinite df is the normal.
     df = fitted.df.reindex(fitted.estimate.index) if isinstance(fitted.df, pd.Series) else fitted.df
     df = np.broadcast_to(np.asarray(df, dtype=np.float64), estimate.shape)
     statistic = estimate / std_error
-    if np.isinf(df).all():
-        quantile, p_value = stats.norm.ppf(0.5 + conf_level / 2), 2 * stats.norm.sf(abs(statistic))
-    else:
-        quantile, p_value = (
-            stats.t.ppf(0.5 + conf_level / 2, df),
-            2 * stats.t.sf(abs(statistic), df),
-        )
+    quantile, p_value = stats.t.ppf(0.5 + conf_level / 2, df), 2 * stats.t.sf(abs(statistic), df)
     return pd.DataFrame(
         {
             "fit": fit,
