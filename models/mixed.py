@@ -316,15 +316,6 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
     return objective
 
 
-def _start(cov_rel: np.ndarray) -> np.ndarray:
-    """statsmodels' start: the relative Cholesky factor packed by rows, its diagonal at
-    least ``START_FLOOR`` (on a singular covariance statsmodels' likelihood is wrong)."""
-    q = len(cov_rel)
-    factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(q))
-    factor[np.diag_indices(q)] = np.maximum(np.diag(factor), START_FLOOR)
-    return factor[np.tril_indices(q)]
-
-
 def _covariance(packed: np.ndarray) -> np.ndarray:
     """A 2 x 2 covariance from its Cholesky factor packed by rows (L00, L10, L11)."""
     factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
@@ -477,11 +468,16 @@ def mixed_result(
     re_formula = "~position_sd" if random_slope else None
     groups = data["sequence"].to_numpy()
     model = MixedLM.from_formula(formula, data, groups=groups, re_formula=re_formula)
+    # The start: the relative Cholesky factor packed by rows, its diagonal at least
+    # START_FLOOR (on a singular covariance statsmodels' likelihood is wrong).
+    factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(len(cov_rel)))
+    np.fill_diagonal(factor, np.maximum(np.diag(factor), START_FLOOR))
     with warnings.catch_warnings():
         # statsmodels warns below 0.01 in the outcome's units, whatever the residual
         # variance: not a boundary test (the glance's ``boundary`` is).
         warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
-        return model.fit(reml=reml, method=OPTIMIZERS, start_params=_start(cov_rel))
+        start = factor[np.tril_indices(len(cov_rel))]
+        return model.fit(reml=reml, method=OPTIMIZERS, start_params=start)
 
 
 def cluster_covariance(
