@@ -92,8 +92,8 @@ class Request:
     n_positions: int
     formula: str  # as statsmodels writes it, for ``Fits.results`` and ``augment``
     fitter: Callable[[Request, Sums, Sums | None, Rows], Estimate]
-    design: Callable[[Sums], tuple[GroupedDesign, np.ndarray]] | None = None
-    cov_type: str | None = "cluster"
+    design: Callable[[Sums], tuple[GroupedDesign, np.ndarray]] | None = None  # and its scales
+    cov_type: str | None = "cluster"  # None: ``trend_cov_type``'s
     random_slope: bool = False
     last: int | None = None
     by_position: bool = False  # also sum per group and position
