@@ -1,15 +1,8 @@
 """The fits' methods, and the checks of their options and rows, written once for every fit.
 
-Holds:
-- ``METHODS``: the methods of ``position_trend`` and ``lag_effects``;
-- ``MIXED_METHODS``: those fitted by REML, which take every ``cov_type``;
-- ``CR2_METHODS``: those that take ``cov_type="cr2"`` (the mixed ones and ``ols``);
-- ``check_options``: a method, interval level and ``cov_type`` checked, one line each;
-- ``check_first_position``: the first position a fit uses, checked;
-- ``check_size``: a group's rows, texts and positions against what its fit needs;
-- ``not_finite``: the error of a missing or infinite value among the fitted rows.
-
->>> check_options("position_trend", "ols", METHODS["position_trend"], 0.95, "cluster")
+Holds ``METHODS`` (the named fits'), ``MIXED_METHODS`` (which take every ``cov_type``),
+``CR2_METHODS``, and the checks ``check_options``, ``check_first_position``, ``check_size``
+and ``not_finite`` (the error of a missing or infinite value).
 """
 
 from __future__ import annotations
@@ -33,9 +26,7 @@ METHODS = {
     "position_trend": ("aggregate", "ols", "mixed"),
     "lag_effects": ("ols", "initial_conditions", "gmm"),
 }
-#: Methods fitted as linear mixed models (REML), which take ``cov_type``.
 MIXED_METHODS = frozenset({"mixed", "initial_conditions"})
-#: Methods that take ``cov_type="cr2"``.
 CR2_METHODS = MIXED_METHODS | {"ols"}
 
 
@@ -44,8 +35,6 @@ def check_options(
 ) -> None:
     """Reject a method not in ``methods``, a level outside (0, 1), or a cov_type it lacks.
 
-    Examples
-    --------
     >>> check_options("position_trend", "ols", ("aggregate", "ols", "mixed"), 0.95, "cluster")
     >>> check_options("position_trend", "lstsq", ("aggregate", "ols", "mixed"), 0.95, "cluster")
     Traceback (most recent call last):
@@ -70,8 +59,6 @@ def check_options(
 def check_first_position(first_position: int, max_position: int | None = None) -> None:
     """Reject a first position that is not a whole number from 0 (below ``max_position``).
 
-    Examples
-    --------
     >>> check_first_position(1, 30)
     >>> check_first_position(30, 30)
     Traceback (most recent call last):
@@ -88,19 +75,26 @@ def check_first_position(first_position: int, max_position: int | None = None) -
 def check_size(
     group: str,
     *,
+    first: int,
+    last: int | None,
+    n_terms: int,
+    n_positions: int,
     n_rows: int,
     n_sequences: int,
     n_covered: int,
-    span: str,
-    needed: int,
-    n_positions: int,
 ) -> None:
-    """A group (``group``, in words) needs ``needed`` rows from 2 sequences covering
-    ``n_positions`` positions (so that every method has a residual degree of freedom and
-    two clusters); otherwise an error naming it and the positions (``span``) it was fitted at.
+    """Require of a group (``group``: in words) ``n_terms + 2`` rows from 2 sequences that
+    cover ``n_positions`` positions: a residual degree of freedom and two clusters.
+
+    >>> check_size("layer 0", first=1, last=30, n_terms=2, n_positions=3, n_rows=3,
+    ...            n_sequences=2, n_covered=3)
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: layer 0 has 3 rows ... at positions 1..30; this fit needs ...
     """
+    needed = n_terms + 2
     if n_rows >= needed and n_sequences >= 2 and n_covered >= n_positions:
         return
+    span = f"positions >= {first}" if last is None else f"positions {first}..{last}"
     raise AttnmagError(
         f"{group} has {n_rows} rows from {n_sequences} sequences covering {n_covered} "
         f"positions at {span}; this fit needs at least {needed} rows from 2 sequences "
@@ -111,8 +105,6 @@ def check_size(
 def not_finite(columns: list[str], first: int) -> AttnmagError:
     """The error of a missing or infinite value in ``columns`` at positions ``first`` on.
 
-    Examples
-    --------
     >>> print(not_finite(["lag1"], 1))
     the frame has missing or infinite values in ['lag1'] at positions 1 and ...
     """

@@ -1,8 +1,5 @@
-"""The models stage's defaults, in one place for every signature, caption and CLI option.
-
-Holds:
-- ``MAX_POSITION``: the last position of the position-trend fits (the notebook's 30);
-- ``CONF_LEVEL``: the level of every interval the fits and reports give (0.95).
+"""The models stage's defaults, for every signature, caption and CLI option: ``MAX_POSITION``
+(the trend's last position, the notebook's 30) and ``CONF_LEVEL`` (every interval's level).
 """
 
 __all__ = ["CONF_LEVEL", "MAX_POSITION"]

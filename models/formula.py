@@ -1,36 +1,16 @@
 """Any statsmodels formula, fitted per group: ``models.fit``.
 
 Holds:
-- ``fit``: a formula (``"log_norm ~ position + C(label)"``) fitted once per group by
-  cluster-robust OLS or REML mixed model -> a ``Fits`` (tidy, glance, statsmodels results,
-  augment), of a frame or a shard folder;
+- ``fit``: a formula fitted once per group by cluster-robust OLS or a REML mixed model, of a
+  frame or a shard folder -> a ``Fits``;
 - ``FORMULA_METHODS``: the methods ``fit`` accepts;
 - ``BATCH_ROWS``: the rows read at a time.
 
-The formula is patsy's, as statsmodels' formula API takes it: ``C(label)`` for a
-categorical, ``a * b`` for main effects and their interaction, ``I(position ** 2)``,
-``np.log(norm)``. Term names are statsmodels' (``Intercept``, ``C(label)[T.fresh]``).
-
-The rows are a ``models.source.Source`` (a frame, or a shard folder, whose frame is never
-built); DuckDB reads the columns the formula uses in batches of ``BATCH_ROWS`` rows:
-
-1. a text column's categories over all the rows (a categorical's own; ``token`` ordered by
-   ``token_id``, as ``extract.read_frame`` orders it; others sorted);
-2. patsy's incremental builder (``patsy.incr_dbuilders``) fixes one design for every batch
-   (each categorical's levels); it stops reading once it knows them, at once for a formula
-   without categoricals;
-3. each batch's design rows ``v = [X | 1 | position | y]`` (``position`` for a random
-   slope) are summed into per-(group, sequence) cross products ``v'v``.
-
-From these, per group, come the estimates (``models.mixed.GroupedDesign``): OLS with CR1
-errors by sequence (``models.ols.ols_fit``), or REML's global maximum and the GLS values
-there (``models.mixed.mixed_fit``). Memory is that of a batch and of the sums: groups x
-sequences x (columns + 3)^2 numbers, whatever the number of rows. One design serves every
-group: a group without a categorical level is refused, naming the group. Transforms whose
-values depend on all the rows (``center``, ``standardize``, splines) are refused: write them
-out (``I(position - 15)``). ``.results[key]`` refits that group's rows with statsmodels
-when first asked for (``cluster_ols_result``, ``mixed_result`` started at the maximum), and
-``.augment()`` reads them again.
+DuckDB reads the columns the formula uses in batches. patsy's incremental builder fixes one
+design over all the rows (a text column's categories: a categorical's own, ``token`` by
+``token_id``, others sorted), and each batch's design rows ``[X | 1 | position | y]`` are
+summed by DuckDB into per-(group, sequence) cross products, from which ``models.ols`` and
+``models.mixed`` fit each group: memory is a batch's and the sums', whatever the rows.
 """
 
 from __future__ import annotations
@@ -51,9 +31,17 @@ from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
 from attnmag.models.checks import check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
-from attnmag.models.groups import GROUP_COLUMNS, by_group, describe, key_of, key_values, sql_list
+from attnmag.models.groups import (
+    GROUP_COLUMNS,
+    by_group,
+    describe,
+    key_of,
+    key_values,
+    sql_list,
+    symmetric,
+)
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
-from attnmag.models.ols import cluster_ols_result, ols_fit
+from attnmag.models.ols import ols_fit
 from attnmag.models.results import Fits
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Estimate, fits_of, fitted_rows
@@ -62,13 +50,10 @@ from attnmag.progress import progress_bar
 __all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
 
 FORMULA_METHODS = ("ols", "mixed")
-#: ``re_formula`` values ``fit`` accepts: a random intercept, or with a slope on position.
 RE_FORMULAS = (None, "~position")
-#: Names a formula may use besides the frame's columns: patsy's functions, numpy, builtins.
+#: Names a formula may use besides the frame's columns.
 _FUNCTIONS = frozenset({*patsy.builtins.__all__, "np", "numpy", *dir(builtins)})
-#: Rows of a shard read at a time by a fit from a folder.
 BATCH_ROWS = 1 << 16
-#: The environment formulas are evaluated in.
 _ENVIRONMENT = patsy.EvalEnvironment([{"np": np}])
 
 
@@ -84,57 +69,34 @@ def fit(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Fits:
-    """Fit a statsmodels formula once per group of the frame.
+    """Fit a statsmodels (patsy) formula once per group of the frame.
 
-    The groups are the frame's grouping columns: ``layer``, and ``model`` (the language
-    models of ``extract.combine``), ``site`` and ``head`` where present: one fit per
-    (model, site, layer, head). The tables' ``fit`` column names the fit, here the formula.
-
-    Rows are those at positions ``positions[0]``..``positions[1]`` (inclusive); rows with a
-    missing value in any column the formula uses are dropped (``lag1`` is missing at a
-    text's first position, for instance), so ``n_obs`` counts the rows each fit used.
-    Sequence-level columns (e.g. ``label``, carried by ``extract.attention_norms(...,
-    keep=["label"])``) enter as covariates.
+    Rows are those at positions ``positions[0]``..``positions[1]``; rows with a missing value
+    in a column the formula uses are dropped (``n_obs`` counts those used). Term names are
+    statsmodels' (``Intercept``, ``C(label)[T.fresh]``).
 
     Parameters
     ----------
     frame : pandas.DataFrame, str, os.PathLike or Source
-        The tidy frame (``sequence``, ``layer``, ``position`` and the formula's columns);
-        or the path of a shard folder of ``extract.write_shards``, fitted without building
-        the frame, or of a Parquet file, read as the frame.
+        The tidy frame, or a shard folder's or Parquet file's path.
     formula : str
-        A statsmodels (patsy) formula with an outcome, e.g. ``"log_norm ~ position +
-        C(label)"`` or ``"log_norm ~ position * C(label)"``.
+        With an outcome, e.g. ``"log_norm ~ position * C(label)"``.
     method : {"ols", "mixed"}
-        ``"ols"``: token-level OLS with CR1 standard errors clustered by sequence, t on
-        G - 1 df (G sequences). ``"mixed"``: a REML linear mixed model with a random
-        intercept per sequence (REML's global maximum and the GLS values there).
+        Token-level OLS, or a REML mixed model with a random intercept per sequence.
     re_formula : {None, "~position"}
-        For ``"mixed"``: ``None``, a random intercept; ``"~position"``, a random intercept
-        and a random slope on position, correlated.
+        For ``"mixed"``: a correlated random slope on position too.
     positions : tuple of int
-        The first and last position used, inclusive; ``(1, 30)`` leaves out the first
-        token (the attention sink).
+        The first and last position used, inclusive.
     cov_type : {"cluster", "cr2", "model"}
-        ``"cluster"``: the fixed effects' CR1 sandwich by sequence (t on G - 1 df);
-        ``"cr2"``: the CR2 sandwich by sequence with each coefficient's Bell-McCaffrey df,
-        for few texts (its ``results`` are None: statsmodels has no CR2); ``"model"``, for
-        ``"mixed"`` only: lme4's model-based covariance (Wald z), which assumes no serial
-        correlation within a text beyond the random intercept's.
-    conf_level : float
-        The level of ``conf_low``/``conf_high`` (``models.CONF_LEVEL`` by default).
-    n_jobs : int, optional
-        DuckDB's threads (``None`` or -1: one per core).
-    progress : bool, optional
-        A progress bar on stderr over the batches read: True, False, or None (shown where
-        someone watches, once the fit takes more than a second).
+        CR1 by sequence (t on G - 1 df); CR2 with Bell-McCaffrey df (no ``results``
+        for ``ols``); lme4's model-based covariance (``"mixed"`` only).
+    conf_level, n_jobs, progress
+        As for ``position_trend`` (the bar counts the batches read).
 
     Returns
     -------
     Fits
-        ``.tidy`` (one row per group and term, ``fit`` = the formula), ``.glance`` (one
-        row per group), ``.results`` (group key -> statsmodels result, built when first
-        asked for), ``.augment()``.
+        Its ``fit`` column is the formula.
 
     Examples
     --------
@@ -155,18 +117,32 @@ def fit(
     first, last = _positions(positions)
     source = open_source(frame)
     with source.connected(n_jobs) as connection:
-        return _fit_source(
-            connection,
-            source,
-            formula,
-            method=method,
-            random_slope=random_slope,
-            cov_type=cov_type,
-            first=first,
-            last=last,
-            conf_level=conf_level,
-            progress=progress,
-        )
+        names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
+        columns = _columns(formula, names)
+        missing = [column for column in ["layer", *columns] if column not in names]
+        if missing:
+            raise AttnmagError(
+                f"{source.name} lacks the columns {missing} that the models stage needs"
+            )
+        groups = [column for column in GROUP_COLUMNS if column in names]
+        reader = _Reader(connection, groups, columns, first=first, last=last)
+        # With no rows to fit, the groups' checks say so (patsy cannot build a design).
+        designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
+        bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
+        crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
+        keys = sorted(reader.groups())
+    terms = [] if designs is None else list(designs[1].column_names)
+    spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
+    model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
+    fitted = []
+    for key in keys:
+        cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
+        _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
+        values = key_values(groups, key)
+        rows = partial(_group_rows, source, reader, values)
+        run = partial(_fit_cross, cross, terms, rows, method=method, **model)
+        fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
+    return fits_of(fitted)
 
 
 def _random_slope(re_formula: str | None, method: str) -> bool:
@@ -199,8 +175,8 @@ def _positions(positions: tuple[int, int]) -> tuple[int, int]:
 
 
 def _columns(formula: str, available: Iterable[str]) -> list[str]:
-    """The frame columns a formula uses, with ``sequence`` and ``position``; unknown names
-    and formulas patsy cannot read are one-line errors."""
+    """The frame columns a formula uses, with ``sequence`` and ``position``; an unknown
+    name, a stateful transform or a formula patsy cannot read is a one-line error."""
     if not isinstance(formula, str):
         raise AttnmagError(
             f"the formula must be a string such as 'log_norm ~ position', not {formula!r}"
@@ -216,6 +192,12 @@ def _columns(formula: str, available: Iterable[str]) -> list[str]:
         for factor in term.factors:
             tree = ast.parse(factor.code, mode="eval")
             names += [node.id for node in ast.walk(tree) if isinstance(node, ast.Name)]
+            if factor.memorize_passes_needed({}, _ENVIRONMENT):
+                raise AttnmagError(
+                    f"{factor.code} depends on all of a group's rows (center, standardize, "
+                    "splines), which fit does not compute per group; write it out, e.g. "
+                    "I(position - 15)"
+                )
     available = set(available)
     unknown = [name for name in dict.fromkeys(names) if name not in available | _FUNCTIONS]
     if unknown:
@@ -237,47 +219,6 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0]
 
 
-def _fit_source(
-    connection: duckdb.DuckDBPyConnection,
-    source: Source,
-    formula: str,
-    *,
-    method: str,
-    random_slope: bool,
-    cov_type: str,
-    first: int,
-    last: int,
-    conf_level: float,
-    progress: bool | None,
-) -> Fits:
-    """``fit`` on the view ``frame`` of ``source``, from per-(group, sequence) cross
-    products (module docstring)."""
-    names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
-    columns = _columns(formula, names)
-    missing = [column for column in ["layer", *columns] if column not in names]
-    if missing:
-        raise AttnmagError(f"{source.name} lacks the columns {missing} that the models stage needs")
-    _check_stateless(formula)
-    groups = [column for column in GROUP_COLUMNS if column in names]
-    reader = _Reader(connection, groups, columns, first=first, last=last)
-    # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-    designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
-    terms = [] if designs is None else list(designs[1].column_names)
-    bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
-    crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
-    spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
-    model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
-    fitted = []
-    for key in sorted(reader.groups()):
-        cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
-        _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
-        values = key_values(groups, key)
-        rows = partial(_group_rows, source, reader, values)
-        run = partial(_fit_cross, cross, terms, rows, method=method, **model)
-        fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
-    return fits_of(fitted)
-
-
 def _cross_products(
     connection: duckdb.DuckDBPyConnection,
     reader: _Reader,
@@ -285,14 +226,9 @@ def _cross_products(
     slope: bool,
     **bar: object,
 ) -> tuple[dict[Hashable, np.ndarray], dict[Hashable, int]]:
-    """Per group, the per-sequence cross products of the design rows ``[X | 1 | position |
-    y]`` (sequences x m x m; ``position`` only with ``slope``), and the positions it covers;
-    ``bar``: the progress bar's options (``progress_bar``).
-
-    Each batch's design rows are summed per (group, sequence) by DuckDB into a temporary
-    table, whose sums are then summed over the batches, as ``models.named`` sums its base
-    columns; on a connection of their own, as ``connection`` streams the batches.
-    """
+    """Per group, the per-sequence cross products of ``[X | 1 | position | y]``
+    (``position`` with ``slope``) and the positions covered: each batch summed by DuckDB
+    into a table, on a cursor of its own while ``connection`` streams the batches."""
     groups = reader.group_columns
     keys = sql_list([*groups, "sequence"])
     m = 0 if designs is None else len(designs[1].column_names) + 2 + slope
@@ -316,42 +252,21 @@ def _cross_products(
             return {}, {}
         sums = ", ".join(f"sum(s{i}_{j}) AS s{i}_{j}" for i, j in pairs)
         query = f"SELECT {keys}, {sums} FROM sums GROUP BY ALL ORDER BY ALL"
-        crosses = {}
-        for key, columns in by_group(work.sql(query).to_arrow_reader(BATCH_ROWS), groups):
-            cross = crosses[key] = np.empty((len(columns["sequence"]), m, m))
-            for i, j in pairs:
-                cross[:, i, j] = cross[:, j, i] = columns[f"s{i}_{j}"]
+        summed = by_group(work.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+        crosses = {key: symmetric(columns, "s{}_{}".format, m) for key, columns in summed}
         counts = f'SELECT {sql_list(groups)}, count(DISTINCT "position") FROM covered GROUP BY ALL'
         return crosses, {key_of(row[:-1]): row[-1] for row in work.execute(counts).fetchall()}
 
 
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
-    """One group's fitted rows (``fit``'s rule), read again from ``source`` by DuckDB."""
+    """One group's fitted rows, read again from ``source``."""
     chunk = source.rows(sql_list(reader.used), [reader.span], values)
     return reader._rows(reader.categorised(chunk))
 
 
-def _check_stateless(formula: str) -> None:
-    """Refuse transforms whose values depend on all the rows (patsy's stateful ones)."""
-    description = patsy.ModelDesc.from_formula(formula)
-    for term in [*description.lhs_termlist, *description.rhs_termlist]:
-        for factor in term.factors:
-            if factor.memorize_passes_needed({}, _ENVIRONMENT):
-                raise AttnmagError(
-                    f"{factor.code} depends on all of a group's rows (center, standardize, "
-                    "splines), which fit does not compute per group; write it out, e.g. "
-                    "I(position - 15)"
-                )
-
-
 class _Reader:
-    """The rows of the view ``frame`` that a formula fits, in batches of ``BATCH_ROWS``.
-
-    ``columns`` are read (``sequence``, ``position`` and the formula's); a text column (a
-    categorical of the frame, such as ``token``, or a string) becomes a pandas categorical
-    with the categories the frame has: a categorical's own, ``token`` ordered by
-    ``token_id`` (as ``extract.read_frame`` orders it), others sorted.
-    """
+    """The rows of the view ``frame`` that a formula fits, in batches of ``BATCH_ROWS``,
+    text columns as categoricals with the frame's categories."""
 
     def __init__(
         self,
@@ -393,9 +308,7 @@ class _Reader:
         return [key_of(row) for row in self.connection.execute(query).fetchall()]
 
     def batches(self) -> Iterator[pd.DataFrame]:
-        """Per batch, its rows the formula fits (``fit``'s rule: positions ``first``..
-        ``last``, missing values dropped, infinite ones an error); patsy's
-        ``data_iter_maker``."""
+        """Per batch, the rows the formula fits (patsy's ``data_iter_maker``)."""
         query = f"SELECT {sql_list(self.columns)} FROM frame WHERE {self.span}"
         reader = self.connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
@@ -410,8 +323,8 @@ class _Reader:
         return chunk
 
     def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """The rows of ``chunk`` without missing values in the columns the formula uses;
-        an infinite value is an error."""
+        """``chunk`` without missing values in the formula's columns; an infinite one is an
+        error."""
         rows = chunk.dropna(subset=self.used)
         checked = [column for column in self.used if column not in ("sequence", "position")]
         values = rows[checked].select_dtypes("number")
@@ -442,14 +355,12 @@ def _check_group(
     positions: tuple[int, int],
     terms: list[str],
 ) -> None:
-    """A group has the rows, texts and positions its fit needs, and its design is not
-    singular."""
+    """A group has the rows, texts and positions its fit needs, and no singular design."""
     n_terms = len(terms)
     n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
-    span = f"positions {positions[0]}..{positions[1]}"
     counts = {"n_rows": n_rows, "n_sequences": len(cross), "n_covered": n_covered}
-    needed, n_positions = n_terms + 2, 1 + random_slope
-    check_size(describe(groups, key), span=span, needed=needed, n_positions=n_positions, **counts)
+    needs = {"n_terms": n_terms, "n_positions": 1 + random_slope}
+    check_size(describe(groups, key), first=positions[0], last=positions[1], **needs, **counts)
     xx = cross[:, :n_terms, :n_terms].sum(axis=0)
     scale = np.sqrt(np.diag(xx))
     if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < n_terms:
@@ -469,18 +380,13 @@ def _fit_cross(
     random_slope: bool,
     cov_type: str,
 ) -> Estimate:
-    """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``;
-    its ``result`` refits ``rows()`` with statsmodels when called."""
+    """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``."""
     k = len(terms)
     n_obs = int(round(cross[:, k, k].sum()))
     if method == "ols":
         keep = np.r_[0 : k + 1, cross.shape[1] - 1]
         design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
-        centred = _has_constant(design.cross.sum(axis=0), k)
-        fitted = ols_fit(design, terms, len(cross), centred=centred, cov_type=cov_type)
-        if cov_type == "cluster":
-            fitted.result = lambda: cluster_ols_result(rows(), formula)
-        return fitted
+        return ols_fit(design, terms, len(cross), cov_type=cov_type, rows=rows, formula=formula)
     scales = np.ones(1)
     if random_slope:
         total = cross.sum(axis=0)
@@ -495,11 +401,3 @@ def _fit_cross(
         return mixed_result(rows(), formula, random_slope, cov_rel)
 
     return mixed_fit(design, scales, terms, len(cross), cov_type=cov_type, result=result)
-
-
-def _has_constant(total: np.ndarray, k: int) -> bool:
-    """Whether the columns of X span the constant (``total`` is the cross product of
-    ``[X | 1 | y]`` over all rows): the residual of 1 on X is zero."""
-    xx, x1, n = total[:k, :k], total[:k, k], total[k, k]
-    coefficients = np.linalg.lstsq(xx, x1, rcond=None)[0]
-    return bool(n - x1 @ coefficients <= 1e-10 * n)

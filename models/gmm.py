@@ -1,32 +1,16 @@
 """Arellano-Bond difference GMM for the lag model, vectorised over texts.
 
 Holds:
-- ``GMMResult``: two-step estimates, Windmeijer-corrected covariance, Hansen's J and the
-  Arellano-Bond AR(2) test;
+- ``GMMResult``: two-step estimates, Windmeijer's covariance, Hansen's J and AR(2);
 - ``GMM_LAGS``: the collapsed instruments' lags of the level; ``GMM_LEVELS``: the levels
   per row the sums need (``l0``, its own, to ``l7``);
-- ``gmm_reduced``: a group's per-text level sums (``models.named``'s SQL) -> the per-text
-  cross products the estimator needs;
-- ``gmm_fit``: those -> an ``Estimate`` (terms ``lag1``, ``lag2``, ``position``); ``arellano_bond``,
-  its estimator; ``gmm_stats``, its glance fields.
+- ``gmm_reduced``: a group's per-text level sums -> the per-text cross products;
+- ``gmm_fit``: those -> an ``Estimate``; ``arellano_bond``, its estimator; ``gmm_stats``,
+  its glance fields; ``AR2_UNDEFINED``, the note where AR(2) has no value.
 
-The model is ``log_norm[t] = a1 lag1 + a2 lag2 + b position + u_text + e[t]``; first
-differences remove ``u_text`` and turn the position term into a constant. The lagged
-differences are correlated with ``Δe[t]``, so they are instrumented by the levels two to six
-positions back, collapsed (one instrument per lag, not per position), with the constant as
-its own instrument. The one-step weight is (sum_i Z_i' H Z_i)^-1, H the MA(1) structure of
-differenced white noise (2 on the diagonal, -1 beside it); the two-step weight is
-(sum_i Z_i' e_i e_i' Z_i)^-1 from the one-step residuals. Standard errors are Windmeijer's
-(2005) finite-sample correction of the two-step covariance; Hansen's J uses the two-step
-weight; AR(2) is Arellano and Bond's (1991) test of second-order correlation in the
-differenced residuals, with the corrected covariance. These are the conventions of R's
-``plm::pgmm(..., model = "twosteps", collapse = TRUE)`` with ``vcovHC``, ``sargan`` and
-``mtest(order = 2, vcov = vcovHC)``, against which the tests check them.
-
-Every per-text quantity is a cross product of that text's rows; the differenced equations'
-``x``, ``y`` and instruments ``z`` are linear maps of the row's levels, so each text's
-``Z'X``, ``Z'y`` and the rest are maps of its sums of the levels' products: no loop over
-texts, and no rows in memory.
+The model and its conventions (R's ``plm::pgmm``) are in docs/guide-models.md. The
+differenced equations' ``x``, ``y`` and instruments ``z`` are linear maps of a row's levels,
+so each text's ``Z'X``, ``Z'y`` and the rest are maps of its sums of the levels' products.
 """
 
 from __future__ import annotations
@@ -38,7 +22,8 @@ import pandas as pd
 from scipy import stats
 
 from attnmag.errors import AttnmagError
-from attnmag.models.tidy import Estimate
+from attnmag.models.groups import symmetric
+from attnmag.models.tidy import Estimate, failed_fit
 
 __all__ = [
     "AR2_UNDEFINED",
@@ -51,12 +36,9 @@ __all__ = [
     "gmm_stats",
 ]
 
-#: The collapsed instruments' lags of the level (lags 2 to 6).
 GMM_LAGS = (2, 6)
-#: The levels the Arellano-Bond sums need: ``l0`` to one lag beyond the last instrument's.
 GMM_LEVELS = GMM_LAGS[1] + 2
-
-#: The glance note of a fit whose AR(2) statistic could not be computed.
+TERMS = ("lag1", "lag2", "position")
 AR2_UNDEFINED = (
     "AR(2) test not computed: its variance estimate is not positive in this sample "
     "(R's plm::mtest gives NaN there too)"
@@ -67,8 +49,6 @@ AR2_UNDEFINED = (
 class GMMResult:
     """Two-step difference-GMM estimates and their tests.
 
-    Examples
-    --------
     >>> result = GMMResult(
     ...     estimate=np.array([0.3, 0.1, -0.01]), covariance=np.diag([4e-4, 3e-4, 1e-6]),
     ...     one_step=np.array([0.29, 0.11, -0.01]), hansen_j=3.2, hansen_df=8,
@@ -78,7 +58,7 @@ class GMMResult:
     """
 
     estimate: np.ndarray
-    covariance: np.ndarray  # Windmeijer-corrected
+    covariance: np.ndarray
     one_step: np.ndarray
     hansen_j: float
     hansen_df: int
@@ -106,12 +86,7 @@ def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
 
 def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
     """Per text, the sums ``all_i_j`` as symmetric matrices."""
-    size = GMM_LEVELS + 1
-    out = np.empty((len(sums["n"]), size, size))
-    for i in range(size):
-        for j in range(i, size):
-            out[:, i, j] = out[:, j, i] = sums[f"all_{i}_{j}"]
-    return out
+    return symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
 
 
 def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -160,59 +135,33 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def gmm_fit(sums: dict[str, np.ndarray], *_: object) -> Estimate:
-    """The two-step fit from a group's reduced sums (``gmm_reduced``): ``lag1``, ``lag2``
-    and ``position`` with Windmeijer standard errors (normal reference); ``n_obs`` and
-    ``n_groups`` count the differenced equations and the texts that have one; other
-    arguments (a named fit's per-position sums and rows) are not needed."""
-    texts = sums["all_0_0"] > 0  # texts with an equation
+def gmm_fit(sums: dict[str, np.ndarray]) -> Estimate:
+    """The two-step fit from a group's ``gmm_reduced`` sums, Windmeijer errors (normal);
+    ``n_obs``/``n_groups``: the differenced equations and the texts with one."""
+    counts = {"n_obs": int(sums["all_0_0"].sum()), "n_groups": int((sums["all_0_0"] > 0).sum())}
     try:
-        result = arellano_bond(
-            zz=sums["zz"].sum(axis=0),
-            zx=sums["zx"],
-            zy=sums["zy"],
-            adjacent=sums["adjacent"].sum(axis=0),
-            back=sums["back"],
-        )
+        result = arellano_bond(sums)
     except np.linalg.LinAlgError as error:
-        return _failed_gmm(sums, texts, f"GMM failed: {type(error).__name__}: {error}")
+        message = f"GMM failed: {type(error).__name__}: {error}"
+        return failed_fit(TERMS, message=message, stats=gmm_stats(None), **counts)
     std_error = np.sqrt(np.diag(result.covariance))
-    terms = ["lag1", "lag2", "position"]
     return Estimate(
-        estimate=pd.Series(result.estimate, index=terms),
-        std_error=pd.Series(std_error, index=terms),
+        estimate=pd.Series(result.estimate, index=TERMS),
+        std_error=pd.Series(std_error, index=TERMS),
         df=np.inf,
-        n_obs=int(sums["all_0_0"].sum()),
-        n_groups=int(texts.sum()),
+        **counts,
         converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
         stats=gmm_stats(result),
         notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
     )
 
 
-def _failed_gmm(sums: dict[str, np.ndarray], texts: np.ndarray, message: str) -> Estimate:
-    """A GMM fit whose linear algebra failed: NaN estimates, ``converged=False``."""
-    missing = pd.Series(np.nan, index=["lag1", "lag2", "position"])
-    return Estimate(
-        estimate=missing,
-        std_error=missing,
-        df=np.inf,
-        n_obs=int(sums["all_0_0"].sum()),
-        n_groups=int(texts.sum()),
-        converged=False,
-        stats=gmm_stats(None),
-        notes=[message],
-    )
-
-
-def arellano_bond(
-    *, zz: np.ndarray, zx: np.ndarray, zy: np.ndarray, adjacent: np.ndarray, back: np.ndarray
-) -> GMMResult:
-    """Two-step difference GMM from sums: ``zz`` sum_i Z_i'Z_i, ``adjacent``
-    sum_t z_t z_{t-1}' over consecutive equations of a text; per text ``zx`` Z_i'X_i,
-    ``zy`` Z_i'y_i and ``back`` sum_t v_t v_{t-2}' with v = [x; y] (equations two apart):
-    the two-step estimates, Windmeijer's covariance, Hansen's J and AR(2) (module
-    docstring)."""
+def arellano_bond(sums: dict[str, np.ndarray]) -> GMMResult:
+    """Two-step difference GMM from ``gmm_reduced``'s sums: ``zz`` (sum_i Z_i'Z_i),
+    ``adjacent`` (sum_t z_t z_{t-1}'), and per text ``zx`` (Z_i'X_i), ``zy`` (Z_i'y_i) and
+    ``back`` (sum_t v_t v_{t-2}', v = [x; y])."""
+    zz, adjacent = sums["zz"].sum(axis=0), sums["adjacent"].sum(axis=0)
+    zx, zy, back = sums["zx"], sums["zy"], sums["back"]
     total_zx, total_zy = zx.sum(axis=0), zy.sum(axis=0)
     a1 = np.linalg.inv(2 * zz - adjacent - adjacent.T)
     b1 = np.linalg.inv(total_zx.T @ a1 @ total_zx)
@@ -255,15 +204,9 @@ def _ar2(
     a2: np.ndarray,
     covariance: np.ndarray,
 ) -> float:
-    """Arellano and Bond's m2: second-order correlation of the differenced residuals.
-
-    m2 = sum_i e_i' l_i / sqrt(sum_i (e_i' l_i)^2 - 2 l'X V X'Z A2 sum_i Z_i' e_i e_i' l_i
-    + l'X V X' l), l the residuals two positions back within the text (0 for its first two
-    equations) and V the estimates' corrected covariance in both places, as in plm's
-    ``mtest(fit, order = 2, vcov = vcovHC)``; ``products`` holds each text's e_i' l_i,
-    ``lx`` is l'X, ``g2`` each text's Z_i' e_i. The variance estimate can come out negative
-    in a finite sample (plm's ``sqrt`` then gives NaN with a warning); m2 is NaN there too.
-    """
+    """Arellano and Bond's m2, as plm's ``mtest(fit, order = 2, vcov = vcovHC)``: NaN
+    where its variance estimate is not positive (``products``: each text's e_i' l_i, l the
+    residuals two equations back; ``lx``: l'X; ``g2``: each text's Z_i' e_i)."""
     zve = g2.T @ products
     variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ zve + lx @ covariance @ lx
     if not variance > 0:
@@ -272,10 +215,8 @@ def _ar2(
 
 
 def gmm_stats(result: GMMResult | None) -> dict[str, float]:
-    """The glance fields of a GMM fit (all NaN for a fit that failed, ``None``).
+    """The glance fields of a GMM fit (NaN for a failed one, ``None``).
 
-    Examples
-    --------
     >>> stats = gmm_stats(None)  # a fit that failed
     >>> stats["hansen_j"], stats["ar2_p"], all(np.isnan(v) for v in stats.values())
     (nan, nan, True)

@@ -1,30 +1,29 @@
-"""The groups a fit runs once per: the frame's grouping columns that are present.
+"""The groups a fit runs once per, and the per-group arrays DuckDB hands back.
 
-Holds:
-- ``GROUP_COLUMNS``: every grouping column a frame may have, in the tables' order (the
-  frame's schema, ``attnmag.extract.frame``, is its one source);
-- ``key_of``: a group's values -> its key;
-- ``key_values`` / ``describe``: a group's key -> ``{column: value}`` / words for messages;
-- ``by_group``: DuckDB's rows, ordered by group, gathered per group;
-- ``sql_list``: column names as a SQL list.
-
-A key is the group's value where one column groups (the layer), else the tuple of the
-values in ``GROUP_COLUMNS`` order, e.g. ``("attn", 5, 3)`` for site, layer and head, or
-``("gpt2", "attn", 5)`` for model, site and layer. A ``model`` column names the language
-models of a combined frame (``extract.combine``); the tidy tables' ``fit`` column names the
-fit (``position_trend``, ``lag_effects``, a formula).
+Holds ``GROUP_COLUMNS`` (every grouping column, in the tables' order), ``key_of`` (a group's
+values -> its key: the value where one column groups, else their tuple), ``key_values``,
+``describe`` (a key -> words), ``by_group`` (DuckDB's rows gathered per group),
+``symmetric`` (per row, a symmetric matrix from its upper triangle) and ``sql_list``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from attnmag.extract.frame import GROUP_COLUMNS
 
-__all__ = ["GROUP_COLUMNS", "by_group", "describe", "key_of", "key_values", "sql_list"]
+__all__ = [
+    "GROUP_COLUMNS",
+    "by_group",
+    "describe",
+    "key_of",
+    "key_values",
+    "sql_list",
+    "symmetric",
+]
 
 
 def key_of(values: Iterable[object]) -> Hashable:
@@ -68,11 +67,28 @@ def sql_list(columns: Iterable[str]) -> str:
     return ", ".join(f'"{column}"' for column in columns)
 
 
+def symmetric(
+    columns: dict[str, np.ndarray], name: Callable[[int, int], str], size: int
+) -> np.ndarray:
+    """Per row of ``columns``, the ``size`` x ``size`` symmetric matrix whose (i, j) entry,
+    i <= j, is the column ``name(i, j)``.
+
+    >>> symmetric({"s0_0": np.ones(1), "s0_1": np.full(1, 2.0), "s1_1": np.ones(1)},
+    ...           lambda i, j: f"s{i}_{j}", 2).tolist()
+    [[[1.0, 2.0], [2.0, 1.0]]]
+    """
+    out = np.empty((len(columns[name(0, 0)]), size, size))
+    for i in range(size):
+        for j in range(i, size):
+            out[:, i, j] = out[:, j, i] = columns[name(i, j)]
+    return out
+
+
 def by_group(
     reader: pa.RecordBatchReader, groups: list[str]
 ) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
-    """The rows of ``reader`` (ordered by ``groups``) gathered per group: key -> numpy
-    columns, one group at a time.
+    """The rows of ``reader`` (ordered by ``groups``) gathered per group, one at a time:
+    key -> numpy columns.
 
     >>> table = pa.table({"layer": [0, 0, 1], "n": [1, 2, 3]})
     >>> [(key, rows["n"].tolist()) for key, rows in by_group(table.to_reader(2), ["layer"])]

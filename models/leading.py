@@ -1,22 +1,13 @@
 """Leading positions that stand off the rest: the named fits' glance diagnostic.
 
 Holds:
-- ``LEADING_LAST``, ``LEADING_T``: the last position checked (3) and the threshold on |t| (4);
+- ``LEADING_LAST``, ``LEADING_T``: the last position checked (3) and the threshold on |t|;
 - ``leading_query``: the SQL of the per-(group, sequence) sums it needs;
-- ``leading_stats``: one group's sums -> those glance fields.
+- ``leading_stats``: one group's sums -> its glance fields (``LEADING_GLANCE_COLUMNS``).
 
-The glance columns are ``models.tidy.LEADING_GLANCE_COLUMNS``: ``leading_t0`` ..
-``leading_t3`` (NaN for a position before the fit's first), ``leading_flagged`` and
-``suggested_first_position``. Positions ``first_position`` .. 3 are checked, each by the t
-statistic of its indicator in the OLS of ``log_norm ~ position + [position == k, each k]``
-over positions ``first_position`` .. 30, with CR1 errors clustered by text: how far the
-position's mean stands from the line through the later positions, in cluster-robust
-standard errors. A
-position with |t| > ``LEADING_T`` is flagged, and ``suggested_first_position`` is the first
-position after the last flagged one: the ``first_position`` that leaves them out (the fit's
-own where none is flagged). A spike at a leading position, such as a second attention sink,
-is what it finds; note that a process still settling from its start (its level drifting over
-the first tokens) stands off the line too.
+Each position from ``first_position`` to 3 is checked by the CR1 t statistic of its
+indicator in ``log_norm ~ position + [position == k, each k]`` over positions
+``first_position`` .. 30 (docs/guide-models.md, "Leading positions").
 """
 
 from __future__ import annotations
@@ -29,16 +20,13 @@ from attnmag.models.tidy import LEADING_GLANCE_COLUMNS
 
 __all__ = ["LEADING_LAST", "LEADING_T", "leading_query", "leading_stats"]
 
-#: The last leading position checked.
 LEADING_LAST = 3
-#: A leading position whose |t| exceeds this is flagged.
 LEADING_T = 4.0
 
 
 def leading_query(keys: str, first: int, conditions: list[str]) -> str:
-    """The SQL of the per-(group, sequence) sums of ``leading_stats`` over positions ``first``
-    .. ``MAX_POSITION`` of the view ``frame``, grouped and ordered by ``keys`` (SQL) and
-    sequence; ``conditions`` select the rows further (the layers)."""
+    """The SQL of ``leading_stats``' per-(group, sequence) sums over positions ``first`` ..
+    ``MAX_POSITION`` of the view ``frame`` (``keys``: the groups; ``conditions``: more)."""
     y, p = "log_norm::DOUBLE", '"position"::DOUBLE'
     levels = [
         f'max({y}) FILTER (WHERE "position" = {k}) AS level_{k}'
@@ -84,9 +72,8 @@ def leading_stats(sums: dict[str, np.ndarray], first: int) -> dict[str, float | 
 
 
 def _leading_t(sums: dict[str, np.ndarray], checked: list[int]) -> np.ndarray:
-    """The CR1 t statistics of the indicators of ``checked`` positions in the OLS of
-    ``log_norm ~ position + indicators``, from the per-sequence sums; NaN where the line
-    through the other positions is not identified."""
+    """The CR1 t statistics of the ``checked`` positions' indicators (NaN where the line
+    through the other positions is not identified)."""
     n_groups, k = len(sums["n"]), 2 + len(checked)
     present = np.column_stack([np.isfinite(sums[f"level_{c}"]) for c in checked])
     levels = np.column_stack([np.nan_to_num(sums[f"level_{c}"]) for c in checked])

@@ -1,67 +1,23 @@
-"""Linear mixed models per layer: statsmodels ``MixedLM`` (REML), with cluster-robust or lme4's
-standard errors.
+"""Linear mixed models per group from per-sequence cross products: REML's (or ML's) global
+maximum, the GLS values there, and their standard errors.
 
 Holds:
-- ``mixed_fit``: a REML fit (an ML design's: maximum likelihood) with a random intercept
-  (and optionally a random slope on position) per sequence, from a design's per-sequence
-  cross products (the fits of ``models.named`` and ``models.formula``) -> an ``Estimate``;
-  ``cov_type="cluster"`` gives the fixed effects' CR1 sandwich by sequence (an ML design's:
-  ``stacked_covariance``) with t on G - 1 df, ``cov_type="cr2"`` the CR2
-  sandwich with Bell-McCaffrey df (``models.cr2``), ``cov_type="model"`` lme4's GLS
-  covariance with the normal distribution (which assumes no serial correlation within a
-  text beyond the random effects');
-- ``mixed_result``: statsmodels' fit from REML's maximum, built when the fit's ``result`` is
-  called;
-- ``reml_maximum``: the variance components to report and the notes of the boundary cases;
-- ``cluster_covariance``: that CR1 sandwich;
+- ``GroupedDesign``: per-sequence cross products of ``[X | Z | y]``, with the GLS algebra at
+  given relative variance components (``GLS``), vectorised over sequences;
+- ``mixed_fit``: REML's global maximum (``reml_maximum``) and the GLS values there ->
+  an ``Estimate``, errors by ``COV_TYPES``: CR1 by sequence (``cluster_covariance``; an ML
+  design's ``stacked_covariance``), CR2 (``models.cr2``) or lme4's model-based covariance;
+- ``mixed_result``: statsmodels' ``MixedLM`` result, started at that maximum;
 - ``ml_scores``, ``ml_information``, ``stacked_covariance``: a random-intercept model's
-  per-group likelihood scores and Fisher information, and the sandwich over its fixed
-  effects and variance components together, with Mancl and DeRouen's bias-corrected scores
-  (``initial_conditions``' default errors);
-- ``slope_test``: the likelihood-ratio test of a random slope, its p-value from the
-  50:50 chi-square(1)/chi-square(2) mixture;
-- ``GroupedDesign``: per-sequence cross products of a model's design (fitted by REML, or by
-  maximum likelihood where ``ml``), ``.gls(cov_rel)``,
-  the GLS quantities at given variance components, vectorised over groups (fixed effects,
-  their covariance, residual variance, REML log-likelihood); ``.intercept_profile``, REML
-  over a random intercept's relative sd, vectorised over the sds too; ``.scores``, the
-  per-group X_i' W_i e_i the sandwich needs;
-- ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance, for a relative
-  random-effects covariance.
+  per-group likelihood scores and information, and the sandwich over its fixed effects and
+  variance components with Mancl and DeRouen's bias-corrected scores;
+- ``slope_test``: the likelihood-ratio test of a random slope (50:50 chi-square mixture);
+- ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance.
 
-The variance components are REML's global maximum. The REML profile over a random
-intercept's relative standard deviation can be bimodal (it falls from zero, dips, then rises
-to a higher interior maximum), so a search that starts at, or looks only near, zero can
-report the lower maximum. ``_search`` finds the global one on the vectorised GLS
-(milliseconds, where each of statsmodels' steps loops over the groups in Python):
-
-- a random intercept alone: the profile on a grid (zero and log-spaced values up to ten
-  times a moment estimate, extended upwards while its top point is the best), then a
-  finer grid between the best point's neighbours, zoomed in until the points are 1e-9
-  (relative) apart;
-- with a random slope: L-BFGS-B with the exact gradient (in closed form per group,
-  ``_two_effects``) on lme4's parameters (the relative Cholesky factor, not bounded: its
-  signs do not change the covariance) from several starts: the random intercept's own
-  maximum with no slope variance (a boundary point), the moment estimate and spread ones;
-  the best is kept.
-
-The GLS values there (GLS is REML's solution at given components: fixed effects, scale,
-REML) are reported. statsmodels' ``MixedLM`` is not run by the fit: each of its steps loops
-over the sequences in Python, and at the boundary, where lme4 lands, its gradient
-optimisers do not (on the Cholesky factor the gradient vanishes there): they stop short, by
-up to a unit of REML, or fail after seconds of iterations. Its results object
-(``MixedLMResults``, for ``summary()`` and the variance components' standard errors) is
-built on demand by ``mixed_result``, started at the reported maximum, where statsmodels'
-optimiser stops at once or after a few steps; at a boundary maximum (zero variance, or a
-singular random-effects covariance, where statsmodels' ``fe_params`` are the limit of an
-infinite variance, statsmodels issue #10239) there is none. The fixed effects' model-based
-covariance is the GLS covariance (sum_i X_i' V_i^-1 X_i)^-1 at the fitted components, as
-lme4's ``vcov`` gives it (statsmodels' Hessian-based ``bse_fe`` is not that, and is far off
-when a variance is near zero), and the cluster-robust one wraps the same bread around the
-per-sequence GLS scores. Where OLS fits the outcome exactly (to rounding), REML computed
-from cross products is rounding noise, and the boundary fit is reported.
-
-Each case leaves a note in the glance ``warnings``.
+How the maximum is found, and why statsmodels' optimiser is not used to find it, is in
+docs/guide-models.md ("Mixed fits report REML's global maximum"). At a maximum on the
+boundary (zero variance, or a singular covariance) statsmodels' ``fe_params`` are the limit
+of an infinite variance (statsmodels issue #10239): there is no ``MixedLM`` result there.
 """
 
 from __future__ import annotations
@@ -100,33 +56,27 @@ __all__ = [
     "slope_test",
 ]
 
-#: statsmodels pseudo-inverts a relative random-effects covariance below this eigenvalue.
+#: statsmodels pseudo-inverts a relative covariance below this eigenvalue.
 STATSMODELS_SINGULAR_TOL = 1e-10
-#: A diagonal element of the relative Cholesky factor below this is "on or near the boundary".
+#: ``is_boundary``'s tolerance.
 BOUNDARY_TOL = 1e-2
-#: The fixed effects' covariances ``mixed_fit`` offers (see its ``cov_type``).
 COV_TYPES = ("cluster", "cr2", "model")
-#: Optimisers tried in turn; L-BFGS first, as it is the fastest here.
+#: statsmodels' optimisers, tried in turn.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
-#: The REML profile of a random intercept's relative sd: zero and this many log-spaced
-#: points from ``PROFILE_LOWEST`` to ten times a moment estimate (at least 10), extended up to
-#: ``PROFILE_HIGHEST`` while its top point is the best.
+#: The profile's grid of a random intercept's relative sd: zero and this many log-spaced
+#: points from ``PROFILE_LOWEST`` up, extended to ``PROFILE_HIGHEST`` while the top is best.
 PROFILE_POINTS = 80
 PROFILE_LOWEST = 1e-4
 PROFILE_HIGHEST = 1e6
-#: The refinement: this many points between the best grid point's neighbours, zoomed in
-#: until they are ``ZOOM_TOL`` times the upper neighbour apart.
+#: The refinement's points between the best point's neighbours, and its relative end.
 ZOOM_POINTS = 17
 ZOOM_TOL = 1e-9
-#: Below this fraction of the total sum of squares left by OLS, the outcome is taken as an exact
-#: function of the fixed effects: REML from cross products is then rounding noise.
+#: OLS's residual share below which the outcome is exact (REML is rounding noise).
 EXACT_TOL = 1e-12
 #: Zero variance is reported where REML there is within this of the profile's maximum.
 ZERO_TOL = 1e-9
-#: A random-slope search has converged where its projected gradient is under this times
-#: 1 + |REML|.
+#: A random-slope search converged where its gradient is under this times 1 + |REML|.
 SEARCH_GTOL = 1e-5
-#: The least diagonal element of statsmodels' starting relative Cholesky factor.
 START_FLOOR = 0.05
 #: The slope test's climb starts at the null's intercept sd, at least this, and this slope sd.
 SLOPE_START = 0.1
@@ -134,10 +84,18 @@ SLOPE_START = 0.1
 
 @dataclass(frozen=True)
 class GLS:
-    """GLS quantities of a linear mixed model at fixed relative variance components.
+    """GLS quantities at given relative variance components (``GroupedDesign.gls``)."""
 
-    Examples
-    --------
+    fe_params: np.ndarray
+    xwx_inv: np.ndarray  # (sum_i X_i' W_i X_i)^-1
+    scale: float
+    llf_reml: float
+
+
+@dataclass(frozen=True)
+class GroupedDesign:
+    """Per-group cross products of ``[X | Z | y]`` (fitted by ML where ``ml``, else REML).
+
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
     >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
@@ -146,29 +104,11 @@ class GLS:
     ((2,), (2, 2), True)
     """
 
-    fe_params: np.ndarray
-    xwx_inv: np.ndarray  # (sum_i X_i' W_i X_i)^-1; the covariance of fe_params is scale * this
-    scale: float
-    llf_reml: float
-
-
-@dataclass(frozen=True)
-class GroupedDesign:
-    """Per-group cross products of ``[X | Z | y]``: all the GLS algebra needs.
-
-    >>> import statsmodels.formula.api as smf
-    >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
-    >>> design.gls(np.array([[0.5]])).fe_params.shape
-    (2,)
-    """
-
     cross: np.ndarray  # (groups, m, m), m = k_fe + k_re + 1
     n_obs: int
     k_fe: int
     k_re: int
-    ml: bool = False  # the criterion: REML, or maximum likelihood where True
+    ml: bool = False
 
     @classmethod
     def of(
@@ -177,7 +117,8 @@ class GroupedDesign:
         """The cross products of each group's rows (``groups`` labels the rows)."""
         data = np.column_stack([exog, exog_re, endog])
         n, m = data.shape
-        codes, n_groups = _codes(groups)
+        labels, codes = np.unique(groups, return_inverse=True)
+        n_groups = len(labels)
         indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
         cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
         return cls(cross.reshape(n_groups, m, m), n, exog.shape[1], exog_re.shape[1])
@@ -255,20 +196,10 @@ class GroupedDesign:
         return -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
 
 
-def _codes(groups: np.ndarray) -> tuple[np.ndarray, int]:
-    """Group labels -> 0-based codes and the number of groups."""
-    labels, codes = np.unique(groups, return_inverse=True)
-    return codes, len(labels)
-
-
 def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
-    """Whether a diagonal element of the relative Cholesky factor is below ``tol``.
-
-    This is lme4's ``isSingular`` rule. Its tolerance there is 1e-4, for lme4's optimiser,
-    which lands on the boundary; statsmodels' stops a little short of it, so "near" is
-    taken as 1e-2: a random-effect direction whose standard deviation is under 1% of the
-    residual one (for a slope, over one standard deviation of position), i.e. under 0.01%
-    of the variance. Perfectly correlated random effects count too.
+    """Whether a diagonal element of the relative Cholesky factor is below ``tol``: lme4's
+    ``isSingular`` rule (its tolerance is 1e-4; this one allows an optimiser that stops
+    short of the boundary). Perfectly correlated random effects count too.
 
     >>> is_boundary(np.array([[1e-10]])), is_boundary(np.array([[0.25]]))
     (True, False)
@@ -319,16 +250,12 @@ def _climb(design: GroupedDesign, start: list[float]):
 
 def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """Minus ``design.gls(P).llf_reml`` and its gradient in the packed relative Cholesky
-    factor L (L00, L10, L11) of P = LL', for two random effects, in closed form per group.
+    factor L (L00, L10, L11) of P = LL', for two random effects, in closed form.
 
-    ``gls`` solves a 2 x 2 system per group through LAPACK; here, with
-    N = Z_i'Z_i and D = det(I + PN) = 1 + tr(PN) + det(P) det(N), the 2 x 2 inverses are
-    elementwise over the groups: W_i's correction (I + PN)^-1 P = (P + det(P) adj(N)) / D,
-    Z_i'W_iZ_i = (N + det(N) adj(P)) / D and Z_i'W_i = adj(I + NP) / D Z_i'. Sums of the
-    corrections over groups are one product with the groups' [X y]'Z outer products. The
-    gradient G in P is -(sum_i Z_i'W_iZ_i - sum_i Z_i'W_iX_i (X'WX)^-1 X_i'W_iZ_i - sum_i
-    u_i u_i' / s2) / 2 with u_i = Z_i'W_i e_i (the likelihood's lacks the (X'WX)^-1 term); in
-    L it is 2 G L.
+    With N = Z_i'Z_i and D = det(I + PN), the 2 x 2 inverses are elementwise over groups:
+    (I + PN)^-1 P = (P + det(P) adj(N)) / D and Z_i'W_i = adj(I + NP) / D Z_i'. The
+    gradient in P is -(sum_i Z_i'W_iZ_i - sum_i Z_i'W_iX_i (X'WX)^-1 X_i'W_iZ_i - sum_i
+    u_i u_i' / s2) / 2, u_i = Z_i'W_i e_i (ML's lacks the (X'WX)^-1 term); in L, 2 G L.
     """
     p, cross = design.k_fe, design.cross
     xy = np.r_[0:p, p + 2]
@@ -389,18 +316,6 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
     return objective
 
 
-def _start(cov_rel: np.ndarray) -> np.ndarray:
-    """statsmodels' start: the relative Cholesky factor packed by rows, its diagonal >= 0.05.
-
-    On an exactly singular covariance statsmodels' likelihood is wrong (see the module
-    docstring), and L-BFGS may step onto one from a start at or near it.
-    """
-    q = len(cov_rel)
-    factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(q))
-    factor[np.diag_indices(q)] = np.maximum(np.diag(factor), START_FLOOR)
-    return factor[np.tril_indices(q)]
-
-
 def _covariance(packed: np.ndarray) -> np.ndarray:
     """A 2 x 2 covariance from its Cholesky factor packed by rows (L00, L10, L11)."""
     factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
@@ -430,10 +345,8 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
 
 
 def _ols(design: GroupedDesign) -> tuple[np.ndarray, float, float]:
-    """OLS from the cross products: coefficients, residual and total sum of squares.
-
-    The design's first random effect is the intercept, a column of ones.
-    """
+    """OLS from the cross products (the first random effect is the intercept):
+    coefficients, residual and total sum of squares."""
     p = design.k_fe
     total = design.cross.sum(axis=0)
     x, z, y = slice(0, p), p, p + design.k_re
@@ -541,15 +454,9 @@ def mixed_result(
     *,
     reml: bool = True,
 ) -> MixedLMResults:
-    """statsmodels' REML (or, where not ``reml``, ML) fit of ``formula`` on ``data`` with a
-    random intercept (and ``random_slope`` on position) per sequence, started at ``cov_rel``
-    (the maximum, relative to the residual variance), its optimisers tried in turn.
-
-    The random slope is on position / sd(position): the same model, but L-BFGS reaches
-    lme4's optimum from it where on raw positions it stops short.
-
-    From the maximum statsmodels' optimiser stops at once or after a few steps: its
-    ``fe_params`` equal the reported estimates to rounding.
+    """statsmodels' REML (ML where not ``reml``) fit of ``formula`` on ``data``, a random
+    intercept (and a slope on position / sd(position), which L-BFGS climbs better) per
+    sequence, started at ``cov_rel``: its ``fe_params`` equal the estimates to rounding.
 
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> result = mixed_result(rows, "log_norm ~ position", False, np.array([[0.5]]))
@@ -561,49 +468,30 @@ def mixed_result(
     re_formula = "~position_sd" if random_slope else None
     groups = data["sequence"].to_numpy()
     model = MixedLM.from_formula(formula, data, groups=groups, re_formula=re_formula)
+    # The start: the relative Cholesky factor packed by rows, its diagonal at least
+    # START_FLOOR (on a singular covariance statsmodels' likelihood is wrong).
+    factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(len(cov_rel)))
+    np.fill_diagonal(factor, np.maximum(np.diag(factor), START_FLOOR))
     with warnings.catch_warnings():
-        # statsmodels warns when any random-effect variance is below 0.01 in the outcome's
-        # units, whatever the residual variance: not a boundary test. The glance column
-        # ``boundary`` (``is_boundary``, lme4's rule) says it instead.
+        # statsmodels warns below 0.01 in the outcome's units, whatever the residual
+        # variance: not a boundary test (the glance's ``boundary`` is).
         warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
-        return model.fit(reml=reml, method=OPTIMIZERS, start_params=_start(cov_rel))
+        start = factor[np.tril_indices(len(cov_rel))]
+        return model.fit(reml=reml, method=OPTIMIZERS, start_params=start)
 
 
 def cluster_covariance(
     design: GroupedDesign, cov_rel: np.ndarray, fe_params: np.ndarray, xwx_inv: np.ndarray
 ) -> np.ndarray:
-    """The CR1 sandwich of GLS fixed effects, clustered by the design's groups.
+    """The CR1 sandwich of the GLS fixed effects ``fe_params`` at ``cov_rel``, clustered by
+    the design's groups, with Stata's factor G/(G-1) (N-1)/(N-K) (clubSandwich's
+    ``"CR1S"``; at zero variance, ``ols``'s errors); ``xwx_inv``: (sum_g X_g'W_gX_g)^-1.
 
-    (X'WX)^-1 (sum_g X_g' W_g e_g e_g' W_g X_g) (X'WX)^-1 * G/(G-1) * (N-1)/(N-K), with
-    W_g the inverse of V_g / scale at ``cov_rel`` (the scale cancels) and e_g the GLS
-    residuals. The small-sample factor is Stata's, clubSandwich's ``"CR1S"``
-    (``vcovCR(lmer_fit, cluster, type = "CR1S")`` gives the same matrix): it is the one the
-    package's ``ols`` uses, so a mixed fit at zero random-effect variance (W = I, GLS = OLS)
-    has exactly the ``ols`` fit's standard errors.
-
-    Parameters
-    ----------
-    design : GroupedDesign
-        The model's per-group cross products.
-    cov_rel : numpy.ndarray
-        The fitted random-effects covariance relative to the residual variance.
-    fe_params : numpy.ndarray
-        The fixed effects (GLS at ``cov_rel``).
-    xwx_inv : numpy.ndarray
-        (sum_g X_g' W_g X_g)^-1 at ``cov_rel``.
-
-    Returns
-    -------
-    numpy.ndarray
-        The (k_fe, k_fe) covariance of the fixed effects.
-
-    >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
-    >>> cov_rel = np.array([[0.5]])
-    >>> point = design.gls(cov_rel)
-    >>> cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv).shape
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> point = design.gls(np.array([[0.5]]))
+    >>> cluster_covariance(design, np.array([[0.5]]), point.fe_params, point.xwx_inv).shape
     (2, 2)
     """
     scores = design.scores(cov_rel, fe_params)
@@ -737,14 +625,8 @@ def slope_test(slope: GroupedDesign) -> tuple[float, float]:
 
 
 def _centred(design: GroupedDesign) -> GroupedDesign:
-    """The design with its second random effect's column centred, Z_1 - mean(Z_1) Z_0 (Z_0
-    the intercept, a column of ones).
-
-    The likelihood's maximum is unchanged (any invertible map of Z's columns is absorbed by
-    the random effects' covariance), but without centring the intercept's variance is its
-    extrapolation to a zero slope column, far from the null's, and strongly correlated with
-    the slope: the climb is longer and can stall short of the maximum.
-    """
+    """The design with its slope column centred, Z_1 - mean(Z_1) Z_0: the same maximum,
+    but the intercept's variance near the null's, so the climb does not stall."""
     p, cross = design.k_fe, design.cross.copy()
     mean = cross[:, p, p + 1].sum() / design.n_obs
     cross[:, :, p + 1] -= mean * cross[:, :, p]

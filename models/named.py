@@ -7,32 +7,12 @@ Holds:
 - ``Request``, ``trend_request``, ``lag_request``: one named fit, its options checked;
   ``fit_requests`` runs several on one ``Source``, summing rows once where they share them.
 
-The rows are a ``models.source.Source``, of which DuckDB sums, per group and sequence, the
-products of a few base columns (``1``, ``position``, ``lag1``, ``lag2``, ``log_norm``, as
-doubles), with the rows, the positions' range and a count of missing or infinite values;
-for the position trend also per group and position. Python receives these sums one group at
-a time: arrays of sequences x m x m, whatever the number of rows. Every column of a design
-``[X | Z | y]`` is a base column or, for the initial conditions ``y1`` and ``y2``, a base
-column times a per-sequence constant, so each sequence's cross products follow from its base
-sums (``models.mixed.GroupedDesign``): ``ols`` (``models.ols``), ``mixed`` (REML) and
-``initial_conditions`` (maximum likelihood, and again with a random slope on lag1 for the
-likelihood-ratio test, ``models.mixed.slope_test``) are fitted from them; ``aggregate`` from the
-per-position sums; ``gmm`` (``models.gmm``) from per-text sums of the products of each row's
-levels ``l0`` .. ``l7`` (a DuckDB window), summed one shard at a time.
-
-Each group's glance also carries the leading-position diagnostic (``models.leading``),
-from one more query of per-sequence sums.
-
-A group without enough rows, a missing or infinite value, or (for ``initial_conditions`` and
-``gmm``) a text whose positions are not consecutive is an ``AttnmagError`` naming the group
-or the sequence.
-
-Usage::
-
-    from attnmag import models
-
-    trend = models.position_trend(frame, method="mixed")
-    lags = models.lag_effects("norms/", method="initial_conditions")
+DuckDB sums, per group and sequence, the products of the base columns (``1``, ``position``,
+``lag1``, ``lag2``, ``log_norm``), with the rows, the positions' range and a count of
+non-finite values (the trend: per position too; ``gmm``: per text, the products of each
+row's levels ``l0`` .. ``l7``, shard by shard). Every design column is a base column, or for
+``y1`` and ``y2`` one times a per-sequence constant, so each sequence's cross products
+(``models.mixed.GroupedDesign``) follow from its sums, whatever the rows.
 """
 
 from __future__ import annotations
@@ -59,10 +39,10 @@ from attnmag.models.checks import (
 from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
-from attnmag.models.groups import by_group, describe, key_of, key_values, sql_list
+from attnmag.models.groups import by_group, describe, key_of, key_values, sql_list, symmetric
 from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
-from attnmag.models.ols import cluster_ols_result, ols_fit, statsmodels_fit
+from attnmag.models.ols import ols_fit, statsmodels_fit
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Estimate, failed_fit, fits_of, fitted_rows
@@ -77,11 +57,12 @@ __all__ = [
     "trend_request",
 ]
 
-#: Rows of the per-sequence sums handed to Python per batch.
 BATCH_ROWS = 1 << 14
 #: Reads a group's fitted rows again, for statsmodels' results and ``Fits.augment``.
 Rows = Callable[[], pd.DataFrame]
-#: The base columns a design is built from (``1`` is implied), as SQL expressions.
+#: A group's per-sequence (or per-position) sums, by name.
+Sums = dict[str, np.ndarray]
+#: The base columns (``1`` is implied), as SQL.
 BASE = {
     "position": '"position"::DOUBLE',
     "lag1": "lag1::DOUBLE",
@@ -92,11 +73,8 @@ BASE = {
 
 @dataclass(frozen=True)
 class Request:
-    """One named fit: the rows to sum and how to fit one group from its sums
-    (``trend_request``, ``lag_request``; ``fit_requests`` runs them).
+    """One named fit: the rows to sum and how to fit one group from its sums.
 
-    Examples
-    --------
     >>> request = lag_request(method="ols")
     >>> request.fit, request.terms, request.first, request.leading
     ('lag_effects', ('Intercept', 'lag1', 'lag2'), 3, 1)
@@ -105,18 +83,21 @@ class Request:
     fit: str
     method: str
     conf_level: float
-    base: tuple[str, ...]  # base columns summed per sequence, besides the constant 1
-    checked: tuple[str, ...]  # columns that must be finite in the fitted rows
+    base: tuple[str, ...]  # base columns summed per sequence, besides 1
+    checked: tuple[str, ...]  # columns that must be finite
     first: int  # the first fitted position
     leading: int  # the first used position (the first fitted, or its lags')
-    last: int | None
     layers: Iterable[int] | None
     terms: tuple[str, ...]
     n_positions: int
-    by_position: bool  # also sum per group and position (position_trend)
-    consecutive: bool  # each text's positions must run consecutively from ``first``
-    formula: str  # the model as statsmodels writes it, for ``Fits.results`` and ``augment``
-    fitter: Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]
+    formula: str  # as statsmodels writes it, for ``Fits.results`` and ``augment``
+    fitter: Callable[[Request, Sums, Sums | None, Rows], Estimate]
+    design: Callable[[Sums], tuple[GroupedDesign, np.ndarray]] | None = None  # and its scales
+    cov_type: str | None = "cluster"  # None: ``trend_cov_type``'s
+    random_slope: bool = False
+    last: int | None = None
+    by_position: bool = False  # also sum per group and position
+    consecutive: bool = False  # each text's positions run consecutively from ``first``
 
 
 def position_trend(
@@ -132,54 +113,40 @@ def position_trend(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Fits:
-    """Fit ``log_norm ~ position`` per group.
+    """Fit ``log_norm ~ position`` per group (docs/guide-models.md: what each method
+    estimates and assumes).
 
     Parameters
     ----------
     frame : pandas.DataFrame, str, os.PathLike or Source
         The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
-        ``"aggregate"``); fitted once per layer, or per (model, site, layer, head) where
-        present. Or a path: a shard folder of ``extract.write_shards``, fitted without
-        building the frame, or a Parquet file, read as the frame. Either way the fit is
-        made from per-sequence sums computed by DuckDB (see the module docstring).
+        ``"aggregate"``), or a shard folder's or Parquet file's path.
     method : {"ols", "aggregate", "mixed"}
-        ``"ols"`` (the default): token-level OLS, errors clustered by sequence (see
-        ``cov_type``); ``"aggregate"``: the log of the mean norm per position on position, the
-        notebook's fit, classical errors; ``"mixed"``: the GLS values at REML's global
-        maximum of a random intercept per sequence (``random_slope=True`` adds a random
-        slope on position).
-    max_position : int
-        The last position fitted.
-    first_position : int
-        The first position fitted: 1 (the default) leaves out position 0, the attention
-        sink; 0 keeps it; a larger value leaves out more leading positions.
+        Token-level OLS clustered by sequence; the OLS of the log of the mean norm per
+        position on position (the notebook's fit, classical errors); or REML's global
+        maximum of a random intercept per sequence and the GLS values there.
+    max_position, first_position : int
+        The last and first position fitted (1 leaves out the attention sink).
     layers : iterable of int, optional
         The layers to fit; every layer by default.
     random_slope : bool
-        For ``"mixed"``: a random slope on position besides the intercept.
+        For ``"mixed"``: a random slope on position too.
     cov_type : {None, "cluster", "cr2", "model"}
-        For ``"ols"`` and ``"mixed"``: ``"cluster"``, the CR1 sandwich by sequence (t on
-        G - 1 df); ``"cr2"``, the CR2 sandwich by sequence with each coefficient's
-        Bell-McCaffrey df, whose intervals hold with few texts; ``"model"`` (``"mixed"``
-        only), lme4's model-based covariance (Wald z), which assumes no serial correlation
-        within a text beyond the random effects'. None (the default): ``"cr2"`` for a group
-        of fewer than 50 texts (``models.cr2.CR2_BELOW``), ``"cluster"`` from there.
+        For ``"ols"`` and ``"mixed"``: CR1 by sequence (t on G - 1 df), CR2 with
+        Bell-McCaffrey df, or lme4's model-based covariance (``"mixed"``). None: CR2 below
+        ``models.cr2.CR2_BELOW`` texts, CR1 from there.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
         DuckDB's threads for the sums (``None`` or -1: one per core).
     progress : bool, optional
-        A progress bar on stderr over the groups: True, False, or None (shown where
-        someone watches, once the fits take more than a second).
+        A progress bar over the groups (None: where someone watches, after a second).
 
     Returns
     -------
     Fits
-        ``.tidy`` one row per group and term (``Intercept``, ``position``), ``.glance`` one
-        row per group (with the leading-position diagnostic, ``models.leading``),
-        ``.results`` statsmodels' fit of a group when asked for (``ols``, ``mixed``:
-        refitted on its rows, none for ``ols`` under CR2; ``aggregate``: the OLS on the
-        position means).
+        Terms ``Intercept`` and ``position``; the glance has the leading-position
+        diagnostic (``models.leading``).
 
     Examples
     --------
@@ -215,69 +182,33 @@ def lag_effects(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Fits:
-    """The lag-1 and lag-2 effects on ``log_norm`` per layer.
-
-    The first used position is ``first_position``; outcome rows are those two positions
-    later and beyond, so that both lags are used positions.
+    """The lag-1 and lag-2 effects on ``log_norm`` per group (docs/guide-models.md: what
+    each method estimates and assumes); outcome rows start two positions after
+    ``first_position``, so that both lags are used positions.
 
     Parameters
     ----------
-    frame : pandas.DataFrame, str or os.PathLike
-        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``, ``lag1``,
-        ``lag2``); each text's positions must be consecutive. Or a path, as for
-        ``position_trend``: a shard folder, fitted without building the frame, or a
-        Parquet file.
+    frame : pandas.DataFrame, str, os.PathLike or Source
+        As for ``position_trend``, with ``lag1`` and ``lag2``, each text's positions
+        consecutive.
     method : {"initial_conditions", "gmm", "ols"}
-        What to estimate:
-
-        - ``"initial_conditions"`` (the default): within-text persistence, by a random
-          intercept per text with initial conditions (Wooldridge 2005), maximum likelihood
-          (REML's lag estimates are biased down more in few texts):
-          ``log_norm ~ lag1 + lag2 + position + y1 + y2 + (1 | sequence)``, where ``y1`` and
-          ``y2`` are the text's ``log_norm`` at the first two used positions. Conditioning
-          on them is what makes the text's level independent of the random intercept.
-          ``glance`` adds the likelihood-ratio test of a random lag1 slope
-          (``lag1_slope_lr``, ``lag1_slope_p``; 50:50 chi-square(1)/chi-square(2)): both
-          within-text methods assume one lag coefficient for every text;
-        - ``"gmm"``: the same persistence by Arellano-Bond difference GMM (two-step,
-          Windmeijer standard errors, collapsed instruments from the levels 2-6 positions
-          back, a position trend that is a constant in differences; terms ``lag1``,
-          ``lag2``, ``position``), with fewer assumptions and wider intervals; texts with
-          fewer than ``first_position + 4`` tokens have no differenced equation and drop
-          out. ``glance`` gives Hansen's J and the AR(2) test;
-        - ``"ols"``: the notebook's pooled ``log_norm ~ lag1 + lag2`` (CR1 errors by
-          sequence, t on G - 1 df): a description of how tokens' magnitudes co-vary across
-          the corpus, not within-text persistence (texts that differ in level make it
-          larger than that).
-    first_position : int
-        The first position used, as for ``position_trend`` (1: the attention sink, position
-        0, is left out).
-    layers : iterable of int, optional
-        The layers to fit; every layer by default.
+        Within-text persistence by a random intercept per text with the text's first two
+        levels ``y1``, ``y2`` (Wooldridge 2005), maximum likelihood, with the
+        likelihood-ratio test of a random lag1 slope in ``glance``; the same by
+        Arellano-Bond difference GMM (Hansen's J and AR(2) in ``glance``); or the
+        notebook's pooled ``log_norm ~ lag1 + lag2``, a description across the corpus.
+    first_position, layers, conf_level, n_jobs, progress
+        As for ``position_trend``.
     cov_type : {"cluster", "cr2", "model"}
-        For ``initial_conditions``: ``"cluster"``, the sandwich by sequence over the
-        fixed effects and the variance components together, each text's scores corrected
-        for its leverage (``models.mixed.stacked_covariance``: the components' estimation
-        feeds into the lag coefficients), t on G - 1 df; ``"cr2"``, the CR2 sandwich of
-        the fixed effects alone at the fitted variance components, with each
-        coefficient's Bell-McCaffrey df (for few texts); or ``"model"``, lme4's
-        model-based covariance (Wald z), which assumes no serial correlation within a text
-        beyond the random intercept's. ``ols`` takes
-        ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) only ``"cluster"``.
-    conf_level : float
-        The intervals' level.
-    n_jobs : int, optional
-        DuckDB's threads for the sums (``None`` or -1: one per core).
-    progress : bool, optional
-        A progress bar over the groups, as for ``position_trend``.
+        For ``initial_conditions``: the sandwich by sequence over the fixed effects and
+        the variance components (``models.mixed.stacked_covariance``), t on G - 1 df; CR2
+        of the fixed effects; or lme4's model-based covariance. ``ols`` takes
+        ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) ``"cluster"``.
 
     Returns
     -------
     Fits
-        ``.tidy`` one row per group and term, ``.glance`` each fit's details, including the
-        rows (``n_obs``) and texts (``n_groups``) it used and the leading-position
-        diagnostic, ``.results`` statsmodels' fit of a group when asked for (``ols`` under
-        CR1, ``initial_conditions``; none for ``gmm``).
+        No ``results`` for ``gmm``.
 
     >>> lags = lag_effects(frame, n_jobs=1)
     >>> models.glance(lags)["method"].unique().tolist()
@@ -311,8 +242,6 @@ def trend_request(
 ) -> Request:
     """``position_trend``'s fit by ``method`` (its options checked), for ``fit_requests``.
 
-    Examples
-    --------
     >>> request = trend_request(method="mixed", max_position=20)
     >>> request.fit, request.method, request.first, request.last
     ('position_trend', 'mixed', 1, 20)
@@ -322,14 +251,7 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    terms, formula = ("Intercept", "position"), "log_norm ~ position"
-    if method == "aggregate":
-        fitter = _aggregate
-    elif method == "ols":
-        fitter = _per_sequence(_trend_design, _ols(terms, formula, cov_type))
-    else:
-        design = _trend_slope_design if random_slope else _trend_design
-        fitter = _per_sequence(design, _mixed(terms, formula, random_slope, cov_type))
+    fitter = {"aggregate": _aggregate, "ols": _ols, "mixed": _mixed}[method]
     return Request(
         fit="position_trend",
         method=method,
@@ -340,12 +262,14 @@ def trend_request(
         leading=first_position,
         last=max_position,
         layers=None if layers is None else tuple(layers),
-        terms=terms,
+        terms=("Intercept", "position"),
         n_positions=3,
         by_position=True,
-        consecutive=False,
-        formula=formula,
+        formula="log_norm ~ position",
         fitter=fitter,
+        design=_trend_slope_design if random_slope else _trend_design,
+        cov_type=cov_type,
+        random_slope=random_slope,
     )
 
 
@@ -359,8 +283,6 @@ def lag_request(
 ) -> Request:
     """``lag_effects``' fit by ``method`` (its options checked), for ``fit_requests``.
 
-    Examples
-    --------
     >>> request = lag_request(method="gmm")
     >>> request.fit, request.method, request.terms
     ('lag_effects', 'gmm', ('lag1', 'lag2', 'position'))
@@ -369,17 +291,15 @@ def lag_request(
     check_first_position(first_position)
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
-        formula = "log_norm ~ 0 + lag1 + lag2 + position"
-        fitter = gmm_fit
+        formula, fitter, design = "log_norm ~ 0 + lag1 + lag2 + position", _gmm, None
     elif method == "ols":
         terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
-        base = ("lag1", "lag2", "log_norm")
-        fitter = _per_sequence(_lag_design, _ols(terms, formula, cov_type))
+        base, fitter, design = ("lag1", "lag2", "log_norm"), _ols, _lag_design
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
-        base = ("lag1", "lag2", "position", "log_norm")
-        fitter = _initial_conditions_fitter(terms, formula, cov_type)
+        base, fitter = ("lag1", "lag2", "position", "log_norm"), _mixed
+        design = partial(_initial_conditions_design, slope=False)
     return Request(
         fit="lag_effects",
         method=method,
@@ -388,14 +308,14 @@ def lag_request(
         checked=("log_norm", "lag1", "lag2"),
         first=first_position + 2,
         leading=first_position,
-        last=None,
         layers=None if layers is None else tuple(layers),
         terms=terms,
         n_positions=2 if method == "initial_conditions" else 1,
-        by_position=False,
         consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         formula=formula,
         fitter=fitter,
+        design=design,
+        cov_type=cov_type,
     )
 
 
@@ -451,8 +371,7 @@ def fit_requests(
 def _leading(
     connection: duckdb.DuckDBPyConnection, groups: list[str], first: int, request: Request
 ) -> dict[Hashable, dict[str, float | bool]]:
-    """Per group, the leading-position diagnostic (``models.leading``) of the fits whose
-    first used position is ``first``, in ``request``'s layers."""
+    """Per group, the leading-position diagnostic of the fits that start at ``first``."""
     query = leading_query(sql_list(groups), first, _in_layers(request.layers))
     reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
     return {key: leading_stats(sums, first) for key, sums in by_group(reader, groups)}
@@ -485,17 +404,12 @@ def _groups(
 
 
 def _sums_query(groups: list[str], requests: list[Request]) -> str:
-    """The SQL of the per-(group, sequence) sums (and per-(group, position) sums) that
-    ``requests``, fits of the same rows, need; ordered by group."""
+    """The SQL of the per-(group, sequence) (and per position) sums of ``requests``."""
     keys = sql_list(groups)
     names = [column for column in BASE if any(column in r.base for r in requests)]
     base = ["", *names]
-    sums = [
-        f"sum({_product(a, b)}) AS {_pair(a, b)}"
-        for i, a in enumerate(base)
-        for b in base[i + 1 :]
-        if b
-    ] + [f"sum({_product(b, b)}) AS {_pair(b, b)}" for b in names]
+    pairs = [(a, b) for i, a in enumerate(base) for b in base[i:] if b]  # 1 x 1 is the count
+    sums = [f"sum({_product(a, b)}) AS {_pair(a, b)}" for a, b in pairs]
     checked = list(dict.fromkeys(c for r in requests for c in r.checked))
     finite = " AND ".join(f"isfinite({column})" for column in checked)
     first = requests[0].first
@@ -529,8 +443,7 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
 
 
 def _where(request: Request, first: int) -> list[str]:
-    """The SQL conditions on the rows to sum: positions ``first``..``request.last``, the
-    requested layers."""
+    """The SQL conditions on the rows: positions ``first``..``request.last``, the layers."""
     where = [f'"position" >= {int(first)}']
     if request.last is not None:
         where.append(f'"position" <= {int(request.last)}')
@@ -549,17 +462,10 @@ def _gmm_by_group(
     source: Source,
     groups: list[str],
     request: Request,
-) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
-    """Per group, in key order, its texts' Arellano-Bond cross products (``gmm_reduced``),
-    summed by DuckDB shard by shard.
-
-    A shard holds whole texts, so each text's sums are complete within its shard, and the
-    window holds one shard's rows at a time (over the whole folder it would hold every row;
-    a frame, already in memory, is one part).
-    Each shard's sums are checked (consecutive positions, the frame's lags) and reduced to
-    the few arrays the estimator needs as they arrive.
-    """
-    parts: dict[Hashable, list[dict[str, np.ndarray]]] = {}
+) -> Iterator[tuple[Hashable, Sums]]:
+    """Per group, its texts' ``gmm_reduced`` cross products, summed one shard at a time
+    (a shard holds whole texts, and the window then holds one shard's rows)."""
+    parts: dict[Hashable, list[Sums]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():
         source.part_view(connection, part, "shard")
@@ -575,14 +481,10 @@ def _gmm_by_group(
 def _gmm_query(groups: list[str], request: Request) -> str:
     """The SQL of the Arellano-Bond sums per (group, sequence) of the view ``shard``.
 
-    A window gives each row the text's levels ``l0`` (its own ``log_norm``) to ``l7``, seven
-    positions back (0 before the text's first used position). Per text: the sums of the
-    products of ``[1, l0, ..., l7]`` over its equations' rows (``all_i_j``: offsets 3 and
-    beyond from the first used position), and that vector at offsets 3 and 4 (``at3_i``,
-    ``at4_i``), whose outer products take the first one or two equations out of those sums.
-    Rows are selected by multiplying with 0/1 indicators, which DuckDB sums far faster than
-    it evaluates a filter per aggregate. The outcome rows' ``lag1``/``lag2`` must be the
-    window's ``l1``/``l2``.
+    Per text, the sums of the products of ``[1, l0, ..., l7]`` (``l0``: the row's
+    ``log_norm``; ``lk``: k positions back, by a window) over its equations' rows
+    (``all_i_j``), and that vector at its first two equations (``at3_i``, ``at4_i``). Rows
+    are selected by 0/1 factors, which DuckDB sums faster than per-aggregate filters.
     """
     keys, first = sql_list(groups), request.first - 2
     lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
@@ -619,13 +521,12 @@ def _gmm_query(groups: list[str], request: Request) -> str:
 
 
 def _product(a: str, b: str) -> str:
-    """The SQL of the product of base columns ``a`` and ``b`` (``""`` is the constant 1)."""
-    return " * ".join(BASE[c] for c in (a, b) if c) or "1"
+    """The SQL of the product of base columns ``a`` and ``b`` (``""``: the constant 1)."""
+    return " * ".join(BASE[c] for c in (a, b) if c)
 
 
 def _pair(a: str, b: str) -> str:
-    """The name of the sum of ``a`` times ``b`` (``""`` is the constant 1: ``n`` for both),
-    whichever comes first."""
+    """The name of the sum of ``a`` times ``b`` (``""``: the constant 1), in either order."""
     names = sorted((c for c in (a, b) if c), key=list(BASE).index)
     return "sum_" + "__".join(names) if names else "n"
 
@@ -635,12 +536,11 @@ def _fit_group(
     request: Request,
     groups: list[str],
     key: Hashable,
-    sums: dict[str, np.ndarray],
+    sums: Sums,
     diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
-    """Check one group's sums, then fit it: its table rows, glance record and ``GroupFit``,
-    with the leading-position ``diagnostic`` among its stats; a fit whose linear algebra
-    fails is a failed ``Estimate``, its reason in the glance ``warnings``."""
+    """Check one group's sums, then fit it (``fitted_rows``); a fit whose linear algebra
+    fails is a ``failed_fit``."""
     if request.by_position:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -663,7 +563,7 @@ def _fit_group(
 
     def run() -> Estimate:
         try:
-            fitted = request.fitter(sums, positions, rows)
+            fitted = request.fitter(request, sums, positions, rows)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
             fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
@@ -675,8 +575,7 @@ def _fit_group(
 
 
 def _group_rows(source: Source, request: Request, values: dict[str, object]) -> pd.DataFrame:
-    """One group's fitted rows, read again from ``source``; for the initial conditions with
-    each text's ``y1`` and ``y2``."""
+    """One group's fitted rows, read again from ``source`` (with ``y1``, ``y2``)."""
     select = sql_list(["sequence", "position", *dict.fromkeys(["log_norm", *request.checked])])
     if request.method == "initial_conditions":
         select += "".join(
@@ -689,18 +588,13 @@ def _group_rows(source: Source, request: Request, values: dict[str, object]) -> 
 
 def _check_size(request: Request, groups: list[str], key: Hashable, **counts: int) -> None:
     """``check_size`` of a group of ``request``'s fit."""
-    span = f"positions >= {request.first}"
-    if request.last is not None:
-        span = f"positions {request.first}..{request.last}"
-    needed, n_positions = len(request.terms) + 2, request.n_positions
-    check_size(describe(groups, key), span=span, needed=needed, n_positions=n_positions, **counts)
+    n_terms, n_positions = len(request.terms), request.n_positions
+    limits = {"first": request.first, "last": request.last}
+    check_size(describe(groups, key), n_terms=n_terms, n_positions=n_positions, **limits, **counts)
 
 
-def _check_gmm_texts(
-    groups: list[str], key: Hashable, sums: dict[str, np.ndarray], first: int
-) -> None:
-    """The group needs more texts with a differenced equation (a row at ``first + 1``, where
-    ``first`` is the first outcome row's position) than the GMM has instruments."""
+def _check_gmm_texts(groups: list[str], key: Hashable, sums: Sums, first: int) -> None:
+    """Require more texts with a differenced equation than the GMM has instruments."""
     n_texts = int((sums["all_0_0"] > 0).sum())
     n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
     if n_texts <= n_instruments:
@@ -711,10 +605,9 @@ def _check_gmm_texts(
         )
 
 
-def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
-    """Each text's positions run consecutively from ``initial``:
-    its rows, least position, and sums of positions and their squares are those of
-    ``initial``..its last position."""
+def _check_consecutive(sums: Sums, initial: int) -> None:
+    """Require each text's positions to run consecutively from ``initial`` (by their count,
+    range, sum and sum of squares)."""
     low, high, n = sums["first_position"], sums["last_position"], sums["n"]
     expected_sum = (low + high) * n / 2
     expected_squares = (high * (high + 1) * (2 * high + 1) - (low - 1) * low * (2 * low - 1)) / 6
@@ -732,28 +625,17 @@ def _check_consecutive(sums: dict[str, np.ndarray], initial: int) -> None:
         )
 
 
-def _base_cross(sums: dict[str, np.ndarray], base: tuple[str, ...]) -> np.ndarray:
-    """Per sequence, the cross products of ``[1, *base]``: shape (sequences, m, m)."""
-    names = ["", *base]
-    cross = np.empty((len(sums["n"]), len(names), len(names)))
-    for i, a in enumerate(names):
-        for j, b in enumerate(names[i:], start=i):
-            cross[:, i, j] = cross[:, j, i] = sums[_pair(a, b)]
-    return cross
-
-
 def _mapped(
-    sums: dict[str, np.ndarray],
+    sums: Sums,
     base: tuple[str, ...],
     mapping: np.ndarray,
     k_fe: int,
     *,
     ml: bool = False,
 ) -> GroupedDesign:
-    """The design whose columns ``[X | Z | y]`` are ``mapping @ [1, *base]`` (a matrix, or
-    one per sequence), with ``k_fe`` fixed effects and ``y`` last; fitted by ML where
-    ``ml``, else REML."""
-    cross = _base_cross(sums, base)
+    """The design ``[X | Z | y]`` = ``mapping @ [1, *base]`` (one, or one per sequence)."""
+    names = ["", *base]
+    cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
     if mapping.ndim == 2:
         design = np.einsum("ik,gkl,jl->gij", mapping, cross, mapping)
     else:
@@ -767,116 +649,79 @@ def _selection(*rows: int, width: int) -> np.ndarray:
     return np.eye(width)[list(rows)]
 
 
-def _trend_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+def _spread(sums: Sums, column: str) -> float:
+    """The standard deviation of base ``column`` over a group's rows, from its sums."""
+    n, total = sums["n"].sum(), sums[_pair("", column)].sum()
+    return float(np.sqrt((sums[_pair(column, column)].sum() - total**2 / n) / (n - 1)))
+
+
+def _trend_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
     """``[1, position | 1 | log_norm]``; the random intercept's unit scale."""
     mapping = _selection(0, 1, 0, 2, width=3)
     return _mapped(sums, ("position", "log_norm"), mapping, 2), np.ones(1)
 
 
-def _trend_slope_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, position | 1, position / sd(position) | log_norm]``, as ``mixed_result`` scales
-    the random slope; the random effects' scales (1, 1 / sd(position))."""
-    n = sums["n"].sum()
-    total, squares = sums[_pair("", "position")].sum(), sums[_pair("position", "position")].sum()
-    spread = float(np.sqrt((squares - total**2 / n) / (n - 1)))
+def _trend_slope_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
+    """``[1, position | 1, position / sd(position) | log_norm]``, and the effects' scales."""
+    spread = _spread(sums, "position")
     mapping = _selection(0, 1, 0, 1, 2, width=3)
     mapping[3] /= spread
     return _mapped(sums, ("position", "log_norm"), mapping, 2), np.array([1.0, 1 / spread])
 
 
-def _lag_design(sums: dict[str, np.ndarray]) -> tuple[GroupedDesign, np.ndarray]:
+def _lag_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
     """``[1, lag1, lag2 | 1 | log_norm]``."""
     mapping = _selection(0, 1, 2, 0, 3, width=4)
     return _mapped(sums, ("lag1", "lag2", "log_norm"), mapping, 3), np.ones(1)
 
 
-def _initial_conditions_design(sums: dict[str, np.ndarray], *, slope: bool) -> GroupedDesign:
-    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]`` for maximum likelihood: ``y1`` and
-    ``y2`` are each text's constants, its first two levels; with ``slope``, a random slope
-    on lag1 / sd(lag1) besides the intercept (scaled as ``_trend_slope_design`` scales
-    position)."""
+def _initial_conditions_design(sums: Sums, *, slope: bool) -> tuple[GroupedDesign, np.ndarray]:
+    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]`` by ML (with ``slope``: a random
+    slope on lag1 / sd(lag1) too)."""
     random = (0, 1) if slope else (0,)
     rows = _selection(0, 1, 2, 3, 0, 0, *random, 4, width=5)
     mapping = np.broadcast_to(rows, (len(sums["n"]), *rows.shape)).copy()
     mapping[:, 4, 0], mapping[:, 5, 0] = sums["y1"], sums["y2"]
     if slope:
-        n, total = sums["n"].sum(), sums[_pair("", "lag1")].sum()
-        spread = np.sqrt((sums[_pair("lag1", "lag1")].sum() - total**2 / n) / (n - 1))
-        mapping[:, 7] /= spread
+        mapping[:, 7] /= _spread(sums, "lag1")
     base = ("lag1", "lag2", "position", "log_norm")
-    return _mapped(sums, base, mapping, 6, ml=True)
+    return _mapped(sums, base, mapping, 6, ml=True), np.ones(1)
 
 
-def _initial_conditions_fitter(
-    terms: tuple[str, ...], formula: str, cov_type: str
-) -> Callable[[dict[str, np.ndarray], object, Rows], Estimate]:
-    """The ``initial_conditions`` fitter: the ML fit of a random intercept (``_mixed``),
-    its glance fields with the likelihood-ratio test of a random slope on lag1
-    (``slope_test``: ``lag1_slope_lr``, ``lag1_slope_p``)."""
-    mixed = _mixed(terms, formula, False, cov_type)
+def _ols(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
+    """OLS clustered by sequence (``cov_type`` None: ``trend_cov_type``'s)."""
+    design, n_groups = request.design(sums)[0], len(sums["n"])
+    chosen = trend_cov_type(request.cov_type, n_groups)
+    return ols_fit(
+        design, request.terms, n_groups, cov_type=chosen, rows=rows, formula=request.formula
+    )
 
-    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
-        design = _initial_conditions_design(sums, slope=False)
-        fitted = mixed(design, np.ones(1), len(sums["n"]), rows)
-        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True))
+
+def _mixed(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
+    """The mixed fit, errors by ``cov_type`` (None: ``trend_cov_type``'s); for
+    ``initial_conditions`` with the test of a random slope on lag1."""
+    (design, scales), n_groups = request.design(sums), len(sums["n"])
+
+    def result(cov_rel: np.ndarray) -> object:
+        slope = request.random_slope
+        return mixed_result(rows(), request.formula, slope, cov_rel, reml=not design.ml)
+
+    chosen = trend_cov_type(request.cov_type, n_groups)
+    fitted = mixed_fit(design, scales, request.terms, n_groups, cov_type=chosen, result=result)
+    if request.method == "initial_conditions":
+        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True)[0])
         fitted.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
-        return fitted
-
-    return fitter
+    return fitted
 
 
-def _per_sequence(
-    builder: Callable[[dict[str, np.ndarray]], tuple[GroupedDesign, np.ndarray]],
-    fit: Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate],
-) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray] | None, Rows], Estimate]:
-    """A group's fitter: its per-sequence sums -> ``builder``'s design -> ``fit``."""
-
-    def fitter(sums: dict[str, np.ndarray], _: object, rows: Rows) -> Estimate:
-        design, scales = builder(sums)
-        return fit(design, scales, len(sums["n"]), rows)
-
-    return fitter
+def _gmm(_: Request, sums: Sums, *__: object) -> Estimate:
+    """The Arellano-Bond fit of a group's ``gmm_reduced`` sums."""
+    return gmm_fit(sums)
 
 
-def _ols(
-    terms: tuple[str, ...], formula: str, cov_type: str | None
-) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
-    """OLS with errors clustered by sequence (``cov_type``; None: the trend's default for
-    the group's number of texts, ``trend_cov_type``); under CR1 its result refits the rows
-    with statsmodels (which has no CR2: none under CR2)."""
-
-    def fit(design: GroupedDesign, _: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
-        chosen = trend_cov_type(cov_type, n_groups)
-        fitted = ols_fit(design, terms, n_groups, cov_type=chosen)
-        if chosen == "cluster":
-            fitted.result = lambda: cluster_ols_result(rows(), formula)
-        return fitted
-
-    return fit
-
-
-def _mixed(
-    terms: tuple[str, ...], formula: str, random_slope: bool, cov_type: str | None
-) -> Callable[[GroupedDesign, np.ndarray, int, Rows], Estimate]:
-    """REML's (an ML design's: the likelihood's) maximum, its errors by ``cov_type`` (None:
-    as ``_ols``); its result refits the rows with statsmodels from there."""
-
-    def fit(design: GroupedDesign, scales: np.ndarray, n_groups: int, rows: Rows) -> Estimate:
-        def result(cov_rel: np.ndarray) -> object:
-            return mixed_result(rows(), formula, random_slope, cov_rel, reml=not design.ml)
-
-        chosen = trend_cov_type(cov_type, n_groups)
-        return mixed_fit(design, scales, terms, n_groups, cov_type=chosen, result=result)
-
-    return fit
-
-
-def _aggregate(sums: dict[str, np.ndarray], positions: dict[str, np.ndarray], _: Rows) -> Estimate:
-    """The notebook's fit, from the per-position sums: the log of each position's mean norm
-    on position, one point per position, classical OLS errors sigma^2 (X'X)^-1 (t on n - 2
-    df). Those treat the means as independent points: right when tokens are independent and
-    every position has the same texts, too narrow when texts differ in level. ``n_obs`` is
-    the number of positions, ``n_groups`` the sequences the means come from."""
+def _aggregate(_: Request, sums: Sums, positions: Sums, __: Rows) -> Estimate:
+    """The notebook's fit: OLS of the log of each position's mean norm on position,
+    classical errors; ``n_obs`` counts the positions."""
     position = positions["position"].astype(np.float64)
     means = positions["norm_sum"] / positions["n"]
     design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})

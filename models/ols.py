@@ -1,18 +1,15 @@
-"""Least-squares fits per layer with statsmodels (OLS, and its formula API for ``ols``).
+"""Least-squares fits per group.
 
 Holds:
-- ``statsmodels_fit``: a statsmodels OLS result -> an ``Estimate`` (the ``aggregate`` fit's, on
-  the position means);
-- ``ols_fit``: token-level OLS with CR1 cluster-robust standard errors by sequence, t on
-  G - 1 df (G sequences), from per-sequence cross products; the same covariance as R's
-  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``; or CR2 with Bell-McCaffrey
-  df (``models.cr2``);
+- ``statsmodels_fit``: a statsmodels OLS result -> an ``Estimate`` (the ``aggregate`` fit's);
+- ``ols_fit``: OLS from per-sequence cross products, CR1 errors by sequence (R's
+  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``), t on G - 1 df, or CR2;
 - ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -25,22 +22,9 @@ from attnmag.models.tidy import Estimate
 __all__ = ["cluster_ols_result", "ols_fit", "statsmodels_fit"]
 
 
-def _ols_stats(result: RegressionResults) -> dict[str, float]:
-    """The glance fields of a statsmodels OLS result."""
-    return {
-        "r2": float(result.rsquared),
-        "loglik": float(result.llf),
-        "aic": float(result.aic),
-        "bic": float(result.bic),
-        "sigma": float(np.sqrt(result.scale)),
-    }
-
-
 def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Estimate:
     """A statsmodels OLS result -> an ``Estimate`` with inference on ``df`` degrees of freedom.
 
-    Examples
-    --------
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> fit = statsmodels_fit(cluster_ols_result(rows, "log_norm ~ position"), df=15, n_groups=16)
     >>> fit.estimate.index[-1], fit.df, fit.n_groups
@@ -54,7 +38,13 @@ def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> E
         n_obs=int(result.nobs),
         n_groups=n_groups,
         converged=True,
-        stats=_ols_stats(result),
+        stats={
+            "r2": float(result.rsquared),
+            "loglik": float(result.llf),
+            "aic": float(result.aic),
+            "bic": float(result.bic),
+            "sigma": float(np.sqrt(result.scale)),
+        },
     )
 
 
@@ -63,17 +53,14 @@ def ols_fit(
     terms: Iterable[str],
     n_groups: int,
     *,
-    centred: bool = True,
     cov_type: str = "cluster",
+    rows: Callable[[], pd.DataFrame] | None = None,
+    formula: str = "",
 ) -> Estimate:
-    """OLS of the design's fixed effects from per-sequence cross products, CR1 by sequence
-    with t on G - 1 df (``cov_type="cr2"``: CR2 with Bell-McCaffrey df), and statsmodels'
-    OLS glance fields (log-likelihood, AIC, BIC on ``k_fe`` parameters; R2 centred where the
-    design holds a constant, ``centred``). The design's first random effect is the
-    intercept, so its column sums y.
+    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (``"cr2"``: CR2
+    with Bell-McCaffrey df), and statsmodels' glance fields (R2 centred where X spans the
+    constant, the design's random effect); under CR1 its result refits ``rows()``.
 
-    Examples
-    --------
     >>> import statsmodels.formula.api as smf
     >>> from attnmag.models.mixed import GroupedDesign
     >>> rows = frame.query("layer == 0 and position >= 1")
@@ -95,8 +82,11 @@ def ols_fit(
     n, k = design.n_obs, design.k_fe
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
+    spanned = np.linalg.lstsq(total[:k, :k], total[:k, k], rcond=None)[0]
+    centred = n - total[:k, k] @ spanned <= 1e-10 * n  # the residual of 1 on X is zero
     tss = total[-1, -1] - (total[k, -1] ** 2 / n if centred else 0.0)
     llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
+    refit = None if rows is None or cov_type != "cluster" else rows
     return Estimate(
         estimate=pd.Series(point.fe_params, index=list(terms)),
         std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
@@ -111,27 +101,14 @@ def ols_fit(
             "bic": float(-2 * llf + np.log(n) * k),
             "sigma": float(np.sqrt(point.scale)),
         },
+        result=None if refit is None else lambda: cluster_ols_result(refit(), formula),
     )
 
 
 def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
-    """statsmodels' result of ``ols_fit``'s fit: OLS with CR1 errors by ``sequence``
-    and t on G - 1 df, for its ``summary()``, residuals and the like.
+    """statsmodels' OLS of ``formula`` on one group's rows ``data``, CR1 errors by
+    ``sequence`` and t on G - 1 df: ``ols_fit``'s fit.
 
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        One group's rows, with ``sequence`` and the formula's columns.
-    formula : str
-        A statsmodels formula.
-
-    Returns
-    -------
-    statsmodels.regression.linear_model.RegressionResults
-        The fitted result.
-
-    Examples
-    --------
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> result = cluster_ols_result(rows, "log_norm ~ position")
     >>> result.cov_type, result.df_resid_inference

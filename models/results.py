@@ -1,17 +1,11 @@
 """Fits that keep their details: the tidy and glance tables, statsmodels' results, the rows.
 
 Holds:
-- ``Fits``: what every fit returns (``fit``, ``position_trend``, ``lag_effects``), in the
-  manner of R's broom and of statsmodels: ``.tidy`` (one row per group and term),
-  ``.glance`` (one row per group), ``.results`` (group key -> the statsmodels results
-  object, with ``.summary()``), ``.augment()`` (the fitted rows with ``fitted`` and
-  ``resid``); ``Fits.concat`` and ``+`` combine fits without losing any of them;
+- ``Fits``: what every fit returns, in the manner of R's broom and of statsmodels;
 - ``GroupFit``: one group's part of a ``Fits``.
 
-The details live in an object of their own, not in ``DataFrame.attrs``: pandas documents
-``attrs`` as experimental, and ``pd.concat`` of tables drops it. ``Fits.tidy`` still
-carries its glance records in ``attrs["glance"]``, so that ``models.glance`` works on it and
-on its row selections.
+The details live in an object, not in ``DataFrame.attrs`` (experimental, and dropped by
+``pd.concat``); ``Fits.tidy`` still carries its glance records in ``attrs["glance"]``.
 """
 
 from __future__ import annotations
@@ -30,24 +24,9 @@ __all__ = ["Fits", "GroupFit"]
 
 @dataclass(frozen=True)
 class GroupFit:
-    """One group's fit inside a ``Fits``.
-
-    ``names``: the fit's ``(fit, method)``; ``groups``: the group's values by grouping
-    column; ``formula``: the fit's formula; ``rows``: reads the rows fitted again (from the
-    frame or the shard folder); ``estimate``: the coefficients by term; ``result``: builds
-    the statsmodels result from those rows when called, or ``None`` where the fit has none.
-
-    Examples
-    --------
-    >>> from attnmag.models.ols import cluster_ols_result
-    >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> part = GroupFit(
-    ...     names=("fit", "ols"), groups={"layer": 0}, formula="log_norm ~ position",
-    ...     rows=lambda: rows, estimate=pd.Series({"Intercept": 0.0, "position": 0.0}),
-    ...     result=lambda: cluster_ols_result(rows, "log_norm ~ position"))
-    >>> part.result().params.index.tolist()
-    ['Intercept', 'position']
-    """
+    """One group's fit: ``names`` ``(fit, method)``, the group's values by column, the
+    formula, ``rows`` (reads the fitted rows again), the estimates and ``result`` (builds
+    statsmodels' result when called; ``None`` where the fit has none)."""
 
     names: tuple[str, str]
     groups: dict[str, object]
@@ -91,27 +70,19 @@ class _Results(Mapping):
 
 
 class Fits:
-    """Per-group fits of one or more models, with their tables, results and rows.
+    """Per-group fits of one or more models.
 
     Attributes
     ----------
     tidy : pandas.DataFrame
-        One row per group and term (``models.tidy.TIDY_COLUMNS``, with the grouping
-        columns in place of ``layer``); ``tidy.attrs["glance"]`` holds the glance records.
+        One row per group and term.
     glance : pandas.DataFrame
-        One row per group and fit: n_obs, n_groups, r2, log-likelihood, AIC/BIC, sigma,
-        converged, seconds, warnings (and variance components for mixed fits).
+        One row per group and fit.
     results : Mapping
-        Group key -> the statsmodels results object (``.summary()``, ``.params``, ...).
-        The key is the layer where the frame has no ``model``, ``site`` or ``head`` column,
-        else the tuple ``(model, site, layer, head)`` of those present. A combination of
-        several fits is keyed ``(fit, method, *key)``. Each result is built when first
-        asked for, by statsmodels on that group's rows, read again from the frame or the
-        shard folder: OLS with the same CR1 errors, the ``aggregate`` fit's OLS on the
-        position means, or ``MixedLM`` started at REML's maximum; its ``params`` equal the
-        tidy rows' estimates, by term name. ``None`` for ``gmm``, and where a mixed fit's
-        maximum is on the boundary, where statsmodels' optimiser does not land (the glance
-        ``warnings`` say so).
+        Group key (the layer, or the tuple of the grouping columns' values; ``(fit,
+        method, *key)`` for several fits) -> statsmodels' results object, built from the
+        group's rows when first asked for, its ``params`` the tidy estimates by term name;
+        ``None`` for ``gmm`` and a mixed maximum on the boundary.
 
     Examples
     --------
@@ -129,24 +100,11 @@ class Fits:
         self._parts = list(parts)
         self.tidy = tidy
         self.glance = pd.DataFrame.from_records(tidy.attrs.get("glance", []))
-        self._results = _Results(_keyed(self._parts))
-
-    @property
-    def results(self) -> Mapping:
-        """Group key -> the statsmodels result (see the class docstring)."""
-        return self._results
+        self.results: Mapping = _Results(_keyed(self._parts))
 
     def augment(self) -> pd.DataFrame:
-        """The fitted rows with ``fitted`` and ``resid`` (outcome minus fitted), for diagnostics.
-
-        ``fitted`` is the fixed-effects prediction X b (for mixed fits the population
-        level, without the sequences' random effects).
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``fit``, ``method``, the grouping columns, the fitted rows' columns, the
-            outcome as the formula names it, ``fitted`` and ``resid``.
+        """The fitted rows with ``fitted`` (X b: for mixed fits without the random effects)
+        and ``resid`` (outcome minus fitted).
 
         >>> rows = fits.augment()
         >>> len(rows) == int(fits.glance["n_obs"].sum())
@@ -157,7 +115,7 @@ class Fits:
 
     @classmethod
     def concat(cls, fits: Iterable[Fits]) -> Fits:
-        """Several ``Fits`` as one: every tidy row, glance row and result kept.
+        """Several ``Fits`` as one.
 
         >>> label_fits = models.fit(frame, "log_norm ~ position + C(label)", n_jobs=1)
         >>> both = Fits.concat([fits, label_fits])

@@ -1,18 +1,14 @@
 """What a fit or a report reads: a frame's or a shard folder's rows, as one DuckDB view.
 
 Holds:
-- ``Source``: the rows of a tidy frame (registered with DuckDB, not copied) or of a shard
-  folder (its table in ``attnmag.database``'s store), shown to SQL as one view with the
-  frame's columns (``extract.shards.frame_rows``);
-- ``open_source``: what the fits take (a frame, a shard folder's or Parquet file's path, a
-  ``Source``) -> a ``Source``;
+- ``Source``: a tidy frame's rows (registered with DuckDB, not copied) or a shard folder's
+  (its table in ``attnmag.database``'s store), shown to SQL as the view ``frame``;
+- ``open_source``: a frame, a folder's or Parquet file's path, or a ``Source`` -> a ``Source``;
 - ``KEPT_FOLDERS``: how many folders' tables a process keeps.
 
-A shard folder is read once per process: each shard's bytes are read once, checked against
-the manifest (checksums) and copied into a compressed DuckDB table
-(``extract.shards.load_shards``), which every fit and report query then reads. The table is
-remembered by the folder's manifest's bytes and its shards' sizes and modification times (a
-changed folder is read again); DuckDB's memory limit covers it, spilling beyond it.
+A folder is read, checked against its manifest and copied into a compressed table once per
+process (``extract.shards.load_shards``), remembered by its manifest and its shards' sizes
+and modification times.
 
 >>> source = open_source(frame)
 >>> with source.connected(1) as connection:
@@ -39,24 +35,17 @@ from attnmag.extract.shards import RUN_FILE, SHARD_GLOB, frame_rows, load_shards
 
 __all__ = ["KEPT_FOLDERS", "Source", "open_source"]
 
-#: Folders whose tables a process keeps (the least recently opened is dropped first).
+#: Folders whose tables a process keeps (the least recently opened goes first).
 KEPT_FOLDERS = 2
-#: Loaded folders, least recently opened first: resolved path -> (what the table is valid
-#: for, the table's name, the shards).
+#: Loaded folders, least recently opened first: path -> (state, table, shards).
 _LOADED: dict[Path, tuple[tuple, str, tuple[str, ...]]] = {}
-#: Numbers for new tables' names.
 _TABLE_NUMBERS = itertools.count()
 
 
 @dataclass(frozen=True)
 class Source:
-    """The rows a fit reads: ``frame`` (in memory) or ``folder``'s (its table, once loaded;
-    ``shards``, its verified files).
+    """The rows a fit reads: ``frame``, or ``folder``'s (``shards``: its verified files).
 
-    ``name`` says which in messages ("the frame", "the shard folder norms").
-
-    Examples
-    --------
     >>> source = open_source(frame)
     >>> source.name, source.parts()
     ('the frame', [None])
@@ -78,26 +67,19 @@ class Source:
     def connected(
         self, n_jobs: int | None = None, *, keep_order: bool = False
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A new DuckDB connection (``attnmag.database.connect``: ``n_jobs`` threads, rows in
-        their stored order where a query keeps it only with ``keep_order``) that shows the
-        rows as the view ``frame``; closed after."""
+        """A new DuckDB connection (``attnmag.database.connect``) showing the rows as the
+        view ``frame``; closed after."""
         with connect(n_jobs, keep_order=keep_order) as connection:
-            self.view(connection)
+            self.part_view(connection, None, "frame")
             yield connection
 
-    def view(self, connection: duckdb.DuckDBPyConnection, name: str = "frame") -> None:
-        """Show all the rows to ``connection`` as the (temporary) view ``name``."""
-        self.part_view(connection, None, name)
-
     def parts(self) -> list[int | None]:
-        """Parts that hold whole texts, for queries whose memory grows with the rows they
-        see at once: each shard of a folder (its number), or all the rows (``[None]``)."""
+        """Parts that hold whole texts: each shard's number, or ``[None]`` (all the rows)."""
         return [None] if self.folder is None else list(range(len(self.shards)))
 
     def rows(self, select: str, where: list[str], group: dict[str, object]) -> pd.DataFrame:
-        """One group's rows (``group``: column -> value) that meet the SQL conditions
-        ``where``, with the columns ``select`` gives, by sequence and position: what
-        ``Fits.results`` and ``.augment()`` read again."""
+        """One group's rows (``group``: column -> value) meeting the SQL ``where``, with the
+        columns ``select`` gives, by sequence and position."""
         where = [*where, *(f'"{column}" = ?' for column in group)]
         values = [v.item() if isinstance(v, np.generic) else v for v in group.values()]
         query = f"SELECT {select} FROM frame WHERE {' AND '.join(where)} "
@@ -105,8 +87,7 @@ class Source:
             return connection.execute(query + 'ORDER BY sequence, "position"', values).df()
 
     def part_view(self, connection: duckdb.DuckDBPyConnection, part: int | None, name: str) -> None:
-        """Show ``part`` (a shard's number, or ``None``: all the rows) as the temporary view
-        ``name``."""
+        """Show ``part`` (a shard's number; ``None``: all) as the temporary view ``name``."""
         if self.folder is None:
             connection.register(f"{name}_rows", self.frame)
             query = f'SELECT * FROM "{name}_rows"'
@@ -119,22 +100,9 @@ class Source:
 
 
 def open_source(data: object) -> Source:
-    """What a fit is given -> its ``Source``.
+    """What a fit is given (a tidy frame, a shard folder's path, a Parquet file's path,
+    read as the frame, or a ``Source``) -> its ``Source``; anything else is an error.
 
-    Parameters
-    ----------
-    data : pandas.DataFrame, str, os.PathLike or Source
-        A tidy frame; a shard folder's path (verified against its manifest and copied
-        into DuckDB once per process); a Parquet file's path (read with
-        ``extract.read_frame``); or a ``Source``, returned as it is.
-
-    Returns
-    -------
-    Source
-        Anything else, or a path to nothing, is an ``AttnmagError``.
-
-    Examples
-    --------
     >>> open_source(shards).name
     'the shard folder ...norms'
     """
@@ -154,12 +122,11 @@ def open_source(data: object) -> Source:
 
 
 def _loaded(folder: Path) -> tuple[tuple, str, tuple[str, ...]]:
-    """``folder``'s table, loaded (``load_shards``) unless it was, unchanged, earlier in
-    this process: what it is valid for, its name and the shards."""
+    """``folder``'s table, loaded unless it was, unchanged: its state, name and shards."""
     key = folder.resolve()
     known = _LOADED.pop(key, None)
     if known is not None and known[0] != _state(folder):
-        _drop(known[1])
+        database().execute(f"DROP TABLE IF EXISTS {known[1]}")
         known = None
     if known is None:
         table = f"{STORE}.folder_{next(_TABLE_NUMBERS)}"
@@ -172,13 +139,9 @@ def _loaded(folder: Path) -> tuple[tuple, str, tuple[str, ...]]:
         known = (_state(folder), table, shards)
     _LOADED[key] = known
     while len(_LOADED) > KEPT_FOLDERS:
-        _drop(_LOADED.pop(next(iter(_LOADED)))[1])
+        dropped = _LOADED.pop(next(iter(_LOADED)))[1]
+        database().execute(f"DROP TABLE IF EXISTS {dropped}")
     return known
-
-
-def _drop(table: str) -> None:
-    """Drop a folder's table."""
-    database().execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _state(folder: Path) -> tuple:

@@ -1,10 +1,7 @@
 """The standard fits: every requested method of ``position_trend`` and ``lag_effects``.
 
-Holds ``fit_all``, what ``attnmag fit`` writes and what a report shows: a ``Fits`` per named
-fit (its methods together); ``write_fits``, their tidy tables and glance rows as CSV files;
-``read_fits``, those files read back as ``Fits``; ``TABLES``, the files' names. ``fit_all``
-takes the frame, or a shard folder's path (read once for all the fits), whose fits are
-made without building the frame (see ``models.named``).
+Holds ``fit_all`` (what ``attnmag fit`` writes and a report shows), ``write_fits`` and
+``read_fits`` (its fits as CSV files and back) and ``TABLES`` (the files' names).
 """
 
 from __future__ import annotations
@@ -25,8 +22,6 @@ from attnmag.models.source import open_source
 
 __all__ = ["TABLES", "fit_all", "read_fits", "write_fits"]
 
-#: The tables ``attnmag fit`` writes as ``<name>.csv``: the named fits' tidy tables and
-#: the glance rows of both.
 TABLES = ("position_trend", "lag_effects", "glance")
 
 
@@ -41,35 +36,20 @@ def fit_all(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> dict[str, Fits]:
-    """Fit every requested method of the position trend and the lag effects.
+    """Fit every requested method of the position trend and the lag effects, reading the
+    rows once.
 
     Parameters
     ----------
-    frame : pandas.DataFrame, str, os.PathLike or Source
-        The tidy frame of ``extract``; or the path of a shard folder (``attnmag extract
-        --out``), fitted without building the frame, or of a Parquet file, read once as
-        the frame.
     trend_methods, lag_methods : sequence of str, optional
-        Methods to fit; None means every method of ``METHODS``, an empty sequence none
-        (that model's table is then left out).
-    max_position : int
-        Last position of the trend fits.
-    first_position : int
-        The first position every fit uses (1: the attention sink, position 0, is left out).
-    conf_level : float
-        Level of the tables' intervals (carried in their ``conf_level`` column).
-    n_jobs : int, optional
-        DuckDB's threads for the sums (``None`` or -1: one per core).
-    progress : bool, optional
-        A progress bar over the groups of each fit, once it takes more than a second (None:
-        where someone watches).
+        None: every method of ``METHODS``; empty: none (that fit is left out).
+    frame, max_position, first_position, conf_level, n_jobs, progress
+        As for ``position_trend``.
 
     Returns
     -------
     dict of str to Fits
-        ``position_trend`` and ``lag_effects``, each the ``Fits`` of its methods together
-        (``.tidy`` stacks their rows, ``.glance`` their glance rows); a named fit with no
-        method asked for is left out.
+        ``position_trend`` and ``lag_effects``, each its methods' ``Fits`` together.
 
     Examples
     --------
@@ -103,23 +83,9 @@ def fit_all(
 
 
 def write_fits(fits: Mapping[str, Fits], folder: str | os.PathLike) -> dict[str, Path]:
-    """``fit_all``'s fits as CSV files in ``folder`` (an existing folder): each named fit's
-    tidy table as ``<name>.csv``, and the glance rows of all as ``glance.csv``.
+    """``fit_all``'s fits as CSV files in the existing ``folder``: each tidy table as
+    ``<name>.csv``, the glance rows of all as ``glance.csv``; file name -> path.
 
-    Parameters
-    ----------
-    fits : mapping of str to Fits
-        What ``fit_all`` returns.
-    folder : str or os.PathLike
-        Where the files go.
-
-    Returns
-    -------
-    dict of str to pathlib.Path
-        File name -> path written.
-
-    Examples
-    --------
     >>> Path("tables").mkdir()
     >>> written = write_fits(fit_all(frame, lag_methods=["ols"]), "tables/")
     >>> sorted(written)
@@ -152,23 +118,9 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def read_fits(folder: str | os.PathLike) -> dict[str, Fits]:
-    """The fits of ``fit_all`` written as CSV (``attnmag fit``, ``write_fits``), read back.
+    """The fits ``write_fits`` (``attnmag fit``) wrote in ``folder``, read back: with the
+    glance rows of ``glance.csv`` where it is there, without ``results`` (no rows to refit).
 
-    Parameters
-    ----------
-    folder : str or os.PathLike
-        Holds ``position_trend.csv`` and ``lag_effects.csv``, and ``glance.csv`` where the
-        fits' details were written.
-
-    Returns
-    -------
-    dict of str to Fits
-        ``position_trend`` and ``lag_effects`` as ``fit_all`` gives them, with their glance
-        rows where ``glance.csv`` is there (else none); without ``results``, which need
-        the rows.
-
-    Examples
-    --------
     >>> from attnmag.cli import main
     >>> main(["fit", str(shards), "--out", "tables", "--methods", "ols", "--lag-methods", "ols"])
     tables
