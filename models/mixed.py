@@ -226,33 +226,43 @@ class GroupedDesign:
 
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
         """REML (the likelihood where ``ml``) at each relative standard deviation in ``sds`` of
-        a random intercept alone.
+        a random intercept alone (``_intercept_profiler``)."""
+        return _intercept_profiler(self)(sds)
 
-        ``gls`` at cov_rel = t^2 for every t at once: with one random effect, W_i's
-        correction is c_i(t) Z_i Z_i' with c_i(t) = t^2 / (1 + t^2 Z_i'Z_i), so the sums over
-        groups are one matrix product with the (t, group) array c.
-        """
-        if self.k_re != 1:
-            raise ValueError("intercept_profile needs a random intercept alone")
-        p, cross = self.k_fe, self.cross
-        xy = np.r_[0:p, p + 1]
-        zz, zxy = cross[:, p, p], cross[:, p, xy]  # (G,), (G, p + 1)
+
+def _intercept_profiler(design: GroupedDesign) -> Callable[[np.ndarray], np.ndarray]:
+    """``design.intercept_profile``, its per-group sums made once for many calls.
+
+    ``gls`` at cov_rel = t^2 for every t at once: with one random effect, W_i's correction
+    is c_i(t) Z_i Z_i' with c_i(t) = t^2 / (1 + t^2 Z_i'Z_i). c_i depends on the group only
+    through Z_i'Z_i (its rows, for an intercept), so the groups' Z_i'[X_i y_i] outer products
+    are summed once per value of Z_i'Z_i, and the sums over groups are one matrix product of
+    the (t, value) array c with those sums.
+    """
+    if design.k_re != 1:
+        raise ValueError("intercept_profile needs a random intercept alone")
+    p, cross = design.k_fe, design.cross
+    xy = np.r_[0:p, p + 1]
+    zxy = cross[:, p, xy]  # (G, p + 1)
+    sizes, index, counts = np.unique(cross[:, p, p], return_inverse=True, return_counts=True)
+    outer = np.zeros((len(sizes), (p + 1) ** 2))
+    np.add.at(outer, index, (zxy[:, :, None] * zxy[:, None, :]).reshape(len(zxy), -1))
+    total = cross[:, xy][:, :, xy].sum(axis=0)
+    dof = design.n_obs if design.ml else design.n_obs - p
+
+    def profile(sds: np.ndarray) -> np.ndarray:
         variance = np.asarray(sds, dtype=np.float64)[:, None] ** 2
-        c = variance / (1 + variance * zz)  # (T, G)
-        outer = (zxy[:, :p, None] * zxy[:, None, :]).reshape(len(zz), -1)  # X_i'Z_i Z_i'[X_i y_i]
-        # einsum, not BLAS: OpenBLAS splits products of this size over threads, which on a
-        # busy machine wait on each other far longer than the product takes.
-        corrections = np.einsum("tg,gk->tk", c, outer).reshape(-1, p, p + 1)
-        xwxy = cross[:, :p][:, :, xy].sum(axis=0) - corrections
-        ywy = cross[:, p + 1, p + 1].sum() - np.einsum("tg,g->t", c, zxy[:, p] ** 2)
-        xwx, xwy = xwxy[:, :, :p], xwxy[:, :, p]
+        c = variance / (1 + variance * sizes)  # (T, sizes)
+        xwxy = total - (c @ outer).reshape(-1, p + 1, p + 1)
+        xwx, xwy, ywy = xwxy[:, :p, :p], xwxy[:, :p, p], xwxy[:, p, p]
         fe_params = np.linalg.solve(xwx, xwy[:, :, None])[:, :, 0]
-        dof = self.n_obs if self.ml else self.n_obs - p
-        scale = (ywy - np.einsum("tk,tk->t", xwy, fe_params)) / dof
-        logdets = np.log1p(variance * zz).sum(axis=1)
-        if not self.ml:
+        scale = (ywy - (xwy * fe_params).sum(axis=1)) / dof
+        logdets = np.log1p(variance * sizes) @ counts
+        if not design.ml:
             logdets = logdets + np.linalg.slogdet(xwx)[1]
         return -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+
+    return profile
 
 
 def _codes(groups: np.ndarray) -> tuple[np.ndarray, int]:
@@ -349,15 +359,14 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         np10, np11 = n01 * p00 + n11 * p01, n01 * p01 + n11 * p11
         d = 1 + np00 + np11 + det_p * det_n
         k = np.stack([p00 + det_p * n11, p01 - det_p * n01, p11 + det_p * n00], axis=1) / d[:, None]
-        # einsum, not BLAS (see ``intercept_profile``)
-        xwxy = total - np.einsum("gk,gkm->m", k, outer).reshape(p + 1, p + 1)
+        xwxy = total - (k.reshape(-1) @ outer.reshape(-1, (p + 1) ** 2)).reshape(p + 1, p + 1)
         xwx, xwy = xwxy[:p, :p], xwxy[:p, p]
         fe_params = np.linalg.solve(xwx, xwy)
         scale = (xwxy[p, p] - xwy @ fe_params) / dof
         logdets = np.log(d).sum() + (0.0 if design.ml else np.linalg.slogdet(xwx)[1])
         llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
         # (I + NP)^-1 = adj(I + NP) / D, rows of Z_i'W_i = (I + NP)^-1 Z_i'
-        r = np.einsum("gak,k->ga", zxy, np.r_[-fe_params, 1.0])  # Z_i'(y_i - X_i b)
+        r = zxy @ np.r_[-fe_params, 1.0]  # Z_i'(y_i - X_i b)
         u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
         u1 = ((1 + np00) * r[:, 1] - np10 * r[:, 0]) / d
         zwz = np.array(
@@ -381,7 +390,7 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
                 )
                 / d[:, None, None]
             )
-            fixed = np.einsum("gqk,kl,grl->qr", zwx, np.linalg.inv(xwx), zwx)
+            fixed = np.tensordot(zwx @ np.linalg.inv(xwx), zwx, axes=([0, 2], [0, 2]))
             gradient = gradient - fixed
         by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
         return -float(llf), -by_factor[np.tril_indices(2)]
@@ -411,16 +420,17 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     """The random intercept's relative standard deviation at REML's global maximum."""
     upper = max(10.0, 10 * theta)
     sds = np.r_[0.0, np.geomspace(PROFILE_LOWEST, upper, PROFILE_POINTS)]
-    profile = design.intercept_profile(sds)
+    profile_at = _intercept_profiler(design)
+    profile = profile_at(sds)
     while profile.argmax() == len(sds) - 1 and sds[-1] < PROFILE_HIGHEST:
         more = sds[-1] * np.geomspace(1.2, 100.0, PROFILE_POINTS // 2)
-        sds, profile = np.r_[sds, more], np.r_[profile, design.intercept_profile(more)]
+        sds, profile = np.r_[sds, more], np.r_[profile, profile_at(more)]
     best = int(profile.argmax())
     low, high = sds[max(best - 1, 0)], sds[min(best + 1, len(sds) - 1)]
     sd, llf, width = sds[best], profile[best], ZOOM_TOL * high
     while high - low > width:
         points = np.linspace(low, high, ZOOM_POINTS)
-        values = design.intercept_profile(points)
+        values = profile_at(points)
         at = int(values.argmax())
         if values[at] > llf:
             sd, llf = points[at], values[at]
@@ -626,7 +636,7 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     size, one_x, one_y = cross[:, p, p], cross[:, p, :p], cross[:, p, p + 1]
     xx, xy, yy = cross[:, :p, :p], cross[:, :p, p + 1], cross[:, p + 1, p + 1]
     one_e = one_y - one_x @ beta
-    squares = yy - 2 * xy @ beta + np.einsum("j,gjk,k->g", beta, xx, beta)
+    squares = yy - 2 * xy @ beta + (xx @ beta) @ beta
     inner = 1 + tau * size
     shrink = tau / inner  # W_i = I - shrink_i 1 1'
     xwe = xy - xx @ beta - (shrink * one_e)[:, None] * one_x

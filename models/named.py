@@ -46,6 +46,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 from statsmodels.regression.linear_model import OLS
+from threadpoolctl import threadpool_limits
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
@@ -413,7 +414,9 @@ def fit_requests(
     (12, 12)
     """
     found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
-    with source.connected(n_jobs) as connection:
+    # One BLAS thread: the fits' products are small, and OpenBLAS's threads, splitting them,
+    # wait on each other far longer than the products take.
+    with source.connected(n_jobs) as connection, threadpool_limits(1, user_api="blas"):
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
         missing = [column for column in dict.fromkeys(needed) if column not in columns]
@@ -753,11 +756,7 @@ def _mapped(
     """The design whose columns ``[X | Z | y]`` are ``mapping @ [1, *base]`` (a matrix, or
     one per sequence), with ``k_fe`` fixed effects and ``y`` last; fitted by ML where
     ``ml``, else REML."""
-    cross = _base_cross(sums, base)
-    if mapping.ndim == 2:
-        design = np.einsum("ik,gkl,jl->gij", mapping, cross, mapping)
-    else:
-        design = np.einsum("gik,gkl,gjl->gij", mapping, cross, mapping)
+    design = mapping @ _base_cross(sums, base) @ np.swapaxes(mapping, -1, -2)
     k_re = design.shape[1] - k_fe - 1
     return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
 
