@@ -14,9 +14,10 @@ Holds:
   called;
 - ``reml_maximum``: the variance components to report and the notes of the boundary cases;
 - ``cluster_covariance``: that CR1 sandwich;
-- ``ml_scores``, ``ml_information``, ``stacked_covariance``: a random-intercept model's
-  per-group likelihood scores and Fisher information, and the sandwich over its fixed
-  effects and variance components together, with Mancl and DeRouen's bias-corrected scores
+- ``ml_scores``, ``ml_information``, ``ml_hessian``, ``stacked_covariance``: a
+  random-intercept model's per-group likelihood scores and Fisher information, the
+  likelihood's Hessian, and the sandwich over its fixed effects and variance components
+  together, with Mancl and DeRouen's bias-corrected scores
   (``initial_conditions``' default errors);
 - ``slope_test``: the likelihood-ratio test of a random slope, its p-value from the
   50:50 chi-square(1)/chi-square(2) mixture;
@@ -77,7 +78,6 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.stats import chi2
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
-from statsmodels.tools.numdiff import approx_fprime_cs
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.models.cr2 import cr2_covariance
@@ -96,6 +96,7 @@ __all__ = [
     "cluster_covariance",
     "ml_scores",
     "ml_information",
+    "ml_hessian",
     "stacked_covariance",
     "slope_test",
 ]
@@ -628,8 +629,7 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     ``theta`` = (fixed effects b, residual variance s2, relative intercept variance t), so
     V_i = s2 (I + t 1 1'); with e_i = y_i - X_i b and d_i = 1 + t n_i the scores are
     X_i' V_i^-1 e_i, -n_i / (2 s2) + e_i' V_i^-1 e_i / (2 s2) and
-    -n_i / (2 d_i) + (1'e_i)^2 / (2 s2 d_i^2): shape (groups, k_fe + 2). Written with
-    arithmetic alone, so a complex step differentiates them.
+    -n_i / (2 d_i) + (1'e_i)^2 / (2 s2 d_i^2): shape (groups, k_fe + 2).
     """
     p, cross = design.k_fe, design.cross
     beta, scale, tau = theta[:p], theta[p], theta[p + 1]
@@ -672,6 +672,47 @@ def ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     return information
 
 
+def ml_hessian(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
+    """The Jacobian of the sum of ``ml_scores`` at ``theta``: the likelihood's Hessian,
+    shape (k_fe + 2, k_fe + 2), in closed form.
+
+    With e_i, d_i as there, u_i = 1'e_i, X_i'W_i e_i = X_i'e_i - (t / d_i) u_i X_i'1 and
+    c_i = (t / d_i)' = 1 / d_i^2, its blocks summed over groups are -X_i'W_iX_i / s2 (b, b),
+    -X_i'W_i e_i / s2^2 (b, s2), -c_i u_i X_i'1 / s2 (b, t), n_i / (2 s2^2) - e_i'W_i e_i / s2^3
+    (s2, s2), -c_i u_i^2 / (2 s2^2) (s2, t) and n_i^2 c_i / 2 - n_i u_i^2 / (s2 d_i^3) (t, t).
+
+    >>> import dataclasses
+    >>> import statsmodels.formula.api as smf
+    >>> from statsmodels.tools.numdiff import approx_fprime_cs
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    >>> design = dataclasses.replace(design, ml=True)
+    >>> theta = np.array([1.0, -0.02, 0.1, 0.5])
+    >>> step = approx_fprime_cs(theta, lambda at: ml_scores(design, at).sum(axis=0))
+    >>> bool(np.allclose(ml_hessian(design, theta), step, rtol=1e-10, atol=0))
+    True
+    """
+    p, cross = design.k_fe, design.cross
+    beta, scale, tau = theta[:p], theta[p], theta[p + 1]
+    size, one_x, one_y = cross[:, p, p], cross[:, p, :p], cross[:, p, p + 1]
+    xx, xy, yy = cross[:, :p, :p], cross[:, :p, p + 1], cross[:, p + 1, p + 1]
+    one_e = one_y - one_x @ beta
+    inner = 1 + tau * size
+    shrink, change = tau / inner, 1 / inner**2
+    xwe = (xy - xx @ beta - (shrink * one_e)[:, None] * one_x).sum(axis=0)
+    ewe = (yy - 2 * xy @ beta + (xx @ beta) @ beta - shrink * one_e**2).sum()
+    xwx = xx.sum(axis=0) - (shrink * one_x.T) @ one_x
+    hessian = np.empty((p + 2, p + 2))
+    hessian[:p, :p] = -xwx / scale
+    hessian[:p, p] = hessian[p, :p] = -xwe / scale**2
+    hessian[:p, p + 1] = hessian[p + 1, :p] = -(change * one_e) @ one_x / scale
+    hessian[p, p] = size.sum() / (2 * scale**2) - ewe / scale**3
+    hessian[p, p + 1] = hessian[p + 1, p] = -(change * one_e**2).sum() / (2 * scale**2)
+    hessian[p + 1, p + 1] = (size**2 * change / 2 - size * one_e**2 / (scale * inner**3)).sum()
+    return hessian
+
+
 def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -> np.ndarray:
     """The cluster-robust covariance of a random-intercept model's ML fixed effects, from the
     sandwich over the fixed effects and the variance components together, clustered by the
@@ -679,7 +720,7 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     effects' block.
 
     A^-1 (sum_g c_g c_g') A^-T, s_g the group's likelihood scores (``ml_scores``), A the
-    Jacobian of their sum (by a complex step) and c_g = (I - F_g F^-1)^-1 s_g = F (F - F_g)^-1
+    Jacobian of their sum (``ml_hessian``) and c_g = (I - F_g F^-1)^-1 s_g = F (F - F_g)^-1
     s_g, with F_g the group's Fisher information (``ml_information``) and F their sum. The
     raw scores s_g are too small by about the group's leverage F_g F^-1 (the fit has drawn
     the estimates towards the group); c_g undoes that, as CR3 does for least squares, and
@@ -707,7 +748,7 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     used = slice(0, k + 2 if cov_rel.any() else k)
     theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
     scores = ml_scores(design, theta)[:, used]
-    jacobian = approx_fprime_cs(theta, lambda at: ml_scores(design, at).sum(axis=0))
+    jacobian = ml_hessian(design, theta)
     information = ml_information(design, theta)[:, used, used]
     total = information.sum(axis=0)
     corrected = np.linalg.solve(total - information, scores[:, :, None])[:, :, 0] @ total
