@@ -501,7 +501,7 @@ def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
                 return
             yield item
 
-    thread = threading.Thread(target=make, daemon=True)
+    thread = threading.Thread(target=make, name="attnmag-ahead", daemon=True)
     thread.start()
     try:
         yield taken()
