@@ -123,15 +123,15 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     )
     following = every - at3[:, :, None] * at3[:, None, :]  # equations after the first
     after = following - at4[:, :, None] * at4[:, None, :]  # equations after the second
-    zm = np.einsum("ik,gkl->gil", z, every)
+    zm = z @ every
     # Copies: a view would keep the whole record batch it came from alive.
     kept = {name: sums[name].copy() for name in ("n", "last_position", "n_bad", "all_0_0")}
     return kept | {
         "zx": zm @ x.T,
         "zy": zm @ y,
-        "back": np.einsum("ik,gkl,jl->gij", v, after, v_back),
-        "zz": (zm @ z.T).sum(axis=0, keepdims=True),
-        "adjacent": np.einsum("ik,gkl,jl->ij", z, following, z_previous)[None],
+        "back": v @ after @ v_back.T,
+        "zz": (z @ every.sum(axis=0) @ z.T)[None],
+        "adjacent": (z @ following.sum(axis=0) @ z_previous.T)[None],
     }
 
 

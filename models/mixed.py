@@ -8,9 +8,10 @@ Holds:
   an ``Estimate``, errors by ``COV_TYPES``: CR1 by sequence (``cluster_covariance``; an ML
   design's ``stacked_covariance``), CR2 (``models.cr2``) or lme4's model-based covariance;
 - ``mixed_result``: statsmodels' ``MixedLM`` result, started at that maximum;
-- ``ml_scores``, ``ml_information``, ``stacked_covariance``: a random-intercept model's
-  per-group likelihood scores and information, and the sandwich over its fixed effects and
-  variance components with Mancl and DeRouen's bias-corrected scores;
+- ``ml_scores``, ``ml_information``, ``ml_hessian``, ``stacked_covariance``: a
+  random-intercept model's per-group likelihood scores and information, the likelihood's
+  Hessian, and the sandwich over its fixed effects and variance components with Mancl and
+  DeRouen's bias-corrected scores;
 - ``slope_test``: the likelihood-ratio test of a random slope (50:50 chi-square mixture);
 - ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance.
 
@@ -33,7 +34,6 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.stats import chi2
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
-from statsmodels.tools.numdiff import approx_fprime_cs
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.models.cr2 import cr2_covariance
@@ -52,6 +52,7 @@ __all__ = [
     "cluster_covariance",
     "ml_scores",
     "ml_information",
+    "ml_hessian",
     "stacked_covariance",
     "slope_test",
 ]
@@ -167,33 +168,43 @@ class GroupedDesign:
 
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
         """REML (the likelihood where ``ml``) at each relative standard deviation in ``sds`` of
-        a random intercept alone.
+        a random intercept alone (``_intercept_profiler``)."""
+        return _intercept_profiler(self)(sds)
 
-        ``gls`` at cov_rel = t^2 for every t at once: with one random effect, W_i's
-        correction is c_i(t) Z_i Z_i' with c_i(t) = t^2 / (1 + t^2 Z_i'Z_i), so the sums over
-        groups are one matrix product with the (t, group) array c.
-        """
-        if self.k_re != 1:
-            raise ValueError("intercept_profile needs a random intercept alone")
-        p, cross = self.k_fe, self.cross
-        xy = np.r_[0:p, p + 1]
-        zz, zxy = cross[:, p, p], cross[:, p, xy]  # (G,), (G, p + 1)
+
+def _intercept_profiler(design: GroupedDesign) -> Callable[[np.ndarray], np.ndarray]:
+    """``design.intercept_profile``, its per-group sums made once for many calls.
+
+    ``gls`` at cov_rel = t^2 for every t at once: with one random effect, W_i's correction
+    is c_i(t) Z_i Z_i' with c_i(t) = t^2 / (1 + t^2 Z_i'Z_i). c_i depends on the group only
+    through Z_i'Z_i (its rows, for an intercept), so the groups' Z_i'[X_i y_i] outer products
+    are summed once per value of Z_i'Z_i, and the sums over groups are one matrix product of
+    the (t, value) array c with those sums.
+    """
+    if design.k_re != 1:
+        raise ValueError("intercept_profile needs a random intercept alone")
+    p, cross = design.k_fe, design.cross
+    xy = np.r_[0:p, p + 1]
+    zxy = cross[:, p, xy]  # (G, p + 1)
+    sizes, index, counts = np.unique(cross[:, p, p], return_inverse=True, return_counts=True)
+    outer = np.zeros((len(sizes), (p + 1) ** 2))
+    np.add.at(outer, index, (zxy[:, :, None] * zxy[:, None, :]).reshape(len(zxy), -1))
+    total = cross[:, xy][:, :, xy].sum(axis=0)
+    dof = design.n_obs if design.ml else design.n_obs - p
+
+    def profile(sds: np.ndarray) -> np.ndarray:
         variance = np.asarray(sds, dtype=np.float64)[:, None] ** 2
-        c = variance / (1 + variance * zz)  # (T, G)
-        outer = (zxy[:, :p, None] * zxy[:, None, :]).reshape(len(zz), -1)  # X_i'Z_i Z_i'[X_i y_i]
-        # einsum, not BLAS: OpenBLAS splits products of this size over threads, which on a
-        # busy machine wait on each other far longer than the product takes.
-        corrections = np.einsum("tg,gk->tk", c, outer).reshape(-1, p, p + 1)
-        xwxy = cross[:, :p][:, :, xy].sum(axis=0) - corrections
-        ywy = cross[:, p + 1, p + 1].sum() - np.einsum("tg,g->t", c, zxy[:, p] ** 2)
-        xwx, xwy = xwxy[:, :, :p], xwxy[:, :, p]
+        c = variance / (1 + variance * sizes)  # (T, sizes)
+        xwxy = total - (c @ outer).reshape(-1, p + 1, p + 1)
+        xwx, xwy, ywy = xwxy[:, :p, :p], xwxy[:, :p, p], xwxy[:, p, p]
         fe_params = np.linalg.solve(xwx, xwy[:, :, None])[:, :, 0]
-        dof = self.n_obs if self.ml else self.n_obs - p
-        scale = (ywy - np.einsum("tk,tk->t", xwy, fe_params)) / dof
-        logdets = np.log1p(variance * zz).sum(axis=1)
-        if not self.ml:
+        scale = (ywy - (xwy * fe_params).sum(axis=1)) / dof
+        logdets = np.log1p(variance * sizes) @ counts
+        if not design.ml:
             logdets = logdets + np.linalg.slogdet(xwx)[1]
         return -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+
+    return profile
 
 
 def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
@@ -276,15 +287,14 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         np10, np11 = n01 * p00 + n11 * p01, n01 * p01 + n11 * p11
         d = 1 + np00 + np11 + det_p * det_n
         k = np.stack([p00 + det_p * n11, p01 - det_p * n01, p11 + det_p * n00], axis=1) / d[:, None]
-        # einsum, not BLAS (see ``intercept_profile``)
-        xwxy = total - np.einsum("gk,gkm->m", k, outer).reshape(p + 1, p + 1)
+        xwxy = total - (k.reshape(-1) @ outer.reshape(-1, (p + 1) ** 2)).reshape(p + 1, p + 1)
         xwx, xwy = xwxy[:p, :p], xwxy[:p, p]
         fe_params = np.linalg.solve(xwx, xwy)
         scale = (xwxy[p, p] - xwy @ fe_params) / dof
         logdets = np.log(d).sum() + (0.0 if design.ml else np.linalg.slogdet(xwx)[1])
         llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
         # (I + NP)^-1 = adj(I + NP) / D, rows of Z_i'W_i = (I + NP)^-1 Z_i'
-        r = np.einsum("gak,k->ga", zxy, np.r_[-fe_params, 1.0])  # Z_i'(y_i - X_i b)
+        r = zxy @ np.r_[-fe_params, 1.0]  # Z_i'(y_i - X_i b)
         u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
         u1 = ((1 + np00) * r[:, 1] - np10 * r[:, 0]) / d
         zwz = np.array(
@@ -308,7 +318,7 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
                 )
                 / d[:, None, None]
             )
-            fixed = np.einsum("gqk,kl,grl->qr", zwx, np.linalg.inv(xwx), zwx)
+            fixed = np.tensordot(zwx @ np.linalg.inv(xwx), zwx, axes=([0, 2], [0, 2]))
             gradient = gradient - fixed
         by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
         return -float(llf), -by_factor[np.tril_indices(2)]
@@ -326,16 +336,17 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     """The random intercept's relative standard deviation at REML's global maximum."""
     upper = max(10.0, 10 * theta)
     sds = np.r_[0.0, np.geomspace(PROFILE_LOWEST, upper, PROFILE_POINTS)]
-    profile = design.intercept_profile(sds)
+    profile_at = _intercept_profiler(design)
+    profile = profile_at(sds)
     while profile.argmax() == len(sds) - 1 and sds[-1] < PROFILE_HIGHEST:
         more = sds[-1] * np.geomspace(1.2, 100.0, PROFILE_POINTS // 2)
-        sds, profile = np.r_[sds, more], np.r_[profile, design.intercept_profile(more)]
+        sds, profile = np.r_[sds, more], np.r_[profile, profile_at(more)]
     best = int(profile.argmax())
     low, high = sds[max(best - 1, 0)], sds[min(best + 1, len(sds) - 1)]
     sd, llf, width = sds[best], profile[best], ZOOM_TOL * high
     while high - low > width:
         points = np.linspace(low, high, ZOOM_POINTS)
-        values = design.intercept_profile(points)
+        values = profile_at(points)
         at = int(values.argmax())
         if values[at] > llf:
             sd, llf = points[at], values[at]
@@ -506,15 +517,14 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     ``theta`` = (fixed effects b, residual variance s2, relative intercept variance t), so
     V_i = s2 (I + t 1 1'); with e_i = y_i - X_i b and d_i = 1 + t n_i the scores are
     X_i' V_i^-1 e_i, -n_i / (2 s2) + e_i' V_i^-1 e_i / (2 s2) and
-    -n_i / (2 d_i) + (1'e_i)^2 / (2 s2 d_i^2): shape (groups, k_fe + 2). Written with
-    arithmetic alone, so a complex step differentiates them.
+    -n_i / (2 d_i) + (1'e_i)^2 / (2 s2 d_i^2): shape (groups, k_fe + 2).
     """
     p, cross = design.k_fe, design.cross
     beta, scale, tau = theta[:p], theta[p], theta[p + 1]
     size, one_x, one_y = cross[:, p, p], cross[:, p, :p], cross[:, p, p + 1]
     xx, xy, yy = cross[:, :p, :p], cross[:, :p, p + 1], cross[:, p + 1, p + 1]
     one_e = one_y - one_x @ beta
-    squares = yy - 2 * xy @ beta + np.einsum("j,gjk,k->g", beta, xx, beta)
+    squares = yy - 2 * xy @ beta + (xx @ beta) @ beta
     inner = 1 + tau * size
     shrink = tau / inner  # W_i = I - shrink_i 1 1'
     xwe = xy - xx @ beta - (shrink * one_e)[:, None] * one_x
@@ -550,6 +560,47 @@ def ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     return information
 
 
+def ml_hessian(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
+    """The Jacobian of the sum of ``ml_scores`` at ``theta``: the likelihood's Hessian,
+    shape (k_fe + 2, k_fe + 2), in closed form.
+
+    With e_i, d_i as there, u_i = 1'e_i, X_i'W_i e_i = X_i'e_i - (t / d_i) u_i X_i'1 and
+    c_i = (t / d_i)' = 1 / d_i^2, its blocks summed over groups are -X_i'W_iX_i / s2 (b, b),
+    -X_i'W_i e_i / s2^2 (b, s2), -c_i u_i X_i'1 / s2 (b, t), n_i / (2 s2^2) - e_i'W_i e_i / s2^3
+    (s2, s2), -c_i u_i^2 / (2 s2^2) (s2, t) and n_i^2 c_i / 2 - n_i u_i^2 / (s2 d_i^3) (t, t).
+
+    >>> import dataclasses
+    >>> import statsmodels.formula.api as smf
+    >>> from statsmodels.tools.numdiff import approx_fprime_cs
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
+    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    >>> design = dataclasses.replace(design, ml=True)
+    >>> theta = np.array([1.0, -0.02, 0.1, 0.5])
+    >>> step = approx_fprime_cs(theta, lambda at: ml_scores(design, at).sum(axis=0))
+    >>> bool(np.allclose(ml_hessian(design, theta), step, rtol=1e-10, atol=0))
+    True
+    """
+    p, cross = design.k_fe, design.cross
+    beta, scale, tau = theta[:p], theta[p], theta[p + 1]
+    size, one_x, one_y = cross[:, p, p], cross[:, p, :p], cross[:, p, p + 1]
+    xx, xy, yy = cross[:, :p, :p], cross[:, :p, p + 1], cross[:, p + 1, p + 1]
+    one_e = one_y - one_x @ beta
+    inner = 1 + tau * size
+    shrink, change = tau / inner, 1 / inner**2
+    xwe = (xy - xx @ beta - (shrink * one_e)[:, None] * one_x).sum(axis=0)
+    ewe = (yy - 2 * xy @ beta + (xx @ beta) @ beta - shrink * one_e**2).sum()
+    xwx = xx.sum(axis=0) - (shrink * one_x.T) @ one_x
+    hessian = np.empty((p + 2, p + 2))
+    hessian[:p, :p] = -xwx / scale
+    hessian[:p, p] = hessian[p, :p] = -xwe / scale**2
+    hessian[:p, p + 1] = hessian[p + 1, :p] = -(change * one_e) @ one_x / scale
+    hessian[p, p] = size.sum() / (2 * scale**2) - ewe / scale**3
+    hessian[p, p + 1] = hessian[p + 1, p] = -(change * one_e**2).sum() / (2 * scale**2)
+    hessian[p + 1, p + 1] = (size**2 * change / 2 - size * one_e**2 / (scale * inner**3)).sum()
+    return hessian
+
+
 def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -> np.ndarray:
     """The cluster-robust covariance of a random-intercept model's ML fixed effects, from the
     sandwich over the fixed effects and the variance components together, clustered by the
@@ -557,7 +608,7 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     effects' block.
 
     A^-1 (sum_g c_g c_g') A^-T, s_g the group's likelihood scores (``ml_scores``), A the
-    Jacobian of their sum (by a complex step) and c_g = (I - F_g F^-1)^-1 s_g = F (F - F_g)^-1
+    Jacobian of their sum (``ml_hessian``) and c_g = (I - F_g F^-1)^-1 s_g = F (F - F_g)^-1
     s_g, with F_g the group's Fisher information (``ml_information``) and F their sum. The
     raw scores s_g are too small by about the group's leverage F_g F^-1 (the fit has drawn
     the estimates towards the group); c_g undoes that, as CR3 does for least squares, and
@@ -585,7 +636,7 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     used = slice(0, k + 2 if cov_rel.any() else k)
     theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
     scores = ml_scores(design, theta)[:, used]
-    jacobian = approx_fprime_cs(theta, lambda at: ml_scores(design, at).sum(axis=0))
+    jacobian = ml_hessian(design, theta)
     information = ml_information(design, theta)[:, used, used]
     total = information.sum(axis=0)
     corrected = np.linalg.solve(total - information, scores[:, :, None])[:, :, 0] @ total

@@ -18,14 +18,19 @@ row's levels ``l0`` .. ``l7``, shard by shard). Every design column is a base co
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
+from queue import Empty, Queue
+from typing import TypeVar
 
 import duckdb
 import numpy as np
 import pandas as pd
 from statsmodels.regression.linear_model import OLS
+from threadpoolctl import threadpool_limits
 
 from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
@@ -58,6 +63,9 @@ __all__ = [
 ]
 
 BATCH_ROWS = 1 << 14
+#: Groups' sums a thread of their own queries ahead of the fits (``_ahead``).
+SUMS_AHEAD = 4
+_Item = TypeVar("_Item")
 #: Reads a group's fitted rows again, for statsmodels' results and ``Fits.augment``.
 Rows = Callable[[], pd.DataFrame]
 #: A group's per-sequence (or per-position) sums, by name.
@@ -324,7 +332,9 @@ def fit_requests(
 ) -> list[Fits]:
     """The ``Fits`` of each of ``requests`` on ``source``: DuckDB sums the rows, once for
     the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
-    ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive.
+    ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive. A
+    thread of its own runs the queries (``_ahead``), so DuckDB sums the next rows while
+    Python fits.
 
     >>> from attnmag.models.source import open_source
     >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]
@@ -333,7 +343,9 @@ def fit_requests(
     (12, 12)
     """
     found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
-    with source.connected(n_jobs) as connection:
+    # One BLAS thread: the fits' products are small, and OpenBLAS's threads, splitting them,
+    # wait on each other far longer than the products take.
+    with source.connected(n_jobs) as connection, threadpool_limits(1, user_api="blas"):
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
         missing = [column for column in dict.fromkeys(needed) if column not in columns]
@@ -342,30 +354,83 @@ def fit_requests(
                 f"{source.name} lacks the columns {missing} that the models stage needs"
             )
         groups, expected = _groups(connection, columns, requests[0].layers)
-        leading = {
-            first: _leading(connection, groups, first, requests[0])
-            for first in {r.leading for r in requests}
-        }
-        for shared in _shared(requests):
-            if shared[0].method == "gmm":
-                chunks = _gmm_by_group(connection, source, groups, shared[0])
-            else:
-                query = _sums_query(groups, shared)
-                chunks = by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
-            label = ", ".join(f"{r.fit} {r.method}" for r in shared)
-            total = len(expected) * len(shared)
-            with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
-                for key, sums in chunks:
-                    for request in shared:
-                        diagnostic = leading[request.leading].get(key, {})
-                        found[id(request)][key] = _fit_group(
-                            source, request, groups, key, dict(sums), diagnostic
-                        )
-                        bar.update(1)
+        sets = _shared(requests)
+        with _ahead(_sums(source, n_jobs, groups, sets), SUMS_AHEAD) as chunks:
+            leading = {
+                first: _leading(connection, groups, first, requests[0])
+                for first in {r.leading for r in requests}
+            }
+            for shared in sets:
+                label = ", ".join(f"{r.fit} {r.method}" for r in shared)
+                total = len(expected) * len(shared)
+                with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
+                    for key, sums in iter(partial(next, chunks), None):
+                        for request in shared:
+                            diagnostic = leading[request.leading].get(key, {})
+                            found[id(request)][key] = _fit_group(
+                                source, request, groups, key, dict(sums), diagnostic
+                            )
+                            bar.update(1)
     for request in requests:
         for key in [key for key in expected if key not in found[id(request)]]:
             _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
     return [fits_of([found[id(request)][key] for key in expected]) for request in requests]
+
+
+def _sums(
+    source: Source, n_jobs: int | None, groups: list[str], sets: list[list[Request]]
+) -> Iterator[tuple[Hashable, dict[str, np.ndarray]] | None]:
+    """Per set of requests that share their sums (``_shared``), each group's sums in key
+    order, then ``None``; on a connection of their own."""
+    with source.connected(n_jobs) as connection:
+        for shared in sets:
+            if shared[0].method == "gmm":
+                yield from _gmm_by_group(connection, source, groups, shared[0])
+            else:
+                query = _sums_query(groups, shared)
+                yield from by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+            yield None
+
+
+@contextmanager
+def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
+    """``items`` in order, made from now on by a thread of their own, at most ``depth``
+    ahead of their use (DuckDB's queries release the GIL); an error there is raised here, in
+    its place; on exit that thread stops."""
+    made: Queue[tuple[bool, object]] = Queue(depth)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            for item in items:
+                made.put((True, item))
+                if stop.is_set():
+                    return
+            made.put((False, None))
+        except BaseException as error:  # raised where the item would have been
+            made.put((False, error))
+        finally:
+            items.close()
+
+    def taken() -> Iterator[_Item]:
+        while True:
+            more, item = made.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+
+    thread = threading.Thread(target=make, name="attnmag-ahead", daemon=True)
+    thread.start()
+    try:
+        yield taken()
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a waiting put
+            with suppress(Empty):
+                made.get(timeout=0.05)
+        thread.join()
 
 
 def _leading(
@@ -636,10 +701,7 @@ def _mapped(
     """The design ``[X | Z | y]`` = ``mapping @ [1, *base]`` (one, or one per sequence)."""
     names = ["", *base]
     cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
-    if mapping.ndim == 2:
-        design = np.einsum("ik,gkl,jl->gij", mapping, cross, mapping)
-    else:
-        design = np.einsum("gik,gkl,gjl->gij", mapping, cross, mapping)
+    design = mapping @ cross @ np.swapaxes(mapping, -1, -2)
     k_re = design.shape[1] - k_fe - 1
     return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
 

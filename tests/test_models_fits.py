@@ -5,6 +5,8 @@ against the CR1 sandwich by sequence (t on G - 1 df). ``tests/conftest.py`` sets
 ``HF_HUB_OFFLINE`` before any test module is imported.
 """
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -254,6 +256,19 @@ def test_fit_all_in_one_pool_gives_each_methods_own_tables():
 def test_bad_input_is_one_clear_error(frame, call, message):
     with pytest.raises(AttnmagError, match=message):
         call(frame)
+
+
+def test_an_error_in_a_fit_or_in_the_sums_queried_ahead_of_it_leaves_no_thread(frame):
+    """The sums are queried by a thread of their own, ahead of the fits: an error of a fit
+    stops it, and one of the sums is raised in its place; either way no thread is left."""
+    broken = frame.copy()
+    broken.loc[broken.index[5], "log_norm"] = -np.inf
+    with pytest.raises(AttnmagError, match="infinite values"):
+        models.fit_all(broken, progress=False)
+    gap = frame[frame["position"] != 5]
+    with pytest.raises(AttnmagError, match="does not have every position"):
+        models.fit_all(gap, trend_methods=["ols"], lag_methods=["gmm"], progress=False)
+    assert "attnmag-ahead" not in [thread.name for thread in threading.enumerate()]
 
 
 def test_non_finite_outcome_is_a_clear_error(frame):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from statsmodels.tools.numdiff import approx_fprime_cs
 
 from attnmag import models
 from attnmag.errors import AttnmagError
@@ -321,3 +322,15 @@ def test_stacked_covariance_is_about_the_refitted_jackknife(n_sequences, toleran
     assert cov_rel[0, 0] > 0.01  # in the interior
     errors = np.sqrt(np.diag(mixed.stacked_covariance(design, cov_rel, design.gls(cov_rel))))
     np.testing.assert_allclose(errors, np.sqrt(np.diag(_jackknife(design, None))), rtol=tolerance)
+
+
+def test_ml_hessian_is_the_complex_step_jacobian_of_the_summed_scores():
+    """The closed-form Hessian equals the complex-step Jacobian of the summed scores, in the
+    interior and at zero variance."""
+    design = _lag_design(40)
+    cov_rel = mixed.reml_maximum(design)[0]
+    point = design.gls(cov_rel)
+    for tau in (cov_rel[0, 0], 0.0):
+        theta = np.r_[point.fe_params, point.scale, tau]
+        step = approx_fprime_cs(theta, lambda at: mixed.ml_scores(design, at).sum(axis=0))
+        np.testing.assert_allclose(mixed.ml_hessian(design, theta), step, rtol=1e-9, atol=1e-9)
