@@ -8,8 +8,15 @@ The three stages import as one namespace::
 - ``models``: tidy frame -> tidy coefficient tables (statsmodels);
 - ``reports``: frame + tables -> seaborn figures, HTML and Markdown reports.
 
-This package root holds only what the stages share (errors, the version) and
-the command line (``attnmag.cli``).
+This package root holds what the stages share and the command line:
+
+- ``errors``: ``AttnmagError``, the one exception a user is shown;
+- ``database``: the process's DuckDB connection and its settings;
+- ``progress``, ``notebook_bar``: progress bars (a terminal's, or a notebook's one output);
+- ``outputs``: writing output folders safely (never deleting what attnmag did not write);
+- ``cache``: the converted-model cache (``attnmag cache list|clear``);
+- ``suggest``: "did you mean" for names a user types;
+- ``cli``: the ``attnmag`` command.
 """
 
 from importlib.metadata import PackageNotFoundError, version
