@@ -23,10 +23,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
+import importlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +43,10 @@ from attnmag.suggest import did_you_mean
 __all__ = ["build_parser", "console", "main", "parse_layers"]
 
 FRAME_FILE = "norms.parquet"
+#: The stages ``run`` imports in the background while the model measures.
+LATER = ("attnmag.models", "attnmag.reports")
+#: The variable that sets how many threads OpenBLAS starts with (read once, as numpy loads).
+OPENBLAS_THREADS = "OPENBLAS_NUM_THREADS"
 #: The shard folder's record (``attnmag.extract.shards.RUN_FILE``).
 RUN_FILE = "run.json"
 #: The options' choices and defaults as the stages define them (``attnmag.extract.sites``,
@@ -677,9 +684,12 @@ def _measure(args: argparse.Namespace, model: object, tokenizer: object, texts: 
     return extract.update_norms(model, tokenizer, texts, sites=args.sites, **options)
 
 
-def _measure_all(args: argparse.Namespace, seconds: dict[str, float]) -> object:
+def _measure_all(
+    args: argparse.Namespace, seconds: dict[str, float], *, loaded: Callable[[], object]
+) -> object:
     """Every ``--model`` measured in turn on the same texts; several are combined into one
-    frame with a ``model`` column. ``seconds`` gets the load and extract times, summed."""
+    frame with a ``model`` column. ``seconds`` gets the load and extract times, summed;
+    ``loaded()`` is called once the first model is loaded, before it measures."""
     from attnmag import extract
 
     start = time.perf_counter()
@@ -692,12 +702,14 @@ def _measure_all(args: argparse.Namespace, seconds: dict[str, float]) -> object:
         if frames:  # the last model's memory is let go before the next one loads
             gc.collect()
         model, tokenizer = _load_model(args, source)
-        loaded = time.perf_counter()
-        seconds["load"] += loaded - start
-        _say(args, f"load {name}: {loaded - start:.1f} s, {len(texts):,} texts")
+        ready = time.perf_counter()
+        seconds["load"] += ready - start
+        _say(args, f"load {name}: {ready - start:.1f} s, {len(texts):,} texts")
+        if not frames:
+            loaded()
         frames[name] = _measure(args, model, tokenizer, texts)
         del model, tokenizer
-        measured = time.perf_counter() - loaded
+        measured = time.perf_counter() - ready
         seconds["extract"] = seconds.get("extract", 0.0) + measured
         _say(args, f"extract {name}: {measured:.1f} s, {len(frames[name]):,} rows")
     return next(iter(frames.values())) if len(frames) == 1 else extract.combine(frames)
@@ -717,6 +729,24 @@ def default_device() -> str:
     if torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     return "cpu"
+
+
+def _importer(*names: str) -> threading.Thread:
+    """A daemon thread, not yet started, that imports the modules ``names``.
+
+    ``run`` imports the fits' and the report's libraries (statsmodels, scipy, matplotlib,
+    seaborn) this way while the model measures, whose forward pass runs in torch without
+    the GIL, rather than after it. It starts once the model is loaded, when the extraction
+    has imported all it needs, so the two threads do not import the same modules. A failed
+    import is left to the main thread's own import of the module, which raises it.
+    """
+
+    def load() -> None:
+        for name in names:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    return threading.Thread(target=load, name="attnmag-imports", daemon=True)
 
 
 def _timed(seconds: dict[str, float], stage: str, work: Callable[[], object]) -> object:
@@ -752,12 +782,15 @@ def command_run(args: argparse.Namespace) -> Path:
     Path
         The main report.
     """
-    from attnmag import models, reports
     from attnmag.extract.frame_file import write_frame
 
     seconds: dict[str, float] = {}
+    importing = _importer(*LATER)
     with replacing(args.out, force=args.force, kind="run") as folder:
-        frame = _measure_all(args, seconds)
+        frame = _measure_all(args, seconds, loaded=importing.start)
+        importing.join()
+        from attnmag import models, reports
+
         write_frame(frame, folder / FRAME_FILE)
         tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
@@ -998,5 +1031,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console() -> NoReturn:
     """The ``attnmag`` console script (and ``python -m attnmag``): ``main``, its status the
-    process's exit status."""
+    process's exit status.
+
+    OpenBLAS (numpy's and scipy's, not torch's) runs one thread unless
+    ``OPENBLAS_NUM_THREADS`` says otherwise: the fits already run one thread per core and
+    the report's linear algebra is small, so OpenBLAS's own threads only wait and spin
+    beside them. It is set before numpy loads, which parsing does not import.
+    """
+    os.environ.setdefault(OPENBLAS_THREADS, "1")
     sys.exit(main())

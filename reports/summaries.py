@@ -254,7 +254,7 @@ def mean_ci(
     mean = np.bincount(group, weights=y) / n
     clusters = pd.factorize(data[cluster])[0].astype(np.int64)
     width = int(clusters.max()) + 1
-    pairs, pair_of_row = np.unique(group * width + clusters, return_inverse=True)
+    pair_of_row, pairs = pd.factorize(group * width + clusters)  # hashed: no sort of the rows
     cluster_sums = np.bincount(pair_of_row, weights=y - mean[group])
     group_of_pair = pairs // width
     meat = np.bincount(group_of_pair, weights=cluster_sums**2, minlength=len(n))
