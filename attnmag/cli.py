@@ -45,8 +45,6 @@ __all__ = ["build_parser", "console", "main", "parse_layers"]
 FRAME_FILE = "norms.parquet"
 #: The stages ``run`` imports in the background while the model measures.
 LATER = ("attnmag.models", "attnmag.reports")
-#: The variable that sets how many threads OpenBLAS starts with (read once, as numpy loads).
-OPENBLAS_THREADS = "OPENBLAS_NUM_THREADS"
 #: The shard folder's record (``attnmag.extract.shards.RUN_FILE``).
 RUN_FILE = "run.json"
 #: The options' choices and defaults as the stages define them (``attnmag.extract.sites``,
@@ -1031,12 +1029,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console() -> NoReturn:
     """The ``attnmag`` console script (and ``python -m attnmag``): ``main``, its status the
-    process's exit status.
-
-    OpenBLAS (numpy's and scipy's, not torch's) runs one thread unless
-    ``OPENBLAS_NUM_THREADS`` says otherwise: the fits already run one thread per core and
-    the report's linear algebra is small, so OpenBLAS's own threads only wait and spin
-    beside them. It is set before numpy loads, which parsing does not import.
-    """
-    os.environ.setdefault(OPENBLAS_THREADS, "1")
+    process's exit status."""
     sys.exit(main())

@@ -15,10 +15,7 @@ folder, with those of the options that ``attnmag extract`` takes), right after t
 fresh process: ``run / extract command`` is the run's wall-clock time over that command's.
 It pays what any extraction from the command line pays (start-up, importing torch and
 transformers, loading the model, writing the rows) and nothing of the fits and the report,
-so it says what the fits, the report and their imports add to an extraction. Both commands
-run numpy's and scipy's OpenBLAS on one thread unless ``OPENBLAS_NUM_THREADS`` is set
-(``attnmag.cli.console``): set it (``OPENBLAS_NUM_THREADS=2``) to measure the fits and the
-report with OpenBLAS's own threads.
+so it says what the fits, the report and their imports add to an extraction.
 ``--results FILE`` also writes the table to a Markdown file (``docs/results/``, included
 by the documentation's benchmark pages).
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 from matplotlib.figure import Figure
+from threadpoolctl import threadpool_limits
 
 from attnmag import __version__, models
 from attnmag.errors import AttnmagError
@@ -1208,14 +1209,17 @@ def write_report(
     if given is None or {"position_trend", "lag_effects"} - set(given):
         seconds["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    sections, rendered = drawn_sections(
-        frame,
-        fitted,
-        alpha=alpha,
-        max_position=max_position,
-        conf_level=conf_level,
-        first_position=first_position,
-    )
+    # The figures' algebra (the violins' densities, small solves) is small: OpenBLAS's
+    # threads on it wait on each other longer than it takes.
+    with threadpool_limits(1, user_api="blas"):
+        sections, rendered = drawn_sections(
+            frame,
+            fitted,
+            alpha=alpha,
+            max_position=max_position,
+            conf_level=conf_level,
+            first_position=first_position,
+        )
     seconds["figures"] = time.perf_counter() - start
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

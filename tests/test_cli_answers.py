@@ -1,7 +1,6 @@
 """The command line answers at once: parsing imports no stage or heavy library; usage, version,
 "did you mean" hints, options before or after the sub-command; stage lines and the files."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,22 +40,6 @@ def test_help_by_python_m_imports_no_torch():
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert "attnmag.cli" in imported
     assert not imported & {"torch", "transformers", "statsmodels", "matplotlib"}
-
-
-@pytest.mark.parametrize(("given", "seen"), [(None, "1"), ("2", "2")])
-def test_console_runs_openblas_on_one_thread_unless_told(given, seen):
-    code = (
-        "import os\n"
-        "from attnmag import cli\n"
-        "cli.main = lambda: print(os.environ['OPENBLAS_NUM_THREADS'], 'numpy' in os.sys.modules)\n"
-        "cli.console()\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != cli.OPENBLAS_THREADS}
-    env |= {cli.OPENBLAS_THREADS: given} if given else {}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert result.stdout.split() == [seen, "False"]  # set before numpy loads
 
 
 def test_version(capsys):

@@ -393,3 +393,26 @@ def test_first_position_reaches_the_fits_and_the_captions(tmp_path):
     with pytest.raises(AttnmagError, match="first_position must be a whole number from 0 to 19"):
         write_report(frame, tmp_path / "bad", max_position=20, first_position=20)
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_figures_are_drawn_with_one_blas_thread(frame, tables, tmp_path, monkeypatch):
+    """The figures' small algebra runs on one OpenBLAS thread, and the limit ends with them."""
+    from threadpoolctl import threadpool_info
+
+    from attnmag.reports import write
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen = []
+    drawn_sections = write.drawn_sections
+
+    def recording(*args, **kwargs):
+        seen.append(blas_threads())
+        return drawn_sections(*args, **kwargs)
+
+    monkeypatch.setattr(write, "drawn_sections", recording)
+    before = blas_threads()
+    write_report(frame, tmp_path, tables=tables, formats=["md"])
+    assert seen == [{1}]
+    assert blas_threads() == before
