@@ -338,9 +338,11 @@ def _token_codes(
     """The codes of the tokens' texts among the categories (ids may share a text)."""
     flat = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     vocab, inverse = np.unique(flat, return_inverse=True)
-    codes, categories = pd.factorize(pd.Index([token_text[i] for i in vocab.tolist()], dtype="str"))
-    dtype = np.min_scalar_type(-max(len(categories), 1))  # signed, as pandas keeps codes
-    return codes.astype(dtype)[inverse], categories
+    # Factorized as objects: an empty Index of "str" factorizes to categories of Arrow's null
+    # type, which a shard would store as such.
+    codes, texts = pd.factorize(np.array([token_text[i] for i in vocab.tolist()], dtype=object))
+    dtype = np.min_scalar_type(-max(len(texts), 1))  # signed, as pandas keeps codes
+    return codes.astype(dtype)[inverse], pd.Index(texts, dtype="str")
 
 
 def token_categorical(ids: np.ndarray, token_text: Mapping[int, str]) -> pd.Categorical:
