@@ -231,9 +231,8 @@ def frame_from_columns(
     # Row indices fit int32 in all but huge frames; a row's token is its text's first token
     # plus its position.
     index = np.int32 if total < 2**31 else np.int64
-    rows = np.arange(total, dtype=index)
-    position = rows - np.repeat(block_starts.astype(index), block_lengths)
-    del rows
+    position = np.arange(total, dtype=index)
+    position -= np.repeat(block_starts.astype(index), block_lengths)
     # In intp, as take wants it: built in place, with no converted copy.
     token_index = np.repeat(token_starts.astype(np.intp), block_lengths)
     token_index += position
@@ -339,10 +338,11 @@ def _token_codes(
     """The codes of the tokens' texts among the categories (ids may share a text)."""
     flat = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     vocab, inverse = np.unique(flat, return_inverse=True)
-    texts = pd.Index([token_text[int(i)] for i in vocab], dtype="str")
-    categories = texts.unique()
-    dtype = np.min_scalar_type(-max(len(categories), 1))  # signed, as pandas keeps codes
-    return categories.get_indexer(texts).astype(dtype)[inverse], categories
+    # Factorized as objects: an empty Index of "str" factorizes to categories of Arrow's null
+    # type, which a shard would store as such.
+    codes, texts = pd.factorize(np.array([token_text[i] for i in vocab.tolist()], dtype=object))
+    dtype = np.min_scalar_type(-max(len(texts), 1))  # signed, as pandas keeps codes
+    return codes.astype(dtype)[inverse], pd.Index(texts, dtype="str")
 
 
 def token_categorical(ids: np.ndarray, token_text: Mapping[int, str]) -> pd.Categorical:

@@ -150,8 +150,14 @@ class HeadNorms:
         # norm over a short last axis runs several times slower).
         heads = z.reshape(tokens, self.n_heads, -1).to(torch.float32).permute(1, 2, 0)
         parts = torch.bmm(self.factors_t.to(z.device), heads)  # (heads, k, tokens)
-        norms = parts.square_().sum(dim=1).sqrt_()  # (heads, tokens)
+        # The norms are taken in place in the recorder's rows (in a buffer on z's device
+        # where a model spread over devices keeps the rows on another).
+        rows = out.view(self.n_heads, tokens)
+        norms = rows if rows.device == z.device else torch.empty_like(rows, device=z.device)
+        torch.sum(parts.square_(), dim=1, out=norms)
+        norms.sqrt_()
         if self.eps is not None:
             a = (output[0] if isinstance(output, tuple) else output).to(torch.float32)
-            norms *= torch.rsqrt(a.pow(2).mean(-1).reshape(1, tokens) + self.eps)
-        out.view(self.n_heads, tokens).copy_(norms)
+            norms.mul_(torch.rsqrt(a.pow(2).mean(-1).reshape(1, tokens) + self.eps))
+        if norms is not rows:
+            rows.copy_(norms)

@@ -877,9 +877,11 @@ def norms_frame(
     # Per token: its surprisal, and its two sink values per layer.
     n_extra = ("surprisal" in token_columns) + 2 * len(run.layers) * sink
     extra = np.empty((n_extra, tokens), dtype=np.float32)
-    # Each text's first row in the frame and first token (texts are in corpus order).
-    token_starts = np.cumsum(lengths) - lengths
-    text_rows = token_starts * len(rows)
+    # Each text's token count, first token and first row in the frame (texts are in corpus
+    # order), as Python ints for slicing.
+    n_tokens = lengths.tolist()
+    token_starts = (np.cumsum(lengths) - lengths).tolist()
+    text_rows = [start * len(rows) for start in token_starts]
     for batch, values in measure(
         model,
         encoded,
@@ -897,13 +899,14 @@ def norms_frame(
         # A text's rows are contiguous in the batch's values and in the frame: one copy each.
         offset = 0
         for text in batch:
-            length = int(lengths[text])
+            length, row, token = n_tokens[text], text_rows[text], token_starts[text]
             size = length * len(rows)
-            norm[text_rows[text] : text_rows[text] + size] = values[offset : offset + size]
+            norm[row : row + size] = values[offset : offset + size]
             offset += size
-            block = values[offset : offset + length * len(extra)].reshape(len(extra), length)
-            extra[:, token_starts[text] : token_starts[text] + length] = block
-            offset += length * len(extra)
+            if n_extra:
+                block = values[offset : offset + length * n_extra].reshape(n_extra, length)
+                extra[:, token : token + length] = block
+                offset += length * n_extra
     token_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded.token_ids])
     groups: dict[str, object] = {}
     if site_column:
