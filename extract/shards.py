@@ -588,10 +588,17 @@ def _verify_shard(path: Path, entry: dict | None, record: dict) -> bool:
     if not path.exists():
         return False
     _check_plain_file(path)
-    if file_sha256(path) != entry["sha256"]:
-        raise AttnmagError(_damaged(path))
-    check_shard_metadata(path, _footer(path, path), entry, record)
+    _check_shard(path, file_sha256(path), path, entry, record)
     return True
+
+
+def _check_shard(path: Path, sha256: str, footer: object, entry: dict, record: dict) -> None:
+    """Refuse shard ``path`` unless its ``sha256`` is its manifest entry's and its own
+    metadata (the Parquet footer read from ``footer``, a path or a buffer) matches the entry
+    (``check_shard_metadata``)."""
+    if sha256 != entry["sha256"]:
+        raise AttnmagError(_damaged(path))
+    check_shard_metadata(path, _footer(footer, path), entry, record)
 
 
 def _check_plain_file(path: Path) -> None:
@@ -1213,11 +1220,9 @@ def _quoted(columns: Sequence[str]) -> str:
 def _verified_bytes(path: Path, record: dict) -> bytes:
     """Shard ``path``'s bytes, read once, their sha256 and the shard's own metadata checked
     against its manifest entry (``check_shard_metadata``)."""
-    entry = record["shards"][path.name]
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise AttnmagError(_damaged(path))
-    check_shard_metadata(path, _footer(pyarrow.BufferReader(data), path), entry, record)
+    digest = hashlib.sha256(data).hexdigest()
+    _check_shard(path, digest, pyarrow.BufferReader(data), record["shards"][path.name], record)
     return data
 
 
