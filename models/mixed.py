@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -164,7 +164,7 @@ class GroupedDesign:
     def intercept_only(self) -> GroupedDesign:
         """The same design with the first random effect (the intercept) alone."""
         keep = np.r_[0 : self.k_fe + 1, self.k_fe + self.k_re]
-        return GroupedDesign(self.cross[:, keep][:, :, keep], self.n_obs, self.k_fe, 1, self.ml)
+        return replace(self, cross=self.cross[:, keep][:, :, keep], k_re=1)
 
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
         """REML (the likelihood where ``ml``) at each relative standard deviation in ``sds`` of
@@ -682,7 +682,7 @@ def _centred(design: GroupedDesign) -> GroupedDesign:
     mean = cross[:, p, p + 1].sum() / design.n_obs
     cross[:, :, p + 1] -= mean * cross[:, :, p]
     cross[:, p + 1, :] -= mean * cross[:, p, :]
-    return GroupedDesign(cross, design.n_obs, design.k_fe, design.k_re, design.ml)
+    return replace(design, cross=cross)
 
 
 def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
