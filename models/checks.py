@@ -1,13 +1,15 @@
 """The fits' methods, and the checks of their options and rows, written once for every fit.
 
 Holds ``METHODS`` (the named fits'), ``MIXED_METHODS`` (which take every ``cov_type``),
-``CR2_METHODS``, and the checks ``check_options``, ``check_first_position``, ``check_size``
-and ``not_finite`` (the error of a missing or infinite value).
+``CR2_METHODS``, and the checks ``check_options``, ``check_first_position``,
+``check_columns``, ``check_size`` and ``not_finite`` (the error of a missing or infinite
+value).
 """
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable, Sequence
 
 from attnmag.errors import AttnmagError
 from attnmag.models.mixed import COV_TYPES
@@ -16,6 +18,7 @@ __all__ = [
     "METHODS",
     "MIXED_METHODS",
     "CR2_METHODS",
+    "check_columns",
     "check_first_position",
     "check_options",
     "check_size",
@@ -70,6 +73,18 @@ def check_first_position(first_position: int, max_position: int | None = None) -
         raise AttnmagError(
             f"first_position must be a whole number from 0{top}, not {first_position!r}"
         )
+
+
+def check_columns(name: str, columns: Sequence[str], needed: Iterable[str]) -> None:
+    """Reject rows (``name``: where they come from) whose ``columns`` lack any of ``needed``.
+
+    >>> check_columns("the frame", ["layer", "position"], ["layer", "sequence"])
+    Traceback (most recent call last):
+    attnmag.errors.AttnmagError: the frame lacks the columns ['sequence'] that the models ...
+    """
+    missing = [column for column in dict.fromkeys(needed) if column not in columns]
+    if missing:
+        raise AttnmagError(f"{name} lacks the columns {missing} that the models stage needs")
 
 
 def check_size(

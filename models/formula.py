@@ -29,7 +29,7 @@ import patsy.builtins
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.models.checks import check_options, check_size, not_finite
+from attnmag.models.checks import check_columns, check_options, check_size, not_finite
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.groups import (
     GROUP_COLUMNS,
@@ -119,11 +119,7 @@ def fit(
     with source.connected(n_jobs) as connection:
         names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         columns = _columns(formula, names)
-        missing = [column for column in ["layer", *columns] if column not in names]
-        if missing:
-            raise AttnmagError(
-                f"{source.name} lacks the columns {missing} that the models stage needs"
-            )
+        check_columns(source.name, names, ["layer", *columns])
         groups = [column for column in GROUP_COLUMNS if column in names]
         reader = _Reader(connection, groups, columns, first=first, last=last)
         # With no rows to fit, the groups' checks say so (patsy cannot build a design).

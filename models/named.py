@@ -36,6 +36,7 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.models.checks import (
     METHODS,
+    check_columns,
     check_first_position,
     check_options,
     check_size,
@@ -348,11 +349,7 @@ def fit_requests(
     with source.connected(n_jobs) as connection, threadpool_limits(1, user_api="blas"):
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
-        missing = [column for column in dict.fromkeys(needed) if column not in columns]
-        if missing:
-            raise AttnmagError(
-                f"{source.name} lacks the columns {missing} that the models stage needs"
-            )
+        check_columns(source.name, columns, needed)
         groups, expected = _groups(connection, columns, requests[0].layers)
         sets = _shared(requests)
         with _ahead(_sums(source, n_jobs, groups, sets), SUMS_AHEAD) as chunks:
