@@ -10,10 +10,17 @@ in an uninterrupted run (the table also says where the signal landed, since runs
 speed). After each kill the output folder must be the old output, byte for
 byte, or a complete new one. A last uninterrupted run must remove every leftover.
 
+It then times ``weights_fingerprint``, which a shard folder's ``run.json`` records, against
+``hashlib.sha256`` over the same weights' bytes alone, on a model of ``--fingerprint-shape``
+(``large``: gpt2-large's, 774M parameters, 3.1 GB in float32; ``small``: a tiny one), with
+random weights; ``--fingerprint-repeats 0`` skips it. ``--results FILE`` also writes both
+tables to a Markdown file (``docs/results/kills.md``, included by the safety page).
+
 Usage::
 
     python -m benchmarks.kills                      # 24 kills
     python -m benchmarks.kills --kills 40 --seed 1 --ballast 10000
+    python -m benchmarks.kills --results docs/results/kills.md
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import time
 from pathlib import Path
 
 from attnmag.outputs import mark
-from benchmarks.common import gpt2_tokenizer, table
+from benchmarks.common import gpt2_tokenizer, markdown_table, table, write_results
 from benchmarks.end_to_end import attnmag_command
 
 PHASES = ("load", "extract", "fit", "report", "swap")
@@ -39,6 +46,11 @@ PHASES = ("load", "extract", "fit", "report", "swap")
 # extract lines name the model ("load gpt2: 1.2 s, 64 texts").
 ENDS = {"load": "load ", "extract": "extract ", "fit": "fit:", "report": "report:"}
 NEW_FILES = ("index.html", "report.md", "norms.parquet", "position_trend.csv", "lag_effects.csv")
+#: The fingerprinted models' GPT2Config options: gpt2-large's shape, and a tiny one.
+FINGERPRINT_SHAPES = {
+    "large": {"n_embd": 1280, "n_layer": 36, "n_head": 20},
+    "small": {"n_embd": 64, "n_layer": 2, "n_head": 2},
+}
 
 
 def setup(folder: Path, *, texts: int) -> list[str]:
@@ -152,6 +164,52 @@ def leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.parent.glob(f".{out.name}.*"))
 
 
+def fingerprint_times(shape: str, repeats: int) -> list[dict]:
+    """Seconds of ``weights_fingerprint`` and of ``hashlib.sha256`` over the same bytes alone,
+    interleaved, ``repeats`` times each, on a random ``GPT2Model`` of ``shape``."""
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    from attnmag.extract.shards import weights_fingerprint
+
+    torch.manual_seed(0)
+    model = GPT2Model(GPT2Config(**FINGERPRINT_SHAPES[shape]))
+    tensors = [p.detach().reshape(-1).contiguous().view(torch.uint8) for p in model.parameters()]
+    size = sum(t.numel() for t in tensors)
+
+    def sha256_alone() -> None:
+        digest = hashlib.sha256()
+        for tensor in tensors:
+            digest.update(tensor.numpy().data)
+
+    seconds: dict[str, list[float]] = {"weights_fingerprint": [], "hashlib.sha256 alone": []}
+    for _ in range(repeats):
+        for name, call in (
+            ("weights_fingerprint", lambda: weights_fingerprint(model)),
+            ("hashlib.sha256 alone", sha256_alone),
+        ):
+            began = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - began)
+    options = ", ".join(f"{key}={value}" for key, value in FINGERPRINT_SHAPES[shape].items())
+    parameters = sum(p.numel() for p in model.parameters())
+    rows = []
+    for name, runs in seconds.items():
+        median = sorted(runs)[len(runs) // 2]
+        rows.append(
+            {
+                "model": f"GPT2Model({options})",
+                "parameters": f"{parameters:,}",
+                "GB": f"{size / 1e9:.2f}",
+                "hash": name,
+                "median s": f"{median:.2f}",
+                "GB/s": f"{size / 1e9 / median:.2f}",
+                "runs s": " ".join(f"{r:.2f}" for r in runs),
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=24, help="number of kills (default: 24)")
@@ -160,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
         "--ballast", type=int, default=5000, help="small files in the old output (default: 5000)"
     )
     parser.add_argument("--texts", type=int, default=64, help="corpus size (default: 64)")
+    parser.add_argument("--fingerprint-shape", choices=FINGERPRINT_SHAPES, default="large")
+    parser.add_argument("--fingerprint-repeats", type=int, default=3, help="0 skips it")
+    parser.add_argument("--results", type=Path, help="also write the tables to this Markdown file")
     args = parser.parse_args(argv)
     chooser = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as scratch:
@@ -213,14 +274,27 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(table(rows))
         whole = sum(r["output"] in ("old, byte-identical", "new, complete") for r in rows)
-        print(
-            f"\n{len(rows)} kills ({sum(r['landed in'] != 'finished first' for r in rows)} "
+        summary = (
+            f"{len(rows)} kills ({sum(r['landed in'] != 'finished first' for r in rows)} "
             "while running): "
             f"{whole} left the old output byte-identical or the new one complete; "
             f"{len(left)} leftovers after the next run{': ' + ', '.join(left) if left else ''}"
         )
-        if whole < len(rows) or left:
-            sys.exit(1)
+        print(f"\n{summary}")
+    notes = [summary]
+    if args.fingerprint_repeats:
+        fingerprints = fingerprint_times(args.fingerprint_shape, args.fingerprint_repeats)
+        print(f"\n{table(fingerprints)}")
+        notes += [
+            "",
+            "The weights' fingerprint against sha256 alone:",
+            "",
+            markdown_table(fingerprints),
+        ]
+    if args.results:
+        write_results(args.results, "python -m benchmarks.kills", argv, rows, notes)
+    if whole < len(rows) or left:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
