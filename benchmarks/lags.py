@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.lags                            # 200 replicates per scenario
     .venv/bin/python -m benchmarks.lags --replicates 50 --markdown  # a quicker run, as Markdown
+    .venv/bin/python -m benchmarks.lags --results docs/results/lags.md  # the validation page's
 
 Each replicate is a data set drawn from the dynamic model of ``tests/simulate_lags.py``:
 an AR(2) within texts (lag-1 0.4, lag-2 0.1), a text effect with sd equal to the residual
@@ -24,19 +25,24 @@ the estimates' standard deviation across replicates to the mean standard error (
 errors are right), the median wall-clock seconds per fit (one layer, one process; the
 fits' own ``glance`` seconds) and the CPU seconds per fit (this process's CPU time over a
 frame's fits, per layer: the fairer figure on a shared machine). Replicates are the layers
-of simulated frames of ``--per-frame`` layers, each frame with its own seed.
+of simulated frames of ``--per-frame`` layers, each frame with its own seed. ``--results
+FILE`` also writes the table to a Markdown file (``docs/results/lags.md``, included by the
+validation page).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from attnmag import models
+from benchmarks.common import write_results
 from tests.simulate_lags import dynamic_frame
 
 TRUTH = {"lag1": 0.4, "lag2": 0.1}
@@ -64,6 +70,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     parser.add_argument("--no-within", action="store_true", help="skip the within estimator")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     return parser.parse_args()
 
 
@@ -138,10 +145,14 @@ def _summary(label: str, scenario: str, table: pd.DataFrame) -> dict[str, object
     return row
 
 
+def _cells(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as text, numbers to 3 significant digits."""
+    return table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
+
+
 def _markdown(table: pd.DataFrame) -> str:
     """``table`` as a Markdown table, numbers to 3 significant digits."""
-    cells = table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
-    lines = [list(table.columns), ["---"] * table.shape[1], *cells.to_numpy().tolist()]
+    lines = [list(table.columns), ["---"] * table.shape[1], *_cells(table).to_numpy().tolist()]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
@@ -167,6 +178,9 @@ def main() -> None:
         print(_markdown(table))
     else:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    if args.results:
+        rows = _cells(table).to_dict("records")
+        write_results(args.results, "python -m benchmarks.lags", sys.argv[1:], rows)
 
 
 if __name__ == "__main__":
