@@ -35,7 +35,8 @@ Usage::
 
     python -m benchmarks.mutation                                  # all seven modules
     python -m benchmarks.mutation --modules models/tidy.py --sample 40 --seed 1
-    python -m benchmarks.mutation --sample 40 --seed 14 --max-children 2 --time-limit 2400
+    python -m benchmarks.mutation --sample 40 --seed 14 --max-children 2 --time-limit 2400 \
+        --results docs/results/mutation.md   # also writes the table, for the validation page
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.common import table
+from benchmarks.common import table, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"attnmag": "attnmag", "extract": "attnmag/extract", "models": "attnmag/models"}
@@ -267,6 +268,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="new or empty scratch folder (default: a new temp one)"
     )
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     return parser.parse_args(argv)
 
 
@@ -300,16 +302,23 @@ def main(argv: list[str] | None = None) -> None:
                 "seconds": round(sum(seconds.get(name, 0.0) for name in names)),
             }
         )
-    print(table(rows))
     state = "finished" if finished else f"stopped at the time limit ({args.time_limit:.0f} s)"
+    notes = [
+        f"mutmut {state} after {wall:.0f} s wall-clock, with --max-children {args.max_children}",
+        "seconds: test time spent on the module's mutants (mutmut's durations, summed)",
+    ]
     print(
-        f"\nmutmut {state} after {wall:.0f} s wall-clock, with --max-children {args.max_children}"
+        table(rows), "", *notes, f"\nsurvivors and untested mutants ({len(survivors)}):", sep="\n"
     )
-    print("seconds: test time spent on the module's mutants (mutmut's durations, summed)")
-    print(f"\nsurvivors and untested mutants ({len(survivors)}):")
+    listed = []
     for module, name in survivors:
         lines = changed_lines(work, module, name)
         print(name, *(f"    {line[0]} {line[1:].strip()}" for line in lines), sep="\n")
+        listed += [f"- `{name}`", *(f"  `{line[0]} {line[1:].strip()}`" for line in lines)]
+    if args.results:
+        notes = [f"{line}." for line in notes]
+        notes += ["", f"Survivors and untested mutants ({len(survivors)}):", "", *listed]
+        write_results(args.results, "python -m benchmarks.mutation", argv, rows, notes)
 
 
 if __name__ == "__main__":
