@@ -10,11 +10,13 @@ difference, ``reports.summaries.site_ratios``), the smallest and largest of the 
 log norms with their heads, and in how many heads the ``ols`` position slope is
 significantly positive or negative (Holm's ``p_adjusted`` across every group of the frame,
 below 0.05). ``--results FILE`` writes the table, with the stage seconds, to a Markdown file
-(``docs/results/sites_heads.md``, included by the measuring page).
+(``docs/results/sites_heads.md``, included by the measuring page); ``--figure FILE`` saves
+the report's heads figure (``reports.figures.plot_heads`` of the ``ols`` slopes).
 
 Usage::
 
-    python -m benchmarks.sites_heads --limit 64 --results docs/results/sites_heads.md
+    python -m benchmarks.sites_heads --limit 64 --results docs/results/sites_heads.md \
+        --figure docs/sites-heads.png
     python -m benchmarks.sites_heads --limit 4 -- --layers 0-2 --methods ols --lag-methods ols
 """
 
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=64, help="bundled snippets (default 64)")
     parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
+    parser.add_argument("--figure", type=Path, help="save the heads figure to this PNG")
     parser.add_argument("extra", nargs="*", help="after --: more `attnmag run` options")
     args = parser.parse_args(argv)
 
@@ -100,6 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{table(rows)}\n\n{notes[0]}")
     if args.results:
         write_results(args.results, "python -m benchmarks.sites_heads", argv, rows, notes)
+    if args.figure:
+        from attnmag.reports.figures import plot_heads
+
+        figure = plot_heads(frame, trend[trend["method"] == "ols"])
+        figure.savefig(args.figure, dpi=100, bbox_inches="tight")
 
 
 if __name__ == "__main__":
