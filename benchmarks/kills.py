@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fingerprint-repeats", type=int, default=3, help="0 skips it")
     parser.add_argument("--results", type=Path, help="also write the tables to this Markdown file")
     args = parser.parse_args(argv)
+    # A command started in the background by a shell ignores SIGINT, and its children inherit
+    # that; with a handler here, each run starts with SIGINT's default again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     chooser = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
