@@ -29,5 +29,8 @@ def test_each_included_results_file_opens_with_the_command_that_wrote_it(name: s
 
 
 def test_the_benchmark_tables_come_from_results_files() -> None:
-    expected = ["fit", "fit-against", "precision", "batch_memory", "folder", "scale-fits"]
+    expected = [
+        *("fit", "fit-against", "precision", "batch_memory", "folder", "scale-fits"),
+        *("end_to_end-long", "kills", "lags", "trend_coverage", "sites_heads", "tracks"),
+    ]
     assert {f"results/{name}.md" for name in expected} <= set(INCLUDED)
