@@ -34,3 +34,10 @@ def test_the_benchmark_tables_come_from_results_files() -> None:
         *("end_to_end-long", "kills", "lags", "trend_coverage", "sites_heads", "tracks"),
     ]
     assert {f"results/{name}.md" for name in expected} <= set(INCLUDED)
+
+
+def test_every_results_file_is_shown_by_a_page() -> None:
+    """A results file no page includes (``{include}`` or a csv-table's ``:file:``) is stale."""
+    pages = "\n".join(page.read_text() for page in DOCS.glob("*.md"))
+    unused = [p.name for p in (DOCS / "results").iterdir() if f"results/{p.name}" not in pages]
+    assert not unused, unused
