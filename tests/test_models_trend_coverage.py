@@ -20,13 +20,11 @@ What each method estimates (t = position):
   share those levels, and its intervals then miss (the last two scenarios): the intercept's
   always, the slope's where texts end at different positions.
 
-``python -m tests.test_models_trend_coverage [repeats]`` prints each scenario's coverage at
-the seeds the tests use, and over ``repeats`` further seeds.
+``python -m benchmarks.trend_coverage --repeats N`` prints each scenario's coverage at the
+seeds the tests use, and over ``N`` further seeds.
 """
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 
@@ -108,23 +106,3 @@ def test_aggregate_misses_when_texts_differ_in_level():
     unequal = coverage("text levels")
     for term in LINE:
         assert unequal["aggregate"][term] < 0.85 and unequal["ols"][term] > 0.92, unequal
-
-
-def main(repeats: int = 0) -> None:
-    """Print every scenario's coverage at the tests' seed and at ``repeats`` more seeds."""
-    for scenario, (n, seed, _, _) in SCENARIOS.items():
-        seeds = [seed, *range(100 + seed, 100 + seed + repeats)]
-        runs = [coverage(scenario, seed=s) for s in seeds]
-        for method, shares in runs[0].items():
-            for term in shares:
-                values = [run[method][term] for run in runs]
-                pooled = sum(values) / len(values)
-                print(
-                    f"{scenario:>18} {method:>9} {term:>9}: {values[0]:.3f} at seed {seed} "
-                    f"({n} simulations); {pooled:.4f} over {len(seeds) * n}",
-                    flush=True,
-                )
-
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
