@@ -36,8 +36,9 @@ __all__ = ["MEMORY_LIMIT", "STORE", "connect", "database", "n_threads"]
 #: DuckDB's memory limit. Its default, 80% of the machine's memory, would let one scan take
 #: most of a shared machine; with a fixed limit DuckDB spills its aggregation to a temporary
 #: folder instead, so the memory of a fit from a folder stays bounded however large it is.
-#: What it holds grows with the texts (its per-text sums), not the rows
-#: (``benchmarks/scale.py``).
+#: It holds a loaded folder's compressed table and what a query needs, which grows with the
+#: texts (their per-text sums) and a part's rows (``models.source.PART_ROWS``), not the
+#: folder's rows (``benchmarks/scale.py``).
 MEMORY_LIMIT = "256MB"
 #: The attached in-memory database whose tables DuckDB keeps compressed (once checkpointed).
 STORE = "store"

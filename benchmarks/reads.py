@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.reads                       # 1M and 4M rows
+    .venv/bin/python -m benchmarks.reads                       # 1M, 4M and 10M rows
     .venv/bin/python -m benchmarks.reads --rows 2000000 --results docs/results/reads.md
 
 For each size it writes a synthetic folder (``benchmarks.scale.write_folder``: 12 layers,
@@ -11,8 +11,9 @@ texts of 50-350 tokens, shards of about 2.5M rows), then runs each case in a fre
 included); and the two in turn, ``fit_all``'s tables given to the report, as ``attnmag fit``
 and ``attnmag report`` would do in one process. Bytes read are counted by the kernel:
 ``rchar`` of ``/proc/self/io``, every byte this process's ``read`` and ``pread`` calls
-returned (DuckDB's and pyarrow's reads included; memory-mapped files would escape it, and
-neither maps the shards), from after the imports (a first call on a tiny folder of its own
+returned (DuckDB's and pyarrow's reads included, DuckDB's reads of what it spilled to its
+temporary folder too; memory-mapped files would escape it, and neither maps the shards),
+from after the imports (a first call on a tiny folder of its own
 warms every lazy import, font cache and DuckDB extension) to the end of the case. Those
 bytes over the shards' bytes, ``reads``, bound how many times the shards were read from
 above (the report's reads of its templates and fonts count too); the difference of the two
@@ -67,7 +68,7 @@ def worker(case: str, folder: str, warm: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Write a folder per size, count each case's reads on it, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000, 10_000_000])
     parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)

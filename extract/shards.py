@@ -109,6 +109,8 @@ __all__ = [
 
 RUN_FILE = "run.json"
 SHARD_GLOB = "shard-*.parquet"
+#: Rows ``load_shards`` appends before it compresses them (``CHECKPOINT``).
+LOAD_ROWS = 2**19
 #: The shard format ``run.json`` records: 3, shards store every frame column but
 #: ``frame.DERIVED`` (``log_norm``, ``lag1``, ``lag2``), which readers recompute.
 FORMAT = 3
@@ -1108,26 +1110,31 @@ def shard_rows(
 
 def frame_rows(stored: Sequence[str], rows: str) -> str:
     """The SQL of a shard's rows with the frame's columns, from the SQL relation ``rows``
-    whose columns are ``stored``.
+    whose columns are ``stored`` and whose rows are in the shards' order.
 
     Every reader of a folder's rows in SQL (the folder fits, the folder report, ``scan``)
     takes them from here, so the shards' stored columns and the frame's columns are mapped
     in one place: ``log_norm`` is ``ln(norm)`` in DOUBLE rounded to FLOAT, and ``lag1`` and
-    ``lag2`` are it one and two positions earlier within (grouping columns, sequence), NULL
-    before that (a NaN in the frame), as ``frame.derived_columns`` computes them.
+    ``lag2`` are it one and two rows earlier, NULL at positions before 1 and 2 (a NaN in the
+    frame), as ``frame.derived_columns`` computes them. A shard holds each series' rows by
+    position, one series after another, so the lags are taken over the rows in that order
+    (``OVER ()``, which DuckDB streams in its input's order) rather than over partitions,
+    which DuckDB would hold in memory, every row at once.
 
     Examples
     --------
     >>> sql = frame_rows(["sequence", "position", "norm"], "t")
-    >>> sql.split(" FROM ")[-1], sql.count(' OVER (PARTITION BY "sequence" ORDER BY')
+    >>> sql.split(" FROM ")[-1], sql.count(" OVER ()")
     ('t', 2)
     """
-    groups = [column for column in GROUP_COLUMNS if column in stored]
-    window = f'PARTITION BY {_quoted([*groups, "sequence"])} ORDER BY "position"'
     log_norm = "CAST(ln(CAST(norm AS DOUBLE)) AS FLOAT)"
     derived = {
         "log_norm": f"{log_norm} AS log_norm",
-        **{f"lag{k}": f"lag({log_norm}, {k}) OVER ({window}) AS lag{k}" for k in (1, 2)},
+        **{
+            f"lag{k}": f'CASE WHEN "position" >= {k} THEN lag({log_norm}, {k}) OVER () END'
+            f" AS lag{k}"
+            for k in (1, 2)
+        },
     }
     select = [derived.get(c, _quoted([c])) for c in read_columns(stored)]
     return f"SELECT {', '.join(select)} FROM {rows}"
@@ -1140,10 +1147,11 @@ def load_shards(
     table ``table``, reading each shard's bytes once.
 
     Each shard's bytes are checked as ``verified_shards`` checks them, then decoded from
-    memory a row group at a time (categoricals as their values, as DuckDB's Parquet reader
-    gives them) and appended after the shard's number (``shard``, from 0), in order;
-    ``CHECKPOINT`` follows each shard, so that a compressed database
-    (``attnmag.database.STORE``) holds one shard's rows uncompressed at most.
+    memory ``LOAD_ROWS`` rows at a time (categoricals as their values, as DuckDB's Parquet
+    reader gives them) and appended after the shard's number (``shard``, from 0), in order;
+    ``CHECKPOINT`` follows each append, so that a compressed database
+    (``attnmag.database.STORE``) holds ``LOAD_ROWS`` rows uncompressed at most, whatever
+    the shards' size.
 
     Parameters
     ----------
@@ -1169,19 +1177,20 @@ def load_shards(
     True
     """
     paths, record = _listed_shards(Path(folder), partial=False)
+    checkpoint = f"CHECKPOINT {table.split('.')[0]}" if "." in table else "CHECKPOINT"
     for k, path in enumerate(paths):
         parquet = pq.ParquetFile(pyarrow.BufferReader(_verified_bytes(path, record)))
         plain = pyarrow.schema(
             [f.with_type(getattr(f.type, "value_type", f.type)) for f in parquet.schema_arrow]
         )
-        batches = (batch.cast(plain) for batch in parquet.iter_batches())
-        connection.register("shard_batches", pyarrow.RecordBatchReader.from_batches(plain, batches))
-        rows = f"SELECT {k}::INTEGER AS shard, * FROM shard_batches"
-        connection.execute(
-            f"INSERT INTO {table} BY NAME {rows}" if k else f"CREATE TABLE {table} AS {rows}"
-        )
-        connection.unregister("shard_batches")
-        connection.execute(f"CHECKPOINT {table.split('.')[0]}" if "." in table else "CHECKPOINT")
+        rows = f"SELECT {k}::INTEGER AS shard, * FROM shard_batch"
+        connection.register("shard_batch", plain.empty_table())
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {rows}")
+        for batch in parquet.iter_batches(batch_size=LOAD_ROWS):
+            connection.register("shard_batch", batch.cast(plain))
+            connection.execute(f"INSERT INTO {table} BY NAME {rows}")
+            connection.execute(checkpoint)
+        connection.unregister("shard_batch")
     return paths
 
 

@@ -4,7 +4,8 @@ Holds:
 - ``Source``: a tidy frame's rows (registered with DuckDB, not copied) or a shard folder's
   (its table in ``attnmag.database``'s store), shown to SQL as the view ``frame``;
 - ``open_source``: a frame, a folder's or Parquet file's path, or a ``Source`` -> a ``Source``;
-- ``KEPT_FOLDERS``: how many folders' tables a process keeps.
+- ``KEPT_FOLDERS``: how many folders' tables a process keeps;
+- ``PART_ROWS``: about the most rows of a part, what a query by parts holds at once.
 
 A folder is read, checked against its manifest and copied into a compressed table once per
 process (``extract.shards.load_shards``), remembered by its manifest and its shards' sizes
@@ -33,18 +34,34 @@ from attnmag.database import STORE, connect, database
 from attnmag.errors import AttnmagError
 from attnmag.extract.shards import RUN_FILE, SHARD_GLOB, frame_rows, load_shards, read_frame
 
-__all__ = ["KEPT_FOLDERS", "Source", "open_source"]
+__all__ = ["KEPT_FOLDERS", "PART_ROWS", "Source", "open_source"]
 
 #: Folders whose tables a process keeps (the least recently opened goes first).
 KEPT_FOLDERS = 2
-#: Loaded folders, least recently opened first: path -> (state, table, shards).
-_LOADED: dict[Path, tuple[tuple, str, tuple[str, ...]]] = {}
+#: About the most rows of a part (``Source.parts``): a shard of more rows is cut into
+#: parts of whole texts, so that a query by parts holds as many rows whatever the shards'
+#: size.
+PART_ROWS = 2**20
+#: Loaded folders, least recently opened first: path -> ``_Loaded``.
+_LOADED: dict[Path, _Loaded] = {}
 _TABLE_NUMBERS = itertools.count()
 
 
 @dataclass(frozen=True)
+class _Loaded:
+    """A loaded folder: its ``state``, ``table``, ``shards`` (verified files) and ``parts``
+    (per part: its shard's number and its first and last sequence)."""
+
+    state: tuple
+    table: str
+    shards: tuple[str, ...]
+    parts: tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True)
 class Source:
-    """The rows a fit reads: ``frame``, or ``folder``'s (``shards``: its verified files).
+    """The rows a fit reads: ``frame``, or ``folder``'s (``shards``: its verified files;
+    ``ranges``: its parts' shards and sequences).
 
     >>> source = open_source(frame)
     >>> source.name, source.parts()
@@ -57,6 +74,7 @@ class Source:
     frame: pd.DataFrame | None = field(default=None, repr=False)
     folder: Path | None = None
     shards: tuple[str, ...] = ()
+    ranges: tuple[tuple[int, int, int], ...] = field(default=(), repr=False)
 
     @property
     def name(self) -> str:
@@ -74,8 +92,9 @@ class Source:
             yield connection
 
     def parts(self) -> list[int | None]:
-        """Parts that hold whole texts: each shard's number, or ``[None]`` (all the rows)."""
-        return [None] if self.folder is None else list(range(len(self.shards)))
+        """Parts that hold whole texts, in order: each shard, or its rows cut into parts of
+        about ``PART_ROWS`` rows; ``[None]`` (all the rows) for a frame."""
+        return [None] if self.folder is None else list(range(len(self.ranges)))
 
     def rows(self, select: str, where: list[str], group: dict[str, object]) -> pd.DataFrame:
         """One group's rows (``group``: column -> value) meeting the SQL ``where``, with the
@@ -87,13 +106,17 @@ class Source:
             return connection.execute(query + 'ORDER BY sequence, "position"', values).df()
 
     def part_view(self, connection: duckdb.DuckDBPyConnection, part: int | None, name: str) -> None:
-        """Show ``part`` (a shard's number; ``None``: all) as the temporary view ``name``."""
+        """Show ``part`` (a number from ``parts``; ``None``: all) as the temporary view
+        ``name``."""
         if self.folder is None:
             connection.register(f"{name}_rows", self.frame)
             query = f'SELECT * FROM "{name}_rows"'
         else:
-            table = _loaded(self.folder)[1]
-            where = "" if part is None else f" WHERE shard = {int(part)}"
+            table = _loaded(self.folder).table
+            where = ""
+            if part is not None:
+                shard, first, last = self.ranges[part]
+                where = f" WHERE shard = {shard} AND sequence BETWEEN {first} AND {last}"
             columns = connection.sql(f"FROM {table} LIMIT 0").columns[1:]
             query = frame_rows(columns, f"(SELECT * EXCLUDE (shard) FROM {table}{where})")
         connection.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {query}')
@@ -114,34 +137,54 @@ def open_source(data: object) -> Source:
         path = Path(data)
         if not path.is_dir():
             return Source(frame=read_frame(path))
-        return Source(folder=path, shards=_loaded(path)[2])
+        loaded = _loaded(path)
+        return Source(folder=path, shards=loaded.shards, ranges=loaded.parts)
     raise AttnmagError(
         "the models stage takes the tidy frame (a pandas DataFrame) or the path of a shard "
         f"folder or Parquet file, not {type(data).__name__}"
     )
 
 
-def _loaded(folder: Path) -> tuple[tuple, str, tuple[str, ...]]:
-    """``folder``'s table, loaded unless it was, unchanged: its state, name and shards."""
+def _loaded(folder: Path) -> _Loaded:
+    """``folder``'s table, loaded unless it was, unchanged."""
     key = folder.resolve()
     known = _LOADED.pop(key, None)
-    if known is not None and known[0] != _state(folder):
-        database().execute(f"DROP TABLE IF EXISTS {known[1]}")
+    if known is not None and known.state != _state(folder):
+        database().execute(f"DROP TABLE IF EXISTS {known.table}")
         known = None
     if known is None:
         table = f"{STORE}.folder_{next(_TABLE_NUMBERS)}"
         with connect(keep_order=True) as connection:
             try:
                 shards = tuple(str(path) for path in load_shards(connection, folder, table))
+                parts = _parts(connection, table)
             except BaseException:
                 connection.execute(f"DROP TABLE IF EXISTS {table}")
                 raise
-        known = (_state(folder), table, shards)
+        known = _Loaded(_state(folder), table, shards, parts)
     _LOADED[key] = known
     while len(_LOADED) > KEPT_FOLDERS:
-        dropped = _LOADED.pop(next(iter(_LOADED)))[1]
+        dropped = _LOADED.pop(next(iter(_LOADED))).table
         database().execute(f"DROP TABLE IF EXISTS {dropped}")
     return known
+
+
+def _parts(connection: duckdb.DuckDBPyConnection, table: str) -> tuple[tuple[int, int, int], ...]:
+    """Each shard of ``table`` cut into parts of whole texts, as many as give at most about
+    ``PART_ROWS`` rows each, of about equal rows: per part its shard, first and last
+    sequence."""
+    query = f"""
+        WITH texts AS (SELECT shard, sequence, count(*) AS n FROM {table} GROUP BY ALL),
+        placed AS (
+            SELECT shard, sequence, (sum(n) OVER (PARTITION BY shard ORDER BY sequence) - n)
+                * ceil(sum(n) OVER (PARTITION BY shard) / {PART_ROWS})::BIGINT
+                // sum(n) OVER (PARTITION BY shard) AS part
+            FROM texts
+        )
+        SELECT shard, min(sequence), max(sequence) FROM placed
+        GROUP BY shard, part ORDER BY shard, part
+    """
+    return tuple(tuple(int(v) for v in row) for row in connection.execute(query).fetchall())
 
 
 def _state(folder: Path) -> tuple:

@@ -37,6 +37,26 @@ def test_a_folder_is_read_once_until_its_shards_change(tmp_path, monkeypatch):
     assert len(calls) == 2 + n_others + 1
 
 
+def test_a_large_shard_is_read_in_parts_of_whole_texts(tmp_path, monkeypatch):
+    frame = simulated_frame(40, 2, seed=2)
+    whole = source.open_source(write_folder(frame, tmp_path / "whole", shard_texts=20))
+    monkeypatch.setattr(source, "PART_ROWS", len(frame) // 7)
+    cut = source.open_source(write_folder(frame, tmp_path / "cut", shard_texts=20))
+    assert len(whole.parts()) == 2 and len(cut.parts()) >= 8
+    with cut.connected(1) as connection:
+        seen = []
+        for part in cut.parts():
+            cut.part_view(connection, part, "rows")
+            seen.append(connection.sql("SELECT sequence, count(*) FROM rows GROUP BY 1").df())
+    seen = pd.concat(seen)
+    assert seen["sequence"].is_unique and seen.iloc[:, 1].sum() == len(frame)
+    for method in ("gmm", "ols"):
+        pd.testing.assert_frame_equal(
+            models.lag_effects(cut, method=method).tidy,
+            models.lag_effects(whole, method=method).tidy,
+        )
+
+
 def test_read_fits_brings_back_what_write_fits_wrote(tmp_path):
     frame = simulated_frame(30, 2, lag1=0.2, seed=2)
     fits = models.fit_all(frame, trend_methods=["ols", "mixed"], lag_methods=["gmm"])
