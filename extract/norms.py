@@ -464,10 +464,10 @@ def measure(
         tokens (``text_blocks``: views, valid until the next batch is asked for); the rows
         are those of ``plan(model, layers, sites, heads).rows`` (one per layer for the
         attention update alone), then the surprisal and sink rows. On a CPU they are views
-        of the recorder's buffer, copied once, into the frame. On a GPU the values are
-        gathered on the device and copied without blocking into pinned memory, and a batch
-        is yielded once the next one is queued on the device, so that the caller's work on
-        it overlaps the device's on the next.
+        of the recorder's buffer (no copy). On another device the values are gathered
+        there and copied (on a GPU without blocking, into pinned memory), and a batch is
+        yielded once the next one is queued on the device, so that the caller's work on it
+        overlaps the device's on the next.
     """
     base = base_model(model)
     device = getattr(model, "device", None) or next(model.parameters()).device
