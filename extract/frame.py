@@ -296,20 +296,19 @@ def derived_columns(
     >>> lags["lag1"].tolist(), lags["lag2"].tolist()
     ([nan, 0.0, nan], [nan, nan, nan])
     """
-    log_norm = np.empty(len(norm), dtype=DERIVED_DTYPE)
+    n = len(norm)
+    # One allocation for the three columns, each a contiguous row of it.
+    log_norm, lag1, lag2 = np.empty((3, n), dtype=DERIVED_DTYPE)
     np.log(norm, out=log_norm, dtype=np.float64)
+    lag1[:1], lag2[:2] = np.nan, np.nan
+    lag1[1:], lag2[2:] = log_norm[:-1], log_norm[:-2]
     starts = np.flatnonzero(position == 0) if starts is None else np.asarray(starts)
-    found = {"log_norm": log_norm}
-    for k in (1, 2):
-        lagged = np.empty_like(log_norm)
-        lagged[:k] = np.nan
-        lagged[k:] = log_norm[:-k]
-        for offset in range(k):  # the rows at positions 0..k-1 have no k-th predecessor
-            rows = starts + offset
-            rows = rows[rows < len(position)]
-            lagged[rows[position[rows] == offset]] = np.nan
-        found[f"lag{k}"] = lagged
-    return found
+    # A row at position 0 has no predecessor, and neither the row after it a second one:
+    # that row is at position 1, or at position 0 of the next series (NaN already).
+    lag1[starts] = np.nan
+    lag2[starts] = np.nan
+    lag2[starts[starts + 1 < n] + 1] = np.nan
+    return {"log_norm": log_norm, "lag1": lag1, "lag2": lag2}
 
 
 def _series_codes(

@@ -13,8 +13,10 @@ Holds:
 - ``encode``: texts -> token id lists, with empty texts skipped and long ones truncated;
 - ``measure``: encoded texts -> each batch's float32 norms at its real tokens (length-sorted
   batches under a token budget, halving a batch that runs out of memory), in eval mode;
-- ``real_token_norms``: a batch's ``(rows, texts, width)`` norms -> its real tokens' values,
-  text by text, gathered on the device;
+- ``real_token_norms``: a batch's ``(rows, texts, width)`` norms on a GPU -> its real tokens'
+  values, text by text, gathered on the device;
+- ``text_blocks``: each text's ``(rows, tokens)`` values, as views of a batch's values on the
+  host (its recorder buffer on a CPU, the gathered values from a GPU);
 - ``default_max_tokens``: the token budget per batch for a device.
 
 Usage::
@@ -58,6 +60,7 @@ from attnmag.extract.sites import check_sites, n_heads, plan, plan_rows
 from attnmag.extract.tokens import (
     Surprisal,
     check_token_columns,
+    decode_each,
     token_counts,
     vocabulary_columns,
 )
@@ -76,6 +79,7 @@ __all__ = [
     "norms_frame",
     "prepare_run",
     "real_token_norms",
+    "text_blocks",
     "update_norms",
 ]
 
@@ -455,13 +459,15 @@ def measure(
     ------
     batch : list of int
         The indices in ``encoded`` of a batch's texts.
-    values : numpy.ndarray
-        float32: the batch's norms at real tokens, text by text in ``batch`` order, each a
-        ``(rows, tokens)`` block in row-major order; the rows are those of
-        ``plan(model, layers, sites, heads).rows`` (one per layer for the attention update
-        alone). On a GPU the values are copied without blocking into pinned memory, and a
-        batch is yielded once the next one is queued on the device, so that the caller's
-        work on it overlaps the device's on the next.
+    blocks : list of numpy.ndarray
+        float32, per text in ``batch`` order: its ``(rows, tokens)`` norms at its real
+        tokens (``text_blocks``: views, valid until the next batch is asked for); the rows
+        are those of ``plan(model, layers, sites, heads).rows`` (one per layer for the
+        attention update alone), then the surprisal and sink rows. On a CPU they are views
+        of the recorder's buffer (no copy). On another device the values are gathered
+        there and copied (on a GPU without blocking, into pinned memory), and a batch is
+        yielded once the next one is queued on the device, so that the caller's work on it
+        overlaps the device's on the next.
     """
     base = base_model(model)
     device = getattr(model, "device", None) or next(model.parameters()).device
@@ -521,23 +527,23 @@ def measure(
                 )
                 continue
             batch_lengths = [lengths[i] for i in batch]
-            values = real_token_norms(norms, batch_lengths, side=padding_side)
+            if norms.device.type == "cpu":
+                staged = (norms, None)
+            else:
+                staged = staging.put(real_token_norms(norms, batch_lengths, side=padding_side))
             if pending is not None:
-                yield pending[0], staging.ready(pending[1])
-                bar.update(pending[2])
-            pending = (batch, staging.put(values), sum(batch_lengths))
+                yield pending[0], text_blocks(staging.ready(pending[1]), pending[2], padding_side)
+                bar.update(sum(pending[2]))
+            pending = (batch, staged, batch_lengths)
         if pending is not None:
-            yield pending[0], staging.ready(pending[1])
-            bar.update(pending[2])
+            yield pending[0], text_blocks(staging.ready(pending[1]), pending[2], padding_side)
+            bar.update(sum(pending[2]))
 
 
 def real_token_norms(norms: torch.Tensor, lengths: Sequence[int], *, side: str) -> torch.Tensor:
     """A batch's norms at its real tokens, text by text, each text's ``(rows, tokens)`` block
-    in row-major order.
-
-    On a GPU, one index gather on the device (no host synchronisation: the output's size is
-    known on the host); on a CPU, one slice copy per text, which costs less there than
-    building a gather's index (a copy per row).
+    in row-major order, by one index gather on the norms' device (no host synchronisation:
+    the output's size is known on the host).
 
     Parameters
     ----------
@@ -559,26 +565,6 @@ def real_token_norms(norms: torch.Tensor, lengths: Sequence[int], *, side: str) 
     >>> real_token_norms(norms, [3, 1], side="right").tolist()
     [0.0, 1.0, 2.0, 6.0, 7.0, 8.0, 3.0, 9.0]
     """
-    if norms.device.type == "cpu":
-        return _sliced(norms, lengths, side)
-    return _gathered(norms, lengths, side)
-
-
-def _sliced(norms: torch.Tensor, lengths: Sequence[int], side: str) -> torch.Tensor:
-    """``real_token_norms`` by one slice copy per text."""
-    rows, _, width = norms.shape
-    values = np.empty(rows * sum(lengths), dtype=np.float32)
-    buffer, end = norms.numpy(), 0
-    for text, length in enumerate(lengths):
-        first = width - length if side == "left" else 0
-        block = values[end : end + rows * length].reshape(rows, length)
-        block[:] = buffer[:, text, first : first + length]
-        end += rows * length
-    return torch.from_numpy(values)
-
-
-def _gathered(norms: torch.Tensor, lengths: Sequence[int], side: str) -> torch.Tensor:
-    """``real_token_norms`` by one index gather on the norms' device."""
     rows, texts, width = norms.shape
     total = rows * sum(lengths)
     device = norms.device
@@ -593,10 +579,47 @@ def _gathered(norms: torch.Tensor, lengths: Sequence[int], side: str) -> torch.T
     return norms.reshape(-1).index_select(0, offsets + torch.arange(total, device=device))
 
 
+def text_blocks(values: np.ndarray, lengths: Sequence[int], side: str) -> list[np.ndarray]:
+    """Each text's ``(rows, tokens)`` values at its real tokens, as views of ``values``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        A batch's values on the host: its ``(rows, texts, width)`` recorder buffer, or the
+        1-d values ``real_token_norms`` gathered.
+    lengths : sequence of int
+        Each text's real tokens.
+    side : str
+        The padding side, ``"left"`` or ``"right"`` (where ``values`` is the buffer).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(rows, length)`` view per text.
+
+    Examples
+    --------
+    >>> buffer = np.arange(12.0).reshape(2, 2, 3)  # rows 2, texts 2, width 3
+    >>> [block.tolist() for block in text_blocks(buffer, [3, 1], side="left")]
+    [[[0.0, 1.0, 2.0], [6.0, 7.0, 8.0]], [[5.0], [11.0]]]
+    """
+    if values.ndim == 1:
+        ends = np.cumsum(lengths).tolist()
+        rows = len(values) // max(ends[-1], 1)
+        return [
+            values[rows * (end - length) : rows * end].reshape(rows, length)
+            for end, length in zip(ends, lengths, strict=True)
+        ]
+    width = values.shape[2]
+    if side == "left":
+        return [values[:, text, width - length :] for text, length in enumerate(lengths)]
+    return [values[:, text, :length] for text, length in enumerate(lengths)]
+
+
 class _Staging:
-    """Where a batch's values wait for the host: on a CPU, the values themselves; on a GPU,
-    one of two pinned host buffers, filled without blocking, with an event to wait on (the
-    caller is done with a batch's values before the one after next is staged)."""
+    """Where a device's gathered values wait for the host: on a CUDA GPU, one of two pinned
+    host buffers, filled without blocking, with an event to wait on (the caller is done with
+    a batch's values before the one after next is staged); on another device, a copy."""
 
     def __init__(self, device: torch.device) -> None:
         self.gpu = device.type == "cuda"
@@ -606,7 +629,7 @@ class _Staging:
     def put(self, values: torch.Tensor) -> tuple[torch.Tensor, object]:
         """Start copying ``values`` to the host; what ``ready`` takes."""
         if not self.gpu:
-            return values, None
+            return values.cpu(), None
         self.turn = (self.turn + 1) % 2
         if len(self.buffers) < 2:
             self.buffers.append(torch.empty(0, dtype=torch.float32, pin_memory=True))
@@ -622,7 +645,7 @@ class _Staging:
 
     @staticmethod
     def ready(staged: tuple[torch.Tensor, object]) -> np.ndarray:
-        """The staged values on the host, once their copy is done."""
+        """The staged values on the host, once their copy is done (a CPU's buffer as is)."""
         values, event = staged
         if event is not None:
             event.synchronize()
@@ -896,17 +919,12 @@ def norms_frame(
         surprisal="surprisal" in token_columns,
         sink=sink,
     ):
-        # A text's rows are contiguous in the batch's values and in the frame: one copy each.
-        offset = 0
-        for text in batch:
-            length, row, token = n_tokens[text], text_rows[text], token_starts[text]
-            size = length * len(rows)
-            norm[row : row + size] = values[offset : offset + size]
-            offset += size
+        # A text's rows are contiguous in the frame: one copy each from its block.
+        for text, block in zip(batch, values, strict=True):
+            length, row = n_tokens[text], text_rows[text]
+            norm[row : row + length * len(rows)].reshape(-1, length)[:] = block[: len(rows)]
             if n_extra:
-                block = values[offset : offset + length * n_extra].reshape(n_extra, length)
-                extra[:, token : token + length] = block
-                offset += length * n_extra
+                extra[:, token_starts[text] : token_starts[text] + length] = block[len(rows) :]
     token_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in encoded.token_ids])
     groups: dict[str, object] = {}
     if site_column:
@@ -1011,6 +1029,5 @@ def token_texts(tokenizer: object, token_ids: np.ndarray) -> dict[int, str]:
     >>> token_texts(tokenizer, np.array([13, 32, 13]))
     {13: '.', 32: 'A'}
     """
-    vocab = np.unique(token_ids)
-    # One (ids, 1) array: the tokenizer converts it with one tolist, not id by id.
-    return dict(zip(vocab.tolist(), tokenizer.batch_decode(vocab[:, None]), strict=True))
+    vocab = np.unique(token_ids).tolist()
+    return dict(zip(vocab, decode_each(tokenizer, vocab), strict=True))

@@ -10,6 +10,7 @@ Holds:
 - ``Surprisal``: the probe measurement (``attnmag.extract.hooks.Probe``) on the base model
   that turns its last hidden state into each token's surprisal;
 - ``token_counts``: each token id's count in the encoded texts;
+- ``decode_each``: each token id's text, as the tokenizer decodes it alone;
 - ``vocabulary_columns``: ``log_frequency``, ``word_start`` and ``punct`` of token ids.
 
 ``surprisal`` is ``-log p(token | the tokens before it)`` under the model, in nats; NaN at
@@ -37,6 +38,7 @@ from attnmag.extract.frame import TOKEN_COLUMNS, TOKEN_DTYPES
 __all__ = [
     "Surprisal",
     "check_token_columns",
+    "decode_each",
     "token_counts",
     "vocabulary_columns",
 ]
@@ -116,6 +118,47 @@ def _starts_word(piece: str, text: str) -> bool:
     return piece.startswith(WORD_MARKERS) or text[:1].isspace()
 
 
+def decode_each(tokenizer: object, ids: Sequence[int]) -> list[str]:
+    """Each token id's text, as ``tokenizer.batch_decode`` gives it for the id alone.
+
+    Where ``batch_decode`` would return the Rust backend's text as is (a fast tokenizer
+    that cleans up no spaces and overrides none of the decoding steps), the backend
+    decodes every id in one call, without the per-id Python; otherwise ``batch_decode``
+    does.
+
+    Parameters
+    ----------
+    tokenizer
+        A transformers tokenizer.
+    ids : sequence of int
+        Token ids.
+
+    Returns
+    -------
+    list of str
+        One text per id.
+
+    Examples
+    --------
+    >>> decode_each(tokenizer, [32, 13])
+    ['A', '.']
+    """
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+    singles = [[int(i)] for i in ids]
+    kind = type(tokenizer)
+    as_is = (
+        isinstance(tokenizer, PreTrainedTokenizerFast)
+        and not tokenizer.clean_up_tokenization_spaces
+        and kind._decode is PreTrainedTokenizerFast._decode
+        and kind.decode is PreTrainedTokenizerBase.decode
+        and kind.batch_decode is PreTrainedTokenizerBase.batch_decode
+    )
+    if not as_is:
+        return tokenizer.batch_decode(singles)
+    return tokenizer.backend_tokenizer.decode_batch(singles, skip_special_tokens=False)
+
+
 def vocabulary_columns(
     tokenizer: object,
     token_ids: np.ndarray,
@@ -145,7 +188,7 @@ def vocabulary_columns(
     """
     vocab, inverse = np.unique(np.asarray(token_ids, dtype=np.int64), return_inverse=True)
     ids = vocab.tolist()
-    texts = tokenizer.batch_decode([[i] for i in ids])
+    texts = decode_each(tokenizer, ids)
     per_id: dict[str, np.ndarray] = {}
     if "log_frequency" in columns:
         missing = [i for i in ids if counts.get(i, 0) < 1]

@@ -262,18 +262,18 @@ def test_layers_given_as_any_iterable_of_ints(tiny_gpt2, gpt2_tokenizer):
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-@pytest.mark.parametrize("way", ["_sliced", "_gathered"])  # the CPU's way, and a GPU's
-def test_real_token_norms_gather_each_texts_rows_in_order(side, way):
-    from attnmag.extract import norms as module
+@pytest.mark.parametrize("gathered", [False, True])  # a CPU's buffer, and a GPU's gather
+def test_text_blocks_hold_each_texts_rows_in_order(side, gathered):
     from attnmag.extract.batching import pad_batch
+    from attnmag.extract.norms import real_token_norms, text_blocks
 
     rng = np.random.default_rng(1)
     lengths = [5, 1, 3, 5]
     inputs = pad_batch([[1] * n for n in lengths], pad_id=0, side=side)
     norms = torch.from_numpy(rng.uniform(size=(3, len(lengths), 5)).astype(np.float32))
     mask = inputs["attention_mask"].bool().numpy()
-    expected = np.concatenate(
-        [norms.numpy()[:, b, mask[b]].reshape(-1) for b in range(len(lengths))]
-    )
-    got = getattr(module, way)(norms, lengths, side).numpy()
-    np.testing.assert_array_equal(got, expected)
+    values = real_token_norms(norms, lengths, side=side) if gathered else norms
+    blocks = text_blocks(values.numpy(), lengths, side)
+    assert len(blocks) == len(lengths)
+    for b, block in enumerate(blocks):
+        np.testing.assert_array_equal(block, norms.numpy()[:, b, mask[b]])

@@ -127,6 +127,17 @@ def test_vocabulary_columns(tiny_gpt2, gpt2_tokenizer):
     assert "sink_weight" not in frame.columns
 
 
+@pytest.mark.parametrize("clean_up", [False, True])
+def test_each_token_decodes_as_batch_decode_decodes_it_alone(gpt2_tokenizer, clean_up):
+    """The backend's one call (no clean-up) and the fallback (clean-up on) give the texts
+    ``batch_decode`` gives, over the whole vocabulary (special tokens included)."""
+    from attnmag.extract.tokens import decode_each
+
+    gpt2_tokenizer.clean_up_tokenization_spaces = clean_up
+    ids = list(range(len(gpt2_tokenizer)))
+    assert decode_each(gpt2_tokenizer, ids) == gpt2_tokenizer.batch_decode([[i] for i in ids])
+
+
 def test_columns_repeat_across_sites_and_heads(tiny_llama, gpt2_tokenizer):
     frame = extract.update_norms(
         tiny_llama,
