@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import builtins
 import os
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from functools import partial
 
 import duckdb
@@ -40,11 +40,11 @@ from attnmag.models.groups import (
     sql_list,
     symmetric,
 )
-from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
-from attnmag.models.ols import ols_fit
+from attnmag.models.mixed import GroupedDesign
+from attnmag.models.named import fit_design
 from attnmag.models.results import Fits
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Estimate, fits_of, fitted_rows
+from attnmag.models.tidy import fits_of, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
@@ -130,13 +130,14 @@ def fit(
     terms = [] if designs is None else list(designs[1].column_names)
     spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
     model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
-    fitted = []
+    fitted, k = [], len(terms)
     for key in keys:
         cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
         _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
         values = key_values(groups, key)
         rows = partial(_group_rows, source, reader, values)
-        run = partial(_fit_cross, cross, terms, rows, method=method, **model)
+        design = GroupedDesign(cross, int(round(cross[:, k, k].sum())), k, 1 + random_slope)
+        run = partial(fit_design, design, method, terms, len(cross), rows=rows, **model)
         fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
     return fits_of(fitted)
 
@@ -364,36 +365,3 @@ def _check_group(
             f"the formula's design is singular in {describe(groups, key)} (a term without "
             "variation there, such as a categorical level its rows lack)"
         )
-
-
-def _fit_cross(
-    cross: np.ndarray,
-    terms: list[str],
-    rows: Callable[[], pd.DataFrame],
-    *,
-    method: str,
-    formula: str,
-    random_slope: bool,
-    cov_type: str,
-) -> Estimate:
-    """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``."""
-    k = len(terms)
-    n_obs = int(round(cross[:, k, k].sum()))
-    if method == "ols":
-        keep = np.r_[0 : k + 1, cross.shape[1] - 1]
-        design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
-        return ols_fit(design, terms, len(cross), cov_type=cov_type, rows=rows, formula=formula)
-    scales = np.ones(1)
-    if random_slope:
-        total = cross.sum(axis=0)
-        spread = np.sqrt((total[k + 1, k + 1] - total[k, k + 1] ** 2 / n_obs) / (n_obs - 1))
-        cross = cross.copy()
-        cross[:, k + 1, :] /= spread
-        cross[:, :, k + 1] /= spread
-        scales = np.array([1.0, 1.0 / spread])
-    design = GroupedDesign(cross, n_obs, k, 2 if random_slope else 1)
-
-    def result(cov_rel: np.ndarray) -> object:
-        return mixed_result(rows(), formula, random_slope, cov_rel)
-
-    return mixed_fit(design, scales, terms, len(cross), cov_type=cov_type, result=result)

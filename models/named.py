@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -56,6 +56,7 @@ from attnmag.progress import progress_bar
 
 __all__ = [
     "Request",
+    "fit_design",
     "fit_requests",
     "lag_effects",
     "lag_request",
@@ -100,8 +101,7 @@ class Request:
     terms: tuple[str, ...]
     n_positions: int
     formula: str  # as statsmodels writes it, for ``Fits.results`` and ``augment``
-    fitter: Callable[[Request, Sums, Sums | None, Rows], Estimate]
-    design: Callable[[Sums], tuple[GroupedDesign, np.ndarray]] | None = None  # and its scales
+    design: Callable[[Sums], GroupedDesign] | None = None
     cov_type: str | None = "cluster"  # None: ``trend_cov_type``'s
     random_slope: bool = False
     last: int | None = None
@@ -260,7 +260,6 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    fitter = {"aggregate": _aggregate, "ols": _ols, "mixed": _mixed}[method]
     return Request(
         fit="position_trend",
         method=method,
@@ -275,8 +274,7 @@ def trend_request(
         n_positions=3,
         by_position=True,
         formula="log_norm ~ position",
-        fitter=fitter,
-        design=_trend_slope_design if random_slope else _trend_design,
+        design=partial(_trend_design, slope=random_slope),
         cov_type=cov_type,
         random_slope=random_slope,
     )
@@ -300,14 +298,14 @@ def lag_request(
     check_first_position(first_position)
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
-        formula, fitter, design = "log_norm ~ 0 + lag1 + lag2 + position", _gmm, None
+        formula, design = "log_norm ~ 0 + lag1 + lag2 + position", None
     elif method == "ols":
         terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
-        base, fitter, design = ("lag1", "lag2", "log_norm"), _ols, _lag_design
+        base, design = ("lag1", "lag2", "log_norm"), _lag_design
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
-        base, fitter = ("lag1", "lag2", "position", "log_norm"), _mixed
+        base = ("lag1", "lag2", "position", "log_norm")
         design = partial(_initial_conditions_design, slope=False)
     return Request(
         fit="lag_effects",
@@ -322,7 +320,6 @@ def lag_request(
         n_positions=2 if method == "initial_conditions" else 1,
         consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         formula=formula,
-        fitter=fitter,
         design=design,
         cov_type=cov_type,
     )
@@ -625,7 +622,12 @@ def _fit_group(
 
     def run() -> Estimate:
         try:
-            fitted = request.fitter(request, sums, positions, rows)
+            if request.method == "aggregate":
+                fitted = _aggregate(sums, positions)
+            else:
+                fitted = (
+                    gmm_fit(sums) if request.method == "gmm" else _estimate(request, sums, rows)
+                )
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
             fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
@@ -708,77 +710,67 @@ def _selection(*rows: int, width: int) -> np.ndarray:
     return np.eye(width)[list(rows)]
 
 
-def _spread(sums: Sums, column: str) -> float:
-    """The standard deviation of base ``column`` over a group's rows, from its sums."""
-    n, total = sums["n"].sum(), sums[_pair("", column)].sum()
-    return float(np.sqrt((sums[_pair(column, column)].sum() - total**2 / n) / (n - 1)))
+def _trend_design(sums: Sums, *, slope: bool) -> GroupedDesign:
+    """``[1, position | 1 (, position) | log_norm]``."""
+    mapping = _selection(0, 1, 0, *[1] * slope, 2, width=3)
+    return _mapped(sums, ("position", "log_norm"), mapping, 2)
 
 
-def _trend_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, position | 1 | log_norm]``; the random intercept's unit scale."""
-    mapping = _selection(0, 1, 0, 2, width=3)
-    return _mapped(sums, ("position", "log_norm"), mapping, 2), np.ones(1)
-
-
-def _trend_slope_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, position | 1, position / sd(position) | log_norm]``, and the effects' scales."""
-    spread = _spread(sums, "position")
-    mapping = _selection(0, 1, 0, 1, 2, width=3)
-    mapping[3] /= spread
-    return _mapped(sums, ("position", "log_norm"), mapping, 2), np.array([1.0, 1 / spread])
-
-
-def _lag_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
+def _lag_design(sums: Sums) -> GroupedDesign:
     """``[1, lag1, lag2 | 1 | log_norm]``."""
-    mapping = _selection(0, 1, 2, 0, 3, width=4)
-    return _mapped(sums, ("lag1", "lag2", "log_norm"), mapping, 3), np.ones(1)
+    return _mapped(sums, ("lag1", "lag2", "log_norm"), _selection(0, 1, 2, 0, 3, width=4), 3)
 
 
-def _initial_conditions_design(sums: Sums, *, slope: bool) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]`` by ML (with ``slope``: a random
-    slope on lag1 / sd(lag1) too)."""
-    random = (0, 1) if slope else (0,)
-    rows = _selection(0, 1, 2, 3, 0, 0, *random, 4, width=5)
+def _initial_conditions_design(sums: Sums, *, slope: bool) -> GroupedDesign:
+    """``[1, lag1, lag2, position, y1, y2 | 1 (, lag1) | log_norm]``, by ML."""
+    rows = _selection(0, 1, 2, 3, 0, 0, 0, *[1] * slope, 4, width=5)
     mapping = np.broadcast_to(rows, (len(sums["n"]), *rows.shape)).copy()
     mapping[:, 4, 0], mapping[:, 5, 0] = sums["y1"], sums["y2"]
-    if slope:
-        mapping[:, 7] /= _spread(sums, "lag1")
-    base = ("lag1", "lag2", "position", "log_norm")
-    return _mapped(sums, base, mapping, 6, ml=True), np.ones(1)
+    return _mapped(sums, ("lag1", "lag2", "position", "log_norm"), mapping, 6, ml=True)
 
 
-def _ols(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
-    """OLS clustered by sequence (``cov_type`` None: ``trend_cov_type``'s)."""
-    design, n_groups = request.design(sums)[0], len(sums["n"])
-    chosen = trend_cov_type(request.cov_type, n_groups)
-    return ols_fit(
-        design, request.terms, n_groups, cov_type=chosen, rows=rows, formula=request.formula
-    )
-
-
-def _mixed(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
-    """The mixed fit, errors by ``cov_type`` (None: ``trend_cov_type``'s); for
-    ``initial_conditions`` with the test of a random slope on lag1."""
-    (design, scales), n_groups = request.design(sums), len(sums["n"])
+def fit_design(
+    design: GroupedDesign,
+    method: str,
+    terms: Sequence[str],
+    n_groups: int,
+    *,
+    cov_type: str,
+    random_slope: bool,
+    rows: Rows,
+    formula: str,
+) -> Estimate:
+    """OLS (``method="ols"``) or the mixed fit of ``design`` (a random slope fitted
+    standardised), its statsmodels result refitting ``rows()`` by ``formula``: the named
+    fits' and ``models.fit``'s estimator."""
+    if method == "ols":
+        return ols_fit(design, terms, n_groups, cov_type=cov_type, rows=rows, formula=formula)
+    design, scales = design.standardised() if random_slope else (design, np.ones(1))
 
     def result(cov_rel: np.ndarray) -> object:
-        slope = request.random_slope
-        return mixed_result(rows(), request.formula, slope, cov_rel, reml=not design.ml)
+        return mixed_result(rows(), formula, random_slope, cov_rel, reml=not design.ml)
 
-    chosen = trend_cov_type(request.cov_type, n_groups)
-    fitted = mixed_fit(design, scales, request.terms, n_groups, cov_type=chosen, result=result)
+    return mixed_fit(design, scales, terms, n_groups, cov_type=cov_type, result=result)
+
+
+def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
+    """``fit_design`` of a group (``cov_type`` None: ``trend_cov_type``'s); for
+    ``initial_conditions`` with the test of a random slope on lag1."""
+    n_groups = len(sums["n"])
+    options = {"random_slope": request.random_slope, "rows": rows, "formula": request.formula}
+    cov_type = trend_cov_type(request.cov_type, n_groups)
+    design = request.design(sums)
+    fitted = fit_design(
+        design, request.method, request.terms, n_groups, cov_type=cov_type, **options
+    )
     if request.method == "initial_conditions":
-        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True)[0])
+        slope = _initial_conditions_design(sums, slope=True).standardised()[0]
+        lr, p_value = slope_test(slope)
         fitted.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
     return fitted
 
 
-def _gmm(_: Request, sums: Sums, *__: object) -> Estimate:
-    """The Arellano-Bond fit of a group's ``gmm_reduced`` sums."""
-    return gmm_fit(sums)
-
-
-def _aggregate(_: Request, sums: Sums, positions: Sums, __: Rows) -> Estimate:
+def _aggregate(sums: Sums, positions: Sums) -> Estimate:
     """The notebook's fit: OLS of the log of each position's mean norm on position,
     classical errors; ``n_obs`` counts the positions."""
     position = positions["position"].astype(np.float64)
