@@ -1,18 +1,13 @@
 """The named fits, ``position_trend`` and ``lag_effects``, of a frame or a shard folder.
 
-Holds:
-- ``position_trend``: ``log_norm ~ position`` per group (``aggregate``, ``ols``, ``mixed``);
-- ``lag_effects``: the lag-1 and lag-2 effects per group (``ols``, ``initial_conditions``,
-  ``gmm``);
-- ``Request``, ``trend_request``, ``lag_request``: one named fit, its options checked;
-  ``fit_requests`` runs several on one ``Source``, summing rows once where they share them.
+Holds ``position_trend``, ``lag_effects``, ``fit_design`` (the estimator they share with
+``models.fit``), and ``Request``, ``trend_request``, ``lag_request`` and ``fit_requests``
+(several fits on one ``Source``, summing shared rows once).
 
-DuckDB sums, per group and sequence, the products of the base columns (``1``, ``position``,
-``lag1``, ``lag2``, ``log_norm``), with the rows, the positions' range and a count of
-non-finite values (the trend: per position too; ``gmm``: per text, the products of each
-row's levels ``l0`` .. ``l7``, shard by shard). Every design column is a base column, or for
-``y1`` and ``y2`` one times a per-sequence constant, so each sequence's cross products
-(``models.mixed.GroupedDesign``) follow from its sums, whatever the rows.
+DuckDB sums per group and sequence the products of the base columns (``1``, ``position``,
+``lag1``, ``lag2``, ``log_norm``; the trend's per position too; ``gmm``'s: of each row's
+levels ``l0`` .. ``l7``, shard by shard), and every design column is a base column or, for
+``y1`` and ``y2``, one times a per-sequence constant: each sequence's cross products follow.
 """
 
 from __future__ import annotations
@@ -104,9 +99,7 @@ class Request:
     design: Callable[[Sums], GroupedDesign] | None = None
     cov_type: str | None = "cluster"  # None: ``trend_cov_type``'s
     random_slope: bool = False
-    last: int | None = None
-    by_position: bool = False  # also sum per group and position
-    consecutive: bool = False  # each text's positions run consecutively from ``first``
+    last: int | None = None  # the trend's, whose sums are per position too
 
 
 def position_trend(
@@ -272,7 +265,6 @@ def trend_request(
         layers=None if layers is None else tuple(layers),
         terms=("Intercept", "position"),
         n_positions=3,
-        by_position=True,
         formula="log_norm ~ position",
         design=partial(_trend_design, slope=random_slope),
         cov_type=cov_type,
@@ -318,7 +310,6 @@ def lag_request(
         layers=None if layers is None else tuple(layers),
         terms=terms,
         n_positions=2 if method == "initial_conditions" else 1,
-        consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         formula=formula,
         design=design,
         cov_type=cov_type,
@@ -328,11 +319,8 @@ def lag_request(
 def fit_requests(
     source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
 ) -> list[Fits]:
-    """The ``Fits`` of each of ``requests`` on ``source``: DuckDB sums the rows, once for
-    the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
-    ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive. A
-    thread of its own runs the queries (``_ahead``), so DuckDB sums the next rows while
-    Python fits.
+    """The ``Fits`` of each of ``requests`` on ``source``, each group fitted as its sums
+    arrive from a thread of their own (``_ahead``), summed once where requests share rows.
 
     >>> from attnmag.models.source import open_source
     >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]
@@ -341,8 +329,7 @@ def fit_requests(
     (12, 12)
     """
     found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
-    # One BLAS thread: the fits' products are small, and OpenBLAS's threads, splitting them,
-    # wait on each other far longer than the products take.
+    # One BLAS thread: OpenBLAS's threads wait on each other longer than the small products take.
     with source.connected(n_jobs) as connection, threadpool_limits(1, user_api="blas"):
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
@@ -374,8 +361,7 @@ def fit_requests(
 def _sums(
     source: Source, n_jobs: int | None, groups: list[str], sets: list[list[Request]]
 ) -> Iterator[tuple[Hashable, dict[str, np.ndarray]] | None]:
-    """Per set of requests that share their sums (``_shared``), each group's sums in key
-    order, then ``None``; on a connection of their own."""
+    """Per set of ``_shared`` requests, each group's sums in key order, then ``None``."""
     with source.connected(n_jobs) as connection:
         for shared in sets:
             if shared[0].method == "gmm":
@@ -388,9 +374,8 @@ def _sums(
 
 @contextmanager
 def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
-    """``items`` in order, made from now on by a thread of their own, at most ``depth``
-    ahead of their use (DuckDB's queries release the GIL); an error there is raised here, in
-    its place; on exit that thread stops."""
+    """``items``, made by a thread of their own at most ``depth`` ahead (DuckDB releases the
+    GIL); an error there is raised here, in its place; on exit that thread stops."""
     made: Queue[tuple[bool, object]] = Queue(depth)
     stop = threading.Event()
 
@@ -488,7 +473,7 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
         aggregates.append("sum(norm::DOUBLE) AS norm_sum")
     where = _where(requests[0], first)
     select = ", ".join(aggregates)
-    if requests[0].by_position:
+    if requests[0].last is not None:
         grouping = f'GROUPING SETS (({keys}, sequence), ({keys}, "position"))'
         return (
             f'SELECT {keys}, sequence, "position", GROUPING(sequence) AS per_position, {select} '
@@ -522,8 +507,7 @@ def _gmm_by_group(
     groups: list[str],
     request: Request,
 ) -> Iterator[tuple[Hashable, Sums]]:
-    """Per group, its texts' ``gmm_reduced`` cross products, summed one shard at a time
-    (a shard holds whole texts, and the window then holds one shard's rows)."""
+    """Per group, its texts' ``gmm_reduced`` sums, one shard (whole texts) at a time."""
     parts: dict[Hashable, list[Sums]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():
@@ -538,13 +522,10 @@ def _gmm_by_group(
 
 
 def _gmm_query(groups: list[str], request: Request) -> str:
-    """The SQL of the Arellano-Bond sums per (group, sequence) of the view ``shard``.
-
-    Per text, the sums of the products of ``[1, l0, ..., l7]`` (``l0``: the row's
-    ``log_norm``; ``lk``: k positions back, by a window) over its equations' rows
-    (``all_i_j``), and that vector at its first two equations (``at3_i``, ``at4_i``). Rows
-    are selected by 0/1 factors, which DuckDB sums faster than per-aggregate filters.
-    """
+    """The SQL of the per-(group, sequence) sums of the products of ``[1, l0, ..., l7]``
+    (``lk``: ``log_norm`` k positions back) over a text's equations (``all_i_j``), and that
+    vector at its first two (``at3_i``, ``at4_i``), of the view ``shard``; 0/1 factors
+    select rows (DuckDB sums them faster than filters)."""
     keys, first = sql_list(groups), request.first - 2
     lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
     levels = ["", *(f"l{k}" for k in range(GMM_LEVELS))]
@@ -598,9 +579,9 @@ def _fit_group(
     sums: Sums,
     diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
-    """Check one group's sums, then fit it (``fitted_rows``); a fit whose linear algebra
-    fails is a ``failed_fit``."""
-    if request.by_position:
+    """Check one group's sums, then fit it (``fitted_rows``; a ``failed_fit`` where the
+    linear algebra fails)."""
+    if request.last is not None:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
         sums = {name: values[~per_position] for name, values in sums.items()}
@@ -612,7 +593,7 @@ def _fit_group(
         raise not_finite(list(request.checked), request.first)
     n_rows, n_sequences = int(sums["n"].sum()), len(sums["n"])
     _check_size(request, groups, key, n_rows=n_rows, n_sequences=n_sequences, n_covered=n_covered)
-    if request.consecutive:
+    if request.method == "initial_conditions":  # gmm's: in _gmm_by_group
         _check_consecutive(sums, request.first)
     if request.method == "gmm":
         _check_gmm_texts(groups, key, sums, request.first)
@@ -670,8 +651,7 @@ def _check_gmm_texts(groups: list[str], key: Hashable, sums: Sums, first: int) -
 
 
 def _check_consecutive(sums: Sums, initial: int) -> None:
-    """Require each text's positions to run consecutively from ``initial`` (by their count,
-    range, sum and sum of squares)."""
+    """Require each text's positions consecutive from ``initial`` (count, range, sums)."""
     low, high, n = sums["first_position"], sums["last_position"], sums["n"]
     expected_sum = (low + high) * n / 2
     expected_squares = (high * (high + 1) * (2 * high + 1) - (low - 1) * low * (2 * low - 1)) / 6
