@@ -23,7 +23,7 @@ from scipy import stats
 
 from attnmag.errors import AttnmagError
 from attnmag.models.groups import symmetric
-from attnmag.models.tidy import Estimate, failed_fit
+from attnmag.models.tidy import FIT_STATS, GMM_STATS, Estimate, failed_fit
 
 __all__ = [
     "AR2_UNDEFINED",
@@ -221,8 +221,7 @@ def gmm_stats(result: GMMResult | None) -> dict[str, float]:
     >>> stats["hansen_j"], stats["ar2_p"], all(np.isnan(v) for v in stats.values())
     (nan, nan, True)
     """
-    keys = ["hansen_j", "hansen_df", "hansen_p", "ar2_statistic", "ar2_p", "n_instruments"]
-    base = {"r2": np.nan, "loglik": np.nan, "aic": np.nan, "bic": np.nan, "sigma": np.nan}
+    base = dict.fromkeys(FIT_STATS, np.nan)
     if result is None:
-        return base | dict.fromkeys(keys, np.nan)
-    return base | {key: float(getattr(result, key)) for key in keys}
+        return base | dict.fromkeys(GMM_STATS, np.nan)
+    return base | {key: float(getattr(result, key)) for key in GMM_STATS}
