@@ -1,9 +1,8 @@
 """The fits' methods, and the checks of their options and rows, written once for every fit.
 
-Holds ``METHODS`` (the named fits'), ``MIXED_METHODS`` (which take every ``cov_type``),
-``CR2_METHODS``, and the checks ``check_options``, ``check_first_position``,
-``check_columns``, ``check_size`` and ``not_finite`` (the error of a missing or infinite
-value).
+Holds ``METHODS`` (the named fits'), ``MIXED_METHODS``, ``CR2_METHODS``, and the checks
+``check_options``, ``check_first_position``, ``check_columns``, ``check_size`` and
+``not_finite`` (the error of a missing or infinite value).
 """
 
 from __future__ import annotations
@@ -98,8 +97,8 @@ def check_size(
     n_sequences: int,
     n_covered: int,
 ) -> None:
-    """Require of a group (``group``: in words) ``n_terms + 2`` rows from 2 sequences that
-    cover ``n_positions`` positions: a residual degree of freedom and two clusters.
+    """Require of a group (in words) ``n_terms + 2`` rows from 2 sequences covering
+    ``n_positions`` positions: a residual degree of freedom and two clusters.
 
     >>> check_size("layer 0", first=1, last=30, n_terms=2, n_positions=3, n_rows=3,
     ...            n_sequences=2, n_covered=3)

@@ -1,16 +1,10 @@
 """Arellano-Bond difference GMM for the lag model, vectorised over texts.
 
-Holds:
-- ``GMMResult``: two-step estimates, Windmeijer's covariance, Hansen's J and AR(2);
-- ``GMM_LAGS``: the collapsed instruments' lags of the level; ``GMM_LEVELS``: the levels
-  per row the sums need (``l0``, its own, to ``l7``);
-- ``gmm_reduced``: a group's per-text level sums -> the per-text cross products;
-- ``gmm_fit``: those -> an ``Estimate``; ``arellano_bond``, its estimator; ``gmm_stats``,
-  its glance fields; ``AR2_UNDEFINED``, the note where AR(2) has no value.
-
-The model and its conventions (R's ``plm::pgmm``) are in docs/guide-models.md. The
-differenced equations' ``x``, ``y`` and instruments ``z`` are linear maps of a row's levels,
-so each text's ``Z'X``, ``Z'y`` and the rest are maps of its sums of the levels' products.
+Holds ``GMMResult`` (two-step estimates, Windmeijer's covariance, Hansen's J, AR(2)),
+``GMM_LAGS`` (the collapsed instruments' lags) and ``GMM_LEVELS`` (the levels a row's sums
+need), ``gmm_reduced`` (per-text level sums -> cross products), ``gmm_fit`` (-> an
+``Estimate``), its estimator ``arellano_bond``, ``gmm_stats`` and ``AR2_UNDEFINED``.
+The model and its conventions (R's ``plm::pgmm``) are in docs/guide-models.md.
 """
 
 from __future__ import annotations
@@ -84,22 +78,11 @@ def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
     return row
 
 
-def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
-    """Per text, the sums ``all_i_j`` as symmetric matrices."""
-    return symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
-
-
 def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Texts' level sums (``_gmm_query``) -> their Arellano-Bond cross products.
-
-    The differenced equations' ``x = [Δy[t-1], Δy[t-2], 1]``, ``y = Δy[t]`` and instruments
-    ``z = [y[t-2..t-6], 1]`` are linear in the levels, so each text's ``Z'X`` (``zx``),
-    ``Z'y`` (``zy``), ``sum v[t] v[t-2]'`` of ``v = [x; y]`` two equations apart (``back``),
-    ``Z'Z`` and ``sum z[t] z[t-1]'`` over consecutive equations are maps of its sums; the last
-    two enter the estimator only summed, so they are kept summed (``zz``, ``adjacent``: one
-    row for these texts). Texts without an equation have zero arrays, which add nothing.
-    ``n``, ``last_position``, ``n_bad`` and ``all_0_0`` (its equations) are kept per text.
-    """
+    """Texts' level sums -> their Arellano-Bond cross products: the differenced equations'
+    ``x``, ``y`` and instruments ``z`` are linear in a row's levels, so each text's ``Z'X``
+    (``zx``), ``Z'y`` (``zy``) and ``sum v[t] v[t-2]'``, v = [x; y] (``back``) are maps of
+    its sums; ``Z'Z`` (``zz``) and ``sum z[t] z[t-1]'`` (``adjacent``) are kept summed."""
     if sums["n_off"].any():
         sequence = sums["sequence"][np.argmax(sums["n_off"] > 0)]
         raise AttnmagError(
@@ -117,7 +100,7 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     v_back = np.array(
         [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
     )
-    every = _level_sums(sums)
+    every = symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
     at3, at4 = (
         np.column_stack([sums[f"{at}_{i}"] for i in range(GMM_LEVELS + 1)]) for at in ("at3", "at4")
     )
@@ -136,8 +119,7 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def gmm_fit(sums: dict[str, np.ndarray]) -> Estimate:
-    """The two-step fit from a group's ``gmm_reduced`` sums, Windmeijer errors (normal);
-    ``n_obs``/``n_groups``: the differenced equations and the texts with one."""
+    """The two-step fit of a group's ``gmm_reduced`` sums, Windmeijer errors (normal)."""
     counts = {"n_obs": int(sums["all_0_0"].sum()), "n_groups": int((sums["all_0_0"] > 0).sum())}
     try:
         result = arellano_bond(sums)
@@ -204,9 +186,8 @@ def _ar2(
     a2: np.ndarray,
     covariance: np.ndarray,
 ) -> float:
-    """Arellano and Bond's m2, as plm's ``mtest(fit, order = 2, vcov = vcovHC)``: NaN
-    where its variance estimate is not positive (``products``: each text's e_i' l_i, l the
-    residuals two equations back; ``lx``: l'X; ``g2``: each text's Z_i' e_i)."""
+    """Arellano and Bond's m2, as plm's ``mtest(order = 2, vcov = vcovHC)``; NaN where its
+    variance is not positive (``products``: each text's e_i'l_i, l two equations back)."""
     zve = g2.T @ products
     variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ zve + lx @ covariance @ lx
     if not variance > 0:

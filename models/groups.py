@@ -1,9 +1,8 @@
 """The groups a fit runs once per, and the per-group arrays DuckDB hands back.
 
-Holds ``GROUP_COLUMNS`` (every grouping column, in the tables' order), ``key_of`` (a group's
-values -> its key: the value where one column groups, else their tuple), ``key_values``,
-``describe`` (a key -> words), ``by_group`` (DuckDB's rows gathered per group),
-``symmetric`` (per row, a symmetric matrix from its upper triangle) and ``sql_list``.
+Holds ``GROUP_COLUMNS`` (the grouping columns, in the tables' order), ``key_of`` (a group's
+values -> its key: a value, or a tuple), ``key_values``, ``describe`` (words), ``by_group``
+(DuckDB's rows per group), ``symmetric`` (matrices from upper triangles) and ``sql_list``.
 """
 
 from __future__ import annotations
@@ -70,8 +69,7 @@ def sql_list(columns: Iterable[str]) -> str:
 def symmetric(
     columns: dict[str, np.ndarray], name: Callable[[int, int], str], size: int
 ) -> np.ndarray:
-    """Per row of ``columns``, the ``size`` x ``size`` symmetric matrix whose (i, j) entry,
-    i <= j, is the column ``name(i, j)``.
+    """Per row, the ``size`` x ``size`` symmetric matrix whose (i <= j) entry is ``name(i, j)``.
 
     >>> symmetric({"s0_0": np.ones(1), "s0_1": np.full(1, 2.0), "s1_1": np.ones(1)},
     ...           lambda i, j: f"s{i}_{j}", 2).tolist()
@@ -87,8 +85,7 @@ def symmetric(
 def by_group(
     reader: pa.RecordBatchReader, groups: list[str]
 ) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
-    """The rows of ``reader`` (ordered by ``groups``) gathered per group, one at a time:
-    key -> numpy columns.
+    """The rows of ``reader`` (ordered by ``groups``), one group at a time: key -> columns.
 
     >>> table = pa.table({"layer": [0, 0, 1], "n": [1, 2, 3]})
     >>> [(key, rows["n"].tolist()) for key, rows in by_group(table.to_reader(2), ["layer"])]

@@ -1,13 +1,10 @@
 """Leading positions that stand off the rest: the named fits' glance diagnostic.
 
-Holds:
-- ``LEADING_LAST``, ``LEADING_T``: the last position checked (3) and the threshold on |t|;
-- ``leading_query``: the SQL of the per-(group, sequence) sums it needs;
-- ``leading_stats``: one group's sums -> its glance fields (``LEADING_GLANCE_COLUMNS``).
-
-Each position from ``first_position`` to 3 is checked by the CR1 t statistic of its
-indicator in ``log_norm ~ position + [position == k, each k]`` over positions
-``first_position`` .. 30 (docs/guide-models.md, "Leading positions").
+Holds ``LEADING_LAST`` (the last position checked, 3), ``LEADING_T`` (the threshold on
+|t|), ``leading_query`` (the SQL of its per-(group, sequence) sums) and ``leading_stats``
+(one group's sums -> its glance fields). Each position from ``first_position`` to 3 is
+checked by the CR1 t statistic of its indicator in ``log_norm ~ position + [position == k,
+each k]`` over positions ``first_position`` .. 30 (docs/guide-models.md).
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ LEADING_T = 4.0
 
 def leading_query(keys: str, first: int, conditions: list[str]) -> str:
     """The SQL of ``leading_stats``' per-(group, sequence) sums over positions ``first`` ..
-    ``MAX_POSITION`` of the view ``frame`` (``keys``: the groups; ``conditions``: more)."""
+    ``MAX_POSITION`` of the view ``frame``."""
     y, p = "log_norm::DOUBLE", '"position"::DOUBLE'
     levels = [
         f'max({y}) FILTER (WHERE "position" = {k}) AS level_{k}'
@@ -72,8 +69,7 @@ def leading_stats(sums: dict[str, np.ndarray], first: int) -> dict[str, float | 
 
 
 def _leading_t(sums: dict[str, np.ndarray], checked: list[int]) -> np.ndarray:
-    """The CR1 t statistics of the ``checked`` positions' indicators (NaN where the line
-    through the other positions is not identified)."""
+    """The CR1 t statistics of the ``checked`` positions' indicators (NaN: not identified)."""
     n_groups, k = len(sums["n"]), 2 + len(checked)
     present = np.column_stack([np.isfinite(sums[f"level_{c}"]) for c in checked])
     levels = np.column_stack([np.nan_to_num(sums[f"level_{c}"]) for c in checked])

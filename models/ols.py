@@ -1,10 +1,9 @@
 """Least-squares fits per group.
 
-Holds:
-- ``statsmodels_fit``: a statsmodels OLS result -> an ``Estimate`` (the ``aggregate`` fit's);
-- ``ols_fit``: OLS from per-sequence cross products, CR1 errors by sequence (R's
-  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``), t on G - 1 df, or CR2;
-- ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
+Holds ``statsmodels_fit`` (a statsmodels OLS result -> an ``Estimate``), ``ols_fit`` (OLS
+from per-sequence cross products, CR1 by sequence as R's ``sandwich::vcovCL(fit, cluster =
+~sequence, type = "HC1")`` with t on G - 1 df, or CR2) and ``cluster_ols_result`` (its
+statsmodels result).
 """
 
 from __future__ import annotations
@@ -57,9 +56,8 @@ def ols_fit(
     rows: Callable[[], pd.DataFrame] | None = None,
     formula: str = "",
 ) -> Estimate:
-    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (``"cr2"``: CR2
-    with Bell-McCaffrey df), and statsmodels' glance fields (R2 centred where X spans the
-    constant, the design's random effect); under CR1 its result refits ``rows()``.
+    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (or CR2), and
+    statsmodels' glance fields; under CR1 its result refits ``rows()``.
 
     >>> import statsmodels.formula.api as smf
     >>> from attnmag.models.mixed import GroupedDesign
@@ -106,8 +104,7 @@ def ols_fit(
 
 
 def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
-    """statsmodels' OLS of ``formula`` on one group's rows ``data``, CR1 errors by
-    ``sequence`` and t on G - 1 df: ``ols_fit``'s fit.
+    """statsmodels' OLS of ``formula`` on one group's rows, CR1 by sequence, t on G - 1 df.
 
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> result = cluster_ols_result(rows, "log_norm ~ position")
