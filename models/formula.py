@@ -35,6 +35,7 @@ from attnmag.models.groups import (
     GROUP_COLUMNS,
     by_group,
     describe,
+    group_keys,
     key_of,
     key_values,
     sql_list,
@@ -120,13 +121,12 @@ def fit(
         names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         columns = _columns(formula, names)
         check_columns(source.name, names, ["layer", *columns])
-        groups = [column for column in GROUP_COLUMNS if column in names]
+        groups, keys = group_keys(connection, names)
         reader = _Reader(connection, groups, columns, first=first, last=last)
         # With no rows to fit, the groups' checks say so (patsy cannot build a design).
         designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
         bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
         crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
-        keys = sorted(reader.groups())
     terms = [] if designs is None else list(designs[1].column_names)
     spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
     model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
@@ -298,11 +298,6 @@ class _Reader:
                 f'SELECT DISTINCT "{column}" FROM frame WHERE "{column}" IS NOT NULL ORDER BY 1'
             )
         return pd.Index([row[0] for row in values.fetchall()])
-
-    def groups(self) -> list[Hashable]:
-        """The keys of the groups present, whatever their rows' positions."""
-        query = f"SELECT DISTINCT {sql_list(self.group_columns)} FROM frame"
-        return [key_of(row) for row in self.connection.execute(query).fetchall()]
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """Per batch, the rows the formula fits (patsy's ``data_iter_maker``)."""

@@ -1,23 +1,27 @@
 """The groups a fit runs once per, and the per-group arrays DuckDB hands back.
 
-Holds ``GROUP_COLUMNS`` (the grouping columns, in the tables' order), ``key_of`` (a group's
-values -> its key: a value, or a tuple), ``key_values``, ``describe`` (words), ``by_group``
-(DuckDB's rows per group), ``symmetric`` (matrices from upper triangles) and ``sql_list``.
+Holds ``GROUP_COLUMNS`` (the grouping columns, in the tables' order), ``group_keys`` (a
+view's groups), ``key_of`` (a group's values -> its key: a value, or a tuple),
+``key_values``, ``describe`` (words), ``by_group`` (DuckDB's rows per group), ``symmetric``
+(matrices from upper triangles) and ``sql_list``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
+from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 
 __all__ = [
     "GROUP_COLUMNS",
     "by_group",
     "describe",
+    "group_keys",
     "key_of",
     "key_values",
     "sql_list",
@@ -117,3 +121,20 @@ def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
     """One group's rows as numpy columns."""
     table = pa.Table.from_batches(batches)
     return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def group_keys(
+    connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None = None
+) -> tuple[list[str], list[Hashable]]:
+    """The grouping columns among ``columns``, and the sorted keys of the view ``frame``'s
+    groups in ``layers`` (every layer by default)."""
+    groups = [column for column in GROUP_COLUMNS if column in columns]
+    distinct = connection.execute(f"SELECT DISTINCT {sql_list(groups)} FROM frame").df()
+    available = np.unique(distinct["layer"].to_numpy())
+    wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
+    absent = np.setdiff1d(wanted, available)
+    if len(wanted) == 0 or len(absent):
+        raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
+    chosen = distinct.loc[distinct["layer"].isin(wanted), groups].drop_duplicates()
+    keys = [key_of(row) for row in chosen.itertuples(index=False)]
+    return groups, sorted(keys)

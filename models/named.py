@@ -28,7 +28,6 @@ from statsmodels.regression.linear_model import OLS
 from threadpoolctl import threadpool_limits
 
 from attnmag.errors import AttnmagError
-from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.models.checks import (
     METHODS,
     check_columns,
@@ -40,7 +39,7 @@ from attnmag.models.checks import (
 from attnmag.models.cr2 import trend_cov_type
 from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
-from attnmag.models.groups import by_group, describe, key_of, key_values, sql_list, symmetric
+from attnmag.models.groups import by_group, describe, group_keys, key_values, sql_list, symmetric
 from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
 from attnmag.models.ols import ols_fit, statsmodels_fit
@@ -334,7 +333,7 @@ def fit_requests(
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
         check_columns(source.name, columns, needed)
-        groups, expected = _groups(connection, columns, requests[0].layers)
+        groups, expected = group_keys(connection, columns, requests[0].layers)
         sets = _shared(requests)
         with _ahead(_sums(source, n_jobs, groups, sets), SUMS_AHEAD) as chunks:
             leading = {
@@ -429,22 +428,6 @@ def _shared(requests: list[Request]) -> list[list[Request]]:
         key = (alone, request.fit, request.first, request.last, request.layers)
         sets.setdefault(key, []).append(request)
     return list(sets.values())
-
-
-def _groups(
-    connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None
-) -> tuple[list[str], list[Hashable]]:
-    """The grouping columns, and the keys of the groups in the requested layers, sorted."""
-    groups = [column for column in GROUP_COLUMNS if column in columns]
-    distinct = connection.execute(f"SELECT DISTINCT {sql_list(groups)} FROM frame").df()
-    available = np.unique(distinct["layer"].to_numpy())
-    wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
-    absent = np.setdiff1d(wanted, available)
-    if len(wanted) == 0 or len(absent):
-        raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
-    chosen = distinct.loc[distinct["layer"].isin(wanted), groups].drop_duplicates()
-    keys = [key_of(row) for row in chosen.itertuples(index=False)]
-    return groups, sorted(keys)
 
 
 def _sums_query(groups: list[str], requests: list[Request]) -> str:
