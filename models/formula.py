@@ -1,16 +1,11 @@
 """Any statsmodels formula, fitted per group: ``models.fit``.
 
-Holds:
-- ``fit``: a formula fitted once per group by cluster-robust OLS or a REML mixed model, of a
-  frame or a shard folder -> a ``Fits``;
-- ``FORMULA_METHODS``: the methods ``fit`` accepts;
-- ``BATCH_ROWS``: the rows read at a time.
-
-DuckDB reads the columns the formula uses in batches. patsy's incremental builder fixes one
-design over all the rows (a text column's categories: a categorical's own, ``token`` by
-``token_id``, others sorted), and each batch's design rows ``[X | 1 | position | y]`` are
-summed by DuckDB into per-(group, sequence) cross products, from which ``models.ols`` and
-``models.mixed`` fit each group: memory is a batch's and the sums', whatever the rows.
+Holds ``fit`` (a formula fitted per group by cluster-robust OLS or a REML mixed model),
+``FORMULA_METHODS`` and ``BATCH_ROWS`` (the rows read at a time). patsy's incremental
+builder fixes one design over all the rows (a text column's categories: a categorical's own,
+``token`` by ``token_id``, others sorted), DuckDB sums each batch's ``[X | 1 | position |
+y]`` into per-(group, sequence) cross products, and ``named.fit_design`` fits each group:
+memory is a batch's and the sums', whatever the rows.
 """
 
 from __future__ import annotations
@@ -72,8 +67,7 @@ def fit(
 ) -> Fits:
     """Fit a statsmodels (patsy) formula once per group of the frame.
 
-    Rows are those at positions ``positions[0]``..``positions[1]``; rows with a missing value
-    in a column the formula uses are dropped (``n_obs`` counts those used). Term names are
+    Rows with a missing value in a column the formula uses are dropped; term names are
     statsmodels' (``Intercept``, ``C(label)[T.fresh]``).
 
     Parameters
@@ -172,8 +166,7 @@ def _positions(positions: tuple[int, int]) -> tuple[int, int]:
 
 
 def _columns(formula: str, available: Iterable[str]) -> list[str]:
-    """The frame columns a formula uses, with ``sequence`` and ``position``; an unknown
-    name, a stateful transform or a formula patsy cannot read is a one-line error."""
+    """The frame columns a formula uses, with ``sequence`` and ``position`` (or an error)."""
     if not isinstance(formula, str):
         raise AttnmagError(
             f"the formula must be a string such as 'log_norm ~ position', not {formula!r}"
@@ -223,9 +216,8 @@ def _cross_products(
     slope: bool,
     **bar: object,
 ) -> tuple[dict[Hashable, np.ndarray], dict[Hashable, int]]:
-    """Per group, the per-sequence cross products of ``[X | 1 | position | y]``
-    (``position`` with ``slope``) and the positions covered: each batch summed by DuckDB
-    into a table, on a cursor of its own while ``connection`` streams the batches."""
+    """Per group, the per-sequence cross products of ``[X | 1 | position | y]`` (``position``
+    with ``slope``) and the positions covered, each batch summed by DuckDB into a table."""
     groups = reader.group_columns
     keys = sql_list([*groups, "sequence"])
     m = 0 if designs is None else len(designs[1].column_names) + 2 + slope
@@ -262,8 +254,7 @@ def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> p
 
 
 class _Reader:
-    """The rows of the view ``frame`` that a formula fits, in batches of ``BATCH_ROWS``,
-    text columns as categoricals with the frame's categories."""
+    """The rows of the view ``frame`` that a formula fits, text columns as categoricals."""
 
     def __init__(
         self,
@@ -315,8 +306,7 @@ class _Reader:
         return chunk
 
     def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """``chunk`` without missing values in the formula's columns; an infinite one is an
-        error."""
+        """``chunk`` without missing values in the formula's columns (an infinite one: error)."""
         rows = chunk.dropna(subset=self.used)
         checked = [column for column in self.used if column not in ("sequence", "position")]
         values = rows[checked].select_dtypes("number")

@@ -1,11 +1,8 @@
 """Fits that keep their details: the tidy and glance tables, statsmodels' results, the rows.
 
-Holds:
-- ``Fits``: what every fit returns, in the manner of R's broom and of statsmodels;
-- ``GroupFit``: one group's part of a ``Fits``.
-
-The details live in an object, not in ``DataFrame.attrs`` (experimental, and dropped by
-``pd.concat``); ``Fits.tidy`` still carries its glance records in ``attrs["glance"]``.
+Holds ``Fits`` (what every fit returns, in the manner of R's broom and of statsmodels) and
+``GroupFit`` (one group's part), objects rather than ``DataFrame.attrs`` (which ``pd.concat``
+drops); ``Fits.tidy`` still carries its glance records in ``attrs["glance"]``.
 """
 
 from __future__ import annotations
@@ -24,9 +21,8 @@ __all__ = ["Fits", "GroupFit"]
 
 @dataclass(frozen=True)
 class GroupFit:
-    """One group's fit: ``names`` ``(fit, method)``, the group's values by column, the
-    formula, ``rows`` (reads the fitted rows again), the estimates and ``result`` (builds
-    statsmodels' result when called; ``None`` where the fit has none)."""
+    """One group's fit: ``(fit, method)``, its values by column, the formula, ``rows`` (reads
+    them again), the estimates and ``result`` (builds statsmodels' result; or ``None``)."""
 
     names: tuple[str, str]
     groups: dict[str, object]
