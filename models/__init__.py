@@ -20,8 +20,7 @@ The modules: ``source``, ``named``, ``formula``, ``standard``, ``checks``, ``gro
 ``results``, ``tidy``, the estimators ``ols``, ``mixed``, ``gmm``, ``cr2``, and ``leading``.
 """
 
-from attnmag.models.checks import METHODS
-from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.checks import CONF_LEVEL, MAX_POSITION, METHODS
 from attnmag.models.formula import fit
 from attnmag.models.named import lag_effects, position_trend
 from attnmag.models.results import Fits

@@ -1,6 +1,7 @@
-"""The fits' methods, and the checks of their options and rows, written once for every fit.
+"""The fits' methods and defaults, and the checks of their options and rows, written once.
 
-Holds ``METHODS`` (the named fits'), ``MIXED_METHODS``, ``CR2_METHODS``, and the checks
+Holds ``METHODS`` (the named fits'), ``MIXED_METHODS``, ``CR2_METHODS``, the defaults
+``MAX_POSITION`` (the trend's last position, the notebook's 30) and ``CONF_LEVEL``, the checks
 ``check_options``, ``check_first_position``, ``check_columns``, ``check_size`` and
 ``not_finite`` (the error of a missing or infinite value).
 """
@@ -14,6 +15,8 @@ from attnmag.errors import AttnmagError
 from attnmag.models.mixed import COV_TYPES
 
 __all__ = [
+    "CONF_LEVEL",
+    "MAX_POSITION",
     "METHODS",
     "MIXED_METHODS",
     "CR2_METHODS",
@@ -24,6 +27,8 @@ __all__ = [
     "not_finite",
 ]
 
+MAX_POSITION = 30
+CONF_LEVEL = 0.95
 METHODS = {
     "position_trend": ("aggregate", "ols", "mixed"),
     "lag_effects": ("ols", "initial_conditions", "gmm"),

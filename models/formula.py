@@ -24,8 +24,14 @@ import patsy.builtins
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.models.checks import check_columns, check_options, check_size, not_finite
-from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.checks import (
+    CONF_LEVEL,
+    MAX_POSITION,
+    check_columns,
+    check_options,
+    check_size,
+    not_finite,
+)
 from attnmag.models.groups import (
     GROUP_COLUMNS,
     by_group,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnmag.models.defaults import MAX_POSITION
+from attnmag.models.checks import MAX_POSITION
 from attnmag.models.mixed import GroupedDesign, cluster_covariance
 from attnmag.models.tidy import LEADING_GLANCE_COLUMNS
 

@@ -29,6 +29,8 @@ from threadpoolctl import threadpool_limits
 
 from attnmag.errors import AttnmagError
 from attnmag.models.checks import (
+    CONF_LEVEL,
+    MAX_POSITION,
     METHODS,
     check_columns,
     check_first_position,
@@ -37,7 +39,6 @@ from attnmag.models.checks import (
     not_finite,
 )
 from attnmag.models.cr2 import trend_cov_type
-from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import by_group, describe, group_keys, key_values, sql_list, symmetric
 from attnmag.models.leading import leading_query, leading_stats

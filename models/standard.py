@@ -14,8 +14,7 @@ import pandas as pd
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.models.checks import METHODS
-from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.checks import CONF_LEVEL, MAX_POSITION, METHODS
 from attnmag.models.named import fit_requests, lag_request, trend_request
 from attnmag.models.results import Fits
 from attnmag.models.source import open_source
