@@ -124,7 +124,16 @@ def fit(
         groups, keys = group_keys(connection, names)
         reader = _Reader(connection, groups, columns, first=first, last=last)
         # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-        designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
+        designs = None
+        if next(reader.batches(), None) is not None:
+            try:
+                designs = patsy.incr_dbuilders(formula, reader.batches, eval_env=_ENVIRONMENT)
+            except patsy.PatsyError as error:
+                message = f"cannot fit the formula {formula!r}: {_first_line(error)}"
+                raise AttnmagError(message) from None
+            if (n_outcomes := len(designs[0].column_names)) != 1:
+                message = f"the formula {formula!r} has {n_outcomes} outcome columns; it needs one"
+                raise AttnmagError(message)
         bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
         crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
     terms = [] if designs is None else list(designs[1].column_names)
@@ -132,11 +141,11 @@ def fit(
     model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
     fitted, k = [], len(terms)
     for key in keys:
-        cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
-        _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
+        cross = crosses.pop(key, np.empty((0, k + 2 + random_slope, k + 2 + random_slope)))
+        design = GroupedDesign(cross, int(round(cross[:, k, k].sum())), k, 1 + random_slope)
+        _check_group(describe(groups, key), design, covered.get(key, 0), first, last)
         values = key_values(groups, key)
         rows = partial(_group_rows, source, reader, values)
-        design = GroupedDesign(cross, int(round(cross[:, k, k].sum())), k, 1 + random_slope)
         run = partial(fit_design, design, method, terms, len(cross), rows=rows, **model)
         fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
     return fits_of(fitted)
@@ -321,38 +330,15 @@ class _Reader:
         return rows
 
 
-def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
-    """The outcome's and the design's ``DesignInfo``, fixed over all the rows."""
-    try:
-        lhs, rhs = patsy.incr_dbuilders(formula, reader.batches, eval_env=_ENVIRONMENT)
-    except patsy.PatsyError as error:
-        raise AttnmagError(f"cannot fit the formula {formula!r}: {_first_line(error)}") from None
-    if len(lhs.column_names) != 1:
-        raise AttnmagError(
-            f"the formula {formula!r} has {len(lhs.column_names)} outcome columns; it needs one"
-        )
-    return lhs, rhs
-
-
-def _check_group(
-    groups: list[str],
-    key: Hashable,
-    cross: np.ndarray,
-    n_covered: int,
-    random_slope: bool,
-    positions: tuple[int, int],
-    terms: list[str],
-) -> None:
+def _check_group(group: str, design: GroupedDesign, n_covered: int, first: int, last: int) -> None:
     """A group has the rows, texts and positions its fit needs, and no singular design."""
-    n_terms = len(terms)
-    n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
-    counts = {"n_rows": n_rows, "n_sequences": len(cross), "n_covered": n_covered}
-    needs = {"n_terms": n_terms, "n_positions": 1 + random_slope}
-    check_size(describe(groups, key), first=positions[0], last=positions[1], **needs, **counts)
-    xx = cross[:, :n_terms, :n_terms].sum(axis=0)
+    k, cross = design.k_fe, design.cross
+    counts = {"n_rows": design.n_obs, "n_sequences": len(cross), "n_covered": n_covered}
+    check_size(group, first=first, last=last, n_terms=k, n_positions=design.k_re, **counts)
+    xx = cross[:, :k, :k].sum(axis=0)
     scale = np.sqrt(np.diag(xx))
-    if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < n_terms:
+    if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < k:
         raise AttnmagError(
-            f"the formula's design is singular in {describe(groups, key)} (a term without "
+            f"the formula's design is singular in {group} (a term without "
             "variation there, such as a categorical level its rows lack)"
         )

@@ -217,8 +217,9 @@ def _search(design: GroupedDesign) -> tuple[np.ndarray, bool]:
         [theta / 3, -0.5, 0.3],
     ]
     best = min((_climb(design, start) for start in starts), key=lambda result: result.fun)
+    factor = np.array([[best.x[0], 0.0], [best.x[1], best.x[2]]])
     # L-BFGS-B may stop in rounding noise at the maximum: converged is judged by the gradient.
-    return _covariance(best.x), bool(np.abs(best.jac).max() <= SEARCH_GTOL * (1 + abs(best.fun)))
+    return factor @ factor.T, bool(np.abs(best.jac).max() <= SEARCH_GTOL * (1 + abs(best.fun)))
 
 
 def _climb(design: GroupedDesign, start: list[float]):
@@ -293,12 +294,6 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         return -float(llf), -by_factor[np.tril_indices(2)]
 
     return objective
-
-
-def _covariance(packed: np.ndarray) -> np.ndarray:
-    """A 2 x 2 covariance from its Cholesky factor packed by rows (L00, L10, L11)."""
-    factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
-    return factor @ factor.T
 
 
 def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
@@ -593,21 +588,17 @@ def slope_test(slope: GroupedDesign) -> tuple[float, float]:
     intercept = slope.intercept_only()
     sd = np.sqrt(reml_maximum(intercept)[0][0, 0])
     null = intercept.gls(np.array([[sd * sd]])).llf_reml
-    # One climb on the slope centred, from the null's intercept sd and a small slope sd (at a
-    # zero element of L and the one below it the gradient in it vanishes).
-    start = [max(sd, SLOPE_START), 0.0, SLOPE_START]
-    alternative = -_climb(_centred(slope), start).fun
-    lr = max(2 * (alternative - null), 0.0)
-    return lr, float(0.5 * chi2.sf(lr, 1) + 0.5 * chi2.sf(lr, 2))
-
-
-def _centred(design: GroupedDesign) -> GroupedDesign:
-    """The design with its slope column centred (the same maximum, easier to climb)."""
-    p, cross = design.k_fe, design.cross.copy()
-    mean = cross[:, p, p + 1].sum() / design.n_obs
+    # One climb on the slope centred (the same maximum, easier to climb), from the null's
+    # intercept sd and a small slope sd (at a zero element of L and the one below it the
+    # gradient in it vanishes).
+    p, cross = slope.k_fe, slope.cross.copy()
+    mean = cross[:, p, p + 1].sum() / slope.n_obs
     cross[:, :, p + 1] -= mean * cross[:, :, p]
     cross[:, p + 1, :] -= mean * cross[:, p, :]
-    return replace(design, cross=cross)
+    start = [max(sd, SLOPE_START), 0.0, SLOPE_START]
+    alternative = -_climb(replace(slope, cross=cross), start).fun
+    lr = max(2 * (alternative - null), 0.0)
+    return lr, float(0.5 * chi2.sf(lr, 1) + 0.5 * chi2.sf(lr, 2))
 
 
 def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:

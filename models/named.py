@@ -337,10 +337,11 @@ def fit_requests(
         groups, expected = group_keys(connection, columns, requests[0].layers)
         sets = _shared(requests)
         with _ahead(_sums(source, n_jobs, groups, sets), SUMS_AHEAD) as chunks:
-            leading = {
-                first: _leading(connection, groups, first, requests[0])
-                for first in {r.leading for r in requests}
-            }
+            leading = {}
+            for first in {request.leading for request in requests}:
+                query = leading_query(sql_list(groups), first, _in_layers(requests[0].layers))
+                reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+                leading[first] = {k: leading_stats(s, first) for k, s in by_group(reader, groups)}
             for shared in sets:
                 label = ", ".join(f"{r.fit} {r.method}" for r in shared)
                 total = len(expected) * len(shared)
@@ -410,15 +411,6 @@ def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
             with suppress(Empty):
                 made.get(timeout=0.05)
         thread.join()
-
-
-def _leading(
-    connection: duckdb.DuckDBPyConnection, groups: list[str], first: int, request: Request
-) -> dict[Hashable, dict[str, float | bool]]:
-    """Per group, the leading-position diagnostic of the fits that start at ``first``."""
-    query = leading_query(sql_list(groups), first, _in_layers(request.layers))
-    reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
-    return {key: leading_stats(sums, first) for key, sums in by_group(reader, groups)}
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
