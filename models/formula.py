@@ -83,14 +83,13 @@ def fit(
     formula : str
         With an outcome, e.g. ``"log_norm ~ position * C(label)"``.
     method : {"ols", "mixed"}
-        Token-level OLS, or a REML mixed model with a random intercept per sequence.
+        Token-level OLS, or REML with a random intercept per sequence.
     re_formula : {None, "~position"}
         For ``"mixed"``: a correlated random slope on position too.
     positions : tuple of int
         The first and last position used, inclusive.
     cov_type : {"cluster", "cr2", "model"}
-        CR1 by sequence (t on G - 1 df); CR2 with Bell-McCaffrey df (no ``results``
-        for ``ols``); lme4's model-based covariance (``"mixed"`` only).
+        As for ``position_trend`` (``"cr2"``: no ``results`` for ``ols``).
     conf_level, n_jobs, progress
         As for ``position_trend`` (the bar counts the batches read).
 

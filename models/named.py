@@ -43,7 +43,7 @@ from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import by_group, describe, group_keys, key_values, sql_list, symmetric
 from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
-from attnmag.models.ols import ols_fit, statsmodels_fit
+from attnmag.models.ols import ols_fit
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Estimate, failed_fit, fits_of, fitted_rows
@@ -78,7 +78,7 @@ BASE = {
 
 @dataclass(frozen=True)
 class Request:
-    """One named fit: the rows to sum and how to fit one group from its sums.
+    """One named fit: the rows to sum and how to fit a group from its sums.
 
     >>> request = lag_request(method="ols")
     >>> request.fit, request.terms, request.first, request.leading
@@ -115,18 +115,16 @@ def position_trend(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Fits:
-    """Fit ``log_norm ~ position`` per group (docs/guide-models.md: what each method
-    estimates and assumes).
+    """Fit ``log_norm ~ position`` per group (docs/guide-models.md: each method's assumptions).
 
     Parameters
     ----------
     frame : pandas.DataFrame, str, os.PathLike or Source
-        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
-        ``"aggregate"``), or a shard folder's or Parquet file's path.
+        The tidy frame (``norm`` too for ``"aggregate"``), or a shard folder's or Parquet
+        file's path.
     method : {"ols", "aggregate", "mixed"}
-        Token-level OLS clustered by sequence; the OLS of the log of the mean norm per
-        position on position (the notebook's fit, classical errors); or REML's global
-        maximum of a random intercept per sequence and the GLS values there.
+        Token-level OLS clustered by sequence; the notebook's OLS of the log of each
+        position's mean norm; or REML's global maximum of a random intercept per sequence.
     max_position, first_position : int
         The last and first position fitted (1 leaves out the attention sink).
     layers : iterable of int, optional
@@ -134,21 +132,19 @@ def position_trend(
     random_slope : bool
         For ``"mixed"``: a random slope on position too.
     cov_type : {None, "cluster", "cr2", "model"}
-        For ``"ols"`` and ``"mixed"``: CR1 by sequence (t on G - 1 df), CR2 with
-        Bell-McCaffrey df, or lme4's model-based covariance (``"mixed"``). None: CR2 below
-        ``models.cr2.CR2_BELOW`` texts, CR1 from there.
+        CR1 by sequence (t on G - 1 df), CR2 with Bell-McCaffrey df, or lme4's (``"mixed"``);
+        None: CR2 below ``models.cr2.CR2_BELOW`` texts, CR1 from there.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
-        DuckDB's threads for the sums (``None`` or -1: one per core).
+        DuckDB's threads (``None`` or -1: one per core).
     progress : bool, optional
         A progress bar over the groups (None: where someone watches, after a second).
 
     Returns
     -------
     Fits
-        Terms ``Intercept`` and ``position``; the glance has the leading-position
-        diagnostic (``models.leading``).
+        Terms ``Intercept`` and ``position``; the leading-position diagnostic in the glance.
 
     Examples
     --------
@@ -184,28 +180,24 @@ def lag_effects(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Fits:
-    """The lag-1 and lag-2 effects on ``log_norm`` per group (docs/guide-models.md: what
-    each method estimates and assumes); outcome rows start two positions after
-    ``first_position``, so that both lags are used positions.
+    """The lag-1 and lag-2 effects on ``log_norm`` per group (docs/guide-models.md: each
+    method's assumptions); outcome rows start two positions after ``first_position``.
 
     Parameters
     ----------
     frame : pandas.DataFrame, str, os.PathLike or Source
-        As for ``position_trend``, with ``lag1`` and ``lag2``, each text's positions
-        consecutive.
+        As for ``position_trend``, with ``lag1`` and ``lag2``.
     method : {"initial_conditions", "gmm", "ols"}
-        Within-text persistence by a random intercept per text with the text's first two
-        levels ``y1``, ``y2`` (Wooldridge 2005), maximum likelihood, with the
-        likelihood-ratio test of a random lag1 slope in ``glance``; the same by
-        Arellano-Bond difference GMM (Hansen's J and AR(2) in ``glance``); or the
-        notebook's pooled ``log_norm ~ lag1 + lag2``, a description across the corpus.
+        Within-text persistence by ML with a random intercept and the text's first two
+        levels ``y1``, ``y2`` (Wooldridge 2005; the test of a random lag1 slope in the
+        glance); the same by Arellano-Bond GMM (Hansen's J and AR(2)); or the notebook's
+        pooled ``log_norm ~ lag1 + lag2``.
     first_position, layers, conf_level, n_jobs, progress
         As for ``position_trend``.
     cov_type : {"cluster", "cr2", "model"}
-        For ``initial_conditions``: the sandwich by sequence over the fixed effects and
-        the variance components (``models.mixed.stacked_covariance``), t on G - 1 df; CR2
-        of the fixed effects; or lme4's model-based covariance. ``ols`` takes
-        ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) ``"cluster"``.
+        For ``initial_conditions``: the sandwich over the fixed effects and variance
+        components by sequence (``models.mixed.stacked_covariance``), CR2 or lme4's;
+        ``ols``: ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer): ``"cluster"``.
 
     Returns
     -------
@@ -729,10 +721,10 @@ def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
 def _aggregate(sums: Sums, positions: Sums) -> Estimate:
     """The notebook's fit: OLS of the log of each position's mean norm on position,
     classical errors; ``n_obs`` counts the positions."""
-    position = positions["position"].astype(np.float64)
-    means = positions["norm_sum"] / positions["n"]
-    design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
-    result = OLS(np.log(means), design).fit()
-    fitted = statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
-    fitted.result = lambda: result
+    ones, position = np.ones(len(positions["n"])), positions["position"].astype(np.float64)
+    row = np.column_stack([ones, position, ones, np.log(positions["norm_sum"] / positions["n"])])
+    design = GroupedDesign(row[:, :, None] * row[:, None, :], len(row), 2, 1)
+    fitted = ols_fit(design, ("Intercept", "position"), len(sums["n"]), cov_type="model")
+    exog = pd.DataFrame({"Intercept": ones, "position": position})
+    fitted.result = lambda: OLS(row[:, -1], exog).fit()
     return fitted

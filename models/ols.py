@@ -1,9 +1,8 @@
 """Least-squares fits per group.
 
-Holds ``statsmodels_fit`` (a statsmodels OLS result -> an ``Estimate``), ``ols_fit`` (OLS
-from per-sequence cross products, CR1 by sequence as R's ``sandwich::vcovCL(fit, cluster =
-~sequence, type = "HC1")`` with t on G - 1 df, or CR2) and ``cluster_ols_result`` (its
-statsmodels result).
+Holds ``ols_fit`` (OLS from per-sequence cross products, CR1 by sequence as R's
+``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")`` with t on G - 1 df, CR2, or
+classical errors) and ``cluster_ols_result`` (its statsmodels result).
 """
 
 from __future__ import annotations
@@ -18,33 +17,7 @@ from attnmag.models.cr2 import cr2_covariance
 from attnmag.models.mixed import GroupedDesign, cluster_covariance
 from attnmag.models.tidy import Estimate
 
-__all__ = ["cluster_ols_result", "ols_fit", "statsmodels_fit"]
-
-
-def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Estimate:
-    """A statsmodels OLS result -> an ``Estimate`` with inference on ``df`` degrees of freedom.
-
-    >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> fit = statsmodels_fit(cluster_ols_result(rows, "log_norm ~ position"), df=15, n_groups=16)
-    >>> fit.estimate.index[-1], fit.df, fit.n_groups
-    ('position', 15, 16)
-    """
-    names = list(result.model.exog_names)
-    return Estimate(
-        estimate=pd.Series(np.asarray(result.params), index=names),
-        std_error=pd.Series(np.asarray(result.bse), index=names),
-        df=df,
-        n_obs=int(result.nobs),
-        n_groups=n_groups,
-        converged=True,
-        stats={
-            "r2": float(result.rsquared),
-            "loglik": float(result.llf),
-            "aic": float(result.aic),
-            "bic": float(result.bic),
-            "sigma": float(np.sqrt(result.scale)),
-        },
-    )
+__all__ = ["cluster_ols_result", "ols_fit"]
 
 
 def ols_fit(
@@ -56,8 +29,9 @@ def ols_fit(
     rows: Callable[[], pd.DataFrame] | None = None,
     formula: str = "",
 ) -> Estimate:
-    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (or CR2), and
-    statsmodels' glance fields; under CR1 its result refits ``rows()``.
+    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (or CR2, or
+    ``"model"``: classical errors, t on N - K), and statsmodels' glance fields; under CR1
+    its result refits ``rows()``.
 
     >>> import statsmodels.formula.api as smf
     >>> from attnmag.models.mixed import GroupedDesign
@@ -75,6 +49,8 @@ def ols_fit(
     if cov_type == "cr2":
         covariance, df_terms = cr2_covariance(design, zero, point.fe_params, point.xwx_inv)
         df = pd.Series(df_terms, index=list(terms))
+    elif cov_type == "model":
+        covariance, df = point.scale * point.xwx_inv, float(design.n_obs - design.k_fe)
     else:
         covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
     n, k = design.n_obs, design.k_fe

@@ -105,14 +105,12 @@ def fitted_rows(
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
     """``run()``, one group's fit, timed, its warnings kept -> its rows, glance and ``GroupFit``.
 
-    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
-    >>> layer0 = frame.query("layer == 0 and position >= 1")
-    >>> ols = lambda: cluster_ols_result(layer0, "log_norm ~ position")  # noqa: E731
-    >>> run = lambda: statsmodels_fit(ols(), df=15, n_groups=16)  # noqa: E731
-    >>> rows, record, part = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
-    ...     groups={"layer": 0}, formula="log_norm ~ position", rows=lambda: layer0)
+    >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}), df=15,
+    ...                   n_obs=400, n_groups=16, converged=True, stats=dict.fromkeys(FIT_STATS, 1))
+    >>> rows, record, part = fitted_rows(lambda: fitted, fit="f", method="ols", conf_level=0.95,
+    ...     groups={"layer": 0}, formula="log_norm ~ 1", rows=lambda: frame)
     >>> len(rows), record["n_groups"], record["layer"]
-    (2, 16, 0)
+    (1, 16, 0)
     """
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -175,9 +173,8 @@ def tidy_rows(
 ) -> pd.DataFrame:
     """One row per term of ``fitted``: estimate, Wald statistic, p-value and interval.
 
-    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
-    >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
-    >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
+    >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}),
+    ...                   df=15, n_obs=400, n_groups=16, converged=True, stats={})
     >>> rows = tidy_rows(fitted, fit="position_trend", method="ols", conf_level=0.95, layer=0)
     >>> rows.columns.tolist()[:6]
     ['fit', 'method', 'layer', 'term', 'estimate', 'std_error']
@@ -222,9 +219,8 @@ def glance_row(
 ) -> dict[str, object]:
     """The glance record of one group's fit, as Python values, in its kind of fit's columns.
 
-    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
-    >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
-    >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
+    >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}), df=15,
+    ...                   n_obs=400, n_groups=16, converged=True, stats=dict.fromkeys(FIT_STATS, 1))
     >>> record = glance_row(
     ...     fitted, fit="position_trend", method="ols", seconds=0.1, warnings=[], layer=0
     ... )
