@@ -55,11 +55,10 @@ def cr2_covariance(
     clustered by the design's groups, and each coefficient's Bell-McCaffrey df;
     ``xwx_inv``: (sum_g X_g'W_gX_g)^-1.
 
-    >>> import statsmodels.formula.api as smf
     >>> from attnmag.models.mixed import GroupedDesign
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
     >>> zero = np.zeros((1, 1))
     >>> point = design.gls(zero)
     >>> covariance, df = cr2_covariance(design, zero, point.fe_params, point.xwx_inv)

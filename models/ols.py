@@ -33,12 +33,10 @@ def ols_fit(
     ``"model"``: classical errors, t on N - K), and statsmodels' glance fields; under CR1
     its result refits ``rows()``.
 
-    >>> import statsmodels.formula.api as smf
-    >>> from attnmag.models.mixed import GroupedDesign
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
-    >>> fit = ols_fit(design, list(mixedlm.exog_names), 16)
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> fit = ols_fit(design, ["Intercept", "position"], 16)
     >>> reference = cluster_ols_result(rows, "log_norm ~ position")
     >>> bool(np.allclose(fit.std_error.to_numpy(), reference.bse.to_numpy()))
     True
