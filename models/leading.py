@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from attnmag.models.checks import MAX_POSITION
-from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from attnmag.models.mixed import GroupedDesign
+from attnmag.models.ols import ols_fit
 from attnmag.models.tidy import LEADING_GLANCE_COLUMNS
 
 __all__ = ["LEADING_LAST", "LEADING_T", "leading_query", "leading_stats"]
@@ -87,11 +88,8 @@ def _leading_t(sums: dict[str, np.ndarray], checked: list[int]) -> np.ndarray:
     cross[:, 1, at] = present * positions
     cross[:, at, -1] = levels
     cross = np.triu(cross) + np.triu(cross, 1).transpose(0, 2, 1)
-    design = GroupedDesign(cross, int(sums["n"].sum()), k, 1)
-    zero = np.zeros((1, 1))
     try:
-        point = design.gls(zero)
-        covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
+        fitted = ols_fit(GroupedDesign(cross, int(sums["n"].sum()), k, 1), range(k), n_groups)
     except np.linalg.LinAlgError:
         return np.full(len(checked), np.nan)
-    return point.fe_params[2:] / np.sqrt(np.diag(covariance)[2:])
+    return (fitted.estimate / fitted.std_error).to_numpy()[2:]

@@ -15,6 +15,7 @@ import pandas as pd
 import patsy
 
 from attnmag.errors import AttnmagError
+from attnmag.models.groups import key_of
 
 __all__ = ["Fits", "GroupFit"]
 
@@ -146,12 +147,11 @@ class Fits:
 def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
     """The parts by group key, or by ``(fit, method, *key)`` where several fits are present."""
     several = len({part.names for part in parts}) > 1
-    keyed = {}
-    for part in parts:
-        values = tuple(part.groups.values())
-        key = values[0] if len(values) == 1 else values
-        keyed[(*part.names, *values) if several else key] = part
-    return keyed
+    keys = [
+        key_of([*part.names, *part.groups.values()] if several else part.groups.values())
+        for part in parts
+    ]
+    return dict(zip(keys, parts, strict=True))
 
 
 def _augment(part: GroupFit) -> pd.DataFrame:
