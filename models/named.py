@@ -13,12 +13,12 @@ levels ``l0`` .. ``l7``, shard by shard), and every design column is a base colu
 from __future__ import annotations
 
 import os
-import threading
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from queue import Empty, Queue
 from typing import TypeVar
 
 import duckdb
@@ -369,40 +369,20 @@ def _sums(
 def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
     """``items``, made by a thread of their own at most ``depth`` ahead (DuckDB releases the
     GIL); an error there is raised here, in its place; on exit that thread stops."""
-    made: Queue[tuple[bool, object]] = Queue(depth)
-    stop = threading.Event()
-
-    def make() -> None:
-        try:
-            for item in items:
-                made.put((True, item))
-                if stop.is_set():
-                    return
-            made.put((False, None))
-        except BaseException as error:  # raised where the item would have been
-            made.put((False, error))
-        finally:
-            items.close()
+    end = object()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="attnmag-ahead")
+    made = deque(pool.submit(next, items, end) for _ in range(depth))
 
     def taken() -> Iterator[_Item]:
-        while True:
-            more, item = made.get()
-            if not more:
-                if item is not None:
-                    raise item
-                return
+        while (item := made.popleft().result()) is not end:
+            made.append(pool.submit(next, items, end))
             yield item
 
-    thread = threading.Thread(target=make, name="attnmag-ahead", daemon=True)
-    thread.start()
     try:
         yield taken()
     finally:
-        stop.set()
-        while thread.is_alive():  # unblock a waiting put
-            with suppress(Empty):
-                made.get(timeout=0.05)
-        thread.join()
+        pool.shutdown(cancel_futures=True)
+        items.close()
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
