@@ -263,8 +263,7 @@ def _cross_products(
 
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows, read again from ``source``."""
-    chunk = source.rows(sql_list(reader.used), [reader.span], values)
-    return reader._rows(reader.categorised(chunk))
+    return reader._rows(source.rows(sql_list(reader.used), [reader.span], values))
 
 
 class _Reader:
@@ -282,7 +281,7 @@ class _Reader:
         self.connection, self.group_columns = connection, groups
         self.columns = list(dict.fromkeys([*groups, *columns]))
         self.used = [column for column in self.columns if column not in GROUP_COLUMNS]
-        self.first, self.last = first, last
+        self.first = first
         self.span = f'"position" BETWEEN {int(first)} AND {int(last)}'
         described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
         types = dict(described.fetchall())
@@ -309,18 +308,15 @@ class _Reader:
         query = f"SELECT {sql_list(self.columns)} FROM frame WHERE {self.span}"
         reader = self.connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
-            rows = self._rows(self.categorised(batch.to_pandas()))
+            rows = self._rows(batch.to_pandas())
             if len(rows):
                 yield rows
 
-    def categorised(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """``chunk``'s text columns as categoricals with the frame's categories."""
+    def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """``chunk``'s text columns as categoricals with the frame's categories, without missing
+        values in the formula's columns (an infinite one: error)."""
         for column, categories in self.categories.items():
             chunk[column] = pd.Categorical(chunk[column].astype(object), categories=categories)
-        return chunk
-
-    def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """``chunk`` without missing values in the formula's columns (an infinite one: error)."""
         rows = chunk.dropna(subset=self.used)
         checked = [column for column in self.used if column not in ("sequence", "position")]
         values = rows[checked].select_dtypes("number")

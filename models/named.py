@@ -543,8 +543,13 @@ def _fit_group(
     _check_size(request, groups, key, n_rows=n_rows, n_sequences=n_sequences, n_covered=n_covered)
     if request.method == "initial_conditions":  # gmm's: in _gmm_by_group
         _check_consecutive(sums, request.first)
-    if request.method == "gmm":
-        _check_gmm_texts(groups, key, sums, request.first)
+    n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
+    if request.method == "gmm" and (n_texts := int((sums["all_0_0"] > 0).sum())) <= n_instruments:
+        raise AttnmagError(
+            f"{describe(groups, key)} has {n_texts} texts of at least {request.first + 2} tokens; "
+            f"method 'gmm' needs at least {n_instruments + 1} (more than its {n_instruments} "
+            "instruments)"
+        )
 
     values = key_values(groups, key)
     rows = partial(_group_rows, source, request, values)
@@ -584,18 +589,6 @@ def _check_size(request: Request, groups: list[str], key: Hashable, **counts: in
     n_terms, n_positions = len(request.terms), request.n_positions
     limits = {"first": request.first, "last": request.last}
     check_size(describe(groups, key), n_terms=n_terms, n_positions=n_positions, **limits, **counts)
-
-
-def _check_gmm_texts(groups: list[str], key: Hashable, sums: Sums, first: int) -> None:
-    """Require more texts with a differenced equation than the GMM has instruments."""
-    n_texts = int((sums["all_0_0"] > 0).sum())
-    n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
-    if n_texts <= n_instruments:
-        raise AttnmagError(
-            f"{describe(groups, key)} has {n_texts} texts of at least {first + 2} tokens; "
-            f"method 'gmm' needs at least {n_instruments + 1} (more than its {n_instruments} "
-            "instruments)"
-        )
 
 
 def _check_consecutive(sums: Sums, initial: int) -> None:
