@@ -34,23 +34,19 @@ class GroupFit:
 
 
 class _Results(Mapping):
-    """Key -> statsmodels result, building each from its function on first use."""
+    """Key -> statsmodels result, each built from its group's fit when first asked for."""
 
     def __init__(self, parts: dict[Hashable, GroupFit]) -> None:
-        self._parts = parts
-        self._built: dict[Hashable, object] = {}
+        self._parts, self._built = parts, {}
 
     def __getitem__(self, key: Hashable) -> object:
         if key not in self._built:
             if not self._parts:
-                raise KeyError(
-                    "these fits were read back from their tables, without the rows to refit"
-                )
-            try:
-                part = self._parts[key]
-            except KeyError:
-                raise KeyError(f"no fit for the group {key!r}; the keys are {list(self)}") from None
-            self._built[key] = None if part.result is None else part.result()
+                raise KeyError("these fits were read back from their tables: no rows to refit")
+            if key not in self._parts:
+                raise KeyError(f"no fit for the group {key!r}; the keys are {list(self)}")
+            result = self._parts[key].result
+            self._built[key] = None if result is None else result()
         return self._built[key]
 
     def __contains__(self, key: object) -> bool:
