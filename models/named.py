@@ -68,12 +68,9 @@ Rows = Callable[[], pd.DataFrame]
 #: A group's per-sequence (or per-position) sums, by name.
 Sums = dict[str, np.ndarray]
 #: The base columns (``1`` is implied), as SQL.
-BASE = {
-    "position": '"position"::DOUBLE',
-    "lag1": "lag1::DOUBLE",
-    "lag2": "lag2::DOUBLE",
-    "log_norm": "log_norm::DOUBLE",
-}
+BASE = {column: f'"{column}"::DOUBLE' for column in ("position", "lag1", "lag2", "log_norm")}
+#: Per sequence: its rows and the range of its positions.
+EXTENT = ["count(*) AS n", 'min("position") AS first_position', 'max("position") AS last_position']
 
 
 @dataclass(frozen=True)
@@ -405,13 +402,7 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
     checked = list(dict.fromkeys(c for r in requests for c in r.checked))
     finite = " AND ".join(f"isfinite({column})" for column in checked)
     first = requests[0].first
-    aggregates = [
-        "count(*) AS n",
-        *sums,
-        'min("position") AS first_position',
-        'max("position") AS last_position',
-        f"count(*) FILTER (WHERE NOT coalesce({finite}, false)) AS n_bad",
-    ]
+    aggregates = [*EXTENT, *sums, f"count(*) FILTER (WHERE NOT coalesce({finite}, false)) AS n_bad"]
     if any(r.method == "initial_conditions" for r in requests):
         aggregates += [
             f'max(lag2) FILTER (WHERE "position" = {first}) AS y1',
@@ -487,9 +478,7 @@ def _gmm_query(groups: list[str], request: Request) -> str:
         for i, a in enumerate(levels)
     ]
     checks = [
-        "count(*) AS n",
-        'min("position") AS first_position',
-        'max("position") AS last_position',
+        *EXTENT,
         f'sum("position"::DOUBLE) AS {_pair("", "position")}',
         f'sum("position"::DOUBLE * "position") AS {_pair("position", "position")}',
         "count(*) FILTER (WHERE NOT coalesce(isfinite(l0) AND isfinite(lag1) AND isfinite(lag2),"
