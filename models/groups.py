@@ -127,7 +127,13 @@ def group_keys(
     connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None = None
 ) -> tuple[list[str], list[Hashable]]:
     """The grouping columns among ``columns``, and the sorted keys of the view ``frame``'s
-    groups in ``layers`` (every layer by default)."""
+    groups in ``layers`` (every layer by default).
+
+    >>> from attnmag.models.source import open_source
+    >>> with open_source(frame).connected(1) as connection:
+    ...     group_keys(connection, ["sequence", "layer"], [5, 0])
+    (['layer'], [0, 5])
+    """
     groups = [column for column in GROUP_COLUMNS if column in columns]
     distinct = connection.execute(f"SELECT DISTINCT {sql_list(groups)} FROM frame").df()
     available = np.unique(distinct["layer"].to_numpy())

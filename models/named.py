@@ -652,7 +652,16 @@ def fit_design(
 ) -> Estimate:
     """OLS (``method="ols"``) or the mixed fit of ``design`` (a random slope fitted
     standardised), its statsmodels result refitting ``rows()`` by ``formula``: the named
-    fits' and ``models.fit``'s estimator."""
+    fits' and ``models.fit``'s estimator.
+
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> fit = fit_design(design, "mixed", ["Intercept", "position"], 16, cov_type="cluster",
+    ...                  random_slope=False, rows=lambda: rows, formula="log_norm ~ position")
+    >>> fit.estimate.size, fit.result().fe_params.size
+    (2, 2)
+    """
     if method == "ols":
         return ols_fit(design, terms, n_groups, cov_type=cov_type, rows=rows, formula=formula)
     design, scales = design.standardised() if random_slope else (design, np.ones(1))
