@@ -17,7 +17,7 @@ found and why there is no ``MixedLM`` result at a boundary maximum (statsmodels 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -140,6 +140,37 @@ class GroupedDesign:
         xwxy_groups = cross[:, x][:, :, xy] - cross[:, x, z] @ k
         ywy = (cross[:, y, y] - np.einsum("gq,gq->g", cross[:, z, y], k[:, :, p])).sum()
         return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups, float(ywy)
+
+    def fixed_effects(
+        self,
+        cov_rel: np.ndarray,
+        terms: Iterable[str],
+        n_groups: int,
+        *,
+        cov_type: str,
+        model_df: float,
+    ) -> tuple[GLS, dict[str, object]]:
+        """GLS at ``cov_rel`` and its fixed effects' ``Estimate`` fields, errors by ``cov_type``:
+        CR1 by group on G - 1 df (ML's: ``stacked_covariance``), CR2 with Bell-McCaffrey df, or
+        the model's on ``model_df``."""
+        point, df = self.gls(cov_rel), float(n_groups - 1)
+        if cov_type == "cr2":
+            covariance, df_terms = cr2_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
+            df = pd.Series(df_terms, index=list(terms))
+        elif cov_type == "model":
+            covariance, df = point.scale * point.xwx_inv, model_df
+        elif self.ml:
+            covariance = stacked_covariance(self, cov_rel, point)
+        else:
+            covariance = cluster_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
+        index = list(terms)
+        return point, {
+            "estimate": pd.Series(point.fe_params, index=index),
+            "std_error": pd.Series(np.sqrt(np.diag(covariance)), index=index),
+            "df": df,
+            "n_obs": self.n_obs,
+            "n_groups": n_groups,
+        }
 
     def intercept_only(self) -> GroupedDesign:
         """The same design with the first random effect (the intercept) alone."""
@@ -369,31 +400,15 @@ def mixed_fit(
     (2, 15.0)
     """
     cov_rel, converged, notes = reml_maximum(design)
-    point = design.gls(cov_rel)
+    options = {"cov_type": cov_type, "model_df": np.inf}
+    point, fields = design.fixed_effects(cov_rel, terms, n_groups, **options)
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
-    df: float | pd.Series = np.inf
-    if cov_type == "cluster":
-        if design.ml:
-            covariance = stacked_covariance(design, cov_rel, point)
-        else:
-            covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
-        df = float(n_groups - 1)
-    elif cov_type == "cr2":
-        covariance, df_terms = cr2_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
-        df = pd.Series(df_terms, index=list(terms))
-    else:
-        covariance = point.scale * point.xwx_inv
-    std_errors = np.sqrt(np.diag(covariance))
-    finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
+    finite = np.isfinite(fields["estimate"]).all() and np.isfinite(fields["std_error"]).all()
     llf = point.llf_reml
     slope = design.k_re == 2
     return Estimate(
-        estimate=pd.Series(point.fe_params, index=list(terms)),
-        std_error=pd.Series(std_errors, index=list(terms)),
-        df=df,
-        n_obs=design.n_obs,
-        n_groups=n_groups,
+        **fields,
         converged=converged and bool(finite),
         stats={
             "r2": np.nan,

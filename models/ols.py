@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.regression.linear_model import OLS, RegressionResults
 
-from attnmag.models.cr2 import cr2_covariance
-from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from attnmag.models.mixed import GroupedDesign
 from attnmag.models.tidy import Estimate
 
 __all__ = ["cluster_ols_result", "ols_fit"]
@@ -41,17 +40,10 @@ def ols_fit(
     >>> bool(np.allclose(fit.std_error.to_numpy(), reference.bse.to_numpy()))
     True
     """
-    zero = np.zeros((design.k_re, design.k_re))
-    point = design.gls(zero)
-    df: float | pd.Series = float(n_groups - 1)
-    if cov_type == "cr2":
-        covariance, df_terms = cr2_covariance(design, zero, point.fe_params, point.xwx_inv)
-        df = pd.Series(df_terms, index=list(terms))
-    elif cov_type == "model":
-        covariance, df = point.scale * point.xwx_inv, float(design.n_obs - design.k_fe)
-    else:
-        covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
     n, k = design.n_obs, design.k_fe
+    zero = np.zeros((design.k_re, design.k_re))
+    options = {"cov_type": cov_type, "model_df": float(n - k)}
+    point, fields = design.fixed_effects(zero, terms, n_groups, **options)
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
     spanned = np.linalg.lstsq(total[:k, :k], total[:k, k], rcond=None)[0]
@@ -60,11 +52,7 @@ def ols_fit(
     llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
     refit = None if rows is None or cov_type != "cluster" else rows
     return Estimate(
-        estimate=pd.Series(point.fe_params, index=list(terms)),
-        std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
-        df=df,
-        n_obs=n,
-        n_groups=n_groups,
+        **fields,
         converged=True,
         stats={
             "r2": float(1 - rss / tss),
