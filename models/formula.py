@@ -3,8 +3,8 @@
 Holds ``fit`` (a formula fitted per group by cluster-robust OLS or a REML mixed model),
 ``FORMULA_METHODS`` and ``BATCH_ROWS`` (the rows read at a time). patsy's incremental
 builder fixes one design over all the rows (a text column's categories: a categorical's own,
-``token`` by ``token_id``, others sorted), DuckDB sums each batch's ``[X | 1 | position |
-y]`` into per-(group, sequence) cross products, and ``named.fit_design`` fits each group:
+``token`` by ``token_id``, others sorted), ``GroupedDesign.of`` sums each batch's ``[X | 1 |
+position | y]`` into per-(group, sequence) cross products, and ``named.fit_design`` fits each group:
 memory is a batch's and the sums', whatever the rows.
 """
 
@@ -34,13 +34,11 @@ from attnmag.models.checks import (
 )
 from attnmag.models.groups import (
     GROUP_COLUMNS,
-    by_group,
     describe,
     group_keys,
     key_of,
     key_values,
     sql_list,
-    symmetric,
 )
 from attnmag.models.mixed import GroupedDesign
 from attnmag.models.named import fit_design
@@ -134,7 +132,7 @@ def fit(
                 message = f"the formula {formula!r} has {n_outcomes} outcome columns; it needs one"
                 raise AttnmagError(message)
         bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
-        crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
+        crosses, covered = _cross_products(reader, designs, random_slope, **bar)
     terms = [] if designs is None else list(designs[1].column_names)
     spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
     model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
@@ -224,41 +222,34 @@ def _first_line(error: Exception) -> str:
 
 
 def _cross_products(
-    connection: duckdb.DuckDBPyConnection,
     reader: _Reader,
     designs: tuple[patsy.DesignInfo, patsy.DesignInfo] | None,
     slope: bool,
     **bar: object,
 ) -> tuple[dict[Hashable, np.ndarray], dict[Hashable, int]]:
     """Per group, the per-sequence cross products of ``[X | 1 | position | y]`` (``position``
-    with ``slope``) and the positions covered, each batch summed by DuckDB into a table."""
-    groups = reader.group_columns
-    keys = sql_list([*groups, "sequence"])
-    m = 0 if designs is None else len(designs[1].column_names) + 2 + slope
-    pairs = [(i, j) for i in range(m) for j in range(i, m)]
-    per_batch = {
-        "sums": f"{keys}, {', '.join(f'sum(v{i} * v{j}) AS s{i}_{j}' for i, j in pairs)}",
-        "covered": f'{sql_list(groups)}, "position"',
-    }
-    with connection.cursor() as work, progress_bar(total=None, unit="batch", **bar) as shown:
-        for k, rows in enumerate(reader.batches() if m else ()):
+    with ``slope``) and the positions covered, each batch's by ``GroupedDesign.of``."""
+    groups, sums, covered = reader.group_columns, [], []
+    keys = [*groups, "sequence"]
+    with progress_bar(total=None, unit="batch", **bar) as shown:
+        for rows in reader.batches() if designs else ():
             outcome, design = patsy.build_design_matrices(designs, rows, return_type="dataframe")
-            rows = rows.loc[design.index, [*groups, "sequence", "position"]]
+            rows = rows.loc[design.index, [*keys, "position"]]
             extra = [np.ones(len(rows)), *([rows["position"].to_numpy(np.float64)] * slope)]
             data = np.column_stack([design, *extra, outcome.to_numpy(np.float64)[:, 0]])
-            work.register("design", rows.assign(**{f"v{i}": data[:, i] for i in range(m)}))
-            for table, select in per_batch.items():
-                into = f"INSERT INTO {table}" if k else f"CREATE TEMP TABLE {table} AS"
-                work.execute(f"{into} SELECT {select} FROM design GROUP BY ALL")
+            by_sequence = rows.groupby(keys)
+            codes = by_sequence.ngroup().to_numpy()
+            cross = GroupedDesign.of(data[:, :-1], data[:, :0], data[:, -1], codes).cross
+            sums.append(pd.DataFrame(cross.reshape(len(cross), -1), index=by_sequence.size().index))
+            covered.append(rows[[*groups, "position"]].drop_duplicates())
             shown.update(1)
-        if not m:
-            return {}, {}
-        sums = ", ".join(f"sum(s{i}_{j}) AS s{i}_{j}" for i, j in pairs)
-        query = f"SELECT {keys}, {sums} FROM sums GROUP BY ALL ORDER BY ALL"
-        summed = by_group(work.sql(query).to_arrow_reader(BATCH_ROWS), groups)
-        crosses = {key: symmetric(columns, "s{}_{}".format, m) for key, columns in summed}
-        counts = f'SELECT {sql_list(groups)}, count(DISTINCT "position") FROM covered GROUP BY ALL'
-        return crosses, {key_of(row[:-1]): row[-1] for row in work.execute(counts).fetchall()}
+    if not sums:
+        return {}, {}
+    m = int(np.sqrt(sums[0].shape[1]))
+    by_key = pd.concat(sums).groupby(level=keys).sum().groupby(level=groups)
+    crosses = {key_of(key): part.to_numpy().reshape(-1, m, m) for key, part in by_key}
+    positions = pd.concat(covered).drop_duplicates().groupby(groups)
+    return crosses, {key_of(key): len(part) for key, part in positions}
 
 
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
