@@ -6,7 +6,7 @@ Holds:
   (``GLS``); ``reml_maximum``, the maximum over the relative variance components;
 - ``mixed_fit``: that maximum -> an ``Estimate``, errors by ``COV_TYPES``;
   ``cluster_covariance`` (CR1) and ``stacked_covariance`` (ML's sandwich over the fixed
-  effects and variance components, from ``ml_scores``, ``ml_information``, ``ml_hessian``);
+  effects and variance components, from ``ml_scores`` and ``ml_hessian``);
 - ``mixed_result``: statsmodels' ``MixedLM`` result, started at that maximum;
 - ``slope_test``: the likelihood-ratio test of a random slope; ``is_boundary``.
 
@@ -34,8 +34,6 @@ from attnmag.models.tidy import Estimate
 
 __all__ = [
     "COV_TYPES",
-    "STATSMODELS_SINGULAR_TOL",
-    "BOUNDARY_TOL",
     "GLS",
     "GroupedDesign",
     "is_boundary",
@@ -44,7 +42,6 @@ __all__ = [
     "reml_maximum",
     "cluster_covariance",
     "ml_scores",
-    "ml_information",
     "ml_hessian",
     "stacked_covariance",
     "slope_test",
@@ -505,14 +502,12 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     )
 
 
-def ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
+def _ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     """Per group, the Fisher information of a random-intercept model at ``theta`` (as
     ``ml_scores``), block diagonal: shape (groups, k_fe + 2, k_fe + 2)."""
-    p, cross = design.k_fe, design.cross
-    scale, tau = theta[p], theta[p + 1]
-    size, one_x = cross[:, p, p], cross[:, p, :p]
-    inner = 1 + tau * size
-    xwx = cross[:, :p, :p] - (tau / inner)[:, None, None] * one_x[:, :, None] * one_x[:, None, :]
+    p, scale, tau = design.k_fe, theta[design.k_fe], theta[design.k_fe + 1]
+    size, one_x, _, inner, _, _ = _intercept_terms(design, theta)
+    xwx = design.cross[:, :p, :p] - np.einsum("g,gi,gj->gij", tau / inner, one_x, one_x)
     information = np.zeros((len(size), p + 2, p + 2))
     information[:, :p, :p] = xwx / scale
     information[:, p, p] = size / (2 * scale**2)
@@ -549,7 +544,7 @@ def ml_hessian(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
 def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -> np.ndarray:
     """The fixed effects' block of A^-1 (sum_g c_g c_g') A^-T, the sandwich by group over a
     random-intercept model's ML fixed effects and variance components, with Mancl and
-    DeRouen's scores c_g = F (F - F_g)^-1 s_g (s_g: ``ml_scores``, F_g: ``ml_information``,
+    DeRouen's scores c_g = F (F - F_g)^-1 s_g (s_g: ``ml_scores``, F_g: the Fisher information,
     A: ``ml_hessian``); at zero variance, over the fixed effects alone (CR3).
 
     >>> rows = frame.query("layer == 0 and position >= 1")
@@ -567,7 +562,7 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
     scores = ml_scores(design, theta)[:, used]
     jacobian = ml_hessian(design, theta)
-    information = ml_information(design, theta)[:, used, used]
+    information = _ml_information(design, theta)[:, used, used]
     total = information.sum(axis=0)
     corrected = np.linalg.solve(total - information, scores[:, :, None])[:, :, 0] @ total
     bread = np.linalg.inv(jacobian[used, used])

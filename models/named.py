@@ -607,7 +607,8 @@ def _mapped(
     *,
     ml: bool = False,
 ) -> GroupedDesign:
-    """The design ``[X | Z | y]`` = ``mapping @ [1, *base]`` (one, or one per sequence)."""
+    """The design ``[X | Z | y]`` = ``mapping @ [1, *base]`` (one, or one per sequence): rows
+    of the identity pick base columns."""
     names = ["", *base]
     cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
     design = mapping @ cross @ np.swapaxes(mapping, -1, -2)
@@ -615,25 +616,19 @@ def _mapped(
     return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
 
 
-def _selection(*rows: int, width: int) -> np.ndarray:
-    """The matrix that picks ``rows`` of a vector of ``width`` entries."""
-    return np.eye(width)[list(rows)]
-
-
 def _trend_design(sums: Sums, *, slope: bool) -> GroupedDesign:
     """``[1, position | 1 (, position) | log_norm]``."""
-    mapping = _selection(0, 1, 0, *[1] * slope, 2, width=3)
-    return _mapped(sums, ("position", "log_norm"), mapping, 2)
+    return _mapped(sums, ("position", "log_norm"), np.eye(3)[[0, 1, 0, *[1] * slope, 2]], 2)
 
 
 def _lag_design(sums: Sums) -> GroupedDesign:
     """``[1, lag1, lag2 | 1 | log_norm]``."""
-    return _mapped(sums, ("lag1", "lag2", "log_norm"), _selection(0, 1, 2, 0, 3, width=4), 3)
+    return _mapped(sums, ("lag1", "lag2", "log_norm"), np.eye(4)[[0, 1, 2, 0, 3]], 3)
 
 
 def _initial_conditions_design(sums: Sums, *, slope: bool) -> GroupedDesign:
     """``[1, lag1, lag2, position, y1, y2 | 1 (, lag1) | log_norm]``, by ML."""
-    rows = _selection(0, 1, 2, 3, 0, 0, 0, *[1] * slope, 4, width=5)
+    rows = np.eye(5)[[0, 1, 2, 3, 0, 0, 0, *[1] * slope, 4]]
     mapping = np.broadcast_to(rows, (len(sums["n"]), *rows.shape)).copy()
     mapping[:, 4, 0], mapping[:, 5, 0] = sums["y1"], sums["y2"]
     return _mapped(sums, ("lag1", "lag2", "position", "log_norm"), mapping, 6, ml=True)
