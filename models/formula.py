@@ -304,8 +304,7 @@ class _Reader:
                 yield rows
 
     def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """``chunk``'s text columns as categoricals with the frame's categories, without missing
-        values in the formula's columns (an infinite one: error)."""
+        """``chunk`` less rows with a missing value (an infinite one: error), texts categorical."""
         for column, categories in self.categories.items():
             chunk[column] = pd.Categorical(chunk[column].astype(object), categories=categories)
         rows = chunk.dropna(subset=self.used)

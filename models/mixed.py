@@ -348,8 +348,7 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
 
 
 def _ols(design: GroupedDesign) -> tuple[np.ndarray, float, float]:
-    """OLS from the cross products (the first random effect is the intercept):
-    coefficients, residual and total sum of squares."""
+    """OLS's coefficients, residual and (about the mean) total sum of squares."""
     p = design.k_fe
     total = design.cross.sum(axis=0)
     x, z, y = slice(0, p), p, p + design.k_re
@@ -503,8 +502,7 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
 
 
 def _ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
-    """Per group, the Fisher information of a random-intercept model at ``theta`` (as
-    ``ml_scores``), block diagonal: shape (groups, k_fe + 2, k_fe + 2)."""
+    """Per group, the Fisher information at ``theta`` (as ``ml_scores``), block diagonal."""
     p, scale, tau = design.k_fe, theta[design.k_fe], theta[design.k_fe + 1]
     size, one_x, _, inner, _, _ = _intercept_terms(design, theta)
     xwx = design.cross[:, :p, :p] - np.einsum("g,gi,gj->gij", tau / inner, one_x, one_x)

@@ -516,8 +516,7 @@ def _fit_group(
     sums: Sums,
     diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
-    """Check one group's sums, then fit it (``fitted_rows``; a ``failed_fit`` where the
-    linear algebra fails)."""
+    """One group's sums checked and fitted (a ``failed_fit`` where the linear algebra fails)."""
     if request.last is not None:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
@@ -607,8 +606,7 @@ def _mapped(
     *,
     ml: bool = False,
 ) -> GroupedDesign:
-    """The design ``[X | Z | y]`` = ``mapping @ [1, *base]`` (one, or one per sequence): rows
-    of the identity pick base columns."""
+    """The design ``[X | Z | y]`` = ``mapping @ [1, *base]`` (one, or one per sequence)."""
     names = ["", *base]
     cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
     design = mapping @ cross @ np.swapaxes(mapping, -1, -2)
@@ -668,8 +666,7 @@ def fit_design(
 
 
 def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
-    """``fit_design`` of a group (``cov_type`` None: ``trend_cov_type``'s); for
-    ``initial_conditions`` with the test of a random slope on lag1."""
+    """``fit_design`` of a group; for ``initial_conditions`` with the lag1 slope's test."""
     n_groups = len(sums["n"])
     options = {"random_slope": request.random_slope, "rows": rows, "formula": request.formula}
     cov_type = trend_cov_type(request.cov_type, n_groups)
@@ -685,8 +682,7 @@ def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
 
 
 def _aggregate(sums: Sums, positions: Sums) -> Estimate:
-    """The notebook's fit: OLS of the log of each position's mean norm on position,
-    classical errors; ``n_obs`` counts the positions."""
+    """OLS of the log of each position's mean norm on position (``n_obs``: the positions)."""
     ones, position = np.ones(len(positions["n"])), positions["position"].astype(np.float64)
     row = np.column_stack([ones, position, ones, np.log(positions["norm_sum"] / positions["n"])])
     design = GroupedDesign(row[:, :, None] * row[:, None, :], len(row), 2, 1)
