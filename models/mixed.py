@@ -295,27 +295,15 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         r = zxy @ np.r_[-fe_params, 1.0]  # Z_i'(y_i - X_i b)
         u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
         u1 = ((1 + np00) * r[:, 1] - np10 * r[:, 0]) / d
-        zwz = np.array(
-            [
-                [((n00 + det_n * p11) / d).sum(), ((n01 - det_n * p01) / d).sum()],
-                [0.0, ((n11 + det_n * p00) / d).sum()],
-            ]
-        )
-        zwz[1, 0] = zwz[0, 1]
+        w00, w01 = ((n00 + det_n * p11) / d).sum(), ((n01 - det_n * p01) / d).sum()
+        zwz = np.array([[w00, w01], [w01, ((n11 + det_n * p00) / d).sum()]])
         uu = np.array([[u0 @ u0, u0 @ u1], [u0 @ u1, u1 @ u1]])
         gradient = zwz - uu / scale
         if not design.ml:
-            zx = zxy[:, :, :p]
-            zwx = (
-                np.stack(
-                    [
-                        (1 + np11)[:, None] * zx[:, 0] - np01[:, None] * zx[:, 1],
-                        (1 + np00)[:, None] * zx[:, 1] - np10[:, None] * zx[:, 0],
-                    ],
-                    axis=1,
-                )
-                / d[:, None, None]
-            )
+            zx0, zx1, by = zxy[:, 0, :p], zxy[:, 1, :p], d[:, None]
+            zwx0 = ((1 + np11)[:, None] * zx0 - np01[:, None] * zx1) / by
+            zwx1 = ((1 + np00)[:, None] * zx1 - np10[:, None] * zx0) / by
+            zwx = np.stack([zwx0, zwx1], axis=1)
             fixed = np.tensordot(zwx @ np.linalg.inv(xwx), zwx, axes=([0, 2], [0, 2]))
             gradient = gradient - fixed
         by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
