@@ -252,13 +252,8 @@ def _search(design: GroupedDesign) -> tuple[np.ndarray, bool]:
 
 def _climb(design: GroupedDesign, start: list[float]):
     """Unbounded L-BFGS-B (a bound traps the climb) on ``_two_effects`` from ``start``."""
-    return minimize(
-        _two_effects(design),
-        np.asarray(start, dtype=np.float64),
-        jac=True,
-        method="L-BFGS-B",
-        options={"ftol": 1e-12, "gtol": 1e-6},
-    )
+    at, options = np.asarray(start, dtype=np.float64), {"ftol": 1e-12, "gtol": 1e-6}
+    return minimize(_two_effects(design), at, jac=True, method="L-BFGS-B", options=options)
 
 
 def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:

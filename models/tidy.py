@@ -128,11 +128,8 @@ def fitted_rows(
 def fits_of(fitted: Sequence[tuple[pd.DataFrame, dict[str, object], GroupFit]]) -> Fits:
     """The groups' ``fitted_rows`` as one ``Fits``, with Holm's adjustment across groups."""
     table = pd.concat([rows for rows, _, _ in fitted], ignore_index=True)
-    table["p_adjusted"] = np.nan
-    for _, index in table.groupby(["fit", "method", "term"], sort=False).groups.items():
-        p_values = table.loc[index, "p_value"].dropna()
-        if len(p_values):
-            table.loc[p_values.index, "p_adjusted"] = holm(p_values.to_numpy())
+    by_term = table.groupby(["fit", "method", "term"], sort=False)["p_value"]
+    table["p_adjusted"] = by_term.transform(lambda p_values: holm(p_values.to_numpy()))
     table = table[_grouped(TIDY_COLUMNS, _group_columns(table))]
     table.attrs["glance"] = [record for _, record, _ in fitted]
     return Fits(table, [part for _, _, part in fitted])
@@ -251,13 +248,14 @@ def glance_row(
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment, as statsmodels' ``multipletests(method="holm")``.
+    """Holm's step-down adjustment, as statsmodels' ``multipletests(method="holm")``, of the
+    p-values that are not NaN.
 
-    >>> holm(np.array([0.01, 0.04, 0.03]))
-    array([0.03, 0.06, 0.06])
+    >>> holm(np.array([0.01, 0.04, np.nan, 0.03]))
+    array([0.03, 0.06,  nan, 0.06])
     """
-    order = np.argsort(p_values, kind="stable")
-    steps = (len(p_values) - np.arange(len(p_values))) * p_values[order]
+    order = np.argsort(p_values, kind="stable")  # NaN last
+    steps = (np.count_nonzero(~np.isnan(p_values)) - np.arange(len(p_values))) * p_values[order]
     adjusted = np.empty_like(steps)
     adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
     return adjusted
