@@ -227,10 +227,7 @@ def glance_row(
     row: dict[str, object] = {
         "fit": fit,
         "method": method,
-        **{
-            key: value.item() if isinstance(value, np.generic) else value
-            for key, value in groups.items()
-        },
+        **groups,  # Python values (``groups.key_of``)
         "n_obs": int(fitted.n_obs),
         "n_groups": int(fitted.n_groups),
         "converged": bool(fitted.converged),
