@@ -2,8 +2,8 @@
 degrees of freedom, from per-cluster cross products (docs/guide-models.md, "Small samples").
 
 Holds ``cr2_covariance`` (R's ``clubSandwich::vcovCR(fit, type = "CR2")`` and
-``coef_test(..., test = "Satterthwaite")`` for ``lm`` and ``lmer`` fits), ``CR2_BELOW`` and
-``trend_cov_type`` (the trend fits' default). Every matrix maps the span of a cluster's
+``coef_test(..., test = "Satterthwaite")`` for ``lm`` and ``lmer`` fits) and ``CR2_BELOW``
+(below it many texts, the trend fits' default). Every matrix maps the span of a cluster's
 columns ``[X_g | Z_g]`` into itself, so it is computed in an orthonormal basis of that span,
 from the cluster's Gram matrix: no row of the data.
 """
@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:
     from attnmag.models.mixed import GroupedDesign
 
-__all__ = ["CR2_BELOW", "cr2_covariance", "trend_cov_type"]
+__all__ = ["CR2_BELOW", "cr2_covariance"]
 
 #: Below this many texts the trend fits (``position_trend``'s ``ols`` and ``mixed``) use CR2
 #: by default: from the coverage simulation of ``benchmarks/cr2.py``.
@@ -26,18 +26,6 @@ CR2_BELOW = 50
 RANK_TOL = 1e-10
 #: Eigenvalues below this are taken as zero in the matrix powers (clubSandwich's 1e-12).
 POWER_TOL = 1e-12
-
-
-def trend_cov_type(cov_type: str | None, n_groups: int) -> str:
-    """``cov_type``, or where it is None the trend fits' default for ``n_groups`` texts:
-    ``"cr2"`` below ``CR2_BELOW`` texts, ``"cluster"`` (CR1) from there.
-
-    >>> trend_cov_type(None, 20), trend_cov_type(None, 500), trend_cov_type("model", 20)
-    ('cr2', 'cluster', 'model')
-    """
-    if cov_type is not None:
-        return cov_type
-    return "cr2" if n_groups < CR2_BELOW else "cluster"
 
 
 def _power(matrices: np.ndarray, exponent: float) -> np.ndarray:

@@ -38,7 +38,7 @@ from attnmag.models.checks import (
     check_size,
     not_finite,
 )
-from attnmag.models.cr2 import trend_cov_type
+from attnmag.models.cr2 import CR2_BELOW
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
 from attnmag.models.groups import by_group, describe, group_keys, key_values, sql_list, symmetric
 from attnmag.models.leading import leading_query, leading_stats
@@ -94,7 +94,7 @@ class Request:
     n_positions: int
     formula: str  # as statsmodels writes it, for ``Fits.results`` and ``augment``
     design: Callable[[Sums], GroupedDesign] | None = None
-    cov_type: str | None = "cluster"  # None: ``trend_cov_type``'s
+    cov_type: str | None = "cluster"  # None: by the number of texts (``CR2_BELOW``)
     random_slope: bool = False
     last: int | None = None  # the trend's, whose sums are per position too
 
@@ -668,12 +668,10 @@ def fit_design(
 def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
     """``fit_design`` of a group; for ``initial_conditions`` with the lag1 slope's test."""
     n_groups = len(sums["n"])
+    cov_type = request.cov_type or ("cr2" if n_groups < CR2_BELOW else "cluster")
     options = {"random_slope": request.random_slope, "rows": rows, "formula": request.formula}
-    cov_type = trend_cov_type(request.cov_type, n_groups)
-    design = request.design(sums)
-    fitted = fit_design(
-        design, request.method, request.terms, n_groups, cov_type=cov_type, **options
-    )
+    design, terms = request.design(sums), request.terms
+    fitted = fit_design(design, request.method, terms, n_groups, cov_type=cov_type, **options)
     if request.method == "initial_conditions":
         slope = _initial_conditions_design(sums, slope=True).standardised()[0]
         lr, p_value = slope_test(slope)
