@@ -281,18 +281,14 @@ class _Reader:
 
     def _categories(self, column: str, types: dict[str, str]) -> pd.Index:
         """A text column's categories over all the rows."""
+        query = f'SELECT DISTINCT "{column}" FROM frame WHERE "{column}" IS NOT NULL ORDER BY 1'
         if types[column].startswith("ENUM"):
-            values = self.connection.execute(f"SELECT unnest(enum_range(NULL::{types[column]}))")
+            query = f"SELECT unnest(enum_range(NULL::{types[column]}))"
         elif column == "token" and "token_id" in types:
-            values = self.connection.execute(
-                "SELECT token FROM frame WHERE token IS NOT NULL GROUP BY token "
-                "ORDER BY min(token_id)"
+            query = (
+                "SELECT token FROM frame WHERE token IS NOT NULL GROUP BY 1 ORDER BY min(token_id)"
             )
-        else:
-            values = self.connection.execute(
-                f'SELECT DISTINCT "{column}" FROM frame WHERE "{column}" IS NOT NULL ORDER BY 1'
-            )
-        return pd.Index([row[0] for row in values.fetchall()])
+        return pd.Index([row[0] for row in self.connection.execute(query).fetchall()])
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """Per batch, the rows the formula fits (patsy's ``data_iter_maker``)."""
