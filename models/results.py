@@ -143,10 +143,7 @@ class Fits:
 def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
     """The parts by group key, or by ``(fit, method, *key)`` where several fits are present."""
     several = len({part.names for part in parts}) > 1
-    keys = [
-        key_of([*part.names, *part.groups.values()] if several else part.groups.values())
-        for part in parts
-    ]
+    keys = (key_of([*(part.names if several else ()), *part.groups.values()]) for part in parts)
     return dict(zip(keys, parts, strict=True))
 
 

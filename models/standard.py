@@ -132,8 +132,8 @@ def read_fits(folder: str | os.PathLike) -> dict[str, Fits]:
     if missing:
         raise AttnmagError(f"{path} lacks {' and '.join(missing)} (written by `attnmag fit`)")
     tables = {name: _read_table(path / f"{name}.csv") for name in TABLES[:2]}
-    glances = _read_table(path / "glance.csv") if (path / "glance.csv").is_file() else None
+    glance = path / "glance.csv"
+    records = _read_table(glance).to_dict("records") if glance.is_file() else []
     for name, table in tables.items():
-        mine = [] if glances is None else glances[glances["fit"] == name].to_dict("records")
-        table.attrs["glance"] = mine
+        table.attrs["glance"] = [record for record in records if record["fit"] == name]
     return {name: Fits(table, []) for name, table in tables.items()}
