@@ -30,15 +30,8 @@ def leading_query(keys: str, first: int, conditions: list[str]) -> str:
         f'max({y}) FILTER (WHERE "position" = {k}) AS level_{k}'
         for k in range(first, LEADING_LAST + 1)
     ]
-    sums = [
-        "count(*) AS n",
-        f"sum({p}) AS p",
-        f"sum({p} * {p}) AS pp",
-        f"sum({y}) AS y",
-        f"sum({p} * {y}) AS py",
-        f"sum({y} * {y}) AS yy",
-        *levels,
-    ]
+    products = {"p": p, "pp": f"{p} * {p}", "y": y, "py": f"{p} * {y}", "yy": f"{y} * {y}"}
+    sums = ["count(*) AS n", *(f"sum({e}) AS {name}" for name, e in products.items()), *levels]
     where = [
         f'"position" BETWEEN {int(first)} AND {MAX_POSITION}',
         "isfinite(log_norm)",
