@@ -110,8 +110,9 @@ class GroupedDesign:
         labels, codes = np.unique(groups, return_inverse=True)
         n_groups = len(labels)
         indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
-        cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
-        return cls(cross.reshape(n_groups, m, m), n, exog.shape[1], exog_re.shape[1])
+        # Column by column: a batch's n x m products at a time, not n x m x m.
+        cross = np.stack([indicator @ (data * data[:, [i]]) for i in range(m)], axis=1)
+        return cls(cross, n, exog.shape[1], exog_re.shape[1])
 
     def gls(self, cov_rel: np.ndarray) -> GLS:
         """GLS with V_i = scale (I + Z_i P Z_i'), P = ``cov_rel`` (statsmodels'
