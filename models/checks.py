@@ -1,9 +1,9 @@
-"""The fits' methods, and the checks of their options and rows, written once for every fit.
+"""The fits' methods and defaults, and the checks of their options and rows, written once.
 
-Holds ``METHODS`` (the named fits'), ``MIXED_METHODS`` (which take every ``cov_type``),
-``CR2_METHODS``, and the checks ``check_options``, ``check_first_position``,
-``check_columns``, ``check_size`` and ``not_finite`` (the error of a missing or infinite
-value).
+Holds ``METHODS`` (the named fits'), ``MIXED_METHODS``, ``CR2_METHODS``, the defaults
+``MAX_POSITION`` (the trend's last position, the notebook's 30) and ``CONF_LEVEL``, the checks
+``check_options``, ``check_first_position``, ``check_columns``, ``check_size`` and
+``not_finite`` (the error of a missing or infinite value).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from attnmag.errors import AttnmagError
 from attnmag.models.mixed import COV_TYPES
 
 __all__ = [
+    "CONF_LEVEL",
+    "MAX_POSITION",
     "METHODS",
     "MIXED_METHODS",
     "CR2_METHODS",
@@ -25,6 +27,8 @@ __all__ = [
     "not_finite",
 ]
 
+MAX_POSITION = 30
+CONF_LEVEL = 0.95
 METHODS = {
     "position_trend": ("aggregate", "ols", "mixed"),
     "lag_effects": ("ols", "initial_conditions", "gmm"),
@@ -98,8 +102,8 @@ def check_size(
     n_sequences: int,
     n_covered: int,
 ) -> None:
-    """Require of a group (``group``: in words) ``n_terms + 2`` rows from 2 sequences that
-    cover ``n_positions`` positions: a residual degree of freedom and two clusters.
+    """Require of a group (in words) ``n_terms + 2`` rows from 2 sequences covering
+    ``n_positions`` positions: a residual degree of freedom and two clusters.
 
     >>> check_size("layer 0", first=1, last=30, n_terms=2, n_positions=3, n_rows=3,
     ...            n_sequences=2, n_covered=3)

@@ -1,16 +1,11 @@
 """Any statsmodels formula, fitted per group: ``models.fit``.
 
-Holds:
-- ``fit``: a formula fitted once per group by cluster-robust OLS or a REML mixed model, of a
-  frame or a shard folder -> a ``Fits``;
-- ``FORMULA_METHODS``: the methods ``fit`` accepts;
-- ``BATCH_ROWS``: the rows read at a time.
-
-DuckDB reads the columns the formula uses in batches. patsy's incremental builder fixes one
-design over all the rows (a text column's categories: a categorical's own, ``token`` by
-``token_id``, others sorted), and each batch's design rows ``[X | 1 | position | y]`` are
-summed by DuckDB into per-(group, sequence) cross products, from which ``models.ols`` and
-``models.mixed`` fit each group: memory is a batch's and the sums', whatever the rows.
+Holds ``fit`` (a formula fitted per group by cluster-robust OLS or a REML mixed model),
+``FORMULA_METHODS`` and ``BATCH_ROWS`` (the rows read at a time). patsy's incremental
+builder fixes one design over all the rows (a text column's categories: a categorical's own,
+``token`` by ``token_id``, others sorted), ``GroupedDesign.of`` sums each batch's ``[X | 1 |
+position | y]`` into per-(group, sequence) cross products, and ``named.fit_design`` fits each group:
+memory is a batch's and the sums', whatever the rows.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import os
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from functools import partial
 
 import duckdb
@@ -29,22 +24,27 @@ import patsy.builtins
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.models.checks import check_columns, check_options, check_size, not_finite
-from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.checks import (
+    CONF_LEVEL,
+    MAX_POSITION,
+    check_columns,
+    check_options,
+    check_size,
+    not_finite,
+)
 from attnmag.models.groups import (
     GROUP_COLUMNS,
-    by_group,
     describe,
+    group_keys,
     key_of,
     key_values,
     sql_list,
-    symmetric,
 )
-from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result
-from attnmag.models.ols import ols_fit
+from attnmag.models.mixed import GroupedDesign
+from attnmag.models.named import fit_design
 from attnmag.models.results import Fits
 from attnmag.models.source import Source, open_source
-from attnmag.models.tidy import Estimate, fits_of, fitted_rows
+from attnmag.models.tidy import fits_of, fitted_rows
 from attnmag.progress import progress_bar
 
 __all__ = ["BATCH_ROWS", "FORMULA_METHODS", "fit"]
@@ -71,8 +71,7 @@ def fit(
 ) -> Fits:
     """Fit a statsmodels (patsy) formula once per group of the frame.
 
-    Rows are those at positions ``positions[0]``..``positions[1]``; rows with a missing value
-    in a column the formula uses are dropped (``n_obs`` counts those used). Term names are
+    Rows with a missing value in a column the formula uses are dropped; term names are
     statsmodels' (``Intercept``, ``C(label)[T.fresh]``).
 
     Parameters
@@ -82,14 +81,13 @@ def fit(
     formula : str
         With an outcome, e.g. ``"log_norm ~ position * C(label)"``.
     method : {"ols", "mixed"}
-        Token-level OLS, or a REML mixed model with a random intercept per sequence.
+        Token-level OLS, or REML with a random intercept per sequence.
     re_formula : {None, "~position"}
         For ``"mixed"``: a correlated random slope on position too.
     positions : tuple of int
         The first and last position used, inclusive.
     cov_type : {"cluster", "cr2", "model"}
-        CR1 by sequence (t on G - 1 df); CR2 with Bell-McCaffrey df (no ``results``
-        for ``ols``); lme4's model-based covariance (``"mixed"`` only).
+        As for ``position_trend`` (``"cr2"``: no ``results`` for ``ols``).
     conf_level, n_jobs, progress
         As for ``position_trend`` (the bar counts the batches read).
 
@@ -120,23 +118,32 @@ def fit(
         names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         columns = _columns(formula, names)
         check_columns(source.name, names, ["layer", *columns])
-        groups = [column for column in GROUP_COLUMNS if column in names]
+        groups, keys = group_keys(connection, names)
         reader = _Reader(connection, groups, columns, first=first, last=last)
         # With no rows to fit, the groups' checks say so (patsy cannot build a design).
-        designs = _design(formula, reader) if next(reader.batches(), None) is not None else None
+        designs = None
+        if next(reader.batches(), None) is not None:
+            try:
+                designs = patsy.incr_dbuilders(formula, reader.batches, eval_env=_ENVIRONMENT)
+            except patsy.PatsyError as error:
+                message = f"cannot fit the formula {formula!r}: {_first_line(error)}"
+                raise AttnmagError(message) from None
+            if (n_outcomes := len(designs[0].column_names)) != 1:
+                message = f"the formula {formula!r} has {n_outcomes} outcome columns; it needs one"
+                raise AttnmagError(message)
         bar = {"progress": progress, "desc": f"{method} fit", "delay": 1.0}
-        crosses, covered = _cross_products(connection, reader, designs, random_slope, **bar)
-        keys = sorted(reader.groups())
+        crosses, covered = _cross_products(reader, designs, random_slope, **bar)
     terms = [] if designs is None else list(designs[1].column_names)
     spec = {"fit": formula.strip(), "method": method, "conf_level": conf_level}
     model = {"formula": formula, "random_slope": random_slope, "cov_type": cov_type}
-    fitted = []
+    fitted, k = [], len(terms)
     for key in keys:
-        cross, n_covered = crosses.pop(key, np.empty((0, 0, 0))), covered.get(key, 0)
-        _check_group(groups, key, cross, n_covered, random_slope, (first, last), terms)
+        cross = crosses.pop(key, np.empty((0, k + 2 + random_slope, k + 2 + random_slope)))
+        design = GroupedDesign(cross, int(round(cross[:, k, k].sum())), k, 1 + random_slope)
+        _check_group(describe(groups, key), design, covered.get(key, 0), first, last)
         values = key_values(groups, key)
         rows = partial(_group_rows, source, reader, values)
-        run = partial(_fit_cross, cross, terms, rows, method=method, **model)
+        run = partial(fit_design, design, method, terms, len(cross), rows=rows, **model)
         fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
     return fits_of(fitted)
 
@@ -171,8 +178,7 @@ def _positions(positions: tuple[int, int]) -> tuple[int, int]:
 
 
 def _columns(formula: str, available: Iterable[str]) -> list[str]:
-    """The frame columns a formula uses, with ``sequence`` and ``position``; an unknown
-    name, a stateful transform or a formula patsy cannot read is a one-line error."""
+    """The frame columns a formula uses, with ``sequence`` and ``position`` (or an error)."""
     if not isinstance(formula, str):
         raise AttnmagError(
             f"the formula must be a string such as 'log_norm ~ position', not {formula!r}"
@@ -216,53 +222,43 @@ def _first_line(error: Exception) -> str:
 
 
 def _cross_products(
-    connection: duckdb.DuckDBPyConnection,
     reader: _Reader,
     designs: tuple[patsy.DesignInfo, patsy.DesignInfo] | None,
     slope: bool,
     **bar: object,
 ) -> tuple[dict[Hashable, np.ndarray], dict[Hashable, int]]:
-    """Per group, the per-sequence cross products of ``[X | 1 | position | y]``
-    (``position`` with ``slope``) and the positions covered: each batch summed by DuckDB
-    into a table, on a cursor of its own while ``connection`` streams the batches."""
-    groups = reader.group_columns
-    keys = sql_list([*groups, "sequence"])
-    m = 0 if designs is None else len(designs[1].column_names) + 2 + slope
-    pairs = [(i, j) for i in range(m) for j in range(i, m)]
-    per_batch = {
-        "sums": f"{keys}, {', '.join(f'sum(v{i} * v{j}) AS s{i}_{j}' for i, j in pairs)}",
-        "covered": f'{sql_list(groups)}, "position"',
-    }
-    with connection.cursor() as work, progress_bar(total=None, unit="batch", **bar) as shown:
-        for k, rows in enumerate(reader.batches() if m else ()):
+    """Per group, the per-sequence cross products of ``[X | 1 | position | y]`` (``position``
+    with ``slope``) and the positions covered, each batch's by ``GroupedDesign.of``."""
+    groups, sums, covered = reader.group_columns, [], []
+    keys = [*groups, "sequence"]
+    with progress_bar(total=None, unit="batch", **bar) as shown:
+        for rows in reader.batches() if designs else ():
             outcome, design = patsy.build_design_matrices(designs, rows, return_type="dataframe")
-            rows = rows.loc[design.index, [*groups, "sequence", "position"]]
+            rows = rows.loc[design.index, [*keys, "position"]]
             extra = [np.ones(len(rows)), *([rows["position"].to_numpy(np.float64)] * slope)]
             data = np.column_stack([design, *extra, outcome.to_numpy(np.float64)[:, 0]])
-            work.register("design", rows.assign(**{f"v{i}": data[:, i] for i in range(m)}))
-            for table, select in per_batch.items():
-                into = f"INSERT INTO {table}" if k else f"CREATE TEMP TABLE {table} AS"
-                work.execute(f"{into} SELECT {select} FROM design GROUP BY ALL")
+            by_sequence = rows.groupby(keys)
+            codes = by_sequence.ngroup().to_numpy()
+            cross = GroupedDesign.of(data[:, :-1], data[:, :0], data[:, -1], codes).cross
+            sums.append(pd.DataFrame(cross.reshape(len(cross), -1), index=by_sequence.size().index))
+            covered.append(rows[[*groups, "position"]].drop_duplicates())
             shown.update(1)
-        if not m:
-            return {}, {}
-        sums = ", ".join(f"sum(s{i}_{j}) AS s{i}_{j}" for i, j in pairs)
-        query = f"SELECT {keys}, {sums} FROM sums GROUP BY ALL ORDER BY ALL"
-        summed = by_group(work.sql(query).to_arrow_reader(BATCH_ROWS), groups)
-        crosses = {key: symmetric(columns, "s{}_{}".format, m) for key, columns in summed}
-        counts = f'SELECT {sql_list(groups)}, count(DISTINCT "position") FROM covered GROUP BY ALL'
-        return crosses, {key_of(row[:-1]): row[-1] for row in work.execute(counts).fetchall()}
+    if not sums:
+        return {}, {}
+    m = int(np.sqrt(sums[0].shape[1]))
+    by_key = pd.concat(sums).groupby(level=keys).sum().groupby(level=groups)
+    crosses = {key_of(key): part.to_numpy().reshape(-1, m, m) for key, part in by_key}
+    positions = pd.concat(covered).drop_duplicates().groupby(groups)
+    return crosses, {key_of(key): len(part) for key, part in positions}
 
 
 def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
     """One group's fitted rows, read again from ``source``."""
-    chunk = source.rows(sql_list(reader.used), [reader.span], values)
-    return reader._rows(reader.categorised(chunk))
+    return reader._rows(source.rows(sql_list(reader.used), [reader.span], values))
 
 
 class _Reader:
-    """The rows of the view ``frame`` that a formula fits, in batches of ``BATCH_ROWS``,
-    text columns as categoricals with the frame's categories."""
+    """The rows of the view ``frame`` that a formula fits, text columns as categoricals."""
 
     def __init__(
         self,
@@ -276,7 +272,7 @@ class _Reader:
         self.connection, self.group_columns = connection, groups
         self.columns = list(dict.fromkeys([*groups, *columns]))
         self.used = [column for column in self.columns if column not in GROUP_COLUMNS]
-        self.first, self.last = first, last
+        self.first = first
         self.span = f'"position" BETWEEN {int(first)} AND {int(last)}'
         described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
         types = dict(described.fetchall())
@@ -285,42 +281,28 @@ class _Reader:
 
     def _categories(self, column: str, types: dict[str, str]) -> pd.Index:
         """A text column's categories over all the rows."""
+        query = f'SELECT DISTINCT "{column}" FROM frame WHERE "{column}" IS NOT NULL ORDER BY 1'
         if types[column].startswith("ENUM"):
-            values = self.connection.execute(f"SELECT unnest(enum_range(NULL::{types[column]}))")
+            query = f"SELECT unnest(enum_range(NULL::{types[column]}))"
         elif column == "token" and "token_id" in types:
-            values = self.connection.execute(
-                "SELECT token FROM frame WHERE token IS NOT NULL GROUP BY token "
-                "ORDER BY min(token_id)"
+            query = (
+                "SELECT token FROM frame WHERE token IS NOT NULL GROUP BY 1 ORDER BY min(token_id)"
             )
-        else:
-            values = self.connection.execute(
-                f'SELECT DISTINCT "{column}" FROM frame WHERE "{column}" IS NOT NULL ORDER BY 1'
-            )
-        return pd.Index([row[0] for row in values.fetchall()])
-
-    def groups(self) -> list[Hashable]:
-        """The keys of the groups present, whatever their rows' positions."""
-        query = f"SELECT DISTINCT {sql_list(self.group_columns)} FROM frame"
-        return [key_of(row) for row in self.connection.execute(query).fetchall()]
+        return pd.Index([row[0] for row in self.connection.execute(query).fetchall()])
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """Per batch, the rows the formula fits (patsy's ``data_iter_maker``)."""
         query = f"SELECT {sql_list(self.columns)} FROM frame WHERE {self.span}"
         reader = self.connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
-            rows = self._rows(self.categorised(batch.to_pandas()))
+            rows = self._rows(batch.to_pandas())
             if len(rows):
                 yield rows
 
-    def categorised(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """``chunk``'s text columns as categoricals with the frame's categories."""
+    def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """``chunk`` less rows with a missing value (an infinite one: error), texts categorical."""
         for column, categories in self.categories.items():
             chunk[column] = pd.Categorical(chunk[column].astype(object), categories=categories)
-        return chunk
-
-    def _rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """``chunk`` without missing values in the formula's columns; an infinite one is an
-        error."""
         rows = chunk.dropna(subset=self.used)
         checked = [column for column in self.used if column not in ("sequence", "position")]
         values = rows[checked].select_dtypes("number")
@@ -329,71 +311,15 @@ class _Reader:
         return rows
 
 
-def _design(formula: str, reader: _Reader) -> tuple[patsy.DesignInfo, patsy.DesignInfo]:
-    """The outcome's and the design's ``DesignInfo``, fixed over all the rows."""
-    try:
-        lhs, rhs = patsy.incr_dbuilders(formula, reader.batches, eval_env=_ENVIRONMENT)
-    except patsy.PatsyError as error:
-        raise AttnmagError(f"cannot fit the formula {formula!r}: {_first_line(error)}") from None
-    if len(lhs.column_names) != 1:
-        raise AttnmagError(
-            f"the formula {formula!r} has {len(lhs.column_names)} outcome columns; it needs one"
-        )
-    return lhs, rhs
-
-
-def _check_group(
-    groups: list[str],
-    key: Hashable,
-    cross: np.ndarray,
-    n_covered: int,
-    random_slope: bool,
-    positions: tuple[int, int],
-    terms: list[str],
-) -> None:
+def _check_group(group: str, design: GroupedDesign, n_covered: int, first: int, last: int) -> None:
     """A group has the rows, texts and positions its fit needs, and no singular design."""
-    n_terms = len(terms)
-    n_rows = int(round(cross[:, n_terms, n_terms].sum())) if len(cross) else 0
-    counts = {"n_rows": n_rows, "n_sequences": len(cross), "n_covered": n_covered}
-    needs = {"n_terms": n_terms, "n_positions": 1 + random_slope}
-    check_size(describe(groups, key), first=positions[0], last=positions[1], **needs, **counts)
-    xx = cross[:, :n_terms, :n_terms].sum(axis=0)
+    k, cross = design.k_fe, design.cross
+    counts = {"n_rows": design.n_obs, "n_sequences": len(cross), "n_covered": n_covered}
+    check_size(group, first=first, last=last, n_terms=k, n_positions=design.k_re, **counts)
+    xx = cross[:, :k, :k].sum(axis=0)
     scale = np.sqrt(np.diag(xx))
-    if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < n_terms:
+    if not scale.all() or np.linalg.matrix_rank(xx / np.outer(scale, scale), tol=1e-10) < k:
         raise AttnmagError(
-            f"the formula's design is singular in {describe(groups, key)} (a term without "
+            f"the formula's design is singular in {group} (a term without "
             "variation there, such as a categorical level its rows lack)"
         )
-
-
-def _fit_cross(
-    cross: np.ndarray,
-    terms: list[str],
-    rows: Callable[[], pd.DataFrame],
-    *,
-    method: str,
-    formula: str,
-    random_slope: bool,
-    cov_type: str,
-) -> Estimate:
-    """One group's fit from its per-sequence cross products of ``[X | 1 | position | y]``."""
-    k = len(terms)
-    n_obs = int(round(cross[:, k, k].sum()))
-    if method == "ols":
-        keep = np.r_[0 : k + 1, cross.shape[1] - 1]
-        design = GroupedDesign(cross[:, keep][:, :, keep], n_obs, k, 1)
-        return ols_fit(design, terms, len(cross), cov_type=cov_type, rows=rows, formula=formula)
-    scales = np.ones(1)
-    if random_slope:
-        total = cross.sum(axis=0)
-        spread = np.sqrt((total[k + 1, k + 1] - total[k, k + 1] ** 2 / n_obs) / (n_obs - 1))
-        cross = cross.copy()
-        cross[:, k + 1, :] /= spread
-        cross[:, :, k + 1] /= spread
-        scales = np.array([1.0, 1.0 / spread])
-    design = GroupedDesign(cross, n_obs, k, 2 if random_slope else 1)
-
-    def result(cov_rel: np.ndarray) -> object:
-        return mixed_result(rows(), formula, random_slope, cov_rel)
-
-    return mixed_fit(design, scales, terms, len(cross), cov_type=cov_type, result=result)

@@ -1,21 +1,13 @@
 """Arellano-Bond difference GMM for the lag model, vectorised over texts.
 
-Holds:
-- ``GMMResult``: two-step estimates, Windmeijer's covariance, Hansen's J and AR(2);
-- ``GMM_LAGS``: the collapsed instruments' lags of the level; ``GMM_LEVELS``: the levels
-  per row the sums need (``l0``, its own, to ``l7``);
-- ``gmm_reduced``: a group's per-text level sums -> the per-text cross products;
-- ``gmm_fit``: those -> an ``Estimate``; ``arellano_bond``, its estimator; ``gmm_stats``,
-  its glance fields; ``AR2_UNDEFINED``, the note where AR(2) has no value.
-
-The model and its conventions (R's ``plm::pgmm``) are in docs/guide-models.md. The
-differenced equations' ``x``, ``y`` and instruments ``z`` are linear maps of a row's levels,
-so each text's ``Z'X``, ``Z'y`` and the rest are maps of its sums of the levels' products.
+Holds ``GMM_LAGS`` (the collapsed instruments' lags) and ``GMM_LEVELS`` (the levels a row's
+sums need), ``gmm_reduced`` (per-text level sums -> cross products), ``gmm_fit`` (-> an
+``Estimate``, Hansen's J and AR(2) in its stats), its estimator ``arellano_bond`` and
+``AR2_UNDEFINED``.
+The model and its conventions (R's ``plm::pgmm``) are in docs/guide-models.md.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,17 +15,15 @@ from scipy import stats
 
 from attnmag.errors import AttnmagError
 from attnmag.models.groups import symmetric
-from attnmag.models.tidy import Estimate, failed_fit
+from attnmag.models.tidy import FIT_STATS, GMM_STATS, Estimate, failed_fit
 
 __all__ = [
     "AR2_UNDEFINED",
-    "GMMResult",
     "GMM_LAGS",
     "GMM_LEVELS",
     "arellano_bond",
     "gmm_fit",
     "gmm_reduced",
-    "gmm_stats",
 ]
 
 GMM_LAGS = (2, 6)
@@ -45,37 +35,6 @@ AR2_UNDEFINED = (
 )
 
 
-@dataclass(frozen=True)
-class GMMResult:
-    """Two-step difference-GMM estimates and their tests.
-
-    >>> result = GMMResult(
-    ...     estimate=np.array([0.3, 0.1, -0.01]), covariance=np.diag([4e-4, 3e-4, 1e-6]),
-    ...     one_step=np.array([0.29, 0.11, -0.01]), hansen_j=3.2, hansen_df=8,
-    ...     ar2_statistic=-0.5, n_instruments=11)
-    >>> round(result.hansen_p, 3), round(result.ar2_p, 3)
-    (0.921, 0.617)
-    """
-
-    estimate: np.ndarray
-    covariance: np.ndarray
-    one_step: np.ndarray
-    hansen_j: float
-    hansen_df: int
-    ar2_statistic: float
-    n_instruments: int
-
-    @property
-    def hansen_p(self) -> float:
-        """Hansen's J p-value (chi-squared on ``hansen_df``)."""
-        return float(stats.chi2.sf(self.hansen_j, self.hansen_df))
-
-    @property
-    def ar2_p(self) -> float:
-        """The AR(2) test's two-sided normal p-value."""
-        return float(2 * stats.norm.sf(abs(self.ar2_statistic)))
-
-
 def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
     """A row over ``[1, l0, ..., l7]``: ``(k, c)`` adds c times level k (``None``: the 1)."""
     row = np.zeros(GMM_LEVELS + 1)
@@ -84,22 +43,11 @@ def _levels(*terms: tuple[int | None, float]) -> np.ndarray:
     return row
 
 
-def _level_sums(sums: dict[str, np.ndarray]) -> np.ndarray:
-    """Per text, the sums ``all_i_j`` as symmetric matrices."""
-    return symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
-
-
 def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Texts' level sums (``_gmm_query``) -> their Arellano-Bond cross products.
-
-    The differenced equations' ``x = [Δy[t-1], Δy[t-2], 1]``, ``y = Δy[t]`` and instruments
-    ``z = [y[t-2..t-6], 1]`` are linear in the levels, so each text's ``Z'X`` (``zx``),
-    ``Z'y`` (``zy``), ``sum v[t] v[t-2]'`` of ``v = [x; y]`` two equations apart (``back``),
-    ``Z'Z`` and ``sum z[t] z[t-1]'`` over consecutive equations are maps of its sums; the last
-    two enter the estimator only summed, so they are kept summed (``zz``, ``adjacent``: one
-    row for these texts). Texts without an equation have zero arrays, which add nothing.
-    ``n``, ``last_position``, ``n_bad`` and ``all_0_0`` (its equations) are kept per text.
-    """
+    """Texts' level sums -> their Arellano-Bond cross products: the differenced equations'
+    ``x``, ``y`` and instruments ``z`` are linear in a row's levels, so each text's ``Z'X``
+    (``zx``), ``Z'y`` (``zy``) and ``sum v[t] v[t-2]'``, v = [x; y] (``back``) are maps of
+    its sums; ``Z'Z`` (``zz``) and ``sum z[t] z[t-1]'`` (``adjacent``) are kept summed."""
     if sums["n_off"].any():
         sequence = sums["sequence"][np.argmax(sums["n_off"] > 0)]
         raise AttnmagError(
@@ -117,7 +65,7 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     v_back = np.array(
         [_levels((3, 1), (4, -1)), _levels((4, 1), (5, -1)), _levels(one), _levels((2, 1), (3, -1))]
     )
-    every = _level_sums(sums)
+    every = symmetric(sums, "all_{}_{}".format, GMM_LEVELS + 1)
     at3, at4 = (
         np.column_stack([sums[f"{at}_{i}"] for i in range(GMM_LEVELS + 1)]) for at in ("at3", "at4")
     )
@@ -136,30 +84,31 @@ def gmm_reduced(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def gmm_fit(sums: dict[str, np.ndarray]) -> Estimate:
-    """The two-step fit from a group's ``gmm_reduced`` sums, Windmeijer errors (normal);
-    ``n_obs``/``n_groups``: the differenced equations and the texts with one."""
+    """The two-step fit of a group's ``gmm_reduced`` sums, Windmeijer errors (normal)."""
     counts = {"n_obs": int(sums["all_0_0"].sum()), "n_groups": int((sums["all_0_0"] > 0).sum())}
     try:
-        result = arellano_bond(sums)
+        estimate, covariance, tests = arellano_bond(sums)
     except np.linalg.LinAlgError as error:
         message = f"GMM failed: {type(error).__name__}: {error}"
-        return failed_fit(TERMS, message=message, stats=gmm_stats(None), **counts)
-    std_error = np.sqrt(np.diag(result.covariance))
+        nothing = dict.fromkeys([*FIT_STATS, *GMM_STATS], np.nan)
+        return failed_fit(TERMS, message=message, stats=nothing, **counts)
+    std_error = np.sqrt(np.diag(covariance))
     return Estimate(
-        estimate=pd.Series(result.estimate, index=TERMS),
+        estimate=pd.Series(estimate, index=TERMS),
         std_error=pd.Series(std_error, index=TERMS),
         df=np.inf,
         **counts,
-        converged=bool(np.all(np.isfinite(result.estimate)) and np.all(np.isfinite(std_error))),
-        stats=gmm_stats(result),
-        notes=[AR2_UNDEFINED] if np.isnan(result.ar2_statistic) else [],
+        converged=bool(np.all(np.isfinite(estimate)) and np.all(np.isfinite(std_error))),
+        stats=dict.fromkeys(FIT_STATS, np.nan) | tests,
+        notes=[AR2_UNDEFINED] if np.isnan(tests["ar2_statistic"]) else [],
     )
 
 
-def arellano_bond(sums: dict[str, np.ndarray]) -> GMMResult:
+def arellano_bond(sums: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict]:
     """Two-step difference GMM from ``gmm_reduced``'s sums: ``zz`` (sum_i Z_i'Z_i),
     ``adjacent`` (sum_t z_t z_{t-1}'), and per text ``zx`` (Z_i'X_i), ``zy`` (Z_i'y_i) and
-    ``back`` (sum_t v_t v_{t-2}', v = [x; y])."""
+    ``back`` (sum_t v_t v_{t-2}', v = [x; y]) -> the estimates, Windmeijer's covariance and
+    the tests (Hansen's J, AR(2)), by name."""
     zz, adjacent = sums["zz"].sum(axis=0), sums["adjacent"].sum(axis=0)
     zx, zy, back = sums["zx"], sums["zy"], sums["back"]
     total_zx, total_zy = zx.sum(axis=0), zy.sum(axis=0)
@@ -185,14 +134,18 @@ def arellano_bond(sums: dict[str, np.ndarray]) -> GMMResult:
     products = np.einsum("i,gij,j->g", residual, back, residual)  # per text e_i' l_i
     lx = back.sum(axis=0)[: len(estimate)] @ residual
     ar2 = _ar2(products, lx, g2, total_zx, a2, covariance)
-    return GMMResult(
-        estimate=estimate,
-        covariance=covariance,
-        one_step=one_step,
-        hansen_j=float(ze2 @ a2 @ ze2),
-        hansen_df=zx.shape[1] - zx.shape[2],
-        ar2_statistic=ar2,
-        n_instruments=zx.shape[1],
+    hansen_j, hansen_df = float(ze2 @ a2 @ ze2), zx.shape[1] - zx.shape[2]
+    return (
+        estimate,
+        covariance,
+        {
+            "hansen_j": hansen_j,
+            "hansen_df": float(hansen_df),
+            "hansen_p": float(stats.chi2.sf(hansen_j, hansen_df)),
+            "ar2_statistic": ar2,
+            "ar2_p": float(2 * stats.norm.sf(abs(ar2))),
+            "n_instruments": float(zx.shape[1]),
+        },
     )
 
 
@@ -204,25 +157,10 @@ def _ar2(
     a2: np.ndarray,
     covariance: np.ndarray,
 ) -> float:
-    """Arellano and Bond's m2, as plm's ``mtest(fit, order = 2, vcov = vcovHC)``: NaN
-    where its variance estimate is not positive (``products``: each text's e_i' l_i, l the
-    residuals two equations back; ``lx``: l'X; ``g2``: each text's Z_i' e_i)."""
+    """Arellano and Bond's m2, as plm's ``mtest(order = 2, vcov = vcovHC)``; NaN where its
+    variance is not positive (``products``: each text's e_i'l_i, l two equations back)."""
     zve = g2.T @ products
     variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ zve + lx @ covariance @ lx
     if not variance > 0:
         return float("nan")
     return float(products.sum() / np.sqrt(variance))
-
-
-def gmm_stats(result: GMMResult | None) -> dict[str, float]:
-    """The glance fields of a GMM fit (NaN for a failed one, ``None``).
-
-    >>> stats = gmm_stats(None)  # a fit that failed
-    >>> stats["hansen_j"], stats["ar2_p"], all(np.isnan(v) for v in stats.values())
-    (nan, nan, True)
-    """
-    keys = ["hansen_j", "hansen_df", "hansen_p", "ar2_statistic", "ar2_p", "n_instruments"]
-    base = {"r2": np.nan, "loglik": np.nan, "aic": np.nan, "bic": np.nan, "sigma": np.nan}
-    if result is None:
-        return base | dict.fromkeys(keys, np.nan)
-    return base | {key: float(getattr(result, key)) for key in keys}

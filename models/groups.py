@@ -1,24 +1,27 @@
 """The groups a fit runs once per, and the per-group arrays DuckDB hands back.
 
-Holds ``GROUP_COLUMNS`` (every grouping column, in the tables' order), ``key_of`` (a group's
-values -> its key: the value where one column groups, else their tuple), ``key_values``,
-``describe`` (a key -> words), ``by_group`` (DuckDB's rows gathered per group),
-``symmetric`` (per row, a symmetric matrix from its upper triangle) and ``sql_list``.
+Holds ``GROUP_COLUMNS`` (the grouping columns, in the tables' order), ``group_keys`` (a
+view's groups), ``key_of`` (a group's values -> its key: a value, or a tuple),
+``key_values``, ``describe`` (words), ``by_group`` (DuckDB's rows per group), ``symmetric``
+(matrices from upper triangles) and ``sql_list``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
+from attnmag.errors import AttnmagError
 from attnmag.extract.frame import GROUP_COLUMNS
 
 __all__ = [
     "GROUP_COLUMNS",
     "by_group",
     "describe",
+    "group_keys",
     "key_of",
     "key_values",
     "sql_list",
@@ -70,8 +73,7 @@ def sql_list(columns: Iterable[str]) -> str:
 def symmetric(
     columns: dict[str, np.ndarray], name: Callable[[int, int], str], size: int
 ) -> np.ndarray:
-    """Per row of ``columns``, the ``size`` x ``size`` symmetric matrix whose (i, j) entry,
-    i <= j, is the column ``name(i, j)``.
+    """Per row, the ``size`` x ``size`` symmetric matrix whose (i <= j) entry is ``name(i, j)``.
 
     >>> symmetric({"s0_0": np.ones(1), "s0_1": np.full(1, 2.0), "s1_1": np.ones(1)},
     ...           lambda i, j: f"s{i}_{j}", 2).tolist()
@@ -87,8 +89,7 @@ def symmetric(
 def by_group(
     reader: pa.RecordBatchReader, groups: list[str]
 ) -> Iterator[tuple[Hashable, dict[str, np.ndarray]]]:
-    """The rows of ``reader`` (ordered by ``groups``) gathered per group, one at a time:
-    key -> numpy columns.
+    """The rows of ``reader`` (ordered by ``groups``), one group at a time: key -> columns.
 
     >>> table = pa.table({"layer": [0, 0, 1], "n": [1, 2, 3]})
     >>> [(key, rows["n"].tolist()) for key, rows in by_group(table.to_reader(2), ["layer"])]
@@ -120,3 +121,26 @@ def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
     """One group's rows as numpy columns."""
     table = pa.Table.from_batches(batches)
     return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def group_keys(
+    connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None = None
+) -> tuple[list[str], list[Hashable]]:
+    """The grouping columns among ``columns``, and the sorted keys of the view ``frame``'s
+    groups in ``layers`` (every layer by default).
+
+    >>> from attnmag.models.source import open_source
+    >>> with open_source(frame).connected(1) as connection:
+    ...     group_keys(connection, ["sequence", "layer"], [5, 0])
+    (['layer'], [0, 5])
+    """
+    groups = [column for column in GROUP_COLUMNS if column in columns]
+    distinct = connection.execute(f"SELECT DISTINCT {sql_list(groups)} FROM frame").df()
+    available = np.unique(distinct["layer"].to_numpy())
+    wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
+    absent = np.setdiff1d(wanted, available)
+    if len(wanted) == 0 or len(absent):
+        raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
+    chosen = distinct.loc[distinct["layer"].isin(wanted), groups].drop_duplicates()
+    keys = [key_of(row) for row in chosen.itertuples(index=False)]
+    return groups, sorted(keys)

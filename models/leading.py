@@ -1,21 +1,19 @@
 """Leading positions that stand off the rest: the named fits' glance diagnostic.
 
-Holds:
-- ``LEADING_LAST``, ``LEADING_T``: the last position checked (3) and the threshold on |t|;
-- ``leading_query``: the SQL of the per-(group, sequence) sums it needs;
-- ``leading_stats``: one group's sums -> its glance fields (``LEADING_GLANCE_COLUMNS``).
-
-Each position from ``first_position`` to 3 is checked by the CR1 t statistic of its
-indicator in ``log_norm ~ position + [position == k, each k]`` over positions
-``first_position`` .. 30 (docs/guide-models.md, "Leading positions").
+Holds ``LEADING_LAST`` (the last position checked, 3), ``LEADING_T`` (the threshold on
+|t|), ``leading_query`` (the SQL of its per-(group, sequence) sums) and ``leading_stats``
+(one group's sums -> its glance fields). Each position from ``first_position`` to 3 is
+checked by the CR1 t statistic of its indicator in ``log_norm ~ position + [position == k,
+each k]`` over positions ``first_position`` .. 30 (docs/guide-models.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from attnmag.models.defaults import MAX_POSITION
-from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from attnmag.models.checks import MAX_POSITION
+from attnmag.models.mixed import GroupedDesign
+from attnmag.models.ols import ols_fit
 from attnmag.models.tidy import LEADING_GLANCE_COLUMNS
 
 __all__ = ["LEADING_LAST", "LEADING_T", "leading_query", "leading_stats"]
@@ -26,21 +24,14 @@ LEADING_T = 4.0
 
 def leading_query(keys: str, first: int, conditions: list[str]) -> str:
     """The SQL of ``leading_stats``' per-(group, sequence) sums over positions ``first`` ..
-    ``MAX_POSITION`` of the view ``frame`` (``keys``: the groups; ``conditions``: more)."""
+    ``MAX_POSITION`` of the view ``frame``."""
     y, p = "log_norm::DOUBLE", '"position"::DOUBLE'
     levels = [
         f'max({y}) FILTER (WHERE "position" = {k}) AS level_{k}'
         for k in range(first, LEADING_LAST + 1)
     ]
-    sums = [
-        "count(*) AS n",
-        f"sum({p}) AS p",
-        f"sum({p} * {p}) AS pp",
-        f"sum({y}) AS y",
-        f"sum({p} * {y}) AS py",
-        f"sum({y} * {y}) AS yy",
-        *levels,
-    ]
+    products = {"p": p, "pp": f"{p} * {p}", "y": y, "py": f"{p} * {y}", "yy": f"{y} * {y}"}
+    sums = ["count(*) AS n", *(f"sum({e}) AS {name}" for name, e in products.items()), *levels]
     where = [
         f'"position" BETWEEN {int(first)} AND {MAX_POSITION}',
         "isfinite(log_norm)",
@@ -72,8 +63,7 @@ def leading_stats(sums: dict[str, np.ndarray], first: int) -> dict[str, float | 
 
 
 def _leading_t(sums: dict[str, np.ndarray], checked: list[int]) -> np.ndarray:
-    """The CR1 t statistics of the ``checked`` positions' indicators (NaN where the line
-    through the other positions is not identified)."""
+    """The CR1 t statistics of the ``checked`` positions' indicators (NaN: not identified)."""
     n_groups, k = len(sums["n"]), 2 + len(checked)
     present = np.column_stack([np.isfinite(sums[f"level_{c}"]) for c in checked])
     levels = np.column_stack([np.nan_to_num(sums[f"level_{c}"]) for c in checked])
@@ -91,11 +81,8 @@ def _leading_t(sums: dict[str, np.ndarray], checked: list[int]) -> np.ndarray:
     cross[:, 1, at] = present * positions
     cross[:, at, -1] = levels
     cross = np.triu(cross) + np.triu(cross, 1).transpose(0, 2, 1)
-    design = GroupedDesign(cross, int(sums["n"].sum()), k, 1)
-    zero = np.zeros((1, 1))
     try:
-        point = design.gls(zero)
-        covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
+        fitted = ols_fit(GroupedDesign(cross, int(sums["n"].sum()), k, 1), range(k), n_groups)
     except np.linalg.LinAlgError:
         return np.full(len(checked), np.nan)
-    return point.fe_params[2:] / np.sqrt(np.diag(covariance)[2:])
+    return (fitted.estimate / fitted.std_error).to_numpy()[2:]

@@ -2,29 +2,22 @@
 maximum, the GLS values there, and their standard errors.
 
 Holds:
-- ``GroupedDesign``: per-sequence cross products of ``[X | Z | y]``, with the GLS algebra at
-  given relative variance components (``GLS``), vectorised over sequences;
-- ``mixed_fit``: REML's global maximum (``reml_maximum``) and the GLS values there ->
-  an ``Estimate``, errors by ``COV_TYPES``: CR1 by sequence (``cluster_covariance``; an ML
-  design's ``stacked_covariance``), CR2 (``models.cr2``) or lme4's model-based covariance;
+- ``GroupedDesign``: per-sequence cross products of ``[X | Z | y]`` and their GLS algebra
+  (``GLS``); ``reml_maximum``, the maximum over the relative variance components;
+- ``mixed_fit``: that maximum -> an ``Estimate``, errors by ``COV_TYPES``;
+  ``cluster_covariance`` (CR1) and ``stacked_covariance`` (ML's sandwich over the fixed
+  effects and variance components, from ``ml_scores`` and ``ml_hessian``);
 - ``mixed_result``: statsmodels' ``MixedLM`` result, started at that maximum;
-- ``ml_scores``, ``ml_information``, ``ml_hessian``, ``stacked_covariance``: a
-  random-intercept model's per-group likelihood scores and information, the likelihood's
-  Hessian, and the sandwich over its fixed effects and variance components with Mancl and
-  DeRouen's bias-corrected scores;
-- ``slope_test``: the likelihood-ratio test of a random slope (50:50 chi-square mixture);
-- ``is_boundary``: lme4's ``isSingular`` rule, with a looser tolerance.
+- ``slope_test``: the likelihood-ratio test of a random slope; ``is_boundary``.
 
-How the maximum is found, and why statsmodels' optimiser is not used to find it, is in
-docs/guide-models.md ("Mixed fits report REML's global maximum"). At a maximum on the
-boundary (zero variance, or a singular covariance) statsmodels' ``fe_params`` are the limit
-of an infinite variance (statsmodels issue #10239): there is no ``MixedLM`` result there.
+docs/guide-models.md ("Mixed fits report REML's global maximum") says how the maximum is
+found and why there is no ``MixedLM`` result at a boundary maximum (statsmodels #10239).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -41,8 +34,6 @@ from attnmag.models.tidy import Estimate
 
 __all__ = [
     "COV_TYPES",
-    "STATSMODELS_SINGULAR_TOL",
-    "BOUNDARY_TOL",
     "GLS",
     "GroupedDesign",
     "is_boundary",
@@ -51,7 +42,6 @@ __all__ = [
     "reml_maximum",
     "cluster_covariance",
     "ml_scores",
-    "ml_information",
     "ml_hessian",
     "stacked_covariance",
     "slope_test",
@@ -64,8 +54,7 @@ BOUNDARY_TOL = 1e-2
 COV_TYPES = ("cluster", "cr2", "model")
 #: statsmodels' optimisers, tried in turn.
 OPTIMIZERS = ["lbfgs", "bfgs", "cg"]
-#: The profile's grid of a random intercept's relative sd: zero and this many log-spaced
-#: points from ``PROFILE_LOWEST`` up, extended to ``PROFILE_HIGHEST`` while the top is best.
+#: The intercept profile's grid: zero and log-spaced points from the lowest, extended up.
 PROFILE_POINTS = 80
 PROFILE_LOWEST = 1e-4
 PROFILE_HIGHEST = 1e6
@@ -121,18 +110,13 @@ class GroupedDesign:
         labels, codes = np.unique(groups, return_inverse=True)
         n_groups = len(labels)
         indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
-        cross = np.asarray(indicator @ (data[:, :, None] * data[:, None, :]).reshape(n, m * m))
-        return cls(cross.reshape(n_groups, m, m), n, exog.shape[1], exog_re.shape[1])
+        # Column by column: a batch's n x m products at a time, not n x m x m.
+        cross = np.stack([indicator @ (data * data[:, [i]]) for i in range(m)], axis=1)
+        return cls(cross, n, exog.shape[1], exog_re.shape[1])
 
     def gls(self, cov_rel: np.ndarray) -> GLS:
-        """GLS with V_i = scale * (I + Z_i P Z_i') per group, P = ``cov_rel``.
-
-        ``cov_rel`` is the random-effects covariance relative to the residual variance
-        (statsmodels' ``cov_re_unscaled``); it may be singular. With W_i = (I + Z_i P Z_i')^-1
-        = I - Z_i (I + P Z_i'Z_i)^-1 P Z_i', only per-group cross products are needed.
-        Where ``ml``, the scale and ``llf_reml`` are maximum likelihood's (scale = the
-        weighted residual sum of squares / N, no log det(X'WX) term).
-        """
+        """GLS with V_i = scale (I + Z_i P Z_i'), P = ``cov_rel`` (statsmodels'
+        ``cov_re_unscaled``, possibly singular); ML's scale and likelihood where ``ml``."""
         p = self.k_fe
         logdet_inner, xwxy_groups, ywy = self._weighted(cov_rel)
         xwxy = xwxy_groups.sum(axis=0)  # [X'WX | X'Wy]
@@ -144,14 +128,8 @@ class GroupedDesign:
         llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
         return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
 
-    def scores(self, cov_rel: np.ndarray, fe_params: np.ndarray) -> np.ndarray:
-        """Per-group X_i' W_i e_i, e_i = y_i - X_i b the GLS residuals: shape (groups, k_fe)."""
-        p = self.k_fe
-        xwxy_groups = self._weighted(cov_rel)[1]
-        return xwxy_groups[:, :, p] - xwxy_groups[:, :, :p] @ fe_params
-
     def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray, float]:
-        """sum_i log det(I + P Z_i'Z_i), per-group [X_i'W_i X_i | X_i'W_i y_i], sum y_i'W_i y_i."""
+        """sum log det(I + P Z_i'Z_i), per group [X_i'W_iX_i | X_i'W_iy_i], sum y_i'W_iy_i."""
         p, q, cross = self.k_fe, self.k_re, self.cross
         x, z, y = slice(0, p), slice(p, p + q), p + q
         xy = np.r_[x, y]
@@ -161,26 +139,60 @@ class GroupedDesign:
         ywy = (cross[:, y, y] - np.einsum("gq,gq->g", cross[:, z, y], k[:, :, p])).sum()
         return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups, float(ywy)
 
+    def fixed_effects(
+        self,
+        cov_rel: np.ndarray,
+        terms: Iterable[str],
+        n_groups: int,
+        *,
+        cov_type: str,
+        model_df: float,
+    ) -> tuple[GLS, dict[str, object]]:
+        """GLS at ``cov_rel`` and its fixed effects' ``Estimate`` fields, errors by ``cov_type``:
+        CR1 by group on G - 1 df (ML's: ``stacked_covariance``), CR2 with Bell-McCaffrey df, or
+        the model's on ``model_df``."""
+        point, df = self.gls(cov_rel), float(n_groups - 1)
+        if cov_type == "cr2":
+            covariance, df_terms = cr2_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
+            df = pd.Series(df_terms, index=list(terms))
+        elif cov_type == "model":
+            covariance, df = point.scale * point.xwx_inv, model_df
+        elif self.ml:
+            covariance = stacked_covariance(self, cov_rel, point)
+        else:
+            covariance = cluster_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
+        index = list(terms)
+        return point, {
+            "estimate": pd.Series(point.fe_params, index=index),
+            "std_error": pd.Series(np.sqrt(np.diag(covariance)), index=index),
+            "df": df,
+            "n_obs": self.n_obs,
+            "n_groups": n_groups,
+        }
+
     def intercept_only(self) -> GroupedDesign:
         """The same design with the first random effect (the intercept) alone."""
         keep = np.r_[0 : self.k_fe + 1, self.k_fe + self.k_re]
         return replace(self, cross=self.cross[:, keep][:, :, keep], k_re=1)
 
+    def standardised(self) -> tuple[GroupedDesign, np.ndarray]:
+        """The design with its random slope (after an intercept) divided by its standard
+        deviation over the rows, which L-BFGS climbs better; the random effects' scales."""
+        p, total, n = self.k_fe, self.cross.sum(axis=0), self.n_obs
+        spread = np.sqrt((total[p + 1, p + 1] - total[p, p + 1] ** 2 / n) / (n - 1))
+        cross = self.cross.copy()
+        cross[:, p + 1, :] /= spread
+        cross[:, :, p + 1] /= spread
+        return replace(self, cross=cross), np.array([1.0, 1.0 / spread])
+
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
-        """REML (the likelihood where ``ml``) at each relative standard deviation in ``sds`` of
-        a random intercept alone (``_intercept_profiler``)."""
+        """REML (ML where ``ml``) at each relative sd in ``sds`` of a random intercept alone."""
         return _intercept_profiler(self)(sds)
 
 
 def _intercept_profiler(design: GroupedDesign) -> Callable[[np.ndarray], np.ndarray]:
-    """``design.intercept_profile``, its per-group sums made once for many calls.
-
-    ``gls`` at cov_rel = t^2 for every t at once: with one random effect, W_i's correction
-    is c_i(t) Z_i Z_i' with c_i(t) = t^2 / (1 + t^2 Z_i'Z_i). c_i depends on the group only
-    through Z_i'Z_i (its rows, for an intercept), so the groups' Z_i'[X_i y_i] outer products
-    are summed once per value of Z_i'Z_i, and the sums over groups are one matrix product of
-    the (t, value) array c with those sums.
-    """
+    """``design.intercept_profile`` for many sds at once: W_i = I - c_i Z_iZ_i', c_i =
+    t^2 / (1 + t^2 Z_i'Z_i), so Z_i'[X_i y_i]'s outer products are summed per Z_i'Z_i once."""
     if design.k_re != 1:
         raise ValueError("intercept_profile needs a random intercept alone")
     p, cross = design.k_fe, design.cross
@@ -208,9 +220,8 @@ def _intercept_profiler(design: GroupedDesign) -> Callable[[np.ndarray], np.ndar
 
 
 def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
-    """Whether a diagonal element of the relative Cholesky factor is below ``tol``: lme4's
-    ``isSingular`` rule (its tolerance is 1e-4; this one allows an optimiser that stops
-    short of the boundary). Perfectly correlated random effects count too.
+    """Whether a diagonal element of the relative Cholesky factor is below ``tol`` (lme4's
+    ``isSingular``, with a looser tolerance); perfectly correlated effects count too.
 
     >>> is_boundary(np.array([[1e-10]])), is_boundary(np.array([[0.25]]))
     (True, False)
@@ -223,9 +234,7 @@ def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
 
 
 def _search(design: GroupedDesign) -> tuple[np.ndarray, bool]:
-    """REML's global maximum over the relative random-effects covariance, on ``design.gls``
-    (see the module docstring): the covariance and whether the search converged.
-    """
+    """REML's global maximum over the relative covariance, and whether the search converged."""
     theta = _moment_start(design)
     if design.k_re == 1:
         return np.array([[_intercept_maximum(design, theta) ** 2]]), True
@@ -237,37 +246,22 @@ def _search(design: GroupedDesign) -> tuple[np.ndarray, bool]:
         [theta / 3, -0.5, 0.3],
     ]
     best = min((_climb(design, start) for start in starts), key=lambda result: result.fun)
-    # L-BFGS-B often ends its line search in rounding noise ("abnormal termination") at the
-    # maximum: converged is judged from the gradient there instead.
-    return _covariance(best.x), bool(np.abs(best.jac).max() <= SEARCH_GTOL * (1 + abs(best.fun)))
+    factor = np.array([[best.x[0], 0.0], [best.x[1], best.x[2]]])
+    # L-BFGS-B may stop in rounding noise at the maximum: converged is judged by the gradient.
+    return factor @ factor.T, bool(np.abs(best.jac).max() <= SEARCH_GTOL * (1 + abs(best.fun)))
 
 
 def _climb(design: GroupedDesign, start: list[float]):
-    """L-BFGS-B on minus REML (the likelihood where ``ml``) over the packed relative Cholesky
-    factor L of two random effects, with ``_two_effects``' exact gradient.
-
-    L is not bounded: LL' is a covariance whatever the signs of L's diagonal. Bounds at zero
-    would trap the climb: on a bound the gradient in that element vanishes, so a climb that
-    steps onto one stays there, short of an interior maximum.
-    """
-    return minimize(
-        _two_effects(design),
-        np.asarray(start, dtype=np.float64),
-        jac=True,
-        method="L-BFGS-B",
-        options={"ftol": 1e-12, "gtol": 1e-6},
-    )
+    """Unbounded L-BFGS-B (a bound traps the climb) on ``_two_effects`` from ``start``."""
+    at, options = np.asarray(start, dtype=np.float64), {"ftol": 1e-12, "gtol": 1e-6}
+    return minimize(_two_effects(design), at, jac=True, method="L-BFGS-B", options=options)
 
 
 def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
-    """Minus ``design.gls(P).llf_reml`` and its gradient in the packed relative Cholesky
-    factor L (L00, L10, L11) of P = LL', for two random effects, in closed form.
-
-    With N = Z_i'Z_i and D = det(I + PN), the 2 x 2 inverses are elementwise over groups:
-    (I + PN)^-1 P = (P + det(P) adj(N)) / D and Z_i'W_i = adj(I + NP) / D Z_i'. The
-    gradient in P is -(sum_i Z_i'W_iZ_i - sum_i Z_i'W_iX_i (X'WX)^-1 X_i'W_iZ_i - sum_i
-    u_i u_i' / s2) / 2, u_i = Z_i'W_i e_i (ML's lacks the (X'WX)^-1 term); in L, 2 G L.
-    """
+    """Minus ``design.gls(LL').llf_reml`` and its gradient in the packed factor L (L00,
+    L10, L11) of two random effects, in closed form: 2 x 2 inverses by adjugates, D =
+    det(I + PN); the gradient in P, G = -(sum Z'WZ - sum Z'WX (X'WX)^-1 X'WZ - sum uu' / s2)
+    / 2 with u_i = Z_i'W_i e_i (ML: no X'WX term), is 2 G L in L."""
     p, cross = design.k_fe, design.cross
     xy = np.r_[0:p, p + 2]
     n00, n01, n11 = cross[:, p, p], cross[:, p, p + 1], cross[:, p + 1, p + 1]
@@ -297,39 +291,21 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         r = zxy @ np.r_[-fe_params, 1.0]  # Z_i'(y_i - X_i b)
         u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
         u1 = ((1 + np00) * r[:, 1] - np10 * r[:, 0]) / d
-        zwz = np.array(
-            [
-                [((n00 + det_n * p11) / d).sum(), ((n01 - det_n * p01) / d).sum()],
-                [0.0, ((n11 + det_n * p00) / d).sum()],
-            ]
-        )
-        zwz[1, 0] = zwz[0, 1]
+        w00, w01 = ((n00 + det_n * p11) / d).sum(), ((n01 - det_n * p01) / d).sum()
+        zwz = np.array([[w00, w01], [w01, ((n11 + det_n * p00) / d).sum()]])
         uu = np.array([[u0 @ u0, u0 @ u1], [u0 @ u1, u1 @ u1]])
         gradient = zwz - uu / scale
         if not design.ml:
-            zx = zxy[:, :, :p]
-            zwx = (
-                np.stack(
-                    [
-                        (1 + np11)[:, None] * zx[:, 0] - np01[:, None] * zx[:, 1],
-                        (1 + np00)[:, None] * zx[:, 1] - np10[:, None] * zx[:, 0],
-                    ],
-                    axis=1,
-                )
-                / d[:, None, None]
-            )
+            zx0, zx1, by = zxy[:, 0, :p], zxy[:, 1, :p], d[:, None]
+            zwx0 = ((1 + np11)[:, None] * zx0 - np01[:, None] * zx1) / by
+            zwx1 = ((1 + np00)[:, None] * zx1 - np10[:, None] * zx0) / by
+            zwx = np.stack([zwx0, zwx1], axis=1)
             fixed = np.tensordot(zwx @ np.linalg.inv(xwx), zwx, axes=([0, 2], [0, 2]))
             gradient = gradient - fixed
         by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
         return -float(llf), -by_factor[np.tril_indices(2)]
 
     return objective
-
-
-def _covariance(packed: np.ndarray) -> np.ndarray:
-    """A 2 x 2 covariance from its Cholesky factor packed by rows (L00, L10, L11)."""
-    factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
-    return factor @ factor.T
 
 
 def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
@@ -356,20 +332,13 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
 
 
 def _ols(design: GroupedDesign) -> tuple[np.ndarray, float, float]:
-    """OLS from the cross products (the first random effect is the intercept):
-    coefficients, residual and total sum of squares."""
+    """OLS's coefficients, residual and (about the mean) total sum of squares."""
     p = design.k_fe
     total = design.cross.sum(axis=0)
     x, z, y = slice(0, p), p, p + design.k_re
     beta = np.linalg.solve(total[x, x], total[x, y])
     rss = total[y, y] - total[x, y] @ beta
     return beta, float(rss), float(total[y, y] - total[z, y] ** 2 / design.n_obs)
-
-
-def _exact(design: GroupedDesign) -> bool:
-    """Whether OLS leaves a residual sum of squares under ``EXACT_TOL`` of the total."""
-    _, rss, tss = _ols(design)
-    return rss <= EXACT_TOL * tss
 
 
 def _moment_start(design: GroupedDesign) -> float:
@@ -399,47 +368,27 @@ def mixed_fit(
     cov_type: str,
     result: Callable[[np.ndarray], object] | None = None,
 ) -> Estimate:
-    """REML's global maximum (``reml_maximum``) and the GLS values there, with their
-    standard errors (``cov_type``) and glance fields, from per-sequence cross products;
-    ``scales`` unscale the random effects (a random slope fitted on position /
-    sd(position)). ``result(cov_rel)``, where given, builds statsmodels' results object at
-    the maximum: the ``Estimate``'s ``result`` calls it, except at a boundary maximum (noted).
+    """REML's global maximum and the GLS values there, errors by ``cov_type``; ``scales``
+    unscale the random effects; ``result(cov_rel)`` builds statsmodels' result (not at a
+    boundary maximum).
 
-    >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
-    >>> terms = list(mixedlm.exog_names)
-    >>> fit = mixed_fit(design, np.ones(1), terms, 16, cov_type="cluster")
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> fit = mixed_fit(design, np.ones(1), ["Intercept", "position"], 16, cov_type="cluster")
     >>> fit.estimate.size, fit.df
     (2, 15.0)
     """
     cov_rel, converged, notes = reml_maximum(design)
-    point = design.gls(cov_rel)
+    options = {"cov_type": cov_type, "model_df": np.inf}
+    point, fields = design.fixed_effects(cov_rel, terms, n_groups, **options)
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
-    df: float | pd.Series = np.inf
-    if cov_type == "cluster":
-        if design.ml:
-            covariance = stacked_covariance(design, cov_rel, point)
-        else:
-            covariance = cluster_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
-        df = float(n_groups - 1)
-    elif cov_type == "cr2":
-        covariance, df_terms = cr2_covariance(design, cov_rel, point.fe_params, point.xwx_inv)
-        df = pd.Series(df_terms, index=list(terms))
-    else:
-        covariance = point.scale * point.xwx_inv
-    std_errors = np.sqrt(np.diag(covariance))
-    finite = np.all(np.isfinite(point.fe_params)) and np.all(np.isfinite(std_errors))
+    finite = np.isfinite(fields["estimate"]).all() and np.isfinite(fields["std_error"]).all()
     llf = point.llf_reml
     slope = design.k_re == 2
     return Estimate(
-        estimate=pd.Series(point.fe_params, index=list(terms)),
-        std_error=pd.Series(std_errors, index=list(terms)),
-        df=df,
-        n_obs=design.n_obs,
-        n_groups=n_groups,
+        **fields,
         converged=converged and bool(finite),
         stats={
             "r2": np.nan,
@@ -465,9 +414,8 @@ def mixed_result(
     *,
     reml: bool = True,
 ) -> MixedLMResults:
-    """statsmodels' REML (ML where not ``reml``) fit of ``formula`` on ``data``, a random
-    intercept (and a slope on position / sd(position), which L-BFGS climbs better) per
-    sequence, started at ``cov_rel``: its ``fe_params`` equal the estimates to rounding.
+    """statsmodels' REML (ML where not ``reml``) fit of ``formula``, a random intercept
+    (and slope on position / sd(position)) per sequence, started at ``cov_rel``.
 
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> result = mixed_result(rows, "log_norm ~ position", False, np.array([[0.5]]))
@@ -479,13 +427,11 @@ def mixed_result(
     re_formula = "~position_sd" if random_slope else None
     groups = data["sequence"].to_numpy()
     model = MixedLM.from_formula(formula, data, groups=groups, re_formula=re_formula)
-    # The start: the relative Cholesky factor packed by rows, its diagonal at least
-    # START_FLOOR (on a singular covariance statsmodels' likelihood is wrong).
+    # On a singular covariance statsmodels' likelihood is wrong: the diagonal is floored.
     factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(len(cov_rel)))
     np.fill_diagonal(factor, np.maximum(np.diag(factor), START_FLOOR))
     with warnings.catch_warnings():
-        # statsmodels warns below 0.01 in the outcome's units, whatever the residual
-        # variance: not a boundary test (the glance's ``boundary`` is).
+        # In the outcome's units, whatever the residual variance: the glance's ``boundary`` is.
         warnings.filterwarnings("ignore", "The MLE may be on the boundary", ConvergenceWarning)
         start = factor[np.tril_indices(len(cov_rel))]
         return model.fit(reml=reml, method=OPTIMIZERS, start_params=start)
@@ -494,9 +440,8 @@ def mixed_result(
 def cluster_covariance(
     design: GroupedDesign, cov_rel: np.ndarray, fe_params: np.ndarray, xwx_inv: np.ndarray
 ) -> np.ndarray:
-    """The CR1 sandwich of the GLS fixed effects ``fe_params`` at ``cov_rel``, clustered by
-    the design's groups, with Stata's factor G/(G-1) (N-1)/(N-K) (clubSandwich's
-    ``"CR1S"``; at zero variance, ``ols``'s errors); ``xwx_inv``: (sum_g X_g'W_gX_g)^-1.
+    """The CR1 sandwich of the GLS fixed effects at ``cov_rel`` by group, with Stata's factor
+    G/(G-1) (N-1)/(N-K) (clubSandwich's ``"CR1S"``); ``xwx_inv``: (sum X_g'W_gX_g)^-1.
 
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
@@ -505,30 +450,32 @@ def cluster_covariance(
     >>> cluster_covariance(design, np.array([[0.5]]), point.fe_params, point.xwx_inv).shape
     (2, 2)
     """
-    scores = design.scores(cov_rel, fe_params)
+    xwxy = design._weighted(cov_rel)[1]
+    scores = xwxy[:, :, design.k_fe] - xwxy[:, :, : design.k_fe] @ fe_params
     n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
     factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
 
-def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
-    """Per group, the likelihood's scores of a random-intercept model at ``theta``.
-
-    ``theta`` = (fixed effects b, residual variance s2, relative intercept variance t), so
-    V_i = s2 (I + t 1 1'); with e_i = y_i - X_i b and d_i = 1 + t n_i the scores are
-    X_i' V_i^-1 e_i, -n_i / (2 s2) + e_i' V_i^-1 e_i / (2 s2) and
-    -n_i / (2 d_i) + (1'e_i)^2 / (2 s2 d_i^2): shape (groups, k_fe + 2).
-    """
+def _intercept_terms(design: GroupedDesign, theta: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per group at ``theta`` (as ``ml_scores``): n_i, X_i'1, 1'e_i, d_i, X_i'W_ie_i, e_i'W_ie_i."""
     p, cross = design.k_fe, design.cross
-    beta, scale, tau = theta[:p], theta[p], theta[p + 1]
-    size, one_x, one_y = cross[:, p, p], cross[:, p, :p], cross[:, p, p + 1]
-    xx, xy, yy = cross[:, :p, :p], cross[:, :p, p + 1], cross[:, p + 1, p + 1]
-    one_e = one_y - one_x @ beta
-    squares = yy - 2 * xy @ beta + (xx @ beta) @ beta
+    beta, tau = theta[:p], theta[p + 1]
+    size, one_x = cross[:, p, p], cross[:, p, :p]
+    xx, xy = cross[:, :p, :p], cross[:, :p, p + 1]
+    one_e = cross[:, p, p + 1] - one_x @ beta
     inner = 1 + tau * size
     shrink = tau / inner  # W_i = I - shrink_i 1 1'
     xwe = xy - xx @ beta - (shrink * one_e)[:, None] * one_x
-    ewe = squares - shrink * one_e**2
+    ewe = cross[:, p + 1, p + 1] - 2 * xy @ beta + (xx @ beta) @ beta - shrink * one_e**2
+    return size, one_x, one_e, inner, xwe, ewe
+
+
+def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
+    """Per group, the likelihood's scores of a random-intercept model at ``theta`` = (b, s2,
+    t), V_i = s2 (I + t 1 1'): shape (groups, k_fe + 2)."""
+    scale = theta[design.k_fe]
+    size, _, one_e, inner, xwe, ewe = _intercept_terms(design, theta)
     return np.column_stack(
         [
             xwe / scale,
@@ -538,20 +485,11 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     )
 
 
-def ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
-    """Per group, the expected (Fisher) information of a random-intercept model at ``theta``
-    (as ``ml_scores``): shape (groups, k_fe + 2, k_fe + 2).
-
-    With V_i = s2 (I + t 1 1') and d_i = 1 + t n_i it is block diagonal: X_i' V_i^-1 X_i for
-    the fixed effects and, for (s2, t), tr(V_i^-1 dV_i V_i^-1 dV_i) / 2, i.e. n_i / (2 s2^2),
-    n_i / (2 s2 d_i) and (n_i / d_i)^2 / 2. Each group's is positive semi-definite, so the
-    information without a group is the sum of the others'.
-    """
-    p, cross = design.k_fe, design.cross
-    scale, tau = theta[p], theta[p + 1]
-    size, one_x = cross[:, p, p], cross[:, p, :p]
-    inner = 1 + tau * size
-    xwx = cross[:, :p, :p] - (tau / inner)[:, None, None] * one_x[:, :, None] * one_x[:, None, :]
+def _ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
+    """Per group, the Fisher information at ``theta`` (as ``ml_scores``), block diagonal."""
+    p, scale, tau = design.k_fe, theta[design.k_fe], theta[design.k_fe + 1]
+    size, one_x, _, inner, _, _ = _intercept_terms(design, theta)
+    xwx = design.cross[:, :p, :p] - np.einsum("g,gi,gj->gij", tau / inner, one_x, one_x)
     information = np.zeros((len(size), p + 2, p + 2))
     information[:, :p, :p] = xwx / scale
     information[:, p, p] = size / (2 * scale**2)
@@ -561,36 +499,20 @@ def ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
 
 
 def ml_hessian(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
-    """The Jacobian of the sum of ``ml_scores`` at ``theta``: the likelihood's Hessian,
-    shape (k_fe + 2, k_fe + 2), in closed form.
+    """The Jacobian of the sum of ``ml_scores`` at ``theta`` in closed form: the likelihood's
+    Hessian, shape (k_fe + 2, k_fe + 2).
 
-    With e_i, d_i as there, u_i = 1'e_i, X_i'W_i e_i = X_i'e_i - (t / d_i) u_i X_i'1 and
-    c_i = (t / d_i)' = 1 / d_i^2, its blocks summed over groups are -X_i'W_iX_i / s2 (b, b),
-    -X_i'W_i e_i / s2^2 (b, s2), -c_i u_i X_i'1 / s2 (b, t), n_i / (2 s2^2) - e_i'W_i e_i / s2^3
-    (s2, s2), -c_i u_i^2 / (2 s2^2) (s2, t) and n_i^2 c_i / 2 - n_i u_i^2 / (s2 d_i^3) (t, t).
-
-    >>> import dataclasses
-    >>> import statsmodels.formula.api as smf
-    >>> from statsmodels.tools.numdiff import approx_fprime_cs
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
-    >>> design = dataclasses.replace(design, ml=True)
-    >>> theta = np.array([1.0, -0.02, 0.1, 0.5])
-    >>> step = approx_fprime_cs(theta, lambda at: ml_scores(design, at).sum(axis=0))
-    >>> bool(np.allclose(ml_hessian(design, theta), step, rtol=1e-10, atol=0))
-    True
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> ml_hessian(replace(design, ml=True), np.array([1.0, -0.02, 0.1, 0.5])).shape
+    (4, 4)
     """
-    p, cross = design.k_fe, design.cross
-    beta, scale, tau = theta[:p], theta[p], theta[p + 1]
-    size, one_x, one_y = cross[:, p, p], cross[:, p, :p], cross[:, p, p + 1]
-    xx, xy, yy = cross[:, :p, :p], cross[:, :p, p + 1], cross[:, p + 1, p + 1]
-    one_e = one_y - one_x @ beta
-    inner = 1 + tau * size
-    shrink, change = tau / inner, 1 / inner**2
-    xwe = (xy - xx @ beta - (shrink * one_e)[:, None] * one_x).sum(axis=0)
-    ewe = (yy - 2 * xy @ beta + (xx @ beta) @ beta - shrink * one_e**2).sum()
-    xwx = xx.sum(axis=0) - (shrink * one_x.T) @ one_x
+    p, scale, tau = design.k_fe, theta[design.k_fe], theta[design.k_fe + 1]
+    size, one_x, one_e, inner, xwe, ewe = _intercept_terms(design, theta)
+    change = 1 / inner**2
+    xwe, ewe = xwe.sum(axis=0), ewe.sum()
+    xwx = design.cross[:, :p, :p].sum(axis=0) - (tau / inner * one_x.T) @ one_x
     hessian = np.empty((p + 2, p + 2))
     hessian[:p, :p] = -xwx / scale
     hessian[:p, p] = hessian[p, :p] = -xwe / scale**2
@@ -602,30 +524,15 @@ def ml_hessian(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
 
 
 def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -> np.ndarray:
-    """The cluster-robust covariance of a random-intercept model's ML fixed effects, from the
-    sandwich over the fixed effects and the variance components together, clustered by the
-    design's groups, with Mancl and DeRouen's (2001) bias-corrected scores: the fixed
-    effects' block.
+    """The fixed effects' block of A^-1 (sum_g c_g c_g') A^-T, the sandwich by group over a
+    random-intercept model's ML fixed effects and variance components, with Mancl and
+    DeRouen's scores c_g = F (F - F_g)^-1 s_g (s_g: ``ml_scores``, F_g: the Fisher information,
+    A: ``ml_hessian``); at zero variance, over the fixed effects alone (CR3).
 
-    A^-1 (sum_g c_g c_g') A^-T, s_g the group's likelihood scores (``ml_scores``), A the
-    Jacobian of their sum (``ml_hessian``) and c_g = (I - F_g F^-1)^-1 s_g = F (F - F_g)^-1
-    s_g, with F_g the group's Fisher information (``ml_information``) and F their sum. The
-    raw scores s_g are too small by about the group's leverage F_g F^-1 (the fit has drawn
-    the estimates towards the group); c_g undoes that, as CR3 does for least squares, and
-    A^-1 c_g is about the change in the estimates when the group is left out (one Fisher
-    scoring step). The correction vanishes as the number of groups grows. Where the
-    regressors hold lagged outcomes, the scores of the fixed effects depend on the variance
-    components (A is not block diagonal), so their estimation feeds into the fixed effects'
-    errors, which ``cluster_covariance`` leaves out. At zero variance (the boundary) the
-    variance is fixed and the fixed effects' equations are used alone: then GLS is OLS and
-    this is least squares' CR3, the sum of the leave-one-group-out changes in the estimates.
-
-    >>> import dataclasses
-    >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
-    >>> design = dataclasses.replace(design, ml=True)
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> y, groups = rows["log_norm"].to_numpy(), rows["sequence"]
+    >>> design = replace(GroupedDesign.of(x, x[:, :1], y, groups), ml=True)
     >>> cov_rel = reml_maximum(design)[0]
     >>> stacked_covariance(design, cov_rel, design.gls(cov_rel)).shape
     (2, 2)
@@ -637,7 +544,7 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
     scores = ml_scores(design, theta)[:, used]
     jacobian = ml_hessian(design, theta)
-    information = ml_information(design, theta)[:, used, used]
+    information = _ml_information(design, theta)[:, used, used]
     total = information.sum(axis=0)
     corrected = np.linalg.solve(total - information, scores[:, :, None])[:, :, 0] @ total
     bread = np.linalg.inv(jacobian[used, used])
@@ -645,19 +552,13 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
 
 
 def slope_test(slope: GroupedDesign) -> tuple[float, float]:
-    """The likelihood-ratio test of the random slope of ``slope`` (an ML design with a random
-    intercept and slope) against its random intercept alone: the statistic and its p-value.
+    """The likelihood-ratio test of the random slope of ``slope`` (an ML design) against its
+    intercept alone, and its p-value on the 50:50 mixture of chi-square(1) and (2).
 
-    Under the null the slope's variance is on the boundary, so the statistic follows the
-    50:50 mixture of chi-square(1) and chi-square(2) (Stram and Lee 1994), not chi-square(2).
-
-    >>> import dataclasses
-    >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> model = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"],
-    ...                     re_formula="~position")
-    >>> design = GroupedDesign.of(model.exog, model.exog_re, model.endog, model.groups)
-    >>> lr, p = slope_test(dataclasses.replace(design, ml=True))
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x, rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> lr, p = slope_test(replace(design, ml=True))
     >>> bool(lr >= 0 and 0 <= p <= 1)
     True
     """
@@ -666,60 +567,45 @@ def slope_test(slope: GroupedDesign) -> tuple[float, float]:
     intercept = slope.intercept_only()
     sd = np.sqrt(reml_maximum(intercept)[0][0, 0])
     null = intercept.gls(np.array([[sd * sd]])).llf_reml
-    # One climb from the null's intercept sd and a small slope sd (at least SLOPE_START: where
-    # an element of L and the one below it are zero the gradient in it vanishes), on the slope
-    # centred, where the maximum lies near that start.
+    # One climb on the slope centred (the same maximum, easier to climb), from the null's
+    # intercept sd and a small slope sd (at a zero element of L and the one below it the
+    # gradient in it vanishes).
+    p, cross = slope.k_fe, slope.cross.copy()
+    mean = cross[:, p, p + 1].sum() / slope.n_obs
+    cross[:, :, p + 1] -= mean * cross[:, :, p]
+    cross[:, p + 1, :] -= mean * cross[:, p, :]
     start = [max(sd, SLOPE_START), 0.0, SLOPE_START]
-    alternative = -_climb(_centred(slope), start).fun
+    alternative = -_climb(replace(slope, cross=cross), start).fun
     lr = max(2 * (alternative - null), 0.0)
     return lr, float(0.5 * chi2.sf(lr, 1) + 0.5 * chi2.sf(lr, 2))
 
 
-def _centred(design: GroupedDesign) -> GroupedDesign:
-    """The design with its slope column centred, Z_1 - mean(Z_1) Z_0: the same maximum,
-    but the intercept's variance near the null's, so the climb does not stall."""
-    p, cross = design.k_fe, design.cross.copy()
-    mean = cross[:, p, p + 1].sum() / design.n_obs
-    cross[:, :, p + 1] -= mean * cross[:, :, p]
-    cross[:, p + 1, :] -= mean * cross[:, p, :]
-    return replace(design, cross=cross)
-
-
 def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
-    """The relative random-effects covariance to report: REML's global maximum (``_search``)
-    or, where OLS fits the outcome exactly, zero; whether the search converged; the notes
-    of the boundary cases (see the module docstring), which name the likelihood where
-    ``design.ml``.
+    """The relative random-effects covariance to report: REML's (ML's) global maximum, or
+    zero where OLS fits the outcome exactly; whether the search converged; the boundary notes.
 
-    >>> import statsmodels.formula.api as smf
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
     >>> cov_rel, converged, notes = reml_maximum(design)
     >>> cov_rel.shape, converged
     ((1, 1), True)
     """
-    zero = np.zeros((design.k_re, design.k_re))
     criterion = "the likelihood" if design.ml else "REML"
-    if _exact(design):
-        note = (
-            f"the fixed effects fit the outcome exactly (to rounding), so {criterion} is "
-            "rounding noise: the boundary fit (GLS at zero variance, i.e. OLS) is reported, "
-            "MixedLM's optimiser not run"
-        )
-        return zero, True, [note]
-    cov_rel, converged = _search(design)
-    if not cov_rel.any():
-        note = (
-            f"zero random-effect variance is {criterion}'s global maximum: the boundary fit "
-            "(GLS at zero variance, i.e. OLS) is reported, MixedLM's optimiser not run"
-        )
-        return cov_rel, converged, [note]
-    if np.linalg.eigvalsh(cov_rel).min() < STATSMODELS_SINGULAR_TOL:
-        note = (
-            f"{criterion}'s maximum has a singular random-effects covariance (on the "
-            "boundary), where MixedLM's optimiser does not land: the GLS values there are "
-            "reported, MixedLM's optimiser not run"
-        )
-        return cov_rel, converged, [note]
-    return cov_rel, converged, []
+    ols = "the boundary fit (GLS at zero variance, i.e. OLS) is reported"
+    _, rss, tss = _ols(design)
+    if rss <= EXACT_TOL * tss:
+        cov_rel, converged = np.zeros((design.k_re, design.k_re)), True
+        note = f"the fixed effects fit the outcome exactly (to rounding), so {criterion} is "
+        note += f"rounding noise: {ols}"
+    else:
+        cov_rel, converged = _search(design)
+        if not cov_rel.any():
+            note = f"zero random-effect variance is {criterion}'s global maximum: {ols}"
+        elif np.linalg.eigvalsh(cov_rel).min() < STATSMODELS_SINGULAR_TOL:
+            note = f"{criterion}'s maximum has a singular random-effects covariance (on the "
+            note += "boundary), where MixedLM's optimiser does not land: the GLS values there are "
+            note += "reported"
+        else:
+            return cov_rel, converged, []
+    return cov_rel, converged, [f"{note}, MixedLM's optimiser not run"]

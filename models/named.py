@@ -1,29 +1,24 @@
 """The named fits, ``position_trend`` and ``lag_effects``, of a frame or a shard folder.
 
-Holds:
-- ``position_trend``: ``log_norm ~ position`` per group (``aggregate``, ``ols``, ``mixed``);
-- ``lag_effects``: the lag-1 and lag-2 effects per group (``ols``, ``initial_conditions``,
-  ``gmm``);
-- ``Request``, ``trend_request``, ``lag_request``: one named fit, its options checked;
-  ``fit_requests`` runs several on one ``Source``, summing rows once where they share them.
+Holds ``position_trend``, ``lag_effects``, ``fit_design`` (the estimator they share with
+``models.fit``), and ``Request``, ``trend_request``, ``lag_request`` and ``fit_requests``
+(several fits on one ``Source``, summing shared rows once).
 
-DuckDB sums, per group and sequence, the products of the base columns (``1``, ``position``,
-``lag1``, ``lag2``, ``log_norm``), with the rows, the positions' range and a count of
-non-finite values (the trend: per position too; ``gmm``: per text, the products of each
-row's levels ``l0`` .. ``l7``, shard by shard). Every design column is a base column, or for
-``y1`` and ``y2`` one times a per-sequence constant, so each sequence's cross products
-(``models.mixed.GroupedDesign``) follow from its sums, whatever the rows.
+DuckDB sums per group and sequence the products of the base columns (``1``, ``position``,
+``lag1``, ``lag2``, ``log_norm``; the trend's per position too; ``gmm``'s: of each row's
+levels ``l0`` .. ``l7``, shard by shard), and every design column is a base column or, for
+``y1`` and ``y2``, one times a per-sequence constant: each sequence's cross products follow.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from queue import Empty, Queue
 from typing import TypeVar
 
 import duckdb
@@ -33,8 +28,9 @@ from statsmodels.regression.linear_model import OLS
 from threadpoolctl import threadpool_limits
 
 from attnmag.errors import AttnmagError
-from attnmag.extract.frame import GROUP_COLUMNS
 from attnmag.models.checks import (
+    CONF_LEVEL,
+    MAX_POSITION,
     METHODS,
     check_columns,
     check_first_position,
@@ -42,13 +38,12 @@ from attnmag.models.checks import (
     check_size,
     not_finite,
 )
-from attnmag.models.cr2 import trend_cov_type
-from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.cr2 import CR2_BELOW
 from attnmag.models.gmm import GMM_LAGS, GMM_LEVELS, gmm_fit, gmm_reduced
-from attnmag.models.groups import by_group, describe, key_of, key_values, sql_list, symmetric
+from attnmag.models.groups import by_group, describe, group_keys, key_values, sql_list, symmetric
 from attnmag.models.leading import leading_query, leading_stats
 from attnmag.models.mixed import GroupedDesign, mixed_fit, mixed_result, slope_test
-from attnmag.models.ols import ols_fit, statsmodels_fit
+from attnmag.models.ols import ols_fit
 from attnmag.models.results import Fits, GroupFit
 from attnmag.models.source import Source, open_source
 from attnmag.models.tidy import Estimate, failed_fit, fits_of, fitted_rows
@@ -56,6 +51,7 @@ from attnmag.progress import progress_bar
 
 __all__ = [
     "Request",
+    "fit_design",
     "fit_requests",
     "lag_effects",
     "lag_request",
@@ -72,17 +68,14 @@ Rows = Callable[[], pd.DataFrame]
 #: A group's per-sequence (or per-position) sums, by name.
 Sums = dict[str, np.ndarray]
 #: The base columns (``1`` is implied), as SQL.
-BASE = {
-    "position": '"position"::DOUBLE',
-    "lag1": "lag1::DOUBLE",
-    "lag2": "lag2::DOUBLE",
-    "log_norm": "log_norm::DOUBLE",
-}
+BASE = {column: f'"{column}"::DOUBLE' for column in ("position", "lag1", "lag2", "log_norm")}
+#: Per sequence: its rows and the range of its positions.
+EXTENT = ["count(*) AS n", 'min("position") AS first_position', 'max("position") AS last_position']
 
 
 @dataclass(frozen=True)
 class Request:
-    """One named fit: the rows to sum and how to fit one group from its sums.
+    """One named fit: the rows to sum and how to fit a group from its sums.
 
     >>> request = lag_request(method="ols")
     >>> request.fit, request.terms, request.first, request.leading
@@ -100,13 +93,10 @@ class Request:
     terms: tuple[str, ...]
     n_positions: int
     formula: str  # as statsmodels writes it, for ``Fits.results`` and ``augment``
-    fitter: Callable[[Request, Sums, Sums | None, Rows], Estimate]
-    design: Callable[[Sums], tuple[GroupedDesign, np.ndarray]] | None = None  # and its scales
-    cov_type: str | None = "cluster"  # None: ``trend_cov_type``'s
+    design: Callable[[Sums], GroupedDesign] | None = None
+    cov_type: str | None = "cluster"  # None: by the number of texts (``CR2_BELOW``)
     random_slope: bool = False
-    last: int | None = None
-    by_position: bool = False  # also sum per group and position
-    consecutive: bool = False  # each text's positions run consecutively from ``first``
+    last: int | None = None  # the trend's, whose sums are per position too
 
 
 def position_trend(
@@ -122,18 +112,16 @@ def position_trend(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Fits:
-    """Fit ``log_norm ~ position`` per group (docs/guide-models.md: what each method
-    estimates and assumes).
+    """Fit ``log_norm ~ position`` per group (docs/guide-models.md: each method's assumptions).
 
     Parameters
     ----------
     frame : pandas.DataFrame, str, os.PathLike or Source
-        The tidy frame (``sequence``, ``layer``, ``position``, ``log_norm``; ``norm`` for
-        ``"aggregate"``), or a shard folder's or Parquet file's path.
+        The tidy frame (``norm`` too for ``"aggregate"``), or a shard folder's or Parquet
+        file's path.
     method : {"ols", "aggregate", "mixed"}
-        Token-level OLS clustered by sequence; the OLS of the log of the mean norm per
-        position on position (the notebook's fit, classical errors); or REML's global
-        maximum of a random intercept per sequence and the GLS values there.
+        Token-level OLS clustered by sequence; the notebook's OLS of the log of each
+        position's mean norm; or REML's global maximum of a random intercept per sequence.
     max_position, first_position : int
         The last and first position fitted (1 leaves out the attention sink).
     layers : iterable of int, optional
@@ -141,21 +129,19 @@ def position_trend(
     random_slope : bool
         For ``"mixed"``: a random slope on position too.
     cov_type : {None, "cluster", "cr2", "model"}
-        For ``"ols"`` and ``"mixed"``: CR1 by sequence (t on G - 1 df), CR2 with
-        Bell-McCaffrey df, or lme4's model-based covariance (``"mixed"``). None: CR2 below
-        ``models.cr2.CR2_BELOW`` texts, CR1 from there.
+        CR1 by sequence (t on G - 1 df), CR2 with Bell-McCaffrey df, or lme4's (``"mixed"``);
+        None: CR2 below ``models.cr2.CR2_BELOW`` texts, CR1 from there.
     conf_level : float
         The intervals' level.
     n_jobs : int, optional
-        DuckDB's threads for the sums (``None`` or -1: one per core).
+        DuckDB's threads (``None`` or -1: one per core).
     progress : bool, optional
         A progress bar over the groups (None: where someone watches, after a second).
 
     Returns
     -------
     Fits
-        Terms ``Intercept`` and ``position``; the glance has the leading-position
-        diagnostic (``models.leading``).
+        Terms ``Intercept`` and ``position``; the leading-position diagnostic in the glance.
 
     Examples
     --------
@@ -191,28 +177,24 @@ def lag_effects(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Fits:
-    """The lag-1 and lag-2 effects on ``log_norm`` per group (docs/guide-models.md: what
-    each method estimates and assumes); outcome rows start two positions after
-    ``first_position``, so that both lags are used positions.
+    """The lag-1 and lag-2 effects on ``log_norm`` per group (docs/guide-models.md: each
+    method's assumptions); outcome rows start two positions after ``first_position``.
 
     Parameters
     ----------
     frame : pandas.DataFrame, str, os.PathLike or Source
-        As for ``position_trend``, with ``lag1`` and ``lag2``, each text's positions
-        consecutive.
+        As for ``position_trend``, with ``lag1`` and ``lag2``.
     method : {"initial_conditions", "gmm", "ols"}
-        Within-text persistence by a random intercept per text with the text's first two
-        levels ``y1``, ``y2`` (Wooldridge 2005), maximum likelihood, with the
-        likelihood-ratio test of a random lag1 slope in ``glance``; the same by
-        Arellano-Bond difference GMM (Hansen's J and AR(2) in ``glance``); or the
-        notebook's pooled ``log_norm ~ lag1 + lag2``, a description across the corpus.
+        Within-text persistence by ML with a random intercept and the text's first two
+        levels ``y1``, ``y2`` (Wooldridge 2005; the test of a random lag1 slope in the
+        glance); the same by Arellano-Bond GMM (Hansen's J and AR(2)); or the notebook's
+        pooled ``log_norm ~ lag1 + lag2``.
     first_position, layers, conf_level, n_jobs, progress
         As for ``position_trend``.
     cov_type : {"cluster", "cr2", "model"}
-        For ``initial_conditions``: the sandwich by sequence over the fixed effects and
-        the variance components (``models.mixed.stacked_covariance``), t on G - 1 df; CR2
-        of the fixed effects; or lme4's model-based covariance. ``ols`` takes
-        ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer) ``"cluster"``.
+        For ``initial_conditions``: the sandwich over the fixed effects and variance
+        components by sequence (``models.mixed.stacked_covariance``), CR2 or lme4's;
+        ``ols``: ``"cluster"`` or ``"cr2"``; ``gmm`` (Windmeijer): ``"cluster"``.
 
     Returns
     -------
@@ -260,7 +242,6 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
-    fitter = {"aggregate": _aggregate, "ols": _ols, "mixed": _mixed}[method]
     return Request(
         fit="position_trend",
         method=method,
@@ -273,10 +254,8 @@ def trend_request(
         layers=None if layers is None else tuple(layers),
         terms=("Intercept", "position"),
         n_positions=3,
-        by_position=True,
         formula="log_norm ~ position",
-        fitter=fitter,
-        design=_trend_slope_design if random_slope else _trend_design,
+        design=partial(_trend_design, slope=random_slope),
         cov_type=cov_type,
         random_slope=random_slope,
     )
@@ -300,14 +279,14 @@ def lag_request(
     check_first_position(first_position)
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
-        formula, fitter, design = "log_norm ~ 0 + lag1 + lag2 + position", _gmm, None
+        formula, design = "log_norm ~ 0 + lag1 + lag2 + position", None
     elif method == "ols":
         terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
-        base, fitter, design = ("lag1", "lag2", "log_norm"), _ols, _lag_design
+        base, design = ("lag1", "lag2", "log_norm"), _lag_design
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
-        base, fitter = ("lag1", "lag2", "position", "log_norm"), _mixed
+        base = ("lag1", "lag2", "position", "log_norm")
         design = partial(_initial_conditions_design, slope=False)
     return Request(
         fit="lag_effects",
@@ -320,9 +299,7 @@ def lag_request(
         layers=None if layers is None else tuple(layers),
         terms=terms,
         n_positions=2 if method == "initial_conditions" else 1,
-        consecutive=method == "initial_conditions",  # gmm's: in _gmm_by_group
         formula=formula,
-        fitter=fitter,
         design=design,
         cov_type=cov_type,
     )
@@ -331,11 +308,8 @@ def lag_request(
 def fit_requests(
     source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
 ) -> list[Fits]:
-    """The ``Fits`` of each of ``requests`` on ``source``: DuckDB sums the rows, once for
-    the requests that sum the same rows (``position_trend``'s methods; ``lag_effects``'
-    ``ols`` and ``initial_conditions``), and each group is fitted as its sums arrive. A
-    thread of its own runs the queries (``_ahead``), so DuckDB sums the next rows while
-    Python fits.
+    """The ``Fits`` of each of ``requests`` on ``source``, each group fitted as its sums
+    arrive from a thread of their own (``_ahead``), summed once where requests share rows.
 
     >>> from attnmag.models.source import open_source
     >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]
@@ -344,19 +318,19 @@ def fit_requests(
     (12, 12)
     """
     found: dict[int, dict[Hashable, tuple]] = {id(request): {} for request in requests}
-    # One BLAS thread: the fits' products are small, and OpenBLAS's threads, splitting them,
-    # wait on each other far longer than the products take.
+    # One BLAS thread: OpenBLAS's threads wait on each other longer than the small products take.
     with source.connected(n_jobs) as connection, threadpool_limits(1, user_api="blas"):
         columns = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
         check_columns(source.name, columns, needed)
-        groups, expected = _groups(connection, columns, requests[0].layers)
+        groups, expected = group_keys(connection, columns, requests[0].layers)
         sets = _shared(requests)
         with _ahead(_sums(source, n_jobs, groups, sets), SUMS_AHEAD) as chunks:
-            leading = {
-                first: _leading(connection, groups, first, requests[0])
-                for first in {r.leading for r in requests}
-            }
+            leading = {}
+            for first in {request.leading for request in requests}:
+                query = leading_query(sql_list(groups), first, _in_layers(requests[0].layers))
+                reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+                leading[first] = {k: leading_stats(s, first) for k, s in by_group(reader, groups)}
             for shared in sets:
                 label = ", ".join(f"{r.fit} {r.method}" for r in shared)
                 total = len(expected) * len(shared)
@@ -377,8 +351,7 @@ def fit_requests(
 def _sums(
     source: Source, n_jobs: int | None, groups: list[str], sets: list[list[Request]]
 ) -> Iterator[tuple[Hashable, dict[str, np.ndarray]] | None]:
-    """Per set of requests that share their sums (``_shared``), each group's sums in key
-    order, then ``None``; on a connection of their own."""
+    """Per set of ``_shared`` requests, each group's sums in key order, then ``None``."""
     with source.connected(n_jobs) as connection:
         for shared in sets:
             if shared[0].method == "gmm":
@@ -391,52 +364,22 @@ def _sums(
 
 @contextmanager
 def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
-    """``items`` in order, made from now on by a thread of their own, at most ``depth``
-    ahead of their use (DuckDB's queries release the GIL); an error there is raised here, in
-    its place; on exit that thread stops."""
-    made: Queue[tuple[bool, object]] = Queue(depth)
-    stop = threading.Event()
-
-    def make() -> None:
-        try:
-            for item in items:
-                made.put((True, item))
-                if stop.is_set():
-                    return
-            made.put((False, None))
-        except BaseException as error:  # raised where the item would have been
-            made.put((False, error))
-        finally:
-            items.close()
+    """``items``, made by a thread of their own at most ``depth`` ahead (DuckDB releases the
+    GIL); an error there is raised here, in its place; on exit that thread stops."""
+    end = object()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="attnmag-ahead")
+    made = deque(pool.submit(next, items, end) for _ in range(depth))
 
     def taken() -> Iterator[_Item]:
-        while True:
-            more, item = made.get()
-            if not more:
-                if item is not None:
-                    raise item
-                return
+        while (item := made.popleft().result()) is not end:
+            made.append(pool.submit(next, items, end))
             yield item
 
-    thread = threading.Thread(target=make, name="attnmag-ahead", daemon=True)
-    thread.start()
     try:
         yield taken()
     finally:
-        stop.set()
-        while thread.is_alive():  # unblock a waiting put
-            with suppress(Empty):
-                made.get(timeout=0.05)
-        thread.join()
-
-
-def _leading(
-    connection: duckdb.DuckDBPyConnection, groups: list[str], first: int, request: Request
-) -> dict[Hashable, dict[str, float | bool]]:
-    """Per group, the leading-position diagnostic of the fits that start at ``first``."""
-    query = leading_query(sql_list(groups), first, _in_layers(request.layers))
-    reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
-    return {key: leading_stats(sums, first) for key, sums in by_group(reader, groups)}
+        pool.shutdown(cancel_futures=True)
+        items.close()
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -449,22 +392,6 @@ def _shared(requests: list[Request]) -> list[list[Request]]:
     return list(sets.values())
 
 
-def _groups(
-    connection: duckdb.DuckDBPyConnection, columns: list[str], layers: Iterable[int] | None
-) -> tuple[list[str], list[Hashable]]:
-    """The grouping columns, and the keys of the groups in the requested layers, sorted."""
-    groups = [column for column in GROUP_COLUMNS if column in columns]
-    distinct = connection.execute(f"SELECT DISTINCT {sql_list(groups)} FROM frame").df()
-    available = np.unique(distinct["layer"].to_numpy())
-    wanted = available if layers is None else np.unique(np.asarray(list(layers), dtype=np.int64))
-    absent = np.setdiff1d(wanted, available)
-    if len(wanted) == 0 or len(absent):
-        raise AttnmagError(f"the frame has no layers {absent.tolist() or '(none asked for)'}")
-    chosen = distinct.loc[distinct["layer"].isin(wanted), groups].drop_duplicates()
-    keys = [key_of(row) for row in chosen.itertuples(index=False)]
-    return groups, sorted(keys)
-
-
 def _sums_query(groups: list[str], requests: list[Request]) -> str:
     """The SQL of the per-(group, sequence) (and per position) sums of ``requests``."""
     keys = sql_list(groups)
@@ -475,13 +402,7 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
     checked = list(dict.fromkeys(c for r in requests for c in r.checked))
     finite = " AND ".join(f"isfinite({column})" for column in checked)
     first = requests[0].first
-    aggregates = [
-        "count(*) AS n",
-        *sums,
-        'min("position") AS first_position',
-        'max("position") AS last_position',
-        f"count(*) FILTER (WHERE NOT coalesce({finite}, false)) AS n_bad",
-    ]
+    aggregates = [*EXTENT, *sums, f"count(*) FILTER (WHERE NOT coalesce({finite}, false)) AS n_bad"]
     if any(r.method == "initial_conditions" for r in requests):
         aggregates += [
             f'max(lag2) FILTER (WHERE "position" = {first}) AS y1',
@@ -491,7 +412,7 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
         aggregates.append("sum(norm::DOUBLE) AS norm_sum")
     where = _where(requests[0], first)
     select = ", ".join(aggregates)
-    if requests[0].by_position:
+    if requests[0].last is not None:
         grouping = f'GROUPING SETS (({keys}, sequence), ({keys}, "position"))'
         return (
             f'SELECT {keys}, sequence, "position", GROUPING(sequence) AS per_position, {select} '
@@ -525,8 +446,7 @@ def _gmm_by_group(
     groups: list[str],
     request: Request,
 ) -> Iterator[tuple[Hashable, Sums]]:
-    """Per group, its texts' ``gmm_reduced`` cross products, summed one shard at a time
-    (a shard holds whole texts, and the window then holds one shard's rows)."""
+    """Per group, its texts' ``gmm_reduced`` sums, one shard (whole texts) at a time."""
     parts: dict[Hashable, list[Sums]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():
@@ -541,13 +461,10 @@ def _gmm_by_group(
 
 
 def _gmm_query(groups: list[str], request: Request) -> str:
-    """The SQL of the Arellano-Bond sums per (group, sequence) of the view ``shard``.
-
-    Per text, the sums of the products of ``[1, l0, ..., l7]`` (``l0``: the row's
-    ``log_norm``; ``lk``: k positions back, by a window) over its equations' rows
-    (``all_i_j``), and that vector at its first two equations (``at3_i``, ``at4_i``). Rows
-    are selected by 0/1 factors, which DuckDB sums faster than per-aggregate filters.
-    """
+    """The SQL of the per-(group, sequence) sums of the products of ``[1, l0, ..., l7]``
+    (``lk``: ``log_norm`` k positions back) over a text's equations (``all_i_j``), and that
+    vector at its first two (``at3_i``, ``at4_i``), of the view ``shard``; 0/1 factors
+    select rows (DuckDB sums them faster than filters)."""
     keys, first = sql_list(groups), request.first - 2
     lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
     levels = ["", *(f"l{k}" for k in range(GMM_LEVELS))]
@@ -561,9 +478,7 @@ def _gmm_query(groups: list[str], request: Request) -> str:
         for i, a in enumerate(levels)
     ]
     checks = [
-        "count(*) AS n",
-        'min("position") AS first_position',
-        'max("position") AS last_position',
+        *EXTENT,
         f'sum("position"::DOUBLE) AS {_pair("", "position")}',
         f'sum("position"::DOUBLE * "position") AS {_pair("position", "position")}',
         "count(*) FILTER (WHERE NOT coalesce(isfinite(l0) AND isfinite(lag1) AND isfinite(lag2),"
@@ -601,9 +516,8 @@ def _fit_group(
     sums: Sums,
     diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
-    """Check one group's sums, then fit it (``fitted_rows``); a fit whose linear algebra
-    fails is a ``failed_fit``."""
-    if request.by_position:
+    """One group's sums checked and fitted (a ``failed_fit`` where the linear algebra fails)."""
+    if request.last is not None:
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
         sums = {name: values[~per_position] for name, values in sums.items()}
@@ -615,17 +529,27 @@ def _fit_group(
         raise not_finite(list(request.checked), request.first)
     n_rows, n_sequences = int(sums["n"].sum()), len(sums["n"])
     _check_size(request, groups, key, n_rows=n_rows, n_sequences=n_sequences, n_covered=n_covered)
-    if request.consecutive:
+    if request.method == "initial_conditions":  # gmm's: in _gmm_by_group
         _check_consecutive(sums, request.first)
-    if request.method == "gmm":
-        _check_gmm_texts(groups, key, sums, request.first)
+    n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
+    if request.method == "gmm" and (n_texts := int((sums["all_0_0"] > 0).sum())) <= n_instruments:
+        raise AttnmagError(
+            f"{describe(groups, key)} has {n_texts} texts of at least {request.first + 2} tokens; "
+            f"method 'gmm' needs at least {n_instruments + 1} (more than its {n_instruments} "
+            "instruments)"
+        )
 
     values = key_values(groups, key)
     rows = partial(_group_rows, source, request, values)
 
     def run() -> Estimate:
         try:
-            fitted = request.fitter(request, sums, positions, rows)
+            if request.method == "aggregate":
+                fitted = _aggregate(sums, positions)
+            else:
+                fitted = (
+                    gmm_fit(sums) if request.method == "gmm" else _estimate(request, sums, rows)
+                )
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
             fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
@@ -655,21 +579,8 @@ def _check_size(request: Request, groups: list[str], key: Hashable, **counts: in
     check_size(describe(groups, key), n_terms=n_terms, n_positions=n_positions, **limits, **counts)
 
 
-def _check_gmm_texts(groups: list[str], key: Hashable, sums: Sums, first: int) -> None:
-    """Require more texts with a differenced equation than the GMM has instruments."""
-    n_texts = int((sums["all_0_0"] > 0).sum())
-    n_instruments = GMM_LAGS[1] - GMM_LAGS[0] + 2
-    if n_texts <= n_instruments:
-        raise AttnmagError(
-            f"{describe(groups, key)} has {n_texts} texts of at least {first + 2} tokens; "
-            f"method 'gmm' needs at least {n_instruments + 1} (more than its {n_instruments} "
-            "instruments)"
-        )
-
-
 def _check_consecutive(sums: Sums, initial: int) -> None:
-    """Require each text's positions to run consecutively from ``initial`` (by their count,
-    range, sum and sum of squares)."""
+    """Require each text's positions consecutive from ``initial`` (count, range, sums)."""
     low, high, n = sums["first_position"], sums["last_position"], sums["n"]
     expected_sum = (low + high) * n / 2
     expected_squares = (high * (high + 1) * (2 * high + 1) - (low - 1) * low * (2 * low - 1)) / 6
@@ -703,88 +614,77 @@ def _mapped(
     return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
 
 
-def _selection(*rows: int, width: int) -> np.ndarray:
-    """The matrix that picks ``rows`` of a vector of ``width`` entries."""
-    return np.eye(width)[list(rows)]
+def _trend_design(sums: Sums, *, slope: bool) -> GroupedDesign:
+    """``[1, position | 1 (, position) | log_norm]``."""
+    return _mapped(sums, ("position", "log_norm"), np.eye(3)[[0, 1, 0, *[1] * slope, 2]], 2)
 
 
-def _spread(sums: Sums, column: str) -> float:
-    """The standard deviation of base ``column`` over a group's rows, from its sums."""
-    n, total = sums["n"].sum(), sums[_pair("", column)].sum()
-    return float(np.sqrt((sums[_pair(column, column)].sum() - total**2 / n) / (n - 1)))
-
-
-def _trend_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, position | 1 | log_norm]``; the random intercept's unit scale."""
-    mapping = _selection(0, 1, 0, 2, width=3)
-    return _mapped(sums, ("position", "log_norm"), mapping, 2), np.ones(1)
-
-
-def _trend_slope_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, position | 1, position / sd(position) | log_norm]``, and the effects' scales."""
-    spread = _spread(sums, "position")
-    mapping = _selection(0, 1, 0, 1, 2, width=3)
-    mapping[3] /= spread
-    return _mapped(sums, ("position", "log_norm"), mapping, 2), np.array([1.0, 1 / spread])
-
-
-def _lag_design(sums: Sums) -> tuple[GroupedDesign, np.ndarray]:
+def _lag_design(sums: Sums) -> GroupedDesign:
     """``[1, lag1, lag2 | 1 | log_norm]``."""
-    mapping = _selection(0, 1, 2, 0, 3, width=4)
-    return _mapped(sums, ("lag1", "lag2", "log_norm"), mapping, 3), np.ones(1)
+    return _mapped(sums, ("lag1", "lag2", "log_norm"), np.eye(4)[[0, 1, 2, 0, 3]], 3)
 
 
-def _initial_conditions_design(sums: Sums, *, slope: bool) -> tuple[GroupedDesign, np.ndarray]:
-    """``[1, lag1, lag2, position, y1, y2 | 1 | log_norm]`` by ML (with ``slope``: a random
-    slope on lag1 / sd(lag1) too)."""
-    random = (0, 1) if slope else (0,)
-    rows = _selection(0, 1, 2, 3, 0, 0, *random, 4, width=5)
+def _initial_conditions_design(sums: Sums, *, slope: bool) -> GroupedDesign:
+    """``[1, lag1, lag2, position, y1, y2 | 1 (, lag1) | log_norm]``, by ML."""
+    rows = np.eye(5)[[0, 1, 2, 3, 0, 0, 0, *[1] * slope, 4]]
     mapping = np.broadcast_to(rows, (len(sums["n"]), *rows.shape)).copy()
     mapping[:, 4, 0], mapping[:, 5, 0] = sums["y1"], sums["y2"]
-    if slope:
-        mapping[:, 7] /= _spread(sums, "lag1")
-    base = ("lag1", "lag2", "position", "log_norm")
-    return _mapped(sums, base, mapping, 6, ml=True), np.ones(1)
+    return _mapped(sums, ("lag1", "lag2", "position", "log_norm"), mapping, 6, ml=True)
 
 
-def _ols(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
-    """OLS clustered by sequence (``cov_type`` None: ``trend_cov_type``'s)."""
-    design, n_groups = request.design(sums)[0], len(sums["n"])
-    chosen = trend_cov_type(request.cov_type, n_groups)
-    return ols_fit(
-        design, request.terms, n_groups, cov_type=chosen, rows=rows, formula=request.formula
-    )
+def fit_design(
+    design: GroupedDesign,
+    method: str,
+    terms: Sequence[str],
+    n_groups: int,
+    *,
+    cov_type: str,
+    random_slope: bool,
+    rows: Rows,
+    formula: str,
+) -> Estimate:
+    """OLS (``method="ols"``) or the mixed fit of ``design`` (a random slope fitted
+    standardised), its statsmodels result refitting ``rows()`` by ``formula``: the named
+    fits' and ``models.fit``'s estimator.
 
-
-def _mixed(request: Request, sums: Sums, _: object, rows: Rows) -> Estimate:
-    """The mixed fit, errors by ``cov_type`` (None: ``trend_cov_type``'s); for
-    ``initial_conditions`` with the test of a random slope on lag1."""
-    (design, scales), n_groups = request.design(sums), len(sums["n"])
+    >>> rows = frame.query("layer == 0 and position >= 1")
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> fit = fit_design(design, "mixed", ["Intercept", "position"], 16, cov_type="cluster",
+    ...                  random_slope=False, rows=lambda: rows, formula="log_norm ~ position")
+    >>> fit.estimate.size, fit.result().fe_params.size
+    (2, 2)
+    """
+    if method == "ols":
+        return ols_fit(design, terms, n_groups, cov_type=cov_type, rows=rows, formula=formula)
+    design, scales = design.standardised() if random_slope else (design, np.ones(1))
 
     def result(cov_rel: np.ndarray) -> object:
-        slope = request.random_slope
-        return mixed_result(rows(), request.formula, slope, cov_rel, reml=not design.ml)
+        return mixed_result(rows(), formula, random_slope, cov_rel, reml=not design.ml)
 
-    chosen = trend_cov_type(request.cov_type, n_groups)
-    fitted = mixed_fit(design, scales, request.terms, n_groups, cov_type=chosen, result=result)
+    return mixed_fit(design, scales, terms, n_groups, cov_type=cov_type, result=result)
+
+
+def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
+    """``fit_design`` of a group; for ``initial_conditions`` with the lag1 slope's test."""
+    n_groups = len(sums["n"])
+    cov_type = request.cov_type or ("cr2" if n_groups < CR2_BELOW else "cluster")
+    options = {"random_slope": request.random_slope, "rows": rows, "formula": request.formula}
+    design, terms = request.design(sums), request.terms
+    fitted = fit_design(design, request.method, terms, n_groups, cov_type=cov_type, **options)
     if request.method == "initial_conditions":
-        lr, p_value = slope_test(_initial_conditions_design(sums, slope=True)[0])
+        slope = _initial_conditions_design(sums, slope=True).standardised()[0]
+        lr, p_value = slope_test(slope)
         fitted.stats |= {"lag1_slope_lr": lr, "lag1_slope_p": p_value}
     return fitted
 
 
-def _gmm(_: Request, sums: Sums, *__: object) -> Estimate:
-    """The Arellano-Bond fit of a group's ``gmm_reduced`` sums."""
-    return gmm_fit(sums)
-
-
-def _aggregate(_: Request, sums: Sums, positions: Sums, __: Rows) -> Estimate:
-    """The notebook's fit: OLS of the log of each position's mean norm on position,
-    classical errors; ``n_obs`` counts the positions."""
-    position = positions["position"].astype(np.float64)
-    means = positions["norm_sum"] / positions["n"]
-    design = pd.DataFrame({"Intercept": np.ones_like(position), "position": position})
-    result = OLS(np.log(means), design).fit()
-    fitted = statsmodels_fit(result, df=float(result.df_resid), n_groups=len(sums["n"]))
-    fitted.result = lambda: result
+def _aggregate(sums: Sums, positions: Sums) -> Estimate:
+    """OLS of the log of each position's mean norm on position (``n_obs``: the positions)."""
+    ones, position = np.ones(len(positions["n"])), positions["position"].astype(np.float64)
+    row = np.column_stack([ones, position, ones, np.log(positions["norm_sum"] / positions["n"])])
+    design = GroupedDesign(row[:, :, None] * row[:, None, :], len(row), 2, 1)
+    fitted = ols_fit(design, ("Intercept", "position"), len(sums["n"]), cov_type="model")
+    exog = pd.DataFrame({"Intercept": ones, "position": position})
+    fitted.result = lambda: OLS(row[:, -1], exog).fit()
     return fitted

@@ -1,10 +1,8 @@
 """Least-squares fits per group.
 
-Holds:
-- ``statsmodels_fit``: a statsmodels OLS result -> an ``Estimate`` (the ``aggregate`` fit's);
-- ``ols_fit``: OLS from per-sequence cross products, CR1 errors by sequence (R's
-  ``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")``), t on G - 1 df, or CR2;
-- ``cluster_ols_result``: statsmodels' result of that fit (``summary()``, residuals).
+Holds ``ols_fit`` (OLS from per-sequence cross products, CR1 by sequence as R's
+``sandwich::vcovCL(fit, cluster = ~sequence, type = "HC1")`` with t on G - 1 df, CR2, or
+classical errors) and ``cluster_ols_result`` (its statsmodels result).
 """
 
 from __future__ import annotations
@@ -15,37 +13,10 @@ import numpy as np
 import pandas as pd
 from statsmodels.regression.linear_model import OLS, RegressionResults
 
-from attnmag.models.cr2 import cr2_covariance
-from attnmag.models.mixed import GroupedDesign, cluster_covariance
+from attnmag.models.mixed import GroupedDesign
 from attnmag.models.tidy import Estimate
 
-__all__ = ["cluster_ols_result", "ols_fit", "statsmodels_fit"]
-
-
-def statsmodels_fit(result: RegressionResults, *, df: float, n_groups: int) -> Estimate:
-    """A statsmodels OLS result -> an ``Estimate`` with inference on ``df`` degrees of freedom.
-
-    >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> fit = statsmodels_fit(cluster_ols_result(rows, "log_norm ~ position"), df=15, n_groups=16)
-    >>> fit.estimate.index[-1], fit.df, fit.n_groups
-    ('position', 15, 16)
-    """
-    names = list(result.model.exog_names)
-    return Estimate(
-        estimate=pd.Series(np.asarray(result.params), index=names),
-        std_error=pd.Series(np.asarray(result.bse), index=names),
-        df=df,
-        n_obs=int(result.nobs),
-        n_groups=n_groups,
-        converged=True,
-        stats={
-            "r2": float(result.rsquared),
-            "loglik": float(result.llf),
-            "aic": float(result.aic),
-            "bic": float(result.bic),
-            "sigma": float(np.sqrt(result.scale)),
-        },
-    )
+__all__ = ["cluster_ols_result", "ols_fit"]
 
 
 def ols_fit(
@@ -57,29 +28,22 @@ def ols_fit(
     rows: Callable[[], pd.DataFrame] | None = None,
     formula: str = "",
 ) -> Estimate:
-    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (``"cr2"``: CR2
-    with Bell-McCaffrey df), and statsmodels' glance fields (R2 centred where X spans the
-    constant, the design's random effect); under CR1 its result refits ``rows()``.
+    """OLS of the design's fixed effects, CR1 by sequence with t on G - 1 df (or CR2, or
+    ``"model"``: classical errors, t on N - K), and statsmodels' glance fields; under CR1
+    its result refits ``rows()``.
 
-    >>> import statsmodels.formula.api as smf
-    >>> from attnmag.models.mixed import GroupedDesign
     >>> rows = frame.query("layer == 0 and position >= 1")
-    >>> mixedlm = smf.mixedlm("log_norm ~ position", rows, groups=rows["sequence"])
-    >>> design = GroupedDesign.of(mixedlm.exog, mixedlm.exog_re, mixedlm.endog, mixedlm.groups)
-    >>> fit = ols_fit(design, list(mixedlm.exog_names), 16)
+    >>> x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    >>> design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    >>> fit = ols_fit(design, ["Intercept", "position"], 16)
     >>> reference = cluster_ols_result(rows, "log_norm ~ position")
     >>> bool(np.allclose(fit.std_error.to_numpy(), reference.bse.to_numpy()))
     True
     """
-    zero = np.zeros((design.k_re, design.k_re))
-    point = design.gls(zero)
-    df: float | pd.Series = float(n_groups - 1)
-    if cov_type == "cr2":
-        covariance, df_terms = cr2_covariance(design, zero, point.fe_params, point.xwx_inv)
-        df = pd.Series(df_terms, index=list(terms))
-    else:
-        covariance = cluster_covariance(design, zero, point.fe_params, point.xwx_inv)
     n, k = design.n_obs, design.k_fe
+    zero = np.zeros((design.k_re, design.k_re))
+    options = {"cov_type": cov_type, "model_df": float(n - k)}
+    point, fields = design.fixed_effects(zero, terms, n_groups, **options)
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
     spanned = np.linalg.lstsq(total[:k, :k], total[:k, k], rcond=None)[0]
@@ -88,11 +52,7 @@ def ols_fit(
     llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
     refit = None if rows is None or cov_type != "cluster" else rows
     return Estimate(
-        estimate=pd.Series(point.fe_params, index=list(terms)),
-        std_error=pd.Series(np.sqrt(np.diag(covariance)), index=list(terms)),
-        df=df,
-        n_obs=n,
-        n_groups=n_groups,
+        **fields,
         converged=True,
         stats={
             "r2": float(1 - rss / tss),
@@ -106,8 +66,7 @@ def ols_fit(
 
 
 def cluster_ols_result(data: pd.DataFrame, formula: str) -> RegressionResults:
-    """statsmodels' OLS of ``formula`` on one group's rows ``data``, CR1 errors by
-    ``sequence`` and t on G - 1 df: ``ols_fit``'s fit.
+    """statsmodels' OLS of ``formula`` on one group's rows, CR1 by sequence, t on G - 1 df.
 
     >>> rows = frame.query("layer == 0 and position >= 1")
     >>> result = cluster_ols_result(rows, "log_norm ~ position")

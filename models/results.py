@@ -1,11 +1,8 @@
 """Fits that keep their details: the tidy and glance tables, statsmodels' results, the rows.
 
-Holds:
-- ``Fits``: what every fit returns, in the manner of R's broom and of statsmodels;
-- ``GroupFit``: one group's part of a ``Fits``.
-
-The details live in an object, not in ``DataFrame.attrs`` (experimental, and dropped by
-``pd.concat``); ``Fits.tidy`` still carries its glance records in ``attrs["glance"]``.
+Holds ``Fits`` (what every fit returns, in the manner of R's broom and of statsmodels) and
+``GroupFit`` (one group's part), objects rather than ``DataFrame.attrs`` (which ``pd.concat``
+drops); ``Fits.tidy`` still carries its glance records in ``attrs["glance"]``.
 """
 
 from __future__ import annotations
@@ -18,15 +15,15 @@ import pandas as pd
 import patsy
 
 from attnmag.errors import AttnmagError
+from attnmag.models.groups import key_of
 
 __all__ = ["Fits", "GroupFit"]
 
 
 @dataclass(frozen=True)
 class GroupFit:
-    """One group's fit: ``names`` ``(fit, method)``, the group's values by column, the
-    formula, ``rows`` (reads the fitted rows again), the estimates and ``result`` (builds
-    statsmodels' result when called; ``None`` where the fit has none)."""
+    """One group's fit: ``(fit, method)``, its values by column, the formula, ``rows`` (reads
+    them again), the estimates and ``result`` (builds statsmodels' result; or ``None``)."""
 
     names: tuple[str, str]
     groups: dict[str, object]
@@ -37,23 +34,19 @@ class GroupFit:
 
 
 class _Results(Mapping):
-    """Key -> statsmodels result, building each from its function on first use."""
+    """Key -> statsmodels result, each built from its group's fit when first asked for."""
 
     def __init__(self, parts: dict[Hashable, GroupFit]) -> None:
-        self._parts = parts
-        self._built: dict[Hashable, object] = {}
+        self._parts, self._built = parts, {}
 
     def __getitem__(self, key: Hashable) -> object:
         if key not in self._built:
             if not self._parts:
-                raise KeyError(
-                    "these fits were read back from their tables, without the rows to refit"
-                )
-            try:
-                part = self._parts[key]
-            except KeyError:
-                raise KeyError(f"no fit for the group {key!r}; the keys are {list(self)}") from None
-            self._built[key] = None if part.result is None else part.result()
+                raise KeyError("these fits were read back from their tables: no rows to refit")
+            if key not in self._parts:
+                raise KeyError(f"no fit for the group {key!r}; the keys are {list(self)}")
+            result = self._parts[key].result
+            self._built[key] = None if result is None else result()
         return self._built[key]
 
     def __contains__(self, key: object) -> bool:
@@ -150,12 +143,8 @@ class Fits:
 def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
     """The parts by group key, or by ``(fit, method, *key)`` where several fits are present."""
     several = len({part.names for part in parts}) > 1
-    keyed = {}
-    for part in parts:
-        values = tuple(part.groups.values())
-        key = values[0] if len(values) == 1 else values
-        keyed[(*part.names, *values) if several else key] = part
-    return keyed
+    keys = (key_of([*(part.names if several else ()), *part.groups.values()]) for part in parts)
+    return dict(zip(keys, parts, strict=True))
 
 
 def _augment(part: GroupFit) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The standard fits: every requested method of ``position_trend`` and ``lag_effects``.
 
 Holds ``fit_all`` (what ``attnmag fit`` writes and a report shows), ``write_fits`` and
-``read_fits`` (its fits as CSV files and back) and ``TABLES`` (the files' names).
+``read_fits`` (CSV files and back) and ``TABLES`` (their names).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import pandas as pd
 
 from attnmag.database import n_threads
 from attnmag.errors import AttnmagError
-from attnmag.models.checks import METHODS
-from attnmag.models.defaults import CONF_LEVEL, MAX_POSITION
+from attnmag.models.checks import CONF_LEVEL, MAX_POSITION, METHODS
 from attnmag.models.named import fit_requests, lag_request, trend_request
 from attnmag.models.results import Fits
 from attnmag.models.source import open_source
@@ -36,8 +35,7 @@ def fit_all(
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> dict[str, Fits]:
-    """Fit every requested method of the position trend and the lag effects, reading the
-    rows once.
+    """Fit every requested method of the position trend and the lag effects.
 
     Parameters
     ----------
@@ -118,8 +116,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def read_fits(folder: str | os.PathLike) -> dict[str, Fits]:
-    """The fits ``write_fits`` (``attnmag fit``) wrote in ``folder``, read back: with the
-    glance rows of ``glance.csv`` where it is there, without ``results`` (no rows to refit).
+    """The fits ``write_fits`` wrote in ``folder``, with ``glance.csv``'s rows where it is
+    there, without ``results`` (no rows to refit).
 
     >>> from attnmag.cli import main
     >>> main(["fit", str(shards), "--out", "tables", "--methods", "ols", "--lag-methods", "ols"])
@@ -133,13 +131,9 @@ def read_fits(folder: str | os.PathLike) -> dict[str, Fits]:
     missing = [f"{name}.csv" for name in TABLES[:2] if not (path / f"{name}.csv").is_file()]
     if missing:
         raise AttnmagError(f"{path} lacks {' and '.join(missing)} (written by `attnmag fit`)")
-    out = {
-        name: _read_table(path / f"{name}.csv")
-        for name in TABLES
-        if (path / f"{name}.csv").is_file()
-    }
-    glance_rows = out.pop("glance", None)
-    for name in TABLES[:2]:
-        mine = glance_rows[glance_rows["fit"] == name] if glance_rows is not None else None
-        out[name].attrs["glance"] = [] if mine is None else mine.to_dict("records")
-    return {name: Fits(out[name], []) for name in TABLES[:2]}
+    tables = {name: _read_table(path / f"{name}.csv") for name in TABLES[:2]}
+    glance = path / "glance.csv"
+    records = _read_table(glance).to_dict("records") if glance.is_file() else []
+    for name, table in tables.items():
+        table.attrs["glance"] = [record for record in records if record["fit"] == name]
+    return {name: Fits(table, []) for name, table in tables.items()}

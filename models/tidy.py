@@ -1,18 +1,10 @@
 """Tidy coefficient tables in the convention of R's broom, and their glance rows.
 
-Holds:
-- ``Estimate``: one group's fit (estimates, standard errors, df, glance stats, result);
-- ``TIDY_COLUMNS`` and the glance columns: ``GLANCE_COLUMNS`` (every fit's),
-  ``MIXED_GLANCE_COLUMNS``, ``LAG_GLANCE_COLUMNS`` (``initial_conditions``),
-  ``GMM_GLANCE_COLUMNS`` and ``LEADING_GLANCE_COLUMNS`` (the named fits' diagnostic);
-- ``tidy_rows`` / ``glance_row``: an ``Estimate`` -> its table rows / its glance record;
-- ``fitted_rows``, ``fits_of``: a group's fit run and timed, and the groups' as a ``Fits``;
-- ``failed_fit``: the ``Estimate`` of a fit that produced none;
-- ``holm``: Holm's adjustment, run across the groups of a fit, method and term;
-- ``glance``: a ``Fits`` or its tidy table -> one row per group and fit.
-
-The grouping columns (``attnmag.models.groups``) stand in place of ``layer``. Intervals and
-p-values are Wald, on Student's t with ``df`` degrees of freedom (normal where infinite).
+Holds ``Estimate`` (one group's fit), ``TIDY_COLUMNS`` and the glance columns (every fit's,
+the mixed, ``initial_conditions``, GMM and leading-diagnostic ones), ``tidy_rows`` and
+``glance_row`` (an ``Estimate`` -> its rows), ``fitted_rows`` and ``fits_of`` (groups' fits
+-> a ``Fits``), ``failed_fit``, ``holm`` and ``glance``. The grouping columns stand in place
+of ``layer``; intervals and p-values are Wald, on Student's t with ``df`` (normal: ``inf``).
 """
 
 from __future__ import annotations
@@ -36,6 +28,9 @@ __all__ = [
     "LAG_GLANCE_COLUMNS",
     "GMM_GLANCE_COLUMNS",
     "LEADING_GLANCE_COLUMNS",
+    "FIT_STATS",
+    "MIXED_STATS",
+    "GMM_STATS",
     "Estimate",
     "failed_fit",
     "fitted_rows",
@@ -50,26 +45,23 @@ TIDY_COLUMNS = (
     "fit method layer term estimate std_error statistic p_value conf_low conf_high df n_obs "
     "n_groups converged p_adjusted conf_level"
 ).split()
-GLANCE_COLUMNS = (
-    "fit method layer n_obs n_groups r2 loglik aic bic sigma converged seconds warnings".split()
-)
-MIXED_GLANCE_COLUMNS = [
-    *GLANCE_COLUMNS[:-2],
-    *"boundary var_intercept var_position cov_intercept_position".split(),
-    *GLANCE_COLUMNS[-2:],
-]
+#: Every fit's glance statistics.
+FIT_STATS = ["r2", "loglik", "aic", "bic", "sigma"]
+GLANCE_COLUMNS = ["fit", "method", "layer", "n_obs", "n_groups", *FIT_STATS]
+GLANCE_COLUMNS += ["converged", "seconds", "warnings"]
+
+
+def _before_seconds(columns: list[str], extra: Sequence[str]) -> list[str]:
+    """``columns`` with ``extra`` put before their last two, ``seconds`` and ``warnings``."""
+    return [*columns[:-2], *extra, *columns[-2:]]
+
+
+MIXED_STATS = "boundary var_intercept var_position cov_intercept_position".split()
+MIXED_GLANCE_COLUMNS = _before_seconds(GLANCE_COLUMNS, MIXED_STATS)
 #: A mixed fit's, with the likelihood-ratio test of a random slope on lag1.
-LAG_GLANCE_COLUMNS = [
-    *MIXED_GLANCE_COLUMNS[:-2],
-    "lag1_slope_lr",
-    "lag1_slope_p",
-    *MIXED_GLANCE_COLUMNS[-2:],
-]
-GMM_GLANCE_COLUMNS = [
-    *GLANCE_COLUMNS[:-2],
-    *"hansen_j hansen_df hansen_p ar2_statistic ar2_p n_instruments".split(),
-    *GLANCE_COLUMNS[-2:],
-]
+LAG_GLANCE_COLUMNS = _before_seconds(MIXED_GLANCE_COLUMNS, ["lag1_slope_lr", "lag1_slope_p"])
+GMM_STATS = "hansen_j hansen_df hansen_p ar2_statistic ar2_p n_instruments".split()
+GMM_GLANCE_COLUMNS = _before_seconds(GLANCE_COLUMNS, GMM_STATS)
 #: Added before ``seconds`` where the stats hold them (``models.leading``).
 LEADING_GLANCE_COLUMNS = [
     *(f"leading_t{k}" for k in range(4)),
@@ -80,9 +72,8 @@ LEADING_GLANCE_COLUMNS = [
 
 @dataclass
 class Estimate:
-    """One group's fit: estimates and standard errors by term, the reference df (``inf``:
-    normal; or a Series by term), its glance ``stats``, ``notes`` for the glance warnings,
-    and ``result``, which builds statsmodels' results object (``None`` where none).
+    """One group's fit: estimates and errors by term, df (``inf``: normal; or by term), its
+    glance ``stats`` and ``notes``, and ``result``, which builds statsmodels' result.
 
     >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}),
     ...                   df=15, n_obs=400, n_groups=16, converged=True, stats={})
@@ -112,17 +103,14 @@ def fitted_rows(
     formula: str,
     rows: Callable[[], pd.DataFrame],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
-    """``run()``, one group's fit, timed with its warnings captured -> its table rows,
-    glance record and ``GroupFit``.
+    """``run()``, one group's fit, timed, its warnings kept -> its rows, glance and ``GroupFit``.
 
-    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
-    >>> layer0 = frame.query("layer == 0 and position >= 1")
-    >>> ols = lambda: cluster_ols_result(layer0, "log_norm ~ position")  # noqa: E731
-    >>> run = lambda: statsmodels_fit(ols(), df=15, n_groups=16)  # noqa: E731
-    >>> rows, record, part = fitted_rows(run, fit="f", method="ols", conf_level=0.95,
-    ...     groups={"layer": 0}, formula="log_norm ~ position", rows=lambda: layer0)
+    >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}), df=15,
+    ...                   n_obs=400, n_groups=16, converged=True, stats=dict.fromkeys(FIT_STATS, 1))
+    >>> rows, record, part = fitted_rows(lambda: fitted, fit="f", method="ols", conf_level=0.95,
+    ...     groups={"layer": 0}, formula="log_norm ~ 1", rows=lambda: frame)
     >>> len(rows), record["n_groups"], record["layer"]
-    (2, 16, 0)
+    (1, 16, 0)
     """
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -140,11 +128,8 @@ def fitted_rows(
 def fits_of(fitted: Sequence[tuple[pd.DataFrame, dict[str, object], GroupFit]]) -> Fits:
     """The groups' ``fitted_rows`` as one ``Fits``, with Holm's adjustment across groups."""
     table = pd.concat([rows for rows, _, _ in fitted], ignore_index=True)
-    table["p_adjusted"] = np.nan
-    for _, index in table.groupby(["fit", "method", "term"], sort=False).groups.items():
-        p_values = table.loc[index, "p_value"].dropna()
-        if len(p_values):
-            table.loc[p_values.index, "p_adjusted"] = holm(p_values.to_numpy())
+    by_term = table.groupby(["fit", "method", "term"], sort=False)["p_value"]
+    table["p_adjusted"] = by_term.transform(lambda p_values: holm(p_values.to_numpy()))
     table = table[_grouped(TIDY_COLUMNS, _group_columns(table))]
     table.attrs["glance"] = [record for _, record, _ in fitted]
     return Fits(table, [part for _, _, part in fitted])
@@ -158,16 +143,13 @@ def failed_fit(
     message: str,
     stats: dict[str, float | bool] | None = None,
 ) -> Estimate:
-    """A fit that produced no estimates: NaN rows, ``converged=False``, the reason noted;
-    ``stats`` NaN (a mixed fit's unless given).
+    """A fit without estimates: NaN rows, not converged, the reason noted (mixed stats NaN).
 
     >>> failed_fit(["Intercept"], n_obs=10, n_groups=2, message="failed").converged
     False
     """
     if stats is None:
-        stats = dict.fromkeys(["r2", "loglik", "aic", "bic", "sigma"], np.nan)
-        stats |= {"boundary": False}
-        stats |= dict.fromkeys(["var_intercept", "var_position", "cov_intercept_position"], np.nan)
+        stats = dict.fromkeys([*FIT_STATS, *MIXED_STATS], np.nan) | {"boundary": False}
     missing = pd.Series(np.nan, index=list(terms))
     return Estimate(missing, missing, np.inf, n_obs, n_groups, False, stats, [message])
 
@@ -186,20 +168,17 @@ def _group_columns(table: pd.DataFrame) -> list[str]:
 def tidy_rows(
     fitted: Estimate, /, *, fit: str, method: str, conf_level: float, **groups: object
 ) -> pd.DataFrame:
-    """One row per term of ``fitted``: estimate, Wald statistic, p-value and interval;
-    ``groups``: the group's values by grouping column (``layer=5``).
+    """One row per term of ``fitted``: estimate, Wald statistic, p-value and interval.
 
-    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
-    >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
-    >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
+    >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}),
+    ...                   df=15, n_obs=400, n_groups=16, converged=True, stats={})
     >>> rows = tidy_rows(fitted, fit="position_trend", method="ols", conf_level=0.95, layer=0)
     >>> rows.columns.tolist()[:6]
     ['fit', 'method', 'layer', 'term', 'estimate', 'std_error']
     """
     estimate = fitted.estimate.to_numpy(np.float64)
     std_error = fitted.std_error.reindex(fitted.estimate.index).to_numpy(np.float64)
-    # scipy's functions called directly (a frozen distribution takes far longer to build);
-    # Student's t with infinite df is the normal.
+    # scipy's functions, not a frozen distribution (far slower to build); t(inf) is normal.
     df = fitted.df.reindex(fitted.estimate.index) if isinstance(fitted.df, pd.Series) else fitted.df
     df = np.broadcast_to(np.asarray(df, dtype=np.float64), estimate.shape)
     statistic = estimate / std_error
@@ -235,12 +214,10 @@ def glance_row(
     warnings: Sequence[str],
     **groups: object,
 ) -> dict[str, object]:
-    """The glance record of one group's fit, as plain Python values, with the columns of its
-    kind of fit (mixed, ``initial_conditions``, GMM or the common; the leading diagnostic).
+    """The glance record of one group's fit, as Python values, in its kind of fit's columns.
 
-    >>> from attnmag.models.ols import cluster_ols_result, statsmodels_fit
-    >>> ols = cluster_ols_result(frame.query("layer == 0 and position >= 1"), "log_norm ~ position")
-    >>> fitted = statsmodels_fit(ols, df=15, n_groups=16)
+    >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}), df=15,
+    ...                   n_obs=400, n_groups=16, converged=True, stats=dict.fromkeys(FIT_STATS, 1))
     >>> record = glance_row(
     ...     fitted, fit="position_trend", method="ols", seconds=0.1, warnings=[], layer=0
     ... )
@@ -250,10 +227,7 @@ def glance_row(
     row: dict[str, object] = {
         "fit": fit,
         "method": method,
-        **{
-            key: value.item() if isinstance(value, np.generic) else value
-            for key, value in groups.items()
-        },
+        **groups,  # Python values (``groups.key_of``)
         "n_obs": int(fitted.n_obs),
         "n_groups": int(fitted.n_groups),
         "converged": bool(fitted.converged),
@@ -267,26 +241,25 @@ def glance_row(
     kind = next((kinds[key] for key in kinds if key in fitted.stats), GLANCE_COLUMNS)
     columns = _grouped(kind, list(groups))
     leading = [column for column in LEADING_GLANCE_COLUMNS if column in fitted.stats]
-    return {column: row[column] for column in [*columns[:-2], *leading, *columns[-2:]]}
+    return {column: row[column] for column in _before_seconds(columns, leading)}
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment, as statsmodels' ``multipletests(..., method="holm")``
-    (which runs a full garbage collection on every call).
+    """Holm's step-down adjustment, as statsmodels' ``multipletests(method="holm")``, of the
+    p-values that are not NaN.
 
-    >>> holm(np.array([0.01, 0.04, 0.03]))
-    array([0.03, 0.06, 0.06])
+    >>> holm(np.array([0.01, 0.04, np.nan, 0.03]))
+    array([0.03, 0.06,  nan, 0.06])
     """
-    order = np.argsort(p_values, kind="stable")
-    steps = (len(p_values) - np.arange(len(p_values))) * p_values[order]
+    order = np.argsort(p_values, kind="stable")  # NaN last
+    steps = (np.count_nonzero(~np.isnan(p_values)) - np.arange(len(p_values))) * p_values[order]
     adjusted = np.empty_like(steps)
     adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
     return adjusted
 
 
 def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
-    """One row per group and fit of a ``Fits``, or of its tidy table (or a selection of its
-    rows: the records travel in ``table.attrs["glance"]``, which ``pd.concat`` drops).
+    """One row per group and fit of a ``Fits``, its tidy table or a selection of its rows.
 
     >>> trend = models.position_trend(frame, n_jobs=1)
     >>> glance(trend)[["layer", "r2", "sigma", "seconds"]].shape
