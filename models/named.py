@@ -6,7 +6,7 @@ Holds ``position_trend``, ``lag_effects``, ``fit_design`` (the estimator they sh
 
 DuckDB sums per group and sequence the products of the base columns (``1``, ``position``,
 ``lag1``, ``lag2``, ``log_norm``; the trend's per position too; ``gmm``'s: of each row's
-levels ``l0`` .. ``l7``, shard by shard), and every design column is a base column or, for
+levels ``l0`` .. ``l7``, part by part), and every design column is a base column or, for
 ``y1`` and ``y2``, one times a per-sequence constant: each sequence's cross products follow.
 """
 
@@ -446,11 +446,12 @@ def _gmm_by_group(
     groups: list[str],
     request: Request,
 ) -> Iterator[tuple[Hashable, Sums]]:
-    """Per group, its texts' ``gmm_reduced`` sums, one shard (whole texts) at a time."""
+    """Per group, its texts' ``gmm_reduced`` sums, one part of whole texts (``Source.parts``)
+    at a time."""
     parts: dict[Hashable, list[Sums]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():
-        source.part_view(connection, part, "shard")
+        source.part_view(connection, part, "part")
         reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
         for key, sums in by_group(reader, groups):
             _check_consecutive(sums, request.first)
@@ -463,7 +464,7 @@ def _gmm_by_group(
 def _gmm_query(groups: list[str], request: Request) -> str:
     """The SQL of the per-(group, sequence) sums of the products of ``[1, l0, ..., l7]``
     (``lk``: ``log_norm`` k positions back) over a text's equations (``all_i_j``), and that
-    vector at its first two (``at3_i``, ``at4_i``), of the view ``shard``; 0/1 factors
+    vector at its first two (``at3_i``, ``at4_i``), of the view ``part``; 0/1 factors
     select rows (DuckDB sums them faster than filters)."""
     keys, first = sql_list(groups), request.first - 2
     lags = ", ".join(f"lag(log_norm, {k}, 0) OVER w AS l{k}" for k in range(1, GMM_LEVELS))
@@ -489,7 +490,7 @@ def _gmm_query(groups: list[str], request: Request) -> str:
     return (
         f'WITH levels AS (SELECT {keys}, sequence, "position", {offset} AS t, '
         f"({offset} >= 3)::DOUBLE AS e, ({offset} = 3)::DOUBLE AS at3, "
-        f"({offset} = 4)::DOUBLE AS at4, log_norm AS l0, {lags}, lag1, lag2 FROM shard "
+        f"({offset} = 4)::DOUBLE AS at4, log_norm AS l0, {lags}, lag1, lag2 FROM part "
         f"WHERE {' AND '.join(_where(request, first))} "
         f'WINDOW w AS (PARTITION BY {keys}, sequence ORDER BY "position")) '
         f"SELECT {keys}, sequence, {', '.join(checks + sums)} FROM levels WHERE t >= 2 "

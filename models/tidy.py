@@ -245,8 +245,9 @@ def glance_row(
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment, as statsmodels' ``multipletests(method="holm")``, of the
-    p-values that are not NaN.
+    """Holm's step-down adjustment of the p-values that are not NaN, as statsmodels'
+    ``multipletests(method="holm")`` gives it (the tests compare them); written here because
+    ``multipletests`` runs a full garbage collection on every call, once per term.
 
     >>> holm(np.array([0.01, 0.04, np.nan, 0.03]))
     array([0.03, 0.06,  nan, 0.06])
