@@ -165,6 +165,16 @@ def shared_means() -> Iterator[None]:
     A report's figures and findings ask for the same tables of one frame, which does not
     change while it is written; outside the block every call computes afresh.
 
+    Parameters
+    ----------
+    None
+        The block shares the tables of every frame asked about in it.
+
+    Returns
+    -------
+    context manager
+        Entering it starts the sharing; leaving it forgets the tables.
+
     Examples
     --------
     >>> with shared_means():
