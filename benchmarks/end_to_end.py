@@ -16,6 +16,11 @@ fresh process: ``run / extract command`` is the run's wall-clock time over that 
 It pays what any extraction from the command line pays (start-up, importing torch and
 transformers, loading the model, writing the rows) and nothing of the fits and the report,
 so it says what the fits, the report and their imports add to an extraction.
+
+Each command's CPU seconds (user and system, of the process and its threads) are taken too,
+and ``run / extract command, CPU`` is their ratio: on a machine that others share, a
+process's CPU seconds vary less than its wall-clock time (the imports that ``run`` does in a
+thread while the model measures count in full there, as they do when the cores are busy).
 ``--results FILE`` also writes the table to a Markdown file (``docs/results/``, included
 by the documentation's benchmark pages).
 
@@ -56,6 +61,12 @@ RATIOS = (("run / extract", "total"), ("fit / extract", "fit"))
 #: The ratio of the whole run to the extraction command's, and that command's stage name.
 COMMAND_RATIO = "run / extract command"
 COMMAND = "extract command"
+#: The CPU seconds of the run and of the extraction command, and their ratio.
+CPU_TOTAL = "total CPU"
+CPU_COMMAND = "extract command CPU"
+CPU_RATIO = "run / extract command, CPU"
+#: What ``run_once`` returns besides the stages.
+NOT_STAGES = ("total", COMMAND, CPU_TOTAL, CPU_COMMAND)
 
 
 def attnmag_command() -> list[str]:
@@ -82,16 +93,23 @@ def long_options() -> list[str]:
     return options + (["--max-length", str(LONG_WORDS)] if "--max-length" in usage else [])
 
 
-def timed_command(words: list[str]) -> tuple[float, str]:
-    """Wall-clock seconds and stderr of ``attnmag *words`` (a failure raises)."""
-    start = time.perf_counter()
+def children_cpu() -> float:
+    """CPU seconds (user and system) of this process's finished children so far."""
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def timed_command(words: list[str]) -> tuple[float, float, str]:
+    """Wall-clock seconds, CPU seconds and stderr of ``attnmag *words`` (a failure raises)."""
+    start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run([*attnmag_command(), *words], capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    cpu = children_cpu() - cpu
     if done.returncode:
         raise RuntimeError(
             f"attnmag {words[0]} failed (exit {done.returncode}): {done.stderr[-2000:]}"
         )
-    return seconds, done.stderr
+    return seconds, cpu, done.stderr
 
 
 def extract_options(extra: list[str]) -> list[str]:
@@ -110,32 +128,40 @@ def extract_options(extra: list[str]) -> list[str]:
 
 
 def run_once(extra: list[str]) -> dict[str, float]:
-    """Seconds of each stage ``attnmag run`` reports, its ``total`` (wall clock), and the
-    wall clock of ``attnmag extract`` with the same (extraction) options."""
+    """Seconds of each stage ``attnmag run`` reports, its ``total`` (wall clock), the wall
+    clock of ``attnmag extract`` with the same (extraction) options, and both commands' CPU
+    seconds."""
     with tempfile.TemporaryDirectory() as folder:
-        total, stderr = timed_command(["run", "--out", f"{folder}/out", "--force", *extra])
+        total, cpu, stderr = timed_command(["run", "--out", f"{folder}/out", "--force", *extra])
         shutil.rmtree(f"{folder}/out", ignore_errors=True)
-        alone, _ = timed_command(["extract", "--out", f"{folder}/shards", *extract_options(extra)])
+        alone, alone_cpu, _ = timed_command(
+            ["extract", "--out", f"{folder}/shards", *extract_options(extra)]
+        )
     stages = {m["stage"]: float(m["seconds"]) for m in STAGE.finditer(stderr)}
-    return {**stages, "total": total, COMMAND: alone}
+    return {**stages, "total": total, COMMAND: alone, CPU_TOTAL: cpu, CPU_COMMAND: alone_cpu}
 
 
 def ratios(run: dict[str, float]) -> dict[str, float]:
-    """The run's whole time and fit stage over its extraction (its ``extract`` stages)."""
+    """The run's whole time and fit stage over its extraction (its ``extract`` stages), and
+    the run over the extraction command, in wall-clock and in CPU seconds."""
     extract = sum(
-        s for stage, s in run.items() if stage.split()[0] == "extract" and stage != COMMAND
+        s for stage, s in run.items() if stage.split()[0] == "extract" and stage not in NOT_STAGES
     )
     if not extract:
         return {}
     shares = {name: run[stage] / extract for name, stage in RATIOS if stage in run}
-    return {**shares, COMMAND_RATIO: run["total"] / run[COMMAND]}
+    return {
+        **shares,
+        COMMAND_RATIO: run["total"] / run[COMMAND],
+        CPU_RATIO: run[CPU_TOTAL] / run[CPU_COMMAND],
+    }
 
 
 def summarise(runs: list[dict[str, float]]) -> tuple[list[dict], list[str]]:
     """Median seconds per stage (in the order first reported) and their share of the total,
     and the lines of the medians of each run's ratios."""
     total = statistics.median(r["total"] for r in runs)
-    stages = [s for s in runs[0] if s not in ("total", COMMAND)]
+    stages = [s for s in runs[0] if s not in NOT_STAGES]
     medians = {s: statistics.median(r.get(s, 0.0) for r in runs) for s in stages}
     medians["other"] = max(total - sum(medians.values()), 0.0) if stages else total
     rows = [
@@ -157,20 +183,26 @@ def summarise(runs: list[dict[str, float]]) -> tuple[list[dict], list[str]]:
             "runs s": " ".join(f"{r['total']:.1f}" for r in runs),
         }
     )
-    command = statistics.median(r[COMMAND] for r in runs)
-    rows.append(
-        {
-            "stage": f"`attnmag {COMMAND.split()[0]}` alone",
-            "median s": f"{command:.1f}",
-            "share of total": f"{command / total:.3f}",
-            "runs s": " ".join(f"{r[COMMAND]:.1f}" for r in runs),
-        }
-    )
+    alone = f"`attnmag {COMMAND.split()[0]}` alone"
+    for stage, key, share in (
+        (alone, COMMAND, True),
+        ("CPU of the run", CPU_TOTAL, False),
+        (f"CPU of {alone}", CPU_COMMAND, False),
+    ):
+        seconds = statistics.median(r[key] for r in runs)
+        rows.append(
+            {
+                "stage": stage,
+                "median s": f"{seconds:.1f}",
+                "share of total": f"{seconds / total:.3f}" if share else "-",
+                "runs s": " ".join(f"{r[key]:.1f}" for r in runs),
+            }
+        )
     each = [ratios(r) for r in runs]
     lines = [
         f"{name}: median {statistics.median(e[name] for e in each):.3f} "
         f"(runs {' '.join(f'{e[name]:.3f}' for e in each)})"
-        for name in [*(name for name, _ in RATIOS), COMMAND_RATIO]
+        for name in [*(name for name, _ in RATIOS), COMMAND_RATIO, CPU_RATIO]
         if all(name in e for e in each)
     ]
     return rows, lines

@@ -33,13 +33,14 @@ import pandas as pd
 from attnmag.models import CONF_LEVEL, MAX_POSITION
 from attnmag.models.leading import LEADING_LAST, LEADING_T
 from attnmag.reports.docs import shared_docs
-from attnmag.reports.folder import Folder, levels, positions_between, row_count, where_in
+from attnmag.reports.folder import Folder, levels, row_count, where_in
 from attnmag.reports.numbers import interval, number
 from attnmag.reports.summaries import (
     ALPHA,
     COMPARED,
     GAP_LIMIT,
     lag_comparison,
+    layer_levels,
     layer_means,
     ordered_methods,
     percent,
@@ -257,8 +258,7 @@ def position_finding(frame: pd.DataFrame | Folder, *, max_position: int = MAX_PO
     """
     cells = position_means(frame, max_position=max_position).set_index(["layer", "position"])
     first = cells["mean"].unstack("position")[0]
-    rest = layer_means(positions_between(frame, last=max_position), value="norm")
-    ratio = first / rest.set_index("layer")["mean"]
+    ratio = first / layer_levels(frame, max_position=max_position)["mean"]
     lengths = sequence_lengths(frame)["length"]
     reach = int((lengths > max_position).sum())
     numbers = {

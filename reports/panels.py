@@ -62,6 +62,7 @@ from attnmag.reports.summaries import (
     ALPHA,
     SERIES_COLUMNS,
     interval_level,
+    layer_levels,
     layer_means,
     means_by_position,
     ordered_methods,
@@ -670,16 +671,6 @@ def plot_layer_means(
     return ax
 
 
-def _layer_levels(
-    data: pd.DataFrame | Folder, layers: Layers, max_position: int, conf_level: float
-) -> pd.DataFrame:
-    """Each layer's mean norm over positions 1 to ``max_position`` (every token, interval
-    cluster-robust by text), indexed by layer: the level the heatmap's cells are relative to."""
-    rows = positions_between(data, last=max_position)
-    means = layer_means(rows, value="norm", layers=layers, conf_level=conf_level)
-    return means.set_index("layer")
-
-
 @shared_docs
 def plot_position_heatmap(
     data: pd.DataFrame | Folder,
@@ -724,15 +715,13 @@ def plot_position_heatmap(
     """
     check_one_series(data)
     ax = _axes(ax)
-    width = _bin_width(data, max_position)
-    cells = position_means(
-        data, layers=layers, max_position=max_position, conf_level=CONF_LEVEL, bin_width=width
-    )
+    cells = position_means(data, layers=layers, max_position=max_position)
+    width = int(cells["bin_width"].iloc[0]) if "bin_width" in cells else 1
     column = "position" if width == 1 else "first_position"
     grid = cells.pivot(index="layer", columns=column, values="mean")
     quantity = _quantity(data)
     if relative:
-        level = _layer_levels(data, layers, max_position, CONF_LEVEL)["mean"]
+        level = layer_levels(data, layers=layers, max_position=max_position)["mean"]
         grid = 100 * (grid.div(level.reindex(grid.index), axis=0) - 1)
         rest = np.abs(grid.loc[:, grid.columns >= 1].to_numpy())
         limit = float(np.nanpercentile(rest if rest.size else np.abs(grid), percentiles[1]))
@@ -804,7 +793,9 @@ def plot_layer_levels(
     """
     check_one_series(data)
     ax = _axes(ax)
-    level = _layer_levels(data, layers, max_position, conf_level).sort_index()
+    level = layer_levels(
+        data, layers=layers, max_position=max_position, conf_level=conf_level
+    ).sort_index()
     rows = np.arange(len(level)) + 0.5  # a heatmap's row centres
     ax.errorbar(
         level["mean"],

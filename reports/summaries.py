@@ -12,8 +12,12 @@ Holds:
 - ``mean_ci``: token-weighted means with cluster-robust (CR1, by sequence) t intervals;
 - ``sequence_lengths``: real tokens per sequence (per model where there are several);
 - ``layer_means``: mean of a column per layer;
+- ``layer_levels``: each layer's mean norm over the positions a report shows, the level
+  that its position heatmap is relative to;
 - ``position_means``: mean per layer and position, with the log of the mean and of its
   interval;
+- ``shared_means``: a context in which ``position_means`` and ``layer_levels`` compute each
+  table once per frame (a report's figures and findings ask for the same ones);
 - ``position_means_across_layers``: mean per position over all layers;
 - ``BIN_THRESHOLD``, ``position_bin_width``, ``means_by_position``: past
   ``BIN_THRESHOLD`` positions, the position aggregates pool positions into bins of equal
@@ -47,7 +51,9 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 import numpy as np
@@ -70,6 +76,7 @@ __all__ = [
     "SERIES_COLUMNS",
     "interval_level",
     "lag_comparison",
+    "layer_levels",
     "layer_means",
     "mean_ci",
     "means_by_position",
@@ -80,6 +87,7 @@ __all__ = [
     "position_means_across_layers",
     "select_layers",
     "sequence_lengths",
+    "shared_means",
     "site_ratios",
     "takes_fits",
 ]
@@ -140,6 +148,69 @@ def takes_fits(function: Function) -> Function:
         if glances and "glance" in signature.parameters and bound.arguments.get("glance") is None:
             bound.arguments["glance"] = pd.concat(glances, ignore_index=True)
         return function(*bound.args, **bound.kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+#: The tables ``shared`` functions computed in the current ``shared_means`` block, by
+#: function, frame and options (each with its frame, so that the frame's id stays its own).
+_SHARED: ContextVar[dict | None] = ContextVar("attnmag_shared_means", default=None)
+
+
+@contextmanager
+def shared_means() -> Iterator[None]:
+    """Within the block, ``position_means`` and ``layer_levels`` compute each table once per
+    frame (the same object) and options, and give copies of it after.
+
+    A report's figures and findings ask for the same tables of one frame, which does not
+    change while it is written; outside the block every call computes afresh.
+
+    Parameters
+    ----------
+    None
+        The block shares the tables of every frame asked about in it.
+
+    Returns
+    -------
+    context manager
+        Entering it starts the sharing; leaving it forgets the tables.
+
+    Examples
+    --------
+    >>> with shared_means():
+    ...     first = layer_levels(frame)
+    ...     again = layer_levels(frame)
+    >>> again.equals(first) and again is not first
+    True
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared(function: Function) -> Function:
+    """``function(frame, **options)``, its table computed once per frame and options (the
+    defaults filled in) inside a ``shared_means`` block."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(frame: object, **options: object) -> pd.DataFrame:
+        tables = _SHARED.get()
+        bound = signature.bind(frame, **options)
+        bound.apply_defaults()
+        chosen = tuple(bound.arguments.items())[1:]  # the options, after the frame
+        key = (function.__name__, id(frame), chosen)
+        try:
+            hash(key)
+        except TypeError:  # an option such as a list of layers: computed afresh
+            tables = None
+        if tables is None:
+            return function(frame, **options)
+        if key not in tables:
+            tables[key] = (frame, function(frame, **options))
+        return tables[key][1].copy()
 
     return wrapper  # type: ignore[return-value]
 
@@ -378,6 +449,7 @@ def layer_means(
     return mean_ci(rows, value=value, by=by, conf_level=conf_level)
 
 
+@_shared
 @shared_docs
 def position_means(
     frame: pd.DataFrame | Folder,
@@ -426,6 +498,41 @@ def position_means(
             out["log_low"] = np.log(out["conf_low"].where(out["conf_low"] > 0))
             out["log_high"] = np.log(out["conf_high"])
     return out
+
+
+@_shared
+@shared_docs
+def layer_levels(
+    frame: pd.DataFrame | Folder,
+    *,
+    layers: int | Iterable[int] | None = None,
+    max_position: int = MAX_POSITION,
+    conf_level: float = CONF_LEVEL,
+) -> pd.DataFrame:
+    """Each layer's mean norm over positions 1 to ``max_position`` (every token, interval
+    cluster-robust by text), indexed by layer: the level a layer's cells of the position
+    heatmap are relative to.
+
+    Parameters
+    ----------
+    {frame}
+    {layers_kept}
+    {max_position_averaged}
+    {conf_level_means}
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``layer_means`` of ``norm`` over those positions, indexed by layer.
+
+    Examples
+    --------
+    >>> layer_levels(frame, max_position=20)["mean"].index.tolist()[:3]
+    [0, 1, 2]
+    """
+    rows = positions_between(frame, last=max_position)
+    means = layer_means(rows, value="norm", layers=layers, conf_level=conf_level)
+    return means.set_index("layer")
 
 
 @shared_docs

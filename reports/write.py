@@ -84,6 +84,7 @@ from attnmag.reports.summaries import (
     lag_comparison,
     ordered_methods,
     percent,
+    shared_means,
 )
 from attnmag.reports.tables import (
     coefficient_display,
@@ -1211,7 +1212,7 @@ def write_report(
     start = time.perf_counter()
     # The figures' algebra (the violins' densities, small solves) is small: OpenBLAS's
     # threads on it wait on each other longer than it takes.
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(1, user_api="blas"), shared_means():
         sections, rendered = drawn_sections(
             frame,
             fitted,
