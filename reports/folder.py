@@ -7,8 +7,8 @@ Holds:
   the report's aggregates (``summaries``), panels, figures and findings accept in place of
   a frame; its queries return small tables (per cell and sequence sums, lengths per text);
 - ``open_folder``: a finished folder written by ``extract.write_shards`` as a ``Folder``;
-- ``run_query``, ``run_by_shard``: a query over the shards in DuckDB of bounded memory, over
-  all of them at once or shard by shard;
+- ``run_query``, ``run_by_part``: a query over the shards in DuckDB of bounded memory, over
+  all of them at once or part by part;
 - what the report asks of its rows, for a frame or a ``Folder`` alike: ``levels`` (the values
   of a column), ``where_in`` (rows holding some values), ``positions_between``,
   ``row_count``, ``last_position``, ``drop_columns``, ``with_attrs`` and ``sample_rows``
@@ -22,12 +22,12 @@ indices. A mean with its cluster-robust interval needs, per cell (a group and la
 position or bin of positions), the rows ``n``, the texts ``G``, the mean and the sum over
 texts of ``(S_g - n_g * mean)^2`` (``S_g`` a text's sum in the cell, ``n_g`` its rows), the
 deviations of ``mean_ci``: DuckDB sums each cell's rows and values, then, given the means,
-each text's sums and their squared deviations, shard by shard (a text's rows are all in one
-shard, so it holds one shard's texts at a time), and returns one row per cell and shard.
-Lengths are one row per text; site ratios join the sites at the same token inside DuckDB,
-shard by shard. Only the figures that draw rows read rows: those of a seeded sample of
-``SAMPLE_TEXTS`` texts (all of them where the folder holds no more), and only the columns
-they draw.
+each text's sums and their squared deviations, part by part (``Source.parts``: a shard, or a
+larger shard's texts cut into parts of whole texts, so it holds one part's texts at a time),
+and returns one row per cell and part. Lengths are one row per text; site ratios join the
+sites at the same token inside DuckDB, part by part. Only the figures that draw rows read
+rows: those of a seeded sample of ``SAMPLE_TEXTS`` texts (all of them where the folder
+holds no more), and only the columns they draw.
 
 Usage::
 
@@ -62,7 +62,7 @@ __all__ = [
     "open_folder",
     "positions_between",
     "row_count",
-    "run_by_shard",
+    "run_by_part",
     "run_query",
     "sample_note",
     "sample_rows",
@@ -187,8 +187,8 @@ class Folder:
         With ``bin_width`` over 1, ``by`` ends with ``position``, which is pooled into bins
         (position 0 alone) as ``position_bin``, and ``at_position`` is the bin's mean
         position. ``source`` replaces the view's rows (SQL of a relation on ``frame``, with
-        its ``parameters``). One pass runs shard by shard (a text's rows are all in one
-        shard, so DuckDB holds one shard's texts at a time); a table asked for again (by any
+        its ``parameters``). One pass runs part by part (a part holds whole texts, so
+        DuckDB holds one part's texts at a time); a table asked for again (by any
         view of the folder) is not computed again.
         """
         names = [*by[:-1], "position_bin"] if bin_width > 1 else list(by)
@@ -215,11 +215,11 @@ class Folder:
         source: str,
         parameters: Sequence,
     ) -> pd.DataFrame:
-        """``cluster_sums``' table, in one pass over each shard (``keys``: the cells' SQL,
+        """``cluster_sums``' table, in one pass over each part (``keys``: the cells' SQL,
         ``names``: their columns).
 
-        Each shard gives its cells' rows, sums and clusters, and its clusters' squared
-        deviations from the shard's own cell mean ``c`` with the sums that move them to the
+        Each part gives its cells' rows, sums and clusters, and its clusters' squared
+        deviations from the part's own cell mean ``c`` with the sums that move them to the
         folder's mean ``m``: sum (s_g - n_g m)^2 = sum (s_g - n_g c)^2 - 2 (m - c) sum
         n_g (s_g - n_g c) + (m - c)^2 sum n_g^2, exact, and accurate since ``c`` is near
         ``m``.
@@ -232,7 +232,7 @@ class Folder:
         by_cluster = f'ORDER BY p."{cluster}"'
         cell = ", ".join(f'"{c}"' for c in names)
         join = " AND ".join(f'p."{c}" = c."{c}"' for c in names)
-        per_shard = run_by_shard(
+        per_part = run_by_part(
             self.source,
             f"""WITH per AS (
                     SELECT {", ".join(keys)}, "{cluster}", count(*) AS n_g,
@@ -255,11 +255,11 @@ class Folder:
             parameters,
         )
         sums = ["n", "total", *(["p"] if binned else []), "n_groups"]
-        cells = per_shard.groupby(names, sort=True)[sums].sum().reset_index()
+        cells = per_part.groupby(names, sort=True)[sums].sum().reset_index()
         cells["mean"] = cells["total"] / cells["n"]
         if binned:
             cells["at_position"] = cells["p"] / cells["n"]
-        shifted = per_shard.merge(cells[[*names, "mean"]], on=names, how="left")
+        shifted = per_part.merge(cells[[*names, "mean"]], on=names, how="left")
         step = shifted["mean"] - shifted["total"] / shifted["n"]
         shifted["meat"] = shifted["q"] - 2 * step * shifted["q1"] + step**2 * shifted["q2"]
         meat = shifted.groupby(names, sort=True)["meat"].sum().reset_index()
@@ -302,21 +302,21 @@ def run_query(source: Source, sql: str, parameters: Sequence = ()) -> pd.DataFra
         return connection.execute(sql, list(parameters)).df()
 
 
-def run_by_shard(
+def run_by_part(
     source: Source, sql: str, parameters: Sequence = (), **tables: pd.DataFrame
 ) -> pd.DataFrame:
-    """``sql`` over each shard of ``source`` in turn (``Source.parts``), in one DuckDB
-    connection; the results stacked.
+    """``sql`` over each part of ``source`` in turn (``Source.parts``: whole texts), in one
+    DuckDB connection; the results stacked.
 
-    For sums per text: every text's rows are in one shard, so DuckDB holds one shard's
-    texts at a time, however many shards there are.
+    For sums per text: every text's rows are in one part, so DuckDB holds one part's texts
+    at a time, however many rows the folder holds.
 
     Parameters
     ----------
     source : models.source.Source
         The rows (a folder's: ``open_source(path)``).
     sql : str
-        The query, on ``frame`` (one shard) and ``tables``.
+        The query, on ``frame`` (one part) and ``tables``.
     parameters : sequence
         Its ``?`` parameters.
     **tables : pandas.DataFrame
@@ -325,11 +325,11 @@ def run_by_shard(
     Returns
     -------
     pandas.DataFrame
-        Each shard's result, in the shards' order.
+        Each part's result, in the parts' order.
 
     Examples
     --------
-    >>> counts = run_by_shard(open_source(shards), "SELECT count(*) AS n FROM frame")
+    >>> counts = run_by_part(open_source(shards), "SELECT count(*) AS n FROM frame")
     >>> len(counts), int(counts["n"].sum()) == len(extract.read_shards(shards))
     (2, True)
     """

@@ -309,7 +309,7 @@ def test_a_folder_reports_tables_are_fitted_from_the_folder(plain):
 
 def test_a_large_folders_report_samples_texts_and_reads_no_rows(plain, tmp_path, monkeypatch):
     frame, path = plain
-    results = {"run_query": [], "run_by_shard": []}
+    results = {"run_query": [], "run_by_part": []}
 
     def recorded(name):
         run = getattr(folder_module, name)
@@ -338,7 +338,7 @@ def test_a_large_folders_report_samples_texts_and_reads_no_rows(plain, tmp_path,
     whole = [len(t) for t in results["run_query"] if not any(t is s for s in sampled)]
     assert max(whole) <= max(n_texts, n_layers)  # lengths, texts, groups: no rows
     cells = n_layers * (models.MAX_POSITION + 1)  # the most cells a report averages
-    assert max(len(t) for t in results["run_by_shard"]) <= cells * n_shards < len(frame)
+    assert max(len(t) for t in results["run_by_part"]) <= cells * n_shards < len(frame)
     text = paths["report.md"].read_text()
     assert "a seeded sample of 3 of the 14 texts" in text
     assert "of every text" in text
