@@ -23,15 +23,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import gc
 import importlib
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn
 
@@ -729,22 +728,17 @@ def default_device() -> str:
     return "cpu"
 
 
-def _importer(*names: str) -> threading.Thread:
-    """A daemon thread, not yet started, that imports the modules ``names``.
+def _import_all(names: Sequence[str]) -> None:
+    """Import the modules ``names`` (whole stages, each with its libraries), in order.
 
-    ``run`` imports the fits' and the report's libraries (statsmodels, scipy, matplotlib,
-    seaborn) this way while the model measures, whose forward pass runs in torch without
-    the GIL, rather than after it. It starts once the model is loaded, when the extraction
-    has imported all it needs, so the two threads do not import the same modules. A failed
-    import is left to the main thread's own import of the module, which raises it.
+    ``run`` does this in a background thread while the model measures, whose forward pass
+    runs in torch without the GIL, rather than after it: the fits' and the report's libraries
+    (statsmodels, scipy, matplotlib, seaborn). It starts once the model is loaded, when the
+    extraction has imported all it needs, so the two threads do not import the same modules;
+    a failed import is raised in the main thread when it waits for this one.
     """
-
-    def load() -> None:
-        for name in names:
-            with contextlib.suppress(Exception):
-                importlib.import_module(name)
-
-    return threading.Thread(target=load, name="attnmag-imports", daemon=True)
+    for name in names:
+        importlib.import_module(name)
 
 
 def _timed(seconds: dict[str, float], stage: str, work: Callable[[], object]) -> object:
@@ -783,13 +777,21 @@ def command_run(args: argparse.Namespace) -> Path:
     from attnmag.extract.frame_file import write_frame
 
     seconds: dict[str, float] = {}
-    importing = _importer(*LATER)
-    with replacing(args.out, force=args.force, kind="run") as folder:
-        frame = _measure_all(args, seconds, loaded=importing.start)
-        importing.join()
+    with (
+        replacing(args.out, force=args.force, kind="run") as folder,
+        ThreadPoolExecutor(1, thread_name_prefix="attnmag-run") as background,
+    ):
+        importing: list[Future] = []
+        frame = _measure_all(
+            args, seconds, loaded=lambda: importing.append(background.submit(_import_all, LATER))
+        )
+        for imported in importing:
+            imported.result()
         from attnmag import models, reports
 
-        write_frame(frame, folder / FRAME_FILE)
+        # The frame is written while the fits and the report work (pyarrow's writer runs
+        # without the GIL); it is waited for before the folder is marked and swapped in.
+        saving = background.submit(write_frame, frame, folder / FRAME_FILE)
         tables = _timed(seconds, "fit", lambda: models.fit_all(frame, **_fit_options(args)))
         _say(args, f"fit: {seconds['fit']:.1f} s")
         paths = _timed(
@@ -807,6 +809,7 @@ def command_run(args: argparse.Namespace) -> Path:
             ),
         )
         _say(args, f"report: {seconds['report']:.1f} s")
+        saving.result()
     written = {name: args.out / Path(path).relative_to(folder) for name, path in paths.items()}
     _say_written(args, {**written, FRAME_FILE: args.out / FRAME_FILE})
     return written["index.html" if "html" in args.format else "report.md"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnmag import extract, models
+from attnmag import cli, extract, models
 from attnmag.cli import main, parse_layers
 from attnmag.outputs import MARKER, mark
 
@@ -47,6 +47,16 @@ def test_run_writes_report_frame_and_tables(source_args, tmp_path):
     trend = pd.read_csv(out / "position_trend.csv")
     assert set(trend["method"]) == {"aggregate", "ols", "mixed"}
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_run_raises_an_import_that_failed_in_its_background_thread(
+    source_args, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(cli, "LATER", ("attnmag.models", "attnmag.no_such_stage"))
+    assert main(["--quiet", "run", *source_args, "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "ModuleNotFoundError: No module named 'attnmag.no_such_stage'" in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_stage_commands_chain(source_args, tmp_path, capsys, monkeypatch):
