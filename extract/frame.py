@@ -195,12 +195,12 @@ def frame_from_columns(
 ) -> pd.DataFrame:
     """The tidy frame from its texts' token ids and its ``norm`` column in frame order.
 
-    A text's rows are its series one after another, each its tokens in order: the text's
-    rows of a column are a ``(series, length)`` block, filled from its token slice (token
-    ids, token codes, positions) or its per-series values (layer, head, site) by one
-    broadcast copy per text and column. Gathering them through a row-to-token index instead
-    writes and reads that index too, and runs slower on frames with many series (per-head
-    rows) and no faster on the others (``docs/benchmarks-extract.md``).
+    A text's rows are its series one after another, each its tokens in order, so its rows
+    of a column are a ``(series, length)`` block: each block is filled by one broadcast copy
+    of the text's token slice (positions, token ids, token codes) or of the per-series
+    values (layer, head, site). No row-to-token index is built or gathered through: on
+    frames with many series per text (per-head rows) that index and its gathers cost more
+    memory traffic than the copies.
 
     Parameters
     ----------
