@@ -195,8 +195,12 @@ def frame_from_columns(
 ) -> pd.DataFrame:
     """The tidy frame from its texts' token ids and its ``norm`` column in frame order.
 
-    Every column is built with whole-array operations (no loop over texts): a text's rows
-    are its series one after another, each its tokens in order.
+    A text's rows are its series one after another, each its tokens in order, so its rows
+    of a column are a ``(series, length)`` block: each block is filled by one broadcast copy
+    of the text's token slice (positions, token ids, token codes) or of the per-series
+    values (layer, head, site). No row-to-token index is built or gathered through: on
+    frames with many series per text (per-head rows) that index and its gathers cost more
+    memory traffic than the copies.
 
     Parameters
     ----------
@@ -220,49 +224,50 @@ def frame_from_columns(
     n_series = len(layers)
     series = _series_codes(groups or {}, n_series)
     lengths = np.asarray(lengths, dtype=np.int64)
-    n_texts = len(lengths)
-    # Per (text, series) block: its length, its first row, and its text's first token.
     block_lengths = np.repeat(lengths, n_series)
-    block_starts = np.cumsum(block_lengths) - block_lengths
-    token_starts = np.repeat(np.cumsum(lengths) - lengths, n_series)
     total = int(block_lengths.sum())
     if len(norm) != total:
         raise ValueError(f"norm has {len(norm)} values for {total} rows")
-    # Row indices fit int32 in all but huge frames; a row's token is its text's first token
-    # plus its position.
-    index = np.int32 if total < 2**31 else np.int64
-    position = np.arange(total, dtype=index)
-    position -= np.repeat(block_starts.astype(index), block_lengths)
-    # In intp, as take wants it: built in place, with no converted copy.
-    token_index = np.repeat(token_starts.astype(np.intp), block_lengths)
-    token_index += position
-    position = position.astype(FRAME_DTYPES["position"], copy=False)
     codes, categories = _token_codes(token_ids, token_text)
-
-    def per_block(values: np.ndarray, dtype: object) -> np.ndarray:
-        """A per-series value for every row."""
-        return np.repeat(np.tile(np.asarray(values, dtype=dtype), n_texts), block_lengths)
-
-    columns: dict[str, object] = {
-        "sequence": np.repeat(
-            np.asarray(sequences, dtype=FRAME_DTYPES["sequence"]), lengths * n_series
-        ),
-        "layer": per_block(layers, FRAME_DTYPES["layer"]),
-        "position": position,
-        "token_id": np.asarray(token_ids, dtype=FRAME_DTYPES["token_id"]).take(token_index),
-        "token": pd.Categorical.from_codes(
-            codes.take(token_index), categories=categories, validate=False
-        ),
-        "norm": np.asarray(norm, dtype=np.float32),
-        **derived_columns(norm, position, starts=block_starts[block_lengths > 0]),
+    # Per series: its layer and other grouping codes, one row each (all int16 or int8).
+    per_series = {"layer": np.asarray(layers, dtype=FRAME_DTYPES["layer"])}
+    per_series.update({name: values for name, (values, _) in series.items()})
+    columns: dict[str, np.ndarray] = {
+        name: np.empty(total, dtype=values.dtype) for name, values in per_series.items()
     }
-    for name, (values, levels) in series.items():
-        column = per_block(values, values.dtype)
-        columns[name] = (
-            column
-            if levels is None
-            else pd.Categorical.from_codes(column, categories=levels, validate=False)
-        )
+    sequence = np.empty(total, dtype=FRAME_DTYPES["sequence"])
+    # position and token_id are both int32: one block copy per text fills the two.
+    position_and_id = np.empty((2, total), dtype=FRAME_DTYPES["position"])
+    token = np.empty(total, dtype=codes.dtype)
+    per_token = np.empty((2, 1, len(codes)), dtype=FRAME_DTYPES["position"])
+    per_token[0, 0] = np.arange(len(codes)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    per_token[1, 0] = token_ids
+    blocks = [(columns[name], values[:, None]) for name, values in per_series.items()]
+    row = first = 0
+    for text, length in zip(np.asarray(sequences).tolist(), lengths.tolist(), strict=True):
+        end, last = row + n_series * length, first + length
+        sequence[row:end] = text
+        position_and_id[:, row:end].reshape(2, n_series, length)[:] = per_token[..., first:last]
+        token[row:end].reshape(n_series, length)[:] = codes[first:last]
+        for column, values in blocks:
+            column[row:end].reshape(n_series, length)[:] = values
+        row, first = end, last
+    position, token_id = position_and_id
+    columns.update(
+        sequence=sequence,
+        position=position,
+        token_id=token_id,
+        token=pd.Categorical.from_codes(token, categories=categories, validate=False),
+        norm=np.asarray(norm, dtype=np.float32),
+        **derived_columns(
+            norm, position, starts=(np.cumsum(block_lengths) - block_lengths)[block_lengths > 0]
+        ),
+    )
+    for name, (_, levels) in series.items():
+        if levels is not None:
+            columns[name] = pd.Categorical.from_codes(
+                columns[name], categories=levels, validate=False
+            )
     return pd.DataFrame({c: columns[c] for c in frame_columns(list(series))}, copy=False)
 
 
