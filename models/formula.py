@@ -115,11 +115,12 @@ def fit(
     first, last = _positions(positions)
     source = open_source(frame)
     with source.connected(n_jobs) as connection:
-        names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
-        columns = _columns(formula, names)
-        check_columns(source.name, names, ["layer", *columns])
-        groups, keys = group_keys(connection, names)
-        reader = _Reader(connection, groups, columns, first=first, last=last)
+        described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
+        types = dict(described.fetchall())
+        columns = _columns(formula, types)
+        check_columns(source.name, list(types), ["layer", *columns])
+        groups, keys = group_keys(connection, list(types))
+        reader = _Reader(connection, groups, columns, types, first=first, last=last)
         # With no rows to fit, the groups' checks say so (patsy cannot build a design).
         designs = None
         if next(reader.batches(), None) is not None:
@@ -258,24 +259,23 @@ def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> p
 
 
 class _Reader:
-    """The rows of the view ``frame`` that a formula fits, text columns as categoricals."""
+    """The rows of the view ``frame`` that a formula fits (``types``: its columns' DuckDB
+    types), text columns as categoricals."""
 
     def __init__(
         self,
         connection: duckdb.DuckDBPyConnection,
         groups: list[str],
         columns: list[str],
+        types: dict[str, str],
         *,
         first: int,
         last: int,
     ) -> None:
         self.connection, self.group_columns = connection, groups
-        self.columns = list(dict.fromkeys([*groups, *columns]))
-        self.used = [column for column in self.columns if column not in GROUP_COLUMNS]
+        self.columns, self.used = [*groups, *columns], columns  # ``_columns``: no group column
         self.first = first
         self.span = f'"position" BETWEEN {int(first)} AND {int(last)}'
-        described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
-        types = dict(described.fetchall())
         text = [c for c in self.used if types[c].startswith(("VARCHAR", "ENUM"))]
         self.categories = {column: self._categories(column, types) for column in text}
 

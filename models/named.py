@@ -13,13 +13,9 @@ levels ``l0`` .. ``l7``, part by part), and every design column is a base column
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -60,9 +56,6 @@ __all__ = [
 ]
 
 BATCH_ROWS = 1 << 14
-#: Groups' sums a thread of their own queries ahead of the fits (``_ahead``).
-SUMS_AHEAD = 4
-_Item = TypeVar("_Item")
 #: Reads a group's fitted rows again, for statsmodels' results and ``Fits.augment``.
 Rows = Callable[[], pd.DataFrame]
 #: A group's per-sequence (or per-position) sums, by name.
@@ -309,7 +302,7 @@ def fit_requests(
     source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
 ) -> list[Fits]:
     """The ``Fits`` of each of ``requests`` on ``source``, each group fitted as its sums
-    arrive from a thread of their own (``_ahead``), summed once where requests share rows.
+    arrive, summed once where requests share rows.
 
     >>> from attnmag.models.source import open_source
     >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]
@@ -324,62 +317,31 @@ def fit_requests(
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
         check_columns(source.name, columns, needed)
         groups, expected = group_keys(connection, columns, requests[0].layers)
-        sets = _shared(requests)
-        with _ahead(_sums(source, n_jobs, groups, sets), SUMS_AHEAD) as chunks:
-            leading = {}
-            for first in {request.leading for request in requests}:
-                query = leading_query(sql_list(groups), first, _in_layers(requests[0].layers))
-                reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
-                leading[first] = {k: leading_stats(s, first) for k, s in by_group(reader, groups)}
-            for shared in sets:
-                label = ", ".join(f"{r.fit} {r.method}" for r in shared)
-                total = len(expected) * len(shared)
-                with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
-                    for key, sums in iter(partial(next, chunks), None):
-                        for request in shared:
-                            diagnostic = leading[request.leading].get(key, {})
-                            found[id(request)][key] = _fit_group(
-                                source, request, groups, key, dict(sums), diagnostic
-                            )
-                            bar.update(1)
+        leading = {}
+        for first in {request.leading for request in requests}:
+            query = leading_query(sql_list(groups), first, _in_layers(requests[0].layers))
+            reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+            leading[first] = {k: leading_stats(s, first) for k, s in by_group(reader, groups)}
+        for shared in _shared(requests):
+            if shared[0].method == "gmm":
+                chunks = _gmm_by_group(connection, source, groups, shared[0])
+            else:
+                query = _sums_query(groups, shared)
+                chunks = by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+            label = ", ".join(f"{r.fit} {r.method}" for r in shared)
+            total = len(expected) * len(shared)
+            with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
+                for key, sums in chunks:
+                    for request in shared:
+                        diagnostic = leading[request.leading].get(key, {})
+                        found[id(request)][key] = _fit_group(
+                            source, request, groups, key, dict(sums), diagnostic
+                        )
+                        bar.update(1)
     for request in requests:
         for key in [key for key in expected if key not in found[id(request)]]:
             _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
     return [fits_of([found[id(request)][key] for key in expected]) for request in requests]
-
-
-def _sums(
-    source: Source, n_jobs: int | None, groups: list[str], sets: list[list[Request]]
-) -> Iterator[tuple[Hashable, dict[str, np.ndarray]] | None]:
-    """Per set of ``_shared`` requests, each group's sums in key order, then ``None``."""
-    with source.connected(n_jobs) as connection:
-        for shared in sets:
-            if shared[0].method == "gmm":
-                yield from _gmm_by_group(connection, source, groups, shared[0])
-            else:
-                query = _sums_query(groups, shared)
-                yield from by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
-            yield None
-
-
-@contextmanager
-def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
-    """``items``, made by a thread of their own at most ``depth`` ahead (DuckDB releases the
-    GIL); an error there is raised here, in its place; on exit that thread stops."""
-    end = object()
-    pool = ThreadPoolExecutor(1, thread_name_prefix="attnmag-ahead")
-    made = deque(pool.submit(next, items, end) for _ in range(depth))
-
-    def taken() -> Iterator[_Item]:
-        while (item := made.popleft().result()) is not end:
-            made.append(pool.submit(next, items, end))
-            yield item
-
-    try:
-        yield taken()
-    finally:
-        pool.shutdown(cancel_futures=True)
-        items.close()
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -398,7 +360,7 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
     names = [column for column in BASE if any(column in r.base for r in requests)]
     base = ["", *names]
     pairs = [(a, b) for i, a in enumerate(base) for b in base[i:] if b]  # 1 x 1 is the count
-    sums = [f"sum({_product(a, b)}) AS {_pair(a, b)}" for a, b in pairs]
+    sums = [f"sum({' * '.join(BASE[c] for c in (a, b) if c)}) AS {_pair(a, b)}" for a, b in pairs]
     checked = list(dict.fromkeys(c for r in requests for c in r.checked))
     finite = " AND ".join(f"isfinite({column})" for column in checked)
     first = requests[0].first
@@ -496,11 +458,6 @@ def _gmm_query(groups: list[str], request: Request) -> str:
         f"SELECT {keys}, sequence, {', '.join(checks + sums)} FROM levels WHERE t >= 2 "
         f"GROUP BY {keys}, sequence"
     )
-
-
-def _product(a: str, b: str) -> str:
-    """The SQL of the product of base columns ``a`` and ``b`` (``""``: the constant 1)."""
-    return " * ".join(BASE[c] for c in (a, b) if c)
 
 
 def _pair(a: str, b: str) -> str:
