@@ -214,7 +214,8 @@ def glance_row(
     warnings: Sequence[str],
     **groups: object,
 ) -> dict[str, object]:
-    """The glance record of one group's fit, as Python values, in its kind of fit's columns.
+    """The glance record of one group's fit, as Python values: ``GLANCE_COLUMNS`` with the
+    fit's other stats (``MIXED_STATS``, ``GMM_STATS``, ...) before ``seconds``.
 
     >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}), df=15,
     ...                   n_obs=400, n_groups=16, converged=True, stats=dict.fromkeys(FIT_STATS, 1))
@@ -224,24 +225,23 @@ def glance_row(
     >>> record["layer"], record["n_groups"], record["converged"]
     (0, 16, True)
     """
-    row: dict[str, object] = {
+    stats = {
+        key: bool(value) if isinstance(value, bool | np.bool_) else float(value)
+        for key, value in fitted.stats.items()
+    }
+    fit_stats = {key: stats.pop(key) for key in FIT_STATS}
+    return {
         "fit": fit,
         "method": method,
         **groups,  # Python values (``groups.key_of``)
         "n_obs": int(fitted.n_obs),
         "n_groups": int(fitted.n_groups),
+        **fit_stats,
         "converged": bool(fitted.converged),
+        **stats,  # in the estimator's order: its kind's (``MIXED_STATS``, ...), the leading's
+        "seconds": float(seconds),
+        "warnings": "; ".join(dict.fromkeys([*warnings, *fitted.notes])),
     }
-    for key, value in fitted.stats.items():
-        row[key] = bool(value) if isinstance(value, bool | np.bool_) else float(value)
-    row["seconds"] = float(seconds)
-    row["warnings"] = "; ".join(dict.fromkeys([*warnings, *fitted.notes]))
-    kinds = {"hansen_j": GMM_GLANCE_COLUMNS, "lag1_slope_lr": LAG_GLANCE_COLUMNS}
-    kinds["var_intercept"] = MIXED_GLANCE_COLUMNS
-    kind = next((kinds[key] for key in kinds if key in fitted.stats), GLANCE_COLUMNS)
-    columns = _grouped(kind, list(groups))
-    leading = [column for column in LEADING_GLANCE_COLUMNS if column in fitted.stats]
-    return {column: row[column] for column in _before_seconds(columns, leading)}
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
