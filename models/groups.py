@@ -8,7 +8,9 @@ view's groups), ``key_of`` (a group's values -> its key: a value, or a tuple),
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from functools import partial
 
 import duckdb
 import numpy as np
@@ -95,21 +97,17 @@ def by_group(
     >>> [(key, rows["n"].tolist()) for key, rows in by_group(table.to_reader(2), ["layer"])]
     [(0, [1, 2]), (1, [3])]
     """
-    pending: list[pa.RecordBatch] = []
-    for batch in reader:
-        if not len(batch):
-            continue
-        values = [batch.column(name).to_numpy(zero_copy_only=False) for name in groups]
-        changes = np.flatnonzero(np.any([v[1:] != v[:-1] for v in values], axis=0)) + 1
-        bounds = [0, *changes.tolist(), len(batch)]
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            piece = batch.slice(start, stop - start)
-            if pending and _batch_key(pending[0], groups) != _batch_key(piece, groups):
-                yield _batch_key(pending[0], groups), _columns(pending)
-                pending = []
-            pending.append(piece)
-    if pending:
-        yield _batch_key(pending[0], groups), _columns(pending)
+
+    def pieces() -> Iterator[pa.RecordBatch]:
+        """The batches cut where the group changes."""
+        for batch in filter(len, reader):
+            values = [batch.column(name).to_numpy(zero_copy_only=False) for name in groups]
+            changes = np.flatnonzero(np.any([v[1:] != v[:-1] for v in values], axis=0)) + 1
+            bounds = [0, *changes.tolist(), len(batch)]
+            yield from (batch.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+
+    for key, same in itertools.groupby(pieces(), partial(_batch_key, groups=groups)):
+        yield key, _columns(list(same))
 
 
 def _batch_key(batch: pa.RecordBatch, groups: list[str]) -> Hashable:
