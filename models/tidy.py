@@ -129,8 +129,8 @@ def fits_of(fitted: Sequence[tuple[pd.DataFrame, dict[str, object], GroupFit]]) 
     """The groups' ``fitted_rows`` as one ``Fits``, with Holm's adjustment across groups."""
     table = pd.concat([rows for rows, _, _ in fitted], ignore_index=True)
     by_term = table.groupby(["fit", "method", "term"], sort=False)["p_value"]
-    table["p_adjusted"] = by_term.transform(lambda p_values: holm(p_values.to_numpy()))
-    table = table[_grouped(TIDY_COLUMNS, _group_columns(table))]
+    adjusted = by_term.transform(lambda p_values: holm(p_values.to_numpy()))
+    table.insert(table.columns.get_loc("conf_level"), "p_adjusted", adjusted)  # TIDY_COLUMNS'
     table.attrs["glance"] = [record for _, record, _ in fitted]
     return Fits(table, [part for _, _, part in fitted])
 
@@ -152,17 +152,6 @@ def failed_fit(
         stats = dict.fromkeys([*FIT_STATS, *MIXED_STATS], np.nan) | {"boundary": False}
     missing = pd.Series(np.nan, index=list(terms))
     return Estimate(missing, missing, np.inf, n_obs, n_groups, False, stats, [message])
-
-
-def _grouped(columns: list[str], groups: Sequence[str]) -> list[str]:
-    """``columns`` with ``layer`` replaced by the grouping columns ``groups``."""
-    at = columns.index("layer")
-    return [*columns[:at], *groups, *columns[at + 1 :]]
-
-
-def _group_columns(table: pd.DataFrame) -> list[str]:
-    """A tidy table's grouping columns: those between ``method`` and ``term``."""
-    return list(table.columns[2 : table.columns.get_loc("term")])
 
 
 def tidy_rows(
@@ -275,7 +264,7 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
         )
     if isinstance(table, Fits):
         return table.glance
-    keys = ["fit", "method", *_group_columns(table)]
+    keys = list(table.columns[: table.columns.get_loc("term")])  # fit, method, the groups
     present = table[keys].drop_duplicates()
     summary = pd.DataFrame.from_records(records)
     return summary.merge(present, on=keys, how="inner").reset_index(drop=True)
