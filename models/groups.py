@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from functools import partial
 
 import duckdb
 import numpy as np
@@ -106,13 +105,11 @@ def by_group(
             bounds = [0, *changes.tolist(), len(batch)]
             yield from (batch.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
 
-    for key, same in itertools.groupby(pieces(), partial(_batch_key, groups=groups)):
+    def first_key(piece: pa.RecordBatch) -> Hashable:
+        return key_of(piece.column(name)[0].as_py() for name in groups)
+
+    for key, same in itertools.groupby(pieces(), first_key):
         yield key, _columns(list(same))
-
-
-def _batch_key(batch: pa.RecordBatch, groups: list[str]) -> Hashable:
-    """The group key of ``batch``'s first row."""
-    return key_of(batch.column(name)[0].as_py() for name in groups)
 
 
 def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
