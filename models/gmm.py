@@ -17,14 +17,7 @@ from attnmag.errors import AttnmagError
 from attnmag.models.groups import symmetric
 from attnmag.models.tidy import FIT_STATS, GMM_STATS, Estimate, failed_fit
 
-__all__ = [
-    "AR2_UNDEFINED",
-    "GMM_LAGS",
-    "GMM_LEVELS",
-    "arellano_bond",
-    "gmm_fit",
-    "gmm_reduced",
-]
+__all__ = ["AR2_UNDEFINED", "GMM_LAGS", "GMM_LEVELS", "arellano_bond", "gmm_fit", "gmm_reduced"]
 
 GMM_LAGS = (2, 6)
 GMM_LEVELS = GMM_LAGS[1] + 2
