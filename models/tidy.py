@@ -264,7 +264,7 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
         )
     if isinstance(table, Fits):
         return table.glance
-    keys = list(table.columns[: table.columns.get_loc("term")])  # fit, method, the groups
+    keys = ["fit", "method", *table.columns[2 : table.columns.get_loc("term")]]  # the groups
     present = table[keys].drop_duplicates()
     summary = pd.DataFrame.from_records(records)
     return summary.merge(present, on=keys, how="inner").reset_index(drop=True)
