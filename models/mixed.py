@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -117,27 +117,34 @@ class GroupedDesign:
     def gls(self, cov_rel: np.ndarray) -> GLS:
         """GLS with V_i = scale (I + Z_i P Z_i'), P = ``cov_rel`` (statsmodels'
         ``cov_re_unscaled``, possibly singular); ML's scale and likelihood where ``ml``."""
-        p = self.k_fe
-        logdet_inner, xwxy_groups, ywy = self._weighted(cov_rel)
-        xwxy = xwxy_groups.sum(axis=0)  # [X'WX | X'Wy]
-        xwx, xwy = xwxy[:, :p], xwxy[:, p]
-        fe_params = np.linalg.solve(xwx, xwy)
-        dof = self.n_obs if self.ml else self.n_obs - p
-        scale = float((ywy - xwy @ fe_params) / dof)
-        logdets = logdet_inner + (0.0 if self.ml else np.linalg.slogdet(xwx)[1])
-        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
-        return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
+        logdet, xwxy_groups = self._weighted(cov_rel)
+        xwxy = xwxy_groups.sum(axis=0)
+        fe_params, scale, llf = self._profiled(xwxy, logdet)
+        xwx_inv = np.linalg.inv(xwxy[: self.k_fe, : self.k_fe])
+        return GLS(fe_params, xwx_inv, float(scale), float(llf))
 
-    def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray, float]:
-        """sum log det(I + P Z_i'Z_i), per group [X_i'W_iX_i | X_i'W_iy_i], sum y_i'W_iy_i."""
+    def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray]:
+        """sum log det(I + P Z_i'Z_i) and per group [X_i y_i]'W_i[X_i y_i]."""
         p, q, cross = self.k_fe, self.k_re, self.cross
-        x, z, y = slice(0, p), slice(p, p + q), p + q
-        xy = np.r_[x, y]
+        xy, z = np.r_[0:p, p + q], slice(p, p + q)
         inner = np.eye(q) + cov_rel @ cross[:, z, z]
         k = np.linalg.solve(inner, cov_rel @ cross[:, z][:, :, xy])  # (G, q, p + 1)
-        xwxy_groups = cross[:, x][:, :, xy] - cross[:, x, z] @ k
-        ywy = (cross[:, y, y] - np.einsum("gq,gq->g", cross[:, z, y], k[:, :, p])).sum()
-        return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups, float(ywy)
+        xwxy_groups = cross[:, xy][:, :, xy] - cross[:, xy, z] @ k
+        return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups
+
+    def _profiled(
+        self, xwxy: np.ndarray, logdet: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """GLS's fixed effects, scale and REML (ML where ``ml``), each or stacked, from
+        [X y]'W[X y] and sum_i log det(I + P Z_i'Z_i): the one likelihood of every search."""
+        p = self.k_fe
+        dof = self.n_obs if self.ml else self.n_obs - p
+        xwx, xwy = xwxy[..., :p, :p], xwxy[..., :p, p]
+        fe_params = np.linalg.solve(xwx, xwy[..., None])[..., 0]
+        scale = (xwxy[..., p, p] - (xwy * fe_params).sum(axis=-1)) / dof
+        if not self.ml:
+            logdet = logdet + np.linalg.slogdet(xwx)[1]
+        return fe_params, scale, -0.5 * (dof * np.log(2 * np.pi * scale) + logdet + dof)
 
     def fixed_effects(
         self,
@@ -186,37 +193,28 @@ class GroupedDesign:
         return replace(self, cross=cross), np.array([1.0, 1.0 / spread])
 
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
-        """REML (ML where ``ml``) at each relative sd in ``sds`` of a random intercept alone."""
-        return _intercept_profiler(self)(sds)
-
-
-def _intercept_profiler(design: GroupedDesign) -> Callable[[np.ndarray], np.ndarray]:
-    """``design.intercept_profile`` for many sds at once: W_i = I - c_i Z_iZ_i', c_i =
-    t^2 / (1 + t^2 Z_i'Z_i), so Z_i'[X_i y_i]'s outer products are summed per Z_i'Z_i once."""
-    if design.k_re != 1:
-        raise ValueError("intercept_profile needs a random intercept alone")
-    p, cross = design.k_fe, design.cross
-    xy = np.r_[0:p, p + 1]
-    zxy = cross[:, p, xy]  # (G, p + 1)
-    sizes, index, counts = np.unique(cross[:, p, p], return_inverse=True, return_counts=True)
-    outer = np.zeros((len(sizes), (p + 1) ** 2))
-    np.add.at(outer, index, (zxy[:, :, None] * zxy[:, None, :]).reshape(len(zxy), -1))
-    total = cross[:, xy][:, :, xy].sum(axis=0)
-    dof = design.n_obs if design.ml else design.n_obs - p
-
-    def profile(sds: np.ndarray) -> np.ndarray:
+        """REML (ML where ``ml``) at each relative sd t in ``sds`` of a random intercept alone:
+        W_i = I - c_i Z_iZ_i', c_i = t^2 / (1 + t^2 Z_i'Z_i), so Z_i'[X_i y_i]'s outer products
+        are summed per Z_i'Z_i once, for every call."""
+        sizes, counts, outer, total = self._by_size
         variance = np.asarray(sds, dtype=np.float64)[:, None] ** 2
         c = variance / (1 + variance * sizes)  # (T, sizes)
-        xwxy = total - (c @ outer).reshape(-1, p + 1, p + 1)
-        xwx, xwy, ywy = xwxy[:, :p, :p], xwxy[:, :p, p], xwxy[:, p, p]
-        fe_params = np.linalg.solve(xwx, xwy[:, :, None])[:, :, 0]
-        scale = (ywy - (xwy * fe_params).sum(axis=1)) / dof
-        logdets = np.log1p(variance * sizes) @ counts
-        if not design.ml:
-            logdets = logdets + np.linalg.slogdet(xwx)[1]
-        return -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+        xwxy = total - (c @ outer).reshape(len(c), *total.shape)
+        return self._profiled(xwxy, np.log1p(variance * sizes) @ counts)[2]
 
-    return profile
+    @cached_property
+    def _by_size(self) -> tuple[np.ndarray, ...]:
+        """The distinct Z_i'Z_i, their counts, their Z_i'[X_i y_i]'s summed outer products,
+        and sum_i [X_i y_i]'[X_i y_i]."""
+        if self.k_re != 1:
+            raise ValueError("intercept_profile needs a random intercept alone")
+        p, cross = self.k_fe, self.cross
+        xy = np.r_[0:p, p + 1]
+        zxy = cross[:, p, xy]  # (G, p + 1)
+        sizes, index, counts = np.unique(cross[:, p, p], return_inverse=True, return_counts=True)
+        outer = np.zeros((len(sizes), (p + 1) ** 2))
+        np.add.at(outer, index, (zxy[:, :, None] * zxy[:, None, :]).reshape(len(zxy), -1))
+        return sizes, counts, outer, cross[:, xy][:, :, xy].sum(axis=0)
 
 
 def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
@@ -271,7 +269,6 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
     zt0, zt1 = zxy[:, 0, None, :], zxy[:, 1, None, :]
     outer = np.stack([z0 * zt0, z0 * zt1 + z1 * zt0, z1 * zt1], axis=1).reshape(len(n00), 3, -1)
     total = cross[:, xy][:, :, xy].sum(axis=0)
-    dof = design.n_obs if design.ml else design.n_obs - p
 
     def objective(packed: np.ndarray) -> tuple[float, np.ndarray]:
         factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
@@ -282,11 +279,7 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         d = 1 + np00 + np11 + det_p * det_n
         k = np.stack([p00 + det_p * n11, p01 - det_p * n01, p11 + det_p * n00], axis=1) / d[:, None]
         xwxy = total - (k.reshape(-1) @ outer.reshape(-1, (p + 1) ** 2)).reshape(p + 1, p + 1)
-        xwx, xwy = xwxy[:p, :p], xwxy[:p, p]
-        fe_params = np.linalg.solve(xwx, xwy)
-        scale = (xwxy[p, p] - xwy @ fe_params) / dof
-        logdets = np.log(d).sum() + (0.0 if design.ml else np.linalg.slogdet(xwx)[1])
-        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+        fe_params, scale, llf = design._profiled(xwxy, np.log(d).sum())
         # (I + NP)^-1 = adj(I + NP) / D, rows of Z_i'W_i = (I + NP)^-1 Z_i'
         r = zxy @ np.r_[-fe_params, 1.0]  # Z_i'(y_i - X_i b)
         u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
@@ -300,7 +293,7 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
             zwx0 = ((1 + np11)[:, None] * zx0 - np01[:, None] * zx1) / by
             zwx1 = ((1 + np00)[:, None] * zx1 - np10[:, None] * zx0) / by
             zwx = np.stack([zwx0, zwx1], axis=1)
-            fixed = np.tensordot(zwx @ np.linalg.inv(xwx), zwx, axes=([0, 2], [0, 2]))
+            fixed = np.tensordot(zwx @ np.linalg.inv(xwxy[:p, :p]), zwx, axes=([0, 2], [0, 2]))
             gradient = gradient - fixed
         by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
         return -float(llf), -by_factor[np.tril_indices(2)]
@@ -312,7 +305,7 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     """The random intercept's relative standard deviation at REML's global maximum."""
     upper = max(10.0, 10 * theta)
     sds = np.r_[0.0, np.geomspace(PROFILE_LOWEST, upper, PROFILE_POINTS)]
-    profile_at = _intercept_profiler(design)
+    profile_at = design.intercept_profile
     profile = profile_at(sds)
     while profile.argmax() == len(sds) - 1 and sds[-1] < PROFILE_HIGHEST:
         more = sds[-1] * np.geomspace(1.2, 100.0, PROFILE_POINTS // 2)
@@ -380,8 +373,9 @@ def mixed_fit(
     (2, 15.0)
     """
     cov_rel, converged, notes = reml_maximum(design)
-    options = {"cov_type": cov_type, "model_df": np.inf}
-    point, fields = design.fixed_effects(cov_rel, terms, n_groups, **options)
+    point, fields = design.fixed_effects(
+        cov_rel, terms, n_groups, cov_type=cov_type, model_df=np.inf
+    )
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
     finite = np.isfinite(fields["estimate"]).all() and np.isfinite(fields["std_error"]).all()
@@ -450,9 +444,10 @@ def cluster_covariance(
     >>> cluster_covariance(design, np.array([[0.5]]), point.fe_params, point.xwx_inv).shape
     (2, 2)
     """
+    n_obs, k = design.n_obs, design.k_fe
     xwxy = design._weighted(cov_rel)[1]
-    scores = xwxy[:, :, design.k_fe] - xwxy[:, :, : design.k_fe] @ fe_params
-    n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
+    scores = xwxy[:, :k, k] - xwxy[:, :k, :k] @ fe_params
+    n_groups = len(scores)
     factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
