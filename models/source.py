@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from attnmag.database import STORE, connect, database
@@ -100,10 +99,10 @@ class Source:
         """One group's rows (``group``: column -> value) meeting the SQL ``where``, with the
         columns ``select`` gives, by sequence and position."""
         where = [*where, *(f'"{column}" = ?' for column in group)]
-        values = [v.item() if isinstance(v, np.generic) else v for v in group.values()]
         query = f"SELECT {select} FROM frame WHERE {' AND '.join(where)} "
+        query += 'ORDER BY sequence, "position"'
         with self.connected() as connection:
-            return connection.execute(query + 'ORDER BY sequence, "position"', values).df()
+            return connection.execute(query, list(group.values())).df()
 
     def part_view(self, connection: duckdb.DuckDBPyConnection, part: int | None, name: str) -> None:
         """Show ``part`` (a number from ``parts``; ``None``: all) as the temporary view
