@@ -337,16 +337,12 @@ def _ols(design: GroupedDesign) -> tuple[np.ndarray, float, float]:
 def _moment_start(design: GroupedDesign) -> float:
     """The random intercept's relative standard deviation by moments on OLS residuals."""
     p, cross = design.k_fe, design.cross
-    x, z, y = slice(0, p), p, p + design.k_re
-    beta = _ols(design)[0]
-    sizes = cross[:, z, z]
-    sums = cross[:, z, y] - cross[:, z, x] @ beta
-    squares = (
-        cross[:, y, y]
-        - 2 * cross[:, x, y] @ beta
-        + np.einsum("j,gjk,k->g", beta, cross[:, x, x], beta)
-    )
+    xy, residual = np.r_[0:p, p + design.k_re], np.r_[-_ols(design)[0], 1.0]
+    sizes = cross[:, p, p]
+    sums = cross[:, p, xy] @ residual  # per group 1'e_i
+    squares = np.einsum("i,gij,j->g", residual, cross[:, xy][:, :, xy], residual)  # e_i'e_i
     n_groups = len(sizes)
+
     within = np.sum(squares - sums**2 / sizes) / max(design.n_obs - n_groups, 1)
     between = max(np.var(sums / sizes) - within * np.mean(1 / sizes), 0.0)
     return max(np.sqrt(between / within), 0.05)
@@ -480,19 +476,6 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     )
 
 
-def _ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
-    """Per group, the Fisher information at ``theta`` (as ``ml_scores``), block diagonal."""
-    p, scale, tau = design.k_fe, theta[design.k_fe], theta[design.k_fe + 1]
-    size, one_x, _, inner, _, _ = _intercept_terms(design, theta)
-    xwx = design.cross[:, :p, :p] - np.einsum("g,gi,gj->gij", tau / inner, one_x, one_x)
-    information = np.zeros((len(size), p + 2, p + 2))
-    information[:, :p, :p] = xwx / scale
-    information[:, p, p] = size / (2 * scale**2)
-    information[:, p, p + 1] = information[:, p + 1, p] = size / (2 * scale * inner)
-    information[:, p + 1, p + 1] = (size / inner) ** 2 / 2
-    return information
-
-
 def ml_hessian(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
     """The Jacobian of the sum of ``ml_scores`` at ``theta`` in closed form: the likelihood's
     Hessian, shape (k_fe + 2, k_fe + 2).
@@ -534,12 +517,20 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     """
     if not (design.ml and design.k_re == 1):
         raise ValueError("stacked_covariance needs an ML design with a random intercept alone")
-    k = design.k_fe
+    k, scale, tau = design.k_fe, point.scale, cov_rel[0, 0]
     used = slice(0, k + 2 if cov_rel.any() else k)
-    theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
+    theta = np.r_[point.fe_params, scale, tau]
     scores = ml_scores(design, theta)[:, used]
     jacobian = ml_hessian(design, theta)
-    information = _ml_information(design, theta)[:, used, used]
+    # F_g, block diagonal.
+    size, one_x, _, inner, _, _ = _intercept_terms(design, theta)
+    xwx = design.cross[:, :k, :k] - np.einsum("g,gi,gj->gij", tau / inner, one_x, one_x)
+    information = np.zeros((len(size), k + 2, k + 2))
+    information[:, :k, :k] = xwx / scale
+    information[:, k, k] = size / (2 * scale**2)
+    information[:, k, k + 1] = information[:, k + 1, k] = size / (2 * scale * inner)
+    information[:, k + 1, k + 1] = (size / inner) ** 2 / 2
+    information = information[:, used, used]
     total = information.sum(axis=0)
     corrected = np.linalg.solve(total - information, scores[:, :, None])[:, :, 0] @ total
     bread = np.linalg.inv(jacobian[used, used])

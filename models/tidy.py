@@ -47,21 +47,17 @@ TIDY_COLUMNS = (
 ).split()
 #: Every fit's glance statistics.
 FIT_STATS = ["r2", "loglik", "aic", "bic", "sigma"]
-GLANCE_COLUMNS = ["fit", "method", "layer", "n_obs", "n_groups", *FIT_STATS]
-GLANCE_COLUMNS += ["converged", "seconds", "warnings"]
+#: The glance's last columns: a kind's stats (below) go before them.
+TIMED = ["seconds", "warnings"]
 
-
-def _before_seconds(columns: list[str], extra: Sequence[str]) -> list[str]:
-    """``columns`` with ``extra`` put before their last two, ``seconds`` and ``warnings``."""
-    return [*columns[:-2], *extra, *columns[-2:]]
-
-
+GLANCE_COLUMNS = ["fit", "method", "layer", "n_obs", "n_groups", *FIT_STATS, "converged", *TIMED]
 MIXED_STATS = "boundary var_intercept var_position cov_intercept_position".split()
-MIXED_GLANCE_COLUMNS = _before_seconds(GLANCE_COLUMNS, MIXED_STATS)
+MIXED_GLANCE_COLUMNS = [*GLANCE_COLUMNS[:-2], *MIXED_STATS, *TIMED]
 #: A mixed fit's, with the likelihood-ratio test of a random slope on lag1.
-LAG_GLANCE_COLUMNS = _before_seconds(MIXED_GLANCE_COLUMNS, ["lag1_slope_lr", "lag1_slope_p"])
+LAG_GLANCE_COLUMNS = [*MIXED_GLANCE_COLUMNS[:-2], "lag1_slope_lr", "lag1_slope_p", *TIMED]
 GMM_STATS = "hansen_j hansen_df hansen_p ar2_statistic ar2_p n_instruments".split()
-GMM_GLANCE_COLUMNS = _before_seconds(GLANCE_COLUMNS, GMM_STATS)
+GMM_GLANCE_COLUMNS = [*GLANCE_COLUMNS[:-2], *GMM_STATS, *TIMED]
+
 #: Added before ``seconds`` where the stats hold them (``models.leading``).
 LEADING_GLANCE_COLUMNS = [
     *(f"leading_t{k}" for k in range(4)),
