@@ -123,12 +123,7 @@ def arellano_bond(sums: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
     residual = np.r_[-estimate, 1.0]  # e = residual @ [x; y]
     products = np.einsum("i,gij,j->g", residual, back, residual)  # per text e_i' l_i
     lx = back.sum(axis=0)[: len(estimate)] @ residual
-    # Arellano and Bond's m2 as plm's mtest(order = 2, vcov = vcovHC); NaN where V(m2) <= 0
-
-    zve = g2.T @ products
-    variance = products @ products - 2 * lx @ covariance @ total_zx.T @ a2 @ zve
-    variance += lx @ covariance @ lx
-    ar2 = float(products.sum() / np.sqrt(variance)) if variance > 0 else np.nan
+    ar2 = _ar2(products, lx, g2, total_zx, a2, covariance)
     hansen_j, hansen_df = float(ze2 @ a2 @ ze2), zx.shape[1] - zx.shape[2]
     return (
         estimate,
@@ -142,3 +137,20 @@ def arellano_bond(sums: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
             "n_instruments": float(zx.shape[1]),
         },
     )
+
+
+def _ar2(
+    products: np.ndarray,
+    lx: np.ndarray,
+    g2: np.ndarray,
+    zx: np.ndarray,
+    a2: np.ndarray,
+    covariance: np.ndarray,
+) -> float:
+    """Arellano and Bond's m2, as plm's ``mtest(order = 2, vcov = vcovHC)``; NaN where its
+    variance is not positive (``products``: each text's e_i'l_i, l two equations back)."""
+    zve = g2.T @ products
+    variance = products @ products - 2 * lx @ covariance @ zx.T @ a2 @ zve + lx @ covariance @ lx
+    if not variance > 0:
+        return float("nan")
+    return float(products.sum() / np.sqrt(variance))
