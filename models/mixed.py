@@ -108,8 +108,7 @@ class GroupedDesign:
         data = np.column_stack([exog, exog_re, endog])
         n, m = data.shape
         labels, codes = np.unique(groups, return_inverse=True)
-        n_groups = len(labels)
-        indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+        indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(labels), n))
         # Column by column: a batch's n x m products at a time, not n x m x m.
         cross = np.stack([indicator @ (data * data[:, [i]]) for i in range(m)], axis=1)
         return cls(cross, n, exog.shape[1], exog_re.shape[1])
@@ -158,17 +157,16 @@ class GroupedDesign:
         """GLS at ``cov_rel`` and its fixed effects' ``Estimate`` fields, errors by ``cov_type``:
         CR1 by group on G - 1 df (ML's: ``stacked_covariance``), CR2 with Bell-McCaffrey df, or
         the model's on ``model_df``."""
-        point, df = self.gls(cov_rel), float(n_groups - 1)
+        point, df, index = self.gls(cov_rel), float(n_groups - 1), list(terms)
         if cov_type == "cr2":
             covariance, df_terms = cr2_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
-            df = pd.Series(df_terms, index=list(terms))
+            df = pd.Series(df_terms, index=index)
         elif cov_type == "model":
             covariance, df = point.scale * point.xwx_inv, model_df
         elif self.ml:
             covariance = stacked_covariance(self, cov_rel, point)
         else:
             covariance = cluster_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
-        index = list(terms)
         return point, {
             "estimate": pd.Series(point.fe_params, index=index),
             "std_error": pd.Series(np.sqrt(np.diag(covariance)), index=index),
@@ -324,25 +322,15 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     return 0.0 if profile[0] >= llf - ZERO_TOL else float(sd)
 
 
-def _ols(design: GroupedDesign) -> tuple[np.ndarray, float, float]:
-    """OLS's coefficients, residual and (about the mean) total sum of squares."""
-    p = design.k_fe
-    total = design.cross.sum(axis=0)
-    x, z, y = slice(0, p), p, p + design.k_re
-    beta = np.linalg.solve(total[x, x], total[x, y])
-    rss = total[y, y] - total[x, y] @ beta
-    return beta, float(rss), float(total[y, y] - total[z, y] ** 2 / design.n_obs)
-
-
 def _moment_start(design: GroupedDesign) -> float:
     """The random intercept's relative standard deviation by moments on OLS residuals."""
     p, cross = design.k_fe, design.cross
-    xy, residual = np.r_[0:p, p + design.k_re], np.r_[-_ols(design)[0], 1.0]
+    beta = design.gls(np.zeros((design.k_re, design.k_re))).fe_params  # OLS's
+    xy, residual = np.r_[0:p, p + design.k_re], np.r_[-beta, 1.0]
     sizes = cross[:, p, p]
     sums = cross[:, p, xy] @ residual  # per group 1'e_i
     squares = np.einsum("i,gij,j->g", residual, cross[:, xy][:, :, xy], residual)  # e_i'e_i
     n_groups = len(sizes)
-
     within = np.sum(squares - sums**2 / sizes) / max(design.n_obs - n_groups, 1)
     between = max(np.var(sums / sizes) - within * np.mean(1 / sizes), 0.0)
     return max(np.sqrt(between / within), 0.05)
@@ -415,8 +403,7 @@ def mixed_result(
     if random_slope:
         data = data.assign(position_sd=data["position"] / data["position"].std())
     re_formula = "~position_sd" if random_slope else None
-    groups = data["sequence"].to_numpy()
-    model = MixedLM.from_formula(formula, data, groups=groups, re_formula=re_formula)
+    model = MixedLM.from_formula(formula, data, groups="sequence", re_formula=re_formula)
     # On a singular covariance statsmodels' likelihood is wrong: the diagonal is floored.
     factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(len(cov_rel)))
     np.fill_diagonal(factor, np.maximum(np.diag(factor), START_FLOOR))
@@ -579,9 +566,11 @@ def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
     """
     criterion = "the likelihood" if design.ml else "REML"
     ols = "the boundary fit (GLS at zero variance, i.e. OLS) is reported"
-    _, rss, tss = _ols(design)
-    if rss <= EXACT_TOL * tss:
-        cov_rel, converged = np.zeros((design.k_re, design.k_re)), True
+    zero, total = np.zeros((design.k_re, design.k_re)), design.cross.sum(axis=0)
+    z, y = design.k_fe, design.k_fe + design.k_re
+    rss = design.gls(zero).scale * (design.n_obs if design.ml else design.n_obs - design.k_fe)
+    if rss <= EXACT_TOL * (total[y, y] - total[z, y] ** 2 / design.n_obs):  # about the mean
+        cov_rel, converged = zero, True
         note = f"the fixed effects fit the outcome exactly (to rounding), so {criterion} is "
         note += f"rounding noise: {ols}"
     else:

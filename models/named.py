@@ -475,14 +475,12 @@ def _fit_group(
     diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
     """One group's sums checked and fitted (a ``failed_fit`` where the linear algebra fails)."""
-    if request.last is not None:
+    positions, n_covered = None, int(sums["last_position"].max()) - request.first + 1
+    if request.last is not None:  # the trend's: per position too
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
         sums = {name: values[~per_position] for name, values in sums.items()}
         n_covered = int(per_position.sum())
-    else:
-        positions = None
-        n_covered = int(sums["last_position"].max()) - request.first + 1
     if sums["n_bad"].any():
         raise not_finite(list(request.checked), request.first)
     n_rows, n_sequences = int(sums["n"].sum()), len(sums["n"])
@@ -502,12 +500,7 @@ def _fit_group(
 
     def run() -> Estimate:
         try:
-            if request.method == "aggregate":
-                fitted = _aggregate(sums, positions)
-            else:
-                fitted = (
-                    gmm_fit(sums) if request.method == "gmm" else _estimate(request, sums, rows)
-                )
+            fitted = _estimate(request, sums, positions, rows)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
             fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
@@ -623,8 +616,12 @@ def fit_design(
     return mixed_fit(design, scales, terms, n_groups, cov_type=cov_type, result=result)
 
 
-def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
-    """``fit_design`` of a group; for ``initial_conditions`` with the lag1 slope's test."""
+def _estimate(request: Request, sums: Sums, positions: Sums | None, rows: Rows) -> Estimate:
+    """A group's fit by ``request.method``; ``initial_conditions`` with the lag1 slope's test."""
+    if request.method == "aggregate":
+        return _aggregate(sums, positions)
+    if request.method == "gmm":
+        return gmm_fit(sums)
     n_groups = len(sums["n"])
     cov_type = request.cov_type or ("cr2" if n_groups < CR2_BELOW else "cluster")
     options = {"random_slope": request.random_slope, "rows": rows, "formula": request.formula}

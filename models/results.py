@@ -150,11 +150,8 @@ def _augment(part: GroupFit) -> pd.DataFrame:
     outcome, design = patsy.dmatrices(part.formula, data, return_type="dataframe")
     fitted = design.to_numpy(np.float64) @ part.estimate.to_numpy(np.float64)
     rows = data.loc[design.index]
-    out = pd.DataFrame({"fit": fit, "method": method, **part.groups}, index=rows.index)
-    out = pd.concat([out, rows], axis=1)
-    name = outcome.columns[0]
-    if name not in out.columns:
-        out[name] = outcome.iloc[:, 0]
-    out["fitted"] = fitted
-    out["resid"] = outcome.iloc[:, 0].to_numpy() - fitted
-    return out.reset_index(drop=True)
+    names = pd.DataFrame({"fit": fit, "method": method, **part.groups}, index=rows.index)
+    computed = outcome.drop(columns=rows.columns, errors="ignore")  # an outcome such as np.log(x)
+    out = pd.concat([names, rows, computed], axis=1)
+    resid = outcome.iloc[:, 0].to_numpy() - fitted
+    return out.assign(fitted=fitted, resid=resid).reset_index(drop=True)

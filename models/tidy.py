@@ -57,7 +57,6 @@ MIXED_GLANCE_COLUMNS = [*GLANCE_COLUMNS[:-2], *MIXED_STATS, *TIMED]
 LAG_GLANCE_COLUMNS = [*MIXED_GLANCE_COLUMNS[:-2], "lag1_slope_lr", "lag1_slope_p", *TIMED]
 GMM_STATS = "hansen_j hansen_df hansen_p ar2_statistic ar2_p n_instruments".split()
 GMM_GLANCE_COLUMNS = [*GLANCE_COLUMNS[:-2], *GMM_STATS, *TIMED]
-
 #: Added before ``seconds`` where the stats hold them (``models.leading``).
 LEADING_GLANCE_COLUMNS = [
     *(f"leading_t{k}" for k in range(4)),
