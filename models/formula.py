@@ -143,7 +143,7 @@ def fit(
         design = GroupedDesign(cross, int(round(cross[:, k, k].sum())), k, 1 + random_slope)
         _check_group(describe(groups, key), design, covered.get(key, 0), first, last)
         values = key_values(groups, key)
-        rows = partial(_group_rows, source, reader, values)
+        rows = partial(reader.group_rows, source, values)
         run = partial(fit_design, design, method, terms, len(cross), rows=rows, **model)
         fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
     return fits_of(fitted)
@@ -253,14 +253,8 @@ def _cross_products(
     return crosses, {key_of(key): len(part) for key, part in positions}
 
 
-def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
-    """One group's fitted rows, read again from ``source``."""
-    return reader._rows(source.rows(sql_list(reader.used), [reader.span], values))
-
-
 class _Reader:
-    """The rows of the view ``frame`` that a formula fits (``types``: its columns' DuckDB
-    types), text columns as categoricals."""
+    """The rows of the view ``frame`` that a formula fits, text columns as categoricals."""
 
     def __init__(
         self,
@@ -289,6 +283,10 @@ class _Reader:
                 "SELECT token FROM frame WHERE token IS NOT NULL GROUP BY 1 ORDER BY min(token_id)"
             )
         return pd.Index([row[0] for row in self.connection.execute(query).fetchall()])
+
+    def group_rows(self, source: Source, values: dict[str, object]) -> pd.DataFrame:
+        """One group's fitted rows, read again from ``source``."""
+        return self._rows(source.rows(sql_list(self.used), [self.span], values))
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """Per batch, the rows the formula fits (patsy's ``data_iter_maker``)."""

@@ -408,8 +408,7 @@ def _gmm_by_group(
     groups: list[str],
     request: Request,
 ) -> Iterator[tuple[Hashable, Sums]]:
-    """Per group, its texts' ``gmm_reduced`` sums, one part of whole texts (``Source.parts``)
-    at a time."""
+    """Per group, its texts' ``gmm_reduced`` sums, queried part by part (``Source.parts``)."""
     parts: dict[Hashable, list[Sums]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():

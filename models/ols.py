@@ -42,8 +42,7 @@ def ols_fit(
     """
     n, k = design.n_obs, design.k_fe
     zero = np.zeros((design.k_re, design.k_re))
-    options = {"cov_type": cov_type, "model_df": float(n - k)}
-    point, fields = design.fixed_effects(zero, terms, n_groups, **options)
+    point, fields = design.fixed_effects(zero, terms, n_groups, cov_type=cov_type, model_df=n - k)
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
     spanned = np.linalg.lstsq(total[:k, :k], total[:k, k], rcond=None)[0]

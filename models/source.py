@@ -48,8 +48,7 @@ _TABLE_NUMBERS = itertools.count()
 
 @dataclass(frozen=True)
 class _Loaded:
-    """A loaded folder: its ``state``, ``table``, ``shards`` (verified files) and ``parts``
-    (per part: its shard's number and its first and last sequence)."""
+    """A loaded folder (``shards``: its verified files; ``parts``: as ``Source.ranges``)."""
 
     state: tuple
     table: str
@@ -169,9 +168,8 @@ def _loaded(folder: Path) -> _Loaded:
 
 
 def _parts(connection: duckdb.DuckDBPyConnection, table: str) -> tuple[tuple[int, int, int], ...]:
-    """Each shard of ``table`` cut into parts of whole texts, as many as give at most about
-    ``PART_ROWS`` rows each, of about equal rows: per part its shard, first and last
-    sequence."""
+    """Each shard of ``table`` cut into parts of whole texts of about equal rows, at most about
+    ``PART_ROWS``: per part its shard, first and last sequence."""
     query = f"""
         WITH texts AS (SELECT shard, sequence, count(*) AS n FROM {table} GROUP BY ALL),
         placed AS (
