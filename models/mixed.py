@@ -278,19 +278,16 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         k = np.stack([p00 + det_p * n11, p01 - det_p * n01, p11 + det_p * n00], axis=1) / d[:, None]
         xwxy = total - (k.reshape(-1) @ outer.reshape(-1, (p + 1) ** 2)).reshape(p + 1, p + 1)
         fe_params, scale, llf = design._profiled(xwxy, np.log(d).sum())
-        # (I + NP)^-1 = adj(I + NP) / D, rows of Z_i'W_i = (I + NP)^-1 Z_i'
-        r = zxy @ np.r_[-fe_params, 1.0]  # Z_i'(y_i - X_i b)
-        u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
-        u1 = ((1 + np00) * r[:, 1] - np10 * r[:, 0]) / d
+        # Z_i'W_i[X_i y_i] = (I + NP)^-1 Z_i'[X_i y_i], (I + NP)^-1 = adj(I + NP) / D, by row
+        zw0 = ((1 + np11)[:, None] * zxy[:, 0] - np01[:, None] * zxy[:, 1]) / d[:, None]
+        zw1 = ((1 + np00)[:, None] * zxy[:, 1] - np10[:, None] * zxy[:, 0]) / d[:, None]
+        u0, u1 = zw0 @ np.r_[-fe_params, 1.0], zw1 @ np.r_[-fe_params, 1.0]  # Z_i'W_i e_i
         w00, w01 = ((n00 + det_n * p11) / d).sum(), ((n01 - det_n * p01) / d).sum()
         zwz = np.array([[w00, w01], [w01, ((n11 + det_n * p00) / d).sum()]])
         uu = np.array([[u0 @ u0, u0 @ u1], [u0 @ u1, u1 @ u1]])
         gradient = zwz - uu / scale
         if not design.ml:
-            zx0, zx1, by = zxy[:, 0, :p], zxy[:, 1, :p], d[:, None]
-            zwx0 = ((1 + np11)[:, None] * zx0 - np01[:, None] * zx1) / by
-            zwx1 = ((1 + np00)[:, None] * zx1 - np10[:, None] * zx0) / by
-            zwx = np.stack([zwx0, zwx1], axis=1)
+            zwx = np.stack([zw0[:, :p], zw1[:, :p]], axis=1)
             fixed = np.tensordot(zwx @ np.linalg.inv(xwxy[:p, :p]), zwx, axes=([0, 2], [0, 2]))
             gradient = gradient - fixed
         by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
@@ -303,17 +300,16 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     """The random intercept's relative standard deviation at REML's global maximum."""
     upper = max(10.0, 10 * theta)
     sds = np.r_[0.0, np.geomspace(PROFILE_LOWEST, upper, PROFILE_POINTS)]
-    profile_at = design.intercept_profile
-    profile = profile_at(sds)
+    profile = design.intercept_profile(sds)
     while profile.argmax() == len(sds) - 1 and sds[-1] < PROFILE_HIGHEST:
         more = sds[-1] * np.geomspace(1.2, 100.0, PROFILE_POINTS // 2)
-        sds, profile = np.r_[sds, more], np.r_[profile, profile_at(more)]
+        sds, profile = np.r_[sds, more], np.r_[profile, design.intercept_profile(more)]
     best = int(profile.argmax())
     low, high = sds[max(best - 1, 0)], sds[min(best + 1, len(sds) - 1)]
     sd, llf, width = sds[best], profile[best], ZOOM_TOL * high
     while high - low > width:
         points = np.linspace(low, high, ZOOM_POINTS)
-        values = profile_at(points)
+        values = design.intercept_profile(points)
         at = int(values.argmax())
         if values[at] > llf:
             sd, llf = points[at], values[at]
@@ -330,8 +326,7 @@ def _moment_start(design: GroupedDesign) -> float:
     sizes = cross[:, p, p]
     sums = cross[:, p, xy] @ residual  # per group 1'e_i
     squares = np.einsum("i,gij,j->g", residual, cross[:, xy][:, :, xy], residual)  # e_i'e_i
-    n_groups = len(sizes)
-    within = np.sum(squares - sums**2 / sizes) / max(design.n_obs - n_groups, 1)
+    within = np.sum(squares - sums**2 / sizes) / max(design.n_obs - len(sizes), 1)
     between = max(np.var(sums / sizes) - within * np.mean(1 / sizes), 0.0)
     return max(np.sqrt(between / within), 0.05)
 

@@ -560,8 +560,7 @@ def _mapped(
     names = ["", *base]
     cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
     design = mapping @ cross @ np.swapaxes(mapping, -1, -2)
-    k_re = design.shape[1] - k_fe - 1
-    return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
+    return GroupedDesign(design, int(sums["n"].sum()), k_fe, design.shape[1] - k_fe - 1, ml)
 
 
 def _trend_design(sums: Sums, *, slope: bool) -> GroupedDesign:
