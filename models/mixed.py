@@ -30,7 +30,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.models.cr2 import cr2_covariance
-from attnmag.models.tidy import Estimate
+from attnmag.models.tidy import Estimate, fit_stats
 
 __all__ = [
     "COV_TYPES",
@@ -358,17 +358,12 @@ def mixed_fit(
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
     finite = np.isfinite(fields["estimate"]).all() and np.isfinite(fields["std_error"]).all()
-    llf = point.llf_reml
     slope = design.k_re == 2
     return Estimate(
         **fields,
         converged=converged and bool(finite),
         stats={
-            "r2": np.nan,
-            "loglik": llf,
-            "aic": -2 * llf + 2 * n_params,
-            "bic": -2 * llf + np.log(design.n_obs) * n_params,
-            "sigma": float(np.sqrt(point.scale)),
+            **fit_stats(point.llf_reml, n_params, design.n_obs, point.scale),
             "boundary": is_boundary(cov_rel),
             "var_intercept": float(cov_re[0, 0]),
             "var_position": float(cov_re[1, 1]) if slope else np.nan,
@@ -423,8 +418,7 @@ def cluster_covariance(
     (2, 2)
     """
     n_obs, k = design.n_obs, design.k_fe
-    xwxy = design._weighted(cov_rel)[1]
-    scores = xwxy[:, :k, k] - xwxy[:, :k, :k] @ fe_params
+    scores = design._weighted(cov_rel)[1][:, :k] @ np.r_[-fe_params, 1.0]  # X_g'W_g e_g
     n_groups = len(scores)
     factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv

@@ -14,7 +14,7 @@ import pandas as pd
 from statsmodels.regression.linear_model import OLS, RegressionResults
 
 from attnmag.models.mixed import GroupedDesign
-from attnmag.models.tidy import Estimate
+from attnmag.models.tidy import Estimate, fit_stats
 
 __all__ = ["cluster_ols_result", "ols_fit"]
 
@@ -53,13 +53,7 @@ def ols_fit(
     return Estimate(
         **fields,
         converged=True,
-        stats={
-            "r2": float(1 - rss / tss),
-            "loglik": float(llf),
-            "aic": float(-2 * llf + 2 * k),
-            "bic": float(-2 * llf + np.log(n) * k),
-            "sigma": float(np.sqrt(point.scale)),
-        },
+        stats=fit_stats(llf, k, n, point.scale, r2=1 - rss / tss),
         result=None if refit is None else lambda: cluster_ols_result(refit(), formula),
     )
 

@@ -33,6 +33,7 @@ __all__ = [
     "GMM_STATS",
     "Estimate",
     "failed_fit",
+    "fit_stats",
     "fitted_rows",
     "fits_of",
     "holm",
@@ -86,6 +87,14 @@ class Estimate:
     stats: dict[str, float | bool]
     notes: list[str] = field(default_factory=list)
     result: Callable[[], object] | None = None
+
+
+def fit_stats(
+    loglik: float, n_params: int, n_obs: int, scale: float, r2: float = np.nan
+) -> dict[str, float]:
+    """``FIT_STATS`` of a fit of ``n_params`` parameters, its residual variance ``scale``."""
+    aic, bic = -2 * loglik + 2 * n_params, -2 * loglik + np.log(n_obs) * n_params
+    return dict(zip(FIT_STATS, map(float, [r2, loglik, aic, bic, np.sqrt(scale)]), strict=True))
 
 
 def fitted_rows(
