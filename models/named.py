@@ -235,6 +235,8 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
+    # [1, position | 1 (, position) | log_norm] from [1, position, log_norm]
+    mapping = np.eye(3)[[0, 1, 0, *[1] * random_slope, 2]]
     return Request(
         fit="position_trend",
         method=method,
@@ -248,7 +250,7 @@ def trend_request(
         terms=("Intercept", "position"),
         n_positions=3,
         formula="log_norm ~ position",
-        design=partial(_trend_design, slope=random_slope),
+        design=partial(_mapped, base=("position", "log_norm"), mapping=mapping, k_fe=2),
         cov_type=cov_type,
         random_slope=random_slope,
     )
@@ -273,9 +275,10 @@ def lag_request(
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
         formula, design = "log_norm ~ 0 + lag1 + lag2 + position", None
-    elif method == "ols":
+    elif method == "ols":  # [1, lag1, lag2 | 1 | log_norm]
         terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
-        base, design = ("lag1", "lag2", "log_norm"), _lag_design
+        base = ("lag1", "lag2", "log_norm")
+        design = partial(_mapped, base=base, mapping=np.eye(4)[[0, 1, 2, 0, 3]], k_fe=3)
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
@@ -561,16 +564,6 @@ def _mapped(
     cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
     design = mapping @ cross @ np.swapaxes(mapping, -1, -2)
     return GroupedDesign(design, int(sums["n"].sum()), k_fe, design.shape[1] - k_fe - 1, ml)
-
-
-def _trend_design(sums: Sums, *, slope: bool) -> GroupedDesign:
-    """``[1, position | 1 (, position) | log_norm]``."""
-    return _mapped(sums, ("position", "log_norm"), np.eye(3)[[0, 1, 0, *[1] * slope, 2]], 2)
-
-
-def _lag_design(sums: Sums) -> GroupedDesign:
-    """``[1, lag1, lag2 | 1 | log_norm]``."""
-    return _mapped(sums, ("lag1", "lag2", "log_norm"), np.eye(4)[[0, 1, 2, 0, 3]], 3)
 
 
 def _initial_conditions_design(sums: Sums, *, slope: bool) -> GroupedDesign:

@@ -222,14 +222,14 @@ def glance_row(
         key: bool(value) if isinstance(value, bool | np.bool_) else float(value)
         for key, value in fitted.stats.items()
     }
-    fit_stats = {key: stats.pop(key) for key in FIT_STATS}
+    common = {key: stats.pop(key) for key in FIT_STATS}
     return {
         "fit": fit,
         "method": method,
         **groups,  # Python values (``groups.key_of``)
         "n_obs": int(fitted.n_obs),
         "n_groups": int(fitted.n_groups),
-        **fit_stats,
+        **common,
         "converged": bool(fitted.converged),
         **stats,  # in the estimator's order: its kind's (``MIXED_STATS``, ...), the leading's
         "seconds": float(seconds),
