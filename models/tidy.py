@@ -50,7 +50,6 @@ TIDY_COLUMNS = (
 FIT_STATS = ["r2", "loglik", "aic", "bic", "sigma"]
 #: The glance's last columns: a kind's stats (below) go before them.
 TIMED = ["seconds", "warnings"]
-
 GLANCE_COLUMNS = ["fit", "method", "layer", "n_obs", "n_groups", *FIT_STATS, "converged", *TIMED]
 MIXED_STATS = "boundary var_intercept var_position cov_intercept_position".split()
 MIXED_GLANCE_COLUMNS = [*GLANCE_COLUMNS[:-2], *MIXED_STATS, *TIMED]
