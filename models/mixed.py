@@ -427,14 +427,13 @@ def cluster_covariance(
 def _intercept_terms(design: GroupedDesign, theta: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per group at ``theta`` (as ``ml_scores``): n_i, X_i'1, 1'e_i, d_i, X_i'W_ie_i, e_i'W_ie_i."""
     p, cross = design.k_fe, design.cross
-    beta, tau = theta[:p], theta[p + 1]
+    xy, residual, tau = np.r_[0:p, p + 1], np.r_[-theta[:p], 1.0], theta[p + 1]
     size, one_x = cross[:, p, p], cross[:, p, :p]
-    xx, xy = cross[:, :p, :p], cross[:, :p, p + 1]
-    one_e = cross[:, p, p + 1] - one_x @ beta
+    one_e = cross[:, p, xy] @ residual
     inner = 1 + tau * size
     shrink = tau / inner  # W_i = I - shrink_i 1 1'
-    xwe = xy - xx @ beta - (shrink * one_e)[:, None] * one_x
-    ewe = cross[:, p + 1, p + 1] - 2 * xy @ beta + (xx @ beta) @ beta - shrink * one_e**2
+    xwe = cross[:, :p, xy] @ residual - (shrink * one_e)[:, None] * one_x
+    ewe = np.einsum("i,gij,j->g", residual, cross[:, xy][:, :, xy], residual) - shrink * one_e**2
     return size, one_x, one_e, inner, xwe, ewe
 
 
