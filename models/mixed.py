@@ -185,10 +185,9 @@ class GroupedDesign:
         deviation over the rows, which L-BFGS climbs better; the random effects' scales."""
         p, total, n = self.k_fe, self.cross.sum(axis=0), self.n_obs
         spread = np.sqrt((total[p + 1, p + 1] - total[p, p + 1] ** 2 / n) / (n - 1))
-        cross = self.cross.copy()
-        cross[:, p + 1, :] /= spread
-        cross[:, :, p + 1] /= spread
-        return replace(self, cross=cross), np.array([1.0, 1.0 / spread])
+        scales = np.ones(len(total))
+        scales[p + 1] = 1 / spread
+        return replace(self, cross=self.cross * np.outer(scales, scales)), scales[p : p + 2]
 
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
         """REML (ML where ``ml``) at each relative sd t in ``sds`` of a random intercept alone:
@@ -531,12 +530,10 @@ def slope_test(slope: GroupedDesign) -> tuple[float, float]:
     # One climb on the slope centred (the same maximum, easier to climb), from the null's
     # intercept sd and a small slope sd (at a zero element of L and the one below it the
     # gradient in it vanishes).
-    p, cross = slope.k_fe, slope.cross.copy()
-    mean = cross[:, p, p + 1].sum() / slope.n_obs
-    cross[:, :, p + 1] -= mean * cross[:, :, p]
-    cross[:, p + 1, :] -= mean * cross[:, p, :]
+    p, centre = slope.k_fe, np.eye(slope.cross.shape[1])
+    centre[p + 1, p] = -slope.cross[:, p, p + 1].sum() / slope.n_obs  # minus the slope's mean
     start = [max(sd, SLOPE_START), 0.0, SLOPE_START]
-    alternative = -_climb(replace(slope, cross=cross), start).fun
+    alternative = -_climb(replace(slope, cross=centre @ slope.cross @ centre.T), start).fun
     lr = max(2 * (alternative - null), 0.0)
     return lr, float(0.5 * chi2.sf(lr, 1) + 0.5 * chi2.sf(lr, 2))
 
