@@ -126,6 +126,8 @@ class GroupedDesign:
         """sum log det(I + P Z_i'Z_i) and per group [X_i y_i]'W_i[X_i y_i]."""
         p, q, cross = self.k_fe, self.k_re, self.cross
         xy, z = np.r_[0:p, p + q], slice(p, p + q)
+        if not cov_rel.any():  # OLS (W_i = I): what the products below give, without them
+            return 0.0, cross[:, xy][:, :, xy]
         inner = np.eye(q) + cov_rel @ cross[:, z, z]
         k = np.linalg.solve(inner, cov_rel @ cross[:, z][:, :, xy])  # (G, q, p + 1)
         xwxy_groups = cross[:, xy][:, :, xy] - cross[:, xy, z] @ k
