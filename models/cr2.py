@@ -71,14 +71,8 @@ def cr2_covariance(
     estimating = x.transpose(0, 2, 1) @ weight @ adjustment  # E_g = X_g' W_g A_g
     scores = np.einsum("gkr,gr->gk", estimating, residuals)
     covariance = bread @ (scores.T @ scores) @ bread
-    return covariance, _satterthwaite(bread, estimating, target, x)
-
-
-def _satterthwaite(
-    bread: np.ndarray, estimating: np.ndarray, target: np.ndarray, x: np.ndarray
-) -> np.ndarray:
-    """Each coefficient's df = tr(P)^2 / sum(P^2), P_gh = d_g delta_gh - f_g' M f_h (d_g = (M
-    E_g V_g E_g' M)_cc, f_g: row c of M E_g X_g; M the bread, E_g = X_g'W_gA_g)."""
+    # Each coefficient's df = tr(P)^2 / sum(P^2), P_gh = d_g delta_gh - f_g' M f_h (d_g = (M
+    # E_g V_g E_g' M)_cc, f_g: row c of M E_g X_g; M the bread).
     me = bread @ estimating  # (G, k, r)
     diagonal = np.einsum("gkr,grs,gks->gk", me, target, me)
     f = me @ x  # (G, k, k): row c is f_g for coefficient c
@@ -87,4 +81,4 @@ def _satterthwaite(
     squares = np.einsum("lm,cmn,no,col->c", bread, summed, bread, summed)
     trace = diagonal.sum(axis=0) - own.sum(axis=0)
     total = (diagonal**2).sum(axis=0) - 2 * (diagonal * own).sum(axis=0) + squares
-    return trace**2 / total
+    return covariance, trace**2 / total

@@ -115,11 +115,12 @@ def fit(
     first, last = _positions(positions)
     source = open_source(frame)
     with source.connected(n_jobs) as connection:
-        names = [row[0] for row in connection.execute("DESCRIBE frame").fetchall()]
-        columns = _columns(formula, names)
-        check_columns(source.name, names, ["layer", *columns])
-        groups, keys = group_keys(connection, names)
-        reader = _Reader(connection, groups, columns, first=first, last=last)
+        described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
+        types = dict(described.fetchall())
+        columns = _columns(formula, types)
+        check_columns(source.name, list(types), ["layer", *columns])
+        groups, keys = group_keys(connection, list(types))
+        reader = _Reader(connection, groups, columns, types, first=first, last=last)
         # With no rows to fit, the groups' checks say so (patsy cannot build a design).
         designs = None
         if next(reader.batches(), None) is not None:
@@ -142,7 +143,7 @@ def fit(
         design = GroupedDesign(cross, int(round(cross[:, k, k].sum())), k, 1 + random_slope)
         _check_group(describe(groups, key), design, covered.get(key, 0), first, last)
         values = key_values(groups, key)
-        rows = partial(_group_rows, source, reader, values)
+        rows = partial(reader.group_rows, source, values)
         run = partial(fit_design, design, method, terms, len(cross), rows=rows, **model)
         fitted.append(fitted_rows(run, groups=values, formula=formula, rows=rows, **spec))
     return fits_of(fitted)
@@ -252,11 +253,6 @@ def _cross_products(
     return crosses, {key_of(key): len(part) for key, part in positions}
 
 
-def _group_rows(source: Source, reader: _Reader, values: dict[str, object]) -> pd.DataFrame:
-    """One group's fitted rows, read again from ``source``."""
-    return reader._rows(source.rows(sql_list(reader.used), [reader.span], values))
-
-
 class _Reader:
     """The rows of the view ``frame`` that a formula fits, text columns as categoricals."""
 
@@ -265,17 +261,15 @@ class _Reader:
         connection: duckdb.DuckDBPyConnection,
         groups: list[str],
         columns: list[str],
+        types: dict[str, str],
         *,
         first: int,
         last: int,
     ) -> None:
         self.connection, self.group_columns = connection, groups
-        self.columns = list(dict.fromkeys([*groups, *columns]))
-        self.used = [column for column in self.columns if column not in GROUP_COLUMNS]
+        self.columns, self.used = [*groups, *columns], columns  # ``_columns``: no group column
         self.first = first
         self.span = f'"position" BETWEEN {int(first)} AND {int(last)}'
-        described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
-        types = dict(described.fetchall())
         text = [c for c in self.used if types[c].startswith(("VARCHAR", "ENUM"))]
         self.categories = {column: self._categories(column, types) for column in text}
 
@@ -289,6 +283,10 @@ class _Reader:
                 "SELECT token FROM frame WHERE token IS NOT NULL GROUP BY 1 ORDER BY min(token_id)"
             )
         return pd.Index([row[0] for row in self.connection.execute(query).fetchall()])
+
+    def group_rows(self, source: Source, values: dict[str, object]) -> pd.DataFrame:
+        """One group's fitted rows, read again from ``source``."""
+        return self._rows(source.rows(sql_list(self.used), [self.span], values))
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """Per batch, the rows the formula fits (patsy's ``data_iter_maker``)."""

@@ -17,14 +17,7 @@ from attnmag.errors import AttnmagError
 from attnmag.models.groups import symmetric
 from attnmag.models.tidy import FIT_STATS, GMM_STATS, Estimate, failed_fit
 
-__all__ = [
-    "AR2_UNDEFINED",
-    "GMM_LAGS",
-    "GMM_LEVELS",
-    "arellano_bond",
-    "gmm_fit",
-    "gmm_reduced",
-]
+__all__ = ["AR2_UNDEFINED", "GMM_LAGS", "GMM_LEVELS", "arellano_bond", "gmm_fit", "gmm_reduced"]
 
 GMM_LAGS = (2, 6)
 GMM_LEVELS = GMM_LAGS[1] + 2
@@ -123,12 +116,9 @@ def arellano_bond(sums: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
     g2 = zy - zx @ estimate
     ze2 = g2.sum(axis=0)
     one_step_cov = b1 @ total_zx.T @ a1 @ omega @ a1 @ total_zx @ b1
-    columns = []
-    for k in range(zx.shape[2]):
-        gx = zx[:, :, k]
-        derivative = -(gx.T @ g1 + g1.T @ gx)
-        columns.append(-b2 @ total_zx.T @ a2 @ derivative @ a2 @ ze2)
-    d = np.column_stack(columns)
+    # Windmeijer: omega's derivative in regressor k is -(S_k + S_k'), S_k = sum_i Z_i'x_ik g_i'.
+    s_k = np.einsum("gik,gj->kij", zx, g1)
+    d = (b2 @ total_zx.T @ a2 @ (s_k + s_k.transpose(0, 2, 1)) @ a2 @ ze2).T
     covariance = b2 + d @ b2 + b2 @ d.T + d @ one_step_cov @ d.T
     residual = np.r_[-estimate, 1.0]  # e = residual @ [x; y]
     products = np.einsum("i,gij,j->g", residual, back, residual)  # per text e_i' l_i

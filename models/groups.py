@@ -8,6 +8,7 @@ view's groups), ``key_of`` (a group's values -> its key: a value, or a tuple),
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import duckdb
@@ -95,26 +96,20 @@ def by_group(
     >>> [(key, rows["n"].tolist()) for key, rows in by_group(table.to_reader(2), ["layer"])]
     [(0, [1, 2]), (1, [3])]
     """
-    pending: list[pa.RecordBatch] = []
-    for batch in reader:
-        if not len(batch):
-            continue
-        values = [batch.column(name).to_numpy(zero_copy_only=False) for name in groups]
-        changes = np.flatnonzero(np.any([v[1:] != v[:-1] for v in values], axis=0)) + 1
-        bounds = [0, *changes.tolist(), len(batch)]
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            piece = batch.slice(start, stop - start)
-            if pending and _batch_key(pending[0], groups) != _batch_key(piece, groups):
-                yield _batch_key(pending[0], groups), _columns(pending)
-                pending = []
-            pending.append(piece)
-    if pending:
-        yield _batch_key(pending[0], groups), _columns(pending)
 
+    def pieces() -> Iterator[pa.RecordBatch]:
+        """The batches cut where the group changes."""
+        for batch in filter(len, reader):
+            values = [batch.column(name).to_numpy(zero_copy_only=False) for name in groups]
+            changes = np.flatnonzero(np.any([v[1:] != v[:-1] for v in values], axis=0)) + 1
+            bounds = [0, *changes.tolist(), len(batch)]
+            yield from (batch.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
 
-def _batch_key(batch: pa.RecordBatch, groups: list[str]) -> Hashable:
-    """The group key of ``batch``'s first row."""
-    return key_of(batch.column(name)[0].as_py() for name in groups)
+    def first_key(piece: pa.RecordBatch) -> Hashable:
+        return key_of(piece.column(name)[0].as_py() for name in groups)
+
+    for key, same in itertools.groupby(pieces(), first_key):
+        yield key, _columns(list(same))
 
 
 def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMResults
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from attnmag.models.cr2 import cr2_covariance
-from attnmag.models.tidy import Estimate
+from attnmag.models.tidy import Estimate, fit_stats
 
 __all__ = [
     "COV_TYPES",
@@ -108,8 +108,7 @@ class GroupedDesign:
         data = np.column_stack([exog, exog_re, endog])
         n, m = data.shape
         labels, codes = np.unique(groups, return_inverse=True)
-        n_groups = len(labels)
-        indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+        indicator = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(labels), n))
         # Column by column: a batch's n x m products at a time, not n x m x m.
         cross = np.stack([indicator @ (data * data[:, [i]]) for i in range(m)], axis=1)
         return cls(cross, n, exog.shape[1], exog_re.shape[1])
@@ -117,27 +116,36 @@ class GroupedDesign:
     def gls(self, cov_rel: np.ndarray) -> GLS:
         """GLS with V_i = scale (I + Z_i P Z_i'), P = ``cov_rel`` (statsmodels'
         ``cov_re_unscaled``, possibly singular); ML's scale and likelihood where ``ml``."""
-        p = self.k_fe
-        logdet_inner, xwxy_groups, ywy = self._weighted(cov_rel)
-        xwxy = xwxy_groups.sum(axis=0)  # [X'WX | X'Wy]
-        xwx, xwy = xwxy[:, :p], xwxy[:, p]
-        fe_params = np.linalg.solve(xwx, xwy)
-        dof = self.n_obs if self.ml else self.n_obs - p
-        scale = float((ywy - xwy @ fe_params) / dof)
-        logdets = logdet_inner + (0.0 if self.ml else np.linalg.slogdet(xwx)[1])
-        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
-        return GLS(fe_params, np.linalg.inv(xwx), scale, float(llf))
+        logdet, xwxy_groups = self._weighted(cov_rel)
+        xwxy = xwxy_groups.sum(axis=0)
+        fe_params, scale, llf = self._profiled(xwxy, logdet)
+        xwx_inv = np.linalg.inv(xwxy[: self.k_fe, : self.k_fe])
+        return GLS(fe_params, xwx_inv, float(scale), float(llf))
 
-    def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray, float]:
-        """sum log det(I + P Z_i'Z_i), per group [X_i'W_iX_i | X_i'W_iy_i], sum y_i'W_iy_i."""
+    def _weighted(self, cov_rel: np.ndarray) -> tuple[float, np.ndarray]:
+        """sum log det(I + P Z_i'Z_i) and per group [X_i y_i]'W_i[X_i y_i]."""
         p, q, cross = self.k_fe, self.k_re, self.cross
-        x, z, y = slice(0, p), slice(p, p + q), p + q
-        xy = np.r_[x, y]
+        xy, z = np.r_[0:p, p + q], slice(p, p + q)
+        if not cov_rel.any():  # OLS (W_i = I): what the products below give, without them
+            return 0.0, cross[:, xy][:, :, xy]
         inner = np.eye(q) + cov_rel @ cross[:, z, z]
         k = np.linalg.solve(inner, cov_rel @ cross[:, z][:, :, xy])  # (G, q, p + 1)
-        xwxy_groups = cross[:, x][:, :, xy] - cross[:, x, z] @ k
-        ywy = (cross[:, y, y] - np.einsum("gq,gq->g", cross[:, z, y], k[:, :, p])).sum()
-        return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups, float(ywy)
+        xwxy_groups = cross[:, xy][:, :, xy] - cross[:, xy, z] @ k
+        return float(np.linalg.slogdet(inner)[1].sum()), xwxy_groups
+
+    def _profiled(
+        self, xwxy: np.ndarray, logdet: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """GLS's fixed effects, scale and REML (ML where ``ml``), each or stacked, from
+        [X y]'W[X y] and sum_i log det(I + P Z_i'Z_i): the one likelihood of every search."""
+        p = self.k_fe
+        dof = self.n_obs if self.ml else self.n_obs - p
+        xwx, xwy = xwxy[..., :p, :p], xwxy[..., :p, p]
+        fe_params = np.linalg.solve(xwx, xwy[..., None])[..., 0]
+        scale = (xwxy[..., p, p] - (xwy * fe_params).sum(axis=-1)) / dof
+        if not self.ml:
+            logdet = logdet + np.linalg.slogdet(xwx)[1]
+        return fe_params, scale, -0.5 * (dof * np.log(2 * np.pi * scale) + logdet + dof)
 
     def fixed_effects(
         self,
@@ -151,17 +159,16 @@ class GroupedDesign:
         """GLS at ``cov_rel`` and its fixed effects' ``Estimate`` fields, errors by ``cov_type``:
         CR1 by group on G - 1 df (ML's: ``stacked_covariance``), CR2 with Bell-McCaffrey df, or
         the model's on ``model_df``."""
-        point, df = self.gls(cov_rel), float(n_groups - 1)
+        point, df, index = self.gls(cov_rel), float(n_groups - 1), list(terms)
         if cov_type == "cr2":
             covariance, df_terms = cr2_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
-            df = pd.Series(df_terms, index=list(terms))
+            df = pd.Series(df_terms, index=index)
         elif cov_type == "model":
             covariance, df = point.scale * point.xwx_inv, model_df
         elif self.ml:
             covariance = stacked_covariance(self, cov_rel, point)
         else:
             covariance = cluster_covariance(self, cov_rel, point.fe_params, point.xwx_inv)
-        index = list(terms)
         return point, {
             "estimate": pd.Series(point.fe_params, index=index),
             "std_error": pd.Series(np.sqrt(np.diag(covariance)), index=index),
@@ -180,43 +187,33 @@ class GroupedDesign:
         deviation over the rows, which L-BFGS climbs better; the random effects' scales."""
         p, total, n = self.k_fe, self.cross.sum(axis=0), self.n_obs
         spread = np.sqrt((total[p + 1, p + 1] - total[p, p + 1] ** 2 / n) / (n - 1))
-        cross = self.cross.copy()
-        cross[:, p + 1, :] /= spread
-        cross[:, :, p + 1] /= spread
-        return replace(self, cross=cross), np.array([1.0, 1.0 / spread])
+        scales = np.ones(len(total))
+        scales[p + 1] = 1 / spread
+        return replace(self, cross=self.cross * np.outer(scales, scales)), scales[p : p + 2]
 
     def intercept_profile(self, sds: np.ndarray) -> np.ndarray:
-        """REML (ML where ``ml``) at each relative sd in ``sds`` of a random intercept alone."""
-        return _intercept_profiler(self)(sds)
-
-
-def _intercept_profiler(design: GroupedDesign) -> Callable[[np.ndarray], np.ndarray]:
-    """``design.intercept_profile`` for many sds at once: W_i = I - c_i Z_iZ_i', c_i =
-    t^2 / (1 + t^2 Z_i'Z_i), so Z_i'[X_i y_i]'s outer products are summed per Z_i'Z_i once."""
-    if design.k_re != 1:
-        raise ValueError("intercept_profile needs a random intercept alone")
-    p, cross = design.k_fe, design.cross
-    xy = np.r_[0:p, p + 1]
-    zxy = cross[:, p, xy]  # (G, p + 1)
-    sizes, index, counts = np.unique(cross[:, p, p], return_inverse=True, return_counts=True)
-    outer = np.zeros((len(sizes), (p + 1) ** 2))
-    np.add.at(outer, index, (zxy[:, :, None] * zxy[:, None, :]).reshape(len(zxy), -1))
-    total = cross[:, xy][:, :, xy].sum(axis=0)
-    dof = design.n_obs if design.ml else design.n_obs - p
-
-    def profile(sds: np.ndarray) -> np.ndarray:
+        """REML (ML where ``ml``) at each relative sd t in ``sds`` of a random intercept alone:
+        W_i = I - c_i Z_iZ_i', c_i = t^2 / (1 + t^2 Z_i'Z_i), so Z_i'[X_i y_i]'s outer products
+        are summed per Z_i'Z_i once, for every call."""
+        sizes, counts, outer, total = self._by_size
         variance = np.asarray(sds, dtype=np.float64)[:, None] ** 2
         c = variance / (1 + variance * sizes)  # (T, sizes)
-        xwxy = total - (c @ outer).reshape(-1, p + 1, p + 1)
-        xwx, xwy, ywy = xwxy[:, :p, :p], xwxy[:, :p, p], xwxy[:, p, p]
-        fe_params = np.linalg.solve(xwx, xwy[:, :, None])[:, :, 0]
-        scale = (ywy - (xwy * fe_params).sum(axis=1)) / dof
-        logdets = np.log1p(variance * sizes) @ counts
-        if not design.ml:
-            logdets = logdets + np.linalg.slogdet(xwx)[1]
-        return -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
+        xwxy = total - (c @ outer).reshape(len(c), *total.shape)
+        return self._profiled(xwxy, np.log1p(variance * sizes) @ counts)[2]
 
-    return profile
+    @cached_property
+    def _by_size(self) -> tuple[np.ndarray, ...]:
+        """The distinct Z_i'Z_i, their counts, their Z_i'[X_i y_i]'s summed outer products,
+        and sum_i [X_i y_i]'[X_i y_i]."""
+        if self.k_re != 1:
+            raise ValueError("intercept_profile needs a random intercept alone")
+        p, cross = self.k_fe, self.cross
+        xy = np.r_[0:p, p + 1]
+        zxy = cross[:, p, xy]  # (G, p + 1)
+        sizes, index, counts = np.unique(cross[:, p, p], return_inverse=True, return_counts=True)
+        outer = np.zeros((len(sizes), (p + 1) ** 2))
+        np.add.at(outer, index, (zxy[:, :, None] * zxy[:, None, :]).reshape(len(zxy), -1))
+        return sizes, counts, outer, cross[:, xy][:, :, xy].sum(axis=0)
 
 
 def is_boundary(cov_rel: np.ndarray, *, tol: float = BOUNDARY_TOL) -> bool:
@@ -271,7 +268,6 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
     zt0, zt1 = zxy[:, 0, None, :], zxy[:, 1, None, :]
     outer = np.stack([z0 * zt0, z0 * zt1 + z1 * zt0, z1 * zt1], axis=1).reshape(len(n00), 3, -1)
     total = cross[:, xy][:, :, xy].sum(axis=0)
-    dof = design.n_obs if design.ml else design.n_obs - p
 
     def objective(packed: np.ndarray) -> tuple[float, np.ndarray]:
         factor = np.array([[packed[0], 0.0], [packed[1], packed[2]]])
@@ -282,25 +278,18 @@ def _two_effects(design: GroupedDesign) -> Callable[[np.ndarray], tuple[float, n
         d = 1 + np00 + np11 + det_p * det_n
         k = np.stack([p00 + det_p * n11, p01 - det_p * n01, p11 + det_p * n00], axis=1) / d[:, None]
         xwxy = total - (k.reshape(-1) @ outer.reshape(-1, (p + 1) ** 2)).reshape(p + 1, p + 1)
-        xwx, xwy = xwxy[:p, :p], xwxy[:p, p]
-        fe_params = np.linalg.solve(xwx, xwy)
-        scale = (xwxy[p, p] - xwy @ fe_params) / dof
-        logdets = np.log(d).sum() + (0.0 if design.ml else np.linalg.slogdet(xwx)[1])
-        llf = -0.5 * (dof * np.log(2 * np.pi * scale) + logdets + dof)
-        # (I + NP)^-1 = adj(I + NP) / D, rows of Z_i'W_i = (I + NP)^-1 Z_i'
-        r = zxy @ np.r_[-fe_params, 1.0]  # Z_i'(y_i - X_i b)
-        u0 = ((1 + np11) * r[:, 0] - np01 * r[:, 1]) / d
-        u1 = ((1 + np00) * r[:, 1] - np10 * r[:, 0]) / d
+        fe_params, scale, llf = design._profiled(xwxy, np.log(d).sum())
+        # Z_i'W_i[X_i y_i] = (I + NP)^-1 Z_i'[X_i y_i], (I + NP)^-1 = adj(I + NP) / D, by row
+        zw0 = ((1 + np11)[:, None] * zxy[:, 0] - np01[:, None] * zxy[:, 1]) / d[:, None]
+        zw1 = ((1 + np00)[:, None] * zxy[:, 1] - np10[:, None] * zxy[:, 0]) / d[:, None]
+        u0, u1 = zw0 @ np.r_[-fe_params, 1.0], zw1 @ np.r_[-fe_params, 1.0]  # Z_i'W_i e_i
         w00, w01 = ((n00 + det_n * p11) / d).sum(), ((n01 - det_n * p01) / d).sum()
         zwz = np.array([[w00, w01], [w01, ((n11 + det_n * p00) / d).sum()]])
         uu = np.array([[u0 @ u0, u0 @ u1], [u0 @ u1, u1 @ u1]])
         gradient = zwz - uu / scale
         if not design.ml:
-            zx0, zx1, by = zxy[:, 0, :p], zxy[:, 1, :p], d[:, None]
-            zwx0 = ((1 + np11)[:, None] * zx0 - np01[:, None] * zx1) / by
-            zwx1 = ((1 + np00)[:, None] * zx1 - np10[:, None] * zx0) / by
-            zwx = np.stack([zwx0, zwx1], axis=1)
-            fixed = np.tensordot(zwx @ np.linalg.inv(xwx), zwx, axes=([0, 2], [0, 2]))
+            zwx = np.stack([zw0[:, :p], zw1[:, :p]], axis=1)
+            fixed = np.tensordot(zwx @ np.linalg.inv(xwxy[:p, :p]), zwx, axes=([0, 2], [0, 2]))
             gradient = gradient - fixed
         by_factor = -gradient @ factor  # the gradient of REML in L, 2 G L, is -(...) L
         return -float(llf), -by_factor[np.tril_indices(2)]
@@ -312,17 +301,16 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     """The random intercept's relative standard deviation at REML's global maximum."""
     upper = max(10.0, 10 * theta)
     sds = np.r_[0.0, np.geomspace(PROFILE_LOWEST, upper, PROFILE_POINTS)]
-    profile_at = _intercept_profiler(design)
-    profile = profile_at(sds)
+    profile = design.intercept_profile(sds)
     while profile.argmax() == len(sds) - 1 and sds[-1] < PROFILE_HIGHEST:
         more = sds[-1] * np.geomspace(1.2, 100.0, PROFILE_POINTS // 2)
-        sds, profile = np.r_[sds, more], np.r_[profile, profile_at(more)]
+        sds, profile = np.r_[sds, more], np.r_[profile, design.intercept_profile(more)]
     best = int(profile.argmax())
     low, high = sds[max(best - 1, 0)], sds[min(best + 1, len(sds) - 1)]
     sd, llf, width = sds[best], profile[best], ZOOM_TOL * high
     while high - low > width:
         points = np.linspace(low, high, ZOOM_POINTS)
-        values = profile_at(points)
+        values = design.intercept_profile(points)
         at = int(values.argmax())
         if values[at] > llf:
             sd, llf = points[at], values[at]
@@ -331,30 +319,15 @@ def _intercept_maximum(design: GroupedDesign, theta: float) -> float:
     return 0.0 if profile[0] >= llf - ZERO_TOL else float(sd)
 
 
-def _ols(design: GroupedDesign) -> tuple[np.ndarray, float, float]:
-    """OLS's coefficients, residual and (about the mean) total sum of squares."""
-    p = design.k_fe
-    total = design.cross.sum(axis=0)
-    x, z, y = slice(0, p), p, p + design.k_re
-    beta = np.linalg.solve(total[x, x], total[x, y])
-    rss = total[y, y] - total[x, y] @ beta
-    return beta, float(rss), float(total[y, y] - total[z, y] ** 2 / design.n_obs)
-
-
 def _moment_start(design: GroupedDesign) -> float:
     """The random intercept's relative standard deviation by moments on OLS residuals."""
     p, cross = design.k_fe, design.cross
-    x, z, y = slice(0, p), p, p + design.k_re
-    beta = _ols(design)[0]
-    sizes = cross[:, z, z]
-    sums = cross[:, z, y] - cross[:, z, x] @ beta
-    squares = (
-        cross[:, y, y]
-        - 2 * cross[:, x, y] @ beta
-        + np.einsum("j,gjk,k->g", beta, cross[:, x, x], beta)
-    )
-    n_groups = len(sizes)
-    within = np.sum(squares - sums**2 / sizes) / max(design.n_obs - n_groups, 1)
+    beta = design.gls(np.zeros((design.k_re, design.k_re))).fe_params  # OLS's
+    xy, residual = np.r_[0:p, p + design.k_re], np.r_[-beta, 1.0]
+    sizes = cross[:, p, p]
+    sums = cross[:, p, xy] @ residual  # per group 1'e_i
+    squares = np.einsum("i,gij,j->g", residual, cross[:, xy][:, :, xy], residual)  # e_i'e_i
+    within = np.sum(squares - sums**2 / sizes) / max(design.n_obs - len(sizes), 1)
     between = max(np.var(sums / sizes) - within * np.mean(1 / sizes), 0.0)
     return max(np.sqrt(between / within), 0.05)
 
@@ -380,22 +353,18 @@ def mixed_fit(
     (2, 15.0)
     """
     cov_rel, converged, notes = reml_maximum(design)
-    options = {"cov_type": cov_type, "model_df": np.inf}
-    point, fields = design.fixed_effects(cov_rel, terms, n_groups, **options)
+    point, fields = design.fixed_effects(
+        cov_rel, terms, n_groups, cov_type=cov_type, model_df=np.inf
+    )
     cov_re = point.scale * np.outer(scales, scales) * cov_rel
     n_params = design.k_fe + design.k_re * (design.k_re + 1) // 2 + 1
     finite = np.isfinite(fields["estimate"]).all() and np.isfinite(fields["std_error"]).all()
-    llf = point.llf_reml
     slope = design.k_re == 2
     return Estimate(
         **fields,
         converged=converged and bool(finite),
         stats={
-            "r2": np.nan,
-            "loglik": llf,
-            "aic": -2 * llf + 2 * n_params,
-            "bic": -2 * llf + np.log(design.n_obs) * n_params,
-            "sigma": float(np.sqrt(point.scale)),
+            **fit_stats(point.llf_reml, n_params, design.n_obs, point.scale),
             "boundary": is_boundary(cov_rel),
             "var_intercept": float(cov_re[0, 0]),
             "var_position": float(cov_re[1, 1]) if slope else np.nan,
@@ -425,8 +394,7 @@ def mixed_result(
     if random_slope:
         data = data.assign(position_sd=data["position"] / data["position"].std())
     re_formula = "~position_sd" if random_slope else None
-    groups = data["sequence"].to_numpy()
-    model = MixedLM.from_formula(formula, data, groups=groups, re_formula=re_formula)
+    model = MixedLM.from_formula(formula, data, groups="sequence", re_formula=re_formula)
     # On a singular covariance statsmodels' likelihood is wrong: the diagonal is floored.
     factor = np.linalg.cholesky(cov_rel + 1e-12 * np.eye(len(cov_rel)))
     np.fill_diagonal(factor, np.maximum(np.diag(factor), START_FLOOR))
@@ -450,9 +418,9 @@ def cluster_covariance(
     >>> cluster_covariance(design, np.array([[0.5]]), point.fe_params, point.xwx_inv).shape
     (2, 2)
     """
-    xwxy = design._weighted(cov_rel)[1]
-    scores = xwxy[:, :, design.k_fe] - xwxy[:, :, : design.k_fe] @ fe_params
-    n_groups, n_obs, k = len(scores), design.n_obs, design.k_fe
+    n_obs, k = design.n_obs, design.k_fe
+    scores = design._weighted(cov_rel)[1][:, :k] @ np.r_[-fe_params, 1.0]  # X_g'W_g e_g
+    n_groups = len(scores)
     factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
     return factor * xwx_inv @ (scores.T @ scores) @ xwx_inv
 
@@ -460,14 +428,13 @@ def cluster_covariance(
 def _intercept_terms(design: GroupedDesign, theta: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per group at ``theta`` (as ``ml_scores``): n_i, X_i'1, 1'e_i, d_i, X_i'W_ie_i, e_i'W_ie_i."""
     p, cross = design.k_fe, design.cross
-    beta, tau = theta[:p], theta[p + 1]
+    xy, residual, tau = np.r_[0:p, p + 1], np.r_[-theta[:p], 1.0], theta[p + 1]
     size, one_x = cross[:, p, p], cross[:, p, :p]
-    xx, xy = cross[:, :p, :p], cross[:, :p, p + 1]
-    one_e = cross[:, p, p + 1] - one_x @ beta
+    one_e = cross[:, p, xy] @ residual
     inner = 1 + tau * size
     shrink = tau / inner  # W_i = I - shrink_i 1 1'
-    xwe = xy - xx @ beta - (shrink * one_e)[:, None] * one_x
-    ewe = cross[:, p + 1, p + 1] - 2 * xy @ beta + (xx @ beta) @ beta - shrink * one_e**2
+    xwe = cross[:, :p, xy] @ residual - (shrink * one_e)[:, None] * one_x
+    ewe = np.einsum("i,gij,j->g", residual, cross[:, xy][:, :, xy], residual) - shrink * one_e**2
     return size, one_x, one_e, inner, xwe, ewe
 
 
@@ -483,19 +450,6 @@ def ml_scores(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
             -size / (2 * inner) + one_e**2 / (2 * scale * inner**2),
         ]
     )
-
-
-def _ml_information(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
-    """Per group, the Fisher information at ``theta`` (as ``ml_scores``), block diagonal."""
-    p, scale, tau = design.k_fe, theta[design.k_fe], theta[design.k_fe + 1]
-    size, one_x, _, inner, _, _ = _intercept_terms(design, theta)
-    xwx = design.cross[:, :p, :p] - np.einsum("g,gi,gj->gij", tau / inner, one_x, one_x)
-    information = np.zeros((len(size), p + 2, p + 2))
-    information[:, :p, :p] = xwx / scale
-    information[:, p, p] = size / (2 * scale**2)
-    information[:, p, p + 1] = information[:, p + 1, p] = size / (2 * scale * inner)
-    information[:, p + 1, p + 1] = (size / inner) ** 2 / 2
-    return information
 
 
 def ml_hessian(design: GroupedDesign, theta: np.ndarray) -> np.ndarray:
@@ -539,12 +493,20 @@ def stacked_covariance(design: GroupedDesign, cov_rel: np.ndarray, point: GLS) -
     """
     if not (design.ml and design.k_re == 1):
         raise ValueError("stacked_covariance needs an ML design with a random intercept alone")
-    k = design.k_fe
+    k, scale, tau = design.k_fe, point.scale, cov_rel[0, 0]
     used = slice(0, k + 2 if cov_rel.any() else k)
-    theta = np.r_[point.fe_params, point.scale, cov_rel[0, 0]]
+    theta = np.r_[point.fe_params, scale, tau]
     scores = ml_scores(design, theta)[:, used]
     jacobian = ml_hessian(design, theta)
-    information = _ml_information(design, theta)[:, used, used]
+    # F_g, block diagonal.
+    size, one_x, _, inner, _, _ = _intercept_terms(design, theta)
+    xwx = design.cross[:, :k, :k] - np.einsum("g,gi,gj->gij", tau / inner, one_x, one_x)
+    information = np.zeros((len(size), k + 2, k + 2))
+    information[:, :k, :k] = xwx / scale
+    information[:, k, k] = size / (2 * scale**2)
+    information[:, k, k + 1] = information[:, k + 1, k] = size / (2 * scale * inner)
+    information[:, k + 1, k + 1] = (size / inner) ** 2 / 2
+    information = information[:, used, used]
     total = information.sum(axis=0)
     corrected = np.linalg.solve(total - information, scores[:, :, None])[:, :, 0] @ total
     bread = np.linalg.inv(jacobian[used, used])
@@ -570,12 +532,10 @@ def slope_test(slope: GroupedDesign) -> tuple[float, float]:
     # One climb on the slope centred (the same maximum, easier to climb), from the null's
     # intercept sd and a small slope sd (at a zero element of L and the one below it the
     # gradient in it vanishes).
-    p, cross = slope.k_fe, slope.cross.copy()
-    mean = cross[:, p, p + 1].sum() / slope.n_obs
-    cross[:, :, p + 1] -= mean * cross[:, :, p]
-    cross[:, p + 1, :] -= mean * cross[:, p, :]
+    p, centre = slope.k_fe, np.eye(slope.cross.shape[1])
+    centre[p + 1, p] = -slope.cross[:, p, p + 1].sum() / slope.n_obs  # minus the slope's mean
     start = [max(sd, SLOPE_START), 0.0, SLOPE_START]
-    alternative = -_climb(replace(slope, cross=cross), start).fun
+    alternative = -_climb(replace(slope, cross=centre @ slope.cross @ centre.T), start).fun
     lr = max(2 * (alternative - null), 0.0)
     return lr, float(0.5 * chi2.sf(lr, 1) + 0.5 * chi2.sf(lr, 2))
 
@@ -593,9 +553,11 @@ def reml_maximum(design: GroupedDesign) -> tuple[np.ndarray, bool, list[str]]:
     """
     criterion = "the likelihood" if design.ml else "REML"
     ols = "the boundary fit (GLS at zero variance, i.e. OLS) is reported"
-    _, rss, tss = _ols(design)
-    if rss <= EXACT_TOL * tss:
-        cov_rel, converged = np.zeros((design.k_re, design.k_re)), True
+    zero, total = np.zeros((design.k_re, design.k_re)), design.cross.sum(axis=0)
+    z, y = design.k_fe, design.k_fe + design.k_re
+    rss = design.gls(zero).scale * (design.n_obs if design.ml else design.n_obs - design.k_fe)
+    if rss <= EXACT_TOL * (total[y, y] - total[z, y] ** 2 / design.n_obs):  # about the mean
+        cov_rel, converged = zero, True
         note = f"the fixed effects fit the outcome exactly (to rounding), so {criterion} is "
         note += f"rounding noise: {ols}"
     else:

@@ -13,13 +13,9 @@ levels ``l0`` .. ``l7``, part by part), and every design column is a base column
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -60,9 +56,6 @@ __all__ = [
 ]
 
 BATCH_ROWS = 1 << 14
-#: Groups' sums a thread of their own queries ahead of the fits (``_ahead``).
-SUMS_AHEAD = 4
-_Item = TypeVar("_Item")
 #: Reads a group's fitted rows again, for statsmodels' results and ``Fits.augment``.
 Rows = Callable[[], pd.DataFrame]
 #: A group's per-sequence (or per-position) sums, by name.
@@ -242,6 +235,8 @@ def trend_request(
     check_first_position(first_position, max_position)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
+    # [1, position | 1 (, position) | log_norm] from [1, position, log_norm]
+    mapping = np.eye(3)[[0, 1, 0, *[1] * random_slope, 2]]
     return Request(
         fit="position_trend",
         method=method,
@@ -255,7 +250,7 @@ def trend_request(
         terms=("Intercept", "position"),
         n_positions=3,
         formula="log_norm ~ position",
-        design=partial(_trend_design, slope=random_slope),
+        design=partial(_mapped, base=("position", "log_norm"), mapping=mapping, k_fe=2),
         cov_type=cov_type,
         random_slope=random_slope,
     )
@@ -280,9 +275,10 @@ def lag_request(
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
         formula, design = "log_norm ~ 0 + lag1 + lag2 + position", None
-    elif method == "ols":
+    elif method == "ols":  # [1, lag1, lag2 | 1 | log_norm]
         terms, formula = ("Intercept", "lag1", "lag2"), "log_norm ~ lag1 + lag2"
-        base, design = ("lag1", "lag2", "log_norm"), _lag_design
+        base = ("lag1", "lag2", "log_norm")
+        design = partial(_mapped, base=base, mapping=np.eye(4)[[0, 1, 2, 0, 3]], k_fe=3)
     else:
         terms = ("Intercept", "lag1", "lag2", "position", "y1", "y2")
         formula = "log_norm ~ lag1 + lag2 + position + y1 + y2"
@@ -309,7 +305,7 @@ def fit_requests(
     source: Source, requests: list[Request], *, n_jobs: int | None, progress: bool | None
 ) -> list[Fits]:
     """The ``Fits`` of each of ``requests`` on ``source``, each group fitted as its sums
-    arrive from a thread of their own (``_ahead``), summed once where requests share rows.
+    arrive, summed once where requests share rows.
 
     >>> from attnmag.models.source import open_source
     >>> asked = [trend_request(method="ols"), lag_request(method="gmm")]
@@ -324,62 +320,31 @@ def fit_requests(
         needed = ["layer", "sequence", "position", *(c for r in requests for c in r.checked)]
         check_columns(source.name, columns, needed)
         groups, expected = group_keys(connection, columns, requests[0].layers)
-        sets = _shared(requests)
-        with _ahead(_sums(source, n_jobs, groups, sets), SUMS_AHEAD) as chunks:
-            leading = {}
-            for first in {request.leading for request in requests}:
-                query = leading_query(sql_list(groups), first, _in_layers(requests[0].layers))
-                reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
-                leading[first] = {k: leading_stats(s, first) for k, s in by_group(reader, groups)}
-            for shared in sets:
-                label = ", ".join(f"{r.fit} {r.method}" for r in shared)
-                total = len(expected) * len(shared)
-                with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
-                    for key, sums in iter(partial(next, chunks), None):
-                        for request in shared:
-                            diagnostic = leading[request.leading].get(key, {})
-                            found[id(request)][key] = _fit_group(
-                                source, request, groups, key, dict(sums), diagnostic
-                            )
-                            bar.update(1)
+        leading = {}
+        for first in {request.leading for request in requests}:
+            query = leading_query(sql_list(groups), first, _in_layers(requests[0].layers))
+            reader = connection.sql(query).to_arrow_reader(BATCH_ROWS)
+            leading[first] = {k: leading_stats(s, first) for k, s in by_group(reader, groups)}
+        for shared in _shared(requests):
+            if shared[0].method == "gmm":
+                chunks = _gmm_by_group(connection, source, groups, shared[0])
+            else:
+                query = _sums_query(groups, shared)
+                chunks = by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
+            label = ", ".join(f"{r.fit} {r.method}" for r in shared)
+            total = len(expected) * len(shared)
+            with progress_bar(progress, total=total, unit="fit", desc=label, delay=1.0) as bar:
+                for key, sums in chunks:
+                    for request in shared:
+                        diagnostic = leading[request.leading].get(key, {})
+                        found[id(request)][key] = _fit_group(
+                            source, request, groups, key, dict(sums), diagnostic
+                        )
+                        bar.update(1)
     for request in requests:
         for key in [key for key in expected if key not in found[id(request)]]:
             _check_size(request, groups, key, n_rows=0, n_sequences=0, n_covered=0)
     return [fits_of([found[id(request)][key] for key in expected]) for request in requests]
-
-
-def _sums(
-    source: Source, n_jobs: int | None, groups: list[str], sets: list[list[Request]]
-) -> Iterator[tuple[Hashable, dict[str, np.ndarray]] | None]:
-    """Per set of ``_shared`` requests, each group's sums in key order, then ``None``."""
-    with source.connected(n_jobs) as connection:
-        for shared in sets:
-            if shared[0].method == "gmm":
-                yield from _gmm_by_group(connection, source, groups, shared[0])
-            else:
-                query = _sums_query(groups, shared)
-                yield from by_group(connection.sql(query).to_arrow_reader(BATCH_ROWS), groups)
-            yield None
-
-
-@contextmanager
-def _ahead(items: Iterator[_Item], depth: int) -> Iterator[Iterator[_Item]]:
-    """``items``, made by a thread of their own at most ``depth`` ahead (DuckDB releases the
-    GIL); an error there is raised here, in its place; on exit that thread stops."""
-    end = object()
-    pool = ThreadPoolExecutor(1, thread_name_prefix="attnmag-ahead")
-    made = deque(pool.submit(next, items, end) for _ in range(depth))
-
-    def taken() -> Iterator[_Item]:
-        while (item := made.popleft().result()) is not end:
-            made.append(pool.submit(next, items, end))
-            yield item
-
-    try:
-        yield taken()
-    finally:
-        pool.shutdown(cancel_futures=True)
-        items.close()
 
 
 def _shared(requests: list[Request]) -> list[list[Request]]:
@@ -398,7 +363,7 @@ def _sums_query(groups: list[str], requests: list[Request]) -> str:
     names = [column for column in BASE if any(column in r.base for r in requests)]
     base = ["", *names]
     pairs = [(a, b) for i, a in enumerate(base) for b in base[i:] if b]  # 1 x 1 is the count
-    sums = [f"sum({_product(a, b)}) AS {_pair(a, b)}" for a, b in pairs]
+    sums = [f"sum({' * '.join(BASE[c] for c in (a, b) if c)}) AS {_pair(a, b)}" for a, b in pairs]
     checked = list(dict.fromkeys(c for r in requests for c in r.checked))
     finite = " AND ".join(f"isfinite({column})" for column in checked)
     first = requests[0].first
@@ -446,8 +411,7 @@ def _gmm_by_group(
     groups: list[str],
     request: Request,
 ) -> Iterator[tuple[Hashable, Sums]]:
-    """Per group, its texts' ``gmm_reduced`` sums, one part of whole texts (``Source.parts``)
-    at a time."""
+    """Per group, its texts' ``gmm_reduced`` sums, queried part by part (``Source.parts``)."""
     parts: dict[Hashable, list[Sums]] = {}
     query = f"{_gmm_query(groups, request)} ORDER BY {sql_list(groups)}, sequence"
     for part in source.parts():
@@ -498,11 +462,6 @@ def _gmm_query(groups: list[str], request: Request) -> str:
     )
 
 
-def _product(a: str, b: str) -> str:
-    """The SQL of the product of base columns ``a`` and ``b`` (``""``: the constant 1)."""
-    return " * ".join(BASE[c] for c in (a, b) if c)
-
-
 def _pair(a: str, b: str) -> str:
     """The name of the sum of ``a`` times ``b`` (``""``: the constant 1), in either order."""
     names = sorted((c for c in (a, b) if c), key=list(BASE).index)
@@ -518,14 +477,12 @@ def _fit_group(
     diagnostic: dict[str, float | bool],
 ) -> tuple[pd.DataFrame, dict[str, object], GroupFit]:
     """One group's sums checked and fitted (a ``failed_fit`` where the linear algebra fails)."""
-    if request.last is not None:
+    positions, n_covered = None, int(sums["last_position"].max()) - request.first + 1
+    if request.last is not None:  # the trend's: per position too
         per_position = sums.pop("per_position").astype(bool)
         positions = {name: values[per_position] for name, values in sums.items()}
         sums = {name: values[~per_position] for name, values in sums.items()}
         n_covered = int(per_position.sum())
-    else:
-        positions = None
-        n_covered = int(sums["last_position"].max()) - request.first + 1
     if sums["n_bad"].any():
         raise not_finite(list(request.checked), request.first)
     n_rows, n_sequences = int(sums["n"].sum()), len(sums["n"])
@@ -545,12 +502,7 @@ def _fit_group(
 
     def run() -> Estimate:
         try:
-            if request.method == "aggregate":
-                fitted = _aggregate(sums, positions)
-            else:
-                fitted = (
-                    gmm_fit(sums) if request.method == "gmm" else _estimate(request, sums, rows)
-                )
+            fitted = _estimate(request, sums, positions, rows)
         except (np.linalg.LinAlgError, ValueError) as error:
             message = f"{request.method} fit failed: {type(error).__name__}: {error}"
             fitted = failed_fit(request.terms, n_obs=n_rows, n_groups=n_sequences, message=message)
@@ -611,18 +563,7 @@ def _mapped(
     names = ["", *base]
     cross = symmetric(sums, lambda i, j: _pair(names[i], names[j]), len(names))
     design = mapping @ cross @ np.swapaxes(mapping, -1, -2)
-    k_re = design.shape[1] - k_fe - 1
-    return GroupedDesign(design, int(sums["n"].sum()), k_fe, k_re, ml)
-
-
-def _trend_design(sums: Sums, *, slope: bool) -> GroupedDesign:
-    """``[1, position | 1 (, position) | log_norm]``."""
-    return _mapped(sums, ("position", "log_norm"), np.eye(3)[[0, 1, 0, *[1] * slope, 2]], 2)
-
-
-def _lag_design(sums: Sums) -> GroupedDesign:
-    """``[1, lag1, lag2 | 1 | log_norm]``."""
-    return _mapped(sums, ("lag1", "lag2", "log_norm"), np.eye(4)[[0, 1, 2, 0, 3]], 3)
+    return GroupedDesign(design, int(sums["n"].sum()), k_fe, design.shape[1] - k_fe - 1, ml)
 
 
 def _initial_conditions_design(sums: Sums, *, slope: bool) -> GroupedDesign:
@@ -666,8 +607,12 @@ def fit_design(
     return mixed_fit(design, scales, terms, n_groups, cov_type=cov_type, result=result)
 
 
-def _estimate(request: Request, sums: Sums, rows: Rows) -> Estimate:
-    """``fit_design`` of a group; for ``initial_conditions`` with the lag1 slope's test."""
+def _estimate(request: Request, sums: Sums, positions: Sums | None, rows: Rows) -> Estimate:
+    """A group's fit by ``request.method``; ``initial_conditions`` with the lag1 slope's test."""
+    if request.method == "aggregate":
+        return _aggregate(sums, positions)
+    if request.method == "gmm":
+        return gmm_fit(sums)
     n_groups = len(sums["n"])
     cov_type = request.cov_type or ("cr2" if n_groups < CR2_BELOW else "cluster")
     options = {"random_slope": request.random_slope, "rows": rows, "formula": request.formula}

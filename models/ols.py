@@ -14,7 +14,7 @@ import pandas as pd
 from statsmodels.regression.linear_model import OLS, RegressionResults
 
 from attnmag.models.mixed import GroupedDesign
-from attnmag.models.tidy import Estimate
+from attnmag.models.tidy import Estimate, fit_stats
 
 __all__ = ["cluster_ols_result", "ols_fit"]
 
@@ -42,8 +42,7 @@ def ols_fit(
     """
     n, k = design.n_obs, design.k_fe
     zero = np.zeros((design.k_re, design.k_re))
-    options = {"cov_type": cov_type, "model_df": float(n - k)}
-    point, fields = design.fixed_effects(zero, terms, n_groups, **options)
+    point, fields = design.fixed_effects(zero, terms, n_groups, cov_type=cov_type, model_df=n - k)
     total = design.cross.sum(axis=0)
     rss = point.scale * (n - k)
     spanned = np.linalg.lstsq(total[:k, :k], total[:k, k], rcond=None)[0]
@@ -54,13 +53,7 @@ def ols_fit(
     return Estimate(
         **fields,
         converged=True,
-        stats={
-            "r2": float(1 - rss / tss),
-            "loglik": float(llf),
-            "aic": float(-2 * llf + 2 * k),
-            "bic": float(-2 * llf + np.log(n) * k),
-            "sigma": float(np.sqrt(point.scale)),
-        },
+        stats=fit_stats(llf, k, n, point.scale, r2=1 - rss / tss),
         result=None if refit is None else lambda: cluster_ols_result(refit(), formula),
     )
 

@@ -34,10 +34,13 @@ class GroupFit:
 
 
 class _Results(Mapping):
-    """Key -> statsmodels result, each built from its group's fit when first asked for."""
+    """Key -> statsmodels result, each built from its group's fit when first asked for; the
+    key is the group's, or ``(fit, method, *key)`` where several fits are present."""
 
-    def __init__(self, parts: dict[Hashable, GroupFit]) -> None:
-        self._parts, self._built = parts, {}
+    def __init__(self, parts: list[GroupFit]) -> None:
+        several = len({part.names for part in parts}) > 1
+        keys = (key_of([*(part.names if several else ()), *part.groups.values()]) for part in parts)
+        self._parts, self._built = dict(zip(keys, parts, strict=True)), {}
 
     def __getitem__(self, key: Hashable) -> object:
         if key not in self._built:
@@ -93,7 +96,7 @@ class Fits:
         self._parts = list(parts)
         self.tidy = tidy
         self.glance = pd.DataFrame.from_records(tidy.attrs.get("glance", []))
-        self.results: Mapping = _Results(_keyed(self._parts))
+        self.results: Mapping = _Results(self._parts)
 
     def augment(self) -> pd.DataFrame:
         """The fitted rows with ``fitted`` (X b: for mixed fits without the random effects)
@@ -140,13 +143,6 @@ class Fits:
         )
 
 
-def _keyed(parts: list[GroupFit]) -> dict[Hashable, GroupFit]:
-    """The parts by group key, or by ``(fit, method, *key)`` where several fits are present."""
-    several = len({part.names for part in parts}) > 1
-    keys = (key_of([*(part.names if several else ()), *part.groups.values()]) for part in parts)
-    return dict(zip(keys, parts, strict=True))
-
-
 def _augment(part: GroupFit) -> pd.DataFrame:
     """One group's rows with ``fitted`` and ``resid``."""
     fit, method = part.names
@@ -154,11 +150,8 @@ def _augment(part: GroupFit) -> pd.DataFrame:
     outcome, design = patsy.dmatrices(part.formula, data, return_type="dataframe")
     fitted = design.to_numpy(np.float64) @ part.estimate.to_numpy(np.float64)
     rows = data.loc[design.index]
-    out = pd.DataFrame({"fit": fit, "method": method, **part.groups}, index=rows.index)
-    out = pd.concat([out, rows], axis=1)
-    name = outcome.columns[0]
-    if name not in out.columns:
-        out[name] = outcome.iloc[:, 0]
-    out["fitted"] = fitted
-    out["resid"] = outcome.iloc[:, 0].to_numpy() - fitted
-    return out.reset_index(drop=True)
+    names = pd.DataFrame({"fit": fit, "method": method, **part.groups}, index=rows.index)
+    computed = outcome.drop(columns=rows.columns, errors="ignore")  # an outcome such as np.log(x)
+    out = pd.concat([names, rows, computed], axis=1)
+    resid = outcome.iloc[:, 0].to_numpy() - fitted
+    return out.assign(fitted=fitted, resid=resid).reset_index(drop=True)

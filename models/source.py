@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from attnmag.database import STORE, connect, database
@@ -49,8 +48,7 @@ _TABLE_NUMBERS = itertools.count()
 
 @dataclass(frozen=True)
 class _Loaded:
-    """A loaded folder: its ``state``, ``table``, ``shards`` (verified files) and ``parts``
-    (per part: its shard's number and its first and last sequence)."""
+    """A loaded folder (``shards``: its verified files; ``parts``: as ``Source.ranges``)."""
 
     state: tuple
     table: str
@@ -100,10 +98,10 @@ class Source:
         """One group's rows (``group``: column -> value) meeting the SQL ``where``, with the
         columns ``select`` gives, by sequence and position."""
         where = [*where, *(f'"{column}" = ?' for column in group)]
-        values = [v.item() if isinstance(v, np.generic) else v for v in group.values()]
         query = f"SELECT {select} FROM frame WHERE {' AND '.join(where)} "
+        query += 'ORDER BY sequence, "position"'
         with self.connected() as connection:
-            return connection.execute(query + 'ORDER BY sequence, "position"', values).df()
+            return connection.execute(query, list(group.values())).df()
 
     def part_view(self, connection: duckdb.DuckDBPyConnection, part: int | None, name: str) -> None:
         """Show ``part`` (a number from ``parts``; ``None``: all) as the temporary view
@@ -170,9 +168,8 @@ def _loaded(folder: Path) -> _Loaded:
 
 
 def _parts(connection: duckdb.DuckDBPyConnection, table: str) -> tuple[tuple[int, int, int], ...]:
-    """Each shard of ``table`` cut into parts of whole texts, as many as give at most about
-    ``PART_ROWS`` rows each, of about equal rows: per part its shard, first and last
-    sequence."""
+    """Each shard of ``table`` cut into parts of whole texts of about equal rows, at most about
+    ``PART_ROWS``: per part its shard, first and last sequence."""
     query = f"""
         WITH texts AS (SELECT shard, sequence, count(*) AS n FROM {table} GROUP BY ALL),
         placed AS (

@@ -33,6 +33,7 @@ __all__ = [
     "GMM_STATS",
     "Estimate",
     "failed_fit",
+    "fit_stats",
     "fitted_rows",
     "fits_of",
     "holm",
@@ -47,21 +48,15 @@ TIDY_COLUMNS = (
 ).split()
 #: Every fit's glance statistics.
 FIT_STATS = ["r2", "loglik", "aic", "bic", "sigma"]
-GLANCE_COLUMNS = ["fit", "method", "layer", "n_obs", "n_groups", *FIT_STATS]
-GLANCE_COLUMNS += ["converged", "seconds", "warnings"]
-
-
-def _before_seconds(columns: list[str], extra: Sequence[str]) -> list[str]:
-    """``columns`` with ``extra`` put before their last two, ``seconds`` and ``warnings``."""
-    return [*columns[:-2], *extra, *columns[-2:]]
-
-
+#: The glance's last columns: a kind's stats (below) go before them.
+TIMED = ["seconds", "warnings"]
+GLANCE_COLUMNS = ["fit", "method", "layer", "n_obs", "n_groups", *FIT_STATS, "converged", *TIMED]
 MIXED_STATS = "boundary var_intercept var_position cov_intercept_position".split()
-MIXED_GLANCE_COLUMNS = _before_seconds(GLANCE_COLUMNS, MIXED_STATS)
+MIXED_GLANCE_COLUMNS = [*GLANCE_COLUMNS[:-2], *MIXED_STATS, *TIMED]
 #: A mixed fit's, with the likelihood-ratio test of a random slope on lag1.
-LAG_GLANCE_COLUMNS = _before_seconds(MIXED_GLANCE_COLUMNS, ["lag1_slope_lr", "lag1_slope_p"])
+LAG_GLANCE_COLUMNS = [*MIXED_GLANCE_COLUMNS[:-2], "lag1_slope_lr", "lag1_slope_p", *TIMED]
 GMM_STATS = "hansen_j hansen_df hansen_p ar2_statistic ar2_p n_instruments".split()
-GMM_GLANCE_COLUMNS = _before_seconds(GLANCE_COLUMNS, GMM_STATS)
+GMM_GLANCE_COLUMNS = [*GLANCE_COLUMNS[:-2], *GMM_STATS, *TIMED]
 #: Added before ``seconds`` where the stats hold them (``models.leading``).
 LEADING_GLANCE_COLUMNS = [
     *(f"leading_t{k}" for k in range(4)),
@@ -91,6 +86,14 @@ class Estimate:
     stats: dict[str, float | bool]
     notes: list[str] = field(default_factory=list)
     result: Callable[[], object] | None = None
+
+
+def fit_stats(
+    loglik: float, n_params: int, n_obs: int, scale: float, r2: float = np.nan
+) -> dict[str, float]:
+    """``FIT_STATS`` of a fit of ``n_params`` parameters, its residual variance ``scale``."""
+    aic, bic = -2 * loglik + 2 * n_params, -2 * loglik + np.log(n_obs) * n_params
+    return dict(zip(FIT_STATS, map(float, [r2, loglik, aic, bic, np.sqrt(scale)]), strict=True))
 
 
 def fitted_rows(
@@ -129,8 +132,8 @@ def fits_of(fitted: Sequence[tuple[pd.DataFrame, dict[str, object], GroupFit]]) 
     """The groups' ``fitted_rows`` as one ``Fits``, with Holm's adjustment across groups."""
     table = pd.concat([rows for rows, _, _ in fitted], ignore_index=True)
     by_term = table.groupby(["fit", "method", "term"], sort=False)["p_value"]
-    table["p_adjusted"] = by_term.transform(lambda p_values: holm(p_values.to_numpy()))
-    table = table[_grouped(TIDY_COLUMNS, _group_columns(table))]
+    adjusted = by_term.transform(lambda p_values: holm(p_values.to_numpy()))
+    table.insert(table.columns.get_loc("conf_level"), "p_adjusted", adjusted)  # TIDY_COLUMNS'
     table.attrs["glance"] = [record for _, record, _ in fitted]
     return Fits(table, [part for _, _, part in fitted])
 
@@ -152,17 +155,6 @@ def failed_fit(
         stats = dict.fromkeys([*FIT_STATS, *MIXED_STATS], np.nan) | {"boundary": False}
     missing = pd.Series(np.nan, index=list(terms))
     return Estimate(missing, missing, np.inf, n_obs, n_groups, False, stats, [message])
-
-
-def _grouped(columns: list[str], groups: Sequence[str]) -> list[str]:
-    """``columns`` with ``layer`` replaced by the grouping columns ``groups``."""
-    at = columns.index("layer")
-    return [*columns[:at], *groups, *columns[at + 1 :]]
-
-
-def _group_columns(table: pd.DataFrame) -> list[str]:
-    """A tidy table's grouping columns: those between ``method`` and ``term``."""
-    return list(table.columns[2 : table.columns.get_loc("term")])
 
 
 def tidy_rows(
@@ -214,7 +206,8 @@ def glance_row(
     warnings: Sequence[str],
     **groups: object,
 ) -> dict[str, object]:
-    """The glance record of one group's fit, as Python values, in its kind of fit's columns.
+    """The glance record of one group's fit, as Python values: ``GLANCE_COLUMNS`` with the
+    fit's other stats (``MIXED_STATS``, ``GMM_STATS``, ...) before ``seconds``.
 
     >>> fitted = Estimate(pd.Series({"Intercept": 1.2}), pd.Series({"Intercept": 0.1}), df=15,
     ...                   n_obs=400, n_groups=16, converged=True, stats=dict.fromkeys(FIT_STATS, 1))
@@ -224,24 +217,23 @@ def glance_row(
     >>> record["layer"], record["n_groups"], record["converged"]
     (0, 16, True)
     """
-    row: dict[str, object] = {
+    stats = {
+        key: bool(value) if isinstance(value, bool | np.bool_) else float(value)
+        for key, value in fitted.stats.items()
+    }
+    common = {key: stats.pop(key) for key in FIT_STATS}
+    return {
         "fit": fit,
         "method": method,
         **groups,  # Python values (``groups.key_of``)
         "n_obs": int(fitted.n_obs),
         "n_groups": int(fitted.n_groups),
+        **common,
         "converged": bool(fitted.converged),
+        **stats,  # in the estimator's order: its kind's (``MIXED_STATS``, ...), the leading's
+        "seconds": float(seconds),
+        "warnings": "; ".join(dict.fromkeys([*warnings, *fitted.notes])),
     }
-    for key, value in fitted.stats.items():
-        row[key] = bool(value) if isinstance(value, bool | np.bool_) else float(value)
-    row["seconds"] = float(seconds)
-    row["warnings"] = "; ".join(dict.fromkeys([*warnings, *fitted.notes]))
-    kinds = {"hansen_j": GMM_GLANCE_COLUMNS, "lag1_slope_lr": LAG_GLANCE_COLUMNS}
-    kinds["var_intercept"] = MIXED_GLANCE_COLUMNS
-    kind = next((kinds[key] for key in kinds if key in fitted.stats), GLANCE_COLUMNS)
-    columns = _grouped(kind, list(groups))
-    leading = [column for column in LEADING_GLANCE_COLUMNS if column in fitted.stats]
-    return {column: row[column] for column in _before_seconds(columns, leading)}
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -275,7 +267,7 @@ def glance(table: pd.DataFrame | Fits) -> pd.DataFrame:
         )
     if isinstance(table, Fits):
         return table.glance
-    keys = ["fit", "method", *_group_columns(table)]
+    keys = ["fit", "method", *table.columns[2 : table.columns.get_loc("term")]]  # the groups
     present = table[keys].drop_duplicates()
     summary = pd.DataFrame.from_records(records)
     return summary.merge(present, on=keys, how="inner").reset_index(drop=True)

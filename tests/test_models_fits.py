@@ -258,9 +258,9 @@ def test_bad_input_is_one_clear_error(frame, call, message):
         call(frame)
 
 
-def test_an_error_in_a_fit_or_in_the_sums_queried_ahead_of_it_leaves_no_thread(frame):
-    """The sums are queried by a thread of their own, ahead of the fits: an error of a fit
-    stops it, and one of the sums is raised in its place; either way no thread is left."""
+def test_an_error_in_a_fit_or_in_its_sums_is_raised_and_leaves_no_thread(frame):
+    """The sums are queried as the fits need them, on the fits' connection: an error of a
+    fit or of the sums is raised as one clear error, and no thread is left behind."""
     broken = frame.copy()
     broken.loc[broken.index[5], "log_norm"] = -np.inf
     with pytest.raises(AttnmagError, match="infinite values"):

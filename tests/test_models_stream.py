@@ -162,7 +162,7 @@ def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypat
     row_bytes = 2 + 4 + 8 * (1 + 9) + 4 + 4 + 8
     # First, the leading-position diagnostic's: n, 5 sums and the levels at positions 1-3.
     leading_bytes = 2 + 4 + 8 * (1 + 5 + 3)
-    # The sums are queried in a thread of their own, so the batches arrive in either order.
+    # The leading diagnostic's sums are queried first, then the fit's; the sizes are checked.
     expected = sorted([40 * leading_bytes] * 3 + [40 * row_bytes] * 3)
     assert sorted(sizes[1][1]) == sorted(sizes[4][1]) == expected
 
