@@ -34,6 +34,7 @@ from contextlib import contextmanager
 import matplotlib as mpl
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -162,7 +163,20 @@ def figure_bytes(fig: Figure, *, fmt: str = "png", dpi: int = 110) -> bytes:
     b'<?xml'
     """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=dpi, metadata={"Software": None} if fmt == "png" else {})
+    if fmt != "png":
+        fig.savefig(buffer, format=fmt, dpi=dpi)
+        return buffer.getvalue()
+    # ``savefig`` draws a figure with a layout engine twice: once to lay it out, once to
+    # paint it. An Agg canvas's ``print_png`` draws once (``Figure.draw`` lays out first),
+    # to the same pixels; the figure's own canvas and dpi are restored afterwards.
+    canvas, shown = fig.canvas, fig.dpi
+    agg = FigureCanvasAgg(fig)
+    try:
+        fig.set_dpi(dpi)
+        agg.print_png(buffer, metadata={"Software": None})
+    finally:
+        fig.set_dpi(shown)
+        fig.set_canvas(canvas)
     return buffer.getvalue()
 
 

@@ -5,6 +5,7 @@ nothing printed or left behind; labelled; fast."""
 from __future__ import annotations
 
 import inspect
+import io
 import struct
 
 import matplotlib as mpl
@@ -141,6 +142,17 @@ def test_png_and_svg_bytes(frame):
     fig = figures.plot_valid_tokens(frame)
     assert figures.figure_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in figures.figure_bytes(fig, fmt="svg")[:400]
+
+
+@pytest.mark.parametrize("name", ["layer_norms", "position_norms", "lag_effects"])
+def test_png_bytes_are_those_savefig_writes_and_leave_the_figure_as_it_was(frame, tables, name):
+    fig = _draw_all(frame, tables)[name]
+    canvas, dpi = fig.canvas, fig.dpi
+    drawn = figures.figure_bytes(fig, dpi=90)
+    assert (fig.canvas, fig.dpi) == (canvas, dpi)
+    saved = io.BytesIO()
+    _draw_all(frame, tables)[name].savefig(saved, format="png", dpi=90, metadata={"Software": None})
+    assert drawn == saved.getvalue()
 
 
 def test_a_full_size_frame_draws_every_figure():
