@@ -309,7 +309,7 @@ def test_write_frames_keeps_the_sink_columns(tmp_path) -> None:
 @pytest.mark.parametrize("n_frames", [1, 3])
 def test_write_frames_refuses_a_frame_count_other_than_the_shards(n_frames, tmp_path) -> None:
     frames = (_frames_with_sink(4) * 2)[:n_frames]
-    with pytest.raises(ValueError, match="zip"):
+    with pytest.raises(ValueError):  # zip's strict check (AttnmagError is a ValueError too)
         write_frames(frames, tmp_path / "norms", n_texts=4, shard_texts=2, layers=[0])
 
 
