@@ -2,15 +2,16 @@
 
 Holds:
 - ``MODULES``: each mutated module and the test files that exercise it;
-- ``EQUIVALENT``, ``KILLED_BY``: survivors of earlier samples sorted: equivalent mutants (and
-  why), and the test written for each of the others;
+- ``EQUIVALENT``, ``OUT_OF_REACH``, ``KILLED_BY``: survivors of earlier samples sorted:
+  equivalent mutants (and why), those that show only at sizes no test can afford (and
+  where), and the test written for each of the others;
 - ``build_tree``: a scratch copy of the repository in the package's installed layout;
 - ``mutant_names``: every mutant mutmut makes of one module, in mutmut's naming;
 - ``sample``: a seeded random choice of mutants;
 - ``run_mutmut``: ``mutmut run`` over some mutants, stopped cleanly at a time limit;
 - ``results``: each mutant's exit code and test seconds read back from mutmut's files;
 - ``verdict``, ``tally``: exit codes -> killed, survived, timeout, untested, unchecked, other;
-- ``sorted_as``: a survivor's sorting (equivalent, or not yet sorted);
+- ``sorted_as``: a survivor's sorting (equivalent, out of reach, or not yet sorted);
 - ``changed_lines``: the lines a mutant changes, as ``-``/``+`` diff lines;
 - ``main``: the command line; prints one row per module, each survivor with its change and
   sorting, and the verdict now of each earlier survivor that a test was written for.
@@ -114,6 +115,10 @@ EQUIVALENT = {
     "attnmag.extract.frame.x_tidy_frame__mutmut_51": "frame_from_columns casts the sequences "
     "to the frame's dtype",
     "attnmag.extract.frame.x_tidy_frame__mutmut_53": "astype's copy=None is copy=False",
+    "attnmag.extract.frame.x__token_codes__mutmut_6": "np.unique and the lookup by Python int "
+    "work on the ids in any integer dtype",
+    "attnmag.extract.frame.x_frame_from_columns__mutmut_136": "derived_columns finds the "
+    "same rows (those at position 0) when not given them",
     "attnmag.extract.shards.x__claim_folder__mutmut_3": "the folder's parent exists: "
     "folder_lock, which every caller holds, creates it",
     "attnmag.models.ols.x_cluster_ols_result__mutmut_21": "statsmodels ignores the unknown "
@@ -131,6 +136,11 @@ EQUIVALENT = {
     "one it infers",
     "attnmag.models.tidy.x_holm__mutmut_7": "numpy reads a sort kind by its first letter, "
     "in either case",
+}
+#: Mutants that change results only at sizes no test can afford, each with where.
+OUT_OF_REACH = {
+    "attnmag.extract.frame.x_frame_from_columns__mutmut_39": "int32 row indices overflow only "
+    "in a frame of 2**31 to 2**32 rows",
 }
 #: Survivors of an earlier sample and the test that kills each now.
 KILLED_BY = {
@@ -334,8 +344,11 @@ def tally(codes: list[int | None]) -> dict[str, int]:
 
 
 def sorted_as(name: str) -> str:
-    """What a surviving mutant was found to be: equivalent (and why), or not yet sorted."""
-    return f"equivalent: {EQUIVALENT[name]}" if name in EQUIVALENT else "not yet sorted"
+    """What a surviving mutant was found to be: equivalent (and why), out of the tests' reach
+    (and where), or not yet sorted."""
+    if name in EQUIVALENT:
+        return f"equivalent: {EQUIVALENT[name]}"
+    return f"out of reach: {OUT_OF_REACH[name]}" if name in OUT_OF_REACH else "not yet sorted"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
