@@ -2,14 +2,19 @@
 
 Holds:
 - ``MODULES``: each mutated module and the test files that exercise it;
+- ``EQUIVALENT``, ``OUT_OF_REACH``, ``KILLED_BY``: survivors of earlier samples sorted:
+  equivalent mutants (and why), those that show only at sizes no test can afford (and
+  where), and the test written for each of the others;
 - ``build_tree``: a scratch copy of the repository in the package's installed layout;
 - ``mutant_names``: every mutant mutmut makes of one module, in mutmut's naming;
 - ``sample``: a seeded random choice of mutants;
 - ``run_mutmut``: ``mutmut run`` over some mutants, stopped cleanly at a time limit;
 - ``results``: each mutant's exit code and test seconds read back from mutmut's files;
-- ``tally``: exit codes -> killed, survived, timeout, untested, unchecked, other;
+- ``verdict``, ``tally``: exit codes -> killed, survived, timeout, untested, unchecked, other;
+- ``sorted_as``: a survivor's sorting (equivalent, out of reach, or not yet sorted);
 - ``changed_lines``: the lines a mutant changes, as ``-``/``+`` diff lines;
-- ``main``: the command line; prints one row per module, and each survivor with its change.
+- ``main``: the command line; prints one row per module, each survivor with its change and
+  sorting, and the verdict now of each earlier survivor that a test was written for.
 
 Why a scratch tree: mutmut 3 writes every mutant of a file into one copy under ``mutants/``
 (a trampoline picks the active one from ``MUTANT_UNDER_TEST``), names a mutant after the
@@ -55,38 +60,120 @@ import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.common import table, write_results
+from benchmarks.common import markdown_table, table, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"attnmag": "attnmag", "extract": "attnmag/extract", "models": "attnmag/models"}
 PACKAGE_DIRS["reports"] = "attnmag/reports"
 KILL_TESTS = "tests/test_mutants_killed.py"
+#: Each module's test files: those whose tests reach its functions and check what they return
+#: against R, statsmodels, an independent computation or a stated property.
 MODULES = {
     "extract/norms.py": [
         "tests/test_extract_norms.py",
         "tests/test_extract_sites.py",
         "tests/test_precision.py",
     ],
-    "extract/batching.py": ["tests/test_extract_norms.py"],
+    "extract/batching.py": ["tests/test_extract_norms.py", "tests/test_long_contexts.py"],
     "extract/frame.py": [
         "tests/test_extract_norms.py",
         "tests/test_frame_properties.py",
         "tests/test_extract_sites.py",
         "tests/test_shards.py",
     ],
-    "extract/shards.py": ["tests/test_shards.py", "tests/test_safety.py"],
+    "extract/shards.py": [
+        "tests/test_shards.py",
+        "tests/test_safety.py",
+        "tests/test_manifest.py",
+        "tests/test_reruns.py",
+    ],
     "models/ols.py": [
         "tests/test_models_fits.py",
         "tests/test_models_ols_r.py",
         "tests/test_models_r.py",
+        "tests/test_models_leading.py",
     ],
     "models/mixed.py": [
         "tests/test_models_mixed.py",
         "tests/test_models_reml.py",
         "tests/test_models_fits.py",
         "tests/test_models_r.py",
+        "tests/test_models_lags.py",
     ],
-    "models/tidy.py": ["tests/test_models_fits.py", "tests/test_models_mixed.py"],
+    "models/tidy.py": [
+        "tests/test_models_fits.py",
+        "tests/test_models_mixed.py",
+        "tests/test_groups_models.py",
+    ],
+}
+#: Mutants that survive because they change nothing a caller can observe, each with why.
+EQUIVALENT = {
+    "attnmag.extract.frame.x_tidy_frame__mutmut_5": "corpus indices are distinct, so the "
+    "order of equal ones a sort need not keep never arises",
+    "attnmag.extract.frame.x_tidy_frame__mutmut_33": "numpy reads any negative size of a "
+    "one-dimensional reshape as -1",
+    "attnmag.extract.frame.x_tidy_frame__mutmut_51": "frame_from_columns casts the sequences "
+    "to the frame's dtype",
+    "attnmag.extract.frame.x_tidy_frame__mutmut_53": "astype's copy=None is copy=False",
+    "attnmag.extract.frame.x__token_codes__mutmut_6": "np.unique and the lookup by Python int "
+    "work on the ids in any integer dtype",
+    "attnmag.extract.frame.x_frame_from_columns__mutmut_136": "derived_columns finds the "
+    "same rows (those at position 0) when not given them",
+    "attnmag.extract.shards.x__claim_folder__mutmut_3": "the folder's parent exists: "
+    "folder_lock, which every caller holds, creates it",
+    "attnmag.models.ols.x_cluster_ols_result__mutmut_21": "statsmodels ignores the unknown "
+    "key, and use_correction is True by default",
+    "attnmag.models.mixed.x__moment_start__mutmut_29": "einsum's subscripts are labels; "
+    "upper case ones are as valid",
+    "attnmag.models.mixed.x_slope_test__mutmut_50": "centring the slope changes the "
+    "climb's path, not the likelihood's maximum (the LR agrees to 2e-8 with the slope "
+    "shifted by 1,000)",
+    "attnmag.models.mixed.x__two_effects__mutmut_32": "outer's one use reshapes it to "
+    "(-1, (p + 1) ** 2): the same array either way",
+    "attnmag.models.mixed.x__two_effects__mutmut_108": "numpy reads any negative size of a "
+    "one-dimensional reshape as -1",
+    "attnmag.models.mixed.x__two_effects__mutmut_114": "numpy reads a negative size as the "
+    "one it infers",
+    "attnmag.models.tidy.x_holm__mutmut_7": "numpy reads a sort kind by its first letter, "
+    "in either case",
+}
+#: Mutants that change results only at sizes no test can afford, each with where.
+OUT_OF_REACH = {
+    "attnmag.extract.frame.x_frame_from_columns__mutmut_39": "int32 row indices overflow only "
+    "in a frame of 2**31 to 2**32 rows",
+}
+#: Survivors of an earlier sample and the test that kills each now.
+KILLED_BY = {
+    **dict.fromkeys(
+        [f"attnmag.models.ols.x_ols_fit__mutmut_{n}" for n in (36, 39, 44, 49, 58, 66)],
+        f"{KILL_TESTS}::test_ols_glance_is_statsmodels",
+    ),
+    **dict.fromkeys(
+        [f"attnmag.models.ols.x_ols_fit__mutmut_{n}" for n in (2, 68, 70)],
+        f"{KILL_TESTS}::test_ols_results_refit_the_rows_by_default_and_only_under_cr1",
+    ),
+    "attnmag.models.mixed.x__ml_information__mutmut_33": f"{KILL_TESTS}::"
+    "test_cluster_errors_of_few_texts_are_the_dense_stacked_sandwich",
+    "attnmag.models.mixed.x_reml_maximum__mutmut_2": f"{KILL_TESTS}::"
+    "test_a_zero_variance_note_names_the_criterion_maximised",
+    "attnmag.models.mixed.x_slope_test__mutmut_63": "tests/test_models_lags.py::"
+    "test_initial_conditions_match_lmer_ml_and_its_slope_test_anova",
+    "attnmag.models.mixed.x_slope_test__mutmut_8": f"{KILL_TESTS}::"
+    "test_the_slope_test_refuses_a_design_it_cannot_test",
+    **dict.fromkeys(
+        [f"attnmag.models.tidy.x_tidy_rows__mutmut_{n}" for n in (7, 9, 18)],
+        f"{KILL_TESTS}::test_tidy_rows_align_df_by_term_and_store_it_as_float64",
+    ),
+    "attnmag.extract.shards.x__check_plain_file__mutmut_1": f"{KILL_TESTS}::"
+    "test_a_shard_that_is_a_link_is_refused",
+    "attnmag.extract.shards.x__claim_folder__mutmut_67": "tests/test_reruns.py::"
+    "test_a_claim_that_finished_no_shard_is_taken_over",
+    "attnmag.extract.shards.x_merged_provenance__mutmut_33": f"{KILL_TESTS}::"
+    "test_merged_provenance_lists_the_values_shards_disagree_on",
+    "attnmag.extract.shards.x_run_columns__mutmut_23": f"{KILL_TESTS}::"
+    "test_write_frames_keeps_the_sink_columns",
+    "attnmag.extract.shards.x_write_frames__mutmut_79": f"{KILL_TESTS}::"
+    "test_write_frames_refuses_a_frame_count_other_than_the_shards",
 }
 KILLED = {1, 3}
 SURVIVED = {0}
@@ -237,24 +324,31 @@ def changed_lines(work: Path, module: str, name: str) -> list[str]:
     ]
 
 
+def verdict(code: int | None) -> str:
+    """A mutmut exit code as a verdict: killed, survived, timeout, untested (no selected test
+    calls the mutated function), unchecked (the run was stopped first) or other (suspicious)."""
+    for word, codes in (("killed", KILLED), ("survived", SURVIVED), ("timeout", TIMEOUT)):
+        if code in codes:
+            return word
+    if code in UNTESTED:
+        return "untested"
+    return "unchecked" if code is None else "other"
+
+
 def tally(codes: list[int | None]) -> dict[str, int]:
-    """Counts of killed, survived, timed-out, untested (no selected test calls the mutated
-    function), unchecked (the run was stopped first) and other (suspicious) verdicts."""
+    """Counts of each ``verdict`` of ``codes``, every verdict present."""
     counts = dict.fromkeys(["killed", "survived", "timeout", "untested", "unchecked", "other"], 0)
     for code in codes:
-        if code in KILLED:
-            counts["killed"] += 1
-        elif code in SURVIVED:
-            counts["survived"] += 1
-        elif code in TIMEOUT:
-            counts["timeout"] += 1
-        elif code in UNTESTED:
-            counts["untested"] += 1
-        elif code is None:
-            counts["unchecked"] += 1
-        else:
-            counts["other"] += 1
+        counts[verdict(code)] += 1
     return counts
+
+
+def sorted_as(name: str) -> str:
+    """What a surviving mutant was found to be: equivalent (and why), out of the tests' reach
+    (and where), or not yet sorted."""
+    if name in EQUIVALENT:
+        return f"equivalent: {EQUIVALENT[name]}"
+    return f"out of reach: {OUT_OF_REACH[name]}" if name in OUT_OF_REACH else "not yet sorted"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -290,10 +384,15 @@ def main(argv: list[str] | None = None) -> None:
     every = [name for names, _ in chosen.values() for name in names]
     finished = run_mutmut(work, every, args.max_children, args.time_limit)
     wall = time.monotonic() - start
-    rows, survivors = [], []
+    rows, survivors, earlier = [], [], []
     for module, (names, total) in chosen.items():
         codes, seconds = results(work, module)
         survivors += [(module, name) for name in names if codes.get(name) in SURVIVED | UNTESTED]
+        earlier += [
+            {"mutant": f"`{name}`", "now": verdict(codes.get(name)), "test": f"`{KILLED_BY[name]}`"}
+            for name in names
+            if name in KILLED_BY
+        ]
         rows.append(
             {
                 "module": module,
@@ -312,12 +411,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     listed = []
     for module, name in survivors:
-        lines = changed_lines(work, module, name)
-        print(name, *(f"    {line[0]} {line[1:].strip()}" for line in lines), sep="\n")
-        listed += [f"- `{name}`", *(f"  `{line[0]} {line[1:].strip()}`" for line in lines)]
+        lines = [f"{line[0]} {line[1:].strip()}" for line in changed_lines(work, module, name)]
+        print(name, f"    ({sorted_as(name)})", *(f"    {line}" for line in lines), sep="\n")
+        listed += [f"- `{name}` ({sorted_as(name)})", *(f"  `{line}`" for line in lines)]
+    heading = f"earlier survivors in this sample, and the test written for each ({len(earlier)})"
+    print(f"\n{heading}:", table(earlier) if earlier else "none", sep="\n")
     if args.results:
         notes = [f"{line}." for line in notes]
         notes += ["", f"Survivors and untested mutants ({len(survivors)}):", "", *listed]
+        notes += [
+            "",
+            f"{heading.capitalize()}:",
+            "",
+            markdown_table(earlier) if earlier else "None.",
+        ]
         write_results(args.results, "python -m benchmarks.mutation", argv, rows, notes)
 
 

@@ -1,15 +1,19 @@
-"""attnmag's mixed fits against R's lme4: REML reached, per fit.
+"""attnmag's mixed fits against R's lme4 and statsmodels' MixedLM: REML reached, per fit.
 
 Run from the repository root (R with lme4 on the PATH)::
 
     .venv/bin/python -m benchmarks.reml                        # the bimodal lag design, 12 seeds
     .venv/bin/python -m benchmarks.reml --frame out/norms.parquet   # every layer of a frame
+    .venv/bin/python -m benchmarks.reml --results docs/results/reml.md   # for the docs
 
 Without ``--frame``: 300 simulated sequences of 5-35 tokens per seed, ``log_norm = 1 + u_s
 - 0.02 * position + e`` (u_s ~ N(0, 0.3^2), e ~ N(0, 0.2^2), position 0 shifted by +3), the
 lag model ``log_norm ~ lag1 + lag2 + (1 | sequence)`` on positions >= 3. With ``--frame``:
 the position trend with a random intercept, and with a random slope, on positions 1-30 of
-every layer. The table gives attnmag's and lme4's REML and their difference.
+every layer. The table gives, per fit, attnmag's REML and its difference from lme4's and
+from statsmodels' MixedLM (its own optimiser, from its default start), whether each is on
+the boundary (zero variance or a singular covariance), and each one's intercept relative to
+lme4's. ``--results FILE`` also writes it as Markdown, with the largest differences.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import statsmodels.formula.api as smf
 
 from attnmag import extract
+from benchmarks.common import table, write_results
 from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 
@@ -32,7 +40,8 @@ for (i in seq_len(nrow(cases))) {
   x <- d[d$part == cases$part[i], ]
   fit <- lmer(as.formula(cases$formula[i]), x, REML = TRUE)
   out <- rbind(out, data.frame(part = cases$part[i], slope = cases$slope[i],
-                               reml_lme4 = as.numeric(logLik(fit)),
+                               reml_lme4 = sprintf("%.17g", as.numeric(logLik(fit))),
+                               intercept_lme4 = sprintf("%.17g", fixef(fit)[1]),
                                singular_lme4 = isSingular(fit)))
 }
 write.csv(out, a[3], row.names = FALSE)
@@ -55,26 +64,20 @@ def _parts(frame_path: str | None, seeds: int) -> list[tuple[int, pd.DataFrame, 
     ]
 
 
-def main() -> None:
-    """Fit every part with attnmag and lme4; print the REML of each and the difference."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.reml", description=__doc__)
-    parser.add_argument("--frame", help="a frame (Parquet file or shard folder)")
-    parser.add_argument("--seeds", type=int, default=12)
-    args = parser.parse_args()
-    rows, cases, data = [], [], []
-    for part, part_rows, formula, slope in _parts(args.frame, args.seeds):
-        fit = fit_mixed(part_rows, formula, random_slope=slope, cov_type="model")
-        rows.append((part, slope, fit.stats["loglik"], fit.stats["boundary"]))
-        key = part + (10**6 if slope else 0)
-        re = "(position | sequence)" if slope else "(1 | sequence)"
-        cases.append((key, f"{formula} + {re}", slope))
-        if not slope:
-            data.append(
-                part_rows.assign(part=part)[
-                    ["part", "sequence", "position", "log_norm"]
-                    + [c for c in ("lag1", "lag2") if c in formula]
-                ]
-            )
+def _statsmodels(rows: pd.DataFrame, formula: str, slope: bool) -> tuple[float, float, bool]:
+    """statsmodels' MixedLM REML fit from its default start: REML, intercept, on the boundary
+    (a variance, or the covariance's smallest eigenvalue, below 1e-6 of the scale)."""
+    re_formula = "~position" if slope else None
+    model = smf.mixedlm(formula, rows, groups=rows["sequence"], re_formula=re_formula)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(reml=True)
+    boundary = np.linalg.eigvalsh(np.atleast_2d(fit.cov_re.to_numpy())).min() < 1e-6 * fit.scale
+    return float(fit.llf), float(fit.fe_params["Intercept"]), bool(boundary)
+
+
+def _lme4(data: list[pd.DataFrame], cases: list[tuple]) -> pd.DataFrame:
+    """lme4's REML fit of each case (``part``, formula, slope) on its part of ``data``."""
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         both = pd.concat(data)
@@ -91,11 +94,66 @@ def main() -> None:
         )
         r = pd.read_csv(folder / "r.csv")
     r["part"] = r.part % 10**6
-    table = pd.DataFrame(rows, columns=["part", "slope", "reml", "boundary"]).merge(
-        r, on=["part", "slope"]
-    )
-    table["attnmag_minus_lme4"] = table.reml - table.reml_lme4
-    print(table.to_string(index=False))
+    return r
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Fit every part with attnmag, lme4 and statsmodels; print (and write) their REML."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reml", description=__doc__)
+    parser.add_argument("--frame", help="a frame (Parquet file or shard folder)")
+    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--results", type=Path, help="also write the table to this Markdown file")
+    args = parser.parse_args(argv)
+    rows, cases, data = [], [], []
+    for part, part_rows, formula, slope in _parts(args.frame, args.seeds):
+        fit = fit_mixed(part_rows, formula, random_slope=slope, cov_type="model")
+        reml_sm, intercept_sm, boundary_sm = _statsmodels(part_rows, formula, slope)
+        rows.append(
+            (part, slope, fit.stats["loglik"], fit.estimate["Intercept"], fit.stats["boundary"])
+            + (reml_sm, intercept_sm, boundary_sm)
+        )
+        key = part + (10**6 if slope else 0)
+        re = "(position | sequence)" if slope else "(1 | sequence)"
+        cases.append((key, f"{formula} + {re}", slope))
+        if not slope:
+            data.append(
+                part_rows.assign(part=part)[
+                    ["part", "sequence", "position", "log_norm"]
+                    + [c for c in ("lag1", "lag2") if c in formula]
+                ]
+            )
+    columns = ["part", "slope", "reml", "intercept", "boundary"]
+    columns += ["reml_statsmodels", "intercept_statsmodels", "boundary_statsmodels"]
+    fits = pd.DataFrame(rows, columns=columns).merge(_lme4(data, cases), on=["part", "slope"])
+    out = [
+        {
+            "part": int(f.part),
+            "random slope": bool(f.slope),
+            "REML": f"{f.reml:.4f}",
+            "minus lme4's": f"{f.reml - f.reml_lme4:.1e}",
+            "minus statsmodels'": f"{f.reml - f.reml_statsmodels:.2g}",
+            "boundary (attnmag, lme4, statsmodels)": ", ".join(
+                "yes" if b else "no" for b in (f.boundary, f.singular_lme4, f.boundary_statsmodels)
+            ),
+            "intercept / lme4's - 1": f"{f.intercept / f.intercept_lme4 - 1:.1e}",
+            "statsmodels' / lme4's - 1": f"{f.intercept_statsmodels / f.intercept_lme4 - 1:.2g}",
+        }
+        for f in fits.itertuples()
+    ]
+    lower = fits.reml - fits.reml_statsmodels
+    notes = [
+        f"attnmag's REML minus lme4's: at most {(fits.reml - fits.reml_lme4).abs().max():.1e} "
+        f"in absolute value; intercepts within "
+        f"{(fits.intercept / fits.intercept_lme4 - 1).abs().max():.1e} of lme4's",
+        f"statsmodels' MixedLM reaches a lower REML (by more than 1e-3) in {(lower > 1e-3).sum()} "
+        f"of {len(fits)} fits, by up to {lower.max():.2g}; on the boundary in "
+        f"{fits.boundary_statsmodels.sum()} (attnmag: {fits.boundary.sum()}, lme4: "
+        f"{fits.singular_lme4.sum()})",
+    ]
+    print(table(out), "", *notes, sep="\n")
+    if args.results:
+        notes = [f"{line}." for line in notes]
+        write_results(args.results, "python -m benchmarks.reml", argv, out, notes)
 
 
 if __name__ == "__main__":

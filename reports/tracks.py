@@ -266,15 +266,22 @@ def plot_tracks(table: pd.DataFrame | None, sink: pd.DataFrame | None) -> Figure
                 c=[colours[int(layer)] for layer in sink["layer"]],
                 s=28,
             )
-            for _, row in sink.iterrows():
+            top = float(max(sink["sink_weight"].max(), sink["sink_share"].max(), 0.05))
+            # Each label sits a line above those of the earlier dots within 4% of the axes'
+            # span of its own, on the lowest line free there: near dots' numbers never merge.
+            points = sink[["sink_weight", "sink_share"]].to_numpy()
+            lines: list[int] = []
+            for i, (layer, point) in enumerate(zip(sink["layer"], points, strict=True)):
+                near = (abs(points[:i] - point) < 0.04 * top).all(axis=1)
+                taken = {lines[j] for j in near.nonzero()[0]}
+                lines.append(min(set(range(len(taken) + 1)) - taken))
                 ax.annotate(
-                    str(int(row["layer"])),
-                    (row["sink_weight"], row["sink_share"]),
+                    str(int(layer)),
+                    tuple(point),
                     fontsize=7,
-                    xytext=(3, 3),
+                    xytext=(3, 3 + 8 * lines[-1]),
                     textcoords="offset points",
                 )
-            top = float(max(sink["sink_weight"].max(), sink["sink_share"].max(), 0.05))
             ax.plot([0, top], [0, top], color="0.6", linewidth=0.8, linestyle="--")
             ax.set_xlabel("mean attention weight on the first token")
             ax.set_ylabel("its part of the update / the update's norm")

@@ -4,25 +4,42 @@ Each guards a behaviour the rest of the suite reaches only through results that 
 on it (norms are equal on either padding side whatever ``pad_batch`` does with ``side``), or
 does not reach at all (options passed on, provenance fields, the exact text of a refusal).
 Held here: batching (count, token budget, stable order, padding side), the tidy frame of no
-texts, glance and tidy rows, mixed fits' AIC/BIC, statsmodels result and notes, shard
-provenance and refusals, ``max_length``, the progress label and ``seconds_extract``.
+texts, glance and tidy rows (errors and df by term), mixed fits' AIC/BIC, statsmodels result
+and notes (the criterion named), the slope test's refusal, OLS's glance against statsmodels
+and its statsmodels result, shard provenance (merged across shards) and refusals (a linked
+shard), ``write_frames``' sink columns and frame count, ``max_length``, the progress label
+and ``seconds_extract``. ``benchmarks.mutation.KILLED_BY`` names the mutant each kills.
 """
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
+from statsmodels.regression.linear_model import OLS
+from test_models_lags import dense_stacked_errors, with_initial_conditions
 
-from attnmag import AttnmagError, extract
+from attnmag import AttnmagError, extract, models
 from attnmag.extract.batching import length_batches, pad_batch
-from attnmag.extract.frame import COLUMNS, tidy_frame
-from attnmag.extract.shards import read_shards, verified_shards, write_shards
+from attnmag.extract.frame import COLUMNS, SINK_COLUMNS, tidy_frame
+from attnmag.extract.shards import (
+    merged_provenance,
+    read_frame,
+    read_shards,
+    verified_shards,
+    write_frames,
+    write_shards,
+)
+from attnmag.models.mixed import GroupedDesign, reml_maximum, slope_test
+from attnmag.models.ols import ols_fit
 from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Estimate, glance_row, tidy_rows
 from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
+from tests.simulate_burn_in import burn_in_frame
 
 
 def test_length_batches_go_longest_first_under_the_count() -> None:
@@ -198,3 +215,130 @@ def test_seconds_extract_is_the_time_the_run_took(measure, tiny_gpt2, gpt2_token
     frame = getattr(extract, measure)(tiny_gpt2, gpt2_tokenizer, ["one two"], progress=False)
     took = time.perf_counter() - began
     assert 0 < frame.attrs["seconds_extract"] <= round(took, 3) + 1e-3
+
+
+def _ols_design(rows: pd.DataFrame, formula: str) -> tuple[GroupedDesign, list[str]]:
+    """The design of ``formula`` on ``rows``, with the random intercept ``ols_fit`` expects."""
+    model = OLS.from_formula(formula, rows)
+    ones = np.ones((len(rows), 1))
+    design = GroupedDesign.of(model.exog, ones, model.endog, rows["sequence"].to_numpy())
+    return design, list(model.exog_names)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "log_norm ~ position + lag1",  # an intercept: R2 about the mean
+        "log_norm ~ 0 + position + lag1",  # none: R2 about zero, as statsmodels and R's lm
+        "log_norm ~ 0 + C(position % 2) + lag1",  # an intercept spanned by the dummies
+    ],
+)
+def test_ols_glance_is_statsmodels(formula: str) -> None:
+    rows = simulated_frame(30, 1, lag1=0.3, seed=7).query("position >= 1")
+    design, terms = _ols_design(rows, formula)
+    fit = ols_fit(design, terms, 30, cov_type="model")
+    reference = OLS.from_formula(formula, rows).fit()
+    assert fit.stats["r2"] == pytest.approx(reference.rsquared, rel=1e-9)
+    assert fit.stats["loglik"] == pytest.approx(reference.llf, rel=1e-9)
+    assert fit.stats["aic"] == pytest.approx(reference.aic, rel=1e-9)
+    assert fit.stats["bic"] == pytest.approx(reference.bic, rel=1e-9)
+
+
+def test_ols_results_refit_the_rows_by_default_and_only_under_cr1() -> None:
+    rows = simulated_frame(30, 1, seed=8).query("position >= 1")
+    formula = "log_norm ~ position"
+    design, terms = _ols_design(rows, formula)
+    fit = ols_fit(design, terms, 30, rows=lambda: rows, formula=formula)  # CR1, the default
+    np.testing.assert_allclose(fit.result().bse, fit.std_error, rtol=1e-9)
+    # A CR1 refit would report other errors than the classical or CR2 ones: none is offered.
+    for cov_type in ("model", "cr2"):
+        assert ols_fit(design, terms, 30, cov_type=cov_type, rows=lambda: rows).result is None
+
+
+@pytest.mark.parametrize("ml, criterion", [(False, "REML"), (True, "the likelihood")])
+def test_a_zero_variance_note_names_the_criterion_maximised(ml: bool, criterion: str) -> None:
+    rows = simulated_frame(150, 1, lag1=0.3, lag2=0.1, sd_sequence=0.0, seed=3)
+    rows = rows[rows.position >= 3]
+    x = np.column_stack([np.ones(len(rows)), rows["lag1"], rows["lag2"]])
+    design = GroupedDesign.of(x, x[:, :1], rows["log_norm"].to_numpy(), rows["sequence"])
+    cov_rel, _, notes = reml_maximum(replace(design, ml=ml))
+    assert not cov_rel.any()
+    assert notes[0].startswith(f"zero random-effect variance is {criterion}'s global maximum")
+
+
+def test_the_slope_test_refuses_a_design_it_cannot_test() -> None:
+    rows = simulated_frame(20, 1, seed=4).query("position >= 1")
+    x = np.column_stack([np.ones(len(rows)), rows["position"]])
+    y, groups = rows["log_norm"].to_numpy(), rows["sequence"]
+    slope, intercept = GroupedDesign.of(x, x, y, groups), GroupedDesign.of(x, x[:, :1], y, groups)
+    message = "slope_test needs an ML design with a random intercept and slope"
+    for refused in (slope, replace(intercept, ml=True)):  # REML; no random slope
+        with pytest.raises(ValueError, match=message):
+            slope_test(refused)
+
+
+def test_tidy_rows_align_df_by_term_and_store_it_as_float64() -> None:
+    estimate = pd.Series([1.0, 2.0], index=["a", "b"])
+    std_error = pd.Series([0.5, 0.5], index=["a", "b"])
+    by_term = Estimate(estimate, std_error, pd.Series([50, 3], index=["b", "a"]), 10, 3, True, {})
+    rows = tidy_rows(by_term, fit="m", method="cr2", layer=0, conf_level=0.95)
+    assert rows["df"].tolist() == [3.0, 50.0]
+    np.testing.assert_allclose(rows["p_value"], 2 * stats.t.sf([2.0, 4.0], [3, 50]))
+    whole = Estimate(estimate, std_error, 7, 10, 3, True, {})
+    assert tidy_rows(whole, fit="m", method="ols", layer=0, conf_level=0.95)["df"].dtype == float
+
+
+def _frames_with_sink(n_texts: int) -> list[pd.DataFrame]:
+    """Two shards' simulated frames, with the sink columns a ``sink=True`` run stores."""
+    frame = simulated_frame(n_texts, 1, seed=9)
+    rng = np.random.default_rng(9)
+    frame["sink_weight"] = rng.uniform(size=len(frame)).astype(np.float32)
+    frame["sink_norm"] = rng.uniform(size=len(frame)).astype(np.float32)
+    half = frame["sequence"] < n_texts // 2
+    return [frame[half].reset_index(drop=True), frame[~half].reset_index(drop=True)]
+
+
+def test_write_frames_keeps_the_sink_columns(tmp_path) -> None:
+    frames = _frames_with_sink(4)
+    write_frames(frames, tmp_path / "norms", n_texts=4, shard_texts=2, layers=[0])
+    stored = read_frame(tmp_path / "norms")
+    for column in SINK_COLUMNS:
+        assert stored[column].tolist() == pd.concat(frames)[column].tolist()
+
+
+@pytest.mark.parametrize("n_frames", [1, 3])
+def test_write_frames_refuses_a_frame_count_other_than_the_shards(n_frames, tmp_path) -> None:
+    frames = (_frames_with_sink(4) * 2)[:n_frames]
+    with pytest.raises(ValueError):  # zip's strict check (AttnmagError is a ValueError too)
+        write_frames(frames, tmp_path / "norms", n_texts=4, shard_texts=2, layers=[0])
+
+
+def test_merged_provenance_lists_the_values_shards_disagree_on() -> None:
+    shards = [{"device": "cuda:0", "dtype": "float32"}, {"device": "cuda:1", "dtype": "float32"}]
+    merged = merged_provenance(shards)
+    assert merged["device"] == ["cuda:0", "cuda:1"] and merged["dtype"] == "float32"
+
+
+def test_a_shard_that_is_a_link_is_refused(tiny_gpt2, gpt2_tokenizer, tmp_path) -> None:
+    folder = tmp_path / "norms"
+    path = _write(tiny_gpt2, gpt2_tokenizer, folder, ["a b", "c"])[0]
+    target = tmp_path / "elsewhere.parquet"
+    path.rename(target)
+    path.symlink_to(target)
+    with pytest.raises(AttnmagError, match=f"{path} is not a file: a shard is a Parquet file"):
+        verified_shards(folder)
+
+
+def test_cluster_errors_of_few_texts_are_the_dense_stacked_sandwich() -> None:
+    # Eight texts: each text's share of the Fisher information, which Mancl and DeRouen's
+    # correction removes, is large enough for every element of it to show in the errors
+    # (the finite differences agree to about 1e-6 here).
+    frame = burn_in_frame(8, 1, seed=2)
+    fits = models.lag_effects(frame, n_jobs=1)
+    table, summary = fits.tidy, fits.glance.iloc[0]
+    assert summary.var_intercept > 0  # inside the space: the variance components enter
+    rows = frame.loc[frame.position >= 3, ["sequence", "position", "log_norm", "lag1", "lag2"]]
+    scale = summary.sigma**2
+    theta = np.r_[table.estimate, scale, summary.var_intercept / scale]
+    expected = dense_stacked_errors(with_initial_conditions(rows, first=1), theta)
+    np.testing.assert_allclose(table.std_error, expected, rtol=1e-5)
