@@ -145,9 +145,10 @@ def open_source(data: object) -> Source:
 
 def _loaded(folder: Path) -> _Loaded:
     """``folder``'s table, loaded unless it was, unchanged."""
-    key = folder.resolve()
+    # The state is taken once, before loading: a shard changed meanwhile is loaded next time.
+    key, state = folder.resolve(), _state(folder)
     known = _LOADED.pop(key, None)
-    if known is not None and known.state != _state(folder):
+    if known is not None and known.state != state:
         database().execute(f"DROP TABLE IF EXISTS {known.table}")
         known = None
     if known is None:
@@ -159,7 +160,7 @@ def _loaded(folder: Path) -> _Loaded:
             except BaseException:
                 connection.execute(f"DROP TABLE IF EXISTS {table}")
                 raise
-        known = _Loaded(_state(folder), table, shards, parts)
+        known = _Loaded(state, table, shards, parts)
     _LOADED[key] = known
     while len(_LOADED) > KEPT_FOLDERS:
         dropped = _LOADED.pop(next(iter(_LOADED))).table
