@@ -2,7 +2,7 @@
 
 Holds ``METHODS`` (the named fits'), ``MIXED_METHODS``, ``CR2_METHODS``, the defaults
 ``MAX_POSITION`` (the trend's last position, the notebook's 30) and ``CONF_LEVEL``, the checks
-``check_options``, ``check_first_position``, ``check_columns``, ``check_size`` and
+``check_options``, ``check_position``, ``check_columns``, ``check_size`` and
 ``not_finite`` (the error of a missing or infinite value).
 """
 
@@ -21,7 +21,7 @@ __all__ = [
     "MIXED_METHODS",
     "CR2_METHODS",
     "check_columns",
-    "check_first_position",
+    "check_position",
     "check_options",
     "check_size",
     "not_finite",
@@ -63,20 +63,18 @@ def check_options(
         )
 
 
-def check_first_position(first_position: int, max_position: int | None = None) -> None:
-    """Reject a first position that is not a whole number from 0 (below ``max_position``).
+def check_position(name: str, value: object, high: int | None = None) -> None:
+    """Reject a position (``name``: the option) that is not a whole number from 0 (to ``high``).
 
-    >>> check_first_position(1, 30)
-    >>> check_first_position(30, 30)
+    >>> check_position("first_position", 29, 29)
+    >>> check_position("first_position", 30, 29)
     Traceback (most recent call last):
-    attnmag.errors.AttnmagError: ...
+    attnmag.errors.AttnmagError: first_position must be a whole number from 0 to 29, not 30
     """
-    whole = isinstance(first_position, numbers.Integral) and not isinstance(first_position, bool)
-    top = "" if max_position is None else f" to {max_position - 1}"
-    if not whole or first_position < 0 or (top and first_position >= max_position):
-        raise AttnmagError(
-            f"first_position must be a whole number from 0{top}, not {first_position!r}"
-        )
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    top = "" if high is None else f" to {high}"
+    if not whole or value < 0 or (high is not None and value > high):
+        raise AttnmagError(f"{name} must be a whole number from 0{top}, not {value!r}")
 
 
 def check_columns(name: str, columns: Sequence[str], needed: Iterable[str]) -> None:

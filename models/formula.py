@@ -29,6 +29,7 @@ from attnmag.models.checks import (
     MAX_POSITION,
     check_columns,
     check_options,
+    check_position,
     check_size,
     not_finite,
 )
@@ -112,7 +113,11 @@ def fit(
     n_threads(n_jobs)
     check_options("fit", method, FORMULA_METHODS, conf_level, cov_type)
     random_slope = _random_slope(re_formula, method)
-    first, last = _positions(positions)
+    if not isinstance(positions, tuple | list) or len(positions) != 2:
+        raise AttnmagError(f"positions must be a pair (first, last), not {positions!r}")
+    first, last = positions
+    check_position("positions' last", last)
+    check_position("positions' first", first, last)
     source = open_source(frame)
     with source.connected(n_jobs) as connection:
         described = connection.execute("SELECT column_name, column_type FROM (DESCRIBE frame)")
@@ -161,21 +166,6 @@ def _random_slope(re_formula: str | None, method: str) -> bool:
     if method != "mixed":
         raise AttnmagError(f"re_formula needs method='mixed', not method={method!r}")
     return True
-
-
-def _positions(positions: tuple[int, int]) -> tuple[int, int]:
-    """``(first, last)`` checked: two whole numbers, 0 <= first <= last."""
-    try:
-        first, last = (int(value) for value in positions)
-        valid = (first, last) == tuple(positions) and 0 <= first <= last
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise AttnmagError(
-            f"positions must be (first, last) whole numbers with 0 <= first <= last, "
-            f"not {positions!r}"
-        )
-    return first, last
 
 
 def _columns(formula: str, available: Iterable[str]) -> list[str]:

@@ -109,13 +109,8 @@ def by_group(
         return key_of(piece.column(name)[0].as_py() for name in groups)
 
     for key, same in itertools.groupby(pieces(), first_key):
-        yield key, _columns(list(same))
-
-
-def _columns(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
-    """One group's rows as numpy columns."""
-    table = pa.Table.from_batches(batches)
-    return {name: table[name].to_numpy() for name in table.column_names}
+        table = pa.Table.from_batches(list(same))
+        yield key, {name: table[name].to_numpy() for name in table.column_names}
 
 
 def group_keys(

@@ -29,8 +29,8 @@ from attnmag.models.checks import (
     MAX_POSITION,
     METHODS,
     check_columns,
-    check_first_position,
     check_options,
+    check_position,
     check_size,
     not_finite,
 )
@@ -232,7 +232,8 @@ def trend_request(
     """
     checked = "cluster" if cov_type is None else cov_type
     check_options("position_trend", method, METHODS["position_trend"], conf_level, checked)
-    check_first_position(first_position, max_position)
+    check_position("max_position", max_position)
+    check_position("first_position", first_position, max_position - 1)
     if random_slope and method != "mixed":
         raise AttnmagError(f"random_slope needs method='mixed', not method={method!r}")
     # [1, position | 1 (, position) | log_norm] from [1, position, log_norm]
@@ -271,7 +272,7 @@ def lag_request(
     ('lag_effects', 'gmm', ('lag1', 'lag2', 'position'))
     """
     check_options("lag_effects", method, METHODS["lag_effects"], conf_level, cov_type)
-    check_first_position(first_position)
+    check_position("first_position", first_position)
     if method == "gmm":
         terms, base = ("lag1", "lag2", "position"), ()
         formula, design = "log_norm ~ 0 + lag1 + lag2 + position", None

@@ -52,7 +52,7 @@ from attnmag.errors import AttnmagError
 from attnmag.extract.frame import COLUMNS
 from attnmag.extract.shards import read_frame
 from attnmag.models import CONF_LEVEL, MAX_POSITION
-from attnmag.models.checks import check_first_position
+from attnmag.models.checks import check_position
 from attnmag.reports import figures
 from attnmag.reports.findings import (
     GMM_MIN_TOKENS,
@@ -1190,7 +1190,8 @@ def write_report(
     >>> paths["index.html"]
     PosixPath('folder/index.html')
     """
-    check_first_position(first_position, max_position)
+    check_position("max_position", max_position)
+    check_position("first_position", first_position, max_position - 1)
     frame = report_source(frame, sample_texts=sample_texts)
     check_inputs(frame, formats)
     seconds = dict(timings or {})

@@ -304,3 +304,10 @@ def test_first_position_must_be_a_whole_number_below_the_last(frame, bad):
     if bad != 30:
         with pytest.raises(AttnmagError, match="first_position must be a whole number"):
             models.lag_effects(frame, method="ols", first_position=bad)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "30", None])
+def test_max_position_must_be_a_whole_number(frame, bad):
+    with pytest.raises(AttnmagError, match="max_position must be a whole number") as error:
+        models.position_trend(frame, method="ols", max_position=bad)
+    assert "\n" not in str(error.value)

@@ -22,7 +22,7 @@ from attnmag.extract.shards import (
     read_shards,
     write_shards,
 )
-from attnmag.models import groups
+from attnmag.models import named
 
 CASES = [
     ("position_trend", "ols", {}, 1e-9),
@@ -141,13 +141,13 @@ def test_python_receives_per_sequence_sums_whatever_the_rows(tmp_path, monkeypat
     of sums per group and sequence, one group at a time."""
     received = []
 
-    def recording(batches):
-        columns = original(batches)
-        received.append(sum(values.nbytes for values in columns.values()))
-        return columns
+    def recording(reader, keys):
+        for key, columns in original(reader, keys):
+            received.append(sum(values.nbytes for values in columns.values()))
+            yield key, columns
 
-    original = groups._columns
-    monkeypatch.setattr(groups, "_columns", recording)
+    original = named.by_group
+    monkeypatch.setattr(named, "by_group", recording)
     sizes = {}
     for scale in (1, 4):
         frame = simulated_frame(40, 3, length=(10 * scale, 20 * scale), lag1=0.3, seed=1)
