@@ -10,12 +10,21 @@ attnmag's tidy frame, the peers' norm arrays), which its growth includes. ``fram
 is the frame's in-memory bytes per row (``memory_usage(deep=True)``, its token category
 included); with ``--shards``, each attnmag method also writes its run once, untimed, with
 ``extract.write_shards`` into a temporary folder, whose bytes per row (shards and
-``run.json``) are ``shards B/row``. Methods:
+``run.json``) are ``shards B/row``. ``faults/run`` and ``sys s`` are the medians over
+repeats of a run's minor page faults and of its system CPU seconds (``getrusage``): what
+the run's fresh memory costs the kernel. Methods:
 
-- ``bare``: the base model's forward pass over attnmag's batches, no hooks (the floor);
+- ``bare``: the base model's forward pass over attnmag's batches, no hooks;
 - ``bare_causal``: the same with the padding mask all ones, as attnmag runs its
   right-padded batches (the padding follows every real token, so causal attention alone
   keeps it out of their values, and the attention runs as its causal kernel);
+- ``floor``: what ``attnmag`` runs less its hooks and rows: the same batches with the mask
+  all ones and the positions it passes, stopped after the last layer's attention by one hook
+  that records nothing (plain attnmag's floor);
+- ``attnmag_measure``: attnmag's tokenizing and ``extract.norms.measure`` (its batches, hooks
+  and norms), with no frame: ``floor`` to ``attnmag_measure`` to ``attnmag`` itemises
+  plain attnmag's cost above its floor (the hooks and norms, then the frame, the token
+  texts and the provenance);
 - ``attnmag``: ``extract.attention_norms`` (tokenizing, batching, the tidy frame included);
 - ``attnmag_heads``: ``extract.attention_norms(heads=True)``: each head's contribution too;
 - ``attnmag_sites``: ``extract.update_norms`` at the sites ``attn``, ``mlp`` and ``resid``;
@@ -55,7 +64,9 @@ import copy
 import functools
 import gc
 import importlib.util
+import inspect
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -84,6 +95,8 @@ MB = 2**20
 METHODS = (
     "bare",
     "bare_causal",
+    "floor",
+    "attnmag_measure",
     "attnmag",
     "attnmag_heads",
     "attnmag_sites",
@@ -159,6 +172,63 @@ def bare_causal(model: object, tokenizer: object) -> Callable:
     """The bare pass without a padding mask: causal attention alone keeps the padding, which
     follows every real token, out of their values."""
     return bare(model, tokenizer, causal=True)
+
+
+def floor(model: object, tokenizer: object) -> Callable:
+    """attnmag's forward pass without its rows: right-padded batches with the mask all ones
+    and the positions where the model takes them, stopped after the last layer's attention
+    by one hook that records nothing."""
+    from attnmag.extract.adapters import attention_modules, base_model, blocks
+    from attnmag.extract.hooks import StopForward
+
+    base = base_model(model)
+    takes_positions = "position_ids" in inspect.signature(base.forward).parameters
+    last = len(blocks(model)) - 1
+
+    def stop(module: object, args: tuple, output: object) -> None:
+        raise StopForward
+
+    def run(texts: list[str], options: dict) -> None:
+        handle = attention_modules(model, [last])[last].register_forward_hook(stop)
+        try:
+            with torch.inference_mode():
+                for inputs in _batches(model, tokenizer, texts, options):
+                    if not takes_positions:
+                        inputs.pop("position_ids")
+                    inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
+                    try:
+                        base(**inputs, use_cache=False)
+                    except StopForward:
+                        pass
+        finally:
+            handle.remove()
+
+    return run
+
+
+def attnmag_measure(model: object, tokenizer: object) -> Callable:
+    """attnmag's tokenizing and ``measure`` (batches, hooks, norms), every layer's attention
+    update, with no frame built."""
+    from attnmag.extract.adapters import blocks
+    from attnmag.extract.norms import context_length, encode, measure
+
+    layers = list(range(len(blocks(model))))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def run(texts: list[str], options: dict) -> None:
+        encoded = encode(tokenizer, texts, max_length=context_length(model))
+        for _ in measure(
+            model,
+            encoded,
+            layers,
+            pad_id=pad,
+            padding_side=tokenizer.padding_side,
+            progress=False,
+            **options,
+        ):
+            pass
+
+    return run
 
 
 def attnmag(model: object, tokenizer: object) -> Callable:
@@ -317,6 +387,8 @@ def nnsight_stop(model: object, tokenizer: object) -> Callable:
 SETUPS: dict[str, Callable] = {
     "bare": bare,
     "bare_causal": bare_causal,
+    "floor": floor,
+    "attnmag_measure": attnmag_measure,
     "attnmag": attnmag,
     "attnmag_heads": attnmag_heads,
     "attnmag_sites": attnmag_sites,
@@ -431,13 +503,17 @@ def time_in_process(args: argparse.Namespace, model_name: str, plan: list[dict])
         shift = repeat % len(plan)
         for variant in plan[shift:] + plan[:shift]:
             torch.set_num_threads(variant["threads"])
+            usage = resource.getrusage(resource.RUSAGE_SELF)
             start, cpu = time.perf_counter(), time.process_time()
             norms = setups[variant["method"]](texts, _options(variant))
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            after = resource.getrusage(resource.RUSAGE_SELF)
             runs[tuple(variant.values())].append(
                 {
                     "seconds": seconds,
                     "cpu_seconds": cpu,
+                    "system_seconds": after.ru_stime - usage.ru_stime,
+                    "faults": after.ru_minflt - usage.ru_minflt,
                     "tokens": tokens,
                     "norm_sum": _checksum(norms),
                     "frame_bytes_per_row": _frame_bytes_per_row(norms),
@@ -538,6 +614,13 @@ def _ns_per_row(results: list[dict], base: list[dict] | None = None, key: str = 
     return f"{statistics.median(spent) / results[0]['rows'] * 1e9:.0f}"
 
 
+def _median_of(results: list[dict], key: str, form: str) -> str:
+    """The median over repeats of ``key`` (``-`` where the runs did not record it)."""
+    if key not in results[0]:
+        return "-"
+    return form.format(statistics.median(r[key] for r in results))
+
+
 def _per_row(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -584,6 +667,8 @@ def summarise(
                 "added CPU ns/row": _ns_per_row(results, runs.get(base_key), "cpu_seconds"),
                 "frame B/row": _per_row(results[0].get("frame_bytes_per_row")),
                 "shards B/row": _per_row(results[0].get("shard_bytes_per_row")),
+                "faults/run": _median_of(results, "faults", "{:.0f}"),
+                "sys s": _median_of(results, "system_seconds", "{:.3f}"),
                 "runs s": " ".join(f"{s:.2f}" for s in seconds),
                 "norm sum vs attnmag": f"{total / ref[0]['norm_sum'] - 1:+.1e}"
                 if total is not None and ref and method in SAME_NORMS

@@ -235,32 +235,37 @@ def frame_from_columns(
     columns: dict[str, np.ndarray] = {
         name: np.empty(total, dtype=values.dtype) for name, values in per_series.items()
     }
+    # Each column is its own array (none shares an allocation, so a column dropped from the
+    # frame frees its memory); per token, its values once, copied to each of its series.
     sequence = np.empty(total, dtype=FRAME_DTYPES["sequence"])
-    # position and token_id are both int32: one block copy per text fills the two.
-    position_and_id = np.empty((2, total), dtype=FRAME_DTYPES["position"])
-    token = np.empty(total, dtype=codes.dtype)
-    per_token = np.empty((2, 1, len(codes)), dtype=FRAME_DTYPES["position"])
-    per_token[0, 0] = np.arange(len(codes)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    per_token[1, 0] = token_ids
+    first_tokens = np.cumsum(lengths) - lengths
+    per_token = {
+        "position": (np.arange(len(codes)) - np.repeat(first_tokens, lengths)).astype(
+            FRAME_DTYPES["position"]
+        ),
+        "token_id": np.asarray(token_ids).astype(FRAME_DTYPES["token_id"]),
+        "token": codes,
+    }
+    columns.update({name: np.empty(total, dtype=v.dtype) for name, v in per_token.items()})
     blocks = [(columns[name], values[:, None]) for name, values in per_series.items()]
+    tokens = [(columns[name], values) for name, values in per_token.items()]
     row = first = 0
     for text, length in zip(np.asarray(sequences).tolist(), lengths.tolist(), strict=True):
         end, last = row + n_series * length, first + length
         sequence[row:end] = text
-        position_and_id[:, row:end].reshape(2, n_series, length)[:] = per_token[..., first:last]
-        token[row:end].reshape(n_series, length)[:] = codes[first:last]
+        for column, values in tokens:
+            column[row:end].reshape(n_series, length)[:] = values[first:last]
         for column, values in blocks:
             column[row:end].reshape(n_series, length)[:] = values
         row, first = end, last
-    position, token_id = position_and_id
     columns.update(
         sequence=sequence,
-        position=position,
-        token_id=token_id,
-        token=pd.Categorical.from_codes(token, categories=categories, validate=False),
+        token=pd.Categorical.from_codes(columns["token"], categories=categories, validate=False),
         norm=np.asarray(norm, dtype=np.float32),
         **derived_columns(
-            norm, position, starts=(np.cumsum(block_lengths) - block_lengths)[block_lengths > 0]
+            norm,
+            columns["position"],
+            starts=(np.cumsum(block_lengths) - block_lengths)[block_lengths > 0],
         ),
     )
     for name, (_, levels) in series.items():
@@ -302,8 +307,8 @@ def derived_columns(
     ([nan, 0.0, nan], [nan, nan, nan])
     """
     n = len(norm)
-    # One allocation for the three columns, each a contiguous row of it.
-    log_norm, lag1, lag2 = np.empty((3, n), dtype=DERIVED_DTYPE)
+    # Each column its own array: a column dropped from the frame frees its memory.
+    log_norm, lag1, lag2 = (np.empty(n, dtype=DERIVED_DTYPE) for _ in DERIVED)
     np.log(norm, out=log_norm, dtype=np.float64)
     lag1[:1], lag2[:2] = np.nan, np.nan
     lag1[1:], lag2[2:] = log_norm[:-1], log_norm[:-2]

@@ -261,8 +261,12 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """
     flags = [(module, module.training) for module in model.modules()]
     try:
-        model.eval()
+        # A model already in eval mode throughout is left as is (each flag set goes through
+        # ``nn.Module.__setattr__``).
+        if any(training for _, training in flags):
+            model.eval()
         yield model
     finally:
         for module, training in flags:
-            module.training = training
+            if module.training != training:
+                module.training = training

@@ -428,7 +428,10 @@ def check_claimable(folder: Path, label: str | None = None) -> None:
     label = label or str(folder)
     if not folder.is_dir() or (folder / RUN_FILE).exists():
         return
-    if any(not p.name.startswith(f".{RUN_FILE}.") for p in folder.iterdir()):
+    foreign = any(not p.name.startswith(f".{RUN_FILE}.") for p in folder.iterdir())
+    # Asked again after the listing: a run that claimed the folder meanwhile wrote its
+    # run.json before any other file.
+    if foreign and not (folder / RUN_FILE).exists():
         raise AttnmagError(
             f"{label} holds files but no {RUN_FILE}: it is not a shard folder of "
             "`attnmag extract`; choose a new folder"

@@ -85,6 +85,20 @@ def test_lags_are_log_norm_shifted_within_sequence_and_layer(tiny_gpt2, gpt2_tok
     np.testing.assert_allclose(frame["log_norm"], np.log(frame["norm"].astype(np.float64)))
 
 
+def test_no_two_columns_of_the_frame_share_an_allocation(tiny_gpt2, gpt2_tokenizer):
+    """Each numeric column is an array of its own, so a column dropped frees its memory."""
+
+    def allocation(values: np.ndarray) -> np.ndarray:
+        while isinstance(values.base, np.ndarray):
+            values = values.base
+        return values
+
+    frame = extract.attention_norms(tiny_gpt2, gpt2_tokenizer, TEXTS, heads=True, progress=False)
+    numeric = [c for c in frame.columns if c != "token"]
+    owners = [id(allocation(frame[c].to_numpy())) for c in numeric]
+    assert len(set(owners)) == len(numeric), dict(zip(numeric, owners, strict=True))
+
+
 def test_tidy_frame_matches_a_pandas_construction_for_short_and_shuffled_texts():
     """Texts of 1, 2 and 4 tokens given out of order; two ids share a text."""
     from attnmag.extract.frame import FRAME_DTYPES, tidy_frame
