@@ -766,8 +766,8 @@ def write_frames(
     Raises
     ------
     AttnmagError
-        Where a frame's columns differ from the first frame's, or ``declared_columns``
-        refuses them.
+        Where a frame's columns differ from the first frame's, ``declared_columns``
+        refuses them, or the frames are not one per shard.
 
     Examples
     --------
@@ -800,7 +800,10 @@ def write_frames(
     with folder_lock(folder, shared=True):
         run_id = _claim_folder(folder, arguments, {})
         paths = []
-        for (k, start, stop), frame in zip(plan, chained, strict=True):
+        for frame in chained:
+            if len(paths) == len(plan):
+                raise AttnmagError(f"more frames than the {len(plan)} shards of {n_texts} texts")
+            k, start, stop = plan[len(paths)]
             if {*frame.columns} - {*DERIVED} != {*columns}:
                 raise AttnmagError(
                     f"frame {k} has the columns {list(frame.columns)}, not the folder's {columns}"
@@ -809,6 +812,8 @@ def write_frames(
             frame = frame[columns]
             frame.attrs.update(texts_sha256=arguments["texts"], weights=arguments["weights"])
             paths.append(_store_shard(folder, k, frame, start, stop, run_id, row_group_size))
+    if len(paths) < len(plan):
+        raise AttnmagError(f"{len(paths)} frames for the {len(plan)} shards of {n_texts} texts")
     return paths
 
 

@@ -306,10 +306,12 @@ def test_write_frames_keeps_the_sink_columns(tmp_path) -> None:
         assert stored[column].tolist() == pd.concat(frames)[column].tolist()
 
 
-@pytest.mark.parametrize("n_frames", [1, 3])
-def test_write_frames_refuses_a_frame_count_other_than_the_shards(n_frames, tmp_path) -> None:
+@pytest.mark.parametrize(("n_frames", "message"), [(1, "1 frames for the 2"), (3, "more frames")])
+def test_write_frames_refuses_a_frame_count_other_than_the_shards(
+    n_frames, message, tmp_path
+) -> None:
     frames = (_frames_with_sink(4) * 2)[:n_frames]
-    with pytest.raises(ValueError):  # zip's strict check (AttnmagError is a ValueError too)
+    with pytest.raises(AttnmagError, match=f"{message}.* shards of 4 texts"):
         write_frames(frames, tmp_path / "norms", n_texts=4, shard_texts=2, layers=[0])
 
 
