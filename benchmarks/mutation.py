@@ -121,6 +121,12 @@ EQUIVALENT = {
     "attnmag.extract.frame.x_tidy_frame:7588c7c444": "astype's copy=None is copy=False",
     "attnmag.extract.frame.x__token_codes:b26b28b78b": "np.unique and the lookup by Python int "
     "work on the ids in any integer dtype",
+    "attnmag.extract.frame.x__token_codes:f8accc846b": "every caller passes one-dimensional ids "
+    "(a frame column, or the texts' ids concatenated), which reshape(None) leaves as they are",
+    "attnmag.extract.frame.x_frame_from_columns:6d34782b68": "the codes come from _token_codes, "
+    "within the categories: the check finds nothing",
+    "attnmag.extract.frame.x_frame_from_columns:8e171910f1": "from_codes casts integral float "
+    "codes to its own code dtype: the same column, only the scratch array is wider",
     "attnmag.extract.shards.x__claim_folder:c3ee13c678": "the folder's parent exists: "
     "folder_lock, which every caller holds, creates it",
     "attnmag.models.ols.x_cluster_ols_result:6abd0b9e79": "statsmodels ignores the unknown key, "
@@ -171,6 +177,10 @@ KILLED_BY = {
         ],
         f"{KILL_TESTS}::test_tidy_rows_align_df_by_term_and_store_it_as_float64",
     ),
+    "attnmag.extract.frame.x_frame_from_columns:5088391360": f"{KILL_TESTS}::"
+    "test_frame_from_columns_keeps_the_norm_array_as_its_column",
+    "attnmag.extract.frame.x_frame_from_columns:6c6712c882": f"{KILL_TESTS}::"
+    "test_frame_from_columns_refuses_lengths_of_more_texts_than_sequences",
     "attnmag.extract.shards.x__check_plain_file:47d0d139d0": f"{KILL_TESTS}::"
     "test_a_shard_that_is_a_link_is_refused",
     "attnmag.extract.shards.x__claim_folder:55be7d9124": "tests/test_reruns.py::"

@@ -7,8 +7,10 @@ Held here: batching (count, token budget, stable order, padding side), the tidy 
 texts, glance and tidy rows (errors and df by term), mixed fits' AIC/BIC, statsmodels result
 and notes (the criterion named), the slope test's refusal, OLS's glance against statsmodels
 and its statsmodels result, shard provenance (merged across shards) and refusals (a linked
-shard), ``write_frames``' sink columns and frame count, ``max_length``, the progress label
-and ``seconds_extract``. ``benchmarks.mutation.KILLED_BY`` names the mutant each kills.
+shard), ``write_frames``' sink columns and frame count, ``max_length``, the progress label,
+``seconds_extract``, and ``frame_from_columns``' norm column (the array given) and its
+refusal of token counts for more texts than it has. ``benchmarks.mutation.KILLED_BY`` names
+the mutant each kills.
 """
 
 import json
@@ -25,7 +27,7 @@ from test_models_lags import dense_stacked_errors, with_initial_conditions
 
 from attnmag import AttnmagError, extract, models
 from attnmag.extract.batching import length_batches, pad_batch
-from attnmag.extract.frame import COLUMNS, SINK_COLUMNS, tidy_frame
+from attnmag.extract.frame import COLUMNS, SINK_COLUMNS, frame_from_columns, tidy_frame
 from attnmag.extract.shards import (
     merged_provenance,
     read_frame,
@@ -342,3 +344,35 @@ def test_cluster_errors_of_few_texts_are_the_dense_stacked_sandwich() -> None:
     theta = np.r_[table.estimate, scale, summary.var_intercept / scale]
     expected = dense_stacked_errors(with_initial_conditions(rows, first=1), theta)
     np.testing.assert_allclose(table.std_error, expected, rtol=1e-5)
+
+
+def _two_texts(lengths: list[int]) -> dict:
+    """``frame_from_columns``' arguments for texts 0 and 2 (3 and 2 tokens) over two layers,
+    with the texts' token counts ``lengths`` and a seeded float32 ``norm`` of 10 rows."""
+    norm = np.random.default_rng(0).uniform(1, 2, size=10).astype(np.float32)
+    return dict(
+        sequences=np.array([0, 2]),
+        lengths=np.array(lengths),
+        token_ids=np.array([5, 6, 7, 5, 8]),
+        norm=norm,
+        layers=[0, 1],
+        token_text={5: "a", 6: "b", 7: "c", 8: "a"},
+    )
+
+
+def test_frame_from_columns_keeps_the_norm_array_as_its_column() -> None:
+    """The docstring's promise: the ``norm`` column is the array given, not a copy of it (a
+    frame of every layer's norms is the run's largest allocation)."""
+    arguments = _two_texts([3, 2])
+    frame = frame_from_columns(**arguments)
+    assert np.shares_memory(frame["norm"].to_numpy(), arguments["norm"])
+    assert frame["norm"].tolist() == arguments["norm"].tolist()
+    assert frame["token"].tolist() == ["a", "b", "c"] * 2 + ["a", "a"] * 2
+
+
+def test_frame_from_columns_refuses_lengths_of_more_texts_than_sequences() -> None:
+    """Three token counts for two texts (the norms sized to the counts) would leave the third
+    text's rows unwritten, whatever np.empty held: refused instead."""
+    arguments = _two_texts([3, 1, 1])
+    with pytest.raises(ValueError):  # zip's strict check
+        frame_from_columns(**arguments)
