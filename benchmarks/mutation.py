@@ -137,6 +137,13 @@ EQUIVALENT = {
     "one-dimensional reshape as -1",
     "attnmag.models.mixed.x__two_effects:1a7d8cc2af": "numpy reads a negative size as the one it "
     "infers",
+    "attnmag.models.mixed.x__climb:a07088b4e2": "scipy's minimize reads a method's name in "
+    "either case",
+    "attnmag.models.mixed.x_mixed_result:f52a9bbb36": "started at REML's maximum, statsmodels' "
+    "optimisers stop at the start in either order (params, llf and errors identical on three "
+    "seeds)",
+    "attnmag.models.tidy.x_glance:e07a0c24bd": "present holds only the key columns, which the "
+    "glance records all have: merge's common columns are the keys",
     "attnmag.models.tidy.x_holm:ce9f1b73dd": "numpy reads a sort kind by its first letter, in "
     "either case",
 }
@@ -181,6 +188,14 @@ KILLED_BY = {
     "test_frame_from_columns_keeps_the_norm_array_as_its_column",
     "attnmag.extract.frame.x_frame_from_columns:6c6712c882": f"{KILL_TESTS}::"
     "test_frame_from_columns_refuses_lengths_of_more_texts_than_sequences",
+    "attnmag.models.ols.x_cluster_ols_result:94c35f9c7e": f"{KILL_TESTS}::"
+    "test_cluster_ols_result_tests_on_t_with_groups_minus_one_df",
+    "attnmag.models.mixed.x_mixed_fit:06ee272f1f": f"{KILL_TESTS}::"
+    "test_a_mixed_fit_whose_search_did_not_converge_says_so",
+    "attnmag.models.tidy.x_failed_fit:9c55a985f7": f"{KILL_TESTS}::"
+    "test_a_failed_fit_is_not_converged_in_a_boolean_column",
+    "attnmag.models.tidy.x_glance:117e549e98": f"{KILL_TESTS}::"
+    "test_glance_of_rows_without_glance_says_where_glance_rows_are",
     "attnmag.extract.shards.x__check_plain_file:47d0d139d0": f"{KILL_TESTS}::"
     "test_a_shard_that_is_a_link_is_refused",
     "attnmag.extract.shards.x__claim_folder:55be7d9124": "tests/test_reruns.py::"

@@ -8,8 +8,10 @@ texts, glance and tidy rows (errors and df by term), mixed fits' AIC/BIC, statsm
 and notes (the criterion named), the slope test's refusal, OLS's glance against statsmodels
 and its statsmodels result, shard provenance (merged across shards) and refusals (a linked
 shard), ``write_frames``' sink columns and frame count, ``max_length``, the progress label,
-``seconds_extract``, and ``frame_from_columns``' norm column (the array given) and its
-refusal of token counts for more texts than it has. ``benchmarks.mutation.KILLED_BY`` names
+``seconds_extract``, ``frame_from_columns``' norm column (the array given) and its refusal
+of token counts for more texts than it has, the t reference of ``cluster_ols_result``, a
+failed fit's converged column, a mixed fit whose search did not converge, and ``glance``'s
+refusal. ``benchmarks.mutation.KILLED_BY`` names
 the mutant each kills.
 """
 
@@ -37,8 +39,15 @@ from attnmag.extract.shards import (
     write_shards,
 )
 from attnmag.models.mixed import GroupedDesign, reml_maximum, slope_test
-from attnmag.models.ols import ols_fit
-from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Estimate, glance_row, tidy_rows
+from attnmag.models.ols import cluster_ols_result, ols_fit
+from attnmag.models.tidy import (
+    MIXED_GLANCE_COLUMNS,
+    Estimate,
+    failed_fit,
+    glance,
+    glance_row,
+    tidy_rows,
+)
 from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 from tests.simulate_burn_in import burn_in_frame
@@ -376,3 +385,38 @@ def test_frame_from_columns_refuses_lengths_of_more_texts_than_sequences() -> No
     arguments = _two_texts([3, 1, 1])
     with pytest.raises(ValueError):  # zip's strict check
         frame_from_columns(**arguments)
+
+
+def test_cluster_ols_result_tests_on_t_with_groups_minus_one_df() -> None:
+    """statsmodels' result says what the docstring and the tidy rows say: t on G - 1 df."""
+    rows = simulated_frame(30, 1, seed=10).query("position >= 1")
+    result = cluster_ols_result(rows, "log_norm ~ position")
+    df = rows["sequence"].nunique() - 1
+    expected = 2 * stats.t.sf(np.abs(result.tvalues), df)
+    np.testing.assert_allclose(result.pvalues, expected, rtol=1e-10)
+    half = stats.t.ppf(0.975, df) * result.bse
+    np.testing.assert_allclose(result.conf_int(), np.c_[result.params - half, result.params + half])
+
+
+def test_a_failed_fit_is_not_converged_in_a_boolean_column() -> None:
+    """A failed fit's tidy rows are NaN and not converged, as a bool like a fitted group's (a
+    column of objects would break ``tidy[tidy.converged]``)."""
+    failed = failed_fit(["Intercept", "position"], n_obs=10, n_groups=2, message="failed")
+    rows = tidy_rows(failed, fit="position_trend", method="ols", conf_level=0.95, layer=0)
+    assert rows["estimate"].isna().all() and rows["p_value"].isna().all()
+    assert rows["converged"].dtype == bool and not rows["converged"].any()
+
+
+def test_a_mixed_fit_whose_search_did_not_converge_says_so(monkeypatch) -> None:
+    """With a gradient tolerance no search can meet, the random-slope search reports no
+    convergence: the fit says so although its estimates are finite."""
+    rows = simulated_frame(40, 1, sd_slope=0.01, seed=5).query("position >= 1")
+    monkeypatch.setattr(models.mixed, "SEARCH_GTOL", -1.0)
+    fit = fit_mixed(rows, "log_norm ~ position", random_slope=True, cov_type="model")
+    assert np.isfinite(fit.estimate).all() and np.isfinite(fit.std_error).all()
+    assert not fit.converged
+
+
+def test_glance_of_rows_without_glance_says_where_glance_rows_are() -> None:
+    with pytest.raises(AttnmagError, match="or read_fits of a folder with glance.csv$"):
+        glance(pd.DataFrame({"fit": ["position_trend"], "method": ["ols"], "term": ["position"]}))
