@@ -144,6 +144,11 @@ EQUIVALENT = {
     "seeds)",
     "attnmag.models.tidy.x_glance:e07a0c24bd": "present holds only the key columns, which the "
     "glance records all have: merge's common columns are the keys",
+    "attnmag.models.ols.x_ols_fit:668257c0ff": "the residual of 1 on X equals the tolerance "
+    "exactly only by chance; an exact zero is below it either way (n > 0)",
+    "attnmag.models.mixed.x__intercept_maximum:aa4a47e701": "within the search's tolerance: "
+    "the grid extends by other steps and the zoom lands on the same maximum (REML within 3e-7 "
+    "on three seeds with a text sd 500 times the residual's)",
     "attnmag.models.tidy.x_holm:ce9f1b73dd": "numpy reads a sort kind by its first letter, in "
     "either case",
 }
@@ -196,6 +201,15 @@ KILLED_BY = {
     "test_a_failed_fit_is_not_converged_in_a_boolean_column",
     "attnmag.models.tidy.x_glance:117e549e98": f"{KILL_TESTS}::"
     "test_glance_of_rows_without_glance_says_where_glance_rows_are",
+    "attnmag.models.ols.x_ols_fit:678210134d": f"{KILL_TESTS}::"
+    "test_ols_r2_is_centred_where_the_terms_span_the_intercept_unnamed",
+    **dict.fromkeys(
+        [
+            "attnmag.models.mixed.x_reml_maximum:b44f543a10",
+            "attnmag.models.mixed.x_reml_maximum:0fdf0d576b",
+        ],
+        f"{KILL_TESTS}::test_a_noisy_outcome_far_from_zero_or_steep_is_no_exact_fit",
+    ),
     "attnmag.extract.shards.x__check_plain_file:47d0d139d0": f"{KILL_TESTS}::"
     "test_a_shard_that_is_a_link_is_refused",
     "attnmag.extract.shards.x__claim_folder:55be7d9124": "tests/test_reruns.py::"

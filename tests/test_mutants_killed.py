@@ -10,8 +10,9 @@ and its statsmodels result, shard provenance (merged across shards) and refusals
 shard), ``write_frames``' sink columns and frame count, ``max_length``, the progress label,
 ``seconds_extract``, ``frame_from_columns``' norm column (the array given) and its refusal
 of token counts for more texts than it has, the t reference of ``cluster_ols_result``, a
-failed fit's converged column, a mixed fit whose search did not converge, and ``glance``'s
-refusal. ``benchmarks.mutation.KILLED_BY`` names
+failed fit's converged column, a mixed fit whose search did not converge, ``glance``'s
+refusal, an outcome far from zero or steep in position that is no exact fit, and OLS's r2
+where the terms span the intercept without naming it. ``benchmarks.mutation.KILLED_BY`` names
 the mutant each kills.
 """
 
@@ -420,3 +421,26 @@ def test_a_mixed_fit_whose_search_did_not_converge_says_so(monkeypatch) -> None:
 def test_glance_of_rows_without_glance_says_where_glance_rows_are() -> None:
     with pytest.raises(AttnmagError, match="or read_fits of a folder with glance.csv$"):
         glance(pd.DataFrame({"fit": ["position_trend"], "method": ["ols"], "term": ["position"]}))
+
+
+@pytest.mark.parametrize("shift, trend", [(1e6, 0.0), (0.0, 100.0)])
+def test_a_noisy_outcome_far_from_zero_or_steep_is_no_exact_fit(shift, trend) -> None:
+    """Adding a constant or a multiple of position to the outcome leaves its residuals and the
+    text effect as they were: the fit is not taken for an exact one (no note, a variance)."""
+    rows = simulated_frame(40, 1, sd_sequence=0.5, seed=2).query("position >= 1")
+    base = fit_mixed(rows, "log_norm ~ position", cov_type="model")
+    moved = rows.assign(log_norm=rows["log_norm"] + shift + trend * rows["position"])
+    fit = fit_mixed(moved, "log_norm ~ position", cov_type="model")
+    assert not fit.notes and base.stats["var_intercept"] > 0
+    assert fit.stats["var_intercept"] == pytest.approx(base.stats["var_intercept"], rel=0.1)
+
+
+def test_ols_r2_is_centred_where_the_terms_span_the_intercept_unnamed() -> None:
+    """``position * 0.001`` and ``1 - position`` span the intercept without naming it: the
+    column space of ``Intercept + position``, so the same fit and the same centred r2 (the
+    residual of 1 on such columns is rounding, not zero)."""
+    frame = simulated_frame(200, 1, seed=3)
+    formulas = ["log_norm ~ position", "log_norm ~ 0 + I(position * 0.001) + I(1 - position)"]
+    named, unnamed = (models.glance(models.fit(frame, f, method="ols", n_jobs=1)) for f in formulas)
+    assert unnamed.r2.iloc[0] == pytest.approx(named.r2.iloc[0], rel=1e-9)
+    assert unnamed.sigma.iloc[0] == pytest.approx(named.sigma.iloc[0], rel=1e-9)
