@@ -1,7 +1,7 @@
 """Coverage of the lag intervals of ``initial_conditions`` in a model they were not tuned on.
 
-Run from the repository root (about an hour on one core; ``nice -n 10`` on a shared one;
-``--processes`` fits that many frames at once, with the same results)::
+Run from the repository root (``nice -n 10`` on a shared machine; ``--processes`` fits that
+many frames at once, with the same results)::
 
     .venv/bin/python -m benchmarks.lag_intervals                      # writes the results file
     .venv/bin/python -m benchmarks.lag_intervals --sizes 20 --replicates 200 --out -  # a quick look
