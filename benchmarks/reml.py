@@ -110,15 +110,15 @@ def _agreement(group: pd.DataFrame) -> str:
     diff = group.reml - group.reml_lme4
     higher = diff > 1e-6
     line = (
-        f"{kind}: attnmag's REML minus lme4's from {diff.min():.1e} to {diff.max():.2g}; "
+        f"{kind}: attnmag's REML minus lme4's from {diff.min():.2g} to {diff.max():.3g}; "
         f"higher by more than 1e-6 in {higher.sum()} of {len(group)} fits"
     )
     singular = higher & group.singular_lme4 & ~group.boundary
     if singular.any():
         parts = ", ".join(str(p) for p in group.part[singular])
         line += (
-            f": in parts {parts} lme4 stops at a singular fit, {diff[singular].min():.2g} to "
-            f"{diff[singular].max():.2g} below attnmag's maximum, which is not"
+            f": in parts {parts} lme4 stops at a singular fit, {diff[singular].min():.3g} to "
+            f"{diff[singular].max():.3g} below attnmag's maximum (not singular)"
         )
     short = higher & ~singular
     if short.any():
