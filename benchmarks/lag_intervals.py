@@ -1,7 +1,7 @@
 """Coverage of the lag intervals of ``initial_conditions`` in a model they were not tuned on.
 
-Run from the repository root (about an hour on one core; ``nice -n 10`` on a shared one;
-``--processes`` fits that many frames at once, with the same results)::
+Run from the repository root (``nice -n 10`` on a shared machine; ``--processes`` fits that
+many frames at once, with the same results)::
 
     .venv/bin/python -m benchmarks.lag_intervals                      # writes the results file
     .venv/bin/python -m benchmarks.lag_intervals --sizes 20 --replicates 200 --out -  # a quick look
@@ -17,8 +17,8 @@ are right), and the coverage of the 95% intervals with its Monte Carlo standard 
 - ``initial_conditions``: the default, ML with the sandwich over the fixed effects and the
   variance components together, Mancl and DeRouen's bias-corrected scores
   (``models.mixed.stacked_covariance``), t on G - 1 df;
-- REML with the fixed effects' CR1 sandwich alone (the default before; ``models.fit`` of the
-  same formula, ``method="mixed"``), for reference;
+- REML with the fixed effects' CR1 sandwich alone (``models.fit`` of the same formula,
+  ``method="mixed"``), for reference;
 
 and the share of replicates where the test of a random lag1 slope (``lag1_slope_p``)
 rejects at 5% (its size: every text has the same lag1 here).
@@ -71,7 +71,7 @@ def _fits(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Each estimator's rows of lag1, lag2 and position on every layer of ``frame``."""
     tables = {
         "initial_conditions": models.lag_effects(frame, n_jobs=1).tidy,
-        "REML, CR1 of the fixed effects alone (before)": models.fit(
+        "REML, CR1 of the fixed effects alone": models.fit(
             with_initial_conditions(frame), FORMULA, method="mixed", positions=(3, 10_000), n_jobs=1
         ).tidy,
     }

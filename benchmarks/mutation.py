@@ -13,6 +13,8 @@ Holds:
 - ``verdict``, ``tally``: exit codes -> killed, survived, timeout, untested, unchecked, other;
 - ``sorted_as``: a survivor's sorting (equivalent, out of reach, or not yet sorted);
 - ``changed_lines``: the lines a mutant changes, as ``-``/``+`` diff lines;
+- ``mutant_key``: what a mutant changes (its function and a digest of its changed lines), the
+  key of the sortings, which follows a mutant when mutmut renumbers a changed function's mutants;
 - ``main``: the command line; prints one row per module, each survivor with its change and
   sorting, and the verdict now of each earlier survivor that a test was written for.
 
@@ -47,6 +49,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -73,6 +76,7 @@ MODULES = {
         "tests/test_extract_norms.py",
         "tests/test_extract_sites.py",
         "tests/test_precision.py",
+        "tests/test_extract_tokens.py",
     ],
     "extract/batching.py": ["tests/test_extract_norms.py", "tests/test_long_contexts.py"],
     "extract/frame.py": [
@@ -106,73 +110,151 @@ MODULES = {
         "tests/test_groups_models.py",
     ],
 }
-#: Mutants that survive because they change nothing a caller can observe, each with why.
+#: Mutants that survive because they change nothing a caller can observe, each with why; keyed
+#: by ``mutant_key``, as are the two sortings after it.
 EQUIVALENT = {
-    "attnmag.extract.frame.x_tidy_frame__mutmut_5": "corpus indices are distinct, so the "
-    "order of equal ones a sort need not keep never arises",
-    "attnmag.extract.frame.x_tidy_frame__mutmut_33": "numpy reads any negative size of a "
+    "attnmag.extract.frame.x_tidy_frame:5264b61790": "corpus indices are distinct, so the order "
+    "of equal ones a sort need not keep never arises",
+    "attnmag.extract.frame.x_tidy_frame:ccad396410": "numpy reads any negative size of a "
     "one-dimensional reshape as -1",
-    "attnmag.extract.frame.x_tidy_frame__mutmut_51": "frame_from_columns casts the sequences "
-    "to the frame's dtype",
-    "attnmag.extract.frame.x_tidy_frame__mutmut_53": "astype's copy=None is copy=False",
-    "attnmag.extract.frame.x__token_codes__mutmut_6": "np.unique and the lookup by Python int "
+    "attnmag.extract.frame.x_tidy_frame:35e17e5f71": "frame_from_columns casts the sequences to "
+    "the frame's dtype",
+    "attnmag.extract.frame.x_tidy_frame:7588c7c444": "astype's copy=None is copy=False",
+    "attnmag.extract.frame.x__token_codes:b26b28b78b": "np.unique and the lookup by Python int "
     "work on the ids in any integer dtype",
-    "attnmag.extract.frame.x_frame_from_columns__mutmut_136": "derived_columns finds the "
-    "same rows (those at position 0) when not given them",
-    "attnmag.extract.shards.x__claim_folder__mutmut_3": "the folder's parent exists: "
+    "attnmag.extract.frame.x__token_codes:f8accc846b": "every caller passes one-dimensional ids "
+    "(a frame column, or the texts' ids concatenated), which reshape(None) leaves as they are",
+    "attnmag.extract.frame.x_frame_from_columns:6d34782b68": "the codes come from _token_codes, "
+    "within the categories: the check finds nothing",
+    "attnmag.extract.frame.x_frame_from_columns:8e171910f1": "from_codes casts integral float "
+    "codes to its own code dtype: the same column, only the scratch array is wider",
+    "attnmag.extract.norms.x_measure:07cd4725a1": "measure takes a transformers model, and "
+    "every one has .device: the fallback to its parameters' device is never reached",
+    **dict.fromkeys(
+        [
+            "attnmag.extract.norms.x_measure:86393b07fc",
+            "attnmag.extract.norms.x_measure:f036aa2a84",
+            "attnmag.extract.norms.x_norms_frame:181db2aadc",
+        ],
+        "with right padding every pad follows the real tokens, which causal attention never "
+        "lets them attend to: the mask of ones changes no real token's value",
+    ),
+    "attnmag.extract.batching.x_pad_batch:1fe4614570": "torch.full infers int64 from an int pad id",
+    "attnmag.extract.batching.x_pad_batch:6a99282c6e": "slice(None, n) is slice(0, n)",
+    "attnmag.extract.batching.x_pad_batch:1aca6bb608": "slice(n) is slice(0, n)",
+    "attnmag.extract.batching.x_pad_batch:1b4b7bc800": "assigning into the int64 input_ids "
+    "casts the ids whatever their integer dtype",
+    "attnmag.extract.batching.x_pad_batch:8893eb16ee": "the mask is two-dimensional: its "
+    "dimension 1 is its last",
+    "attnmag.extract.shards.x__claim_folder:c3ee13c678": "the folder's parent exists: "
     "folder_lock, which every caller holds, creates it",
-    "attnmag.models.ols.x_cluster_ols_result__mutmut_21": "statsmodels ignores the unknown "
-    "key, and use_correction is True by default",
-    "attnmag.models.mixed.x__moment_start__mutmut_29": "einsum's subscripts are labels; "
-    "upper case ones are as valid",
-    "attnmag.models.mixed.x_slope_test__mutmut_50": "centring the slope changes the "
-    "climb's path, not the likelihood's maximum (the LR agrees to 2e-8 with the slope "
-    "shifted by 1,000)",
-    "attnmag.models.mixed.x__two_effects__mutmut_32": "outer's one use reshapes it to "
+    "attnmag.models.ols.x_cluster_ols_result:6abd0b9e79": "statsmodels ignores the unknown key, "
+    "and use_correction is True by default",
+    "attnmag.models.mixed.x__two_effects:584318abb8": "outer's one use reshapes it to "
     "(-1, (p + 1) ** 2): the same array either way",
-    "attnmag.models.mixed.x__two_effects__mutmut_108": "numpy reads any negative size of a "
+    "attnmag.models.mixed.x__two_effects:a03dbb45e2": "numpy reads any negative size of a "
     "one-dimensional reshape as -1",
-    "attnmag.models.mixed.x__two_effects__mutmut_114": "numpy reads a negative size as the "
-    "one it infers",
-    "attnmag.models.tidy.x_holm__mutmut_7": "numpy reads a sort kind by its first letter, "
-    "in either case",
+    "attnmag.models.mixed.x__two_effects:1a7d8cc2af": "numpy reads a negative size as the one it "
+    "infers",
+    "attnmag.models.mixed.x__climb:a07088b4e2": "scipy's minimize reads a method's name in "
+    "either case",
+    "attnmag.models.mixed.x_mixed_result:f52a9bbb36": "started at REML's maximum, statsmodels' "
+    "optimisers stop at the start in either order (params, llf and errors identical on three "
+    "seeds)",
+    "attnmag.models.tidy.x_glance:e07a0c24bd": "present holds only the key columns, which the "
+    "glance records all have: merge's common columns are the keys",
+    "attnmag.models.ols.x_ols_fit:668257c0ff": "the residual of 1 on X equals the tolerance "
+    "exactly only by chance; an exact zero is below it either way (n > 0)",
+    "attnmag.models.mixed.x__intercept_maximum:aa4a47e701": "within the search's tolerance: "
+    "the grid extends by other steps and the zoom lands on the same maximum (REML within 3e-7 "
+    "on three seeds with a text sd 500 times the residual's)",
+    "attnmag.models.tidy.x_holm:ce9f1b73dd": "numpy reads a sort kind by its first letter, in "
+    "either case",
 }
 #: Mutants that change results only at sizes no test can afford, each with where.
-OUT_OF_REACH = {
-    "attnmag.extract.frame.x_frame_from_columns__mutmut_39": "int32 row indices overflow only "
-    "in a frame of 2**31 to 2**32 rows",
-}
+OUT_OF_REACH: dict[str, str] = {}
 #: Survivors of an earlier sample and the test that kills each now.
 KILLED_BY = {
     **dict.fromkeys(
-        [f"attnmag.models.ols.x_ols_fit__mutmut_{n}" for n in (36, 39, 44, 49, 58, 66)],
+        [
+            "attnmag.models.ols.x_ols_fit:c01c1e296a",
+            "attnmag.models.ols.x_ols_fit:2235369d37",
+            "attnmag.models.ols.x_ols_fit:c2ce33b863",
+            "attnmag.models.ols.x_ols_fit:207fb3febf",
+            "attnmag.models.ols.x_ols_fit:13ffaac899",
+            "attnmag.models.ols.x_ols_fit:cc589360d2",
+        ],
         f"{KILL_TESTS}::test_ols_glance_is_statsmodels",
     ),
     **dict.fromkeys(
-        [f"attnmag.models.ols.x_ols_fit__mutmut_{n}" for n in (2, 68, 70)],
+        [
+            "attnmag.models.ols.x_ols_fit:64af54b7f7",
+            "attnmag.models.ols.x_ols_fit:f09f091d7d",
+            "attnmag.models.ols.x_ols_fit:501e994e8d",
+        ],
         f"{KILL_TESTS}::test_ols_results_refit_the_rows_by_default_and_only_under_cr1",
     ),
-    "attnmag.models.mixed.x__ml_information__mutmut_33": f"{KILL_TESTS}::"
-    "test_cluster_errors_of_few_texts_are_the_dense_stacked_sandwich",
-    "attnmag.models.mixed.x_reml_maximum__mutmut_2": f"{KILL_TESTS}::"
+    "attnmag.models.mixed.x_reml_maximum:a60dd802d9": f"{KILL_TESTS}::"
     "test_a_zero_variance_note_names_the_criterion_maximised",
-    "attnmag.models.mixed.x_slope_test__mutmut_63": "tests/test_models_lags.py::"
+    "attnmag.models.mixed.x_slope_test:05496a0e1f": "tests/test_models_lags.py::"
     "test_initial_conditions_match_lmer_ml_and_its_slope_test_anova",
-    "attnmag.models.mixed.x_slope_test__mutmut_8": f"{KILL_TESTS}::"
+    "attnmag.models.mixed.x_slope_test:ed8fa63186": f"{KILL_TESTS}::"
     "test_the_slope_test_refuses_a_design_it_cannot_test",
     **dict.fromkeys(
-        [f"attnmag.models.tidy.x_tidy_rows__mutmut_{n}" for n in (7, 9, 18)],
+        [
+            "attnmag.models.tidy.x_tidy_rows:113fab4145",
+            "attnmag.models.tidy.x_tidy_rows:22131be9df",
+            "attnmag.models.tidy.x_tidy_rows:631d36045f",
+        ],
         f"{KILL_TESTS}::test_tidy_rows_align_df_by_term_and_store_it_as_float64",
     ),
-    "attnmag.extract.shards.x__check_plain_file__mutmut_1": f"{KILL_TESTS}::"
+    "attnmag.extract.frame.x_frame_from_columns:5088391360": f"{KILL_TESTS}::"
+    "test_frame_from_columns_keeps_the_norm_array_as_its_column",
+    "attnmag.extract.frame.x_frame_from_columns:6c6712c882": f"{KILL_TESTS}::"
+    "test_frame_from_columns_refuses_lengths_of_more_texts_than_sequences",
+    "attnmag.models.ols.x_cluster_ols_result:94c35f9c7e": f"{KILL_TESTS}::"
+    "test_cluster_ols_result_tests_on_t_with_groups_minus_one_df",
+    "attnmag.models.mixed.x_mixed_fit:06ee272f1f": f"{KILL_TESTS}::"
+    "test_a_mixed_fit_whose_search_did_not_converge_says_so",
+    "attnmag.models.tidy.x_failed_fit:9c55a985f7": f"{KILL_TESTS}::"
+    "test_a_failed_fit_is_not_converged_in_a_boolean_column",
+    "attnmag.models.tidy.x_glance:117e549e98": f"{KILL_TESTS}::"
+    "test_glance_of_rows_without_glance_says_where_glance_rows_are",
+    "attnmag.models.ols.x_ols_fit:678210134d": f"{KILL_TESTS}::"
+    "test_ols_r2_is_centred_where_the_terms_span_the_intercept_unnamed",
+    **dict.fromkeys(
+        [
+            "attnmag.models.mixed.x_reml_maximum:b44f543a10",
+            "attnmag.models.mixed.x_reml_maximum:0fdf0d576b",
+        ],
+        f"{KILL_TESTS}::test_a_noisy_outcome_far_from_zero_or_steep_is_no_exact_fit",
+    ),
+    **dict.fromkeys(
+        [
+            "attnmag.extract.norms.x_measure:00e6740a0d",
+            "attnmag.extract.norms.x_measure:0b1293a1fd",
+            "attnmag.extract.norms.x_norms_frame:13dc136241",
+            "attnmag.extract.norms.x__add_token_columns:07b43172cb",
+            "attnmag.extract.norms.x__add_token_columns:3ec33048e1",
+        ],
+        "tests/test_extract_tokens.py::test_surprisal_and_sink_equal_their_references",
+    ),
+    **dict.fromkeys(
+        [
+            "attnmag.extract.norms.x__add_token_columns:9165747391",
+            "attnmag.extract.norms.x__add_token_columns:3f52221f85",
+        ],
+        "tests/test_extract_tokens.py::test_vocabulary_columns",
+    ),
+    "attnmag.extract.shards.x__check_plain_file:47d0d139d0": f"{KILL_TESTS}::"
     "test_a_shard_that_is_a_link_is_refused",
-    "attnmag.extract.shards.x__claim_folder__mutmut_67": "tests/test_reruns.py::"
+    "attnmag.extract.shards.x__claim_folder:55be7d9124": "tests/test_reruns.py::"
     "test_a_claim_that_finished_no_shard_is_taken_over",
-    "attnmag.extract.shards.x_merged_provenance__mutmut_33": f"{KILL_TESTS}::"
+    "attnmag.extract.shards.x_merged_provenance:0c5144949d": f"{KILL_TESTS}::"
     "test_merged_provenance_lists_the_values_shards_disagree_on",
-    "attnmag.extract.shards.x_run_columns__mutmut_23": f"{KILL_TESTS}::"
+    "attnmag.extract.shards.x_run_columns:37cbbb4337": f"{KILL_TESTS}::"
     "test_write_frames_keeps_the_sink_columns",
-    "attnmag.extract.shards.x_write_frames__mutmut_79": f"{KILL_TESTS}::"
+    "attnmag.extract.shards.x_write_frames:50f8db9e54": f"{KILL_TESTS}::"
     "test_write_frames_refuses_a_frame_count_other_than_the_shards",
 }
 KILLED = {1, 3}
@@ -198,7 +280,7 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
-def build_tree(work: Path, modules: list[str]) -> None:
+def build_tree(work: Path, modules: list[str], timeout_multiplier: float = 15.0) -> None:
     """Copy the package, tests and pytest settings into ``work`` in the installed layout.
 
     Parameters
@@ -207,6 +289,9 @@ def build_tree(work: Path, modules: list[str]) -> None:
         An empty or absent folder.
     modules : list of str
         Repository paths of the modules to mutate (keys of ``MODULES``).
+    timeout_multiplier : float
+        mutmut's: a mutant's tests time out after this many times their duration in its
+        instrumented run (wall-clock; twice that in CPU time).
 
     Example
     -------
@@ -225,6 +310,7 @@ def build_tree(work: Path, modules: list[str]) -> None:
         'source_paths = ["attnmag"]\n'
         f"only_mutate = {_toml_list([installed_path(m) for m in modules])}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(test_files(modules))}\n"
+        f"timeout_multiplier = {timeout_multiplier}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider"]\n'
     )
 
@@ -324,6 +410,22 @@ def changed_lines(work: Path, module: str, name: str) -> list[str]:
     ]
 
 
+def mutant_key(name: str, lines: list[str]) -> str:
+    """What mutant ``name`` changes: its function and a digest of its ``-``/``+`` ``lines``.
+
+    The key of ``EQUIVALENT``, ``OUT_OF_REACH`` and ``KILLED_BY``. mutmut numbers a function's
+    mutants in order, so a change to the function renumbers them; the key leaves the number
+    (and each line's indentation) out, so a sorting stays with its mutant, and a mutant whose
+    line has changed is a new one, not yet sorted.
+
+    >>> mutant_key("attnmag.models.tidy.x_holm__mutmut_7", ["-    a = 1", "+    a = 2"])
+    'attnmag.models.tidy.x_holm:ae4e1dce8f'
+    """
+    change = "\n".join(line[0] + line[1:].strip() for line in lines)
+    digest = hashlib.sha256(change.encode()).hexdigest()[:10]
+    return f"{name.partition('__mutmut_')[0]}:{digest}"
+
+
 def verdict(code: int | None) -> str:
     """A mutmut exit code as a verdict: killed, survived, timeout, untested (no selected test
     calls the mutated function), unchecked (the run was stopped first) or other (suspicious)."""
@@ -343,12 +445,12 @@ def tally(codes: list[int | None]) -> dict[str, int]:
     return counts
 
 
-def sorted_as(name: str) -> str:
-    """What a surviving mutant was found to be: equivalent (and why), out of the tests' reach
-    (and where), or not yet sorted."""
-    if name in EQUIVALENT:
-        return f"equivalent: {EQUIVALENT[name]}"
-    return f"out of reach: {OUT_OF_REACH[name]}" if name in OUT_OF_REACH else "not yet sorted"
+def sorted_as(key: str) -> str:
+    """What the surviving mutant of ``key`` (``mutant_key``) was found to be: equivalent (and
+    why), out of the tests' reach (and where), or not yet sorted."""
+    if key in EQUIVALENT:
+        return f"equivalent: {EQUIVALENT[key]}"
+    return f"out of reach: {OUT_OF_REACH[key]}" if key in OUT_OF_REACH else "not yet sorted"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -359,6 +461,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--max-children", type=int, default=1, help="mutants checked at once")
     parser.add_argument("--time-limit", type=float, help="stop mutmut after this many seconds")
+    parser.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=15.0,
+        help="a mutant times out after this many times its tests' duration (mutmut's default 15)",
+    )
     parser.add_argument(
         "--workdir", type=Path, help="new or empty scratch folder (default: a new temp one)"
     )
@@ -374,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("mutation: --workdir must lie outside the repository")
     if work.exists() and any(work.iterdir()):
         raise SystemExit(f"mutation: {work} is not empty (an earlier run's verdicts would mix in)")
-    build_tree(work, args.modules)
+    build_tree(work, args.modules, args.timeout_multiplier)
     print(f"scratch tree: {work}; tests: {' '.join(test_files(args.modules))}", flush=True)
     chosen: dict[str, tuple[list[str], int]] = {}
     for module in args.modules:
@@ -387,12 +495,15 @@ def main(argv: list[str] | None = None) -> None:
     rows, survivors, earlier = [], [], []
     for module, (names, total) in chosen.items():
         codes, seconds = results(work, module)
-        survivors += [(module, name) for name in names if codes.get(name) in SURVIVED | UNTESTED]
-        earlier += [
-            {"mutant": f"`{name}`", "now": verdict(codes.get(name)), "test": f"`{KILLED_BY[name]}`"}
-            for name in names
-            if name in KILLED_BY
-        ]
+        for name in names:
+            code = codes.get(name)
+            lines = changed_lines(work, module, name)
+            key = mutant_key(name, lines)
+            if code in SURVIVED | UNTESTED:
+                survivors.append((name, key, lines))
+            if key in KILLED_BY:
+                test = f"`{KILLED_BY[key]}`"
+                earlier.append({"mutant": f"`{name}`", "now": verdict(code), "test": test})
         rows.append(
             {
                 "module": module,
@@ -403,17 +514,18 @@ def main(argv: list[str] | None = None) -> None:
         )
     state = "finished" if finished else f"stopped at the time limit ({args.time_limit:.0f} s)"
     notes = [
-        f"mutmut {state} after {wall:.0f} s wall-clock, with --max-children {args.max_children}",
+        f"mutmut {state} after {wall:.0f} s wall-clock, with --max-children {args.max_children}"
+        f" and --timeout-multiplier {args.timeout_multiplier:g}",
         "seconds: test time spent on the module's mutants (mutmut's durations, summed)",
     ]
     print(
         table(rows), "", *notes, f"\nsurvivors and untested mutants ({len(survivors)}):", sep="\n"
     )
     listed = []
-    for module, name in survivors:
-        lines = [f"{line[0]} {line[1:].strip()}" for line in changed_lines(work, module, name)]
-        print(name, f"    ({sorted_as(name)})", *(f"    {line}" for line in lines), sep="\n")
-        listed += [f"- `{name}` ({sorted_as(name)})", *(f"  `{line}`" for line in lines)]
+    for name, key, lines in survivors:
+        lines = [f"{line[0]} {line[1:].strip()}" for line in lines]
+        print(name, f"    ({sorted_as(key)})", *(f"    {line}" for line in lines), sep="\n")
+        listed += [f"- `{name}` ({sorted_as(key)})", *(f"  `{line}`" for line in lines)]
     heading = f"earlier survivors in this sample, and the test written for each ({len(earlier)})"
     print(f"\n{heading}:", table(earlier) if earlier else "none", sep="\n")
     if args.results:

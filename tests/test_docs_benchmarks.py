@@ -32,6 +32,7 @@ def test_the_benchmark_tables_come_from_results_files() -> None:
     expected = [
         *("fit", "fit-against", "precision", "batch_memory", "folder", "scale-fits"),
         *("end_to_end-long", "kills", "lags", "trend_coverage", "sites_heads", "tracks"),
+        *("reml", "reml-frame", "mutation", "mutation-extract"),
     ]
     assert {f"results/{name}.md" for name in expected} <= set(INCLUDED)
 

@@ -7,8 +7,13 @@ Held here: batching (count, token budget, stable order, padding side), the tidy 
 texts, glance and tidy rows (errors and df by term), mixed fits' AIC/BIC, statsmodels result
 and notes (the criterion named), the slope test's refusal, OLS's glance against statsmodels
 and its statsmodels result, shard provenance (merged across shards) and refusals (a linked
-shard), ``write_frames``' sink columns and frame count, ``max_length``, the progress label
-and ``seconds_extract``. ``benchmarks.mutation.KILLED_BY`` names the mutant each kills.
+shard), ``write_frames``' sink columns and frame count, ``max_length``, the progress label,
+``seconds_extract``, ``frame_from_columns``' norm column (the array given) and its refusal
+of token counts for more texts than it has, the t reference of ``cluster_ols_result``, a
+failed fit's converged column, a mixed fit whose search did not converge, ``glance``'s
+refusal, an outcome far from zero or steep in position that is no exact fit, and OLS's r2
+where the terms span the intercept without naming it. ``benchmarks.mutation.KILLED_BY`` names
+the mutant each kills.
 """
 
 import json
@@ -25,7 +30,7 @@ from test_models_lags import dense_stacked_errors, with_initial_conditions
 
 from attnmag import AttnmagError, extract, models
 from attnmag.extract.batching import length_batches, pad_batch
-from attnmag.extract.frame import COLUMNS, SINK_COLUMNS, tidy_frame
+from attnmag.extract.frame import COLUMNS, SINK_COLUMNS, frame_from_columns, tidy_frame
 from attnmag.extract.shards import (
     merged_provenance,
     read_frame,
@@ -35,8 +40,15 @@ from attnmag.extract.shards import (
     write_shards,
 )
 from attnmag.models.mixed import GroupedDesign, reml_maximum, slope_test
-from attnmag.models.ols import ols_fit
-from attnmag.models.tidy import MIXED_GLANCE_COLUMNS, Estimate, glance_row, tidy_rows
+from attnmag.models.ols import cluster_ols_result, ols_fit
+from attnmag.models.tidy import (
+    MIXED_GLANCE_COLUMNS,
+    Estimate,
+    failed_fit,
+    glance,
+    glance_row,
+    tidy_rows,
+)
 from tests.mixed_direct import fit_mixed
 from tests.simulate import simulated_frame
 from tests.simulate_burn_in import burn_in_frame
@@ -344,3 +356,93 @@ def test_cluster_errors_of_few_texts_are_the_dense_stacked_sandwich() -> None:
     theta = np.r_[table.estimate, scale, summary.var_intercept / scale]
     expected = dense_stacked_errors(with_initial_conditions(rows, first=1), theta)
     np.testing.assert_allclose(table.std_error, expected, rtol=1e-5)
+
+
+def _two_texts(lengths: list[int]) -> dict:
+    """``frame_from_columns``' arguments for texts 0 and 2 (3 and 2 tokens) over two layers,
+    with the texts' token counts ``lengths`` and a seeded float32 ``norm`` of 10 rows."""
+    norm = np.random.default_rng(0).uniform(1, 2, size=10).astype(np.float32)
+    return dict(
+        sequences=np.array([0, 2]),
+        lengths=np.array(lengths),
+        token_ids=np.array([5, 6, 7, 5, 8]),
+        norm=norm,
+        layers=[0, 1],
+        token_text={5: "a", 6: "b", 7: "c", 8: "a"},
+    )
+
+
+def test_frame_from_columns_keeps_the_norm_array_as_its_column() -> None:
+    """The docstring's promise: the ``norm`` column is the array given, not a copy of it (a
+    frame of every layer's norms is the run's largest allocation)."""
+    arguments = _two_texts([3, 2])
+    frame = frame_from_columns(**arguments)
+    assert np.shares_memory(frame["norm"].to_numpy(), arguments["norm"])
+    assert frame["norm"].tolist() == arguments["norm"].tolist()
+    assert frame["token"].tolist() == ["a", "b", "c"] * 2 + ["a", "a"] * 2
+
+
+def test_frame_from_columns_refuses_lengths_of_more_texts_than_sequences() -> None:
+    """Three token counts for two texts (the norms sized to the counts) would leave the third
+    text's rows unwritten, whatever np.empty held: refused instead."""
+    arguments = _two_texts([3, 1, 1])
+    with pytest.raises(ValueError):  # zip's strict check
+        frame_from_columns(**arguments)
+
+
+def test_cluster_ols_result_tests_on_t_with_groups_minus_one_df() -> None:
+    """statsmodels' result says what the docstring and the tidy rows say: t on G - 1 df."""
+    rows = simulated_frame(30, 1, seed=10).query("position >= 1")
+    result = cluster_ols_result(rows, "log_norm ~ position")
+    df = rows["sequence"].nunique() - 1
+    expected = 2 * stats.t.sf(np.abs(result.tvalues), df)
+    np.testing.assert_allclose(result.pvalues, expected, rtol=1e-10)
+    half = stats.t.ppf(0.975, df) * result.bse
+    np.testing.assert_allclose(result.conf_int(), np.c_[result.params - half, result.params + half])
+
+
+def test_a_failed_fit_is_not_converged_in_a_boolean_column() -> None:
+    """A failed fit's tidy rows are NaN and not converged, as a bool like a fitted group's (a
+    column of objects would break ``tidy[tidy.converged]``)."""
+    failed = failed_fit(["Intercept", "position"], n_obs=10, n_groups=2, message="failed")
+    rows = tidy_rows(failed, fit="position_trend", method="ols", conf_level=0.95, layer=0)
+    assert rows["estimate"].isna().all() and rows["p_value"].isna().all()
+    assert rows["converged"].dtype == bool and not rows["converged"].any()
+
+
+def test_a_mixed_fit_whose_search_did_not_converge_says_so(monkeypatch) -> None:
+    """With a gradient tolerance no search can meet, the random-slope search reports no
+    convergence: the fit says so although its estimates are finite."""
+    rows = simulated_frame(40, 1, sd_slope=0.01, seed=5).query("position >= 1")
+    monkeypatch.setattr(models.mixed, "SEARCH_GTOL", -1.0)
+    fit = fit_mixed(rows, "log_norm ~ position", random_slope=True, cov_type="model")
+    assert np.isfinite(fit.estimate).all() and np.isfinite(fit.std_error).all()
+    assert not fit.converged
+
+
+def test_glance_of_rows_without_glance_says_where_glance_rows_are() -> None:
+    with pytest.raises(AttnmagError, match="or read_fits of a folder with glance.csv$"):
+        glance(pd.DataFrame({"fit": ["position_trend"], "method": ["ols"], "term": ["position"]}))
+
+
+@pytest.mark.parametrize("shift, trend", [(1e6, 0.0), (0.0, 100.0)])
+def test_a_noisy_outcome_far_from_zero_or_steep_is_no_exact_fit(shift, trend) -> None:
+    """Adding a constant or a multiple of position to the outcome leaves its residuals and the
+    text effect as they were: the fit is not taken for an exact one (no note, a variance)."""
+    rows = simulated_frame(40, 1, sd_sequence=0.5, seed=2).query("position >= 1")
+    base = fit_mixed(rows, "log_norm ~ position", cov_type="model")
+    moved = rows.assign(log_norm=rows["log_norm"] + shift + trend * rows["position"])
+    fit = fit_mixed(moved, "log_norm ~ position", cov_type="model")
+    assert not fit.notes and base.stats["var_intercept"] > 0
+    assert fit.stats["var_intercept"] == pytest.approx(base.stats["var_intercept"], rel=0.1)
+
+
+def test_ols_r2_is_centred_where_the_terms_span_the_intercept_unnamed() -> None:
+    """``position * 0.001`` and ``1 - position`` span the intercept without naming it: the
+    column space of ``Intercept + position``, so the same fit and the same centred r2 (the
+    residual of 1 on such columns is rounding, not zero)."""
+    frame = simulated_frame(200, 1, seed=3)
+    formulas = ["log_norm ~ position", "log_norm ~ 0 + I(position * 0.001) + I(1 - position)"]
+    named, unnamed = (models.glance(models.fit(frame, f, method="ols", n_jobs=1)) for f in formulas)
+    assert unnamed.r2.iloc[0] == pytest.approx(named.r2.iloc[0], rel=1e-9)
+    assert unnamed.sigma.iloc[0] == pytest.approx(named.sigma.iloc[0], rel=1e-9)
