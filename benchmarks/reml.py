@@ -124,6 +124,15 @@ def _agreement(group: pd.DataFrame) -> str:
     if short.any():
         other = "the other " if singular.any() else ""
         line += f"; in {other}{short.sum()} by {diff[short].min():.1g} to {diff[short].max():.2g}"
+    lower = diff < -1e-6
+    if lower.any():
+        parts = ", ".join(str(p) for p in group.part[lower])
+        relative = (-diff[lower] / group.reml[lower].abs()).max()
+        shift = (group.intercept / group.intercept_lme4 - 1)[lower].abs().max()
+        line += (
+            f"; lower by more than 1e-6 in parts {parts}, by at most {relative:.1g} of the REML's"
+            f" size, their intercepts within {shift:.1g} of lme4's (rounding, not another maximum)"
+        )
     return line
 
 
