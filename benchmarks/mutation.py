@@ -128,6 +128,8 @@ EQUIVALENT = {
     "within the categories: the check finds nothing",
     "attnmag.extract.frame.x_frame_from_columns:8e171910f1": "from_codes casts integral float "
     "codes to its own code dtype: the same column, only the scratch array is wider",
+    "attnmag.extract.shards.x_read_shards:86ccb8a101": "the ids and the tokens are both taken "
+    "at each id's first row, so zip's lengths are equal by construction",
     "attnmag.extract.norms.x_measure:07cd4725a1": "measure takes a transformers model, and "
     "every one has .device: the fallback to its parameters' device is never reached",
     **dict.fromkeys(
@@ -254,8 +256,14 @@ KILLED_BY = {
     "test_merged_provenance_lists_the_values_shards_disagree_on",
     "attnmag.extract.shards.x_run_columns:37cbbb4337": f"{KILL_TESTS}::"
     "test_write_frames_keeps_the_sink_columns",
-    "attnmag.extract.shards.x_write_frames:50f8db9e54": f"{KILL_TESTS}::"
-    "test_write_frames_refuses_a_frame_count_other_than_the_shards",
+    "attnmag.extract.shards.x__measuring:be6f0ef5b2": f"{KILL_TESTS}::"
+    "test_a_claim_is_not_taken_over_while_a_shard_is_being_measured",
+    "attnmag.extract.shards.x__read_shard:670a314839": f"{KILL_TESTS}::"
+    "test_a_shard_holding_a_text_past_its_range_is_refused",
+    "attnmag.extract.shards.x__store_shard:37fbaf11f2": f"{KILL_TESTS}::"
+    "test_write_frames_passes_the_row_group_size_on",
+    "attnmag.extract.shards.x__footer:db378bc9d5": f"{KILL_TESTS}::"
+    "test_an_unreadable_shard_with_its_recorded_checksum_says_what_to_do",
 }
 KILLED = {1, 3}
 SURVIVED = {0}

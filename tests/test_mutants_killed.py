@@ -12,16 +12,20 @@ shard), ``write_frames``' sink columns and frame count, ``max_length``, the prog
 of token counts for more texts than it has, the t reference of ``cluster_ols_result``, a
 failed fit's converged column, a mixed fit whose search did not converge, ``glance``'s
 refusal, an outcome far from zero or steep in position that is no exact fit, and OLS's r2
-where the terms span the intercept without naming it. ``benchmarks.mutation.KILLED_BY`` names
-the mutant each kills.
+where the terms span the intercept without naming it, and a shard folder's claim while a shard
+is measured, texts past a shard's range, the row group size and an unreadable shard's advice.
+``benchmarks.mutation.KILLED_BY`` names the mutant each kills.
 """
 
+import fcntl
+import hashlib
 import json
 import time
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from scipy import stats
@@ -446,3 +450,47 @@ def test_ols_r2_is_centred_where_the_terms_span_the_intercept_unnamed() -> None:
     named, unnamed = (models.glance(models.fit(frame, f, method="ols", n_jobs=1)) for f in formulas)
     assert unnamed.r2.iloc[0] == pytest.approx(named.r2.iloc[0], rel=1e-9)
     assert unnamed.sigma.iloc[0] == pytest.approx(named.sigma.iloc[0], rel=1e-9)
+
+
+def test_a_claim_is_not_taken_over_while_a_shard_is_being_measured(tmp_path) -> None:
+    folder = tmp_path / "norms"
+    with pytest.raises(AttnmagError, match="0 frames for the 2 shards"):
+        write_frames([], folder, n_texts=4, shard_texts=2, layers=[5])  # a claim, no shard
+    frames = _frames_with_sink(4)
+    with (folder / ".shard-00000.parquet.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another open file: as another process's claim
+        with pytest.raises(AttnmagError, match="a run with other arguments"):
+            write_frames(frames, folder, n_texts=4, shard_texts=2, layers=[0])
+    paths = write_frames(frames, folder, n_texts=4, shard_texts=2, layers=[0])  # taken over
+    assert len(verified_shards(folder)) == len(paths) == 2
+
+
+def test_a_shard_holding_a_text_past_its_range_is_refused(tmp_path) -> None:
+    first, second = _frames_with_sink(4)
+    first.loc[first["sequence"] == 1, "sequence"] = 2  # shard 0 holds texts 0 and 1 only
+    write_frames([first, second], tmp_path / "norms", n_texts=4, shard_texts=2, layers=[0])
+    with pytest.raises(AttnmagError, match="does not hold the rows run.json recorded"):
+        read_frame(tmp_path / "norms")
+
+
+def test_write_frames_passes_the_row_group_size_on(tmp_path) -> None:
+    frames = _frames_with_sink(4)
+    paths = write_frames(
+        frames, tmp_path / "n", n_texts=4, shard_texts=2, layers=[0], row_group_size=7
+    )
+    for path, frame in zip(paths, frames, strict=True):
+        assert pq.ParquetFile(path).metadata.num_row_groups == -(-len(frame) // 7)
+
+
+def test_an_unreadable_shard_with_its_recorded_checksum_says_what_to_do(tmp_path) -> None:
+    folder = tmp_path / "norms"
+    path = write_frames(_frames_with_sink(4), folder, n_texts=4, shard_texts=2, layers=[0])[0]
+    path.write_bytes(b"not parquet")
+    record = json.loads((folder / "run.json").read_text())
+    record["shards"][path.name]["sha256"] = hashlib.sha256(b"not parquet").hexdigest()
+    (folder / "run.json").write_text(json.dumps(record))
+    advice = (
+        "is not a readable Parquet shard; remove it and rerun the extraction to measure it again"
+    )
+    with pytest.raises(AttnmagError, match=f"{path}.* {advice}$"):
+        verified_shards(folder)
