@@ -128,6 +128,10 @@ EQUIVALENT = {
     "within the categories: the check finds nothing",
     "attnmag.extract.frame.x_frame_from_columns:8e171910f1": "from_codes casts integral float "
     "codes to its own code dtype: the same column, only the scratch array is wider",
+    "attnmag.extract.frame.x_frame_from_columns:672f6791dd": "derived_columns finds the rows "
+    "at position 0 from the positions when not given them: the same columns",
+    "attnmag.extract.frame.x_frame_from_columns:6e5d76a10f": "from_codes reads validate=None as "
+    "validate=False (it tests the flag's truth)",
     "attnmag.extract.shards.x_read_shards:86ccb8a101": "the ids and the tokens are both taken "
     "at each id's first row, so zip's lengths are equal by construction",
     "attnmag.extract.norms.x_measure:07cd4725a1": "measure takes a transformers model, and "
